@@ -1,0 +1,180 @@
+"""The ``breastdx`` command line: parse arguments, call the library, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from breastdx import RESEARCH_USE_ONLY, __version__
+
+app = typer.Typer(
+    name="breastdx",
+    help=f"Breast-cancer diagnosis with machine learning: train, evaluate, predict. {RESEARCH_USE_ONLY}",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+TASK_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _show(result: Any) -> None:
+    if result.table:
+        table = Table(title=result.table_title, show_lines=False)
+        for col in result.table[0]:
+            table.add_column(str(col), overflow="fold")
+        for row in result.table[1:]:
+            table.add_row(*[str(c) for c in row])
+        console.print(table)
+    for line in result.notes:
+        console.print(line, highlight=False, soft_wrap=True)
+    if result.failures:
+        err_console.print(f"[bold red]{len(result.failures)} input(s) could not be used:[/]")
+        for item, reason in result.failures:
+            err_console.print(f"  - {item}: {reason}", highlight=False, soft_wrap=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress.")) -> None:
+    """breastdx command line. Research use only."""
+    _setup_logging(verbose)
+
+
+@app.command(context_settings=TASK_OPTIONS)
+def train(
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help="Task name (breastdx tasks lists them)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root; else $BREASTDX_DATA, else the "
+                                            "per-user cache folder."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder; default runs/<task>/<UTC timestamp>."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
+) -> None:
+    """Train and evaluate a task; write a run folder. Task options go after, as --name value."""
+    from breastdx.config import ConfigError, parse_extra_args, resolve_data_root, with_overrides
+    from breastdx.data.errors import DataError
+    from breastdx.registry import UnknownNameError
+    from breastdx.runs import RunFolderExistsError, make_run_dir
+    from breastdx.tasks import get_task
+
+    try:
+        t = get_task(task)
+        config = with_overrides(t.config_cls(), {**parse_extra_args(list(ctx.args)), "seed": seed})
+        run_dir = make_run_dir(task, out)
+    except (UnknownNameError, ConfigError, RunFolderExistsError) as e:
+        _fail(str(e))
+    console.print(f"[bold]breastdx {__version__}[/] — {t.title}. {RESEARCH_USE_ONLY}", highlight=False)
+    try:
+        result = t.train(config, resolve_data_root(data_dir), run_dir)
+    except (DataError, FileNotFoundError, UnknownNameError, ConfigError) as e:
+        _fail(str(e))
+    _show(result)
+
+
+@app.command(context_settings=TASK_OPTIONS)
+def evaluate(
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help="Task name."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model folder or shipped model name; default: the "
+                                        "task's shipped model."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/evaluate-<UTC ts>."),
+) -> None:
+    """Re-compute metrics (with 95% CIs) for a saved model."""
+    _run_model_verb("evaluate", ctx, task, model, data_dir, out, [])
+
+
+@app.command(context_settings=TASK_OPTIONS)
+def predict(
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help="Task name."),
+    inputs: list[Path] = typer.Argument(..., help="Input files or folders."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model folder or shipped model name; default: the "
+                                        "task's shipped model."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/predict-<UTC ts>."),
+) -> None:
+    """Predict new cases; write predictions.csv (and overlays for images)."""
+    _run_model_verb("predict", ctx, task, model, None, out, inputs)
+
+
+def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[str], data_dir: Optional[Path],
+                    out: Optional[Path], inputs: list[Path]) -> None:
+    from breastdx.config import ConfigError, parse_extra_args, resolve_data_root
+    from breastdx.data.errors import DataError
+    from breastdx.models.saved import ModelFolderError
+    from breastdx.registry import UnknownNameError
+    from breastdx.runs import RunFolderExistsError, make_run_dir
+    from breastdx.tasks import get_task
+    from breastdx.zoo import resolve_model
+
+    try:
+        t = get_task(task)
+        options = parse_extra_args(list(ctx.args))
+        model_dir = resolve_model(model, task)
+        run_dir = make_run_dir(task, out, kind=verb)
+        if verb == "evaluate":
+            result = t.evaluate(model_dir, resolve_data_root(data_dir), run_dir, options)
+        else:
+            result = t.predict(model_dir, list(inputs), run_dir, options)
+    except (UnknownNameError, ConfigError, RunFolderExistsError, ModelFolderError, DataError,
+            FileNotFoundError) as e:
+        _fail(str(e))
+    _show(result)
+    if result.failures:
+        raise typer.Exit(1)
+
+
+@app.command("tasks")
+def list_tasks() -> None:
+    """List the tasks."""
+    from breastdx.tasks import TASKS
+
+    table = Table(title="breastdx tasks")
+    table.add_column("task")
+    table.add_column("what")
+    for name in TASKS.names():
+        table.add_row(name, TASKS.get(name).title)
+    console.print(table)
+
+
+@app.command("models")
+def list_models() -> None:
+    """List the shipped models with their task and headline metrics."""
+    from breastdx.zoo import shipped_meta
+
+    table = Table(title="Shipped models (research use only)")
+    for col in ("name", "task", "architecture", "metrics (split)"):
+        table.add_column(col, overflow="fold")
+    for name, meta in shipped_meta().items():
+        metrics = meta.get("metrics", {})
+        shown = ", ".join(f"{k} {v['value']:.3f}" for k, v in list(metrics.items())[:4] if v.get("value") is not None)
+        table.add_row(name, meta["task"], meta["architecture"], f"{shown} ({meta.get('metrics_split', '')})")
+    console.print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(f"breastdx {__version__}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,178 @@
+"""Configuration: frozen dataclasses, the data-root setting, and overrides from the command line.
+
+YAML is only the stored form: every run folder holds ``config.yaml``, the resolved configuration.
+No string in a configuration is ever evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+DATA_ENV_VAR = "BREASTDX_DATA"
+
+C = TypeVar("C")
+
+
+def default_data_root() -> Path:
+    """The per-user cache folder used when neither ``--data-dir`` nor ``BREASTDX_DATA`` is set.
+
+    ``$XDG_CACHE_HOME/breastdx/data`` when ``XDG_CACHE_HOME`` is set, else ``~/.cache/breastdx/data``.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "breastdx" / "data"
+
+
+def resolve_data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The data root, from (in this order) ``data_dir``, ``$BREASTDX_DATA``, the per-user cache folder.
+
+    Dataset readers look for their folder below it (``<root>/busi``, ``<root>/pcam_subset``, ...).
+
+    Args:
+        data_dir: Value of the ``--data-dir`` flag, or None.
+
+    Returns:
+        An absolute path. It is not required to exist (downloads create it).
+    """
+    if data_dir is not None:
+        return Path(data_dir).expanduser().resolve()
+    env = os.environ.get(DATA_ENV_VAR)
+    if env:
+        return Path(env).expanduser().resolve()
+    return default_data_root()
+
+
+class ConfigError(ValueError):
+    """A configuration value or override that cannot be used."""
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    """Convert ``value`` (often a string from the command line) to the annotated type ``tp``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        non_none = [a for a in args if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in {"none", "null", ""}):
+            if type(None) in args:
+                return None
+        return _coerce(value, non_none[0], name)
+    if origin in (tuple, list):
+        item_tp = args[0] if args else str
+        if isinstance(value, str):
+            items = [v.strip() for v in value.split(",") if v.strip()]
+        else:
+            items = list(value)
+        return tuple(_coerce(v, item_tp, name) for v in items)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"Option {name!r} expects true or false, got {value!r}.")
+    if tp in (int, float, str):
+        try:
+            if tp is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return tp(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"Option {name!r} expects {tp.__name__}, got {value!r}.") from None
+    return value
+
+
+def with_overrides(config: C, overrides: dict[str, Any]) -> C:
+    """Return a copy of the frozen dataclass ``config`` with ``overrides`` applied and type-checked.
+
+    Args:
+        config: A dataclass instance.
+        overrides: Field name (dashes allowed for underscores) to value; strings are converted to the
+            field's annotated type (``"a,b"`` becomes a tuple for tuple fields).
+
+    Raises:
+        ConfigError: For an unknown field (the message suggests the closest) or a value of the wrong type.
+    """
+    types = _field_types(type(config))
+    changes = {}
+    for raw_name, value in overrides.items():
+        name = raw_name.replace("-", "_")
+        if name not in types:
+            close = difflib.get_close_matches(name, list(types), n=1, cutoff=0.5)
+            hint = f" Did you mean --{close[0].replace('_', '-')}?" if close else ""
+            choices = ", ".join("--" + n.replace("_", "-") for n in types)
+            raise ConfigError(f"Unknown option --{raw_name}.{hint} Options of this task: {choices}.")
+        changes[name] = _coerce(value, types[name], name)
+    return dataclasses.replace(config, **changes)
+
+
+def parse_extra_args(args: list[str]) -> dict[str, str]:
+    """Parse ``--key value`` and ``--key=value`` pairs (task options) from the command line.
+
+    A flag followed by another flag, or last, is taken as ``true``.
+
+    Raises:
+        ConfigError: For a bare value that follows no option.
+    """
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if not tok.startswith("--"):
+            raise ConfigError(f"Unexpected argument {tok!r}: task options are written --name value.")
+        key = tok[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+            i += 1
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            value = args[i + 1]
+            i += 2
+        else:
+            value = "true"
+            i += 1
+        out[key] = value
+    return out
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass as plain YAML/JSON-safe data (tuples become lists, paths strings)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        if isinstance(v, Path):
+            return str(v)
+        if dataclasses.is_dataclass(v):
+            return {k: plain(x) for k, x in dataclasses.asdict(v).items()}
+        return v
+
+    return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def save_yaml(data: dict[str, Any], path: Path) -> None:
+    """Write ``data`` as YAML (block style, keys in insertion order)."""
+    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def load_config(cls: type[C], path: Path) -> C:
+    """Read a ``config.yaml`` written by :func:`save_yaml` back into ``cls``.
+
+    Keys of the YAML file that are not fields of ``cls`` (such as ``task`` or ``data_root``) are ignored.
+
+    Raises:
+        ConfigError: For a value of the wrong type.
+    """
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    return with_overrides(cls(), {k: v for k, v in data.items() if k in names})  # type: ignore[call-arg]

@@ -1,0 +1,1 @@
+"""Data: readers per dataset format, validation, splits, duplicate detection and transforms."""

@@ -1,0 +1,247 @@
+"""Wisconsin Diagnostic Breast Cancer (WDBC) data: 30 cell-nucleus features of fine-needle aspirates.
+
+Three sources give the same table:
+
+* the copy inside scikit-learn (``sklearn.datasets.load_breast_cancer``; its target is 0 = malignant,
+  1 = benign, which :func:`load_wdbc` turns round so that 1 = malignant);
+* the UCI file ``wdbc.data``: no header, 32 columns ``ID, diagnosis (M/B), 30 features``;
+* a CSV with a header naming the 30 features, either scikit-learn's names (``mean radius``) or the
+  UCI/Kaggle names (``radius_mean``), with optional ``id`` and ``diagnosis`` (M/B, or 1/0 with 1 =
+  malignant) columns.
+
+Every reader validates the whole table and raises one :class:`~breastdx.data.errors.DataError` listing
+every problem by file, line and column: missing or extra columns, non-numeric values, NaN, negative
+values, duplicate IDs, unknown diagnoses. Nothing is silently dropped.
+
+References:
+    Street, W. N., Wolberg, W. H. & Mangasarian, O. L. (1993). Nuclear feature extraction for breast tumor
+    diagnosis. Proc. SPIE 1905:861-870. doi:10.1117/12.148698
+    Wolberg, W., Mangasarian, O., Street, N. & Street, W. (1993). Breast Cancer Wisconsin (Diagnostic).
+    UCI Machine Learning Repository. doi:10.24432/C5DW2B
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from breastdx.data.checksum import sha256_arrays
+from breastdx.data.errors import DataError
+
+BASE_FEATURES = (
+    "radius", "texture", "perimeter", "area", "smoothness", "compactness", "concavity", "concave points",
+    "symmetry", "fractal dimension",
+)
+STATISTICS = ("mean", "error", "worst")
+UCI_STATISTICS = {"mean": "mean", "error": "se", "worst": "worst"}
+
+FEATURE_NAMES: tuple[str, ...] = tuple(f"{s} {f}" for s in ("mean",) for f in BASE_FEATURES) + tuple(
+    f"{f} error" for f in BASE_FEATURES) + tuple(f"worst {f}" for f in BASE_FEATURES)
+"""The 30 feature names in scikit-learn's order (which is also the column order of ``wdbc.data``)."""
+
+_BASE_UNITS = {
+    "radius": "px", "perimeter": "px", "area": "px^2", "texture": "grey levels (std)",
+}
+FEATURE_UNITS: dict[str, str] = {
+    name: next((u for b, u in _BASE_UNITS.items() if b in name), "dimensionless") for name in FEATURE_NAMES
+}
+"""Units of each feature: lengths in image pixels of the digitised aspirate (scale not published)."""
+
+CLASS_NAMES = ("benign", "malignant")
+"""Class names in label order: 0 = benign, 1 = malignant (the positive class)."""
+
+
+def _aliases() -> dict[str, str]:
+    out = {name: name for name in FEATURE_NAMES}
+    for s in STATISTICS:
+        for f in BASE_FEATURES:
+            canonical = f"mean {f}" if s == "mean" else (f"{f} error" if s == "error" else f"worst {f}")
+            out[f"{f}_{UCI_STATISTICS[s]}"] = canonical  # Kaggle/UCI: radius_mean, concave points_se
+            out[f"{f.replace(' ', '_')}_{UCI_STATISTICS[s]}"] = canonical  # concave_points_worst
+    return out
+
+
+COLUMN_ALIASES = _aliases()
+ID_COLUMNS = ("id", "ID", "case_id")
+LABEL_COLUMNS = ("diagnosis", "label", "target")
+
+
+@dataclass(frozen=True)
+class WDBCTable:
+    """A validated WDBC table.
+
+    Attributes:
+        X: Features, float64, shape ``(n, 30)``, columns in :data:`FEATURE_NAMES` order.
+        y: Labels, int64 in {0, 1} (1 = malignant), shape ``(n,)``; None when the input has no diagnosis.
+        ids: Case identifiers, str, shape ``(n,)`` (the row number when the input has none).
+        source: Where the table came from (a path or ``"sklearn"``).
+        checksum: SHA-256 of ``X`` and ``y``, independent of the source format.
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None
+    ids: np.ndarray
+    source: str
+    checksum: str
+
+    @property
+    def n(self) -> int:
+        return int(self.X.shape[0])
+
+
+def load_wdbc(path: str | Path | None = None) -> WDBCTable:
+    """Load labelled WDBC data from scikit-learn's copy (``path=None``), ``wdbc.data`` or a named CSV.
+
+    Returns:
+        A :class:`WDBCTable` with labels (1 = malignant).
+
+    Raises:
+        DataError: If the file is invalid or has no diagnosis column.
+        FileNotFoundError: If ``path`` does not exist.
+    """
+    if path is None:
+        from sklearn.datasets import load_breast_cancer
+
+        ds = load_breast_cancer()
+        if tuple(ds.feature_names) != FEATURE_NAMES:  # pragma: no cover - guards a scikit-learn change
+            raise DataError("scikit-learn's breast-cancer copy has unexpected feature names.")
+        X = np.asarray(ds.data, dtype=np.float64)
+        y = (1 - np.asarray(ds.target)).astype(np.int64)  # scikit-learn: 0 = malignant
+        ids = np.array([str(i + 1) for i in range(len(y))])
+        return WDBCTable(X, y, ids, "sklearn", sha256_arrays(X, y))
+    table = read_wdbc_file(path)
+    if table.y is None:
+        raise DataError(f"{path}: no diagnosis column; training and evaluation need labels "
+                        f"(a column named one of {', '.join(LABEL_COLUMNS)}, M/B or 1/0 with 1 = malignant).")
+    return table
+
+
+def read_wdbc_file(path: str | Path, require_labels: bool = False) -> WDBCTable:
+    """Read and validate ``wdbc.data`` (no header) or a CSV with named columns.
+
+    Args:
+        path: The file.
+        require_labels: Raise when there is no diagnosis column.
+
+    Returns:
+        A :class:`WDBCTable`; ``y`` is None when the file has no diagnosis column.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        DataError: Listing every problem by line and column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    rows = list(csv.reader(text.splitlines()))
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if not rows:
+        raise DataError(f"{path}: the file is empty; expected WDBC cases (30 features per row).")
+    first = [c.strip() for c in rows[0]]
+    has_header = any(c in COLUMN_ALIASES or c in ID_COLUMNS or c in LABEL_COLUMNS for c in first)
+    if has_header:
+        table = _from_named_rows(path, first, rows[1:])
+    else:
+        table = _from_uci_rows(path, rows)
+    if require_labels and table.y is None:
+        raise DataError(f"{path}: no diagnosis column; expected one named {', '.join(LABEL_COLUMNS)}.")
+    return table
+
+
+def _from_uci_rows(path: Path, rows: list[list[str]]) -> WDBCTable:
+    problems = []
+    for i, r in enumerate(rows):
+        if len(r) != 32:
+            problems.append(f"line {i + 1}: expected 32 comma-separated fields (ID, diagnosis, 30 features), "
+                            f"found {len(r)}")
+    if problems:
+        raise DataError(f"{path}: not a valid wdbc.data file (and it has no header naming columns).", problems)
+    ids = [r[0].strip() for r in rows]
+    labels = [r[1].strip() for r in rows]
+    values = [r[2:] for r in rows]
+    return _build(path, ids, labels, values, list(FEATURE_NAMES), line_offset=1)
+
+
+def _from_named_rows(path: Path, header: list[str], rows: list[list[str]]) -> WDBCTable:
+    problems = []
+    id_col = next((i for i, c in enumerate(header) if c in ID_COLUMNS), None)
+    label_col = next((i for i, c in enumerate(header) if c in LABEL_COLUMNS), None)
+    feature_cols: dict[str, int] = {}
+    for i, c in enumerate(header):
+        if i in (id_col, label_col):
+            continue
+        canonical = COLUMN_ALIASES.get(c)
+        if canonical is None:
+            problems.append(f"column {i + 1} {c!r}: not a WDBC feature (extra column); expected the 30 features "
+                            f"named as {FEATURE_NAMES[0]!r} or 'radius_mean', plus optional id and diagnosis")
+        elif canonical in feature_cols:
+            problems.append(f"column {i + 1} {c!r}: feature {canonical!r} appears twice")
+        else:
+            feature_cols[canonical] = i
+    missing = [f for f in FEATURE_NAMES if f not in feature_cols]
+    if missing:
+        problems.append(f"missing column(s): {', '.join(repr(m) for m in missing)}")
+    if problems:
+        raise DataError(f"{path}: the columns do not match the 30 WDBC features.", problems)
+    for i, r in enumerate(rows):
+        if len(r) != len(header):
+            problems.append(f"line {i + 2}: {len(r)} fields, but the header has {len(header)}")
+    if problems:
+        raise DataError(f"{path}: rows do not match the header.", problems)
+    ids = [r[id_col].strip() for r in rows] if id_col is not None else [str(i + 1) for i in range(len(rows))]
+    labels = [r[label_col].strip() for r in rows] if label_col is not None else None
+    values = [[r[feature_cols[f]] for f in FEATURE_NAMES] for r in rows]
+    return _build(path, ids, labels, values, list(FEATURE_NAMES), line_offset=2)
+
+
+_LABELS = {"M": 1, "B": 0, "1": 1, "0": 0, "malignant": 1, "benign": 0}
+
+
+def _build(path: Path, ids: list[str], labels: list[str] | None, values: list[list[str]],
+           names: list[str], line_offset: int) -> WDBCTable:
+    problems: list[str] = []
+    n = len(values)
+    X = np.full((n, len(names)), np.nan)
+    for i, row in enumerate(values):
+        where = f"line {i + line_offset} (ID {ids[i]})"
+        for j, cell in enumerate(row):
+            text = cell.strip()
+            try:
+                v = float(text)
+            except ValueError:
+                problems.append(f"{where}, column {names[j]!r}: expected a number, got {text!r}")
+                continue
+            if not np.isfinite(v):
+                problems.append(f"{where}, column {names[j]!r}: expected a finite number, got {text!r}")
+            elif v < 0:
+                problems.append(f"{where}, column {names[j]!r}: expected a value >= 0 (sizes and shape "
+                                f"measures cannot be negative), got {v}")
+            X[i, j] = v
+    y = None
+    if labels is not None:
+        y = np.zeros(n, dtype=np.int64)
+        for i, lab in enumerate(labels):
+            if lab not in _LABELS:
+                problems.append(f"line {i + line_offset} (ID {ids[i]}), column 'diagnosis': expected M or B "
+                                f"(or 1 = malignant, 0 = benign), got {lab!r}")
+            else:
+                y[i] = _LABELS[lab]
+    seen: dict[str, int] = {}
+    for i, case_id in enumerate(ids):
+        if case_id == "":
+            problems.append(f"line {i + line_offset}: empty ID")
+        elif case_id in seen:
+            problems.append(f"line {i + line_offset}: duplicate ID {case_id!r} (first on line "
+                            f"{seen[case_id] + line_offset})")
+        else:
+            seen[case_id] = i
+    if n == 0:
+        problems.append("no data rows")
+    if problems:
+        raise DataError(f"{path}: invalid WDBC data.", problems)
+    checksum = sha256_arrays(X, y) if y is not None else sha256_arrays(X)
+    return WDBCTable(X, y, np.array(ids), str(path), checksum)

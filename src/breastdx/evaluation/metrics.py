@@ -1,0 +1,218 @@
+"""Binary diagnostic metrics, vectorised over bootstrap resamples, with percentile confidence intervals.
+
+The positive class (label 1) is malignant / tumour throughout. Every function accepts a batch of
+resamples: arrays of shape ``(B, n)`` give ``B`` values at once, which keeps a 2000-resample bootstrap
+fast. A metric that is undefined on a sample (for example PPV with no positive prediction, or AUROC with
+one class only) is NaN, never a made-up number.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy.stats import rankdata
+
+BINARY_METRICS = (
+    "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auroc", "brier", "ece",
+)
+"""Names of the binary metrics, in report order."""
+
+ECE_BINS = 15
+
+
+def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num = np.asarray(num, dtype=float)
+    den = np.asarray(den, dtype=float)
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def auroc(y_true: np.ndarray, prob: np.ndarray) -> np.ndarray:
+    """Area under the ROC curve by the Mann-Whitney U statistic (ties count one half).
+
+    Args:
+        y_true: Labels in {0, 1}, shape ``(n,)`` or ``(B, n)``.
+        prob: Scores, same shape as ``y_true`` (higher means more likely positive).
+
+    Returns:
+        Array of shape ``()`` or ``(B,)`` in [0, 1]; NaN where a row holds one class only.
+
+    References:
+        Hanley, J. A. & McNeil, B. J. (1982). Radiology 143(1):29-36. doi:10.1148/radiology.143.1.7063747
+    """
+    y = np.atleast_2d(np.asarray(y_true)).astype(bool)
+    p = np.atleast_2d(np.asarray(prob, dtype=float))
+    ranks = rankdata(p, axis=1)
+    n_pos = y.sum(axis=1)
+    n_neg = y.shape[1] - n_pos
+    u = (ranks * y).sum(axis=1) - n_pos * (n_pos + 1) / 2.0
+    out = _div(u, n_pos * n_neg)
+    return out[0] if np.ndim(y_true) == 1 else out
+
+
+def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, n_bins: int = ECE_BINS) -> np.ndarray:
+    """Expected calibration error of the positive-class probability, equal-width bins.
+
+    ``ECE = sum_b (n_b / n) * |mean(y in b) - mean(p in b)|`` over ``n_bins`` bins of [0, 1].
+
+    Args:
+        y_true: Labels in {0, 1}, shape ``(n,)`` or ``(B, n)``.
+        prob: Probabilities of the positive class in [0, 1], same shape.
+        n_bins: Number of equal-width bins (default 15).
+
+    Returns:
+        Array of shape ``()`` or ``(B,)`` in [0, 1].
+
+    References:
+        Naeini, Cooper & Hauskrecht (2015). AAAI. Guo et al. (2017). ICML, arXiv:1706.04599
+    """
+    y = np.atleast_2d(np.asarray(y_true, dtype=float))
+    p = np.atleast_2d(np.asarray(prob, dtype=float))
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    n = y.shape[1]
+    total = np.zeros(y.shape[0])
+    for b in range(n_bins):
+        in_bin = bins == b
+        gap = np.abs((y * in_bin).sum(axis=1) - (p * in_bin).sum(axis=1))
+        total += gap
+    out = total / n
+    return out[0] if np.ndim(y_true) == 1 else out
+
+
+def binary_metrics(
+    y_true: np.ndarray, prob: np.ndarray, pred: np.ndarray | None = None, threshold: float = 0.5
+) -> dict[str, np.ndarray]:
+    """All binary metrics of :data:`BINARY_METRICS`.
+
+    Args:
+        y_true: Labels in {0, 1} (1 = malignant), shape ``(n,)`` or ``(B, n)``.
+        prob: Probability of malignancy in [0, 1], same shape.
+        pred: Predicted labels in {0, 1}, same shape; default ``prob >= threshold``.
+        threshold: Decision threshold used when ``pred`` is None.
+
+    Returns:
+        Metric name to array of shape ``()`` or ``(B,)``. Threshold metrics (accuracy ... f1) use
+        ``pred``; AUROC, Brier score and ECE use ``prob``.
+
+    Raises:
+        ValueError: If shapes differ or labels are not in {0, 1}.
+    """
+    y = np.asarray(y_true)
+    p = np.asarray(prob, dtype=float)
+    if y.shape != p.shape:
+        raise ValueError(f"y_true and prob must have the same shape, got {y.shape} and {p.shape}.")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("y_true must hold labels 0 (benign) and 1 (malignant) only.")
+    yhat = (p >= threshold) if pred is None else np.asarray(pred).astype(bool)
+    if yhat.shape != y.shape:
+        raise ValueError(f"pred must have the shape of y_true {y.shape}, got {yhat.shape}.")
+    yb = y.astype(bool)
+    axis = -1
+    tp = (yhat & yb).sum(axis=axis)
+    tn = (~yhat & ~yb).sum(axis=axis)
+    fp = (yhat & ~yb).sum(axis=axis)
+    fn = (~yhat & yb).sum(axis=axis)
+    n = y.shape[-1]
+    sens = _div(tp, tp + fn)
+    spec = _div(tn, tn + fp)
+    return {
+        "accuracy": _div(tp + tn, np.full_like(tp, n)),
+        "balanced_accuracy": (sens + spec) / 2.0,
+        "sensitivity": sens,
+        "specificity": spec,
+        "ppv": _div(tp, tp + fp),
+        "npv": _div(tn, tn + fn),
+        "f1": _div(2 * tp, 2 * tp + fp + fn),
+        "auroc": auroc(y, p),
+        "brier": ((p - y) ** 2).mean(axis=axis),
+        "ece": expected_calibration_error(y, p),
+    }
+
+
+MetricFn = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]
+
+
+def bootstrap_ci(
+    y_true: np.ndarray,
+    prob: np.ndarray,
+    pred: np.ndarray | None = None,
+    *,
+    metric_fn: MetricFn | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, dict[str, float | list[float]]]:
+    """Metrics with percentile-bootstrap 95% confidence intervals over cases.
+
+    With repeated cross-validation, pass one row of out-of-fold predictions per repeat: the value is
+    the mean of the metric over repeats, and each bootstrap resample draws cases (the same cases for
+    every repeat), so the interval reflects the sampling of patients rather than the repeat-to-repeat
+    spread, which would be far too narrow.
+
+    Args:
+        y_true: Labels in {0, 1}, shape ``(n,)``.
+        prob: Probability of malignancy, shape ``(n,)`` or ``(R, n)`` for ``R`` repeats.
+        pred: Predicted labels, same shape as ``prob``; default ``prob >= 0.5``.
+        metric_fn: ``(y (B, n), prob (B, n), pred (B, n)) -> {name: (B,)}``; default :func:`binary_metrics`.
+        n_boot: Number of bootstrap resamples.
+        seed: Seed of the resampling.
+        alpha: 1 - confidence level.
+
+    Returns:
+        ``{name: {"value": float, "ci95": [low, high]}}``; NaN values are written as None by JSON writers.
+
+    References:
+        Efron, B. & Tibshirani, R. (1993). An Introduction to the Bootstrap. Chapman & Hall.
+    """
+    fn = metric_fn or (lambda y, p, d: binary_metrics(y, p, pred=d))
+    y = np.asarray(y_true)
+    p = np.atleast_2d(np.asarray(prob, dtype=float))
+    d = (p >= 0.5) if pred is None else np.atleast_2d(np.asarray(pred))
+    n = y.shape[0]
+    point: dict[str, list[float]] = {}
+    for r in range(p.shape[0]):
+        for k, v in fn(y, p[r], d[r]).items():
+            point.setdefault(k, []).append(float(v))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    boot: dict[str, np.ndarray] = {}
+    yb = y[idx]
+    for r in range(p.shape[0]):
+        for k, v in fn(yb, p[r][idx], d[r][idx]).items():
+            boot[k] = boot.get(k, 0.0) + np.asarray(v, dtype=float) / p.shape[0]
+    out: dict[str, dict[str, float | list[float]]] = {}
+    for k, values in point.items():
+        low, high = (np.nanpercentile(boot[k], [100 * alpha / 2, 100 * (1 - alpha / 2)])
+                     if np.isfinite(boot[k]).any() else (np.nan, np.nan))
+        out[k] = {"value": float(np.nanmean(values)) if np.isfinite(values).any() else float("nan"),
+                  "ci95": [float(low), float(high)]}
+    return out
+
+
+def threshold_for_sensitivity(y_true: np.ndarray, prob: np.ndarray, target: float) -> float:
+    """The highest threshold whose sensitivity on ``(y_true, prob)`` is at least ``target``.
+
+    Predictions are positive when ``prob >= threshold``. The highest such threshold keeps specificity
+    as high as the target sensitivity allows.
+
+    Args:
+        y_true: Labels in {0, 1}, shape ``(n,)``; must hold at least one positive.
+        prob: Probability of malignancy, shape ``(n,)``.
+        target: Target sensitivity in (0, 1].
+
+    Returns:
+        A threshold in [0, 1].
+
+    Raises:
+        ValueError: If ``target`` is outside (0, 1] or there is no positive case.
+    """
+    if not 0.0 < target <= 1.0:
+        raise ValueError(f"Target sensitivity must be in (0, 1], got {target}.")
+    y = np.asarray(y_true).astype(bool)
+    pos = np.sort(np.asarray(prob, dtype=float)[y])[::-1]
+    if pos.size == 0:
+        raise ValueError("Cannot choose a threshold for a target sensitivity without malignant cases.")
+    k = int(np.ceil(target * pos.size - 1e-9))  # positives that must score >= threshold
+    return float(pos[max(k, 1) - 1])

@@ -1,0 +1,1 @@
+"""Explanations: SHAP for tabular models, Grad-CAM for networks."""

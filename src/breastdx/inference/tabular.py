@@ -1,0 +1,107 @@
+"""Predict new WDBC cases with a saved model folder: probability, label at the operating point, SHAP reasons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from breastdx.data.wdbc import FEATURE_NAMES, WDBCTable
+from breastdx.models.saved import ModelFolderError, read_meta
+
+SKOPS_FILE = "model.skops"
+BACKGROUND_FILE = "shap_background.npy"
+TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+
+
+def load_skops(path: Path) -> Any:
+    """Load a scikit-learn model from a skops file without pickle.
+
+    Only types from scikit-learn, NumPy and SciPy are trusted; any other type in the file is refused.
+
+    Raises:
+        ModelFolderError: If the file holds a type outside those packages.
+    """
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(file=path)
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULE_PREFIXES)]
+    if refused:
+        raise ModelFolderError(f"{path}: refuses to load types outside scikit-learn/NumPy/SciPy: {', '.join(refused)}.")
+    return sio.load(path, trusted=untrusted)
+
+
+@dataclass
+class WDBCPredictor:
+    """A WDBC model rebuilt from its folder (``model.skops`` + ``meta.json``).
+
+    Attributes:
+        model: Fitted pipeline; ``predict_proba(X)[:, 1]`` is P(malignant).
+        meta: Contents of ``meta.json``.
+        threshold: Operating threshold: a case is malignant when P(malignant) >= threshold.
+        background: SHAP reference cases, shape ``(m, 30)``.
+    """
+
+    model: Any
+    meta: dict[str, Any]
+    threshold: float
+    background: np.ndarray
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path) -> "WDBCPredictor":
+        """Load and check a model folder.
+
+        Raises:
+            ModelFolderError: If a file is missing, the task is not wdbc, or the feature schema differs from
+                the 30 WDBC features in order.
+        """
+        model_dir = Path(model_dir)
+        meta = read_meta(model_dir, task="wdbc")
+        names = meta.get("feature_names")
+        if names != list(FEATURE_NAMES):
+            raise ModelFolderError(f"{model_dir}: feature names and order in meta.json differ from the 30 WDBC "
+                                   f"features this breastdx reads.")
+        model = load_skops(model_dir / meta["weights_file"])
+        n_in = getattr(model, "n_features_in_", len(FEATURE_NAMES))
+        if n_in != len(FEATURE_NAMES):
+            raise ModelFolderError(f"{model_dir}: the model expects {n_in} features, not {len(FEATURE_NAMES)}.")
+        background = np.load(model_dir / BACKGROUND_FILE, allow_pickle=False)
+        return cls(model, meta, float(meta["threshold"]), background)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """P(malignant), float64 in [0, 1], shape ``(n,)``, for features of shape ``(n, 30)``."""
+        return self.model.predict_proba(np.asarray(X, dtype=float))[:, 1]
+
+    def predict_table(self, table: WDBCTable, n_reasons: int = 3, seed: int = 0) -> list[dict[str, Any]]:
+        """One row per case: id, probability of malignancy, label at the operating point, top SHAP contributions.
+
+        Args:
+            table: Validated cases.
+            n_reasons: How many SHAP contributions to report per case.
+            seed: Seed of the SHAP permutations.
+
+        Returns:
+            Rows with keys ``id, p_malignant, label, threshold, top_features`` and ``shap_<k>_feature``,
+            ``shap_<k>_value`` (signed, probability units) for k = 1..n_reasons; ``diagnosis`` too when known.
+        """
+        from breastdx.explain.shap_tabular import TabularExplainer, top_contributions
+
+        prob = self.predict_proba(table.X)
+        explanation = TabularExplainer(self.model, self.background, FEATURE_NAMES, seed=seed).explain(table.X)
+        reasons = top_contributions(explanation.values, FEATURE_NAMES, k=n_reasons)
+        classes = self.meta["class_names"]
+        rows = []
+        for i in range(table.n):
+            row: dict[str, Any] = {"id": table.ids[i], "p_malignant": round(float(prob[i]), 6),
+                                   "label": classes[int(prob[i] >= self.threshold)],
+                                   "threshold": round(self.threshold, 6)}
+            if table.y is not None:
+                row["diagnosis"] = classes[int(table.y[i])]
+            for k, (name, value) in enumerate(reasons[i], start=1):
+                row[f"shap_{k}_feature"] = name
+                row[f"shap_{k}_value"] = round(value, 6)
+            row["top_features"] = "; ".join(f"{n} {v:+.3f}" for n, v in reasons[i])
+            rows.append(row)
+        return rows

@@ -1,0 +1,1 @@
+"""Models: network factories (MONAI underneath) and tabular scikit-learn pipelines, created by name."""

@@ -1,0 +1,129 @@
+"""The saved model folder: weights, ``meta.json`` and ``MODEL_CARD.md``, which together describe a model.
+
+A folder holds ``model.safetensors`` (networks) or ``model.skops`` (scikit-learn), ``meta.json`` and
+``MODEL_CARD.md``. ``meta.json`` carries the schema version, task, architecture and its arguments,
+class names in index order, preprocessing, decision threshold, metrics with the split they came from,
+seed, data checksum, package versions, creation time and the research-use statement. Nothing is ever
+unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from breastdx import RESEARCH_USE_ONLY
+from breastdx.runs import package_versions, utc_now_iso, write_json
+
+META_SCHEMA_VERSION = 1
+META_FILE = "meta.json"
+CARD_FILE = "MODEL_CARD.md"
+REQUIRED_META_KEYS = ("schema_version", "task", "architecture", "class_names", "weights_file")
+
+
+class ModelFolderError(ValueError):
+    """A model folder that is missing files or whose ``meta.json`` does not match what the task expects."""
+
+
+def write_meta(model_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Complete ``meta`` with the schema version, versions, creation time and the research-use statement,
+    and write it to ``model_dir/meta.json``.
+
+    Returns:
+        The completed metadata.
+    """
+    full = {"schema_version": META_SCHEMA_VERSION, **meta}
+    full.setdefault("created", utc_now_iso())
+    full.setdefault("versions", package_versions())
+    full["intended_use"] = RESEARCH_USE_ONLY
+    write_json(full, model_dir / META_FILE)
+    return full
+
+
+def read_meta(model_dir: str | Path, task: str | None = None) -> dict[str, Any]:
+    """Read and check ``meta.json`` of a model folder.
+
+    Args:
+        model_dir: The folder.
+        task: When given, the task the model must belong to.
+
+    Returns:
+        The metadata.
+
+    Raises:
+        ModelFolderError: If the folder, ``meta.json`` or the weights file is missing, a required key is
+            absent, the schema version is newer than this breastdx reads, or the task differs.
+    """
+    model_dir = Path(model_dir)
+    meta_path = model_dir / META_FILE
+    if not meta_path.is_file():
+        raise ModelFolderError(f"{model_dir}: not a model folder (no {META_FILE}).")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelFolderError(f"{meta_path}: not valid JSON ({e}).") from None
+    missing = [k for k in REQUIRED_META_KEYS if k not in meta]
+    if missing:
+        raise ModelFolderError(f"{meta_path}: missing key(s) {', '.join(missing)}.")
+    if int(meta["schema_version"]) > META_SCHEMA_VERSION:
+        raise ModelFolderError(f"{meta_path}: schema version {meta['schema_version']} is newer than this "
+                               f"breastdx reads ({META_SCHEMA_VERSION}); upgrade breastdx.")
+    if task is not None and meta["task"] != task:
+        raise ModelFolderError(f"{model_dir}: a model for task {meta['task']!r}, not {task!r}.")
+    if not (model_dir / meta["weights_file"]).is_file():
+        raise ModelFolderError(f"{model_dir}: weights file {meta['weights_file']!r} named in {META_FILE} is missing.")
+    return meta
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) and value == value else "n/a"
+
+
+def metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
+    """A Markdown table of ``{name: {"value", "ci95"}}``."""
+    lines = ["| metric | value | 95% CI |", "|---|---|---|"]
+    for name, m in metrics.items():
+        low, high = (m.get("ci95") or [None, None])
+        lines.append(f"| {name} | {_fmt(m.get('value'))} | {_fmt(low)} – {_fmt(high)} |")
+    return "\n".join(lines)
+
+
+def write_model_card(model_dir: Path, meta: dict[str, Any], *, title: str, summary: str, data: str,
+                     evaluation: str, limitations: list[str]) -> None:
+    """Write ``MODEL_CARD.md``: model details, intended use, data, evaluation, limitations.
+
+    References:
+        Mitchell, M. et al. (2019). Model cards for model reporting. FAT* '19. doi:10.1145/3287560.3287596
+    """
+    metrics = meta.get("metrics", {})
+    lines = [
+        f"# Model card: {title}",
+        "",
+        f"> **{RESEARCH_USE_ONLY}**",
+        "",
+        "## Model details",
+        f"- Task: `{meta['task']}`; architecture: `{meta['architecture']}`",
+        f"- Classes (index order): {', '.join(meta['class_names'])}; positive class: {meta['class_names'][-1]}",
+        f"- Decision threshold: {meta.get('threshold', 'n/a')}",
+        f"- Seed: {meta.get('seed')}; created {meta.get('created')}; breastdx {meta.get('versions', {}).get('breastdx')}",
+        f"- {summary}",
+        "",
+        "## Intended use",
+        "- Research on machine-learning methods for breast-cancer diagnosis; benchmarking and teaching.",
+        "- Not for clinical use: not a medical device, not validated prospectively, not for diagnosis or treatment.",
+        "",
+        "## Data",
+        data,
+        f"- Data checksum (SHA-256): `{meta.get('data_checksum')}`",
+        "",
+        "## Evaluation",
+        evaluation,
+        "",
+        metrics_table(metrics) if metrics else "(no metrics)",
+        "",
+        "## Limitations",
+        *[f"- {item}" for item in limitations],
+        "",
+    ]
+    (model_dir / CARD_FILE).write_text("\n".join(lines))

@@ -1,0 +1,118 @@
+"""Run folders and reproducibility: seeding, package versions, and the files every run folder holds.
+
+A run folder (``runs/<task>/<UTC timestamp>`` by default) holds ``config.yaml`` (resolved),
+``versions.json`` (Python, platform and package versions), ``metrics.json``, ``report.html`` with its
+PNG plots, the split used and ``model/``. An existing non-empty folder is never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from breastdx import __version__
+
+TRACKED_PACKAGES = (
+    "breastdx", "numpy", "scipy", "pandas", "scikit-learn", "skops", "shap", "matplotlib", "torch",
+    "monai", "lightning", "safetensors", "scikit-image", "pillow", "pydicom",
+)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and (when installed) PyTorch random generators.
+
+    Args:
+        seed: Any integer in [0, 2**32 - 1].
+    """
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    torch.manual_seed(seed)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python, the platform and the packages breastdx uses (``"not installed"`` when absent)."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform(), "breastdx": __version__}
+    for name in TRACKED_PACKAGES[1:]:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def utc_timestamp() -> str:
+    """The current UTC time as ``YYYYmmdd-HHMMSS``, for folder names."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def utc_now_iso() -> str:
+    """The current UTC time in ISO 8601 with seconds."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class RunFolderExistsError(FileExistsError):
+    """The output folder exists and is not empty; breastdx never overwrites a run."""
+
+
+def make_run_dir(task: str, out: str | os.PathLike[str] | None, kind: str = "train") -> Path:
+    """Create the output folder of a run.
+
+    Args:
+        task: Task name, used in the default path.
+        out: Requested folder, or None for ``runs/<task>/<UTC timestamp>`` (``runs/<task>/<kind>-<ts>``
+            for kinds other than train).
+        kind: ``"train"``, ``"evaluate"`` or ``"predict"``.
+
+    Returns:
+        The created folder.
+
+    Raises:
+        RunFolderExistsError: If the folder exists and is not empty.
+    """
+    if out is None:
+        stamp = utc_timestamp()
+        path = Path("runs") / task / (stamp if kind == "train" else f"{kind}-{stamp}")
+    else:
+        path = Path(out)
+    if path.exists() and any(path.iterdir()):
+        raise RunFolderExistsError(
+            f"Output folder {path} exists and is not empty; choose another --out (runs are never overwritten)."
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_json(data: Any, path: Path) -> None:
+    """Write ``data`` as indented JSON (NumPy scalars converted)."""
+
+    def default(o: Any) -> Any:
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, Path):
+            return str(o)
+        raise TypeError(f"Object of type {type(o).__name__} is not JSON serialisable")
+
+    path.write_text(json.dumps(data, indent=2, default=default) + "\n")
+
+
+def write_versions(run_dir: Path) -> dict[str, str]:
+    """Write ``versions.json`` into ``run_dir`` and return its content."""
+    versions = package_versions()
+    write_json(versions, run_dir / "versions.json")
+    return versions

@@ -1,0 +1,44 @@
+"""Shipped models: one folder per task below this package (weights, ``meta.json``, ``MODEL_CARD.md``).
+
+``breastdx models`` lists them; ``--model`` accepts a shipped model's name or a model folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ZOO_DIR = Path(__file__).resolve().parent
+
+
+def shipped_models() -> dict[str, Path]:
+    """Name to folder of every shipped model (a folder of this package that holds ``meta.json``)."""
+    return {p.parent.name: p.parent for p in sorted(ZOO_DIR.glob("*/meta.json"))}
+
+
+def shipped_meta() -> dict[str, dict[str, Any]]:
+    """Name to ``meta.json`` content of every shipped model."""
+    return {name: json.loads((path / "meta.json").read_text()) for name, path in shipped_models().items()}
+
+
+def resolve_model(name_or_dir: str | Path | None, task: str) -> Path:
+    """The model folder for ``--model``: a folder path, a shipped model's name, or (None) the task's shipped model.
+
+    Raises:
+        FileNotFoundError: If the name is neither a folder nor a shipped model; the message lists the shipped ones.
+    """
+    models = shipped_models()
+    if name_or_dir is None:
+        matching = [p for n, p in models.items() if json.loads((p / "meta.json").read_text())["task"] == task]
+        if not matching:
+            raise FileNotFoundError(f"No shipped model for task {task!r}; train one (breastdx train {task}) "
+                                    f"and pass --model RUN_DIR/model.")
+        return matching[0]
+    path = Path(name_or_dir)
+    if path.is_dir():
+        return path
+    if str(name_or_dir) in models:
+        return models[str(name_or_dir)]
+    raise FileNotFoundError(f"--model {name_or_dir}: neither a folder nor a shipped model. "
+                            f"Shipped models: {', '.join(models) or '(none)'}.")
