@@ -1,0 +1,523 @@
+"""Reading 2-D medical images and masks: PNG, JPEG and TIFF through Pillow, DICOM through pydicom.
+
+The format is found from the file's first bytes (its "magic number"), never from its name, so a text file
+named ``.png`` is reported as "not an image" and a DICOM file named ``.png`` is read as DICOM.
+
+Every image comes back as ``uint8``, either gray ``(H, W)`` or RGB ``(H, W, 3)``, by these rules:
+
+* **8-bit data** (Pillow modes ``L``, ``RGB``, ``P``, ``1``, ``CMYK``, ``YCbCr``; 8-bit DICOM without a
+  window) keep their values. ``1`` becomes {0, 255}; palette images are looked up; other colour spaces
+  are converted to RGB by Pillow.
+* **Wider data** (Pillow modes ``I;16``, ``I;16B``, ``I``, ``F``; 16-bit DICOM) are rescaled linearly from
+  the image's own minimum and maximum to [0, 255] and rounded: ``round(255 * (v - min) / (max - min))``
+  (a constant image becomes all 0). DICOM first applies the modality LUT (RescaleSlope/Intercept); when
+  the file has a window (WindowCenter/WindowWidth, the first one if several) that window is used instead
+  of the min-max rule (DICOM PS3.3 C.11.2.1.2, LINEAR or SIGMOID). MONOCHROME1 is inverted, so that
+  high values are always bright.
+* **Transparency** (``RGBA``, ``LA``, ``PA``, palettes with a transparent entry) is removed by compositing
+  on black: ``round(colour * alpha / 255)``.
+* **Gray from colour** uses ITU-R 601-2 luma, exactly as Pillow's ``convert("L")``
+  (``L = 0.299 R + 0.587 G + 0.114 B``), so an RGB file whose three channels are equal gives the same
+  array as the same image stored as gray. **RGB from gray** repeats the gray channel three times.
+
+Masks (:func:`read_mask`) are read with the same decoder and turned into ``bool`` ``(H, W)``:
+foreground is any colour channel > 0. For masks with an alpha channel the colour channels decide, and the
+alpha channel is used only when every colour value is 0 (a mask drawn as transparency). The BUSI public
+release ships 1-bit masks, 8-bit RGB masks and RGBA masks whose alpha is 255 everywhere and whose colour
+is {0, 255} (e.g. ``benign (4)_mask_1.png``), which is why colour, not alpha, comes first.
+
+A decompression bomb is refused before any pixel is decoded: the width and height are read from the
+header and compared with ``max_pixels``. Pillow's own limit (``PIL.Image.MAX_IMAGE_PIXELS``, about
+179 million pixels before it refuses) also applies. Truncated or corrupt files are detected by decoding
+the whole image.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from breastdx.data.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+MAX_PIXELS: int = 100_000_000
+"""Largest image accepted, in pixels (width x height), checked from the header before decoding."""
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom")
+"""File name endings :func:`list_images` collects from folders (compared without case)."""
+
+MODES = ("gray", "rgb")
+"""Output modes of :func:`read_image`."""
+
+_MASK_NAME = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
+
+_PIL_8BIT = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "La", "RGBa", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"}
+_PIL_WIDE = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+
+
+class ImageReadError(DataError):
+    """An image or mask file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One decoded image.
+
+    Attributes:
+        array: Pixel values, ``uint8``, shape ``(H, W)`` for ``mode="gray"`` or ``(H, W, 3)`` for ``"rgb"``.
+        path: The file read.
+        spacing_mm: ``(row, column)`` pixel spacing in millimetres from DICOM PixelSpacing (0028,0030);
+            None for other formats or when the DICOM file has none. ImagerPixelSpacing is not used: it
+            is measured at the detector, not in the patient.
+        source_format: ``"PNG"``, ``"JPEG"``, ``"TIFF"`` or ``"DICOM"``.
+        source_mode: The stored pixel layout: a Pillow mode (``"L"``, ``"RGB"``, ``"RGBA"``, ``"I;16"``,
+            ``"1"``, ``"P"``, ...) or a DICOM PhotometricInterpretation (``"MONOCHROME2"``, ``"RGB"``, ...).
+    """
+
+    array: np.ndarray
+    path: Path
+    spacing_mm: tuple[float, float] | None
+    source_format: str
+    source_mode: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the image."""
+        return int(self.array.shape[0]), int(self.array.shape[1])
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """A decoded file before conversion to the output mode.
+
+    ``values`` is ``(H, W)`` or ``(H, W, C)`` with C in {2, 3, 4} (gray+alpha, RGB, RGBA); ``wide`` tells
+    that the values are not 8-bit and must be rescaled (``window`` then gives the DICOM window, if any).
+    """
+
+    values: np.ndarray
+    fmt: str
+    mode: str
+    wide: bool
+    alpha: bool
+    window: tuple[float, float, str] | None = None
+    invert: bool = False
+    spacing_mm: tuple[float, float] | None = None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Public API
+
+
+def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXELS) -> ImageRecord:
+    """Read a PNG, JPEG, TIFF or DICOM image as ``uint8`` gray or RGB.
+
+    The conversion rules (16-bit rescaling, DICOM windows, transparency, colour to gray) are given in
+    the module docstring. Multi-frame files (TIFF pages, DICOM frames) are refused rather than cut to
+    their first frame.
+
+    Args:
+        path: The file. Its format is found from its first bytes, not its name.
+        mode: ``"gray"`` or ``"rgb"``.
+        max_pixels: Largest accepted width x height, checked from the header before decoding.
+
+    Returns:
+        An :class:`ImageRecord`.
+
+    Shape:
+        ``array``: ``(H, W)`` for ``mode="gray"``, ``(H, W, 3)`` for ``mode="rgb"``, dtype ``uint8``.
+
+    Raises:
+        ValueError: If ``mode`` is not ``"gray"`` or ``"rgb"``.
+        ImageReadError: If the file is missing or empty, is not a PNG, JPEG, TIFF or DICOM image, is
+            truncated or corrupt, is larger than ``max_pixels``, has several frames, or stores pixels in
+            a layout breastdx does not convert. The message names the file.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
+    path = Path(path)
+    dec = _decode(path, max_pixels)
+    return ImageRecord(_to_uint8(dec, mode, path), path, dec.spacing_mm, dec.fmt, dec.mode)
+
+
+def read_mask(path: str | Path, expected_shape: tuple[int, int] | None = None,
+              max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read a binary mask: foreground is any colour channel > 0.
+
+    1-bit, 8- or 16-bit gray, palette, RGB and RGBA masks are accepted. With an alpha channel the colour
+    channels decide; the alpha channel is used only when all colour values are 0 (see the module
+    docstring for why: BUSI's RGBA masks have alpha 255 everywhere).
+
+    Args:
+        path: The mask file (any format :func:`read_image` reads).
+        expected_shape: ``(H, W)`` the mask must have (its image's size), or None.
+        max_pixels: Largest accepted width x height.
+
+    Returns:
+        Boolean array of shape ``(H, W)``, True on the foreground.
+
+    Raises:
+        ImageReadError: For the reasons :func:`read_image` gives, or when the mask's ``(H, W)`` differs
+            from ``expected_shape`` (the message gives both sizes and the file).
+    """
+    path = Path(path)
+    dec = _decode(path, max_pixels)
+    v = dec.values
+    if v.ndim == 2:
+        fg = v > 0
+    else:
+        colour = v[..., :-1] if dec.alpha else v
+        fg = (colour > 0).any(axis=-1)
+        if dec.alpha and not fg.any():
+            fg = v[..., -1] > 0
+    if expected_shape is not None and tuple(fg.shape) != tuple(expected_shape):
+        raise ImageReadError(
+            f"{path}: mask is {fg.shape[0]}x{fg.shape[1]} (HxW) but its image is "
+            f"{expected_shape[0]}x{expected_shape[1]}; a mask must have the size of its image."
+        )
+    return fg
+
+
+def is_mask_name(path: str | Path) -> bool:
+    """True when the file name (without suffix) ends in ``_mask`` or ``_mask_<k>`` (BUSI's convention)."""
+    return bool(_MASK_NAME.search(Path(path).stem))
+
+
+def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> list[Path]:
+    """Collect image files from files and folders.
+
+    Folders are searched recursively for names ending in one of :data:`IMAGE_SUFFIXES` (any case);
+    hidden files and folders (names starting with ``.``) are skipped. Files named in ``inputs`` are kept
+    whatever their suffix (and even when missing), so that :func:`read_images` reports them.
+
+    Args:
+        inputs: Files and folders.
+        exclude_masks: Leave out ``*_mask.*`` and ``*_mask_<k>.*`` files (also when named directly, so
+            that a shell glob such as ``benign/*.png`` gives the images only).
+
+    Returns:
+        Unique paths, sorted.
+    """
+    found: set[Path] = set()
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for f in p.rglob("*"):
+                rel = f.relative_to(p).parts
+                if any(part.startswith(".") for part in rel):
+                    continue
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                    found.add(f)
+        else:
+            found.add(p)
+    if exclude_masks:
+        found = {f for f in found if not is_mask_name(f)}
+    return sorted(found)
+
+
+def read_images(paths: Iterable[str | Path], mode: str = "gray",
+                max_pixels: int = MAX_PIXELS) -> tuple[list[ImageRecord], list[tuple[Path, str]]]:
+    """Read many images, going on past the ones that fail.
+
+    Args:
+        paths: Image files (e.g. from :func:`list_images`).
+        mode: ``"gray"`` or ``"rgb"``.
+        max_pixels: Largest accepted width x height.
+
+    Returns:
+        ``(records, failures)``: the images read, in input order, and ``(path, reason)`` for every file
+        that could not be read.
+
+    Raises:
+        ValueError: If ``mode`` is not ``"gray"`` or ``"rgb"``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
+    records: list[ImageRecord] = []
+    failures: list[tuple[Path, str]] = []
+    for p in paths:
+        p = Path(p)
+        try:
+            records.append(read_image(p, mode=mode, max_pixels=max_pixels))
+        except ImageReadError as err:
+            logger.warning("skipped %s: %s", p, err)
+            failures.append((p, str(err)))
+    return records, failures
+
+
+# ----------------------------------------------------------------------------------------------------
+# Format detection
+
+
+def sniff_format(path: Path) -> str | None:
+    """The image format from the first bytes of ``path``: PNG, JPEG, TIFF, DICOM, or None if unknown."""
+    with open(path, "rb") as f:
+        head = f.read(132)
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "DICOM"
+    return None
+
+
+def _check_file(path: Path) -> str:
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file.")
+    if not path.is_file():
+        raise ImageReadError(f"{path}: not a file (expected an image file, found a folder or device).")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes); expected a PNG, JPEG, TIFF or DICOM image.")
+    fmt = sniff_format(path)
+    if fmt is None:
+        with open(path, "rb") as f:
+            head = f.read(8)
+        raise ImageReadError(
+            f"{path}: not an image: its first bytes {head!r} are not those of a PNG, JPEG, TIFF or DICOM "
+            f"file (DICOM needs the 'DICM' marker at byte 128), whatever its name ends with."
+        )
+    return fmt
+
+
+def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageReadError(
+            f"{path}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (a guard against decompression bombs); refusing to decode it."
+        )
+
+
+def _decode(path: Path, max_pixels: int) -> _Decoded:
+    fmt = _check_file(path)
+    if fmt == "DICOM":
+        return _decode_dicom(path, max_pixels)
+    return _decode_pillow(path, fmt, max_pixels)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pillow (PNG, JPEG, TIFF)
+
+
+def _decode_pillow(path: Path, fmt: str, max_pixels: int) -> _Decoded:
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f"{path}: refused by Pillow's decompression-bomb guard: {err}") from None
+    except Exception as err:  # Pillow raises UnidentifiedImageError, SyntaxError, OSError, ValueError...
+        raise ImageReadError(f"{path}: cannot read the {fmt} header ({type(err).__name__}: {err}); "
+                             f"the file is corrupt or not a valid {fmt} image.") from None
+    with im:
+        width, height = im.size
+        _check_size(path, width, height, max_pixels)
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1 and fmt == "TIFF":
+            raise ImageReadError(f"{path}: TIFF with {frames} pages; expected a single 2-D image.")
+        try:
+            im.load()  # forces the full decode: truncated or corrupt data fail here
+        except Exception as err:
+            raise ImageReadError(f"{path}: truncated or corrupt {fmt} data ({type(err).__name__}: {err}); "
+                                 f"the file could not be decoded completely.") from None
+        mode = im.mode
+        try:
+            return _from_pil(im, path, fmt, mode)
+        except ImageReadError:
+            raise
+        except Exception as err:
+            raise ImageReadError(f"{path}: cannot convert {fmt} pixels of mode {mode!r} "
+                                 f"({type(err).__name__}: {err}).") from None
+
+
+def _from_pil(im, path: Path, fmt: str, mode: str) -> _Decoded:
+    if mode in _PIL_WIDE:
+        if mode.startswith("I;16"):
+            values = np.asarray(im).astype(np.float64)
+        else:
+            values = np.asarray(im, dtype=np.float64)
+        return _Decoded(values, fmt, mode, wide=True, alpha=False)
+    if mode not in _PIL_8BIT:
+        raise ImageReadError(
+            f"{path}: unsupported pixel mode {mode!r} in this {fmt} file; expected 1-bit, 8-bit gray or "
+            f"colour, palette, or 16/32-bit gray ({', '.join(sorted(_PIL_8BIT | _PIL_WIDE))})."
+        )
+    if mode == "1":
+        return _Decoded(np.asarray(im, dtype=np.uint8) * np.uint8(255), fmt, mode, wide=False, alpha=False)
+    if mode == "L":
+        return _Decoded(np.asarray(im, dtype=np.uint8), fmt, mode, wide=False, alpha=False)
+    if mode == "RGB":
+        return _Decoded(np.asarray(im, dtype=np.uint8), fmt, mode, wide=False, alpha=False)
+    if mode in ("LA", "La", "PA") or (mode == "P" and "transparency" in im.info):
+        target = "LA" if mode in ("LA", "La") else "RGBA"
+        return _Decoded(np.asarray(im.convert(target), dtype=np.uint8), fmt, mode, wide=False, alpha=True)
+    if mode in ("RGBA", "RGBa"):
+        return _Decoded(np.asarray(im.convert("RGBA"), dtype=np.uint8), fmt, mode, wide=False, alpha=True)
+    # P without transparency, CMYK, YCbCr, LAB, HSV, RGBX: Pillow converts to RGB.
+    return _Decoded(np.asarray(im.convert("RGB"), dtype=np.uint8), fmt, mode, wide=False, alpha=False)
+
+
+# ----------------------------------------------------------------------------------------------------
+# DICOM
+
+
+def _decode_dicom(path: Path, max_pixels: int) -> _Decoded:
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as err:  # InvalidDicomError, OSError, EOFError, ValueError... on broken files
+        raise ImageReadError(f"{path}: cannot read the DICOM header ({type(err).__name__}: {err}).") from None
+    rows, cols = header.get("Rows"), header.get("Columns")
+    if rows is None or cols is None:
+        raise ImageReadError(f"{path}: DICOM file without Rows/Columns; it holds no image.")
+    _check_size(path, int(cols), int(rows), max_pixels)
+    frames = int(header.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise ImageReadError(f"{path}: DICOM with {frames} frames; expected a single 2-D image.")
+    photometric = str(header.get("PhotometricInterpretation", "MONOCHROME2"))
+    syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", "unknown")
+    try:
+        ds = pydicom.dcmread(path)
+        if "PixelData" not in ds:
+            raise ImageReadError(f"{path}: DICOM file without PixelData; it holds no image.")
+        arr = ds.pixel_array
+    except ImageReadError:
+        raise
+    except Exception as err:
+        raise ImageReadError(
+            f"{path}: cannot decode the DICOM pixel data (transfer syntax {syntax}; {type(err).__name__}: "
+            f"{err}); the file may be truncated, or compressed with a codec that is not installed."
+        ) from None
+    spacing = None
+    if "PixelSpacing" in ds:
+        try:
+            row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
+            spacing = (row_mm, col_mm)
+        except (TypeError, ValueError):
+            logger.warning("%s: ignoring malformed PixelSpacing %r", path, ds.PixelSpacing)
+    if photometric in ("MONOCHROME1", "MONOCHROME2"):
+        if arr.ndim != 2:
+            raise ImageReadError(f"{path}: {photometric} pixel data of shape {arr.shape}; expected (rows, columns).")
+        from pydicom.pixels import apply_modality_lut
+
+        values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+        window = _dicom_window(ds)
+        eight_bit = arr.dtype == np.uint8 and window is None and "RescaleSlope" not in ds
+        if eight_bit:
+            values = arr.astype(np.uint8)
+        return _Decoded(values, "DICOM", photometric, wide=not eight_bit, alpha=False, window=window,
+                        invert=photometric == "MONOCHROME1", spacing_mm=spacing)
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        rgb = apply_color_lut(arr, ds)
+        if rgb.dtype != np.uint8:  # 16-bit palette entries: scale to 8-bit
+            rgb = np.round(rgb.astype(np.float64) / 65535.0 * 255.0).astype(np.uint8)
+        return _Decoded(rgb, "DICOM", photometric, wide=False, alpha=False, spacing_mm=spacing)
+    if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT") and arr.ndim == 3:
+        # pydicom converts YBR to RGB when it decodes (its default as_rgb=True).
+        if arr.dtype != np.uint8:
+            return _Decoded(arr.astype(np.float64), "DICOM", photometric, wide=True, alpha=False,
+                            spacing_mm=spacing)
+        return _Decoded(arr, "DICOM", photometric, wide=False, alpha=False, spacing_mm=spacing)
+    raise ImageReadError(f"{path}: unsupported DICOM PhotometricInterpretation {photometric!r} with pixel "
+                         f"data of shape {arr.shape}; expected MONOCHROME1/2, RGB, YBR or PALETTE COLOR.")
+
+
+def _dicom_window(ds) -> tuple[float, float, str] | None:
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return None
+
+    def first(v) -> float:
+        try:
+            return float(v[0])
+        except TypeError:
+            return float(v)
+
+    try:
+        center, width = first(ds.WindowCenter), first(ds.WindowWidth)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if width <= 0:
+        return None
+    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+    return center, width, function
+
+
+# ----------------------------------------------------------------------------------------------------
+# Conversion to uint8 gray / RGB
+
+
+def rescale_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Linear min-max rescaling of an image to ``uint8``: ``round(255 * (v - min) / (max - min))``.
+
+    A constant image becomes all 0. NaN values become 0.
+
+    Args:
+        values: Any real array.
+
+    Returns:
+        ``uint8`` array of the same shape.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    if not finite.any():
+        return np.zeros(v.shape, dtype=np.uint8)
+    lo, hi = float(v[finite].min()), float(v[finite].max())
+    if hi <= lo:
+        return np.zeros(v.shape, dtype=np.uint8)
+    out = np.where(finite, (v - lo) / (hi - lo) * 255.0, 0.0)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _apply_window(values: np.ndarray, window: tuple[float, float, str]) -> np.ndarray:
+    c, w, function = window
+    if function == "SIGMOID":
+        y = 255.0 / (1.0 + np.exp(-4.0 * (values - c) / w))
+    elif function == "LINEAR_EXACT":
+        y = (values - (c - w / 2.0)) / w * 255.0
+    else:  # LINEAR (PS3.3 C.11.2.1.2.1)
+        if w < 1:
+            w = 1.0
+        y = ((values - (c - 0.5)) / max(w - 1.0, 1e-12) + 0.5) * 255.0
+    return np.clip(np.round(y), 0, 255).astype(np.uint8)
+
+
+def _to_uint8(dec: _Decoded, mode: str, path: Path) -> np.ndarray:
+    v = dec.values
+    if dec.alpha:  # composite on black
+        colour = v[..., :-1].astype(np.float64)
+        a = v[..., -1:].astype(np.float64) / 255.0
+        v = np.round(colour * a).astype(np.uint8)
+        if v.shape[-1] == 1:
+            v = v[..., 0]
+    elif dec.wide:
+        if dec.window is not None:
+            v = _apply_window(v, dec.window)
+        else:
+            v = rescale_to_uint8(v)
+    v = np.asarray(v, dtype=np.uint8)
+    if dec.invert:
+        v = 255 - v
+    if v.ndim == 3 and v.shape[-1] != 3:
+        raise ImageReadError(f"{path}: decoded to shape {v.shape}; expected (H, W) or (H, W, 3).")
+    if mode == "gray":
+        if v.ndim == 3:
+            from PIL import Image
+
+            v = np.asarray(Image.fromarray(np.ascontiguousarray(v)).convert("L"), dtype=np.uint8)
+        return np.ascontiguousarray(v)
+    if v.ndim == 2:
+        v = np.repeat(v[..., None], 3, axis=-1)
+    return np.ascontiguousarray(v)

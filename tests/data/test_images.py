@@ -1,0 +1,369 @@
+"""Image and mask reader: formats by magic bytes, 16-bit rescaling, transparency, DICOM, and every error named."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from breastdx.data.images import (
+    MAX_PIXELS,
+    ImageReadError,
+    list_images,
+    read_image,
+    read_images,
+    read_mask,
+    rescale_to_uint8,
+)
+
+
+H, W = 33, 35  # odd sizes on purpose
+
+
+def _gradient(h: int = H, w: int = W) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return ((x * 7 + y * 3) % 256).astype(np.uint8)
+
+
+def _dicom(path: Path, arr: np.ndarray, photometric: str = "MONOCHROME2", spacing=(0.1, 0.2),
+           window: tuple[float, float] | None = None, bits_stored: int = 12) -> Path:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = arr.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 0
+    if spacing is not None:
+        ds.PixelSpacing = list(spacing)
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = arr.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose IHDR claims ``width`` x ``height`` but which holds no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+# -- 8-bit formats -----------------------------------------------------------------------------------
+
+
+def test_gray_png_round_trip_keeps_values(tmp_path, write_png):
+    a = _gradient()
+    rec = read_image(write_png(tmp_path / "g.png", a))
+    assert rec.array.dtype == np.uint8 and rec.array.shape == (H, W)
+    np.testing.assert_array_equal(rec.array, a)
+    assert (rec.source_format, rec.source_mode, rec.spacing_mm) == ("PNG", "L", None)
+    rgb = read_image(tmp_path / "g.png", mode="rgb").array
+    assert rgb.shape == (H, W, 3) and all(np.array_equal(rgb[..., c], a) for c in range(3))
+
+
+def test_rgb_to_gray_uses_itu_601_luma_golden_values(tmp_path, write_png):
+    a = np.zeros((3, 5, 3), dtype=np.uint8)
+    a[0, 0] = (255, 0, 0)
+    a[0, 1] = (0, 255, 0)
+    a[0, 2] = (0, 0, 255)
+    a[0, 3] = (90, 90, 90)
+    rec = read_image(write_png(tmp_path / "c.png", a))
+    assert rec.source_mode == "RGB"
+    # L = (19595 R + 38470 G + 7471 B + 2**15) >> 16, as Pillow's convert("L")
+    assert rec.array[0, :4].tolist() == [76, 150, 29, 90]
+    np.testing.assert_array_equal(read_image(tmp_path / "c.png", mode="rgb").array, a)
+
+
+def test_rgba_is_composited_on_black(tmp_path, write_png):
+    a = np.zeros((3, 5, 4), dtype=np.uint8)
+    a[..., 3] = 255
+    a[1, 2] = (200, 100, 50, 128)
+    a[2, 4] = (250, 250, 250, 0)
+    rec = read_image(write_png(tmp_path / "a.png", a), mode="rgb")
+    assert rec.source_mode == "RGBA" and rec.array.shape == (3, 5, 3)
+    assert rec.array[1, 2].tolist() == [100, 50, 25]  # round(v * 128 / 255)
+    assert rec.array[2, 4].tolist() == [0, 0, 0]
+
+
+def test_palette_and_one_bit_images(tmp_path, write_png):
+    p = Image.fromarray(_gradient()).convert("P")
+    p.save(tmp_path / "p.png")
+    rec = read_image(tmp_path / "p.png")
+    assert rec.source_mode == "P"
+    np.testing.assert_array_equal(rec.array, np.asarray(p.convert("L")))
+    bits = np.zeros((H, W), dtype=bool)
+    bits[4:9, 6:20] = True
+    rec = read_image(write_png(tmp_path / "b.png", bits))
+    assert rec.source_mode == "1" and set(np.unique(rec.array)) == {0, 255}
+    np.testing.assert_array_equal(rec.array == 255, bits)
+
+
+def test_jpeg(tmp_path):
+    a = _gradient() // 2
+    Image.fromarray(a).save(tmp_path / "j.jpg", quality=95)
+    rec = read_image(tmp_path / "j.jpg")
+    assert (rec.source_format, rec.source_mode, rec.array.shape) == ("JPEG", "L", (H, W))
+    assert np.abs(rec.array.astype(int) - a).max() <= 8  # lossy
+
+
+def test_format_comes_from_magic_bytes_not_the_name(tmp_path):
+    a = _gradient()
+    Image.fromarray(a).save(tmp_path / "really_a_png.jpg", format="PNG")
+    assert read_image(tmp_path / "really_a_png.jpg").source_format == "PNG"
+    _dicom(tmp_path / "scan.png", np.arange(35).reshape(5, 7) * 10)
+    assert read_image(tmp_path / "scan.png").source_format == "DICOM"
+
+
+# -- wide data ---------------------------------------------------------------------------------------
+
+
+def test_16bit_png_is_min_max_rescaled_golden_values(tmp_path):
+    a = np.array([[1000, 2000, 3000], [4000, 5000, 1000], [1500, 4999, 1001]], dtype=np.uint16)
+    path = tmp_path / "w.png"
+    Image.fromarray(a).save(path)
+    rec = read_image(path)
+    assert rec.source_mode.startswith("I;16") or rec.source_mode == "I"
+    # round(255 * (v - 1000) / 4000)
+    assert rec.array.tolist() == [[0, 64, 128], [191, 255, 0], [32, 255, 0]]
+
+
+def test_16bit_tiff_is_min_max_rescaled_golden_values(tmp_path):
+    a = np.array([[0, 100, 200, 300, 400], [65535, 0, 0, 0, 0]], dtype=np.uint16)
+    path = tmp_path / "w.tif"
+    Image.fromarray(a).save(path)
+    rec = read_image(path)
+    assert rec.source_format == "TIFF" and rec.source_mode.startswith("I;16")
+    assert rec.array.tolist() == [[0, 0, 1, 1, 2], [255, 0, 0, 0, 0]]  # round(255 * v / 65535)
+
+
+def test_rescale_constant_image_is_zero():
+    assert rescale_to_uint8(np.full((3, 4), 7.0)).tolist() == [[0] * 4] * 3
+
+
+def test_multipage_tiff_is_refused(tmp_path):
+    frames = [Image.fromarray(_gradient()), Image.fromarray(_gradient()[::-1].copy())]
+    frames[0].save(tmp_path / "m.tif", save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageReadError, match=r"m\.tif.*2 pages"):
+        read_image(tmp_path / "m.tif")
+
+
+# -- DICOM -------------------------------------------------------------------------------------------
+
+
+def test_dicom_monochrome2_uint16_keeps_spacing_and_rescales(tmp_path):
+    a = (np.arange(35, dtype=np.uint16).reshape(5, 7) * 100)  # 0 ... 3400
+    rec = read_image(_dicom(tmp_path / "x.dcm", a, spacing=(0.1, 0.25)))
+    assert (rec.source_format, rec.source_mode) == ("DICOM", "MONOCHROME2")
+    assert rec.spacing_mm == (0.1, 0.25)
+    assert rec.array.shape == (5, 7) and rec.array.dtype == np.uint8
+    assert rec.array[0, :4].tolist() == [0, 8, 15, 22]  # round(255 * v / 3400)
+    assert rec.array[4, 6] == 255
+
+
+def test_dicom_window_is_used_when_present(tmp_path):
+    a = np.array([[1500, 1750, 2000, 2250, 2600, 0, 4095]], dtype=np.uint16)
+    rec = read_image(_dicom(tmp_path / "w.dcm", a, window=(2000, 1000)))
+    # LINEAR window (PS3.3 C.11.2.1.2.1): ((v - (c - 0.5)) / (w - 1) + 0.5) * 255, clipped
+    assert rec.array[0].tolist() == [0, 64, 128, 191, 255, 0, 255]
+
+
+def test_dicom_monochrome1_is_inverted_and_spacing_optional(tmp_path):
+    a = np.array([[0, 1000, 2000]], dtype=np.uint16)
+    rec = read_image(_dicom(tmp_path / "m1.dcm", a, photometric="MONOCHROME1", spacing=None))
+    assert rec.array[0].tolist() == [255, 127, 0] and rec.spacing_mm is None  # 255 - round(127.5)
+    assert read_image(tmp_path / "m1.dcm", mode="rgb").array.shape == (1, 3, 3)
+
+
+def test_truncated_dicom_and_dicom_without_pixels(tmp_path):
+    import pydicom
+
+    good = _dicom(tmp_path / "g.dcm", np.arange(35).reshape(5, 7) * 100)
+    data = good.read_bytes()
+    (tmp_path / "t.dcm").write_bytes(data[: len(data) - 30])
+    with pytest.raises(ImageReadError, match=r"t\.dcm: cannot decode the DICOM pixel data"):
+        read_image(tmp_path / "t.dcm")
+    ds = pydicom.dcmread(good)
+    del ds.PixelData
+    ds.save_as(tmp_path / "empty.dcm", enforce_file_format=True)
+    with pytest.raises(ImageReadError, match=r"empty\.dcm: DICOM file without PixelData"):
+        read_image(tmp_path / "empty.dcm")
+
+
+# -- errors ------------------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageReadError, match=r"nope\.png: no such file"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_zero_byte_file(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match=r"empty\.png: empty file \(0 bytes\)"):
+        read_image(tmp_path / "empty.png")
+
+
+def test_text_file_named_png(tmp_path):
+    (tmp_path / "notes.png").write_text("this is not an image\n")
+    with pytest.raises(ImageReadError, match=r"notes\.png: not an image"):
+        read_image(tmp_path / "notes.png")
+
+
+def test_truncated_png(tmp_path, write_png):
+    rng = np.random.default_rng(0)
+    path = write_png(tmp_path / "full.png", rng.integers(0, 256, (H, W), dtype=np.uint8))
+    data = path.read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=r"cut\.png: .*(truncated|corrupt)"):
+        read_image(tmp_path / "cut.png")
+
+
+def test_corrupt_png_data(tmp_path, write_png):
+    rng = np.random.default_rng(1)
+    data = bytearray(write_png(tmp_path / "ok.png", rng.integers(0, 256, (H, W), dtype=np.uint8)).read_bytes())
+    start = data.index(b"IDAT") + 8
+    data[start:start + 40] = bytes(40)
+    (tmp_path / "bad.png").write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match=r"bad\.png"):
+        read_image(tmp_path / "bad.png")
+
+
+def test_pixel_limit_from_header_before_decoding(tmp_path, write_png):
+    path = write_png(tmp_path / "big.png", _gradient())
+    with pytest.raises(ImageReadError, match=r"big\.png: image is 35x33 = 1,155 pixels, over the limit of 1,000"):
+        read_image(path, max_pixels=1000)
+    # The header claims 12000 x 9000 (over MAX_PIXELS) and there are no pixels at all: the size check
+    # must fire first (a decode would fail differently).
+    bomb = _png_header_only(tmp_path / "bomb.png", 12000, 9000)
+    assert 12000 * 9000 > MAX_PIXELS
+    with pytest.raises(ImageReadError, match=r"bomb\.png: image is 12000x9000 .* over the limit"):
+        read_image(bomb)
+    with pytest.raises(ImageReadError, match=r"big\.png.*over the limit"):
+        read_mask(path, max_pixels=10)
+
+
+def test_dicom_pixel_limit(tmp_path):
+    path = _dicom(tmp_path / "big.dcm", np.zeros((5, 7)))
+    with pytest.raises(ImageReadError, match=r"big\.dcm: image is 7x5 = 35 pixels, over the limit of 34"):
+        read_image(path, max_pixels=34)
+
+
+def test_bad_mode_is_value_error(tmp_path, write_png):
+    with pytest.raises(ValueError, match="mode must be one of gray, rgb; got 'bgr'"):
+        read_image(write_png(tmp_path / "g.png", _gradient()), mode="bgr")
+
+
+def test_unsupported_pillow_mode(tmp_path, monkeypatch, write_png):
+    import breastdx.data.images as images
+
+    path = write_png(tmp_path / "g.png", _gradient())
+    monkeypatch.setattr(images, "_PIL_8BIT", images._PIL_8BIT - {"L"})
+    with pytest.raises(ImageReadError, match=r"g\.png: unsupported pixel mode 'L'"):
+        read_image(path)
+
+
+# -- masks -------------------------------------------------------------------------------------------
+
+
+def _mask() -> np.ndarray:
+    m = np.zeros((H, W), dtype=bool)
+    m[5:12, 7:21] = True
+    m[20, 30] = True
+    return m
+
+
+def test_one_bit_gray_and_rgb_masks(tmp_path, write_png):
+    m = _mask()
+    np.testing.assert_array_equal(read_mask(write_png(tmp_path / "a_mask.png", m)), m)
+    np.testing.assert_array_equal(read_mask(write_png(tmp_path / "b_mask.png", m.astype(np.uint8) * 255)), m)
+    rgb = np.zeros((H, W, 3), dtype=np.uint8)
+    rgb[m, 1] = 255  # only one channel set
+    np.testing.assert_array_equal(read_mask(write_png(tmp_path / "c_mask.png", rgb)), m)
+    assert read_mask(tmp_path / "c_mask.png").dtype == bool
+
+
+def test_rgba_mask_uses_colour_then_alpha(tmp_path, write_png):
+    m = _mask()
+    rgba = np.zeros((H, W, 4), dtype=np.uint8)
+    rgba[..., 3] = 255  # as BUSI's RGBA masks: alpha 255 everywhere, colour {0, 255}
+    rgba[m, :3] = 255
+    np.testing.assert_array_equal(read_mask(write_png(tmp_path / "rgba_mask.png", rgba)), m)
+    alpha_only = np.zeros((H, W, 4), dtype=np.uint8)
+    alpha_only[m, 3] = 255  # colour all zero: the alpha channel is the mask
+    np.testing.assert_array_equal(read_mask(write_png(tmp_path / "alpha_mask.png", alpha_only)), m)
+
+
+def test_mask_of_another_size_names_both_sizes(tmp_path, write_png):
+    path = write_png(tmp_path / "x_mask.png", _mask())
+    with pytest.raises(ImageReadError, match=r"x_mask\.png: mask is 33x35 \(HxW\) but its image is 33x36"):
+        read_mask(path, expected_shape=(33, 36))
+    assert read_mask(path, expected_shape=(H, W)).shape == (H, W)
+
+
+# -- listing and batches -----------------------------------------------------------------------------
+
+
+def test_list_images_recursive_sorted_without_masks(tmp_path):
+    a = _gradient()
+    for rel in ("b/2.png", "b/c/1.TIF", "a.jpeg", "a_mask.png", "b/c/1_mask_1.png", ".hidden/x.png",
+                "b/.y.png", "notes.txt"):
+        p = tmp_path / "in" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    Image.fromarray(a).save(tmp_path / "single.png")
+    got = list_images([tmp_path / "in", tmp_path / "single.png", tmp_path / "in" / "a_mask.png"])
+    rel = [str(p.relative_to(tmp_path)) for p in got]
+    assert rel == ["in/a.jpeg", "in/b/2.png", "in/b/c/1.TIF", "single.png"]
+    with_masks = list_images([tmp_path / "in"], exclude_masks=False)
+    assert len(with_masks) == 5
+
+
+def test_read_images_goes_on_past_bad_files(tmp_path, write_png):
+    good = write_png(tmp_path / "good.png", _gradient())
+    (tmp_path / "bad.png").write_text("nope")
+    records, failures = read_images([tmp_path / "bad.png", good, tmp_path / "missing.png"])
+    assert [r.path.name for r in records] == ["good.png"]
+    assert [p.name for p, _ in failures] == ["bad.png", "missing.png"]
+    assert "not an image" in failures[0][1] and "no such file" in failures[1][1]
+
+
+# -- real data: the public release's own files --------------------------------------------------------
+
+
+def test_busi_original_sample_reads_every_file(busi_sample, data_root):
+    files = sorted(busi_sample.glob("*/*.png"))
+    assert len(files) == 17  # 7 images + 10 masks (the data README says 16)
+    modes = set()
+    for f in files:
+        if "_mask" in f.stem:
+            m = read_mask(f)
+            assert m.dtype == bool and m.ndim == 2
+            stored = read_mask(data_root / "busi" / f.parent.name / f.name)  # 8-bit {0, 255} copy
+            np.testing.assert_array_equal(m, stored)
+            modes.add(Image.open(f).mode)
+        else:
+            rec = read_image(f)
+            assert rec.source_mode == "RGB" and rec.array.ndim == 2
+            np.testing.assert_array_equal(rec.array, read_image(data_root / "busi" / f.parent.name / f.name).array)
+    assert {"1", "RGB", "RGBA"} <= modes
