@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,8 +20,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# Wide enough for a comparison table in a log file; a terminal keeps its own width.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 TASK_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -49,12 +51,13 @@ def _show(result: Any) -> None:
 def _setup_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+    logging.basicConfig(level=logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+    logging.getLogger("breastdx").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress.")) -> None:
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details (debug level).")) -> None:
     """breastdx command line. Research use only."""
     _setup_logging(verbose)
 
@@ -117,8 +120,7 @@ def predict(
 
 def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[str], data_dir: Optional[Path],
                     out: Optional[Path], inputs: list[Path]) -> None:
-    from breastdx.config import ConfigError, parse_extra_args, resolve_data_root
-    from breastdx.data.errors import DataError
+    from breastdx.config import parse_extra_args, resolve_data_root
     from breastdx.models.saved import ModelFolderError
     from breastdx.registry import UnknownNameError
     from breastdx.runs import RunFolderExistsError, make_run_dir
@@ -134,8 +136,8 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
             result = t.evaluate(model_dir, resolve_data_root(data_dir), run_dir, options)
         else:
             result = t.predict(model_dir, list(inputs), run_dir, options)
-    except (UnknownNameError, ConfigError, RunFolderExistsError, ModelFolderError, DataError,
-            FileNotFoundError) as e:
+    except (UnknownNameError, RunFolderExistsError, ModelFolderError, FileNotFoundError, ValueError) as e:
+        # ValueError covers DataError and ConfigError (bad input, bad option values)
         _fail(str(e))
     _show(result)
     if result.failures:

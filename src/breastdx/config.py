@@ -145,6 +145,21 @@ def parse_extra_args(args: list[str]) -> dict[str, str]:
     return out
 
 
+def check_options(options: dict[str, str], allowed: set[str], command: str) -> None:
+    """Refuse options a command does not take (names compared with dashes), suggesting the closest.
+
+    Raises:
+        ConfigError: Naming the unknown option and listing the allowed ones.
+    """
+    for raw in options:
+        name = raw.replace("_", "-")
+        if name not in allowed:
+            close = difflib.get_close_matches(name, sorted(allowed), n=1, cutoff=0.5)
+            hint = f" Did you mean --{close[0]}?" if close else ""
+            choices = ", ".join(f"--{a}" for a in sorted(allowed)) or "(none)"
+            raise ConfigError(f"Unknown option --{raw} for {command}.{hint} Options: {choices}.")
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A dataclass as plain YAML/JSON-safe data (tuples become lists, paths strings)."""
 

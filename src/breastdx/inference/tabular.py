@@ -79,7 +79,7 @@ class WDBCPredictor:
 
         Args:
             table: Validated cases.
-            n_reasons: How many SHAP contributions to report per case.
+            n_reasons: How many SHAP contributions to report per case (0: none, no SHAP computed).
             seed: Seed of the SHAP permutations.
 
         Returns:
@@ -89,8 +89,10 @@ class WDBCPredictor:
         from breastdx.explain.shap_tabular import TabularExplainer, top_contributions
 
         prob = self.predict_proba(table.X)
-        explanation = TabularExplainer(self.model, self.background, FEATURE_NAMES, seed=seed).explain(table.X)
-        reasons = top_contributions(explanation.values, FEATURE_NAMES, k=n_reasons)
+        reasons: list[list[tuple[str, float]]] = [[] for _ in range(table.n)]
+        if n_reasons > 0:
+            explanation = TabularExplainer(self.model, self.background, FEATURE_NAMES, seed=seed).explain(table.X)
+            reasons = top_contributions(explanation.values, FEATURE_NAMES, k=n_reasons)
         classes = self.meta["class_names"]
         rows = []
         for i in range(table.n):
@@ -102,6 +104,7 @@ class WDBCPredictor:
             for k, (name, value) in enumerate(reasons[i], start=1):
                 row[f"shap_{k}_feature"] = name
                 row[f"shap_{k}_value"] = round(value, 6)
-            row["top_features"] = "; ".join(f"{n} {v:+.3f}" for n, v in reasons[i])
+            if n_reasons > 0:
+                row["top_features"] = "; ".join(f"{n} {v:+.3f}" for n, v in reasons[i])
             rows.append(row)
         return rows

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from breastdx.config import save_yaml, to_dict
+from breastdx.config import check_options, save_yaml, to_dict
 from breastdx.data.errors import DataError
 from breastdx.data.wdbc import CLASS_NAMES, FEATURE_NAMES, FEATURE_UNITS, load_wdbc, read_wdbc_file
 from breastdx.tasks.base import TASKS, RunResult, Task
@@ -96,7 +96,7 @@ class WDBCTask(Task):
         summaries: dict[str, dict[str, Any]] = {}
         for name in config.models:
             spec = TABULAR_MODELS.get(name)(config.seed)
-            log.info("cross-validating %s", name)
+            log.info("cross-validating %s (%d x %d folds, nested tuning)", name, config.repeats, config.folds)
             cv = cross_validate(spec, X, y, folds=config.folds, repeats=config.repeats,
                                 inner_folds=config.inner_folds, seed=config.seed,
                                 target_sensitivity=config.target_sensitivity, n_jobs=config.n_jobs)
@@ -136,14 +136,11 @@ class WDBCTask(Task):
         final = self._fit_final(config, table, best, summaries[best], run_dir)
         self._write_report(run_dir, config, table, results, summaries, best, final)
 
-        header = ["model", *SUMMARY_METRICS, "sens@op", "spec@op"]
-        rows = []
-        for name in config.models:
-            s = summaries[name]
-            rows.append([("* " if name == best else "") + name,
-                         *[_ci_text(s["metrics"][k]) for k in SUMMARY_METRICS],
-                         f"{s['operating_point']['metrics']['sensitivity']['value']:.3f}",
-                         f"{s['operating_point']['metrics']['specificity']['value']:.3f}"])
+        names = list(config.models)
+        header = ["metric", *[("*" if n == best else "") + n for n in names]]
+        rows = [[k, *[_ci_text(summaries[n]["metrics"][k]) for n in names]] for k in SUMMARY_METRICS]
+        for k in ("sensitivity", "specificity"):
+            rows.append([f"{k} @ op", *[_ci_text(summaries[n]["operating_point"]["metrics"][k]) for n in names]])
         bench = metrics["benchmark"]
         notes = [
             f"Best model (highest AUROC): {best}; final model fit on all {table.n} cases, threshold "
@@ -179,6 +176,7 @@ class WDBCTask(Task):
         from breastdx.training.tabular import tune_and_threshold
 
         spec = TABULAR_MODELS.get(best)(config.seed)
+        log.info("fitting the final %s model on all %d cases; SHAP summary", best, table.n)
         model, params, threshold = tune_and_threshold(spec, table.X, table.y, config.inner_folds, config.seed,
                                                       config.target_sensitivity)
         model_dir = run_dir / "model"
@@ -243,7 +241,9 @@ class WDBCTask(Task):
         curves = {f"{n} (AUROC {summaries[n]['metrics']['auroc']['value']:.3f})": (y, results[n].prob[0])
                   for n in config.models}
         plot_roc_curves(curves, run_dir / "roc.png", "ROC, out-of-fold (repeat 1)")
-        plot_reliability({n: (y, results[n].prob[0]) for n in config.models}, run_dir / "reliability.png")
+        pooled_y = np.tile(y, config.repeats)
+        plot_reliability({n: (pooled_y, results[n].prob.ravel()) for n in config.models}, run_dir / "reliability.png",
+                         title="Reliability, out-of-fold (all repeats pooled)")
         cm = np.zeros((2, 2))
         for r in range(config.repeats):
             pred = (results[best].prob[r] >= 0.5).astype(int)
@@ -295,10 +295,7 @@ class WDBCTask(Task):
         from breastdx.inference.tabular import WDBCPredictor
         from breastdx.runs import write_json, write_versions
 
-        unknown = set(options) - {"data-file", "data_file", "seed"}
-        if unknown:
-            raise DataError(f"Unknown option(s) for evaluate wdbc: {', '.join(sorted(unknown))}; "
-                            f"expected --data-file, --seed.")
+        check_options(options, {"data-file", "seed"}, "evaluate wdbc")
         data_file = options.get("data-file") or options.get("data_file") or None
         seed = int(options.get("seed", 0))
         predictor = WDBCPredictor.from_dir(model_dir)
@@ -341,6 +338,8 @@ class WDBCTask(Task):
     def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
         from breastdx.inference.tabular import WDBCPredictor
 
+        check_options(options, {"reasons"}, "predict wdbc")
+        n_reasons = int(options.get("reasons", 3))
         predictor = WDBCPredictor.from_dir(model_dir)
         rows: list[dict[str, Any]] = []
         failures: list[tuple[str, str]] = []
@@ -350,7 +349,7 @@ class WDBCTask(Task):
             except (DataError, FileNotFoundError, UnicodeDecodeError) as e:
                 failures.append((str(path), str(e)))
                 continue
-            for row in predictor.predict_table(table):
+            for row in predictor.predict_table(table, n_reasons=n_reasons):
                 rows.append({"source": str(path), **row})
         out = run_dir / "predictions.csv"
         fields: list[str] = []
@@ -361,7 +360,7 @@ class WDBCTask(Task):
             writer.writeheader()
             writer.writerows(rows)
         table_rows = [["id", "P(malignant)", "label", "top SHAP contributions"]] + [
-            [r["id"], f"{r['p_malignant']:.3f}", r["label"], r["top_features"]] for r in rows[:50]]
+            [r["id"], f"{r['p_malignant']:.3f}", r["label"], r.get("top_features", "")] for r in rows[:50]]
         notes = [f"{len(rows)} case(s) predicted with threshold {predictor.threshold:.3f}; wrote {out}"]
         if len(rows) > 50:
             notes.insert(0, f"(first 50 of {len(rows)} shown)")

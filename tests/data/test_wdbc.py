@@ -1,0 +1,128 @@
+"""WDBC readers: the three sources agree, and every kind of bad input is named by line and column."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from breastdx.data.errors import DataError
+from breastdx.data.wdbc import FEATURE_NAMES, load_wdbc, read_wdbc_file
+
+KAGGLE = [f"{f}_{s}" for s in ("mean", "se", "worst") for f in
+          ("radius", "texture", "perimeter", "area", "smoothness", "compactness", "concavity", "concave points",
+           "symmetry", "fractal_dimension")]
+
+
+@pytest.fixture(scope="module")
+def sk():
+    return load_wdbc()
+
+
+def _write_uci(path: Path, table, ids=None, labels=None) -> Path:
+    ids = ids if ids is not None else table.ids
+    labels = labels if labels is not None else ["M" if v else "B" for v in table.y]
+    lines = [",".join([ids[i], labels[i], *[repr(float(v)) for v in table.X[i]]]) for i in range(table.n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_sklearn_copy_is_turned_round(sk):
+    assert sk.X.shape == (569, 30) and sk.n == 569
+    assert int(sk.y.sum()) == 212  # malignant is 1
+    # First case of the UCI file: ID 842302, M, mean radius 17.99, worst fractal dimension 0.1189
+    assert sk.y[0] == 1 and sk.X[0, 0] == pytest.approx(17.99) and sk.X[0, 29] == pytest.approx(0.1189)
+    assert len(FEATURE_NAMES) == 30 and FEATURE_NAMES[7] == "mean concave points"
+
+
+def test_uci_file_gives_same_table_and_checksum(sk, tmp_path):
+    t = read_wdbc_file(_write_uci(tmp_path / "wdbc.data", sk))
+    np.testing.assert_array_equal(t.X, sk.X)
+    np.testing.assert_array_equal(t.y, sk.y)
+    assert t.checksum == sk.checksum
+
+
+@pytest.mark.parametrize("names", ["sklearn", "kaggle"])
+def test_named_csv_any_column_order(sk, tmp_path, names):
+    cols = list(FEATURE_NAMES) if names == "sklearn" else KAGGLE
+    order = np.random.default_rng(0).permutation(30)
+    header = ["id", "diagnosis", *[cols[j] for j in order]]
+    rows = [",".join([sk.ids[i], "M" if sk.y[i] else "B", *[repr(float(sk.X[i, j])) for j in order]])
+            for i in range(20)]
+    path = tmp_path / "cases.csv"
+    path.write_text(",".join(f'"{h}"' if " " in h else h for h in header) + "\n" + "\n".join(rows) + "\n")
+    t = read_wdbc_file(path)
+    np.testing.assert_array_equal(t.X, sk.X[:20])
+    np.testing.assert_array_equal(t.y, sk.y[:20])
+
+
+def test_csv_without_diagnosis_reads_for_prediction(sk, tmp_path):
+    path = tmp_path / "new.csv"
+    path.write_text(",".join(f'"{n}"' for n in FEATURE_NAMES) + "\n"
+                    + ",".join(str(v) for v in sk.X[3]) + "\n")
+    t = read_wdbc_file(path)
+    assert t.y is None and t.ids.tolist() == ["1"]
+    with pytest.raises(DataError, match="no diagnosis column"):
+        load_wdbc(path)
+
+
+def _header_csv(tmp_path, header, rows):
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join([",".join(header), *[",".join(r) for r in rows]]) + "\n")
+    return path
+
+
+def _good_row(sk, i, case_id=None):
+    return [case_id or sk.ids[i], "M" if sk.y[i] else "B", *[str(v) for v in sk.X[i]]]
+
+
+HEADER = ["id", "diagnosis", *KAGGLE]
+
+
+@pytest.mark.parametrize("mutate, pattern", [
+    (lambda r: r.__setitem__(5, "abc"), r"line 3 \(ID 842517\), column 'mean area': expected a number, got 'abc'"),
+    (lambda r: r.__setitem__(2, "nan"), r"line 3 \(ID 842517\), column 'mean radius': expected a finite number"),
+    (lambda r: r.__setitem__(2, "-1.5"), r"column 'mean radius': expected a value >= 0"),
+    (lambda r: r.__setitem__(1, "X"), r"column 'diagnosis': expected M or B"),
+    (lambda r: r.__setitem__(0, "842302"), r"line 3: duplicate ID '842302' \(first on line 2\)"),
+])
+def test_bad_values_name_line_and_column(sk, tmp_path, mutate, pattern):
+    bad = _good_row(sk, 1, "842517")
+    mutate(bad)
+    path = _header_csv(tmp_path, HEADER, [_good_row(sk, 0, "842302"), bad])
+    with pytest.raises(DataError, match=pattern) as err:
+        read_wdbc_file(path)
+    assert str(path) in str(err.value)
+
+
+def test_missing_and_extra_columns(sk, tmp_path):
+    header = [h for h in HEADER if h != "area_worst"] + ["Unnamed: 32"]
+    rows = [[c for h, c in zip(HEADER, _good_row(sk, 0)) if h != "area_worst"] + [""]]
+    with pytest.raises(DataError) as err:
+        read_wdbc_file(_header_csv(tmp_path, header, rows))
+    text = str(err.value)
+    assert "'Unnamed: 32': not a WDBC feature (extra column)" in text
+    assert "missing column(s): 'worst area'" in text
+
+
+def test_every_problem_listed_not_only_the_first(sk, tmp_path):
+    rows = [_good_row(sk, i) for i in range(3)]
+    rows[0][4] = "?"
+    rows[2][10] = "-3"
+    with pytest.raises(DataError) as err:
+        read_wdbc_file(_header_csv(tmp_path, HEADER, rows))
+    assert len(err.value.problems) == 2
+
+
+def test_uci_file_wrong_field_count(tmp_path):
+    path = tmp_path / "wdbc.data"
+    path.write_text("842302,M,1,2,3\n")
+    with pytest.raises(DataError, match="line 1: expected 32 comma-separated fields"):
+        read_wdbc_file(path)
+
+
+def test_empty_and_missing_file(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match="empty"):
+        read_wdbc_file(tmp_path / "empty.csv")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        read_wdbc_file(tmp_path / "nope.csv")

@@ -1,0 +1,101 @@
+"""Golden values computed by hand on small inputs."""
+
+import numpy as np
+import pytest
+
+from breastdx.evaluation.metrics import (auroc, binary_metrics, bootstrap_ci, expected_calibration_error,
+                                         threshold_for_sensitivity)
+
+# 4 malignant, 4 benign.
+Y = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+P = np.array([0.9, 0.8, 0.4, 0.7, 0.3, 0.6, 0.1, 0.2])
+
+
+def test_confusion_metrics_golden():
+    # threshold 0.5: predicted positive = 0.9, 0.8, 0.7 (TP=3), 0.6 (FP=1); FN=1 (0.4); TN=3
+    m = binary_metrics(Y, P)
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    assert m["sensitivity"] == pytest.approx(3 / 4)
+    assert m["specificity"] == pytest.approx(3 / 4)
+    assert m["ppv"] == pytest.approx(3 / 4)
+    assert m["npv"] == pytest.approx(3 / 4)
+    assert m["f1"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))
+    assert m["balanced_accuracy"] == pytest.approx(0.75)
+
+
+def test_auroc_golden():
+    # pairs (pos, neg) = 16; pos 0.4 beats 0.3, 0.1, 0.2 but loses to 0.6 -> 1 miss; every other pos beats all negs
+    assert auroc(Y, P) == pytest.approx(15 / 16)
+    assert auroc(np.array([1, 0]), np.array([0.5, 0.5])) == pytest.approx(0.5)  # tie counts one half
+    assert np.isnan(auroc(np.array([1, 1]), np.array([0.2, 0.3])))
+
+
+def test_brier_and_ece_golden():
+    m = binary_metrics(Y, P)
+    sq = [(0.1) ** 2, 0.2 ** 2, 0.6 ** 2, 0.3 ** 2, 0.3 ** 2, 0.6 ** 2, 0.1 ** 2, 0.2 ** 2]
+    assert m["brier"] == pytest.approx(np.mean(sq))
+    # 2 bins: [0, .5) holds p = .4 .3 .1 .2 with y = 1 0 0 0 -> |0.25 - 0.25| = 0
+    #         [.5, 1] holds p = .9 .8 .7 .6 with y = 1 1 1 0 -> |0.75 - 0.75| = 0
+    assert expected_calibration_error(Y, P, n_bins=2) == pytest.approx(0.0)
+    # 1 bin: |mean y - mean p| = |0.5 - 0.5| = 0; skewed probabilities: |0.5 - 0.9| = 0.4
+    assert expected_calibration_error(Y, np.full(8, 0.9), n_bins=1) == pytest.approx(0.4)
+
+
+def test_undefined_metrics_are_nan():
+    m = binary_metrics(np.array([0, 0]), np.array([0.1, 0.2]))
+    assert np.isnan(m["ppv"]) and np.isnan(m["sensitivity"]) and m["specificity"] == 1.0
+
+
+def test_batched_equals_loop():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=(5, 40))
+    p = rng.random((5, 40))
+    batched = binary_metrics(y, p)
+    for b in range(5):
+        single = binary_metrics(y[b], p[b])
+        for k in single:
+            assert batched[k][b] == pytest.approx(single[k], nan_ok=True)
+
+
+def test_bootstrap_ci_contains_value_and_is_seeded():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(y * 0.6 + rng.random(200) * 0.5, 0, 1)
+    a = bootstrap_ci(y, p, n_boot=300, seed=3)
+    b = bootstrap_ci(y, p, n_boot=300, seed=3)
+    assert a == b
+    for k, m in a.items():
+        lo, hi = m["ci95"]
+        assert lo <= m["value"] <= hi, k
+    assert a["auroc"]["value"] == pytest.approx(float(auroc(y, p)))
+
+
+def test_bootstrap_ci_repeats_average():
+    y = Y
+    prob = np.stack([P, np.where(Y == 1, 0.9, 0.1)])  # second repeat is perfect
+    out = bootstrap_ci(y, prob, n_boot=100)
+    assert out["accuracy"]["value"] == pytest.approx((0.75 + 1.0) / 2)
+
+
+def test_threshold_for_sensitivity_golden():
+    # positives sorted: .9 .8 .7 .4 -> sensitivity 0.75 needs 3 of 4 -> threshold .7; 1.0 needs .4
+    assert threshold_for_sensitivity(Y, P, 0.75) == pytest.approx(0.7)
+    assert threshold_for_sensitivity(Y, P, 1.0) == pytest.approx(0.4)
+    assert threshold_for_sensitivity(Y, P, 0.98) == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="without malignant"):
+        threshold_for_sensitivity(np.zeros(3), np.ones(3), 0.9)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        threshold_for_sensitivity(Y, P, 0.0)
+
+
+def test_bias_corrected_interval_covers_biased_statistic():
+    from breastdx.evaluation.metrics import bias_corrected_interval
+
+    # a statistic whose resamples all lie above the estimate: a plain percentile interval would miss it
+    boot = np.linspace(0.03, 0.05, 1001)
+    low, high = bias_corrected_interval(boot, 0.031)
+    assert low <= 0.031 + 1e-3 and high < 0.05
+    # no bias: the plain 2.5 / 97.5 percentiles
+    sym = np.linspace(-1, 1, 2001)
+    low, high = bias_corrected_interval(sym, 0.0)
+    assert low == pytest.approx(-0.95, abs=1e-3) and high == pytest.approx(0.95, abs=1e-3)
