@@ -1,6 +1,7 @@
 """Tasks: one module per task, each tying data, model and metrics together (see :mod:`breastdx.tasks.base`)."""
 
 from breastdx.tasks import wdbc  # noqa: F401  (registers the task)
+from breastdx.tasks import busi_seg  # noqa: F401  (registers the task)
 from breastdx.tasks.base import TASKS, RunResult, Task, get_task
 
 __all__ = ["TASKS", "RunResult", "Task", "get_task"]

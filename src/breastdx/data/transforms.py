@@ -1,0 +1,239 @@
+"""Image preprocessing for networks, and augmentation of ultrasound images with MONAI dictionary transforms.
+
+Preprocessing resizes an image of any size ``(H, W)`` to the square network input ``(S, S)`` (the aspect
+ratio is not kept; :func:`restore_size` maps a network output back to ``(H, W)``) and scales intensity
+from uint8 to [0, 1]. It is described by :class:`Preprocessing`, which a model folder stores in
+``meta.json`` so that prediction repeats exactly what training did.
+
+Augmentation (:func:`ultrasound_augmentation`) acts on dictionaries ``{"image": (1, S, S) float in [0, 1],
+"mask": (1, S, S) float in {0, 1}}``. It is suited to B-mode ultrasound: left-right flips only (the
+transducer is at the top, so images are never turned upside down), small rotations, scalings and shifts,
+gamma and gain changes, speckle-like Gaussian noise and slight blur.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes a network input.
+
+    Attributes:
+        image_size: Side ``S`` of the square network input, in pixels.
+        mode: ``"gray"`` (one channel) or ``"rgb"`` (three channels).
+        resize: Interpolation of the image when resizing (``"bilinear"``, anti-aliased when shrinking).
+        intensity: ``"divide_255"``: uint8 values ``v`` become ``v / 255`` in [0, 1].
+    """
+
+    image_size: int = 256
+    mode: str = "gray"
+    resize: str = "bilinear"
+    intensity: str = "divide_255"
+
+    def __post_init__(self) -> None:
+        if int(self.image_size) < 16:
+            raise ValueError(f"Preprocessing.image_size must be at least 16 pixels, got {self.image_size}.")
+        if self.mode not in ("gray", "rgb"):
+            raise ValueError(f"Preprocessing.mode must be 'gray' or 'rgb', got {self.mode!r}.")
+        if self.resize != "bilinear":
+            raise ValueError(f"Preprocessing.resize must be 'bilinear', got {self.resize!r}.")
+        if self.intensity != "divide_255":
+            raise ValueError(f"Preprocessing.intensity must be 'divide_255', got {self.intensity!r}.")
+
+    @property
+    def channels(self) -> int:
+        """Input channels of the network: 1 for gray, 3 for RGB."""
+        return 1 if self.mode == "gray" else 3
+
+    def to_meta(self) -> dict[str, Any]:
+        """The fields as a dictionary for ``meta.json``, with a human-readable description."""
+        return {**asdict(self), "description": f"resize to {self.image_size}x{self.image_size} (bilinear, aspect "
+                                               f"ratio not kept); intensity uint8 / 255 -> [0, 1]; "
+                                               f"{self.channels} channel(s)"}
+
+    @classmethod
+    def from_meta(cls, data: dict[str, Any]) -> "Preprocessing":
+        """Rebuild from :meth:`to_meta` output (unknown keys such as ``description`` are ignored).
+
+        Raises:
+            ValueError: If a value is not supported.
+        """
+        return cls(**{k: data[k] for k in ("image_size", "mode", "resize", "intensity") if k in data})
+
+    def resize_image(self, image: np.ndarray) -> np.ndarray:
+        """Resize a uint8 image to the network size.
+
+        Args:
+            image: uint8 array ``(H, W)`` (gray) or ``(H, W, 3)`` (RGB), matching :attr:`mode`.
+
+        Returns:
+            uint8 array ``(S, S)`` or ``(S, S, 3)``.
+
+        Raises:
+            ValueError: If the array is not uint8 or its shape does not fit :attr:`mode`.
+        """
+        return resize_uint8(image, self.image_size, channels=self.channels)
+
+    def to_tensor(self, resized: np.ndarray) -> torch.Tensor:
+        """Network input from resized uint8 images.
+
+        Shape:
+            ``(S, S)``, ``(S, S, 3)``, ``(B, S, S)`` or ``(B, S, S, 3)`` uint8 ->
+            ``(C, S, S)`` or ``(B, C, S, S)`` float32 in [0, 1].
+        """
+        t = torch.from_numpy(np.ascontiguousarray(resized))
+        if self.channels == 3:
+            t = t.movedim(-1, -3)
+        else:
+            t = t.unsqueeze(-3)
+        return t.float().div_(255.0)
+
+
+def resize_uint8(image: np.ndarray, size: int, channels: int = 1) -> np.ndarray:
+    """Resize a uint8 image to ``size × size`` with anti-aliased bilinear interpolation (Pillow).
+
+    Args:
+        image: uint8 array ``(H, W)`` when ``channels`` is 1, ``(H, W, 3)`` when 3.
+        size: Output side in pixels.
+        channels: 1 or 3.
+
+    Returns:
+        uint8 array ``(size, size)`` or ``(size, size, 3)``.
+
+    Raises:
+        ValueError: If ``image`` is not uint8 or its shape does not fit ``channels``.
+    """
+    a = np.asarray(image)
+    expected = 2 if channels == 1 else 3
+    if a.dtype != np.uint8 or a.ndim != expected or (channels == 3 and a.shape[-1] != 3):
+        want = "(H, W)" if channels == 1 else "(H, W, 3)"
+        raise ValueError(f"Expected a uint8 image of shape {want}, got {a.dtype} of shape {a.shape}.")
+    if a.shape[:2] == (size, size):
+        return a.copy()
+    return np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR))
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Resize a binary mask to ``size × size``: bilinear on {0, 255}, then values >= 128 are inside.
+
+    Args:
+        mask: bool or {0, 1} array ``(H, W)``.
+        size: Output side in pixels.
+
+    Returns:
+        bool array ``(size, size)``.
+    """
+    a = (np.asarray(mask) > 0).astype(np.uint8) * 255
+    if a.shape == (size, size):
+        return a > 0
+    return np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR)) >= 128
+
+
+def restore_size(prob: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Map a network-size probability map back to the original image size (bilinear).
+
+    Shape:
+        ``(S, S)`` -> ``(H, W)`` for ``shape = (H, W)``.
+
+    Args:
+        prob: Probabilities at network size.
+        shape: Original ``(H, W)``.
+
+    Returns:
+        float32 probabilities ``(H, W)``.
+    """
+    if tuple(prob.shape[-2:]) == tuple(shape):
+        return prob.float()
+    x = prob.float()[None, None]
+    return torch.nn.functional.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0]
+
+
+@dataclass(frozen=True)
+class AugmentationConfig:
+    """Strength of each ultrasound augmentation (probabilities per sample).
+
+    Attributes:
+        flip_prob: Left-right flip.
+        affine_prob: Rotation, scaling and shift together.
+        rotate_deg: Largest rotation, degrees either way.
+        scale: Largest relative zoom either way (0.1 = 90%–110%).
+        translate: Largest shift as a fraction of the side.
+        gamma_prob: Gamma (contrast) change.
+        gamma: Range of the gamma exponent.
+        gain_prob: Intensity gain (multiplicative brightness) change.
+        gain: Largest relative gain change either way.
+        noise_prob: Additive Gaussian noise.
+        noise_std: Largest noise standard deviation (intensity in [0, 1]).
+        blur_prob: Gaussian smoothing.
+        blur_sigma: Range of the smoothing sigma, pixels.
+    """
+
+    flip_prob: float = 0.5
+    affine_prob: float = 0.5
+    rotate_deg: float = 10.0
+    scale: float = 0.1
+    translate: float = 0.08
+    gamma_prob: float = 0.3
+    gamma: tuple[float, float] = (0.7, 1.5)
+    gain_prob: float = 0.3
+    gain: float = 0.15
+    noise_prob: float = 0.2
+    noise_std: float = 0.03
+    blur_prob: float = 0.2
+    blur_sigma: tuple[float, float] = (0.25, 1.0)
+
+
+def ultrasound_augmentation(image_size: int, config: AugmentationConfig | None = None, seed: int | None = None,
+                            keys: tuple[str, str] = ("image", "mask")):
+    """MONAI dictionary transforms that augment an ultrasound image and its mask together.
+
+    Spatial transforms (flip, affine) move image and mask alike (bilinear for the image, nearest for the
+    mask; zero padding, like the black border of ultrasound frames). Intensity transforms touch the image
+    only; the image is clipped back to [0, 1] at the end. Outputs are plain tensors (no MONAI metadata).
+
+    Shape:
+        ``{"image": (C, S, S) float32 in [0, 1], "mask": (1, S, S) float32 in {0, 1}}``, same shapes out.
+
+    Args:
+        image_size: Side ``S`` of the images (used to convert the shift fraction to pixels).
+        config: Strengths; default :class:`AugmentationConfig`.
+        seed: Seed of the transforms' random state. A ``monai.data.DataLoader`` reseeds them from its
+            generator, so with a seeded generator the sequence is the same from run to run.
+        keys: Names of the image and the mask entries.
+
+    Returns:
+        A ``monai.transforms.Compose``.
+
+    References:
+        Cardoso, M. J. et al. (2022). MONAI: an open-source framework for deep learning in healthcare.
+        arXiv:2211.02701.
+    """
+    from monai.transforms import (Compose, EnsureTyped, RandAdjustContrastd, RandAffined, RandFlipd,
+                                  RandGaussianNoised, RandGaussianSmoothd, RandScaleIntensityd,
+                                  ScaleIntensityRanged)
+
+    c = config or AugmentationConfig()
+    img, msk = keys
+    shift = c.translate * image_size
+    compose = Compose([
+        RandFlipd(keys=[img, msk], prob=c.flip_prob, spatial_axis=1),
+        RandAffined(keys=[img, msk], prob=c.affine_prob, rotate_range=np.deg2rad(c.rotate_deg),
+                    scale_range=(c.scale, c.scale), translate_range=(shift, shift), mode=("bilinear", "nearest"),
+                    padding_mode="zeros"),
+        RandAdjustContrastd(keys=[img], prob=c.gamma_prob, gamma=tuple(c.gamma)),
+        RandScaleIntensityd(keys=[img], prob=c.gain_prob, factors=c.gain),
+        RandGaussianSmoothd(keys=[img], prob=c.blur_prob, sigma_x=tuple(c.blur_sigma), sigma_y=tuple(c.blur_sigma)),
+        RandGaussianNoised(keys=[img], prob=c.noise_prob, std=c.noise_std),
+        ScaleIntensityRanged(keys=[img], a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True),
+        EnsureTyped(keys=[img, msk], data_type="tensor", dtype=torch.float32, track_meta=False),
+    ])
+    if seed is not None:
+        compose.set_random_state(seed=int(seed))
+    return compose

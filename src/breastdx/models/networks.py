@@ -1,0 +1,288 @@
+"""Network factories by name (MONAI underneath): segmentation networks and classification backbones.
+
+Every factory takes ``in_channels``, ``out_channels`` and keyword arguments whose values are plain
+JSON data (numbers, strings, lists), so that :func:`build_network` can return the resolved arguments for
+``meta.json`` and a model folder rebuilds the same network from them alone. All networks are 2D and
+start from random weights (``pretrained=False``): nothing is downloaded.
+
+Example:
+    >>> net, args = build_network("unet", in_channels=1, out_channels=2)
+    >>> args["channels"]
+    [16, 32, 64, 128, 256]
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Sequence
+
+from torch import nn
+
+from breastdx.registry import Registry
+
+NetworkFactory = Callable[..., nn.Module]
+
+NETWORKS: Registry[NetworkFactory] = Registry("network")
+"""Network factories ``(in_channels, out_channels, **args) -> nn.Module`` by name."""
+
+SEGMENTATION_NETWORKS = ("unet", "attention_unet", "segresnet", "basic_unetplusplus")
+"""Names of the networks that map ``(B, C_in, H, W)`` to per-pixel logits ``(B, C_out, H, W)``."""
+
+CLASSIFICATION_NETWORKS = ("densenet121", "resnet18", "resnet50", "efficientnet_b0")
+"""Names of the networks that map ``(B, C_in, H, W)`` to class logits ``(B, C_out)``."""
+
+
+def _ints(values: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)
+
+
+# ----------------------------------------------------------------------------------------- segmentation
+@NETWORKS.register("unet")
+def unet(in_channels: int, out_channels: int, *, channels: Sequence[int] = (16, 32, 64, 128, 256),
+         strides: Sequence[int] = (2, 2, 2, 2), num_res_units: int = 2, norm: str = "instance",
+         dropout: float = 0.0) -> nn.Module:
+    """Residual U-Net (MONAI ``UNet``).
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, out_channels, H, W)``; ``H`` and ``W`` divisible by the product of
+        ``strides`` (16 by default).
+
+    Args:
+        in_channels: Input channels (1 for grey-scale ultrasound).
+        out_channels: Output channels (2: background, lesion).
+        channels: Feature channels per level, from the top.
+        strides: Down-sampling stride between levels (one fewer than ``channels``).
+        num_res_units: Residual units per block (0 gives plain convolution blocks).
+        norm: Normalisation layer ("instance", "batch").
+        dropout: Dropout probability.
+
+    References:
+        Ronneberger, Fischer & Brox (2015). U-Net. MICCAI, doi:10.1007/978-3-319-24574-4_28.
+        Kerfoot et al. (2019). Left-ventricle quantification using residual U-Net. STACOM,
+        doi:10.1007/978-3-030-12029-0_40.
+    """
+    from monai.networks.nets import UNet
+
+    return UNet(spatial_dims=2, in_channels=in_channels, out_channels=out_channels, channels=_ints(channels),
+                strides=_ints(strides), num_res_units=int(num_res_units), norm=norm, dropout=float(dropout))
+
+
+@NETWORKS.register("attention_unet")
+def attention_unet(in_channels: int, out_channels: int, *, channels: Sequence[int] = (16, 32, 64, 128, 256),
+                   strides: Sequence[int] = (2, 2, 2, 2), dropout: float = 0.0) -> nn.Module:
+    """U-Net with attention gates on the skip connections (MONAI ``AttentionUnet``).
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, out_channels, H, W)``; ``H``, ``W`` divisible by the product of ``strides``.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        channels: Feature channels per level.
+        strides: Down-sampling strides (one fewer than ``channels``).
+        dropout: Dropout probability.
+
+    References:
+        Oktay et al. (2018). Attention U-Net: learning where to look for the pancreas. MIDL, arXiv:1804.03999.
+    """
+    from monai.networks.nets import AttentionUnet
+
+    return AttentionUnet(spatial_dims=2, in_channels=in_channels, out_channels=out_channels,
+                         channels=_ints(channels), strides=_ints(strides), dropout=float(dropout))
+
+
+@NETWORKS.register("segresnet")
+def segresnet(in_channels: int, out_channels: int, *, init_filters: int = 16,
+              blocks_down: Sequence[int] = (1, 2, 2, 4), blocks_up: Sequence[int] = (1, 1, 1),
+              dropout: float = 0.0) -> nn.Module:
+    """Residual encoder-decoder with group normalisation (MONAI ``SegResNet``, without the VAE branch).
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, out_channels, H, W)``; ``H``, ``W`` divisible by ``2 ** (len(blocks_down) - 1)``.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        init_filters: Channels of the first level (doubled at each level down).
+        blocks_down: Residual blocks per encoder level.
+        blocks_up: Residual blocks per decoder level (one fewer than ``blocks_down``).
+        dropout: Dropout probability after the first convolution (0 for none).
+
+    References:
+        Myronenko, A. (2019). 3D MRI brain tumor segmentation using autoencoder regularization. BrainLes,
+        doi:10.1007/978-3-030-11726-9_28.
+    """
+    from monai.networks.nets import SegResNet
+
+    return SegResNet(spatial_dims=2, init_filters=int(init_filters), in_channels=in_channels,
+                     out_channels=out_channels, dropout_prob=float(dropout) or None,
+                     blocks_down=_ints(blocks_down), blocks_up=_ints(blocks_up))
+
+
+@NETWORKS.register("basic_unetplusplus")
+def basic_unetplusplus(in_channels: int, out_channels: int, *,
+                       features: Sequence[int] = (16, 16, 32, 64, 128, 16), dropout: float = 0.0) -> nn.Module:
+    """U-Net++ with nested, dense skip pathways (MONAI ``BasicUNetPlusPlus``, no deep supervision).
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, out_channels, H, W)``; ``H``, ``W`` divisible by 16.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        features: Six numbers: channels of the five encoder levels, then of the last decoder block.
+        dropout: Dropout probability.
+
+    References:
+        Zhou et al. (2018). UNet++: a nested U-Net architecture for medical image segmentation. DLMIA,
+        doi:10.1007/978-3-030-00889-5_1.
+    """
+    from monai.networks.nets import BasicUNetPlusPlus
+
+    net = BasicUNetPlusPlus(spatial_dims=2, in_channels=in_channels, out_channels=out_channels,
+                            features=_ints(features), dropout=float(dropout))
+    return _FirstOutput(net)
+
+
+class _FirstOutput(nn.Module):
+    """Return the first tensor of a network that answers with a list (``BasicUNetPlusPlus``)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):  # noqa: D102 - shape as the wrapped network
+        out = self.net(x)
+        return out[0] if isinstance(out, (list, tuple)) else out
+
+
+# --------------------------------------------------------------------------------------- classification
+@NETWORKS.register("densenet121")
+def densenet121(in_channels: int, out_channels: int, *, dropout: float = 0.0) -> nn.Module:
+    """DenseNet-121 classifier (MONAI ``DenseNet121``), random initial weights.
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, out_channels)`` logits.
+
+    References:
+        Huang et al. (2017). Densely connected convolutional networks. CVPR, doi:10.1109/CVPR.2017.243.
+    """
+    from monai.networks.nets import DenseNet121
+
+    return DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=out_channels, pretrained=False,
+                       dropout_prob=float(dropout))
+
+
+def _monai_resnet(depth: int, in_channels: int, out_channels: int) -> nn.Module:
+    from monai.networks.nets import resnet
+
+    make = {18: resnet.resnet18, 50: resnet.resnet50}[depth]
+    # conv1 7x7 with stride 2 and max-pooling, as in the ImageNet ResNet (MONAI's default stride is 1).
+    return make(pretrained=False, spatial_dims=2, n_input_channels=in_channels, num_classes=out_channels,
+                conv1_t_size=7, conv1_t_stride=2)
+
+
+@NETWORKS.register("resnet18")
+def resnet18(in_channels: int, out_channels: int) -> nn.Module:
+    """ResNet-18 classifier (MONAI ``resnet18``, 7×7 stride-2 stem), random initial weights.
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, out_channels)`` logits.
+
+    References:
+        He et al. (2016). Deep residual learning for image recognition. CVPR, doi:10.1109/CVPR.2016.90.
+    """
+    return _monai_resnet(18, in_channels, out_channels)
+
+
+@NETWORKS.register("resnet50")
+def resnet50(in_channels: int, out_channels: int) -> nn.Module:
+    """ResNet-50 classifier (MONAI ``resnet50``, 7×7 stride-2 stem), random initial weights.
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, out_channels)`` logits.
+
+    References:
+        He et al. (2016). Deep residual learning for image recognition. CVPR, doi:10.1109/CVPR.2016.90.
+    """
+    return _monai_resnet(50, in_channels, out_channels)
+
+
+@NETWORKS.register("efficientnet_b0")
+def efficientnet_b0(in_channels: int, out_channels: int) -> nn.Module:
+    """EfficientNet-B0 classifier (MONAI ``EfficientNetBN``), random initial weights.
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, out_channels)`` logits.
+
+    References:
+        Tan & Le (2019). EfficientNet: rethinking model scaling for CNNs. ICML, arXiv:1905.11946.
+    """
+    from monai.networks.nets import EfficientNetBN
+
+    return EfficientNetBN("efficientnet-b0", pretrained=False, progress=False, spatial_dims=2,
+                          in_channels=in_channels, num_classes=out_channels)
+
+
+# ------------------------------------------------------------------------------------------------ build
+def _plain(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def network_args(name: str, **kwargs: Any) -> dict[str, Any]:
+    """The keyword arguments of network ``name`` with defaults filled in, as JSON-serialisable data.
+
+    Args:
+        name: A registered network name.
+        **kwargs: Arguments that differ from the defaults.
+
+    Returns:
+        Argument name to value (tuples become lists), every keyword argument of the factory.
+
+    Raises:
+        UnknownNameError: If ``name`` is not registered (the message suggests the closest name).
+        TypeError: If an argument is not one of the factory's; the message lists those it accepts.
+    """
+    factory = NETWORKS.get(name)
+    params = {k: p for k, p in inspect.signature(factory).parameters.items()
+              if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise TypeError(f"Network {name!r} has no argument(s) {', '.join(unknown)}; it accepts "
+                        f"{', '.join(params) or '(none)'}.")
+    return {k: _plain(kwargs.get(k, p.default)) for k, p in params.items()}
+
+
+def build_network(name: str, in_channels: int, out_channels: int, **kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Create network ``name`` and return it with its resolved arguments.
+
+    ``build_network(name, in_channels, out_channels, **args)`` with the returned ``args`` builds the same
+    network again (the weights aside), which is how a model folder is restored from ``meta.json``.
+
+    Args:
+        name: A registered network name (see :data:`NETWORKS`).
+        in_channels: Input channels.
+        out_channels: Output channels (segmentation classes, or classification classes).
+        **kwargs: Network arguments that differ from the defaults.
+
+    Returns:
+        ``(module, args)``: the network with random weights, and every keyword argument as JSON data.
+
+    Raises:
+        UnknownNameError: If ``name`` is not registered.
+        TypeError: If an argument is unknown to the network.
+        ValueError: If ``in_channels`` or ``out_channels`` is below 1.
+    """
+    if int(in_channels) < 1 or int(out_channels) < 1:
+        raise ValueError(f"Network {name!r}: in_channels and out_channels must be at least 1, got "
+                         f"{in_channels} and {out_channels}.")
+    args = network_args(name, **kwargs)
+    module = NETWORKS.get(name)(int(in_channels), int(out_channels), **args)
+    return module, args
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters of ``module`` (trainable or not)."""
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,196 @@
+"""A Lightning ``Trainer`` factory shared by the image tasks, and export of the best checkpoint to safetensors.
+
+The trainer keeps the best epoch by a validation metric (``ModelCheckpoint``, weights only), stops early
+when that metric stops improving (``EarlyStopping``), shows a Rich progress bar and logs every epoch to
+``<run_dir>/training_log/metrics.csv`` (``CSVLogger``). Accelerator, devices, strategy, number of nodes
+and precision pass through unchanged, so the same run works on CPU, one GPU or DDP over several GPUs
+and nodes (``devices="4", strategy="ddp"``). One line per epoch also goes to the ``logging`` log.
+
+Lightning checkpoints are an intermediate: :func:`best_state_dict` reads the best one with
+``torch.load(weights_only=True)`` (no unpickling of arbitrary objects) and :func:`remove_checkpoints`
+deletes them once the weights are exported as ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "training_log"
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """Options of :func:`make_trainer` (tasks copy them from their config).
+
+    Attributes:
+        max_epochs: Largest number of epochs.
+        monitor: Logged validation metric that picks the best epoch and drives early stopping.
+        mode: ``"max"`` when a larger ``monitor`` is better, ``"min"`` otherwise.
+        patience: Validation epochs without improvement before stopping (0 disables early stopping).
+        accelerator: ``"auto"``, ``"cpu"``, ``"gpu"``, ... (Lightning).
+        devices: ``"auto"``, a number (``"2"``) or a comma-separated list of device indices (``"0,1"``).
+        strategy: ``"auto"``, ``"ddp"``, ... (Lightning).
+        num_nodes: Machines for distributed training.
+        precision: ``"32"``, ``"bf16-mixed"``, ``"16-mixed"`` (Lightning).
+        deterministic: Ask for deterministic algorithms (warns, rather than fails, where an operation has none).
+        progress_bar: Show the Rich progress bar.
+        limit_train_batches: Batches per epoch (0 for all): for smoke tests.
+        log_every_n_steps: Interval of step-level logging.
+    """
+
+    max_epochs: int = 100
+    monitor: str = "val_dice"
+    mode: str = "max"
+    patience: int = 20
+    accelerator: str = "auto"
+    devices: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32"
+    deterministic: bool = True
+    progress_bar: bool = True
+    limit_train_batches: int = 0
+    log_every_n_steps: int = 10
+
+
+def parse_devices(value: str | int) -> int | str | list[int]:
+    """Lightning's ``devices`` from a command-line string.
+
+    ``"auto"`` stays a string, ``"2"`` becomes 2 (two devices), ``"0,1"`` or ``"1,"`` become a list of
+    device indices, ``"-1"`` means all devices.
+
+    Raises:
+        ValueError: For anything else; the message shows the accepted forms.
+    """
+    text = str(value).strip()
+    if text == "auto":
+        return "auto"
+    try:
+        if "," in text:
+            return [int(v) for v in text.split(",") if v.strip()]
+        return int(text)
+    except ValueError:
+        raise ValueError(f"devices must be 'auto', a number such as '2', or device indices such as '0,1'; "
+                         f"got {value!r}.") from None
+
+
+def _epoch_logger():
+    """A callback that logs one line per validation epoch (elapsed time and logged metrics)."""
+    import time
+
+    from lightning.pytorch.callbacks import Callback
+
+    class EpochLogger(Callback):
+        def on_fit_start(self, trainer, pl_module) -> None:  # noqa: D102
+            self.start = time.perf_counter()
+
+        def on_validation_epoch_end(self, trainer, pl_module) -> None:  # noqa: D102
+            if trainer.sanity_checking or not trainer.is_global_zero:
+                return
+            values = ", ".join(f"{k} {float(v):.4f}" for k, v in sorted(trainer.callback_metrics.items()))
+            log.info("epoch %d (%.0f s): %s", trainer.current_epoch, time.perf_counter() - self.start, values)
+
+    return EpochLogger()
+
+
+def make_trainer(run_dir: Path, settings: TrainerSettings, callbacks: list[Any] | None = None):
+    """A Lightning ``Trainer`` writing into ``run_dir``.
+
+    Args:
+        run_dir: The run folder (checkpoints in ``checkpoints/``, the CSV log in ``training_log/``).
+        settings: The options.
+        callbacks: Extra Lightning callbacks.
+
+    Returns:
+        ``(trainer, checkpoint_callback)``.
+
+    Raises:
+        ValueError: If ``settings.mode`` is not ``"max"`` or ``"min"`` or ``devices`` cannot be parsed.
+    """
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.loggers import CSVLogger
+
+    if settings.mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {settings.mode!r}.")
+    checkpoint = ModelCheckpoint(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename="best", monitor=settings.monitor,
+                                 mode=settings.mode, save_top_k=1, save_last=False, save_weights_only=True,
+                                 auto_insert_metric_name=False, enable_version_counter=False)
+    cbs: list[Any] = [checkpoint, _epoch_logger(), *(callbacks or [])]
+    if settings.patience > 0:
+        cbs.append(EarlyStopping(monitor=settings.monitor, mode=settings.mode, patience=settings.patience,
+                                 check_finite=True))
+    if settings.progress_bar:
+        cbs.append(RichProgressBar())
+    trainer = pl.Trainer(
+        accelerator=settings.accelerator, devices=parse_devices(settings.devices), strategy=settings.strategy,
+        num_nodes=settings.num_nodes, precision=settings.precision, max_epochs=settings.max_epochs,
+        logger=CSVLogger(save_dir=str(run_dir), name=LOG_DIR, version=""), callbacks=cbs,
+        deterministic="warn" if settings.deterministic else None,
+        enable_progress_bar=settings.progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
+        limit_train_batches=settings.limit_train_batches or None, log_every_n_steps=settings.log_every_n_steps,
+        default_root_dir=str(run_dir),
+    )
+    return trainer, checkpoint
+
+
+def best_state_dict(checkpoint_callback: Any, prefix: str = "network.") -> dict[str, torch.Tensor]:
+    """The state dict of the best checkpoint, keys without ``prefix``.
+
+    The checkpoint is read with ``torch.load(weights_only=True)``: only tensors and plain data are accepted.
+
+    Args:
+        checkpoint_callback: The ``ModelCheckpoint`` returned by :func:`make_trainer`, after fitting.
+        prefix: Attribute name of the network in the LightningModule, followed by a dot.
+
+    Raises:
+        FileNotFoundError: If no checkpoint was written (no validation epoch ran).
+    """
+    path = getattr(checkpoint_callback, "best_model_path", "")
+    if not path or not Path(path).is_file():
+        raise FileNotFoundError("No best checkpoint was written: training ran no validation epoch with a finite "
+                                f"{getattr(checkpoint_callback, 'monitor', 'metric')}.")
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def remove_checkpoints(run_dir: Path) -> None:
+    """Delete ``run_dir/checkpoints`` (Lightning files are never kept once weights are exported)."""
+    shutil.rmtree(Path(run_dir) / CHECKPOINT_DIR, ignore_errors=True)
+
+
+def read_training_log(run_dir: Path) -> dict[str, list[float]]:
+    """Per-epoch values of the CSV log: column name to values, with ``epoch`` first.
+
+    Rows of one epoch (Lightning writes training and validation values on separate rows) are merged;
+    a value missing in an epoch is NaN.
+    """
+    import csv
+
+    path = Path(run_dir) / LOG_DIR / "metrics.csv"
+    if not path.is_file():
+        return {}
+    by_epoch: dict[int, dict[str, float]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if not row.get("epoch"):
+                continue
+            entry = by_epoch.setdefault(int(float(row["epoch"])), {})
+            for k, v in row.items():
+                if k not in ("epoch", "step") and v not in ("", None):
+                    entry[k] = float(v)
+    epochs = sorted(by_epoch)
+    names = sorted({k for e in by_epoch.values() for k in e})
+    out: dict[str, list[float]] = {"epoch": [float(e) for e in epochs]}
+    for name in names:
+        out[name] = [by_epoch[e].get(name, float("nan")) for e in epochs]
+    return out

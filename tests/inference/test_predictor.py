@@ -1,0 +1,163 @@
+"""Segmentation predictor: save -> from_dir -> identical outputs, original sizes, postprocessing, bad files, overlays."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from breastdx.data.transforms import Preprocessing, resize_mask, resize_uint8, restore_size
+from breastdx.inference.overlays import contour, overlay_contours, write_mask_png, write_overlay_png
+from breastdx.inference.predictor import (WEIGHTS_FILE, Postprocessing, SegmentationPredictor, load_weights,
+                                          save_weights)
+from breastdx.models.networks import build_network
+from breastdx.models.saved import ModelFolderError, write_meta
+
+ARGS = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}
+
+
+def _model_dir(tmp_path: Path, **meta_extra) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    net, args = build_network("unet", 1, 2, **ARGS)
+    d = tmp_path / "model"
+    d.mkdir()
+    save_weights(net, d / WEIGHTS_FILE)
+    write_meta(d, {"task": "busi-seg", "architecture": "unet", "architecture_args": args, "in_channels": 1,
+                   "weights_file": WEIGHTS_FILE, "class_names": ["background", "lesion"],
+                   "preprocessing": Preprocessing(image_size=32).to_meta(), "threshold": 0.5,
+                   "postprocessing": Postprocessing().to_meta(), **meta_extra})
+    return d, net
+
+
+def _images(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, size=shape, dtype=np.uint8) for shape in ((37, 53), (64, 40), (32, 32))]
+
+
+def test_round_trip_gives_identical_outputs(tmp_path):
+    d, net = _model_dir(tmp_path)
+    loaded = SegmentationPredictor.from_dir(d, task="busi-seg")
+    in_memory = SegmentationPredictor(net, json.loads((d / "meta.json").read_text()))
+    images = _images()
+    a = loaded.predict(images)
+    b = in_memory.predict(images)
+    for im, x, y in zip(images, a, b):
+        assert x.mask.shape == im.shape and x.mask.dtype == bool
+        assert x.prob.shape == im.shape and x.prob.dtype == np.float32
+        np.testing.assert_array_equal(x.prob, y.prob)
+        np.testing.assert_array_equal(x.mask, y.mask)
+        assert x.area_px == int(x.mask.sum()) and x.area_mm2 is None
+    # batching does not change the result
+    one_by_one = SegmentationPredictor.from_dir(d, batch_size=1).predict(images)
+    for x, y in zip(a, one_by_one):
+        np.testing.assert_allclose(x.prob, y.prob, atol=1e-6)
+
+
+def test_spacing_gives_area_in_mm2(tmp_path):
+    d, _ = _model_dir(tmp_path)
+    p = SegmentationPredictor.from_dir(d)
+    p.postprocessing = Postprocessing(threshold=1e-6)  # everything is lesion
+    out = p.predict([np.zeros((10, 20), np.uint8)], spacings=[(0.1, 0.2)])[0]
+    assert out.area_px == 200 and out.area_mm2 == pytest.approx(200 * 0.02)
+
+
+def test_bfloat16_and_flip_tta_run(tmp_path):
+    d, _ = _model_dir(tmp_path, inference={"dtype": "bfloat16", "tta": "hflip"})
+    p = SegmentationPredictor.from_dir(d)
+    assert p.dtype == "bfloat16" and p.tta == "hflip"
+    out = p.predict(_images())
+    ref = SegmentationPredictor.from_dir(d, dtype="float32").predict(_images())
+    for x, y in zip(out, ref):
+        assert np.abs(x.prob - y.prob).max() < 0.05
+
+
+def test_model_folder_errors(tmp_path):
+    with pytest.raises(ModelFolderError, match="no meta.json"):
+        SegmentationPredictor.from_dir(tmp_path)
+    d, _ = _model_dir(tmp_path)
+    with pytest.raises(ModelFolderError, match="not 'wdbc'"):
+        SegmentationPredictor.from_dir(d, task="wdbc")
+    meta = json.loads((d / "meta.json").read_text())
+    meta["architecture_args"]["channels"] = [8, 16, 32]
+    (d / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFolderError, match="do not fit"):
+        SegmentationPredictor.from_dir(d)
+    (d / WEIGHTS_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(ModelFolderError, match="cannot read the weights"):
+        load_weights(build_network("unet", 1, 2, **ARGS)[0], d / WEIGHTS_FILE)
+
+
+def test_predict_files_goes_on_past_bad_files(tmp_path):
+    d, _ = _model_dir(tmp_path)
+    files = []
+    for i, im in enumerate(_images()):
+        f = tmp_path / f"img{i}.png"
+        Image.fromarray(im).save(f)
+        files.append(f)
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    p = SegmentationPredictor.from_dir(d, batch_size=2)
+    results = list(p.predict_files([files[0], bad, files[1], tmp_path / "missing.png", files[2]]))
+    assert [r[0].name for r in results] == ["img0.png", "bad.png", "img1.png", "missing.png", "img2.png"]
+    errors = {r[0].name: r[3] for r in results if r[3] is not None}
+    assert set(errors) == {"bad.png", "missing.png"} and "not an image" in errors["bad.png"]
+    direct = p.predict(_images(), keep_prob=False)
+    good = [r for r in results if r[3] is None]
+    for (path, rec, out, _), ref in zip(good, direct):
+        assert out.mask.shape == rec.shape
+        np.testing.assert_array_equal(out.mask, ref.mask)
+
+
+def test_postprocessing():
+    prob = np.zeros((20, 20), np.float32)
+    prob[2:8, 2:8] = 0.9  # 36 px
+    prob[15:17, 15:17] = 0.8  # 4 px
+    mask, n = Postprocessing().apply(prob)
+    assert n == 2 and mask.sum() == 40
+    mask, n = Postprocessing(keep_largest=True).apply(prob)
+    assert n == 1 and mask.sum() == 36
+    mask, n = Postprocessing(min_area_fraction=0.05).apply(prob)  # 20 px minimum
+    assert n == 1 and mask.sum() == 36
+    mask, n = Postprocessing(min_area_fraction=0.5).apply(prob)
+    assert n == 0 and not mask.any()
+    with pytest.raises(ValueError, match="threshold"):
+        Postprocessing(threshold=1.0)
+
+
+def test_preprocessing_helpers():
+    im = np.arange(37 * 53, dtype=np.uint32).reshape(37, 53).astype(np.uint8)
+    assert resize_uint8(im, 32).shape == (32, 32)
+    with pytest.raises(ValueError, match="uint8"):
+        resize_uint8(im.astype(float), 32)
+    m = np.zeros((37, 53), bool)
+    m[10:30, 10:40] = True
+    small = resize_mask(m, 32)
+    assert small.dtype == bool and abs(small.mean() - m.mean()) < 0.02
+    back = restore_size(torch.rand(32, 32), (37, 53))
+    assert back.shape == (37, 53)
+    prep = Preprocessing.from_meta(Preprocessing(image_size=48).to_meta())
+    assert prep == Preprocessing(image_size=48)
+    with pytest.raises(ValueError, match="image_size"):
+        Preprocessing(image_size=4)
+
+
+def test_mask_and_overlay_files(tmp_path):
+    mask = np.zeros((30, 41), bool)
+    mask[5:20, 10:30] = True
+    write_mask_png(mask, tmp_path / "m.png")
+    back = np.asarray(Image.open(tmp_path / "m.png"))
+    assert back.shape == (30, 41) and set(np.unique(back)) == {0, 255}
+    np.testing.assert_array_equal(back > 0, mask)
+    image = np.full((30, 41), 100, np.uint8)
+    write_overlay_png(image, mask, tmp_path / "o.png", reference=np.roll(mask, 3, axis=1))
+    rgb = np.asarray(Image.open(tmp_path / "o.png"))
+    assert rgb.shape == (30, 41, 3)
+    assert (rgb == (255, 48, 48)).all(axis=2).any() and (rgb == (48, 220, 48)).all(axis=2).any()
+    line = contour(mask, 1)
+    assert line.sum() == 2 * 15 + 2 * 20 - 4  # the rectangle's border
+    unchanged = overlay_contours(image, [np.zeros_like(mask)], [(255, 0, 0)])
+    assert (unchanged == 100).all()  # an empty mask draws nothing
+    with pytest.raises(ValueError, match="does not fit"):
+        overlay_contours(image, [mask[:10]], [(255, 0, 0)])

@@ -1,0 +1,161 @@
+"""The busi-seg task through the command line, on the real BUSI data (skipped without BREASTDX_DATA)."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from breastdx.cli import app
+from breastdx.zoo import shipped_models
+
+runner = CliRunner()
+TINY = ["--epochs", "1", "--max-train-batches", "2", "--image-size", "64", "--max-cases", "24", "--batch-size", "4",
+        "--n-bootstrap", "100", "--progress-bar", "false"]
+
+
+@pytest.fixture(scope="module")
+def data_root() -> Path:
+    env = os.environ.get("BREASTDX_DATA")
+    if not env:
+        pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
+    root = Path(env)
+    if not (root / "busi").is_dir():
+        pytest.skip(f"real data not available: {root / 'busi'} does not exist")
+    return root
+
+
+@pytest.fixture(scope="module")
+def split_file(data_root, tmp_path_factory) -> Path:
+    """The grouped split, made once for the module (hashing 780 images takes a few seconds)."""
+    from breastdx.data.splits import busi_split
+
+    path = tmp_path_factory.mktemp("split") / "split.json"
+    busi_split(data_root, path, seed=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(data_root, split_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("busi_seg") / "run"
+    result = runner.invoke(app, ["train", "busi-seg", "--data-dir", str(data_root), "--out", str(out),
+                                 "--split-file", str(split_file), *TINY])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_tiny_train_writes_the_run_folder(tiny_run):
+    for name in ("config.yaml", "versions.json", "split.json", "metrics.json", "report.html", "test_per_image.csv",
+                 "dice_distribution.png", "hd95_distribution.png", "training_curves.png",
+                 "model/model.safetensors", "model/meta.json", "model/MODEL_CARD.md", "model/split.json"):
+        assert (tiny_run / name).is_file(), name
+    assert not (tiny_run / "checkpoints").exists()  # no Lightning checkpoint is kept
+    assert not list(tiny_run.rglob("*.ckpt"))
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["task"] == "busi-seg" and "test split" in metrics["split"] and metrics["n"] > 0
+    for name in ("dice", "iou", "hd95", "dice_benign", "dice_malignant", "hd95_malignant", "normal_fp_share"):
+        m = metrics["metrics"][name]
+        assert isinstance(m["value"], float) and len(m["ci95"]) == 2, name
+    meta = json.loads((tiny_run / "model" / "meta.json").read_text())
+    assert meta["architecture"] == "unet" and meta["preprocessing"]["image_size"] == 64
+    assert meta["class_names"] == ["background", "lesion"] and meta["data_checksum"]
+    assert "versions" in meta and meta["seed"] == 0 and meta["metrics"]["dice"] == metrics["metrics"]["dice"]
+    html = (tiny_run / "report.html").read_text()
+    assert "case_benign_worst.png" in html and "dice_distribution.png" in html
+
+
+@pytest.mark.slow
+def test_same_seed_same_metrics(tiny_run, data_root, split_file, tmp_path):
+    out = tmp_path / "again"
+    result = runner.invoke(app, ["train", "busi-seg", "--data-dir", str(data_root), "--out", str(out),
+                                 "--split-file", str(split_file), *TINY])
+    assert result.exit_code == 0, result.output
+    a = json.loads((tiny_run / "metrics.json").read_text())["metrics"]
+    b = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert a == b
+
+
+def test_evaluate_a_trained_model(tiny_run, data_root, tmp_path):
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "busi-seg", "--model", str(tiny_run / "model"), "--data-dir",
+                                 str(data_root), "--out", str(out), "--split", "val", "--n-bootstrap", "100"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"].startswith("val split") and "dice" in metrics["metrics"]
+    assert (out / "report.html").is_file() and (out / "val_per_image.csv").is_file()
+
+
+def test_bad_options_are_reported(data_root, tmp_path):
+    result = runner.invoke(app, ["train", "busi-seg", "--data-dir", str(data_root), "--out", str(tmp_path / "x"),
+                                 "--arch", "unett"])
+    assert result.exit_code == 2 and "Did you mean 'unet'" in result.output
+    result = runner.invoke(app, ["train", "busi-seg", "--out", str(tmp_path / "y"), "--arch", "resnet18"])
+    assert result.exit_code == 2 and "classification network" in result.output
+    result = runner.invoke(app, ["train", "busi-seg", "--out", str(tmp_path / "z"), "--arch-args", "{channels"])
+    assert result.exit_code == 2 and "JSON object" in result.output
+
+
+def _shipped() -> Path:
+    models = shipped_models()
+    if "busi-seg" not in models:
+        pytest.skip("no shipped busi-seg model in the zoo yet")
+    return models["busi-seg"]
+
+
+def test_predict_with_the_shipped_model(data_root, tmp_path):
+    _shipped()
+    images = [data_root / "busi" / "benign" / "benign (1).png", data_root / "busi" / "malignant" / "malignant (1).png",
+              data_root / "busi" / "normal" / "normal (1).png"]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # a PNG signature and nothing usable
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "busi-seg", *map(str, images), str(bad), "--out", str(out)])
+    assert result.exit_code == 1, result.output  # some input failed...
+    assert "broken.png" in result.output  # ...and is named
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [Path(r["source"]).name for r in rows] == [p.name for p in images]  # ...while the others succeeded
+    for row, src in zip(rows, images):
+        mask = np.asarray(Image.open(out / row["mask"]))
+        original = Image.open(src)
+        assert mask.shape == (original.height, original.width)
+        assert set(np.unique(mask)) <= {0, 255}
+        assert int(row["lesion_area_px"]) == int((mask > 0).sum())
+        assert row["lesion_area_mm2"] == ""  # BUSI PNGs carry no pixel spacing
+        overlay = Image.open(out / row["overlay"])
+        assert overlay.size == original.size and overlay.mode == "RGB"
+    lesion = {Path(r["source"]).name: int(r["lesion_area_px"]) for r in rows}
+    assert lesion["benign (1).png"] > 0 and lesion["malignant (1).png"] > 0
+
+
+def test_shipped_model_outputs_are_stable(data_root):
+    """Golden values of the frozen model on three real images (tolerance for BLAS differences)."""
+    from breastdx.data.images import read_image
+    from breastdx.inference.predictor import SegmentationPredictor
+
+    model_dir = _shipped()
+    golden_file = Path(__file__).with_name("busi_seg_golden.json")
+    if not golden_file.is_file():
+        pytest.skip("no golden values recorded")
+    golden = json.loads(golden_file.read_text())
+    predictor = SegmentationPredictor.from_dir(model_dir, task="busi-seg")
+    for name, want in golden.items():
+        image = read_image(data_root / "busi" / name, mode="gray").array
+        out = predictor.predict([image])[0]
+        assert abs(out.area_px - want["area_px"]) <= max(50, 0.02 * want["area_px"]), name
+        assert abs(float(out.prob.mean()) - want["mean_prob"]) < 0.01, name
+
+
+@pytest.mark.slow
+def test_evaluate_the_shipped_model(data_root, tmp_path):
+    model_dir = _shipped()
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "busi-seg", "--data-dir", str(data_root), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    shipped = json.loads((model_dir / "meta.json").read_text())["metrics"]
+    assert metrics["metrics"]["dice"]["value"] == pytest.approx(shipped["dice"]["value"], abs=0.005)

@@ -1,0 +1,125 @@
+"""Segmentation training: schedule, per-image Dice, a 2-step Lightning run on synthetic data, reproducibility."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from breastdx.data.datasets import SegmentationDataset
+from breastdx.data.transforms import Preprocessing, ultrasound_augmentation
+from breastdx.models.networks import build_network
+from breastdx.runs import seed_everything
+from breastdx.training.segmentation import OptimConfig, SegmentationModule, dice_per_image, warmup_cosine
+from breastdx.training.trainer import (CHECKPOINT_DIR, TrainerSettings, best_state_dict, make_trainer,
+                                       parse_devices, read_training_log, remove_checkpoints)
+
+SIZE = 32
+
+
+def _synthetic(n: int, seed: int) -> SegmentationDataset:
+    """Dark images with a bright ellipse-ish square lesion (none in every third image)."""
+    rng = np.random.default_rng(seed)
+    images = (rng.random((n, SIZE, SIZE)) * 60).astype(np.uint8)
+    masks = np.zeros((n, SIZE, SIZE), bool)
+    for i in range(n):
+        if i % 3 == 2:
+            continue
+        r, c = rng.integers(4, SIZE - 12, size=2)
+        h, w = rng.integers(5, 10, size=2)
+        masks[i, r:r + h, c:c + w] = True
+        images[i][masks[i]] += 150
+    labels = ["normal" if i % 3 == 2 else "benign" for i in range(n)]
+    return SegmentationDataset(images, masks, Preprocessing(image_size=SIZE), labels=labels)
+
+
+def test_warmup_cosine():
+    assert warmup_cosine(0, 100, 10, 0.01) == pytest.approx(0.1)
+    assert warmup_cosine(9, 100, 10, 0.01) == pytest.approx(1.0)
+    assert warmup_cosine(10, 100, 10, 0.01) == pytest.approx(1.0)
+    assert warmup_cosine(100, 100, 10, 0.01) == pytest.approx(0.01)
+    mid = warmup_cosine(55, 100, 10, 0.0)
+    assert mid == pytest.approx(0.5)
+
+
+def test_dice_per_image():
+    target = torch.zeros(3, 2, 3, dtype=torch.bool)
+    pred = torch.zeros(3, 2, 3, dtype=torch.bool)
+    target[0, 0, :2] = True
+    pred[0, 0, :3] = True  # Dice 0.8
+    pred[1, 1, 1] = True  # reference empty, prediction not: 0
+    out = dice_per_image(pred, target)  # image 2: both empty -> 1
+    torch.testing.assert_close(out, torch.tensor([0.8, 0.0, 1.0]))
+
+
+def test_parse_devices():
+    assert parse_devices("auto") == "auto"
+    assert parse_devices("2") == 2
+    assert parse_devices("0,1") == [0, 1]
+    assert parse_devices("1,") == [1]
+    with pytest.raises(ValueError, match="devices"):
+        parse_devices("two")
+
+
+def test_dataset_items_and_augmentation():
+    ds = _synthetic(6, 0)
+    item = ds[0]
+    assert item["image"].shape == (1, SIZE, SIZE) and item["image"].dtype == torch.float32
+    assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
+    assert item["mask"].shape == (1, SIZE, SIZE) and bool(item["has_lesion"])
+    assert not bool(ds[2]["has_lesion"])
+    aug = ds.subset([0, 1, 2], transform=ultrasound_augmentation(SIZE, seed=1))
+    a = aug[0]
+    assert a["image"].shape == (1, SIZE, SIZE) and set(a["mask"].unique().tolist()) <= {0.0, 1.0}
+    assert 0.0 <= float(a["image"].min()) and float(a["image"].max()) <= 1.0
+    aug2 = ds.subset([0, 1, 2], transform=ultrasound_augmentation(SIZE, seed=1))
+    torch.testing.assert_close(aug2[0]["image"], a["image"])  # seeded
+    with pytest.raises(ValueError, match="masks must have shape"):
+        SegmentationDataset(ds.images, ds.masks[:2], ds.preprocessing)
+
+
+def _fit(run_dir: Path, seed: int) -> tuple[dict[str, torch.Tensor], float]:
+    from monai.data import DataLoader
+
+    seed_everything(seed)
+    train = _synthetic(12, 1)
+    train.transform = ultrasound_augmentation(SIZE, seed=seed)
+    val = _synthetic(6, 2)
+    gen = torch.Generator().manual_seed(seed)
+    train_loader = DataLoader(train, batch_size=4, shuffle=True, generator=gen, num_workers=0)
+    val_loader = DataLoader(val, batch_size=6, num_workers=0)
+    net, _ = build_network("unet", 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
+    module = SegmentationModule(net, OptimConfig(lr=1e-2))
+    trainer, ckpt = make_trainer(run_dir, TrainerSettings(max_epochs=2, limit_train_batches=2, progress_bar=False,
+                                                          patience=5, accelerator="cpu", devices="1",
+                                                          log_every_n_steps=1))
+    trainer.fit(module, train_loader, val_loader)
+    state = best_state_dict(ckpt)
+    return state, float(ckpt.best_model_score)
+
+
+def test_two_step_training_smoke_and_same_seed_same_result(tmp_path):
+    state, score = _fit(tmp_path / "a", seed=3)
+    assert (tmp_path / "a" / CHECKPOINT_DIR / "best.ckpt").is_file()
+    assert 0.0 <= score <= 1.0 and math.isfinite(score)
+    net, _ = build_network("unet", 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
+    net.load_state_dict(state)  # keys without the LightningModule prefix
+    curves = read_training_log(tmp_path / "a")
+    assert curves["epoch"] == [0.0, 1.0] and "val_dice" in curves and "train_loss" in curves
+    remove_checkpoints(tmp_path / "a")
+    assert not (tmp_path / "a" / CHECKPOINT_DIR).exists()
+
+    state2, score2 = _fit(tmp_path / "b", seed=3)
+    assert score2 == score
+    for k in state:
+        torch.testing.assert_close(state2[k], state[k], rtol=0, atol=0)
+
+
+def test_best_state_dict_without_checkpoint():
+    class NoCheckpoint:
+        best_model_path = ""
+        monitor = "val_dice"
+
+    with pytest.raises(FileNotFoundError, match="val_dice"):
+        best_state_dict(NoCheckpoint())
