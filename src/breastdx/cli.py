@@ -172,6 +172,68 @@ def list_models() -> None:
     console.print(table)
 
 
+data_app = typer.Typer(help="Datasets: download with checksum verification, summarise.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("download")
+def data_download(
+    name: str = typer.Argument(..., help="Dataset: busi, breastmnist, pcam."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root; else $BREASTDX_DATA, else the "
+                                            "per-user cache folder."),
+    url: Optional[str] = typer.Option(None, "--url", help="Another address of the same files (a mirror, file://)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing dataset folder."),
+) -> None:
+    """Download a public dataset into the data root and verify its checksums."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from breastdx.config import resolve_data_root
+    from breastdx.data.download import download_named
+    from breastdx.registry import UnknownNameError
+
+    root = resolve_data_root(data_dir)
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=err_console, transient=True) as bar:
+        job = bar.add_task(f"{name}", total=None)
+        try:
+            folder = download_named(name, root, url=url, force=force,
+                                    progress=lambda done, total: bar.update(job, completed=done, total=total))
+        except (UnknownNameError, ValueError, OSError) as e:
+            _fail(str(e))
+    console.print(f"{name}: verified and installed in {folder}", highlight=False)
+
+
+@data_app.command("summary")
+def data_summary(
+    name: str = typer.Argument(..., help="Dataset: busi, pcam, idc, breakhis."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<name>/summary-<UTC ts>."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only this split of the dataset's own split."),
+    max_items: int = typer.Option(5000, "--max-items", help="Largest number of images analysed (seeded sample)."),
+) -> None:
+    """Class distribution, image size and quality, duplicates and sample grids, as a report with plots."""
+    from breastdx.config import resolve_data_root
+    from breastdx.data.summary import summarize_dataset
+    from breastdx.registry import UnknownNameError
+    from breastdx.runs import RunFolderExistsError, make_run_dir
+
+    try:
+        run_dir = make_run_dir(name, out, kind="summary")
+        result = summarize_dataset(name, resolve_data_root(data_dir), run_dir, split=split, max_items=max_items)
+    except (UnknownNameError, RunFolderExistsError, ValueError, OSError) as e:
+        _fail(str(e))
+    table = Table(title=f"{name}: {result['n_items']} images ({result['n_analysed']} analysed)")
+    table.add_column("class")
+    table.add_column("images", justify="right")
+    for cls, count in result["class_counts"].items():
+        table.add_row(str(cls), str(count))
+    console.print(table)
+    exact, near = result["exact_duplicates"], result["near_duplicates"]
+    console.print(f"exact duplicates: {exact.get('groups', 0)} groups; near duplicates: {near.get('groups', 0)} "
+                  f"groups; unreadable: {len(result.get('failures', []))}", highlight=False)
+    console.print(f"Report: {run_dir / 'report.html'}", highlight=False)
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

@@ -19,6 +19,14 @@ class UnknownNameError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def unknown_name(kind: str, name: str, choices: list[str]) -> UnknownNameError:
+    """The error for a name that is not among ``choices``: the closest match ("did you mean ...?") and all choices."""
+    choices = sorted(choices)
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return UnknownNameError(f"Unknown {kind} {name!r}.{hint} Choices: {', '.join(choices) or '(none)'}.")
+
+
 class Registry(Generic[T]):
     """A named collection of factories, filled by :meth:`register`.
 
@@ -61,13 +69,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise UnknownNameError(self._unknown_message(name)) from None
-
-    def _unknown_message(self, name: str) -> str:
-        choices = sorted(self._entries)
-        close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        return f"Unknown {self.kind} {name!r}.{hint} Choices: {', '.join(choices) or '(none)'}."
+            raise unknown_name(self.kind, name, list(self._entries)) from None
 
     def names(self) -> list[str]:
         """Registered names, sorted."""

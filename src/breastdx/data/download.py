@@ -385,3 +385,30 @@ def _move_into_place(staged: Path, dest: Path, force: bool) -> None:
         os.replace(old, dest)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def downloadable_names() -> list[str]:
+    """Every dataset ``breastdx data download`` knows: the registered archives and PatchCamelyon's file set."""
+    return sorted([*DATASETS.names(), "pcam"])
+
+
+def download_named(name: str, data_root: str | Path, url: str | None = None, force: bool = False,
+                   progress: Callable[[int, int | None], None] | None = None) -> Path:
+    """Download any dataset of :func:`downloadable_names` into the data root.
+
+    ``pcam`` is several files (see :func:`breastdx.data.pcam.download_pcam`, where ``url`` is the base
+    address); the others are single archives of :data:`DATASETS`.
+
+    Raises:
+        UnknownNameError: If the name is unknown (the message lists the choices).
+        DownloadError: As :func:`download_dataset`.
+    """
+    if name == "pcam":
+        from breastdx.data.pcam import download_pcam
+
+        return download_pcam(data_root, base_url=url, force=force, progress=progress)
+    if name not in DATASETS:
+        from breastdx.registry import unknown_name
+
+        raise unknown_name("dataset", name, downloadable_names())
+    return download_dataset(name, data_root, url=url, force=force, progress=progress)

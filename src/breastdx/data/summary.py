@@ -525,3 +525,37 @@ def _write_report(out: Path, result: dict[str, Any], files: list[Path]) -> None:
         rep.heading("Items that could not be read")
         rep.table(["item", "reason"], [[f["id"], f["reason"]] for f in result["failures"][:100]])
     rep.write(out / "report.html")
+
+
+SUMMARY_DATASETS = ("busi", "pcam", "idc", "breakhis")
+
+
+def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, split: str | None = None,
+                      max_items: int = 5000, seed: int = 0) -> dict[str, Any]:
+    """Summarise a dataset found below the data root by name (see :func:`summarize`).
+
+    Args:
+        name: ``busi`` (ultrasound, gray; labels normal/benign/malignant) or a patch dataset
+            (``pcam``, ``idc``, ``breakhis``).
+        data_root: The data root.
+        out_dir: Output folder.
+        split: For patch datasets with their own split (PCam: train, valid, test); None for all.
+        max_items: Largest number of images analysed (a seeded sample above it).
+        seed: Seed of the sample.
+
+    Raises:
+        UnknownNameError: For another name.
+        DataError: If the data are missing or invalid.
+    """
+    if name == "busi":
+        from breastdx.data.busi import BUSI_CLASSES, find_busi_root, load_case, scan_busi
+
+        cases = scan_busi(find_busi_root(Path(data_root)))
+        rng = np.random.default_rng(seed)
+        if len(cases) > max_items:
+            cases = [cases[i] for i in sorted(rng.choice(len(cases), max_items, replace=False))]
+        items = [(load_case(c)[0], BUSI_CLASSES.index(c.label)) for c in cases]
+        return summarize(items, out_dir, max_items=max_items, seed=seed, class_names=BUSI_CLASSES, name="busi")
+    from breastdx.data.patches import load_patch_dataset
+
+    return summarize(load_patch_dataset(name, data_root, split), out_dir, max_items=max_items, seed=seed)

@@ -1,0 +1,44 @@
+"""Command-line commands that are not a task verb: tasks, models, data download/summary."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from breastdx.cli import app
+
+runner = CliRunner()
+DATA = os.environ.get("BREASTDX_DATA")
+
+
+def test_tasks_lists_wdbc():
+    result = runner.invoke(app, ["tasks"])
+    assert result.exit_code == 0 and "wdbc" in result.output
+
+
+def test_data_download_unknown_name_suggests(tmp_path: Path):
+    result = runner.invoke(app, ["data", "download", "breastmnst", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "Did you mean 'breastmnist'?" in result.output
+
+
+def test_data_download_verifies_checksum(tmp_path: Path):
+    fake = tmp_path / "breastmnist.npz"
+    fake.write_bytes(b"not the real file")
+    result = runner.invoke(app, ["data", "download", "breastmnist", "--data-dir", str(tmp_path / "root"),
+                                 "--url", fake.as_uri()])
+    assert result.exit_code == 2
+    assert "checksum" in result.output.lower() or "md5" in result.output.lower()
+    assert not (tmp_path / "root" / "breastmnist" / "breastmnist.npz").exists()
+
+
+@pytest.mark.skipif(not DATA, reason="BREASTDX_DATA is not set (point it at ../shared/data)")
+def test_data_summary_on_real_breakhis_samples(tmp_path: Path):
+    out = tmp_path / "summary"
+    result = runner.invoke(app, ["data", "summary", "breakhis", "--data-dir", DATA, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_items"] == 12
+    assert (out / "report.html").is_file()
