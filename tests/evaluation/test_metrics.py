@@ -91,11 +91,11 @@ def test_threshold_for_sensitivity_golden():
 def test_bias_corrected_interval_covers_biased_statistic():
     from breastdx.evaluation.metrics import bias_corrected_interval
 
-    # a statistic whose resamples all lie above the estimate: a plain percentile interval would miss it
-    boot = np.linspace(0.03, 0.05, 1001)
+    # every resample lies above the estimate (as for the ECE): a plain percentile interval would miss it
+    boot = np.linspace(0.03, 0.05, 1001)  # median 0.04, 2.5 / 97.5 percentiles 0.0305 / 0.0495
     low, high = bias_corrected_interval(boot, 0.031)
-    assert low <= 0.031 + 1e-3 and high < 0.05
+    assert low == pytest.approx(0.0305 - 0.009) and high == pytest.approx(0.0495 - 0.009)
     # no bias: the plain 2.5 / 97.5 percentiles
-    sym = np.linspace(-1, 1, 2001)
-    low, high = bias_corrected_interval(sym, 0.0)
-    assert low == pytest.approx(-0.95, abs=1e-3) and high == pytest.approx(0.95, abs=1e-3)
+    sym = np.linspace(0, 1, 2001)
+    low, high = bias_corrected_interval(sym, 0.5)
+    assert low == pytest.approx(0.025, abs=1e-3) and high == pytest.approx(0.975, abs=1e-3)
