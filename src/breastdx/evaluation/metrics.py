@@ -194,7 +194,8 @@ def bias_corrected_interval(boot: np.ndarray, value: float, alpha: float = 0.05)
     """Percentile interval of a bootstrap distribution, shifted by the bootstrap estimate of bias.
 
     ``bias = median(boot) - value``; the interval is ``[q(alpha/2) - bias, q(1 - alpha/2) - bias]``,
-    clipped to [0, 1] (every metric here lies in [0, 1]). For an unbiased statistic this is the plain
+    kept within the range spanned by the resamples and the estimate (so a metric never leaves its
+    natural range, such as [0, 1]). For an unbiased statistic this is the plain
     percentile interval. A statistic that resampling inflates, such as the ECE (duplicated cases make bins
     look more miscalibrated), would otherwise get an interval that misses its own estimate; the shift keeps
     the estimate inside: ``low <= value <= high`` always holds.
@@ -217,7 +218,8 @@ def bias_corrected_interval(boot: np.ndarray, value: float, alpha: float = 0.05)
         return float("nan"), float("nan")
     bias = float(np.median(b)) - value
     low, high = np.percentile(b, [100 * alpha / 2, 100 * (1 - alpha / 2)]) - bias
-    return float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
+    floor, ceiling = min(float(b.min()), value), max(float(b.max()), value)
+    return float(np.clip(low, floor, ceiling)), float(np.clip(high, floor, ceiling))
 
 
 def threshold_for_sensitivity(y_true: np.ndarray, prob: np.ndarray, target: float) -> float:
