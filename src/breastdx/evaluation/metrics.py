@@ -194,8 +194,8 @@ def bias_corrected_interval(boot: np.ndarray, value: float, alpha: float = 0.05)
     """Percentile interval of a bootstrap distribution, shifted by the bootstrap estimate of bias.
 
     ``bias = median(boot) - value``; the interval is ``[q(alpha/2) - bias, q(1 - alpha/2) - bias]``,
-    kept within the range spanned by the resamples and the estimate (so a metric never leaves its
-    natural range, such as [0, 1]). For an unbiased statistic this is the plain
+    kept at or above 0 when no resample is negative and at or below 1 when none exceeds 1 (so a
+    proportion never leaves [0, 1]). For an unbiased statistic this is the plain
     percentile interval. A statistic that resampling inflates, such as the ECE (duplicated cases make bins
     look more miscalibrated), would otherwise get an interval that misses its own estimate; the shift keeps
     the estimate inside: ``low <= value <= high`` always holds.
@@ -218,7 +218,9 @@ def bias_corrected_interval(boot: np.ndarray, value: float, alpha: float = 0.05)
         return float("nan"), float("nan")
     bias = float(np.median(b)) - value
     low, high = np.percentile(b, [100 * alpha / 2, 100 * (1 - alpha / 2)]) - bias
-    floor, ceiling = min(float(b.min()), value), max(float(b.max()), value)
+    # keep a metric in its natural range: [0, ...) when nothing is negative, (..., 1] when nothing exceeds 1
+    floor = 0.0 if min(float(b.min()), value) >= 0 else -np.inf
+    ceiling = 1.0 if max(float(b.max()), value) <= 1 else np.inf
     return float(np.clip(low, floor, ceiling)), float(np.clip(high, floor, ceiling))
 
 
