@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # The data root: --data-dir, else $BREASTDX_DATA, else the per-user cache. Tests use ../shared/data.
 BREASTDX_DATA ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: venv run test test-all clean-venv
+.PHONY: venv run test test-all browser-deps clean-venv
 
 venv: $(STAMP)
 
@@ -24,12 +24,22 @@ $(STAMP): pyproject.toml constraints.txt
 run: venv
 	$(VENV)/bin/breastdx train wdbc
 
+## Debian's chromium for the web page's browser test (Playwright cannot download its own browser here).
+## Installed only when /usr/bin/chromium is missing and we are root with apt-get; otherwise nothing is done
+## and the browser test skips, saying why.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (apt-get) for the browser test"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "could not install chromium; the browser test will be skipped"; \
+	fi
+
 ## The test suite (fast; slow tests are marked and left out).
-test: venv
+test: venv browser-deps
 	BREASTDX_DATA=$(BREASTDX_DATA) $(PY) -m pytest
 
 ## Every test, the slow ones too.
-test-all: venv
+test-all: venv browser-deps
 	BREASTDX_DATA=$(BREASTDX_DATA) $(PY) -m pytest -m ""
 
 clean-venv:

@@ -240,5 +240,34 @@ def version() -> None:
     console.print(f"breastdx {__version__}")
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this machine only)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help="SQLAlchemy URL of the prediction "
+                                               "record, e.g. postgresql+psycopg://user@host/db; default a SQLite "
+                                               "file in ~/.local/share/breastdx."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest accepted upload, in MiB."),
+) -> None:
+    """Serve the web page and the REST API (OpenAPI at /docs) with the shipped models."""
+    import uvicorn
+
+    from breastdx.serve import ServeSettings, create_app
+    from breastdx.serve.db import DatabaseError, PredictionStore, redact_url
+
+    try:
+        settings = ServeSettings(host=host, port=port, database_url=database_url,
+                                 max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+        store = PredictionStore(settings.resolved_database_url)
+    except (ValueError, DatabaseError) as e:
+        _fail(str(e))
+    console.print(f"[bold]breastdx {__version__}[/] serving on http://{host}:{port}, recording predictions in "
+                  f"{redact_url(store.url)}. {RESEARCH_USE_ONLY}", highlight=False, soft_wrap=True)
+    try:
+        uvicorn.run(create_app(settings, store=store), host=host, port=port, log_level="info")
+    finally:
+        store.close()
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

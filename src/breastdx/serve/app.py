@@ -1,0 +1,469 @@
+"""The FastAPI application: REST API, OpenAPI schema and the web page, in one app.
+
+Endpoints:
+
+* ``GET /healthz``: status, version, served tasks.
+* ``GET /v1/models``: the served models with their metadata, metrics and model cards.
+* ``POST /v1/predict/wdbc``: JSON ``{"features": {name: value}}``; P(malignant), label, SHAP reasons.
+* ``POST /v1/predict/{task}``: an image upload (``multipart/form-data``, field ``file``; PNG, JPEG, TIFF or
+  DICOM) for ``busi-seg``, ``busi-cls``, ``breastmnist``, ``pcam`` and ``ultrasound`` (segmentation and
+  classification of one image).
+* ``GET /v1/predictions`` (``limit``, ``offset``, ``task``) and ``GET /v1/predictions/{id}``: the record.
+* ``GET /``: the page (``static/index.html``); ``/static/...`` its script and style sheet.
+
+Every JSON answer carries ``research_use_only``; every response carries the header
+``X-Research-Use-Only``. Bad requests get a 4xx answer ``{"error": {"code", "message", "problems"}}``.
+Models load once, when the app starts (lifespan); inference runs in a thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from breastdx import RESEARCH_USE_ONLY, __version__
+from breastdx.serve import schemas
+from breastdx.serve.db import DatabaseError, PredictionStore
+from breastdx.serve.models import (ULTRASOUND_TASK, LoadedModel, ModelRegistry, ServeInputError, bytes_sha256,
+                                   features_sha256, parse_wdbc_features, predict_features, predict_image)
+from breastdx.serve.settings import ServeSettings, auto_torch_threads
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+MULTIPART_OVERHEAD = 64 * 1024
+"""Bytes allowed above the upload limit for the multipart framing (boundaries, part headers, other fields)."""
+
+NOTICE_HEADER = "X-Research-Use-Only"
+
+PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+class BodyTooLargeError(Exception):
+    """A request body grew over the limit while it was being received (no or a false Content-Length)."""
+
+
+def error_response(status: int, code: str, message: str, problems: list[str] | None = None) -> JSONResponse:
+    """The JSON answer of a failed request: ``{"error": {"code", "message", "problems"}, "research_use_only"}``."""
+    body = {"error": {"code": code, "message": message, "problems": list(problems or [])},
+            "research_use_only": RESEARCH_USE_ONLY}
+    return JSONResponse(body, status_code=status)
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON has no NaN), recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def without_images(value: Any) -> Any:
+    """``value`` without the ``*_png`` entries (data URLs), recursively: what the record keeps."""
+    if isinstance(value, dict):
+        return {k: without_images(v) for k, v in value.items() if not k.endswith("_png")}
+    if isinstance(value, list):
+        return [without_images(v) for v in value]
+    return value
+
+
+class _LimitAndNotice:
+    """ASGI middleware: refuses request bodies over ``max_body`` bytes (413) and adds the research-use header.
+
+    A declared ``Content-Length`` over the limit is answered at once, before the body is read; a body that
+    grows over the limit while it is received raises :class:`BodyTooLargeError` in the endpoint reading it.
+    """
+
+    def __init__(self, app: Any, max_body: int) -> None:
+        self.app = app
+        self.max_body = int(max_body)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_notice(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + [
+                    (NOTICE_HEADER.lower().encode(), RESEARCH_USE_ONLY.encode("latin-1"))]
+            await send(message)
+
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                declared = -1
+            if declared > self.max_body:
+                response = error_response(413, "upload_too_large", f"The request body is {declared:,} bytes, over "
+                                          f"the limit of {self.max_body:,} bytes (upload limit plus multipart "
+                                          f"framing); send a smaller file.")
+                await response(scope, receive, send_with_notice)
+                return
+        received = 0
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLargeError(f"The request body is over the limit of {self.max_body:,} bytes; "
+                                            f"send a smaller file.")
+            return message
+
+        await self.app(scope, limited_receive, send_with_notice)
+
+
+def _problems_of_validation(errors: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for e in errors:
+        where = ".".join(str(p) for p in e.get("loc", ()))
+        got = e.get("input")
+        shown = "" if got is None or isinstance(got, (dict, list)) else f" (got {got!r})"
+        out.append(f"{where}: {e.get('msg', 'invalid')}{shown}")
+    return out
+
+
+def _record_label(answer: dict[str, Any]) -> str | None:
+    if answer.get("classification"):
+        return answer["classification"]["label"]
+    seg = answer.get("segmentation")
+    if seg:
+        return "lesion" if seg["lesion_found"] else "no lesion"
+    return None
+
+
+_WDBC_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": schemas.WDBCRequest.model_json_schema()}}}}
+_IMAGE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary",
+                            "description": "The image: PNG, JPEG, TIFF or DICOM (found from its bytes)."}}}}}}}
+_ERRORS = {code: {"model": schemas.ErrorResponse, "description": text} for code, text in {
+    400: "Malformed request body.", 404: "Unknown task, or its model is not shipped.",
+    413: "Upload over the size limit, or image over the pixel limit.",
+    415: "Not an image (whatever its name says), or the wrong content type for the task.",
+    422: "Corrupt or truncated image; missing, unknown or non-numeric features; invalid parameters.",
+    503: "The prediction could not be recorded."}.items()}
+
+
+def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry | None = None,
+               store: PredictionStore | None = None) -> FastAPI:
+    """Build the application.
+
+    Models are loaded and the database opened when the app starts (its lifespan), not here, unless they are
+    given: a test can share one loaded :class:`ModelRegistry` between apps.
+
+    Args:
+        settings: Service settings; default :class:`ServeSettings()` (every shipped model, the default
+            SQLite file).
+        registry: Models already loaded; default: load ``settings.model_dirs`` (or the zoo) at start-up.
+        store: The prediction record; default: open ``settings.database_url`` at start-up (and close it at
+            shut-down).
+
+    Returns:
+        The FastAPI app (serve it with uvicorn).
+    """
+    settings = settings or ServeSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        import torch
+
+        threads_before = torch.get_num_threads()
+        own_store = store is None
+        app.state.store = store if store is not None else PredictionStore(settings.resolved_database_url)
+        start = time.perf_counter()
+        app.state.registry = registry if registry is not None else await run_in_threadpool(
+            lambda: ModelRegistry.load(settings.model_dirs, warmup=settings.warmup, gradcam=settings.gradcam))
+        reg: ModelRegistry = app.state.registry
+        networks = sum(m.kind != "tabular" for m in reg.models.values())
+        threads = settings.torch_threads or auto_torch_threads(networks)
+        torch.set_num_threads(threads)
+        app.state.torch_threads = threads
+        log.info("breastdx %s: serving %s (%d model(s) in %.1f s, %d torch thread(s)); left out: %s. %s",
+                 __version__, ", ".join(reg.tasks()) or "no task", len(reg.models), time.perf_counter() - start,
+                 threads, ", ".join(n for n, _ in reg.unavailable) or "none", RESEARCH_USE_ONLY)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads_before)
+            if own_store:
+                app.state.store.close()
+
+    app = FastAPI(
+        title="breastdx",
+        version=__version__,
+        summary="Breast-cancer diagnosis with machine learning: REST API and web page.",
+        description=f"**{RESEARCH_USE_ONLY}**\n\nUpload an ultrasound image (PNG, JPEG, TIFF, DICOM) or the 30 WDBC "
+                    f"features; get class probabilities, the label at the model's operating point, Grad-CAM maps, "
+                    f"lesion masks and areas. Every prediction is recorded.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(_LimitAndNotice, max_body=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+
+    # ------------------------------------------------------------------------------------------ errors
+    @app.exception_handler(ServeInputError)
+    async def _input_error(_request: Request, exc: ServeInputError) -> JSONResponse:
+        return error_response(exc.status, exc.code, str(exc), exc.problems)
+
+    @app.exception_handler(BodyTooLargeError)
+    async def _too_large(_request: Request, exc: BodyTooLargeError) -> JSONResponse:
+        return error_response(413, "upload_too_large", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = _problems_of_validation(list(exc.errors()))
+        return error_response(422, "invalid_request", "The request's parameters are not valid.", problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"No such address: {request.method} {request.url.path}. See /docs or /openapi.json."
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}."
+        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message)
+
+    @app.exception_handler(DatabaseError)
+    async def _database(_request: Request, exc: DatabaseError) -> JSONResponse:
+        log.error("%s", exc)
+        return error_response(503, "database_unavailable", f"{exc} The prediction was not answered, because "
+                              f"every answered prediction must be recorded.")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a bug
+        log.exception("unexpected error")
+        return error_response(500, "internal_error", f"An unexpected error occurred ({type(exc).__name__}); "
+                              f"it has been logged.")
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def _registry(request: Request) -> ModelRegistry:
+        return request.app.state.registry
+
+    def _store(request: Request) -> PredictionStore:
+        return request.app.state.store
+
+    def _use_threads(request: Request) -> None:
+        # torch keeps the thread count per thread once a thread has used it: set it in each worker thread.
+        import torch
+
+        wanted = request.app.state.torch_threads
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
+
+    def _finish(request: Request, task: str, models: list[LoadedModel], sha: str, input_name: str | None,
+                answer: dict[str, Any], start: float, notes: list[str]) -> dict[str, Any]:
+        elapsed = (time.perf_counter() - start) * 1000
+        answer = finite(answer)
+        refs = [m.ref for m in models]
+        entry = _store(request).add(
+            task=task, model_name="+".join(r["name"] for r in refs), model_version="+".join(r["version"] for r in refs),
+            input_sha256=sha, input_name=input_name, label=_record_label(answer), elapsed_ms=elapsed,
+            result=without_images(answer))
+        return {"prediction_id": entry.id, "created_at": entry.created_at, "task": task, "models": refs,
+                "input_sha256": sha, "elapsed_ms": round(elapsed, 2), **answer, "notes": notes,
+                "research_use_only": RESEARCH_USE_ONLY}
+
+    # ------------------------------------------------------------------------------------------ routes
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html",
+                            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+
+    @app.get("/healthz", response_model=schemas.Health, tags=["service"])
+    async def healthz(request: Request) -> dict[str, Any]:
+        """Liveness and what is served."""
+        reg = _registry(request)
+        return {"status": "ok" if reg.models else "degraded", "version": __version__, "tasks": reg.tasks(),
+                "models": [m.ref for m in reg.models.values()], "research_use_only": RESEARCH_USE_ONLY}
+
+    @app.get("/v1/models", response_model=schemas.ModelsResponse, tags=["models"])
+    async def list_models(request: Request) -> dict[str, Any]:
+        """The served models with their metadata, metrics and model cards, and the ones left out."""
+        reg = _registry(request)
+        return {"models": [finite(m.describe()) for m in reg.models.values()], "tasks": reg.tasks(),
+                "unavailable": [{"name": n, "reason": r} for n, r in reg.unavailable],
+                "research_use_only": RESEARCH_USE_ONLY}
+
+    @app.post("/v1/predict/wdbc", response_model=schemas.PredictionResponse, tags=["predict"],
+              openapi_extra=_WDBC_BODY, responses=_ERRORS)
+    async def predict_wdbc(request: Request) -> dict[str, Any]:
+        """One WDBC case: P(malignant), the label at the operating threshold, the largest SHAP contributions."""
+        model = _registry(request).get("wdbc")[0]
+        content_type = request.headers.get("content-type", "")
+        if not content_type.split(";")[0].strip().lower().endswith("json"):
+            raise ServeInputError(415, "wrong_content_type", f"Task 'wdbc' takes JSON: send Content-Type "
+                                  f"application/json with {{\"features\": {{name: value, ...}}}} (got content type "
+                                  f"{content_type or 'none'!r}).")
+        body = await request.body()
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ServeInputError(422, "invalid_json", f"The body is not valid JSON ({e}); expected "
+                                  f"{{\"features\": {{name: value, ...}}}}.") from None
+        try:
+            req = schemas.WDBCRequest.model_validate(payload)
+        except ValidationError as e:
+            raise ServeInputError(422, "invalid_request", "The body does not match {\"features\": {name: value, "
+                                  "...}, \"case_id\": optional, \"n_reasons\": optional}.",
+                                  _problems_of_validation(list(e.errors()))) from None
+        X = parse_wdbc_features(req.features)
+        n_reasons = settings.n_reasons if req.n_reasons is None else req.n_reasons
+        start = time.perf_counter()
+
+        def work() -> dict[str, Any]:
+            _use_threads(request)
+            answer = predict_features(model, X, req.case_id, n_reasons)
+            return _finish(request, "wdbc", [model], features_sha256(X), req.case_id, answer, start, [])
+
+        return await run_in_threadpool(work)
+
+    @app.post("/v1/predict/{task}", response_model=schemas.PredictionResponse, tags=["predict"],
+              openapi_extra=_IMAGE_BODY, responses=_ERRORS)
+    async def predict_upload(
+        task: str,
+        request: Request,
+        composites: bool = Query(False, description="Also answer the overlays blended into the image "
+                                                    "(contour_composite_png, gradcam_composite_png)."),
+    ) -> dict[str, Any]:
+        """One image (field ``file``) for an imaging task; ``ultrasound`` runs busi-seg and busi-cls on it.
+
+        Tasks: see ``GET /healthz``. The answer holds class probabilities, the label at the operating point
+        and the Grad-CAM maps (classifiers), the mask, contour and lesion area (segmentation; mm² when the
+        DICOM pixel spacing is known) and the time taken.
+        """
+        models = _registry(request).get(task)
+        if models[0].kind == "tabular":
+            raise ServeInputError(415, "wrong_input", f"Task {task!r} takes JSON features, not an upload.")
+        content_type = request.headers.get("content-type", "")
+        if not content_type.lower().startswith("multipart/form-data"):
+            raise ServeInputError(415, "wrong_content_type", f"Task {task!r} takes an image upload: send "
+                                  f"multipart/form-data with the image in a field named 'file' (got content type "
+                                  f"{content_type or 'none'!r}).")
+        try:
+            form = await request.form(max_files=1, max_fields=16)
+        except BodyTooLargeError:
+            raise
+        except StarletteHTTPException as e:
+            raise ServeInputError(400, "malformed_upload",
+                                  f"The multipart body could not be parsed: {e.detail}.") from None
+        except Exception as e:  # noqa: BLE001 - a broken body from the client
+            raise ServeInputError(400, "malformed_upload", f"The multipart body could not be parsed "
+                                  f"({type(e).__name__}: {e}).") from None
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                fields = ", ".join(repr(k) for k in form.keys()) or "none"
+                raise ServeInputError(422, "missing_file", f"No file in the upload: put the image in a multipart "
+                                      f"field named 'file' (fields received: {fields}).")
+            filename = upload.filename or "upload"
+            data = await upload.read(settings.max_upload_bytes + 1)
+        finally:
+            await form.close()
+        if len(data) > settings.max_upload_bytes:
+            raise ServeInputError(413, "upload_too_large", f"{filename}: the upload is over the limit of "
+                                  f"{settings.max_upload_bytes:,} bytes ({settings.max_upload_bytes / 2**20:.1f} MiB); "
+                                  f"send a smaller file.")
+        notes = []
+        if task == ULTRASOUND_TASK:
+            served = {m.task for m in models}
+            parts = {"busi-seg": "segmentation", "busi-cls": "classification"}
+            notes = [f"No {t} model is served, so this answer has no {what}."
+                     for t, what in parts.items() if t not in served]
+        start = time.perf_counter()
+
+        def work() -> dict[str, Any]:
+            _use_threads(request)
+            answer = predict_image(models, data, filename, max_pixels=settings.max_pixels,
+                                   display_max_side=settings.display_max_side, gradcam=settings.gradcam,
+                                   composites=composites)
+            return _finish(request, task, models, bytes_sha256(data), filename, answer, start, notes)
+
+        return await run_in_threadpool(work)
+
+    @app.get("/v1/predictions", response_model=schemas.PredictionList, tags=["record"])
+    async def list_predictions(
+        request: Request,
+        limit: int = Query(50, ge=1, le=settings.max_list_limit, description="Most entries returned."),
+        offset: int = Query(0, ge=0, description="Entries skipped, from the newest."),
+        task: str | None = Query(None, max_length=32, description="Only this task."),
+    ) -> dict[str, Any]:
+        """The recorded predictions, newest first (without images)."""
+        total, entries = await run_in_threadpool(_store(request).list, limit, offset, task)
+        return {"total": total, "limit": limit, "offset": offset, "items": [finite(e.to_dict()) for e in entries],
+                "research_use_only": RESEARCH_USE_ONLY}
+
+    @app.get("/v1/predictions/{prediction_id}", response_model=schemas.PredictionEntryOut, tags=["record"],
+             responses={404: {"model": schemas.ErrorResponse}})
+    async def get_prediction(request: Request, prediction_id: int) -> dict[str, Any]:
+        """One recorded prediction."""
+        entry = await run_in_threadpool(_store(request).get, prediction_id)
+        if entry is None:
+            raise ServeInputError(404, "not_found", f"No prediction with id {prediction_id}.")
+        return {**finite(entry.to_dict()), "research_use_only": RESEARCH_USE_ONLY}
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+@contextmanager
+def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0, *,
+                   start_timeout_s: float = 120.0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a background thread (for tests and benchmarks).
+
+    Args:
+        app: The app.
+        host: Address; loopback by default.
+        port: Port; 0 picks a free one.
+        start_timeout_s: How long to wait for start-up (models load then).
+
+    Yields:
+        The base URL, e.g. ``http://127.0.0.1:41234``.
+
+    Raises:
+        RuntimeError: If the server does not start in time.
+    """
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="breastdx-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"The server did not start within {start_timeout_s:.0f} s.")
+        time.sleep(0.05)
+    sock = server.servers[0].sockets[0]
+    bound_host, bound_port = sock.getsockname()[:2]
+    try:
+        yield f"http://{bound_host}:{bound_port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -1,0 +1,270 @@
+"""The prediction record: every answered prediction is stored, through SQLAlchemy 2.0 (SQLite or PostgreSQL).
+
+Schema (one table, ``predictions``):
+
+=============== ====================== ===============================================================
+column          type                   meaning
+=============== ====================== ===============================================================
+id              integer, primary key   the prediction's number, given in the answer (``prediction_id``)
+created_at      timestamp (UTC), index when the prediction was answered
+task            varchar(32), index     ``wdbc``, ``busi-seg``, ``busi-cls``, ``ultrasound``, ...
+model_name      varchar(200)           the model(s) used; ``+`` joins several (the ultrasound endpoint)
+model_version   varchar(200)           their versions, in the same order, joined by ``+``
+input_sha256    char(64), index        SHA-256 of the uploaded file's bytes, or of the WDBC features
+input_name      varchar(255), null     the uploaded file's name or the WDBC case id, as the client sent it
+label           varchar(64), null      the label at the operating point (classification), else null
+elapsed_ms      float                  time taken by the server, from the received input to the answer
+result          JSON                   the answer without its images (probabilities, threshold, area, ...)
+=============== ====================== ===============================================================
+
+The table is created when missing (``create_all``); there is no migration tool yet, so a later change of
+this schema must come with one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, Integer, String, create_engine, event, func, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseError(RuntimeError):
+    """The prediction record cannot be opened, written or read; the message names the database and the cause."""
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the service's tables."""
+
+
+class PredictionRow(Base):
+    """One recorded prediction (see the module docstring for the columns)."""
+
+    __tablename__ = "predictions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    task: Mapped[str] = mapped_column(String(32), index=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(200))
+    input_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    input_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    label: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    elapsed_ms: Mapped[float] = mapped_column(Float)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+@dataclass(frozen=True)
+class PredictionEntry:
+    """A recorded prediction, detached from the database session.
+
+    Attributes:
+        id: Its number.
+        created_at: When it was answered (UTC, timezone-aware).
+        task: The task.
+        model_name: Model name(s), ``+``-joined.
+        model_version: Model version(s), ``+``-joined.
+        input_sha256: SHA-256 of the input.
+        input_name: The file name or case id the client gave, or None.
+        label: The label at the operating point, or None.
+        elapsed_ms: Server time taken, in milliseconds.
+        result: The answer without images.
+    """
+
+    id: int
+    created_at: datetime
+    task: str
+    model_name: str
+    model_version: str
+    input_sha256: str
+    input_name: str | None
+    label: str | None
+    elapsed_ms: float
+    result: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as JSON-ready values (``created_at`` in ISO 8601)."""
+        return {"id": self.id, "created_at": self.created_at.isoformat(), "task": self.task,
+                "model_name": self.model_name, "model_version": self.model_version,
+                "input_sha256": self.input_sha256, "input_name": self.input_name, "label": self.label,
+                "elapsed_ms": self.elapsed_ms, "result": self.result}
+
+
+def _entry(row: PredictionRow) -> PredictionEntry:
+    created = row.created_at
+    if created.tzinfo is None:  # SQLite stores naive timestamps; they were written in UTC
+        created = created.replace(tzinfo=timezone.utc)
+    return PredictionEntry(row.id, created, row.task, row.model_name, row.model_version, row.input_sha256,
+                           row.input_name, row.label, float(row.elapsed_ms), dict(row.result or {}))
+
+
+def _clip(text: str | None, length: int) -> str | None:
+    return None if text is None else str(text)[:length]
+
+
+def redact_url(url: str) -> str:
+    """The database URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable database URL)"
+
+
+class PredictionStore:
+    """Records predictions and lists them.
+
+    Args:
+        url: SQLAlchemy database URL. ``sqlite://`` (or ``sqlite:///:memory:``) keeps the record in memory;
+            ``sqlite:///path/file.sqlite`` creates the folder when missing.
+
+    Raises:
+        DatabaseError: If the URL is malformed, its driver is not installed, or the database cannot be
+            reached or its table created.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = self._create_engine(url)
+        # An in-memory SQLite database is one connection shared by every thread: use it one at a time.
+        self._lock: Any = threading.Lock() if isinstance(self.engine.pool, StaticPool) else nullcontext()
+        try:
+            Base.metadata.create_all(self.engine)
+        except SQLAlchemyError as e:
+            self.engine.dispose()
+            raise DatabaseError(f"Cannot open the prediction database {redact_url(url)}: "
+                                f"{type(e).__name__}: {e.args[0] if e.args else e}") from None
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @staticmethod
+    def _create_engine(url: str) -> Engine:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as e:
+            raise DatabaseError(f"Database URL {url!r} is not valid ({e}); expected e.g. sqlite:///predictions.sqlite "
+                                f"or postgresql+psycopg://user@host/db.") from None
+        kwargs: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            kwargs["connect_args"] = {"check_same_thread": False}
+            database = parsed.database
+            if not database or database == ":memory:":
+                kwargs["poolclass"] = StaticPool  # one shared in-memory database for every thread
+            else:
+                folder = Path(database).expanduser().parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise DatabaseError(f"Cannot open the prediction database {url}: cannot create its folder "
+                                        f"{folder} ({e.strerror or e}).") from None
+        try:
+            engine = create_engine(parsed, **kwargs)
+        except (ArgumentError, ImportError) as e:
+            raise DatabaseError(f"Cannot use the database {redact_url(url)}: {type(e).__name__}: {e}. For PostgreSQL, "
+                                f"install a driver (pip install 'psycopg[binary]').") from None
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            @event.listens_for(engine, "connect")
+            def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the writer
+                cursor.execute("PRAGMA busy_timeout=10000")
+                cursor.close()
+        return engine
+
+    def add(self, *, task: str, model_name: str, model_version: str, input_sha256: str, input_name: str | None,
+            label: str | None, elapsed_ms: float, result: dict[str, Any],
+            created_at: datetime | None = None) -> PredictionEntry:
+        """Record one prediction.
+
+        Args:
+            task: The task.
+            model_name: Model name(s), ``+``-joined.
+            model_version: Model version(s), ``+``-joined.
+            input_sha256: SHA-256 of the input, 64 hexadecimal digits.
+            input_name: File name or case id from the client, or None (cut to 255 characters).
+            label: The label at the operating point, or None.
+            elapsed_ms: Server time taken, in milliseconds.
+            result: The answer without images (JSON-serialisable).
+            created_at: When; default now (UTC).
+
+        Returns:
+            The recorded entry, with its id.
+
+        Raises:
+            ValueError: If ``input_sha256`` is not 64 hexadecimal digits.
+            DatabaseError: If the database cannot be written.
+        """
+        if len(input_sha256) != 64 or any(c not in "0123456789abcdef" for c in input_sha256):
+            raise ValueError(f"input_sha256 must be 64 lower-case hexadecimal digits, got {input_sha256!r}.")
+        row = PredictionRow(created_at=created_at or datetime.now(timezone.utc), task=_clip(task, 32),
+                            model_name=_clip(model_name, 200), model_version=_clip(model_version, 200),
+                            input_sha256=input_sha256, input_name=_clip(input_name, 255), label=_clip(label, 64),
+                            elapsed_ms=float(elapsed_ms), result=result)
+        try:
+            with self._lock, self._sessions.begin() as session:
+                session.add(row)
+                session.flush()
+                return _entry(row)
+        except SQLAlchemyError as e:
+            raise DatabaseError(f"Cannot record the prediction in {redact_url(self.url)}: {type(e).__name__}: "
+                                f"{e.args[0] if e.args else e}") from None
+
+    def list(self, limit: int = 50, offset: int = 0, task: str | None = None) -> tuple[int, list[PredictionEntry]]:
+        """Recorded predictions, newest first.
+
+        Args:
+            limit: Most entries returned (>= 1).
+            offset: Entries skipped from the newest (>= 0).
+            task: Only this task, or every task.
+
+        Returns:
+            ``(total number of matching entries, entries)``.
+
+        Raises:
+            ValueError: If ``limit`` < 1 or ``offset`` < 0.
+            DatabaseError: If the database cannot be read.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}.")
+        if offset < 0:
+            raise ValueError(f"offset must be at least 0, got {offset}.")
+        query = select(PredictionRow)
+        count = select(func.count()).select_from(PredictionRow)
+        if task is not None:
+            query = query.where(PredictionRow.task == task)
+            count = count.where(PredictionRow.task == task)
+        try:
+            with self._lock, Session(self.engine) as session:
+                total = int(session.scalar(count) or 0)
+                rows = session.scalars(query.order_by(PredictionRow.id.desc()).limit(limit).offset(offset)).all()
+                return total, [_entry(r) for r in rows]
+        except SQLAlchemyError as e:
+            raise DatabaseError(f"Cannot read the predictions from {redact_url(self.url)}: {type(e).__name__}: "
+                                f"{e.args[0] if e.args else e}") from None
+
+    def get(self, prediction_id: int) -> PredictionEntry | None:
+        """The entry with this id, or None.
+
+        Raises:
+            DatabaseError: If the database cannot be read.
+        """
+        try:
+            with self._lock, Session(self.engine) as session:
+                row = session.get(PredictionRow, int(prediction_id))
+                return _entry(row) if row is not None else None
+        except SQLAlchemyError as e:
+            raise DatabaseError(f"Cannot read prediction {prediction_id} from {redact_url(self.url)}: "
+                                f"{type(e).__name__}: {e.args[0] if e.args else e}") from None
+
+    def close(self) -> None:
+        """Close every connection."""
+        self.engine.dispose()

@@ -1,0 +1,688 @@
+"""The models the service answers with: found and loaded once at start-up, one per task, and run on one input.
+
+A :class:`ModelRegistry` loads every shipped model (:func:`breastdx.zoo.shipped_models`) or the model
+folders it is given, checks each by running it once on a blank input, and keeps the ones that work by task.
+A model that fails to load is left out and listed with its reason; the service starts with the others.
+
+Tasks and what they take:
+
+* ``wdbc`` (tabular): the 30 WDBC features as JSON; answers P(malignant), the label at the operating
+  threshold and the largest SHAP contributions.
+* ``busi-seg`` (segmentation): an image; answers the lesion mask, its contour and its area (mm² when the
+  DICOM pixel spacing is known).
+* ``busi-cls``, ``breastmnist``, ``pcam`` (classification): an image; answers class probabilities, the
+  label at the operating point and the Grad-CAM map of that label.
+* ``ultrasound``: one image through ``busi-seg`` and ``busi-cls`` (whichever of them is served).
+
+Each model has a lock: Grad-CAM keeps per-call state in hooks on the network, so a network runs one
+request at a time; different models run in parallel.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import hashlib
+import io
+import logging
+import math
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from breastdx import RESEARCH_USE_ONLY
+
+log = logging.getLogger(__name__)
+
+TASK_KINDS: dict[str, str] = {
+    "wdbc": "tabular",
+    "busi-seg": "segmentation",
+    "busi-cls": "classification",
+    "breastmnist": "classification",
+    "pcam": "classification",
+}
+"""Kind of model of each known task; a model of another task is classed by its ``meta.json``."""
+
+ULTRASOUND_TASK = "ultrasound"
+"""The combined endpoint: segmentation and classification of one ultrasound image."""
+
+ULTRASOUND_PARTS = ("busi-seg", "busi-cls")
+"""The tasks the ultrasound endpoint runs, in order."""
+
+IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "DICOM")
+
+PNG_COMPRESS_LEVEL = 1  # fast: answer images are for looking at
+
+CONTOUR_RGBA = (255, 48, 48, 255)
+
+GRADCAM_LAYER_MAX_SIDE = 160
+"""Longer side of the Grad-CAM layer in answers, in pixels. Grad-CAM maps are upsampled from the network's
+last feature map (8 x 8 to 16 x 16 cells), so a small layer stretched over the image looks the same as a full
+one, and costs a tenth of the encoding time."""
+
+
+class ServeInputError(ValueError):
+    """A request the service cannot answer; carries the HTTP status and a short machine-readable code.
+
+    Attributes:
+        status: HTTP status code (4xx).
+        code: Short error code, e.g. ``"not_an_image"``.
+        problems: Every problem found, one line each.
+    """
+
+    def __init__(self, status: int, code: str, message: str, problems: Sequence[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = int(status)
+        self.code = code
+        self.problems = list(problems or [])
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def kind_of(task: str, meta: dict[str, Any]) -> str:
+    """``"tabular"``, ``"segmentation"`` or ``"classification"`` for a model of ``task``."""
+    if task in TASK_KINDS:
+        return TASK_KINDS[task]
+    if str(meta.get("weights_file", "")).endswith(".skops"):
+        return "tabular"
+    if "postprocessing" in meta or task.endswith("-seg"):
+        return "segmentation"
+    return "classification"
+
+
+def weights_version(model_dir: Path, meta: dict[str, Any]) -> str:
+    """The model's version: ``meta["version"]`` when given, else the first 12 hex digits of the weights' SHA-256."""
+    if meta.get("version"):
+        return str(meta["version"])
+    from breastdx.data.checksum import sha256_file
+
+    return sha256_file(model_dir / meta["weights_file"])[:12]
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to answer.
+
+    Attributes:
+        name: Its name (the zoo folder's name).
+        task: Its task.
+        kind: ``"tabular"``, ``"segmentation"`` or ``"classification"``.
+        version: ``meta["version"]`` or the start of the weights' SHA-256.
+        model_dir: Its folder.
+        meta: ``meta.json``.
+        card: ``MODEL_CARD.md`` (empty when missing).
+        predictor: :class:`~breastdx.inference.tabular.WDBCPredictor`,
+            :class:`~breastdx.inference.predictor.SegmentationPredictor` or
+            :class:`~breastdx.inference.classifier.ClassificationPredictor`.
+        lock: Held while the model runs.
+    """
+
+    name: str
+    task: str
+    kind: str
+    version: str
+    model_dir: Path
+    meta: dict[str, Any]
+    card: str
+    predictor: Any
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def ref(self) -> dict[str, str]:
+        """``{"name", "version"}``."""
+        return {"name": self.name, "version": self.version}
+
+    @property
+    def image_mode(self) -> str:
+        """``"gray"`` or ``"rgb"``: how an image model reads its input."""
+        return str(self.meta.get("preprocessing", {}).get("mode", "gray")) if self.kind != "tabular" else "gray"
+
+    def describe(self) -> dict[str, Any]:
+        """The model as listed by ``GET /v1/models``: metadata, metrics, model card and what input it takes."""
+        meta = self.meta
+        info: dict[str, Any] = {
+            "name": self.name, "task": self.task, "kind": self.kind, "version": self.version,
+            "architecture": meta.get("architecture"), "title": meta.get("title"),
+            "class_names": list(meta.get("class_names", [])),
+            "positive_class": meta.get("positive_class", (meta.get("class_names") or [None])[-1]),
+            "threshold": meta.get("threshold"), "threshold_rule": meta.get("threshold_rule"),
+            "temperature": meta.get("temperature"),
+            "metrics": meta.get("metrics", {}), "metrics_split": meta.get("metrics_split"),
+            "created": meta.get("created"), "intended_use": meta.get("intended_use", RESEARCH_USE_ONLY),
+            "model_card": self.card,
+        }
+        if self.kind == "tabular":
+            from breastdx.data.wdbc import FEATURE_NAMES, FEATURE_UNITS
+
+            example = np.asarray(self.predictor.background[0], dtype=float)
+            info["input"] = {"type": "features", "features": list(FEATURE_NAMES),
+                             "units": dict(meta.get("feature_units", FEATURE_UNITS)),
+                             "example": {n: float(v) for n, v in zip(FEATURE_NAMES, example)}}
+        else:
+            prep = meta.get("preprocessing", {})
+            info["input"] = {"type": "image", "formats": list(IMAGE_FORMATS), "mode": self.image_mode,
+                             "network_size": prep.get("image_size")}
+        return info
+
+
+def model_name(model_dir: Path, meta: dict[str, Any]) -> str:
+    """``meta["name"]``, else the folder's name (its parent's for a run folder's ``model/``)."""
+    if meta.get("name"):
+        return str(meta["name"])
+    return model_dir.parent.name if model_dir.name == "model" else model_dir.name
+
+
+def load_model(model_dir: str | Path, name: str | None = None) -> LoadedModel:
+    """Load one model folder for serving.
+
+    Args:
+        model_dir: Folder with ``meta.json``, the weights and (optionally) ``MODEL_CARD.md``.
+        name: Its name; default :func:`model_name`.
+
+    Returns:
+        The :class:`LoadedModel`.
+
+    Raises:
+        ModelFolderError: If the folder is not a valid model folder of a kind this service runs.
+    """
+    from breastdx.models.saved import CARD_FILE, read_meta
+
+    model_dir = Path(model_dir)
+    meta = read_meta(model_dir)
+    task = str(meta["task"])
+    kind = kind_of(task, meta)
+    if kind == "tabular":
+        from breastdx.inference.tabular import WDBCPredictor
+
+        predictor: Any = WDBCPredictor.from_dir(model_dir)
+    elif kind == "segmentation":
+        from breastdx.inference.predictor import SegmentationPredictor
+
+        predictor = SegmentationPredictor.from_dir(model_dir, task=task, batch_size=1)
+    else:
+        from breastdx.inference.classifier import ClassificationPredictor
+
+        predictor = ClassificationPredictor.from_dir(model_dir, task=task, batch_size=1)
+    card_path = model_dir / CARD_FILE
+    card = card_path.read_text(encoding="utf-8", errors="replace") if card_path.is_file() else ""
+    return LoadedModel(name or model_name(model_dir, meta), task, kind, weights_version(model_dir, meta), model_dir,
+                       meta, card, predictor)
+
+
+def warm_up(model: LoadedModel, gradcam: bool = True) -> None:
+    """Run a model once on a blank input (builds lazy state such as the Grad-CAM hooks, and checks it runs).
+
+    Raises:
+        Exception: Whatever the model raises; the registry leaves such a model out.
+    """
+    with model.lock:
+        if model.kind == "tabular":
+            from breastdx.data.checksum import sha256_arrays
+            from breastdx.data.wdbc import WDBCTable
+
+            X = np.asarray(model.predictor.background[:1], dtype=float)
+            model.predictor.predict_table(WDBCTable(X, None, np.array(["warm-up"]), "warm-up", sha256_arrays(X)),
+                                          n_reasons=1)
+            return
+        shape = (64, 64) if model.image_mode == "gray" else (64, 64, 3)
+        blank = np.zeros(shape, dtype=np.uint8)
+        if model.kind == "segmentation":
+            model.predictor.predict([blank], keep_prob=False)
+        else:
+            model.predictor.predict([blank], gradcam=gradcam)
+
+
+class ModelRegistry:
+    """The served models, one per task.
+
+    Args:
+        models: Task to loaded model.
+        unavailable: ``(model name or folder, reason)`` for every model left out.
+    """
+
+    def __init__(self, models: dict[str, LoadedModel], unavailable: list[tuple[str, str]] | None = None) -> None:
+        self.models = dict(models)
+        self.unavailable = list(unavailable or [])
+
+    @classmethod
+    def load(cls, model_dirs: Iterable[str | Path] | None = None, *, warmup: bool = True,
+             gradcam: bool = True) -> "ModelRegistry":
+        """Load the shipped models (``model_dirs=None``) or the given folders; leave out the ones that fail.
+
+        When two folders hold models of the same task, the first one (in name order for the zoo) is served.
+
+        Args:
+            model_dirs: Model folders, or None for :func:`breastdx.zoo.shipped_models`.
+            warmup: Run each model once (:func:`warm_up`); a model that fails is left out.
+            gradcam: Warm classifiers up with Grad-CAM.
+        """
+        from breastdx.models.saved import ModelFolderError
+
+        if model_dirs is None:
+            from breastdx.zoo import shipped_models
+
+            candidates = [(name, path) for name, path in shipped_models().items()]
+        else:
+            candidates = [(None, Path(p)) for p in model_dirs]
+        models: dict[str, LoadedModel] = {}
+        unavailable: list[tuple[str, str]] = []
+        for name, path in candidates:
+            label = name or str(path)
+            start = time.perf_counter()
+            try:
+                model = load_model(path, name)
+                if model.task in models:
+                    raise ModelFolderError(f"a model for task {model.task!r} is already served "
+                                           f"({models[model.task].name}); only one model per task is served")
+                if warmup:
+                    warm_up(model, gradcam)
+            except ModelFolderError as e:
+                log.warning("model %s left out: %s", label, e)
+                unavailable.append((label, str(e)))
+                continue
+            except Exception as e:  # noqa: BLE001 - a broken model must not stop the service
+                log.exception("model %s left out: it failed to load or run", label)
+                unavailable.append((label, f"failed to load or run: {type(e).__name__}: {e}"))
+                continue
+            models[model.task] = model
+            log.info("serving %s (task %s, version %s), ready in %.1f s", model.name, model.task, model.version,
+                     time.perf_counter() - start)
+        return cls(models, unavailable)
+
+    def tasks(self) -> list[str]:
+        """The tasks answered: every loaded model's task, and ``ultrasound`` when a part of it is loaded."""
+        tasks = sorted(self.models)
+        if any(t in self.models for t in ULTRASOUND_PARTS):
+            tasks.append(ULTRASOUND_TASK)
+        return tasks
+
+    def get(self, task: str) -> list[LoadedModel]:
+        """The models that answer ``task`` (two for ``ultrasound`` when both parts are loaded).
+
+        Raises:
+            ServeInputError: 404 when no served model answers ``task``; the message names the served tasks
+                and, for a misspelt task, the closest known one.
+        """
+        if task == ULTRASOUND_TASK:
+            found = [self.models[t] for t in ULTRASOUND_PARTS if t in self.models]
+        else:
+            found = [self.models[task]] if task in self.models else []
+        if found:
+            return found
+        served = ", ".join(self.tasks()) or "(none)"
+        known = sorted(set(TASK_KINDS) | {ULTRASOUND_TASK})
+        if task in known:
+            needs = " or ".join(ULTRASOUND_PARTS) if task == ULTRASOUND_TASK else task
+            message = (f"Task {task!r} is not served: no {needs} model is shipped in this installation (or it failed "
+                       f"to load; see GET /v1/models). Served tasks: {served}.")
+            return self._missing(message, "model_not_available")
+        close = difflib.get_close_matches(task, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        self._missing(f"Unknown task {task!r}.{hint} Served tasks: {served}.", "unknown_task")
+        return []  # pragma: no cover - _missing raises
+
+    @staticmethod
+    def _missing(message: str, code: str) -> list[LoadedModel]:
+        raise ServeInputError(404, code, message)
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def read_upload(data: bytes, filename: str, mode: str, max_pixels: int) -> Any:
+    """Decode an uploaded image with :func:`breastdx.data.images.read_image` (through a temporary file).
+
+    The format comes from the bytes, never from the name.
+
+    Args:
+        data: The uploaded bytes.
+        filename: The name the client gave (for messages only).
+        mode: ``"gray"`` or ``"rgb"``.
+        max_pixels: Largest accepted width x height.
+
+    Returns:
+        An :class:`~breastdx.data.images.ImageRecord` (its ``path`` is the temporary file, already removed).
+
+    Raises:
+        ServeInputError: 422 ``empty_upload``; 415 ``not_an_image`` (not PNG, JPEG, TIFF or DICOM bytes);
+            413 ``image_too_large`` (over ``max_pixels``); 422 ``unreadable_image`` (truncated, corrupt,
+            several frames, unsupported pixel layout).
+    """
+    from breastdx.data.images import ImageReadError, read_image, sniff_format
+
+    if not data:
+        raise ServeInputError(422, "empty_upload", f"{filename}: the upload is empty (0 bytes); expected a PNG, "
+                              f"JPEG, TIFF or DICOM image.")
+    fd, name = tempfile.mkstemp(prefix="breastdx-upload-")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if sniff_format(path) is None:
+            raise ServeInputError(415, "not_an_image", f"{filename}: not an image: its first bytes {data[:8]!r} are "
+                                  f"not those of a PNG, JPEG, TIFF or DICOM file (DICOM needs the 'DICM' marker at "
+                                  f"byte 128), whatever its name ends with.")
+        try:
+            return read_image(path, mode=mode, max_pixels=max_pixels)
+        except ImageReadError as e:
+            message = str(e).replace(str(path), filename)
+            too_large = "over the limit" in message or "decompression-bomb" in message
+            raise ServeInputError(413 if too_large else 422, "image_too_large" if too_large else "unreadable_image",
+                                  message) from None
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def parse_wdbc_features(features: Any) -> np.ndarray:
+    """The 30 WDBC features of a JSON object, checked by the rules of the CSV reader.
+
+    Names may be scikit-learn's (``mean radius``) or UCI/Kaggle's (``radius_mean``); values must be numbers
+    (or numeric strings), finite and >= 0. Every problem is reported at once.
+
+    Args:
+        features: ``{name: value}`` for the 30 features.
+
+    Returns:
+        float64 ``(1, 30)`` in :data:`breastdx.data.wdbc.FEATURE_NAMES` order.
+
+    Raises:
+        ServeInputError: 422 ``invalid_features`` listing missing, unknown or repeated names and
+            non-numeric, non-finite or negative values.
+    """
+    from breastdx.data.wdbc import COLUMN_ALIASES, FEATURE_NAMES
+
+    if not isinstance(features, dict):
+        raise ServeInputError(422, "invalid_features", f"'features' must be a JSON object mapping the 30 WDBC "
+                              f"feature names to numbers, got {type(features).__name__}.")
+    problems: list[str] = []
+    values: dict[str, float] = {}
+    seen: dict[str, str] = {}
+    for key, raw in features.items():
+        canonical = COLUMN_ALIASES.get(str(key).strip())
+        if canonical is None:
+            problems.append(f"{key!r}: not a WDBC feature; expected names such as {FEATURE_NAMES[0]!r} or "
+                            f"'radius_mean'")
+            continue
+        if canonical in seen:
+            problems.append(f"{key!r}: feature {canonical!r} is already given as {seen[canonical]!r}")
+            continue
+        seen[canonical] = str(key)
+        if isinstance(raw, bool) or raw is None or not isinstance(raw, (int, float, str)):
+            problems.append(f"{key!r}: expected a number, got {raw!r}")
+            values[canonical] = math.nan
+            continue
+        try:
+            v = float(raw)
+        except ValueError:
+            problems.append(f"{key!r}: expected a number, got {raw!r}")
+            values[canonical] = math.nan
+            continue
+        if not math.isfinite(v):
+            problems.append(f"{key!r}: expected a finite number, got {raw!r}")
+        elif v < 0:
+            problems.append(f"{key!r}: expected a value >= 0 (sizes and shape measures cannot be negative), got {v}")
+        values[canonical] = v
+    missing = [f for f in FEATURE_NAMES if f not in seen]
+    if missing:
+        problems.append(f"missing feature(s): {', '.join(repr(m) for m in missing)}")
+    if problems:
+        raise ServeInputError(422, "invalid_features", f"Invalid WDBC features ({len(problems)} problem(s)); "
+                              f"expected the 30 features, each a finite number >= 0.", problems)
+    return np.array([[values[f] for f in FEATURE_NAMES]], dtype=np.float64)
+
+
+def features_sha256(X: np.ndarray) -> str:
+    """SHA-256 of the features as recorded: :func:`breastdx.data.checksum.sha256_arrays` of the ``(1, 30)`` array."""
+    from breastdx.data.checksum import sha256_arrays
+
+    return sha256_arrays(np.ascontiguousarray(X, dtype=np.float64))
+
+
+def bytes_sha256(data: bytes) -> str:
+    """SHA-256 of uploaded bytes, hexadecimal."""
+    return hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ images
+
+
+def png_data_url(array: np.ndarray) -> str:
+    """A uint8 ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` array as a ``data:image/png;base64,...`` URL."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """uint8 RGB ``(H, W, 3)`` to gray ``(H, W)`` by ITU-R 601-2 luma, exactly as ``read_image(mode="gray")``."""
+    if image.ndim == 2:
+        return image
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).convert("L"), dtype=np.uint8)
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """uint8 gray ``(H, W)`` to RGB ``(H, W, 3)`` by repeating the channel (as ``read_image(mode="rgb")``)."""
+    return image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
+
+
+def display_size(shape: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``(H, W)`` scaled down (aspect kept) so that the larger side is at most ``max_side``."""
+    h, w = int(shape[0]), int(shape[1])
+    scale = min(1.0, max_side / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _resize(array: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    if tuple(array.shape[:2]) == tuple(size):
+        return array
+    return np.asarray(Image.fromarray(array).resize((size[1], size[0]), resample))
+
+
+def _resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A float map resized bilinearly to ``size`` ``(H, W)`` and clipped to [0, 1]."""
+    c = np.asarray(cam, dtype=np.float32)
+    if tuple(c.shape) != tuple(size):
+        c = np.asarray(Image.fromarray(c, mode="F").resize((size[1], size[0]), Image.BILINEAR))
+    return np.clip(c, 0.0, 1.0)
+
+
+_JET: np.ndarray | None = None
+
+
+def _jet() -> np.ndarray:
+    global _JET
+    if _JET is None:
+        from matplotlib import colormaps
+
+        _JET = (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+    return _JET
+
+
+def heatmap_rgba(cam: np.ndarray) -> np.ndarray:
+    """A map in [0, 1] as an RGBA layer: jet colours, opacity growing with the map (cold regions transparent).
+
+    Shape:
+        ``(H, W)`` float -> ``(H, W, 4)`` uint8.
+    """
+    c = np.clip(np.asarray(cam, dtype=np.float32), 0.0, 1.0)
+    idx = (c * 255.0 + 0.5).astype(np.uint8)
+    rgba = np.empty(c.shape + (4,), dtype=np.uint8)
+    rgba[..., :3] = _jet()[idx]
+    rgba[..., 3] = idx
+    return rgba
+
+
+def contour_rgba(mask: np.ndarray) -> np.ndarray:
+    """The contour of a mask as an RGBA layer: red line, transparent elsewhere.
+
+    Shape:
+        ``(H, W)`` bool -> ``(H, W, 4)`` uint8.
+    """
+    from breastdx.inference.overlays import contour
+
+    m = np.asarray(mask, dtype=bool)
+    rgba = np.zeros(m.shape + (4,), dtype=np.uint8)
+    rgba[contour(m, max(1, round(max(m.shape) / 250)))] = CONTOUR_RGBA
+    return rgba
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+def _segment(model: LoadedModel, image: np.ndarray, spacing: tuple[float, float] | None,
+             disp_image: np.ndarray, composites: bool) -> dict[str, Any]:
+    from breastdx.inference.overlays import PREDICTION_COLOR, overlay_contours
+
+    with model.lock:
+        out = model.predictor.predict([image], spacings=[spacing], keep_prob=False)[0]
+    size = disp_image.shape[:2]
+    mask_disp = _resize(out.mask.astype(np.uint8) * 255, size, Image.NEAREST) > 127
+    return {
+        "model": model.ref,
+        "threshold": float(model.predictor.postprocessing.threshold),
+        "lesion_found": bool(out.area_px > 0),
+        "area_px": int(out.area_px),
+        "area_mm2": None if out.area_mm2 is None else round(float(out.area_mm2), 3),
+        "area_fraction": round(out.area_px / float(out.mask.size), 6),
+        "n_components": int(out.n_components),
+        "max_prob": round(float(out.max_prob), 6),
+        "mask_png": png_data_url(mask_disp.astype(np.uint8) * 255),
+        "contour_overlay_png": png_data_url(contour_rgba(mask_disp)),
+        "contour_composite_png": png_data_url(overlay_contours(disp_image, [mask_disp], [PREDICTION_COLOR]))
+        if composites else None,
+    }
+
+
+def _classify(model: LoadedModel, image: np.ndarray, disp_image: np.ndarray, gradcam: bool,
+              composites: bool) -> dict[str, Any]:
+    from breastdx.explain.gradcam import heatmap_overlay
+
+    predictor = model.predictor
+    with model.lock:
+        out = predictor.predict([image], gradcam=gradcam)[0]
+    names = list(predictor.class_names)
+    result: dict[str, Any] = {
+        "model": model.ref,
+        "class_names": names,
+        "probabilities": {n: round(float(p), 6) for n, p in zip(names, out.prob)},
+        "label": out.label,
+        "argmax_label": out.argmax_label,
+        "threshold": None if predictor.threshold is None else float(predictor.threshold),
+        "positive_class": predictor.positive,
+        "temperature": float(predictor.temperature),
+        "gradcam_method": predictor.gradcam_method if gradcam else None,
+        "gradcam_overlay_png": None,
+        "gradcam_composite_png": None,
+    }
+    if out.cam is not None:
+        small = display_size(disp_image.shape[:2], GRADCAM_LAYER_MAX_SIDE)
+        result["gradcam_overlay_png"] = png_data_url(heatmap_rgba(_resize_map(out.cam, small)))
+        if composites:
+            result["gradcam_composite_png"] = png_data_url(
+                heatmap_overlay(disp_image, _resize_map(out.cam, disp_image.shape[:2])))
+    return result
+
+
+def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, max_pixels: int,
+                  display_max_side: int, gradcam: bool = True, composites: bool = False) -> dict[str, Any]:
+    """Decode one uploaded image and run segmentation and/or classification models on it.
+
+    Args:
+        models: Image models (at most one segmentation and one classification model).
+        data: The uploaded bytes.
+        filename: The client's file name (messages and the answer only).
+        max_pixels: Largest accepted image.
+        display_max_side: Largest side of the images in the answer.
+        gradcam: Compute Grad-CAM maps for classifiers.
+        composites: Also answer the overlays already blended into the image (``*_composite_png``).
+
+    Returns:
+        ``{"image", "segmentation", "classification", "timings_ms"}``: ``image`` holds the size, format,
+        pixel spacing and the image itself as a PNG data URL (``image_png``, scaled to the display size);
+        ``segmentation`` (mask, ``contour_overlay_png``, area) and ``classification`` (probabilities, label,
+        ``gradcam_overlay_png``) are None when no such model ran. The overlays are RGBA layers to stretch
+        over ``image_png``: the mask and contour have its size; the smooth Grad-CAM layer has the same
+        aspect ratio and at most :data:`GRADCAM_LAYER_MAX_SIDE` pixels per side.
+
+    Raises:
+        ServeInputError: For an upload that is not a usable image (see :func:`read_upload`).
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    mode = "rgb" if any(m.image_mode == "rgb" for m in models) else "gray"
+    record = read_upload(data, filename, mode, max_pixels)
+    image = record.array
+    disp = _resize(image, display_size(image.shape[:2], display_max_side), Image.BILINEAR)
+    timings["decode"] = (time.perf_counter() - t0) * 1000
+    answer: dict[str, Any] = {
+        "image": {"filename": filename, "width": int(image.shape[1]), "height": int(image.shape[0]),
+                  "format": record.source_format, "mode": record.source_mode,
+                  "spacing_mm": None if record.spacing_mm is None else [float(s) for s in record.spacing_mm],
+                  "display_width": int(disp.shape[1]), "display_height": int(disp.shape[0]),
+                  "image_png": png_data_url(disp)},
+        "segmentation": None, "classification": None,
+    }
+    for model in models:
+        t = time.perf_counter()
+        arr = to_rgb(image) if model.image_mode == "rgb" else to_gray(image)
+        if model.kind == "segmentation":
+            answer["segmentation"] = _segment(model, arr, record.spacing_mm, disp, composites)
+        elif model.kind == "classification":
+            answer["classification"] = _classify(model, arr, disp, gradcam, composites)
+        else:  # pragma: no cover - the app routes tabular tasks elsewhere
+            raise ServeInputError(415, "wrong_input", f"Task {model.task!r} takes JSON features, not an image.")
+        timings[model.kind] = (time.perf_counter() - t) * 1000
+    answer["timings_ms"] = {k: round(v, 2) for k, v in timings.items()}
+    return answer
+
+
+def predict_features(model: LoadedModel, X: np.ndarray, case_id: str | None, n_reasons: int) -> dict[str, Any]:
+    """Run the WDBC model on one case.
+
+    Args:
+        model: The ``wdbc`` model.
+        X: Features ``(1, 30)`` from :func:`parse_wdbc_features`.
+        case_id: The client's case id, or None.
+        n_reasons: SHAP contributions to report (0: none).
+
+    Returns:
+        ``{"classification": {"model", "class_names", "probabilities", "label", "argmax_label", "threshold",
+        "positive_class", "top_contributions": [{"feature", "value", "input_value"}]}, "timings_ms"}``;
+        ``value`` is the signed SHAP value in probability units.
+    """
+    from breastdx.data.checksum import sha256_arrays
+    from breastdx.data.wdbc import FEATURE_NAMES, WDBCTable
+
+    t = time.perf_counter()
+    table = WDBCTable(X, None, np.array([case_id or "case"]), "request", sha256_arrays(X))
+    with model.lock:
+        row = model.predictor.predict_table(table, n_reasons=n_reasons)[0]
+    names = list(model.meta["class_names"])
+    p = float(row["p_malignant"])
+    index = {n: i for i, n in enumerate(FEATURE_NAMES)}
+    contributions = []
+    for k in range(1, n_reasons + 1):
+        feature = row.get(f"shap_{k}_feature")
+        if feature is None:
+            break
+        contributions.append({"feature": feature, "value": float(row[f"shap_{k}_value"]),
+                              "input_value": float(X[0, index[feature]])})
+    classification = {
+        "model": model.ref,
+        "class_names": names,
+        "probabilities": {names[0]: round(1.0 - p, 6), names[1]: round(p, 6)},
+        "label": row["label"],
+        "argmax_label": names[int(p >= 0.5)],
+        "threshold": float(row["threshold"]),
+        "positive_class": model.meta.get("positive_class", names[-1]),
+        "top_contributions": contributions,
+    }
+    return {"classification": classification, "timings_ms": {"tabular": round((time.perf_counter() - t) * 1000, 2)}}

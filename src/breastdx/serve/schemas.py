@@ -1,0 +1,212 @@
+"""Request and answer bodies of the REST API (pydantic), as published in its OpenAPI schema.
+
+Images in answers are PNG data URLs (``data:image/png;base64,...``) that a page can stack: the image at the
+display size, the lesion mask and contour overlay (an RGBA layer, transparent off the line) at the same size,
+the Grad-CAM overlay (an RGBA layer whose opacity follows the map; smooth, so sent small, to be stretched over
+the image); with ``?composites=true`` also the overlays already blended into the image, at the display size.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from breastdx import RESEARCH_USE_ONLY
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+
+class ErrorDetail(_Base):
+    """What was wrong with a request."""
+
+    code: str = Field(description="Short machine-readable code, e.g. 'not_an_image', 'upload_too_large'.")
+    message: str = Field(description="What was wrong and what was expected.")
+    problems: list[str] = Field(default_factory=list, description="Every problem found, one per line.")
+
+
+class ErrorResponse(_Base):
+    """The body of every 4xx (and 5xx) answer."""
+
+    error: ErrorDetail
+    research_use_only: str = RESEARCH_USE_ONLY
+
+
+class ModelRef(_Base):
+    """A model and its version."""
+
+    name: str
+    version: str = Field(description="meta.json's 'version', else the first 12 hex digits of the weights' SHA-256.")
+
+
+class Health(_Base):
+    """``GET /healthz``."""
+
+    status: str = Field(description="'ok', or 'degraded' when no model could be loaded.")
+    version: str = Field(description="breastdx version.")
+    tasks: list[str] = Field(description="Tasks answered by POST /v1/predict/{task}.")
+    models: list[ModelRef]
+    research_use_only: str = RESEARCH_USE_ONLY
+
+
+class ModelInfo(_Base):
+    """One served model: its metadata, metrics, model card and the input it takes."""
+
+    model_config = ConfigDict(protected_namespaces=(), extra="allow")
+
+    name: str
+    task: str
+    kind: str = Field(description="'tabular', 'segmentation' or 'classification'.")
+    version: str
+    architecture: str | None = None
+    title: str | None = None
+    class_names: list[str]
+    positive_class: str | None = None
+    threshold: float | None = Field(None, description="Operating threshold on P(positive class) (pixel "
+                                                      "threshold for segmentation).")
+    threshold_rule: str | None = None
+    temperature: float | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict, description="{name: {value, ci95, n}} on metrics_split.")
+    metrics_split: str | None = None
+    created: str | None = None
+    intended_use: str = RESEARCH_USE_ONLY
+    model_card: str = Field("", description="MODEL_CARD.md (Markdown).")
+    input: dict[str, Any] = Field(description="'features' (names, units, an example) or 'image' (formats, mode).")
+
+
+class UnavailableModel(_Base):
+    """A model that was found but is not served, and why."""
+
+    name: str
+    reason: str
+
+
+class ModelsResponse(_Base):
+    """``GET /v1/models``."""
+
+    models: list[ModelInfo]
+    tasks: list[str]
+    unavailable: list[UnavailableModel]
+    research_use_only: str = RESEARCH_USE_ONLY
+
+
+class WDBCRequest(_Base):
+    """``POST /v1/predict/wdbc``: one case's 30 features."""
+
+    model_config = ConfigDict(protected_namespaces=(), extra="forbid", json_schema_extra={"examples": [{
+        "case_id": "example-1",
+        "features": {"mean radius": 17.99, "mean texture": 10.38, "...": "(all 30 features)"},
+    }]})
+
+    features: dict[str, Any] = Field(description="The 30 features by name: scikit-learn's ('mean radius') or "
+                                                 "UCI/Kaggle's ('radius_mean'); each a finite number >= 0.")
+    case_id: str | None = Field(None, max_length=255, description="Your identifier of the case (recorded).")
+    n_reasons: int | None = Field(None, ge=0, le=30, description="SHAP contributions to report; default 5.")
+
+
+class Contribution(_Base):
+    """One SHAP contribution to P(malignant)."""
+
+    feature: str
+    value: float = Field(description="Signed SHAP value, in probability units.")
+    input_value: float = Field(description="The case's value of the feature.")
+
+
+class ClassificationResult(_Base):
+    """Class probabilities and the label at the model's operating point."""
+
+    model: ModelRef
+    class_names: list[str]
+    probabilities: dict[str, float] = Field(description="After temperature scaling (image classifiers).")
+    label: str = Field(description="The label at the operating point: the positive class when its probability "
+                                   "reaches the threshold, else the most probable other class.")
+    argmax_label: str = Field(description="The most probable class.")
+    threshold: float | None = None
+    positive_class: str | None = None
+    temperature: float | None = None
+    gradcam_method: str | None = None
+    gradcam_overlay_png: str | None = Field(None, description="Grad-CAM map of the label as an RGBA layer to "
+                                                              "stretch over image_png: jet colours, opacity = the "
+                                                              "map; same aspect ratio, at most 160 px per side "
+                                                              "(the map is smooth).")
+    gradcam_composite_png: str | None = Field(None, description="The map already blended into the image "
+                                                                "(only with ?composites=true).")
+    top_contributions: list[Contribution] | None = Field(None, description="WDBC: the largest SHAP contributions.")
+
+
+class SegmentationResult(_Base):
+    """The lesion mask, its contour and its area."""
+
+    model: ModelRef
+    threshold: float = Field(description="Pixel threshold on the lesion probability.")
+    lesion_found: bool
+    area_px: int = Field(description="Lesion area in pixels of the original image.")
+    area_mm2: float | None = Field(None, description="Lesion area in mm², when the DICOM pixel spacing is known.")
+    area_fraction: float
+    n_components: int
+    max_prob: float
+    mask_png: str = Field(description="Mask, gray PNG {0, 255}.")
+    contour_overlay_png: str = Field(description="Lesion contour as an RGBA layer to lay over image_png (red line, "
+                                                 "transparent elsewhere).")
+    contour_composite_png: str | None = Field(None, description="The contour drawn on the image (only with "
+                                                                "?composites=true).")
+
+
+class ImageInfo(_Base):
+    """The uploaded image as decoded."""
+
+    filename: str
+    width: int
+    height: int
+    format: str = Field(description="From the file's bytes: PNG, JPEG, TIFF or DICOM.")
+    mode: str = Field(description="Stored pixel layout (Pillow mode or DICOM PhotometricInterpretation).")
+    spacing_mm: list[float] | None = Field(None, description="DICOM PixelSpacing (row, column) in mm.")
+    display_width: int
+    display_height: int
+    image_png: str = Field(description="The image at the display size.")
+
+
+class PredictionResponse(_Base):
+    """``POST /v1/predict/{task}``."""
+
+    prediction_id: int = Field(description="The record's id (GET /v1/predictions/{id}).")
+    created_at: datetime
+    task: str
+    models: list[ModelRef]
+    input_sha256: str = Field(description="SHA-256 of the uploaded bytes, or of the 30 features as float64.")
+    elapsed_ms: float = Field(description="Server time from the received input to the answer.")
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    image: ImageInfo | None = None
+    classification: ClassificationResult | None = None
+    segmentation: SegmentationResult | None = None
+    notes: list[str] = Field(default_factory=list)
+    research_use_only: str = RESEARCH_USE_ONLY
+
+
+class PredictionEntryOut(_Base):
+    """One recorded prediction."""
+
+    id: int
+    created_at: datetime
+    task: str
+    model_name: str
+    model_version: str
+    input_sha256: str
+    input_name: str | None = None
+    label: str | None = None
+    elapsed_ms: float
+    result: dict[str, Any] = Field(description="The answer without its images.")
+    research_use_only: str = RESEARCH_USE_ONLY
+
+
+class PredictionList(_Base):
+    """``GET /v1/predictions``: newest first."""
+
+    total: int
+    limit: int
+    offset: int
+    items: list[PredictionEntryOut]
+    research_use_only: str = RESEARCH_USE_ONLY

@@ -1,0 +1,110 @@
+"""Settings of the web service: where predictions are recorded, the upload and pixel limits, which models load.
+
+One frozen dataclass, :class:`ServeSettings`, built by the ``breastdx serve`` command (or by a test) and
+given to :func:`breastdx.serve.app.create_app`. Nothing is read from the environment here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+"""Largest accepted upload, in bytes (20 MiB: a large DICOM ultrasound frame fits)."""
+
+DEFAULT_MAX_PIXELS = 40_000_000
+"""Largest accepted image, in pixels (width x height), checked from the file header before decoding."""
+
+DEFAULT_DISPLAY_MAX_SIDE = 1024
+"""Images in answers (overlays, masks, heat maps) are scaled down to at most this many pixels per side."""
+
+
+def default_database_url() -> str:
+    """The SQLite file predictions are recorded in when no ``--database-url`` is given.
+
+    ``$XDG_DATA_HOME/breastdx/predictions.sqlite`` when ``XDG_DATA_HOME`` is set, else
+    ``~/.local/share/breastdx/predictions.sqlite``.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return f"sqlite:///{Path(base) / 'breastdx' / 'predictions.sqlite'}"
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask on Linux, else all)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_torch_threads(n_networks: int) -> int:
+    """Intra-op threads of torch when ``torch_threads`` is None: the usable cores shared by the served networks.
+
+    Each network runs one request at a time (its lock), so up to ``n_networks`` run at once; giving each its
+    share of the cores keeps the threads from outnumbering the cores, which slows every request down.
+    """
+    return max(1, usable_cores() // max(1, int(n_networks)))
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the service runs.
+
+    Attributes:
+        host: Address to listen on; the default answers only this machine.
+        port: TCP port.
+        database_url: SQLAlchemy URL of the prediction record, e.g. ``sqlite:///predictions.sqlite`` or
+            ``postgresql+psycopg://user@host/breastdx``; None for :func:`default_database_url`.
+        max_upload_bytes: Largest accepted upload, in bytes.
+        max_pixels: Largest accepted image, in pixels (width x height).
+        model_dirs: Model folders to serve; None for every shipped model of :mod:`breastdx.zoo`.
+        torch_threads: Intra-op threads of torch in the threads that run the models (torch keeps this count
+            per thread); None for :func:`auto_torch_threads` of the networks served.
+        display_max_side: Images in answers are scaled down to at most this side, in pixels.
+        gradcam: Compute Grad-CAM maps for image classifiers.
+        n_reasons: SHAP contributions reported per WDBC case.
+        warmup: Run each model once on a blank input at start-up, so that the first request is not slow.
+        max_list_limit: Largest ``limit`` of ``GET /v1/predictions``.
+
+    Raises:
+        ValueError: If a number is out of range; the message names the setting, the range and the value.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str | None = None
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    model_dirs: tuple[Path, ...] | None = None
+    torch_threads: int | None = None
+    display_max_side: int = DEFAULT_DISPLAY_MAX_SIDE
+    gradcam: bool = True
+    n_reasons: int = 5
+    warmup: bool = True
+    max_list_limit: int = 500
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("port", self.port, 0, 65535),
+            ("max_upload_bytes", self.max_upload_bytes, 1, None),
+            ("max_pixels", self.max_pixels, 1, None),
+            ("display_max_side", self.display_max_side, 16, None),
+            ("n_reasons", self.n_reasons, 0, 30),
+            ("max_list_limit", self.max_list_limit, 1, None),
+        ]
+        if self.torch_threads is not None:
+            checks.append(("torch_threads", self.torch_threads, 1, None))
+        for name, value, low, high in checks:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"ServeSettings.{name} must be an integer, got {value!r}.")
+            if value < low or (high is not None and value > high):
+                bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+                raise ValueError(f"ServeSettings.{name} must be {bound}, got {value}.")
+        if self.model_dirs is not None:
+            object.__setattr__(self, "model_dirs", tuple(Path(p) for p in self.model_dirs))
+
+    @property
+    def resolved_database_url(self) -> str:
+        """``database_url``, or :func:`default_database_url` when it is None."""
+        return self.database_url or default_database_url()

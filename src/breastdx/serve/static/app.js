@@ -1,0 +1,535 @@
+// breastdx web page: upload images or WDBC features, show predictions, overlays and model cards.
+// Plain JavaScript, no build step, no external resources. Research use only.
+"use strict";
+
+const state = {
+  models: [],          // GET /v1/models -> models
+  tasks: [],           // served tasks
+  researchNotice: "",
+  batch: [],           // one entry per uploaded file: {file, status, answer, error}
+  selected: -1,        // index in batch shown in the viewer
+};
+
+const TASK_TITLES = {
+  "ultrasound": "Ultrasound: lesion segmentation + classification (busi-seg + busi-cls)",
+  "busi-seg": "Ultrasound lesion segmentation (busi-seg)",
+  "busi-cls": "Ultrasound classification with Grad-CAM (busi-cls)",
+  "breastmnist": "BreastMNIST classification (breastmnist)",
+  "pcam": "Histopathology patch classification (pcam)",
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+function fmtProb(p) { return (p === null || p === undefined) ? "n/a" : (100 * p).toFixed(1) + "%"; }
+function fmtNum(x, digits = 3) { return (x === null || x === undefined) ? "n/a" : Number(x).toFixed(digits); }
+
+function errorText(body, fallback) {
+  if (body && body.error) {
+    const e = body.error;
+    const lines = [e.message];
+    for (const p of e.problems || []) lines.push("• " + p);
+    return lines.join("\n");
+  }
+  return fallback;
+}
+
+async function fetchJSON(url, options) {
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch (err) {
+    throw new Error("The service cannot be reached (" + err.message + ").");
+  }
+  let body = null;
+  try { body = await response.json(); } catch (_) { body = null; }
+  if (!response.ok) throw new Error(errorText(body, "The service answered " + response.status + "."));
+  return body;
+}
+
+function showError(id, message) {
+  const box = $(id);
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+// ----------------------------------------------------------------------------------------- tabs
+
+function selectTab(name) {
+  for (const t of ["image", "wdbc", "record"]) {
+    $("tab-" + t).setAttribute("aria-selected", String(t === name));
+    $("panel-" + t).hidden = t !== name;
+  }
+  if (name === "record") loadRecord();
+}
+
+// ----------------------------------------------------------------------------------------- markdown
+
+function escapeHTML(s) {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+}
+
+function inlineMD(s) {
+  return escapeHTML(s)
+    .replace(/`([^`]+)`/g, "<code>$1</code>")
+    .replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>");
+}
+
+// A small Markdown subset (headings, lists, tables, quotes, paragraphs), escaped first: model cards only.
+function renderMarkdown(text) {
+  const out = [];
+  const lines = (text || "").split(/\r?\n/);
+  let i = 0;
+  while (i < lines.length) {
+    const line = lines[i];
+    if (/^\s*$/.test(line)) { i++; continue; }
+    let m;
+    if ((m = line.match(/^(#{1,4})\s+(.*)$/))) {
+      const level = Math.min(6, m[1].length + 2);
+      out.push(`<h${level}>${inlineMD(m[2])}</h${level}>`); i++; continue;
+    }
+    if (/^\s*\|/.test(line)) {
+      const rows = [];
+      while (i < lines.length && /^\s*\|/.test(lines[i])) { rows.push(lines[i]); i++; }
+      const cells = (r) => r.trim().replace(/^\|/, "").replace(/\|$/, "").split("|").map((c) => c.trim());
+      const body = rows.filter((r) => !/^\s*\|[\s:|-]+\|\s*$/.test(r));
+      const html = body.map((r, k) => "<tr>" + cells(r).map((c) => k === 0 ? `<th>${inlineMD(c)}</th>` : `<td>${inlineMD(c)}</td>`).join("") + "</tr>");
+      out.push(`<table class="table compact">${html.join("")}</table>`); continue;
+    }
+    if (/^\s*[-*]\s+/.test(line)) {
+      const items = [];
+      while (i < lines.length && /^\s*[-*]\s+/.test(lines[i])) { items.push(lines[i].replace(/^\s*[-*]\s+/, "")); i++; }
+      out.push("<ul>" + items.map((t) => `<li>${inlineMD(t)}</li>`).join("") + "</ul>"); continue;
+    }
+    if (/^\s*>/.test(line)) {
+      const quote = [];
+      while (i < lines.length && /^\s*>/.test(lines[i])) { quote.push(lines[i].replace(/^\s*>\s?/, "")); i++; }
+      out.push(`<blockquote>${inlineMD(quote.join(" "))}</blockquote>`); continue;
+    }
+    const para = [];
+    while (i < lines.length && !/^\s*$/.test(lines[i]) && !/^(#{1,4}\s|\s*\||\s*[-*]\s|\s*>)/.test(lines[i])) {
+      para.push(lines[i]); i++;
+    }
+    out.push(`<p>${inlineMD(para.join(" "))}</p>`);
+  }
+  return out.join("\n");
+}
+
+function renderCards(highlight) {
+  const box = $("cards");
+  box.replaceChildren();
+  if (!state.models.length) {
+    box.append(el("p", { class: "muted", text: "No model is served." }));
+    return;
+  }
+  for (const m of state.models) {
+    const open = highlight ? highlight.includes(m.name) : false;
+    const details = el("details", { class: "card", id: "card-" + m.name });
+    if (open) details.open = true;
+    const summary = el("summary", {}, el("strong", { text: m.name }),
+      ` — task ${m.task}, ${m.architecture || "?"}, version ${m.version}`);
+    const body = el("div", { class: "card-body" });
+    body.innerHTML = m.model_card ? renderMarkdown(m.model_card) : "<p>(no model card)</p>";
+    details.append(summary, body);
+    box.append(details);
+  }
+}
+
+// ----------------------------------------------------------------------------------------- probability bars
+
+function renderBars(container, cls) {
+  container.replaceChildren();
+  for (const name of cls.class_names) {
+    const p = cls.probabilities[name];
+    const bar = el("div", { class: "bar-fill" });
+    bar.style.width = Math.max(0, Math.min(100, 100 * p)).toFixed(1) + "%";
+    const track = el("div", { class: "bar-track" }, bar);
+    if (name === cls.positive_class && cls.threshold !== null && cls.threshold !== undefined) {
+      const tick = el("div", { class: "bar-threshold", title: "operating threshold " + fmtNum(cls.threshold) });
+      tick.style.left = (100 * cls.threshold).toFixed(1) + "%";
+      track.append(tick);
+    }
+    const row = el("div", { class: "bar" + (name === cls.label ? " chosen" : ""), "data-class": name },
+      el("span", { class: "bar-name", text: name }), track, el("span", { class: "bar-value", text: fmtProb(p) }));
+    container.append(row);
+  }
+}
+
+function ruleText(cls) {
+  if (cls.threshold === null || cls.threshold === undefined) return "Label: the most probable class.";
+  return `Label at the model's operating point: ${cls.positive_class} when P(${cls.positive_class}) ≥ ` +
+    `${fmtNum(cls.threshold)}, else the most probable other class.`;
+}
+
+function addDetail(dl, term, value) {
+  dl.append(el("dt", { text: term }), el("dd", { text: value }));
+}
+
+// ----------------------------------------------------------------------------------------- images
+
+function currentTask() { return $("task-select").value; }
+
+function setupTasks() {
+  const select = $("task-select");
+  select.replaceChildren();
+  // The combined ultrasound endpoint first, then the single tasks.
+  const imageTasks = state.tasks.filter((t) => t !== "wdbc")
+    .sort((a, b) => (b === "ultrasound") - (a === "ultrasound") || a.localeCompare(b));
+  for (const t of imageTasks) select.append(el("option", { value: t, text: TASK_TITLES[t] || t }));
+  const none = imageTasks.length === 0;
+  select.disabled = none;
+  $("file-input").disabled = none;
+  $("dropzone").classList.toggle("disabled", none);
+  $("task-help").textContent = none ? "No image model is shipped in this installation." : "";
+  const hasWDBC = state.tasks.includes("wdbc");
+  $("wdbc-submit").disabled = !hasWDBC;
+  $("wdbc-example").disabled = !hasWDBC;
+  if (!hasWDBC) showError("wdbc-error", "No WDBC model is shipped in this installation.");
+}
+
+function areaText(seg) {
+  if (!seg) return "";
+  if (!seg.lesion_found) return "no lesion";
+  const mm = seg.area_mm2 !== null && seg.area_mm2 !== undefined ? `${seg.area_mm2.toFixed(1)} mm²` : null;
+  return mm ? `${mm} (${seg.area_px} px)` : `${seg.area_px} px`;
+}
+
+function showAnswer(index) {
+  const item = state.batch[index];
+  state.selected = index;
+  for (const [k, row] of [...$("batch-table").tBodies[0].rows].entries()) row.classList.toggle("selected", k === index);
+  if (!item || !item.answer) { $("image-result").hidden = true; return; }
+  const a = item.answer;
+  $("image-result").hidden = false;
+  $("layer-image").src = a.image.image_png;
+  const cls = a.classification;
+  const seg = a.segmentation;
+  const heat = $("layer-heatmap");
+  const cont = $("layer-contour");
+  if (cls && cls.gradcam_overlay_png) { heat.src = cls.gradcam_overlay_png; heat.hidden = false; } else { heat.removeAttribute("src"); heat.hidden = true; }
+  if (seg) { cont.src = seg.contour_overlay_png; cont.hidden = !$("contour-toggle").checked; } else { cont.removeAttribute("src"); cont.hidden = true; }
+  $("heatmap-control").hidden = !(cls && cls.gradcam_overlay_png);
+  $("contour-control").hidden = !seg;
+  applyOpacity();
+  $("image-caption").textContent = `${a.image.width} × ${a.image.height} px, ${a.image.format}` +
+    (a.image.spacing_mm ? `, pixel spacing ${a.image.spacing_mm.map((s) => s.toFixed(3)).join(" × ")} mm` : ", pixel spacing unknown");
+  $("result-file").textContent = a.image.filename;
+  const label = $("pred-label");
+  const dl = $("pred-details");
+  dl.replaceChildren();
+  if (cls) {
+    label.textContent = cls.label;
+    label.dataset.label = cls.label;
+    $("pred-rule").textContent = ruleText(cls);
+    renderBars($("prob-bars"), cls);
+    addDetail(dl, "Classifier", `${cls.model.name} (version ${cls.model.version})`);
+    if (cls.argmax_label !== cls.label) addDetail(dl, "Most probable class", cls.argmax_label);
+  } else {
+    label.textContent = seg && seg.lesion_found ? "lesion found" : "no lesion found";
+    label.dataset.label = label.textContent;
+    $("pred-rule").textContent = "Segmentation only: no classifier is served.";
+    $("prob-bars").replaceChildren();
+  }
+  if (seg) {
+    addDetail(dl, "Lesion area", areaText(seg) + (seg.lesion_found && seg.area_mm2 === null ? " — mm² needs a DICOM with pixel spacing" : ""));
+    addDetail(dl, "Lesion regions", String(seg.n_components));
+    addDetail(dl, "Segmentation", `${seg.model.name} (version ${seg.model.version}), pixel threshold ${fmtNum(seg.threshold, 2)}`);
+  }
+  addDetail(dl, "Time taken", `${a.elapsed_ms.toFixed(0)} ms (server)`);
+  addDetail(dl, "Input SHA-256", a.input_sha256);
+  addDetail(dl, "Prediction id", String(a.prediction_id));
+  for (const note of a.notes || []) addDetail(dl, "Note", note);
+  renderCards(a.models.map((m) => m.name));
+}
+
+function applyOpacity() {
+  const v = Number($("heatmap-opacity").value);
+  $("layer-heatmap").style.opacity = String(v / 100);
+  $("heatmap-opacity-value").textContent = v + "%";
+}
+
+function renderBatchRow(index) {
+  const item = state.batch[index];
+  const tbody = $("batch-table").tBodies[0];
+  let row = tbody.rows[index];
+  if (!row) {
+    row = el("tr", { tabindex: "0" });
+    row.addEventListener("click", () => showAnswer(index));
+    row.addEventListener("keydown", (e) => { if (e.key === "Enter") showAnswer(index); });
+    tbody.append(row);
+  }
+  row.replaceChildren();
+  row.append(el("td", { text: item.file.name }));
+  if (item.status === "pending") {
+    row.append(el("td", { colspan: "4", class: "muted", text: "waiting…" }));
+  } else if (item.status === "error") {
+    row.classList.add("failed");
+    row.append(el("td", { colspan: "4", class: "error-text", text: item.error }));
+  } else {
+    const a = item.answer;
+    const cls = a.classification;
+    const probs = cls ? cls.class_names.map((n) => `${n} ${fmtProb(cls.probabilities[n])}`).join(", ") : "";
+    const label = cls ? cls.label : (a.segmentation && a.segmentation.lesion_found ? "lesion found" : "no lesion found");
+    row.append(el("td", { text: label }), el("td", { text: probs }), el("td", { text: areaText(a.segmentation) }),
+      el("td", { text: a.elapsed_ms.toFixed(0) + " ms" }));
+  }
+}
+
+async function predictFile(file, task) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  return fetchJSON("/v1/predict/" + encodeURIComponent(task), { method: "POST", body: form });
+}
+
+async function handleFiles(files) {
+  files = [...files];
+  if (!files.length) return;
+  showError("image-error", "");
+  const task = currentTask();
+  if (!task) { showError("image-error", "No image model is served."); return; }
+  state.batch = files.map((file) => ({ file, status: "pending", answer: null, error: null }));
+  state.selected = -1;
+  $("batch-table").tBodies[0].replaceChildren();
+  $("batch").hidden = files.length < 2;
+  $("csv-download").disabled = true;
+  $("image-result").hidden = true;
+  state.batch.forEach((_, k) => renderBatchRow(k));
+  let done = 0;
+  for (const [k, item] of state.batch.entries()) {
+    $("batch-progress").textContent = `(${done} of ${files.length} done)`;
+    try {
+      item.answer = await predictFile(item.file, task);
+      item.status = "done";
+      if (state.selected < 0) showAnswer(k);
+    } catch (err) {
+      item.status = "error";
+      item.error = err.message;
+      if (files.length === 1) showError("image-error", item.file.name + ": " + err.message);
+    }
+    done++;
+    renderBatchRow(k);
+  }
+  $("batch-progress").textContent = `(${done} of ${files.length} done)`;
+  $("csv-download").disabled = false;
+  if (state.selected >= 0) showAnswer(state.selected);
+}
+
+function csvField(v) {
+  const s = v === null || v === undefined ? "" : String(v);
+  return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+}
+
+function batchCSV() {
+  const classNames = [];
+  for (const item of state.batch) {
+    const cls = item.answer && item.answer.classification;
+    if (cls) for (const n of cls.class_names) if (!classNames.includes(n)) classNames.push(n);
+  }
+  const header = ["file", "task", "label", "threshold", ...classNames.map((n) => "p_" + n), "lesion_found",
+    "lesion_area_px", "lesion_area_mm2", "model", "model_version", "prediction_id", "input_sha256", "elapsed_ms", "error"];
+  const lines = [header.join(",")];
+  for (const item of state.batch) {
+    const a = item.answer;
+    const cls = a && a.classification;
+    const seg = a && a.segmentation;
+    const row = [
+      item.file.name, a ? a.task : currentTask(), cls ? cls.label : (seg ? (seg.lesion_found ? "lesion" : "no lesion") : ""),
+      cls ? cls.threshold : "", ...classNames.map((n) => (cls && n in cls.probabilities ? cls.probabilities[n] : "")),
+      seg ? seg.lesion_found : "", seg ? seg.area_px : "", seg && seg.area_mm2 !== null ? seg.area_mm2 : "",
+      a ? a.models.map((m) => m.name).join("+") : "", a ? a.models.map((m) => m.version).join("+") : "",
+      a ? a.prediction_id : "", a ? a.input_sha256 : "", a ? a.elapsed_ms : "", item.error || "",
+    ];
+    lines.push(row.map(csvField).join(","));
+  }
+  lines.push(csvField("# " + state.researchNotice));
+  return lines.join("\r\n") + "\r\n";
+}
+
+function downloadCSV() {
+  const blob = new Blob([batchCSV()], { type: "text/csv" });
+  const url = URL.createObjectURL(blob);
+  const a = el("a", { href: url, download: "breastdx-predictions.csv" });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+// ----------------------------------------------------------------------------------------- WDBC
+
+function wdbcModel() { return state.models.find((m) => m.task === "wdbc"); }
+
+function setupWDBC() {
+  const box = $("wdbc-fields");
+  box.replaceChildren();
+  const model = wdbcModel();
+  if (!model) return;
+  const groups = { mean: [], error: [], worst: [] };
+  for (const name of model.input.features) {
+    const g = name.startsWith("mean ") ? "mean" : name.startsWith("worst ") ? "worst" : "error";
+    groups[g].push(name);
+  }
+  const titles = { mean: "Mean", error: "Standard error", worst: "Worst (mean of the 3 largest)" };
+  for (const g of ["mean", "error", "worst"]) {
+    const fs = el("fieldset", {}, el("legend", { text: titles[g] }));
+    for (const name of groups[g]) {
+      const id = "f-" + name.replace(/\s+/g, "-");
+      const unit = model.input.units ? model.input.units[name] : "";
+      const input = el("input", { type: "text", inputmode: "decimal", id, "data-feature": name, autocomplete: "off" });
+      fs.append(el("label", { for: id, title: unit ? "unit: " + unit : "" }, name), input);
+    }
+    box.append(fs);
+  }
+}
+
+function fillExample() {
+  const model = wdbcModel();
+  if (!model) return;
+  for (const input of document.querySelectorAll("#wdbc-fields input")) {
+    const v = model.input.example[input.dataset.feature];
+    input.value = v === undefined ? "" : String(v);
+    input.classList.remove("invalid");
+  }
+  $("wdbc-case").value = "example";
+}
+
+function clearWDBC() {
+  for (const input of document.querySelectorAll("#wdbc-fields input")) { input.value = ""; input.classList.remove("invalid"); }
+  $("wdbc-case").value = "";
+  $("wdbc-result").hidden = true;
+  showError("wdbc-error", "");
+}
+
+async function submitWDBC(event) {
+  event.preventDefault();
+  showError("wdbc-error", "");
+  const features = {};
+  for (const input of document.querySelectorAll("#wdbc-fields input")) {
+    const text = input.value.trim();
+    input.classList.remove("invalid");
+    if (text === "") continue;  // the service lists every missing feature
+    const num = Number(text);
+    features[input.dataset.feature] = Number.isFinite(num) && text !== "" ? num : text;
+  }
+  const body = { features };
+  const caseId = $("wdbc-case").value.trim();
+  if (caseId) body.case_id = caseId;
+  $("wdbc-submit").disabled = true;
+  try {
+    const a = await fetchJSON("/v1/predict/wdbc", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    showWDBC(a);
+  } catch (err) {
+    $("wdbc-result").hidden = true;
+    showError("wdbc-error", err.message);
+    for (const input of document.querySelectorAll("#wdbc-fields input")) {
+      const name = input.dataset.feature;
+      if (err.message.includes(`'${name}'`)) input.classList.add("invalid");
+    }
+  } finally {
+    $("wdbc-submit").disabled = false;
+  }
+}
+
+function showWDBC(a) {
+  const cls = a.classification;
+  $("wdbc-result").hidden = false;
+  $("wdbc-label").textContent = cls.label;
+  $("wdbc-label").dataset.label = cls.label;
+  $("wdbc-rule").textContent = ruleText(cls);
+  renderBars($("wdbc-bars"), cls);
+  const reasons = $("wdbc-reasons");
+  reasons.replaceChildren();
+  const top = cls.top_contributions || [];
+  const scale = Math.max(1e-9, ...top.map((c) => Math.abs(c.value)));
+  for (const c of top) {
+    const bar = el("div", { class: "bar-fill " + (c.value >= 0 ? "up" : "down") });
+    bar.style.width = (50 * Math.abs(c.value) / scale).toFixed(1) + "%";
+    bar.style.left = c.value >= 0 ? "50%" : (50 - 50 * Math.abs(c.value) / scale).toFixed(1) + "%";
+    reasons.append(el("div", { class: "bar" },
+      el("span", { class: "bar-name", text: `${c.feature} = ${c.input_value}` }),
+      el("div", { class: "bar-track centered" }, bar),
+      el("span", { class: "bar-value", text: (c.value >= 0 ? "+" : "") + c.value.toFixed(3) })));
+  }
+  const dl = $("wdbc-details");
+  dl.replaceChildren();
+  addDetail(dl, "Model", `${cls.model.name} (version ${cls.model.version})`);
+  addDetail(dl, "Time taken", `${a.elapsed_ms.toFixed(0)} ms (server)`);
+  addDetail(dl, "Input SHA-256", a.input_sha256);
+  addDetail(dl, "Prediction id", String(a.prediction_id));
+  renderCards(a.models.map((m) => m.name));
+}
+
+// ----------------------------------------------------------------------------------------- record
+
+async function loadRecord() {
+  const tbody = $("record-table").tBodies[0];
+  try {
+    const data = await fetchJSON("/v1/predictions?limit=50");
+    tbody.replaceChildren();
+    for (const e of data.items) {
+      tbody.append(el("tr", {},
+        el("td", { text: e.id }), el("td", { text: e.created_at.replace("T", " ").replace(/\.\d+/, "").replace("Z", "") }),
+        el("td", { text: e.task }), el("td", { text: `${e.model_name} (${e.model_version})` }),
+        el("td", { text: (e.input_name ? e.input_name + " · " : "") + e.input_sha256.slice(0, 12) + "…", title: e.input_sha256 }),
+        el("td", { text: e.label || "" }), el("td", { text: e.elapsed_ms.toFixed(0) })));
+    }
+    if (!data.items.length) tbody.append(el("tr", {}, el("td", { colspan: "7", class: "muted", text: "Nothing recorded yet." })));
+  } catch (err) {
+    tbody.replaceChildren(el("tr", {}, el("td", { colspan: "7", class: "error-text", text: err.message })));
+  }
+}
+
+// ----------------------------------------------------------------------------------------- start
+
+async function start() {
+  for (const t of ["image", "wdbc", "record"]) $("tab-" + t).addEventListener("click", () => selectTab(t));
+  const drop = $("dropzone");
+  const input = $("file-input");
+  input.addEventListener("change", () => { handleFiles(input.files); input.value = ""; });
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
+  for (const type of ["dragenter", "dragover"]) drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add("over"); });
+  for (const type of ["dragleave", "drop"]) drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.remove("over"); });
+  drop.addEventListener("drop", (e) => { if (e.dataTransfer && e.dataTransfer.files) handleFiles(e.dataTransfer.files); });
+  $("heatmap-opacity").addEventListener("input", applyOpacity);
+  $("contour-toggle").addEventListener("change", () => {
+    const item = state.batch[state.selected];
+    $("layer-contour").hidden = !($("contour-toggle").checked && item && item.answer && item.answer.segmentation);
+  });
+  $("csv-download").addEventListener("click", downloadCSV);
+  $("wdbc-form").addEventListener("submit", submitWDBC);
+  $("wdbc-example").addEventListener("click", fillExample);
+  $("wdbc-clear").addEventListener("click", clearWDBC);
+  $("record-refresh").addEventListener("click", loadRecord);
+  try {
+    const data = await fetchJSON("/v1/models");
+    state.models = data.models;
+    state.tasks = data.tasks;
+    state.researchNotice = data.research_use_only;
+    // The bold lead already says "Research use only"; show the rest of the statement beside it.
+    $("notice-text").textContent = data.research_use_only.replace(/^Research use only\.\s*/i, "");
+    const left = data.unavailable.length ? ` Not loaded: ${data.unavailable.map((u) => u.name).join(", ")}.` : "";
+    $("status").textContent = `Serving: ${data.tasks.join(", ") || "no task"}.` + left;
+    $("status").classList.add("ok");
+  } catch (err) {
+    $("status").textContent = err.message;
+    $("status").classList.add("bad");
+  }
+  setupTasks();
+  setupWDBC();
+  renderCards(null);
+  document.body.dataset.ready = "true";
+}
+
+document.addEventListener("DOMContentLoaded", start);

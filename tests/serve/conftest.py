@@ -1,0 +1,144 @@
+"""Fixtures of the service tests: tiny model folders of each kind, a loaded registry, real BUSI images."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def _wdbc_model(root: Path) -> Path:
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from breastdx.data.wdbc import CLASS_NAMES, FEATURE_NAMES, FEATURE_UNITS, load_wdbc
+    from breastdx.inference.tabular import BACKGROUND_FILE, SKOPS_FILE
+    from breastdx.models.saved import write_meta, write_model_card
+
+    table = load_wdbc()
+    model = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=500))]).fit(table.X, table.y)
+    d = root / "wdbc"
+    d.mkdir()
+    sio.dump(model, d / SKOPS_FILE)
+    np.save(d / BACKGROUND_FILE, table.X[:20], allow_pickle=False)
+    meta = write_meta(d, {"task": "wdbc", "architecture": "logreg", "weights_file": SKOPS_FILE, "title": "test logreg",
+                          "class_names": list(CLASS_NAMES), "positive_class": "malignant",
+                          "feature_names": list(FEATURE_NAMES), "feature_units": FEATURE_UNITS, "threshold": 0.3,
+                          "metrics": {"auroc": {"value": 0.99, "ci95": [0.98, 1.0]},
+                                      "ece": {"value": float("nan"), "ci95": None}},
+                          "metrics_split": "training data (test fixture)"})
+    write_model_card(d, meta, title="WDBC test model", summary="A tiny test model.", data="- WDBC.",
+                     evaluation="None.", limitations=["A test fixture."])
+    return d
+
+
+def _seg_model(root: Path) -> Path:
+    import torch
+
+    from breastdx.data.transforms import Preprocessing
+    from breastdx.inference.predictor import WEIGHTS_FILE, Postprocessing, save_weights
+    from breastdx.models.networks import build_network
+    from breastdx.models.saved import write_meta
+
+    torch.manual_seed(0)
+    net, args = build_network("unet", 1, 2, channels=[4, 8, 16], strides=[2, 2], num_res_units=1)
+    with torch.no_grad():  # bias the lesion logit up so that the tiny random network finds "lesions"
+        last = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))][-1]
+        if last.bias is not None:
+            last.bias[1] += 0.5
+    d = root / "busi-seg"
+    d.mkdir()
+    save_weights(net, d / WEIGHTS_FILE)
+    write_meta(d, {"task": "busi-seg", "architecture": "unet", "architecture_args": args, "in_channels": 1,
+                   "weights_file": WEIGHTS_FILE, "class_names": ["background", "lesion"],
+                   "preprocessing": Preprocessing(image_size=32).to_meta(), "threshold": 0.5,
+                   "postprocessing": Postprocessing().to_meta(),
+                   "metrics": {"dice": {"value": 0.5, "ci95": [0.4, 0.6]}}})
+    (d / "MODEL_CARD.md").write_text("# Model card: busi-seg test model\n\n- Research use only.\n")
+    return d
+
+
+def _cls_model(root: Path) -> Path:
+    import torch
+
+    import breastdx.models.multitask  # noqa: F401  (registers unet_multitask)
+    from breastdx.data.transforms import Preprocessing
+    from breastdx.inference.classifier import save_classifier
+    from breastdx.models.networks import build_network
+
+    torch.manual_seed(1)
+    net, args = build_network("unet_multitask", 1, 3, channels=[4, 8, 16], strides=[2, 2], num_res_units=1,
+                              decoder=False)
+    d = root / "busi-cls"
+    save_classifier(d, net, {"task": "busi-cls", "architecture": "unet_multitask", "architecture_args": args,
+                             "in_channels": 1, "class_names": ["normal", "benign", "malignant"],
+                             "positive_class": "malignant", "preprocessing": Preprocessing(image_size=32).to_meta(),
+                             "temperature": 1.5, "threshold": 0.3, "gradcam": {"method": "gradcam"},
+                             "metrics": {"auroc": {"value": 0.8, "ci95": [0.7, 0.9]}}})
+    (d / "MODEL_CARD.md").write_text("# Model card: busi-cls test model\n\n- Research use only.\n")
+    return d
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Tiny model folders: ``wdbc`` (logistic regression), ``busi-seg`` (U-Net), ``busi-cls`` (multi-task U-Net)."""
+    root = tmp_path_factory.mktemp("models")
+    return {"wdbc": _wdbc_model(root), "busi-seg": _seg_model(root), "busi-cls": _cls_model(root)}
+
+
+@pytest.fixture(scope="session")
+def registry(model_dirs):
+    """The three tiny models, loaded once for the whole session."""
+    from breastdx.serve.models import ModelRegistry
+
+    reg = ModelRegistry.load(list(model_dirs.values()))
+    assert not reg.unavailable, reg.unavailable
+    return reg
+
+
+def _busi_root() -> Path | None:
+    env = os.environ.get("BREASTDX_DATA")
+    if not env:
+        return None
+    p = Path(env) / "busi"
+    return p if p.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def busi_image() -> Path:
+    """A real BUSI image (``malignant (1).png``); skipped without ``$BREASTDX_DATA/busi``."""
+    root = _busi_root()
+    if root is None:
+        pytest.skip("real data not available: set BREASTDX_DATA to a data root holding busi/")
+    for name in ("malignant/malignant (1).png", "benign/benign (1).png"):
+        if (root / name).is_file():
+            return root / name
+    pytest.skip(f"no BUSI image found in {root}")
+
+
+@pytest.fixture(scope="session")
+def ultrasound_png(busi_image) -> bytes:
+    """The bytes of the real BUSI image."""
+    return busi_image.read_bytes()
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """A uint8 array as PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture()
+def synthetic_png() -> bytes:
+    """A 45 x 61 gray PNG with a dark blob (odd sizes on purpose)."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(80, 200, size=(45, 61), dtype=np.uint8)
+    a[15:30, 20:40] = 20
+    return png_bytes(a)

@@ -1,0 +1,555 @@
+"""REST API through the test client: good requests of every kind, and bad ones (always 4xx JSON, never 500)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from breastdx import RESEARCH_USE_ONLY
+from breastdx.data.wdbc import FEATURE_NAMES, load_wdbc
+from breastdx.serve import ServeSettings, create_app
+from breastdx.serve.db import DatabaseError
+from breastdx.serve.models import ModelRegistry
+
+MAX_UPLOAD = 1_000_000
+MAX_PIXELS = 1_000_000
+
+
+def _png(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _gradient(h: int, w: int) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return ((x * 7 + y * 3) % 256).astype(np.uint8)
+
+
+def _decode_data_url(url: str) -> np.ndarray:
+    assert url.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+
+
+def _dicom_bytes(tmp_path: Path, arr: np.ndarray, spacing=(0.1, 0.2)) -> bytes:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = arr.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelSpacing = list(spacing)
+    ds.PixelData = arr.astype(np.uint16).tobytes()
+    path = tmp_path / "case.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path.read_bytes()
+
+
+def _features() -> dict[str, float]:
+    X = load_wdbc().X
+    return {name: float(v) for name, v in zip(FEATURE_NAMES, X[0])}
+
+
+def _assert_error(r, status: int, code: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error", "research_use_only"}
+    assert body["research_use_only"] == RESEARCH_USE_ONLY
+    assert body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    return body["error"]
+
+
+@pytest.fixture(scope="module")
+def client(registry, tmp_path_factory):
+    db = tmp_path_factory.mktemp("db") / "predictions.sqlite"
+    settings = ServeSettings(database_url=f"sqlite:///{db}", max_upload_bytes=MAX_UPLOAD, max_pixels=MAX_PIXELS,
+                             display_max_side=256)
+    with TestClient(create_app(settings, registry=registry)) as c:
+        yield c
+
+
+def _upload(client, task: str, data: bytes, name: str = "case.png", content_type: str = "image/png"):
+    return client.post(f"/v1/predict/{task}", files={"file": (name, data, content_type)})
+
+
+# ------------------------------------------------------------------------------------------------ service
+
+
+def test_healthz_lists_tasks_and_carries_the_notice(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["research_use_only"] == RESEARCH_USE_ONLY
+    assert body["tasks"] == ["busi-cls", "busi-seg", "wdbc", "ultrasound"]
+    assert r.headers["x-research-use-only"] == RESEARCH_USE_ONLY
+
+
+def test_models_give_cards_metrics_and_inputs(client):
+    body = client.get("/v1/models").json()
+    by_task = {m["task"]: m for m in body["models"]}
+    assert set(by_task) == {"wdbc", "busi-seg", "busi-cls"} and body["unavailable"] == []
+    wdbc = by_task["wdbc"]
+    assert wdbc["kind"] == "tabular" and wdbc["threshold"] == 0.3
+    assert wdbc["metrics"]["ece"]["value"] is None  # NaN in meta.json becomes null, not invalid JSON
+    assert "Model card" in wdbc["model_card"] and RESEARCH_USE_ONLY in wdbc["model_card"]
+    assert wdbc["input"]["features"] == list(FEATURE_NAMES) and len(wdbc["input"]["example"]) == 30
+    assert by_task["busi-cls"]["kind"] == "classification" and by_task["busi-cls"]["input"]["type"] == "image"
+    assert len(by_task["busi-seg"]["version"]) == 12
+
+
+def test_openapi_schema_lists_the_endpoints(client):
+    schema = client.get("/openapi.json").json()
+    for path in ("/healthz", "/v1/models", "/v1/predict/wdbc", "/v1/predict/{task}", "/v1/predictions"):
+        assert path in schema["paths"], path
+    assert "multipart/form-data" in schema["paths"]["/v1/predict/{task}"]["post"]["requestBody"]["content"]
+    wdbc = schema["paths"]["/v1/predict/wdbc"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert wdbc["required"] == ["features"] and "case_id" in wdbc["properties"]
+
+
+def test_page_and_static_files(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "Research use only" in r.text and "default-src 'self'" in r.headers["content-security-policy"]
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+
+
+# ------------------------------------------------------------------------------------------------ images
+
+
+def test_ultrasound_answers_classification_gradcam_and_segmentation(client, synthetic_png):
+    r = _upload(client, "ultrasound", synthetic_png)
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert a["task"] == "ultrasound" and [m["name"] for m in a["models"]] == ["busi-seg", "busi-cls"]
+    assert a["research_use_only"] == RESEARCH_USE_ONLY and a["notes"] == []
+    assert a["image"]["format"] == "PNG" and (a["image"]["height"], a["image"]["width"]) == (45, 61)
+    cls = a["classification"]
+    assert cls["class_names"] == ["normal", "benign", "malignant"] and cls["threshold"] == 0.3
+    assert sum(cls["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    expected = "malignant" if cls["probabilities"]["malignant"] >= 0.3 else max(
+        ("normal", "benign"), key=lambda n: cls["probabilities"][n])
+    assert cls["label"] == expected
+    heat = _decode_data_url(cls["gradcam_overlay_png"])
+    assert heat.shape == (45, 61, 4) and heat[..., 3].max() == 255  # alpha follows the map, max-scaled to 1
+    # (images up to 160 px keep their size; larger ones get a smaller layer, see the real-image test)
+    assert cls["gradcam_composite_png"] is None
+    seg = a["segmentation"]
+    mask = _decode_data_url(seg["mask_png"])
+    assert mask.shape == (45, 61) and set(np.unique(mask)) <= {0, 255}
+    assert seg["area_px"] == int((mask > 0).sum()) and seg["area_mm2"] is None
+    contour = _decode_data_url(seg["contour_overlay_png"])
+    assert contour.shape == (45, 61, 4) and set(np.unique(contour[..., 3])) <= {0, 255}
+    assert seg["contour_composite_png"] is None
+    assert a["elapsed_ms"] > 0 and set(a["timings_ms"]) >= {"decode", "segmentation", "classification"}
+    assert a["input_sha256"] == __import__("hashlib").sha256(synthetic_png).hexdigest()
+
+
+def test_real_busi_image(client, ultrasound_png, busi_image):
+    r = _upload(client, "ultrasound", ultrasound_png, name=busi_image.name)
+    assert r.status_code == 200, r.text
+    a = r.json()
+    h, w = np.asarray(Image.open(busi_image)).shape[:2]
+    assert (a["image"]["height"], a["image"]["width"]) == (h, w)
+    assert max(a["image"]["display_height"], a["image"]["display_width"]) == 256  # display_max_side
+    assert a["classification"]["label"] in a["classification"]["class_names"]
+    heat = _decode_data_url(a["classification"]["gradcam_overlay_png"])
+    assert max(heat.shape[:2]) == 160 and abs(heat.shape[0] / heat.shape[1] - h / w) < 0.01
+
+
+def test_composites_on_request(client, synthetic_png):
+    r = client.post("/v1/predict/ultrasound", params={"composites": "true"},
+                    files={"file": ("c.png", synthetic_png, "image/png")})
+    a = r.json()
+    assert _decode_data_url(a["classification"]["gradcam_composite_png"]).shape == (45, 61, 3)
+    composite = _decode_data_url(a["segmentation"]["contour_composite_png"])
+    contour = _decode_data_url(a["segmentation"]["contour_overlay_png"])[..., 3] > 0
+    assert composite.shape == (45, 61, 3) and (composite[contour] == [255, 48, 48]).all()
+
+
+def test_single_tasks_answer_their_part_only(client, synthetic_png):
+    seg = _upload(client, "busi-seg", synthetic_png).json()
+    assert seg["classification"] is None and seg["segmentation"] is not None
+    cls = _upload(client, "busi-cls", synthetic_png).json()
+    assert cls["segmentation"] is None and cls["classification"]["gradcam_overlay_png"].startswith("data:image/png")
+
+
+def test_large_image_is_scaled_for_display_but_measured_at_full_size(client):
+    r = _upload(client, "busi-seg", _png(_gradient(300, 700)))
+    a = r.json()
+    assert (a["image"]["display_height"], a["image"]["display_width"]) == (110, 256)
+    seg = a["segmentation"]
+    assert _decode_data_url(seg["mask_png"]).shape == (110, 256)
+    assert seg["area_fraction"] == pytest.approx(seg["area_px"] / (300 * 700), abs=1e-6)
+
+
+def test_dicom_pixel_spacing_gives_area_in_mm2(client, tmp_path):
+    arr = (_gradient(40, 52).astype(np.uint16) * 16)
+    r = _upload(client, "ultrasound", _dicom_bytes(tmp_path, arr, spacing=(0.1, 0.2)), name="case.dcm",
+                content_type="application/dicom")
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert a["image"]["format"] == "DICOM" and a["image"]["spacing_mm"] == [0.1, 0.2]
+    seg = a["segmentation"]
+    assert seg["area_mm2"] == pytest.approx(seg["area_px"] * 0.02, abs=1e-3)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_jpeg_and_tiff(client, fmt):
+    r = _upload(client, "busi-cls", _png(_gradient(33, 34), fmt), name="x.bin", content_type="application/octet-stream")
+    assert r.status_code == 200, r.text
+    assert r.json()["image"]["format"] == fmt
+
+
+def test_format_comes_from_bytes_not_name(client, synthetic_png):
+    assert _upload(client, "busi-cls", synthetic_png, name="notes.txt", content_type="text/plain").status_code == 200
+
+
+# ------------------------------------------------------------------------------------------------ bad uploads
+
+
+def test_text_file_named_png_is_not_an_image(client):
+    err = _assert_error(_upload(client, "ultrasound", b"hello, this is not an image\n" * 20, name="scan.png"),
+                        415, "not_an_image")
+    assert "scan.png" in err["message"] and "whatever its name" in err["message"]
+
+
+def test_truncated_png_is_unreadable(client):
+    data = _png(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+    err = _assert_error(_upload(client, "busi-seg", data[: len(data) // 2], name="cut.png"), 422, "unreadable_image")
+    assert "cut.png" in err["message"] and "breastdx-upload" not in err["message"]
+
+
+def test_image_over_the_pixel_limit(client):
+    err = _assert_error(_upload(client, "busi-seg", _png(np.zeros((1001, 1000), np.uint8)), name="big.png"),
+                        413, "image_too_large")
+    assert "1,001,000" in err["message"] and "1,000,000" in err["message"]
+
+
+def test_upload_over_the_size_limit(client):
+    data = b"\x89PNG\r\n\x1a\n" + bytes(MAX_UPLOAD + 100_000)
+    err = _assert_error(_upload(client, "busi-seg", data), 413, "upload_too_large")
+    assert "limit" in err["message"]
+
+
+def test_upload_just_over_the_limit_within_the_framing_margin(client):
+    data = b"\x89PNG\r\n\x1a\n" + bytes(MAX_UPLOAD)  # over by 8 bytes: passes Content-Length, caught after parsing
+    err = _assert_error(_upload(client, "busi-seg", data, name="big.png"), 413, "upload_too_large")
+    assert "big.png" in err["message"]
+
+
+def test_streamed_body_over_the_limit(client):
+    boundary = "b0undary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode()
+
+    def chunks():
+        yield head
+        for _ in range(30):
+            yield bytes(100_000)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    r = client.post("/v1/predict/busi-seg", content=chunks(),
+                    headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    err = _assert_error(r, 413, "upload_too_large")
+    assert "while" not in err["message"] and "over the limit of 1,065,536 bytes" in err["message"]
+
+
+def test_empty_upload(client):
+    _assert_error(_upload(client, "busi-seg", b""), 422, "empty_upload")
+
+
+def test_missing_file_field_and_wrong_content_type(client):
+    err = _assert_error(client.post("/v1/predict/ultrasound", data={"image": "x"}), 415, "wrong_content_type")
+    assert "'file'" in err["message"]
+    err = _assert_error(client.post("/v1/predict/ultrasound", files={"image": ("a.png", b"123", "image/png")}),
+                        422, "missing_file")
+    assert "'image'" in err["message"]
+    _assert_error(client.post("/v1/predict/ultrasound", json={"features": {}}), 415, "wrong_content_type")
+
+
+def test_malformed_multipart(client):
+    r = client.post("/v1/predict/busi-seg", content=b"--x\r\nnonsense", headers={"Content-Type": "multipart/form-data"})
+    assert "boundary" in _assert_error(r, 400, "malformed_upload")["message"]
+    r = client.post("/v1/predict/busi-seg", content=b"--x\r\nnonsense",
+                    headers={"Content-Type": "multipart/form-data; boundary=x"})
+    _assert_error(r, 422, "missing_file")
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+
+
+def test_unknown_task_suggests_and_lists_served_tasks(client, synthetic_png):
+    err = _assert_error(_upload(client, "busi-sge", synthetic_png), 404, "unknown_task")
+    assert "Did you mean 'busi-seg'?" in err["message"] and "ultrasound" in err["message"]
+
+
+def test_absent_models_answer_404_naming_the_shipped_tasks(registry, synthetic_png):
+    only_wdbc = ModelRegistry({"wdbc": registry.models["wdbc"]})
+    with TestClient(create_app(ServeSettings(database_url="sqlite://"), registry=only_wdbc)) as c:
+        for task in ("busi-seg", "busi-cls", "ultrasound", "pcam"):
+            err = _assert_error(_upload(c, task, synthetic_png), 404, "model_not_available")
+            assert "Served tasks: wdbc." in err["message"]
+        assert c.get("/healthz").json()["tasks"] == ["wdbc"]
+    no_models = ModelRegistry({})
+    with TestClient(create_app(ServeSettings(database_url="sqlite://"), registry=no_models)) as c:
+        assert c.get("/healthz").json()["status"] == "degraded"
+        err = _assert_error(c.post("/v1/predict/wdbc", json={"features": _features()}), 404, "model_not_available")
+        assert "(none)" in err["message"]
+
+
+def test_ultrasound_with_segmentation_only_notes_the_missing_classifier(registry, synthetic_png):
+    seg_only = ModelRegistry({"busi-seg": registry.models["busi-seg"]})
+    with TestClient(create_app(ServeSettings(database_url="sqlite://"), registry=seg_only)) as c:
+        a = _upload(c, "ultrasound", synthetic_png).json()
+    assert a["classification"] is None and a["segmentation"] is not None
+    assert a["notes"] == ["No busi-cls model is served, so this answer has no classification."]
+
+
+# ------------------------------------------------------------------------------------------------ WDBC
+
+
+def test_wdbc_prediction_with_reasons(client):
+    r = client.post("/v1/predict/wdbc", json={"features": _features(), "case_id": "842302"})
+    assert r.status_code == 200, r.text
+    a = r.json()
+    cls = a["classification"]
+    p = cls["probabilities"]["malignant"]
+    assert cls["probabilities"]["benign"] == pytest.approx(1 - p, abs=1e-6)
+    assert cls["label"] == ("malignant" if p >= 0.3 else "benign") and cls["threshold"] == 0.3
+    assert len(cls["top_contributions"]) == 5
+    top = cls["top_contributions"][0]
+    assert top["feature"] in FEATURE_NAMES and top["input_value"] == _features()[top["feature"]]
+    assert a["image"] is None and a["segmentation"] is None and len(a["input_sha256"]) == 64
+
+
+def test_wdbc_accepts_uci_names_and_numeric_strings(client):
+    canonical = client.post("/v1/predict/wdbc", json={"features": _features(), "n_reasons": 0}).json()
+    uci = {}
+    for name, v in _features().items():
+        if name.startswith("mean "):
+            key = name[5:].replace(" ", "_") + "_mean"
+        elif name.endswith(" error"):
+            key = name[:-6].replace(" ", "_") + "_se"
+        else:
+            key = name[6:].replace(" ", "_") + "_worst"
+        uci[key] = str(v)
+    other = client.post("/v1/predict/wdbc", json={"features": uci, "n_reasons": 0}).json()
+    assert other["classification"]["probabilities"] == canonical["classification"]["probabilities"]
+    assert other["input_sha256"] == canonical["input_sha256"]
+    assert other["classification"]["top_contributions"] == []
+
+
+def test_wdbc_missing_features(client):
+    features = _features()
+    del features["mean radius"], features["worst symmetry"]
+    err = _assert_error(client.post("/v1/predict/wdbc", json={"features": features}), 422, "invalid_features")
+    assert any("'mean radius'" in p and "'worst symmetry'" in p for p in err["problems"])
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("abc", "expected a number, got 'abc'"),
+    (None, "expected a number, got None"),
+    (True, "expected a number, got True"),
+    ([1.0], "expected a number, got [1.0]"),
+    (-1.5, "expected a value >= 0"),
+    ("inf", "expected a finite number"),
+])
+def test_wdbc_bad_values(client, value, expected):
+    features = _features()
+    features["mean texture"] = value
+    err = _assert_error(client.post("/v1/predict/wdbc", json={"features": features}), 422, "invalid_features")
+    assert any(p.startswith("'mean texture'") and expected in p for p in err["problems"]), err["problems"]
+
+
+def test_wdbc_nan_in_raw_json(client):
+    body = json.dumps({"features": _features()}).replace("17.99", "NaN")
+    err = _assert_error(client.post("/v1/predict/wdbc", content=body, headers={"Content-Type": "application/json"}),
+                        422, "invalid_features")
+    assert any("finite" in p for p in err["problems"])
+
+
+def test_wdbc_unknown_and_repeated_names(client):
+    features = _features()
+    features["radius_mean"] = 1.0
+    features["mean radiuss"] = 1.0
+    err = _assert_error(client.post("/v1/predict/wdbc", json={"features": features}), 422, "invalid_features")
+    assert any("'radius_mean'" in p and "already given" in p for p in err["problems"])
+    assert any("'mean radiuss'" in p and "not a WDBC feature" in p for p in err["problems"])
+
+
+def test_wdbc_bad_bodies(client):
+    _assert_error(client.post("/v1/predict/wdbc", content=b"{not json", headers={"Content-Type": "application/json"}),
+                  422, "invalid_json")
+    err = _assert_error(client.post("/v1/predict/wdbc", json={"features": [1, 2, 3]}), 422, "invalid_request")
+    assert any(p.startswith("features") for p in err["problems"])
+    _assert_error(client.post("/v1/predict/wdbc", json={"feature": _features()}), 422, "invalid_request")
+    _assert_error(client.post("/v1/predict/wdbc", json={"features": _features(), "n_reasons": 99}), 422,
+                  "invalid_request")
+    _assert_error(client.post("/v1/predict/wdbc", files={"file": ("a.csv", b"1,2", "text/csv")}), 415,
+                  "wrong_content_type")
+
+
+# ------------------------------------------------------------------------------------------------ record
+
+
+def test_predictions_are_recorded_and_listed(client, synthetic_png):
+    before = client.get("/v1/predictions").json()["total"]
+    a = _upload(client, "ultrasound", synthetic_png, name="rec.png").json()
+    b = client.post("/v1/predict/wdbc", json={"features": _features(), "case_id": "rec-1"}).json()
+    listing = client.get("/v1/predictions", params={"limit": 2}).json()
+    assert listing["total"] == before + 2 and listing["research_use_only"] == RESEARCH_USE_ONLY
+    newest, second = listing["items"]
+    assert newest["id"] == b["prediction_id"] and second["id"] == a["prediction_id"]
+    assert newest["task"] == "wdbc" and newest["input_name"] == "rec-1"
+    assert newest["label"] == b["classification"]["label"]
+    assert second["model_name"] == "busi-seg+busi-cls" and second["input_sha256"] == a["input_sha256"]
+    assert second["model_version"] == "+".join(m["version"] for m in a["models"])
+    assert "_png" not in json.dumps(second["result"])
+    assert second["result"]["classification"]["probabilities"] == a["classification"]["probabilities"]
+    offset = client.get("/v1/predictions", params={"limit": 1, "offset": 1}).json()
+    assert offset["items"][0]["id"] == a["prediction_id"]
+    only = client.get("/v1/predictions", params={"task": "wdbc"}).json()
+    assert all(e["task"] == "wdbc" for e in only["items"])
+    one = client.get(f"/v1/predictions/{a['prediction_id']}")
+    assert one.status_code == 200 and one.json()["input_name"] == "rec.png"
+    assert one.json()["research_use_only"] == RESEARCH_USE_ONLY
+
+
+def test_prediction_list_bad_parameters(client):
+    err = _assert_error(client.get("/v1/predictions", params={"limit": 0}), 422, "invalid_request")
+    assert any(p.startswith("query.limit") for p in err["problems"])
+    _assert_error(client.get("/v1/predictions", params={"limit": 10_000}), 422, "invalid_request")
+    _assert_error(client.get("/v1/predictions", params={"offset": "x"}), 422, "invalid_request")
+    _assert_error(client.get("/v1/predictions/999999"), 404, "not_found")
+    _assert_error(client.get("/v1/predictions/abc"), 422, "invalid_request")
+
+
+def test_unknown_address_and_method(client):
+    _assert_error(client.get("/v2/nothing"), 404, "not_found")
+    _assert_error(client.get("/v1/predict/wdbc"), 405, "method_not_allowed")
+
+
+def test_database_failure_answers_503_not_500(registry, synthetic_png):
+    class BrokenStore:
+        def add(self, **_):
+            raise DatabaseError("Cannot record the prediction in sqlite://: OperationalError: disk full")
+
+        def close(self):
+            pass
+
+    with TestClient(create_app(ServeSettings(), registry=registry, store=BrokenStore())) as c:
+        err = _assert_error(_upload(c, "busi-seg", synthetic_png), 503, "database_unavailable")
+    assert "disk full" in err["message"] and "must be recorded" in err["message"]
+
+
+# ------------------------------------------------------------------------------------------------ start-up
+
+
+def test_broken_model_folder_is_left_out(model_dirs, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "meta.json").write_text(json.dumps({"schema_version": 1, "task": "busi-cls", "architecture": "resnet18",
+                                                  "class_names": ["a", "b"], "weights_file": "model.safetensors"}))
+    reg = ModelRegistry.load([model_dirs["wdbc"], broken, model_dirs["wdbc"]], warmup=False)
+    assert list(reg.models) == ["wdbc"]
+    reasons = dict(reg.unavailable)
+    assert "weights file" in reasons[str(broken)] and "already served" in reasons[str(model_dirs["wdbc"])]
+
+
+def test_app_serves_whatever_the_zoo_holds():
+    from breastdx.zoo import shipped_models
+
+    with TestClient(create_app(ServeSettings(database_url="sqlite://"))) as c:
+        body = c.get("/v1/models").json()
+    found = {m["name"] for m in body["models"]} | {u["name"] for u in body["unavailable"]}
+    assert found == set(shipped_models())
+    assert set(body["tasks"]) >= {m["task"] for m in body["models"]}
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="max_upload_bytes must be >= 1, got 0"):
+        ServeSettings(max_upload_bytes=0)
+    with pytest.raises(ValueError, match="port must be in"):
+        ServeSettings(port=70000)
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+
+def test_cli_serve_refuses_bad_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from breastdx.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", "--database-url", "::not a url::"])
+    assert result.exit_code == 2 and "is not valid" in result.output
+    result = runner.invoke(app, ["serve", "--max-upload-mb", "0", "--database-url", f"sqlite:///{tmp_path / 'p.db'}"])
+    assert result.exit_code == 2 and "max_upload_bytes must be >= 1" in result.output
+
+
+def test_cli_serve_answers_on_loopback(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "p.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "breastdx.cli", "serve", "--port", str(port), "--database-url",
+                             f"sqlite:///{db}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "breastdx serve did not start in 180 s"
+                time.sleep(0.5)
+        assert r.status_code == 200 and r.json()["research_use_only"] == RESEARCH_USE_ONLY
+        assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"serving on http://127.0.0.1:{port}" in out and db.is_file()
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (1, 3000), (17, 5, 4), (33, 34, 3)])
+def test_odd_images_are_answered(client, shape):
+    rng = np.random.default_rng(3)
+    r = _upload(client, "ultrasound", _png(rng.integers(0, 256, shape, dtype=np.uint8)))
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert (a["image"]["height"], a["image"]["width"]) == shape[:2]
+    assert 1 <= a["image"]["display_width"] <= 256 and a["segmentation"]["area_px"] <= shape[0] * shape[1]
+
+
+def test_sixteen_bit_png(client):
+    r = _upload(client, "busi-seg", _png((_gradient(40, 41).astype(np.uint16) * 200)))
+    assert r.status_code == 200, r.text
+    assert r.json()["image"]["mode"].startswith("I;16")

@@ -1,0 +1,161 @@
+"""End to end in a real browser: Debian's chromium driven by Playwright uploads a real BUSI image.
+
+Playwright cannot download its own browser here, so the test launches ``/usr/bin/chromium`` (``make test``
+installs it with apt when it is missing and the user is root). Without chromium or the ``playwright`` package
+the test is skipped, saying which is missing. The service runs on a free loopback port with the shipped
+``busi-seg``/``busi-cls`` models when the zoo holds them, else with the tiny test models. Screenshots are
+saved in the test's temporary folder (their paths are printed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from breastdx import RESEARCH_USE_ONLY
+from breastdx.serve import ServeSettings, create_app, running_server
+
+CHROMIUM = os.environ.get("BREASTDX_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _chromium() -> str:
+    path = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
+    if not path:
+        pytest.skip(f"browser test needs Debian's chromium at {CHROMIUM} (apt-get install -y chromium; "
+                    f"`make test` installs it when run as root)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="browser test needs the playwright package "
+                                                                 "(pip install -e '.[test]')")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def server(model_dirs, registry, tmp_path_factory):
+    from breastdx.zoo import shipped_models
+
+    zoo = shipped_models()
+    dirs = [zoo.get(t, model_dirs[t]) for t in ("busi-seg", "busi-cls", "wdbc")]
+    reg = registry if all(d == model_dirs[t] for d, t in zip(dirs, ("busi-seg", "busi-cls", "wdbc"))) else None
+    db = tmp_path_factory.mktemp("browser-db") / "p.sqlite"
+    app = create_app(ServeSettings(database_url=f"sqlite:///{db}", model_dirs=tuple(dirs)), registry=reg)
+    with running_server(app) as url:
+        yield url
+
+
+def _classes(url: str) -> list[str]:
+    import httpx
+
+    models = httpx.get(url + "/v1/models", timeout=30).json()["models"]
+    return next(m["class_names"] for m in models if m["task"] == "busi-cls")
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-ready='true']", timeout=30_000)
+    return page, errors
+
+
+def test_upload_shows_prediction_overlays_and_card(browser, server, busi_image, tmp_path):
+    page, errors = _open(browser, server)
+    notice = page.inner_text("#notice")
+    assert "Research use only — not for diagnosis." in notice and RESEARCH_USE_ONLY.split(". ", 1)[1] in notice
+    assert page.eval_on_selector("#task-select", "s => s.value") == "ultrasound"
+    page.set_input_files("#file-input", str(busi_image))
+    page.wait_for_selector("#pred-label:not(:empty)", timeout=60_000)
+    label = page.text_content("#pred-label")
+    classes = _classes(server)
+    assert label in classes
+    assert page.locator("#prob-bars .bar").count() == len(classes)
+    assert page.locator("#prob-bars .bar.chosen .bar-name").text_content() == label
+    # the image and both overlays are decoded images of the same size
+    sizes = page.evaluate("""() => ['layer-image', 'layer-heatmap', 'layer-contour'].map(id => {
+        const im = document.getElementById(id);
+        return [im.src.slice(0, 22), im.naturalWidth, im.naturalHeight, im.complete];
+    })""")
+    assert all(s[0] == "data:image/png;base64," and s[1] > 0 and s[3] for s in sizes), sizes
+    assert sizes[0][1:3] == sizes[2][1:3]  # image and contour layer: same size
+    assert abs(sizes[1][1] / sizes[1][2] - sizes[0][1] / sizes[0][2]) < 0.02  # Grad-CAM layer: same aspect
+    boxes = [page.locator(f"#{i}").bounding_box() for i in ("layer-image", "layer-heatmap", "layer-contour")]
+    assert all(abs(b["width"] - boxes[0]["width"]) < 1 and abs(b["height"] - boxes[0]["height"]) < 1 for b in boxes)
+    assert page.is_visible("#layer-heatmap") and page.is_visible("#layer-contour")
+    assert "Lesion area" in page.inner_text("#pred-details")
+    assert page.locator("details.card[open]").count() == 2  # the two models' cards open
+    shot = tmp_path / "ultrasound.png"
+    page.screenshot(path=str(shot), full_page=True)
+    # opacity slider and contour toggle act on the layers, client side
+    page.fill("#heatmap-opacity", "25")
+    assert page.eval_on_selector("#layer-heatmap", "e => e.style.opacity") == "0.25"
+    page.click("#contour-toggle")
+    assert not page.is_visible("#layer-contour")
+    page.click("#contour-toggle")
+    assert page.is_visible("#layer-contour")
+    assert errors == []
+    print(f"\nscreenshot: {shot}")
+    page.close()
+
+
+def test_several_images_give_a_table_and_csv(browser, server, busi_image, tmp_path):
+    page, errors = _open(browser, server)
+    other = next(p for p in sorted(busi_image.parent.glob("*).png")) if p != busi_image)
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    page.set_input_files("#file-input", [str(busi_image), str(other), str(bad)])
+    page.wait_for_selector("#csv-download:enabled", timeout=90_000)
+    rows = page.locator("#batch-table tbody tr")
+    assert rows.count() == 3
+    assert "not an image" in rows.nth(2).inner_text()
+    with page.expect_download() as info:
+        page.click("#csv-download")
+    text = Path(info.value.path()).read_text()
+    records = list(csv.DictReader(io.StringIO(text)))
+    assert [r["file"] for r in records[:3]] == [busi_image.name, other.name, "notes.png"]
+    classes = _classes(server)
+    assert records[0]["label"] in classes and all(records[0][f"p_{c}"] for c in classes)
+    assert records[2]["error"] and not records[2]["label"]
+    rows.nth(1).click()
+    assert page.inner_text("#result-file") == other.name
+    page.screenshot(path=str(tmp_path / "batch.png"), full_page=True)
+    print(f"\nscreenshot: {tmp_path / 'batch.png'}")
+    assert errors == [] or all("422" in e or "415" in e for e in errors)  # the failed upload's answer is logged
+    page.close()
+
+
+def test_wdbc_form(browser, server, tmp_path):
+    page, errors = _open(browser, server)
+    page.click("#tab-wdbc")
+    page.click("#wdbc-example")
+    page.click("#wdbc-submit")
+    page.wait_for_selector("#wdbc-result:not([hidden])", timeout=30_000)
+    assert page.text_content("#wdbc-label") in ("benign", "malignant")
+    assert page.locator("#wdbc-reasons .bar").count() == 5
+    page.fill("[data-feature='mean radius']", "abc")
+    page.click("#wdbc-submit")
+    page.wait_for_selector("#wdbc-error:not([hidden])")
+    assert "expected a number, got 'abc'" in page.inner_text("#wdbc-error")
+    assert "invalid" in page.get_attribute("[data-feature='mean radius']", "class")
+    page.screenshot(path=str(tmp_path / "wdbc.png"), full_page=True)
+    page.click("#tab-record")
+    page.locator("#record-table tbody td").nth(1).wait_for()
+    assert "wdbc" in page.inner_text("#record-table")
+    page.close()
