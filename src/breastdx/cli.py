@@ -118,22 +118,40 @@ def predict(
     _run_model_verb("predict", ctx, task, model, None, out, inputs)
 
 
+@app.command(context_settings=TASK_OPTIONS)
+def explain(
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help="Task name (image classifiers: busi-cls, pcam, ...)."),
+    inputs: list[Path] = typer.Argument(..., help="Input images or folders."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model folder or shipped model name; default: the "
+                                        "task's shipped model."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/explain-<UTC ts>."),
+) -> None:
+    """Explain predictions: Grad-CAM (and Grad-CAM++) heatmap overlays per predicted class, as PNG files."""
+    _run_model_verb("explain", ctx, task, model, None, out, inputs)
+
+
 def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[str], data_dir: Optional[Path],
                     out: Optional[Path], inputs: list[Path]) -> None:
-    from breastdx.config import parse_extra_args, resolve_data_root
+    from breastdx.config import ConfigError, parse_extra_args, resolve_data_root
     from breastdx.models.saved import ModelFolderError
     from breastdx.registry import UnknownNameError
     from breastdx.runs import RunFolderExistsError, make_run_dir
-    from breastdx.tasks import get_task
+    from breastdx.tasks.base import explainable_tasks, get_task
     from breastdx.zoo import resolve_model
 
     try:
         t = get_task(task)
+        if verb == "explain" and not hasattr(t, "explain"):
+            raise ConfigError(f"Task {task!r} has no explanations from this command (image classifiers have "
+                              f"Grad-CAM: {', '.join(explainable_tasks())}).")
         options = parse_extra_args(list(ctx.args))
         model_dir = resolve_model(model, task)
         run_dir = make_run_dir(task, out, kind=verb)
         if verb == "evaluate":
             result = t.evaluate(model_dir, resolve_data_root(data_dir), run_dir, options)
+        elif verb == "explain":
+            result = t.explain(model_dir, list(inputs), run_dir, options)
         else:
             result = t.predict(model_dir, list(inputs), run_dir, options)
     except (UnknownNameError, RunFolderExistsError, ModelFolderError, FileNotFoundError, ValueError) as e:

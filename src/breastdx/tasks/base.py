@@ -75,3 +75,10 @@ def get_task(name: str) -> Task:
     import breastdx.tasks  # noqa: F401  (fills the registry)
 
     return TASKS.get(name)()
+
+
+def explainable_tasks() -> list[str]:
+    """Names of the tasks whose class has an ``explain(model_dir, inputs, run_dir, options)`` verb."""
+    import breastdx.tasks  # noqa: F401  (fills the registry)
+
+    return [name for name in TASKS.names() if hasattr(TASKS.get(name), "explain")]
