@@ -1,0 +1,384 @@
+"""Grad-CAM and Grad-CAM++ for breastdx classifiers (MONAI ``monai.visualize``), overlays, and a localisation check.
+
+:class:`CamExplainer` wraps MONAI's ``GradCAM`` / ``GradCAMpp`` with the target layer of each architecture
+(:data:`GRADCAM_LAYERS`; the multi-task U-Net names its own bottom block). Two things differ from calling
+MONAI directly, both needed for batches:
+
+* the class score is taken per image (``logits[i, class_i]``); MONAI's ``ModelWithHooks.class_score``
+  indexes ``logits[:, class_idx]``, which mixes the images' classes when a batch holds several;
+* the score is kept with shape ``(B, 1, 1, 1)``, so Grad-CAM++'s ``exp(score) * grad`` broadcasts per image.
+
+Maps are upsampled once, from the feature map straight to the original image size (bilinear), and
+scaled per image to [0, 1] by their maximum (an all-zero map stays zero).
+
+The localisation check compares a map with the lesion mask: the share of the map's mass inside the mask
+(:func:`cam_mass_in_mask`; a uniform map scores the mask's area fraction) and the pointing game
+(:func:`pointing_game_hit`: whether the map's maximum lies within 15 pixels of the lesion).
+
+References:
+    Selvaraju, R. R. et al. (2017). Grad-CAM: visual explanations from deep networks via gradient-based
+    localization. ICCV, doi:10.1109/ICCV.2017.74
+    Chattopadhay, A. et al. (2018). Grad-CAM++: generalized gradient-based visual explanations for deep
+    convolutional networks. WACV, doi:10.1109/WACV.2018.00097
+    Zhang, J. et al. (2018). Top-down neural attention by excitation backprop. IJCV 126:1084-1102.
+    doi:10.1007/s11263-017-1059-x (the pointing game)
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from monai.visualize.class_activation_maps import GradCAM, GradCAMpp, ModelWithHooks
+from PIL import Image
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+CAM_METHODS = ("gradcam", "gradcampp")
+"""Names of the explanation methods."""
+
+GRADCAM_LAYERS = {
+    "resnet18": "layer4",
+    "resnet50": "layer4",
+    "densenet121": "class_layers.relu",
+    "efficientnet_b0": "_bn1",  # its ``_swish`` module also runs in the stem, so hooks on it fire twice
+}
+"""Target layer (last convolutional stage) per architecture; networks with ``gradcam_layer`` name their own."""
+
+POINTING_TOLERANCE_PX = 15
+"""Pointing-game tolerance in pixels, as Zhang et al. (2018)."""
+
+OVERLAY_ALPHA = 0.45
+
+
+def target_layer(network: nn.Module, architecture: str | None = None) -> str:
+    """The Grad-CAM target layer of ``network``.
+
+    Args:
+        network: The classifier.
+        architecture: Its registry name (see :data:`GRADCAM_LAYERS`).
+
+    Raises:
+        ValueError: If neither the network (``gradcam_layer``) nor the table names a layer.
+    """
+    own = getattr(network, "gradcam_layer", None)
+    if own:
+        return str(own)
+    if architecture in GRADCAM_LAYERS:
+        return GRADCAM_LAYERS[architecture]
+    raise ValueError(f"No Grad-CAM target layer known for architecture {architecture!r}; known: "
+                     f"{', '.join(sorted(GRADCAM_LAYERS))} and networks with a 'gradcam_layer' attribute.")
+
+
+class _PerImageHooks(ModelWithHooks):
+    """MONAI's ``ModelWithHooks`` with per-image class scores and removable hooks (see the module docstring)."""
+
+    def __init__(self, nn_module: nn.Module, layer: str) -> None:  # noqa: D107
+        self.model = nn_module
+        self.target_layers = (layer,)
+        self.gradients: dict[str, torch.Tensor] = {}
+        self.activations: dict[str, torch.Tensor] = {}
+        self.score: torch.Tensor | None = None
+        self.class_idx: torch.Tensor | None = None
+        self.register_backward = self.register_forward = True
+        self.last_logits: torch.Tensor | None = None
+        modules = dict(nn_module.named_modules())
+        if layer not in modules:
+            raise ValueError(f"Grad-CAM target layer {layer!r} is not a module of {type(nn_module).__name__}.")
+        mod = modules[layer]
+        if getattr(mod, "inplace", False):
+            mod.inplace = False  # in-place outputs break full backward hooks (as MONAI does)
+        self.handles = [mod.register_full_backward_hook(self.backward_hook(layer)),
+                        mod.register_forward_hook(self.forward_hook(layer))]
+
+    def remove(self) -> None:
+        """Remove the hooks from the network."""
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def __call__(self, x, class_idx=None, retain_graph=False, **kwargs):  # noqa: D102 - as ModelWithHooks
+        train = self.model.training
+        self.model.eval()
+        logits = self.model(x, **kwargs)
+        if callable(class_idx):
+            idx = class_idx(logits.detach())
+        elif class_idx is None:
+            idx = logits.detach().argmax(1)
+        else:
+            idx = torch.as_tensor(class_idx, device=logits.device).reshape(-1)
+        idx = idx.to(logits.device).long()
+        if idx.numel() == 1:
+            idx = idx.expand(logits.shape[0])
+        self.class_idx = idx
+        self.last_logits = logits.detach()
+        layer = self.target_layers[0]
+        self.gradients.pop(layer, None)
+        self.score = logits.gather(1, idx[:, None]).view(-1, 1, 1, 1)
+        self.model.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():  # expected: the input does not require gradients
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            self.score.sum().backward(retain_graph=retain_graph)
+        if layer not in self.gradients:
+            raise RuntimeError(f"Grad-CAM: no gradient reached layer {layer!r}; the network's parameters or input "
+                               f"must require gradients.")
+        if train:
+            self.model.train()
+        return logits, (self.activations[layer],), (self.gradients[layer],)
+
+
+class CamExplainer:
+    """Class activation maps of a classifier by Grad-CAM or Grad-CAM++ (MONAI).
+
+    Args:
+        network: The classifier ``(B, C, S, S) -> (B, K)``.
+        architecture: Its registry name, for :func:`target_layer`.
+        method: ``"gradcam"`` or ``"gradcampp"``.
+        layer: Target layer name, overriding :func:`target_layer`.
+        fast_backward: Let gradients flow only from the target layer on: parameters of earlier layers stop
+            requiring gradients (a side effect on ``network``, meant for inference-only networks). The maps
+            are the same; the backward pass stops at the target layer. Ignored when the target layer has
+            no parameters of its own.
+
+    Raises:
+        ValueError: For an unknown method or layer.
+    """
+
+    def __init__(self, network: nn.Module, architecture: str | None = None, method: str = "gradcam",
+                 layer: str | None = None, fast_backward: bool = False) -> None:
+        if method not in CAM_METHODS:
+            raise ValueError(f"Unknown explanation method {method!r}; expected one of {', '.join(CAM_METHODS)}.")
+        self.network = network
+        self.method = method
+        self.layer = layer or target_layer(network, architecture)
+        self.hooks = _PerImageHooks(network, self.layer)
+        cls = GradCAM if method == "gradcam" else GradCAMpp
+        self.cam = cls(nn_module=self.hooks, target_layers=self.layer)
+        if fast_backward:
+            module = dict(network.named_modules())[self.layer]
+            own = list(module.parameters())
+            if own:
+                for p in network.parameters():
+                    p.requires_grad_(False)
+                for p in own:
+                    p.requires_grad_(True)
+
+    def remove(self) -> None:
+        """Remove the hooks this explainer put on the network."""
+        self.hooks.remove()
+
+    def raw_maps(self, x: torch.Tensor, class_idx: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Maps at feature-map resolution, before scaling.
+
+        Args:
+            x: Network input ``(B, C, S, S)``.
+            class_idx: None (argmax), an int, a ``(B,)`` tensor, or a callable ``logits (B, K) -> (B,)``.
+
+        Returns:
+            ``(logits (B, K), class index (B,), maps (B, h, w) >= 0)``.
+        """
+        with torch.enable_grad():
+            maps = self.cam.compute_map(x, class_idx=class_idx)
+        return self.hooks.last_logits, self.hooks.class_idx, maps[:, 0].detach()
+
+    def __call__(self, x: torch.Tensor, class_idx: Any = None,
+                 sizes: Sequence[tuple[int, int]] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray]]:
+        """Maps scaled to [0, 1], at the network input size or at given sizes.
+
+        Args:
+            x: Network input ``(B, C, S, S)``.
+            class_idx: As :meth:`raw_maps`.
+            sizes: ``(H, W)`` per image (original sizes), or None for ``(S, S)``.
+
+        Returns:
+            ``(logits (B, K), class index (B,), maps)``: one float32 ``(H, W)`` array in [0, 1] per image.
+        """
+        logits, idx, maps = self.raw_maps(x, class_idx)
+        sizes = list(sizes) if sizes is not None else [tuple(x.shape[-2:])] * x.shape[0]
+        return logits, idx, [upsample_map(maps[i], sizes[i]) for i in range(maps.shape[0])]
+
+
+def upsample_map(cam: torch.Tensor | np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a map to ``shape`` (bilinear) and scale it to [0, 1] by its maximum.
+
+    Shape:
+        ``(h, w)`` -> ``(H, W)`` float32.
+    """
+    t = torch.as_tensor(cam, dtype=torch.float32)[None, None]
+    if tuple(t.shape[-2:]) != tuple(shape):
+        t = torch.nn.functional.interpolate(t, size=tuple(int(s) for s in shape), mode="bilinear", align_corners=False)
+    a = t[0, 0].clamp_(min=0).numpy()
+    m = float(a.max()) if a.size else 0.0
+    return (a / m).astype(np.float32) if m > 0 else np.zeros_like(a, dtype=np.float32)
+
+
+def _jet_lut() -> np.ndarray:
+    from matplotlib import colormaps
+
+    return (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+_LUT: np.ndarray | None = None
+
+
+def heatmap_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = OVERLAY_ALPHA,
+                    contour_mask: np.ndarray | None = None) -> np.ndarray:
+    """Blend a map, coloured with the jet colour map, over an image.
+
+    Args:
+        image: uint8 ``(H, W)`` or ``(H, W, 3)``.
+        cam: Map in [0, 1], ``(H, W)``.
+        alpha: Largest weight of the colour; the weight grows with the map (``alpha * cam``), so cold
+            regions keep the image visible.
+        contour_mask: A reference lesion mask ``(H, W)`` drawn as a green contour, or None.
+
+    Returns:
+        uint8 ``(H, W, 3)``.
+
+    Raises:
+        ValueError: If the map's shape differs from the image's.
+    """
+    from breastdx.inference.overlays import REFERENCE_COLOR, contour, to_rgb
+
+    global _LUT
+    if _LUT is None:
+        _LUT = _jet_lut()
+    rgb = to_rgb(image)
+    c = np.asarray(cam, dtype=np.float32)
+    if c.shape != rgb.shape[:2]:
+        raise ValueError(f"Map of shape {c.shape} does not fit the image of shape {rgb.shape[:2]}.")
+    heat = _LUT[np.clip(c * 255.0 + 0.5, 0, 255).astype(np.uint8)]
+    w = (alpha * np.clip(c, 0, 1))[..., None]
+    out = (rgb * (1.0 - w) + heat * w + 0.5).astype(np.uint8)
+    if contour_mask is not None:
+        out[contour(np.asarray(contour_mask, dtype=bool), max(1, round(max(out.shape[:2]) / 250)))] = REFERENCE_COLOR
+    return out
+
+
+def write_cam_png(image: np.ndarray, cam: np.ndarray, path: Path, contour_mask: np.ndarray | None = None) -> Path:
+    """Write :func:`heatmap_overlay` as a PNG (fast compression, see :mod:`breastdx.inference.overlays`)."""
+    from breastdx.inference.overlays import PNG_COMPRESS_LEVEL
+
+    Image.fromarray(heatmap_overlay(image, cam, contour_mask=contour_mask)).save(
+        path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return Path(path)
+
+
+def cam_mass_in_mask(cam: np.ndarray, mask: np.ndarray) -> float:
+    """Share of a map's mass inside a mask: ``sum(cam * mask) / sum(cam)``.
+
+    A uniform map scores the mask's area fraction; a map entirely inside the lesion scores 1.
+
+    Args:
+        cam: Non-negative map ``(H, W)``.
+        mask: Lesion mask, bool ``(H, W)``.
+
+    Returns:
+        A value in [0, 1]; NaN when the map is all zero or the mask is empty.
+
+    Raises:
+        ValueError: If the shapes differ.
+    """
+    c = np.asarray(cam, dtype=np.float64)
+    m = np.asarray(mask, dtype=bool)
+    if c.shape != m.shape:
+        raise ValueError(f"Map of shape {c.shape} and mask of shape {m.shape} differ.")
+    total = c.sum()
+    if total <= 0 or not m.any():
+        return float("nan")
+    return float(c[m].sum() / total)
+
+
+def pointing_game_hit(cam: np.ndarray, mask: np.ndarray, tolerance_px: float = POINTING_TOLERANCE_PX) -> float:
+    """Pointing game: 1.0 when the map's maximum lies within ``tolerance_px`` pixels of the mask, else 0.0.
+
+    Ties for the maximum are resolved by the first in row-major order. An all-zero map points nowhere
+    and scores 0.
+
+    Args:
+        cam: Map ``(H, W)``.
+        mask: Lesion mask, bool ``(H, W)``.
+        tolerance_px: Largest Euclidean distance from the maximum to a mask pixel (15 in Zhang et al.).
+
+    Returns:
+        1.0 or 0.0; NaN when the mask is empty.
+
+    Raises:
+        ValueError: If the shapes differ.
+
+    References:
+        Zhang, J. et al. (2018). IJCV 126:1084-1102. doi:10.1007/s11263-017-1059-x
+    """
+    from scipy import ndimage
+
+    c = np.asarray(cam, dtype=np.float64)
+    m = np.asarray(mask, dtype=bool)
+    if c.shape != m.shape:
+        raise ValueError(f"Map of shape {c.shape} and mask of shape {m.shape} differ.")
+    if not m.any():
+        return float("nan")
+    if not (c > 0).any():
+        return 0.0
+    r, col = np.unravel_index(int(np.argmax(c)), c.shape)
+    if m[r, col]:
+        return 1.0
+    dist = ndimage.distance_transform_edt(~m)
+    return float(dist[r, col] <= tolerance_px)
+
+
+def localisation_summary(cams: Sequence[np.ndarray], masks: Sequence[np.ndarray], *,
+                         tolerance_px: float = POINTING_TOLERANCE_PX, n_boot: int = 2000,
+                         seed: int = 0) -> dict[str, Any]:
+    """Localisation of maps on images with a lesion, with 95% bootstrap intervals over images.
+
+    Args:
+        cams: Maps ``(H, W)`` in [0, 1] (original image sizes).
+        masks: Lesion masks, bool, same shapes; images with an empty mask are left out.
+        tolerance_px: Pointing-game tolerance.
+        n_boot: Bootstrap resamples.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``{"cam_mass_in_mask", "pointing_game", "mask_area_fraction" (the mass a uniform map would score),
+        "pointing_game_center" (the hit rate of always pointing at the image centre): {"value", "ci95",
+        "n"}, "n_images", "n_empty_maps", "tolerance_px"}``.
+    """
+    from breastdx.evaluation.ci import mean_ci
+
+    mass, hits, area, centre = [], [], [], []
+    empty = 0
+    for cam, mask in zip(cams, masks):
+        m = np.asarray(mask, dtype=bool)
+        if not m.any():
+            continue
+        c = np.asarray(cam, dtype=np.float64)
+        if not (c > 0).any():
+            empty += 1
+        mass.append(cam_mass_in_mask(c, m))
+        hits.append(pointing_game_hit(c, m, tolerance_px))
+        area.append(float(m.mean()))
+        point = np.zeros_like(m, dtype=np.float64)
+        point[m.shape[0] // 2, m.shape[1] // 2] = 1.0
+        centre.append(pointing_game_hit(point, m, tolerance_px))
+    return {"cam_mass_in_mask": mean_ci(mass, n_boot, seed), "pointing_game": mean_ci(hits, n_boot, seed),
+            "mask_area_fraction": mean_ci(area, n_boot, seed), "pointing_game_center": mean_ci(centre, n_boot, seed),
+            "n_images": len(area), "n_empty_maps": empty, "tolerance_px": float(tolerance_px)}
+
+
+def explain_batch(explainer: CamExplainer, x: torch.Tensor, sizes: Sequence[tuple[int, int]],
+                  class_idx: Any = None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Logits, explained class and maps at the original sizes for one batch (numpy outputs).
+
+    Returns:
+        ``(logits (B, K) float64, class index (B,) int64, maps)``.
+    """
+    logits, idx, maps = explainer(x, class_idx=class_idx, sizes=sizes)
+    return logits.float().cpu().numpy().astype(np.float64), idx.cpu().numpy().astype(np.int64), maps
+
+
+ClassChooser = Callable[[torch.Tensor], torch.Tensor]

@@ -1,0 +1,408 @@
+"""Classification predictor: rebuild a classifier from its model folder alone; class probabilities and Grad-CAM.
+
+A classification model folder holds ``model.safetensors`` (the state dict), ``meta.json`` and
+``MODEL_CARD.md``. ``meta.json`` gives the network (``architecture``, ``architecture_args``,
+``in_channels``, ``class_names``), the preprocessing (:class:`breastdx.data.transforms.Preprocessing`,
+plus ``source_size`` for models trained on small images such as BreastMNIST's 28 x 28), the temperature
+fitted on validation (``temperature``), the operating threshold on P(positive class) (``threshold``),
+test-time augmentation (``inference.tta``) and the Grad-CAM method and layer (``gradcam``). Weights are
+read with ``safetensors``; nothing is unpickled.
+
+Pipeline per image ``(H, W)``: (resize to ``source_size``), resize to ``(S, S)``, network, optional mean
+with the logits of the left-right mirror, ``softmax(logits / T)``, label at the operating point
+(:func:`breastdx.evaluation.classification.operating_labels`: the positive class when its probability
+reaches the threshold, else the most probable other class). Grad-CAM maps explain the reported label and
+are upsampled from the feature map straight to ``(H, W)``.
+
+Speed: with Grad-CAM, the backward pass stops at the target layer (``fast_backward`` of
+:class:`breastdx.explain.gradcam.CamExplainer`), so a batch costs little more than a forward pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from breastdx.data.transforms import Preprocessing
+from breastdx.models.saved import ModelFolderError, read_meta
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+TTA_MODES = ("none", "hflip")
+
+
+@dataclass
+class ClassificationOutput:
+    """The prediction for one image.
+
+    Attributes:
+        prob: Class probabilities after temperature scaling, float64 ``(K,)``.
+        label: Class name at the operating point.
+        label_index: Its index.
+        argmax_label: The most probable class (may differ from ``label`` at a sensitivity-oriented threshold).
+        cam: Grad-CAM map of ``label`` at the original size, float32 ``(H, W)`` in [0, 1], or None.
+    """
+
+    prob: np.ndarray
+    label: str
+    label_index: int
+    argmax_label: str
+    cam: np.ndarray | None = None
+
+
+def save_classifier(model_dir: Path, network: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write ``model.safetensors`` and ``meta.json`` (completed by :func:`breastdx.models.saved.write_meta`).
+
+    Args:
+        model_dir: The folder (created when missing).
+        network: The trained network.
+        meta: Metadata; ``weights_file`` is set here.
+
+    Returns:
+        The completed metadata.
+    """
+    from breastdx.inference.predictor import save_weights
+    from breastdx.models.saved import write_meta
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(network, model_dir / WEIGHTS_FILE)
+    return write_meta(model_dir, {**{k: v for k, v in meta.items() if k != "schema_version"},
+                                  "weights_file": WEIGHTS_FILE})
+
+
+class ClassificationPredictor:
+    """Class probabilities (and Grad-CAM maps) with a saved classifier.
+
+    Args:
+        network: The classifier ``(B, C, S, S) -> (B, K)``.
+        meta: The model folder's ``meta.json`` content.
+        batch_size: Images per forward pass.
+        device: Torch device.
+        tta: ``"none"`` or ``"hflip"``; default ``meta["inference"]["tta"]``.
+        gradcam_method: ``"gradcam"`` or ``"gradcampp"``; default ``meta["gradcam"]["method"]``.
+
+    Raises:
+        ModelFolderError: If ``meta`` lacks the preprocessing, names an unknown TTA mode, or its positive
+            class is not one of its classes.
+    """
+
+    def __init__(self, network: nn.Module, meta: dict[str, Any], *, batch_size: int = 32,
+                 device: str | torch.device = "cpu", tta: str | None = None, gradcam_method: str | None = None) -> None:
+        if "preprocessing" not in meta:
+            raise ModelFolderError("meta.json of a classification model must hold 'preprocessing'.")
+        self.meta = meta
+        self.preprocessing = Preprocessing.from_meta(meta["preprocessing"])
+        self.source_size = meta["preprocessing"].get("source_size")
+        self.class_names = list(meta["class_names"])
+        self.positive = meta.get("positive_class", self.class_names[-1])
+        if self.positive not in self.class_names:
+            raise ModelFolderError(f"meta.json: positive class {self.positive!r} is not one of {self.class_names}.")
+        self.positive_index = self.class_names.index(self.positive)
+        self.temperature = float(meta.get("temperature", 1.0))
+        self.threshold = meta.get("threshold")
+        self.tta = tta or meta.get("inference", {}).get("tta", "none")
+        if self.tta not in TTA_MODES:
+            raise ModelFolderError(f"Unknown test-time augmentation {self.tta!r}; expected one of {', '.join(TTA_MODES)}.")
+        gc = meta.get("gradcam", {})
+        self.gradcam_method = gradcam_method or gc.get("method", "gradcam")
+        self.gradcam_layer = gc.get("layer")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        self.batch_size = int(batch_size)
+        self.device = torch.device(device)
+        self.network = network.to(self.device).eval()
+        self._explainers: dict[str, Any] = {}
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, *, task: str | None = None, **kwargs: Any) -> "ClassificationPredictor":
+        """Rebuild the predictor from a model folder alone.
+
+        Args:
+            model_dir: Folder with ``meta.json`` and the weights file it names.
+            task: When given, the task the model must belong to (``"busi-cls"``, ``"breastmnist"``).
+            **kwargs: Passed to the constructor.
+
+        Raises:
+            ModelFolderError: If the folder, ``meta.json`` or the weights are missing or do not match.
+        """
+        import breastdx.models.multitask  # noqa: F401  (registers "unet_multitask")
+        from breastdx.inference.predictor import load_weights
+        from breastdx.models.networks import build_network
+
+        model_dir = Path(model_dir)
+        meta = read_meta(model_dir, task=task)
+        for key in ("architecture_args", "in_channels", "preprocessing"):
+            if key not in meta:
+                raise ModelFolderError(f"{model_dir / 'meta.json'}: missing key {key!r} of a classification model.")
+        try:
+            network, _ = build_network(meta["architecture"], int(meta["in_channels"]), len(meta["class_names"]),
+                                       **meta["architecture_args"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFolderError(f"{model_dir / 'meta.json'}: cannot rebuild network "
+                                   f"{meta['architecture']!r}: {e}") from None
+        load_weights(network, model_dir / meta["weights_file"])
+        return cls(network, meta, **kwargs)
+
+    # --------------------------------------------------------------------------------------- network
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Resize one uint8 image to the network size (through ``source_size`` when the model has one).
+
+        Raises:
+            ValueError: If the image is not uint8 of the layout the model expects.
+        """
+        from breastdx.data.classification import resize_for_network
+
+        return resize_for_network(image, self.preprocessing, self.source_size)
+
+    def _to_input(self, resized: Sequence[np.ndarray]) -> torch.Tensor:
+        return self.preprocessing.to_tensor(np.stack(resized)).to(self.device)
+
+    @torch.no_grad()
+    def logits_of_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (mean with the mirror's for ``hflip``) of a network input ``(B, C, S, S)`` -> ``(B, K)``."""
+        z = self.network(x).float()
+        if self.tta == "hflip":
+            z = 0.5 * (z + self.network(x.flip(-1)).float())
+        return z
+
+    def proba_from_logits(self, logits: np.ndarray | torch.Tensor) -> np.ndarray:
+        """``softmax(logits / T)`` with the model's temperature, float64 ``(n, K)``."""
+        from breastdx.evaluation.calibration import softmax
+
+        return softmax(np.asarray(torch.as_tensor(logits).cpu(), dtype=np.float64), self.temperature)
+
+    def labels_from_proba(self, prob: np.ndarray) -> np.ndarray:
+        """Class index per image at the operating point (argmax when the model has no threshold)."""
+        from breastdx.evaluation.classification import operating_labels
+
+        p = np.asarray(prob, dtype=float)
+        if self.threshold is None:
+            return p.argmax(axis=1)
+        return operating_labels(p, self.positive_index, float(self.threshold))
+
+    def predict_logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Logits of uint8 images of any size, float64 ``(n, K)`` (before temperature scaling)."""
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            resized = [self.prepare(im) for im in images[start:start + self.batch_size]]
+            out.append(self.logits_of_input(self._to_input(resized)).cpu())
+        return torch.cat(out).numpy().astype(np.float64) if out else np.zeros((0, len(self.class_names)))
+
+    def predict_proba(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities of uint8 images of any size, float64 ``(n, K)``, rows summing to 1."""
+        return self.proba_from_logits(self.predict_logits(images))
+
+    # --------------------------------------------------------------------------------------- Grad-CAM
+    def explainer(self, method: str | None = None):
+        """The :class:`breastdx.explain.gradcam.CamExplainer` of ``method`` (made once, fast backward)."""
+        from breastdx.explain.gradcam import CamExplainer
+
+        method = method or self.gradcam_method
+        if method not in self._explainers:
+            self._explainers[method] = CamExplainer(self.network, self.meta["architecture"], method=method,
+                                                    layer=self.gradcam_layer, fast_backward=True)
+        return self._explainers[method]
+
+    def explain_prepared(self, resized: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]],
+                         method: str | None = None, class_idx: Any = None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Probabilities, labels and Grad-CAM maps of resized images, in one forward and one short backward.
+
+        Args:
+            resized: uint8 network-size images (from :meth:`prepare`).
+            shapes: Original ``(H, W)`` per image (the maps' sizes).
+            method: ``"gradcam"`` or ``"gradcampp"``; default the model's.
+            class_idx: Class to explain: None for the label at the operating point, an int for one class
+                for every image, or one index per image (array-like ``(n,)``).
+
+        Returns:
+            ``(prob (n, K), label index (n,), maps)``: maps float32 ``(H, W)`` in [0, 1], explaining
+            ``class_idx`` (or the label).
+        """
+        from breastdx.explain.gradcam import upsample_map
+
+        x = self._to_input(resized)
+        flip = None
+        if self.tta == "hflip":
+            with torch.no_grad():
+                flip = self.network(x.flip(-1)).float()
+        chosen: dict[str, Any] = {}
+
+        def choose(logits: torch.Tensor) -> torch.Tensor:
+            z = logits.float() if flip is None else 0.5 * (logits.float() + flip)
+            prob = self.proba_from_logits(z)
+            labels = self.labels_from_proba(prob)
+            chosen["prob"], chosen["labels"] = prob, labels
+            if class_idx is None:
+                return torch.as_tensor(labels, device=logits.device)
+            if np.ndim(class_idx) == 0:
+                return torch.full((logits.shape[0],), int(class_idx), dtype=torch.long, device=logits.device)
+            return torch.as_tensor(np.asarray(class_idx, dtype=np.int64), device=logits.device)
+
+        _, _, maps = self.explainer(method).raw_maps(x, class_idx=choose)
+        cams = [upsample_map(maps[i], shapes[i]) for i in range(maps.shape[0])]
+        return chosen["prob"], chosen["labels"], cams
+
+    def explain(self, images: Sequence[np.ndarray], method: str | None = None,
+                class_idx: Any = None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """:meth:`explain_prepared` for uint8 images of any size, batch by batch."""
+        probs, labels, cams = [], [], []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            idx = class_idx if class_idx is None or np.ndim(class_idx) == 0 else \
+                np.asarray(class_idx)[start:start + self.batch_size]
+            p, lab, c = self.explain_prepared([self.prepare(im) for im in chunk], [im.shape[:2] for im in chunk],
+                                              method, idx)
+            probs.append(p)
+            labels.append(lab)
+            cams.extend(c)
+        if not probs:
+            return np.zeros((0, len(self.class_names))), np.zeros(0, dtype=np.int64), []
+        return np.concatenate(probs), np.concatenate(labels), cams
+
+    def _outputs(self, prob: np.ndarray, labels: np.ndarray, cams: list[np.ndarray] | None) -> list[ClassificationOutput]:
+        return [ClassificationOutput(prob=prob[i], label=self.class_names[int(labels[i])], label_index=int(labels[i]),
+                                     argmax_label=self.class_names[int(prob[i].argmax())],
+                                     cam=None if cams is None else cams[i]) for i in range(prob.shape[0])]
+
+    def predict(self, images: Sequence[np.ndarray], gradcam: bool = False) -> list[ClassificationOutput]:
+        """Predict uint8 images of any size.
+
+        Args:
+            images: uint8 ``(H, W)`` (gray models) or ``(H, W, 3)`` (RGB models).
+            gradcam: Add the Grad-CAM map of each reported label.
+
+        Returns:
+            One :class:`ClassificationOutput` per image, in order.
+        """
+        if gradcam:
+            prob, labels, cams = self.explain(images)
+            return self._outputs(prob, labels, cams)
+        prob = self.predict_proba(images)
+        return self._outputs(prob, self.labels_from_proba(prob), None)
+
+    def predict_files(self, paths: Iterable[Path], *, workers: int = 2, gradcam: bool = True
+                      ) -> Iterator[tuple[Path, Any, ClassificationOutput | None, str | None]]:
+        """Read, preprocess and predict image files, reading one batch ahead in ``workers`` threads.
+
+        A file that cannot be read is reported, not raised.
+
+        Args:
+            paths: Image files (PNG, JPEG, TIFF, DICOM; see :func:`breastdx.data.images.read_image`).
+            workers: Reader threads.
+            gradcam: Compute the Grad-CAM map of each reported label.
+
+        Yields:
+            ``(path, record, output, None)`` per image read (record: :class:`breastdx.data.images.ImageRecord`),
+            or ``(path, None, None, reason)`` per file that could not be read, in input order.
+        """
+        from breastdx.data.images import ImageReadError, read_image
+
+        mode = self.preprocessing.mode
+
+        def load(path: Path):
+            try:
+                rec = read_image(path, mode=mode)
+                return path, rec, self.prepare(rec.array), None
+            except (ImageReadError, ValueError, OSError) as e:
+                return path, None, None, str(e)
+
+        paths = [Path(p) for p in paths]
+        batches = [paths[i:i + self.batch_size] for i in range(0, len(paths), self.batch_size)]
+        with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+            pending = [pool.submit(load, p) for p in batches[0]] if batches else []
+            for b in range(len(batches)):
+                loaded = [f.result() for f in pending]
+                pending = [pool.submit(load, p) for p in batches[b + 1]] if b + 1 < len(batches) else []
+                good = [item for item in loaded if item[3] is None]
+                outs: Iterator[ClassificationOutput] = iter(())
+                if good:
+                    resized = [g[2] for g in good]
+                    if gradcam:
+                        prob, labels, cams = self.explain_prepared(resized, [g[1].shape for g in good])
+                        outs = iter(self._outputs(prob, labels, cams))
+                    else:
+                        prob = self.proba_from_logits(self.logits_of_input(self._to_input(resized)))
+                        outs = iter(self._outputs(prob, self.labels_from_proba(prob), None))
+                for path, rec, _, err in loaded:
+                    if err is None:
+                        yield path, rec, next(outs), None
+                    else:
+                        yield path, None, None, err
+
+
+PREDICTION_FIELDS = ("source", "height", "width")
+
+
+def write_predictions(predictor: ClassificationPredictor, inputs: Sequence[str | Path], run_dir: Path, *,
+                      gradcam: bool = True, workers: int = 2) -> tuple[list[dict[str, Any]], list[tuple[str, str]], float]:
+    """Predict every image of ``inputs`` (files and folders) and write ``predictions.csv`` and Grad-CAM overlays.
+
+    ``predictions.csv`` has one row per image read: ``source``, ``height``, ``width``, ``p_<class>`` for every
+    class (after temperature scaling), ``label`` (at the operating point), ``label_argmax``, ``threshold``
+    and, with Grad-CAM, ``gradcam`` (the overlay PNG, relative to ``run_dir``, in ``gradcam/``). Files that
+    cannot be read are skipped and returned as failures; the others are predicted.
+
+    Args:
+        predictor: The predictor.
+        inputs: Image files and folders (see :func:`breastdx.data.images.list_images`).
+        run_dir: Output folder (exists).
+        gradcam: Write a Grad-CAM overlay of the reported label per image.
+        workers: Reader and writer threads.
+
+    Returns:
+        ``(rows, failures, seconds)``: the CSV rows, ``(input, reason)`` per failure, wall-clock seconds.
+    """
+    import csv
+    import time
+
+    from breastdx.data.images import list_images
+    from breastdx.explain.gradcam import write_cam_png
+
+    start = time.perf_counter()
+    paths = list_images(inputs)
+    cam_dir = Path(run_dir) / "gradcam"
+    if gradcam:
+        cam_dir.mkdir(exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    failures: list[tuple[str, str]] = []
+    used: dict[str, int] = {}
+    threshold = predictor.threshold
+    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as writers:
+        jobs = []
+        for path, rec, out, err in predictor.predict_files(paths, workers=workers, gradcam=gradcam):
+            if err is not None:
+                failures.append((str(path), err))
+                continue
+            stem = path.stem
+            used[stem] = used.get(stem, 0) + 1
+            if used[stem] > 1:
+                stem = f"{stem}_{used[stem]}"
+            h, w = rec.shape
+            row: dict[str, Any] = {"source": str(path), "height": h, "width": w}
+            row.update({f"p_{c}": round(float(p), 6) for c, p in zip(predictor.class_names, out.prob)})
+            row.update({"label": out.label, "label_argmax": out.argmax_label,
+                        "threshold": "" if threshold is None else round(float(threshold), 6)})
+            if gradcam and out.cam is not None:
+                png = cam_dir / f"{stem}_gradcam_{out.label}.png"
+                jobs.append(writers.submit(write_cam_png, rec.array, out.cam, png))
+                row["gradcam"] = str(png.relative_to(run_dir))
+            rows.append(row)
+        for job in jobs:
+            job.result()
+    fields = [*PREDICTION_FIELDS, *[f"p_{c}" for c in predictor.class_names], "label", "label_argmax", "threshold"]
+    if gradcam:
+        fields.append("gradcam")
+    with open(Path(run_dir) / "predictions.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows, failures, time.perf_counter() - start

@@ -1,0 +1,118 @@
+"""Classification predictor: save -> from_dir -> identical probabilities; temperature, threshold, TTA, Grad-CAM."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from breastdx.data.transforms import Preprocessing
+from breastdx.evaluation.calibration import softmax
+from breastdx.inference.classifier import ClassificationPredictor, save_classifier, write_predictions
+import breastdx.models.multitask  # noqa: F401  (registers "unet_multitask")
+from breastdx.models.networks import build_network
+from breastdx.models.saved import ModelFolderError
+
+NAMES = ["normal", "benign", "malignant"]
+
+
+def _meta(arch, args, **extra):
+    return {"task": "busi-cls", "architecture": arch, "architecture_args": args, "in_channels": 1,
+            "class_names": NAMES, "positive_class": "malignant", "preprocessing": Preprocessing(image_size=32).to_meta(),
+            "temperature": 1.7, "threshold": 0.3, "inference": {"tta": "none"}, **extra}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    net, args = build_network("unet_multitask", 1, 3, channels=[8, 16, 32], strides=[2, 2])
+    folder = tmp_path_factory.mktemp("model")
+    save_classifier(folder, net.eval(), _meta("unet_multitask", args))
+    return folder, net
+
+
+def _images(n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (40 + 7 * i, 51), dtype=np.uint8) for i in range(n)]
+
+
+def test_round_trip_gives_identical_probabilities(model_dir):
+    folder, net = model_dir
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["weights_file"] == "model.safetensors" and meta["schema_version"] == 1 and "versions" in meta
+    predictor = ClassificationPredictor.from_dir(folder, task="busi-cls")
+    images = _images()
+    prob = predictor.predict_proba(images)
+    prep = Preprocessing(image_size=32)
+    with torch.no_grad():
+        z = net.eval()(prep.to_tensor(np.stack([prep.resize_image(im) for im in images]))).numpy()
+    np.testing.assert_allclose(prob, softmax(z, 1.7), rtol=1e-5, atol=1e-6)  # the temperature from meta
+    np.testing.assert_allclose(prob.sum(1), 1.0)
+    again = ClassificationPredictor.from_dir(folder).predict_proba(images)
+    np.testing.assert_array_equal(prob, again)
+
+
+def test_labels_at_the_operating_point(model_dir):
+    predictor = ClassificationPredictor.from_dir(model_dir[0])
+    prob = np.array([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3], [0.7, 0.05, 0.25]])
+    np.testing.assert_array_equal(predictor.labels_from_proba(prob), [0, 2, 0])  # malignant when >= 0.3
+    outs = predictor.predict(_images(2))
+    assert all(o.label in NAMES and o.cam is None for o in outs)
+
+
+def test_tta_and_gradcam(model_dir):
+    folder, _ = model_dir
+    images = _images()
+    plain = ClassificationPredictor.from_dir(folder)
+    tta = ClassificationPredictor.from_dir(folder, tta="hflip")
+    assert not np.allclose(plain.predict_proba(images), tta.predict_proba(images))
+    prob, labels, cams = tta.explain(images)
+    np.testing.assert_allclose(prob, tta.predict_proba(images), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(labels, tta.labels_from_proba(prob))
+    for im, cam in zip(images, cams):
+        assert cam.shape == im.shape and 0.0 <= cam.min() and cam.max() <= 1.0
+    _, _, per_image = plain.explain(images, method="gradcampp", class_idx=[0, 1, 2])
+    assert [c.shape for c in per_image] == [im.shape for im in images]
+    outs = plain.predict(images, gradcam=True)
+    assert all(o.cam is not None for o in outs)
+
+
+def test_predict_files_goes_on_past_bad_files(model_dir, tmp_path):
+    folder, _ = model_dir
+    paths = []
+    for i, im in enumerate(_images()):
+        p = tmp_path / f"img{i}.png"
+        Image.fromarray(im).save(p)
+        paths.append(p)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 10)
+    predictor = ClassificationPredictor.from_dir(folder, batch_size=2)
+    run = tmp_path / "run"
+    run.mkdir()
+    rows, failures, seconds = write_predictions(predictor, [*paths[:2], bad, paths[2]], run)
+    assert [f[0] for f in failures] == [str(bad)]
+    assert [r["source"] for r in rows] == [str(p) for p in paths]
+    with open(run / "predictions.csv", newline="") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert list(csv_rows[0]) == ["source", "height", "width", "p_normal", "p_benign", "p_malignant", "label",
+                                 "label_argmax", "threshold", "gradcam"]
+    for r, p in zip(csv_rows, paths):
+        overlay = Image.open(run / r["gradcam"])
+        assert overlay.size == Image.open(p).size and overlay.mode == "RGB"
+        assert abs(sum(float(r[f"p_{c}"]) for c in NAMES) - 1) < 1e-4
+
+
+def test_bad_folders(tmp_path, model_dir):
+    with pytest.raises(ModelFolderError, match="not a model folder"):
+        ClassificationPredictor.from_dir(tmp_path)
+    folder, _ = model_dir
+    with pytest.raises(ModelFolderError, match="not 'breastmnist'"):
+        ClassificationPredictor.from_dir(folder, task="breastmnist")
+    net, args = build_network("resnet18", 1, 3)
+    other = tmp_path / "other"
+    save_classifier(other, net, _meta("resnet18", args))
+    (other / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())  # wrong weights
+    with pytest.raises(ModelFolderError, match="do not fit the network"):
+        ClassificationPredictor.from_dir(other)

@@ -1,0 +1,135 @@
+"""The breastmnist task through the command line: a synthetic .npz (always) and the real file (BREASTDX_DATA)."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from breastdx.cli import app
+from breastdx.zoo import shipped_models
+
+runner = CliRunner()
+TINY = ["--epochs", "1", "--max-train-batches", "2", "--image-size", "32", "--batch-size", "8", "--n-bootstrap", "50",
+        "--progress-bar", "false", "--archs", "unet_multitask", "--arch-args", '{"unet_multitask": {"decoder": false}}']
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory) -> Path:
+    """A small file in MedMNIST's layout: bright blobs for label 0 (malignant), labels stored (N, 1)."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 40), ("val", 20), ("test", 20)):
+        labels = np.arange(n) % 2
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        images[labels == 0, 10:18, 10:18] = 230
+        arrays[f"{split}_images"] = images
+        arrays[f"{split}_labels"] = labels.reshape(-1, 1)
+    path = tmp_path_factory.mktemp("npz") / "breastmnist.npz"
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(npz, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bm") / "run"
+    result = runner.invoke(app, ["train", "breastmnist", "--out", str(out), "--data-file", str(npz), *TINY])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_tiny_train_on_a_synthetic_file(tiny_run):
+    for name in ("config.yaml", "versions.json", "split.json", "metrics.json", "report.html", "roc.png",
+                 "confusion.png", "reliability.png", "model/model.safetensors", "model/meta.json",
+                 "model/MODEL_CARD.md"):
+        assert (tiny_run / name).is_file(), name
+    assert not list(tiny_run.rglob("*.ckpt"))
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["task"] == "breastmnist" and metrics["n"] == 20 and "official" in metrics["split"]
+    for name in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auroc", "brier",
+                 "ece", "macro_auroc"):
+        assert len(metrics["metrics"][name]["ci95"]) == 2, name
+    bench = metrics["benchmark"]
+    assert bench["medmnist_v2"]["ResNet-18 (28)"] == {"auroc": 0.901, "accuracy": 0.863}
+    meta = json.loads((tiny_run / "model" / "meta.json").read_text())
+    assert meta["class_names"] == ["normal_or_benign", "malignant"] and meta["preprocessing"]["source_size"] == 28
+    assert meta["architecture_args"]["decoder"] is False
+    split = json.loads((tiny_run / "split.json").read_text())
+    assert split["summary"]["test"]["malignant"] == 10  # MedMNIST label 0 counted as malignant
+    assert "MedMNIST v2" in (tiny_run / "report.html").read_text()
+
+
+def test_evaluate_and_predict_a_trained_model(tiny_run, npz, tmp_path):
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "breastmnist", "--model", str(tiny_run / "model"), "--out", str(out),
+                                 "--data-file", str(npz), "--n-bootstrap", "50"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    trained = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["metrics"]["auroc"]["value"] == pytest.approx(trained["metrics"]["auroc"]["value"], abs=1e-6)
+    img = tmp_path / "x.png"
+    Image.fromarray(np.full((70, 90), 128, np.uint8)).save(img)
+    result = runner.invoke(app, ["predict", "breastmnist", str(img), "--model", str(tiny_run / "model"),
+                                 "--out", str(tmp_path / "pred")])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "pred" / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and rows[0]["label"] in ("normal_or_benign", "malignant")
+
+
+def test_bad_file_is_reported(tmp_path):
+    bad = tmp_path / "b.npz"
+    np.savez(bad, train_images=np.zeros((2, 28, 28), np.uint8))
+    result = runner.invoke(app, ["train", "breastmnist", "--out", str(tmp_path / "r"), "--data-file", str(bad), *TINY])
+    assert result.exit_code == 2 and "missing array 'val_images'" in result.output
+
+
+@pytest.fixture(scope="module")
+def data_root() -> Path:
+    env = os.environ.get("BREASTDX_DATA")
+    if not env or not (Path(env) / "breastmnist" / "breastmnist.npz").is_file():
+        pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
+    return Path(env)
+
+
+def test_tiny_train_on_the_real_file(data_root, tmp_path):
+    out = tmp_path / "real"
+    result = runner.invoke(app, ["train", "breastmnist", "--data-dir", str(data_root), "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 156 and "42 malignant" in metrics["split"]
+
+
+def _shipped() -> Path:
+    models = shipped_models()
+    if "breastmnist" not in models:
+        pytest.skip("no shipped breastmnist model in the zoo yet")
+    return models["breastmnist"]
+
+
+def test_predict_with_the_shipped_model(data_root, tmp_path):
+    _shipped()
+    images = [data_root / "busi" / "malignant" / "malignant (1).png", data_root / "busi" / "benign" / "benign (1).png"]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "breastmnist", *map(str, images), str(bad), "--out", str(out)])
+    assert result.exit_code == 1 and "broken.png" in result.output
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [Path(r["source"]).name for r in rows] == [p.name for p in images]
+
+
+@pytest.mark.slow
+def test_evaluate_the_shipped_model(data_root, tmp_path):
+    model_dir = _shipped()
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "breastmnist", "--data-dir", str(data_root), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    shipped = json.loads((model_dir / "meta.json").read_text())["metrics"]
+    assert metrics["metrics"]["auroc"]["value"] == pytest.approx(shipped["auroc"]["value"], abs=0.005)

@@ -1,0 +1,181 @@
+"""The busi-cls task through the command line, on the real BUSI data (skipped without BREASTDX_DATA)."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from breastdx.cli import app
+from breastdx.zoo import shipped_models
+
+runner = CliRunner()
+TINY = ["--epochs", "1", "--max-train-batches", "2", "--image-size", "32", "--max-cases", "24", "--batch-size", "4",
+        "--n-bootstrap", "50", "--progress-bar", "false", "--archs", "unet_multitask,resnet18"]
+NAMES = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auroc", "brier", "ece",
+         "macro_auroc", "sensitivity_normal", "sensitivity_benign", "sensitivity_malignant", "specificity_benign",
+         "auroc_malignant")
+
+
+@pytest.fixture(scope="module")
+def data_root() -> Path:
+    env = os.environ.get("BREASTDX_DATA")
+    if not env:
+        pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
+    root = Path(env)
+    if not (root / "busi").is_dir():
+        pytest.skip(f"real data not available: {root / 'busi'} does not exist")
+    return root
+
+
+@pytest.fixture(scope="module")
+def split_file(data_root, tmp_path_factory) -> Path:
+    """The grouped split of busi-seg, made once for the module."""
+    from breastdx.data.splits import busi_split
+
+    path = tmp_path_factory.mktemp("split") / "split.json"
+    busi_split(data_root, path, seed=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(data_root, split_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("busi_cls") / "run"
+    result = runner.invoke(app, ["train", "busi-cls", "--data-dir", str(data_root), "--out", str(out),
+                                 "--split-file", str(split_file), *TINY])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_tiny_train_writes_the_run_folder(tiny_run, split_file):
+    for name in ("config.yaml", "versions.json", "split.json", "metrics.json", "report.html", "roc.png",
+                 "roc_one_vs_rest.png", "confusion.png", "confusion_operating_point.png", "reliability.png",
+                 "reliability_top_label.png", "training_curves.png", "model/model.safetensors", "model/meta.json",
+                 "model/MODEL_CARD.md", "model/split.json"):
+        assert (tiny_run / name).is_file(), name
+    assert not list(tiny_run.rglob("*.ckpt")) and not list(tiny_run.rglob("checkpoints"))
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["task"] == "busi-cls" and "test split" in metrics["split"] and metrics["n"] > 0
+    for name in NAMES:
+        m = metrics["metrics"][name]
+        assert (m["value"] is None or isinstance(m["value"], float)) and len(m["ci95"]) == 2, name
+    assert set(metrics["models"]) == {"unet_multitask", "resnet18"} and metrics["model"] in metrics["models"]
+    cal = metrics["calibration"]
+    assert cal["temperature"] > 0 and {"nll", "brier", "ece"} <= set(cal["before"]) == set(cal["after"])
+    loc = metrics["localisation"]["gradcam"]
+    assert {"cam_mass_in_mask", "pointing_game", "mask_area_fraction"} <= set(loc) and loc["n_images"] > 0
+    assert "gradcampp" in metrics["localisation"]
+    meta = json.loads((tiny_run / "model" / "meta.json").read_text())
+    assert meta["class_names"] == ["normal", "benign", "malignant"] and meta["positive_class"] == "malignant"
+    assert meta["preprocessing"]["image_size"] == 32 and meta["temperature"] > 0 and 0 <= meta["threshold"] <= 1
+    assert meta["gradcam"]["layer"] and meta["data_checksum"] and meta["seed"] == 0
+    html = (tiny_run / "report.html").read_text()
+    assert "mass in lesion" in html and "pointing game" in html.lower() and "gradcam_benign_0.png" in html
+    split = json.loads(split_file.read_text())
+    mine = json.loads((tiny_run / "split.json").read_text())
+    assert [mine[k] for k in ("train", "val", "test")] == [split[k] for k in ("train", "val", "test")]
+
+
+@pytest.mark.slow
+def test_same_seed_same_metrics(tiny_run, data_root, split_file, tmp_path):
+    out = tmp_path / "again"
+    result = runner.invoke(app, ["train", "busi-cls", "--data-dir", str(data_root), "--out", str(out),
+                                 "--split-file", str(split_file), *TINY])
+    assert result.exit_code == 0, result.output
+    a = json.loads((tiny_run / "metrics.json").read_text())
+    b = json.loads((out / "metrics.json").read_text())
+    assert a["metrics"] == b["metrics"] and a["calibration"] == b["calibration"]
+
+
+def test_evaluate_a_trained_model(tiny_run, data_root, tmp_path):
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "busi-cls", "--model", str(tiny_run / "model"), "--data-dir",
+                                 str(data_root), "--out", str(out), "--split", "val", "--n-bootstrap", "50"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"].startswith("val split") and "macro_auroc" in metrics["metrics"]
+    assert (out / "report.html").is_file() and (out / "confusion.png").is_file()
+
+
+def test_explain_goes_on_past_a_bad_file(tiny_run, data_root, tmp_path):
+    from breastdx.tasks import get_task
+
+    busi = data_root / "busi"
+    images = [busi / "malignant" / "malignant (1).png", busi / "normal" / "normal (1).png"]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    out = tmp_path / "explain"
+    out.mkdir()
+    result = get_task("busi-cls").explain(tiny_run / "model", [*images, bad], out, {"classes": "all"})
+    assert [f[0] for f in result.failures] == [str(bad)]
+    with open(out / "explanations.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 2 * 3  # images x methods x classes
+    for row in rows:
+        png = Image.open(out / row["overlay"])
+        src = Image.open(row["source"])
+        assert png.size == src.size and png.mode == "RGB"
+    mal = [r for r in rows if "malignant (1)" in r["source"]]
+    assert all(r["cam_mass_in_mask"] != "" for r in mal)  # its mask lies beside it
+    assert all(r["cam_mass_in_mask"] == "" for r in rows if "normal (1)" in r["source"])
+
+
+def test_bad_options_are_reported(data_root, tmp_path):
+    result = runner.invoke(app, ["train", "busi-cls", "--out", str(tmp_path / "a"), "--archs", "resnet19"])
+    assert result.exit_code == 2 and "Did you mean 'resnet18'" in result.output
+    result = runner.invoke(app, ["train", "busi-cls", "--out", str(tmp_path / "b"), "--archs", "unet"])
+    assert result.exit_code == 2 and "segmentation network" in result.output
+    result = runner.invoke(app, ["train", "busi-cls", "--out", str(tmp_path / "c"), "--tta", "rot90"])
+    assert result.exit_code == 2 and "--tta expects" in result.output
+    result = runner.invoke(app, ["train", "busi-cls", "--out", str(tmp_path / "d"), "--archs", "resnet18",
+                                 "--init-busi-seg", "shipped"])
+    assert result.exit_code == 2 and "multi-task U-Net only" in result.output
+
+
+def _shipped() -> Path:
+    models = shipped_models()
+    if "busi-cls" not in models:
+        pytest.skip("no shipped busi-cls model in the zoo yet")
+    return models["busi-cls"]
+
+
+def test_predict_with_the_shipped_model(data_root, tmp_path):
+    _shipped()
+    busi = data_root / "busi"
+    images = [busi / "benign" / "benign (1).png", busi / "malignant" / "malignant (1).png",
+              busi / "normal" / "normal (1).png"]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "busi-cls", *map(str, images), str(bad), "--out", str(out)])
+    assert result.exit_code == 1, result.output  # one input failed...
+    assert "broken.png" in result.output  # ...and is named
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [Path(r["source"]).name for r in rows] == [p.name for p in images]  # ...while the others succeeded
+    for row, src in zip(rows, images):
+        probs = [float(row[f"p_{c}"]) for c in ("normal", "benign", "malignant")]
+        assert abs(sum(probs) - 1) < 1e-4 and row["label"] in ("normal", "benign", "malignant")
+        overlay = Image.open(out / row["gradcam"])
+        assert overlay.size == Image.open(src).size and overlay.mode == "RGB"
+
+
+def test_shipped_model_outputs_are_stable(data_root):
+    """Golden probabilities of the frozen model on three real images (tolerance for BLAS differences)."""
+    from breastdx.data.images import read_image
+    from breastdx.inference.classifier import ClassificationPredictor
+
+    model_dir = _shipped()
+    golden_file = Path(__file__).with_name("busi_cls_golden.json")
+    if not golden_file.is_file():
+        pytest.skip("no golden values recorded")
+    golden = json.loads(golden_file.read_text())
+    predictor = ClassificationPredictor.from_dir(model_dir, task="busi-cls")
+    names = list(golden)
+    prob = predictor.predict_proba([read_image(data_root / "busi" / n, mode="gray").array for n in names])
+    for name, p in zip(names, prob):
+        np.testing.assert_allclose(p, golden[name]["prob"], atol=2e-3, err_msg=name)

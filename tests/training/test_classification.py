@@ -1,0 +1,83 @@
+"""The classification LightningModule and training loop on tiny synthetic data."""
+
+import numpy as np
+import pytest
+import torch
+
+from breastdx.data.classification import ClassificationDataset
+from breastdx.data.transforms import Preprocessing
+from breastdx.models.multitask import MultiTaskUNet
+from breastdx.training.classification import (ClassificationModule, ClassifierOptim, FitSettings, check_architectures,
+                                              fit_classifier, parse_arch_args, predict_logits, run_architecture)
+
+NAMES = ("normal", "benign", "malignant")
+
+
+def _dataset(n=24, size=32, seed=0, masks=True):
+    """Bright squares whose size encodes the class: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    images = rng.integers(0, 40, (n, size, size)).astype(np.uint8)
+    m = np.zeros((n, size, size), bool)
+    for i, k in enumerate(labels):
+        if k:
+            r = 4 * k
+            m[i, 16 - r:16 + r, 16 - r:16 + r] = True
+            images[i][m[i]] = 220
+    return ClassificationDataset(images, labels, Preprocessing(image_size=size), NAMES, m if masks else None)
+
+
+def test_module_losses_and_multitask_step():
+    net = MultiTaskUNet(1, 3, channels=(8, 16, 32), strides=(2, 2))
+    module = ClassificationModule(net, 3, torch.tensor([1.0, 2.0, 1.0]), ClassifierOptim(seg_weight=0.5))
+    assert module.multitask
+    ds = _dataset()
+    batch = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ("image", "label", "mask")}
+    loss = module.training_step(batch, 0)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    without = ClassificationModule(MultiTaskUNet(1, 3, channels=(8, 16, 32), strides=(2, 2)), 3,
+                                   optim=ClassifierOptim(seg_weight=0.0))
+    assert not without.multitask
+    assert not ClassificationModule(MultiTaskUNet(1, 3, decoder=False), 3).multitask
+
+
+def test_fit_and_predict_logits(tmp_path):
+    train, val = _dataset(seed=0), _dataset(n=12, seed=1, masks=False)
+    net = MultiTaskUNet(1, 3, channels=(8, 16, 32), strides=(2, 2))
+    settings = FitSettings(epochs=2, batch_size=8, progress_bar=False, seed=0)
+    result = fit_classifier(net, train, val, tmp_path / "arch", settings, ClassifierOptim(lr=3e-3))
+    assert result.is_global_zero and result.epochs_run == 2 and result.best_epoch in (0, 1)
+    assert not (tmp_path / "arch" / "checkpoints").exists()  # no Lightning file is kept
+    assert (tmp_path / "arch" / "training_log" / "metrics.csv").is_file()
+    assert result.info["class_weights"] == [1.0, 1.0, 1.0] and result.info["seg_weight"] == 1.0
+    z = predict_logits(result.network, val)
+    assert z.shape == (12, 3) and np.isfinite(z).all()
+    z_tta = predict_logits(result.network, val, tta="hflip")
+    assert z_tta.shape == (12, 3)
+    with pytest.raises(ValueError, match="tta must be one of"):
+        predict_logits(result.network, val, tta="rot90")
+
+
+def test_run_architecture_is_seeded(tmp_path):
+    train, val, test = _dataset(seed=0), _dataset(n=12, seed=1, masks=False), _dataset(n=12, seed=2, masks=False)
+    settings = FitSettings(epochs=1, batch_size=8, progress_bar=False, seed=3, imbalance="sampler")
+    args = {"channels": [8, 16, 32], "strides": [2, 2]}
+    runs = [run_architecture("unet_multitask", args, 1, train, val, test, tmp_path / f"r{i}", settings,
+                             ClassifierOptim(), n_boot=50) for i in range(2)]
+    np.testing.assert_allclose(runs[0].test_logits, runs[1].test_logits)
+    assert runs[0].test["metrics"] == runs[1].test["metrics"]
+    assert runs[0].calibration["temperature"] > 0 and 0 <= runs[0].calibration["threshold"] <= 1
+
+
+def test_option_parsing():
+    assert parse_arch_args("", ("resnet18",)) == {"resnet18": {}}
+    assert parse_arch_args('{"unet_multitask": {"head_levels": 1}}', ("unet_multitask", "resnet18")) == {
+        "unet_multitask": {"head_levels": 1}, "resnet18": {}}
+    with pytest.raises(ValueError, match="not among --archs"):
+        parse_arch_args('{"densenet121": {}}', ("resnet18",))
+    with pytest.raises(ValueError, match="JSON object"):
+        parse_arch_args("{oops", ("resnet18",))
+    with pytest.raises(ValueError, match="segmentation network"):
+        check_architectures(("unet",), {}, 1, 3)
+    with pytest.raises(ValueError, match="has no argument"):
+        check_architectures(("resnet18",), {"resnet18": {"depth": 3}}, 1, 3)
