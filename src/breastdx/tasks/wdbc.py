@@ -114,6 +114,7 @@ class WDBCTask(Task):
         best = max(config.models, key=lambda n: (summaries[n]["metrics"]["auroc"]["value"],
                                                  -summaries[n]["metrics"]["brier"]["value"]))
         self._write_split_file(run_dir, table.checksum, config, y)
+        self._write_oof(run_dir, table, results)
 
         metrics = {
             "task": self.name,
@@ -150,6 +151,17 @@ class WDBCTask(Task):
             f"Run folder: {run_dir}",
         ]
         return RunResult(run_dir, metrics, "WDBC, repeated 10-fold CV: value [95% CI]", [header, *rows], notes)
+
+    def _write_oof(self, run_dir: Path, table: Any, results: dict[str, Any]) -> None:
+        """``oof_predictions.csv``: every out-of-fold probability (model, repeat, case), so metrics can be re-derived."""
+        with open(run_dir / "oof_predictions.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["model", "repeat", "id", "diagnosis", "p_malignant", "label_at_operating_point"])
+            for name, cv in results.items():
+                for r in range(cv.prob.shape[0]):
+                    for i in range(table.n):
+                        w.writerow([name, r, table.ids[i], CLASS_NAMES[int(table.y[i])], f"{cv.prob[r, i]:.6f}",
+                                    CLASS_NAMES[int(cv.pred_op[r, i])]])
 
     def _write_split_file(self, run_dir: Path, checksum: str, config: WDBCConfig, y: np.ndarray) -> None:
         from sklearn.model_selection import RepeatedStratifiedKFold

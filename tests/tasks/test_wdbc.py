@@ -1,0 +1,186 @@
+"""The WDBC task through the command line: run folder, reproducibility, save -> load -> predict, bad inputs."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skops.io as sio
+from typer.testing import CliRunner
+
+from breastdx.cli import app
+from breastdx.data.wdbc import FEATURE_NAMES, load_wdbc
+from breastdx.inference.tabular import WDBCPredictor
+from breastdx.models.saved import ModelFolderError
+from breastdx.models.tabular import TABULAR_MODELS
+from breastdx.training.tabular import tune_and_threshold
+
+runner = CliRunner()
+QUICK = ["--repeats", "1", "--folds", "3", "--models", "logreg,knn", "--n-bootstrap", "200", "--shap-cases", "20",
+         "--n-jobs", "1"]
+
+
+def _train(out: Path, seed: int = 0):
+    return runner.invoke(app, ["train", "wdbc", "--out", str(out), "--seed", str(seed), *QUICK])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wdbc") / "run"
+    result = _train(out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_run_folder_contract(run: Path):
+    for name in ("config.yaml", "versions.json", "split.json", "oof_predictions.csv", "metrics.json", "report.html", "roc.png",
+                 "reliability.png", "confusion.png", "shap_summary.png", "model/model.skops", "model/meta.json",
+                 "model/MODEL_CARD.md"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["task"] == "wdbc" and metrics["n"] == 569
+    for name in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auroc", "brier",
+                 "ece"):
+        m = metrics["metrics"][name]
+        assert m["ci95"][0] <= m["value"] <= m["ci95"][1]
+    assert metrics["metrics"]["auroc"]["value"] > 0.98
+    assert set(metrics["models"]) == {"logreg", "knn"}
+    assert metrics["operating_point"]["metrics"]["sensitivity"]["value"] > 0.9
+    meta = json.loads((run / "model/meta.json").read_text())
+    assert meta["feature_names"] == list(FEATURE_NAMES) and meta["class_names"] == ["benign", "malignant"]
+    assert meta["data_checksum"] == load_wdbc().checksum and meta["seed"] == 0
+    assert "Research use only" in (run / "model/MODEL_CARD.md").read_text()
+    assert "Research use only" in (run / "report.html").read_text()
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["fold_of_case"][0]) == 569
+
+
+def test_same_seed_same_metrics(run: Path, tmp_path: Path):
+    again = tmp_path / "again"
+    assert _train(again).exit_code == 0
+    assert (again / "metrics.json").read_text() == (run / "metrics.json").read_text()
+
+
+def test_existing_run_folder_is_never_overwritten(run: Path):
+    result = _train(run)
+    assert result.exit_code == 2
+    assert "exists and is not empty" in result.output
+
+
+def test_save_load_predict_identical_probabilities(run: Path, tmp_path: Path):
+    table = load_wdbc()
+    meta = json.loads((run / "model/meta.json").read_text())
+    spec = TABULAR_MODELS.get(meta["architecture"])(0)
+    fresh, _, threshold = tune_and_threshold(spec, table.X, table.y, 3, 0, 0.98)
+    predictor = WDBCPredictor.from_dir(run / "model")
+    np.testing.assert_array_equal(predictor.predict_proba(table.X), fresh.predict_proba(table.X)[:, 1])
+    assert predictor.threshold == threshold
+
+    cases = tmp_path / "cases.csv"
+    with open(cases, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", *FEATURE_NAMES])
+        for i in range(4):
+            w.writerow([f"case{i}", *table.X[i]])
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "wdbc", "--model", str(run / "model"), str(cases), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert [r["id"] for r in rows] == ["case0", "case1", "case2", "case3"]
+    expected = predictor.predict_proba(table.X[:4])
+    np.testing.assert_allclose([float(r["p_malignant"]) for r in rows], expected, atol=1e-6)
+    for r, p in zip(rows, expected):
+        assert r["label"] == ("malignant" if p >= threshold else "benign")
+        assert r["shap_1_feature"] in FEATURE_NAMES and r["top_features"]
+
+
+def test_shap_values_add_up_to_the_probability(run: Path):
+    from breastdx.explain.shap_tabular import TabularExplainer
+
+    predictor = WDBCPredictor.from_dir(run / "model")
+    X = load_wdbc().X[:3]
+    ex = TabularExplainer(predictor.model, predictor.background, FEATURE_NAMES).explain(X)
+    np.testing.assert_allclose(ex.values.sum(axis=1) + ex.base_values, predictor.predict_proba(X), atol=1e-6)
+
+
+def test_predict_batch_goes_on_past_a_bad_file(run: Path, tmp_path: Path):
+    good = tmp_path / "good.csv"
+    good.write_text(",".join(f'"{n}"' for n in FEATURE_NAMES) + "\n" + ",".join(["1"] * 30) + "\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(",".join(f'"{n}"' for n in FEATURE_NAMES) + "\n" + ",".join(["x"] + ["1"] * 29) + "\n")
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "wdbc", "--model", str(run / "model"), str(bad), str(good),
+                                 "--out", str(out)])
+    assert result.exit_code == 1
+    assert "1 input(s) could not be used" in result.output
+    assert "column 'mean radius': expected a number, got 'x'" in result.output
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert len(rows) == 1 and rows[0]["source"] == str(good)
+
+
+def test_evaluate_flags_resubstitution(run: Path, tmp_path: Path):
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "wdbc", "--model", str(run / "model"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"].startswith("resubstitution")
+    assert metrics["n"] == 569 and metrics["metrics"]["auroc"]["value"] > 0.99
+
+
+def test_model_schema_is_verified(run: Path, tmp_path: Path):
+    import shutil
+
+    broken = tmp_path / "model"
+    shutil.copytree(run / "model", broken)
+    meta = json.loads((broken / "meta.json").read_text())
+    meta["feature_names"] = meta["feature_names"][::-1]
+    (broken / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFolderError, match="feature names and order"):
+        WDBCPredictor.from_dir(broken)
+    meta["task"] = "busi-seg"
+    (broken / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFolderError, match="not 'wdbc'"):
+        WDBCPredictor.from_dir(broken)
+
+
+class NotSklearn:
+    def predict_proba(self, X):  # pragma: no cover - must never run
+        raise RuntimeError
+
+
+def test_untrusted_types_in_model_file_are_refused(run: Path, tmp_path: Path):
+    import shutil
+
+    evil = tmp_path / "model"
+    shutil.copytree(run / "model", evil)
+    sio.dump(NotSklearn(), evil / "model.skops")
+    with pytest.raises(ModelFolderError, match="refuses to load types"):
+        WDBCPredictor.from_dir(evil)
+
+
+def test_unknown_task_and_option_errors(tmp_path: Path):
+    result = runner.invoke(app, ["train", "wdcb", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "Did you mean 'wdbc'?" in result.output
+    result = runner.invoke(app, ["train", "wdbc", "--out", str(tmp_path / "y"), "--model", "svm"])
+    assert result.exit_code == 2 and "Did you mean --models?" in result.output
+    result = runner.invoke(app, ["train", "wdbc", "--out", str(tmp_path / "z"), "--models", "svn"])
+    assert result.exit_code == 2 and "Did you mean 'svm'?" in result.output
+
+
+def test_shipped_model_is_listed_and_used_by_default(tmp_path: Path):
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0 and "wdbc" in result.output
+    cases = tmp_path / "cases.csv"
+    table = load_wdbc()
+    with open(cases, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "diagnosis", *FEATURE_NAMES])
+        for i in (0, 19):  # case 0 malignant, case 19 benign
+            w.writerow([f"c{i}", "M" if table.y[i] else "B", *table.X[i]])
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "wdbc", str(cases), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert [r["label"] for r in rows] == ["malignant", "benign"]
+    assert float(rows[0]["p_malignant"]) > 0.9 and float(rows[1]["p_malignant"]) < 0.1
