@@ -11,7 +11,8 @@ from breastdx.registry import UnknownNameError
 
 
 def test_registry_holds_the_promised_networks():
-    assert set(NETWORKS.names()) == set(SEGMENTATION_NETWORKS) | set(CLASSIFICATION_NETWORKS)
+    # other modules register more (unet_multitask, compact_cnn); these are the ones networks.py promises
+    assert set(SEGMENTATION_NETWORKS) | set(CLASSIFICATION_NETWORKS) <= set(NETWORKS.names())
     assert {"unet", "attention_unet"} <= set(SEGMENTATION_NETWORKS)
     assert {"densenet121", "resnet18", "resnet50", "efficientnet_b0"} == set(CLASSIFICATION_NETWORKS)
 
