@@ -137,3 +137,19 @@ def test_overlay_png(tmp_path):
     assert Image.open(png).size == (40, 30)
     with pytest.raises(ValueError, match="does not fit"):
         heatmap_overlay(image, cam[:10])
+
+
+def test_png_bytes_round_trip_and_table_blend():
+    import io
+
+    from breastdx.explain.gradcam import OVERLAY_ALPHA, _jet_lut, png_bytes
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(rgb)))), rgb)
+    gray = rng.integers(0, 256, (17, 23), dtype=np.uint8)
+    cam = rng.random((17, 23)).astype(np.float32)
+    level = np.clip(cam * 255 + 0.5, 0, 255).astype(np.uint8)
+    w = (OVERLAY_ALPHA * level / 255.0)[..., None]
+    expected = np.repeat(gray[..., None], 3, axis=2) * (1 - w) + _jet_lut()[level] * w
+    assert np.abs(heatmap_overlay(gray, cam).astype(float) - expected).max() <= 1.0  # table lookup = the formula
