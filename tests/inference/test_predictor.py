@@ -152,9 +152,12 @@ def test_mask_and_overlay_files(tmp_path):
     np.testing.assert_array_equal(back > 0, mask)
     image = np.full((30, 41), 100, np.uint8)
     write_overlay_png(image, mask, tmp_path / "o.png", reference=np.roll(mask, 3, axis=1))
-    rgb = np.asarray(Image.open(tmp_path / "o.png"))
+    rgb = np.asarray(Image.open(tmp_path / "o.png").convert("RGB"))
     assert rgb.shape == (30, 41, 3)
     assert (rgb == (255, 48, 48)).all(axis=2).any() and (rgb == (48, 220, 48)).all(axis=2).any()
+    assert abs(rgb[0, 0].astype(int) - 100).max() <= 1  # gray kept within half a level
+    write_overlay_png(np.dstack([image] * 3), mask, tmp_path / "c.png")  # RGB input
+    assert np.asarray(Image.open(tmp_path / "c.png")).shape == (30, 41, 3)
     line = contour(mask, 1)
     assert line.sum() == 2 * 15 + 2 * 20 - 4  # the rectangle's border
     unchanged = overlay_contours(image, [np.zeros_like(mask)], [(255, 0, 0)])

@@ -113,7 +113,8 @@ def test_predict_with_the_shipped_model(data_root, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # a PNG signature and nothing usable
     out = tmp_path / "pred"
-    result = runner.invoke(app, ["predict", "busi-seg", *map(str, images), str(bad), "--out", str(out)])
+    result = runner.invoke(app, ["predict", "busi-seg", *map(str, images), str(bad), "--out", str(out),
+                                 "--batch-size", "2"])
     assert result.exit_code == 1, result.output  # some input failed...
     assert "broken.png" in result.output  # ...and is named
     with open(out / "predictions.csv", newline="") as f:
@@ -127,7 +128,7 @@ def test_predict_with_the_shipped_model(data_root, tmp_path):
         assert int(row["lesion_area_px"]) == int((mask > 0).sum())
         assert row["lesion_area_mm2"] == ""  # BUSI PNGs carry no pixel spacing
         overlay = Image.open(out / row["overlay"])
-        assert overlay.size == original.size and overlay.mode == "RGB"
+        assert overlay.size == original.size and overlay.convert("RGB").mode == "RGB"
     lesion = {Path(r["source"]).name: int(r["lesion_area_px"]) for r in rows}
     assert lesion["benign (1).png"] > 0 and lesion["malignant (1).png"] > 0
 
@@ -159,3 +160,16 @@ def test_evaluate_the_shipped_model(data_root, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     shipped = json.loads((model_dir / "meta.json").read_text())["metrics"]
     assert metrics["metrics"]["dice"]["value"] == pytest.approx(shipped["dice"]["value"], abs=0.005)
+
+
+def test_predict_options_are_separated_from_inputs(tmp_path):
+    from breastdx.config import ConfigError
+    from breastdx.tasks.busi_seg import _split_option_tokens
+
+    odd = tmp_path / "--tta"  # an existing file with an option-like name stays an input
+    odd.write_text("")
+    paths, opts = _split_option_tokens([Path("a.png"), Path("--batch-size"), Path("4"), Path("--tta=hflip"), odd,
+                                        Path("b")], {"batch-size", "tta"})
+    assert paths == [Path("a.png"), odd, Path("b")] and opts == {"batch-size": "4", "tta": "hflip"}
+    with pytest.raises(ConfigError, match="needs a value"):
+        _split_option_tokens([Path("--batch-size")], {"batch-size"})

@@ -79,7 +79,7 @@ def test_dataset_items_and_augmentation():
         SegmentationDataset(ds.images, ds.masks[:2], ds.preprocessing)
 
 
-def _fit(run_dir: Path, seed: int) -> tuple[dict[str, torch.Tensor], float]:
+def _fit(run_dir: Path, seed: int, ema_decay: float = 0.0) -> tuple[dict[str, torch.Tensor], float]:
     from monai.data import DataLoader
 
     seed_everything(seed)
@@ -90,12 +90,12 @@ def _fit(run_dir: Path, seed: int) -> tuple[dict[str, torch.Tensor], float]:
     train_loader = DataLoader(train, batch_size=4, shuffle=True, generator=gen, num_workers=0)
     val_loader = DataLoader(val, batch_size=6, num_workers=0)
     net, _ = build_network("unet", 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
-    module = SegmentationModule(net, OptimConfig(lr=1e-2))
+    module = SegmentationModule(net, OptimConfig(lr=1e-2, ema_decay=ema_decay))
     trainer, ckpt = make_trainer(run_dir, TrainerSettings(max_epochs=2, limit_train_batches=2, progress_bar=False,
                                                           patience=5, accelerator="cpu", devices="1",
                                                           log_every_n_steps=1))
     trainer.fit(module, train_loader, val_loader)
-    state = best_state_dict(ckpt)
+    state = best_state_dict(ckpt, prefix=module.state_prefix)
     return state, float(ckpt.best_model_score)
 
 
@@ -123,3 +123,16 @@ def test_best_state_dict_without_checkpoint():
 
     with pytest.raises(FileNotFoundError, match="val_dice"):
         best_state_dict(NoCheckpoint())
+
+
+def test_weight_averaging_exports_the_averaged_weights(tmp_path):
+    state, score = _fit(tmp_path / "ema", seed=3, ema_decay=0.9)
+    raw, _ = _fit(tmp_path / "raw", seed=3)
+    net, _ = build_network("unet", 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
+    net.load_state_dict(state)
+    assert any(not torch.equal(state[k], raw[k]) for k in state)  # averaged, not the raw weights
+    module = SegmentationModule(net, OptimConfig(ema_decay=0.9))
+    assert module.state_prefix == "ema.module."
+    assert all(not p.requires_grad for p in module.ema.parameters())
+    with pytest.raises(ValueError, match="ema_decay"):
+        SegmentationModule(net, OptimConfig(ema_decay=1.5))

@@ -15,6 +15,7 @@ removal of small components / all but the largest one.
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -122,6 +123,7 @@ def save_weights(network: nn.Module, path: Path) -> Path:
 
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in network.state_dict().items()}
     save_file(state, str(path), metadata={"format": "pt"})
+    os.chmod(path, 0o644)  # readable by everyone, like any other package file
     return path
 
 

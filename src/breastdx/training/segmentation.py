@@ -1,6 +1,9 @@
 """Lightning module for binary lesion segmentation: Dice + cross-entropy loss, AdamW, warm-up + cosine schedule.
 
-The network maps ``(B, C, S, S)`` images to ``(B, 2, S, S)`` logits (background, lesion). Validation
+The network maps ``(B, C, S, S)`` images to ``(B, 2, S, S)`` logits (background, lesion). With
+``ema_decay > 0`` an exponential moving average of the weights is kept after every step; validation and
+the exported model then use the averaged weights, which are smoother from epoch to epoch than the raw
+ones (so the best epoch chosen on a small validation set is less of a lucky spike). Validation
 computes, at network size, the mean per-image Dice over images with a lesion (``val_dice``, the metric
 that picks the best epoch) and the share of lesion-free images with any predicted lesion pixel
 (``val_normal_fp``). Both are summed over all validation images, across processes under DDP, before
@@ -28,6 +31,7 @@ class OptimConfig:
         min_lr_ratio: The cosine decay ends at ``lr * min_lr_ratio``.
         lambda_dice: Weight of the Dice loss.
         lambda_ce: Weight of the cross-entropy loss.
+        ema_decay: Decay per step of the weights' exponential moving average (0 turns it off).
     """
 
     lr: float = 1e-3
@@ -36,6 +40,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.01
     lambda_dice: float = 1.0
     lambda_ce: float = 1.0
+    ema_decay: float = 0.0
 
 
 def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -79,9 +84,15 @@ class SegmentationModule(pl.LightningModule):
         network: ``(B, C, S, S) -> (B, 2, S, S)`` logits.
         optim: Optimiser and schedule.
 
+    Attributes:
+        network: The trained network.
+        ema: ``torch.optim.swa_utils.AveragedModel`` of the network (``ema.module``), or None.
+
     References:
         Milletari, Navab & Ahmadi (2016). V-Net (Dice loss). 3DV, doi:10.1109/3DV.2016.79.
         Loshchilov & Hutter (2019). Decoupled weight decay regularization (AdamW). ICLR, arXiv:1711.05101.
+        Polyak & Juditsky (1992). Acceleration of stochastic approximation by averaging. SIAM J. Control Optim.
+        30(4):838-855. doi:10.1137/0330046
     """
 
     def __init__(self, network: nn.Module, optim: OptimConfig | None = None) -> None:
@@ -93,6 +104,24 @@ class SegmentationModule(pl.LightningModule):
         self.loss_fn = DiceCELoss(include_background=False, to_onehot_y=True, softmax=True, batch=True,
                                   lambda_dice=self.optim.lambda_dice, lambda_ce=self.optim.lambda_ce)
         self._val_sums = torch.zeros(4, dtype=torch.float64)
+        self.ema = None
+        if self.optim.ema_decay > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            if not 0.0 < self.optim.ema_decay < 1.0:
+                raise ValueError(f"ema_decay must be in [0, 1), got {self.optim.ema_decay}.")
+            self.ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(self.optim.ema_decay),
+                                     use_buffers=True)
+            self.ema.requires_grad_(False)
+
+    @property
+    def state_prefix(self) -> str:
+        """Prefix of the exported weights in this module's state dict (``ema.module.`` or ``network.``)."""
+        return "ema.module." if self.ema is not None else "network."
+
+    def eval_network(self) -> nn.Module:
+        """The weights validation uses: the moving average when kept, else the trained network."""
+        return self.ema.module if self.ema is not None else self.network
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - ``(B, C, S, S) -> (B, 2, S, S)``
         return self.network(x)
@@ -104,11 +133,15 @@ class SegmentationModule(pl.LightningModule):
                  sync_dist=True)
         return loss
 
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:  # noqa: D102
+        if self.ema is not None:
+            self.ema.update_parameters(self.network)
+
     def on_validation_epoch_start(self) -> None:  # noqa: D102
         self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:  # noqa: D102
-        logits = self(batch["image"]).float()
+        logits = self.eval_network()(batch["image"]).float()
         loss = self.loss_fn(logits, batch["mask"])
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=batch["image"].shape[0], sync_dist=True)
         pred = logits.argmax(1) == 1
@@ -128,7 +161,7 @@ class SegmentationModule(pl.LightningModule):
         self.log("val_normal_fp", fp, sync_dist=True)
 
     def configure_optimizers(self):  # noqa: D102
-        opt = torch.optim.AdamW(self.parameters(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+        opt = torch.optim.AdamW(self.network.parameters(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(round(self.optim.warmup_fraction * total))
         sched = torch.optim.lr_scheduler.LambdaLR(

@@ -93,7 +93,7 @@ def _epoch_logger():
         def on_fit_start(self, trainer, pl_module) -> None:  # noqa: D102
             self.start = time.perf_counter()
 
-        def on_validation_epoch_end(self, trainer, pl_module) -> None:  # noqa: D102
+        def on_validation_end(self, trainer, pl_module) -> None:  # noqa: D102 - after the module's epoch end
             if trainer.sanity_checking or not trainer.is_global_zero:
                 return
             values = ", ".join(f"{k} {float(v):.4f}" for k, v in sorted(trainer.callback_metrics.items()))
