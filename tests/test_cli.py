@@ -42,3 +42,14 @@ def test_data_summary_on_real_breakhis_samples(tmp_path: Path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_items"] == 12
     assert (out / "report.html").is_file()
+
+
+def test_options_among_inputs_are_split_off(tmp_path: Path):
+    from breastdx.cli import _split_inputs
+
+    real = tmp_path / "--odd-name.png"
+    real.write_bytes(b"x")
+    paths, options = _split_inputs([Path("a.png"), Path("--method=gradcam"), Path("--zoom"), Path("2"), real,
+                                    Path("--tta")])
+    assert paths == [Path("a.png"), real]
+    assert options == {"method": "gradcam", "zoom": "2", "tta": "true"}

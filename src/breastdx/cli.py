@@ -131,6 +131,36 @@ def explain(
     _run_model_verb("explain", ctx, task, model, None, out, inputs)
 
 
+def _split_inputs(inputs: list[Path]) -> tuple[list[Path], dict[str, str]]:
+    """Separate task options from input paths: the variadic INPUT argument also collects ``--name value``.
+
+    A word starting with ``--`` that is not an existing file is an option; it takes ``=value`` or the
+    next word as its value (``true`` when the next word is another option or there is none).
+    """
+    paths: list[Path] = []
+    options: dict[str, str] = {}
+    words = [str(p) for p in inputs]
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.startswith("--") and not Path(word).exists():
+            key = word[2:]
+            if "=" in key:
+                key, value = key.split("=", 1)
+                i += 1
+            elif i + 1 < len(words) and not words[i + 1].startswith("--"):
+                value = words[i + 1]
+                i += 2
+            else:
+                value = "true"
+                i += 1
+            options[key] = value
+            continue
+        paths.append(Path(word))
+        i += 1
+    return paths, options
+
+
 def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[str], data_dir: Optional[Path],
                     out: Optional[Path], inputs: list[Path]) -> None:
     from breastdx.config import ConfigError, parse_extra_args, resolve_data_root
@@ -145,7 +175,8 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
         if verb == "explain" and not hasattr(t, "explain"):
             raise ConfigError(f"Task {task!r} has no explanations from this command (image classifiers have "
                               f"Grad-CAM: {', '.join(explainable_tasks())}).")
-        options = parse_extra_args(list(ctx.args))
+        inputs, input_options = _split_inputs(inputs)
+        options = {**parse_extra_args(list(ctx.args)), **input_options}
         model_dir = resolve_model(model, task)
         run_dir = make_run_dir(task, out, kind=verb)
         if verb == "evaluate":
