@@ -1,0 +1,340 @@
+"""The histopathology tasks through the command line.
+
+* ``pcam`` on the real JPEG subset (BREASTDX_DATA): a tiny two-model run, evaluate, and the shipped model's
+  predict / explain on real patches plus a bad file.
+* ``idc`` and ``breakhis``: no copy of either dataset is available here, so they are run end to end on small
+  synthetic files written in exactly the published formats (Kaggle ``X.npy`` / ``Y.npy``, ``IDC_regular``
+  patient folders, BreakHis file names).
+"""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from breastdx.cli import app
+
+runner = CliRunner()
+TINY = ["--epochs", "1", "--max-train-batches", "2", "--batch-size", "8", "--n-bootstrap", "50", "--progress-bar",
+        "false", "--threads", "1", "--gradcam-examples", "1"]
+CONTRACT_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auroc",
+                    "brier", "ece")
+
+# P(tumour) of the shipped pcam model on four real test patches (two normal, then two tumour), recorded when
+# the model was shipped; a change means the model, its preprocessing or the predictor changed.
+SHIPPED_PATCHES = ("test/0/patch0000000.jpg", "test/0/patch0000002.jpg", "test/1/patch0000001.jpg",
+                   "test/1/patch0000003.jpg")
+SHIPPED_P_TUMOUR: tuple[float, ...] | None = None
+
+
+def _pcam_root() -> Path:
+    env = os.environ.get("BREASTDX_DATA")
+    if not env:
+        pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
+    if not (Path(env) / "pcam_subset").is_dir():
+        pytest.skip(f"real data not available: {Path(env) / 'pcam_subset'} does not exist")
+    return Path(env)
+
+
+def _invoke(args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+def _check_run(run: Path, task: str, n_test: int | None, two_models: bool) -> dict:
+    names = ["config.yaml", "versions.json", "split.json", "metrics.json", "report.html", "roc.png", "reliability.png",
+             "confusion.png", "model/model.safetensors", "model/meta.json", "model/MODEL_CARD.md", "model/split.json"]
+    for name in names:
+        assert (run / name).is_file(), name
+    assert not list(run.rglob("*.ckpt")) and not (run / "archs" / "compact_cnn" / "checkpoints").exists()
+    metrics = json.loads((run / "metrics.json").read_text())
+    split = json.loads((run / "split.json").read_text())
+    assert metrics["task"] == task and metrics["n"] == (len(split["test"]) if n_test is None else n_test)
+    for name in CONTRACT_METRICS:
+        m = metrics["metrics"][name]
+        assert set(m) == {"value", "ci95"} and len(m["ci95"]) == 2, name
+    meta = json.loads((run / "model" / "meta.json").read_text())
+    assert meta["task"] == task and meta["weights_file"] == "model.safetensors"
+    assert meta["positive_class"] == meta["class_names"][1]
+    if two_models:
+        (c,) = metrics["comparison"]
+        assert {c["model_a"], c["model_b"]} == {"compact_cnn", "resnet18"}
+        assert 0.0 <= c["p_value"] <= 1.0 and c["ci95"][0] <= c["difference"] <= c["ci95"][1]
+        assert list((run).glob("auroc_difference_*.png"))
+        assert "Paired test of the AUROC difference" in (run / "report.html").read_text()
+    return metrics
+
+
+# ------------------------------------------------------------------------------------------------------ pcam
+PCAM_TINY = ["--image-size", "32", "--max-cases", "40", *TINY]
+
+
+@pytest.fixture(scope="module")
+def pcam_run(tmp_path_factory) -> Path:
+    """A tiny run of the compact CNN on 40 patches per split of the real subset."""
+    root = _pcam_root()
+    out = tmp_path_factory.mktemp("pcam") / "run"
+    result = _invoke(["train", "pcam", "--data-dir", root, "--out", out, "--archs", "compact_cnn", *PCAM_TINY])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def pcam_pair(tmp_path_factory) -> Path:
+    """A tiny run of both approaches (compact CNN and ResNet-18) on the same 40 patches per split."""
+    out = tmp_path_factory.mktemp("pcam2") / "run"
+    result = _invoke(["train", "pcam", "--data-dir", _pcam_root(), "--out", out, "--archs", "compact_cnn,resnet18",
+                      *PCAM_TINY])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_pcam_tiny_run_on_the_real_subset(pcam_run):
+    metrics = _check_run(pcam_run, "pcam", 40, two_models=False)
+    assert "official split" in metrics["split"] and metrics["positive_class"] == "tumour"
+    assert metrics["benchmark"]["auroc_target"] == 0.95 and metrics["benchmark"]["accuracy_target"] == 0.88
+    split = json.loads((pcam_run / "split.json").read_text())
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (4000, 3000, 3000)
+    assert split["train"][0].startswith("train/") and split["val"][0].startswith("valid/")
+    assert split["data_checksum"] == metrics["data_checksum"]
+    assert (pcam_run / "gradcam_examples.png").is_file()
+    assert "Veeling" in (pcam_run / "report.html").read_text()
+    config = (pcam_run / "config.yaml").read_text()
+    assert "data_checksum" in config and "archs:" in config
+
+
+def test_pcam_evaluate_repeats_the_training_metrics(pcam_run, tmp_path):
+    out = tmp_path / "eval"
+    result = _invoke(["evaluate", "pcam", "--model", pcam_run / "model", "--data-dir", _pcam_root(), "--out", out,
+                      "--n-bootstrap", "50", "--max-cases", "40"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    trained = json.loads((pcam_run / "metrics.json").read_text())
+    for name in ("auroc", "accuracy", "brier"):
+        assert metrics["metrics"][name]["value"] == pytest.approx(trained["metrics"][name]["value"], abs=1e-6), name
+    assert (out / "report.html").is_file() and (out / "split.json").is_file()
+
+
+@pytest.mark.slow
+def test_pcam_two_approaches_side_by_side(pcam_pair):
+    metrics = _check_run(pcam_pair, "pcam", 40, two_models=True)
+    assert set(metrics["models"]) == {"compact_cnn", "resnet18"}
+    assert set(metrics["timing"]["train_seconds"]) == {"compact_cnn", "resnet18"}
+    for arch in ("compact_cnn", "resnet18"):
+        assert (pcam_pair / "archs" / arch / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_pcam_same_seed_same_metrics(pcam_pair, tmp_path):
+    out = tmp_path / "again"
+    result = _invoke(["train", "pcam", "--data-dir", _pcam_root(), "--out", out, "--archs", "compact_cnn,resnet18",
+                      *PCAM_TINY])
+    assert result.exit_code == 0, result.output
+    a = json.loads((pcam_pair / "metrics.json").read_text())
+    b = json.loads((out / "metrics.json").read_text())
+    assert a["metrics"] == b["metrics"] and a["comparison"] == b["comparison"]
+
+
+@pytest.mark.slow
+def test_pcam_macenko_normalisation_travels_with_the_model(tmp_path):
+    root = _pcam_root()
+    out = tmp_path / "macenko"
+    result = _invoke(["train", "pcam", "--data-dir", root, "--out", out, "--archs", "compact_cnn", "--image-size", "32",
+                      "--max-cases", "24", "--stain-normalisation", "macenko", *TINY])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "model" / "meta.json").read_text())
+    assert meta["stain_normalisation"]["method"] == "macenko"
+    assert (out / "model" / "stain_target.png").is_file()
+    patch = root / "pcam_subset" / SHIPPED_PATCHES[2]
+    result = _invoke(["predict", "pcam", patch, "--model", out / "model", "--out", tmp_path / "pred"])
+    assert result.exit_code == 0, result.output
+
+
+def test_unknown_option_and_bad_value_are_refused(tmp_path):
+    result = _invoke(["train", "pcam", "--out", tmp_path / "x", "--stain-normalization", "macenko"])
+    assert result.exit_code == 2 and "--stain-normalisation" in result.output
+    result = _invoke(["train", "pcam", "--out", tmp_path / "y", "--stain-normalisation", "reinhard"])
+    assert result.exit_code == 2 and "macenko" in result.output
+    result = _invoke(["train", "pcam", "--out", tmp_path / "z", "--archs", "compact_cnm"])
+    assert result.exit_code == 2 and "compact_cnn" in result.output
+
+
+# ---------------------------------------------------------------------------------------- the shipped model
+def _shipped() -> Path:
+    from breastdx.zoo import shipped_models
+
+    models = {json.loads((p / "meta.json").read_text())["task"]: p for p in shipped_models().values()}
+    if "pcam" not in models:
+        pytest.fail("no shipped pcam model in breastdx/zoo")
+    return models["pcam"]
+
+
+def test_shipped_pcam_model_is_small_and_self_describing():
+    model = _shipped()
+    size = sum(f.stat().st_size for f in model.iterdir())
+    assert size <= 10 * 1024 * 1024
+    meta = json.loads((model / "meta.json").read_text())
+    assert meta["class_names"] == ["normal", "tumour"] and meta["positive_class"] == "tumour"
+    assert {"auroc", "accuracy"} <= set(meta["metrics"]) and "test split" in meta["metrics_split"]
+    assert not list(model.glob("*.ckpt")) and not list(model.glob("*.pt*"))
+    assert "Research use only" in (model / "MODEL_CARD.md").read_text()
+
+
+def test_predict_with_the_shipped_model_goes_on_past_a_bad_file(tmp_path):
+    root = _pcam_root() / "pcam_subset"
+    folder = tmp_path / "patches"
+    folder.mkdir()
+    for rel in SHIPPED_PATCHES:
+        (folder / Path(rel).name.replace("patch", f"{rel.split('/')[1]}_")).write_bytes((root / rel).read_bytes())
+    (folder / "broken.jpg").write_text("not an image")
+    out = tmp_path / "pred"
+    result = _invoke(["predict", "pcam", folder, "--out", out])  # no --model: the shipped one
+    assert result.exit_code == 1, result.output  # a failure is reported with a non-zero exit code
+    assert "broken.jpg" in result.output
+    with open(out / "predictions.csv", newline="") as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: r["source"])
+    assert len(rows) == 4
+    assert {"p_normal", "p_tumour", "label", "threshold"} <= set(rows[0])
+    p = [float(r["p_tumour"]) for r in rows]
+    for r, v in zip(rows, p):
+        assert r["label"] == ("tumour" if v >= float(r["threshold"]) else "normal")
+        assert float(r["p_normal"]) + v == pytest.approx(1.0, abs=1e-5)
+    if SHIPPED_P_TUMOUR is not None:
+        np.testing.assert_allclose(p, SHIPPED_P_TUMOUR, atol=1e-4)
+
+
+def test_explain_with_the_shipped_model_writes_overlays(tmp_path):
+    root = _pcam_root() / "pcam_subset"
+    patches = [root / rel for rel in SHIPPED_PATCHES[1:3]]
+    out = tmp_path / "explain"
+    result = _invoke(["explain", "pcam", *patches, "--out", out, "--method=gradcam", "--zoom=2"])  # task options after inputs: --name=value
+    assert result.exit_code == 0, result.output
+    with open(out / "explanations.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and {r["method"] for r in rows} == {"gradcam"}
+    for r in rows:
+        with Image.open(out / r["overlay"]) as im:
+            assert im.size == (192, 192)
+
+
+# ------------------------------------------------------------------------------------------- IDC (synthetic)
+def _patch(rng, label: int, size=(50, 50)) -> np.ndarray:
+    """An H&E-like patch: pink background, purple blobs denser for label 1."""
+    im = np.empty(size + (3,), np.uint8)
+    im[:] = (230, 170, 200)
+    im = (im.astype(int) + rng.integers(-20, 20, im.shape)).clip(0, 255).astype(np.uint8)
+    for _ in range(4 + 10 * label):
+        y, x = rng.integers(0, size[0] - 6), rng.integers(0, size[1] - 6)
+        im[y:y + 6, x:x + 6] = (110, 60, 150)
+    return im
+
+
+def test_idc_from_the_kaggle_npy_files(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "idc"
+    folder.mkdir(parents=True)
+    y = (np.arange(60) % 2).astype(np.int64)
+    np.save(folder / "X.npy", np.stack([_patch(rng, int(v)) for v in y]))
+    np.save(folder / "Y.npy", y)
+    # transfer learning: start from the weights of another compact CNN (e.g. the shipped pcam model)
+    import torch
+
+    import breastdx.models.compact_cnn  # noqa: F401  (registers "compact_cnn")
+    from breastdx.inference.predictor import save_weights
+    from breastdx.models.networks import build_network
+
+    torch.manual_seed(0)
+    weights = save_weights(build_network("compact_cnn", 3, 2)[0], tmp_path / "pretrained.safetensors")
+    out = tmp_path / "run"
+    result = _invoke(["train", "idc", "--data-dir", tmp_path / "data", "--out", out, "--archs", "compact_cnn",
+                      "--init-weights", weights, *TINY])
+    assert result.exit_code == 0, result.output
+    metrics = _check_run(out, "idc", 12, two_models=False)
+    init = json.loads((out / "model" / "meta.json").read_text())["init"]
+    assert init["n_matched"] > 0 and init["n_missing"] == 0 and init["source"].endswith("pretrained.safetensors")
+    assert "no patient ids" in metrics["split"]
+    split = json.loads((out / "split.json").read_text())
+    assert split["summary"]["grouped_by"] is None and "warning" in split["summary"]
+    assert json.loads((out / "model" / "meta.json").read_text())["preprocessing"]["image_size"] == 48
+
+
+def test_idc_from_patient_folders_is_split_by_patient(tmp_path):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "data" / "idc" / "IDC_regular_ps50_idx5"
+    for p in range(12):
+        patient = str(10250 + p)
+        for k in range(6):
+            label = (p + k) % 2
+            d = root / patient / str(label)
+            d.mkdir(parents=True, exist_ok=True)
+            size = (50, 50) if k else (50, 37)  # an edge patch, padded by the reader
+            Image.fromarray(_patch(rng, label, size)).save(d / f"{patient}_idx5_x{50 * k}_y{100 + p}_class{label}.png")
+    out = tmp_path / "run"
+    result = _invoke(["train", "idc", "--data-dir", tmp_path / "data", "--out", out, "--archs", "compact_cnn",
+                      "--split-ratios", "0.5,0.25,0.25", *TINY])
+    assert result.exit_code == 0, result.output
+    metrics = _check_run(out, "idc", None, two_models=False)
+    assert "split by patient" in metrics["split"]
+    split = json.loads((out / "split.json").read_text())
+    patients = split["summary"]["patients"]
+    assert not set(patients["train"]) & set(patients["test"]) and not set(patients["val"]) & set(patients["test"])
+    # the split file is reused, and refused when the data no longer match it
+    again = tmp_path / "again"
+    result = _invoke(["train", "idc", "--data-dir", tmp_path / "data", "--out", again, "--archs", "compact_cnn",
+                      "--split-file", out / "split.json", *TINY])
+    assert result.exit_code == 0, result.output
+    assert json.loads((again / "split.json").read_text())["test"] == split["test"]
+    next(root.glob("*/1/*.png")).unlink()
+    result = _invoke(["train", "idc", "--data-dir", tmp_path / "data", "--out", tmp_path / "changed",
+                      "--split-file", out / "split.json", *TINY])
+    assert result.exit_code == 2 and "checksum" in result.output
+
+
+# -------------------------------------------------------------------------------------- BreakHis (synthetic)
+def test_breakhis_from_files_named_by_the_convention(tmp_path):
+    rng = np.random.default_rng(2)
+    root = tmp_path / "data" / "breakhis"
+    subtypes = {"B": ("A", "F", "PT", "TA"), "M": ("DC", "LC", "MC", "PC")}
+    for p in range(12):
+        cls = "B" if p % 2 == 0 else "M"
+        sub = subtypes[cls][p % 4 // 2 + (p // 4) % 2 * 2]
+        for k, mag in enumerate((40, 100, 40)):
+            d = root / ("benign" if cls == "B" else "malignant") / f"{mag}X"
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(_patch(rng, int(cls == "M"), (46, 70))).save(
+                d / f"SOB_{cls}_{sub}-14-{1000 + p}-{mag}-{k + 1:03d}.png")
+    out = tmp_path / "run"
+    result = _invoke(["train", "breakhis", "--data-dir", tmp_path / "data", "--out", out, "--archs", "compact_cnn",
+                      "--image-size", "32", "--split-ratios", "0.5,0.25,0.25", "--magnification", "40", *TINY])
+    assert result.exit_code == 0, result.output
+    metrics = _check_run(out, "breakhis", None, two_models=False)
+    assert metrics["positive_class"] == "malignant" and "split by patient" in metrics["split"]
+    meta = json.loads((out / "model" / "meta.json").read_text())
+    assert meta["class_names"] == ["benign", "malignant"]
+    img = next(root.glob("malignant/40X/*.png"))
+    result = _invoke(["predict", "breakhis", img, "--model", out / "model", "--out", tmp_path / "pred"])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "pred" / "predictions.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert {"p_benign", "p_malignant"} <= set(row) and row["height"] == "46"
+    result = _invoke(["evaluate", "breakhis", "--model", out / "model", "--data-dir", tmp_path / "data",
+                      "--out", tmp_path / "eval", "--n-bootstrap", "50"])
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["metrics"]["auroc"]["value"] == pytest.approx(metrics["metrics"]["auroc"]["value"], abs=1e-6)
+
+
+def test_a_split_without_both_classes_is_refused_with_the_split_named(tmp_path):
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "data" / "idc"
+    folder.mkdir(parents=True)
+    np.save(folder / "X.npy", np.stack([_patch(rng, 0) for _ in range(10)] + [_patch(rng, 1)]))
+    np.save(folder / "Y.npy", np.array([0] * 10 + [1]))
+    result = _invoke(["train", "idc", "--data-dir", tmp_path / "data", "--out", tmp_path / "run", *TINY])
+    assert result.exit_code == 2
+    assert "split.json" in result.output and "tumour" in result.output
