@@ -17,6 +17,17 @@ def test_registry_holds_the_promised_networks():
     assert {"densenet121", "resnet18", "resnet50", "efficientnet_b0"} == set(CLASSIFICATION_NETWORKS)
 
 
+def test_registry_is_complete_whichever_module_imports_it_first():
+    """A fresh interpreter that imports only networks.py sees the networks defined in other modules too
+    (``breastdx train breastmnist --archs compact_cnn`` once failed with "Unknown network")."""
+    import subprocess
+    import sys
+
+    code = "from breastdx.models.networks import NETWORKS; print(' '.join(sorted(NETWORKS.names())))"
+    names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert {"compact_cnn", "unet_multitask", *SEGMENTATION_NETWORKS, *CLASSIFICATION_NETWORKS} == set(names)
+
+
 @pytest.mark.parametrize("name", SEGMENTATION_NETWORKS)
 def test_segmentation_shapes(name):
     torch.manual_seed(0)

@@ -286,3 +286,9 @@ def build_network(name: str, in_channels: int, out_channels: int, **kwargs: Any)
 def count_parameters(module: nn.Module) -> int:
     """Number of parameters of ``module`` (trainable or not)."""
     return sum(p.numel() for p in module.parameters())
+
+
+# Networks defined in their own modules register themselves on import: import them here, so that NETWORKS
+# holds every name whichever module imported it first (a task, the predictor or the service).
+from breastdx.models import compact_cnn as _compact_cnn  # noqa: E402,F401  ("compact_cnn")
+from breastdx.models import multitask as _multitask  # noqa: E402,F401  ("unet_multitask")
