@@ -29,7 +29,7 @@ CONTRACT_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity
 # the model was shipped; a change means the model, its preprocessing or the predictor changed.
 SHIPPED_PATCHES = ("test/0/patch0000000.jpg", "test/0/patch0000002.jpg", "test/1/patch0000001.jpg",
                    "test/1/patch0000003.jpg")
-SHIPPED_P_TUMOUR: tuple[float, ...] | None = None
+SHIPPED_P_TUMOUR = (0.070039, 0.315737, 0.7731, 0.998013)
 
 
 def _pcam_root() -> Path:
@@ -204,8 +204,7 @@ def test_predict_with_the_shipped_model_goes_on_past_a_bad_file(tmp_path):
     for r, v in zip(rows, p):
         assert r["label"] == ("tumour" if v >= float(r["threshold"]) else "normal")
         assert float(r["p_normal"]) + v == pytest.approx(1.0, abs=1e-5)
-    if SHIPPED_P_TUMOUR is not None:
-        np.testing.assert_allclose(p, SHIPPED_P_TUMOUR, atol=1e-4)
+    np.testing.assert_allclose(p, SHIPPED_P_TUMOUR, atol=2e-3)  # tolerance for BLAS differences
 
 
 def test_explain_with_the_shipped_model_writes_overlays(tmp_path):
