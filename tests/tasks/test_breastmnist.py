@@ -107,7 +107,7 @@ def test_tiny_train_on_the_real_file(data_root, tmp_path):
 def _shipped() -> Path:
     models = shipped_models()
     if "breastmnist" not in models:
-        pytest.skip("no shipped breastmnist model in the zoo yet")
+        pytest.fail("no shipped breastmnist model in breastdx/zoo")
     return models["breastmnist"]
 
 
@@ -122,6 +122,13 @@ def test_predict_with_the_shipped_model(data_root, tmp_path):
     with open(out / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert sorted(Path(r["source"]).name for r in rows) == sorted(p.name for p in images)  # inputs are sorted
+    # P(malignant) recorded when the model was shipped: a change means the model, its preprocessing or the
+    # predictor changed (tolerance for BLAS differences).
+    p_malignant = {Path(r["source"]).name: float(r["p_malignant"]) for r in rows}
+    assert p_malignant["benign (1).png"] == pytest.approx(0.031603, abs=2e-3)
+    assert p_malignant["malignant (1).png"] == pytest.approx(0.999575, abs=2e-3)
+    for r in rows:
+        assert r["label"] == ("malignant" if float(r["p_malignant"]) >= float(r["threshold"]) else "normal_or_benign")
 
 
 @pytest.mark.slow
