@@ -352,7 +352,7 @@ class BusiClsTask(Task):
                      f"gray, 3 classes, {tr['imbalance']} against class imbalance"
                      + (f", lesion-mask loss weight {tr['seg_weight']}" if tr.get("seg_weight") else "")
                      + f", AdamW, {r.fit.epochs_run} epochs ({r.fit.train_seconds / 60:.1f} min, best epoch "
-                     f"{r.fit.best_epoch} by validation score), random initial weights"
+                     f"{r.fit.best_epoch} by {config.monitor} on validation), random initial weights"
                      + (f" then {r.init['source']}" if r.init else "") + f". Temperature "
                      f"{r.calibration['temperature']:.3f} and threshold {r.calibration['threshold']:.3f} on "
                      f"P(malignant), both fitted on validation. Grad-CAM target layer `{meta['gradcam']['layer']}`."),
