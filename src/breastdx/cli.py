@@ -137,27 +137,19 @@ def _split_inputs(inputs: list[Path]) -> tuple[list[Path], dict[str, str]]:
     A word starting with ``--`` that is not an existing file is an option; it takes ``=value`` or the
     next word as its value (``true`` when the next word is another option or there is none).
     """
+    from breastdx.config import take_option
+
     paths: list[Path] = []
     options: dict[str, str] = {}
     words = [str(p) for p in inputs]
     i = 0
     while i < len(words):
-        word = words[i]
-        if word.startswith("--") and not Path(word).exists():
-            key = word[2:]
-            if "=" in key:
-                key, value = key.split("=", 1)
-                i += 1
-            elif i + 1 < len(words) and not words[i + 1].startswith("--"):
-                value = words[i + 1]
-                i += 2
-            else:
-                value = "true"
-                i += 1
+        if words[i].startswith("--") and not Path(words[i]).exists():
+            key, value, i = take_option(words, i)
             options[key] = value
-            continue
-        paths.append(Path(word))
-        i += 1
+        else:
+            paths.append(Path(words[i]))
+            i += 1
     return paths, options
 
 

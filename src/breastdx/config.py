@@ -128,21 +128,27 @@ def parse_extra_args(args: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     i = 0
     while i < len(args):
-        tok = args[i]
-        if not tok.startswith("--"):
-            raise ConfigError(f"Unexpected argument {tok!r}: task options are written --name value.")
-        key = tok[2:]
-        if "=" in key:
-            key, value = key.split("=", 1)
-            i += 1
-        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-            value = args[i + 1]
-            i += 2
-        else:
-            value = "true"
-            i += 1
+        if not args[i].startswith("--"):
+            raise ConfigError(f"Unexpected argument {args[i]!r}: task options are written --name value.")
+        key, value, i = take_option(args, i)
         out[key] = value
     return out
+
+
+def take_option(words: list[str], i: int) -> tuple[str, str, int]:
+    """Read the option ``words[i]`` (``--name=value``, ``--name value``, or a bare ``--name``).
+
+    Returns:
+        ``(name, value, index of the next word)``; a bare flag (followed by another ``--`` word, or last)
+        has the value ``"true"``.
+    """
+    key = words[i][2:]
+    if "=" in key:
+        key, value = key.split("=", 1)
+        return key, value, i + 1
+    if i + 1 < len(words) and not words[i + 1].startswith("--"):
+        return key, words[i + 1], i + 2
+    return key, "true", i + 1
 
 
 def check_options(options: dict[str, str], allowed: set[str], command: str) -> None:

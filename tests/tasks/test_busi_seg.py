@@ -141,7 +141,7 @@ def test_shipped_model_outputs_are_stable(data_root):
     model_dir = _shipped()
     golden_file = Path(__file__).with_name("busi_seg_golden.json")
     if not golden_file.is_file():
-        pytest.fail(f"no golden values recorded: run python tests/tasks/record_golden.py after shipping a model")
+        pytest.fail("no golden values recorded: run python tests/tasks/record_golden.py after shipping a model")
     golden = json.loads(golden_file.read_text())
     predictor = SegmentationPredictor.from_dir(model_dir, task="busi-seg")
     for name, want in golden.items():
@@ -161,15 +161,3 @@ def test_evaluate_the_shipped_model(data_root, tmp_path):
     shipped = json.loads((model_dir / "meta.json").read_text())["metrics"]
     assert metrics["metrics"]["dice"]["value"] == pytest.approx(shipped["dice"]["value"], abs=0.005)
 
-
-def test_predict_options_are_separated_from_inputs(tmp_path):
-    from breastdx.config import ConfigError
-    from breastdx.tasks.busi_seg import _split_option_tokens
-
-    odd = tmp_path / "--tta"  # an existing file with an option-like name stays an input
-    odd.write_text("")
-    paths, opts = _split_option_tokens([Path("a.png"), Path("--batch-size"), Path("4"), Path("--tta=hflip"), odd,
-                                        Path("b")], {"batch-size", "tta"})
-    assert paths == [Path("a.png"), odd, Path("b")] and opts == {"batch-size": "4", "tta": "hflip"}
-    with pytest.raises(ConfigError, match="needs a value"):
-        _split_option_tokens([Path("--batch-size")], {"batch-size"})

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from breastdx.config import ConfigError, save_yaml, to_dict
+from breastdx.config import ConfigError, check_options, save_yaml, to_dict
 from breastdx.tasks.base import TASKS, RunResult, Task
 
 log = logging.getLogger(__name__)
@@ -136,34 +136,6 @@ def _ci_text(m: dict[str, Any], digits: int = 3) -> str:
     if v is None or v != v:
         return "n/a"
     return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
-def _split_option_tokens(inputs: Sequence[Path], names: set[str]) -> tuple[list[Path], dict[str, str]]:
-    """Separate ``--name value`` / ``--name=value`` task options from the input paths.
-
-    The command line collects every word after the task name into the inputs, options included; a word
-    ``--name`` (for a name in ``names``) that is not an existing file takes the next word as its value.
-    """
-    paths: list[Path] = []
-    opts: dict[str, str] = {}
-    items = [str(p) for p in inputs]
-    i = 0
-    while i < len(items):
-        word = items[i]
-        key = word[2:].split("=", 1)[0].replace("_", "-")
-        if word.startswith("--") and key in names and not Path(word).exists():
-            if "=" in word:
-                opts[key] = word.split("=", 1)[1]
-                i += 1
-            else:
-                if i + 1 >= len(items):
-                    raise ConfigError(f"Option --{key} needs a value.")
-                opts[key] = items[i + 1]
-                i += 2
-            continue
-        paths.append(Path(word))
-        i += 1
-    return paths, opts
 
 
 def _subsample(names: Sequence[str], k: int) -> list[str]:
@@ -575,12 +547,8 @@ class BusiSegTask(Task):
         from breastdx.inference.predictor import SegmentationPredictor
         from breastdx.runs import write_json, write_versions
 
-        allowed = {"split-file", "split", "seed", "n-bootstrap", "batch-size"}
+        check_options(options, {"split-file", "split", "seed", "n-bootstrap", "batch-size"}, "evaluate busi-seg")
         opts = {k.replace("_", "-"): v for k, v in options.items()}
-        unknown = sorted(set(opts) - allowed)
-        if unknown:
-            raise ConfigError(f"Unknown option(s) for evaluate busi-seg: {', '.join('--' + u for u in unknown)}; "
-                              f"expected {', '.join('--' + a for a in sorted(allowed))}.")
         which = opts.get("split", "test")
         if which not in ("train", "val", "test"):
             raise ConfigError(f"Option --split expects train, val or test, got {which!r}.")
@@ -628,13 +596,8 @@ class BusiSegTask(Task):
         from breastdx.inference.overlays import write_mask_png, write_overlay_png
         from breastdx.inference.predictor import SegmentationPredictor
 
-        allowed = {"batch-size", "workers", "threads", "tta", "overlays"}
-        inputs, given = _split_option_tokens(inputs, allowed)
-        opts = {k.replace("_", "-"): v for k, v in {**options, **given}.items()}
-        unknown = sorted(set(opts) - allowed)
-        if unknown:
-            raise ConfigError(f"Unknown option(s) for predict busi-seg: {', '.join('--' + u for u in unknown)}; "
-                              f"expected {', '.join('--' + a for a in sorted(allowed))}.")
+        check_options(options, {"batch-size", "workers", "threads", "tta", "overlays"}, "predict busi-seg")
+        opts = {k.replace("_", "-"): v for k, v in options.items()}
         try:
             batch, workers, threads = (int(opts.get("batch-size", 16)), int(opts.get("workers", 2)),
                                        int(opts.get("threads", 1)))
