@@ -448,10 +448,10 @@ class BusiSegTask(Task):
                         f"IoU, HD95 (pixels) averaged over benign + malignant images and per class, with 95% "
                         f"percentile-bootstrap CIs over images. `missed_share`: lesion images with an empty "
                         f"prediction (their HD95 counts as the image diagonal). `normal_fp_share`: normal images "
-                        f"with any predicted lesion pixel. Validation images (used to pick the epoch and the "
-                        f"postprocessing): Dice {_ci_text(meta['validation_metrics']['dice'])}."
-                        if meta.get("validation_metrics", {}).get("dice") else
-                        f"with any predicted lesion pixel."),
+                        f"with any predicted lesion pixel."
+                        + (f" Validation images (used to pick the epoch and the postprocessing): Dice "
+                           f"{_ci_text(meta['validation_metrics']['dice'])}."
+                           if meta.get("validation_metrics", {}).get("dice") else "")),
             limitations=[
                 "One public dataset from one hospital and one period; no external validation. Performance on "
                 "other scanners, settings and populations is unknown.",
