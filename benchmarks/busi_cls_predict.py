@@ -23,11 +23,11 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _child import scratch_folder
 
 
 def main() -> None:
@@ -58,8 +58,7 @@ def main() -> None:
     paths = list_images([args.folder])
     if args.limit:
         paths = paths[:args.limit]
-    tmp = Path(tempfile.mkdtemp(prefix="busi_cls_predict_"))
-    try:
+    with scratch_folder("busi_cls_predict_", args.keep) as tmp:
         for r in range(args.repeat):
             out = tmp / f"run{r}"
             out.mkdir()
@@ -79,11 +78,6 @@ def main() -> None:
                 "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
                 "load_avg_1min": round(os.getloadavg()[0], 2),
             }), flush=True)
-    finally:
-        if args.keep:
-            print(f"outputs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,46 +22,35 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
-import resource
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+from _child import read_rows, run_cli, scratch_folder
 
 
 def run_once(folder: Path, out: Path, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, "-m", "breastdx.cli", "predict", "busi-seg", str(folder), "--out", str(out),
-           "--batch-size", str(args.batch_size), "--workers", str(args.workers)]
+    cmd = ["predict", "busi-seg", str(folder), "--out", str(out), "--batch-size", str(args.batch_size),
+           "--workers", str(args.workers)]
     if args.model:
         cmd += ["--model", args.model]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    env = dict(os.environ)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with open(out / "predictions.csv", newline="") as f:
-        n = sum(1 for _ in csv.DictReader(f))
-    reported = re.search(r"segmented in ([\d.]+) s \(([\d.]+) images/s", proc.stdout.replace("\n", " "))
+    run = run_cli(cmd)
+    n = len(read_rows(out / "predictions.csv"))
+    reported = re.search(r"segmented in ([\d.]+) s \(([\d.]+) images/s", run.proc.stdout.replace("\n", " "))
     return {
         "images": n,
-        "exit_code": proc.returncode,
-        "wall_s": round(wall, 2),
-        "images_per_s_end_to_end": round(n / wall, 1),
+        "exit_code": run.proc.returncode,
+        "wall_s": round(run.wall_s, 2),
+        "images_per_s_end_to_end": round(n / run.wall_s, 1),
         "images_per_s_reported": float(reported.group(2)) if reported else None,
-        "cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1),
-        "images_per_cpu_s": round(n / max((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-                                           1e-9), 1),
-        "peak_rss_mib": round(after.ru_maxrss / 1024.0, 1),  # Linux: KiB; the largest child so far
-        "stderr_tail": proc.stderr.strip().splitlines()[-3:] if proc.returncode not in (0,) else [],
+        "cpu_s": round(run.cpu_s, 1),
+        "images_per_cpu_s": round(n / max(run.cpu_s, 1e-9), 1),
+        "peak_rss_mib": round(run.peak_rss_mib, 1),
+        "stderr_tail": run.stderr_tail,
     }
 
 
@@ -80,17 +69,11 @@ def main() -> None:
     args = parser.parse_args()
     if not args.folder.is_dir():
         sys.exit(f"{args.folder}: no such folder; pass --folder or set BREASTDX_DATA.")
-    tmp = Path(tempfile.mkdtemp(prefix="busi_seg_predict_"))
-    try:
+    with scratch_folder("busi_seg_predict_", args.keep) as tmp:
         for r in range(args.repeat):
             result = run_once(args.folder, tmp / f"run{r}", args)
             print(json.dumps({"run": r, "folder": str(args.folder), "threads": args.threads,
                               "batch_size": args.batch_size, **result}))
-    finally:
-        if args.keep:
-            print(f"outputs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -20,17 +20,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
-import resource
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+from _child import read_rows, run_cli, scratch_folder
 
 
 def _quality(rows: list[dict]) -> dict:
@@ -51,11 +47,8 @@ def _quality(rows: list[dict]) -> dict:
 
 
 def run_once(folder: Path, out: Path, args: argparse.Namespace) -> dict:
-    # Task options are written --name=value: after the FOLDER argument, a separate value would be taken as
-    # one more input.
-    cmd = [sys.executable, "-m", "breastdx.cli", "predict", "pcam", str(folder), "--out", str(out),
-           f"--batch-size={args.batch_size}", f"--workers={args.workers}",
-           f"--gradcam={'true' if args.gradcam else 'false'}"]
+    cmd = ["predict", "pcam", str(folder), "--out", str(out), f"--batch-size={args.batch_size}",
+           f"--workers={args.workers}", f"--gradcam={'true' if args.gradcam else 'false'}"]
     if args.model:
         cmd += ["--model", args.model]
     if args.threads:
@@ -63,28 +56,21 @@ def run_once(folder: Path, out: Path, args: argparse.Namespace) -> dict:
     env = dict(os.environ)
     if args.threads:  # also bound the BLAS / OpenMP pools that start before torch.set_num_threads
         env["OMP_NUM_THREADS"] = str(args.threads)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    rows = []
-    if (out / "predictions.csv").is_file():
-        with open(out / "predictions.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
+    run = run_cli(cmd, env)
+    rows = read_rows(out / "predictions.csv")
     n = len(rows)
-    reported = re.search(r"in ([\d.]+) s \(([\d.]+) patches/s", proc.stdout.replace("\n", " "))
+    reported = re.search(r"in ([\d.]+) s \(([\d.]+) patches/s", run.proc.stdout.replace("\n", " "))
     return {
         "patches": n,
-        "exit_code": proc.returncode,
-        "wall_s": round(wall, 2),
-        "patches_per_s_end_to_end": round(n / wall, 1),
+        "exit_code": run.proc.returncode,
+        "wall_s": round(run.wall_s, 2),
+        "patches_per_s_end_to_end": round(n / run.wall_s, 1),
         "patches_per_s_reported": float(reported.group(2)) if reported else None,
         "predict_s_reported": float(reported.group(1)) if reported else None,
-        "cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1),
-        "peak_rss_mib": round(after.ru_maxrss / 1024.0, 1),  # Linux: KiB; the largest child so far
+        "cpu_s": round(run.cpu_s, 1),
+        "peak_rss_mib": round(run.peak_rss_mib, 1),
         **_quality(rows),
-        "stderr_tail": proc.stderr.strip().splitlines()[-3:] if proc.returncode != 0 else [],
+        "stderr_tail": run.stderr_tail,
     }
 
 
@@ -103,19 +89,13 @@ def main() -> None:
     args = parser.parse_args()
     if not args.folder.is_dir():
         sys.exit(f"{args.folder}: no such folder; pass --folder or set BREASTDX_DATA.")
-    tmp = Path(tempfile.mkdtemp(prefix="pcam_predict_"))
-    try:
+    with scratch_folder("pcam_predict_", args.keep) as tmp:
         for r in range(args.repeat):
             load = os.getloadavg()[0]
             result = run_once(args.folder, tmp / f"run{r}", args)
             print(json.dumps({"run": r, "folder": str(args.folder), "threads": args.threads,
                               "batch_size": args.batch_size, "gradcam": args.gradcam,
                               "load_average_1min_before": round(load, 2), **result}), flush=True)
-    finally:
-        if args.keep:
-            print(f"outputs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
