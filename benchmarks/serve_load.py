@@ -52,7 +52,6 @@ def make_standins(root: Path, cls_arch: str) -> dict[str, Path]:
     """Model folders with random weights and the shipped architectures' compute."""
     import torch
 
-    import breastdx.models.multitask  # noqa: F401
     from breastdx.data.transforms import Preprocessing
     from breastdx.inference.classifier import save_classifier
     from breastdx.inference.predictor import WEIGHTS_FILE, Postprocessing, save_weights

@@ -11,7 +11,6 @@ from PIL import Image
 from breastdx.data.transforms import Preprocessing
 from breastdx.evaluation.calibration import softmax
 from breastdx.inference.classifier import ClassificationPredictor, save_classifier, write_predictions
-import breastdx.models.multitask  # noqa: F401  (registers "unet_multitask")
 from breastdx.models.networks import build_network
 from breastdx.models.saved import ModelFolderError
 

@@ -67,7 +67,6 @@ def _seg_model(root: Path) -> Path:
 def _cls_model(root: Path) -> Path:
     import torch
 
-    import breastdx.models.multitask  # noqa: F401  (registers unet_multitask)
     from breastdx.data.transforms import Preprocessing
     from breastdx.inference.classifier import save_classifier
     from breastdx.models.networks import build_network

@@ -243,7 +243,6 @@ def test_idc_from_the_kaggle_npy_files(tmp_path):
     # transfer learning: start from the weights of another compact CNN (e.g. the shipped pcam model)
     import torch
 
-    import breastdx.models.compact_cnn  # noqa: F401  (registers "compact_cnn")
     from breastdx.inference.predictor import save_weights
     from breastdx.models.networks import build_network
 

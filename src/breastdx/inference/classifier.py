@@ -134,7 +134,6 @@ class ClassificationPredictor:
         Raises:
             ModelFolderError: If the folder, ``meta.json`` or the weights are missing or do not match.
         """
-        import breastdx.models.multitask  # noqa: F401  (registers "unet_multitask")
         from breastdx.inference.predictor import load_weights
         from breastdx.models.networks import build_network
 

@@ -8,7 +8,8 @@ default widths ``(32, 64, 128, 256)`` it has 1.18 M parameters (4.7 MB as float3
 about 0.12 GMAC per 96 x 96 patch, a third of a ResNet-18 with its stride-2 stem at that size, so that
 CPU inference of thousands of patches per minute and training in minutes are possible.
 
-Importing this module registers ``compact_cnn`` in :data:`breastdx.models.networks.NETWORKS`; the
+``compact_cnn`` is registered in :data:`breastdx.models.networks.NETWORKS` (``networks.py`` imports this
+module); the
 network names its own Grad-CAM target layer (``gradcam_layer``: the last stage, before pooling).
 
 References:

@@ -9,8 +9,8 @@ are (:func:`breastdx.models.init_weights.init_from_busi_seg`).
 ``forward`` returns class logits only and runs the encoder alone (no decoder), so the network is a
 drop-in classifier for training, Grad-CAM and prediction; ``forward_multitask`` returns both outputs.
 
-Registered in :data:`breastdx.models.networks.NETWORKS` as ``"unet_multitask"`` when this module is
-imported (the classification tasks import it).
+Registered in :data:`breastdx.models.networks.NETWORKS` as ``"unet_multitask"`` (``networks.py`` imports
+this module, so the name is there whichever module imports the registry first).
 
 References:
     Ronneberger, Fischer & Brox (2015). U-Net. MICCAI, doi:10.1007/978-3-319-24574-4_28.

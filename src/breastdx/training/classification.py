@@ -407,7 +407,6 @@ def run_architecture(arch: str, arch_args: dict[str, Any], in_channels: int, tra
         UnknownNameError: For an unknown architecture.
         TypeError: For an argument the architecture does not take.
     """
-    import breastdx.models.multitask  # noqa: F401  (registers "unet_multitask")
     from breastdx.evaluation.classification import evaluate_logits, fit_calibration
     from breastdx.models.networks import build_network, count_parameters
     from breastdx.runs import seed_everything
@@ -470,7 +469,6 @@ def check_architectures(archs: tuple[str, ...] | list[str], arch_args: dict[str,
         UnknownNameError: For an unknown name ("did you mean ...?").
         ValueError: For a segmentation network, an empty list, or an argument the network does not take.
     """
-    import breastdx.models.multitask  # noqa: F401  (registers "unet_multitask")
     from breastdx.models.networks import NETWORKS, SEGMENTATION_NETWORKS, network_args
 
     if not archs:
