@@ -172,7 +172,7 @@ def test_shipped_model_outputs_are_stable(data_root):
     model_dir = _shipped()
     golden_file = Path(__file__).with_name("busi_cls_golden.json")
     if not golden_file.is_file():
-        pytest.fail(f"no golden values recorded: run python tests/tasks/record_golden.py after shipping a model")
+        pytest.fail("no golden values recorded: run python tests/tasks/record_golden.py after shipping a model")
     golden = json.loads(golden_file.read_text())
     predictor = ClassificationPredictor.from_dir(model_dir, task="busi-cls")
     names = list(golden)

@@ -35,8 +35,6 @@ from breastdx.data.transforms import Preprocessing
 
 log = logging.getLogger(__name__)
 
-_READ_CHUNK = 256
-
 
 class PatchAugmentation:
     """Random D4 pose (rotation by k x 90 degrees, optional mirror) and HED stain jitter of a patch.
@@ -123,12 +121,11 @@ def cache_patches(source: PatchSource, preprocessing: Preprocessing, *,
     n = len(source)
     s = preprocessing.image_size
     images = np.empty((n, s, s, 3), dtype=np.uint8)
-    for start in range(0, n, _READ_CHUNK):
-        for i in range(start, min(n, start + _READ_CHUNK)):
-            image, _ = source.get(i)
-            if normalizer is not None:
-                image = normalizer(image)
-            images[i] = preprocessing.resize_image(image)
+    for i in range(n):
+        image, _ = source.get(i)
+        if normalizer is not None:
+            image = normalizer(image)
+        images[i] = preprocessing.resize_image(image)
     log.info("cached %d %s patches at %dx%d%s", n, source.name, s, s,
              " (stain-normalised)" if normalizer is not None else "")
     return ClassificationDataset(images, source.labels, preprocessing, source.class_names,

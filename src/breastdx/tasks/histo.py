@@ -52,6 +52,7 @@ import numpy as np
 
 from breastdx.config import ConfigError, check_options, save_yaml, to_dict
 from breastdx.tasks.base import TASKS, RunResult, Task
+from breastdx.tasks.breastmnist import ci_text
 
 log = logging.getLogger(__name__)
 
@@ -231,8 +232,7 @@ def histo_predictor(model_dir: str | Path, *, task: str | None = None, **kwargs:
 
     The returned object is a :class:`breastdx.inference.classifier.ClassificationPredictor` whose
     ``prepare`` first normalises the stains when the model was trained with ``--stain-normalisation
-    macenko`` (reference patch ``stain_target.png`` in the folder), then resizes. It registers
-    ``compact_cnn`` before rebuilding the network.
+    macenko`` (reference patch ``stain_target.png`` in the folder), then resizes.
 
     Args:
         model_dir: The model folder.
@@ -242,20 +242,12 @@ def histo_predictor(model_dir: str | Path, *, task: str | None = None, **kwargs:
     Raises:
         ModelFolderError: If the folder is not a usable classification model folder.
     """
-    import breastdx.models.compact_cnn  # noqa: F401  (registers "compact_cnn")
-
     predictor = _predictor_class().from_dir(model_dir, task=task, **kwargs)
     predictor.normalizer = load_stain_normalizer(Path(model_dir), predictor.meta)
     return predictor
 
 
 # ------------------------------------------------------------------------------------------------- helpers
-def _ci(m: dict[str, Any] | None, digits: int = 3) -> str:
-    from breastdx.tasks.breastmnist import ci_text
-
-    return ci_text(m, digits)
-
-
 def _subsample(n: int, k: int) -> np.ndarray:
     if k <= 0 or k >= n:
         return np.arange(n)
@@ -362,7 +354,6 @@ class HistoTask(Task):
     def train(self, config: HistoConfig, data_root: Path, run_dir: Path) -> RunResult:
         import torch
 
-        import breastdx.models.compact_cnn  # noqa: F401  (registers "compact_cnn")
         from breastdx.data.patch_datasets import PatchAugmentation, cache_patches
         from breastdx.data.patch_split import apply_split
         from breastdx.data.transforms import Preprocessing
@@ -459,9 +450,9 @@ class HistoTask(Task):
         write_json(metrics, run_dir / "metrics.json")
         self._write_report(run_dir, config, split, views, runs, best, metrics, comparisons, cams, class_names)
         table = [["metric", *[("*" if a == best else "") + a for a in runs]]]
-        table += [[k, *[_ci(runs[a].test["metrics"][k]) for a in runs]] for k in SUMMARY]
+        table += [[k, *[ci_text(runs[a].test["metrics"][k]) for a in runs]] for k in SUMMARY]
         table.append(["training (min)", *[f"{x.fit.train_seconds / 60:.1f}" for x in runs.values()]])
-        notes = [f"Best on validation: {best}; test AUROC {_ci(m['auroc'])}, accuracy {_ci(m['accuracy'])}."]
+        notes = [f"Best on validation: {best}; test AUROC {ci_text(m['auroc'])}, accuracy {ci_text(m['accuracy'])}."]
         for c in comparisons:
             notes.append(f"Paired bootstrap, AUROC({c['model_a']}) - AUROC({c['model_b']}) = {c['difference']:+.4f} "
                          f"[{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}], p = {c['p_value']:.3g} (DeLong p = "
@@ -669,8 +660,8 @@ class HistoTask(Task):
                      f"P({positive}) fitted on the validation split."),
             data=self._card_data(split),
             evaluation=(f"{test_text}; 95% bootstrap intervals over patches ({config.n_bootstrap} resamples). "
-                        f"Test AUROC {_ci(m['auroc'])}, accuracy {_ci(m['accuracy'])}, balanced accuracy "
-                        f"{_ci(m['balanced_accuracy'])}. Accuracy and balanced accuracy use the most probable class; "
+                        f"Test AUROC {ci_text(m['auroc'])}, accuracy {ci_text(m['accuracy'])}, balanced accuracy "
+                        f"{ci_text(m['balanced_accuracy'])}. Accuracy and balanced accuracy use the most probable class; "
                         f"sensitivity, specificity, PPV, NPV and F1 the operating threshold chosen on validation."),
             limitations=self._card_limitations())
         return meta
@@ -709,14 +700,14 @@ class HistoTask(Task):
                       f"and balanced accuracy), where the temperature and the operating threshold are fitted too. "
                       f"Intervals: 95% bootstrap over test patches ({config.n_bootstrap} resamples).")
         rep.heading("Model comparison (test split)")
-        header = ["model", "val score", "AUROC", "accuracy", "balanced acc.", f"sensitivity @ op", "specificity @ op",
+        header = ["model", "val score", "AUROC", "accuracy", "balanced acc.", "sensitivity @ op", "specificity @ op",
                   "Brier", "ECE", "parameters", "training (min)", "best epoch"]
         rows = []
         for name, x in runs.items():
             mm = x.test["metrics"]
-            rows.append([name + (" (best)" if name == best else ""), f"{x.val_score:.3f}", _ci(mm["auroc"]),
-                         _ci(mm["accuracy"]), _ci(mm["balanced_accuracy"]), _ci(mm["sensitivity"]),
-                         _ci(mm["specificity"]), _ci(mm["brier"]), _ci(mm["ece"]), f"{x.n_parameters:,}",
+            rows.append([name + (" (best)" if name == best else ""), f"{x.val_score:.3f}", ci_text(mm["auroc"]),
+                         ci_text(mm["accuracy"]), ci_text(mm["balanced_accuracy"]), ci_text(mm["sensitivity"]),
+                         ci_text(mm["specificity"]), ci_text(mm["brier"]), ci_text(mm["ece"]), f"{x.n_parameters:,}",
                          f"{x.fit.train_seconds / 60:.1f}", str(x.fit.best_epoch)])
         rep.table(header, rows, highlight_row=list(runs).index(best))
         for c in comparisons:
@@ -736,8 +727,8 @@ class HistoTask(Task):
             b = metrics["benchmark"]
             rep.heading("Benchmark: PCam (Veeling et al. 2018)")
             bench = [[k + " — 262,144 training patches", f"{a:.3f}", f"{c:.3f}"] for k, (a, c) in VEELING_2018.items()]
-            bench += [[f"breastdx {a} (this run) — {len(views['train'])} training patches", _ci(x.test["metrics"]["auroc"]),
-                       _ci(x.test["metrics"]["accuracy"])] for a, x in runs.items()]
+            bench += [[f"breastdx {a} (this run) — {len(views['train'])} training patches", ci_text(x.test["metrics"]["auroc"]),
+                       ci_text(x.test["metrics"]["accuracy"])] for a, x in runs.items()]
             rep.table(["model", "AUROC", "accuracy"], bench, highlight_row=len(VEELING_2018) + list(runs).index(best))
             rep.paragraph(f"Targets: AUROC >= {b['auroc_target']} and accuracy >= {b['accuracy_target']} on the subset's "
                           f"test split; {'reached' if b['reached'] else 'not reached'} by the best model. Published "
@@ -749,7 +740,7 @@ class HistoTask(Task):
             rep.paragraph(f"{dedup['duplicate_groups']} groups of pixel-identical test patches; keeping one of each "
                           f"removes {dedup['removed']} (n = {dedup['n']}).")
             rep.table(["model", "AUROC", "accuracy", "balanced acc."],
-                      [[a, _ci(v["auroc"]), _ci(v["accuracy"]), _ci(v["balanced_accuracy"])]
+                      [[a, ci_text(v["auroc"]), ci_text(v["accuracy"]), ci_text(v["balanced_accuracy"])]
                        for a, v in dedup["models"].items()])
         rep.heading(f"Best model ({best}): every metric ({positive} = positive)")
         rep.metrics_table(r.test["metrics"])
@@ -766,7 +757,7 @@ class HistoTask(Task):
                 "; the box is the centre region the label refers to" if self.label_region else ""))
         if "mass_in_label_region" in cams:
             mr = cams["mass_in_label_region"]
-            rep.paragraph(f"Share of the tumour-class Grad-CAM map inside the labelled centre region: {_ci(mr)} "
+            rep.paragraph(f"Share of the tumour-class Grad-CAM map inside the labelled centre region: {ci_text(mr)} "
                           f"(a uniform map scores {mr['uniform_map']:.3f}; n = {mr['n']} tumour test patches with a non-zero "
                           f"map).")
         logs = {a: read_training_log(run_dir / "archs" / a) for a in runs}
@@ -888,7 +879,7 @@ class HistoTask(Task):
         for png, caption in write_figures(run_dir, labels, {arch: ev}, arch, class_names, predictor.positive, which):
             rep.figure(png, caption)
         rep.write(run_dir / "report.html")
-        rows = [[k, _ci(ev["metrics"][k])] for k in SUMMARY]
+        rows = [[k, ci_text(ev["metrics"][k])] for k in SUMMARY]
         return RunResult(run_dir, metrics, f"{self.title}, {which} split (n = {len(view)}): value [95% CI]",
                          [["metric", "value [95% CI]"], *rows], [f"Split: {text}", f"Run folder: {run_dir}"])
 
