@@ -45,6 +45,10 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 _EPS = 1e-6
+STAIN_METHODS = ("none", "macenko")
+"""Stain normalisations a model can be trained with (``meta.json``: ``stain_normalisation.method``)."""
+STAIN_TARGET_FILE = "stain_target.png"
+"""The reference patch of a Macenko-normalised model, in its model folder."""
 
 
 def _to_hwc_float(image: Any, channel_axis: int) -> tuple[np.ndarray, Any]:

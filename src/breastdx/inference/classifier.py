@@ -24,7 +24,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -79,6 +79,32 @@ def save_classifier(model_dir: Path, network: nn.Module, meta: dict[str, Any]) -
                                   "weights_file": WEIGHTS_FILE})
 
 
+def load_stain_normalizer(model_dir: str | Path, meta: dict[str, Any]):
+    """The Macenko normaliser a model was trained with (fitted to its ``stain_target.png``), or None.
+
+    Raises:
+        ModelFolderError: If ``meta.json`` asks for an unknown stain normalisation, or for Macenko with a
+            missing or unusable reference patch.
+    """
+    from breastdx.data.stain import STAIN_METHODS, STAIN_TARGET_FILE
+
+    stain = meta.get("stain_normalisation") or {}
+    method = stain.get("method", "none")
+    if method == "none":
+        return None
+    if method != "macenko":
+        raise ModelFolderError(f"{Path(model_dir) / 'meta.json'}: unknown stain normalisation {method!r}; expected "
+                               f"one of {', '.join(STAIN_METHODS)}.")
+    from breastdx.data.images import ImageReadError, read_image
+    from breastdx.data.stain import MacenkoNormalizer
+
+    target = Path(model_dir) / stain.get("target_file", STAIN_TARGET_FILE)
+    try:
+        return MacenkoNormalizer().fit(read_image(target, mode="rgb").array)
+    except (ImageReadError, OSError, ValueError) as e:
+        raise ModelFolderError(f"{target}: the Macenko reference patch of this model cannot be used ({e}).") from None
+
+
 class ClassificationPredictor:
     """Class probabilities (and Grad-CAM maps) with a saved classifier.
 
@@ -89,6 +115,8 @@ class ClassificationPredictor:
         device: Torch device.
         tta: ``"none"`` or ``"hflip"``; default ``meta["inference"]["tta"]``.
         gradcam_method: ``"gradcam"`` or ``"gradcampp"``; default ``meta["gradcam"]["method"]``.
+        normalizer: Stain normaliser ``uint8 (H, W, 3) -> uint8 (H, W, 3)`` applied before resizing (``from_dir``
+            gives the model's Macenko normaliser when ``meta["stain_normalisation"]`` asks for one), or None.
 
     Raises:
         ModelFolderError: If ``meta`` lacks the preprocessing, names an unknown TTA mode, or its positive
@@ -96,7 +124,8 @@ class ClassificationPredictor:
     """
 
     def __init__(self, network: nn.Module, meta: dict[str, Any], *, batch_size: int = 32,
-                 device: str | torch.device = "cpu", tta: str | None = None, gradcam_method: str | None = None) -> None:
+                 device: str | torch.device = "cpu", tta: str | None = None, gradcam_method: str | None = None,
+                 normalizer: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         if "preprocessing" not in meta:
             raise ModelFolderError("meta.json of a classification model must hold 'preprocessing'.")
         self.meta = meta
@@ -120,6 +149,7 @@ class ClassificationPredictor:
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
+        self.normalizer = normalizer
         self._explainers: dict[str, Any] = {}
 
     @classmethod
@@ -149,17 +179,20 @@ class ClassificationPredictor:
             raise ModelFolderError(f"{model_dir / 'meta.json'}: cannot rebuild network "
                                    f"{meta['architecture']!r}: {e}") from None
         load_weights(network, model_dir / meta["weights_file"])
-        return cls(network, meta, **kwargs)
+        return cls(network, meta, normalizer=load_stain_normalizer(model_dir, meta), **kwargs)
 
     # --------------------------------------------------------------------------------------- network
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """Resize one uint8 image to the network size (through ``source_size`` when the model has one).
+        """Stain-normalise one uint8 image when the model was trained so, then resize it to the network size
+        (through ``source_size`` when the model has one).
 
         Raises:
             ValueError: If the image is not uint8 of the layout the model expects.
         """
         from breastdx.data.classification import resize_for_network
 
+        if self.normalizer is not None:
+            image = self.normalizer(image)
         return resize_for_network(image, self.preprocessing, self.source_size)
 
     def _to_input(self, resized: Sequence[np.ndarray]) -> torch.Tensor:

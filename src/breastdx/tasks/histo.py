@@ -40,7 +40,6 @@ References:
 from __future__ import annotations
 
 import csv
-import functools
 import logging
 import shutil
 import time
@@ -51,14 +50,13 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from breastdx.config import ConfigError, check_options, save_yaml, to_dict
+from breastdx.data.stain import STAIN_METHODS, STAIN_TARGET_FILE
 from breastdx.tasks.base import TASKS, RunResult, Task
 from breastdx.tasks.breastmnist import ci_text
 
 log = logging.getLogger(__name__)
 
 SPLIT_FILE = "split.json"
-STAIN_TARGET_FILE = "stain_target.png"
-STAIN_METHODS = ("none", "macenko")
 PCAM_TARGET_AUROC = 0.95
 PCAM_TARGET_ACCURACY = 0.88
 VEELING_2018 = {"P4M-DenseNet (Veeling et al. 2018)": (0.963, 0.898), "DenseNet baseline (Veeling et al. 2018)":
@@ -179,72 +177,6 @@ class BreakHisConfig(HistoConfig):
     """Options of ``breastdx train breakhis``: as :class:`HistoConfig`; 700 x 460 images resized to 128 x 128."""
 
     image_size: int = 128
-
-
-# --------------------------------------------------------------------------------------------- predictor
-@functools.lru_cache(maxsize=1)
-def _predictor_class() -> type:
-    """``ClassificationPredictor`` with the model's stain normalisation before resizing (made on first use, so
-    that importing the task does not import torch)."""
-    from breastdx.inference.classifier import ClassificationPredictor
-
-    class HistoPredictor(ClassificationPredictor):
-        """A classification predictor whose ``prepare`` normalises stains (when the model asks) before resizing."""
-
-        normalizer = None
-
-        def prepare(self, image: np.ndarray) -> np.ndarray:  # noqa: D102 - as the base class
-            if self.normalizer is not None:
-                image = self.normalizer(image)
-            return super().prepare(image)
-
-    return HistoPredictor
-
-
-def load_stain_normalizer(model_dir: Path, meta: dict[str, Any]):
-    """The Macenko normaliser a model was trained with (fitted to its ``stain_target.png``), or None.
-
-    Raises:
-        ModelFolderError: If ``meta.json`` asks for stain normalisation but the target image is missing or
-            unusable.
-    """
-    from breastdx.models.saved import ModelFolderError
-
-    stain = meta.get("stain_normalisation") or {}
-    method = stain.get("method", "none")
-    if method == "none":
-        return None
-    if method != "macenko":
-        raise ModelFolderError(f"{Path(model_dir) / 'meta.json'}: unknown stain normalisation {method!r}; expected "
-                               f"one of {', '.join(STAIN_METHODS)}.")
-    from breastdx.data.images import ImageReadError, read_image
-    from breastdx.data.stain import MacenkoNormalizer
-
-    target = Path(model_dir) / stain.get("target_file", STAIN_TARGET_FILE)
-    try:
-        return MacenkoNormalizer().fit(read_image(target, mode="rgb").array)
-    except (ImageReadError, OSError, ValueError) as e:
-        raise ModelFolderError(f"{target}: the Macenko reference patch of this model cannot be used ({e}).") from None
-
-
-def histo_predictor(model_dir: str | Path, *, task: str | None = None, **kwargs: Any):
-    """A classification predictor for a histopathology model folder (Macenko normalisation included).
-
-    The returned object is a :class:`breastdx.inference.classifier.ClassificationPredictor` whose
-    ``prepare`` first normalises the stains when the model was trained with ``--stain-normalisation
-    macenko`` (reference patch ``stain_target.png`` in the folder), then resizes.
-
-    Args:
-        model_dir: The model folder.
-        task: The task the model must belong to (``"pcam"``, ``"idc"``, ``"breakhis"``), or None.
-        **kwargs: ``batch_size``, ``device``, ``tta``, ``gradcam_method`` (see ``ClassificationPredictor``).
-
-    Raises:
-        ModelFolderError: If the folder is not a usable classification model folder.
-    """
-    predictor = _predictor_class().from_dir(model_dir, task=task, **kwargs)
-    predictor.normalizer = load_stain_normalizer(Path(model_dir), predictor.meta)
-    return predictor
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -559,10 +491,11 @@ class HistoTask(Task):
         the share of each map inside it on tumour patches (up to 500, with a bootstrap interval)."""
         from breastdx.evaluation.ci import mean_ci
         from breastdx.explain.gradcam import cam_mass_in_mask
+        from breastdx.inference.classifier import ClassificationPredictor
 
         if config.gradcam_examples == 0 and self.label_region is None:
             return {}
-        predictor = histo_predictor(model_dir, task=self.name, batch_size=64)
+        predictor = ClassificationPredictor.from_dir(model_dir, task=self.name, batch_size=64)
         labels = test_view.labels
         out: dict[str, Any] = {"method": predictor.gradcam_method, "layer": predictor.explainer().layer}
         shown: list[int] = []
@@ -823,6 +756,7 @@ class HistoTask(Task):
         from breastdx.data.splits import SplitFile
         from breastdx.evaluation.classification import evaluate_logits, write_figures
         from breastdx.evaluation.report import HtmlReport
+        from breastdx.inference.classifier import ClassificationPredictor
         from breastdx.runs import write_json, write_versions
         from breastdx.tasks.breastmnist import calibration_rows
 
@@ -832,8 +766,9 @@ class HistoTask(Task):
         if which not in ("train", "val", "test"):
             raise ConfigError(f"Option --split expects train, val or test, got {which!r}.")
         seed, n_boot = _int_option(opts, "seed", 0), _int_option(opts, "n-bootstrap", 2000)
-        predictor = histo_predictor(model_dir, task=self.name, batch_size=_int_option(opts, "batch-size", 64),
-                                    tta=opts.get("tta") or None)
+        predictor = ClassificationPredictor.from_dir(model_dir, task=self.name,
+                                                     batch_size=_int_option(opts, "batch-size", 64),
+                                                     tta=opts.get("tta") or None)
         split_path = Path(opts["split-file"]) if "split-file" in opts else Path(model_dir) / SPLIT_FILE
         if not split_path.is_file():
             raise FileNotFoundError(f"{split_path}: no split file; pass --split-file (the split.json of the training "
@@ -897,7 +832,7 @@ class HistoTask(Task):
         import torch
 
         from breastdx.explain.gradcam import CAM_METHODS
-        from breastdx.inference.classifier import write_predictions
+        from breastdx.inference.classifier import ClassificationPredictor, write_predictions
 
         check_options(options, PREDICT_OPTIONS, f"predict {self.name}")
         opts = {k.replace("_", "-"): v for k, v in options.items()}
@@ -909,8 +844,8 @@ class HistoTask(Task):
             raise ConfigError(f"Option --method expects one of {', '.join(CAM_METHODS)}, got {method!r}.")
         if threads > 0:
             torch.set_num_threads(threads)
-        predictor = histo_predictor(model_dir, task=self.name, batch_size=batch, tta=opts.get("tta") or None,
-                                    gradcam_method=method)
+        predictor = ClassificationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
+                                                     tta=opts.get("tta") or None, gradcam_method=method)
         rows, failures, seconds = write_predictions(predictor, inputs, run_dir, gradcam=gradcam, workers=workers)
         classes = predictor.class_names
         table = [["patch", *[f"P({c})" for c in classes], "label"]] + [
@@ -942,6 +877,7 @@ class HistoTask(Task):
 
         from breastdx.data.images import list_images
         from breastdx.explain.gradcam import CAM_METHODS, heatmap_overlay
+        from breastdx.inference.classifier import ClassificationPredictor
 
         check_options(options, EXPLAIN_OPTIONS, f"explain {self.name}")
         opts = {k.replace("_", "-"): v for k, v in options.items()}
@@ -960,7 +896,8 @@ class HistoTask(Task):
         if threads > 0:
             torch.set_num_threads(threads)
         start = time.perf_counter()
-        predictor = histo_predictor(model_dir, task=self.name, batch_size=batch, tta=opts.get("tta") or None)
+        predictor = ClassificationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
+                                                     tta=opts.get("tta") or None)
         out_dir = run_dir / "explanations"
         out_dir.mkdir()
         rows: list[dict[str, Any]] = []
