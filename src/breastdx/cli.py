@@ -25,6 +25,9 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 TASK_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
+DTYPE_HELP = ("Network precision: auto (bfloat16 only where the CPU or GPU computes it natively and the model "
+              "folder validates it; float32 elsewhere), float32 or bfloat16. One log line says what was chosen "
+              "and why.")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -100,9 +103,10 @@ def evaluate(
                                         "task's shipped model."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/evaluate-<UTC ts>."),
+    dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
 ) -> None:
     """Re-compute metrics (with 95% CIs) for a saved model."""
-    _run_model_verb("evaluate", ctx, task, model, data_dir, out, [])
+    _run_model_verb("evaluate", ctx, task, model, data_dir, out, [], dtype)
 
 
 @app.command(context_settings=TASK_OPTIONS)
@@ -113,9 +117,10 @@ def predict(
     model: Optional[str] = typer.Option(None, "--model", help="Model folder or shipped model name; default: the "
                                         "task's shipped model."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/predict-<UTC ts>."),
+    dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
 ) -> None:
     """Predict new cases; write predictions.csv (and overlays for images)."""
-    _run_model_verb("predict", ctx, task, model, None, out, inputs)
+    _run_model_verb("predict", ctx, task, model, None, out, inputs, dtype)
 
 
 @app.command(context_settings=TASK_OPTIONS)
@@ -126,9 +131,10 @@ def explain(
     model: Optional[str] = typer.Option(None, "--model", help="Model folder or shipped model name; default: the "
                                         "task's shipped model."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/explain-<UTC ts>."),
+    dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
 ) -> None:
     """Explain predictions: Grad-CAM (and Grad-CAM++) heatmap overlays per predicted class, as PNG files."""
-    _run_model_verb("explain", ctx, task, model, None, out, inputs)
+    _run_model_verb("explain", ctx, task, model, None, out, inputs, dtype)
 
 
 def _split_inputs(inputs: list[Path]) -> tuple[list[Path], dict[str, str]]:
@@ -154,8 +160,9 @@ def _split_inputs(inputs: list[Path]) -> tuple[list[Path], dict[str, str]]:
 
 
 def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[str], data_dir: Optional[Path],
-                    out: Optional[Path], inputs: list[Path]) -> None:
+                    out: Optional[Path], inputs: list[Path], dtype: str = "auto") -> None:
     from breastdx.config import ConfigError, parse_extra_args, resolve_data_root
+    from breastdx.runtime import check_dtype
     from breastdx.models.saved import ModelFolderError
     from breastdx.registry import UnknownNameError
     from breastdx.runs import RunFolderExistsError, make_run_dir
@@ -169,6 +176,7 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
                               f"Grad-CAM: {', '.join(explainable_tasks())}).")
         inputs, input_options = _split_inputs(inputs)
         options = {**parse_extra_args(list(ctx.args)), **input_options}
+        options["dtype"] = check_dtype(options.get("dtype", dtype))
         model_dir = resolve_model(model, task)
         run_dir = make_run_dir(task, out, kind=verb)
         if verb == "evaluate":
@@ -289,6 +297,7 @@ def serve(
                                                "record, e.g. postgresql+psycopg://user@host/db; default a SQLite "
                                                "file in ~/.local/share/breastdx."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest accepted upload, in MiB."),
+    dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
 ) -> None:
     """Serve the web page and the REST API (OpenAPI at /docs) with the shipped models."""
     import uvicorn
@@ -298,7 +307,7 @@ def serve(
 
     try:
         settings = ServeSettings(host=host, port=port, database_url=database_url,
-                                 max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+                                 max_upload_bytes=int(max_upload_mb * 1024 * 1024), dtype=dtype)
         store = PredictionStore(settings.resolved_database_url)
     except (ValueError, DatabaseError) as e:
         _fail(str(e))

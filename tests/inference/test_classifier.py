@@ -115,3 +115,28 @@ def test_bad_folders(tmp_path, model_dir):
     (other / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())  # wrong weights
     with pytest.raises(ModelFolderError, match="do not fit the network"):
         ClassificationPredictor.from_dir(other)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_dtype_follows_the_machine_and_the_model_folder(tmp_path, monkeypatch, native):
+    """bfloat16 where the model validates it and the CPU is native; float32 otherwise; Grad-CAM works in both."""
+    monkeypatch.setattr("breastdx.runtime.bf16_native_cpu", lambda: native)
+    torch.manual_seed(0)
+    net, args = build_network("unet_multitask", 1, 3, channels=[8, 16, 32], strides=[2, 2])
+    folder = tmp_path / "bf16"
+    save_classifier(folder, net.eval(), _meta("unet_multitask", args,
+                                              inference={"tta": "none", "validated_dtypes": ["float32", "bfloat16"]}))
+    p = ClassificationPredictor.from_dir(folder)
+    assert p.dtype == ("bfloat16" if native else "float32")
+    seen = []
+    p.network.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    images = _images()
+    prob = p.predict_proba(images)
+    _, _, cams = p.explain(images)
+    assert set(seen) == {torch.bfloat16 if native else torch.float32}
+    assert all(c.dtype == np.float32 and c.shape == im.shape for c, im in zip(cams, images))
+    ref = ClassificationPredictor.from_dir(folder, dtype="float32").predict_proba(images)
+    np.testing.assert_allclose(prob, ref, atol=0.05)
+    # a model folder that validates float32 only stays in float32 on any machine
+    save_classifier(tmp_path / "fp32", net, _meta("unet_multitask", args))
+    assert ClassificationPredictor.from_dir(tmp_path / "fp32").dtype == "float32"

@@ -63,14 +63,54 @@ def test_spacing_gives_area_in_mm2(tmp_path):
     assert out.area_px == 200 and out.area_mm2 == pytest.approx(200 * 0.02)
 
 
-def test_bfloat16_and_flip_tta_run(tmp_path):
-    d, _ = _model_dir(tmp_path, inference={"dtype": "bfloat16", "tta": "hflip"})
+def _output_dtypes(predictor) -> list[torch.dtype]:
+    """Record the dtype of the network's output at each forward pass."""
+    seen: list[torch.dtype] = []
+    predictor.network.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    return seen
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_runs_bfloat16_only_where_native(tmp_path, monkeypatch, native):
+    """A model folder that validates bfloat16 runs in bfloat16 where it is native, in float32 elsewhere."""
+    monkeypatch.setattr("breastdx.runtime.bf16_native_cpu", lambda: native)
+    d, _ = _model_dir(tmp_path, inference={"validated_dtypes": ["float32", "bfloat16"], "tta": "hflip"})
     p = SegmentationPredictor.from_dir(d)
-    assert p.dtype == "bfloat16" and p.tta == "hflip"
+    want = "bfloat16" if native else "float32"
+    assert p.dtype == want and p.tta == "hflip"
+    assert ("native" in p.dtype_reason) and (("no native" in p.dtype_reason) != native)
+    seen = _output_dtypes(p)
     out = p.predict(_images())
+    assert set(seen) == {torch.bfloat16 if native else torch.float32}
     ref = SegmentationPredictor.from_dir(d, dtype="float32").predict(_images())
     for x, y in zip(out, ref):
         assert np.abs(x.prob - y.prob).max() < 0.05
+        if not native:
+            np.testing.assert_array_equal(x.prob, y.prob)
+
+
+def test_old_meta_dtype_key_means_validated_and_float32_only_models_stay_float32(tmp_path, monkeypatch):
+    monkeypatch.setattr("breastdx.runtime.bf16_native_cpu", lambda: True)
+    d, _ = _model_dir(tmp_path, inference={"dtype": "bfloat16"})  # meta.json of models shipped before 0.2
+    assert SegmentationPredictor.from_dir(d).dtype == "bfloat16"
+    (tmp_path / "b").mkdir()
+    d2, _ = _model_dir(tmp_path / "b")
+    p = SegmentationPredictor.from_dir(d2)
+    assert p.dtype == "float32" and "validates float32 only" in p.dtype_reason
+
+
+def test_explicit_bfloat16_is_honoured_with_a_warning_where_emulated(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr("breastdx.runtime.bf16_native_cpu", lambda: False)
+    d, _ = _model_dir(tmp_path)
+    with caplog.at_level("WARNING", logger="breastdx.runtime"):
+        p = SegmentationPredictor.from_dir(d, dtype="bfloat16")
+    assert p.dtype == "bfloat16"
+    assert any("emulated" in r.getMessage() for r in caplog.records)
+    seen = _output_dtypes(p)
+    p.predict(_images()[:1])
+    assert seen == [torch.bfloat16]
+    with pytest.raises(ValueError, match="'dtype' option must be one of auto, float32, bfloat16. Got 'half'"):
+        SegmentationPredictor.from_dir(d, dtype="half")
 
 
 def test_model_folder_errors(tmp_path):

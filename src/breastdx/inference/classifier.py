@@ -115,17 +115,23 @@ class ClassificationPredictor:
         device: Torch device.
         tta: ``"none"`` or ``"hflip"``; default ``meta["inference"]["tta"]``.
         gradcam_method: ``"gradcam"`` or ``"gradcampp"``; default ``meta["gradcam"]["method"]``.
+        dtype: ``"auto"`` (default), ``"float32"`` or ``"bfloat16"`` (autocast); ``auto`` runs bfloat16 only where
+            it is native and ``meta["inference"]`` says it was validated (see
+            :func:`breastdx.runtime.choose_inference_dtype`).
         normalizer: Stain normaliser ``uint8 (H, W, 3) -> uint8 (H, W, 3)`` applied before resizing (``from_dir``
             gives the model's Macenko normaliser when ``meta["stain_normalisation"]`` asks for one), or None.
 
     Raises:
         ModelFolderError: If ``meta`` lacks the preprocessing, names an unknown TTA mode, or its positive
             class is not one of its classes.
+        ValueError: If ``dtype`` is not ``auto``, ``float32`` or ``bfloat16``.
     """
 
     def __init__(self, network: nn.Module, meta: dict[str, Any], *, batch_size: int = 32,
                  device: str | torch.device = "cpu", tta: str | None = None, gradcam_method: str | None = None,
-                 normalizer: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                 dtype: str | None = "auto", normalizer: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        from breastdx.runtime import choose_inference_dtype, validated_dtypes
+
         if "preprocessing" not in meta:
             raise ModelFolderError("meta.json of a classification model must hold 'preprocessing'.")
         self.meta = meta
@@ -148,6 +154,8 @@ class ClassificationPredictor:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
+        self.dtype, self.dtype_reason = choose_inference_dtype(dtype, validated_dtypes(meta), self.device,
+                                                               model=str(meta.get("task", "classifier")))
         self.network = network.to(self.device).eval()
         self.normalizer = normalizer
         self._explainers: dict[str, Any] = {}
@@ -198,12 +206,16 @@ class ClassificationPredictor:
     def _to_input(self, resized: Sequence[np.ndarray]) -> torch.Tensor:
         return self.preprocessing.to_tensor(np.stack(resized)).to(self.device)
 
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16")
+
     @torch.no_grad()
     def logits_of_input(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (mean with the mirror's for ``hflip``) of a network input ``(B, C, S, S)`` -> ``(B, K)``."""
-        z = self.network(x).float()
-        if self.tta == "hflip":
-            z = 0.5 * (z + self.network(x.flip(-1)).float())
+        with self._autocast():
+            z = self.network(x).float()
+            if self.tta == "hflip":
+                z = 0.5 * (z + self.network(x.flip(-1)).float())
         return z
 
     def proba_from_logits(self, logits: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -264,7 +276,7 @@ class ClassificationPredictor:
         x = self._to_input(resized)
         flip = None
         if self.tta == "hflip":
-            with torch.no_grad():
+            with torch.no_grad(), self._autocast():
                 flip = self.network(x.flip(-1)).float()
         chosen: dict[str, Any] = {}
 
@@ -279,7 +291,9 @@ class ClassificationPredictor:
                 return torch.full((logits.shape[0],), int(class_idx), dtype=torch.long, device=logits.device)
             return torch.as_tensor(np.asarray(class_idx, dtype=np.int64), device=logits.device)
 
-        _, _, maps = self.explainer(method).raw_maps(x, class_idx=choose)
+        with self._autocast():
+            _, _, maps = self.explainer(method).raw_maps(x, class_idx=choose)
+        maps = maps.float()
         cams = [upsample_map(maps[i], shapes[i]) for i in range(maps.shape[0])]
         return chosen["prob"], chosen["labels"], cams
 

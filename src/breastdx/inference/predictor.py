@@ -4,7 +4,8 @@ A segmentation model folder holds ``model.safetensors`` (the state dict), ``meta
 ``MODEL_CARD.md``. ``meta.json`` gives the network (``architecture``, ``architecture_args``,
 ``in_channels``, ``class_names``), the preprocessing (:class:`breastdx.data.transforms.Preprocessing`),
 the decision threshold and the postprocessing (:class:`Postprocessing`), and how to run inference
-(``inference``: ``dtype`` and test-time augmentation). Weights are read with ``safetensors``; nothing is
+(``inference``: the dtypes validated for it and test-time augmentation; the dtype used is chosen per
+machine, see :mod:`breastdx.runtime`). Weights are read with ``safetensors``; nothing is
 unpickled.
 
 Pipeline per image ``(H, W)``: resize to ``(S, S)``, network, lesion probability (softmax), optional
@@ -157,15 +158,21 @@ class SegmentationPredictor:
         meta: The model folder's ``meta.json`` content.
         batch_size: Images per forward pass.
         device: Torch device for the network.
-        dtype: ``"float32"`` or ``"bfloat16"`` (autocast); default ``meta["inference"]["dtype"]``.
+        dtype: ``"auto"`` (default), ``"float32"`` or ``"bfloat16"`` (autocast). ``auto`` runs bfloat16 only where
+            the device computes it natively and ``meta["inference"]`` says it was validated; elsewhere float32
+            (see :func:`breastdx.runtime.choose_inference_dtype`). The choice is in ``self.dtype`` and its
+            reason in ``self.dtype_reason``.
         tta: ``"none"`` or ``"hflip"`` (average with the left-right flipped image); default from meta.
 
     Raises:
         ModelFolderError: If ``meta`` lacks the preprocessing or names an unknown dtype or TTA mode.
+        ValueError: If ``dtype`` is not ``auto``, ``float32`` or ``bfloat16``.
     """
 
     def __init__(self, network: nn.Module, meta: dict[str, Any], *, batch_size: int = 16,
-                 device: str | torch.device = "cpu", dtype: str | None = None, tta: str | None = None) -> None:
+                 device: str | torch.device = "cpu", dtype: str | None = "auto", tta: str | None = None) -> None:
+        from breastdx.runtime import choose_inference_dtype, validated_dtypes
+
         if "preprocessing" not in meta:
             raise ModelFolderError("meta.json of a segmentation model must hold 'preprocessing'.")
         inference = meta.get("inference", {})
@@ -173,11 +180,12 @@ class SegmentationPredictor:
         self.preprocessing = Preprocessing.from_meta(meta["preprocessing"])
         self.postprocessing = Postprocessing.from_meta({"threshold": meta.get("threshold", 0.5),
                                                         **meta.get("postprocessing", {})})
-        self.dtype = dtype or inference.get("dtype", "float32")
-        self.tta = tta or inference.get("tta", "none")
-        if self.dtype not in INFERENCE_DTYPES:
-            raise ModelFolderError(f"Unknown inference dtype {self.dtype!r}; expected one of "
+        validated = validated_dtypes(meta)
+        unknown = [d for d in validated if d not in INFERENCE_DTYPES]
+        if unknown:
+            raise ModelFolderError(f"meta.json: unknown inference dtype {unknown[0]!r}; expected one of "
                                    f"{', '.join(INFERENCE_DTYPES)}.")
+        self.tta = tta or inference.get("tta", "none")
         if self.tta not in TTA_MODES:
             raise ModelFolderError(f"Unknown test-time augmentation {self.tta!r}; expected one of "
                                    f"{', '.join(TTA_MODES)}.")
@@ -185,6 +193,8 @@ class SegmentationPredictor:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
+        self.dtype, self.dtype_reason = choose_inference_dtype(dtype, validated, self.device,
+                                                               model=str(meta.get("task", "segmentation model")))
         self.network = network.to(self.device).eval()
         self.class_names = list(meta.get("class_names", ["background", "lesion"]))
 

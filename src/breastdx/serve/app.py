@@ -197,7 +197,8 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         app.state.store = store if store is not None else PredictionStore(settings.resolved_database_url)
         start = time.perf_counter()
         app.state.registry = registry if registry is not None else await run_in_threadpool(
-            lambda: ModelRegistry.load(settings.model_dirs, warmup=settings.warmup, gradcam=settings.gradcam))
+            lambda: ModelRegistry.load(settings.model_dirs, warmup=settings.warmup, gradcam=settings.gradcam,
+                                       dtype=settings.dtype))
         reg: ModelRegistry = app.state.registry
         networks = sum(m.kind != "tabular" for m in reg.models.values())
         threads = settings.torch_threads or auto_torch_threads(networks)

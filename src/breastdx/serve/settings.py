@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from breastdx.runtime import DTYPES, usable_cores
+
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 """Largest accepted upload, in bytes (20 MiB: a large DICOM ultrasound frame fits)."""
 
@@ -28,14 +30,6 @@ def default_database_url() -> str:
     """
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return f"sqlite:///{Path(base) / 'breastdx' / 'predictions.sqlite'}"
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask on Linux, else all)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def auto_torch_threads(n_networks: int) -> int:
@@ -62,6 +56,8 @@ class ServeSettings:
         torch_threads: Intra-op threads of torch in the threads that run the models (torch keeps this count
             per thread); None for :func:`auto_torch_threads` of the networks served.
         display_max_side: Images in answers are scaled down to at most this side, in pixels.
+        dtype: Network precision, ``auto`` (bfloat16 only where native and validated), ``float32`` or
+            ``bfloat16`` (see :func:`breastdx.runtime.choose_inference_dtype`).
         gradcam: Compute Grad-CAM maps for image classifiers.
         n_reasons: SHAP contributions reported per WDBC case.
         warmup: Run each model once on a blank input at start-up, so that the first request is not slow.
@@ -79,6 +75,7 @@ class ServeSettings:
     model_dirs: tuple[Path, ...] | None = None
     torch_threads: int | None = None
     display_max_side: int = DEFAULT_DISPLAY_MAX_SIDE
+    dtype: str = "auto"
     gradcam: bool = True
     n_reasons: int = 5
     warmup: bool = True
@@ -101,6 +98,8 @@ class ServeSettings:
             if value < low or (high is not None and value > high):
                 bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
                 raise ValueError(f"ServeSettings.{name} must be {bound}, got {value}.")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"ServeSettings.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}.")
         if self.model_dirs is not None:
             object.__setattr__(self, "model_dirs", tuple(Path(p) for p in self.model_dirs))
 

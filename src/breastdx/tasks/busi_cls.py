@@ -89,7 +89,8 @@ class BusiClsConfig:
         busi_seg_encoder_only: Load only the busi-seg encoder (else the decoder too).
         gradcam_method: ``gradcam`` or ``gradcampp`` for the saved model's overlays.
         localisation: Check the Grad-CAM maps against the test lesion masks.
-        precision: ``"32"`` or ``"bf16-mixed"``.
+        precision: ``"auto"``, ``"32"`` or ``"bf16-mixed"`` (bf16-mixed falls back to 32, with a warning, where
+            bfloat16 is not native).
         accelerator: Lightning accelerator.
         devices: Lightning devices.
         strategy: Lightning strategy.
@@ -482,7 +483,7 @@ class BusiClsTask(Task):
         from breastdx.inference.classifier import ClassificationPredictor
         from breastdx.runs import write_json, write_versions
 
-        check_options(options, {"split-file", "split", "seed", "n-bootstrap", "batch-size", "tta", "localisation"},
+        check_options(options, {"split-file", "split", "seed", "n-bootstrap", "batch-size", "tta", "localisation", "dtype"},
                       "evaluate busi-cls")
         opts = {k.replace("_", "-"): v for k, v in options.items()}
         which = opts.get("split", "test")
@@ -494,7 +495,7 @@ class BusiClsTask(Task):
             raise ConfigError(f"Options --seed, --n-bootstrap and --batch-size expect integers ({e}).") from None
         do_loc = str(opts.get("localisation", "true")).lower() not in ("0", "false", "no", "off")
         predictor = ClassificationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
-                                                     tta=opts.get("tta") or None)
+                                                     tta=opts.get("tta") or None, dtype=opts.get("dtype", "auto"))
         split_path = Path(opts["split-file"]) if "split-file" in opts else Path(model_dir) / SPLIT_FILE
         if not split_path.is_file():
             raise FileNotFoundError(f"{split_path}: no split file; pass --split-file (the split.json of the "
@@ -575,7 +576,7 @@ class BusiClsTask(Task):
         from breastdx.explain.gradcam import CAM_METHODS, cam_mass_in_mask, pointing_game_hit, write_cam_png
         from breastdx.inference.classifier import ClassificationPredictor
 
-        check_options(options, {"method", "classes", "batch-size", "workers", "threads", "tta"}, "explain busi-cls")
+        check_options(options, {"method", "classes", "batch-size", "workers", "threads", "tta", "dtype"}, "explain busi-cls")
         opts = {k.replace("_", "-"): v for k, v in options.items()}
         methods = [m.strip() for m in str(opts.get("method", ",".join(CAM_METHODS))).split(",") if m.strip()]
         bad = [m for m in methods if m not in CAM_METHODS]
@@ -593,7 +594,7 @@ class BusiClsTask(Task):
             torch.set_num_threads(threads)
         start = time.perf_counter()
         predictor = ClassificationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
-                                                     tta=opts.get("tta") or None)
+                                                     tta=opts.get("tta") or None, dtype=opts.get("dtype", "auto"))
         out_dir = run_dir / "explanations"
         out_dir.mkdir()
         rows: list[dict[str, Any]] = []

@@ -66,7 +66,8 @@ class BusiSegConfig:
         weight_decay: AdamW weight decay.
         warmup_fraction: Fraction of the steps spent warming up.
         patience: Epochs without a better validation Dice before stopping (0: never stop early).
-        precision: ``"32"`` or ``"bf16-mixed"`` (faster on CPUs with bf16 support and on recent GPUs).
+        precision: ``"auto"``, ``"32"`` or ``"bf16-mixed"``: ``auto`` is bf16-mixed only where bfloat16 is native
+            (AMX / AVX512-BF16 CPUs, recent GPUs); bf16-mixed elsewhere falls back to 32 with a warning.
         accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``).
         devices: ``auto``, a count (``2``) or indices (``0,1``).
         strategy: Lightning strategy (``auto``, ``ddp``, ...).
@@ -81,7 +82,8 @@ class BusiSegConfig:
         augment: Augment training images (flips, small affine, gamma, gain, noise, blur).
         include_normal: Train on normal (lesion-free) images too.
         tta: Test-time augmentation of the saved model: ``none`` or ``hflip``.
-        inference_dtype: ``float32`` or ``bfloat16`` for prediction with the saved model.
+        inference_dtype: ``float32`` or ``bfloat16``: the dtype validation and test run in, recorded in the
+            model folder as validated. Prediction uses bfloat16 only where it is validated and native.
         n_bootstrap: Bootstrap resamples for the confidence intervals.
         deterministic: Use deterministic algorithms where PyTorch has them.
         progress_bar: Show the progress bar.
@@ -247,7 +249,7 @@ class BusiSegTask(Task):
             "best_epoch": best_epoch, "best_val_dice_network_size": float(checkpoint.best_model_score or float("nan")),
             "batch_size": config.batch_size, "lr": config.lr, "weight_decay": config.weight_decay,
             "ema_decay": config.ema_decay,
-            "precision": config.precision, "augment": config.augment, "include_normal": config.include_normal,
+            "precision": str(trainer.precision), "augment": config.augment, "include_normal": config.include_normal,
             "n_train": len(train_ds), "n_val": len(val_ds), "torch_threads": torch.get_num_threads(),
             "accelerator": str(trainer.accelerator.__class__.__name__), "devices": trainer.num_devices,
         }
@@ -258,13 +260,14 @@ class BusiSegTask(Task):
         # Postprocessing chosen on the validation images at their original size.
         from breastdx.inference.predictor import SegmentationPredictor
 
-        predictor = SegmentationPredictor.from_dir(model_dir, task=self.name)
+        # Validation and test run in the dtype the model folder will say was validated.
+        predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, dtype=config.inference_dtype)
         choice, val_table = self._choose_postprocessing(predictor, val_cases, config)
         meta["postprocessing"] = choice["postprocessing"]
         meta["validation_metrics"] = choice["metrics"]
         meta = self._rewrite_meta(model_dir, meta)
 
-        predictor = SegmentationPredictor.from_dir(model_dir, task=self.name)
+        predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, dtype=config.inference_dtype)
         evaluation = self._evaluate_cases(predictor, test_cases, config.n_bootstrap, config.seed)
         split_text = (f"test split of {SPLIT_FILE} (grouped by near-duplicates; n = {len(test_cases)}: "
                       f"{self._class_text(test_cases)})")
@@ -342,7 +345,8 @@ class BusiSegTask(Task):
             "preprocessing": prep.to_meta(),
             "threshold": 0.5,
             "postprocessing": Postprocessing().to_meta(),
-            "inference": {"dtype": config.inference_dtype, "tta": config.tta},
+            # What was validated, not what to force: the dtype used is chosen per machine (breastdx.runtime).
+            "inference": {"validated_dtypes": sorted({"float32", config.inference_dtype}), "tta": config.tta},
             "output": "per-pixel lesion probability (softmax over background, lesion), resized bilinearly to the "
                       "original image size, then thresholded and cleaned by 'postprocessing'",
             "metrics": {},
@@ -547,7 +551,7 @@ class BusiSegTask(Task):
         from breastdx.inference.predictor import SegmentationPredictor
         from breastdx.runs import write_json, write_versions
 
-        check_options(options, {"split-file", "split", "seed", "n-bootstrap", "batch-size"}, "evaluate busi-seg")
+        check_options(options, {"split-file", "split", "seed", "n-bootstrap", "batch-size", "dtype"}, "evaluate busi-seg")
         opts = {k.replace("_", "-"): v for k, v in options.items()}
         which = opts.get("split", "test")
         if which not in ("train", "val", "test"):
@@ -556,7 +560,8 @@ class BusiSegTask(Task):
             seed, n_boot, batch = int(opts.get("seed", 0)), int(opts.get("n-bootstrap", 2000)), int(opts.get("batch-size", 16))
         except ValueError as e:
             raise ConfigError(f"Options --seed, --n-bootstrap and --batch-size expect integers ({e}).") from None
-        predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, batch_size=batch)
+        predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
+                                                   dtype=opts.get("dtype", "auto"))
         split_path = Path(opts["split-file"]) if "split-file" in opts else Path(model_dir) / SPLIT_FILE
         if not split_path.is_file():
             raise FileNotFoundError(f"{split_path}: no split file; pass --split-file (the split.json of the "
@@ -596,7 +601,7 @@ class BusiSegTask(Task):
         from breastdx.inference.overlays import write_mask_png, write_overlay_png
         from breastdx.inference.predictor import SegmentationPredictor
 
-        check_options(options, {"batch-size", "workers", "threads", "tta", "overlays"}, "predict busi-seg")
+        check_options(options, {"batch-size", "workers", "threads", "tta", "overlays", "dtype"}, "predict busi-seg")
         opts = {k.replace("_", "-"): v for k, v in options.items()}
         try:
             batch, workers, threads = (int(opts.get("batch-size", 16)), int(opts.get("workers", 2)),
@@ -608,7 +613,7 @@ class BusiSegTask(Task):
             torch.set_num_threads(threads)
         start = time.perf_counter()
         predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
-                                                   tta=opts.get("tta") or None)
+                                                   tta=opts.get("tta") or None, dtype=opts.get("dtype", "auto"))
         paths = list_images(inputs)
         mask_dir, overlay_dir = run_dir / "masks", run_dir / "overlays"
         mask_dir.mkdir()

@@ -64,9 +64,9 @@ VEELING_2018 = {"P4M-DenseNet (Veeling et al. 2018)": (0.963, 0.898), "DenseNet 
 """PCam test (AUROC, accuracy) reported by Veeling et al. (2018), trained on all 262,144 training patches."""
 SUMMARY = ("auroc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "brier", "ece")
 """Metrics shown in the command-line tables."""
-PREDICT_OPTIONS = {"batch-size", "workers", "threads", "tta", "gradcam", "method"}
-EXPLAIN_OPTIONS = {"method", "classes", "batch-size", "workers", "threads", "tta", "zoom"}
-EVALUATE_OPTIONS = {"split", "split-file", "seed", "n-bootstrap", "batch-size", "tta", "max-cases"}
+PREDICT_OPTIONS = {"batch-size", "workers", "threads", "tta", "gradcam", "method", "dtype"}
+EXPLAIN_OPTIONS = {"method", "classes", "batch-size", "workers", "threads", "tta", "zoom", "dtype"}
+EVALUATE_OPTIONS = {"split", "split-file", "seed", "n-bootstrap", "batch-size", "tta", "max-cases", "dtype"}
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,10 @@ class HistoConfig:
         pretrained_url: Address of the weights for ``pretrained`` (``file://`` works offline).
         gradcam_method: ``gradcam`` or ``gradcampp`` for the saved model's overlays.
         gradcam_examples: Test patches per class shown with Grad-CAM overlays in the report.
-        precision: ``"bf16-mixed"`` (default: about twice as fast as ``"32"`` on CPUs with AVX-512 BF16 and on
-            recent GPUs, with the same validation AUROC on PCam in our runs) or ``"32"``.
+        precision: ``"auto"`` (default: ``"bf16-mixed"`` where bfloat16 is native, AMX / AVX512-BF16 CPUs and
+            recent GPUs, about twice as fast as ``"32"`` there with the same validation AUROC on PCam in our
+            runs; ``"32"`` elsewhere, where bfloat16 is emulated and many times slower), ``"32"`` or
+            ``"bf16-mixed"`` (falls back to 32 with a warning where bfloat16 is not native).
         accelerator: Lightning accelerator.
         devices: Lightning devices.
         strategy: Lightning strategy.
@@ -151,7 +153,7 @@ class HistoConfig:
     pretrained_url: str = ""
     gradcam_method: str = "gradcam"
     gradcam_examples: int = 4
-    precision: str = "bf16-mixed"
+    precision: str = "auto"
     accelerator: str = "auto"
     devices: str = "auto"
     strategy: str = "auto"
@@ -768,7 +770,7 @@ class HistoTask(Task):
         seed, n_boot = _int_option(opts, "seed", 0), _int_option(opts, "n-bootstrap", 2000)
         predictor = ClassificationPredictor.from_dir(model_dir, task=self.name,
                                                      batch_size=_int_option(opts, "batch-size", 64),
-                                                     tta=opts.get("tta") or None)
+                                                     tta=opts.get("tta") or None, dtype=opts.get("dtype", "auto"))
         split_path = Path(opts["split-file"]) if "split-file" in opts else Path(model_dir) / SPLIT_FILE
         if not split_path.is_file():
             raise FileNotFoundError(f"{split_path}: no split file; pass --split-file (the split.json of the training "
@@ -845,7 +847,8 @@ class HistoTask(Task):
         if threads > 0:
             torch.set_num_threads(threads)
         predictor = ClassificationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
-                                                     tta=opts.get("tta") or None, gradcam_method=method)
+                                                     tta=opts.get("tta") or None, gradcam_method=method,
+                                                     dtype=opts.get("dtype", "auto"))
         rows, failures, seconds = write_predictions(predictor, inputs, run_dir, gradcam=gradcam, workers=workers)
         classes = predictor.class_names
         table = [["patch", *[f"P({c})" for c in classes], "label"]] + [
@@ -897,7 +900,7 @@ class HistoTask(Task):
             torch.set_num_threads(threads)
         start = time.perf_counter()
         predictor = ClassificationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
-                                                     tta=opts.get("tta") or None)
+                                                     tta=opts.get("tta") or None, dtype=opts.get("dtype", "auto"))
         out_dir = run_dir / "explanations"
         out_dir.mkdir()
         rows: list[dict[str, Any]] = []

@@ -307,7 +307,7 @@ class WDBCTask(Task):
         from breastdx.inference.tabular import WDBCPredictor
         from breastdx.runs import write_json, write_versions
 
-        check_options(options, {"data-file", "seed"}, "evaluate wdbc")
+        check_options(options, {"data-file", "seed", "dtype"}, "evaluate wdbc")
         data_file = options.get("data-file") or options.get("data_file") or None
         seed = int(options.get("seed", 0))
         predictor = WDBCPredictor.from_dir(model_dir)
@@ -350,7 +350,7 @@ class WDBCTask(Task):
     def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
         from breastdx.inference.tabular import WDBCPredictor
 
-        check_options(options, {"reasons"}, "predict wdbc")
+        check_options(options, {"reasons", "dtype"}, "predict wdbc")
         n_reasons = int(options.get("reasons", 3))
         predictor = WDBCPredictor.from_dir(model_dir)
         rows: list[dict[str, Any]] = []

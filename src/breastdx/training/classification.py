@@ -168,7 +168,7 @@ class FitSettings:
         patience: Epochs without improvement before stopping (0: never).
         seed: Seed of the data order.
         num_workers: Data-loader processes.
-        precision: Lightning precision (``"32"``, ``"bf16-mixed"``).
+        precision: ``"auto"``, ``"32"``, ``"bf16-mixed"`` (see :class:`breastdx.training.trainer.TrainerSettings`).
         accelerator: Lightning accelerator.
         devices: Lightning devices (``"auto"``, ``"2"``, ``"0,1"``).
         strategy: Lightning strategy.
@@ -298,7 +298,7 @@ def fit_classifier(network: nn.Module, train_ds: Any, val_ds: Any, run_dir: Path
             "lr": optim.lr, "weight_decay": optim.weight_decay, "label_smoothing": optim.label_smoothing,
             "seg_weight": optim.seg_weight if module.multitask else 0.0, "imbalance": settings.imbalance,
             "class_weights": None if weights is None else [round(float(w), 4) for w in weights],
-            "precision": settings.precision, "n_train": len(train_ds), "n_val": len(val_ds),
+            "precision": str(trainer.precision), "n_train": len(train_ds), "n_val": len(val_ds),
             "torch_threads": torch.get_num_threads(), "accelerator": type(trainer.accelerator).__name__,
             "devices": trainer.num_devices}
     log.info("trained %d epoch(s) in %.1f min; best epoch %s (%s %.4f)", info["epochs_run"], seconds / 60,

@@ -40,7 +40,9 @@ class TrainerSettings:
         devices: ``"auto"``, a number (``"2"``) or a comma-separated list of device indices (``"0,1"``).
         strategy: ``"auto"``, ``"ddp"``, ... (Lightning).
         num_nodes: Machines for distributed training.
-        precision: ``"32"``, ``"bf16-mixed"``, ``"16-mixed"`` (Lightning).
+        precision: ``"auto"``, ``"32"``, ``"bf16-mixed"``, ``"16-mixed"`` (Lightning's names, resolved by
+            :func:`breastdx.runtime.choose_training_precision`: ``auto`` is bf16-mixed only where bfloat16 is
+            native, and bf16-mixed on a CPU that would emulate it falls back to 32 with a warning).
         deterministic: Ask for deterministic algorithms (warns, rather than fails, where an operation has none).
         progress_bar: Show the Rich progress bar.
         limit_train_batches: Batches per epoch (0 for all): for smoke tests.
@@ -120,8 +122,12 @@ def make_trainer(run_dir: Path, settings: TrainerSettings, callbacks: list[Any] 
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger
 
+    from breastdx.runtime import choose_training_precision
+
     if settings.mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {settings.mode!r}.")
+    precision, reason = choose_training_precision(settings.precision, settings.accelerator)
+    log.info("training precision %s (%s)", precision, reason)
     checkpoint = ModelCheckpoint(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename="best", monitor=settings.monitor,
                                  mode=settings.mode, save_top_k=1, save_last=False, save_weights_only=True,
                                  auto_insert_metric_name=False, enable_version_counter=False)
@@ -133,7 +139,7 @@ def make_trainer(run_dir: Path, settings: TrainerSettings, callbacks: list[Any] 
         cbs.append(RichProgressBar())
     trainer = pl.Trainer(
         accelerator=settings.accelerator, devices=parse_devices(settings.devices), strategy=settings.strategy,
-        num_nodes=settings.num_nodes, precision=settings.precision, max_epochs=settings.max_epochs,
+        num_nodes=settings.num_nodes, precision=precision, max_epochs=settings.max_epochs,
         logger=CSVLogger(save_dir=str(run_dir), name=LOG_DIR, version=""), callbacks=cbs,
         deterministic="warn" if settings.deterministic else None,
         enable_progress_bar=settings.progress_bar, enable_model_summary=False, num_sanity_val_steps=0,

@@ -1,0 +1,71 @@
+"""Precision chosen per machine: the dtype and training precision rules, with the capability check mocked."""
+
+import logging
+
+import pytest
+
+from breastdx import runtime
+
+
+@pytest.fixture
+def native(monkeypatch):
+    def set_native(value: bool) -> None:
+        monkeypatch.setattr(runtime, "bf16_native_cpu", lambda: value)
+    return set_native
+
+
+@pytest.mark.parametrize("is_native, validated, requested, want", [
+    (True, ("float32", "bfloat16"), "auto", "bfloat16"),
+    (False, ("float32", "bfloat16"), "auto", "float32"),
+    (True, ("float32",), "auto", "float32"),
+    (True, ("float32", "bfloat16"), "float32", "float32"),
+    (False, ("float32",), "bfloat16", "bfloat16"),
+    (False, ("float32",), None, "float32"),
+])
+def test_inference_dtype_table(native, is_native, validated, requested, want):
+    native(is_native)
+    dtype, reason = runtime.choose_inference_dtype(requested, validated, "cpu")
+    assert dtype == want and reason
+
+
+def test_one_log_line_says_what_and_why(native, caplog):
+    native(False)
+    with caplog.at_level(logging.INFO, logger="breastdx.runtime"):
+        runtime.choose_inference_dtype("auto", ("float32", "bfloat16"), "cpu", model="busi-seg")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith("busi-seg: inference in float32 (auto: ")
+    assert "no native bfloat16" in lines[0]
+
+
+def test_training_precision(native, caplog):
+    native(False)
+    assert runtime.choose_training_precision("auto", "cpu")[0] == "32"
+    with caplog.at_level(logging.WARNING, logger="breastdx.runtime"):
+        precision, reason = runtime.choose_training_precision("bf16-mixed", "cpu")
+    assert precision == "32" and "falls back" not in reason and "instead" in reason
+    assert any("no native bfloat16" in r.getMessage() for r in caplog.records)
+    assert runtime.choose_training_precision("32", "cpu")[0] == "32"
+    native(True)
+    assert runtime.choose_training_precision("auto", "cpu")[0] == "bf16-mixed"
+    assert runtime.choose_training_precision("bf16-mixed", "cpu")[0] == "bf16-mixed"
+    with pytest.raises(ValueError, match="'precision' option must be one of auto, 32, bf16-mixed, 16-mixed. "
+                                         "Got 'bf16' instead."):
+        runtime.choose_training_precision("bf16", "cpu")
+
+
+def test_validated_dtypes_reads_old_and_new_meta():
+    assert runtime.validated_dtypes({}) == ("float32",)
+    assert runtime.validated_dtypes({"inference": {"dtype": "bfloat16"}}) == ("float32", "bfloat16")
+    assert runtime.validated_dtypes({"inference": {"validated_dtypes": ["bfloat16"]}}) == ("float32", "bfloat16")
+
+
+def test_native_bf16_comes_from_the_cpu_flags(monkeypatch):
+    runtime._cpuinfo.cache_clear()
+    monkeypatch.setattr(runtime, "_cpuinfo", lambda: ("AMD EPYC", frozenset({"avx2", "fma"})))
+    assert runtime.bf16_native_cpu() is False and runtime.vector_extensions() == "AVX2"
+    monkeypatch.setattr(runtime, "_cpuinfo", lambda: ("Xeon", frozenset({"avx2", "avx512f", "avx512_bf16",
+                                                                         "amx_bf16"})))
+    assert runtime.bf16_native_cpu() is True
+    assert runtime.vector_extensions() == "AVX-512, AVX512-BF16, AMX"
+    summary = runtime.machine_summary()
+    assert summary["cpu"] == "Xeon" and summary["bf16_native"] is True and summary["torch_threads"] >= 1
