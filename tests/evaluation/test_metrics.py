@@ -99,3 +99,26 @@ def test_bias_corrected_interval_covers_biased_statistic():
     sym = np.linspace(0, 1, 2001)
     low, high = bias_corrected_interval(sym, 0.5)
     assert low == pytest.approx(0.025, abs=1e-3) and high == pytest.approx(0.975, abs=1e-3)
+
+
+def test_bootstrap_by_multiplicities_equals_bootstrap_by_copies():
+    """binary_metrics_weighted on resample counts gives binary_metrics of the expanded resamples (with ties)."""
+    from breastdx.evaluation.metrics import binary_metrics, binary_metrics_weighted, bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    n = 61
+    y = (rng.random(n) < 0.4).astype(int)
+    p = np.round(np.clip(0.3 * y + 0.7 * rng.random(n), 0, 1), 1)  # many ties
+    idx = rng.integers(0, n, (50, n))
+    counts = np.zeros((50, n))
+    np.add.at(counts, (np.arange(50)[:, None], idx), 1)
+    fast = binary_metrics_weighted(counts, y, p)
+    slow = binary_metrics(y[idx], p[idx])
+    for k in slow:
+        np.testing.assert_allclose(fast[k], slow[k], atol=1e-12, err_msg=k)
+    prob = np.vstack([p, np.clip(p + 0.05 * rng.standard_normal(n), 0, 1)])
+    a = bootstrap_ci(y, prob, n_boot=300, seed=4)
+    b = bootstrap_ci(y, prob, n_boot=300, seed=4, metric_fn=lambda yy, pp, dd: binary_metrics(yy, pp, pred=dd))
+    for k in a:
+        assert a[k]["value"] == pytest.approx(b[k]["value"], abs=1e-12)
+        np.testing.assert_allclose(a[k]["ci95"], b[k]["ci95"], atol=1e-9, err_msg=k)

@@ -134,6 +134,59 @@ def binary_metrics(
 MetricFn = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
 
+def binary_metrics_weighted(counts: np.ndarray, y_true: np.ndarray, prob: np.ndarray,
+                            pred: np.ndarray | None = None, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """:func:`binary_metrics` of ``B`` resamples given as case multiplicities, without building them.
+
+    Resample ``b`` holds case ``i`` ``counts[b, i]`` times. Every metric of :func:`binary_metrics` is a sum
+    over cases (the AUROC a sum over positive-negative pairs, ties counting one half), so each is a matrix
+    product with ``counts``: the same values as :func:`binary_metrics` on the expanded resamples, up to
+    floating-point rounding, in a small fraction of the time.
+
+    Args:
+        counts: Multiplicities, shape ``(B, n)``, each row summing to the resample size.
+        y_true: Labels in {0, 1}, shape ``(n,)``.
+        prob: Probability of malignancy in [0, 1], shape ``(n,)``.
+        pred: Predicted labels in {0, 1}, shape ``(n,)``; default ``prob >= 0.5``.
+        n_bins: ECE bins.
+
+    Returns:
+        Metric name to an array of shape ``(B,)``.
+    """
+    c = np.asarray(counts, dtype=float)
+    y = np.asarray(y_true).astype(bool)
+    p = np.asarray(prob, dtype=float)
+    yhat = (p >= 0.5) if pred is None else np.asarray(pred).astype(bool)
+    m = c.sum(axis=1)
+    tp, fn = c @ (yhat & y), c @ (~yhat & y)
+    fp, tn = c @ (yhat & ~y), c @ (~yhat & ~y)
+    sens, spec = _div(tp, tp + fn), _div(tn, tn + fp)
+    # AUROC: group cases by distinct score; positives above negatives of lower groups, one half within a group
+    _, group = np.unique(p, return_inverse=True)
+    onehot = np.zeros((p.size, int(group.max()) + 1 if p.size else 0))
+    onehot[np.arange(p.size), group] = 1.0
+    pos, neg = c @ (onehot * y[:, None]), c @ (onehot * ~y[:, None])
+    below = np.cumsum(neg, axis=1) - neg
+    u = (pos * (below + 0.5 * neg)).sum(axis=1)
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    in_bin = np.zeros((p.size, n_bins))
+    in_bin[np.arange(p.size), bins] = 1.0
+    gap = np.abs(c @ (in_bin * y[:, None]) - c @ (in_bin * p[:, None])).sum(axis=1)
+    return {
+        "accuracy": _div(tp + tn, m),
+        "balanced_accuracy": (sens + spec) / 2.0,
+        "sensitivity": sens,
+        "specificity": spec,
+        "ppv": _div(tp, tp + fp),
+        "npv": _div(tn, tn + fn),
+        "f1": _div(2 * tp, 2 * tp + fp + fn),
+        "auroc": _div(u, n_pos * n_neg),
+        "brier": _div(c @ (p - y) ** 2, m),
+        "ece": _div(gap, m),
+    }
+
+
 def bootstrap_ci(
     y_true: np.ndarray,
     prob: np.ndarray,
@@ -178,10 +231,17 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n))
     boot: dict[str, np.ndarray] = {}
-    yb = y[idx]
-    for r in range(p.shape[0]):
-        for k, v in fn(yb, p[r][idx], d[r][idx]).items():
-            boot[k] = boot.get(k, 0.0) + np.asarray(v, dtype=float) / p.shape[0]
+    if metric_fn is None:  # the binary metrics are sums over cases: resample by multiplicities, not by copies
+        counts = np.bincount((np.arange(n_boot)[:, None] * n + idx).ravel(), minlength=n_boot * n)
+        counts = counts.reshape(n_boot, n).astype(float)
+        for r in range(p.shape[0]):
+            for k, v in binary_metrics_weighted(counts, y, p[r], d[r]).items():
+                boot[k] = boot.get(k, 0.0) + v / p.shape[0]
+    else:
+        yb = y[idx]
+        for r in range(p.shape[0]):
+            for k, v in fn(yb, p[r][idx], d[r][idx]).items():
+                boot[k] = boot.get(k, 0.0) + np.asarray(v, dtype=float) / p.shape[0]
     out: dict[str, dict[str, float | list[float]]] = {}
     for k, values in point.items():
         value = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import csv
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from breastdx.config import check_options, save_yaml, to_dict
+from breastdx.config import ConfigError, check_options, save_yaml, to_dict
 from breastdx.data.errors import DataError
 from breastdx.data.wdbc import CLASS_NAMES, FEATURE_NAMES, FEATURE_UNITS, load_wdbc, read_wdbc_file
 from breastdx.tasks.base import TASKS, RunResult, Task
@@ -44,7 +45,10 @@ class WDBCConfig:
         inner_folds: Inner folds for tuning and for choosing the threshold.
         target_sensitivity: Sensitivity the operating point must reach on the training folds.
         n_bootstrap: Bootstrap resamples for the confidence intervals.
-        n_jobs: Parallel processes over outer folds.
+        search: Inner-search budget, ``fast`` (default, about 2 minutes on 2 cores) or ``full`` (the protocol of
+            breastdx 0.1, about 7 minutes): see :mod:`breastdx.models.tabular`. Logistic regression, the SVM
+            and k-NN give the same results under both.
+        n_jobs: Worker processes over outer folds (0: every usable core).
         shap_cases: Cases in the global SHAP summary (a seeded sample).
     """
 
@@ -56,11 +60,52 @@ class WDBCConfig:
     inner_folds: int = 3
     target_sensitivity: float = 0.98
     n_bootstrap: int = 2000
-    n_jobs: int = 2
+    search: str = "fast"
+    n_jobs: int = 0
     shap_cases: int = 150
 
 
 SUMMARY_METRICS = ("accuracy", "auroc", "sensitivity", "specificity", "ppv", "npv", "brier", "ece")
+
+
+def _point_auroc_brier(y: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
+    """The model-choice key: mean AUROC over repeats, then lower mean Brier score (the point values of
+    :func:`breastdx.evaluation.metrics.bootstrap_ci`)."""
+    from breastdx.evaluation.metrics import binary_metrics
+
+    per_repeat = [binary_metrics(y, p) for p in prob]
+    return (float(np.nanmean([m["auroc"] for m in per_repeat])),
+            -float(np.nanmean([m["brier"] for m in per_repeat])))
+
+
+def _summary(title: str, y: np.ndarray, cv: Any, config: WDBCConfig) -> dict[str, Any]:
+    """A model's metrics at 0.5 and at its operating point, with bootstrap CIs (runs in a worker process)."""
+    from breastdx.evaluation.metrics import bootstrap_ci
+
+    return {
+        "title": title,
+        "metrics": bootstrap_ci(y, cv.prob, n_boot=config.n_bootstrap, seed=config.seed),
+        "operating_point": {
+            "target_sensitivity": config.target_sensitivity,
+            "threshold_mean": float(cv.thresholds.mean()),
+            "threshold_range": [float(cv.thresholds.min()), float(cv.thresholds.max())],
+            "metrics": bootstrap_ci(y, cv.prob, cv.pred_op, n_boot=config.n_bootstrap, seed=config.seed),
+        },
+    }
+
+
+@contextmanager
+def _fold_progress(total: int) -> Iterator[Callable[[str], None]]:
+    """A Rich progress bar over outer folds (all models), with the time left, on stderr."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("folds"),
+               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        job = bar.add_task("cross-validation", total=total)
+        yield lambda name: bar.update(job, advance=1, description=f"cross-validation ({name})")
 
 
 def _ci_text(m: dict[str, Any]) -> str:
@@ -78,43 +123,42 @@ class WDBCTask(Task):
 
     # ------------------------------------------------------------------ train
     def train(self, config: WDBCConfig, data_root: Path, run_dir: Path) -> RunResult:
-        from breastdx.evaluation.metrics import bootstrap_ci
-        from breastdx.models.tabular import TABULAR_MODELS
-        from breastdx.runs import seed_everything, write_json, write_versions
-        from breastdx.training.tabular import cross_validate
+        from joblib.externals.loky import get_reusable_executor
 
+        from breastdx.models.tabular import SEARCH_BUDGETS, TABULAR_MODELS
+        from breastdx.runs import seed_everything, write_json, write_versions
+        from breastdx.runtime import usable_cores
+        from breastdx.training.tabular import cross_validate_models
+
+        if config.search not in SEARCH_BUDGETS:
+            raise ConfigError(f"The 'search' option of wdbc must be one of {', '.join(SEARCH_BUDGETS)}. "
+                              f"Got {config.search!r} instead.")
         seed_everything(config.seed)
-        for name in config.models:  # fail on a wrong name before any work
-            TABULAR_MODELS.get(name)
+        specs = [TABULAR_MODELS.get(name)(config.seed, config.search) for name in config.models]  # before any work
+        n_jobs = config.n_jobs or usable_cores()
         table = load_wdbc(config.data_file or None)
         save_yaml({"task": self.name, **to_dict(config), "data_root": str(data_root), "data_source": table.source,
                    "data_checksum": table.checksum}, run_dir / "config.yaml")
         write_versions(run_dir)
         X, y = table.X, table.y  # load_wdbc guarantees labels
 
-        results = {}
-        summaries: dict[str, dict[str, Any]] = {}
-        for name in config.models:
-            spec = TABULAR_MODELS.get(name)(config.seed)
-            log.info("cross-validating %s (%d x %d folds, nested tuning)", name, config.repeats, config.folds)
-            cv = cross_validate(spec, X, y, folds=config.folds, repeats=config.repeats,
-                                inner_folds=config.inner_folds, seed=config.seed,
-                                target_sensitivity=config.target_sensitivity, n_jobs=config.n_jobs)
-            results[name] = cv
-            summaries[name] = {
-                "title": spec.title,
-                "metrics": bootstrap_ci(y, cv.prob, n_boot=config.n_bootstrap, seed=config.seed),
-                "operating_point": {
-                    "target_sensitivity": config.target_sensitivity,
-                    "threshold_mean": float(cv.thresholds.mean()),
-                    "threshold_range": [float(cv.thresholds.min()), float(cv.thresholds.max())],
-                    "metrics": bootstrap_ci(y, cv.prob, cv.pred_op, n_boot=config.n_bootstrap, seed=config.seed),
-                },
-            }
-        best = max(config.models, key=lambda n: (summaries[n]["metrics"]["auroc"]["value"],
-                                                 -summaries[n]["metrics"]["brier"]["value"]))
+        log.info("nested cross-validation of %d models (%d x %d outer folds, %s inner search) on %d processes",
+                 len(specs), config.repeats, config.folds, config.search, n_jobs)
+        with _fold_progress(len(specs) * config.folds * config.repeats) as on_fold:
+            results = cross_validate_models(specs, X, y, folds=config.folds, repeats=config.repeats,
+                                            inner_folds=config.inner_folds, seed=config.seed,
+                                            target_sensitivity=config.target_sensitivity, n_jobs=n_jobs,
+                                            on_fold=on_fold)
+        log.info("CPU seconds per outer fold: %s", ", ".join(f"{n} {results[n].seconds.mean():.2f}"
+                                                               for n in config.models))
+        # The bootstrap intervals run in the worker processes while this one fits and explains the final model.
+        pool = get_reusable_executor(max_workers=n_jobs)
+        pending = {spec.name: pool.submit(_summary, spec.title, y, results[spec.name], config) for spec in specs}
+        best = max(config.models, key=lambda n: _point_auroc_brier(y, results[n].prob))
         self._write_split_file(run_dir, table.checksum, config, y)
         self._write_oof(run_dir, table, results)
+        final = self._fit_final(config, table, best, lambda: pending[best].result(), run_dir)
+        summaries = {name: pending[name].result() for name in config.models}
 
         metrics = {
             "task": self.name,
@@ -134,7 +178,6 @@ class WDBCTask(Task):
         }
         write_json(metrics, run_dir / "metrics.json")
 
-        final = self._fit_final(config, table, best, summaries[best], run_dir)
         self._write_report(run_dir, config, table, results, summaries, best, final)
 
         names = list(config.models)
@@ -177,8 +220,10 @@ class WDBCTask(Task):
                     "note": "fold_of_case[r][i] is the test fold of case i (row order of the data) in repeat r",
                     "fold_of_case": fold_of.tolist()}, run_dir / "split.json")
 
-    def _fit_final(self, config: WDBCConfig, table: Any, best: str, summary: dict[str, Any],
+    def _fit_final(self, config: WDBCConfig, table: Any, best: str, get_summary: Callable[[], dict[str, Any]],
                    run_dir: Path) -> dict[str, Any]:
+        """Fit the best model on all cases, explain it (SHAP), then write its folder with the cross-validated
+        metrics that ``get_summary`` returns (computed meanwhile in other processes)."""
         import skops.io as sio
 
         from breastdx.explain.shap_tabular import TabularExplainer, save_summary_plot
@@ -187,7 +232,7 @@ class WDBCTask(Task):
         from breastdx.models.tabular import TABULAR_MODELS
         from breastdx.training.tabular import tune_and_threshold
 
-        spec = TABULAR_MODELS.get(best)(config.seed)
+        spec = TABULAR_MODELS.get(best)(config.seed, config.search)
         log.info("fitting the final %s model on all %d cases; SHAP summary", best, table.n)
         model, params, threshold = tune_and_threshold(spec, table.X, table.y, config.inner_folds, config.seed,
                                                       config.target_sensitivity)
@@ -197,6 +242,10 @@ class WDBCTask(Task):
         rng = np.random.default_rng(config.seed)
         background = table.X[np.sort(rng.choice(table.n, size=min(50, table.n), replace=False))]
         np.save(model_dir / BACKGROUND_FILE, background, allow_pickle=False)
+        idx = np.sort(rng.choice(table.n, size=min(config.shap_cases, table.n), replace=False))
+        explanation = TabularExplainer(model, background, FEATURE_NAMES, seed=config.seed).explain(table.X[idx])
+        save_summary_plot(explanation, run_dir / "shap_summary.png")
+        summary = get_summary()
         meta = write_meta(model_dir, {
             "task": self.name,
             "architecture": best,
@@ -238,10 +287,6 @@ class WDBCTask(Task):
                 f"positives than at 0.5.",
                 "Research use only; not for diagnosis.",
             ])
-        shap_dir = run_dir
-        idx = np.sort(rng.choice(table.n, size=min(config.shap_cases, table.n), replace=False))
-        explanation = TabularExplainer(model, background, FEATURE_NAMES, seed=config.seed).explain(table.X[idx])
-        save_summary_plot(explanation, shap_dir / "shap_summary.png")
         return {"threshold": threshold, "params": params, "model_dir": model_dir}
 
     def _write_report(self, run_dir: Path, config: WDBCConfig, table: Any, results: dict[str, Any],

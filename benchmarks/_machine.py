@@ -1,0 +1,89 @@
+"""Where a benchmark ran, and the naive notebook loops it is compared with in the same run.
+
+Every speed figure names its machine: :func:`machine_line` gives the CPU model, its vector extensions (AVX2 /
+AVX-512 / AMX), torch's CPU capability, whether bfloat16 is native, the usable cores and torch's thread count.
+
+The naive loops are what a notebook does with the same weights: one image at a time, float32, eager
+PyTorch, PIL in and out (read, resize, network, resize back, threshold, write a PNG). A benchmark prints
+its figure, the naive loop's figure on the same images in the same run, and their ratio, because these
+machines are shared and a figure alone says little.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def machine_line(**extra: Any) -> dict[str, Any]:
+    """A JSON-ready description of this machine, plus ``extra`` (dtype, backend, threads used)."""
+    from breastdx.runtime import machine_summary
+
+    return {"machine": {**machine_summary(), **extra}}
+
+
+def images_under(folder: Path, limit: int) -> list[Path]:
+    """Up to ``limit`` images below ``folder`` (BUSI ``*_mask`` files left out), spread evenly over the list."""
+    from breastdx.data.images import list_images
+
+    paths = list_images([folder])
+    if limit and len(paths) > limit:
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
+    return paths
+
+
+def _load_network(model_dir: Path):
+    import json
+
+    from safetensors.torch import load_file
+
+    from breastdx.models.networks import build_network
+
+    meta = json.loads((Path(model_dir) / "meta.json").read_text())
+    network, _ = build_network(meta["architecture"], int(meta["in_channels"]), len(meta["class_names"]),
+                               **meta["architecture_args"])
+    network.load_state_dict(load_file(str(Path(model_dir) / meta["weights_file"])))
+    return network.eval(), meta
+
+
+def naive_segmentation_loop(model_dir: Path, paths: Sequence[Path], out_dir: Path) -> dict[str, float]:
+    """The notebook loop for a segmentation model: per image, PIL read -> resize -> float32 network ->
+    softmax -> resize back -> threshold -> PIL write of the mask. Model loading is not timed."""
+    import torch
+    from PIL import Image
+
+    network, meta = _load_network(model_dir)
+    size = int(meta["preprocessing"]["image_size"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for path in paths:
+            image = Image.open(path).convert("L")
+            x = torch.from_numpy(np.asarray(image.resize((size, size), Image.BILINEAR), np.float32) / 255.0)
+            prob = torch.softmax(network(x[None, None]), dim=1)[0, -1].numpy()
+            back = Image.fromarray(prob).resize(image.size, Image.BILINEAR)
+            Image.fromarray((np.asarray(back) >= 0.5).astype(np.uint8) * 255).save(out_dir / f"{path.stem}.png")
+    seconds = time.perf_counter() - start
+    return {"images": len(paths), "seconds": round(seconds, 2), "images_per_s": round(len(paths) / seconds, 1)}
+
+
+def naive_classification_loop(model_dir: Path, paths: Sequence[Path]) -> dict[str, float]:
+    """The notebook loop for a classifier: per image, PIL read -> resize -> float32 network -> softmax (no
+    Grad-CAM, no files written). Model loading is not timed."""
+    import torch
+    from PIL import Image
+
+    network, meta = _load_network(model_dir)
+    size = int(meta["preprocessing"]["image_size"])
+    mode = "RGB" if int(meta["in_channels"]) == 3 else "L"
+    start = time.perf_counter()
+    with torch.no_grad():
+        for path in paths:
+            a = np.asarray(Image.open(path).convert(mode).resize((size, size), Image.BILINEAR), np.float32) / 255.0
+            x = torch.from_numpy(a[None, None] if a.ndim == 2 else a.transpose(2, 0, 1)[None].copy())
+            torch.softmax(network(x), dim=1)
+    seconds = time.perf_counter() - start
+    return {"images": len(paths), "seconds": round(seconds, 2), "images_per_s": round(len(paths) / seconds, 1)}
