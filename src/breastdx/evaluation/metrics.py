@@ -115,19 +115,23 @@ def binary_metrics(
     fp = (yhat & ~yb).sum(axis=axis)
     fn = (~yhat & yb).sum(axis=axis)
     n = y.shape[-1]
+    return {**_confusion_metrics(tp, tn, fp, fn, np.full_like(tp, n)),
+            "auroc": auroc(y, p), "brier": ((p - y) ** 2).mean(axis=axis), "ece": expected_calibration_error(y, p)}
+
+
+def _confusion_metrics(tp: np.ndarray, tn: np.ndarray, fp: np.ndarray, fn: np.ndarray,
+                       n: np.ndarray) -> dict[str, np.ndarray]:
+    """The threshold metrics of :data:`BINARY_METRICS` from confusion counts (NaN where undefined)."""
     sens = _div(tp, tp + fn)
     spec = _div(tn, tn + fp)
     return {
-        "accuracy": _div(tp + tn, np.full_like(tp, n)),
+        "accuracy": _div(tp + tn, n),
         "balanced_accuracy": (sens + spec) / 2.0,
         "sensitivity": sens,
         "specificity": spec,
         "ppv": _div(tp, tp + fp),
         "npv": _div(tn, tn + fn),
         "f1": _div(2 * tp, 2 * tp + fp + fn),
-        "auroc": auroc(y, p),
-        "brier": ((p - y) ** 2).mean(axis=axis),
-        "ece": expected_calibration_error(y, p),
     }
 
 
@@ -160,7 +164,6 @@ def binary_metrics_weighted(counts: np.ndarray, y_true: np.ndarray, prob: np.nda
     m = c.sum(axis=1)
     tp, fn = c @ (yhat & y), c @ (~yhat & y)
     fp, tn = c @ (yhat & ~y), c @ (~yhat & ~y)
-    sens, spec = _div(tp, tp + fn), _div(tn, tn + fp)
     # AUROC: group cases by distinct score; positives above negatives of lower groups, one half within a group
     _, group = np.unique(p, return_inverse=True)
     onehot = np.zeros((p.size, int(group.max()) + 1 if p.size else 0))
@@ -173,18 +176,8 @@ def binary_metrics_weighted(counts: np.ndarray, y_true: np.ndarray, prob: np.nda
     in_bin = np.zeros((p.size, n_bins))
     in_bin[np.arange(p.size), bins] = 1.0
     gap = np.abs(c @ (in_bin * y[:, None]) - c @ (in_bin * p[:, None])).sum(axis=1)
-    return {
-        "accuracy": _div(tp + tn, m),
-        "balanced_accuracy": (sens + spec) / 2.0,
-        "sensitivity": sens,
-        "specificity": spec,
-        "ppv": _div(tp, tp + fp),
-        "npv": _div(tn, tn + fn),
-        "f1": _div(2 * tp, 2 * tp + fp + fn),
-        "auroc": _div(u, n_pos * n_neg),
-        "brier": _div(c @ (p - y) ** 2, m),
-        "ece": _div(gap, m),
-    }
+    return {**_confusion_metrics(tp, tn, fp, fn, m),
+            "auroc": _div(u, n_pos * n_neg), "brier": _div(c @ (p - y) ** 2, m), "ece": _div(gap, m)}
 
 
 def bootstrap_ci(
