@@ -87,3 +87,35 @@ def naive_classification_loop(model_dir: Path, paths: Sequence[Path]) -> dict[st
             torch.softmax(network(x), dim=1)
     seconds = time.perf_counter() - start
     return {"images": len(paths), "seconds": round(seconds, 2), "images_per_s": round(len(paths) / seconds, 1)}
+
+
+def run_naive_child(kind: str, model_dir: Path, paths: Sequence[Path], out_dir: Path) -> dict[str, Any]:
+    """Run a naive loop in a fresh process (imports, model loading and the loop, as a notebook would) and
+    measure it end to end; ``kind`` is ``"segmentation"`` or ``"classification"``."""
+    import json
+    import subprocess
+    import sys
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    listing = out_dir / "paths.txt"
+    listing.write_text("\n".join(str(p) for p in paths))
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, kind, str(model_dir), str(listing), str(out_dir / "out")],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"naive loop failed: {proc.stderr.strip().splitlines()[-3:]}")
+    loop = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**loop, "wall_s": round(wall, 2), "images_per_s_end_to_end": round(len(paths) / wall, 1)}
+
+
+if __name__ == "__main__":  # python benchmarks/_machine.py KIND MODEL_DIR PATH_LIST OUT_DIR
+    import json
+    import sys
+
+    kind, model, listing, out = sys.argv[1:5]
+    files = [Path(p) for p in Path(listing).read_text().splitlines() if p]
+    if kind == "segmentation":
+        print(json.dumps(naive_segmentation_loop(Path(model), files, Path(out))))
+    else:
+        print(json.dumps(naive_classification_loop(Path(model), files)))

@@ -7,7 +7,10 @@ label, probabilities, overlay PNG at the original size, ``predictions.csv``) wit
 
 * images/s of the prediction (model loading excluded; reading, network, Grad-CAM and writing included);
 * the same with the model loading;
-* peak resident memory of this process (``ru_maxrss``, imports included).
+* peak resident memory of this process (``ru_maxrss``, imports included);
+* the naive notebook loop on the same images with the same weights (one image at a time, float32, eager
+  PyTorch, PIL in, no Grad-CAM, no files) in a fresh process, and the ratio;
+* the machine: CPU model, AVX2 / AVX-512 / AMX, torch's capability, threads, the dtype and backend used.
 
 The issue's target: >= 15 images/s with Grad-CAM on 2 CPU cores.
 
@@ -28,6 +31,7 @@ import time
 from pathlib import Path
 
 from _child import scratch_folder
+from _machine import machine_line, run_naive_child
 
 
 def main() -> None:
@@ -68,6 +72,10 @@ def main() -> None:
             load_s = time.perf_counter() - t0
             rows, failures, seconds = write_predictions(predictor, paths, out, gradcam=not args.no_gradcam,
                                                         workers=args.workers)
+            naive = run_naive_child("classification", Path(resolve_model(args.model, "busi-cls")), paths,
+                                    tmp / f"naive{r}")
+            if r == 0:
+                print(json.dumps(machine_line(dtype=predictor.dtype, backend=predictor.backend)))
             print(json.dumps({
                 "run": r, "folder": str(args.folder), "images": len(rows), "failures": len(failures),
                 "model": predictor.meta["architecture"], "input_size": predictor.preprocessing.image_size,
@@ -77,6 +85,7 @@ def main() -> None:
                 "images_per_s_with_model_loading": round(len(rows) / (seconds + load_s), 1),
                 "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
                 "load_avg_1min": round(os.getloadavg()[0], 2),
+                "naive_loop": naive, "ratio_to_naive_loop": round(len(rows) / seconds / naive["images_per_s"], 2),
             }), flush=True)
 
 

@@ -5,6 +5,9 @@ patches are 1.38 GB) into a temporary folder in chunks of 1,000 patches, then re
 fresh Python process, one by one and then in batches of 256, and prints that process's peak resident
 memory (``ru_maxrss``) before and after reading. The issue's target is < 1 GB.
 
+In the same run, the naive notebook reader (``h5py.File(...)["x"][:]``: the whole array in memory) reads
+the same file in another fresh process, and the ratio of peak memories is printed, with the machine line.
+
 Usage::
 
     python benchmarks/pcam_hdf5_memory.py [--n 50000] [--dir /tmp/somewhere] [--keep]
@@ -47,6 +50,17 @@ print(json.dumps({"n": len(source), "peak_rss_mib_after_open": round(before, 1),
                   "seconds_batches_of_256": round(t2 - t1, 2), "checksum_of_reads": total}))
 """
 
+NAIVE_CHILD = r"""
+import glob, json, resource, sys, time
+import h5py
+t0 = time.perf_counter()
+with h5py.File(glob.glob(sys.argv[1] + "/*_x.h5")[0], "r") as f:
+    x = f["x"][:]
+total = int(x[:, 48, 48, 0].sum())
+print(json.dumps({"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+                  "seconds": round(time.perf_counter() - t0, 2), "checksum": total}))
+"""
+
 
 def write_file(folder: Path, n: int, chunk: int = 1000, seed: int = 0) -> None:
     """Write an official-layout train pair of ``n`` patches in chunks (bounded memory)."""
@@ -74,7 +88,13 @@ def measure(n: int = 50_000, folder: Path | None = None, keep: bool = False) -> 
     try:
         write_file(folder, n)
         out = subprocess.run([sys.executable, "-c", CHILD, str(folder)], check=True, capture_output=True, text=True)
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        naive = subprocess.run([sys.executable, "-c", NAIVE_CHILD, str(folder)], check=True, capture_output=True,
+                               text=True)
+        result["naive_whole_array"] = json.loads(naive.stdout.strip().splitlines()[-1])
+        result["peak_memory_ratio_naive_to_lazy"] = round(result["naive_whole_array"]["peak_rss_mib"]
+                                                          / result["peak_rss_mib"], 1)
+        return result
     finally:
         if own and not keep:
             shutil.rmtree(folder, ignore_errors=True)
@@ -86,6 +106,10 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="folder for the file (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _machine import machine_line
+
+    print(json.dumps(machine_line()))
     print(json.dumps(measure(args.n, args.dir, args.keep)))
 
 

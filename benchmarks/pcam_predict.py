@@ -26,6 +26,7 @@ import re
 import sys
 from pathlib import Path
 
+from _machine import machine_line, run_naive_child
 from _child import read_rows, run_cli, scratch_folder
 
 
@@ -57,6 +58,7 @@ def run_once(folder: Path, out: Path, args: argparse.Namespace) -> dict:
     if args.threads:  # also bound the BLAS / OpenMP pools that start before torch.set_num_threads
         env["OMP_NUM_THREADS"] = str(args.threads)
     run = run_cli(cmd, env)
+    text = (run.proc.stdout + run.proc.stderr).replace("\n", " ")
     rows = read_rows(out / "predictions.csv")
     n = len(rows)
     reported = re.search(r"in ([\d.]+) s \(([\d.]+) patches/s", run.proc.stdout.replace("\n", " "))
@@ -69,6 +71,8 @@ def run_once(folder: Path, out: Path, args: argparse.Namespace) -> dict:
         "predict_s_reported": float(reported.group(1)) if reported else None,
         "cpu_s": round(run.cpu_s, 1),
         "peak_rss_mib": round(run.peak_rss_mib, 1),
+        "dtype": m.group(1) if (m := re.search(r"inference in (\w+)", text)) else None,
+        "backend": m.group(1) if (m := re.search(r": (\w+) backend \(", text)) else None,
         **_quality(rows),
         "stderr_tail": run.stderr_tail,
     }
@@ -89,13 +93,22 @@ def main() -> None:
     args = parser.parse_args()
     if not args.folder.is_dir():
         sys.exit(f"{args.folder}: no such folder; pass --folder or set BREASTDX_DATA.")
+    from breastdx.data.images import list_images
+    from breastdx.zoo import resolve_model
+
+    print(json.dumps(machine_line(threads_option=args.threads)))
+    paths = list_images([args.folder])
     with scratch_folder("pcam_predict_", args.keep) as tmp:
         for r in range(args.repeat):
             load = os.getloadavg()[0]
             result = run_once(args.folder, tmp / f"run{r}", args)
+            naive = run_naive_child("classification", Path(resolve_model(args.model, "pcam")), paths,
+                                    tmp / f"naive{r}")
             print(json.dumps({"run": r, "folder": str(args.folder), "threads": args.threads,
                               "batch_size": args.batch_size, "gradcam": args.gradcam,
-                              "load_average_1min_before": round(load, 2), **result}), flush=True)
+                              "load_average_1min_before": round(load, 2), **result, "naive_loop": naive,
+                              "ratio_end_to_end": round(result["patches_per_s_end_to_end"]
+                                                        / naive["images_per_s_end_to_end"], 2)}), flush=True)
 
 
 if __name__ == "__main__":

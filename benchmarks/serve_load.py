@@ -13,6 +13,11 @@ Models: the shipped ``busi-seg`` and ``busi-cls`` when the zoo holds them, else 
 a MONAI residual U-Net at 256 x 256 for segmentation, the multi-task U-Net encoder at 256 x 256 for
 classification, or ``--cls-arch resnet18``). The run says which.
 
+In the same run, the naive notebook loops (segmentation, then classification without Grad-CAM; one image at
+a time, float32, eager PyTorch, PIL in) process the same image 20 times in a fresh process, and the ratio of
+their time per image to the service's median latency is printed, with the machine line (CPU, AVX2 / AVX-512 /
+AMX, torch's capability, threads, the dtype and backend asked for).
+
 The issue's target: p95 < 400 ms on 2 CPU cores at concurrency 4, no failed request.
 
 Usage::
@@ -92,7 +97,7 @@ def serve_child(args: argparse.Namespace) -> None:
     if args.server_cpus:
         os.sched_setaffinity(0, _cpus(args.server_cpus))
     settings = ServeSettings(database_url=args.database_url, model_dirs=tuple(Path(p) for p in args.model_dir),
-                             torch_threads=args.threads)
+                             torch_threads=args.threads, dtype=args.dtype, backend=args.backend)
     uvicorn.run(create_app(settings), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 
@@ -155,6 +160,8 @@ def main() -> None:
     parser.add_argument("--cls-model", type=Path, default=None)
     parser.add_argument("--cls-arch", default="unet_multitask", help="Stand-in classifier: unet_multitask, resnet18.")
     parser.add_argument("--warmup", type=int, default=4, help="Requests sent before measuring.")
+    parser.add_argument("--dtype", default="auto", help="auto, float32 or bfloat16 (the service's --dtype).")
+    parser.add_argument("--backend", default="auto", help="auto, torch or onnxruntime (the service's --backend).")
     # child mode
     parser.add_argument("--serve-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -187,6 +194,7 @@ def main() -> None:
            "--database-url", f"sqlite:///{tmp / 'predictions.sqlite'}"]
     for path, _ in chosen.values():
         cmd += ["--model-dir", str(path)]
+    cmd += ["--dtype", args.dtype, "--backend", args.backend]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     if args.server_cpus:
@@ -216,6 +224,13 @@ def main() -> None:
     finally:
         child.terminate()
         child.wait(timeout=30)
+    from _machine import machine_line, run_naive_child
+
+    naive_ms = 0.0
+    for task, kind in (("busi-seg", "segmentation"), ("busi-cls", "classification")):
+        loop = run_naive_child(kind, chosen[task][0], [image] * 20, tmp / f"naive-{task}")
+        naive_ms += 1000 * loop["seconds"] / loop["images"]
+    print(json.dumps(machine_line(dtype=args.dtype, backend=args.backend)))
     h, w = __import__("PIL.Image", fromlist=["Image"]).open(image).size[::-1]
     print(json.dumps({
         "endpoint": "POST /v1/predict/ultrasound (busi-seg + busi-cls with Grad-CAM, images in the answer)",
@@ -230,6 +245,8 @@ def main() -> None:
         "cpu_ms_per_request": {"server": round(1000 * server_cpu / args.requests, 1),
                                "client": round(1000 * client_cpu / args.requests, 1)},
         "machine_load_average_1_5_15_min": [round(x, 2) for x in load],
+        "naive_loops_ms_per_image": round(naive_ms, 1),
+        "ratio_naive_ms_to_p50": round(naive_ms / result["p50_ms"], 2) if result.get("p50_ms") else None,
         "target": "p95 < 400 ms on 2 cores, no failed request",
     }, indent=2))
 

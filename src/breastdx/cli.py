@@ -25,6 +25,8 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 TASK_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
+BACKEND_HELP = ("Forward-pass backend: auto (ONNX Runtime for a model folder in float32 on the CPU, where it measured "
+                "faster; PyTorch elsewhere), torch or onnxruntime. Grad-CAM always runs PyTorch.")
 DTYPE_HELP = ("Network precision: auto (bfloat16 only where the CPU or GPU computes it natively and the model "
               "folder validates it; float32 elsewhere), float32 or bfloat16. One log line says what was chosen "
               "and why.")
@@ -104,9 +106,10 @@ def evaluate(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/evaluate-<UTC ts>."),
     dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
 ) -> None:
     """Re-compute metrics (with 95% CIs) for a saved model."""
-    _run_model_verb("evaluate", ctx, task, model, data_dir, out, [], dtype)
+    _run_model_verb("evaluate", ctx, task, model, data_dir, out, [], dtype, backend)
 
 
 @app.command(context_settings=TASK_OPTIONS)
@@ -118,9 +121,10 @@ def predict(
                                         "task's shipped model."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/predict-<UTC ts>."),
     dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
 ) -> None:
     """Predict new cases; write predictions.csv (and overlays for images)."""
-    _run_model_verb("predict", ctx, task, model, None, out, inputs, dtype)
+    _run_model_verb("predict", ctx, task, model, None, out, inputs, dtype, backend)
 
 
 @app.command(context_settings=TASK_OPTIONS)
@@ -132,9 +136,10 @@ def explain(
                                         "task's shipped model."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/explain-<UTC ts>."),
     dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
 ) -> None:
     """Explain predictions: Grad-CAM (and Grad-CAM++) heatmap overlays per predicted class, as PNG files."""
-    _run_model_verb("explain", ctx, task, model, None, out, inputs, dtype)
+    _run_model_verb("explain", ctx, task, model, None, out, inputs, dtype, backend)
 
 
 def _split_inputs(inputs: list[Path]) -> tuple[list[Path], dict[str, str]]:
@@ -160,8 +165,9 @@ def _split_inputs(inputs: list[Path]) -> tuple[list[Path], dict[str, str]]:
 
 
 def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[str], data_dir: Optional[Path],
-                    out: Optional[Path], inputs: list[Path], dtype: str = "auto") -> None:
+                    out: Optional[Path], inputs: list[Path], dtype: str = "auto", backend: str = "auto") -> None:
     from breastdx.config import ConfigError, parse_extra_args, resolve_data_root
+    from breastdx.inference.backends import check_backend
     from breastdx.runtime import check_dtype
     from breastdx.models.saved import ModelFolderError
     from breastdx.registry import UnknownNameError
@@ -177,6 +183,7 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
         inputs, input_options = _split_inputs(inputs)
         options = {**parse_extra_args(list(ctx.args)), **input_options}
         options["dtype"] = check_dtype(options.get("dtype", dtype))
+        options["backend"] = check_backend(options.get("backend", backend))
         model_dir = resolve_model(model, task)
         run_dir = make_run_dir(task, out, kind=verb)
         if verb == "evaluate":
@@ -298,6 +305,7 @@ def serve(
                                                "file in ~/.local/share/breastdx."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest accepted upload, in MiB."),
     dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
 ) -> None:
     """Serve the web page and the REST API (OpenAPI at /docs) with the shipped models."""
     import uvicorn
@@ -307,7 +315,8 @@ def serve(
 
     try:
         settings = ServeSettings(host=host, port=port, database_url=database_url,
-                                 max_upload_bytes=int(max_upload_mb * 1024 * 1024), dtype=dtype)
+                                 max_upload_bytes=int(max_upload_mb * 1024 * 1024), dtype=dtype,
+                                 backend=backend)
         store = PredictionStore(settings.resolved_database_url)
     except (ValueError, DatabaseError) as e:
         _fail(str(e))

@@ -151,12 +151,24 @@ def take_option(words: list[str], i: int) -> tuple[str, str, int]:
     return key, "true", i + 1
 
 
+RUNTIME_OPTIONS = frozenset({"dtype", "backend"})
+"""Options of every model verb (predict, evaluate, explain), set by the command line: how the network runs."""
+
+
+def runtime_options(options: dict[str, str]) -> dict[str, str]:
+    """``{"dtype": ..., "backend": ...}`` of a model verb's options, for a predictor's ``from_dir``."""
+    return {"dtype": options.get("dtype", "auto"), "backend": options.get("backend", "auto")}
+
+
 def check_options(options: dict[str, str], allowed: set[str], command: str) -> None:
     """Refuse options a command does not take (names compared with dashes), suggesting the closest.
+
+    :data:`RUNTIME_OPTIONS` are always accepted (a task without networks ignores them).
 
     Raises:
         ConfigError: Naming the unknown option and listing the allowed ones.
     """
+    allowed = set(allowed) | RUNTIME_OPTIONS
     for raw in options:
         name = raw.replace("_", "-")
         if name not in allowed:

@@ -126,7 +126,7 @@ def test_dtype_follows_the_machine_and_the_model_folder(tmp_path, monkeypatch, n
     folder = tmp_path / "bf16"
     save_classifier(folder, net.eval(), _meta("unet_multitask", args,
                                               inference={"tta": "none", "validated_dtypes": ["float32", "bfloat16"]}))
-    p = ClassificationPredictor.from_dir(folder)
+    p = ClassificationPredictor.from_dir(folder, backend="torch")
     assert p.dtype == ("bfloat16" if native else "float32")
     seen = []
     p.network.register_forward_hook(lambda m, i, o: seen.append(o.dtype))

@@ -38,7 +38,7 @@ def _images(seed: int = 0) -> list[np.ndarray]:
 
 def test_round_trip_gives_identical_outputs(tmp_path):
     d, net = _model_dir(tmp_path)
-    loaded = SegmentationPredictor.from_dir(d, task="busi-seg")
+    loaded = SegmentationPredictor.from_dir(d, task="busi-seg", backend="torch")
     in_memory = SegmentationPredictor(net, json.loads((d / "meta.json").read_text()))
     images = _images()
     a = loaded.predict(images)
@@ -50,9 +50,14 @@ def test_round_trip_gives_identical_outputs(tmp_path):
         np.testing.assert_array_equal(x.mask, y.mask)
         assert x.area_px == int(x.mask.sum()) and x.area_mm2 is None
     # batching does not change the result
-    one_by_one = SegmentationPredictor.from_dir(d, batch_size=1).predict(images)
+    one_by_one = SegmentationPredictor.from_dir(d, batch_size=1, backend="torch").predict(images)
     for x, y in zip(a, one_by_one):
         np.testing.assert_allclose(x.prob, y.prob, atol=1e-6)
+    # the ONNX Runtime backend (the default for a model folder in float32) agrees within a tight tolerance
+    onnx = SegmentationPredictor.from_dir(d, batch_size=2)
+    assert onnx.backend == "onnxruntime"
+    for x, y in zip(a, onnx.predict(images)):
+        np.testing.assert_allclose(x.prob, y.prob, atol=1e-5)
 
 
 def test_spacing_gives_area_in_mm2(tmp_path):
@@ -75,14 +80,15 @@ def test_auto_dtype_runs_bfloat16_only_where_native(tmp_path, monkeypatch, nativ
     """A model folder that validates bfloat16 runs in bfloat16 where it is native, in float32 elsewhere."""
     monkeypatch.setattr("breastdx.runtime.bf16_native_cpu", lambda: native)
     d, _ = _model_dir(tmp_path, inference={"validated_dtypes": ["float32", "bfloat16"], "tta": "hflip"})
-    p = SegmentationPredictor.from_dir(d)
+    assert SegmentationPredictor.from_dir(d).backend == ("torch" if native else "onnxruntime")
+    p = SegmentationPredictor.from_dir(d, backend="torch")
     want = "bfloat16" if native else "float32"
     assert p.dtype == want and p.tta == "hflip"
     assert ("native" in p.dtype_reason) and (("no native" in p.dtype_reason) != native)
     seen = _output_dtypes(p)
     out = p.predict(_images())
     assert set(seen) == {torch.bfloat16 if native else torch.float32}
-    ref = SegmentationPredictor.from_dir(d, dtype="float32").predict(_images())
+    ref = SegmentationPredictor.from_dir(d, dtype="float32", backend="torch").predict(_images())
     for x, y in zip(out, ref):
         assert np.abs(x.prob - y.prob).max() < 0.05
         if not native:

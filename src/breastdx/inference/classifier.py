@@ -118,6 +118,10 @@ class ClassificationPredictor:
         dtype: ``"auto"`` (default), ``"float32"`` or ``"bfloat16"`` (autocast); ``auto`` runs bfloat16 only where
             it is native and ``meta["inference"]`` says it was validated (see
             :func:`breastdx.runtime.choose_inference_dtype`).
+        model_dir: The model folder (for the ONNX Runtime backend and a network built on demand).
+        backend: ``"auto"``, ``"torch"`` or ``"onnxruntime"`` for the forward pass without Grad-CAM (see
+            :class:`breastdx.inference.backends.NetworkRunner`); Grad-CAM always runs PyTorch.
+        onnx_dir: Folder of cached ONNX graphs (default ``~/.cache/breastdx/onnx``).
         normalizer: Stain normaliser ``uint8 (H, W, 3) -> uint8 (H, W, 3)`` applied before resizing (``from_dir``
             gives the model's Macenko normaliser when ``meta["stain_normalisation"]`` asks for one), or None.
 
@@ -127,10 +131,11 @@ class ClassificationPredictor:
         ValueError: If ``dtype`` is not ``auto``, ``float32`` or ``bfloat16``.
     """
 
-    def __init__(self, network: nn.Module, meta: dict[str, Any], *, batch_size: int = 32,
+    def __init__(self, network: nn.Module | None, meta: dict[str, Any], *, batch_size: int = 32,
                  device: str | torch.device = "cpu", tta: str | None = None, gradcam_method: str | None = None,
-                 dtype: str | None = "auto", normalizer: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-        from breastdx.runtime import choose_inference_dtype, validated_dtypes
+                 dtype: str | None = "auto", normalizer: Callable[[np.ndarray], np.ndarray] | None = None,
+                 model_dir: Path | None = None, backend: str = "auto", onnx_dir: Path | None = None) -> None:
+        from breastdx.inference.backends import NetworkRunner
 
         if "preprocessing" not in meta:
             raise ModelFolderError("meta.json of a classification model must hold 'preprocessing'.")
@@ -153,10 +158,11 @@ class ClassificationPredictor:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
         self.batch_size = int(batch_size)
-        self.device = torch.device(device)
-        self.dtype, self.dtype_reason = choose_inference_dtype(dtype, validated_dtypes(meta), self.device,
-                                                               model=str(meta.get("task", "classifier")))
-        self.network = network.to(self.device).eval()
+        self.runner = NetworkRunner(meta, network=network, model_dir=model_dir, device=device, dtype=dtype,
+                                    backend=backend, onnx_dir=onnx_dir)
+        self.device = self.runner.device
+        self.dtype, self.dtype_reason = self.runner.dtype, self.runner.dtype_reason
+        self.backend = self.runner.backend
         self.normalizer = normalizer
         self._explainers: dict[str, Any] = {}
 
@@ -172,22 +178,12 @@ class ClassificationPredictor:
         Raises:
             ModelFolderError: If the folder, ``meta.json`` or the weights are missing or do not match.
         """
-        from breastdx.inference.predictor import load_weights
-        from breastdx.models.networks import build_network
-
         model_dir = Path(model_dir)
         meta = read_meta(model_dir, task=task)
         for key in ("architecture_args", "in_channels", "preprocessing"):
             if key not in meta:
                 raise ModelFolderError(f"{model_dir / 'meta.json'}: missing key {key!r} of a classification model.")
-        try:
-            network, _ = build_network(meta["architecture"], int(meta["in_channels"]), len(meta["class_names"]),
-                                       **meta["architecture_args"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelFolderError(f"{model_dir / 'meta.json'}: cannot rebuild network "
-                                   f"{meta['architecture']!r}: {e}") from None
-        load_weights(network, model_dir / meta["weights_file"])
-        return cls(network, meta, normalizer=load_stain_normalizer(model_dir, meta), **kwargs)
+        return cls(None, meta, normalizer=load_stain_normalizer(model_dir, meta), model_dir=model_dir, **kwargs)
 
     # --------------------------------------------------------------------------------------- network
     def prepare(self, image: np.ndarray) -> np.ndarray:
@@ -206,16 +202,16 @@ class ClassificationPredictor:
     def _to_input(self, resized: Sequence[np.ndarray]) -> torch.Tensor:
         return self.preprocessing.to_tensor(np.stack(resized)).to(self.device)
 
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16")
+    @property
+    def network(self) -> nn.Module:
+        """The PyTorch network (built from the model folder on first use under ONNX Runtime)."""
+        return self.runner.network
 
-    @torch.no_grad()
     def logits_of_input(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (mean with the mirror's for ``hflip``) of a network input ``(B, C, S, S)`` -> ``(B, K)``."""
-        with self._autocast():
-            z = self.network(x).float()
-            if self.tta == "hflip":
-                z = 0.5 * (z + self.network(x.flip(-1)).float())
+        z = self.runner(x)
+        if self.tta == "hflip":
+            z = 0.5 * (z + self.runner(x.flip(-1)))
         return z
 
     def proba_from_logits(self, logits: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -275,8 +271,8 @@ class ClassificationPredictor:
 
         x = self._to_input(resized)
         flip = None
-        if self.tta == "hflip":
-            with torch.no_grad(), self._autocast():
+        if self.tta == "hflip":  # Grad-CAM runs PyTorch: the mirror's logits too, so that both halves agree
+            with torch.no_grad(), self.runner.autocast():
                 flip = self.network(x.flip(-1)).float()
         chosen: dict[str, Any] = {}
 
@@ -291,7 +287,7 @@ class ClassificationPredictor:
                 return torch.full((logits.shape[0],), int(class_idx), dtype=torch.long, device=logits.device)
             return torch.as_tensor(np.asarray(class_idx, dtype=np.int64), device=logits.device)
 
-        with self._autocast():
+        with self.runner.autocast():
             _, _, maps = self.explainer(method).raw_maps(x, class_idx=choose)
         maps = maps.float()
         cams = [upsample_map(maps[i], shapes[i]) for i in range(maps.shape[0])]

@@ -154,7 +154,8 @@ class SegmentationPredictor:
     """Predict lesion masks with a saved segmentation network.
 
     Args:
-        network: The network, ``(B, C, S, S) -> (B, 2, S, S)`` logits (background, lesion).
+        network: The network, ``(B, C, S, S) -> (B, 2, S, S)`` logits (background, lesion), or None to
+            build it from ``model_dir`` when needed (:meth:`from_dir` does so).
         meta: The model folder's ``meta.json`` content.
         batch_size: Images per forward pass.
         device: Torch device for the network.
@@ -163,15 +164,20 @@ class SegmentationPredictor:
             (see :func:`breastdx.runtime.choose_inference_dtype`). The choice is in ``self.dtype`` and its
             reason in ``self.dtype_reason``.
         tta: ``"none"`` or ``"hflip"`` (average with the left-right flipped image); default from meta.
+        model_dir: The model folder (for the ONNX Runtime backend and a network built on demand).
+        backend: ``"auto"``, ``"torch"`` or ``"onnxruntime"`` (see :class:`breastdx.inference.backends.NetworkRunner`).
+        onnx_dir: Folder of cached ONNX graphs (default ``~/.cache/breastdx/onnx``).
 
     Raises:
         ModelFolderError: If ``meta`` lacks the preprocessing or names an unknown dtype or TTA mode.
-        ValueError: If ``dtype`` is not ``auto``, ``float32`` or ``bfloat16``.
+        ValueError: If ``dtype`` is not ``auto``, ``float32`` or ``bfloat16``, or ``backend`` is unknown.
     """
 
-    def __init__(self, network: nn.Module, meta: dict[str, Any], *, batch_size: int = 16,
-                 device: str | torch.device = "cpu", dtype: str | None = "auto", tta: str | None = None) -> None:
-        from breastdx.runtime import choose_inference_dtype, validated_dtypes
+    def __init__(self, network: nn.Module | None, meta: dict[str, Any], *, batch_size: int = 16,
+                 device: str | torch.device = "cpu", dtype: str | None = "auto", tta: str | None = None,
+                 model_dir: Path | None = None, backend: str = "auto", onnx_dir: Path | None = None) -> None:
+        from breastdx.inference.backends import NetworkRunner
+        from breastdx.runtime import validated_dtypes
 
         if "preprocessing" not in meta:
             raise ModelFolderError("meta.json of a segmentation model must hold 'preprocessing'.")
@@ -180,8 +186,7 @@ class SegmentationPredictor:
         self.preprocessing = Preprocessing.from_meta(meta["preprocessing"])
         self.postprocessing = Postprocessing.from_meta({"threshold": meta.get("threshold", 0.5),
                                                         **meta.get("postprocessing", {})})
-        validated = validated_dtypes(meta)
-        unknown = [d for d in validated if d not in INFERENCE_DTYPES]
+        unknown = [d for d in validated_dtypes(meta) if d not in INFERENCE_DTYPES]
         if unknown:
             raise ModelFolderError(f"meta.json: unknown inference dtype {unknown[0]!r}; expected one of "
                                    f"{', '.join(INFERENCE_DTYPES)}.")
@@ -192,11 +197,17 @@ class SegmentationPredictor:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
         self.batch_size = int(batch_size)
-        self.device = torch.device(device)
-        self.dtype, self.dtype_reason = choose_inference_dtype(dtype, validated, self.device,
-                                                               model=str(meta.get("task", "segmentation model")))
-        self.network = network.to(self.device).eval()
+        self.runner = NetworkRunner(meta, network=network, model_dir=model_dir, device=device, dtype=dtype,
+                                    backend=backend, onnx_dir=onnx_dir)
+        self.device = self.runner.device
+        self.dtype, self.dtype_reason = self.runner.dtype, self.runner.dtype_reason
+        self.backend = self.runner.backend
         self.class_names = list(meta.get("class_names", ["background", "lesion"]))
+
+    @property
+    def network(self) -> nn.Module:
+        """The PyTorch network (built from the model folder on first use under ONNX Runtime)."""
+        return self.runner.network
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, *, task: str | None = None, **kwargs: Any) -> "SegmentationPredictor":
@@ -205,40 +216,28 @@ class SegmentationPredictor:
         Args:
             model_dir: Folder with ``meta.json`` and the weights file it names.
             task: When given, the task the model must belong to (e.g. ``"busi-seg"``).
-            **kwargs: Passed to the constructor (``batch_size``, ``device``, ``dtype``, ``tta``).
+            **kwargs: Passed to the constructor (``batch_size``, ``device``, ``dtype``, ``tta``, ``backend``).
 
         Raises:
             ModelFolderError: If the folder, ``meta.json`` or the weights are missing or do not match.
         """
-        from breastdx.models.networks import build_network
-
         model_dir = Path(model_dir)
         meta = read_meta(model_dir, task=task)
         for key in ("architecture_args", "in_channels", "preprocessing"):
             if key not in meta:
                 raise ModelFolderError(f"{model_dir / 'meta.json'}: missing key {key!r} of a segmentation model.")
-        try:
-            network, _ = build_network(meta["architecture"], int(meta["in_channels"]), len(meta["class_names"]),
-                                       **meta["architecture_args"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelFolderError(f"{model_dir / 'meta.json'}: cannot rebuild network "
-                                   f"{meta['architecture']!r}: {e}") from None
-        load_weights(network, model_dir / meta["weights_file"])
-        return cls(network, meta, **kwargs)
+        return cls(None, meta, model_dir=model_dir, **kwargs)  # read_meta checked that the weights file exists
 
     # ------------------------------------------------------------------------------------------ network
-    @torch.inference_mode()
     def predict_resized(self, batch: torch.Tensor) -> torch.Tensor:
         """Lesion probability at network size.
 
         Shape:
             ``(B, C, S, S)`` float in [0, 1] -> ``(B, S, S)`` float32 in [0, 1].
         """
-        x = batch.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16"):
-            prob = self._lesion_prob(self.network(x))
-            if self.tta == "hflip":
-                prob = 0.5 * (prob + self._lesion_prob(self.network(x.flip(-1))).flip(-1))
+        prob = self._lesion_prob(self.runner(batch))
+        if self.tta == "hflip":
+            prob = 0.5 * (prob + self._lesion_prob(self.runner(batch.flip(-1))).flip(-1))
         return prob
 
     @staticmethod

@@ -180,13 +180,15 @@ def model_name(model_dir: Path, meta: dict[str, Any]) -> str:
     return model_dir.parent.name if model_dir.name == "model" else model_dir.name
 
 
-def load_model(model_dir: str | Path, name: str | None = None, dtype: str = "auto") -> LoadedModel:
+def load_model(model_dir: str | Path, name: str | None = None, dtype: str = "auto",
+               backend: str = "auto") -> LoadedModel:
     """Load one model folder for serving.
 
     Args:
         model_dir: Folder with ``meta.json``, the weights and (optionally) ``MODEL_CARD.md``.
         name: Its name; default :func:`model_name`.
         dtype: Network precision (``auto``, ``float32``, ``bfloat16``; see :mod:`breastdx.runtime`).
+        backend: Forward-pass backend (``auto``, ``torch``, ``onnxruntime``).
 
     Returns:
         The :class:`LoadedModel`.
@@ -207,11 +209,13 @@ def load_model(model_dir: str | Path, name: str | None = None, dtype: str = "aut
     elif kind == "segmentation":
         from breastdx.inference.predictor import SegmentationPredictor
 
-        predictor = SegmentationPredictor.from_dir(model_dir, task=task, batch_size=1, dtype=dtype)
+        predictor = SegmentationPredictor.from_dir(model_dir, task=task, batch_size=1, dtype=dtype,
+                                                   backend=backend)
     else:
         from breastdx.inference.classifier import ClassificationPredictor
 
-        predictor = ClassificationPredictor.from_dir(model_dir, task=task, batch_size=1, dtype=dtype)
+        predictor = ClassificationPredictor.from_dir(model_dir, task=task, batch_size=1, dtype=dtype,
+                                                      backend=backend)
     card_path = model_dir / CARD_FILE
     card = card_path.read_text(encoding="utf-8", errors="replace") if card_path.is_file() else ""
     return LoadedModel(name or model_name(model_dir, meta), task, kind, weights_version(model_dir, meta), model_dir,
@@ -255,7 +259,7 @@ class ModelRegistry:
 
     @classmethod
     def load(cls, model_dirs: Iterable[str | Path] | None = None, *, warmup: bool = True,
-             gradcam: bool = True, dtype: str = "auto") -> "ModelRegistry":
+             gradcam: bool = True, dtype: str = "auto", backend: str = "auto") -> "ModelRegistry":
         """Load the shipped models (``model_dirs=None``) or the given folders; leave out the ones that fail.
 
         When two folders hold models of the same task, the first one (in name order for the zoo) is served.
@@ -265,6 +269,7 @@ class ModelRegistry:
             warmup: Run each model once (:func:`warm_up`); a model that fails is left out.
             gradcam: Warm classifiers up with Grad-CAM.
             dtype: Network precision of every model (see :func:`breastdx.runtime.choose_inference_dtype`).
+            backend: Forward-pass backend of every model.
         """
         from breastdx.models.saved import ModelFolderError
 
@@ -280,7 +285,7 @@ class ModelRegistry:
             label = name or str(path)
             start = time.perf_counter()
             try:
-                model = load_model(path, name, dtype)
+                model = load_model(path, name, dtype, backend)
                 if model.task in models:
                     raise ModelFolderError(f"a model for task {model.task!r} is already served "
                                            f"({models[model.task].name}); only one model per task is served")

@@ -58,6 +58,8 @@ class ServeSettings:
         display_max_side: Images in answers are scaled down to at most this side, in pixels.
         dtype: Network precision, ``auto`` (bfloat16 only where native and validated), ``float32`` or
             ``bfloat16`` (see :func:`breastdx.runtime.choose_inference_dtype`).
+        backend: Forward-pass backend, ``auto``, ``torch`` or ``onnxruntime`` (see
+            :class:`breastdx.inference.backends.NetworkRunner`).
         gradcam: Compute Grad-CAM maps for image classifiers.
         n_reasons: SHAP contributions reported per WDBC case.
         warmup: Run each model once on a blank input at start-up, so that the first request is not slow.
@@ -76,6 +78,7 @@ class ServeSettings:
     torch_threads: int | None = None
     display_max_side: int = DEFAULT_DISPLAY_MAX_SIDE
     dtype: str = "auto"
+    backend: str = "auto"
     gradcam: bool = True
     n_reasons: int = 5
     warmup: bool = True
@@ -100,6 +103,8 @@ class ServeSettings:
                 raise ValueError(f"ServeSettings.{name} must be {bound}, got {value}.")
         if self.dtype not in DTYPES:
             raise ValueError(f"ServeSettings.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}.")
+        if self.backend not in ("auto", "torch", "onnxruntime"):
+            raise ValueError(f"ServeSettings.backend must be one of auto, torch, onnxruntime, got {self.backend!r}.")
         if self.model_dirs is not None:
             object.__setattr__(self, "model_dirs", tuple(Path(p) for p in self.model_dirs))
 

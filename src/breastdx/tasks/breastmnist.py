@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from breastdx.config import ConfigError, check_options, save_yaml, to_dict
+from breastdx.config import ConfigError, check_options, runtime_options, save_yaml, to_dict
 from breastdx.tasks.base import TASKS, RunResult, Task
 
 log = logging.getLogger(__name__)
@@ -440,7 +440,7 @@ class BreastMNISTTask(Task):
         from breastdx.inference.classifier import ClassificationPredictor
         from breastdx.runs import write_json, write_versions
 
-        check_options(options, {"split", "data-file", "seed", "n-bootstrap", "tta", "batch-size", "dtype"},
+        check_options(options, {"split", "data-file", "seed", "n-bootstrap", "tta", "batch-size"},
                       "evaluate breastmnist")
         opts = {k.replace("_", "-"): v for k, v in options.items()}
         which = opts.get("split", "test")
@@ -451,7 +451,7 @@ class BreastMNISTTask(Task):
         except ValueError as e:
             raise ConfigError(f"Options --seed, --n-bootstrap and --batch-size expect integers ({e}).") from None
         predictor = ClassificationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
-                                                     tta=opts.get("tta") or None, dtype=opts.get("dtype", "auto"))
+                                                     tta=opts.get("tta") or None, **runtime_options(opts))
         data = read_breastmnist(opts["data-file"]) if opts.get("data-file") else load_breastmnist(data_root)
         split = data.split(which)
         save_yaml({"task": self.name, "model": str(model_dir), "split": which, "seed": seed, "n_bootstrap": n_boot,
@@ -503,7 +503,7 @@ def predict_with_model(task: str, title: str, model_dir: Path, inputs: list[Path
     from breastdx.explain.gradcam import CAM_METHODS
     from breastdx.inference.classifier import ClassificationPredictor, write_predictions
 
-    check_options(options, {"batch-size", "workers", "threads", "tta", "gradcam", "method", "dtype"}, f"predict {task}")
+    check_options(options, {"batch-size", "workers", "threads", "tta", "gradcam", "method"}, f"predict {task}")
     opts = {k.replace("_", "-"): v for k, v in options.items()}
     try:
         batch, workers, threads = int(opts.get("batch-size", 32)), int(opts.get("workers", 2)), int(opts.get("threads", 0))
@@ -516,7 +516,7 @@ def predict_with_model(task: str, title: str, model_dir: Path, inputs: list[Path
     if threads > 0:
         torch.set_num_threads(threads)
     predictor = ClassificationPredictor.from_dir(model_dir, task=task, batch_size=batch, tta=opts.get("tta") or None,
-                                                 gradcam_method=method, dtype=opts.get("dtype", "auto"))
+                                                 gradcam_method=method, **runtime_options(opts))
     rows, failures, seconds = write_predictions(predictor, inputs, run_dir, gradcam=gradcam, workers=workers)
     classes = predictor.class_names
     table = [["image", *[f"P({c})" for c in classes], "label"]] + [

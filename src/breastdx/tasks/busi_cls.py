@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from breastdx.config import ConfigError, check_options, save_yaml, to_dict
+from breastdx.config import ConfigError, check_options, runtime_options, save_yaml, to_dict
 from breastdx.tasks.base import TASKS, RunResult, Task
 from breastdx.tasks.breastmnist import (calibration_rows, check_common_options, ci_text, comparison_rows,
                                         fit_settings, initialiser, plain_evaluation, predict_with_model)
@@ -483,7 +483,7 @@ class BusiClsTask(Task):
         from breastdx.inference.classifier import ClassificationPredictor
         from breastdx.runs import write_json, write_versions
 
-        check_options(options, {"split-file", "split", "seed", "n-bootstrap", "batch-size", "tta", "localisation", "dtype"},
+        check_options(options, {"split-file", "split", "seed", "n-bootstrap", "batch-size", "tta", "localisation"},
                       "evaluate busi-cls")
         opts = {k.replace("_", "-"): v for k, v in options.items()}
         which = opts.get("split", "test")
@@ -495,7 +495,7 @@ class BusiClsTask(Task):
             raise ConfigError(f"Options --seed, --n-bootstrap and --batch-size expect integers ({e}).") from None
         do_loc = str(opts.get("localisation", "true")).lower() not in ("0", "false", "no", "off")
         predictor = ClassificationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
-                                                     tta=opts.get("tta") or None, dtype=opts.get("dtype", "auto"))
+                                                     tta=opts.get("tta") or None, **runtime_options(opts))
         split_path = Path(opts["split-file"]) if "split-file" in opts else Path(model_dir) / SPLIT_FILE
         if not split_path.is_file():
             raise FileNotFoundError(f"{split_path}: no split file; pass --split-file (the split.json of the "
@@ -576,7 +576,7 @@ class BusiClsTask(Task):
         from breastdx.explain.gradcam import CAM_METHODS, cam_mass_in_mask, pointing_game_hit, write_cam_png
         from breastdx.inference.classifier import ClassificationPredictor
 
-        check_options(options, {"method", "classes", "batch-size", "workers", "threads", "tta", "dtype"}, "explain busi-cls")
+        check_options(options, {"method", "classes", "batch-size", "workers", "threads", "tta"}, "explain busi-cls")
         opts = {k.replace("_", "-"): v for k, v in options.items()}
         methods = [m.strip() for m in str(opts.get("method", ",".join(CAM_METHODS))).split(",") if m.strip()]
         bad = [m for m in methods if m not in CAM_METHODS]
@@ -594,7 +594,7 @@ class BusiClsTask(Task):
             torch.set_num_threads(threads)
         start = time.perf_counter()
         predictor = ClassificationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
-                                                     tta=opts.get("tta") or None, dtype=opts.get("dtype", "auto"))
+                                                     tta=opts.get("tta") or None, **runtime_options(opts))
         out_dir = run_dir / "explanations"
         out_dir.mkdir()
         rows: list[dict[str, Any]] = []

@@ -49,7 +49,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from breastdx.config import ConfigError, check_options, save_yaml, to_dict
+from breastdx.config import ConfigError, check_options, runtime_options, save_yaml, to_dict
 from breastdx.data.stain import STAIN_METHODS, STAIN_TARGET_FILE
 from breastdx.tasks.base import TASKS, RunResult, Task
 from breastdx.tasks.breastmnist import ci_text
@@ -64,9 +64,9 @@ VEELING_2018 = {"P4M-DenseNet (Veeling et al. 2018)": (0.963, 0.898), "DenseNet 
 """PCam test (AUROC, accuracy) reported by Veeling et al. (2018), trained on all 262,144 training patches."""
 SUMMARY = ("auroc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "brier", "ece")
 """Metrics shown in the command-line tables."""
-PREDICT_OPTIONS = {"batch-size", "workers", "threads", "tta", "gradcam", "method", "dtype"}
-EXPLAIN_OPTIONS = {"method", "classes", "batch-size", "workers", "threads", "tta", "zoom", "dtype"}
-EVALUATE_OPTIONS = {"split", "split-file", "seed", "n-bootstrap", "batch-size", "tta", "max-cases", "dtype"}
+PREDICT_OPTIONS = {"batch-size", "workers", "threads", "tta", "gradcam", "method"}
+EXPLAIN_OPTIONS = {"method", "classes", "batch-size", "workers", "threads", "tta", "zoom"}
+EVALUATE_OPTIONS = {"split", "split-file", "seed", "n-bootstrap", "batch-size", "tta", "max-cases"}
 
 
 @dataclass(frozen=True)
@@ -770,7 +770,7 @@ class HistoTask(Task):
         seed, n_boot = _int_option(opts, "seed", 0), _int_option(opts, "n-bootstrap", 2000)
         predictor = ClassificationPredictor.from_dir(model_dir, task=self.name,
                                                      batch_size=_int_option(opts, "batch-size", 64),
-                                                     tta=opts.get("tta") or None, dtype=opts.get("dtype", "auto"))
+                                                     tta=opts.get("tta") or None, **runtime_options(opts))
         split_path = Path(opts["split-file"]) if "split-file" in opts else Path(model_dir) / SPLIT_FILE
         if not split_path.is_file():
             raise FileNotFoundError(f"{split_path}: no split file; pass --split-file (the split.json of the training "
@@ -848,7 +848,7 @@ class HistoTask(Task):
             torch.set_num_threads(threads)
         predictor = ClassificationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
                                                      tta=opts.get("tta") or None, gradcam_method=method,
-                                                     dtype=opts.get("dtype", "auto"))
+                                                     **runtime_options(opts))
         rows, failures, seconds = write_predictions(predictor, inputs, run_dir, gradcam=gradcam, workers=workers)
         classes = predictor.class_names
         table = [["patch", *[f"P({c})" for c in classes], "label"]] + [
@@ -900,7 +900,7 @@ class HistoTask(Task):
             torch.set_num_threads(threads)
         start = time.perf_counter()
         predictor = ClassificationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
-                                                     tta=opts.get("tta") or None, dtype=opts.get("dtype", "auto"))
+                                                     tta=opts.get("tta") or None, **runtime_options(opts))
         out_dir = run_dir / "explanations"
         out_dir.mkdir()
         rows: list[dict[str, Any]] = []

@@ -123,7 +123,9 @@ class WDBCTask(Task):
 
     # ------------------------------------------------------------------ train
     def train(self, config: WDBCConfig, data_root: Path, run_dir: Path) -> RunResult:
-        from joblib.externals.loky import get_reusable_executor
+        from concurrent.futures import ThreadPoolExecutor
+
+        from joblib import Parallel, delayed
 
         from breastdx.models.tabular import SEARCH_BUDGETS, TABULAR_MODELS
         from breastdx.runs import seed_everything, write_json, write_versions
@@ -152,13 +154,14 @@ class WDBCTask(Task):
         log.info("CPU seconds per outer fold: %s", ", ".join(f"{n} {results[n].seconds.mean():.2f}"
                                                                for n in config.models))
         # The bootstrap intervals run in the worker processes while this one fits and explains the final model.
-        pool = get_reusable_executor(max_workers=n_jobs)
-        pending = {spec.name: pool.submit(_summary, spec.title, y, results[spec.name], config) for spec in specs}
-        best = max(config.models, key=lambda n: _point_auroc_brier(y, results[n].prob))
-        self._write_split_file(run_dir, table.checksum, config, y)
-        self._write_oof(run_dir, table, results)
-        final = self._fit_final(config, table, best, lambda: pending[best].result(), run_dir)
-        summaries = {name: pending[name].result() for name in config.models}
+        with ThreadPoolExecutor(max_workers=1) as background:
+            pending = background.submit(lambda: dict(zip(config.models, Parallel(n_jobs=n_jobs)(
+                delayed(_summary)(spec.title, y, results[spec.name], config) for spec in specs))))
+            best = max(config.models, key=lambda n: _point_auroc_brier(y, results[n].prob))
+            self._write_split_file(run_dir, table.checksum, config, y)
+            self._write_oof(run_dir, table, results)
+            final = self._fit_final(config, table, best, lambda: pending.result()[best], run_dir)
+            summaries = pending.result()
 
         metrics = {
             "task": self.name,
@@ -352,7 +355,7 @@ class WDBCTask(Task):
         from breastdx.inference.tabular import WDBCPredictor
         from breastdx.runs import write_json, write_versions
 
-        check_options(options, {"data-file", "seed", "dtype"}, "evaluate wdbc")
+        check_options(options, {"data-file", "seed"}, "evaluate wdbc")
         data_file = options.get("data-file") or options.get("data_file") or None
         seed = int(options.get("seed", 0))
         predictor = WDBCPredictor.from_dir(model_dir)
@@ -395,7 +398,7 @@ class WDBCTask(Task):
     def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
         from breastdx.inference.tabular import WDBCPredictor
 
-        check_options(options, {"reasons", "dtype"}, "predict wdbc")
+        check_options(options, {"reasons"}, "predict wdbc")
         n_reasons = int(options.get("reasons", 3))
         predictor = WDBCPredictor.from_dir(model_dir)
         rows: list[dict[str, Any]] = []
