@@ -153,3 +153,17 @@ def test_png_bytes_round_trip_and_table_blend():
     w = (OVERLAY_ALPHA * level / 255.0)[..., None]
     expected = np.repeat(gray[..., None], 3, axis=2) * (1 - w) + _jet_lut()[level] * w
     assert np.abs(heatmap_overlay(gray, cam).astype(float) - expected).max() <= 1.0  # table lookup = the formula
+
+
+@pytest.mark.parametrize("shape", [(17, 23), (17, 23, 3), (17, 23, 4), (1, 1)])
+def test_png_bytes_round_trip_gray_rgb_rgba(shape):
+    import io
+
+    from PIL import Image
+
+    from breastdx.explain.gradcam import png_bytes
+
+    a = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(a)))), a)
+    with pytest.raises(ValueError, match="Expected a uint8 image"):
+        png_bytes(np.zeros((4, 4, 2), np.uint8))

@@ -94,3 +94,14 @@ def test_weights_that_do_not_fit_fail_at_load_time_with_either_backend(tmp_path)
     for backend in ("torch", "auto"):
         with pytest.raises(ModelFolderError, match="do not fit"):
             NetworkRunner(meta, model_dir=d, backend=backend, onnx_dir=tmp_path / "c")
+
+
+def test_thread_count_of_the_onnx_session_can_be_set_after_loading(tmp_path, monkeypatch):
+    monkeypatch.setattr("breastdx.runtime.bf16_native_cpu", lambda: False)
+    d, meta, _ = _folder(tmp_path, **UNET)
+    runner = NetworkRunner(meta, model_dir=d, onnx_dir=tmp_path / "c")
+    x = torch.rand(1, 1, 32, 32)
+    before = runner(x).numpy()
+    runner.set_threads(1)
+    assert runner._threads == 1
+    np.testing.assert_allclose(runner(x).numpy(), before, atol=1e-6)

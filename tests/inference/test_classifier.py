@@ -68,7 +68,8 @@ def test_tta_and_gradcam(model_dir):
     tta = ClassificationPredictor.from_dir(folder, tta="hflip")
     assert not np.allclose(plain.predict_proba(images), tta.predict_proba(images))
     prob, labels, cams = tta.explain(images)
-    np.testing.assert_allclose(prob, tta.predict_proba(images), rtol=1e-5, atol=1e-6)
+    # Grad-CAM runs PyTorch, the mirror and predict_proba the faster backend (ONNX Runtime): equal within 1e-5
+    np.testing.assert_allclose(prob, tta.predict_proba(images), atol=1e-5)
     np.testing.assert_array_equal(labels, tta.labels_from_proba(prob))
     for im, cam in zip(images, cams):
         assert cam.shape == im.shape and 0.0 <= cam.min() and cam.max() <= 1.0

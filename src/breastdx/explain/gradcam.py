@@ -103,7 +103,8 @@ class _PerImageHooks(ModelWithHooks):
 
     def __call__(self, x, class_idx=None, retain_graph=False, **kwargs):  # noqa: D102 - as ModelWithHooks
         train = self.model.training
-        self.model.eval()
+        if train:  # eval() walks every module: only when needed (prediction networks are already in eval mode)
+            self.model.eval()
         logits = self.model(x, **kwargs)
         if callable(class_idx):
             idx = class_idx(logits.detach())
@@ -278,19 +279,23 @@ def heatmap_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = OVERLAY_A
     return out
 
 
-def png_bytes(rgb: np.ndarray, level: int = 1) -> bytes:
-    """Encode an RGB image as PNG: "sub" filter on every row, zlib at ``level`` (fast; zlib releases the GIL).
+def png_bytes(image: np.ndarray, level: int = 1) -> bytes:
+    """Encode a gray, RGB or RGBA image as PNG: "sub" filter on every row, zlib at ``level`` (fast; zlib
+    releases the GIL).
 
     Pillow tries several filters per row, which costs more than the compression itself for overlays;
-    one fixed filter gives files of the same size several times faster, so batch prediction can write one
-    overlay per image without slowing down.
+    one fixed filter gives files of about the same size several times faster, so batch prediction can write
+    one overlay per image, and the service answer one, without slowing down.
 
     Args:
-        rgb: uint8 ``(H, W, 3)``.
+        image: uint8 ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)``.
         level: zlib level, 0-9.
 
     Returns:
-        The PNG file's bytes (8-bit RGB, no interlacing).
+        The PNG file's bytes (8-bit gray, RGB or RGBA, no interlacing).
+
+    Raises:
+        ValueError: For another shape.
 
     References:
         W3C (2003). Portable Network Graphics (PNG) Specification, 2nd ed., sections 9.2 (filter type 1)
@@ -299,17 +304,22 @@ def png_bytes(rgb: np.ndarray, level: int = 1) -> bytes:
     import struct
     import zlib
 
-    h, w = rgb.shape[:2]
-    flat = np.ascontiguousarray(rgb, dtype=np.uint8).reshape(h, w * 3)
-    raw = np.empty((h, w * 3 + 1), dtype=np.uint8)
+    a = np.ascontiguousarray(image, dtype=np.uint8)
+    channels = 1 if a.ndim == 2 else a.shape[2] if a.ndim == 3 else 0
+    color_type = {1: 0, 3: 2, 4: 6}.get(channels)
+    if color_type is None:
+        raise ValueError(f"Expected a uint8 image (H, W), (H, W, 3) or (H, W, 4), got shape {a.shape}.")
+    h, w = a.shape[:2]
+    flat = a.reshape(h, w * channels)
+    raw = np.empty((h, w * channels + 1), dtype=np.uint8)
     raw[:, 0] = 1  # filter type 1 (sub): each byte minus the byte of the previous pixel
-    raw[:, 1:4] = flat[:, :3]
-    np.subtract(flat[:, 3:], flat[:, :-3], out=raw[:, 4:], casting="unsafe")  # modulo 256
+    raw[:, 1:1 + channels] = flat[:, :channels]
+    np.subtract(flat[:, channels:], flat[:, :-channels], out=raw[:, 1 + channels:], casting="unsafe")  # mod 256
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), level))
             + chunk(b"IEND", b""))
 

@@ -122,6 +122,7 @@ class NetworkRunner:
         self._network = network.to(self.device).eval() if network is not None else None
         self.backend, self.backend_reason = self._choose_backend(check_backend(backend))
         self._session = None
+        self._threads = 0
         if self.backend == "onnxruntime":
             self._session = self._onnx_session(onnx_dir or _cache_dir())
             if self._session is None:
@@ -188,9 +189,32 @@ class NetworkRunner:
         h.update(json.dumps(described, sort_keys=True).encode())
         return h.hexdigest()[:32]
 
+    def set_threads(self, threads: int) -> None:
+        """Give the ONNX Runtime session ``threads`` intra-op threads (PyTorch takes its count per thread from
+        ``torch.set_num_threads``); a no-op under PyTorch or when the count is already that."""
+        if self._session is None or self._threads == int(threads):
+            return
+        import onnxruntime as ort
+
+        self._threads = max(1, int(threads))
+        self._session = ort.InferenceSession(str(self._onnx_path), self._session_options(),
+                                             providers=["CPUExecutionProvider"])
+
+    def _session_options(self):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # No busy-waiting between operators: reader and writer threads need the cores a spinning pool would burn.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return options
+
     def _onnx_session(self, cache: Path):
         import onnxruntime as ort
 
+        self._threads = max(1, torch.get_num_threads())
         path = Path(cache) / f"{self.meta.get('task', 'model')}-{self._cache_key()}.onnx"
         if not path.is_file():
             problem = self._export(path)
@@ -198,14 +222,9 @@ class NetworkRunner:
                 self.backend_reason = f"{problem}; PyTorch used instead"
                 log.warning("%s: %s", self.meta.get("task", "model"), self.backend_reason)
                 return None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, torch.get_num_threads())
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # No busy-waiting between operators: reader and writer threads need the cores a spinning pool would burn.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._onnx_path = path
         try:
-            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(path), self._session_options(), providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - a damaged cache file: rebuild next time, run PyTorch now
             path.unlink(missing_ok=True)
             self.backend_reason = f"the cached ONNX graph {path} could not be loaded ({e}); PyTorch used instead"

@@ -203,6 +203,10 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         networks = sum(m.kind != "tabular" for m in reg.models.values())
         threads = settings.torch_threads or auto_torch_threads(networks)
         torch.set_num_threads(threads)
+        for model in reg.models.values():  # ONNX Runtime sessions keep their own pools: the same share of cores
+            runner = getattr(model.predictor, "runner", None)
+            if runner is not None:
+                runner.set_threads(threads)
         app.state.torch_threads = threads
         log.info("breastdx %s: serving %s (%d model(s) in %.1f s, %d torch thread(s)); left out: %s. %s",
                  __version__, ", ".join(reg.tasks()) or "no task", len(reg.models), time.perf_counter() - start,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import difflib
 import hashlib
-import io
 import logging
 import math
 import os
@@ -463,9 +462,9 @@ def bytes_sha256(data: bytes) -> str:
 
 def png_data_url(array: np.ndarray) -> str:
     """A uint8 ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` array as a ``data:image/png;base64,...`` URL."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    from breastdx.explain.gradcam import png_bytes
+
+    return "data:image/png;base64," + base64.b64encode(png_bytes(array, PNG_COMPRESS_LEVEL)).decode("ascii")
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
