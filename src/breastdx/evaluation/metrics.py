@@ -164,14 +164,19 @@ def binary_metrics_weighted(counts: np.ndarray, y_true: np.ndarray, prob: np.nda
     m = c.sum(axis=1)
     tp, fn = c @ (yhat & y), c @ (~yhat & y)
     fp, tn = c @ (yhat & ~y), c @ (~yhat & ~y)
-    # AUROC: group cases by distinct score; positives above negatives of lower groups, one half within a group
-    _, group = np.unique(p, return_inverse=True)
-    onehot = np.zeros((p.size, int(group.max()) + 1 if p.size else 0))
-    onehot[np.arange(p.size), group] = 1.0
-    pos, neg = c @ (onehot * y[:, None]), c @ (onehot * ~y[:, None])
-    below = np.cumsum(neg, axis=1) - neg
-    u = (pos * (below + 0.5 * neg)).sum(axis=1)
-    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    # AUROC: cases in score order; each positive outranks the negatives of lower scores, ties count one half
+    order = np.argsort(p, kind="stable")
+    ps, ys = p[order], y[order]
+    first = np.r_[True, ps[1:] != ps[:-1]]                 # first case of each group of tied scores
+    start = np.flatnonzero(first)[np.cumsum(first) - 1]      # per case, the first index of its group
+    end = np.r_[np.flatnonzero(first)[1:], ps.size][np.cumsum(first) - 1]  # one past its group's last index
+    sorted_counts = np.ascontiguousarray(c.T)[order]         # (n, B): row gathers are fast, column ones are not
+    neg_cum = np.zeros((ps.size + 1, c.shape[0]))
+    np.cumsum(sorted_counts * ~ys[:, None], axis=0, out=neg_cum[1:])  # weighted negatives up to each position
+    pos_w = sorted_counts * ys[:, None]
+    below, tied = neg_cum[start], neg_cum[end] - neg_cum[start]
+    u = (pos_w * (below + 0.5 * tied)).sum(axis=0)
+    n_pos, n_neg = pos_w.sum(axis=0), neg_cum[-1]
     bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
     in_bin = np.zeros((p.size, n_bins))
     in_bin[np.arange(p.size), bins] = 1.0
