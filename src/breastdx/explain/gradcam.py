@@ -27,16 +27,27 @@ References:
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
-from monai.visualize.class_activation_maps import GradCAM, GradCAMpp, ModelWithHooks
 from torch import nn
 
+if TYPE_CHECKING:
+    from breastdx.explain.cam import CamExplainer
+
 log = logging.getLogger(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    """:class:`CamExplainer` lives in :mod:`breastdx.explain.cam` with MONAI's CAM classes, imported on first
+    use: rendering and localisation checks need no MONAI (about 3 s of start-up saved for predict without maps)."""
+    if name in ("CamExplainer", "_PerImageHooks"):
+        from breastdx.explain import cam
+
+        return getattr(cam, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 CAM_METHODS = ("gradcam", "gradcampp")
 """Names of the explanation methods."""
@@ -72,135 +83,6 @@ def target_layer(network: nn.Module, architecture: str | None = None) -> str:
         return GRADCAM_LAYERS[architecture]
     raise ValueError(f"No Grad-CAM target layer known for architecture {architecture!r}; known: "
                      f"{', '.join(sorted(GRADCAM_LAYERS))} and networks with a 'gradcam_layer' attribute.")
-
-
-class _PerImageHooks(ModelWithHooks):
-    """MONAI's ``ModelWithHooks`` with per-image class scores and removable hooks (see the module docstring)."""
-
-    def __init__(self, nn_module: nn.Module, layer: str) -> None:  # noqa: D107
-        self.model = nn_module
-        self.target_layers = (layer,)
-        self.gradients: dict[str, torch.Tensor] = {}
-        self.activations: dict[str, torch.Tensor] = {}
-        self.score: torch.Tensor | None = None
-        self.class_idx: torch.Tensor | None = None
-        self.register_backward = self.register_forward = True
-        self.last_logits: torch.Tensor | None = None
-        modules = dict(nn_module.named_modules())
-        if layer not in modules:
-            raise ValueError(f"Grad-CAM target layer {layer!r} is not a module of {type(nn_module).__name__}.")
-        mod = modules[layer]
-        if getattr(mod, "inplace", False):
-            mod.inplace = False  # in-place outputs break full backward hooks (as MONAI does)
-        self.handles = [mod.register_full_backward_hook(self.backward_hook(layer)),
-                        mod.register_forward_hook(self.forward_hook(layer))]
-
-    def remove(self) -> None:
-        """Remove the hooks from the network."""
-        for h in self.handles:
-            h.remove()
-        self.handles = []
-
-    def __call__(self, x, class_idx=None, retain_graph=False, **kwargs):  # noqa: D102 - as ModelWithHooks
-        train = self.model.training
-        if train:  # eval() walks every module: only when needed (prediction networks are already in eval mode)
-            self.model.eval()
-        logits = self.model(x, **kwargs)
-        if callable(class_idx):
-            idx = class_idx(logits.detach())
-        elif class_idx is None:
-            idx = logits.detach().argmax(1)
-        else:
-            idx = torch.as_tensor(class_idx, device=logits.device).reshape(-1)
-        idx = idx.to(logits.device).long()
-        if idx.numel() == 1:
-            idx = idx.expand(logits.shape[0])
-        self.class_idx = idx
-        self.last_logits = logits.detach()
-        layer = self.target_layers[0]
-        self.gradients.pop(layer, None)
-        self.score = logits.gather(1, idx[:, None]).view(-1, 1, 1, 1)
-        self.model.zero_grad(set_to_none=True)
-        with warnings.catch_warnings():  # expected: the input does not require gradients
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            self.score.sum().backward(retain_graph=retain_graph)
-        if layer not in self.gradients:
-            raise RuntimeError(f"Grad-CAM: no gradient reached layer {layer!r}; the network's parameters or input "
-                               f"must require gradients.")
-        if train:
-            self.model.train()
-        return logits, (self.activations[layer],), (self.gradients[layer],)
-
-
-class CamExplainer:
-    """Class activation maps of a classifier by Grad-CAM or Grad-CAM++ (MONAI).
-
-    Args:
-        network: The classifier ``(B, C, S, S) -> (B, K)``.
-        architecture: Its registry name, for :func:`target_layer`.
-        method: ``"gradcam"`` or ``"gradcampp"``.
-        layer: Target layer name, overriding :func:`target_layer`.
-        fast_backward: Let gradients flow only from the target layer on: parameters of earlier layers stop
-            requiring gradients (a side effect on ``network``, meant for inference-only networks). The maps
-            are the same; the backward pass stops at the target layer. Ignored when the target layer has
-            no parameters of its own.
-
-    Raises:
-        ValueError: For an unknown method or layer.
-    """
-
-    def __init__(self, network: nn.Module, architecture: str | None = None, method: str = "gradcam",
-                 layer: str | None = None, fast_backward: bool = False) -> None:
-        if method not in CAM_METHODS:
-            raise ValueError(f"Unknown explanation method {method!r}; expected one of {', '.join(CAM_METHODS)}.")
-        self.network = network
-        self.method = method
-        self.layer = layer or target_layer(network, architecture)
-        self.hooks = _PerImageHooks(network, self.layer)
-        cls = GradCAM if method == "gradcam" else GradCAMpp
-        self.cam = cls(nn_module=self.hooks, target_layers=self.layer)
-        if fast_backward:
-            module = dict(network.named_modules())[self.layer]
-            own = list(module.parameters())
-            if own:
-                for p in network.parameters():
-                    p.requires_grad_(False)
-                for p in own:
-                    p.requires_grad_(True)
-
-    def remove(self) -> None:
-        """Remove the hooks this explainer put on the network."""
-        self.hooks.remove()
-
-    def raw_maps(self, x: torch.Tensor, class_idx: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Maps at feature-map resolution, before scaling.
-
-        Args:
-            x: Network input ``(B, C, S, S)``.
-            class_idx: None (argmax), an int, a ``(B,)`` tensor, or a callable ``logits (B, K) -> (B,)``.
-
-        Returns:
-            ``(logits (B, K), class index (B,), maps (B, h, w) >= 0)``.
-        """
-        with torch.enable_grad():
-            maps = self.cam.compute_map(x, class_idx=class_idx)
-        return self.hooks.last_logits, self.hooks.class_idx, maps[:, 0].detach()
-
-    def __call__(self, x: torch.Tensor, class_idx: Any = None,
-                 sizes: Sequence[tuple[int, int]] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray]]:
-        """Maps scaled to [0, 1], at the network input size or at given sizes.
-
-        Args:
-            x: Network input ``(B, C, S, S)``.
-            class_idx: As :meth:`raw_maps`.
-            sizes: ``(H, W)`` per image (original sizes), or None for ``(S, S)``.
-
-        Returns:
-            ``(logits (B, K), class index (B,), maps)``: one float32 ``(H, W)`` array in [0, 1] per image.
-        """
-        logits, idx, maps = self.raw_maps(x, class_idx)
-        sizes = list(sizes) if sizes is not None else [tuple(x.shape[-2:])] * x.shape[0]
-        return logits, idx, [upsample_map(maps[i], sizes[i]) for i in range(maps.shape[0])]
 
 
 def upsample_map(cam: torch.Tensor | np.ndarray, shape: tuple[int, int]) -> np.ndarray:
