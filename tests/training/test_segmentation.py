@@ -136,3 +136,20 @@ def test_weight_averaging_exports_the_averaged_weights(tmp_path):
     assert all(not p.requires_grad for p in module.ema.parameters())
     with pytest.raises(ValueError, match="ema_decay"):
         SegmentationModule(net, OptimConfig(ema_decay=1.5))
+
+
+@pytest.mark.parametrize("native, want", [(False, "32-true"), (True, "bf16-mixed")])
+def test_trainer_falls_back_to_float32_where_bfloat16_is_emulated(tmp_path, monkeypatch, caplog, native, want):
+    """--precision bf16-mixed never crawls silently: on a CPU without native bfloat16 it trains in float32,
+    with a warning; where bfloat16 is native it is kept. ``auto`` follows the same rule."""
+    from breastdx.training.trainer import TrainerSettings, make_trainer
+
+    monkeypatch.setattr("breastdx.runtime.bf16_native_cpu", lambda: native)
+    with caplog.at_level("WARNING", logger="breastdx.runtime"):
+        trainer, _ = make_trainer(tmp_path, TrainerSettings(precision="bf16-mixed", accelerator="cpu",
+                                                            progress_bar=False))
+    assert str(trainer.precision) == want
+    assert any("no native bfloat16" in r.getMessage() for r in caplog.records) != native
+    auto, _ = make_trainer(tmp_path / "auto", TrainerSettings(precision="auto", accelerator="cpu",
+                                                              progress_bar=False))
+    assert str(auto.precision) == want

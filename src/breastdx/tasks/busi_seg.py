@@ -157,6 +157,8 @@ class BusiSegTask(Task):
 
     # ------------------------------------------------------------------ train
     def train(self, config: BusiSegConfig, data_root: Path, run_dir: Path) -> RunResult:
+        import dataclasses
+
         import torch
 
         from breastdx.data.busi import busi_checksum, find_busi_root, scan_busi
@@ -166,6 +168,7 @@ class BusiSegTask(Task):
         from breastdx.inference.predictor import INFERENCE_DTYPES, TTA_MODES
         from breastdx.models.networks import SEGMENTATION_NETWORKS, build_network
         from breastdx.runs import seed_everything, write_versions
+        from breastdx.runtime import bf16_native, cpu_model
         from breastdx.training.segmentation import OptimConfig, SegmentationModule
         from breastdx.training.trainer import (TrainerSettings, best_state_dict, make_trainer,
                                                remove_checkpoints)
@@ -191,6 +194,11 @@ class BusiSegTask(Task):
         except TypeError as e:
             raise ConfigError(f"Option --arch-args: {e}") from None
 
+        if config.inference_dtype == "bfloat16" and not bf16_native("cpu"):
+            # Validating in emulated bfloat16 would crawl; the model folder then validates float32 only.
+            log.warning("--inference-dtype bfloat16: %s has no native bfloat16, so validation and test run in "
+                        "float32 and the model folder validates float32 only", cpu_model() or "this CPU")
+            config = dataclasses.replace(config, inference_dtype="float32")
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         seed_everything(config.seed)
