@@ -53,3 +53,14 @@ def test_options_among_inputs_are_split_off(tmp_path: Path):
                                     Path("--tta")])
     assert paths == [Path("a.png"), real]
     assert options == {"method": "gradcam", "zoom": "2", "tta": "true"}
+
+
+@pytest.mark.skipif(not DATA, reason="BREASTDX_DATA is not set (point it at ../shared/data)")
+def test_misspelt_boolean_and_unknown_dtype_are_refused(tmp_path: Path):
+    image = str(Path(DATA) / "busi" / "benign" / "benign (1).png")
+    result = runner.invoke(app, ["predict", "busi-seg", image, "--overlays", "flase", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "'overlays' option must be true or false" in result.output
+    result = runner.invoke(app, ["predict", "busi-seg", image, "--dtype", "half", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "'dtype' option must be one of auto, float32, bfloat16" in result.output
+    result = runner.invoke(app, ["predict", "busi-seg", image, "--backend", "ort", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "'backend' option must be one of auto, torch, onnxruntime" in result.output

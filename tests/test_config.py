@@ -29,8 +29,17 @@ def test_unknown_option_suggests_closest():
 def test_bad_value_names_option_and_type():
     with pytest.raises(ConfigError, match=r"Option 'seed' expects int, got 'abc'"):
         with_overrides(Cfg(), {"seed": "abc"})
-    with pytest.raises(ConfigError, match="expects true or false"):
+    with pytest.raises(ConfigError, match=r"The 'flag' option must be true or false .* Got 'maybe' instead"):
         with_overrides(Cfg(), {"flag": "maybe"})
+
+
+def test_one_strict_boolean_parser():
+    from breastdx.config import parse_bool
+
+    assert [parse_bool(v, "x") for v in ("true", "Yes", "ON", "1", True)] == [True] * 5
+    assert [parse_bool(v, "x") for v in ("false", "No", "off", "0", False)] == [False] * 5
+    with pytest.raises(ConfigError, match="'gradcam' option must be true or false"):
+        parse_bool("flase", "gradcam")  # read as true before: three parsers, two of them lenient
 
 
 def test_parse_extra_args_forms():

@@ -57,6 +57,27 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def parse_bool(value: Any, name: str) -> bool:
+    """A strict boolean option: ``true/false``, ``yes/no``, ``on/off`` or ``1/0`` (any case), or a bool.
+
+    Raises:
+        ConfigError: For anything else ("--gradcam flase" is refused, not read as true).
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ConfigError(f"The '{name}' option must be true or false (also yes/no, on/off, 1/0). Got {value!r} "
+                      f"instead.")
+
+
 def _coerce(value: Any, tp: Any, name: str) -> Any:
     """Convert ``value`` (often a string from the command line) to the annotated type ``tp``."""
     origin = typing.get_origin(tp)
@@ -75,14 +96,7 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
             items = list(value)
         return tuple(_coerce(v, item_tp, name) for v in items)
     if tp is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).lower()
-        if text in {"1", "true", "yes", "on"}:
-            return True
-        if text in {"0", "false", "no", "off"}:
-            return False
-        raise ConfigError(f"Option {name!r} expects true or false, got {value!r}.")
+        return parse_bool(value, name)
     if tp in (int, float, str):
         try:
             if tp is int and isinstance(value, float) and not value.is_integer():

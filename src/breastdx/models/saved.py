@@ -104,7 +104,8 @@ def write_model_card(model_dir: Path, meta: dict[str, Any], *, title: str, summa
         "",
         "## Model details",
         f"- Task: `{meta['task']}`; architecture: `{meta['architecture']}`",
-        f"- Classes (index order): {', '.join(meta['class_names'])}; positive class: {meta['class_names'][-1]}",
+        f"- Classes (index order): {', '.join(meta['class_names'])}; positive class: "
+        f"{meta.get('positive_class', meta['class_names'][-1])}",
         f"- Decision threshold: {meta.get('threshold', 'n/a')}",
         f"- Seed: {meta.get('seed')}; created {meta.get('created')}; breastdx {meta.get('versions', {}).get('breastdx')}",
         f"- {summary}",

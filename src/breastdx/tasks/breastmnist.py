@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from breastdx.config import ConfigError, check_options, runtime_options, save_yaml, to_dict
+from breastdx.config import ConfigError, check_options, parse_bool, runtime_options, save_yaml, to_dict
 from breastdx.tasks.base import TASKS, RunResult, Task
 
 log = logging.getLogger(__name__)
@@ -509,7 +509,7 @@ def predict_with_model(task: str, title: str, model_dir: Path, inputs: list[Path
         batch, workers, threads = int(opts.get("batch-size", 32)), int(opts.get("workers", 2)), int(opts.get("threads", 0))
     except ValueError as e:
         raise ConfigError(f"Options --batch-size, --workers and --threads expect integers ({e}).") from None
-    gradcam = str(opts.get("gradcam", str(gradcam_default))).lower() not in ("0", "false", "no", "off")
+    gradcam = parse_bool(opts.get("gradcam", gradcam_default), "gradcam")
     method = opts.get("method") or None
     if method is not None and method not in CAM_METHODS:
         raise ConfigError(f"Option --method expects one of {', '.join(CAM_METHODS)}, got {method!r}.")

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from breastdx.config import ConfigError, check_options, runtime_options, save_yaml, to_dict
+from breastdx.config import ConfigError, check_options, parse_bool, runtime_options, save_yaml, to_dict
 from breastdx.tasks.base import TASKS, RunResult, Task
 from breastdx.tasks.breastmnist import (calibration_rows, check_common_options, ci_text, comparison_rows,
                                         fit_settings, initialiser, plain_evaluation, predict_with_model)
@@ -493,7 +493,7 @@ class BusiClsTask(Task):
             seed, n_boot, batch = int(opts.get("seed", 0)), int(opts.get("n-bootstrap", 2000)), int(opts.get("batch-size", 32))
         except ValueError as e:
             raise ConfigError(f"Options --seed, --n-bootstrap and --batch-size expect integers ({e}).") from None
-        do_loc = str(opts.get("localisation", "true")).lower() not in ("0", "false", "no", "off")
+        do_loc = parse_bool(opts.get("localisation", True), "localisation")
         predictor = ClassificationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
                                                      tta=opts.get("tta") or None, **runtime_options(opts))
         split_path = Path(opts["split-file"]) if "split-file" in opts else Path(model_dir) / SPLIT_FILE

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from breastdx.config import ConfigError, check_options, runtime_options, save_yaml, to_dict
+from breastdx.config import ConfigError, check_options, parse_bool, runtime_options, save_yaml, to_dict
 from breastdx.tasks.base import TASKS, RunResult, Task
 
 log = logging.getLogger(__name__)
@@ -619,7 +619,7 @@ class BusiSegTask(Task):
                                        int(opts.get("threads", 0)))
         except ValueError as e:
             raise ConfigError(f"Options --batch-size, --workers and --threads expect integers ({e}).") from None
-        overlays = opts.get("overlays", "true").lower() not in ("0", "false", "no", "off")
+        overlays = parse_bool(opts.get("overlays", True), "overlays")
         torch.set_num_threads(threads if threads > 0 else usable_cores())
         start = time.perf_counter()
         predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,

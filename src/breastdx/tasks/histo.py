@@ -49,7 +49,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from breastdx.config import ConfigError, check_options, runtime_options, save_yaml, to_dict
+from breastdx.config import ConfigError, check_options, parse_bool, runtime_options, save_yaml, to_dict
 from breastdx.data.stain import STAIN_METHODS, STAIN_TARGET_FILE
 from breastdx.tasks.base import TASKS, RunResult, Task
 from breastdx.tasks.breastmnist import ci_text
@@ -193,15 +193,6 @@ def _int_option(opts: dict[str, str], name: str, default: int) -> int:
         return int(opts.get(name, default))
     except ValueError:
         raise ConfigError(f"Option --{name} expects an integer, got {opts.get(name)!r}.") from None
-
-
-def _bool_option(opts: dict[str, str], name: str, default: bool) -> bool:
-    text = str(opts.get(name, default)).lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"Option --{name} expects true or false, got {opts.get(name)!r}.")
 
 
 def exact_duplicate_groups(images: np.ndarray) -> list[list[int]]:
@@ -840,7 +831,7 @@ class HistoTask(Task):
         opts = {k.replace("_", "-"): v for k, v in options.items()}
         batch, workers, threads = (_int_option(opts, "batch-size", 64), _int_option(opts, "workers", 2),
                                    _int_option(opts, "threads", 0))
-        gradcam = _bool_option(opts, "gradcam", False)
+        gradcam = parse_bool(opts.get("gradcam", False), "gradcam")
         method = opts.get("method") or None
         if method is not None and method not in CAM_METHODS:
             raise ConfigError(f"Option --method expects one of {', '.join(CAM_METHODS)}, got {method!r}.")

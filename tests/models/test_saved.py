@@ -1,0 +1,12 @@
+"""Model folders: the model card names the positive class that meta.json gives."""
+
+from breastdx.models.saved import write_meta, write_model_card
+
+
+def test_model_card_names_the_positive_class_of_meta(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    meta = write_meta(tmp_path, {"task": "idc", "architecture": "compact_cnn", "weights_file": "model.safetensors",
+                                 "class_names": ["idc", "non_idc"], "positive_class": "idc"})
+    write_model_card(tmp_path, meta, title="t", summary="s", data="d", evaluation="e", limitations=["l"])
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "positive class: idc" in card and "positive class: non_idc" not in card
