@@ -64,3 +64,17 @@ def test_misspelt_boolean_and_unknown_dtype_are_refused(tmp_path: Path):
     assert result.exit_code == 2 and "'dtype' option must be one of auto, float32, bfloat16" in result.output
     result = runner.invoke(app, ["predict", "busi-seg", image, "--backend", "ort", "--out", str(tmp_path / "c")])
     assert result.exit_code == 2 and "'backend' option must be one of auto, torch, onnxruntime" in result.output
+
+
+def test_unexpected_errors_are_named_and_verbose_shows_the_traceback(monkeypatch, tmp_path: Path):
+    from breastdx.tasks.wdbc import WDBCTask
+
+    def broken(self, *args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(WDBCTask, "train", broken)
+    quiet = runner.invoke(app, ["train", "wdbc", "--out", str(tmp_path / "a")])
+    assert quiet.exit_code == 1 and "unexpected error (KeyError)" in quiet.output and "--verbose" in quiet.output
+    assert "Traceback" not in quiet.output
+    loud = runner.invoke(app, ["-v", "train", "wdbc", "--out", str(tmp_path / "b")])
+    assert loud.exit_code == 1 and "Traceback" in loud.output and "broken" in loud.output

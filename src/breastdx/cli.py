@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -32,9 +33,24 @@ DTYPE_HELP = ("Network precision: auto (bfloat16 only where the CPU or GPU compu
               "and why.")
 
 
+_VERBOSE = {"on": False}  # set by the --verbose option of the command line (this module's own state)
+
+
 def _fail(message: str, code: int = 2) -> None:
+    if _VERBOSE["on"] and sys.exc_info()[0] is not None:
+        err_console.print_exception(show_locals=False)
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _unexpected(error: BaseException) -> None:
+    """An error no check anticipated (a bug, or a library failing): say so; --verbose shows the traceback."""
+    if _VERBOSE["on"]:
+        err_console.print_exception(show_locals=False)
+    hint = "" if _VERBOSE["on"] else " Run again with --verbose (breastdx -v ...) to see the traceback."
+    err_console.print(f"[bold red]unexpected error[/] ({type(error).__name__}): {error}. This is likely a bug in "
+                      f"breastdx or a library it uses; please report it.{hint}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
 
 
 def _show(result: Any) -> None:
@@ -64,6 +80,7 @@ def _setup_logging(verbose: bool) -> None:
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details (debug level).")) -> None:
     """breastdx command line. Research use only."""
+    _VERBOSE["on"] = verbose
     _setup_logging(verbose)
 
 
@@ -80,13 +97,21 @@ def train(
     from breastdx.config import ConfigError, parse_extra_args, resolve_data_root, with_overrides
     from breastdx.data.errors import DataError
     from breastdx.registry import UnknownNameError
-    from breastdx.runs import RunFolderExistsError, make_run_dir
+    from breastdx.runs import RUN_DIR_ENV, RunFolderExistsError, is_rank_zero, make_run_dir
     from breastdx.tasks import get_task
 
     try:
         t = get_task(task)
         config = with_overrides(t.config_cls(), {**parse_extra_args(list(ctx.args)), "seed": seed})
-        run_dir = make_run_dir(task, out)
+        if is_rank_zero():
+            run_dir = make_run_dir(task, out)
+            os.environ[RUN_DIR_ENV] = str(run_dir)  # the other ranks' processes inherit it: one run folder
+        else:  # a process of another rank of a distributed run: rank 0's folder, written by rank 0 only
+            shared = os.environ.get(RUN_DIR_ENV) or (str(out) if out else "")
+            if not shared:
+                raise ConfigError("Training on several nodes needs --out: the same run folder on every node.")
+            run_dir = Path(shared)
+            run_dir.mkdir(parents=True, exist_ok=True)
     except (UnknownNameError, ConfigError, RunFolderExistsError) as e:
         _fail(str(e))
     console.print(f"[bold]breastdx {__version__}[/] — {t.title}. {RESEARCH_USE_ONLY}", highlight=False)
@@ -94,6 +119,8 @@ def train(
         result = t.train(config, resolve_data_root(data_dir), run_dir)
     except (DataError, FileNotFoundError, UnknownNameError, ConfigError) as e:
         _fail(str(e))
+    except Exception as e:  # noqa: BLE001 - said plainly, with the traceback under --verbose
+        _unexpected(e)
     _show(result)
 
 
@@ -195,6 +222,8 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
     except (UnknownNameError, RunFolderExistsError, ModelFolderError, FileNotFoundError, ValueError) as e:
         # ValueError covers DataError and ConfigError (bad input, bad option values)
         _fail(str(e))
+    except Exception as e:  # noqa: BLE001 - said plainly, with the traceback under --verbose
+        _unexpected(e)
     _show(result)
     if result.failures:
         raise typer.Exit(1)

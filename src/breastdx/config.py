@@ -208,7 +208,12 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def save_yaml(data: dict[str, Any], path: Path) -> None:
-    """Write ``data`` as YAML (block style, keys in insertion order)."""
+    """Write ``data`` as YAML (block style, keys in insertion order); only global rank 0 of a distributed run
+    writes."""
+    from breastdx.runs import is_rank_zero
+
+    if not is_rank_zero():
+        return
     path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
 
 

@@ -64,6 +64,22 @@ def utc_now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+RUN_DIR_ENV = "BREASTDX_RUN_DIR"
+"""Set by the rank-0 process of ``breastdx train`` to its run folder, so that the processes Lightning starts for
+the other ranks of a distributed run (they inherit the environment) use the same folder instead of a new one."""
+
+
+def is_rank_zero() -> bool:
+    """False in the processes of a distributed run other than global rank 0.
+
+    Reads what launchers set before any process group exists: ``RANK`` (torchrun), else ``NODE_RANK`` and
+    ``LOCAL_RANK`` (Lightning's launcher). A plain process is rank zero.
+    """
+    if os.environ.get("RANK") not in (None, ""):
+        return int(os.environ["RANK"]) == 0
+    return int(os.environ.get("NODE_RANK") or 0) == 0 and int(os.environ.get("LOCAL_RANK") or 0) == 0
+
+
 class RunFolderExistsError(FileExistsError):
     """The output folder exists and is not empty; breastdx never overwrites a run."""
 
@@ -97,7 +113,9 @@ def make_run_dir(task: str, out: str | os.PathLike[str] | None, kind: str = "tra
 
 
 def write_json(data: Any, path: Path) -> None:
-    """Write ``data`` as indented JSON (NumPy scalars converted)."""
+    """Write ``data`` as indented JSON (NumPy scalars converted); only global rank 0 of a distributed run writes."""
+    if not is_rank_zero():
+        return
 
     def default(o: Any) -> Any:
         if isinstance(o, np.generic):

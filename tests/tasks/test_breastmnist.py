@@ -140,3 +140,23 @@ def test_evaluate_the_shipped_model(data_root, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     shipped = json.loads((model_dir / "meta.json").read_text())["metrics"]
     assert metrics["metrics"]["auroc"]["value"] == pytest.approx(shipped["auroc"]["value"], abs=0.005)
+
+
+def test_two_process_ddp_training_through_the_cli(npz, tmp_path):
+    """``--devices 2 --strategy ddp --accelerator cpu``: Lightning starts the second rank by running the command
+    again; it must reuse rank 0's run folder (not fail on it) and write nothing; rank 0 writes it all."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "breastdx.cli", "train", "breastmnist", "--out", str(out), "--data-file", str(npz),
+           "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu", *TINY]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "NODE_RANK", "BREASTDX_RUN_DIR")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in text and "exists and is not empty" not in text
+    for name in ("config.yaml", "versions.json", "split.json", "metrics.json", "report.html",
+                 "model/model.safetensors", "model/meta.json", "model/MODEL_CARD.md"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "metrics.json").read_text())["models"]["unet_multitask"]["training"]["devices"] == 2

@@ -523,7 +523,8 @@ def predict_with_model(task: str, title: str, model_dir: Path, inputs: list[Path
         [Path(r["source"]).name, *[f"{r[f'p_{c}']:.3f}" for c in classes], r["label"]] for r in rows[:50]]
     notes = [f"{len(rows)} image(s) in {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.1f} images/s, model "
              f"{predictor.meta['architecture']}, Grad-CAM {'on' if gradcam else 'off'}); label: "
-             f"{predictor.meta.get('label_rule', 'most probable class')} (threshold {predictor.threshold}). "
+             f"{predictor.meta.get('label_rule', 'most probable class')} (threshold "
+             f"{'none' if predictor.threshold is None else f'{predictor.threshold:.3f}'}). "
              f"Wrote {run_dir / 'predictions.csv'}" + (", gradcam/" if gradcam else "")]
     if len(rows) > 50:
         notes.insert(0, f"(first 50 of {len(rows)} shown)")
