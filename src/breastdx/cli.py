@@ -66,6 +66,7 @@ def _show(result: Any) -> None:
     if result.failures:
         err_console.print(f"[bold red]{len(result.failures)} input(s) could not be used:[/]")
         for item, reason in result.failures:
+            reason = reason[len(f"{item}: "):] if reason.startswith(f"{item}: ") else reason  # name it once
             err_console.print(f"  - {item}: {reason}", highlight=False, soft_wrap=True)
 
 

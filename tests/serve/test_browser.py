@@ -86,11 +86,12 @@ def test_upload_shows_prediction_overlays_and_card(browser, server, busi_image, 
     assert page.eval_on_selector("#task-select", "s => s.value") == "ultrasound"
     page.set_input_files("#file-input", str(busi_image))
     page.wait_for_selector("#pred-label:not(:empty)", timeout=60_000)
-    label = page.text_content("#pred-label")
+    label = page.get_attribute("#pred-label", "data-label")
     classes = _classes(server)
     assert label in classes
+    assert page.text_content("#pred-label") == label.replace("_", " ")  # shown as read, not as a code
     assert page.locator("#prob-bars .bar").count() == len(classes)
-    assert page.locator("#prob-bars .bar.chosen .bar-name").text_content() == label
+    assert page.locator("#prob-bars .bar.chosen .bar-name").text_content() == label.replace("_", " ")
     # the image and both overlays are decoded images of the same size
     sizes = page.evaluate("""() => ['layer-image', 'layer-heatmap', 'layer-contour'].map(id => {
         const im = document.getElementById(id);

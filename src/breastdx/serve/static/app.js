@@ -160,9 +160,14 @@ function renderBars(container, cls) {
       track.append(tick);
     }
     const row = el("div", { class: "bar" + (name === cls.label ? " chosen" : ""), "data-class": name },
-      el("span", { class: "bar-name", text: name }), track, el("span", { class: "bar-value", text: fmtProb(p) }));
+      el("span", { class: "bar-name", text: displayName(name) }), track, el("span", { class: "bar-value", text: fmtProb(p) }));
     container.append(row);
   }
+}
+
+// Class names as people read them: "normal_or_benign" is shown as "normal or benign" (the API keeps the name).
+function displayName(name) {
+  return String(name).replace(/_/g, " ");
 }
 
 function ruleText(cls) {
@@ -228,12 +233,12 @@ function showAnswer(index) {
   const dl = $("pred-details");
   dl.replaceChildren();
   if (cls) {
-    label.textContent = cls.label;
+    label.textContent = displayName(cls.label);
     label.dataset.label = cls.label;
     $("pred-rule").textContent = ruleText(cls);
     renderBars($("prob-bars"), cls);
     addDetail(dl, "Classifier", `${cls.model.name} (version ${cls.model.version})`);
-    if (cls.argmax_label !== cls.label) addDetail(dl, "Most probable class", cls.argmax_label);
+    if (cls.argmax_label !== cls.label) addDetail(dl, "Most probable class", displayName(cls.argmax_label));
   } else {
     label.textContent = seg && seg.lesion_found ? "lesion found" : "no lesion found";
     label.dataset.label = label.textContent;
@@ -279,7 +284,7 @@ function renderBatchRow(index) {
     const a = item.answer;
     const cls = a.classification;
     const probs = cls ? cls.class_names.map((n) => `${n} ${fmtProb(cls.probabilities[n])}`).join(", ") : "";
-    const label = cls ? cls.label : (a.segmentation && a.segmentation.lesion_found ? "lesion found" : "no lesion found");
+    const label = cls ? displayName(cls.label) : (a.segmentation && a.segmentation.lesion_found ? "lesion found" : "no lesion found");
     row.append(el("td", { text: label }), el("td", { text: probs }), el("td", { text: areaText(a.segmentation) }),
       el("td", { text: a.elapsed_ms.toFixed(0) + " ms" }));
   }
