@@ -78,3 +78,13 @@ def test_unexpected_errors_are_named_and_verbose_shows_the_traceback(monkeypatch
     assert "Traceback" not in quiet.output
     loud = runner.invoke(app, ["-v", "train", "wdbc", "--out", str(tmp_path / "b")])
     assert loud.exit_code == 1 and "Traceback" in loud.output and "broken" in loud.output
+
+
+def test_train_help_lists_the_task_options_where_they_are_declared():
+    result = runner.invoke(app, ["train", "wdbc", "--help"])
+    assert result.exit_code == 0
+    for option in ("--repeats", "--search", "--target-sensitivity", "--n-jobs"):
+        assert option in result.output, option
+    assert "Inner-search budget" in result.output  # the description from WDBCConfig's docstring
+    bare = runner.invoke(app, ["train", "--help"])
+    assert bare.exit_code == 0 and "breastdx train TASK --help" in bare.output

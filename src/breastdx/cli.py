@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 from rich.table import Table
 
 from breastdx import RESEARCH_USE_ONLY, __version__
@@ -85,7 +86,37 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log detail
     _setup_logging(verbose)
 
 
-@app.command(context_settings=TASK_OPTIONS)
+class _TrainCommand(TyperCommand):
+    """``breastdx train TASK --help`` also lists TASK's own options, from its config's declaration."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # noqa: D102
+        ctx.meta["breastdx_task"] = next((a for a in args if not a.startswith("-")), None)
+        return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:  # noqa: D102
+        super().format_help(ctx, formatter)
+        from breastdx.config import describe_options
+        from breastdx.registry import UnknownNameError
+        from breastdx.tasks import get_task
+
+        name = ctx.meta.get("breastdx_task")
+        try:
+            task = get_task(name) if name else None
+        except UnknownNameError:
+            task = None
+        if task is None:
+            console.print("Task options: run [bold]breastdx train TASK --help[/] (breastdx tasks lists the tasks).",
+                          highlight=False)
+            return
+        table = Table(title=f"Options of {task.name} (--name value)", title_justify="left")
+        for col in ("option", "default", "meaning"):
+            table.add_column(col, overflow="fold")
+        for option, default, meaning in describe_options(task.config_cls):
+            table.add_row(option, default, meaning)
+        console.print(table)
+
+
+@app.command(context_settings=TASK_OPTIONS, cls=_TrainCommand)
 def train(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task name (breastdx tasks lists them)."),

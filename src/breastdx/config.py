@@ -169,6 +169,42 @@ RUNTIME_OPTIONS = frozenset({"dtype", "backend"})
 """Options of every model verb (predict, evaluate, explain), set by the command line: how the network runs."""
 
 
+def describe_options(config_cls: type) -> list[tuple[str, str, str]]:
+    """``(--name, default, description)`` for each field of a task's config dataclass, for ``--help``.
+
+    Descriptions come from the ``Attributes:`` section of the class docstring (Google style), so each
+    option is described once, where it is declared.
+    """
+    docs: dict[str, str] = {}
+    current = None
+    in_attributes = False
+    for line in (config_cls.__doc__ or "").splitlines():
+        text = line.strip()
+        if text == "Attributes:":
+            in_attributes = True
+            continue
+        if not in_attributes:
+            continue
+        if text.endswith(":") and " " not in text:  # the next section
+            break
+        name, sep, rest = text.partition(":")
+        if sep and name.isidentifier() and line.startswith(" " * 8) and not line.startswith(" " * 9):
+            current = name
+            docs[name] = rest.strip()
+        elif current and text:
+            docs[current] += " " + text
+    rows = []
+    for f in dataclasses.fields(config_cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
+        if isinstance(default, bool):
+            default = str(default).lower()
+        elif isinstance(default, (tuple, list)):
+            default = ",".join(str(v) for v in default)
+        rows.append((f"--{f.name.replace('_', '-')}", str(default), docs.get(f.name, "")))
+    return rows
+
+
 def runtime_options(options: dict[str, str]) -> dict[str, str]:
     """``{"dtype": ..., "backend": ...}`` of a model verb's options, for a predictor's ``from_dir``."""
     return {"dtype": options.get("dtype", "auto"), "backend": options.get("backend", "auto")}
