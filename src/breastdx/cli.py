@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -77,6 +78,12 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err_console, show_path=False)], force=True)
     logging.getLogger("breastdx").setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Lightning prints through a handler of its own on the "lightning" logger: not through ours as well (every line
+    # twice), and without its advertising tip.
+    logging.getLogger("lightning").propagate = False
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
+    # A deprecation inside Lightning's own code (torch's pytree API), printed at every fit: not the user's concern.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 @app.callback()
