@@ -212,6 +212,42 @@ def test_dicom_pixel_spacing_gives_area_in_mm2(client, tmp_path):
     assert seg["area_mm2"] == pytest.approx(seg["area_px"] * 0.02, abs=1e-3)
 
 
+def test_uploads_are_decoded_in_memory_never_written_to_disk(client, tmp_path, synthetic_png, monkeypatch):
+    """No upload reaches a file: temporary files are refused while PNG, DICOM and a bad upload are answered."""
+    import tempfile
+
+    dicom = _dicom_bytes(tmp_path, _gradient(40, 52).astype(np.uint16) * 16)
+
+    def no_disk(*args, **kwargs):
+        raise AssertionError("an upload was about to be written to a temporary file")
+
+    for name in ("mkstemp", "NamedTemporaryFile", "TemporaryFile", "SpooledTemporaryFile"):
+        monkeypatch.setattr(tempfile, name, no_disk)
+    assert _upload(client, "ultrasound", synthetic_png).status_code == 200
+    r = _upload(client, "ultrasound", dicom, name="case.dcm", content_type="application/dicom")
+    assert r.status_code == 200 and r.json()["image"]["format"] == "DICOM"
+    bad = _upload(client, "ultrasound", synthetic_png[:60], name="cut.png")
+    assert bad.status_code == 422 and "cut.png" in bad.text
+    # an upload over Starlette's 1 MiB spooling threshold stays in memory too
+    import starlette.formparsers as formparsers
+
+    spooled = []
+
+    class Watched(formparsers.SpooledTemporaryFile):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            spooled.append(self)
+
+    monkeypatch.setattr(formparsers, "SpooledTemporaryFile", Watched)
+    noise = np.random.default_rng(0).integers(0, 256, (1100, 1100), dtype=np.uint8)  # about 1.2 MB as PNG
+    big = _png(noise)
+    assert len(big) > 1024 * 1024
+    settings = ServeSettings(database_url=f"sqlite:///{tmp_path / 'big.sqlite'}", display_max_side=256)
+    with TestClient(create_app(settings, registry=client.app.state.registry)) as big_client:
+        assert _upload(big_client, "busi-seg", big).status_code == 200
+    assert spooled and not any(f._rolled for f in spooled)
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
 def test_jpeg_and_tiff(client, fmt):
     r = _upload(client, "busi-cls", _png(_gradient(33, 34), fmt), name="x.bin", content_type="application/octet-stream")

@@ -34,12 +34,13 @@ the whole image.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -142,8 +143,27 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
     path = Path(path)
-    dec = _decode(path, max_pixels)
+    dec = _decode(path, str(path), max_pixels)
     return ImageRecord(_to_uint8(dec, mode, path), path, dec.spacing_mm, dec.fmt, dec.mode)
+
+
+def read_image_bytes(data: bytes, name: str, mode: str = "gray", max_pixels: int = MAX_PIXELS) -> ImageRecord:
+    """:func:`read_image` for an image held in memory (an upload): decoded from the bytes, never written to disk.
+
+    Args:
+        data: The file's bytes. Its format is found from its first bytes, not its name.
+        name: A name for messages and for ``ImageRecord.path`` (the client's file name).
+        mode: ``"gray"`` or ``"rgb"``.
+        max_pixels: Largest accepted width x height, checked from the header before decoding.
+
+    Raises:
+        ValueError: If ``mode`` is not ``"gray"`` or ``"rgb"``.
+        ImageReadError: As :func:`read_image`; the message names ``name``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
+    dec = _decode(bytes(data), name, max_pixels)
+    return ImageRecord(_to_uint8(dec, mode, Path(name)), Path(name), dec.spacing_mm, dec.fmt, dec.mode)
 
 
 def read_mask(path: str | Path, expected_shape: tuple[int, int] | None = None,
@@ -167,7 +187,7 @@ def read_mask(path: str | Path, expected_shape: tuple[int, int] | None = None,
             from ``expected_shape`` (the message gives both sizes and the file).
     """
     path = Path(path)
-    dec = _decode(path, max_pixels)
+    dec = _decode(path, str(path), max_pixels)
     v = dec.values
     if v.ndim == 2:
         fg = v > 0
@@ -258,7 +278,11 @@ def read_images(paths: Iterable[str | Path], mode: str = "gray",
 def sniff_format(path: Path) -> str | None:
     """The image format from the first bytes of ``path``: PNG, JPEG, TIFF, DICOM, or None if unknown."""
     with open(path, "rb") as f:
-        head = f.read(132)
+        return sniff_bytes(f.read(132))
+
+
+def sniff_bytes(head: bytes) -> str | None:
+    """The image format from a file's first 132 bytes (or more): PNG, JPEG, TIFF, DICOM, or None if unknown."""
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "PNG"
     if head.startswith(b"\xff\xd8\xff"):
@@ -288,59 +312,78 @@ def _check_file(path: Path) -> str:
     return fmt
 
 
-def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
+def _check_bytes(data: bytes, label: str) -> str:
+    if not data:
+        raise ImageReadError(f"{label}: empty (0 bytes); expected a PNG, JPEG, TIFF or DICOM image.")
+    fmt = sniff_bytes(data[:132])
+    if fmt is None:
+        raise ImageReadError(
+            f"{label}: not an image: its first bytes {data[:8]!r} are not those of a PNG, JPEG, TIFF or DICOM "
+            f"file (DICOM needs the 'DICM' marker at byte 128), whatever its name ends with."
+        )
+    return fmt
+
+
+def _check_size(label: str, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageReadError(
-            f"{path}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{label}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
             f"{max_pixels:,} (a guard against decompression bombs); refusing to decode it."
         )
 
 
-def _decode(path: Path, max_pixels: int) -> _Decoded:
-    fmt = _check_file(path)
+def _decode(src: Path | bytes, label: str, max_pixels: int) -> _Decoded:
+    """Decode a file (``src`` a path) or an upload held in memory (``src`` its bytes); ``label`` names it in
+    messages. Bytes are never written to disk."""
+    fmt = _check_file(src) if isinstance(src, Path) else _check_bytes(src, label)
     if fmt == "DICOM":
-        return _decode_dicom(path, max_pixels)
-    return _decode_pillow(path, fmt, max_pixels)
+        return _decode_dicom(src, label, max_pixels)
+    return _decode_pillow(src, label, fmt, max_pixels)
+
+
+def _open(src: Path | bytes) -> Any:
+    """What Pillow and pydicom open: the path, or a fresh in-memory file over the bytes."""
+    return src if isinstance(src, Path) else io.BytesIO(src)
 
 
 # ----------------------------------------------------------------------------------------------------
 # Pillow (PNG, JPEG, TIFF)
 
 
-def _decode_pillow(path: Path, fmt: str, max_pixels: int) -> _Decoded:
+def _decode_pillow(src: Path | bytes, label: str, fmt: str, max_pixels: int) -> _Decoded:
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
+            im = Image.open(_open(src))
     except Image.DecompressionBombError as err:
-        raise ImageReadError(f"{path}: refused by Pillow's decompression-bomb guard: {err}") from None
+        raise ImageReadError(f"{label}: refused by Pillow's decompression-bomb guard: {err}") from None
     except Exception as err:  # Pillow raises UnidentifiedImageError, SyntaxError, OSError, ValueError...
-        raise ImageReadError(f"{path}: cannot read the {fmt} header ({type(err).__name__}: {err}); "
+        raise ImageReadError(f"{label}: cannot read the {fmt} header ({type(err).__name__}: {err}); "
                              f"the file is corrupt or not a valid {fmt} image.") from None
     with im:
         width, height = im.size
-        _check_size(path, width, height, max_pixels)
+        _check_size(label, width, height, max_pixels)
         frames = getattr(im, "n_frames", 1)
         if frames > 1 and fmt == "TIFF":
-            raise ImageReadError(f"{path}: TIFF with {frames} pages; expected a single 2-D image.")
+            raise ImageReadError(f"{label}: TIFF with {frames} pages; expected a single 2-D image.")
         try:
             im.load()  # forces the full decode: truncated or corrupt data fail here
         except Exception as err:
-            raise ImageReadError(f"{path}: truncated or corrupt {fmt} data ({type(err).__name__}: {err}); "
+            raise ImageReadError(f"{label}: truncated or corrupt {fmt} data ({type(err).__name__}: {err}); "
                                  f"the file could not be decoded completely.") from None
         mode = im.mode
         try:
-            return _from_pil(im, path, fmt, mode)
+            return _from_pil(im, label, fmt, mode)
         except ImageReadError:
             raise
         except Exception as err:
-            raise ImageReadError(f"{path}: cannot convert {fmt} pixels of mode {mode!r} "
+            raise ImageReadError(f"{label}: cannot convert {fmt} pixels of mode {mode!r} "
                                  f"({type(err).__name__}: {err}).") from None
 
 
-def _from_pil(im, path: Path, fmt: str, mode: str) -> _Decoded:
+def _from_pil(im, label: str, fmt: str, mode: str) -> _Decoded:
     if mode in _PIL_WIDE:
         if mode.startswith("I;16"):
             values = np.asarray(im).astype(np.float64)
@@ -349,7 +392,7 @@ def _from_pil(im, path: Path, fmt: str, mode: str) -> _Decoded:
         return _Decoded(values, fmt, mode, wide=True, alpha=False)
     if mode not in _PIL_8BIT:
         raise ImageReadError(
-            f"{path}: unsupported pixel mode {mode!r} in this {fmt} file; expected 1-bit, 8-bit gray or "
+            f"{label}: unsupported pixel mode {mode!r} in this {fmt} file; expected 1-bit, 8-bit gray or "
             f"colour, palette, or 16/32-bit gray ({', '.join(sorted(_PIL_8BIT | _PIL_WIDE))})."
         )
     if mode == "1":
@@ -371,32 +414,32 @@ def _from_pil(im, path: Path, fmt: str, mode: str) -> _Decoded:
 # DICOM
 
 
-def _decode_dicom(path: Path, max_pixels: int) -> _Decoded:
+def _decode_dicom(src: Path | bytes, label: str, max_pixels: int) -> _Decoded:
     import pydicom
 
     try:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
+        header = pydicom.dcmread(_open(src), stop_before_pixels=True)
     except Exception as err:  # InvalidDicomError, OSError, EOFError, ValueError... on broken files
-        raise ImageReadError(f"{path}: cannot read the DICOM header ({type(err).__name__}: {err}).") from None
+        raise ImageReadError(f"{label}: cannot read the DICOM header ({type(err).__name__}: {err}).") from None
     rows, cols = header.get("Rows"), header.get("Columns")
     if rows is None or cols is None:
-        raise ImageReadError(f"{path}: DICOM file without Rows/Columns; it holds no image.")
-    _check_size(path, int(cols), int(rows), max_pixels)
+        raise ImageReadError(f"{label}: DICOM file without Rows/Columns; it holds no image.")
+    _check_size(label, int(cols), int(rows), max_pixels)
     frames = int(header.get("NumberOfFrames", 1) or 1)
     if frames > 1:
-        raise ImageReadError(f"{path}: DICOM with {frames} frames; expected a single 2-D image.")
+        raise ImageReadError(f"{label}: DICOM with {frames} frames; expected a single 2-D image.")
     photometric = str(header.get("PhotometricInterpretation", "MONOCHROME2"))
     syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", "unknown")
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(_open(src))
         if "PixelData" not in ds:
-            raise ImageReadError(f"{path}: DICOM file without PixelData; it holds no image.")
+            raise ImageReadError(f"{label}: DICOM file without PixelData; it holds no image.")
         arr = ds.pixel_array
     except ImageReadError:
         raise
     except Exception as err:
         raise ImageReadError(
-            f"{path}: cannot decode the DICOM pixel data (transfer syntax {syntax}; {type(err).__name__}: "
+            f"{label}: cannot decode the DICOM pixel data (transfer syntax {syntax}; {type(err).__name__}: "
             f"{err}); the file may be truncated, or compressed with a codec that is not installed."
         ) from None
     spacing = None
@@ -405,10 +448,10 @@ def _decode_dicom(path: Path, max_pixels: int) -> _Decoded:
             row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
             spacing = (row_mm, col_mm)
         except (TypeError, ValueError):
-            logger.warning("%s: ignoring malformed PixelSpacing %r", path, ds.PixelSpacing)
+            logger.warning("%s: ignoring malformed PixelSpacing %r", label, ds.PixelSpacing)
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         if arr.ndim != 2:
-            raise ImageReadError(f"{path}: {photometric} pixel data of shape {arr.shape}; expected (rows, columns).")
+            raise ImageReadError(f"{label}: {photometric} pixel data of shape {arr.shape}; expected (rows, columns).")
         from pydicom.pixels import apply_modality_lut
 
         values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
@@ -431,7 +474,7 @@ def _decode_dicom(path: Path, max_pixels: int) -> _Decoded:
             return _Decoded(arr.astype(np.float64), "DICOM", photometric, wide=True, alpha=False,
                             spacing_mm=spacing)
         return _Decoded(arr, "DICOM", photometric, wide=False, alpha=False, spacing_mm=spacing)
-    raise ImageReadError(f"{path}: unsupported DICOM PhotometricInterpretation {photometric!r} with pixel "
+    raise ImageReadError(f"{label}: unsupported DICOM PhotometricInterpretation {photometric!r} with pixel "
                          f"data of shape {arr.shape}; expected MONOCHROME1/2, RGB, YBR or PALETTE COLOR.")
 
 

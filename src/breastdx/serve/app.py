@@ -229,6 +229,12 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
     )
     app.state.settings = settings
     app.add_middleware(_LimitAndNotice, max_body=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    # Starlette spools a multipart file part to a temporary file on disk past 1 MiB: keep every accepted upload in
+    # memory instead (the middleware above already bounds the body), so that no medical image touches the disk.
+    from starlette.formparsers import MultiPartParser
+
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size,
+                                         settings.max_upload_bytes + MULTIPART_OVERHEAD)
 
     # ------------------------------------------------------------------------------------------ errors
     @app.exception_handler(ServeInputError)

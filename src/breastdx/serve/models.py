@@ -25,8 +25,6 @@ import difflib
 import hashlib
 import logging
 import math
-import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -344,7 +342,8 @@ class ModelRegistry:
 
 
 def read_upload(data: bytes, filename: str, mode: str, max_pixels: int) -> Any:
-    """Decode an uploaded image with :func:`breastdx.data.images.read_image` (through a temporary file).
+    """Decode an uploaded image in memory (:func:`breastdx.data.images.read_image_bytes`): no upload is written
+    to disk.
 
     The format comes from the bytes, never from the name.
 
@@ -355,36 +354,29 @@ def read_upload(data: bytes, filename: str, mode: str, max_pixels: int) -> Any:
         max_pixels: Largest accepted width x height.
 
     Returns:
-        An :class:`~breastdx.data.images.ImageRecord` (its ``path`` is the temporary file, already removed).
+        An :class:`~breastdx.data.images.ImageRecord` (its ``path`` is the client's file name).
 
     Raises:
         ServeInputError: 422 ``empty_upload``; 415 ``not_an_image`` (not PNG, JPEG, TIFF or DICOM bytes);
             413 ``image_too_large`` (over ``max_pixels``); 422 ``unreadable_image`` (truncated, corrupt,
             several frames, unsupported pixel layout).
     """
-    from breastdx.data.images import ImageReadError, read_image, sniff_format
+    from breastdx.data.images import ImageReadError, read_image_bytes, sniff_bytes
 
     if not data:
         raise ServeInputError(422, "empty_upload", f"{filename}: the upload is empty (0 bytes); expected a PNG, "
                               f"JPEG, TIFF or DICOM image.")
-    fd, name = tempfile.mkstemp(prefix="breastdx-upload-")
-    path = Path(name)
+    if sniff_bytes(data[:132]) is None:
+        raise ServeInputError(415, "not_an_image", f"{filename}: not an image: its first bytes {data[:8]!r} are "
+                              f"not those of a PNG, JPEG, TIFF or DICOM file (DICOM needs the 'DICM' marker at "
+                              f"byte 128), whatever its name ends with.")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        if sniff_format(path) is None:
-            raise ServeInputError(415, "not_an_image", f"{filename}: not an image: its first bytes {data[:8]!r} are "
-                                  f"not those of a PNG, JPEG, TIFF or DICOM file (DICOM needs the 'DICM' marker at "
-                                  f"byte 128), whatever its name ends with.")
-        try:
-            return read_image(path, mode=mode, max_pixels=max_pixels)
-        except ImageReadError as e:
-            message = str(e).replace(str(path), filename)
-            too_large = "over the limit" in message or "decompression-bomb" in message
-            raise ServeInputError(413 if too_large else 422, "image_too_large" if too_large else "unreadable_image",
-                                  message) from None
-    finally:
-        path.unlink(missing_ok=True)
+        return read_image_bytes(data, filename, mode=mode, max_pixels=max_pixels)
+    except ImageReadError as e:
+        message = str(e)
+        too_large = "over the limit" in message or "decompression-bomb" in message
+        raise ServeInputError(413 if too_large else 422, "image_too_large" if too_large else "unreadable_image",
+                              message) from None
 
 
 def parse_wdbc_features(features: Any) -> np.ndarray:
