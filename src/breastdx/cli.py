@@ -90,6 +90,9 @@ def _setup_logging(verbose: bool) -> None:
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details (debug level).")) -> None:
     """breastdx command line. Research use only."""
     _VERBOSE["on"] = verbose
+    # Plots are written to files: the non-interactive backend, chosen here by the program, not by library modules
+    # at import (a notebook that imports breastdx keeps its own backend). An explicit MPLBACKEND wins.
+    os.environ.setdefault("MPLBACKEND", "Agg")
     _setup_logging(verbose)
 
 

@@ -81,3 +81,17 @@ def test_option_parsing():
         check_architectures(("unet",), {}, 1, 3)
     with pytest.raises(ValueError, match="has no argument"):
         check_architectures(("resnet18",), {"resnet18": {"depth": 3}}, 1, 3)
+
+
+def test_a_network_without_a_gradcam_layer_is_refused_before_training(monkeypatch):
+    """The saved model explains itself with Grad-CAM: an architecture without a target layer fails at the
+    option check, not after training (it used to train fully, then fail while saving)."""
+    from breastdx.explain import gradcam
+
+    check_architectures(("resnet18", "unet_multitask"), {}, 1, 3)  # known layers pass
+    monkeypatch.setitem(gradcam.GRADCAM_LAYERS, "resnet18", "no_such_layer")
+    with pytest.raises(ValueError, match="Grad-CAM target layer 'no_such_layer' of 'resnet18' is not a module"):
+        check_architectures(("resnet18",), {}, 1, 3)
+    monkeypatch.delitem(gradcam.GRADCAM_LAYERS, "resnet18")
+    with pytest.raises(ValueError, match="No Grad-CAM target layer known for architecture 'resnet18'"):
+        check_architectures(("resnet18",), {}, 1, 3)

@@ -413,9 +413,6 @@ def summarize(data: PatchSource | Sequence[tuple[np.ndarray, Any]], out_dir: str
 
 def _write_figures(out: Path, items: _Items, kept: list[int], labels: list[int], arr: dict[str, np.ndarray],
                    names: Sequence[str], per_class: int, rng: np.random.Generator) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from breastdx.evaluation.plots import DPI

@@ -310,9 +310,6 @@ def plot_training_curves(logs: dict[str, dict[str, list[float]]], path: Any, tit
         path: PNG file to write.
         title: Figure title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from breastdx.evaluation.plots import DPI

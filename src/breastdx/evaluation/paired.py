@@ -197,9 +197,6 @@ def plot_auroc_difference(result: dict[str, Any], path: Any, title: str | None =
     Raises:
         ValueError: If ``result`` holds no ``"resamples"``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from breastdx.evaluation.plots import DPI

@@ -65,9 +65,6 @@ def top_contributions(values: np.ndarray, feature_names: Sequence[str], k: int =
 
 def save_summary_plot(explanation: Any, path: Path, max_display: int = 15) -> Path:
     """Write SHAP's beeswarm summary plot to a PNG file."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import shap
 

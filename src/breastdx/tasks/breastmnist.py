@@ -19,12 +19,9 @@ References:
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from breastdx.config import ConfigError, check_options, parse_bool, runtime_options, save_yaml, to_dict
 from breastdx.tasks.base import TASKS, RunResult, Task
@@ -319,7 +316,7 @@ class BreastMNISTTask(Task):
         notes = [f"Best on validation: {best}; test AUROC {m['auroc']['value']:.3f}, accuracy "
                  f"{m['accuracy']['value']:.3f} (targets >= {TARGET_AUROC} and >= {TARGET_ACCURACY}; MedMNIST v2 "
                  f"ResNet-18 (28): 0.901 / 0.863, Google AutoML Vision: 0.919 / 0.861).",
-                 f"Training: " + ", ".join(f"{a} {x.fit.train_seconds / 60:.1f} min" for a, x in runs.items()) + ".",
+                 "Training: " + ", ".join(f"{a} {x.fit.train_seconds / 60:.1f} min" for a, x in runs.items()) + ".",
                  f"Run folder: {run_dir}"]
         return RunResult(run_dir, metrics, f"BreastMNIST official test split (n = {test_n}): value [95% CI]",
                          table, notes)

@@ -699,9 +699,6 @@ class HistoTask(Task):
         rep.write(run_dir / "report.html")
 
     def _plot_cams(self, items: list[dict[str, Any]], class_names: Sequence[str], path: Path) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib.patches import Rectangle
 

@@ -288,8 +288,9 @@ def fit_classifier(network: nn.Module, train_ds: Any, val_ds: Any, run_dir: Path
     best_epoch = None
     try:
         best_epoch = int(torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["epoch"])
-    except (OSError, KeyError, RuntimeError):
-        pass
+    except (OSError, KeyError, RuntimeError) as e:  # said, not hidden: the report then shows no best epoch
+        log.warning("the best epoch could not be read from %s (%s: %s)", checkpoint.best_model_path,
+                    type(e).__name__, e)
     best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan")
     remove_checkpoints(run_dir)
     network.eval()
@@ -482,3 +483,13 @@ def check_architectures(archs: tuple[str, ...] | list[str], arch_args: dict[str,
             network_args(arch, **arch_args.get(arch, {}))
         except TypeError as e:
             raise ValueError(f"Option --arch-args: {e}") from None
+        # The saved model explains itself with Grad-CAM: a network without a target layer must fail here, not
+        # after training, when the model is written.
+        from breastdx.explain.gradcam import target_layer
+        from breastdx.models.networks import build_network
+
+        network, _ = build_network(arch, in_channels, n_classes, **arch_args.get(arch, {}))
+        layer = target_layer(network, arch)  # ValueError when none is known
+        if layer not in dict(network.named_modules()):
+            raise ValueError(f"Option --archs: the Grad-CAM target layer {layer!r} of {arch!r} is not a module of "
+                             f"the network built with its arguments.")
