@@ -20,7 +20,7 @@ from breastdx.explain.gradcam import CAM_METHODS, target_layer, upsample_map
 class _PerImageHooks(ModelWithHooks):
     """MONAI's ``ModelWithHooks`` with per-image class scores and removable hooks (see the module docstring)."""
 
-    def __init__(self, nn_module: nn.Module, layer: str) -> None:  # noqa: D107
+    def __init__(self, nn_module: nn.Module, layer: str, leaf_at_layer: bool = False) -> None:  # noqa: D107
         self.model = nn_module
         self.target_layers = (layer,)
         self.gradients: dict[str, torch.Tensor] = {}
@@ -35,8 +35,20 @@ class _PerImageHooks(ModelWithHooks):
         mod = modules[layer]
         if getattr(mod, "inplace", False):
             mod.inplace = False  # in-place outputs break full backward hooks (as MONAI does)
-        self.handles = [mod.register_full_backward_hook(self.backward_hook(layer)),
-                        mod.register_forward_hook(self.forward_hook(layer))]
+        if leaf_at_layer:  # the graph starts at the layer's output: backward runs through the layers after it only
+            self.handles = [mod.register_forward_hook(self._leaf_forward_hook(layer))]
+        else:
+            self.handles = [mod.register_full_backward_hook(self.backward_hook(layer)),
+                            mod.register_forward_hook(self.forward_hook(layer))]
+
+    def _leaf_forward_hook(self, name: str):
+        def _hook(_module, _input, output):
+            if not output.requires_grad:  # nothing before the layer needs gradients: make its output the leaf
+                output.requires_grad_(True)
+            output.register_hook(lambda grad: self.gradients.__setitem__(name, grad))
+            self.activations[name] = output
+
+        return _hook
 
     def remove(self) -> None:
         """Remove the hooks from the network."""
@@ -83,10 +95,11 @@ class CamExplainer:
         architecture: Its registry name, for :func:`target_layer`.
         method: ``"gradcam"`` or ``"gradcampp"``.
         layer: Target layer name, overriding :func:`target_layer`.
-        fast_backward: Let gradients flow only from the target layer on: parameters of earlier layers stop
-            requiring gradients (a side effect on ``network``, meant for inference-only networks). The maps
-            are the same; the backward pass stops at the target layer. Ignored when the target layer has
-            no parameters of its own.
+        fast_backward: Let gradients flow only from the target layer's output on: no parameter requires
+            gradients any more (a side effect on ``network``, meant for inference-only networks) and the layer's
+            output is the leaf of the graph, so the backward pass runs through the layers after it only and
+            computes no weight gradient. The maps are the same (the gradient of the score with respect to the
+            layer's output).
 
     Raises:
         ValueError: For an unknown method or layer.
@@ -99,17 +112,12 @@ class CamExplainer:
         self.network = network
         self.method = method
         self.layer = layer or target_layer(network, architecture)
-        self.hooks = _PerImageHooks(network, self.layer)
+        self.hooks = _PerImageHooks(network, self.layer, leaf_at_layer=fast_backward)
         cls = GradCAM if method == "gradcam" else GradCAMpp
         self.cam = cls(nn_module=self.hooks, target_layers=self.layer)
         if fast_backward:
-            module = dict(network.named_modules())[self.layer]
-            own = list(module.parameters())
-            if own:
-                for p in network.parameters():
-                    p.requires_grad_(False)
-                for p in own:
-                    p.requires_grad_(True)
+            for p in network.parameters():
+                p.requires_grad_(False)
 
     def remove(self) -> None:
         """Remove the hooks this explainer put on the network."""
