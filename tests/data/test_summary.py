@@ -175,3 +175,17 @@ def test_summary_on_real_pcam_sample(tmp_path):
     assert 0 < result["quality"]["saturation"]["all"]["mean"] < 1
     red, green, blue = result["colour"]["all"]["mean"]
     assert red > green and blue > green  # H&E: pink and purple
+
+
+def test_many_image_sizes_are_reported_as_a_range(tmp_path):
+    """Hundreds of distinct sizes (as in BUSI) give their range and the commonest, not a table of every size."""
+    from breastdx.data.summary import MAX_SIZES_LISTED
+
+    rng = np.random.default_rng(2)
+    pairs = [(rng.integers(0, 256, (20 + k, 30 + 2 * k), dtype=np.uint8), ["a", "b"][k % 2]) for k in range(14)]
+    result = summarize(pairs, tmp_path, class_names=("a", "b"))
+    assert len(result["sizes"]) == 14
+    assert result["size_range"] == {"height": [20, 26.5, 33], "width": [30, 43.0, 56], "channels": [1]}
+    html = (tmp_path / "report.html").read_text()
+    assert "14 distinct sizes: height 20-33 px (median 26.5), width 30-56 px (median 43)" in html
+    assert html.count("x1</td>") == MAX_SIZES_LISTED

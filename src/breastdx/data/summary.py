@@ -362,6 +362,7 @@ def summarize(data: PatchSource | Sequence[tuple[np.ndarray, Any]], out_dir: str
         "class_counts": {c: int(np.sum(items.labels == k)) for k, c in enumerate(names)},
         "class_counts_analysed": {c: int(sum(1 for lab in labels if lab == k)) for k, c in enumerate(names)},
         "sizes": dict(Counter(f"{r['height']}x{r['width']}x{r['channels']}" for r in rows).most_common()),
+        "size_range": _size_range(rows),
         "quality": {},
         "colour": {},
     }
@@ -493,7 +494,13 @@ def _write_report(out: Path, result: dict[str, Any], files: list[Path]) -> None:
     rep.table(["class", "items", "analysed"],
               [[c, str(result["class_counts"][c]), str(result["class_counts_analysed"][c])] for c in names])
     rep.heading("Image sizes (H x W x channels)")
-    rep.table(["size", "images"], [[s, str(v)] for s, v in result["sizes"].items()])
+    sizes = list(result["sizes"].items())
+    if len(sizes) > MAX_SIZES_LISTED:  # many distinct sizes (BUSI has hundreds): their range, then the commonest
+        r = result["size_range"]
+        rep.paragraph(f"{len(sizes)} distinct sizes: height {r['height'][0]}-{r['height'][2]} px (median "
+                      f"{r['height'][1]:g}), width {r['width'][0]}-{r['width'][2]} px (median {r['width'][1]:g}), "
+                      f"channels {', '.join(str(c) for c in r['channels'])}. The {MAX_SIZES_LISTED} most common:")
+    rep.table(["size", "images"], [[s, str(v)] for s, v in sizes[:MAX_SIZES_LISTED]])
     rep.heading("Quality")
     rep.paragraph("Blur: variance of the Laplacian of the gray image (grey levels; low = little edge content, "
                   "blurred or empty). Brightness: mean gray level 0-255. Saturation: mean HSV saturation 0-1.")
@@ -525,6 +532,22 @@ def _write_report(out: Path, result: dict[str, Any], files: list[Path]) -> None:
 
 
 SUMMARY_DATASETS = ("busi", "pcam", "idc", "breakhis")
+
+
+MAX_SIZES_LISTED = 10
+"""The report lists at most this many distinct image sizes, after their range."""
+
+
+def _size_range(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"height": [min, median, max], "width": [...], "channels": sorted distinct}`` of the analysed images."""
+    if not rows:
+        return {"height": [], "width": [], "channels": []}
+    out: dict[str, Any] = {}
+    for key in ("height", "width"):
+        v = np.asarray([r[key] for r in rows], dtype=np.float64)
+        out[key] = [int(v.min()), float(np.median(v)), int(v.max())]
+    out["channels"] = sorted({int(r["channels"]) for r in rows})
+    return out
 
 
 def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, split: str | None = None,
