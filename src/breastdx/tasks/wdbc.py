@@ -127,16 +127,16 @@ class WDBCTask(Task):
 
         from joblib import Parallel, delayed
 
-        from breastdx.models.tabular import SEARCH_BUDGETS, TABULAR_MODELS
+        from breastdx.models.tabular import TABULAR_MODELS
         from breastdx.runs import seed_everything, write_json, write_versions
         from breastdx.runtime import usable_cores
         from breastdx.training.tabular import cross_validate_models
 
-        if config.search not in SEARCH_BUDGETS:
-            raise ConfigError(f"The 'search' option of wdbc must be one of {', '.join(SEARCH_BUDGETS)}. "
-                              f"Got {config.search!r} instead.")
         seed_everything(config.seed)
-        specs = [TABULAR_MODELS.get(name)(config.seed, config.search) for name in config.models]  # before any work
+        try:  # before any work: an unknown model name or search budget
+            specs = [TABULAR_MODELS.get(name)(config.seed, config.search) for name in config.models]
+        except ValueError as e:  # the factories check the budget (UnknownNameError is no ValueError)
+            raise ConfigError(str(e)) from None
         n_jobs = config.n_jobs or usable_cores()
         table = load_wdbc(config.data_file or None)
         save_yaml({"task": self.name, **to_dict(config), "data_root": str(data_root), "data_source": table.source,
