@@ -236,8 +236,7 @@ def _split_inputs(inputs: list[Path]) -> tuple[list[Path], dict[str, str]]:
 def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[str], data_dir: Optional[Path],
                     out: Optional[Path], inputs: list[Path], dtype: str = "auto", backend: str = "auto") -> None:
     from breastdx.config import ConfigError, parse_extra_args, resolve_data_root
-    from breastdx.inference.backends import check_backend
-    from breastdx.runtime import check_dtype
+    from breastdx.runtime import check_backend, check_dtype
     from breastdx.models.saved import ModelFolderError
     from breastdx.registry import UnknownNameError
     from breastdx.runs import RunFolderExistsError, make_run_dir

@@ -20,13 +20,17 @@ DATA_ENV_VAR = "BREASTDX_DATA"
 C = TypeVar("C")
 
 
+def user_cache_dir() -> Path:
+    """breastdx's per-user cache folder: ``$XDG_CACHE_HOME/breastdx``, else ``~/.cache/breastdx``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "breastdx"
+
+
 def default_data_root() -> Path:
     """The per-user cache folder used when neither ``--data-dir`` nor ``BREASTDX_DATA`` is set.
 
     ``$XDG_CACHE_HOME/breastdx/data`` when ``XDG_CACHE_HOME`` is set, else ``~/.cache/breastdx/data``.
     """
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "breastdx" / "data"
+    return user_cache_dir() / "data"
 
 
 def resolve_data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 DTYPES = ("auto", "float32", "bfloat16")
 """Accepted values of the ``--dtype`` option of predict, evaluate, explain and serve."""
 
+BACKENDS = ("auto", "torch", "onnxruntime")
+"""Accepted values of the ``--backend`` option (see :class:`breastdx.inference.backends.NetworkRunner`)."""
+
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 """Accepted values of the ``--precision`` training option (Lightning's names, plus ``auto``)."""
 
@@ -132,14 +135,25 @@ def validated_dtypes(meta: dict[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(["float32", *[str(d) for d in listed]]))
 
 
-def check_dtype(value: str, what: str = "dtype") -> str:
+def check_dtype(value: str) -> str:
     """``value`` if it is one of :data:`DTYPES`.
 
     Raises:
         ValueError: "The 'dtype' option must be one of auto, float32, bfloat16. Got 'x' instead."
     """
     if value not in DTYPES:
-        raise ValueError(f"The '{what}' option must be one of {', '.join(DTYPES)}. Got {value!r} instead.")
+        raise ValueError(f"The 'dtype' option must be one of {', '.join(DTYPES)}. Got {value!r} instead.")
+    return value
+
+
+def check_backend(value: str) -> str:
+    """``value`` if it is one of :data:`BACKENDS`.
+
+    Raises:
+        ValueError: "The 'backend' option must be one of auto, torch, onnxruntime. Got 'x' instead."
+    """
+    if value not in BACKENDS:
+        raise ValueError(f"The 'backend' option must be one of {', '.join(BACKENDS)}. Got {value!r} instead.")
     return value
 
 

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from breastdx.config import user_cache_dir
+from breastdx.data.checksum import sha256_file
 from breastdx.models.saved import ModelFolderError
+from breastdx.runtime import check_backend
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("auto", "torch", "onnxruntime")
-"""Accepted values of the ``--backend`` option."""
 
 ONNX_TOLERANCE = 1e-3
 """Largest absolute logit difference between ONNX Runtime and PyTorch accepted when a graph is exported."""
@@ -43,12 +44,7 @@ ONNX_OPSET = 17
 
 def onnx_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/breastdx/onnx`` (default ``~/.cache/breastdx/onnx``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "breastdx" / "onnx"
-
-
-def _cache_dir() -> Path:
-    return onnx_cache_dir()  # looked up at call time, so that tests can point it at a temporary folder
+    return user_cache_dir() / "onnx"
 
 
 def onnxruntime_available() -> bool:
@@ -58,17 +54,6 @@ def onnxruntime_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def check_backend(value: str) -> str:
-    """``value`` if it is one of :data:`BACKENDS`.
-
-    Raises:
-        ValueError: "The 'backend' option must be one of auto, torch, onnxruntime. Got 'x' instead."
-    """
-    if value not in BACKENDS:
-        raise ValueError(f"The 'backend' option must be one of {', '.join(BACKENDS)}. Got {value!r} instead.")
-    return value
 
 
 def build_from_meta(model_dir: Path, meta: dict[str, Any]) -> nn.Module:
@@ -124,7 +109,7 @@ class NetworkRunner:
         self._session = None
         self._threads = 0
         if self.backend == "onnxruntime":
-            self._session = self._onnx_session(onnx_dir or _cache_dir())
+            self._session = self._onnx_session(onnx_dir or onnx_cache_dir())
             if self._session is None:
                 self.backend = "torch"
         if self.backend == "torch":
@@ -178,10 +163,7 @@ class NetworkRunner:
 
     # ------------------------------------------------------------------------------- ONNX Runtime
     def _cache_key(self) -> str:
-        h = hashlib.sha256()
-        with open(self.model_dir / self.meta["weights_file"], "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        h = hashlib.sha256(sha256_file(self.model_dir / self.meta["weights_file"]).encode())
         described = {k: self.meta.get(k) for k in ("architecture", "architecture_args", "in_channels",
                                                     "class_names")}
         described["image_size"] = self.meta["preprocessing"]["image_size"]
@@ -241,8 +223,6 @@ class NetworkRunner:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         try:
-            import warnings
-
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(network, (x,), str(tmp), input_names=["input"], output_names=["logits"],

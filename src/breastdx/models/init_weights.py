@@ -203,8 +203,9 @@ def weights_cache_dir() -> Path:
     env = os.environ.get(WEIGHTS_CACHE_ENV)
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "breastdx" / "weights"
+    from breastdx.config import user_cache_dir
+
+    return user_cache_dir() / "weights"
 
 
 def _sha256(path: Path) -> str:

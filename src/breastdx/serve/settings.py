@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from breastdx.runtime import DTYPES, usable_cores
+from breastdx.runtime import BACKENDS, DTYPES, usable_cores
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 """Largest accepted upload, in bytes (20 MiB: a large DICOM ultrasound frame fits)."""
@@ -103,8 +103,8 @@ class ServeSettings:
                 raise ValueError(f"ServeSettings.{name} must be {bound}, got {value}.")
         if self.dtype not in DTYPES:
             raise ValueError(f"ServeSettings.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}.")
-        if self.backend not in ("auto", "torch", "onnxruntime"):
-            raise ValueError(f"ServeSettings.backend must be one of auto, torch, onnxruntime, got {self.backend!r}.")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"ServeSettings.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}.")
         if self.model_dirs is not None:
             object.__setattr__(self, "model_dirs", tuple(Path(p) for p in self.model_dirs))
 
