@@ -20,37 +20,28 @@ Registered datasets:
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import os
 import shutil
 import stat
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping
 
 from breastdx.data.checksum import sha256_file
-from breastdx.data.errors import DataError
+from breastdx.data.fetch import CHUNK, DownloadError, check_digest, fetch_url
 from breastdx.registry import Registry
 
 logger = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
 MAX_EXTRACTED_BYTES = 20 * (1 << 30)
 """Largest total size a zip archive may unpack to (a guard against zip bombs)."""
 
-ALLOWED_SCHEMES = ("https", "http", "file")
 IGNORED_NAMES = ("__MACOSX", "Thumbs.db", "desktop.ini")
 """Archive entries that are neither data nor an error (besides names starting with ``.``)."""
-
-
-class DownloadError(DataError):
-    """A download that failed or could not be verified; the message names the URL or file."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +51,10 @@ class RemoteDataset:
     Attributes:
         name: Registry name (``breastdx data download <name>``).
         url: Public address of the archive or file.
-        archive_sha256: SHA-256 of the downloaded file, or None when none is published.
         folder: Folder below the data root that receives the data.
         citation: The paper to cite.
         licence: The licence as the authors state it.
+        archive_sha256: SHA-256 of the downloaded file, or None when none is published.
         archive_md5: MD5 of the downloaded file (as some publishers give), or None.
         archive_root: Folder inside the zip archive whose content becomes ``folder`` (None: the archive's
             top level).
@@ -75,10 +66,10 @@ class RemoteDataset:
 
     name: str
     url: str
-    archive_sha256: str | None
     folder: str
     citation: str
     licence: str
+    archive_sha256: str | None = None
     archive_md5: str | None = None
     archive_root: str | None = None
     manifest: str | None = None
@@ -88,10 +79,14 @@ class RemoteDataset:
 DATASETS: Registry[RemoteDataset] = Registry("dataset")
 """Datasets that :func:`download_dataset` can fetch."""
 
-DATASETS.register("busi")(RemoteDataset(
+
+def _publish(spec: RemoteDataset) -> None:
+    DATASETS.register(spec.name)(spec)
+
+
+_publish(RemoteDataset(
     name="busi",
     url="https://scholar.cu.edu.eg/Dataset_BUSI.zip",
-    archive_sha256=None,
     folder="busi",
     citation=("Al-Dhabyani W., Gomaa M., Khaled H., Fahmy A. Dataset of breast ultrasound images. "
               "Data in Brief 28 (2020) 104863. doi:10.1016/j.dib.2019.104863"),
@@ -100,10 +95,9 @@ DATASETS.register("busi")(RemoteDataset(
     manifest="busi_sha256.csv",
 ))
 
-DATASETS.register("breastmnist")(RemoteDataset(
+_publish(RemoteDataset(
     name="breastmnist",
     url="https://zenodo.org/records/10519652/files/breastmnist.npz",
-    archive_sha256=None,
     folder="breastmnist",
     citation=("Yang J. et al. MedMNIST v2 - A large-scale lightweight benchmark for 2D and 3D biomedical "
               "image classification. Scientific Data 10, 41 (2023). doi:10.1038/s41597-022-01721-8"),
@@ -151,8 +145,8 @@ def download(spec: RemoteDataset, data_root: str | Path, url: str | None = None,
         fetched = work / "download" / name
         fetched.parent.mkdir()
         sha256, md5 = fetch_url(url, fetched, progress)
-        _check_digest(url, "SHA-256", spec.archive_sha256, sha256)
-        _check_digest(url, "MD5", spec.archive_md5, md5)
+        check_digest(url, "SHA-256", spec.archive_sha256, sha256)
+        check_digest(url, "MD5", spec.archive_md5, md5)
         staged = work / "staged"
         if spec.filename:
             staged.mkdir()
@@ -181,52 +175,6 @@ def _refuse_existing(dest: Path, force: bool) -> None:
     if dest.exists() and not force:
         raise DownloadError(f"{dest} already exists; it is not replaced. Remove it, or download again with "
                             f"force (--force) to replace it.")
-
-
-def fetch_url(url: str, target: Path, progress: Callable[[int, int | None], None] | None = None,
-              timeout: float = 60.0) -> tuple[str, str]:
-    """Stream ``url`` into ``target``, computing its SHA-256 and MD5 on the way.
-
-    Args:
-        url: An ``https``, ``http`` or ``file`` URL.
-        target: The file to write.
-        progress: Called as ``progress(bytes_done, bytes_total_or_None)`` after each chunk.
-        timeout: Seconds to wait for the server.
-
-    Returns:
-        ``(sha256, md5)`` as hex strings.
-
-    Raises:
-        DownloadError: For another scheme, or when the transfer fails or is cut short.
-    """
-    scheme = urllib.parse.urlparse(url).scheme
-    if scheme not in ALLOWED_SCHEMES:
-        raise DownloadError(f"{url}: unsupported URL scheme {scheme!r}; expected one of {', '.join(ALLOWED_SCHEMES)}.")
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    done = 0
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(target, "wb") as out:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            logger.info("downloading %s (%s bytes)", url, total if total is not None else "unknown")
-            for chunk in iter(lambda: response.read(CHUNK), b""):
-                out.write(chunk)
-                sha.update(chunk)
-                md5.update(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        raise DownloadError(f"{url}: download failed ({type(err).__name__}: {err}).") from None
-    if total is not None and done != total:
-        raise DownloadError(f"{url}: download cut short: got {done} of {total} bytes.")
-    return sha.hexdigest(), md5.hexdigest()
-
-
-def _check_digest(url: str, kind: str, expected: str | None, actual: str) -> None:
-    if expected is not None and expected.lower() != actual.lower():
-        raise DownloadError(f"{url}: {kind} checksum mismatch: expected {expected.lower()}, got {actual}. "
-                            f"The file is damaged or is not the published version; nothing was installed.")
 
 
 def _member_problem(info: zipfile.ZipInfo) -> str | None:

@@ -469,7 +469,7 @@ def download_pcam(data_root: str | Path, base_url: str | None = None, splits: Se
             installed), or a file is not valid gzip.
         DataError: If a decompressed pair does not have the official layout.
     """
-    from breastdx.data.download import DownloadError, fetch_url
+    from breastdx.data.fetch import DownloadError, check_digest, fetch_url
 
     for s in splits:
         _check_split(s)
@@ -490,9 +490,7 @@ def download_pcam(data_root: str | Path, base_url: str | None = None, splits: Se
         part = dest / f"{name}.part"
         try:
             _, actual = fetch_url(url, tmp, progress)
-            if md5 is not None and actual != md5:
-                raise DownloadError(f"{url}: MD5 checksum mismatch: expected {md5}, got {actual}. The file is "
-                                    f"damaged or is not the published version; nothing was installed.")
+            check_digest(url, "MD5", md5, actual)
             if md5 is None:
                 logger.warning("%s: no published MD5 known; installed unverified (MD5 %s)", url, actual)
             if url.endswith(".gz"):

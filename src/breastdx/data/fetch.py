@@ -1,0 +1,87 @@
+"""Streaming a URL to a file with its checksums, and the error every download raises.
+
+The lowest layer of the downloaders: :mod:`breastdx.data.download` (registered archives) and
+:func:`breastdx.data.pcam.download_pcam` (PatchCamelyon's file set) both call :func:`fetch_url` and
+:func:`check_digest`, and neither imports the other for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from breastdx.data.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+"""Bytes read and written at a time."""
+
+ALLOWED_SCHEMES = ("https", "http", "file")
+"""URL schemes :func:`fetch_url` accepts."""
+
+
+class DownloadError(DataError):
+    """A download that failed or could not be verified; the message names the URL or file."""
+
+
+def fetch_url(url: str, target: Path, progress: Callable[[int, int | None], None] | None = None,
+              timeout: float = 60.0) -> tuple[str, str]:
+    """Stream ``url`` into ``target``, computing its SHA-256 and MD5 on the way.
+
+    Args:
+        url: An ``https``, ``http`` or ``file`` URL.
+        target: The file to write.
+        progress: Called as ``progress(bytes_done, bytes_total_or_None)`` after each chunk.
+        timeout: Seconds to wait for the server.
+
+    Returns:
+        ``(sha256, md5)`` as hex strings.
+
+    Raises:
+        DownloadError: For another scheme, or when the transfer fails or is cut short.
+    """
+    scheme = urllib.parse.urlparse(url).scheme
+    if scheme not in ALLOWED_SCHEMES:
+        raise DownloadError(f"{url}: unsupported URL scheme {scheme!r}; expected one of {', '.join(ALLOWED_SCHEMES)}.")
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    done = 0
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(target, "wb") as out:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            logger.info("downloading %s (%s bytes)", url, total if total is not None else "unknown")
+            for chunk in iter(lambda: response.read(CHUNK), b""):
+                out.write(chunk)
+                sha.update(chunk)
+                md5.update(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise DownloadError(f"{url}: download failed ({type(err).__name__}: {err}).") from None
+    if total is not None and done != total:
+        raise DownloadError(f"{url}: download cut short: got {done} of {total} bytes.")
+    return sha.hexdigest(), md5.hexdigest()
+
+
+def check_digest(url: str, kind: str, expected: str | None, actual: str) -> None:
+    """Compare a file's checksum with the published one (case-insensitive hex); None: nothing published.
+
+    Args:
+        url: Where the file came from, for the message.
+        kind: The checksum's name ("SHA-256", "MD5").
+        expected: The published hex digest, or None.
+        actual: The digest of the file received.
+
+    Raises:
+        DownloadError: If they differ; the message gives both.
+    """
+    if expected is not None and expected.lower() != actual.lower():
+        raise DownloadError(f"{url}: {kind} checksum mismatch: expected {expected.lower()}, got {actual}. "
+                            f"The file is damaged or is not the published version; nothing was installed.")
