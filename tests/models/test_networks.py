@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from breastdx.models.networks import (CLASSIFICATION_NETWORKS, NETWORKS, SEGMENTATION_NETWORKS, build_network,
-                                      count_parameters, network_args)
+from breastdx.models.networks import (CLASSIFICATION_NETWORKS, NETWORKS, SEGMENTATION_NETWORKS, NetworkEntry,
+                                      build_network, check_input_size, count_parameters, gradcam_layer, network_args)
 from breastdx.registry import UnknownNameError
 
 
@@ -79,3 +79,60 @@ def test_unknown_argument_lists_the_accepted_ones():
 def test_channel_counts_are_checked():
     with pytest.raises(ValueError, match="at least 1"):
         build_network("unet", 0, 2)
+
+
+# ------------------------------------------------------------------------------------ registry entries
+def test_every_entry_is_one_frozen_record_of_its_name():
+    import dataclasses
+
+    for name in NETWORKS.names():
+        entry = NETWORKS.get(name)
+        assert isinstance(entry, NetworkEntry) and entry.name == name
+        assert entry.kind in ("segmentation", "classification")
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            entry.kind = "classification"
+    assert {n for n in NETWORKS.names() if NETWORKS.get(n).kind == "segmentation"} == set(SEGMENTATION_NETWORKS)
+
+
+@pytest.mark.parametrize("name, kwargs", [("resnet18", {}), ("densenet121", {}), ("efficientnet_b0", {}),
+                                          ("compact_cnn", {}), ("compact_cnn", {"widths": [8, 16, 32]}),
+                                          ("unet_multitask", {}), ("unet_multitask", {"channels": [8, 16, 32],
+                                                                                      "strides": [2, 2]})])
+def test_gradcam_layer_is_a_module_of_the_network_built_with_the_same_arguments(name, kwargs):
+    net, _ = build_network(name, 1, 2, **kwargs)
+    layer = gradcam_layer(name, **kwargs)
+    assert layer in dict(net.named_modules())
+    own = getattr(net, "gradcam_layer", None)  # networks that name their own layer agree with the registry
+    assert own is None or own == layer
+
+
+def test_known_gradcam_layers_and_none_for_segmentation():
+    assert gradcam_layer("resnet18") == gradcam_layer("resnet50") == "layer4"
+    assert gradcam_layer("efficientnet_b0") == "_bn1"
+    assert gradcam_layer("densenet121") == "class_layers.relu"
+    assert gradcam_layer("compact_cnn", widths=[8, 16]) == "stages.1"
+    assert all(gradcam_layer(n) is None for n in SEGMENTATION_NETWORKS)
+    assert all(gradcam_layer(n) for n in NETWORKS.names() if NETWORKS.get(n).kind == "classification")
+
+
+@pytest.mark.parametrize("name, kwargs, size", [("densenet121", {}, 29), ("efficientnet_b0", {}, 32),
+                                                ("compact_cnn", {}, 15), ("compact_cnn", {"stem_stride": 1}, 8)])
+def test_min_size_is_the_smallest_size_that_runs(name, kwargs, size):
+    net, _ = build_network(name, 1, 2, **kwargs)
+    check_input_size(name, size, size, **kwargs)
+    with torch.no_grad():
+        assert net.eval()(torch.rand(1, 1, size, size)).shape == (1, 2)
+    with pytest.raises(ValueError, match=rf"needs images of at least {size} x {size} pixels; got {size - 1} x"):
+        check_input_size(name, size - 1, size - 1, **kwargs)
+    with pytest.raises(RuntimeError):
+        with torch.no_grad():
+            net.eval()(torch.rand(1, 1, size - 1, size - 1))
+
+
+def test_size_multiple_follows_the_strides():
+    check_input_size("unet", 48, 80)
+    with pytest.raises(ValueError, match="each side a multiple of 16; got 48 x 72"):
+        check_input_size("unet", 48, 72)
+    check_input_size("unet", 12, 20, channels=[8, 16, 32], strides=[2, 2])
+    with pytest.raises(ValueError, match="at least 32 x 32 pixels"):
+        check_input_size("unet_multitask", 16, 16)

@@ -8,9 +8,9 @@ default widths ``(32, 64, 128, 256)`` it has 1.18 M parameters (4.7 MB as float3
 about 0.12 GMAC per 96 x 96 patch, a third of a ResNet-18 with its stride-2 stem at that size, so that
 CPU inference of thousands of patches per minute and training in minutes are possible.
 
-``compact_cnn`` is registered in :data:`breastdx.models.networks.NETWORKS` (``networks.py`` imports this
-module); the
-network names its own Grad-CAM target layer (``gradcam_layer``: the last stage, before pooling).
+``compact_cnn`` is registered in :data:`breastdx.models.network_registry.NETWORKS` (look it up through
+:mod:`breastdx.models.networks`, which imports this module); its registry entry and the network itself name
+the Grad-CAM target layer (``gradcam_layer``: the last stage, before pooling).
 
 References:
     Simonyan, K. & Zisserman, A. (2015). Very deep convolutional networks for large-scale image
@@ -27,7 +27,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from breastdx.models.networks import NETWORKS
+from breastdx.models.network_registry import register_network
 
 __all__ = ["CompactCNN", "compact_cnn"]
 
@@ -42,7 +42,8 @@ class CompactCNN(nn.Module):
 
     Shape:
         ``(B, in_channels, H, W) -> (B, out_channels)`` logits; ``H`` and ``W`` at least
-        ``stem_stride * 2 ** (len(widths) - 1)`` (8 with the defaults; 64 to 96 pixels is the intended size).
+        ``stem_stride * (2 ** (len(widths) - 1) - 1) + 1`` (15 with the defaults; 64 to 96 pixels is the
+        intended size).
 
     Args:
         in_channels: Input channels (3 for RGB patches).
@@ -100,7 +101,13 @@ class CompactCNN(nn.Module):
         return self.head(self.dropout(x.mean(dim=(2, 3))))
 
 
-@NETWORKS.register("compact_cnn")
+def _min_size(args) -> int:
+    # the stem's output, ceil(H / stem_stride), must survive len(widths) - 1 halvings
+    return int(args["stem_stride"]) * (2 ** (len(args["widths"]) - 1) - 1) + 1
+
+
+@register_network("compact_cnn", kind="classification", gradcam_layer=lambda a: f"stages.{len(a['widths']) - 1}",
+                  min_size=_min_size)
 def compact_cnn(in_channels: int, out_channels: int, *, widths: Sequence[int] = (32, 64, 128, 256),
                 stem_stride: int = 2, dropout: float = 0.2) -> nn.Module:
     """Compact VGG-style CNN for patches, random initial weights (see :class:`CompactCNN`).

@@ -9,8 +9,8 @@ are (:func:`breastdx.models.init_weights.init_from_busi_seg`).
 ``forward`` returns class logits only and runs the encoder alone (no decoder), so the network is a
 drop-in classifier for training, Grad-CAM and prediction; ``forward_multitask`` returns both outputs.
 
-Registered in :data:`breastdx.models.networks.NETWORKS` as ``"unet_multitask"`` (``networks.py`` imports
-this module, so the name is there whichever module imports the registry first).
+Registered in :data:`breastdx.models.network_registry.NETWORKS` as ``"unet_multitask"``; look it up through
+:mod:`breastdx.models.networks`, which imports this module, so the name is there whichever module comes first.
 
 References:
     Ronneberger, Fischer & Brox (2015). U-Net. MICCAI, doi:10.1007/978-3-319-24574-4_28.
@@ -21,12 +21,13 @@ References:
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from breastdx.models.networks import NETWORKS
+from breastdx.models.network_registry import register_network
 
 ARCH_NAME = "unet_multitask"
 
@@ -166,7 +167,17 @@ class MultiTaskUNet(nn.Module):
         return self.classify(feats), self.decode(feats)
 
 
-@NETWORKS.register(ARCH_NAME)
+def _bottom_name(args) -> str:
+    # one nesting level (".1.submodule") per down-sampling step: MultiTaskUNet._walk's name without a network
+    return "unet.model" + ".1.submodule" * (len(args["channels"]) - 1)
+
+
+def _stride_product(args) -> int:
+    return math.prod(int(s) for s in args["strides"])
+
+
+@register_network(ARCH_NAME, kind="classification", gradcam_layer=_bottom_name,
+                  min_size=lambda a: 2 * _stride_product(a), size_multiple=_stride_product)
 def unet_multitask(in_channels: int, out_channels: int, *, channels: Sequence[int] = (16, 32, 64, 128, 256),
                    strides: Sequence[int] = (2, 2, 2, 2), num_res_units: int = 2, norm: str = "instance",
                    dropout: float = 0.0, seg_channels: int = 2, head_dropout: float = 0.2,

@@ -14,22 +14,36 @@ Example:
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+import math
+from typing import Any, Mapping, Sequence
 
 from torch import nn
 
-from breastdx.registry import Registry
+# Networks defined in their own modules register themselves on import; importing them here (one way: they
+# import only network_registry) makes NETWORKS complete whichever module a task, the predictor or the
+# service imports first.
+from breastdx.models import compact_cnn as _compact_cnn  # noqa: F401  ("compact_cnn")
+from breastdx.models import multitask as _multitask  # noqa: F401  ("unet_multitask")
+from breastdx.models.network_registry import NETWORKS, NetworkEntry, NetworkFactory, register_network
 
-NetworkFactory = Callable[..., nn.Module]
-
-NETWORKS: Registry[NetworkFactory] = Registry("network")
-"""Network factories ``(in_channels, out_channels, **args) -> nn.Module`` by name."""
+__all__ = ["CLASSIFICATION_NETWORKS", "NETWORKS", "SEGMENTATION_NETWORKS", "NetworkEntry", "NetworkFactory",
+           "build_network", "check_input_size", "count_parameters", "gradcam_layer", "network_args"]
 
 SEGMENTATION_NETWORKS = ("unet", "attention_unet", "segresnet", "basic_unetplusplus")
-"""Names of the networks that map ``(B, C_in, H, W)`` to per-pixel logits ``(B, C_out, H, W)``."""
+"""Names of the MONAI networks that map ``(B, C_in, H, W)`` to per-pixel logits ``(B, C_out, H, W)``."""
 
 CLASSIFICATION_NETWORKS = ("densenet121", "resnet18", "resnet50", "efficientnet_b0")
-"""Names of the networks that map ``(B, C_in, H, W)`` to class logits ``(B, C_out)``."""
+"""Names of the MONAI networks that map ``(B, C_in, H, W)`` to class logits ``(B, C_out)`` (``compact_cnn`` and
+``unet_multitask`` are classifiers too; :attr:`NetworkEntry.kind` says it of every name)."""
+
+
+def _stride_product(args: Mapping[str, Any]) -> int:
+    return math.prod(int(s) for s in args["strides"])
+
+
+def _twice_stride_product(args: Mapping[str, Any]) -> int:
+    # instance normalisation needs more than one pixel at the deepest level
+    return 2 * _stride_product(args)
 
 
 def _ints(values: Sequence[int]) -> tuple[int, ...]:
@@ -37,7 +51,7 @@ def _ints(values: Sequence[int]) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------------------- segmentation
-@NETWORKS.register("unet")
+@register_network("unet", kind="segmentation", min_size=_twice_stride_product, size_multiple=_stride_product)
 def unet(in_channels: int, out_channels: int, *, channels: Sequence[int] = (16, 32, 64, 128, 256),
          strides: Sequence[int] = (2, 2, 2, 2), num_res_units: int = 2, norm: str = "instance",
          dropout: float = 0.0) -> nn.Module:
@@ -67,7 +81,7 @@ def unet(in_channels: int, out_channels: int, *, channels: Sequence[int] = (16, 
                 strides=_ints(strides), num_res_units=int(num_res_units), norm=norm, dropout=float(dropout))
 
 
-@NETWORKS.register("attention_unet")
+@register_network("attention_unet", kind="segmentation", min_size=_stride_product, size_multiple=_stride_product)
 def attention_unet(in_channels: int, out_channels: int, *, channels: Sequence[int] = (16, 32, 64, 128, 256),
                    strides: Sequence[int] = (2, 2, 2, 2), dropout: float = 0.0) -> nn.Module:
     """U-Net with attention gates on the skip connections (MONAI ``AttentionUnet``).
@@ -91,7 +105,8 @@ def attention_unet(in_channels: int, out_channels: int, *, channels: Sequence[in
                          channels=_ints(channels), strides=_ints(strides), dropout=float(dropout))
 
 
-@NETWORKS.register("segresnet")
+@register_network("segresnet", kind="segmentation", min_size=lambda a: 2 ** (len(a["blocks_down"]) - 1),
+                  size_multiple=lambda a: 2 ** (len(a["blocks_down"]) - 1))
 def segresnet(in_channels: int, out_channels: int, *, init_filters: int = 16,
               blocks_down: Sequence[int] = (1, 2, 2, 4), blocks_up: Sequence[int] = (1, 1, 1),
               dropout: float = 0.0) -> nn.Module:
@@ -119,7 +134,7 @@ def segresnet(in_channels: int, out_channels: int, *, init_filters: int = 16,
                      blocks_down=_ints(blocks_down), blocks_up=_ints(blocks_up))
 
 
-@NETWORKS.register("basic_unetplusplus")
+@register_network("basic_unetplusplus", kind="segmentation", min_size=32, size_multiple=16)
 def basic_unetplusplus(in_channels: int, out_channels: int, *,
                        features: Sequence[int] = (16, 16, 32, 64, 128, 16), dropout: float = 0.0) -> nn.Module:
     """U-Net++ with nested, dense skip pathways (MONAI ``BasicUNetPlusPlus``, no deep supervision).
@@ -157,7 +172,7 @@ class _FirstOutput(nn.Module):
 
 
 # --------------------------------------------------------------------------------------- classification
-@NETWORKS.register("densenet121")
+@register_network("densenet121", kind="classification", gradcam_layer="class_layers.relu", min_size=29)
 def densenet121(in_channels: int, out_channels: int, *, dropout: float = 0.0) -> nn.Module:
     """DenseNet-121 classifier (MONAI ``DenseNet121``), random initial weights.
 
@@ -173,31 +188,17 @@ def densenet121(in_channels: int, out_channels: int, *, dropout: float = 0.0) ->
                        dropout_prob=float(dropout))
 
 
-def _monai_resnet(depth: int, in_channels: int, out_channels: int) -> nn.Module:
-    from monai.networks.nets import resnet
+def _monai_resnet(depth: int) -> NetworkFactory:
+    def factory(in_channels: int, out_channels: int) -> nn.Module:
+        from monai.networks.nets import resnet
 
-    make = {18: resnet.resnet18, 50: resnet.resnet50}[depth]
-    # conv1 7x7 with stride 2 and max-pooling, as in the ImageNet ResNet (MONAI's default stride is 1).
-    return make(pretrained=False, spatial_dims=2, n_input_channels=in_channels, num_classes=out_channels,
-                conv1_t_size=7, conv1_t_stride=2)
+        make = {18: resnet.resnet18, 50: resnet.resnet50}[depth]
+        # conv1 7x7 with stride 2 and max-pooling, as in the ImageNet ResNet (MONAI's default stride is 1).
+        return make(pretrained=False, spatial_dims=2, n_input_channels=in_channels, num_classes=out_channels,
+                    conv1_t_size=7, conv1_t_stride=2)
 
-
-@NETWORKS.register("resnet18")
-def resnet18(in_channels: int, out_channels: int) -> nn.Module:
-    """ResNet-18 classifier (MONAI ``resnet18``, 7×7 stride-2 stem), random initial weights.
-
-    Shape:
-        ``(B, in_channels, H, W) -> (B, out_channels)`` logits.
-
-    References:
-        He et al. (2016). Deep residual learning for image recognition. CVPR, doi:10.1109/CVPR.2016.90.
-    """
-    return _monai_resnet(18, in_channels, out_channels)
-
-
-@NETWORKS.register("resnet50")
-def resnet50(in_channels: int, out_channels: int) -> nn.Module:
-    """ResNet-50 classifier (MONAI ``resnet50``, 7×7 stride-2 stem), random initial weights.
+    factory.__name__ = factory.__qualname__ = f"resnet{depth}"
+    factory.__doc__ = f"""ResNet-{depth} classifier (MONAI ``resnet{depth}``, 7x7 stride-2 stem), random initial weights.
 
     Shape:
         ``(B, in_channels, H, W) -> (B, out_channels)`` logits.
@@ -205,10 +206,15 @@ def resnet50(in_channels: int, out_channels: int) -> nn.Module:
     References:
         He et al. (2016). Deep residual learning for image recognition. CVPR, doi:10.1109/CVPR.2016.90.
     """
-    return _monai_resnet(50, in_channels, out_channels)
+    return register_network(f"resnet{depth}", kind="classification", gradcam_layer="layer4")(factory)
 
 
-@NETWORKS.register("efficientnet_b0")
+resnet18 = _monai_resnet(18)
+resnet50 = _monai_resnet(50)
+
+
+# its ``_swish`` module also runs in the stem, so hooks on it would fire twice: the target is ``_bn1``
+@register_network("efficientnet_b0", kind="classification", gradcam_layer="_bn1", min_size=32)
 def efficientnet_b0(in_channels: int, out_channels: int) -> nn.Module:
     """EfficientNet-B0 classifier (MONAI ``EfficientNetBN``), random initial weights.
 
@@ -245,7 +251,7 @@ def network_args(name: str, **kwargs: Any) -> dict[str, Any]:
         UnknownNameError: If ``name`` is not registered (the message suggests the closest name).
         TypeError: If an argument is not one of the factory's; the message lists those it accepts.
     """
-    factory = NETWORKS.get(name)
+    factory = NETWORKS.get(name).factory
     params = {k: p for k, p in inspect.signature(factory).parameters.items()
               if p.kind is inspect.Parameter.KEYWORD_ONLY}
     unknown = sorted(set(kwargs) - set(params))
@@ -279,7 +285,7 @@ def build_network(name: str, in_channels: int, out_channels: int, **kwargs: Any)
         raise ValueError(f"Network {name!r}: in_channels and out_channels must be at least 1, got "
                          f"{in_channels} and {out_channels}.")
     args = network_args(name, **kwargs)
-    module = NETWORKS.get(name)(int(in_channels), int(out_channels), **args)
+    module = NETWORKS.get(name).factory(int(in_channels), int(out_channels), **args)
     return module, args
 
 
@@ -288,7 +294,43 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-# Networks defined in their own modules register themselves on import: import them here, so that NETWORKS
-# holds every name whichever module imported it first (a task, the predictor or the service).
-from breastdx.models import compact_cnn as _compact_cnn  # noqa: E402,F401  ("compact_cnn")
-from breastdx.models import multitask as _multitask  # noqa: E402,F401  ("unet_multitask")
+def gradcam_layer(name: str, **kwargs: Any) -> str | None:
+    """The Grad-CAM target layer of network ``name`` built with ``kwargs``, from its registry entry.
+
+    Args:
+        name: A registered network name.
+        **kwargs: Network arguments that differ from the defaults (the layer of ``compact_cnn`` and
+            ``unet_multitask`` depends on their depth).
+
+    Returns:
+        The layer's name as in ``network.named_modules()``, or None for a network without one (the
+        segmentation networks).
+
+    Raises:
+        UnknownNameError: If ``name`` is not registered.
+        TypeError: If an argument is unknown to the network.
+    """
+    return NETWORKS.get(name).resolve("gradcam_layer", network_args(name, **kwargs))
+
+
+def check_input_size(name: str, height: int, width: int, **kwargs: Any) -> None:
+    """Check that network ``name`` (built with ``kwargs``) runs on images of ``height`` x ``width`` pixels.
+
+    Args:
+        name: A registered network name.
+        height: Image height in pixels.
+        width: Image width in pixels.
+        **kwargs: Network arguments that differ from the defaults.
+
+    Raises:
+        UnknownNameError: If ``name`` is not registered.
+        TypeError: If an argument is unknown to the network.
+        ValueError: If a side is below the entry's ``min_size`` or not a multiple of its ``size_multiple``;
+            the message gives both rules and the size received.
+    """
+    entry = NETWORKS.get(name)
+    args = network_args(name, **kwargs)
+    low, multiple = int(entry.resolve("min_size", args)), int(entry.resolve("size_multiple", args))
+    if min(int(height), int(width)) < low or int(height) % multiple or int(width) % multiple:
+        rule = f"at least {low} x {low} pixels" + (f", each side a multiple of {multiple}" if multiple > 1 else "")
+        raise ValueError(f"Network {name!r} needs images of {rule}; got {height} x {width}.")
