@@ -104,6 +104,43 @@ def test_shap_values_add_up_to_the_probability(run: Path):
     np.testing.assert_allclose(ex.values.sum(axis=1) + ex.base_values, predictor.predict_proba(X), atol=1e-6)
 
 
+def test_explain_writes_the_shap_columns_of_predict(run: Path, tmp_path: Path):
+    """``explain wdbc`` writes per-case SHAP contributions into explanations.csv: the same columns and values
+    as ``predict wdbc``'s predictions.csv, and the notes say where they are."""
+    table = load_wdbc()
+    cases = tmp_path / "cases.csv"
+    with open(cases, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", *FEATURE_NAMES])
+        for i in (0, 19, 300):
+            w.writerow([f"case{i}", *table.X[i]])
+    model = ["--model", str(run / "model")]
+    pred = runner.invoke(app, ["predict", "wdbc", *model, str(cases), "--out", str(tmp_path / "pred")])
+    assert pred.exit_code == 0, pred.output
+    result = runner.invoke(app, ["explain", "wdbc", *model, str(cases), "--out", str(tmp_path / "ex"), "--reasons", "4"])
+    assert result.exit_code == 0, result.output
+    assert "explanations.csv" in result.output and "shap_<k>_value" in result.output
+    explained = list(csv.DictReader(open(tmp_path / "ex" / "explanations.csv")))
+    predicted = list(csv.DictReader(open(tmp_path / "pred" / "predictions.csv")))
+    shap_cols = [f"shap_{k}_{part}" for k in range(1, 5) for part in ("feature", "value")]
+    assert set(shap_cols) | {"id", "p_malignant", "top_features"} <= set(explained[0])
+    assert [r["id"] for r in explained] == ["case0", "case19", "case300"]
+    for e, p in zip(explained, predicted):  # predict's default is 3 reasons: the first three agree exactly
+        for col in ["id", "p_malignant", "label", *shap_cols[:6]]:
+            assert e[col] == p[col], col
+    # the contributions are SHAP values: largest magnitude first, and together with the rest they explain P
+    predictor = WDBCPredictor.from_dir(run / "model")
+    for e in explained:
+        values = [abs(float(e[f"shap_{k}_value"])) for k in range(1, 5)]
+        assert values == sorted(values, reverse=True) and values[0] > 0
+        assert e["shap_1_feature"] in FEATURE_NAMES
+    np.testing.assert_allclose([float(e["p_malignant"]) for e in explained],
+                               predictor.predict_proba(table.X[[0, 19, 300]]), atol=1e-6)
+    refused = runner.invoke(app, ["explain", "wdbc", *model, str(cases), "--out", str(tmp_path / "ex0"),
+                                  "--reasons", "0"])
+    assert refused.exit_code != 0 and "The 'reasons' option of explain wdbc must be an integer >= 1" in refused.output
+
+
 def test_predict_batch_goes_on_past_a_bad_file(run: Path, tmp_path: Path):
     good = tmp_path / "good.csv"
     good.write_text(",".join(f'"{n}"' for n in FEATURE_NAMES) + "\n" + ",".join(["1"] * 30) + "\n")

@@ -395,11 +395,21 @@ class WDBCTask(Task):
                          [["metric", "threshold 0.5", f"threshold {predictor.threshold:.3f}"], *rows], notes)
 
     # ---------------------------------------------------------------- predict
-    def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
+    def _shap_rows(self, model_dir: Path, inputs: list[Path], options: dict[str, str], command: str,
+                   least: int = 0) -> tuple[Any, list[dict[str, Any]], list[tuple[str, str]]]:
+        """Every case of every input file as a row of :meth:`WDBCPredictor.predict_table` (with its ``source``),
+        and the files that could not be read with their reasons; ``--reasons k`` (at least ``least``) SHAP
+        contributions per case."""
         from breastdx.inference.tabular import WDBCPredictor
 
-        check_options(options, {"reasons"}, "predict wdbc")
-        n_reasons = int(options.get("reasons", 3))
+        check_options(options, {"reasons"}, command)
+        try:
+            n_reasons = int(options.get("reasons", 3))
+        except ValueError:
+            n_reasons = -1
+        if n_reasons < least:
+            raise ConfigError(f"The 'reasons' option of {command} must be an integer >= {least}. Got "
+                              f"{options.get('reasons')!r} instead.")
         predictor = WDBCPredictor.from_dir(model_dir)
         rows: list[dict[str, Any]] = []
         failures: list[tuple[str, str]] = []
@@ -411,17 +421,51 @@ class WDBCTask(Task):
                 continue
             for row in predictor.predict_table(table, n_reasons=n_reasons):
                 rows.append({"source": str(path), **row})
-        out = run_dir / "predictions.csv"
+        return predictor, rows, failures
+
+    @staticmethod
+    def _write_rows(rows: list[dict[str, Any]], path: Path) -> None:
         fields: list[str] = []
         for row in rows:
             fields.extend(k for k in row if k not in fields)
-        with open(out, "w", newline="") as f:
+        with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields or ["source"])
             writer.writeheader()
             writer.writerows(rows)
+
+    def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
+        predictor, rows, failures = self._shap_rows(model_dir, inputs, options, "predict wdbc")
+        out = run_dir / "predictions.csv"
+        self._write_rows(rows, out)
         table_rows = [["id", "P(malignant)", "label", "top SHAP contributions"]] + [
             [r["id"], f"{r['p_malignant']:.3f}", r["label"], r.get("top_features", "")] for r in rows[:50]]
         notes = [f"{len(rows)} case(s) predicted with threshold {predictor.threshold:.3f}; wrote {out}"]
         if len(rows) > 50:
             notes.insert(0, f"(first 50 of {len(rows)} shown)")
         return RunResult(run_dir, {}, "WDBC predictions", table_rows, notes, failures)
+
+    # ---------------------------------------------------------------- explain
+    def explain(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
+        """Per-case SHAP explanations of P(malignant), written to ``explanations.csv``.
+
+        The rows and columns are those of ``predict wdbc``'s ``predictions.csv`` (the same SHAP values, same
+        seed): ``source, id, p_malignant, label, threshold`` (``diagnosis`` when the file has it), then for
+        ``k = 1..--reasons`` (default 3) ``shap_<k>_feature`` and ``shap_<k>_value`` (the feature's signed
+        contribution to P(malignant), largest magnitude first; the contributions of all 30 features and the
+        model's mean probability on its background cases add up to ``p_malignant``), and ``top_features``.
+
+        Raises:
+            ConfigError: For an unknown option or a ``--reasons`` below 1.
+            ModelFolderError: If the model folder is not a WDBC model.
+        """
+        _, rows, failures = self._shap_rows(model_dir, inputs, options, "explain wdbc", least=1)
+        out = run_dir / "explanations.csv"
+        self._write_rows(rows, out)
+        table_rows = [["id", "P(malignant)", "top SHAP contributions"]] + [
+            [r["id"], f"{r['p_malignant']:.3f}", r.get("top_features", "")] for r in rows[:50]]
+        notes = [f"{len(rows)} case(s) explained; wrote {out}: per case, columns shap_<k>_feature and shap_<k>_value "
+                 f"(the k-th largest SHAP contribution to P(malignant), signed) and top_features. "
+                 f"`breastdx predict wdbc` writes the same columns into predictions.csv."]
+        if len(rows) > 50:
+            notes.insert(0, f"(first 50 of {len(rows)} shown)")
+        return RunResult(run_dir, {}, "WDBC explanations (SHAP, P(malignant))", table_rows, notes, failures)
