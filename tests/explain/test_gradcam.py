@@ -1,15 +1,13 @@
-"""Grad-CAM maps (shape, range, per-image classes), overlays, and the localisation metrics on hand-made maps."""
+"""Grad-CAM maps (shape, range, per-image classes) and the localisation metrics on hand-made maps (overlays: tests/visualize)."""
 
 import copy
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from breastdx.explain.gradcam import (GRADCAM_LAYERS, CamExplainer, cam_mass_in_mask, heatmap_overlay,
-                                      localisation_summary, pointing_game_hit, target_layer, upsample_map,
-                                      write_cam_png)
+from breastdx.explain.gradcam import (GRADCAM_LAYERS, CamExplainer, cam_mass_in_mask, localisation_summary,
+                                      pointing_game_hit, target_layer, upsample_map)
 from breastdx.models.multitask import MultiTaskUNet
 from breastdx.models.networks import build_network
 
@@ -124,48 +122,3 @@ def test_localisation_summary():
     assert s["cam_mass_in_mask"]["value"] == pytest.approx(0.5)  # 1 and 0; the empty map is NaN and dropped
     assert s["mask_area_fraction"]["value"] == pytest.approx(16 / 400)
     assert s["pointing_game_center"]["value"] == 0.0  # the centre (10, 10) is 7.1 px from (5, 5)
-
-
-def test_overlay_png(tmp_path):
-    image = (np.arange(30 * 40) % 256).astype(np.uint8).reshape(30, 40)
-    cam = np.zeros((30, 40), np.float32)
-    cam[10:20, 10:20] = 1.0
-    out = heatmap_overlay(image, cam)
-    assert out.shape == (30, 40, 3) and out.dtype == np.uint8
-    np.testing.assert_array_equal(out[0, 0], [image[0, 0]] * 3)  # cold pixels keep the image
-    mask = np.zeros((30, 40), bool)
-    mask[5:25, 5:25] = True
-    png = write_cam_png(image, cam, tmp_path / "x.png", contour_mask=mask)
-    assert Image.open(png).size == (40, 30)
-    with pytest.raises(ValueError, match="does not fit"):
-        heatmap_overlay(image, cam[:10])
-
-
-def test_png_bytes_round_trip_and_table_blend():
-    import io
-
-    from breastdx.explain.gradcam import OVERLAY_ALPHA, _jet_lut, png_bytes
-
-    rng = np.random.default_rng(0)
-    rgb = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(rgb)))), rgb)
-    gray = rng.integers(0, 256, (17, 23), dtype=np.uint8)
-    cam = rng.random((17, 23)).astype(np.float32)
-    level = np.clip(cam * 255 + 0.5, 0, 255).astype(np.uint8)
-    w = (OVERLAY_ALPHA * level / 255.0)[..., None]
-    expected = np.repeat(gray[..., None], 3, axis=2) * (1 - w) + _jet_lut()[level] * w
-    assert np.abs(heatmap_overlay(gray, cam).astype(float) - expected).max() <= 1.0  # table lookup = the formula
-
-
-@pytest.mark.parametrize("shape", [(17, 23), (17, 23, 3), (17, 23, 4), (1, 1)])
-def test_png_bytes_round_trip_gray_rgb_rgba(shape):
-    import io
-
-    from PIL import Image
-
-    from breastdx.explain.gradcam import png_bytes
-
-    a = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(a)))), a)
-    with pytest.raises(ValueError, match="Expected a uint8 image"):
-        png_bytes(np.zeros((4, 4, 2), np.uint8))

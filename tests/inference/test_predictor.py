@@ -1,4 +1,4 @@
-"""Segmentation predictor: save -> from_dir -> identical outputs, original sizes, postprocessing, bad files, overlays."""
+"""Segmentation predictor: save -> from_dir -> identical outputs, original sizes, postprocessing, bad files (overlays: tests/visualize)."""
 
 import json
 from pathlib import Path
@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 
 from breastdx.data.transforms import Preprocessing, resize_mask, resize_uint8, restore_size
-from breastdx.inference.overlays import contour, overlay_contours, write_mask_png, write_overlay_png
 from breastdx.inference.predictor import (WEIGHTS_FILE, Postprocessing, SegmentationPredictor, load_weights,
                                           save_weights)
 from breastdx.models.networks import build_network
@@ -187,26 +186,3 @@ def test_preprocessing_helpers():
     assert prep == Preprocessing(image_size=48)
     with pytest.raises(ValueError, match="image_size"):
         Preprocessing(image_size=4)
-
-
-def test_mask_and_overlay_files(tmp_path):
-    mask = np.zeros((30, 41), bool)
-    mask[5:20, 10:30] = True
-    write_mask_png(mask, tmp_path / "m.png")
-    back = np.asarray(Image.open(tmp_path / "m.png"))
-    assert back.shape == (30, 41) and set(np.unique(back)) == {0, 255}
-    np.testing.assert_array_equal(back > 0, mask)
-    image = np.full((30, 41), 100, np.uint8)
-    write_overlay_png(image, mask, tmp_path / "o.png", reference=np.roll(mask, 3, axis=1))
-    rgb = np.asarray(Image.open(tmp_path / "o.png").convert("RGB"))
-    assert rgb.shape == (30, 41, 3)
-    assert (rgb == (255, 48, 48)).all(axis=2).any() and (rgb == (48, 220, 48)).all(axis=2).any()
-    assert abs(rgb[0, 0].astype(int) - 100).max() <= 1  # gray kept within half a level
-    write_overlay_png(np.dstack([image] * 3), mask, tmp_path / "c.png")  # RGB input
-    assert np.asarray(Image.open(tmp_path / "c.png")).shape == (30, 41, 3)
-    line = contour(mask, 1)
-    assert line.sum() == 2 * 15 + 2 * 20 - 4  # the rectangle's border
-    unchanged = overlay_contours(image, [np.zeros_like(mask)], [(255, 0, 0)])
-    assert (unchanged == 100).all()  # an empty mask draws nothing
-    with pytest.raises(ValueError, match="does not fit"):
-        overlay_contours(image, [mask[:10]], [(255, 0, 0)])

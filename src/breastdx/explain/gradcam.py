@@ -1,4 +1,6 @@
-"""Grad-CAM and Grad-CAM++ for breastdx classifiers (MONAI ``monai.visualize``), overlays, and a localisation check.
+"""Grad-CAM and Grad-CAM++ for breastdx classifiers (MONAI ``monai.visualize``) and a localisation check.
+
+Maps are drawn by :mod:`breastdx.visualize` (:func:`~breastdx.visualize.heatmap_overlay`).
 
 :class:`CamExplainer` wraps MONAI's ``GradCAM`` / ``GradCAMpp`` with the target layer of each architecture
 (:data:`GRADCAM_LAYERS`; the multi-task U-Net names its own bottom block). Two things differ from calling
@@ -27,12 +29,13 @@ References:
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+
+from breastdx.visualize import heatmap_overlay, write_cam_png  # noqa: F401  # re-exported until tasks/ import breastdx.visualize
 
 if TYPE_CHECKING:
     from breastdx.explain.cam import CamExplainer
@@ -62,9 +65,6 @@ GRADCAM_LAYERS = {
 
 POINTING_TOLERANCE_PX = 15
 """Pointing-game tolerance in pixels, as Zhang et al. (2018)."""
-
-OVERLAY_ALPHA = 0.45
-
 
 def target_layer(network: nn.Module, architecture: str | None = None) -> str:
     """The Grad-CAM target layer of ``network``.
@@ -97,119 +97,6 @@ def upsample_map(cam: torch.Tensor | np.ndarray, shape: tuple[int, int]) -> np.n
     a = t[0, 0].clamp_(min=0).numpy()
     m = float(a.max()) if a.size else 0.0
     return (a / m).astype(np.float32) if m > 0 else np.zeros_like(a, dtype=np.float32)
-
-
-def _jet_lut() -> np.ndarray:
-    from matplotlib import colormaps
-
-    return (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
-
-
-_LUT: np.ndarray | None = None
-_BLEND: dict[float, np.ndarray] = {}
-
-
-def _blend_table(alpha: float) -> np.ndarray:
-    """``table[gray, level]``: the overlay colour of a gray value under a map level, uint8 ``(256, 256, 3)``."""
-    global _LUT
-    if alpha not in _BLEND:
-        if _LUT is None:
-            _LUT = _jet_lut()
-        gray = np.arange(256, dtype=np.float32)[:, None, None]
-        w = (alpha * np.arange(256, dtype=np.float32) / 255.0)[None, :, None]
-        _BLEND[alpha] = (gray * (1.0 - w) + _LUT[None].astype(np.float32) * w + 0.5).astype(np.uint8)
-    return _BLEND[alpha]
-
-
-def heatmap_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = OVERLAY_ALPHA,
-                    contour_mask: np.ndarray | None = None) -> np.ndarray:
-    """Blend a map, coloured with the jet colour map, over an image.
-
-    Each pixel becomes ``(1 - w) * image + w * jet(cam)`` with ``w = alpha * cam`` (the map quantised to
-    256 levels), so cold regions keep the image visible. Gray images go through a precomputed
-    ``(256, 256)`` table (one lookup per pixel); RGB images are blended arithmetically.
-
-    Args:
-        image: uint8 ``(H, W)`` or ``(H, W, 3)``.
-        cam: Map in [0, 1], ``(H, W)``.
-        alpha: Largest weight of the colour.
-        contour_mask: A reference lesion mask ``(H, W)`` drawn as a green contour, or None.
-
-    Returns:
-        uint8 ``(H, W, 3)``.
-
-    Raises:
-        ValueError: If the image is not uint8 ``(H, W)`` / ``(H, W, 3)`` or the map's shape differs from it.
-    """
-    from breastdx.inference.overlays import REFERENCE_COLOR, contour, to_rgb
-
-    a = np.asarray(image)
-    c = np.asarray(cam, dtype=np.float32)
-    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
-        raise ValueError(f"Expected a uint8 image (H, W) or (H, W, 3), got {a.dtype} of shape {a.shape}.")
-    if c.shape != a.shape[:2]:
-        raise ValueError(f"Map of shape {c.shape} does not fit the image of shape {a.shape[:2]}.")
-    level = np.clip(c * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    table = _blend_table(float(alpha))
-    if a.ndim == 2:
-        out = np.take(table.reshape(256 * 256, 3), (a.astype(np.uint16) << 8) | level, axis=0)
-    else:
-        w = (alpha * level.astype(np.float32) / 255.0)[..., None]
-        out = (to_rgb(a) * (1.0 - w) + _LUT[level] * w + 0.5).astype(np.uint8)  # type: ignore[index]
-    if contour_mask is not None:
-        out[contour(np.asarray(contour_mask, dtype=bool), max(1, round(max(out.shape[:2]) / 250)))] = REFERENCE_COLOR
-    return out
-
-
-def png_bytes(image: np.ndarray, level: int = 1) -> bytes:
-    """Encode a gray, RGB or RGBA image as PNG: "sub" filter on every row, zlib at ``level`` (fast; zlib
-    releases the GIL).
-
-    Pillow tries several filters per row, which costs more than the compression itself for overlays;
-    one fixed filter gives files of about the same size several times faster, so batch prediction can write
-    one overlay per image, and the service answer one, without slowing down.
-
-    Args:
-        image: uint8 ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)``.
-        level: zlib level, 0-9.
-
-    Returns:
-        The PNG file's bytes (8-bit gray, RGB or RGBA, no interlacing).
-
-    Raises:
-        ValueError: For another shape.
-
-    References:
-        W3C (2003). Portable Network Graphics (PNG) Specification, 2nd ed., sections 9.2 (filter type 1)
-        and 11.2.2 (IHDR).
-    """
-    import struct
-    import zlib
-
-    a = np.ascontiguousarray(image, dtype=np.uint8)
-    channels = 1 if a.ndim == 2 else a.shape[2] if a.ndim == 3 else 0
-    color_type = {1: 0, 3: 2, 4: 6}.get(channels)
-    if color_type is None:
-        raise ValueError(f"Expected a uint8 image (H, W), (H, W, 3) or (H, W, 4), got shape {a.shape}.")
-    h, w = a.shape[:2]
-    flat = a.reshape(h, w * channels)
-    raw = np.empty((h, w * channels + 1), dtype=np.uint8)
-    raw[:, 0] = 1  # filter type 1 (sub): each byte minus the byte of the previous pixel
-    raw[:, 1:1 + channels] = flat[:, :channels]
-    np.subtract(flat[:, channels:], flat[:, :-channels], out=raw[:, 1 + channels:], casting="unsafe")  # mod 256
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), level))
-            + chunk(b"IEND", b""))
-
-
-def write_cam_png(image: np.ndarray, cam: np.ndarray, path: Path, contour_mask: np.ndarray | None = None) -> Path:
-    """Write :func:`heatmap_overlay` as a PNG file (:func:`png_bytes`)."""
-    Path(path).write_bytes(png_bytes(heatmap_overlay(image, cam, contour_mask=contour_mask)))
-    return Path(path)
 
 
 def cam_mass_in_mask(cam: np.ndarray, mask: np.ndarray) -> float:

@@ -20,7 +20,6 @@ request at a time; different models run in parallel.
 
 from __future__ import annotations
 
-import base64
 import difflib
 import hashlib
 import logging
@@ -35,6 +34,8 @@ import numpy as np
 from PIL import Image
 
 from breastdx import RESEARCH_USE_ONLY
+from breastdx.visualize import (PREDICTION_COLOR, contour_rgba, display_size, heatmap_overlay, heatmap_rgba,
+                                overlay_contours, png_data_url, resize_image, resize_map, to_gray, to_rgb)
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,6 @@ ULTRASOUND_PARTS = ("busi-seg", "busi-cls")
 """The tasks the ultrasound endpoint runs, in order."""
 
 IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "DICOM")
-
-PNG_COMPRESS_LEVEL = 1  # fast: answer images are for looking at
-
-CONTOUR_RGBA = (255, 48, 48, 255)
 
 GRADCAM_LAYER_MAX_SIDE = 160
 """Longer side of the Grad-CAM layer in answers, in pixels. Grad-CAM maps are upsampled from the network's
@@ -449,100 +446,15 @@ def bytes_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-# ------------------------------------------------------------------------------------------------ images
-
-
-def png_data_url(array: np.ndarray) -> str:
-    """A uint8 ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` array as a ``data:image/png;base64,...`` URL."""
-    from breastdx.explain.gradcam import png_bytes
-
-    return "data:image/png;base64," + base64.b64encode(png_bytes(array, PNG_COMPRESS_LEVEL)).decode("ascii")
-
-
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """uint8 RGB ``(H, W, 3)`` to gray ``(H, W)`` by ITU-R 601-2 luma, exactly as ``read_image(mode="gray")``."""
-    if image.ndim == 2:
-        return image
-    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).convert("L"), dtype=np.uint8)
-
-
-def to_rgb(image: np.ndarray) -> np.ndarray:
-    """uint8 gray ``(H, W)`` to RGB ``(H, W, 3)`` by repeating the channel (as ``read_image(mode="rgb")``)."""
-    return image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
-
-
-def display_size(shape: tuple[int, int], max_side: int) -> tuple[int, int]:
-    """``(H, W)`` scaled down (aspect kept) so that the larger side is at most ``max_side``."""
-    h, w = int(shape[0]), int(shape[1])
-    scale = min(1.0, max_side / max(h, w))
-    return max(1, round(h * scale)), max(1, round(w * scale))
-
-
-def _resize(array: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
-    if tuple(array.shape[:2]) == tuple(size):
-        return array
-    return np.asarray(Image.fromarray(array).resize((size[1], size[0]), resample))
-
-
-def _resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A float map resized bilinearly to ``size`` ``(H, W)`` and clipped to [0, 1]."""
-    c = np.asarray(cam, dtype=np.float32)
-    if tuple(c.shape) != tuple(size):
-        c = np.asarray(Image.fromarray(c, mode="F").resize((size[1], size[0]), Image.BILINEAR))
-    return np.clip(c, 0.0, 1.0)
-
-
-_JET: np.ndarray | None = None
-
-
-def _jet() -> np.ndarray:
-    global _JET
-    if _JET is None:
-        from matplotlib import colormaps
-
-        _JET = (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
-    return _JET
-
-
-def heatmap_rgba(cam: np.ndarray) -> np.ndarray:
-    """A map in [0, 1] as an RGBA layer: jet colours, opacity growing with the map (cold regions transparent).
-
-    Shape:
-        ``(H, W)`` float -> ``(H, W, 4)`` uint8.
-    """
-    c = np.clip(np.asarray(cam, dtype=np.float32), 0.0, 1.0)
-    idx = (c * 255.0 + 0.5).astype(np.uint8)
-    rgba = np.empty(c.shape + (4,), dtype=np.uint8)
-    rgba[..., :3] = _jet()[idx]
-    rgba[..., 3] = idx
-    return rgba
-
-
-def contour_rgba(mask: np.ndarray) -> np.ndarray:
-    """The contour of a mask as an RGBA layer: red line, transparent elsewhere.
-
-    Shape:
-        ``(H, W)`` bool -> ``(H, W, 4)`` uint8.
-    """
-    from breastdx.inference.overlays import contour
-
-    m = np.asarray(mask, dtype=bool)
-    rgba = np.zeros(m.shape + (4,), dtype=np.uint8)
-    rgba[contour(m, max(1, round(max(m.shape) / 250)))] = CONTOUR_RGBA
-    return rgba
-
-
 # ------------------------------------------------------------------------------------------------ running
 
 
 def _segment(model: LoadedModel, image: np.ndarray, spacing: tuple[float, float] | None,
              disp_image: np.ndarray, composites: bool) -> dict[str, Any]:
-    from breastdx.inference.overlays import PREDICTION_COLOR, overlay_contours
-
     with model.lock:
         out = model.predictor.predict([image], spacings=[spacing], keep_prob=False)[0]
     size = disp_image.shape[:2]
-    mask_disp = _resize(out.mask.astype(np.uint8) * 255, size, Image.NEAREST) > 127
+    mask_disp = resize_image(out.mask.astype(np.uint8) * 255, size, Image.NEAREST) > 127
     return {
         "model": model.ref,
         "threshold": float(model.predictor.postprocessing.threshold),
@@ -561,8 +473,6 @@ def _segment(model: LoadedModel, image: np.ndarray, spacing: tuple[float, float]
 
 def _classify(model: LoadedModel, image: np.ndarray, disp_image: np.ndarray, gradcam: bool,
               composites: bool) -> dict[str, Any]:
-    from breastdx.explain.gradcam import heatmap_overlay
-
     predictor = model.predictor
     with model.lock:
         out = predictor.predict([image], gradcam=gradcam)[0]
@@ -582,10 +492,10 @@ def _classify(model: LoadedModel, image: np.ndarray, disp_image: np.ndarray, gra
     }
     if out.cam is not None:
         small = display_size(disp_image.shape[:2], GRADCAM_LAYER_MAX_SIDE)
-        result["gradcam_overlay_png"] = png_data_url(heatmap_rgba(_resize_map(out.cam, small)))
+        result["gradcam_overlay_png"] = png_data_url(heatmap_rgba(resize_map(out.cam, small)))
         if composites:
             result["gradcam_composite_png"] = png_data_url(
-                heatmap_overlay(disp_image, _resize_map(out.cam, disp_image.shape[:2])))
+                heatmap_overlay(disp_image, resize_map(out.cam, disp_image.shape[:2])))
     return result
 
 
@@ -618,7 +528,7 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
     mode = "rgb" if any(m.image_mode == "rgb" for m in models) else "gray"
     record = read_upload(data, filename, mode, max_pixels)
     image = record.array
-    disp = _resize(image, display_size(image.shape[:2], display_max_side), Image.BILINEAR)
+    disp = resize_image(image, display_size(image.shape[:2], display_max_side), Image.BILINEAR)
     timings["decode"] = (time.perf_counter() - t0) * 1000
     answer: dict[str, Any] = {
         "image": {"filename": filename, "width": int(image.shape[1]), "height": int(image.shape[0]),
