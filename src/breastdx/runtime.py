@@ -135,15 +135,19 @@ def validated_dtypes(meta: dict[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(["float32", *[str(d) for d in listed]]))
 
 
+def _check_choice(option: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"The {option!r} option must be one of {', '.join(choices)}. Got {value!r} instead.")
+    return value
+
+
 def check_dtype(value: str) -> str:
     """``value`` if it is one of :data:`DTYPES`.
 
     Raises:
         ValueError: "The 'dtype' option must be one of auto, float32, bfloat16. Got 'x' instead."
     """
-    if value not in DTYPES:
-        raise ValueError(f"The 'dtype' option must be one of {', '.join(DTYPES)}. Got {value!r} instead.")
-    return value
+    return _check_choice("dtype", value, DTYPES)
 
 
 def check_backend(value: str) -> str:
@@ -152,9 +156,7 @@ def check_backend(value: str) -> str:
     Raises:
         ValueError: "The 'backend' option must be one of auto, torch, onnxruntime. Got 'x' instead."
     """
-    if value not in BACKENDS:
-        raise ValueError(f"The 'backend' option must be one of {', '.join(BACKENDS)}. Got {value!r} instead.")
-    return value
+    return _check_choice("backend", value, BACKENDS)
 
 
 def choose_inference_dtype(requested: str | None, validated: Sequence[str] = ("float32",),

@@ -30,7 +30,7 @@ import numpy as np
 
 from breastdx.data.checksum import sha256_file, sha256_listing
 from breastdx.data.errors import DataError
-from breastdx.data.images import read_image, read_mask
+from breastdx.data.images import read_image, read_mask, visible_entries
 
 logger = logging.getLogger(__name__)
 
@@ -132,9 +132,7 @@ def scan_busi(root: str | Path) -> list[BusiCase]:
         if not folder.is_dir():
             problems.append(f"{folder}: missing class folder")
             continue
-        for f in sorted(folder.iterdir()):
-            if f.name.startswith("."):
-                continue
+        for f in visible_entries(folder):
             m = _NAME.match(f.name)
             if m is None or not f.is_file():
                 problems.append(f"{f}: unexpected {'folder' if f.is_dir() else 'file'}; expected "

@@ -40,6 +40,7 @@ import numpy as np
 
 from breastdx.data.checksum import sha256_file, sha256_listing
 from breastdx.data.errors import DataError
+from breastdx.data.images import visible_entries
 from breastdx.data.patches import CLASS_NAMES, PATCH_DATASETS, ArrayPatchSource, FilePatchSource, PatchSource
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ def _is_patient_folder(folder: Path) -> bool:
 
 
 def _has_patients(folder: Path) -> bool:
-    return folder.is_dir() and any(_is_patient_folder(p) for p in folder.iterdir() if not p.name.startswith("."))
+    return folder.is_dir() and any(_is_patient_folder(p) for p in visible_entries(folder))
 
 
 def parse_idc_name(path: str | Path) -> tuple[str, int, int, int]:
@@ -189,22 +190,16 @@ def read_idc_folders(root: str | Path, pad: bool = True) -> FilePatchSource:
     xs: list[int] = []
     ys: list[int] = []
     skipped = []
-    for patient_dir in sorted(root.iterdir()):
-        if patient_dir.name.startswith("."):
-            continue
+    for patient_dir in visible_entries(root):
         if not _is_patient_folder(patient_dir):
             skipped.append(patient_dir.name)
             continue
-        for class_dir in sorted(patient_dir.iterdir()):
-            if class_dir.name.startswith("."):
-                continue
+        for class_dir in visible_entries(patient_dir):
             if not class_dir.is_dir() or class_dir.name not in ("0", "1"):
                 problems.append(f"{class_dir}: unexpected {'folder' if class_dir.is_dir() else 'file'} in a patient "
                                 f"folder; expected class folders 0 (no IDC) and 1 (IDC)")
                 continue
-            for f in sorted(class_dir.iterdir()):
-                if f.name.startswith("."):
-                    continue
+            for f in visible_entries(class_dir):
                 m = _NAME.match(f.name)
                 if m is None or not f.is_file():
                     problems.append(f"{f}: file name does not follow '<patient>_idx5_x<X>_y<Y>_class<0|1>.png'")

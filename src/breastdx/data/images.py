@@ -241,6 +241,16 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
     return sorted(found)
 
 
+def visible_entries(folder: str | Path) -> list[Path]:
+    """The files and folders in ``folder``, sorted, without hidden ones (names starting with ``.``).
+
+    Raises:
+        FileNotFoundError: If ``folder`` does not exist.
+        NotADirectoryError: If it is a file.
+    """
+    return sorted(p for p in Path(folder).iterdir() if not p.name.startswith("."))
+
+
 def read_images(paths: Iterable[str | Path], mode: str = "gray",
                 max_pixels: int = MAX_PIXELS) -> tuple[list[ImageRecord], list[tuple[Path, str]]]:
     """Read many images, going on past the ones that fail.

@@ -231,7 +231,33 @@ def _check_columns(n: int, where: str, groups: Sequence[str] | None,
     return g, meta
 
 
-class ArrayPatchSource(PatchSource):
+class _StoredColumns(PatchSource):
+    """A source that holds its per-item columns in memory (``_labels``, ``_ids``, ``_groups``, ``_meta``),
+    set by the subclass's ``__init__``."""
+
+    _labels: np.ndarray
+    _ids: list[str]
+    _groups: np.ndarray | None
+    _meta: dict[str, np.ndarray]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+    @property
+    def ids(self) -> Sequence[str]:
+        return self._ids
+
+    @property
+    def groups(self) -> np.ndarray | None:
+        return self._groups
+
+    @property
+    def metadata(self) -> dict[str, np.ndarray]:
+        return self._meta
+
+
+class ArrayPatchSource(_StoredColumns):
     """Patches held in an array (in memory or memory-mapped from a ``.npy`` file).
 
     Args:
@@ -284,22 +310,6 @@ class ArrayPatchSource(PatchSource):
         return np.array(self._images[idx], dtype=np.uint8), self._labels[idx].copy()
 
     @property
-    def labels(self) -> np.ndarray:
-        return self._labels
-
-    @property
-    def ids(self) -> Sequence[str]:
-        return self._ids
-
-    @property
-    def groups(self) -> np.ndarray | None:
-        return self._groups
-
-    @property
-    def metadata(self) -> dict[str, np.ndarray]:
-        return self._meta
-
-    @property
     def checksum(self) -> str:
         if self._checksum is None:
             from breastdx.data.checksum import sha256_arrays
@@ -311,7 +321,7 @@ class ArrayPatchSource(PatchSource):
         return self._checksum
 
 
-class FilePatchSource(PatchSource):
+class FilePatchSource(_StoredColumns):
     """Patches stored one per image file (JPEG, PNG, TIFF), decoded by :func:`breastdx.data.images.read_image`.
 
     Args:
@@ -375,22 +385,6 @@ class FilePatchSource(PatchSource):
             raise ImageReadError(f"{path}: patch has shape {image.shape}, expected {self.expected_shape} "
                                  f"(H, W, RGB).")
         return image, int(self._labels[i])
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self._labels
-
-    @property
-    def ids(self) -> Sequence[str]:
-        return self._ids
-
-    @property
-    def groups(self) -> np.ndarray | None:
-        return self._groups
-
-    @property
-    def metadata(self) -> dict[str, np.ndarray]:
-        return self._meta
 
     @property
     def checksum(self) -> str:

@@ -43,6 +43,7 @@ import numpy as np
 
 from breastdx.data.checksum import sha256_file, sha256_listing
 from breastdx.data.errors import DataError
+from breastdx.data.images import visible_entries
 from breastdx.data.patches import CLASS_NAMES, PATCH_DATASETS, FilePatchSource, PatchSource
 
 logger = logging.getLogger(__name__)
@@ -154,9 +155,7 @@ def read_pcam_folder(root: str | Path, split: str) -> FilePatchSource:
     paths: list[Path] = []
     labels: list[int] = []
     seen: dict[str, str] = {}
-    for entry in sorted(base.iterdir()):
-        if entry.name.startswith("."):
-            continue
+    for entry in visible_entries(base):
         if not entry.is_dir():
             logger.warning("%s: not a label folder; ignored", entry)
             continue
@@ -164,9 +163,7 @@ def read_pcam_folder(root: str | Path, split: str) -> FilePatchSource:
             problems.append(f"{entry}: unexpected folder; expected label folders 0 (no tumour) and 1 (tumour)")
             continue
         label = int(entry.name)
-        for f in sorted(entry.iterdir()):
-            if f.name.startswith("."):
-                continue
+        for f in visible_entries(entry):
             if not f.is_file():
                 problems.append(f"{f}: a folder inside a label folder; expected patch files only")
             elif f.suffix.lower() not in FOLDER_SUFFIXES:

@@ -416,7 +416,7 @@ def _write_figures(out: Path, items: _Items, kept: list[int], labels: list[int],
                    names: Sequence[str], per_class: int, rng: np.random.Generator) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    from breastdx.evaluation.plots import DPI
+    from breastdx.evaluation.plots import save_figure
 
     files = []
     lab = np.asarray(labels, dtype=np.int64)
@@ -425,10 +425,7 @@ def _write_figures(out: Path, items: _Items, kept: list[int], labels: list[int],
     bars = ax.bar(list(names), counts, color="#4c72b0")
     ax.bar_label(bars, labels=[str(c) for c in counts], fontsize=8)
     ax.set(ylabel="items", title="Class distribution")
-    fig.tight_layout()
-    files.append(out / "class_distribution.png")
-    fig.savefig(files[-1], dpi=DPI)
-    plt.close(fig)
+    files.append(save_figure(fig, out / "class_distribution.png"))
 
     units = {"blur": "log10(1 + variance of Laplacian)", "brightness": "mean gray level (0-255)",
              "saturation": "mean HSV saturation (0-1)"}
@@ -450,10 +447,7 @@ def _write_figures(out: Path, items: _Items, kept: list[int], labels: list[int],
             ax.boxplot([v for _, v in nonempty], showfliers=False)
             ax.set_xticks(range(1, len(nonempty) + 1), [c for c, _ in nonempty])
         ax.set(ylabel=units[f])
-    fig.tight_layout()
-    files.append(out / "quality_per_class.png")
-    fig.savefig(files[-1], dpi=DPI)
-    plt.close(fig)
+    files.append(save_figure(fig, out / "quality_per_class.png"))
 
     grid_rows = []
     for k in range(len(names)):
@@ -474,10 +468,7 @@ def _write_figures(out: Path, items: _Items, kept: list[int], labels: list[int],
                     ax.set_title(items.ids[chosen[c]][-18:], fontsize=5)
             axes[r, 0].text(-0.1, 0.5, cname, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9)
         fig.suptitle("Random samples per class", fontsize=10)
-        fig.tight_layout()
-        files.append(out / "samples_per_class.png")
-        fig.savefig(files[-1], dpi=DPI)
-        plt.close(fig)
+        files.append(save_figure(fig, out / "samples_per_class.png"))
     return files
 
 

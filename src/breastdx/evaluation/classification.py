@@ -312,26 +312,19 @@ def plot_training_curves(logs: dict[str, dict[str, list[float]]], path: Any, tit
     """
     import matplotlib.pyplot as plt
 
-    from breastdx.evaluation.plots import DPI
+    from breastdx.evaluation.plots import plot_finite, save_figure
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
     for name, log in logs.items():
-        epochs = np.asarray(log.get("epoch", []), dtype=float)
         for key, ax in (("train_loss", ax1), ("val_score", ax2)):
             if key in log:
-                y = np.asarray(log[key], dtype=float)
-                ok = np.isfinite(y)
-                ax.plot(epochs[ok], y[ok], label=name, lw=1.2)
+                plot_finite(ax, log.get("epoch", []), log[key], label=name, lw=1.2)
     ax1.set(xlabel="epoch", ylabel="training loss", title="Training loss")
     ax2.set(xlabel="epoch", ylabel="(macro AUROC + balanced accuracy) / 2", title="Validation score", ylim=(0, 1))
     for ax in (ax1, ax2):
         if ax.lines:
             ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
 
 
 def write_figures(run_dir: Any, labels: np.ndarray, evaluations: dict[str, dict[str, Any]], best: str,

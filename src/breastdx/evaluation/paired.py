@@ -199,7 +199,7 @@ def plot_auroc_difference(result: dict[str, Any], path: Any, title: str | None =
     """
     import matplotlib.pyplot as plt
 
-    from breastdx.evaluation.plots import DPI
+    from breastdx.evaluation.plots import save_figure
 
     if "resamples" not in result:
         raise ValueError("plot_auroc_difference needs the bootstrap differences: call paired_auroc_test with "
@@ -215,7 +215,4 @@ def plot_auroc_difference(result: dict[str, Any], path: Any, title: str | None =
            title=title or f"Paired bootstrap: {result['model_a']} vs {result['model_b']} (p = {result['p_value']:.3g}, "
                           f"n = {result['n']})")
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

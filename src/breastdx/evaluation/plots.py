@@ -6,13 +6,35 @@ Matplotlib runs with the non-interactive Agg backend; every function saves one f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import roc_curve
 
 DPI = 110
+"""Resolution of every PNG figure, dots per inch."""
+
+
+def save_figure(fig: Any, path: Path, title: str | None = None) -> Path:
+    """Lay out a Matplotlib figure (under ``title`` when given), write it to ``path`` as PNG at :data:`DPI`, close it.
+
+    Returns:
+        ``path``.
+    """
+    if title is not None:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def plot_finite(ax: Any, x: np.ndarray, y: Sequence[float], **kwargs: Any) -> None:
+    """Plot ``y`` against ``x`` where ``y`` is finite (an epoch without a value, NaN, is left out)."""
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(y)
+    ax.plot(np.asarray(x, dtype=float)[ok], y[ok], **kwargs)
 
 
 def plot_roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
@@ -32,10 +54,7 @@ def plot_roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path
     ax.set(xlabel="1 - specificity (false-positive rate)", ylabel="sensitivity (true-positive rate)",
            title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, n_bins: int = 10,
@@ -62,10 +81,7 @@ def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Pat
     ax.set(xlabel="mean predicted probability", ylabel="observed frequency (positive class)", title=title,
            xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str = "Confusion matrix") -> Path:
@@ -87,7 +103,4 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, t
     ax.set_xticks(range(len(class_names)), class_names)
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set(xlabel="predicted", ylabel="true", title=title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

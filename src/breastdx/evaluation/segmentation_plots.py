@@ -1,7 +1,6 @@
 """Plots for segmentation reports: per-image score distributions and training curves (PNG files).
 
-Matplotlib runs with the non-interactive Agg backend (set by :mod:`breastdx.evaluation.plots`); every
-function saves one file and closes its figure.
+Every function saves one file and closes its figure (:func:`breastdx.evaluation.plots.save_figure`).
 """
 
 from __future__ import annotations
@@ -11,9 +10,9 @@ from typing import Sequence
 
 import numpy as np
 
-from breastdx.evaluation.plots import DPI  # also selects the Agg backend
+import matplotlib.pyplot as plt
 
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+from breastdx.evaluation.plots import plot_finite, save_figure
 
 
 def plot_score_distribution(values: dict[str, Sequence[float]], path: Path, ylabel: str, title: str,
@@ -40,10 +39,7 @@ def plot_score_distribution(values: dict[str, Sequence[float]], path: Path, ylab
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_training_curves(log: dict[str, list[float]], path: Path, title: str = "Training") -> Path:
@@ -54,23 +50,15 @@ def plot_training_curves(log: dict[str, list[float]], path: Path, title: str = "
         path: PNG file to write.
         title: Plot title.
     """
-    epochs = np.asarray(log.get("epoch", []), dtype=float)
+    epochs = log.get("epoch", [])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
     for name in ("train_loss", "val_loss"):
         if name in log:
-            y = np.asarray(log[name], dtype=float)
-            ok = np.isfinite(y)
-            ax1.plot(epochs[ok], y[ok], label=name)
+            plot_finite(ax1, epochs, log[name], label=name)
     ax1.set(xlabel="epoch", ylabel="Dice + cross-entropy loss", title="Loss")
     ax1.legend(fontsize=8)
     for name in sorted(k for k in log if k.startswith("val_") and k != "val_loss"):
-        y = np.asarray(log[name], dtype=float)
-        ok = np.isfinite(y)
-        ax2.plot(epochs[ok], y[ok], label=name)
+        plot_finite(ax2, epochs, log[name], label=name)
     ax2.set(xlabel="epoch", ylabel="value", title="Validation", ylim=(0, 1))
     ax2.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
