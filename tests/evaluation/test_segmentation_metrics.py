@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from breastdx.evaluation.ci import mean_ci
-from breastdx.evaluation.segmentation import case_scores, dice_iou, hd95, summarize_segmentation
+from breastdx.evaluation.segmentation import case_scores, dice_iou, dice_per_case, hd95, summarize_segmentation
 
 
 def test_dice_iou_golden():
@@ -17,6 +17,21 @@ def test_dice_iou_golden():
     dice, iou = dice_iou(pred, target)
     assert dice == pytest.approx(0.8)
     assert iou == pytest.approx(2 / 3)
+
+
+def test_dice_per_case_golden_in_numpy_and_torch():
+    # case 0: the 0.8 example above; case 1: both empty -> 1; case 2: a lesion missed -> 0; odd size 2 x 3
+    target = np.array([[[1, 1, 0], [0, 0, 0]], [[0, 0, 0], [0, 0, 0]], [[0, 0, 0], [0, 1, 0]]], bool)
+    pred = np.array([[[1, 1, 1], [0, 0, 0]], [[0, 0, 0], [0, 0, 0]], [[0, 0, 0], [0, 0, 0]]], bool)
+    out = dice_per_case(pred, target)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == (3,)
+    np.testing.assert_allclose(out, [0.8, 1.0, 0.0])
+    t = dice_per_case(torch.from_numpy(pred)[:, None], torch.from_numpy(target)[:, None].float())  # (B, 1, H, W)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.shape == (3,)
+    torch.testing.assert_close(t, torch.tensor([0.8, 1.0, 0.0]))
+    assert [dice_iou(p, q)[0] for p, q in zip(pred, target)] == pytest.approx(out.tolist())
+    with pytest.raises(ValueError, match=r"same shape, got prediction \(3, 2, 3\) and reference \(3, 3, 2\)"):
+        dice_per_case(pred, np.zeros((3, 3, 2)))
 
 
 def test_empty_mask_conventions():

@@ -28,6 +28,7 @@ References:
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -47,6 +48,50 @@ def _check_pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.nd
     return p, t
 
 
+def _overlap(pred: Any, target: Any) -> tuple[Any, Any, Any]:
+    """Per case: intersection and summed areas of two batches of binary masks, and the torch module (None for
+    NumPy input, whose counts are int64)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(pred, torch.Tensor):
+        p, t = pred.bool(), torch.as_tensor(target, device=pred.device).bool()
+    else:
+        torch = None
+        p, t = np.asarray(pred).astype(bool), np.asarray(target).astype(bool)
+    if tuple(p.shape) != tuple(t.shape) or p.ndim < 2:
+        raise ValueError(f"Masks must be batches (B, ...) of the same shape, got prediction {tuple(p.shape)} and "
+                         f"reference {tuple(t.shape)}.")
+    p, t = p.reshape(p.shape[0], -1), t.reshape(t.shape[0], -1)
+    inter, total = (p & t).sum(1), p.sum(1) + t.sum(1)
+    return (inter.float(), total.float(), torch) if torch is not None else (inter, total, None)
+
+
+def dice_per_case(pred: Any, target: Any) -> Any:
+    """Dice similarity coefficient of binary masks, one value per case: ``2 |P & T| / (|P| + |T|)``.
+
+    The one Dice of breastdx: training's validation Dice (torch, at network size) and the reports' Dice
+    (NumPy, at the original size, :func:`dice_iou`) both come from here.
+
+    Args:
+        pred: Predicted masks, bool or {0, 1}: a ``torch.Tensor`` or a NumPy array of shape ``(B, ...)``
+            (``(B, H, W)`` or ``(B, 1, H, W)``).
+        target: Reference masks, same shape and values (a tensor is moved to ``pred``'s device).
+
+    Returns:
+        Shape ``(B,)`` in [0, 1]: float32 tensor on ``pred``'s device for a tensor ``pred``, else float64
+        array. A case where both masks are empty scores 1.0; one where exactly one is empty scores 0.0.
+
+    Raises:
+        ValueError: If the shapes differ or have no batch axis beside the mask (fewer than 2 dimensions).
+
+    References:
+        Dice, L. R. (1945). Ecology 26(3):297-302. doi:10.2307/1932409
+    """
+    inter, total, torch = _overlap(pred, target)
+    if torch is not None:
+        return torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total))
+    return np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
+
+
 def dice_iou(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     """Dice similarity coefficient and intersection over union of two binary masks.
 
@@ -62,14 +107,13 @@ def dice_iou(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
 
     References:
         Dice, L. R. (1945). Ecology 26(3):297-302. doi:10.2307/1932409
+        Jaccard, P. (1912). New Phytologist 11(2):37-50. doi:10.1111/j.1469-8137.1912.tb05611.x
     """
     p, t = _check_pair(pred, target)
-    inter = int(np.count_nonzero(p & t))
-    total = int(np.count_nonzero(p)) + int(np.count_nonzero(t))
-    if total == 0:
-        return 1.0, 1.0
-    union = total - inter
-    return 2.0 * inter / total, inter / union
+    inter, total, _ = _overlap(p[None], t[None])
+    dice = float(dice_per_case(p[None], t[None])[0])
+    union = int(total[0]) - int(inter[0])
+    return dice, (int(inter[0]) / union if union else 1.0)
 
 
 def _edges(mask: np.ndarray) -> np.ndarray:
