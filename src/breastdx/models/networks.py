@@ -5,6 +5,12 @@ JSON data (numbers, strings, lists), so that :func:`build_network` can return th
 ``meta.json`` and a model folder rebuilds the same network from them alone. All networks are 2D and
 start from random weights (``pretrained=False``): nothing is downloaded.
 
+:data:`NETWORKS` holds one :class:`~breastdx.models.network_registry.NetworkEntry` per name, with the facts
+that are not in the weights (kind, Grad-CAM target layer, smallest image size, size multiple); read them
+with :func:`gradcam_layer` and :func:`check_input_size` (both resolve the network's arguments first) or
+``NETWORKS.get(name)``. Add a network with
+:func:`~breastdx.models.network_registry.register_network` in its own module and import that module here.
+
 Example:
     >>> net, args = build_network("unet", in_channels=1, out_channels=2)
     >>> args["channels"]
