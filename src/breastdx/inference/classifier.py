@@ -21,22 +21,21 @@ Speed: with Grad-CAM, the backward pass stops at the target layer (``fast_backwa
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from breastdx.data.transforms import Preprocessing
-from breastdx.models.saved import ModelFolderError, read_meta
+from breastdx.inference.base import PREDICTORS, TTA_MODES, WEIGHTS_FILE, ImagePredictor, save_weights  # noqa: F401
+from breastdx.inference.meta import ModelMeta
+from breastdx.models.saved import ModelFolderError
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_FILE = "model.safetensors"
-TTA_MODES = ("none", "hflip")
 
 
 @dataclass
@@ -69,13 +68,13 @@ def save_classifier(model_dir: Path, network: nn.Module, meta: dict[str, Any]) -
     Returns:
         The completed metadata.
     """
-    from breastdx.inference.predictor import save_weights
     from breastdx.models.saved import write_meta
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     save_weights(network, model_dir / WEIGHTS_FILE)
     return write_meta(model_dir, {**{k: v for k, v in meta.items() if k != "schema_version"},
+                                  "kind": "classification",
                                   "weights_file": WEIGHTS_FILE})
 
 
@@ -105,85 +104,53 @@ def load_stain_normalizer(model_dir: str | Path, meta: dict[str, Any]):
         raise ModelFolderError(f"{target}: the Macenko reference patch of this model cannot be used ({e}).") from None
 
 
-class ClassificationPredictor:
+@PREDICTORS.register("classification")
+class ClassificationPredictor(ImagePredictor):
     """Class probabilities (and Grad-CAM maps) with a saved classifier.
 
     Args:
-        network: The classifier ``(B, C, S, S) -> (B, K)``.
-        meta: The model folder's ``meta.json`` content.
+        network: The classifier ``(B, C, S, S) -> (B, K)``, or None to build it from ``model_dir``.
+        meta: The model folder's ``meta.json`` (a :class:`~breastdx.inference.meta.ModelMeta` or its content).
         batch_size: Images per forward pass.
-        device: Torch device.
-        tta: ``"none"`` or ``"hflip"``; default ``meta["inference"]["tta"]``.
         gradcam_method: ``"gradcam"`` or ``"gradcampp"``; default ``meta["gradcam"]["method"]``.
-        dtype: ``"auto"`` (default), ``"float32"`` or ``"bfloat16"`` (autocast); ``auto`` runs bfloat16 only where
-            it is native and ``meta["inference"]`` says it was validated (see
-            :func:`breastdx.runtime.choose_inference_dtype`).
-        model_dir: The model folder (for the ONNX Runtime backend and a network built on demand).
-        backend: ``"auto"``, ``"torch"`` or ``"onnxruntime"`` for the forward pass without Grad-CAM (see
-            :class:`breastdx.inference.backends.NetworkRunner`); Grad-CAM always runs PyTorch.
-        onnx_dir: Folder of cached ONNX graphs (default ``~/.cache/breastdx/onnx``).
         normalizer: Stain normaliser ``uint8 (H, W, 3) -> uint8 (H, W, 3)`` applied before resizing (``from_dir``
             gives the model's Macenko normaliser when ``meta["stain_normalisation"]`` asks for one), or None.
+        **options: ``device``, ``dtype``, ``tta``, ``model_dir``, ``backend``, ``onnx_dir``: see
+            :class:`~breastdx.inference.base.ImagePredictor`. The backend runs the forward pass without
+            Grad-CAM; Grad-CAM always runs PyTorch.
+
+    Attributes:
+        positive: The positive class (``meta["positive_class"]``, default the last class).
+        temperature: Temperature fitted on validation (``meta["temperature"]``, default 1).
+        threshold: Operating threshold on P(positive), or None (most probable class).
 
     Raises:
         ModelFolderError: If ``meta`` lacks the preprocessing, names an unknown TTA mode, or its positive
             class is not one of its classes.
-        ValueError: If ``dtype`` is not ``auto``, ``float32`` or ``bfloat16``.
+        ValueError: If an option is invalid.
     """
 
-    def __init__(self, network: nn.Module | None, meta: dict[str, Any], *, batch_size: int = 32,
-                 device: str | torch.device = "cpu", tta: str | None = None, gradcam_method: str | None = None,
-                 dtype: str | None = "auto", normalizer: Callable[[np.ndarray], np.ndarray] | None = None,
-                 model_dir: Path | None = None, backend: str = "auto", onnx_dir: Path | None = None) -> None:
-        from breastdx.inference.backends import NetworkRunner
+    kind = "classification"
 
-        if "preprocessing" not in meta:
-            raise ModelFolderError("meta.json of a classification model must hold 'preprocessing'.")
-        self.meta = meta
-        self.preprocessing = Preprocessing.from_meta(meta["preprocessing"])
-        self.source_size = meta["preprocessing"].get("source_size")
-        self.class_names = list(meta["class_names"])
-        self.positive = meta.get("positive_class", self.class_names[-1])
-        if self.positive not in self.class_names:
-            raise ModelFolderError(f"meta.json: positive class {self.positive!r} is not one of {self.class_names}.")
-        self.positive_index = self.class_names.index(self.positive)
-        self.temperature = float(meta.get("temperature", 1.0))
-        self.threshold = meta.get("threshold")
-        self.tta = tta or meta.get("inference", {}).get("tta", "none")
-        if self.tta not in TTA_MODES:
-            raise ModelFolderError(f"Unknown test-time augmentation {self.tta!r}; expected one of {', '.join(TTA_MODES)}.")
-        gc = meta.get("gradcam", {})
+    def __init__(self, network: nn.Module | None, meta: ModelMeta | Mapping[str, Any], *, batch_size: int = 32,
+                 gradcam_method: str | None = None, normalizer: Callable[[np.ndarray], np.ndarray] | None = None,
+                 **options: Any) -> None:
+        super().__init__(network, meta, batch_size=batch_size, **options)
+        self.source_size = self.meta["preprocessing"].get("source_size")
+        self.positive = self.meta.positive_class
+        self.positive_index = self.meta.class_names.index(self.positive)
+        self.temperature = float(self.meta.get("temperature", 1.0))
+        self.threshold = self.meta.threshold
+        gc = self.meta.get("gradcam", {})
         self.gradcam_method = gradcam_method or gc.get("method", "gradcam")
         self.gradcam_layer = gc.get("layer")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-        self.batch_size = int(batch_size)
-        self.runner = NetworkRunner(meta, network=network, model_dir=model_dir, device=device, dtype=dtype,
-                                    backend=backend, onnx_dir=onnx_dir)
-        self.device = self.runner.device
-        self.dtype, self.dtype_reason = self.runner.dtype, self.runner.dtype_reason
-        self.backend = self.runner.backend
         self.normalizer = normalizer
         self._explainers: dict[str, Any] = {}
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path, *, task: str | None = None, **kwargs: Any) -> "ClassificationPredictor":
-        """Rebuild the predictor from a model folder alone.
-
-        Args:
-            model_dir: Folder with ``meta.json`` and the weights file it names.
-            task: When given, the task the model must belong to (``"busi-cls"``, ``"breastmnist"``).
-            **kwargs: Passed to the constructor.
-
-        Raises:
-            ModelFolderError: If the folder, ``meta.json`` or the weights are missing or do not match.
-        """
-        model_dir = Path(model_dir)
-        meta = read_meta(model_dir, task=task)
-        for key in ("architecture_args", "in_channels", "preprocessing"):
-            if key not in meta:
-                raise ModelFolderError(f"{model_dir / 'meta.json'}: missing key {key!r} of a classification model.")
-        return cls(None, meta, normalizer=load_stain_normalizer(model_dir, meta), model_dir=model_dir, **kwargs)
+    def from_meta(cls, model_dir: Path, meta: ModelMeta, **options: Any) -> "ClassificationPredictor":
+        """Build from a checked model folder, with the stain normaliser it was trained with."""
+        return cls(None, meta, normalizer=load_stain_normalizer(model_dir, meta), model_dir=model_dir, **options)
 
     # --------------------------------------------------------------------------------------- network
     def prepare(self, image: np.ndarray) -> np.ndarray:
@@ -201,11 +168,6 @@ class ClassificationPredictor:
 
     def _to_input(self, resized: Sequence[np.ndarray]) -> torch.Tensor:
         return self.preprocessing.to_tensor(np.stack(resized)).to(self.device)
-
-    @property
-    def network(self) -> nn.Module:
-        """The PyTorch network (built from the model folder on first use under ONNX Runtime)."""
-        return self.runner.network
 
     def logits_of_input(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (mean with the mirror's for ``hflip``) of a network input ``(B, C, S, S)`` -> ``(B, K)``."""
@@ -330,54 +292,13 @@ class ClassificationPredictor:
         prob = self.predict_proba(images)
         return self._outputs(prob, self.labels_from_proba(prob), None)
 
-    def predict_files(self, paths: Iterable[Path], *, workers: int = 2, gradcam: bool = True
-                      ) -> Iterator[tuple[Path, Any, ClassificationOutput | None, str | None]]:
-        """Read, preprocess and predict image files, reading one batch ahead in ``workers`` threads.
-
-        A file that cannot be read is reported, not raised.
-
-        Args:
-            paths: Image files (PNG, JPEG, TIFF, DICOM; see :func:`breastdx.data.images.read_image`).
-            workers: Reader threads.
-            gradcam: Compute the Grad-CAM map of each reported label.
-
-        Yields:
-            ``(path, record, output, None)`` per image read (record: :class:`breastdx.data.images.ImageRecord`),
-            or ``(path, None, None, reason)`` per file that could not be read, in input order.
-        """
-        from breastdx.data.images import ImageReadError, read_image
-
-        mode = self.preprocessing.mode
-
-        def load(path: Path):
-            try:
-                rec = read_image(path, mode=mode)
-                return path, rec, self.prepare(rec.array), None
-            except (ImageReadError, ValueError, OSError) as e:
-                return path, None, None, str(e)
-
-        paths = [Path(p) for p in paths]
-        batches = [paths[i:i + self.batch_size] for i in range(0, len(paths), self.batch_size)]
-        with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-            pending = [pool.submit(load, p) for p in batches[0]] if batches else []
-            for b in range(len(batches)):
-                loaded = [f.result() for f in pending]
-                pending = [pool.submit(load, p) for p in batches[b + 1]] if b + 1 < len(batches) else []
-                good = [item for item in loaded if item[3] is None]
-                outs: Iterator[ClassificationOutput] = iter(())
-                if good:
-                    resized = [g[2] for g in good]
-                    if gradcam:
-                        prob, labels, cams = self.explain_prepared(resized, [g[1].shape for g in good])
-                        outs = iter(self._outputs(prob, labels, cams))
-                    else:
-                        prob = self.proba_from_logits(self.logits_of_input(self._to_input(resized)))
-                        outs = iter(self._outputs(prob, self.labels_from_proba(prob), None))
-                for path, rec, _, err in loaded:
-                    if err is None:
-                        yield path, rec, next(outs), None
-                    else:
-                        yield path, None, None, err
+    def predict_batch(self, records: Sequence[Any], prepared: Sequence[np.ndarray],
+                      gradcam: bool = True) -> list[ClassificationOutput]:
+        """Outputs for images read by :meth:`predict_files`; with ``gradcam`` (default), the map of each label."""
+        if gradcam:
+            return self._outputs(*self.explain_prepared(prepared, [r.shape for r in records]))
+        prob = self.proba_from_logits(self.logits_of_input(self._to_input(prepared)))
+        return self._outputs(prob, self.labels_from_proba(prob), None)
 
 
 PREDICTION_FIELDS = ("source", "height", "width")

@@ -16,26 +16,19 @@ removal of small components / all but the largest one.
 from __future__ import annotations
 
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from scipy import ndimage
-from torch import nn
 
-from breastdx.data.transforms import Preprocessing, restore_size
-from breastdx.models.saved import ModelFolderError, read_meta
+from breastdx.data.transforms import restore_size
+from breastdx.inference.base import (  # noqa: F401  (WEIGHTS_FILE ... load_weights: the names tasks/ import from here)
+    INFERENCE_DTYPES, PREDICTORS, TTA_MODES, WEIGHTS_FILE, ImagePredictor, load_weights, save_weights)
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_FILE = "model.safetensors"
-
-INFERENCE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-TTA_MODES = ("none", "hflip")
 
 
 @dataclass(frozen=True)
@@ -113,120 +106,31 @@ class SegmentationOutput:
     max_prob: float
 
 
-def save_weights(network: nn.Module, path: Path) -> Path:
-    """Write a network's state dict as safetensors (tensors made contiguous and unshared).
-
-    Args:
-        network: The network.
-        path: The ``.safetensors`` file.
-    """
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in network.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "pt"})
-    os.chmod(path, 0o644)  # readable by everyone, like any other package file
-    return path
-
-
-def load_weights(network: nn.Module, path: Path) -> nn.Module:
-    """Load a safetensors state dict into ``network`` (strict: every key must match).
-
-    Raises:
-        ModelFolderError: If the file is unreadable or its tensors do not fit the network; the message
-            names the file and the first mismatched keys.
-    """
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(path))
-    except Exception as e:  # safetensors raises SafetensorError / OSError on a bad file
-        raise ModelFolderError(f"{path}: cannot read the weights ({type(e).__name__}: {e}).") from None
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[:4]
-        raise ModelFolderError(f"{path}: the weights do not fit the network described in meta.json: "
-                               f"{' '.join(first)}") from None
-    return network
-
-
-class SegmentationPredictor:
+@PREDICTORS.register("segmentation")
+class SegmentationPredictor(ImagePredictor):
     """Predict lesion masks with a saved segmentation network.
 
     Args:
         network: The network, ``(B, C, S, S) -> (B, 2, S, S)`` logits (background, lesion), or None to
             build it from ``model_dir`` when needed (:meth:`from_dir` does so).
-        meta: The model folder's ``meta.json`` content.
-        batch_size: Images per forward pass.
-        device: Torch device for the network.
-        dtype: ``"auto"`` (default), ``"float32"`` or ``"bfloat16"`` (autocast). ``auto`` runs bfloat16 only where
-            the device computes it natively and ``meta["inference"]`` says it was validated; elsewhere float32
-            (see :func:`breastdx.runtime.choose_inference_dtype`). The choice is in ``self.dtype`` and its
-            reason in ``self.dtype_reason``.
-        tta: ``"none"`` or ``"hflip"`` (average with the left-right flipped image); default from meta.
-        model_dir: The model folder (for the ONNX Runtime backend and a network built on demand).
-        backend: ``"auto"``, ``"torch"`` or ``"onnxruntime"`` (see :class:`breastdx.inference.backends.NetworkRunner`).
-        onnx_dir: Folder of cached ONNX graphs (default ``~/.cache/breastdx/onnx``).
+        meta: The model folder's ``meta.json`` (a :class:`~breastdx.inference.meta.ModelMeta` or its content).
+        **options: ``batch_size`` (16), ``device``, ``dtype``, ``tta``, ``model_dir``, ``backend``, ``onnx_dir``:
+            see :class:`~breastdx.inference.base.ImagePredictor`.
+
+    Attributes:
+        postprocessing: Threshold (``meta["threshold"]``) and cleaning (``meta["postprocessing"]``).
 
     Raises:
         ModelFolderError: If ``meta`` lacks the preprocessing or names an unknown dtype or TTA mode.
-        ValueError: If ``dtype`` is not ``auto``, ``float32`` or ``bfloat16``, or ``backend`` is unknown.
+        ValueError: If an option is invalid.
     """
 
-    def __init__(self, network: nn.Module | None, meta: dict[str, Any], *, batch_size: int = 16,
-                 device: str | torch.device = "cpu", dtype: str | None = "auto", tta: str | None = None,
-                 model_dir: Path | None = None, backend: str = "auto", onnx_dir: Path | None = None) -> None:
-        from breastdx.inference.backends import NetworkRunner
-        from breastdx.runtime import validated_dtypes
+    kind = "segmentation"
 
-        if "preprocessing" not in meta:
-            raise ModelFolderError("meta.json of a segmentation model must hold 'preprocessing'.")
-        inference = meta.get("inference", {})
-        self.meta = meta
-        self.preprocessing = Preprocessing.from_meta(meta["preprocessing"])
-        self.postprocessing = Postprocessing.from_meta({"threshold": meta.get("threshold", 0.5),
-                                                        **meta.get("postprocessing", {})})
-        unknown = [d for d in validated_dtypes(meta) if d not in INFERENCE_DTYPES]
-        if unknown:
-            raise ModelFolderError(f"meta.json: unknown inference dtype {unknown[0]!r}; expected one of "
-                                   f"{', '.join(INFERENCE_DTYPES)}.")
-        self.tta = tta or inference.get("tta", "none")
-        if self.tta not in TTA_MODES:
-            raise ModelFolderError(f"Unknown test-time augmentation {self.tta!r}; expected one of "
-                                   f"{', '.join(TTA_MODES)}.")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-        self.batch_size = int(batch_size)
-        self.runner = NetworkRunner(meta, network=network, model_dir=model_dir, device=device, dtype=dtype,
-                                    backend=backend, onnx_dir=onnx_dir)
-        self.device = self.runner.device
-        self.dtype, self.dtype_reason = self.runner.dtype, self.runner.dtype_reason
-        self.backend = self.runner.backend
-        self.class_names = list(meta.get("class_names", ["background", "lesion"]))
-
-    @property
-    def network(self) -> nn.Module:
-        """The PyTorch network (built from the model folder on first use under ONNX Runtime)."""
-        return self.runner.network
-
-    @classmethod
-    def from_dir(cls, model_dir: str | Path, *, task: str | None = None, **kwargs: Any) -> "SegmentationPredictor":
-        """Rebuild the predictor from a model folder alone.
-
-        Args:
-            model_dir: Folder with ``meta.json`` and the weights file it names.
-            task: When given, the task the model must belong to (e.g. ``"busi-seg"``).
-            **kwargs: Passed to the constructor (``batch_size``, ``device``, ``dtype``, ``tta``, ``backend``).
-
-        Raises:
-            ModelFolderError: If the folder, ``meta.json`` or the weights are missing or do not match.
-        """
-        model_dir = Path(model_dir)
-        meta = read_meta(model_dir, task=task)
-        for key in ("architecture_args", "in_channels", "preprocessing"):
-            if key not in meta:
-                raise ModelFolderError(f"{model_dir / 'meta.json'}: missing key {key!r} of a segmentation model.")
-        return cls(None, meta, model_dir=model_dir, **kwargs)  # read_meta checked that the weights file exists
+    def __init__(self, network: torch.nn.Module | None, meta: Any, **options: Any) -> None:
+        super().__init__(network, meta, **options)
+        self.postprocessing = Postprocessing.from_meta({"threshold": self.meta.get("threshold", 0.5),
+                                                        **self.meta.get("postprocessing", {})})
 
     # ------------------------------------------------------------------------------------------ network
     def predict_resized(self, batch: torch.Tensor) -> torch.Tensor:
@@ -248,10 +152,6 @@ class SegmentationPredictor:
         return torch.softmax(logits, dim=1)[:, -1]
 
     # ------------------------------------------------------------------------------------------- images
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        """Resize one uint8 image to the network size (see :class:`Preprocessing`)."""
-        return self.preprocessing.resize_image(image)
-
     def predict_prepared(self, resized: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]],
                          spacings: Sequence[tuple[float, float] | None] | None = None,
                          keep_prob: bool = True) -> list[SegmentationOutput]:
@@ -301,45 +201,7 @@ class SegmentationPredictor:
         resized = [self.prepare(im) for im in images]
         return self.predict_prepared(resized, [im.shape[:2] for im in images], spacings, keep_prob)
 
-    def predict_files(self, paths: Iterable[Path], *, workers: int = 2,
-                      keep_prob: bool = False) -> Iterator[tuple[Path, Any, SegmentationOutput | None, str | None]]:
-        """Read, preprocess and predict image files, overlapping file reading with the network.
-
-        Reading and resizing run in ``workers`` threads (Pillow releases the GIL while decoding), one batch
-        ahead of the network. A file that cannot be read is reported, not raised.
-
-        Args:
-            paths: Image files (PNG, JPEG, TIFF, DICOM; see :func:`breastdx.data.images.read_image`).
-            workers: Reader threads.
-            keep_prob: Keep the probability maps in the outputs.
-
-        Yields:
-            ``(path, record, output, None)`` per image read (record: :class:`breastdx.data.images.ImageRecord`),
-            or ``(path, None, None, reason)`` per file that could not be read, in input order.
-        """
-        from breastdx.data.images import ImageReadError, read_image
-
-        mode = self.preprocessing.mode
-
-        def load(path: Path):
-            try:
-                rec = read_image(path, mode=mode)
-                return path, rec, self.prepare(rec.array), None
-            except (ImageReadError, ValueError, OSError) as e:
-                return path, None, None, str(e)
-
-        paths = [Path(p) for p in paths]
-        batches = [paths[i:i + self.batch_size] for i in range(0, len(paths), self.batch_size)]
-        with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-            pending = [pool.submit(load, p) for p in batches[0]] if batches else []
-            for b in range(len(batches)):
-                loaded = [f.result() for f in pending]
-                pending = [pool.submit(load, p) for p in batches[b + 1]] if b + 1 < len(batches) else []
-                good = [item for item in loaded if item[3] is None]
-                outs = iter(self.predict_prepared([g[2] for g in good], [g[1].shape for g in good],
-                                                  [g[1].spacing_mm for g in good], keep_prob) if good else [])
-                for path, rec, _, err in loaded:
-                    if err is None:
-                        yield path, rec, next(outs), None
-                    else:
-                        yield path, None, None, err
+    def predict_batch(self, records: Sequence[Any], prepared: Sequence[np.ndarray],
+                      keep_prob: bool = False) -> list[SegmentationOutput]:
+        """:meth:`predict_prepared` for images read by :meth:`predict_files` (``keep_prob`` off by default)."""
+        return self.predict_prepared(prepared, [r.shape for r in records], [r.spacing_mm for r in records], keep_prob)

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 from breastdx.data.wdbc import FEATURE_NAMES, WDBCTable
-from breastdx.models.saved import ModelFolderError, read_meta
+from breastdx.inference.base import PREDICTORS, Predictor
+from breastdx.inference.meta import ModelMeta
+from breastdx.models.saved import ModelFolderError
 
 SKOPS_FILE = "model.skops"
 BACKGROUND_FILE = "shap_background.npy"
@@ -33,37 +35,54 @@ def load_skops(path: Path) -> Any:
     return sio.load(path, trusted=untrusted)
 
 
+@PREDICTORS.register("tabular")
 @dataclass
-class WDBCPredictor:
-    """A WDBC model rebuilt from its folder (``model.skops`` + ``meta.json``).
+class WDBCPredictor(Predictor):
+    """A WDBC model rebuilt from its folder (``model.skops`` + ``meta.json`` + SHAP background).
 
     Attributes:
         model: Fitted pipeline; ``predict_proba(X)[:, 1]`` is P(malignant).
-        meta: Contents of ``meta.json``.
+        meta: The checked ``meta.json`` (a read-only mapping over the whole file).
         threshold: Operating threshold: a case is malignant when P(malignant) >= threshold.
         background: SHAP reference cases, shape ``(m, 30)``.
     """
 
+    kind = "tabular"
+    required_keys = ("feature_names", "threshold")
+
     model: Any
-    meta: dict[str, Any]
+    meta: ModelMeta
     threshold: float
     background: np.ndarray
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path) -> "WDBCPredictor":
-        """Load and check a model folder.
+    def from_dir(cls, model_dir: str | Path, *, task: str | None = "wdbc", **options: Any) -> "WDBCPredictor":
+        """Load and check a model folder (the task must be ``wdbc`` unless ``task`` says otherwise).
+
+        Args:
+            model_dir: The folder.
+            task: The task the model must belong to.
+            **options: Runtime options of the image predictors (``batch_size``, ``dtype``, ...): they do not
+                apply to a scikit-learn model and are ignored.
 
         Raises:
             ModelFolderError: If a file is missing, the task is not wdbc, or the feature schema differs from
                 the 30 WDBC features in order.
         """
-        model_dir = Path(model_dir)
-        meta = read_meta(model_dir, task="wdbc")
-        names = meta.get("feature_names")
-        if names != list(FEATURE_NAMES):
+        return super().from_dir(model_dir, task=task, **options)  # type: ignore[return-value]
+
+    @classmethod
+    def from_meta(cls, model_dir: Path, meta: ModelMeta, **options: Any) -> "WDBCPredictor":
+        """Load the skops pipeline and the SHAP background of a checked folder (``options`` are ignored).
+
+        Raises:
+            ModelFolderError: If the feature schema differs from the 30 WDBC features in order, or the skops
+                file holds an untrusted type.
+        """
+        if meta["feature_names"] != list(FEATURE_NAMES):
             raise ModelFolderError(f"{model_dir}: feature names and order in meta.json differ from the 30 WDBC "
                                    f"features this breastdx reads.")
-        model = load_skops(model_dir / meta["weights_file"])
+        model = load_skops(model_dir / meta.weights_file)
         n_in = getattr(model, "n_features_in_", len(FEATURE_NAMES))
         if n_in != len(FEATURE_NAMES):
             raise ModelFolderError(f"{model_dir}: the model expects {n_in} features, not {len(FEATURE_NAMES)}.")

@@ -1,0 +1,314 @@
+"""The predictor base: one way to load a model folder, one read-ahead loop over image files, one registry.
+
+* :class:`Predictor` rebuilds a predictor from its model folder alone (:meth:`Predictor.from_dir`): it reads
+  ``meta.json`` into a :class:`~breastdx.inference.meta.ModelMeta`, checks the folder's kind and the keys the
+  class needs, and builds the class from the checked metadata.
+* :class:`ImagePredictor` adds what image models share: preprocessing, test-time augmentation, the network
+  runner (:class:`breastdx.inference.backends.NetworkRunner`), and :meth:`ImagePredictor.predict_files`,
+  which reads and resizes the next batch of files in threads while the network runs on this one.
+* :data:`PREDICTORS` holds one predictor class per kind of model folder; :func:`load_predictor` picks it.
+
+Weights are safetensors files (:func:`save_weights`, :func:`load_weights`); nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from breastdx.inference.meta import ModelMeta
+from breastdx.models.saved import META_FILE, ModelFolderError
+from breastdx.registry import Registry
+
+if TYPE_CHECKING:  # torch is imported by the image predictors only: a tabular model loads without it
+    import torch
+    from torch import nn
+
+WEIGHTS_FILE = "model.safetensors"
+"""File name of a network's weights in a model folder."""
+
+TTA_MODES = ("none", "hflip")
+"""Test-time augmentations: none, or the mean with the left-right mirror."""
+
+INFERENCE_DTYPES = ("float32", "bfloat16")
+"""Network precisions a model folder may list as validated (autocast to ``torch.<name>``)."""
+
+PREDICTORS: Registry[type["Predictor"]] = Registry("model kind")
+"""Predictor class per kind of model folder (``"segmentation"``, ``"classification"``, ``"tabular"``)."""
+
+
+def save_weights(network: nn.Module, path: Path) -> Path:
+    """Write a network's state dict as safetensors (tensors made contiguous and unshared), readable by all.
+
+    Args:
+        network: The network.
+        path: The ``.safetensors`` file.
+
+    Returns:
+        ``path``.
+    """
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in network.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "pt"})
+    os.chmod(path, 0o644)  # readable by everyone, like any other package file
+    return path
+
+
+def load_weights(network: nn.Module, path: Path) -> nn.Module:
+    """Load a safetensors state dict into ``network`` (strict: every key must match).
+
+    Returns:
+        ``network``, with the weights.
+
+    Raises:
+        ModelFolderError: If the file is unreadable or its tensors do not fit the network; the message
+            names the file and the first mismatched keys.
+    """
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises SafetensorError / OSError on a bad file
+        raise ModelFolderError(f"{path}: cannot read the weights ({type(e).__name__}: {e}).") from None
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[:4]
+        raise ModelFolderError(f"{path}: the weights do not fit the network described in meta.json: "
+                               f"{' '.join(first)}") from None
+    return network
+
+
+def as_meta(meta: ModelMeta | Mapping[str, Any]) -> ModelMeta:
+    """``meta`` as a :class:`ModelMeta` (a plain mapping is checked by :meth:`ModelMeta.from_dict`).
+
+    Raises:
+        ModelFolderError: If a required field is missing or invalid.
+    """
+    return meta if isinstance(meta, ModelMeta) else ModelMeta.from_dict(meta)
+
+
+class Predictor:
+    """Base of the predictors: a model rebuilt from its folder, with its checked ``meta.json``.
+
+    Subclasses set :attr:`kind` (the registry key), :attr:`required_keys` (``meta.json`` keys beyond the
+    common fields) and, when the constructor needs more than ``(None, meta, model_dir=...)``, override
+    :meth:`from_meta`.
+
+    Attributes:
+        meta: The checked ``meta.json`` (:class:`ModelMeta`, a read-only mapping over the whole file).
+    """
+
+    kind: ClassVar[str] = ""
+    required_keys: ClassVar[tuple[str, ...]] = ()
+    meta: ModelMeta
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, *, task: str | None = None, **options: Any) -> "Predictor":
+        """Rebuild the predictor from a model folder alone.
+
+        Args:
+            model_dir: Folder with ``meta.json`` and the weights file it names.
+            task: When given, the task the model must belong to (e.g. ``"busi-seg"``).
+            **options: Passed to the constructor (image models: ``batch_size``, ``device``, ``dtype``, ``tta``,
+                ``backend``, and for classifiers ``gradcam_method``).
+
+        Raises:
+            ModelFolderError: If the folder, ``meta.json`` or the weights are missing or do not match, or the
+                folder holds another kind of model than this class predicts with.
+        """
+        return cls.from_checked_dir(Path(model_dir), ModelMeta.read(model_dir, task=task), **options)
+
+    @classmethod
+    def from_checked_dir(cls, model_dir: Path, meta: ModelMeta, **options: Any) -> "Predictor":
+        """:meth:`from_dir` for a folder whose ``meta.json`` is already read.
+
+        Raises:
+            ModelFolderError: If the folder holds another kind of model than this class predicts with, or
+                lacks a key this class needs.
+        """
+        if meta.kind != cls.kind:
+            raise ModelFolderError(f"{model_dir / META_FILE}: a {meta.kind} model (task {meta.task!r}), not a "
+                                   f"{cls.kind} model; load_predictor() picks the right predictor.")
+        meta.require(cls.required_keys, f"a {cls.kind} model")
+        return cls.from_meta(model_dir, meta, **options)
+
+    @classmethod
+    def from_meta(cls, model_dir: Path, meta: ModelMeta, **options: Any) -> "Predictor":
+        """Build from a checked model folder (called by :meth:`from_dir`; the weights file exists)."""
+        return cls(None, meta, model_dir=model_dir, **options)  # type: ignore[call-arg]
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in index order."""
+        return list(self.meta.class_names)
+
+
+class ImagePredictor(Predictor):
+    """What the image predictors share: preprocessing, test-time augmentation, the network runner and the
+    read-ahead :meth:`predict_files`.
+
+    Args:
+        network: The network, or None to build it from ``model_dir`` when needed (:meth:`from_dir` does so).
+        meta: The model folder's ``meta.json`` (a :class:`ModelMeta` or its content as a mapping).
+        batch_size: Images per forward pass (>= 1).
+        device: Torch device for the network.
+        dtype: ``"auto"`` (default), ``"float32"`` or ``"bfloat16"`` (autocast). ``auto`` runs bfloat16 only where
+            the device computes it natively and ``meta["inference"]`` says it was validated; elsewhere float32
+            (see :func:`breastdx.runtime.choose_inference_dtype`). The choice is in ``self.dtype`` and its
+            reason in ``self.dtype_reason``.
+        tta: ``"none"`` or ``"hflip"`` (mean with the left-right mirror); default ``meta["inference"]["tta"]``.
+        model_dir: The model folder (for the ONNX Runtime backend and a network built on demand).
+        backend: ``"auto"``, ``"torch"`` or ``"onnxruntime"`` (see :class:`breastdx.inference.backends.NetworkRunner`).
+        onnx_dir: Folder of cached ONNX graphs (default ``~/.cache/breastdx/onnx``).
+
+    Raises:
+        ModelFolderError: If ``meta`` lacks the preprocessing or names an unknown dtype or TTA mode.
+        ValueError: If ``batch_size`` < 1, ``dtype`` is not ``auto``, ``float32`` or ``bfloat16``, or ``backend``
+            is unknown.
+    """
+
+    required_keys = ("architecture_args", "in_channels", "preprocessing")
+
+    def __init__(self, network: nn.Module | None, meta: ModelMeta | Mapping[str, Any], *, batch_size: int = 16,
+                 device: str | torch.device = "cpu", dtype: str | None = "auto", tta: str | None = None,
+                 model_dir: Path | None = None, backend: str = "auto", onnx_dir: Path | None = None) -> None:
+        from breastdx.data.transforms import Preprocessing
+        from breastdx.inference.backends import NetworkRunner
+        from breastdx.runtime import validated_dtypes
+
+        self.meta = as_meta(meta)
+        self.meta.require(("preprocessing",), f"a {self.kind} model")
+        self.preprocessing = Preprocessing.from_meta(self.meta["preprocessing"])
+        unknown = [d for d in validated_dtypes(self.meta) if d not in INFERENCE_DTYPES]
+        if unknown:
+            raise ModelFolderError(f"{self.meta.source}: unknown inference dtype {unknown[0]!r}; expected one of "
+                                   f"{', '.join(INFERENCE_DTYPES)}.")
+        self.tta = tta or self.meta.get("inference", {}).get("tta", "none")
+        if self.tta not in TTA_MODES:
+            raise ModelFolderError(f"Unknown test-time augmentation {self.tta!r}; expected one of "
+                                   f"{', '.join(TTA_MODES)}.")
+        if isinstance(batch_size, bool) or int(batch_size) < 1:
+            raise ValueError(f"batch_size must be an integer >= 1. Got {batch_size!r} instead.")
+        self.batch_size = int(batch_size)
+        self.runner = NetworkRunner(self.meta, network=network, model_dir=model_dir, device=device, dtype=dtype,
+                                    backend=backend, onnx_dir=onnx_dir)
+        self.device = self.runner.device
+        self.dtype, self.dtype_reason = self.runner.dtype, self.runner.dtype_reason
+        self.backend = self.runner.backend
+
+    @property
+    def network(self) -> nn.Module:
+        """The PyTorch network (built from the model folder on first use under ONNX Runtime)."""
+        return self.runner.network
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """One uint8 image at the network size (see :class:`breastdx.data.transforms.Preprocessing`).
+
+        Raises:
+            ValueError: If the image is not uint8 of the layout the model expects.
+        """
+        return self.preprocessing.resize_image(image)
+
+    def predict_batch(self, records: Sequence[Any], prepared: Sequence[np.ndarray], **options: Any) -> list[Any]:
+        """Outputs for one batch of images read from files (called by :meth:`predict_files`).
+
+        Args:
+            records: :class:`breastdx.data.images.ImageRecord` per image (original size, spacing).
+            prepared: The images after :meth:`prepare`.
+            **options: The options of :meth:`predict_files`.
+        """
+        raise NotImplementedError
+
+    def predict_files(self, paths: Iterable[Path], *, workers: int = 2,
+                      **options: Any) -> Iterator[tuple[Path, Any, Any, str | None]]:
+        """Read, preprocess and predict image files, overlapping file reading with the network.
+
+        Reading and :meth:`prepare` run in ``workers`` threads (Pillow releases the GIL while decoding), one
+        batch ahead of the network. A file that cannot be read is reported, not raised.
+
+        Args:
+            paths: Image files (PNG, JPEG, TIFF, DICOM; see :func:`breastdx.data.images.read_image`).
+            workers: Reader threads (>= 1).
+            **options: Passed to :meth:`predict_batch` (segmentation: ``keep_prob``, default False;
+                classification: ``gradcam``, default True).
+
+        Yields:
+            ``(path, record, output, None)`` per image read (record: :class:`breastdx.data.images.ImageRecord`),
+            or ``(path, None, None, reason)`` per file that could not be read, in input order.
+        """
+        from breastdx.data.images import ImageReadError, read_image
+
+        mode = self.preprocessing.mode
+
+        def load(path: Path) -> tuple[Path, Any, Any, str | None]:
+            try:
+                rec = read_image(path, mode=mode)
+                return path, rec, self.prepare(rec.array), None
+            except (ImageReadError, ValueError, OSError) as e:
+                return path, None, None, str(e)
+
+        paths = [Path(p) for p in paths]
+        batches = [paths[i:i + self.batch_size] for i in range(0, len(paths), self.batch_size)]
+        with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+            pending = [pool.submit(load, p) for p in batches[0]] if batches else []
+            for b in range(len(batches)):
+                loaded = [f.result() for f in pending]
+                pending = [pool.submit(load, p) for p in batches[b + 1]] if b + 1 < len(batches) else []
+                good = [item for item in loaded if item[3] is None]
+                outs = iter(self.predict_batch([g[1] for g in good], [g[2] for g in good], **options)
+                            if good else [])
+                for path, rec, _, err in loaded:
+                    if err is None:
+                        yield path, rec, next(outs), None
+                    else:
+                        yield path, None, None, err
+
+
+PREDICTOR_MODULES = {
+    "classification": "breastdx.inference.classifier",
+    "segmentation": "breastdx.inference.predictor",
+    "tabular": "breastdx.inference.tabular",
+}
+"""The module that registers the predictor of each kind, imported when a folder of that kind is loaded (so a
+tabular model loads without PyTorch)."""
+
+
+def predictor_class(meta: ModelMeta) -> type[Predictor]:
+    """The predictor class of a model folder's kind (:data:`PREDICTORS`).
+
+    Raises:
+        UnknownNameError: If no predictor is registered for the kind.
+    """
+    import importlib
+
+    if meta.kind in PREDICTOR_MODULES:
+        importlib.import_module(PREDICTOR_MODULES[meta.kind])
+    return PREDICTORS.get(meta.kind)
+
+
+def load_predictor(model_dir: str | Path, *, task: str | None = None, **options: Any) -> Predictor:
+    """Load any model folder with the predictor of its kind.
+
+    Args:
+        model_dir: Folder with ``meta.json`` and the weights.
+        task: When given, the task the model must belong to.
+        **options: Options of the image predictors' constructors (``batch_size``, ``dtype``, ``backend``,
+            ``tta``, ...); a tabular model takes none and ignores them.
+
+    Returns:
+        A :class:`~breastdx.inference.predictor.SegmentationPredictor`,
+        :class:`~breastdx.inference.classifier.ClassificationPredictor` or
+        :class:`~breastdx.inference.tabular.WDBCPredictor`.
+
+    Raises:
+        ModelFolderError: If the folder is not a valid model folder.
+    """
+    meta = ModelMeta.read(model_dir, task=task)
+    return predictor_class(meta).from_checked_dir(Path(model_dir), meta, **options)

@@ -1,0 +1,87 @@
+"""ModelMeta (checked meta.json, unknown keys kept) and the predictor registry (load_predictor by kind)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from breastdx.inference.base import PREDICTORS, load_predictor
+from breastdx.inference.meta import MODEL_KINDS, ModelMeta, infer_kind
+from breastdx.models.saved import META_SCHEMA_VERSION, ModelFolderError
+from breastdx.registry import UnknownNameError
+
+ZOO = Path(__file__).resolve().parents[2] / "src" / "breastdx" / "zoo"
+
+BASE = {"schema_version": 1, "task": "toy", "architecture": "resnet18", "class_names": ["a", "b"],
+        "weights_file": "model.safetensors"}
+
+
+def test_fields_are_typed_and_unknown_keys_kept():
+    meta = ModelMeta.from_dict({**BASE, "threshold": 0.25, "metrics": {"auc": 0.9}, "new_key": [1, 2]}, "x/meta.json")
+    assert meta.class_names == ("a", "b") and meta.positive_class == "b" and meta.threshold == 0.25
+    assert meta.kind == "classification" and meta.schema_version == 1
+    assert meta["new_key"] == [1, 2] and meta.get("metrics") == {"auc": 0.9} and meta.get("missing", 7) == 7
+    assert "new_key" in meta and len(meta) == len(BASE) + 3 and {**meta}["task"] == "toy"
+    assert meta.to_dict()["architecture"] == "resnet18"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"task": None}, "field 'task' must be a task name. Got None instead."),
+    ({"schema_version": "1"}, "field 'schema_version' must be an integer >= 1. Got '1' instead."),
+    ({"schema_version": META_SCHEMA_VERSION + 1}, "newer than this breastdx reads"),
+    ({"class_names": ["a"]}, "field 'class_names' must be a list of at least two distinct class names"),
+    ({"class_names": ["a", "a"]}, "distinct"),
+    ({"positive_class": "c"}, "field 'positive_class' must be one of \\['a', 'b'\\]. Got 'c' instead."),
+    ({"threshold": 1.5}, "field 'threshold' must be a number in \\[0, 1\\] or null. Got 1.5 instead."),
+    ({"threshold": True}, "field 'threshold'"),
+    ({"kind": "video"}, "field 'kind' must be one of classification, segmentation, tabular. Got 'video'"),
+])
+def test_invalid_fields_name_the_file_the_field_and_the_value(change, message):
+    with pytest.raises(ModelFolderError, match=f"^x/meta.json: .*{message}"):
+        ModelMeta.from_dict({**BASE, **change}, "x/meta.json")
+
+
+def test_missing_field_is_named(tmp_path):
+    (tmp_path / "meta.json").write_text(json.dumps({k: v for k, v in BASE.items() if k != "architecture"}))
+    with pytest.raises(ModelFolderError, match=r"meta.json: missing field 'architecture' \(a network"):
+        ModelMeta.read(tmp_path)
+    (tmp_path / "meta.json").write_text("{")
+    with pytest.raises(ModelFolderError, match="not valid JSON"):
+        ModelMeta.read(tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps(BASE))
+    with pytest.raises(ModelFolderError, match="weights file 'model.safetensors' named in meta.json is missing"):
+        ModelMeta.read(tmp_path)
+    with pytest.raises(ModelFolderError, match="missing field\\(s\\) 'preprocessing', 'x' of a toy model"):
+        ModelMeta.from_dict(BASE).require(("preprocessing", "x", "task"), "a toy model")
+
+
+def test_kind_from_the_folder():
+    assert infer_kind({**BASE, "kind": "segmentation"}) == "segmentation"
+    assert infer_kind({**BASE, "weights_file": "model.skops"}) == "tabular"
+    assert infer_kind({**BASE, "postprocessing": {}}) == "segmentation"
+    assert infer_kind({**BASE, "task": "busi-seg"}) == "segmentation"
+    assert infer_kind(BASE) == "classification"
+    assert set(PREDICTORS.names()) <= set(MODEL_KINDS)
+
+
+@pytest.mark.parametrize("name, cls", [("wdbc", "WDBCPredictor"), ("busi-seg", "SegmentationPredictor"),
+                                       ("busi-cls", "ClassificationPredictor"),
+                                       ("breastmnist", "ClassificationPredictor"),
+                                       ("pcam", "ClassificationPredictor")])
+def test_load_predictor_picks_the_class_of_the_kind(name, cls):
+    if not (ZOO / name / "meta.json").is_file():
+        pytest.skip(f"no shipped {name} model")
+    p = load_predictor(ZOO / name, task=name, batch_size=1, backend="torch")
+    assert type(p).__name__ == cls and p.meta.task == name
+    assert p.meta["architecture"] == p.meta.get("architecture") == p.meta.architecture  # dict-like
+
+
+def test_a_predictor_refuses_another_kind():
+    if not (ZOO / "busi-seg" / "meta.json").is_file():
+        pytest.skip("no shipped busi-seg model")
+    from breastdx.inference.classifier import ClassificationPredictor
+
+    with pytest.raises(ModelFolderError, match="a segmentation model \\(task 'busi-seg'\\), not a classification model"):
+        ClassificationPredictor.from_dir(ZOO / "busi-seg")
+    with pytest.raises(UnknownNameError, match="Unknown model kind 'segmentatio'. Did you mean 'segmentation'"):
+        PREDICTORS.get("segmentatio")
