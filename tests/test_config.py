@@ -27,7 +27,7 @@ def test_unknown_option_suggests_closest():
 
 
 def test_bad_value_names_option_and_type():
-    with pytest.raises(ConfigError, match=r"Option 'seed' expects int, got 'abc'"):
+    with pytest.raises(ConfigError, match=r"The 'seed' option must be an integer. Got 'abc' instead"):
         with_overrides(Cfg(), {"seed": "abc"})
     with pytest.raises(ConfigError, match=r"The 'flag' option must be true or false .* Got 'maybe' instead"):
         with_overrides(Cfg(), {"flag": "maybe"})
@@ -61,3 +61,24 @@ def test_data_root_order(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("BREASTDX_DATA")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert resolve_data_root(None) == tmp_path / "cache" / "breastdx" / "data"
+
+
+def test_declared_constraints_are_checked_in_one_place():
+    from breastdx.config import option, parse_options, validate
+
+    @dataclass(frozen=True)
+    class Opts:
+        epochs: int = option(60, ge=1)
+        tta: str = option("none", choices=("none", "hflip"))
+        ratios: tuple[float, ...] = option((0.7, 0.3), ge=0, each=True)
+
+    validate(Opts(), "toy")
+    with pytest.raises(ConfigError, match=r"^The 'epochs' option of toy must be an integer >= 1\. Got 0 instead\.$"):
+        validate(Opts(epochs=0), "toy")
+    with pytest.raises(ConfigError, match=r"The 'tta' option of predict toy must be one of none, hflip\. Got 'vflip'"):
+        parse_options(Opts, {"tta": "vflip"}, "predict toy")
+    with pytest.raises(ConfigError, match=r"'ratios' option of toy must be each item a number >= 0\. Got '0.5,-1.0'"):
+        parse_options(Opts, {"ratios": "0.5,-1"}, "toy")
+    with pytest.raises(ConfigError, match=r"Unknown option --epoch for toy\. Did you mean --epochs\?"):
+        parse_options(Opts, {"epoch": "3"}, "toy")
+    assert parse_options(Opts, {"epochs": "3", "dtype": "float32"}, "toy") == Opts(epochs=3)

@@ -96,8 +96,22 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log detail
     _setup_logging(verbose)
 
 
-class _TrainCommand(TyperCommand):
-    """``breastdx train TASK --help`` also lists TASK's own options, from its config's declaration."""
+def _set_threads(value: Any) -> None:
+    """The torch thread count of this process (``--threads``; 0 or a bad value: unchanged, the task says why)."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        return
+    if n > 0:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+class _TaskCommand(TyperCommand):
+    """``breastdx VERB TASK --help`` also lists TASK's own options for VERB, from their declaration."""
+
+    verb = "train"
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # noqa: D102
         ctx.meta["breastdx_task"] = next((a for a in args if not a.startswith("-")), None)
@@ -114,19 +128,25 @@ class _TrainCommand(TyperCommand):
             task = get_task(name) if name else None
         except UnknownNameError:
             task = None
-        if task is None:
-            console.print("Task options: run [bold]breastdx train TASK --help[/] (breastdx tasks lists the tasks).",
+        declared = task.options_cls(self.verb) if task is not None else None
+        if declared is None:
+            console.print(f"Task options: run [bold]breastdx {self.verb} TASK --help[/] (breastdx tasks lists the "
+                          f"tasks)." if task is None else f"{task.name} declares no options of its own for {self.verb}.",
                           highlight=False)
             return
-        table = Table(title=f"Options of {task.name} (--name value)", title_justify="left")
+        table = Table(title=f"Options of {self.verb} {task.name} (--name value)", title_justify="left")
         for col in ("option", "default", "meaning"):
             table.add_column(col, overflow="fold")
-        for option, default, meaning in describe_options(task.config_cls):
+        for option, default, meaning in describe_options(declared):
             table.add_row(option, default, meaning)
         console.print(table)
 
 
-@app.command(context_settings=TASK_OPTIONS, cls=_TrainCommand)
+def _command_for(verb: str) -> type:
+    return type(f"_{verb.title()}Command", (_TaskCommand,), {"verb": verb})
+
+
+@app.command(context_settings=TASK_OPTIONS, cls=_command_for("train"))
 def train(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task name (breastdx tasks lists them)."),
@@ -157,6 +177,7 @@ def train(
     except (UnknownNameError, ConfigError, RunFolderExistsError) as e:
         _fail(str(e))
     console.print(f"[bold]breastdx {__version__}[/] — {t.title}. {RESEARCH_USE_ONLY}", highlight=False)
+    _set_threads(getattr(config, "threads", 0))
     try:
         result = t.train(config, resolve_data_root(data_dir), run_dir)
     except (DataError, FileNotFoundError, UnknownNameError, ConfigError) as e:
@@ -166,7 +187,7 @@ def train(
     _show(result)
 
 
-@app.command(context_settings=TASK_OPTIONS)
+@app.command(context_settings=TASK_OPTIONS, cls=_command_for("evaluate"))
 def evaluate(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task name."),
@@ -181,7 +202,7 @@ def evaluate(
     _run_model_verb("evaluate", ctx, task, model, data_dir, out, [], dtype, backend)
 
 
-@app.command(context_settings=TASK_OPTIONS)
+@app.command(context_settings=TASK_OPTIONS, cls=_command_for("predict"))
 def predict(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task name."),
@@ -196,7 +217,7 @@ def predict(
     _run_model_verb("predict", ctx, task, model, None, out, inputs, dtype, backend)
 
 
-@app.command(context_settings=TASK_OPTIONS)
+@app.command(context_settings=TASK_OPTIONS, cls=_command_for("explain"))
 def explain(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task name (image classifiers: busi-cls, pcam, ...)."),
@@ -253,6 +274,7 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
         options["dtype"] = check_dtype(options.get("dtype", dtype))
         options["backend"] = check_backend(options.get("backend", backend))
         model_dir = resolve_model(model, task)
+        _set_threads(options.get("threads", 0))
         run_dir = make_run_dir(task, out, kind=verb)
         if verb == "evaluate":
             result = t.evaluate(model_dir, resolve_data_root(data_dir), run_dir, options)
@@ -286,14 +308,17 @@ def list_tasks() -> None:
 @app.command("models")
 def list_models() -> None:
     """List the shipped models with their task and headline metrics."""
+    from breastdx.evaluation.tables import metric_label
     from breastdx.zoo import shipped_meta
 
-    table = Table(title="Shipped models (research use only)")
+    table = Table(title="Shipped models (research use only; @ argmax: the most probable class, @ op: the operating "
+                        "threshold chosen on validation)")
     for col in ("name", "task", "architecture", "metrics (split)"):
         table.add_column(col, overflow="fold")
     for name, meta in shipped_meta().items():
         metrics = meta.get("metrics", {})
-        shown = ", ".join(f"{k} {v['value']:.3f}" for k, v in list(metrics.items())[:4] if v.get("value") is not None)
+        shown = ", ".join(f"{metric_label(k)} {v['value']:.3f}" for k, v in list(metrics.items())[:4]
+                          if v.get("value") is not None)
         table.add_row(name, meta["task"], meta["architecture"], f"{shown} ({meta.get('metrics_split', '')})")
     console.print(table)
 

@@ -107,8 +107,105 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
                 raise ValueError
             return tp(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"Option {name!r} expects {tp.__name__}, got {value!r}.") from None
+            raise ConfigError(f"The {name!r} option must be {_TYPE_WORDS[tp]}. Got {value!r} instead.") from None
     return value
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a text"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraint:
+    """What an option's value must be, stated once where the option is declared (see :func:`option`).
+
+    Attributes:
+        ge, gt, le, lt: Bounds (None: none).
+        choices: The allowed values (None: any).
+        multiple_of: The value must be a multiple of this (None: any).
+        each: Apply the check to every item of a tuple value.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple[Any, ...] | None = None
+    multiple_of: int | None = None
+    each: bool = False
+
+    def describe(self) -> str:
+        """``"an integer >= 1"``-style words for the help and the error message."""
+        if self.choices is not None:
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        parts = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                 if v is not None]
+        if self.multiple_of:
+            parts.append(f"a multiple of {self.multiple_of}")
+        return " and ".join(parts)
+
+    def accepts(self, value: Any) -> bool:
+        """Whether one value meets the constraint."""
+        if self.choices is not None:
+            return value in self.choices
+        ok = ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+              and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+        return ok and (not self.multiple_of or value % self.multiple_of == 0)
+
+
+def option(default: Any, **constraint: Any) -> Any:
+    """A dataclass field with a default and a :class:`Constraint`, checked by :func:`validate`.
+
+    Example:
+        ``epochs: int = option(60, ge=1)``
+    """
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("option(): use a tuple default, not a mutable one")
+    return dataclasses.field(default=default, metadata={"constraint": Constraint(**constraint)})
+
+
+def validate(config: Any, where: str) -> None:
+    """Check every field of a config or options dataclass against its declared :class:`Constraint`.
+
+    Args:
+        config: A dataclass instance.
+        where: The command, for the message (``"busi-cls"``, ``"predict pcam"``).
+
+    Raises:
+        ConfigError: In scikit-learn's style: "The 'epochs' option of busi-cls must be an integer >= 1. Got 0
+            instead."
+    """
+    types = _field_types(type(config))
+    for f in dataclasses.fields(config):
+        c = f.metadata.get("constraint")
+        if c is None:
+            continue
+        value = getattr(config, f.name)
+        values = value if c.each else (value,)
+        if all(c.accepts(v) for v in values):
+            continue
+        tp = types[f.name]
+        item = typing.get_args(tp)[0] if c.each else tp
+        kind = _TYPE_WORDS.get(item, "a value") if c.choices is None else ""
+        words = f"{'each item ' if c.each else ''}{kind + ' ' if kind else ''}{c.describe()}".strip()
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        raise ConfigError(f"The '{f.name.replace('_', '-')}' option of {where} must be {words}. Got {shown!r} "
+                          f"instead.")
+
+
+def parse_options(options_cls: type[C], options: dict[str, str], where: str) -> C:
+    """A verb's options (``--name value`` strings) as its declared dataclass, typed and validated.
+
+    The :data:`RUNTIME_OPTIONS` are accepted too and left to :func:`runtime_options`.
+
+    Raises:
+        ConfigError: For an unknown option (with the closest name), a value of the wrong type or out of range.
+    """
+    names = {f.name.replace("_", "-") for f in dataclasses.fields(options_cls)}
+    check_options(options, names, where)
+    given = {k: v for k, v in options.items() if k.replace("_", "-") not in RUNTIME_OPTIONS}
+    parsed = with_overrides(options_cls(), given)  # type: ignore[call-arg]
+    validate(parsed, where)
+    return parsed
 
 
 def with_overrides(config: C, overrides: dict[str, Any]) -> C:
@@ -205,7 +302,9 @@ def describe_options(config_cls: type) -> list[tuple[str, str, str]]:
             default = str(default).lower()
         elif isinstance(default, (tuple, list)):
             default = ",".join(str(v) for v in default)
-        rows.append((f"--{f.name.replace('_', '-')}", str(default), docs.get(f.name, "")))
+        c = f.metadata.get("constraint")
+        rule = f" ({c.describe()})" if c is not None and c.describe() else ""
+        rows.append((f"--{f.name.replace('_', '-')}", str(default), docs.get(f.name, "") + rule))
     return rows
 
 

@@ -130,7 +130,11 @@ def test_bad_options_are_reported(data_root, tmp_path):
     result = runner.invoke(app, ["train", "busi-cls", "--out", str(tmp_path / "b"), "--archs", "unet"])
     assert result.exit_code == 2 and "segmentation network" in result.output
     result = runner.invoke(app, ["train", "busi-cls", "--out", str(tmp_path / "c"), "--tta", "rot90"])
-    assert result.exit_code == 2 and "--tta expects" in result.output
+    assert result.exit_code == 2 and "The 'tta' option of busi-cls must be one of none, hflip. Got 'rot90' instead." \
+        in result.output
+    result = runner.invoke(app, ["train", "busi-cls", "--out", str(tmp_path / "e"), "--epochs", "0"])
+    assert result.exit_code == 2 and "The 'epochs' option of busi-cls must be an integer >= 1. Got 0 instead." \
+        in result.output
     result = runner.invoke(app, ["train", "busi-cls", "--out", str(tmp_path / "d"), "--archs", "resnet18",
                                  "--init-busi-seg", "shipped"])
     assert result.exit_code == 2 and "multi-task U-Net only" in result.output

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from breastdx.registry import Registry
 
 
@@ -61,9 +63,14 @@ class Task(ABC):
     def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
         """Predict new cases; write ``predictions.csv``."""
 
+    def options_cls(self, verb: str) -> type | None:
+        """The dataclass declaring ``verb``'s options (``train``: the config), for ``--help``; None if undeclared."""
+        return self.config_cls if verb == "train" else None
 
-TASKS: Registry[type[Task]] = Registry("task")
-"""Task classes by name; ``breastdx.tasks`` imports every task module so that they register."""
+
+TASKS: Registry[Task | type[Task]] = Registry("task")
+"""Tasks by name: a task instance (an image-classification spec, :func:`breastdx.tasks.image_classification.register`)
+or a task class (wdbc, busi-seg). ``breastdx.tasks`` imports every task module so that they register."""
 
 
 def get_task(name: str) -> Task:
@@ -74,7 +81,8 @@ def get_task(name: str) -> Task:
     """
     import breastdx.tasks  # noqa: F401  (fills the registry)
 
-    return TASKS.get(name)()
+    entry = TASKS.get(name)
+    return entry() if isinstance(entry, type) else entry
 
 
 def explainable_tasks() -> list[str]:
@@ -82,3 +90,11 @@ def explainable_tasks() -> list[str]:
     import breastdx.tasks  # noqa: F401  (fills the registry)
 
     return [name for name in TASKS.names() if hasattr(TASKS.get(name), "explain")]
+
+
+def evenly_spaced(n: int, k: int) -> np.ndarray:
+    """``k`` evenly spaced indices of ``range(n)`` (all of them when ``k`` is 0 or at least ``n``), for
+    ``--max-cases`` smoke runs: int64 ``(min(n, k),)``, sorted, unique."""
+    if k <= 0 or k >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))

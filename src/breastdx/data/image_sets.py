@@ -1,0 +1,190 @@
+"""What a dataset reader gives the image-classification pipeline: the parts of a split, read on demand.
+
+A reader (``ClassificationSpec.read`` in :mod:`breastdx.tasks.image_classification`) returns a
+:class:`SplitData`: ``train``, ``val`` and ``test`` :class:`ImageSet` objects (ids, labels, and a function that
+reads one image at its own size, with its lesion mask when there is one), the data checksum, and the split
+policy in words. :func:`patch_reader` adapts every :class:`breastdx.data.patches.PatchSource` dataset (PCam,
+IDC, BreakHis); :func:`macenko_normalisation` and :func:`hed_augmentation` are the histopathology hooks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SPLIT_FILE = "split.json"
+"""The split file of a run folder and of a model folder."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """The images of one split part, read on demand at their own size.
+
+    Attributes:
+        ids: Case ids (file names or patch ids), in order.
+        labels: int64 ``(n,)`` class indices.
+        read: ``i -> (uint8 (H, W) or (H, W, 3) image, bool (H, W) lesion mask or None)``; errors name the file.
+    """
+
+    ids: tuple[str, ...]
+    labels: np.ndarray
+    read: Callable[[int], tuple[np.ndarray, np.ndarray | None]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> "ImageSet":
+        """The items at ``index`` (positions in this set)."""
+        idx = np.asarray(index, dtype=np.int64)
+        return ImageSet(tuple(self.ids[i] for i in idx), self.labels[idx], lambda i: self.read(int(idx[i])))
+
+    def get(self, index: int) -> tuple[np.ndarray, int]:
+        """``(image, label)``, as a :class:`breastdx.data.patches.PatchSource` gives it."""
+        return self.read(index)[0], int(self.labels[index])
+
+    def counts(self, class_names: Sequence[str]) -> dict[str, int]:
+        """Items per class."""
+        return {c: int((self.labels == k).sum()) for k, c in enumerate(class_names)}
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """What a spec's reader returns: the three parts of one split, and how to describe them.
+
+    Attributes:
+        parts: ``{"train", "val", "test"}`` to :class:`ImageSet`.
+        class_names: Class names in index order.
+        checksum: The data checksum (SHA-256 of the files or arrays), kept in ``meta.json``.
+        kind: The split policy in words ("split by patient", "official MedMNIST v2 split", ...).
+        about: Markdown lines on the data (model card and report).
+        record: Extra ``config.yaml`` fields (data file, folder, magnification).
+        split: The split object (a :class:`breastdx.data.splits.SplitFile` or None), for hooks.
+    """
+
+    parts: dict[str, ImageSet]
+    class_names: tuple[str, ...]
+    checksum: str
+    kind: str
+    about: str = ""
+    record: dict[str, Any] = field(default_factory=dict)
+    split: Any = None
+
+    def describe(self, which: str) -> str:
+        """``"test split of split.json (split by patient; n = 300: 200 normal, 100 tumour)"``."""
+        part = self.parts[which]
+        counts = ", ".join(f"{v} {c}" for c, v in part.counts(self.class_names).items())
+        return f"{which} split of {SPLIT_FILE} ({self.kind}; n = {len(part)}: {counts})"
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """A stain (or intensity) normalisation fitted at training time and shipped with the model.
+
+    Attributes:
+        apply: ``uint8 image -> uint8 image``, before resizing; None for none.
+        meta: The ``meta.json`` entry (``{"method": ...}``) that the predictor reads back.
+        files: File name to uint8 image, written into the model folder (e.g. the Macenko reference).
+        description: Words for the preprocessing description.
+    """
+
+    apply: Callable[[np.ndarray], np.ndarray] | None
+    meta: dict[str, Any]
+    files: dict[str, np.ndarray] = field(default_factory=dict)
+    description: str = ""
+
+
+def from_patch_source(source: Any) -> ImageSet:
+    """A :class:`breastdx.data.patches.PatchSource` (or a view of one) as an :class:`ImageSet` (no masks)."""
+    return ImageSet(tuple(source.ids), np.asarray(source.labels, dtype=np.int64), lambda i: (source.get(i)[0], None))
+
+
+def patch_reader(dataset: str, about: str, official: Callable[[Any], Any] | None = None,
+                 **load_options: Callable[[Any], Any]) -> Callable[[Any, Path, Path | None, Path], SplitData]:
+    """A spec's ``read`` for a patch dataset of :data:`breastdx.data.patches.PATCH_DATASETS`.
+
+    The split is reused from the given file (checked against the data), else the dataset's official split when
+    ``official(source)`` gives one (PCam), else made by patient (``--split-seed``, ``--split-ratios``;
+    stratified by class only when the data have no patient ids, with a warning). It is written to the run's
+    ``split.json``.
+
+    Args:
+        dataset: The dataset name.
+        about: Markdown lines on the data for the model card and report.
+        official: ``source -> SplitFile`` of an official split, or None.
+        **load_options: Reader option name to ``config -> value`` (e.g. BreakHis's magnification).
+    """
+
+    def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitData:
+        from breastdx.data.patch_split import apply_split, patch_split
+        from breastdx.data.patches import load_patch_dataset
+
+        source = load_patch_dataset(dataset, data_root, **{k: f(config) for k, f in load_options.items()})
+        if reuse is None and official is not None:
+            split = official(source)
+        else:
+            split = patch_split(source, reuse, seed=config.split_seed, ratios=config.split_ratios)
+        split.to_json(out)
+        grouped = (split.summary or {}).get("grouped_by")
+        kind = "official split" if official is not None and reuse is None and not grouped else (
+            f"split by {grouped}" if grouped else "stratified split (no patient ids: optimistic)")
+        views = apply_split(source, split)
+        counts = (split.summary or {}).get("counts", {})
+        lines = "; ".join(f"{s}: " + ", ".join(f"{v} {c}" for c, v in cs.items()) for s, cs in counts.items())
+        return SplitData({s: from_patch_source(v) for s, v in views.items()}, tuple(source.class_names),
+                         source.checksum, kind, about + (f"\n- Split: {lines}." if lines else ""),
+                         {"dataset": dataset, **{k: f(config) for k, f in load_options.items()}}, split)
+
+    return read
+
+
+def macenko_normalisation(config: Any, train: ImageSet) -> Normalisation:
+    """The ``--stain-normalisation`` hook: Macenko to ``--stain-target`` or to the first training image that is
+    at least half tissue (Macenko et al. 2009, doi:10.1109/ISBI.2009.5193250); ``none`` ships nothing.
+
+    Raises:
+        ConfigError: If the reference image cannot be used (named).
+    """
+    from breastdx.config import ConfigError
+    from breastdx.data.stain import STAIN_TARGET_FILE, MacenkoNormalizer
+
+    if config.stain_normalisation == "none":
+        return Normalisation(None, {"method": "none"})
+    if config.stain_target:
+        from breastdx.data.images import read_image
+
+        target, target_id = read_image(Path(config.stain_target), mode="rgb").array, str(config.stain_target)
+    else:
+        from breastdx.data.patch_datasets import pick_stain_target
+
+        idx = pick_stain_target(train)  # reads train.get(i), in order
+        target, target_id = train.read(idx)[0], train.ids[idx]
+    try:
+        normalizer = MacenkoNormalizer().fit(target)
+    except ValueError as e:
+        raise ConfigError(f"Option --stain-target: {target_id}: {e}") from None
+    log.info("Macenko stain normalisation to %s", target_id)
+    return Normalisation(normalizer, {"method": "macenko", "target_file": STAIN_TARGET_FILE, "target_source": target_id,
+                                      "reference": "Macenko et al. (2009), doi:10.1109/ISBI.2009.5193250"},
+                         {STAIN_TARGET_FILE: target}, "Macenko stain normalisation to stain_target.png")
+
+
+def hed_augmentation(config: Any):
+    """The histopathology augmentation: a random element of the dihedral group and HED stain jitter
+    (:class:`breastdx.data.patch_datasets.PatchAugmentation`; Tellez et al. 2018, doi:10.1109/TMI.2018.2820199)."""
+    from breastdx.data.patch_datasets import PatchAugmentation
+
+    return PatchAugmentation(dihedral=True, hed_sigma=config.hed_sigma, hed_bias=config.hed_bias, seed=config.seed)
+
+
+def ultrasound_augmentation(config: Any):
+    """The ultrasound augmentation (flips, small affine, gamma, gain, speckle-like noise, blur) at
+    ``config.image_size`` (:func:`breastdx.data.transforms.ultrasound_augmentation`)."""
+    from breastdx.data.transforms import ultrasound_augmentation as make
+
+    return make(config.image_size, seed=config.seed)

@@ -1,0 +1,86 @@
+"""Tables of classification results, as the command line, the reports and the model cards print them.
+
+Every threshold-dependent figure names its operating point: "@ argmax" (the most probable class, as
+MedMNIST and most papers report accuracy) or "@ op" (the operating threshold on P(positive) fitted on
+the validation split, :func:`breastdx.evaluation.classification.fit_calibration`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+OPERATING_POINTS = {
+    "accuracy": "argmax", "balanced_accuracy": "argmax", "macro_auroc": None, "auroc": None,
+    "sensitivity": "op", "specificity": "op", "ppv": "op", "npv": "op", "f1": "op", "brier": None, "ece": None,
+}
+"""The operating point of each summary metric: ``"argmax"``, ``"op"`` (tuned threshold) or None (none: a
+ranking or probability figure). Per-class figures (``sensitivity_<class>``) are at argmax."""
+
+OPERATING_POINT_TEXT = ("@ argmax: the most probable class; @ op: the operating threshold on P({positive}) chosen "
+                        "on the validation split; AUROC, Brier and ECE use the probabilities.")
+
+
+def metric_label(name: str) -> str:
+    """A metric's name with its operating point: ``"accuracy @ argmax"``, ``"sensitivity @ op"``, ``"auroc"``."""
+    point = OPERATING_POINTS.get(name, "argmax" if name.startswith(("sensitivity_", "specificity_")) else None)
+    return f"{name} @ {point}" if point else name
+
+
+def ci_text(m: Mapping[str, Any] | None, digits: int = 3) -> str:
+    """``value [low, high]`` of a metric with a 95% interval, or ``n/a`` when it is missing or NaN."""
+    if not m or m.get("value") is None or m["value"] != m["value"]:
+        return "n/a"
+    lo, hi = m["ci95"]
+    return f"{m['value']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def summary_rows(metrics: Mapping[str, Any], names: Sequence[str]) -> list[list[str]]:
+    """Rows ``[metric @ operating point, value [95% CI]]`` of the named metrics."""
+    return [[metric_label(k), ci_text(metrics.get(k))] for k in names]
+
+
+def calibration_rows(calibration: Mapping[str, Any]) -> list[list[Any]]:
+    """Rows ``[metric, before, after]`` of a calibration summary (temperature scaling)."""
+    rows = [["temperature", "1", f"{calibration['temperature']:.3f}"]]
+    for k in ("nll", "brier", "ece", "brier_multiclass", "ece_top_label"):
+        b, a = calibration["before"][k], calibration["after"][k]
+        if isinstance(b, dict):
+            rows.append([k, ci_text(b), ci_text(a)])
+        else:
+            rows.append([k, "n/a" if b is None else f"{b:.4f}", "n/a" if a is None else f"{a:.4f}"])
+    return rows
+
+
+def comparison_rows(runs: Mapping[str, Any], best: str) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows comparing trained architectures on the test split.
+
+    Args:
+        runs: Architecture name to :class:`breastdx.training.classification.ArchitectureRun`.
+        best: The architecture chosen on validation (marked "(best)").
+    """
+    header = ["model", "val score", "accuracy @ argmax", "balanced acc. @ argmax", "macro AUROC", "AUROC (positive)",
+              "sensitivity @ op", "specificity @ op", "ECE before → after T", "parameters", "training (min)",
+              "best epoch"]
+    rows = []
+    for name, r in runs.items():
+        m = r.test["metrics"]
+        cal = r.test["calibration"]
+        rows.append([name + (" (best)" if name == best else ""), f"{r.val_score:.3f}", ci_text(m["accuracy"]),
+                     ci_text(m["balanced_accuracy"]), ci_text(m["macro_auroc"]), ci_text(m["auroc"]),
+                     ci_text(m["sensitivity"]), ci_text(m["specificity"]),
+                     f"{cal['before']['ece']['value']:.3f} → {cal['after']['ece']['value']:.3f}",
+                     f"{r.n_parameters:,}", f"{r.fit.train_seconds / 60:.1f}", str(r.fit.best_epoch)])
+    return header, rows
+
+
+def plain_evaluation(ev: Mapping[str, Any]) -> dict[str, Any]:
+    """An :func:`~breastdx.evaluation.classification.evaluate_logits` result without its arrays (for JSON)."""
+    return {k: v for k, v in ev.items() if k not in ("prob", "prob_uncalibrated", "pred", "pred_operating_point")}
+
+
+def threshold_rule(target_sensitivity: float, positive: str) -> str:
+    """How the operating threshold was chosen, in words (for ``meta.json``, metrics and cards)."""
+    if target_sensitivity == 0:
+        return f"Youden's J on the validation split (temperature-scaled P({positive}))"
+    return (f"highest threshold with sensitivity >= {target_sensitivity} on the validation split (temperature-scaled "
+            f"P({positive}))")

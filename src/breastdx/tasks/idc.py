@@ -1,0 +1,43 @@
+"""IDC: invasive ductal carcinoma vs not on 50 x 50 H&E patches, split by patient (a spec).
+
+References:
+    Janowczyk, A. & Madabhushi, A. (2016). Deep learning for digital pathology image analysis. J Pathol
+    Inform 7:29, doi:10.4103/2153-3539.186902
+    Cruz-Roa, A. et al. (2014). Automatic detection of invasive ductal carcinoma in whole slide images with
+    convolutional neural networks. SPIE Medical Imaging, doi:10.1117/12.2043872
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from breastdx.config import option
+from breastdx.data.image_sets import hed_augmentation, macenko_normalisation, patch_reader
+from breastdx.tasks.image_classification import PATCH_CHECK, ClassificationSpec, PatchConfig, register
+
+
+@dataclass(frozen=True)
+class IdcConfig(PatchConfig):
+    """Options of ``breastdx train idc``: as :class:`~breastdx.tasks.image_classification.PatchConfig`; IDC
+    patches are 50 x 50, trained at 48 x 48.
+
+    Attributes:
+        image_size: Side of the network input.
+    """
+
+    image_size: int = option(48, ge=16, multiple_of=16)
+
+
+IDC = register(ClassificationSpec(
+    name="idc",
+    title="IDC histopathology patches: invasive ductal carcinoma vs not (compact CNN vs ResNet-18)",
+    config_cls=IdcConfig,
+    read=patch_reader("idc", about=(
+        "- IDC (Janowczyk & Madabhushi 2016, doi:10.4103/2153-3539.186902): 50 x 50 patches of 162 whole-mount "
+        "slides; label 1 = invasive ductal carcinoma.")),
+    positive="tumour", item="patch", augmentation=hed_augmentation, normalisation=macenko_normalisation,
+    check=PATCH_CHECK, explain_zoom=3,
+    card_limitations=("Patches only: no whole-slide inference, no slide- or patient-level aggregation.",
+                      "Trained and tested on one public dataset; no external validation.",
+                      "Research use only; not for diagnosis."),
+))

@@ -1,0 +1,584 @@
+"""The one image-classification pipeline: a dataset is a :class:`ClassificationSpec`, read by one task.
+
+``breastdx train NAME`` (pcam, idc, breakhis, breastmnist, busi-cls, and any spec added the same way):
+
+1. the spec's reader loads the data and makes (or reuses) the split, written to ``split.json``;
+2. images are read once, (stain-normalised,) resized and cached at network size;
+3. every architecture of ``--archs`` is trained by one fit (:func:`breastdx.training.classification.run_architecture`,
+   Lightning), its best epoch picked on the validation split, its temperature and operating threshold on
+   P(positive) fitted there, and it is evaluated on the test split with 95% bootstrap intervals;
+4. the best architecture on validation (mean of macro AUROC and balanced accuracy) is saved in ``model/``
+   (safetensors + ``meta.json`` + ``MODEL_CARD.md`` + the split file); the others stay in ``archs/<name>/model``;
+5. ``metrics.json`` and ``report.html`` compare the architectures (paired bootstrap AUROC test against the best,
+   with DeLong's test as a cross-check), against the spec's published benchmark, with Grad-CAM figures.
+
+``evaluate``, ``predict`` and ``explain`` work the same way for every spec. A real difference between
+datasets is a named hook of the spec (its reader, stain normalisation, Grad-CAM localisation against masks,
+initialisation from another model), never a subclass. ``CONTRIBUTING.md`` has the recipe for a new dataset.
+
+References:
+    Guo, C. et al. (2017). On calibration of modern neural networks. ICML, arXiv:1706.04599 (temperature)
+    Selvaraju, R. R. et al. (2017). Grad-CAM. ICCV, doi:10.1109/ICCV.2017.74
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from breastdx.config import ConfigError, option, save_yaml, to_dict, validate
+from breastdx.data.image_sets import SPLIT_FILE, ImageSet, Normalisation, SplitData
+from breastdx.evaluation.tables import ci_text, plain_evaluation, threshold_rule
+from breastdx.tasks.base import RunResult, Task, evenly_spaced
+
+log = logging.getLogger(__name__)
+
+SUMMARY = ("accuracy", "balanced_accuracy", "auroc", "sensitivity", "specificity", "ppv", "npv", "f1", "brier", "ece")
+"""The metrics of the command-line tables (a spec may list more, such as per-class figures)."""
+
+
+@dataclass(frozen=True)
+class ImageClassificationConfig:
+    """Options of ``breastdx train`` for every image-classification spec (``--name value``).
+
+    Attributes:
+        seed: Seed of weights, data order, augmentation and bootstrap.
+        archs: Architectures to compare on the same split (``breastdx.models.networks`` registry names).
+        arch_args: Per-architecture arguments as JSON, e.g. ``{"compact_cnn": {"widths": [32, 64, 128]}}``.
+        image_size: Side of the square network input (images resized, aspect not kept).
+        epochs: Epochs per architecture.
+        batch_size: Images per training step.
+        lr: Peak learning rate (AdamW, warm-up then cosine decay).
+        weight_decay: AdamW weight decay.
+        warmup_fraction: Fraction of steps spent warming up.
+        label_smoothing: Label smoothing of the cross-entropy.
+        patience: Epochs without a better validation score before stopping (0: never).
+        imbalance: ``weighted_loss`` (inverse class frequency), ``sampler`` (balanced draws) or ``none``.
+        augment: Augment training images (the spec's augmentation).
+        tta: Test-time augmentation: ``none`` or ``hflip``.
+        monitor: Validation metric that picks the best epoch.
+        target_sensitivity: The operating threshold on P(positive) reaches this sensitivity on validation
+            (0: Youden's J).
+        init_weights: A safetensors state dict to initialise every architecture from (matching keys).
+        pretrained: Initialise from published weights (see :mod:`breastdx.models.init_weights`).
+        pretrained_url: Address of the weights for ``pretrained`` (``file://`` works offline).
+        gradcam_method: ``gradcam`` or ``gradcampp`` for the saved model's overlays.
+        gradcam_examples: Test images per class shown with Grad-CAM overlays in the report.
+        precision: ``"auto"`` (bf16-mixed where bfloat16 is native, else 32), ``"32"`` or ``"bf16-mixed"`` (falls
+            back to 32, with a warning, where bfloat16 is emulated).
+        accelerator: Lightning accelerator.
+        devices: Lightning devices.
+        strategy: Lightning strategy.
+        num_nodes: Machines.
+        num_workers: Data-loader processes.
+        threads: Torch CPU threads, set by the command line (0: PyTorch's default).
+        max_train_batches: Batches per epoch (0: all), for smoke tests.
+        max_cases: Images per split, evenly spaced (0: all), for smoke tests.
+        n_bootstrap: Bootstrap resamples.
+        deterministic: Deterministic algorithms where PyTorch has them.
+        progress_bar: Show the progress bar.
+    """
+
+    seed: int = 0
+    archs: tuple[str, ...] = ("compact_cnn", "resnet18")
+    arch_args: str = ""
+    image_size: int = option(64, ge=16, multiple_of=16)
+    epochs: int = option(10, ge=1)
+    batch_size: int = option(64, ge=1)
+    lr: float = option(2e-3, gt=0)
+    weight_decay: float = option(1e-4, ge=0)
+    warmup_fraction: float = option(0.05, ge=0, lt=1)
+    label_smoothing: float = option(0.0, ge=0, lt=1)
+    patience: int = option(0, ge=0)
+    imbalance: str = option("weighted_loss", choices=("weighted_loss", "sampler", "none"))
+    augment: bool = True
+    tta: str = option("none", choices=("none", "hflip"))
+    monitor: str = option("val_score", choices=("val_score", "val_macro_auroc", "val_balanced_accuracy", "val_nll"))
+    target_sensitivity: float = option(0.9, ge=0, le=1)
+    init_weights: str = ""
+    pretrained: bool = False
+    pretrained_url: str = ""
+    gradcam_method: str = option("gradcam", choices=("gradcam", "gradcampp"))
+    gradcam_examples: int = option(4, ge=0)
+    precision: str = option("auto", choices=("auto", "32", "bf16-mixed"))
+    accelerator: str = "auto"
+    devices: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = option(1, ge=1)
+    num_workers: int = option(0, ge=0)
+    threads: int = option(0, ge=0)
+    max_train_batches: int = option(0, ge=0)
+    max_cases: int = option(0, ge=0)
+    n_bootstrap: int = option(2000, ge=0)
+    deterministic: bool = True
+    progress_bar: bool = True
+
+
+def _split_ratios_sum_to_one(config: Any) -> None:
+    if len(config.split_ratios) != 3 or abs(sum(config.split_ratios) - 1) > 1e-6:
+        raise ConfigError(f"The 'split-ratios' option of this task must be three fractions summing to 1 (train,val,"
+                          f"test). Got {','.join(map(str, config.split_ratios))!r} instead.")
+
+
+@dataclass(frozen=True)
+class PatchConfig(ImageClassificationConfig):
+    """Options of the histopathology patch specs (pcam, idc, breakhis): every option of
+    :class:`ImageClassificationConfig`, and:
+
+    Attributes:
+        hed_sigma: Half-range of the HED stain factors (0 with ``hed_bias`` 0: no stain jitter).
+        hed_bias: Half-range of the HED optical-density shifts.
+        stain_normalisation: ``none`` or ``macenko`` (every patch, in training and prediction, normalised to one
+            reference patch).
+        stain_target: Image file of the Macenko reference; empty: the first training patch that is half tissue.
+        split_file: A split file to reuse (PCam: empty for the official split).
+        split_seed: Seed of a new patient-level split.
+        split_ratios: Fractions of train, val and test of a new patient-level split.
+    """
+
+    target_sensitivity: float = option(0.0, ge=0, le=1)
+    hed_sigma: float = option(0.1, ge=0, lt=1)
+    hed_bias: float = option(0.1, ge=0)
+    stain_normalisation: str = option("none", choices=("none", "macenko"))
+    stain_target: str = ""
+    split_file: str = ""
+    split_seed: int = 0
+    split_ratios: tuple[float, ...] = option((0.7, 0.1, 0.2), ge=0, each=True)
+
+
+PATCH_CHECK = _split_ratios_sum_to_one
+"""The patch specs' ``check`` hook: the split ratios sum to one."""
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Published figures and this project's targets for a spec's test split.
+
+    Attributes:
+        targets: Metric name to the target value (``{"auroc": 0.95, "accuracy": 0.88}``).
+        published: Method to ``{metric: value}`` from the literature.
+        note: What the published figures were trained on, and why the comparison is or is not fair.
+    """
+
+    targets: dict[str, float]
+    published: dict[str, dict[str, float]]
+    note: str
+
+
+@dataclass(frozen=True)
+class ClassificationSpec:
+    """One image-classification dataset, as data (see the module docstring and ``CONTRIBUTING.md``).
+
+    Attributes:
+        name: Task name (``breastdx train NAME``).
+        title: One line for the command line, reports and cards.
+        config_cls: The options: :class:`ImageClassificationConfig` or a subclass with other defaults and
+            dataset options.
+        read: ``(config, data_root, split file to reuse or None, split file to write) -> SplitData``.
+        positive: The positive class (malignant, tumour, idc).
+        mode: ``"gray"`` or ``"rgb"``.
+        item: What one input is called in messages ("image", "patch").
+        augmentation: ``config -> transform`` of training items (dict with ``"image"`` / ``"mask"``), or None.
+        normalisation: ``(config, train part) -> Normalisation`` (stain normalisation), or None.
+        source_size: Resize every image to this side first (BreastMNIST's 28), or None.
+        train_masks: Keep lesion masks in the training set (multi-task networks learn them).
+        summary: Metrics of the command-line table.
+        card_limitations: Model-card limitations (the "research use only" line included).
+        benchmark: Published figures and targets, or None.
+        label_region: Fraction of the side, centred, that the label refers to (PCam: 32 / 96), or None.
+        localisation: ``(predictor, ImageSet, method, n_boot, seed) -> dict`` scoring Grad-CAM maps against lesion
+            masks, or None.
+        initialiser: ``(config, arch, SplitData) -> init(network) | None``, an initialisation besides
+            ``--init-weights`` / ``--pretrained`` (busi-cls from a busi-seg model), or None.
+        check: ``config -> None``, raising :class:`~breastdx.config.ConfigError` for what the declared constraints
+            cannot say (options that exclude each other), or None.
+        data_options: Config fields that choose the data and are read again by ``evaluate`` (from the model's
+            training config, or the evaluate option of the same name).
+        predict_gradcam: Whether ``predict`` writes Grad-CAM overlays unless told otherwise.
+        explain_zoom: Default enlargement of ``explain`` overlays (small patches are hard to see).
+    """
+
+    name: str
+    title: str
+    config_cls: type
+    read: Callable[[Any, Path, Path | None, Path], SplitData]
+    positive: str
+    mode: str = "rgb"
+    item: str = "image"
+    augmentation: Callable[[Any], Any] | None = None
+    normalisation: Callable[[Any, ImageSet], Normalisation] | None = None
+    source_size: int | None = None
+    train_masks: bool = False
+    summary: tuple[str, ...] = SUMMARY
+    card_limitations: tuple[str, ...] = ("Trained and tested on one public dataset; no external validation.",
+                                         "Research use only; not for diagnosis.")
+    benchmark: Benchmark | None = None
+    label_region: float | None = None
+    localisation: Callable[..., dict[str, Any]] | None = None
+    initialiser: Callable[[Any, str, SplitData], Any] | None = None
+    check: Callable[[Any], None] | None = None
+    data_options: tuple[str, ...] = ()
+    predict_gradcam: bool = False
+    explain_zoom: int = 1
+
+
+def label_rule(class_names: Sequence[str], positive: str) -> str:
+    """How a label is chosen from the probabilities, in words."""
+    others = [c for c in class_names if c != positive]
+    rest = others[0] if len(others) == 1 else f"the more probable of {' and '.join(others)}"
+    return f"{positive} when P({positive}) >= threshold, else {rest}"
+
+
+def cache_images(part: ImageSet, prep: Any, class_names: Sequence[str], *, normalise: Callable | None = None,
+                 masks: bool = False, transform: Any = None, source_size: int | None = None):
+    """Read every image of ``part`` once, (normalise,) resize and cache it at network size.
+
+    Returns:
+        A :class:`breastdx.data.classification.ClassificationDataset` (uint8 ``(N, S, S[, 3])``, masks bool
+        ``(N, S, S)`` when asked).
+
+    Raises:
+        breastdx.data.images.ImageReadError: If a file cannot be decoded (the message names it).
+        ValueError: If an image does not have the layout the spec's mode asks for (the message names it).
+    """
+    from breastdx.data.classification import ClassificationDataset, resize_for_network
+    from breastdx.data.transforms import resize_mask
+
+    s = prep.image_size
+    images = np.empty((len(part), s, s) + ((3,) if prep.channels == 3 else ()), dtype=np.uint8)
+    out_masks = np.zeros((len(part), s, s), dtype=bool) if masks else None
+    for i in range(len(part)):
+        image, mask = part.read(i)
+        if normalise is not None:
+            image = normalise(image)
+        try:
+            images[i] = resize_for_network(image, prep, source_size)
+        except ValueError as e:
+            raise ValueError(f"{part.ids[i]}: {e}") from None
+        if out_masks is not None and mask is not None:
+            out_masks[i] = resize_mask(mask, s)
+    log.info("cached %d images at %dx%d", len(part), s, s)
+    return ClassificationDataset(images, part.labels, prep, class_names, out_masks, list(part.ids), transform)
+
+
+class ImageClassificationTask(Task):
+    """The train / evaluate / predict / explain verbs of every :class:`ClassificationSpec`."""
+
+    def __init__(self, spec: ClassificationSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.title = spec.title
+        self.config_cls = spec.config_cls
+
+    # ---------------------------------------------------------------------------------------- options
+    def check_config(self, config: Any) -> dict[str, dict[str, Any]]:
+        """Check every option before any work; return the parsed per-architecture arguments.
+
+        Raises:
+            ConfigError: Naming the option, what was expected and what was given.
+        """
+        from breastdx.training.classification import check_architectures, parse_arch_args
+
+        validate(config, self.name)
+        if config.pretrained and config.init_weights:
+            raise ConfigError(f"The 'pretrained' and 'init-weights' options of {self.name} exclude each other; "
+                              f"choose one.")
+        if len(set(config.archs)) != len(config.archs):
+            raise ConfigError(f"The 'archs' option of {self.name} lists an architecture twice: "
+                              f"{', '.join(config.archs)}.")
+        if self.spec.check is not None:
+            self.spec.check(config)
+        try:
+            arch_args = parse_arch_args(config.arch_args, config.archs)
+            check_architectures(config.archs, arch_args, 1 if self.spec.mode == "gray" else 3, 2)
+        except (KeyError, ValueError) as e:  # the registry's unknown name; a wrong argument or layer
+            raise ConfigError(f"{self.name}: {e}") from None
+        return arch_args
+
+    def _initialiser(self, config: Any, arch: str, data: SplitData):
+        from breastdx.models.init_weights import init_from_file, init_pretrained
+
+        def checked(load: Callable[[Any], Any], what: str):
+            def init(network: Any):
+                try:
+                    return load(network)
+                except (OSError, ValueError) as e:  # the file or address is unusable: the user's option
+                    raise ConfigError(f"Option --{what}: {e}") from None
+            return init
+
+        base = None
+        if config.init_weights:
+            base = checked(lambda net: init_from_file(net, config.init_weights), "init-weights")
+        elif config.pretrained:
+            base = checked(lambda net: init_pretrained(net, arch, url=config.pretrained_url or None), "pretrained")
+        extra = self.spec.initialiser(config, arch, data) if self.spec.initialiser else None
+        if extra is None:
+            return base
+
+        def both(network: Any):
+            if base is not None:
+                base(network)
+            return extra(network)
+
+        return both
+
+    # ------------------------------------------------------------------------------------------ train
+    def train(self, config: Any, data_root: Path, run_dir: Path) -> RunResult:
+        from breastdx.data.transforms import Preprocessing
+        from breastdx.runs import seed_everything, write_json, write_versions
+        from breastdx.training.classification import ClassifierOptim, FitSettings, run_architecture
+
+        spec = self.spec
+        arch_args = self.check_config(config)
+        seed_everything(config.seed)
+        start = time.perf_counter()
+        reuse = getattr(config, "split_file", "")
+        data = spec.read(config, data_root, Path(reuse) if reuse else None, run_dir / SPLIT_FILE)
+        save_yaml({"task": self.name, **to_dict(config), "data_root": str(data_root), **data.record,
+                   "data_checksum": data.checksum}, run_dir / "config.yaml")
+        write_versions(run_dir)
+        parts = {s: p.subset(evenly_spaced(len(p), config.max_cases)) if config.max_cases else p
+                 for s, p in data.parts.items()}
+        data = dataclasses.replace(data, parts=parts)
+        self._check_classes(data)
+        norm = spec.normalisation(config, parts["train"]) if spec.normalisation else None
+        prep = Preprocessing(image_size=config.image_size, mode=spec.mode)
+        aug = spec.augmentation(config) if config.augment and spec.augmentation else None
+        log.info("reading %s: %s", self.name, ", ".join(f"{len(p)} {s}" for s, p in parts.items()))
+        cached = {s: cache_images(p, prep, data.class_names, normalise=norm.apply if norm else None,
+                                  masks=spec.train_masks and s == "train", transform=aug if s == "train" else None,
+                                  source_size=spec.source_size) for s, p in parts.items()}
+        read_seconds = time.perf_counter() - start
+        optim = ClassifierOptim(lr=config.lr, weight_decay=config.weight_decay, warmup_fraction=config.warmup_fraction,
+                                label_smoothing=config.label_smoothing, seg_weight=getattr(config, "seg_weight", 0.0))
+        settings = FitSettings(**{f.name: getattr(config, f.name) for f in dataclasses.fields(FitSettings)})
+        runs: dict[str, Any] = {}
+        models: dict[str, Path] = {}
+        localisation: dict[str, Any] = {}
+        for arch in config.archs:
+            runs[arch] = run_architecture(arch, arch_args[arch], prep.channels, cached["train"], cached["val"],
+                                          cached["test"], run_dir / "archs" / arch, settings, optim, tta=config.tta,
+                                          target_sensitivity=config.target_sensitivity, positive=spec.positive,
+                                          n_boot=config.n_bootstrap, init=self._initialiser(config, arch, data))
+            if not runs[arch].fit.is_global_zero:  # another rank of a distributed run: rank 0 writes
+                return RunResult(run_dir)
+            models[arch] = run_dir / "archs" / arch / "model"
+            self._write_model(models[arch], runs[arch], config, prep, data, norm, run_dir / SPLIT_FILE)
+            if spec.localisation is not None and getattr(config, "localisation", True):
+                localisation[arch] = self._localise(models[arch], parts["test"], config)
+        best = max(runs, key=lambda a: (runs[a].val_score, -list(runs).index(a)))
+        model_dir = run_dir / "model"
+        shutil.copytree(models[best], model_dir)
+        metrics = self._train_metrics(config, data, runs, best, cached["test"], localisation, model_dir)
+        metrics["timing"] = {"read_and_cache_seconds": round(read_seconds, 1),
+                             "train_seconds": {a: round(x.fit.train_seconds, 1) for a, x in runs.items()},
+                             "total_seconds": round(time.perf_counter() - start, 1)}
+        write_json({k: v for k, v in metrics.items() if not k.startswith("_")}, run_dir / "metrics.json")
+        from breastdx.tasks.image_report import train_report
+
+        train_report(self, run_dir, config, data, runs, best, metrics, localisation)
+        return self._train_result(run_dir, runs, best, metrics, localisation, config)
+
+    def _check_classes(self, data: SplitData) -> None:
+        from breastdx.data.errors import DataError
+
+        problems = [f"{s} split has no {', '.join(c for c, v in p.counts(data.class_names).items() if v == 0)} "
+                    f"{self.spec.item} ({p.counts(data.class_names)})"
+                    for s, p in data.parts.items() if min(p.counts(data.class_names).values()) == 0]
+        if problems:
+            raise DataError(f"{SPLIT_FILE}: every split needs {self.spec.item}s of every class to train, calibrate "
+                            f"and evaluate; change the split options, or give more data.", problems)
+
+    def _localise(self, model_dir: Path, test: ImageSet, config: Any) -> dict[str, Any]:
+        from breastdx.inference.classifier import ClassificationPredictor
+
+        predictor = ClassificationPredictor.from_dir(model_dir, task=self.name)
+        methods = [config.gradcam_method] + [m for m in ("gradcam", "gradcampp") if m != config.gradcam_method]
+        return {m: self.spec.localisation(predictor, test, m, config.n_bootstrap, config.seed) for m in methods}
+
+    def _train_metrics(self, config: Any, data: SplitData, runs: dict[str, Any], best: str, test_ds: Any,
+                       localisation: dict[str, Any], model_dir: Path) -> dict[str, Any]:
+        from breastdx.tasks.image_report import deduplicated_test, gradcam_examples, paired_tests
+
+        spec = self.spec
+        r = runs[best]
+        m = r.test["metrics"]
+        loc_plain = {a: {meth: {k: v for k, v in d.items() if k not in ("cams", "indices")} for meth, d in per.items()}
+                     for a, per in localisation.items()}
+        comparisons = paired_tests(runs, best, test_ds.labels, data.class_names.index(spec.positive), config)
+        cams = gradcam_examples(self, model_dir, data.parts["test"], data.class_names, config)
+        metrics: dict[str, Any] = {
+            "task": self.name, "split": data.describe("test"), "n": len(test_ds), "model": best,
+            "positive_class": spec.positive, "threshold": r.calibration["threshold"],
+            "temperature": r.calibration["temperature"], "metrics": m,
+            "operating_point": {"threshold": r.calibration["threshold"],
+                                "rule": threshold_rule(config.target_sensitivity, spec.positive),
+                                "label_rule": label_rule(data.class_names, spec.positive)},
+            "calibration": r.test["calibration"],
+            "confusion_matrix": {"class_names": list(data.class_names), "argmax": r.test["confusion_matrix"],
+                                 "operating_point": r.test["confusion_matrix_operating_point"]},
+            "validation_metrics": r.validation["metrics"],
+            "comparison": [{k: v for k, v in c.items() if k != "resamples"} for c in comparisons],
+            "models": {a: {"val_score": x.val_score, "calibration_fit": x.calibration, "test": plain_evaluation(x.test),
+                           "validation_metrics": x.validation["metrics"], "training": x.fit.info,
+                           "n_parameters": x.n_parameters, "architecture_args": x.arch_args, "init": x.init,
+                           **({"localisation": loc_plain[a]} if a in loc_plain else {})} for a, x in runs.items()},
+            "deduplicated_test": deduplicated_test(test_ds, runs, config, spec.positive),
+            "gradcam": {k: v for k, v in cams.items() if k not in ("figure", "items")},
+            "data_checksum": data.checksum,
+            "_comparisons": comparisons, "_cams": cams,
+        }
+        if localisation:
+            metrics["localisation"] = loc_plain[best]
+        if spec.benchmark is not None:
+            b = spec.benchmark
+            reached = all(m[k]["value"] >= t for k, t in b.targets.items())
+            metrics["benchmark"] = {**{f"{k}_target": t for k, t in b.targets.items()},
+                                    **{k: m[k]["value"] for k in b.targets}, "reached": bool(reached),
+                                    "published": b.published, "note": b.note,
+                                    "imagenet_weights": bool(config.pretrained or config.init_weights)}
+        return metrics
+
+    def _train_result(self, run_dir: Path, runs: dict[str, Any], best: str, metrics: dict[str, Any],
+                      localisation: dict[str, Any], config: Any) -> RunResult:
+        from breastdx.evaluation.tables import metric_label
+
+        m = metrics["metrics"]
+        table = [["metric", *[("*" if a == best else "") + a for a in runs]]]
+        table += [[metric_label(k), *[ci_text(runs[a].test["metrics"].get(k)) for a in runs]] for k in self.spec.summary]
+        if localisation:
+            meth = config.gradcam_method
+            table.append([f"CAM mass in lesion ({meth})",
+                          *[ci_text(localisation[a][meth]["cam_mass_in_mask"]) for a in runs]])
+            table.append([f"pointing game ({meth})", *[ci_text(localisation[a][meth]["pointing_game"]) for a in runs]])
+        table.append(["training (min)", *[f"{x.fit.train_seconds / 60:.1f}" for x in runs.values()]])
+        notes = [f"Best on validation: {best}; test AUROC ({self.spec.positive}) {ci_text(m['auroc'])}, accuracy @ "
+                 f"argmax {ci_text(m['accuracy'])}."]
+        for c in metrics["comparison"]:
+            notes.append(f"Paired bootstrap, AUROC({c['model_a']}) - AUROC({c['model_b']}) = {c['difference']:+.4f} "
+                         f"[{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}], p = {c['p_value']:.3g} (DeLong p = "
+                         f"{c['delong']['p_value']:.3g}).")
+        if "benchmark" in metrics:
+            b = metrics["benchmark"]
+            targets = " and ".join(f"{k} >= {t}" for k, t in self.spec.benchmark.targets.items())
+            notes.append(f"Targets {targets}: {'reached' if b['reached'] else 'not reached'}.")
+        notes.append(f"Run folder: {run_dir}")
+        return RunResult(run_dir, {k: v for k, v in metrics.items() if not k.startswith("_")},
+                         f"{self.title}: {metrics['split']}, value [95% CI]", table, notes)
+
+    def _write_model(self, model_dir: Path, r: Any, config: Any, prep: Any, data: SplitData,
+                     norm: Normalisation | None, split_path: Path) -> dict[str, Any]:
+        from breastdx.explain.gradcam import target_layer
+        from breastdx.inference.classifier import save_classifier
+        from breastdx.models.saved import write_model_card
+
+        spec = self.spec
+        classes = list(data.class_names)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        preprocessing = prep.to_meta()
+        if spec.source_size:
+            preprocessing["source_size"] = spec.source_size
+            preprocessing["description"] = f"resize to {spec.source_size}x{spec.source_size} first; " + \
+                preprocessing["description"]
+        extra: dict[str, Any] = {}
+        if norm is not None:
+            from PIL import Image
+
+            for name, image in norm.files.items():
+                Image.fromarray(image).save(model_dir / name)
+            extra["stain_normalisation"] = norm.meta
+            if norm.description:
+                preprocessing["description"] = f"{norm.description}, then " + preprocessing["description"]
+        test_text = data.describe("test")
+        meta = save_classifier(model_dir, r.network, {
+            "task": self.name, "architecture": r.arch, "architecture_args": r.arch_args, "in_channels": prep.channels,
+            "n_parameters": r.n_parameters, "class_names": classes, "positive_class": spec.positive,
+            "preprocessing": preprocessing, **extra,
+            "temperature": r.calibration["temperature"], "threshold": r.calibration["threshold"],
+            "threshold_rule": threshold_rule(config.target_sensitivity, spec.positive),
+            "label_rule": label_rule(classes, spec.positive),
+            "inference": {"tta": config.tta},
+            "gradcam": {"method": config.gradcam_method, "layer": target_layer(r.network, r.arch)},
+            "output": f"{', '.join(f'P({c})' for c in classes)} = softmax(logits / temperature)",
+            "metrics": r.test["metrics"], "metrics_split": test_text, "calibration": r.test["calibration"],
+            "seed": config.seed, "data": self.title, "data_checksum": data.checksum, "split_file": SPLIT_FILE,
+            "training": r.fit.info, "training_config": to_dict(config), "init": r.init,
+        })
+        shutil.copyfile(split_path, model_dir / SPLIT_FILE)
+        m = r.test["metrics"]
+        init = f"initial weights ({r.init.get('source', 'given')})" if r.init else "random initial weights"
+        write_model_card(
+            model_dir, meta, title=self.title,
+            summary=(f"{r.arch} ({r.n_parameters:,} parameters), input {prep.image_size}x{prep.image_size} "
+                     f"{spec.mode}, {len(classes)} classes, {config.imbalance} against class imbalance, AdamW, "
+                     f"{init}, {r.fit.epochs_run} epochs ({r.fit.train_seconds / 60:.1f} min on "
+                     f"{r.fit.info.get('torch_threads')} CPU thread(s), best epoch {r.fit.best_epoch} by "
+                     f"{config.monitor} on validation); augmentation {'on' if config.augment else 'off'}. Temperature "
+                     f"{r.calibration['temperature']:.3f} and threshold {r.calibration['threshold']:.3f} on "
+                     f"P({spec.positive}), both fitted on validation. Grad-CAM layer `{meta['gradcam']['layer']}`."),
+            data=data.about + f"\n- Preprocessing: {preprocessing['description']}.",
+            evaluation=(f"{test_text}; 95% bootstrap intervals over {spec.item}s ({config.n_bootstrap} resamples). "
+                        f"AUROC ({spec.positive}) {ci_text(m['auroc'])}, accuracy {ci_text(m['accuracy'])}, balanced "
+                        f"accuracy {ci_text(m['balanced_accuracy'])}. Accuracy and balanced accuracy are at argmax "
+                        f"(the most probable class); sensitivity, specificity, PPV, NPV and F1 at the operating "
+                        f"threshold chosen on validation."),
+            limitations=list(spec.card_limitations))
+        return meta
+
+    # --------------------------------------------------------------------------------- model verbs
+    def options_cls(self, verb: str) -> type | None:
+        """The declared options of ``verb`` (see :mod:`breastdx.tasks.image_verbs`)."""
+        from breastdx.tasks import image_verbs
+
+        return {"train": self.config_cls, "evaluate": image_verbs.EvaluateOptions,
+                "predict": image_verbs.PredictOptions, "explain": image_verbs.ExplainOptions}.get(verb)
+
+    def evaluate(self, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
+        """Metrics of a saved model on a part of its split (default the test split); see
+        :class:`breastdx.tasks.image_verbs.EvaluateOptions`.
+
+        Raises:
+            ConfigError: For an unknown option or value.
+            DataError: If the data changed since the split was made, or are missing.
+            FileNotFoundError: If there is no split file.
+        """
+        from breastdx.tasks.image_verbs import evaluate
+
+        return evaluate(self, model_dir, data_root, run_dir, options)
+
+    def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
+        """``predictions.csv``: ``p_<class>`` and the label at the operating point (and Grad-CAM overlays); see
+        :class:`breastdx.tasks.image_verbs.PredictOptions`. Bad files are listed in the result's failures."""
+        from breastdx.tasks.image_verbs import predict
+
+        return predict(self, model_dir, inputs, run_dir, options)
+
+    def explain(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
+        """Grad-CAM / Grad-CAM++ overlays per image and ``explanations.csv``; see
+        :class:`breastdx.tasks.image_verbs.ExplainOptions`. Bad files are listed in the result's failures."""
+        from breastdx.tasks.image_verbs import explain
+
+        return explain(self, model_dir, inputs, run_dir, options)
+
+
+def register(spec: ClassificationSpec) -> ImageClassificationTask:
+    """Add a spec to the task registry (``breastdx train|evaluate|predict|explain spec.name``)."""
+    from breastdx.tasks.base import TASKS
+
+    task = ImageClassificationTask(spec)
+    TASKS.register(spec.name)(task)
+    return task
+
+
+def config_with(data_options: Mapping[str, Any], config_cls: type) -> Any:
+    """A default config of ``config_cls`` with the given data options (for ``evaluate``)."""
+    from breastdx.config import with_overrides
+
+    return with_overrides(config_cls(), dict(data_options))

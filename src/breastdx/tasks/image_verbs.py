@@ -1,0 +1,268 @@
+"""``evaluate``, ``predict`` and ``explain`` of every image-classification spec, with their options declared once.
+
+Each verb's options are a frozen dataclass below: its fields are the ``--name value`` options, their
+constraints are checked by :func:`breastdx.config.parse_options`, and ``breastdx predict TASK --help`` lists
+them from the same declaration. ``--threads`` is applied by the command line, not here.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from breastdx.config import ConfigError, option, parse_options, runtime_options, save_yaml, with_overrides
+from breastdx.evaluation.tables import OPERATING_POINT_TEXT, calibration_rows, ci_text, summary_rows
+from breastdx.tasks.base import RunResult, evenly_spaced
+
+CAM_CHOICES = ("gradcam", "gradcampp")
+TTA_CHOICES = ("", "none", "hflip")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Options of ``breastdx predict`` for image classifiers.
+
+    Attributes:
+        batch_size: Images per network call.
+        workers: Reader and writer threads.
+        threads: Torch CPU threads (0: PyTorch's default); set by the command line.
+        tta: Test-time augmentation (``none``, ``hflip``; empty: the model's).
+        gradcam: Write a Grad-CAM overlay per image into ``gradcam/`` (empty: the task's default).
+        method: ``gradcam`` or ``gradcampp`` (empty: the model's).
+    """
+
+    batch_size: int = option(64, ge=1)
+    workers: int = option(2, ge=1)
+    threads: int = option(0, ge=0)
+    tta: str = option("", choices=TTA_CHOICES)
+    gradcam: bool | None = None
+    method: str = option("", choices=("", *CAM_CHOICES))
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    """Options of ``breastdx explain`` for image classifiers.
+
+    Attributes:
+        method: Methods, comma-separated (``gradcam``, ``gradcampp``).
+        classes: Explain the ``predicted`` label or ``all`` classes.
+        batch_size: Images per network call.
+        workers: Reader threads.
+        threads: Torch CPU threads (0: PyTorch's default); set by the command line.
+        tta: Test-time augmentation of the probabilities (empty: the model's).
+        zoom: Enlarge each overlay this many times, nearest-neighbour (0: the task's default, 3 for patches).
+    """
+
+    method: tuple[str, ...] = option(CAM_CHOICES, choices=CAM_CHOICES, each=True)
+    classes: str = option("predicted", choices=("predicted", "all"))
+    batch_size: int = option(32, ge=1)
+    workers: int = option(2, ge=1)
+    threads: int = option(0, ge=0)
+    tta: str = option("", choices=TTA_CHOICES)
+    zoom: int = option(0, ge=0, le=16)
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """Options of ``breastdx evaluate`` for image classifiers (and the task's data options, such as
+    ``--data-file``).
+
+    Attributes:
+        split: Which part of the split file: ``train``, ``val`` or ``test``.
+        split_file: The split file (default: the model folder's ``split.json``).
+        seed: Seed of the bootstrap.
+        n_bootstrap: Bootstrap resamples.
+        batch_size: Images per network call.
+        tta: Test-time augmentation (empty: the model's).
+        max_cases: Images, evenly spaced, as in training (0: all).
+        localisation: Score the Grad-CAM maps against lesion masks (tasks with masks).
+    """
+
+    split: str = option("test", choices=("train", "val", "test"))
+    split_file: str = ""
+    seed: int = 0
+    n_bootstrap: int = option(2000, ge=0)
+    batch_size: int = option(64, ge=1)
+    tta: str = option("", choices=TTA_CHOICES)
+    max_cases: int = option(0, ge=0)
+    localisation: bool = True
+
+
+def _predictor(task: Any, model_dir: Path, options: dict[str, str], batch_size: int, tta: str, method: str = ""):
+    from breastdx.inference.classifier import ClassificationPredictor
+
+    return ClassificationPredictor.from_dir(model_dir, task=task.name, batch_size=batch_size, tta=tta or None,
+                                            gradcam_method=method or None, **runtime_options(options))
+
+
+def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
+    """See :meth:`breastdx.tasks.image_classification.ImageClassificationTask.evaluate`."""
+    from breastdx.evaluation.classification import evaluate_logits, write_figures
+    from breastdx.evaluation.report import HtmlReport
+    from breastdx.runs import write_json, write_versions
+    from breastdx.tasks.image_classification import SPLIT_FILE
+
+    spec = task.spec
+    data_names = {n.replace("_", "-") for n in spec.data_options}
+    given = {k: v for k, v in options.items() if k.replace("_", "-") not in data_names}
+    opts = parse_options(EvaluateOptions, given, f"evaluate {task.name}")
+    predictor = _predictor(task, model_dir, options, opts.batch_size, opts.tta)
+    trained = predictor.meta.get("training_config", {})
+    data_opts = {k: trained[k] for k in spec.data_options if k in trained}
+    data_opts.update({k.replace("-", "_"): v for k, v in options.items() if k.replace("_", "-") in data_names})
+    config = with_overrides(spec.config_cls(), data_opts)
+    split_path = Path(opts.split_file) if opts.split_file else Path(model_dir) / SPLIT_FILE
+    if not split_path.is_file():
+        raise FileNotFoundError(f"{split_path}: no split file; pass --split-file (the split.json of the training run).")
+    data = spec.read(config, data_root, split_path, run_dir / SPLIT_FILE)
+    part = data.parts[opts.split]
+    if opts.max_cases:
+        part = part.subset(evenly_spaced(len(part), opts.max_cases))
+        data = dataclasses.replace(data, parts={**data.parts, opts.split: part})
+    save_yaml({"task": task.name, "model": str(model_dir), "split_file": str(split_path), **dataclasses.asdict(opts),
+               "tta": predictor.tta, "data_root": str(data_root), **data.record, "data_checksum": data.checksum},
+              run_dir / "config.yaml")
+    write_versions(run_dir)
+    loaded = [part.read(i) for i in range(len(part))]
+    classes = list(predictor.class_names)
+    positive = predictor.positive
+    logits = predictor.predict_logits([im for im, _ in loaded])
+    ev = evaluate_logits(part.labels, logits, classes, temperature=predictor.temperature,
+                         threshold=float(predictor.threshold), positive=positive, n_boot=opts.n_bootstrap, seed=opts.seed)
+    text = data.describe(opts.split)
+    metrics: dict[str, Any] = {
+        "task": task.name, "split": text, "n": len(part), "model": str(model_dir), "positive_class": positive,
+        "threshold": predictor.threshold, "temperature": predictor.temperature, "metrics": ev["metrics"],
+        "calibration": ev["calibration"],
+        "confusion_matrix": {"class_names": classes, "argmax": ev["confusion_matrix"],
+                             "operating_point": ev["confusion_matrix_operating_point"]},
+        "data_checksum": data.checksum}
+    if spec.localisation is not None and opts.localisation:
+        loc = spec.localisation(predictor, part, predictor.gradcam_method, opts.n_bootstrap, opts.seed)
+        if loc["n_images"]:
+            metrics["localisation"] = {predictor.gradcam_method: {k: v for k, v in loc.items()
+                                                                  if k not in ("cams", "indices")}}
+    write_json(metrics, run_dir / "metrics.json")
+    arch = predictor.meta["architecture"]
+    rep = HtmlReport(f"breastdx — {task.title} (evaluation)")
+    rep.paragraph(f"Model {model_dir} ({arch}); {text}; temperature {predictor.temperature:.3f}, operating threshold "
+                  f"{float(predictor.threshold):.3f} on P({positive}); TTA {predictor.tta}. "
+                  + OPERATING_POINT_TEXT.format(positive=positive))
+    rep.metrics_table(ev["metrics"])
+    rep.heading("Calibration before and after temperature scaling")
+    rep.table(["metric", "before (T = 1)", "after"], calibration_rows(ev["calibration"]))
+    rows = summary_rows(ev["metrics"], spec.summary)
+    if "localisation" in metrics:
+        d = metrics["localisation"][predictor.gradcam_method]
+        rep.heading("Grad-CAM localisation on images with a lesion (true class)")
+        rep.table(["method", "mass in lesion", "pointing game", "uniform-map baseline", "centre baseline"],
+                  [[predictor.gradcam_method, ci_text(d["cam_mass_in_mask"]), ci_text(d["pointing_game"]),
+                    ci_text(d["mask_area_fraction"]), ci_text(d["pointing_game_center"])]])
+        rows += [["CAM mass in lesion", ci_text(d["cam_mass_in_mask"])], ["pointing game", ci_text(d["pointing_game"])]]
+    for png, caption in write_figures(run_dir, part.labels, {arch: ev}, arch, classes, positive, opts.split):
+        rep.figure(png, caption)
+    rep.write(run_dir / "report.html")
+    return RunResult(run_dir, metrics, f"{task.title}, {opts.split} split (n = {len(part)}): value [95% CI]",
+                     [["metric", "value [95% CI]"], *rows], [f"Split: {text}", f"Run folder: {run_dir}"])
+
+
+def predict(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
+    """See :meth:`breastdx.tasks.image_classification.ImageClassificationTask.predict`."""
+    from breastdx.inference.classifier import write_predictions
+
+    opts = parse_options(PredictOptions, options, f"predict {task.name}")
+    gradcam = task.spec.predict_gradcam if opts.gradcam is None else opts.gradcam
+    predictor = _predictor(task, model_dir, options, opts.batch_size, opts.tta, opts.method)
+    rows, failures, seconds = write_predictions(predictor, inputs, run_dir, gradcam=gradcam, workers=opts.workers)
+    classes = predictor.class_names
+    table = [[task.spec.item, *[f"P({c})" for c in classes], "label"]] + [
+        [Path(r["source"]).name, *[f"{r[f'p_{c}']:.3f}" for c in classes], r["label"]] for r in rows[:50]]
+    threshold = "none" if predictor.threshold is None else f"{predictor.threshold:.3f}"
+    notes = [f"{len(rows)} {task.spec.item}(s) in {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.1f}/s, model "
+             f"{predictor.meta['architecture']}, Grad-CAM {'on' if gradcam else 'off'}); label: "
+             f"{predictor.meta.get('label_rule', 'most probable class')} (threshold {threshold}). Wrote "
+             f"{run_dir / 'predictions.csv'}" + (", gradcam/" if gradcam else "")]
+    if len(rows) > 50:
+        notes.insert(0, f"(first 50 of {len(rows)} shown)")
+    return RunResult(run_dir, {}, f"{task.title}: predictions", table, notes, failures)
+
+
+def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
+    """See :meth:`breastdx.tasks.image_classification.ImageClassificationTask.explain`.
+
+    Writes ``explanations/<image>_<method>_<class>.png`` and ``explanations.csv`` (source, probabilities, label,
+    method, explained class, overlay, and where a lesion mask ``<image>_mask.<ext>`` lies beside the image, the
+    map's mass inside the lesion and the pointing-game hit, with the lesion contour drawn in green).
+    """
+    from PIL import Image
+
+    from breastdx.data.images import list_images, read_mask
+    from breastdx.explain.gradcam import cam_mass_in_mask, pointing_game_hit
+    from breastdx.visualize import heatmap_overlay, png_bytes
+
+    opts = parse_options(ExplainOptions, options, f"explain {task.name}")
+    if not opts.method:
+        raise ConfigError(f"The 'method' option of explain {task.name} must name one or more of "
+                          f"{', '.join(CAM_CHOICES)}. Got '' instead.")
+    zoom = opts.zoom or task.spec.explain_zoom
+    start = time.perf_counter()
+    predictor = _predictor(task, model_dir, options, opts.batch_size, opts.tta)
+    out_dir = run_dir / "explanations"
+    out_dir.mkdir()
+    rows: list[dict[str, Any]] = []
+    failures: list[tuple[str, str]] = []
+    records = []
+    for path, rec, out, err in predictor.predict_files(list_images(inputs), workers=opts.workers, gradcam=False):
+        if err is not None:
+            failures.append((str(path), err))
+        else:
+            records.append((path, rec, out))
+    classes = predictor.class_names
+    used: dict[str, int] = {}
+    for path, rec, out in records:
+        used[path.stem] = used.get(path.stem, 0) + 1
+        stem = path.stem if used[path.stem] == 1 else f"{path.stem}_{used[path.stem]}"
+        mask = None
+        mask_file = path.with_name(f"{path.stem}_mask{path.suffix}")
+        if mask_file.is_file():
+            try:
+                mask = read_mask(mask_file, expected_shape=rec.shape)
+            except ValueError as e:
+                failures.append((str(mask_file), f"mask not used: {e}"))
+        mask = mask if mask is not None and mask.any() else None
+        targets = [out.label_index] if opts.classes == "predicted" else list(range(len(classes)))
+        for method in opts.method:
+            for k in targets:
+                _, _, cams = predictor.explain([rec.array], method=method, class_idx=k)
+                overlay = heatmap_overlay(rec.array, cams[0], contour_mask=mask)
+                if zoom > 1:
+                    overlay = np.asarray(Image.fromarray(overlay).resize((overlay.shape[1] * zoom,
+                                                                          overlay.shape[0] * zoom), Image.NEAREST))
+                png = out_dir / f"{stem}_{method}_{classes[k]}.png"
+                png.write_bytes(png_bytes(overlay))
+                row = {"source": str(path), **{f"p_{c}": round(float(p), 6) for c, p in zip(classes, out.prob)},
+                       "label": out.label, "method": method, "explained_class": classes[k],
+                       "overlay": str(png.relative_to(run_dir)), "cam_mass_in_mask": "", "pointing_game_hit": ""}
+                if mask is not None:
+                    row["cam_mass_in_mask"] = round(cam_mass_in_mask(cams[0], mask), 4)
+                    row["pointing_game_hit"] = int(pointing_game_hit(cams[0], mask))
+                rows.append(row)
+    fields = ["source", *[f"p_{c}" for c in classes], "label", "method", "explained_class", "overlay",
+              "cam_mass_in_mask", "pointing_game_hit"]
+    with open(run_dir / "explanations.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    seconds = time.perf_counter() - start
+    table = [[task.spec.item, "label", "method", "class explained", "overlay"]] + [
+        [Path(r["source"]).name, r["label"], r["method"], r["explained_class"], r["overlay"]] for r in rows[:50]]
+    notes = [f"{len(records)} {task.spec.item}(s), {len(rows)} overlay(s) in {seconds:.1f} s (model "
+             f"{predictor.meta['architecture']}, layer {predictor.explainer(opts.method[0]).layer}); wrote "
+             f"{run_dir / 'explanations.csv'} and explanations/"]
+    return RunResult(run_dir, {}, f"{task.title}: Grad-CAM explanations", table, notes, failures)
