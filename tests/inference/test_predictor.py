@@ -186,3 +186,36 @@ def test_preprocessing_helpers():
     assert prep == Preprocessing(image_size=48)
     with pytest.raises(ValueError, match="image_size"):
         Preprocessing(image_size=4)
+
+
+def test_write_segmentation_predictions(tmp_path):
+    import csv
+
+    from breastdx.inference.records import SEGMENTATION_FIELDS
+    from breastdx.inference.writers import write_segmentation_predictions
+
+    d, _ = _model_dir(tmp_path)
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    for i, im in enumerate(_images()[:2]):
+        Image.fromarray(im).save(folder / f"img{i}.png")
+    Image.fromarray(_images()[2]).save(folder / "sub" / "img0.png")  # same stem: written as img0_2
+    (folder / "notes.png").write_text("not an image")
+    run = tmp_path / "run"
+    run.mkdir()
+    p = SegmentationPredictor.from_dir(d, batch_size=2)
+    rows, failures, seconds = write_segmentation_predictions(p, [folder], run, overlays=True, workers=2)
+    assert [Path(f[0]).name for f in failures] == ["notes.png"] and seconds > 0
+    with open(run / "predictions.csv", newline="") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert list(csv_rows[0]) == ["source", "mask", "overlay", "height", "width", *SEGMENTATION_FIELDS, "spacing_mm"]
+    assert sorted(r["mask"] for r in csv_rows) == ["masks/img0_2_mask.png", "masks/img0_mask.png", "masks/img1_mask.png"]
+    for r, row in zip(csv_rows, rows):
+        mask = np.asarray(Image.open(run / r["mask"])) > 0
+        assert int(r["lesion_area_px"]) == row["lesion_area_px"] == int(mask.sum())
+        assert mask.shape == (int(r["height"]), int(r["width"])) and (run / r["overlay"]).is_file()
+        assert r["lesion_area_mm2"] == "" and r["spacing_mm"] == "" and r["lesion_found"] == str(mask.any())
+    run2 = tmp_path / "run2"
+    run2.mkdir()
+    rows, _, _ = write_segmentation_predictions(p, [folder / "img1.png"], run2, overlays=False)
+    assert rows[0]["overlay"] == "" and not (run2 / "overlays").exists()

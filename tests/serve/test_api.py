@@ -14,6 +14,7 @@ from PIL import Image
 
 from breastdx import RESEARCH_USE_ONLY
 from breastdx.data.wdbc import FEATURE_NAMES, load_wdbc
+from breastdx.inference.records import SEGMENTATION_FIELDS
 from breastdx.serve import ServeSettings, create_app
 from breastdx.serve.db import DatabaseError
 from breastdx.serve.models import ModelRegistry
@@ -152,10 +153,12 @@ def test_ultrasound_answers_classification_gradcam_and_segmentation(client, synt
     assert heat.shape == (45, 61, 4) and heat[..., 3].max() == 255  # alpha follows the map, max-scaled to 1
     # (images up to 160 px keep their size; larger ones get a smaller layer, see the real-image test)
     assert cls["gradcam_composite_png"] is None
+    assert cls["label_argmax"] == max(cls["probabilities"], key=cls["probabilities"].get)
     seg = a["segmentation"]
+    assert set(SEGMENTATION_FIELDS) <= set(seg)  # the CLI's names (predictions.csv)
     mask = _decode_data_url(seg["mask_png"])
     assert mask.shape == (45, 61) and set(np.unique(mask)) <= {0, 255}
-    assert seg["area_px"] == int((mask > 0).sum()) and seg["area_mm2"] is None
+    assert seg["lesion_area_px"] == int((mask > 0).sum()) and seg["lesion_area_mm2"] is None
     contour = _decode_data_url(seg["contour_overlay_png"])
     assert contour.shape == (45, 61, 4) and set(np.unique(contour[..., 3])) <= {0, 255}
     assert seg["contour_composite_png"] is None
@@ -198,7 +201,7 @@ def test_large_image_is_scaled_for_display_but_measured_at_full_size(client):
     assert (a["image"]["display_height"], a["image"]["display_width"]) == (110, 256)
     seg = a["segmentation"]
     assert _decode_data_url(seg["mask_png"]).shape == (110, 256)
-    assert seg["area_fraction"] == pytest.approx(seg["area_px"] / (300 * 700), abs=1e-6)
+    assert seg["lesion_fraction"] == pytest.approx(seg["lesion_area_px"] / (300 * 700), abs=1e-6)
 
 
 def test_dicom_pixel_spacing_gives_area_in_mm2(client, tmp_path):
@@ -209,7 +212,7 @@ def test_dicom_pixel_spacing_gives_area_in_mm2(client, tmp_path):
     a = r.json()
     assert a["image"]["format"] == "DICOM" and a["image"]["spacing_mm"] == [0.1, 0.2]
     seg = a["segmentation"]
-    assert seg["area_mm2"] == pytest.approx(seg["area_px"] * 0.02, abs=1e-3)
+    assert seg["lesion_area_mm2"] == pytest.approx(seg["lesion_area_px"] * 0.02, abs=1e-3)
 
 
 def test_uploads_are_decoded_in_memory_never_written_to_disk(client, tmp_path, synthetic_png, monkeypatch):
@@ -582,7 +585,7 @@ def test_odd_images_are_answered(client, shape):
     assert r.status_code == 200, r.text
     a = r.json()
     assert (a["image"]["height"], a["image"]["width"]) == shape[:2]
-    assert 1 <= a["image"]["display_width"] <= 256 and a["segmentation"]["area_px"] <= shape[0] * shape[1]
+    assert 1 <= a["image"]["display_width"] <= 256 and a["segmentation"]["lesion_area_px"] <= shape[0] * shape[1]
 
 
 def test_sixteen_bit_png(client):

@@ -50,7 +50,7 @@ def test_bounded_load_on_loopback(registry, tmp_path, image_bytes):
                     else:
                         a = r.json()
                         answers.add((a["classification"]["label"], tuple(a["classification"]["probabilities"].values()),
-                                     a["segmentation"]["area_px"]))
+                                     a["segmentation"]["lesion_area_px"]))
 
             client.post("/v1/predict/ultrasound", files={"file": (name, data, "image/png")})  # warm the path up
             t0 = time.perf_counter()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from torch import nn
 
 from breastdx.inference.base import PREDICTORS, TTA_MODES, WEIGHTS_FILE, ImagePredictor, save_weights  # noqa: F401
 from breastdx.inference.meta import ModelMeta
+from breastdx.inference.writers import write_predictions  # noqa: F401  # re-exported until tasks/ import breastdx.inference.writers
 from breastdx.models.saved import ModelFolderError
 
 log = logging.getLogger(__name__)
@@ -299,72 +299,3 @@ class ClassificationPredictor(ImagePredictor):
             return self._outputs(*self.explain_prepared(prepared, [r.shape for r in records]))
         prob = self.proba_from_logits(self.logits_of_input(self._to_input(prepared)))
         return self._outputs(prob, self.labels_from_proba(prob), None)
-
-
-PREDICTION_FIELDS = ("source", "height", "width")
-
-
-def write_predictions(predictor: ClassificationPredictor, inputs: Sequence[str | Path], run_dir: Path, *,
-                      gradcam: bool = True, workers: int = 2) -> tuple[list[dict[str, Any]], list[tuple[str, str]], float]:
-    """Predict every image of ``inputs`` (files and folders) and write ``predictions.csv`` and Grad-CAM overlays.
-
-    ``predictions.csv`` has one row per image read: ``source``, ``height``, ``width``, ``p_<class>`` for every
-    class (after temperature scaling), ``label`` (at the operating point), ``label_argmax``, ``threshold``
-    and, with Grad-CAM, ``gradcam`` (the overlay PNG, relative to ``run_dir``, in ``gradcam/``). Files that
-    cannot be read are skipped and returned as failures; the others are predicted.
-
-    Args:
-        predictor: The predictor.
-        inputs: Image files and folders (see :func:`breastdx.data.images.list_images`).
-        run_dir: Output folder (exists).
-        gradcam: Write a Grad-CAM overlay of the reported label per image.
-        workers: Reader and writer threads.
-
-    Returns:
-        ``(rows, failures, seconds)``: the CSV rows, ``(input, reason)`` per failure, wall-clock seconds.
-    """
-    import csv
-    import time
-
-    from breastdx.data.images import list_images
-    from breastdx.explain.gradcam import write_cam_png
-
-    start = time.perf_counter()
-    paths = list_images(inputs)
-    cam_dir = Path(run_dir) / "gradcam"
-    if gradcam:
-        cam_dir.mkdir(exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    failures: list[tuple[str, str]] = []
-    used: dict[str, int] = {}
-    threshold = predictor.threshold
-    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as writers:
-        jobs = []
-        for path, rec, out, err in predictor.predict_files(paths, workers=workers, gradcam=gradcam):
-            if err is not None:
-                failures.append((str(path), err))
-                continue
-            stem = path.stem
-            used[stem] = used.get(stem, 0) + 1
-            if used[stem] > 1:
-                stem = f"{stem}_{used[stem]}"
-            h, w = rec.shape
-            row: dict[str, Any] = {"source": str(path), "height": h, "width": w}
-            row.update({f"p_{c}": round(float(p), 6) for c, p in zip(predictor.class_names, out.prob)})
-            row.update({"label": out.label, "label_argmax": out.argmax_label,
-                        "threshold": "" if threshold is None else round(float(threshold), 6)})
-            if gradcam and out.cam is not None:
-                png = cam_dir / f"{stem}_gradcam_{out.label}.png"
-                jobs.append(writers.submit(write_cam_png, rec.array, out.cam, png))
-                row["gradcam"] = str(png.relative_to(run_dir))
-            rows.append(row)
-        for job in jobs:
-            job.result()
-    fields = [*PREDICTION_FIELDS, *[f"p_{c}" for c in predictor.class_names], "label", "label_argmax", "threshold"]
-    if gradcam:
-        fields.append("gradcam")
-    with open(Path(run_dir) / "predictions.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    return rows, failures, time.perf_counter() - start

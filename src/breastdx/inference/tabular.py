@@ -93,8 +93,34 @@ class WDBCPredictor(Predictor):
         """P(malignant), float64 in [0, 1], shape ``(n,)``, for features of shape ``(n, 30)``."""
         return self.model.predict_proba(np.asarray(X, dtype=float))[:, 1]
 
+    def predict_records(self, X: np.ndarray, n_reasons: int = 3, seed: int = 0) -> list[dict[str, Any]]:
+        """One record per case (:func:`breastdx.inference.records.tabular_record`).
+
+        Args:
+            X: Features, float ``(n, 30)`` in :data:`breastdx.data.wdbc.FEATURE_NAMES` order.
+            n_reasons: How many SHAP contributions to report per case (0: none, no SHAP computed).
+            seed: Seed of the SHAP permutations.
+
+        Returns:
+            ``{"probabilities", "label", "label_argmax", "threshold", "top_contributions"}`` per case; each
+            contribution holds the case's value of the feature (``input_value``).
+        """
+        from breastdx.explain.shap_tabular import TabularExplainer, top_contributions
+        from breastdx.inference.records import tabular_record
+
+        X = np.asarray(X, dtype=float)
+        prob = self.predict_proba(X)
+        reasons: list[list[tuple[str, float]]] | None = None
+        if n_reasons > 0:
+            explanation = TabularExplainer(self.model, self.background, FEATURE_NAMES, seed=seed).explain(X)
+            reasons = top_contributions(explanation.values, FEATURE_NAMES, k=n_reasons)
+        classes = list(self.meta.class_names)
+        return [tabular_record(prob[i], classes, self.threshold, None if reasons is None else reasons[i],
+                               dict(zip(FEATURE_NAMES, X[i]))) for i in range(X.shape[0])]
+
     def predict_table(self, table: WDBCTable, n_reasons: int = 3, seed: int = 0) -> list[dict[str, Any]]:
-        """One row per case: id, probability of malignancy, label at the operating point, top SHAP contributions.
+        """One ``predictions.csv`` row per case (:func:`breastdx.inference.records.csv_row` of
+        :meth:`predict_records`), after the case's ``id``, with its ``diagnosis`` when known.
 
         Args:
             table: Validated cases.
@@ -102,28 +128,19 @@ class WDBCPredictor(Predictor):
             seed: Seed of the SHAP permutations.
 
         Returns:
-            Rows with keys ``id, p_malignant, label, threshold, top_features`` and ``shap_<k>_feature``,
-            ``shap_<k>_value`` (signed, probability units) for k = 1..n_reasons; ``diagnosis`` too when known.
+            Rows with keys ``id, p_benign, p_malignant, label, label_argmax, threshold`` (``diagnosis`` when
+            known) and, with ``n_reasons`` > 0, ``shap_<k>_feature``, ``shap_<k>_value`` (signed, probability
+            units) for k = 1..n_reasons and ``top_features``.
         """
-        from breastdx.explain.shap_tabular import TabularExplainer, top_contributions
+        from breastdx.inference.records import csv_row
 
-        prob = self.predict_proba(table.X)
-        reasons: list[list[tuple[str, float]]] = [[] for _ in range(table.n)]
-        if n_reasons > 0:
-            explanation = TabularExplainer(self.model, self.background, FEATURE_NAMES, seed=seed).explain(table.X)
-            reasons = top_contributions(explanation.values, FEATURE_NAMES, k=n_reasons)
-        classes = self.meta["class_names"]
+        classes = list(self.meta.class_names)
         rows = []
-        for i in range(table.n):
-            row: dict[str, Any] = {"id": table.ids[i], "p_malignant": round(float(prob[i]), 6),
-                                   "label": classes[int(prob[i] >= self.threshold)],
-                                   "threshold": round(self.threshold, 6)}
+        for i, record in enumerate(self.predict_records(table.X, n_reasons, seed)):
+            contributions = record.pop("top_contributions")
+            row: dict[str, Any] = {"id": table.ids[i], **csv_row(record)}
             if table.y is not None:
                 row["diagnosis"] = classes[int(table.y[i])]
-            for k, (name, value) in enumerate(reasons[i], start=1):
-                row[f"shap_{k}_feature"] = name
-                row[f"shap_{k}_value"] = round(value, 6)
-            if n_reasons > 0:
-                row["top_features"] = "; ".join(f"{n} {v:+.3f}" for n, v in reasons[i])
+            row.update(csv_row({"top_contributions": contributions}))
             rows.append(row)
         return rows

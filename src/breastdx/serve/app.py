@@ -349,7 +349,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
 
         def work() -> dict[str, Any]:
             _use_threads(request)
-            answer = predict_features(model, X, req.case_id, n_reasons)
+            answer = predict_features(model, X, n_reasons)
             return _finish(request, "wdbc", [model], features_sha256(X), req.case_id, answer, start, [])
 
         return await run_in_threadpool(work)

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from breastdx import RESEARCH_USE_ONLY
+from breastdx.inference.records import classification_record, json_answer, segmentation_record
 from breastdx.visualize import (PREDICTION_COLOR, contour_rgba, display_size, heatmap_overlay, heatmap_rgba,
                                 overlay_contours, png_data_url, resize_image, resize_map, to_gray, to_rgb)
 
@@ -224,12 +225,7 @@ def warm_up(model: LoadedModel, gradcam: bool = True) -> None:
     """
     with model.lock:
         if model.kind == "tabular":
-            from breastdx.data.checksum import sha256_arrays
-            from breastdx.data.wdbc import WDBCTable
-
-            X = np.asarray(model.predictor.background[:1], dtype=float)
-            model.predictor.predict_table(WDBCTable(X, None, np.array(["warm-up"]), "warm-up", sha256_arrays(X)),
-                                          n_reasons=1)
+            model.predictor.predict_records(np.asarray(model.predictor.background[:1], dtype=float), n_reasons=1)
             return
         shape = (64, 64) if model.image_mode == "gray" else (64, 64, 3)
         blank = np.zeros(shape, dtype=np.uint8)
@@ -458,12 +454,7 @@ def _segment(model: LoadedModel, image: np.ndarray, spacing: tuple[float, float]
     return {
         "model": model.ref,
         "threshold": float(model.predictor.postprocessing.threshold),
-        "lesion_found": bool(out.area_px > 0),
-        "area_px": int(out.area_px),
-        "area_mm2": None if out.area_mm2 is None else round(float(out.area_mm2), 3),
-        "area_fraction": round(out.area_px / float(out.mask.size), 6),
-        "n_components": int(out.n_components),
-        "max_prob": round(float(out.max_prob), 6),
+        **json_answer(segmentation_record(out)),
         "mask_png": png_data_url(mask_disp.astype(np.uint8) * 255),
         "contour_overlay_png": png_data_url(contour_rgba(mask_disp)),
         "contour_composite_png": png_data_url(overlay_contours(disp_image, [mask_disp], [PREDICTION_COLOR]))
@@ -480,10 +471,7 @@ def _classify(model: LoadedModel, image: np.ndarray, disp_image: np.ndarray, gra
     result: dict[str, Any] = {
         "model": model.ref,
         "class_names": names,
-        "probabilities": {n: round(float(p), 6) for n, p in zip(names, out.prob)},
-        "label": out.label,
-        "argmax_label": out.argmax_label,
-        "threshold": None if predictor.threshold is None else float(predictor.threshold),
+        **json_answer(classification_record(out.prob, names, out.label, predictor.threshold)),
         "positive_class": predictor.positive,
         "temperature": float(predictor.temperature),
         "gradcam_method": predictor.gradcam_method if gradcam else None,
@@ -552,45 +540,26 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
     return answer
 
 
-def predict_features(model: LoadedModel, X: np.ndarray, case_id: str | None, n_reasons: int) -> dict[str, Any]:
+def predict_features(model: LoadedModel, X: np.ndarray, n_reasons: int) -> dict[str, Any]:
     """Run the WDBC model on one case.
 
     Args:
         model: The ``wdbc`` model.
         X: Features ``(1, 30)`` from :func:`parse_wdbc_features`.
-        case_id: The client's case id, or None.
         n_reasons: SHAP contributions to report (0: none).
 
     Returns:
-        ``{"classification": {"model", "class_names", "probabilities", "label", "argmax_label", "threshold",
-        "positive_class", "top_contributions": [{"feature", "value", "input_value"}]}, "timings_ms"}``;
-        ``value`` is the signed SHAP value in probability units.
+        ``{"classification": {"model", "class_names", "probabilities", "label", "label_argmax", "threshold",
+        "top_contributions": [{"feature", "value", "input_value"}], "positive_class"}, "timings_ms"}``
+        (the fields of :func:`breastdx.inference.records.tabular_record`); ``value`` is the signed SHAP value
+        in probability units.
     """
-    from breastdx.data.checksum import sha256_arrays
-    from breastdx.data.wdbc import FEATURE_NAMES, WDBCTable
-
     t = time.perf_counter()
-    table = WDBCTable(X, None, np.array([case_id or "case"]), "request", sha256_arrays(X))
     with model.lock:
-        row = model.predictor.predict_table(table, n_reasons=n_reasons)[0]
-    names = list(model.meta["class_names"])
-    p = float(row["p_malignant"])
-    index = {n: i for i, n in enumerate(FEATURE_NAMES)}
-    contributions = []
-    for k in range(1, n_reasons + 1):
-        feature = row.get(f"shap_{k}_feature")
-        if feature is None:
-            break
-        contributions.append({"feature": feature, "value": float(row[f"shap_{k}_value"]),
-                              "input_value": float(X[0, index[feature]])})
-    classification = {
-        "model": model.ref,
-        "class_names": names,
-        "probabilities": {names[0]: round(1.0 - p, 6), names[1]: round(p, 6)},
-        "label": row["label"],
-        "argmax_label": names[int(p >= 0.5)],
-        "threshold": float(row["threshold"]),
-        "positive_class": model.meta.get("positive_class", names[-1]),
-        "top_contributions": contributions,
-    }
+        record = model.predictor.predict_records(X, n_reasons=n_reasons)[0]
+    if record["top_contributions"] is None:
+        record["top_contributions"] = []
+    meta = model.predictor.meta
+    classification = {"model": model.ref, "class_names": list(meta.class_names), **json_answer(record),
+                      "positive_class": meta.positive_class}
     return {"classification": classification, "timings_ms": {"tabular": round((time.perf_counter() - t) * 1000, 2)}}

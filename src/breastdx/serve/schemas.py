@@ -123,7 +123,7 @@ class ClassificationResult(_Base):
     probabilities: dict[str, float] = Field(description="After temperature scaling (image classifiers).")
     label: str = Field(description="The label at the operating point: the positive class when its probability "
                                    "reaches the threshold, else the most probable other class.")
-    argmax_label: str = Field(description="The most probable class.")
+    label_argmax: str = Field(description="The most probable class.")
     threshold: float | None = None
     positive_class: str | None = None
     temperature: float | None = None
@@ -143,11 +143,12 @@ class SegmentationResult(_Base):
     model: ModelRef
     threshold: float = Field(description="Pixel threshold on the lesion probability.")
     lesion_found: bool
-    area_px: int = Field(description="Lesion area in pixels of the original image.")
-    area_mm2: float | None = Field(None, description="Lesion area in mm², when the DICOM pixel spacing is known.")
-    area_fraction: float
-    n_components: int
-    max_prob: float
+    lesion_area_px: int = Field(description="Lesion area in pixels of the original image.")
+    lesion_area_mm2: float | None = Field(None, description="Lesion area in mm², when the DICOM pixel spacing is "
+                                                            "known.")
+    lesion_fraction: float = Field(description="Lesion area over image area, in [0, 1].")
+    n_components: int = Field(description="Connected lesion regions.")
+    max_prob: float = Field(description="Largest lesion probability in the image.")
     mask_png: str = Field(description="Mask, gray PNG {0, 255}.")
     contour_overlay_png: str = Field(description="Lesion contour as an RGBA layer to lay over image_png (red line, "
                                                  "transparent elsewhere).")

@@ -205,8 +205,8 @@ function setupTasks() {
 function areaText(seg) {
   if (!seg) return "";
   if (!seg.lesion_found) return "no lesion";
-  const mm = seg.area_mm2 !== null && seg.area_mm2 !== undefined ? `${seg.area_mm2.toFixed(1)} mm²` : null;
-  return mm ? `${mm} (${seg.area_px} px)` : `${seg.area_px} px`;
+  const mm = seg.lesion_area_mm2 !== null && seg.lesion_area_mm2 !== undefined ? `${seg.lesion_area_mm2.toFixed(1)} mm²` : null;
+  return mm ? `${mm} (${seg.lesion_area_px} px)` : `${seg.lesion_area_px} px`;
 }
 
 function showAnswer(index) {
@@ -238,7 +238,7 @@ function showAnswer(index) {
     $("pred-rule").textContent = ruleText(cls);
     renderBars($("prob-bars"), cls);
     addDetail(dl, "Classifier", `${cls.model.name} (version ${cls.model.version})`);
-    if (cls.argmax_label !== cls.label) addDetail(dl, "Most probable class", displayName(cls.argmax_label));
+    if (cls.label_argmax !== cls.label) addDetail(dl, "Most probable class", displayName(cls.label_argmax));
   } else {
     label.textContent = seg && seg.lesion_found ? "lesion found" : "no lesion found";
     label.dataset.label = label.textContent;
@@ -246,7 +246,7 @@ function showAnswer(index) {
     $("prob-bars").replaceChildren();
   }
   if (seg) {
-    addDetail(dl, "Lesion area", areaText(seg) + (seg.lesion_found && seg.area_mm2 === null ? " — mm² needs a DICOM with pixel spacing" : ""));
+    addDetail(dl, "Lesion area", areaText(seg) + (seg.lesion_found && seg.lesion_area_mm2 === null ? " — mm² needs a DICOM with pixel spacing" : ""));
     addDetail(dl, "Lesion regions", String(seg.n_components));
     addDetail(dl, "Segmentation", `${seg.model.name} (version ${seg.model.version}), pixel threshold ${fmtNum(seg.threshold, 2)}`);
   }
@@ -350,7 +350,7 @@ function batchCSV() {
     const row = [
       item.file.name, a ? a.task : currentTask(), cls ? cls.label : (seg ? (seg.lesion_found ? "lesion" : "no lesion") : ""),
       cls ? cls.threshold : "", ...classNames.map((n) => (cls && n in cls.probabilities ? cls.probabilities[n] : "")),
-      seg ? seg.lesion_found : "", seg ? seg.area_px : "", seg && seg.area_mm2 !== null ? seg.area_mm2 : "",
+      seg ? seg.lesion_found : "", seg ? seg.lesion_area_px : "", seg && seg.lesion_area_mm2 !== null ? seg.lesion_area_mm2 : "",
       a ? a.models.map((m) => m.name).join("+") : "", a ? a.models.map((m) => m.version).join("+") : "",
       a ? a.prediction_id : "", a ? a.input_sha256 : "", a ? a.elapsed_ms : "", item.error || "",
     ];

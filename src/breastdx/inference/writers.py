@@ -1,0 +1,139 @@
+"""Batch prediction to files: ``predictions.csv`` (rows of :mod:`breastdx.inference.records`) and the
+pictures of each image (masks and contour overlays, Grad-CAM overlays).
+
+Files are read one batch ahead of the network (:meth:`~breastdx.inference.base.ImagePredictor.predict_files`)
+and pictures are encoded in ``workers`` threads while the next batch runs. A file that cannot be read is
+skipped and returned as a failure with its reason; the others are predicted.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from breastdx.inference.records import SEGMENTATION_FIELDS, classification_record, csv_row, segmentation_record
+from breastdx.visualize import write_cam_png, write_mask_png, write_overlay_png
+
+Failures = list[tuple[str, str]]
+
+RowMaker = Callable[[Path, Any, Any, str, Callable[..., Future]], dict[str, Any]]
+
+
+def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path, fields: list[str],
+                    make_row: RowMaker, workers: int, **options: Any) -> tuple[list[dict[str, Any]], Failures, float]:
+    """Predict every image of ``inputs``, make each row with ``make_row(path, record, output, stem, submit)``
+    (``submit`` queues a picture to write; ``stem`` is the file's stem, made unique), write ``predictions.csv``."""
+    from breastdx.data.images import list_images
+
+    start = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    failures: Failures = []
+    used: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+        jobs: list[Future] = []
+
+        def submit(fn: Callable[..., Any], *args: Any) -> Future:
+            jobs.append(pool.submit(fn, *args))
+            return jobs[-1]
+
+        for path, rec, out, err in predictor.predict_files(list_images(inputs), workers=workers, **options):
+            if err is not None:
+                failures.append((str(path), err))
+                continue
+            used[path.stem] = used.get(path.stem, 0) + 1
+            stem = path.stem if used[path.stem] == 1 else f"{path.stem}_{used[path.stem]}"
+            rows.append(make_row(path, rec, out, stem, submit))
+        for job in jobs:
+            job.result()
+    with open(Path(run_dir) / "predictions.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows, failures, time.perf_counter() - start
+
+
+def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Path, *, gradcam: bool = True,
+                      workers: int = 2) -> tuple[list[dict[str, Any]], Failures, float]:
+    """Classify every image of ``inputs`` (files and folders); write ``predictions.csv`` and Grad-CAM overlays.
+
+    ``predictions.csv`` has one row per image read: ``source``, ``height``, ``width``, then the classification
+    record (:func:`~breastdx.inference.records.classification_record`): ``p_<class>`` for every class (after
+    temperature scaling), ``label`` (at the operating point), ``label_argmax``, ``threshold``; and, with
+    Grad-CAM, ``gradcam`` (the overlay PNG in ``gradcam/``, relative to ``run_dir``).
+
+    Args:
+        predictor: A :class:`~breastdx.inference.classifier.ClassificationPredictor`.
+        inputs: Image files and folders (see :func:`breastdx.data.images.list_images`).
+        run_dir: Output folder (exists).
+        gradcam: Write a Grad-CAM overlay of the reported label per image.
+        workers: Reader and writer threads.
+
+    Returns:
+        ``(rows, failures, seconds)``: the CSV rows, ``(input, reason)`` per failure, wall-clock seconds.
+    """
+    cam_dir = Path(run_dir) / "gradcam"
+    if gradcam:
+        cam_dir.mkdir(exist_ok=True)
+
+    def make_row(path: Path, rec: Any, out: Any, stem: str, submit: Callable[..., Future]) -> dict[str, Any]:
+        h, w = rec.shape
+        row = {"source": str(path), "height": h, "width": w,
+               **csv_row(classification_record(out.prob, predictor.class_names, out.label, predictor.threshold))}
+        if gradcam and out.cam is not None:
+            png = cam_dir / f"{stem}_gradcam_{out.label}.png"
+            submit(write_cam_png, rec.array, out.cam, png)
+            row["gradcam"] = str(png.relative_to(run_dir))
+        return row
+
+    fields = ["source", "height", "width", *[f"p_{c}" for c in predictor.class_names], "label", "label_argmax",
+              "threshold", *(["gradcam"] if gradcam else [])]
+    return _predict_to_csv(predictor, inputs, run_dir, fields, make_row, workers, gradcam=gradcam)
+
+
+def write_segmentation_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Path, *,
+                                   overlays: bool = True,
+                                   workers: int = 2) -> tuple[list[dict[str, Any]], Failures, float]:
+    """Segment every image of ``inputs`` (files and folders); write ``masks/``, ``overlays/`` and ``predictions.csv``.
+
+    ``predictions.csv`` has one row per image read: ``source``, ``mask`` and ``overlay`` (PNG files relative to
+    ``run_dir``; ``overlay`` empty without overlays), ``height``, ``width``, then the segmentation record
+    (:func:`~breastdx.inference.records.segmentation_record`): ``lesion_found``, ``lesion_area_px``,
+    ``lesion_area_mm2`` (empty without a pixel spacing), ``lesion_fraction``, ``n_components``, ``max_prob``;
+    and ``spacing_mm`` (``"<row>x<col>"``, empty when unknown). Masks are gray PNGs {0, 255} at the original
+    size; overlays show the contour in red on the image.
+
+    Args:
+        predictor: A :class:`~breastdx.inference.predictor.SegmentationPredictor`.
+        inputs: Image files and folders (see :func:`breastdx.data.images.list_images`).
+        run_dir: Output folder (exists).
+        overlays: Also write ``overlays/<stem>_overlay.png``.
+        workers: Reader and writer threads.
+
+    Returns:
+        ``(rows, failures, seconds)``: the CSV rows (``lesion_found`` a bool, numbers as numbers), ``(input,
+        reason)`` per failure, wall-clock seconds.
+    """
+    mask_dir, overlay_dir = Path(run_dir) / "masks", Path(run_dir) / "overlays"
+    mask_dir.mkdir(exist_ok=True)
+    if overlays:
+        overlay_dir.mkdir(exist_ok=True)
+
+    def make_row(path: Path, rec: Any, out: Any, stem: str, submit: Callable[..., Future]) -> dict[str, Any]:
+        mask_png = mask_dir / f"{stem}_mask.png"
+        submit(write_mask_png, out.mask, mask_png)
+        overlay = ""
+        if overlays:
+            submit(write_overlay_png, rec.array, out.mask, overlay_dir / f"{stem}_overlay.png")
+            overlay = str((overlay_dir / f"{stem}_overlay.png").relative_to(run_dir))
+        h, w = rec.shape
+        spacing = rec.spacing_mm
+        return {"source": str(path), "mask": str(mask_png.relative_to(run_dir)), "overlay": overlay,
+                "height": h, "width": w, **csv_row(segmentation_record(out)),
+                "spacing_mm": "" if spacing is None else f"{spacing[0]}x{spacing[1]}"}
+
+    fields = ["source", "mask", "overlay", "height", "width", *SEGMENTATION_FIELDS, "spacing_mm"]
+    return _predict_to_csv(predictor, inputs, run_dir, fields, make_row, workers)
