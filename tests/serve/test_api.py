@@ -344,7 +344,7 @@ def test_unknown_task_suggests_and_lists_served_tasks(client, synthetic_png):
 def test_absent_models_answer_404_naming_the_shipped_tasks(registry, synthetic_png):
     only_wdbc = ModelRegistry({"wdbc": registry.models["wdbc"]})
     with TestClient(create_app(ServeSettings(database_url="sqlite://"), registry=only_wdbc)) as c:
-        for task in ("busi-seg", "busi-cls", "ultrasound", "pcam"):
+        for task in ("busi-seg", "busi-cls", "ultrasound", "pcam", "idc", "breakhis"):
             err = _assert_error(_upload(c, task, synthetic_png), 404, "model_not_available")
             assert "Served tasks: wdbc." in err["message"]
         assert c.get("/healthz").json()["tasks"] == ["wdbc"]
@@ -353,6 +353,34 @@ def test_absent_models_answer_404_naming_the_shipped_tasks(registry, synthetic_p
         assert c.get("/healthz").json()["status"] == "degraded"
         err = _assert_error(c.post("/v1/predict/wdbc", json={"features": _features()}), 404, "model_not_available")
         assert "(none)" in err["message"]
+
+
+def test_every_image_classifier_folder_is_served(tmp_path, synthetic_png):
+    """A classifier of any task (here an RGB idc model) is served through the predictor registry."""
+    import torch
+
+    from breastdx.data.transforms import Preprocessing
+    from breastdx.inference.classifier import save_classifier
+    from breastdx.models.networks import build_network
+
+    torch.manual_seed(2)
+    net, args = build_network("unet_multitask", 3, 2, channels=[4, 8, 16], strides=[2, 2], num_res_units=1,
+                              decoder=False)
+    folder = tmp_path / "idc"
+    save_classifier(folder, net, {"task": "idc", "architecture": "unet_multitask", "architecture_args": args,
+                                  "in_channels": 3, "class_names": ["non_idc", "idc"], "positive_class": "idc",
+                                  "preprocessing": Preprocessing(image_size=32, mode="rgb").to_meta(),
+                                  "threshold": 0.4})
+    reg = ModelRegistry.load([folder])
+    assert not reg.unavailable and reg.tasks() == ["idc"] and reg.models["idc"].kind == "classification"
+    with TestClient(create_app(ServeSettings(database_url="sqlite://"), registry=reg)) as c:
+        r = _upload(c, "idc", synthetic_png)
+        assert r.status_code == 200, r.text
+        cls = r.json()["classification"]
+        assert cls["class_names"] == ["non_idc", "idc"] and cls["threshold"] == 0.4
+        assert cls["label"] == ("idc" if cls["probabilities"]["idc"] >= 0.4 else "non_idc")
+        assert cls["gradcam_overlay_png"].startswith("data:image/png;base64,")
+        assert [m["task"] for m in c.get("/v1/models").json()["models"]] == ["idc"]
 
 
 def test_ultrasound_with_segmentation_only_notes_the_missing_classifier(registry, synthetic_png):

@@ -39,8 +39,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from breastdx import RESEARCH_USE_ONLY, __version__
 from breastdx.serve import schemas
 from breastdx.serve.db import DatabaseError, PredictionStore
-from breastdx.serve.models import (ULTRASOUND_TASK, LoadedModel, ModelRegistry, ServeInputError, bytes_sha256,
-                                   features_sha256, parse_wdbc_features, predict_features, predict_image)
+from breastdx.serve.inputs import ServeInputError, bytes_sha256, features_sha256, parse_wdbc_features
+from breastdx.serve.models import ULTRASOUND_TASK, LoadedModel, ModelRegistry, predict_features, predict_image
 from breastdx.serve.settings import ServeSettings, auto_torch_threads
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,13 @@ Tasks and what they take:
   threshold and the largest SHAP contributions.
 * ``busi-seg`` (segmentation): an image; answers the lesion mask, its contour and its area (mm² when the
   DICOM pixel spacing is known).
-* ``busi-cls``, ``breastmnist``, ``pcam`` (classification): an image; answers class probabilities, the
-  label at the operating point and the Grad-CAM map of that label.
+* every image classifier (``busi-cls``, ``breastmnist``, ``pcam``, ``idc``, ``breakhis``, ...): an image;
+  answers class probabilities, the label at the operating point and the Grad-CAM map of that label.
 * ``ultrasound``: one image through ``busi-seg`` and ``busi-cls`` (whichever of them is served).
+
+A model folder is loaded by the predictor of its kind (:func:`breastdx.inference.base.load_predictor`), so
+any folder a breastdx task writes is served; answers use the fields of :mod:`breastdx.inference.records`.
+Uploads are read by :mod:`breastdx.serve.inputs`, in memory.
 
 Each model has a lock: Grad-CAM keeps per-call state in hooks on the network, so a network runs one
 request at a time; different models run in parallel.
@@ -21,33 +25,25 @@ request at a time; different models run in parallel.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
-import math
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from breastdx import RESEARCH_USE_ONLY
+from breastdx.inference.meta import ModelMeta
 from breastdx.inference.records import classification_record, json_answer, segmentation_record
+from breastdx.serve.inputs import IMAGE_FORMATS, ServeInputError, read_upload
 from breastdx.visualize import (PREDICTION_COLOR, contour_rgba, display_size, heatmap_overlay, heatmap_rgba,
                                 overlay_contours, png_data_url, resize_image, resize_map, to_gray, to_rgb)
 
 log = logging.getLogger(__name__)
-
-TASK_KINDS: dict[str, str] = {
-    "wdbc": "tabular",
-    "busi-seg": "segmentation",
-    "busi-cls": "classification",
-    "breastmnist": "classification",
-    "pcam": "classification",
-}
-"""Kind of model of each known task; a model of another task is classed by its ``meta.json``."""
 
 ULTRASOUND_TASK = "ultrasound"
 """The combined endpoint: segmentation and classification of one ultrasound image."""
@@ -55,51 +51,22 @@ ULTRASOUND_TASK = "ultrasound"
 ULTRASOUND_PARTS = ("busi-seg", "busi-cls")
 """The tasks the ultrasound endpoint runs, in order."""
 
-IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "DICOM")
-
 GRADCAM_LAYER_MAX_SIDE = 160
 """Longer side of the Grad-CAM layer in answers, in pixels. Grad-CAM maps are upsampled from the network's
 last feature map (8 x 8 to 16 x 16 cells), so a small layer stretched over the image looks the same as a full
 one, and costs a tenth of the encoding time."""
 
 
-class ServeInputError(ValueError):
-    """A request the service cannot answer; carries the HTTP status and a short machine-readable code.
-
-    Attributes:
-        status: HTTP status code (4xx).
-        code: Short error code, e.g. ``"not_an_image"``.
-        problems: Every problem found, one line each.
-    """
-
-    def __init__(self, status: int, code: str, message: str, problems: Sequence[str] | None = None) -> None:
-        super().__init__(message)
-        self.status = int(status)
-        self.code = code
-        self.problems = list(problems or [])
-
-
 # ------------------------------------------------------------------------------------------------ loading
 
 
-def kind_of(task: str, meta: dict[str, Any]) -> str:
-    """``"tabular"``, ``"segmentation"`` or ``"classification"`` for a model of ``task``."""
-    if task in TASK_KINDS:
-        return TASK_KINDS[task]
-    if str(meta.get("weights_file", "")).endswith(".skops"):
-        return "tabular"
-    if "postprocessing" in meta or task.endswith("-seg"):
-        return "segmentation"
-    return "classification"
-
-
-def weights_version(model_dir: Path, meta: dict[str, Any]) -> str:
+def weights_version(model_dir: Path, meta: ModelMeta) -> str:
     """The model's version: ``meta["version"]`` when given, else the first 12 hex digits of the weights' SHA-256."""
     if meta.get("version"):
         return str(meta["version"])
     from breastdx.data.checksum import sha256_file
 
-    return sha256_file(model_dir / meta["weights_file"])[:12]
+    return sha256_file(model_dir / meta.weights_file)[:12]
 
 
 @dataclass
@@ -108,27 +75,37 @@ class LoadedModel:
 
     Attributes:
         name: Its name (the zoo folder's name).
-        task: Its task.
-        kind: ``"tabular"``, ``"segmentation"`` or ``"classification"``.
         version: ``meta["version"]`` or the start of the weights' SHA-256.
         model_dir: Its folder.
-        meta: ``meta.json``.
         card: ``MODEL_CARD.md`` (empty when missing).
-        predictor: :class:`~breastdx.inference.tabular.WDBCPredictor`,
+        predictor: The predictor of the folder's kind (:func:`breastdx.inference.base.load_predictor`):
+            :class:`~breastdx.inference.tabular.WDBCPredictor`,
             :class:`~breastdx.inference.predictor.SegmentationPredictor` or
             :class:`~breastdx.inference.classifier.ClassificationPredictor`.
         lock: Held while the model runs.
     """
 
     name: str
-    task: str
-    kind: str
     version: str
     model_dir: Path
-    meta: dict[str, Any]
     card: str
     predictor: Any
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def meta(self) -> ModelMeta:
+        """The checked ``meta.json``."""
+        return self.predictor.meta
+
+    @property
+    def task(self) -> str:
+        """The task the model was trained for."""
+        return self.meta.task
+
+    @property
+    def kind(self) -> str:
+        """``"tabular"``, ``"segmentation"`` or ``"classification"`` (the folder's kind)."""
+        return self.meta.kind
 
     @property
     def ref(self) -> dict[str, str]:
@@ -146,8 +123,7 @@ class LoadedModel:
         info: dict[str, Any] = {
             "name": self.name, "task": self.task, "kind": self.kind, "version": self.version,
             "architecture": meta.get("architecture"), "title": meta.get("title"),
-            "class_names": list(meta.get("class_names", [])),
-            "positive_class": meta.get("positive_class", (meta.get("class_names") or [None])[-1]),
+            "class_names": list(meta.class_names), "positive_class": meta.positive_class,
             "threshold": meta.get("threshold"), "threshold_rule": meta.get("threshold_rule"),
             "temperature": meta.get("temperature"),
             "metrics": meta.get("metrics", {}), "metrics_split": meta.get("metrics_split"),
@@ -168,7 +144,7 @@ class LoadedModel:
         return info
 
 
-def model_name(model_dir: Path, meta: dict[str, Any]) -> str:
+def model_name(model_dir: Path, meta: ModelMeta) -> str:
     """``meta["name"]``, else the folder's name (its parent's for a run folder's ``model/``)."""
     if meta.get("name"):
         return str(meta["name"])
@@ -191,30 +167,15 @@ def load_model(model_dir: str | Path, name: str | None = None, dtype: str = "aut
     Raises:
         ModelFolderError: If the folder is not a valid model folder of a kind this service runs.
     """
-    from breastdx.models.saved import CARD_FILE, read_meta
+    from breastdx.inference.base import load_predictor
+    from breastdx.models.saved import CARD_FILE
 
     model_dir = Path(model_dir)
-    meta = read_meta(model_dir)
-    task = str(meta["task"])
-    kind = kind_of(task, meta)
-    if kind == "tabular":
-        from breastdx.inference.tabular import WDBCPredictor
-
-        predictor: Any = WDBCPredictor.from_dir(model_dir)
-    elif kind == "segmentation":
-        from breastdx.inference.predictor import SegmentationPredictor
-
-        predictor = SegmentationPredictor.from_dir(model_dir, task=task, batch_size=1, dtype=dtype,
-                                                   backend=backend)
-    else:
-        from breastdx.inference.classifier import ClassificationPredictor
-
-        predictor = ClassificationPredictor.from_dir(model_dir, task=task, batch_size=1, dtype=dtype,
-                                                      backend=backend)
+    predictor = load_predictor(model_dir, batch_size=1, dtype=dtype, backend=backend)
     card_path = model_dir / CARD_FILE
     card = card_path.read_text(encoding="utf-8", errors="replace") if card_path.is_file() else ""
-    return LoadedModel(name or model_name(model_dir, meta), task, kind, weights_version(model_dir, meta), model_dir,
-                       meta, card, predictor)
+    return LoadedModel(name or model_name(model_dir, predictor.meta), weights_version(model_dir, predictor.meta),
+                       model_dir, card, predictor)
 
 
 def warm_up(model: LoadedModel, gradcam: bool = True) -> None:
@@ -315,7 +276,9 @@ class ModelRegistry:
         if found:
             return found
         served = ", ".join(self.tasks()) or "(none)"
-        known = sorted(set(TASK_KINDS) | {ULTRASOUND_TASK})
+        from breastdx.tasks import TASKS
+
+        known = sorted(set(TASKS.names()) | {ULTRASOUND_TASK})
         if task in known:
             needs = " or ".join(ULTRASOUND_PARTS) if task == ULTRASOUND_TASK else task
             message = (f"Task {task!r} is not served: no {needs} model is shipped in this installation (or it failed "
@@ -329,117 +292,6 @@ class ModelRegistry:
     @staticmethod
     def _missing(message: str, code: str) -> list[LoadedModel]:
         raise ServeInputError(404, code, message)
-
-
-# ------------------------------------------------------------------------------------------------ inputs
-
-
-def read_upload(data: bytes, filename: str, mode: str, max_pixels: int) -> Any:
-    """Decode an uploaded image in memory (:func:`breastdx.data.images.read_image_bytes`): no upload is written
-    to disk.
-
-    The format comes from the bytes, never from the name.
-
-    Args:
-        data: The uploaded bytes.
-        filename: The name the client gave (for messages only).
-        mode: ``"gray"`` or ``"rgb"``.
-        max_pixels: Largest accepted width x height.
-
-    Returns:
-        An :class:`~breastdx.data.images.ImageRecord` (its ``path`` is the client's file name).
-
-    Raises:
-        ServeInputError: 422 ``empty_upload``; 415 ``not_an_image`` (not PNG, JPEG, TIFF or DICOM bytes);
-            413 ``image_too_large`` (over ``max_pixels``); 422 ``unreadable_image`` (truncated, corrupt,
-            several frames, unsupported pixel layout).
-    """
-    from breastdx.data.images import ImageReadError, read_image_bytes, sniff_bytes
-
-    if not data:
-        raise ServeInputError(422, "empty_upload", f"{filename}: the upload is empty (0 bytes); expected a PNG, "
-                              f"JPEG, TIFF or DICOM image.")
-    if sniff_bytes(data[:132]) is None:
-        raise ServeInputError(415, "not_an_image", f"{filename}: not an image: its first bytes {data[:8]!r} are "
-                              f"not those of a PNG, JPEG, TIFF or DICOM file (DICOM needs the 'DICM' marker at "
-                              f"byte 128), whatever its name ends with.")
-    try:
-        return read_image_bytes(data, filename, mode=mode, max_pixels=max_pixels)
-    except ImageReadError as e:
-        message = str(e)
-        too_large = "over the limit" in message or "decompression-bomb" in message
-        raise ServeInputError(413 if too_large else 422, "image_too_large" if too_large else "unreadable_image",
-                              message) from None
-
-
-def parse_wdbc_features(features: Any) -> np.ndarray:
-    """The 30 WDBC features of a JSON object, checked by the rules of the CSV reader.
-
-    Names may be scikit-learn's (``mean radius``) or UCI/Kaggle's (``radius_mean``); values must be numbers
-    (or numeric strings), finite and >= 0. Every problem is reported at once.
-
-    Args:
-        features: ``{name: value}`` for the 30 features.
-
-    Returns:
-        float64 ``(1, 30)`` in :data:`breastdx.data.wdbc.FEATURE_NAMES` order.
-
-    Raises:
-        ServeInputError: 422 ``invalid_features`` listing missing, unknown or repeated names and
-            non-numeric, non-finite or negative values.
-    """
-    from breastdx.data.wdbc import COLUMN_ALIASES, FEATURE_NAMES
-
-    if not isinstance(features, dict):
-        raise ServeInputError(422, "invalid_features", f"'features' must be a JSON object mapping the 30 WDBC "
-                              f"feature names to numbers, got {type(features).__name__}.")
-    problems: list[str] = []
-    values: dict[str, float] = {}
-    seen: dict[str, str] = {}
-    for key, raw in features.items():
-        canonical = COLUMN_ALIASES.get(str(key).strip())
-        if canonical is None:
-            problems.append(f"{key!r}: not a WDBC feature; expected names such as {FEATURE_NAMES[0]!r} or "
-                            f"'radius_mean'")
-            continue
-        if canonical in seen:
-            problems.append(f"{key!r}: feature {canonical!r} is already given as {seen[canonical]!r}")
-            continue
-        seen[canonical] = str(key)
-        if isinstance(raw, bool) or raw is None or not isinstance(raw, (int, float, str)):
-            problems.append(f"{key!r}: expected a number, got {raw!r}")
-            values[canonical] = math.nan
-            continue
-        try:
-            v = float(raw)
-        except ValueError:
-            problems.append(f"{key!r}: expected a number, got {raw!r}")
-            values[canonical] = math.nan
-            continue
-        if not math.isfinite(v):
-            problems.append(f"{key!r}: expected a finite number, got {raw!r}")
-        elif v < 0:
-            problems.append(f"{key!r}: expected a value >= 0 (sizes and shape measures cannot be negative), got {v}")
-        values[canonical] = v
-    missing = [f for f in FEATURE_NAMES if f not in seen]
-    if missing:
-        problems.append(f"missing feature(s): {', '.join(repr(m) for m in missing)}")
-    if problems:
-        raise ServeInputError(422, "invalid_features", f"Invalid WDBC features ({len(problems)} problem(s)); "
-                              f"expected the 30 features, each a finite number >= 0.", problems)
-    return np.array([[values[f] for f in FEATURE_NAMES]], dtype=np.float64)
-
-
-def features_sha256(X: np.ndarray) -> str:
-    """SHA-256 of the features as recorded: :func:`breastdx.data.checksum.sha256_arrays` of the ``(1, 30)`` array."""
-    from breastdx.data.checksum import sha256_arrays
-
-    return sha256_arrays(np.ascontiguousarray(X, dtype=np.float64))
-
-
-def bytes_sha256(data: bytes) -> str:
-    """SHA-256 of uploaded bytes, hexadecimal."""
-    return hashlib.sha256(data).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ running

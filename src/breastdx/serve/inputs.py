@@ -1,0 +1,141 @@
+"""What the service accepts: uploaded image bytes decoded in memory, and the 30 WDBC features as JSON.
+
+No upload is written to disk. Every refusal is a :class:`ServeInputError` with its HTTP status and a short
+machine-readable code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "DICOM")
+"""Image formats an upload may have (recognised from its bytes)."""
+
+
+class ServeInputError(ValueError):
+    """A request the service cannot answer; carries the HTTP status and a short machine-readable code.
+
+    Attributes:
+        status: HTTP status code (4xx).
+        code: Short error code, e.g. ``"not_an_image"``.
+        problems: Every problem found, one line each.
+    """
+
+    def __init__(self, status: int, code: str, message: str, problems: Sequence[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = int(status)
+        self.code = code
+        self.problems = list(problems or [])
+
+
+def read_upload(data: bytes, filename: str, mode: str, max_pixels: int) -> Any:
+    """Decode an uploaded image in memory (:func:`breastdx.data.images.read_image_bytes`): no upload is written
+    to disk.
+
+    The format comes from the bytes, never from the name.
+
+    Args:
+        data: The uploaded bytes.
+        filename: The name the client gave (for messages only).
+        mode: ``"gray"`` or ``"rgb"``.
+        max_pixels: Largest accepted width x height.
+
+    Returns:
+        An :class:`~breastdx.data.images.ImageRecord` (its ``path`` is the client's file name).
+
+    Raises:
+        ServeInputError: 422 ``empty_upload``; 415 ``not_an_image`` (not PNG, JPEG, TIFF or DICOM bytes);
+            413 ``image_too_large`` (over ``max_pixels``); 422 ``unreadable_image`` (truncated, corrupt,
+            several frames, unsupported pixel layout).
+    """
+    from breastdx.data.images import ImageReadError, read_image_bytes, sniff_bytes
+
+    if not data:
+        raise ServeInputError(422, "empty_upload", f"{filename}: the upload is empty (0 bytes); expected a PNG, "
+                              f"JPEG, TIFF or DICOM image.")
+    if sniff_bytes(data[:132]) is None:
+        raise ServeInputError(415, "not_an_image", f"{filename}: not an image: its first bytes {data[:8]!r} are "
+                              f"not those of a PNG, JPEG, TIFF or DICOM file (DICOM needs the 'DICM' marker at "
+                              f"byte 128), whatever its name ends with.")
+    try:
+        return read_image_bytes(data, filename, mode=mode, max_pixels=max_pixels)
+    except ImageReadError as e:
+        message = str(e)
+        too_large = "over the limit" in message or "decompression-bomb" in message
+        raise ServeInputError(413 if too_large else 422, "image_too_large" if too_large else "unreadable_image",
+                              message) from None
+
+
+def parse_wdbc_features(features: Any) -> np.ndarray:
+    """The 30 WDBC features of a JSON object, checked by the rules of the CSV reader.
+
+    Names may be scikit-learn's (``mean radius``) or UCI/Kaggle's (``radius_mean``); values must be numbers
+    (or numeric strings), finite and >= 0. Every problem is reported at once.
+
+    Args:
+        features: ``{name: value}`` for the 30 features.
+
+    Returns:
+        float64 ``(1, 30)`` in :data:`breastdx.data.wdbc.FEATURE_NAMES` order.
+
+    Raises:
+        ServeInputError: 422 ``invalid_features`` listing missing, unknown or repeated names and
+            non-numeric, non-finite or negative values.
+    """
+    from breastdx.data.wdbc import COLUMN_ALIASES, FEATURE_NAMES
+
+    if not isinstance(features, dict):
+        raise ServeInputError(422, "invalid_features", f"'features' must be a JSON object mapping the 30 WDBC "
+                              f"feature names to numbers, got {type(features).__name__}.")
+    problems: list[str] = []
+    values: dict[str, float] = {}
+    seen: dict[str, str] = {}
+    for key, raw in features.items():
+        canonical = COLUMN_ALIASES.get(str(key).strip())
+        if canonical is None:
+            problems.append(f"{key!r}: not a WDBC feature; expected names such as {FEATURE_NAMES[0]!r} or "
+                            f"'radius_mean'")
+            continue
+        if canonical in seen:
+            problems.append(f"{key!r}: feature {canonical!r} is already given as {seen[canonical]!r}")
+            continue
+        seen[canonical] = str(key)
+        if isinstance(raw, bool) or raw is None or not isinstance(raw, (int, float, str)):
+            problems.append(f"{key!r}: expected a number, got {raw!r}")
+            values[canonical] = math.nan
+            continue
+        try:
+            v = float(raw)
+        except ValueError:
+            problems.append(f"{key!r}: expected a number, got {raw!r}")
+            values[canonical] = math.nan
+            continue
+        if not math.isfinite(v):
+            problems.append(f"{key!r}: expected a finite number, got {raw!r}")
+        elif v < 0:
+            problems.append(f"{key!r}: expected a value >= 0 (sizes and shape measures cannot be negative), got {v}")
+        values[canonical] = v
+    missing = [f for f in FEATURE_NAMES if f not in seen]
+    if missing:
+        problems.append(f"missing feature(s): {', '.join(repr(m) for m in missing)}")
+    if problems:
+        raise ServeInputError(422, "invalid_features", f"Invalid WDBC features ({len(problems)} problem(s)); "
+                              f"expected the 30 features, each a finite number >= 0.", problems)
+    return np.array([[values[f] for f in FEATURE_NAMES]], dtype=np.float64)
+
+
+def features_sha256(X: np.ndarray) -> str:
+    """SHA-256 of the features as recorded: :func:`breastdx.data.checksum.sha256_arrays` of the ``(1, 30)`` array."""
+    from breastdx.data.checksum import sha256_arrays
+
+    return sha256_arrays(np.ascontiguousarray(X, dtype=np.float64))
+
+
+def bytes_sha256(data: bytes) -> str:
+    """SHA-256 of uploaded bytes, hexadecimal."""
+    return hashlib.sha256(data).hexdigest()
