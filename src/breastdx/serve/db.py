@@ -26,11 +26,11 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import nullcontext
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, DateTime, Float, Integer, String, create_engine, event, func, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -65,9 +65,8 @@ class PredictionRow(Base):
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
-@dataclass(frozen=True)
-class PredictionEntry:
-    """A recorded prediction, detached from the database session.
+class PredictionEntry(BaseModel):
+    """A recorded prediction, detached from the database session (also the API's view of it).
 
     Attributes:
         id: Its number.
@@ -82,31 +81,31 @@ class PredictionEntry:
         result: The answer without images.
     """
 
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
+
     id: int
     created_at: datetime
     task: str
     model_name: str
     model_version: str
     input_sha256: str
-    input_name: str | None
-    label: str | None
+    input_name: str | None = None
+    label: str | None = None
     elapsed_ms: float
-    result: dict[str, Any]
+    result: dict[str, Any] = Field(description="The answer without its images.")
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as JSON-ready values (``created_at`` in ISO 8601)."""
-        return {"id": self.id, "created_at": self.created_at.isoformat(), "task": self.task,
-                "model_name": self.model_name, "model_version": self.model_version,
-                "input_sha256": self.input_sha256, "input_name": self.input_name, "label": self.label,
-                "elapsed_ms": self.elapsed_ms, "result": self.result}
+        return {**self.model_dump(), "created_at": self.created_at.isoformat()}
 
 
 def _entry(row: PredictionRow) -> PredictionEntry:
     created = row.created_at
     if created.tzinfo is None:  # SQLite stores naive timestamps; they were written in UTC
         created = created.replace(tzinfo=timezone.utc)
-    return PredictionEntry(row.id, created, row.task, row.model_name, row.model_version, row.input_sha256,
-                           row.input_name, row.label, float(row.elapsed_ms), dict(row.result or {}))
+    return PredictionEntry(id=row.id, created_at=created, task=row.task, model_name=row.model_name,
+                           model_version=row.model_version, input_sha256=row.input_sha256, input_name=row.input_name,
+                           label=row.label, elapsed_ms=float(row.elapsed_ms), result=dict(row.result or {}))
 
 
 def _clip(text: str | None, length: int) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from breastdx import RESEARCH_USE_ONLY
+from breastdx.serve.db import PredictionEntry
 
 
 class _Base(BaseModel):
@@ -187,19 +188,9 @@ class PredictionResponse(_Base):
     research_use_only: str = RESEARCH_USE_ONLY
 
 
-class PredictionEntryOut(_Base):
-    """One recorded prediction."""
+class PredictionEntryOut(PredictionEntry):
+    """One recorded prediction (:class:`breastdx.serve.db.PredictionEntry`) with the research-use notice."""
 
-    id: int
-    created_at: datetime
-    task: str
-    model_name: str
-    model_version: str
-    input_sha256: str
-    input_name: str | None = None
-    label: str | None = None
-    elapsed_ms: float
-    result: dict[str, Any] = Field(description="The answer without its images.")
     research_use_only: str = RESEARCH_USE_ONLY
 
 
