@@ -24,6 +24,7 @@ import numpy as np
 from breastdx.config import ConfigError, check_options, save_yaml, to_dict
 from breastdx.data.errors import DataError
 from breastdx.data.wdbc import CLASS_NAMES, FEATURE_NAMES, FEATURE_UNITS, load_wdbc, read_wdbc_file
+from breastdx.evaluation.tables import OPERATING_POINTS, ci_text, metric_label
 from breastdx.tasks.base import TASKS, RunResult, Task
 
 log = logging.getLogger(__name__)
@@ -108,9 +109,15 @@ def _fold_progress(total: int) -> Iterator[Callable[[str], None]]:
         yield lambda name: bar.update(job, advance=1, description=f"cross-validation ({name})")
 
 
-def _ci_text(m: dict[str, Any]) -> str:
-    lo, hi = m["ci95"]
-    return f"{m['value']:.3f} [{lo:.3f}, {hi:.3f}]"
+def _label(name: str, point: str) -> str:
+    """A metric's name with its operating point, for tables that hold both: ``point`` is ``"argmax"``
+    (P(malignant) >= 0.5, the most probable class) or ``"op"`` (the operating threshold); a ranking or probability
+    figure (AUROC, Brier, ECE) is named without one, as :func:`~breastdx.evaluation.tables.metric_label` does."""
+    return f"{name} @ {point}" if OPERATING_POINTS.get(name) else metric_label(name)
+
+
+POINTS_TEXT = ("@ argmax: P(malignant) >= 0.5 (the most probable class); @ op: the operating threshold, {rule}; "
+               "AUROC, Brier and ECE use the probabilities.")
 
 
 @TASKS.register("wdbc")
@@ -185,15 +192,17 @@ class WDBCTask(Task):
 
         names = list(config.models)
         header = ["metric", *[("*" if n == best else "") + n for n in names]]
-        rows = [[k, *[_ci_text(summaries[n]["metrics"][k]) for n in names]] for k in SUMMARY_METRICS]
+        rows = [[_label(k, "argmax"), *[ci_text(summaries[n]["metrics"][k]) for n in names]] for k in SUMMARY_METRICS]
         for k in ("sensitivity", "specificity"):
-            rows.append([f"{k} @ op", *[_ci_text(summaries[n]["operating_point"]["metrics"][k]) for n in names]])
+            rows.append([_label(k, "op"), *[ci_text(summaries[n]["operating_point"]["metrics"][k]) for n in names]])
         bench = metrics["benchmark"]
         notes = [
             f"Best model (highest AUROC): {best}; final model fit on all {table.n} cases, threshold "
             f"{final['threshold']:.3f} for sensitivity >= {config.target_sensitivity}.",
             f"Benchmark: best accuracy {bench['best_accuracy']:.4f} (target >= {TARGET_ACCURACY}, MSM-T 1993), "
             f"best AUROC {bench['best_auroc']:.4f} (target >= {TARGET_AUROC}).",
+            POINTS_TEXT.format(rule=f"chosen for sensitivity >= {config.target_sensitivity} inside each training "
+                                    f"part"),
             f"Run folder: {run_dir}",
         ]
         return RunResult(run_dir, metrics, "WDBC, repeated 10-fold CV: value [95% CI]", [header, *rows], notes)
@@ -322,14 +331,14 @@ class WDBCTask(Task):
         names = list(config.models)
         rep.table(["model", *SUMMARY_METRICS, "balanced_accuracy", "f1"],
                   [[summaries[n]["title"] + (" (best)" if n == best else ""),
-                    *[_ci_text(summaries[n]["metrics"][k]) for k in (*SUMMARY_METRICS, "balanced_accuracy", "f1")]]
+                    *[ci_text(summaries[n]["metrics"][k]) for k in (*SUMMARY_METRICS, "balanced_accuracy", "f1")]]
                    for n in names], highlight_row=names.index(best))
         rep.heading(f"Operating point: target sensitivity {config.target_sensitivity} chosen on training folds")
         rep.table(["model", "threshold (mean)", "sensitivity", "specificity", "ppv", "npv", "accuracy"],
                   [[summaries[n]["title"], f"{summaries[n]['operating_point']['threshold_mean']:.3f}",
-                    *[_ci_text(summaries[n]["operating_point"]["metrics"][k])
+                    *[ci_text(summaries[n]["operating_point"]["metrics"][k])
                       for k in ("sensitivity", "specificity", "ppv", "npv", "accuracy")]] for n in names])
-        rep.heading("Best model: every metric")
+        rep.heading("Best model: every metric (@ argmax: threshold 0.5)")
         rep.metrics_table(summaries[best]["metrics"])
         rep.heading("Plots")
         rep.figure(run_dir / "roc.png", "ROC curves, out-of-fold predictions of the first repeat")
@@ -388,11 +397,13 @@ class WDBCTask(Task):
         for png, cap in (("roc.png", "ROC"), ("reliability.png", "Reliability"), ("confusion.png", "Confusion")):
             rep.figure(run_dir / png, cap)
         rep.write(run_dir / "report.html")
-        rows = [[k, _ci_text(metrics["metrics"][k]), _ci_text(metrics["operating_point"]["metrics"][k])]
+        rows = [[k, ci_text(metrics["metrics"][k]), ci_text(metrics["operating_point"]["metrics"][k])]
                 for k in metrics["metrics"]]
-        notes = [f"Split: {split}", f"Run folder: {run_dir}"]
+        notes = [f"Split: {split}", POINTS_TEXT.format(rule=predictor.meta.get("threshold_rule", "from meta.json")),
+                 f"Run folder: {run_dir}"]
         return RunResult(run_dir, metrics, "WDBC evaluation: value [95% CI]",
-                         [["metric", "threshold 0.5", f"threshold {predictor.threshold:.3f}"], *rows], notes)
+                         [["metric", "@ argmax (threshold 0.5)", f"@ op (threshold {predictor.threshold:.3f})"],
+                          *rows], notes)
 
     # ---------------------------------------------------------------- predict
     def _shap_rows(self, model_dir: Path, inputs: list[Path], options: dict[str, str], command: str,
