@@ -54,7 +54,8 @@ def main() -> None:
     import torch
 
     from breastdx.data.images import list_images
-    from breastdx.inference.classifier import ClassificationPredictor, write_predictions
+    from breastdx.inference.classifier import ClassificationPredictor
+    from breastdx.inference.writers import write_predictions
     from breastdx.zoo import resolve_model
 
     if args.threads:

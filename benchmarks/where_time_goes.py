@@ -86,7 +86,7 @@ def busi_seg_stages(folder: Path, n_images: int) -> None:
     from _machine import images_under
     from breastdx.data.images import read_image
     from breastdx.data.transforms import restore_size
-    from breastdx.inference.overlays import write_mask_png, write_overlay_png
+    from breastdx.visualize import write_mask_png, write_overlay_png
     from breastdx.inference.predictor import SegmentationPredictor
     from breastdx.zoo import resolve_model
 

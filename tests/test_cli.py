@@ -88,3 +88,25 @@ def test_train_help_lists_the_task_options_where_they_are_declared():
     assert "Inner-search budget" in result.output  # the description from WDBCConfig's docstring
     bare = runner.invoke(app, ["train", "--help"])
     assert bare.exit_code == 0 and "breastdx train TASK --help" in bare.output
+
+
+def test_every_declared_option_of_every_task_is_described():
+    """`breastdx VERB TASK --help` reads the declarations: no option may lack its description (a subclass's
+    inherited options included)."""
+    from breastdx.config import describe_options
+    from breastdx.tasks import TASKS, get_task
+
+    missing = []
+    for name in TASKS.names():
+        task = get_task(name)
+        for verb in ("train", "evaluate", "predict", "explain"):
+            declared = task.options_cls(verb)
+            if declared is not None:
+                missing += [f"{verb} {name} {opt}" for opt, _, text in describe_options(declared) if not text]
+    assert not missing, missing
+
+
+def test_predict_help_lists_the_task_options():
+    result = runner.invoke(app, ["predict", "pcam", "--help"])
+    assert result.exit_code == 0
+    assert "Options of predict pcam" in result.output and "--batch-size" in result.output and "--gradcam" in result.output

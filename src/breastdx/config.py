@@ -270,16 +270,12 @@ RUNTIME_OPTIONS = frozenset({"dtype", "backend"})
 """Options of every model verb (predict, evaluate, explain), set by the command line: how the network runs."""
 
 
-def describe_options(config_cls: type) -> list[tuple[str, str, str]]:
-    """``(--name, default, description)`` for each field of a task's config dataclass, for ``--help``.
-
-    Descriptions come from the ``Attributes:`` section of the class docstring (Google style), so each
-    option is described once, where it is declared.
-    """
+def _attribute_docs(doc: str | None) -> dict[str, str]:
+    """Field name to description, from the ``Attributes:`` section of a Google-style class docstring."""
     docs: dict[str, str] = {}
     current = None
     in_attributes = False
-    for line in (config_cls.__doc__ or "").splitlines():
+    for line in (doc or "").splitlines():
         text = line.strip()
         if text == "Attributes:":
             in_attributes = True
@@ -294,6 +290,18 @@ def describe_options(config_cls: type) -> list[tuple[str, str, str]]:
             docs[name] = rest.strip()
         elif current and text:
             docs[current] += " " + text
+    return docs
+
+
+def describe_options(config_cls: type) -> list[tuple[str, str, str]]:
+    """``(--name, default, description)`` for each field of a task's config dataclass, for ``--help``.
+
+    Descriptions come from the ``Attributes:`` section of the class docstring (Google style), so each
+    option is described once, where it is declared.
+    """
+    docs: dict[str, str] = {}
+    for cls in reversed(config_cls.__mro__):  # a subclass's description of a field wins over its base's
+        docs.update(_attribute_docs(cls.__dict__.get("__doc__")))
     rows = []
     for f in dataclasses.fields(config_cls):
         default = f.default if f.default is not dataclasses.MISSING else (

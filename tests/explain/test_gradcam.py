@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from breastdx.explain.gradcam import (GRADCAM_LAYERS, CamExplainer, cam_mass_in_mask, localisation_summary,
+from breastdx.explain.gradcam import (CamExplainer, cam_mass_in_mask, localisation_summary,
                                       pointing_game_hit, target_layer, upsample_map)
 from breastdx.models.multitask import MultiTaskUNet
 from breastdx.models.networks import build_network
@@ -56,7 +56,8 @@ def test_fast_backward_gives_the_same_maps(resnet):
 
 
 def test_target_layers():
-    assert GRADCAM_LAYERS["resnet18"] == "layer4" and GRADCAM_LAYERS["efficientnet_b0"] == "_bn1"
+    assert target_layer(torch.nn.Identity(), "resnet18") == "layer4"  # from the network registry's entry
+    assert target_layer(torch.nn.Identity(), "efficientnet_b0") == "_bn1"
     net = MultiTaskUNet(1, 3)
     assert target_layer(net, "unet_multitask") == net.gradcam_layer
     with pytest.raises(ValueError, match="No Grad-CAM target layer"):

@@ -10,7 +10,8 @@ from PIL import Image
 
 from breastdx.data.transforms import Preprocessing
 from breastdx.evaluation.calibration import softmax
-from breastdx.inference.classifier import ClassificationPredictor, save_classifier, write_predictions
+from breastdx.inference.classifier import ClassificationPredictor, save_classifier
+from breastdx.inference.writers import write_predictions
 from breastdx.models.networks import build_network
 from breastdx.models.saved import ModelFolderError
 

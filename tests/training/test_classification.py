@@ -84,14 +84,20 @@ def test_option_parsing():
 
 
 def test_a_network_without_a_gradcam_layer_is_refused_before_training(monkeypatch):
-    """The saved model explains itself with Grad-CAM: an architecture without a target layer fails at the
-    option check, not after training (it used to train fully, then fail while saving)."""
-    from breastdx.explain import gradcam
+    """The saved model explains itself with Grad-CAM: an architecture without a target layer in its registry
+    entry fails at the option check, not after training (it used to train fully, then fail while saving)."""
+    import dataclasses
+
+    from breastdx.models.networks import NETWORKS
 
     check_architectures(("resnet18", "unet_multitask"), {}, 1, 3)  # known layers pass
-    monkeypatch.setitem(gradcam.GRADCAM_LAYERS, "resnet18", "no_such_layer")
-    with pytest.raises(ValueError, match="Grad-CAM target layer 'no_such_layer' of 'resnet18' is not a module"):
+    entry = NETWORKS.get("resnet18")
+    monkeypatch.setitem(NETWORKS._entries, "resnet18", dataclasses.replace(entry, gradcam_layer=None))
+    with pytest.raises(ValueError, match="'resnet18' has no Grad-CAM target layer"):
         check_architectures(("resnet18",), {}, 1, 3)
-    monkeypatch.delitem(gradcam.GRADCAM_LAYERS, "resnet18")
-    with pytest.raises(ValueError, match="No Grad-CAM target layer known for architecture 'resnet18'"):
-        check_architectures(("resnet18",), {}, 1, 3)
+
+
+def test_an_image_size_the_network_cannot_take_is_refused():
+    check_architectures(("densenet121",), {}, 1, 2, image_size=32)
+    with pytest.raises(ValueError, match="at least 29"):
+        check_architectures(("densenet121",), {}, 1, 2, image_size=16)

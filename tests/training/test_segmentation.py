@@ -11,8 +11,10 @@ from breastdx.data.datasets import SegmentationDataset
 from breastdx.data.transforms import Preprocessing, ultrasound_augmentation
 from breastdx.models.networks import build_network
 from breastdx.runs import seed_everything
-from breastdx.training.segmentation import OptimConfig, SegmentationModule, dice_per_image, warmup_cosine
-from breastdx.training.trainer import (CHECKPOINT_DIR, TrainerSettings, best_state_dict, make_trainer,
+from breastdx.evaluation.segmentation import dice_per_case
+from breastdx.training.optim import warmup_cosine
+from breastdx.training.segmentation import OptimConfig, SegmentationModule
+from breastdx.training.trainer import (CHECKPOINT_DIR, FitSettings, best_state_dict, make_trainer,
                                        parse_devices, read_training_log, remove_checkpoints)
 
 SIZE = 32
@@ -43,13 +45,13 @@ def test_warmup_cosine():
     assert mid == pytest.approx(0.5)
 
 
-def test_dice_per_image():
+def test_dice_per_case_in_torch():
     target = torch.zeros(3, 2, 3, dtype=torch.bool)
     pred = torch.zeros(3, 2, 3, dtype=torch.bool)
     target[0, 0, :2] = True
     pred[0, 0, :3] = True  # Dice 0.8
     pred[1, 1, 1] = True  # reference empty, prediction not: 0
-    out = dice_per_image(pred, target)  # image 2: both empty -> 1
+    out = dice_per_case(pred, target)  # image 2: both empty -> 1
     torch.testing.assert_close(out, torch.tensor([0.8, 0.0, 1.0]))
 
 
@@ -91,9 +93,9 @@ def _fit(run_dir: Path, seed: int, ema_decay: float = 0.0) -> tuple[dict[str, to
     val_loader = DataLoader(val, batch_size=6, num_workers=0)
     net, _ = build_network("unet", 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
     module = SegmentationModule(net, OptimConfig(lr=1e-2, ema_decay=ema_decay))
-    trainer, ckpt = make_trainer(run_dir, TrainerSettings(max_epochs=2, limit_train_batches=2, progress_bar=False,
-                                                          patience=5, accelerator="cpu", devices="1",
-                                                          log_every_n_steps=1))
+    trainer, ckpt = make_trainer(run_dir, FitSettings(epochs=2, max_train_batches=2, progress_bar=False, patience=5,
+                                                      monitor="val_dice", accelerator="cpu", devices="1"),
+                                 "max", log_every_n_steps=1)
     trainer.fit(module, train_loader, val_loader)
     state = best_state_dict(ckpt, prefix=module.state_prefix)
     return state, float(ckpt.best_model_score)
@@ -142,14 +144,12 @@ def test_weight_averaging_exports_the_averaged_weights(tmp_path):
 def test_trainer_falls_back_to_float32_where_bfloat16_is_emulated(tmp_path, monkeypatch, caplog, native, want):
     """--precision bf16-mixed never crawls silently: on a CPU without native bfloat16 it trains in float32,
     with a warning; where bfloat16 is native it is kept. ``auto`` follows the same rule."""
-    from breastdx.training.trainer import TrainerSettings, make_trainer
+    from breastdx.training.trainer import make_trainer
 
     monkeypatch.setattr("breastdx.runtime.bf16_native_cpu", lambda: native)
     with caplog.at_level("WARNING", logger="breastdx.runtime"):
-        trainer, _ = make_trainer(tmp_path, TrainerSettings(precision="bf16-mixed", accelerator="cpu",
-                                                            progress_bar=False))
+        trainer, _ = make_trainer(tmp_path, FitSettings(precision="bf16-mixed", accelerator="cpu", progress_bar=False))
     assert str(trainer.precision) == want
     assert any("no native bfloat16" in r.getMessage() for r in caplog.records) != native
-    auto, _ = make_trainer(tmp_path / "auto", TrainerSettings(precision="auto", accelerator="cpu",
-                                                              progress_bar=False))
+    auto, _ = make_trainer(tmp_path / "auto", FitSettings(precision="auto", accelerator="cpu", progress_bar=False))
     assert str(auto.precision) == want

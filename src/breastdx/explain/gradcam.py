@@ -3,7 +3,7 @@
 Maps are drawn by :mod:`breastdx.visualize` (:func:`~breastdx.visualize.heatmap_overlay`).
 
 :class:`CamExplainer` wraps MONAI's ``GradCAM`` / ``GradCAMpp`` with the target layer of each architecture
-(:data:`GRADCAM_LAYERS`; the multi-task U-Net names its own bottom block). Two things differ from calling
+(the network registry's entry names it, :func:`breastdx.models.networks.gradcam_layer`). Two things differ from calling
 MONAI directly, both needed for batches:
 
 * the class score is taken per image (``logits[i, class_i]``); MONAI's ``ModelWithHooks.class_score``
@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from breastdx.visualize import heatmap_overlay, write_cam_png  # noqa: F401  # re-exported until tasks/ import breastdx.visualize
 
 if TYPE_CHECKING:
     from breastdx.explain.cam import CamExplainer
@@ -55,34 +54,31 @@ def __getattr__(name: str) -> Any:
 CAM_METHODS = ("gradcam", "gradcampp")
 """Names of the explanation methods."""
 
-GRADCAM_LAYERS = {
-    "resnet18": "layer4",
-    "resnet50": "layer4",
-    "densenet121": "class_layers.relu",
-    "efficientnet_b0": "_bn1",  # its ``_swish`` module also runs in the stem, so hooks on it fire twice
-}
-"""Target layer (last convolutional stage) per architecture; networks with ``gradcam_layer`` name their own."""
-
 POINTING_TOLERANCE_PX = 15
 """Pointing-game tolerance in pixels, as Zhang et al. (2018)."""
 
 def target_layer(network: nn.Module, architecture: str | None = None) -> str:
-    """The Grad-CAM target layer of ``network``.
+    """The Grad-CAM target layer of ``network``: its own ``gradcam_layer`` attribute, else the layer that the
+    network registry's entry of ``architecture`` names (:func:`breastdx.models.networks.gradcam_layer`, default
+    arguments).
 
     Args:
         network: The classifier.
-        architecture: Its registry name (see :data:`GRADCAM_LAYERS`).
+        architecture: Its registry name.
 
     Raises:
-        ValueError: If neither the network (``gradcam_layer``) nor the table names a layer.
+        ValueError: If neither the network nor a registry entry names a layer.
     """
     own = getattr(network, "gradcam_layer", None)
     if own:
         return str(own)
-    if architecture in GRADCAM_LAYERS:
-        return GRADCAM_LAYERS[architecture]
-    raise ValueError(f"No Grad-CAM target layer known for architecture {architecture!r}; known: "
-                     f"{', '.join(sorted(GRADCAM_LAYERS))} and networks with a 'gradcam_layer' attribute.")
+    from breastdx.models.networks import NETWORKS, gradcam_layer
+
+    layer = gradcam_layer(architecture) if architecture in NETWORKS else None
+    if not layer:
+        raise ValueError(f"No Grad-CAM target layer known for architecture {architecture!r}: its network registry "
+                         f"entry names none (models/network_registry.py) and the network has no 'gradcam_layer'.")
+    return layer
 
 
 def upsample_map(cam: torch.Tensor | np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -32,7 +32,6 @@ from torch import nn
 
 from breastdx.inference.base import PREDICTORS, TTA_MODES, WEIGHTS_FILE, ImagePredictor, save_weights  # noqa: F401
 from breastdx.inference.meta import ModelMeta
-from breastdx.inference.writers import write_predictions  # noqa: F401  # re-exported until tasks/ import breastdx.inference.writers
 from breastdx.models.saved import ModelFolderError
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from breastdx.config import option
 from breastdx.registry import Registry
 
 
@@ -42,6 +43,25 @@ class RunResult:
     table: list[list[Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """Options of ``breastdx evaluate`` for every task evaluated on a split file (a task may add its own).
+
+    Attributes:
+        split: Which part of the split file: ``train``, ``val`` or ``test``.
+        split_file: The split file (default: the model folder's ``split.json``).
+        seed: Seed of the bootstrap.
+        n_bootstrap: Bootstrap resamples.
+        batch_size: Images per network call.
+    """
+
+    split: str = option("test", choices=("train", "val", "test"))
+    split_file: str = ""
+    seed: int = 0
+    n_bootstrap: int = option(2000, ge=0)
+    batch_size: int = option(16, ge=1)
 
 
 class Task(ABC):

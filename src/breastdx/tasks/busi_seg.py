@@ -23,22 +23,22 @@ import csv
 import json
 import logging
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from breastdx.config import ConfigError, check_options, parse_bool, runtime_options, save_yaml, to_dict
-from breastdx.tasks.base import TASKS, RunResult, Task
+from breastdx.config import ConfigError, option, parse_options, runtime_options, save_yaml, to_dict, validate
+from breastdx.data.image_sets import SPLIT_FILE
+from breastdx.evaluation.tables import ci_text
+from breastdx.tasks.base import TASKS, EvaluateOptions, RunResult, Task, evenly_spaced
 
 log = logging.getLogger(__name__)
 
 TASK_NAME = "busi-seg"
 CLASS_NAMES = ("background", "lesion")
 LESION_CLASSES = ("benign", "malignant")
-SPLIT_FILE = "split.json"
 TARGET_DICE = 0.80
 REPORT_METRICS = ("dice", "iou", "hd95", "missed_share", "dice_benign", "iou_benign", "hd95_benign",
                   "dice_malignant", "iou_malignant", "hd95_malignant", "normal_fp_share")
@@ -92,30 +92,30 @@ class BusiSegConfig:
     seed: int = 0
     arch: str = "unet"
     arch_args: str = ""
-    image_size: int = 256
-    epochs: int = 100
-    batch_size: int = 8
-    lr: float = 1e-3
-    ema_decay: float = 0.995
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.03
-    patience: int = 30
-    precision: str = "32"
+    image_size: int = option(256, ge=16, multiple_of=16)
+    epochs: int = option(100, ge=1)
+    batch_size: int = option(8, ge=1)
+    lr: float = option(1e-3, gt=0)
+    ema_decay: float = option(0.995, ge=0, lt=1)
+    weight_decay: float = option(1e-4, ge=0)
+    warmup_fraction: float = option(0.03, ge=0, lt=1)
+    patience: int = option(30, ge=0)
+    precision: str = option("32", choices=("auto", "32", "bf16-mixed"))
     accelerator: str = "auto"
     devices: str = "auto"
     strategy: str = "auto"
-    num_nodes: int = 1
-    num_workers: int = 0
-    threads: int = 0
+    num_nodes: int = option(1, ge=1)
+    num_workers: int = option(0, ge=0)
+    threads: int = option(0, ge=0)
     split_file: str = ""
     split_seed: int = 0
-    max_train_batches: int = 0
-    max_cases: int = 0
+    max_train_batches: int = option(0, ge=0)
+    max_cases: int = option(0, ge=0)
     augment: bool = True
     include_normal: bool = True
-    tta: str = "none"
-    inference_dtype: str = "float32"
-    n_bootstrap: int = 2000
+    tta: str = option("none", choices=("none", "hflip"))
+    inference_dtype: str = option("float32", choices=("float32", "bfloat16"))
+    n_bootstrap: int = option(2000, ge=0)
     deterministic: bool = True
     progress_bar: bool = True
 
@@ -133,18 +133,23 @@ def _parse_arch_args(text: str) -> dict[str, Any]:
     return value
 
 
-def _ci_text(m: dict[str, Any], digits: int = 3) -> str:
-    v, (lo, hi) = m["value"], m["ci95"]
-    if v is None or v != v:
-        return "n/a"
-    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+@dataclass(frozen=True)
+class PredictOptions:
+    """Options of ``breastdx predict busi-seg``.
 
+    Attributes:
+        batch_size: Images per network call.
+        workers: Reader and writer threads.
+        threads: Threads of the network (0: PyTorch's default, every core); set by the command line.
+        tta: Test-time augmentation (``none``, ``hflip``; empty: the model's).
+        overlays: Write an overlay PNG per image into ``overlays/``.
+    """
 
-def _subsample(names: Sequence[str], k: int) -> list[str]:
-    if k <= 0 or k >= len(names):
-        return list(names)
-    idx = np.unique(np.linspace(0, len(names) - 1, k).round().astype(int))
-    return [names[i] for i in idx]
+    batch_size: int = option(16, ge=1)
+    workers: int = option(2, ge=1)
+    threads: int = option(0, ge=0)
+    tta: str = option("", choices=("", "none", "hflip"))
+    overlays: bool = True
 
 
 @TASKS.register(TASK_NAME)
@@ -155,39 +160,30 @@ class BusiSegTask(Task):
     title = "BUSI ultrasound lesion segmentation"
     config_cls = BusiSegConfig
 
+    def options_cls(self, verb: str) -> type | None:
+        """The declared options of ``verb``."""
+        return {"train": BusiSegConfig, "evaluate": EvaluateOptions, "predict": PredictOptions}.get(verb)
+
     # ------------------------------------------------------------------ train
     def train(self, config: BusiSegConfig, data_root: Path, run_dir: Path) -> RunResult:
         import dataclasses
-
-        import torch
 
         from breastdx.data.busi import busi_checksum, find_busi_root, scan_busi
         from breastdx.data.datasets import SegmentationDataset
         from breastdx.data.splits import busi_split
         from breastdx.data.transforms import Preprocessing, ultrasound_augmentation
-        from breastdx.inference.predictor import INFERENCE_DTYPES, TTA_MODES
-        from breastdx.models.networks import SEGMENTATION_NETWORKS, build_network
+        from breastdx.models.networks import NETWORKS, SEGMENTATION_NETWORKS, build_network
         from breastdx.runs import seed_everything, write_versions
         from breastdx.runtime import bf16_native, cpu_model
         from breastdx.training.segmentation import OptimConfig, SegmentationModule
-        from breastdx.training.trainer import (TrainerSettings, best_state_dict, make_trainer,
-                                               remove_checkpoints)
+        from breastdx.training.trainer import FitSettings, fit, make_loaders
 
         # Check every option before any work.
+        validate(config, self.name)
         if config.arch not in SEGMENTATION_NETWORKS:
-            from breastdx.models.networks import NETWORKS
-
             NETWORKS.get(config.arch)  # an unknown name: "did you mean ...?"
-            raise ConfigError(f"Option --arch: {config.arch!r} is a classification network; choose one of "
-                              f"{', '.join(SEGMENTATION_NETWORKS)}.")
-        if config.tta not in TTA_MODES:
-            raise ConfigError(f"Option --tta expects one of {', '.join(TTA_MODES)}, got {config.tta!r}.")
-        if config.inference_dtype not in INFERENCE_DTYPES:
-            raise ConfigError(f"Option --inference-dtype expects one of {', '.join(INFERENCE_DTYPES)}, "
-                              f"got {config.inference_dtype!r}.")
-        if config.image_size % 16:
-            raise ConfigError(f"Option --image-size must be a multiple of 16 (four 2x down-samplings), "
-                              f"got {config.image_size}.")
+            raise ConfigError(f"The 'arch' option of busi-seg must be one of {', '.join(SEGMENTATION_NETWORKS)}. "
+                              f"Got {config.arch!r} (a classification network) instead.")
         arch_args = _parse_arch_args(config.arch_args)
         try:
             build_network(config.arch, 1, len(CLASS_NAMES), **arch_args)
@@ -199,8 +195,6 @@ class BusiSegTask(Task):
             log.warning("--inference-dtype bfloat16: %s has no native bfloat16, so validation and test run in "
                         "float32 and the model folder validates float32 only", cpu_model() or "this CPU")
             config = dataclasses.replace(config, inference_dtype="float32")
-        if config.threads > 0:
-            torch.set_num_threads(config.threads)
         seed_everything(config.seed)
         root = find_busi_root(data_root)
         cases = scan_busi(root)
@@ -215,7 +209,8 @@ class BusiSegTask(Task):
         else:
             split = busi_split(data_root, split_path, seed=config.split_seed)
         by_name = {c.name: c for c in cases}
-        names = {s: _subsample(split.split(s), config.max_cases) for s in ("train", "val", "test")}
+        names = {s: [split.split(s)[i] for i in evenly_spaced(len(split.split(s)), config.max_cases)]
+                 for s in ("train", "val", "test")}
         train_cases = [by_name[n] for n in names["train"]
                        if config.include_normal or by_name[n].label != "normal"]
         val_cases = [by_name[n] for n in names["val"]]
@@ -226,41 +221,21 @@ class BusiSegTask(Task):
         aug = ultrasound_augmentation(config.image_size, seed=config.seed) if config.augment else None
         train_ds = SegmentationDataset.from_busi(train_cases, prep, transform=aug)
         val_ds = SegmentationDataset.from_busi(val_cases, prep)
-        train_loader, val_loader = self._loaders(train_ds, val_ds, config)
+        settings = FitSettings.from_config(config, monitor="val_dice")
+        train_loader, val_loader = make_loaders(train_ds, val_ds, settings)
 
         seed_everything(config.seed)  # the same initial weights whatever happened before
         network, resolved_args = build_network(config.arch, prep.channels, len(CLASS_NAMES), **arch_args)
         module = SegmentationModule(network, OptimConfig(lr=config.lr, weight_decay=config.weight_decay,
                                                          warmup_fraction=config.warmup_fraction,
                                                          ema_decay=config.ema_decay))
-        settings = TrainerSettings(
-            max_epochs=config.epochs, monitor="val_dice", mode="max", patience=config.patience,
-            accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
-            num_nodes=config.num_nodes, precision=config.precision, deterministic=config.deterministic,
-            progress_bar=config.progress_bar, limit_train_batches=config.max_train_batches,
-            log_every_n_steps=max(1, min(10, len(train_loader))))
-        try:
-            trainer, checkpoint = make_trainer(run_dir, settings)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        start = time.perf_counter()
-        trainer.fit(module, train_loader, val_loader)
-        train_seconds = time.perf_counter() - start
-        if not trainer.is_global_zero:  # under DDP, one process writes the model and the report
+        result = fit(module, network, train_loader, val_loader, run_dir, settings, mode="max")
+        if not result.is_global_zero:  # under DDP, one process writes the model and the report
             return RunResult(run_dir)
-
-        network.load_state_dict(best_state_dict(checkpoint, prefix=module.state_prefix))
-        best_epoch = self._best_epoch(checkpoint)
-        remove_checkpoints(run_dir)
-        training = {
-            "train_seconds": round(train_seconds, 1), "epochs_run": int(trainer.current_epoch),
-            "best_epoch": best_epoch, "best_val_dice_network_size": float(checkpoint.best_model_score or float("nan")),
-            "batch_size": config.batch_size, "lr": config.lr, "weight_decay": config.weight_decay,
-            "ema_decay": config.ema_decay,
-            "precision": str(trainer.precision), "augment": config.augment, "include_normal": config.include_normal,
-            "n_train": len(train_ds), "n_val": len(val_ds), "torch_threads": torch.get_num_threads(),
-            "accelerator": str(trainer.accelerator.__class__.__name__), "devices": trainer.num_devices,
-        }
+        train_seconds, best_epoch = result.train_seconds, result.best_epoch
+        training = {**result.info, "best_val_dice_network_size": result.best_score, "lr": config.lr,
+                    "weight_decay": config.weight_decay, "ema_decay": config.ema_decay, "augment": config.augment,
+                    "include_normal": config.include_normal}
         model_dir = run_dir / "model"
         model_dir.mkdir()
         meta = self._write_model(model_dir, network, config, resolved_args, prep, checksum, split, training)
@@ -295,7 +270,7 @@ class BusiSegTask(Task):
 
         self._write_report(run_dir, predictor, evaluation, metrics, training, val_table, config.n_bootstrap,
                            title="breastdx — BUSI lesion segmentation (training run)")
-        rows = [[k, _ci_text(evaluation["metrics"][k])] for k in REPORT_METRICS if k in evaluation["metrics"]]
+        rows = [[k, ci_text(evaluation["metrics"][k])] for k in REPORT_METRICS if k in evaluation["metrics"]]
         dice = evaluation["metrics"]["dice"]["value"]
         notes = [
             f"{config.arch} trained {training['epochs_run']} epoch(s) in {train_seconds / 60:.1f} min "
@@ -311,27 +286,6 @@ class BusiSegTask(Task):
         from breastdx.data.busi import BUSI_CLASSES
 
         return ", ".join(f"{sum(c.label == k for c in cases)} {k}" for k in BUSI_CLASSES)
-
-    @staticmethod
-    def _loaders(train_ds: Any, val_ds: Any, config: BusiSegConfig):
-        import torch
-        from monai.data import DataLoader
-
-        generator = torch.Generator().manual_seed(config.seed)
-        common = {"num_workers": config.num_workers, "persistent_workers": config.num_workers > 0}
-        train = DataLoader(train_ds, batch_size=config.batch_size, shuffle=True, generator=generator,
-                           drop_last=len(train_ds) > config.batch_size, **common)
-        val = DataLoader(val_ds, batch_size=max(config.batch_size, 16), shuffle=False, **common)
-        return train, val
-
-    @staticmethod
-    def _best_epoch(checkpoint: Any) -> int | None:
-        import torch
-
-        try:
-            return int(torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["epoch"])
-        except (OSError, KeyError, RuntimeError):
-            return None
 
     def _write_model(self, model_dir: Path, network: Any, config: BusiSegConfig, arch_args: dict[str, Any],
                      prep: Any, checksum: str, split: Any, training: dict[str, Any]) -> dict[str, Any]:
@@ -462,7 +416,7 @@ class BusiSegTask(Task):
                         f"prediction (their HD95 counts as the image diagonal). `normal_fp_share`: normal images "
                         f"with any predicted lesion pixel."
                         + (f" Validation images (used to pick the epoch and the postprocessing): Dice "
-                           f"{_ci_text(meta['validation_metrics']['dice'])}."
+                           f"{ci_text(meta['validation_metrics']['dice'])}."
                            if meta.get("validation_metrics", {}).get("dice") else "")),
             limitations=[
                 "One public dataset from one hospital and one period; no external validation. Performance on "
@@ -528,7 +482,7 @@ class BusiSegTask(Task):
 
     def _case_overlays(self, rep: Any, run_dir: Path, predictor: Any, evaluation: dict[str, Any]) -> None:
         from breastdx.data.busi import load_case
-        from breastdx.inference.overlays import write_overlay_png
+        from breastdx.visualize import write_overlay_png
 
         picks: list[tuple[str, str, int]] = []
         for cls in LESION_CLASSES:
@@ -559,18 +513,11 @@ class BusiSegTask(Task):
         from breastdx.inference.predictor import SegmentationPredictor
         from breastdx.runs import write_json, write_versions
 
-        check_options(options, {"split-file", "split", "seed", "n-bootstrap", "batch-size"}, "evaluate busi-seg")
-        opts = {k.replace("_", "-"): v for k, v in options.items()}
-        which = opts.get("split", "test")
-        if which not in ("train", "val", "test"):
-            raise ConfigError(f"Option --split expects train, val or test, got {which!r}.")
-        try:
-            seed, n_boot, batch = int(opts.get("seed", 0)), int(opts.get("n-bootstrap", 2000)), int(opts.get("batch-size", 16))
-        except ValueError as e:
-            raise ConfigError(f"Options --seed, --n-bootstrap and --batch-size expect integers ({e}).") from None
+        o = parse_options(EvaluateOptions, options, f"evaluate {self.name}")
+        which, seed, n_boot, batch = o.split, o.seed, o.n_bootstrap, o.batch_size
         predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
-                                                   **runtime_options(opts))
-        split_path = Path(opts["split-file"]) if "split-file" in opts else Path(model_dir) / SPLIT_FILE
+                                                   **runtime_options(options))
+        split_path = Path(o.split_file) if o.split_file else Path(model_dir) / SPLIT_FILE
         if not split_path.is_file():
             raise FileNotFoundError(f"{split_path}: no split file; pass --split-file (the split.json of the "
                                     f"training run).")
@@ -591,7 +538,7 @@ class BusiSegTask(Task):
         self._write_per_image(evaluation, run_dir / f"{which}_per_image.csv")
         self._write_report(run_dir, predictor, evaluation, metrics, None, None, n_boot,
                            title="breastdx — BUSI lesion segmentation (evaluation)")
-        rows = [[k, _ci_text(evaluation["metrics"][k])] for k in REPORT_METRICS if k in evaluation["metrics"]]
+        rows = [[k, ci_text(evaluation["metrics"][k])] for k in REPORT_METRICS if k in evaluation["metrics"]]
         return RunResult(run_dir, metrics, f"BUSI segmentation, {which} split (n = {len(cases)}): value [95% CI]",
                          [["metric", "value [95% CI]"], *rows], [f"Split: {split_text}", f"Run folder: {run_dir}"])
 
@@ -599,82 +546,23 @@ class BusiSegTask(Task):
     def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
         """Segment images; write ``masks/``, ``overlays/`` and ``predictions.csv``.
 
-        Options: ``--batch-size`` (16), ``--workers`` (2 reader / writer threads), ``--threads`` (threads of the
-        network, 0 for every usable core: the default, fastest in our measurements with ONNX Runtime, whose
-        threads do not busy-wait beside the readers and writers), ``--tta`` (``none`` / ``hflip``, default
-        from the model), ``--overlays`` (true), and the command's ``--dtype`` and ``--backend``.
+        Options: :class:`PredictOptions`, and the command's ``--dtype`` and ``--backend``.
         """
-        import torch
-
-        from breastdx.data.images import list_images
-        from breastdx.inference.overlays import write_mask_png, write_overlay_png
         from breastdx.inference.predictor import SegmentationPredictor
-        from breastdx.runtime import usable_cores
+        from breastdx.inference.writers import write_segmentation_predictions
 
-        check_options(options, {"batch-size", "workers", "threads", "tta", "overlays"},
-                      "predict busi-seg")
-        opts = {k.replace("_", "-"): v for k, v in options.items()}
-        try:
-            batch, workers, threads = (int(opts.get("batch-size", 16)), int(opts.get("workers", 2)),
-                                       int(opts.get("threads", 0)))
-        except ValueError as e:
-            raise ConfigError(f"Options --batch-size, --workers and --threads expect integers ({e}).") from None
-        overlays = parse_bool(opts.get("overlays", True), "overlays")
-        torch.set_num_threads(threads if threads > 0 else usable_cores())
-        start = time.perf_counter()
-        predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
-                                                   tta=opts.get("tta") or None, **runtime_options(opts))
-        paths = list_images(inputs)
-        mask_dir, overlay_dir = run_dir / "masks", run_dir / "overlays"
-        mask_dir.mkdir()
-        if overlays:
-            overlay_dir.mkdir()
-        rows: list[dict[str, Any]] = []
-        failures: list[tuple[str, str]] = []
-        used: dict[str, int] = {}
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as writers:
-            jobs = []
-            for path, rec, out, err in predictor.predict_files(paths, workers=workers):
-                if err is not None:
-                    failures.append((str(path), err))
-                    continue
-                stem = path.stem
-                used[stem] = used.get(stem, 0) + 1
-                if used[stem] > 1:
-                    stem = f"{stem}_{used[stem]}"
-                mask_png = mask_dir / f"{stem}_mask.png"
-                jobs.append(writers.submit(write_mask_png, out.mask, mask_png))
-                overlay_png = overlay_dir / f"{stem}_overlay.png" if overlays else None
-                if overlay_png is not None:
-                    jobs.append(writers.submit(write_overlay_png, rec.array, out.mask, overlay_png))
-                h, w = rec.shape
-                rows.append({
-                    "source": str(path), "mask": str(mask_png.relative_to(run_dir)),
-                    "overlay": str(overlay_png.relative_to(run_dir)) if overlay_png else "",
-                    "height": h, "width": w, "lesion_found": out.area_px > 0, "lesion_area_px": out.area_px,
-                    "lesion_area_mm2": "" if out.area_mm2 is None else round(out.area_mm2, 3),
-                    "lesion_fraction": round(out.area_px / (h * w), 6), "n_components": out.n_components,
-                    "max_prob": round(out.max_prob, 4),
-                    "spacing_mm": "" if rec.spacing_mm is None else f"{rec.spacing_mm[0]}x{rec.spacing_mm[1]}",
-                })
-            for job in jobs:
-                job.result()
-        seconds = time.perf_counter() - start
+        o = parse_options(PredictOptions, options, f"predict {self.name}")
+        predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, batch_size=o.batch_size,
+                                                   tta=o.tta or None, **runtime_options(options))
+        rows, failures, seconds = write_segmentation_predictions(predictor, inputs, run_dir, overlays=o.overlays,
+                                                                 workers=o.workers)
         out_csv = run_dir / "predictions.csv"
-        fields = ["source", "mask", "overlay", "height", "width", "lesion_found", "lesion_area_px",
-                  "lesion_area_mm2", "lesion_fraction", "n_components", "max_prob", "spacing_mm"]
-        with open(out_csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
         table = [["image", "lesion", "area (px)", "area (mm²)", "max P(lesion)"]] + [
             [Path(r["source"]).name, "yes" if r["lesion_found"] else "no", r["lesion_area_px"],
              r["lesion_area_mm2"] or "n/a", f"{r['max_prob']:.3f}"] for r in rows[:50]]
         notes = [f"{len(rows)} image(s) segmented in {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.1f} images/s, "
                  f"model {predictor.meta['architecture']}); wrote {out_csv}, masks/"
-                 + (", overlays/" if overlays else "")]
+                 + (", overlays/" if o.overlays else "")]
         if len(rows) > 50:
             notes.insert(0, f"(first 50 of {len(rows)} shown)")
         return RunResult(run_dir, {}, "BUSI lesion segmentation", table, notes, failures)

@@ -297,7 +297,7 @@ class ImageClassificationTask(Task):
             self.spec.check(config)
         try:
             arch_args = parse_arch_args(config.arch_args, config.archs)
-            check_architectures(config.archs, arch_args, 1 if self.spec.mode == "gray" else 3, 2)
+            check_architectures(config.archs, arch_args, 1 if self.spec.mode == "gray" else 3, 2, config.image_size)
         except (KeyError, ValueError) as e:  # the registry's unknown name; a wrong argument or layer
             raise ConfigError(f"{self.name}: {e}") from None
         return arch_args
@@ -358,7 +358,7 @@ class ImageClassificationTask(Task):
         read_seconds = time.perf_counter() - start
         optim = ClassifierOptim(lr=config.lr, weight_decay=config.weight_decay, warmup_fraction=config.warmup_fraction,
                                 label_smoothing=config.label_smoothing, seg_weight=getattr(config, "seg_weight", 0.0))
-        settings = FitSettings(**{f.name: getattr(config, f.name) for f in dataclasses.fields(FitSettings)})
+        settings = FitSettings.from_config(config)
         runs: dict[str, Any] = {}
         models: dict[str, Path] = {}
         localisation: dict[str, Any] = {}
@@ -475,8 +475,8 @@ class ImageClassificationTask(Task):
 
     def _write_model(self, model_dir: Path, r: Any, config: Any, prep: Any, data: SplitData,
                      norm: Normalisation | None, split_path: Path) -> dict[str, Any]:
-        from breastdx.explain.gradcam import target_layer
         from breastdx.inference.classifier import save_classifier
+        from breastdx.models.networks import gradcam_layer
         from breastdx.models.saved import write_model_card
 
         spec = self.spec
@@ -505,7 +505,7 @@ class ImageClassificationTask(Task):
             "threshold_rule": threshold_rule(config.target_sensitivity, spec.positive),
             "label_rule": label_rule(classes, spec.positive),
             "inference": {"tta": config.tta},
-            "gradcam": {"method": config.gradcam_method, "layer": target_layer(r.network, r.arch)},
+            "gradcam": {"method": config.gradcam_method, "layer": gradcam_layer(r.arch, **r.arch_args)},
             "output": f"{', '.join(f'P({c})' for c in classes)} = softmax(logits / temperature)",
             "metrics": r.test["metrics"], "metrics_split": test_text, "calibration": r.test["calibration"],
             "seed": config.seed, "data": self.title, "data_checksum": data.checksum, "split_file": SPLIT_FILE,

@@ -18,6 +18,7 @@ import numpy as np
 
 from breastdx.config import ConfigError, option, parse_options, runtime_options, save_yaml, with_overrides
 from breastdx.evaluation.tables import OPERATING_POINT_TEXT, calibration_rows, ci_text, summary_rows
+from breastdx.tasks.base import EvaluateOptions as SplitEvaluateOptions
 from breastdx.tasks.base import RunResult, evenly_spaced
 
 CAM_CHOICES = ("gradcam", "gradcampp")
@@ -69,25 +70,17 @@ class ExplainOptions:
 
 
 @dataclass(frozen=True)
-class EvaluateOptions:
-    """Options of ``breastdx evaluate`` for image classifiers (and the task's data options, such as
-    ``--data-file``).
+class EvaluateOptions(SplitEvaluateOptions):
+    """Options of ``breastdx evaluate`` for image classifiers: those of every task
+    (:class:`breastdx.tasks.base.EvaluateOptions`), the task's data options (such as ``--data-file``), and:
 
     Attributes:
-        split: Which part of the split file: ``train``, ``val`` or ``test``.
-        split_file: The split file (default: the model folder's ``split.json``).
-        seed: Seed of the bootstrap.
-        n_bootstrap: Bootstrap resamples.
         batch_size: Images per network call.
         tta: Test-time augmentation (empty: the model's).
         max_cases: Images, evenly spaced, as in training (0: all).
         localisation: Score the Grad-CAM maps against lesion masks (tasks with masks).
     """
 
-    split: str = option("test", choices=("train", "val", "test"))
-    split_file: str = ""
-    seed: int = 0
-    n_bootstrap: int = option(2000, ge=0)
     batch_size: int = option(64, ge=1)
     tta: str = option("", choices=TTA_CHOICES)
     max_cases: int = option(0, ge=0)
@@ -174,7 +167,7 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
 
 def predict(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
     """See :meth:`breastdx.tasks.image_classification.ImageClassificationTask.predict`."""
-    from breastdx.inference.classifier import write_predictions
+    from breastdx.inference.writers import write_predictions
 
     opts = parse_options(PredictOptions, options, f"predict {task.name}")
     gradcam = task.spec.predict_gradcam if opts.gradcam is None else opts.gradcam

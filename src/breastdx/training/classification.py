@@ -3,7 +3,7 @@
 Loss: cross-entropy with optional class weights (class imbalance) and label smoothing; for the multi-task
 U-Net (:mod:`breastdx.models.multitask`) plus ``seg_weight`` x Dice + cross-entropy of the lesion mask
 (MONAI ``DiceCELoss``, lesion channel, whole batch). AdamW with linear warm-up and cosine decay
-(:func:`breastdx.training.segmentation.warmup_cosine`). Validation gathers the logits of all validation
+(:func:`breastdx.training.optim.warmup_cosine`). Validation gathers the logits of all validation
 images (across processes under DDP) and logs ``val_macro_auroc`` (one-vs-rest), ``val_balanced_accuracy``,
 ``val_score`` (their mean, the default metric that picks the best epoch) and ``val_nll``.
 
@@ -15,7 +15,6 @@ with optional left-right flip averaging (test-time augmentation).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,34 +24,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from breastdx.training.segmentation import warmup_cosine
+from breastdx.training.optim import Optim, adamw_warmup_cosine
+from breastdx.training.trainer import FitResult, FitSettings  # noqa: F401  (the one fit's settings, re-used here)
 
 log = logging.getLogger(__name__)
 
 MONITORS = {"val_score": "max", "val_macro_auroc": "max", "val_balanced_accuracy": "max", "val_nll": "min"}
 """Validation metrics that can pick the best epoch, with their direction."""
 
-TTA_MODES = ("none", "hflip")
-"""Test-time augmentation: none, or the mean of the logits of the image and its left-right mirror."""
-
 
 @dataclass(frozen=True)
-class ClassifierOptim:
-    """Loss, optimiser and schedule.
+class ClassifierOptim(Optim):
+    """Optimiser, schedule (:class:`breastdx.training.optim.Optim`) and loss of the classification module.
 
     Attributes:
-        lr: Peak learning rate of AdamW.
-        weight_decay: Decoupled weight decay.
-        warmup_fraction: Fraction of all steps with a linear warm-up.
-        min_lr_ratio: The cosine decay ends at ``lr * min_lr_ratio``.
         label_smoothing: Label smoothing of the cross-entropy.
         seg_weight: Weight of the segmentation loss for networks with ``forward_multitask`` (0: class only).
     """
 
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.05
-    min_lr_ratio: float = 0.01
     label_smoothing: float = 0.0
     seg_weight: float = 1.0
 
@@ -143,104 +132,12 @@ class ClassificationModule(pl.LightningModule):
         self.log("val_nll", nll(y, z), sync_dist=False)
 
     def configure_optimizers(self):  # noqa: D102
-        opt = torch.optim.AdamW(self.parameters(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(round(self.optim.warmup_fraction * total))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: warmup_cosine(step, total, warmup, self.optim.min_lr_ratio))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_warmup_cosine(self.parameters(), self.optim, self.trainer.estimated_stepping_batches)
 
 
 def _softmax_np(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    """How :func:`fit_classifier` trains (tasks copy these from their config).
-
-    Attributes:
-        epochs: Largest number of epochs.
-        batch_size: Training images per step.
-        imbalance: ``"weighted_loss"``, ``"sampler"`` or ``"none"`` (see :mod:`breastdx.data.classification`).
-        monitor: Validation metric that picks the best epoch (a key of :data:`MONITORS`).
-        patience: Epochs without improvement before stopping (0: never).
-        seed: Seed of the data order.
-        num_workers: Data-loader processes.
-        precision: ``"auto"``, ``"32"``, ``"bf16-mixed"`` (see :class:`breastdx.training.trainer.TrainerSettings`).
-        accelerator: Lightning accelerator.
-        devices: Lightning devices (``"auto"``, ``"2"``, ``"0,1"``).
-        strategy: Lightning strategy.
-        num_nodes: Machines.
-        deterministic: Deterministic algorithms where PyTorch has them.
-        progress_bar: Show the progress bar.
-        max_train_batches: Batches per epoch (0: all), for smoke tests.
-    """
-
-    epochs: int = 60
-    batch_size: int = 32
-    imbalance: str = "weighted_loss"
-    monitor: str = "val_score"
-    patience: int = 0
-    seed: int = 0
-    num_workers: int = 0
-    precision: str = "32"
-    accelerator: str = "auto"
-    devices: str = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    deterministic: bool = True
-    progress_bar: bool = True
-    max_train_batches: int = 0
-
-
-@dataclass
-class FitResult:
-    """What :func:`fit_classifier` returns.
-
-    Attributes:
-        network: The network with the best epoch's weights, in eval mode.
-        best_epoch: The epoch picked (None when unknown).
-        best_score: The monitored value at that epoch.
-        epochs_run: Epochs trained.
-        train_seconds: Wall-clock time of ``fit``.
-        is_global_zero: False in the non-zero processes of a distributed run.
-        info: Plain data for ``meta.json`` and reports.
-    """
-
-    network: nn.Module
-    best_epoch: int | None
-    best_score: float
-    epochs_run: int
-    train_seconds: float
-    is_global_zero: bool
-    info: dict[str, Any]
-
-
-def make_loaders(train_ds: Any, val_ds: Any, settings: FitSettings):
-    """Seeded training and validation loaders (MONAI ``DataLoader``; a balanced sampler when asked).
-
-    Raises:
-        ValueError: If ``settings.imbalance`` is unknown.
-    """
-    from monai.data import DataLoader
-
-    from breastdx.data.classification import IMBALANCE_MODES, balanced_sampler
-
-    if settings.imbalance not in IMBALANCE_MODES:
-        raise ValueError(f"imbalance must be one of {', '.join(IMBALANCE_MODES)}, got {settings.imbalance!r}.")
-    generator = torch.Generator().manual_seed(settings.seed)
-    common = {"num_workers": settings.num_workers, "persistent_workers": settings.num_workers > 0}
-    drop_last = len(train_ds) > settings.batch_size
-    if settings.imbalance == "sampler":
-        sampler = balanced_sampler(train_ds.labels, len(train_ds.class_names), generator=generator)
-        train = DataLoader(train_ds, batch_size=settings.batch_size, sampler=sampler, drop_last=drop_last, **common)
-    else:
-        train = DataLoader(train_ds, batch_size=settings.batch_size, shuffle=True, generator=generator,
-                           drop_last=drop_last, **common)
-    val = DataLoader(val_ds, batch_size=max(settings.batch_size, 32), shuffle=False, **common)
-    return train, val
 
 
 def fit_classifier(network: nn.Module, train_ds: Any, val_ds: Any, run_dir: Path, settings: FitSettings,
@@ -261,50 +158,25 @@ def fit_classifier(network: nn.Module, train_ds: Any, val_ds: Any, run_dir: Path
     Raises:
         ValueError: For an unknown monitor or imbalance mode, or Lightning settings it refuses.
     """
-    from breastdx.data.classification import class_weights
-    from breastdx.training.trainer import TrainerSettings, best_state_dict, make_trainer, remove_checkpoints
+    from breastdx.data.classification import IMBALANCE_MODES, balanced_sampler, class_weights
+    from breastdx.training.trainer import fit, make_loaders
 
     if settings.monitor not in MONITORS:
         raise ValueError(f"monitor must be one of {', '.join(MONITORS)}, got {settings.monitor!r}.")
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if settings.imbalance not in IMBALANCE_MODES:
+        raise ValueError(f"imbalance must be one of {', '.join(IMBALANCE_MODES)}, got {settings.imbalance!r}.")
     k = len(train_ds.class_names)
     weights = class_weights(train_ds.labels, k) if settings.imbalance == "weighted_loss" else None
-    train_loader, val_loader = make_loaders(train_ds, val_ds, settings)
+    sampler = None
+    if settings.imbalance == "sampler":
+        sampler = balanced_sampler(train_ds.labels, k, generator=torch.Generator().manual_seed(settings.seed))
+    train_loader, val_loader = make_loaders(train_ds, val_ds, settings, sampler)
     module = ClassificationModule(network, k, weights, optim)
-    trainer_settings = TrainerSettings(
-        max_epochs=settings.epochs, monitor=settings.monitor, mode=MONITORS[settings.monitor],
-        patience=settings.patience, accelerator=settings.accelerator, devices=settings.devices,
-        strategy=settings.strategy, num_nodes=settings.num_nodes, precision=settings.precision,
-        deterministic=settings.deterministic, progress_bar=settings.progress_bar,
-        limit_train_batches=settings.max_train_batches, log_every_n_steps=max(1, min(10, len(train_loader))))
-    trainer, checkpoint = make_trainer(run_dir, trainer_settings)
-    start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader)
-    seconds = time.perf_counter() - start
-    if not trainer.is_global_zero:
-        return FitResult(network, None, float("nan"), int(trainer.current_epoch), seconds, False, {})
-    network.load_state_dict(best_state_dict(checkpoint))
-    best_epoch = None
-    try:
-        best_epoch = int(torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["epoch"])
-    except (OSError, KeyError, RuntimeError) as e:  # said, not hidden: the report then shows no best epoch
-        log.warning("the best epoch could not be read from %s (%s: %s)", checkpoint.best_model_path,
-                    type(e).__name__, e)
-    best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan")
-    remove_checkpoints(run_dir)
-    network.eval()
-    info = {"train_seconds": round(seconds, 1), "epochs_run": int(trainer.current_epoch), "best_epoch": best_epoch,
-            "monitor": settings.monitor, "best_monitor_value": best_score, "batch_size": settings.batch_size,
-            "lr": optim.lr, "weight_decay": optim.weight_decay, "label_smoothing": optim.label_smoothing,
-            "seg_weight": optim.seg_weight if module.multitask else 0.0, "imbalance": settings.imbalance,
-            "class_weights": None if weights is None else [round(float(w), 4) for w in weights],
-            "precision": str(trainer.precision), "n_train": len(train_ds), "n_val": len(val_ds),
-            "torch_threads": torch.get_num_threads(), "accelerator": type(trainer.accelerator).__name__,
-            "devices": trainer.num_devices}
-    log.info("trained %d epoch(s) in %.1f min; best epoch %s (%s %.4f)", info["epochs_run"], seconds / 60,
-             best_epoch, settings.monitor, best_score)
-    return FitResult(network, best_epoch, best_score, info["epochs_run"], seconds, True, info)
+    result = fit(module, network, train_loader, val_loader, run_dir, settings, MONITORS[settings.monitor])
+    result.info.update({"lr": optim.lr, "weight_decay": optim.weight_decay, "label_smoothing": optim.label_smoothing,
+                        "seg_weight": optim.seg_weight if module.multitask else 0.0, "imbalance": settings.imbalance,
+                        "class_weights": None if weights is None else [round(float(w), 4) for w in weights]})
+    return result
 
 
 @torch.no_grad()
@@ -325,6 +197,8 @@ def predict_logits(network: nn.Module, dataset: Any, batch_size: int = 64, tta: 
     Raises:
         ValueError: If ``tta`` is unknown.
     """
+    from breastdx.inference.base import TTA_MODES
+
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}.")
     network = network.to(device).eval()
@@ -463,33 +337,29 @@ def parse_arch_args(text: str, archs: tuple[str, ...] | list[str]) -> dict[str, 
 
 
 def check_architectures(archs: tuple[str, ...] | list[str], arch_args: dict[str, dict[str, Any]], in_channels: int,
-                        n_classes: int) -> None:
-    """Build every architecture once (cheaply) to fail on a wrong name or argument before any work.
+                        n_classes: int, image_size: int | None = None) -> None:
+    """Check every architecture against its registry entry before any work: a known classification network,
+    arguments it takes, a Grad-CAM target layer (the saved model explains itself), and the input size.
 
     Raises:
         UnknownNameError: For an unknown name ("did you mean ...?").
-        ValueError: For a segmentation network, an empty list, or an argument the network does not take.
+        ValueError: For a segmentation network, an empty list, an argument the network does not take, a network
+            without a Grad-CAM layer, or an image size it cannot take.
     """
-    from breastdx.models.networks import NETWORKS, SEGMENTATION_NETWORKS, network_args
+    from breastdx.models.networks import NETWORKS, check_input_size, gradcam_layer, network_args
 
     if not archs:
         raise ValueError("Option --archs needs at least one architecture.")
     for arch in archs:
-        NETWORKS.get(arch)
-        if arch in SEGMENTATION_NETWORKS:
+        if NETWORKS.get(arch).kind == "segmentation":
             raise ValueError(f"Option --archs: {arch!r} is a segmentation network; choose classification networks "
                              f"such as resnet18, densenet121, efficientnet_b0, resnet50, unet_multitask.")
         try:
             network_args(arch, **arch_args.get(arch, {}))
         except TypeError as e:
             raise ValueError(f"Option --arch-args: {e}") from None
-        # The saved model explains itself with Grad-CAM: a network without a target layer must fail here, not
-        # after training, when the model is written.
-        from breastdx.explain.gradcam import target_layer
-        from breastdx.models.networks import build_network
-
-        network, _ = build_network(arch, in_channels, n_classes, **arch_args.get(arch, {}))
-        layer = target_layer(network, arch)  # ValueError when none is known
-        if layer not in dict(network.named_modules()):
-            raise ValueError(f"Option --archs: the Grad-CAM target layer {layer!r} of {arch!r} is not a module of "
-                             f"the network built with its arguments.")
+        if not gradcam_layer(arch, **arch_args.get(arch, {})):
+            raise ValueError(f"Option --archs: {arch!r} has no Grad-CAM target layer in its registry entry; every "
+                             f"image classifier explains itself, so declare one (models/network_registry.py).")
+        if image_size is not None:
+            check_input_size(arch, image_size, image_size, **arch_args.get(arch, {}))

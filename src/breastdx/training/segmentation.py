@@ -12,65 +12,30 @@ dividing, so they do not depend on batch or device count.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from breastdx.evaluation.segmentation import dice_per_case
+from breastdx.training.optim import Optim, adamw_warmup_cosine
+
 
 @dataclass(frozen=True)
-class OptimConfig:
-    """Optimiser and schedule.
+class OptimConfig(Optim):
+    """Optimiser, schedule (:class:`breastdx.training.optim.Optim`) and loss of the segmentation module.
 
     Attributes:
-        lr: Peak learning rate of AdamW.
-        weight_decay: Decoupled weight decay of AdamW.
-        warmup_fraction: Fraction of all steps with a linear warm-up from 0 to ``lr``.
-        min_lr_ratio: The cosine decay ends at ``lr * min_lr_ratio``.
         lambda_dice: Weight of the Dice loss.
         lambda_ce: Weight of the cross-entropy loss.
         ema_decay: Decay per step of the weights' exponential moving average (0 turns it off).
     """
 
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
     warmup_fraction: float = 0.03
-    min_lr_ratio: float = 0.01
     lambda_dice: float = 1.0
     lambda_ce: float = 1.0
     ema_decay: float = 0.0
-
-
-def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """Learning-rate factor at ``step``: linear warm-up over ``warmup`` steps, then cosine to ``min_ratio``.
-
-    References:
-        Loshchilov & Hutter (2017). SGDR: stochastic gradient descent with warm restarts. ICLR, arXiv:1608.03983.
-    """
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def dice_per_image(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Dice similarity coefficient of binary masks, one value per image.
-
-    Args:
-        pred: Predicted masks, bool ``(B, H, W)``.
-        target: Reference masks, bool ``(B, H, W)``.
-
-    Returns:
-        float ``(B,)`` in [0, 1]; an image where both masks are empty scores 1.0.
-
-    References:
-        Dice, L. R. (1945). Ecology 26(3):297-302. doi:10.2307/1932409
-    """
-    inter = (pred & target).flatten(1).sum(1).float()
-    total = pred.flatten(1).sum(1).float() + target.flatten(1).sum(1).float()
-    return torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total))
 
 
 class SegmentationModule(pl.LightningModule):
@@ -147,7 +112,7 @@ class SegmentationModule(pl.LightningModule):
         pred = logits.argmax(1) == 1
         target = batch["mask"][:, 0] > 0.5
         has = batch["has_lesion"].bool()
-        dice = dice_per_image(pred, target)
+        dice = dice_per_case(pred, target)
         fp = pred.flatten(1).any(1)
         self._val_sums += torch.stack([dice[has].sum(), has.sum(), fp[~has].sum(), (~has).sum()]).double()
 
@@ -161,9 +126,4 @@ class SegmentationModule(pl.LightningModule):
         self.log("val_normal_fp", fp, sync_dist=True)
 
     def configure_optimizers(self):  # noqa: D102
-        opt = torch.optim.AdamW(self.network.parameters(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(round(self.optim.warmup_fraction * total))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: warmup_cosine(step, total, warmup, self.optim.min_lr_ratio))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_warmup_cosine(self.network.parameters(), self.optim, self.trainer.estimated_stepping_batches)

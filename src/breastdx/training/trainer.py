@@ -28,14 +28,18 @@ LOG_DIR = "training_log"
 
 
 @dataclass(frozen=True)
-class TrainerSettings:
-    """Options of :func:`make_trainer` (tasks copy them from their config).
+class FitSettings:
+    """How :func:`fit` trains, for every image task (tasks copy these fields from their config by name).
 
     Attributes:
-        max_epochs: Largest number of epochs.
+        epochs: Largest number of epochs.
+        batch_size: Training images per step.
         monitor: Logged validation metric that picks the best epoch and drives early stopping.
-        mode: ``"max"`` when a larger ``monitor`` is better, ``"min"`` otherwise.
         patience: Validation epochs without improvement before stopping (0 disables early stopping).
+        seed: Seed of the data order.
+        num_workers: Data-loader processes.
+        imbalance: ``"weighted_loss"``, ``"sampler"`` or ``"none"`` (classification; see
+            :mod:`breastdx.data.classification`).
         accelerator: ``"auto"``, ``"cpu"``, ``"gpu"``, ... (Lightning).
         devices: ``"auto"``, a number (``"2"``) or a comma-separated list of device indices (``"0,1"``).
         strategy: ``"auto"``, ``"ddp"``, ... (Lightning).
@@ -45,14 +49,16 @@ class TrainerSettings:
             native, and bf16-mixed on a CPU that would emulate it falls back to 32 with a warning).
         deterministic: Ask for deterministic algorithms (warns, rather than fails, where an operation has none).
         progress_bar: Show the Rich progress bar.
-        limit_train_batches: Batches per epoch (0 for all): for smoke tests.
-        log_every_n_steps: Interval of step-level logging.
+        max_train_batches: Batches per epoch (0 for all): for smoke tests.
     """
 
-    max_epochs: int = 100
-    monitor: str = "val_dice"
-    mode: str = "max"
-    patience: int = 20
+    epochs: int = 60
+    batch_size: int = 32
+    monitor: str = "val_score"
+    patience: int = 0
+    seed: int = 0
+    num_workers: int = 0
+    imbalance: str = "weighted_loss"
     accelerator: str = "auto"
     devices: str = "auto"
     strategy: str = "auto"
@@ -60,8 +66,38 @@ class TrainerSettings:
     precision: str = "32"
     deterministic: bool = True
     progress_bar: bool = True
-    limit_train_batches: int = 0
-    log_every_n_steps: int = 10
+    max_train_batches: int = 0
+
+    @classmethod
+    def from_config(cls, config: Any, **changes: Any) -> "FitSettings":
+        """The fields of a task config that have the same names, then ``changes``."""
+        import dataclasses
+
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{n: getattr(config, n) for n in names if hasattr(config, n)}, **changes})
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        network: The network with the best epoch's weights, in eval mode.
+        best_epoch: The epoch picked (None when the checkpoint does not say; a warning says why).
+        best_score: The monitored value at that epoch.
+        epochs_run: Epochs trained.
+        train_seconds: Wall-clock time of ``fit``.
+        is_global_zero: False in the non-zero processes of a distributed run.
+        info: Plain data for ``meta.json`` and reports.
+    """
+
+    network: torch.nn.Module
+    best_epoch: int | None
+    best_score: float
+    epochs_run: int
+    train_seconds: float
+    is_global_zero: bool
+    info: dict[str, Any]
 
 
 def parse_devices(value: str | int) -> int | str | list[int]:
@@ -104,19 +140,22 @@ def _epoch_logger():
     return EpochLogger()
 
 
-def make_trainer(run_dir: Path, settings: TrainerSettings, callbacks: list[Any] | None = None):
+def make_trainer(run_dir: Path, settings: FitSettings, mode: str = "max", log_every_n_steps: int = 10,
+                 callbacks: list[Any] | None = None):
     """A Lightning ``Trainer`` writing into ``run_dir``.
 
     Args:
         run_dir: The run folder (checkpoints in ``checkpoints/``, the CSV log in ``training_log/``).
         settings: The options.
+        mode: ``"max"`` when a larger ``settings.monitor`` is better, ``"min"`` otherwise.
+        log_every_n_steps: Interval of step-level logging.
         callbacks: Extra Lightning callbacks.
 
     Returns:
         ``(trainer, checkpoint_callback)``.
 
     Raises:
-        ValueError: If ``settings.mode`` is not ``"max"`` or ``"min"`` or ``devices`` cannot be parsed.
+        ValueError: If ``mode`` is not ``"max"`` or ``"min"`` or ``devices`` cannot be parsed.
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
@@ -124,29 +163,105 @@ def make_trainer(run_dir: Path, settings: TrainerSettings, callbacks: list[Any] 
 
     from breastdx.runtime import choose_training_precision
 
-    if settings.mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min', got {settings.mode!r}.")
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
     precision, reason = choose_training_precision(settings.precision, settings.accelerator)
     log.info("training precision %s (%s)", precision, reason)
     checkpoint = ModelCheckpoint(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename="best", monitor=settings.monitor,
-                                 mode=settings.mode, save_top_k=1, save_last=False, save_weights_only=True,
+                                 mode=mode, save_top_k=1, save_last=False, save_weights_only=True,
                                  auto_insert_metric_name=False, enable_version_counter=False)
     cbs: list[Any] = [checkpoint, _epoch_logger(), *(callbacks or [])]
     if settings.patience > 0:
-        cbs.append(EarlyStopping(monitor=settings.monitor, mode=settings.mode, patience=settings.patience,
+        cbs.append(EarlyStopping(monitor=settings.monitor, mode=mode, patience=settings.patience,
                                  check_finite=True))
     if settings.progress_bar:
         cbs.append(RichProgressBar())
     trainer = pl.Trainer(
         accelerator=settings.accelerator, devices=parse_devices(settings.devices), strategy=settings.strategy,
-        num_nodes=settings.num_nodes, precision=precision, max_epochs=settings.max_epochs,
+        num_nodes=settings.num_nodes, precision=precision, max_epochs=settings.epochs,
         logger=CSVLogger(save_dir=str(run_dir), name=LOG_DIR, version=""), callbacks=cbs,
         deterministic="warn" if settings.deterministic else None,
         enable_progress_bar=settings.progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
-        limit_train_batches=settings.limit_train_batches or None, log_every_n_steps=settings.log_every_n_steps,
+        limit_train_batches=settings.max_train_batches or None, log_every_n_steps=log_every_n_steps,
         default_root_dir=str(run_dir),
     )
     return trainer, checkpoint
+
+
+def make_loaders(train_ds: Any, val_ds: Any, settings: FitSettings, sampler: Any = None):
+    """Seeded training and validation loaders (MONAI ``DataLoader``).
+
+    Args:
+        train_ds: The training dataset (with augmentation).
+        val_ds: The validation dataset.
+        settings: Batch size, seed and workers.
+        sampler: A sampler of training items (e.g. class-balanced), or None to shuffle.
+    """
+    from monai.data import DataLoader
+
+    generator = torch.Generator().manual_seed(settings.seed)
+    common = {"num_workers": settings.num_workers, "persistent_workers": settings.num_workers > 0}
+    order = {"sampler": sampler} if sampler is not None else {"shuffle": True, "generator": generator}
+    train = DataLoader(train_ds, batch_size=settings.batch_size, drop_last=len(train_ds) > settings.batch_size,
+                       **order, **common)
+    val = DataLoader(val_ds, batch_size=max(settings.batch_size, 32), shuffle=False, **common)
+    return train, val
+
+
+def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: Any, run_dir: Path,
+        settings: FitSettings, mode: str = "max") -> FitResult:
+    """The one training loop of breastdx (Lightning): train ``module``, keep the best epoch by
+    ``settings.monitor`` on validation, load its weights into ``network`` and export nothing else.
+
+    Lightning writes its CSV log into ``run_dir/training_log`` and the best checkpoint into
+    ``run_dir/checkpoints``; the checkpoint is read back with ``weights_only=True`` and deleted.
+
+    Args:
+        module: The LightningModule (classification or segmentation); its ``state_prefix`` (default
+            ``"network."``) names the weights to export.
+        network: The network inside ``module`` that receives the best weights.
+        train_loader: Training batches.
+        val_loader: Validation batches.
+        run_dir: Folder of the log (created when missing).
+        settings: The options.
+        mode: ``"max"`` or ``"min"`` for ``settings.monitor``.
+
+    Returns:
+        The :class:`FitResult`; in the non-zero ranks of a distributed run, ``is_global_zero`` is False and the
+        network keeps its last weights.
+
+    Raises:
+        ValueError: For Lightning settings it refuses or a bad ``mode``.
+        FileNotFoundError: If no validation epoch wrote a checkpoint.
+    """
+    import time
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer, checkpoint = make_trainer(run_dir, settings, mode, log_every_n_steps=max(1, min(10, len(train_loader))))
+    start = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader)
+    seconds = time.perf_counter() - start
+    if not trainer.is_global_zero:
+        return FitResult(network, None, float("nan"), int(trainer.current_epoch), seconds, False, {})
+    network.load_state_dict(best_state_dict(checkpoint, prefix=getattr(module, "state_prefix", "network.")))
+    best_epoch = None
+    try:
+        best_epoch = int(torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["epoch"])
+    except (OSError, KeyError, RuntimeError) as e:  # said, not hidden: the report then shows no best epoch
+        log.warning("the best epoch could not be read from %s (%s: %s)", checkpoint.best_model_path,
+                    type(e).__name__, e)
+    best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan")
+    remove_checkpoints(run_dir)
+    network.eval()
+    info = {"train_seconds": round(seconds, 1), "epochs_run": int(trainer.current_epoch), "best_epoch": best_epoch,
+            "monitor": settings.monitor, "best_monitor_value": best_score, "batch_size": settings.batch_size,
+            "precision": str(trainer.precision), "n_train": len(train_loader.dataset), "n_val": len(val_loader.dataset),
+            "torch_threads": torch.get_num_threads(), "accelerator": type(trainer.accelerator).__name__,
+            "devices": trainer.num_devices}
+    log.info("trained %d epoch(s) in %.1f min; best epoch %s (%s %.4f)", info["epochs_run"], seconds / 60,
+             best_epoch, settings.monitor, best_score)
+    return FitResult(network, best_epoch, best_score, info["epochs_run"], seconds, True, info)
 
 
 def best_state_dict(checkpoint_callback: Any, prefix: str = "network.") -> dict[str, torch.Tensor]:
