@@ -141,12 +141,10 @@ def test_train_help_lists_the_toy_options(toy_task):
 class Tiny(nn.Module):
     """A toy classifier: one convolution, global average pooling, a linear head; ``(B, C, H, W) -> (B, K)``."""
 
-    def __init__(self, in_channels: int, out_channels: int, width: int, attribute: bool) -> None:
+    def __init__(self, in_channels: int, out_channels: int, width: int) -> None:
         super().__init__()
         self.features = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU())
         self.head = nn.Linear(width, out_channels)
-        if attribute:  # the older way to name the layer, which the Grad-CAM code reads today
-            self.gradcam_layer = "features.0"
 
     def forward(self, x):
         return self.head(self.features(x).mean(dim=(2, 3)))
@@ -154,16 +152,17 @@ class Tiny(nn.Module):
 
 @pytest.fixture
 def toy_network():
-    """Registers toy networks by ``(name, attribute, min_size)`` for one test, and removes them afterwards."""
+    """Registers toy networks by ``(name, min_size)`` for one test (the Grad-CAM layer only in the registry
+    entry, as CONTRIBUTING.md says), and removes them afterwards."""
     from breastdx.models.network_registry import register_network
     from breastdx.models.networks import NETWORKS
 
     names: list[str] = []
 
-    def add(name: str, *, attribute: bool, min_size: int = 3) -> str:
+    def add(name: str, min_size: int = 3) -> str:
         @register_network(name, kind="classification", gradcam_layer="features.0", min_size=min_size)
         def factory(in_channels: int, out_channels: int, *, width: int = 4) -> nn.Module:
-            return Tiny(in_channels, out_channels, width, attribute)
+            return Tiny(in_channels, out_channels, width)
 
         names.append(name)
         return name
@@ -174,15 +173,8 @@ def toy_network():
     assert not any(n in NETWORKS for n in names)
 
 
-@pytest.mark.parametrize("attribute", [
-    True,
-    pytest.param(False, marks=pytest.mark.xfail(strict=True, reason=(
-        "explain.gradcam.target_layer reads a module attribute 'gradcam_layer' or its own GRADCAM_LAYERS table, "
-        "not the NetworkEntry's gradcam_layer; remove this mark (and the attribute step of CONTRIBUTING.md) once "
-        "it reads the registry"))),
-], ids=["layer-also-as-attribute", "layer-in-registry-only"])
-def test_a_toy_network_registered_in_the_test_trains_the_toy_spec(toy_task, toy_network, tmp_path, attribute):
-    name = toy_network(f"toy_tiny_cnn_{int(attribute)}", attribute=attribute)
+def test_a_toy_network_registered_in_the_test_trains_the_toy_spec(toy_task, toy_network, tmp_path):
+    name = toy_network("toy_tiny_cnn")
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", TOY, "--archs", name, *FAST, "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -191,11 +183,8 @@ def test_a_toy_network_registered_in_the_test_trains_the_toy_spec(toy_task, toy_
     assert meta["gradcam"]["layer"] == "features.0"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "NetworkEntry.min_size is not checked before training (models.networks.check_input_size has no caller in "
-    "src/); remove this mark once check_architectures checks --image-size against it"))
 def test_an_image_size_below_the_network_minimum_is_refused_before_training(toy_task, toy_network, tmp_path):
-    name = toy_network("toy_tiny_cnn_min32", attribute=True, min_size=32)
+    name = toy_network("toy_tiny_cnn_min32", min_size=32)
     result = runner.invoke(app, ["train", TOY, "--archs", name, *FAST, "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "32" in result.output, result.output
     assert not (tmp_path / "run" / "archs").exists()
