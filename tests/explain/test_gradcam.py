@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from breastdx.explain.gradcam import (CamExplainer, cam_mass_in_mask, localisation_summary,
+from breastdx.explain.cam import CamExplainer
+from breastdx.explain.gradcam import (cam_mass_in_mask, localisation_summary,
                                       pointing_game_hit, target_layer, upsample_map)
 from breastdx.models.multitask import MultiTaskUNet
 from breastdx.models.networks import build_network

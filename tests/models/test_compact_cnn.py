@@ -53,7 +53,8 @@ def test_unknown_argument_lists_the_accepted_ones():
 
 
 def test_gradcam_target_layer_and_maps():
-    from breastdx.explain.gradcam import CamExplainer, target_layer
+    from breastdx.explain.cam import CamExplainer
+    from breastdx.explain.gradcam import target_layer
 
     torch.manual_seed(0)
     net, _ = build_network("compact_cnn", 3, 2, widths=(8, 16, 32))

@@ -29,33 +29,22 @@ References:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 
-if TYPE_CHECKING:
-    from breastdx.explain.cam import CamExplainer
-
 log = logging.getLogger(__name__)
 
-
-def __getattr__(name: str) -> Any:
-    """:class:`CamExplainer` lives in :mod:`breastdx.explain.cam` with MONAI's CAM classes, imported on first
-    use: rendering and localisation checks need no MONAI (about 3 s of start-up saved for predict without maps)."""
-    if name in ("CamExplainer", "_PerImageHooks"):
-        from breastdx.explain import cam
-
-        return getattr(cam, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 CAM_METHODS = ("gradcam", "gradcampp")
 """Names of the explanation methods."""
 
 POINTING_TOLERANCE_PX = 15
 """Pointing-game tolerance in pixels, as Zhang et al. (2018)."""
+
 
 def target_layer(network: nn.Module, architecture: str | None = None) -> str:
     """The Grad-CAM target layer of ``network``: its own ``gradcam_layer`` attribute, else the layer that the
@@ -195,16 +184,3 @@ def localisation_summary(cams: Sequence[np.ndarray], masks: Sequence[np.ndarray]
             "mask_area_fraction": mean_ci(area, n_boot, seed), "pointing_game_center": mean_ci(centre, n_boot, seed),
             "n_images": len(area), "n_empty_maps": empty, "tolerance_px": float(tolerance_px)}
 
-
-def explain_batch(explainer: CamExplainer, x: torch.Tensor, sizes: Sequence[tuple[int, int]],
-                  class_idx: Any = None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Logits, explained class and maps at the original sizes for one batch (numpy outputs).
-
-    Returns:
-        ``(logits (B, K) float64, class index (B,) int64, maps)``.
-    """
-    logits, idx, maps = explainer(x, class_idx=class_idx, sizes=sizes)
-    return logits.float().cpu().numpy().astype(np.float64), idx.cpu().numpy().astype(np.int64), maps
-
-
-ClassChooser = Callable[[torch.Tensor], torch.Tensor]

@@ -31,7 +31,7 @@ from torch import nn
 
 from breastdx.config import user_cache_dir
 from breastdx.data.checksum import sha256_file
-from breastdx.models.saved import ModelFolderError
+from breastdx.models.saved import ModelFolderError, load_weights
 from breastdx.runtime import check_backend
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,6 @@ def build_from_meta(model_dir: Path, meta: dict[str, Any]) -> nn.Module:
     Raises:
         ModelFolderError: If ``meta.json`` cannot rebuild the network or the weights do not fit it.
     """
-    from breastdx.inference.predictor import load_weights
     from breastdx.models.networks import build_network
 
     try:

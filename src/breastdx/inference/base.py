@@ -13,7 +13,6 @@ Weights are safetensors files (:func:`save_weights`, :func:`load_weights`); noth
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,15 +21,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from breastdx.inference.meta import ModelMeta
-from breastdx.models.saved import META_FILE, ModelFolderError
+from breastdx.models.saved import META_FILE, WEIGHTS_FILE, ModelFolderError, load_weights, save_weights  # noqa: F401
 from breastdx.registry import Registry
 
 if TYPE_CHECKING:  # torch is imported by the image predictors only: a tabular model loads without it
     import torch
     from torch import nn
-
-WEIGHTS_FILE = "model.safetensors"
-"""File name of a network's weights in a model folder."""
 
 TTA_MODES = ("none", "hflip")
 """Test-time augmentations: none, or the mean with the left-right mirror."""
@@ -40,49 +36,6 @@ INFERENCE_DTYPES = ("float32", "bfloat16")
 
 PREDICTORS: Registry[type["Predictor"]] = Registry("model kind")
 """Predictor class per kind of model folder (``"segmentation"``, ``"classification"``, ``"tabular"``)."""
-
-
-def save_weights(network: nn.Module, path: Path) -> Path:
-    """Write a network's state dict as safetensors (tensors made contiguous and unshared), readable by all.
-
-    Args:
-        network: The network.
-        path: The ``.safetensors`` file.
-
-    Returns:
-        ``path``.
-    """
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in network.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "pt"})
-    os.chmod(path, 0o644)  # readable by everyone, like any other package file
-    return path
-
-
-def load_weights(network: nn.Module, path: Path) -> nn.Module:
-    """Load a safetensors state dict into ``network`` (strict: every key must match).
-
-    Returns:
-        ``network``, with the weights.
-
-    Raises:
-        ModelFolderError: If the file is unreadable or its tensors do not fit the network; the message
-            names the file and the first mismatched keys.
-    """
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(path))
-    except Exception as e:  # safetensors raises SafetensorError / OSError on a bad file
-        raise ModelFolderError(f"{path}: cannot read the weights ({type(e).__name__}: {e}).") from None
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[:4]
-        raise ModelFolderError(f"{path}: the weights do not fit the network described in meta.json: "
-                               f"{' '.join(first)}") from None
-    return network
 
 
 def as_meta(meta: ModelMeta | Mapping[str, Any]) -> ModelMeta:

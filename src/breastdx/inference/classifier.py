@@ -15,7 +15,7 @@ reaches the threshold, else the most probable other class). Grad-CAM maps explai
 are upsampled from the feature map straight to ``(H, W)``.
 
 Speed: with Grad-CAM, the backward pass stops at the target layer (``fast_backward`` of
-:class:`breastdx.explain.gradcam.CamExplainer`), so a batch costs little more than a forward pass.
+:class:`breastdx.explain.cam.CamExplainer`), so a batch costs little more than a forward pass.
 """
 
 from __future__ import annotations
@@ -204,8 +204,8 @@ class ClassificationPredictor(ImagePredictor):
 
     # --------------------------------------------------------------------------------------- Grad-CAM
     def explainer(self, method: str | None = None):
-        """The :class:`breastdx.explain.gradcam.CamExplainer` of ``method`` (made once, fast backward)."""
-        from breastdx.explain.gradcam import CamExplainer
+        """The :class:`breastdx.explain.cam.CamExplainer` of ``method`` (made once, fast backward)."""
+        from breastdx.explain.cam import CamExplainer
 
         method = method or self.gradcam_method
         if method not in self._explainers:

@@ -10,6 +10,7 @@ unpickled.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,51 @@ META_SCHEMA_VERSION = 1
 META_FILE = "meta.json"
 CARD_FILE = "MODEL_CARD.md"
 REQUIRED_META_KEYS = ("schema_version", "task", "architecture", "class_names", "weights_file")
+WEIGHTS_FILE = "model.safetensors"
+"""File name of a network's weights in a model folder."""
+
+
+def save_weights(network: Any, path: Path) -> Path:
+    """Write a network's state dict as safetensors (tensors made contiguous and unshared), readable by all.
+
+    Args:
+        network: The network.
+        path: The ``.safetensors`` file.
+
+    Returns:
+        ``path``.
+    """
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in network.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "pt"})
+    os.chmod(path, 0o644)  # readable by everyone, like any other package file
+    return path
+
+
+def load_weights(network: Any, path: Path) -> Any:
+    """Load a safetensors state dict into ``network`` (strict: every key must match).
+
+    Returns:
+        ``network``, with the weights.
+
+    Raises:
+        ModelFolderError: If the file is unreadable or its tensors do not fit the network; the message
+            names the file and the first mismatched keys.
+    """
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises SafetensorError / OSError on a bad file
+        raise ModelFolderError(f"{path}: cannot read the weights ({type(e).__name__}: {e}).") from None
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[:4]
+        raise ModelFolderError(f"{path}: the weights do not fit the network described in meta.json: "
+                               f"{' '.join(first)}") from None
+    return network
 
 
 class ModelFolderError(ValueError):

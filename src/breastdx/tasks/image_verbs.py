@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from breastdx.config import ConfigError, option, parse_options, runtime_options, save_yaml, with_overrides
+from breastdx.data.image_sets import SPLIT_FILE
 from breastdx.evaluation.tables import OPERATING_POINT_TEXT, calibration_rows, ci_text, summary_rows
 from breastdx.tasks.base import EvaluateOptions as SplitEvaluateOptions
 from breastdx.tasks.base import RunResult, evenly_spaced
@@ -99,7 +100,6 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
     from breastdx.evaluation.classification import evaluate_logits, write_figures
     from breastdx.evaluation.report import HtmlReport
     from breastdx.runs import write_json, write_versions
-    from breastdx.tasks.image_classification import SPLIT_FILE
 
     spec = task.spec
     data_names = {n.replace("_", "-") for n in spec.data_options}
