@@ -118,6 +118,7 @@ def test_pcam_evaluate_repeats_the_training_metrics(pcam_run, tmp_path):
     for name in ("auroc", "accuracy", "brier"):
         assert metrics["metrics"][name]["value"] == pytest.approx(trained["metrics"][name]["value"], abs=1e-6), name
     assert (out / "report.html").is_file() and (out / "split.json").is_file()
+    assert "official split" in metrics["split"] and metrics["split"] == trained["split"]  # the reused split says so
 
 
 @pytest.mark.slow

@@ -121,18 +121,23 @@ def patch_reader(dataset: str, about: str, official: Callable[[Any], Any] | None
     """
 
     def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitData:
-        from breastdx.data.patch_split import apply_split, patch_split
+        from breastdx.data.patch_split import apply_split, check_patch_split, patch_split
+        from breastdx.data.splits import SplitFile
         from breastdx.data.patches import load_patch_dataset
 
         source = load_patch_dataset(dataset, data_root, **{k: f(config) for k, f in load_options.items()})
-        if reuse is None and official is not None:
+        if reuse is not None:  # kept as it is, with its own seed and ratios, once checked against the data
+            split = SplitFile.from_json(reuse)
+            check_patch_split(source, split)
+        elif official is not None:
             split = official(source)
         else:
-            split = patch_split(source, reuse, seed=config.split_seed, ratios=config.split_ratios)
+            split = patch_split(source, None, seed=config.split_seed, ratios=config.split_ratios)
         split.to_json(out)
         grouped = (split.summary or {}).get("grouped_by")
-        kind = "official split" if official is not None and reuse is None and not grouped else (
-            f"split by {grouped}" if grouped else "stratified split (no patient ids: optimistic)")
+        official_kind = "official" in str((split.summary or {}).get("kind", ""))
+        kind = f"split by {grouped}" if grouped else (
+            "official split" if official_kind else "stratified split (no patient ids: optimistic)")
         views = apply_split(source, split)
         counts = (split.summary or {}).get("counts", {})
         lines = "; ".join(f"{s}: " + ", ".join(f"{v} {c}" for c, v in cs.items()) for s, cs in counts.items())
