@@ -107,7 +107,7 @@ def parse_devices(value: str | int) -> int | str | list[int]:
     device indices, ``"-1"`` means all devices.
 
     Raises:
-        ValueError: For anything else; the message shows the accepted forms.
+        ConfigError: For anything else (a ``ValueError``); the message shows the accepted forms.
     """
     text = str(value).strip()
     if text == "auto":
@@ -117,8 +117,10 @@ def parse_devices(value: str | int) -> int | str | list[int]:
             return [int(v) for v in text.split(",") if v.strip()]
         return int(text)
     except ValueError:
-        raise ValueError(f"devices must be 'auto', a number such as '2', or device indices such as '0,1'; "
-                         f"got {value!r}.") from None
+        from breastdx.config import ConfigError
+
+        raise ConfigError(f"The 'devices' option must be 'auto', a number such as '2', or device indices such as "
+                          f"'0,1'. Got {value!r} instead.") from None
 
 
 def _epoch_logger():
