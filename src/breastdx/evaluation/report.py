@@ -55,9 +55,10 @@ class HtmlReport:
         out.append("</table>")
         self.parts.append("".join(out))
 
-    def metrics_table(self, metrics: dict[str, dict[str, Any]]) -> None:
-        """A table of ``{name: {"value", "ci95"}}``."""
-        rows = [[html.escape(k), fmt(m["value"]), f"{fmt(m['ci95'][0])} – {fmt(m['ci95'][1])}"]
+    def metrics_table(self, metrics: dict[str, dict[str, Any]], label: Any = None) -> None:
+        """A table of ``{name: {"value", "ci95"}}``; ``label(name)`` names a row (e.g. with its operating point,
+        :func:`breastdx.evaluation.tables.metric_label`), else the name is shown as it is."""
+        rows = [[html.escape(label(k) if label else k), fmt(m["value"]), f"{fmt(m['ci95'][0])} – {fmt(m['ci95'][1])}"]
                 for k, m in metrics.items()]
         self.table(["metric", "value", "95% CI"], rows)
 

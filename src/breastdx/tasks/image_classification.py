@@ -24,6 +24,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
 import time
@@ -433,6 +434,7 @@ class ImageClassificationTask(Task):
             "deduplicated_test": deduplicated_test(test_ds, runs, config, spec.positive),
             "gradcam": {k: v for k, v in cams.items() if k not in ("figure", "items")},
             "data_checksum": data.checksum,
+            "preprocessing": json.loads((model_dir / "meta.json").read_text())["preprocessing"],
             "_comparisons": comparisons, "_cams": cams,
         }
         if localisation:

@@ -240,7 +240,7 @@ def train_report(task: Any, run_dir: Path, config: Any, data: Any, runs: dict[st
                    for a, v in dedup["models"].items()])
     m = r.test["metrics"]
     rep.heading(f"Best model ({best}): every metric ({positive} = positive)")
-    rep.metrics_table(m)
+    rep.metrics_table(m, metric_label)
     if len(class_names) > 2:
         rep.heading("Per class (one vs rest, argmax predictions)")
         rep.table(["class", "sensitivity", "specificity", "AUROC"],

@@ -18,7 +18,7 @@ import numpy as np
 
 from breastdx.config import ConfigError, option, parse_options, runtime_options, save_yaml, with_overrides
 from breastdx.data.image_sets import SPLIT_FILE
-from breastdx.evaluation.tables import OPERATING_POINT_TEXT, calibration_rows, ci_text, summary_rows
+from breastdx.evaluation.tables import OPERATING_POINT_TEXT, calibration_rows, ci_text, metric_label, summary_rows
 from breastdx.tasks.base import EvaluateOptions as SplitEvaluateOptions
 from breastdx.tasks.base import RunResult, evenly_spaced
 
@@ -147,7 +147,7 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
     rep.paragraph(f"Model {model_dir} ({arch}); {text}; temperature {predictor.temperature:.3f}, operating threshold "
                   f"{float(predictor.threshold):.3f} on P({positive}); TTA {predictor.tta}. "
                   + OPERATING_POINT_TEXT.format(positive=positive))
-    rep.metrics_table(ev["metrics"])
+    rep.metrics_table(ev["metrics"], metric_label)
     rep.heading("Calibration before and after temperature scaling")
     rep.table(["metric", "before (T = 1)", "after"], calibration_rows(ev["calibration"]))
     rows = summary_rows(ev["metrics"], spec.summary)
