@@ -282,6 +282,10 @@ def test_idc_from_patient_folders_is_split_by_patient(tmp_path):
     split = json.loads((out / "split.json").read_text())
     patients = split["summary"]["patients"]
     assert not set(patients["train"]) & set(patients["test"]) and not set(patients["val"]) & set(patients["test"])
+    per_patient = metrics["per_patient"]  # each test patient's predicted vs true IDC share
+    assert sorted(r["patient"] for r in per_patient["rows"]) == sorted(patients["test"])
+    assert sum(r["n"] for r in per_patient["rows"]) == metrics["n"]
+    assert "per_patient.png" in (out / "report.html").read_text()
     # the split file is reused, and refused when the data no longer match it
     again = tmp_path / "again"
     result = _invoke(["train", "idc", "--data-dir", tmp_path / "data", "--out", again, "--archs", "compact_cnn",

@@ -30,11 +30,13 @@ class ImageSet:
         ids: Case ids (file names or patch ids), in order.
         labels: int64 ``(n,)`` class indices.
         read: ``i -> (uint8 (H, W) or (H, W, 3) image, bool (H, W) lesion mask or None)``; errors name the file.
+        groups: Patient (or slide) id per item, or None when the data have none.
     """
 
     ids: tuple[str, ...]
     labels: np.ndarray
     read: Callable[[int], tuple[np.ndarray, np.ndarray | None]]
+    groups: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -42,7 +44,8 @@ class ImageSet:
     def subset(self, index: Sequence[int] | np.ndarray) -> "ImageSet":
         """The items at ``index`` (positions in this set)."""
         idx = np.asarray(index, dtype=np.int64)
-        return ImageSet(tuple(self.ids[i] for i in idx), self.labels[idx], lambda i: self.read(int(idx[i])))
+        return ImageSet(tuple(self.ids[i] for i in idx), self.labels[idx], lambda i: self.read(int(idx[i])),
+                        None if self.groups is None else tuple(self.groups[i] for i in idx))
 
     def get(self, index: int) -> tuple[np.ndarray, int]:
         """``(image, label)``, as a :class:`breastdx.data.patches.PatchSource` gives it."""
@@ -101,7 +104,9 @@ class Normalisation:
 
 def from_patch_source(source: Any) -> ImageSet:
     """A :class:`breastdx.data.patches.PatchSource` (or a view of one) as an :class:`ImageSet` (no masks)."""
-    return ImageSet(tuple(source.ids), np.asarray(source.labels, dtype=np.int64), lambda i: (source.get(i)[0], None))
+    groups = source.groups
+    return ImageSet(tuple(source.ids), np.asarray(source.labels, dtype=np.int64), lambda i: (source.get(i)[0], None),
+                    None if groups is None else tuple(str(g) for g in groups))
 
 
 def patch_reader(dataset: str, about: str, official: Callable[[Any], Any] | None = None,

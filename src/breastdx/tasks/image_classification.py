@@ -406,7 +406,7 @@ class ImageClassificationTask(Task):
 
     def _train_metrics(self, config: Any, data: SplitData, runs: dict[str, Any], best: str, test_ds: Any,
                        localisation: dict[str, Any], model_dir: Path) -> dict[str, Any]:
-        from breastdx.tasks.image_report import deduplicated_test, gradcam_examples, paired_tests
+        from breastdx.tasks.image_report import deduplicated_test, gradcam_examples, paired_tests, per_patient
 
         spec = self.spec
         r = runs[best]
@@ -437,6 +437,10 @@ class ImageClassificationTask(Task):
             "preprocessing": json.loads((model_dir / "meta.json").read_text())["preprocessing"],
             "_comparisons": comparisons, "_cams": cams,
         }
+        patients = per_patient(data.parts["test"], r.test["prob"], r.calibration["threshold"],
+                               data.class_names.index(spec.positive))
+        if patients is not None:
+            metrics["per_patient"] = patients
         if localisation:
             metrics["localisation"] = loc_plain[best]
         if spec.benchmark is not None:

@@ -71,6 +71,55 @@ def deduplicated_test(test_ds: Any, runs: dict[str, Any], config: Any, positive:
     return out
 
 
+def per_patient(test: Any, prob: np.ndarray, threshold: float, positive_index: int) -> dict[str, Any] | None:
+    """Each test patient's predicted against true share of positive items (at the operating threshold), for data
+    with patient ids; None without them.
+
+    Returns:
+        ``{"n_patients", "mae", "pearson_r", "rows": [{"patient", "n", "true_share", "predicted_share",
+        "mean_p_positive"}]}``: the mean absolute difference of the shares and their Pearson correlation (NaN with
+        fewer than 3 patients or a constant share).
+    """
+    if test.groups is None:
+        return None
+    groups = np.asarray(test.groups)
+    pred = prob[:, positive_index] >= threshold
+    truth = np.asarray(test.labels) == positive_index
+    rows = []
+    for g in sorted(set(groups.tolist()), key=lambda v: (len(v), v)):
+        m = groups == g
+        rows.append({"patient": g, "n": int(m.sum()), "true_share": float(truth[m].mean()),
+                     "predicted_share": float(pred[m].mean()), "mean_p_positive": float(prob[m, positive_index].mean())})
+    t = np.array([r["true_share"] for r in rows])
+    q = np.array([r["predicted_share"] for r in rows])
+    r = float(np.corrcoef(t, q)[0, 1]) if len(rows) >= 3 and t.std() > 0 and q.std() > 0 else float("nan")
+    return {"n_patients": len(rows), "mae": float(np.abs(t - q).mean()), "pearson_r": r, "rows": rows}
+
+
+def plot_per_patient(result: dict[str, Any], positive: str, path: Path) -> Path:
+    """Scatter of each test patient's predicted against true share of ``positive`` items, with the diagonal."""
+    import matplotlib.pyplot as plt
+
+    from breastdx.evaluation.plots import DPI
+
+    t = [r["true_share"] for r in result["rows"]]
+    q = [r["predicted_share"] for r in result["rows"]]
+    n = [r["n"] for r in result["rows"]]
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8)
+    ax.scatter(t, q, s=[8 + 2 * k for k in n], alpha=0.6)
+    ax.set_xlabel(f"true share of {positive} items")
+    ax.set_ylabel("predicted share (operating threshold)")
+    ax.set_title(f"{result['n_patients']} test patients: MAE {result['mae']:.3f}, r {result['pearson_r']:.2f}",
+                 fontsize=9)
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
 def region_mask(shape: tuple[int, int], fraction: float) -> np.ndarray:
     """bool ``(H, W)``: the centred square covering ``fraction`` of each side."""
     h, w = shape
@@ -258,6 +307,16 @@ def train_report(task: Any, run_dir: Path, config: Any, data: Any, runs: dict[st
         png = plot_cams(cams["items"], class_names, positive, spec.label_region, run_dir / "gradcam_examples.png")
         rep.figure(png, "Grad-CAM of the reported label" + ("; the box is the region the label refers to"
                                                              if spec.label_region else ""))
+    if metrics.get("per_patient"):
+        pp = metrics["per_patient"]
+        rep.heading(f"Per patient: predicted vs true share of {positive} {spec.item}s ({pp['n_patients']} test patients)")
+        rep.paragraph(f"Each test patient's share of {spec.item}s labelled {positive}, against the share the best model "
+                      f"predicts at the operating threshold: mean absolute difference {pp['mae']:.3f}, Pearson r "
+                      f"{pp['pearson_r']:.2f}. Point size: the patient's number of {spec.item}s.")
+        rep.figure(plot_per_patient(pp, positive, run_dir / "per_patient.png"), "Per-patient shares (diagonal: equal)")
+        rep.table(["patient", spec.item + "s", "true share", "predicted share", f"mean P({positive})"],
+                  [[r["patient"], r["n"], f"{r['true_share']:.2f}", f"{r['predicted_share']:.2f}",
+                    f"{r['mean_p_positive']:.2f}"] for r in pp["rows"]])
     if "mass_in_label_region" in cams:
         mr = cams["mass_in_label_region"]
         rep.paragraph(f"Share of the {positive}-class Grad-CAM map inside the labelled region: {ci_text(mr)} (a "

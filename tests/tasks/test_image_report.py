@@ -1,0 +1,35 @@
+"""Golden values of what the image pipeline measures besides the metrics."""
+
+import numpy as np
+import pytest
+
+from breastdx.data.image_sets import ImageSet
+from breastdx.tasks.image_report import exact_duplicate_groups, per_patient, region_mask
+
+
+def _set(labels, groups):
+    return ImageSet(tuple(str(i) for i in range(len(labels))), np.array(labels), lambda i: (None, None),
+                    None if groups is None else tuple(groups))
+
+
+def test_per_patient_shares_against_hand_counts():
+    test = _set([1, 0, 0, 1, 1, 0], ["p2", "p2", "p2", "p10", "p10", "p1"])
+    prob = np.array([[0.2, 0.8], [0.7, 0.3], [0.4, 0.6], [0.9, 0.1], [0.3, 0.7], [0.5, 0.5]])
+    out = per_patient(test, prob, threshold=0.55, positive_index=1)
+    rows = {r["patient"]: r for r in out["rows"]}
+    assert [r["patient"] for r in out["rows"]] == ["p1", "p2", "p10"]  # natural order of the ids
+    assert rows["p2"] == {"patient": "p2", "n": 3, "true_share": pytest.approx(1 / 3),
+                          "predicted_share": pytest.approx(2 / 3), "mean_p_positive": pytest.approx(1.7 / 3)}
+    assert rows["p10"]["true_share"] == 1.0 and rows["p10"]["predicted_share"] == 0.5
+    assert rows["p1"]["true_share"] == 0.0 and rows["p1"]["predicted_share"] == 0.0  # 0.5 < threshold 0.55
+    assert out["mae"] == pytest.approx((0 + 1 / 3 + 0.5) / 3)
+    assert out["pearson_r"] == pytest.approx(np.corrcoef([0, 1 / 3, 1], [0, 2 / 3, 0.5])[0, 1])
+    assert per_patient(_set([1, 0], None), prob[:2], 0.5, 1) is None  # no patient ids, no figure
+
+
+def test_duplicates_and_label_region():
+    images = np.zeros((4, 2, 2), np.uint8)
+    images[1, 0, 0] = 1
+    assert exact_duplicate_groups(images) == [[0, 2, 3]]
+    mask = region_mask((96, 96), 32 / 96)
+    assert mask.sum() == 32 * 32 and mask[32:64, 32:64].all()
