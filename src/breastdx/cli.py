@@ -382,6 +382,13 @@ def data_summary(
     exact, near = result["exact_duplicates"], result["near_duplicates"]
     console.print(f"exact duplicates: {exact.get('groups', 0)} groups; near duplicates: {near.get('groups', 0)} "
                   f"groups; unreadable: {len(result.get('failures', []))}", highlight=False)
+    if result.get("patients"):
+        pp = result["patients"]
+        console.print(f"{pp['n_patients']} patients ({pp['patches_per_patient']['min']}-"
+                      f"{pp['patches_per_patient']['max']} images each); {pp['positive_class']} share per patient: mean "
+                      f"{pp['positive_share']['mean']:.3f}; blank background: {pp['blank']['n']} images"
+                      + (f"; size defects: {pp['size_defects']['n']}" if "size_defects" in pp else "")
+                      + f". Per patient: {run_dir / 'patients.html'}", highlight=False)
     console.print(f"Report: {run_dir / 'report.html'}", highlight=False)
 
 

@@ -568,5 +568,13 @@ def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, spl
         items = [(load_case(c)[0], BUSI_CLASSES.index(c.label)) for c in cases]
         return summarize(items, out_dir, max_items=max_items, seed=seed, class_names=BUSI_CLASSES, name="busi")
     from breastdx.data.patches import load_patch_dataset
+    from breastdx.data.summary_patients import summarize_patients
 
-    return summarize(load_patch_dataset(name, data_root, split), out_dir, max_items=max_items, seed=seed)
+    source = load_patch_dataset(name, data_root, split)
+    result = summarize(source, out_dir, max_items=max_items, seed=seed)
+    if source.groups is not None:  # per patient: every patch is read (the class counts are not a sample either)
+        expected, note = ((50, 50), "The reader pads them with white (255) on the bottom and right, where the slide "
+                          "ended, to 50 x 50; none is dropped.") if name == "idc" else (None, "")
+        result["patients"] = summarize_patients(source, out_dir, expected, reader_note=note)
+        result["files"] += ["patients.json", "patients.html", "patients_share_and_stain.png"]
+    return result
