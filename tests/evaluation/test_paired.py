@@ -99,3 +99,23 @@ def test_plot_writes_a_png_and_needs_the_resamples(tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="return_resamples"):
         plot_auroc_difference({k: v for k, v in r.items() if k != "resamples"}, tmp_path / "x.png")
+
+
+def test_resampling_patients_widens_the_interval_when_patches_of_a_patient_agree():
+    """Patches of one patient share their errors: the cluster bootstrap over patients gives the wider, honest
+    interval; with one patch per patient it is the ordinary bootstrap of cases, up to the stratification."""
+    rng = np.random.default_rng(0)
+    n_patients, per = 30, 20
+    groups = np.repeat(np.arange(n_patients), per)
+    y = (rng.random(groups.size) < 0.4).astype(int)
+    patient_effect = rng.normal(size=n_patients)[groups]  # model A errs per patient, B per patch
+    a = 1.0 * y + patient_effect
+    b = 1.0 * y + rng.normal(size=groups.size)
+    by_case = paired_auroc_test(y, a, b, n_boot=400, seed=0)
+    by_patient = paired_auroc_test(y, a, b, n_boot=400, seed=0, groups=groups)
+    assert by_patient["difference"] == by_case["difference"] and by_patient["n_patients"] == n_patients
+    width = lambda r: r["ci95"][1] - r["ci95"][0]  # noqa: E731
+    assert width(by_patient) > 1.2 * width(by_case)  # 0.135 vs 0.106 with this seed
+    assert "over patients" in by_patient["method"] and by_case["n_patients"] is None
+    with pytest.raises(ValueError, match="one id per case"):
+        paired_auroc_test(y, a, b, n_boot=10, groups=groups[:-1])

@@ -118,10 +118,35 @@ def delong_test(y_true: Any, score_a: Any, score_b: Any) -> dict[str, float]:
             "p_value": float(min(1.0, p)), "ci95": [diff - half, diff + half]}
 
 
+def _cluster_differences(y: np.ndarray, a: np.ndarray, b: np.ndarray, groups: np.ndarray, n_boot: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    """AUROC(a) - AUROC(b) over ``n_boot`` resamples of the clusters (with replacement), each with all its cases."""
+    if groups.shape != y.shape:
+        raise ValueError(f"groups must have one id per case: shape {groups.shape} for {y.size} cases.")
+    _, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    out = np.empty(n_boot)
+    done = tries = 0
+    while done < n_boot:
+        tries += 1
+        if tries > 20 * n_boot:
+            raise ValueError("groups: almost no resample of the patients holds both classes; too few patients.")
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        if y[idx].all() or not y[idx].any():
+            continue
+        out[done] = auroc(y[idx], a[idx]) - auroc(y[idx], b[idx])
+        done += 1
+    return out
+
+
 def paired_auroc_test(y_true: Any, score_a: Any, score_b: Any, *, n_boot: int = 2000, seed: int = 0,
                       alpha: float = 0.05, names: tuple[str, str] = ("a", "b"),
-                      return_resamples: bool = False) -> dict[str, Any]:
+                      return_resamples: bool = False, groups: Any = None) -> dict[str, Any]:
     """Paired, class-stratified bootstrap test of ``AUROC(score_a) - AUROC(score_b)`` on the same cases.
+
+    With ``groups`` (a patient id per case), patients are resampled instead of cases, each with all its cases
+    (the cluster bootstrap): patches of one patient are not independent, and a case-level interval would be too
+    narrow. A resample that lacks a class is drawn again.
 
     Args:
         y_true: Labels in {0, 1} (1 = positive, e.g. tumour), shape ``(n,)``; both classes present.
@@ -133,6 +158,7 @@ def paired_auroc_test(y_true: Any, score_a: Any, score_b: Any, *, n_boot: int = 
         names: Names of models A and B, written into the result.
         return_resamples: Add the ``B`` bootstrap differences under ``"resamples"`` (float64 ``(B,)``; for
             :func:`plot_auroc_difference`, not for JSON).
+        groups: Patient (cluster) id per case, shape ``(n,)``, or None to resample cases.
 
     Returns:
         ``{"model_a", "model_b", "n", "n_positive", "auroc_a", "auroc_b", "difference" (A - B),
@@ -159,7 +185,9 @@ def paired_auroc_test(y_true: Any, score_a: Any, score_b: Any, *, n_boot: int = 
     diff = value_a - value_b
     rng = np.random.default_rng(seed)
     diffs = np.empty(n_boot)
-    for start in range(0, n_boot, _CHUNK):
+    if groups is not None:
+        diffs = _cluster_differences(y, a, b, np.asarray(groups), n_boot, rng)
+    for start in range(0, n_boot if groups is None else 0, _CHUNK):
         k = min(_CHUNK, n_boot - start)
         idx = np.concatenate([rng.choice(pos_idx, size=(k, pos_idx.size)),
                               rng.choice(neg_idx, size=(k, neg_idx.size))], axis=1)
@@ -171,10 +199,12 @@ def paired_auroc_test(y_true: Any, score_a: Any, score_b: Any, *, n_boot: int = 
     p = min(1.0, 2.0 * min(below + 1, above + 1) / (n_boot + 1))
     out = {
         "model_a": names[0], "model_b": names[1], "n": int(y.size), "n_positive": int(y.sum()),
+        "n_patients": None if groups is None else int(np.unique(np.asarray(groups)).size),
         "auroc_a": value_a, "auroc_b": value_b, "difference": float(diff), "ci95": [low, high],
         "p_value": float(p), "n_boot": n_boot, "seed": int(seed),
-        "method": ("paired bootstrap over cases, stratified by class; percentile interval shifted by the bootstrap "
-                   "bias; two-sided p-value inverting the percentile interval, 2 * min(#{d* <= 0} + 1, "
+        "method": (("paired bootstrap over patients (each with all its cases)" if groups is not None else
+                    "paired bootstrap over cases, stratified by class") + "; percentile interval shifted by the "
+                   "bootstrap bias; two-sided p-value inverting the percentile interval, 2 * min(#{d* <= 0} + 1, "
                    "#{d* >= 0} + 1) / (B + 1)"),
         "delong": delong_test(y, a, b),
     }

@@ -413,7 +413,8 @@ class ImageClassificationTask(Task):
         m = r.test["metrics"]
         loc_plain = {a: {meth: {k: v for k, v in d.items() if k not in ("cams", "indices")} for meth, d in per.items()}
                      for a, per in localisation.items()}
-        comparisons = paired_tests(runs, best, test_ds.labels, data.class_names.index(spec.positive), config)
+        comparisons = paired_tests(runs, best, test_ds.labels, data.class_names.index(spec.positive), config,
+                                   data.parts["test"].groups)
         cams = gradcam_examples(self, model_dir, data.parts["test"], data.class_names, config)
         metrics: dict[str, Any] = {
             "task": self.name, "split": data.describe("test"), "n": len(test_ds), "model": best,

@@ -41,15 +41,18 @@ def exact_duplicate_groups(images: np.ndarray) -> list[list[int]]:
     return [g for g in seen.values() if len(g) > 1]
 
 
-def paired_tests(runs: dict[str, Any], best: str, y: np.ndarray, positive_index: int, config: Any) -> list[dict[str, Any]]:
-    """Paired bootstrap AUROC tests (positive vs rest) of the best model against each other one, on the test set."""
+def paired_tests(runs: dict[str, Any], best: str, y: np.ndarray, positive_index: int, config: Any,
+                 groups: Any = None) -> list[dict[str, Any]]:
+    """Paired bootstrap AUROC tests (positive vs rest) of the best model against each other one, on the test set;
+    over the test patients (cluster bootstrap) when ``groups`` gives a patient id per item."""
     from breastdx.evaluation.paired import paired_auroc_test
 
     yb = (np.asarray(y) == positive_index).astype(int)
     if len(runs) < 2 or yb.all() or not yb.any():
         return []
     return [paired_auroc_test(yb, runs[best].test["prob"][:, positive_index], runs[other].test["prob"][:, positive_index],
-                              n_boot=config.n_bootstrap, seed=config.seed, names=(best, other), return_resamples=True)
+                              n_boot=config.n_bootstrap, seed=config.seed, names=(best, other), return_resamples=True,
+                              groups=groups)
             for other in runs if other != best]
 
 
@@ -262,8 +265,8 @@ def train_report(task: Any, run_dir: Path, config: Any, data: Any, runs: dict[st
         d = c["delong"]
         rep.paragraph(f"On the same {c['n']} test {spec.item}s ({c['n_positive']} {positive}): AUROC {c['auroc_a']:.4f} "
                       f"({c['model_a']}) vs {c['auroc_b']:.4f} ({c['model_b']}); difference {c['difference']:+.4f}, "
-                      f"95% CI [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}], two-sided p = {c['p_value']:.3g} (paired "
-                      f"bootstrap, stratified by class, {c['n_boot']} resamples; Efron & Tibshirani 1993). DeLong's "
+                      f"95% CI [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}], two-sided p = {c['p_value']:.3g} ("
+                      f"{c['method'].split(';')[0]}, {c['n_boot']} resamples; Efron & Tibshirani 1993). DeLong's "
                       f"test (doi:10.2307/2531595): z = {d['z']:.2f}, p = {d['p_value']:.3g}, 95% CI "
                       f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}].")
         png = run_dir / f"auroc_difference_{c['model_a']}_vs_{c['model_b']}.png"
