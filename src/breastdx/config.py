@@ -302,8 +302,10 @@ def describe_options(config_cls: type) -> list[tuple[str, str, str]]:
     docs: dict[str, str] = {}
     for cls in reversed(config_cls.__mro__):  # a subclass's description of a field wins over its base's
         docs.update(_attribute_docs(cls.__dict__.get("__doc__")))
+    last = {f.name for cls in config_cls.__mro__ if cls.__dict__.get("options_last") and dataclasses.is_dataclass(cls)
+            for f in dataclasses.fields(cls)}  # shared options (e.g. Lightning's) after the task's own
     rows = []
-    for f in dataclasses.fields(config_cls):
+    for f in sorted(dataclasses.fields(config_cls), key=lambda f: f.name in last):
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
         if isinstance(default, bool):

@@ -33,6 +33,7 @@ from breastdx.config import ConfigError, option, parse_options, runtime_options,
 from breastdx.data.image_sets import SPLIT_FILE
 from breastdx.evaluation.tables import ci_text
 from breastdx.tasks.base import TASKS, EvaluateOptions, RunResult, Task, evenly_spaced
+from breastdx.training.options import LightningOptions
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,9 @@ image), so that cleaning never removes a lesion of a typical size."""
 
 
 @dataclass(frozen=True)
-class BusiSegConfig:
-    """Options of ``breastdx train busi-seg`` (each is also a command-line option, ``--name value``).
+class BusiSegConfig(LightningOptions):
+    """Options of ``breastdx train busi-seg`` (each is also a command-line option, ``--name value``), besides the
+    :class:`~breastdx.training.options.LightningOptions`.
 
     Attributes:
         seed: Seed of weights, data order, augmentation and bootstrap.
@@ -66,18 +68,8 @@ class BusiSegConfig:
         weight_decay: AdamW weight decay.
         warmup_fraction: Fraction of the steps spent warming up.
         patience: Epochs without a better validation Dice before stopping (0: never stop early).
-        precision: ``"auto"``, ``"32"`` or ``"bf16-mixed"``: ``auto`` is bf16-mixed only where bfloat16 is native
-            (AMX / AVX512-BF16 CPUs, recent GPUs); bf16-mixed elsewhere falls back to 32 with a warning.
-        accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``).
-        devices: ``auto``, a count (``2``) or indices (``0,1``).
-        strategy: Lightning strategy (``auto``, ``ddp``, ...).
-        num_nodes: Machines for distributed training.
-        num_workers: Data-loader worker processes (0: load in the main process; the data are cached).
-        threads: Torch CPU threads (0: torch's default). On a busy machine 1 thread can be several times
-            faster than 2, because waiting threads spin while their sibling is descheduled.
         split_file: A split file to reuse; empty to make the grouped split (written to the run folder).
         split_seed: Seed of a new split (kept apart from ``seed`` so that tasks share one split).
-        max_train_batches: Batches per epoch (0 for all): for smoke tests.
         max_cases: Cases per split, evenly spaced (0 for all): for smoke tests.
         augment: Augment training images (flips, small affine, gamma, gain, noise, blur).
         include_normal: Train on normal (lesion-free) images too.
@@ -85,8 +77,6 @@ class BusiSegConfig:
         inference_dtype: ``float32`` or ``bfloat16``: the dtype validation and test run in, recorded in the
             model folder as validated. Prediction uses bfloat16 only where it is validated and native.
         n_bootstrap: Bootstrap resamples for the confidence intervals.
-        deterministic: Use deterministic algorithms where PyTorch has them.
-        progress_bar: Show the progress bar.
     """
 
     seed: int = 0
@@ -100,24 +90,14 @@ class BusiSegConfig:
     weight_decay: float = option(1e-4, ge=0)
     warmup_fraction: float = option(0.03, ge=0, lt=1)
     patience: int = option(30, ge=0)
-    precision: str = option("32", choices=("auto", "32", "bf16-mixed"))
-    accelerator: str = "auto"
-    devices: str = "auto"
-    strategy: str = "auto"
-    num_nodes: int = option(1, ge=1)
-    num_workers: int = option(0, ge=0)
-    threads: int = option(0, ge=0)
     split_file: str = ""
     split_seed: int = 0
-    max_train_batches: int = option(0, ge=0)
     max_cases: int = option(0, ge=0)
     augment: bool = True
     include_normal: bool = True
     tta: str = option("none", choices=("none", "hflip"))
     inference_dtype: str = option("float32", choices=("float32", "bfloat16"))
     n_bootstrap: int = option(2000, ge=0)
-    deterministic: bool = True
-    progress_bar: bool = True
 
 
 def _parse_arch_args(text: str) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from breastdx.config import ConfigError, option, save_yaml, to_dict, validate
 from breastdx.data.image_sets import SPLIT_FILE, ImageSet, Normalisation, SplitData
 from breastdx.evaluation.tables import ci_text, plain_evaluation, threshold_rule
 from breastdx.tasks.base import RunResult, Task, evenly_spaced
+from breastdx.training.options import LightningOptions
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,9 @@ SUMMARY = ("accuracy", "balanced_accuracy", "auroc", "sensitivity", "specificity
 
 
 @dataclass(frozen=True)
-class ImageClassificationConfig:
-    """Options of ``breastdx train`` for every image-classification spec (``--name value``).
+class ImageClassificationConfig(LightningOptions):
+    """Options of ``breastdx train`` for every image-classification spec (``--name value``), besides the
+    :class:`~breastdx.training.options.LightningOptions`.
 
     Attributes:
         seed: Seed of weights, data order, augmentation and bootstrap.
@@ -72,19 +74,8 @@ class ImageClassificationConfig:
         pretrained_url: Address of the weights for ``pretrained`` (``file://`` works offline).
         gradcam_method: ``gradcam`` or ``gradcampp`` for the saved model's overlays.
         gradcam_examples: Test images per class shown with Grad-CAM overlays in the report.
-        precision: ``"auto"`` (bf16-mixed where bfloat16 is native, else 32), ``"32"`` or ``"bf16-mixed"`` (falls
-            back to 32, with a warning, where bfloat16 is emulated).
-        accelerator: Lightning accelerator.
-        devices: Lightning devices.
-        strategy: Lightning strategy.
-        num_nodes: Machines.
-        num_workers: Data-loader processes.
-        threads: Torch CPU threads, set by the command line (0: PyTorch's default).
-        max_train_batches: Batches per epoch (0: all), for smoke tests.
         max_cases: Images per split, evenly spaced (0: all), for smoke tests.
         n_bootstrap: Bootstrap resamples.
-        deterministic: Deterministic algorithms where PyTorch has them.
-        progress_bar: Show the progress bar.
     """
 
     seed: int = 0
@@ -109,17 +100,8 @@ class ImageClassificationConfig:
     gradcam_method: str = option("gradcam", choices=("gradcam", "gradcampp"))
     gradcam_examples: int = option(4, ge=0)
     precision: str = option("auto", choices=("auto", "32", "bf16-mixed"))
-    accelerator: str = "auto"
-    devices: str = "auto"
-    strategy: str = "auto"
-    num_nodes: int = option(1, ge=1)
-    num_workers: int = option(0, ge=0)
-    threads: int = option(0, ge=0)
-    max_train_batches: int = option(0, ge=0)
     max_cases: int = option(0, ge=0)
     n_bootstrap: int = option(2000, ge=0)
-    deterministic: bool = True
-    progress_bar: bool = True
 
 
 def _split_ratios_sum_to_one(config: Any) -> None:

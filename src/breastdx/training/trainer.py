@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from breastdx.training.options import LightningOptions
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
@@ -28,8 +30,9 @@ LOG_DIR = "training_log"
 
 
 @dataclass(frozen=True)
-class FitSettings:
-    """How :func:`fit` trains, for every image task (tasks copy these fields from their config by name).
+class FitSettings(LightningOptions):
+    """How :func:`fit` trains, for every image task (tasks copy these fields from their config by name): the
+    :class:`LightningOptions`, and
 
     Attributes:
         epochs: Largest number of epochs.
@@ -37,19 +40,8 @@ class FitSettings:
         monitor: Logged validation metric that picks the best epoch and drives early stopping.
         patience: Validation epochs without improvement before stopping (0 disables early stopping).
         seed: Seed of the data order.
-        num_workers: Data-loader processes.
         imbalance: ``"weighted_loss"``, ``"sampler"`` or ``"none"`` (classification; see
             :mod:`breastdx.data.classification`).
-        accelerator: ``"auto"``, ``"cpu"``, ``"gpu"``, ... (Lightning).
-        devices: ``"auto"``, a number (``"2"``) or a comma-separated list of device indices (``"0,1"``).
-        strategy: ``"auto"``, ``"ddp"``, ... (Lightning).
-        num_nodes: Machines for distributed training.
-        precision: ``"auto"``, ``"32"``, ``"bf16-mixed"``, ``"16-mixed"`` (Lightning's names, resolved by
-            :func:`breastdx.runtime.choose_training_precision`: ``auto`` is bf16-mixed only where bfloat16 is
-            native, and bf16-mixed on a CPU that would emulate it falls back to 32 with a warning).
-        deterministic: Ask for deterministic algorithms (warns, rather than fails, where an operation has none).
-        progress_bar: Show the Rich progress bar.
-        max_train_batches: Batches per epoch (0 for all): for smoke tests.
     """
 
     epochs: int = 60
@@ -57,16 +49,7 @@ class FitSettings:
     monitor: str = "val_score"
     patience: int = 0
     seed: int = 0
-    num_workers: int = 0
     imbalance: str = "weighted_loss"
-    accelerator: str = "auto"
-    devices: str = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str = "32"
-    deterministic: bool = True
-    progress_bar: bool = True
-    max_train_batches: int = 0
 
     @classmethod
     def from_config(cls, config: Any, **changes: Any) -> "FitSettings":
