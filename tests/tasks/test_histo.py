@@ -341,3 +341,32 @@ def test_a_split_without_both_classes_is_refused_with_the_split_named(tmp_path):
     result = _invoke(["train", "idc", "--data-dir", tmp_path / "data", "--out", tmp_path / "run", *TINY])
     assert result.exit_code == 2
     assert "split.json" in result.output and "tumour" in result.output
+
+
+# ----------------------------------------------------------------------------------------- shipped IDC model
+IDC_PATCHES = ("10254/0/10254_idx5_x1201_y551_class0.png", "10254/0/10254_idx5_x1301_y801_class0.png",
+               "10255/1/10255_idx5_x601_y1001_class1.png", "10261/1/10261_idx5_x2001_y1151_class1.png")
+"""Test-split patches of the shipped idc model (patients the model never saw)."""
+IDC_P_TUMOUR = (0.189185, 0.540819, 0.617647, 0.389904)
+
+
+def test_shipped_idc_model_predicts_real_test_patches_as_recorded(tmp_path):
+    from breastdx.zoo import shipped_models
+
+    env = os.environ.get("BREASTDX_DATA")
+    root = Path(env or "") / "idc" / "IDC_regular_ps50_idx5"
+    if not env or not root.is_dir():
+        pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
+    model = shipped_models()["idc"]
+    meta = json.loads((model / "meta.json").read_text())
+    assert meta["positive_class"] == "tumour" and "split by patient" in meta["metrics_split"]
+    assert meta["metrics"]["balanced_accuracy"]["value"] >= 0.85 and meta["metrics"]["f1"]["value"] >= 0.77
+    split = json.loads((model / "split.json").read_text())
+    assert set(IDC_PATCHES) <= set(split["test"])
+    assert not {p.split("/")[0] for p in split["train"]} & {p.split("/")[0] for p in split["test"]}
+    result = _invoke(["predict", "idc", *[root / p for p in IDC_PATCHES], "--out", tmp_path / "pred"])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "pred" / "predictions.csv", newline="") as f:
+        rows = {Path(r["source"]).name: r for r in csv.DictReader(f)}
+    got = [float(rows[Path(p).name]["p_tumour"]) for p in IDC_PATCHES]
+    np.testing.assert_allclose(got, IDC_P_TUMOUR, atol=2e-3)  # tolerance for BLAS differences

@@ -33,8 +33,10 @@ IDC = register(ClassificationSpec(
     title="IDC histopathology patches: invasive ductal carcinoma vs not (compact CNN vs ResNet-18)",
     config_cls=IdcConfig,
     read=patch_reader("idc", about=(
-        "- IDC (Janowczyk & Madabhushi 2016, doi:10.4103/2153-3539.186902): 50 x 50 patches of 162 whole-mount "
-        "slides; label 1 = invasive ductal carcinoma.")),
+        "- IDC (Janowczyk & Madabhushi 2016, doi:10.4103/2153-3539.186902; Cruz-Roa et al. 2014, "
+        "doi:10.1117/12.2043872): 50 x 50 patches of breast-cancer whole-slide images scanned at 40x (the release: "
+        "277,524 patches of 279 patients, Kaggle CC0); label 1 = invasive ductal carcinoma. Edge patches smaller "
+        "than 50 x 50 are padded with white on the bottom and right. Split by patient.")),
     positive="tumour", item="patch", augmentation=hed_augmentation, normalisation=macenko_normalisation,
     check=PATCH_CHECK, explain_zoom=3,
     card_limitations=("Patches only: no whole-slide inference, no slide- or patient-level aggregation.",

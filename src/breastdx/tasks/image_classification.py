@@ -211,6 +211,11 @@ class ClassificationSpec:
     predict_gradcam: bool = False
     explain_zoom: int = 1
 
+    @property
+    def items(self) -> str:
+        """The plural of :attr:`item` ("images", "patches")."""
+        return self.item + ("es" if self.item.endswith(("ch", "sh", "s", "x")) else "s")
+
 
 def label_rule(class_names: Sequence[str], positive: str) -> str:
     """How a label is chosen from the probabilities, in words."""
@@ -376,7 +381,7 @@ class ImageClassificationTask(Task):
                     f"{self.spec.item} ({p.counts(data.class_names)})"
                     for s, p in data.parts.items() if min(p.counts(data.class_names).values()) == 0]
         if problems:
-            raise DataError(f"{SPLIT_FILE}: every split needs {self.spec.item}s of every class to train, calibrate "
+            raise DataError(f"{SPLIT_FILE}: every split needs {self.spec.items} of every class to train, calibrate "
                             f"and evaluate; change the split options, or give more data.", problems)
 
     def _localise(self, model_dir: Path, test: ImageSet, config: Any) -> dict[str, Any]:
@@ -513,7 +518,7 @@ class ImageClassificationTask(Task):
                      f"{r.calibration['temperature']:.3f} and threshold {r.calibration['threshold']:.3f} on "
                      f"P({spec.positive}), both fitted on validation. Grad-CAM layer `{meta['gradcam']['layer']}`."),
             data=data.about + f"\n- Preprocessing: {preprocessing['description']}.",
-            evaluation=(f"{test_text}; 95% bootstrap intervals over {spec.item}s ({config.n_bootstrap} resamples). "
+            evaluation=(f"{test_text}; 95% bootstrap intervals over {spec.items} ({config.n_bootstrap} resamples). "
                         f"AUROC ({spec.positive}) {ci_text(m['auroc'])}, accuracy {ci_text(m['accuracy'])}, balanced "
                         f"accuracy {ci_text(m['balanced_accuracy'])}. Accuracy and balanced accuracy are at argmax "
                         f"(the most probable class); sensitivity, specificity, PPV, NPV and F1 at the operating "

@@ -251,7 +251,7 @@ def train_report(task: Any, run_dir: Path, config: Any, data: Any, runs: dict[st
                   f"model is trained on the same training split; each one's best epoch and the best model are chosen "
                   f"on the validation split (score = mean of macro AUROC and balanced accuracy), where the temperature "
                   f"and the operating threshold on P({positive}) are fitted too. Intervals: 95% bootstrap over test "
-                  f"{spec.item}s ({config.n_bootstrap} resamples). " + OPERATING_POINT_TEXT.format(positive=positive))
+                  f"{spec.items} ({config.n_bootstrap} resamples). " + OPERATING_POINT_TEXT.format(positive=positive))
     rep.heading("Model comparison (test split)")
     header, rows = comparison_rows(runs, best)
     if localisation:
@@ -263,7 +263,7 @@ def train_report(task: Any, run_dir: Path, config: Any, data: Any, runs: dict[st
     for c in metrics["_comparisons"]:
         rep.heading(f"Paired test of the AUROC difference: {c['model_a']} vs {c['model_b']}")
         d = c["delong"]
-        rep.paragraph(f"On the same {c['n']} test {spec.item}s ({c['n_positive']} {positive}): AUROC {c['auroc_a']:.4f} "
+        rep.paragraph(f"On the same {c['n']} test {spec.items} ({c['n_positive']} {positive}): AUROC {c['auroc_a']:.4f} "
                       f"({c['model_a']}) vs {c['auroc_b']:.4f} ({c['model_b']}); difference {c['difference']:+.4f}, "
                       f"95% CI [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}], two-sided p = {c['p_value']:.3g} ("
                       f"{c['method'].split(';')[0]}, {c['n_boot']} resamples; Efron & Tibshirani 1993). DeLong's "
@@ -285,7 +285,7 @@ def train_report(task: Any, run_dir: Path, config: Any, data: Any, runs: dict[st
     dedup = metrics["deduplicated_test"]
     if dedup.get("removed"):
         rep.heading("Test split without duplicates")
-        rep.paragraph(f"{dedup['duplicate_groups']} groups of pixel-identical test {spec.item}s; keeping one of each "
+        rep.paragraph(f"{dedup['duplicate_groups']} groups of pixel-identical test {spec.items}; keeping one of each "
                       f"removes {dedup['removed']} (n = {dedup['n']}).")
         rep.table(["model", "AUROC", "accuracy @ argmax", "balanced acc. @ argmax"],
                   [[a, ci_text(v["auroc"]), ci_text(v["accuracy"]), ci_text(v["balanced_accuracy"])]
@@ -306,24 +306,24 @@ def train_report(task: Any, run_dir: Path, config: Any, data: Any, runs: dict[st
         rep.figure(png, caption)
     cams = metrics["_cams"]
     if cams.get("items"):
-        rep.heading(f"Grad-CAM ({cams['method']}, layer {cams['layer']}) on test {spec.item}s, best model")
+        rep.heading(f"Grad-CAM ({cams['method']}, layer {cams['layer']}) on test {spec.items}, best model")
         png = plot_cams(cams["items"], class_names, positive, spec.label_region, run_dir / "gradcam_examples.png")
         rep.figure(png, "Grad-CAM of the reported label" + ("; the box is the region the label refers to"
                                                              if spec.label_region else ""))
     if metrics.get("per_patient"):
         pp = metrics["per_patient"]
-        rep.heading(f"Per patient: predicted vs true share of {positive} {spec.item}s ({pp['n_patients']} test patients)")
-        rep.paragraph(f"Each test patient's share of {spec.item}s labelled {positive}, against the share the best model "
+        rep.heading(f"Per patient: predicted vs true share of {positive} {spec.items} ({pp['n_patients']} test patients)")
+        rep.paragraph(f"Each test patient's share of {spec.items} labelled {positive}, against the share the best model "
                       f"predicts at the operating threshold: mean absolute difference {pp['mae']:.3f}, Pearson r "
-                      f"{pp['pearson_r']:.2f}. Point size: the patient's number of {spec.item}s.")
+                      f"{pp['pearson_r']:.2f}. Point size: the patient's number of {spec.items}.")
         rep.figure(plot_per_patient(pp, positive, run_dir / "per_patient.png"), "Per-patient shares (diagonal: equal)")
-        rep.table(["patient", spec.item + "s", "true share", "predicted share", f"mean P({positive})"],
+        rep.table(["patient", spec.items, "true share", "predicted share", f"mean P({positive})"],
                   [[r["patient"], r["n"], f"{r['true_share']:.2f}", f"{r['predicted_share']:.2f}",
                     f"{r['mean_p_positive']:.2f}"] for r in pp["rows"]])
     if "mass_in_label_region" in cams:
         mr = cams["mass_in_label_region"]
         rep.paragraph(f"Share of the {positive}-class Grad-CAM map inside the labelled region: {ci_text(mr)} (a "
-                      f"uniform map scores {mr['uniform_map']:.3f}; n = {mr['n']} {positive} test {spec.item}s).")
+                      f"uniform map scores {mr['uniform_map']:.3f}; n = {mr['n']} {positive} test {spec.items}).")
     if localisation:
         _localisation_section(rep, run_dir, localisation, best, data.parts["test"], class_names,
                               r.test["pred_operating_point"])
