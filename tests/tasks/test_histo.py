@@ -370,3 +370,21 @@ def test_shipped_idc_model_predicts_real_test_patches_as_recorded(tmp_path):
         rows = {Path(r["source"]).name: r for r in csv.DictReader(f)}
     got = [float(rows[Path(p).name]["p_tumour"]) for p in IDC_PATCHES]
     np.testing.assert_allclose(got, IDC_P_TUMOUR, atol=2e-3)  # tolerance for BLAS differences
+
+
+def test_shipped_idc_model_pads_an_edge_patch_as_the_training_reader_did():
+    """IDC's edge patches are stored smaller than 50 x 50; the reader pads them with white on the bottom and right,
+    and the model folder says so (preprocessing.pad_to), so a raw edge patch is predicted as it was trained."""
+    from breastdx.inference.classifier import ClassificationPredictor
+    from breastdx.zoo import shipped_models
+
+    predictor = ClassificationPredictor.from_dir(shipped_models()["idc"], task="idc", backend="torch")
+    assert predictor.meta["preprocessing"]["pad_to"] == [50, 50]
+    rng = np.random.default_rng(3)
+    edge = _patch(rng, 1, (21, 50))
+    padded = np.full((50, 50, 3), 255, np.uint8)
+    padded[:21] = edge
+    p_edge, p_padded = predictor.predict_proba([edge, padded])
+    np.testing.assert_allclose(p_edge, p_padded, atol=1e-6)
+    stretched = ClassificationPredictor.from_dir(shipped_models()["pcam"], task="pcam", backend="torch")
+    assert stretched.pad_to is None  # other models resize any size, as before

@@ -136,6 +136,7 @@ class ClassificationPredictor(ImagePredictor):
                  **options: Any) -> None:
         super().__init__(network, meta, batch_size=batch_size, **options)
         self.source_size = self.meta["preprocessing"].get("source_size")
+        self.pad_to = self.meta["preprocessing"].get("pad_to")
         self.positive = self.meta.positive_class
         self.positive_index = self.meta.class_names.index(self.positive)
         self.temperature = float(self.meta.get("temperature", 1.0))
@@ -153,14 +154,20 @@ class ClassificationPredictor(ImagePredictor):
 
     # --------------------------------------------------------------------------------------- network
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """Stain-normalise one uint8 image when the model was trained so, then resize it to the network size
-        (through ``source_size`` when the model has one).
+        """Pad a smaller image with white on the bottom and right to ``pad_to`` when the model's training data were
+        padded so (IDC's edge patches), stain-normalise it when the model was trained so, then resize it to the
+        network size (through ``source_size`` when the model has one).
 
         Raises:
             ValueError: If the image is not uint8 of the layout the model expects.
         """
         from breastdx.data.classification import resize_for_network
 
+        if self.pad_to is not None and image.ndim == 3 and image.shape[0] <= self.pad_to[0] \
+                and image.shape[1] <= self.pad_to[1] and image.shape[:2] != tuple(self.pad_to):
+            padded = np.full((*self.pad_to, image.shape[2]), 255, dtype=np.uint8)
+            padded[:image.shape[0], :image.shape[1]] = image
+            image = padded
         if self.normalizer is not None:
             image = self.normalizer(image)
         return resize_for_network(image, self.preprocessing, self.source_size)

@@ -38,7 +38,7 @@ IDC = register(ClassificationSpec(
         "277,524 patches of 279 patients, Kaggle CC0); label 1 = invasive ductal carcinoma. Edge patches smaller "
         "than 50 x 50 are padded with white on the bottom and right. Split by patient.")),
     positive="tumour", item="patch", augmentation=hed_augmentation, normalisation=macenko_normalisation,
-    check=PATCH_CHECK, explain_zoom=3,
+    check=PATCH_CHECK, explain_zoom=3, pad_to=(50, 50),
     card_limitations=("Patches only: no whole-slide inference, no slide- or patient-level aggregation.",
                       "Trained and tested on one public dataset; no external validation.",
                       "Research use only; not for diagnosis."),

@@ -186,6 +186,8 @@ class ClassificationSpec:
             training config, or the evaluate option of the same name).
         predict_gradcam: Whether ``predict`` writes Grad-CAM overlays unless told otherwise.
         explain_zoom: Default enlargement of ``explain`` overlays (small patches are hard to see).
+        pad_to: ``(H, W)`` the reader pads smaller images to, with white on the bottom and right (IDC's edge
+            patches); the model folder records it so that prediction pads the same way. None: no padding.
     """
 
     name: str
@@ -210,6 +212,7 @@ class ClassificationSpec:
     data_options: tuple[str, ...] = ()
     predict_gradcam: bool = False
     explain_zoom: int = 1
+    pad_to: tuple[int, int] | None = None
 
     @property
     def items(self) -> str:
@@ -477,6 +480,10 @@ class ImageClassificationTask(Task):
         classes = list(data.class_names)
         model_dir.mkdir(parents=True, exist_ok=True)
         preprocessing = prep.to_meta()
+        if spec.pad_to:
+            preprocessing["pad_to"] = list(spec.pad_to)
+            preprocessing["description"] = (f"smaller images padded with white (bottom, right) to {spec.pad_to[0]}x"
+                                            f"{spec.pad_to[1]}; " + preprocessing["description"])
         if spec.source_size:
             preprocessing["source_size"] = spec.source_size
             preprocessing["description"] = f"resize to {spec.source_size}x{spec.source_size} first; " + \
