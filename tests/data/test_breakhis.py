@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def test_parse_sample_names(name, cls, subtype, year, patient, mag, number):
     r = parse_breakhis_name(Path("some/folder") / name)
     assert r == BreakHisName(name, cls, subtype, year, patient, mag, number)
     assert r.label == CLASS_NAMES.index(cls)
-    assert r.patient_id == f"{year}-{patient}"
+    assert r.patient_id == re.match(r"\d+", patient).group(0)  # slides AB and CD of one biopsy: one patient
     assert r.subtype_name == SUBTYPES[subtype][1]
 
 
@@ -95,14 +96,14 @@ def test_bad_names_are_refused_with_the_reason(name, reason):
 
 
 def test_real_samples(samples):
-    src = load_breakhis(samples.parent)
+    src = load_breakhis(samples)
     assert len(src) == 12 and src.name == "breakhis"
     assert src.class_counts() == {"benign": 8, "malignant": 4}
     assert sorted(Path(i).name for i in src.ids) == sorted(s[0] for s in SAMPLES)
-    assert len(set(src.groups)) == 9
+    assert len(set(src.groups)) == len({re.match(r"\d+", s[4]).group(0) for s in SAMPLES})
     assert sorted(set(src.metadata["subtype"])) == sorted(SUBTYPES)
     k = [Path(i).name for i in src.ids].index("SOB_B_F-14-25197-200-032.png")
-    assert src.groups[k] == "14-25197" and src.metadata["magnification"][k] == 200
+    assert src.groups[k] == "25197" and src.metadata["magnification"][k] == 200
     image, label = src.get(k)
     assert image.shape == (460, 700, 3) and image.dtype == np.uint8 and label == 0
     at40 = read_breakhis_folder(samples, magnification=40)
@@ -121,7 +122,7 @@ def _tree(root: Path, names: list[str], under=lambda n: "") -> Path:
 def _release_path(name: str) -> str:
     """The release's layout: .../<benign|malignant>/SOB/<subtype folder>/<SOB_B_A_14-22549AB>/<40X>/<file>."""
     r = parse_breakhis_name(name)
-    return f"{r.tumour_class}/SOB/{r.subtype_name.replace(' ', '_')}/SOB_{name[4]}_{r.subtype}_{r.patient_id}/{r.magnification}X"
+    return f"{r.tumour_class}/SOB/{r.subtype_name.replace(' ', '_')}/SOB_{name[4]}_{r.subtype}_{r.year}-{r.patient}/{r.magnification}X"
 
 
 def test_release_layout_is_read_recursively(tmp_path):
@@ -187,3 +188,37 @@ def test_patient_level_split(tmp_path):
             assert seen.setdefault(g, s) == s
     assert sum(split.summary["n_patients"].values()) == 24
     assert all(v > 0 for v in split.summary["n_patients"].values())
+
+
+# ----------------------------------------------------------------------------------------------------
+# The derived 224 x 224 copy (../shared/data/breakhis_224)
+
+
+def test_derived_names_parse_and_group_slides_of_one_patient(tmp_path):
+    from breastdx.data.breakhis import parse_breakhis_derived_name
+
+    r = parse_breakhis_derived_name("F/29960AB/SOBderived_B_F_29960AB_200X_i003.jpg")
+    assert (r.tumour_class, r.subtype, r.patient, r.magnification, r.number) == ("benign", "F", "29960AB", 200, 3)
+    assert r.patient_id == "29960"
+    with pytest.raises(BreakHisNameError, match="not a malignant BreakHis subtype"):
+        parse_breakhis_derived_name("SOBderived_M_F_1_200X_i001.jpg")
+    with pytest.raises(BreakHisNameError, match="expected SOBderived_"):
+        parse_breakhis_derived_name("SOBderived_B_F_1_200_i001.jpg")
+    names = ["SOBderived_B_F_29960AB_200X_i000.jpg", "SOBderived_B_A_29960CD_200X_i000.jpg",
+             "SOBderived_M_DC_2523_200X_i001.jpg"]
+    root = _tree(tmp_path / "breakhis_224", names, under=lambda n: n.split("_")[2] + "/" + n.split("_")[3])
+    src = load_breakhis(tmp_path)
+    assert len(src) == 3 and src.class_counts() == {"benign": 2, "malignant": 1}
+    assert sorted(set(src.groups)) == ["2523", "29960"]  # F 29960AB and A 29960CD: one patient
+    assert root.is_dir()
+
+
+def test_real_derived_copy_counts():
+    env = os.environ.get("BREASTDX_DATA")
+    if not env or not (Path(env) / "breakhis_224").is_dir():
+        pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
+    src = load_breakhis(Path(env) / "breakhis_224")
+    assert len(src) == 839 and src.class_counts() == {"benign": 202, "malignant": 637}  # PROVENANCE.md's counts
+    assert len(set(src.groups)) == 44  # 48 slide ids, 44 patient numbers
+    image, _ = src.get(0)
+    assert image.shape == (224, 224, 3)

@@ -72,11 +72,17 @@ SUBTYPES: dict[str, tuple[str, str]] = {
 MAGNIFICATIONS: tuple[int, ...] = (40, 100, 200, 400)
 """Objective magnifications of the release."""
 
-BREAKHIS_FOLDERS = ("breakhis", "BreaKHis_v1", "breakhis_samples")
+BREAKHIS_FOLDERS = ("breakhis", "BreaKHis_v1", "breakhis_224", "breakhis_samples")
 """Folders below the data root looked at, in this order (the last is a 12-image fixture)."""
 
 IMAGE_SUFFIXES = (".png",)
 """File endings of BreakHis images (any case); other files in the tree are ignored."""
+
+DERIVED_SUFFIXES = (".jpg", ".jpeg", ".png")
+"""File endings of the derived copy's images (``SOBderived_...``)."""
+
+_DERIVED = re.compile(r"^SOBderived_(?P<cls>[BM])_(?P<subtype>[A-Z]+)_(?P<slide>[0-9A-Za-z]+)_(?P<mag>\d+)X_i(?P<n>\d+)$")
+_DERIVED_CONVENTION = "SOBderived_<B|M>_<subtype>_<slide id>_<magnification>X_i<n>.jpg (e.g. SOBderived_B_F_29960AB_200X_i003.jpg)"
 
 _CLASS_CODE = {"B": "benign", "M": "malignant"}
 _CONVENTION = "SOB_<B|M>_<subtype>-<year>-<patient>-<magnification>-<n>.png (e.g. SOB_B_A-14-22549AB-40-001.png)"
@@ -121,8 +127,11 @@ class BreakHisName:
 
     @property
     def patient_id(self) -> str:
-        """``"<year>-<patient>"`` (``"14-22549AB"``): the group used for patient-level splits."""
-        return f"{self.year}-{self.patient}"
+        """The leading number of the slide id (``"22549"`` for ``22549AB`` and ``22549CD``): the group used for
+        patient-level splits. Slide ids that share it are one patient (two slides of one biopsy), so grouping by the
+        whole slide id would put one patient on both sides of a split."""
+        digits = re.match(r"\d+", self.patient)
+        return digits.group(0) if digits else self.patient
 
 
 def parse_breakhis_name(path: str | Path) -> BreakHisName:
@@ -177,6 +186,29 @@ def parse_breakhis_name(path: str | Path) -> BreakHisName:
     return BreakHisName(name, _CLASS_CODE[cls], subtype, year, patient, int(mag), int(number))
 
 
+def parse_breakhis_derived_name(path: str | Path) -> BreakHisName:
+    """Parse a file name of the derived 224 x 224 copy (``../shared/data/breakhis_224``, PROVENANCE.md there).
+
+    Its names keep the class, subtype, slide id and magnification but not the year or the BreakHis image number
+    (``i<n>`` is the image's index in the source file); the year is given as ``""``.
+
+    Raises:
+        BreakHisNameError: If the name does not follow ``SOBderived_<B|M>_<subtype>_<slide>_<mag>X_i<n>.jpg``, or
+            its subtype and class disagree; the message names the file.
+    """
+    name = Path(path).name
+    m = _DERIVED.match(Path(name).stem)
+    if m is None or Path(name).suffix.lower() not in DERIVED_SUFFIXES:
+        raise BreakHisNameError(f"{path}: not a derived BreakHis file name; expected {_DERIVED_CONVENTION}.")
+    cls, subtype, mag = _CLASS_CODE[m["cls"]], m["subtype"], int(m["mag"])
+    if subtype not in SUBTYPES or SUBTYPES[subtype][0] != cls:
+        raise BreakHisNameError(f"{path}: subtype {subtype!r} is not a {cls} BreakHis subtype "
+                                f"({', '.join(k for k, v in SUBTYPES.items() if v[0] == cls)}).")
+    if mag not in MAGNIFICATIONS:
+        raise BreakHisNameError(f"{path}: magnification {mag} is not one of {', '.join(map(str, MAGNIFICATIONS))}.")
+    return BreakHisName(name, cls, subtype, "", m["slide"], mag, int(m["n"]))
+
+
 def _folder_problems(path: Path, root: Path, parsed: BreakHisName) -> list[str]:
     """Disagreements between the name and the ``benign``/``malignant`` and ``<mag>X`` folders above it."""
     out = []
@@ -223,10 +255,12 @@ def read_breakhis_folder(root: str | Path, magnification: int | None = None) -> 
     seen: dict[str, Path] = {}
     for f in sorted(root.rglob("*")):
         rel = f.relative_to(root).parts
-        if any(p.startswith(".") for p in rel) or not f.is_file() or f.suffix.lower() not in IMAGE_SUFFIXES:
+        derived = f.name.startswith("SOBderived_")
+        if any(p.startswith(".") for p in rel) or not f.is_file() \
+                or f.suffix.lower() not in (DERIVED_SUFFIXES if derived else IMAGE_SUFFIXES):
             continue
         try:
-            parsed = parse_breakhis_name(f)
+            parsed = parse_breakhis_derived_name(f) if derived else parse_breakhis_name(f)
         except BreakHisNameError as err:
             problems.append(str(err))
             continue
@@ -282,10 +316,11 @@ def load_breakhis(data_root: str | Path, split: str | None = None,
                 logger.warning("%s: the 12-image BreakHis fixture (format tests only, not a training set)",
                                root / name)
             return read_breakhis_folder(root / name, magnification=magnification)
-    if any(root.rglob("SOB_*.png")):
+    if any(root.rglob("SOB_*.png")) or any(root.rglob("SOBderived_*")):
         return read_breakhis_folder(root, magnification=magnification)
     raise DataError(
-        f"BreakHis not found below {root}: looked for {', '.join(BREAKHIS_FOLDERS)} and for SOB_*.png files. "
+        f"BreakHis not found below {root}: looked for {', '.join(BREAKHIS_FOLDERS)} and for SOB_*.png or "
+        f"SOBderived_* files. "
         f"BreakHis is distributed by the P&D Lab (UFPR) for research use; unpack BreaKHis_v1 into "
         f"{root / 'breakhis'} or point the data root (--data-dir or BREASTDX_DATA) at its parent."
     )
