@@ -35,13 +35,21 @@ def test_data_download_verifies_checksum(tmp_path: Path):
 
 
 @pytest.mark.skipif(not DATA, reason="BREASTDX_DATA is not set (point it at ../shared/data)")
-def test_data_summary_on_real_breakhis_samples(tmp_path: Path):
+def test_data_summary_on_real_breakhis(tmp_path: Path):
+    """The data root holds the derived 224 x 224 copy and the 12-image fixture: the real copy is read, with its
+    per-patient report; the fixture is read when it is the folder given."""
     out = tmp_path / "summary"
     result = runner.invoke(app, ["data", "summary", "breakhis", "--data-dir", DATA, "--out", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_items"] == 12
-    assert (out / "report.html").is_file()
+    assert summary["n_items"] == 839 and summary["class_counts"] == {"benign": 202, "malignant": 637}
+    patients = json.loads((out / "patients.json").read_text())
+    assert patients["n_patients"] == 44 and (out / "report.html").is_file() and (out / "patients.html").is_file()
+    out = tmp_path / "fixture"
+    result = runner.invoke(app, ["data", "summary", "breakhis", "--data-dir", str(Path(DATA) / "breakhis_samples"),
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["n_items"] == 12
 
 
 def test_options_among_inputs_are_split_off(tmp_path: Path):
