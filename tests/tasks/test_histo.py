@@ -2,9 +2,9 @@
 
 * ``pcam`` on the real JPEG subset (BREASTDX_DATA): a tiny two-model run, evaluate, and the shipped model's
   predict / explain on real patches plus a bad file.
-* ``idc`` and ``breakhis``: no copy of either dataset is available here, so they are run end to end on small
-  synthetic files written in exactly the published formats (Kaggle ``X.npy`` / ``Y.npy``, ``IDC_regular``
-  patient folders, BreakHis file names).
+* ``idc`` and ``breakhis`` end to end on small synthetic files written in exactly the published formats (Kaggle
+  ``X.npy`` / ``Y.npy``, ``IDC_regular`` patient folders, BreakHis file names), fast; the shipped idc model on real
+  test-split patches of ``../shared/data/idc`` (the real BreakHis copy is read in tests/data/test_breakhis.py).
 """
 
 import csv
