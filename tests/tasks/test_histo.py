@@ -217,6 +217,9 @@ def test_explain_with_the_shipped_model_writes_overlays(tmp_path):
     with open(out / "explanations.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and {r["method"] for r in rows} == {"gradcam"}
+    for r in rows:  # the same label fields as predictions.csv
+        assert r["label"] == ("tumour" if float(r["p_tumour"]) >= float(r["threshold"]) else "normal")
+        assert r["label_argmax"] == ("tumour" if float(r["p_tumour"]) > 0.5 else "normal")
     for r in rows:
         with Image.open(out / r["overlay"]) as im:
             assert im.size == (192, 192)

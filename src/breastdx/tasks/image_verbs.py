@@ -240,14 +240,16 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
                 png = out_dir / f"{stem}_{method}_{classes[k]}.png"
                 png.write_bytes(png_bytes(overlay))
                 row = {"source": str(path), **{f"p_{c}": round(float(p), 6) for c, p in zip(classes, out.prob)},
-                       "label": out.label, "method": method, "explained_class": classes[k],
+                       "label": out.label, "label_argmax": out.argmax_label,
+                       "threshold": "" if predictor.threshold is None else round(float(predictor.threshold), 6),
+                       "method": method, "explained_class": classes[k],
                        "overlay": str(png.relative_to(run_dir)), "cam_mass_in_mask": "", "pointing_game_hit": ""}
                 if mask is not None:
                     row["cam_mass_in_mask"] = round(cam_mass_in_mask(cams[0], mask), 4)
                     row["pointing_game_hit"] = int(pointing_game_hit(cams[0], mask))
                 rows.append(row)
-    fields = ["source", *[f"p_{c}" for c in classes], "label", "method", "explained_class", "overlay",
-              "cam_mass_in_mask", "pointing_game_hit"]
+    fields = ["source", *[f"p_{c}" for c in classes], "label", "label_argmax", "threshold", "method", "explained_class",
+              "overlay", "cam_mass_in_mask", "pointing_game_hit"]
     with open(run_dir / "explanations.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
