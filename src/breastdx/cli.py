@@ -261,7 +261,7 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
     from breastdx.models.saved import ModelFolderError
     from breastdx.registry import UnknownNameError
     from breastdx.runs import RunFolderExistsError, make_run_dir
-    from breastdx.tasks.base import explainable_tasks, get_task
+    from breastdx.tasks import explainable_tasks, get_task
     from breastdx.zoo import resolve_model
 
     try:

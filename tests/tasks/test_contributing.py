@@ -1,7 +1,7 @@
 """CONTRIBUTING.md's two recipes, followed as written: a toy dataset spec and a toy network, defined in the test.
 
 The toy dataset is made in memory (three classes of 20 x 20 gray images: a bright square top-left, bottom-right,
-or none), declared as a :class:`~breastdx.tasks.image_classification.ClassificationSpec`, registered, trained
+or none), declared as a :class:`~breastdx.pipeline.classification.ClassificationSpec`, registered, trained
 for one step through the command line, and its saved model predicts a PNG through the command line. A second
 test registers a toy network with ``@register_network`` and trains the toy spec with it. Both take the
 registrations away afterwards, so that the other tests see the registries unchanged.
@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 from breastdx.cli import app
 from breastdx.config import option
 from breastdx.data.image_sets import ImageSet, SplitData
-from breastdx.tasks.base import TASKS
-from breastdx.tasks.image_classification import (
+from breastdx.pipeline.task import TASKS
+from breastdx.pipeline.classification import (
     ClassificationSpec,
     ImageClassificationConfig,
     register,

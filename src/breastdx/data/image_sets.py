@@ -1,6 +1,6 @@
 """What a dataset reader gives the image-classification pipeline: the parts of a split, read on demand.
 
-A reader (``ClassificationSpec.read`` in :mod:`breastdx.tasks.image_classification`) returns a
+A reader (``ClassificationSpec.read`` in :mod:`breastdx.pipeline.classification`) returns a
 :class:`SplitData`: ``train``, ``val`` and ``test`` :class:`ImageSet` objects (ids, labels, and a function that
 reads one image at its own size, with its lesion mask when there is one), the data checksum, and the split
 policy in words. :func:`patch_reader` adapts every :class:`breastdx.data.patches.PatchSource` dataset (PCam,

@@ -1,11 +1,26 @@
-"""Tasks: one module per task, each tying data, model and metrics together (see :mod:`breastdx.tasks.base`).
-
-The image-classification tasks are specs of one pipeline (:mod:`breastdx.tasks.image_classification`).
+"""Tasks: one module per task, each tying data, model and metrics together (the contract:
+:mod:`breastdx.pipeline.task`). The image-classification tasks are specs of one pipeline
+(:mod:`breastdx.pipeline.classification`); importing this package registers every task.
 """
 
+from breastdx.pipeline.task import TASKS, RunResult, Task
 from breastdx.tasks import wdbc  # noqa: F401  (registers the task)
 from breastdx.tasks import busi_seg  # noqa: F401  (registers the task)
 from breastdx.tasks import breastmnist, busi_cls, pcam, idc, breakhis  # noqa: F401  (register the specs)
-from breastdx.tasks.base import TASKS, RunResult, Task, explainable_tasks, get_task
 
 __all__ = ["TASKS", "RunResult", "Task", "explainable_tasks", "get_task"]
+
+
+def get_task(name: str) -> Task:
+    """An instance of the task registered as ``name``.
+
+    Raises:
+        UnknownNameError: With the closest name and the choices.
+    """
+    entry = TASKS.get(name)
+    return entry() if isinstance(entry, type) else entry
+
+
+def explainable_tasks() -> list[str]:
+    """Names of the tasks whose class has an ``explain(model_dir, inputs, run_dir, options)`` verb."""
+    return [name for name in TASKS.names() if hasattr(TASKS.get(name), "explain")]

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 from breastdx.config import option
 from breastdx.data.image_sets import hed_augmentation, macenko_normalisation, patch_reader
-from breastdx.tasks.image_classification import PATCH_CHECK, ClassificationSpec, PatchConfig, register
+from breastdx.pipeline.classification import PATCH_CHECK, ClassificationSpec, PatchConfig, register
 
 
 @dataclass(frozen=True)
 class BreakHisConfig(PatchConfig):
-    """Options of ``breastdx train breakhis``: as :class:`~breastdx.tasks.image_classification.PatchConfig`;
+    """Options of ``breastdx train breakhis``: as :class:`~breastdx.pipeline.classification.PatchConfig`;
     700 x 460 images resized to 128 x 128, and:
 
     Attributes:

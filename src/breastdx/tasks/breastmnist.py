@@ -18,7 +18,7 @@ from typing import Any
 
 from breastdx.config import option
 from breastdx.data.image_sets import ImageSet, SplitData, ultrasound_augmentation
-from breastdx.tasks.image_classification import (Benchmark, ClassificationSpec, ImageClassificationConfig,
+from breastdx.pipeline.classification import (Benchmark, ClassificationSpec, ImageClassificationConfig,
                                                  register)
 
 MEDMNIST_V2_TABLE = {
@@ -31,7 +31,7 @@ MEDMNIST_V2_TABLE = {
 
 @dataclass(frozen=True)
 class BreastMNISTConfig(ImageClassificationConfig):
-    """Options of ``breastdx train breastmnist``: as :class:`~breastdx.tasks.image_classification.ImageClassificationConfig`,
+    """Options of ``breastdx train breastmnist``: as :class:`~breastdx.pipeline.classification.ImageClassificationConfig`,
     and:
 
     Attributes:

@@ -25,7 +25,7 @@ import numpy as np
 
 from breastdx.config import ConfigError, option
 from breastdx.data.image_sets import ImageSet, SplitData, ultrasound_augmentation
-from breastdx.tasks.image_classification import (Benchmark, ClassificationSpec, ImageClassificationConfig,
+from breastdx.pipeline.classification import (Benchmark, ClassificationSpec, ImageClassificationConfig,
                                                  register)
 
 LESION_CLASSES = ("benign", "malignant")
@@ -33,7 +33,7 @@ LESION_CLASSES = ("benign", "malignant")
 
 @dataclass(frozen=True)
 class BusiClsConfig(ImageClassificationConfig):
-    """Options of ``breastdx train busi-cls``: as :class:`~breastdx.tasks.image_classification.ImageClassificationConfig`,
+    """Options of ``breastdx train busi-cls``: as :class:`~breastdx.pipeline.classification.ImageClassificationConfig`,
     and:
 
     Attributes:

@@ -32,7 +32,7 @@ import numpy as np
 from breastdx.config import ConfigError, option, parse_options, runtime_options, save_yaml, to_dict, validate
 from breastdx.data.image_sets import SPLIT_FILE
 from breastdx.evaluation.tables import ci_text
-from breastdx.tasks.base import TASKS, EvaluateOptions, RunResult, Task, evenly_spaced
+from breastdx.pipeline.task import TASKS, EvaluateOptions, RunResult, Task, evenly_spaced
 from breastdx.training.options import LightningOptions
 
 log = logging.getLogger(__name__)

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from breastdx.config import option
 from breastdx.data.image_sets import hed_augmentation, macenko_normalisation, patch_reader
-from breastdx.tasks.image_classification import PATCH_CHECK, ClassificationSpec, PatchConfig, register
+from breastdx.pipeline.classification import PATCH_CHECK, ClassificationSpec, PatchConfig, register
 
 
 @dataclass(frozen=True)
 class IdcConfig(PatchConfig):
-    """Options of ``breastdx train idc``: as :class:`~breastdx.tasks.image_classification.PatchConfig`; IDC
+    """Options of ``breastdx train idc``: as :class:`~breastdx.pipeline.classification.PatchConfig`; IDC
     patches are 50 x 50, trained at 48 x 48.
 
     Attributes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from breastdx.data.image_sets import hed_augmentation, macenko_normalisation, patch_reader
-from breastdx.tasks.image_classification import PATCH_CHECK, Benchmark, ClassificationSpec, PatchConfig, register
+from breastdx.pipeline.classification import PATCH_CHECK, Benchmark, ClassificationSpec, PatchConfig, register
 
 
 def official_split(source: Any):

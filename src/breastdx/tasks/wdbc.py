@@ -25,7 +25,7 @@ from breastdx.config import ConfigError, check_options, save_yaml, to_dict
 from breastdx.data.errors import DataError
 from breastdx.data.wdbc import CLASS_NAMES, FEATURE_NAMES, FEATURE_UNITS, load_wdbc, read_wdbc_file
 from breastdx.evaluation.tables import OPERATING_POINTS, ci_text, metric_label
-from breastdx.tasks.base import TASKS, RunResult, Task
+from breastdx.pipeline.task import TASKS, RunResult, Task
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from breastdx.evaluation.tables import (OPERATING_POINT_TEXT, calibration_rows, ci_text, comparison_rows,
                                         metric_label)
-from breastdx.tasks.base import evenly_spaced
+from breastdx.pipeline.task import evenly_spaced
 
 
 def exact_duplicate_groups(images: np.ndarray) -> list[list[int]]:

@@ -19,8 +19,8 @@ import numpy as np
 from breastdx.config import ConfigError, option, parse_options, runtime_options, save_yaml, with_overrides
 from breastdx.data.image_sets import SPLIT_FILE
 from breastdx.evaluation.tables import OPERATING_POINT_TEXT, calibration_rows, ci_text, metric_label, summary_rows
-from breastdx.tasks.base import EvaluateOptions as SplitEvaluateOptions
-from breastdx.tasks.base import RunResult, evenly_spaced
+from breastdx.pipeline.task import EvaluateOptions as SplitEvaluateOptions
+from breastdx.pipeline.task import RunResult, evenly_spaced
 
 CAM_CHOICES = ("gradcam", "gradcampp")
 TTA_CHOICES = ("", "none", "hflip")
@@ -73,7 +73,7 @@ class ExplainOptions:
 @dataclass(frozen=True)
 class EvaluateOptions(SplitEvaluateOptions):
     """Options of ``breastdx evaluate`` for image classifiers: those of every task
-    (:class:`breastdx.tasks.base.EvaluateOptions`), the task's data options (such as ``--data-file``), and:
+    (:class:`breastdx.pipeline.task.EvaluateOptions`), the task's data options (such as ``--data-file``), and:
 
     Attributes:
         batch_size: Images per network call.
@@ -96,7 +96,7 @@ def _predictor(task: Any, model_dir: Path, options: dict[str, str], batch_size: 
 
 
 def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
-    """See :meth:`breastdx.tasks.image_classification.ImageClassificationTask.evaluate`."""
+    """See :meth:`breastdx.pipeline.classification.ImageClassificationTask.evaluate`."""
     from breastdx.evaluation.classification import evaluate_logits, write_figures
     from breastdx.evaluation.report import HtmlReport
     from breastdx.runs import write_json, write_versions
@@ -166,7 +166,7 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
 
 
 def predict(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
-    """See :meth:`breastdx.tasks.image_classification.ImageClassificationTask.predict`."""
+    """See :meth:`breastdx.pipeline.classification.ImageClassificationTask.predict`."""
     from breastdx.inference.writers import write_predictions
 
     opts = parse_options(PredictOptions, options, f"predict {task.name}")
@@ -187,7 +187,7 @@ def predict(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
 
 
 def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
-    """See :meth:`breastdx.tasks.image_classification.ImageClassificationTask.explain`.
+    """See :meth:`breastdx.pipeline.classification.ImageClassificationTask.explain`.
 
     Writes ``explanations/<image>_<method>_<class>.png`` and ``explanations.csv`` (source, probabilities, label,
     method, explained class, overlay, and where a lesion mask ``<image>_mask.<ext>`` lies beside the image, the

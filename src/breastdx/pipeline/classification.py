@@ -37,7 +37,7 @@ import numpy as np
 from breastdx.config import ConfigError, option, save_yaml, to_dict, validate
 from breastdx.data.image_sets import SPLIT_FILE, ImageSet, Normalisation, SplitData
 from breastdx.evaluation.tables import ci_text, plain_evaluation, threshold_rule
-from breastdx.tasks.base import RunResult, Task, evenly_spaced
+from breastdx.pipeline.task import RunResult, Task, evenly_spaced
 from breastdx.training.options import LightningOptions
 
 log = logging.getLogger(__name__)
@@ -372,7 +372,7 @@ class ImageClassificationTask(Task):
                              "train_seconds": {a: round(x.fit.train_seconds, 1) for a, x in runs.items()},
                              "total_seconds": round(time.perf_counter() - start, 1)}
         write_json({k: v for k, v in metrics.items() if not k.startswith("_")}, run_dir / "metrics.json")
-        from breastdx.tasks.image_report import train_report
+        from breastdx.pipeline.report import train_report
 
         train_report(self, run_dir, config, data, runs, best, metrics, localisation)
         return self._train_result(run_dir, runs, best, metrics, localisation, config)
@@ -396,7 +396,7 @@ class ImageClassificationTask(Task):
 
     def _train_metrics(self, config: Any, data: SplitData, runs: dict[str, Any], best: str, test_ds: Any,
                        localisation: dict[str, Any], model_dir: Path) -> dict[str, Any]:
-        from breastdx.tasks.image_report import deduplicated_test, gradcam_examples, paired_tests, per_patient
+        from breastdx.pipeline.report import deduplicated_test, gradcam_examples, paired_tests, per_patient
 
         spec = self.spec
         r = runs[best]
@@ -535,43 +535,43 @@ class ImageClassificationTask(Task):
 
     # --------------------------------------------------------------------------------- model verbs
     def options_cls(self, verb: str) -> type | None:
-        """The declared options of ``verb`` (see :mod:`breastdx.tasks.image_verbs`)."""
-        from breastdx.tasks import image_verbs
+        """The declared options of ``verb`` (see :mod:`breastdx.pipeline.verbs`)."""
+        from breastdx.pipeline import verbs as image_verbs
 
         return {"train": self.config_cls, "evaluate": image_verbs.EvaluateOptions,
                 "predict": image_verbs.PredictOptions, "explain": image_verbs.ExplainOptions}.get(verb)
 
     def evaluate(self, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
         """Metrics of a saved model on a part of its split (default the test split); see
-        :class:`breastdx.tasks.image_verbs.EvaluateOptions`.
+        :class:`breastdx.pipeline.verbs.EvaluateOptions`.
 
         Raises:
             ConfigError: For an unknown option or value.
             DataError: If the data changed since the split was made, or are missing.
             FileNotFoundError: If there is no split file.
         """
-        from breastdx.tasks.image_verbs import evaluate
+        from breastdx.pipeline.verbs import evaluate
 
         return evaluate(self, model_dir, data_root, run_dir, options)
 
     def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
         """``predictions.csv``: ``p_<class>`` and the label at the operating point (and Grad-CAM overlays); see
-        :class:`breastdx.tasks.image_verbs.PredictOptions`. Bad files are listed in the result's failures."""
-        from breastdx.tasks.image_verbs import predict
+        :class:`breastdx.pipeline.verbs.PredictOptions`. Bad files are listed in the result's failures."""
+        from breastdx.pipeline.verbs import predict
 
         return predict(self, model_dir, inputs, run_dir, options)
 
     def explain(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
         """Grad-CAM / Grad-CAM++ overlays per image and ``explanations.csv``; see
-        :class:`breastdx.tasks.image_verbs.ExplainOptions`. Bad files are listed in the result's failures."""
-        from breastdx.tasks.image_verbs import explain
+        :class:`breastdx.pipeline.verbs.ExplainOptions`. Bad files are listed in the result's failures."""
+        from breastdx.pipeline.verbs import explain
 
         return explain(self, model_dir, inputs, run_dir, options)
 
 
 def register(spec: ClassificationSpec) -> ImageClassificationTask:
     """Add a spec to the task registry (``breastdx train|evaluate|predict|explain spec.name``)."""
-    from breastdx.tasks.base import TASKS
+    from breastdx.pipeline.task import TASKS
 
     task = ImageClassificationTask(spec)
     TASKS.register(spec.name)(task)

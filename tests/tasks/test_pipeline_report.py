@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from breastdx.data.image_sets import ImageSet
-from breastdx.tasks.image_report import exact_duplicate_groups, per_patient, region_mask
+from breastdx.pipeline.report import exact_duplicate_groups, per_patient, region_mask
 
 
 def _set(labels, groups):

@@ -89,27 +89,8 @@ class Task(ABC):
 
 
 TASKS: Registry[Task | type[Task]] = Registry("task")
-"""Tasks by name: a task instance (an image-classification spec, :func:`breastdx.tasks.image_classification.register`)
+"""Tasks by name: a task instance (an image-classification spec, :func:`breastdx.pipeline.classification.register`)
 or a task class (wdbc, busi-seg). ``breastdx.tasks`` imports every task module so that they register."""
-
-
-def get_task(name: str) -> Task:
-    """An instance of the task registered as ``name``.
-
-    Raises:
-        UnknownNameError: With the closest name and the choices.
-    """
-    import breastdx.tasks  # noqa: F401  (fills the registry)
-
-    entry = TASKS.get(name)
-    return entry() if isinstance(entry, type) else entry
-
-
-def explainable_tasks() -> list[str]:
-    """Names of the tasks whose class has an ``explain(model_dir, inputs, run_dir, options)`` verb."""
-    import breastdx.tasks  # noqa: F401  (fills the registry)
-
-    return [name for name in TASKS.names() if hasattr(TASKS.get(name), "explain")]
 
 
 def evenly_spaced(n: int, k: int) -> np.ndarray:
