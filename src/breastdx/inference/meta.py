@@ -13,13 +13,13 @@ entry or a ``-seg`` task is segmentation, anything else classification).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from breastdx.models.saved import META_FILE, META_SCHEMA_VERSION, ModelFolderError
+from breastdx.models.saved import (META_FILE, META_SCHEMA_VERSION, ModelFolderError, check_model_folder,
+                                   load_meta_json)
 
 MODEL_KINDS = ("classification", "segmentation", "tabular")
 """Kinds of model folder, one predictor class each."""
@@ -132,19 +132,9 @@ class ModelMeta(Mapping[str, Any]):
             ModelFolderError: If the folder has no ``meta.json``, the file is not valid JSON, a field is
                 missing or invalid (see :meth:`from_dict`), the task differs, or the weights file is missing.
         """
-        model_dir = Path(model_dir)
-        path = model_dir / META_FILE
-        if not path.is_file():
-            raise ModelFolderError(f"{model_dir}: not a model folder (no {META_FILE}).")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ModelFolderError(f"{path}: not valid JSON ({e}).") from None
+        path, data = load_meta_json(model_dir)
         meta = cls.from_dict(data, path)
-        if task is not None and meta.task != task:
-            raise ModelFolderError(f"{model_dir}: a model for task {meta.task!r}, not {task!r}.")
-        if not (model_dir / meta.weights_file).is_file():
-            raise ModelFolderError(f"{model_dir}: weights file {meta.weights_file!r} named in {META_FILE} is missing.")
+        check_model_folder(model_dir, meta.task, meta.weights_file, task)
         return meta
 
     def require(self, keys: tuple[str, ...], what: str) -> None:

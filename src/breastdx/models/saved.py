@@ -101,25 +101,42 @@ def read_meta(model_dir: str | Path, task: str | None = None) -> dict[str, Any]:
         ModelFolderError: If the folder, ``meta.json`` or the weights file is missing, a required key is
             absent, the schema version is newer than this breastdx reads, or the task differs.
     """
-    model_dir = Path(model_dir)
-    meta_path = model_dir / META_FILE
-    if not meta_path.is_file():
-        raise ModelFolderError(f"{model_dir}: not a model folder (no {META_FILE}).")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ModelFolderError(f"{meta_path}: not valid JSON ({e}).") from None
+    meta_path, meta = load_meta_json(model_dir)
     missing = [k for k in REQUIRED_META_KEYS if k not in meta]
     if missing:
         raise ModelFolderError(f"{meta_path}: missing key(s) {', '.join(missing)}.")
     if int(meta["schema_version"]) > META_SCHEMA_VERSION:
         raise ModelFolderError(f"{meta_path}: schema version {meta['schema_version']} is newer than this "
                                f"breastdx reads ({META_SCHEMA_VERSION}); upgrade breastdx.")
-    if task is not None and meta["task"] != task:
-        raise ModelFolderError(f"{model_dir}: a model for task {meta['task']!r}, not {task!r}.")
-    if not (model_dir / meta["weights_file"]).is_file():
-        raise ModelFolderError(f"{model_dir}: weights file {meta['weights_file']!r} named in {META_FILE} is missing.")
+    check_model_folder(model_dir, meta["task"], meta["weights_file"], task)
     return meta
+
+
+def load_meta_json(model_dir: str | Path) -> tuple[Path, Any]:
+    """``(path, parsed content)`` of a model folder's ``meta.json``, unchecked (the one place that reads the file).
+
+    Raises:
+        ModelFolderError: If the folder has no ``meta.json`` or it is not valid JSON.
+    """
+    path = Path(model_dir) / META_FILE
+    if not path.is_file():
+        raise ModelFolderError(f"{model_dir}: not a model folder (no {META_FILE}).")
+    try:
+        return path, json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFolderError(f"{path}: not valid JSON ({e}).") from None
+
+
+def check_model_folder(model_dir: str | Path, model_task: str, weights_file: str, task: str | None = None) -> None:
+    """Check that a model folder belongs to ``task`` (when given) and holds the weights file its meta names.
+
+    Raises:
+        ModelFolderError: Naming the folder, the task found or the missing file.
+    """
+    if task is not None and model_task != task:
+        raise ModelFolderError(f"{model_dir}: a model for task {model_task!r}, not {task!r}.")
+    if not (Path(model_dir) / weights_file).is_file():
+        raise ModelFolderError(f"{model_dir}: weights file {weights_file!r} named in {META_FILE} is missing.")
 
 
 def _fmt(value: Any) -> str:
