@@ -24,13 +24,12 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -352,6 +351,7 @@ class ImageClassificationTask(Task):
         settings = FitSettings.from_config(config)
         runs: dict[str, Any] = {}
         models: dict[str, Path] = {}
+        metas: dict[str, dict[str, Any]] = {}
         localisation: dict[str, Any] = {}
         for arch in config.archs:
             runs[arch] = run_architecture(arch, arch_args[arch], prep.channels, cached["train"], cached["val"],
@@ -361,13 +361,14 @@ class ImageClassificationTask(Task):
             if not runs[arch].fit.is_global_zero:  # another rank of a distributed run: rank 0 writes
                 return RunResult(run_dir)
             models[arch] = run_dir / "archs" / arch / "model"
-            self._write_model(models[arch], runs[arch], config, prep, data, norm, run_dir / SPLIT_FILE)
+            metas[arch] = self._write_model(models[arch], runs[arch], config, prep, data, norm, run_dir / SPLIT_FILE)
             if spec.localisation is not None and getattr(config, "localisation", True):
                 localisation[arch] = self._localise(models[arch], parts["test"], config)
         best = max(runs, key=lambda a: (runs[a].val_score, -list(runs).index(a)))
         model_dir = run_dir / "model"
         shutil.copytree(models[best], model_dir)
-        metrics = self._train_metrics(config, data, runs, best, cached["test"], localisation, model_dir)
+        metrics = self._train_metrics(config, data, runs, best, cached["test"], localisation, model_dir,
+                                      metas[best]["preprocessing"])
         metrics["timing"] = {"read_and_cache_seconds": round(read_seconds, 1),
                              "train_seconds": {a: round(x.fit.train_seconds, 1) for a, x in runs.items()},
                              "total_seconds": round(time.perf_counter() - start, 1)}
@@ -395,7 +396,7 @@ class ImageClassificationTask(Task):
         return {m: self.spec.localisation(predictor, test, m, config.n_bootstrap, config.seed) for m in methods}
 
     def _train_metrics(self, config: Any, data: SplitData, runs: dict[str, Any], best: str, test_ds: Any,
-                       localisation: dict[str, Any], model_dir: Path) -> dict[str, Any]:
+                       localisation: dict[str, Any], model_dir: Path, preprocessing: dict[str, Any]) -> dict[str, Any]:
         from breastdx.pipeline.report import deduplicated_test, gradcam_examples, paired_tests, per_patient
 
         spec = self.spec
@@ -425,7 +426,7 @@ class ImageClassificationTask(Task):
             "deduplicated_test": deduplicated_test(test_ds, runs, config, spec.positive),
             "gradcam": {k: v for k, v in cams.items() if k not in ("figure", "items")},
             "data_checksum": data.checksum,
-            "preprocessing": json.loads((model_dir / "meta.json").read_text())["preprocessing"],
+            "preprocessing": preprocessing,
             "_comparisons": comparisons, "_cams": cams,
         }
         patients = per_patient(data.parts["test"], r.test["prob"], r.calibration["threshold"],
@@ -576,10 +577,3 @@ def register(spec: ClassificationSpec) -> ImageClassificationTask:
     task = ImageClassificationTask(spec)
     TASKS.register(spec.name)(task)
     return task
-
-
-def config_with(data_options: Mapping[str, Any], config_cls: type) -> Any:
-    """A default config of ``config_cls`` with the given data options (for ``evaluate``)."""
-    from breastdx.config import with_overrides
-
-    return with_overrides(config_cls(), dict(data_options))
