@@ -15,7 +15,7 @@ def _set(labels, groups):
 def test_per_patient_shares_against_hand_counts():
     test = _set([1, 0, 0, 1, 1, 0], ["p2", "p2", "p2", "p10", "p10", "p1"])
     prob = np.array([[0.2, 0.8], [0.7, 0.3], [0.4, 0.6], [0.9, 0.1], [0.3, 0.7], [0.5, 0.5]])
-    out = per_patient(test, prob, threshold=0.55, positive_index=1)
+    out = per_patient(test, prob, threshold=0.55, positive=(1,))
     rows = {r["patient"]: r for r in out["rows"]}
     assert [r["patient"] for r in out["rows"]] == ["p1", "p2", "p10"]  # natural order of the ids
     assert rows["p2"] == {"patient": "p2", "n": 3, "true_share": pytest.approx(1 / 3),

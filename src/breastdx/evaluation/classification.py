@@ -14,6 +14,11 @@ are shared, so intervals of different metrics come from the same resampled test 
   :func:`breastdx.evaluation.metrics.binary_metrics`);
 * ``brier_multiclass``, ``ece_top_label``: over all K classes (:mod:`breastdx.evaluation.calibration`).
 
+The positive class may be a group of subtypes (classes named ``"malignant/<subtype>"``,
+:func:`positive_columns`): the binary figures then use P(malignant) = the sum over its subtypes, and
+``subtype_accuracy``, ``subtype_balanced_accuracy`` repeat the K-class figures under those names. The
+balanced accuracy averages the recall of the classes present in the evaluated cases only.
+
 References:
     Hand, D. J. & Till, R. J. (2001). A simple generalisation of the area under the ROC curve for multiple
     class classification problems. Machine Learning 45:171-186. doi:10.1023/A:1010920819831
@@ -118,24 +123,57 @@ def multiclass_metrics(labels: np.ndarray, prob: np.ndarray, class_names: Sequen
     return {name: (v[0] if single else v) for name, v in out.items()}
 
 
-def operating_labels(prob: np.ndarray, positive_index: int, threshold: float) -> np.ndarray:
+GROUP_SEPARATOR = "/"
+"""Class names ``"<group>/<subtype>"`` form a group (BreakHis: ``"malignant/ductal_carcinoma"``): a positive class
+that names the group covers every subtype, and P(group) is the sum of their probabilities."""
+
+
+def positive_columns(class_names: Sequence[str], positive: str) -> tuple[int, ...]:
+    """The class indices that make up the positive class: ``positive`` itself, or every class named
+    ``"<positive>/<subtype>"`` (:data:`GROUP_SEPARATOR`).
+
+    Raises:
+        ValueError: If ``positive`` is neither a class nor a group of classes.
+    """
+    names = list(class_names)
+    if positive in names:
+        return (names.index(positive),)
+    cols = tuple(i for i, c in enumerate(names) if c.startswith(positive + GROUP_SEPARATOR))
+    if not cols:
+        raise ValueError(f"positive class {positive!r} is not one of {', '.join(names)}, nor a group of them "
+                         f"(classes named '{positive}{GROUP_SEPARATOR}<subtype>').")
+    return cols
+
+
+def positive_probability(prob: np.ndarray, columns: int | Sequence[int]) -> np.ndarray:
+    """P(positive) ``(...)`` from probabilities ``(..., K)``: the sum over the positive class's ``columns``."""
+    cols = [columns] if isinstance(columns, (int, np.integer)) else list(columns)
+    return np.asarray(prob, dtype=float)[..., cols].sum(axis=-1)
+
+
+def operating_labels(prob: np.ndarray, positive: int | Sequence[int], threshold: float) -> np.ndarray:
     """Class labels at an operating point on the positive class's probability.
 
-    A case is the positive class when ``prob[:, positive_index] >= threshold``; otherwise it is the most
-    probable of the other classes. With two classes this is the usual threshold rule.
+    A case is positive when P(positive) ``>= threshold`` (the sum over the columns of a group of classes);
+    it is then the most probable of the positive columns, and otherwise the most probable of the other
+    classes. With two classes this is the usual threshold rule.
 
     Args:
         prob: ``(n, K)`` probabilities.
-        positive_index: Index of the positive (malignant) class.
+        positive: Index of the positive (malignant) class, or the indices of a group
+            (:func:`positive_columns`).
         threshold: Threshold on its probability.
 
     Returns:
         ``int64`` ``(n,)`` class indices.
     """
     p = np.asarray(prob, dtype=float)
-    others = p.copy()
-    others[:, positive_index] = -np.inf
-    return np.where(p[:, positive_index] >= threshold, positive_index, others.argmax(axis=1)).astype(np.int64)
+    cols = [positive] if isinstance(positive, (int, np.integer)) else list(positive)
+    inside = np.zeros(p.shape[1], dtype=bool)
+    inside[cols] = True
+    best_in = np.where(inside, p, -np.inf).argmax(axis=1)
+    best_out = np.where(~inside, p, -np.inf).argmax(axis=1)
+    return np.where(p[:, cols].sum(axis=1) >= threshold, best_in, best_out).astype(np.int64)
 
 
 def youden_threshold(y_true: np.ndarray, prob: np.ndarray) -> float:
@@ -207,17 +245,16 @@ def classification_metrics(labels: np.ndarray, prob: np.ndarray, class_names: Se
         ValueError: If shapes disagree, a label is out of range, or ``positive`` is not a class.
     """
     y, p = _check(labels, prob, class_names)
-    if positive not in class_names:
-        raise ValueError(f"positive class {positive!r} is not one of {', '.join(class_names)}.")
-    pos = list(class_names).index(positive)
+    pos = positive_columns(class_names, positive)
     op = p.argmax(axis=1) if threshold is None else operating_labels(p, pos, threshold)
-    op_bin = (op == pos).astype(np.int64)
+    op_bin = np.isin(op, pos).astype(np.int64)
+    grouped = any(GROUP_SEPARATOR in c for c in class_names)
 
     def metric_fn(yb: np.ndarray, idx: np.ndarray, dop: np.ndarray) -> dict[str, np.ndarray]:
         rows = np.asarray(idx).astype(np.int64)
         pb = p[rows]
         multi = multiclass_metrics(yb, pb, class_names)
-        binary = binary_metrics((yb == pos).astype(np.int64), pb[..., pos], pred=dop)
+        binary = binary_metrics(np.isin(yb, pos).astype(np.int64), positive_probability(pb, pos), pred=dop)
         out = {k: multi[k] for k in ("accuracy", "balanced_accuracy")}
         out.update({k: binary[k] for k in ("sensitivity", "specificity", "ppv", "npv", "f1", "auroc", "brier", "ece")})
         out["macro_auroc"] = multi["macro_auroc"]
@@ -226,6 +263,9 @@ def classification_metrics(labels: np.ndarray, prob: np.ndarray, class_names: Se
             binary["accuracy"]
         out["balanced_accuracy_malignant_vs_rest" if positive == "malignant" else
             f"balanced_accuracy_{positive}_vs_rest"] = binary["balanced_accuracy"]
+        if grouped:  # the K classes are subtypes: the K-class figures under their own names too
+            out["subtype_accuracy"] = multi["accuracy"]
+            out["subtype_balanced_accuracy"] = multi["balanced_accuracy"]
         return out
 
     index = np.arange(y.size, dtype=float)
@@ -262,8 +302,7 @@ def evaluate_logits(labels: np.ndarray, logits: np.ndarray, class_names: Sequenc
     before = classification_metrics(y, prob_raw, class_names, positive, threshold, n_boot=n_boot, seed=seed)
     cal_keys = ("brier", "ece", "brier_multiclass", "ece_top_label")
     summary = calibration_summary(y, z, temperature) if y.size else {}
-    pos = list(class_names).index(positive)
-    pred_op = operating_labels(prob, pos, threshold)
+    pred_op = operating_labels(prob, positive_columns(class_names, positive), threshold)
     k = len(class_names)
     return {
         "metrics": metrics,
@@ -297,8 +336,9 @@ def fit_calibration(val_labels: np.ndarray, val_logits: np.ndarray, class_names:
     y = np.asarray(val_labels, dtype=np.int64)
     z = np.asarray(val_logits, dtype=float)
     temperature = fit_temperature(y, z)
-    pos = list(class_names).index(positive)
-    threshold = choose_threshold((y == pos).astype(int), softmax(z, temperature)[:, pos], target_sensitivity)
+    pos = positive_columns(class_names, positive)
+    threshold = choose_threshold(np.isin(y, pos).astype(int), positive_probability(softmax(z, temperature), pos),
+                                 target_sensitivity)
     return {"temperature": temperature, "threshold": float(threshold), "target_sensitivity": float(target_sensitivity)}
 
 
@@ -350,11 +390,11 @@ def write_figures(run_dir: Any, labels: np.ndarray, evaluations: dict[str, dict[
 
     run_dir = Path(run_dir)
     y = np.asarray(labels, dtype=np.int64)
-    pos = list(class_names).index(positive)
-    yb = (y == pos).astype(int)
+    pos = positive_columns(class_names, positive)
+    yb = np.isin(y, pos).astype(int)
     out: list[tuple[Any, str]] = []
     if 0 < yb.sum() < yb.size:
-        curves = {f"{name} (AUROC {ev['metrics']['auroc']['value']:.3f})": (yb, ev["prob"][:, pos])
+        curves = {f"{name} (AUROC {ev['metrics']['auroc']['value']:.3f})": (yb, positive_probability(ev["prob"], pos))
                   for name, ev in evaluations.items()}
         out.append((plot_roc_curves(curves, run_dir / "roc.png", f"{positive} vs rest, {split}"),
                     f"ROC of {positive} vs rest on the {split} split, every model"))
@@ -373,7 +413,8 @@ def write_figures(run_dir: Any, labels: np.ndarray, evaluations: dict[str, dict[
                 f"Confusion matrix of {best} ({split}) at the operating point chosen on validation"))
     t = ev["calibration"]["temperature"]
     raw, cal = ev["prob_uncalibrated"], ev["prob"]
-    out.append((plot_reliability({"before (T = 1)": (yb, raw[:, pos]), f"after (T = {t:.2f})": (yb, cal[:, pos])},
+    out.append((plot_reliability({"before (T = 1)": (yb, positive_probability(raw, pos)),
+                                  f"after (T = {t:.2f})": (yb, positive_probability(cal, pos))},
                                  run_dir / "reliability.png", title=f"{best}: P({positive}), {split}"),
                 f"Reliability of P({positive}) before and after temperature scaling fitted on validation"))
     top = {"before (T = 1)": ((raw.argmax(1) == y).astype(int), raw.max(1)),

@@ -138,7 +138,9 @@ class ClassificationPredictor(ImagePredictor):
         self.source_size = self.meta["preprocessing"].get("source_size")
         self.pad_to = self.meta["preprocessing"].get("pad_to")
         self.positive = self.meta.positive_class
-        self.positive_index = self.meta.class_names.index(self.positive)
+        from breastdx.evaluation.classification import positive_columns
+
+        self.positive_columns = positive_columns(self.meta.class_names, self.positive)
         self.temperature = float(self.meta.get("temperature", 1.0))
         self.threshold = self.meta.threshold
         gc = self.meta.get("gradcam", {})
@@ -195,7 +197,7 @@ class ClassificationPredictor(ImagePredictor):
         p = np.asarray(prob, dtype=float)
         if self.threshold is None:
             return p.argmax(axis=1)
-        return operating_labels(p, self.positive_index, float(self.threshold))
+        return operating_labels(p, self.positive_columns, float(self.threshold))
 
     def predict_logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Logits of uint8 images of any size, float64 ``(n, K)`` (before temperature scaling)."""

@@ -51,7 +51,8 @@ class ModelMeta(Mapping[str, Any]):
         kind: One of :data:`MODEL_KINDS`.
         architecture: Registry name of the network or pipeline.
         class_names: Class names in index order (at least two, distinct).
-        positive_class: The class a threshold applies to (default the last class).
+        positive_class: The class a threshold applies to (default the last class), or a group of classes named
+            ``"<group>/<subtype>"`` (its probability is their sum).
         weights_file: File name of the weights inside the folder.
         threshold: Operating threshold in [0, 1], or None.
         data: The whole file, unknown keys included (read it through the mapping interface).
@@ -106,8 +107,9 @@ class ModelMeta(Mapping[str, Any]):
             raise ModelFolderError(f"{src}: field 'class_names' must be a list of at least two distinct class names. "
                                    f"Got {names!r} instead.")
         positive = data.get("positive_class", names[-1])
-        if positive not in names:
-            raise ModelFolderError(f"{src}: field 'positive_class' must be one of {names}. Got {positive!r} instead.")
+        if positive not in names and not any(n.startswith(f"{positive}/") for n in names):
+            raise ModelFolderError(f"{src}: field 'positive_class' must be one of {names} (or a group of them, classes "
+                                   f"named '<group>/<subtype>'). Got {positive!r} instead.")
         threshold = data.get("threshold")
         if threshold is not None:
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:

@@ -41,16 +41,19 @@ def exact_duplicate_groups(images: np.ndarray) -> list[list[int]]:
     return [g for g in seen.values() if len(g) > 1]
 
 
-def paired_tests(runs: dict[str, Any], best: str, y: np.ndarray, positive_index: int, config: Any,
+def paired_tests(runs: dict[str, Any], best: str, y: np.ndarray, positive: Sequence[int], config: Any,
                  groups: Any = None) -> list[dict[str, Any]]:
-    """Paired bootstrap AUROC tests (positive vs rest) of the best model against each other one, on the test set;
-    over the test patients (cluster bootstrap) when ``groups`` gives a patient id per item."""
+    """Paired bootstrap AUROC tests (positive vs rest; ``positive`` the class indices of the positive class, see
+    :func:`breastdx.evaluation.classification.positive_columns`) of the best model against each other one, on the
+    test set; over the test patients (cluster bootstrap) when ``groups`` gives a patient id per item."""
+    from breastdx.evaluation.classification import positive_probability
     from breastdx.evaluation.paired import paired_auroc_test
 
-    yb = (np.asarray(y) == positive_index).astype(int)
+    yb = np.isin(np.asarray(y), positive).astype(int)
     if len(runs) < 2 or yb.all() or not yb.any():
         return []
-    return [paired_auroc_test(yb, runs[best].test["prob"][:, positive_index], runs[other].test["prob"][:, positive_index],
+    return [paired_auroc_test(yb, positive_probability(runs[best].test["prob"], positive),
+                              positive_probability(runs[other].test["prob"], positive),
                               n_boot=config.n_bootstrap, seed=config.seed, names=(best, other), return_resamples=True,
                               groups=groups)
             for other in runs if other != best]
@@ -74,7 +77,7 @@ def deduplicated_test(test_ds: Any, runs: dict[str, Any], config: Any, positive:
     return out
 
 
-def per_patient(test: Any, prob: np.ndarray, threshold: float, positive_index: int) -> dict[str, Any] | None:
+def per_patient(test: Any, prob: np.ndarray, threshold: float, positive: Sequence[int]) -> dict[str, Any] | None:
     """Each test patient's predicted against true share of positive items (at the operating threshold), for data
     with patient ids; None without them.
 
@@ -85,14 +88,17 @@ def per_patient(test: Any, prob: np.ndarray, threshold: float, positive_index: i
     """
     if test.groups is None:
         return None
+    from breastdx.evaluation.classification import positive_probability
+
     groups = np.asarray(test.groups)
-    pred = prob[:, positive_index] >= threshold
-    truth = np.asarray(test.labels) == positive_index
+    p_positive = positive_probability(prob, positive)
+    pred = p_positive >= threshold
+    truth = np.isin(np.asarray(test.labels), positive)
     rows = []
     for g in sorted(set(groups.tolist()), key=lambda v: (len(v), v)):
         m = groups == g
         rows.append({"patient": g, "n": int(m.sum()), "true_share": float(truth[m].mean()),
-                     "predicted_share": float(pred[m].mean()), "mean_p_positive": float(prob[m, positive_index].mean())})
+                     "predicted_share": float(pred[m].mean()), "mean_p_positive": float(p_positive[m].mean())})
     t = np.array([r["true_share"] for r in rows])
     q = np.array([r["predicted_share"] for r in rows])
     r = float(np.corrcoef(t, q)[0, 1]) if len(rows) >= 3 and t.std() > 0 and q.std() > 0 else float("nan")
@@ -137,6 +143,7 @@ def gradcam_examples(task: Any, model_dir: Path, test: Any, class_names: Sequenc
     """Grad-CAM of the reported label on ``--gradcam-examples`` test images per class (for a figure), and with a
     label region, the share of the positive-class map inside it on up to 500 positive test images."""
     from breastdx.evaluation.ci import mean_ci
+    from breastdx.evaluation.classification import positive_columns, positive_probability
     from breastdx.explain.gradcam import cam_mass_in_mask
     from breastdx.inference.classifier import ClassificationPredictor
 
@@ -145,7 +152,7 @@ def gradcam_examples(task: Any, model_dir: Path, test: Any, class_names: Sequenc
         return {}
     predictor = ClassificationPredictor.from_dir(model_dir, task=task.name, batch_size=64)
     labels = test.labels
-    pos = list(class_names).index(task.spec.positive)
+    pos = positive_columns(class_names, task.spec.positive)
     out: dict[str, Any] = {"method": predictor.gradcam_method, "layer": predictor.explainer().layer}
     shown: list[int] = []
     for k in range(len(class_names)):
@@ -154,14 +161,14 @@ def gradcam_examples(task: Any, model_dir: Path, test: Any, class_names: Sequenc
     if shown:
         images = [test.read(i)[0] for i in shown]
         prob, lab, maps = predictor.explain(images)
-        out["items"] = [{"id": test.ids[i], "label": int(labels[i]), "p_positive": float(prob[j, pos]),
+        out["items"] = [{"id": test.ids[i], "label": int(labels[i]), "p_positive": float(positive_probability(prob[j], pos)),
                          "predicted": int(lab[j]), "image": images[j], "cam": maps[j]} for j, i in enumerate(shown)]
-    if region is not None:
-        idx = np.flatnonzero(labels == pos)
+    if region is not None and len(pos) == 1:  # the map of one positive class
+        idx = np.flatnonzero(labels == pos[0])
         idx = idx[evenly_spaced(idx.size, 500)]
         if idx.size:
             images = [test.read(int(i))[0] for i in idx]
-            _, _, maps = predictor.explain(images, class_idx=pos)
+            _, _, maps = predictor.explain(images, class_idx=pos[0])
             mask = region_mask(images[0].shape[:2], region)
             out["mass_in_label_region"] = {
                 **mean_ci([cam_mass_in_mask(c, mask) for c in maps], config.n_bootstrap, config.seed),
@@ -224,7 +231,7 @@ def _localisation_section(rep: Any, run_dir: Path, localisation: dict[str, Any],
     for j in shown:
         i = d["indices"][j]
         image, mask = test.read(i)
-        png = run_dir / f"gradcam_{class_names[test.labels[i]]}_{j}.png"
+        png = run_dir / f"gradcam_{class_names[test.labels[i]].replace('/', '_')}_{j}.png"
         write_cam_png(image, d["cams"][j], png, contour_mask=mask)
         rep.figure(png, f"{test.ids[i]}: predicted {class_names[pred[i]]}; Grad-CAM of {class_names[test.labels[i]]} "
                         f"(green: reference lesion)")
