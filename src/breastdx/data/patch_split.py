@@ -37,6 +37,8 @@ def make_patch_split(source: PatchSource, ratios: Sequence[float] = (0.7, 0.1, 0
     Each patient's group is stratified by its most common label (ties: the lower label); groups are
     placed largest first into the split furthest below its target (see
     :func:`~breastdx.data.splits.grouped_stratified_split`). Without groups every patch is its own group.
+    A class that one patient alone holds (BreakHis subtypes A, PT, LC) cannot be tested on an unseen patient:
+    that patient is kept in training and the summary's ``train_only`` says so.
 
     Args:
         source: The patches.
@@ -59,6 +61,11 @@ def make_patch_split(source: PatchSource, ratios: Sequence[float] = (0.7, 0.1, 0
         _, gid = np.unique(groups, return_inverse=True)
     labels = [f"{int(v):06d}" for v in source.labels]  # strings that sort like the ints
     parts = grouped_stratified_split(labels, gid.tolist(), ratios=ratios, seed=seed)
+    train_only = train_only_groups(source, gid) if groups is not None else {}
+    if train_only:  # a class of one patient: learnt, never tested (it could not be tested on an unseen patient)
+        moved = {i for s in ("val", "test") for i in parts[s] if int(gid[i]) in set(train_only.values())}
+        parts = {"train": sorted(set(parts["train"]) | moved),
+                 **{s: [i for i in parts[s] if i not in moved] for s in ("val", "test")}}
     ids = source.ids
     split = SplitFile(
         path=None,
@@ -71,7 +78,22 @@ def make_patch_split(source: PatchSource, ratios: Sequence[float] = (0.7, 0.1, 0
         dataset=source.name,
         summary=_summary(source, parts),
     )
+    if train_only:
+        names = source.class_names
+        split.summary["train_only"] = {
+            "classes": [names[int(c)] for c in train_only], "patients": [str(groups[gid == g][0]) for g in
+                                                                       train_only.values()],
+            "note": "each of these classes comes from one patient, who is kept in training: the class cannot be "
+                    "tested on an unseen patient, and class figures cover the other classes only"}
     return split
+
+
+def train_only_groups(source: PatchSource, gid: np.ndarray) -> dict[int, int]:
+    """``{class index: group index}`` of the classes that one patient alone holds (see
+    :func:`breastdx.data.splits.single_group_classes`); such patients stay in training."""
+    from breastdx.data.splits import single_group_classes
+
+    return {int(c): int(g) for c, g in single_group_classes(np.asarray(source.labels).tolist(), gid.tolist()).items()}
 
 
 def _summary(source: PatchSource, parts: dict[str, list[int]]) -> dict:

@@ -278,6 +278,70 @@ def grouped_stratified_split(labels: Sequence[str], groups: Sequence[int],
     return {s: sorted(v) for s, v in out.items()}
 
 
+def single_group_classes(labels: Sequence[Any], groups: Sequence[Any]) -> dict[str, Any]:
+    """The classes that only one group (patient) holds, with that group.
+
+    Such a class cannot be both learnt and tested on an unseen patient (BreakHis's adenosis, phyllodes tumour and
+    lobular carcinoma in the derived copy): the splits below put its patient in training.
+
+    Returns:
+        ``{class label (str): group}``, sorted by label.
+    """
+    holders: dict[str, set] = {}
+    for lab, g in zip(labels, groups):
+        holders.setdefault(str(lab), set()).add(g)
+    return {lab: next(iter(gs)) for lab, gs in sorted(holders.items()) if len(gs) == 1}
+
+
+def grouped_stratified_folds(labels: Sequence[str], groups: Sequence[int], k: int = 5,
+                             seed: int = 0) -> list[list[int]]:
+    """Cut items into ``k`` folds so that no group crosses folds and classes keep their proportions.
+
+    The same rule as :func:`grouped_stratified_split` with ``k`` equal parts: each group's stratum is its most
+    common label (ties: alphabetical); within a stratum the groups, shuffled with ``seed`` and then ordered by
+    size (largest first), each go to the fold furthest below its share of the stratum (ties: the fold with the fewest
+    items so far, then the earlier fold).
+
+    Args:
+        labels: A label per item.
+        groups: A group (patient) id per item.
+        k: Number of folds, >= 2.
+        seed: Random seed; the same inputs and seed give the same folds.
+
+    Returns:
+        ``k`` sorted lists of item indices.
+
+    Raises:
+        ValueError: If the lengths differ, ``k < 2``, or there are fewer groups than folds.
+    """
+    if len(labels) != len(groups):
+        raise ValueError(f"labels and groups must have the same length; got {len(labels)} and {len(groups)}.")
+    members: dict[Any, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    if k < 2 or len(members) < k:
+        raise ValueError(f"k-fold cross-validation needs 2 <= k <= the number of groups ({len(members)}); got k = {k}.")
+    strata: dict[str, list[Any]] = {}
+    for g, idx in members.items():
+        counts: dict[str, int] = {}
+        for i in idx:
+            counts[str(labels[i])] = counts.get(str(labels[i]), 0) + 1
+        strata.setdefault(min(counts, key=lambda lab: (-counts[lab], lab)), []).append(g)
+    rng = np.random.default_rng(seed)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for stratum in sorted(strata):
+        gids = sorted(strata[stratum], key=str)
+        gids = [gids[j] for j in rng.permutation(len(gids))]
+        gids.sort(key=lambda g: -len(members[g]))
+        filled = [0] * k
+        total = sum(len(members[g]) for g in gids)
+        for g in gids:
+            f = max(range(k), key=lambda j: (total / k - filled[j], -len(folds[j]), -j))
+            filled[f] += len(members[g])
+            folds[f].extend(members[g])
+    return [sorted(f) for f in folds]
+
+
 # ----------------------------------------------------------------------------------------------------
 # BUSI
 
