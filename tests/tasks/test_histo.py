@@ -254,7 +254,7 @@ def test_idc_from_the_kaggle_npy_files(tmp_path):
     weights = save_weights(build_network("compact_cnn", 3, 2)[0], tmp_path / "pretrained.safetensors")
     out = tmp_path / "run"
     result = _invoke(["train", "idc", "--data-dir", tmp_path / "data", "--out", out, "--archs", "compact_cnn",
-                      "--init-weights", weights, *TINY])
+                      "--init", weights, *TINY])
     assert result.exit_code == 0, result.output
     metrics = _check_run(out, "idc", 12, two_models=False)
     init = json.loads((out / "model" / "meta.json").read_text())["init"]
@@ -316,7 +316,8 @@ def test_breakhis_from_files_named_by_the_convention(tmp_path):
                 d / f"SOB_{cls}_{sub}-14-{1000 + p}-{mag}-{k + 1:03d}.png")
     out = tmp_path / "run"
     result = _invoke(["train", "breakhis", "--data-dir", tmp_path / "data", "--out", out, "--archs", "compact_cnn",
-                      "--image-size", "32", "--split-ratios", "0.5,0.25,0.25", "--magnification", "40", *TINY])
+                      "--image-size", "32", "--split-ratios", "0.5,0.25,0.25", "--magnification", "40",
+                      "--labels", "binary", *TINY])
     assert result.exit_code == 0, result.output
     metrics = _check_run(out, "breakhis", None, two_models=False)
     assert metrics["positive_class"] == "malignant" and "split by patient" in metrics["split"]

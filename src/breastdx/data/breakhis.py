@@ -69,6 +69,14 @@ SUBTYPES: dict[str, tuple[str, str]] = {
 }
 """Subtype code to ``(class, subtype name)``."""
 
+SUBTYPE_CLASS_NAMES: tuple[str, ...] = tuple(f"{cls}/{name.replace(' ', '_')}" for cls, name in SUBTYPES.values())
+"""The 8 subtypes as class names ``"<class>/<subtype>"`` in :data:`SUBTYPES` order (benign first): a group of
+classes for :func:`breastdx.evaluation.classification.positive_columns`, so ``malignant`` is the sum of the four
+malignant subtypes."""
+
+LABELS = ("binary", "subtype")
+"""What a label is: ``binary`` (:data:`CLASS_NAMES`) or ``subtype`` (:data:`SUBTYPE_CLASS_NAMES`)."""
+
 MAGNIFICATIONS: tuple[int, ...] = (40, 100, 200, 400)
 """Objective magnifications of the release."""
 
@@ -222,7 +230,7 @@ def _folder_problems(path: Path, root: Path, parsed: BreakHisName) -> list[str]:
     return out
 
 
-def read_breakhis_folder(root: str | Path, magnification: int | None = None) -> FilePatchSource:
+def read_breakhis_folder(root: str | Path, magnification: int | None = None, labels: str = "binary") -> FilePatchSource:
     """Read every BreakHis image below ``root`` (recursively), checking each name.
 
     Files not ending in ``.png`` (checksums, notes) are ignored; every ``.png`` must follow the naming
@@ -232,21 +240,25 @@ def read_breakhis_folder(root: str | Path, magnification: int | None = None) -> 
         root: Any folder tree holding BreakHis ``.png`` files.
         magnification: Keep only images at 40, 100, 200 or 400x (the usual per-magnification protocol);
             None keeps all.
+        labels: ``"binary"``: 0 = benign, 1 = malignant; ``"subtype"``: the index in :data:`SUBTYPE_CLASS_NAMES`
+            (0-3 the benign subtypes A, F, PT, TA; 4-7 the malignant DC, LC, MC, PC).
 
     Returns:
         A :class:`~breastdx.data.patches.FilePatchSource` named ``"breakhis"``: ids are paths relative to
-        ``root``, labels 0 = benign / 1 = malignant, groups the patient ids (``"14-22549AB"``), metadata
+        ``root``, labels as ``labels`` asks, groups the patient ids (``"14-22549AB"``), metadata
         ``"subtype"`` (code), ``"magnification"`` (int) and ``"number"`` (int). Images are returned at
         their stored size (700 x 460 in the release).
 
     Raises:
-        ValueError: If ``magnification`` is not one of :data:`MAGNIFICATIONS`.
+        ValueError: If ``magnification`` is not one of :data:`MAGNIFICATIONS`, or ``labels`` not one of :data:`LABELS`.
         DataError: Listing every problem: names off the convention, names that disagree with a
             ``benign``/``malignant`` or ``<mag>X`` folder, the same file name twice, or no image at all.
     """
     if magnification is not None and magnification not in MAGNIFICATIONS:
         raise ValueError(f"magnification must be one of {', '.join(map(str, MAGNIFICATIONS))} or None; "
                          f"got {magnification!r}.")
+    if labels not in LABELS:
+        raise ValueError(f"labels must be one of {', '.join(LABELS)}; got {labels!r}.")
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such folder; expected a folder of BreakHis images ({_CONVENTION}).")
@@ -279,8 +291,11 @@ def read_breakhis_folder(root: str | Path, magnification: int | None = None) -> 
                         + (f" at {magnification}x" if magnification is not None else "") + " below this folder")
     if problems:
         raise DataError(f"{root}: not a valid BreakHis folder.", problems)
+    codes = list(SUBTYPES)
+    subtype = labels == "subtype"
     return FilePatchSource(
-        root, [f for f, _ in records], [r.label for _, r in records], name="breakhis", class_names=CLASS_NAMES,
+        root, [f for f, _ in records], [codes.index(r.subtype) if subtype else r.label for _, r in records],
+        name="breakhis", class_names=SUBTYPE_CLASS_NAMES if subtype else CLASS_NAMES,
         groups=[r.patient_id for _, r in records],
         metadata={"subtype": np.asarray([r.subtype for _, r in records], dtype=str),
                   "magnification": np.asarray([r.magnification for _, r in records], dtype=np.int64),
@@ -290,7 +305,7 @@ def read_breakhis_folder(root: str | Path, magnification: int | None = None) -> 
 
 @PATCH_DATASETS.register("breakhis")
 def load_breakhis(data_root: str | Path, split: str | None = None,
-                  magnification: int | None = None) -> FilePatchSource:
+                  magnification: int | None = None, labels: str = "binary") -> FilePatchSource:
     """Load BreakHis from the first of ``breakhis/``, ``BreaKHis_v1/``, ``breakhis_samples/`` below the data root.
 
     ``data_root`` may also be such a folder itself. Reading the 12-image fixture ``breakhis_samples/``
@@ -301,9 +316,11 @@ def load_breakhis(data_root: str | Path, split: str | None = None,
         split: Must be None: BreakHis has no official split (use
             :func:`breastdx.data.patch_split.make_patch_split`, which groups by patient).
         magnification: See :func:`read_breakhis_folder`.
+        labels: ``"binary"`` or ``"subtype"``; see :func:`read_breakhis_folder`.
 
     Raises:
-        ValueError: If ``split`` is given, or ``magnification`` is not a BreakHis magnification.
+        ValueError: If ``split`` is given, ``magnification`` is not a BreakHis magnification, or ``labels`` is
+            unknown.
         DataError: If no BreakHis folder is found, or it is invalid.
     """
     if split is not None:
@@ -315,9 +332,9 @@ def load_breakhis(data_root: str | Path, split: str | None = None,
             if name == "breakhis_samples":
                 logger.warning("%s: the 12-image BreakHis fixture (format tests only, not a training set)",
                                root / name)
-            return read_breakhis_folder(root / name, magnification=magnification)
+            return read_breakhis_folder(root / name, magnification=magnification, labels=labels)
     if any(root.rglob("SOB_*.png")) or any(root.rglob("SOBderived_*")):
-        return read_breakhis_folder(root, magnification=magnification)
+        return read_breakhis_folder(root, magnification=magnification, labels=labels)
     raise DataError(
         f"BreakHis not found below {root}: looked for {', '.join(BREAKHIS_FOLDERS)} and for SOB_*.png or "
         f"SOBderived_* files. "

@@ -153,6 +153,38 @@ def patch_reader(dataset: str, about: str, official: Callable[[Any], Any] | None
     return read
 
 
+def cache_images(part: ImageSet, prep: Any, class_names: Sequence[str], *, normalise: Callable | None = None,
+                 masks: bool = False, transform: Any = None, source_size: int | None = None):
+    """Read every image of ``part`` once, (normalise,) resize and cache it at network size.
+
+    Returns:
+        A :class:`breastdx.data.classification.ClassificationDataset` (uint8 ``(N, S, S[, 3])``, masks bool
+        ``(N, S, S)`` when asked).
+
+    Raises:
+        breastdx.data.images.ImageReadError: If a file cannot be decoded (the message names it).
+        ValueError: If an image does not have the layout the spec's mode asks for (the message names it).
+    """
+    from breastdx.data.classification import ClassificationDataset, resize_for_network
+    from breastdx.data.transforms import resize_mask
+
+    s = prep.image_size
+    images = np.empty((len(part), s, s) + ((3,) if prep.channels == 3 else ()), dtype=np.uint8)
+    out_masks = np.zeros((len(part), s, s), dtype=bool) if masks else None
+    for i in range(len(part)):
+        image, mask = part.read(i)
+        if normalise is not None:
+            image = normalise(image)
+        try:
+            images[i] = resize_for_network(image, prep, source_size)
+        except ValueError as e:
+            raise ValueError(f"{part.ids[i]}: {e}") from None
+        if out_masks is not None and mask is not None:
+            out_masks[i] = resize_mask(mask, s)
+    log.info("cached %d images at %dx%d", len(part), s, s)
+    return ClassificationDataset(images, part.labels, prep, class_names, out_masks, list(part.ids), transform)
+
+
 def macenko_normalisation(config: Any, train: ImageSet) -> Normalisation:
     """The ``--stain-normalisation`` hook: Macenko to ``--stain-target`` or to the first training image that is
     at least half tissue (Macenko et al. 2009, doi:10.1109/ISBI.2009.5193250); ``none`` ships nothing.

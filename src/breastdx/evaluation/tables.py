@@ -84,3 +84,16 @@ def threshold_rule(target_sensitivity: float, positive: str) -> str:
         return f"Youden's J on the validation split (temperature-scaled P({positive}))"
     return (f"highest threshold with sensitivity >= {target_sensitivity} on the validation split (temperature-scaled "
             f"P({positive}))")
+
+
+def label_rule(class_names: Sequence[str], positive: str) -> str:
+    """How a label is chosen from the probabilities, in words."""
+    from breastdx.evaluation.classification import positive_columns
+
+    cols = positive_columns(class_names, positive)
+    others = [c for k, c in enumerate(class_names) if k not in cols]
+    rest = others[0] if len(others) == 1 else f"the more probable of {' and '.join(others)}"
+    if len(cols) == 1:
+        return f"{positive} when P({positive}) >= threshold, else {rest}"
+    return (f"the most probable {positive} subtype when P({positive}) (the sum over its {len(cols)} subtypes) >= "
+            f"threshold, else {rest}")

@@ -2,7 +2,7 @@
 
 Three ways, all reading safetensors only (nothing is unpickled):
 
-* :func:`init_from_file` (``--init-weights FILE``): a state dict in a ``.safetensors`` file. Key prefixes
+* :func:`init_from_file` (``--init PATH``): a state dict in a ``.safetensors`` file. Key prefixes
   are matched automatically (``network.``, ``model.``, ``module.``, ``unet.``, a backbone's own prefix...):
   of the candidate mappings, the one that matches most tensors by name and shape wins. Tensors whose
   shape differs (a classification layer with another number of classes) are skipped. The result is an
@@ -91,15 +91,22 @@ class InitReport:
 
 
 def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a safetensors file.
+    """A state dict from a safetensors file, or from a breastdx model folder's ``model.safetensors``.
 
     Raises:
-        InitWeightsError: If the file is missing, is a pickle (``.pt``, ``.pth``, ``.ckpt``, ``.bin``) or is
-            not a valid safetensors file.
+        InitWeightsError: If the file (or the folder's weights file) is missing, is a pickle (``.pt``, ``.pth``,
+            ``.ckpt``, ``.bin``) or is not a valid safetensors file.
     """
     from safetensors.torch import load_file
 
+    from breastdx.models.saved import WEIGHTS_FILE
+
     path = Path(path)
+    if path.is_dir():  # a model folder: its weights file
+        if not (path / WEIGHTS_FILE).is_file():
+            raise InitWeightsError(f"{path}: a folder without {WEIGHTS_FILE}; give a safetensors file or a breastdx "
+                                   f"model folder.")
+        path = path / WEIGHTS_FILE
     if not path.is_file():
         raise InitWeightsError(f"{path}: no such weights file.")
     if path.suffix.lower() in (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle"):
@@ -185,17 +192,25 @@ def load_state_dict_into(network: nn.Module, state: dict[str, torch.Tensor], sou
     report.missing = [k for k in net_state if k not in new_state]
     network.load_state_dict(new_state, strict=False)
     log.info("initialised weights: %s", report.summary())
+    if len(report.matched) < len(net_state) / 2:
+        log.warning("%s: only %d of the network's %d tensors were loaded; were these weights made for another "
+                    "architecture?", source, len(report.matched), len(net_state))
     return report
 
 
 def init_from_file(network: nn.Module, path: str | Path, include: Sequence[str] | None = None,
                    exclude: Sequence[str] = ()) -> InitReport:
-    """``--init-weights FILE``: load a safetensors state dict into ``network`` (see :func:`load_state_dict_into`).
+    """``--init PATH``: load a safetensors state dict into ``network`` (see :func:`load_state_dict_into`).
 
     Raises:
         InitWeightsError: If the file is not a safetensors file or nothing in it fits.
     """
-    return load_state_dict_into(network, read_state_file(path), str(path), include=include, exclude=exclude)
+    from breastdx.models.saved import WEIGHTS_FILE
+
+    state = read_state_file(path)
+    if Path(path).is_dir():  # name the file read in the report
+        path = Path(path) / WEIGHTS_FILE
+    return load_state_dict_into(network, state, str(path), include=include, exclude=exclude)
 
 
 def weights_cache_dir() -> Path:
@@ -250,7 +265,7 @@ def fetch_weights(url: str, sha256: str | None = None, cache_dir: str | Path | N
                 shutil.copyfileobj(response, out, 1 << 20)
         except (urllib.error.URLError, OSError) as e:
             raise InitWeightsError(f"{url}: download failed ({e}); the machine may be offline. Pass a local file "
-                                   f"with --init-weights FILE, or a file:// URL.") from None
+                                   f"with --init PATH, or a file:// URL.") from None
         actual = _sha256(tmp)
         if sha256 is not None and actual != sha256:
             raise InitWeightsError(f"{url}: SHA-256 {actual} differs from the expected {sha256}.")
@@ -283,7 +298,7 @@ def init_pretrained(network: nn.Module, architecture: str, url: str | None = Non
                 f"No published safetensors weights are known for {architecture!r}: MONAI's 2-D networks get "
                 f"ImageNet weights through torchvision or torch.hub as pickled .pth files, which breastdx does not "
                 f"load. Pass --pretrained-url with the address of a safetensors file (file:// works offline), or "
-                f"--init-weights FILE.")
+                f"--init PATH.")
         url, sha256 = entry["url"], entry.get("sha256")
     path = fetch_weights(url, sha256=sha256, cache_dir=cache_dir)
     report = load_state_dict_into(network, read_state_file(path), url, exclude=exclude)

@@ -29,13 +29,13 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-import numpy as np
 
 from breastdx.config import ConfigError, option, save_yaml, to_dict, validate
-from breastdx.data.image_sets import SPLIT_FILE, ImageSet, Normalisation, SplitData
-from breastdx.evaluation.tables import ci_text, plain_evaluation, threshold_rule
+from breastdx.data.image_sets import SPLIT_FILE, ImageSet, Normalisation, SplitData, cache_images
+from breastdx.evaluation.classification import positive_columns
+from breastdx.evaluation.tables import ci_text, label_rule, plain_evaluation, threshold_rule
 from breastdx.pipeline.task import RunResult, Task, evenly_spaced
 from breastdx.training.options import LightningOptions
 
@@ -68,7 +68,11 @@ class ImageClassificationConfig(LightningOptions):
         monitor: Validation metric that picks the best epoch.
         target_sensitivity: The operating threshold on P(positive) reaches this sensitivity on validation
             (0: Youden's J).
-        init_weights: A safetensors state dict to initialise every architecture from (matching keys).
+        init: Initial weights for every architecture: a safetensors state dict, or a model folder (its
+            ``model.safetensors``), loaded into the layers whose names and shapes match (never unpickled); the run's
+            ``metrics.json`` and model card say what was loaded and what was not (e.g. a PCam model into idc).
+        init_compare: With ``init``, also train each architecture from random weights on the same split: ``<arch>``
+            (random) beside ``<arch>+init``, with the paired test of the report between them.
         pretrained: Initialise from published weights (see :mod:`breastdx.models.init_weights`).
         pretrained_url: Address of the weights for ``pretrained`` (``file://`` works offline).
         gradcam_method: ``gradcam`` or ``gradcampp`` for the saved model's overlays.
@@ -93,7 +97,8 @@ class ImageClassificationConfig(LightningOptions):
     tta: str = option("none", choices=("none", "hflip"))
     monitor: str = option("val_score", choices=("val_score", "val_macro_auroc", "val_balanced_accuracy", "val_nll"))
     target_sensitivity: float = option(0.9, ge=0, le=1)
-    init_weights: str = ""
+    init: str = ""
+    init_compare: bool = False
     pretrained: bool = False
     pretrained_url: str = ""
     gradcam_method: str = option("gradcam", choices=("gradcam", "gradcampp"))
@@ -123,6 +128,8 @@ class PatchConfig(ImageClassificationConfig):
         split_file: A split file to reuse (PCam: empty for the official split).
         split_seed: Seed of a new patient-level split.
         split_ratios: Fractions of train, val and test of a new patient-level split.
+        cv_folds: Patient-grouped k-fold cross-validation with this many folds instead of one split (0: off); see
+            :mod:`breastdx.pipeline.crossval`. Validation takes ``split_ratios``' share among train and val.
     """
 
     target_sensitivity: float = option(0.0, ge=0, le=1)
@@ -133,6 +140,7 @@ class PatchConfig(ImageClassificationConfig):
     split_file: str = ""
     split_seed: int = 0
     split_ratios: tuple[float, ...] = option((0.7, 0.1, 0.2), ge=0, each=True)
+    cv_folds: int = option(0, ge=0)
 
 
 PATCH_CHECK = _split_ratios_sum_to_one
@@ -219,43 +227,12 @@ class ClassificationSpec:
         return self.item + ("es" if self.item.endswith(("ch", "sh", "s", "x")) else "s")
 
 
-def label_rule(class_names: Sequence[str], positive: str) -> str:
-    """How a label is chosen from the probabilities, in words."""
-    others = [c for c in class_names if c != positive]
-    rest = others[0] if len(others) == 1 else f"the more probable of {' and '.join(others)}"
-    return f"{positive} when P({positive}) >= threshold, else {rest}"
-
-
-def cache_images(part: ImageSet, prep: Any, class_names: Sequence[str], *, normalise: Callable | None = None,
-                 masks: bool = False, transform: Any = None, source_size: int | None = None):
-    """Read every image of ``part`` once, (normalise,) resize and cache it at network size.
-
-    Returns:
-        A :class:`breastdx.data.classification.ClassificationDataset` (uint8 ``(N, S, S[, 3])``, masks bool
-        ``(N, S, S)`` when asked).
-
-    Raises:
-        breastdx.data.images.ImageReadError: If a file cannot be decoded (the message names it).
-        ValueError: If an image does not have the layout the spec's mode asks for (the message names it).
-    """
-    from breastdx.data.classification import ClassificationDataset, resize_for_network
-    from breastdx.data.transforms import resize_mask
-
-    s = prep.image_size
-    images = np.empty((len(part), s, s) + ((3,) if prep.channels == 3 else ()), dtype=np.uint8)
-    out_masks = np.zeros((len(part), s, s), dtype=bool) if masks else None
-    for i in range(len(part)):
-        image, mask = part.read(i)
-        if normalise is not None:
-            image = normalise(image)
-        try:
-            images[i] = resize_for_network(image, prep, source_size)
-        except ValueError as e:
-            raise ValueError(f"{part.ids[i]}: {e}") from None
-        if out_masks is not None and mask is not None:
-            out_masks[i] = resize_mask(mask, s)
-    log.info("cached %d images at %dx%d", len(part), s, s)
-    return ClassificationDataset(images, part.labels, prep, class_names, out_masks, list(part.ids), transform)
+def entries(config: Any) -> list[tuple[str, str, bool]]:
+    """``(name, architecture, from the given initial weights)`` of each model a run trains, in order: one per
+    architecture, or with ``--init-compare`` two (``<arch>`` from random weights, then ``<arch>+init``)."""
+    if getattr(config, "init_compare", False):
+        return [e for a in config.archs for e in ((a, a, False), (f"{a}+init", a, True))]
+    return [(a, a, True) for a in config.archs]
 
 
 class ImageClassificationTask(Task):
@@ -277,9 +254,11 @@ class ImageClassificationTask(Task):
         from breastdx.training.classification import check_architectures, parse_arch_args
 
         validate(config, self.name)
-        if config.pretrained and config.init_weights:
-            raise ConfigError(f"The 'pretrained' and 'init-weights' options of {self.name} exclude each other; "
-                              f"choose one.")
+        if config.pretrained and config.init:
+            raise ConfigError(f"The 'pretrained' and 'init' options of {self.name} exclude each other; choose one.")
+        if config.init_compare and not (config.init or config.pretrained):
+            raise ConfigError(f"The 'init-compare' option of {self.name} compares training from --init (or "
+                              f"--pretrained) weights with training from random weights; give --init PATH.")
         if len(set(config.archs)) != len(config.archs):
             raise ConfigError(f"The 'archs' option of {self.name} lists an architecture twice: "
                               f"{', '.join(config.archs)}.")
@@ -292,7 +271,7 @@ class ImageClassificationTask(Task):
             raise ConfigError(f"{self.name}: {e}") from None
         return arch_args
 
-    def _initialiser(self, config: Any, arch: str, data: SplitData):
+    def _initialiser(self, config: Any, arch: str, data: SplitData, given: bool = True):
         from breastdx.models.init_weights import init_from_file, init_pretrained
 
         def checked(load: Callable[[Any], Any], what: str):
@@ -304,9 +283,9 @@ class ImageClassificationTask(Task):
             return init
 
         base = None
-        if config.init_weights:
-            base = checked(lambda net: init_from_file(net, config.init_weights), "init-weights")
-        elif config.pretrained:
+        if config.init and given:
+            base = checked(lambda net: init_from_file(net, config.init), "init")
+        elif config.pretrained and given:
             base = checked(lambda net: init_pretrained(net, arch, url=config.pretrained_url or None), "pretrained")
         extra = self.spec.initialiser(config, arch, data) if self.spec.initialiser else None
         if extra is None:
@@ -327,6 +306,13 @@ class ImageClassificationTask(Task):
 
         spec = self.spec
         arch_args = self.check_config(config)
+        if getattr(config, "cv_folds", 0):
+            from breastdx.pipeline.crossval import cross_validate
+
+            if config.cv_folds < 2 or config.split_file:
+                raise ConfigError(f"The 'cv-folds' option of {self.name} must be at least 2, without a split file; "
+                                  f"got {config.cv_folds}" + (f" and {config.split_file}." if config.split_file else "."))
+            return cross_validate(self, config, data_root, run_dir)
         seed_everything(config.seed)
         start = time.perf_counter()
         reuse = getattr(config, "split_file", "")
@@ -353,17 +339,17 @@ class ImageClassificationTask(Task):
         models: dict[str, Path] = {}
         metas: dict[str, dict[str, Any]] = {}
         localisation: dict[str, Any] = {}
-        for arch in config.archs:
-            runs[arch] = run_architecture(arch, arch_args[arch], prep.channels, cached["train"], cached["val"],
-                                          cached["test"], run_dir / "archs" / arch, settings, optim, tta=config.tta,
+        for name, arch, given in entries(config):
+            runs[name] = run_architecture(arch, arch_args[arch], prep.channels, cached["train"], cached["val"],
+                                          cached["test"], run_dir / "archs" / name, settings, optim, tta=config.tta,
                                           target_sensitivity=config.target_sensitivity, positive=spec.positive,
-                                          n_boot=config.n_bootstrap, init=self._initialiser(config, arch, data))
-            if not runs[arch].fit.is_global_zero:  # another rank of a distributed run: rank 0 writes
+                                          n_boot=config.n_bootstrap, init=self._initialiser(config, arch, data, given))
+            if not runs[name].fit.is_global_zero:  # another rank of a distributed run: rank 0 writes
                 return RunResult(run_dir)
-            models[arch] = run_dir / "archs" / arch / "model"
-            metas[arch] = self._write_model(models[arch], runs[arch], config, prep, data, norm, run_dir / SPLIT_FILE)
+            models[name] = run_dir / "archs" / name / "model"
+            metas[name] = self._write_model(models[name], runs[name], config, prep, data, norm, run_dir / SPLIT_FILE)
             if spec.localisation is not None and getattr(config, "localisation", True):
-                localisation[arch] = self._localise(models[arch], parts["test"], config)
+                localisation[name] = self._localise(models[name], parts["test"], config)
         best = max(runs, key=lambda a: (runs[a].val_score, -list(runs).index(a)))
         model_dir = run_dir / "model"
         shutil.copytree(models[best], model_dir)
@@ -379,11 +365,27 @@ class ImageClassificationTask(Task):
         return self._train_result(run_dir, runs, best, metrics, localisation, config)
 
     def _check_classes(self, data: SplitData) -> None:
+        """Every split needs positive and other items, and training every class; with classes in groups
+        (subtypes) a subtype may be missing from validation or test: it is logged, and the class figures cover the
+        subtypes present."""
         from breastdx.data.errors import DataError
 
-        problems = [f"{s} split has no {', '.join(c for c, v in p.counts(data.class_names).items() if v == 0)} "
-                    f"{self.spec.item} ({p.counts(data.class_names)})"
-                    for s, p in data.parts.items() if min(p.counts(data.class_names).values()) == 0]
+        names = data.class_names
+        pos = positive_columns(names, self.spec.positive)
+        grouped = len(pos) > 1
+        problems = []
+        for s, p in data.parts.items():
+            counts = p.counts(names)
+            missing = [c for c, v in counts.items() if v == 0]
+            n_pos = sum(counts[names[k]] for k in pos)
+            if s == "train" or not grouped:
+                if missing:
+                    problems.append(f"{s} split has no {', '.join(missing)} {self.spec.item} ({counts})")
+            elif n_pos == 0 or n_pos == len(p):
+                problems.append(f"{s} split lacks {self.spec.positive} or other {self.spec.items} ({counts})")
+            elif missing:
+                log.warning("%s split has no %s %s: class figures there cover the other classes", s,
+                            ", ".join(missing), self.spec.item)
         if problems:
             raise DataError(f"{SPLIT_FILE}: every split needs {self.spec.items} of every class to train, calibrate "
                             f"and evaluate; change the split options, or give more data.", problems)
@@ -404,7 +406,8 @@ class ImageClassificationTask(Task):
         m = r.test["metrics"]
         loc_plain = {a: {meth: {k: v for k, v in d.items() if k not in ("cams", "indices")} for meth, d in per.items()}
                      for a, per in localisation.items()}
-        comparisons = paired_tests(runs, best, test_ds.labels, data.class_names.index(spec.positive), config,
+        pos = positive_columns(data.class_names, spec.positive)
+        comparisons = paired_tests(runs, best, test_ds.labels, pos, config,
                                    data.parts["test"].groups)
         cams = gradcam_examples(self, model_dir, data.parts["test"], data.class_names, config)
         metrics: dict[str, Any] = {
@@ -429,8 +432,7 @@ class ImageClassificationTask(Task):
             "preprocessing": preprocessing,
             "_comparisons": comparisons, "_cams": cams,
         }
-        patients = per_patient(data.parts["test"], r.test["prob"], r.calibration["threshold"],
-                               data.class_names.index(spec.positive))
+        patients = per_patient(data.parts["test"], r.test["prob"], r.calibration["threshold"], pos)
         if patients is not None:
             metrics["per_patient"] = patients
         if localisation:
@@ -441,7 +443,7 @@ class ImageClassificationTask(Task):
             metrics["benchmark"] = {**{f"{k}_target": t for k, t in b.targets.items()},
                                     **{k: m[k]["value"] for k in b.targets}, "reached": bool(reached),
                                     "published": b.published, "note": b.note,
-                                    "imagenet_weights": bool(config.pretrained or config.init_weights)}
+                                    "imagenet_weights": bool(config.pretrained), "init": config.init or None}
         return metrics
 
     def _train_result(self, run_dir: Path, runs: dict[str, Any], best: str, metrics: dict[str, Any],

@@ -114,6 +114,10 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
     if not split_path.is_file():
         raise FileNotFoundError(f"{split_path}: no split file; pass --split-file (the split.json of the training run).")
     data = spec.read(config, data_root, split_path, run_dir / SPLIT_FILE)
+    if tuple(data.class_names) != tuple(predictor.class_names):
+        raise ConfigError(f"{model_dir}: the model's classes ({', '.join(predictor.class_names)}) are not the data's "
+                          f"({', '.join(data.class_names)}); pass the data options the model was trained with "
+                          f"({', '.join('--' + n for n in sorted(data_names)) or 'none'}).")
     part = data.parts[opts.split]
     if opts.max_cases:
         part = part.subset(evenly_spaced(len(part), opts.max_cases))
