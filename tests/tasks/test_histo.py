@@ -288,6 +288,9 @@ def test_idc_from_patient_folders_is_split_by_patient(tmp_path):
     per_patient = metrics["per_patient"]  # each test patient's predicted vs true IDC share
     assert sorted(r["patient"] for r in per_patient["rows"]) == sorted(patients["test"])
     assert sum(r["n"] for r in per_patient["rows"]) == metrics["n"]
+    over = metrics["metrics_over_patients"]  # intervals from resampling the test patients
+    assert over["auroc"]["n_patients"] == per_patient["n_patients"]
+    assert over["auroc"]["value"] == pytest.approx(metrics["metrics"]["auroc"]["value"])
     assert "per_patient.png" in (out / "report.html").read_text()
     # the split file is reused, and refused when the data no longer match it
     again = tmp_path / "again"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from breastdx.data.image_sets import ImageSet
-from breastdx.pipeline.report import exact_duplicate_groups, per_patient, region_mask
+from breastdx.pipeline.report import exact_duplicate_groups, patient_intervals, per_patient, region_mask
 
 
 def _set(labels, groups):
@@ -25,6 +25,20 @@ def test_per_patient_shares_against_hand_counts():
     assert out["mae"] == pytest.approx((0 + 1 / 3 + 0.5) / 3)
     assert out["pearson_r"] == pytest.approx(np.corrcoef([0, 1 / 3, 1], [0, 2 / 3, 0.5])[0, 1])
     assert per_patient(_set([1, 0], None), prob[:2], 0.5, 1) is None  # no patient ids, no figure
+
+
+def test_intervals_over_patients_resample_whole_patients():
+    test = _set([1, 0, 0, 1, 1, 0], ["p2", "p2", "p2", "p10", "p10", "p1"])
+    prob = np.array([[0.2, 0.8], [0.7, 0.3], [0.4, 0.6], [0.9, 0.1], [0.3, 0.7], [0.5, 0.5]])
+    out = patient_intervals(test, prob, 0.55, (1,), n_boot=300, seed=0)
+    # at 0.55: positives 0.8 hit, 0.1 miss, 0.7 hit -> 2/3; negatives 0.3, 0.6 (false positive), 0.5 -> 2/3
+    assert out["sensitivity"]["value"] == pytest.approx(2 / 3) and out["specificity"]["value"] == pytest.approx(2 / 3)
+    assert out["f1"]["value"] == pytest.approx(2 * 2 / (3 + 3))
+    assert out["auroc"]["value"] == pytest.approx(6 / 9)  # pairs (pos > neg): 0.8 > all 3, 0.7 > 3, 0.1 > none
+    assert out["auroc"]["n_patients"] == 3 and out["auroc"]["n_resamples"] < 300  # one-class resamples are left out
+    lo, hi = out["sensitivity"]["ci95"]
+    assert 0 <= lo <= hi <= 1 and hi - lo > 0  # patients, not images, vary between resamples
+    assert patient_intervals(_set([1, 0], None), prob[:2], 0.5, (1,), 10, 0) is None
 
 
 def test_duplicates_and_label_region():

@@ -1,8 +1,9 @@
-"""Percentile-bootstrap confidence interval of a mean over cases (per-image scores, proportions)."""
+"""Percentile-bootstrap confidence intervals: of a mean over cases (per-image scores, proportions), and of any
+statistic over patients (:func:`patient_bootstrap`, each patient resampled with all their images)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -42,3 +43,33 @@ def mean_ci(values: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int 
     boot = v[idx].mean(axis=1)
     low, high = np.percentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return {"value": float(v.mean()), "ci95": [float(low), float(high)], "n": int(v.size)}
+
+
+def patient_bootstrap(statistic: Callable[[np.ndarray], float], groups: np.ndarray, n_boot: int = 2000,
+                      seed: int = 0) -> dict[str, Any]:
+    """A statistic of cases with a percentile 95% interval from resampling patients (each with all their cases).
+
+    Args:
+        statistic: ``case indices (m,) -> float`` (NaN when undefined on a resample, e.g. one class only).
+        groups: Patient id per case ``(n,)``.
+        n_boot: Resamples of the patients.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``{"value", "ci95": [low, high], "n_patients", "n_resamples"}`` (resamples with a NaN statistic are left out
+        and counted out of ``n_resamples``).
+
+    References:
+        Field, C. A. & Welsh, A. H. (2007). Bootstrapping clustered data. J R Stat Soc B 69(3):369-390,
+        doi:10.1111/j.1467-9868.2007.00593.x
+    """
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    value = float(statistic(np.arange(inverse.size)))
+    rng = np.random.default_rng(seed)
+    boot = np.array([statistic(np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))]))
+                     for _ in range(n_boot)], dtype=float)
+    boot = boot[np.isfinite(boot)]
+    low, high = (np.percentile(boot, [2.5, 97.5]).tolist() if boot.size else [float("nan")] * 2)
+    return {"value": value, "ci95": [float(low), float(high)], "n_patients": len(members),
+            "n_resamples": int(boot.size)}

@@ -399,7 +399,8 @@ class ImageClassificationTask(Task):
 
     def _train_metrics(self, config: Any, data: SplitData, runs: dict[str, Any], best: str, test_ds: Any,
                        localisation: dict[str, Any], model_dir: Path, preprocessing: dict[str, Any]) -> dict[str, Any]:
-        from breastdx.pipeline.report import deduplicated_test, gradcam_examples, paired_tests, per_patient
+        from breastdx.pipeline.report import (deduplicated_test, gradcam_examples, paired_tests, patient_intervals,
+                                              per_patient)
 
         spec = self.spec
         r = runs[best]
@@ -435,6 +436,11 @@ class ImageClassificationTask(Task):
         patients = per_patient(data.parts["test"], r.test["prob"], r.calibration["threshold"], pos)
         if patients is not None:
             metrics["per_patient"] = patients
+            metrics["metrics_over_patients"] = {
+                **patient_intervals(data.parts["test"], r.test["prob"], r.calibration["threshold"], pos,
+                                    config.n_bootstrap, config.seed),
+                "note": f"{spec.positive} vs rest at the operating threshold; 95% intervals from resampling the "
+                        f"{patients['n_patients']} test patients with all their {spec.items}"}
         if localisation:
             metrics["localisation"] = loc_plain[best]
         if spec.benchmark is not None:

@@ -24,7 +24,7 @@ import csv
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -34,36 +34,6 @@ log = logging.getLogger(__name__)
 
 CV_METRICS = ("auroc", "accuracy", "balanced_accuracy", "subtype_balanced_accuracy", "sensitivity", "specificity")
 """Per-fold figures read from each fold's metrics.json (those present)."""
-
-
-def patient_bootstrap(statistic: Callable[[np.ndarray], float], groups: np.ndarray, n_boot: int = 2000,
-                      seed: int = 0) -> dict[str, Any]:
-    """A statistic of cases with a percentile 95% interval from resampling patients (each with all their cases).
-
-    Args:
-        statistic: ``case indices (m,) -> float`` (NaN when undefined on a resample, e.g. one class only).
-        groups: Patient id per case ``(n,)``.
-        n_boot: Resamples of the patients.
-        seed: Seed of the resampling.
-
-    Returns:
-        ``{"value", "ci95": [low, high], "n_patients", "n_resamples"}`` (resamples with a NaN statistic are left out
-        and counted out of ``n_resamples``).
-
-    References:
-        Field, C. A. & Welsh, A. H. (2007). Bootstrapping clustered data. J R Stat Soc B 69(3):369-390,
-        doi:10.1111/j.1467-9868.2007.00593.x
-    """
-    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
-    value = float(statistic(np.arange(inverse.size)))
-    rng = np.random.default_rng(seed)
-    boot = np.array([statistic(np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))]))
-                     for _ in range(n_boot)], dtype=float)
-    boot = boot[np.isfinite(boot)]
-    low, high = (np.percentile(boot, [2.5, 97.5]).tolist() if boot.size else [float("nan")] * 2)
-    return {"value": value, "ci95": [float(low), float(high)], "n_patients": len(members),
-            "n_resamples": int(boot.size)}
 
 
 def fold_splits(labels: np.ndarray, groups: np.ndarray, k: int, seed: int, val_share: float,
@@ -112,6 +82,7 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
     """
     from breastdx.config import ConfigError, save_yaml, to_dict
     from breastdx.data.splits import SplitFile
+    from breastdx.evaluation.ci import patient_bootstrap
     from breastdx.evaluation.classification import classification_metrics, positive_columns, positive_probability
     from breastdx.evaluation.metrics import auroc
     from breastdx.inference.classifier import ClassificationPredictor

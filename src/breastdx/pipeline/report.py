@@ -77,6 +77,44 @@ def deduplicated_test(test_ds: Any, runs: dict[str, Any], config: Any, positive:
     return out
 
 
+def patient_intervals(test: Any, prob: np.ndarray, threshold: float, positive: Sequence[int], n_boot: int,
+                      seed: int) -> dict[str, Any] | None:
+    """The binary test figures (positive vs rest) with 95% intervals from resampling the test patients (each with all
+    their images, :func:`breastdx.evaluation.ci.patient_bootstrap`), for data with patient ids; None without them.
+
+    Images of one patient are not independent, so these intervals are wider, and more honest, than those of
+    ``metrics`` (which resample images).
+
+    Returns:
+        ``{"auroc", "sensitivity", "specificity", "f1", "balanced_accuracy": {"value", "ci95", "n_patients",
+        "n_resamples"}}``, at the operating ``threshold`` on P(positive).
+    """
+    from breastdx.evaluation.ci import patient_bootstrap
+    from breastdx.evaluation.classification import positive_probability
+    from breastdx.evaluation.metrics import auroc
+
+    if test.groups is None:
+        return None
+    y = np.isin(np.asarray(test.labels), positive)
+    p = positive_probability(prob, positive)
+    pred = p >= threshold
+    groups = np.asarray(test.groups)
+
+    def rate(idx: np.ndarray, truth: bool) -> float:
+        m = y[idx] == truth
+        return float(np.mean(pred[idx][m] == truth)) if m.any() else float("nan")
+
+    def f1(idx: np.ndarray) -> float:
+        tp = float(np.sum(pred[idx] & y[idx]))
+        den = float(np.sum(pred[idx]) + np.sum(y[idx]))
+        return 2 * tp / den if den else float("nan")
+
+    stats = {"auroc": lambda idx: float(auroc(y[idx], p[idx])) if 0 < y[idx].sum() < idx.size else float("nan"),
+             "sensitivity": lambda idx: rate(idx, True), "specificity": lambda idx: rate(idx, False), "f1": f1,
+             "balanced_accuracy": lambda idx: 0.5 * (rate(idx, True) + rate(idx, False))}
+    return {k: patient_bootstrap(f, groups, n_boot, seed) for k, f in stats.items()}
+
+
 def per_patient(test: Any, prob: np.ndarray, threshold: float, positive: Sequence[int]) -> dict[str, Any] | None:
     """Each test patient's predicted against true share of positive items (at the operating threshold), for data
     with patient ids; None without them.
@@ -324,6 +362,11 @@ def train_report(task: Any, run_dir: Path, config: Any, data: Any, runs: dict[st
                       f"predicts at the operating threshold: mean absolute difference {pp['mae']:.3f}, Pearson r "
                       f"{pp['pearson_r']:.2f}. Point size: the patient's number of {spec.items}.")
         rep.figure(plot_per_patient(pp, positive, run_dir / "per_patient.png"), "Per-patient shares (diagonal: equal)")
+        if metrics.get("metrics_over_patients"):
+            mp = metrics["metrics_over_patients"]
+            rep.paragraph(f"The best model's figures with 95% intervals over patients ({mp['note']}):")
+            rep.table(["metric", "value [95% CI over patients]"],
+                      [[k, ci_text(v)] for k, v in mp.items() if isinstance(v, dict)])
         rep.table(["patient", spec.items, "true share", "predicted share", f"mean P({positive})"],
                   [[r["patient"], r["n"], f"{r['true_share']:.2f}", f"{r['predicted_share']:.2f}",
                     f"{r['mean_p_positive']:.2f}"] for r in pp["rows"]])
