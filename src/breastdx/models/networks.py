@@ -15,6 +15,9 @@ Example:
     >>> net, args = build_network("unet", in_channels=1, out_channels=2)
     >>> args["channels"]
     [16, 32, 64, 128, 256]
+    >>> vit, args = build_network("vit", 3, 2, image_size=48)  # transformers are built for one input size
+    >>> args["image_size"], args["patch_size"]
+    (48, 8)
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from torch import nn
 # service imports first.
 from breastdx.models import compact_cnn as _compact_cnn  # noqa: F401  ("compact_cnn")
 from breastdx.models import multitask as _multitask  # noqa: F401  ("unet_multitask")
+from breastdx.models import transformers as _transformers  # noqa: F401  ("vit", "swin")
 from breastdx.models.network_registry import NETWORKS, NetworkEntry, NetworkFactory, register_network
 
 __all__ = ["CLASSIFICATION_NETWORKS", "NETWORKS", "SEGMENTATION_NETWORKS", "NetworkEntry", "NetworkFactory",
-           "build_network", "check_input_size", "count_parameters", "gradcam_layer", "network_args"]
+           "build_network", "check_input_size", "count_parameters", "gradcam_layer", "network_args", "with_image_size"]
 
 SEGMENTATION_NETWORKS = ("unet", "attention_unet", "segresnet", "basic_unetplusplus")
 """Names of the MONAI networks that map ``(B, C_in, H, W)`` to per-pixel logits ``(B, C_out, H, W)``."""
@@ -267,6 +271,34 @@ def network_args(name: str, **kwargs: Any) -> dict[str, Any]:
     return {k: _plain(kwargs.get(k, p.default)) for k, p in params.items()}
 
 
+def with_image_size(name: str, image_size: int | None, args: Mapping[str, Any]) -> dict[str, Any]:
+    """``args`` with ``image_size`` added where network ``name``'s factory takes an ``image_size`` argument.
+
+    The transformers (``vit``, ``swin``) fix their input size when built; the training pipeline passes its
+    ``--image-size`` through this function, and the resolved arguments keep it for the model folder.
+
+    Args:
+        name: A registered network name.
+        image_size: Side of the square network input in pixels, or None (``args`` returned unchanged).
+        args: Network arguments that differ from the defaults.
+
+    Returns:
+        A new dictionary: ``args``, plus ``image_size`` where the factory takes it.
+
+    Raises:
+        UnknownNameError: If ``name`` is not registered.
+        ValueError: If ``args`` sets an ``image_size`` other than ``image_size``.
+    """
+    out = dict(args)
+    if image_size is None or "image_size" not in inspect.signature(NETWORKS.get(name).factory).parameters:
+        return out
+    if "image_size" in out and int(out["image_size"]) != int(image_size):
+        raise ValueError(f"Network {name!r}: its argument image_size={out['image_size']} differs from the image size "
+                         f"{image_size} of the run; leave it out (the run's size is passed).")
+    out["image_size"] = int(image_size)
+    return out
+
+
 def build_network(name: str, in_channels: int, out_channels: int, **kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
     """Create network ``name`` and return it with its resolved arguments.
 
@@ -277,7 +309,8 @@ def build_network(name: str, in_channels: int, out_channels: int, **kwargs: Any)
         name: A registered network name (see :data:`NETWORKS`).
         in_channels: Input channels.
         out_channels: Output channels (segmentation classes, or classification classes).
-        **kwargs: Network arguments that differ from the defaults.
+        **kwargs: Network arguments that differ from the defaults; ``image_size`` (the input side in pixels) for
+            the networks built for one size (``vit``, ``swin``; see :func:`with_image_size`).
 
     Returns:
         ``(module, args)``: the network with random weights, and every keyword argument as JSON data.

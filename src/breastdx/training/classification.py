@@ -283,12 +283,13 @@ def run_architecture(arch: str, arch_args: dict[str, Any], in_channels: int, tra
         TypeError: For an argument the architecture does not take.
     """
     from breastdx.evaluation.classification import evaluate_logits, fit_calibration
-    from breastdx.models.networks import build_network, count_parameters
+    from breastdx.models.networks import build_network, count_parameters, with_image_size
     from breastdx.runs import seed_everything
 
     class_names = list(train_ds.class_names)
     seed_everything(settings.seed)
-    network, resolved = build_network(arch, in_channels, len(class_names), **arch_args)
+    size = getattr(getattr(train_ds, "preprocessing", None), "image_size", None)  # vit / swin are built for it
+    network, resolved = build_network(arch, in_channels, len(class_names), **with_image_size(arch, size, arch_args))
     report = init(network) if init is not None else None
     log.info("training %s (%d parameters) for up to %d epochs", arch, count_parameters(network), settings.epochs)
     fit = fit_classifier(network, train_ds, val_ds, Path(arch_dir), settings, optim)
@@ -346,7 +347,7 @@ def check_architectures(archs: tuple[str, ...] | list[str], arch_args: dict[str,
         ValueError: For a segmentation network, an empty list, an argument the network does not take, a network
             without a Grad-CAM layer, or an image size it cannot take.
     """
-    from breastdx.models.networks import NETWORKS, check_input_size, gradcam_layer, network_args
+    from breastdx.models.networks import NETWORKS, check_input_size, gradcam_layer, network_args, with_image_size
 
     if not archs:
         raise ValueError("Option --archs needs at least one architecture.")
@@ -355,11 +356,12 @@ def check_architectures(archs: tuple[str, ...] | list[str], arch_args: dict[str,
             raise ValueError(f"Option --archs: {arch!r} is a segmentation network; choose classification networks "
                              f"such as resnet18, densenet121, efficientnet_b0, resnet50, unet_multitask.")
         try:
-            network_args(arch, **arch_args.get(arch, {}))
-        except TypeError as e:
+            args = with_image_size(arch, image_size, arch_args.get(arch, {}))  # vit / swin are built for the size
+            network_args(arch, **args)
+        except (TypeError, ValueError) as e:
             raise ValueError(f"Option --arch-args: {e}") from None
-        if not gradcam_layer(arch, **arch_args.get(arch, {})):
+        if not gradcam_layer(arch, **args):
             raise ValueError(f"Option --archs: {arch!r} has no Grad-CAM target layer in its registry entry; every "
                              f"image classifier explains itself, so declare one (models/network_registry.py).")
         if image_size is not None:
-            check_input_size(arch, image_size, image_size, **arch_args.get(arch, {}))
+            check_input_size(arch, image_size, image_size, **args)
