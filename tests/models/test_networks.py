@@ -25,7 +25,8 @@ def test_registry_is_complete_whichever_module_imports_it_first():
 
     code = "from breastdx.models.networks import NETWORKS; print(' '.join(sorted(NETWORKS.names())))"
     names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert {"compact_cnn", "unet_multitask", *SEGMENTATION_NETWORKS, *CLASSIFICATION_NETWORKS} == set(names)
+    others = {"compact_cnn", "unet_multitask", "vit", "swin"}
+    assert {*others, *SEGMENTATION_NETWORKS, *CLASSIFICATION_NETWORKS} == set(names)
 
 
 @pytest.mark.parametrize("name", SEGMENTATION_NETWORKS)
