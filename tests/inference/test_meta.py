@@ -31,7 +31,7 @@ def test_fields_are_typed_and_unknown_keys_kept():
     ({"schema_version": META_SCHEMA_VERSION + 1}, "newer than this breastdx reads"),
     ({"class_names": ["a"]}, "field 'class_names' must be a list of at least two distinct class names"),
     ({"class_names": ["a", "a"]}, "distinct"),
-    ({"positive_class": "c"}, "field 'positive_class' must be one of \\['a', 'b'\\]. Got 'c' instead."),
+    ({"positive_class": "c"}, "field 'positive_class' must be one of \\['a', 'b'\\] \\(or a group of them.*Got 'c' instead."),
     ({"threshold": 1.5}, "field 'threshold' must be a number in \\[0, 1\\] or null. Got 1.5 instead."),
     ({"threshold": True}, "field 'threshold'"),
     ({"kind": "video"}, "field 'kind' must be one of classification, segmentation, tabular. Got 'video'"),
