@@ -1,6 +1,7 @@
 """The histopathology tasks through the command line.
 
-* ``pcam`` on the real JPEG subset (BREASTDX_DATA): a tiny two-model run, evaluate, and the shipped model's
+* ``pcam`` on the real JPEG subset (BREASTDX_DATA): a tiny two-model run, evaluate, the ``--valid-to-train``
+  split (counts, a held-back block of row indices per class) and a tiny run with it, and the shipped model's
   predict / explain on real patches plus a bad file.
 * ``idc`` and ``breakhis`` end to end on small synthetic files written in exactly the published formats (Kaggle
   ``X.npy`` / ``Y.npy``, ``IDC_regular`` patient folders, BreakHis file names), fast; the shipped idc model on real
@@ -163,6 +164,91 @@ def test_unknown_option_and_bad_value_are_refused(tmp_path):
     assert result.exit_code == 2 and "macenko" in result.output
     result = _invoke(["train", "pcam", "--out", tmp_path / "z", "--archs", "compact_cnm"])
     assert result.exit_code == 2 and "compact_cnn" in result.output
+
+
+# ------------------------------------------------------------------------------------ pcam --valid-to-train
+@pytest.fixture(scope="module")
+def pcam_source():
+    from breastdx.data.patches import load_patch_dataset
+
+    return load_patch_dataset("pcam", _pcam_root())
+
+
+def _pcam_row(item: str) -> tuple[str, int]:
+    """``"valid/1/patch0032767.jpg"`` -> ``("1", 32767)``: the label folder and the PCam row index."""
+    return item.split("/")[1], int(item.rsplit("patch", 1)[1].split(".")[0])
+
+
+def test_pcam_default_split_is_the_official_one(pcam_source):
+    from breastdx.tasks.pcam import official_split
+    from breastdx.zoo import shipped_models
+
+    split = official_split(pcam_source)
+    assert (split.train, split.val) == (official_split(pcam_source, 0.0).train, official_split(pcam_source, 0.0).val)
+    assert all(i.startswith("train/") for i in split.train) and all(i.startswith("valid/") for i in split.val)
+    assert all(i.startswith("test/") for i in split.test)
+    assert (len(split.train), len(split.val), len(split.test)) == (4000, 3000, 3000)
+    assert "valid_to_train" not in split.summary and "official" in split.summary["kind"]
+    shipped = json.loads((shipped_models()["pcam"] / "split.json").read_text())
+    again = official_split(pcam_source, shipped["summary"].get("valid_to_train", 0.0))  # its recorded choice
+    assert (shipped["train"], shipped["val"], shipped["test"]) == (again.train, again.val, again.test)
+    assert shipped["test"] == split.test
+
+
+@pytest.mark.parametrize("fraction", [0.8, 0.5])
+def test_pcam_valid_to_train_holds_back_a_block_per_class(pcam_source, fraction):
+    from breastdx.tasks.pcam import official_split
+
+    official = official_split(pcam_source)
+    split = official_split(pcam_source, fraction)
+    moved = int(round(fraction * 1500)) * 2  # 1,500 valid patches per class
+    assert (len(split.train), len(split.val), len(split.test)) == (4000 + moved, 3000 - moved, 3000)
+    parts = [set(split.train), set(split.val), set(split.test)]
+    assert sum(map(len, parts)) == len(set().union(*parts)) == 10000  # no id in two parts, none lost
+    assert split.test == official.test and set(official.train) <= parts[0]
+    assert parts[1] <= set(official.val) and parts[0] - set(official.train) == set(official.val) - parts[1]
+    for label, name in (("0", "normal"), ("1", "tumour")):
+        rows = sorted(r for c, r in map(_pcam_row, official.val) if c == label)
+        kept = sorted(r for c, r in map(_pcam_row, split.val) if c == label)
+        assert kept == rows[len(rows) - len(kept):]  # the highest rows of the class: one contiguous block
+        assert len(kept) == 1500 - moved // 2 and split.summary["val_rows"][name] == [kept[0], kept[-1]]
+        assert split.summary["counts"]["val"][name] == len(kept)
+    assert split.summary["valid_to_train"] == fraction
+    assert "cannot be verified" in split.summary["note"] and "optimistic" in split.summary["description"]
+
+
+def test_pcam_valid_to_train_that_leaves_no_validation_patch_is_refused(pcam_source, tmp_path):
+    from breastdx.data.errors import DataError
+    from breastdx.tasks.pcam import official_split
+
+    with pytest.raises(DataError, match="no validation patch"):
+        official_split(pcam_source, 0.9999)
+    result = _invoke(["train", "pcam", "--out", tmp_path / "x", "--valid-to-train", "1"])
+    assert result.exit_code == 2 and "valid-to-train" in result.output
+    result = _invoke(["train", "pcam", "--out", tmp_path / "y", "--valid-to-train", "0.5", "--split-file",
+                      tmp_path / "split.json"])
+    assert result.exit_code == 2 and "split-file" in result.output
+
+
+def test_pcam_tiny_run_with_valid_to_train(tmp_path):
+    out = tmp_path / "run"
+    result = _invoke(["train", "pcam", "--data-dir", _pcam_root(), "--out", out, "--archs", "compact_cnn",
+                      "--valid-to-train", "0.8", *PCAM_TINY])
+    assert result.exit_code == 0, result.output
+    split = json.loads((out / "split.json").read_text())
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (6400, 600, 3000)
+    assert split["summary"]["valid_to_train"] == 0.8
+    assert json.loads((out / "model" / "split.json").read_text())["train"] == split["train"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "official test" in metrics["split"] and "optimistic" in metrics["split"]
+    assert json.loads((out / "model" / "meta.json").read_text())["training_config"]["valid_to_train"] == 0.8
+    assert "cannot be verified" in (out / "model" / "MODEL_CARD.md").read_text()
+    result = _invoke(["evaluate", "pcam", "--model", out / "model", "--data-dir", _pcam_root(), "--out",
+                      tmp_path / "eval", "--n-bootstrap", "50", "--max-cases", "40"])
+    assert result.exit_code == 0, result.output  # the model's split file is reused as it is
+    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert again["split"] == metrics["split"]
+    assert again["metrics"]["auroc"]["value"] == pytest.approx(metrics["metrics"]["auroc"]["value"], abs=1e-6)
 
 
 # ---------------------------------------------------------------------------------------- the shipped model

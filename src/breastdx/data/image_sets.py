@@ -109,19 +109,21 @@ def from_patch_source(source: Any) -> ImageSet:
                     None if groups is None else tuple(str(g) for g in groups))
 
 
-def patch_reader(dataset: str, about: str, official: Callable[[Any], Any] | None = None,
+def patch_reader(dataset: str, about: str, official: Callable[..., Any] | None = None,
+                 split_options: dict[str, Callable[[Any], Any]] | None = None,
                  **load_options: Callable[[Any], Any]) -> Callable[[Any, Path, Path | None, Path], SplitData]:
     """A spec's ``read`` for a patch dataset of :data:`breastdx.data.patches.PATCH_DATASETS`.
 
     The split is reused from the given file (checked against the data), else the dataset's official split when
-    ``official(source)`` gives one (PCam), else made by patient (``--split-seed``, ``--split-ratios``;
-    stratified by class only when the data have no patient ids, with a warning). It is written to the run's
-    ``split.json``.
+    ``official(source, **split options)`` gives one (PCam), else made by patient (``--split-seed``,
+    ``--split-ratios``; stratified by class only when the data have no patient ids, with a warning). It is written
+    to the run's ``split.json``. A split summary's ``"description"``, when given, is the split policy in words.
 
     Args:
         dataset: The dataset name.
         about: Markdown lines on the data for the model card and report.
-        official: ``source -> SplitFile`` of an official split, or None.
+        official: ``(source, **split options) -> SplitFile`` of an official split, or None.
+        split_options: Keyword of ``official`` to ``config -> value`` (e.g. PCam's ``valid_to_train``), or None.
         **load_options: Reader option name to ``config -> value`` (e.g. BreakHis's magnification).
     """
 
@@ -135,14 +137,14 @@ def patch_reader(dataset: str, about: str, official: Callable[[Any], Any] | None
             split = SplitFile.from_json(reuse)
             check_patch_split(source, split)
         elif official is not None:
-            split = official(source)
+            split = official(source, **{k: f(config) for k, f in (split_options or {}).items()})
         else:
             split = patch_split(source, None, seed=config.split_seed, ratios=config.split_ratios)
         split.to_json(out)
         grouped = (split.summary or {}).get("grouped_by")
         official_kind = "official" in str((split.summary or {}).get("kind", ""))
-        kind = f"split by {grouped}" if grouped else (
-            "official split" if official_kind else "stratified split (no patient ids: optimistic)")
+        kind = (split.summary or {}).get("description") or (f"split by {grouped}" if grouped else (
+            "official split" if official_kind else "stratified split (no patient ids: optimistic)"))
         views = apply_split(source, split)
         counts = (split.summary or {}).get("counts", {})
         lines = "; ".join(f"{s}: " + ", ".join(f"{v} {c}" for c, v in cs.items()) for s, cs in counts.items())
