@@ -40,7 +40,7 @@ class BreakHisConfig(PatchConfig):
 
 BREAKHIS = register(ClassificationSpec(
     name="breakhis",
-    title="BreakHis histopathology images: 8 subtypes, malignant vs benign (compact CNN vs ResNet-18)",
+    title="BreakHis histopathology images: 8 subtypes, malignant vs benign",
     config_cls=BreakHisConfig,
     read=patch_reader("breakhis", magnification=lambda c: c.magnification or None, labels=lambda c: c.labels, about=(
         "- BreakHis (Spanhol et al. 2016, doi:10.1109/TBME.2015.2496264): 700 x 460 H&E images of 82 patients at "

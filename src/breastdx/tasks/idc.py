@@ -30,7 +30,7 @@ class IdcConfig(PatchConfig):
 
 IDC = register(ClassificationSpec(
     name="idc",
-    title="IDC histopathology patches: invasive ductal carcinoma vs not (compact CNN vs ResNet-18)",
+    title="IDC histopathology patches: invasive ductal carcinoma vs not",
     config_cls=IdcConfig,
     read=patch_reader("idc", about=(
         "- IDC (Janowczyk & Madabhushi 2016, doi:10.4103/2153-3539.186902; Cruz-Roa et al. 2014, "
