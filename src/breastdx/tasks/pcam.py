@@ -136,7 +136,7 @@ def official_split(source: Any, valid_to_train: float = 0.0):
 
 PCAM = register(ClassificationSpec(
     name="pcam",
-    title="PCam histopathology patches: tumour vs normal (compact CNN vs ResNet-18)",
+    title="PCam histopathology patches: tumour vs normal",
     config_cls=PCamConfig,
     read=patch_reader(
         "pcam", official=official_split, split_options={"valid_to_train": lambda c: c.valid_to_train}, about=(
