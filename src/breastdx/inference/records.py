@@ -5,11 +5,12 @@ The CLI's ``predictions.csv`` and the service's answers use the same fields:
 * segmentation: ``lesion_found``, ``lesion_area_px``, ``lesion_area_mm2`` (None/empty without a pixel
   spacing), ``lesion_fraction`` (area over image area), ``n_components``, ``max_prob``;
 * classification (images and WDBC): ``probabilities`` (``{class: p}``), ``label`` (at the operating point),
-  ``label_argmax`` (the most probable class), ``threshold`` (None/empty when the model has none), and for
-  WDBC ``top_contributions`` (``[{"feature", "value", "input_value"}]``, SHAP values in probability units).
+  ``label_argmax`` (the most probable class), ``threshold`` (None/empty when the model has none), for classes in
+  groups (BreakHis subtypes ``"malignant/ductal_carcinoma"``) ``group_probabilities`` (``{group: p}``, the sums over
+  each group's classes: ``p_benign``, ``p_malignant`` columns), and for WDBC ``top_contributions`` (``[{"feature", "value", "input_value"}]``, SHAP values in probability units).
 
 :func:`json_answer` gives the record as JSON values. :func:`csv_row` flattens it by fixed rules:
-``probabilities`` becomes one ``p_<class>`` column per class, ``top_contributions`` becomes
+``probabilities`` and ``group_probabilities`` become one ``p_<class>`` column per class and group, ``top_contributions`` becomes
 ``shap_<k>_feature`` / ``shap_<k>_value`` columns and a ``top_features`` summary, None becomes an empty cell.
 Probabilities are rounded to 6 decimals, areas in mm² to 3.
 """
@@ -57,7 +58,8 @@ def classification_record(prob: Sequence[float], class_names: Sequence[str], lab
         threshold: The operating threshold on P(positive class), or None (most probable class).
 
     Returns:
-        ``{"probabilities": {class: float}, "label", "label_argmax", "threshold": float | None}``.
+        ``{"probabilities": {class: float}, "label", "label_argmax", "threshold": float | None}``, and
+        ``"group_probabilities": {group: float}`` when class names are ``"<group>/<subtype>"``.
 
     Raises:
         ValueError: If ``prob`` and ``class_names`` differ in length.
@@ -65,8 +67,14 @@ def classification_record(prob: Sequence[float], class_names: Sequence[str], lab
     p = np.asarray(prob, dtype=np.float64).ravel()
     if p.size != len(class_names):
         raise ValueError(f"{p.size} probabilities for {len(class_names)} classes ({', '.join(class_names)}).")
-    return {"probabilities": {str(c): round(float(v), DIGITS) for c, v in zip(class_names, p)}, "label": str(label),
-            "label_argmax": str(class_names[int(p.argmax())]),
+    record: dict[str, Any] = {"probabilities": {str(c): round(float(v), DIGITS) for c, v in zip(class_names, p)}}
+    groups: dict[str, float] = {}
+    for c, v in zip(class_names, p):
+        if "/" in str(c):
+            groups[str(c).split("/", 1)[0]] = groups.get(str(c).split("/", 1)[0], 0.0) + float(v)
+    if groups:
+        record["group_probabilities"] = {g: round(v, DIGITS) for g, v in groups.items()}
+    return {**record, "label": str(label), "label_argmax": str(class_names[int(p.argmax())]),
             "threshold": None if threshold is None else round(float(threshold), DIGITS)}
 
 
@@ -109,7 +117,7 @@ def csv_row(record: Mapping[str, Any]) -> dict[str, Any]:
     """
     row: dict[str, Any] = {}
     for key, value in record.items():
-        if key == "probabilities":
+        if key in ("probabilities", "group_probabilities"):
             row.update({f"p_{c}": p for c, p in value.items()})
         elif key == "top_contributions":
             if value is None:

@@ -62,7 +62,7 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
 
     ``predictions.csv`` has one row per image read: ``source``, ``height``, ``width``, then the classification
     record (:func:`~breastdx.inference.records.classification_record`): ``p_<class>`` for every class (after
-    temperature scaling), ``label`` (at the operating point), ``label_argmax``, ``threshold``; and, with
+    temperature scaling) and, for classes in groups (subtypes), ``p_<group>`` (e.g. ``p_malignant``), ``label`` (at the operating point), ``label_argmax``, ``threshold``; and, with
     Grad-CAM, ``gradcam`` (the overlay PNG in ``gradcam/``, relative to ``run_dir``).
 
     Args:
@@ -84,13 +84,14 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
         row = {"source": str(path), "height": h, "width": w,
                **csv_row(classification_record(out.prob, predictor.class_names, out.label, predictor.threshold))}
         if gradcam and out.cam is not None:
-            png = cam_dir / f"{stem}_gradcam_{out.label}.png"
+            png = cam_dir / f"{stem}_gradcam_{out.label.replace('/', '_')}.png"  # a subtype's '/' is not a folder
             submit(write_cam_png, rec.array, out.cam, png)
             row["gradcam"] = str(png.relative_to(run_dir))
         return row
 
-    fields = ["source", "height", "width", *[f"p_{c}" for c in predictor.class_names], "label", "label_argmax",
-              "threshold", *(["gradcam"] if gradcam else [])]
+    groups = list(dict.fromkeys(c.split("/", 1)[0] for c in predictor.class_names if "/" in c))
+    fields = ["source", "height", "width", *[f"p_{c}" for c in (*predictor.class_names, *groups)], "label",
+              "label_argmax", "threshold", *(["gradcam"] if gradcam else [])]
     return _predict_to_csv(predictor, inputs, run_dir, fields, make_row, workers, gradcam=gradcam)
 
 

@@ -241,7 +241,7 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
                 if zoom > 1:
                     overlay = np.asarray(Image.fromarray(overlay).resize((overlay.shape[1] * zoom,
                                                                           overlay.shape[0] * zoom), Image.NEAREST))
-                png = out_dir / f"{stem}_{method}_{classes[k]}.png"
+                png = out_dir / f"{stem}_{method}_{classes[k].replace('/', '_')}.png"  # a subtype's '/': no folder
                 png.write_bytes(png_bytes(overlay))
                 row = {"source": str(path), **{f"p_{c}": round(float(p), 6) for c, p in zip(classes, out.prob)},
                        "label": out.label, "label_argmax": out.argmax_label,

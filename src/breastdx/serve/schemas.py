@@ -122,6 +122,9 @@ class ClassificationResult(_Base):
     model: ModelRef
     class_names: list[str]
     probabilities: dict[str, float] = Field(description="After temperature scaling (image classifiers).")
+    group_probabilities: dict[str, float] | None = Field(None, description="For classes named '<group>/<subtype>' "
+                                                         "(BreakHis subtypes): each group's probability, the sum over "
+                                                         "its classes (P(malignant)).")
     label: str = Field(description="The label at the operating point: the positive class when its probability "
                                    "reaches the threshold, else the most probable other class.")
     label_argmax: str = Field(description="The most probable class.")
