@@ -4,6 +4,7 @@ patient-grouped k-fold cross-validation, and the breakhis task end to end on the
 import csv
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,37 @@ def test_patient_grouped_cross_validation_tests_every_patient_once(tmp_path):
     result = runner.invoke(app, ["train", "pcam", "--data-dir", str(data), "--out", str(tmp_path / "p"), "--cv-folds",
                                  "3", *TINY])
     assert result.exit_code == 2 and "patient-grouped" in result.output
+
+
+# P(malignant) = the sum of the malignant subtypes, of the shipped breakhis model on three real test-split images
+# (fibroadenoma, ductal carcinoma, mucinous carcinoma: the last is missed), recorded when the model was shipped
+SHIPPED_IMAGES = ("F/14134E/SOBderived_B_F_14134E_200X_i000.jpg", "DC/16336/SOBderived_M_DC_16336_200X_i000.jpg",
+                  "MC/10147/SOBderived_M_MC_10147_200X_i000.jpg")
+SHIPPED_P_MALIGNANT = (0.208779, 0.666014, 0.247996)
+
+
+def test_the_shipped_breakhis_model_on_real_test_images(tmp_path):
+    from breastdx.zoo import shipped_models
+
+    data = _data()
+    model = shipped_models()["breakhis"]
+    meta = json.loads((model / "meta.json").read_text())
+    assert meta["positive_class"] == "malignant" and len(meta["class_names"]) == 8
+    assert meta["metrics"]["auroc"]["value"] >= 0.90 and "subtype_balanced_accuracy" in meta["metrics"]
+    split = json.loads((model / "split.json").read_text())
+    patients = {s: {re.match(r"\d+", p.split("/")[1]).group() for p in split[s]} for s in ("train", "val", "test")}
+    assert not patients["test"] & (patients["train"] | patients["val"])
+    assert set(SHIPPED_IMAGES) <= set(split["test"])
+    result = runner.invoke(app, ["predict", "breakhis", *[str(data / "breakhis_224" / p) for p in SHIPPED_IMAGES],
+                                 "--out", str(tmp_path / "pred"), "--gradcam"])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "pred" / "predictions.csv", newline="") as f:
+        rows = {Path(r["source"]).name: r for r in csv.DictReader(f)}
+    got = [float(rows[Path(p).name]["p_malignant"]) for p in SHIPPED_IMAGES]
+    np.testing.assert_allclose(got, SHIPPED_P_MALIGNANT, atol=2e-3)  # tolerance for BLAS differences
+    for row in rows.values():
+        subtypes = sum(float(row[f"p_{c}"]) for c in meta["class_names"] if c.startswith("malignant/"))
+        assert float(row["p_malignant"]) == pytest.approx(subtypes, abs=1e-5)
+        assert float(row["p_benign"]) + float(row["p_malignant"]) == pytest.approx(1.0, abs=1e-5)
+        assert (tmp_path / "pred" / row["gradcam"]).is_file() and "/" not in Path(row["gradcam"]).name.replace(
+            "gradcam/", "")
