@@ -2,7 +2,8 @@
 
 Each verb's options are a frozen dataclass below: its fields are the ``--name value`` options, their
 constraints are checked by :func:`breastdx.config.parse_options`, and ``breastdx predict TASK --help`` lists
-them from the same declaration. ``--threads`` is applied by the command line, not here.
+them from the same declaration. ``--threads`` is applied by the command line, not here. ``evaluate --external DIR``
+scores a labelled folder from elsewhere instead of a split (:func:`evaluate_external`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from breastdx.pipeline.task import RunResult, evenly_spaced
 
 CAM_CHOICES = ("gradcam", "gradcampp")
 TTA_CHOICES = ("", "none", "hflip")
+CASES_FILE = "cases.csv"
+"""The per-case table of an external evaluation (:func:`evaluate_external`)."""
+NORMAL_LABEL = "normal"
+"""An external folder's label of images without a lesion, left out of its ``lesions_only`` figures."""
 
 
 @dataclass(frozen=True)
@@ -80,12 +85,19 @@ class EvaluateOptions(SplitEvaluateOptions):
         tta: Test-time augmentation (empty: the model's).
         max_cases: Images, evenly spaced, as in training (0: all).
         localisation: Score the Grad-CAM maps against lesion masks (tasks with masks).
+        external: Score a labelled folder from elsewhere instead of a split: a ``labels.csv`` (columns ``image``,
+            ``label``, optional ``mask``; paths relative to it) or class sub-folders as in BUSI
+            (:mod:`breastdx.data.external`); writes ``cases.csv`` too.
+        label_map: With ``external``: ``label=class`` entries, comma-separated, mapping the folder's labels to the
+            model's classes (e.g. ``normal=normal_or_benign,benign=normal_or_benign``); nothing else is mapped.
     """
 
     batch_size: int = option(64, ge=1)
     tta: str = option("", choices=TTA_CHOICES)
     max_cases: int = option(0, ge=0)
     localisation: bool = True
+    external: str = ""
+    label_map: tuple[str, ...] = ()
 
 
 def _predictor(task: Any, model_dir: Path, options: dict[str, str], batch_size: int, tta: str, method: str = ""):
@@ -96,16 +108,20 @@ def _predictor(task: Any, model_dir: Path, options: dict[str, str], batch_size: 
 
 
 def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
-    """See :meth:`breastdx.pipeline.classification.ImageClassificationTask.evaluate`."""
-    from breastdx.evaluation.classification import evaluate_logits, write_figures
-    from breastdx.evaluation.report import HtmlReport
-    from breastdx.runs import write_json, write_versions
+    """See :meth:`breastdx.pipeline.classification.ImageClassificationTask.evaluate`; with ``--external``,
+    :func:`evaluate_external`."""
+    from breastdx.runs import write_versions
 
     spec = task.spec
     data_names = {n.replace("_", "-") for n in spec.data_options}
     given = {k: v for k, v in options.items() if k.replace("_", "-") not in data_names}
     opts = parse_options(EvaluateOptions, given, f"evaluate {task.name}")
     predictor = _predictor(task, model_dir, options, opts.batch_size, opts.tta)
+    if opts.external:
+        return evaluate_external(task, predictor, model_dir, run_dir, opts)
+    if opts.label_map:
+        raise ConfigError(f"The 'label-map' option of evaluate {task.name} maps the labels of --external; "
+                          f"pass --external too.")
     trained = predictor.meta.get("training_config", {})
     data_opts = {k: trained[k] for k in spec.data_options if k in trained}
     data_opts.update({k.replace("-", "_"): v for k, v in options.items() if k.replace("_", "-") in data_names})
@@ -127,24 +143,56 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
               run_dir / "config.yaml")
     write_versions(run_dir)
     loaded = [part.read(i) for i in range(len(part))]
-    classes = list(predictor.class_names)
-    positive = predictor.positive
     logits = predictor.predict_logits([im for im, _ in loaded])
-    ev = evaluate_logits(part.labels, logits, classes, temperature=predictor.temperature,
-                         threshold=float(predictor.threshold), positive=positive, n_boot=opts.n_bootstrap, seed=opts.seed)
-    text = data.describe(opts.split)
-    metrics: dict[str, Any] = {
-        "task": task.name, "split": text, "n": len(part), "model": str(model_dir), "positive_class": positive,
-        "threshold": predictor.threshold, "temperature": predictor.temperature, "metrics": ev["metrics"],
-        "calibration": ev["calibration"],
-        "confusion_matrix": {"class_names": classes, "argmax": ev["confusion_matrix"],
-                             "operating_point": ev["confusion_matrix_operating_point"]},
-        "data_checksum": data.checksum}
+    localisation = None
     if spec.localisation is not None and opts.localisation:
         loc = spec.localisation(predictor, part, predictor.gradcam_method, opts.n_bootstrap, opts.seed)
         if loc["n_images"]:
-            metrics["localisation"] = {predictor.gradcam_method: {k: v for k, v in loc.items()
-                                                                  if k not in ("cams", "indices")}}
+            localisation = {k: v for k, v in loc.items() if k not in ("cams", "indices")}
+    text = data.describe(opts.split)
+    metrics, rows, _ = score(task, predictor, model_dir, run_dir, part.labels, logits, opts, text, opts.split,
+                             {"data_checksum": data.checksum}, localisation)
+    return RunResult(run_dir, metrics, f"{task.title}, {opts.split} split (n = {len(part)}): value [95% CI]",
+                     [["metric", "value [95% CI]"], *rows], [f"Split: {text}", f"Run folder: {run_dir}"])
+
+
+def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.ndarray, logits: np.ndarray,
+          opts: EvaluateOptions, text: str, split: str, extra: dict[str, Any],
+          localisation: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[list[str]], dict[str, Any]]:
+    """Metrics with 95% CIs of logits against labels; writes ``metrics.json``, ``report.html`` and its figures.
+
+    Args:
+        task: The image-classification task.
+        predictor: The :class:`breastdx.inference.classifier.ClassificationPredictor` that made ``logits``.
+        model_dir: Its model folder (named in the outputs).
+        run_dir: The output folder.
+        labels: int64 class indices ``(n,)``.
+        logits: ``(n, K)`` before temperature scaling.
+        opts: The evaluate options (bootstrap, seed).
+        text: The data in words (``metrics.json`` ``split``, the report).
+        split: A short name of the data for the figure captions (``test``, ``external``).
+        extra: More ``metrics.json`` fields.
+        localisation: Grad-CAM localisation figures of the model's method, or None.
+
+    Returns:
+        ``(metrics.json content, summary table rows, the evaluation of evaluate_logits)``.
+    """
+    from breastdx.evaluation.classification import evaluate_logits, write_figures
+    from breastdx.evaluation.report import HtmlReport
+    from breastdx.runs import write_json
+
+    classes = list(predictor.class_names)
+    positive = predictor.positive
+    ev = evaluate_logits(labels, logits, classes, temperature=predictor.temperature,
+                         threshold=float(predictor.threshold), positive=positive, n_boot=opts.n_bootstrap, seed=opts.seed)
+    metrics: dict[str, Any] = {
+        "task": task.name, "split": text, "n": int(len(labels)), "model": str(model_dir), "positive_class": positive,
+        "threshold": predictor.threshold, "temperature": predictor.temperature, "metrics": ev["metrics"],
+        "calibration": ev["calibration"],
+        "confusion_matrix": {"class_names": classes, "argmax": ev["confusion_matrix"],
+                             "operating_point": ev["confusion_matrix_operating_point"]}, **extra}
+    if localisation is not None:
+        metrics["localisation"] = {predictor.gradcam_method: localisation}
     write_json(metrics, run_dir / "metrics.json")
     arch = predictor.meta["architecture"]
     rep = HtmlReport(f"breastdx — {task.title} (evaluation)")
@@ -154,19 +202,113 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
     rep.metrics_table(ev["metrics"], metric_label)
     rep.heading("Calibration before and after temperature scaling")
     rep.table(["metric", "before (T = 1)", "after"], calibration_rows(ev["calibration"]))
-    rows = summary_rows(ev["metrics"], spec.summary)
-    if "localisation" in metrics:
-        d = metrics["localisation"][predictor.gradcam_method]
+    rows = summary_rows(ev["metrics"], task.spec.summary)
+    if localisation is not None:
+        d = localisation
         rep.heading("Grad-CAM localisation on images with a lesion (true class)")
         rep.table(["method", "mass in lesion", "pointing game", "uniform-map baseline", "centre baseline"],
                   [[predictor.gradcam_method, ci_text(d["cam_mass_in_mask"]), ci_text(d["pointing_game"]),
                     ci_text(d["mask_area_fraction"]), ci_text(d["pointing_game_center"])]])
         rows += [["CAM mass in lesion", ci_text(d["cam_mass_in_mask"])], ["pointing game", ci_text(d["pointing_game"])]]
-    for png, caption in write_figures(run_dir, part.labels, {arch: ev}, arch, classes, positive, opts.split):
+    for png, caption in write_figures(run_dir, labels, {arch: ev}, arch, classes, positive, split):
         rep.figure(png, caption)
     rep.write(run_dir / "report.html")
-    return RunResult(run_dir, metrics, f"{task.title}, {opts.split} split (n = {len(part)}): value [95% CI]",
-                     [["metric", "value [95% CI]"], *rows], [f"Split: {text}", f"Run folder: {run_dir}"])
+    return metrics, rows, ev
+
+
+def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
+                      opts: EvaluateOptions) -> RunResult:
+    """``breastdx evaluate TASK --external DIR``: an image classifier scored on a labelled folder from elsewhere.
+
+    The folder is read by :func:`breastdx.data.external.read_external` (a ``labels.csv`` or class sub-folders), its
+    labels are checked against the model's classes (nothing is mapped unless ``--label-map`` declares it), every
+    image is read at its own size and predicted, and the metrics are those of a split's evaluation (:func:`score`):
+    ``metrics.json`` (with ``n`` and the folder's description), ``report.html`` and its figures, and ``cases.csv``
+    (one row per image: id, image file relative to the folder, label, ``p_<class>``, the label at the operating
+    point and the most probable class). When the folder has both images labelled ``normal`` and others, its
+    ``metrics.json`` adds ``lesions_only``: AUROC, sensitivity and specificity of the positive class with the normal
+    images left out (benign vs malignant, the external figure of the literature). An image that cannot be read is
+    listed in the result's failures and left out; the others are scored. No image is written.
+
+    Args:
+        task: The image-classification task.
+        predictor: Its :class:`breastdx.inference.classifier.ClassificationPredictor`.
+        model_dir: The model folder.
+        run_dir: The output folder.
+        opts: :class:`breastdx.pipeline.verbs.EvaluateOptions` with ``external`` set.
+
+    Returns:
+        The result, with the unreadable images as failures.
+
+    Raises:
+        DataError: If the folder cannot be read, or a label is not a class of the model (each named, with its file
+            and row), or no image can be read.
+        ConfigError: If ``--split-file`` or ``--max-cases`` is given too (they choose a split, not a folder).
+    """
+    from breastdx.data.errors import DataError
+    from breastdx.data.external import label_indices, parse_label_map, read_external
+    from breastdx.data.images import ImageReadError, read_image
+    from breastdx.evaluation.classification import classification_metrics
+    from breastdx.runs import write_versions
+
+    if opts.split_file or opts.max_cases:
+        raise ConfigError(f"--external scores the whole folder {opts.external}; --split-file and --max-cases choose "
+                          f"cases of a split and cannot be given with it.")
+    data = read_external(opts.external)
+    classes = list(predictor.class_names)
+    labels = label_indices(data, classes, parse_label_map(opts.label_map))
+    save_yaml({"task": task.name, "model": str(model_dir), **dataclasses.asdict(opts), "tta": predictor.tta,
+               "external_source": str(data.source), "external_layout": data.layout}, run_dir / "config.yaml")
+    write_versions(run_dir)
+    images, kept, failures = [], [], []
+    for i, path in enumerate(data.images):
+        try:
+            images.append(read_image(path, mode=predictor.preprocessing.mode).array)
+            kept.append(i)
+        except (ImageReadError, OSError, ValueError) as e:
+            failures.append((str(path), str(e)))
+    if not kept:
+        raise DataError(f"{data.source}: none of the {len(data)} images could be read.",
+                        [f"{p}: {r}" for p, r in failures])
+    idx = np.asarray(kept, dtype=np.int64)
+    logits = predictor.predict_logits(images)
+    text = data.describe() if not failures else (f"{data.describe()}; {len(failures)} unreadable image(s) left out, "
+                                                 f"n = {len(kept)} scored")
+    extra = {"external": {"source": str(data.source), "layout": data.layout, "label_counts": data.counts(),
+                          "label_map": dict(parse_label_map(opts.label_map)),
+                          "unreadable": [{"image": p, "reason": r} for p, r in failures]}}
+    lesion = np.asarray([data.labels[i] != NORMAL_LABEL for i in idx])
+    notes = [f"Data: {text}"]
+    if lesion.any() and not lesion.all():  # the benign-vs-malignant figure of the literature: lesions only
+        sub = classification_metrics(labels[idx][lesion], predictor.proba_from_logits(logits)[lesion], classes,
+                                     predictor.positive, float(predictor.threshold), n_boot=opts.n_bootstrap,
+                                     seed=opts.seed)
+        extra["lesions_only"] = {"n": int(lesion.sum()), "left_out_label": NORMAL_LABEL,
+                                 **{k: sub[k] for k in ("auroc", "sensitivity", "specificity")}}
+        notes.append(f"Lesions only ('{NORMAL_LABEL}' images left out, n = {int(lesion.sum())}): AUROC "
+                     f"{predictor.positive} vs rest {ci_text(sub['auroc'])}")
+    metrics, rows, ev = score(task, predictor, model_dir, run_dir, labels[idx], logits, opts, text, "external", extra)
+    _write_cases(run_dir / CASES_FILE, data, idx, labels[idx], ev, classes)
+    notes += [f"Per-case table: {run_dir / CASES_FILE}", f"Run folder: {run_dir}"]
+    return RunResult(run_dir, metrics, f"{task.title}, external folder (n = {len(kept)}): value [95% CI]",
+                     [["metric", "value [95% CI]"], *rows], notes, failures)
+
+
+def _write_cases(path: Path, data: Any, idx: np.ndarray, labels: np.ndarray, ev: dict[str, Any],
+                 classes: list[str]) -> None:
+    """One row per scored image; the image is named relative to the folder, never copied."""
+    root = data.source.parent if data.source.is_file() else data.source
+    fields = ["id", "image", "label", *[f"p_{c}" for c in classes], "label_predicted", "label_argmax"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for row, i in enumerate(idx):
+            image = data.images[i]
+            name = image.relative_to(root) if image.is_relative_to(root) else image
+            writer.writerow({"id": data.ids[i], "image": str(name), "label": classes[int(labels[row])],
+                             **{f"p_{c}": round(float(p), 6) for c, p in zip(classes, ev["prob"][row])},
+                             "label_predicted": classes[int(ev["pred_operating_point"][row])],
+                             "label_argmax": classes[int(ev["pred"][row])]})
 
 
 def predict(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:

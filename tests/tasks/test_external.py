@@ -1,0 +1,156 @@
+"""``breastdx evaluate busi-cls|breastmnist --external DIR``: a shipped classifier scored on a labelled folder."""
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from breastdx.cli import app
+from breastdx.data.errors import DataError
+from breastdx.data.external import label_indices, read_external
+from breastdx.zoo import shipped_models
+
+runner = CliRunner()
+CLASSES = ("normal", "benign", "malignant")
+
+
+def _png(path: Path, seed: int, size: tuple[int, int] = (37, 45)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, size, dtype=np.uint8)).save(path)
+
+
+def _evaluate(task: str, folder: Path, out: Path, *extra: str):
+    return runner.invoke(app, ["evaluate", task, "--model", str(shipped_models()[task]), "--external", str(folder),
+                               "--out", str(out), "--n-bootstrap", "20", *extra])
+
+
+def _cases(out: Path) -> list[dict[str, str]]:
+    with open(out / "cases.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture()
+def table_folder(tmp_path) -> Path:
+    """labels.csv with an extra column, a mask column, a sub-folder path and one file that is not an image."""
+    root = tmp_path / "site"
+    rows = []
+    for i in range(7):
+        label = CLASSES[i % 3]
+        _png(root / "img" / f"case{i}.png", i)
+        rows.append({"id": f"c{i}", "image": f"img/case{i}.png", "mask": "", "label": label, "birads": "3"})
+    (root / "img" / "broken.png").write_bytes(b"not a png at all")
+    rows.append({"id": "bad", "image": "img/broken.png", "mask": "", "label": "benign", "birads": ""})
+    with open(root / "labels.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["id", "image", "mask", "label", "birads"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def test_labels_csv_folder_is_scored_and_the_bad_file_reported(table_folder, tmp_path):
+    out = tmp_path / "eval"
+    result = _evaluate("busi-cls", table_folder, out)
+    assert result.exit_code == 1, result.output  # a failure listed at the end: exit status 1, the rest scored
+    assert "broken.png" in result.output and "could not be used" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 7
+    assert metrics["confusion_matrix"]["class_names"] == list(CLASSES)
+    assert [u["image"] for u in metrics["external"]["unreadable"]] == [str(table_folder / "img" / "broken.png")]
+    for key in ("accuracy", "balanced_accuracy", "auroc", "sensitivity", "specificity"):
+        assert key in metrics["metrics"]
+    assert (out / "report.html").is_file()
+    rows = _cases(out)
+    assert [r["id"] for r in rows] == [f"c{i}" for i in range(7)]
+    assert rows[0]["image"] == "img/case0.png"
+    assert set(rows[0]) == {"id", "image", "label", "p_normal", "p_benign", "p_malignant", "label_predicted",
+                            "label_argmax"}
+    for r in rows:
+        p = [float(r[f"p_{c}"]) for c in CLASSES]
+        assert sum(p) == pytest.approx(1.0, abs=1e-4)
+        assert r["label_argmax"] == CLASSES[int(np.argmax(p))] and r["label_predicted"] in CLASSES
+    assert not list(out.rglob("*.png")) or all(p.stem.startswith(("roc", "confusion", "reliability"))
+                                               for p in out.rglob("*.png"))  # figures only, no patient image
+
+
+def test_class_subfolders_with_some_classes_only(tmp_path):
+    """BUSI's layout: masks beside the images are not images; a set without normal images is scored."""
+    root = tmp_path / "busi_like"
+    for k, label in enumerate(("benign", "malignant")):
+        for i in range(3):
+            _png(root / label / f"{label} ({i + 1}).png", 10 * k + i)
+            _png(root / label / f"{label} ({i + 1})_mask.png", 99)
+    (root / "README.txt").write_text("not a class")
+    data = read_external(root)
+    assert data.layout == "class folders" and len(data) == 6
+    assert all(m is not None and m.name.endswith("_mask.png") for m in data.masks)
+    out = tmp_path / "eval"
+    result = _evaluate("busi-cls", root, out)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 6 and metrics["external"]["label_counts"] == {"benign": 3, "malignant": 3}
+    assert "lesions_only" not in metrics  # no normal image: the main figures are already benign vs malignant
+    assert math.isfinite(metrics["metrics"]["auroc"]["value"])
+    assert sorted(r["image"] for r in _cases(out))[0] == "benign/benign (1).png"
+
+
+def test_unknown_labels_are_refused_with_their_names(table_folder, tmp_path):
+    with open(table_folder / "labels.csv", "a", newline="") as f:
+        f.write("x,img/case0.png,,carcinoma,5\n")
+    result = _evaluate("busi-cls", table_folder, tmp_path / "eval")
+    assert result.exit_code != 0
+    assert "'carcinoma'" in result.output and "row 10" in result.output and "labels.csv" in result.output
+    # breastmnist's classes are normal_or_benign and malignant: nothing is mapped unless declared
+    result = _evaluate("breastmnist", table_folder, tmp_path / "bm")
+    assert result.exit_code != 0 and "'normal'" in result.output and "'benign'" in result.output
+
+
+def test_a_declared_label_map_and_its_errors(table_folder, tmp_path):
+    data = read_external(table_folder / "labels.csv")
+    classes = ("normal_or_benign", "malignant")
+    y = label_indices(data, classes, {"normal": "normal_or_benign", "benign": "normal_or_benign"})
+    assert y.tolist() == [0, 0, 1, 0, 0, 1, 0, 0]
+    with pytest.raises(DataError, match="'benign_ish'"):
+        label_indices(data, classes, {"normal": "benign_ish"})
+    out = tmp_path / "bm"
+    result = _evaluate("breastmnist", table_folder, out, "--label-map",
+                       "normal=normal_or_benign,benign=normal_or_benign")
+    assert result.exit_code == 1, result.output  # the broken file
+    assert json.loads((out / "metrics.json").read_text())["n"] == 7
+    assert {r["label"] for r in _cases(out)} == {"normal_or_benign", "malignant"}
+
+
+def test_folder_errors_name_the_file(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="neither a labels.csv nor class sub-folders"):
+        read_external(tmp_path / "empty")
+    table = tmp_path / "t.csv"
+    table.write_text("file,diagnosis\na.png,benign\n")
+    with pytest.raises(DataError, match="t.csv: no column 'image' or 'label'"):
+        read_external(table)
+    table.write_text("image,label\na.png,\n")
+    with pytest.raises(DataError, match="row 2: empty label"):
+        read_external(table)
+
+
+def test_the_real_breast_lesions_usg_sample(tmp_path):
+    env = os.environ.get("BREASTDX_DATA")
+    folder = Path(env or "") / "breast_lesions_usg_sample"
+    if not env or not (folder / "labels.csv").is_file():
+        pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
+    out = tmp_path / "usg"
+    result = _evaluate("busi-cls", folder, out)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 56
+    assert metrics["external"]["label_counts"] == {"benign": 30, "malignant": 22, "normal": 4}
+    assert math.isfinite(metrics["metrics"]["auroc"]["value"])
+    assert len(_cases(out)) == 56
+    lesions = metrics["lesions_only"]  # benign vs malignant: the 4 normal images left out
+    assert lesions["n"] == 52 and math.isfinite(lesions["auroc"]["value"])
