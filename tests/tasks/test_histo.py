@@ -30,7 +30,7 @@ CONTRACT_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity
 # the model was shipped; a change means the model, its preprocessing or the predictor changed.
 SHIPPED_PATCHES = ("test/0/patch0000000.jpg", "test/0/patch0000002.jpg", "test/1/patch0000001.jpg",
                    "test/1/patch0000003.jpg")
-SHIPPED_P_TUMOUR = (0.006379, 0.102302, 0.994508, 0.999975)
+SHIPPED_P_TUMOUR = (0.015489, 0.065066, 0.995453, 0.999972)
 
 
 def _pcam_root() -> Path:
