@@ -3,9 +3,14 @@
 Two layouts are read:
 
 * a ``labels.csv`` (the file itself, or a folder holding one) with columns ``image`` and ``label``, optional
-  ``mask`` and ``id``; paths are relative to the file's folder, and other columns are ignored;
-* class sub-folders in BUSI's layout, ``DIR/<class>/*.png``, where ``*_mask.png`` and ``*_mask_<k>.png`` files are
-  lesion masks (the first, ``<stem>_mask.<ext>``, is kept as the image's mask), not images.
+  ``mask`` (one file, or several separated by ``;``), ``id`` and ``pixel_size_mm`` (mm per pixel, square pixels);
+  paths are relative to the file's folder, and other columns are ignored;
+* class sub-folders in BUSI's layout, ``DIR/<class>/*.png``, where ``<stem>_mask.<ext>`` and ``<stem>_mask_<k>.<ext>``
+  files are lesion masks of ``<stem>.<ext>``, not images.
+
+A case's lesion is the union of its mask files (as :func:`breastdx.data.busi.load_case` does for BUSI), read by
+:func:`read_lesion_mask`: masks may be 1-bit, grey or colour-coded (BUS-UCLM: green benign, red malignant), and a
+pixel is lesion when any colour channel is > 127 (:data:`MASK_THRESHOLD`). An image without a mask file has no lesion.
 
 Only file names are read here: an image that cannot be decoded is left to the caller, which reports it and goes on.
 :func:`label_indices` checks the labels against a model's classes and names every label outside them, with the file
@@ -15,6 +20,7 @@ and row (or folder) where it occurs.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from breastdx.data.errors import DataError
-from breastdx.data.images import list_images, visible_entries
+from breastdx.data.images import ImageReadError, list_images, read_image, visible_entries
 
 LABELS_FILE = "labels.csv"
 """The table of a folder in the labels.csv layout."""
+MASK_THRESHOLD = 127
+"""A mask pixel is lesion when any of its colour channels (8-bit, after :func:`read_image`'s rules) is above this."""
+MASK_SEPARATOR = ";"
+"""Separates several mask files of one image in the ``mask`` column."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +48,11 @@ class ExternalSet:
         ids: Case id per image (the ``id`` column, else the image path relative to the folder).
         labels: Class name per image, as written in the folder (before any mapping).
         images: Image file per case.
-        masks: Lesion mask file per case, or None.
+        masks: Lesion mask file per case (the first one when there are several), or None.
         where: Where each case is declared in ``source`` (``row 3``, ``folder benign/``), for error messages.
+        mask_sets: Every mask file per case (their union is the lesion); empty when not given (then ``masks``).
+        pixel_size_mm: Pixel size in mm per case (the ``pixel_size_mm`` column), None where unknown; empty when
+            the folder gives none.
     """
 
     source: Path
@@ -49,6 +62,19 @@ class ExternalSet:
     images: tuple[Path, ...]
     masks: tuple[Path | None, ...]
     where: tuple[str, ...]
+    mask_sets: tuple[tuple[Path, ...], ...] = ()
+    pixel_size_mm: tuple[float | None, ...] = ()
+
+    def mask_files(self, i: int) -> tuple[Path, ...]:
+        """The mask files of case ``i`` (none: no lesion)."""
+        if self.mask_sets:
+            return self.mask_sets[i]
+        return () if self.masks[i] is None else (self.masks[i],)
+
+    def spacing(self, i: int) -> tuple[float, float] | None:
+        """``(row, col)`` pixel spacing in mm of case ``i``, or None."""
+        size = self.pixel_size_mm[i] if self.pixel_size_mm else None
+        return None if size is None else (size, size)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -102,41 +128,99 @@ def _read_table(table: Path) -> ExternalSet:
                             f"'image' and 'label' (optional 'mask', 'id'). Found: {', '.join(columns) or 'none'}.")
         rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
     ids, labels, images, masks, where, problems = [], [], [], [], [], []
+    mask_sets: list[tuple[Path, ...]] = []
+    sizes: list[float | None] = []
     for n, row in enumerate(rows, start=2):  # row 1 is the header
         empty = [c for c in ("image", "label") if not row.get(c)]
         if empty:
             problems.append(f"row {n}: empty {' and '.join(empty)}")
             continue
+        size = _pixel_size(row.get("pixel_size_mm", ""))
+        if size is not None and not size > 0:
+            problems.append(f"row {n}: pixel_size_mm {row['pixel_size_mm']!r} is not a positive number")
+            continue
         image = root / row["image"]
+        files = tuple(root / m.strip() for m in row.get("mask", "").split(MASK_SEPARATOR) if m.strip())
         ids.append(row.get("id") or row["image"])
         labels.append(row["label"])
         images.append(image)
-        masks.append(root / row["mask"] if row.get("mask") else None)
+        masks.append(files[0] if files else None)
+        mask_sets.append(files)
+        sizes.append(size)
         where.append(f"row {n}")
     if problems:
         raise DataError(f"{table}: {len(problems)} row(s) cannot be used; every row needs an image and a label.",
                         problems)
     if not ids:
         raise DataError(f"{table}: no rows; expected one row per image with the columns 'image' and 'label'.")
-    return ExternalSet(table, LABELS_FILE, tuple(ids), tuple(labels), tuple(images), tuple(masks), tuple(where))
+    return ExternalSet(table, LABELS_FILE, tuple(ids), tuple(labels), tuple(images), tuple(masks), tuple(where),
+                       tuple(mask_sets), tuple(sizes) if any(x is not None for x in sizes) else ())
+
+
+def _pixel_size(text: str) -> float | None:
+    """The ``pixel_size_mm`` cell: None when empty, NaN when not a number."""
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
 
 
 def _read_class_folders(folder: Path) -> ExternalSet:
     ids, labels, images, masks, where = [], [], [], [], []
+    mask_sets: list[tuple[Path, ...]] = []
     for sub in visible_entries(folder):
         if not sub.is_dir():
             continue
+        found: dict[tuple[Path, str, str], list[tuple[int, Path]]] = {}  # (folder, stem, suffix) -> (k, mask)
+        for f in list_images([sub], exclude_masks=False):
+            m = _MASK_FILE.match(f.stem)
+            if m:
+                found.setdefault((f.parent, m["stem"], f.suffix), []).append((int(m["k"] or 0), f))
         for image in list_images([sub]):
-            mask = image.with_name(f"{image.stem}_mask{image.suffix}")
+            files = tuple(p for _, p in sorted(found.get((image.parent, image.stem, image.suffix), [])))
             ids.append(str(image.relative_to(folder)))
             labels.append(sub.name)
             images.append(image)
-            masks.append(mask if mask.is_file() else None)
+            masks.append(files[0] if files else None)
+            mask_sets.append(files)
             where.append(f"folder {sub.name}/")
     if not ids:
         raise DataError(f"{folder}: neither a {LABELS_FILE} nor class sub-folders with images (expected "
                         f"{folder}/{LABELS_FILE}, or {folder}/<class>/*.png as in BUSI).")
-    return ExternalSet(folder, "class folders", tuple(ids), tuple(labels), tuple(images), tuple(masks), tuple(where))
+    return ExternalSet(folder, "class folders", tuple(ids), tuple(labels), tuple(images), tuple(masks), tuple(where),
+                       tuple(mask_sets))
+
+
+_MASK_FILE = re.compile(r"^(?P<stem>.+)_mask(?:_(?P<k>\d+))?$", re.IGNORECASE)
+
+
+def read_lesion_mask(paths: Sequence[str | Path], shape: tuple[int, int]) -> np.ndarray:
+    """The lesion of an image: the union of its mask files, a pixel being lesion when any channel is > 127.
+
+    Each file is read by :func:`breastdx.data.images.read_image` as 8-bit RGB (1-bit becomes {0, 255}, palettes are
+    looked up, 16-bit is rescaled, transparency is composited on black, grey is repeated), so 1-bit, grey and
+    colour-coded masks (a red or green lesion on black) all work, and JPEG noise below 128 is not lesion.
+
+    Args:
+        paths: The mask files; none gives an empty mask (an image without a lesion).
+        shape: ``(H, W)`` of the image.
+
+    Returns:
+        bool ``(H, W)``.
+
+    Raises:
+        ImageReadError: If a file cannot be read, or its size differs from ``shape`` (both sizes named).
+    """
+    mask = np.zeros(tuple(shape), dtype=bool)
+    for path in paths:
+        rgb = read_image(path, mode="rgb").array
+        if rgb.shape[:2] != tuple(shape):
+            raise ImageReadError(f"{path}: mask is {rgb.shape[0]}x{rgb.shape[1]} (HxW) but its image is "
+                                 f"{shape[0]}x{shape[1]}; a mask must have the size of its image.")
+        mask |= (rgb > MASK_THRESHOLD).any(axis=-1)
+    return mask
 
 
 def label_indices(data: ExternalSet, class_names: Sequence[str],

@@ -5,7 +5,8 @@
 the best validation Dice, chooses the postprocessing on the validation images, and evaluates the saved
 model on the test images at their original size: Dice, IoU and HD95 per image and as means with 95%
 bootstrap CIs, over benign + malignant images and per class, and on normal images (no lesion) the share
-with a false-positive area. ``evaluate`` repeats the test evaluation for a saved model; ``predict`` writes,
+with a false-positive area. ``evaluate`` repeats the test evaluation for a saved model (``--external DIR``: on a
+labelled folder from elsewhere, :mod:`breastdx.evaluation.external_segmentation`); ``predict`` writes,
 per image, the mask PNG at the original size, an overlay PNG and a row of ``predictions.csv``.
 
 Benchmarks: public U-Net results on random (leaky) 70/30 BUSI splits reach Dice ≈ 0.77, TransUNet ≈ 0.80;
@@ -114,6 +115,19 @@ def _parse_arch_args(text: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class SegEvaluateOptions(EvaluateOptions):
+    """Options of ``breastdx evaluate busi-seg``: those of a split, and a folder from elsewhere to score instead.
+
+    Attributes:
+        external: A labelled folder from elsewhere to score instead of a split: a ``labels.csv`` (columns ``image``,
+            ``label``, optional ``mask``, ``pixel_size_mm``) or BUSI class sub-folders with ``*_mask*`` files
+            (:mod:`breastdx.evaluation.external_segmentation`); writes ``cases.csv`` too.
+    """
+
+    external: str = ""
+
+
+@dataclass(frozen=True)
 class PredictOptions:
     """Options of ``breastdx predict busi-seg``.
 
@@ -142,7 +156,7 @@ class BusiSegTask(Task):
 
     def options_cls(self, verb: str) -> type | None:
         """The declared options of ``verb``."""
-        return {"train": BusiSegConfig, "evaluate": EvaluateOptions, "predict": PredictOptions}.get(verb)
+        return {"train": BusiSegConfig, "evaluate": SegEvaluateOptions, "predict": PredictOptions}.get(verb)
 
     # ------------------------------------------------------------------ train
     def train(self, config: BusiSegConfig, data_root: Path, run_dir: Path) -> RunResult:
@@ -493,10 +507,14 @@ class BusiSegTask(Task):
         from breastdx.inference.predictor import SegmentationPredictor
         from breastdx.runs import write_json, write_versions
 
-        o = parse_options(EvaluateOptions, options, f"evaluate {self.name}")
+        o = parse_options(SegEvaluateOptions, options, f"evaluate {self.name}")
         which, seed, n_boot, batch = o.split, o.seed, o.n_bootstrap, o.batch_size
         predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
                                                    **runtime_options(options))
+        if o.external:
+            from breastdx.evaluation.external_segmentation import evaluate_external_segmentation
+
+            return evaluate_external_segmentation(self, predictor, model_dir, run_dir, o)
         split_path = Path(o.split_file) if o.split_file else Path(model_dir) / SPLIT_FILE
         if not split_path.is_file():
             raise FileNotFoundError(f"{split_path}: no split file; pass --split-file (the split.json of the "
