@@ -142,6 +142,18 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
+    from breastdx.data.npz_images import NpzInputError, expand_npz, is_npz_input, npz_item, read_npz_item
+
+    try:
+        if npz_item(path) is not None:  # one image of a MedMNIST .npz (see list_images)
+            image, stored = read_npz_item(path, mode)
+            return ImageRecord(image, Path(path), None, "NPZ", stored)
+        if is_npz_input(path):  # a whole .npz: say what is wrong with it, or how to read it
+            n = len(expand_npz(path))
+            raise ImageReadError(f"{path}: a MedMNIST .npz of {n} images, not one image; list_images (and predict) "
+                                 f"read each of them.")
+    except NpzInputError as e:
+        raise ImageReadError(str(e)) from None
     path = Path(path)
     dec = _decode(path, str(path), max_pixels)
     return ImageRecord(_to_uint8(dec, mode, path), path, dec.spacing_mm, dec.fmt, dec.mode)
@@ -212,7 +224,10 @@ def is_mask_name(path: str | Path) -> bool:
 def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> list[Path]:
     """Collect image files from files and folders.
 
-    Folders are searched recursively for names ending in one of :data:`IMAGE_SUFFIXES` (any case);
+    A MedMNIST ``.npz`` file (``breastmnist.npz``, or ``breastmnist.npz#test`` for one split) gives one item per
+    image, ``<file>.npz#<split>_images[<index>]``, which :func:`read_image` reads
+    (:mod:`breastdx.data.npz_images`). Folders are searched recursively for names ending in one of
+    :data:`IMAGE_SUFFIXES` (any case);
     hidden files and folders (names starting with ``.``) are skipped. Files named in ``inputs`` are kept
     whatever their suffix (and even when missing), so that :func:`read_images` reports them.
 
@@ -224,9 +239,17 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
     Returns:
         Unique paths, sorted.
     """
+    from breastdx.data.npz_images import NpzInputError, expand_npz, is_npz_input
+
     found: set[Path] = set()
     for item in inputs:
         p = Path(item)
+        if is_npz_input(item) and not p.is_dir():  # a MedMNIST .npz: one item per image (a bad file: one item)
+            try:
+                found.update(expand_npz(item))
+            except NpzInputError:
+                found.add(p)
+            continue
         if p.is_dir():
             for f in p.rglob("*"):
                 rel = f.relative_to(p).parts
