@@ -116,6 +116,8 @@ def test_breakhis_subtypes_train_predict_and_evaluate_on_the_real_copy(tmp_path)
     meta = json.loads((out / "model" / "meta.json").read_text())
     assert meta["positive_class"] == "malignant" and len(meta["class_names"]) == 8
     assert "sum over its 4 subtypes" in meta["label_rule"]
+    hashes = json.loads((out / "model" / "training_hashes.json").read_text())  # predict flags a training image
+    assert hashes["n_images"] == len(json.loads((out / "split.json").read_text())["train"])
     image = next((data / "breakhis_224" / "MC").rglob("*.jpg"))
     result = runner.invoke(app, ["predict", "breakhis", str(image), "--model", str(out / "model"), "--out",
                                  str(tmp_path / "pred")])

@@ -30,6 +30,13 @@ def sha256_arrays(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def image_hash(image: np.ndarray) -> str:
+    """The first 32 hex digits (128 bits) of :func:`sha256_arrays` of one decoded image: how a model folder's
+    ``training_hashes.json`` knows its training images, and how ``predict`` recognises one (the same pixels, whatever
+    the file's name or container)."""
+    return sha256_arrays(image)[:32]
+
+
 def sha256_listing(items: Iterable[tuple[str, str]]) -> str:
     """Hex SHA-256 of ``(relative path, file hash)`` pairs, sorted by path: the checksum of a dataset folder."""
     h = hashlib.sha256()

@@ -16,6 +16,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from breastdx.data.checksum import image_hash
+
 log = logging.getLogger(__name__)
 
 SPLIT_FILE = "split.json"
@@ -156,12 +158,14 @@ def patch_reader(dataset: str, about: str, official: Callable[..., Any] | None =
 
 
 def cache_images(part: ImageSet, prep: Any, class_names: Sequence[str], *, normalise: Callable | None = None,
-                 masks: bool = False, transform: Any = None, source_size: int | None = None):
+                 masks: bool = False, transform: Any = None, source_size: int | None = None,
+                 hashes: list[str] | None = None):
     """Read every image of ``part`` once, (normalise,) resize and cache it at network size.
 
     Returns:
         A :class:`breastdx.data.classification.ClassificationDataset` (uint8 ``(N, S, S[, 3])``, masks bool
-        ``(N, S, S)`` when asked).
+        ``(N, S, S)`` when asked). With ``hashes`` (a list), the :func:`breastdx.data.checksum.image_hash` of each
+        image as read is appended to it.
 
     Raises:
         breastdx.data.images.ImageReadError: If a file cannot be decoded (the message names it).
@@ -175,6 +179,8 @@ def cache_images(part: ImageSet, prep: Any, class_names: Sequence[str], *, norma
     out_masks = np.zeros((len(part), s, s), dtype=bool) if masks else None
     for i in range(len(part)):
         image, mask = part.read(i)
+        if hashes is not None:  # of the image as read, before normalisation (what predict reads)
+            hashes.append(image_hash(image))
         if normalise is not None:
             image = normalise(image)
         try:

@@ -155,6 +155,9 @@ class ImagePredictor(Predictor):
         self.device = self.runner.device
         self.dtype, self.dtype_reason = self.runner.dtype, self.runner.dtype_reason
         self.backend = self.runner.backend
+        from breastdx.models.saved import read_training_hashes
+
+        self.training_hashes = read_training_hashes(model_dir)  # empty for a folder without them
 
     @property
     def network(self) -> nn.Module:

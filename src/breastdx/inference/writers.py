@@ -9,6 +9,7 @@ skipped and returned as a failure with its reason; the others are predicted.
 from __future__ import annotations
 
 import csv
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +19,8 @@ from typing import Any
 from breastdx.inference.records import SEGMENTATION_FIELDS, classification_record, csv_row, segmentation_record
 from breastdx.visualize import write_cam_png, write_mask_png, write_overlay_png
 
+log = logging.getLogger(__name__)
+
 Failures = list[tuple[str, str]]
 
 RowMaker = Callable[[Path, Any, Any, str, Callable[..., Future]], dict[str, Any]]
@@ -26,9 +29,13 @@ RowMaker = Callable[[Path, Any, Any, str, Callable[..., Future]], dict[str, Any]
 def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path, fields: list[str],
                     make_row: RowMaker, workers: int, **options: Any) -> tuple[list[dict[str, Any]], Failures, float]:
     """Predict every image of ``inputs``, make each row with ``make_row(path, record, output, stem, submit)``
-    (``submit`` queues a picture to write; ``stem`` is the file's stem, made unique), write ``predictions.csv``."""
+    (``submit`` queues a picture to write; ``stem`` is the file's stem, made unique), write ``predictions.csv``.
+    When the model folder keeps its training images' hashes (``training_hashes.json``), a last column
+    ``seen_in_training`` (yes/no) flags an input with the pixels of a training image, and a warning counts them."""
+    from breastdx.data.checksum import image_hash
     from breastdx.data.images import list_images
 
+    known = getattr(predictor, "training_hashes", frozenset())
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     failures: Failures = []
@@ -47,8 +54,16 @@ def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path,
             used[path.stem] = used.get(path.stem, 0) + 1
             stem = path.stem if used[path.stem] == 1 else f"{path.stem}_{used[path.stem]}"
             rows.append(make_row(path, rec, out, stem, submit))
+            if known:
+                rows[-1]["seen_in_training"] = "yes" if image_hash(rec.array) in known else "no"
         for job in jobs:
             job.result()
+    if known:
+        fields = [*fields, "seen_in_training"]
+        seen = sum(r["seen_in_training"] == "yes" for r in rows)
+        if seen:
+            log.warning("%d of %d input image(s) are images this model was trained on (column seen_in_training): "
+                        "its output on them is not that of a new case.", seen, len(rows))
     with open(Path(run_dir) / "predictions.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()

@@ -23,6 +23,32 @@ CARD_FILE = "MODEL_CARD.md"
 REQUIRED_META_KEYS = ("schema_version", "task", "architecture", "class_names", "weights_file")
 WEIGHTS_FILE = "model.safetensors"
 """File name of a network's weights in a model folder."""
+TRAINING_HASHES_FILE = "training_hashes.json"
+"""The :func:`breastdx.data.checksum.image_hash` of every training image, so that ``predict`` can flag an input the
+model was trained on (its figures on such an image are not those of a new case). Hashes, not images: no pixel and
+no name of a training image is kept."""
+
+
+def write_training_hashes(model_dir: Path, hashes: list[str]) -> Path:
+    """Write :data:`TRAINING_HASHES_FILE` into ``model_dir`` (sorted, unique)."""
+    return write_json({"hash": "first 32 hex digits of SHA-256 over the decoded uint8 image's dtype, shape and bytes "
+                               "(breastdx.data.checksum.image_hash), as read before any resizing",
+                       "n_images": len(hashes), "hashes": sorted(set(hashes))}, Path(model_dir) / TRAINING_HASHES_FILE)
+
+
+def read_training_hashes(model_dir: Path | None) -> frozenset[str]:
+    """The training-image hashes of a model folder; empty when it has none (older models) or no folder is given.
+
+    Raises:
+        ModelFolderError: If the file exists but is not the JSON this module writes; the message names it.
+    """
+    if model_dir is None or not (Path(model_dir) / TRAINING_HASHES_FILE).is_file():
+        return frozenset()
+    path = Path(model_dir) / TRAINING_HASHES_FILE
+    try:
+        return frozenset(str(h) for h in json.loads(path.read_text())["hashes"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelFolderError(f"{path}: not a training-hashes file ({type(e).__name__}: {e}).") from None
 
 
 def save_weights(network: Any, path: Path) -> Path:

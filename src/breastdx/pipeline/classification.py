@@ -302,6 +302,7 @@ class ImageClassificationTask(Task):
     def train(self, config: Any, data_root: Path, run_dir: Path) -> RunResult:
         from breastdx.data.transforms import Preprocessing
         from breastdx.runs import seed_everything, write_json, write_versions
+        from breastdx.models.saved import write_training_hashes
         from breastdx.training.classification import ClassifierOptim, FitSettings, run_architecture
 
         spec = self.spec
@@ -328,9 +329,11 @@ class ImageClassificationTask(Task):
         prep = Preprocessing(image_size=config.image_size, mode=spec.mode)
         aug = spec.augmentation(config) if config.augment and spec.augmentation else None
         log.info("reading %s: %s", self.name, ", ".join(f"{len(p)} {s}" for s, p in parts.items()))
+        train_hashes: list[str] = []  # kept in each model folder, so that predict flags a training image
         cached = {s: cache_images(p, prep, data.class_names, normalise=norm.apply if norm else None,
                                   masks=spec.train_masks and s == "train", transform=aug if s == "train" else None,
-                                  source_size=spec.source_size) for s, p in parts.items()}
+                                  source_size=spec.source_size, hashes=train_hashes if s == "train" else None)
+                  for s, p in parts.items()}
         read_seconds = time.perf_counter() - start
         optim = ClassifierOptim(lr=config.lr, weight_decay=config.weight_decay, warmup_fraction=config.warmup_fraction,
                                 label_smoothing=config.label_smoothing, seg_weight=getattr(config, "seg_weight", 0.0))
@@ -348,6 +351,7 @@ class ImageClassificationTask(Task):
                 return RunResult(run_dir)
             models[name] = run_dir / "archs" / name / "model"
             metas[name] = self._write_model(models[name], runs[name], config, prep, data, norm, run_dir / SPLIT_FILE)
+            write_training_hashes(models[name], train_hashes)
             if spec.localisation is not None and getattr(config, "localisation", True):
                 localisation[name] = self._localise(models[name], parts["test"], config)
         best = max(runs, key=lambda a: (runs[a].val_score, -list(runs).index(a)))
