@@ -1,0 +1,57 @@
+"""Per-nucleus rows and the 30 per-tile cytology columns from an instance mask."""
+
+import math
+
+import numpy as np
+import pytest
+
+from breastdx.morphometry.summary import TILE_COLUMNS, in_microns, measure_nuclei, tile_summary
+
+
+def _tile() -> np.ndarray:
+    """Discs of radius 6, 8, 10 and 12 inside a 97 x 103 tile, one cut by its left edge, one speck."""
+    labels = np.zeros((97, 103), np.int32)
+    yy, xx = np.mgrid[:97, :103]
+    for i, (cy, cx, r) in enumerate([(20, 20, 6), (20, 60, 8), (60, 30, 10), (65, 75, 12), (40, 2, 9)], 1):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = i
+    labels[90, 90] = 6
+    return labels
+
+
+def test_columns_follow_the_cytology_names():
+    assert len(TILE_COLUMNS) == 30
+    assert TILE_COLUMNS[0] == "radius_mean" and TILE_COLUMNS[-1] == "fractal_dimension_worst"
+    assert TILE_COLUMNS[10] == "radius_se" and "concave_points_worst" in TILE_COLUMNS
+
+
+def test_measure_and_summarise():
+    labels = _tile()
+    grey = np.full(labels.shape, 128.0)
+    nuclei = measure_nuclei(labels, grey)
+    assert [n["label"] for n in nuclei] == [1, 2, 3, 4, 5, 6]
+    assert [n["touches_edge"] for n in nuclei] == [False, False, False, False, True, False]
+    assert [n["in_summary"] for n in nuclei] == [True, True, True, True, False, False]  # edge; 1 px speck
+    assert nuclei[2]["centroid_row"] == pytest.approx(60) and nuclei[2]["centroid_col"] == pytest.approx(30)
+    assert nuclei[0]["texture"] == 0.0
+    s = tile_summary(nuclei)
+    assert list(s) == list(TILE_COLUMNS)
+    radii = np.array([n["radius"] for n in nuclei[:4]])
+    assert radii == pytest.approx([6, 8, 10, 12], rel=0.03)
+    assert s["radius_mean"] == pytest.approx(radii.mean())
+    assert s["radius_se"] == pytest.approx(radii.std(ddof=1) / 2)
+    assert s["radius_worst"] == pytest.approx(radii[1:].mean())  # the mean of the three largest
+    assert s["area_worst"] == pytest.approx(math.pi * (64 + 100 + 144) / 3, rel=0.03)
+    um = tile_summary(in_microns(nuclei, 0.25))
+    assert um["radius_mean"] == pytest.approx(s["radius_mean"] * 0.25)
+    assert um["area_mean"] == pytest.approx(s["area_mean"] * 0.0625)
+    assert um["symmetry_mean"] == s["symmetry_mean"]
+
+
+def test_empty_and_wrong_inputs():
+    assert measure_nuclei(np.zeros((5, 7), np.int32)) == []
+    s = tile_summary([])
+    assert all(math.isnan(v) for v in s.values())
+    with pytest.raises(ValueError, match="2-D instance mask"):
+        measure_nuclei(np.zeros((2, 3, 4), np.int32))
+    with pytest.raises(ValueError, match=r"grey image of shape \(4, 4\)"):
+        measure_nuclei(np.zeros((5, 7), np.int32), np.zeros((4, 4)))
