@@ -126,3 +126,38 @@ def test_empty_and_missing_file(tmp_path):
         read_wdbc_file(tmp_path / "empty.csv")
     with pytest.raises(FileNotFoundError, match="no such file"):
         read_wdbc_file(tmp_path / "nope.csv")
+
+
+def test_feature_bounds_are_100_times_the_wdbc_maxima(sk):
+    from breastdx.data.wdbc import FEATURE_MAX, OBSERVED_MAX
+
+    np.testing.assert_array_equal([OBSERVED_MAX[n] for n in FEATURE_NAMES], sk.X.max(axis=0))
+    assert all(FEATURE_MAX[n] == 100 * OBSERVED_MAX[n] for n in FEATURE_NAMES)
+
+
+@pytest.mark.parametrize("value, says", [
+    ("1e308", r"column 'mean area': expected a value <= 250100 \(100 times the largest of the 569 WDBC cases"),
+    ("9" * 400, r"column 'mean area': expected a finite number"),
+    ("inf", r"column 'mean area': expected a finite number"),
+])
+def test_values_past_the_physical_range_are_refused(sk, tmp_path, value, says):
+    bad = _good_row(sk, 1, "842517")
+    bad[5] = value
+    path = _header_csv(tmp_path, HEADER, [_good_row(sk, 0, "842302"), bad])
+    with pytest.raises(DataError, match=r"line 3 \(ID 842517\), " + says):
+        read_wdbc_file(path)
+
+
+def test_bad_rows_can_be_skipped_and_named(sk, tmp_path):
+    rows = [_good_row(sk, i) for i in range(4)]
+    rows[1][5] = "1e308"
+    rows[2][2] = "x"
+    rows[2][3] = "-1"
+    path = _header_csv(tmp_path, HEADER, rows)
+    t = read_wdbc_file(path, skip_bad_rows=True)
+    assert t.ids.tolist() == [sk.ids[0], sk.ids[3]] and t.y.tolist() == [sk.y[0], sk.y[3]]
+    np.testing.assert_array_equal(t.X, sk.X[[0, 3]])
+    assert [where for where, _ in t.rejected] == [f"{path} line 3 (ID {sk.ids[1]})", f"{path} line 4 (ID {sk.ids[2]})"]
+    assert "column 'mean area': expected a value <= 250100" in t.rejected[0][1]
+    assert "column 'mean radius': expected a number, got 'x'; column 'mean texture': expected a value >= 0" \
+        in t.rejected[1][1]

@@ -221,3 +221,23 @@ def test_shipped_model_is_listed_and_used_by_default(tmp_path: Path):
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     assert [r["label"] for r in rows] == ["malignant", "benign"]
     assert float(rows[0]["p_malignant"]) > 0.9 and float(rows[1]["p_malignant"]) < 0.1
+
+
+def test_predict_goes_on_past_a_row_out_of_range_and_names_it(tmp_path: Path):
+    """A row with a value past its physical range (1e308 overflows the scaler) is named by file, line and ID and
+    reported at the end; the rows before and after it are predicted (the shipped model)."""
+    X = load_wdbc().X
+    rows = [["a", *map(str, X[0])], ["b", *map(str, X[1])], ["c", *map(str, X[2])]]
+    rows[1][4] = "1e308"  # mean area
+    rows[2][1] = "9" * 400  # mean radius, as a 400-digit integer
+    cases = tmp_path / "cases.csv"
+    cases.write_text("\n".join([",".join(["id", *(f'"{n}"' for n in FEATURE_NAMES)]), *map(",".join, rows)]) + "\n")
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "wdbc", str(cases), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "2 input(s) could not be used" in result.output
+    text = " ".join(result.output.split())
+    assert f"{cases} line 3 (ID b): column 'mean area': expected a value <= 250100" in text
+    assert f"{cases} line 4 (ID c): column 'mean radius': expected a finite number, got '999" in text
+    written = list(csv.DictReader(open(out / "predictions.csv")))
+    assert [r["id"] for r in written] == ["a"]

@@ -23,6 +23,7 @@ References:
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,55 @@ FEATURE_UNITS: dict[str, str] = {
 }
 """Units of each feature: lengths in image pixels of the digitised aspirate (scale not published)."""
 
+OBSERVED_MAX: dict[str, float] = dict(zip(FEATURE_NAMES, (
+    28.11, 39.28, 188.5, 2501.0, 0.1634, 0.3454, 0.4268, 0.2012, 0.304, 0.09744,
+    2.873, 4.885, 21.98, 542.2, 0.03113, 0.1354, 0.396, 0.05279, 0.07895, 0.02984,
+    36.04, 49.54, 251.2, 4254.0, 0.2226, 1.058, 1.252, 0.291, 0.6638, 0.2075)))
+"""Largest value of each feature in the 569 WDBC cases (scikit-learn's copy), in :data:`FEATURE_UNITS`."""
+
+FEATURE_BOUND_FACTOR = 100.0
+"""How far past the largest WDBC value a feature may go: :data:`FEATURE_MAX` is this times :data:`OBSERVED_MAX`."""
+
+FEATURE_MAX: dict[str, float] = {name: FEATURE_BOUND_FACTOR * v for name, v in OBSERVED_MAX.items()}
+"""Largest accepted value of each feature: 100 times the largest of the WDBC cases. Every feature is a size or a
+shape measure of nuclei, so 0 is the smallest; a value past this bound is a unit or typing error (or a probe,
+such as ``1e308``, that would overflow the scaler), not a nucleus."""
+
 CLASS_NAMES = ("benign", "malignant")
 """Class names in label order: 0 = benign, 1 = malignant (the positive class)."""
+
+
+def check_feature_value(name: str, raw: object) -> tuple[float, str | None]:
+    """Parse one feature value and check it against its physical range, ``0 <= value <= FEATURE_MAX[name]``.
+
+    Args:
+        name: A name of :data:`FEATURE_NAMES`.
+        raw: A number or a numeric string (a JSON value or a CSV cell).
+
+    Returns:
+        ``(value, problem)``: the value as a float (NaN when it is not a number) and None, or a sentence
+        saying what is wrong with it (not a number, too large for a float, not finite, negative, over the
+        bound), to be prefixed with where the value came from.
+    """
+    shown = repr(raw.strip() if isinstance(raw, str) else raw)
+    if len(shown) > 40:
+        shown = f"{shown[:20]}...{shown[-8:]} ({len(shown) - 2} characters)"
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        return math.nan, f"expected a number, got {shown}"
+    try:
+        v = float(raw.strip() if isinstance(raw, str) else raw)
+    except ValueError:
+        return math.nan, f"expected a number, got {shown}"
+    except OverflowError:  # an integer with hundreds of digits
+        return math.inf, f"expected a number <= {FEATURE_MAX[name]:g}, got {shown}, too large for a float"
+    if not math.isfinite(v):
+        return v, f"expected a finite number, got {shown}"
+    if v < 0:
+        return v, f"expected a value >= 0 (sizes and shape measures cannot be negative), got {v}"
+    if v > FEATURE_MAX[name]:
+        return v, (f"expected a value <= {FEATURE_MAX[name]:g} ({FEATURE_BOUND_FACTOR:g} times the largest "
+                   f"of the 569 WDBC cases, {OBSERVED_MAX[name]:g} {FEATURE_UNITS[name]}), got {v:g}")
+    return v, None
 
 
 def _aliases() -> dict[str, str]:
@@ -79,6 +127,8 @@ class WDBCTable:
         ids: Case identifiers, str, shape ``(n,)`` (the row number when the input has none).
         source: Where the table came from (a path or ``"sklearn"``).
         checksum: SHA-256 of ``X`` and ``y``, independent of the source format.
+        rejected: ``(where, reason)`` for every row left out by ``read_wdbc_file(..., skip_bad_rows=True)``;
+            ``where`` names the file, the line and the ID.
     """
 
     X: np.ndarray
@@ -86,6 +136,7 @@ class WDBCTable:
     ids: np.ndarray
     source: str
     checksum: str
+    rejected: tuple[tuple[str, str], ...] = ()
 
     @property
     def n(self) -> int:
@@ -119,12 +170,17 @@ def load_wdbc(path: str | Path | None = None) -> WDBCTable:
     return table
 
 
-def read_wdbc_file(path: str | Path, require_labels: bool = False) -> WDBCTable:
+def read_wdbc_file(path: str | Path, require_labels: bool = False, skip_bad_rows: bool = False) -> WDBCTable:
     """Read and validate ``wdbc.data`` (no header) or a CSV with named columns.
+
+    Every feature value must be a number in its physical range (:func:`check_feature_value`).
 
     Args:
         path: The file.
         require_labels: Raise when there is no diagnosis column.
+        skip_bad_rows: Leave out the rows whose feature values are not valid (not numbers, negative, over
+            :data:`FEATURE_MAX`) and list them in ``WDBCTable.rejected``, instead of raising (prediction goes
+            on past them; training and evaluation must not).
 
     Returns:
         A :class:`WDBCTable`; ``y`` is None when the file has no diagnosis column.
@@ -144,15 +200,15 @@ def read_wdbc_file(path: str | Path, require_labels: bool = False) -> WDBCTable:
     first = [c.strip() for c in rows[0]]
     has_header = any(c in COLUMN_ALIASES or c in ID_COLUMNS or c in LABEL_COLUMNS for c in first)
     if has_header:
-        table = _from_named_rows(path, first, rows[1:])
+        table = _from_named_rows(path, first, rows[1:], skip_bad_rows)
     else:
-        table = _from_uci_rows(path, rows)
+        table = _from_uci_rows(path, rows, skip_bad_rows)
     if require_labels and table.y is None:
         raise DataError(f"{path}: no diagnosis column; expected one named {', '.join(LABEL_COLUMNS)}.")
     return table
 
 
-def _from_uci_rows(path: Path, rows: list[list[str]]) -> WDBCTable:
+def _from_uci_rows(path: Path, rows: list[list[str]], skip_bad_rows: bool) -> WDBCTable:
     problems = []
     for i, r in enumerate(rows):
         if len(r) != 32:
@@ -163,10 +219,10 @@ def _from_uci_rows(path: Path, rows: list[list[str]]) -> WDBCTable:
     ids = [r[0].strip() for r in rows]
     labels = [r[1].strip() for r in rows]
     values = [r[2:] for r in rows]
-    return _build(path, ids, labels, values, list(FEATURE_NAMES), line_offset=1)
+    return _build(path, ids, labels, values, line_offset=1, skip_bad_rows=skip_bad_rows)
 
 
-def _from_named_rows(path: Path, header: list[str], rows: list[list[str]]) -> WDBCTable:
+def _from_named_rows(path: Path, header: list[str], rows: list[list[str]], skip_bad_rows: bool) -> WDBCTable:
     problems = []
     id_col = next((i for i, c in enumerate(header) if c in ID_COLUMNS), None)
     label_col = next((i for i, c in enumerate(header) if c in LABEL_COLUMNS), None)
@@ -195,32 +251,31 @@ def _from_named_rows(path: Path, header: list[str], rows: list[list[str]]) -> WD
     ids = [r[id_col].strip() for r in rows] if id_col is not None else [str(i + 1) for i in range(len(rows))]
     labels = [r[label_col].strip() for r in rows] if label_col is not None else None
     values = [[r[feature_cols[f]] for f in FEATURE_NAMES] for r in rows]
-    return _build(path, ids, labels, values, list(FEATURE_NAMES), line_offset=2)
+    return _build(path, ids, labels, values, line_offset=2, skip_bad_rows=skip_bad_rows)
 
 
 _LABELS = {"M": 1, "B": 0, "1": 1, "0": 0, "malignant": 1, "benign": 0}
 
 
 def _build(path: Path, ids: list[str], labels: list[str] | None, values: list[list[str]],
-           names: list[str], line_offset: int) -> WDBCTable:
+           line_offset: int, skip_bad_rows: bool) -> WDBCTable:
     problems: list[str] = []
+    rejected: list[tuple[str, str]] = []
     n = len(values)
-    X = np.full((n, len(names)), np.nan)
+    X = np.full((n, len(FEATURE_NAMES)), np.nan)
+    keep = np.ones(n, dtype=bool)
     for i, row in enumerate(values):
         where = f"line {i + line_offset} (ID {ids[i]})"
-        for j, cell in enumerate(row):
-            text = cell.strip()
-            try:
-                v = float(text)
-            except ValueError:
-                problems.append(f"{where}, column {names[j]!r}: expected a number, got {text!r}")
-                continue
-            if not np.isfinite(v):
-                problems.append(f"{where}, column {names[j]!r}: expected a finite number, got {text!r}")
-            elif v < 0:
-                problems.append(f"{where}, column {names[j]!r}: expected a value >= 0 (sizes and shape "
-                                f"measures cannot be negative), got {v}")
-            X[i, j] = v
+        row_problems = []
+        for j, (name, cell) in enumerate(zip(FEATURE_NAMES, row)):
+            X[i, j], problem = check_feature_value(name, cell)
+            if problem is not None:
+                row_problems.append(f"column {name!r}: {problem}")
+        if row_problems and skip_bad_rows:
+            keep[i] = False
+            rejected.append((f"{path} {where}", "; ".join(row_problems)))
+        elif row_problems:
+            problems.extend(f"{where}, {p}" for p in row_problems)
     y = None
     if labels is not None:
         y = np.zeros(n, dtype=np.int64)
@@ -243,5 +298,7 @@ def _build(path: Path, ids: list[str], labels: list[str] | None, values: list[li
         problems.append("no data rows")
     if problems:
         raise DataError(f"{path}: invalid WDBC data.", problems)
+    X, kept_ids = X[keep], np.array(ids)[keep]
+    y = None if y is None else y[keep]
     checksum = sha256_arrays(X, y) if y is not None else sha256_arrays(X)
-    return WDBCTable(X, y, np.array(ids), str(path), checksum)
+    return WDBCTable(X, y, kept_ids, str(path), checksum, tuple(rejected))

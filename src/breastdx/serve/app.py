@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -51,6 +51,9 @@ MULTIPART_OVERHEAD = 64 * 1024
 """Bytes allowed above the upload limit for the multipart framing (boundaries, part headers, other fields)."""
 
 NOTICE_HEADER = "X-Research-Use-Only"
+
+INT64_MAX = 2**63 - 1
+"""Largest id, offset or limit accepted: what a 64-bit signed integer column (SQLite, PostgreSQL) holds."""
 
 PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
             "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
@@ -337,8 +340,14 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         except (ValueError, UnicodeDecodeError) as e:
             raise ServeInputError(422, "invalid_json", f"The body is not valid JSON ({e}); expected "
                                   f"{{\"features\": {{name: value, ...}}}}.") from None
+        except RecursionError:
+            raise ServeInputError(422, "invalid_json", "The body nests arrays or objects too deeply to be read; "
+                                  "expected {\"features\": {name: value, ...}}.") from None
         try:
             req = schemas.WDBCRequest.model_validate(payload)
+        except RecursionError:
+            raise ServeInputError(422, "invalid_request", "The body nests arrays or objects too deeply; expected "
+                                  "{\"features\": {name: value, ...}}.") from None
         except ValidationError as e:
             raise ServeInputError(422, "invalid_request", "The body does not match {\"features\": {name: value, "
                                   "...}, \"case_id\": optional, \"n_reasons\": optional}.",
@@ -421,7 +430,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
     async def list_predictions(
         request: Request,
         limit: int = Query(50, ge=1, le=settings.max_list_limit, description="Most entries returned."),
-        offset: int = Query(0, ge=0, description="Entries skipped, from the newest."),
+        offset: int = Query(0, ge=0, le=INT64_MAX, description="Entries skipped, from the newest."),
         task: str | None = Query(None, max_length=32, description="Only this task."),
     ) -> dict[str, Any]:
         """The recorded predictions, newest first (without images)."""
@@ -431,7 +440,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
 
     @app.get("/v1/predictions/{prediction_id}", response_model=schemas.PredictionEntryOut, tags=["record"],
              responses={404: {"model": schemas.ErrorResponse}})
-    async def get_prediction(request: Request, prediction_id: int) -> dict[str, Any]:
+    async def get_prediction(request: Request, prediction_id: int = PathParam(..., le=INT64_MAX)) -> dict[str, Any]:
         """One recorded prediction."""
         entry = await run_in_threadpool(_store(request).get, prediction_id)
         if entry is None:

@@ -7,7 +7,6 @@ machine-readable code.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,7 +74,9 @@ def parse_wdbc_features(features: Any) -> np.ndarray:
     """The 30 WDBC features of a JSON object, checked by the rules of the CSV reader.
 
     Names may be scikit-learn's (``mean radius``) or UCI/Kaggle's (``radius_mean``); values must be numbers
-    (or numeric strings), finite and >= 0. Every problem is reported at once.
+    (or numeric strings) in the feature's physical range, ``0 <= value <=``
+    :data:`breastdx.data.wdbc.FEATURE_MAX` (:func:`breastdx.data.wdbc.check_feature_value`). Every problem is
+    reported at once.
 
     Args:
         features: ``{name: value}`` for the 30 features.
@@ -85,9 +86,9 @@ def parse_wdbc_features(features: Any) -> np.ndarray:
 
     Raises:
         ServeInputError: 422 ``invalid_features`` listing missing, unknown or repeated names and
-            non-numeric, non-finite or negative values.
+            non-numeric, non-finite, negative or out-of-range values (each named with its feature).
     """
-    from breastdx.data.wdbc import COLUMN_ALIASES, FEATURE_NAMES
+    from breastdx.data.wdbc import COLUMN_ALIASES, FEATURE_NAMES, check_feature_value
 
     if not isinstance(features, dict):
         raise ServeInputError(422, "invalid_features", f"'features' must be a JSON object mapping the 30 WDBC "
@@ -105,27 +106,15 @@ def parse_wdbc_features(features: Any) -> np.ndarray:
             problems.append(f"{key!r}: feature {canonical!r} is already given as {seen[canonical]!r}")
             continue
         seen[canonical] = str(key)
-        if isinstance(raw, bool) or raw is None or not isinstance(raw, (int, float, str)):
-            problems.append(f"{key!r}: expected a number, got {raw!r}")
-            values[canonical] = math.nan
-            continue
-        try:
-            v = float(raw)
-        except ValueError:
-            problems.append(f"{key!r}: expected a number, got {raw!r}")
-            values[canonical] = math.nan
-            continue
-        if not math.isfinite(v):
-            problems.append(f"{key!r}: expected a finite number, got {raw!r}")
-        elif v < 0:
-            problems.append(f"{key!r}: expected a value >= 0 (sizes and shape measures cannot be negative), got {v}")
-        values[canonical] = v
+        values[canonical], problem = check_feature_value(canonical, raw)
+        if problem is not None:
+            problems.append(f"{key!r}: {problem}")
     missing = [f for f in FEATURE_NAMES if f not in seen]
     if missing:
         problems.append(f"missing feature(s): {', '.join(repr(m) for m in missing)}")
     if problems:
         raise ServeInputError(422, "invalid_features", f"Invalid WDBC features ({len(problems)} problem(s)); "
-                              f"expected the 30 features, each a finite number >= 0.", problems)
+                              f"expected the 30 features, each a number in its physical range.", problems)
     return np.array([[values[f] for f in FEATURE_NAMES]], dtype=np.float64)
 
 

@@ -409,7 +409,8 @@ class WDBCTask(Task):
     def _shap_rows(self, model_dir: Path, inputs: list[Path], options: dict[str, str], command: str,
                    least: int = 0) -> tuple[Any, list[dict[str, Any]], list[tuple[str, str]]]:
         """Every case of every input file as a row of :meth:`WDBCPredictor.predict_table` (with its ``source``),
-        and the files that could not be read with their reasons; ``--reasons k`` (at least ``least``) SHAP
+        and the files and rows that could not be used with their reasons (a row whose values are not valid is
+        named by file, line and ID, and the other rows are predicted); ``--reasons k`` (at least ``least``) SHAP
         contributions per case."""
         from breastdx.inference.tabular import WDBCPredictor
 
@@ -426,11 +427,12 @@ class WDBCTask(Task):
         failures: list[tuple[str, str]] = []
         for path in inputs:
             try:
-                table = read_wdbc_file(path)
+                table = read_wdbc_file(path, skip_bad_rows=True)
             except (DataError, FileNotFoundError, UnicodeDecodeError) as e:
                 failures.append((str(path), str(e)))
                 continue
-            for row in predictor.predict_table(table, n_reasons=n_reasons):
+            failures.extend(table.rejected)  # rows with values out of range: named, the others predicted
+            for row in predictor.predict_table(table, n_reasons=n_reasons) if table.n else []:
                 rows.append({"source": str(path), **row})
         return predictor, rows, failures
 

@@ -1,0 +1,96 @@
+"""Hostile input to the service: every malformed, oversized or overflowing request gets a 4xx JSON answer,
+never a 500, a hang or a dropped connection."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from breastdx import RESEARCH_USE_ONLY
+from breastdx.data.wdbc import FEATURE_MAX, FEATURE_NAMES, load_wdbc
+from breastdx.serve import ServeSettings, create_app
+
+
+@pytest.fixture(scope="module")
+def client(registry, tmp_path_factory):
+    db = tmp_path_factory.mktemp("db") / "predictions.sqlite"
+    settings = ServeSettings(database_url=f"sqlite:///{db}", max_upload_bytes=1_000_000, max_pixels=1_000_000,
+                             display_max_side=256, auth=False)
+    with TestClient(create_app(settings, registry=registry), raise_server_exceptions=False) as c:
+        yield c
+
+
+def _features() -> dict[str, object]:
+    return {name: float(v) for name, v in zip(FEATURE_NAMES, load_wdbc().X[0])}
+
+
+def _error(r, status: int, code: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error", "research_use_only"} and body["research_use_only"] == RESEARCH_USE_ONLY
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    return body["error"]
+
+
+# ------------------------------------------------------------------------------------------------ ids and offsets
+
+
+@pytest.mark.parametrize("path", ["/v1/predictions/9223372036854775808", "/v1/predictions/" + "9" * 40])
+def test_prediction_id_past_int64_is_a_4xx(client, path):
+    err = _error(client.get(path), 422, "invalid_request")
+    assert any("prediction_id" in p for p in err["problems"])
+
+
+def test_largest_int64_id_is_not_found(client):
+    _error(client.get("/v1/predictions/9223372036854775807"), 404, "not_found")
+
+
+@pytest.mark.parametrize("params", [{"offset": "99999999999999999999"}, {"offset": "9223372036854775808"},
+                                    {"limit": "99999999999999999999"}])
+def test_list_offset_and_limit_past_int64_are_a_4xx(client, params):
+    err = _error(client.get("/v1/predictions", params=params), 422, "invalid_request")
+    assert any(p.startswith(f"query.{next(iter(params))}") for p in err["problems"])
+
+
+def test_largest_int64_offset_is_an_empty_page(client):
+    r = client.get("/v1/predictions", params={"offset": str(2**63 - 1)})
+    assert r.status_code == 200 and r.json()["items"] == []
+
+
+# ------------------------------------------------------------------------------------------------ WDBC features
+
+
+@pytest.mark.parametrize("value, says", [(1e308, "expected a value <= 2811"), (int("9" * 400), "too large for a float"),
+                                         ("9" * 400, "expected a finite number"), (2812.0, "expected a value <= 2811")])
+def test_feature_out_of_physical_range_is_named(client, value, says):
+    features = _features()
+    features["mean radius"] = value
+    err = _error(client.post("/v1/predict/wdbc", json={"features": features}), 422, "invalid_features")
+    assert len(err["problems"]) == 1 and err["problems"][0].startswith("'mean radius': ")
+    assert says in err["problems"][0]
+
+
+def test_every_feature_accepts_its_bound_and_refuses_past_it(client):
+    at_bound = {name: FEATURE_MAX[name] for name in FEATURE_NAMES}
+    assert client.post("/v1/predict/wdbc", json={"features": at_bound}).status_code == 200
+    past = {name: FEATURE_MAX[name] * 1.01 for name in FEATURE_NAMES}
+    err = _error(client.post("/v1/predict/wdbc", json={"features": past}), 422, "invalid_features")
+    assert len(err["problems"]) == 30
+
+
+def test_huge_integer_literal_in_the_body_is_a_4xx(client):
+    body = '{"features": {"mean radius": ' + "9" * 400 + "}}"
+    r = client.post("/v1/predict/wdbc", content=body, headers={"content-type": "application/json"})
+    _error(r, 422)
+    body = '{"features": {"mean radius": ' + "9" * 5000 + "}}"  # past Python's int-from-text digit limit
+    r = client.post("/v1/predict/wdbc", content=body, headers={"content-type": "application/json"})
+    _error(r, 422, "invalid_json")
+
+
+@pytest.mark.parametrize("depth", [2_000, 100_000])
+def test_deeply_nested_json_is_a_4xx(client, depth):
+    for body in ("[" * depth + "]" * depth, '{"features": ' + "[" * depth + "]" * depth + "}",
+                 '{"features": {"mean radius": ' + '{"a": ' * depth + "1" + "}" * depth + "}}"):
+        r = client.post("/v1/predict/wdbc", content=body, headers={"content-type": "application/json"})
+        _error(r, 422)
