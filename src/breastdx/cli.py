@@ -33,6 +33,8 @@ BACKEND_HELP = ("Forward-pass backend: auto (ONNX Runtime for a model folder in 
 DTYPE_HELP = ("Network precision: auto (bfloat16 only where the CPU or GPU computes it natively and the model "
               "folder validates it; float32 elsewhere), float32 or bfloat16. One log line says what was chosen "
               "and why.")
+DATABASE_HELP = ("SQLAlchemy URL of the prediction record and the API tokens, e.g. "
+                 "postgresql+psycopg://user@host/db; default a SQLite file in ~/.local/share/breastdx.")
 
 
 _VERBOSE = {"on": False}  # set by the --verbose option of the command line (this module's own state)
@@ -402,32 +404,132 @@ def version() -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this machine only)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
-    database_url: Optional[str] = typer.Option(None, "--database-url", help="SQLAlchemy URL of the prediction "
-                                               "record, e.g. postgresql+psycopg://user@host/db; default a SQLite "
-                                               "file in ~/.local/share/breastdx."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_HELP),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest accepted upload, in MiB."),
     dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
     backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Serve /v1/... without API tokens; accepted only on a "
+                                 "loopback host (127.0.0.1, ::1, localhost)."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes sharing the database; each "
+                                "loads the models."),
+    model: Optional[list[Path]] = typer.Option(None, "--model", help="A model folder to serve (repeatable); "
+                                               "default every shipped model."),
 ) -> None:
-    """Serve the web page and the REST API (OpenAPI at /docs) with the shipped models."""
+    """Serve the web page and the REST API (OpenAPI at /docs) with the shipped models.
+
+    Every /v1/... request needs 'Authorization: Bearer TOKEN' of a token made by 'breastdx token create NAME'
+    on the same database."""
     import uvicorn
 
     from breastdx.serve import ServeSettings, create_app
     from breastdx.serve.db import DatabaseError, PredictionStore, redact_url
+    from breastdx.serve.settings import SETTINGS_ENV
 
     try:
         settings = ServeSettings(host=host, port=port, database_url=database_url,
-                                 max_upload_bytes=int(max_upload_mb * 1024 * 1024), dtype=dtype,
-                                 backend=backend)
-        store = PredictionStore(settings.resolved_database_url)
+                                 max_upload_bytes=int(max_upload_mb * 1024 * 1024), dtype=dtype, backend=backend,
+                                 auth=not no_auth, workers=workers,
+                                 model_dirs=tuple(model) if model else None)
+        store = PredictionStore(settings.resolved_database_url)  # creates or upgrades the schema once, here
+        valid = sum(t.revoked_at is None for t in store.list_tokens())
     except (ValueError, DatabaseError) as e:
         _fail(str(e))
-    console.print(f"[bold]breastdx {__version__}[/] serving on http://{host}:{port}, recording predictions in "
-                  f"{redact_url(store.url)}. {RESEARCH_USE_ONLY}", highlight=False, soft_wrap=True)
+    access = ("without API tokens (--no-auth, this machine only)" if no_auth else
+              f"to holders of an API token ({valid} valid)")
+    console.print(f"[bold]breastdx {__version__}[/] serving on http://{host}:{port} {access}, with {workers} "
+                  f"worker(s), recording predictions in {redact_url(store.url)}. {RESEARCH_USE_ONLY}",
+                  highlight=False, soft_wrap=True)
+    if not no_auth and not valid:
+        err_console.print("[bold yellow]warning:[/] no valid API token exists, so every /v1/... request will be "
+                          "refused; create one with 'breastdx token create NAME' (same --database-url).",
+                          highlight=False, soft_wrap=True)
     try:
-        uvicorn.run(create_app(settings, store=store), host=host, port=port, log_level="info")
+        if workers == 1:
+            uvicorn.run(create_app(settings, store=store), host=host, port=port, log_level="info",
+                        timeout_graceful_shutdown=5)
+        else:
+            store.close()
+            os.environ[SETTINGS_ENV] = settings.to_json()
+            uvicorn.run("breastdx.serve.app:app_from_environment", factory=True, host=host, port=port,
+                        workers=workers, log_level="info", timeout_graceful_shutdown=5)
     finally:
         store.close()
+
+
+token_app = typer.Typer(help="API tokens of the service: create, list, revoke (stored as SHA-256 hashes in the "
+                             "prediction database).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+def _token_store(database_url: Optional[str]) -> Any:
+    from breastdx.serve.db import DatabaseError, PredictionStore
+    from breastdx.serve.settings import default_database_url
+
+    try:
+        return PredictionStore(database_url or default_database_url())
+    except DatabaseError as e:
+        _fail(str(e))
+
+
+@token_app.command("create")
+def token_create(
+    name: str = typer.Argument(..., help="Who or what the token is for; recorded with each prediction it asks."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_HELP),
+) -> None:
+    """Make a new API token and print it once, as the last line (only its hash is kept)."""
+    from breastdx.serve.db import DatabaseError, redact_url
+
+    store = _token_store(database_url)
+    try:
+        token = store.create_token(name)
+    except (ValueError, DatabaseError) as e:
+        _fail(str(e))
+    finally:
+        store.close()
+    console.print(f"API token {name!r} created in {redact_url(store.url)}. It is shown once, now; keep it secret "
+                  f"and send it as 'Authorization: Bearer TOKEN'.", highlight=False, soft_wrap=True)
+    print(token)
+
+
+@token_app.command("list")
+def token_list(database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_HELP)) -> None:
+    """List the API tokens: name, created, revoked (never the tokens)."""
+    from breastdx.serve.db import DatabaseError
+
+    store = _token_store(database_url)
+    try:
+        tokens = store.list_tokens()
+    except DatabaseError as e:
+        _fail(str(e))
+    finally:
+        store.close()
+    table = Table(title=f"API tokens ({len(tokens)})")
+    for column in ("name", "created (UTC)", "revoked (UTC)"):
+        table.add_column(column)
+    for t in tokens:
+        table.add_row(t.name, f"{t.created_at:%Y-%m-%d %H:%M:%S}",
+                      f"{t.revoked_at:%Y-%m-%d %H:%M:%S}" if t.revoked_at else "")
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: str = typer.Argument(..., help="The token's name (token list shows them)."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_HELP),
+) -> None:
+    """Revoke an API token: every worker refuses it from its next request on."""
+    from breastdx.serve.db import DatabaseError
+
+    store = _token_store(database_url)
+    try:
+        info = store.revoke_token(name)
+    except KeyError as e:
+        _fail(str(e.args[0]))
+    except DatabaseError as e:
+        _fail(str(e))
+    finally:
+        store.close()
+    console.print(f"API token {info.name!r} revoked at {info.revoked_at:%Y-%m-%d %H:%M:%S} UTC.", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -81,7 +81,7 @@ def _assert_error(r, status: int, code: str | None = None) -> dict:
 @pytest.fixture(scope="module")
 def client(registry, tmp_path_factory):
     db = tmp_path_factory.mktemp("db") / "predictions.sqlite"
-    settings = ServeSettings(database_url=f"sqlite:///{db}", max_upload_bytes=MAX_UPLOAD, max_pixels=MAX_PIXELS,
+    settings = ServeSettings(auth=False, database_url=f"sqlite:///{db}", max_upload_bytes=MAX_UPLOAD, max_pixels=MAX_PIXELS,
                              display_max_side=256)
     with TestClient(create_app(settings, registry=registry)) as c:
         yield c
@@ -245,7 +245,7 @@ def test_uploads_are_decoded_in_memory_never_written_to_disk(client, tmp_path, s
     noise = np.random.default_rng(0).integers(0, 256, (1100, 1100), dtype=np.uint8)  # about 1.2 MB as PNG
     big = _png(noise)
     assert len(big) > 1024 * 1024
-    settings = ServeSettings(database_url=f"sqlite:///{tmp_path / 'big.sqlite'}", display_max_side=256)
+    settings = ServeSettings(auth=False, database_url=f"sqlite:///{tmp_path / 'big.sqlite'}", display_max_side=256)
     with TestClient(create_app(settings, registry=client.app.state.registry)) as big_client:
         assert _upload(big_client, "busi-seg", big).status_code == 200
     assert spooled and not any(f._rolled for f in spooled)
@@ -343,13 +343,13 @@ def test_unknown_task_suggests_and_lists_served_tasks(client, synthetic_png):
 
 def test_absent_models_answer_404_naming_the_shipped_tasks(registry, synthetic_png):
     only_wdbc = ModelRegistry({"wdbc": registry.models["wdbc"]})
-    with TestClient(create_app(ServeSettings(database_url="sqlite://"), registry=only_wdbc)) as c:
+    with TestClient(create_app(ServeSettings(auth=False, database_url="sqlite://"), registry=only_wdbc)) as c:
         for task in ("busi-seg", "busi-cls", "ultrasound", "pcam", "idc", "breakhis"):
             err = _assert_error(_upload(c, task, synthetic_png), 404, "model_not_available")
             assert "Served tasks: wdbc." in err["message"]
         assert c.get("/healthz").json()["tasks"] == ["wdbc"]
     no_models = ModelRegistry({})
-    with TestClient(create_app(ServeSettings(database_url="sqlite://"), registry=no_models)) as c:
+    with TestClient(create_app(ServeSettings(auth=False, database_url="sqlite://"), registry=no_models)) as c:
         assert c.get("/healthz").json()["status"] == "degraded"
         err = _assert_error(c.post("/v1/predict/wdbc", json={"features": _features()}), 404, "model_not_available")
         assert "(none)" in err["message"]
@@ -373,7 +373,7 @@ def test_every_image_classifier_folder_is_served(tmp_path, synthetic_png):
                                   "threshold": 0.4})
     reg = ModelRegistry.load([folder])
     assert not reg.unavailable and reg.tasks() == ["idc"] and reg.models["idc"].kind == "classification"
-    with TestClient(create_app(ServeSettings(database_url="sqlite://"), registry=reg)) as c:
+    with TestClient(create_app(ServeSettings(auth=False, database_url="sqlite://"), registry=reg)) as c:
         r = _upload(c, "idc", synthetic_png)
         assert r.status_code == 200, r.text
         cls = r.json()["classification"]
@@ -385,7 +385,7 @@ def test_every_image_classifier_folder_is_served(tmp_path, synthetic_png):
 
 def test_ultrasound_with_segmentation_only_notes_the_missing_classifier(registry, synthetic_png):
     seg_only = ModelRegistry({"busi-seg": registry.models["busi-seg"]})
-    with TestClient(create_app(ServeSettings(database_url="sqlite://"), registry=seg_only)) as c:
+    with TestClient(create_app(ServeSettings(auth=False, database_url="sqlite://"), registry=seg_only)) as c:
         a = _upload(c, "ultrasound", synthetic_png).json()
     assert a["classification"] is None and a["segmentation"] is not None
     assert a["notes"] == ["No busi-cls model is served, so this answer has no classification."]
@@ -523,7 +523,7 @@ def test_database_failure_answers_503_not_500(registry, synthetic_png):
         def close(self):
             pass
 
-    with TestClient(create_app(ServeSettings(), registry=registry, store=BrokenStore())) as c:
+    with TestClient(create_app(ServeSettings(auth=False), registry=registry, store=BrokenStore())) as c:
         err = _assert_error(_upload(c, "busi-seg", synthetic_png), 503, "database_unavailable")
     assert "disk full" in err["message"] and "must be recorded" in err["message"]
 
@@ -545,7 +545,7 @@ def test_broken_model_folder_is_left_out(model_dirs, tmp_path):
 def test_app_serves_whatever_the_zoo_holds():
     from breastdx.zoo import shipped_models
 
-    with TestClient(create_app(ServeSettings(database_url="sqlite://"))) as c:
+    with TestClient(create_app(ServeSettings(auth=False, database_url="sqlite://"))) as c:
         body = c.get("/v1/models").json()
     found = {m["name"] for m in body["models"]} | {u["name"] for u in body["unavailable"]}
     assert found == set(shipped_models())

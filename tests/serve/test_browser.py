@@ -19,6 +19,9 @@ import pytest
 
 from breastdx import RESEARCH_USE_ONLY
 from breastdx.serve import ServeSettings, create_app, running_server
+from breastdx.serve.db import PredictionStore
+
+_TOKEN: dict[str, str] = {}  # the API token of the module's server
 
 CHROMIUM = os.environ.get("BREASTDX_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -57,15 +60,20 @@ def server(model_dirs, registry, tmp_path_factory):
     dirs = [zoo.get(t, model_dirs[t]) for t in ("busi-seg", "busi-cls", "wdbc")]
     reg = registry if all(d == model_dirs[t] for d, t in zip(dirs, ("busi-seg", "busi-cls", "wdbc"))) else None
     db = tmp_path_factory.mktemp("browser-db") / "p.sqlite"
-    app = create_app(ServeSettings(database_url=f"sqlite:///{db}", model_dirs=tuple(dirs)), registry=reg)
+    store = PredictionStore(f"sqlite:///{db}")
+    _TOKEN["value"] = store.create_token("browser-test")
+    app = create_app(ServeSettings(database_url=f"sqlite:///{db}", model_dirs=tuple(dirs)), registry=reg,
+                     store=store)
     with running_server(app) as url:
         yield url
+    store.close()
 
 
 def _classes(url: str) -> list[str]:
     import httpx
 
-    models = httpx.get(url + "/v1/models", timeout=30).json()["models"]
+    models = httpx.get(url + "/v1/models", timeout=30,
+                       headers={"Authorization": f"Bearer {_TOKEN['value']}"}).json()["models"]
     return next(m["class_names"] for m in models if m["task"] == "busi-cls")
 
 
@@ -76,7 +84,33 @@ def _open(browser, url: str):
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(url + "/")
     page.wait_for_selector("body[data-ready='true']", timeout=30_000)
+    _enter_token(page, _TOKEN["value"])
+    page.wait_for_selector("#status.ok", timeout=30_000)
     return page, errors
+
+
+def _enter_token(page, token: str) -> None:
+    assert page.is_visible("#token-form"), "the page must ask for the API token"
+    page.fill("#token-input", token)
+    page.click("#token-form button[type=submit]")
+
+
+def test_page_asks_for_the_token_and_says_when_it_is_refused(browser, server):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready='true']", timeout=30_000)
+    assert "needs an API token" in page.inner_text("#token-message")
+    _enter_token(page, "wrong-token")
+    page.wait_for_function("document.querySelector('#token-message').textContent.includes('refused')",
+                           timeout=30_000)
+    assert page.is_visible("#token-form") and page.evaluate("sessionStorage.getItem('breastdx-token')") is None
+    _enter_token(page, _TOKEN["value"])
+    page.wait_for_selector("#status.ok", timeout=30_000)
+    assert page.is_hidden("#token-form")
+    page.reload()  # kept for the browser session: not asked again
+    page.wait_for_selector("#status.ok", timeout=30_000)
+    assert page.is_hidden("#token-form")
+    page.close()
 
 
 def test_upload_shows_prediction_overlays_and_card(browser, server, busi_image, tmp_path):

@@ -34,7 +34,7 @@ def test_round_trip_and_schema(tmp_path):
     assert got.result["classification"]["probabilities"]["malignant"] == 0.3
     columns = {c["name"] for c in inspect(store.engine).get_columns("predictions")}
     assert columns == {"id", "created_at", "task", "model_name", "model_version", "input_sha256", "input_name",
-                       "label", "elapsed_ms", "result"}
+                       "label", "elapsed_ms", "result", "token_name"}
     assert store.get(999) is None
     store.close()
     reopened = PredictionStore(url)  # the file keeps the record

@@ -33,7 +33,7 @@ def test_bounded_load_on_loopback(registry, tmp_path, image_bytes):
     import httpx
 
     name, data = image_bytes
-    settings = ServeSettings(database_url=f"sqlite:///{tmp_path / 'p.sqlite'}")
+    settings = ServeSettings(auth=False, database_url=f"sqlite:///{tmp_path / 'p.sqlite'}")
     latencies = np.zeros(N_REQUESTS)
     failures: list[str] = []
     answers: set[tuple] = set()

@@ -37,7 +37,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from breastdx import RESEARCH_USE_ONLY, __version__
+from breastdx.data.images import sniff_bytes
 from breastdx.serve import schemas
+from breastdx.serve.auth import BearerAuth, document_bearer_auth
 from breastdx.serve.db import DatabaseError, PredictionStore
 from breastdx.serve.inputs import ServeInputError, bytes_sha256, features_sha256, parse_wdbc_features
 from breastdx.serve.models import ULTRASOUND_TASK, LoadedModel, ModelRegistry, predict_features, predict_image
@@ -231,7 +233,9 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(BearerAuth, enabled=settings.auth)  # inside the notice: a 401 carries the notice too
     app.add_middleware(_LimitAndNotice, max_body=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    document_bearer_auth(app)
     # Starlette spools a multipart file part to a temporary file on disk past 1 MiB: keep every accepted upload in
     # memory instead (the middleware above already bounds the body), so that no medical image touches the disk.
     from starlette.formparsers import MultiPartParser
@@ -295,10 +299,13 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         elapsed = (time.perf_counter() - start) * 1000
         answer = finite(answer)
         refs = [m.ref for m in models]
+        if input_name is None and isinstance(answer.get("image"), dict):  # a DICOM upload's name is not kept
+            answer["image"] = {**answer["image"], "filename": None}
+        stored = without_images(answer)
         entry = _store(request).add(
             task=task, model_name="+".join(r["name"] for r in refs), model_version="+".join(r["version"] for r in refs),
             input_sha256=sha, input_name=input_name, label=_record_label(answer), elapsed_ms=elapsed,
-            result=without_images(answer))
+            result=stored, token_name=getattr(request.state, "token_name", None))
         return {"prediction_id": entry.id, "created_at": entry.created_at, "task": task, "models": refs,
                 "input_sha256": sha, "elapsed_ms": round(elapsed, 2), **answer, "notes": notes,
                 "research_use_only": RESEARCH_USE_ONLY}
@@ -314,7 +321,8 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         """Liveness and what is served."""
         reg = _registry(request)
         return {"status": "ok" if reg.models else "degraded", "version": __version__, "tasks": reg.tasks(),
-                "models": [m.ref for m in reg.models.values()], "research_use_only": RESEARCH_USE_ONLY}
+                "models": [m.ref for m in reg.models.values()], "auth": settings.auth,
+                "research_use_only": RESEARCH_USE_ONLY}
 
     @app.get("/v1/models", response_model=schemas.ModelsResponse, tags=["models"])
     async def list_models(request: Request) -> dict[str, Any]:
@@ -422,7 +430,10 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
             answer = predict_image(models, data, filename, max_pixels=settings.max_pixels,
                                    display_max_side=settings.display_max_side, gradcam=settings.gradcam,
                                    composites=composites)
-            return _finish(request, task, models, bytes_sha256(data), filename, answer, start, notes)
+            # De-identification: nothing is read from a DICOM's header but its pixels and calibration, and its file
+            # name (PACS exports may name files after the patient) is not recorded: the SHA-256 is its reference.
+            recorded_name = None if sniff_bytes(data[:132]) == "DICOM" else filename
+            return _finish(request, task, models, bytes_sha256(data), recorded_name, answer, start, notes)
 
         return await run_in_threadpool(work)
 
@@ -487,3 +498,20 @@ def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0, *,
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of ``breastdx serve --workers N``: :func:`create_app` with the settings
+    from ``$BREASTDX_SERVE_SETTINGS`` (:meth:`ServeSettings.to_json`); uvicorn calls it in each worker.
+
+    Raises:
+        ValueError: If the variable is missing or malformed.
+    """
+    import os
+
+    from breastdx.serve.settings import SETTINGS_ENV
+
+    text = os.environ.get(SETTINGS_ENV)
+    if not text:
+        raise ValueError(f"{SETTINGS_ENV} is not set; start the workers with 'breastdx serve --workers N'.")
+    return create_app(ServeSettings.from_json(text))

@@ -1,6 +1,6 @@
-"""The prediction record: every answered prediction is stored, through SQLAlchemy 2.0 (SQLite or PostgreSQL).
+"""The prediction record and the API tokens, through SQLAlchemy 2.0 (SQLite or PostgreSQL).
 
-Schema (one table, ``predictions``):
+Every answered prediction is stored. Schema, table ``predictions``:
 
 =============== ====================== ===============================================================
 column          type                   meaning
@@ -15,15 +15,22 @@ input_name      varchar(255), null     the uploaded file's name or the WDBC case
 label           varchar(64), null      the label at the operating point (classification), else null
 elapsed_ms      float                  time taken by the server, from the received input to the answer
 result          JSON                   the answer without its images (probabilities, threshold, area, ...)
+token_name      varchar(64), null      the API token that asked (its name); null with ``--no-auth``
 =============== ====================== ===============================================================
 
-The table is created when missing (``create_all``); there is no migration tool yet, so a later change of
-this schema must come with one.
+Table ``api_tokens``: ``id``, ``name`` (unique), ``token_sha256`` (unique; the token itself is never stored),
+``created_at``, ``revoked_at`` (null while valid).
+
+The schema is made and upgraded by Alembic (:func:`migrate`, files in ``serve/migrations/versions``); a
+database made before migrations existed is recognised and upgraded in place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
+import secrets
 import threading
 from contextlib import nullcontext
 from datetime import datetime, timezone
@@ -31,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, DateTime, Float, Integer, String, create_engine, event, func, select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import JSON, DateTime, Float, Integer, String, create_engine, event, func, inspect, select
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -63,6 +70,71 @@ class PredictionRow(Base):
     label: Mapped[str | None] = mapped_column(String(64), nullable=True)
     elapsed_ms: Mapped[float] = mapped_column(Float)
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    token_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class TokenRow(Base):
+    """One API token: its name and the SHA-256 of the token (see the module docstring)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+"""A token's name: 1 to 64 letters, digits and ``._@-``, starting with a letter or digit."""
+
+
+class TokenInfo(BaseModel):
+    """An API token as listed (never the token itself).
+
+    Attributes:
+        name: Its name.
+        created_at: When it was made (UTC).
+        revoked_at: When it was revoked (UTC), or None while valid.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+def token_sha256(token: str) -> str:
+    """The SHA-256 (hex) under which a token is stored. A token is 256 random bits, so a fast hash suffices."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:  # SQLite stores naive timestamps; they were written in UTC
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def migrate(connection: Connection) -> None:
+    """Create or upgrade the schema to the newest revision (Alembic), in the connection's transaction.
+
+    A database made by ``create_all`` before migrations existed (a ``predictions`` table and no
+    ``alembic_version``) is stamped with revision ``0001`` first, so its rows are kept.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: If the database cannot be read or altered.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    config.attributes["connection"] = connection
+    tables = set(inspect(connection).get_table_names())
+    if "predictions" in tables and "alembic_version" not in tables:
+        command.stamp(config, "0001")
+    command.upgrade(config, "head")
 
 
 class PredictionEntry(BaseModel):
@@ -79,6 +151,7 @@ class PredictionEntry(BaseModel):
         label: The label at the operating point, or None.
         elapsed_ms: Server time taken, in milliseconds.
         result: The answer without images.
+        token_name: The name of the API token that asked, or None (``--no-auth``).
     """
 
     model_config = ConfigDict(frozen=True, protected_namespaces=())
@@ -93,6 +166,7 @@ class PredictionEntry(BaseModel):
     label: str | None = None
     elapsed_ms: float
     result: dict[str, Any] = Field(description="The answer without its images.")
+    token_name: str | None = Field(default=None, description="The API token that asked (its name).")
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as JSON-ready values (``created_at`` in ISO 8601)."""
@@ -100,12 +174,10 @@ class PredictionEntry(BaseModel):
 
 
 def _entry(row: PredictionRow) -> PredictionEntry:
-    created = row.created_at
-    if created.tzinfo is None:  # SQLite stores naive timestamps; they were written in UTC
-        created = created.replace(tzinfo=timezone.utc)
-    return PredictionEntry(id=row.id, created_at=created, task=row.task, model_name=row.model_name,
+    return PredictionEntry(id=row.id, created_at=_utc(row.created_at), task=row.task, model_name=row.model_name,
                            model_version=row.model_version, input_sha256=row.input_sha256, input_name=row.input_name,
-                           label=row.label, elapsed_ms=float(row.elapsed_ms), result=dict(row.result or {}))
+                           label=row.label, elapsed_ms=float(row.elapsed_ms), result=dict(row.result or {}),
+                           token_name=row.token_name)
 
 
 def _clip(text: str | None, length: int) -> str | None:
@@ -138,7 +210,8 @@ class PredictionStore:
         # An in-memory SQLite database is one connection shared by every thread: use it one at a time.
         self._lock: Any = threading.Lock() if isinstance(self.engine.pool, StaticPool) else nullcontext()
         try:
-            Base.metadata.create_all(self.engine)
+            with self._lock, self.engine.begin() as connection:
+                migrate(connection)
         except SQLAlchemyError as e:
             self.engine.dispose()
             raise DatabaseError(f"Cannot open the prediction database {redact_url(url)}: "
@@ -181,7 +254,7 @@ class PredictionStore:
 
     def add(self, *, task: str, model_name: str, model_version: str, input_sha256: str, input_name: str | None,
             label: str | None, elapsed_ms: float, result: dict[str, Any],
-            created_at: datetime | None = None) -> PredictionEntry:
+            created_at: datetime | None = None, token_name: str | None = None) -> PredictionEntry:
         """Record one prediction.
 
         Args:
@@ -194,6 +267,7 @@ class PredictionStore:
             elapsed_ms: Server time taken, in milliseconds.
             result: The answer without images (JSON-serialisable).
             created_at: When; default now (UTC).
+            token_name: The name of the API token that asked, or None.
 
         Returns:
             The recorded entry, with its id.
@@ -207,7 +281,7 @@ class PredictionStore:
         row = PredictionRow(created_at=created_at or datetime.now(timezone.utc), task=_clip(task, 32),
                             model_name=_clip(model_name, 200), model_version=_clip(model_version, 200),
                             input_sha256=input_sha256, input_name=_clip(input_name, 255), label=_clip(label, 64),
-                            elapsed_ms=float(elapsed_ms), result=result)
+                            elapsed_ms=float(elapsed_ms), result=result, token_name=_clip(token_name, 64))
         try:
             with self._lock, self._sessions.begin() as session:
                 session.add(row)
@@ -263,6 +337,82 @@ class PredictionStore:
         except SQLAlchemyError as e:
             raise DatabaseError(f"Cannot read prediction {prediction_id} from {redact_url(self.url)}: "
                                 f"{type(e).__name__}: {e.args[0] if e.args else e}") from None
+
+    # ------------------------------------------------------------------------------------------ API tokens
+    def _tokens(self, what: str, work: Any) -> Any:
+        try:
+            with self._lock, self._sessions.begin() as session:
+                return work(session)
+        except SQLAlchemyError as e:
+            raise DatabaseError(f"Cannot {what} in {redact_url(self.url)}: {type(e).__name__}: "
+                                f"{e.args[0] if e.args else e}") from None
+
+    def create_token(self, name: str) -> str:
+        """Make a new API token; only its SHA-256 is stored, so the returned token cannot be shown again.
+
+        Args:
+            name: Who or what the token is for (:data:`TOKEN_NAME`); recorded with each prediction it asks for.
+
+        Returns:
+            The token: 43 URL-safe characters (256 random bits).
+
+        Raises:
+            ValueError: If the name is malformed or a token of that name exists (revoked ones included).
+            DatabaseError: If the database cannot be written.
+        """
+        if not TOKEN_NAME.fullmatch(name or ""):
+            raise ValueError(f"Token name {name!r} is not valid: use 1 to 64 letters, digits and . _ @ -, starting "
+                             f"with a letter or digit.")
+        token = secrets.token_urlsafe(32)
+
+        def work(session: Session) -> None:
+            if session.scalar(select(TokenRow).where(TokenRow.name == name)) is not None:
+                raise ValueError(f"A token named {name!r} exists already (token list shows it); revoke it and "
+                                 f"choose another name.")
+            session.add(TokenRow(name=name, token_sha256=token_sha256(token), created_at=datetime.now(timezone.utc)))
+
+        self._tokens(f"create token {name!r}", work)
+        return token
+
+    def list_tokens(self) -> list[TokenInfo]:
+        """Every token, oldest first (names and dates, never the tokens).
+
+        Raises:
+            DatabaseError: If the database cannot be read.
+        """
+        return self._tokens("list the tokens", lambda session: [
+            TokenInfo(name=r.name, created_at=_utc(r.created_at), revoked_at=_utc(r.revoked_at))
+            for r in session.scalars(select(TokenRow).order_by(TokenRow.id))])
+
+    def revoke_token(self, name: str) -> TokenInfo:
+        """Revoke a token: it is refused from now on (by every worker, at its next request).
+
+        Returns:
+            The token as listed, with its ``revoked_at``.
+
+        Raises:
+            KeyError: If no token has this name.
+            DatabaseError: If the database cannot be written.
+        """
+        def work(session: Session) -> TokenInfo:
+            row = session.scalar(select(TokenRow).where(TokenRow.name == name))
+            if row is None:
+                raise KeyError(f"No token is named {name!r}; token list shows the names.")
+            if row.revoked_at is None:
+                row.revoked_at = datetime.now(timezone.utc)
+            return TokenInfo(name=row.name, created_at=_utc(row.created_at), revoked_at=_utc(row.revoked_at))
+
+        return self._tokens(f"revoke token {name!r}", work)
+
+    def token_owner(self, token: str) -> str | None:
+        """The name of a valid (not revoked) token, or None for an unknown or revoked one.
+
+        Raises:
+            DatabaseError: If the database cannot be read.
+        """
+        digest = token_sha256(token)
+        return self._tokens("check a token", lambda session: session.scalar(
+            select(TokenRow.name).where(TokenRow.token_sha256 == digest, TokenRow.revoked_at.is_(None))))
 
     def close(self) -> None:
         """Close every connection."""

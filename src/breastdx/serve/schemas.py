@@ -50,6 +50,7 @@ class Health(_Base):
     version: str = Field(description="breastdx version.")
     tasks: list[str] = Field(description="Tasks answered by POST /v1/predict/{task}.")
     models: list[ModelRef]
+    auth: bool = Field(description="Whether /v1/... needs 'Authorization: Bearer TOKEN'.")
     research_use_only: str = RESEARCH_USE_ONLY
 
 
@@ -163,7 +164,7 @@ class SegmentationResult(_Base):
 class ImageInfo(_Base):
     """The uploaded image as decoded."""
 
-    filename: str
+    filename: str | None = Field(description="The client's file name; null for a DICOM upload (de-identified).")
     width: int
     height: int
     format: str = Field(description="From the file's bytes: PNG, JPEG, TIFF or DICOM.")

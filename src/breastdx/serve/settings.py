@@ -1,13 +1,15 @@
 """Settings of the web service: where predictions are recorded, the upload and pixel limits, which models load.
 
 One frozen dataclass, :class:`ServeSettings`, built by the ``breastdx serve`` command (or by a test) and
-given to :func:`breastdx.serve.app.create_app`. Nothing is read from the environment here.
+given to :func:`breastdx.serve.app.create_app`. With several worker processes, each worker rebuilds it from
+the JSON that ``breastdx serve`` puts in :data:`SETTINGS_ENV` (:meth:`ServeSettings.to_json`).
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from breastdx.runtime import BACKENDS, DTYPES, usable_cores
@@ -17,6 +19,9 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 DEFAULT_MAX_PIXELS = 40_000_000
 """Largest accepted image, in pixels (width x height), checked from the file header before decoding."""
+
+SETTINGS_ENV = "BREASTDX_SERVE_SETTINGS"
+"""Environment variable holding the settings (JSON) for the worker processes of ``breastdx serve --workers N``."""
 
 DEFAULT_DISPLAY_MAX_SIDE = 1024
 """Images in answers (overlays, masks, heat maps) are scaled down to at most this many pixels per side."""
@@ -64,9 +69,13 @@ class ServeSettings:
         n_reasons: SHAP contributions reported per WDBC case.
         warmup: Run each model once on a blank input at start-up, so that the first request is not slow.
         max_list_limit: Largest ``limit`` of ``GET /v1/predictions``.
+        auth: Every ``/v1/...`` request needs an API token (:mod:`breastdx.serve.auth`); False (``--no-auth``)
+            is accepted only when ``host`` is a loopback address.
+        workers: Worker processes (``uvicorn --workers``) sharing the database; each loads the models.
 
     Raises:
-        ValueError: If a number is out of range; the message names the setting, the range and the value.
+        ValueError: If a number is out of range (the message names the setting, the range and the value), or
+            ``auth`` is False on a host that is not a loopback address.
     """
 
     host: str = "127.0.0.1"
@@ -83,6 +92,8 @@ class ServeSettings:
     n_reasons: int = 5
     warmup: bool = True
     max_list_limit: int = 500
+    auth: bool = True
+    workers: int = 1
 
     def __post_init__(self) -> None:
         checks = [
@@ -92,6 +103,7 @@ class ServeSettings:
             ("display_max_side", self.display_max_side, 16, None),
             ("n_reasons", self.n_reasons, 0, 30),
             ("max_list_limit", self.max_list_limit, 1, None),
+            ("workers", self.workers, 1, 64),
         ]
         if self.torch_threads is not None:
             checks.append(("torch_threads", self.torch_threads, 1, None))
@@ -105,8 +117,41 @@ class ServeSettings:
             raise ValueError(f"ServeSettings.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}.")
         if self.backend not in BACKENDS:
             raise ValueError(f"ServeSettings.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}.")
+        if not self.auth:
+            from breastdx.serve.auth import is_loopback
+
+            if not is_loopback(self.host):
+                raise ValueError(f"--no-auth is accepted only on a loopback address (127.0.0.1, ::1, localhost), "
+                                 f"where no other machine can connect; the host is {self.host!r}. Create a token "
+                                 f"with 'breastdx token create NAME' instead.")
         if self.model_dirs is not None:
             object.__setattr__(self, "model_dirs", tuple(Path(p) for p in self.model_dirs))
+
+    def to_json(self) -> str:
+        """The settings as JSON (model folders as strings), read back by :meth:`from_json`."""
+        values = asdict(self)
+        if values["model_dirs"] is not None:
+            values["model_dirs"] = [str(p) for p in values["model_dirs"]]
+        return json.dumps(values)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeSettings:
+        """Settings from :meth:`to_json`'s output.
+
+        Raises:
+            ValueError: If the text is not a JSON object of known settings, or a value is out of range.
+        """
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{SETTINGS_ENV} is not JSON ({e}).") from None
+        known = {f.name for f in fields(cls)}
+        if not isinstance(values, dict) or set(values) - known:
+            raise ValueError(f"{SETTINGS_ENV} must be a JSON object of the settings {sorted(known)}; got "
+                             f"{sorted(values) if isinstance(values, dict) else type(values).__name__}.")
+        if values.get("model_dirs") is not None:
+            values["model_dirs"] = tuple(values["model_dirs"])
+        return cls(**values)
 
     @property
     def resolved_database_url(self) -> str:

@@ -44,15 +44,48 @@ function errorText(body, fallback) {
   return fallback;
 }
 
+// ----------------------------------------------------------------------------------------- API token
+// The token is asked once and kept for this browser tab's session only (sessionStorage), never in a cookie.
+
+const TOKEN_KEY = "breastdx-token";
+
+function apiToken() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+
+function askToken(message) {
+  $("token-message").textContent = message;
+  $("token-form").hidden = false;
+  $("token-input").focus();
+}
+
+function submitToken(event) {
+  event.preventDefault();
+  const token = $("token-input").value.trim();
+  if (!token) { $("token-message").textContent = "Paste the API token your administrator gave you."; return; }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("token-input").value = "";
+  $("token-form").hidden = true;
+  loadModels();
+}
+
 async function fetchJSON(url, options) {
   let response;
+  const opts = Object.assign({}, options || {});
+  const token = apiToken();
+  if (token) opts.headers = Object.assign({}, opts.headers || {}, { Authorization: "Bearer " + token });
   try {
-    response = await fetch(url, options);
+    response = await fetch(url, opts);
   } catch (err) {
     throw new Error("The service cannot be reached (" + err.message + ").");
   }
   let body = null;
   try { body = await response.json(); } catch (_) { body = null; }
+  if (response.status === 401) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    const why = token ? "The service refused this API token (unknown or revoked). Enter a valid token."
+                      : "This service needs an API token. Enter the token your administrator gave you.";
+    askToken(why);
+    throw new Error(why);
+  }
   if (!response.ok) throw new Error(errorText(body, "The service answered " + response.status + "."));
   return body;
 }
@@ -228,7 +261,7 @@ function showAnswer(index) {
   applyOpacity();
   $("image-caption").textContent = `${a.image.width} × ${a.image.height} px, ${a.image.format}` +
     (a.image.spacing_mm ? `, pixel spacing ${a.image.spacing_mm.map((s) => s.toFixed(3)).join(" × ")} mm` : ", pixel spacing unknown");
-  $("result-file").textContent = a.image.filename;
+  $("result-file").textContent = a.image.filename || state.batch[index].file.name;  // DICOM: the service keeps no name
   const label = $("pred-label");
   const dl = $("pred-details");
   dl.replaceChildren();
@@ -517,6 +550,24 @@ async function start() {
   $("wdbc-example").addEventListener("click", fillExample);
   $("wdbc-clear").addEventListener("click", clearWDBC);
   $("record-refresh").addEventListener("click", loadRecord);
+  $("token-form").addEventListener("submit", submitToken);
+  try {
+    const health = await (await fetch("/healthz")).json();
+    if (health.auth && !apiToken()) {
+      askToken("This service needs an API token. Enter the token your administrator gave you; it is kept for "
+               + "this browser tab only.");
+      $("status").textContent = "Waiting for an API token.";
+      renderCards(null);
+      document.body.dataset.ready = "true";
+      return;
+    }
+  } catch (_) { /* the models request below says what is wrong */ }
+  await loadModels();
+  document.body.dataset.ready = "true";
+}
+
+async function loadModels() {
+  $("status").classList.remove("ok", "bad");
   try {
     const data = await fetchJSON("/v1/models");
     state.models = data.models;
@@ -534,7 +585,6 @@ async function start() {
   setupTasks();
   setupWDBC();
   renderCards(null);
-  document.body.dataset.ready = "true";
 }
 
 document.addEventListener("DOMContentLoaded", start);

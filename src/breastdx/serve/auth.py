@@ -1,0 +1,105 @@
+"""Access control: every ``/v1/...`` request carries ``Authorization: Bearer TOKEN`` of a valid API token.
+
+Tokens are made with ``breastdx token create NAME`` and stored only as SHA-256 hashes, in the database of the
+prediction record (:class:`breastdx.serve.db.PredictionStore`), so every worker process sees a revocation at
+its next request. ``/healthz``, the page and its static files stay open. A refused request gets 401 in the
+service's error format (``{"error": {"code": "unauthorized", ...}}``) with ``WWW-Authenticate: Bearer``,
+before its body is read.
+
+``--no-auth`` (``ServeSettings.auth = False``) is accepted only on a loopback address
+(:func:`is_loopback`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+log = logging.getLogger(__name__)
+
+PROTECTED_PREFIX = "/v1/"
+"""Paths under this prefix need a token."""
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is ``localhost`` or a loopback address (127.0.0.0/8, ``::1``): only this machine can
+    connect. A host name other than ``localhost`` is not resolved and counts as not loopback."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header (scheme case-insensitive), or None."""
+    for key, value in headers:
+        if key.lower() == b"authorization":
+            scheme, _, token = value.decode("latin-1").strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return None
+    return None
+
+
+class BearerAuth:
+    """ASGI middleware: refuses ``/v1/...`` requests without a valid token (401) and puts the token's name in
+    ``request.state.token_name`` for the record.
+
+    Args:
+        app: The wrapped ASGI app.
+        enabled: False serves every request without a token (``token_name`` None).
+    """
+
+    def __init__(self, app: Any, enabled: bool = True) -> None:
+        self.app = app
+        self.enabled = bool(enabled)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not self.enabled or not scope.get("path", "").startswith(PROTECTED_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        from breastdx.serve.app import error_response
+
+        token = bearer_token(scope.get("headers", []))
+        if token is None:
+            message = ("This address needs an API token: send the header 'Authorization: Bearer TOKEN'. An "
+                       "administrator makes one with 'breastdx token create NAME'.")
+        else:
+            store = scope["app"].state.store
+            name = await run_in_threadpool(store.token_owner, token) if len(token) <= 256 else None
+            if name is not None:
+                scope.setdefault("state", {})["token_name"] = name
+                await self.app(scope, receive, send)
+                return
+            message = "The API token was refused: it is unknown or has been revoked. Ask for a valid token."
+        response = error_response(401, "unauthorized", message)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="breastdx"'
+        await response(scope, receive, send)
+
+
+def document_bearer_auth(app: Any) -> None:
+    """Declare the bearer scheme in the OpenAPI schema, on every ``/v1/...`` operation (``/docs`` then offers
+    an *Authorize* button)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+            "type": "http", "scheme": "bearer",
+            "description": "An API token made with `breastdx token create NAME`."}
+        for path, operations in schema.get("paths", {}).items():
+            if path.startswith(PROTECTED_PREFIX):
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}]
+                    operation.setdefault("responses", {}).setdefault("401", {"description": "No valid API token."})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
