@@ -12,3 +12,18 @@ def _onnx_cache_in_a_temporary_folder(tmp_path_factory):
     backends.onnx_cache_dir = lambda: folder
     yield folder
     backends.onnx_cache_dir = original
+
+
+@pytest.fixture(scope="session")
+def j2k_zero_box_dicom(tmp_path_factory):
+    """A 626-byte DICOM whose JPEG 2000 pixel data is a JP2 signature box followed by a box of length 0: pydicom
+    3.0's J2K parameter reader loops forever on it, holding the GIL. Written by the script of the upstream report
+    (docs/upstream/pydicom-j2k-zero-length-box.md). Decode it only in a worker process with a time limit."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "docs" / "upstream" / "make_j2k_zero_box.py"
+    path = tmp_path_factory.mktemp("hostile") / "zero_box_j2k.dcm"
+    subprocess.run([sys.executable, str(script), str(path)], check=True)
+    return path

@@ -155,6 +155,35 @@ def test_predict_files_goes_on_past_bad_files(tmp_path):
         np.testing.assert_array_equal(out.mask, ref.mask)
 
 
+def test_predict_on_a_folder_names_a_file_that_makes_the_decoder_loop(tmp_path, j2k_zero_box_dicom, monkeypatch):
+    """pydicom loops forever on a JPEG 2000 box of length 0: ``breastdx predict`` on a folder holding such a file
+    returns, names it as undecodable and predicts the other files (issue 14)."""
+    import shutil
+    import time
+
+    from typer.testing import CliRunner
+
+    import breastdx.data.decode_worker as decode_worker
+    from breastdx.cli import app
+
+    monkeypatch.setattr(decode_worker, "DECODE_TIMEOUT_S", 3.0)
+    d, _ = _model_dir(tmp_path)
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    shutil.copy(j2k_zero_box_dicom, folder / "a_loop.dcm")
+    for i, im in enumerate(_images()):
+        Image.fromarray(im).save(folder / f"b{i}.png")
+    start = time.monotonic()
+    result = CliRunner().invoke(app, ["predict", "busi-seg", "--model", str(d), str(folder), "--out",
+                                      str(tmp_path / "out"), "--backend", "torch"])
+    assert time.monotonic() - start < 60
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert "1 input(s) could not be used" in text and "a_loop.dcm: undecodable: decoding did not finish within 3 s" in text
+    rows = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 4 and all("b" in r.split(",")[0] for r in rows[1:])
+
+
 def test_postprocessing():
     prob = np.zeros((20, 20), np.float32)
     prob[2:8, 2:8] = 0.9  # 36 px

@@ -3,12 +3,18 @@ never a 500, a hang or a dropped connection."""
 
 from __future__ import annotations
 
+import threading
+import time
+
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from breastdx import RESEARCH_USE_ONLY
+from breastdx.data.decode_worker import DecoderPool
 from breastdx.data.wdbc import FEATURE_MAX, FEATURE_NAMES, load_wdbc
 from breastdx.serve import ServeSettings, create_app
+from breastdx.serve.app import running_server
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +22,8 @@ def client(registry, tmp_path_factory):
     db = tmp_path_factory.mktemp("db") / "predictions.sqlite"
     settings = ServeSettings(database_url=f"sqlite:///{db}", max_upload_bytes=1_000_000, max_pixels=1_000_000,
                              display_max_side=256, auth=False)
-    with TestClient(create_app(settings, registry=registry), raise_server_exceptions=False) as c:
+    with DecoderPool(workers=1, timeout_s=3) as decoder, \
+            TestClient(create_app(settings, registry=registry, decoder=decoder), raise_server_exceptions=False) as c:
         yield c
 
 
@@ -94,3 +101,39 @@ def test_deeply_nested_json_is_a_4xx(client, depth):
                  '{"features": {"mean radius": ' + '{"a": ' * depth + "1" + "}" * depth + "}}"):
         r = client.post("/v1/predict/wdbc", content=body, headers={"content-type": "application/json"})
         _error(r, 422)
+
+
+# ------------------------------------------------------------------------------------------------ decoders
+
+
+def test_dicom_that_makes_the_decoder_loop_gets_a_422_naming_it(client, j2k_zero_box_dicom, synthetic_png):
+    start = time.monotonic()
+    r = client.post("/v1/predict/busi-seg", files={"file": ("loop.dcm", j2k_zero_box_dicom.read_bytes(), "application/dicom")})
+    err = _error(r, 422, "unreadable_image")
+    assert err["message"].startswith("loop.dcm: undecodable: decoding did not finish within 3 s")
+    assert time.monotonic() - start < 15
+    ok = client.post("/v1/predict/busi-seg", files={"file": ("ok.png", synthetic_png, "image/png")})
+    assert ok.status_code == 200, ok.text
+
+
+def test_a_stuck_decode_does_not_hold_the_shutdown(registry, tmp_path, j2k_zero_box_dicom):
+    """A request whose decode never ends (default 20 s limit) must not keep the server from stopping in seconds."""
+    settings = ServeSettings(database_url=f"sqlite:///{tmp_path / 'p.sqlite'}", auth=False)
+    answers: list[object] = []
+
+    def post(url: str) -> None:
+        try:
+            answers.append(httpx.post(f"{url}/v1/predict/busi-seg", timeout=60,
+                                      files={"file": ("loop.dcm", j2k_zero_box_dicom.read_bytes())}).status_code)
+        except httpx.HTTPError as e:
+            answers.append(e)
+
+    with running_server(create_app(settings, registry=registry)) as url:
+        thread = threading.Thread(target=post, args=(url,))
+        thread.start()
+        time.sleep(1.5)  # the decode is now looping in a worker process
+        start = time.monotonic()
+    stopped = time.monotonic() - start
+    thread.join(timeout=30)
+    assert stopped < 10, f"the server took {stopped:.1f} s to stop"
+    assert answers and answers[0] != 200

@@ -182,16 +182,20 @@ class ImagePredictor(Predictor):
         """
         raise NotImplementedError
 
-    def predict_files(self, paths: Iterable[Path], *, workers: int = 2,
+    def predict_files(self, paths: Iterable[Path], *, workers: int = 2, decode_timeout_s: float | None = None,
                       **options: Any) -> Iterator[tuple[Path, Any, Any, str | None]]:
         """Read, preprocess and predict image files, overlapping file reading with the network.
 
-        Reading and :meth:`prepare` run in ``workers`` threads (Pillow releases the GIL while decoding), one
-        batch ahead of the network. A file that cannot be read is reported, not raised.
+        Reading and :meth:`prepare` run in ``workers`` threads, one batch ahead of the network; each file is
+        decoded in one of ``workers`` worker processes (:class:`breastdx.data.decode_worker.DecoderPool`) under a
+        time and memory limit, so that a file that makes a decoder loop or crash is reported as undecodable
+        instead of stopping the run. A file that cannot be read is reported, not raised.
 
         Args:
             paths: Image files (PNG, JPEG, TIFF, DICOM; see :func:`breastdx.data.images.read_image`).
-            workers: Reader threads (>= 1).
+            workers: Reader threads and decoder processes (>= 1).
+            decode_timeout_s: Wall time allowed per file's decode, in seconds; default
+                :data:`breastdx.data.decode_worker.DECODE_TIMEOUT_S`.
             **options: Passed to :meth:`predict_batch` (segmentation: ``keep_prob``, default False;
                 classification: ``gradcam``, default True).
 
@@ -199,20 +203,25 @@ class ImagePredictor(Predictor):
             ``(path, record, output, None)`` per image read (record: :class:`breastdx.data.images.ImageRecord`),
             or ``(path, None, None, reason)`` per file that could not be read, in input order.
         """
-        from breastdx.data.images import ImageReadError, read_image
+        from breastdx.data.decode_worker import DECODE_TIMEOUT_S, DecoderPool
+        from breastdx.data.images import ImageReadError
 
         mode = self.preprocessing.mode
+        paths = [Path(p) for p in paths]
+        if not paths:
+            return
+        workers = max(1, int(workers))
+        decoder = DecoderPool(workers=workers, timeout_s=decode_timeout_s or DECODE_TIMEOUT_S)
 
         def load(path: Path) -> tuple[Path, Any, Any, str | None]:
             try:
-                rec = read_image(path, mode=mode)
+                rec = decoder.read_image(path, mode=mode)
                 return path, rec, self.prepare(rec.array), None
             except (ImageReadError, ValueError, OSError) as e:
                 return path, None, None, str(e)
 
-        paths = [Path(p) for p in paths]
         batches = [paths[i:i + self.batch_size] for i in range(0, len(paths), self.batch_size)]
-        with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+        with decoder, ThreadPoolExecutor(max_workers=workers) as pool:
             pending = [pool.submit(load, p) for p in batches[0]] if batches else []
             for b in range(len(batches)):
                 loaded = [f.result() for f in pending]

@@ -37,6 +37,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from breastdx import RESEARCH_USE_ONLY, __version__
+from breastdx.data.decode_worker import DecoderPool
 from breastdx.data.images import sniff_bytes
 from breastdx.serve import schemas
 from breastdx.serve.auth import BearerAuth, document_bearer_auth
@@ -48,6 +49,10 @@ from breastdx.serve.settings import ServeSettings, auto_torch_threads
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+DECODE_WORKERS = 2
+"""Worker processes decoding uploads (:class:`breastdx.data.decode_worker.DecoderPool`): one upload that makes a
+decoder loop holds one of them until its time limit, while the other goes on serving."""
 
 MULTIPART_OVERHEAD = 64 * 1024
 """Bytes allowed above the upload limit for the multipart framing (boundaries, part headers, other fields)."""
@@ -175,7 +180,7 @@ _ERRORS = {code: {"model": schemas.ErrorResponse, "description": text} for code,
 
 
 def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry | None = None,
-               store: PredictionStore | None = None) -> FastAPI:
+               store: PredictionStore | None = None, decoder: DecoderPool | None = None) -> FastAPI:
     """Build the application.
 
     Models are loaded and the database opened when the app starts (its lifespan), not here, unless they are
@@ -187,6 +192,9 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         registry: Models already loaded; default: load ``settings.model_dirs`` (or the zoo) at start-up.
         store: The prediction record; default: open ``settings.database_url`` at start-up (and close it at
             shut-down).
+        decoder: The worker processes that decode uploads under a time and memory limit; default:
+            :data:`DECODE_WORKERS` of them with the default limits of :mod:`breastdx.data.decode_worker`, started
+            with the app and stopped at shut-down (which ends a decode in progress at once).
 
     Returns:
         The FastAPI app (serve it with uvicorn).
@@ -200,6 +208,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         threads_before = torch.get_num_threads()
         own_store = store is None
         app.state.store = store if store is not None else PredictionStore(settings.resolved_database_url)
+        app.state.decoder = decoder if decoder is not None else DecoderPool(workers=DECODE_WORKERS)
         start = time.perf_counter()
         app.state.registry = registry if registry is not None else await run_in_threadpool(
             lambda: ModelRegistry.load(settings.model_dirs, warmup=settings.warmup, gradcam=settings.gradcam,
@@ -220,6 +229,8 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
             yield
         finally:
             torch.set_num_threads(threads_before)
+            if decoder is None:
+                app.state.decoder.close()
             if own_store:
                 app.state.store.close()
 
@@ -429,7 +440,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
             _use_threads(request)
             answer = predict_image(models, data, filename, max_pixels=settings.max_pixels,
                                    display_max_side=settings.display_max_side, gradcam=settings.gradcam,
-                                   composites=composites)
+                                   composites=composites, decoder=request.app.state.decoder)
             # De-identification: nothing is read from a DICOM's header but its pixels and calibration, and its file
             # name (PACS exports may name files after the patient) is not recorded: the SHA-256 is its reference.
             recorded_name = None if sniff_bytes(data[:132]) == "DICOM" else filename
@@ -481,7 +492,8 @@ def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0, *,
     """
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="breastdx-serve", daemon=True)
     thread.start()

@@ -32,17 +32,20 @@ class ServeInputError(ValueError):
         self.problems = list(problems or [])
 
 
-def read_upload(data: bytes, filename: str, mode: str, max_pixels: int) -> Any:
+def read_upload(data: bytes, filename: str, mode: str, max_pixels: int, decoder: Any = None) -> Any:
     """Decode an uploaded image in memory (:func:`breastdx.data.images.read_image_bytes`): no upload is written
     to disk.
 
-    The format comes from the bytes, never from the name.
+    The format comes from the bytes, never from the name. With a ``decoder``, the bytes are decoded in one of
+    its worker processes, under its time and memory limits, so that a decoder that loops or crashes on a
+    malformed file costs one refused request, not the service.
 
     Args:
         data: The uploaded bytes.
         filename: The name the client gave (for messages only).
         mode: ``"gray"`` or ``"rgb"``.
         max_pixels: Largest accepted width x height.
+        decoder: A :class:`breastdx.data.decode_worker.DecoderPool`, or None to decode in this process.
 
     Returns:
         An :class:`~breastdx.data.images.ImageRecord` (its ``path`` is the client's file name).
@@ -50,7 +53,8 @@ def read_upload(data: bytes, filename: str, mode: str, max_pixels: int) -> Any:
     Raises:
         ServeInputError: 422 ``empty_upload``; 415 ``not_an_image`` (not PNG, JPEG, TIFF or DICOM bytes);
             413 ``image_too_large`` (over ``max_pixels``); 422 ``unreadable_image`` (truncated, corrupt,
-            several frames, unsupported pixel layout).
+            several frames, unsupported pixel layout, or undecodable within the decoder's time and memory
+            limits).
     """
     from breastdx.data.images import ImageReadError, read_image_bytes, sniff_bytes
 
@@ -62,6 +66,8 @@ def read_upload(data: bytes, filename: str, mode: str, max_pixels: int) -> Any:
                               f"not those of a PNG, JPEG, TIFF or DICOM file (DICOM needs the 'DICM' marker at "
                               f"byte 128), whatever its name ends with.")
     try:
+        if decoder is not None:
+            return decoder.read_image_bytes(data, filename, mode=mode, max_pixels=max_pixels)
         return read_image_bytes(data, filename, mode=mode, max_pixels=max_pixels)
     except ImageReadError as e:
         message = str(e)

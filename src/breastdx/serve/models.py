@@ -340,7 +340,8 @@ def _classify(model: LoadedModel, image: np.ndarray, disp_image: np.ndarray, gra
 
 
 def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, max_pixels: int,
-                  display_max_side: int, gradcam: bool = True, composites: bool = False) -> dict[str, Any]:
+                  display_max_side: int, gradcam: bool = True, composites: bool = False,
+                  decoder: Any = None) -> dict[str, Any]:
     """Decode one uploaded image and run segmentation and/or classification models on it.
 
     Args:
@@ -351,6 +352,8 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
         display_max_side: Largest side of the images in the answer.
         gradcam: Compute Grad-CAM maps for classifiers.
         composites: Also answer the overlays already blended into the image (``*_composite_png``).
+        decoder: The :class:`breastdx.data.decode_worker.DecoderPool` that decodes the upload (time and
+            memory limits), or None to decode in this process.
 
     Returns:
         ``{"image", "segmentation", "classification", "timings_ms"}``: ``image`` holds the size, format,
@@ -366,7 +369,7 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     mode = "rgb" if any(m.image_mode == "rgb" for m in models) else "gray"
-    record = read_upload(data, filename, mode, max_pixels)
+    record = read_upload(data, filename, mode, max_pixels, decoder)
     image = record.array
     disp = resize_image(image, display_size(image.shape[:2], display_max_side), Image.BILINEAR)
     timings["decode"] = (time.perf_counter() - t0) * 1000
