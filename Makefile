@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # The data root: --data-dir, else $BREASTDX_DATA, else the per-user cache. Tests use ../shared/data.
 BREASTDX_DATA ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: venv run test test-all browser-deps clean-venv
+.PHONY: venv run test test-all browser-deps postgres-deps clean-venv
 
 venv: $(STAMP)
 
@@ -34,8 +34,20 @@ browser-deps:
 			|| echo "could not install chromium; the browser test will be skipped"; \
 	fi
 
+## Debian's PostgreSQL server for tests/serve/test_postgres.py (each test run starts its own server in a temporary
+## folder and stops it). Installed only when no initdb is found and we are root with apt-get; the cluster the package
+## may start is stopped again, as the tests need only the programs.
+postgres-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing postgresql (apt-get) for the PostgreSQL tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+			&& (command -v pg_ctlcluster >/dev/null && pg_lsclusters -h 2>/dev/null | while read v c _; do \
+				pg_ctlcluster "$$v" "$$c" stop 2>/dev/null || true; done; true)) \
+			|| echo "could not install postgresql; the PostgreSQL tests will be skipped"; \
+	fi
+
 ## The test suite (fast; slow tests are marked and left out).
-test: venv browser-deps
+test: venv browser-deps postgres-deps
 	BREASTDX_DATA=$(BREASTDX_DATA) $(PY) -m pytest
 
 ## Every test, the slow ones too.

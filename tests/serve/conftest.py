@@ -141,3 +141,54 @@ def synthetic_png() -> bytes:
     a = rng.integers(80, 200, size=(45, 61), dtype=np.uint8)
     a[15:30, 20:40] = 20
     return png_bytes(a)
+
+
+@pytest.fixture()
+def cli_server(tmp_path):
+    """A factory: ``start(args) -> base URL`` runs ``breastdx serve ARGS --port P`` in a subprocess (its own
+    process group) and waits for ``/healthz``; every server started is stopped with SIGTERM at the end, which
+    must end it within 15 s. The started processes are in ``start.procs``."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    procs: list[subprocess.Popen] = []
+
+    def start(args: list[str], timeout_s: float = 120.0) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        log = open(tmp_path / f"serve-{port}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "breastdx.cli", "serve", *args, "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"breastdx serve exited ({proc.returncode}): "
+                                   f"{(tmp_path / f'serve-{port}.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"breastdx serve did not answer within {timeout_s:.0f} s")
+
+    start.procs = procs
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise AssertionError("breastdx serve did not stop within 15 s of SIGTERM")

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, DateTime, Float, Integer, String, create_engine, event, func, inspect, select
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Integer, String, create_engine, event, func, inspect, select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -51,6 +51,10 @@ class DatabaseError(RuntimeError):
     """The prediction record cannot be opened, written or read; the message names the database and the cause."""
 
 
+ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
+"""Row ids: 64-bit (PostgreSQL BIGINT); SQLite's INTEGER PRIMARY KEY is 64-bit already (and must be INTEGER)."""
+
+
 class Base(DeclarativeBase):
     """Declarative base of the service's tables."""
 
@@ -60,7 +64,7 @@ class PredictionRow(Base):
 
     __tablename__ = "predictions"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     task: Mapped[str] = mapped_column(String(32), index=True)
     model_name: Mapped[str] = mapped_column(String(200))
@@ -78,7 +82,7 @@ class TokenRow(Base):
 
     __tablename__ = "api_tokens"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
