@@ -370,7 +370,9 @@ def _decode(src: Path | bytes, label: str, max_pixels: int) -> _Decoded:
     messages. Bytes are never written to disk."""
     fmt = _check_file(src) if isinstance(src, Path) else _check_bytes(src, label)
     if fmt == "DICOM":
-        return _decode_dicom(src, label, max_pixels)
+        from breastdx.data.dicom_pixels import decode_dicom
+
+        return decode_dicom(src, label, max_pixels)
     return _decode_pillow(src, label, fmt, max_pixels)
 
 
@@ -441,94 +443,6 @@ def _from_pil(im, label: str, fmt: str, mode: str) -> _Decoded:
         return _Decoded(np.asarray(im.convert("RGBA"), dtype=np.uint8), fmt, mode, wide=False, alpha=True)
     # P without transparency, CMYK, YCbCr, LAB, HSV, RGBX: Pillow converts to RGB.
     return _Decoded(np.asarray(im.convert("RGB"), dtype=np.uint8), fmt, mode, wide=False, alpha=False)
-
-
-# ----------------------------------------------------------------------------------------------------
-# DICOM
-
-
-def _decode_dicom(src: Path | bytes, label: str, max_pixels: int) -> _Decoded:
-    import pydicom
-
-    try:
-        header = pydicom.dcmread(_open(src), stop_before_pixels=True)
-    except Exception as err:  # InvalidDicomError, OSError, EOFError, ValueError... on broken files
-        raise ImageReadError(f"{label}: cannot read the DICOM header ({type(err).__name__}: {err}).") from None
-    rows, cols = header.get("Rows"), header.get("Columns")
-    if rows is None or cols is None:
-        raise ImageReadError(f"{label}: DICOM file without Rows/Columns; it holds no image.")
-    _check_size(label, int(cols), int(rows), max_pixels)
-    frames = int(header.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise ImageReadError(f"{label}: DICOM with {frames} frames; expected a single 2-D image.")
-    photometric = str(header.get("PhotometricInterpretation", "MONOCHROME2"))
-    syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", "unknown")
-    try:
-        ds = pydicom.dcmread(_open(src))
-        if "PixelData" not in ds:
-            raise ImageReadError(f"{label}: DICOM file without PixelData; it holds no image.")
-        arr = ds.pixel_array
-    except ImageReadError:
-        raise
-    except Exception as err:
-        raise ImageReadError(
-            f"{label}: cannot decode the DICOM pixel data (transfer syntax {syntax}; {type(err).__name__}: "
-            f"{err}); the file may be truncated, or compressed with a codec that is not installed."
-        ) from None
-    spacing = None
-    if "PixelSpacing" in ds:
-        try:
-            row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
-            spacing = (row_mm, col_mm)
-        except (TypeError, ValueError):
-            logger.warning("%s: ignoring malformed PixelSpacing %r", label, ds.PixelSpacing)
-    if photometric in ("MONOCHROME1", "MONOCHROME2"):
-        if arr.ndim != 2:
-            raise ImageReadError(f"{label}: {photometric} pixel data of shape {arr.shape}; expected (rows, columns).")
-        from pydicom.pixels import apply_modality_lut
-
-        values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
-        window = _dicom_window(ds)
-        eight_bit = arr.dtype == np.uint8 and window is None and "RescaleSlope" not in ds
-        if eight_bit:
-            values = arr.astype(np.uint8)
-        return _Decoded(values, "DICOM", photometric, wide=not eight_bit, alpha=False, window=window,
-                        invert=photometric == "MONOCHROME1", spacing_mm=spacing)
-    if photometric == "PALETTE COLOR":
-        from pydicom.pixels import apply_color_lut
-
-        rgb = apply_color_lut(arr, ds)
-        if rgb.dtype != np.uint8:  # 16-bit palette entries: scale to 8-bit
-            rgb = np.round(rgb.astype(np.float64) / 65535.0 * 255.0).astype(np.uint8)
-        return _Decoded(rgb, "DICOM", photometric, wide=False, alpha=False, spacing_mm=spacing)
-    if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT") and arr.ndim == 3:
-        # pydicom converts YBR to RGB when it decodes (its default as_rgb=True).
-        if arr.dtype != np.uint8:
-            return _Decoded(arr.astype(np.float64), "DICOM", photometric, wide=True, alpha=False,
-                            spacing_mm=spacing)
-        return _Decoded(arr, "DICOM", photometric, wide=False, alpha=False, spacing_mm=spacing)
-    raise ImageReadError(f"{label}: unsupported DICOM PhotometricInterpretation {photometric!r} with pixel "
-                         f"data of shape {arr.shape}; expected MONOCHROME1/2, RGB, YBR or PALETTE COLOR.")
-
-
-def _dicom_window(ds) -> tuple[float, float, str] | None:
-    if "WindowCenter" not in ds or "WindowWidth" not in ds:
-        return None
-
-    def first(v) -> float:
-        try:
-            return float(v[0])
-        except TypeError:
-            return float(v)
-
-    try:
-        center, width = first(ds.WindowCenter), first(ds.WindowWidth)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if width <= 0:
-        return None
-    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-    return center, width, function
 
 
 # ----------------------------------------------------------------------------------------------------
