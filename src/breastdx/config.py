@@ -56,6 +56,26 @@ class ConfigError(ValueError):
     """A configuration value or override that cannot be used."""
 
 
+def parse_json_object(text: str, name: str) -> dict[str, Any]:
+    """An option holding a JSON object (empty text: ``{}``), e.g. ``--arch-args '{"num_res_units": 1}'``.
+
+    Raises:
+        ConfigError: Naming the option, with an example and what was received.
+    """
+    import json
+
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"Option --{name} expects a JSON object such as '{{\"num_res_units\": 1}}', got "
+                          f"{text!r} ({e}).") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"Option --{name} expects a JSON object, got {text!r}.")
+    return value
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}

@@ -27,6 +27,17 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def monuseg_root() -> Path:
+    """``monuseg_breast/`` below the real data root; the test is skipped without it."""
+    root = _real_root()
+    if root is None:
+        pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
+    if not (root / "monuseg_breast").is_dir():
+        pytest.skip(f"real data not available: {root / 'monuseg_breast'} does not exist")
+    return root / "monuseg_breast"
+
+
+@pytest.fixture(scope="session")
 def busi_sample(data_root) -> Path:
     """``busi_original_sample/``: 16 files exactly as the public BUSI release ships them."""
     p = data_root / "busi_original_sample"

@@ -55,3 +55,26 @@ def test_empty_and_wrong_inputs():
         measure_nuclei(np.zeros((2, 3, 4), np.int32))
     with pytest.raises(ValueError, match=r"grey image of shape \(4, 4\)"):
         measure_nuclei(np.zeros((5, 7), np.int32), np.zeros((4, 4)))
+
+
+def test_csv_files(tmp_path):
+    import csv
+
+    from breastdx.morphometry.summary import tile_rows, write_nuclei_csv, write_tile_csv
+
+    nuclei = measure_nuclei(_tile(), np.full((97, 103), 50.0))
+    write_nuclei_csv(nuclei, tmp_path / "n.csv", 0.25)
+    with open(tmp_path / "n.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and rows[0]["label"] == "1" and rows[4]["touches_edge"] == "1"
+    assert float(rows[2]["area_um2"]) == pytest.approx(float(rows[2]["area"]) / 16, rel=1e-5)
+    write_nuclei_csv(nuclei, tmp_path / "px.csv")
+    assert "radius_um" not in (tmp_path / "px.csv").read_text().splitlines()[0]
+    table = tile_rows("t", nuclei, 0.25) + tile_rows("u", nuclei[:1])
+    assert [(r["tile"], r["unit"], r["n_nuclei"]) for r in table] == [("t", "px", 4), ("t", "um", 4), ("u", "px", 1)]
+    write_tile_csv(table, tmp_path / "t.csv")
+    with open(tmp_path / "t.csv") as f:
+        back = list(csv.DictReader(f))
+    assert list(back[0])[:4] == ["tile", "unit", "n_nuclei", "microns_per_pixel"] and len(back[0]) == 34
+    assert float(back[1]["radius_mean"]) == pytest.approx(float(back[0]["radius_mean"]) / 4, rel=1e-4)
+    assert back[2]["radius_se"] == ""  # one nucleus: no standard error

@@ -13,12 +13,15 @@ References:
 
 from __future__ import annotations
 
+import csv
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from breastdx.morphometry.features import NUCLEUS_FEATURES, MorphometryOptions, nucleus_features, to_microns
+from breastdx.morphometry.features import (LENGTH_POWER, NUCLEUS_FEATURES, MorphometryOptions, nucleus_features,
+                                           to_microns)
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +90,46 @@ def tile_summary(nuclei: list[dict[str, Any]]) -> dict[str, float]:
 def in_microns(nuclei: list[dict[str, Any]], microns_per_pixel: float) -> list[dict[str, Any]]:
     """Per-nucleus rows with lengths in µm and areas in µm²; centroids stay in pixels."""
     return [to_microns(n, microns_per_pixel) for n in nuclei]
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, float):
+        return "" if v != v else f"{v:.6g}"
+    return v
+
+
+def write_nuclei_csv(nuclei: list[dict[str, Any]], path: Path, microns_per_pixel: float | None = None) -> Path:
+    """One row per nucleus: :data:`NUCLEUS_COLUMNS` with lengths in pixels, then (with a resolution) the four
+    lengths and the area again in µm / µm² (columns ``radius_um`` ... ``area_um2``)."""
+    um = in_microns(nuclei, microns_per_pixel) if microns_per_pixel else None
+    extra = [f"{k}_um2" if LENGTH_POWER[k] == 2 else f"{k}_um" for k in LENGTH_POWER] if um else []
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*NUCLEUS_COLUMNS, *extra])
+        for i, n in enumerate(nuclei):
+            w.writerow([_cell(n[k]) for k in NUCLEUS_COLUMNS] + ([_cell(um[i][k]) for k in LENGTH_POWER] if um else []))
+    return path
+
+
+def tile_rows(name: str, nuclei: list[dict[str, Any]], microns_per_pixel: float | None = None
+              ) -> list[dict[str, Any]]:
+    """Rows of the per-tile table: ``tile``, ``unit`` (``px``; ``um`` with a resolution), ``n_nuclei`` (in the
+    summary), ``microns_per_pixel``, then the 30 :data:`TILE_COLUMNS`."""
+    n = sum(bool(x["in_summary"]) for x in nuclei)
+    rows = [{"tile": name, "unit": "px", "n_nuclei": n, "microns_per_pixel": "", **tile_summary(nuclei)}]
+    if microns_per_pixel:
+        rows.append({"tile": name, "unit": "um", "n_nuclei": n, "microns_per_pixel": microns_per_pixel,
+                     **tile_summary(in_microns(nuclei, microns_per_pixel))})
+    return rows
+
+
+def write_tile_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Write :func:`tile_rows` of several tiles as one CSV."""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["tile", "unit", "n_nuclei", "microns_per_pixel", *TILE_COLUMNS])
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _cell(v) for k, v in r.items()})
+    return path

@@ -6,6 +6,7 @@
 from breastdx.pipeline.task import TASKS, RunResult, Task
 from breastdx.tasks import wdbc  # noqa: F401  (registers the task)
 from breastdx.tasks import busi_seg  # noqa: F401  (registers the task)
+from breastdx.tasks import monuseg  # noqa: F401  (registers the task)
 from breastdx.tasks import breastmnist, busi_cls, pcam, idc, breakhis  # noqa: F401  (register the specs)
 
 __all__ = ["TASKS", "RunResult", "Task", "explainable_tasks", "get_task"]

@@ -21,7 +21,6 @@ References:
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -30,7 +29,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from breastdx.config import ConfigError, option, parse_options, runtime_options, save_yaml, to_dict, validate
+from breastdx.config import (ConfigError, option, parse_json_object, parse_options, runtime_options, save_yaml, to_dict,
+                             validate)
 from breastdx.data.image_sets import SPLIT_FILE
 from breastdx.evaluation.tables import ci_text
 from breastdx.pipeline.task import TASKS, EvaluateOptions, RunResult, Task, evenly_spaced
@@ -101,19 +101,6 @@ class BusiSegConfig(LightningOptions):
     n_bootstrap: int = option(2000, ge=0)
 
 
-def _parse_arch_args(text: str) -> dict[str, Any]:
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"Option --arch-args expects a JSON object such as '{{\"num_res_units\": 1}}', got "
-                          f"{text!r} ({e}).") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"Option --arch-args expects a JSON object, got {text!r}.")
-    return value
-
-
 @dataclass(frozen=True)
 class SegEvaluateOptions(EvaluateOptions):
     """Options of ``breastdx evaluate busi-seg``: those of a split, and a folder from elsewhere to score instead.
@@ -178,7 +165,7 @@ class BusiSegTask(Task):
             NETWORKS.get(config.arch)  # an unknown name: "did you mean ...?"
             raise ConfigError(f"The 'arch' option of busi-seg must be one of {', '.join(SEGMENTATION_NETWORKS)}. "
                               f"Got {config.arch!r} (a classification network) instead.")
-        arch_args = _parse_arch_args(config.arch_args)
+        arch_args = parse_json_object(config.arch_args, "arch-args")
         try:
             build_network(config.arch, 1, len(CLASS_NAMES), **arch_args)
         except TypeError as e:

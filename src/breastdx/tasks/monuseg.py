@@ -1,0 +1,530 @@
+"""MoNuSeg breast nuclei: instance segmentation of H&E tiles, then the Street et al. nucleus features of each tile.
+
+``breastdx train monuseg`` trains a MONAI U-Net with three outputs (background, nucleus interior, nucleus boundary;
+:mod:`breastdx.data.nucleus_patches`) on random patches of the 6 breast training tiles of MoNuSeg 2018
+(:mod:`breastdx.data.monuseg`), with stain (HED), brightness / contrast, flip and 90° augmentation. The bottom
+``val_rows`` rows of every training tile are held out: they pick the epoch (foreground Dice) and the watershed
+thresholds (AJI). The 2 breast test tiles give the test scores: foreground Dice, AJI (Kumar et al. 2017) and panoptic
+quality (Kirillov et al. 2019; a match is a pair of nuclei with IoU > 0.5), per tile and as a mean over the two tiles
+(:mod:`breastdx.evaluation.instances`). ``predict`` writes, per tile, the instance mask, an overlay of the outlines,
+the per-nucleus features and a row of the per-tile 30 cytology columns (:mod:`breastdx.morphometry`).
+
+The cytology classifier (``wdbc``) was trained on fine-needle aspirates, not tissue sections: its decision is never
+applied to these features (:data:`CYTOLOGY_NOTE`).
+
+Targets (issue 17): Dice >= 0.80 and AJI >= 0.60 on the 2 breast test tiles. For reference, on the 14 MoNuSeg test
+tiles of all organs: CDNet 0.832 / 0.633, HoVer-Net 0.826 / 0.618, U-Net 0.818 / 0.591.
+
+References:
+    Kumar, N. et al. (2017). IEEE Trans Med Imaging 36(7):1550-1560. doi:10.1109/TMI.2017.2677499
+    Kumar, N. et al. (2020). IEEE Trans Med Imaging 39(5):1380-1391. doi:10.1109/TMI.2019.2947628
+    Kirillov, A. et al. (2019). Panoptic segmentation. CVPR. doi:10.1109/CVPR.2019.00963
+    Street, W. N., Wolberg, W. H. & Mangasarian, O. L. (1993). Proc. SPIE 1905:861-870. doi:10.1117/12.148698
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from breastdx.config import ConfigError, option, parse_json_object, parse_options, save_yaml, to_dict, validate
+from breastdx.pipeline.task import TASKS, RunResult, Task
+from breastdx.training.options import LightningOptions
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "monuseg"
+TARGETS = {"dice": 0.80, "aji": 0.60}
+SCORES = ("dice", "aji", "pq", "sq", "dq")
+POSTPROCESSING_GRID = tuple((s, f, m) for s in (0.4, 0.5, 0.6) for f in (0.4, 0.5) for m in (8, 20))
+"""``(seed_threshold, foreground_threshold, min_seed)`` candidates compared by AJI on the held-out rows."""
+CYTOLOGY_NOTE = (
+    "These features are measured on H&E tissue sections. The cytology classifier of breastdx (task wdbc) was trained "
+    "on the same ten features measured on fine-needle aspirates (Street et al. 1993), which differ in preparation, "
+    "staining, magnification and outline method, so its decision is not applied to them and they carry no diagnosis. "
+    "They are offered for research on nuclear pleomorphism, the nuclear component of the Nottingham grade.")
+
+
+@dataclass(frozen=True)
+class MonusegConfig(LightningOptions):
+    """Options of ``breastdx train monuseg``, besides the :class:`~breastdx.training.options.LightningOptions`.
+
+    Attributes:
+        seed: Seed of weights, patches and augmentation.
+        arch_args: Arguments of MONAI's U-Net that differ from this task's (JSON object).
+        patch_size: Side of the training patches, pixels.
+        patches_per_epoch: Random patches per epoch.
+        epochs: Epochs.
+        batch_size: Patches per step.
+        lr: Peak learning rate (AdamW, warm-up then cosine decay).
+        weight_decay: AdamW weight decay.
+        warmup_fraction: Fraction of the steps spent warming up.
+        ema_decay: Per-step decay of the moving average of the weights (0: none).
+        patience: Epochs without a better validation Dice before stopping (0: never).
+        val_rows: Bottom rows of each training tile held out for validation (a multiple of 16).
+        boundary_width: Width of the boundary class inside each nucleus, pixels.
+        augment: Stain, brightness / contrast, flip and rotation augmentation.
+        crop: Use only the top-left ``crop`` x ``crop`` pixels of every tile (0: whole tiles), for smoke tests.
+        max_tiles: Training tiles used (0: all), for smoke tests.
+        roi_size: Sliding-window side at inference, pixels (a multiple of 16).
+        overlap: Sliding-window overlap at inference.
+        microns_per_pixel: Resolution of the tiles (MoNuSeg 40x: 0.25).
+    """
+
+    seed: int = 0
+    arch_args: str = ""
+    patch_size: int = option(128, ge=32, multiple_of=16)
+    patches_per_epoch: int = option(400, ge=1)
+    epochs: int = option(60, ge=1)
+    batch_size: int = option(8, ge=1)
+    lr: float = option(2e-3, gt=0)
+    weight_decay: float = option(1e-4, ge=0)
+    warmup_fraction: float = option(0.03, ge=0, lt=1)
+    ema_decay: float = option(0.995, ge=0, lt=1)
+    patience: int = option(0, ge=0)
+    val_rows: int = option(256, ge=16, multiple_of=16)
+    boundary_width: int = option(2, ge=1)
+    augment: bool = True
+    crop: int = option(0, ge=0)
+    max_tiles: int = option(0, ge=0)
+    roi_size: int = option(544, ge=32, multiple_of=16)
+    overlap: float = option(0.125, ge=0, lt=1)
+    microns_per_pixel: float = option(0.25, gt=0)
+
+
+UNET_ARGS = {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 1, "norm": "batch"}
+
+
+@dataclass(frozen=True)
+class MonusegEvaluateOptions:
+    """Options of ``breastdx evaluate monuseg``.
+
+    Attributes:
+        split: ``test`` (the 2 test tiles) or ``train`` (the 6 training tiles, whole).
+    """
+
+    split: str = option("test", choices=("train", "test"))
+
+
+@dataclass(frozen=True)
+class MonusegPredictOptions:
+    """Options of ``breastdx predict monuseg``.
+
+    Attributes:
+        microns_per_pixel: Resolution of the tiles, µm per pixel (0: unknown, pixels only; default: the model's).
+        roi_size: Sliding-window side, pixels (0: the model's).
+        overlap: Sliding-window overlap (negative: the model's).
+        overlays: Write an overlay PNG of the outlines per tile.
+        threads: Torch threads (set by the command line; 0: PyTorch's default).
+    """
+
+    microns_per_pixel: float = option(-1.0)
+    roi_size: int = option(0, ge=0, multiple_of=16)
+    overlap: float = option(-1.0, lt=1)
+    overlays: bool = True
+    threads: int = option(0, ge=0)
+
+
+def _crop(a: np.ndarray, crop: int) -> np.ndarray:
+    return a[:crop, :crop] if crop else a
+
+
+@TASKS.register(TASK_NAME)
+class MonusegTask(Task):
+    """Nucleus instance segmentation and morphometry on MoNuSeg breast tiles."""
+
+    name = TASK_NAME
+    title = "MoNuSeg breast nuclei: instance segmentation and morphometry"
+    config_cls = MonusegConfig
+
+    def options_cls(self, verb: str) -> type | None:
+        """The declared options of ``verb``."""
+        return {"train": MonusegConfig, "evaluate": MonusegEvaluateOptions,
+                "predict": MonusegPredictOptions}.get(verb)
+
+    # ------------------------------------------------------------------ train
+    def train(self, config: MonusegConfig, data_root: Path, run_dir: Path) -> RunResult:
+        from breastdx.data.monuseg import find_monuseg_root, load_case, monuseg_checksum, scan_monuseg
+        from breastdx.data.nucleus_patches import CLASS_NAMES, NucleusCrops, NucleusPatches, PatchAugment
+        from breastdx.data.nucleus_patches import nucleus_targets
+        from breastdx.inference.nuclei import NucleusPredictor, Windows
+        from breastdx.models.networks import build_network
+        from breastdx.runs import seed_everything, write_json, write_versions
+        from breastdx.training.nuclei import NucleusModule
+        from breastdx.training.segmentation import OptimConfig
+        from breastdx.training.trainer import FitSettings, fit, make_loaders
+
+        validate(config, self.name)
+        arch_args = {**UNET_ARGS, **parse_json_object(config.arch_args, "arch-args")}
+        seed_everything(config.seed)
+        root = find_monuseg_root(data_root)
+        cases = scan_monuseg(root)
+        checksum = monuseg_checksum(cases)
+        train_cases = [c for c in cases if c.part == "train"][:config.max_tiles or None]
+        test_cases = [c for c in cases if c.part == "test"]
+        save_yaml({"task": self.name, **to_dict(config), "data_root": str(data_root), "data_folder": str(root),
+                   "data_checksum": checksum}, run_dir / "config.yaml")
+        write_versions(run_dir)
+        tiles = [tuple(_crop(a, config.crop) for a in load_case(c)) for c in train_cases]
+        images = [t[0] for t in tiles]
+        instances = [t[1] for t in tiles]
+        height, width = images[0].shape[:2]
+        stop = height - config.val_rows
+        if stop < config.patch_size:
+            raise ConfigError(f"--val-rows {config.val_rows} leaves {stop} rows of {height} for {config.patch_size} "
+                              f"px patches; lower --val-rows or --patch-size.")
+        split = {"train": [c.name for c in train_cases], "test": [c.name for c in test_cases],
+                 "validation": f"rows {stop}-{height} of every training tile (held out from the patches)",
+                 "training_rows": [0, stop], "data_checksum": checksum}
+        write_json(split, run_dir / "split.json")
+        targets = [nucleus_targets(lab, config.boundary_width) for lab in instances]
+        aug = PatchAugment() if config.augment else None
+        train_ds = NucleusPatches(images, targets, config.patch_size, config.patches_per_epoch, rows=(0, stop),
+                                  augment=aug, seed=config.seed)
+        crop_w = width // 16 * 16
+        val_ds = NucleusCrops(images, targets, [(k, stop, 0, config.val_rows, crop_w) for k in range(len(images))])
+        settings = FitSettings.from_config(config, monitor="val_dice")
+        train_loader, val_loader = make_loaders(train_ds, val_ds, settings)
+        val_loader = type(val_loader)(val_ds, batch_size=1, shuffle=False)
+        seed_everything(config.seed)
+        network, resolved = build_network("unet", 3, len(CLASS_NAMES), **arch_args)
+        module = NucleusModule(network, OptimConfig(lr=config.lr, weight_decay=config.weight_decay,
+                                                    warmup_fraction=config.warmup_fraction,
+                                                    ema_decay=config.ema_decay))
+        result = fit(module, network, train_loader, val_loader, run_dir, settings, mode="max")
+        if not result.is_global_zero:
+            return RunResult(run_dir)
+        training = {**result.info, "best_val_dice": result.best_score, "lr": config.lr,
+                    "patch_size": config.patch_size, "patches_per_epoch": config.patches_per_epoch,
+                    "augment": config.augment}
+        model_dir = run_dir / "model"
+        model_dir.mkdir()
+        meta = self._write_model(model_dir, network, resolved, config, checksum, split, training)
+        windows = Windows(roi_size=min(config.roi_size, crop_w), overlap=config.overlap)
+        predictor = NucleusPredictor(network, meta, windows=windows)
+        choice, grid = self._choose_postprocessing(predictor, images, instances, stop)
+        meta["postprocessing"] = choice
+        predictor = NucleusPredictor(network, meta, windows=windows)
+        evaluation = self._evaluate_tiles(predictor, [tuple(_crop(a, config.crop) for a in load_case(c))
+                                                      for c in test_cases], [c.name for c in test_cases],
+                                          config.microns_per_pixel)
+        split_text = f"the {len(test_cases)} MoNuSeg 2018 breast test tiles ({', '.join(split['test'])})"
+        meta.update({"metrics": evaluation["summary"], "metrics_split": split_text,
+                     "validation": {"postprocessing_grid": grid}})
+        meta = _rewrite_meta(model_dir, meta)
+        metrics = {"task": self.name, "split": split_text, "n": len(test_cases), "model": "model/",
+                   "matching": "PQ: IoU > 0.5; AJI: each reference nucleus with its predicted nucleus of largest IoU",
+                   "metrics": evaluation["summary"], "per_tile": evaluation["tiles"],
+                   "postprocessing": choice, "training": training,
+                   "benchmark": {**{f"{k}_target": v for k, v in TARGETS.items()},
+                                 **{k: evaluation["summary"][k]["value"] for k in TARGETS}}}
+        write_json(metrics, run_dir / "metrics.json")
+        self._write_card(model_dir, meta, evaluation, grid)
+        self._write_outputs(run_dir, predictor, evaluation, metrics, grid,
+                            title="breastdx — MoNuSeg breast nuclei (training run)")
+        notes = [f"U-Net trained {training['epochs_run']} epoch(s) in {training['train_seconds'] / 60:.1f} min "
+                 f"(best epoch {training['best_epoch']}, validation Dice {result.best_score:.3f}); watershed "
+                 f"chosen on the held-out rows: {choice}.",
+                 *self._benchmark_notes(evaluation), f"Run folder: {run_dir}"]
+        return RunResult(run_dir, metrics, f"MoNuSeg breast test tiles (n = {len(test_cases)})",
+                         self._table(evaluation), notes)
+
+    # ------------------------------------------------------------ reporting
+    @staticmethod
+    def _table(evaluation: dict[str, Any]) -> list[list[Any]]:
+        tiles = evaluation["tiles"]
+        return [["tile", "Dice", "AJI", "PQ", "SQ", "DQ", "nuclei (pred / ref)", "s"],
+                *[[t["tile"], *(f"{t[k]:.3f}" for k in SCORES), f"{t['n_pred']} / {t['n_ref']}", t["seconds"]]
+                  for t in tiles],
+                ["mean", *(f"{evaluation['summary'][k]['value']:.3f}" for k in SCORES), "", ""]]
+
+    @staticmethod
+    def _benchmark_notes(evaluation: dict[str, Any]) -> list[str]:
+        m = evaluation["summary"]
+        return [f"Benchmark: mean Dice {m['dice']['value']:.3f} (target >= {TARGETS['dice']}), AJI "
+                f"{m['aji']['value']:.3f} (target >= {TARGETS['aji']}) over {len(evaluation['tiles'])} tile(s); "
+                f"PQ matches nuclei at IoU > 0.5.", CYTOLOGY_NOTE]
+
+    def _write_outputs(self, run_dir: Path, predictor: Any, evaluation: dict[str, Any], metrics: dict[str, Any],
+                       grid: list[list[Any]] | None, title: str) -> None:
+        """``per_tile.csv``, ``morphometry.csv`` (30 columns, predicted and reference nuclei, µm), overlays and
+        ``report.html``."""
+        from breastdx.evaluation.report import HtmlReport
+        from breastdx.morphometry.summary import TILE_COLUMNS
+        from breastdx.visualize.instances import instance_overlay
+
+        with open(run_dir / "per_tile.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["tile", *SCORES, "tp", "fp", "fn", "n_pred", "n_ref", "seconds"])
+            for t in evaluation["tiles"]:
+                w.writerow([t["tile"], *(f"{t[k]:.4f}" for k in SCORES),
+                            *(t[k] for k in ("tp", "fp", "fn", "n_pred", "n_ref", "seconds"))])
+        with open(run_dir / "morphometry.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["tile", "nuclei", *TILE_COLUMNS])
+            for t in evaluation["tiles"]:
+                for which, row in t["morphometry_um"].items():
+                    w.writerow([t["tile"], which, *(f"{row[k]:.5g}" for k in TILE_COLUMNS)])
+        rep = HtmlReport(title)
+        rep.paragraph(f"Model: MONAI U-Net ({predictor.meta.get('n_parameters', 0):,} parameters), three classes "
+                      f"(background, interior, boundary), marker watershed {predictor.postprocessing.to_meta()}; "
+                      f"sliding windows of {predictor.windows.roi_size} px, overlap {predictor.windows.overlap}, "
+                      f"Gaussian blending. Split: {metrics['split']}. Matching: {metrics['matching']}.")
+        rep.heading("Scores per tile")
+        rep.table(*(lambda t: (t[0], t[1:]))(self._table(evaluation)))
+        rep.paragraph(self._benchmark_notes(evaluation)[0] + " With two test tiles no interval is given: the "
+                      "per-tile values show the spread.")
+        rep.heading("Nuclear morphometry (µm), predicted against reference nuclei")
+        means = [c for c in TILE_COLUMNS if c.endswith("_mean")]
+        rep.table(["tile", "nuclei", *means], [[t["tile"], which, *(row[k] for k in means)]
+                                               for t in evaluation["tiles"]
+                                               for which, row in t["morphometry_um"].items()])
+        rep.paragraph(CYTOLOGY_NOTE)
+        rep.heading("Test tiles (green: reference outlines, yellow: predicted)")
+        for t, labels, (image, ref) in zip(evaluation["tiles"], evaluation["labels"], evaluation["images"]):
+            png = run_dir / f"overlay_{t['tile']}.png"
+            _save_png(instance_overlay(image, labels, ref), png)
+            rep.figure(png, f"{t['tile']}: Dice {t['dice']:.3f}, AJI {t['aji']:.3f}, PQ {t['pq']:.3f}")
+        if grid:
+            rep.heading("Watershed thresholds chosen on the held-out rows of the training tiles")
+            rep.table(["seed threshold", "foreground threshold", "min seed (px)", "mean AJI"], grid)
+        from breastdx.training.trainer import read_training_log
+
+        curves = read_training_log(run_dir)
+        if curves.get("epoch"):
+            from breastdx.evaluation.segmentation_plots import plot_training_curves
+
+            plot_training_curves(curves, run_dir / "training_curves.png", "Training curves")
+            rep.figure(run_dir / "training_curves.png", "Loss and validation Dice per epoch")
+        rep.write(run_dir / "report.html")
+
+    def _write_card(self, model_dir: Path, meta: dict[str, Any], evaluation: dict[str, Any],
+                    grid: list[list[Any]]) -> None:
+        from breastdx.models.saved import write_model_card
+
+        tr = meta["training"]
+        rows = "\n".join(f"| {r[0]} | " + " | ".join(f"{x:.3f}" if isinstance(x, float) else str(x) for x in r[1:])
+                         + " |" for r in self._table(evaluation)[1:])
+        write_model_card(
+            model_dir, meta, title="MoNuSeg breast nucleus instance segmentation",
+            summary=(f"MONAI U-Net ({meta['architecture_args']}; {meta['n_parameters']:,} parameters), RGB input, "
+                     f"3 classes (background, interior, boundary), Dice + cross-entropy, AdamW, "
+                     f"{tr['epochs_run']} epochs of {tr['patches_per_epoch']} random {tr['patch_size']} px patches "
+                     f"({tr['train_seconds'] / 60:.0f} min, {tr['torch_threads']} thread(s), best epoch "
+                     f"{tr['best_epoch']}). Instances: marker watershed {meta['postprocessing']} (chosen by AJI on "
+                     f"held-out rows). Tiles of any size in {meta['inference']['windows']['roi_size']} px windows "
+                     f"with Gaussian blending."),
+            data=("- MoNuSeg 2018 (Kumar et al. 2017, doi:10.1109/TMI.2017.2677499; 2020, "
+                  "doi:10.1109/TMI.2019.2947628), breast tiles only: 6 training and 2 test tiles of 1000x1000 px, "
+                  "H&E, 40x, TCGA, one patient each; CC BY-NC-SA 4.0 (non-commercial).\n"
+                  f"- Split: `split.json`: {meta['training_config']['val_rows']} bottom rows of every training tile "
+                  "held out (epoch and watershed choice); test tiles never seen.\n"
+                  "- Instance masks from the XML polygons; two training tiles without XML use the connected "
+                  "components of their binary masks."),
+            evaluation=("Per tile: foreground Dice, AJI (Kumar et al. 2017) and panoptic quality (Kirillov et al. "
+                        "2019; a match is a pair with IoU > 0.5). The table below gives the mean over the two "
+                        "test tiles (no interval: n = 2).\n\n| tile | Dice | AJI | PQ | SQ | DQ | nuclei | s |\n"
+                        "|---|---|---|---|---|---|---|---|\n" + rows + "\n\n**Morphometry.** " + CYTOLOGY_NOTE),
+            limitations=[
+                "Eight tiles from eight patients: too few to estimate performance on other scanners, stains or "
+                "tumour types; the two test scores are not a population estimate.",
+                "Two training tiles have only thinned binary masks (no XML), so their nucleus outlines are slightly "
+                "smaller than those of the other tiles.",
+                "Features from tissue sections are not the aspirate features of the WDBC table; the wdbc classifier "
+                "is not applied to them.",
+                "Research use only; not for diagnosis.",
+            ])
+
+    @staticmethod
+    def _write_model(model_dir: Path, network: Any, arch_args: dict[str, Any], config: MonusegConfig,
+                     checksum: str, split: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
+        from breastdx.data.nucleus_patches import CLASS_NAMES
+        from breastdx.inference.nuclei import InstancePostprocessing
+        from breastdx.models.networks import count_parameters
+        from breastdx.models.saved import WEIGHTS_FILE, save_weights, write_meta
+        from breastdx.runs import write_json
+
+        save_weights(network, model_dir / WEIGHTS_FILE)
+        write_json(split, model_dir / "split.json")
+        return write_meta(model_dir, {
+            "task": TASK_NAME, "architecture": "unet", "architecture_args": arch_args, "in_channels": 3,
+            "n_parameters": count_parameters(network), "weights_file": WEIGHTS_FILE,
+            "class_names": list(CLASS_NAMES), "positive_class": "interior",
+            "preprocessing": {"description": "RGB uint8 / 255 -> float32 (3, H, W) in [0, 1]; no stain normalisation"},
+            "inference": {"windows": {"roi_size": config.roi_size, "overlap": config.overlap, "batch": 1},
+                          "blending": "gaussian", "padding": "reflect", "validated_dtypes": ["float32"]},
+            "postprocessing": InstancePostprocessing().to_meta(),
+            "microns_per_pixel": config.microns_per_pixel,
+            "output": "instance labels: watershed of P(interior) seeds within 1 - P(background) > threshold",
+            "morphometry": "Street, Wolberg & Mangasarian (1993) features; breastdx.morphometry",
+            "cytology_note": CYTOLOGY_NOTE,
+            "metrics": {}, "metrics_split": "", "seed": config.seed,
+            "data": "MoNuSeg 2018 breast tiles (Kumar et al. 2017, 2020; CC BY-NC-SA 4.0)",
+            "data_checksum": checksum, "split_file": "split.json", "training": training,
+            "training_config": to_dict(config),
+        })
+
+    @staticmethod
+    def _choose_postprocessing(predictor: Any, images: list[np.ndarray], instances: list[np.ndarray],
+                               stop: int) -> tuple[dict[str, Any], list[list[Any]]]:
+        """The :data:`POSTPROCESSING_GRID` candidate of best mean AJI on the held-out rows of the training tiles."""
+        import dataclasses
+
+        from breastdx.evaluation.instances import aji
+
+        probs = [predictor.probabilities(im[stop:]) for im in images]
+        refs = [lab[stop:] for lab in instances]
+        rows, best = [], None
+        for s, f, m in POSTPROCESSING_GRID:
+            post = dataclasses.replace(predictor.postprocessing, seed_threshold=s, foreground_threshold=f, min_seed=m)
+            score = float(np.mean([aji(post.apply(p), r) for p, r in zip(probs, refs)]))
+            rows.append([s, f, m, score])
+            if best is None or score > best[0] + 1e-9:
+                best = (score, post)
+        return best[1].to_meta(), rows
+
+    @staticmethod
+    def _evaluate_tiles(predictor: Any, tiles: list[tuple[np.ndarray, np.ndarray]], names: list[str],
+                        microns_per_pixel: float) -> dict[str, Any]:
+        """Scores and morphometry (predicted and reference nuclei) of each tile, and the means over tiles."""
+        from breastdx.evaluation.instances import instance_scores
+        from breastdx.morphometry.features import grey_levels
+        from breastdx.morphometry.summary import in_microns, measure_nuclei, tile_summary
+
+        out = []
+        for name, (image, ref) in zip(names, tiles):
+            start = time.perf_counter()
+            labels, _ = predictor.predict(image)
+            seconds = time.perf_counter() - start
+            grey = grey_levels(image)
+            feats = {k: tile_summary(in_microns(measure_nuclei(lab, grey), microns_per_pixel))
+                     for k, lab in (("predicted", labels), ("reference", ref))}
+            out.append({"tile": name, **instance_scores(labels, ref), "seconds": round(seconds, 2),
+                        "morphometry_um": feats, "labels": labels, "image": (image, ref)})
+        summary = {k: {"value": float(np.mean([t[k] for t in out])), "ci95": None,
+                       "per_tile": [float(t[k]) for t in out]} for k in SCORES}
+        return {"summary": summary, "tiles": [{k: v for k, v in t.items() if k not in ("labels", "image")}
+                                              for t in out],
+                "labels": [t["labels"] for t in out], "images": [t["image"] for t in out]}
+
+    # --------------------------------------------------------------- evaluate
+    def evaluate(self, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
+        """Score a model folder on the test (or training) tiles: ``metrics.json``, ``per_tile.csv``,
+        ``morphometry.csv``, overlays and ``report.html``."""
+        from breastdx.data.monuseg import find_monuseg_root, load_case, monuseg_checksum, scan_monuseg
+        from breastdx.inference.nuclei import NucleusPredictor
+        from breastdx.runs import write_json, write_versions
+
+        o = parse_options(MonusegEvaluateOptions, options, f"evaluate {self.name}")
+        predictor = NucleusPredictor.from_dir(model_dir)
+        cases = [c for c in scan_monuseg(find_monuseg_root(data_root)) if c.part == o.split]
+        checksum = monuseg_checksum(cases)
+        save_yaml({"task": self.name, "model": str(model_dir), "split": o.split, "data_root": str(data_root),
+                   "data_checksum": checksum}, run_dir / "config.yaml")
+        write_versions(run_dir)
+        mpp = float(predictor.meta.get("microns_per_pixel") or 0.25)
+        evaluation = self._evaluate_tiles(predictor, [load_case(c) for c in cases], [c.name for c in cases], mpp)
+        split_text = f"the {len(cases)} MoNuSeg 2018 breast {o.split} tiles ({', '.join(c.name for c in cases)})"
+        metrics = {"task": self.name, "split": split_text, "n": len(cases), "model": str(model_dir),
+                   "matching": "PQ: IoU > 0.5; AJI: each reference nucleus with its predicted nucleus of largest IoU",
+                   "metrics": evaluation["summary"], "per_tile": evaluation["tiles"],
+                   "postprocessing": predictor.postprocessing.to_meta()}
+        write_json(metrics, run_dir / "metrics.json")
+        self._write_outputs(run_dir, predictor, evaluation, metrics, None,
+                            title="breastdx — MoNuSeg breast nuclei (evaluation)")
+        return RunResult(run_dir, metrics, f"MoNuSeg breast {o.split} tiles (n = {len(cases)})",
+                         self._table(evaluation), [*self._benchmark_notes(evaluation), f"Run folder: {run_dir}"])
+
+    # ---------------------------------------------------------------- predict
+    def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
+        """Segment and measure tiles: per tile ``masks/<tile>.png`` (16-bit instance labels; ``.tif`` beyond 65535
+        nuclei), ``overlays/<tile>.png``, ``nuclei/<tile>.csv``; one row per tile (and unit) of
+        ``tile_features.csv``, and ``predictions.csv`` (nuclei and seconds per tile)."""
+        import dataclasses
+
+        from breastdx.data.errors import DataError
+        from breastdx.data.monuseg import read_rgb
+        from breastdx.inference.nuclei import NucleusPredictor
+        from breastdx.morphometry.features import grey_levels
+        from breastdx.morphometry.summary import measure_nuclei, tile_rows, write_nuclei_csv, write_tile_csv
+        from breastdx.visualize.instances import instance_overlay
+
+        o = parse_options(MonusegPredictOptions, options, f"predict {self.name}")
+        predictor = NucleusPredictor.from_dir(model_dir)
+        w = predictor.windows
+        predictor.windows = dataclasses.replace(w, roi_size=o.roi_size or w.roi_size,
+                                                overlap=o.overlap if o.overlap >= 0 else w.overlap)
+        mpp = o.microns_per_pixel if o.microns_per_pixel >= 0 else float(predictor.meta.get("microns_per_pixel", 0))
+        for sub in ("masks", "nuclei", *(("overlays",) if o.overlays else ())):
+            (run_dir / sub).mkdir(parents=True, exist_ok=True)
+        rows, tiles, failures, seen = [], [], [], set()
+        for path in inputs:
+            start = time.perf_counter()
+            try:
+                image = read_rgb(path)
+            except DataError as e:  # a batch goes on past a bad file and lists it
+                failures.append((str(path), str(e)))
+                continue
+            labels, _ = predictor.predict(image)
+            nuclei = measure_nuclei(labels, grey_levels(image))
+            stem = Path(path).stem
+            if stem in seen:  # two inputs of the same name from different folders
+                stem = f"{stem}_{len(seen)}"
+            seen.add(stem)
+            mask_path = _write_labels(labels, run_dir / "masks" / stem)
+            write_nuclei_csv(nuclei, run_dir / "nuclei" / f"{stem}.csv", mpp or None)
+            if o.overlays:
+                _save_png(instance_overlay(image, labels), run_dir / "overlays" / f"{stem}.png")
+            tiles.extend(tile_rows(stem, nuclei, mpp or None))
+            seconds = time.perf_counter() - start
+            rows.append({"source": str(path), "height": image.shape[0], "width": image.shape[1],
+                         "n_nuclei": len(nuclei), "n_in_summary": sum(n["in_summary"] for n in nuclei),
+                         "mask": str(mask_path.relative_to(run_dir)), "seconds": round(seconds, 3)})
+        write_tile_csv(tiles, run_dir / "tile_features.csv")
+        with open(run_dir / "predictions.csv", "w", newline="") as f:
+            wr = csv.DictWriter(f, fieldnames=["source", "height", "width", "n_nuclei", "n_in_summary", "mask",
+                                               "seconds"])
+            wr.writeheader()
+            wr.writerows(rows)
+        table = [["tile", "size", "nuclei", "in summary", "s"]] + [
+            [Path(r["source"]).name, f"{r['width']}x{r['height']}", r["n_nuclei"], r["n_in_summary"], r["seconds"]]
+            for r in rows[:50]]
+        unit = f"µm at {mpp} µm/px and px" if mpp else "px (resolution unknown)"
+        notes = [f"{len(rows)} tile(s) in {sum(r['seconds'] for r in rows):.1f} s end to end; wrote predictions.csv, "
+                 f"tile_features.csv (30 cytology columns, {unit}), masks/, nuclei/" + (", overlays/" if o.overlays
+                                                                                    else ""), CYTOLOGY_NOTE]
+        return RunResult(run_dir, {}, "MoNuSeg nuclei and morphometry", table, notes, failures)
+
+
+def _write_labels(labels: np.ndarray, stem: Path) -> Path:
+    """Instance labels as a 16-bit PNG, or a 32-bit TIFF beyond 65535 nuclei."""
+    if labels.max(initial=0) <= 65535:
+        from PIL import Image
+
+        path = stem.with_suffix(".png")
+        Image.fromarray(labels.astype(np.uint16)).save(path, compress_level=1)
+        return path
+    import tifffile
+
+    path = stem.with_suffix(".tif")
+    tifffile.imwrite(path, labels.astype(np.uint32), compression="zlib")
+    return path
+
+
+def _save_png(rgb: np.ndarray, path: Path) -> Path:
+    from PIL import Image
+
+    Image.fromarray(rgb).save(path, optimize=False, compress_level=1)
+    return path
+
+
+def _rewrite_meta(model_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    from breastdx.models.saved import write_meta
+
+    return write_meta(model_dir, {k: v for k, v in meta.items() if k != "schema_version"})

@@ -1,0 +1,93 @@
+"""The monuseg task through the command line: a tiny training run on crops of the real tiles, evaluate and predict
+(skipped without BREASTDX_DATA)."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from breastdx.cli import app
+from breastdx.morphometry.summary import TILE_COLUMNS
+
+runner = CliRunner()
+TINY = ["--crop", "256", "--val-rows", "64", "--patch-size", "64", "--epochs", "2", "--patches-per-epoch", "16",
+        "--roi-size", "128", "--threads", "1", "--progress-bar", "false"]
+
+
+@pytest.fixture(scope="module")
+def data_root() -> Path:
+    env = os.environ.get("BREASTDX_DATA")
+    if not env:
+        pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
+    if not (Path(env) / "monuseg_breast").is_dir():
+        pytest.skip(f"real data not available: {Path(env) / 'monuseg_breast'} does not exist")
+    return Path(env)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(data_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("monuseg") / "run"
+    result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_tiny_train_writes_the_run_folder(tiny_run):
+    for name in ("config.yaml", "versions.json", "split.json", "metrics.json", "report.html", "per_tile.csv",
+                 "morphometry.csv", "model/model.safetensors", "model/meta.json", "model/MODEL_CARD.md",
+                 "model/split.json"):
+        assert (tiny_run / name).is_file(), name
+    assert not list(tiny_run.rglob("*.ckpt"))
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["n"] == 2 and "IoU > 0.5" in metrics["matching"]
+    assert set(metrics["metrics"]) == {"dice", "aji", "pq", "sq", "dq"}
+    assert len(metrics["metrics"]["aji"]["per_tile"]) == 2
+    meta = json.loads((tiny_run / "model/meta.json").read_text())
+    assert meta["task"] == "monuseg" and meta["class_names"] == ["background", "interior", "boundary"]
+    assert meta["inference"]["windows"]["roi_size"] == 128 and meta["microns_per_pixel"] == 0.25
+    card = (tiny_run / "model/MODEL_CARD.md").read_text()
+    assert "fine-needle aspirates" in card and "not applied" in card and "Research use only" in card
+    assert "fine-needle aspirates" in (tiny_run / "report.html").read_text()
+
+
+def test_predict_writes_masks_overlays_and_features(tiny_run, data_root, tmp_path):
+    tile = next((data_root / "monuseg_breast" / "test" / "images").glob("*.tif"))
+    crop = tmp_path / "crop.png"
+    Image.open(tile).convert("RGB").crop((100, 200, 331, 397)).save(crop)  # odd size 231 x 197
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "monuseg", str(crop), str(bad), "--model", str(tiny_run / "model"),
+                                 "--out", str(out)])
+    assert result.exit_code == 1 and "bad.png: not a readable image" in result.output  # listed, the rest done
+    assert (out / "masks" / "crop.png").is_file() and (out / "overlays" / "crop.png").is_file()
+    labels = np.asarray(Image.open(out / "masks" / "crop.png"))
+    assert labels.shape == (197, 231)
+    with open(out / "nuclei" / "crop.csv") as f:
+        nuclei = list(csv.DictReader(f))
+    assert len(nuclei) == len(np.unique(labels[labels > 0]))
+    if nuclei:
+        assert {"radius", "radius_um", "area_um2", "concave_points", "touches_edge"} <= set(nuclei[0])
+    with open(out / "tile_features.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["unit"] for r in rows] == ["px", "um"] and rows[1]["microns_per_pixel"] == "0.25"
+    assert list(rows[0])[4:] == list(TILE_COLUMNS)
+    with open(out / "predictions.csv") as f:
+        pred = list(csv.DictReader(f))
+    assert len(pred) == 1 and pred[0]["width"] == "231"
+    assert "aspirates" in result.output
+
+
+def test_evaluate(tiny_run, data_root, tmp_path):
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "monuseg", "--model", str(tiny_run / "model"), "--data-dir",
+                                 str(data_root), "--out", str(out), "--split", "test"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 2 and 0 <= metrics["metrics"]["dice"]["value"] <= 1
+    assert (out / "report.html").is_file() and (out / "morphometry.csv").is_file()
