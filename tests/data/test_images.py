@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -367,3 +368,42 @@ def test_busi_original_sample_reads_every_file(busi_sample, data_root):
             assert rec.source_mode == "RGB" and rec.array.ndim == 2
             np.testing.assert_array_equal(rec.array, read_image(data_root / "busi" / f.parent.name / f.name).array)
     assert {"1", "RGB", "RGBA"} <= modes
+
+
+@pytest.mark.parametrize("mode, fmt, pil_mode", [("gray", "PNG", "L"), ("rgb", "PNG", "RGB"), ("rgb", "JPEG", "RGB"),
+                                                 ("gray", "PNG", "I;16"), ("gray", "PNG", "P"), ("rgb", "PNG", "RGBA")])
+def test_reduced_decoding_is_the_box_average_with_the_stored_size(mode, fmt, pil_mode):
+    """``max_side`` decodes a large image reduced by an integer factor (JPEG: drafted by the decoder first) and
+    keeps the stored size in ``full_shape``; a small image is untouched."""
+    from breastdx.data.images import read_image_bytes
+
+    y, x = np.mgrid[0:1500, 0:1000]
+    smooth = ((x // 50 * 13 + y // 50 * 7) % 200 + 20).astype(np.uint8)
+    im = Image.fromarray(smooth)
+    im = {"L": im, "RGB": im.convert("RGB"), "P": im.convert("P"), "RGBA": im.convert("RGBA"),
+          "I;16": Image.fromarray(smooth.astype(np.uint16) * 250)}[pil_mode]
+    buf = io.BytesIO()
+    im.save(buf, fmt)
+    full = read_image_bytes(buf.getvalue(), "big", mode=mode)
+    small = read_image_bytes(buf.getvalue(), "big", mode=mode, max_side=400)
+    assert full.full_shape is None and small.full_shape == (1500, 1000)
+    assert max(small.shape) <= 400 and max(small.shape) > 200
+    factor = 1500 // small.shape[0]
+    assert small.shape == (-(-1500 // factor), -(-1000 // factor))  # a partial block at the edge is averaged too
+    h, w = 1500 // factor, 1000 // factor
+    expected = full.array[:h * factor, :w * factor].astype(float)
+    expected = expected.reshape(h, factor, w, factor, *expected.shape[2:]).mean(axis=(1, 3))
+    assert np.abs(small.array[:h, :w].astype(float) - expected).mean() < (4 if fmt == "JPEG" else 1.01)
+    tiny = read_image_bytes(buf.getvalue(), "big", mode=mode, max_side=5000)
+    assert tiny.full_shape is None and np.array_equal(tiny.array, full.array)
+
+
+def test_reduced_dicom_keeps_the_area_of_a_pixel(tmp_path):
+    """A reduced DICOM's spacing is that of its reduced pixels, so that areas in mm² are unchanged."""
+    from breastdx.data.images import read_image_bytes
+
+    arr = (np.arange(300 * 200).reshape(300, 200) % 4000).astype(np.uint16)
+    path = _dicom(tmp_path / "big.dcm", arr, spacing=(0.1, 0.2))
+    small = read_image_bytes(path.read_bytes(), "big.dcm", max_side=100)
+    assert small.full_shape == (300, 200) and small.shape == (100, 67)
+    assert small.spacing_mm == pytest.approx((0.3, 0.2 * 200 / 67))

@@ -137,3 +137,45 @@ def test_a_stuck_decode_does_not_hold_the_shutdown(registry, tmp_path, j2k_zero_
     thread.join(timeout=30)
     assert stopped < 10, f"the server took {stopped:.1f} s to stop"
     assert answers and answers[0] != 200
+
+
+# ------------------------------------------------------------------------------------------------ image bombs
+
+_BOMB_CHILD = r"""
+import io, json, resource, sys
+import numpy as np
+import torch
+from PIL import Image
+
+torch.set_num_threads(1)
+from breastdx.data.decode_worker import DecoderPool
+from breastdx.serve.models import ModelRegistry, predict_image
+
+buf = io.BytesIO()
+Image.fromarray(np.zeros((6000, 6000), np.uint8)).save(buf, "PNG", optimize=True)
+models = ModelRegistry.load(sys.argv[1:3]).get("ultrasound")
+with DecoderPool(workers=1) as pool:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    answer = predict_image(models, buf.getvalue(), "bomb.png", max_pixels=40_000_000, display_max_side=256,
+                           decoder=pool)
+    grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(json.dumps({"png_bytes": len(buf.getvalue()), "grew_mib": grew, "image": answer["image"]["width"],
+                  "area": answer["segmentation"]["lesion_area_px"], "fraction": answer["segmentation"]["lesion_fraction"]}))
+"""
+
+
+def test_a_small_png_of_6000_by_6000_pixels_costs_little_memory(model_dirs):
+    """A 35 KB PNG of 36 megapixels (under the 40-megapixel limit) is decoded reduced in a worker process: the
+    service's peak memory grows by tens of MiB (it grew by 620 MiB when decoded whole in the service)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-c", _BOMB_CHILD, str(model_dirs["busi-seg"]), str(model_dirs["busi-cls"])]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["png_bytes"] < 60_000 and got["image"] == 6000
+    assert got["grew_mib"] < 150, got
+    assert got["area"] == pytest.approx(got["fraction"] * 6000 * 6000, rel=1e-3, abs=10)  # in stored pixels

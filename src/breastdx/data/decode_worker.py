@@ -39,6 +39,10 @@ DECODE_MEMORY_BYTES = 3 * 2**30
 """Default address-space limit of a worker process, in bytes (``RLIMIT_AS``): several times what the largest
 accepted image needs once decoded, and far below what a decoder gone wrong would take."""
 
+RECYCLE_BYTES = 512 * 2**20
+"""A worker whose peak resident memory passed this many bytes answers, then exits and is replaced: the memory a
+large image took is given back to the system (an allocator keeps freed memory for the process)."""
+
 _HEAD = struct.Struct("!IQ")  # header length, payload length
 
 
@@ -83,15 +87,17 @@ class DecoderPool:
         """
         return self._call({"path": str(path), "name": str(path), "mode": mode, "max_pixels": max_pixels}, b"")
 
-    def read_image_bytes(self, data: bytes, name: str, mode: str = "gray", max_pixels: int | None = None) -> Any:
+    def read_image_bytes(self, data: bytes, name: str, mode: str = "gray", max_pixels: int | None = None,
+                         max_side: int | None = None) -> Any:
         """:func:`breastdx.data.images.read_image_bytes` in a worker process (the bytes go through a pipe, never
-        to disk).
+        to disk); with ``max_side``, decoded reduced so that only the small image comes back.
 
         Raises:
             ValueError: If ``mode`` is not ``"gray"`` or ``"rgb"``.
             ImageReadError: As :meth:`read_image`; the message names ``name``.
         """
-        return self._call({"path": None, "name": name, "mode": mode, "max_pixels": max_pixels}, bytes(data))
+        return self._call({"path": None, "name": name, "mode": mode, "max_pixels": max_pixels,
+                           "max_side": max_side}, bytes(data))
 
     def close(self) -> None:
         """Stop every worker at once (a decode in progress ends with an :class:`ImageReadError`)."""
@@ -140,6 +146,7 @@ class DecoderPool:
             try:
                 _send(proc.stdin, header, data)
                 answer, payload = _receive(proc.stdout, start + self.timeout_s)
+                healthy = not answer.get("recycle")  # a worker that grew large is replaced: its memory given back
             except TimeoutError:
                 raise ImageReadError(
                     f"{name}: undecodable: decoding did not finish within {self.timeout_s:g} s, so it was stopped "
@@ -152,7 +159,6 @@ class DecoderPool:
                     f"{name}: undecodable: the decoder stopped while reading it (exit status {code}; a malformed "
                     f"file can crash a decoder or exhaust the memory limit of "
                     f"{(self.memory_bytes or 0) / 2**30:.1f} GiB).") from None
-            healthy = True
         finally:
             if not healthy and proc is not None:
                 self._drop(proc)
@@ -246,11 +252,23 @@ def _answer_to_record(answer: dict[str, Any], payload: bytes) -> Any:
         raise ImageReadError(f"{answer.get('path')}: the decoder answered pixels that do not match their shape.")
     array = np.frombuffer(payload, dtype=np.uint8).reshape(shape).copy()
     spacing = answer.get("spacing_mm")
+    full = answer.get("full_shape")
     return ImageRecord(array, Path(answer["path"]), None if spacing is None else (float(spacing[0]), float(spacing[1])),
-                       str(answer["source_format"]), str(answer["source_mode"]))
+                       str(answer["source_format"]), str(answer["source_mode"]),
+                       None if full is None else (int(full[0]), int(full[1])))
 
 
 # ---------------------------------------------------------------------------------------------- the child
+
+
+def resource_peak_bytes() -> int:
+    """Peak resident memory of this process, in bytes (0 where the system does not say)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def _serve(memory_bytes: int) -> None:  # pragma: no cover - runs in the child (tested through DecoderPool)
@@ -278,11 +296,13 @@ def _serve(memory_bytes: int) -> None:  # pragma: no cover - runs in the child (
             if header["path"] is not None:
                 rec = read_image(header["path"], mode=header["mode"], max_pixels=header["max_pixels"])
             else:
-                rec = read_image_bytes(data, header["name"], mode=header["mode"], max_pixels=header["max_pixels"])
+                rec = read_image_bytes(data, header["name"], mode=header["mode"], max_pixels=header["max_pixels"],
+                                       max_side=header.get("max_side"))
             array = np.ascontiguousarray(rec.array, dtype=np.uint8)
             answer = {"error": None, "shape": list(array.shape), "path": str(rec.path),
                       "spacing_mm": None if rec.spacing_mm is None else list(rec.spacing_mm),
-                      "source_format": rec.source_format, "source_mode": rec.source_mode}
+                      "source_format": rec.source_format, "source_mode": rec.source_mode,
+                      "full_shape": None if rec.full_shape is None else list(rec.full_shape)}
             payload = array.tobytes()
         except ImageReadError as e:
             answer, payload = {"error": str(e), "kind": "ImageReadError"}, b""
@@ -294,7 +314,10 @@ def _serve(memory_bytes: int) -> None:  # pragma: no cover - runs in the child (
         except Exception as e:  # noqa: BLE001 - a decoder failing in an unforeseen way: the file is undecodable
             answer, payload = {"error": f"{header['name']}: undecodable ({type(e).__name__}: {e}).",
                                "kind": "ImageReadError"}, b""
+        answer["recycle"] = resource_peak_bytes() > RECYCLE_BYTES
         _send(stdout, answer, payload)
+        if answer["recycle"]:
+            return
 
 
 if __name__ == "__main__":  # pragma: no cover - the worker process

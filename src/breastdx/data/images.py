@@ -61,6 +61,7 @@ _MASK_NAME = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
 
 _PIL_8BIT = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "La", "RGBa", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"}
 _PIL_WIDE = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+_REDUCIBLE = {"L", "RGB", "RGBA", "LA", "La", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}  # box average is right
 
 
 class ImageReadError(DataError):
@@ -80,6 +81,8 @@ class ImageRecord:
         source_format: ``"PNG"``, ``"JPEG"``, ``"TIFF"`` or ``"DICOM"``.
         source_mode: The stored pixel layout: a Pillow mode (``"L"``, ``"RGB"``, ``"RGBA"``, ``"I;16"``,
             ``"1"``, ``"P"``, ...) or a DICOM PhotometricInterpretation (``"MONOCHROME2"``, ``"RGB"``, ...).
+        full_shape: ``(H, W)`` of the image as stored when it was decoded reduced (``max_side`` of
+            :func:`read_image_bytes`; ``spacing_mm`` is then that of the reduced pixels), else None.
     """
 
     array: np.ndarray
@@ -87,6 +90,7 @@ class ImageRecord:
     spacing_mm: tuple[float, float] | None
     source_format: str
     source_mode: str
+    full_shape: tuple[int, int] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -110,6 +114,7 @@ class _Decoded:
     window: tuple[float, float, str] | None = None
     invert: bool = False
     spacing_mm: tuple[float, float] | None = None
+    full_shape: tuple[int, int] | None = None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -159,14 +164,22 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
     return ImageRecord(_to_uint8(dec, mode, path), path, dec.spacing_mm, dec.fmt, dec.mode)
 
 
-def read_image_bytes(data: bytes, name: str, mode: str = "gray", max_pixels: int = MAX_PIXELS) -> ImageRecord:
+def read_image_bytes(data: bytes, name: str, mode: str = "gray", max_pixels: int = MAX_PIXELS,
+                     max_side: int | None = None) -> ImageRecord:
     """:func:`read_image` for an image held in memory (an upload): decoded from the bytes, never written to disk.
+
+    With ``max_side``, an image whose longer side is over it is decoded reduced, by the smallest integer
+    factor that brings it to at most ``max_side`` (box average; a JPEG is decoded at 1/2, 1/4 or 1/8 scale
+    first, PIL's ``draft``), so that a 35 KB PNG of 6000 x 6000 pixels costs the memory of the small image
+    after its decoder's own buffer, not that of every full-size copy. ``full_shape`` then holds the stored
+    size and ``spacing_mm`` the spacing of the reduced pixels.
 
     Args:
         data: The file's bytes. Its format is found from its first bytes, not its name.
         name: A name for messages and for ``ImageRecord.path`` (the client's file name).
         mode: ``"gray"`` or ``"rgb"``.
         max_pixels: Largest accepted width x height, checked from the header before decoding.
+        max_side: Longest side wanted, in pixels (>= 1), or None for the full size.
 
     Raises:
         ValueError: If ``mode`` is not ``"gray"`` or ``"rgb"``.
@@ -174,8 +187,13 @@ def read_image_bytes(data: bytes, name: str, mode: str = "gray", max_pixels: int
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
-    dec = _decode(bytes(data), name, max_pixels)
-    return ImageRecord(_to_uint8(dec, mode, Path(name)), Path(name), dec.spacing_mm, dec.fmt, dec.mode)
+    dec = _decode(bytes(data), name, max_pixels, max_side)
+    array = _to_uint8(dec, mode, Path(name))
+    if dec.full_shape is None and max_side and max(array.shape[:2]) > max_side:  # DICOM, palette, 1-bit
+        full = array.shape[:2]
+        array = _reduce_uint8(array, -(-max(full) // max_side))
+        dec = _reduced_meta(dec, full, array.shape[:2])
+    return ImageRecord(array, Path(name), dec.spacing_mm, dec.fmt, dec.mode, dec.full_shape)
 
 
 def read_mask(path: str | Path, expected_shape: tuple[int, int] | None = None,
@@ -365,15 +383,32 @@ def _check_size(label: str, width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def _decode(src: Path | bytes, label: str, max_pixels: int) -> _Decoded:
+def _decode(src: Path | bytes, label: str, max_pixels: int, max_side: int | None = None) -> _Decoded:
     """Decode a file (``src`` a path) or an upload held in memory (``src`` its bytes); ``label`` names it in
-    messages. Bytes are never written to disk."""
+    messages. Bytes are never written to disk. Pillow formats are reduced to ``max_side`` while decoded."""
     fmt = _check_file(src) if isinstance(src, Path) else _check_bytes(src, label)
     if fmt == "DICOM":
         from breastdx.data.dicom_pixels import decode_dicom
 
         return decode_dicom(src, label, max_pixels)
-    return _decode_pillow(src, label, fmt, max_pixels)
+    return _decode_pillow(src, label, fmt, max_pixels, max_side)
+
+
+def _reduce_uint8(array: np.ndarray, factor: int) -> np.ndarray:
+    """``uint8`` gray or RGB ``array`` reduced by the integer ``factor`` (box average, PIL's ``reduce``)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(array)).reduce(int(factor)))
+
+
+def _reduced_meta(dec: _Decoded, full: tuple[int, ...], small: tuple[int, ...]) -> _Decoded:
+    """``dec`` saying that its pixels are a reduction of an image of ``full`` ``(H, W)`` to ``small``."""
+    from dataclasses import replace
+
+    spacing = dec.spacing_mm
+    if spacing is not None:
+        spacing = (spacing[0] * full[0] / small[0], spacing[1] * full[1] / small[1])
+    return replace(dec, spacing_mm=spacing, full_shape=(int(full[0]), int(full[1])))
 
 
 def _open(src: Path | bytes) -> Any:
@@ -385,7 +420,7 @@ def _open(src: Path | bytes) -> Any:
 # Pillow (PNG, JPEG, TIFF)
 
 
-def _decode_pillow(src: Path | bytes, label: str, fmt: str, max_pixels: int) -> _Decoded:
+def _decode_pillow(src: Path | bytes, label: str, fmt: str, max_pixels: int, max_side: int | None = None) -> _Decoded:
     from PIL import Image
 
     try:
@@ -403,6 +438,9 @@ def _decode_pillow(src: Path | bytes, label: str, fmt: str, max_pixels: int) -> 
         frames = getattr(im, "n_frames", 1)
         if frames > 1 and fmt == "TIFF":
             raise ImageReadError(f"{label}: TIFF with {frames} pages; expected a single 2-D image.")
+        factor = -(-max(width, height) // max_side) if max_side else 1
+        if factor > 1 and fmt == "JPEG":  # the decoder itself scales by 1/2, 1/4 or 1/8, to at least this size
+            im.draft(im.mode, (-(-width // factor), -(-height // factor)))
         try:
             im.load()  # forces the full decode: truncated or corrupt data fail here
         except Exception as err:
@@ -410,12 +448,23 @@ def _decode_pillow(src: Path | bytes, label: str, fmt: str, max_pixels: int) -> 
                                  f"the file could not be decoded completely.") from None
         mode = im.mode
         try:
-            return _from_pil(im, label, fmt, mode)
+            dec = _from_pil(_reduce_pil(im, max_side), label, fmt, mode)
+            return dec if dec.values.shape[:2] == (height, width) else _reduced_meta(dec, (height, width),
+                                                                                        dec.values.shape[:2])
         except ImageReadError:
             raise
         except Exception as err:
             raise ImageReadError(f"{label}: cannot convert {fmt} pixels of mode {mode!r} "
                                  f"({type(err).__name__}: {err}).") from None
+
+
+def _reduce_pil(im: Any, max_side: int | None) -> Any:
+    """``im`` reduced by the smallest integer factor that brings its longer side to at most ``max_side`` (box
+    average), when its mode averages meaningfully; 16-bit gray goes through ``I``; others are left whole."""
+    factor = -(-max(im.size) // max_side) if max_side else 1
+    if factor <= 1 or im.mode not in _REDUCIBLE and not im.mode.startswith("I;16"):
+        return im
+    return (im.convert("I") if im.mode.startswith("I;16") else im).reduce(factor)
 
 
 def _from_pil(im, label: str, fmt: str, mode: str) -> _Decoded:

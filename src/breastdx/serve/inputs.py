@@ -32,7 +32,8 @@ class ServeInputError(ValueError):
         self.problems = list(problems or [])
 
 
-def read_upload(data: bytes, filename: str, mode: str, max_pixels: int, decoder: Any = None) -> Any:
+def read_upload(data: bytes, filename: str, mode: str, max_pixels: int, decoder: Any = None,
+                max_side: int | None = None) -> Any:
     """Decode an uploaded image in memory (:func:`breastdx.data.images.read_image_bytes`): no upload is written
     to disk.
 
@@ -46,6 +47,8 @@ def read_upload(data: bytes, filename: str, mode: str, max_pixels: int, decoder:
         mode: ``"gray"`` or ``"rgb"``.
         max_pixels: Largest accepted width x height.
         decoder: A :class:`breastdx.data.decode_worker.DecoderPool`, or None to decode in this process.
+        max_side: Longest side to decode to (a larger image is decoded reduced; ``full_shape`` of the record
+            then gives its stored size), or None for the full size.
 
     Returns:
         An :class:`~breastdx.data.images.ImageRecord` (its ``path`` is the client's file name).
@@ -67,8 +70,8 @@ def read_upload(data: bytes, filename: str, mode: str, max_pixels: int, decoder:
                               f"byte 128), whatever its name ends with.")
     try:
         if decoder is not None:
-            return decoder.read_image_bytes(data, filename, mode=mode, max_pixels=max_pixels)
-        return read_image_bytes(data, filename, mode=mode, max_pixels=max_pixels)
+            return decoder.read_image_bytes(data, filename, mode=mode, max_pixels=max_pixels, max_side=max_side)
+        return read_image_bytes(data, filename, mode=mode, max_pixels=max_pixels, max_side=max_side)
     except ImageReadError as e:
         message = str(e)
         too_large = "over the limit" in message or "decompression-bomb" in message

@@ -51,6 +51,11 @@ ULTRASOUND_TASK = "ultrasound"
 ULTRASOUND_PARTS = ("busi-seg", "busi-cls")
 """The tasks the ultrasound endpoint runs, in order."""
 
+DECODE_MAX_SIDE = 2048
+"""Longest side an upload is decoded to, in pixels (a larger image is decoded reduced, by an integer factor): the
+networks take 256 px or less and answers show at most the display size, so a 6000 x 6000 PNG costs the memory
+of a 2000 x 2000 one. Areas are given in the stored image's pixels all the same."""
+
 GRADCAM_LAYER_MAX_SIDE = 160
 """Longer side of the Grad-CAM layer in answers, in pixels. Grad-CAM maps are upsampled from the network's
 last feature map (8 x 8 to 16 x 16 cells), so a small layer stretched over the image looks the same as a full
@@ -298,15 +303,17 @@ class ModelRegistry:
 
 
 def _segment(model: LoadedModel, image: np.ndarray, spacing: tuple[float, float] | None,
-             disp_image: np.ndarray, composites: bool) -> dict[str, Any]:
+             disp_image: np.ndarray, composites: bool, area_scale: float = 1.0) -> dict[str, Any]:
     with model.lock:
         out = model.predictor.predict([image], spacings=[spacing], keep_prob=False)[0]
+    record = segmentation_record(out)
+    record["lesion_area_px"] = int(round(record["lesion_area_px"] * area_scale))  # in the stored image's pixels
     size = disp_image.shape[:2]
     mask_disp = resize_image(out.mask.astype(np.uint8) * 255, size, Image.NEAREST) > 127
     return {
         "model": model.ref,
         "threshold": float(model.predictor.postprocessing.threshold),
-        **json_answer(segmentation_record(out)),
+        **json_answer(record),
         "mask_png": png_data_url(mask_disp.astype(np.uint8) * 255),
         "contour_overlay_png": png_data_url(contour_rgba(mask_disp)),
         "contour_composite_png": png_data_url(overlay_contours(disp_image, [mask_disp], [PREDICTION_COLOR]))
@@ -323,7 +330,8 @@ def _classify(model: LoadedModel, image: np.ndarray, disp_image: np.ndarray, gra
     result: dict[str, Any] = {
         "model": model.ref,
         "class_names": names,
-        **json_answer(classification_record(out.prob, names, out.label, predictor.threshold)),
+        **json_answer(classification_record(out.prob, names, out.label, predictor.threshold, out.prediction_set,
+                                            predictor.conformal_level)),
         "positive_class": predictor.positive,
         "temperature": float(predictor.temperature),
         "gradcam_method": predictor.gradcam_method if gradcam else None,
@@ -363,20 +371,26 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
         over ``image_png``: the mask and contour have its size; the smooth Grad-CAM layer has the same
         aspect ratio and at most :data:`GRADCAM_LAYER_MAX_SIDE` pixels per side.
 
+    An image with a side over :data:`DECODE_MAX_SIDE` (or ``display_max_side`` when larger) is decoded reduced
+    by an integer factor; ``width``, ``height``, ``spacing_mm`` and ``lesion_area_px`` are still those of the
+    stored image (the area counted on the reduced mask times the factor squared).
+
     Raises:
         ServeInputError: For an upload that is not a usable image (see :func:`read_upload`).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     mode = "rgb" if any(m.image_mode == "rgb" for m in models) else "gray"
-    record = read_upload(data, filename, mode, max_pixels, decoder)
+    record = read_upload(data, filename, mode, max_pixels, decoder, max_side=max(DECODE_MAX_SIDE, display_max_side))
     image = record.array
+    height, width = record.full_shape or image.shape[:2]
+    scale = (height / image.shape[0], width / image.shape[1])  # stored pixels per decoded pixel, per axis
+    spacing = None if record.spacing_mm is None else [float(s / f) for s, f in zip(record.spacing_mm, scale)]
     disp = resize_image(image, display_size(image.shape[:2], display_max_side), Image.BILINEAR)
     timings["decode"] = (time.perf_counter() - t0) * 1000
     answer: dict[str, Any] = {
-        "image": {"filename": filename, "width": int(image.shape[1]), "height": int(image.shape[0]),
-                  "format": record.source_format, "mode": record.source_mode,
-                  "spacing_mm": None if record.spacing_mm is None else [float(s) for s in record.spacing_mm],
+        "image": {"filename": filename, "width": int(width), "height": int(height),
+                  "format": record.source_format, "mode": record.source_mode, "spacing_mm": spacing,
                   "display_width": int(disp.shape[1]), "display_height": int(disp.shape[0]),
                   "image_png": png_data_url(disp)},
         "segmentation": None, "classification": None,
@@ -385,7 +399,7 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
         t = time.perf_counter()
         arr = to_rgb(image) if model.image_mode == "rgb" else to_gray(image)
         if model.kind == "segmentation":
-            answer["segmentation"] = _segment(model, arr, record.spacing_mm, disp, composites)
+            answer["segmentation"] = _segment(model, arr, record.spacing_mm, disp, composites, scale[0] * scale[1])
         elif model.kind == "classification":
             answer["classification"] = _classify(model, arr, disp, gradcam, composites)
         else:  # pragma: no cover - the app routes tabular tasks elsewhere
