@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from breastdx.data.images import ImageReadError, _check_size, _Decoded, _open
+from breastdx.data.decoded import ImageReadError, _check_size, _Decoded, _open
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,6 @@ the whole image.
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import warnings
@@ -44,7 +43,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from breastdx.data.errors import DataError
+from breastdx.data.decoded import ImageReadError, _check_size, _Decoded, _open
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +61,6 @@ _MASK_NAME = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
 _PIL_8BIT = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "La", "RGBa", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"}
 _PIL_WIDE = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 _REDUCIBLE = {"L", "RGB", "RGBA", "LA", "La", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}  # box average is right
-
-
-class ImageReadError(DataError):
-    """An image or mask file that cannot be used; the message names the file and the problem."""
 
 
 @dataclass(frozen=True)
@@ -98,23 +93,6 @@ class ImageRecord:
         return int(self.array.shape[0]), int(self.array.shape[1])
 
 
-@dataclass(frozen=True)
-class _Decoded:
-    """A decoded file before conversion to the output mode.
-
-    ``values`` is ``(H, W)`` or ``(H, W, C)`` with C in {2, 3, 4} (gray+alpha, RGB, RGBA); ``wide`` tells
-    that the values are not 8-bit and must be rescaled (``window`` then gives the DICOM window, if any).
-    """
-
-    values: np.ndarray
-    fmt: str
-    mode: str
-    wide: bool
-    alpha: bool
-    window: tuple[float, float, str] | None = None
-    invert: bool = False
-    spacing_mm: tuple[float, float] | None = None
-    full_shape: tuple[int, int] | None = None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -375,14 +353,6 @@ def _check_bytes(data: bytes, label: str) -> str:
     return fmt
 
 
-def _check_size(label: str, width: int, height: int, max_pixels: int) -> None:
-    if width * height > max_pixels:
-        raise ImageReadError(
-            f"{label}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
-            f"{max_pixels:,} (a guard against decompression bombs); refusing to decode it."
-        )
-
-
 def _decode(src: Path | bytes, label: str, max_pixels: int, max_side: int | None = None) -> _Decoded:
     """Decode a file (``src`` a path) or an upload held in memory (``src`` its bytes); ``label`` names it in
     messages. Bytes are never written to disk. Pillow formats are reduced to ``max_side`` while decoded."""
@@ -409,11 +379,6 @@ def _reduced_meta(dec: _Decoded, full: tuple[int, ...], small: tuple[int, ...]) 
     if spacing is not None:
         spacing = (spacing[0] * full[0] / small[0], spacing[1] * full[1] / small[1])
     return replace(dec, spacing_mm=spacing, full_shape=(int(full[0]), int(full[1])))
-
-
-def _open(src: Path | bytes) -> Any:
-    """What Pillow and pydicom open: the path, or a fresh in-memory file over the bytes."""
-    return src if isinstance(src, Path) else io.BytesIO(src)
 
 
 # ----------------------------------------------------------------------------------------------------
