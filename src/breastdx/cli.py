@@ -161,7 +161,7 @@ def train(
     from breastdx.config import ConfigError, parse_extra_args, resolve_data_root, with_overrides
     from breastdx.data.errors import DataError
     from breastdx.registry import UnknownNameError
-    from breastdx.runs import RUN_DIR_ENV, RunFolderExistsError, is_rank_zero, make_run_dir
+    from breastdx.runs import RUN_DIR_ENV, RunFolderError, is_rank_zero, make_run_dir
     from breastdx.tasks import get_task
 
     try:
@@ -176,7 +176,7 @@ def train(
                 raise ConfigError("Training on several nodes needs --out: the same run folder on every node.")
             run_dir = Path(shared)
             run_dir.mkdir(parents=True, exist_ok=True)
-    except (UnknownNameError, ConfigError, RunFolderExistsError) as e:
+    except (UnknownNameError, ConfigError, RunFolderError) as e:  # RunFolderError: --out exists, is a file, read-only
         _fail(str(e))
     console.print(f"[bold]breastdx {__version__}[/] — {t.title}. {RESEARCH_USE_ONLY}", highlight=False)
     _set_threads(getattr(config, "threads", 0))

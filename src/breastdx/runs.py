@@ -79,7 +79,11 @@ def is_rank_zero() -> bool:
     return int(os.environ.get("NODE_RANK") or 0) == 0 and int(os.environ.get("LOCAL_RANK") or 0) == 0
 
 
-class RunFolderExistsError(FileExistsError):
+class RunFolderError(ValueError):
+    """The output folder (``--out``) cannot be used: it is a file, or it cannot be created or written to."""
+
+
+class RunFolderExistsError(RunFolderError, FileExistsError):
     """The output folder exists and is not empty; breastdx never overwrites a run."""
 
 
@@ -97,17 +101,28 @@ def make_run_dir(task: str, out: str | os.PathLike[str] | None, kind: str = "tra
 
     Raises:
         RunFolderExistsError: If the folder exists and is not empty.
+        RunFolderError: If the path is a file (or below one), or the folder cannot be created or written to
+            (read-only, no permission); the message names the path and the reason.
     """
     if out is None:
         stamp = utc_timestamp()
         path = Path("runs") / task / (stamp if kind == "train" else f"{kind}-{stamp}")
     else:
         path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"Output folder {path} is a file, not a folder; choose another --out.")
     if path.exists() and any(path.iterdir()):
         raise RunFolderExistsError(
             f"Output folder {path} exists and is not empty; choose another --out (runs are never overwritten)."
         )
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".breastdx-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise RunFolderError(f"Output folder {path} cannot be created or written to ({e.strerror or e}); choose "
+                             f"another --out, in a folder you may write to.") from None
     return path
 
 

@@ -79,6 +79,9 @@ def _cls_model(root: Path) -> Path:
                              "in_channels": 1, "class_names": ["normal", "benign", "malignant"],
                              "positive_class": "malignant", "preprocessing": Preprocessing(image_size=32).to_meta(),
                              "temperature": 1.5, "threshold": 0.3, "gradcam": {"method": "gradcam"},
+                             "conformal": {"method": "aps", "level": 0.9, "qhat": 0.95, "n_calibration": 50,
+                                           "split": "fixture", "quantiles": {"aps": {"0.9": 0.95, "0.8": 0.4},
+                                                                             "lac": {"0.9": 0.7}}},
                              "metrics": {"auroc": {"value": 0.8, "ci95": [0.7, 0.9]}}})
     (d / "MODEL_CARD.md").write_text("# Model card: busi-cls test model\n\n- Research use only.\n")
     return d

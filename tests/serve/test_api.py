@@ -154,6 +154,13 @@ def test_ultrasound_answers_classification_gradcam_and_segmentation(client, synt
     # (images up to 160 px keep their size; larger ones get a smaller layer, see the real-image test)
     assert cls["gradcam_composite_png"] is None
     assert cls["label_argmax"] == max(cls["probabilities"], key=cls["probabilities"].get)
+    # the conformal set (APS at 0.9, qhat 0.95 in the fixture): the most probable classes, in class order
+    from breastdx.evaluation.conformal import prediction_sets
+
+    p = np.array([list(cls["probabilities"].values())])
+    expected_set = [c for c, keep in zip(cls["class_names"], prediction_sets(p, 0.95, "aps")[0]) if keep]
+    assert cls["prediction_set"] == expected_set and cls["prediction_set_level"] == 0.9
+    assert cls["label_argmax"] in cls["prediction_set"]
     seg = a["segmentation"]
     assert set(SEGMENTATION_FIELDS) <= set(seg)  # the CLI's names (predictions.csv)
     mask = _decode_data_url(seg["mask_png"])

@@ -126,11 +126,15 @@ def test_breakhis_subtypes_train_predict_and_evaluate_on_the_real_copy(tmp_path)
         (row,) = list(csv.DictReader(f))
     assert sum(float(row[f"p_{c}"]) for c in meta["class_names"]) == pytest.approx(1.0, abs=1e-4)
     assert row["label"] in meta["class_names"]
+    split = json.loads((out / "split.json").read_text())  # prediction sets, calibrated on validation
+    assert meta["conformal"]["n_calibration"] == len(split["val"]) and metrics["conformal"]["n"] == metrics["n"]
+    assert set(row["prediction_set"].split("|")) <= set(meta["class_names"]) and row["prediction_set_level"] == "0.9"
     result = runner.invoke(app, ["evaluate", "breakhis", "--model", str(out / "model"), "--data-dir", str(data),
                                  "--out", str(tmp_path / "eval"), "--n-bootstrap", "50"])
     assert result.exit_code == 0, result.output
-    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
-    assert evaluated["auroc"]["value"] == pytest.approx(metrics["metrics"]["auroc"]["value"], abs=1e-6)
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["metrics"]["auroc"]["value"] == pytest.approx(metrics["metrics"]["auroc"]["value"], abs=1e-6)
+    assert evaluated["conformal"]["conformal_coverage"] == metrics["conformal"]["conformal_coverage"]
 
 
 def test_patient_grouped_cross_validation_tests_every_patient_once(tmp_path):

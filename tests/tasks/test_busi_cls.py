@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 from pathlib import Path
 
@@ -98,6 +99,9 @@ def test_evaluate_a_trained_model(tiny_run, data_root, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"].startswith("val split") and "macro_auroc" in metrics["metrics"]
+    # on its own calibration cases a conformal set covers at least ceil((n + 1) x 0.9) / n of them
+    n = metrics["n"]
+    assert metrics["conformal"]["conformal_coverage"]["value"] >= math.ceil((n + 1) * 0.9) / n
     assert (out / "report.html").is_file() and (out / "confusion.png").is_file()
 
 

@@ -47,6 +47,8 @@ class ClassificationOutput:
         label_index: Its index.
         argmax_label: The most probable class (may differ from ``label`` at a sensitivity-oriented threshold).
         cam: Grad-CAM map of ``label`` at the original size, float32 ``(H, W)`` in [0, 1], or None.
+        prediction_set: The conformal prediction set (class names in class order; :mod:`breastdx.evaluation.
+            conformal`), or None when the model folder has no conformal record.
     """
 
     prob: np.ndarray
@@ -54,6 +56,7 @@ class ClassificationOutput:
     label_index: int
     argmax_label: str
     cam: np.ndarray | None = None
+    prediction_set: list[str] | None = None
 
 
 def save_classifier(model_dir: Path, network: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
@@ -122,18 +125,21 @@ class ClassificationPredictor(ImagePredictor):
         positive: The positive class (``meta["positive_class"]``, default the last class).
         temperature: Temperature fitted on validation (``meta["temperature"]``, default 1).
         threshold: Operating threshold on P(positive), or None (most probable class).
+        conformal: ``meta["conformal"]`` (:func:`breastdx.evaluation.conformal.fit_conformal`), or None.
+        conformal_level: Coverage level of the prediction sets (``conformal_level`` argument, default the
+            record's, 0.9), or None without a conformal record.
 
     Raises:
         ModelFolderError: If ``meta`` lacks the preprocessing, names an unknown TTA mode, or its positive
             class is not one of its classes.
-        ValueError: If an option is invalid.
+        ValueError: If an option is invalid, or ``conformal_level`` is not a level the model folder stores.
     """
 
     kind = "classification"
 
     def __init__(self, network: nn.Module | None, meta: ModelMeta | Mapping[str, Any], *, batch_size: int = 32,
                  gradcam_method: str | None = None, normalizer: Callable[[np.ndarray], np.ndarray] | None = None,
-                 **options: Any) -> None:
+                 conformal_level: float | None = None, **options: Any) -> None:
         super().__init__(network, meta, batch_size=batch_size, **options)
         self.source_size = self.meta["preprocessing"].get("source_size")
         self.pad_to = self.meta["preprocessing"].get("pad_to")
@@ -148,6 +154,26 @@ class ClassificationPredictor(ImagePredictor):
         self.gradcam_layer = gc.get("layer")
         self.normalizer = normalizer
         self._explainers: dict[str, Any] = {}
+        self.conformal = self.meta.get("conformal")
+        self.conformal_level: float | None = None
+        if self.conformal:
+            from breastdx.evaluation.conformal import quantile_for
+
+            self._conformal = quantile_for(self.conformal, conformal_level)
+            self.conformal_level = self._conformal[1]
+        elif conformal_level is not None:
+            raise ValueError(f"{self.meta.source}: the model folder has no conformal record, so it cannot give "
+                             f"prediction sets at level {conformal_level}; run 'breastdx calibrate' on it first.")
+
+    def prediction_sets(self, prob: np.ndarray) -> list[list[str]] | None:
+        """The conformal prediction set of each row of temperature-scaled probabilities ``(n, K)``, or None when
+        the model folder has no conformal record."""
+        if not self.conformal:
+            return None
+        from breastdx.evaluation.conformal import prediction_sets, set_names
+
+        method, _, qhat = self._conformal
+        return set_names(prediction_sets(prob, qhat, method), self.class_names)
 
     @classmethod
     def from_meta(cls, model_dir: Path, meta: ModelMeta, **options: Any) -> "ClassificationPredictor":
@@ -280,9 +306,11 @@ class ClassificationPredictor(ImagePredictor):
         return np.concatenate(probs), np.concatenate(labels), cams
 
     def _outputs(self, prob: np.ndarray, labels: np.ndarray, cams: list[np.ndarray] | None) -> list[ClassificationOutput]:
+        sets = self.prediction_sets(prob)
         return [ClassificationOutput(prob=prob[i], label=self.class_names[int(labels[i])], label_index=int(labels[i]),
                                      argmax_label=self.class_names[int(prob[i].argmax())],
-                                     cam=None if cams is None else cams[i]) for i in range(prob.shape[0])]
+                                     cam=None if cams is None else cams[i],
+                                     prediction_set=None if sets is None else sets[i]) for i in range(prob.shape[0])]
 
     def predict(self, images: Sequence[np.ndarray], gradcam: bool = False) -> list[ClassificationOutput]:
         """Predict uint8 images of any size.

@@ -11,7 +11,8 @@ The CLI's ``predictions.csv`` and the service's answers use the same fields:
 
 :func:`json_answer` gives the record as JSON values. :func:`csv_row` flattens it by fixed rules:
 ``probabilities`` and ``group_probabilities`` become one ``p_<class>`` column per class and group, ``top_contributions`` becomes
-``shap_<k>_feature`` / ``shap_<k>_value`` columns and a ``top_features`` summary, None becomes an empty cell.
+``shap_<k>_feature`` / ``shap_<k>_value`` columns and a ``top_features`` summary, ``prediction_set`` its classes
+joined by ``|``, None becomes an empty cell.
 Probabilities are rounded to 6 decimals, areas in mm² to 3.
 """
 
@@ -48,7 +49,8 @@ def segmentation_record(out: Any) -> dict[str, Any]:
 
 
 def classification_record(prob: Sequence[float], class_names: Sequence[str], label: str,
-                          threshold: float | None) -> dict[str, Any]:
+                          threshold: float | None, prediction_set: Sequence[str] | None = None,
+                          set_level: float | None = None) -> dict[str, Any]:
     """The record of one classified image or case.
 
     Args:
@@ -56,10 +58,13 @@ def classification_record(prob: Sequence[float], class_names: Sequence[str], lab
         class_names: The K class names.
         label: The label at the operating point.
         threshold: The operating threshold on P(positive class), or None (most probable class).
+        prediction_set: The conformal prediction set (class names), or None when the model has none.
+        set_level: Its coverage level, e.g. 0.9.
 
     Returns:
         ``{"probabilities": {class: float}, "label", "label_argmax", "threshold": float | None}``, and
-        ``"group_probabilities": {group: float}`` when class names are ``"<group>/<subtype>"``.
+        ``"group_probabilities": {group: float}`` when class names are ``"<group>/<subtype>"``, and
+        ``"prediction_set": [class, ...]``, ``"prediction_set_level": float`` when a set is given.
 
     Raises:
         ValueError: If ``prob`` and ``class_names`` differ in length.
@@ -74,8 +79,12 @@ def classification_record(prob: Sequence[float], class_names: Sequence[str], lab
             groups[str(c).split("/", 1)[0]] = groups.get(str(c).split("/", 1)[0], 0.0) + float(v)
     if groups:
         record["group_probabilities"] = {g: round(v, DIGITS) for g, v in groups.items()}
-    return {**record, "label": str(label), "label_argmax": str(class_names[int(p.argmax())]),
-            "threshold": None if threshold is None else round(float(threshold), DIGITS)}
+    record = {**record, "label": str(label), "label_argmax": str(class_names[int(p.argmax())]),
+              "threshold": None if threshold is None else round(float(threshold), DIGITS)}
+    if prediction_set is not None:
+        record["prediction_set"] = [str(c) for c in prediction_set]
+        record["prediction_set_level"] = None if set_level is None else float(set_level)
+    return record
 
 
 def tabular_record(p_positive: float, class_names: Sequence[str], threshold: float,
@@ -103,7 +112,8 @@ def tabular_record(p_positive: float, class_names: Sequence[str], threshold: flo
 
 def json_answer(record: Mapping[str, Any]) -> dict[str, Any]:
     """The record as the service answers it: the same fields and values (a copy)."""
-    return {k: (dict(v) if isinstance(v, Mapping) else [dict(c) for c in v] if isinstance(v, list) else v)
+    return {k: (dict(v) if isinstance(v, Mapping) else
+                [dict(c) if isinstance(c, Mapping) else c for c in v] if isinstance(v, list) else v)
             for k, v in record.items()}
 
 
@@ -119,6 +129,8 @@ def csv_row(record: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in record.items():
         if key in ("probabilities", "group_probabilities"):
             row.update({f"p_{c}": p for c, p in value.items()})
+        elif key == "prediction_set":
+            row[key] = "|".join(value)
         elif key == "top_contributions":
             if value is None:
                 continue

@@ -77,7 +77,9 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
 
     ``predictions.csv`` has one row per image read: ``source``, ``height``, ``width``, then the classification
     record (:func:`~breastdx.inference.records.classification_record`): ``p_<class>`` for every class (after
-    temperature scaling) and, for classes in groups (subtypes), ``p_<group>`` (e.g. ``p_malignant``), ``label`` (at the operating point), ``label_argmax``, ``threshold``; and, with
+    temperature scaling) and, for classes in groups (subtypes), ``p_<group>`` (e.g. ``p_malignant``), ``label`` (at the operating point), ``label_argmax``, ``threshold``; when the model folder has a conformal record,
+    ``prediction_set`` (classes joined by ``|``; more than one: the model is uncertain between them) and
+    ``prediction_set_level`` (its coverage level); and, with
     Grad-CAM, ``gradcam`` (the overlay PNG in ``gradcam/``, relative to ``run_dir``).
 
     Args:
@@ -97,7 +99,8 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
     def make_row(path: Path, rec: Any, out: Any, stem: str, submit: Callable[..., Future]) -> dict[str, Any]:
         h, w = rec.shape
         row = {"source": str(path), "height": h, "width": w,
-               **csv_row(classification_record(out.prob, predictor.class_names, out.label, predictor.threshold))}
+               **csv_row(classification_record(out.prob, predictor.class_names, out.label, predictor.threshold,
+                                               out.prediction_set, predictor.conformal_level))}
         if gradcam and out.cam is not None:
             png = cam_dir / f"{stem}_gradcam_{out.label.replace('/', '_')}.png"  # a subtype's '/' is not a folder
             submit(write_cam_png, rec.array, out.cam, png)
@@ -106,7 +109,8 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
 
     groups = list(dict.fromkeys(c.split("/", 1)[0] for c in predictor.class_names if "/" in c))
     fields = ["source", "height", "width", *[f"p_{c}" for c in (*predictor.class_names, *groups)], "label",
-              "label_argmax", "threshold", *(["gradcam"] if gradcam else [])]
+    sets = ["prediction_set", "prediction_set_level"] if getattr(predictor, "conformal", None) else []
+              "label_argmax", "threshold", *sets, *(["gradcam"] if gradcam else [])]
     return _predict_to_csv(predictor, inputs, run_dir, fields, make_row, workers, gradcam=gradcam)
 
 

@@ -403,6 +403,7 @@ class ImageClassificationTask(Task):
 
     def _train_metrics(self, config: Any, data: SplitData, runs: dict[str, Any], best: str, test_ds: Any,
                        localisation: dict[str, Any], model_dir: Path, preprocessing: dict[str, Any]) -> dict[str, Any]:
+        from breastdx.evaluation.conformal import conformal_evaluation
         from breastdx.pipeline.report import (deduplicated_test, gradcam_examples, paired_tests, patient_intervals,
                                               per_patient)
 
@@ -445,6 +446,9 @@ class ImageClassificationTask(Task):
                                     config.n_bootstrap, config.seed),
                 "note": f"{spec.positive} vs rest at the operating threshold; 95% intervals from resampling the "
                         f"{patients['n_patients']} test patients with all their {spec.items}"}
+        if r.calibration.get("conformal"):
+            metrics["conformal"] = conformal_evaluation(test_ds.labels, r.test["prob"], r.calibration["conformal"],
+                                                        data.class_names, n_boot=config.n_bootstrap, seed=config.seed)
         if localisation:
             metrics["localisation"] = loc_plain[best]
         if spec.benchmark is not None:
@@ -516,6 +520,7 @@ class ImageClassificationTask(Task):
             "n_parameters": r.n_parameters, "class_names": classes, "positive_class": spec.positive,
             "preprocessing": preprocessing, **extra,
             "temperature": r.calibration["temperature"], "threshold": r.calibration["threshold"],
+            "conformal": r.calibration.get("conformal"),
             "threshold_rule": threshold_rule(config.target_sensitivity, spec.positive),
             "label_rule": label_rule(classes, spec.positive),
             "inference": {"tta": config.tta},

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from breastdx.evaluation.conformal import report_conformal
 from breastdx.evaluation.tables import (OPERATING_POINT_TEXT, calibration_rows, ci_text, comparison_rows,
                                         metric_label)
 from breastdx.pipeline.task import evenly_spaced
@@ -345,6 +346,8 @@ def train_report(task: Any, run_dir: Path, config: Any, data: Any, runs: dict[st
                    for c in class_names])
     rep.heading("Calibration on the test split: before and after temperature scaling (fitted on validation)")
     rep.table(["metric", "before (T = 1)", "after"], calibration_rows(r.test["calibration"]))
+    if metrics.get("conformal"):
+        report_conformal(rep, metrics["conformal"], "test")
     rep.heading("Figures")
     for png, caption in write_figures(run_dir, data.parts["test"].labels, {a: x.test for a, x in runs.items()}, best,
                                       class_names, positive, "test"):

@@ -43,6 +43,8 @@ class PredictOptions:
         gradcam: Write a Grad-CAM overlay per image into ``gradcam/`` (empty: the task's default).
         method: ``gradcam`` or ``gradcampp`` (empty: the model's).
     """
+        conformal_level: Coverage level of the ``prediction_set`` column (0: the model folder's, 0.9); one of
+            the levels the folder stores (0.8, 0.85, 0.9, 0.95, 0.99).
 
     batch_size: int = option(64, ge=1)
     workers: int = option(2, ge=1)
@@ -51,6 +53,7 @@ class PredictOptions:
     gradcam: bool | None = None
     method: str = option("", choices=("", *CAM_CHOICES))
 
+    conformal_level: float = option(0.0, ge=0.0, le=0.99)
 
 @dataclass(frozen=True)
 class ExplainOptions:
@@ -91,6 +94,7 @@ class EvaluateOptions(SplitEvaluateOptions):
         label_map: With ``external``: ``label=class`` entries, comma-separated, mapping the folder's labels to the
             model's classes (e.g. ``normal=normal_or_benign,benign=normal_or_benign``); nothing else is mapped.
     """
+        conformal_level: Coverage level of the prediction sets scored (0: the model folder's, 0.9).
 
     batch_size: int = option(64, ge=1)
     tta: str = option("", choices=TTA_CHOICES)
@@ -99,12 +103,36 @@ class EvaluateOptions(SplitEvaluateOptions):
     external: str = ""
     label_map: tuple[str, ...] = ()
 
+    conformal_level: float = option(0.0, ge=0.0, le=0.99)
 
-def _predictor(task: Any, model_dir: Path, options: dict[str, str], batch_size: int, tta: str, method: str = ""):
+def _predictor(task: Any, model_dir: Path, options: dict[str, str], batch_size: int, tta: str, method: str = "",
+               conformal_level: float = 0.0):
     from breastdx.inference.classifier import ClassificationPredictor
 
     return ClassificationPredictor.from_dir(model_dir, task=task.name, batch_size=batch_size, tta=tta or None,
-                                            gradcam_method=method or None, **runtime_options(options))
+                                            gradcam_method=method or None, conformal_level=conformal_level or None,
+                                            **runtime_options(options))
+
+
+def _split_data(task: Any, predictor: Any, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str],
+                split_file: str) -> tuple[Any, Path]:
+    """The model's data with the split it was trained on (its ``split.json`` or ``split_file``), read with the
+    data options it was trained with (overridable by the task's data options in ``options``)."""
+    spec = task.spec
+    data_names = {n.replace("_", "-") for n in spec.data_options}
+    trained = predictor.meta.get("training_config", {})
+    data_opts = {k: trained[k] for k in spec.data_options if k in trained}
+    data_opts.update({k.replace("-", "_"): v for k, v in options.items() if k.replace("_", "-") in data_names})
+    config = with_overrides(spec.config_cls(), data_opts)
+    split_path = Path(split_file) if split_file else Path(model_dir) / SPLIT_FILE
+    if not split_path.is_file():
+        raise FileNotFoundError(f"{split_path}: no split file; pass --split-file (the split.json of the training run).")
+    data = spec.read(config, data_root, split_path, run_dir / SPLIT_FILE)
+    if tuple(data.class_names) != tuple(predictor.class_names):
+        raise ConfigError(f"{model_dir}: the model's classes ({', '.join(predictor.class_names)}) are not the data's "
+                          f"({', '.join(data.class_names)}); pass the data options the model was trained with "
+                          f"({', '.join('--' + n for n in sorted(data_names)) or 'none'}).")
+    return data, split_path
 
 
 def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
@@ -116,24 +144,13 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
     data_names = {n.replace("_", "-") for n in spec.data_options}
     given = {k: v for k, v in options.items() if k.replace("_", "-") not in data_names}
     opts = parse_options(EvaluateOptions, given, f"evaluate {task.name}")
-    predictor = _predictor(task, model_dir, options, opts.batch_size, opts.tta)
+    predictor = _predictor(task, model_dir, options, opts.batch_size, opts.tta, conformal_level=opts.conformal_level)
     if opts.external:
         return evaluate_external(task, predictor, model_dir, run_dir, opts)
     if opts.label_map:
         raise ConfigError(f"The 'label-map' option of evaluate {task.name} maps the labels of --external; "
                           f"pass --external too.")
-    trained = predictor.meta.get("training_config", {})
-    data_opts = {k: trained[k] for k in spec.data_options if k in trained}
-    data_opts.update({k.replace("-", "_"): v for k, v in options.items() if k.replace("_", "-") in data_names})
-    config = with_overrides(spec.config_cls(), data_opts)
-    split_path = Path(opts.split_file) if opts.split_file else Path(model_dir) / SPLIT_FILE
-    if not split_path.is_file():
-        raise FileNotFoundError(f"{split_path}: no split file; pass --split-file (the split.json of the training run).")
-    data = spec.read(config, data_root, split_path, run_dir / SPLIT_FILE)
-    if tuple(data.class_names) != tuple(predictor.class_names):
-        raise ConfigError(f"{model_dir}: the model's classes ({', '.join(predictor.class_names)}) are not the data's "
-                          f"({', '.join(data.class_names)}); pass the data options the model was trained with "
-                          f"({', '.join('--' + n for n in sorted(data_names)) or 'none'}).")
+    data, split_path = _split_data(task, predictor, model_dir, data_root, run_dir, options, opts.split_file)
     part = data.parts[opts.split]
     if opts.max_cases:
         part = part.subset(evenly_spaced(len(part), opts.max_cases))
@@ -157,6 +174,45 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
 
 
 def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.ndarray, logits: np.ndarray,
+def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
+    """``breastdx calibrate TASK``: fit the conformal record of a classifier on its validation split and write it
+    into the model folder's ``meta.json`` (``conformal``; :func:`breastdx.evaluation.conformal.fit_conformal`), for
+    a folder trained before prediction sets existed. The split is the folder's ``split.json``; the rest of
+    ``meta.json`` is kept. The run folder holds ``conformal.json`` (the record) and the resolved options.
+
+    Raises:
+        ConfigError: For an unknown option or data that do not match the model.
+        FileNotFoundError: Without a split file.
+    """
+    import json
+
+    from breastdx.evaluation.conformal import fit_conformal
+    from breastdx.runs import write_json, write_versions
+
+    given = {k: v for k, v in options.items() if k not in ("dtype", "backend", "threads")}
+    if set(given) - {"split-file", "split_file", "batch-size", "batch_size"}:
+        raise ConfigError(f"calibrate {task.name} takes --split-file and --batch-size; got "
+                          f"{', '.join('--' + k for k in sorted(given))}.")
+    predictor = _predictor(task, model_dir, options, int(given.get("batch-size", given.get("batch_size", 64))), "")
+    data, split_path = _split_data(task, predictor, model_dir, data_root, run_dir, options,
+                                   given.get("split-file", given.get("split_file", "")))
+    part = data.parts["val"]
+    prob = predictor.proba_from_logits(predictor.predict_logits([part.read(i)[0] for i in range(len(part))]))
+    record = fit_conformal(part.labels, prob, split=f"validation ({data.describe('val')})")
+    meta_path = Path(model_dir) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["conformal"] = record
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(record, run_dir / "conformal.json")
+    write_versions(run_dir)
+    q = record["quantiles"]
+    rows = [["method", *q[record["method"]]]] + [[m, *["every class" if v is None else f"{v:.4f}" for v in t.values()]]
+                                                  for m, t in q.items()]
+    return RunResult(run_dir, record, f"{task.title}: conformal quantiles by level ({len(part)} validation cases)",
+                     rows, [f"Written into {meta_path} (default: {record['method']} at {record['level']:g}).",
+                            f"Split file: {split_path}"])
+
+
           opts: EvaluateOptions, text: str, split: str, extra: dict[str, Any],
           localisation: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[list[str]], dict[str, Any]]:
     """Metrics with 95% CIs of logits against labels; writes ``metrics.json``, ``report.html`` and its figures.
@@ -179,6 +235,7 @@ def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.
     """
     from breastdx.evaluation.classification import evaluate_logits, write_figures
     from breastdx.evaluation.report import HtmlReport
+    from breastdx.evaluation.conformal import conformal_evaluation, report_conformal
     from breastdx.runs import write_json
 
     classes = list(predictor.class_names)
@@ -194,6 +251,10 @@ def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.
     if localisation is not None:
         metrics["localisation"] = {predictor.gradcam_method: localisation}
     write_json(metrics, run_dir / "metrics.json")
+    if predictor.conformal:
+        metrics["conformal"] = conformal_evaluation(labels, ev["prob"], predictor.conformal, classes,
+                                                    level=predictor.conformal_level, n_boot=opts.n_bootstrap,
+                                                    seed=opts.seed)
     arch = predictor.meta["architecture"]
     rep = HtmlReport(f"breastdx — {task.title} (evaluation)")
     rep.paragraph(f"Model {model_dir} ({arch}); {text}; temperature {predictor.temperature:.3f}, operating threshold "
@@ -204,6 +265,11 @@ def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.
     rep.table(["metric", "before (T = 1)", "after"], calibration_rows(ev["calibration"]))
     rows = summary_rows(ev["metrics"], task.spec.summary)
     if localisation is not None:
+    if predictor.conformal:
+        c = metrics["conformal"]
+        report_conformal(rep, c, split)
+        rows += [[f"coverage of the {c['level']:g} prediction sets", ci_text(c["conformal_coverage"])],
+                 ["mean set size", ci_text(c["mean_set_size"])]]
         d = localisation
         rep.heading("Grad-CAM localisation on images with a lesion (true class)")
         rep.table(["method", "mass in lesion", "pointing game", "uniform-map baseline", "centre baseline"],
@@ -317,7 +383,7 @@ def predict(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
 
     opts = parse_options(PredictOptions, options, f"predict {task.name}")
     gradcam = task.spec.predict_gradcam if opts.gradcam is None else opts.gradcam
-    predictor = _predictor(task, model_dir, options, opts.batch_size, opts.tta, opts.method)
+    predictor = _predictor(task, model_dir, options, opts.batch_size, opts.tta, opts.method, opts.conformal_level)
     rows, failures, seconds = write_predictions(predictor, inputs, run_dir, gradcam=gradcam, workers=opts.workers)
     classes = predictor.class_names
     table = [[task.spec.item, *[f"P({c})" for c in classes], "label"]] + [

@@ -244,7 +244,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.add_middleware(BearerAuth, enabled=settings.auth)  # inside the notice: a 401 carries the notice too
+    app.add_middleware(BearerAuth, error=error_response, enabled=settings.auth)  # inside the notice: a 401 carries the notice too
     app.add_middleware(_LimitAndNotice, max_body=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     document_bearer_auth(app)
     # Starlette spools a multipart file part to a temporary file on disk past 1 MiB: keep every accepted upload in

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -53,18 +54,19 @@ class BearerAuth:
     Args:
         app: The wrapped ASGI app.
         enabled: False serves every request without a token (``token_name`` None).
+        error: ``(status, code, message) -> Response`` in the service's error format
+            (:func:`breastdx.serve.app.error_response`).
     """
 
-    def __init__(self, app: Any, enabled: bool = True) -> None:
+    def __init__(self, app: Any, error: Callable[..., Any], enabled: bool = True) -> None:
         self.app = app
+        self.error = error
         self.enabled = bool(enabled)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not self.enabled or not scope.get("path", "").startswith(PROTECTED_PREFIX):
             await self.app(scope, receive, send)
             return
-        from breastdx.serve.app import error_response
-
         token = bearer_token(scope.get("headers", []))
         if token is None:
             message = ("This address needs an API token: send the header 'Authorization: Bearer TOKEN'. An "
@@ -77,7 +79,7 @@ class BearerAuth:
                 await self.app(scope, receive, send)
                 return
             message = "The API token was refused: it is unknown or has been revoked. Ask for a valid token."
-        response = error_response(401, "unauthorized", message)
+        response = self.error(401, "unauthorized", message)
         response.headers["WWW-Authenticate"] = 'Bearer realm="breastdx"'
         await response(scope, receive, send)
 

@@ -282,7 +282,9 @@ def run_architecture(arch: str, arch_args: dict[str, Any], in_channels: int, tra
         UnknownNameError: For an unknown architecture.
         TypeError: For an argument the architecture does not take.
     """
+    from breastdx.evaluation.calibration import softmax
     from breastdx.evaluation.classification import evaluate_logits, fit_calibration
+    from breastdx.evaluation.conformal import fit_conformal
     from breastdx.models.networks import build_network, count_parameters, with_image_size
     from breastdx.runs import seed_everything
 
@@ -297,6 +299,7 @@ def run_architecture(arch: str, arch_args: dict[str, Any], in_channels: int, tra
     val_logits = predict_logits(net, val_ds, tta=tta)
     test_logits = predict_logits(net, test_ds, tta=tta)
     cal = fit_calibration(val_ds.labels, val_logits, class_names, positive, target_sensitivity)
+    cal["conformal"] = fit_conformal(val_ds.labels, softmax(np.asarray(val_logits, dtype=float), cal["temperature"]))
     common = {"temperature": cal["temperature"], "threshold": cal["threshold"], "positive": positive,
               "n_boot": n_boot, "seed": settings.seed}
     validation = evaluate_logits(val_ds.labels, val_logits, class_names, **common)

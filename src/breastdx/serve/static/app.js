@@ -272,7 +272,18 @@ function showAnswer(index) {
     renderBars($("prob-bars"), cls);
     addDetail(dl, "Classifier", `${cls.model.name} (version ${cls.model.version})`);
     if (cls.label_argmax !== cls.label) addDetail(dl, "Most probable class", displayName(cls.label_argmax));
+    const set = cls.prediction_set;
+    if (set) {
+      const level = `${Math.round(100 * cls.prediction_set_level)}%`;
+      addDetail(dl, `Prediction set (${level})`, set.map(displayName).join(", "));
+    }
+    const unsure = $("pred-uncertain");
+    unsure.hidden = !(set && set.length > 1);
+    unsure.textContent = unsure.hidden ? "" :
+      `The model is uncertain between ${set.map(displayName).join(" and ")}: at the ${Math.round(100 * cls.prediction_set_level)}% ` +
+      "level it cannot narrow the answer to one class. This case needs a specialist's reading.";
   } else {
+    $("pred-uncertain").hidden = true;
     label.textContent = seg && seg.lesion_found ? "lesion found" : "no lesion found";
     label.dataset.label = label.textContent;
     $("pred-rule").textContent = "Segmentation only: no classifier is served.";

@@ -1,0 +1,68 @@
+"""Run folders: an --out that is a file, lies below a file or cannot be written is refused with a clear error,
+never a traceback."""
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from breastdx.cli import app
+from breastdx.data.wdbc import FEATURE_NAMES, load_wdbc
+from breastdx.runs import RunFolderError, RunFolderExistsError, make_run_dir
+
+runner = CliRunner()
+
+
+def test_out_that_is_a_file_or_below_one_is_refused(tmp_path: Path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("x")
+    with pytest.raises(RunFolderError, match=r"notes.txt is a file, not a folder; choose another --out"):
+        make_run_dir("wdbc", afile, kind="predict")
+    with pytest.raises(RunFolderError, match=r"notes.txt/run cannot be created or written to"):
+        make_run_dir("wdbc", afile / "run", kind="predict")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(RunFolderExistsError, match="exists and is not empty"):
+        make_run_dir("wdbc", tmp_path / "full")
+    assert make_run_dir("wdbc", tmp_path / "new" / "run").is_dir()
+    assert list((tmp_path / "new" / "run").iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes to read-only folders")
+def test_read_only_out_is_refused(tmp_path: Path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(RunFolderError, match="cannot be created or written to"):
+            make_run_dir("wdbc", ro)
+    finally:
+        ro.chmod(0o700)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, which no one may write to")
+def test_out_on_a_file_system_that_refuses_writes(tmp_path: Path):
+    with pytest.raises(RunFolderError, match=r"/proc/breastdx-run cannot be created or written to"):
+        make_run_dir("wdbc", "/proc/breastdx-run")
+
+
+def test_cli_says_so_without_a_traceback(tmp_path: Path):
+    cases = tmp_path / "cases.csv"
+    cases.write_text(",".join(f'"{n}"' for n in FEATURE_NAMES) + "\n" + ",".join(map(str, load_wdbc().X[0])) + "\n")
+    afile = tmp_path / "out.txt"
+    afile.write_text("x")
+    for out in (afile, afile / "sub"):
+        result = runner.invoke(app, ["predict", "wdbc", str(cases), "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert "error:" in text and "choose another --out" in text and "Traceback" not in text
+        assert "unexpected error" not in text
+
+
+def test_train_says_so_without_a_traceback(tmp_path: Path):
+    afile = tmp_path / "out.txt"
+    afile.write_text("x")
+    result = runner.invoke(app, ["train", "wdbc", "--out", str(afile)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "out.txt is a file, not a folder" in text, text
