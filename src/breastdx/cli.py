@@ -204,6 +204,20 @@ def evaluate(
     _run_model_verb("evaluate", ctx, task, model, data_dir, out, [], dtype, backend)
 
 
+@app.command(context_settings=TASK_OPTIONS)
+def calibrate(
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help="Task name (image classifiers: busi-cls, pcam, ...)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model folder or shipped model name; default: the "
+                                        "task's shipped model."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/calibrate-<UTC ts>."),
+) -> None:
+    """Fit a classifier's conformal prediction sets on its validation split and write them into its model folder
+    (training does this for new models). Options: --split-file, --batch-size."""
+    _run_model_verb("calibrate", ctx, task, model, data_dir, out, [])
+
+
 @app.command(context_settings=TASK_OPTIONS, cls=_command_for("predict"))
 def predict(
     ctx: typer.Context,
@@ -268,6 +282,9 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
 
     try:
         t = get_task(task)
+        if verb == "calibrate" and not hasattr(getattr(t, "spec", None), "data_options"):
+            raise ConfigError(f"Task {task!r} has no prediction sets to calibrate (image classifiers have: "
+                              f"{', '.join(explainable_tasks())}).")
         if verb == "explain" and not hasattr(t, "explain"):
             raise ConfigError(f"Task {task!r} has no explanations from this command (image classifiers have "
                               f"Grad-CAM: {', '.join(explainable_tasks())}).")
@@ -280,6 +297,10 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
         run_dir = make_run_dir(task, out, kind=verb)
         if verb == "evaluate":
             result = t.evaluate(model_dir, resolve_data_root(data_dir), run_dir, options)
+        elif verb == "calibrate":
+            from breastdx.pipeline import verbs
+
+            result = verbs.calibrate(t, model_dir, resolve_data_root(data_dir), run_dir, options)
         elif verb == "explain":
             result = t.explain(model_dir, list(inputs), run_dir, options)
         else:

@@ -108,8 +108,8 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
         return row
 
     groups = list(dict.fromkeys(c.split("/", 1)[0] for c in predictor.class_names if "/" in c))
-    fields = ["source", "height", "width", *[f"p_{c}" for c in (*predictor.class_names, *groups)], "label",
     sets = ["prediction_set", "prediction_set_level"] if getattr(predictor, "conformal", None) else []
+    fields = ["source", "height", "width", *[f"p_{c}" for c in (*predictor.class_names, *groups)], "label",
               "label_argmax", "threshold", *sets, *(["gradcam"] if gradcam else [])]
     return _predict_to_csv(predictor, inputs, run_dir, fields, make_row, workers, gradcam=gradcam)
 

@@ -42,9 +42,9 @@ class PredictOptions:
         tta: Test-time augmentation (``none``, ``hflip``; empty: the model's).
         gradcam: Write a Grad-CAM overlay per image into ``gradcam/`` (empty: the task's default).
         method: ``gradcam`` or ``gradcampp`` (empty: the model's).
-    """
         conformal_level: Coverage level of the ``prediction_set`` column (0: the model folder's, 0.9); one of
             the levels the folder stores (0.8, 0.85, 0.9, 0.95, 0.99).
+    """
 
     batch_size: int = option(64, ge=1)
     workers: int = option(2, ge=1)
@@ -52,8 +52,8 @@ class PredictOptions:
     tta: str = option("", choices=TTA_CHOICES)
     gradcam: bool | None = None
     method: str = option("", choices=("", *CAM_CHOICES))
-
     conformal_level: float = option(0.0, ge=0.0, le=0.99)
+
 
 @dataclass(frozen=True)
 class ExplainOptions:
@@ -93,8 +93,8 @@ class EvaluateOptions(SplitEvaluateOptions):
             (:mod:`breastdx.data.external`); writes ``cases.csv`` too.
         label_map: With ``external``: ``label=class`` entries, comma-separated, mapping the folder's labels to the
             model's classes (e.g. ``normal=normal_or_benign,benign=normal_or_benign``); nothing else is mapped.
-    """
         conformal_level: Coverage level of the prediction sets scored (0: the model folder's, 0.9).
+    """
 
     batch_size: int = option(64, ge=1)
     tta: str = option("", choices=TTA_CHOICES)
@@ -102,8 +102,8 @@ class EvaluateOptions(SplitEvaluateOptions):
     localisation: bool = True
     external: str = ""
     label_map: tuple[str, ...] = ()
-
     conformal_level: float = option(0.0, ge=0.0, le=0.99)
+
 
 def _predictor(task: Any, model_dir: Path, options: dict[str, str], batch_size: int, tta: str, method: str = "",
                conformal_level: float = 0.0):
@@ -173,7 +173,6 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
                      [["metric", "value [95% CI]"], *rows], [f"Split: {text}", f"Run folder: {run_dir}"])
 
 
-def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.ndarray, logits: np.ndarray,
 def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
     """``breastdx calibrate TASK``: fit the conformal record of a classifier on its validation split and write it
     into the model folder's ``meta.json`` (``conformal``; :func:`breastdx.evaluation.conformal.fit_conformal`), for
@@ -213,6 +212,7 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
                             f"Split file: {split_path}"])
 
 
+def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.ndarray, logits: np.ndarray,
           opts: EvaluateOptions, text: str, split: str, extra: dict[str, Any],
           localisation: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[list[str]], dict[str, Any]]:
     """Metrics with 95% CIs of logits against labels; writes ``metrics.json``, ``report.html`` and its figures.
@@ -234,8 +234,8 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
         ``(metrics.json content, summary table rows, the evaluation of evaluate_logits)``.
     """
     from breastdx.evaluation.classification import evaluate_logits, write_figures
-    from breastdx.evaluation.report import HtmlReport
     from breastdx.evaluation.conformal import conformal_evaluation, report_conformal
+    from breastdx.evaluation.report import HtmlReport
     from breastdx.runs import write_json
 
     classes = list(predictor.class_names)
@@ -250,11 +250,11 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
                              "operating_point": ev["confusion_matrix_operating_point"]}, **extra}
     if localisation is not None:
         metrics["localisation"] = {predictor.gradcam_method: localisation}
-    write_json(metrics, run_dir / "metrics.json")
     if predictor.conformal:
         metrics["conformal"] = conformal_evaluation(labels, ev["prob"], predictor.conformal, classes,
                                                     level=predictor.conformal_level, n_boot=opts.n_bootstrap,
                                                     seed=opts.seed)
+    write_json(metrics, run_dir / "metrics.json")
     arch = predictor.meta["architecture"]
     rep = HtmlReport(f"breastdx — {task.title} (evaluation)")
     rep.paragraph(f"Model {model_dir} ({arch}); {text}; temperature {predictor.temperature:.3f}, operating threshold "
@@ -264,12 +264,12 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
     rep.heading("Calibration before and after temperature scaling")
     rep.table(["metric", "before (T = 1)", "after"], calibration_rows(ev["calibration"]))
     rows = summary_rows(ev["metrics"], task.spec.summary)
-    if localisation is not None:
     if predictor.conformal:
         c = metrics["conformal"]
         report_conformal(rep, c, split)
         rows += [[f"coverage of the {c['level']:g} prediction sets", ci_text(c["conformal_coverage"])],
                  ["mean set size", ci_text(c["mean_set_size"])]]
+    if localisation is not None:
         d = localisation
         rep.heading("Grad-CAM localisation on images with a lesion (true class)")
         rep.table(["method", "mass in lesion", "pointing game", "uniform-map baseline", "centre baseline"],

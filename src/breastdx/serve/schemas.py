@@ -129,12 +129,12 @@ class ClassificationResult(_Base):
     label: str = Field(description="The label at the operating point: the positive class when its probability "
                                    "reaches the threshold, else the most probable other class.")
     label_argmax: str = Field(description="The most probable class.")
-    threshold: float | None = None
     prediction_set: list[str] | None = Field(None, description="Conformal prediction set (split conformal, adaptive "
                                              "prediction sets): the classes that together hold the true class with "
                                              "probability prediction_set_level on cases like the calibration split. "
                                              "More than one class: the model is uncertain between them.")
     prediction_set_level: float | None = Field(None, description="Coverage level of prediction_set, e.g. 0.9.")
+    threshold: float | None = None
     positive_class: str | None = None
     temperature: float | None = None
     gradcam_method: str | None = None
