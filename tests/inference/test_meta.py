@@ -85,3 +85,39 @@ def test_a_predictor_refuses_another_kind():
         ClassificationPredictor.from_dir(ZOO / "busi-seg")
     with pytest.raises(UnknownNameError, match="Unknown model kind 'segmentatio'. Did you mean 'segmentation'"):
         PREDICTORS.get("segmentatio")
+
+
+@pytest.mark.parametrize("weights", ["../other/model.safetensors", "/etc/passwd", "sub/../../model.safetensors",
+                                     "..\\model.safetensors", "C:\\weights\\model.safetensors", "link.safetensors"])
+def test_weights_file_must_lie_inside_the_folder(tmp_path, weights):
+    """``weights_file`` cannot make breastdx read a file outside the model folder (issue 14)."""
+    folder, other = tmp_path / "model", tmp_path / "other"
+    folder.mkdir()
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"x")
+    (folder / "link.safetensors").symlink_to(other / "model.safetensors")
+    (folder / "meta.json").write_text(json.dumps({**BASE, "weights_file": weights}))
+    with pytest.raises(ModelFolderError, match=r"meta.json: field 'weights_file' must name a file inside the model "
+                                               r"folder .* Got .* instead"):
+        ModelMeta.read(folder)
+
+
+def test_weights_file_in_a_sub_folder_is_accepted(tmp_path):
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "model.safetensors").write_bytes(b"x")
+    (tmp_path / "meta.json").write_text(json.dumps({**BASE, "weights_file": "weights/model.safetensors"}))
+    assert ModelMeta.read(tmp_path).weights_file == "weights/model.safetensors"
+
+
+@pytest.mark.parametrize("name", ["wdbc", "busi-seg"])
+def test_a_word_as_threshold_names_the_file_and_the_key(tmp_path, name):
+    import shutil
+
+    if not (ZOO / name / "meta.json").is_file():
+        pytest.skip(f"no shipped {name} model")
+    folder = shutil.copytree(ZOO / name, tmp_path / name)
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "threshold": "high"}))
+    with pytest.raises(ModelFolderError, match=rf"{folder / 'meta.json'}: field 'threshold' must be a number in "
+                                               rf"\[0, 1\] or null. Got 'high' instead."):
+        load_predictor(folder, batch_size=1, backend="torch")

@@ -24,15 +24,24 @@ def load_skops(path: Path) -> Any:
     Only types from scikit-learn, NumPy and SciPy are trusted; any other type in the file is refused.
 
     Raises:
-        ModelFolderError: If the file holds a type outside those packages.
+        ModelFolderError: If the file holds a type outside those packages, or is not a readable skops file
+            (corrupt, truncated, written by an incompatible skops); the message names the file.
     """
     import skops.io as sio
 
-    untrusted = sio.get_untrusted_types(file=path)
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as e:  # noqa: BLE001 - zipfile.BadZipFile, KeyError, json errors... of a damaged file
+        raise ModelFolderError(f"{path}: not a readable skops file ({type(e).__name__}: {e}); the model folder is "
+                               f"damaged: copy it again, or train the model again.") from None
     refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULE_PREFIXES)]
     if refused:
         raise ModelFolderError(f"{path}: refuses to load types outside scikit-learn/NumPy/SciPy: {', '.join(refused)}.")
-    return sio.load(path, trusted=untrusted)
+    try:
+        return sio.load(path, trusted=untrusted)
+    except Exception as e:  # noqa: BLE001 - a file whose listed types load but whose content is damaged
+        raise ModelFolderError(f"{path}: the skops file cannot be loaded ({type(e).__name__}: {e}); the model "
+                               f"folder is damaged: copy it again, or train the model again.") from None
 
 
 @PREDICTORS.register("tabular")

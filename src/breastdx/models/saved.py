@@ -153,14 +153,37 @@ def load_meta_json(model_dir: str | Path) -> tuple[Path, Any]:
         raise ModelFolderError(f"{path}: not valid JSON ({e}).") from None
 
 
+def check_inside(model_dir: str | Path, name: str, key: str) -> None:
+    """Check that ``name``, given by ``meta.json``'s ``key``, names a file inside ``model_dir``.
+
+    Raises:
+        ModelFolderError: If ``name`` is absolute, has a ``..`` part, or resolves (through links) outside the
+            folder; the message names ``meta.json``, the key and the value.
+    """
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    parts = PurePosixPath(name).parts + PureWindowsPath(name).parts
+    inside = Path(model_dir).resolve()
+    target = (Path(model_dir) / name).resolve()
+    if (not name or PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or ".." in parts
+            or not target.is_relative_to(inside)):
+        raise ModelFolderError(f"{Path(model_dir) / META_FILE}: field {key!r} must name a file inside the model "
+                               f"folder (no '..', no absolute path, no link out of it). Got {name!r} instead.")
+
+
 def check_model_folder(model_dir: str | Path, model_task: str, weights_file: str, task: str | None = None) -> None:
     """Check that a model folder belongs to ``task`` (when given) and holds the weights file its meta names.
 
+    The weights file must lie inside the folder: a name with ``..``, an absolute path, or a link that leads
+    out of the folder is refused, so that a ``meta.json`` cannot make breastdx read any other file.
+
     Raises:
-        ModelFolderError: Naming the folder, the task found or the missing file.
+        ModelFolderError: Naming the folder, the task found, the missing file, or a weights file outside the
+            folder.
     """
     if task is not None and model_task != task:
         raise ModelFolderError(f"{model_dir}: a model for task {model_task!r}, not {task!r}.")
+    check_inside(model_dir, weights_file, "weights_file")
     if not (Path(model_dir) / weights_file).is_file():
         raise ModelFolderError(f"{model_dir}: weights file {weights_file!r} named in {META_FILE} is missing.")
 
