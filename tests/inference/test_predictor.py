@@ -184,6 +184,25 @@ def test_predict_on_a_folder_names_a_file_that_makes_the_decoder_loop(tmp_path, 
     assert len(rows) == 4 and all("b" in r.split(",")[0] for r in rows[1:])
 
 
+def test_file_names_that_spreadsheets_run_are_written_as_text(tmp_path, monkeypatch):
+    """A file name beginning with = + - @ (CSV injection) goes into predictions.csv with a leading apostrophe."""
+    import csv
+
+    from breastdx.inference.writers import write_segmentation_predictions
+
+    d, _ = _model_dir(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    names = ['=HYPERLINK("x.example",1).png', "+1.png", "-2.png", "@SUM(1).png", "plain.png"]
+    for name, im in zip(names, _images() * 2):
+        Image.fromarray(im).save(tmp_path / name)
+    run = tmp_path / "run"
+    run.mkdir()
+    write_segmentation_predictions(SegmentationPredictor.from_dir(d), names, run, overlays=False)
+    with open(run / "predictions.csv", newline="") as f:
+        sources = sorted(r["source"] for r in csv.DictReader(f))
+    assert sources == sorted(["'" + n for n in names[:4]] + ["plain.png"])
+
+
 def test_postprocessing():
     prob = np.zeros((20, 20), np.float32)
     prob[2:8, 2:8] = 0.9  # 36 px

@@ -241,3 +241,20 @@ def test_predict_goes_on_past_a_row_out_of_range_and_names_it(tmp_path: Path):
     assert f"{cases} line 4 (ID c): column 'mean radius': expected a finite number, got '999" in text
     written = list(csv.DictReader(open(out / "predictions.csv")))
     assert [r["id"] for r in written] == ["a"]
+
+
+def test_case_ids_that_spreadsheets_run_are_written_as_text(tmp_path: Path):
+    """A case id such as =HYPERLINK(...) goes into predictions.csv with a leading apostrophe (CSV injection)."""
+    X = load_wdbc().X
+    ids = ['=HYPERLINK("http://x.example","see")', "+7", "-3", "@cmd", "842302"]
+    lines = [",".join(["id", *(f'"{n}"' for n in FEATURE_NAMES)])]
+    for i, case_id in enumerate(ids):
+        quoted = '"' + case_id.replace('"', '""') + '"'
+        lines.append(",".join([quoted, *map(str, X[i])]))
+    cases = tmp_path / "cases.csv"
+    cases.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "wdbc", str(cases), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = [r["id"] for r in csv.DictReader(open(out / "predictions.csv", newline=""))]
+    assert written == ["'" + i for i in ids[:4]] + ["842302"]

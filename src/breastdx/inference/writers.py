@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from breastdx.inference.csv_safety import safe_rows
 from breastdx.inference.records import SEGMENTATION_FIELDS, classification_record, csv_row, segmentation_record
 from breastdx.visualize import write_cam_png, write_mask_png, write_overlay_png
 
@@ -67,7 +68,7 @@ def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path,
     with open(Path(run_dir) / "predictions.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(safe_rows(rows))  # a file name such as '=HYPERLINK(...)' is written as text
     return rows, failures, time.perf_counter() - start
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from breastdx.config import ConfigError, option, parse_options, runtime_options, save_yaml, with_overrides
 from breastdx.data.image_sets import SPLIT_FILE
 from breastdx.evaluation.tables import OPERATING_POINT_TEXT, calibration_rows, ci_text, metric_label, summary_rows
+from breastdx.inference.csv_safety import safe_row, safe_rows
 from breastdx.pipeline.task import EvaluateOptions as SplitEvaluateOptions
 from breastdx.pipeline.task import RunResult, evenly_spaced
 
@@ -371,10 +372,10 @@ def _write_cases(path: Path, data: Any, idx: np.ndarray, labels: np.ndarray, ev:
         for row, i in enumerate(idx):
             image = data.images[i]
             name = image.relative_to(root) if image.is_relative_to(root) else image
-            writer.writerow({"id": data.ids[i], "image": str(name), "label": classes[int(labels[row])],
+            writer.writerow(safe_row({"id": data.ids[i], "image": str(name), "label": classes[int(labels[row])],
                              **{f"p_{c}": round(float(p), 6) for c, p in zip(classes, ev["prob"][row])},
                              "label_predicted": classes[int(ev["pred_operating_point"][row])],
-                             "label_argmax": classes[int(ev["pred"][row])]})
+                             "label_argmax": classes[int(ev["pred"][row])]}))
 
 
 def predict(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
@@ -465,7 +466,7 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
     with open(run_dir / "explanations.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(safe_rows(rows))
     seconds = time.perf_counter() - start
     table = [[task.spec.item, "label", "method", "class explained", "overlay"]] + [
         [Path(r["source"]).name, r["label"], r["method"], r["explained_class"], r["overlay"]] for r in rows[:50]]

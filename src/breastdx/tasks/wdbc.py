@@ -438,13 +438,15 @@ class WDBCTask(Task):
 
     @staticmethod
     def _write_rows(rows: list[dict[str, Any]], path: Path) -> None:
+        from breastdx.inference.csv_safety import safe_rows
+
         fields: list[str] = []
         for row in rows:
             fields.extend(k for k in row if k not in fields)
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields or ["source"])
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(safe_rows(rows))  # a case id such as '=HYPERLINK(...)' is written as text
 
     def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
         predictor, rows, failures = self._shap_rows(model_dir, inputs, options, "predict wdbc")

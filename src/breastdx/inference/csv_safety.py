@@ -1,0 +1,35 @@
+"""CSV cells that a spreadsheet would run as formulas, neutralised (CSV injection).
+
+A case id or file name such as ``=HYPERLINK("http://...")`` goes from the user's input into ``predictions.csv``;
+a spreadsheet that opens the file would run it. As OWASP advises, a text cell that begins with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return is written with a leading apostrophe, which spreadsheets show as text
+and do not display. Numbers are left alone (a negative SHAP value stays a number).
+
+References:
+    OWASP, CSV Injection. https://owasp.org/www-community/attacks/CSV_Injection
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula."""
+
+
+def safe_cell(value: Any) -> Any:
+    """``value`` with ``'`` before it when it is text that begins with one of :data:`FORMULA_PREFIXES`."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def safe_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A CSV row (``{column: value}``) with every cell passed through :func:`safe_cell`."""
+    return {key: safe_cell(value) for key, value in row.items()}
+
+
+def safe_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every row through :func:`safe_row`."""
+    return [safe_row(row) for row in rows]
