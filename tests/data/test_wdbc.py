@@ -161,3 +161,10 @@ def test_bad_rows_can_be_skipped_and_named(sk, tmp_path):
     assert "column 'mean area': expected a value <= 250100" in t.rejected[0][1]
     assert "column 'mean radius': expected a number, got 'x'; column 'mean texture': expected a value >= 0" \
         in t.rejected[1][1]
+
+
+def test_example_case_is_the_first_wdbc_case(sk):
+    from breastdx.data.wdbc import EXAMPLE_CASE
+
+    assert list(EXAMPLE_CASE) == list(FEATURE_NAMES) and sk.ids[0] == "1" and sk.y[0] == 1
+    np.testing.assert_array_equal(list(EXAMPLE_CASE.values()), sk.X[0])

@@ -179,3 +179,37 @@ def test_a_small_png_of_6000_by_6000_pixels_costs_little_memory(model_dirs):
     assert got["png_bytes"] < 60_000 and got["image"] == 6000
     assert got["grew_mib"] < 150, got
     assert got["area"] == pytest.approx(got["fraction"] * 6000 * 6000, rel=1e-3, abs=10)  # in stored pixels
+
+
+# ------------------------------------------------------------------------------------------------ headers, schema
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/healthz"), ("GET", "/v1/models"), ("GET", "/"),
+                                          ("GET", "/static/app.js"), ("GET", "/openapi.json"), ("GET", "/docs"),
+                                          ("GET", "/v2/nothing"), ("GET", "/v1/predict/wdbc"),
+                                          ("POST", "/v1/predict/wdbc")])
+def test_every_answer_carries_csp_and_nosniff(client, method, path):
+    r = client.request(method, path)
+    assert r.headers.get("x-content-type-options") == "nosniff", (path, r.status_code)
+    csp = r.headers.get("content-security-policy", "")
+    assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp, (path, csp)
+    assert len(r.headers.get_list("content-security-policy")) == 1
+
+
+def test_405_keeps_the_allow_header(client):
+    r = client.get("/v1/predict/wdbc")
+    _error(r, 405, "method_not_allowed")
+    assert r.headers.get("allow") == "POST"
+    r = client.delete("/healthz")
+    _error(r, 405, "method_not_allowed")
+    assert "GET" in r.headers.get("allow", "")
+
+
+def test_the_openapi_example_of_wdbc_is_accepted(client):
+    schema = client.app.openapi()
+    body = schema["paths"]["/v1/predict/wdbc"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    examples = body.get("examples") or [body["example"]]
+    for example in examples:
+        r = client.post("/v1/predict/wdbc", json=example)
+        assert r.status_code == 200, r.text
+        assert r.json()["classification"]["label"] == "malignant"  # the first WDBC case, 842302, is malignant

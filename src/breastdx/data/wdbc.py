@@ -57,6 +57,12 @@ OBSERVED_MAX: dict[str, float] = dict(zip(FEATURE_NAMES, (
     36.04, 49.54, 251.2, 4254.0, 0.2226, 1.058, 1.252, 0.291, 0.6638, 0.2075)))
 """Largest value of each feature in the 569 WDBC cases (scikit-learn's copy), in :data:`FEATURE_UNITS`."""
 
+EXAMPLE_CASE: dict[str, float] = dict(zip(FEATURE_NAMES, (
+    17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776, 0.3001, 0.1471, 0.2419, 0.07871,
+    1.095, 0.9053, 8.589, 153.4, 0.006399, 0.04904, 0.05373, 0.01587, 0.03003, 0.006193,
+    25.38, 17.33, 184.6, 2019.0, 0.1622, 0.6656, 0.7119, 0.2654, 0.4601, 0.1189)))
+"""The first case of ``wdbc.data`` (ID 842302, malignant): an example of the 30 features, e.g. in the API's schema."""
+
 FEATURE_BOUND_FACTOR = 100.0
 """How far past the largest WDBC value a feature may go: :data:`FEATURE_MAX` is this times :data:`OBSERVED_MAX`."""
 

@@ -64,17 +64,30 @@ INT64_MAX = 2**63 - 1
 
 PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
             "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+"""Content-Security-Policy of every answer (JSON, the page, its files), but the API documentation pages."""
+
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+            "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
+            "https://cdn.redoc.ly; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+            "frame-ancestors 'none'")
+"""Content-Security-Policy of ``/docs`` and ``/redoc``: FastAPI's pages load Swagger UI and ReDoc from
+cdn.jsdelivr.net and start them with an inline script."""
+
+DOCS_PATHS = ("/docs", "/redoc")
 
 
 class BodyTooLargeError(Exception):
     """A request body grew over the limit while it was being received (no or a false Content-Length)."""
 
 
-def error_response(status: int, code: str, message: str, problems: list[str] | None = None) -> JSONResponse:
-    """The JSON answer of a failed request: ``{"error": {"code", "message", "problems"}, "research_use_only"}``."""
+def error_response(status: int, code: str, message: str, problems: list[str] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON answer of a failed request: ``{"error": {"code", "message", "problems"}, "research_use_only"}``,
+    with ``headers`` (a 405's ``Allow``, a 401's ``WWW-Authenticate``)."""
     body = {"error": {"code": code, "message": message, "problems": list(problems or [])},
             "research_use_only": RESEARCH_USE_ONLY}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def finite(value: Any) -> Any:
@@ -98,7 +111,9 @@ def without_images(value: Any) -> Any:
 
 
 class _LimitAndNotice:
-    """ASGI middleware: refuses request bodies over ``max_body`` bytes (413) and adds the research-use header.
+    """ASGI middleware: refuses request bodies over ``max_body`` bytes (413) and adds to every answer the
+    research-use header, a Content-Security-Policy (:data:`PAGE_CSP`, :data:`DOCS_CSP` on the documentation pages)
+    unless the answer has one, and ``X-Content-Type-Options: nosniff``.
 
     A declared ``Content-Length`` over the limit is answered at once, before the body is read; a body that
     grows over the limit while it is received raises :class:`BodyTooLargeError` in the endpoint reading it.
@@ -113,10 +128,18 @@ class _LimitAndNotice:
             await self.app(scope, receive, send)
             return
 
+        csp = DOCS_CSP if scope.get("path", "").startswith(DOCS_PATHS) else PAGE_CSP
+
         async def send_with_notice(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + [
-                    (NOTICE_HEADER.lower().encode(), RESEARCH_USE_ONLY.encode("latin-1"))]
+                headers = list(message.get("headers", []))
+                names = {bytes(k).lower() for k, _ in headers}
+                headers.append((NOTICE_HEADER.lower().encode(), RESEARCH_USE_ONLY.encode("latin-1")))
+                if b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", csp.encode()))
+                if b"x-content-type-options" not in names:
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                message["headers"] = headers
             await send(message)
 
         length = dict(scope.get("headers", [])).get(b"content-length")
@@ -276,7 +299,8 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
             message = f"No such address: {request.method} {request.url.path}. See /docs or /openapi.json."
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}."
-        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message)
+        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message,
+                              headers=getattr(exc, "headers", None))
 
     @app.exception_handler(DatabaseError)
     async def _database(_request: Request, exc: DatabaseError) -> JSONResponse:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from breastdx import RESEARCH_USE_ONLY
+from breastdx.data.wdbc import EXAMPLE_CASE
 from breastdx.serve.db import PredictionEntry
 
 
@@ -99,8 +100,8 @@ class WDBCRequest(_Base):
     """``POST /v1/predict/wdbc``: one case's 30 features."""
 
     model_config = ConfigDict(protected_namespaces=(), extra="forbid", json_schema_extra={"examples": [{
-        "case_id": "example-1",
-        "features": {"mean radius": 17.99, "mean texture": 10.38, "...": "(all 30 features)"},
+        "case_id": "842302",
+        "features": dict(EXAMPLE_CASE),  # all 30: the example must be a request the server accepts
     }]})
 
     features: dict[str, Any] = Field(description="The 30 features by name: scikit-learn's ('mean radius') or "
