@@ -116,7 +116,13 @@ class DecoderPool:
 
     # ------------------------------------------------------------------------------------------ inner
     def _start(self) -> subprocess.Popen:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        import breastdx
+
+        # the child imports this breastdx, wherever it came from (an installed copy, or a source tree on sys.path)
+        here = str(Path(breastdx.__file__).resolve().parents[1])
+        path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1"}
         args = [sys.executable, "-m", "breastdx.data.decode_worker", str(self.memory_bytes or 0)]
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
         for stream in (proc.stdin, proc.stdout):
