@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,3 +100,44 @@ def test_bad_arguments():
         DecoderPool(workers=0)
     with pytest.raises(ValueError, match="timeout_s must be > 0"):
         DecoderPool(timeout_s=0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_looping_worker_dies_with_its_parent(j2k_zero_box_dicom, tmp_path):
+    """A worker spinning in a decoder reads no more requests: it must not outlive a parent killed with SIGKILL."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "worker.pid"
+    parent = subprocess.Popen([sys.executable, "-c", f"""
+import threading, time
+from breastdx.data.decode_worker import DecoderPool
+pool = DecoderPool(timeout_s=600)
+threading.Thread(target=pool.read_image, args=({str(j2k_zero_box_dicom)!r},), daemon=True).start()
+while not pool._all:
+    time.sleep(0.05)
+open({str(pid_file)!r}, "w").write(str(next(iter(pool._all)).pid))
+time.sleep(600)
+"""])
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    time.sleep(1.0)  # now looping in pydicom
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{worker}/stat") as f:  # a zombie waiting for init to reap it is gone too
+            if f.read().split(") ", 1)[1].startswith("Z"):
+                return
+        time.sleep(0.2)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the decoder worker outlived its parent")

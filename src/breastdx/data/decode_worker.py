@@ -277,11 +277,37 @@ def resource_peak_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Have Linux kill this worker when its parent dies (``PR_SET_PDEATHSIG``): a worker looping in a decoder reads
+    no more requests, so it would not notice the closed pipe and would spin on as an orphan. A thread watching
+    the parent's id does the same elsewhere."""
+    import signal
+
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before the call
+                os._exit(1)
+            return
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _serve(memory_bytes: int) -> None:  # pragma: no cover - runs in the child (tested through DecoderPool)
     import numpy as np
 
     from breastdx.data.images import ImageReadError, read_image, read_image_bytes
 
+    _die_with_parent()
     if memory_bytes > 0:
         try:
             import resource
