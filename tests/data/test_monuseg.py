@@ -5,7 +5,7 @@ import pytest
 
 from breastdx.data.errors import DataError
 from breastdx.data.monuseg import (find_monuseg_root, load_case, monuseg_checksum, polygons_to_instances,
-                                   read_polygons, relabel, scan_monuseg)
+                                   read_polygons, relabel, scan_monuseg, split_mask)
 
 XML = """<Annotations MicronsPerPixel="0.250000"><Annotation Id="1"><Regions>
 <Region Id="1"><Vertices><Vertex X="1" Y="1"/><Vertex X="5" Y="1"/><Vertex X="5" Y="4"/><Vertex X="1" Y="4"/>
@@ -31,6 +31,14 @@ def test_polygons_to_instances(tmp_path):
         read_polygons(tmp_path / "b.xml")
 
 
+def test_split_mask_separates_touching_nuclei():
+    yy, xx = np.mgrid[:41, :67]
+    mask = (np.hypot(yy - 20, xx - 20) <= 11) | (np.hypot(yy - 20, xx - 40) <= 11) | (np.hypot(yy - 5, xx - 60) <= 3)
+    labels = split_mask(mask)
+    assert labels.max() == 3 and ((labels > 0) == mask).all()
+    assert labels[20, 20] != labels[20, 40]
+
+
 def test_relabel():
     np.testing.assert_array_equal(relabel(np.array([[0, 7, 7], [3, 0, 9]])), [[0, 2, 2], [1, 0, 3]])
     np.testing.assert_array_equal(relabel(np.array([[5, 5]])), [[1, 1]])
@@ -51,7 +59,7 @@ def test_real_tiles(monuseg_root):
     assert labels.shape == (1000, 1000) and 500 <= labels.max() <= 521  # a few polygons hidden by later ones
     no_xml = next(c for c in cases if c.annotation is None)
     _, labels = load_case(no_xml)
-    assert labels.max() > 250  # connected components of the thinned binary mask
+    assert labels.max() > 250  # split from the binary mask
     assert len(monuseg_checksum(cases)) == 64
 
 

@@ -49,6 +49,8 @@ def test_tiny_train_writes_the_run_folder(tiny_run):
     assert len(metrics["metrics"]["aji"]["per_tile"]) == 2
     meta = json.loads((tiny_run / "model/meta.json").read_text())
     assert meta["task"] == "monuseg" and meta["class_names"] == ["background", "interior", "boundary"]
+    assert meta["kind"] == "nucleus_instances"  # not a kind the service runs: listed as unavailable there
+    assert json.loads((tiny_run / "model/training_hashes.json").read_text())["n_images"] == 6
     assert meta["inference"]["windows"]["roi_size"] == 128 and meta["microns_per_pixel"] == 0.25
     card = (tiny_run / "model/MODEL_CARD.md").read_text()
     assert "fine-needle aspirates" in card and "not applied" in card and "Research use only" in card
@@ -79,8 +81,21 @@ def test_predict_writes_masks_overlays_and_features(tiny_run, data_root, tmp_pat
     assert list(rows[0])[4:] == list(TILE_COLUMNS)
     with open(out / "predictions.csv") as f:
         pred = list(csv.DictReader(f))
-    assert len(pred) == 1 and pred[0]["width"] == "231"
+    assert len(pred) == 1 and pred[0]["width"] == "231" and pred[0]["seen_in_training"] == "no"
     assert "aspirates" in result.output
+
+
+def test_predict_flags_a_training_tile(tiny_run, data_root, tmp_path):
+    train = sorted((data_root / "monuseg_breast" / "train" / "images").glob("*.tif"))[0]
+    crop = tmp_path / "train_crop.png"
+    Image.open(train).convert("RGB").crop((0, 0, 256, 256)).save(crop)  # the tiny run trains on 256 px crops
+    result = runner.invoke(app, ["predict", "monuseg", str(crop), "--model", str(tiny_run / "model"), "--out",
+                                 str(tmp_path / "p"), "--overlays", "false"])
+    assert result.exit_code == 0, result.output
+    assert "training tiles of this model" in result.output
+    with open(tmp_path / "p" / "predictions.csv") as f:
+        assert next(csv.DictReader(f))["seen_in_training"] == "yes"
+    assert not (tmp_path / "p" / "overlays").exists()
 
 
 def test_evaluate(tiny_run, data_root, tmp_path):

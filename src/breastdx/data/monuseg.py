@@ -9,11 +9,14 @@ TCGA patients::
     monuseg_breast/test/images/<case>.tif
     monuseg_breast/test/annotations/<case>.xml     (both test cases)
 
+The training tiles are from diagnostic FFPE slides (TCGA ``-01Z-00-DX1``), both test tiles from frozen-tissue slides
+(``-01A-01-TS1``, ``-01A-01-BSA``): a shift of preparation between training and test.
+
 Instance masks: every XML polygon is filled (:func:`skimage.draw.polygon`, vertices as pixel coordinates, x = column)
 with its own label, in file order, so that where polygons overlap the later one wins. Two training cases
-(A7-A13F, E2-A14V) have no XML in the source copy; their instances are the 4-connected components of the repository's
-binary mask, whose nucleus boundaries were thinned so that touching nuclei are mostly apart (Dice 0.95-0.96 against
-the filled XML on the other cases).
+(A7-A13F, E2-A14V) have no XML in the source copy; their instances are split from the repository's binary mask by a
+distance-transform watershed (:func:`split_mask`). Where both exist, the binary mask and the filled XML polygons
+agree at Dice 0.99.
 
 References:
     Kumar, N. et al. (2017). A dataset and a technique for generalized nuclear segmentation for computational
@@ -171,11 +174,26 @@ def load_case(case: MonusegCase) -> tuple[np.ndarray, np.ndarray]:
     if case.annotation is not None:
         polygons, _ = read_polygons(case.annotation)
         return image, polygons_to_instances(polygons, shape)
-    from skimage.measure import label
-
     with Image.open(case.mask) as im:
         mask = np.asarray(im.convert("L")) > 0
     if mask.shape != shape:
         raise DataError(f"{case.mask}: mask of {mask.shape[1]}x{mask.shape[0]} px for an image of "
                         f"{shape[1]}x{shape[0]} px.")
-    return image, label(mask, connectivity=1).astype(np.int32)
+    return image, split_mask(mask)
+
+
+def split_mask(mask: np.ndarray) -> np.ndarray:
+    """Instances of a binary nucleus mask: a watershed of its distance transform from the maxima (h = 1 px) of that
+    transform smoothed with a Gaussian of sigma 1 px, int32 ``(H, W)``.
+
+    On the four training tiles with both XML and binary mask, the 4-connected components of the mask reach AJI
+    0.68-0.87 against the XML instances (touching nuclei merged); this split reaches 0.87-0.98, with 304-421
+    instances for 328-433 polygons.
+    """
+    from scipy import ndimage as ndi
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    distance = ndi.distance_transform_edt(mask)
+    markers, _ = ndi.label(h_maxima(ndi.gaussian_filter(distance, 1.0), 1.0))
+    return relabel(watershed(-distance, markers, mask=mask))

@@ -40,9 +40,12 @@ from breastdx.training.options import LightningOptions
 log = logging.getLogger(__name__)
 
 TASK_NAME = "monuseg"
+MODEL_KIND = "nucleus_instances"
+"""``meta.json`` kind: read by :class:`breastdx.inference.nuclei.NucleusPredictor` only (the service, which runs
+segmentation, classification and tabular models, lists such a folder as unavailable rather than misreading it)."""
 TARGETS = {"dice": 0.80, "aji": 0.60}
 SCORES = ("dice", "aji", "pq", "sq", "dq")
-POSTPROCESSING_GRID = tuple((s, f, m) for s in (0.4, 0.5, 0.6) for f in (0.4, 0.5) for m in (8, 20))
+POSTPROCESSING_GRID = tuple((s, f, m) for s in (0.5, 0.6, 0.7, 0.8) for f in (0.4, 0.5, 0.6) for m in (8, 20, 40))
 """``(seed_threshold, foreground_threshold, min_seed)`` candidates compared by AJI on the held-out rows."""
 CYTOLOGY_NOTE = (
     "These features are measured on H&E tissue sections. The cytology classifier of breastdx (task wdbc) was trained "
@@ -70,6 +73,8 @@ class MonusegConfig(LightningOptions):
         val_rows: Bottom rows of each training tile held out for validation (a multiple of 16).
         boundary_width: Width of the boundary class inside each nucleus, pixels.
         augment: Stain, brightness / contrast, flip and rotation augmentation.
+        hed_sigma: Half-range of the HED stain factor (0.2: Tellez et al.'s "HED-strong").
+        hed_bias: Half-range of the HED optical-density shift.
         crop: Use only the top-left ``crop`` x ``crop`` pixels of every tile (0: whole tiles), for smoke tests.
         max_tiles: Training tiles used (0: all), for smoke tests.
         roi_size: Sliding-window side at inference, pixels (a multiple of 16).
@@ -79,9 +84,9 @@ class MonusegConfig(LightningOptions):
 
     seed: int = 0
     arch_args: str = ""
-    patch_size: int = option(128, ge=32, multiple_of=16)
+    patch_size: int = option(160, ge=32, multiple_of=16)
     patches_per_epoch: int = option(400, ge=1)
-    epochs: int = option(60, ge=1)
+    epochs: int = option(50, ge=1)
     batch_size: int = option(8, ge=1)
     lr: float = option(2e-3, gt=0)
     weight_decay: float = option(1e-4, ge=0)
@@ -91,6 +96,8 @@ class MonusegConfig(LightningOptions):
     val_rows: int = option(256, ge=16, multiple_of=16)
     boundary_width: int = option(2, ge=1)
     augment: bool = True
+    hed_sigma: float = option(0.2, ge=0, lt=1)
+    hed_bias: float = option(0.1, ge=0)
     crop: int = option(0, ge=0)
     max_tiles: int = option(0, ge=0)
     roi_size: int = option(544, ge=32, multiple_of=16)
@@ -184,7 +191,7 @@ class MonusegTask(Task):
                  "training_rows": [0, stop], "data_checksum": checksum}
         write_json(split, run_dir / "split.json")
         targets = [nucleus_targets(lab, config.boundary_width) for lab in instances]
-        aug = PatchAugment() if config.augment else None
+        aug = PatchAugment(hed_sigma=config.hed_sigma, hed_bias=config.hed_bias) if config.augment else None
         train_ds = NucleusPatches(images, targets, config.patch_size, config.patches_per_epoch, rows=(0, stop),
                                   augment=aug, seed=config.seed)
         crop_w = width // 16 * 16
@@ -202,10 +209,14 @@ class MonusegTask(Task):
             return RunResult(run_dir)
         training = {**result.info, "best_val_dice": result.best_score, "lr": config.lr,
                     "patch_size": config.patch_size, "patches_per_epoch": config.patches_per_epoch,
-                    "augment": config.augment}
+                    "augment": config.augment, "hed_sigma": config.hed_sigma, "hed_bias": config.hed_bias}
         model_dir = run_dir / "model"
         model_dir.mkdir()
         meta = self._write_model(model_dir, network, resolved, config, checksum, split, training)
+        from breastdx.data.checksum import image_hash
+        from breastdx.models.saved import write_training_hashes
+
+        write_training_hashes(model_dir, [image_hash(im) for im in images])
         windows = Windows(roi_size=min(config.roi_size, crop_w), overlap=config.overlap)
         predictor = NucleusPredictor(network, meta, windows=windows)
         choice, grid = self._choose_postprocessing(predictor, images, instances, stop)
@@ -325,8 +336,8 @@ class MonusegTask(Task):
                   "H&E, 40x, TCGA, one patient each; CC BY-NC-SA 4.0 (non-commercial).\n"
                   f"- Split: `split.json`: {meta['training_config']['val_rows']} bottom rows of every training tile "
                   "held out (epoch and watershed choice); test tiles never seen.\n"
-                  "- Instance masks from the XML polygons; two training tiles without XML use the connected "
-                  "components of their binary masks."),
+                  "- Instance masks from the XML polygons; two training tiles without XML are split from their binary "
+                  "masks by a distance-transform watershed."),
             evaluation=("Per tile: foreground Dice, AJI (Kumar et al. 2017) and panoptic quality (Kirillov et al. "
                         "2019; a match is a pair with IoU > 0.5). The table below gives the mean over the two "
                         "test tiles (no interval: n = 2).\n\n| tile | Dice | AJI | PQ | SQ | DQ | nuclei | s |\n"
@@ -334,8 +345,12 @@ class MonusegTask(Task):
             limitations=[
                 "Eight tiles from eight patients: too few to estimate performance on other scanners, stains or "
                 "tumour types; the two test scores are not a population estimate.",
-                "Two training tiles have only thinned binary masks (no XML), so their nucleus outlines are slightly "
-                "smaller than those of the other tiles.",
+                "The six training tiles come from diagnostic (FFPE) slides (TCGA barcodes ...-01Z-00-DX1); both test "
+                "tiles from frozen-tissue slides (...-01A-01-TS1 and -BSA), whose nuclei and staining look "
+                "different. The held-out rows of the training tiles (validation) show none of that shift, so "
+                "validation scores are optimistic for frozen sections.",
+                "Two training tiles have only binary masks (no XML): their touching nuclei were split by a distance "
+                "watershed, not by an annotator.",
                 "Features from tissue sections are not the aspirate features of the WDBC table; the wdbc classifier "
                 "is not applied to them.",
                 "Research use only; not for diagnosis.",
@@ -353,7 +368,8 @@ class MonusegTask(Task):
         save_weights(network, model_dir / WEIGHTS_FILE)
         write_json(split, model_dir / "split.json")
         return write_meta(model_dir, {
-            "task": TASK_NAME, "architecture": "unet", "architecture_args": arch_args, "in_channels": 3,
+            "task": TASK_NAME, "kind": MODEL_KIND, "architecture": "unet", "architecture_args": arch_args,
+            "in_channels": 3,
             "n_parameters": count_parameters(network), "weights_file": WEIGHTS_FILE,
             "class_names": list(CLASS_NAMES), "positive_class": "interior",
             "preprocessing": {"description": "RGB uint8 / 255 -> float32 (3, H, W) in [0, 1]; no stain normalisation"},
@@ -448,9 +464,11 @@ class MonusegTask(Task):
         ``tile_features.csv``, and ``predictions.csv`` (nuclei and seconds per tile)."""
         import dataclasses
 
+        from breastdx.data.checksum import image_hash
         from breastdx.data.errors import DataError
         from breastdx.data.monuseg import read_rgb
         from breastdx.inference.nuclei import NucleusPredictor
+        from breastdx.models.saved import read_training_hashes
         from breastdx.morphometry.features import grey_levels
         from breastdx.morphometry.summary import measure_nuclei, tile_rows, write_nuclei_csv, write_tile_csv
         from breastdx.visualize.instances import instance_overlay
@@ -463,6 +481,7 @@ class MonusegTask(Task):
         mpp = o.microns_per_pixel if o.microns_per_pixel >= 0 else float(predictor.meta.get("microns_per_pixel", 0))
         for sub in ("masks", "nuclei", *(("overlays",) if o.overlays else ())):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
+        training = read_training_hashes(model_dir)
         rows, tiles, failures, seen = [], [], [], set()
         for path in inputs:
             start = time.perf_counter()
@@ -471,6 +490,7 @@ class MonusegTask(Task):
             except DataError as e:  # a batch goes on past a bad file and lists it
                 failures.append((str(path), str(e)))
                 continue
+            seen_in_training = "yes" if image_hash(image) in training else "no"
             labels, _ = predictor.predict(image)
             nuclei = measure_nuclei(labels, grey_levels(image))
             stem = Path(path).stem
@@ -485,11 +505,12 @@ class MonusegTask(Task):
             seconds = time.perf_counter() - start
             rows.append({"source": str(path), "height": image.shape[0], "width": image.shape[1],
                          "n_nuclei": len(nuclei), "n_in_summary": sum(n["in_summary"] for n in nuclei),
-                         "mask": str(mask_path.relative_to(run_dir)), "seconds": round(seconds, 3)})
+                         "mask": str(mask_path.relative_to(run_dir)), "seen_in_training": seen_in_training,
+                         "seconds": round(seconds, 3)})
         write_tile_csv(tiles, run_dir / "tile_features.csv")
         with open(run_dir / "predictions.csv", "w", newline="") as f:
             wr = csv.DictWriter(f, fieldnames=["source", "height", "width", "n_nuclei", "n_in_summary", "mask",
-                                               "seconds"])
+                                               "seen_in_training", "seconds"])
             wr.writeheader()
             wr.writerows(rows)
         table = [["tile", "size", "nuclei", "in summary", "s"]] + [
@@ -499,6 +520,12 @@ class MonusegTask(Task):
         notes = [f"{len(rows)} tile(s) in {sum(r['seconds'] for r in rows):.1f} s end to end; wrote predictions.csv, "
                  f"tile_features.csv (30 cytology columns, {unit}), masks/, nuclei/" + (", overlays/" if o.overlays
                                                                                     else ""), CYTOLOGY_NOTE]
+        n_seen = sum(r["seen_in_training"] == "yes" for r in rows)
+        if n_seen:
+            log.warning("%d input tile(s) are training tiles of this model (seen_in_training in predictions.csv)",
+                        n_seen)
+            notes.insert(0, f"{n_seen} tile(s) are training tiles of this model: their figures are not those of a "
+                            f"new tile (seen_in_training in predictions.csv).")
         return RunResult(run_dir, {}, "MoNuSeg nuclei and morphometry", table, notes, failures)
 
 
