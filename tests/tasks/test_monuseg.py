@@ -106,3 +106,26 @@ def test_evaluate(tiny_run, data_root, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 2 and 0 <= metrics["metrics"]["dice"]["value"] <= 1
     assert (out / "report.html").is_file() and (out / "morphometry.csv").is_file()
+
+
+def test_shipped_model_scores_on_a_test_tile(data_root):
+    """The shipped model's figures on a real test tile, as its model card states them (frozen outputs, with a
+    tolerance for CPU differences)."""
+    from breastdx.data.monuseg import find_monuseg_root, load_case, scan_monuseg
+    from breastdx.evaluation.instances import instance_scores
+    from breastdx.inference.nuclei import NucleusPredictor
+    from breastdx.zoo import resolve_model
+
+    model = resolve_model(None, "monuseg")
+    meta = json.loads((model / "meta.json").read_text())
+    case = next(c for c in scan_monuseg(find_monuseg_root(data_root)) if c.name == "TCGA-AC-A2FO-01A-01-TS1")
+    image, reference = load_case(case)
+    labels, prob = NucleusPredictor.from_dir(model).predict(image)
+    scores = instance_scores(labels, reference)
+    stated = dict(zip(["TCGA-AC-A2FO-01A-01-TS1", "TCGA-AO-A0J2-01A-01-BSA"], meta["metrics"]["aji"]["per_tile"]))
+    assert scores["aji"] == pytest.approx(stated["TCGA-AC-A2FO-01A-01-TS1"], abs=0.01)
+    assert scores["dice"] == pytest.approx(meta["metrics"]["dice"]["per_tile"][0], abs=0.01)
+    assert abs(scores["n_pred"] - 544) <= 10
+    assert prob.shape == (3, 1000, 1000) and np.allclose(prob.sum(0), 1, atol=1e-4)
+    card = (model / "MODEL_CARD.md").read_text()
+    assert "not applied" in card and "frozen" in card
