@@ -98,6 +98,24 @@ def test_predict_flags_a_training_tile(tiny_run, data_root, tmp_path):
     assert not (tmp_path / "p" / "overlays").exists()
 
 
+def test_macenko_normalisation_travels_with_the_model(data_root, tmp_path):
+    out = tmp_path / "run"
+    tiny = [a if a != "2" else "1" for a in TINY]  # one epoch
+    result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(out), *tiny,
+                                 "--stain-normalisation", "macenko"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "model" / "meta.json").read_text())
+    assert meta["stain_normalisation"]["method"] == "macenko" and (out / "model" / "stain_target.png").is_file()
+    from breastdx.inference.nuclei import NucleusPredictor
+
+    predictor = NucleusPredictor.from_dir(out / "model")
+    assert predictor.normalizer is not None and predictor.normalizer.fitted
+    tile = next((data_root / "monuseg_breast" / "test" / "images").glob("*.tif"))
+    image = np.asarray(Image.open(tile).convert("RGB"))[:200, :232]
+    labels, prob = predictor.predict(image)
+    assert labels.shape == (200, 232) and prob.shape == (3, 200, 232)
+
+
 def test_evaluate(tiny_run, data_root, tmp_path):
     out = tmp_path / "eval"
     result = runner.invoke(app, ["evaluate", "monuseg", "--model", str(tiny_run / "model"), "--data-dir",

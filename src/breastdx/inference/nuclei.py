@@ -104,10 +104,13 @@ class NucleusPredictor:
         meta: The model folder's ``meta.json``.
         windows: Sliding windows (default: the model's).
         postprocessing: From probabilities to instances (default: the model's).
+        normalizer: Stain normaliser applied to a tile before the network (``from_dir``: the model's Macenko
+            normaliser when ``meta["stain_normalisation"]`` asks for one), or None.
     """
 
     def __init__(self, network: torch.nn.Module, meta: dict[str, Any], windows: Windows | None = None,
-                 postprocessing: InstancePostprocessing | None = None) -> None:
+                 postprocessing: InstancePostprocessing | None = None, normalizer: Any = None) -> None:
+        self.normalizer = normalizer
         self.network = network.eval()
         self.meta = meta
         self.windows = windows or Windows(**meta.get("inference", {}).get("windows", {}))
@@ -120,10 +123,12 @@ class NucleusPredictor:
         Raises:
             ModelFolderError: If the folder is not a ``monuseg`` model.
         """
+        from breastdx.inference.classifier import load_stain_normalizer
         from breastdx.models.networks import build_network
         from breastdx.models.saved import load_weights, read_meta
 
         meta = read_meta(model_dir, task="monuseg")
+        kwargs.setdefault("normalizer", load_stain_normalizer(model_dir, meta))
         network, _ = build_network(meta["architecture"], meta["in_channels"], len(meta["class_names"]),
                                    **meta["architecture_args"])
         load_weights(network, Path(model_dir) / meta["weights_file"])
@@ -136,7 +141,8 @@ class NucleusPredictor:
 
         from breastdx.data.nucleus_patches import to_tensor
 
-        x = to_tensor(np.asarray(image)[..., :3])[None]
+        image = np.asarray(image)[..., :3]
+        x = to_tensor(self.normalizer(image) if self.normalizer is not None else image)[None]
         w = self.windows
         out = sliding_window_inference(x, (w.roi_size, w.roi_size), w.batch,
                                        lambda t: torch.softmax(self.network(t), 1), overlap=w.overlap,

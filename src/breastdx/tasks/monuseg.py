@@ -75,6 +75,8 @@ class MonusegConfig(LightningOptions):
         augment: Stain, brightness / contrast, flip and rotation augmentation.
         hed_sigma: Half-range of the HED stain factor (0.2: Tellez et al.'s "HED-strong").
         hed_bias: Half-range of the HED optical-density shift.
+        stain_normalisation: ``none``, or ``macenko``: every tile, in training and prediction, normalised to the
+            first training tile (Macenko et al. 2009), which the model folder keeps as ``stain_target.png``.
         crop: Use only the top-left ``crop`` x ``crop`` pixels of every tile (0: whole tiles), for smoke tests.
         max_tiles: Training tiles used (0: all), for smoke tests.
         roi_size: Sliding-window side at inference, pixels (a multiple of 16).
@@ -98,6 +100,7 @@ class MonusegConfig(LightningOptions):
     augment: bool = True
     hed_sigma: float = option(0.2, ge=0, lt=1)
     hed_bias: float = option(0.1, ge=0)
+    stain_normalisation: str = option("none", choices=("none", "macenko"))
     crop: int = option(0, ge=0)
     max_tiles: int = option(0, ge=0)
     roi_size: int = option(544, ge=32, multiple_of=16)
@@ -191,11 +194,19 @@ class MonusegTask(Task):
                  "training_rows": [0, stop], "data_checksum": checksum}
         write_json(split, run_dir / "split.json")
         targets = [nucleus_targets(lab, config.boundary_width) for lab in instances]
+        normalizer, stain = None, {"method": "none"}
+        if config.stain_normalisation == "macenko":
+            from breastdx.data.stain import STAIN_TARGET_FILE, MacenkoNormalizer
+
+            normalizer = MacenkoNormalizer().fit(images[0])
+            stain = {"method": "macenko", "target_file": STAIN_TARGET_FILE, "target_source": train_cases[0].name,
+                     "reference": "Macenko et al. (2009), doi:10.1109/ISBI.2009.5193250"}
+        net_images = [normalizer(im) for im in images] if normalizer is not None else images
         aug = PatchAugment(hed_sigma=config.hed_sigma, hed_bias=config.hed_bias) if config.augment else None
-        train_ds = NucleusPatches(images, targets, config.patch_size, config.patches_per_epoch, rows=(0, stop),
+        train_ds = NucleusPatches(net_images, targets, config.patch_size, config.patches_per_epoch, rows=(0, stop),
                                   augment=aug, seed=config.seed)
         crop_w = width // 16 * 16
-        val_ds = NucleusCrops(images, targets, [(k, stop, 0, config.val_rows, crop_w) for k in range(len(images))])
+        val_ds = NucleusCrops(net_images, targets, [(k, stop, 0, config.val_rows, crop_w) for k in range(len(images))])
         settings = FitSettings.from_config(config, monitor="val_dice")
         train_loader, val_loader = make_loaders(train_ds, val_ds, settings)
         val_loader = type(val_loader)(val_ds, batch_size=1, shuffle=False)
@@ -213,15 +224,18 @@ class MonusegTask(Task):
         model_dir = run_dir / "model"
         model_dir.mkdir()
         meta = self._write_model(model_dir, network, resolved, config, checksum, split, training)
+        if normalizer is not None:
+            _save_png(images[0], model_dir / stain["target_file"])
+        meta = _rewrite_meta(model_dir, {**meta, "stain_normalisation": stain})
         from breastdx.data.checksum import image_hash
         from breastdx.models.saved import write_training_hashes
 
         write_training_hashes(model_dir, [image_hash(im) for im in images])
         windows = Windows(roi_size=min(config.roi_size, crop_w), overlap=config.overlap)
-        predictor = NucleusPredictor(network, meta, windows=windows)
+        predictor = NucleusPredictor(network, meta, windows=windows, normalizer=normalizer)
         choice, grid = self._choose_postprocessing(predictor, images, instances, stop)
         meta["postprocessing"] = choice
-        predictor = NucleusPredictor(network, meta, windows=windows)
+        predictor = NucleusPredictor(network, meta, windows=windows, normalizer=normalizer)
         evaluation = self._evaluate_tiles(predictor, [tuple(_crop(a, config.crop) for a in load_case(c))
                                                       for c in test_cases], [c.name for c in test_cases],
                                           config.microns_per_pixel)
@@ -372,7 +386,8 @@ class MonusegTask(Task):
             "in_channels": 3,
             "n_parameters": count_parameters(network), "weights_file": WEIGHTS_FILE,
             "class_names": list(CLASS_NAMES), "positive_class": "interior",
-            "preprocessing": {"description": "RGB uint8 / 255 -> float32 (3, H, W) in [0, 1]; no stain normalisation"},
+            "preprocessing": {"description": f"RGB uint8 / 255 -> float32 (3, H, W) in [0, 1]; stain normalisation: "
+                                             f"{config.stain_normalisation}"},
             "inference": {"windows": {"roi_size": config.roi_size, "overlap": config.overlap, "batch": 1},
                           "blending": "gaussian", "padding": "reflect", "validated_dtypes": ["float32"]},
             "postprocessing": InstancePostprocessing().to_meta(),
