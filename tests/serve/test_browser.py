@@ -101,8 +101,7 @@ def test_page_asks_for_the_token_and_says_when_it_is_refused(browser, server):
     page.wait_for_selector("body[data-ready='true']", timeout=30_000)
     assert "needs an API token" in page.inner_text("#token-message")
     _enter_token(page, "wrong-token")
-    page.wait_for_function("document.querySelector('#token-message').textContent.includes('refused')",
-                           timeout=30_000)
+    page.locator("#token-message").filter(has_text="refused").wait_for(timeout=30_000)  # no eval under the CSP
     assert page.is_visible("#token-form") and page.evaluate("sessionStorage.getItem('breastdx-token')") is None
     _enter_token(page, _TOKEN["value"])
     page.wait_for_selector("#status.ok", timeout=30_000)
@@ -155,7 +154,9 @@ def test_upload_shows_prediction_overlays_and_card(browser, server, busi_image, 
 
 def test_several_images_give_a_table_and_csv(browser, server, busi_image, tmp_path):
     page, errors = _open(browser, server)
-    other = next(p for p in sorted(busi_image.parent.glob("*).png")) if p != busi_image)
+    source = next(p for p in sorted(busi_image.parent.glob("*).png")) if p != busi_image)
+    other = tmp_path / "=HYPERLINK(1).png"  # a formula to a spreadsheet: the page's CSV must quote it
+    other.write_bytes(source.read_bytes())
     bad = tmp_path / "notes.png"
     bad.write_text("this is not an image")
     page.set_input_files("#file-input", [str(busi_image), str(other), str(bad)])
@@ -167,7 +168,7 @@ def test_several_images_give_a_table_and_csv(browser, server, busi_image, tmp_pa
         page.click("#csv-download")
     text = Path(info.value.path()).read_text()
     records = list(csv.DictReader(io.StringIO(text)))
-    assert [r["file"] for r in records[:3]] == [busi_image.name, other.name, "notes.png"]
+    assert [r["file"] for r in records[:3]] == [busi_image.name, "'" + other.name, "notes.png"]
     classes = _classes(server)
     assert records[0]["label"] in classes and all(records[0][f"p_{c}"] for c in classes)
     assert records[2]["error"] and not records[2]["label"]

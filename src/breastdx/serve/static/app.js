@@ -374,7 +374,9 @@ async function handleFiles(files) {
 }
 
 function csvField(v) {
-  const s = v === null || v === undefined ? "" : String(v);
+  let s = v === null || v === undefined ? "" : String(v);
+  // A text cell starting with = + - @ tab or CR is a formula to a spreadsheet (OWASP, CSV injection): quote it.
+  if (typeof v === "string" && /^[=+\-@\t\r]/.test(s)) s = "'" + s;
   return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
 }
 
