@@ -57,6 +57,7 @@ CYTOLOGY_NOTE = (
 @dataclass(frozen=True)
 class MonusegConfig(LightningOptions):
     """Options of ``breastdx train monuseg``, besides the :class:`~breastdx.training.options.LightningOptions`.
+    The defaults are those of the shipped model.
 
     Attributes:
         seed: Seed of weights, patches and augmentation.
@@ -73,7 +74,7 @@ class MonusegConfig(LightningOptions):
         val_rows: Bottom rows of each training tile held out for validation (a multiple of 16).
         boundary_width: Width of the boundary class inside each nucleus, pixels.
         augment: Stain, brightness / contrast, flip and rotation augmentation.
-        hed_sigma: Half-range of the HED stain factor (0.2: Tellez et al.'s "HED-strong").
+        hed_sigma: Half-range of the HED stain factor (0.2 is Tellez et al.'s "HED-strong").
         hed_bias: Half-range of the HED optical-density shift.
         stain_normalisation: ``none``, or ``macenko``: every tile, in training and prediction, normalised to the
             first training tile (Macenko et al. 2009), which the model folder keeps as ``stain_target.png``.
@@ -86,9 +87,9 @@ class MonusegConfig(LightningOptions):
 
     seed: int = 0
     arch_args: str = ""
-    patch_size: int = option(160, ge=32, multiple_of=16)
+    patch_size: int = option(128, ge=32, multiple_of=16)
     patches_per_epoch: int = option(400, ge=1)
-    epochs: int = option(50, ge=1)
+    epochs: int = option(70, ge=1)
     batch_size: int = option(8, ge=1)
     lr: float = option(2e-3, gt=0)
     weight_decay: float = option(1e-4, ge=0)
@@ -98,8 +99,8 @@ class MonusegConfig(LightningOptions):
     val_rows: int = option(256, ge=16, multiple_of=16)
     boundary_width: int = option(2, ge=1)
     augment: bool = True
-    hed_sigma: float = option(0.2, ge=0, lt=1)
-    hed_bias: float = option(0.1, ge=0)
+    hed_sigma: float = option(0.1, ge=0, lt=1)
+    hed_bias: float = option(0.05, ge=0)
     stain_normalisation: str = option("none", choices=("none", "macenko"))
     crop: int = option(0, ge=0)
     max_tiles: int = option(0, ge=0)
