@@ -98,7 +98,7 @@ def test_predict_files_goes_on_past_bad_files(model_dir, tmp_path):
     with open(run / "predictions.csv", newline="") as f:
         csv_rows = list(csv.DictReader(f))
     assert list(csv_rows[0]) == ["source", "height", "width", "p_normal", "p_benign", "p_malignant", "label",
-                                 "label_argmax", "threshold", "gradcam"]
+                                 "label_argmax", "threshold", "in_scope", "scope_note", "gradcam"]
     for r, p in zip(csv_rows, paths):
         overlay = Image.open(run / r["gradcam"])
         assert overlay.size == Image.open(p).size and overlay.mode == "RGB"

@@ -143,6 +143,13 @@ def test_ultrasound_answers_classification_gradcam_and_segmentation(client, synt
     assert a["task"] == "ultrasound" and [m["name"] for m in a["models"]] == ["busi-seg", "busi-cls"]
     assert a["research_use_only"] == RESEARCH_USE_ONLY and a["notes"] == []
     assert a["image"]["format"] == "PNG" and (a["image"]["height"], a["image"]["width"]) == (45, 61)
+    assert a["image"]["in_scope"] is True and a["image"]["scope_note"] == ""
+    pink = np.zeros((64, 64, 3), np.uint8)
+    pink[...] = (230, 130, 180)
+    buf = io.BytesIO()
+    Image.fromarray(pink).save(buf, format="PNG")
+    flagged = _upload(client, "busi-cls", buf.getvalue()).json()["image"]  # an H&E-like colour image
+    assert flagged["in_scope"] is False and flagged["scope_note"].startswith("a colour image")
     cls = a["classification"]
     assert cls["class_names"] == ["normal", "benign", "malignant"] and cls["threshold"] == 0.3
     assert sum(cls["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)

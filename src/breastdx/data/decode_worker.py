@@ -261,7 +261,8 @@ def _answer_to_record(answer: dict[str, Any], payload: bytes) -> Any:
     full = answer.get("full_shape")
     return ImageRecord(array, Path(answer["path"]), None if spacing is None else (float(spacing[0]), float(spacing[1])),
                        str(answer["source_format"]), str(answer["source_mode"]),
-                       None if full is None else (int(full[0]), int(full[1])))
+                       None if full is None else (int(full[0]), int(full[1])),
+                       None if answer.get("colourfulness") is None else float(answer["colourfulness"]))
 
 
 # ---------------------------------------------------------------------------------------------- the child
@@ -334,7 +335,8 @@ def _serve(memory_bytes: int) -> None:  # pragma: no cover - runs in the child (
             answer = {"error": None, "shape": list(array.shape), "path": str(rec.path),
                       "spacing_mm": None if rec.spacing_mm is None else list(rec.spacing_mm),
                       "source_format": rec.source_format, "source_mode": rec.source_mode,
-                      "full_shape": None if rec.full_shape is None else list(rec.full_shape)}
+                      "full_shape": None if rec.full_shape is None else list(rec.full_shape),
+                      "colourfulness": rec.colourfulness}
             payload = array.tobytes()
         except ImageReadError as e:
             answer, payload = {"error": str(e), "kind": "ImageReadError"}, b""

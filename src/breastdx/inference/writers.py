@@ -18,6 +18,7 @@ from typing import Any
 
 from breastdx.inference.csv_safety import safe_rows
 from breastdx.inference.records import SEGMENTATION_FIELDS, classification_record, csv_row, segmentation_record
+from breastdx.inference.scope import check_scope
 from breastdx.visualize import write_cam_png, write_mask_png, write_overlay_png
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
         row = {"source": str(path), "height": h, "width": w,
                **csv_row(classification_record(out.prob, predictor.class_names, out.label, predictor.threshold,
                                                out.prediction_set, predictor.conformal_level))}
+        scope = check_scope(rec, predictor)
+        row["in_scope"], row["scope_note"] = str(scope.in_scope).lower(), scope.note
         if gradcam and out.cam is not None:
             png = cam_dir / f"{stem}_gradcam_{out.label.replace('/', '_')}.png"  # a subtype's '/' is not a folder
             submit(write_cam_png, rec.array, out.cam, png)
@@ -111,7 +114,7 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
     groups = list(dict.fromkeys(c.split("/", 1)[0] for c in predictor.class_names if "/" in c))
     sets = ["prediction_set", "prediction_set_level"] if getattr(predictor, "conformal", None) else []
     fields = ["source", "height", "width", *[f"p_{c}" for c in (*predictor.class_names, *groups)], "label",
-              "label_argmax", "threshold", *sets, *(["gradcam"] if gradcam else [])]
+              "label_argmax", "threshold", *sets, "in_scope", "scope_note", *(["gradcam"] if gradcam else [])]
     return _predict_to_csv(predictor, inputs, run_dir, fields, make_row, workers, gradcam=gradcam)
 
 

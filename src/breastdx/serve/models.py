@@ -347,6 +347,15 @@ def _classify(model: LoadedModel, image: np.ndarray, disp_image: np.ndarray, gra
     return result
 
 
+def _scope(record: Any, models: Sequence[LoadedModel]) -> dict[str, Any]:
+    """``in_scope`` and ``scope_note`` of an upload: out of scope when any served model's check flags it."""
+    from breastdx.inference.scope import check_scope
+
+    checks = [check_scope(record, m.predictor) for m in models if hasattr(m.predictor, "preprocessing")]
+    notes = list(dict.fromkeys(c.note for c in checks if not c.in_scope))
+    return {"in_scope": not notes, "scope_note": "; ".join(notes)}
+
+
 def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, max_pixels: int,
                   display_max_side: int, gradcam: bool = True, composites: bool = False,
                   decoder: Any = None) -> dict[str, Any]:
@@ -391,6 +400,7 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
     answer: dict[str, Any] = {
         "image": {"filename": filename, "width": int(width), "height": int(height),
                   "format": record.source_format, "mode": record.source_mode, "spacing_mm": spacing,
+                  **_scope(record, models),
                   "display_width": int(disp.shape[1]), "display_height": int(disp.shape[0]),
                   "image_png": png_data_url(disp)},
         "segmentation": None, "classification": None,

@@ -176,6 +176,9 @@ class ImageInfo(_Base):
     format: str = Field(description="From the file's bytes: PNG, JPEG, TIFF or DICOM.")
     mode: str = Field(description="Stored pixel layout (Pillow mode or DICOM PhotometricInterpretation).")
     spacing_mm: list[float] | None = Field(None, description="DICOM PixelSpacing (row, column) in mm.")
+    in_scope: bool = Field(True, description="False when the image is unlike what the models were trained on "
+                                             "(colour for a grey-ultrasound model, grey for an H&E model, too small).")
+    scope_note: str = Field("", description="Why the image is out of scope; empty when in scope.")
     display_width: int
     display_height: int
     image_png: str = Field(description="The image at the display size.")

@@ -264,6 +264,10 @@ function showAnswer(index) {
   $("result-file").textContent = a.image.filename || state.batch[index].file.name;  // DICOM: the service keeps no name
   const label = $("pred-label");
   const dl = $("pred-details");
+  const scope = $("scope-warning");
+  scope.hidden = a.image.in_scope !== false;
+  scope.textContent = scope.hidden ? "" : "Out of scope: this image is " + a.image.scope_note +
+    ". The result below is not to be trusted.";
   dl.replaceChildren();
   if (cls) {
     label.textContent = displayName(cls.label);

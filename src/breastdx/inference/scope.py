@@ -1,0 +1,72 @@
+"""Is an input within what an image model was trained on? Checks of modality and size, said plainly.
+
+A classifier answers every image with probabilities, also one it has never seen the like of (busi-cls answered a
+28 x 28 BreastMNIST thumbnail with P(malignant) 0.977). Before its answer is read, each input is checked:
+
+* **modality**: a grey-ultrasound model (``preprocessing.mode == "gray"``) flags a colour image, an H&E model
+  (``"rgb"``) a grey one. Colour is the image's mean chroma as stored (:attr:`breastdx.data.images.ImageRecord.
+  colourfulness`): measured here, BUSI images have at most 0.006, BUS-UCLM ultrasound (coloured markers) 0.03-0.044,
+  the BrEaST sample 0, while H&E patches and images (IDC, BreakHis, MoNuSeg) have a median of 0.17-0.23 and 88%
+  of BreakHis images are over 0.05; so a grey model flags a mean chroma over :data:`MAX_CHROMA_GRAY` and a colour
+  model one under :data:`MIN_CHROMA_RGB`;
+* **size**: an image whose shorter side is under half the size the model was trained at (``source_size``, else
+  ``image_size``) is flagged as too small to carry what the model looks at (a 28 x 28 thumbnail for a 256 x 256
+  ultrasound model; not for BreastMNIST's own 28 x 28 model).
+
+A flagged image is still predicted; ``in_scope`` is false and ``scope_note`` says why, in ``predictions.csv``
+and in the service's answer. These checks do not see a grey image of another kind (an X-ray, say), nor an
+H&E image of very pale stain; the model card says what was measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MAX_CHROMA_GRAY = 0.05
+"""A grey-image model flags a mean chroma over this (ultrasound here: at most 0.044)."""
+
+MIN_CHROMA_RGB = 0.005
+"""A colour-image model flags a mean chroma under this (a grey image; blank IDC patches have about 0.01)."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The scope check of one input.
+
+    Attributes:
+        in_scope: False when any check flags the input.
+        note: Why it is out of scope (every reason, ``; ``-joined), or empty.
+    """
+
+    in_scope: bool
+    note: str = ""
+
+
+def check_scope(record: Any, predictor: Any) -> Scope:
+    """Check one decoded input against an image model's training data.
+
+    Args:
+        record: An :class:`~breastdx.data.images.ImageRecord` (its ``colourfulness``, ``full_shape`` or
+            ``shape``).
+        predictor: The model's predictor: its ``preprocessing`` (``mode``, ``image_size``) and, for models
+            trained on small images, ``source_size``.
+
+    Returns:
+        The :class:`Scope`; unknown colour (None) is not flagged.
+    """
+    reasons = []
+    chroma = getattr(record, "colourfulness", None)
+    preprocessing = predictor.preprocessing
+    mode = getattr(preprocessing, "mode", "gray")
+    if chroma is not None and mode == "gray" and chroma > MAX_CHROMA_GRAY:
+        reasons.append(f"a colour image (mean chroma {chroma:.2f}; the grey ultrasound this model was trained on has "
+                       f"at most {MAX_CHROMA_GRAY}): an H&E slide or a photograph is not an ultrasound image")
+    if chroma is not None and mode == "rgb" and chroma < MIN_CHROMA_RGB:
+        reasons.append(f"a grey image (mean chroma {chroma:.3f}); this model was trained on colour H&E images")
+    trained = getattr(predictor, "source_size", None) or getattr(preprocessing, "image_size", None)
+    h, w = getattr(record, "full_shape", None) or record.shape
+    if trained and min(h, w) < trained / 2:
+        reasons.append(f"{min(h, w)} px on its shorter side, under half the {trained} x {trained} px this model was "
+                       f"trained at: too small to hold what the model looks at")
+    return Scope(not reasons, "; ".join(reasons))

@@ -1,0 +1,80 @@
+"""Out-of-scope inputs: a grey-ultrasound model flags colour (H&E) images and thumbnails, keeps ultrasound from
+BUSI and from another scanner (BUS-UCLM); the colour measure's golden values; predict writes the two columns."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from breastdx.data.images import read_image
+from breastdx.inference.scope import check_scope
+
+GRAY_256 = SimpleNamespace(preprocessing=SimpleNamespace(mode="gray", image_size=256), source_size=None)
+RGB_96 = SimpleNamespace(preprocessing=SimpleNamespace(mode="rgb", image_size=96), source_size=None)
+MNIST = SimpleNamespace(preprocessing=SimpleNamespace(mode="gray", image_size=64), source_size=28)
+
+
+def _png(path: Path, array: np.ndarray) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
+def test_colourfulness_golden_values_and_the_checks(tmp_path):
+    grey = np.tile(np.arange(0, 256, 1, dtype=np.uint8), (300, 2))[:, :300]
+    rgb_grey = _png(tmp_path / "rgb_grey.png", np.repeat(grey[..., None], 3, axis=-1))
+    pink = np.zeros((300, 300, 3), np.uint8)
+    pink[...] = (230, 130, 180)  # chroma (230 - 130) / 255
+    rec = read_image(_png(tmp_path / "pink.png", pink))
+    assert rec.colourfulness == pytest.approx(100 / 255, abs=1e-4)
+    assert read_image(rgb_grey).colourfulness == 0.0  # stored as RGB, but grey
+    assert read_image(_png(tmp_path / "g.png", grey)).colourfulness == 0.0
+    assert check_scope(read_image(rgb_grey), GRAY_256).in_scope
+    scope = check_scope(rec, GRAY_256)
+    assert not scope.in_scope and "a colour image (mean chroma 0.39" in scope.note
+    assert check_scope(read_image(rgb_grey, mode="rgb"), RGB_96).note.startswith("a grey image")
+    small = read_image(_png(tmp_path / "small.png", grey[:28, :28]))
+    assert "28 px on its shorter side" in check_scope(small, GRAY_256).note
+    assert check_scope(small, MNIST).in_scope  # BreastMNIST's own model was trained on 28 x 28 images
+
+
+@pytest.fixture(scope="module")
+def data_root() -> Path:
+    root = os.environ.get("BREASTDX_DATA")
+    if not root or not (Path(root) / "busi").is_dir():
+        pytest.skip("real data not available: set BREASTDX_DATA")
+    return Path(root)
+
+
+def test_shipped_busi_cls_scope_on_real_images(data_root, tmp_path):
+    from typer.testing import CliRunner
+
+    from breastdx.cli import app
+
+    inputs = {"busi": data_root / "busi" / "benign" / "benign (23).png",
+              "uclm": sorted((data_root / "bus_uclm_sample" / "images").iterdir())[0],
+              "breast_usg": sorted((data_root / "breast_lesions_usg_sample" / "images").iterdir())[0],
+              "breakhis": next((data_root / "breakhis_224" / "DC").rglob("*.jpg")),
+              "idc": next((data_root / "idc").rglob("*.png")),
+              "pcam": next((data_root / "pcam_subset" / "test").rglob("*.jpg"))}
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, path in inputs.items():
+        (folder / f"{name}{path.suffix}").write_bytes(path.read_bytes())
+    out = tmp_path / "pred"
+    result = CliRunner().invoke(app, ["predict", "busi-cls", str(folder), f"{data_root}/breastmnist/breastmnist.npz#test",
+                                      "--out", str(out), "--gradcam", "false"])
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["source"]).stem.split("#")[0]: r for r in csv.DictReader(open(out / "predictions.csv"))}
+    for name in ("busi", "uclm", "breast_usg"):
+        assert rows[name]["in_scope"] == "true" and rows[name]["scope_note"] == "", name
+    for name in ("breakhis", "idc"):
+        assert rows[name]["in_scope"] == "false" and "a colour image" in rows[name]["scope_note"], name
+    assert rows["pcam"]["in_scope"] == "false"
+    thumbs = [r for s, r in rows.items() if s.startswith("breastmnist")]
+    assert thumbs and all(r["in_scope"] == "false" and "28 px" in r["scope_note"] for r in thumbs)
