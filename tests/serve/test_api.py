@@ -144,6 +144,8 @@ def test_ultrasound_answers_classification_gradcam_and_segmentation(client, synt
     assert a["research_use_only"] == RESEARCH_USE_ONLY and a["notes"] == []
     assert a["image"]["format"] == "PNG" and (a["image"]["height"], a["image"]["width"]) == (45, 61)
     assert a["image"]["in_scope"] is True and a["image"]["scope_note"] == ""
+    contradicts = (a["classification"]["label"] == "normal") == a["segmentation"]["lesion_found"]
+    assert (a["disagreement"] is not None) == contradicts
     pink = np.zeros((64, 64, 3), np.uint8)
     pink[...] = (230, 130, 180)
     buf = io.BytesIO()

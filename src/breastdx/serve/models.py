@@ -416,7 +416,27 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
             raise ServeInputError(415, "wrong_input", f"Task {model.task!r} takes JSON features, not an image.")
         timings[model.kind] = (time.perf_counter() - t) * 1000
     answer["timings_ms"] = {k: round(v, 2) for k, v in timings.items()}
+    answer["disagreement"] = disagreement(answer["segmentation"], answer["classification"])
     return answer
+
+
+def disagreement(segmentation: dict[str, Any] | None, classification: dict[str, Any] | None) -> str | None:
+    """What the segmenter and the classifier of one image contradict each other on, or None.
+
+    They disagree when the classifier's label is ``normal`` while the segmenter outlines a lesion, or the label is
+    another class (a lesion: benign, malignant) while the segmenter finds none. Only for a classifier with a
+    ``normal`` class, and only when both ran (the ``ultrasound`` task).
+    """
+    if not segmentation or not classification or "normal" not in classification.get("class_names", []):
+        return None
+    label, found = classification["label"], bool(segmentation["lesion_found"])
+    if label == "normal" and found:
+        return ("The models disagree: the classifier says normal, but the segmenter outlines a lesion "
+                f"({segmentation['lesion_area_px']} px). Look at the image and the outline yourself.")
+    if label != "normal" and not found:
+        return (f"The models disagree: the classifier says {label.replace('_', ' ')}, but the segmenter finds no "
+                f"lesion. Look at the image yourself.")
+    return None
 
 
 def predict_features(model: LoadedModel, X: np.ndarray, n_reasons: int) -> dict[str, Any]:

@@ -197,6 +197,9 @@ class PredictionResponse(_Base):
     image: ImageInfo | None = None
     classification: ClassificationResult | None = None
     segmentation: SegmentationResult | None = None
+    disagreement: str | None = Field(None, description="When both models ran (ultrasound): what the classifier and "
+                                                       "the segmenter contradict each other on (normal with a lesion "
+                                                       "outlined, or a lesion class with none found), else null.")
     notes: list[str] = Field(default_factory=list)
     research_use_only: str = RESEARCH_USE_ONLY
 

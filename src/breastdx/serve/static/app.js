@@ -268,6 +268,8 @@ function showAnswer(index) {
   scope.hidden = a.image.in_scope !== false;
   scope.textContent = scope.hidden ? "" : "Out of scope: this image is " + a.image.scope_note +
     ". The result below is not to be trusted.";
+  $("disagreement").hidden = !a.disagreement;
+  $("disagreement").textContent = a.disagreement || "";
   dl.replaceChildren();
   if (cls) {
     label.textContent = displayName(cls.label);
