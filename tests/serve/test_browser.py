@@ -198,3 +198,22 @@ def test_wdbc_form(browser, server, tmp_path):
     page.locator("#record-table tbody td").nth(1).wait_for()
     assert "wdbc" in page.inner_text("#record-table")
     page.close()
+
+
+def test_docs_load_with_outside_requests_blocked(browser, server):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    outside: list[str] = []
+
+    def route(r):
+        if r.request.url.startswith(server):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.goto(server + "/docs")
+    page.locator(".swagger-ui .info .title").filter(has_text="breastdx").wait_for(timeout=30_000)
+    assert page.locator(".opblock").count() >= 5  # the operations are listed
+    assert outside == []
+    page.close()

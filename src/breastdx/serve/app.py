@@ -66,13 +66,15 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; s
             "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 """Content-Security-Policy of every answer (JSON, the page, its files), but the API documentation pages."""
 
-DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-            "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-            "https://cdn.redoc.ly; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
             "frame-ancestors 'none'")
-"""Content-Security-Policy of ``/docs`` and ``/redoc``: FastAPI's pages load Swagger UI and ReDoc from
-cdn.jsdelivr.net and start them with an inline script."""
+"""Content-Security-Policy of ``/docs`` and ``/redoc``: Swagger UI and ReDoc are served from the package
+(``fastapi-offline``, under :data:`DOCS_STATIC`), since hospital networks are often offline; FastAPI's pages start
+them with an inline script. Nothing is loaded from another host."""
+
+DOCS_STATIC = "/static-offline-docs"
+"""Where Swagger UI's and ReDoc's files are served (from the ``fastapi_offline`` package)."""
 
 DOCS_PATHS = ("/docs", "/redoc")
 
@@ -257,7 +259,10 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
             if own_store:
                 app.state.store.close()
 
-    app = FastAPI(
+    from fastapi_offline import FastAPIOffline
+
+    app = FastAPIOffline(
+        static_url=DOCS_STATIC,
         title="breastdx",
         version=__version__,
         summary="Breast-cancer diagnosis with machine learning: REST API and web page.",
