@@ -217,3 +217,22 @@ def test_docs_load_with_outside_requests_blocked(browser, server):
     assert page.locator(".opblock").count() >= 5  # the operations are listed
     assert outside == []
     page.close()
+
+
+def test_phone_sized_viewport_has_no_horizontal_overflow(browser, server, busi_image):
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready='true']", timeout=30_000)
+    _enter_token(page, _TOKEN["value"])
+    page.wait_for_selector("#status.ok", timeout=30_000)
+    page.set_input_files("#file-input", str(busi_image))
+    page.wait_for_selector("#pred-label:not(:empty)", timeout=60_000)
+    page.wait_for_timeout(500)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    notice = page.locator("#notice").bounding_box()["height"]
+    top = page.evaluate("document.getElementById('pred-label').getBoundingClientRect().top")
+    print(f"\nphone: page width {width} px, notice {notice:.0f} px, result label top {top:.0f} px")
+    assert width <= 390, f"the page is {width} px wide at a 390 px viewport"
+    assert notice <= 64
+    assert 0 <= top < 844  # the result is brought into view, not two screens below
+    page.close()

@@ -248,7 +248,10 @@ function showAnswer(index) {
   for (const [k, row] of [...$("batch-table").tBodies[0].rows].entries()) row.classList.toggle("selected", k === index);
   if (!item || !item.answer) { $("image-result").hidden = true; return; }
   const a = item.answer;
+  const wasHidden = $("image-result").hidden;
   $("image-result").hidden = false;
+  // On a narrow screen the result sits far below the upload: bring it into view when it first appears.
+  if (wasHidden && window.matchMedia("(max-width: 860px)").matches) $("image-result").scrollIntoView({ block: "start" });
   $("layer-image").src = a.image.image_png;
   const cls = a.classification;
   const seg = a.segmentation;
