@@ -98,11 +98,36 @@ def test_predict_files_goes_on_past_bad_files(model_dir, tmp_path):
     with open(run / "predictions.csv", newline="") as f:
         csv_rows = list(csv.DictReader(f))
     assert list(csv_rows[0]) == ["source", "height", "width", "p_normal", "p_benign", "p_malignant", "label",
-                                 "label_argmax", "threshold", "in_scope", "scope_note", "gradcam"]
+                                 "label_argmax", "threshold", "in_scope", "scope_note", "frame", "gradcam"]
     for r, p in zip(csv_rows, paths):
         overlay = Image.open(run / r["gradcam"])
         assert overlay.size == Image.open(p).size and overlay.mode == "RGB"
         assert abs(sum(float(r[f"p_{c}"]) for c in NAMES) - 1) < 1e-4
+
+
+def test_cine_loop_is_classified_at_its_first_frame(tmp_path, model_dir):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+
+    frames = np.stack(_images(n=1) * 3)  # (3, 40, 51)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UltrasoundMultiFrameImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 40, 51, 3
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = frames.tobytes()
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "IM00001", enforce_file_format=True)  # a PACS name, found in its folder
+    run = tmp_path / "run"
+    run.mkdir()
+    predictor = ClassificationPredictor.from_dir(model_dir[0])
+    rows, failures, _ = write_predictions(predictor, [tmp_path / "in"], run, gradcam=False)
+    assert not failures and [r["frame"] for r in rows] == ["1 of 3"]
+    assert float(rows[0]["p_benign"]) == pytest.approx(float(predictor.predict_proba([frames[0]])[0][1]), abs=1e-5)
 
 
 def test_bad_folders(tmp_path, model_dir):

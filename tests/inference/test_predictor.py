@@ -65,6 +65,9 @@ def test_spacing_gives_area_in_mm2(tmp_path):
     p.postprocessing = Postprocessing(threshold=1e-6)  # everything is lesion
     out = p.predict([np.zeros((10, 20), np.uint8)], spacings=[(0.1, 0.2)])[0]
     assert out.area_px == 200 and out.area_mm2 == pytest.approx(200 * 0.02)
+    # the longest diameter: the 10 x 20 pixel image's diagonal, measured per axis in mm (1 mm x 4 mm: about 4.12)
+    assert out.max_diameter_px == pytest.approx(21.9317, abs=1e-3) and out.max_diameter_mm == pytest.approx(4.1, abs=1e-3)
+    assert p.predict([np.zeros((10, 20), np.uint8)])[0].max_diameter_mm is None
 
 
 def _output_dtypes(predictor) -> list[torch.dtype]:
@@ -256,13 +259,15 @@ def test_write_segmentation_predictions(tmp_path):
     assert [Path(f[0]).name for f in failures] == ["notes.png"] and seconds > 0
     with open(run / "predictions.csv", newline="") as f:
         csv_rows = list(csv.DictReader(f))
-    assert list(csv_rows[0]) == ["source", "mask", "overlay", "height", "width", *SEGMENTATION_FIELDS, "spacing_mm"]
+    assert list(csv_rows[0]) == ["source", "mask", "overlay", "height", "width", *SEGMENTATION_FIELDS, "spacing_mm",
+                                 "spacing_note", "frame"]
     assert sorted(r["mask"] for r in csv_rows) == ["masks/img0_2_mask.png", "masks/img0_mask.png", "masks/img1_mask.png"]
     for r, row in zip(csv_rows, rows):
         mask = np.asarray(Image.open(run / r["mask"])) > 0
         assert int(r["lesion_area_px"]) == row["lesion_area_px"] == int(mask.sum())
         assert mask.shape == (int(r["height"]), int(r["width"])) and (run / r["overlay"]).is_file()
-        assert r["lesion_area_mm2"] == "" and r["spacing_mm"] == "" and r["lesion_found"] == str(mask.any())
+        assert r["lesion_area_mm2"] == r["lesion_max_diameter_mm"] == r["spacing_mm"] == r["frame"] == ""
+        assert r["lesion_found"] == str(mask.any())
     run2 = tmp_path / "run2"
     run2.mkdir()
     rows, _, _ = write_segmentation_predictions(p, [folder / "img1.png"], run2, overlays=False)

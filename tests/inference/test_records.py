@@ -12,14 +12,18 @@ from breastdx.inference.records import (SEGMENTATION_FIELDS, classification_reco
 def test_segmentation_record():
     mask = np.zeros((33, 35), bool)
     mask[3:8, 4:10] = True
-    out = SimpleNamespace(mask=mask, area_px=30, area_mm2=None, n_components=1, max_prob=0.87654321)
+    out = SimpleNamespace(mask=mask, area_px=30, area_mm2=None, n_components=1, max_prob=0.87654321,
+                          max_diameter_px=6.6181, max_diameter_mm=None)
     record = segmentation_record(out)
     assert tuple(record) == SEGMENTATION_FIELDS
     assert record == {"lesion_found": True, "lesion_area_px": 30, "lesion_area_mm2": None,
+                      "lesion_max_diameter_px": 6.62, "lesion_max_diameter_mm": None,
                       "lesion_fraction": round(30 / (33 * 35), 6), "n_components": 1, "max_prob": 0.876543}
     assert csv_row(record)["lesion_area_mm2"] == "" and json_answer(record)["lesion_area_mm2"] is None
-    spaced = segmentation_record(SimpleNamespace(mask=mask, area_px=30, area_mm2=0.61234, n_components=1, max_prob=1))
-    assert spaced["lesion_area_mm2"] == 0.612
+    assert csv_row(record)["lesion_max_diameter_mm"] == "" and json_answer(record)["lesion_max_diameter_mm"] is None
+    spaced = segmentation_record(SimpleNamespace(mask=mask, area_px=30, area_mm2=0.61234, n_components=1, max_prob=1,
+                                                 max_diameter_px=6.6181, max_diameter_mm=0.52945))
+    assert spaced["lesion_area_mm2"] == 0.612 and spaced["lesion_max_diameter_mm"] == 0.529
 
 
 def test_classification_record_row_and_answer():

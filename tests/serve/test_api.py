@@ -227,8 +227,38 @@ def test_dicom_pixel_spacing_gives_area_in_mm2(client, tmp_path):
     assert r.status_code == 200, r.text
     a = r.json()
     assert a["image"]["format"] == "DICOM" and a["image"]["spacing_mm"] == [0.1, 0.2]
+    assert a["image"]["spacing_note"] == "" and a["image"]["frame"] is None
     seg = a["segmentation"]
     assert seg["lesion_area_mm2"] == pytest.approx(seg["lesion_area_px"] * 0.02, abs=1e-3)
+    assert seg["lesion_max_diameter_px"] > 0 and seg["lesion_max_diameter_mm"] > 0
+
+
+def test_ultrasound_regions_that_disagree_give_no_mm_and_say_why(client, tmp_path):
+    """A two-frame cine loop whose two ultrasound regions over the image centre disagree: the first frame is read,
+    the answer gives no mm figure, and says why and which frame."""
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    arr = _gradient(40, 52).astype(np.uint16) * 16
+    ds = pydicom.dcmread(io.BytesIO(_dicom_bytes(tmp_path, np.stack([arr, arr[::-1]]).reshape(80, 52))))
+    ds.Rows, ds.NumberOfFrames = 40, 2
+    regions = []
+    for delta_cm in (0.008, 0.01):
+        r = Dataset()
+        r.RegionLocationMinX0, r.RegionLocationMinY0, r.RegionLocationMaxX1, r.RegionLocationMaxY1 = 0, 0, 51, 39
+        r.PhysicalUnitsXDirection = r.PhysicalUnitsYDirection = 3  # cm
+        r.PhysicalDeltaX = r.PhysicalDeltaY = delta_cm
+        regions.append(r)
+    ds.SequenceOfUltrasoundRegions = Sequence(regions)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    r = _upload(client, "ultrasound", buf.getvalue(), name="IM00001", content_type="application/dicom")
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert a["image"]["spacing_mm"] is None and a["image"]["frame"] == [1, 2] and (a["image"]["height"], a["image"]["width"]) == (40, 52)
+    assert "disagree" in a["image"]["spacing_note"] and "0.08 x 0.08 mm" in a["image"]["spacing_note"]
+    assert a["segmentation"]["lesion_area_mm2"] is None and a["segmentation"]["lesion_max_diameter_mm"] is None
 
 
 def test_uploads_are_decoded_in_memory_never_written_to_disk(client, tmp_path, synthetic_png, monkeypatch):

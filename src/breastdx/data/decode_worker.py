@@ -262,7 +262,9 @@ def _answer_to_record(answer: dict[str, Any], payload: bytes) -> Any:
     return ImageRecord(array, Path(answer["path"]), None if spacing is None else (float(spacing[0]), float(spacing[1])),
                        str(answer["source_format"]), str(answer["source_mode"]),
                        None if full is None else (int(full[0]), int(full[1])),
-                       None if answer.get("colourfulness") is None else float(answer["colourfulness"]))
+                       None if answer.get("colourfulness") is None else float(answer["colourfulness"]),
+                       str(answer.get("spacing_note") or ""),
+                       None if answer.get("frame") is None else (int(answer["frame"][0]), int(answer["frame"][1])))
 
 
 # ---------------------------------------------------------------------------------------------- the child
@@ -336,7 +338,8 @@ def _serve(memory_bytes: int) -> None:  # pragma: no cover - runs in the child (
                       "spacing_mm": None if rec.spacing_mm is None else list(rec.spacing_mm),
                       "source_format": rec.source_format, "source_mode": rec.source_mode,
                       "full_shape": None if rec.full_shape is None else list(rec.full_shape),
-                      "colourfulness": rec.colourfulness}
+                      "colourfulness": rec.colourfulness, "spacing_note": rec.spacing_note,
+                      "frame": None if rec.frame is None else list(rec.frame)}
             payload = array.tobytes()
         except ImageReadError as e:
             answer, payload = {"error": str(e), "kind": "ImageReadError"}, b""

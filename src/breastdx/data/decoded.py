@@ -34,6 +34,8 @@ class _Decoded:
     invert: bool = False
     spacing_mm: tuple[float, float] | None = None
     full_shape: tuple[int, int] | None = None
+    spacing_note: str = ""
+    frame: tuple[int, int] | None = None
 
 
 def _check_size(label: str, width: int, height: int, max_pixels: int) -> None:

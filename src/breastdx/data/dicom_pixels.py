@@ -1,11 +1,14 @@
 """DICOM pixel data for :mod:`breastdx.data.images`: the header checked before the pixels are decoded, the
-modality LUT, windows (DICOM PS3.3 C.11.2.1.2) and photometric interpretations.
+modality LUT, windows (DICOM PS3.3 C.11.2.1.2), photometric interpretations, the frame read from a multi-frame
+file (cine loop) and the pixel spacing (an ultrasound region's calibration, else PixelSpacing).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,13 +17,20 @@ from breastdx.data.decoded import ImageReadError, _check_size, _Decoded, _open
 logger = logging.getLogger(__name__)
 
 
+CM_UNITS = 3
+"""PhysicalUnitsXDirection / YDirection code of centimetres (DICOM PS3.3 C.8.5.5.1.15)."""
+
+
 def decode_dicom(src: Path | bytes, label: str, max_pixels: int) -> _Decoded:
     """Decode a DICOM file (``src`` a path) or upload (``src`` its bytes) by the rules of
     :mod:`breastdx.data.images`: the modality LUT, the first window when given, MONOCHROME1 inverted.
 
+    A multi-frame file (an ultrasound cine loop, NumberOfFrames > 1) gives its first frame, decoded alone, and
+    says so in ``frame`` (``(1, number of frames)``). The spacing is that of :func:`dicom_spacing`.
+
     Raises:
         ImageReadError: If the header or the pixel data cannot be read, the image is over ``max_pixels``,
-            has several frames, or has a PhotometricInterpretation breastdx does not convert.
+            or has a PhotometricInterpretation breastdx does not convert.
     """
     import pydicom
 
@@ -32,15 +42,18 @@ def decode_dicom(src: Path | bytes, label: str, max_pixels: int) -> _Decoded:
     if rows is None or cols is None:
         raise ImageReadError(f"{label}: DICOM file without Rows/Columns; it holds no image.")
     _check_size(label, int(cols), int(rows), max_pixels)
-    frames = int(header.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise ImageReadError(f"{label}: DICOM with {frames} frames; expected a single 2-D image.")
+    try:
+        frames = max(int(header.get("NumberOfFrames", 1) or 1), 1)
+    except (TypeError, ValueError):
+        frames = 1
     photometric = str(header.get("PhotometricInterpretation", "MONOCHROME2"))
     syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", "unknown")
     try:
         ds = pydicom.dcmread(_open(src))
         if "PixelData" not in ds:
             raise ImageReadError(f"{label}: DICOM file without PixelData; it holds no image.")
+        if frames > 1:  # decode the first frame only (pydicom >= 3)
+            ds.pixel_array_options(index=0)
         arr = ds.pixel_array
     except ImageReadError:
         raise
@@ -49,13 +62,8 @@ def decode_dicom(src: Path | bytes, label: str, max_pixels: int) -> _Decoded:
             f"{label}: cannot decode the DICOM pixel data (transfer syntax {syntax}; {type(err).__name__}: "
             f"{err}); the file may be truncated, or compressed with a codec that is not installed."
         ) from None
-    spacing = None
-    if "PixelSpacing" in ds:
-        try:
-            row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
-            spacing = (row_mm, col_mm)
-        except (TypeError, ValueError):
-            logger.warning("%s: ignoring malformed PixelSpacing %r", label, ds.PixelSpacing)
+    spacing, note = dicom_spacing(ds, label)
+    extra = {"spacing_mm": spacing, "spacing_note": note, "frame": (1, frames) if frames > 1 else None}
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         if arr.ndim != 2:
             raise ImageReadError(f"{label}: {photometric} pixel data of shape {arr.shape}; expected (rows, columns).")
@@ -67,22 +75,84 @@ def decode_dicom(src: Path | bytes, label: str, max_pixels: int) -> _Decoded:
         if eight_bit:
             values = arr.astype(np.uint8)
         return _Decoded(values, "DICOM", photometric, wide=not eight_bit, alpha=False, window=window,
-                        invert=photometric == "MONOCHROME1", spacing_mm=spacing)
+                        invert=photometric == "MONOCHROME1", **extra)
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
         rgb = apply_color_lut(arr, ds)
         if rgb.dtype != np.uint8:  # 16-bit palette entries: scale to 8-bit
             rgb = np.round(rgb.astype(np.float64) / 65535.0 * 255.0).astype(np.uint8)
-        return _Decoded(rgb, "DICOM", photometric, wide=False, alpha=False, spacing_mm=spacing)
+        return _Decoded(rgb, "DICOM", photometric, wide=False, alpha=False, **extra)
     if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT") and arr.ndim == 3:
         # pydicom converts YBR to RGB when it decodes (its default as_rgb=True).
         if arr.dtype != np.uint8:
-            return _Decoded(arr.astype(np.float64), "DICOM", photometric, wide=True, alpha=False,
-                            spacing_mm=spacing)
-        return _Decoded(arr, "DICOM", photometric, wide=False, alpha=False, spacing_mm=spacing)
+            return _Decoded(arr.astype(np.float64), "DICOM", photometric, wide=True, alpha=False, **extra)
+        return _Decoded(arr, "DICOM", photometric, wide=False, alpha=False, **extra)
     raise ImageReadError(f"{label}: unsupported DICOM PhotometricInterpretation {photometric!r} with pixel "
                          f"data of shape {arr.shape}; expected MONOCHROME1/2, RGB, YBR or PALETTE COLOR.")
+
+
+def dicom_spacing(ds: Any, label: str = "DICOM") -> tuple[tuple[float, float] | None, str]:
+    """The pixel spacing of a DICOM image in the patient, ``(row, column)`` in mm, and why there is none.
+
+    Ultrasound scanners write their calibration in the Sequence of Ultrasound Regions (0018,6011), not in
+    PixelSpacing: per region, PhysicalDeltaX/Y (0018,602C/602E) in the units of PhysicalUnitsX/YDirection
+    (0018,6024/6026; 3 = cm) and the bounds RegionLocationMinX0/MinY0/MaxX1/MaxY1. A region *qualifies* when
+    both its units are cm and both deltas are > 0. The regions that qualify and contain the image centre are
+    the image area; when none contains the centre, all that qualify are taken. When those agree (within 0.1%),
+    their spacing is the answer, in mm (cm x 10); when they disagree, there is no spacing, and the note says
+    which spacings disagree, because a lesion could lie in either region. Without a region that qualifies,
+    PixelSpacing (0028,0030) is used. ImagerPixelSpacing is never used: it is measured at the detector.
+
+    Args:
+        ds: A pydicom dataset.
+        label: The file's name for messages.
+
+    Returns:
+        ``(spacing, note)``: ``(row_mm, col_mm)`` or None, and "" or the reason why a calibration present in
+        the file gives no spacing.
+
+    References:
+        DICOM PS3.3 C.8.5.5 (US Region Calibration Module).
+    """
+    chosen, note = _region_spacing(ds)
+    if chosen is not None or note:
+        return chosen, note
+    if "PixelSpacing" in ds:
+        try:
+            row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
+            return (row_mm, col_mm), ""
+        except (TypeError, ValueError):
+            logger.warning("%s: ignoring malformed PixelSpacing %r", label, ds.PixelSpacing)
+    return None, ""
+
+
+def _region_spacing(ds: Any) -> tuple[tuple[float, float] | None, str]:
+    """The spacing of :func:`dicom_spacing` from the ultrasound regions, or ``(None, reason)``, or ``(None, "")``
+    when no region qualifies."""
+    regions = []
+    for r in ds.get("SequenceOfUltrasoundRegions", None) or []:
+        try:
+            units = int(r.get("PhysicalUnitsXDirection", -1)), int(r.get("PhysicalUnitsYDirection", -1))
+            dx, dy = float(r.get("PhysicalDeltaX", 0)), float(r.get("PhysicalDeltaY", 0))
+            box = tuple(int(r.get(k, -1)) for k in ("RegionLocationMinX0", "RegionLocationMinY0",
+                                                    "RegionLocationMaxX1", "RegionLocationMaxY1"))
+        except (TypeError, ValueError):
+            continue
+        if units == (CM_UNITS, CM_UNITS) and dx > 0 and dy > 0 and math.isfinite(dx * dy):
+            regions.append(((dy * 10.0, dx * 10.0), box))
+    if not regions:
+        return None, ""
+    cx, cy = (int(ds.get("Columns", 0)) - 1) / 2.0, (int(ds.get("Rows", 0)) - 1) / 2.0
+    central = [r for r in regions if r[1][0] <= cx <= r[1][2] and r[1][1] <= cy <= r[1][3]]
+    chosen = central or regions
+    first = chosen[0][0]
+    if all(math.isclose(a, b, rel_tol=1e-3) for sp, _ in chosen for a, b in zip(sp, first)):
+        return first, ""
+    listed = ", ".join(f"{sp[0]:.4g} x {sp[1]:.4g} mm in x {box[0]}-{box[2]}, y {box[1]}-{box[3]}"
+                       for sp, box in chosen)
+    return None, (f"no mm figures: the ultrasound regions{' holding the image centre' if central else ''} "
+                  f"disagree on the pixel spacing (row x column: {listed})")
 
 
 def _dicom_window(ds) -> tuple[float, float, str] | None:

@@ -70,9 +70,11 @@ class ImageRecord:
     Attributes:
         array: Pixel values, ``uint8``, shape ``(H, W)`` for ``mode="gray"`` or ``(H, W, 3)`` for ``"rgb"``.
         path: The file read.
-        spacing_mm: ``(row, column)`` pixel spacing in millimetres from DICOM PixelSpacing (0028,0030);
-            None for other formats or when the DICOM file has none. ImagerPixelSpacing is not used: it
-            is measured at the detector, not in the patient.
+        spacing_mm: ``(row, column)`` pixel spacing in millimetres: for DICOM, the calibration of the ultrasound
+            region holding the image (0018,6011, cm x 10), else PixelSpacing (0028,0030); None for other formats,
+            when the DICOM file has neither, or when its ultrasound regions disagree (``spacing_note`` says so).
+            ImagerPixelSpacing is not used: it is measured at the detector, not in the patient
+            (:func:`breastdx.data.dicom_pixels.dicom_spacing`).
         source_format: ``"PNG"``, ``"JPEG"``, ``"TIFF"`` or ``"DICOM"``.
         source_mode: The stored pixel layout: a Pillow mode (``"L"``, ``"RGB"``, ``"RGBA"``, ``"I;16"``,
             ``"1"``, ``"P"``, ...) or a DICOM PhotometricInterpretation (``"MONOCHROME2"``, ``"RGB"``, ...).
@@ -81,6 +83,9 @@ class ImageRecord:
         colourfulness: Mean chroma of the stored colours, ``max(R, G, B) - min(R, G, B)`` over 255 averaged over
             the pixels, in [0, 1] (0 for a grey image, about 0.2-0.4 for H&E), measured before any conversion to
             gray; None where unknown.
+        spacing_note: Why a DICOM calibration gives no ``spacing_mm`` (ultrasound regions that disagree); "" else.
+        frame: ``(frame read, number of frames)``, 1-based, for a multi-frame DICOM (a cine loop: the first frame
+            is read); None for a single image.
     """
 
     array: np.ndarray
@@ -90,6 +95,8 @@ class ImageRecord:
     source_mode: str
     full_shape: tuple[int, int] | None = None
     colourfulness: float | None = None
+    spacing_note: str = ""
+    frame: tuple[int, int] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -107,8 +114,8 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
     """Read a PNG, JPEG, TIFF or DICOM image as ``uint8`` gray or RGB.
 
     The conversion rules (16-bit rescaling, DICOM windows, transparency, colour to gray) are given in
-    the module docstring. Multi-frame files (TIFF pages, DICOM frames) are refused rather than cut to
-    their first frame.
+    the module docstring. A multi-page TIFF is refused rather than cut to its first page; a multi-frame
+    DICOM (a cine loop) gives its first frame, and ``frame`` says so.
 
     Args:
         path: The file. Its format is found from its first bytes, not its name.
@@ -124,7 +131,7 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
     Raises:
         ValueError: If ``mode`` is not ``"gray"`` or ``"rgb"``.
         ImageReadError: If the file is missing or empty, is not a PNG, JPEG, TIFF or DICOM image, is
-            truncated or corrupt, is larger than ``max_pixels``, has several frames, or stores pixels in
+            truncated or corrupt, is larger than ``max_pixels``, has several pages (TIFF), or stores pixels in
             a layout breastdx does not convert. The message names the file.
     """
     if mode not in MODES:
@@ -144,7 +151,7 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
     path = Path(path)
     dec = _decode(path, str(path), max_pixels)
     return ImageRecord(_to_uint8(dec, mode, path), path, dec.spacing_mm, dec.fmt, dec.mode,
-                       colourfulness=_colourfulness(dec))
+                       colourfulness=_colourfulness(dec), spacing_note=dec.spacing_note, frame=dec.frame)
 
 
 def read_image_bytes(data: bytes, name: str, mode: str = "gray", max_pixels: int = MAX_PIXELS,
@@ -176,7 +183,8 @@ def read_image_bytes(data: bytes, name: str, mode: str = "gray", max_pixels: int
         full = array.shape[:2]
         array = _reduce_uint8(array, -(-max(full) // max_side))
         dec = _reduced_meta(dec, full, array.shape[:2])
-    return ImageRecord(array, Path(name), dec.spacing_mm, dec.fmt, dec.mode, dec.full_shape, _colourfulness(dec))
+    return ImageRecord(array, Path(name), dec.spacing_mm, dec.fmt, dec.mode, dec.full_shape, _colourfulness(dec),
+                       dec.spacing_note, dec.frame)
 
 
 def read_mask(path: str | Path, expected_shape: tuple[int, int] | None = None,
@@ -228,7 +236,9 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
     A MedMNIST ``.npz`` file (``breastmnist.npz``, or ``breastmnist.npz#test`` for one split) gives one item per
     image, ``<file>.npz#<split>_images[<index>]``, which :func:`read_image` reads
     (:mod:`breastdx.data.npz_images`). Folders are searched recursively for names ending in one of
-    :data:`IMAGE_SUFFIXES` (any case);
+    :data:`IMAGE_SUFFIXES` (any case), and for DICOM files named without an extension or with a numeric one
+    (``IM00001``, ``1.2.840.10008.5.1``: the usual PACS export names), recognised by their preamble ('DICM' at
+    byte 128);
     hidden files and folders (names starting with ``.``) are skipped. Files named in ``inputs`` are kept
     whatever their suffix (and even when missing), so that :func:`read_images` reports them.
 
@@ -256,13 +266,23 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
                 rel = f.relative_to(p).parts
                 if any(part.startswith(".") for part in rel):
                     continue
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or _is_unnamed_dicom(f)):
                     found.add(f)
         else:
             found.add(p)
     if exclude_masks:
         found = {f for f in found if not is_mask_name(f)}
     return sorted(found)
+
+
+def _is_unnamed_dicom(path: Path) -> bool:
+    """True for a DICOM file whose name has no extension, or a numeric one (a PACS export), by its preamble."""
+    if path.suffix and not path.suffix[1:].isdigit():
+        return False
+    try:
+        return sniff_format(path) == "DICOM"
+    except OSError:
+        return False
 
 
 def visible_entries(folder: str | Path) -> list[Path]:

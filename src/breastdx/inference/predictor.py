@@ -27,6 +27,7 @@ from scipy import ndimage
 from breastdx.data.transforms import restore_size
 from breastdx.inference.base import (  # noqa: F401  (WEIGHTS_FILE ... load_weights: the names tasks/ import from here)
     INFERENCE_DTYPES, PREDICTORS, TTA_MODES, WEIGHTS_FILE, ImagePredictor, load_weights, save_weights)
+from breastdx.inference.lesion_size import max_feret_diameter
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,9 @@ class SegmentationOutput:
         area_mm2: Lesion area in mm² when the pixel spacing is known, else None.
         n_components: Connected lesion regions in ``mask``.
         max_prob: Largest lesion probability in the image.
+        max_diameter_px: Longest diameter (maximum Feret diameter) of the largest lesion component, in pixels
+            (:func:`~breastdx.inference.lesion_size.max_feret_diameter`); 0 without a lesion.
+        max_diameter_mm: The same in mm when the pixel spacing is known (measured per axis), else None.
     """
 
     mask: np.ndarray
@@ -104,6 +108,8 @@ class SegmentationOutput:
     area_mm2: float | None
     n_components: int
     max_prob: float
+    max_diameter_px: float = 0.0
+    max_diameter_mm: float | None = None
 
 
 @PREDICTORS.register("segmentation")
@@ -177,10 +183,12 @@ class SegmentationPredictor(ImagePredictor):
                 mask, n_comp = self.postprocessing.apply(prob)
                 area = int(mask.sum())
                 sp = spacings[i]
+                diameter_px, diameter_mm = max_feret_diameter(mask, sp)
                 outputs.append(SegmentationOutput(
                     mask=mask, prob=prob if keep_prob else None, area_px=area,
                     area_mm2=float(area * sp[0] * sp[1]) if sp is not None else None,
-                    n_components=n_comp, max_prob=float(prob.max())))
+                    n_components=n_comp, max_prob=float(prob.max()), max_diameter_px=diameter_px,
+                    max_diameter_mm=diameter_mm))
         return outputs
 
     def predict(self, images: Sequence[np.ndarray], spacings: Sequence[tuple[float, float] | None] | None = None,

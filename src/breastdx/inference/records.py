@@ -3,7 +3,9 @@
 The CLI's ``predictions.csv`` and the service's answers use the same fields:
 
 * segmentation: ``lesion_found``, ``lesion_area_px``, ``lesion_area_mm2`` (None/empty without a pixel
-  spacing), ``lesion_fraction`` (area over image area), ``n_components``, ``max_prob``;
+  spacing), ``lesion_max_diameter_px`` and ``lesion_max_diameter_mm`` (the longest diameter of the largest
+  lesion component; mm None/empty without a pixel spacing), ``lesion_fraction`` (area over image area),
+  ``n_components``, ``max_prob``;
 * classification (images and WDBC): ``probabilities`` (``{class: p}``), ``label`` (at the operating point),
   ``label_argmax`` (the most probable class), ``threshold`` (None/empty when the model has none), for classes in
   groups (BreakHis subtypes ``"malignant/ductal_carcinoma"``) ``group_probabilities`` (``{group: p}``, the sums over
@@ -13,7 +15,7 @@ The CLI's ``predictions.csv`` and the service's answers use the same fields:
 ``probabilities`` and ``group_probabilities`` become one ``p_<class>`` column per class and group, ``top_contributions`` becomes
 ``shap_<k>_feature`` / ``shap_<k>_value`` columns and a ``top_features`` summary, ``prediction_set`` its classes
 joined by ``|``, None becomes an empty cell.
-Probabilities are rounded to 6 decimals, areas in mm² to 3.
+Probabilities are rounded to 6 decimals, areas in mm² to 3, diameters to 3 (mm) and 2 (pixels).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import numpy as np
 DIGITS = 6
 """Decimals of probabilities, thresholds, fractions and SHAP values."""
 
-SEGMENTATION_FIELDS = ("lesion_found", "lesion_area_px", "lesion_area_mm2", "lesion_fraction", "n_components",
-                       "max_prob")
+SEGMENTATION_FIELDS = ("lesion_found", "lesion_area_px", "lesion_area_mm2", "lesion_max_diameter_px",
+                       "lesion_max_diameter_mm", "lesion_fraction", "n_components", "max_prob")
 """Fields of a segmentation record, in column order."""
 
 
@@ -39,11 +41,15 @@ def segmentation_record(out: Any) -> dict[str, Any]:
 
     Returns:
         ``{"lesion_found": bool, "lesion_area_px": int, "lesion_area_mm2": float | None,
-        "lesion_fraction": float in [0, 1], "n_components": int, "max_prob": float in [0, 1]}``.
+        "lesion_max_diameter_px": float, "lesion_max_diameter_mm": float | None, "lesion_fraction": float in
+        [0, 1], "n_components": int, "max_prob": float in [0, 1]}``.
     """
     area = int(out.area_px)
+    diameter_mm = out.max_diameter_mm
     return {"lesion_found": area > 0, "lesion_area_px": area,
             "lesion_area_mm2": None if out.area_mm2 is None else round(float(out.area_mm2), 3),
+            "lesion_max_diameter_px": round(float(out.max_diameter_px), 2),
+            "lesion_max_diameter_mm": None if diameter_mm is None else round(float(diameter_mm), 3),
             "lesion_fraction": round(area / float(np.asarray(out.mask).size), DIGITS),
             "n_components": int(out.n_components), "max_prob": round(float(out.max_prob), DIGITS)}
 

@@ -81,7 +81,8 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
     record (:func:`~breastdx.inference.records.classification_record`): ``p_<class>`` for every class (after
     temperature scaling) and, for classes in groups (subtypes), ``p_<group>`` (e.g. ``p_malignant``), ``label`` (at the operating point), ``label_argmax``, ``threshold``; when the model folder has a conformal record,
     ``prediction_set`` (classes joined by ``|``; more than one: the model is uncertain between them) and
-    ``prediction_set_level`` (its coverage level); and, with
+    ``prediction_set_level`` (its coverage level); ``in_scope``, ``scope_note``, ``frame`` (:func:`frame_cell`);
+    and, with
     Grad-CAM, ``gradcam`` (the overlay PNG in ``gradcam/``, relative to ``run_dir``).
 
     Args:
@@ -105,6 +106,7 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
                                                out.prediction_set, predictor.conformal_level))}
         scope = check_scope(rec, predictor)
         row["in_scope"], row["scope_note"] = str(scope.in_scope).lower(), scope.note
+        row["frame"] = frame_cell(rec)
         if gradcam and out.cam is not None:
             png = cam_dir / f"{stem}_gradcam_{out.label.replace('/', '_')}.png"  # a subtype's '/' is not a folder
             submit(write_cam_png, rec.array, out.cam, png)
@@ -114,8 +116,14 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
     groups = list(dict.fromkeys(c.split("/", 1)[0] for c in predictor.class_names if "/" in c))
     sets = ["prediction_set", "prediction_set_level"] if getattr(predictor, "conformal", None) else []
     fields = ["source", "height", "width", *[f"p_{c}" for c in (*predictor.class_names, *groups)], "label",
-              "label_argmax", "threshold", *sets, "in_scope", "scope_note", *(["gradcam"] if gradcam else [])]
+              "label_argmax", "threshold", *sets, "in_scope", "scope_note", "frame", *(["gradcam"] if gradcam else [])]
     return _predict_to_csv(predictor, inputs, run_dir, fields, make_row, workers, gradcam=gradcam)
+
+
+def frame_cell(rec: Any) -> str:
+    """The ``frame`` column: ``"<frame read> of <frames>"`` (``"1 of 40"``) for a multi-frame DICOM, else empty."""
+    frame = getattr(rec, "frame", None)
+    return "" if frame is None else f"{frame[0]} of {frame[1]}"
 
 
 def write_segmentation_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Path, *,
@@ -126,9 +134,11 @@ def write_segmentation_predictions(predictor: Any, inputs: Sequence[str | Path],
     ``predictions.csv`` has one row per image read: ``source``, ``mask`` and ``overlay`` (PNG files relative to
     ``run_dir``; ``overlay`` empty without overlays), ``height``, ``width``, then the segmentation record
     (:func:`~breastdx.inference.records.segmentation_record`): ``lesion_found``, ``lesion_area_px``,
-    ``lesion_area_mm2`` (empty without a pixel spacing), ``lesion_fraction``, ``n_components``, ``max_prob``;
-    and ``spacing_mm`` (``"<row>x<col>"``, empty when unknown). Masks are gray PNGs {0, 255} at the original
-    size; overlays show the contour in red on the image.
+    ``lesion_area_mm2`` (empty without a pixel spacing), ``lesion_max_diameter_px``, ``lesion_max_diameter_mm``
+    (empty without a pixel spacing), ``lesion_fraction``, ``n_components``, ``max_prob``; ``spacing_mm``
+    (``"<row>x<col>"``, empty when unknown), ``spacing_note`` (why a DICOM calibration gives no spacing, e.g.
+    ultrasound regions that disagree; empty else) and ``frame`` (:func:`frame_cell`). Masks are gray PNGs
+    {0, 255} at the original size; overlays show the contour in red on the image.
 
     Args:
         predictor: A :class:`~breastdx.inference.predictor.SegmentationPredictor`.
@@ -157,7 +167,9 @@ def write_segmentation_predictions(predictor: Any, inputs: Sequence[str | Path],
         spacing = rec.spacing_mm
         return {"source": str(path), "mask": str(mask_png.relative_to(run_dir)), "overlay": overlay,
                 "height": h, "width": w, **csv_row(segmentation_record(out)),
-                "spacing_mm": "" if spacing is None else f"{spacing[0]}x{spacing[1]}"}
+                "spacing_mm": "" if spacing is None else f"{spacing[0]}x{spacing[1]}",
+                "spacing_note": rec.spacing_note, "frame": frame_cell(rec)}
 
-    fields = ["source", "mask", "overlay", "height", "width", *SEGMENTATION_FIELDS, "spacing_mm"]
+    fields = ["source", "mask", "overlay", "height", "width", *SEGMENTATION_FIELDS, "spacing_mm", "spacing_note",
+              "frame"]
     return _predict_to_csv(predictor, inputs, run_dir, fields, make_row, workers)

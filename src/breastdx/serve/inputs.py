@@ -56,7 +56,7 @@ def read_upload(data: bytes, filename: str, mode: str, max_pixels: int, decoder:
     Raises:
         ServeInputError: 422 ``empty_upload``; 415 ``not_an_image`` (not PNG, JPEG, TIFF or DICOM bytes);
             413 ``image_too_large`` (over ``max_pixels``); 422 ``unreadable_image`` (truncated, corrupt,
-            several frames, unsupported pixel layout, or undecodable within the decoder's time and memory
+            a multi-page TIFF, unsupported pixel layout, or undecodable within the decoder's time and memory
             limits).
     """
     from breastdx.data.images import ImageReadError, read_image_bytes, sniff_bytes

@@ -308,6 +308,7 @@ def _segment(model: LoadedModel, image: np.ndarray, spacing: tuple[float, float]
         out = model.predictor.predict([image], spacings=[spacing], keep_prob=False)[0]
     record = segmentation_record(out)
     record["lesion_area_px"] = int(round(record["lesion_area_px"] * area_scale))  # in the stored image's pixels
+    record["lesion_max_diameter_px"] = round(record["lesion_max_diameter_px"] * area_scale ** 0.5, 2)
     size = disp_image.shape[:2]
     mask_disp = resize_image(out.mask.astype(np.uint8) * 255, size, Image.NEAREST) > 127
     return {
@@ -381,8 +382,9 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
         aspect ratio and at most :data:`GRADCAM_LAYER_MAX_SIDE` pixels per side.
 
     An image with a side over :data:`DECODE_MAX_SIDE` (or ``display_max_side`` when larger) is decoded reduced
-    by an integer factor; ``width``, ``height``, ``spacing_mm`` and ``lesion_area_px`` are still those of the
-    stored image (the area counted on the reduced mask times the factor squared).
+    by an integer factor; ``width``, ``height``, ``spacing_mm``, ``lesion_area_px`` and ``lesion_max_diameter_px``
+    are still those of the stored image (the area counted on the reduced mask times the factor squared, the
+    diameter times the factor).
 
     Raises:
         ServeInputError: For an upload that is not a usable image (see :func:`read_upload`).
@@ -400,6 +402,7 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
     answer: dict[str, Any] = {
         "image": {"filename": filename, "width": int(width), "height": int(height),
                   "format": record.source_format, "mode": record.source_mode, "spacing_mm": spacing,
+                  "spacing_note": record.spacing_note, "frame": None if record.frame is None else list(record.frame),
                   **_scope(record, models),
                   "display_width": int(disp.shape[1]), "display_height": int(disp.shape[0]),
                   "image_png": png_data_url(disp)},

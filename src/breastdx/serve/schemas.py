@@ -157,6 +157,10 @@ class SegmentationResult(_Base):
     lesion_area_px: int = Field(description="Lesion area in pixels of the original image.")
     lesion_area_mm2: float | None = Field(None, description="Lesion area in mm², when the DICOM pixel spacing is "
                                                             "known.")
+    lesion_max_diameter_px: float = Field(0.0, description="Longest diameter (maximum Feret diameter) of the largest "
+                                                           "lesion region, in pixels of the original image.")
+    lesion_max_diameter_mm: float | None = Field(None, description="The same in mm, when the DICOM pixel spacing is "
+                                                                   "known (measured per axis).")
     lesion_fraction: float = Field(description="Lesion area over image area, in [0, 1].")
     n_components: int = Field(description="Connected lesion regions.")
     max_prob: float = Field(description="Largest lesion probability in the image.")
@@ -175,7 +179,12 @@ class ImageInfo(_Base):
     height: int
     format: str = Field(description="From the file's bytes: PNG, JPEG, TIFF or DICOM.")
     mode: str = Field(description="Stored pixel layout (Pillow mode or DICOM PhotometricInterpretation).")
-    spacing_mm: list[float] | None = Field(None, description="DICOM PixelSpacing (row, column) in mm.")
+    spacing_mm: list[float] | None = Field(None, description="DICOM pixel spacing (row, column) in mm: the "
+                                                             "ultrasound region's calibration, else PixelSpacing.")
+    spacing_note: str = Field("", description="Why a DICOM calibration gives no spacing (ultrasound regions that "
+                                              "disagree); empty otherwise.")
+    frame: list[int] | None = Field(None, description="For a multi-frame DICOM (cine loop): [frame read, frames], "
+                                                      "1-based (the first frame is read); null for a single image.")
     in_scope: bool = Field(True, description="False when the image is unlike what the models were trained on "
                                              "(colour for a grey-ultrasound model, grey for an H&E model, too small).")
     scope_note: str = Field("", description="Why the image is out of scope; empty when in scope.")

@@ -542,9 +542,10 @@ class BusiSegTask(Task):
         rows, failures, seconds = write_segmentation_predictions(predictor, inputs, run_dir, overlays=o.overlays,
                                                                  workers=o.workers)
         out_csv = run_dir / "predictions.csv"
-        table = [["image", "lesion", "area (px)", "area (mm²)", "max P(lesion)"]] + [
+        table = [["image", "lesion", "area (px)", "area (mm²)", "longest (mm)", "max P(lesion)"]] + [
             [Path(r["source"]).name, "yes" if r["lesion_found"] else "no", r["lesion_area_px"],
-             r["lesion_area_mm2"] or "n/a", f"{r['max_prob']:.3f}"] for r in rows[:50]]
+             r["lesion_area_mm2"] or "n/a", r["lesion_max_diameter_mm"] or "n/a", f"{r['max_prob']:.3f}"]
+            for r in rows[:50]]
         notes = [f"{len(rows)} image(s) segmented in {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.1f} images/s, "
                  f"model {predictor.meta['architecture']}); wrote {out_csv}, masks/"
                  + (", overlays/" if o.overlays else "")]
