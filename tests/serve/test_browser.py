@@ -137,6 +137,9 @@ def test_upload_shows_prediction_overlays_and_card(browser, server, busi_image, 
     assert all(abs(b["width"] - boxes[0]["width"]) < 1 and abs(b["height"] - boxes[0]["height"]) < 1 for b in boxes)
     assert page.is_visible("#layer-heatmap") and page.is_visible("#layer-contour")
     assert "Lesion area" in page.inner_text("#pred-details")
+    # legends: the colour bar with the class the map explains, and what the red outline is
+    assert page.is_visible("#heat-legend") and f'"{label.replace("_", " ")}"' in page.inner_text("#heat-class")
+    assert page.is_visible("#contour-legend") and "model output" in page.inner_text("#contour-legend")
     assert page.locator("details.card[open]").count() == 2  # the two models' cards open
     shot = tmp_path / "ultrasound.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -236,3 +239,11 @@ def test_phone_sized_viewport_has_no_horizontal_overflow(browser, server, busi_i
     assert notice <= 64
     assert 0 <= top < 844  # the result is brought into view, not two screens below
     page.close()
+
+
+def test_page_colour_bar_is_the_overlays_colour_map():
+    from breastdx.serve.app import STATIC_DIR
+    from breastdx.visualize import HEAT_STOPS
+
+    css = (STATIC_DIR / "style.css").read_text()
+    assert f"linear-gradient(to right, {', '.join(HEAT_STOPS)})" in css

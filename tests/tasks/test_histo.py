@@ -307,8 +307,10 @@ def test_explain_with_the_shipped_model_writes_overlays(tmp_path):
         assert r["label"] == ("tumour" if float(r["p_tumour"]) >= float(r["threshold"]) else "normal")
         assert r["label_argmax"] == ("tumour" if float(r["p_tumour"]) > 0.5 else "normal")
     for r in rows:
-        with Image.open(out / r["overlay"]) as im:
-            assert im.size == (192, 192)
+        with Image.open(out / r["overlay"]) as im:  # 96 px zoomed 2x, a legend strip below
+            assert im.size[0] == 240 and im.size[1] > 192
+            a = np.asarray(im.convert("RGB"))
+            assert (a[64, 64:128] == (0, 230, 255)).all() and (a[127, 64:128] == (0, 230, 255)).all()  # centre 32²
 
 
 # ------------------------------------------------------------------------------------------- IDC (synthetic)

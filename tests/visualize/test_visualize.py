@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from breastdx.visualize import (CONTOUR_RGBA, OVERLAY_ALPHA, PREDICTION_COLOR, REFERENCE_COLOR, blend_table, contour,
-                                contour_rgba, display_size, heatmap_overlay, heatmap_rgba, jet_lut, overlay_contours,
+                                contour_rgba, display_size, heat_lut, heatmap_overlay, heatmap_rgba, jet_lut, overlay_contours,
                                 png_bytes, png_data_url, resize_image, resize_map, to_gray, to_rgb, write_cam_png,
                                 write_mask_png, write_overlay_png)
 
@@ -114,7 +114,7 @@ def test_heatmap_table_blend_equals_the_formula():
     cam = rng.random((17, 23)).astype(np.float32)
     level = np.clip(cam * 255 + 0.5, 0, 255).astype(np.uint8)
     w = (OVERLAY_ALPHA * level / 255.0)[..., None]
-    expected = np.repeat(gray[..., None], 3, axis=2) * (1 - w) + jet_lut()[level] * w
+    expected = np.repeat(gray[..., None], 3, axis=2) * (1 - w) + heat_lut()[level] * w
     assert np.abs(heatmap_overlay(gray, cam).astype(float) - expected).max() <= 1.0  # table lookup = the formula
     # the RGB path (arithmetic) agrees with the gray path (table) on a gray picture
     np.testing.assert_array_equal(heatmap_overlay(np.dstack([gray] * 3), cam), heatmap_overlay(gray, cam))
@@ -126,7 +126,7 @@ def test_heatmap_rgba():
     rgba = heatmap_rgba(cam)
     assert rgba.shape == (1, 5, 4)
     assert rgba[0, :, 3].tolist() == [0, 128, 255, 255, 0]  # opacity = the map, clipped to [0, 1]
-    np.testing.assert_array_equal(rgba[0, 2, :3], jet_lut()[255])
+    np.testing.assert_array_equal(rgba[0, 2, :3], heat_lut()[255])
 
 
 @pytest.mark.parametrize("shape", [(17, 23), (17, 23, 3), (17, 23, 4), (1, 1)])
@@ -157,3 +157,28 @@ def test_display_size_and_resizing():
     small = resize_map(cam, (2, 2))
     assert small.tolist() == [[0.0, 1.0], [0.0, 0.5]]  # clipped
     assert resize_map(cam, (7, 9)).shape == (7, 9) and resize_map(cam, (7, 9)).dtype == np.float32
+
+
+def test_heat_lut_is_matplotlibs_viridis_and_the_css_stops_match():
+    from matplotlib import colormaps
+
+    from breastdx.visualize import HEAT_STOPS
+
+    expected = (colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(heat_lut(), expected)
+    assert list(HEAT_STOPS) == ["#%02x%02x%02x" % tuple(heat_lut()[i]) for i in (0, 64, 128, 192, 255)]
+
+
+def test_legend_strip_and_label_region():
+    from breastdx.visualize import mark_region, with_legend
+
+    overlay = np.zeros((96, 96, 3), np.uint8)
+    marked = mark_region(overlay, 32 / 96)
+    assert (marked[32, 32:64] == (0, 230, 255)).all() and (marked[63, 32:64] == (0, 230, 255)).all()
+    assert (marked[33:63, 33:63] == 0).all() and (marked[:31] == 0).all()  # only the outline of the centre square
+    out = with_legend(overlay, ["Grad-CAM of tumour (P = 0.912)", "patch.png"], reference=True)
+    assert out.shape[1] == 240 and out.shape[0] > 96 + 5 * 13  # the strip: colour bar and 5 lines
+    assert (out[:96, :96] == 0).all() and (out[:96, 96:] == 255).all()
+    bar = out[96 + 6, 40:240 - 40]
+    assert (bar[0] == heat_lut()[0]).all() and (bar[-1] == heat_lut()[255]).all()  # low to high
+    assert (out[96 + 20:, :] < 128).any()  # text drawn

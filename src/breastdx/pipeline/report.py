@@ -271,7 +271,8 @@ def _localisation_section(rep: Any, run_dir: Path, localisation: dict[str, Any],
         i = d["indices"][j]
         image, mask = test.read(i)
         png = run_dir / f"gradcam_{class_names[test.labels[i]].replace('/', '_')}_{j}.png"
-        write_cam_png(image, d["cams"][j], png, contour_mask=mask)
+        write_cam_png(image, d["cams"][j], png, contour_mask=mask,
+                      legend=[f"Grad-CAM of {class_names[test.labels[i]]}", str(test.ids[i])])
         rep.figure(png, f"{test.ids[i]}: predicted {class_names[pred[i]]}; Grad-CAM of {class_names[test.labels[i]]} "
                         f"(green: reference lesion)")
 

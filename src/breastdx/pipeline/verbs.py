@@ -410,7 +410,7 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
 
     from breastdx.data.images import list_images, read_mask
     from breastdx.explain.gradcam import cam_mass_in_mask, pointing_game_hit
-    from breastdx.visualize import heatmap_overlay, png_bytes
+    from breastdx.visualize import heatmap_overlay, mark_region, png_bytes, with_legend
 
     opts = parse_options(ExplainOptions, options, f"explain {task.name}")
     if not opts.method:
@@ -450,6 +450,13 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
                 if zoom > 1:
                     overlay = np.asarray(Image.fromarray(overlay).resize((overlay.shape[1] * zoom,
                                                                           overlay.shape[0] * zoom), Image.NEAREST))
+                region = task.spec.label_region
+                if region:
+                    overlay = mark_region(overlay, region)
+                overlay = with_legend(overlay, [
+                    f"{method} of {classes[k]} (P = {float(out.prob[k]):.3f}); label {out.label}", path.name,
+                    *([f"cyan square: the centre region ({region:.0%} of the side) that defines the label"]
+                      if region else [])], reference=mask is not None)
                 png = out_dir / f"{stem}_{method}_{classes[k].replace('/', '_')}.png"  # a subtype's '/': no folder
                 png.write_bytes(png_bytes(overlay))
                 row = {"source": str(path), **{f"p_{c}": round(float(p), 6) for c, p in zip(classes, out.prob)},

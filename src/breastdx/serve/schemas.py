@@ -140,7 +140,7 @@ class ClassificationResult(_Base):
     temperature: float | None = None
     gradcam_method: str | None = None
     gradcam_overlay_png: str | None = Field(None, description="Grad-CAM map of the label as an RGBA layer to "
-                                                              "stretch over image_png: jet colours, opacity = the "
+                                                              "stretch over image_png: viridis colours, opacity = the "
                                                               "map; same aspect ratio, at most 160 px per side "
                                                               "(the map is smooth).")
     gradcam_composite_png: str | None = Field(None, description="The map already blended into the image "

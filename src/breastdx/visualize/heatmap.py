@@ -1,10 +1,11 @@
-"""Heat maps (Grad-CAM and the like) coloured with jet: blended into an image, or as a transparent layer."""
+"""Heat maps (Grad-CAM and the like) coloured with viridis (:func:`~breastdx.visualize.colors.heat_lut`): blended
+into an image, or as a transparent layer; :func:`with_legend` adds a colour bar and a caption below an overlay."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from breastdx.visualize.colors import REFERENCE_COLOR, check_image, jet_lut, to_rgb
+from breastdx.visualize.colors import REFERENCE_COLOR, check_image, heat_lut, to_rgb
 from breastdx.visualize.contours import contour, line_width
 
 OVERLAY_ALPHA = 0.45
@@ -23,15 +24,15 @@ def blend_table(alpha: float) -> np.ndarray:
     if alpha not in _BLEND:
         gray = np.arange(256, dtype=np.float32)[:, None, None]
         w = (alpha * np.arange(256, dtype=np.float32) / 255.0)[None, :, None]
-        _BLEND[alpha] = (gray * (1.0 - w) + jet_lut()[None].astype(np.float32) * w + 0.5).astype(np.uint8)
+        _BLEND[alpha] = (gray * (1.0 - w) + heat_lut()[None].astype(np.float32) * w + 0.5).astype(np.uint8)
     return _BLEND[alpha]
 
 
 def heatmap_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = OVERLAY_ALPHA,
                     contour_mask: np.ndarray | None = None) -> np.ndarray:
-    """Blend a map, coloured with the jet colour map, over an image.
+    """Blend a map, coloured with viridis, over an image.
 
-    Each pixel becomes ``(1 - w) * image + w * jet(cam)`` with ``w = alpha * cam`` (the map quantised to
+    Each pixel becomes ``(1 - w) * image + w * viridis(cam)`` with ``w = alpha * cam`` (the map quantised to
     256 levels), so cold regions keep the image visible. Gray images go through :func:`blend_table`
     (one lookup per pixel); RGB images are blended arithmetically.
 
@@ -57,14 +58,14 @@ def heatmap_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = OVERLAY_A
         out = np.take(table.reshape(256 * 256, 3), (a.astype(np.uint16) << 8) | level, axis=0)
     else:
         w = (alpha * level.astype(np.float32) / 255.0)[..., None]
-        out = (to_rgb(a) * (1.0 - w) + jet_lut()[level] * w + 0.5).astype(np.uint8)
+        out = (to_rgb(a) * (1.0 - w) + heat_lut()[level] * w + 0.5).astype(np.uint8)
     if contour_mask is not None:
         out[contour(np.asarray(contour_mask, dtype=bool), line_width(out.shape))] = REFERENCE_COLOR
     return out
 
 
 def heatmap_rgba(cam: np.ndarray) -> np.ndarray:
-    """A map in [0, 1] as an RGBA layer: jet colours, opacity growing with the map (cold regions transparent).
+    """A map in [0, 1] as an RGBA layer: viridis colours, opacity growing with the map (cold regions transparent).
 
     Values outside [0, 1] are clipped.
 
@@ -74,6 +75,63 @@ def heatmap_rgba(cam: np.ndarray) -> np.ndarray:
     c = np.clip(np.asarray(cam, dtype=np.float32), 0.0, 1.0)
     idx = (c * 255.0 + 0.5).astype(np.uint8)
     rgba = np.empty(c.shape + (4,), dtype=np.uint8)
-    rgba[..., :3] = jet_lut()[idx]
+    rgba[..., :3] = heat_lut()[idx]
     rgba[..., 3] = idx
     return rgba
+
+
+def with_legend(overlay: np.ndarray, lines: list[str], reference: bool = False) -> np.ndarray:
+    """The overlay with a legend strip below it: a colour bar (low to high, the map's scale) and text lines.
+
+    Args:
+        overlay: uint8 ``(H, W, 3)``, a :func:`heatmap_overlay`.
+        lines: Caption lines, e.g. the class the map explains, its probability and the file name.
+        reference: Also say that the green contour is the reference mask, not the model's output.
+
+    Returns:
+        uint8 ``(H + legend, max(W, 240), 3)``: the overlay on top (left-aligned on white where the legend is
+        wider), the legend below.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    out = check_image(overlay)
+    h, w = out.shape[:2]
+    font = ImageFont.load_default()
+    texts = [*lines, *(["green contour: the reference mask, not model output"] if reference else []),
+             "Research use only - not for diagnosis."]
+    width, line_h = max(w, 240), 13
+    strip = Image.new("RGB", (width, 20 + line_h * (len(texts) + 1)), "white")
+    draw = ImageDraw.Draw(strip)
+    bar_w = min(width - 80, 200)
+    strip.paste(Image.fromarray(np.repeat(heat_lut()[None, np.linspace(0, 255, bar_w).astype(int)], 10, axis=0)),
+                (40, 6))
+    draw.text((4, 4), "low", fill="black", font=font)
+    draw.text((44 + bar_w, 4), "high", fill="black", font=font)
+    for i, text in enumerate(texts):
+        draw.text((4, 20 + i * line_h), text, fill="black", font=font)
+    canvas = np.full((h + strip.height, width, 3), 255, dtype=np.uint8)
+    canvas[:h, :w] = to_rgb(out) if out.ndim == 2 else out
+    canvas[h:] = np.asarray(strip)
+    return canvas
+
+
+REGION_COLOR = (0, 230, 255)
+"""RGB colour of the square marking the region a label refers to (cyan)."""
+
+
+def mark_region(overlay: np.ndarray, fraction: float) -> np.ndarray:
+    """A copy of the overlay with the centred square covering ``fraction`` of each side outlined in
+    :data:`REGION_COLOR` (PCam: the centre 32 x 32 of 96 x 96 px defines the patch's label).
+
+    Shape:
+        uint8 ``(H, W, 3)`` -> the same.
+    """
+    out = check_image(overlay).copy()
+    h, w = out.shape[:2]
+    t = max(1, round(min(h, w) / 96))
+    y0, x0 = round(h * (1 - fraction) / 2), round(w * (1 - fraction) / 2)
+    y1, x1 = round(h * (1 + fraction) / 2), round(w * (1 + fraction) / 2)
+    for sl in ((slice(y0, y0 + t), slice(x0, x1)), (slice(y1 - t, y1), slice(x0, x1)),
+               (slice(y0, y1), slice(x0, x0 + t)), (slice(y0, y1), slice(x1 - t, x1))):
+        out[sl] = REGION_COLOR
+    return out

@@ -17,7 +17,7 @@ from PIL import Image
 
 from breastdx.visualize.colors import PREDICTION_COLOR, REFERENCE_COLOR
 from breastdx.visualize.contours import check_masks, contour, line_width, overlay_contours
-from breastdx.visualize.heatmap import heatmap_overlay
+from breastdx.visualize.heatmap import heatmap_overlay, with_legend
 
 PNG_COMPRESS_LEVEL = 1
 """zlib level of every PNG written here (fast)."""
@@ -77,7 +77,8 @@ def png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
 
-def write_cam_png(image: np.ndarray, cam: np.ndarray, path: Path, contour_mask: np.ndarray | None = None) -> Path:
+def write_cam_png(image: np.ndarray, cam: np.ndarray, path: Path, contour_mask: np.ndarray | None = None,
+                  legend: list[str] | None = None) -> Path:
     """Write :func:`~breastdx.visualize.heatmap.heatmap_overlay` as a PNG file (:func:`png_bytes`).
 
     Args:
@@ -85,6 +86,8 @@ def write_cam_png(image: np.ndarray, cam: np.ndarray, path: Path, contour_mask: 
         cam: Map in [0, 1], ``(H, W)``.
         path: PNG file to write.
         contour_mask: A reference lesion mask ``(H, W)`` drawn as a green contour, or None.
+        legend: Caption lines for a legend strip below the overlay (:func:`~breastdx.visualize.heatmap.
+            with_legend`: colour bar, the lines, what the green contour is), or None for the bare overlay.
 
     Returns:
         ``path``.
@@ -92,7 +95,10 @@ def write_cam_png(image: np.ndarray, cam: np.ndarray, path: Path, contour_mask: 
     Raises:
         ValueError: If the image is not uint8 ``(H, W)`` / ``(H, W, 3)`` or the map's shape differs from it.
     """
-    Path(path).write_bytes(png_bytes(heatmap_overlay(image, cam, contour_mask=contour_mask)))
+    overlay = heatmap_overlay(image, cam, contour_mask=contour_mask)
+    if legend is not None:
+        overlay = with_legend(overlay, legend, reference=contour_mask is not None)
+    Path(path).write_bytes(png_bytes(overlay))
     return Path(path)
 
 

@@ -260,6 +260,10 @@ function showAnswer(index) {
   if (cls && cls.gradcam_overlay_png) { heat.src = cls.gradcam_overlay_png; heat.hidden = false; } else { heat.removeAttribute("src"); heat.hidden = true; }
   if (seg) { cont.src = seg.contour_overlay_png; cont.hidden = !$("contour-toggle").checked; } else { cont.removeAttribute("src"); cont.hidden = true; }
   $("heatmap-control").hidden = !(cls && cls.gradcam_overlay_png);
+  $("heat-legend").hidden = $("heatmap-control").hidden;
+  $("heat-class").textContent = $("heat-legend").hidden ? "" :
+    `Grad-CAM: where the model looked for "${displayName(cls.label)}" (P = ${fmtProb(cls.probabilities[cls.label])})`;
+  $("contour-legend").hidden = !seg;
   $("contour-control").hidden = !seg;
   applyOpacity();
   $("image-caption").textContent = `${a.image.width} × ${a.image.height} px, ${a.image.format}` +
