@@ -137,6 +137,8 @@ def test_upload_shows_prediction_overlays_and_card(browser, server, busi_image, 
     assert all(abs(b["width"] - boxes[0]["width"]) < 1 and abs(b["height"] - boxes[0]["height"]) < 1 for b in boxes)
     assert page.is_visible("#layer-heatmap") and page.is_visible("#layer-contour")
     assert "Lesion area" in page.inner_text("#pred-details")
+    if page.get_attribute("#pred-label", "data-label") and "Lesion regions\n0" not in page.inner_text("#pred-details"):
+        assert "Longest diameter" in page.inner_text("#pred-details")
     # legends: the colour bar with the class the map explains, and what the red outline is
     assert page.is_visible("#heat-legend") and f'"{label.replace("_", " ")}"' in page.inner_text("#heat-class")
     assert page.is_visible("#contour-legend") and "model output" in page.inner_text("#contour-legend")

@@ -267,7 +267,9 @@ function showAnswer(index) {
   $("contour-control").hidden = !seg;
   applyOpacity();
   $("image-caption").textContent = `${a.image.width} × ${a.image.height} px, ${a.image.format}` +
-    (a.image.spacing_mm ? `, pixel spacing ${a.image.spacing_mm.map((s) => s.toFixed(3)).join(" × ")} mm` : ", pixel spacing unknown");
+    (a.image.spacing_mm ? `, pixel spacing ${a.image.spacing_mm.map((s) => s.toFixed(3)).join(" × ")} mm` : ", pixel spacing unknown") +
+    (a.image.spacing_note ? ` (${a.image.spacing_note})` : "") +
+    (a.image.frame ? `; cine loop: frame ${a.image.frame[0]} of ${a.image.frame[1]} shown and predicted` : "");
   $("result-file").textContent = a.image.filename || state.batch[index].file.name;  // DICOM: the service keeps no name
   const label = $("pred-label");
   const dl = $("pred-details");
@@ -304,6 +306,11 @@ function showAnswer(index) {
   }
   if (seg) {
     addDetail(dl, "Lesion area", areaText(seg) + (seg.lesion_found && seg.lesion_area_mm2 === null ? " — mm² needs a DICOM with pixel spacing" : ""));
+    if (seg.lesion_found) {
+      const d = seg.lesion_max_diameter_mm;
+      addDetail(dl, "Longest diameter", (d !== null && d !== undefined ? `${d.toFixed(1)} mm (` : "") +
+        `${fmtNum(seg.lesion_max_diameter_px, 0)} px` + (d !== null && d !== undefined ? ")" : ""));
+    }
     addDetail(dl, "Lesion regions", String(seg.n_components));
     addDetail(dl, "Segmentation", `${seg.model.name} (version ${seg.model.version}), pixel threshold ${fmtNum(seg.threshold, 2)}`);
   }
