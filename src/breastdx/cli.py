@@ -6,8 +6,9 @@ import logging
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -482,14 +483,25 @@ token_app = typer.Typer(help="API tokens of the service: create, list, revoke (s
 app.add_typer(token_app, name="token")
 
 
-def _token_store(database_url: Optional[str]) -> Any:
+@contextmanager
+def _token_store(database_url: Optional[str]) -> Iterator[Any]:
+    """The prediction database for a token command: closed at the end; its errors (and a bad or unknown
+    name) end the command with the message."""
     from breastdx.serve.db import DatabaseError, PredictionStore
     from breastdx.serve.settings import default_database_url
 
     try:
-        return PredictionStore(database_url or default_database_url())
+        store = PredictionStore(database_url or default_database_url())
     except DatabaseError as e:
         _fail(str(e))
+    try:
+        yield store
+    except KeyError as e:
+        _fail(str(e.args[0]))
+    except (ValueError, DatabaseError) as e:
+        _fail(str(e))
+    finally:
+        store.close()
 
 
 @token_app.command("create")
@@ -498,15 +510,10 @@ def token_create(
     database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_HELP),
 ) -> None:
     """Make a new API token and print it once, as the last line (only its hash is kept)."""
-    from breastdx.serve.db import DatabaseError, redact_url
+    from breastdx.serve.db import redact_url
 
-    store = _token_store(database_url)
-    try:
+    with _token_store(database_url) as store:
         token = store.create_token(name)
-    except (ValueError, DatabaseError) as e:
-        _fail(str(e))
-    finally:
-        store.close()
     console.print(f"API token {name!r} created in {redact_url(store.url)}. It is shown once, now; keep it secret "
                   f"and send it as 'Authorization: Bearer TOKEN'.", highlight=False, soft_wrap=True)
     print(token)
@@ -515,15 +522,8 @@ def token_create(
 @token_app.command("list")
 def token_list(database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_HELP)) -> None:
     """List the API tokens: name, created, revoked (never the tokens)."""
-    from breastdx.serve.db import DatabaseError
-
-    store = _token_store(database_url)
-    try:
+    with _token_store(database_url) as store:
         tokens = store.list_tokens()
-    except DatabaseError as e:
-        _fail(str(e))
-    finally:
-        store.close()
     table = Table(title=f"API tokens ({len(tokens)})")
     for column in ("name", "created (UTC)", "revoked (UTC)"):
         table.add_column(column)
@@ -539,17 +539,8 @@ def token_revoke(
     database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_HELP),
 ) -> None:
     """Revoke an API token: every worker refuses it from its next request on."""
-    from breastdx.serve.db import DatabaseError
-
-    store = _token_store(database_url)
-    try:
+    with _token_store(database_url) as store:
         info = store.revoke_token(name)
-    except KeyError as e:
-        _fail(str(e.args[0]))
-    except DatabaseError as e:
-        _fail(str(e))
-    finally:
-        store.close()
     console.print(f"API token {info.name!r} revoked at {info.revoked_at:%Y-%m-%d %H:%M:%S} UTC.", highlight=False)
 
 
