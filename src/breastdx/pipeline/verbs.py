@@ -57,6 +57,21 @@ class PredictOptions:
 
 
 @dataclass(frozen=True)
+class CalibrateOptions:
+    """Options of ``breastdx calibrate`` (besides the task's data options).
+
+    Attributes:
+        split_file: The training run's ``split.json`` (empty: the model folder's).
+        batch_size: Images per network call.
+        threads: Torch CPU threads (0: PyTorch's default); set by the command line.
+    """
+
+    split_file: str = ""
+    batch_size: int = option(64, ge=1)
+    threads: int = option(0, ge=0)
+
+
+@dataclass(frozen=True)
 class ExplainOptions:
     """Options of ``breastdx explain`` for image classifiers.
 
@@ -189,13 +204,11 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
     from breastdx.evaluation.conformal import fit_conformal
     from breastdx.runs import write_json, write_versions
 
-    given = {k: v for k, v in options.items() if k not in ("dtype", "backend", "threads")}
-    if set(given) - {"split-file", "split_file", "batch-size", "batch_size"}:
-        raise ConfigError(f"calibrate {task.name} takes --split-file and --batch-size; got "
-                          f"{', '.join('--' + k for k in sorted(given))}.")
-    predictor = _predictor(task, model_dir, options, int(given.get("batch-size", given.get("batch_size", 64))), "")
-    data, split_path = _split_data(task, predictor, model_dir, data_root, run_dir, options,
-                                   given.get("split-file", given.get("split_file", "")))
+    data_names = {n.replace("_", "-") for n in task.spec.data_options}
+    opts = parse_options(CalibrateOptions, {k: v for k, v in options.items() if k.replace("_", "-") not in data_names},
+                         f"calibrate {task.name}")
+    predictor = _predictor(task, model_dir, options, opts.batch_size, "")
+    data, split_path = _split_data(task, predictor, model_dir, data_root, run_dir, options, opts.split_file)
     part = data.parts["val"]
     prob = predictor.proba_from_logits(predictor.predict_logits([part.read(i)[0] for i in range(len(part))]))
     record = fit_conformal(part.labels, prob, split=f"validation ({data.describe('val')})")
