@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from breastdx.evaluation.ci import mean_ci
+
 DEFAULT_LEVEL = 0.9
 """Coverage level of the stored default set."""
 
@@ -207,8 +209,7 @@ def conformal_evaluation(labels: np.ndarray, prob: np.ndarray, conformal: dict[s
     sets = prediction_sets(prob, q, m)
     covered = sets[np.arange(len(y)), y] if y.size else np.zeros(0, dtype=bool)
     sizes = sets.sum(axis=1)
-    rng = np.random.default_rng(seed)
-    boots = [sizes[rng.integers(0, len(sizes), len(sizes))].mean() for _ in range(n_boot)] if len(sizes) else []
+    size_ci = mean_ci(sizes.astype(float), n_boot=n_boot, seed=seed) if len(sizes) else None
     per_class = {}
     for k, name in enumerate(class_names):
         of_class = y == k
@@ -220,9 +221,8 @@ def conformal_evaluation(labels: np.ndarray, prob: np.ndarray, conformal: dict[s
         "n_calibration": conformal.get("n_calibration"), "n": int(len(y)),
         "conformal_coverage": {"value": float(covered.mean()) if len(y) else None,
                                "ci95": _wilson(int(covered.sum()), len(y))},
-        "mean_set_size": {"value": float(sizes.mean()) if len(y) else None,
-                          "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))] if boots
-                          else None},
+        "mean_set_size": {"value": size_ci["value"], "ci95": size_ci["ci95"]} if size_ci
+                         else {"value": None, "ci95": None},
         "set_size_counts": {str(s): int((sizes == s).sum()) for s in range(1, sets.shape[1] + 1)},
         "per_class": per_class,
     }
