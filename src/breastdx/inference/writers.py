@@ -109,8 +109,8 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
         row["frame"] = frame_cell(rec)
         if gradcam and out.cam is not None:
             png = cam_dir / f"{stem}_gradcam_{out.label.replace('/', '_')}.png"  # a subtype's '/' is not a folder
-            p = float(out.prob[predictor.class_names.index(out.label)])
-            submit(write_cam_png, rec.array, out.cam, png, None, [f"Grad-CAM of {out.label} (P = {p:.3f})", path.name])
+            legend = [f"Grad-CAM of {out.label} (P = {float(out.prob[out.label_index]):.3f})", path.name]
+            submit(write_cam_png, rec.array, out.cam, png, None, legend)
             row["gradcam"] = str(png.relative_to(run_dir))
         return row
 
