@@ -89,6 +89,25 @@ def test_evaluate_a_trained_model(tiny_run, data_root, tmp_path):
     assert (out / "report.html").is_file() and (out / "val_per_image.csv").is_file()
 
 
+@pytest.mark.parametrize("arch", ["deeplabv3plus", pytest.param("fcn", marks=pytest.mark.slow)])
+def test_other_architectures_train_and_predict(arch, data_root, split_file, tmp_path):
+    """``--arch deeplabv3plus`` / ``fcn`` go through the same pipeline, and their model folder predicts."""
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "busi-seg", "--data-dir", str(data_root), "--out", str(out),
+                                 "--split-file", str(split_file), "--arch", arch, *TINY, "--max-cases", "8"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "model" / "meta.json").read_text())
+    assert meta["architecture"] == arch and meta["architecture_args"]["backbone"] == "resnet18"
+    image = data_root / "busi" / "benign" / "benign (1).png"
+    result = runner.invoke(app, ["predict", "busi-seg", str(image), "--model", str(out / "model"),
+                                 "--out", str(tmp_path / "pred"), "--overlays", "false"])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "pred" / "predictions.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    mask = np.asarray(Image.open(tmp_path / "pred" / row["mask"]))
+    assert mask.shape == (int(row["height"]), int(row["width"])) == Image.open(image).size[::-1]
+
+
 def test_bad_options_are_reported(data_root, tmp_path):
     result = runner.invoke(app, ["train", "busi-seg", "--data-dir", str(data_root), "--out", str(tmp_path / "x"),
                                  "--arch", "unett"])

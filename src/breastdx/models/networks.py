@@ -33,14 +33,16 @@ from torch import nn
 # service imports first.
 from breastdx.models import compact_cnn as _compact_cnn  # noqa: F401  ("compact_cnn")
 from breastdx.models import multitask as _multitask  # noqa: F401  ("unet_multitask")
+from breastdx.models import resnet_segmentation as _resnet_segmentation  # noqa: F401  ("deeplabv3plus", "fcn")
 from breastdx.models import transformers as _transformers  # noqa: F401  ("vit", "swin")
 from breastdx.models.network_registry import NETWORKS, NetworkEntry, NetworkFactory, register_network
 
 __all__ = ["CLASSIFICATION_NETWORKS", "NETWORKS", "SEGMENTATION_NETWORKS", "NetworkEntry", "NetworkFactory",
            "build_network", "check_input_size", "count_parameters", "gradcam_layer", "network_args", "with_image_size"]
 
-SEGMENTATION_NETWORKS = ("unet", "attention_unet", "segresnet", "basic_unetplusplus")
-"""Names of the MONAI networks that map ``(B, C_in, H, W)`` to per-pixel logits ``(B, C_out, H, W)``."""
+SEGMENTATION_NETWORKS = ("unet", "attention_unet", "segresnet", "basic_unetplusplus", "deeplabv3plus", "fcn")
+"""Names of the networks that map ``(B, C_in, H, W)`` to per-pixel logits ``(B, C_out, H, W)``: MONAI's, and
+DeepLabV3+ and FCN-8s built from MONAI blocks (:mod:`breastdx.models.resnet_segmentation`)."""
 
 CLASSIFICATION_NETWORKS = ("densenet121", "resnet18", "resnet50", "efficientnet_b0")
 """Names of the MONAI networks that map ``(B, C_in, H, W)`` to class logits ``(B, C_out)`` (``compact_cnn`` and

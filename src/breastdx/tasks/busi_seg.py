@@ -57,7 +57,8 @@ class BusiSegConfig(LightningOptions):
 
     Attributes:
         seed: Seed of weights, data order, augmentation and bootstrap.
-        arch: Segmentation network (``unet``, ``attention_unet``, ``segresnet``, ``basic_unetplusplus``).
+        arch: Segmentation network (``unet``, ``attention_unet``, ``segresnet``, ``basic_unetplusplus``,
+            ``deeplabv3plus``, ``fcn``).
         arch_args: Network arguments that differ from the defaults, as a JSON object
             (e.g. ``{"channels": [16, 32, 64, 128, 256], "num_res_units": 1}``); empty for the defaults.
         image_size: Side of the square network input in pixels (images are resized, aspect not kept).
