@@ -316,6 +316,31 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
         raise typer.Exit(1)
 
 
+@app.command("synthesize")
+def synthesize(
+    task: str = typer.Argument(..., help="Task with a generator: idc."),
+    n: int = typer.Option(..., "--n", help="Number of patches to write."),
+    label: int = typer.Option(..., "--label", help="Class: 0 (normal, no IDC) or 1 (IDC)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (created; refused when not empty)."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same patches."),
+    model: Optional[str] = typer.Option(None, "--model", help="A generator folder or shipped name; default idc-gan."),
+    threads: int = typer.Option(0, "--threads", help="Torch CPU threads (0: PyTorch's default)."),
+) -> None:
+    """Write N generated 50 x 50 H&E patches of one class as PNG files (research on augmentation only)."""
+    from breastdx.models.saved import ModelFolderError
+    from breastdx.pipeline.synthesis import synthesize as run
+    from breastdx.runs import RunFolderError
+
+    _set_threads(threads)
+    try:
+        result = run(task, n, label, out, seed=seed, model=model)
+    except (ValueError, FileNotFoundError, ModelFolderError, RunFolderError) as e:
+        _fail(str(e))
+    console.print(f"{result['n']} {result['label']} patches (seed {result['seed']}, model {result['model']}) in "
+                  f"{result['out']}, {result['seconds']:.1f} s. Generated, not real tissue; {RESEARCH_USE_ONLY}",
+                  highlight=False)
+
+
 @app.command("tasks")
 def list_tasks() -> None:
     """List the tasks."""

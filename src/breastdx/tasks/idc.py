@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from breastdx.config import option
 from breastdx.data.image_sets import hed_augmentation, macenko_normalisation, patch_reader
 from breastdx.pipeline.classification import PATCH_CHECK, ClassificationSpec, PatchConfig, register
+from breastdx.pipeline.synthesis import with_synthetic
 
 
 @dataclass(frozen=True)
@@ -23,20 +24,27 @@ class IdcConfig(PatchConfig):
 
     Attributes:
         image_size: Side of the network input.
+        synthetic_idc: Generated IDC patches added to the training part (0: none, the default; measured, they did
+            not help: see the README's idc section). See :func:`breastdx.pipeline.synthesis.with_synthetic`.
+        synthetic_model: The generator: a folder or a shipped generator's name (default ``idc-gan``).
+        synthetic_seed: Seed of the generated patches.
     """
 
     image_size: int = option(48, ge=16, multiple_of=16)
+    synthetic_idc: int = option(0, ge=0)
+    synthetic_model: str = ""
+    synthetic_seed: int = 0
 
 
 IDC = register(ClassificationSpec(
     name="idc",
     title="IDC histopathology patches: invasive ductal carcinoma vs not",
     config_cls=IdcConfig,
-    read=patch_reader("idc", about=(
+    read=with_synthetic(patch_reader("idc", about=(
         "- IDC (Janowczyk & Madabhushi 2016, doi:10.4103/2153-3539.186902; Cruz-Roa et al. 2014, "
         "doi:10.1117/12.2043872): 50 x 50 patches of breast-cancer whole-slide images scanned at 40x (the release: "
         "277,524 patches of 279 patients, Kaggle CC0); label 1 = invasive ductal carcinoma. Edge patches smaller "
-        "than 50 x 50 are padded with white on the bottom and right. Split by patient.")),
+        "than 50 x 50 are padded with white on the bottom and right. Split by patient."))),
     positive="tumour", item="patch", augmentation=hed_augmentation, normalisation=macenko_normalisation,
     check=PATCH_CHECK, explain_zoom=3, pad_to=(50, 50),
     card_limitations=("Patches only: no whole-slide inference, no slide- or patient-level aggregation.",

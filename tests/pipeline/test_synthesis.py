@@ -1,0 +1,81 @@
+"""``breastdx synthesize``: N distinct PNG patches, the same for the same seed; the idc reader's synthetic option."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from breastdx.cli import app
+from breastdx.models.gan import ConditionalGenerator, save_generator
+from breastdx.pipeline.synthesis import synthesize
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def tiny_generator(tmp_path):
+    torch.manual_seed(0)
+    g = ConditionalGenerator(2, 50, z_dim=8, widths=(16, 8, 8, 8), embed_dim=4)
+    save_generator(tmp_path / "gen", g, {"task": "idc-synthesis", "class_names": ["normal", "tumour"]})
+    return tmp_path / "gen"
+
+
+def _read(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
+
+
+def test_same_seed_same_files_other_seed_other_files(tiny_generator, tmp_path):
+    a = synthesize("idc", 6, 1, tmp_path / "a", seed=7, model=tiny_generator)
+    synthesize("idc", 6, 1, tmp_path / "b", seed=7, model=str(tiny_generator))
+    synthesize("idc", 6, 1, tmp_path / "c", seed=8, model=tiny_generator)
+    assert len(a["files"]) == 6 and a["label"] == "tumour"
+    assert _read(tmp_path / "a") == _read(tmp_path / "b")
+    assert set(_read(tmp_path / "a").values()).isdisjoint(_read(tmp_path / "c").values())
+    record = json.loads((tmp_path / "a" / "synthesis.json").read_text())
+    assert record["seed"] == 7 and record["n"] == 6 and "research" in record["intended_use"].lower()
+    with pytest.raises(ValueError, match="--label must be a class index"):
+        synthesize("idc", 1, 2, tmp_path / "d", model=tiny_generator)
+    with pytest.raises(ValueError, match="generator for idc"):
+        synthesize("pcam", 1, 1, tmp_path / "e", model=tiny_generator)
+
+
+def test_cli_writes_64_distinct_idc_patches_with_the_shipped_model(tmp_path):
+    from breastdx.zoo import shipped_models
+
+    if "idc-gan" not in shipped_models():
+        pytest.skip("the idc-gan model is not shipped yet")
+    out = tmp_path / "syn"
+    result = runner.invoke(app, ["synthesize", "idc", "--n", "64", "--label", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    files = sorted(out.glob("*.png"))
+    assert len(files) == 64
+    arrays = [np.asarray(Image.open(f)) for f in files]
+    assert all(a.shape == (50, 50, 3) and a.dtype == np.uint8 for a in arrays)
+    assert len({a.tobytes() for a in arrays}) == 64
+    again = runner.invoke(app, ["synthesize", "idc", "--n", "64", "--label", "1", "--out", str(out)])
+    assert again.exit_code == 2 and "not empty" in again.output
+
+
+def test_the_idc_reader_adds_synthetic_tumour_patches_to_training_only(tiny_generator, tmp_path):
+    data_root = Path(os.environ.get("BREASTDX_DATA", ""))
+    if not (data_root / "idc").is_dir():
+        pytest.skip("IDC data not found under BREASTDX_DATA")
+    from breastdx.tasks.idc import IDC, IdcConfig
+    from breastdx.zoo import shipped_models
+
+    split = shipped_models()["idc"] / "split.json"
+    plain = IDC.spec.read(IdcConfig(), data_root, split, tmp_path / "a.json")
+    config = IdcConfig(synthetic_idc=5, synthetic_model=str(tiny_generator), synthetic_seed=2)
+    more = IDC.spec.read(config, data_root, split, tmp_path / "b.json")
+    train, extra = plain.parts["train"], more.parts["train"]
+    assert len(extra) == len(train) + 5 and extra.labels[-5:].tolist() == [1] * 5
+    assert extra.groups[-1] == "synthetic" and extra.ids[-1].startswith("synthetic/")
+    image, mask = extra.read(len(train) + 4)
+    assert image.shape == (50, 50, 3) and mask is None
+    assert len(more.parts["test"]) == len(plain.parts["test"])
+    assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text()
