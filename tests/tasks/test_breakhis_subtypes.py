@@ -129,6 +129,11 @@ def test_breakhis_subtypes_train_predict_and_evaluate_on_the_real_copy(tmp_path)
     split = json.loads((out / "split.json").read_text())  # prediction sets, calibrated on validation
     assert meta["conformal"]["n_calibration"] == len(split["val"]) and metrics["conformal"]["n"] == metrics["n"]
     assert set(row["prediction_set"].split("|")) <= set(meta["class_names"]) and row["prediction_set_level"] == "0.9"
+    ood = meta["ood"]  # the feature-space out-of-distribution record: bank of training features, threshold on val
+    assert (ood["n_bank"], ood["n_calibration"], ood["k"]) == (len(split["train"]), len(split["val"]),
+                                                               min(50, max(1, len(split["train"]) // 10)))
+    assert (out / "model" / ood["bank_file"]).is_file() and float(row["ood_distance"]) >= 0
+    assert (row["in_scope"] == "true") == (float(row["ood_distance"]) <= ood["threshold"])
     result = runner.invoke(app, ["evaluate", "breakhis", "--model", str(out / "model"), "--data-dir", str(data),
                                  "--out", str(tmp_path / "eval"), "--n-bootstrap", "50"])
     assert result.exit_code == 0, result.output

@@ -49,6 +49,9 @@ class ClassificationOutput:
         cam: Grad-CAM map of ``label`` at the original size, float32 ``(H, W)`` in [0, 1], or None.
         prediction_set: The conformal prediction set (class names in class order; :mod:`breastdx.evaluation.
             conformal`), or None when the model folder has no conformal record.
+        ood_distance: Cosine distance of the image's penultimate features to the k-th nearest training image
+            (:mod:`breastdx.inference.ood`; float in [0, 2]), or None when the model folder has no ``ood`` record.
+        ood_note: Why that distance puts the image out of scope (over the record's threshold), else empty.
     """
 
     prob: np.ndarray
@@ -57,6 +60,8 @@ class ClassificationOutput:
     argmax_label: str
     cam: np.ndarray | None = None
     prediction_set: list[str] | None = None
+    ood_distance: float | None = None
+    ood_note: str = ""
 
 
 def save_classifier(model_dir: Path, network: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
@@ -128,10 +133,12 @@ class ClassificationPredictor(ImagePredictor):
         conformal: ``meta["conformal"]`` (:func:`breastdx.evaluation.conformal.fit_conformal`), or None.
         conformal_level: Coverage level of the prediction sets (``conformal_level`` argument, default the
             record's, 0.9), or None without a conformal record.
+        ood: The feature-space out-of-distribution scorer (:class:`breastdx.inference.ood.OodScorer`) of a model
+            folder whose ``meta.json`` has an ``ood`` record, else None.
 
     Raises:
         ModelFolderError: If ``meta`` lacks the preprocessing, names an unknown TTA mode, or its positive
-            class is not one of its classes.
+            class is not one of its classes, or its out-of-distribution bank cannot be read.
         ValueError: If an option is invalid, or ``conformal_level`` is not a level the model folder stores.
     """
 
@@ -164,6 +171,15 @@ class ClassificationPredictor(ImagePredictor):
         elif conformal_level is not None:
             raise ValueError(f"{self.meta.source}: the model folder has no conformal record, so it cannot give "
                              f"prediction sets at level {conformal_level}; run 'breastdx calibrate' on it first.")
+        self.ood = None
+        model_dir = options.get("model_dir")
+        if self.meta.get("ood") and model_dir is not None:
+            from breastdx.inference.ood import OodScorer
+
+            try:
+                self.ood = OodScorer.from_dir(Path(model_dir), self.meta["ood"])
+            except ValueError as e:
+                raise ModelFolderError(str(e)) from None
 
     def prediction_sets(self, prob: np.ndarray) -> list[list[str]] | None:
         """The conformal prediction set of each row of temperature-scaled probabilities ``(n, K)``, or None when
@@ -209,6 +225,17 @@ class ClassificationPredictor(ImagePredictor):
         if self.tta == "hflip":
             z = 0.5 * (z + self.runner(x.flip(-1)))
         return z
+
+    def ood_distances(self, x: torch.Tensor) -> np.ndarray | None:
+        """Feature-space out-of-distribution distances of a network input ``(B, C, S, S)`` (one float32 PyTorch
+        forward pass, without test-time augmentation), float64 ``(B,)``; None without an ``ood`` record."""
+        if self.ood is None:
+            return None
+        from breastdx.models.penultimate import FeatureTap
+
+        with torch.no_grad(), FeatureTap(self.network) as tap:
+            self.network(x)
+        return self.ood.distances(tap.features().numpy())
 
     def proba_from_logits(self, logits: np.ndarray | torch.Tensor) -> np.ndarray:
         """``softmax(logits / T)`` with the model's temperature, float64 ``(n, K)``."""
@@ -263,7 +290,16 @@ class ClassificationPredictor(ImagePredictor):
             ``(prob (n, K), label index (n,), maps)``: maps float32 ``(H, W)`` in [0, 1], explaining
             ``class_idx`` (or the label).
         """
+        return self._explain_prepared(resized, shapes, method, class_idx)[:3]
+
+    def _explain_prepared(self, resized: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]],
+                          method: str | None = None, class_idx: Any = None) -> tuple[Any, ...]:
+        """:meth:`explain_prepared` plus the out-of-distribution distances ``(n,)`` (None without a record), taken
+        from the features of Grad-CAM's forward pass: no second pass."""
+        from contextlib import nullcontext
+
         from breastdx.explain.gradcam import upsample_map
+        from breastdx.models.penultimate import FeatureTap
 
         x = self._to_input(resized)
         flip = None
@@ -282,35 +318,46 @@ class ClassificationPredictor(ImagePredictor):
                 return torch.full((logits.shape[0],), int(class_idx), dtype=torch.long, device=logits.device)
             return torch.as_tensor(np.asarray(class_idx, dtype=np.int64), device=logits.device)
 
-        with self.runner.autocast():
+        with self.runner.autocast(), (FeatureTap(self.network) if self.ood is not None else nullcontext()) as tap:
             _, _, maps = self.explainer(method).raw_maps(x, class_idx=choose)
+        ood = None if tap is None else self.ood.distances(tap.features().numpy()[:x.shape[0]])
         maps = maps.float()
         cams = [upsample_map(maps[i], shapes[i]) for i in range(maps.shape[0])]
-        return chosen["prob"], chosen["labels"], cams
+        return chosen["prob"], chosen["labels"], cams, ood
 
     def explain(self, images: Sequence[np.ndarray], method: str | None = None,
                 class_idx: Any = None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """:meth:`explain_prepared` for uint8 images of any size, batch by batch."""
-        probs, labels, cams = [], [], []
+        return self._explain(images, method, class_idx)[:3]
+
+    def _explain(self, images: Sequence[np.ndarray], method: str | None = None, class_idx: Any = None) -> tuple[Any, ...]:
+        """:meth:`explain` plus the out-of-distribution distances (None without a record)."""
+        probs, labels, cams, dists = [], [], [], []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
             idx = class_idx if class_idx is None or np.ndim(class_idx) == 0 else \
                 np.asarray(class_idx)[start:start + self.batch_size]
-            p, lab, c = self.explain_prepared([self.prepare(im) for im in chunk], [im.shape[:2] for im in chunk],
-                                              method, idx)
+            p, lab, c, d = self._explain_prepared([self.prepare(im) for im in chunk], [im.shape[:2] for im in chunk],
+                                                  method, idx)
             probs.append(p)
             labels.append(lab)
             cams.extend(c)
+            dists.append(d)
+        ood = None if self.ood is None else (np.concatenate(dists) if dists else np.zeros(0))
         if not probs:
-            return np.zeros((0, len(self.class_names))), np.zeros(0, dtype=np.int64), []
-        return np.concatenate(probs), np.concatenate(labels), cams
+            return np.zeros((0, len(self.class_names))), np.zeros(0, dtype=np.int64), [], ood
+        return np.concatenate(probs), np.concatenate(labels), cams, ood
 
-    def _outputs(self, prob: np.ndarray, labels: np.ndarray, cams: list[np.ndarray] | None) -> list[ClassificationOutput]:
+    def _outputs(self, prob: np.ndarray, labels: np.ndarray, cams: list[np.ndarray] | None,
+                 ood: np.ndarray | None = None) -> list[ClassificationOutput]:
         sets = self.prediction_sets(prob)
         return [ClassificationOutput(prob=prob[i], label=self.class_names[int(labels[i])], label_index=int(labels[i]),
                                      argmax_label=self.class_names[int(prob[i].argmax())],
                                      cam=None if cams is None else cams[i],
-                                     prediction_set=None if sets is None else sets[i]) for i in range(prob.shape[0])]
+                                     prediction_set=None if sets is None else sets[i],
+                                     ood_distance=None if ood is None else float(ood[i]),
+                                     ood_note="" if ood is None else self.ood.note(float(ood[i])))
+                for i in range(prob.shape[0])]
 
     def predict(self, images: Sequence[np.ndarray], gradcam: bool = False) -> list[ClassificationOutput]:
         """Predict uint8 images of any size.
@@ -323,15 +370,20 @@ class ClassificationPredictor(ImagePredictor):
             One :class:`ClassificationOutput` per image, in order.
         """
         if gradcam:
-            prob, labels, cams = self.explain(images)
-            return self._outputs(prob, labels, cams)
+            return self._outputs(*self._explain(images))
         prob = self.predict_proba(images)
-        return self._outputs(prob, self.labels_from_proba(prob), None)
+        ood = None
+        if self.ood is not None:
+            ood = np.concatenate([self.ood_distances(self._to_input([self.prepare(im) for im in
+                                                                     images[s:s + self.batch_size]]))
+                                  for s in range(0, len(images), self.batch_size)]) if len(images) else np.zeros(0)
+        return self._outputs(prob, self.labels_from_proba(prob), None, ood)
 
     def predict_batch(self, records: Sequence[Any], prepared: Sequence[np.ndarray],
                       gradcam: bool = True) -> list[ClassificationOutput]:
         """Outputs for images read by :meth:`predict_files`; with ``gradcam`` (default), the map of each label."""
         if gradcam:
-            return self._outputs(*self.explain_prepared(prepared, [r.shape for r in records]))
-        prob = self.proba_from_logits(self.logits_of_input(self._to_input(prepared)))
-        return self._outputs(prob, self.labels_from_proba(prob), None)
+            return self._outputs(*self._explain_prepared(prepared, [r.shape for r in records]))
+        x = self._to_input(prepared)
+        prob = self.proba_from_logits(self.logits_of_input(x))
+        return self._outputs(prob, self.labels_from_proba(prob), None, self.ood_distances(x))

@@ -81,8 +81,9 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
     record (:func:`~breastdx.inference.records.classification_record`): ``p_<class>`` for every class (after
     temperature scaling) and, for classes in groups (subtypes), ``p_<group>`` (e.g. ``p_malignant``), ``label`` (at the operating point), ``label_argmax``, ``threshold``; when the model folder has a conformal record,
     ``prediction_set`` (classes joined by ``|``; more than one: the model is uncertain between them) and
-    ``prediction_set_level`` (its coverage level); ``in_scope``, ``scope_note``, ``frame`` (:func:`frame_cell`);
-    and, with
+    ``prediction_set_level`` (its coverage level); ``in_scope``, ``scope_note`` (:func:`~breastdx.inference.scope.check_scope`); when the model folder has
+    an out-of-distribution record, ``ood_distance`` (:mod:`breastdx.inference.ood`; over the record's threshold the
+    image is out of scope); ``frame`` (:func:`frame_cell`); and, with
     Grad-CAM, ``gradcam`` (the overlay PNG in ``gradcam/``, relative to ``run_dir``).
 
     Args:
@@ -104,8 +105,10 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
         row = {"source": str(path), "height": h, "width": w,
                **csv_row(classification_record(out.prob, predictor.class_names, out.label, predictor.threshold,
                                                out.prediction_set, predictor.conformal_level))}
-        scope = check_scope(rec, predictor)
+        scope = check_scope(rec, predictor, out)
         row["in_scope"], row["scope_note"] = str(scope.in_scope).lower(), scope.note
+        if ood:
+            row["ood_distance"] = "" if out.ood_distance is None else f"{out.ood_distance:.4f}"
         row["frame"] = frame_cell(rec)
         if gradcam and out.cam is not None:
             png = cam_dir / f"{stem}_gradcam_{out.label.replace('/', '_')}.png"  # a subtype's '/' is not a folder
@@ -116,8 +119,10 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
 
     groups = list(dict.fromkeys(c.split("/", 1)[0] for c in predictor.class_names if "/" in c))
     sets = ["prediction_set", "prediction_set_level"] if getattr(predictor, "conformal", None) else []
+    ood = ["ood_distance"] if getattr(predictor, "ood", None) is not None else []
     fields = ["source", "height", "width", *[f"p_{c}" for c in (*predictor.class_names, *groups)], "label",
-              "label_argmax", "threshold", *sets, "in_scope", "scope_note", "frame", *(["gradcam"] if gradcam else [])]
+              "label_argmax", "threshold", *sets, "in_scope", "scope_note", *ood, "frame",
+              *(["gradcam"] if gradcam else [])]
     return _predict_to_csv(predictor, inputs, run_dir, fields, make_row, workers, gradcam=gradcam)
 
 

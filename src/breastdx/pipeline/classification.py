@@ -520,7 +520,7 @@ class ImageClassificationTask(Task):
             "n_parameters": r.n_parameters, "class_names": classes, "positive_class": spec.positive,
             "preprocessing": preprocessing, **extra,
             "temperature": r.calibration["temperature"], "threshold": r.calibration["threshold"],
-            "conformal": r.calibration.get("conformal"),
+            "conformal": r.calibration.get("conformal"), "ood": r.calibration.get("ood"),
             "threshold_rule": threshold_rule(config.target_sensitivity, spec.positive),
             "label_rule": label_rule(classes, spec.positive),
             "inference": {"tta": config.tta},
@@ -531,6 +531,10 @@ class ImageClassificationTask(Task):
             "training": r.fit.info, "training_config": to_dict(config), "init": r.init,
         })
         shutil.copyfile(split_path, model_dir / SPLIT_FILE)
+        if r.ood_bank is not None:
+            from breastdx.inference.ood import OOD_FILE, save_bank
+
+            save_bank(r.ood_bank, model_dir / OOD_FILE)
         m = r.test["metrics"]
         init = f"initial weights ({r.init.get('source', 'given')})" if r.init else "random initial weights"
         write_model_card(

@@ -335,6 +335,8 @@ def _classify(model: LoadedModel, image: np.ndarray, disp_image: np.ndarray, gra
                                             predictor.conformal_level)),
         "positive_class": predictor.positive,
         "temperature": float(predictor.temperature),
+        "ood_distance": None if out.ood_distance is None else round(float(out.ood_distance), 4),
+        "_ood_note": out.ood_note,
         "gradcam_method": predictor.gradcam_method if gradcam else None,
         "gradcam_overlay_png": None,
         "gradcam_composite_png": None,
@@ -418,6 +420,10 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
         else:  # pragma: no cover - the app routes tabular tasks elsewhere
             raise ServeInputError(415, "wrong_input", f"Task {model.task!r} takes JSON features, not an image.")
         timings[model.kind] = (time.perf_counter() - t) * 1000
+    ood_note = (answer["classification"] or {}).pop("_ood_note", "")
+    if ood_note:  # the feature-space check runs with the classifier, after the checks of colour and size
+        notes = [n for n in (answer["image"]["scope_note"], ood_note) if n]
+        answer["image"].update(in_scope=False, scope_note="; ".join(notes))
     answer["timings_ms"] = {k: round(v, 2) for k, v in timings.items()}
     answer["disagreement"] = disagreement(answer["segmentation"], answer["classification"])
     return answer

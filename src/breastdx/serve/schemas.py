@@ -135,6 +135,10 @@ class ClassificationResult(_Base):
                                              "probability prediction_set_level on cases like the calibration split. "
                                              "More than one class: the model is uncertain between them.")
     prediction_set_level: float | None = Field(None, description="Coverage level of prediction_set, e.g. 0.9.")
+    ood_distance: float | None = Field(None, description="Cosine distance of the image's penultimate features to the "
+                                       "k-th nearest training image (deep nearest neighbours, Sun et al. 2022); over "
+                                       "the model's threshold (99th percentile of its validation images) the image "
+                                       "is out of scope. Null for a model without that record.")
     threshold: float | None = None
     positive_class: str | None = None
     temperature: float | None = None
@@ -186,7 +190,8 @@ class ImageInfo(_Base):
     frame: list[int] | None = Field(None, description="For a multi-frame DICOM (cine loop): [frame read, frames], "
                                                       "1-based (the first frame is read); null for a single image.")
     in_scope: bool = Field(True, description="False when the image is unlike what the models were trained on "
-                                             "(colour for a grey-ultrasound model, grey for an H&E model, too small).")
+                                             "(colour for a grey-ultrasound model, grey for an H&E model, too small, "
+                                             "or far from every training image in the classifier's feature space).")
     scope_note: str = Field("", description="Why the image is out of scope; empty when in scope.")
     display_width: int
     display_height: int

@@ -179,6 +179,16 @@ def fit_classifier(network: nn.Module, train_ds: Any, val_ds: Any, run_dir: Path
     return result
 
 
+def dataset_features(network: nn.Module, dataset: Any, batch_size: int = 64) -> np.ndarray:
+    """Penultimate features (:mod:`breastdx.models.penultimate`) of every item of ``dataset``, read unaugmented,
+    float32 ``(n, F)``."""
+    from breastdx.models.penultimate import penultimate_features
+
+    prep = dataset.preprocessing
+    return penultimate_features(network.cpu(), (prep.to_tensor(dataset.images[s:s + batch_size])
+                                                for s in range(0, len(dataset), batch_size)))
+
+
 @torch.no_grad()
 def predict_logits(network: nn.Module, dataset: Any, batch_size: int = 64, tta: str = "none",
                    device: str | torch.device = "cpu") -> np.ndarray:
@@ -231,6 +241,8 @@ class ArchitectureRun:
         validation: :func:`breastdx.evaluation.classification.evaluate_logits` on validation.
         test: The same on test.
         init: The initialisation report (plain data), or None for random weights.
+        ood_bank: The normalised penultimate features of the training images (``calibration["ood"]``;
+            :func:`breastdx.inference.ood.fit_ood`), float16 ``(n, F)``, or None.
     """
 
     arch: str
@@ -244,6 +256,7 @@ class ArchitectureRun:
     validation: dict[str, Any]
     test: dict[str, Any]
     init: dict[str, Any] | None = None
+    ood_bank: np.ndarray | None = None
 
     @property
     def val_score(self) -> float:
@@ -285,6 +298,7 @@ def run_architecture(arch: str, arch_args: dict[str, Any], in_channels: int, tra
     from breastdx.evaluation.calibration import softmax
     from breastdx.evaluation.classification import evaluate_logits, fit_calibration
     from breastdx.evaluation.conformal import fit_conformal
+    from breastdx.inference.ood import fit_ood
     from breastdx.models.networks import build_network, count_parameters, with_image_size
     from breastdx.runs import seed_everything
 
@@ -300,12 +314,13 @@ def run_architecture(arch: str, arch_args: dict[str, Any], in_channels: int, tra
     test_logits = predict_logits(net, test_ds, tta=tta)
     cal = fit_calibration(val_ds.labels, val_logits, class_names, positive, target_sensitivity)
     cal["conformal"] = fit_conformal(val_ds.labels, softmax(np.asarray(val_logits, dtype=float), cal["temperature"]))
+    cal["ood"], ood_bank = fit_ood(dataset_features(net, train_ds), dataset_features(net, val_ds), seed=settings.seed)
     common = {"temperature": cal["temperature"], "threshold": cal["threshold"], "positive": positive,
               "n_boot": n_boot, "seed": settings.seed}
     validation = evaluate_logits(val_ds.labels, val_logits, class_names, **common)
     test = evaluate_logits(test_ds.labels, test_logits, class_names, **common)
     return ArchitectureRun(arch, resolved, net, count_parameters(net), fit, val_logits, test_logits, cal, validation,
-                           test, None if report is None else report.to_dict())
+                           test, None if report is None else report.to_dict(), ood_bank)
 
 
 def parse_arch_args(text: str, archs: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
