@@ -78,3 +78,40 @@ def test_shipped_busi_cls_scope_on_real_images(data_root, tmp_path):
     assert rows["pcam"]["in_scope"] == "false"
     thumbs = [r for s, r in rows.items() if s.startswith("breastmnist")]
     assert thumbs and all(r["in_scope"] == "false" and "28 px" in r["scope_note"] for r in thumbs)
+
+
+def test_shipped_idc_flags_ultrasound_and_busi_cls_flags_hne_by_its_features(data_root, tmp_path):
+    """An H&E model flags ultrasound with coloured markers (BUS-UCLM: mean chroma 0.03-0.044, which the chroma rule
+    alone kept in scope) as a dark image with little colour; busi-cls's feature-space score flags a BreakHis image
+    besides the colour check, and leaves BUS-UCLM in scope; both write ood_distance."""
+    from typer.testing import CliRunner
+
+    from breastdx.cli import app
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    uclm = sorted((data_root / "bus_uclm_sample" / "images").iterdir())
+    for i, path in enumerate(uclm[:3]):
+        (folder / f"uclm{i}{path.suffix}").write_bytes(path.read_bytes())
+    idc = sorted((data_root / "idc").rglob("*.png"))[:3]
+    for i, path in enumerate(idc):
+        (folder / f"idc{i}.png").write_bytes(path.read_bytes())
+    breakhis = sorted((data_root / "breakhis_224" / "DC").rglob("*.jpg"))[:3]
+    for i, path in enumerate(breakhis):
+        (folder / f"breakhis{i}{path.suffix}").write_bytes(path.read_bytes())
+    rows = {}
+    for model in ("idc", "busi-cls"):
+        out = tmp_path / model
+        result = CliRunner().invoke(app, ["predict", model, str(folder), "--out", str(out), "--gradcam", "false"])
+        assert result.exit_code == 0, result.output
+        rows[model] = {Path(r["source"]).stem: r for r in csv.DictReader(open(out / "predictions.csv"))}
+    for i in range(3):
+        row = rows["idc"][f"uclm{i}"]
+        assert row["in_scope"] == "false" and "a dark image with little colour" in row["scope_note"], row
+        assert rows["idc"][f"idc{i}"]["in_scope"] == "true"
+        assert rows["busi-cls"][f"uclm{i}"]["in_scope"] == "true"
+        assert float(rows["busi-cls"][f"uclm{i}"]["ood_distance"]) <= 0.051377  # the shipped threshold
+    feature_flagged = [r for s, r in rows["busi-cls"].items()
+                       if s.startswith("breakhis") and "unlike the training images" in r["scope_note"]]
+    assert len(feature_flagged) >= 2
+    assert all(float(r["ood_distance"]) > 0.051377 for r in feature_flagged)

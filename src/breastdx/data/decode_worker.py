@@ -264,7 +264,8 @@ def _answer_to_record(answer: dict[str, Any], payload: bytes) -> Any:
                        None if full is None else (int(full[0]), int(full[1])),
                        None if answer.get("colourfulness") is None else float(answer["colourfulness"]),
                        str(answer.get("spacing_note") or ""),
-                       None if answer.get("frame") is None else (int(answer["frame"][0]), int(answer["frame"][1])))
+                       None if answer.get("frame") is None else (int(answer["frame"][0]), int(answer["frame"][1])),
+                       None if answer.get("brightness") is None else float(answer["brightness"]))
 
 
 # ---------------------------------------------------------------------------------------------- the child
@@ -339,7 +340,7 @@ def _serve(memory_bytes: int) -> None:  # pragma: no cover - runs in the child (
                       "source_format": rec.source_format, "source_mode": rec.source_mode,
                       "full_shape": None if rec.full_shape is None else list(rec.full_shape),
                       "colourfulness": rec.colourfulness, "spacing_note": rec.spacing_note,
-                      "frame": None if rec.frame is None else list(rec.frame)}
+                      "frame": None if rec.frame is None else list(rec.frame), "brightness": rec.brightness}
             payload = array.tobytes()
         except ImageReadError as e:
             answer, payload = {"error": str(e), "kind": "ImageReadError"}, b""
