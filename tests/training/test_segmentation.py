@@ -81,7 +81,8 @@ def test_dataset_items_and_augmentation():
         SegmentationDataset(ds.images, ds.masks[:2], ds.preprocessing)
 
 
-def _fit(run_dir: Path, seed: int, ema_decay: float = 0.0) -> tuple[dict[str, torch.Tensor], float]:
+def _fit(run_dir: Path, seed: int, ema_decay: float = 0.0, net: torch.nn.Module | None = None, epochs: int = 2,
+         precise_bn_batches: int = 0, module_out: list | None = None) -> tuple[dict[str, torch.Tensor], float]:
     from monai.data import DataLoader
 
     seed_everything(seed)
@@ -91,9 +92,12 @@ def _fit(run_dir: Path, seed: int, ema_decay: float = 0.0) -> tuple[dict[str, to
     gen = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(train, batch_size=4, shuffle=True, generator=gen, num_workers=0)
     val_loader = DataLoader(val, batch_size=6, num_workers=0)
-    net, _ = build_network("unet", 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
-    module = SegmentationModule(net, OptimConfig(lr=1e-2, ema_decay=ema_decay))
-    trainer, ckpt = make_trainer(run_dir, FitSettings(epochs=2, max_train_batches=2, progress_bar=False, patience=5,
+    if net is None:
+        net, _ = build_network("unet", 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
+    module = SegmentationModule(net, OptimConfig(lr=1e-2, ema_decay=ema_decay, precise_bn_batches=precise_bn_batches))
+    if module_out is not None:
+        module_out.append(module)
+    trainer, ckpt = make_trainer(run_dir, FitSettings(epochs=epochs, max_train_batches=2, progress_bar=False, patience=5,
                                                       monitor="val_dice", accelerator="cpu", devices="1"),
                                  "max", log_every_n_steps=1)
     trainer.fit(module, train_loader, val_loader)
@@ -138,6 +142,34 @@ def test_weight_averaging_exports_the_averaged_weights(tmp_path):
     assert all(not p.requires_grad for p in module.ema.parameters())
     with pytest.raises(ValueError, match="ema_decay"):
         SegmentationModule(net, OptimConfig(ema_decay=1.5))
+
+
+def test_precise_bn_gives_the_averaged_weights_statistics_of_their_own(tmp_path):
+    """A batch-norm network with averaged weights is validated and exported with running statistics recomputed
+    for those weights over the kept training batches (one update_bn pass), not with averaged statistics."""
+    from torch.optim.swa_utils import update_bn
+
+    seed_everything(3)
+    net, _ = build_network("fcn", 1, 2, width=4, head_channels=8)
+    modules: list = []
+    state, _ = _fit(tmp_path / "pbn", seed=3, ema_decay=0.9, net=net, epochs=1, precise_bn_batches=8,
+                    module_out=modules)
+    kept = list(modules[0]._bn_batches)
+    assert len(kept) == 2  # the epoch's two batches (max_train_batches=2), fewer than the 8 it may keep
+    again, _ = build_network("fcn", 1, 2, width=4, head_channels=8)
+    again.load_state_dict(state)
+    update_bn(kept, again)
+    for k, v in again.state_dict().items():
+        if "running_" in k:
+            torch.testing.assert_close(state[k], v)
+    plain, _ = _fit(tmp_path / "avg", seed=3, ema_decay=0.9, net=build_network("fcn", 1, 2, width=4,
+                                                                                 head_channels=8)[0], epochs=1)
+    assert any(not torch.equal(plain[k], state[k]) for k in state if "running_mean" in k)
+
+
+def test_precise_bn_leaves_a_network_without_batch_norm_alone():
+    net, _ = build_network("unet", 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
+    assert not SegmentationModule(net, OptimConfig(precise_bn_batches=8))._has_bn
 
 
 @pytest.mark.parametrize("native, want", [(False, "32-true"), (True, "bf16-mixed")])

@@ -68,6 +68,9 @@ class BusiSegConfig(LightningOptions):
         ema_decay: Per-step decay of the moving average of the weights used for validation and the saved
             model (0: no averaging, the raw weights of the best epoch).
         weight_decay: AdamW weight decay.
+        precise_bn_batches: Recent training batches over which the batch-norm statistics of the validated (and
+            saved) weights are recomputed before each validation (0: not recomputed); no effect on networks
+            without batch norm, such as the U-Net (:mod:`breastdx.training.segmentation`).
         warmup_fraction: Fraction of the steps spent warming up.
         patience: Epochs without a better validation Dice before stopping (0: never stop early).
         split_file: A split file to reuse; empty to make the grouped split (written to the run folder).
@@ -90,6 +93,7 @@ class BusiSegConfig(LightningOptions):
     lr: float = option(1e-3, gt=0)
     ema_decay: float = option(0.995, ge=0, lt=1)
     weight_decay: float = option(1e-4, ge=0)
+    precise_bn_batches: int = option(32, ge=0)
     warmup_fraction: float = option(0.03, ge=0, lt=1)
     patience: int = option(30, ge=0)
     split_file: str = ""
@@ -210,7 +214,8 @@ class BusiSegTask(Task):
         network, resolved_args = build_network(config.arch, prep.channels, len(CLASS_NAMES), **arch_args)
         module = SegmentationModule(network, OptimConfig(lr=config.lr, weight_decay=config.weight_decay,
                                                          warmup_fraction=config.warmup_fraction,
-                                                         ema_decay=config.ema_decay))
+                                                         ema_decay=config.ema_decay,
+                                                         precise_bn_batches=config.precise_bn_batches))
         result = fit(module, network, train_loader, val_loader, run_dir, settings, mode="max")
         if not result.is_global_zero:  # under DDP, one process writes the model and the report
             return RunResult(run_dir)

@@ -8,10 +8,24 @@ computes, at network size, the mean per-image Dice over images with a lesion (``
 that picks the best epoch) and the share of lesion-free images with any predicted lesion pixel
 (``val_normal_fp``). Both are summed over all validation images, across processes under DDP, before
 dividing, so they do not depend on batch or device count.
+
+With ``precise_bn_batches > 0`` (busi-seg's default), a network with batch normalisation (``deeplabv3plus``,
+``fcn``) gets its running statistics recomputed before each validation ("precise BN"): the moving average of the weights comes with a moving average of the
+statistics of other weights, which do not fit it (measured on deeplabv3plus at epoch 8: validation Dice 0.14
+with the averaged statistics, 0.73 with statistics recomputed on training images). The last
+``precise_bn_batches`` training batches are kept and passed once through the network in training mode
+(:func:`torch.optim.swa_utils.update_bn`), so the validated and exported weights carry statistics of their own.
+Networks without batch-norm statistics (the U-Net's instance normalisation) are untouched.
+
+References:
+    Izmailov, P. et al. (2018). Averaging weights leads to wider optima and better generalization (SWA, the
+    batch-norm update). UAI, arXiv:1803.05407.
+    Wu, Y. & Johnson, J. (2021). Rethinking "batch" in BatchNorm (precise BN). arXiv:2105.07576.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
@@ -30,12 +44,15 @@ class OptimConfig(Optim):
         lambda_dice: Weight of the Dice loss.
         lambda_ce: Weight of the cross-entropy loss.
         ema_decay: Decay per step of the weights' exponential moving average (0 turns it off).
+        precise_bn_batches: Training batches kept to recompute the batch-norm statistics of the validated
+            network before each validation (0 turns it off; no effect on a network without batch norm).
     """
 
     warmup_fraction: float = 0.03
     lambda_dice: float = 1.0
     lambda_ce: float = 1.0
     ema_decay: float = 0.0
+    precise_bn_batches: int = 0
 
 
 class SegmentationModule(pl.LightningModule):
@@ -69,6 +86,9 @@ class SegmentationModule(pl.LightningModule):
         self.loss_fn = DiceCELoss(include_background=False, to_onehot_y=True, softmax=True, batch=True,
                                   lambda_dice=self.optim.lambda_dice, lambda_ce=self.optim.lambda_ce)
         self._val_sums = torch.zeros(4, dtype=torch.float64)
+        self._has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+                           for m in network.modules())
+        self._bn_batches: deque[torch.Tensor] = deque(maxlen=max(0, int(self.optim.precise_bn_batches)))
         self.ema = None
         if self.optim.ema_decay > 0:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -94,6 +114,8 @@ class SegmentationModule(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:  # noqa: D102
         logits = self(batch["image"])
         loss = self.loss_fn(logits.float(), batch["mask"])
+        if self._has_bn and self._bn_batches.maxlen:
+            self._bn_batches.append(batch["image"].detach())
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch["image"].shape[0],
                  sync_dist=True)
         return loss
@@ -104,6 +126,11 @@ class SegmentationModule(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:  # noqa: D102
         self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        if self._bn_batches:
+            from torch.optim.swa_utils import update_bn
+
+            with torch.no_grad():
+                update_bn(list(self._bn_batches), self.eval_network())
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:  # noqa: D102
         logits = self.eval_network()(batch["image"]).float()
