@@ -94,7 +94,8 @@ def _fit(run_dir: Path, seed: int, ema_decay: float = 0.0, net: torch.nn.Module 
     val_loader = DataLoader(val, batch_size=6, num_workers=0)
     if net is None:
         net, _ = build_network("unet", 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
-    module = SegmentationModule(net, OptimConfig(lr=1e-2, ema_decay=ema_decay, precise_bn_batches=precise_bn_batches))
+    module = SegmentationModule(net, OptimConfig(lr=1e-2, ema_decay=ema_decay,
+                                                 precise_bn_batches=precise_bn_batches))
     if module_out is not None:
         module_out.append(module)
     trainer, ckpt = make_trainer(run_dir, FitSettings(epochs=epochs, max_train_batches=2, progress_bar=False, patience=5,

@@ -10,12 +10,13 @@ that picks the best epoch) and the share of lesion-free images with any predicte
 dividing, so they do not depend on batch or device count.
 
 With ``precise_bn_batches > 0`` (busi-seg's default), a network with batch normalisation (``deeplabv3plus``,
-``fcn``) gets its running statistics recomputed before each validation ("precise BN"): the moving average of the weights comes with a moving average of the
-statistics of other weights, which do not fit it (measured on deeplabv3plus at epoch 8: validation Dice 0.14
-with the averaged statistics, 0.73 with statistics recomputed on training images). The last
-``precise_bn_batches`` training batches are kept and passed once through the network in training mode
-(:func:`torch.optim.swa_utils.update_bn`), so the validated and exported weights carry statistics of their own.
-Networks without batch-norm statistics (the U-Net's instance normalisation) are untouched.
+``fcn``) gets its running statistics recomputed before each validation ("precise BN"): the moving average of
+the weights comes with a moving average of the statistics of other weights, which do not fit it (measured on
+deeplabv3plus at epoch 8: validation Dice 0.14 with the averaged statistics, 0.73 with statistics recomputed
+on training images). The last ``precise_bn_batches`` training batches are kept and passed once through the
+network in training mode (:func:`torch.optim.swa_utils.update_bn`), so the validated and exported weights
+carry statistics of their own. Networks without batch-norm statistics (the U-Net's instance normalisation)
+are untouched.
 
 References:
     Izmailov, P. et al. (2018). Averaging weights leads to wider optima and better generalization (SWA, the
