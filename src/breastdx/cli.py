@@ -229,9 +229,11 @@ def predict(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/predict-<UTC ts>."),
     dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
     backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
+    frame: str = typer.Option("first", "--frame", help="Multi-frame DICOM (cine loop): 'first', a frame number "
+                              "(1-based) or 'all' (one row per frame); the frame column says which was read."),
 ) -> None:
     """Predict new cases; write predictions.csv (and overlays for images)."""
-    _run_model_verb("predict", ctx, task, model, None, out, inputs, dtype, backend)
+    _run_model_verb("predict", ctx, task, model, None, out, inputs, dtype, backend, frame)
 
 
 @app.command(context_settings=TASK_OPTIONS, cls=_command_for("explain"))
@@ -244,9 +246,11 @@ def explain(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/explain-<UTC ts>."),
     dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
     backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
+    frame: str = typer.Option("first", "--frame", help="Multi-frame DICOM (cine loop): 'first', a frame number "
+                              "(1-based) or 'all' (one row per frame); the frame column says which was read."),
 ) -> None:
     """Explain predictions: Grad-CAM (and Grad-CAM++) heatmap overlays per predicted class, as PNG files."""
-    _run_model_verb("explain", ctx, task, model, None, out, inputs, dtype, backend)
+    _run_model_verb("explain", ctx, task, model, None, out, inputs, dtype, backend, frame)
 
 
 def _split_inputs(inputs: list[Path]) -> tuple[list[Path], dict[str, str]]:
@@ -272,8 +276,10 @@ def _split_inputs(inputs: list[Path]) -> tuple[list[Path], dict[str, str]]:
 
 
 def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[str], data_dir: Optional[Path],
-                    out: Optional[Path], inputs: list[Path], dtype: str = "auto", backend: str = "auto") -> None:
+                    out: Optional[Path], inputs: list[Path], dtype: str = "auto", backend: str = "auto",
+                    frame: str = "first") -> None:
     from breastdx.config import ConfigError, parse_extra_args, resolve_data_root
+    from breastdx.data.dicom_frames import check_frame_option, expand_frames
     from breastdx.runtime import check_backend, check_dtype
     from breastdx.models.saved import ModelFolderError
     from breastdx.registry import UnknownNameError
@@ -291,6 +297,11 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
                               f"Grad-CAM: {', '.join(explainable_tasks())}).")
         inputs, input_options = _split_inputs(inputs)
         options = {**parse_extra_args(list(ctx.args)), **input_options}
+        frame = options.pop("frame", frame)
+        if verb in ("predict", "explain") and check_frame_option(frame) != "first":
+            from breastdx.data.images import list_images
+
+            inputs = expand_frames(list_images(inputs), frame)
         options["dtype"] = check_dtype(options.get("dtype", dtype))
         options["backend"] = check_backend(options.get("backend", backend))
         model_dir = resolve_model(model, task)

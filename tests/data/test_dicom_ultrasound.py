@@ -162,3 +162,61 @@ def test_predict_busi_seg_on_a_calibrated_cine_loop(tmp_path):
     assert (first["spacing_mm"], first["spacing_note"], first["frame"]) == ("0.08x0.08", "", "1 of 2")
     assert second["lesion_area_mm2"] == second["lesion_max_diameter_mm"] == second["spacing_mm"] == ""
     assert "disagree" in second["spacing_note"] and second["frame"] == "" and int(second["lesion_area_px"]) > 0
+
+
+def test_frame_items_choose_a_cine_loop_frame(tmp_path):
+    """`<file>#frame=<k>` reads frame k alone and says so; --frame all gives one item per frame, in frame order;
+    a frame past the loop's end, or asked of a single image, is an error that names the file."""
+    from breastdx.data.dicom_frames import check_frame_option, expand_frames, frame_item
+    from breastdx.data.images import ImageReadError
+
+    frames = np.stack([np.full((20, 30), v, np.uint8) for v in (10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110)])
+    cine = _us_dicom(tmp_path / "cine.dcm", frames)
+    single = _us_dicom(tmp_path / "single.dcm", _disc())
+    png = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.fromarray(_disc()).save(png)
+    rec = read_image(f"{cine}#frame=3")
+    assert rec.frame == (3, 11) and int(rec.array.mean()) == 30 and str(rec.path).endswith("cine.dcm#frame=3")
+    assert read_image(cine).frame == (1, 11)
+    with pytest.raises(ImageReadError, match=r"frame 12 asked, but the file holds 11 frame\(s\) \(1 to 11\)"):
+        read_image(f"{cine}#frame=12")
+    with pytest.raises(ImageReadError, match=r"frame 2 asked, but the file holds 1 frame\(s\)"):
+        read_image(f"{single}#frame=2")
+    with pytest.raises(ImageReadError, match="holds a single image, not a cine loop"):
+        read_image(f"{single}#frame=1")
+    with pytest.raises(ImageReadError, match="frames are read from multi-frame DICOM files; this is PNG"):
+        read_image(f"{png}#frame=2")
+    items = list_images(expand_frames(list_images([tmp_path]), "all"))
+    assert [p.name for p in items] == ["a.png", *[f"cine.dcm#frame={k}" for k in range(1, 12)], "single.dcm"]
+    assert [p.name for p in expand_frames([cine, single], "7")] == ["cine.dcm#frame=7", "single.dcm"]
+    assert expand_frames([cine], "first") == [cine] and frame_item(cine) is None
+    with pytest.raises(ValueError, match="--frame takes 'first', 'all' or a frame number"):
+        check_frame_option("0")
+
+
+def test_predict_every_frame_of_a_cine_loop(tmp_path):
+    """`breastdx predict busi-seg --frame all` writes one row per frame, with the frame column and a mask per frame."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from breastdx.cli import app
+
+    frames = np.stack([_disc(radius=r) for r in (10, 14, 18)])
+    _us_dicom(tmp_path / "IM00001", frames, [_region((0.008, 0.008), (0, 0, 80, 60))])
+    out = tmp_path / "pred"
+    result = CliRunner().invoke(app, ["predict", "busi-seg", str(tmp_path / "IM00001"), "--frame", "all", "--out",
+                                      str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert [r["frame"] for r in rows] == ["1 of 3", "2 of 3", "3 of 3"]
+    assert [r["mask"] for r in rows] == [f"masks/IM00001_frame{k}_mask.png" for k in (1, 2, 3)]
+    assert all((out / r["mask"]).is_file() for r in rows)
+    out2 = tmp_path / "pred2"
+    result = CliRunner().invoke(app, ["predict", "busi-seg", str(tmp_path / "IM00001"), "--frame", "2", "--out",
+                                      str(out2)])
+    assert result.exit_code == 0, result.output
+    (row,) = list(csv.DictReader(open(out2 / "predictions.csv")))
+    assert row["frame"] == "2 of 3" and row["source"].endswith("IM00001#frame=2")

@@ -259,6 +259,13 @@ def test_ultrasound_regions_that_disagree_give_no_mm_and_say_why(client, tmp_pat
     assert a["image"]["spacing_mm"] is None and a["image"]["frame"] == [1, 2] and (a["image"]["height"], a["image"]["width"]) == (40, 52)
     assert "disagree" in a["image"]["spacing_note"] and "0.08 x 0.08 mm" in a["image"]["spacing_note"]
     assert a["segmentation"]["lesion_area_mm2"] is None and a["segmentation"]["lesion_max_diameter_mm"] is None
+    second = client.post("/v1/predict/ultrasound?frame=2", files={"file": ("IM00001", buf.getvalue(),
+                                                                            "application/dicom")})
+    assert second.status_code == 200, second.text  # the chosen frame, said so
+    assert second.json()["image"]["frame"] == [2, 2] and second.json()["image"]["image_png"] != a["image"]["image_png"]
+    past = client.post("/v1/predict/ultrasound?frame=3", files={"file": ("IM00001", buf.getvalue(),
+                                                                          "application/dicom")})
+    assert past.status_code == 422 and "frame 3 asked, but the file holds 2 frame(s)" in past.text
 
 
 def test_uploads_are_decoded_in_memory_never_written_to_disk(client, tmp_path, synthetic_png, monkeypatch):

@@ -88,7 +88,7 @@ class DecoderPool:
         return self._call({"path": str(path), "name": str(path), "mode": mode, "max_pixels": max_pixels}, b"")
 
     def read_image_bytes(self, data: bytes, name: str, mode: str = "gray", max_pixels: int | None = None,
-                         max_side: int | None = None) -> Any:
+                         max_side: int | None = None, frame: int | None = None) -> Any:
         """:func:`breastdx.data.images.read_image_bytes` in a worker process (the bytes go through a pipe, never
         to disk); with ``max_side``, decoded reduced so that only the small image comes back.
 
@@ -97,7 +97,7 @@ class DecoderPool:
             ImageReadError: As :meth:`read_image`; the message names ``name``.
         """
         return self._call({"path": None, "name": name, "mode": mode, "max_pixels": max_pixels,
-                           "max_side": max_side}, bytes(data))
+                           "max_side": max_side, "frame": frame}, bytes(data))
 
     def close(self) -> None:
         """Stop every worker at once (a decode in progress ends with an :class:`ImageReadError`)."""
@@ -333,7 +333,7 @@ def _serve(memory_bytes: int) -> None:  # pragma: no cover - runs in the child (
                 rec = read_image(header["path"], mode=header["mode"], max_pixels=header["max_pixels"])
             else:
                 rec = read_image_bytes(data, header["name"], mode=header["mode"], max_pixels=header["max_pixels"],
-                                       max_side=header.get("max_side"))
+                                       max_side=header.get("max_side"), frame=header.get("frame"))
             array = np.ascontiguousarray(rec.array, dtype=np.uint8)
             answer = {"error": None, "shape": list(array.shape), "path": str(rec.path),
                       "spacing_mm": None if rec.spacing_mm is None else list(rec.spacing_mm),

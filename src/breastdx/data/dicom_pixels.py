@@ -21,16 +21,17 @@ CM_UNITS = 3
 """PhysicalUnitsXDirection / YDirection code of centimetres (DICOM PS3.3 C.8.5.5.1.15)."""
 
 
-def decode_dicom(src: Path | bytes, label: str, max_pixels: int) -> _Decoded:
+def decode_dicom(src: Path | bytes, label: str, max_pixels: int, frame: int | None = None) -> _Decoded:
     """Decode a DICOM file (``src`` a path) or upload (``src`` its bytes) by the rules of
     :mod:`breastdx.data.images`: the modality LUT, the first window when given, MONOCHROME1 inverted.
 
-    A multi-frame file (an ultrasound cine loop, NumberOfFrames > 1) gives its first frame, decoded alone, and
-    says so in ``frame`` (``(1, number of frames)``). The spacing is that of :func:`dicom_spacing`.
+    A multi-frame file (an ultrasound cine loop, NumberOfFrames > 1) gives its frame ``frame`` (1-based; default
+    the first), decoded alone, and says so in ``frame`` (``(frame, number of frames)``). The spacing is that of
+    :func:`dicom_spacing`.
 
     Raises:
         ImageReadError: If the header or the pixel data cannot be read, the image is over ``max_pixels``,
-            or has a PhotometricInterpretation breastdx does not convert.
+            or has a PhotometricInterpretation breastdx does not convert, or ``frame`` is past its last frame.
     """
     import pydicom
 
@@ -46,14 +47,17 @@ def decode_dicom(src: Path | bytes, label: str, max_pixels: int) -> _Decoded:
         frames = max(int(header.get("NumberOfFrames", 1) or 1), 1)
     except (TypeError, ValueError):
         frames = 1
+    index = 0 if frame is None else int(frame) - 1
+    if not 0 <= index < frames:
+        raise ImageReadError(f"{label}: frame {frame} asked, but the file holds {frames} frame(s) (1 to {frames}).")
     photometric = str(header.get("PhotometricInterpretation", "MONOCHROME2"))
     syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", "unknown")
     try:
         ds = pydicom.dcmread(_open(src))
         if "PixelData" not in ds:
             raise ImageReadError(f"{label}: DICOM file without PixelData; it holds no image.")
-        if frames > 1:  # decode the first frame only (pydicom >= 3)
-            ds.pixel_array_options(index=0)
+        if frames > 1:  # decode the chosen frame only (pydicom >= 3)
+            ds.pixel_array_options(index=index)
         arr = ds.pixel_array
     except ImageReadError:
         raise
@@ -63,7 +67,7 @@ def decode_dicom(src: Path | bytes, label: str, max_pixels: int) -> _Decoded:
             f"{err}); the file may be truncated, or compressed with a codec that is not installed."
         ) from None
     spacing, note = dicom_spacing(ds, label)
-    extra = {"spacing_mm": spacing, "spacing_note": note, "frame": (1, frames) if frames > 1 else None}
+    extra = {"spacing_mm": spacing, "spacing_note": note, "frame": (index + 1, frames) if frames > 1 else None}
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         if arr.ndim != 2:
             raise ImageReadError(f"{label}: {photometric} pixel data of shape {arr.shape}; expected (rows, columns).")

@@ -118,10 +118,11 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
 
     The conversion rules (16-bit rescaling, DICOM windows, transparency, colour to gray) are given in
     the module docstring. A multi-page TIFF is refused rather than cut to its first page; a multi-frame
-    DICOM (a cine loop) gives its first frame, and ``frame`` says so.
+    DICOM (a cine loop) gives its first frame, and ``frame`` says so; the item ``<file>#frame=<k>``
+    (:mod:`breastdx.data.dicom_frames`) gives its frame ``k`` (1-based).
 
     Args:
-        path: The file. Its format is found from its first bytes, not its name.
+        path: The file (or a frame item). Its format is found from its first bytes, not its name.
         mode: ``"gray"`` or ``"rgb"``.
         max_pixels: Largest accepted width x height, checked from the header before decoding.
 
@@ -135,10 +136,12 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
         ValueError: If ``mode`` is not ``"gray"`` or ``"rgb"``.
         ImageReadError: If the file is missing or empty, is not a PNG, JPEG, TIFF or DICOM image, is
             truncated or corrupt, is larger than ``max_pixels``, has several pages (TIFF), or stores pixels in
-            a layout breastdx does not convert. The message names the file.
+            a layout breastdx does not convert, or a frame item names a frame the file does not hold. The message
+            names the file.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
+    from breastdx.data.dicom_frames import frame_item
     from breastdx.data.npz_images import NpzInputError, expand_npz, is_npz_input, npz_item, read_npz_item
 
     try:
@@ -151,15 +154,22 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
                                  f"read each of them.")
     except NpzInputError as e:
         raise ImageReadError(str(e)) from None
+    item, frame = Path(path), None
+    chosen = frame_item(path)
+    if chosen is not None:
+        path, frame = chosen
     path = Path(path)
-    dec = _decode(path, str(path), max_pixels)
+    dec = _decode(path, str(path), max_pixels, frame=frame)
+    if frame is not None and dec.frame is None:
+        raise ImageReadError(f"{item}: frame {frame} asked, but {path} holds a single image, not a cine loop.")
+    path = item
     array = _to_uint8(dec, mode, path)
     return ImageRecord(array, path, dec.spacing_mm, dec.fmt, dec.mode, colourfulness=_colourfulness(dec),
                        spacing_note=dec.spacing_note, frame=dec.frame, brightness=_brightness(array))
 
 
 def read_image_bytes(data: bytes, name: str, mode: str = "gray", max_pixels: int = MAX_PIXELS,
-                     max_side: int | None = None) -> ImageRecord:
+                     max_side: int | None = None, frame: int | None = None) -> ImageRecord:
     """:func:`read_image` for an image held in memory (an upload): decoded from the bytes, never written to disk.
 
     With ``max_side``, an image whose longer side is over it is decoded reduced, by the smallest integer
@@ -174,6 +184,7 @@ def read_image_bytes(data: bytes, name: str, mode: str = "gray", max_pixels: int
         mode: ``"gray"`` or ``"rgb"``.
         max_pixels: Largest accepted width x height, checked from the header before decoding.
         max_side: Longest side wanted, in pixels (>= 1), or None for the full size.
+        frame: The frame of a multi-frame DICOM to read (1-based), or None for the first.
 
     Raises:
         ValueError: If ``mode`` is not ``"gray"`` or ``"rgb"``.
@@ -181,7 +192,9 @@ def read_image_bytes(data: bytes, name: str, mode: str = "gray", max_pixels: int
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
-    dec = _decode(bytes(data), name, max_pixels, max_side)
+    dec = _decode(bytes(data), name, max_pixels, max_side, frame=frame)
+    if frame is not None and dec.frame is None:
+        raise ImageReadError(f"{name}: frame {frame} asked, but it holds a single image, not a cine loop.")
     array = _to_uint8(dec, mode, Path(name))
     if dec.full_shape is None and max_side and max(array.shape[:2]) > max_side:  # DICOM, palette, 1-bit
         full = array.shape[:2]
@@ -252,7 +265,7 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
             that a shell glob such as ``benign/*.png`` gives the images only).
 
     Returns:
-        Unique paths, sorted.
+        Unique paths, sorted (a cine loop's frame items, :mod:`breastdx.data.dicom_frames`, by frame number).
     """
     from breastdx.data.npz_images import NpzInputError, expand_npz, is_npz_input
 
@@ -276,7 +289,15 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
             found.add(p)
     if exclude_masks:
         found = {f for f in found if not is_mask_name(f)}
-    return sorted(found)
+    return sorted(found, key=_item_order)
+
+
+def _item_order(path: Path) -> tuple[Path, int]:
+    """Sort key of :func:`list_images`: by path, a cine loop's frame items (``<file>#frame=<k>``) by frame number."""
+    from breastdx.data.dicom_frames import frame_item
+
+    chosen = frame_item(path)
+    return (path, 0) if chosen is None else (chosen[0], chosen[1])
 
 
 def _is_unnamed_dicom(path: Path) -> bool:
@@ -382,14 +403,18 @@ def _check_bytes(data: bytes, label: str) -> str:
     return fmt
 
 
-def _decode(src: Path | bytes, label: str, max_pixels: int, max_side: int | None = None) -> _Decoded:
+def _decode(src: Path | bytes, label: str, max_pixels: int, max_side: int | None = None,
+            frame: int | None = None) -> _Decoded:
     """Decode a file (``src`` a path) or an upload held in memory (``src`` its bytes); ``label`` names it in
-    messages. Bytes are never written to disk. Pillow formats are reduced to ``max_side`` while decoded."""
+    messages. Bytes are never written to disk. Pillow formats are reduced to ``max_side`` while decoded; ``frame``
+    (1-based) chooses a DICOM cine loop's frame, and is refused for another format."""
     fmt = _check_file(src) if isinstance(src, Path) else _check_bytes(src, label)
     if fmt == "DICOM":
         from breastdx.data.dicom_pixels import decode_dicom
 
-        return decode_dicom(src, label, max_pixels)
+        return decode_dicom(src, label, max_pixels, frame=frame)
+    if frame is not None:
+        raise ImageReadError(f"{label}#frame={frame}: frames are read from multi-frame DICOM files; this is {fmt}.")
     return _decode_pillow(src, label, fmt, max_pixels, max_side)
 
 

@@ -28,6 +28,15 @@ Failures = list[tuple[str, str]]
 RowMaker = Callable[[Path, Any, Any, str, Callable[..., Future]], dict[str, Any]]
 
 
+def item_stem(path: Path) -> str:
+    """The stem of an input's output files: the file's stem, with ``_frame<k>`` for a cine loop's frame item
+    (:mod:`breastdx.data.dicom_frames`)."""
+    from breastdx.data.dicom_frames import frame_item
+
+    chosen = frame_item(path)
+    return path.stem if chosen is None else f"{chosen[0].stem}_frame{chosen[1]}"
+
+
 def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path, fields: list[str],
                     make_row: RowMaker, workers: int, **options: Any) -> tuple[list[dict[str, Any]], Failures, float]:
     """Predict every image of ``inputs``, make each row with ``make_row(path, record, output, stem, submit)``
@@ -53,8 +62,9 @@ def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path,
             if err is not None:
                 failures.append((str(path), err))
                 continue
-            used[path.stem] = used.get(path.stem, 0) + 1
-            stem = path.stem if used[path.stem] == 1 else f"{path.stem}_{used[path.stem]}"
+            name = item_stem(path)
+            used[name] = used.get(name, 0) + 1
+            stem = name if used[name] == 1 else f"{name}_{used[name]}"
             rows.append(make_row(path, rec, out, stem, submit))
             if known:
                 rows[-1]["seen_in_training"] = "yes" if image_hash(rec.array) in known else "no"

@@ -418,6 +418,9 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         request: Request,
         composites: bool = Query(False, description="Also answer the overlays blended into the image "
                                                     "(contour_composite_png, gradcam_composite_png)."),
+        frame: int | None = Query(None, ge=1, le=INT64_MAX, description="For a multi-frame DICOM (an ultrasound "
+                                  "cine loop): the frame to read, 1-based; default the first. image.frame says "
+                                  "which was read."),
     ) -> dict[str, Any]:
         """One image (field ``file``) for an imaging task; ``ultrasound`` runs busi-seg and busi-cls on it.
 
@@ -469,7 +472,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
             _use_threads(request)
             answer = predict_image(models, data, filename, max_pixels=settings.max_pixels,
                                    display_max_side=settings.display_max_side, gradcam=settings.gradcam,
-                                   composites=composites, decoder=request.app.state.decoder)
+                                   composites=composites, decoder=request.app.state.decoder, frame=frame)
             # De-identification: nothing is read from a DICOM's header but its pixels and calibration, and its file
             # name (PACS exports may name files after the patient) is not recorded: the SHA-256 is its reference.
             recorded_name = None if sniff_bytes(data[:132]) == "DICOM" else filename

@@ -33,7 +33,7 @@ class ServeInputError(ValueError):
 
 
 def read_upload(data: bytes, filename: str, mode: str, max_pixels: int, decoder: Any = None,
-                max_side: int | None = None) -> Any:
+                max_side: int | None = None, frame: int | None = None) -> Any:
     """Decode an uploaded image in memory (:func:`breastdx.data.images.read_image_bytes`): no upload is written
     to disk.
 
@@ -49,6 +49,7 @@ def read_upload(data: bytes, filename: str, mode: str, max_pixels: int, decoder:
         decoder: A :class:`breastdx.data.decode_worker.DecoderPool`, or None to decode in this process.
         max_side: Longest side to decode to (a larger image is decoded reduced; ``full_shape`` of the record
             then gives its stored size), or None for the full size.
+        frame: The frame of a multi-frame DICOM (1-based), or None for the first; refused for another image.
 
     Returns:
         An :class:`~breastdx.data.images.ImageRecord` (its ``path`` is the client's file name).
@@ -70,8 +71,9 @@ def read_upload(data: bytes, filename: str, mode: str, max_pixels: int, decoder:
                               f"byte 128), whatever its name ends with.")
     try:
         if decoder is not None:
-            return decoder.read_image_bytes(data, filename, mode=mode, max_pixels=max_pixels, max_side=max_side)
-        return read_image_bytes(data, filename, mode=mode, max_pixels=max_pixels, max_side=max_side)
+            return decoder.read_image_bytes(data, filename, mode=mode, max_pixels=max_pixels, max_side=max_side,
+                                            frame=frame)
+        return read_image_bytes(data, filename, mode=mode, max_pixels=max_pixels, max_side=max_side, frame=frame)
     except ImageReadError as e:
         message = str(e)
         too_large = "over the limit" in message or "decompression-bomb" in message

@@ -361,7 +361,7 @@ def _scope(record: Any, models: Sequence[LoadedModel]) -> dict[str, Any]:
 
 def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, max_pixels: int,
                   display_max_side: int, gradcam: bool = True, composites: bool = False,
-                  decoder: Any = None) -> dict[str, Any]:
+                  decoder: Any = None, frame: int | None = None) -> dict[str, Any]:
     """Decode one uploaded image and run segmentation and/or classification models on it.
 
     Args:
@@ -374,6 +374,7 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
         composites: Also answer the overlays already blended into the image (``*_composite_png``).
         decoder: The :class:`breastdx.data.decode_worker.DecoderPool` that decodes the upload (time and
             memory limits), or None to decode in this process.
+        frame: The frame of a multi-frame DICOM to read (1-based), or None for the first.
 
     Returns:
         ``{"image", "segmentation", "classification", "timings_ms"}``: ``image`` holds the size, format,
@@ -394,7 +395,8 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     mode = "rgb" if any(m.image_mode == "rgb" for m in models) else "gray"
-    record = read_upload(data, filename, mode, max_pixels, decoder, max_side=max(DECODE_MAX_SIDE, display_max_side))
+    record = read_upload(data, filename, mode, max_pixels, decoder, max_side=max(DECODE_MAX_SIDE, display_max_side),
+                         frame=frame)
     image = record.array
     height, width = record.full_shape or image.shape[:2]
     scale = (height / image.shape[0], width / image.shape[1])  # stored pixels per decoded pixel, per axis
