@@ -30,7 +30,7 @@ import numpy as np
 DATASETS = {"busi": "busi", "busi_original_sample": "busi_original_sample",
             "bus_uclm_sample": "bus_uclm_sample/images", "breast_lesions_usg_sample": "breast_lesions_usg_sample/images",
             "breastmnist": "breastmnist/breastmnist.npz#test", "idc": "idc", "pcam": "pcam_subset/test",
-            "breakhis": "breakhis_224", "monuseg": "monuseg_breast/test"}
+            "breakhis": "breakhis_224", "monuseg": "monuseg_breast/test/images"}
 OWN = {"busi-cls": "busi", "breastmnist": "breastmnist", "idc": "idc", "pcam": "pcam", "breakhis": "breakhis"}
 
 
