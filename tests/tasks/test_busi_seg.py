@@ -180,3 +180,25 @@ def test_evaluate_the_shipped_model(data_root, tmp_path):
     shipped = json.loads((model_dir / "meta.json").read_text())["metrics"]
     assert metrics["metrics"]["dice"]["value"] == pytest.approx(shipped["dice"]["value"], abs=0.005)
 
+
+
+def test_presence_gate_with_the_shipped_classifier(data_root, tmp_path):
+    """--presence-model busi-cls empties the segmenter's false lesion on a normal image (4,002 px without the gate,
+    see busi_seg_golden.json) and keeps the lesions; predictions.csv gives each image's P(normal)."""
+    images = [data_root / "busi" / c / f"{c} (1).png" for c in ("benign", "malignant", "normal")]
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "busi-seg", *map(str, images), "--presence-model", "busi-cls", "--out",
+                                 str(out), "--overlays", "false"])
+    assert result.exit_code == 0, result.output
+    assert "busi-cls called 1 image(s) normal" in result.output
+    rows = {Path(r["source"]).stem: r for r in csv.DictReader(open(out / "predictions.csv"))}
+    assert rows["normal (1)"]["lesion_found"] == "False" and int(rows["normal (1)"]["lesion_area_px"]) == 0
+    assert float(rows["normal (1)"]["p_normal"]) >= 0.3
+    for name, area in (("benign (1)", 1315), ("malignant (1)", 83336)):
+        assert float(rows[name]["p_normal"]) < 0.3 and abs(int(rows[name]["lesion_area_px"]) - area) <= 0.02 * area
+    result = runner.invoke(app, ["predict", "busi-seg", str(images[0]), "--presence-model", "wdbc", "--out",
+                                 str(tmp_path / "bad")])
+    assert result.exit_code == 2 and "not a classification model" in result.output
+    result = runner.invoke(app, ["predict", "busi-seg", str(images[0]), "--presence-model", "idc", "--out",
+                                 str(tmp_path / "bad2")])
+    assert result.exit_code == 2 and "The presence model takes rgb images, the segmenter gray ones" in result.output

@@ -15,6 +15,7 @@ removal of small components / all but the largest one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -100,6 +101,8 @@ class SegmentationOutput:
         max_diameter_px: Longest diameter (maximum Feret diameter) of the largest lesion component, in pixels
             (:func:`~breastdx.inference.lesion_size.max_feret_diameter`); 0 without a lesion.
         max_diameter_mm: The same in mm when the pixel spacing is known (measured per axis), else None.
+        p_normal: With a presence gate (:mod:`breastdx.inference.presence`), the classifier's P(normal) of the
+            image (at or over the gate's threshold the mask is empty); else None.
     """
 
     mask: np.ndarray
@@ -110,6 +113,7 @@ class SegmentationOutput:
     max_prob: float
     max_diameter_px: float = 0.0
     max_diameter_mm: float | None = None
+    p_normal: float | None = None
 
 
 @PREDICTORS.register("segmentation")
@@ -125,6 +129,8 @@ class SegmentationPredictor(ImagePredictor):
 
     Attributes:
         postprocessing: Threshold (``meta["threshold"]``) and cleaning (``meta["postprocessing"]``).
+        presence: A :class:`~breastdx.inference.presence.PresenceGate` that empties the mask of an image its
+            classifier calls normal, or None (default: the segmenter alone).
 
     Raises:
         ModelFolderError: If ``meta`` lacks the preprocessing or names an unknown dtype or TTA mode.
@@ -137,6 +143,14 @@ class SegmentationPredictor(ImagePredictor):
         super().__init__(network, meta, **options)
         self.postprocessing = Postprocessing.from_meta({"threshold": self.meta.get("threshold", 0.5),
                                                         **self.meta.get("postprocessing", {})})
+        self.presence: Any = None
+
+    def _gated(self, outputs: list[SegmentationOutput], images: Sequence[np.ndarray]) -> list[SegmentationOutput]:
+        """The outputs after the presence gate (unchanged without one), with each image's P(normal)."""
+        if self.presence is None:
+            return outputs
+        p = self.presence.p_normal(images)
+        return [dataclasses.replace(o, p_normal=float(q)) for o, q in zip(self.presence.apply(outputs, p), p)]
 
     # ------------------------------------------------------------------------------------------ network
     def predict_resized(self, batch: torch.Tensor) -> torch.Tensor:
@@ -207,9 +221,12 @@ class SegmentationPredictor(ImagePredictor):
             ValueError: If an image is not uint8 of the expected layout.
         """
         resized = [self.prepare(im) for im in images]
-        return self.predict_prepared(resized, [im.shape[:2] for im in images], spacings, keep_prob)
+        return self._gated(self.predict_prepared(resized, [im.shape[:2] for im in images], spacings, keep_prob),
+                           images)
 
     def predict_batch(self, records: Sequence[Any], prepared: Sequence[np.ndarray],
                       keep_prob: bool = False) -> list[SegmentationOutput]:
         """:meth:`predict_prepared` for images read by :meth:`predict_files` (``keep_prob`` off by default)."""
-        return self.predict_prepared(prepared, [r.shape for r in records], [r.spacing_mm for r in records], keep_prob)
+        outputs = self.predict_prepared(prepared, [r.shape for r in records], [r.spacing_mm for r in records],
+                                        keep_prob)
+        return self._gated(outputs, [r.array for r in records])

@@ -153,7 +153,9 @@ def write_segmentation_predictions(predictor: Any, inputs: Sequence[str | Path],
     ``lesion_area_mm2`` (empty without a pixel spacing), ``lesion_max_diameter_px``, ``lesion_max_diameter_mm``
     (empty without a pixel spacing), ``lesion_fraction``, ``n_components``, ``max_prob``; ``spacing_mm``
     (``"<row>x<col>"``, empty when unknown), ``spacing_note`` (why a DICOM calibration gives no spacing, e.g.
-    ultrasound regions that disagree; empty else) and ``frame`` (:func:`frame_cell`). Masks are gray PNGs
+    ultrasound regions that disagree; empty else) and ``frame`` (:func:`frame_cell`); with a presence gate
+    (``predictor.presence``, :mod:`breastdx.inference.presence`), ``p_normal``: the classifier's P(normal), at or
+    over whose threshold ``lesion_found`` is false. Masks are gray PNGs
     {0, 255} at the original size; overlays show the contour in red on the image.
 
     Args:
@@ -184,8 +186,10 @@ def write_segmentation_predictions(predictor: Any, inputs: Sequence[str | Path],
         return {"source": str(path), "mask": str(mask_png.relative_to(run_dir)), "overlay": overlay,
                 "height": h, "width": w, **csv_row(segmentation_record(out)),
                 "spacing_mm": "" if spacing is None else f"{spacing[0]}x{spacing[1]}",
-                "spacing_note": rec.spacing_note, "frame": frame_cell(rec)}
+                "spacing_note": rec.spacing_note, "frame": frame_cell(rec),
+                **({} if out.p_normal is None else {"p_normal": round(out.p_normal, 4)})}
 
+    gate = getattr(predictor, "presence", None)
     fields = ["source", "mask", "overlay", "height", "width", *SEGMENTATION_FIELDS, "spacing_mm", "spacing_note",
-              "frame"]
+              "frame", *([] if gate is None else ["p_normal"])]
     return _predict_to_csv(predictor, inputs, run_dir, fields, make_row, workers)

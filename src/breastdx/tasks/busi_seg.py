@@ -114,9 +114,15 @@ class SegEvaluateOptions(EvaluateOptions):
         external: A labelled folder from elsewhere to score instead of a split: a ``labels.csv`` (columns ``image``,
             ``label``, optional ``mask``, ``pixel_size_mm``) or BUSI class sub-folders with ``*_mask*`` files
             (:mod:`breastdx.evaluation.external_segmentation`); writes ``cases.csv`` too.
+        presence_model: A classifier with a ``normal`` class (a shipped name such as ``busi-cls``, or a model
+            folder) whose P(normal) at or over ``presence_threshold`` empties the mask
+            (:mod:`breastdx.inference.presence`); empty: the segmenter alone.
+        presence_threshold: That threshold, in (0, 1].
     """
 
     external: str = ""
+    presence_model: str = ""
+    presence_threshold: float = option(0.3, gt=0.0, le=1.0)
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,8 @@ class PredictOptions:
         threads: Threads of the network (0: PyTorch's default, every core); set by the command line.
         tta: Test-time augmentation (``none``, ``hflip``; empty: the model's).
         overlays: Write an overlay PNG per image into ``overlays/``.
+        presence_model: As in :class:`SegEvaluateOptions`; adds the column ``p_normal``.
+        presence_threshold: As in :class:`SegEvaluateOptions`.
     """
 
     batch_size: int = option(16, ge=1)
@@ -136,6 +144,8 @@ class PredictOptions:
     threads: int = option(0, ge=0)
     tta: str = option("", choices=("", "none", "hflip"))
     overlays: bool = True
+    presence_model: str = ""
+    presence_threshold: float = option(0.3, gt=0.0, le=1.0)
 
 
 @TASKS.register(TASK_NAME)
@@ -359,7 +369,8 @@ class BusiSegTask(Task):
         outputs, targets = self._predict_cases(predictor, cases, keep_prob=False)
         scores = [case_scores(o.mask, t) for o, t in zip(outputs, targets)]
         for s, c, o in zip(scores, cases, outputs):
-            s.update({"case": c.name, "label": c.label, "max_prob": o.max_prob, "n_components": o.n_components})
+            s.update({"case": c.name, "label": c.label, "max_prob": o.max_prob, "n_components": o.n_components,
+                      **({} if o.p_normal is None else {"p_normal": o.p_normal})})
         labels = [c.label for c in cases]
         return {"scores": scores, "cases": list(cases), "labels": labels,
                 "metrics": summarize_segmentation(scores, labels, n_boot=n_boot, seed=seed)}
@@ -368,6 +379,8 @@ class BusiSegTask(Task):
     def _write_per_image(evaluation: dict[str, Any], path: Path) -> None:
         fields = ["case", "label", "dice", "iou", "hd95", "target_area_px", "pred_area_px", "fp_area_px",
                   "missed", "false_positive", "n_components", "max_prob"]
+        if any("p_normal" in s for s in evaluation["scores"]):
+            fields.append("p_normal")
         with open(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             w.writeheader()
@@ -504,6 +517,7 @@ class BusiSegTask(Task):
         which, seed, n_boot, batch = o.split, o.seed, o.n_bootstrap, o.batch_size
         predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
                                                    **runtime_options(options))
+        presence = self._presence(predictor, o, options)
         if o.external:
             from breastdx.evaluation.external_segmentation import evaluate_external_segmentation
 
@@ -524,7 +538,7 @@ class BusiSegTask(Task):
         split_text = f"{which} split of {split_path.name} (n = {len(cases)}: {self._class_text(cases)})"
         metrics = {"task": self.name, "split": split_text, "n": len(cases), "model": str(model_dir),
                    "threshold": predictor.postprocessing.threshold,
-                   "postprocessing": predictor.postprocessing.to_meta(), "metrics": evaluation["metrics"]}
+                   "postprocessing": predictor.postprocessing.to_meta(), **presence, "metrics": evaluation["metrics"]}
         write_json(metrics, run_dir / "metrics.json")
         self._write_per_image(evaluation, run_dir / f"{which}_per_image.csv")
         self._write_report(run_dir, predictor, evaluation, metrics, None, None, n_boot,
@@ -545,6 +559,7 @@ class BusiSegTask(Task):
         o = parse_options(PredictOptions, options, f"predict {self.name}")
         predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, batch_size=o.batch_size,
                                                    tta=o.tta or None, **runtime_options(options))
+        presence = self._presence(predictor, o, options)
         rows, failures, seconds = write_segmentation_predictions(predictor, inputs, run_dir, overlays=o.overlays,
                                                                  workers=o.workers)
         out_csv = run_dir / "predictions.csv"
@@ -557,4 +572,21 @@ class BusiSegTask(Task):
                  + (", overlays/" if o.overlays else "")]
         if len(rows) > 50:
             notes.insert(0, f"(first 50 of {len(rows)} shown)")
+        if presence:
+            gated = sum(1 for r in rows if r.get("p_normal", 0) >= o.presence_threshold)
+            notes.append(f"Presence gate: {presence['presence']['model']} called {gated} image(s) normal "
+                         f"(P(normal) >= {o.presence_threshold}); their masks are empty (column p_normal).")
         return RunResult(run_dir, {}, "BUSI lesion segmentation", table, notes, failures)
+
+    @staticmethod
+    def _presence(predictor: Any, o: Any, options: dict[str, str]) -> dict[str, Any]:
+        """Attach the presence gate that ``--presence-model`` asks for; its record for ``metrics.json`` (empty
+        without one)."""
+        if not o.presence_model:
+            return {}
+        from breastdx.inference.presence import load_gate
+
+        predictor.presence = load_gate(o.presence_model, o.presence_threshold, batch_size=predictor.batch_size,
+                                       image_mode=predictor.preprocessing.mode, **runtime_options(options))
+        return {"presence": {"model": o.presence_model, "threshold": o.presence_threshold,
+                             "rule": f"mask emptied where P(normal) of {o.presence_model} >= {o.presence_threshold}"}}
