@@ -134,6 +134,9 @@ def test_breakhis_subtypes_train_predict_and_evaluate_on_the_real_copy(tmp_path)
                                                                min(50, max(1, len(split["train"]) // 10)))
     assert (out / "model" / ood["bank_file"]).is_file() and float(row["ood_distance"]) >= 0
     assert (row["in_scope"] == "true") == (float(row["ood_distance"]) <= ood["threshold"])
+    card = (out / "model" / "MODEL_CARD.md").read_text()
+    assert "## Prediction sets (conformal)" in card and f"calibrated on {len(split['val'])} validation cases" in card
+    assert "## Out-of-scope inputs" in card and f"Over {ood['threshold']:.4f}" in card
     result = runner.invoke(app, ["evaluate", "breakhis", "--model", str(out / "model"), "--data-dir", str(data),
                                  "--out", str(tmp_path / "eval"), "--n-bootstrap", "50"])
     assert result.exit_code == 0, result.output

@@ -238,5 +238,30 @@ def write_model_card(model_dir: Path, meta: dict[str, Any], *, title: str, summa
         "## Limitations",
         *[f"- {item}" for item in limitations],
         "",
+        *_record_sections(meta),
     ]
     (model_dir / CARD_FILE).write_text("\n".join(lines))
+
+
+def _record_sections(meta: dict[str, Any]) -> list[str]:
+    """The card's sections on a classifier's prediction sets and out-of-scope check, from ``meta.json``'s
+    ``conformal`` and ``ood`` records (none for a model without them)."""
+    lines = []
+    conformal = meta.get("conformal")
+    if conformal:
+        lines += ["## Prediction sets (conformal)",
+                  f"`predict` and the service give a `prediction_set`: split conformal prediction "
+                  f"({conformal['method']}), calibrated on {conformal['n_calibration']} validation cases; at the "
+                  f"{conformal['level']:.0%} level the set holds the true class at least that often on cases like "
+                  f"them (not per class, not under a change of scanner, stain or hospital). A set of more than one "
+                  f"class means the case needs a specialist.", ""]
+    ood = meta.get("ood")
+    if ood:
+        lines += ["## Out-of-scope inputs",
+                  f"Each input is checked for colour and size, and scored in this model's feature space: the cosine "
+                  f"distance of its L2-normalised penultimate features to the {ood['k']}th nearest of "
+                  f"{ood['n_bank']} training images (deep nearest neighbours, Sun et al. 2022, arXiv:2204.06507; "
+                  f"`{ood['bank_file']}`). Over {ood['threshold']:.4f}, the {ood['quantile']:.0%} quantile of the "
+                  f"{ood['n_calibration']} validation images' distances, the input is flagged (`in_scope` false) "
+                  f"and still predicted. `benchmarks/ood_scope.py` measures what it flags on other datasets.", ""]
+    return lines
