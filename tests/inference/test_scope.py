@@ -115,3 +115,21 @@ def test_shipped_idc_flags_ultrasound_and_busi_cls_flags_hne_by_its_features(dat
                        if s.startswith("breakhis") and "unlike the training images" in r["scope_note"]]
     assert len(feature_flagged) >= 2
     assert all(float(r["ood_distance"]) > 0.051377 for r in feature_flagged)
+
+
+def test_predict_busi_seg_says_when_an_image_is_out_of_scope(data_root, tmp_path):
+    """The segmenter's predictions.csv has in_scope and scope_note too (colour and size): an H&E image is flagged,
+    a BUSI image is not."""
+    from typer.testing import CliRunner
+
+    from breastdx.cli import app
+
+    he = next((data_root / "breakhis_224" / "DC").rglob("*.jpg"))
+    busi = data_root / "busi" / "benign" / "benign (23).png"
+    out = tmp_path / "seg"
+    result = CliRunner().invoke(app, ["predict", "busi-seg", str(he), str(busi), "--out", str(out), "--overlays",
+                                      "false"])
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["source"]).name: r for r in csv.DictReader(open(out / "predictions.csv"))}
+    assert rows[he.name]["in_scope"] == "false" and "a colour image" in rows[he.name]["scope_note"]
+    assert rows[busi.name]["in_scope"] == "true" and rows[busi.name]["scope_note"] == ""

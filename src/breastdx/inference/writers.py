@@ -89,12 +89,14 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
 
     ``predictions.csv`` has one row per image read: ``source``, ``height``, ``width``, then the classification
     record (:func:`~breastdx.inference.records.classification_record`): ``p_<class>`` for every class (after
-    temperature scaling) and, for classes in groups (subtypes), ``p_<group>`` (e.g. ``p_malignant``), ``label`` (at the operating point), ``label_argmax``, ``threshold``; when the model folder has a conformal record,
+    temperature scaling) and, for classes in groups (subtypes), ``p_<group>`` (e.g. ``p_malignant``), ``label``
+    (at the operating point), ``label_argmax``, ``threshold``; when the model folder has a conformal record,
     ``prediction_set`` (classes joined by ``|``; more than one: the model is uncertain between them) and
-    ``prediction_set_level`` (its coverage level); ``in_scope``, ``scope_note`` (:func:`~breastdx.inference.scope.check_scope`); when the model folder has
-    an out-of-distribution record, ``ood_distance`` (:mod:`breastdx.inference.ood`; over the record's threshold the
-    image is out of scope); ``frame`` (:func:`frame_cell`); and, with
-    Grad-CAM, ``gradcam`` (the overlay PNG in ``gradcam/``, relative to ``run_dir``).
+    ``prediction_set_level`` (its coverage level); ``in_scope``, ``scope_note``
+    (:func:`~breastdx.inference.scope.check_scope`); when the model folder has an out-of-distribution record,
+    ``ood_distance`` (:mod:`breastdx.inference.ood`; over the record's threshold the image is out of scope);
+    ``frame`` (:func:`frame_cell`); and, with Grad-CAM, ``gradcam`` (the overlay PNG in ``gradcam/``, relative
+    to ``run_dir``).
 
     Args:
         predictor: A :class:`~breastdx.inference.classifier.ClassificationPredictor`.
@@ -115,8 +117,7 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
         row = {"source": str(path), "height": h, "width": w,
                **csv_row(classification_record(out.prob, predictor.class_names, out.label, predictor.threshold,
                                                out.prediction_set, predictor.conformal_level))}
-        scope = check_scope(rec, predictor, out)
-        row["in_scope"], row["scope_note"] = str(scope.in_scope).lower(), scope.note
+        row["in_scope"], row["scope_note"] = _scope_cells(rec, predictor, out)
         if ood:
             row["ood_distance"] = "" if out.ood_distance is None else f"{out.ood_distance:.4f}"
         row["frame"] = frame_cell(rec)
@@ -136,6 +137,13 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
     return _predict_to_csv(predictor, inputs, run_dir, fields, make_row, workers, gradcam=gradcam)
 
 
+def _scope_cells(rec: Any, predictor: Any, out: Any = None) -> tuple[str, str]:
+    """``in_scope`` (``true``/``false``) and ``scope_note`` of one input
+    (:func:`~breastdx.inference.scope.check_scope`)."""
+    scope = check_scope(rec, predictor, out)
+    return str(scope.in_scope).lower(), scope.note
+
+
 def frame_cell(rec: Any) -> str:
     """The ``frame`` column: ``"<frame read> of <frames>"`` (``"1 of 40"``) for a multi-frame DICOM, else empty."""
     frame = getattr(rec, "frame", None)
@@ -153,7 +161,8 @@ def write_segmentation_predictions(predictor: Any, inputs: Sequence[str | Path],
     ``lesion_area_mm2`` (empty without a pixel spacing), ``lesion_max_diameter_px``, ``lesion_max_diameter_mm``
     (empty without a pixel spacing), ``lesion_fraction``, ``n_components``, ``max_prob``; ``spacing_mm``
     (``"<row>x<col>"``, empty when unknown), ``spacing_note`` (why a DICOM calibration gives no spacing, e.g.
-    ultrasound regions that disagree; empty else) and ``frame`` (:func:`frame_cell`); with a presence gate
+    ultrasound regions that disagree; empty else), ``frame`` (:func:`frame_cell`), ``in_scope`` and ``scope_note``
+    (colour and size, :func:`~breastdx.inference.scope.check_scope`); with a presence gate
     (``predictor.presence``, :mod:`breastdx.inference.presence`), ``p_normal``: the classifier's P(normal), at or
     over whose threshold ``lesion_found`` is false. Masks are gray PNGs
     {0, 255} at the original size; overlays show the contour in red on the image.
@@ -187,9 +196,10 @@ def write_segmentation_predictions(predictor: Any, inputs: Sequence[str | Path],
                 "height": h, "width": w, **csv_row(segmentation_record(out)),
                 "spacing_mm": "" if spacing is None else f"{spacing[0]}x{spacing[1]}",
                 "spacing_note": rec.spacing_note, "frame": frame_cell(rec),
+                **dict(zip(("in_scope", "scope_note"), _scope_cells(rec, predictor))),
                 **({} if out.p_normal is None else {"p_normal": round(out.p_normal, 4)})}
 
     gate = getattr(predictor, "presence", None)
     fields = ["source", "mask", "overlay", "height", "width", *SEGMENTATION_FIELDS, "spacing_mm", "spacing_note",
-              "frame", *([] if gate is None else ["p_normal"])]
+              "frame", "in_scope", "scope_note", *([] if gate is None else ["p_normal"])]
     return _predict_to_csv(predictor, inputs, run_dir, fields, make_row, workers)
