@@ -91,12 +91,24 @@ def main() -> None:
     gap = np.full((6, rows[0].shape[1], 3), 255, np.uint8)
     grid = np.concatenate([x for r in rows for x in (r, gap)][:-1])
     (report / "grid.png").write_bytes(png_bytes(np.kron(grid, np.ones((2, 2, 1), np.uint8))))
+    # the first 8 IDC patches of the target check above their nearest real patches (all patients, any symmetry)
+    from breastdx.evaluation.generative import dihedral_views, nearest_patch_distance
+
+    near = nearest_patch_distance(target[:8], every_real)
+    views = dihedral_views(every_real[near["index"]])  # the reference turned as the query was compared
+    inverse = {0: 0, 1: 3, 2: 2, 3: 1, 4: 4, 5: 5, 6: 6, 7: 7}  # undo the query's view on the reference
+    matched = np.stack([views[inverse[int(v)], i] for i, v in enumerate(near["view"])])
+    pairs_img = np.concatenate([_grid(target[:8], 1, 8), gap, _grid(matched, 1, 8)])
+    (report / "nearest.png").write_bytes(png_bytes(np.kron(pairs_img, np.ones((3, 3, 1), np.uint8))))
+    figures["nearest_examples"] = [round(float(x), 2) for x in near["distance"]]
 
     if args.runs:
         runs = dict(item.split("=", 1) for item in args.runs)
         baseline = next(iter(runs))
+        pairs = [("synthetic", other) for other in ("class_weighting", "oversampling")
+                 if "synthetic" in runs and other in runs]
         comparison = compare_training({n: Path(d) / "model" for n, d in runs.items()}, parts["test"], baseline,
-                                      n_boot=args.n_boot)
+                                      n_boot=args.n_boot, pairs=pairs)
         for n, d in runs.items():
             m = json.loads((Path(d) / "metrics.json").read_text())
             comparison["models"][n]["train_minutes"] = round(m["timing"]["train_seconds"]["compact_cnn"] / 60, 1)

@@ -45,10 +45,6 @@ def test_same_seed_same_files_other_seed_other_files(tiny_generator, tmp_path):
 
 
 def test_cli_writes_64_distinct_idc_patches_with_the_shipped_model(tmp_path):
-    from breastdx.zoo import shipped_models
-
-    if "idc-gan" not in shipped_models():
-        pytest.skip("the idc-gan model is not shipped yet")
     out = tmp_path / "syn"
     result = runner.invoke(app, ["synthesize", "idc", "--n", "64", "--label", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -57,6 +53,13 @@ def test_cli_writes_64_distinct_idc_patches_with_the_shipped_model(tmp_path):
     arrays = [np.asarray(Image.open(f)) for f in files]
     assert all(a.shape == (50, 50, 3) and a.dtype == np.uint8 for a in arrays)
     assert len({a.tobytes() for a in arrays}) == 64
+    data_root = Path(os.environ.get("BREASTDX_DATA", ""))
+    if (data_root / "idc").is_dir():  # no near-copy of a training patch (exact among the 16 Euclidean-nearest)
+        from breastdx.evaluation.generative import nearest_patch_distance
+        from breastdx.pipeline.synthesis import read_idc_patches
+
+        train = read_idc_patches(data_root)["train"]["images"]
+        assert nearest_patch_distance(np.stack(arrays), train, candidates=16)["distance"].min() >= 8
     again = runner.invoke(app, ["synthesize", "idc", "--n", "64", "--label", "1", "--out", str(out)])
     assert again.exit_code == 2 and "not empty" in again.output
 
@@ -79,3 +82,18 @@ def test_the_idc_reader_adds_synthetic_tumour_patches_to_training_only(tiny_gene
     assert image.shape == (50, 50, 3) and mask is None
     assert len(more.parts["test"]) == len(plain.parts["test"])
     assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text()
+
+
+def test_compare_training_of_a_model_with_itself_gives_zero_differences():
+    from breastdx.pipeline.synthesis import compare_training
+    from breastdx.zoo import shipped_models
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(24, 50, 50, 3), dtype=np.uint8)
+    test = {"images": images, "labels": np.arange(24) % 2, "groups": np.repeat(np.arange(8), 3).astype(str)}
+    idc = shipped_models()["idc"]
+    out = compare_training({"a": idc, "b": idc}, test, "a", n_boot=50)
+    assert out["n_patients"] == 8 and out["n_patches"] == 24 and set(out["differences"]) == {"b"}
+    for d in out["differences"]["b"].values():
+        assert d["value"] == 0 and d["ci95"] == [0, 0]
+    assert out["models"]["a"] == out["models"]["b"]
