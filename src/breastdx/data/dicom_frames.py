@@ -38,11 +38,10 @@ def frame_name(path: str | Path, frame: int) -> Path:
 def count_frames(path: str | Path) -> int:
     """NumberOfFrames of a DICOM file, read from its header alone; 1 for a single frame, another format or a file
     that cannot be read (the reader reports that file)."""
-    from breastdx.data.images import sniff_format
-
     try:
-        if sniff_format(Path(path)) != "DICOM":
-            return 1
+        with open(path, "rb") as f:
+            if f.read(132)[128:132] != b"DICM":  # the DICOM preamble (PS3.10 7.1), as images.sniff_format reads it
+                return 1
         import pydicom
 
         header = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["NumberOfFrames"])
