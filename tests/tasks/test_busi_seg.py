@@ -87,6 +87,14 @@ def test_evaluate_a_trained_model(tiny_run, data_root, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"].startswith("val split") and "dice" in metrics["metrics"]
     assert (out / "report.html").is_file() and (out / "val_per_image.csv").is_file()
+    assert metrics["tta"] == "none"
+    flipped = tmp_path / "eval-tta"
+    result = runner.invoke(app, ["evaluate", "busi-seg", "--model", str(tiny_run / "model"), "--data-dir",
+                                 str(data_root), "--out", str(flipped), "--split", "val", "--n-bootstrap", "100",
+                                 "--tta", "hflip"])
+    assert result.exit_code == 0, result.output
+    with_tta = json.loads((flipped / "metrics.json").read_text())
+    assert with_tta["tta"] == "hflip" and with_tta["metrics"]["dice"]["value"] != metrics["metrics"]["dice"]["value"]
 
 
 @pytest.mark.parametrize("arch", ["deeplabv3plus", pytest.param("fcn", marks=pytest.mark.slow)])

@@ -118,11 +118,14 @@ class SegEvaluateOptions(EvaluateOptions):
             folder) whose P(normal) at or over ``presence_threshold`` empties the mask
             (:mod:`breastdx.inference.presence`); empty: the segmenter alone.
         presence_threshold: That threshold, in (0, 1].
+        tta: Test-time augmentation (``none``, ``hflip``: the mean with the left-right mirror's probability;
+            empty: the model's).
     """
 
     external: str = ""
     presence_model: str = ""
     presence_threshold: float = option(0.3, gt=0.0, le=1.0)
+    tta: str = option("", choices=("", "none", "hflip"))
 
 
 @dataclass(frozen=True)
@@ -515,7 +518,7 @@ class BusiSegTask(Task):
 
         o = parse_options(SegEvaluateOptions, options, f"evaluate {self.name}")
         which, seed, n_boot, batch = o.split, o.seed, o.n_bootstrap, o.batch_size
-        predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, batch_size=batch,
+        predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, batch_size=batch, tta=o.tta or None,
                                                    **runtime_options(options))
         presence = self._presence(predictor, o, options)
         if o.external:
@@ -537,7 +540,7 @@ class BusiSegTask(Task):
         evaluation = self._evaluate_cases(predictor, cases, n_boot, seed)
         split_text = f"{which} split of {split_path.name} (n = {len(cases)}: {self._class_text(cases)})"
         metrics = {"task": self.name, "split": split_text, "n": len(cases), "model": str(model_dir),
-                   "threshold": predictor.postprocessing.threshold,
+                   "threshold": predictor.postprocessing.threshold, "tta": predictor.tta,
                    "postprocessing": predictor.postprocessing.to_meta(), **presence, "metrics": evaluation["metrics"]}
         write_json(metrics, run_dir / "metrics.json")
         self._write_per_image(evaluation, run_dir / f"{which}_per_image.csv")
