@@ -11,6 +11,8 @@ and prints one JSON line per run, then a Markdown table:
 * the network's forward pass on a batch of ``--batch-size`` images at the model's size, images/s, float32
   (and bfloat16 where native), median of ``--repeat`` calls after two warm-up calls, every network timed in
   this process, interleaved (round-robin), so that the first run is the others' baseline;
+* the paired difference of test Dice against the first run (per benign or malignant test image, from each run's
+  ``test_per_image.csv``), with its 95% bootstrap interval over images;
 * the machine: CPU model, vector extensions, torch's capability, threads.
 
 Usage::
@@ -45,6 +47,22 @@ def run_figures(run_dir: Path) -> dict:
         "best_epoch": training["best_epoch"], "precision": training["precision"],
         "train_images_per_s": round(training["n_train"] * training["epochs_run"] / training["train_seconds"], 1),
     }
+
+
+def paired_dice_difference(run_dir: Path, baseline: Path) -> dict:
+    """Mean of (Dice of ``run_dir`` - Dice of ``baseline``) over the test images with a lesion, 95% bootstrap CI."""
+    import csv
+
+    from breastdx.evaluation.ci import mean_ci
+
+    def dice(run: Path) -> dict[str, float]:
+        with open(run / "test_per_image.csv", newline="") as f:
+            return {r["case"]: float(r["dice"]) for r in csv.DictReader(f) if r["label"] != "normal"}
+
+    a, b = dice(run_dir), dice(baseline)
+    if set(a) != set(b):
+        raise ValueError(f"{run_dir} and {baseline} were tested on different images: use the same split file.")
+    return mean_ci([a[k] - b[k] for k in sorted(a)])
 
 
 def time_networks(run_dirs: list[Path], batch_size: int, repeat: int) -> dict[str, dict[str, float]]:
@@ -90,16 +108,20 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     speed = time_networks(args.runs, args.batch_size, args.repeat)
-    rows = [{**run_figures(r), **speed[str(r)]} for r in args.runs]
+    rows = [{**run_figures(r), **speed[str(r)], "test_dice_minus_first": paired_dice_difference(r, args.runs[0])}
+            for r in args.runs]
     print(json.dumps(machine_line(threads=torch.get_num_threads(), batch_size=args.batch_size)))
     for row in rows:
         print(json.dumps(row))
     dtypes = [k for k in rows[0] if k.startswith("network_images_per_s_")]
-    print("\n| network | parameters | validation Dice | test Dice | normal images with a false lesion | training "
-          "| training images/s | network images/s (" + " / ".join(d.rsplit("_", 1)[1] for d in dtypes) + ") |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"\n| network | parameters | validation Dice | test Dice | minus {rows[0]['arch']} (paired) | normal images "
+          "with a false lesion | training | training images/s | network images/s ("
+          + " / ".join(d.rsplit("_", 1)[1] for d in dtypes) + ") |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['arch']} | {r['n_parameters']:,} | {_ci(r['val_dice'])} | {_ci(r['test_dice'])} | "
+        diff = r["test_dice_minus_first"]
+        paired = f"{diff['value']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]" if r is not rows[0] else ""
+        print(f"| {r['arch']} | {r['n_parameters']:,} | {_ci(r['val_dice'])} | {_ci(r['test_dice'])} | {paired} | "
               f"{_ci(r['test_normal_fp_share'])} | {r['train_minutes']} min ({r['epochs']} epochs, best "
               f"{r['best_epoch']}) | {r['train_images_per_s']} | {' / '.join(str(r[d]) for d in dtypes)} |")
 
