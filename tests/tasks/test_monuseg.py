@@ -16,7 +16,7 @@ from breastdx.morphometry.summary import TILE_COLUMNS
 
 runner = CliRunner()
 TINY = ["--crop", "256", "--val-rows", "64", "--patch-size", "64", "--epochs", "2", "--patches-per-epoch", "16",
-        "--roi-size", "128", "--threads", "1", "--progress-bar", "false"]
+        "--roi-size", "128", "--threads", "1", "--progress-bar", "false", "--precise-bn-batches", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,7 @@ def test_tiny_train_writes_the_run_folder(tiny_run):
     assert meta["kind"] == "nucleus_instances"  # not a kind the service runs: listed as unavailable there
     assert json.loads((tiny_run / "model/training_hashes.json").read_text())["n_images"] == 6
     assert meta["inference"]["windows"]["roi_size"] == 128 and meta["microns_per_pixel"] == 0.25
+    assert meta["training_config"]["precise_bn_batches"] == 2  # batch-norm statistics recomputed before validation
     card = (tiny_run / "model/MODEL_CARD.md").read_text()
     assert "fine-needle aspirates" in card and "not applied" in card and "Research use only" in card
     assert "fine-needle aspirates" in (tiny_run / "report.html").read_text()

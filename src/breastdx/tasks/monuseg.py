@@ -70,6 +70,9 @@ class MonusegConfig(LightningOptions):
         weight_decay: AdamW weight decay.
         warmup_fraction: Fraction of the steps spent warming up.
         ema_decay: Per-step decay of the moving average of the weights (0: none).
+        precise_bn_batches: Recent training batches over which the batch-norm statistics of the averaged weights
+            are recomputed before each validation (0: the averaged statistics; see
+            :mod:`breastdx.training.segmentation`).
         patience: Epochs without a better validation Dice before stopping (0: never).
         val_rows: Bottom rows of each training tile held out for validation (a multiple of 16).
         boundary_width: Width of the boundary class inside each nucleus, pixels.
@@ -95,6 +98,7 @@ class MonusegConfig(LightningOptions):
     weight_decay: float = option(1e-4, ge=0)
     warmup_fraction: float = option(0.03, ge=0, lt=1)
     ema_decay: float = option(0.995, ge=0, lt=1)
+    precise_bn_batches: int = option(0, ge=0)
     patience: int = option(0, ge=0)
     val_rows: int = option(256, ge=16, multiple_of=16)
     boundary_width: int = option(2, ge=1)
@@ -215,7 +219,8 @@ class MonusegTask(Task):
         network, resolved = build_network("unet", 3, len(CLASS_NAMES), **arch_args)
         module = NucleusModule(network, OptimConfig(lr=config.lr, weight_decay=config.weight_decay,
                                                     warmup_fraction=config.warmup_fraction,
-                                                    ema_decay=config.ema_decay))
+                                                    ema_decay=config.ema_decay,
+                                                    precise_bn_batches=config.precise_bn_batches))
         result = fit(module, network, train_loader, val_loader, run_dir, settings, mode="max")
         if not result.is_global_zero:
             return RunResult(run_dir)
