@@ -371,13 +371,15 @@ class ClassificationPredictor(ImagePredictor):
         """
         if gradcam:
             return self._outputs(*self._explain(images))
-        prob = self.predict_proba(images)
-        ood = None
-        if self.ood is not None:
-            ood = np.concatenate([self.ood_distances(self._to_input([self.prepare(im) for im in
-                                                                     images[s:s + self.batch_size]]))
-                                  for s in range(0, len(images), self.batch_size)]) if len(images) else np.zeros(0)
-        return self._outputs(prob, self.labels_from_proba(prob), None, ood)
+        if self.ood is None:
+            prob = self.predict_proba(images)
+            return self._outputs(prob, self.labels_from_proba(prob), None)
+        outputs = []
+        for start in range(0, len(images), self.batch_size):  # each batch prepared once, for logits and features
+            x = self._to_input([self.prepare(im) for im in images[start:start + self.batch_size]])
+            prob = self.proba_from_logits(self.logits_of_input(x))
+            outputs.extend(self._outputs(prob, self.labels_from_proba(prob), None, self.ood_distances(x)))
+        return outputs
 
     def predict_batch(self, records: Sequence[Any], prepared: Sequence[np.ndarray],
                       gradcam: bool = True) -> list[ClassificationOutput]:
