@@ -208,14 +208,15 @@ def evaluate(
 @app.command(context_settings=TASK_OPTIONS)
 def calibrate(
     ctx: typer.Context,
-    task: str = typer.Argument(..., help="Task name (image classifiers: busi-cls, pcam, ...)."),
+    task: str = typer.Argument(..., help="Task name (image classifiers: busi-cls, pcam, ...; monuseg)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model folder or shipped model name; default: the "
                                         "task's shipped model."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/calibrate-<UTC ts>."),
 ) -> None:
     """Fit a classifier's conformal prediction sets on its validation split and write them into its model folder
-    (training does this for new models). Options: --split-file, --batch-size."""
+    (training does this for new models). Options: --split-file, --batch-size. monuseg: choose the test-time
+    augmentation and watershed on the held-out rows (--tta choose|none|flip|d8)."""
     _run_model_verb("calibrate", ctx, task, model, data_dir, out, [])
 
 
@@ -289,7 +290,7 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
 
     try:
         t = get_task(task)
-        if verb == "calibrate" and not hasattr(getattr(t, "spec", None), "data_options"):
+        if verb == "calibrate" and not (hasattr(t, "calibrate") or hasattr(getattr(t, "spec", None), "data_options")):
             raise ConfigError(f"Task {task!r} has no prediction sets to calibrate (image classifiers have: "
                               f"{', '.join(explainable_tasks())}).")
         if verb == "explain" and not hasattr(t, "explain"):
@@ -312,7 +313,8 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
         elif verb == "calibrate":
             from breastdx.pipeline import verbs
 
-            result = verbs.calibrate(t, model_dir, resolve_data_root(data_dir), run_dir, options)
+            calibrate = getattr(t, "calibrate", None) or (lambda *a: verbs.calibrate(t, *a))
+            result = calibrate(model_dir, resolve_data_root(data_dir), run_dir, options)
         elif verb == "explain":
             result = t.explain(model_dir, list(inputs), run_dir, options)
         else:

@@ -69,3 +69,28 @@ def test_from_dir_refuses_another_task(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(ModelFolderError, match="not 'monuseg'"):
         NucleusPredictor.from_dir(tmp_path)
+
+
+def test_dihedral_inverse_and_tta_average():
+    from breastdx.inference.nuclei import TTA_TRANSFORMS, dihedral
+
+    x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).reshape(2, 3, 5, 7)
+    images = {tuple(dihedral(x, k).flatten().tolist()) for k in range(8)}
+    assert len(images) == 8  # eight distinct symmetries
+    for k in range(8):
+        assert torch.equal(dihedral(dihedral(x, k), k, inverse=True), x)
+    assert TTA_TRANSFORMS["flip"] == (0, 2, 4, 6)
+    # TTA is the mean of the network's maps on the turned tile, each turned back: by hand for 'flip'
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (37, 45, 3), dtype=np.uint8)
+    net = _Local()
+    meta = {"inference": {"windows": {"roi_size": 32, "overlap": 0.25}, "tta": "flip"}}
+    predictor = NucleusPredictor(net, meta)
+    assert predictor.tta == "flip"
+    plain = NucleusPredictor(net, meta, tta="none")
+    flipped = [plain.probabilities(image[:, ::-1].copy())[:, :, ::-1], plain.probabilities(image[::-1].copy())[:, ::-1],
+               plain.probabilities(image[::-1, ::-1].copy())[:, ::-1, ::-1], plain.probabilities(image)]
+    assert np.abs(predictor.probabilities(image) - np.mean(flipped, axis=0)).max() < 1e-5
+    assert not np.allclose(predictor.probabilities(image), plain.probabilities(image), atol=1e-3)
+    with pytest.raises(ValueError, match="expected one of none, flip, d8"):
+        NucleusPredictor(net, meta, tta="rot")

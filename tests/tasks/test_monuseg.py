@@ -148,3 +148,39 @@ def test_shipped_model_scores_on_a_test_tile(data_root):
     assert prob.shape == (3, 1000, 1000) and np.allclose(prob.sum(0), 1, atol=1e-4)
     card = (model / "MODEL_CARD.md").read_text()
     assert "not applied" in card and "frozen" in card
+
+
+def test_calibrate_chooses_tta_and_rewrites_meta_and_card(tiny_run, data_root, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_run / "model", model)
+    weights = (model / "model.safetensors").read_bytes()
+    trained = json.loads((tiny_run / "model/meta.json").read_text())
+    assert trained["inference"]["tta"] in ("none", "flip", "d8")  # training chose one (--tta choose)
+    assert [r[0] for r in trained["validation"]["tta"]] == ["none", "flip", "d8"]
+    out = tmp_path / "cal"
+    result = runner.invoke(app, ["calibrate", "monuseg", "--model", str(model), "--data-dir", str(data_root),
+                                 "--out", str(out), "--tta", "flip"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((model / "meta.json").read_text())
+    assert meta["inference"]["tta"] == "flip" and [r[0] for r in meta["validation"]["tta"]] == ["flip"]
+    assert (model / "model.safetensors").read_bytes() == weights  # weights untouched
+    record = json.loads((out / "calibration.json").read_text())
+    assert record["tta"] == "flip" and record["postprocessing"] == meta["postprocessing"]
+    assert "the mean over 4 symmetries" in (model / "MODEL_CARD.md").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())  # the run's figures are those written into meta.json
+    assert metrics["n"] == 2 and metrics["metrics"]["aji"]["per_tile"] == meta["metrics"]["aji"]["per_tile"]
+    bad = runner.invoke(app, ["calibrate", "monuseg", "--model", str(model), "--data-dir", str(data_root),
+                              "--out", str(tmp_path / "bad"), "--tta", "rot"])
+    assert bad.exit_code != 0 and "rot" in bad.output
+    tile = sorted((data_root / "monuseg_breast" / "test" / "images").glob("*.tif"))[0]
+    crop = tmp_path / "crop.png"
+    Image.open(tile).convert("RGB").crop((0, 0, 96, 80)).save(crop)
+    masks = {}
+    for tta in ("none", "d8"):  # predict overrides the model's augmentation
+        result = runner.invoke(app, ["predict", "monuseg", str(crop), "--model", str(model), "--out",
+                                     str(tmp_path / f"p_{tta}"), "--overlays", "false", "--tta", tta])
+        assert result.exit_code == 0, result.output
+        masks[tta] = np.asarray(Image.open(tmp_path / f"p_{tta}" / "masks" / "crop.png"))
+    assert masks["none"].shape == masks["d8"].shape == (80, 96)

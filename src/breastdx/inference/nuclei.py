@@ -6,6 +6,9 @@ is cut into overlapping square windows (MONAI ``sliding_window_inference``); eac
 (:func:`gaussian_weights`), so that the stitched map has no seams: it equals the whole tile's map up to the weight of
 window edges (below 1e-3 of the prediction's range in the tests). A tile smaller than a window is padded by
 reflection.
+With test-time augmentation (``meta["inference"]["tta"]``: ``flip`` or ``d8``), the probabilities are the mean over
+the tile turned by 4 (identity, the two mirrorings and their product) or all 8 symmetries of the square, each mapped
+back before averaging.
 Instances: the connected regions of ``P(interior) > seed_threshold`` of at least ``min_seed`` pixels are the markers
 of a watershed on ``-P(interior)`` restricted to the foreground ``1 - P(background) > foreground_threshold``; foreground
 regions without a marker become instances of their own; instances smaller than ``min_size`` pixels are dropped.
@@ -87,6 +90,21 @@ class Windows:
     batch: int = 1
 
 
+TTA_TRANSFORMS = {"none": (0,), "flip": (0, 2, 4, 6), "d8": tuple(range(8))}
+"""Test-time augmentations: the symmetries of the square averaged, as indices ``k`` of :func:`dihedral` (``flip``:
+identity, rotation by 180°, left-right and up-down mirroring)."""
+
+
+def dihedral(x: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
+    """Symmetry ``k`` (0-7) of the square applied to the last two axes of ``x``: rotation by ``k % 4`` quarter turns,
+    then, for ``k >= 4``, a left-right mirroring; ``inverse`` undoes it."""
+    if inverse:
+        x = x.flip(-1) if k >= 4 else x
+        return torch.rot90(x, -(k % 4), dims=(-2, -1))
+    x = torch.rot90(x, k % 4, dims=(-2, -1))
+    return x.flip(-1) if k >= 4 else x
+
+
 def gaussian_weights(size: int, sigma_scale: float = 0.125) -> torch.Tensor:
     """Blending weights of a window, float32 ``(size, size)``: a Gaussian of sigma ``sigma_scale * size`` centred on
     the window, 1 at the centre, never clamped (MONAI's own map is clamped at 1e-3, which gives two windows the same
@@ -106,10 +124,18 @@ class NucleusPredictor:
         postprocessing: From probabilities to instances (default: the model's).
         normalizer: Stain normaliser applied to a tile before the network (``from_dir``: the model's Macenko
             normaliser when ``meta["stain_normalisation"]`` asks for one), or None.
+        tta: Test-time augmentation, a key of :data:`TTA_TRANSFORMS` (default: the model's, else ``none``).
+
+    Raises:
+        ValueError: If ``tta`` is not one of :data:`TTA_TRANSFORMS`.
     """
 
     def __init__(self, network: torch.nn.Module, meta: dict[str, Any], windows: Windows | None = None,
-                 postprocessing: InstancePostprocessing | None = None, normalizer: Any = None) -> None:
+                 postprocessing: InstancePostprocessing | None = None, normalizer: Any = None,
+                 tta: str | None = None) -> None:
+        self.tta = tta or meta.get("inference", {}).get("tta", "none")
+        if self.tta not in TTA_TRANSFORMS:
+            raise ValueError(f"test-time augmentation {self.tta!r}: expected one of {', '.join(TTA_TRANSFORMS)}")
         self.normalizer = normalizer
         self.network = network.eval()
         self.meta = meta
@@ -144,10 +170,15 @@ class NucleusPredictor:
         image = np.asarray(image)[..., :3]
         x = to_tensor(self.normalizer(image) if self.normalizer is not None else image)[None]
         w = self.windows
-        out = sliding_window_inference(x, (w.roi_size, w.roi_size), w.batch,
-                                       lambda t: torch.softmax(self.network(t), 1), overlap=w.overlap,
-                                       roi_weight_map=gaussian_weights(w.roi_size), padding_mode="reflect")
-        return out[0].numpy()
+        transforms = TTA_TRANSFORMS[self.tta]
+        out = None
+        for k in transforms:
+            p = sliding_window_inference(dihedral(x, k), (w.roi_size, w.roi_size), w.batch,
+                                         lambda t: torch.softmax(self.network(t), 1), overlap=w.overlap,
+                                         roi_weight_map=gaussian_weights(w.roi_size), padding_mode="reflect")
+            p = dihedral(p, k, inverse=True)
+            out = p if out is None else out + p
+        return (out[0] / len(transforms)).numpy()
 
     def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Instance labels int32 ``(H, W)`` and class probabilities float32 ``(3, H, W)`` of an RGB tile."""

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from breastdx.config import ConfigError, option, parse_json_object, parse_options, save_yaml, to_dict, validate
+from breastdx.evaluation.nuclei_report import (CYTOLOGY_NOTE, TARGETS, benchmark_notes, evaluate_tiles, save_png,
+                                               score_table, write_card, write_outputs)
 from breastdx.pipeline.task import TASKS, RunResult, Task
 from breastdx.training.options import LightningOptions
 
@@ -43,17 +45,13 @@ TASK_NAME = "monuseg"
 MODEL_KIND = "nucleus_instances"
 """``meta.json`` kind: read by :class:`breastdx.inference.nuclei.NucleusPredictor` only (the service, which runs
 segmentation, classification and tabular models, lists such a folder as unavailable rather than misreading it)."""
-TARGETS = {"dice": 0.80, "aji": 0.60}
-SCORES = ("dice", "aji", "pq", "sq", "dq")
 POSTPROCESSING_GRID = tuple((s, f, m) for s in (0.5, 0.6, 0.7, 0.8) for f in (0.4, 0.5, 0.6) for m in (8, 20, 40))
 """``(seed_threshold, foreground_threshold, min_seed)`` candidates compared by AJI on the held-out rows."""
-CYTOLOGY_NOTE = (
-    "These features are measured on H&E tissue sections. The cytology classifier of breastdx (task wdbc) was trained "
-    "on the same ten features measured on fine-needle aspirates (Street et al. 1993), which differ in preparation, "
-    "staining, magnification and outline method, so its decision is not applied to them and they carry no diagnosis. "
-    "They are offered for research on nuclear pleomorphism, the nuclear component of the Nottingham grade.")
-
-
+TTA_CHOICES = ("none", "flip", "d8")
+"""Test-time augmentations compared on the held-out rows, cheapest first
+(:data:`breastdx.inference.nuclei.TTA_TRANSFORMS`)."""
+TTA_MARGIN = 0.002
+"""Held-out AJI by which a costlier test-time augmentation must beat the best cheaper one to be chosen."""
 @dataclass(frozen=True)
 class MonusegConfig(LightningOptions):
     """Options of ``breastdx train monuseg``, besides the :class:`~breastdx.training.options.LightningOptions`.
@@ -86,6 +84,10 @@ class MonusegConfig(LightningOptions):
         roi_size: Sliding-window side at inference, pixels (a multiple of 16).
         overlap: Sliding-window overlap at inference.
         microns_per_pixel: Resolution of the tiles (MoNuSeg 40x: 0.25).
+        tta: Test-time augmentation of the saved model: ``none``, ``flip`` (4 symmetries), ``d8`` (all 8), or
+            ``choose``: the one of best held-out AJI, a costlier one only when it gains more than
+            :data:`TTA_MARGIN` over the best cheaper one (chosen together with the watershed thresholds;
+            :func:`breastdx.training.nuclei.choose_inference`).
     """
 
     seed: int = 0
@@ -111,6 +113,7 @@ class MonusegConfig(LightningOptions):
     roi_size: int = option(544, ge=32, multiple_of=16)
     overlap: float = option(0.125, ge=0, lt=1)
     microns_per_pixel: float = option(0.25, gt=0)
+    tta: str = option("choose", choices=("choose", *TTA_CHOICES))
 
 
 UNET_ARGS = {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 1, "norm": "batch"}
@@ -136,6 +139,8 @@ class MonusegPredictOptions:
         roi_size: Sliding-window side, pixels (0: the model's).
         overlap: Sliding-window overlap (negative: the model's).
         overlays: Write an overlay PNG of the outlines per tile.
+        tta: Test-time augmentation: ``none``, ``flip`` or ``d8`` (empty: the model's; ``none`` is 8 times
+            faster in the network than ``d8``).
         threads: Torch threads (set by the command line; 0: PyTorch's default).
     """
 
@@ -143,7 +148,20 @@ class MonusegPredictOptions:
     roi_size: int = option(0, ge=0, multiple_of=16)
     overlap: float = option(-1.0, lt=1)
     overlays: bool = True
+    tta: str = option("", choices=("", *TTA_CHOICES))
     threads: int = option(0, ge=0)
+
+
+@dataclass(frozen=True)
+class MonusegCalibrateOptions:
+    """Options of ``breastdx calibrate monuseg``.
+
+    Attributes:
+        tta: ``choose`` (as training: the test-time augmentation of best held-out AJI) or one of
+            :data:`TTA_CHOICES`.
+    """
+
+    tta: str = option("choose", choices=("choose", *TTA_CHOICES))
 
 
 def _crop(a: np.ndarray, crop: int) -> np.ndarray:
@@ -161,7 +179,7 @@ class MonusegTask(Task):
     def options_cls(self, verb: str) -> type | None:
         """The declared options of ``verb``."""
         return {"train": MonusegConfig, "evaluate": MonusegEvaluateOptions,
-                "predict": MonusegPredictOptions}.get(verb)
+                "predict": MonusegPredictOptions, "calibrate": MonusegCalibrateOptions}.get(verb)
 
     # ------------------------------------------------------------------ train
     def train(self, config: MonusegConfig, data_root: Path, run_dir: Path) -> RunResult:
@@ -171,7 +189,7 @@ class MonusegTask(Task):
         from breastdx.inference.nuclei import NucleusPredictor, Windows
         from breastdx.models.networks import build_network
         from breastdx.runs import seed_everything, write_json, write_versions
-        from breastdx.training.nuclei import NucleusModule
+        from breastdx.training.nuclei import NucleusModule, choose_inference
         from breastdx.training.segmentation import OptimConfig
         from breastdx.training.trainer import FitSettings, fit, make_loaders
 
@@ -231,7 +249,7 @@ class MonusegTask(Task):
         model_dir.mkdir()
         meta = self._write_model(model_dir, network, resolved, config, checksum, split, training)
         if normalizer is not None:
-            _save_png(images[0], model_dir / stain["target_file"])
+            save_png(images[0], model_dir / stain["target_file"])
         meta = _rewrite_meta(model_dir, {**meta, "stain_normalisation": stain})
         from breastdx.data.checksum import image_hash
         from breastdx.models.saved import write_training_hashes
@@ -239,15 +257,18 @@ class MonusegTask(Task):
         write_training_hashes(model_dir, [image_hash(im) for im in images])
         windows = Windows(roi_size=min(config.roi_size, crop_w), overlap=config.overlap)
         predictor = NucleusPredictor(network, meta, windows=windows, normalizer=normalizer)
-        choice, grid = self._choose_postprocessing(predictor, images, instances, stop)
+        tta, choice, grid, tta_rows = choose_inference(
+            predictor, images, instances, stop, TTA_CHOICES if config.tta == "choose" else (config.tta,),
+            POSTPROCESSING_GRID, TTA_MARGIN)
         meta["postprocessing"] = choice
+        meta["inference"]["tta"] = tta
         predictor = NucleusPredictor(network, meta, windows=windows, normalizer=normalizer)
-        evaluation = self._evaluate_tiles(predictor, [tuple(_crop(a, config.crop) for a in load_case(c))
+        evaluation = evaluate_tiles(predictor, [tuple(_crop(a, config.crop) for a in load_case(c))
                                                       for c in test_cases], [c.name for c in test_cases],
                                           config.microns_per_pixel)
         split_text = f"the {len(test_cases)} MoNuSeg 2018 breast test tiles ({', '.join(split['test'])})"
         meta.update({"metrics": evaluation["summary"], "metrics_split": split_text,
-                     "validation": {"postprocessing_grid": grid}})
+                     "validation": {"postprocessing_grid": grid, "tta": tta_rows}})
         meta = _rewrite_meta(model_dir, meta)
         metrics = {"task": self.name, "split": split_text, "n": len(test_cases), "model": "model/",
                    "matching": "PQ: IoU > 0.5; AJI: each reference nucleus with its predicted nucleus of largest IoU",
@@ -256,126 +277,17 @@ class MonusegTask(Task):
                    "benchmark": {**{f"{k}_target": v for k, v in TARGETS.items()},
                                  **{k: evaluation["summary"][k]["value"] for k in TARGETS}}}
         write_json(metrics, run_dir / "metrics.json")
-        self._write_card(model_dir, meta, evaluation, grid)
-        self._write_outputs(run_dir, predictor, evaluation, metrics, grid,
+        write_card(model_dir, meta, evaluation, grid)
+        write_outputs(run_dir, predictor, evaluation, metrics, grid,
                             title="breastdx — MoNuSeg breast nuclei (training run)")
         notes = [f"U-Net trained {training['epochs_run']} epoch(s) in {training['train_seconds'] / 60:.1f} min "
-                 f"(best epoch {training['best_epoch']}, validation Dice {result.best_score:.3f}); watershed "
-                 f"chosen on the held-out rows: {choice}.",
-                 *self._benchmark_notes(evaluation), f"Run folder: {run_dir}"]
+                 f"(best epoch {training['best_epoch']}, validation Dice {result.best_score:.3f}); test-time "
+                 f"augmentation {tta} and watershed {choice} chosen on the held-out rows.",
+                 *benchmark_notes(evaluation), f"Run folder: {run_dir}"]
         return RunResult(run_dir, metrics, f"MoNuSeg breast test tiles (n = {len(test_cases)})",
-                         self._table(evaluation), notes)
+                         score_table(evaluation), notes)
 
     # ------------------------------------------------------------ reporting
-    @staticmethod
-    def _table(evaluation: dict[str, Any]) -> list[list[Any]]:
-        tiles = evaluation["tiles"]
-        return [["tile", "Dice", "AJI", "PQ", "SQ", "DQ", "nuclei (pred / ref)", "s"],
-                *[[t["tile"], *(f"{t[k]:.3f}" for k in SCORES), f"{t['n_pred']} / {t['n_ref']}", t["seconds"]]
-                  for t in tiles],
-                ["mean", *(f"{evaluation['summary'][k]['value']:.3f}" for k in SCORES), "", ""]]
-
-    @staticmethod
-    def _benchmark_notes(evaluation: dict[str, Any]) -> list[str]:
-        m = evaluation["summary"]
-        return [f"Benchmark: mean Dice {m['dice']['value']:.3f} (target >= {TARGETS['dice']}), AJI "
-                f"{m['aji']['value']:.3f} (target >= {TARGETS['aji']}) over {len(evaluation['tiles'])} tile(s); "
-                f"PQ matches nuclei at IoU > 0.5.", CYTOLOGY_NOTE]
-
-    def _write_outputs(self, run_dir: Path, predictor: Any, evaluation: dict[str, Any], metrics: dict[str, Any],
-                       grid: list[list[Any]] | None, title: str) -> None:
-        """``per_tile.csv``, ``morphometry.csv`` (30 columns, predicted and reference nuclei, µm), overlays and
-        ``report.html``."""
-        from breastdx.evaluation.report import HtmlReport
-        from breastdx.morphometry.summary import TILE_COLUMNS
-        from breastdx.visualize.instances import instance_overlay
-
-        with open(run_dir / "per_tile.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["tile", *SCORES, "tp", "fp", "fn", "n_pred", "n_ref", "seconds"])
-            for t in evaluation["tiles"]:
-                w.writerow([t["tile"], *(f"{t[k]:.4f}" for k in SCORES),
-                            *(t[k] for k in ("tp", "fp", "fn", "n_pred", "n_ref", "seconds"))])
-        with open(run_dir / "morphometry.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["tile", "nuclei", *TILE_COLUMNS])
-            for t in evaluation["tiles"]:
-                for which, row in t["morphometry_um"].items():
-                    w.writerow([t["tile"], which, *(f"{row[k]:.5g}" for k in TILE_COLUMNS)])
-        rep = HtmlReport(title)
-        rep.paragraph(f"Model: MONAI U-Net ({predictor.meta.get('n_parameters', 0):,} parameters), three classes "
-                      f"(background, interior, boundary), marker watershed {predictor.postprocessing.to_meta()}; "
-                      f"sliding windows of {predictor.windows.roi_size} px, overlap {predictor.windows.overlap}, "
-                      f"Gaussian blending. Split: {metrics['split']}. Matching: {metrics['matching']}.")
-        rep.heading("Scores per tile")
-        rep.table(*(lambda t: (t[0], t[1:]))(self._table(evaluation)))
-        rep.paragraph(self._benchmark_notes(evaluation)[0] + " With two test tiles no interval is given: the "
-                      "per-tile values show the spread.")
-        rep.heading("Nuclear morphometry (µm), predicted against reference nuclei")
-        means = [c for c in TILE_COLUMNS if c.endswith("_mean")]
-        rep.table(["tile", "nuclei", *means], [[t["tile"], which, *(row[k] for k in means)]
-                                               for t in evaluation["tiles"]
-                                               for which, row in t["morphometry_um"].items()])
-        rep.paragraph(CYTOLOGY_NOTE)
-        rep.heading("Test tiles (green: reference outlines, yellow: predicted)")
-        for t, labels, (image, ref) in zip(evaluation["tiles"], evaluation["labels"], evaluation["images"]):
-            png = run_dir / f"overlay_{t['tile']}.png"
-            _save_png(instance_overlay(image, labels, ref), png)
-            rep.figure(png, f"{t['tile']}: Dice {t['dice']:.3f}, AJI {t['aji']:.3f}, PQ {t['pq']:.3f}")
-        if grid:
-            rep.heading("Watershed thresholds chosen on the held-out rows of the training tiles")
-            rep.table(["seed threshold", "foreground threshold", "min seed (px)", "mean AJI"], grid)
-        from breastdx.training.trainer import read_training_log
-
-        curves = read_training_log(run_dir)
-        if curves.get("epoch"):
-            from breastdx.evaluation.segmentation_plots import plot_training_curves
-
-            plot_training_curves(curves, run_dir / "training_curves.png", "Training curves")
-            rep.figure(run_dir / "training_curves.png", "Loss and validation Dice per epoch")
-        rep.write(run_dir / "report.html")
-
-    def _write_card(self, model_dir: Path, meta: dict[str, Any], evaluation: dict[str, Any],
-                    grid: list[list[Any]]) -> None:
-        from breastdx.models.saved import write_model_card
-
-        tr = meta["training"]
-        rows = "\n".join(f"| {r[0]} | " + " | ".join(f"{x:.3f}" if isinstance(x, float) else str(x) for x in r[1:])
-                         + " |" for r in self._table(evaluation)[1:])
-        write_model_card(
-            model_dir, meta, title="MoNuSeg breast nucleus instance segmentation",
-            summary=(f"MONAI U-Net ({meta['architecture_args']}; {meta['n_parameters']:,} parameters), RGB input, "
-                     f"3 classes (background, interior, boundary), Dice + cross-entropy, AdamW, "
-                     f"{tr['epochs_run']} epochs of {tr['patches_per_epoch']} random {tr['patch_size']} px patches "
-                     f"({tr['train_seconds'] / 60:.0f} min, {tr['torch_threads']} thread(s), best epoch "
-                     f"{tr['best_epoch']}). Instances: marker watershed {meta['postprocessing']} (chosen by AJI on "
-                     f"held-out rows). Tiles of any size in {meta['inference']['windows']['roi_size']} px windows "
-                     f"with Gaussian blending."),
-            data=("- MoNuSeg 2018 (Kumar et al. 2017, doi:10.1109/TMI.2017.2677499; 2020, "
-                  "doi:10.1109/TMI.2019.2947628), breast tiles only: 6 training and 2 test tiles of 1000x1000 px, "
-                  "H&E, 40x, TCGA, one patient each; CC BY-NC-SA 4.0 (non-commercial).\n"
-                  f"- Split: `split.json`: {meta['training_config']['val_rows']} bottom rows of every training tile "
-                  "held out (epoch and watershed choice); test tiles never seen.\n"
-                  "- Instance masks from the XML polygons; two training tiles without XML are split from their binary "
-                  "masks by a distance-transform watershed."),
-            evaluation=("Per tile: foreground Dice, AJI (Kumar et al. 2017) and panoptic quality (Kirillov et al. "
-                        "2019; a match is a pair with IoU > 0.5). The table below gives the mean over the two "
-                        "test tiles (no interval: n = 2).\n\n| tile | Dice | AJI | PQ | SQ | DQ | nuclei | s |\n"
-                        "|---|---|---|---|---|---|---|---|\n" + rows + "\n\n**Morphometry.** " + CYTOLOGY_NOTE),
-            limitations=[
-                "Eight tiles from eight patients: too few to estimate performance on other scanners, stains or "
-                "tumour types; the two test scores are not a population estimate.",
-                "The six training tiles come from diagnostic (FFPE) slides (TCGA barcodes ...-01Z-00-DX1); both test "
-                "tiles from frozen-tissue slides (...-01A-01-TS1 and -BSA), whose nuclei and staining look "
-                "different. The held-out rows of the training tiles (validation) show none of that shift, so "
-                "validation scores are optimistic for frozen sections.",
-                "Two training tiles have only binary masks (no XML): their touching nuclei were split by a distance "
-                "watershed, not by an annotator.",
-                "Features from tissue sections are not the aspirate features of the WDBC table; the wdbc classifier "
-                "is not applied to them.",
-                "Research use only; not for diagnosis.",
-            ])
-
     @staticmethod
     def _write_model(model_dir: Path, network: Any, arch_args: dict[str, Any], config: MonusegConfig,
                      checksum: str, split: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
@@ -407,49 +319,6 @@ class MonusegTask(Task):
             "training_config": to_dict(config),
         })
 
-    @staticmethod
-    def _choose_postprocessing(predictor: Any, images: list[np.ndarray], instances: list[np.ndarray],
-                               stop: int) -> tuple[dict[str, Any], list[list[Any]]]:
-        """The :data:`POSTPROCESSING_GRID` candidate of best mean AJI on the held-out rows of the training tiles."""
-        import dataclasses
-
-        from breastdx.evaluation.instances import aji
-
-        probs = [predictor.probabilities(im[stop:]) for im in images]
-        refs = [lab[stop:] for lab in instances]
-        rows, best = [], None
-        for s, f, m in POSTPROCESSING_GRID:
-            post = dataclasses.replace(predictor.postprocessing, seed_threshold=s, foreground_threshold=f, min_seed=m)
-            score = float(np.mean([aji(post.apply(p), r) for p, r in zip(probs, refs)]))
-            rows.append([s, f, m, score])
-            if best is None or score > best[0] + 1e-9:
-                best = (score, post)
-        return best[1].to_meta(), rows
-
-    @staticmethod
-    def _evaluate_tiles(predictor: Any, tiles: list[tuple[np.ndarray, np.ndarray]], names: list[str],
-                        microns_per_pixel: float) -> dict[str, Any]:
-        """Scores and morphometry (predicted and reference nuclei) of each tile, and the means over tiles."""
-        from breastdx.evaluation.instances import instance_scores
-        from breastdx.morphometry.features import grey_levels
-        from breastdx.morphometry.summary import in_microns, measure_nuclei, tile_summary
-
-        out = []
-        for name, (image, ref) in zip(names, tiles):
-            start = time.perf_counter()
-            labels, _ = predictor.predict(image)
-            seconds = time.perf_counter() - start
-            grey = grey_levels(image)
-            feats = {k: tile_summary(in_microns(measure_nuclei(lab, grey), microns_per_pixel))
-                     for k, lab in (("predicted", labels), ("reference", ref))}
-            out.append({"tile": name, **instance_scores(labels, ref), "seconds": round(seconds, 2),
-                        "morphometry_um": feats, "labels": labels, "image": (image, ref)})
-        summary = {k: {"value": float(np.mean([t[k] for t in out])), "ci95": None,
-                       "per_tile": [float(t[k]) for t in out]} for k in SCORES}
-        return {"summary": summary, "tiles": [{k: v for k, v in t.items() if k not in ("labels", "image")}
-                                              for t in out],
-                "labels": [t["labels"] for t in out], "images": [t["image"] for t in out]}
-
     # --------------------------------------------------------------- evaluate
     def evaluate(self, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
         """Score a model folder on the test (or training) tiles: ``metrics.json``, ``per_tile.csv``,
@@ -466,17 +335,79 @@ class MonusegTask(Task):
                    "data_checksum": checksum}, run_dir / "config.yaml")
         write_versions(run_dir)
         mpp = float(predictor.meta.get("microns_per_pixel") or 0.25)
-        evaluation = self._evaluate_tiles(predictor, [load_case(c) for c in cases], [c.name for c in cases], mpp)
+        evaluation = evaluate_tiles(predictor, [load_case(c) for c in cases], [c.name for c in cases], mpp)
         split_text = f"the {len(cases)} MoNuSeg 2018 breast {o.split} tiles ({', '.join(c.name for c in cases)})"
         metrics = {"task": self.name, "split": split_text, "n": len(cases), "model": str(model_dir),
                    "matching": "PQ: IoU > 0.5; AJI: each reference nucleus with its predicted nucleus of largest IoU",
                    "metrics": evaluation["summary"], "per_tile": evaluation["tiles"],
                    "postprocessing": predictor.postprocessing.to_meta()}
         write_json(metrics, run_dir / "metrics.json")
-        self._write_outputs(run_dir, predictor, evaluation, metrics, None,
+        write_outputs(run_dir, predictor, evaluation, metrics, None,
                             title="breastdx — MoNuSeg breast nuclei (evaluation)")
         return RunResult(run_dir, metrics, f"MoNuSeg breast {o.split} tiles (n = {len(cases)})",
-                         self._table(evaluation), [*self._benchmark_notes(evaluation), f"Run folder: {run_dir}"])
+                         score_table(evaluation), [*benchmark_notes(evaluation), f"Run folder: {run_dir}"])
+
+    # -------------------------------------------------------------- calibrate
+    def calibrate(self, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
+        """``breastdx calibrate monuseg``: choose, for a model folder, the test-time augmentation and the watershed
+        thresholds on the held-out rows of its training tiles, as training does
+        (:func:`breastdx.training.nuclei.choose_inference`), then
+        score the test tiles once with them; ``meta.json`` (``inference.tta``, ``postprocessing``, ``metrics``,
+        ``validation``) and ``MODEL_CARD.md`` are rewritten, the weights are not touched. The run folder holds
+        ``calibration.json``, ``metrics.json`` and the resolved options.
+
+        Raises:
+            ConfigError: If the model's split names tiles the data do not hold, or its data checksum differs.
+        """
+        import json
+
+        from breastdx.data.monuseg import find_monuseg_root, load_case, monuseg_checksum, scan_monuseg
+        from breastdx.inference.nuclei import NucleusPredictor
+        from breastdx.runs import write_json, write_versions
+        from breastdx.training.nuclei import choose_inference
+
+        o = parse_options(MonusegCalibrateOptions, options, f"calibrate {self.name}")
+        predictor = NucleusPredictor.from_dir(model_dir)
+        meta = predictor.meta
+        split = json.loads((Path(model_dir) / meta.get("split_file", "split.json")).read_text())
+        cases = {c.name: c for c in scan_monuseg(find_monuseg_root(data_root))}
+        missing = [n for n in split["train"] + split["test"] if n not in cases]
+        if missing:
+            raise ConfigError(f"calibrate monuseg: the model's split names tiles not in the data: {missing}")
+        train_cases = [cases[n] for n in split["train"]]
+        test_cases = [cases[n] for n in split["test"]]
+        crop = int(meta.get("training_config", {}).get("crop", 0))
+        if monuseg_checksum(train_cases + test_cases) != split.get("data_checksum", meta.get("data_checksum")):
+            log.warning("calibrate monuseg: the data checksum differs from the model's (%s)", model_dir)
+        tiles = [tuple(_crop(a, crop) for a in load_case(c)) for c in train_cases]
+        stop = int(split["training_rows"][1])
+        tta, choice, grid, tta_rows = choose_inference(
+            predictor, [t[0] for t in tiles], [t[1] for t in tiles], stop,
+            TTA_CHOICES if o.tta == "choose" else (o.tta,), POSTPROCESSING_GRID, TTA_MARGIN)
+        meta["postprocessing"] = choice
+        meta["inference"]["tta"] = tta
+        meta["validation"] = {**meta.get("validation", {}), "postprocessing_grid": grid, "tta": tta_rows}
+        predictor = NucleusPredictor(predictor.network, meta, normalizer=predictor.normalizer)
+        mpp = float(meta.get("microns_per_pixel") or 0.25)
+        evaluation = evaluate_tiles(predictor, [tuple(_crop(a, crop) for a in load_case(c)) for c in test_cases],
+                                          [c.name for c in test_cases], mpp)
+        meta["metrics"] = evaluation["summary"]
+        meta = _rewrite_meta(model_dir, meta)
+        write_card(model_dir, meta, evaluation, grid)
+        record = {"tta": tta, "postprocessing": choice, "held_out_aji_per_tta": tta_rows,
+                  "rule": f"best held-out AJI; a costlier augmentation must gain more than {TTA_MARGIN}"}
+        write_json(record, run_dir / "calibration.json")
+        save_yaml({"task": self.name, "model": str(model_dir), **to_dict(o), "data_root": str(data_root)},
+                  run_dir / "config.yaml")
+        write_versions(run_dir)
+        metrics = {"task": self.name, "split": meta.get("metrics_split", ""), "n": len(test_cases),
+                   "model": str(model_dir), "metrics": evaluation["summary"], "per_tile": evaluation["tiles"],
+                   "calibration": record}
+        write_json(metrics, run_dir / "metrics.json")
+        return RunResult(run_dir, metrics, f"MoNuSeg: test-time augmentation {tta} and watershed {choice} chosen on "
+                         f"the held-out rows; test tiles (n = {len(test_cases)})", score_table(evaluation),
+                         [f"Held-out AJI per augmentation: {tta_rows}.", *benchmark_notes(evaluation),
+                          f"Rewrote {Path(model_dir) / 'meta.json'} and MODEL_CARD.md."])
 
     # ---------------------------------------------------------------- predict
     def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
@@ -495,7 +426,7 @@ class MonusegTask(Task):
         from breastdx.visualize.instances import instance_overlay
 
         o = parse_options(MonusegPredictOptions, options, f"predict {self.name}")
-        predictor = NucleusPredictor.from_dir(model_dir)
+        predictor = NucleusPredictor.from_dir(model_dir, tta=o.tta or None)
         w = predictor.windows
         predictor.windows = dataclasses.replace(w, roi_size=o.roi_size or w.roi_size,
                                                 overlap=o.overlap if o.overlap >= 0 else w.overlap)
@@ -521,7 +452,7 @@ class MonusegTask(Task):
             mask_path = _write_labels(labels, run_dir / "masks" / stem)
             write_nuclei_csv(nuclei, run_dir / "nuclei" / f"{stem}.csv", mpp or None)
             if o.overlays:
-                _save_png(instance_overlay(image, labels), run_dir / "overlays" / f"{stem}.png")
+                save_png(instance_overlay(image, labels), run_dir / "overlays" / f"{stem}.png")
             tiles.extend(tile_rows(stem, nuclei, mpp or None))
             seconds = time.perf_counter() - start
             rows.append({"source": str(path), "height": image.shape[0], "width": image.shape[1],
@@ -562,13 +493,6 @@ def _write_labels(labels: np.ndarray, stem: Path) -> Path:
 
     path = stem.with_suffix(".tif")
     tifffile.imwrite(path, labels.astype(np.uint32), compression="zlib")
-    return path
-
-
-def _save_png(rgb: np.ndarray, path: Path) -> Path:
-    from PIL import Image
-
-    Image.fromarray(rgb).save(path, optimize=False, compress_level=1)
     return path
 
 

@@ -4,10 +4,16 @@ It is :class:`breastdx.training.segmentation.SegmentationModule` (Dice + cross-e
 classes, AdamW with warm-up and cosine decay, optional moving average of the weights) with its own validation:
 ``val_dice`` is the Dice of the predicted foreground (interior or boundary) against the reference foreground, summed
 over all validation pixels at once (the validation crops are large and all hold nuclei).
+
+After training, :func:`choose_inference` picks the test-time augmentation and the watershed thresholds on the
+held-out rows of the training tiles (``breastdx train monuseg`` and ``breastdx calibrate monuseg``).
 """
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
+import numpy as np
 import torch
 
 from breastdx.training.segmentation import SegmentationModule
@@ -32,3 +38,65 @@ class NucleusModule(SegmentationModule):
             sums = self.all_gather(sums).reshape(-1, 4).sum(0)
         dice = (sums[0] / sums[1]).item() if sums[1] > 0 else float("nan")
         self.log("val_dice", dice, prog_bar=True, sync_dist=True)
+
+
+def choose_postprocessing(predictor: Any, images: list[np.ndarray], instances: list[np.ndarray], stop: int,
+                          grid: Sequence[tuple[float, float, int]]) -> tuple[dict[str, Any], list[list[Any]]]:
+    """The watershed thresholds of best mean AJI (Kumar et al. 2017) on the held-out rows of the training tiles.
+
+    Args:
+        predictor: A :class:`breastdx.inference.nuclei.NucleusPredictor` (its ``min_size`` is kept).
+        images: Training tiles, RGB uint8 ``(H, W, 3)``.
+        instances: Their instance labels, int ``(H, W)``.
+        stop: First held-out row; rows ``stop:`` of every tile are scored.
+        grid: ``(seed_threshold, foreground_threshold, min_seed)`` candidates, in order (the first best wins).
+
+    Returns:
+        The chosen :class:`~breastdx.inference.nuclei.InstancePostprocessing` record and one row
+        ``[seed, foreground, min_seed, mean AJI]`` per candidate.
+    """
+    import dataclasses
+
+    from breastdx.evaluation.instances import aji
+
+    probs = [predictor.probabilities(im[stop:]) for im in images]
+    refs = [lab[stop:] for lab in instances]
+    rows, best = [], None
+    for s, f, m in grid:
+        post = dataclasses.replace(predictor.postprocessing, seed_threshold=s, foreground_threshold=f, min_seed=m)
+        score = float(np.mean([aji(post.apply(p), r) for p, r in zip(probs, refs)]))
+        rows.append([s, f, m, score])
+        if best is None or score > best[0] + 1e-9:
+            best = (score, post)
+    return best[1].to_meta(), rows
+
+
+def choose_inference(predictor: Any, images: list[np.ndarray], instances: list[np.ndarray], stop: int,
+                     modes: Sequence[str], grid: Sequence[tuple[float, float, int]],
+                     margin: float) -> tuple[str, dict[str, Any], list[list[Any]], list[list[Any]]]:
+    """The test-time augmentation and watershed thresholds of best mean AJI on the held-out rows.
+
+    Each of ``modes`` (keys of :data:`breastdx.inference.nuclei.TTA_TRANSFORMS`, cheapest first) gets its own
+    :func:`choose_postprocessing`; a costlier one is chosen only when its AJI beats the best cheaper one's by more than
+    ``margin``, so that an eightfold cost is not paid for noise.
+
+    Returns:
+        The augmentation, its watershed record, its grid rows, and ``[mode, best held-out AJI]`` per mode.
+
+    Raises:
+        ValueError: If ``modes`` is empty or names an unknown augmentation.
+    """
+    from breastdx.inference.nuclei import NucleusPredictor
+
+    if not modes:
+        raise ValueError("choose_inference: no test-time augmentation to compare")
+    best, rows = None, []
+    for mode in modes:
+        turned = NucleusPredictor(predictor.network, predictor.meta, windows=predictor.windows,
+                                  postprocessing=predictor.postprocessing, normalizer=predictor.normalizer, tta=mode)
+        choice, candidates = choose_postprocessing(turned, images, instances, stop, grid)
+        score = max(r[3] for r in candidates)
+        rows.append([mode, round(score, 4)])
+        if best is None or score > best[0] + margin:
+            best = (score, mode, choice, candidates)
+    return best[1], best[2], best[3], rows
