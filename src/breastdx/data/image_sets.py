@@ -234,7 +234,10 @@ def hed_augmentation(config: Any):
 
 def ultrasound_augmentation(config: Any):
     """The ultrasound augmentation (flips, small affine, gamma, gain, speckle-like noise, blur) at
-    ``config.image_size`` (:func:`breastdx.data.transforms.ultrasound_augmentation`)."""
+    ``config.image_size``, with the scanner augmentations where ``config.scanner_augment`` is set
+    (:func:`breastdx.data.transforms.ultrasound_augmentation`)."""
+    from breastdx.data.transforms import AugmentationConfig
     from breastdx.data.transforms import ultrasound_augmentation as make
 
-    return make(config.image_size, seed=config.seed)
+    return make(config.image_size, AugmentationConfig(scanner=bool(getattr(config, "scanner_augment", False))),
+                seed=config.seed)

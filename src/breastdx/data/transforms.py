@@ -173,6 +173,17 @@ class AugmentationConfig:
         noise_std: Largest noise standard deviation (intensity in [0, 1]).
         blur_prob: Gaussian smoothing.
         blur_sigma: Range of the smoothing sigma, pixels.
+        scanner: Add the augmentations aimed at other scanners (issue 13): a crop of 80-100% of each side resized
+            back (hides the scanner's text, calipers and frame borders, and changes the field of view and aspect),
+            a smooth multiplicative gain field (depth-dependent and lateral gain; MONAI ``RandBiasField``, a
+            polynomial of degree 3), a lower resolution (down-sampled to 40-90% of the side, then back, bilinear)
+            and Rician noise (the envelope statistics of speckle; standard deviation up to ``rician_std``).
+        crop_prob: Probability of the scanner crop.
+        gain_field_prob: Probability of the smooth gain field.
+        gain_field_coeff: Largest absolute Legendre coefficient of the logarithm of the gain field.
+        low_res_prob: Probability of the resolution change.
+        rician_prob: Probability of the Rician noise.
+        rician_std: Largest standard deviation of the Rician noise (intensity in [0, 1]).
     """
 
     flip_prob: float = 0.5
@@ -188,6 +199,13 @@ class AugmentationConfig:
     noise_std: float = 0.03
     blur_prob: float = 0.2
     blur_sigma: tuple[float, float] = (0.25, 1.0)
+    scanner: bool = False
+    crop_prob: float = 0.3
+    gain_field_prob: float = 0.3
+    gain_field_coeff: float = 0.1
+    low_res_prob: float = 0.25
+    rician_prob: float = 0.2
+    rician_std: float = 0.05
 
 
 def ultrasound_augmentation(image_size: int, config: AugmentationConfig | None = None, seed: int | None = None,
@@ -222,7 +240,22 @@ def ultrasound_augmentation(image_size: int, config: AugmentationConfig | None =
     c = config or AugmentationConfig()
     img, msk = keys
     shift = c.translate * image_size
+    scanner_spatial, scanner_intensity = [], []
+    if c.scanner:
+        from monai.transforms import (Identityd, OneOf, RandBiasFieldd, RandRicianNoised, RandScaleCropd, Resized,
+                                      RandSimulateLowResolutiond)
+
+        crop = Compose([RandScaleCropd(keys=[img, msk], roi_scale=0.8, max_roi_scale=1.0, random_size=True),
+                        Resized(keys=[img, msk], spatial_size=(image_size, image_size), mode=("bilinear", "nearest"))])
+        scanner_spatial = [OneOf([crop, Identityd(keys=[img, msk])], weights=[c.crop_prob, 1 - c.crop_prob])]
+        scanner_intensity = [
+            RandBiasFieldd(keys=[img], prob=c.gain_field_prob, coeff_range=(-c.gain_field_coeff, c.gain_field_coeff)),
+            RandSimulateLowResolutiond(keys=[img], prob=c.low_res_prob, zoom_range=(0.4, 0.9),
+                                       downsample_mode="area", upsample_mode="bilinear"),
+            RandRicianNoised(keys=[img], prob=c.rician_prob, std=c.rician_std),
+        ]
     compose = Compose([
+        *scanner_spatial,
         RandFlipd(keys=[img, msk], prob=c.flip_prob, spatial_axis=1),
         RandAffined(keys=[img, msk], prob=c.affine_prob, rotate_range=np.deg2rad(c.rotate_deg),
                     scale_range=(c.scale, c.scale), translate_range=(shift, shift), mode=("bilinear", "nearest"),
@@ -231,6 +264,7 @@ def ultrasound_augmentation(image_size: int, config: AugmentationConfig | None =
         RandScaleIntensityd(keys=[img], prob=c.gain_prob, factors=c.gain),
         RandGaussianSmoothd(keys=[img], prob=c.blur_prob, sigma_x=tuple(c.blur_sigma), sigma_y=tuple(c.blur_sigma)),
         RandGaussianNoised(keys=[img], prob=c.noise_prob, std=c.noise_std),
+        *scanner_intensity,
         ScaleIntensityRanged(keys=[img], a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True),
         EnsureTyped(keys=[img, msk], data_type="tensor", dtype=torch.float32, track_meta=False),
     ])

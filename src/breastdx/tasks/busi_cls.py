@@ -44,6 +44,8 @@ class BusiClsConfig(ImageClassificationConfig):
             (empty: no). Its training split must not hold this run's validation or test cases.
         busi_seg_encoder_only: Load only the busi-seg encoder (else the decoder too).
         localisation: Check the Grad-CAM maps against the test lesion masks.
+        scanner_augment: Add the augmentations aimed at other scanners (as ``busi-seg``'s option: crops hiding
+            text and calipers, smooth gain field, lower resolution, Rician speckle noise).
     """
 
     archs: tuple[str, ...] = ("unet_multitask", "resnet18")
@@ -58,6 +60,7 @@ class BusiClsConfig(ImageClassificationConfig):
     init_busi_seg: str = ""
     busi_seg_encoder_only: bool = True
     localisation: bool = True
+    scanner_augment: bool = False
 
 
 def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitData:

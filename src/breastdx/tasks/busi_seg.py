@@ -77,6 +77,9 @@ class BusiSegConfig(LightningOptions):
         split_seed: Seed of a new split (kept apart from ``seed`` so that tasks share one split).
         max_cases: Cases per split, evenly spaced (0 for all): for smoke tests.
         augment: Augment training images (flips, small affine, gamma, gain, noise, blur).
+        scanner_augment: Add the augmentations aimed at other scanners: crops hiding text and calipers, smooth
+            depth / lateral gain field, lower resolution, Rician speckle noise
+            (:class:`breastdx.data.transforms.AugmentationConfig`, ``scanner``).
         include_normal: Train on normal (lesion-free) images too.
         tta: Test-time augmentation of the saved model: ``none`` or ``hflip``.
         inference_dtype: ``float32`` or ``bfloat16``: the dtype validation and test run in, recorded in the
@@ -100,6 +103,7 @@ class BusiSegConfig(LightningOptions):
     split_seed: int = 0
     max_cases: int = option(0, ge=0)
     augment: bool = True
+    scanner_augment: bool = False
     include_normal: bool = True
     tta: str = option("none", choices=("none", "hflip"))
     inference_dtype: str = option("float32", choices=("float32", "bfloat16"))
@@ -170,7 +174,7 @@ class BusiSegTask(Task):
         from breastdx.data.busi import busi_checksum, find_busi_root, scan_busi
         from breastdx.data.datasets import SegmentationDataset
         from breastdx.data.splits import busi_split
-        from breastdx.data.transforms import Preprocessing, ultrasound_augmentation
+        from breastdx.data.transforms import AugmentationConfig, Preprocessing, ultrasound_augmentation
         from breastdx.models.networks import NETWORKS, SEGMENTATION_NETWORKS, build_network
         from breastdx.runs import seed_everything, write_versions
         from breastdx.runtime import bf16_native, cpu_model
@@ -217,7 +221,8 @@ class BusiSegTask(Task):
 
         prep = Preprocessing(image_size=config.image_size, mode="gray")
         log.info("caching %d training and %d validation images", len(train_cases), len(val_cases))
-        aug = ultrasound_augmentation(config.image_size, seed=config.seed) if config.augment else None
+        aug = ultrasound_augmentation(config.image_size, AugmentationConfig(scanner=config.scanner_augment),
+                                      seed=config.seed) if config.augment else None
         train_ds = SegmentationDataset.from_busi(train_cases, prep, transform=aug)
         val_ds = SegmentationDataset.from_busi(val_cases, prep)
         settings = FitSettings.from_config(config, monitor="val_dice")
@@ -235,7 +240,7 @@ class BusiSegTask(Task):
         train_seconds, best_epoch = result.train_seconds, result.best_epoch
         training = {**result.info, "best_val_dice_network_size": result.best_score, "lr": config.lr,
                     "weight_decay": config.weight_decay, "ema_decay": config.ema_decay, "augment": config.augment,
-                    "include_normal": config.include_normal}
+                    "scanner_augment": config.scanner_augment, "include_normal": config.include_normal}
         model_dir = run_dir / "model"
         model_dir.mkdir()
         meta = self._write_model(model_dir, network, config, resolved_args, prep, checksum, split, training)
