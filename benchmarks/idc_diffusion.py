@@ -83,8 +83,14 @@ def main() -> None:
         ema.update_parameters(net)
         steps += 1
         losses.append(loss.item())
+        if steps % 100 == 0:
+            print(f"step {steps}  {time.perf_counter() - start:.0f} s  loss {np.mean(losses[-100:]):.4f}", flush=True)
     train_s = time.perf_counter() - start
     model = ema.module.eval()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(Path(args.out) / "ema.safetensors"))
 
     ddim = DDIMScheduler(num_train_timesteps=1000)
     ddim.set_timesteps(args.sample_steps)
@@ -100,6 +106,7 @@ def main() -> None:
             for t in ddim.timesteps:
                 eps = model(x, torch.full((m,), int(t), dtype=torch.long), class_labels=y)
                 x, _ = ddim.step(eps, t, x)
+            print(f"sampled {s + m} of {n} (class {label})", flush=True)
             out.append(((x[:, :, 1:51, 1:51].clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
         return np.concatenate(out)
 
