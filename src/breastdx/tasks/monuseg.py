@@ -159,9 +159,11 @@ class MonusegCalibrateOptions:
     Attributes:
         tta: ``choose`` (as training: the test-time augmentation of best held-out AJI) or one of
             :data:`TTA_CHOICES`.
+        threads: Torch threads (set by the command line; 0: PyTorch's default).
     """
 
     tta: str = option("choose", choices=("choose", *TTA_CHOICES))
+    threads: int = option(0, ge=0)
 
 
 def _crop(a: np.ndarray, crop: int) -> np.ndarray:
