@@ -61,3 +61,19 @@ def test_off_by_default():
     aug = ultrasound_augmentation(S, dataclasses.replace(AugmentationConfig(), **{**OFF, "scanner": False}), seed=0)
     out = aug(_sample())
     assert torch.equal(out["image"], _sample()["image"]) and torch.equal(out["mask"], _sample()["mask"])
+
+
+def test_task_options_reach_the_augmentation():
+    from types import SimpleNamespace
+
+    from breastdx.data.image_sets import ultrasound_augmentation as from_config
+    from breastdx.tasks.busi_cls import BusiClsConfig
+    from breastdx.tasks.busi_seg import BusiSegConfig
+
+    assert BusiSegConfig().scanner_augment is False and BusiClsConfig().scanner_augment is False
+    plain = from_config(SimpleNamespace(image_size=S, seed=0, scanner_augment=False))
+    scanner = from_config(SimpleNamespace(image_size=S, seed=0, scanner_augment=True))
+    names = [type(t).__name__ for t in scanner.transforms]
+    assert len(scanner.transforms) == len(plain.transforms) + 4
+    assert {"OneOf", "RandBiasFieldd", "RandSimulateLowResolutiond", "RandRicianNoised"} <= set(names)
+    assert len(from_config(SimpleNamespace(image_size=S, seed=0)).transforms) == len(plain.transforms)  # other tasks
