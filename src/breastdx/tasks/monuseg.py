@@ -379,8 +379,10 @@ class MonusegTask(Task):
         train_cases = [cases[n] for n in split["train"]]
         test_cases = [cases[n] for n in split["test"]]
         crop = int(meta.get("training_config", {}).get("crop", 0))
-        if monuseg_checksum(train_cases + test_cases) != split.get("data_checksum", meta.get("data_checksum")):
-            log.warning("calibrate monuseg: the data checksum differs from the model's (%s)", model_dir)
+        expected = split.get("data_checksum", meta.get("data_checksum"))
+        if monuseg_checksum(list(cases.values())) != expected:
+            raise ConfigError(f"calibrate monuseg: the MoNuSeg tiles under {data_root} are not those {model_dir} was "
+                              f"trained on (data checksum {expected}); its held-out rows cannot be rebuilt.")
         tiles = [tuple(_crop(a, crop) for a in load_case(c)) for c in train_cases]
         stop = int(split["training_rows"][1])
         tta, choice, grid, tta_rows = choose_inference(
