@@ -23,7 +23,6 @@ References:
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 from scipy.special import softmax as _softmax
 
@@ -103,6 +102,8 @@ def fit_temperature(labels: np.ndarray, logits: np.ndarray,
     if y.size == 0:
         return 1.0
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    from scipy.optimize import minimize_scalar  # imported here: scipy.optimize costs every command ~0.5 s to import
+
     res = minimize_scalar(lambda t: nll(y, z, float(np.exp(t))), bounds=(lo, hi), method="bounded",
                           options={"xatol": 1e-5})
     return float(np.exp(res.x))
