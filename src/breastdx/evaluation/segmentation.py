@@ -236,3 +236,21 @@ def summarize_segmentation(scores: Sequence[dict[str, Any]], labels: Sequence[st
     if normal:
         out["normal_fp_share"] = mean_ci([float(s["false_positive"]) for s in normal], n_boot, seed)
     return out
+
+
+PER_IMAGE_FIELDS = ("case", "label", "dice", "iou", "hd95", "target_area_px", "pred_area_px", "fp_area_px", "missed",
+                    "false_positive", "n_components", "max_prob")
+"""Columns of a per-image CSV (``test_per_image.csv``, ``val_per_image.csv``), plus ``p_normal`` when present."""
+
+
+def write_per_image_csv(scores: Sequence[dict[str, Any]], path: Any) -> None:
+    """One row per image of :func:`case_scores` records (with ``case``, ``label``, ``n_components`` and ``max_prob``
+    added by the caller): floats to 4 decimals, booleans as ``True`` / ``False``."""
+    import csv
+
+    fields = list(PER_IMAGE_FIELDS) + (["p_normal"] if any("p_normal" in s for s in scores) else [])
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for s in scores:
+            w.writerow({k: (f"{s[k]:.4f}" if isinstance(s[k], float) else s[k]) for k in fields})

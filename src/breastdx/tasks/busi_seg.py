@@ -20,7 +20,6 @@ References:
 
 from __future__ import annotations
 
-import csv
 import logging
 import shutil
 from dataclasses import dataclass
@@ -77,6 +76,8 @@ class BusiSegConfig(LightningOptions):
         split_seed: Seed of a new split (kept apart from ``seed`` so that tasks share one split).
         max_cases: Cases per split, evenly spaced (0 for all): for smoke tests.
         augment: Augment training images (flips, small affine, gamma, gain, noise, blur).
+        cv_folds: ``K >= 2``: grouped, stratified ``K``-fold cross-validation of this recipe on the split's train +
+            val cases, its test cases left out (:mod:`breastdx.pipeline.seg_crossval`); 0: one training run.
         scanner_augment: Add the augmentations aimed at other scanners: crops hiding text and calipers, smooth
             depth / lateral gain field, lower resolution, Rician speckle noise
             (:class:`breastdx.data.transforms.AugmentationConfig`, ``scanner``).
@@ -104,6 +105,7 @@ class BusiSegConfig(LightningOptions):
     max_cases: int = option(0, ge=0)
     augment: bool = True
     scanner_augment: bool = False
+    cv_folds: int = option(0, ge=0)
     include_normal: bool = True
     tta: str = option("none", choices=("none", "hflip"))
     inference_dtype: str = option("float32", choices=("float32", "bfloat16"))
@@ -183,6 +185,10 @@ class BusiSegTask(Task):
 
         # Check every option before any work.
         validate(config, self.name)
+        if config.cv_folds:
+            from breastdx.pipeline.seg_crossval import cross_validate_busi_seg
+
+            return cross_validate_busi_seg(self, config, data_root, run_dir)
         if config.arch not in SEGMENTATION_NETWORKS:
             NETWORKS.get(config.arch)  # an unknown name: "did you mean ...?"
             raise ConfigError(f"The 'arch' option of busi-seg must be one of {', '.join(SEGMENTATION_NETWORKS)}. "
@@ -267,7 +273,9 @@ class BusiSegTask(Task):
         from breastdx.runs import write_json
 
         write_json(metrics, run_dir / "metrics.json")
-        self._write_per_image(evaluation, run_dir / "test_per_image.csv")
+        from breastdx.evaluation.segmentation import write_per_image_csv
+
+        write_per_image_csv(evaluation["scores"], run_dir / "test_per_image.csv")
         meta["metrics"] = evaluation["metrics"]
         meta["metrics_split"] = split_text
         meta = self._rewrite_meta(model_dir, meta)
@@ -382,18 +390,6 @@ class BusiSegTask(Task):
         labels = [c.label for c in cases]
         return {"scores": scores, "cases": list(cases), "labels": labels,
                 "metrics": summarize_segmentation(scores, labels, n_boot=n_boot, seed=seed)}
-
-    @staticmethod
-    def _write_per_image(evaluation: dict[str, Any], path: Path) -> None:
-        fields = ["case", "label", "dice", "iou", "hd95", "target_area_px", "pred_area_px", "fp_area_px",
-                  "missed", "false_positive", "n_components", "max_prob"]
-        if any("p_normal" in s for s in evaluation["scores"]):
-            fields.append("p_normal")
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            w.writeheader()
-            for s in evaluation["scores"]:
-                w.writerow({k: (f"{s[k]:.4f}" if isinstance(s[k], float) else s[k]) for k in fields})
 
     def _write_card(self, model_dir: Path, meta: dict[str, Any], split: Any, test_cases: Sequence[Any]) -> None:
         from breastdx.models.saved import write_model_card
@@ -548,7 +544,9 @@ class BusiSegTask(Task):
                    "threshold": predictor.postprocessing.threshold, "tta": predictor.tta,
                    "postprocessing": predictor.postprocessing.to_meta(), **presence, "metrics": evaluation["metrics"]}
         write_json(metrics, run_dir / "metrics.json")
-        self._write_per_image(evaluation, run_dir / f"{which}_per_image.csv")
+        from breastdx.evaluation.segmentation import write_per_image_csv
+
+        write_per_image_csv(evaluation["scores"], run_dir / f"{which}_per_image.csv")
         self._write_report(run_dir, predictor, evaluation, metrics, None, None, n_boot,
                            title="breastdx — BUSI lesion segmentation (evaluation)")
         rows = [[k, ci_text(evaluation["metrics"][k])] for k in REPORT_METRICS if k in evaluation["metrics"]]
