@@ -24,9 +24,13 @@ def _base():
                      groups=groups, excluded=excluded)
 
 
+def _labels(base):
+    return {n: n.split(" (")[0] for n in base.train + base.val + base.test}
+
+
 def test_folds_cover_train_and_val_once_keep_groups_and_leave_the_test_out():
     base = _base()
-    folds = busi_fold_splits(base, 5, seed=0)
+    folds = busi_fold_splits(base, _labels(base), 5, seed=0)
     assert len(folds) == 5
     pool = set(base.train) | set(base.val)
     tested = [n for f in folds for n in f.test]
@@ -41,9 +45,9 @@ def test_folds_cover_train_and_val_once_keep_groups_and_leave_the_test_out():
             assert sum(any(m in p for m in members) for p in parts) <= 1, g
         assert {n.split(" (")[0] for n in f.test} == {"normal", "benign", "malignant"}  # stratified
         assert 0.08 < len(f.val) / (len(f.train) + len(f.val)) < 0.2  # the base split's share of validation
-    assert [f.test for f in folds] == [f.test for f in busi_fold_splits(base, 5, seed=0)]  # seeded
+    assert [f.test for f in folds] == [f.test for f in busi_fold_splits(base, _labels(base), 5, seed=0)]  # seeded
     with pytest.raises(ValueError):
-        busi_fold_splits(base, 1, seed=0)
+        busi_fold_splits(base, _labels(base), 1, seed=0)
 
 
 def test_cli_cross_validation_on_real_busi(tmp_path):

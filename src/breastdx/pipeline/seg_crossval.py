@@ -37,11 +37,12 @@ log = logging.getLogger(__name__)
 BASE_TEST_REASON = "the test split of the base split: kept out of cross-validation"
 
 
-def busi_fold_splits(split: Any, k: int, seed: int) -> list[Any]:
+def busi_fold_splits(split: Any, labels_by_name: dict[str, str], k: int, seed: int) -> list[Any]:
     """``k`` split files over the train + val cases of a BUSI split.
 
     Args:
         split: The base :class:`breastdx.data.splits.SplitFile`.
+        labels_by_name: The class of every case (:attr:`breastdx.data.busi.BusiCase.label` by name).
         k: Folds, >= 2.
         seed: Seed of the folds and of each fold's validation draw.
 
@@ -56,7 +57,7 @@ def busi_fold_splits(split: Any, k: int, seed: int) -> list[Any]:
     from breastdx.data.splits import SplitFile, grouped_stratified_folds, grouped_stratified_split
 
     names = sorted(split.train + split.val)
-    label = {n: n.split(" (")[0] for n in names}
+    label = {n: labels_by_name[n] for n in names}
     group_of = {n: i for i, n in enumerate(names)}
     for g, members in enumerate(split.groups):
         for n in members:
@@ -66,7 +67,7 @@ def busi_fold_splits(split: Any, k: int, seed: int) -> list[Any]:
     gid = [group_of[n] for n in names]
     folds = grouped_stratified_folds(labels, gid, k, seed)
     val_share = len(split.val) / (len(split.train) + len(split.val))
-    base_test = [{"name": n, "label": n.split(" (")[0], "reason": BASE_TEST_REASON, "group": [n]} for n in split.test]
+    base_test = [{"name": n, "label": labels_by_name[n], "reason": BASE_TEST_REASON, "group": [n]} for n in split.test]
     out = []
     for f in range(k):
         test = set(folds[f])
@@ -108,6 +109,7 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
         DataError: As :func:`breastdx.data.splits.busi_split`.
     """
     from breastdx.config import ConfigError, save_yaml, to_dict
+    from breastdx.data.busi import find_busi_root, scan_busi
     from breastdx.data.splits import busi_split
     from breastdx.evaluation.segmentation import summarize_segmentation
     from breastdx.pipeline.task import RunResult
@@ -117,12 +119,12 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
     if k < 2:
         raise ConfigError(f"--cv-folds must be 2 or more (0: no cross-validation); got {k}.")
     run_dir.mkdir(parents=True, exist_ok=True)
-    base = busi_split(data_root, Path(config.split_file) if config.split_file else run_dir / "base_split.json",
-                      seed=config.split_seed)
+    base = busi_split(data_root, Path(config.split_file) if config.split_file else None, seed=config.split_seed)
     base.to_json(run_dir / "base_split.json")
     save_yaml({"task": task.name, **to_dict(config), "data_root": str(data_root)}, run_dir / "config.yaml")
     write_versions(run_dir)
-    splits = busi_fold_splits(base, k, config.split_seed)
+    labels = {c.name: c.label for c in scan_busi(find_busi_root(data_root))}
+    splits = busi_fold_splits(base, labels, k, config.split_seed)
     write_json({"k": k, "seed": config.split_seed, "base_split": "base_split.json",
                 "base_test_cases_excluded": len(base.test),
                 "folds": [{"test": s.test, "val": s.val} for s in splits]}, run_dir / "folds.json")

@@ -176,7 +176,8 @@ class BusiSegTask(Task):
         from breastdx.data.busi import busi_checksum, find_busi_root, scan_busi
         from breastdx.data.datasets import SegmentationDataset
         from breastdx.data.splits import busi_split
-        from breastdx.data.transforms import AugmentationConfig, Preprocessing, ultrasound_augmentation
+        from breastdx.data.image_sets import ultrasound_augmentation
+        from breastdx.data.transforms import Preprocessing
         from breastdx.models.networks import NETWORKS, SEGMENTATION_NETWORKS, build_network
         from breastdx.runs import seed_everything, write_versions
         from breastdx.runtime import bf16_native, cpu_model
@@ -227,8 +228,7 @@ class BusiSegTask(Task):
 
         prep = Preprocessing(image_size=config.image_size, mode="gray")
         log.info("caching %d training and %d validation images", len(train_cases), len(val_cases))
-        aug = ultrasound_augmentation(config.image_size, AugmentationConfig(scanner=config.scanner_augment),
-                                      seed=config.seed) if config.augment else None
+        aug = ultrasound_augmentation(config) if config.augment else None
         train_ds = SegmentationDataset.from_busi(train_cases, prep, transform=aug)
         val_ds = SegmentationDataset.from_busi(val_cases, prep)
         settings = FitSettings.from_config(config, monitor="val_dice")

@@ -166,6 +166,11 @@ class MonusegCalibrateOptions:
     threads: int = option(0, ge=0)
 
 
+def _tta_modes(tta: str) -> tuple[str, ...]:
+    """The test-time augmentations a ``--tta`` value compares on the held-out rows (``choose``: all, cheapest first)."""
+    return TTA_CHOICES if tta == "choose" else (tta,)
+
+
 def _crop(a: np.ndarray, crop: int) -> np.ndarray:
     return a[:crop, :crop] if crop else a
 
@@ -259,9 +264,8 @@ class MonusegTask(Task):
         write_training_hashes(model_dir, [image_hash(im) for im in images])
         windows = Windows(roi_size=min(config.roi_size, crop_w), overlap=config.overlap)
         predictor = NucleusPredictor(network, meta, windows=windows, normalizer=normalizer)
-        tta, choice, grid, tta_rows = choose_inference(
-            predictor, images, instances, stop, TTA_CHOICES if config.tta == "choose" else (config.tta,),
-            POSTPROCESSING_GRID, TTA_MARGIN)
+        tta, choice, grid, tta_rows = choose_inference(predictor, images, instances, stop, _tta_modes(config.tta),
+                                                       POSTPROCESSING_GRID, TTA_MARGIN)
         meta["postprocessing"] = choice
         meta["inference"]["tta"] = tta
         predictor = NucleusPredictor(network, meta, windows=windows, normalizer=normalizer)
@@ -385,16 +389,15 @@ class MonusegTask(Task):
                               f"trained on (data checksum {expected}); its held-out rows cannot be rebuilt.")
         tiles = [tuple(_crop(a, crop) for a in load_case(c)) for c in train_cases]
         stop = int(split["training_rows"][1])
-        tta, choice, grid, tta_rows = choose_inference(
-            predictor, [t[0] for t in tiles], [t[1] for t in tiles], stop,
-            TTA_CHOICES if o.tta == "choose" else (o.tta,), POSTPROCESSING_GRID, TTA_MARGIN)
+        tta, choice, grid, tta_rows = choose_inference(predictor, [t[0] for t in tiles], [t[1] for t in tiles], stop,
+                                                       _tta_modes(o.tta), POSTPROCESSING_GRID, TTA_MARGIN)
         meta["postprocessing"] = choice
         meta["inference"]["tta"] = tta
         meta["validation"] = {**meta.get("validation", {}), "postprocessing_grid": grid, "tta": tta_rows}
         predictor = NucleusPredictor(predictor.network, meta, normalizer=predictor.normalizer)
         mpp = float(meta.get("microns_per_pixel") or 0.25)
         evaluation = evaluate_tiles(predictor, [tuple(_crop(a, crop) for a in load_case(c)) for c in test_cases],
-                                          [c.name for c in test_cases], mpp)
+                                    [c.name for c in test_cases], mpp)
         meta["metrics"] = evaluation["summary"]
         meta = _rewrite_meta(model_dir, meta)
         write_card(model_dir, meta, evaluation, grid)
