@@ -188,3 +188,40 @@ def test_shipped_model_outputs_are_stable(data_root):
     prob = predictor.predict_proba([read_image(data_root / "busi" / n, mode="gray").array for n in names])
     for name, p in zip(names, prob):
         np.testing.assert_allclose(p, golden[name]["prob"], atol=2e-3, err_msg=name)
+
+
+def test_lesion_crop_training_crops_and_guards(data_root, split_file, tmp_path):
+    """--lesion-crop: the images are the shipped segmenter's lesion crops; predict refuses such a model (it
+    draws on whole images), evaluate crops the same way; a split whose validation or test cases the segmenter
+    trained on is refused."""
+    from breastdx.data.splits import busi_split
+    from breastdx.models.init_weights import InitWeightsError
+    from breastdx.tasks.busi_cls import BusiClsConfig, read
+
+    data = read(BusiClsConfig(lesion_crop="shipped", crop_margin=0.3), data_root, split_file, tmp_path / "s.json")
+    part = data.parts["test"]
+    benign = next(i for i in range(len(part)) if part.labels[i] == 1)
+    image, mask = part.read(benign)
+    whole = read(BusiClsConfig(), data_root, split_file, tmp_path / "w.json").parts["test"].read(benign)[0]
+    assert image.shape == mask.shape and image.size < whole.size  # a crop, with its mask cut alike
+    assert mask.any() and data.record["lesion_crop"] == {"segmenter": "shipped", "margin": 0.3}
+    busi_split(data_root, tmp_path / "seed1.json", seed=1)
+    with pytest.raises(InitWeightsError, match="busi-seg"):
+        read(BusiClsConfig(lesion_crop="shipped"), data_root, tmp_path / "seed1.json", tmp_path / "o.json")
+
+    out = tmp_path / "run"
+    tiny = ["resnet18" if a == "unet_multitask,resnet18" else a for a in TINY]
+    result = runner.invoke(app, ["train", "busi-cls", "--data-dir", str(data_root), "--out", str(out),
+                                 "--split-file", str(split_file), "--lesion-crop", "shipped", *tiny,
+                                 "--localisation", "false", "--gradcam-examples", "0"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "model" / "meta.json").read_text())
+    assert meta["training_config"]["lesion_crop"] == "shipped"
+    image_file = next((data_root / "busi" / "benign").glob("benign (1).png"))
+    result = runner.invoke(app, ["predict", "busi-cls", str(image_file), "--model", str(out / "model"),
+                                 "--out", str(tmp_path / "pred")])
+    assert result.exit_code != 0 and "lesion crops" in result.output
+    result = runner.invoke(app, ["evaluate", "busi-cls", "--data-dir", str(data_root), "--model", str(out / "model"),
+                                 "--out", str(tmp_path / "ev"), "--max-cases", "12", "--n-bootstrap", "20",
+                                 "--localisation", "false"])
+    assert result.exit_code == 0, result.output

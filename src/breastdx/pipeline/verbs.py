@@ -134,6 +134,23 @@ def _predictor(task: Any, model_dir: Path, options: dict[str, str], batch_size: 
                                             **runtime_options(options))
 
 
+def _lesion_crop(predictor: Any) -> dict[str, Any] | None:
+    """The ``--lesion-crop`` record of a model trained on lesion crops (busi-cls), else None."""
+    trained = predictor.meta.get("training_config", {})
+    return {"segmenter": trained["lesion_crop"], "margin": float(trained.get("crop_margin", 0.3))} \
+        if trained.get("lesion_crop") else None
+
+
+def _refuse_lesion_crop(predictor: Any, model_dir: Path, verb: str) -> None:
+    """``predict`` and ``explain`` draw on whole images; a model trained on lesion crops cannot be used there."""
+    crop = _lesion_crop(predictor)
+    if crop is not None:
+        raise ConfigError(f"{model_dir}: this model classifies lesion crops found by the busi-seg model "
+                          f"{crop['segmenter']!r} (trained with --lesion-crop); '{verb}' takes whole images and draws "
+                          f"on them. Score it with 'evaluate' (its split, or --external, both cropped the same way) "
+                          f"or benchmarks/busi_lesion_aware.py.")
+
+
 def _split_data(task: Any, predictor: Any, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str],
                 split_file: str) -> tuple[Any, Path]:
     """The model's data with the split it was trained on (its ``split.json`` or ``split_file``), read with the
@@ -337,7 +354,8 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
 
     The folder is read by :func:`breastdx.data.external.read_external` (a ``labels.csv`` or class sub-folders), its
     labels are checked against the model's classes (nothing is mapped unless ``--label-map`` declares it), every
-    image is read at its own size and predicted, and the metrics are those of a split's evaluation (:func:`score`):
+    image is read at its own size (for a model trained with ``--lesion-crop``, cropped to the lesion that its
+    segmenter finds) and predicted, and the metrics are those of a split's evaluation (:func:`score`):
     ``metrics.json`` (with ``n`` and the folder's description), ``report.html`` and its figures, and ``cases.csv``
     (one row per image: id, image file relative to the folder, label, ``p_<class>``, the label at the operating
     point and the most probable class). When the folder has both images labelled ``normal`` and others, its
@@ -386,6 +404,11 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
         raise DataError(f"{data.source}: none of the {len(data)} images could be read.",
                         [f"{p}: {r}" for p, r in failures])
     idx = np.asarray(kept, dtype=np.int64)
+    crop = _lesion_crop(predictor)
+    if crop is not None:  # a model trained on lesion crops sees the same crops here
+        from breastdx.inference.lesion_crop import LesionCropper
+
+        images = LesionCropper.from_model(crop["segmenter"], crop["margin"]).crops(images)
     logits = predictor.predict_logits(images)
     text = data.describe() if not failures else (f"{data.describe()}; {len(failures)} unreadable image(s) left out, "
                                                  f"n = {len(kept)} scored")
@@ -433,6 +456,7 @@ def predict(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
     opts = parse_options(PredictOptions, options, f"predict {task.name}")
     gradcam = task.spec.predict_gradcam if opts.gradcam is None else opts.gradcam
     predictor = _predictor(task, model_dir, options, opts.batch_size, opts.tta, opts.method, opts.conformal_level)
+    _refuse_lesion_crop(predictor, model_dir, "predict")
     rows, failures, seconds = write_predictions(predictor, inputs, run_dir, gradcam=gradcam, workers=opts.workers)
     classes = predictor.class_names
     table = [[task.spec.item, *[f"P({c})" for c in classes], "label"]] + [
@@ -467,6 +491,7 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
     zoom = opts.zoom or task.spec.explain_zoom
     start = time.perf_counter()
     predictor = _predictor(task, model_dir, options, opts.batch_size, opts.tta)
+    _refuse_lesion_crop(predictor, model_dir, "explain")
     out_dir = run_dir / "explanations"
     out_dir.mkdir()
     rows: list[dict[str, Any]] = []

@@ -46,6 +46,11 @@ class BusiClsConfig(ImageClassificationConfig):
         localisation: Check the Grad-CAM maps against the test lesion masks.
         scanner_augment: Add the augmentations aimed at other scanners (as ``busi-seg``'s option: crops hiding
             text and calipers, smooth gain field, lower resolution, Rician speckle noise).
+        lesion_crop: Lesion-aware classification: classify the lesion region that this busi-seg model finds
+            (``shipped`` or a model folder), cropped square with ``crop_margin`` (:mod:`breastdx.inference.lesion_crop`;
+            the whole image where it finds none), instead of the whole image; empty: the whole image. Its
+            training split must hold none of this run's validation or test cases.
+        crop_margin: Margin on every side of the lesion box, as a fraction of its larger side.
     """
 
     archs: tuple[str, ...] = ("unet_multitask", "resnet18")
@@ -61,6 +66,8 @@ class BusiClsConfig(ImageClassificationConfig):
     busi_seg_encoder_only: bool = True
     localisation: bool = True
     scanner_augment: bool = False
+    lesion_crop: str = ""
+    crop_margin: float = option(0.3, ge=0, le=2)
 
 
 def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitData:
@@ -85,12 +92,47 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
         return ImageSet(tuple(c.name for c in cases), np.array([c.label_index for c in cases], dtype=np.int64),
                         lambda i: load_case(cases[i], mode="gray"))
 
+    parts = {s: part(s) for s in ("train", "val", "test")}
+    record: dict[str, Any] = {"data_folder": str(root)}
+    if config.lesion_crop:
+        parts = {s: _lesion_crops(p, config.lesion_crop, config.crop_margin, split) for s, p in parts.items()}
+        record["lesion_crop"] = {"segmenter": config.lesion_crop, "margin": config.crop_margin}
+
     about = (f"- BUSI, Breast Ultrasound Images (Al-Dhabyani et al. 2020, Data in Brief 28:104863, "
              f"doi:10.1016/j.dib.2019.104863): 780 images of 600 women, Baheya Hospital, Cairo, 2018 (CC BY 4.0).\n"
              f"- Split: the grouped split of busi-seg (seed {split.seed}, ratios {list(split.ratios)}): near-duplicate "
              f"frames never cross train / val / test; {len(split.excluded)} cases excluded (contradictory labels).")
-    return SplitData({s: part(s) for s in ("train", "val", "test")}, tuple(BUSI_CLASSES), split.data_checksum,
-                     "grouped by near-duplicates", about, {"data_folder": str(root)}, split)
+    if config.lesion_crop:
+        about += (f"\n- Inputs: the lesion region found by the busi-seg model {config.lesion_crop!r}, cropped square "
+                  f"with a margin of {config.crop_margin:g} of its side (the whole image where it finds none).")
+    return SplitData(parts, tuple(BUSI_CLASSES), split.data_checksum, "grouped by near-duplicates", about, record,
+                     split)
+
+
+def _lesion_crops(part: ImageSet, segmenter: str, margin: float, split: Any) -> ImageSet:
+    """``part`` with each image (and mask) cropped to the lesion box the segmenter finds in it (found on the
+    first read of an image, then kept).
+
+    Raises:
+        InitWeightsError: If the segmenter trained on a validation or test case of ``split``.
+    """
+    from breastdx.data.lesion_crop import crop
+    from breastdx.data.splits import SplitFile
+    from breastdx.inference.lesion_crop import LesionCropper
+    from breastdx.models.init_weights import check_no_leak
+
+    cropper = LesionCropper.from_model(segmenter, margin)
+    folder = cropper.model_dir
+    check_no_leak(SplitFile.from_json(folder / "split.json"), split, str(folder))
+    boxes: dict[int, tuple[int, int, int, int]] = {}
+
+    def read(i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        image, mask = part.read(i)
+        if i not in boxes:
+            boxes[i] = cropper.boxes([image])[0]
+        return crop(image, boxes[i]), None if mask is None else crop(mask, boxes[i])
+
+    return ImageSet(part.ids, part.labels, read, part.groups)
 
 
 def localisation(predictor: Any, part: ImageSet, method: str, n_boot: int, seed: int) -> dict[str, Any]:
@@ -142,6 +184,7 @@ BUSI_CLS = register(ClassificationSpec(
                         note="Published ResNet / EfficientNet results with ImageNet weights on random (leaky) BUSI "
                              "splits reach accuracy 0.85-0.90; these figures are on the grouped split, without "
                              "ImageNet weights."),
+    data_options=("lesion_crop", "crop_margin"),
     card_limitations=(
         "One public dataset from one hospital and one period; no external validation.",
         "Burned-in calipers, text and marks are present in many BUSI images; the model may use them (check the "

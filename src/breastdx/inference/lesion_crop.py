@@ -1,0 +1,100 @@
+"""Lesion crops for lesion-aware classification: a busi-seg segmenter finds the lesion, the crop keeps it with a margin.
+
+A busi-cls model trained with ``--lesion-crop SEGMENTER`` classifies these crops (the boxes of
+:func:`breastdx.data.lesion_crop.lesion_box`); where the segmenter finds nothing, the whole image. The same
+segmenter and margin are used in training, evaluation and prediction, and are recorded in the model's training
+config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from breastdx.data.lesion_crop import DEFAULT_MARGIN, crop, lesion_box
+
+
+@dataclass
+class LesionCropper:
+    """Crops each image to the lesion its segmenter finds.
+
+    Args:
+        segmenter: A :class:`~breastdx.inference.predictor.SegmentationPredictor` (busi-seg).
+        margin: Margin on every side, as a fraction of the lesion's larger side (>= 0).
+        model_dir: The segmenter's model folder, when it was loaded from one.
+    """
+
+    segmenter: Any
+    margin: float = DEFAULT_MARGIN
+    model_dir: Path | None = None
+
+    @classmethod
+    def from_model(cls, model: str, margin: float = DEFAULT_MARGIN, **options: Any) -> "LesionCropper":
+        """The cropper of a shipped segmenter's name (``shipped`` or ``busi-seg``) or a busi-seg model folder.
+
+        Raises:
+            FileNotFoundError: If the model is neither.
+            ModelFolderError: If the folder is not a busi-seg model.
+        """
+        from breastdx.inference.predictor import SegmentationPredictor
+        from breastdx.zoo import resolve_model
+
+        folder = resolve_model("busi-seg" if model == "shipped" else model, "busi-seg")
+        return cls(SegmentationPredictor.from_dir(folder, task="busi-seg", **options), float(margin), folder)
+
+    def boxes(self, images: Sequence[np.ndarray]) -> list[tuple[int, int, int, int]]:
+        """``(y0, y1, x0, x1)`` per uint8 image ``(H, W[, 3])``: the lesion box, or the whole image."""
+        if not len(images):
+            return []
+        outputs = self.segmenter.predict(list(images), keep_prob=False)
+        return [lesion_box(o.mask, self.margin) for o in outputs]
+
+    def crops(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The crop of each image (uint8, its own size)."""
+        return [crop(im, b) for im, b in zip(images, self.boxes(images))]
+
+
+FUSION_WEIGHTS = tuple(round(0.1 * k, 1) for k in range(11))
+"""Weights of the whole-image probability tried by :func:`choose_fusion_weight`."""
+
+
+def fuse(p_whole: np.ndarray, p_crop: np.ndarray, weight: float) -> np.ndarray:
+    """The linear pool ``weight * p_whole + (1 - weight) * p_crop`` of two ``(n, K)`` probability arrays.
+
+    Raises:
+        ValueError: If the shapes differ or ``weight`` is outside [0, 1].
+    """
+    p_whole, p_crop = np.asarray(p_whole, dtype=np.float64), np.asarray(p_crop, dtype=np.float64)
+    if p_whole.shape != p_crop.shape:
+        raise ValueError(f"The whole-image and crop probabilities differ in shape: {p_whole.shape} vs {p_crop.shape}.")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"The fusion weight must be in [0, 1], got {weight}.")
+    return weight * p_whole + (1.0 - weight) * p_crop
+
+
+def choose_fusion_weight(labels: np.ndarray, p_whole: np.ndarray, p_crop: np.ndarray,
+                         weights: Sequence[float] = FUSION_WEIGHTS) -> tuple[float, dict[float, float]]:
+    """The weight of the whole image whose fused probabilities have the lowest mean negative log-likelihood on
+    ``labels`` (validation cases); the first of equal ones (the grid runs from the crop alone to the whole image
+    alone).
+
+    Args:
+        labels: int ``(n,)`` class indices.
+        p_whole: float ``(n, K)`` whole-image probabilities.
+        p_crop: float ``(n, K)`` lesion-crop probabilities.
+        weights: The weights tried, each in [0, 1].
+
+    Returns:
+        ``(weight, {weight: NLL})``.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    nll = {}
+    for w in weights:
+        p = fuse(p_whole, p_crop, w)[np.arange(labels.size), labels]
+        nll[float(w)] = float(-np.mean(np.log(np.clip(p, 1e-12, 1.0))))
+    best = min(nll, key=lambda w: (round(nll[w], 12), w))
+    return best, nll
