@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,9 @@ from busi_lesion_aware import _external, _lesion_auroc, _nll, _paired
 def _fold_images(split_file: Path, data_root: Path) -> tuple[list[np.ndarray], np.ndarray, tuple[str, ...]]:
     from breastdx.tasks.busi_cls import BusiClsConfig, read
 
-    part = read(BusiClsConfig(), data_root, split_file, Path(os.devnull)).parts["test"]
-    return [part.read(i)[0] for i in range(len(part))], part.labels, part.ids
+    with tempfile.TemporaryDirectory() as tmp:  # the reader writes the split it read: not into the run folder
+        part = read(BusiClsConfig(), data_root, split_file, Path(tmp) / "split.json").parts["test"]
+        return [part.read(i)[0] for i in range(len(part))], part.labels, part.ids
 
 
 def _nll_ci(labels: np.ndarray, prob: np.ndarray, n_boot: int) -> dict:
@@ -44,6 +46,15 @@ def _nll_ci(labels: np.ndarray, prob: np.ndarray, n_boot: int) -> dict:
 
     losses = -np.log(np.clip(prob[np.arange(labels.size), labels], 1e-12, 1.0))
     return mean_ci(losses, n_boot=n_boot, seed=0)
+
+
+def _paired_nll(labels: np.ndarray, a: np.ndarray, b: np.ndarray, n_boot: int) -> dict:
+    """Mean per-case log-loss of ``a`` minus that of ``b`` (negative: ``a`` is better), 95% bootstrap CI."""
+    from breastdx.evaluation.ci import mean_ci
+
+    rows = np.arange(labels.size)
+    la, lb = (-np.log(np.clip(p[rows, labels], 1e-12, 1.0)) for p in (a, b))
+    return mean_ci(la - lb, n_boot=n_boot, seed=0)
 
 
 def main() -> None:
@@ -64,7 +75,10 @@ def main() -> None:
     from breastdx.inference.classifier import ClassificationPredictor
     from breastdx.inference.lesion_crop import LesionCropper, choose_fusion_weight, fuse
 
-    folds = sorted(p.name for p in args.whole_dir.iterdir() if (p / "model" / "meta.json").is_file())
+    folds = sorted(p.name for p in args.whole_dir.iterdir() if (p / "model" / "meta.json").is_file()
+                   and (args.crop_dir / p.name / "model" / "meta.json").is_file())
+    if len(folds) < 2:
+        raise SystemExit(f"{args.whole_dir}, {args.crop_dir}: fewer than two folds trained in both.")
     labels, pw, pc, fold_of, ids = [], [], [], [], []
     ext = {}
     ext_pw: dict[str, list[np.ndarray]] = {}
@@ -109,6 +123,7 @@ def main() -> None:
                       "auroc_benign_vs_malignant": _lesion_auroc(y, prob, lesion, classes, n)}
         if name != "whole image":
             rows[name]["paired_benign_vs_malignant_vs_whole"] = _paired(y, prob, p_whole, lesion, classes, n)
+            rows[name]["paired_nll_vs_whole"] = _paired_nll(y, prob, p_whole, n)
     externals = {}
     for name, (_, ey, elesion) in ext.items():
         ew, ec = np.mean(ext_pw[name], axis=0), np.mean(ext_pc[name], axis=0)
@@ -132,12 +147,14 @@ def main() -> None:
 
     print(f"\nOut of fold, n = {y.size} ({int(lesion.sum())} lesions); whole-image weight chosen out of fold: "
           f"{w_all:g} (nested: {', '.join(f'{v:g}' for v in nested.values())})\n")
-    print("| input | NLL | accuracy | macro AUROC | benign-vs-malignant AUROC | paired difference vs whole |")
-    print("|---|---|---|---|---|---|")
+    print("| input | NLL | paired NLL difference vs whole | accuracy | macro AUROC | benign-vs-malignant AUROC | "
+          "paired difference vs whole |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():
-        p = r.get("paired_benign_vs_malignant_vs_whole")
+        p, q = r.get("paired_benign_vs_malignant_vs_whole"), r.get("paired_nll_vs_whole")
         diff = f"{p['difference']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]" if p else ""
-        print(f"| {name} | {ci(r['nll'])} | {ci(r['accuracy'])} | {ci(r['macro_auroc'])} | "
+        dnll = f"{q['value']:+.3f} [{q['ci95'][0]:+.3f}, {q['ci95'][1]:+.3f}]" if q else ""
+        print(f"| {name} | {ci(r['nll'])} | {dnll} | {ci(r['accuracy'])} | {ci(r['macro_auroc'])} | "
               f"{ci(r['auroc_benign_vs_malignant'])} | {diff} |")
     for name, e in externals.items():
         print(f"\n{name} ({e['n_lesions']} lesions), fold ensembles, benign-vs-malignant AUROC:")

@@ -3,18 +3,21 @@
 The whole-image model is a busi-cls model (default: the shipped one). Each crop model is a busi-cls run trained
 with ``--lesion-crop SEGMENTER`` (the busi-seg model that finds the lesion; :mod:`breastdx.inference.lesion_crop`).
 For each crop model, the fused prediction is ``w * P(whole) + (1 - w) * P(crop)``, with ``w`` chosen on the
-validation split by negative log-likelihood (:func:`breastdx.inference.lesion_crop.choose_fusion_weight`); the test
-split and the external folders are read after that choice. Printed, as JSON lines and a Markdown table:
+validation split by negative log-likelihood (:func:`breastdx.inference.lesion_crop.choose_fusion_weight`), or
+given (``--weight``, e.g. chosen out of fold by ``busi_cls_cv_lesion.py``); the test split and the external folders
+are read after that choice. Printed, as JSON lines and a Markdown table:
 
 * validation NLL and macro AUROC (what chooses), test accuracy (argmax), macro AUROC, malignant-vs-rest AUROC and
   benign-vs-malignant AUROC over the lesion images, with 95% bootstrap intervals;
 * on each external folder (``--external``; never used to choose): the benign-vs-malignant AUROC over its lesions;
-* paired bootstrap differences of the benign-vs-malignant AUROC, fused - whole, on the test split and each folder.
+* paired bootstrap differences of the benign-vs-malignant AUROC, fused - whole, on the test split and each folder;
+* on each external folder with lesion masks, the crop model on crops at the reference mask instead of the
+  segmenter's (does the segmenter limit it?).
 
 Usage::
 
-    python benchmarks/busi_lesion_aware.py CROP_RUN [CROP_RUN ...] [--whole busi-cls]
-        [--external DIR ...] [--out FILE.json]
+    python benchmarks/busi_lesion_aware.py CROP_RUN [CROP_RUN ...] [--whole busi-cls] [--weight W]
+        [--write-fusion 'HOW W WAS CHOSEN'] [--external DIR ...] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,20 +34,29 @@ import numpy as np
 def _busi_parts(split_file: Path, data_root: Path) -> dict:
     from breastdx.tasks.busi_cls import BusiClsConfig, read
 
-    data = read(BusiClsConfig(), data_root, split_file, Path(os.devnull))
-    return {s: ([data.parts[s].read(i)[0] for i in range(len(data.parts[s]))], data.parts[s].labels)
-            for s in ("val", "test")}
+    with tempfile.TemporaryDirectory() as tmp:  # the reader writes the split it read: not into the run folder
+        data = read(BusiClsConfig(), data_root, split_file, Path(tmp) / "split.json")
+        return {s: ([data.parts[s].read(i)[0] for i in range(len(data.parts[s]))], data.parts[s].labels)
+                for s in ("val", "test")}
 
 
 def _external(folder: Path, classes: list[str]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    from breastdx.data.external import label_indices, read_external
+    images, labels, lesion, _ = _external_with_masks(folder, classes)
+    return images, labels, lesion
+
+
+def _external_with_masks(folder: Path, classes: list[str]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, list]:
+    """Images, label indices, lesion flags and the reference lesion masks (None where the folder gives none)."""
+    from breastdx.data.external import label_indices, read_external, read_lesion_mask
     from breastdx.data.images import read_image
 
     data = read_external(folder)
     labels = label_indices(data, classes, {})
     images = [read_image(p, mode="gray").array for p in data.images]
     lesion = np.asarray([lab != "normal" for lab in data.labels])
-    return images, labels, lesion
+    masks = [read_lesion_mask(data.mask_files(i), im.shape[:2]) if data.mask_files(i) else None
+             for i, im in enumerate(images)]
+    return images, labels, lesion, masks
 
 
 def _figures(labels: np.ndarray, prob: np.ndarray, classes: list[str], n_boot: int) -> dict:
@@ -84,6 +97,14 @@ def main() -> None:
                         help="labelled folders from elsewhere (default: the data root's breast_lesions_usg_sample "
                              "and bus_uclm_sample)")
     parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("BREASTDX_DATA", "../shared/data")))
+    parser.add_argument("--weight", type=float, default=None,
+                        help="fix the whole image's fusion weight (e.g. the one cross-validation chose: "
+                             "busi_cls_cv_lesion.py) instead of choosing it on the validation split")
+    parser.add_argument("--target-sensitivity", type=float, default=0.9,
+                        help="the fused operating threshold on P(malignant) reaches this sensitivity on validation")
+    parser.add_argument("--write-fusion", default="",
+                        help="write the fusion (weight, threshold, how chosen) into the crop model's meta.json, "
+                             "with this text saying how the weight was chosen")
     parser.add_argument("--n-bootstrap", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=None, help="write every figure to this JSON file")
     args = parser.parse_args()
@@ -91,6 +112,8 @@ def main() -> None:
         args.external = [args.data_root / "breast_lesions_usg_sample", args.data_root / "bus_uclm_sample"]
 
     from _machine import machine_line
+    from breastdx.data.lesion_crop import crop, lesion_box
+    from breastdx.evaluation.classification import choose_threshold, classification_metrics
     from breastdx.inference.classifier import ClassificationPredictor
     from breastdx.inference.lesion_crop import LesionCropper, choose_fusion_weight, fuse
     from breastdx.zoo import resolve_model
@@ -99,8 +122,11 @@ def main() -> None:
     classes = list(whole.class_names)
     first = args.crop_runs[0] / "model"
     sets = _busi_parts(first / "split.json", args.data_root)
-    for name, (images, labels, lesion) in ((f.name, _external(f, classes)) for f in args.external):
-        sets[name] = (images, labels, lesion)
+    reference = {}
+    for f in args.external:
+        images, labels, lesion, masks = _external_with_masks(f, classes)
+        sets[f.name] = (images, labels, lesion)
+        reference[f.name] = masks
     p_whole = {s: whole.predict_proba(v[0]) for s, v in sets.items()}
     results = {"whole_model": str(args.whole), **machine_line()}
     rows = []
@@ -129,16 +155,39 @@ def main() -> None:
         cropper = LesionCropper.from_model(trained["lesion_crop"], float(trained["crop_margin"]))
         p_crop = {s: crop_model.predict_proba(cropper.crops(v[0])) for s, v in sets.items()}
         label = f"crop {run.name} (margin {trained['crop_margin']}, {crop_model.preprocessing.image_size} px)"
-        row(label, p_crop, {"run": str(run)})
+        oracle = {}
+        for name, masks in reference.items():  # the crop at the reference mask: is the segmenter what limits it?
+            images, labels, lesion = sets[name]
+            if all(m is not None for m, k in zip(masks, lesion) if k):
+                boxes = [lesion_box(m if m is not None else np.zeros(im.shape[:2], bool), cropper.margin)
+                         for im, m in zip(images, masks)]
+                p_ref = crop_model.predict_proba([crop(im, b) for im, b in zip(images, boxes)])
+                oracle[name] = _lesion_auroc(labels, p_ref, lesion, classes, args.n_bootstrap)
+        row(label, p_crop, {"run": str(run), "reference_mask_crop": oracle})
         w, nll = choose_fusion_weight(sets["val"][1], p_whole["val"], p_crop["val"])
+        if args.weight is not None:
+            w = args.weight
         fused = {s: fuse(p_whole[s], p_crop[s], w) for s in sets}
+        m = classes.index("malignant")
+        threshold = choose_threshold((sets["val"][1] == m).astype(int), fused["val"][:, m], args.target_sensitivity)
+        operating = classification_metrics(sets["test"][1], fused["test"], classes, "malignant", threshold,
+                                           n_boot=args.n_bootstrap, seed=0)
+        if args.write_fusion:
+            meta_path = model_dir / "meta.json"
+            meta = json.loads(meta_path.read_text())
+            meta["fusion"] = {"whole_model": args.whole, "whole_weight": w, "threshold": threshold,
+                              "target_sensitivity": args.target_sensitivity, "weight_chosen_by": args.write_fusion,
+                              "threshold_chosen_on": "the validation split of split.json"}
+            meta_path.write_text(json.dumps(meta, indent=1) + "\n")
         paired = {}
         for s in ("test", *[e.name for e in args.external]):
             labels = sets[s][1]
             lesion = labels != classes.index("normal") if s == "test" else sets[s][2]
             paired[s] = _paired(labels, fused[s], p_whole[s], lesion, classes, args.n_bootstrap)
         row(f"fused {run.name} (whole weight {w:g})", fused,
-            {"run": str(run), "whole_weight": w, "val_nll_by_weight": nll, "paired_vs_whole": paired})
+            {"run": str(run), "whole_weight": w, "val_nll_by_weight": nll, "paired_vs_whole": paired,
+             "threshold": threshold, "test_at_threshold": {k: operating[k] for k in (
+                 "sensitivity", "specificity", "ppv", "npv", "balanced_accuracy")}})
     results["rows"] = rows
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
@@ -156,6 +205,13 @@ def main() -> None:
               f"{ci(t['macro_auroc'])} | {ci(t['auroc_benign_vs_malignant'])} | "
               + " | ".join(ci(r[e]["auroc_benign_vs_malignant"]) for e in ext_names) + " |")
     for r in rows:
+        for name, a in r.get("reference_mask_crop", {}).items():
+            print(f"{r['model']}, cropped at the reference mask instead of the segmenter's, {name} "
+                  f"benign-vs-malignant AUROC: {ci(a)}")
+        if "test_at_threshold" in r:
+            print(f"{r['model']}: threshold {r['threshold']:.3f} on the fused P(malignant) (validation sensitivity "
+                  f"{args.target_sensitivity:g}); test " + ", ".join(f"{k} {ci(v)}" for k, v in
+                                                                   r["test_at_threshold"].items()))
         for s, p in r.get("paired_vs_whole", {}).items():
             print(f"{r['model']} - whole image, benign-vs-malignant AUROC on {s}: {p['difference']:+.3f} "
                   f"[{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}], p = {p['p_value']:.3f}")

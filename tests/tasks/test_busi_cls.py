@@ -225,3 +225,36 @@ def test_lesion_crop_training_crops_and_guards(data_root, split_file, tmp_path):
                                  "--out", str(tmp_path / "ev"), "--max-cases", "12", "--n-bootstrap", "20",
                                  "--localisation", "false"])
     assert result.exit_code == 0, result.output
+
+
+def test_lesion_aware_predict_fuses_the_shipped_crop_model(data_root, tmp_path):
+    """predict --lesion-aware: P = w * P(whole) + (1 - w) * P(crop at the segmenter's lesion), with the weight and
+    threshold of the shipped lesion_crop/meta.json; labels follow that threshold."""
+    from breastdx.data.images import read_image
+    from breastdx.inference.classifier import ClassificationPredictor
+    from breastdx.inference.lesion_crop import LesionCropper
+
+    folder = shipped_models()["busi-cls"]
+    fusion = json.loads((folder / "lesion_crop" / "meta.json").read_text())["fusion"]
+    assert 0.0 <= fusion["whole_weight"] <= 1.0 and fusion["whole_model"] == "busi-cls"
+    files = [data_root / "busi" / "malignant" / "malignant (5).png", data_root / "busi" / "normal" / "normal (3).png"]
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "busi-cls", *map(str, files), "--lesion-aware", "true", "--gradcam",
+                                 "false", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    images = [read_image(p, mode="gray").array for p in files]
+    whole = ClassificationPredictor.from_dir(folder).predict_proba(images)
+    crop_model = ClassificationPredictor.from_dir(folder / "lesion_crop")
+    crop = crop_model.predict_proba(LesionCropper.from_model("shipped", 0.3).crops(images))
+    expected = fusion["whole_weight"] * whole + (1 - fusion["whole_weight"]) * crop
+    got = np.array([[float(r[f"p_{c}"]) for c in ("normal", "benign", "malignant")] for r in rows])
+    np.testing.assert_allclose(got, expected, atol=2e-4)
+    assert not np.allclose(got, whole, atol=1e-3)
+    for r in rows:
+        assert float(r["threshold"]) == pytest.approx(fusion["threshold"], abs=1e-6)
+        assert (r["label"] == "malignant") == (float(r["p_malignant"]) >= fusion["threshold"])
+    result = runner.invoke(app, ["predict", "busi-cls", str(files[0]), "--lesion-aware", "true",
+                                 "--conformal-level", "0.9", "--out", str(tmp_path / "p2")])
+    assert result.exit_code != 0 and "fusion" in result.output

@@ -135,6 +135,7 @@ class ClassificationPredictor(ImagePredictor):
             record's, 0.9), or None without a conformal record.
         ood: The feature-space out-of-distribution scorer (:class:`breastdx.inference.ood.OodScorer`) of a model
             folder whose ``meta.json`` has an ``ood`` record, else None.
+        fusion: A lesion-crop model whose probabilities are fused with this model's (:meth:`use_fusion`), or None.
 
     Raises:
         ModelFolderError: If ``meta`` lacks the preprocessing, names an unknown TTA mode, or its positive
@@ -171,6 +172,7 @@ class ClassificationPredictor(ImagePredictor):
         elif conformal_level is not None:
             raise ValueError(f"{self.meta.source}: the model folder has no conformal record, so it cannot give "
                              f"prediction sets at level {conformal_level}; run 'breastdx calibrate' on it first.")
+        self.fusion: Any = None
         self.ood = None
         model_dir = options.get("model_dir")
         if self.meta.get("ood") and model_dir is not None:
@@ -180,6 +182,20 @@ class ClassificationPredictor(ImagePredictor):
                 self.ood = OodScorer.from_dir(Path(model_dir), self.meta["ood"])
             except ValueError as e:
                 raise ModelFolderError(str(e)) from None
+
+    def use_fusion(self, fusion: Any) -> None:
+        """Fuse this whole-image model's probabilities with a lesion-crop model's in :meth:`predict` and
+        :meth:`predict_batch` (a :class:`breastdx.inference.lesion_crop.LesionFusion`); labels follow the fusion's
+        threshold, Grad-CAM maps stay this model's, and no prediction sets are given (they are calibrated for this
+        model alone).
+        """
+        self.fusion, self.threshold, self.conformal, self.conformal_level = fusion, fusion.threshold, None, None
+
+    def _fused(self, images: Sequence[np.ndarray], prob: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.fusion is None:
+            return prob, labels
+        prob = self.fusion(images, prob)
+        return prob, self.labels_from_proba(prob)
 
     def prediction_sets(self, prob: np.ndarray) -> list[list[str]] | None:
         """The conformal prediction set of each row of temperature-scaled probabilities ``(n, K)``, or None when
@@ -370,22 +386,27 @@ class ClassificationPredictor(ImagePredictor):
             One :class:`ClassificationOutput` per image, in order.
         """
         if gradcam:
-            return self._outputs(*self._explain(images))
+            prob, labels, cams, ood = self._explain(images)
+            return self._outputs(*self._fused(images, prob, labels), cams, ood)
         if self.ood is None:
             prob = self.predict_proba(images)
-            return self._outputs(prob, self.labels_from_proba(prob), None)
+            return self._outputs(*self._fused(images, prob, self.labels_from_proba(prob)), None)
         outputs = []
         for start in range(0, len(images), self.batch_size):  # each batch prepared once, for logits and features
-            x = self._to_input([self.prepare(im) for im in images[start:start + self.batch_size]])
+            chunk = images[start:start + self.batch_size]
+            x = self._to_input([self.prepare(im) for im in chunk])
             prob = self.proba_from_logits(self.logits_of_input(x))
-            outputs.extend(self._outputs(prob, self.labels_from_proba(prob), None, self.ood_distances(x)))
+            outputs.extend(self._outputs(*self._fused(chunk, prob, self.labels_from_proba(prob)), None,
+                                         self.ood_distances(x)))
         return outputs
 
     def predict_batch(self, records: Sequence[Any], prepared: Sequence[np.ndarray],
                       gradcam: bool = True) -> list[ClassificationOutput]:
         """Outputs for images read by :meth:`predict_files`; with ``gradcam`` (default), the map of each label."""
+        originals = [r.array for r in records] if self.fusion is not None else []
         if gradcam:
-            return self._outputs(*self._explain_prepared(prepared, [r.shape for r in records]))
+            prob, labels, cams, ood = self._explain_prepared(prepared, [r.shape for r in records])
+            return self._outputs(*self._fused(originals, prob, labels), cams, ood)
         x = self._to_input(prepared)
         prob = self.proba_from_logits(self.logits_of_input(x))
-        return self._outputs(prob, self.labels_from_proba(prob), None, self.ood_distances(x))
+        return self._outputs(*self._fused(originals, prob, self.labels_from_proba(prob)), None, self.ood_distances(x))

@@ -98,3 +98,45 @@ def choose_fusion_weight(labels: np.ndarray, p_whole: np.ndarray, p_crop: np.nda
         nll[float(w)] = float(-np.mean(np.log(np.clip(p, 1e-12, 1.0))))
     best = min(nll, key=lambda w: (round(nll[w], 12), w))
     return best, nll
+
+
+@dataclass
+class LesionFusion:
+    """Lesion-aware classification: a whole-image classifier's probabilities fused with a lesion-crop classifier's.
+
+    ``fused = whole_weight * P(whole) + (1 - whole_weight) * P(crop)``, the crop found by ``cropper``. The weight and
+    the operating threshold on the fused P(malignant) are kept in the crop model's ``meta.json`` under ``fusion``
+    (written by ``benchmarks/busi_lesion_aware.py --write-fusion`` with the weight that cross-validation chose).
+
+    Args:
+        crop_model: The :class:`~breastdx.inference.classifier.ClassificationPredictor` trained on lesion crops.
+        cropper: Its :class:`LesionCropper` (the segmenter and margin it was trained with).
+        whole_weight: Weight of the whole-image probability, in [0, 1].
+        threshold: Operating threshold on the fused P(malignant), or None for the argmax.
+    """
+
+    crop_model: Any
+    cropper: LesionCropper
+    whole_weight: float
+    threshold: float | None = None
+
+    def __call__(self, images: Sequence[np.ndarray], p_whole: np.ndarray) -> np.ndarray:
+        """The fused ``(n, K)`` probabilities of uint8 images, given the whole-image model's ``p_whole``."""
+        if not len(images):
+            return np.asarray(p_whole, dtype=np.float64)
+        return fuse(p_whole, self.crop_model.predict_proba(self.cropper.crops(images)), self.whole_weight)
+
+    @classmethod
+    def from_model(cls, crop_model: Any) -> "LesionFusion":
+        """The fusion recorded in a crop model's ``meta.json`` (``fusion``), with the segmenter of its training.
+
+        Raises:
+            ValueError: If the model was not trained on lesion crops or has no ``fusion`` record.
+        """
+        trained = crop_model.meta.get("training_config", {})
+        record = crop_model.meta.get("fusion")
+        if not trained.get("lesion_crop") or not record:
+            raise ValueError("This model has no lesion-aware fusion: it must be trained with --lesion-crop and carry "
+                             "a 'fusion' record in meta.json.")
+        cropper = LesionCropper.from_model(trained["lesion_crop"], float(trained.get("crop_margin", DEFAULT_MARGIN)))
+        return cls(crop_model, cropper, float(record["whole_weight"]), record.get("threshold"))

@@ -46,6 +46,9 @@ class PredictOptions:
         method: ``gradcam`` or ``gradcampp`` (empty: the model's).
         conformal_level: Coverage level of the ``prediction_set`` column (0: the model folder's, 0.9); one of
             the levels the folder stores (0.8, 0.85, 0.9, 0.95, 0.99).
+        lesion_aware: Fuse the model with the lesion-crop classifier kept in its ``lesion_crop/`` folder (busi-cls:
+            the lesion that busi-seg finds, classified beside the whole image; see
+            :class:`breastdx.inference.lesion_crop.LesionFusion`).
     """
 
     batch_size: int = option(64, ge=1)
@@ -55,6 +58,7 @@ class PredictOptions:
     gradcam: bool | None = None
     method: str = option("", choices=("", *CAM_CHOICES))
     conformal_level: float = option(0.0, ge=0.0, le=0.99)
+    lesion_aware: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,37 @@ def _refuse_lesion_crop(predictor: Any, model_dir: Path, verb: str) -> None:
         raise ConfigError(f"{model_dir}: this model classifies lesion crops found by the busi-seg model "
                           f"{crop['segmenter']!r} (trained with --lesion-crop); '{verb}' takes whole images and draws "
                           f"on them. Score it with 'evaluate' (its split, or --external, both cropped the same way) "
-                          f"or benchmarks/busi_lesion_aware.py.")
+                          f"or benchmarks/busi_lesion_aware.py; 'predict --lesion-aware true' with the whole-image "
+                          f"model fuses the two.")
+
+
+LESION_MODEL_FOLDER = "lesion_crop"
+"""The folder, inside a whole-image model's folder, of the lesion-crop model that ``predict --lesion-aware`` fuses."""
+
+
+def _use_lesion_model(whole: Any, model_dir: Path, options: dict[str, str], opts: Any) -> None:
+    """``predict --lesion-aware``: fuse ``whole`` with the lesion-crop model of ``model_dir/lesion_crop``
+    (:class:`breastdx.inference.lesion_crop.LesionFusion`, weight and threshold from its ``meta.json``).
+
+    Raises:
+        ConfigError: If the folder has no such model, or prediction sets are asked for.
+    """
+    from breastdx.inference.classifier import ClassificationPredictor
+    from breastdx.inference.lesion_crop import LesionFusion
+
+    folder = model_dir / LESION_MODEL_FOLDER
+    if not (folder / "meta.json").is_file():
+        raise ConfigError(f"--lesion-aware: {model_dir} holds no lesion-crop model ({folder}/meta.json); the shipped "
+                          f"busi-cls has one.")
+    if opts.conformal_level:
+        raise ConfigError("Prediction sets are calibrated for one model, not for a lesion-aware fusion of two; leave "
+                          "out --conformal-level.")
+    crop_model = ClassificationPredictor.from_dir(folder, task=whole.meta.get("task"), batch_size=opts.batch_size,
+                                                  **runtime_options(options))
+    try:
+        whole.use_fusion(LesionFusion.from_model(crop_model))
+    except ValueError as e:
+        raise ConfigError(f"{folder}: {e}") from None
 
 
 def _split_data(task: Any, predictor: Any, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str],
@@ -457,6 +491,8 @@ def predict(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
     gradcam = task.spec.predict_gradcam if opts.gradcam is None else opts.gradcam
     predictor = _predictor(task, model_dir, options, opts.batch_size, opts.tta, opts.method, opts.conformal_level)
     _refuse_lesion_crop(predictor, model_dir, "predict")
+    if opts.lesion_aware:
+        _use_lesion_model(predictor, Path(model_dir), options, opts)
     rows, failures, seconds = write_predictions(predictor, inputs, run_dir, gradcam=gradcam, workers=opts.workers)
     classes = predictor.class_names
     table = [[task.spec.item, *[f"P({c})" for c in classes], "label"]] + [
@@ -468,6 +504,11 @@ def predict(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
              f"{run_dir / 'predictions.csv'}" + (", gradcam/" if gradcam else "")]
     if len(rows) > 50:
         notes.insert(0, f"(first 50 of {len(rows)} shown)")
+    if predictor.fusion is not None:
+        w = predictor.fusion.whole_weight
+        notes.append(f"Lesion-aware: P = {w:g} x P(whole image) + {1 - w:g} x P(the lesion crop that busi-seg finds, "
+                     f"classified by {model_dir.name}/{LESION_MODEL_FOLDER}); the Grad-CAM maps are the whole-image "
+                     f"model's; no prediction sets.")
     return RunResult(run_dir, {}, f"{task.title}: predictions", table, notes, failures)
 
 

@@ -2,11 +2,13 @@
 
 Trained on the grouped, leak-free BUSI split shared with ``busi-seg`` (:func:`breastdx.data.splits.busi_split`;
 ``--split-file`` reuses busi-seg's ``split.json``). The multi-task U-Net (:mod:`breastdx.models.multitask`) also
-learns the lesion masks (``--seg-weight``) and can start from a busi-seg model (``--init-busi-seg``). Grad-CAM
-maps are checked against the lesion masks of the test images (share of the map's mass inside the lesion,
-pointing game). Target: accuracy >= 0.88 and macro AUROC >= 0.95 on the grouped test split without
-ImageNet weights (published ResNet / EfficientNet results with ImageNet weights on random, leaky BUSI splits
-reach accuracy 0.85-0.90).
+learns the lesion masks (``--seg-weight``) and can start from a busi-seg model (``--init-busi-seg``). With
+``--lesion-crop SEGMENTER`` it classifies the lesion region that a busi-seg model finds instead of the whole image
+(lesion-aware classification, :mod:`breastdx.inference.lesion_crop`, fused with a whole-image model by
+``benchmarks/busi_lesion_aware.py``). Grad-CAM maps are checked against the lesion masks of the test images
+(share of the map's mass inside the lesion, pointing game). Target: accuracy >= 0.88 and macro AUROC >= 0.95 on
+the grouped test split without ImageNet weights (published ResNet / EfficientNet results with ImageNet weights on
+random, leaky BUSI splits reach accuracy 0.85-0.90).
 
 References:
     Al-Dhabyani, W. et al. (2020). Dataset of breast ultrasound images. Data in Brief 28:104863.
