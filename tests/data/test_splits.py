@@ -109,6 +109,16 @@ def test_split_file_round_trip(tmp_path):
     assert DEFAULT_SPLIT_NAME.format(seed=0) == "busi_split_seed0.json"
 
 
+def test_split_file_is_never_renamed_over_a_device_or_folder(tmp_path):
+    """The atomic rename would replace /dev/null (or a folder) with a file: refused, and nothing is touched."""
+    sf = _split_file()
+    (tmp_path / "folder").mkdir()
+    for target in (Path("/dev/null"), tmp_path / "folder"):
+        with pytest.raises(ValueError, match="not a regular file"):
+            sf.to_json(target)
+    assert Path("/dev/null").is_char_device() and (tmp_path / "folder").is_dir()
+
+
 def test_split_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
