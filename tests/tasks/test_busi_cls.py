@@ -258,3 +258,10 @@ def test_lesion_aware_predict_fuses_the_shipped_crop_model(data_root, tmp_path):
     result = runner.invoke(app, ["predict", "busi-cls", str(files[0]), "--lesion-aware", "true",
                                  "--conformal-level", "0.9", "--out", str(tmp_path / "p2")])
     assert result.exit_code != 0 and "fusion" in result.output
+
+
+def test_lesion_aware_needs_the_crop_model_beside_the_model(tiny_run, data_root, tmp_path):
+    image = data_root / "busi" / "benign" / "benign (1).png"
+    result = runner.invoke(app, ["predict", "busi-cls", str(image), "--model", str(tiny_run / "model"),
+                                 "--lesion-aware", "true", "--out", str(tmp_path / "p")])
+    assert result.exit_code != 0 and "no lesion-crop model" in result.output and "lesion_crop" in result.output
