@@ -4,8 +4,8 @@
 # benchmarks/busi_cls_cv_lesion.py. A fold whose metrics.json exists is skipped, so the script can be resumed, and
 # two copies can share the folds (e.g. "0 2 4" and "1 3" on two cores).
 #
-# BREASTDX_DATA (or the default data root) must hold busi/. More training options for every fold (another arm of a comparison) go in BUSI_CLS_ARGS, e.g.
-# BUSI_CLS_ARGS="--imbalance sampler".
+# BREASTDX_DATA (or the default data root) must hold busi/. More training options for every fold (another arm of
+# a comparison) go in BUSI_CLS_ARGS, e.g. BUSI_CLS_ARGS="--imbalance sampler".
 #
 # Usage: benchmarks/busi_cls_cv_train.sh SEG_CV_DIR OUT_DIR whole|crop MARGIN [FOLD ...]
 #   e.g. benchmarks/busi_cls_cv_train.sh runs/busi-seg-cv/usual runs/busi-cls-cv/whole whole 0 0 1 2 3 4
