@@ -3,7 +3,12 @@
 A busi-cls model trained with ``--lesion-crop SEGMENTER`` classifies these crops (the boxes of
 :func:`breastdx.data.lesion_crop.lesion_box`); where the segmenter finds nothing, the whole image. The same
 segmenter and margin are used in training, evaluation and prediction, and are recorded in the model's training
-config.
+config. :class:`LesionFusion` pools the crop model's probabilities with a whole-image model's (a linear opinion
+pool), with the weight that grouped cross-validation chose (``benchmarks/busi_cls_cv_lesion.py``).
+
+References:
+    Stone, M. (1961). The opinion pool. Annals of Mathematical Statistics 32:1339-1342.
+    doi:10.1214/aoms/1177704873
 """
 
 from __future__ import annotations
