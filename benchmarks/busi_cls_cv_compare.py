@@ -37,9 +37,9 @@ def _out_of_fold(arm: Path, folds: list[str], data_root: Path) -> tuple[np.ndarr
         model = ClassificationPredictor.from_dir(model_dir, task="busi-cls")
         classes = list(model.class_names)
         images, y, names = _fold_images(model_dir / "split.json", data_root)
-        trained = model.meta.get("training_config", {})
-        if trained.get("lesion_crop"):
-            images = LesionCropper.from_model(trained["lesion_crop"], float(trained["crop_margin"])).crops(images)
+        cropper = LesionCropper.for_classifier(model.meta)
+        if cropper is not None:
+            images = cropper.crops(images)
         labels.append(y)
         probs.append(model.predict_proba(images))
         ids += list(names)

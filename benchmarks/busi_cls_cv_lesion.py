@@ -87,8 +87,7 @@ def main() -> None:
     for k, fold in enumerate(folds):
         whole = ClassificationPredictor.from_dir(args.whole_dir / fold / "model", task="busi-cls")
         crop_model = ClassificationPredictor.from_dir(args.crop_dir / fold / "model", task="busi-cls")
-        trained = json.loads((args.crop_dir / fold / "model" / "meta.json").read_text())["training_config"]
-        cropper = LesionCropper.from_model(trained["lesion_crop"], float(trained["crop_margin"]))
+        cropper = LesionCropper.for_classifier(crop_model.meta)
         classes = list(whole.class_names)
         images, y, names = _fold_images(args.whole_dir / fold / "model" / "split.json", args.data_root)
         labels.append(y)

@@ -149,12 +149,11 @@ def main() -> None:
     for run in args.crop_runs:
         model_dir = run / "model"
         crop_model = ClassificationPredictor.from_dir(model_dir, task="busi-cls")
-        trained = json.loads((model_dir / "meta.json").read_text()).get("training_config", {})
-        if not trained.get("lesion_crop"):
+        cropper = LesionCropper.for_classifier(crop_model.meta)
+        if cropper is None:
             raise SystemExit(f"{model_dir}: not trained with --lesion-crop.")
-        cropper = LesionCropper.from_model(trained["lesion_crop"], float(trained["crop_margin"]))
         p_crop = {s: crop_model.predict_proba(cropper.crops(v[0])) for s, v in sets.items()}
-        label = f"crop {run.name} (margin {trained['crop_margin']}, {crop_model.preprocessing.image_size} px)"
+        label = f"crop {run.name} (margin {cropper.margin:g}, {crop_model.preprocessing.image_size} px)"
         oracle = {}
         for name, masks in reference.items():  # the crop at the reference mask: is the segmenter what limits it?
             images, labels, lesion = sets[name]

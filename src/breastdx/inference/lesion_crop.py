@@ -23,6 +23,15 @@ import numpy as np
 from breastdx.data.lesion_crop import DEFAULT_MARGIN, crop, lesion_box
 
 
+def crop_setting(meta: Any) -> tuple[str, float] | None:
+    """``(segmenter, margin)`` of a classifier trained with ``--lesion-crop`` (from its ``meta.json``'s training
+    config), else None."""
+    trained = meta.get("training_config", {})
+    if not trained.get("lesion_crop"):
+        return None
+    return str(trained["lesion_crop"]), float(trained.get("crop_margin", DEFAULT_MARGIN))
+
+
 @dataclass
 class LesionCropper:
     """Crops each image to the lesion its segmenter finds.
@@ -50,6 +59,16 @@ class LesionCropper:
 
         folder = resolve_model("busi-seg" if model == "shipped" else model, "busi-seg")
         return cls(SegmentationPredictor.from_dir(folder, task="busi-seg", **options), float(margin), folder)
+
+    @classmethod
+    def for_classifier(cls, meta: Any, **options: Any) -> "LesionCropper | None":
+        """The cropper a classifier trained with ``--lesion-crop`` was trained with (:func:`crop_setting`), else None.
+
+        Raises:
+            As :meth:`from_model`.
+        """
+        setting = crop_setting(meta)
+        return None if setting is None else cls.from_model(*setting, **options)
 
     def boxes(self, images: Sequence[np.ndarray]) -> list[tuple[int, int, int, int]]:
         """``(y0, y1, x0, x1)`` per uint8 image ``(H, W[, 3])``: the lesion box, or the whole image."""
@@ -138,10 +157,9 @@ class LesionFusion:
         Raises:
             ValueError: If the model was not trained on lesion crops or has no ``fusion`` record.
         """
-        trained = crop_model.meta.get("training_config", {})
         record = crop_model.meta.get("fusion")
-        if not trained.get("lesion_crop") or not record:
+        if crop_setting(crop_model.meta) is None or not record:
             raise ValueError("This model has no lesion-aware fusion: it must be trained with --lesion-crop and carry "
                              "a 'fusion' record in meta.json.")
-        cropper = LesionCropper.from_model(trained["lesion_crop"], float(trained.get("crop_margin", DEFAULT_MARGIN)))
+        cropper = LesionCropper.for_classifier(crop_model.meta)
         return cls(crop_model, cropper, float(record["whole_weight"]), record.get("threshold"))

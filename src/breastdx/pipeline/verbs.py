@@ -138,19 +138,14 @@ def _predictor(task: Any, model_dir: Path, options: dict[str, str], batch_size: 
                                             **runtime_options(options))
 
 
-def _lesion_crop(predictor: Any) -> dict[str, Any] | None:
-    """The ``--lesion-crop`` record of a model trained on lesion crops (busi-cls), else None."""
-    trained = predictor.meta.get("training_config", {})
-    return {"segmenter": trained["lesion_crop"], "margin": float(trained.get("crop_margin", 0.3))} \
-        if trained.get("lesion_crop") else None
-
-
 def _refuse_lesion_crop(predictor: Any, model_dir: Path, verb: str) -> None:
     """``predict`` and ``explain`` draw on whole images; a model trained on lesion crops cannot be used there."""
-    crop = _lesion_crop(predictor)
-    if crop is not None:
+    from breastdx.inference.lesion_crop import crop_setting
+
+    setting = crop_setting(predictor.meta)
+    if setting is not None:
         raise ConfigError(f"{model_dir}: this model classifies lesion crops found by the busi-seg model "
-                          f"{crop['segmenter']!r} (trained with --lesion-crop); '{verb}' takes whole images and draws "
+                          f"{setting[0]!r} (trained with --lesion-crop); '{verb}' takes whole images and draws "
                           f"on them. Score it with 'evaluate' (its split, or --external, both cropped the same way) "
                           f"or benchmarks/busi_lesion_aware.py; 'predict --lesion-aware true' with the whole-image "
                           f"model fuses the two.")
@@ -438,11 +433,11 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
         raise DataError(f"{data.source}: none of the {len(data)} images could be read.",
                         [f"{p}: {r}" for p, r in failures])
     idx = np.asarray(kept, dtype=np.int64)
-    crop = _lesion_crop(predictor)
-    if crop is not None:  # a model trained on lesion crops sees the same crops here
-        from breastdx.inference.lesion_crop import LesionCropper
+    from breastdx.inference.lesion_crop import LesionCropper
 
-        images = LesionCropper.from_model(crop["segmenter"], crop["margin"]).crops(images)
+    cropper = LesionCropper.for_classifier(predictor.meta)
+    if cropper is not None:  # a model trained on lesion crops sees the same crops here
+        images = cropper.crops(images)
     logits = predictor.predict_logits(images)
     text = data.describe() if not failures else (f"{data.describe()}; {len(failures)} unreadable image(s) left out, "
                                                  f"n = {len(kept)} scored")

@@ -96,36 +96,41 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
 
     parts = {s: part(s) for s in ("train", "val", "test")}
     record: dict[str, Any] = {"data_folder": str(root)}
-    if config.lesion_crop:
-        parts = {s: _lesion_crops(p, config.lesion_crop, config.crop_margin, split) for s, p in parts.items()}
-        record["lesion_crop"] = {"segmenter": config.lesion_crop, "margin": config.crop_margin}
-
     about = (f"- BUSI, Breast Ultrasound Images (Al-Dhabyani et al. 2020, Data in Brief 28:104863, "
              f"doi:10.1016/j.dib.2019.104863): 780 images of 600 women, Baheya Hospital, Cairo, 2018 (CC BY 4.0).\n"
              f"- Split: the grouped split of busi-seg (seed {split.seed}, ratios {list(split.ratios)}): near-duplicate "
              f"frames never cross train / val / test; {len(split.excluded)} cases excluded (contradictory labels).")
     if config.lesion_crop:
+        cropper = _segmenter(config.lesion_crop, config.crop_margin, split)
+        parts = {s: _lesion_crops(p, cropper) for s, p in parts.items()}
+        record["lesion_crop"] = {"segmenter": config.lesion_crop, "margin": config.crop_margin}
         about += (f"\n- Inputs: the lesion region found by the busi-seg model {config.lesion_crop!r}, cropped square "
                   f"with a margin of {config.crop_margin:g} of its side (the whole image where it finds none).")
     return SplitData(parts, tuple(BUSI_CLASSES), split.data_checksum, "grouped by near-duplicates", about, record,
                      split)
 
 
-def _lesion_crops(part: ImageSet, segmenter: str, margin: float, split: Any) -> ImageSet:
-    """``part`` with each image (and mask) cropped to the lesion box the segmenter finds in it (found on the
-    first read of an image, then kept).
+def _segmenter(segmenter: str, margin: float, split: Any) -> Any:
+    """The :class:`~breastdx.inference.lesion_crop.LesionCropper` of ``--lesion-crop``, once its training split is
+    checked against ``split``.
 
     Raises:
         InitWeightsError: If the segmenter trained on a validation or test case of ``split``.
     """
-    from breastdx.data.lesion_crop import crop
     from breastdx.data.splits import SplitFile
     from breastdx.inference.lesion_crop import LesionCropper
     from breastdx.models.init_weights import check_no_leak
 
     cropper = LesionCropper.from_model(segmenter, margin)
-    folder = cropper.model_dir
-    check_no_leak(SplitFile.from_json(folder / "split.json"), split, str(folder))
+    check_no_leak(SplitFile.from_json(cropper.model_dir / "split.json"), split, str(cropper.model_dir))
+    return cropper
+
+
+def _lesion_crops(part: ImageSet, cropper: Any) -> ImageSet:
+    """``part`` with each image (and mask) cropped to the lesion box ``cropper`` finds in it (found on the first
+    read of an image, then kept)."""
+    from breastdx.data.lesion_crop import crop
+
     boxes: dict[int, tuple[int, int, int, int]] = {}
 
     def read(i: int) -> tuple[np.ndarray, np.ndarray | None]:
