@@ -25,7 +25,7 @@ def test_registry_is_complete_whichever_module_imports_it_first():
 
     code = "from breastdx.models.networks import NETWORKS; print(' '.join(sorted(NETWORKS.names())))"
     names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    others = {"compact_cnn", "unet_multitask", "vit", "swin"}
+    others = {"compact_cnn", "unet_multitask", "vit", "swin", "seg_ensemble"}
     assert {*others, *SEGMENTATION_NETWORKS, *CLASSIFICATION_NETWORKS} == set(names)
 
 
@@ -92,7 +92,9 @@ def test_every_entry_is_one_frozen_record_of_its_name():
         assert entry.kind in ("segmentation", "classification")
         with pytest.raises(dataclasses.FrozenInstanceError):
             entry.kind = "classification"
-    assert {n for n in NETWORKS.names() if NETWORKS.get(n).kind == "segmentation"} == set(SEGMENTATION_NETWORKS)
+    # the trainable segmentation networks, and the ensemble of trained ones (models/ensemble.py)
+    assert {n for n in NETWORKS.names() if NETWORKS.get(n).kind == "segmentation"} == {*SEGMENTATION_NETWORKS,
+                                                                                       "seg_ensemble"}
 
 
 @pytest.mark.parametrize("name, kwargs", [("resnet18", {}), ("densenet121", {}), ("efficientnet_b0", {}),

@@ -72,3 +72,11 @@ def test_cli_cross_validation_on_real_busi(tmp_path):
         assert set(base["test"]) <= {e["name"] for e in split["excluded"]}
     lines = (out / "oof_per_image.csv").read_text().splitlines()
     assert lines[0].startswith("case,label,fold") and len(lines) == 19
+    # the fold ensemble is a model folder that evaluate reads on the base split's test cases, which no member saw
+    ens = json.loads((out / "ensemble" / "meta.json").read_text())
+    assert ens["architecture"] == "seg_ensemble" and len(ens["architecture_args"]["members"]) == 2
+    assert json.loads((out / "ensemble" / "split.json").read_text())["test"] == base["test"]
+    result = CliRunner().invoke(app, ["evaluate", "busi-seg", "--model", str(out / "ensemble"), "--data-dir", str(root),
+                                      "--out", str(tmp_path / "ev"), "--n-bootstrap", "20"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n"] == len(base["test"])

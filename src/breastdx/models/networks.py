@@ -32,6 +32,7 @@ from torch import nn
 # import only network_registry) makes NETWORKS complete whichever module a task, the predictor or the
 # service imports first.
 from breastdx.models import compact_cnn as _compact_cnn  # noqa: F401  ("compact_cnn")
+from breastdx.models import ensemble as _ensemble  # noqa: F401  ("seg_ensemble")
 from breastdx.models import multitask as _multitask  # noqa: F401  ("unet_multitask")
 from breastdx.models import resnet_segmentation as _resnet_segmentation  # noqa: F401  ("deeplabv3plus", "fcn")
 from breastdx.models import transformers as _transformers  # noqa: F401  ("vit", "swin")

@@ -17,8 +17,11 @@ The run folder holds ``folds/f<k>/`` (full runs: model, ``test_per_image.csv``, 
 every case), ``oof_per_image.csv`` (each image's scores from the model of its fold) and ``metrics.json``: the pooled
 out-of-fold figures of :func:`breastdx.evaluation.segmentation.summarize_segmentation` (Dice, IoU, HD95 over benign
 + malignant images, missed lesions, normal images with a false lesion; 95% bootstrap intervals over images), and
-per fold its validation and test Dice, with their mean and standard deviation. No model is shipped from a
-cross-validation.
+per fold its validation and test Dice, with their mean and standard deviation; and ``ensemble/``, the model folder of
+the fold ensemble (the mean of the fold models' probabilities, :func:`breastdx.pipeline.ensemble.write_ensemble`),
+which ``predict`` and ``evaluate`` load like any model folder. Whether the fold ensemble or one model trained on
+all cases should ship is a separate question, answered by a nested cross-validation
+(``benchmarks/busi_seg_cv_ensemble.py``).
 """
 
 from __future__ import annotations
@@ -164,9 +167,17 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
         w.writeheader()
         w.writerows(rows)
     from breastdx.evaluation.tables import ci_text
+    from breastdx.pipeline.ensemble import write_ensemble
+
+    write_ensemble([run_dir / "folds" / f"f{f}" / "model" for f in range(k)], run_dir / "ensemble",
+                   split_file=run_dir / "base_split.json", title="BUSI lesion segmentation: fold ensemble",
+                   notes=f"The {k} fold models of a grouped {k}-fold cross-validation (`{run_dir}`); pooled "
+                         f"out-of-fold Dice of the recipe: {ci_text(pooled['dice'])}. The base split's test cases "
+                         f"(`split.json`'s test part) were read by no member.")
 
     table = [["metric", "pooled out-of-fold [95% CI]"]] + [[key, ci_text(v)] for key, v in pooled.items()]
     table += [[f"{key} per fold", f"{s['mean']:.3f} (sd {s['sd']:.3f})"] for key, s in summary.items()]
     return RunResult(run_dir, metrics, f"busi-seg: {metrics['split']}", table,
                      [f"Run folder: {run_dir} (folds/f0..f{k - 1} hold each fold's full run); the base split's "
-                      f"test cases were not read."])
+                      f"test cases were not read. The fold ensemble (the mean of the {k} fold models' probabilities) "
+                      f"is the model folder {run_dir / 'ensemble'}."])
