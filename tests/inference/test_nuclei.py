@@ -94,3 +94,66 @@ def test_dihedral_inverse_and_tta_average():
     assert not np.allclose(predictor.probabilities(image), plain.probabilities(image), atol=1e-3)
     with pytest.raises(ValueError, match="expected one of none, flip, d8"):
         NucleusPredictor(net, meta, tta="rot")
+
+
+@pytest.mark.parametrize("shape, roi, overlap, batch", [((101, 133), 48, 0.25, 1), ((101, 133), 48, 0.125, 3),
+                                                         ((48, 48), 48, 0.25, 2), ((30, 70), 48, 0.25, 1),
+                                                         ((97, 50), 32, 0.5, 4)])
+def test_sliding_window_is_monai_sliding_window_inference(shape, roi, overlap, batch):
+    """The windows, reflection padding and Gaussian blending are MONAI's (issue 17: written here only so that a
+    cold predict does not import MONAI)."""
+    from monai.inferers import sliding_window_inference
+
+    from breastdx.inference.nuclei import gaussian_weights, sliding_window, window_starts
+
+    torch.manual_seed(3)
+    x = torch.rand(1, 3, *shape)
+    net = _Local()
+    predict = lambda t: torch.softmax(net(t), 1)  # noqa: E731
+    w = gaussian_weights(roi)
+    with torch.no_grad():
+        ours = sliding_window(x, roi, overlap, batch, predict, w)
+        theirs = sliding_window_inference(x, (roi, roi), batch, predict, overlap=overlap, roi_weight_map=w,
+                                          padding_mode="reflect")
+    assert ours.shape == (1, 3, *shape)
+    torch.testing.assert_close(ours, torch.as_tensor(theirs), atol=1e-6, rtol=1e-5)
+    assert window_starts(100, 48, 0.25) == [0, 36, 52] and window_starts(48, 48, 0.25) == [0]
+    with pytest.raises(ValueError, match="one image"):
+        sliding_window(torch.rand(2, 3, 50, 50), 48, 0.25, 1, predict, w)
+
+
+def test_model_folder_runs_on_onnx_runtime_without_importing_monai(tmp_path):
+    """A cold predict of a model folder runs the network on ONNX Runtime (float32, CPU), its maps those of PyTorch,
+    and never imports MONAI (about 2 s of start-up)."""
+    import json
+    import subprocess
+    import sys
+
+    from breastdx.models.networks import build_network
+    from breastdx.models.saved import save_weights, write_meta
+
+    torch.manual_seed(0)
+    args = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1, "norm": "batch"}
+    net, args = build_network("unet", 3, 3, **args)
+    save_weights(net, tmp_path / "model.safetensors")
+    write_meta(tmp_path, {"task": "monuseg", "kind": "nucleus_instances", "architecture": "unet",
+                          "architecture_args": args, "in_channels": 3, "weights_file": "model.safetensors",
+                          "class_names": ["background", "interior", "boundary"],
+                          "inference": {"windows": {"roi_size": 32, "overlap": 0.125}, "tta": "flip",
+                                        "validated_dtypes": ["float32"]}})
+    image = np.random.default_rng(4).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    np.save(tmp_path / "image.npy", image)
+    NucleusPredictor.from_dir(tmp_path, onnx_dir=tmp_path / "onnx")  # exports the graph once, with PyTorch
+    code = f"""
+import sys, json, numpy as np
+from breastdx.inference.nuclei import NucleusPredictor
+p = NucleusPredictor.from_dir({str(tmp_path)!r}, onnx_dir={str(tmp_path / "onnx")!r})  # the cached graph
+prob = p.probabilities(np.load({str(tmp_path / "image.npy")!r}))
+np.save({str(tmp_path / "onnx.npy")!r}, prob)
+print(json.dumps({{"backend": p.runner.backend, "monai": "monai" in sys.modules}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    facts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert facts == {"backend": "onnxruntime", "monai": False}
+    torch_prob = NucleusPredictor.from_dir(tmp_path, backend="torch").probabilities(image)
+    np.testing.assert_allclose(np.load(tmp_path / "onnx.npy"), torch_prob, atol=1e-4)

@@ -84,6 +84,8 @@ class NetworkRunner:
         dtype: ``auto``, ``float32`` or ``bfloat16`` (see :func:`breastdx.runtime.choose_inference_dtype`).
         backend: ``auto``, ``torch`` or ``onnxruntime``.
         onnx_dir: Folder of cached ONNX graphs; default :func:`onnx_cache_dir`.
+        dynamic_size: Export the ONNX graph with dynamic height and width (a fully convolutional network run on
+            windows of any size, as the nucleus predictor's); else only the batch size is dynamic.
 
     Raises:
         ValueError: For an unknown dtype or backend, or ``onnxruntime`` asked for where it cannot run
@@ -93,12 +95,13 @@ class NetworkRunner:
 
     def __init__(self, meta: dict[str, Any], *, network: nn.Module | None = None, model_dir: Path | None = None,
                  device: str | torch.device = "cpu", dtype: str | None = "auto", backend: str = "auto",
-                 onnx_dir: Path | None = None) -> None:
+                 onnx_dir: Path | None = None, dynamic_size: bool = False) -> None:
         from breastdx.runtime import choose_inference_dtype, validated_dtypes
 
         if network is None and model_dir is None:
             raise ValueError("NetworkRunner needs a network or a model folder.")
         self.meta = meta
+        self.dynamic_size = bool(dynamic_size)
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.device = torch.device(device)
         self.dtype, self.dtype_reason = choose_inference_dtype(dtype, validated_dtypes(meta), self.device,
@@ -167,6 +170,8 @@ class NetworkRunner:
                                                     "class_names")}
         described["image_size"] = self.meta["preprocessing"]["image_size"]
         described["opset"] = ONNX_OPSET
+        if self.dynamic_size:
+            described["dynamic_size"] = True
         h.update(json.dumps(described, sort_keys=True).encode())
         return h.hexdigest()[:32]
 
@@ -212,6 +217,10 @@ class NetworkRunner:
             log.warning("%s: %s", self.meta.get("task", "model"), self.backend_reason)
             return None
 
+    def _dynamic_axes(self) -> dict[str, dict[int, str]]:
+        axes = {0: "batch", 2: "height", 3: "width"} if self.dynamic_size else {0: "batch"}
+        return {"input": dict(axes), "logits": dict(axes)}
+
     def _export(self, path: Path) -> str | None:
         """Export, check against PyTorch, and write ``path`` atomically; a reason when it cannot be used."""
         import onnxruntime as ort
@@ -225,7 +234,7 @@ class NetworkRunner:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(network, (x,), str(tmp), input_names=["input"], output_names=["logits"],
-                                  dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                                  dynamic_axes=self._dynamic_axes(),
                                   opset_version=ONNX_OPSET, dynamo=False)
             session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
             with torch.no_grad():

@@ -1,11 +1,15 @@
 """Nucleus instance segmentation of H&E tiles: sliding-window probabilities, then a marker watershed.
 
 :class:`NucleusPredictor` reads a ``monuseg`` model folder (``meta.json`` + ``model.safetensors``). A tile of any size
-is cut into overlapping square windows (MONAI ``sliding_window_inference``); each window's class probabilities
-(background, interior, boundary; softmax) are blended with Gaussian weights that fall towards the window's edges
+is cut into overlapping square windows (:func:`sliding_window`, the windows and blending of MONAI's
+``sliding_window_inference``, which the tests check it against); each window's class probabilities (background,
+interior, boundary; softmax) are blended with Gaussian weights that fall towards the window's edges
 (:func:`gaussian_weights`), so that the stitched map has no seams: it equals the whole tile's map up to the weight of
 window edges (below 1e-3 of the prediction's range in the tests). A tile smaller than a window is padded by
-reflection.
+reflection. The windowing is written here rather than called from MONAI because importing MONAI costs about 2 s of
+a cold ``breastdx predict monuseg`` (issue 17: one tile in under 5 s end to end), and the network of a model folder
+runs through :class:`breastdx.inference.backends.NetworkRunner`: ONNX Runtime in float32 on the CPU (its graph cached
+once per machine), so that predicting never imports MONAI.
 With test-time augmentation (``meta["inference"]["tta"]``: ``flip`` or ``d8``), the probabilities are the mean over
 the tile turned by 4 (identity, the two mirrorings and their product) or all 8 symmetries of the square, each mapped
 back before averaging.
@@ -114,11 +118,59 @@ def gaussian_weights(size: int, sigma_scale: float = 0.125) -> torch.Tensor:
     return (g[:, None] * g[None, :]).float()
 
 
+def window_starts(size: int, roi: int, overlap: float) -> list[int]:
+    """Top (or left) edges of the windows along one axis of ``size`` pixels (``size >= roi``), as MONAI's
+    ``dense_patch_slices`` places them: a step of ``int(roi * (1 - overlap))`` (at least 1; one window when
+    ``size == roi``), the last window moved back to end at the border."""
+    step = roi if size == roi else max(int(roi * (1 - overlap)), 1)
+    count = next(d for d in range(-(-size // step) + 1) if d * step + roi >= size) + 1
+    return [i * step - max(i * step + roi - size, 0) for i in range(count)]
+
+
+def sliding_window(x: torch.Tensor, roi: int, overlap: float, batch: int, predict: Any,
+                   weights: torch.Tensor) -> torch.Tensor:
+    """Probabilities of a whole image from overlapping square windows, blended by ``weights``.
+
+    The same windows, padding and weighted mean as MONAI's ``sliding_window_inference(x, (roi, roi), batch, predict,
+    overlap=overlap, roi_weight_map=weights, padding_mode="reflect")`` (MONAI 1.x), without importing MONAI.
+
+    Shape:
+        ``x``: ``(1, C, H, W)`` float32; ``predict``: ``(B, C, roi, roi) -> (B, K, roi, roi)``; ``weights``:
+        ``(roi, roi)``, positive. Returns ``(1, K, H, W)`` float32.
+
+    Raises:
+        ValueError: If ``x`` is not one image, ``overlap`` is not in [0, 1) or ``batch`` < 1.
+    """
+    import torch.nn.functional as F
+
+    if x.ndim != 4 or x.shape[0] != 1:
+        raise ValueError(f"sliding_window: expected one image (1, C, H, W), got shape {tuple(x.shape)}")
+    if not 0 <= overlap < 1 or batch < 1:
+        raise ValueError(f"sliding_window: overlap must be in [0, 1) and batch >= 1, got {overlap} and {batch}")
+    h, w = x.shape[-2:]
+    ph, pw = max(roi - h, 0), max(roi - w, 0)
+    if ph or pw:
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect")
+    big_h, big_w = x.shape[-2:]
+    places = [(top, left) for top in window_starts(big_h, roi, overlap) for left in window_starts(big_w, roi, overlap)]
+    out, count = None, torch.zeros(1, 1, big_h, big_w)
+    for i in range(0, len(places), batch):
+        chunk = places[i:i + batch]
+        p = predict(torch.cat([x[..., t:t + roi, c:c + roi] for t, c in chunk])).float()
+        if out is None:
+            out = torch.zeros(1, p.shape[1], big_h, big_w)
+        for j, (t, c) in enumerate(chunk):
+            out[..., t:t + roi, c:c + roi] += p[j:j + 1] * weights
+            count[..., t:t + roi, c:c + roi] += weights
+    return (out / count)[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
+
+
 class NucleusPredictor:
     """Predict nucleus instances with a saved network.
 
     Args:
-        network: ``(B, 3, H, W) -> (B, 3, H, W)`` logits, in eval mode.
+        network: ``(B, 3, H, W) -> (B, 3, H, W)`` logits: a PyTorch network (run as it is), or the
+            :class:`~breastdx.inference.backends.NetworkRunner` of a model folder (:meth:`from_dir`).
         meta: The model folder's ``meta.json``.
         windows: Sliding windows (default: the model's).
         postprocessing: From probabilities to instances (default: the model's).
@@ -136,35 +188,57 @@ class NucleusPredictor:
         self.tta = tta or meta.get("inference", {}).get("tta", "none")
         if self.tta not in TTA_TRANSFORMS:
             raise ValueError(f"test-time augmentation {self.tta!r}: expected one of {', '.join(TTA_TRANSFORMS)}")
+        from breastdx.inference.backends import NetworkRunner
+
         self.normalizer = normalizer
-        self.network = network.eval()
+        self.runner = network if isinstance(network, NetworkRunner) else None
+        self._network = None if self.runner is not None else network.eval()
         self.meta = meta
         self.windows = windows or Windows(**meta.get("inference", {}).get("windows", {}))
         self.postprocessing = postprocessing or InstancePostprocessing(**meta.get("postprocessing", {}))
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path, **kwargs: Any) -> "NucleusPredictor":
+    def from_dir(cls, model_dir: str | Path, *, dtype: str = "auto", backend: str = "auto",
+                 onnx_dir: Path | None = None, **kwargs: Any) -> "NucleusPredictor":
         """Load a model folder (nothing is unpickled).
+
+        Args:
+            model_dir: A ``monuseg`` model folder.
+            dtype: ``auto``, ``float32`` or ``bfloat16`` (:class:`~breastdx.inference.backends.NetworkRunner`).
+            backend: ``auto`` (ONNX Runtime in float32 on the CPU, its graph exported once per machine with
+                dynamic window sizes; PyTorch elsewhere), ``torch`` or ``onnxruntime``.
+            onnx_dir: Folder of cached ONNX graphs (default ``~/.cache/breastdx/onnx``).
+            **kwargs: The other arguments of the class.
 
         Raises:
             ModelFolderError: If the folder is not a ``monuseg`` model.
         """
+        from breastdx.inference.backends import NetworkRunner
         from breastdx.inference.classifier import load_stain_normalizer
-        from breastdx.models.networks import build_network
-        from breastdx.models.saved import load_weights, read_meta
+        from breastdx.models.saved import read_meta
 
         meta = read_meta(model_dir, task="monuseg")
         kwargs.setdefault("normalizer", load_stain_normalizer(model_dir, meta))
-        network, _ = build_network(meta["architecture"], meta["in_channels"], len(meta["class_names"]),
-                                   **meta["architecture_args"])
-        load_weights(network, Path(model_dir) / meta["weights_file"])
-        return cls(network, meta, **kwargs)
+        roi = Windows(**meta.get("inference", {}).get("windows", {})).roi_size
+        # The runner exports and checks the ONNX graph on a window of the model's size; any size runs on it.
+        view = {**meta, "preprocessing": {**meta.get("preprocessing", {}), "image_size": roi}}
+        runner = NetworkRunner(view, model_dir=Path(model_dir), dtype=dtype, backend=backend, onnx_dir=onnx_dir,
+                               dynamic_size=True)
+        return cls(runner, meta, **kwargs)
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The PyTorch network (for a model folder run by ONNX Runtime, built on first use)."""
+        return self._network if self.runner is None else self.runner.network
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.runner is not None:
+            return self.runner(x)
+        return self._network(x)
 
     @torch.inference_mode()
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities of an RGB tile (uint8 ``(H, W, 3)``), float32 ``(3, H, W)``."""
-        from monai.inferers import sliding_window_inference
-
         from breastdx.data.nucleus_patches import to_tensor
 
         image = np.asarray(image)[..., :3]
@@ -173,9 +247,8 @@ class NucleusPredictor:
         transforms = TTA_TRANSFORMS[self.tta]
         out = None
         for k in transforms:
-            p = sliding_window_inference(dihedral(x, k), (w.roi_size, w.roi_size), w.batch,
-                                         lambda t: torch.softmax(self.network(t), 1), overlap=w.overlap,
-                                         roi_weight_map=gaussian_weights(w.roi_size), padding_mode="reflect")
+            p = sliding_window(dihedral(x, k), w.roi_size, w.overlap, w.batch,
+                               lambda t: torch.softmax(self._logits(t), 1), gaussian_weights(w.roi_size))
             p = dihedral(p, k, inverse=True)
             out = p if out is None else out + p
         return (out[0] / len(transforms)).numpy()

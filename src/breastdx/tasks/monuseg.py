@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from breastdx.config import ConfigError, option, parse_json_object, parse_options, save_yaml, to_dict, validate
+from breastdx.config import (ConfigError, option, parse_json_object, parse_options, runtime_options, save_yaml, to_dict,
+                             validate)
 from breastdx.evaluation.nuclei_report import (CYTOLOGY_NOTE, TARGETS, benchmark_notes, evaluate_tiles, save_png,
                                                score_table, write_card, write_outputs)
 from breastdx.pipeline.task import TASKS, RunResult, Task
@@ -334,7 +335,7 @@ class MonusegTask(Task):
         from breastdx.runs import write_json, write_versions
 
         o = parse_options(MonusegEvaluateOptions, options, f"evaluate {self.name}")
-        predictor = NucleusPredictor.from_dir(model_dir)
+        predictor = NucleusPredictor.from_dir(model_dir, **runtime_options(options))
         cases = [c for c in scan_monuseg(find_monuseg_root(data_root)) if c.part == o.split]
         checksum = monuseg_checksum(cases)
         save_yaml({"task": self.name, "model": str(model_dir), "split": o.split, "data_root": str(data_root),
@@ -373,7 +374,7 @@ class MonusegTask(Task):
         from breastdx.training.nuclei import choose_inference
 
         o = parse_options(MonusegCalibrateOptions, options, f"calibrate {self.name}")
-        predictor = NucleusPredictor.from_dir(model_dir)
+        predictor = NucleusPredictor.from_dir(model_dir, **runtime_options(options))
         meta = predictor.meta
         split = json.loads((Path(model_dir) / meta.get("split_file", "split.json")).read_text())
         cases = {c.name: c for c in scan_monuseg(find_monuseg_root(data_root))}
@@ -394,7 +395,7 @@ class MonusegTask(Task):
         meta["postprocessing"] = choice
         meta["inference"]["tta"] = tta
         meta["validation"] = {**meta.get("validation", {}), "postprocessing_grid": grid, "tta": tta_rows}
-        predictor = NucleusPredictor(predictor.network, meta, normalizer=predictor.normalizer)
+        predictor = NucleusPredictor(predictor.runner or predictor.network, meta, normalizer=predictor.normalizer)
         mpp = float(meta.get("microns_per_pixel") or 0.25)
         evaluation = evaluate_tiles(predictor, [tuple(_crop(a, crop) for a in load_case(c)) for c in test_cases],
                                     [c.name for c in test_cases], mpp)
@@ -433,7 +434,7 @@ class MonusegTask(Task):
         from breastdx.visualize.instances import instance_overlay
 
         o = parse_options(MonusegPredictOptions, options, f"predict {self.name}")
-        predictor = NucleusPredictor.from_dir(model_dir, tta=o.tta or None)
+        predictor = NucleusPredictor.from_dir(model_dir, tta=o.tta or None, **runtime_options(options))
         w = predictor.windows
         predictor.windows = dataclasses.replace(w, roi_size=o.roi_size or w.roi_size,
                                                 overlap=o.overlap if o.overlap >= 0 else w.overlap)

@@ -92,7 +92,7 @@ def choose_inference(predictor: Any, images: list[np.ndarray], instances: list[n
         raise ValueError("choose_inference: no test-time augmentation to compare")
     best, rows = None, []
     for mode in modes:
-        turned = NucleusPredictor(predictor.network, predictor.meta, windows=predictor.windows,
+        turned = NucleusPredictor(predictor.runner or predictor.network, predictor.meta, windows=predictor.windows,
                                   postprocessing=predictor.postprocessing, normalizer=predictor.normalizer, tta=mode)
         choice, candidates = choose_postprocessing(turned, images, instances, stop, grid)
         score = max(r[3] for r in candidates)
