@@ -68,6 +68,23 @@ def test_tiny_train_writes_the_run_folder(tiny_run):
     assert "case_benign_worst.png" in html and "dice_distribution.png" in html
 
 
+def test_the_model_keeps_its_training_images_hashes_and_predict_flags_them(tiny_run, data_root, tmp_path):
+    import csv
+
+    split = json.loads((tiny_run / "split.json").read_text())
+    saved = json.loads((tiny_run / "model" / "training_hashes.json").read_text())
+    assert saved["n_images"] == 24  # --max-cases 24 training cases, each hashed once
+    name = split["train"][0]  # the first of the evenly spaced training cases
+    train_image = data_root / "busi" / name.split(" (")[0] / f"{name}.png"
+    test_name = split["test"][0]
+    test_image = data_root / "busi" / test_name.split(" (")[0] / f"{test_name}.png"
+    result = runner.invoke(app, ["predict", "busi-seg", str(train_image), str(test_image), "--model",
+                                 str(tiny_run / "model"), "--out", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "p" / "predictions.csv", newline="") as fh:
+        assert [r["seen_in_training"] for r in csv.DictReader(fh)] == ["yes", "no"]
+
+
 @pytest.mark.slow
 def test_same_seed_same_metrics(tiny_run, data_root, split_file, tmp_path):
     out = tmp_path / "again"

@@ -173,13 +173,15 @@ class BusiSegTask(Task):
     def train(self, config: BusiSegConfig, data_root: Path, run_dir: Path) -> RunResult:
         import dataclasses
 
-        from breastdx.data.busi import busi_checksum, find_busi_root, scan_busi
+        from breastdx.data.busi import busi_checksum, find_busi_root, load_case, scan_busi
+        from breastdx.data.checksum import image_hash
         from breastdx.data.datasets import SegmentationDataset
         from breastdx.data.splits import busi_split
         from breastdx.data.image_sets import ultrasound_augmentation
         from breastdx.data.transforms import Preprocessing
         from breastdx.models.networks import NETWORKS, SEGMENTATION_NETWORKS, build_network
-        from breastdx.runs import seed_everything, write_versions
+        from breastdx.models.saved import write_training_hashes
+        from breastdx.runs import seed_everything, write_json, write_versions
         from breastdx.runtime import bf16_native, cpu_model
         from breastdx.training.segmentation import OptimConfig, SegmentationModule
         from breastdx.training.trainer import FitSettings, fit, make_loaders
@@ -250,6 +252,7 @@ class BusiSegTask(Task):
         model_dir = run_dir / "model"
         model_dir.mkdir()
         meta = self._write_model(model_dir, network, config, resolved_args, prep, checksum, split, training)
+        write_training_hashes(model_dir, [image_hash(load_case(c, mode=prep.mode)[0]) for c in train_cases])
 
         # Postprocessing chosen on the validation images at their original size.
         from breastdx.inference.predictor import SegmentationPredictor
@@ -270,8 +273,6 @@ class BusiSegTask(Task):
                    "metrics": evaluation["metrics"], "validation_metrics": choice["metrics"],
                    "training": training,
                    "benchmark": {"dice_target": TARGET_DICE, "dice": evaluation["metrics"]["dice"]["value"]}}
-        from breastdx.runs import write_json
-
         write_json(metrics, run_dir / "metrics.json")
         from breastdx.evaluation.segmentation import write_per_image_csv
 
