@@ -5,13 +5,13 @@ import pytest
 
 @pytest.fixture(autouse=True, scope="session")
 def _onnx_cache_in_a_temporary_folder(tmp_path_factory):
-    import breastdx.inference.backends as backends
+    import breastdx.inference.onnx_graphs as onnx_graphs
 
     folder = tmp_path_factory.mktemp("onnx-cache")
-    original = backends.onnx_cache_dir
-    backends.onnx_cache_dir = lambda: folder
+    original = onnx_graphs.onnx_cache_dir
+    onnx_graphs.onnx_cache_dir = lambda: folder
     yield folder
-    backends.onnx_cache_dir = original
+    onnx_graphs.onnx_cache_dir = original
 
 
 @pytest.fixture(scope="session")

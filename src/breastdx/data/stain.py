@@ -38,6 +38,7 @@ References:
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -266,3 +267,28 @@ class MacenkoNormalizer:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             out, _, _ = self._impl.normalize(a, Io=self.io, alpha=self.alpha, beta=self.beta, stains=False)
         return np.asarray(out, dtype=np.uint8)
+
+
+def load_stain_normalizer(model_dir: str | Path, meta: dict[str, Any]) -> "MacenkoNormalizer | None":
+    """The Macenko normaliser a model was trained with (fitted to its ``stain_target.png``), or None.
+
+    Raises:
+        ModelFolderError: If ``meta.json`` asks for an unknown stain normalisation, or for Macenko with a
+            missing or unusable reference patch.
+    """
+    from breastdx.models.saved import ModelFolderError
+
+    stain = meta.get("stain_normalisation") or {}
+    method = stain.get("method", "none")
+    if method == "none":
+        return None
+    if method != "macenko":
+        raise ModelFolderError(f"{Path(model_dir) / 'meta.json'}: unknown stain normalisation {method!r}; expected "
+                               f"one of {', '.join(STAIN_METHODS)}.")
+    from breastdx.data.images import ImageReadError, read_image
+
+    target = Path(model_dir) / stain.get("target_file", STAIN_TARGET_FILE)
+    try:
+        return MacenkoNormalizer().fit(read_image(target, mode="rgb").array)
+    except (ImageReadError, OSError, ValueError) as e:
+        raise ModelFolderError(f"{target}: the Macenko reference patch of this model cannot be used ({e}).") from None

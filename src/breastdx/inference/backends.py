@@ -11,14 +11,13 @@
 The ONNX graph is exported from the model folder's safetensors weights once per machine, checked against
 PyTorch on a seeded input (largest logit difference below :data:`ONNX_TOLERANCE`, else PyTorch is used and
 the log says why), and cached under ``$XDG_CACHE_HOME/breastdx/onnx`` (default ``~/.cache``) by the SHA-256
-of the weights and the network description. ONNX files are protocol buffers: nothing is unpickled.
+of the weights and the network description (:mod:`breastdx.inference.onnx_graphs`, which reads a cached graph
+without PyTorch). ONNX files are protocol buffers: nothing is unpickled.
 Grad-CAM needs gradients, so :attr:`NetworkRunner.network` (the PyTorch network) is built on first use.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import warnings
@@ -29,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from breastdx.config import user_cache_dir
-from breastdx.data.checksum import sha256_file
+from breastdx.inference import onnx_graphs
+from breastdx.inference.onnx_graphs import ONNX_OPSET, onnxruntime_available
 from breastdx.models.saved import ModelFolderError, load_weights
 from breastdx.runtime import check_backend
 
@@ -38,23 +37,6 @@ log = logging.getLogger(__name__)
 
 ONNX_TOLERANCE = 1e-3
 """Largest absolute logit difference between ONNX Runtime and PyTorch accepted when a graph is exported."""
-
-ONNX_OPSET = 17
-
-
-def onnx_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/breastdx/onnx`` (default ``~/.cache/breastdx/onnx``)."""
-    return user_cache_dir() / "onnx"
-
-
-def onnxruntime_available() -> bool:
-    """True where ``onnxruntime`` can be imported."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
 
 def build_from_meta(model_dir: Path, meta: dict[str, Any]) -> nn.Module:
     """The PyTorch network a model folder describes, with its safetensors weights, in eval mode.
@@ -83,7 +65,7 @@ class NetworkRunner:
         device: Torch device.
         dtype: ``auto``, ``float32`` or ``bfloat16`` (see :func:`breastdx.runtime.choose_inference_dtype`).
         backend: ``auto``, ``torch`` or ``onnxruntime``.
-        onnx_dir: Folder of cached ONNX graphs; default :func:`onnx_cache_dir`.
+        onnx_dir: Folder of cached ONNX graphs; default :func:`breastdx.inference.onnx_graphs.onnx_cache_dir`.
         dynamic_size: Export the ONNX graph with dynamic height and width (a fully convolutional network run on
             windows of any size, as the nucleus predictor's); else only the batch size is dynamic.
 
@@ -111,7 +93,7 @@ class NetworkRunner:
         self._session = None
         self._threads = 0
         if self.backend == "onnxruntime":
-            self._session = self._onnx_session(onnx_dir or onnx_cache_dir())
+            self._session = self._onnx_session(onnx_dir or onnx_graphs.onnx_cache_dir())
             if self._session is None:
                 self.backend = "torch"
         if self.backend == "torch":
@@ -164,44 +146,17 @@ class NetworkRunner:
             return self.network(x.to(self.device)).float()
 
     # ------------------------------------------------------------------------------- ONNX Runtime
-    def _cache_key(self) -> str:
-        h = hashlib.sha256(sha256_file(self.model_dir / self.meta["weights_file"]).encode())
-        described = {k: self.meta.get(k) for k in ("architecture", "architecture_args", "in_channels",
-                                                    "class_names")}
-        described["image_size"] = self.meta["preprocessing"]["image_size"]
-        described["opset"] = ONNX_OPSET
-        if self.dynamic_size:
-            described["dynamic_size"] = True
-        h.update(json.dumps(described, sort_keys=True).encode())
-        return h.hexdigest()[:32]
-
     def set_threads(self, threads: int) -> None:
         """Give the ONNX Runtime session ``threads`` intra-op threads (PyTorch takes its count per thread from
         ``torch.set_num_threads``); a no-op under PyTorch or when the count is already that."""
         if self._session is None or self._threads == int(threads):
             return
-        import onnxruntime as ort
-
         self._threads = max(1, int(threads))
-        self._session = ort.InferenceSession(str(self._onnx_path), self._session_options(),
-                                             providers=["CPUExecutionProvider"])
-
-    def _session_options(self):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self._threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # No busy-waiting between operators: reader and writer threads need the cores a spinning pool would burn.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return options
+        self._session = onnx_graphs.open_session(self._onnx_path, self._threads)
 
     def _onnx_session(self, cache: Path):
-        import onnxruntime as ort
-
         self._threads = max(1, torch.get_num_threads())
-        path = Path(cache) / f"{self.meta.get('task', 'model')}-{self._cache_key()}.onnx"
+        path = onnx_graphs.graph_path(cache, self.model_dir, self.meta, self.dynamic_size)
         if not path.is_file():
             problem = self._export(path)
             if problem:
@@ -210,7 +165,7 @@ class NetworkRunner:
                 return None
         self._onnx_path = path
         try:
-            return ort.InferenceSession(str(path), self._session_options(), providers=["CPUExecutionProvider"])
+            return onnx_graphs.open_session(path, self._threads)
         except Exception as e:  # noqa: BLE001 - a damaged cache file: rebuild next time, run PyTorch now
             path.unlink(missing_ok=True)
             self.backend_reason = f"the cached ONNX graph {path} could not be loaded ({e}); PyTorch used instead"

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from breastdx.data.stain import load_stain_normalizer  # noqa: F401  (the name callers import from here)
 from breastdx.inference.base import PREDICTORS, TTA_MODES, WEIGHTS_FILE, ImagePredictor, save_weights  # noqa: F401
 from breastdx.inference.meta import ModelMeta
 from breastdx.models.saved import ModelFolderError
@@ -83,32 +84,6 @@ def save_classifier(model_dir: Path, network: nn.Module, meta: dict[str, Any]) -
     return write_meta(model_dir, {**{k: v for k, v in meta.items() if k != "schema_version"},
                                   "kind": "classification",
                                   "weights_file": WEIGHTS_FILE})
-
-
-def load_stain_normalizer(model_dir: str | Path, meta: dict[str, Any]):
-    """The Macenko normaliser a model was trained with (fitted to its ``stain_target.png``), or None.
-
-    Raises:
-        ModelFolderError: If ``meta.json`` asks for an unknown stain normalisation, or for Macenko with a
-            missing or unusable reference patch.
-    """
-    from breastdx.data.stain import STAIN_METHODS, STAIN_TARGET_FILE
-
-    stain = meta.get("stain_normalisation") or {}
-    method = stain.get("method", "none")
-    if method == "none":
-        return None
-    if method != "macenko":
-        raise ModelFolderError(f"{Path(model_dir) / 'meta.json'}: unknown stain normalisation {method!r}; expected "
-                               f"one of {', '.join(STAIN_METHODS)}.")
-    from breastdx.data.images import ImageReadError, read_image
-    from breastdx.data.stain import MacenkoNormalizer
-
-    target = Path(model_dir) / stain.get("target_file", STAIN_TARGET_FILE)
-    try:
-        return MacenkoNormalizer().fit(read_image(target, mode="rgb").array)
-    except (ImageReadError, OSError, ValueError) as e:
-        raise ModelFolderError(f"{target}: the Macenko reference patch of this model cannot be used ({e}).") from None
 
 
 @PREDICTORS.register("classification")

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 log = logging.getLogger(__name__)
 
@@ -99,23 +98,23 @@ TTA_TRANSFORMS = {"none": (0,), "flip": (0, 2, 4, 6), "d8": tuple(range(8))}
 identity, rotation by 180°, left-right and up-down mirroring)."""
 
 
-def dihedral(x: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
+def dihedral(x: np.ndarray, k: int, inverse: bool = False) -> np.ndarray:
     """Symmetry ``k`` (0-7) of the square applied to the last two axes of ``x``: rotation by ``k % 4`` quarter turns,
-    then, for ``k >= 4``, a left-right mirroring; ``inverse`` undoes it."""
+    then, for ``k >= 4``, a left-right mirroring; ``inverse`` undoes it. A view of ``x`` (no copy)."""
     if inverse:
-        x = x.flip(-1) if k >= 4 else x
-        return torch.rot90(x, -(k % 4), dims=(-2, -1))
-    x = torch.rot90(x, k % 4, dims=(-2, -1))
-    return x.flip(-1) if k >= 4 else x
+        x = x[..., ::-1] if k >= 4 else x
+        return np.rot90(x, -(k % 4), axes=(-2, -1))
+    x = np.rot90(x, k % 4, axes=(-2, -1))
+    return x[..., ::-1] if k >= 4 else x
 
 
-def gaussian_weights(size: int, sigma_scale: float = 0.125) -> torch.Tensor:
+def gaussian_weights(size: int, sigma_scale: float = 0.125) -> np.ndarray:
     """Blending weights of a window, float32 ``(size, size)``: a Gaussian of sigma ``sigma_scale * size`` centred on
     the window, 1 at the centre, never clamped (MONAI's own map is clamped at 1e-3, which gives two windows the same
     weight near a tile's corners and lets the zero-padded edge of one show as a seam)."""
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-0.5 * (x / (sigma_scale * size)) ** 2)
-    return (g[:, None] * g[None, :]).float()
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-0.5 * (x / (sigma_scale * size)) ** 2)
+    return (g[:, None] * g[None, :]).astype(np.float32)
 
 
 def window_starts(size: int, roi: int, overlap: float) -> list[int]:
@@ -127,22 +126,21 @@ def window_starts(size: int, roi: int, overlap: float) -> list[int]:
     return [i * step - max(i * step + roi - size, 0) for i in range(count)]
 
 
-def sliding_window(x: torch.Tensor, roi: int, overlap: float, batch: int, predict: Any,
-                   weights: torch.Tensor) -> torch.Tensor:
+def sliding_window(x: np.ndarray, roi: int, overlap: float, batch: int, predict: Any,
+                   weights: np.ndarray) -> np.ndarray:
     """Probabilities of a whole image from overlapping square windows, blended by ``weights``.
 
     The same windows, padding and weighted mean as MONAI's ``sliding_window_inference(x, (roi, roi), batch, predict,
-    overlap=overlap, roi_weight_map=weights, padding_mode="reflect")`` (MONAI 1.x), without importing MONAI.
+    overlap=overlap, roi_weight_map=weights, padding_mode="reflect")`` (MONAI 1.x), in NumPy, without importing MONAI
+    or PyTorch.
 
     Shape:
-        ``x``: ``(1, C, H, W)`` float32; ``predict``: ``(B, C, roi, roi) -> (B, K, roi, roi)``; ``weights``:
-        ``(roi, roi)``, positive. Returns ``(1, K, H, W)`` float32.
+        ``x``: ``(1, C, H, W)`` float32; ``predict``: ``(B, C, roi, roi) -> (B, K, roi, roi)`` float32 arrays;
+        ``weights``: ``(roi, roi)``, positive. Returns ``(1, K, H, W)`` float32.
 
     Raises:
         ValueError: If ``x`` is not one image, ``overlap`` is not in [0, 1) or ``batch`` < 1.
     """
-    import torch.nn.functional as F
-
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"sliding_window: expected one image (1, C, H, W), got shape {tuple(x.shape)}")
     if not 0 <= overlap < 1 or batch < 1:
@@ -150,27 +148,66 @@ def sliding_window(x: torch.Tensor, roi: int, overlap: float, batch: int, predic
     h, w = x.shape[-2:]
     ph, pw = max(roi - h, 0), max(roi - w, 0)
     if ph or pw:
-        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect")
+        x = np.pad(x, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode="reflect")
     big_h, big_w = x.shape[-2:]
     places = [(top, left) for top in window_starts(big_h, roi, overlap) for left in window_starts(big_w, roi, overlap)]
-    out, count = None, torch.zeros(1, 1, big_h, big_w)
+    out, count = None, np.zeros((1, 1, big_h, big_w), dtype=np.float32)
     for i in range(0, len(places), batch):
         chunk = places[i:i + batch]
-        p = predict(torch.cat([x[..., t:t + roi, c:c + roi] for t, c in chunk])).float()
+        p = np.asarray(predict(np.ascontiguousarray(np.concatenate([x[..., t:t + roi, c:c + roi] for t, c in chunk]))),
+                       dtype=np.float32)
         if out is None:
-            out = torch.zeros(1, p.shape[1], big_h, big_w)
+            out = np.zeros((1, p.shape[1], big_h, big_w), dtype=np.float32)
         for j, (t, c) in enumerate(chunk):
             out[..., t:t + roi, c:c + roi] += p[j:j + 1] * weights
             count[..., t:t + roi, c:c + roi] += weights
     return (out / count)[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
 
 
+def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
+    """Softmax over ``axis`` of float logits, float32 (the largest logit subtracted first)."""
+    z = np.asarray(logits, dtype=np.float32)
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+class CachedGraph:
+    """A model folder's network as its cached ONNX graph on ONNX Runtime, loaded without PyTorch.
+
+    Args:
+        session: The ONNX Runtime session (:func:`breastdx.inference.onnx_graphs.open_session`).
+        model_dir: The model folder (for :attr:`network`).
+        meta: Its ``meta.json`` content.
+
+    Attributes:
+        backend: ``"onnxruntime"``.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, session: Any, model_dir: Path, meta: dict[str, Any]) -> None:
+        self.session, self.model_dir, self.meta, self._network = session, Path(model_dir), meta, None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Logits ``(B, K, H, W)`` float32 of a float32 batch ``(B, C, H, W)``."""
+        return self.session.run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    @property
+    def network(self) -> Any:
+        """The PyTorch network (built from the folder on first use; imports PyTorch and MONAI)."""
+        if self._network is None:
+            from breastdx.inference.backends import build_from_meta
+
+            self._network = build_from_meta(self.model_dir, self.meta)
+        return self._network
+
+
 class NucleusPredictor:
     """Predict nucleus instances with a saved network.
 
     Args:
-        network: ``(B, 3, H, W) -> (B, 3, H, W)`` logits: a PyTorch network (run as it is), or the
-            :class:`~breastdx.inference.backends.NetworkRunner` of a model folder (:meth:`from_dir`).
+        network: ``(B, 3, H, W) -> (B, 3, H, W)`` logits: a PyTorch network (run as it is), or a model folder's
+            :class:`CachedGraph` or :class:`~breastdx.inference.backends.NetworkRunner` (:meth:`from_dir`).
         meta: The model folder's ``meta.json``.
         windows: Sliding windows (default: the model's).
         postprocessing: From probabilities to instances (default: the model's).
@@ -182,16 +219,15 @@ class NucleusPredictor:
         ValueError: If ``tta`` is not one of :data:`TTA_TRANSFORMS`.
     """
 
-    def __init__(self, network: torch.nn.Module, meta: dict[str, Any], windows: Windows | None = None,
+    def __init__(self, network: Any, meta: dict[str, Any], windows: Windows | None = None,
                  postprocessing: InstancePostprocessing | None = None, normalizer: Any = None,
                  tta: str | None = None) -> None:
         self.tta = tta or meta.get("inference", {}).get("tta", "none")
         if self.tta not in TTA_TRANSFORMS:
             raise ValueError(f"test-time augmentation {self.tta!r}: expected one of {', '.join(TTA_TRANSFORMS)}")
-        from breastdx.inference.backends import NetworkRunner
-
         self.normalizer = normalizer
-        self.runner = network if isinstance(network, NetworkRunner) else None
+        # A model folder's runner (CachedGraph or NetworkRunner: both have .backend and .network), or a torch network.
+        self.runner = network if hasattr(network, "backend") else None
         self._network = None if self.runner is not None else network.eval()
         self.meta = meta
         self.windows = windows or Windows(**meta.get("inference", {}).get("windows", {}))
@@ -202,9 +238,13 @@ class NucleusPredictor:
                  onnx_dir: Path | None = None, **kwargs: Any) -> "NucleusPredictor":
         """Load a model folder (nothing is unpickled).
 
+        Where the backend is ONNX Runtime in float32 on the CPU (``auto`` there, or asked for) and the folder's graph
+        is already cached, the graph runs without importing PyTorch (:class:`CachedGraph`); otherwise a
+        :class:`~breastdx.inference.backends.NetworkRunner` runs the network (and exports the graph the first time).
+
         Args:
             model_dir: A ``monuseg`` model folder.
-            dtype: ``auto``, ``float32`` or ``bfloat16`` (:class:`~breastdx.inference.backends.NetworkRunner`).
+            dtype: ``auto``, ``float32`` or ``bfloat16`` (:func:`breastdx.runtime.choose_inference_dtype`).
             backend: ``auto`` (ONNX Runtime in float32 on the CPU, its graph exported once per machine with
                 dynamic window sizes; PyTorch elsewhere), ``torch`` or ``onnxruntime``.
             onnx_dir: Folder of cached ONNX graphs (default ``~/.cache/breastdx/onnx``).
@@ -212,46 +252,70 @@ class NucleusPredictor:
 
         Raises:
             ModelFolderError: If the folder is not a ``monuseg`` model.
+            ValueError: For an unknown dtype or backend.
         """
-        from breastdx.inference.backends import NetworkRunner
-        from breastdx.inference.classifier import load_stain_normalizer
+        from breastdx.data.stain import load_stain_normalizer
+        from breastdx.inference import onnx_graphs
         from breastdx.models.saved import read_meta
+        from breastdx.runtime import check_backend, choose_inference_dtype, validated_dtypes
 
         meta = read_meta(model_dir, task="monuseg")
         kwargs.setdefault("normalizer", load_stain_normalizer(model_dir, meta))
         roi = Windows(**meta.get("inference", {}).get("windows", {})).roi_size
-        # The runner exports and checks the ONNX graph on a window of the model's size; any size runs on it.
+        # The graph is exported and checked on a window of the model's size; any size runs on it.
         view = {**meta, "preprocessing": {**meta.get("preprocessing", {}), "image_size": roi}}
+        if check_backend(backend) != "torch" and onnx_graphs.onnxruntime_available():
+            chosen, _ = choose_inference_dtype(dtype, validated_dtypes(meta), "cpu", model="monuseg")
+            path = onnx_graphs.graph_path(onnx_dir or onnx_graphs.onnx_cache_dir(), Path(model_dir), view,
+                                          dynamic_size=True)
+            if chosen == "float32" and path.is_file():
+                try:
+                    graph = CachedGraph(onnx_graphs.open_session(path), Path(model_dir), meta)
+                except Exception as e:  # noqa: BLE001 - a damaged cache file: the runner rebuilds it
+                    log.warning("monuseg: the cached ONNX graph %s could not be loaded (%s); exporting it again",
+                                path, e)
+                    path.unlink(missing_ok=True)
+                else:
+                    log.info("monuseg: onnxruntime backend (the cached graph %s, float32 on the CPU)", path.name)
+                    return cls(graph, meta, **kwargs)
+        from breastdx.inference.backends import NetworkRunner
+
         runner = NetworkRunner(view, model_dir=Path(model_dir), dtype=dtype, backend=backend, onnx_dir=onnx_dir,
                                dynamic_size=True)
         return cls(runner, meta, **kwargs)
 
     @property
-    def network(self) -> torch.nn.Module:
+    def network(self) -> Any:
         """The PyTorch network (for a model folder run by ONNX Runtime, built on first use)."""
         return self._network if self.runner is None else self.runner.network
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        if self.runner is not None:
-            return self.runner(x)
-        return self._network(x)
+    def _probabilities(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(B, K, H, W)`` float32 of a float32 batch ``(B, C, H, W)``."""
+        if isinstance(self.runner, CachedGraph):
+            return softmax(self.runner(x))
+        import torch
 
-    @torch.inference_mode()
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x))
+            logits = self.runner(t) if self.runner is not None else self._network(t)
+            return torch.softmax(logits.float(), 1).numpy()
+
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities of an RGB tile (uint8 ``(H, W, 3)``), float32 ``(3, H, W)``."""
-        from breastdx.data.nucleus_patches import to_tensor
-
         image = np.asarray(image)[..., :3]
-        x = to_tensor(self.normalizer(image) if self.normalizer is not None else image)[None]
+        if self.normalizer is not None:
+            image = self.normalizer(image)
+        # The network input: float32 (1, 3, H, W) in [0, 1] (as data.nucleus_patches.to_tensor, without PyTorch).
+        x = (np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0))[None]
         w = self.windows
         transforms = TTA_TRANSFORMS[self.tta]
+        weights = gaussian_weights(w.roi_size)
         out = None
         for k in transforms:
-            p = sliding_window(dihedral(x, k), w.roi_size, w.overlap, w.batch,
-                               lambda t: torch.softmax(self._logits(t), 1), gaussian_weights(w.roi_size))
+            p = sliding_window(dihedral(x, k), w.roi_size, w.overlap, w.batch, self._probabilities, weights)
             p = dihedral(p, k, inverse=True)
             out = p if out is None else out + p
-        return (out[0] / len(transforms)).numpy()
+        return np.ascontiguousarray(out[0] / len(transforms), dtype=np.float32)
 
     def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Instance labels int32 ``(H, W)`` and class probabilities float32 ``(3, H, W)`` of an RGB tile."""
