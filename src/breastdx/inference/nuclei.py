@@ -6,10 +6,11 @@ is cut into overlapping square windows (:func:`sliding_window`, the windows and 
 interior, boundary; softmax) are blended with Gaussian weights that fall towards the window's edges
 (:func:`gaussian_weights`), so that the stitched map has no seams: it equals the whole tile's map up to the weight of
 window edges (below 1e-3 of the prediction's range in the tests). A tile smaller than a window is padded by
-reflection. The windowing is written here rather than called from MONAI because importing MONAI costs about 2 s of
-a cold ``breastdx predict monuseg`` (issue 17: one tile in under 5 s end to end), and the network of a model folder
-runs through :class:`breastdx.inference.backends.NetworkRunner`: ONNX Runtime in float32 on the CPU (its graph cached
-once per machine), so that predicting never imports MONAI.
+reflection. The windowing is written here, in NumPy, rather than called from MONAI because importing MONAI costs
+about 2 s of a cold ``breastdx predict monuseg`` and PyTorch about 1.3 s (issue 17: one tile in under 5 s end to end):
+a model folder whose ONNX graph is cached runs on ONNX Runtime in float32 on the CPU (:class:`CachedGraph`), so that
+predicting imports neither; the first run per machine exports the graph through
+:class:`breastdx.inference.backends.NetworkRunner`, which also runs PyTorch where ONNX Runtime does not apply.
 With test-time augmentation (``meta["inference"]["tta"]``: ``flip`` or ``d8``), the probabilities are the mean over
 the tile turned by 4 (identity, the two mirrorings and their product) or all 8 symmetries of the square, each mapped
 back before averaging.
