@@ -32,3 +32,19 @@ def test_duplicate_registration_fails():
     reg.register("a")(1)
     with pytest.raises(ValueError, match="already registered"):
         reg.register("a")(2)
+
+
+def test_a_task_s_default_model_is_its_own_folder_whatever_sorts_first(tmp_path, monkeypatch):
+    """A named second model of a task (``busi-seg-ensemble``) sorts before ``busi-seg/`` by path ('-' < '/'); the
+    folder named after the task stays the task's default, and the second one is reached by its name."""
+    import json
+
+    import breastdx.zoo as zoo
+
+    for name in ("busi-seg", "busi-seg-ensemble", "aaa"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "meta.json").write_text(json.dumps({"task": "busi-seg"}))
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    assert list(zoo.shipped_models()) == ["busi-seg", "aaa", "busi-seg-ensemble"]
+    assert zoo.resolve_model(None, "busi-seg") == tmp_path / "busi-seg"
+    assert zoo.resolve_model("busi-seg-ensemble", "busi-seg") == tmp_path / "busi-seg-ensemble"

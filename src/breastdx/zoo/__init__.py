@@ -13,8 +13,21 @@ ZOO_DIR = Path(__file__).resolve().parent
 
 
 def shipped_models() -> dict[str, Path]:
-    """Name to folder of every shipped model (a folder of this package that holds ``meta.json``)."""
-    return {p.parent.name: p.parent for p in sorted(ZOO_DIR.glob("*/meta.json"))}
+    """Name to folder of every shipped model (a folder of this package that holds ``meta.json``).
+
+    Folders named after their task come first, then the others (named second models of a task, such as a
+    ``busi-seg-ensemble``), each group in name order: the first model of a task is its default
+    (:func:`resolve_model`, and the one the service serves), whatever names sort before it.
+    """
+    found = {p.parent.name: p.parent for p in sorted(ZOO_DIR.glob("*/meta.json"))}
+
+    def named_after_its_task(name: str) -> bool:
+        try:
+            return json.loads((found[name] / "meta.json").read_text()).get("task") == name
+        except (OSError, ValueError):
+            return False
+
+    return {n: found[n] for n in sorted(found, key=lambda n: (not named_after_its_task(n), n))}
 
 
 def shipped_meta() -> dict[str, dict[str, Any]]:
