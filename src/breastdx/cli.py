@@ -474,6 +474,8 @@ def serve(
                                 "loads the models."),
     model: Optional[list[Path]] = typer.Option(None, "--model", help="A model folder to serve (repeatable); "
                                                "default every shipped model."),
+    lesion_aware: bool = typer.Option(False, "--lesion-aware", help="Serve busi-cls fused with its lesion-crop "
+                                      "model, as 'predict busi-cls --lesion-aware true'."),
 ) -> None:
     """Serve the web page and the REST API (OpenAPI at /docs) with the shipped models.
 
@@ -488,7 +490,7 @@ def serve(
     try:
         settings = ServeSettings(host=host, port=port, database_url=database_url,
                                  max_upload_bytes=int(max_upload_mb * 1024 * 1024), dtype=dtype, backend=backend,
-                                 auth=not no_auth, workers=workers,
+                                 auth=not no_auth, workers=workers, lesion_aware=lesion_aware,
                                  model_dirs=tuple(model) if model else None)
         store = PredictionStore(settings.resolved_database_url)  # creates or upgrades the schema once, here
         valid = sum(t.revoked_at is None for t in store.list_tokens())

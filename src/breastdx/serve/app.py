@@ -237,6 +237,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         start = time.perf_counter()
         app.state.registry = registry if registry is not None else await run_in_threadpool(
             lambda: ModelRegistry.load(settings.model_dirs, warmup=settings.warmup, gradcam=settings.gradcam,
+                                       lesion_aware=settings.lesion_aware,
                                        dtype=settings.dtype, backend=settings.backend))
         reg: ModelRegistry = app.state.registry
         networks = sum(m.kind != "tabular" for m in reg.models.values())

@@ -157,7 +157,7 @@ def model_name(model_dir: Path, meta: ModelMeta) -> str:
 
 
 def load_model(model_dir: str | Path, name: str | None = None, dtype: str = "auto",
-               backend: str = "auto") -> LoadedModel:
+               backend: str = "auto", lesion_aware: bool = False) -> LoadedModel:
     """Load one model folder for serving.
 
     Args:
@@ -165,6 +165,10 @@ def load_model(model_dir: str | Path, name: str | None = None, dtype: str = "aut
         name: Its name; default :func:`model_name`.
         dtype: Network precision (``auto``, ``float32``, ``bfloat16``; see :mod:`breastdx.runtime`).
         backend: Forward-pass backend (``auto``, ``torch``, ``onnxruntime``).
+        lesion_aware: For a classifier whose folder holds a lesion-crop model (``lesion_crop/``, the shipped
+            busi-cls), fuse the two as ``predict --lesion-aware true`` does
+            (:class:`breastdx.inference.lesion_crop.LesionFusion`); the version then names both weights
+            (``<whole>+lesion_crop.<crop>``). Other models are loaded as they are.
 
     Returns:
         The :class:`LoadedModel`.
@@ -173,14 +177,24 @@ def load_model(model_dir: str | Path, name: str | None = None, dtype: str = "aut
         ModelFolderError: If the folder is not a valid model folder of a kind this service runs.
     """
     from breastdx.inference.base import load_predictor
-    from breastdx.models.saved import CARD_FILE
+    from breastdx.models.saved import CARD_FILE, ModelFolderError
 
     model_dir = Path(model_dir)
     predictor = load_predictor(model_dir, batch_size=1, dtype=dtype, backend=backend)
+    version = weights_version(model_dir, predictor.meta)
+    crop_dir = model_dir / "lesion_crop"
+    if lesion_aware and predictor.meta.kind == "classification" and (crop_dir / "meta.json").is_file():
+        from breastdx.inference.lesion_crop import LesionFusion
+
+        crop = load_predictor(crop_dir, task=predictor.meta.task, batch_size=1, dtype=dtype, backend=backend)
+        try:
+            predictor.use_fusion(LesionFusion.from_model(crop))
+        except ValueError as e:
+            raise ModelFolderError(f"{crop_dir}: {e}") from None
+        version = f"{version}+lesion_crop.{weights_version(crop_dir, crop.meta)}"
     card_path = model_dir / CARD_FILE
     card = card_path.read_text(encoding="utf-8", errors="replace") if card_path.is_file() else ""
-    return LoadedModel(name or model_name(model_dir, predictor.meta), weights_version(model_dir, predictor.meta),
-                       model_dir, card, predictor)
+    return LoadedModel(name or model_name(model_dir, predictor.meta), version, model_dir, card, predictor)
 
 
 def warm_up(model: LoadedModel, gradcam: bool = True) -> None:
@@ -215,7 +229,8 @@ class ModelRegistry:
 
     @classmethod
     def load(cls, model_dirs: Iterable[str | Path] | None = None, *, warmup: bool = True,
-             gradcam: bool = True, dtype: str = "auto", backend: str = "auto") -> "ModelRegistry":
+             gradcam: bool = True, dtype: str = "auto", backend: str = "auto",
+             lesion_aware: bool = False) -> "ModelRegistry":
         """Load the shipped models (``model_dirs=None``) or the given folders; leave out the ones that fail.
 
         When two folders hold models of the same task, the first one (in name order for the zoo) is served.
@@ -226,6 +241,7 @@ class ModelRegistry:
             gradcam: Warm classifiers up with Grad-CAM.
             dtype: Network precision of every model (see :func:`breastdx.runtime.choose_inference_dtype`).
             backend: Forward-pass backend of every model.
+            lesion_aware: Serve a classifier that has a lesion-crop model fused with it (see :func:`load_model`).
         """
         from breastdx.models.saved import ModelFolderError
 
@@ -241,7 +257,7 @@ class ModelRegistry:
             label = name or str(path)
             start = time.perf_counter()
             try:
-                model = load_model(path, name, dtype, backend)
+                model = load_model(path, name, dtype, backend, lesion_aware)
                 if model.task in models:
                     raise ModelFolderError(f"a model for task {model.task!r} is already served "
                                            f"({models[model.task].name}); only one model per task is served")
@@ -340,6 +356,7 @@ def _classify(model: LoadedModel, image: np.ndarray, disp_image: np.ndarray, gra
         "gradcam_method": predictor.gradcam_method if gradcam else None,
         "gradcam_overlay_png": None,
         "gradcam_composite_png": None,
+        "lesion_aware": getattr(predictor, "fusion", None) is not None,
     }
     if out.cam is not None:
         small = display_size(disp_image.shape[:2], GRADCAM_LAYER_MAX_SIDE)

@@ -149,6 +149,10 @@ class ClassificationResult(_Base):
                                                               "(the map is smooth).")
     gradcam_composite_png: str | None = Field(None, description="The map already blended into the image "
                                                                 "(only with ?composites=true).")
+    lesion_aware: bool | None = Field(None, description="busi-cls served with --lesion-aware: the probabilities "
+                                      "fuse the whole image's with those of the lesion crop that busi-seg finds "
+                                      "(weight and threshold chosen by cross-validation; the Grad-CAM map is the "
+                                      "whole-image model's). Null for other models.")
     top_contributions: list[Contribution] | None = Field(None, description="WDBC: the largest SHAP contributions.")
 
 

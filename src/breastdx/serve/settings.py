@@ -66,6 +66,8 @@ class ServeSettings:
         backend: Forward-pass backend, ``auto``, ``torch`` or ``onnxruntime`` (see
             :class:`breastdx.inference.backends.NetworkRunner`).
         gradcam: Compute Grad-CAM maps for image classifiers.
+        lesion_aware: Serve busi-cls fused with its lesion-crop model (``--lesion-aware``; see
+            :func:`breastdx.serve.models.load_model`).
         n_reasons: SHAP contributions reported per WDBC case.
         warmup: Run each model once on a blank input at start-up, so that the first request is not slow.
         max_list_limit: Largest ``limit`` of ``GET /v1/predictions``.
@@ -89,6 +91,7 @@ class ServeSettings:
     dtype: str = "auto"
     backend: str = "auto"
     gradcam: bool = True
+    lesion_aware: bool = False
     n_reasons: int = 5
     warmup: bool = True
     max_list_limit: int = 500

@@ -286,6 +286,9 @@ function showAnswer(index) {
     $("pred-rule").textContent = ruleText(cls);
     renderBars($("prob-bars"), cls);
     addDetail(dl, "Classifier", `${cls.model.name} (version ${cls.model.version})`);
+    if (cls.lesion_aware) {
+      addDetail(dl, "Lesion-aware", "whole image fused with the lesion crop found by the segmenter (Grad-CAM: whole image)");
+    }
     if (cls.label_argmax !== cls.label) addDetail(dl, "Most probable class", displayName(cls.label_argmax));
     const set = cls.prediction_set;
     if (set) {
