@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -40,14 +39,14 @@ def _evaluate(model: Path, split_file: Path, out: Path) -> dict[str, dict[str, s
     """Per-image rows of ``evaluate busi-seg`` on the test part of ``split_file``, by case."""
     cmd = [str(Path(sys.executable).with_name("breastdx")), "evaluate", "busi-seg", "--model", str(model),
            "--split-file", str(split_file), "--dtype", "float32", "--n-bootstrap", "1", "--out", str(out)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ})
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
     with open(out / "test_per_image.csv", newline="") as fh:
         return {r["case"]: r for r in csv.DictReader(fh)}
 
 
 def _ci(values: np.ndarray, draws: np.ndarray) -> dict:
-    return {"value": float(values.mean()), "ci95": [float(x) for x in np.percentile(values[draws].mean(1), [2.5, 97.5])],
-            "n": int(len(values))}
+    low, high = np.percentile(values[draws].mean(1), [2.5, 97.5])
+    return {"value": float(values.mean()), "ci95": [float(low), float(high)], "n": int(len(values))}
 
 
 def main() -> None:

@@ -106,18 +106,21 @@ class SegmentationDataset(Dataset):
 
     @classmethod
     def from_busi(cls, cases: Sequence[Any], preprocessing: Preprocessing,
-                  transform: Callable | None = None) -> "SegmentationDataset":
+                  transform: Callable | None = None, hashes: list[str] | None = None) -> "SegmentationDataset":
         """Read BUSI cases (:class:`breastdx.data.busi.BusiCase`), resize and cache them.
 
         Args:
             cases: BUSI cases; multi-lesion masks are merged by :func:`breastdx.data.busi.load_case`.
             preprocessing: Target size and channels.
             transform: Augmentation, or None.
+            hashes: When a list, the :func:`breastdx.data.checksum.image_hash` of each image as read (before
+                resizing: what ``predict`` reads) is appended to it, in case order.
 
         Raises:
             breastdx.data.images.ImageReadError: If a file cannot be read (the message names it).
         """
         from breastdx.data.busi import load_case
+        from breastdx.data.checksum import image_hash
 
         s = preprocessing.image_size
         channels = preprocessing.channels
@@ -125,6 +128,8 @@ class SegmentationDataset(Dataset):
         masks = np.empty((len(cases), s, s), dtype=bool)
         for i, case in enumerate(cases):
             image, mask = load_case(case, mode=preprocessing.mode)
+            if hashes is not None:
+                hashes.append(image_hash(image))
             images[i] = preprocessing.resize_image(image)
             masks[i] = resize_mask(mask, s)
         log.info("cached %d BUSI images at %dx%d", len(cases), s, s)

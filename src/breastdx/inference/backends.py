@@ -164,13 +164,11 @@ class NetworkRunner:
                 log.warning("%s: %s", self.meta.get("task", "model"), self.backend_reason)
                 return None
         self._onnx_path = path
-        try:
-            return onnx_graphs.open_session(path, self._threads)
-        except Exception as e:  # noqa: BLE001 - a damaged cache file: rebuild next time, run PyTorch now
-            path.unlink(missing_ok=True)
-            self.backend_reason = f"the cached ONNX graph {path} could not be loaded ({e}); PyTorch used instead"
+        session, problem = onnx_graphs.open_cached(path, self._threads)  # a damaged graph: rebuilt next time
+        if problem:
+            self.backend_reason = f"{problem}; PyTorch used instead"
             log.warning("%s: %s", self.meta.get("task", "model"), self.backend_reason)
-            return None
+        return session
 
     def _dynamic_axes(self) -> dict[str, dict[int, str]]:
         axes = {0: "batch", 2: "height", 3: "width"} if self.dynamic_size else {0: "batch"}

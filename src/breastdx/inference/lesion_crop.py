@@ -22,6 +22,10 @@ import numpy as np
 
 from breastdx.data.lesion_crop import DEFAULT_MARGIN, crop, lesion_box
 
+LESION_MODEL_FOLDER = "lesion_crop"
+"""The folder, inside a whole-image model's folder, of the lesion-crop model that the lesion-aware mode fuses
+(``predict --lesion-aware``, ``serve --lesion-aware``)."""
+
 
 def crop_setting(meta: Any) -> tuple[str, float] | None:
     """``(segmenter, margin)`` of a classifier trained with ``--lesion-crop`` (from its ``meta.json``'s training
@@ -163,3 +167,26 @@ class LesionFusion:
                              "a 'fusion' record in meta.json.")
         cropper = LesionCropper.for_classifier(crop_model.meta)
         return cls(crop_model, cropper, float(record["whole_weight"]), record.get("threshold"))
+
+    @classmethod
+    def for_whole_model(cls, whole: Any, model_dir: str | Path, **options: Any) -> "LesionFusion | None":
+        """The fusion of a whole-image model with the crop model kept in its folder (:data:`LESION_MODEL_FOLDER`),
+        or None when the folder keeps none.
+
+        Args:
+            whole: The whole-image predictor (its task is the crop model's).
+            model_dir: The whole-image model's folder.
+            **options: Options of the crop model's predictor (``batch_size``, ``dtype``, ``backend``).
+
+        Raises:
+            ValueError: If the crop model cannot be fused (see :meth:`from_model`); the message names its folder.
+        """
+        from breastdx.inference.base import load_predictor
+
+        folder = Path(model_dir) / LESION_MODEL_FOLDER
+        if not (folder / "meta.json").is_file():
+            return None
+        try:
+            return cls.from_model(load_predictor(folder, task=whole.meta.get("task"), **options))
+        except ValueError as e:
+            raise ValueError(f"{folder}: {e}") from None

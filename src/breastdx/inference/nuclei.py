@@ -165,13 +165,6 @@ def sliding_window(x: np.ndarray, roi: int, overlap: float, batch: int, predict:
     return (out / count)[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
 
 
-def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
-    """Softmax over ``axis`` of float logits, float32 (the largest logit subtracted first)."""
-    z = np.asarray(logits, dtype=np.float32)
-    e = np.exp(z - z.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
 class CachedGraph:
     """A model folder's network as its cached ONNX graph on ONNX Runtime, loaded without PyTorch.
 
@@ -270,15 +263,11 @@ class NucleusPredictor:
             path = onnx_graphs.graph_path(onnx_dir or onnx_graphs.onnx_cache_dir(), Path(model_dir), view,
                                           dynamic_size=True)
             if chosen == "float32" and path.is_file():
-                try:
-                    graph = CachedGraph(onnx_graphs.open_session(path), Path(model_dir), meta)
-                except Exception as e:  # noqa: BLE001 - a damaged cache file: the runner rebuilds it
-                    log.warning("monuseg: the cached ONNX graph %s could not be loaded (%s); exporting it again",
-                                path, e)
-                    path.unlink(missing_ok=True)
-                else:
+                session, problem = onnx_graphs.open_cached(path)
+                if session is not None:
                     log.info("monuseg: onnxruntime backend (the cached graph %s, float32 on the CPU)", path.name)
-                    return cls(graph, meta, **kwargs)
+                    return cls(CachedGraph(session, Path(model_dir), meta), meta, **kwargs)
+                log.warning("monuseg: %s; exporting it again", problem)
         from breastdx.inference.backends import NetworkRunner
 
         runner = NetworkRunner(view, model_dir=Path(model_dir), dtype=dtype, backend=backend, onnx_dir=onnx_dir,
@@ -293,7 +282,9 @@ class NucleusPredictor:
     def _probabilities(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities ``(B, K, H, W)`` float32 of a float32 batch ``(B, C, H, W)``."""
         if isinstance(self.runner, CachedGraph):
-            return softmax(self.runner(x))
+            from scipy.special import softmax
+
+            return softmax(self.runner(x), axis=1)
         import torch
 
         with torch.inference_mode():

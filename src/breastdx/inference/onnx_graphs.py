@@ -89,3 +89,13 @@ def open_session(path: Path, threads: int | None = None) -> Any:
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def open_cached(path: Path, threads: int | None = None) -> tuple[Any, str | None]:
+    """:func:`open_session` on a cached graph: ``(session, None)``, or ``(None, why)`` after deleting a graph that
+    ONNX Runtime cannot load (a damaged cache file), so that the next load exports it again."""
+    try:
+        return open_session(path, threads), None
+    except Exception as e:  # noqa: BLE001 - whatever ONNX Runtime raises for a damaged file
+        Path(path).unlink(missing_ok=True)
+        return None, f"the cached ONNX graph {path} could not be loaded ({e})"

@@ -151,10 +151,6 @@ def _refuse_lesion_crop(predictor: Any, model_dir: Path, verb: str) -> None:
                           f"model fuses the two.")
 
 
-LESION_MODEL_FOLDER = "lesion_crop"
-"""The folder, inside a whole-image model's folder, of the lesion-crop model that ``predict --lesion-aware`` fuses."""
-
-
 def _use_lesion_model(whole: Any, model_dir: Path, options: dict[str, str], opts: Any) -> None:
     """``predict --lesion-aware``: fuse ``whole`` with the lesion-crop model of ``model_dir/lesion_crop``
     (:class:`breastdx.inference.lesion_crop.LesionFusion`, weight and threshold from its ``meta.json``).
@@ -162,8 +158,7 @@ def _use_lesion_model(whole: Any, model_dir: Path, options: dict[str, str], opts
     Raises:
         ConfigError: If the folder has no such model, or prediction sets are asked for.
     """
-    from breastdx.inference.classifier import ClassificationPredictor
-    from breastdx.inference.lesion_crop import LesionFusion
+    from breastdx.inference.lesion_crop import LESION_MODEL_FOLDER, LesionFusion
 
     folder = model_dir / LESION_MODEL_FOLDER
     if not (folder / "meta.json").is_file():
@@ -172,12 +167,11 @@ def _use_lesion_model(whole: Any, model_dir: Path, options: dict[str, str], opts
     if opts.conformal_level:
         raise ConfigError("Prediction sets are calibrated for one model, not for a lesion-aware fusion of two; leave "
                           "out --conformal-level.")
-    crop_model = ClassificationPredictor.from_dir(folder, task=whole.meta.get("task"), batch_size=opts.batch_size,
-                                                  **runtime_options(options))
     try:
-        whole.use_fusion(LesionFusion.from_model(crop_model))
+        whole.use_fusion(LesionFusion.for_whole_model(whole, model_dir, batch_size=opts.batch_size,
+                                                      **runtime_options(options)))
     except ValueError as e:
-        raise ConfigError(f"{folder}: {e}") from None
+        raise ConfigError(str(e)) from None
 
 
 def _split_data(task: Any, predictor: Any, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str],
@@ -500,6 +494,8 @@ def predict(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
     if len(rows) > 50:
         notes.insert(0, f"(first 50 of {len(rows)} shown)")
     if predictor.fusion is not None:
+        from breastdx.inference.lesion_crop import LESION_MODEL_FOLDER
+
         w = predictor.fusion.whole_weight
         notes.append(f"Lesion-aware: P = {w:g} x P(whole image) + {1 - w:g} x P(the lesion crop that busi-seg finds, "
                      f"classified by {model_dir.name}/{LESION_MODEL_FOLDER}); the Grad-CAM maps are the whole-image "

@@ -182,16 +182,17 @@ def load_model(model_dir: str | Path, name: str | None = None, dtype: str = "aut
     model_dir = Path(model_dir)
     predictor = load_predictor(model_dir, batch_size=1, dtype=dtype, backend=backend)
     version = weights_version(model_dir, predictor.meta)
-    crop_dir = model_dir / "lesion_crop"
-    if lesion_aware and predictor.meta.kind == "classification" and (crop_dir / "meta.json").is_file():
-        from breastdx.inference.lesion_crop import LesionFusion
+    if lesion_aware and predictor.meta.kind == "classification":
+        from breastdx.inference.lesion_crop import LESION_MODEL_FOLDER, LesionFusion
 
-        crop = load_predictor(crop_dir, task=predictor.meta.task, batch_size=1, dtype=dtype, backend=backend)
         try:
-            predictor.use_fusion(LesionFusion.from_model(crop))
+            fusion = LesionFusion.for_whole_model(predictor, model_dir, batch_size=1, dtype=dtype, backend=backend)
         except ValueError as e:
-            raise ModelFolderError(f"{crop_dir}: {e}") from None
-        version = f"{version}+lesion_crop.{weights_version(crop_dir, crop.meta)}"
+            raise ModelFolderError(str(e)) from None
+        if fusion is not None:
+            predictor.use_fusion(fusion)
+            crop_version = weights_version(model_dir / LESION_MODEL_FOLDER, fusion.crop_model.meta)
+            version = f"{version}+lesion_crop.{crop_version}"
     card_path = model_dir / CARD_FILE
     card = card_path.read_text(encoding="utf-8", errors="replace") if card_path.is_file() else ""
     return LoadedModel(name or model_name(model_dir, predictor.meta), version, model_dir, card, predictor)

@@ -173,8 +173,7 @@ class BusiSegTask(Task):
     def train(self, config: BusiSegConfig, data_root: Path, run_dir: Path) -> RunResult:
         import dataclasses
 
-        from breastdx.data.busi import busi_checksum, find_busi_root, load_case, scan_busi
-        from breastdx.data.checksum import image_hash
+        from breastdx.data.busi import busi_checksum, find_busi_root, scan_busi
         from breastdx.data.datasets import SegmentationDataset
         from breastdx.data.splits import busi_split
         from breastdx.data.image_sets import ultrasound_augmentation
@@ -231,7 +230,8 @@ class BusiSegTask(Task):
         prep = Preprocessing(image_size=config.image_size, mode="gray")
         log.info("caching %d training and %d validation images", len(train_cases), len(val_cases))
         aug = ultrasound_augmentation(config) if config.augment else None
-        train_ds = SegmentationDataset.from_busi(train_cases, prep, transform=aug)
+        train_hashes: list[str] = []  # kept in the model folder, so that predict flags a training image
+        train_ds = SegmentationDataset.from_busi(train_cases, prep, transform=aug, hashes=train_hashes)
         val_ds = SegmentationDataset.from_busi(val_cases, prep)
         settings = FitSettings.from_config(config, monitor="val_dice")
         train_loader, val_loader = make_loaders(train_ds, val_ds, settings)
@@ -252,7 +252,7 @@ class BusiSegTask(Task):
         model_dir = run_dir / "model"
         model_dir.mkdir()
         meta = self._write_model(model_dir, network, config, resolved_args, prep, checksum, split, training)
-        write_training_hashes(model_dir, [image_hash(load_case(c, mode=prep.mode)[0]) for c in train_cases])
+        write_training_hashes(model_dir, train_hashes)
 
         # Postprocessing chosen on the validation images at their original size.
         from breastdx.inference.predictor import SegmentationPredictor
