@@ -80,6 +80,11 @@ class MonusegConfig(LightningOptions):
         hed_bias: Half-range of the HED optical-density shift.
         stain_normalisation: ``none``, or ``macenko``: every tile, in training and prediction, normalised to the
             first training tile (Macenko et al. 2009), which the model folder keeps as ``stain_target.png``.
+        holdout_tiles: Training tiles (names, comma-separated) kept out of training whole and scored in place of
+            the test tiles, which are then not read: one fold of a leave-tiles-out cross-validation.
+        cv_folds: ``K >= 2``: leave-tiles-out cross-validation of this recipe: the training tiles cut into ``K``
+            folds of whole tiles, one run per fold (:mod:`breastdx.pipeline.nuclei_crossval`); the test tiles are
+            not read.
         crop: Use only the top-left ``crop`` x ``crop`` pixels of every tile (0: whole tiles), for smoke tests.
         max_tiles: Training tiles used (0: all), for smoke tests.
         roi_size: Sliding-window side at inference, pixels (a multiple of 16).
@@ -109,6 +114,8 @@ class MonusegConfig(LightningOptions):
     hed_sigma: float = option(0.1, ge=0, lt=1)
     hed_bias: float = option(0.05, ge=0)
     stain_normalisation: str = option("none", choices=("none", "macenko"))
+    holdout_tiles: str = ""
+    cv_folds: int = option(0, ge=0)
     crop: int = option(0, ge=0)
     max_tiles: int = option(0, ge=0)
     roi_size: int = option(544, ge=32, multiple_of=16)
@@ -172,6 +179,34 @@ def _tta_modes(tta: str) -> tuple[str, ...]:
     return TTA_CHOICES if tta == "choose" else (tta,)
 
 
+def _train_and_test_tiles(cases: list[Any], config: MonusegConfig) -> tuple[list[Any], list[Any], str]:
+    """The training tiles, the scored tiles and the words for the latter: the test tiles, or with ``holdout_tiles``
+    the named training tiles (the test tiles then unread).
+
+    Raises:
+        ConfigError: If ``holdout_tiles`` names a tile that is not a training tile, or leaves none to train on.
+    """
+    train = [c for c in cases if c.part == "train"]
+    held = [n.strip() for n in config.holdout_tiles.split(",") if n.strip()]
+    if not held:
+        test = [c for c in cases if c.part == "test"]
+        return train[:config.max_tiles or None], test, (f"the {len(test)} MoNuSeg 2018 breast test tiles "
+                                                        f"({', '.join(c.name for c in test)})")
+    names = [c.name for c in train]
+    unknown = [n for n in held if n not in names]
+    if unknown:
+        raise ConfigError(f"--holdout-tiles names {', '.join(unknown)}, not training tiles of MoNuSeg; the training "
+                          f"tiles are {', '.join(names)}.")
+    rest = [c for c in train if c.name not in held][:config.max_tiles or None]
+    if not rest:
+        raise ConfigError(f"--holdout-tiles holds out every training tile ({', '.join(held)}); none is left to "
+                          f"train on.")
+    test = [c for c in train if c.name in held]
+    return rest, test, (f"the {len(test)} held-out MoNuSeg 2018 breast training tiles "
+                        f"({', '.join(c.name for c in test)}): whole tiles kept out of training (leave-tiles-out "
+                        f"cross-validation); the test tiles were not read")
+
+
 def _crop(a: np.ndarray, crop: int) -> np.ndarray:
     return a[:crop, :crop] if crop else a
 
@@ -202,13 +237,16 @@ class MonusegTask(Task):
         from breastdx.training.trainer import FitSettings, fit, make_loaders
 
         validate(config, self.name)
+        if config.cv_folds:
+            from breastdx.pipeline.nuclei_crossval import cross_validate_monuseg
+
+            return cross_validate_monuseg(self, config, data_root, run_dir)
         arch_args = {**UNET_ARGS, **parse_json_object(config.arch_args, "arch-args")}
         seed_everything(config.seed)
         root = find_monuseg_root(data_root)
         cases = scan_monuseg(root)
         checksum = monuseg_checksum(cases)
-        train_cases = [c for c in cases if c.part == "train"][:config.max_tiles or None]
-        test_cases = [c for c in cases if c.part == "test"]
+        train_cases, test_cases, split_text = _train_and_test_tiles(cases, config)
         save_yaml({"task": self.name, **to_dict(config), "data_root": str(data_root), "data_folder": str(root),
                    "data_checksum": checksum}, run_dir / "config.yaml")
         write_versions(run_dir)
@@ -221,6 +259,7 @@ class MonusegTask(Task):
             raise ConfigError(f"--val-rows {config.val_rows} leaves {stop} rows of {height} for {config.patch_size} "
                               f"px patches; lower --val-rows or --patch-size.")
         split = {"train": [c.name for c in train_cases], "test": [c.name for c in test_cases],
+                 **({"test_is_held_out_training_tiles": True} if config.holdout_tiles else {}),
                  "validation": f"rows {stop}-{height} of every training tile (held out from the patches)",
                  "training_rows": [0, stop], "data_checksum": checksum}
         write_json(split, run_dir / "split.json")
@@ -273,14 +312,13 @@ class MonusegTask(Task):
         evaluation = evaluate_tiles(predictor, [tuple(_crop(a, config.crop) for a in load_case(c))
                                                       for c in test_cases], [c.name for c in test_cases],
                                           config.microns_per_pixel)
-        split_text = f"the {len(test_cases)} MoNuSeg 2018 breast test tiles ({', '.join(split['test'])})"
         meta.update({"metrics": evaluation["summary"], "metrics_split": split_text,
                      "validation": {"postprocessing_grid": grid, "tta": tta_rows}})
         meta = _rewrite_meta(model_dir, meta)
         metrics = {"task": self.name, "split": split_text, "n": len(test_cases), "model": "model/",
                    "matching": "PQ: IoU > 0.5; AJI: each reference nucleus with its predicted nucleus of largest IoU",
                    "metrics": evaluation["summary"], "per_tile": evaluation["tiles"],
-                   "postprocessing": choice, "training": training,
+                   "postprocessing": choice, "tta": tta, "held_out_aji_per_tta": tta_rows, "training": training,
                    "benchmark": {**{f"{k}_target": v for k, v in TARGETS.items()},
                                  **{k: evaluation["summary"][k]["value"] for k in TARGETS}}}
         write_json(metrics, run_dir / "metrics.json")
@@ -291,8 +329,8 @@ class MonusegTask(Task):
                  f"(best epoch {training['best_epoch']}, validation Dice {result.best_score:.3f}); test-time "
                  f"augmentation {tta} and watershed {choice} chosen on the held-out rows.",
                  *benchmark_notes(evaluation), f"Run folder: {run_dir}"]
-        return RunResult(run_dir, metrics, f"MoNuSeg breast test tiles (n = {len(test_cases)})",
-                         score_table(evaluation), notes)
+        return RunResult(run_dir, metrics, f"MoNuSeg breast {'held-out training' if config.holdout_tiles else 'test'} "
+                         f"tiles (n = {len(test_cases)})", score_table(evaluation), notes)
 
     # ------------------------------------------------------------ reporting
     @staticmethod

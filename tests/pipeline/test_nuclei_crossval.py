@@ -1,0 +1,107 @@
+"""Leave-tiles-out cross-validation of monuseg: the folds (synthetic names) and a tiny 2-fold run on crops of the real
+tiles through the command line (skipped without BREASTDX_DATA)."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from breastdx.cli import app
+from breastdx.pipeline.nuclei_crossval import tile_folds, tissue_source_site
+
+runner = CliRunner()
+TILES = ["TCGA-A7-A13E-01Z-00-DX1", "TCGA-A7-A13F-01Z-00-DX1", "TCGA-AR-A1AK-01Z-00-DX1", "TCGA-AR-A1AS-01Z-00-DX1",
+         "TCGA-E2-A14V-01Z-00-DX1", "TCGA-E2-A1B5-01Z-00-DX1"]
+
+
+def test_tissue_source_site():
+    assert tissue_source_site("TCGA-A7-A13E-01Z-00-DX1") == "A7"
+    assert tissue_source_site("tile_3") == "tile_3"  # not a TCGA barcode: its own group
+
+
+def test_three_folds_leave_one_site_out():
+    folds = tile_folds(list(reversed(TILES)), 3, seed=0)
+    assert sorted(n for f in folds for n in f) == TILES
+    assert sorted("".join(sorted({tissue_source_site(n) for n in f})) for f in folds) == ["A7", "AR", "E2"]
+    assert folds == tile_folds(TILES, 3, seed=0)  # reading order does not matter
+
+
+def test_two_folds_keep_sites_whole_and_sizes_even():
+    folds = tile_folds(TILES, 2, seed=1)
+    assert sorted(len(f) for f in folds) == [2, 4]
+    for f in folds:
+        for site in {tissue_source_site(n) for n in f}:
+            assert sum(tissue_source_site(n) == site for n in f) == 2
+    names = [f"tile_{i}" for i in range(7)]
+    assert sorted(len(f) for f in tile_folds(names, 3, seed=0)) == [2, 2, 3]
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_fold_count_out_of_range(k):
+    with pytest.raises(ValueError, match="2 to 3 folds .* 3 tissue source sites"):
+        tile_folds(TILES, k, seed=0)
+
+
+@pytest.fixture(scope="module")
+def data_root() -> Path:
+    env = os.environ.get("BREASTDX_DATA")
+    if not env or not (Path(env) / "monuseg_breast").is_dir():
+        pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
+    return Path(env)
+
+
+TINY = ["--crop", "192", "--val-rows", "64", "--patch-size", "64", "--epochs", "1", "--patches-per-epoch", "8",
+        "--roi-size", "128", "--threads", "1", "--progress-bar", "false", "--tta", "none"]
+
+
+def test_holdout_tiles_are_scored_and_test_tiles_unread(data_root, tmp_path):
+    out = tmp_path / "fold"
+    held = "TCGA-AR-A1AK-01Z-00-DX1"
+    result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(out), *TINY,
+                                 "--holdout-tiles", held])
+    assert result.exit_code == 0, result.output
+    split = json.loads((out / "split.json").read_text())
+    assert split["test"] == [held] and held not in split["train"] and len(split["train"]) == 5
+    assert split["test_is_held_out_training_tiles"] is True
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 1 and [t["tile"] for t in metrics["per_tile"]] == [held]
+    assert "test tiles were not read" in metrics["split"]
+    assert json.loads((out / "model" / "training_hashes.json").read_text())["n_images"] == 5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--holdout-tiles", "TCGA-AC-A2FO-01A-01-TS1"], "not training tiles of MoNuSeg"),
+    (["--holdout-tiles", ",".join(TILES)], "none is left to train on"),
+    (["--cv-folds", "4"], "2 to 3 folds"),
+    (["--cv-folds", "3", "--holdout-tiles", TILES[0]], "drop --holdout-tiles"),
+])
+def test_bad_holdout_and_fold_options(data_root, tmp_path, args, message):
+    result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(tmp_path / "r"),
+                                 *TINY, *args])
+    assert result.exit_code != 0
+    assert message in " ".join(result.output.split())
+
+
+def test_two_fold_cross_validation_scores_every_training_tile_once(data_root, tmp_path):
+    out = tmp_path / "cv"
+    result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(out), *TINY,
+                                 "--cv-folds", "2"])
+    assert result.exit_code == 0, result.output
+    folds = json.loads((out / "folds.json").read_text())
+    assert folds["test_tiles_read"] is False and sorted(n for f in folds["folds"] for n in f) == TILES
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["kind"] == "cross_validation" and metrics["n"] == 6 and metrics["tiles"] == TILES
+    with open(out / "oof_per_tile.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["tile"] for r in rows] == TILES
+    for r in rows:  # each tile scored by the fold model that held it out
+        fold = int(r["fold"])
+        assert r["tile"] in folds["folds"][fold]
+        fold_metrics = json.loads((out / "folds" / f"f{fold}" / "metrics.json").read_text())
+        tile = next(t for t in fold_metrics["per_tile"] if t["tile"] == r["tile"])
+        assert float(r["aji"]) == pytest.approx(tile["aji"])
+        assert r["tile"] not in json.loads((out / "folds" / f"f{fold}" / "split.json").read_text())["train"]
+    assert metrics["metrics"]["aji"]["value"] == pytest.approx(sum(float(r["aji"]) for r in rows) / 6)
