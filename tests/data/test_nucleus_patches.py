@@ -46,3 +46,49 @@ def test_crops():
     item = NucleusCrops(images, targets, [(0, 4, 2, 16, 16)])[0]
     assert item["image"].shape == (3, 16, 16) and float(item["image"].min()) == 1.0
     assert int(item["mask"].sum()) == 256
+
+
+def test_scale_zooms_image_and_class_map_together():
+    from breastdx.data.nucleus_patches import _resize_pair
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[:4, :4] = 200
+    target = np.zeros((8, 8), np.uint8)
+    target[:4, :4] = 2
+    x, y = _resize_pair(image, target, 16)
+    assert x.shape == (16, 16, 3) and x.dtype == np.uint8 and y.shape == (16, 16) and y.dtype == np.uint8
+    assert (y[:8, :8] == 2).all() and (y[8:] == 0).all() and (y[:, 8:] == 0).all()  # nearest: no new class
+    assert x[2, 2, 0] == 200 and x[13, 13, 0] == 0
+
+    rng = np.random.default_rng(1)
+    labels = np.zeros((64, 64), np.int32)
+    for i, (r, c) in enumerate(rng.integers(4, 56, (12, 2)), 1):
+        labels[r - 3:r + 4, c - 3:c + 4] = i
+    images = [np.repeat(np.where(labels[..., None] > 0, 60, 230), 3, axis=2).astype(np.uint8)]
+    targets = [nucleus_targets(labels, 1)]
+    plain = PatchAugment(hed_sigma=0, hed_bias=0, brightness=0, contrast=0)
+    zoom = PatchAugment(hed_sigma=0, hed_bias=0, brightness=0, contrast=0, scale=0.4)
+    sizes = set()
+    for i in range(8):
+        a = NucleusPatches(images, targets, size=32, n=8, augment=plain, seed=0)[i]
+        b = NucleusPatches(images, targets, size=32, n=8, augment=zoom, seed=0)[i]
+        assert b["image"].shape == (3, 32, 32) and set(b["mask"].unique().tolist()) <= {0, 1, 2}
+        dark = b["image"][0] < 0.5  # nuclei stay where the class map says they are
+        assert (dark == (b["mask"][0] > 0)).float().mean() > 0.9
+        sizes.add(int((b["mask"] > 0).sum()) - int((a["mask"] > 0).sum()))
+    assert len(sizes) > 1  # the zoom changed how much of the patch nuclei cover
+
+
+def test_blur_smooths_some_patches_only():
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)]
+    targets = [np.zeros((48, 48), np.uint8)]
+    plain = PatchAugment(hed_sigma=0, hed_bias=0, brightness=0, contrast=0)
+    blur = PatchAugment(hed_sigma=0, hed_bias=0, brightness=0, contrast=0, blur_sigma=2.0)
+
+    def roughness(item):
+        return float(item["image"].diff(dim=-1).abs().mean())
+
+    ratios = [roughness(NucleusPatches(images, targets, 24, 16, augment=blur, seed=0)[i])
+              / roughness(NucleusPatches(images, targets, 24, 16, augment=plain, seed=0)[i]) for i in range(16)]
+    assert sum(r < 0.7 for r in ratios) >= 3 and sum(r == pytest.approx(1.0) for r in ratios) >= 3

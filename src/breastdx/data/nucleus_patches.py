@@ -60,12 +60,20 @@ class PatchAugment:
         hed_bias: Half-range of the HED optical-density shift.
         brightness: Half-range of an additive brightness shift, fraction of full scale.
         contrast: Half-range of a multiplicative contrast factor around the patch mean.
+        blur_sigma: Largest standard deviation, pixels, of a Gaussian blur given to half the patches (a sigma drawn
+            uniformly in ``[0, blur_sigma]``; 0: none): focus and section-thickness differences, such as those of
+            frozen sections.
+        scale: Half-range of a zoom factor (``[1 - scale, 1 + scale]``; 0: none): a square of side
+            ``round(size / factor)`` is resized to the patch, the image bilinear and the class map nearest, so
+            nuclei look larger or smaller, as across scanners and magnification calibrations.
     """
 
     hed_sigma: float = 0.1
     hed_bias: float = 0.05
     brightness: float = 0.08
     contrast: float = 0.15
+    blur_sigma: float = 0.0
+    scale: float = 0.0
 
 
 class NucleusPatches(torch.utils.data.Dataset):
@@ -111,23 +119,43 @@ class NucleusPatches(torch.utils.data.Dataset):
         k = int(rng.integers(len(self.images)))
         im, tg = self.images[k], self.targets[k]
         first, stop = self.rows or (0, im.shape[0])
-        r = int(rng.integers(first, stop - self.size + 1))
-        c = int(rng.integers(0, im.shape[1] - self.size + 1))
-        x = im[r:r + self.size, c:c + self.size]
-        y = tg[r:r + self.size, c:c + self.size]
+        a = self.augment
+        side = self.size
+        if a is not None and a.scale > 0:
+            side = int(round(self.size / rng.uniform(1 - a.scale, 1 + a.scale)))
+            side = min(max(side, 8), stop - first, im.shape[1])
+        r = int(rng.integers(first, stop - side + 1))
+        c = int(rng.integers(0, im.shape[1] - side + 1))
+        x = im[r:r + side, c:c + side]
+        y = tg[r:r + side, c:c + side]
+        if side != self.size:
+            x, y = _resize_pair(x, y, self.size)
         rot, flip = int(rng.integers(4)), bool(rng.integers(2))
         x, y = np.rot90(x, rot), np.rot90(y, rot)
         if flip:
             x, y = x[:, ::-1], y[:, ::-1]
         x = np.ascontiguousarray(x)
-        a = self.augment
         if a is not None:
             jitter = HEDJitter(sigma=a.hed_sigma, bias=a.hed_bias, seed=int(rng.integers(2 ** 31)))
             xf = jitter(x.astype(np.float32) / 255.0)
             gain = rng.uniform(1 - a.contrast, 1 + a.contrast)
             xf = (xf - xf.mean()) * gain + xf.mean() + rng.uniform(-a.brightness, a.brightness)
+            if a.blur_sigma > 0 and rng.random() < 0.5:
+                from scipy.ndimage import gaussian_filter
+
+                xf = gaussian_filter(xf, sigma=(rng.uniform(0, a.blur_sigma),) * 2 + (0,), mode="reflect")
             x = (np.clip(xf, 0, 1) * 255).round().astype(np.uint8)
         return {"image": to_tensor(x), "mask": torch.from_numpy(np.ascontiguousarray(y)).long()[None]}
+
+
+def _resize_pair(image: np.ndarray, target: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A square RGB uint8 crop ``(s, s, 3)`` and its class map ``(s, s)`` resized to ``(size, size)``: the image
+    bilinear (anti-aliased when shrinking), the class map nearest, so that no class value is invented."""
+    from skimage.transform import resize
+
+    x = resize(image, (size, size, 3), order=1, preserve_range=True, anti_aliasing=image.shape[0] > size)
+    y = resize(target, (size, size), order=0, preserve_range=True, anti_aliasing=False)
+    return np.clip(x, 0, 255).round().astype(np.uint8), y.astype(target.dtype)
 
 
 class NucleusCrops(torch.utils.data.Dataset):

@@ -78,6 +78,8 @@ class MonusegConfig(LightningOptions):
         augment: Stain, brightness / contrast, flip and rotation augmentation.
         hed_sigma: Half-range of the HED stain factor (0.2 is Tellez et al.'s "HED-strong").
         hed_bias: Half-range of the HED optical-density shift.
+        blur_sigma: Largest sigma, pixels, of the Gaussian blur given to half the patches (0: none).
+        scale: Half-range of the zoom factor of the patches (0: none).
         stain_normalisation: ``none``, or ``macenko``: every tile, in training and prediction, normalised to the
             first training tile (Macenko et al. 2009), which the model folder keeps as ``stain_target.png``.
         holdout_tiles: Training tiles (names, comma-separated) kept out of training whole and scored in place of
@@ -113,6 +115,8 @@ class MonusegConfig(LightningOptions):
     augment: bool = True
     hed_sigma: float = option(0.1, ge=0, lt=1)
     hed_bias: float = option(0.05, ge=0)
+    blur_sigma: float = option(0.0, ge=0)
+    scale: float = option(0.0, ge=0, lt=0.5)
     stain_normalisation: str = option("none", choices=("none", "macenko"))
     holdout_tiles: str = ""
     cv_folds: int = option(0, ge=0)
@@ -272,7 +276,8 @@ class MonusegTask(Task):
             stain = {"method": "macenko", "target_file": STAIN_TARGET_FILE, "target_source": train_cases[0].name,
                      "reference": "Macenko et al. (2009), doi:10.1109/ISBI.2009.5193250"}
         net_images = [normalizer(im) for im in images] if normalizer is not None else images
-        aug = PatchAugment(hed_sigma=config.hed_sigma, hed_bias=config.hed_bias) if config.augment else None
+        aug = PatchAugment(hed_sigma=config.hed_sigma, hed_bias=config.hed_bias, blur_sigma=config.blur_sigma,
+                           scale=config.scale) if config.augment else None
         train_ds = NucleusPatches(net_images, targets, config.patch_size, config.patches_per_epoch, rows=(0, stop),
                                   augment=aug, seed=config.seed)
         crop_w = width // 16 * 16
@@ -291,7 +296,8 @@ class MonusegTask(Task):
             return RunResult(run_dir)
         training = {**result.info, "best_val_dice": result.best_score, "lr": config.lr,
                     "patch_size": config.patch_size, "patches_per_epoch": config.patches_per_epoch,
-                    "augment": config.augment, "hed_sigma": config.hed_sigma, "hed_bias": config.hed_bias}
+                    "augment": config.augment, "hed_sigma": config.hed_sigma, "hed_bias": config.hed_bias,
+                    "blur_sigma": config.blur_sigma, "scale": config.scale}
         model_dir = run_dir / "model"
         model_dir.mkdir()
         meta = self._write_model(model_dir, network, resolved, config, checksum, split, training)
