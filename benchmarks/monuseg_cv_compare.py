@@ -12,7 +12,10 @@ instead. The test tiles were read by neither run.
 
 Usage::
 
-    python benchmarks/monuseg_cv_compare.py runs/monuseg-cv/none runs/monuseg-cv/macenko [--margin 0.01]
+    python benchmarks/monuseg_cv_compare.py runs/monuseg-cv/none runs/monuseg-cv/macenko [--margin 0.01] \
+        [--json runs/monuseg-cv/none-vs-macenko.json]
+
+The ``--json`` file is what ``breastdx train monuseg --recipe-choice FILE`` keeps in the model folder.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def main() -> None:
     parser.add_argument("a", type=Path, help="cross-validation run folder of recipe A (the current one)")
     parser.add_argument("b", type=Path, help="cross-validation run folder of recipe B (the candidate)")
     parser.add_argument("--margin", type=float, default=0.01, help="mean AJI gain B needs over A")
+    parser.add_argument("--json", type=Path, help="also write the comparison here (for train monuseg "
+                                                  "--recipe-choice)")
     args = parser.parse_args()
     a, folds_a = _read(args.a)
     b, folds_b = _read(args.b)
@@ -57,8 +62,11 @@ def main() -> None:
               f"{len(tiles)} tiles")
     gain = summary["aji"]["b_minus_a"]
     choice = "B" if gain > args.margin else "A"
-    print(json.dumps({"a": str(args.a), "b": str(args.b), "n_tiles": len(tiles), "folds": folds_a, **summary,
-                      "rule": f"B if mean AJI gain > {args.margin}", "choice": choice}))
+    record = {"a": str(args.a), "b": str(args.b), "n_tiles": len(tiles), "folds": folds_a, **summary,
+              "rule": f"B if mean AJI gain > {args.margin}", "choice": choice}
+    print(json.dumps(record))
+    if args.json:
+        args.json.write_text(json.dumps(record, indent=1))
     print(f"Cross-validation favours {choice}: {args.b if choice == 'B' else args.a}")
 
 

@@ -57,11 +57,20 @@ TINY = ["--crop", "192", "--val-rows", "64", "--patch-size", "64", "--epochs", "
         "--roi-size", "128", "--threads", "1", "--progress-bar", "false", "--tta", "none"]
 
 
+CHOICE = {"a": "runs/monuseg-cv/none", "b": "runs/monuseg-cv/macenko", "n_tiles": 6,
+          "aji": {"mean_a": 0.5533, "mean_b": 0.5805, "b_minus_a": 0.0271, "b_wins": "3 of 6"},
+          "dice": {"mean_a": 0.7666, "mean_b": 0.7928, "b_minus_a": 0.0263, "b_wins": "5 of 6"},
+          "rule": "B if mean AJI gain > 0.01", "choice": "B"}
+
+
 def test_holdout_tiles_are_scored_and_test_tiles_unread(data_root, tmp_path):
     out = tmp_path / "fold"
     held = "TCGA-AR-A1AK-01Z-00-DX1"
+    choice = tmp_path / "choice.json"
+    choice.write_text(json.dumps(CHOICE))
     result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(out), *TINY,
-                                 "--holdout-tiles", held])
+                                 "--holdout-tiles", held, "--recipe-choice", str(choice), "--blur-sigma", "1",
+                                 "--scale", "0.2"])
     assert result.exit_code == 0, result.output
     split = json.loads((out / "split.json").read_text())
     assert split["test"] == [held] and held not in split["train"] and len(split["train"]) == 5
@@ -70,12 +79,19 @@ def test_holdout_tiles_are_scored_and_test_tiles_unread(data_root, tmp_path):
     assert metrics["n"] == 1 and [t["tile"] for t in metrics["per_tile"]] == [held]
     assert "test tiles were not read" in metrics["split"]
     assert json.loads((out / "model" / "training_hashes.json").read_text())["n_images"] == 5
+    meta = json.loads((out / "model" / "meta.json").read_text())
+    assert meta["recipe_choice"]["comparisons"][0]["comparison"] == CHOICE
+    card = " ".join((out / "model" / "MODEL_CARD.md").read_text().split())
+    assert ("macenko against none: mean out-of-fold AJI 0.581 against 0.553 (higher on 3 of 6 tiles), Dice 0.793 "
+            "against 0.767; rule: B if mean AJI gain > 0.01; chosen: macenko.") in card
+    assert "Stain normalisation: none." in card and "blur up to sigma 1.0 px" in card and "zoom ±0.2" in card
 
 
 @pytest.mark.parametrize("args, message", [
     (["--holdout-tiles", "TCGA-AC-A2FO-01A-01-TS1"], "not training tiles of MoNuSeg"),
     (["--holdout-tiles", ",".join(TILES)], "none is left to train on"),
     (["--cv-folds", "4"], "2 to 3 folds"),
+    (["--recipe-choice", "no/such.json"], "--recipe-choice no/such.json: expected the JSON"),
     (["--cv-folds", "3", "--holdout-tiles", TILES[0]], "drop --holdout-tiles"),
 ])
 def test_bad_holdout_and_fold_options(data_root, tmp_path, args, message):

@@ -148,7 +148,7 @@ def write_card(model_dir: Path, meta: dict[str, Any], evaluation: dict[str, Any]
                  f"({tr['train_seconds'] / 60:.0f} min, {tr['torch_threads']} thread(s), best epoch "
                  f"{tr['best_epoch']}). Instances: marker watershed {meta['postprocessing']} (chosen by AJI on "
                  f"held-out rows). Tiles of any size in {meta['inference']['windows']['roi_size']} px windows "
-                 f"with Gaussian blending; test-time augmentation: {tta_text(meta)}."),
+                 f"with Gaussian blending; test-time augmentation: {tta_text(meta)}. {recipe_text(meta)}"),
         data=("- MoNuSeg 2018 (Kumar et al. 2017, doi:10.1109/TMI.2017.2677499; 2020, "
               "doi:10.1109/TMI.2019.2947628), breast tiles only: 6 training and 2 test tiles of 1000x1000 px, "
               "H&E, 40x, TCGA, one patient each; CC BY-NC-SA 4.0 (non-commercial).\n"
@@ -173,6 +173,28 @@ def write_card(model_dir: Path, meta: dict[str, Any], evaluation: dict[str, Any]
             "is not applied to them.",
             "Research use only; not for diagnosis.",
         ])
+
+
+def recipe_text(meta: dict[str, Any]) -> str:
+    """Stain normalisation, training augmentation and, when recorded (``recipe_choice``), the cross-validation that
+    chose them, in words."""
+    stain = meta.get("stain_normalisation", {})
+    tr = meta.get("training", {})
+    text = "Stain normalisation: none. "
+    if stain.get("method") == "macenko":
+        text = (f"Stain normalisation: Macenko (Macenko et al. 2009), every tile to `stain_target.png` (training "
+                f"tile {stain.get('target_source', '?')}). ")
+    if tr.get("augment", True):
+        text += (f"Augmentation: HED jitter {tr.get('hed_sigma')} / {tr.get('hed_bias')}, brightness and contrast, "
+                 f"flips and 90° turns, Gaussian blur up to sigma {tr.get('blur_sigma', 0.0)} px on half the "
+                 f"patches, zoom ±{tr.get('scale', 0.0)}.")
+    else:
+        text += "Augmentation: none."
+    choice = meta.get("recipe_choice")
+    if choice:
+        text += (f" Recipe chosen by leave-site-out cross-validation of the training tiles (each TCGA site's tiles "
+                 f"held out whole in turn; the test tiles unread): {choice['text']}")
+    return text
 
 
 def tta_text(meta: dict[str, Any]) -> str:

@@ -9,6 +9,10 @@ quality (Kirillov et al. 2019; a match is a pair of nuclei with IoU > 0.5), per 
 (:mod:`breastdx.evaluation.instances`). ``predict`` writes, per tile, the instance mask, an overlay of the outlines,
 the per-nucleus features and a row of the per-tile 30 cytology columns (:mod:`breastdx.morphometry`).
 
+The held-out rows share their tile's slide and stain, so a recipe (stain normalisation, augmentation) is chosen by
+``--cv-folds 3`` instead: each TCGA tissue source site's training tiles held out whole in turn and scored by the model
+trained on the others (:mod:`breastdx.pipeline.nuclei_crossval`; the test tiles are not read).
+
 The cytology classifier (``wdbc``) was trained on fine-needle aspirates, not tissue sections: its decision is never
 applied to these features (:data:`CYTOLOGY_NOTE`).
 
@@ -84,6 +88,8 @@ class MonusegConfig(LightningOptions):
             first training tile (Macenko et al. 2009), which the model folder keeps as ``stain_target.png``.
         holdout_tiles: Training tiles (names, comma-separated) kept out of training whole and scored in place of
             the test tiles, which are then not read: one fold of a leave-tiles-out cross-validation.
+        recipe_choice: JSON files written by ``benchmarks/monuseg_cv_compare.py --json`` (comma-separated): the
+            cross-validation comparisons that chose this recipe, kept in ``meta.json`` and stated in the model card.
         cv_folds: ``K >= 2``: leave-tiles-out cross-validation of this recipe: the training tiles cut into ``K``
             folds of whole tiles, one run per fold (:mod:`breastdx.pipeline.nuclei_crossval`); the test tiles are
             not read.
@@ -119,6 +125,7 @@ class MonusegConfig(LightningOptions):
     scale: float = option(0.0, ge=0, lt=0.5)
     stain_normalisation: str = option("none", choices=("none", "macenko"))
     holdout_tiles: str = ""
+    recipe_choice: str = ""
     cv_folds: int = option(0, ge=0)
     crop: int = option(0, ge=0)
     max_tiles: int = option(0, ge=0)
@@ -211,6 +218,32 @@ def _train_and_test_tiles(cases: list[Any], config: MonusegConfig) -> tuple[list
                         f"cross-validation); the test tiles were not read")
 
 
+def _read_recipe_choice(files: str) -> dict[str, Any] | None:
+    """The cross-validation comparisons of ``--recipe-choice`` (JSON of ``benchmarks/monuseg_cv_compare.py``), with
+    a sentence each for the model card, or None.
+
+    Raises:
+        ConfigError: If a file is missing, is not JSON, or lacks a comparison's fields.
+    """
+    import json
+
+    records = []
+    for name in [f.strip() for f in files.split(",") if f.strip()]:
+        try:
+            r = json.loads(Path(name).read_text())
+            text = (f"{Path(r['b']).name} against {Path(r['a']).name}: mean out-of-fold AJI {r['aji']['mean_b']:.3f} "
+                    f"against {r['aji']['mean_a']:.3f} (higher on {r['aji']['b_wins']} tiles), Dice "
+                    f"{r['dice']['mean_b']:.3f} against {r['dice']['mean_a']:.3f}; rule: {r['rule']}; chosen: "
+                    f"{Path(r['b'] if r['choice'] == 'B' else r['a']).name}.")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"--recipe-choice {name}: expected the JSON that benchmarks/monuseg_cv_compare.py "
+                              f"--json writes ({type(e).__name__}: {e}).") from None
+        records.append({"file": Path(name).name, "comparison": r, "text": text})
+    if not records:
+        return None
+    return {"comparisons": records, "text": " ".join(r["text"] for r in records)}
+
+
 def _crop(a: np.ndarray, crop: int) -> np.ndarray:
     return a[:crop, :crop] if crop else a
 
@@ -241,6 +274,7 @@ class MonusegTask(Task):
         from breastdx.training.trainer import FitSettings, fit, make_loaders
 
         validate(config, self.name)
+        recipe_choice = _read_recipe_choice(config.recipe_choice)
         if config.cv_folds:
             from breastdx.pipeline.nuclei_crossval import cross_validate_monuseg
 
@@ -319,7 +353,8 @@ class MonusegTask(Task):
                                                       for c in test_cases], [c.name for c in test_cases],
                                           config.microns_per_pixel)
         meta.update({"metrics": evaluation["summary"], "metrics_split": split_text,
-                     "validation": {"postprocessing_grid": grid, "tta": tta_rows}})
+                     "validation": {"postprocessing_grid": grid, "tta": tta_rows},
+                     **({"recipe_choice": recipe_choice} if recipe_choice else {})})
         meta = _rewrite_meta(model_dir, meta)
         metrics = {"task": self.name, "split": split_text, "n": len(test_cases), "model": "model/",
                    "matching": "PQ: IoU > 0.5; AJI: each reference nucleus with its predicted nucleus of largest IoU",
