@@ -64,9 +64,9 @@ def main() -> None:
     choice = "B" if gain > args.margin else "A"
     record = {"a": str(args.a), "b": str(args.b), "n_tiles": len(tiles), "folds": folds_a, **summary,
               "rule": f"B if mean AJI gain > {args.margin}", "choice": choice}
-    print(json.dumps(record))
-    if args.json:
+    if args.json:  # written before printing, so that a closed pipe cannot lose it
         args.json.write_text(json.dumps(record, indent=1))
+    print(json.dumps(record))
     print(f"Cross-validation favours {choice}: {args.b if choice == 'B' else args.a}")
 
 
