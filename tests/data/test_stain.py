@@ -136,3 +136,24 @@ def test_macenko_blank_patches_and_errors():
     np.testing.assert_array_equal(m(blank), blank)  # too little tissue: unchanged
     with pytest.raises(ValueError, match=r"uint8 RGB image of shape \(H, W, 3\)"):
         m(np.zeros((4, 4), np.uint8))
+
+
+def test_macenko_reference_round_trips_through_json(tmp_path):
+    import json
+
+    from breastdx.data.stain import load_stain_normalizer
+    from breastdx.models.saved import ModelFolderError
+
+    target, source = _he_image(seed=1), _he_image(h=np.array([0.50, 0.80, 0.33]), seed=2)
+    fitted = MacenkoNormalizer().fit(target)
+    record = json.loads(json.dumps(fitted.reference()))  # as meta.json stores it
+    assert np.array(record["stain_matrix"]).shape == (3, 2) and len(record["max_concentrations"]) == 2
+    rebuilt = load_stain_normalizer(tmp_path, {"stain_normalisation": {"method": "macenko", **record}})
+    np.testing.assert_array_equal(rebuilt(source), fitted(source))  # no image in the folder, same output
+    with pytest.raises(RuntimeError, match="call fit"):
+        MacenkoNormalizer().reference()
+    with pytest.raises(ModelFolderError, match="3 x 2 stain_matrix"):
+        load_stain_normalizer(tmp_path, {"stain_normalisation": {"method": "macenko", "stain_matrix": [[1, 2]],
+                                                                 "max_concentrations": [1, 1]}})
+    with pytest.raises(ModelFolderError, match="stain_target.png"):  # neither numbers nor an image
+        load_stain_normalizer(tmp_path, {"stain_normalisation": {"method": "macenko"}})

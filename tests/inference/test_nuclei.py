@@ -126,7 +126,10 @@ def test_sliding_window_is_monai_sliding_window_inference(shape, roi, overlap, b
 
 def test_model_folder_runs_on_onnx_runtime_without_importing_monai_or_torch(tmp_path):
     """Once its graph is cached, a model folder runs on ONNX Runtime (float32, CPU), its maps those of PyTorch, and
-    the process imports neither MONAI (about 2 s of start-up) nor PyTorch (about 1.3 s)."""
+    the process imports neither MONAI (about 2 s of start-up) nor PyTorch (about 1.3 s), Macenko stain normalisation
+    (as the shipped model has) included."""
+    from breastdx.data.stain import MacenkoNormalizer
+
     import json
     import subprocess
     import sys
@@ -134,6 +137,9 @@ def test_model_folder_runs_on_onnx_runtime_without_importing_monai_or_torch(tmp_
     from breastdx.models.networks import build_network
     from breastdx.models.saved import save_weights, write_meta
 
+    target = np.random.default_rng(5).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    target[..., 0] //= 2  # a bluish-purple "stain": red absorbed most
+    stain = MacenkoNormalizer().fit(target)
     torch.manual_seed(0)
     args = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1, "norm": "batch"}
     net, args = build_network("unet", 3, 3, **args)
@@ -142,7 +148,8 @@ def test_model_folder_runs_on_onnx_runtime_without_importing_monai_or_torch(tmp_
                           "architecture_args": args, "in_channels": 3, "weights_file": "model.safetensors",
                           "class_names": ["background", "interior", "boundary"],
                           "inference": {"windows": {"roi_size": 32, "overlap": 0.125}, "tta": "flip",
-                                        "validated_dtypes": ["float32"]}})
+                                        "validated_dtypes": ["float32"]},
+                          "stain_normalisation": {"method": "macenko", **stain.reference()}})
     image = np.random.default_rng(4).integers(0, 256, (45, 70, 3), dtype=np.uint8)
     np.save(tmp_path / "image.npy", image)
     NucleusPredictor.from_dir(tmp_path, onnx_dir=tmp_path / "onnx")  # exports the graph once, with PyTorch
@@ -152,10 +159,11 @@ from breastdx.inference.nuclei import NucleusPredictor
 p = NucleusPredictor.from_dir({str(tmp_path)!r}, onnx_dir={str(tmp_path / "onnx")!r})  # the cached graph
 prob = p.probabilities(np.load({str(tmp_path / "image.npy")!r}))
 np.save({str(tmp_path / "onnx.npy")!r}, prob)
-print(json.dumps({{"backend": p.runner.backend, "monai": "monai" in sys.modules, "torch": "torch" in sys.modules}}))
+print(json.dumps({{"backend": p.runner.backend, "monai": "monai" in sys.modules, "torch": "torch" in sys.modules,
+                  "stain": p.normalizer is not None and p.normalizer.fitted}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     facts = json.loads(out.stdout.strip().splitlines()[-1])
-    assert facts == {"backend": "onnxruntime", "monai": False, "torch": False}
+    assert facts == {"backend": "onnxruntime", "monai": False, "torch": False, "stain": True}
     torch_prob = NucleusPredictor.from_dir(tmp_path, backend="torch").probabilities(image)
     np.testing.assert_allclose(np.load(tmp_path / "onnx.npy"), torch_prob, atol=1e-4)

@@ -241,6 +241,34 @@ class MacenkoNormalizer:
         self.fitted = True
         return self
 
+    def reference(self) -> dict[str, list[Any]]:
+        """The fitted target as numbers, for ``meta.json`` (``stain_matrix`` 3 x 2, ``max_concentrations`` 2):
+        :meth:`from_reference` rebuilds the same normaliser without the target image.
+
+        Raises:
+            RuntimeError: If :meth:`fit` has not been called.
+        """
+        if not self.fitted:
+            raise RuntimeError("MacenkoNormalizer: call fit(target) before reading its reference.")
+        return {"stain_matrix": self.stain_matrix.tolist(), "max_concentrations": self.max_concentrations.tolist()}
+
+    @classmethod
+    def from_reference(cls, record: dict[str, Any], **kwargs: Any) -> "MacenkoNormalizer":
+        """A fitted normaliser from :meth:`reference`'s numbers (``kwargs``: the constructor's).
+
+        Raises:
+            ValueError: If the stain matrix is not 3 x 2 or the concentrations not 2 positive finite numbers.
+        """
+        he = np.asarray(record.get("stain_matrix"), dtype=np.float64)
+        max_c = np.asarray(record.get("max_concentrations"), dtype=np.float64)
+        if he.shape != (3, 2) or max_c.shape != (2,) or not np.isfinite(he).all() or not (max_c > 0).all():
+            raise ValueError(f"a Macenko reference needs a 3 x 2 stain_matrix and 2 positive max_concentrations; got "
+                             f"shapes {he.shape} and {max_c.shape}.")
+        norm = cls(**kwargs)
+        norm._impl.HERef, norm._impl.maxCRef = he, max_c
+        norm.fitted = True
+        return norm
+
     @property
     def stain_matrix(self) -> np.ndarray:
         """Target stain vectors (optical density), shape ``(3, 2)``: column 0 haematoxylin, 1 eosin."""
@@ -270,7 +298,9 @@ class MacenkoNormalizer:
 
 
 def load_stain_normalizer(model_dir: str | Path, meta: dict[str, Any]) -> "MacenkoNormalizer | None":
-    """The Macenko normaliser a model was trained with (fitted to its ``stain_target.png``), or None.
+    """The Macenko normaliser a model was trained with, or None: rebuilt from the numbers in ``meta.json``
+    (``stain_matrix``, ``max_concentrations``; :meth:`MacenkoNormalizer.reference`), or else fitted to the folder's
+    ``stain_target.png``.
 
     Raises:
         ModelFolderError: If ``meta.json`` asks for an unknown stain normalisation, or for Macenko with a
@@ -285,6 +315,11 @@ def load_stain_normalizer(model_dir: str | Path, meta: dict[str, Any]) -> "Macen
     if method != "macenko":
         raise ModelFolderError(f"{Path(model_dir) / 'meta.json'}: unknown stain normalisation {method!r}; expected "
                                f"one of {', '.join(STAIN_METHODS)}.")
+    if "stain_matrix" in stain:
+        try:
+            return MacenkoNormalizer.from_reference(stain)
+        except ValueError as e:
+            raise ModelFolderError(f"{Path(model_dir) / 'meta.json'}: stain_normalisation: {e}") from None
     from breastdx.data.images import ImageReadError, read_image
 
     target = Path(model_dir) / stain.get("target_file", STAIN_TARGET_FILE)

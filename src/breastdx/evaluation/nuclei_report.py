@@ -182,12 +182,16 @@ def recipe_text(meta: dict[str, Any]) -> str:
     tr = meta.get("training", {})
     text = "Stain normalisation: none. "
     if stain.get("method") == "macenko":
-        text = (f"Stain normalisation: Macenko (Macenko et al. 2009), every tile to `stain_target.png` (training "
-                f"tile {stain.get('target_source', '?')}). ")
+        text = (f"Stain normalisation: Macenko (Macenko et al. 2009), every tile to the stains of training tile "
+                f"{stain.get('target_source', '?')} (its stain matrix and concentrations in `meta.json`). ")
     if tr.get("augment", True):
-        text += (f"Augmentation: HED jitter {tr.get('hed_sigma')} / {tr.get('hed_bias')}, brightness and contrast, "
-                 f"flips and 90° turns, Gaussian blur up to sigma {tr.get('blur_sigma', 0.0)} px on half the "
-                 f"patches, zoom ±{tr.get('scale', 0.0)}.")
+        parts = [f"HED jitter {tr.get('hed_sigma')} / {tr.get('hed_bias')}", "brightness and contrast",
+                 "flips and 90° turns"]
+        if tr.get("blur_sigma"):
+            parts.append(f"Gaussian blur up to sigma {tr['blur_sigma']} px on half the patches")
+        if tr.get("scale"):
+            parts.append(f"zoom ±{tr['scale']}")
+        text += f"Augmentation: {', '.join(parts)}."
     else:
         text += "Augmentation: none."
     choice = meta.get("recipe_choice")

@@ -85,7 +85,8 @@ class MonusegConfig(LightningOptions):
         blur_sigma: Largest sigma, pixels, of the Gaussian blur given to half the patches (0: none).
         scale: Half-range of the zoom factor of the patches (0: none).
         stain_normalisation: ``none``, or ``macenko``: every tile, in training and prediction, normalised to the
-            first training tile (Macenko et al. 2009), which the model folder keeps as ``stain_target.png``.
+            first training tile (Macenko et al. 2009); the model folder keeps the fitted stain matrix and maximal
+            concentrations in ``meta.json``, not the tile.
         holdout_tiles: Training tiles (names, comma-separated) kept out of training whole and scored in place of
             the test tiles, which are then not read: one fold of a leave-tiles-out cross-validation.
         recipe_choice: JSON files written by ``benchmarks/monuseg_cv_compare.py --json`` (comma-separated): the
@@ -304,10 +305,11 @@ class MonusegTask(Task):
         targets = [nucleus_targets(lab, config.boundary_width) for lab in instances]
         normalizer, stain = None, {"method": "none"}
         if config.stain_normalisation == "macenko":
-            from breastdx.data.stain import STAIN_TARGET_FILE, MacenkoNormalizer
+            from breastdx.data.stain import MacenkoNormalizer
 
             normalizer = MacenkoNormalizer().fit(images[0])
-            stain = {"method": "macenko", "target_file": STAIN_TARGET_FILE, "target_source": train_cases[0].name,
+            # The fitted numbers, not the tile: a model folder holds no dataset image.
+            stain = {"method": "macenko", "target_source": train_cases[0].name, **normalizer.reference(),
                      "reference": "Macenko et al. (2009), doi:10.1109/ISBI.2009.5193250"}
         net_images = [normalizer(im) for im in images] if normalizer is not None else images
         aug = PatchAugment(hed_sigma=config.hed_sigma, hed_bias=config.hed_bias, blur_sigma=config.blur_sigma,
@@ -335,8 +337,6 @@ class MonusegTask(Task):
         model_dir = run_dir / "model"
         model_dir.mkdir()
         meta = self._write_model(model_dir, network, resolved, config, checksum, split, training)
-        if normalizer is not None:
-            save_png(images[0], model_dir / stain["target_file"])
         meta = _rewrite_meta(model_dir, {**meta, "stain_normalisation": stain})
         from breastdx.data.checksum import image_hash
         from breastdx.models.saved import write_training_hashes
