@@ -106,7 +106,9 @@ def test_macenko_normalisation_travels_with_the_model(data_root, tmp_path):
                                  "--stain-normalisation", "macenko"])
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "model" / "meta.json").read_text())
-    assert meta["stain_normalisation"]["method"] == "macenko" and (out / "model" / "stain_target.png").is_file()
+    stain = meta["stain_normalisation"]
+    assert stain["method"] == "macenko" and len(stain["stain_matrix"]) == 3 and len(stain["max_concentrations"]) == 2
+    assert not list((out / "model").glob("*.png"))  # the numbers, not a dataset tile, travel with the model
     from breastdx.inference.nuclei import NucleusPredictor
 
     predictor = NucleusPredictor.from_dir(out / "model")
@@ -144,7 +146,7 @@ def test_shipped_model_scores_on_a_test_tile(data_root):
     stated = dict(zip(["TCGA-AC-A2FO-01A-01-TS1", "TCGA-AO-A0J2-01A-01-BSA"], meta["metrics"]["aji"]["per_tile"]))
     assert scores["aji"] == pytest.approx(stated["TCGA-AC-A2FO-01A-01-TS1"], abs=0.01)
     assert scores["dice"] == pytest.approx(meta["metrics"]["dice"]["per_tile"][0], abs=0.01)
-    assert abs(scores["n_pred"] - 544) <= 10
+    assert abs(scores["n_pred"] - 534) <= 10  # the card: 534 found, 521 annotated
     assert prob.shape == (3, 1000, 1000) and np.allclose(prob.sum(0), 1, atol=1e-4)
     card = (model / "MODEL_CARD.md").read_text()
     assert "not applied" in card and "frozen" in card
