@@ -151,7 +151,9 @@ def test_pcam_macenko_normalisation_travels_with_the_model(tmp_path):
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "model" / "meta.json").read_text())
     assert meta["stain_normalisation"]["method"] == "macenko"
-    assert (out / "model" / "stain_target.png").is_file()
+    stain = meta["stain_normalisation"]
+    assert len(stain["stain_matrix"]) == 3 and len(stain["max_concentrations"]) == 2
+    assert not (out / "model" / "stain_target.png").exists()  # the numbers travel, not a dataset patch
     patch = root / "pcam_subset" / SHIPPED_PATCHES[2]
     result = _invoke(["predict", "pcam", patch, "--model", out / "model", "--out", tmp_path / "pred"])
     assert result.exit_code == 0, result.output

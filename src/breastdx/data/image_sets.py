@@ -93,14 +93,13 @@ class Normalisation:
 
     Attributes:
         apply: ``uint8 image -> uint8 image``, before resizing; None for none.
-        meta: The ``meta.json`` entry (``{"method": ...}``) that the predictor reads back.
-        files: File name to uint8 image, written into the model folder (e.g. the Macenko reference).
+        meta: The ``meta.json`` entry (``{"method": ...}``, with the fitted numbers, e.g. Macenko's stain matrix) that
+            the predictor reads back; no dataset image is written into the model folder.
         description: Words for the preprocessing description.
     """
 
     apply: Callable[[np.ndarray], np.ndarray] | None
     meta: dict[str, Any]
-    files: dict[str, np.ndarray] = field(default_factory=dict)
     description: str = ""
 
 
@@ -201,7 +200,7 @@ def macenko_normalisation(config: Any, train: ImageSet) -> Normalisation:
         ConfigError: If the reference image cannot be used (named).
     """
     from breastdx.config import ConfigError
-    from breastdx.data.stain import STAIN_TARGET_FILE, MacenkoNormalizer
+    from breastdx.data.stain import MacenkoNormalizer
 
     if config.stain_normalisation == "none":
         return Normalisation(None, {"method": "none"})
@@ -219,9 +218,9 @@ def macenko_normalisation(config: Any, train: ImageSet) -> Normalisation:
     except ValueError as e:
         raise ConfigError(f"Option --stain-target: {target_id}: {e}") from None
     log.info("Macenko stain normalisation to %s", target_id)
-    return Normalisation(normalizer, {"method": "macenko", "target_file": STAIN_TARGET_FILE, "target_source": target_id,
+    return Normalisation(normalizer, {"method": "macenko", "target_source": target_id, **normalizer.reference(),
                                       "reference": "Macenko et al. (2009), doi:10.1109/ISBI.2009.5193250"},
-                         {STAIN_TARGET_FILE: target}, "Macenko stain normalisation to stain_target.png")
+                         f"Macenko stain normalisation to the stain matrix of {target_id}")
 
 
 def hed_augmentation(config: Any):

@@ -123,7 +123,7 @@ class PatchConfig(ImageClassificationConfig):
         hed_sigma: Half-range of the HED stain factors (0 with ``hed_bias`` 0: no stain jitter).
         hed_bias: Half-range of the HED optical-density shifts.
         stain_normalisation: ``none`` or ``macenko`` (every patch, in training and prediction, normalised to one
-            reference patch).
+            reference patch; the model folder keeps its stain matrix and maximal concentrations in ``meta.json``).
         stain_target: Image file of the Macenko reference; empty: the first training patch that is half tissue.
         split_file: A split file to reuse (PCam: empty for the official split).
         split_seed: Seed of a new patient-level split.
@@ -507,10 +507,6 @@ class ImageClassificationTask(Task):
                 preprocessing["description"]
         extra: dict[str, Any] = {}
         if norm is not None:
-            from PIL import Image
-
-            for name, image in norm.files.items():
-                Image.fromarray(image).save(model_dir / name)
             extra["stain_normalisation"] = norm.meta
             if norm.description:
                 preprocessing["description"] = f"{norm.description}, then " + preprocessing["description"]
