@@ -70,7 +70,7 @@ def test_holdout_tiles_are_scored_and_test_tiles_unread(data_root, tmp_path):
     choice.write_text(json.dumps(CHOICE))
     result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(out), *TINY,
                                  "--holdout-tiles", held, "--recipe-choice", str(choice), "--blur-sigma", "1",
-                                 "--scale", "0.2"])
+                                 "--scale", "0.2", "--stain-normalisation", "none"])
     assert result.exit_code == 0, result.output
     split = json.loads((out / "split.json").read_text())
     assert split["test"] == [held] and held not in split["train"] and len(split["train"]) == 5

@@ -109,7 +109,7 @@ class MonusegConfig(LightningOptions):
     arch_args: str = ""
     patch_size: int = option(128, ge=32, multiple_of=16)
     patches_per_epoch: int = option(400, ge=1)
-    epochs: int = option(70, ge=1)
+    epochs: int = option(100, ge=1)
     batch_size: int = option(8, ge=1)
     lr: float = option(2e-3, gt=0)
     weight_decay: float = option(1e-4, ge=0)
@@ -124,7 +124,7 @@ class MonusegConfig(LightningOptions):
     hed_bias: float = option(0.05, ge=0)
     blur_sigma: float = option(0.0, ge=0)
     scale: float = option(0.0, ge=0, lt=0.5)
-    stain_normalisation: str = option("none", choices=("none", "macenko"))
+    stain_normalisation: str = option("macenko", choices=("none", "macenko"))
     holdout_tiles: str = ""
     recipe_choice: str = ""
     cv_folds: int = option(0, ge=0)
