@@ -24,7 +24,7 @@ import numpy as np
 
 from breastdx.data.monuseg import find_monuseg_root, load_case, scan_monuseg
 from breastdx.evaluation.instances import aji, instance_scores
-from breastdx.inference.nuclei import NucleusPredictor
+from breastdx.inference.nuclei import InstancePostprocessing, NucleusPredictor
 from breastdx.tasks.monuseg import POSTPROCESSING_GRID
 from breastdx.training.nuclei import choose_postprocessing
 
@@ -37,7 +37,7 @@ def main() -> None:
     wide = tuple((s, f, m) for s in map(float, a.seeds.split(",")) for f in (0.4, 0.5, 0.6) for m in (8, 20, 40))
     cases = {c.name: c for c in scan_monuseg(find_monuseg_root(Path(os.environ["BREASTDX_DATA"])))}
     per_tile: dict[str, dict[str, float]] = {}
-    oof_probs: list[tuple[np.ndarray, np.ndarray, NucleusPredictor]] = []
+    oof: list[tuple[np.ndarray, np.ndarray, InstancePostprocessing]] = []  # probabilities, reference, fold's post
     for fold in sorted((a.run / "folds").glob("f*")):
         predictor = NucleusPredictor.from_dir(fold / "model")
         split = json.loads((fold / "model" / "split.json").read_text())
@@ -46,14 +46,12 @@ def main() -> None:
         choices = {}
         for name, grid in (("shipped grid", POSTPROCESSING_GRID), ("wider grid", wide)):
             record, _ = choose_postprocessing(predictor, [t[0] for t in train], [t[1] for t in train], stop, grid)
-            choices[name] = dataclasses.replace(predictor.postprocessing, seed_threshold=record["seed_threshold"],
-                                                foreground_threshold=record["foreground_threshold"],
-                                                min_seed=record["min_seed"])
+            choices[name] = InstancePostprocessing(**record)
             print(f"{fold.name} {name}: {record} (tta {predictor.tta})")
         for n in split["test"]:
             image, ref = load_case(cases[n])
             prob = predictor.probabilities(image)
-            oof_probs.append((prob, ref, predictor))
+            oof.append((prob, ref, predictor.postprocessing))
             row = {}
             for name, post in choices.items():
                 s = instance_scores(post.apply(prob), ref)
@@ -64,12 +62,12 @@ def main() -> None:
     for n, row in per_tile.items():
         print(f"{n:28s}" + "".join(f"{row[k]:18.3f}" for k in keys))
     print(f"{'mean':28s}" + "".join(f"{np.mean([r[k] for r in per_tile.values()]):18.3f}" for k in keys))
-    best = max(wide, key=lambda g: np.mean([aji(dataclasses.replace(p.postprocessing, seed_threshold=g[0],
-                                                                    foreground_threshold=g[1], min_seed=g[2]).apply(q), r)
-                                            for q, r, p in oof_probs]))
-    score = np.mean([aji(dataclasses.replace(p.postprocessing, seed_threshold=best[0], foreground_threshold=best[1],
-                                             min_seed=best[2]).apply(q), r) for q, r, p in oof_probs])
-    print(f"exploration only (chosen on the scored tiles, optimistic): best single setting {best}, AJI {score:.3f}")
+    oof_aji = {(s, f, m): np.mean([aji(dataclasses.replace(post, seed_threshold=s, foreground_threshold=f,
+                                                           min_seed=m).apply(q), r) for q, r, post in oof])
+               for s, f, m in wide}
+    best = max(oof_aji, key=oof_aji.get)
+    print(f"exploration only (chosen on the scored tiles, optimistic): best single setting {best}, "
+          f"AJI {oof_aji[best]:.3f}")
 
 
 if __name__ == "__main__":
