@@ -41,7 +41,7 @@ def main() -> None:
     for fold in sorted((a.run / "folds").glob("f*")):
         predictor = NucleusPredictor.from_dir(fold / "model")
         split = json.loads((fold / "model" / "split.json").read_text())
-        stop = int(split["training_rows"][1])
+        stop = int(split.get("validation_rows", split["training_rows"][1:])[0])
         train = [load_case(cases[n]) for n in split["train"]]
         choices = {}
         for name, grid in (("shipped grid", POSTPROCESSING_GRID), ("wider grid", wide)):

@@ -55,7 +55,7 @@ def main() -> None:
     print(json.dumps(lines[0]), flush=True)
     model_dir = resolve_model(args.model, "monuseg")
     split = json.loads((Path(model_dir) / "split.json").read_text())
-    stop = int(split["training_rows"][1])
+    stop = int(split.get("validation_rows", split["training_rows"][1:])[0])
     root = find_monuseg_root(Path(os.environ.get("BREASTDX_DATA", "../shared/data")))
     cases = scan_monuseg(root)
     train = [load_case(c) for c in cases if c.part == "train"]

@@ -53,6 +53,8 @@ def test_tiny_train_writes_the_run_folder(tiny_run):
     assert json.loads((tiny_run / "model/training_hashes.json").read_text())["n_images"] == 6
     assert meta["inference"]["windows"]["roi_size"] == 128 and meta["microns_per_pixel"] == 0.25
     assert meta["training_config"]["precise_bn_batches"] == 2  # batch-norm statistics recomputed before validation
+    split = json.loads((tiny_run / "split.json").read_text())
+    assert split["training_rows"] == [0, 192] and split["validation_rows"] == [192, 256]  # 256 px crops, 64 held out
     card = (tiny_run / "model/MODEL_CARD.md").read_text()
     assert "fine-needle aspirates" in card and "not applied" in card and "Research use only" in card
     assert "fine-needle aspirates" in (tiny_run / "report.html").read_text()
@@ -103,8 +105,10 @@ def test_macenko_normalisation_travels_with_the_model(data_root, tmp_path):
     out = tmp_path / "run"
     tiny = [a if a != "2" else "1" for a in TINY]  # one epoch
     result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(out), *tiny,
-                                 "--stain-normalisation", "macenko"])
+                                 "--stain-normalisation", "macenko", "--all-rows", "true"])
     assert result.exit_code == 0, result.output
+    split = json.loads((out / "split.json").read_text())  # --all-rows: patches from every row, the last 64 still score
+    assert split["training_rows"] == [0, 256] and split["validation_rows"] == [192, 256]
     meta = json.loads((out / "model" / "meta.json").read_text())
     stain = meta["stain_normalisation"]
     assert stain["method"] == "macenko" and len(stain["stain_matrix"]) == 3 and len(stain["max_concentrations"]) == 2

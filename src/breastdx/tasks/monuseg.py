@@ -79,6 +79,8 @@ class MonusegConfig(LightningOptions):
         patience: Epochs without a better validation Dice before stopping (0: never).
         val_rows: Bottom rows of each training tile held out for validation (a multiple of 16).
         boundary_width: Width of the boundary class inside each nucleus, pixels.
+        all_rows: Train on the held-out rows too; they still choose the epoch, the augmentation and the watershed,
+            but having been seen, they choose optimistically (judge it with ``--cv-folds``).
         augment: Stain, brightness / contrast, flip and rotation augmentation.
         hed_sigma: Half-range of the HED stain factor (0.2 is Tellez et al.'s "HED-strong").
         hed_bias: Half-range of the HED optical-density shift.
@@ -119,6 +121,7 @@ class MonusegConfig(LightningOptions):
     patience: int = option(0, ge=0)
     val_rows: int = option(256, ge=16, multiple_of=16)
     boundary_width: int = option(2, ge=1)
+    all_rows: bool = False
     augment: bool = True
     hed_sigma: float = option(0.1, ge=0, lt=1)
     hed_bias: float = option(0.05, ge=0)
@@ -300,7 +303,8 @@ class MonusegTask(Task):
         split = {"train": [c.name for c in train_cases], "test": [c.name for c in test_cases],
                  **({"test_is_held_out_training_tiles": True} if config.holdout_tiles else {}),
                  "validation": f"rows {stop}-{height} of every training tile (held out from the patches)",
-                 "training_rows": [0, stop], "data_checksum": checksum}
+                 "training_rows": [0, height if config.all_rows else stop], "validation_rows": [stop, height],
+                 "data_checksum": checksum}
         write_json(split, run_dir / "split.json")
         targets = [nucleus_targets(lab, config.boundary_width) for lab in instances]
         normalizer, stain = None, {"method": "none"}
@@ -314,7 +318,8 @@ class MonusegTask(Task):
         net_images = [normalizer(im) for im in images] if normalizer is not None else images
         aug = PatchAugment(hed_sigma=config.hed_sigma, hed_bias=config.hed_bias, blur_sigma=config.blur_sigma,
                            scale=config.scale) if config.augment else None
-        train_ds = NucleusPatches(net_images, targets, config.patch_size, config.patches_per_epoch, rows=(0, stop),
+        train_ds = NucleusPatches(net_images, targets, config.patch_size, config.patches_per_epoch,
+                                  rows=(0, height if config.all_rows else stop),
                                   augment=aug, seed=config.seed)
         crop_w = width // 16 * 16
         val_ds = NucleusCrops(net_images, targets, [(k, stop, 0, config.val_rows, crop_w) for k in range(len(images))])
@@ -468,7 +473,7 @@ class MonusegTask(Task):
             raise ConfigError(f"calibrate monuseg: the MoNuSeg tiles under {data_root} are not those {model_dir} was "
                               f"trained on (data checksum {expected}); its held-out rows cannot be rebuilt.")
         tiles = [tuple(_crop(a, crop) for a in load_case(c)) for c in train_cases]
-        stop = int(split["training_rows"][1])
+        stop = int(split.get("validation_rows", split["training_rows"][1:])[0])
         tta, choice, grid, tta_rows = choose_inference(predictor, [t[0] for t in tiles], [t[1] for t in tiles], stop,
                                                        _tta_modes(o.tta), POSTPROCESSING_GRID, TTA_MARGIN)
         meta["postprocessing"] = choice
