@@ -1,0 +1,59 @@
+"""Would two monuseg networks do better than one? Their mean probabilities, scored out of fold.
+
+For two ``breastdx train monuseg --cv-folds K`` runs on the same folds, each training tile is predicted by the fold
+model of A and the fold model of B that held it out (each with its own test-time augmentation), and their
+probabilities are averaged; the mean goes through A's watershed (chosen on A's held-out rows). The unseen tiles are
+scored whole, beside A and B alone. No network is trained; the test tiles are not read. A fold that B has not finished
+(no ``per_tile.csv``) is skipped, and the means are over the tiles both runs scored.
+
+    python benchmarks/monuseg_cv_ensemble.py runs/monuseg-cv/macenko-e100 runs/monuseg-cv/macenko-bw3-e100
+
+Needs ``BREASTDX_DATA``. Prints, per tile and as means: Dice and AJI of A, B and the two averaged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from breastdx.data.monuseg import find_monuseg_root, load_case, scan_monuseg
+from breastdx.evaluation.instances import instance_scores
+from breastdx.inference.nuclei import NucleusPredictor
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("a", type=Path, help="a --cv-folds run folder; its watershed is used for the mean")
+    ap.add_argument("b", type=Path, help="another --cv-folds run folder on the same folds")
+    args = ap.parse_args()
+    folds = [json.loads((run / "folds.json").read_text())["folds"] for run in (args.a, args.b)]
+    if folds[0] != folds[1]:
+        raise SystemExit(f"{args.a} and {args.b} were cut into different folds")
+    cases = {c.name: c for c in scan_monuseg(find_monuseg_root(Path(os.environ["BREASTDX_DATA"])))}
+    keys = ("A dice", "A aji", "B dice", "B aji", "mean dice", "mean aji")
+    rows: dict[str, list[float]] = {}
+    for fold in sorted((args.a / "folds").glob("f*")):
+        if not (args.b / "folds" / fold.name / "per_tile.csv").is_file():
+            print(f"{fold.name}: not finished in {args.b}, skipped")
+            continue
+        a = NucleusPredictor.from_dir(fold / "model")
+        b = NucleusPredictor.from_dir(args.b / "folds" / fold.name / "model")
+        for name in json.loads((fold / "model" / "split.json").read_text())["test"]:
+            image, reference = load_case(cases[name])
+            pa, pb = a.probabilities(image), b.probabilities(image)
+            scores = [instance_scores(a.postprocessing.apply(pa), reference),
+                      instance_scores(b.postprocessing.apply(pb), reference),
+                      instance_scores(a.postprocessing.apply((pa + pb) / 2), reference)]
+            rows[name] = [s[k] for s in scores for k in ("dice", "aji")]
+    print(f"{'tile':28s}" + "".join(f"{k:>11s}" for k in keys))
+    for name, values in rows.items():
+        print(f"{name:28s}" + "".join(f"{v:11.3f}" for v in values))
+    print(f"{'mean':28s}" + "".join(f"{v:11.3f}" for v in np.mean(list(rows.values()), axis=0)))
+
+
+if __name__ == "__main__":
+    main()
