@@ -182,3 +182,20 @@ def test_legend_strip_and_label_region():
     bar = out[96 + 6, 40:240 - 40]
     assert (bar[0] == heat_lut()[0]).all() and (bar[-1] == heat_lut()[255]).all()  # low to high
     assert (out[96 + 20:, :] < 128).any()  # text drawn
+
+
+def test_instance_labels_round_trip_as_png_and_beyond_65535_as_tiff(tmp_path):
+    import tifffile
+
+    from breastdx.visualize.png import write_instance_labels
+
+    small = np.zeros((5, 7), np.int64)
+    small[1:3, 2:4], small[4, 6] = 7, 65535
+    path = write_instance_labels(small, tmp_path / "small")
+    assert path.name == "small.png"
+    back = np.asarray(Image.open(path))
+    assert back.dtype == np.uint16 and np.array_equal(back, small)
+    large = small.copy()
+    large[0, 0] = 70000  # over 16 bits: a PNG would wrap it to 4464
+    path = write_instance_labels(large, tmp_path / "large")
+    assert path.name == "large.tif" and np.array_equal(tifffile.imread(path), large)

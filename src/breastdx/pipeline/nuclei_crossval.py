@@ -145,3 +145,31 @@ def cross_validate_monuseg(task: Any, config: Any, data_root: Path, run_dir: Pat
     return RunResult(run_dir, metrics, f"monuseg: {metrics['split']}", table,
                      [f"Run folder: {run_dir} (folds/f0..f{k - 1} hold each fold's full run); the test tiles were "
                       f"not read."])
+
+
+def read_recipe_choice(files: str) -> dict[str, Any] | None:
+    """The cross-validation comparisons of ``--recipe-choice`` (JSON of ``benchmarks/monuseg_cv_compare.py``), with
+    a sentence each for the model card, or None.
+
+    Raises:
+        ConfigError: If a file is missing, is not JSON, or lacks a comparison's fields.
+    """
+    import json
+
+    from breastdx.config import ConfigError
+
+    records = []
+    for name in [f.strip() for f in files.split(",") if f.strip()]:
+        try:
+            r = json.loads(Path(name).read_text())
+            text = (f"{Path(r['b']).name} against {Path(r['a']).name}: mean out-of-fold AJI {r['aji']['mean_b']:.3f} "
+                    f"against {r['aji']['mean_a']:.3f} (higher on {r['aji']['b_wins']} tiles), Dice "
+                    f"{r['dice']['mean_b']:.3f} against {r['dice']['mean_a']:.3f}; rule: {r['rule']}; chosen: "
+                    f"{Path(r['b'] if r['choice'] == 'B' else r['a']).name}.")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"--recipe-choice {name}: expected the JSON that benchmarks/monuseg_cv_compare.py "
+                              f"--json writes ({type(e).__name__}: {e}).") from None
+        records.append({"file": Path(name).name, "comparison": r, "text": text})
+    if not records:
+        return None
+    return {"comparisons": records, "text": " ".join(r["text"] for r in records)}

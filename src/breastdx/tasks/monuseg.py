@@ -222,32 +222,6 @@ def _train_and_test_tiles(cases: list[Any], config: MonusegConfig) -> tuple[list
                         f"cross-validation); the test tiles were not read")
 
 
-def _read_recipe_choice(files: str) -> dict[str, Any] | None:
-    """The cross-validation comparisons of ``--recipe-choice`` (JSON of ``benchmarks/monuseg_cv_compare.py``), with
-    a sentence each for the model card, or None.
-
-    Raises:
-        ConfigError: If a file is missing, is not JSON, or lacks a comparison's fields.
-    """
-    import json
-
-    records = []
-    for name in [f.strip() for f in files.split(",") if f.strip()]:
-        try:
-            r = json.loads(Path(name).read_text())
-            text = (f"{Path(r['b']).name} against {Path(r['a']).name}: mean out-of-fold AJI {r['aji']['mean_b']:.3f} "
-                    f"against {r['aji']['mean_a']:.3f} (higher on {r['aji']['b_wins']} tiles), Dice "
-                    f"{r['dice']['mean_b']:.3f} against {r['dice']['mean_a']:.3f}; rule: {r['rule']}; chosen: "
-                    f"{Path(r['b'] if r['choice'] == 'B' else r['a']).name}.")
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigError(f"--recipe-choice {name}: expected the JSON that benchmarks/monuseg_cv_compare.py "
-                              f"--json writes ({type(e).__name__}: {e}).") from None
-        records.append({"file": Path(name).name, "comparison": r, "text": text})
-    if not records:
-        return None
-    return {"comparisons": records, "text": " ".join(r["text"] for r in records)}
-
-
 def _crop(a: np.ndarray, crop: int) -> np.ndarray:
     return a[:crop, :crop] if crop else a
 
@@ -272,16 +246,15 @@ class MonusegTask(Task):
         from breastdx.data.nucleus_patches import nucleus_targets
         from breastdx.inference.nuclei import NucleusPredictor, Windows
         from breastdx.models.networks import build_network
+        from breastdx.pipeline.nuclei_crossval import cross_validate_monuseg, read_recipe_choice
         from breastdx.runs import seed_everything, write_json, write_versions
         from breastdx.training.nuclei import NucleusModule, choose_inference
         from breastdx.training.segmentation import OptimConfig
         from breastdx.training.trainer import FitSettings, fit, make_loaders
 
         validate(config, self.name)
-        recipe_choice = _read_recipe_choice(config.recipe_choice)
+        recipe_choice = read_recipe_choice(config.recipe_choice)
         if config.cv_folds:
-            from breastdx.pipeline.nuclei_crossval import cross_validate_monuseg
-
             return cross_validate_monuseg(self, config, data_root, run_dir)
         arch_args = {**UNET_ARGS, **parse_json_object(config.arch_args, "arch-args")}
         seed_everything(config.seed)
@@ -516,6 +489,7 @@ class MonusegTask(Task):
         from breastdx.morphometry.features import grey_levels
         from breastdx.morphometry.summary import measure_nuclei, tile_rows, write_nuclei_csv, write_tile_csv
         from breastdx.visualize.instances import instance_overlay
+        from breastdx.visualize.png import write_instance_labels
 
         o = parse_options(MonusegPredictOptions, options, f"predict {self.name}")
         predictor = NucleusPredictor.from_dir(model_dir, tta=o.tta or None, **runtime_options(options))
@@ -541,7 +515,7 @@ class MonusegTask(Task):
             if stem in seen:  # two inputs of the same name from different folders
                 stem = f"{stem}_{len(seen)}"
             seen.add(stem)
-            mask_path = _write_labels(labels, run_dir / "masks" / stem)
+            mask_path = write_instance_labels(labels, run_dir / "masks" / stem)
             write_nuclei_csv(nuclei, run_dir / "nuclei" / f"{stem}.csv", mpp or None)
             if o.overlays:
                 save_png(instance_overlay(image, labels), run_dir / "overlays" / f"{stem}.png")
@@ -571,21 +545,6 @@ class MonusegTask(Task):
             notes.insert(0, f"{n_seen} tile(s) are training tiles of this model: their figures are not those of a "
                             f"new tile (seen_in_training in predictions.csv).")
         return RunResult(run_dir, {}, "MoNuSeg nuclei and morphometry", table, notes, failures)
-
-
-def _write_labels(labels: np.ndarray, stem: Path) -> Path:
-    """Instance labels as a 16-bit PNG, or a 32-bit TIFF beyond 65535 nuclei."""
-    if labels.max(initial=0) <= 65535:
-        from PIL import Image
-
-        path = stem.with_suffix(".png")
-        Image.fromarray(labels.astype(np.uint16)).save(path, compress_level=1)
-        return path
-    import tifffile
-
-    path = stem.with_suffix(".tif")
-    tifffile.imwrite(path, labels.astype(np.uint32), compression="zlib")
-    return path
 
 
 def _rewrite_meta(model_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:

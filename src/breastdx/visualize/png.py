@@ -117,6 +117,20 @@ def write_mask_png(mask: np.ndarray, path: Path) -> Path:
     return path
 
 
+def write_instance_labels(labels: np.ndarray, stem: Path) -> Path:
+    """Write instance labels (int ``(H, W)``, 0 background, 1..N the instances) losslessly: ``stem.png`` as a 16-bit
+    grey PNG, or ``stem.tif`` as a zlib-compressed 32-bit TIFF beyond 65535 instances. Returns the path written."""
+    if labels.max(initial=0) <= 65535:
+        path = stem.with_suffix(".png")
+        Image.fromarray(labels.astype(np.uint16)).save(path, compress_level=1)
+        return path
+    import tifffile
+
+    path = stem.with_suffix(".tif")
+    tifffile.imwrite(path, labels.astype(np.uint32), compression="zlib")
+    return path
+
+
 def _gray_palette_image(image: np.ndarray, masks: Sequence[np.ndarray], colors: Sequence[tuple[int, int, int]],
                         thickness: int) -> Image.Image:
     """A palette image: 254 gray levels for the picture, one palette entry per contour colour.
