@@ -25,7 +25,7 @@ import numpy as np
 from breastdx.data.monuseg import find_monuseg_root, load_case, scan_monuseg
 from breastdx.evaluation.instances import aji, instance_scores
 from breastdx.inference.nuclei import InstancePostprocessing, NucleusPredictor
-from breastdx.tasks.monuseg import POSTPROCESSING_GRID
+from breastdx.tasks.monuseg import POSTPROCESSING_GRID, validation_start
 from breastdx.training.nuclei import choose_postprocessing
 
 
@@ -41,7 +41,7 @@ def main() -> None:
     for fold in sorted((a.run / "folds").glob("f*")):
         predictor = NucleusPredictor.from_dir(fold / "model")
         split = json.loads((fold / "model" / "split.json").read_text())
-        stop = int(split.get("validation_rows", split["training_rows"][1:])[0])
+        stop = validation_start(split)
         train = [load_case(cases[n]) for n in split["train"]]
         choices = {}
         for name, grid in (("shipped grid", POSTPROCESSING_GRID), ("wider grid", wide)):

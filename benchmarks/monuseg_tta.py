@@ -46,7 +46,7 @@ def main() -> None:
     from breastdx.evaluation.instances import instance_scores
     from breastdx.inference.nuclei import InstancePostprocessing, NucleusPredictor
     from breastdx.evaluation.nuclei_report import SCORES
-    from breastdx.tasks.monuseg import POSTPROCESSING_GRID
+    from breastdx.tasks.monuseg import POSTPROCESSING_GRID, validation_start
     from breastdx.training.nuclei import choose_postprocessing
     from breastdx.zoo import resolve_model
 
@@ -55,7 +55,7 @@ def main() -> None:
     print(json.dumps(lines[0]), flush=True)
     model_dir = resolve_model(args.model, "monuseg")
     split = json.loads((Path(model_dir) / "split.json").read_text())
-    stop = int(split.get("validation_rows", split["training_rows"][1:])[0])
+    stop = validation_start(split)
     root = find_monuseg_root(Path(os.environ.get("BREASTDX_DATA", "../shared/data")))
     cases = scan_monuseg(root)
     train = [load_case(c) for c in cases if c.part == "train"]

@@ -80,6 +80,7 @@ def write_lesion_report(run_dir: Path, predictor: Any, evaluation: dict[str, Any
         rep.table(["candidate", "mean Dice, all images", "Dice, lesion images", "normal FP share"], val_table)
     rep.write(run_dir / "report.html")
 
+
 def _case_overlays(rep: Any, run_dir: Path, predictor: Any, evaluation: dict[str, Any]) -> None:
     """The best, median and worst test image of each lesion class, and the normal image of largest false area."""
     from breastdx.data.busi import load_case

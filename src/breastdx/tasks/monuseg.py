@@ -222,6 +222,12 @@ def _train_and_test_tiles(cases: list[Any], config: MonusegConfig) -> tuple[list
                         f"cross-validation); the test tiles were not read")
 
 
+def validation_start(split: dict[str, Any]) -> int:
+    """First held-out row of the training tiles, from a model's ``split.json`` (``validation_rows``; model folders
+    written before ``--all-rows`` have only ``training_rows``, which then end there)."""
+    return int(split.get("validation_rows", split["training_rows"][1:])[0])
+
+
 def _crop(a: np.ndarray, crop: int) -> np.ndarray:
     return a[:crop, :crop] if crop else a
 
@@ -273,11 +279,12 @@ class MonusegTask(Task):
         if stop < config.patch_size:
             raise ConfigError(f"--val-rows {config.val_rows} leaves {stop} rows of {height} for {config.patch_size} "
                               f"px patches; lower --val-rows or --patch-size.")
+        train_stop = height if config.all_rows else stop
         split = {"train": [c.name for c in train_cases], "test": [c.name for c in test_cases],
                  **({"test_is_held_out_training_tiles": True} if config.holdout_tiles else {}),
-                 "validation": f"rows {stop}-{height} of every training tile (held out from the patches)",
-                 "training_rows": [0, height if config.all_rows else stop], "validation_rows": [stop, height],
-                 "data_checksum": checksum}
+                 "validation": f"rows {stop}-{height} of every training tile ("
+                               f"{'also trained on: --all-rows' if config.all_rows else 'held out from the patches'})",
+                 "training_rows": [0, train_stop], "validation_rows": [stop, height], "data_checksum": checksum}
         write_json(split, run_dir / "split.json")
         targets = [nucleus_targets(lab, config.boundary_width) for lab in instances]
         normalizer, stain = None, {"method": "none"}
@@ -292,8 +299,7 @@ class MonusegTask(Task):
         aug = PatchAugment(hed_sigma=config.hed_sigma, hed_bias=config.hed_bias, blur_sigma=config.blur_sigma,
                            scale=config.scale) if config.augment else None
         train_ds = NucleusPatches(net_images, targets, config.patch_size, config.patches_per_epoch,
-                                  rows=(0, height if config.all_rows else stop),
-                                  augment=aug, seed=config.seed)
+                                  rows=(0, train_stop), augment=aug, seed=config.seed)
         crop_w = width // 16 * 16
         val_ds = NucleusCrops(net_images, targets, [(k, stop, 0, config.val_rows, crop_w) for k in range(len(images))])
         settings = FitSettings.from_config(config, monitor="val_dice")
@@ -446,7 +452,7 @@ class MonusegTask(Task):
             raise ConfigError(f"calibrate monuseg: the MoNuSeg tiles under {data_root} are not those {model_dir} was "
                               f"trained on (data checksum {expected}); its held-out rows cannot be rebuilt.")
         tiles = [tuple(_crop(a, crop) for a in load_case(c)) for c in train_cases]
-        stop = int(split.get("validation_rows", split["training_rows"][1:])[0])
+        stop = validation_start(split)
         tta, choice, grid, tta_rows = choose_inference(predictor, [t[0] for t in tiles], [t[1] for t in tiles], stop,
                                                        _tta_modes(o.tta), POSTPROCESSING_GRID, TTA_MARGIN)
         meta["postprocessing"] = choice
