@@ -30,6 +30,37 @@ def test_watershed_splits_touching_nuclei():
     assert labels.max() == 3 and labels[5, 5] > 0 and labels[37, 61] == 0
 
 
+
+def test_instance_filters_drop_unseeded_and_faint_regions():
+    prob, fg = _two_touching_discs()
+    prob[:, 2:8, 2:8] = np.array([0.0, 0.0, 1.0])[:, None, None]  # a 36 px blob without a marker
+    assert InstancePostprocessing(unseeded="drop").apply(prob).max() == 2  # the blob goes, the discs stay
+    # a faint disc: foreground 0.55 everywhere, so its mean is below 0.7; the strong disc's mean is 1.0
+    prob, fg = _two_touching_discs()
+    left = np.hypot(*np.mgrid[:41, :63] - np.array([20, 22])[:, None, None]) <= 10
+    prob[0][left] = 0.45
+    prob[1][left] = np.minimum(prob[1][left], 0.55)
+    prob[2][left] = 0.55 - prob[1][left]
+    kept = InstancePostprocessing(seed_threshold=0.3, min_mean_foreground=0.7).apply(prob)
+    assert kept.max() == 1 and kept[20, 22] == 0 and kept[20, 39] == 1
+    assert InstancePostprocessing(seed_threshold=0.3).apply(prob).max() == 2  # the default keeps both
+    with pytest.raises(ValueError, match="seed_split"):
+        InstancePostprocessing(seed_split=-1)
+    with pytest.raises(ValueError, match="unseeded"):
+        InstancePostprocessing(unseeded="maybe")
+    with pytest.raises(ValueError, match="min_mean_foreground"):
+        InstancePostprocessing(min_mean_foreground=1.5)
+
+def test_seed_split_separates_nuclei_whose_interiors_join():
+    yy, xx = np.mgrid[:41, :61]
+    fg = (np.hypot(yy - 20, xx - 22) <= 10) | (np.hypot(yy - 20, xx - 38) <= 10)  # 16 px apart: a 12 px neck
+    prob = np.stack([1.0 - fg, 0.9 * fg, 0.1 * fg]).astype(np.float32)  # one flat interior: one marker
+    assert InstancePostprocessing().apply(prob).max() == 1
+    labels = InstancePostprocessing(seed_split=2).apply(prob)  # centre depth 10 px, neck 7 px: two markers
+    assert labels.max() == 2 and labels[20, 22] != labels[20, 38] and ((labels > 0) == fg).all()
+    assert InstancePostprocessing(seed_split=5).apply(prob).max() == 1  # deeper than the 3 px dynamic: one
+
+
 class _Local(torch.nn.Module):
     """A network whose output at a pixel depends on a 3 x 3 neighbourhood: windows must stitch exactly."""
 

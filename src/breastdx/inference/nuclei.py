@@ -14,14 +14,18 @@ predicting imports neither; the first run per machine exports the graph through
 With test-time augmentation (``meta["inference"]["tta"]``: ``flip`` or ``d8``), the probabilities are the mean over
 the tile turned by 4 (identity, the two mirrorings and their product) or all 8 symmetries of the square, each mapped
 back before averaging.
-Instances: the connected regions of ``P(interior) > seed_threshold`` of at least ``min_seed`` pixels are the markers
-of a watershed on ``-P(interior)`` restricted to the foreground ``1 - P(background) > foreground_threshold``; foreground
-regions without a marker become instances of their own; instances smaller than ``min_size`` pixels are dropped.
+Instances: the connected regions of ``P(interior) > seed_threshold`` of at least ``min_seed`` pixels (split at the
+necks of their distance transform when ``seed_split`` > 0) are the markers of a watershed on ``-P(interior)``
+restricted to the foreground ``1 - P(background) > foreground_threshold``; foreground regions without a marker become
+instances of their own (or are dropped, ``unseeded="drop"``); instances smaller than ``min_size`` pixels, or whose
+mean foreground probability is below ``min_mean_foreground``, are dropped.
 
 References:
     Kumar, N. et al. (2017). IEEE Trans Med Imaging 36(7):1550-1560. doi:10.1109/TMI.2017.2677499
     Beucher, S. & Meyer, F. (1993). The morphological approach to segmentation: the watershed transformation.
     Mathematical Morphology in Image Processing, 433-481.
+    Soille, P. (2003). Morphological Image Analysis, 2nd ed., Springer, section 6.3 (h-maxima).
+    doi:10.1007/978-3-662-05088-0
 """
 
 from __future__ import annotations
@@ -45,12 +49,34 @@ class InstancePostprocessing:
         foreground_threshold: ``1 - P(background)`` above which a pixel belongs to a nucleus.
         min_seed: Smallest marker, pixels.
         min_size: Smallest instance kept, pixels.
+        unseeded: Foreground regions that hold no marker: ``keep`` (each its own instance) or ``drop``.
+        min_mean_foreground: Instances whose mean ``1 - P(background)`` is below it are dropped (0: none), in
+            [0, 1]: faint regions that are more likely stroma than nucleus.
+        seed_split: Depth, pixels, by which a maximum of the markers' distance transform must rise above the
+            saddle that joins it to a higher one to become a marker of its own (the h-maxima transform, Soille
+            2003; 0: markers are not split): two touching nuclei whose interiors join through a neck get a marker
+            each.
+
+    Raises:
+        ValueError: If ``unseeded`` is neither ``keep`` nor ``drop``, ``min_mean_foreground`` is outside [0, 1] or
+            ``seed_split`` is negative.
     """
 
     seed_threshold: float = 0.5
     foreground_threshold: float = 0.5
     min_seed: int = 8
     min_size: int = 20
+    unseeded: str = "keep"
+    min_mean_foreground: float = 0.0
+    seed_split: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.unseeded not in ("keep", "drop"):
+            raise ValueError(f"postprocessing: unseeded must be 'keep' or 'drop', got {self.unseeded!r}")
+        if not 0.0 <= self.min_mean_foreground <= 1.0:
+            raise ValueError(f"postprocessing: min_mean_foreground must be in [0, 1], got {self.min_mean_foreground}")
+        if self.seed_split < 0:
+            raise ValueError(f"postprocessing: seed_split must be >= 0 pixels, got {self.seed_split}")
 
     def to_meta(self) -> dict[str, Any]:
         """Plain data for ``meta.json``."""
@@ -65,15 +91,24 @@ class InstancePostprocessing:
         interior = prob[1]
         fg = (1.0 - prob[0]) > self.foreground_threshold
         seeds = remove_small_objects((interior > self.seed_threshold) & fg, max_size=self.min_seed - 1)
+        if self.seed_split > 0:  # markers: the regional maxima of the distance map reconstructed under itself
+            from skimage.morphology import local_maxima, reconstruction
+
+            depth = ndi.distance_transform_edt(seeds)
+            seeds = local_maxima(reconstruction(depth - self.seed_split, depth, method="dilation")) & seeds
         markers, n = ndi.label(seeds)
         labels = watershed(-interior, markers, mask=fg)
-        rest, m = ndi.label(fg & (labels == 0))
-        labels = np.where(rest > 0, rest + n, labels)
-        if self.min_size > 1:
+        if self.unseeded == "keep":
+            rest, m = ndi.label(fg & (labels == 0))
+            labels = np.where(rest > 0, rest + n, labels)
+        if self.min_size > 1 or self.min_mean_foreground > 0:
             sizes = np.bincount(labels.ravel())
-            small = sizes < self.min_size
-            small[0] = False
-            labels[small[labels]] = 0
+            drop = sizes < self.min_size
+            if self.min_mean_foreground > 0:
+                total = np.bincount(labels.ravel(), weights=(1.0 - prob[0]).ravel(), minlength=len(sizes))
+                drop |= total < self.min_mean_foreground * sizes
+            drop[0] = False
+            labels[drop[labels]] = 0
         from breastdx.data.monuseg import relabel
 
         return relabel(labels)

@@ -41,7 +41,7 @@ class NucleusModule(SegmentationModule):
 
 
 def choose_postprocessing(predictor: Any, images: list[np.ndarray], instances: list[np.ndarray], stop: int,
-                          grid: Sequence[tuple[float, float, int]]) -> tuple[dict[str, Any], list[list[Any]]]:
+                          grid: Sequence[tuple]) -> tuple[dict[str, Any], list[list[Any]]]:
     """The watershed thresholds of best mean AJI (Kumar et al. 2017) on the held-out rows of the training tiles.
 
     Args:
@@ -49,23 +49,38 @@ def choose_postprocessing(predictor: Any, images: list[np.ndarray], instances: l
         images: Training tiles, RGB uint8 ``(H, W, 3)``.
         instances: Their instance labels, int ``(H, W)``.
         stop: First held-out row; rows ``stop:`` of every tile are scored.
-        grid: ``(seed_threshold, foreground_threshold, min_seed)`` candidates, in order (the first best wins).
+        grid: ``(seed_threshold, foreground_threshold, min_seed)`` candidates, in order (the first best wins); a
+            fourth item, a dict, sets other :class:`~breastdx.inference.nuclei.InstancePostprocessing` fields.
 
     Returns:
         The chosen :class:`~breastdx.inference.nuclei.InstancePostprocessing` record and one row
-        ``[seed, foreground, min_seed, mean AJI]`` per candidate.
+        ``[seed, foreground, min_seed, mean AJI]`` per candidate (``[seed, foreground, min_seed, extra, mean AJI]``
+        for a candidate with a fourth item).
+    """
+    probs = [predictor.probabilities(im[stop:]) for im in images]
+    return choose_from_probabilities(predictor.postprocessing, probs, [lab[stop:] for lab in instances], grid)
+
+
+def choose_from_probabilities(base: Any, probs: list[np.ndarray], refs: list[np.ndarray],
+                              grid: Sequence[tuple]) -> tuple[dict[str, Any], list[list[Any]]]:
+    """:func:`choose_postprocessing` on probabilities already computed.
+
+    Args:
+        base: The :class:`~breastdx.inference.nuclei.InstancePostprocessing` whose fields the candidates replace.
+        probs: Class probabilities, float ``(3, H, W)`` each.
+        refs: Their reference instance labels, int ``(H, W)``.
+        grid: Candidates as in :func:`choose_postprocessing`.
     """
     import dataclasses
 
     from breastdx.evaluation.instances import aji
 
-    probs = [predictor.probabilities(im[stop:]) for im in images]
-    refs = [lab[stop:] for lab in instances]
     rows, best = [], None
-    for s, f, m in grid:
-        post = dataclasses.replace(predictor.postprocessing, seed_threshold=s, foreground_threshold=f, min_seed=m)
+    for s, f, m, *extra in grid:
+        fields = extra[0] if extra else {}
+        post = dataclasses.replace(base, seed_threshold=s, foreground_threshold=f, min_seed=m, **fields)
         score = float(np.mean([aji(post.apply(p), r) for p, r in zip(probs, refs)]))
-        rows.append([s, f, m, score])
+        rows.append([s, f, m, *([fields] if extra else []), score])
         if best is None or score > best[0] + 1e-9:
             best = (score, post)
     return best[1].to_meta(), rows
@@ -95,7 +110,7 @@ def choose_inference(predictor: Any, images: list[np.ndarray], instances: list[n
         turned = NucleusPredictor(predictor.runner or predictor.network, predictor.meta, windows=predictor.windows,
                                   postprocessing=predictor.postprocessing, normalizer=predictor.normalizer, tta=mode)
         choice, candidates = choose_postprocessing(turned, images, instances, stop, grid)
-        score = max(r[3] for r in candidates)
+        score = max(r[-1] for r in candidates)
         rows.append([mode, round(score, 4)])
         if best is None or score > best[0] + margin:
             best = (score, mode, choice, candidates)
