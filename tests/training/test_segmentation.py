@@ -186,3 +186,18 @@ def test_trainer_falls_back_to_float32_where_bfloat16_is_emulated(tmp_path, monk
     assert any("no native bfloat16" in r.getMessage() for r in caplog.records) != native
     auto, _ = make_trainer(tmp_path / "auto", FitSettings(precision="auto", accelerator="cpu", progress_bar=False))
     assert str(auto.precision) == want
+
+
+def test_focal_loss_reduces_to_dice_ce_and_weighs_easy_pixels_less():
+    import torch.nn as nn
+    from monai.losses import DiceCELoss
+
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 1, 8, 8))
+    net = nn.Conv2d(3, 3, 1)
+    dice_ce = DiceCELoss(include_background=False, to_onehot_y=True, softmax=True, batch=True)(logits, target)
+    assert SegmentationModule(net).loss_fn(logits, target) == pytest.approx(dice_ce.item(), rel=1e-6)
+    near_zero = SegmentationModule(net, OptimConfig(focal_gamma=1e-9)).loss_fn(logits, target)
+    assert near_zero.item() == pytest.approx(dice_ce.item(), rel=1e-5)  # the focal term is CE at gamma 0
+    focal = SegmentationModule(net, OptimConfig(focal_gamma=2.0)).loss_fn(logits, target)
+    assert focal.item() < dice_ce.item() - 0.1  # every pixel's CE shrinks by (1 - p_true) ** 2

@@ -79,6 +79,8 @@ class MonusegConfig(LightningOptions):
         patience: Epochs without a better validation Dice before stopping (0: never).
         val_rows: Bottom rows of each training tile held out for validation (a multiple of 16).
         boundary_width: Width of the boundary class inside each nucleus, pixels.
+        focal_gamma: 0: Dice + cross-entropy loss; > 0: Dice + softmax focal loss of this gamma (Lin et al. 2017),
+            which weighs faint, hard pixels more (:class:`breastdx.training.segmentation.OptimConfig`).
         all_rows: Train on the held-out rows too; they still choose the epoch, the augmentation and the watershed,
             but having been seen, they choose optimistically (judge it with ``--cv-folds``).
         augment: Stain, brightness / contrast, flip and rotation augmentation.
@@ -121,6 +123,7 @@ class MonusegConfig(LightningOptions):
     patience: int = option(0, ge=0)
     val_rows: int = option(256, ge=16, multiple_of=16)
     boundary_width: int = option(2, ge=1)
+    focal_gamma: float = option(0.0, ge=0)
     all_rows: bool = False
     augment: bool = True
     hed_sigma: float = option(0.1, ge=0, lt=1)
@@ -309,7 +312,7 @@ class MonusegTask(Task):
         network, resolved = build_network("unet", 3, len(CLASS_NAMES), **arch_args)
         module = NucleusModule(network, OptimConfig(lr=config.lr, weight_decay=config.weight_decay,
                                                     warmup_fraction=config.warmup_fraction,
-                                                    ema_decay=config.ema_decay,
+                                                    ema_decay=config.ema_decay, focal_gamma=config.focal_gamma,
                                                     precise_bn_batches=config.precise_bn_batches))
         result = fit(module, network, train_loader, val_loader, run_dir, settings, mode="max")
         if not result.is_global_zero:
@@ -317,7 +320,7 @@ class MonusegTask(Task):
         training = {**result.info, "best_val_dice": result.best_score, "lr": config.lr,
                     "patch_size": config.patch_size, "patches_per_epoch": config.patches_per_epoch,
                     "augment": config.augment, "hed_sigma": config.hed_sigma, "hed_bias": config.hed_bias,
-                    "blur_sigma": config.blur_sigma, "scale": config.scale}
+                    "blur_sigma": config.blur_sigma, "scale": config.scale, "focal_gamma": config.focal_gamma}
         model_dir = run_dir / "model"
         model_dir.mkdir()
         meta = self._write_model(model_dir, network, resolved, config, checksum, split, training)

@@ -44,6 +44,9 @@ class OptimConfig(Optim):
     Attributes:
         lambda_dice: Weight of the Dice loss.
         lambda_ce: Weight of the cross-entropy loss.
+        focal_gamma: 0: plain cross-entropy; > 0: the softmax focal loss in its place, each pixel's cross-entropy
+            weighted by ``(1 - p_true) ** focal_gamma`` (Lin et al. 2017), so that pixels the network already
+            classifies well count less than faint or ambiguous ones.
         ema_decay: Decay per step of the weights' exponential moving average (0 turns it off).
         precise_bn_batches: Training batches kept to recompute the batch-norm statistics of the validated
             network before each validation (0 turns it off; no effect on a network without batch norm).
@@ -52,8 +55,27 @@ class OptimConfig(Optim):
     warmup_fraction: float = 0.03
     lambda_dice: float = 1.0
     lambda_ce: float = 1.0
+    focal_gamma: float = 0.0
     ema_decay: float = 0.0
     precise_bn_batches: int = 0
+
+
+class _DiceFocal(nn.Module):
+    """``lambda_dice * Dice + lambda_focal * focal``: MONAI's Dice of the non-background classes over the batch, and
+    its softmax focal loss over all classes (the background included, as cross-entropy is), times the number of
+    classes, since MONAI averages it over the class channels too: with ``gamma`` near 0 it is ``DiceCELoss``."""
+
+    def __init__(self, lambda_dice: float, lambda_focal: float, gamma: float) -> None:
+        super().__init__()
+        from monai.losses import DiceLoss, FocalLoss
+
+        self.dice = DiceLoss(include_background=False, to_onehot_y=True, softmax=True, batch=True)
+        self.focal = FocalLoss(include_background=True, to_onehot_y=True, gamma=gamma, use_softmax=True)
+        self.lambda_dice, self.lambda_focal = float(lambda_dice), float(lambda_focal)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        focal = self.focal(logits, target) * logits.shape[1]
+        return self.lambda_dice * self.dice(logits, target) + self.lambda_focal * focal
 
 
 class SegmentationModule(pl.LightningModule):
@@ -84,8 +106,11 @@ class SegmentationModule(pl.LightningModule):
 
         self.network = network
         self.optim = optim or OptimConfig()
-        self.loss_fn = DiceCELoss(include_background=False, to_onehot_y=True, softmax=True, batch=True,
-                                  lambda_dice=self.optim.lambda_dice, lambda_ce=self.optim.lambda_ce)
+        if self.optim.focal_gamma > 0:
+            self.loss_fn = _DiceFocal(self.optim.lambda_dice, self.optim.lambda_ce, self.optim.focal_gamma)
+        else:
+            self.loss_fn = DiceCELoss(include_background=False, to_onehot_y=True, softmax=True, batch=True,
+                                      lambda_dice=self.optim.lambda_dice, lambda_ce=self.optim.lambda_ce)
         self._val_sums = torch.zeros(4, dtype=torch.float64)
         self._has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
                            for m in network.modules())
