@@ -132,6 +132,13 @@ def write_outputs(run_dir: Path, predictor: Any, evaluation: dict[str, Any], met
     rep.write(run_dir / "report.html")
 
 
+def loss_text(focal_gamma: float) -> str:
+    """The training loss in words: Dice + cross-entropy, or Dice + focal loss of ``focal_gamma`` > 0."""
+    if focal_gamma and focal_gamma > 0:
+        return f"Dice + focal loss (gamma {focal_gamma:g}; Lin et al. 2017, doi:10.1109/ICCV.2017.324)"
+    return "Dice + cross-entropy"
+
+
 def write_card(model_dir: Path, meta: dict[str, Any], evaluation: dict[str, Any],
                grid: list[list[Any]]) -> None:
     """``MODEL_CARD.md`` of a ``monuseg`` model folder from its ``meta.json`` and its test-tile scores."""
@@ -143,7 +150,7 @@ def write_card(model_dir: Path, meta: dict[str, Any], evaluation: dict[str, Any]
     write_model_card(
         model_dir, meta, title="MoNuSeg breast nucleus instance segmentation",
         summary=(f"MONAI U-Net ({meta['architecture_args']}; {meta['n_parameters']:,} parameters), RGB input, "
-                 f"3 classes (background, interior, boundary), Dice + cross-entropy, AdamW, "
+                 f"3 classes (background, interior, boundary), {loss_text(tr.get('focal_gamma', 0.0))}, AdamW, "
                  f"{tr['epochs_run']} epochs of {tr['patches_per_epoch']} random {tr['patch_size']} px patches "
                  f"({tr['train_seconds'] / 60:.0f} min, {tr['torch_threads']} thread(s), best epoch "
                  f"{tr['best_epoch']}). Instances: marker watershed {meta['postprocessing']} (chosen by AJI on "

@@ -95,6 +95,7 @@ class SegmentationModule(pl.LightningModule):
 
     References:
         Milletari, Navab & Ahmadi (2016). V-Net (Dice loss). 3DV, doi:10.1109/3DV.2016.79.
+        Lin, T.-Y. et al. (2017). Focal loss for dense object detection. ICCV. doi:10.1109/ICCV.2017.324
         Loshchilov & Hutter (2019). Decoupled weight decay regularization (AdamW). ICLR, arXiv:1711.05101.
         Polyak & Juditsky (1992). Acceleration of stochastic approximation by averaging. SIAM J. Control Optim.
         30(4):838-855. doi:10.1137/0330046
