@@ -79,9 +79,10 @@ class _DiceFocal(nn.Module):
 
 
 class SegmentationModule(pl.LightningModule):
-    """Train a 2-class segmentation network with MONAI's ``DiceCELoss``.
+    """Train a 2-class segmentation network with MONAI's ``DiceCELoss`` (or Dice + focal loss, ``focal_gamma`` > 0).
 
-    The loss is ``lambda_dice * Dice + lambda_ce * CE`` on softmax outputs; the Dice term covers the
+    The loss is ``lambda_dice * Dice + lambda_ce * CE`` on softmax outputs (the focal loss in place of CE when
+    ``optim.focal_gamma`` > 0); the Dice term covers the
     lesion channel only and is computed over the whole batch (``batch=True``), so lesion-free images in a
     batch do not make it undefined.
 
