@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from breastdx.data.monuseg import find_monuseg_root, load_case, scan_monuseg
-from breastdx.evaluation.instances import PQ_IOU, _contingency
+from breastdx.evaluation.instances import PQ_IOU, contingency
 from breastdx.inference.nuclei import NucleusPredictor
 
 KINDS = ("matched", "missed", "merged", "split", "badly outlined")
@@ -42,7 +42,7 @@ def sort_nuclei(pred: np.ndarray, reference: np.ndarray) -> dict[str, int]:
         pred: Predicted instance labels, int ``(H, W)``, 0 background.
         reference: Reference instance labels, same shape.
     """
-    table, area_g, area_p = _contingency(pred, reference)
+    table, area_g, area_p = contingency(pred, reference)
     inter = table[1:, 1:].astype(np.float64)
     counts = dict.fromkeys((*KINDS, "spurious"), 0)
     counts["spurious"] = int((table[0, 1:] >= 0.5 * area_p).sum())

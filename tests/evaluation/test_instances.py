@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from breastdx.evaluation.instances import aji, instance_scores, panoptic_quality
+from breastdx.evaluation.instances import aji, contingency, instance_scores, panoptic_quality
 
 
 def _example():
@@ -53,3 +53,18 @@ def test_instance_scores():
     assert s["n_pred"] == 3 and s["n_ref"] == 2
     with pytest.raises(ValueError, match=r"same shape, got prediction \(5, 6\) and reference \(6, 5\)"):
         aji(pred, target.T)
+
+
+def test_contingency_counts_overlaps_and_areas():
+    target = np.array([[0, 5, 5],
+                       [0, 5, 9],
+                       [0, 0, 9]])
+    pred = np.array([[2, 2, 2],
+                     [0, 7, 7],
+                     [0, 0, 0]])
+    table, area_g, area_p = contingency(pred, target)
+    # rows: background, reference 5, reference 9; columns: background, predicted 2, predicted 7
+    assert table.tolist() == [[3, 1, 0], [0, 2, 1], [1, 0, 1]]
+    assert area_g.tolist() == [3, 2] and area_p.tolist() == [3, 2]
+    with pytest.raises(ValueError, match="same shape"):
+        contingency(pred, target[:2])

@@ -32,9 +32,20 @@ def _renumber(labels: np.ndarray) -> tuple[np.ndarray, int]:
     return inverse + 1, len(ids) + 1
 
 
-def _contingency(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Overlap counts ``(G + 1, P + 1)`` (row / column 0: background) and the areas of the G reference and P
-    predicted instances, after renumbering both 1..K."""
+def contingency(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Overlap counts of two instance masks, the table AJI and PQ are computed from.
+
+    Args:
+        pred: Predicted instance labels, int ``(H, W)``, 0 background (any label values).
+        target: Reference instance labels, same shape.
+
+    Returns:
+        Pixel counts int64 ``(G + 1, P + 1)`` (row / column 0: background; instances renumbered 1..G and 1..P in
+        the order of their labels), and the areas in pixels of the G reference and the P predicted instances.
+
+    Raises:
+        ValueError: If the shapes differ.
+    """
     pred, target = np.asarray(pred), np.asarray(target)
     if pred.shape != target.shape:
         raise ValueError(f"Instance masks must have the same shape, got prediction {pred.shape} and reference "
@@ -47,7 +58,7 @@ def _contingency(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.n
 
 def aji(pred: np.ndarray, target: np.ndarray) -> float:
     """Aggregated Jaccard index of two instance masks (int ``(H, W)``, 0 background); 1.0 when both are empty."""
-    table, area_g, area_p = _contingency(pred, target)
+    table, area_g, area_p = contingency(pred, target)
     inter = table[1:, 1:].astype(np.float64)
     if inter.size == 0:
         return 1.0 if area_g.sum() + area_p.sum() == 0 else 0.0
@@ -69,7 +80,7 @@ def panoptic_quality(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
 
     Both empty: PQ = SQ = DQ = 1.0.
     """
-    table, area_g, area_p = _contingency(pred, target)
+    table, area_g, area_p = contingency(pred, target)
     inter = table[1:, 1:].astype(np.float64)
     union = area_g[:, None] + area_p[None, :] - inter
     iou = inter / np.maximum(union, 1)
