@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from breastdx.data.nucleus_patches import NucleusCrops, NucleusPatches, PatchAugment, nucleus_targets
+from breastdx.data.nucleus_patches import NucleusCrops, NucleusPatches, PatchAugment, nucleus_distance, nucleus_targets
 
 
 def test_targets_separate_touching_nuclei():
@@ -92,3 +92,48 @@ def test_blur_smooths_some_patches_only():
     ratios = [roughness(NucleusPatches(images, targets, 24, 16, augment=blur, seed=0)[i])
               / roughness(NucleusPatches(images, targets, 24, 16, augment=plain, seed=0)[i]) for i in range(16)]
     assert sum(r < 0.7 for r in ratios) >= 3 and sum(r == pytest.approx(1.0) for r in ratios) >= 3
+
+
+def test_distance_peaks_at_one_in_each_nucleus_and_dips_where_they_touch():
+    labels = np.zeros((9, 13), np.int32)
+    labels[2:7, 1:6] = 1  # 5 x 5: inner outline 1, the 3 x 3 ring inside 2, the centre 3 (1 + distance)
+    labels[2:7, 6:11] = 2  # touches nucleus 1 along a column
+    labels[0, 12] = 3  # a one-pixel nucleus
+    d = nucleus_distance(labels)
+    assert d.dtype == np.float32 and d.shape == labels.shape
+    assert (d[labels == 0] == 0).all()
+    np.testing.assert_allclose(d[2:7, 1:6], np.array([[1, 1, 1, 1, 1], [1, 2, 2, 2, 1], [1, 2, 3, 2, 1],
+                                                      [1, 2, 2, 2, 1], [1, 1, 1, 1, 1]]) / 3, rtol=1e-6)
+    assert d[4, 3] == d[4, 8] == 1.0 and d[4, 5] == d[4, 6] == pytest.approx(1 / 3)  # the valley between
+    assert d[0, 12] == 1.0
+    # a disc of radius 20 and one of 5 both peak at 1: the scale is per nucleus
+    yy, xx = np.mgrid[:60, :90]
+    discs = np.where(np.hypot(yy - 30, xx - 25) < 20, 1, 0) + np.where(np.hypot(yy - 30, xx - 75) < 5, 2, 0)
+    d = nucleus_distance(discs)
+    assert d[30, 25] == pytest.approx(1.0) and d[30, 75] == pytest.approx(1.0)
+    assert d[30, 6] < 0.1 and d[30, 71] == pytest.approx(1 / 5)  # next to the small disc's outline
+    assert not nucleus_distance(np.zeros((4, 4), np.int32)).any()
+
+
+def test_distance_maps_travel_with_the_class_maps():
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (48, 52, 3), dtype=np.uint8) for _ in range(2)]
+    labels = [np.kron(rng.integers(0, 4, (12, 13)), np.ones((4, 4), np.int64)) for _ in range(2)]
+    targets = [nucleus_targets(lab) for lab in labels]
+    distances = [nucleus_distance(lab) for lab in labels]
+    for augment in (PatchAugment(), PatchAugment(scale=0.2), None):
+        ds = NucleusPatches(images, targets, size=16, n=6, seed=2, augment=augment, distances=distances)
+        for i in range(6):
+            item = ds[i]
+            assert item["distance"].shape == (1, 16, 16) and item["distance"].dtype == torch.float32
+            if augment is None or augment.scale == 0:  # same cut, turn and mirror: > 0 exactly on nuclei
+                assert torch.equal(item["distance"] > 0, item["mask"] > 0)
+            assert 0 <= item["distance"].min() and item["distance"].max() <= 1
+    without = NucleusPatches(images, targets, size=16, n=6, seed=2)[0]
+    assert "distance" not in without
+    torch.testing.assert_close(without["mask"], NucleusPatches(images, targets, size=16, n=6, seed=2,
+                                                               distances=distances)[0]["mask"])
+    crop = NucleusCrops(images, targets, [(1, 8, 4, 16, 32)], distances=distances)[0]
+    torch.testing.assert_close(crop["distance"][0], torch.from_numpy(distances[1][8:24, 4:36]))
+    with pytest.raises(ValueError, match="distance maps"):
+        NucleusPatches(images, targets, size=16, n=6, distances=distances[:1])

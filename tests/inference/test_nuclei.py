@@ -61,6 +61,23 @@ def test_seed_split_separates_nuclei_whose_interiors_join():
     assert InstancePostprocessing(seed_split=5).apply(prob).max() == 1  # deeper than the 3 px dynamic: one
 
 
+def test_markers_from_the_distance_output_split_what_the_interior_joins():
+    yy, xx = np.mgrid[:41, :61]
+    d1, d2 = np.hypot(yy - 20, xx - 22), np.hypot(yy - 20, xx - 38)
+    fg = (d1 <= 10) | (d2 <= 10)
+    prob = np.stack([1.0 - fg, 0.9 * fg, 0.1 * fg]).astype(np.float32)  # one flat interior: one marker
+    distance = (np.clip(1 - np.minimum(d1, d2) / 10, 0, 1) * fg).astype(np.float32)  # a peak per nucleus
+    with_distance = np.concatenate([prob, distance[None]])
+    assert InstancePostprocessing().apply(with_distance).max() == 1  # interior markers ignore the fourth channel
+    labels = InstancePostprocessing(markers="distance").apply(with_distance)
+    assert labels.max() == 2 and labels[20, 22] != labels[20, 38] and ((labels > 0) == fg).all()
+    assert (labels[:, :30] != labels[20, 38]).all()  # cut at the valley, column 30
+    with pytest.raises(ValueError, match="distance output"):
+        InstancePostprocessing(markers="distance").apply(prob)
+    with pytest.raises(ValueError, match="markers"):
+        InstancePostprocessing(markers="boundary")
+
+
 class _Local(torch.nn.Module):
     """A network whose output at a pixel depends on a 3 x 3 neighbourhood: windows must stitch exactly."""
 
@@ -198,3 +215,34 @@ print(json.dumps({{"backend": p.runner.backend, "monai": "monai" in sys.modules,
     assert facts == {"backend": "onnxruntime", "monai": False, "torch": False, "stain": True}
     torch_prob = NucleusPredictor.from_dir(tmp_path, backend="torch").probabilities(image)
     np.testing.assert_allclose(np.load(tmp_path / "onnx.npy"), torch_prob, atol=1e-4)
+
+
+def test_a_distance_output_gets_a_sigmoid_beside_the_class_softmax(tmp_path):
+    """A model folder with ``extra_outputs``: a fourth logit, its sigmoid, the same on PyTorch and ONNX Runtime."""
+    from breastdx.inference.onnx_graphs import graph_path
+    from breastdx.models.networks import build_network
+    from breastdx.models.saved import save_weights, write_meta
+
+    torch.manual_seed(0)
+    net, args = build_network("unet", 3, 4, channels=[4, 8], strides=[2], num_res_units=1, norm="batch")
+    save_weights(net, tmp_path / "model.safetensors")
+    meta = {"task": "monuseg", "kind": "nucleus_instances", "architecture": "unet", "architecture_args": args,
+            "in_channels": 3, "weights_file": "model.safetensors", "extra_outputs": ["distance"],
+            "class_names": ["background", "interior", "boundary"],
+            "inference": {"windows": {"roi_size": 32, "overlap": 0.125}, "validated_dtypes": ["float32"]}}
+    write_meta(tmp_path, meta)
+    image = np.random.default_rng(4).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    p = NucleusPredictor.from_dir(tmp_path, backend="torch")
+    prob = p.probabilities(image)
+    assert prob.shape == (4, 40, 50)
+    np.testing.assert_allclose(prob[:3].sum(0), 1.0, atol=1e-5)
+    x = torch.from_numpy(image.transpose(2, 0, 1)[None, :, :32, :32].astype(np.float32) / 255)
+    with torch.inference_mode():
+        want = torch.sigmoid(net.eval()(x)[0, 3]).numpy()
+    got = NucleusPredictor(net, meta, windows=Windows(roi_size=32)).probabilities(image[:32, :32])[3]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    onnx = NucleusPredictor.from_dir(tmp_path, backend="onnxruntime", onnx_dir=tmp_path / "onnx")
+    np.testing.assert_allclose(onnx.probabilities(image), prob, atol=1e-4)
+    view = {**meta, "preprocessing": {"image_size": 32}}
+    plain = {k: v for k, v in view.items() if k != "extra_outputs"}
+    assert graph_path(tmp_path, tmp_path, view) != graph_path(tmp_path, tmp_path, plain)  # not the same graph

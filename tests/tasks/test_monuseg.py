@@ -123,6 +123,31 @@ def test_macenko_normalisation_travels_with_the_model(data_root, tmp_path):
     assert labels.shape == (200, 232) and prob.shape == (3, 200, 232)
 
 
+def test_a_distance_output_is_trained_and_its_markers_compared(data_root, tmp_path):
+    out = tmp_path / "run"
+    tiny = [a if a != "2" else "1" for a in TINY]  # one epoch
+    result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(out), *tiny,
+                                 "--distance-weight", "1"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "model" / "meta.json").read_text())
+    assert meta["extra_outputs"] == ["distance"] and meta["training"]["distance_weight"] == 1.0
+    grid = meta["validation"]["postprocessing_grid"]
+    from breastdx.tasks.monuseg import DISTANCE_GRID, POSTPROCESSING_GRID, postprocessing_grid
+
+    assert len(grid) == len(POSTPROCESSING_GRID) + len(DISTANCE_GRID)  # both kinds of markers were compared
+    assert sum(len(r) == 5 and r[3] == {"markers": "distance"} for r in grid) == len(DISTANCE_GRID)
+    assert postprocessing_grid({}) == POSTPROCESSING_GRID
+    assert "distance to its outline" in (out / "model" / "MODEL_CARD.md").read_text()
+    assert "<th>other</th>" in (out / "report.html").read_text() and "markers distance" in (out / "report.html").read_text()
+    from breastdx.inference.nuclei import NucleusPredictor
+
+    predictor = NucleusPredictor.from_dir(out / "model")
+    assert predictor.postprocessing.markers in ("interior", "distance")
+    tile = next((data_root / "monuseg_breast" / "test" / "images").glob("*.tif"))
+    labels, prob = predictor.predict(np.asarray(Image.open(tile).convert("RGB"))[:100, :120])
+    assert labels.shape == (100, 120) and prob.shape == (4, 100, 120)
+
+
 def test_evaluate(tiny_run, data_root, tmp_path):
     out = tmp_path / "eval"
     result = runner.invoke(app, ["evaluate", "monuseg", "--model", str(tiny_run / "model"), "--data-dir",

@@ -33,3 +33,21 @@ def test_validation_dice_of_the_foreground():
     module.on_validation_epoch_end()
     assert logged["val_dice"] == pytest.approx(2 * 2 / (3 + 2))  # 0.8
     assert np.isfinite(logged["val_loss"])
+
+
+def test_distance_output_adds_its_binary_cross_entropy_to_the_class_loss():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 5, 6)
+    batch = {"mask": torch.randint(0, 3, (2, 1, 5, 6)), "distance": torch.rand(2, 1, 5, 6)}
+    plain = NucleusModule(_Fixed(logits[:, :3]))
+    base = plain.compute_loss(logits[:, :3], batch)
+    assert torch.isclose(base, plain.loss_fn(logits[:, :3], batch["mask"]))
+    weighted = NucleusModule(_Fixed(logits), distance_weight=0.5).compute_loss(logits, batch)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 3:], batch["distance"])
+    assert torch.isclose(weighted, base + 0.5 * bce)
+    # a distance logit that matches the map better lowers the loss
+    better = logits.clone()
+    better[:, 3:] = torch.logit(batch["distance"].clamp(0.01, 0.99))
+    assert NucleusModule(_Fixed(better), distance_weight=0.5).compute_loss(better, batch) < weighted
+    with pytest.raises(ValueError, match="distance_weight"):
+        NucleusModule(_Fixed(logits), distance_weight=-1)

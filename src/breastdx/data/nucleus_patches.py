@@ -46,6 +46,40 @@ def nucleus_targets(labels: np.ndarray, boundary_width: int = 2) -> np.ndarray:
     return out
 
 
+def nucleus_distance(labels: np.ndarray) -> np.ndarray:
+    """Distance map of an instance mask, each nucleus scaled to its own maximum: float32 ``(H, W)`` in [0, 1].
+
+    Inside a nucleus, a pixel's value is 1 + its Euclidean distance (pixels) to the nearest pixel of the nucleus's
+    inner outline (:func:`skimage.segmentation.find_boundaries`, ``mode="inner"``: where it meets the background or
+    another nucleus), divided by the largest such value in that nucleus; so each nucleus peaks at 1 at its centre,
+    whatever its size, touching nuclei are separated by a valley, and the background is 0. The target of the
+    optional distance output (``breastdx train monuseg --distance-weight``), after the distance maps of DIST
+    (Naylor et al. 2019) and HoVer-Net (Graham et al. 2019), normalised per nucleus as HoVer-Net's are.
+
+    Args:
+        labels: Instance labels, int ``(H, W)``, 0 background.
+
+    References:
+        Naylor, P. et al. (2019). Segmentation of nuclei in histopathology images by deep regression of the distance
+        map. IEEE Trans Med Imaging 38(2):448-459. doi:10.1109/TMI.2018.2865709
+        Graham, S. et al. (2019). HoVer-Net. Med Image Anal 58:101563. doi:10.1016/j.media.2019.101563
+    """
+    from scipy import ndimage as ndi
+    from skimage.segmentation import find_boundaries
+
+    labels = np.asarray(labels)
+    fg = labels > 0
+    inner = find_boundaries(labels, connectivity=1, mode="inner")
+    d = np.where(fg, ndi.distance_transform_edt(fg & ~inner) + 1.0, 0.0)
+    n = int(labels.max()) if labels.size else 0
+    if n == 0:
+        return np.zeros(labels.shape, np.float32)
+    peak = np.zeros(n + 1)
+    peak[1:] = ndi.maximum(d, labels, np.arange(1, n + 1))
+    peak[0] = 1.0
+    return (d / np.where(peak > 0, peak, 1.0)[labels]).astype(np.float32)
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """RGB uint8 ``(H, W, 3)`` as float32 ``(3, H, W)`` in [0, 1] (the network input)."""
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
@@ -87,18 +121,25 @@ class NucleusPatches(torch.utils.data.Dataset):
         rows: ``(first, stop)`` rows of each tile patches may come from (the rest is held out), or None for all.
         augment: The augmentation, or None.
         seed: Seed of positions and augmentation (item ``i`` of epoch ``e`` is reproducible).
+        distances: Distance maps (:func:`nucleus_distance`), float32 ``(H, W)`` each, cut, turned and resized with
+            the class maps; or None.
 
     Shape:
-        An item is ``{"image": float32 (3, size, size) in [0, 1], "mask": int64 (1, size, size)}``.
+        An item is ``{"image": float32 (3, size, size) in [0, 1], "mask": int64 (1, size, size)}``, with
+        ``"distance": float32 (1, size, size)`` in [0, 1] when ``distances`` are given.
+
+    Raises:
+        ValueError: If the numbers of images, class maps and distance maps differ, or a patch does not fit.
     """
 
     def __init__(self, images: Sequence[np.ndarray], targets: Sequence[np.ndarray], size: int, n: int,
                  rows: tuple[int, int] | None = None, augment: PatchAugment | None = PatchAugment(),
-                 seed: int = 0) -> None:
-        if not images or len(images) != len(targets):
-            raise ValueError(f"NucleusPatches needs as many images as class maps, got {len(images)} and "
-                             f"{len(targets)}.")
+                 seed: int = 0, distances: Sequence[np.ndarray] | None = None) -> None:
+        if not images or len(images) != len(targets) or (distances is not None and len(distances) != len(images)):
+            raise ValueError(f"NucleusPatches needs as many images as class maps (and distance maps), got "
+                             f"{len(images)}, {len(targets)} and {'none' if distances is None else len(distances)}.")
         self.images, self.targets, self.size, self.n = list(images), list(targets), int(size), int(n)
+        self.distances = None if distances is None else list(distances)
         self.rows, self.augment, self.seed, self.epoch = rows, augment, int(seed), 0
         for im in self.images:
             first, stop = rows or (0, im.shape[0])
@@ -128,12 +169,19 @@ class NucleusPatches(torch.utils.data.Dataset):
         c = int(rng.integers(0, im.shape[1] - side + 1))
         x = im[r:r + side, c:c + side]
         y = tg[r:r + side, c:c + side]
+        d = None if self.distances is None else self.distances[k][r:r + side, c:c + side]
         if side != self.size:
             x, y = _resize_pair(x, y, self.size)
+            if d is not None:
+                from skimage.transform import resize
+
+                d = resize(d, (self.size, self.size), order=1, preserve_range=True).astype(np.float32)
         rot, flip = int(rng.integers(4)), bool(rng.integers(2))
         x, y = np.rot90(x, rot), np.rot90(y, rot)
+        d = None if d is None else np.rot90(d, rot)
         if flip:
             x, y = x[:, ::-1], y[:, ::-1]
+            d = None if d is None else d[:, ::-1]
         x = np.ascontiguousarray(x)
         if a is not None:
             jitter = HEDJitter(sigma=a.hed_sigma, bias=a.hed_bias, seed=int(rng.integers(2 ** 31)))
@@ -145,7 +193,15 @@ class NucleusPatches(torch.utils.data.Dataset):
 
                 xf = gaussian_filter(xf, sigma=(rng.uniform(0, a.blur_sigma),) * 2 + (0,), mode="reflect")
             x = (np.clip(xf, 0, 1) * 255).round().astype(np.uint8)
-        return {"image": to_tensor(x), "mask": torch.from_numpy(np.ascontiguousarray(y)).long()[None]}
+        return _item(x, y, d)
+
+
+def _item(x: np.ndarray, y: np.ndarray, d: np.ndarray | None) -> dict[str, torch.Tensor]:
+    """A dataset item: the image as the network input, the class map, and the distance map when there is one."""
+    item = {"image": to_tensor(x), "mask": torch.from_numpy(np.ascontiguousarray(y)).long()[None]}
+    if d is not None:
+        item["distance"] = torch.from_numpy(np.ascontiguousarray(d, dtype=np.float32))[None]
+    return item
 
 
 def _resize_pair(image: np.ndarray, target: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,11 +216,13 @@ def _resize_pair(image: np.ndarray, target: np.ndarray, size: int) -> tuple[np.n
 
 class NucleusCrops(torch.utils.data.Dataset):
     """Fixed crops (validation): ``crops`` are ``(tile index, row, col, height, width)``; items as
-    :class:`NucleusPatches`, without augmentation."""
+    :class:`NucleusPatches` (with ``distances``, their distance maps too), without augmentation."""
 
     def __init__(self, images: Sequence[np.ndarray], targets: Sequence[np.ndarray],
-                 crops: Sequence[tuple[int, int, int, int, int]]) -> None:
+                 crops: Sequence[tuple[int, int, int, int, int]],
+                 distances: Sequence[np.ndarray] | None = None) -> None:
         self.images, self.targets, self.crops = list(images), list(targets), list(crops)
+        self.distances = None if distances is None else list(distances)
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -173,4 +231,4 @@ class NucleusCrops(torch.utils.data.Dataset):
         k, r, c, h, w = self.crops[i]
         x = self.images[k][r:r + h, c:c + w]
         y = self.targets[k][r:r + h, c:c + w]
-        return {"image": to_tensor(x), "mask": torch.from_numpy(np.ascontiguousarray(y)).long()[None]}
+        return _item(x, y, None if self.distances is None else self.distances[k][r:r + h, c:c + w])

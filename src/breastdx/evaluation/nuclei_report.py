@@ -120,7 +120,7 @@ def write_outputs(run_dir: Path, predictor: Any, evaluation: dict[str, Any], met
         rep.figure(png, f"{t['tile']}: Dice {t['dice']:.3f}, AJI {t['aji']:.3f}, PQ {t['pq']:.3f}")
     if grid:
         rep.heading("Watershed thresholds chosen on the held-out rows of the training tiles")
-        rep.table(["seed threshold", "foreground threshold", "min seed (px)", "mean AJI"], grid)
+        rep.table(*grid_table(grid))
     from breastdx.training.trainer import read_training_log
 
     curves = read_training_log(run_dir)
@@ -132,11 +132,29 @@ def write_outputs(run_dir: Path, predictor: Any, evaluation: dict[str, Any], met
     rep.write(run_dir / "report.html")
 
 
-def loss_text(focal_gamma: float) -> str:
-    """The training loss in words: Dice + cross-entropy, or Dice + focal loss of ``focal_gamma`` > 0."""
+def grid_table(grid: list[list[Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the watershed candidates (:func:`breastdx.training.nuclei.choose_postprocessing` rows);
+    candidates with other fields (a fourth item, a dict such as ``{"markers": "distance"}``) get an ``other``
+    column, ``-`` where a row has none."""
+    header = ["seed threshold", "foreground threshold", "min seed (px)", "mean AJI"]
+    if all(len(r) == 4 for r in grid):
+        return header, grid
+    rows = [[*r[:3], ", ".join(f"{k} {v}" for k, v in (r[3] if len(r) == 5 else {}).items()) or "-", r[-1]]
+            for r in grid]
+    return header[:3] + ["other", "mean AJI"], rows
+
+
+def loss_text(focal_gamma: float, distance_weight: float = 0.0) -> str:
+    """The training loss in words: Dice + cross-entropy, or Dice + focal loss of ``focal_gamma`` > 0; with
+    ``distance_weight`` > 0, plus the distance output's binary cross-entropy at that weight."""
     if focal_gamma and focal_gamma > 0:
-        return f"Dice + focal loss (gamma {focal_gamma:g}; Lin et al. 2017, doi:10.1109/ICCV.2017.324)"
-    return "Dice + cross-entropy"
+        text = f"Dice + focal loss (gamma {focal_gamma:g}; Lin et al. 2017, doi:10.1109/ICCV.2017.324)"
+    else:
+        text = "Dice + cross-entropy"
+    if distance_weight and distance_weight > 0:
+        text += (f", + {distance_weight:g} x binary cross-entropy of a fourth output, each nucleus's distance to its "
+                 f"outline scaled to 1 (Naylor et al. 2019, doi:10.1109/TMI.2018.2865709)")
+    return text
 
 
 def write_card(model_dir: Path, meta: dict[str, Any], evaluation: dict[str, Any],
@@ -150,7 +168,7 @@ def write_card(model_dir: Path, meta: dict[str, Any], evaluation: dict[str, Any]
     write_model_card(
         model_dir, meta, title="MoNuSeg breast nucleus instance segmentation",
         summary=(f"MONAI U-Net ({meta['architecture_args']}; {meta['n_parameters']:,} parameters), RGB input, "
-                 f"3 classes (background, interior, boundary), {loss_text(tr.get('focal_gamma', 0.0))}, AdamW, "
+                 f"3 classes (background, interior, boundary), {loss_text(tr.get('focal_gamma', 0.0), tr.get('distance_weight', 0.0))}, AdamW, "
                  f"{tr['epochs_run']} epochs of {tr['patches_per_epoch']} random {tr['patch_size']} px patches "
                  f"({tr['train_seconds'] / 60:.0f} min, {tr['torch_threads']} thread(s), best epoch "
                  f"{tr['best_epoch']}). Instances: marker watershed {meta['postprocessing']} (chosen by AJI on "

@@ -47,7 +47,7 @@ def build_from_meta(model_dir: Path, meta: dict[str, Any]) -> nn.Module:
     from breastdx.models.networks import build_network
 
     try:
-        network, _ = build_network(meta["architecture"], int(meta["in_channels"]), len(meta["class_names"]),
+        network, _ = build_network(meta["architecture"], int(meta["in_channels"]), len(meta["class_names"]) + len(meta.get("extra_outputs", ())),
                                    **meta["architecture_args"])
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFolderError(f"{Path(model_dir) / 'meta.json'}: cannot rebuild network "

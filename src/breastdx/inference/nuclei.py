@@ -18,7 +18,10 @@ Instances: the connected regions of ``P(interior) > seed_threshold`` of at least
 necks of their distance transform when ``seed_split`` > 0) are the markers of a watershed on ``-P(interior)``
 restricted to the foreground ``1 - P(background) > foreground_threshold``; foreground regions without a marker become
 instances of their own (or are dropped, ``unseeded="drop"``); instances smaller than ``min_size`` pixels, or whose
-mean foreground probability is below ``min_mean_foreground``, are dropped.
+mean foreground probability is below ``min_mean_foreground``, are dropped. A model trained with a distance output
+(``meta["extra_outputs"] == ["distance"]``: a fourth logit, its sigmoid each nucleus's normalised distance to its
+outline) gives a fourth probability channel, and ``markers="distance"`` takes the markers and the watershed's surface
+from it instead of ``P(interior)``.
 
 References:
     Kumar, N. et al. (2017). IEEE Trans Med Imaging 36(7):1550-1560. doi:10.1109/TMI.2017.2677499
@@ -56,10 +59,13 @@ class InstancePostprocessing:
             saddle that joins it to a higher one to become a marker of its own (the h-maxima transform, Soille
             2003; 0: markers are not split): two touching nuclei whose interiors join through a neck get a marker
             each.
+        markers: What the markers and the watershed's surface come from: ``interior`` (``P(interior)``, channel 1)
+            or ``distance`` (the network's distance output, channel 3, in [0, 1]: a model trained with
+            ``--distance-weight``); ``seed_threshold`` then applies to that channel.
 
     Raises:
-        ValueError: If ``unseeded`` is neither ``keep`` nor ``drop``, ``min_mean_foreground`` is outside [0, 1] or
-            ``seed_split`` is negative.
+        ValueError: If ``unseeded`` is neither ``keep`` nor ``drop``, ``min_mean_foreground`` is outside [0, 1],
+            ``seed_split`` is negative or ``markers`` is neither ``interior`` nor ``distance``.
     """
 
     seed_threshold: float = 0.5
@@ -69,6 +75,7 @@ class InstancePostprocessing:
     unseeded: str = "keep"
     min_mean_foreground: float = 0.0
     seed_split: float = 0.0
+    markers: str = "interior"
 
     def __post_init__(self) -> None:
         if self.unseeded not in ("keep", "drop"):
@@ -77,18 +84,28 @@ class InstancePostprocessing:
             raise ValueError(f"postprocessing: min_mean_foreground must be in [0, 1], got {self.min_mean_foreground}")
         if self.seed_split < 0:
             raise ValueError(f"postprocessing: seed_split must be >= 0 pixels, got {self.seed_split}")
+        if self.markers not in ("interior", "distance"):
+            raise ValueError(f"postprocessing: markers must be 'interior' or 'distance', got {self.markers!r}")
 
     def to_meta(self) -> dict[str, Any]:
         """Plain data for ``meta.json``."""
         return asdict(self)
 
     def apply(self, prob: np.ndarray) -> np.ndarray:
-        """Instance labels 1..K, int32 ``(H, W)``, from probabilities float ``(3, H, W)``."""
+        """Instance labels 1..K, int32 ``(H, W)``, from probabilities float ``(3, H, W)`` (``(4, H, W)`` with a
+        distance output).
+
+        Raises:
+            ValueError: If ``markers`` is ``distance`` and ``prob`` has no fourth channel.
+        """
         from scipy import ndimage as ndi
         from skimage.morphology import remove_small_objects
         from skimage.segmentation import watershed
 
-        interior = prob[1]
+        if self.markers == "distance" and prob.shape[0] < 4:
+            raise ValueError(f"postprocessing: distance markers need a distance output (4 channels), got "
+                             f"{prob.shape[0]} channels")
+        interior = prob[3] if self.markers == "distance" else prob[1]
         fg = (1.0 - prob[0]) > self.foreground_threshold
         seeds = remove_small_objects((interior > self.seed_threshold) & fg, max_size=self.min_seed - 1)
         if self.seed_split > 0:  # markers: the regional maxima of the distance map reconstructed under itself
@@ -315,20 +332,24 @@ class NucleusPredictor:
         return self._network if self.runner is None else self.runner.network
 
     def _probabilities(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(B, K, H, W)`` float32 of a float32 batch ``(B, C, H, W)``."""
+        """Probabilities ``(B, K, H, W)`` float32 of a float32 batch ``(B, C, H, W)``: the softmax of the class
+        logits, then the sigmoid of each extra output (``meta["extra_outputs"]``)."""
+        k = len(self.meta.get("class_names", ())) or 3
         if isinstance(self.runner, CachedGraph):
-            from scipy.special import softmax
+            from scipy.special import expit, softmax
 
-            return softmax(self.runner(x), axis=1)
+            logits = self.runner(x)
+            return np.concatenate([softmax(logits[:, :k], axis=1), expit(logits[:, k:])], axis=1)
         import torch
 
         with torch.inference_mode():
             t = torch.from_numpy(np.ascontiguousarray(x))
-            logits = self.runner(t) if self.runner is not None else self._network(t)
-            return torch.softmax(logits.float(), 1).numpy()
+            logits = (self.runner(t) if self.runner is not None else self._network(t)).float()
+            return torch.cat([torch.softmax(logits[:, :k], 1), torch.sigmoid(logits[:, k:])], 1).numpy()
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
-        """Class probabilities of an RGB tile (uint8 ``(H, W, 3)``), float32 ``(3, H, W)``."""
+        """Class probabilities of an RGB tile (uint8 ``(H, W, 3)``), float32 ``(3, H, W)`` (background, interior,
+        boundary), or ``(4, H, W)`` with the distance output last, in [0, 1]."""
         image = np.asarray(image)[..., :3]
         if self.normalizer is not None:
             image = self.normalizer(image)
@@ -345,6 +366,7 @@ class NucleusPredictor:
         return np.ascontiguousarray(out[0] / len(transforms), dtype=np.float32)
 
     def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Instance labels int32 ``(H, W)`` and class probabilities float32 ``(3, H, W)`` of an RGB tile."""
+        """Instance labels int32 ``(H, W)`` and probabilities float32 ``(3, H, W)`` (``(4, H, W)`` with a distance
+        output; :meth:`probabilities`) of an RGB tile."""
         prob = self.probabilities(image)
         return self.postprocessing.apply(prob), prob

@@ -48,7 +48,7 @@ def graph_path(cache: Path, model_dir: Path, meta: Mapping[str, Any], dynamic_si
 
     Returns:
         ``cache / "<task>-<32 hex digits>.onnx"``: the digits hash the weights file's SHA-256, the architecture and its
-        arguments, input channels, classes, image size, opset and ``dynamic_size``.
+        arguments, input channels, classes, extra outputs, image size, opset and ``dynamic_size``.
     """
     from breastdx.data.checksum import sha256_file
 
@@ -56,6 +56,8 @@ def graph_path(cache: Path, model_dir: Path, meta: Mapping[str, Any], dynamic_si
     described = {k: meta.get(k) for k in ("architecture", "architecture_args", "in_channels", "class_names")}
     described["image_size"] = meta["preprocessing"]["image_size"]
     described["opset"] = ONNX_OPSET
+    if meta.get("extra_outputs"):  # outputs besides the classes (monuseg's distance)
+        described["extra_outputs"] = list(meta["extra_outputs"])
     if dynamic_size:
         described["dynamic_size"] = True
     h.update(json.dumps(described, sort_keys=True).encode())

@@ -53,6 +53,18 @@ MODEL_KIND = "nucleus_instances"
 segmentation, classification and tabular models, lists such a folder as unavailable rather than misreading it)."""
 POSTPROCESSING_GRID = tuple((s, f, m) for s in (0.5, 0.6, 0.7, 0.8) for f in (0.4, 0.5, 0.6) for m in (8, 20, 40))
 """``(seed_threshold, foreground_threshold, min_seed)`` candidates compared by AJI on the held-out rows."""
+DISTANCE_GRID = tuple((s, f, m, {"markers": "distance"}) for s in (0.3, 0.4, 0.5, 0.6, 0.7) for f in (0.4, 0.5, 0.6)
+                      for m in (8, 20, 40))
+"""Candidates with markers from the distance output (a model trained with ``--distance-weight``), compared on the
+held-out rows beside :data:`POSTPROCESSING_GRID`."""
+
+
+def postprocessing_grid(meta: dict[str, Any]) -> tuple[tuple, ...]:
+    """The watershed candidates of a model: :data:`POSTPROCESSING_GRID`, and :data:`DISTANCE_GRID` when it has a
+    distance output (``meta["extra_outputs"]``)."""
+    return POSTPROCESSING_GRID + (DISTANCE_GRID if "distance" in meta.get("extra_outputs", ()) else ())
+
+
 TTA_CHOICES = ("none", "flip", "d8")
 """Test-time augmentations compared on the held-out rows, cheapest first
 (:data:`breastdx.inference.nuclei.TTA_TRANSFORMS`)."""
@@ -83,6 +95,10 @@ class MonusegConfig(LightningOptions):
         focal_gamma: 0: Dice + cross-entropy loss; > 0: Dice + softmax focal loss of this gamma (Lin et al. 2017),
             which weighs faint, hard pixels more (:class:`breastdx.training.segmentation.OptimConfig`); 2, chosen by
             leave-site-out cross-validation (out-of-fold AJI 0.612 against 0.589 with cross-entropy, 6 of 6 tiles).
+        distance_weight: 0: none; > 0: a fourth output, each nucleus's distance to its outline scaled to 1
+            (:func:`breastdx.data.nucleus_patches.nucleus_distance`), trained by binary cross-entropy at this weight
+            beside the class loss; the held-out rows then choose between markers from ``P(interior)`` and from the
+            distance (:data:`DISTANCE_GRID`).
         all_rows: Train on the held-out rows too; they still choose the epoch, the augmentation and the watershed,
             but having been seen, they choose optimistically (judge it with ``--cv-folds``).
         augment: Stain, brightness / contrast, flip and rotation augmentation.
@@ -126,6 +142,7 @@ class MonusegConfig(LightningOptions):
     val_rows: int = option(256, ge=16, multiple_of=16)
     boundary_width: int = option(2, ge=1)
     focal_gamma: float = option(2.0, ge=0)
+    distance_weight: float = option(0.0, ge=0)
     all_rows: bool = False
     augment: bool = True
     hed_sigma: float = option(0.1, ge=0, lt=1)
@@ -254,7 +271,7 @@ class MonusegTask(Task):
     def train(self, config: MonusegConfig, data_root: Path, run_dir: Path) -> RunResult:
         from breastdx.data.monuseg import find_monuseg_root, load_case, monuseg_checksum, scan_monuseg
         from breastdx.data.nucleus_patches import CLASS_NAMES, NucleusCrops, NucleusPatches, PatchAugment
-        from breastdx.data.nucleus_patches import nucleus_targets
+        from breastdx.data.nucleus_patches import nucleus_distance, nucleus_targets
         from breastdx.inference.nuclei import NucleusPredictor, Windows
         from breastdx.models.networks import build_network
         from breastdx.pipeline.nuclei_crossval import cross_validate_monuseg, read_recipe_choice
@@ -292,6 +309,7 @@ class MonusegTask(Task):
                  "training_rows": [0, train_stop], "validation_rows": [stop, height], "data_checksum": checksum}
         write_json(split, run_dir / "split.json")
         targets = [nucleus_targets(lab, config.boundary_width) for lab in instances]
+        distances = [nucleus_distance(lab) for lab in instances] if config.distance_weight > 0 else None
         normalizer, stain = None, {"method": "none"}
         if config.stain_normalisation == "macenko":
             from breastdx.data.stain import MacenkoNormalizer
@@ -304,25 +322,28 @@ class MonusegTask(Task):
         aug = PatchAugment(hed_sigma=config.hed_sigma, hed_bias=config.hed_bias, blur_sigma=config.blur_sigma,
                            scale=config.scale) if config.augment else None
         train_ds = NucleusPatches(net_images, targets, config.patch_size, config.patches_per_epoch,
-                                  rows=(0, train_stop), augment=aug, seed=config.seed)
+                                  rows=(0, train_stop), augment=aug, seed=config.seed, distances=distances)
         crop_w = width // 16 * 16
-        val_ds = NucleusCrops(net_images, targets, [(k, stop, 0, config.val_rows, crop_w) for k in range(len(images))])
+        val_ds = NucleusCrops(net_images, targets, [(k, stop, 0, config.val_rows, crop_w) for k in range(len(images))],
+                              distances=distances)
         settings = FitSettings.from_config(config, monitor="val_dice")
         train_loader, val_loader = make_loaders(train_ds, val_ds, settings)
         val_loader = type(val_loader)(val_ds, batch_size=1, shuffle=False)
         seed_everything(config.seed)
-        network, resolved = build_network("unet", 3, len(CLASS_NAMES), **arch_args)
+        network, resolved = build_network("unet", 3, len(CLASS_NAMES) + (distances is not None), **arch_args)
         module = NucleusModule(network, OptimConfig(lr=config.lr, weight_decay=config.weight_decay,
                                                     warmup_fraction=config.warmup_fraction,
                                                     ema_decay=config.ema_decay, focal_gamma=config.focal_gamma,
-                                                    precise_bn_batches=config.precise_bn_batches))
+                                                    precise_bn_batches=config.precise_bn_batches),
+                              distance_weight=config.distance_weight)
         result = fit(module, network, train_loader, val_loader, run_dir, settings, mode="max")
         if not result.is_global_zero:
             return RunResult(run_dir)
         training = {**result.info, "best_val_dice": result.best_score, "lr": config.lr,
                     "patch_size": config.patch_size, "patches_per_epoch": config.patches_per_epoch,
                     "augment": config.augment, "hed_sigma": config.hed_sigma, "hed_bias": config.hed_bias,
-                    "blur_sigma": config.blur_sigma, "scale": config.scale, "focal_gamma": config.focal_gamma}
+                    "blur_sigma": config.blur_sigma, "scale": config.scale, "focal_gamma": config.focal_gamma,
+                    "distance_weight": config.distance_weight}
         model_dir = run_dir / "model"
         model_dir.mkdir()
         meta = self._write_model(model_dir, network, resolved, config, checksum, split, training)
@@ -334,7 +355,7 @@ class MonusegTask(Task):
         windows = Windows(roi_size=min(config.roi_size, crop_w), overlap=config.overlap)
         predictor = NucleusPredictor(network, meta, windows=windows, normalizer=normalizer)
         tta, choice, grid, tta_rows = choose_inference(predictor, images, instances, stop, _tta_modes(config.tta),
-                                                       POSTPROCESSING_GRID, TTA_MARGIN)
+                                                       postprocessing_grid(meta), TTA_MARGIN)
         meta["postprocessing"] = choice
         meta["inference"]["tta"] = tta
         predictor = NucleusPredictor(network, meta, windows=windows, normalizer=normalizer)
@@ -379,13 +400,16 @@ class MonusegTask(Task):
             "in_channels": 3,
             "n_parameters": count_parameters(network), "weights_file": WEIGHTS_FILE,
             "class_names": list(CLASS_NAMES), "positive_class": "interior",
+            **({"extra_outputs": ["distance"]} if config.distance_weight > 0 else {}),
             "preprocessing": {"description": f"RGB uint8 / 255 -> float32 (3, H, W) in [0, 1]; stain normalisation: "
                                              f"{config.stain_normalisation}"},
             "inference": {"windows": {"roi_size": config.roi_size, "overlap": config.overlap, "batch": 1},
                           "blending": "gaussian", "padding": "reflect", "validated_dtypes": ["float32"]},
             "postprocessing": InstancePostprocessing().to_meta(),
             "microns_per_pixel": config.microns_per_pixel,
-            "output": "instance labels: watershed of P(interior) seeds within 1 - P(background) > threshold",
+            "output": "instance labels: watershed of P(interior) seeds within 1 - P(background) > threshold"
+                      + ("; or of distance-output seeds, as postprocessing.markers says" if config.distance_weight > 0
+                         else ""),
             "morphometry": "Street, Wolberg & Mangasarian (1993) features; breastdx.morphometry",
             "cytology_note": CYTOLOGY_NOTE,
             "metrics": {}, "metrics_split": "", "seed": config.seed,
@@ -459,7 +483,7 @@ class MonusegTask(Task):
         tiles = [tuple(_crop(a, crop) for a in load_case(c)) for c in train_cases]
         stop = validation_start(split)
         tta, choice, grid, tta_rows = choose_inference(predictor, [t[0] for t in tiles], [t[1] for t in tiles], stop,
-                                                       _tta_modes(o.tta), POSTPROCESSING_GRID, TTA_MARGIN)
+                                                       _tta_modes(o.tta), postprocessing_grid(meta), TTA_MARGIN)
         meta["postprocessing"] = choice
         meta["inference"]["tta"] = tta
         meta["validation"] = {**meta.get("validation", {}), "postprocessing_grid": grid, "tta": tta_rows}

@@ -20,13 +20,37 @@ from breastdx.training.segmentation import SegmentationModule
 
 
 class NucleusModule(SegmentationModule):
-    """Train a ``(B, 3, H, W) -> (B, 3, H, W)`` network on :mod:`breastdx.data.nucleus_patches` items."""
+    """Train a ``(B, 3, H, W) -> (B, 3, H, W)`` network on :mod:`breastdx.data.nucleus_patches` items.
+
+    Args:
+        network: ``(B, 3, H, W)`` images to ``(B, 3, H, W)`` class logits (background, interior, boundary), or to
+            ``(B, 4, H, W)`` with a distance logit last when ``distance_weight`` > 0.
+        optim: Optimiser, schedule and class loss (:class:`~breastdx.training.segmentation.OptimConfig`).
+        distance_weight: 0: no distance output; > 0: the weight of the distance output's loss, the binary
+            cross-entropy of its sigmoid against the items' ``distance`` maps (float32 ``(B, 1, H, W)`` in [0, 1],
+            :func:`breastdx.data.nucleus_patches.nucleus_distance`), added to the class loss.
+
+    Raises:
+        ValueError: If ``distance_weight`` is negative.
+    """
+
+    def __init__(self, network: torch.nn.Module, optim: Any = None, distance_weight: float = 0.0) -> None:
+        super().__init__(network, optim)
+        if distance_weight < 0:
+            raise ValueError(f"distance_weight must be >= 0, got {distance_weight}")
+        self.distance_weight = float(distance_weight)
+
+    def compute_loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:  # noqa: D102
+        if self.distance_weight == 0:
+            return self.loss_fn(logits, batch["mask"])
+        distance = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 3:4], batch["distance"])
+        return self.loss_fn(logits[:, :3], batch["mask"]) + self.distance_weight * distance
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:  # noqa: D102
         logits = self.eval_network()(batch["image"]).float()
-        loss = self.loss_fn(logits, batch["mask"])
+        loss = self.compute_loss(logits, batch)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=batch["image"].shape[0], sync_dist=True)
-        pred = logits.argmax(1) > 0
+        pred = logits[:, :3].argmax(1) > 0
         target = batch["mask"][:, 0] > 0
         inter = (pred & target).sum()
         self._val_sums += torch.stack([2 * inter, pred.sum() + target.sum(), inter.new_zeros(()),

@@ -139,9 +139,13 @@ class SegmentationModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - ``(B, C, S, S) -> (B, 2, S, S)``
         return self.network(x)
 
+    def compute_loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss of float32 logits ``(B, K, S, S)`` against the batch's ``mask`` (a scalar tensor)."""
+        return self.loss_fn(logits, batch["mask"])
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:  # noqa: D102
         logits = self(batch["image"])
-        loss = self.loss_fn(logits.float(), batch["mask"])
+        loss = self.compute_loss(logits.float(), batch)
         if self._has_bn and self._bn_batches.maxlen:
             self._bn_batches.append(batch["image"].detach())
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch["image"].shape[0],
