@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
+from _tables import print_tile_table
 
 from breastdx.data.monuseg import find_monuseg_root, load_case, scan_monuseg
 from breastdx.evaluation.instances import instance_scores
@@ -49,10 +49,7 @@ def main() -> None:
                       instance_scores(b.postprocessing.apply(pb), reference),
                       instance_scores(a.postprocessing.apply((pa + pb) / 2), reference)]
             rows[name] = [s[k] for s in scores for k in ("dice", "aji")]
-    print(f"{'tile':28s}" + "".join(f"{k:>11s}" for k in keys))
-    for name, values in rows.items():
-        print(f"{name:28s}" + "".join(f"{v:11.3f}" for v in values))
-    print(f"{'mean':28s}" + "".join(f"{v:11.3f}" for v in np.mean(list(rows.values()), axis=0)))
+    print_tile_table(rows, keys, width=11)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from _tables import print_tile_table
 
 from breastdx.data.monuseg import find_monuseg_root, load_case, scan_monuseg
 from breastdx.evaluation.instances import aji, instance_scores
@@ -74,10 +75,7 @@ def main() -> None:
                 row[f"{name} dice"], row[f"{name} aji"], row[f"{name} pq"] = s["dice"], s["aji"], s["pq"]
             per_tile[n] = row
     keys = list(next(iter(per_tile.values())))
-    print(f"{'tile':28s}" + "".join(f"{k:>18s}" for k in keys))
-    for n, row in per_tile.items():
-        print(f"{n:28s}" + "".join(f"{row[k]:18.3f}" for k in keys))
-    print(f"{'mean':28s}" + "".join(f"{np.mean([r[k] for r in per_tile.values()]):18.3f}" for k in keys))
+    print_tile_table({n: [row[k] for k in keys] for n, row in per_tile.items()}, keys, width=18)
     oof_aji = {i: np.mean([aji(dataclasses.replace(post, seed_threshold=s, foreground_threshold=f, min_seed=m,
                                                    **e).apply(q), r) for q, r, post in oof])
                for i, (s, f, m, e) in enumerate(wide)}
