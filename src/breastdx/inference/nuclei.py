@@ -116,7 +116,7 @@ class InstancePostprocessing:
         markers, n = ndi.label(seeds)
         labels = watershed(-interior, markers, mask=fg)
         if self.unseeded == "keep":
-            rest, m = ndi.label(fg & (labels == 0))
+            rest, _ = ndi.label(fg & (labels == 0))
             labels = np.where(rest > 0, rest + n, labels)
         if self.min_size > 1 or self.min_mean_foreground > 0:
             sizes = np.bincount(labels.ravel())
