@@ -4,7 +4,7 @@ For two ``breastdx train monuseg --cv-folds K`` runs on the same folds, each tra
 model of A and the fold model of B that held it out (each with its own test-time augmentation), and their
 probabilities are averaged; the mean goes through A's watershed (chosen on A's held-out rows). The unseen tiles are
 scored whole, beside A and B alone. No network is trained; the test tiles are not read. A fold that B has not finished
-(no ``per_tile.csv``) is skipped, and the means are over the tiles both runs scored.
+(no ``per_tile.csv``) is skipped; folds are matched by the tiles they held out, whatever their order, and the means are over the tiles both runs scored.
 
     python benchmarks/monuseg_cv_ensemble.py runs/monuseg-cv/macenko-e100 runs/monuseg-cv/macenko-bw3-e100
 
@@ -30,19 +30,20 @@ def main() -> None:
     ap.add_argument("a", type=Path, help="a --cv-folds run folder; its watershed is used for the mean")
     ap.add_argument("b", type=Path, help="another --cv-folds run folder on the same folds")
     args = ap.parse_args()
-    folds = [json.loads((run / "folds.json").read_text())["folds"] for run in (args.a, args.b)]
-    if folds[0] != folds[1]:
+    held = [{tuple(sorted(_held_out(f))): f for f in sorted((run / "folds").glob("f*"))} for run in (args.a, args.b)]
+    if set(held[0]) != set(held[1]):
         raise SystemExit(f"{args.a} and {args.b} were cut into different folds")
     cases = {c.name: c for c in scan_monuseg(find_monuseg_root(Path(os.environ["BREASTDX_DATA"])))}
     keys = ("A dice", "A aji", "B dice", "B aji", "mean dice", "mean aji")
     rows: dict[str, list[float]] = {}
-    for fold in sorted((args.a / "folds").glob("f*")):
-        if not (args.b / "folds" / fold.name / "per_tile.csv").is_file():
-            print(f"{fold.name}: not finished in {args.b}, skipped")
+    for tiles, fold in held[0].items():
+        other = held[1][tiles]
+        if not (other / "per_tile.csv").is_file():
+            print(f"{other}: not finished, skipped")
             continue
         a = NucleusPredictor.from_dir(fold / "model")
-        b = NucleusPredictor.from_dir(args.b / "folds" / fold.name / "model")
-        for name in json.loads((fold / "model" / "split.json").read_text())["test"]:
+        b = NucleusPredictor.from_dir(other / "model")
+        for name in tiles:
             image, reference = load_case(cases[name])
             pa, pb = a.probabilities(image), b.probabilities(image)
             scores = [instance_scores(a.postprocessing.apply(pa), reference),
@@ -50,6 +51,11 @@ def main() -> None:
                       instance_scores(a.postprocessing.apply((pa + pb) / 2), reference)]
             rows[name] = [s[k] for s in scores for k in ("dice", "aji")]
     print_tile_table(rows, keys, width=11)
+
+
+def _held_out(fold: Path) -> list[str]:
+    """The tiles a fold held out (its ``split.json``, written before training: ``test``)."""
+    return json.loads((fold / "split.json").read_text())["test"]
 
 
 if __name__ == "__main__":
