@@ -137,3 +137,32 @@ def test_distance_maps_travel_with_the_class_maps():
     torch.testing.assert_close(crop["distance"][0], torch.from_numpy(distances[1][8:24, 4:36]))
     with pytest.raises(ValueError, match="distance maps"):
         NucleusPatches(images, targets, size=16, n=6, distances=distances[:1])
+
+
+def test_fading_lightens_the_nuclei_and_leaves_the_background():
+    from breastdx.data.stain import hed_od_to_rgb, rgb_to_hed_od
+    from breastdx.data.nucleus_patches import fade_nuclei
+
+    hed = np.zeros((20, 30, 3))
+    hed[..., 1] = 0.2  # eosin everywhere
+    nuclei = np.zeros((20, 30), bool)
+    nuclei[5:15, 5:15] = True
+    hed[nuclei, 0] = 0.8  # haematoxylin in the nucleus
+    image = hed_od_to_rgb(hed).astype(np.float32)
+    faded = fade_nuclei(image, nuclei, 0.5)
+    assert faded.dtype == np.float32 and faded.shape == image.shape
+    back = rgb_to_hed_od(faded)
+    assert back[10, 10, 0] == pytest.approx(0.4, abs=1e-3)  # the centre's haematoxylin halved
+    assert back[10, 10, 1] == pytest.approx(0.2, abs=1e-3)  # its eosin kept
+    np.testing.assert_array_equal(faded[:, 20:], image[:, 20:])  # far from the nucleus: untouched
+    assert faded[10, 10].mean() > image[10, 10].mean()  # paler
+    np.testing.assert_allclose(fade_nuclei(image, nuclei, 1.0), image, atol=1e-6)
+    # in patches: the same positions and turns (drawn first), other colours
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (37, 41, 3), dtype=np.uint8)]
+    targets = [rng.integers(0, 3, (37, 41), dtype=np.uint8)]
+    plain = [NucleusPatches(images, targets, size=16, n=8, seed=3)[i] for i in range(8)]  # one epoch each
+    pale = [NucleusPatches(images, targets, size=16, n=8, seed=3, augment=PatchAugment(pale_nuclei=0.6))[i]
+            for i in range(8)]
+    assert all(torch.equal(a["mask"], b["mask"]) for a, b in zip(plain, pale))
+    assert any(not torch.equal(a["image"], b["image"]) for a, b in zip(plain, pale))

@@ -106,6 +106,8 @@ class MonusegConfig(LightningOptions):
         hed_bias: Half-range of the HED optical-density shift.
         blur_sigma: Largest sigma, pixels, of the Gaussian blur given to half the patches (0: none).
         scale: Half-range of the zoom factor of the patches (0: none).
+        pale_nuclei: Largest fading of the nuclei's haematoxylin in half the patches (0: none;
+            :class:`breastdx.data.nucleus_patches.PatchAugment`).
         stain_normalisation: ``none``, or ``macenko``: every tile, in training and prediction, normalised to the
             first training tile (Macenko et al. 2009); the model folder keeps the fitted stain matrix and maximal
             concentrations in ``meta.json``, not the tile.
@@ -149,6 +151,7 @@ class MonusegConfig(LightningOptions):
     hed_bias: float = option(0.05, ge=0)
     blur_sigma: float = option(0.0, ge=0)
     scale: float = option(0.0, ge=0, lt=0.5)
+    pale_nuclei: float = option(0.0, ge=0, le=1)
     stain_normalisation: str = option("macenko", choices=("none", "macenko"))
     holdout_tiles: str = ""
     recipe_choice: str = ""
@@ -320,7 +323,7 @@ class MonusegTask(Task):
                      "reference": "Macenko et al. (2009), doi:10.1109/ISBI.2009.5193250"}
         net_images = [normalizer(im) for im in images] if normalizer is not None else images
         aug = PatchAugment(hed_sigma=config.hed_sigma, hed_bias=config.hed_bias, blur_sigma=config.blur_sigma,
-                           scale=config.scale) if config.augment else None
+                           scale=config.scale, pale_nuclei=config.pale_nuclei) if config.augment else None
         train_ds = NucleusPatches(net_images, targets, config.patch_size, config.patches_per_epoch,
                                   rows=(0, train_stop), augment=aug, seed=config.seed, distances=distances)
         crop_w = width // 16 * 16
@@ -343,7 +346,7 @@ class MonusegTask(Task):
                     "patch_size": config.patch_size, "patches_per_epoch": config.patches_per_epoch,
                     "augment": config.augment, "hed_sigma": config.hed_sigma, "hed_bias": config.hed_bias,
                     "blur_sigma": config.blur_sigma, "scale": config.scale, "focal_gamma": config.focal_gamma,
-                    "distance_weight": config.distance_weight}
+                    "distance_weight": config.distance_weight, "pale_nuclei": config.pale_nuclei}
         model_dir = run_dir / "model"
         model_dir.mkdir()
         meta = self._write_model(model_dir, network, resolved, config, checksum, split, training)
