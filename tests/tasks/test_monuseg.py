@@ -123,14 +123,15 @@ def test_macenko_normalisation_travels_with_the_model(data_root, tmp_path):
     assert labels.shape == (200, 232) and prob.shape == (3, 200, 232)
 
 
-def test_a_distance_output_is_trained_and_its_markers_compared(data_root, tmp_path):
+def test_a_distance_output_and_faded_nuclei_are_trained_and_the_markers_compared(data_root, tmp_path):
     out = tmp_path / "run"
     tiny = [a if a != "2" else "1" for a in TINY]  # one epoch
     result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(out), *tiny,
-                                 "--distance-weight", "1"])
+                                 "--distance-weight", "1", "--pale-nuclei", "0.5"])
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "model" / "meta.json").read_text())
     assert meta["extra_outputs"] == ["distance"] and meta["training"]["distance_weight"] == 1.0
+    assert meta["training"]["pale_nuclei"] == 0.5 and meta["training_config"]["pale_nuclei"] == 0.5
     grid = meta["validation"]["postprocessing_grid"]
     from breastdx.tasks.monuseg import DISTANCE_GRID, POSTPROCESSING_GRID, postprocessing_grid
 
