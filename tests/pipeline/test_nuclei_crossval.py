@@ -121,3 +121,12 @@ def test_two_fold_cross_validation_scores_every_training_tile_once(data_root, tm
         assert float(r["aji"]) == pytest.approx(tile["aji"])
         assert r["tile"] not in json.loads((out / "folds" / f"f{fold}" / "split.json").read_text())["train"]
     assert metrics["metrics"]["aji"]["value"] == pytest.approx(sum(float(r["aji"]) for r in rows) / 6)
+    # the folds trained side by side, each in its own process: the same runs, the same scores
+    side = tmp_path / "cv-workers"
+    result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(side), *TINY,
+                                 "--cv-folds", "2", "--cv-workers", "2"])
+    assert result.exit_code == 0, result.output
+    with open(side / "oof_per_tile.csv") as fh:
+        assert list(csv.DictReader(fh)) == rows
+    assert all((side / "folds" / f"f{f}" / "fold.log").is_file() for f in (0, 1))
+    assert "trained" in (side / "folds" / "f0" / "fold.log").read_text()

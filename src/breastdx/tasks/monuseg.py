@@ -118,6 +118,8 @@ class MonusegConfig(LightningOptions):
         cv_folds: ``K >= 2``: leave-tiles-out cross-validation of this recipe: the training tiles cut into ``K``
             folds of whole tiles, one run per fold (:mod:`breastdx.pipeline.nuclei_crossval`); the test tiles are
             not read.
+        cv_workers: Folds of ``--cv-folds`` trained at once, each in its own process with ``--threads`` threads
+            (1: one after the other, in this process); the runs and scores are the same either way.
         crop: Use only the top-left ``crop`` x ``crop`` pixels of every tile (0: whole tiles), for smoke tests.
         max_tiles: Training tiles used (0: all), for smoke tests.
         roi_size: Sliding-window side at inference, pixels (a multiple of 16).
@@ -156,6 +158,7 @@ class MonusegConfig(LightningOptions):
     holdout_tiles: str = ""
     recipe_choice: str = ""
     cv_folds: int = option(0, ge=0)
+    cv_workers: int = option(1, ge=1)
     crop: int = option(0, ge=0)
     max_tiles: int = option(0, ge=0)
     roi_size: int = option(544, ge=32, multiple_of=16)
