@@ -130,3 +130,25 @@ def test_two_fold_cross_validation_scores_every_training_tile_once(data_root, tm
         assert list(csv.DictReader(fh)) == rows
     assert all((side / "folds" / f"f{f}" / "fold.log").is_file() for f in (0, 1))
     assert "trained" in (side / "folds" / "f0" / "fold.log").read_text()
+
+
+def test_a_worker_keeps_each_folds_log_apart(tmp_path):
+    """A worker process that trains two folds one after the other writes each fold's log to its own file."""
+    import logging
+
+    from breastdx.pipeline.nuclei_crossval import train_fold
+
+    class _Task:
+        def train(self, config, data_root, fold_dir):
+            logging.getLogger("breastdx.test").info("training %s", fold_dir.name)
+            return fold_dir.name
+
+    class _Config:
+        threads = 0
+
+    for name in ("f0", "f2"):
+        (tmp_path / name).mkdir()
+        assert train_fold(_Task(), _Config(), tmp_path, tmp_path / name) == name
+    assert "training f0" in (tmp_path / "f0" / "fold.log").read_text()
+    assert "training f2" not in (tmp_path / "f0" / "fold.log").read_text()
+    assert "training f2" in (tmp_path / "f2" / "fold.log").read_text()

@@ -175,9 +175,14 @@ def train_fold(task: Any, config: Any, data_root: Path, fold_dir: Path) -> Any:
         torch.set_num_threads(int(config.threads))
     handler = logging.FileHandler(Path(fold_dir) / "fold.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
-    return task.train(config, data_root, fold_dir)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        return task.train(config, data_root, fold_dir)
+    finally:  # a worker may train another fold next: its log goes to that fold's file only
+        root.removeHandler(handler)
+        handler.close()
 
 
 def read_recipe_choice(files: str) -> dict[str, Any] | None:
