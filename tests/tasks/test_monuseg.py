@@ -101,12 +101,17 @@ def test_predict_flags_a_training_tile(tiny_run, data_root, tmp_path):
     assert not (tmp_path / "p" / "overlays").exists()
 
 
-def test_macenko_normalisation_travels_with_the_model(data_root, tmp_path):
+def _train_one_epoch(data_root: Path, tmp_path: Path, *options: str) -> Path:
+    """A one-epoch tiny training run with ``options``; its run folder."""
     out = tmp_path / "run"
     tiny = [a if a != "2" else "1" for a in TINY]  # one epoch
-    result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(out), *tiny,
-                                 "--stain-normalisation", "macenko", "--all-rows", "true"])
+    result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(out), *tiny, *options])
     assert result.exit_code == 0, result.output
+    return out
+
+
+def test_macenko_normalisation_travels_with_the_model(data_root, tmp_path):
+    out = _train_one_epoch(data_root, tmp_path, "--stain-normalisation", "macenko", "--all-rows", "true")
     split = json.loads((out / "split.json").read_text())  # --all-rows: patches from every row, the last 64 still score
     assert split["training_rows"] == [0, 256] and split["validation_rows"] == [192, 256]
     meta = json.loads((out / "model" / "meta.json").read_text())
@@ -124,11 +129,7 @@ def test_macenko_normalisation_travels_with_the_model(data_root, tmp_path):
 
 
 def test_a_distance_output_and_faded_nuclei_are_trained_and_the_markers_compared(data_root, tmp_path):
-    out = tmp_path / "run"
-    tiny = [a if a != "2" else "1" for a in TINY]  # one epoch
-    result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(out), *tiny,
-                                 "--distance-weight", "1", "--pale-nuclei", "0.5"])
-    assert result.exit_code == 0, result.output
+    out = _train_one_epoch(data_root, tmp_path, "--distance-weight", "1", "--pale-nuclei", "0.5")
     meta = json.loads((out / "model" / "meta.json").read_text())
     assert meta["extra_outputs"] == ["distance"] and meta["training"]["distance_weight"] == 1.0
     assert meta["training"]["pale_nuclei"] == 0.5 and meta["training_config"]["pale_nuclei"] == 0.5
