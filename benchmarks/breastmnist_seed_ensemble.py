@@ -5,7 +5,8 @@ Each argument is a BreastMNIST model folder (a run's ``model/``) trained with th
 temperature and test-time augmentation; the ensemble is the mean of the members' probabilities. For each member,
 their mean and the ensemble this prints the validation AUROC and NLL (the split that may choose between them) and
 the test AUROC and accuracy at argmax with 95% percentile intervals over 2,000 bootstrap resamples of the test
-images, then the ensemble minus the first member and minus the members' mean, paired over the same test images.
+images, the members' mean figures, then the ensemble's test AUROC minus the first member's, paired over the same
+test images (:func:`breastdx.evaluation.paired.paired_auroc_test`, with its p value).
 Choose on the validation lines; the test lines are for the record.
 
 Usage::
@@ -21,12 +22,9 @@ import os
 from pathlib import Path
 
 import numpy as np
+from busi_lesion_aware import _nll
 
 N_BOOT = 2000
-
-
-def _nll(y: np.ndarray, p: np.ndarray) -> float:
-    return float(-np.mean(np.log(np.clip(p[np.arange(y.size), y], 1e-12, 1.0))))
 
 
 def _auroc(y: np.ndarray, p: np.ndarray) -> float:
@@ -39,18 +37,16 @@ def _accuracy(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean(p.argmax(1) == y))
 
 
-def _ci(fn, y: np.ndarray, p: np.ndarray, q: np.ndarray | None = None) -> dict:
-    """``fn(y, p)`` (or ``fn(y, p) - fn(y, q)``) with a 95% percentile interval over resampled images."""
+def _ci(fn, y: np.ndarray, p: np.ndarray) -> dict:
+    """``fn(y, p)`` with a 95% percentile interval over resampled images."""
     rng = np.random.default_rng(0)
-    value = fn(y, p) - (fn(y, q) if q is not None else 0.0)
     boot = []
     for _ in range(N_BOOT):
         idx = rng.integers(0, y.size, y.size)
-        if np.unique(y[idx]).size < 2:
-            continue
-        boot.append(fn(y[idx], p[idx]) - (fn(y[idx], q[idx]) if q is not None else 0.0))
+        if np.unique(y[idx]).size == 2:
+            boot.append(fn(y[idx], p[idx]))
     low, high = np.percentile(boot, [2.5, 97.5])
-    return {"value": value, "ci95": [float(low), float(high)]}
+    return {"value": fn(y, p), "ci95": [float(low), float(high)]}
 
 
 def main() -> None:
@@ -59,6 +55,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     from breastdx.data.breastmnist import load_breastmnist
+    from breastdx.evaluation.paired import paired_auroc_test
     from breastdx.inference.classifier import ClassificationPredictor
 
     data = load_breastmnist(Path(os.environ.get("BREASTDX_DATA", "../shared/data")))
@@ -87,9 +84,10 @@ def main() -> None:
     print(f"{'members, mean of their figures':<40} {m['val_auroc']:9.3f} {m['val_nll']:8.3f}   {m['test_auroc']:.3f}"
           f"                    {m['test_accuracy']:.3f}")
     ens = rows["ensemble (mean probability)"]["test"]
-    d = _ci(_auroc, y["test"], ens, probs[names[0]]["test"])
+    d = paired_auroc_test(y["test"], ens[:, 1], probs[names[0]]["test"][:, 1], n_boot=N_BOOT, seed=0)
     out["test_auroc_ensemble_minus_first"] = d
-    print(f"test AUROC, ensemble minus {names[0]}: {d['value']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
+    print(f"test AUROC, ensemble minus {names[0]}: {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, "
+          f"{d['ci95'][1]:+.3f}], p = {d['p_value']:.3f}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 
