@@ -44,3 +44,23 @@ def test_largest_component_only_and_as_scikit_image():
         px, mm = max_feret_diameter(mask, (0.3, 0.1))
         assert px == pytest.approx(regionprops(largest)[0].feret_diameter_max, abs=1e-9)
         assert mm == pytest.approx(regionprops(largest, spacing=(0.3, 0.1))[0].feret_diameter_max, abs=1e-9)
+
+
+def test_hull_image_is_scikit_images_on_random_masks_and_ellipses():
+    from skimage.morphology import convex_hull_image as skimage_hull
+
+    from breastdx.inference.lesion_size import convex_hull_image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:37, :29]
+    for trial in range(300):
+        if trial % 2:  # scattered pixels: many hull edges through pixel centres
+            mask = rng.random((37, 29)) < rng.uniform(0.01, 0.3)
+        else:  # a rotated ellipse
+            cy, cx, a, b, th = rng.uniform(5, 30), rng.uniform(5, 24), rng.uniform(0.5, 12), rng.uniform(0.5, 12), rng.uniform(0, np.pi)
+            u = (yy - cy) * np.cos(th) + (xx - cx) * np.sin(th)
+            v = -(yy - cy) * np.sin(th) + (xx - cx) * np.cos(th)
+            mask = (u / a) ** 2 + (v / b) ** 2 <= 1
+        if mask.sum() < 3:
+            continue
+        np.testing.assert_array_equal(convex_hull_image(mask), skimage_hull(mask), err_msg=f"trial {trial}")
