@@ -27,3 +27,17 @@ def j2k_zero_box_dicom(tmp_path_factory):
     path = tmp_path_factory.mktemp("hostile") / "zero_box_j2k.dcm"
     subprocess.run([sys.executable, str(script), str(path)], check=True)
     return path
+
+
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """Set what this CPU does with bfloat16: ``"amx"`` (native, AMX tiles), ``"avx512_bf16"`` (native, no AMX) or
+    ``"none"`` (emulated); True and False stand for ``"amx"`` and ``"none"``."""
+    flags = {"amx": {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, "avx512_bf16": {"avx2", "avx512f", "avx512_bf16"},
+             "none": {"avx2"}}
+
+    def set_cpu(kind) -> None:
+        kind = {True: "amx", False: "none"}.get(kind, kind)
+        monkeypatch.setattr("breastdx.runtime.bf16_native_cpu", lambda: kind != "none")
+        monkeypatch.setattr("breastdx.runtime.cpu_flags", lambda: frozenset(flags[kind]))
+    return set_cpu

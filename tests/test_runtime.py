@@ -8,10 +8,8 @@ from breastdx import runtime
 
 
 @pytest.fixture
-def native(monkeypatch):
-    def set_native(value: bool) -> None:
-        monkeypatch.setattr(runtime, "bf16_native_cpu", lambda: value)
-    return set_native
+def native(bf16_cpu):
+    return bf16_cpu
 
 
 @pytest.mark.parametrize("is_native, validated, requested, want", [
@@ -21,6 +19,8 @@ def native(monkeypatch):
     (True, ("float32", "bfloat16"), "float32", "float32"),
     (False, ("float32",), "bfloat16", "bfloat16"),
     (False, ("float32",), None, "float32"),
+    ("avx512_bf16", ("float32", "bfloat16"), "auto", "float32"),
+    ("avx512_bf16", ("float32", "bfloat16"), "bfloat16", "bfloat16"),
 ])
 def test_inference_dtype_table(native, is_native, validated, requested, want):
     native(is_native)
@@ -69,3 +69,17 @@ def test_native_bf16_comes_from_the_cpu_flags(monkeypatch):
     assert runtime.vector_extensions() == "AVX-512, AVX512-BF16, AMX"
     summary = runtime.machine_summary()
     assert summary["cpu"] == "Xeon" and summary["bf16_native"] is True and summary["torch_threads"] >= 1
+
+
+def test_avx512_bf16_without_amx_runs_auto_in_float32_and_trains_in_bf16(native, caplog):
+    """AVX512-BF16 alone: auto inference stays float32 (measured faster end to end), an explicit bfloat16 is
+    honoured without the emulation warning, and training still picks bf16-mixed."""
+    native("avx512_bf16")
+    with caplog.at_level(logging.INFO, logger="breastdx.runtime"):
+        dtype, reason = runtime.choose_inference_dtype("auto", ("float32", "bfloat16"), "cpu", model="busi-seg")
+        assert runtime.choose_inference_dtype("bfloat16", ("float32",), "cpu")[0] == "bfloat16"
+    assert dtype == "float32" and "no AMX" in reason
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert runtime.choose_training_precision("auto", "cpu")[0] == "bf16-mixed"
+    native("amx")
+    assert runtime.choose_inference_dtype("auto", ("float32", "bfloat16"), "cpu")[0] == "bfloat16"

@@ -5,7 +5,8 @@ bfloat16 is fast on a CPU only where the hardware computes it: Intel AMX (``amx_
 without BF16) oneDNN emulates it, and a bfloat16 network runs 2 to 40 times slower than in float32.
 So precision is chosen at run time, from what the machine reports, never stored as an order in a model
 folder: a model folder says which dtypes were *validated* (``meta["inference"]``), and
-:func:`choose_inference_dtype` picks bfloat16 only where it is both validated and native.
+:func:`choose_inference_dtype` picks bfloat16 only where it is both validated and native, and on a CPU only with
+AMX (:func:`bf16_auto_cpu`: with AVX512-BF16 alone, float32 on ONNX Runtime measured faster end to end).
 
 Nothing here sets process-wide state; the command line and the service set thread counts.
 """
@@ -66,7 +67,7 @@ def vector_extensions() -> str:
     flags = cpu_flags()
     names = [name for flag, name in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"),
                                      ("amx_bf16", "AMX")) if flag in flags]
-    if "AVX-512" in names:
+    if "AVX-512" in names and "AVX2" in names:
         names.remove("AVX2")
     return ", ".join(names) or "none of AVX2 / AVX-512 / AMX"
 
@@ -86,6 +87,21 @@ def bf16_native_cpu() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except Exception:  # noqa: BLE001 - an old or exotic build: assume emulation
         return False
+
+
+def bf16_auto_cpu() -> bool:
+    """True where ``--dtype auto`` runs inference in bfloat16 on this CPU: bfloat16 is native *and* the CPU has
+    AMX tiles (``amx_bf16``; where the flags cannot be read, native is enough).
+
+    AVX512-BF16 alone is not enough. Measured on such a CPU (2 cores of an AMD EPYC with AVX-512 and AVX512-BF16,
+    no AMX; ``benchmarks/where_time_goes.py`` and ``benchmarks/busi_seg_predict.py``): PyTorch in bfloat16 runs the
+    U-Nets 1.7 times as fast as float32 ONNX Runtime, but the compact CNNs 0.6 times as fast, and it needs PyTorch
+    and MONAI imported (about 4 s of start-up). So ``predict busi-seg`` on 120 images took twice as long end to end
+    in bfloat16 as in float32 from the cached ONNX graph. Training keeps bfloat16 there
+    (:func:`choose_training_precision`), where the start-up is nothing beside the run.
+    """
+    flags = cpu_flags()
+    return bf16_native_cpu() and ("amx_bf16" in flags or not flags)
 
 
 def bf16_native(device: Any = "cpu") -> bool:
@@ -160,7 +176,7 @@ def check_backend(value: str) -> str:
 
 
 def choose_inference_dtype(requested: str | None, validated: Sequence[str] = ("float32",),
-                           device: Any = "cpu", *, model: str = "model") -> tuple[str, str]:
+                           device: Any = "cpu", *, model: str = "model", quiet: bool = False) -> tuple[str, str]:
     """The dtype to run a network in, and why; one log line says both.
 
     Args:
@@ -168,11 +184,12 @@ def choose_inference_dtype(requested: str | None, validated: Sequence[str] = ("f
         validated: Dtypes the model folder says were validated (see :func:`validated_dtypes`).
         device: Where the network runs.
         model: Name used in the log line.
+        quiet: Log the choice at debug level only (the caller says it).
 
     Returns:
         ``(dtype, reason)``: ``"float32"`` or ``"bfloat16"``. ``auto`` gives bfloat16 only where it is
-        validated for the model *and* native on the device; an explicit ``bfloat16`` is honoured, with a
-        warning where it is emulated.
+        validated for the model *and* native on the device (on a CPU: with AMX, :func:`bf16_auto_cpu`); an
+        explicit ``bfloat16`` is honoured, with a warning where it is emulated.
 
     Raises:
         ValueError: If ``requested`` is not one of :data:`DTYPES`.
@@ -195,9 +212,12 @@ def choose_inference_dtype(requested: str | None, validated: Sequence[str] = ("f
     elif not native:
         dtype, reason = "float32", (f"auto: {where} has no native bfloat16 (AMX or AVX512-BF16); emulated "
                                     f"bfloat16 would be several times slower")
+    elif str(device).startswith("cpu") and not bf16_auto_cpu():
+        dtype, reason = "float32", (f"auto: {where} has AVX512-BF16 but no AMX; there float32 on ONNX Runtime "
+                                    f"measured faster end to end (see breastdx.runtime.bf16_auto_cpu)")
     else:
         dtype, reason = "bfloat16", "auto: bfloat16 is native here and validated for this model"
-    log.info("%s: inference in %s (%s)", model, dtype, reason)
+    log.log(logging.DEBUG if quiet else logging.INFO, "%s: inference in %s (%s)", model, dtype, reason)
     return dtype, reason
 
 

@@ -51,9 +51,9 @@ def test_auto_exports_once_checks_and_reuses_the_cached_graph(tmp_path, monkeypa
     assert len(list(cache.glob("busi-seg-*.onnx"))) == 2
 
 
-def test_torch_where_onnx_runtime_cannot_or_should_not_run(tmp_path, monkeypatch):
+def test_torch_where_onnx_runtime_cannot_or_should_not_run(tmp_path, monkeypatch, bf16_cpu):
     d, meta, net = _folder(tmp_path, **UNET)
-    monkeypatch.setattr("breastdx.runtime.bf16_native_cpu", lambda: True)
+    bf16_cpu("amx")
     bf16 = {**meta, "inference": {"validated_dtypes": ["float32", "bfloat16"]}}
     runner = NetworkRunner(bf16, model_dir=d, onnx_dir=tmp_path / "c")
     assert runner.dtype == "bfloat16" and runner.backend == "torch" and "dtype bfloat16" in runner.backend_reason

@@ -146,9 +146,10 @@ def test_bad_folders(tmp_path, model_dir):
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_dtype_follows_the_machine_and_the_model_folder(tmp_path, monkeypatch, native):
-    """bfloat16 where the model validates it and the CPU is native; float32 otherwise; Grad-CAM works in both."""
-    monkeypatch.setattr("breastdx.runtime.bf16_native_cpu", lambda: native)
+def test_dtype_follows_the_machine_and_the_model_folder(tmp_path, bf16_cpu, native):
+    """bfloat16 where the model validates it and the CPU is native (with AMX); float32 otherwise; Grad-CAM works in
+    both."""
+    bf16_cpu(native)
     torch.manual_seed(0)
     net, args = build_network("unet_multitask", 1, 3, channels=[8, 16, 32], strides=[2, 2])
     folder = tmp_path / "bf16"

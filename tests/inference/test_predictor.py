@@ -78,9 +78,9 @@ def _output_dtypes(predictor) -> list[torch.dtype]:
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_auto_dtype_runs_bfloat16_only_where_native(tmp_path, monkeypatch, native):
-    """A model folder that validates bfloat16 runs in bfloat16 where it is native, in float32 elsewhere."""
-    monkeypatch.setattr("breastdx.runtime.bf16_native_cpu", lambda: native)
+def test_auto_dtype_runs_bfloat16_only_where_native(tmp_path, bf16_cpu, native):
+    """A model folder that validates bfloat16 runs in bfloat16 where it is native (with AMX), in float32 elsewhere."""
+    bf16_cpu(native)
     d, _ = _model_dir(tmp_path, inference={"validated_dtypes": ["float32", "bfloat16"], "tta": "hflip"})
     assert SegmentationPredictor.from_dir(d).backend == ("torch" if native else "onnxruntime")
     p = SegmentationPredictor.from_dir(d, backend="torch")
@@ -97,8 +97,8 @@ def test_auto_dtype_runs_bfloat16_only_where_native(tmp_path, monkeypatch, nativ
             np.testing.assert_array_equal(x.prob, y.prob)
 
 
-def test_old_meta_dtype_key_means_validated_and_float32_only_models_stay_float32(tmp_path, monkeypatch):
-    monkeypatch.setattr("breastdx.runtime.bf16_native_cpu", lambda: True)
+def test_old_meta_dtype_key_means_validated_and_float32_only_models_stay_float32(tmp_path, bf16_cpu):
+    bf16_cpu("amx")
     d, _ = _model_dir(tmp_path, inference={"dtype": "bfloat16"})  # meta.json of models shipped before 0.2
     assert SegmentationPredictor.from_dir(d).dtype == "bfloat16"
     (tmp_path / "b").mkdir()
@@ -273,3 +273,46 @@ def test_write_segmentation_predictions(tmp_path):
     run2.mkdir()
     rows, _, _ = write_segmentation_predictions(p, [folder / "img1.png"], run2, overlays=False)
     assert rows[0]["overlay"] == "" and not (run2 / "overlays").exists()
+
+
+def test_restore_size_is_pytorchs_bilinear_without_pytorch():
+    rng = np.random.default_rng(1)
+    for size, shape in ((32, (37, 53)), (32, (20, 9)), (64, (471, 562)), (16, (16, 16))):
+        p = rng.random((size, size), dtype=np.float32)
+        want = torch.nn.functional.interpolate(torch.from_numpy(p)[None, None], size=shape, mode="bilinear",
+                                               align_corners=False)[0, 0].numpy()
+        got = restore_size(p, shape)
+        assert got.dtype == np.float32 and got.shape == shape
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_cached_graph_segments_without_pytorch_as_pytorch_does(tmp_path, bf16_cpu):
+    """With its ONNX graph cached, a busi-seg folder predicts in a process that never imports PyTorch or MONAI,
+    and gives PyTorch's masks."""
+    import subprocess
+    import sys
+
+    bf16_cpu("none")
+    d, _ = _model_dir(tmp_path, inference={"validated_dtypes": ["float32", "bfloat16"], "tta": "hflip"})
+    onnx = tmp_path / "onnx"
+    assert SegmentationPredictor.from_dir(d, onnx_dir=onnx).backend == "onnxruntime"  # exports once, with PyTorch
+    images = _images()
+    code = f"""
+import sys, json, numpy as np
+from breastdx.inference.predictor import SegmentationPredictor
+p = SegmentationPredictor.from_dir({str(d)!r}, onnx_dir={str(onnx)!r}, dtype="float32")
+rng = np.random.default_rng(0)  # as _images()
+images = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in ((37, 53), (64, 40), (32, 32))]
+out = p.predict(images)
+np.savez({str(tmp_path / "onnx.npz")!r}, *[o.prob for o in out])
+print(json.dumps({{"runner": type(p.runner).__name__, "torch": "torch" in sys.modules, "monai": "monai" in sys.modules,
+                  "areas": [o.area_px for o in out]}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    facts = json.loads(out.stdout.strip().splitlines()[-1])
+    reference = SegmentationPredictor.from_dir(d, backend="torch", dtype="float32").predict(images)
+    assert facts == {"runner": "CachedGraph", "torch": False, "monai": False,
+                     "areas": [o.area_px for o in reference]}
+    probs = np.load(tmp_path / "onnx.npz")
+    for k, o in enumerate(reference):
+        np.testing.assert_allclose(probs[f"arr_{k}"], o.prob, atol=1e-4)

@@ -14,11 +14,13 @@ gamma and gain changes, speckle-like Gaussian noise and slight blur.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -81,19 +83,22 @@ class Preprocessing:
         """
         return resize_uint8(image, self.image_size, channels=self.channels)
 
-    def to_tensor(self, resized: np.ndarray) -> torch.Tensor:
-        """Network input from resized uint8 images.
+    def to_array(self, resized: np.ndarray) -> np.ndarray:
+        """Network input from resized uint8 images, without PyTorch.
 
         Shape:
             ``(S, S)``, ``(S, S, 3)``, ``(B, S, S)`` or ``(B, S, S, 3)`` uint8 ->
             ``(C, S, S)`` or ``(B, C, S, S)`` float32 in [0, 1].
         """
-        t = torch.from_numpy(np.ascontiguousarray(resized))
-        if self.channels == 3:
-            t = t.movedim(-1, -3)
-        else:
-            t = t.unsqueeze(-3)
-        return t.float().div_(255.0)
+        a = np.asarray(resized)
+        a = np.moveaxis(a, -1, -3) if self.channels == 3 else a[..., None, :, :]
+        return np.ascontiguousarray(a, dtype=np.float32) / np.float32(255.0)
+
+    def to_tensor(self, resized: np.ndarray) -> "torch.Tensor":
+        """:meth:`to_array` as a torch tensor (same shapes and values)."""
+        import torch
+
+        return torch.from_numpy(self.to_array(resized))
 
 
 def resize_uint8(image: np.ndarray, size: int, channels: int = 1) -> np.ndarray:
@@ -136,23 +141,39 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR)) >= 128
 
 
-def restore_size(prob: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """Map a network-size probability map back to the original image size (bilinear).
+def restore_size(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Map a network-size probability map back to the original image size (bilinear), without PyTorch.
+
+    The same interpolation as ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``
+    (no anti-aliasing): output pixel ``i`` samples the input at ``(i + 0.5) * in / out - 0.5``, clamped at 0,
+    between its two neighbours; computed in float32, it matches PyTorch to within 1e-5 (the float32 rounding of
+    the source position, about 8e-6 at position 100).
 
     Shape:
         ``(S, S)`` -> ``(H, W)`` for ``shape = (H, W)``.
 
     Args:
-        prob: Probabilities at network size.
+        prob: Probabilities at network size (a NumPy array, or anything ``np.asarray`` reads: a CPU tensor).
         shape: Original ``(H, W)``.
 
     Returns:
         float32 probabilities ``(H, W)``.
     """
-    if tuple(prob.shape[-2:]) == tuple(shape):
-        return prob.float()
-    x = prob.float()[None, None]
-    return torch.nn.functional.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0]
+    p = np.asarray(prob, dtype=np.float32)
+    if p.shape[-2:] == tuple(shape):
+        return p.copy()
+    r0, r1, wr = _bilinear_source(p.shape[0], int(shape[0]))
+    c0, c1, wc = _bilinear_source(p.shape[1], int(shape[1]))
+    rows = p[r0] + (p[r1] - p[r0]) * wr[:, None]
+    return rows[:, c0] + (rows[:, c1] - rows[:, c0]) * wc[None, :]
+
+
+def _bilinear_source(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two source indices and the weight of the second, per output index (PyTorch's align_corners=False)."""
+    src = np.maximum((np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * np.float32(n_in / n_out)
+                     - np.float32(0.5), np.float32(0.0))
+    i0 = np.minimum(src.astype(np.int64), n_in - 1)
+    return i0, np.minimum(i0 + 1, n_in - 1), (src - i0).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -233,6 +254,7 @@ def ultrasound_augmentation(image_size: int, config: AugmentationConfig | None =
         Cardoso, M. J. et al. (2022). MONAI: an open-source framework for deep learning in healthcare.
         arXiv:2211.02701.
     """
+    import torch
     from monai.transforms import (Compose, EnsureTyped, RandAdjustContrastd, RandAffined, RandFlipd,
                                   RandGaussianNoised, RandGaussianSmoothd, RandScaleIntensityd,
                                   ScaleIntensityRanged)

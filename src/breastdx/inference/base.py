@@ -128,12 +128,14 @@ class ImagePredictor(Predictor):
     """
 
     required_keys = ("architecture_args", "in_channels", "preprocessing")
+    numpy_runner: ClassVar[bool] = False
+    """True for a predictor that can run a model folder's cached ONNX graph without PyTorch
+    (:func:`breastdx.inference.runners.open_runner`): its code handles both runners."""
 
     def __init__(self, network: nn.Module | None, meta: ModelMeta | Mapping[str, Any], *, batch_size: int = 16,
                  device: str | torch.device = "cpu", dtype: str | None = "auto", tta: str | None = None,
                  model_dir: Path | None = None, backend: str = "auto", onnx_dir: Path | None = None) -> None:
         from breastdx.data.transforms import Preprocessing
-        from breastdx.inference.backends import NetworkRunner
         from breastdx.runtime import validated_dtypes
 
         self.meta = as_meta(meta)
@@ -150,8 +152,16 @@ class ImagePredictor(Predictor):
         if isinstance(batch_size, bool) or int(batch_size) < 1:
             raise ValueError(f"batch_size must be an integer >= 1. Got {batch_size!r} instead.")
         self.batch_size = int(batch_size)
-        self.runner = NetworkRunner(self.meta, network=network, model_dir=model_dir, device=device, dtype=dtype,
-                                    backend=backend, onnx_dir=onnx_dir)
+        if self.numpy_runner:  # a cached ONNX graph, without PyTorch, where one can run (see open_runner)
+            from breastdx.inference.runners import open_runner
+
+            self.runner = open_runner(self.meta, model_dir, network=network, device=device, dtype=dtype,
+                                      backend=backend, onnx_dir=onnx_dir)
+        else:
+            from breastdx.inference.backends import NetworkRunner
+
+            self.runner = NetworkRunner(self.meta, network=network, model_dir=model_dir, device=device, dtype=dtype,
+                                        backend=backend, onnx_dir=onnx_dir)
         self.device = self.runner.device
         self.dtype, self.dtype_reason = self.runner.dtype, self.runner.dtype_reason
         self.backend = self.runner.backend

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from breastdx.inference.runners import CachedGraph
+
 log = logging.getLogger(__name__)
 
 
@@ -217,37 +219,6 @@ def sliding_window(x: np.ndarray, roi: int, overlap: float, batch: int, predict:
     return (out / count)[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
 
 
-class CachedGraph:
-    """A model folder's network as its cached ONNX graph on ONNX Runtime, loaded without PyTorch.
-
-    Args:
-        session: The ONNX Runtime session (:func:`breastdx.inference.onnx_graphs.open_session`).
-        model_dir: The model folder (for :attr:`network`).
-        meta: Its ``meta.json`` content.
-
-    Attributes:
-        backend: ``"onnxruntime"``.
-    """
-
-    backend = "onnxruntime"
-
-    def __init__(self, session: Any, model_dir: Path, meta: dict[str, Any]) -> None:
-        self.session, self.model_dir, self.meta, self._network = session, Path(model_dir), meta, None
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Logits ``(B, K, H, W)`` float32 of a float32 batch ``(B, C, H, W)``."""
-        return self.session.run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})[0]
-
-    @property
-    def network(self) -> Any:
-        """The PyTorch network (built from the folder on first use; imports PyTorch and MONAI)."""
-        if self._network is None:
-            from breastdx.inference.backends import build_from_meta
-
-            self._network = build_from_meta(self.model_dir, self.meta)
-        return self._network
-
-
 class NucleusPredictor:
     """Predict nucleus instances with a saved network.
 
@@ -301,29 +272,15 @@ class NucleusPredictor:
             ValueError: For an unknown dtype or backend.
         """
         from breastdx.data.stain import load_stain_normalizer
-        from breastdx.inference import onnx_graphs
+        from breastdx.inference.runners import open_runner
         from breastdx.models.saved import read_meta
-        from breastdx.runtime import check_backend, choose_inference_dtype, validated_dtypes
 
         meta = read_meta(model_dir, task="monuseg")
         kwargs.setdefault("normalizer", load_stain_normalizer(model_dir, meta))
         roi = Windows(**meta.get("inference", {}).get("windows", {})).roi_size
         # The graph is exported and checked on a window of the model's size; any size runs on it.
         view = {**meta, "preprocessing": {**meta.get("preprocessing", {}), "image_size": roi}}
-        if check_backend(backend) != "torch" and onnx_graphs.onnxruntime_available():
-            chosen, _ = choose_inference_dtype(dtype, validated_dtypes(meta), "cpu", model="monuseg")
-            path = onnx_graphs.graph_path(onnx_dir or onnx_graphs.onnx_cache_dir(), Path(model_dir), view,
-                                          dynamic_size=True)
-            if chosen == "float32" and path.is_file():
-                session, problem = onnx_graphs.open_cached(path)
-                if session is not None:
-                    log.info("monuseg: onnxruntime backend (the cached graph %s, float32 on the CPU)", path.name)
-                    return cls(CachedGraph(session, Path(model_dir), meta), meta, **kwargs)
-                log.warning("monuseg: %s; exporting it again", problem)
-        from breastdx.inference.backends import NetworkRunner
-
-        runner = NetworkRunner(view, model_dir=Path(model_dir), dtype=dtype, backend=backend, onnx_dir=onnx_dir,
-                               dynamic_size=True)
+        runner = open_runner(view, Path(model_dir), dtype=dtype, backend=backend, onnx_dir=onnx_dir, dynamic_size=True)
         return cls(runner, meta, **kwargs)
 
     @property

@@ -4,8 +4,9 @@
 caches the graph under ``$XDG_CACHE_HOME/breastdx/onnx`` (default ``~/.cache``), named by the SHA-256 of the weights
 and the network description. This module holds what needs no PyTorch: where a graph is cached
 (:func:`graph_path`) and an ONNX Runtime session on it (:func:`open_session`), so that a command whose graph is
-already cached can run the network without importing PyTorch (about 1.3 s of start-up on 2 cores; ``predict
-monuseg`` does so). ONNX files are protocol buffers: nothing is unpickled.
+already cached can run the network without importing PyTorch (about 1.3 s of start-up on 2 cores):
+:func:`breastdx.inference.runners.open_runner` gives such a runner where it can (``predict monuseg`` and ``predict
+busi-seg``). ONNX files are protocol buffers: nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -101,3 +102,4 @@ def open_cached(path: Path, threads: int | None = None) -> tuple[Any, str | None
     except Exception as e:  # noqa: BLE001 - whatever ONNX Runtime raises for a damaged file
         Path(path).unlink(missing_ok=True)
         return None, f"the cached ONNX graph {path} could not be loaded ({e})"
+

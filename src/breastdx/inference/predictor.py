@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 from breastdx.data.transforms import restore_size
@@ -138,8 +137,9 @@ class SegmentationPredictor(ImagePredictor):
     """
 
     kind = "segmentation"
+    numpy_runner = True
 
-    def __init__(self, network: torch.nn.Module | None, meta: Any, **options: Any) -> None:
+    def __init__(self, network: Any, meta: Any, **options: Any) -> None:
         super().__init__(network, meta, **options)
         self.postprocessing = Postprocessing.from_meta({"threshold": self.meta.get("threshold", 0.5),
                                                         **self.meta.get("postprocessing", {})})
@@ -153,23 +153,37 @@ class SegmentationPredictor(ImagePredictor):
         return [dataclasses.replace(o, p_normal=float(q)) for o, q in zip(self.presence.apply(outputs, p), p)]
 
     # ------------------------------------------------------------------------------------------ network
-    def predict_resized(self, batch: torch.Tensor) -> torch.Tensor:
+    def predict_resized(self, batch: np.ndarray) -> np.ndarray:
         """Lesion probability at network size.
 
         Shape:
-            ``(B, C, S, S)`` float in [0, 1] -> ``(B, S, S)`` float32 in [0, 1].
+            ``(B, C, S, S)`` float32 in [0, 1] (NumPy; :meth:`Preprocessing.to_array
+            <breastdx.data.transforms.Preprocessing.to_array>`) -> ``(B, S, S)`` float32 in [0, 1].
         """
-        prob = self._lesion_prob(self.runner(batch))
+        prob = self._lesion_prob(batch)
         if self.tta == "hflip":
-            prob = 0.5 * (prob + self._lesion_prob(self.runner(batch.flip(-1))).flip(-1))
+            prob = 0.5 * (prob + self._lesion_prob(batch[..., ::-1])[..., ::-1])
         return prob
 
-    @staticmethod
-    def _lesion_prob(logits: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
+    def _lesion_prob(self, batch: np.ndarray) -> np.ndarray:
+        """P(lesion) ``(B, S, S)``: the sigmoid of a one-channel output, else the softmax's last class."""
+        logits = self._logits(batch)
         if logits.shape[1] == 1:
-            return torch.sigmoid(logits[:, 0])
-        return torch.softmax(logits, dim=1)[:, -1]
+            return (1.0 / (1.0 + np.exp(-logits[:, 0]))).astype(np.float32)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (e[:, -1] / e.sum(axis=1)).astype(np.float32)
+
+    def _logits(self, batch: np.ndarray) -> np.ndarray:
+        """The network's logits of a NumPy batch, float32: a cached ONNX graph takes NumPy; PyTorch, a tensor."""
+        from breastdx.inference.runners import CachedGraph
+
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if isinstance(self.runner, CachedGraph):
+            return np.asarray(self.runner(batch), dtype=np.float32)
+        import torch
+
+        with torch.inference_mode():
+            return self.runner(torch.from_numpy(batch)).float().cpu().numpy()
 
     # ------------------------------------------------------------------------------------------- images
     def predict_prepared(self, resized: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]],
@@ -190,10 +204,10 @@ class SegmentationPredictor(ImagePredictor):
         outputs: list[SegmentationOutput] = []
         for start in range(0, len(resized), self.batch_size):
             chunk = np.stack(resized[start:start + self.batch_size])
-            prob_small = self.predict_resized(self.preprocessing.to_tensor(chunk))
+            prob_small = self.predict_resized(self.preprocessing.to_array(chunk))
             for k in range(prob_small.shape[0]):
                 i = start + k
-                prob = restore_size(prob_small[k], tuple(shapes[i])).numpy()
+                prob = restore_size(prob_small[k], tuple(shapes[i]))
                 mask, n_comp = self.postprocessing.apply(prob)
                 area = int(mask.sum())
                 sp = spacings[i]
