@@ -8,7 +8,8 @@ Prints JSON lines:
   are compared with;
 * per shipped network (busi-seg, busi-cls, breastmnist, pcam): GFLOP per image (torch's FLOP counter, one
   multiply-add = 2 FLOP), images/s and GFLOP/s at batch 8 in eager PyTorch float32 and in ONNX Runtime float32,
-  and GFLOP/s as a share of the matmul peak;
+  and GFLOP/s as a share of the matmul peak; where the CPU computes bfloat16 natively (AMX or AVX512-BF16), also
+  eager PyTorch under bfloat16 autocast, the column that tells whether ``--dtype auto`` should pick it here;
 * the stages of busi-seg prediction on ``--images`` BUSI images, in ms per image, one thread, one after
   another: read (decode), resize, network, restore size, postprocessing, mask PNG, overlay PNG.
 
@@ -57,12 +58,13 @@ def networks(seconds: float, peak: float, onnx_dir: Path) -> None:
 
     from breastdx.inference.backends import NetworkRunner
     from breastdx.models.saved import read_meta
+    from breastdx.runtime import bf16_native_cpu
     from breastdx.zoo import shipped_models
 
     for task, folder in sorted(shipped_models().items()):
         meta = read_meta(folder)
-        if "preprocessing" not in meta or "in_channels" not in meta:
-            continue  # the tabular model
+        if "image_size" not in meta.get("preprocessing", {}) or "in_channels" not in meta:
+            continue  # the tabular model, and monuseg's windows (benchmarks/monuseg_predict.py)
         size, channels = int(meta["preprocessing"]["image_size"]), int(meta["in_channels"])
         x = torch.rand(8, channels, size, size)
         eager = NetworkRunner(meta, model_dir=folder, dtype="float32", backend="torch")
@@ -71,9 +73,12 @@ def networks(seconds: float, peak: float, onnx_dir: Path) -> None:
         gflop = counter.get_total_flops() / 1e9
         row = {"network": task, "architecture": meta["architecture"], "input": f"{channels}x{size}x{size}",
                "gflop_per_image": round(gflop, 3)}
-        for name, backend in (("torch", "torch"), ("onnxruntime", "onnxruntime")):
-            runner = eager if backend == "torch" else NetworkRunner(meta, model_dir=folder, dtype="float32",
-                                                                     backend=backend, onnx_dir=onnx_dir)
+        backends = [("torch", "torch", "float32"), ("onnxruntime", "onnxruntime", "float32")]
+        if bf16_native_cpu():  # emulated, bfloat16 is many times slower: not worth timing
+            backends.append(("torch_bfloat16", "torch", "bfloat16"))
+        for name, backend, dtype in backends:
+            runner = eager if name == "torch" else NetworkRunner(meta, model_dir=folder, dtype=dtype,
+                                                                  backend=backend, onnx_dir=onnx_dir)
             images_per_s = rate(runner, x, seconds)
             row[name] = {"images_per_s": round(images_per_s, 1), "gflop_per_s": round(images_per_s * gflop, 1),
                          "share_of_matmul_peak": round(images_per_s * gflop / peak, 2)}
@@ -106,11 +111,11 @@ def busi_seg_stages(folder: Path, n_images: int) -> None:
     resized = [timed("resize", predictor.prepare, r.array) for r in records]
     probs = []
     for i in range(0, len(resized), 8):
-        batch = predictor.preprocessing.to_tensor(np.stack(resized[i:i + 8]))
+        batch = predictor.preprocessing.to_array(np.stack(resized[i:i + 8]))
         probs.extend(timed("network (batch 8)", predictor.predict_resized, batch))
     out = Path(tempfile.mkdtemp(prefix="stages-"))
     for i, (rec, prob) in enumerate(zip(records, probs)):
-        full = timed("restore size", lambda: restore_size(prob, tuple(rec.shape)).numpy())
+        full = timed("restore size", lambda: restore_size(prob, tuple(rec.shape)))
         mask, _ = timed("postprocessing", predictor.postprocessing.apply, full)
         timed("mask PNG", write_mask_png, mask, out / f"{i}_mask.png")
         timed("overlay PNG", write_overlay_png, rec.array, mask, out / f"{i}_overlay.png")
