@@ -100,15 +100,21 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log detail
 
 
 def _set_threads(value: Any) -> None:
-    """The torch thread count of this process (``--threads``; 0 or a bad value: unchanged, the task says why)."""
+    """The thread count of this process's networks (``--threads``; 0 or a bad value: unchanged, the task says why).
+
+    With PyTorch imported, its count is set. Otherwise ``OMP_NUM_THREADS`` is, which PyTorch reads when it is
+    imported and ONNX Runtime sessions follow (:func:`breastdx.inference.onnx_graphs.default_threads`), so that a
+    command that never needs PyTorch (``predict busi-seg`` on a cached graph) does not import it for this.
+    """
     try:
         n = int(value)
     except (TypeError, ValueError):
         return
     if n > 0:
-        import torch
-
-        torch.set_num_threads(n)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(n)
+        else:
+            os.environ["OMP_NUM_THREADS"] = str(n)
 
 
 class _TaskCommand(TyperCommand):

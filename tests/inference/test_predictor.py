@@ -299,19 +299,21 @@ def test_cached_graph_segments_without_pytorch_as_pytorch_does(tmp_path, bf16_cp
     images = _images()
     code = f"""
 import sys, json, numpy as np
+from breastdx.cli import _set_threads
 from breastdx.inference.predictor import SegmentationPredictor
+_set_threads(1)  # --threads 1: the session's count, without importing PyTorch for it
 p = SegmentationPredictor.from_dir({str(d)!r}, onnx_dir={str(onnx)!r}, dtype="float32")
 rng = np.random.default_rng(0)  # as _images()
 images = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in ((37, 53), (64, 40), (32, 32))]
 out = p.predict(images)
 np.savez({str(tmp_path / "onnx.npz")!r}, *[o.prob for o in out])
 print(json.dumps({{"runner": type(p.runner).__name__, "torch": "torch" in sys.modules, "monai": "monai" in sys.modules,
-                  "areas": [o.area_px for o in out]}}))
+                  "threads": p.runner.threads, "areas": [o.area_px for o in out]}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     facts = json.loads(out.stdout.strip().splitlines()[-1])
     reference = SegmentationPredictor.from_dir(d, backend="torch", dtype="float32").predict(images)
-    assert facts == {"runner": "CachedGraph", "torch": False, "monai": False,
+    assert facts == {"runner": "CachedGraph", "torch": False, "monai": False, "threads": 1,
                      "areas": [o.area_px for o in reference]}
     probs = np.load(tmp_path / "onnx.npz")
     for k, o in enumerate(reference):

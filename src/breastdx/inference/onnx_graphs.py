@@ -66,10 +66,14 @@ def graph_path(cache: Path, model_dir: Path, meta: Mapping[str, Any], dynamic_si
 
 
 def default_threads() -> int:
-    """Intra-op threads for a session: PyTorch's count where PyTorch is loaded (``--threads`` sets it), else the
-    processors this process may run on."""
+    """Intra-op threads for a session: PyTorch's count where PyTorch is loaded (``--threads`` sets it), else
+    ``OMP_NUM_THREADS`` where it is a positive integer (``--threads`` sets it when PyTorch is not loaded; PyTorch
+    would read it too), else the processors this process may run on."""
     if "torch" in sys.modules:
         return max(1, int(sys.modules["torch"].get_num_threads()))
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
