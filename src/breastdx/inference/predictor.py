@@ -167,9 +167,11 @@ class SegmentationPredictor(ImagePredictor):
 
     def _lesion_prob(self, batch: np.ndarray) -> np.ndarray:
         """P(lesion) ``(B, S, S)``: the sigmoid of a one-channel output, else the softmax's last class."""
+        from scipy.special import expit
+
         logits = self._logits(batch)
-        if logits.shape[1] == 1:
-            return (1.0 / (1.0 + np.exp(-logits[:, 0]))).astype(np.float32)
+        if logits.shape[1] <= 2:  # softmax of (background, lesion) = sigmoid of their difference
+            return expit(logits[:, -1] - logits[:, 0] if logits.shape[1] == 2 else logits[:, 0]).astype(np.float32)
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return (e[:, -1] / e.sum(axis=1)).astype(np.float32)
 
