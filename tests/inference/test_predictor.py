@@ -318,3 +318,14 @@ print(json.dumps({{"runner": type(p.runner).__name__, "torch": "torch" in sys.mo
     probs = np.load(tmp_path / "onnx.npz")
     for k, o in enumerate(reference):
         np.testing.assert_allclose(probs[f"arr_{k}"], o.prob, atol=1e-4)
+
+
+def test_to_array_puts_channels_first_and_scales_to_one():
+    rgb = np.zeros((2, 4, 5, 3), np.uint8)
+    rgb[..., 0], rgb[..., 2] = 255, 51
+    x = Preprocessing(image_size=16, mode="rgb").to_array(rgb)
+    assert x.shape == (2, 3, 4, 5) and x.dtype == np.float32
+    assert (x[:, 0] == 1.0).all() and (x[:, 1] == 0.0).all() and np.allclose(x[:, 2], 0.2)
+    gray = Preprocessing(image_size=16).to_array(np.full((4, 5), 255, np.uint8))
+    assert gray.shape == (1, 4, 5) and (gray == 1.0).all()
+    assert Preprocessing(image_size=16).to_tensor(rgb[..., 0]).shape == (2, 1, 4, 5)
