@@ -31,9 +31,9 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 TASK_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
 BACKEND_HELP = ("Forward-pass backend: auto (ONNX Runtime for a model folder in float32 on the CPU, where it measured "
                 "faster; PyTorch elsewhere), torch or onnxruntime. Grad-CAM always runs PyTorch.")
-DTYPE_HELP = ("Network precision: auto (bfloat16 only where the CPU or GPU computes it natively and the model "
-              "folder validates it; float32 elsewhere), float32 or bfloat16. One log line says what was chosen "
-              "and why.")
+DTYPE_HELP = ("Network precision: auto (bfloat16 only where the hardware computes it fast, a CPU with AMX or a GPU, "
+              "and the model folder validates it; float32 elsewhere), float32 or bfloat16. One log line says what "
+              "was chosen and why.")
 DATABASE_HELP = ("SQLAlchemy URL of the prediction record and the API tokens, e.g. "
                  "postgresql+psycopg://user@host/db; default a SQLite file in ~/.local/share/breastdx.")
 
