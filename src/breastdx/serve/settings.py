@@ -61,8 +61,8 @@ class ServeSettings:
         torch_threads: Intra-op threads of torch in the threads that run the models (torch keeps this count
             per thread); None for :func:`auto_torch_threads` of the networks served.
         display_max_side: Images in answers are scaled down to at most this side, in pixels.
-        dtype: Network precision, ``auto`` (bfloat16 only where fast, a CPU with AMX or a GPU, and validated), ``float32`` or
-            ``bfloat16`` (see :func:`breastdx.runtime.choose_inference_dtype`).
+        dtype: Network precision, ``auto`` (bfloat16 only where fast, a CPU with AMX or a GPU, and validated),
+            ``float32`` or ``bfloat16`` (see :func:`breastdx.runtime.choose_inference_dtype`).
         backend: Forward-pass backend, ``auto``, ``torch`` or ``onnxruntime`` (see
             :class:`breastdx.inference.backends.NetworkRunner`).
         gradcam: Compute Grad-CAM maps for image classifiers.
