@@ -97,8 +97,9 @@ def serve_child(args: argparse.Namespace) -> None:
 
     if args.server_cpus:
         os.sched_setaffinity(0, _cpus(args.server_cpus))
+    # No API tokens: the service listens on loopback only, where --no-auth is allowed.
     settings = ServeSettings(database_url=args.database_url, model_dirs=tuple(Path(p) for p in args.model_dir),
-                             torch_threads=args.threads, dtype=args.dtype, backend=args.backend)
+                             torch_threads=args.threads, dtype=args.dtype, backend=args.backend, auth=False)
     uvicorn.run(create_app(settings), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 

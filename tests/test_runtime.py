@@ -83,3 +83,21 @@ def test_avx512_bf16_without_amx_runs_auto_in_float32_and_trains_in_bf16(native,
     assert runtime.choose_training_precision("auto", "cpu")[0] == "bf16-mixed"
     native("amx")
     assert runtime.choose_inference_dtype("auto", ("float32", "bfloat16"), "cpu")[0] == "bfloat16"
+
+
+def test_a_long_running_process_runs_bfloat16_wherever_it_is_native(native):
+    """The service declares itself long-running: there AVX512-BF16 is enough for auto; the flag is restored."""
+    native("avx512_bf16")
+    before = runtime.declare_long_running(True)
+    try:
+        assert runtime.choose_inference_dtype("auto", ("float32", "bfloat16"), "cpu")[0] == "bfloat16"
+        assert runtime.choose_inference_dtype("auto", ("float32",), "cpu")[0] == "float32"
+    finally:
+        assert runtime.declare_long_running(before) is True
+    assert runtime.choose_inference_dtype("auto", ("float32", "bfloat16"), "cpu")[0] == "float32"
+    native("none")
+    runtime.declare_long_running(True)
+    try:
+        assert runtime.choose_inference_dtype("auto", ("float32", "bfloat16"), "cpu")[0] == "float32"
+    finally:
+        runtime.declare_long_running(before)

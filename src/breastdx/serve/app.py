@@ -230,7 +230,10 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
     async def lifespan(app: FastAPI):
         import torch
 
+        from breastdx.runtime import declare_long_running
+
         threads_before = torch.get_num_threads()
+        long_running_before = declare_long_running(True)  # start-up is paid once: bfloat16 where native
         own_store = store is None
         app.state.store = store if store is not None else PredictionStore(settings.resolved_database_url)
         app.state.decoder = decoder if decoder is not None else DecoderPool(workers=DECODE_WORKERS)
@@ -255,6 +258,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
             yield
         finally:
             torch.set_num_threads(threads_before)
+            declare_long_running(long_running_before)
             if decoder is None:
                 app.state.decoder.close()
             if own_store:
