@@ -90,7 +90,7 @@ def bf16_native_cpu() -> bool:
         return False
 
 
-_LONG_RUNNING = [False]
+_LONG_RUNNING = False
 
 
 def declare_long_running(value: bool = True) -> bool:
@@ -101,7 +101,8 @@ def declare_long_running(value: bool = True) -> bool:
     (:func:`bf16_auto_cpu`). Measured on the AVX512-BF16 EPYC, one busi-seg image at a time: 11 ms in PyTorch
     bfloat16, 22 ms in float32 ONNX Runtime.
     """
-    before, _LONG_RUNNING[0] = _LONG_RUNNING[0], bool(value)
+    global _LONG_RUNNING
+    before, _LONG_RUNNING = _LONG_RUNNING, bool(value)
     return before
 
 
@@ -230,7 +231,7 @@ def choose_inference_dtype(requested: str | None, validated: Sequence[str] = ("f
     elif not native:
         dtype, reason = "float32", (f"auto: {where} has no native bfloat16 (AMX or AVX512-BF16); emulated "
                                     f"bfloat16 would be several times slower")
-    elif str(device).startswith("cpu") and not _LONG_RUNNING[0] and not bf16_auto_cpu():
+    elif str(device).startswith("cpu") and not _LONG_RUNNING and not bf16_auto_cpu():
         dtype, reason = "float32", (f"auto: {where} has AVX512-BF16 but no AMX; for a one-shot command float32 on "
                                     f"ONNX Runtime measured faster end to end (see breastdx.runtime.bf16_auto_cpu)")
     else:

@@ -145,6 +145,10 @@ class NetworkRunner:
         with self.autocast():
             return self.network(x.to(self.device)).float()
 
+    def run_numpy(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`__call__` with NumPy in and out (as :class:`breastdx.inference.runners.CachedGraph`), float32."""
+        return self(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).cpu().numpy()
+
     # ------------------------------------------------------------------------------- ONNX Runtime
     def set_threads(self, threads: int) -> None:
         """Give the ONNX Runtime session ``threads`` intra-op threads (PyTorch takes its count per thread from

@@ -8,9 +8,10 @@ interior, boundary; softmax) are blended with Gaussian weights that fall towards
 window edges (below 1e-3 of the prediction's range in the tests). A tile smaller than a window is padded by
 reflection. The windowing is written here, in NumPy, rather than called from MONAI because importing MONAI costs
 about 2 s of a cold ``breastdx predict monuseg`` and PyTorch about 1.3 s (issue 17: one tile in under 5 s end to end):
-a model folder whose ONNX graph is cached runs on ONNX Runtime in float32 on the CPU (:class:`CachedGraph`), so that
-predicting imports neither; the first run per machine exports the graph through
-:class:`breastdx.inference.backends.NetworkRunner`, which also runs PyTorch where ONNX Runtime does not apply.
+a model folder whose ONNX graph is cached runs on ONNX Runtime in float32 on the CPU
+(:class:`~breastdx.inference.runners.CachedGraph`), so that predicting imports neither; the first run per machine
+exports the graph through :class:`breastdx.inference.backends.NetworkRunner`, which also runs PyTorch where ONNX
+Runtime does not apply.
 With test-time augmentation (``meta["inference"]["tta"]``: ``flip`` or ``d8``), the probabilities are the mean over
 the tile turned by 4 (identity, the two mirrorings and their product) or all 8 symmetries of the square, each mapped
 back before averaging.
@@ -39,8 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from breastdx.inference.runners import CachedGraph
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +223,8 @@ class NucleusPredictor:
 
     Args:
         network: ``(B, 3, H, W) -> (B, 3, H, W)`` logits: a PyTorch network (run as it is), or a model folder's
-            :class:`CachedGraph` or :class:`~breastdx.inference.backends.NetworkRunner` (:meth:`from_dir`).
+            :class:`~breastdx.inference.runners.CachedGraph` or :class:`~breastdx.inference.backends.NetworkRunner`
+            (:meth:`from_dir`).
         meta: The model folder's ``meta.json``.
         windows: Sliding windows (default: the model's).
         postprocessing: From probabilities to instances (default: the model's).
@@ -256,8 +256,9 @@ class NucleusPredictor:
         """Load a model folder (nothing is unpickled).
 
         Where the backend is ONNX Runtime in float32 on the CPU (``auto`` there, or asked for) and the folder's graph
-        is already cached, the graph runs without importing PyTorch (:class:`CachedGraph`); otherwise a
-        :class:`~breastdx.inference.backends.NetworkRunner` runs the network (and exports the graph the first time).
+        is already cached, the graph runs without importing PyTorch (:class:`~breastdx.inference.runners.CachedGraph`);
+        otherwise a :class:`~breastdx.inference.backends.NetworkRunner` runs the network (and exports the graph the
+        first time).
 
         Args:
             model_dir: A ``monuseg`` model folder.
@@ -292,16 +293,15 @@ class NucleusPredictor:
         """Probabilities ``(B, K, H, W)`` float32 of a float32 batch ``(B, C, H, W)``: the softmax of the class
         logits, then the sigmoid of each extra output (``meta["extra_outputs"]``)."""
         k = len(self.meta.get("class_names", ())) or 3
-        if isinstance(self.runner, CachedGraph):
+        if self.runner is not None:  # a model folder's runner: NumPy in and out, either kind
             from scipy.special import expit, softmax
 
-            logits = self.runner(x)
+            logits = self.runner.run_numpy(x)
             return np.concatenate([softmax(logits[:, :k], axis=1), expit(logits[:, k:])], axis=1)
         import torch
 
         with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(x))
-            logits = (self.runner(t) if self.runner is not None else self._network(t)).float()
+            logits = self._network(torch.from_numpy(np.ascontiguousarray(x))).float()
             return torch.cat([torch.softmax(logits[:, :k], 1), torch.sigmoid(logits[:, k:])], 1).numpy()
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:

@@ -106,4 +106,3 @@ def open_cached(path: Path, threads: int | None = None) -> tuple[Any, str | None
     except Exception as e:  # noqa: BLE001 - whatever ONNX Runtime raises for a damaged file
         Path(path).unlink(missing_ok=True)
         return None, f"the cached ONNX graph {path} could not be loaded ({e})"
-

@@ -176,16 +176,8 @@ class SegmentationPredictor(ImagePredictor):
         return (e[:, -1] / e.sum(axis=1)).astype(np.float32)
 
     def _logits(self, batch: np.ndarray) -> np.ndarray:
-        """The network's logits of a NumPy batch, float32: a cached ONNX graph takes NumPy; PyTorch, a tensor."""
-        from breastdx.inference.runners import CachedGraph
-
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if isinstance(self.runner, CachedGraph):
-            return np.asarray(self.runner(batch), dtype=np.float32)
-        import torch
-
-        with torch.inference_mode():
-            return self.runner(torch.from_numpy(batch)).float().cpu().numpy()
+        """The network's logits of a NumPy batch, float32 (either runner: ``run_numpy``)."""
+        return np.asarray(self.runner.run_numpy(batch), dtype=np.float32)
 
     # ------------------------------------------------------------------------------------------- images
     def predict_prepared(self, resized: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]],

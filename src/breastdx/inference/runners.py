@@ -14,6 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from breastdx.inference.onnx_graphs import (default_threads, graph_path, onnx_cache_dir, onnxruntime_available,
                                             open_cached, open_session)
 
@@ -24,7 +26,7 @@ class CachedGraph:
     """A model folder's network as its cached ONNX graph on ONNX Runtime, run without PyTorch.
 
     It answers what predictors ask of a :class:`~breastdx.inference.backends.NetworkRunner` (``backend``,
-    ``dtype``, ``device``, ``set_threads``, ``network``), but takes and returns NumPy arrays.
+    ``dtype``, ``device``, ``set_threads``, ``network``, ``run_numpy``), but its call takes and returns NumPy arrays.
 
     Args:
         session: The ONNX Runtime session (:func:`open_session`).
@@ -50,11 +52,11 @@ class CachedGraph:
         self.path, self.threads, self.dtype_reason = path, int(threads or default_threads()), dtype_reason
         self.backend_reason = f"the cached graph {path.name if path else ''}, float32 on the CPU"
 
-    def __call__(self, x: Any) -> Any:
+    def __call__(self, x: np.ndarray) -> np.ndarray:
         """Logits ``(B, K, ...)`` float32 of a float32 batch ``(B, C, H, W)`` (NumPy in, NumPy out)."""
-        import numpy as np
-
         return self.session.run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    run_numpy = __call__
 
     def set_threads(self, threads: int) -> None:
         """Reopen the session with ``threads`` intra-op threads (a no-op when it has that many, or no path)."""
@@ -98,7 +100,7 @@ def open_runner(meta: Mapping[str, Any], model_dir: Path | None, *, network: Any
     task = str(meta.get("task", "model"))
     if (network is None and model_dir is not None and check_backend(backend) != "torch"
             and str(device) == "cpu" and onnxruntime_available()):
-        chosen, reason = choose_inference_dtype(dtype, validated_dtypes(dict(meta)), "cpu", model=task, quiet=True)
+        chosen, reason = choose_inference_dtype(dtype, validated_dtypes(meta), "cpu", model=task, quiet=True)
         path = graph_path(onnx_dir or onnx_cache_dir(), Path(model_dir), meta, dynamic_size)
         if chosen == "float32" and path.is_file():
             threads = default_threads()
