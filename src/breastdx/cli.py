@@ -317,9 +317,9 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
         if verb == "evaluate":
             result = t.evaluate(model_dir, resolve_data_root(data_dir), run_dir, options)
         elif verb == "calibrate":
-            from breastdx.pipeline import verbs
+            from breastdx.pipeline.calibrate import calibrate as calibrate_classifier
 
-            calibrate = getattr(t, "calibrate", None) or (lambda *a: verbs.calibrate(t, *a))
+            calibrate = getattr(t, "calibrate", None) or (lambda *a: calibrate_classifier(t, *a))
             result = calibrate(model_dir, resolve_data_root(data_dir), run_dir, options)
         elif verb == "explain":
             result = t.explain(model_dir, list(inputs), run_dir, options)

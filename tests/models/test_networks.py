@@ -25,7 +25,7 @@ def test_registry_is_complete_whichever_module_imports_it_first():
 
     code = "from breastdx.models.networks import NETWORKS; print(' '.join(sorted(NETWORKS.names())))"
     names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    others = {"compact_cnn", "unet_multitask", "vit", "swin", "seg_ensemble"}
+    others = {"compact_cnn", "unet_multitask", "vit", "swin", "seg_ensemble", "cls_ensemble"}
     assert {*others, *SEGMENTATION_NETWORKS, *CLASSIFICATION_NETWORKS} == set(names)
 
 
@@ -115,7 +115,11 @@ def test_known_gradcam_layers_and_none_for_segmentation():
     assert gradcam_layer("densenet121") == "class_layers.relu"
     assert gradcam_layer("compact_cnn", widths=[8, 16]) == "stages.1"
     assert all(gradcam_layer(n) is None for n in SEGMENTATION_NETWORKS)
-    assert all(gradcam_layer(n) for n in NETWORKS.names() if NETWORKS.get(n).kind == "classification")
+    assert all(gradcam_layer(n) for n in NETWORKS.names()
+               if NETWORKS.get(n).kind == "classification" and n != "cls_ensemble")
+    members = [{"architecture": "compact_cnn", "architecture_args": {"widths": [8, 16]}},
+               {"architecture": "compact_cnn", "architecture_args": {"widths": [8, 16, 32]}}]
+    assert gradcam_layer("cls_ensemble", members=members) == "members.0.stages.1,members.1.stages.2"
 
 
 @pytest.mark.parametrize("name, kwargs, size", [("densenet121", {}, 29), ("efficientnet_b0", {}, 32),

@@ -9,7 +9,9 @@ from torch import nn
 from breastdx.models.networks import NETWORKS, build_network
 from breastdx.models.penultimate import FeatureTap, feature_layer, penultimate_features
 
-CLASSIFIERS = [n for n in NETWORKS.names() if NETWORKS.get(n).kind == "classification"]
+# cls_ensemble's logits are the log of its members' mean probability, not a linear map: its tap reads the last
+# member's head (tests/models/test_cls_ensemble.py)
+CLASSIFIERS = [n for n in NETWORKS.names() if NETWORKS.get(n).kind == "classification" and n != "cls_ensemble"]
 SMALL = {"compact_cnn": {"widths": [8, 16]}, "unet_multitask": {"channels": [8, 16, 32], "strides": [2, 2]},
          "vit": {"image_size": 32}, "swin": {"image_size": 32}}
 

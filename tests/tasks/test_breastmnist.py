@@ -82,6 +82,32 @@ def test_evaluate_and_predict_a_trained_model(tiny_run, npz, tmp_path):
     assert len(rows) == 1 and rows[0]["label"] in ("normal_or_benign", "malignant")
 
 
+def test_an_ensemble_of_trained_models_is_calibrated_then_scored(tiny_run, npz, tmp_path):
+    """write_ensemble, then ``calibrate --fit temperature,conformal,ood`` fits what training fits; two copies of one
+    model rank the test images as that model does (AUROC unchanged by the temperatures)."""
+    from breastdx.pipeline.ensemble import write_ensemble
+
+    ens = tmp_path / "ens"
+    write_ensemble([tiny_run / "model", tiny_run / "model"], ens)
+    assert json.loads((ens / "meta.json").read_text())["threshold"] is None
+    result = runner.invoke(app, ["calibrate", "breastmnist", "--model", str(ens), "--data-file", str(npz), "--fit",
+                                 "temperature,conformal,ood", "--out", str(tmp_path / "cal")])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((ens / "meta.json").read_text())
+    assert 0 <= meta["threshold"] <= 1 and meta["temperature"] > 0 and "sensitivity >= 0.9" in meta["threshold_rule"]
+    assert meta["conformal"]["n_calibration"] == 20 and (ens / meta["ood"]["bank_file"]).is_file()
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "breastmnist", "--model", str(ens), "--out", str(out), "--data-file",
+                                 str(npz), "--n-bootstrap", "50", "--tta", "none"])
+    assert result.exit_code == 0, result.output
+    single = tmp_path / "single"
+    result = runner.invoke(app, ["evaluate", "breastmnist", "--model", str(tiny_run / "model"), "--out", str(single),
+                                 "--data-file", str(npz), "--n-bootstrap", "50", "--tta", "none"])
+    assert result.exit_code == 0, result.output
+    got, expected = (json.loads((d / "metrics.json").read_text())["metrics"]["auroc"]["value"] for d in (out, single))
+    assert got == pytest.approx(expected, abs=1e-6)
+
+
 def test_bad_file_is_reported(tmp_path):
     bad = tmp_path / "b.npz"
     np.savez(bad, train_images=np.zeros((2, 28, 28), np.uint8))
@@ -130,6 +156,20 @@ def test_predict_with_the_shipped_model(data_root, tmp_path):
     assert p_malignant["malignant (1).png"] == pytest.approx(0.999575, abs=2e-3)
     for r in rows:
         assert r["label"] == ("malignant" if float(r["p_malignant"]) >= float(r["threshold"]) else "normal_or_benign")
+
+
+def test_the_shipped_ensemble_predicts_as_when_it_was_shipped(data_root, tmp_path):
+    images = [data_root / "busi" / "malignant" / "malignant (1).png", data_root / "busi" / "benign" / "benign (1).png"]
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "breastmnist", *map(str, images), "--model", "breastmnist-ensemble",
+                                 "--dtype", "float32", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with open(out / "predictions.csv", newline="") as f:
+        rows = {Path(r["source"]).name: r for r in csv.DictReader(f)}
+    # P(malignant) recorded when the ensemble was shipped (benchmarks/breastmnist_ship_ensemble.py)
+    assert float(rows["benign (1).png"]["p_malignant"]) == pytest.approx(0.042911, abs=2e-3)
+    assert float(rows["malignant (1).png"]["p_malignant"]) == pytest.approx(0.987037, abs=2e-3)
+    assert float(rows["benign (1).png"]["threshold"]) == pytest.approx(0.178864, abs=1e-6)
 
 
 @pytest.mark.slow

@@ -20,26 +20,31 @@ from breastdx.explain.gradcam import CAM_METHODS, target_layer, upsample_map
 class _PerImageHooks(ModelWithHooks):
     """MONAI's ``ModelWithHooks`` with per-image class scores and removable hooks (see the module docstring)."""
 
-    def __init__(self, nn_module: nn.Module, layer: str, leaf_at_layer: bool = False) -> None:  # noqa: D107
+    def __init__(self, nn_module: nn.Module, layers: str | Sequence[str],  # noqa: D107
+                 leaf_at_layer: bool = False) -> None:
         self.model = nn_module
-        self.target_layers = (layer,)
+        self.target_layers = (layers,) if isinstance(layers, str) else tuple(layers)
         self.gradients: dict[str, torch.Tensor] = {}
         self.activations: dict[str, torch.Tensor] = {}
         self.score: torch.Tensor | None = None
         self.class_idx: torch.Tensor | None = None
         self.register_backward = self.register_forward = True
         self.last_logits: torch.Tensor | None = None
+        self.replay = False  # answer from the last pass (one map per target layer from one forward and backward)
+        self._last: tuple[Any, ...] | None = None
         modules = dict(nn_module.named_modules())
-        if layer not in modules:
-            raise ValueError(f"Grad-CAM target layer {layer!r} is not a module of {type(nn_module).__name__}.")
-        mod = modules[layer]
-        if getattr(mod, "inplace", False):
-            mod.inplace = False  # in-place outputs break full backward hooks (as MONAI does)
-        if leaf_at_layer:  # the graph starts at the layer's output: backward runs through the layers after it only
-            self.handles = [mod.register_forward_hook(self._leaf_forward_hook(layer))]
-        else:
-            self.handles = [mod.register_full_backward_hook(self.backward_hook(layer)),
-                            mod.register_forward_hook(self.forward_hook(layer))]
+        self.handles = []
+        for layer in self.target_layers:
+            if layer not in modules:
+                raise ValueError(f"Grad-CAM target layer {layer!r} is not a module of {type(nn_module).__name__}.")
+            mod = modules[layer]
+            if getattr(mod, "inplace", False):
+                mod.inplace = False  # in-place outputs break full backward hooks (as MONAI does)
+            if leaf_at_layer:  # the graph starts at the layer's output: backward runs through the layers after it
+                self.handles.append(mod.register_forward_hook(self._leaf_forward_hook(layer)))
+            else:
+                self.handles += [mod.register_full_backward_hook(self.backward_hook(layer)),
+                                 mod.register_forward_hook(self.forward_hook(layer))]
 
     def _leaf_forward_hook(self, name: str):
         def _hook(_module, _input, output):
@@ -57,6 +62,8 @@ class _PerImageHooks(ModelWithHooks):
         self.handles = []
 
     def __call__(self, x, class_idx=None, retain_graph=False, **kwargs):  # noqa: D102 - as ModelWithHooks
+        if self.replay and self._last is not None:
+            return self._last
         train = self.model.training
         if train:  # eval() walks every module: only when needed (prediction networks are already in eval mode)
             self.model.eval()
@@ -72,19 +79,22 @@ class _PerImageHooks(ModelWithHooks):
             idx = idx.expand(logits.shape[0])
         self.class_idx = idx
         self.last_logits = logits.detach()
-        layer = self.target_layers[0]
-        self.gradients.pop(layer, None)
+        for layer in self.target_layers:
+            self.gradients.pop(layer, None)
         self.score = logits.gather(1, idx[:, None]).view(-1, 1, 1, 1)
         self.model.zero_grad(set_to_none=True)
         with warnings.catch_warnings():  # expected: the input does not require gradients
             warnings.filterwarnings("ignore", message="Full backward hook is firing")
             self.score.sum().backward(retain_graph=retain_graph)
-        if layer not in self.gradients:
-            raise RuntimeError(f"Grad-CAM: no gradient reached layer {layer!r}; the network's parameters or input "
-                               f"must require gradients.")
+        missing = [layer for layer in self.target_layers if layer not in self.gradients]
+        if missing:
+            raise RuntimeError(f"Grad-CAM: no gradient reached layer {missing[0]!r}; the network's parameters or "
+                               f"input must require gradients.")
         if train:
             self.model.train()
-        return logits, (self.activations[layer],), (self.gradients[layer],)
+        self._last = (logits, tuple(self.activations[k] for k in self.target_layers),
+                      tuple(self.gradients[k] for k in self.target_layers))
+        return self._last
 
 
 class CamExplainer:
@@ -94,7 +104,9 @@ class CamExplainer:
         network: The classifier ``(B, C, S, S) -> (B, K)``.
         architecture: Its registry name, for :func:`target_layer`.
         method: ``"gradcam"`` or ``"gradcampp"``.
-        layer: Target layer name, overriding :func:`target_layer`.
+        layer: Target layer name, overriding :func:`target_layer`; several, comma-separated (an ensemble's members,
+            ``cls_ensemble``), give the mean of their maps of the same class score, each resized to the first's
+            size.
         fast_backward: Let gradients flow only from the target layer's output on: no parameter requires
             gradients any more (a side effect on ``network``, meant for inference-only networks) and the layer's
             output is the leaf of the graph, so the backward pass runs through the layers after it only and
@@ -112,9 +124,10 @@ class CamExplainer:
         self.network = network
         self.method = method
         self.layer = layer or target_layer(network, architecture)
-        self.hooks = _PerImageHooks(network, self.layer, leaf_at_layer=fast_backward)
+        self.layers = tuple(self.layer.split(","))
+        self.hooks = _PerImageHooks(network, self.layers, leaf_at_layer=fast_backward)
         cls = GradCAM if method == "gradcam" else GradCAMpp
-        self.cam = cls(nn_module=self.hooks, target_layers=self.layer)
+        self.cam = cls(nn_module=self.hooks, target_layers=list(self.layers))
         if fast_backward:
             for p in network.parameters():
                 p.requires_grad_(False)
@@ -134,7 +147,21 @@ class CamExplainer:
             ``(logits (B, K), class index (B,), maps (B, h, w) >= 0)``.
         """
         with torch.enable_grad():
-            maps = self.cam.compute_map(x, class_idx=class_idx)
+            maps = self.cam.compute_map(x, class_idx=class_idx, layer_idx=0)
+        if len(self.layers) > 1:  # the other layers' maps from the same pass, then the mean
+            self.hooks.replay = True
+            try:
+                for k in range(1, len(self.layers)):
+                    m = self.cam.compute_map(x, class_idx=class_idx, layer_idx=k)
+                    if m.shape[-2:] != maps.shape[-2:]:
+                        m = torch.nn.functional.interpolate(m, size=tuple(maps.shape[-2:]), mode="bilinear",
+                                                            align_corners=False)
+                    maps = maps + m
+            finally:
+                self.hooks.replay = False
+                self.hooks._last = None
+            maps = maps / len(self.layers)
+        self.hooks._last = None
         return self.hooks.last_logits, self.hooks.class_idx, maps[:, 0].detach()
 
     def __call__(self, x: torch.Tensor, class_idx: Any = None,

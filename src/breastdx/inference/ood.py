@@ -18,7 +18,7 @@ Calibration, stored in a model folder:
   distances would set the threshold too low). About 1% of new images like the validation ones are flagged.
 
 ``meta.json`` holds ``"ood": {"method": "knn", "reference", "k", "threshold", "quantile", "n_bank",
-"n_calibration", "features", "bank_file"}``; training writes it, and :func:`breastdx.pipeline.verbs.calibrate`
+"n_calibration", "features", "bank_file"}``; training writes it, and :func:`breastdx.pipeline.calibrate.calibrate`
 (``breastdx calibrate TASK --fit ood``) adds it to an older folder.
 
 Measured for busi-cls (k = 50, threshold at validation's 99th percentile; ``benchmarks/ood_scope.py``): flagged

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,24 +58,6 @@ class PredictOptions:
     method: str = option("", choices=("", *CAM_CHOICES))
     conformal_level: float = option(0.0, ge=0.0, le=0.99)
     lesion_aware: bool = False
-
-
-@dataclass(frozen=True)
-class CalibrateOptions:
-    """Options of ``breastdx calibrate`` (besides the task's data options).
-
-    Attributes:
-        split_file: The training run's ``split.json`` (empty: the model folder's).
-        batch_size: Images per network call.
-        threads: Torch CPU threads (0: PyTorch's default); set by the command line.
-        fit: What to fit, comma-separated: ``conformal`` (prediction sets, on validation) and ``ood`` (the
-            feature-space out-of-distribution record: bank of training features, threshold on validation).
-    """
-
-    split_file: str = ""
-    batch_size: int = option(64, ge=1)
-    threads: int = option(0, ge=0)
-    fit: tuple[str, ...] = option(("conformal", "ood"), choices=("conformal", "ood"), each=True)
 
 
 @dataclass(frozen=True)
@@ -231,74 +212,6 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
                              {"data_checksum": data.checksum}, localisation)
     return RunResult(run_dir, metrics, f"{task.title}, {opts.split} split (n = {len(part)}): value [95% CI]",
                      [["metric", "value [95% CI]"], *rows], [f"Split: {text}", f"Run folder: {run_dir}"])
-
-
-def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
-    """``breastdx calibrate TASK``: fit, for a folder trained before they existed, the records that a training run
-    writes into a classifier's ``meta.json``, and write them there; the rest of ``meta.json`` is kept.
-
-    * ``conformal`` (:func:`breastdx.evaluation.conformal.fit_conformal`): prediction-set quantiles on the
-      validation split;
-    * ``ood`` (:func:`breastdx.inference.ood.fit_ood`): the bank of the training images' penultimate features
-      (``ood_features.safetensors``) and the distance threshold on the validation split.
-
-    The split is the folder's ``split.json``. The run folder holds ``conformal.json`` / ``ood.json`` (the records)
-    and the resolved options.
-
-    Raises:
-        ConfigError: For an unknown option or data that do not match the model.
-        FileNotFoundError: Without a split file.
-    """
-    import json
-
-    from breastdx.runs import write_json, write_versions
-
-    data_names = {n.replace("_", "-") for n in task.spec.data_options}
-    opts = parse_options(CalibrateOptions, {k: v for k, v in options.items() if k.replace("_", "-") not in data_names},
-                         f"calibrate {task.name}")
-    predictor = _predictor(task, model_dir, options, opts.batch_size, "")
-    data, split_path = _split_data(task, predictor, model_dir, data_root, run_dir, options, opts.split_file)
-    part = data.parts["val"]
-    val_images = [part.read(i)[0] for i in range(len(part))]
-    meta_path = Path(model_dir) / "meta.json"
-    meta = json.loads(meta_path.read_text())
-    rows: list[list[Any]] = []
-    notes = []
-    if "conformal" in opts.fit:
-        from breastdx.evaluation.conformal import fit_conformal
-
-        prob = predictor.proba_from_logits(predictor.predict_logits(val_images))
-        record = fit_conformal(part.labels, prob, split=f"validation ({data.describe('val')})")
-        meta["conformal"] = record
-        write_json(record, run_dir / "conformal.json")
-        q = record["quantiles"]
-        rows += [["conformal quantile", *q[record["method"]]]]
-        rows += [[m, *["every class" if v is None else f"{v:.4f}" for v in t.values()]] for m, t in q.items()]
-        notes.append(f"conformal: {record['method']} at {record['level']:g} by default.")
-    if "ood" in opts.fit:
-        from breastdx.inference.ood import fit_ood, save_bank
-        from breastdx.models.penultimate import penultimate_features
-
-        train = data.parts["train"]
-
-        def features(images: Sequence[np.ndarray]) -> np.ndarray:
-            return penultimate_features(predictor.network, (
-                predictor._to_input([predictor.prepare(im) for im in images[s:s + opts.batch_size]])
-                for s in range(0, len(images), opts.batch_size)))
-
-        train_features = features([train.read(i)[0] for i in range(len(train))])
-        record, bank = fit_ood(train_features, features(val_images), seed=int(meta.get("seed", 0)))
-        save_bank(bank, Path(model_dir) / record["bank_file"])
-        meta["ood"] = record
-        write_json(record, run_dir / "ood.json")
-        rows.append(["ood", f"k = {record['k']}", f"threshold {record['threshold']:.4f}",
-                     f"bank of {record['n_bank']} training images"])
-        notes.append(f"ood: {Path(model_dir) / record['bank_file']}.")
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    write_versions(run_dir)
-    return RunResult(run_dir, {k: meta[k] for k in opts.fit},
-                     f"{task.title}: {' and '.join(opts.fit)} fitted ({len(part)} validation cases)", rows,
-                     [f"Written into {meta_path}.", *notes, f"Split file: {split_path}"])
 
 
 def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.ndarray, logits: np.ndarray,
