@@ -278,7 +278,7 @@ def _segmentation_card(out: Path, full: dict[str, Any], title: str, notes: str, 
                      for i, m in enumerate(full["ensemble"]["members"]))
     _card(out, full, title, "segmentation models",
           f"Postprocessing: {full['postprocessing']} ({full['ensemble']['postprocessing_rule']}).",
-          "each member's training and validation cases are in its own split file" + hashes_line,
+          "each member's training and validation cases are in its own split file", hashes_line,
           "| member | folder | network | validation Dice | postprocessing |\n|---|---|---|---|---|\n" + rows
           + "\n\nEach member's validation Dice is on its own validation part. The ensemble has no validation figure "
             "of its own: every member trained on the others' validation cases." + (f"\n\n{notes}" if notes else ""),
@@ -293,14 +293,14 @@ def _classifier_card(out: Path, full: dict[str, Any], title: str, notes: str, ha
     _card(out, full, title, "classifiers",
           f"Each member's logits are divided by its own temperature before the mean. Grad-CAM: the mean of the "
           f"members' maps.{stored}",
-          "every member trained on the same split (`split.json`)" + hashes_line,
+          "every member trained on the same split (`split.json`)", hashes_line,
           "| member | folder | network | seed | best epoch | validation score | temperature |\n"
           "|---|---|---|---|---|---|---|\n" + rows + (f"\n\n{notes}" if notes else ""),
           ["The out-of-distribution score reads the last member's features."])
 
 
-def _card(out: Path, full: dict[str, Any], title: str, kind: str, how: str, data: str, evaluation: str,
-          limitations: list[str]) -> None:
+def _card(out: Path, full: dict[str, Any], title: str, kind: str, how: str, data: str, hashes_line: str,
+          evaluation: str, limitations: list[str]) -> None:
     """The model card of an ensemble of ``kind`` (its members' table in ``evaluation``)."""
     from breastdx.models.saved import write_model_card
 
@@ -311,7 +311,8 @@ def _card(out: Path, full: dict[str, Any], title: str, kind: str, how: str, data
         summary=(f"Mean-probability ensemble of {n} {kind} ({full['n_parameters']:,} parameters in all), input "
                  f"{pre.get('image_size')}x{pre.get('image_size')}; each image runs through every member, so "
                  f"inference costs {n} times one member's. {how}"),
-        data=f"- {full.get('data', 'see the members')}; {data}\n- Preprocessing: {pre.get('description', pre)}.",
+        data=(f"- {full.get('data', 'see the members')}; {data}.{hashes_line}\n- Preprocessing: "
+              f"{pre.get('description', pre)}."),
         evaluation=evaluation,
         limitations=["As those of its members (see their model cards).",
                      f"{n} times the inference time and memory of one member.", *limitations,
