@@ -37,7 +37,6 @@ import numpy as np
 RECIPE = ("--archs compact_cnn --image-size 64 --epochs 60 --label-smoothing 0.1 --weight-decay 5e-4 --tta hflip "
           "--target-sensitivity 0.9")
 """The shipped breastmnist recipe (README, Imaging tasks)."""
-N_BOOT = 2000
 
 
 def _stratified_folds(labels: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -94,13 +93,10 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 def _ci(y: np.ndarray, p: np.ndarray) -> dict[str, list[float]]:
-    rng = np.random.default_rng(0)
-    boot = []
-    for _ in range(N_BOOT):
-        i = rng.integers(0, y.size, y.size)
-        if np.unique(y[i]).size == 2:
-            boot.append(_metrics(y[i], p[i]))
-    return {k: [float(np.percentile([b[k] for b in boot], q)) for q in (2.5, 97.5)] for k in boot[0]}
+    """95% percentile intervals of every :func:`_metrics` figure over resampled images."""
+    from breastmnist_seed_ensemble import _ci as interval
+
+    return {k: interval(lambda yy, pp, k=k: _metrics(yy, pp)[k], y, p)["ci95"] for k in _metrics(y, p)}
 
 
 def compare(out: Path, seeds: list[int], json_path: Path | None) -> None:
@@ -133,7 +129,7 @@ def compare(out: Path, seeds: list[int], json_path: Path | None) -> None:
     print(f"{'seeds, mean of their figures':<30} " + " ".join(f"{mean[k]:.3f}".rjust(22)
                                                            for k in ("auroc", "balanced_accuracy", "val_score", "nll")))
     ens = rows["ensemble (mean probability)"]
-    d = paired_auroc_test(y, ens[:, 1], rows[f"seed {seeds[0]}"][:, 1], n_boot=N_BOOT, seed=0)
+    d = paired_auroc_test(y, ens[:, 1], rows[f"seed {seeds[0]}"][:, 1], n_boot=2000, seed=0)
     result["auroc_ensemble_minus_first_seed"] = d
     print(f"AUROC, ensemble minus seed {seeds[0]}, paired: {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, "
           f"{d['ci95'][1]:+.3f}], p = {d['p_value']:.3f}")
