@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("models", nargs="+", type=Path, help="BreastMNIST model folders, one per seed")
     parser.add_argument("--out", type=Path, required=True, help="the new model folder")
     parser.add_argument("--baseline", default="breastmnist", help="model to compare with (default: the shipped one)")
+    parser.add_argument("--cv", type=Path, help="compare.json of benchmarks/breastmnist_cv_seeds.py, for the card")
     parser.add_argument("--work", type=Path, help="folder for the calibrate and evaluate runs (default: temporary)")
     args = parser.parse_args()
     from breastdx.evaluation.tables import ci_text
@@ -78,6 +79,18 @@ def main() -> None:
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
 
     against = _compare(out, args.baseline, data)
+    if args.cv:
+        cv = json.loads(args.cv.read_text())
+        e, m1 = cv["rows"]["ensemble (mean probability)"], cv["seeds_mean"]
+        cv_auroc = {"value": e["value"]["auroc"], "ci95": e["ci95"]["auroc"]}
+        d = cv["auroc_ensemble_minus_first_seed"]
+        against += (f" Cross-validation decided instead (`benchmarks/breastmnist_cv_seeds.py`, stratified {cv['folds']}"
+                    f"-fold over the {cv['n']} training and validation images, each seed trained on every fold, test "
+                    f"split not read): pooled out-of-fold val_score {e['value']['val_score']:.3f} against "
+                    f"{m1['val_score']:.3f} for the seeds alone on average, AUROC {ci_text(cv_auroc)} "
+                    f"against {m1['auroc']:.3f}, NLL {e['value']['nll']:.3f} against {m1['nll']:.3f}; ensemble "
+                    f"minus seed 0, paired AUROC {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]. "
+                    f"{'So the ensemble is the default model.' if cv['ensemble_chosen'] else 'So one model stays.'}")
     m, v = test["metrics"], runs["val"]["metrics"]
     print(f"validation (n = {runs['val']['n']}): AUROC {ci_text(v['auroc'])}, accuracy {ci_text(v['accuracy'])}")
     print(f"test (n = {test['n']}): AUROC {ci_text(m['auroc'])}, accuracy {ci_text(m['accuracy'])}, sensitivity "

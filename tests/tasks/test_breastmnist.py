@@ -152,24 +152,26 @@ def test_predict_with_the_shipped_model(data_root, tmp_path):
     # P(malignant) recorded when the model was shipped: a change means the model, its preprocessing or the
     # predictor changed (tolerance for BLAS differences).
     p_malignant = {Path(r["source"]).name: float(r["p_malignant"]) for r in rows}
-    assert p_malignant["benign (1).png"] == pytest.approx(0.031603, abs=2e-3)
-    assert p_malignant["malignant (1).png"] == pytest.approx(0.999575, abs=2e-3)
+    # the five-seed ensemble (benchmarks/breastmnist_ship_ensemble.py)
+    assert p_malignant["benign (1).png"] == pytest.approx(0.042911, abs=2e-3)
+    assert p_malignant["malignant (1).png"] == pytest.approx(0.987037, abs=2e-3)
     for r in rows:
         assert r["label"] == ("malignant" if float(r["p_malignant"]) >= float(r["threshold"]) else "normal_or_benign")
 
 
-def test_the_shipped_ensemble_predicts_as_when_it_was_shipped(data_root, tmp_path):
+def test_the_previous_default_is_kept_as_a_named_model(data_root, tmp_path):
     images = [data_root / "busi" / "malignant" / "malignant (1).png", data_root / "busi" / "benign" / "benign (1).png"]
     out = tmp_path / "pred"
-    result = runner.invoke(app, ["predict", "breastmnist", *map(str, images), "--model", "breastmnist-ensemble",
+    result = runner.invoke(app, ["predict", "breastmnist", *map(str, images), "--model", "breastmnist-single",
                                  "--dtype", "float32", "--out", str(out)])
     assert result.exit_code == 0, result.output
     with open(out / "predictions.csv", newline="") as f:
         rows = {Path(r["source"]).name: r for r in csv.DictReader(f)}
-    # P(malignant) recorded when the ensemble was shipped (benchmarks/breastmnist_ship_ensemble.py)
-    assert float(rows["benign (1).png"]["p_malignant"]) == pytest.approx(0.042911, abs=2e-3)
-    assert float(rows["malignant (1).png"]["p_malignant"]) == pytest.approx(0.987037, abs=2e-3)
-    assert float(rows["benign (1).png"]["threshold"]) == pytest.approx(0.178864, abs=1e-6)
+    # P(malignant) recorded when the one compact CNN was the default
+    assert float(rows["benign (1).png"]["p_malignant"]) == pytest.approx(0.031603, abs=2e-3)
+    assert float(rows["malignant (1).png"]["p_malignant"]) == pytest.approx(0.999575, abs=2e-3)
+    assert float(rows["benign (1).png"]["threshold"]) == pytest.approx(0.460178, abs=1e-6)
+    assert json.loads((_shipped() / "meta.json").read_text())["architecture"] == "cls_ensemble"
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ MAPPING = ["--label-map", "normal=normal_or_benign,benign=normal_or_benign"]
 
 @pytest.mark.parametrize("model, task, options, metric", [
     ("busi-cls", "busi-cls", [], "auroc"), ("breastmnist", "breastmnist", MAPPING, "auroc"),
-    ("breastmnist-ensemble", "breastmnist", MAPPING, "auroc"), ("busi-seg", "busi-seg", [], "dice")])
+    ("breastmnist-single", "breastmnist", MAPPING, "auroc"), ("busi-seg", "busi-seg", [], "dice")])
 def test_the_card_states_the_external_figures_evaluate_gives(tmp_path, model, task, options, metric):
     env = os.environ.get("BREASTDX_DATA")
     if not env or not (Path(env) / "bus_uclm_sample").is_dir():

@@ -7,8 +7,8 @@ probabilities. ``cls_ensemble`` does the same for classifiers (several seeds of 
 enters the mean calibrated as it was shipped; its Grad-CAM target is every member's layer
 (:class:`breastdx.explain.cam.CamExplainer` averages their maps). The softmax of that output is the mean
 probability itself, so every consumer of logits (the predictor's softmax, test-time flipping, ONNX export, bfloat16
-autocast) treats the ensemble like any other network. Its ``architecture_args`` name each member's architecture and resolved arguments, and its
-``model.safetensors`` holds the members' weights under ``members.<i>.``, so a model folder rebuilds it from
+autocast) treats the ensemble like any other network. Its ``architecture_args`` name each member's architecture and
+resolved arguments, and its ``model.safetensors`` holds the members' weights under ``members.<i>.``, so a model folder rebuilds it from
 ``meta.json`` alone like any other (:func:`breastdx.pipeline.ensemble.write_ensemble` writes such a folder).
 
 This module imports only the registry, so that :mod:`breastdx.models.networks` can import it to register the name;
