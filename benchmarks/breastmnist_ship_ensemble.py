@@ -139,8 +139,13 @@ def main() -> None:
         f"still predicted.", ""]
     card = out / "MODEL_CARD.md"
     text = card.read_text()
-    head, tail = text.split("\n## Limitations", 1)
-    card.write_text(head.rstrip("\n") + "\n\n" + "\n".join(sections) + "\n## Limitations" + tail)
+    head, tail = text.split("\n## Limitations\n", 1)
+    from breastdx.tasks.breastmnist import BREASTMNIST
+
+    own = "".join(f"- {line}\n" for line in BREASTMNIST.spec.card_limitations if not line.startswith("Research use"))
+    limits = tail.split("\n## ", 1)[0]  # the generic prediction-set and scope sections: replaced by the measured ones
+    card.write_text(head.rstrip("\n") + "\n\n" + "\n".join(sections) + "\n## Limitations\n" + own + limits.rstrip("\n")
+                    + "\n")
     print(f"written: {out} (runs in {work})")
 
 

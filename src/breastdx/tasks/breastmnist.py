@@ -84,6 +84,7 @@ BREASTMNIST = register(ClassificationSpec(
         "BreastMNIST's split is random: near-duplicate BUSI frames of one lesion can be in train and test, so the "
         "figures are optimistic (see busi-cls for a grouped split).",
         "28x28 images keep little texture; the model is a benchmark, not a diagnostic tool.",
-        "One public dataset from one hospital (Cairo, 2018); no external validation.",
+        "Trained on one public dataset from one hospital (Cairo, 2018); other sites seen only in small external "
+        "samples.",
         "Research use only; not for diagnosis."),
 ))
