@@ -151,7 +151,7 @@ def main() -> None:
 
 def _compare(ensemble: Path, baseline: str, data: Path) -> str:
     """Print the ensemble against ``baseline`` and return it as a sentence for the card."""
-    import numpy as np
+    from breastmnist_cv_seeds import _metrics
 
     from breastdx.data.breastmnist import load_breastmnist
     from breastdx.evaluation.metrics import auroc
@@ -164,17 +164,16 @@ def _compare(ensemble: Path, baseline: str, data: Path) -> str:
     probs = {}
     for name, folder in (("ensemble", ensemble), ("baseline", resolve_model(baseline, "breastmnist"))):
         model = ClassificationPredictor.from_dir(folder, task="breastmnist", dtype="float32")
-        probs[name] = {s: model.predict_proba(list(v.images))[:, 1] for s, v in splits.items()}
+        probs[name] = {s: model.predict_proba(list(v.images)) for s, v in splits.items()}
     y = {s: v.labels.astype(int) for s, v in splits.items()}
     val = {}
     for name, p in probs.items():
-        a = float(auroc(y["val"], p["val"]))
-        pred = (p["val"] >= 0.5).astype(int)
-        bacc = float(np.mean([np.mean(pred[y["val"] == c] == c) for c in (0, 1)]))
-        val[name] = (a, bacc, (a + bacc) / 2)
-        print(f"{name:<9} validation AUROC {a:.3f}, balanced accuracy (argmax) {bacc:.3f}, val_score "
-              f"{(a + bacc) / 2:.3f}; test AUROC {float(auroc(y['test'], p['test'])):.3f}")
-    d = paired_auroc_test(y["test"], probs["ensemble"]["test"], probs["baseline"]["test"], n_boot=2000, seed=0)
+        m = _metrics(y["val"], p["val"])
+        val[name] = (m["auroc"], m["balanced_accuracy"], m["val_score"])
+        print(f"{name:<9} validation AUROC {m['auroc']:.3f}, balanced accuracy (argmax) {m['balanced_accuracy']:.3f}, "
+              f"val_score {m['val_score']:.3f}; test AUROC {float(auroc(y['test'], p['test'][:, 1])):.3f}")
+    d = paired_auroc_test(y["test"], probs["ensemble"]["test"][:, 1], probs["baseline"]["test"][:, 1], n_boot=2000,
+                          seed=0)
     print(f"test AUROC, ensemble minus {baseline}: {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}], "
           f"p = {d['p_value']:.3f}")
     e, b = val["ensemble"], val["baseline"]

@@ -75,6 +75,7 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
     meta = json.loads(meta_path.read_text())
     rows: list[list[Any]] = []
     notes = []
+    val_logits = predictor.predict_logits(val_images) if {"temperature", "conformal"} & set(opts.fit) else None
     if "temperature" in opts.fit:
         from breastdx.evaluation.classification import fit_calibration
         from breastdx.evaluation.tables import threshold_rule
@@ -84,8 +85,7 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
             target = float(meta.get("ensemble", {}).get("target_sensitivity",
                                                         meta.get("training_config", {}).get("target_sensitivity", 0)))
         positive = str(meta.get("positive_class", predictor.class_names[-1]))
-        cal = fit_calibration(part.labels, predictor.predict_logits(val_images), predictor.class_names, positive,
-                              target)
+        cal = fit_calibration(part.labels, val_logits, predictor.class_names, positive, target)
         meta.update(temperature=cal["temperature"], threshold=cal["threshold"],
                     threshold_rule=threshold_rule(target, positive))
         predictor.temperature, predictor.threshold = cal["temperature"], cal["threshold"]
@@ -95,7 +95,7 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
     if "conformal" in opts.fit:
         from breastdx.evaluation.conformal import fit_conformal
 
-        prob = predictor.proba_from_logits(predictor.predict_logits(val_images))
+        prob = predictor.proba_from_logits(val_logits)  # with the temperature just fitted, if it was
         record = fit_conformal(part.labels, prob, split=f"validation ({data.describe('val')})")
         meta["conformal"] = record
         write_json(record, run_dir / "conformal.json")

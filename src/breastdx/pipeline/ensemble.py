@@ -46,6 +46,8 @@ def _is_classifier(meta: dict[str, Any]) -> bool:
 
 def _classifier_meta(metas: Sequence[dict[str, Any]], sources: Sequence[str]) -> dict[str, Any]:
     """``ensemble_meta`` of classifiers (see the module docstring)."""
+    from breastdx.models.networks import gradcam_layer
+
     first = metas[0]
     for src, meta in zip(sources, metas):
         if not _is_classifier(meta):
@@ -71,7 +73,7 @@ def _classifier_meta(metas: Sequence[dict[str, Any]], sources: Sequence[str]) ->
         "threshold_rule": "none yet: labels at argmax until 'breastdx calibrate --fit temperature' fits it",
         "inference": {"tta": _majority([m.get("inference", {}).get("tta", "none") for m in metas])},
         "gradcam": {"method": _majority([m.get("gradcam", {}).get("method", "gradcam") for m in metas]),
-                    "layer": ",".join(f"members.{i}.{m['gradcam']['layer']}" for i, m in enumerate(metas))},
+                    "layer": gradcam_layer("cls_ensemble", members=members)},
         "output": f"{', '.join(f'P({c})' for c in classes)} = softmax(logits / temperature), where the logits are "
                   f"the log of the mean of the members' probabilities, each member's softmax(logits / its own "
                   f"temperature)",
@@ -113,7 +115,6 @@ def ensemble_meta(metas: Sequence[dict[str, Any]], sources: Sequence[str]) -> di
     for src, meta in zip(sources, metas):
         if meta.get("architecture") in ("seg_ensemble", "cls_ensemble"):
             raise ModelFolderError(f"{src}: already an ensemble; give its members instead.")
-    for src, meta in zip(sources, metas):
         for key in AGREE_KEYS:
             if meta.get(key) != first.get(key):
                 raise ModelFolderError(f"{src}: its {key} ({meta.get(key)!r}) differs from {sources[0]}'s "
