@@ -29,7 +29,7 @@ import os
 import tempfile
 from pathlib import Path
 
-TITLE = "BreastMNIST malignant vs normal-or-benign: five-seed ensemble"
+TITLE = "BreastMNIST malignant vs normal-or-benign: {n}-seed ensemble"
 MAPPING = "normal=normal_or_benign,benign=normal_or_benign"
 EXTERNAL = {"breast_lesions_usg_sample": "BrEaST-Lesions-USG sample (Poland, several scanners; "
                                          "`breast_lesions_usg_sample`)",
@@ -60,7 +60,8 @@ def main() -> None:
     data = Path(os.environ.get("BREASTDX_DATA", "../shared/data"))
     work = args.work or Path(tempfile.mkdtemp(prefix="bm-ensemble-"))
     out = args.out
-    write_ensemble(args.models, out, title=TITLE, weights_dtype="float16")
+    title = TITLE.format(n=len(args.models))
+    write_ensemble(args.models, out, title=title, weights_dtype="float16")
     _cli("calibrate", "breastmnist", "--model", str(out), "--data-dir", str(data), "--fit", "temperature,conformal,ood",
          "--out", str(work / "calibrate"))
     runs = {}
@@ -103,7 +104,7 @@ def main() -> None:
              f"temperature {meta['temperature']:.3f} scales the ensemble's logits, fitted on validation after "
              f"each member's own. MedMNIST v2 table: ResNet-18 (28) 0.901 / 0.863, Google AutoML Vision 0.919 / "
              f"0.861.")
-    write_ensemble_card(out, TITLE, notes)
+    write_ensemble_card(out, title, notes)
     rows = []
     for name, label in EXTERNAL.items():
         r = runs[name]
