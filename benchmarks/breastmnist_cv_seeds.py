@@ -18,11 +18,15 @@ model), NLL, with 95% percentile intervals over 2,000 resamples of the images, a
 paired over the same images. The rule, fixed before the runs: the ensemble becomes the default when its pooled
 out-of-fold ``val_score`` is higher than the seeds' mean ``val_score``.
 
+A recipe is an *arm*: ``commands --arm lm --recipe "..."`` puts its runs in ``f<k>/lm-s<seed>`` (the shipped
+recipe's arm is the empty name, ``f<k>/s<seed>``), and ``compare --arm lm --against ""`` adds, paired over the same
+images, the arm minus the other arm (each seed's model, and the ensembles of the same seeds).
+
 Usage::
 
     python benchmarks/breastmnist_cv_seeds.py prepare DIR [--folds 5] [--seed 0]
-    python benchmarks/breastmnist_cv_seeds.py commands DIR [--seeds 0,1,2,3,4]
-    python benchmarks/breastmnist_cv_seeds.py compare DIR [--seeds 0,1,2,3,4] [--json F]
+    python benchmarks/breastmnist_cv_seeds.py commands DIR [--seeds 0,1,2,3,4] [--arm NAME --recipe "OPTIONS"]
+    python benchmarks/breastmnist_cv_seeds.py compare DIR [--seeds 0,1,2,3,4] [--arm NAME] [--against NAME] [--json F]
 """
 
 from __future__ import annotations
@@ -73,11 +77,16 @@ def prepare(out: Path, k: int, seed: int) -> None:
               f"({int((stored[parts['test']] == 0).sum())} malignant)")
 
 
-def commands(out: Path, seeds: list[int]) -> None:
+def _run(folder: Path, arm: str, seed: int) -> Path:
+    """The run folder of ``arm`` with ``seed`` in a fold's folder."""
+    return folder / (f"{arm}-s{seed}" if arm else f"s{seed}")
+
+
+def commands(out: Path, seeds: list[int], arm: str = "", recipe: str = RECIPE) -> None:
     for f in sorted(p.name for p in out.glob("f*") if p.is_dir()):
         for s in seeds:
-            run = out / f / f"s{s}"
-            print(f"breastdx train breastmnist --data-file {out / f / 'breastmnist.npz'} {RECIPE} --seed {s} "
+            run = _run(out / f, arm, s)
+            print(f"breastdx train breastmnist --data-file {out / f / 'breastmnist.npz'} {recipe} --seed {s} "
                   f"--threads 1 --progress-bar false --n-bootstrap 200 --gradcam-examples 0 --out {run} "
                   f"> {run}.log 2>&1")
 
@@ -99,8 +108,9 @@ def _ci(y: np.ndarray, p: np.ndarray) -> dict[str, list[float]]:
     return {k: interval(lambda yy, pp, k=k: _metrics(yy, pp)[k], y, p)["ci95"] for k in _metrics(y, p)}
 
 
-def compare(out: Path, seeds: list[int], json_path: Path | None) -> None:
-    from breastdx.evaluation.paired import paired_auroc_test
+def _oof(out: Path, seeds: list[int], arm: str) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
+    """Labels (1 = malignant), the pooled out-of-fold probabilities of each seed of ``arm`` and of their mean, and
+    the number of folds."""
     from breastdx.inference.classifier import ClassificationPredictor
 
     folds = sorted(p for p in out.glob("f*") if p.is_dir())
@@ -110,13 +120,20 @@ def compare(out: Path, seeds: list[int], json_path: Path | None) -> None:
         images, y = data["test_images"], (data["test_labels"].reshape(-1) == 0).astype(int)  # 1 = malignant
         ys.append(y)
         for s in seeds:
-            model = ClassificationPredictor.from_dir(folder / f"s{s}" / "model", task="breastmnist", dtype="float32")
+            model = ClassificationPredictor.from_dir(_run(folder, arm, s) / "model", task="breastmnist",
+                                                     dtype="float32")
             probs[s].append(model.predict_proba(list(images)))
-    y = np.concatenate(ys)
     rows = {f"seed {s}": np.concatenate(probs[s]) for s in seeds}
     rows["ensemble (mean probability)"] = np.mean(list(rows.values()), axis=0)
-    result: dict = {"n": int(y.size), "n_malignant": int(y.sum()), "folds": len(folds), "rows": {}}
-    print(f"pooled out of fold over {y.size} images ({int(y.sum())} malignant), {len(folds)} folds, 95% intervals")
+    return np.concatenate(ys), rows, len(folds)
+
+
+def compare(out: Path, seeds: list[int], json_path: Path | None, arm: str = "", against: str | None = None) -> None:
+    from breastdx.evaluation.paired import paired_auroc_test
+
+    y, rows, n_folds = _oof(out, seeds, arm)
+    result: dict = {"n": int(y.size), "n_malignant": int(y.sum()), "folds": n_folds, "arm": arm, "rows": {}}
+    print(f"pooled out of fold over {y.size} images ({int(y.sum())} malignant), {n_folds} folds, 95% intervals")
     print(f"{'model':<30} {'AUROC':>22} {'balanced acc.':>22} {'val_score':>22} {'NLL':>22}")
     for name, p in rows.items():
         m, ci = _metrics(y, p), _ci(y, p)
@@ -137,6 +154,17 @@ def compare(out: Path, seeds: list[int], json_path: Path | None) -> None:
     result["ensemble_chosen"] = bool(e > mean["val_score"])
     print(f"rule (ensemble val_score > the seeds' mean): {e:.3f} vs {mean['val_score']:.3f}: "
           f"{'the ensemble' if result['ensemble_chosen'] else 'one model'}")
+    if against is not None:
+        _, other, _ = _oof(out, seeds, against)
+        result["against"] = {"arm": against, "rows": {}}
+        print(f"arm {arm or '(shipped recipe)'!r} minus arm {against or '(shipped recipe)'!r}, paired over the same images:")
+        for name, p in rows.items():
+            m, o = _metrics(y, p), _metrics(y, other[name])
+            d = paired_auroc_test(y, p[:, 1], other[name][:, 1], n_boot=2000, seed=0)
+            result["against"]["rows"][name] = {"other": o, "auroc_difference": d}
+            print(f"  {name:<28} AUROC {m['auroc']:.3f} vs {o['auroc']:.3f}: {d['difference']:+.3f} "
+                  f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}], p = {d['p_value']:.3f}; val_score {m['val_score']:.3f} "
+                  f"vs {o['val_score']:.3f}; NLL {m['nll']:.3f} vs {o['nll']:.3f}")
     if json_path:
         json_path.write_text(json.dumps(result, indent=1))
 
@@ -149,14 +177,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the folds")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="training seeds")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--arm", default="", help="the recipe's name: runs in f<k>/<arm>-s<seed> ('': f<k>/s<seed>)")
+    parser.add_argument("--recipe", default=RECIPE, help="training options of the arm (commands)")
+    parser.add_argument("--against", default=None, help="another arm to compare with (compare)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.action == "prepare":
         prepare(args.dir, args.folds, args.seed)
     elif args.action == "commands":
-        commands(args.dir, seeds)
+        commands(args.dir, seeds, args.arm, args.recipe)
     else:
-        compare(args.dir, seeds, args.json)
+        compare(args.dir, seeds, args.json, args.arm, args.against)
 
 
 if __name__ == "__main__":

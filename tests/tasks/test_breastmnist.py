@@ -131,6 +131,29 @@ def test_tiny_train_on_the_real_file(data_root, tmp_path):
     assert metrics["n"] == 156 and "42 malignant" in metrics["split"]
 
 
+def test_lesion_masks_of_the_real_training_images(data_root, tmp_path):
+    """``--lesion-masks``: every real training image finds its BUSI source, and the mask loss is trained."""
+    out = tmp_path / "masks"
+    tiny = [a for a in TINY if a not in ("--arch-args", '{"unet_multitask": {"decoder": false}}')]
+    result = runner.invoke(app, ["train", "breastmnist", "--data-dir", str(data_root), "--out", str(out), *tiny,
+                                 "--lesion-masks", "true"])
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    record = yaml.safe_load((out / "config.yaml").read_text())["lesion_masks"]
+    assert record["images"] == 546 and record["with_lesion"] == 452 and record["smallest_r"] > 0.999
+    with open(out / "archs" / "unet_multitask" / "training_log" / "metrics.csv") as f:
+        seg = [r["train_seg_loss"] for r in csv.DictReader(f) if r["train_seg_loss"]]
+    assert seg and float(seg[0]) > 0
+    # the masks need the decoder
+    result = runner.invoke(app, ["train", "breastmnist", "--data-dir", str(data_root), "--out", str(tmp_path / "x"),
+                                 *TINY, "--lesion-masks", "true"])
+    assert result.exit_code == 2 and "keep its decoder" in result.output
+    result = runner.invoke(app, ["train", "breastmnist", "--data-dir", str(data_root), "--out", str(tmp_path / "y"),
+                                 *tiny, "--archs", "compact_cnn", "--lesion-masks", "true"])
+    assert result.exit_code == 2 and "add unet_multitask to --archs" in result.output
+
+
 def _shipped() -> Path:
     models = shipped_models()
     if "breastmnist" not in models:

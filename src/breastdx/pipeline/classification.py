@@ -178,7 +178,8 @@ class ClassificationSpec:
         augmentation: ``config -> transform`` of training items (dict with ``"image"`` / ``"mask"``), or None.
         normalisation: ``(config, train part) -> Normalisation`` (stain normalisation), or None.
         source_size: Resize every image to this side first (BreastMNIST's 28), or None.
-        train_masks: Keep lesion masks in the training set (multi-task networks learn them).
+        train_masks: Keep lesion masks in the training set (multi-task networks learn them): a bool, or
+            ``config -> bool`` where an option decides (BreastMNIST's ``--lesion-masks``).
         summary: Metrics of the command-line table.
         card_limitations: Model-card limitations (the "research use only" line included).
         benchmark: Published figures and targets, or None.
@@ -207,7 +208,7 @@ class ClassificationSpec:
     augmentation: Callable[[Any], Any] | None = None
     normalisation: Callable[[Any, ImageSet], Normalisation] | None = None
     source_size: int | None = None
-    train_masks: bool = False
+    train_masks: bool | Callable[[Any], bool] = False
     summary: tuple[str, ...] = SUMMARY
     card_limitations: tuple[str, ...] = ("Trained and tested on one public dataset; no external validation.",
                                          "Research use only; not for diagnosis.")
@@ -330,8 +331,9 @@ class ImageClassificationTask(Task):
         aug = spec.augmentation(config) if config.augment and spec.augmentation else None
         log.info("reading %s: %s", self.name, ", ".join(f"{len(p)} {s}" for s, p in parts.items()))
         train_hashes: list[str] = []  # kept in each model folder, so that predict flags a training image
+        masks = spec.train_masks(config) if callable(spec.train_masks) else spec.train_masks
         cached = {s: cache_images(p, prep, data.class_names, normalise=norm.apply if norm else None,
-                                  masks=spec.train_masks and s == "train", transform=aug if s == "train" else None,
+                                  masks=masks and s == "train", transform=aug if s == "train" else None,
                                   source_size=spec.source_size, hashes=train_hashes if s == "train" else None)
                   for s, p in parts.items()}
         read_seconds = time.perf_counter() - start

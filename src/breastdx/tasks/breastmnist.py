@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from breastdx.config import option
+from breastdx.config import ConfigError, option
 from breastdx.data.image_sets import ImageSet, SplitData, ultrasound_augmentation
 from breastdx.pipeline.classification import (Benchmark, ClassificationSpec, ImageClassificationConfig,
                                                  register)
@@ -36,6 +36,11 @@ class BreastMNISTConfig(ImageClassificationConfig):
 
     Attributes:
         data_file: A ``breastmnist.npz`` to read instead of ``<data root>/breastmnist/breastmnist.npz``.
+        lesion_masks: Learn BUSI's lesion mask of each training image beside its class (multi-task U-Net,
+            ``unet_multitask``): every BreastMNIST image is BUSI's central square at 28 x 28, so its source and
+            mask are found in ``<data root>/busi`` (:mod:`breastdx.data.breastmnist_masks`). Validation and test
+            images get no mask; prediction takes the 28 x 28 image alone.
+        seg_weight: Weight of the lesion-mask loss (Dice + cross-entropy) beside the class loss.
     """
 
     archs: tuple[str, ...] = ("resnet18",)
@@ -44,11 +49,14 @@ class BreastMNISTConfig(ImageClassificationConfig):
     lr: float = option(1e-3, gt=0)
     precision: str = option("32", choices=("auto", "32", "bf16-mixed"))
     data_file: str = ""
+    lesion_masks: bool = False
+    seg_weight: float = option(1.0, ge=0)
 
 
 def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitData:
     """The official split stored in the ``.npz`` file (``reuse`` is not needed: the file holds the split)."""
     from breastdx.data.breastmnist import CLASS_NAMES, load_breastmnist, read_breastmnist
+    from breastdx.data.breastmnist_masks import busi_lesion_masks
     from breastdx.runs import write_json
 
     data = read_breastmnist(config.data_file) if config.data_file else load_breastmnist(data_root)
@@ -57,25 +65,50 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
                 "official_file": data.official, "summary": data.summary(),
                 "label_encoding": "breastdx: 1 = malignant, 0 = normal or benign (MedMNIST stores 0 = malignant)"}, out)
 
+    record: dict[str, Any] = {"data_file": str(data.path), "data_md5": data.md5, "data_official": data.official}
+
     def part(name: str) -> ImageSet:
         s = data.split(name)
-        return ImageSet(tuple(f"{name}_{i}" for i in range(s.n)), s.labels.astype("int64"), lambda i: (s.images[i], None))
+        ids = tuple(f"{name}_{i}" for i in range(s.n))
+        if name == "train" and config.lesion_masks:
+            masks, matches = busi_lesion_masks(s.images, s.labels, data_root, ids)
+            record["lesion_masks"] = {"source": "busi", "images": len(matches),
+                                      "with_lesion": int(sum(m.any() for m in masks)),
+                                      "smallest_r": round(min(m.r for m in matches), 6)}
+            return ImageSet(ids, s.labels.astype("int64"), lambda i: (s.images[i], masks[i]))
+        return ImageSet(ids, s.labels.astype("int64"), lambda i: (s.images[i], None))
 
     about = (f"- BreastMNIST (MedMNIST v2; Yang et al. 2023, Scientific Data 10:41, doi:10.1038/s41597-022-01721-8), "
              f"made from BUSI (Al-Dhabyani et al. 2020, doi:10.1016/j.dib.2019.104863), CC BY 4.0: train "
              f"{data.train.n}, val {data.val.n}, test {data.test.n} images of 28x28.\n"
              f"- MedMNIST labels 0 = malignant, 1 = normal or benign; breastdx uses 1 = malignant.\n"
              f"- File MD5 {data.md5} ({'the official file' if data.official else 'a re-saved copy with the same arrays'}).")
-    return SplitData({s: part(s) for s in ("train", "val", "test")}, tuple(CLASS_NAMES), data.sha256,
-                     "official MedMNIST v2 split", about,
-                     {"data_file": str(data.path), "data_md5": data.md5, "data_official": data.official})
+    parts = {s: part(s) for s in ("train", "val", "test")}
+    if config.lesion_masks:
+        about += (f"\n- Training images with BUSI's lesion mask as a second target (each image matched to its BUSI "
+                  f"source, Pearson r >= {record['lesion_masks']['smallest_r']:.4f}; "
+                  f"{record['lesion_masks']['with_lesion']} of {data.train.n} with a lesion).")
+    return SplitData(parts, tuple(CLASS_NAMES), data.sha256, "official MedMNIST v2 split", about, record)
+
+
+def check(config: Any) -> None:
+    """``--lesion-masks`` needs a network that learns masks (``unet_multitask`` with its decoder) and a mask loss
+    weight."""
+    if not config.lesion_masks:
+        return
+    from breastdx.training.classification import parse_arch_args
+
+    decoder = parse_arch_args(config.arch_args, config.archs).get("unet_multitask", {}).get("decoder", True)
+    if "unet_multitask" not in config.archs or config.seg_weight <= 0 or not decoder:
+        raise ConfigError("The 'lesion-masks' option of breastmnist trains the multi-task U-Net's mask output: add "
+                          "unet_multitask to --archs, keep its decoder and keep --seg-weight above 0.")
 
 
 BREASTMNIST = register(ClassificationSpec(
     name="breastmnist",
     title="BreastMNIST (MedMNIST v2) ultrasound benchmark, 28 x 28",
     config_cls=BreastMNISTConfig, read=read, positive="malignant", mode="gray", source_size=28,
-    augmentation=ultrasound_augmentation,
+    augmentation=ultrasound_augmentation, train_masks=lambda config: config.lesion_masks, check=check,
     data_options=("data_file",),
     benchmark=Benchmark(targets={"auroc": 0.93, "accuracy": 0.88},
                         published={k: {"auroc": a, "accuracy": c} for k, (a, c) in MEDMNIST_V2_TABLE.items()},

@@ -1,0 +1,78 @@
+"""BreastMNIST images matched to their BUSI sources, and the sources' lesion masks (breastdx.data.breastmnist_masks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from breastdx.data.breastmnist_masks import busi_lesion_masks, central_square, thumbnail
+from breastdx.data.errors import DataError
+
+
+def _busi(root: Path, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A BUSI folder of five non-square images with masks; ``benign (2)`` and ``malignant (1)`` are one image."""
+    rng = np.random.default_rng(seed)
+    cases: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, (h, w) in {"normal (1)": (60, 80), "benign (1)": (90, 70), "benign (2)": (64, 96),
+                         "malignant (2)": (75, 75)}.items():
+        image = (rng.random((h, w)) * 255).astype(np.uint8)
+        mask = np.zeros((h, w), dtype=bool)
+        if not name.startswith("normal"):
+            mask[h // 3:h // 2, w // 4:w // 2] = True
+        cases[name] = (image, mask)
+    cases["malignant (1)"] = (cases["benign (2)"][0].copy(), np.flipud(cases["benign (2)"][1]).copy())
+    for name, (image, mask) in cases.items():
+        label = name.split(" (")[0]
+        (root / "busi" / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / "busi" / label / f"{name}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "busi" / label / f"{name}_mask.png")
+    return cases
+
+
+def test_central_square_golden():
+    a = np.arange(5 * 8).reshape(5, 8)
+    assert central_square(a).shape == (5, 5)
+    assert central_square(a)[0, 0] == 1  # (8 - 5) // 2 columns cut on the left
+    assert central_square(a.T).shape == (5, 5) and central_square(a.T)[0, 0] == 1
+    assert thumbnail(np.full((40, 30), 200, np.uint8)).shape == (28, 28)
+    assert np.allclose(thumbnail(np.full((40, 30), 200, np.uint8)), 200)
+
+
+def test_each_image_gets_its_source_mask_and_ties_follow_the_label(tmp_path):
+    cases = _busi(tmp_path)
+    order = ["malignant (2)", "benign (1)", "normal (1)", "benign (2)", "malignant (1)"]
+    images = np.stack([np.round(thumbnail(cases[n][0])).astype(np.uint8) for n in order])
+    malignant = np.array([1, 0, 0, 0, 1])
+    masks, matches = busi_lesion_masks(images, malignant, tmp_path)
+    assert [m.case for m in matches] == order  # the two identical images split by their labels
+    assert all(m.r > 0.999 for m in matches)
+    for name, mask in zip(order, masks):
+        assert np.array_equal(mask, central_square(cases[name][1]))
+    assert not masks[2].any() and masks[0].any()
+    # the tie goes the other way when the labels say so
+    _, swapped = busi_lesion_masks(images[3:], np.array([1, 0]), tmp_path)
+    assert [m.case for m in swapped] == ["malignant (1)", "benign (2)"]
+
+
+def test_an_image_without_source_is_named(tmp_path):
+    cases = _busi(tmp_path)
+    images = np.stack([np.round(thumbnail(cases["benign (1)"][0])).astype(np.uint8),
+                       np.random.default_rng(9).integers(0, 255, (28, 28), dtype=np.uint8)])
+    with pytest.raises(DataError, match=r"train_1: no BUSI image matches it") as e:
+        busi_lesion_masks(images, np.array([0, 0]), tmp_path, ids=["train_0", "train_1"])
+    assert len(e.value.problems) == 1
+
+
+def test_real_breastmnist_images_match_their_busi_sources(data_root):
+    """A slice of the real test split: golden sources, and the masks' sizes and areas."""
+    from breastdx.data.breastmnist import load_breastmnist
+
+    test = load_breastmnist(data_root).split("test")
+    masks, matches = busi_lesion_masks(test.images[:4], test.labels[:4], data_root)
+    assert [m.case for m in matches] == ["malignant (161)", "benign (355)", "benign (25)", "benign (420)"]
+    assert min(m.r for m in matches) > 0.9998
+    assert [m.shape for m in masks] == [(576, 576), (562, 562), (583, 583), (574, 574)]
+    assert [int(m.sum()) for m in masks] == [95915, 53908, 5824, 55537]
