@@ -10,8 +10,8 @@ script makes the folder that ships (``src/breastdx/zoo/breastmnist`` when the va
 3. ``breastdx evaluate breastmnist`` on the validation and test splits (float32), the test figures written into
    ``meta.json`` (``metrics``, ``calibration``) as a training run writes them;
 4. ``breastdx evaluate breastmnist --external DIR`` on both shared external samples (float32);
-5. the model card, with the members, the test figures and sections on the external samples, prediction sets and
-   out-of-scope inputs;
+5. the model card, with the members, the test figures and sections on the external samples, prediction sets,
+   out-of-scope inputs and the test images with a frame of the same lesion in training (``breastmnist_leak.py``);
 6. the ensemble against ``--baseline`` (default: the shipped ``breastmnist``): validation AUROC, balanced accuracy
    and the training monitor ``val_score`` ((AUROC + balanced accuracy) / 2, at argmax), and the test AUROC
    difference paired over the same images (:func:`breastdx.evaluation.paired.paired_auroc_test`).
@@ -113,6 +113,7 @@ def main() -> None:
                     f"{lo['n']}) | {ci_text(r['metrics']['accuracy'])} |")
         print(f"{name}: n = {r['n']}, AUROC {ci_text(r['metrics']['auroc'])}, benign vs malignant "
               f"{ci_text(lo['auroc'])}, accuracy {ci_text(r['metrics']['accuracy'])}")
+    leak = _leak(out, data)
     conf = test["conformal"]
     per = "; ".join(f"{c} {x['conformal_coverage']:.3f} (n = {x['n']})" for c, x in conf["per_class"].items())
     ood = meta["ood"]
@@ -124,6 +125,7 @@ def main() -> None:
         "| external set | n | AUROC malignant vs rest | benign vs malignant AUROC (lesions only) | accuracy (argmax) |",
         "|---|---|---|---|---|", *rows, "",
         "The model reads 28 x 28 images; the external images are resized to that as BreastMNIST's were.", "",
+        *leak,
         "## Prediction sets (conformal)", "",
         f"`predict` and the service give a `prediction_set`: split conformal prediction with adaptive prediction "
         f"sets (APS; Romano et al. 2020, arXiv:2006.02544), calibrated on the {conf['n_calibration']} validation "
@@ -148,6 +150,31 @@ def main() -> None:
     card.write_text(head.rstrip("\n") + "\n\n" + "\n".join(sections) + "\n## Limitations\n" + own + limits.rstrip("\n")
                     + "\n")
     print(f"written: {out} (runs in {work})")
+
+
+def _leak(model_dir: Path, data: Path) -> list[str]:
+    """The card's section on the test images that have a frame of the same lesion in training."""
+    from breastmnist_leak import figures, leaking
+
+    from breastdx.data.breastmnist import load_breastmnist
+    from breastdx.evaluation.tables import ci_text
+    from breastdx.inference.classifier import ClassificationPredictor
+
+    leak, n = leaking(data, Path(__file__).resolve().parents[1] / "src/breastdx/zoo/busi-seg/split.json")
+    test = load_breastmnist(data).split("test")
+    p = ClassificationPredictor.from_dir(model_dir, task="breastmnist", dtype="float32").predict_proba(list(test.images))
+    rows = [f"| {name} | {r['n']} ({r['malignant']}) | {ci_text({'value': r['auroc'], 'ci95': r['auroc_ci95']})} | "
+            f"{ci_text({'value': r['accuracy'], 'ci95': r['accuracy_ci95']})} |"
+            for name, r in (("all", figures(test.labels, p)), ("no frame of the lesion in training", figures(
+                test.labels[~leak], p[~leak])), ("a frame of the lesion in training", figures(test.labels[leak], p[leak])))]
+    print("test split by leak:\n" + "\n".join(rows))
+    return ["## Near-duplicates across the split", "",
+            f"BreastMNIST's split is random. Each image is the central square of a BUSI image, and BUSI holds several "
+            f"frames of many lesions: {n['leaking']} of the {n['test']} test images ({n['leaking_malignant']} "
+            f"malignant) have another frame of the same lesion among the training and validation images "
+            f"(`benchmarks/breastmnist_leak.py`; BUSI's near-duplicate groups of the busi-seg split). The figures "
+            f"without them:", "",
+            "| test images | n (malignant) | AUROC | accuracy (argmax) |", "|---|---|---|---|", *rows, ""]
 
 
 def _compare(ensemble: Path, baseline: str, data: Path) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from breastdx.data.breastmnist_masks import busi_lesion_masks, central_square, thumbnail
+from breastdx.data.breastmnist_masks import busi_lesion_masks, central_square, leaking_test_images, thumbnail
 from breastdx.data.errors import DataError
 
 
@@ -76,3 +76,41 @@ def test_real_breastmnist_images_match_their_busi_sources(data_root):
     assert min(m.r for m in matches) > 0.9998
     assert [m.shape for m in masks] == [(576, 576), (562, 562), (583, 583), (574, 574)]
     assert [int(m.sum()) for m in masks] == [95915, 53908, 5824, 55537]
+
+
+class _Part:
+    def __init__(self, images, labels):
+        self.images, self.labels, self.n = np.asarray(images), np.asarray(labels), len(labels)
+
+
+class _Data:
+    def __init__(self, parts):
+        self.parts = parts
+
+    def split(self, name):
+        return self.parts[name]
+
+
+def test_a_test_image_leaks_through_its_near_duplicate_group(tmp_path):
+    cases = _busi(tmp_path)
+    thumb = {n: np.round(thumbnail(c[0])).astype(np.uint8) for n, c in cases.items()}
+    data = _Data({"train": _Part([thumb["benign (1)"]], [0]), "val": _Part([thumb["normal (1)"]], [0]),
+                  "test": _Part([thumb["malignant (2)"], thumb["benign (2)"], thumb["normal (1)"]], [1, 0, 0])})
+    # malignant (2) shares a group with a training image; benign (2) with nobody seen; normal (1) is itself in val
+    leak, counts = leaking_test_images(data, tmp_path, [["benign (1)", "malignant (2)"], ["benign (2)", "x"]])
+    assert leak.tolist() == [True, False, True]
+    assert counts == {"test": 3, "leaking": 2, "leaking_malignant": 1, "clean": 1, "clean_malignant": 0,
+                      "same_source_in_training": 1}
+
+
+def test_real_breastmnist_test_images_with_a_frame_of_their_lesion_in_training(data_root):
+    """Golden counts on the real file with the shipped busi-seg split's near-duplicate groups."""
+    import json
+
+    from breastdx.data.breastmnist import load_breastmnist
+
+    groups = json.loads((Path(__file__).resolve().parents[2] / "src/breastdx/zoo/busi-seg/split.json").read_text())
+    leak, counts = leaking_test_images(load_breastmnist(data_root), data_root, groups["groups"])
+    assert counts == {"test": 156, "leaking": 64, "leaking_malignant": 10, "clean": 92, "clean_malignant": 32,
+                      "same_source_in_training": 0}
+    assert leak.shape == (156,) and np.flatnonzero(leak)[:8].tolist() == [2, 7, 8, 10, 12, 13, 18, 20]

@@ -116,6 +116,19 @@ def match_busi(images: np.ndarray, malignant: np.ndarray, thumbnails: np.ndarray
     return out
 
 
+def _busi_index(data_root: str | Path) -> tuple[list, np.ndarray, dict[str, np.ndarray]]:
+    """BUSI's cases, the :func:`thumbnail` of each and the central square of each one's lesion mask."""
+    from breastdx.data.busi import find_busi_root, load_case, scan_busi
+
+    cases = scan_busi(find_busi_root(data_root))
+    thumbs, lesion = [], {}
+    for c in cases:
+        image, mask = load_case(c, mode="gray")
+        thumbs.append(thumbnail(image))
+        lesion[c.name] = central_square(mask)
+    return cases, np.stack(thumbs), lesion
+
+
 def busi_lesion_masks(images: np.ndarray, malignant: np.ndarray, data_root: str | Path,
                       ids: Sequence[str] | None = None) -> tuple[list[np.ndarray], list[BusiMatch]]:
     """BUSI's lesion mask of each BreastMNIST image, cropped as the image was (the central square).
@@ -134,15 +147,45 @@ def busi_lesion_masks(images: np.ndarray, malignant: np.ndarray, data_root: str 
         DataError: If BUSI is missing or an image has no source in it.
         breastdx.data.images.ImageReadError: If a BUSI file cannot be read (named).
     """
-    from breastdx.data.busi import find_busi_root, load_case, scan_busi
-
-    cases = scan_busi(find_busi_root(data_root))
-    thumbs, lesion = [], {}
-    for c in cases:
-        image, mask = load_case(c, mode="gray")
-        thumbs.append(thumbnail(image))
-        lesion[c.name] = central_square(mask)
-    matches = match_busi(np.asarray(images), np.asarray(malignant), np.stack(thumbs), cases, ids)
-    masks = [lesion[m.case] for m in matches]
+    cases, thumbs, lesion = _busi_index(data_root)
+    matches = match_busi(np.asarray(images), np.asarray(malignant), thumbs, cases, ids)
     logger.info("matched %d BreastMNIST images to BUSI (smallest r %.4f)", len(matches), min(m.r for m in matches))
-    return masks, matches
+    return [lesion[m.case] for m in matches], matches
+
+
+def leaking_test_images(data: object, data_root: str | Path, groups: Sequence[Sequence[str]]
+                        ) -> tuple[np.ndarray, dict[str, int]]:
+    """The test images of a BreastMNIST file that have a frame of the same lesion among its training and
+    validation images.
+
+    A test image leaks when its BUSI source, or another member of its source's near-duplicate group, is the source
+    of a training or validation image.
+
+    Args:
+        data: A :class:`breastdx.data.breastmnist.BreastMNIST` (its ``split(name)`` gives ``images`` and ``labels``).
+        data_root: Data root holding ``busi/``.
+        groups: BUSI's near-duplicate groups, lists of case names (a BUSI split file's ``groups``,
+            :mod:`breastdx.data.duplicates`).
+
+    Returns:
+        ``(leak, counts)``: bool ``(n_test,)``, and the counts ``test``, ``leaking``, ``leaking_malignant``,
+        ``clean``, ``clean_malignant``, ``same_source_in_training`` (test images whose very BUSI image is in
+        training or validation).
+
+    Raises:
+        DataError: If an image has no BUSI source.
+    """
+    cases, thumbs, _ = _busi_index(data_root)
+    sources = {}
+    for s in ("train", "val", "test"):
+        part = data.split(s)  # type: ignore[attr-defined]
+        matches = match_busi(part.images, part.labels, thumbs, cases, [f"{s}_{i}" for i in range(part.n)])
+        sources[s] = [m.case for m in matches]
+    group = {n: i for i, g in enumerate(groups) for n in g}
+    seen = set(sources["train"]) | set(sources["val"])
+    seen_groups = {group[n] for n in seen if n in group}
+    leak = np.array([c in seen or group.get(c, -1) in seen_groups for c in sources["test"]], dtype=bool)
+    y = np.asarray(data.split("test").labels)  # type: ignore[attr-defined]
+    return leak, {"test": int(leak.size), "leaking": int(leak.sum()), "leaking_malignant": int(y[leak].sum()),
+                  "clean": int((~leak).sum()), "clean_malignant": int(y[~leak].sum()),
+                  "same_source_in_training": int(sum(c in seen for c in sources["test"]))}

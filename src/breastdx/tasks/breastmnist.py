@@ -3,8 +3,9 @@
 The 28 x 28 images are upsampled (bilinear) to ``--image-size`` (64 by default) for the network; a saved
 model resizes any image to 28 x 28 first, as MedMNIST made them, then to the network size. MedMNIST's labels
 are 0 = malignant, 1 = normal or benign; breastdx converts them to 1 = malignant
-(:mod:`breastdx.data.breastmnist`). BreastMNIST's split is random: BUSI's near-duplicate frames cross it,
-so these figures are optimistic compared with the grouped split of ``busi-cls``.
+(:mod:`breastdx.data.breastmnist`). BreastMNIST's split is random: BUSI's near-duplicate frames cross it:
+64 of the 156 test images have another frame of the same lesion in training or validation
+(``benchmarks/breastmnist_leak.py``); ``busi-cls`` has a grouped split.
 
 References:
     Yang, J. et al. (2023). MedMNIST v2. Scientific Data 10:41. doi:10.1038/s41597-022-01721-8
@@ -114,8 +115,9 @@ BREASTMNIST = register(ClassificationSpec(
                         published={k: {"auroc": a, "accuracy": c} for k, (a, c) in MEDMNIST_V2_TABLE.items()},
                         note="MedMNIST v2 table (Yang et al. 2023): the same official test split; accuracy at argmax."),
     card_limitations=(
-        "BreastMNIST's split is random: near-duplicate BUSI frames of one lesion can be in train and test, so the "
-        "figures are optimistic (see busi-cls for a grouped split).",
+        "BreastMNIST's split is random: 64 of the 156 test images have another frame of the same lesion among the "
+        "training and validation images (`benchmarks/breastmnist_leak.py` scores a model without them; busi-cls "
+        "has a grouped split).",
         "28x28 images keep little texture; the model is a benchmark, not a diagnostic tool.",
         "Trained on one public dataset from one hospital (Cairo, 2018); other sites seen only in small external "
         "samples.",
