@@ -23,9 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-N_BOOT = 2000
-
-
 def leaking(data_root: Path, groups_file: Path) -> tuple[np.ndarray, dict]:
     """Per test image, whether a frame of its lesion is a training or validation image; and the counts
     (:func:`breastdx.data.breastmnist_masks.leaking_test_images`)."""
@@ -36,22 +33,15 @@ def leaking(data_root: Path, groups_file: Path) -> tuple[np.ndarray, dict]:
 
 
 def figures(y: np.ndarray, p: np.ndarray) -> dict:
+    """AUROC and accuracy (argmax) with 95% percentile intervals over resampled images."""
+    from breastmnist_seed_ensemble import _ci
+
     from breastdx.evaluation.metrics import auroc
 
-    def both(yy, pp):
-        return float(auroc(yy, pp[:, 1])), float(np.mean(pp.argmax(1) == yy))
-
-    rng = np.random.default_rng(0)
-    boot = []
-    for _ in range(N_BOOT):
-        idx = rng.integers(0, y.size, y.size)
-        if np.unique(y[idx]).size == 2:
-            boot.append(both(y[idx], p[idx]))
-    boot = np.array(boot)
-    a, acc = both(y, p)
-    return {"n": int(y.size), "malignant": int(y.sum()),
-            "auroc": a, "auroc_ci95": np.percentile(boot[:, 0], [2.5, 97.5]).tolist(),
-            "accuracy": acc, "accuracy_ci95": np.percentile(boot[:, 1], [2.5, 97.5]).tolist()}
+    a = _ci(lambda yy, pp: float(auroc(yy, pp[:, 1])), y, p)
+    acc = _ci(lambda yy, pp: float(np.mean(pp.argmax(1) == yy)), y, p)
+    return {"n": int(y.size), "malignant": int(y.sum()), "auroc": a["value"], "auroc_ci95": a["ci95"],
+            "accuracy": acc["value"], "accuracy_ci95": acc["ci95"]}
 
 
 def main() -> None:
