@@ -58,6 +58,29 @@ def test_fit_and_predict_logits(tmp_path):
         predict_logits(result.network, val, tta="rot90")
 
 
+def test_weight_averaging_validates_and_exports_the_average(tmp_path):
+    """With ``ema_decay`` the exported weights are the ones validated (their val_nll is the best score), and they
+    are not the trained weights of the same run without the average."""
+    from breastdx.evaluation.calibration import nll
+
+    train, val = _dataset(seed=0), _dataset(n=12, seed=1, masks=False)
+    settings = FitSettings(epochs=2, batch_size=8, progress_bar=False, seed=0, monitor="val_nll")
+
+    def run(name, decay):
+        torch.manual_seed(0)
+        net = MultiTaskUNet(1, 3, channels=(8, 16, 32), strides=(2, 2))
+        return fit_classifier(net, train, val, tmp_path / name, settings, ClassifierOptim(lr=3e-3, ema_decay=decay))
+
+    ema, raw = run("ema", 0.5), run("raw", 0.0)
+    assert ema.info["ema_decay"] == 0.5 and raw.info["ema_decay"] == 0.0
+    assert nll(val.labels, predict_logits(ema.network, val)) == pytest.approx(ema.best_score, rel=1e-4)
+    assert nll(val.labels, predict_logits(raw.network, val)) == pytest.approx(raw.best_score, rel=1e-4)
+    assert any(not torch.equal(a, b) for a, b in zip(ema.network.state_dict().values(),
+                                                       raw.network.state_dict().values()))
+    with pytest.raises(ValueError, match="ema_decay"):
+        ClassificationModule(ema.network, 3, optim=ClassifierOptim(ema_decay=1.5))
+
+
 def test_run_architecture_is_seeded(tmp_path):
     train, val, test = _dataset(seed=0), _dataset(n=12, seed=1, masks=False), _dataset(n=12, seed=2, masks=False)
     settings = FitSettings(epochs=1, batch_size=8, progress_bar=False, seed=3, imbalance="sampler")

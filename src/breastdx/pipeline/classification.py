@@ -61,6 +61,8 @@ class ImageClassificationConfig(LightningOptions):
         weight_decay: AdamW weight decay.
         warmup_fraction: Fraction of steps spent warming up.
         label_smoothing: Label smoothing of the cross-entropy.
+        ema_decay: Decay per step of an exponential moving average of the weights (0: off); validation, the
+            best epoch and the saved model use the average.
         patience: Epochs without a better validation score before stopping (0: never).
         imbalance: ``weighted_loss`` (inverse class frequency), ``sampler`` (balanced draws) or ``none``.
         augment: Augment training images (the spec's augmentation).
@@ -91,6 +93,7 @@ class ImageClassificationConfig(LightningOptions):
     weight_decay: float = option(1e-4, ge=0)
     warmup_fraction: float = option(0.05, ge=0, lt=1)
     label_smoothing: float = option(0.0, ge=0, lt=1)
+    ema_decay: float = option(0.0, ge=0, lt=1)
     patience: int = option(0, ge=0)
     imbalance: str = option("weighted_loss", choices=("weighted_loss", "sampler", "none"))
     augment: bool = True
@@ -338,7 +341,8 @@ class ImageClassificationTask(Task):
                   for s, p in parts.items()}
         read_seconds = time.perf_counter() - start
         optim = ClassifierOptim(lr=config.lr, weight_decay=config.weight_decay, warmup_fraction=config.warmup_fraction,
-                                label_smoothing=config.label_smoothing, seg_weight=getattr(config, "seg_weight", 0.0))
+                                label_smoothing=config.label_smoothing, seg_weight=getattr(config, "seg_weight", 0.0),
+                                ema_decay=config.ema_decay)
         settings = FitSettings.from_config(config)
         runs: dict[str, Any] = {}
         models: dict[str, Path] = {}

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from breastdx.training.optim import Optim, adamw_warmup_cosine
+from breastdx.training.optim import Optim, adamw_warmup_cosine, moving_average
 from breastdx.training.trainer import FitResult, FitSettings  # noqa: F401  (the one fit's settings, re-used here)
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,14 @@ class ClassifierOptim(Optim):
     Attributes:
         label_smoothing: Label smoothing of the cross-entropy.
         seg_weight: Weight of the segmentation loss for networks with ``forward_multitask`` (0: class only).
+        ema_decay: Decay per step of the weights' exponential moving average (0 turns it off); when on,
+            validation, the best epoch and the exported weights are the average's (Polyak & Juditsky 1992,
+            doi:10.1137/0330046).
     """
 
     label_smoothing: float = 0.0
     seg_weight: float = 1.0
+    ema_decay: float = 0.0
 
 
 class ClassificationModule(pl.LightningModule):
@@ -78,6 +82,12 @@ class ClassificationModule(pl.LightningModule):
             self.seg_loss = DiceCELoss(include_background=False, to_onehot_y=True, softmax=True, batch=True)
         self._val_logits: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
+        self.ema = moving_average(network, self.optim.ema_decay)
+
+    @property
+    def state_prefix(self) -> str:
+        """Prefix of the exported weights in this module's state dict (``ema.module.`` or ``network.``)."""
+        return "ema.module." if self.ema is not None else "network."
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - ``(B, C, S, S) -> (B, K)``
         return self.network(x)
@@ -101,11 +111,16 @@ class ClassificationModule(pl.LightningModule):
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:  # noqa: D102
+        if self.ema is not None:
+            self.ema.update_parameters(self.network)
+
     def on_validation_epoch_start(self) -> None:  # noqa: D102
         self._val_logits, self._val_labels = [], []
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:  # noqa: D102
-        self._val_logits.append(self(batch["image"]).float().detach())
+        net = self.ema.module if self.ema is not None else self.network
+        self._val_logits.append(net(batch["image"]).float().detach())
         self._val_labels.append(batch["label"].detach())
 
     def on_validation_epoch_end(self) -> None:  # noqa: D102
@@ -174,7 +189,8 @@ def fit_classifier(network: nn.Module, train_ds: Any, val_ds: Any, run_dir: Path
     module = ClassificationModule(network, k, weights, optim)
     result = fit(module, network, train_loader, val_loader, run_dir, settings, MONITORS[settings.monitor])
     result.info.update({"lr": optim.lr, "weight_decay": optim.weight_decay, "label_smoothing": optim.label_smoothing,
-                        "seg_weight": optim.seg_weight if module.multitask else 0.0, "imbalance": settings.imbalance,
+                        "seg_weight": optim.seg_weight if module.multitask else 0.0, "ema_decay": optim.ema_decay,
+                        "imbalance": settings.imbalance,
                         "class_weights": None if weights is None else [round(float(w), 4) for w in weights]})
     return result
 

@@ -52,3 +52,28 @@ def adamw_warmup_cosine(parameters: Iterable[Any], optim: Optim, total_steps: in
     warmup = int(round(optim.warmup_fraction * total))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine(step, total, warmup, optim.min_lr_ratio))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def moving_average(network: Any, decay: float) -> Any:
+    """An exponential moving average of ``network``'s weights and buffers, updated by the caller after every
+    optimiser step (``ema.update_parameters(network)``), or None when ``decay`` is 0.
+
+    Args:
+        network: The trained ``torch.nn.Module``.
+        decay: Decay per step, in [0, 1); 0 turns the average off.
+
+    Returns:
+        A ``torch.optim.swa_utils.AveragedModel`` (its ``module`` is the averaged network, gradients off), or None.
+
+    Raises:
+        ValueError: If ``decay`` is not in [0, 1).
+    """
+    if decay == 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {decay}.")
+    ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema.requires_grad_(False)
+    return ema

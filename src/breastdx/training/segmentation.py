@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from breastdx.evaluation.segmentation import dice_per_case
-from breastdx.training.optim import Optim, adamw_warmup_cosine
+from breastdx.training.optim import Optim, adamw_warmup_cosine, moving_average
 
 
 @dataclass(frozen=True)
@@ -117,15 +117,7 @@ class SegmentationModule(pl.LightningModule):
         self._has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
                            for m in network.modules())
         self._bn_batches: deque[torch.Tensor] = deque(maxlen=max(0, int(self.optim.precise_bn_batches)))
-        self.ema = None
-        if self.optim.ema_decay > 0:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-            if not 0.0 < self.optim.ema_decay < 1.0:
-                raise ValueError(f"ema_decay must be in [0, 1), got {self.optim.ema_decay}.")
-            self.ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(self.optim.ema_decay),
-                                     use_buffers=True)
-            self.ema.requires_grad_(False)
+        self.ema = moving_average(network, self.optim.ema_decay)
 
     @property
     def state_prefix(self) -> str:
