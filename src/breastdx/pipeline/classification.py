@@ -61,8 +61,7 @@ class ImageClassificationConfig(LightningOptions):
         weight_decay: AdamW weight decay.
         warmup_fraction: Fraction of steps spent warming up.
         label_smoothing: Label smoothing of the cross-entropy.
-        ema_decay: Decay per step of an exponential moving average of the weights (0: off); validation, the
-            best epoch and the saved model use the average.
+        ema_decay: Decay per step of a moving average of the weights that validation and the model use (0: off).
         patience: Epochs without a better validation score before stopping (0: never).
         imbalance: ``weighted_loss`` (inverse class frequency), ``sampler`` (balanced draws) or ``none``.
         augment: Augment training images (the spec's augmentation).
@@ -181,8 +180,7 @@ class ClassificationSpec:
         augmentation: ``config -> transform`` of training items (dict with ``"image"`` / ``"mask"``), or None.
         normalisation: ``(config, train part) -> Normalisation`` (stain normalisation), or None.
         source_size: Resize every image to this side first (BreastMNIST's 28), or None.
-        train_masks: Keep lesion masks in the training set (multi-task networks learn them): a bool, or
-            ``config -> bool`` where an option decides (BreastMNIST's ``--lesion-masks``).
+        train_masks: Keep training masks (multi-task networks learn them): a bool, or ``config -> bool``.
         summary: Metrics of the command-line table.
         card_limitations: Model-card limitations (the "research use only" line included).
         benchmark: Published figures and targets, or None.
