@@ -124,7 +124,8 @@ def main() -> None:
         f"seed 0). Samples this small give wide intervals.", "",
         "| external set | n | AUROC malignant vs rest | benign vs malignant AUROC (lesions only) | accuracy (argmax) |",
         "|---|---|---|---|---|", *rows, "",
-        "The model reads 28 x 28 images; the external images are resized to that as BreastMNIST's were.", "",
+        "The model reads 28 x 28 images: each external image is cut to its central square and resized to 28 x 28, as "
+        "MedMNIST made BreastMNIST from BUSI.", "",
         *leak,
         "## Prediction sets (conformal)", "",
         f"`predict` and the service give a `prediction_set`: split conformal prediction with adaptive prediction "

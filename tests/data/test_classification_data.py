@@ -51,6 +51,20 @@ def test_source_size_resizes_twice():
     assert direct.shape == via.shape == (32, 32) and not np.array_equal(direct, via)
 
 
+def test_source_crop_cuts_the_central_square_first():
+    prep = Preprocessing(image_size=32)
+    im = np.zeros((40, 70), np.uint8)
+    im[:, 15:55] = 200  # the central 40 x 40 square is uniform: the crop leaves no dark border
+    cropped = resize_for_network(im, prep, source_size=28, source_crop="central_square")
+    assert cropped.shape == (32, 32) and (cropped == 200).all()
+    assert (resize_for_network(im, prep, source_size=28)[:, 0] < 200).all()  # without the crop the dark sides stay
+    square = _images(1, 28, 28)[0]
+    np.testing.assert_array_equal(resize_for_network(square, prep, 28, "central_square"),
+                                  resize_for_network(square, prep, 28))  # a square image: nothing cut
+    with pytest.raises(ValueError, match="source_crop"):
+        resize_for_network(im, prep, source_crop="centre")
+
+
 def test_bad_inputs_are_named():
     prep = Preprocessing(image_size=16)
     with pytest.raises(ValueError, match=r"labels must be in \[0, 2\]"):

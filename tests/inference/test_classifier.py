@@ -80,6 +80,20 @@ def test_tta_and_gradcam(model_dir):
     assert all(o.cam is not None for o in outs)
 
 
+def test_a_central_square_model_reads_and_explains_the_central_square(model_dir, tmp_path):
+    """``source_crop``: the probabilities of a wide image are those of its central square, and its Grad-CAM map
+    covers that square only (0 on the sides the network did not see)."""
+    _, net = model_dir
+    prep = {**Preprocessing(image_size=32).to_meta(), "source_size": 28, "source_crop": "central_square"}
+    save_classifier(tmp_path / "m", net.eval(), _meta("unet_multitask", {"channels": [8, 16, 32], "strides": [2, 2]},
+                                                      preprocessing=prep))
+    predictor = ClassificationPredictor.from_dir(tmp_path / "m")
+    wide = np.random.default_rng(3).integers(0, 256, (40, 64), dtype=np.uint8)
+    np.testing.assert_allclose(predictor.predict_proba([wide]), predictor.predict_proba([wide[:, 12:52]]), atol=1e-6)
+    _, _, (cam,) = predictor.explain([wide], class_idx=2)
+    assert cam.shape == (40, 64) and not cam[:, :12].any() and not cam[:, 52:].any() and cam[:, 12:52].max() == 1.0
+
+
 def test_predict_files_goes_on_past_bad_files(model_dir, tmp_path):
     folder, _ = model_dir
     paths = []

@@ -175,9 +175,9 @@ def test_predict_with_the_shipped_model(data_root, tmp_path):
     # P(malignant) recorded when the model was shipped: a change means the model, its preprocessing or the
     # predictor changed (tolerance for BLAS differences).
     p_malignant = {Path(r["source"]).name: float(r["p_malignant"]) for r in rows}
-    # the four-seed ensemble (benchmarks/breastmnist_ship_ensemble.py)
-    assert p_malignant["benign (1).png"] == pytest.approx(0.056862, abs=2e-3)
-    assert p_malignant["malignant (1).png"] == pytest.approx(0.989620, abs=2e-3)
+    # the four-seed ensemble (benchmarks/breastmnist_ship_ensemble.py), the central square of each image read
+    assert p_malignant["benign (1).png"] == pytest.approx(0.036323, abs=2e-3)
+    assert p_malignant["malignant (1).png"] == pytest.approx(0.999877, abs=2e-3)
     for r in rows:
         assert r["label"] == ("malignant" if float(r["p_malignant"]) >= float(r["threshold"]) else "normal_or_benign")
 
@@ -190,11 +190,24 @@ def test_the_previous_default_is_kept_as_a_named_model(data_root, tmp_path):
     assert result.exit_code == 0, result.output
     with open(out / "predictions.csv", newline="") as f:
         rows = {Path(r["source"]).name: r for r in csv.DictReader(f)}
-    # P(malignant) recorded when the one compact CNN was the default
-    assert float(rows["benign (1).png"]["p_malignant"]) == pytest.approx(0.031603, abs=2e-3)
-    assert float(rows["malignant (1).png"]["p_malignant"]) == pytest.approx(0.999575, abs=2e-3)
+    # P(malignant) of the one compact CNN that was the default, with MedMNIST's central-square crop
+    assert float(rows["benign (1).png"]["p_malignant"]) == pytest.approx(0.034813, abs=2e-3)
+    assert float(rows["malignant (1).png"]["p_malignant"]) == pytest.approx(0.999994, abs=2e-3)
     assert float(rows["benign (1).png"]["threshold"]) == pytest.approx(0.460178, abs=1e-6)
     assert json.loads((_shipped() / "meta.json").read_text())["architecture"] == "cls_ensemble"
+
+
+def test_a_busi_image_reads_as_its_breastmnist_image(data_root, tmp_path):
+    """MedMNIST made BreastMNIST from BUSI's central squares: the shipped model gives a full BUSI image the
+    probability it gives the image's BreastMNIST version (test image 0 is ``malignant (161)``, 694 x 576)."""
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "breastmnist", str(data_root / "busi" / "malignant" / "malignant (161).png"),
+                                 f"{data_root / 'breastmnist' / 'breastmnist.npz'}#test_images[000000]",
+                                 "--dtype", "float32", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with open(out / "predictions.csv", newline="") as f:
+        p = [float(r["p_malignant"]) for r in csv.DictReader(f)]
+    assert len(p) == 2 and p[0] == pytest.approx(p[1], abs=1e-4) and p[0] == pytest.approx(0.068457, abs=2e-3)
 
 
 @pytest.mark.slow

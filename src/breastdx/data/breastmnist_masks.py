@@ -27,20 +27,12 @@ from typing import Sequence
 import numpy as np
 
 from breastdx.data.errors import DataError
+from breastdx.data.transforms import central_square
 
 logger = logging.getLogger(__name__)
 
 MIN_R = 0.99
 """Smallest Pearson r between a BreastMNIST image and the thumbnail of the BUSI image it is matched to."""
-
-
-def central_square(a: np.ndarray) -> np.ndarray:
-    """The central square of an ``(H, W[, C])`` array (side ``min(H, W)``; the extra row or column, when the
-    difference is odd, is cut at the end)."""
-    h, w = a.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    return a[top:top + s, left:left + s]
 
 
 def thumbnail(image: np.ndarray, size: int = 28) -> np.ndarray:

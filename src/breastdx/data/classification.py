@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, WeightedRandomSampler
 
-from breastdx.data.transforms import Preprocessing, resize_mask, resize_uint8
+from breastdx.data.transforms import Preprocessing, central_square, resize_mask, resize_uint8
 
 log = logging.getLogger(__name__)
 
@@ -193,15 +193,28 @@ class ClassificationDataset(Dataset):
                    masks, [c.name for c in cases], transform)
 
 
-def resize_for_network(image: np.ndarray, preprocessing: Preprocessing, source_size: int | None = None) -> np.ndarray:
+def resize_for_network(image: np.ndarray, preprocessing: Preprocessing, source_size: int | None = None,
+                       source_crop: str | None = None) -> np.ndarray:
     """Resize one uint8 image to the network size, optionally through ``source_size`` first.
+
+    Args:
+        image: uint8 ``(H, W)`` or ``(H, W, 3)``.
+        preprocessing: The network's preprocessing.
+        source_size: Resize to this side first (the size of a model's training images), or None.
+        source_crop: ``"central_square"``: cut the central square first (:func:`breastdx.data.transforms.central_square`,
+            as MedMNIST made BreastMNIST from BUSI), or None.
 
     Shape:
         ``(H, W)`` or ``(H, W, 3)`` -> ``(S, S)`` or ``(S, S, 3)``.
 
     Raises:
-        ValueError: If the image is not uint8 of the layout ``preprocessing.mode`` asks for.
+        ValueError: If the image is not uint8 of the layout ``preprocessing.mode`` asks for, or ``source_crop`` is
+            not None or ``"central_square"``.
     """
+    if source_crop is not None:
+        if source_crop != "central_square":
+            raise ValueError(f"source_crop must be None or 'central_square', got {source_crop!r}.")
+        image = central_square(image)
     if source_size:
         image = resize_uint8(image, int(source_size), channels=preprocessing.channels)
     return preprocessing.resize_image(image)

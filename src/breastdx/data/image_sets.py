@@ -158,8 +158,9 @@ def patch_reader(dataset: str, about: str, official: Callable[..., Any] | None =
 
 def cache_images(part: ImageSet, prep: Any, class_names: Sequence[str], *, normalise: Callable | None = None,
                  masks: bool = False, transform: Any = None, source_size: int | None = None,
-                 hashes: list[str] | None = None):
-    """Read every image of ``part`` once, (normalise,) resize and cache it at network size.
+                 source_crop: str | None = None, hashes: list[str] | None = None):
+    """Read every image of ``part`` once, (normalise,) resize and cache it at network size (through ``source_crop``
+    and ``source_size``, see :func:`breastdx.data.classification.resize_for_network`; masks are cropped alike).
 
     Returns:
         A :class:`breastdx.data.classification.ClassificationDataset` (uint8 ``(N, S, S[, 3])``, masks bool
@@ -171,7 +172,7 @@ def cache_images(part: ImageSet, prep: Any, class_names: Sequence[str], *, norma
         ValueError: If an image does not have the layout the spec's mode asks for (the message names it).
     """
     from breastdx.data.classification import ClassificationDataset, resize_for_network
-    from breastdx.data.transforms import resize_mask
+    from breastdx.data.transforms import central_square, resize_mask
 
     s = prep.image_size
     images = np.empty((len(part), s, s) + ((3,) if prep.channels == 3 else ()), dtype=np.uint8)
@@ -183,11 +184,11 @@ def cache_images(part: ImageSet, prep: Any, class_names: Sequence[str], *, norma
         if normalise is not None:
             image = normalise(image)
         try:
-            images[i] = resize_for_network(image, prep, source_size)
+            images[i] = resize_for_network(image, prep, source_size, source_crop)
         except ValueError as e:
             raise ValueError(f"{part.ids[i]}: {e}") from None
         if out_masks is not None and mask is not None:
-            out_masks[i] = resize_mask(mask, s)
+            out_masks[i] = resize_mask(central_square(mask) if source_crop else mask, s)
     log.info("cached %d images at %dx%d", len(part), s, s)
     return ClassificationDataset(images, part.labels, prep, class_names, out_masks, list(part.ids), transform)
 

@@ -101,6 +101,15 @@ class Preprocessing:
         return torch.from_numpy(self.to_array(resized))
 
 
+def central_square(a: np.ndarray) -> np.ndarray:
+    """The central square of an ``(H, W[, C])`` array (side ``min(H, W)``; when the difference is odd, the extra
+    row or column is cut at the end), as MedMNIST v2 cropped BUSI's images for BreastMNIST."""
+    h, w = a.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return a[top:top + s, left:left + s]
+
+
 def resize_uint8(image: np.ndarray, size: int, channels: int = 1) -> np.ndarray:
     """Resize a uint8 image to ``size × size`` with anti-aliased bilinear interpolation (Pillow).
 

@@ -8,11 +8,12 @@ fitted on validation (``temperature``), the operating threshold on P(positive cl
 test-time augmentation (``inference.tta``) and the Grad-CAM method and layer (``gradcam``). Weights are
 read with ``safetensors``; nothing is unpickled.
 
-Pipeline per image ``(H, W)``: (resize to ``source_size``), resize to ``(S, S)``, network, optional mean
+Pipeline per image ``(H, W)``: (its central square, ``source_crop``), (resize to ``source_size``), resize to
+``(S, S)``, network, optional mean
 with the logits of the left-right mirror, ``softmax(logits / T)``, label at the operating point
 (:func:`breastdx.evaluation.classification.operating_labels`: the positive class when its probability
 reaches the threshold, else the most probable other class). Grad-CAM maps explain the reported label and
-are upsampled from the feature map straight to ``(H, W)``.
+are upsampled from the feature map straight to ``(H, W)`` (to the central square's place with ``source_crop``).
 
 Speed: with Grad-CAM, the backward pass stops at the target layer (``fast_backward`` of
 :class:`breastdx.explain.cam.CamExplainer`), so a batch costs little more than a forward pass.
@@ -125,6 +126,7 @@ class ClassificationPredictor(ImagePredictor):
                  conformal_level: float | None = None, **options: Any) -> None:
         super().__init__(network, meta, batch_size=batch_size, **options)
         self.source_size = self.meta["preprocessing"].get("source_size")
+        self.source_crop = self.meta["preprocessing"].get("source_crop")
         self.pad_to = self.meta["preprocessing"].get("pad_to")
         self.positive = self.meta.positive_class
         from breastdx.evaluation.classification import positive_columns
@@ -205,7 +207,7 @@ class ClassificationPredictor(ImagePredictor):
             image = padded
         if self.normalizer is not None:
             image = self.normalizer(image)
-        return resize_for_network(image, self.preprocessing, self.source_size)
+        return resize_for_network(image, self.preprocessing, self.source_size, self.source_crop)
 
     def _to_input(self, resized: Sequence[np.ndarray]) -> torch.Tensor:
         return self.preprocessing.to_tensor(np.stack(resized)).to(self.device)
@@ -313,8 +315,19 @@ class ClassificationPredictor(ImagePredictor):
             _, _, maps = self.explainer(method).raw_maps(x, class_idx=choose)
         ood = None if tap is None else self.ood.distances(tap.features().numpy()[:x.shape[0]])
         maps = maps.float()
-        cams = [upsample_map(maps[i], shapes[i]) for i in range(maps.shape[0])]
+        cams = [self._place(upsample_map, maps[i], tuple(shapes[i])) for i in range(maps.shape[0])]
         return chosen["prob"], chosen["labels"], cams, ood
+
+    def _place(self, upsample: Callable, cam: Any, shape: tuple[int, int]) -> np.ndarray:
+        """A map upsampled to the image ``shape``; with ``source_crop`` to the central square the network saw, the
+        rest of the image 0."""
+        if self.source_crop is None:
+            return upsample(cam, shape)
+        side = min(shape[:2])
+        top, left = (shape[0] - side) // 2, (shape[1] - side) // 2
+        out = np.zeros(shape[:2], dtype=np.float32)
+        out[top:top + side, left:left + side] = upsample(cam, (side, side))
+        return out
 
     def explain(self, images: Sequence[np.ndarray], method: str | None = None,
                 class_idx: Any = None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:

@@ -110,45 +110,6 @@ class ImageClassificationConfig(LightningOptions):
     n_bootstrap: int = option(2000, ge=0)
 
 
-def _split_ratios_sum_to_one(config: Any) -> None:
-    if len(config.split_ratios) != 3 or abs(sum(config.split_ratios) - 1) > 1e-6:
-        raise ConfigError(f"The 'split-ratios' option of this task must be three fractions summing to 1 (train,val,"
-                          f"test). Got {','.join(map(str, config.split_ratios))!r} instead.")
-
-
-@dataclass(frozen=True)
-class PatchConfig(ImageClassificationConfig):
-    """Options of the histopathology patch specs (pcam, idc, breakhis): every option of
-    :class:`ImageClassificationConfig`, and:
-
-    Attributes:
-        hed_sigma: Half-range of the HED stain factors (0 with ``hed_bias`` 0: no stain jitter).
-        hed_bias: Half-range of the HED optical-density shifts.
-        stain_normalisation: ``none`` or ``macenko`` (every patch, in training and prediction, normalised to one
-            reference patch; the model folder keeps its stain matrix and maximal concentrations in ``meta.json``).
-        stain_target: Image file of the Macenko reference; empty: the first training patch that is half tissue.
-        split_file: A split file to reuse (PCam: empty for the official split).
-        split_seed: Seed of a new patient-level split.
-        split_ratios: Fractions of train, val and test of a new patient-level split.
-        cv_folds: Patient-grouped k-fold cross-validation with this many folds instead of one split (0: off); see
-            :mod:`breastdx.pipeline.crossval`. Validation takes ``split_ratios``' share among train and val.
-    """
-
-    target_sensitivity: float = option(0.0, ge=0, le=1)
-    hed_sigma: float = option(0.1, ge=0, lt=1)
-    hed_bias: float = option(0.1, ge=0)
-    stain_normalisation: str = option("none", choices=("none", "macenko"))
-    stain_target: str = ""
-    split_file: str = ""
-    split_seed: int = 0
-    split_ratios: tuple[float, ...] = option((0.7, 0.1, 0.2), ge=0, each=True)
-    cv_folds: int = option(0, ge=0)
-
-
-PATCH_CHECK = _split_ratios_sum_to_one
-"""The patch specs' ``check`` hook: the split ratios sum to one."""
-
-
 @dataclass(frozen=True)
 class Benchmark:
     """Published figures and this project's targets for a spec's test split.
@@ -180,6 +141,7 @@ class ClassificationSpec:
         augmentation: ``config -> transform`` of training items (dict with ``"image"`` / ``"mask"``), or None.
         normalisation: ``(config, train part) -> Normalisation`` (stain normalisation), or None.
         source_size: Resize every image to this side first (BreastMNIST's 28), or None.
+        source_crop: ``"central_square"``: cut every image's central square before that (as MedMNIST did), or None.
         train_masks: Keep training masks (multi-task networks learn them): a bool, or ``config -> bool``.
         summary: Metrics of the command-line table.
         card_limitations: Model-card limitations (the "research use only" line included).
@@ -209,6 +171,7 @@ class ClassificationSpec:
     augmentation: Callable[[Any], Any] | None = None
     normalisation: Callable[[Any, ImageSet], Normalisation] | None = None
     source_size: int | None = None
+    source_crop: str | None = None
     train_masks: bool | Callable[[Any], bool] = False
     summary: tuple[str, ...] = SUMMARY
     card_limitations: tuple[str, ...] = ("Trained and tested on one public dataset; no external validation.",
@@ -335,7 +298,8 @@ class ImageClassificationTask(Task):
         masks = spec.train_masks(config) if callable(spec.train_masks) else spec.train_masks
         cached = {s: cache_images(p, prep, data.class_names, normalise=norm.apply if norm else None,
                                   masks=masks and s == "train", transform=aug if s == "train" else None,
-                                  source_size=spec.source_size, hashes=train_hashes if s == "train" else None)
+                                  source_size=spec.source_size, source_crop=spec.source_crop,
+                                  hashes=train_hashes if s == "train" else None)
                   for s, p in parts.items()}
         read_seconds = time.perf_counter() - start
         optim = ClassifierOptim(lr=config.lr, weight_decay=config.weight_decay, warmup_fraction=config.warmup_fraction,
@@ -509,6 +473,9 @@ class ImageClassificationTask(Task):
             preprocessing["source_size"] = spec.source_size
             preprocessing["description"] = f"resize to {spec.source_size}x{spec.source_size} first; " + \
                 preprocessing["description"]
+        if spec.source_crop:
+            preprocessing["source_crop"] = spec.source_crop
+            preprocessing["description"] = f"cut the {spec.source_crop.replace('_', ' ')}; " + preprocessing["description"]
         extra: dict[str, Any] = {}
         if norm is not None:
             extra["stain_normalisation"] = norm.meta

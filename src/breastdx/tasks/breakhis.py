@@ -19,12 +19,13 @@ from dataclasses import dataclass
 
 from breastdx.config import option
 from breastdx.data.image_sets import hed_augmentation, macenko_normalisation, patch_reader
-from breastdx.pipeline.classification import PATCH_CHECK, SUMMARY, ClassificationSpec, PatchConfig, register
+from breastdx.pipeline.classification import SUMMARY, ClassificationSpec, register
+from breastdx.pipeline.patch_config import PATCH_CHECK, PatchConfig
 
 
 @dataclass(frozen=True)
 class BreakHisConfig(PatchConfig):
-    """Options of ``breastdx train breakhis``: as :class:`~breastdx.pipeline.classification.PatchConfig`;
+    """Options of ``breastdx train breakhis``: as :class:`~breastdx.pipeline.patch_config.PatchConfig`;
     700 x 460 images resized to 128 x 128, and:
 
     Attributes:

@@ -1,7 +1,8 @@
 """BreastMNIST: malignant vs normal-or-benign on MedMNIST v2's 28 x 28 BUSI images, official split (a spec).
 
 The 28 x 28 images are upsampled (bilinear) to ``--image-size`` (64 by default) for the network; a saved
-model resizes any image to 28 x 28 first, as MedMNIST made them, then to the network size. MedMNIST's labels
+model cuts any image's central square and resizes it to 28 x 28 first, as MedMNIST made them from BUSI
+(:mod:`breastdx.data.breastmnist_masks`), then to the network size. MedMNIST's labels
 are 0 = malignant, 1 = normal or benign; breastdx converts them to 1 = malignant
 (:mod:`breastdx.data.breastmnist`). BreastMNIST's split is random: BUSI's near-duplicate frames cross it:
 64 of the 156 test images have another frame of the same lesion in training or validation
@@ -109,6 +110,7 @@ BREASTMNIST = register(ClassificationSpec(
     name="breastmnist",
     title="BreastMNIST (MedMNIST v2) ultrasound benchmark, 28 x 28",
     config_cls=BreastMNISTConfig, read=read, positive="malignant", mode="gray", source_size=28,
+    source_crop="central_square",
     augmentation=ultrasound_augmentation, train_masks=lambda config: config.lesion_masks, check=check,
     data_options=("data_file",),
     benchmark=Benchmark(targets={"auroc": 0.93, "accuracy": 0.88},

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 from breastdx.config import option
 from breastdx.data.image_sets import hed_augmentation, macenko_normalisation, patch_reader
-from breastdx.pipeline.classification import PATCH_CHECK, ClassificationSpec, PatchConfig, register
+from breastdx.pipeline.classification import ClassificationSpec, register
+from breastdx.pipeline.patch_config import PATCH_CHECK, PatchConfig
 from breastdx.pipeline.synthesis import with_synthetic
 
 
 @dataclass(frozen=True)
 class IdcConfig(PatchConfig):
-    """Options of ``breastdx train idc``: as :class:`~breastdx.pipeline.classification.PatchConfig`; IDC
+    """Options of ``breastdx train idc``: as :class:`~breastdx.pipeline.patch_config.PatchConfig`; IDC
     patches are 50 x 50, trained at 48 x 48.
 
     Attributes:

@@ -26,12 +26,13 @@ from typing import Any
 
 from breastdx.config import ConfigError, option
 from breastdx.data.image_sets import hed_augmentation, macenko_normalisation, patch_reader
-from breastdx.pipeline.classification import PATCH_CHECK, Benchmark, ClassificationSpec, PatchConfig, register
+from breastdx.pipeline.classification import Benchmark, ClassificationSpec, register
+from breastdx.pipeline.patch_config import PATCH_CHECK, PatchConfig
 
 
 @dataclass(frozen=True)
 class PCamConfig(PatchConfig):
-    """Options of ``breastdx train pcam``: as :class:`~breastdx.pipeline.classification.PatchConfig`, and:
+    """Options of ``breastdx train pcam``: as :class:`~breastdx.pipeline.patch_config.PatchConfig`, and:
 
     Attributes:
         valid_to_train: Fraction of PCam's valid split moved into training (0: the official split); the rest, the
