@@ -189,7 +189,8 @@ def fit_classifier(network: nn.Module, train_ds: Any, val_ds: Any, run_dir: Path
     module = ClassificationModule(network, k, weights, optim)
     result = fit(module, network, train_loader, val_loader, run_dir, settings, MONITORS[settings.monitor])
     result.info.update({"lr": optim.lr, "weight_decay": optim.weight_decay, "label_smoothing": optim.label_smoothing,
-                        "seg_weight": optim.seg_weight if module.multitask else 0.0, "ema_decay": optim.ema_decay,
+                        "seg_weight": optim.seg_weight if module.multitask and train_ds.masks is not None else 0.0,
+                        "ema_decay": optim.ema_decay,
                         "imbalance": settings.imbalance,
                         "class_weights": None if weights is None else [round(float(w), 4) for w in weights]})
     return result
