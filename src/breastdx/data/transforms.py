@@ -101,13 +101,18 @@ class Preprocessing:
         return torch.from_numpy(self.to_array(resized))
 
 
+def central_square_box(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(top, left, side)`` of the central square of an image of ``shape`` ``(H, W[, C])``: side ``min(H, W)``;
+    when the difference is odd, the extra row or column is cut at the end."""
+    side = min(shape[0], shape[1])
+    return (shape[0] - side) // 2, (shape[1] - side) // 2, side
+
+
 def central_square(a: np.ndarray) -> np.ndarray:
-    """The central square of an ``(H, W[, C])`` array (side ``min(H, W)``; when the difference is odd, the extra
-    row or column is cut at the end), as MedMNIST v2 cropped BUSI's images for BreastMNIST."""
-    h, w = a.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    return a[top:top + s, left:left + s]
+    """The central square of an ``(H, W[, C])`` array (:func:`central_square_box`), as MedMNIST v2 cropped BUSI's
+    images for BreastMNIST."""
+    top, left, side = central_square_box(a.shape)
+    return a[top:top + side, left:left + side]
 
 
 def resize_uint8(image: np.ndarray, size: int, channels: int = 1) -> np.ndarray:

@@ -291,7 +291,6 @@ class ClassificationPredictor(ImagePredictor):
         from the features of Grad-CAM's forward pass: no second pass."""
         from contextlib import nullcontext
 
-        from breastdx.explain.gradcam import upsample_map
         from breastdx.models.penultimate import FeatureTap
 
         x = self._to_input(resized)
@@ -315,18 +314,20 @@ class ClassificationPredictor(ImagePredictor):
             _, _, maps = self.explainer(method).raw_maps(x, class_idx=choose)
         ood = None if tap is None else self.ood.distances(tap.features().numpy()[:x.shape[0]])
         maps = maps.float()
-        cams = [self._place(upsample_map, maps[i], tuple(shapes[i])) for i in range(maps.shape[0])]
+        cams = [self._place(maps[i], tuple(shapes[i])) for i in range(maps.shape[0])]
         return chosen["prob"], chosen["labels"], cams, ood
 
-    def _place(self, upsample: Callable, cam: Any, shape: tuple[int, int]) -> np.ndarray:
+    def _place(self, cam: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
         """A map upsampled to the image ``shape``; with ``source_crop`` to the central square the network saw, the
         rest of the image 0."""
+        from breastdx.data.transforms import central_square_box
+        from breastdx.explain.gradcam import upsample_map
+
         if self.source_crop is None:
-            return upsample(cam, shape)
-        side = min(shape[:2])
-        top, left = (shape[0] - side) // 2, (shape[1] - side) // 2
+            return upsample_map(cam, shape)
+        top, left, side = central_square_box(shape)
         out = np.zeros(shape[:2], dtype=np.float32)
-        out[top:top + side, left:left + side] = upsample(cam, (side, side))
+        out[top:top + side, left:left + side] = upsample_map(cam, (side, side))
         return out
 
     def explain(self, images: Sequence[np.ndarray], method: str | None = None,
