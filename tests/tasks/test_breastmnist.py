@@ -210,6 +210,21 @@ def test_a_busi_image_reads_as_its_breastmnist_image(data_root, tmp_path):
     assert len(p) == 2 and p[0] == pytest.approx(p[1], abs=1e-4) and p[0] == pytest.approx(0.068457, abs=2e-3)
 
 
+def test_explain_marks_the_square_the_model_reads(data_root, tmp_path):
+    """A 449 x 598 BUSI image: the Grad-CAM overlay outlines its central square (rows 74-522) in cyan, and the map
+    is 0 above and below it."""
+    from breastdx.visualize.heatmap import REGION_COLOR
+
+    out = tmp_path / "explain"
+    result = runner.invoke(app, ["explain", "breastmnist", str(data_root / "busi" / "malignant" / "malignant (1).png"),
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    png = next((out / "explanations").glob("*_gradcam_*.png"))
+    overlay = np.asarray(Image.open(png).convert("RGB"))
+    assert tuple(overlay[74, 200]) == REGION_COLOR and tuple(overlay[300, 0]) == REGION_COLOR  # top and left edges
+    assert tuple(overlay[30, 200]) != REGION_COLOR
+
+
 @pytest.mark.slow
 def test_evaluate_the_shipped_model(data_root, tmp_path):
     model_dir = _shipped()

@@ -19,7 +19,7 @@ from typing import Any
 from breastdx.inference.csv_safety import safe_rows
 from breastdx.inference.records import SEGMENTATION_FIELDS, classification_record, csv_row, segmentation_record
 from breastdx.inference.scope import check_scope
-from breastdx.visualize import write_cam_png, write_mask_png, write_overlay_png
+from breastdx.visualize import SEEN_SQUARE, write_cam_png, write_mask_png, write_overlay_png
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,8 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
         row["frame"] = frame_cell(rec)
         if gradcam and out.cam is not None:
             png = cam_dir / f"{stem}_gradcam_{out.label.replace('/', '_')}.png"  # a subtype's '/' is not a folder
-            legend = [f"Grad-CAM of {out.label} (P = {float(out.prob[out.label_index]):.3f})", path.name]
+            legend = [f"Grad-CAM of {out.label} (P = {float(out.prob[out.label_index]):.3f})", path.name,
+                      *([SEEN_SQUARE] if getattr(predictor, "source_crop", None) else [])]
             submit(write_cam_png, rec.array, out.cam, png, None, legend)
             row["gradcam"] = str(png.relative_to(run_dir))
         return row

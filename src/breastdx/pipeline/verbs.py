@@ -427,7 +427,8 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
 
     from breastdx.data.images import list_images, read_mask
     from breastdx.explain.gradcam import cam_mass_in_mask, pointing_game_hit
-    from breastdx.visualize import heatmap_overlay, mark_region, png_bytes, with_legend
+    from breastdx.data.transforms import central_square_box
+    from breastdx.visualize import SEEN_SQUARE, heatmap_overlay, mark_box, mark_region, png_bytes, with_legend
 
     opts = parse_options(ExplainOptions, options, f"explain {task.name}")
     if not opts.method:
@@ -471,10 +472,14 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
                 region = task.spec.label_region
                 if region:
                     overlay = mark_region(overlay, region)
+                if predictor.source_crop:  # the square the model reads (zoom keeps its place)
+                    top, left, side = (v * zoom for v in central_square_box(rec.array.shape))
+                    overlay = mark_box(overlay, top, left, top + side, left + side)
                 overlay = with_legend(overlay, [
                     f"{method} of {classes[k]} (P = {float(out.prob[k]):.3f}); label {out.label}", path.name,
                     *([f"cyan square: the centre region ({region:.0%} of the side) that defines the label"]
-                      if region else [])], reference=mask is not None)
+                      if region else []), *([f"cyan square: {SEEN_SQUARE}"] if predictor.source_crop else [])],
+                    reference=mask is not None)
                 png = out_dir / f"{stem}_{method}_{classes[k].replace('/', '_')}.png"  # a subtype's '/': no folder
                 png.write_bytes(png_bytes(overlay))
                 row = {"source": str(path), **{f"p_{c}": round(float(p), 6) for c, p in zip(classes, out.prob)},

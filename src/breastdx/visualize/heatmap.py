@@ -118,6 +118,9 @@ def with_legend(overlay: np.ndarray, lines: list[str], reference: bool = False) 
 REGION_COLOR = (0, 230, 255)
 """RGB colour of the square marking the region a label refers to (cyan)."""
 
+SEEN_SQUARE = "the model reads the central square only: no map outside it"
+"""Legend line of an overlay of a model that reads an image's central square only (``preprocessing.source_crop``)."""
+
 
 def mark_region(overlay: np.ndarray, fraction: float) -> np.ndarray:
     """A copy of the overlay with the centred square covering ``fraction`` of each side outlined in
@@ -126,11 +129,21 @@ def mark_region(overlay: np.ndarray, fraction: float) -> np.ndarray:
     Shape:
         uint8 ``(H, W, 3)`` -> the same.
     """
-    out = check_image(overlay).copy()
-    h, w = out.shape[:2]
-    t = max(1, round(min(h, w) / 96))
+    h, w = check_image(overlay).shape[:2]
     y0, x0 = round(h * (1 - fraction) / 2), round(w * (1 - fraction) / 2)
     y1, x1 = round(h * (1 + fraction) / 2), round(w * (1 + fraction) / 2)
+    return mark_box(overlay, y0, x0, y1, x1)
+
+
+def mark_box(overlay: np.ndarray, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
+    """A copy of the overlay with the box ``[y0, y1) x [x0, x1)`` outlined in :data:`REGION_COLOR` (a line of
+    about 1/96 of the shorter side).
+
+    Shape:
+        uint8 ``(H, W, 3)`` -> the same.
+    """
+    out = check_image(overlay).copy()
+    t = max(1, round(min(out.shape[:2]) / 96))
     for sl in ((slice(y0, y0 + t), slice(x0, x1)), (slice(y1 - t, y1), slice(x0, x1)),
                (slice(y0, y1), slice(x0, x0 + t)), (slice(y0, y1), slice(x1 - t, x1))):
         out[sl] = REGION_COLOR
