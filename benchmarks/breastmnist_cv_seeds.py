@@ -27,6 +27,12 @@ Usage::
     python benchmarks/breastmnist_cv_seeds.py prepare DIR [--folds 5] [--seed 0]
     python benchmarks/breastmnist_cv_seeds.py commands DIR [--seeds 0,1,2,3,4] [--arm NAME --recipe "OPTIONS"]
     python benchmarks/breastmnist_cv_seeds.py compare DIR [--seeds 0,1,2,3,4] [--arm NAME] [--against NAME] [--json F]
+    python benchmarks/breastmnist_cv_seeds.py external DIR --arms ",lm,mt" [--seeds 0] [--json F]
+
+``external`` scores every fold model of each arm on the two shared external samples (BrEaST and BUS-UCLM, normal
+and benign mapped to normal-or-benign; each image's central square, as the models read it) and prints, per arm, the
+mean and sd over the fold models of AUROC (malignant vs rest) and of benign-vs-malignant AUROC (lesions only). It
+shows whether a change travels; the samples choose nothing (issue 13).
 """
 
 from __future__ import annotations
@@ -169,9 +175,49 @@ def compare(out: Path, seeds: list[int], json_path: Path | None, arm: str = "", 
         json_path.write_text(json.dumps(result, indent=1))
 
 
+EXTERNAL = ("breast_lesions_usg_sample", "bus_uclm_sample")
+"""The shared external samples (other sites and scanners), under the data root."""
+
+
+def external(out: Path, arms: list[str], seeds: list[int], json_path: Path | None) -> None:
+    from breastdx.data.external import label_indices, read_external
+    from breastdx.data.images import read_image
+    from breastdx.evaluation.metrics import auroc
+    from breastdx.inference.classifier import ClassificationPredictor
+
+    root = Path(os.environ.get("BREASTDX_DATA", "../shared/data"))
+    sets = {}
+    for name in EXTERNAL:
+        data = read_external(root / name)
+        y = label_indices(data, ("normal_or_benign", "malignant"), {"normal": "normal_or_benign",
+                                                                     "benign": "normal_or_benign"})
+        lesion = np.array([label != "normal" for label in data.labels])
+        sets[name] = ([read_image(p, mode="gray").array for p in data.images], y, lesion)
+    folds = sorted(p for p in out.glob("f*") if p.is_dir())
+    result: dict = {}
+    print(f"{'arm':<12} " + " ".join(f"{n + ' ' + k:>44}" for n in EXTERNAL for k in ("AUROC", "benign vs malignant")))
+    for arm in arms:
+        scores: dict = {n: {"auroc": [], "lesions_auroc": []} for n in EXTERNAL}
+        for folder in folds:
+            for s in seeds:
+                model = ClassificationPredictor.from_dir(_run(folder, arm, s) / "model", task="breastmnist",
+                                                         dtype="float32")
+                for name, (images, y, lesion) in sets.items():
+                    p = model.predict_proba(images)[:, 1]
+                    scores[name]["auroc"].append(float(auroc(y, p)))
+                    scores[name]["lesions_auroc"].append(float(auroc(y[lesion], p[lesion])))
+        result[arm or "(shipped recipe)"] = {n: {k: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)),
+                                                     "models": v} for k, v in d.items()} for n, d in scores.items()}
+        print(f"{arm or '(shipped)':<12} " + " ".join(
+            f"{np.mean(v):.3f} ({np.std(v, ddof=1):.3f}), n = {len(v)}".rjust(44)
+            for n in EXTERNAL for v in (scores[n]["auroc"], scores[n]["lesions_auroc"])))
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=("prepare", "commands", "compare"))
+    parser.add_argument("action", choices=("prepare", "commands", "compare", "external"))
     parser.add_argument("dir", type=Path)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="seed of the folds")
@@ -180,12 +226,15 @@ def main() -> None:
     parser.add_argument("--arm", default="", help="the recipe's name: runs in f<k>/<arm>-s<seed> ('': f<k>/s<seed>)")
     parser.add_argument("--recipe", default=RECIPE, help="training options of the arm (commands)")
     parser.add_argument("--against", default=None, help="another arm to compare with (compare)")
+    parser.add_argument("--arms", default="", help="comma-separated arms (external); '' is the shipped recipe")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.action == "prepare":
         prepare(args.dir, args.folds, args.seed)
     elif args.action == "commands":
         commands(args.dir, seeds, args.arm, args.recipe)
+    elif args.action == "external":
+        external(args.dir, args.arms.split(","), seeds, args.json)
     else:
         compare(args.dir, seeds, args.json, args.arm, args.against)
 
