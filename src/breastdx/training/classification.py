@@ -147,7 +147,7 @@ class ClassificationModule(pl.LightningModule):
         self.log("val_nll", nll(y, z), sync_dist=False)
 
     def configure_optimizers(self):  # noqa: D102
-        return adamw_warmup_cosine(self.parameters(), self.optim, self.trainer.estimated_stepping_batches)
+        return adamw_warmup_cosine(self.network.parameters(), self.optim, self.trainer.estimated_stepping_batches)
 
 
 def _softmax_np(z: np.ndarray) -> np.ndarray:
