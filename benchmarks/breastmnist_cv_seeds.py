@@ -165,7 +165,7 @@ def compare(out: Path, seeds: list[int], json_path: Path | None, arm: str = "", 
         result["against"] = {"arm": against, "rows": {}}
         print(f"arm {arm or '(shipped recipe)'!r} minus arm {against or '(shipped recipe)'!r}, paired over the same images:")
         for name, p in rows.items():
-            m, o = _metrics(y, p), _metrics(y, other[name])
+            m, o = result["rows"][name]["value"], _metrics(y, other[name])
             d = paired_auroc_test(y, p[:, 1], other[name][:, 1], n_boot=2000, seed=0)
             result["against"]["rows"][name] = {"other": o, "auroc_difference": d}
             print(f"  {name:<28} AUROC {m['auroc']:.3f} vs {o['auroc']:.3f}: {d['difference']:+.3f} "

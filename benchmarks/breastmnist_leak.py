@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-def leaking(data_root: Path, groups_file: Path) -> tuple[np.ndarray, dict]:
-    """Per test image, whether a frame of its lesion is a training or validation image; and the counts
-    (:func:`breastdx.data.breastmnist_masks.leaking_test_images`)."""
-    from breastdx.data.breastmnist import load_breastmnist
+def leaking(data, data_root: Path, groups_file: Path) -> tuple[np.ndarray, dict]:
+    """Per test image of ``data`` (a loaded BreastMNIST), whether a frame of its lesion is a training or validation
+    image; and the counts (:func:`breastdx.data.breastmnist_masks.leaking_test_images`)."""
     from breastdx.data.breastmnist_masks import leaking_test_images
 
-    return leaking_test_images(load_breastmnist(data_root), data_root, json.loads(groups_file.read_text())["groups"])
+    return leaking_test_images(data, data_root, json.loads(groups_file.read_text())["groups"])
 
 
 def figures(y: np.ndarray, p: np.ndarray) -> dict:
@@ -44,6 +43,11 @@ def figures(y: np.ndarray, p: np.ndarray) -> dict:
             "accuracy": acc["value"], "accuracy_ci95": acc["ci95"]}
 
 
+def subsets(y: np.ndarray, p: np.ndarray, leak: np.ndarray) -> dict[str, dict]:
+    """:func:`figures` over all test images, those that do not leak (``clean``) and those that do (``leaking``)."""
+    return {"all": figures(y, p), "clean": figures(y[~leak], p[~leak]), "leaking": figures(y[leak], p[leak])}
+
+
 def main() -> None:
     from breastdx.data.breastmnist import load_breastmnist
     from breastdx.inference.classifier import ClassificationPredictor
@@ -56,20 +60,20 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     root = Path(os.environ.get("BREASTDX_DATA", "../shared/data"))
-    leak, counts = leaking(root, args.groups)
+    data = load_breastmnist(root)
+    leak, counts = leaking(data, root, args.groups)
     print(f"official test split: {counts['test']} images; {counts['leaking']} ({counts['leaking_malignant']} malignant) "
           f"have a frame of the same lesion among the 624 training and validation images, {counts['clean']} "
           f"({counts['clean_malignant']} malignant) do not; the same BUSI image in both: "
           f"{counts['same_source_in_training']}")
-    test = load_breastmnist(root).split("test")
+    test = data.split("test")
     result: dict = {"counts": counts, "models": {}}
     print(f"{'model':<22} {'subset':<10} {'n':>4} {'AUROC':>22} {'accuracy':>22}")
     for name in args.models.split(","):
         model = ClassificationPredictor.from_dir(resolve_model(name, "breastmnist"), task="breastmnist",
                                                  dtype="float32")
         p = model.predict_proba(list(test.images))
-        rows = {"all": figures(test.labels, p), "clean": figures(test.labels[~leak], p[~leak]),
-                "leaking": figures(test.labels[leak], p[leak])}
+        rows = subsets(test.labels, p, leak)
         result["models"][name] = rows
         for subset, r in rows.items():
             print(f"{name:<22} {subset:<10} {r['n']:>4} "

@@ -155,19 +155,20 @@ def main() -> None:
 
 def _leak(model_dir: Path, data: Path) -> list[str]:
     """The card's section on the test images that have a frame of the same lesion in training."""
-    from breastmnist_leak import figures, leaking
+    from breastmnist_leak import leaking, subsets
 
     from breastdx.data.breastmnist import load_breastmnist
     from breastdx.evaluation.tables import ci_text
     from breastdx.inference.classifier import ClassificationPredictor
 
-    leak, n = leaking(data, Path(__file__).resolve().parents[1] / "src/breastdx/zoo/busi-seg/split.json")
-    test = load_breastmnist(data).split("test")
+    bm = load_breastmnist(data)
+    leak, n = leaking(bm, data, Path(__file__).resolve().parents[1] / "src/breastdx/zoo/busi-seg/split.json")
+    test = bm.split("test")
     p = ClassificationPredictor.from_dir(model_dir, task="breastmnist", dtype="float32").predict_proba(list(test.images))
-    rows = [f"| {name} | {r['n']} ({r['malignant']}) | {ci_text({'value': r['auroc'], 'ci95': r['auroc_ci95']})} | "
+    names = {"all": "all", "clean": "no frame of the lesion in training", "leaking": "a frame of the lesion in training"}
+    rows = [f"| {names[k]} | {r['n']} ({r['malignant']}) | {ci_text({'value': r['auroc'], 'ci95': r['auroc_ci95']})} | "
             f"{ci_text({'value': r['accuracy'], 'ci95': r['accuracy_ci95']})} |"
-            for name, r in (("all", figures(test.labels, p)), ("no frame of the lesion in training", figures(
-                test.labels[~leak], p[~leak])), ("a frame of the lesion in training", figures(test.labels[leak], p[leak])))]
+            for k, r in subsets(test.labels, p, leak).items()]
     print("test split by leak:\n" + "\n".join(rows))
     return ["## Near-duplicates across the split", "",
             f"BreastMNIST's split is random. Each image is the central square of a BUSI image, and BUSI holds several "

@@ -31,7 +31,8 @@ DATASETS = {"busi": "busi", "busi_original_sample": "busi_original_sample",
             "bus_uclm_sample": "bus_uclm_sample/images", "breast_lesions_usg_sample": "breast_lesions_usg_sample/images",
             "breastmnist": "breastmnist/breastmnist.npz#test", "idc": "idc", "pcam": "pcam_subset/test",
             "breakhis": "breakhis_224", "monuseg": "monuseg_breast/test/images"}
-OWN = {"busi-cls": "busi", "breastmnist": "breastmnist", "breastmnist-single": "breastmnist", "idc": "idc", "pcam": "pcam", "breakhis": "breakhis"}
+OWN = {"busi-cls": "busi", "breastmnist": "breastmnist", "breastmnist-single": "breastmnist", "idc": "idc",
+       "pcam": "pcam", "breakhis": "breakhis"}
 
 
 def own_test_images(name: str, predictor, model_dir: Path, root: Path) -> list[np.ndarray]:

@@ -108,16 +108,21 @@ def match_busi(images: np.ndarray, malignant: np.ndarray, thumbnails: np.ndarray
     return out
 
 
-def _busi_index(data_root: str | Path) -> tuple[list, np.ndarray, dict[str, np.ndarray]]:
-    """BUSI's cases, the :func:`thumbnail` of each and the central square of each one's lesion mask."""
+def _busi_index(data_root: str | Path, masks: bool = True) -> tuple[list, np.ndarray, dict[str, np.ndarray]]:
+    """BUSI's cases, the :func:`thumbnail` of each and (with ``masks``; else no mask file is read) the central
+    square of each one's lesion mask."""
     from breastdx.data.busi import find_busi_root, load_case, scan_busi
+    from breastdx.data.images import read_image
 
     cases = scan_busi(find_busi_root(data_root))
     thumbs, lesion = [], {}
     for c in cases:
-        image, mask = load_case(c, mode="gray")
+        if masks:
+            image, mask = load_case(c, mode="gray")
+            lesion[c.name] = central_square(mask)
+        else:
+            image = read_image(c.image, mode="gray").array
         thumbs.append(thumbnail(image))
-        lesion[c.name] = central_square(mask)
     return cases, np.stack(thumbs), lesion
 
 
@@ -167,7 +172,7 @@ def leaking_test_images(data: object, data_root: str | Path, groups: Sequence[Se
     Raises:
         DataError: If an image has no BUSI source.
     """
-    cases, thumbs, _ = _busi_index(data_root)
+    cases, thumbs, _ = _busi_index(data_root, masks=False)
     sources = {}
     for s in ("train", "val", "test"):
         part = data.split(s)  # type: ignore[attr-defined]
