@@ -16,7 +16,7 @@ from breastdx.pipeline.ensemble import write_ensemble
 SMALL = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}
 
 
-def _member(path, seed, *, image_size=32, keep_largest=False, min_area=0.0, hashes=()):
+def _member(path, seed, *, image_size=32, keep_largest=False, min_area=0.0, hashes=(), phashes=None):
     torch.manual_seed(seed)
     net, args = build_network("unet", 1, 2, **SMALL)
     path.mkdir(parents=True)
@@ -29,7 +29,7 @@ def _member(path, seed, *, image_size=32, keep_largest=False, min_area=0.0, hash
                       "inference": {"validated_dtypes": ["bfloat16", "float32"], "tta": "none"},
                       "validation_metrics": {"dice": {"value": 0.7, "ci95": [0.6, 0.8], "n": 10}}})
     if hashes:
-        write_training_hashes(path, list(hashes))
+        write_training_hashes(path, list(hashes), phashes)
     return path
 
 
@@ -66,8 +66,8 @@ def test_bad_member_lists_are_refused(members, match):
 
 
 def test_written_folder_predicts_the_mean_of_its_members(tmp_path):
-    dirs = [_member(tmp_path / f"m{i}", i, keep_largest=i > 0, min_area=0.01 if i else 0.0, hashes=[f"h{i}", "c"])
-            for i in range(3)]
+    dirs = [_member(tmp_path / f"m{i}", i, keep_largest=i > 0, min_area=0.01 if i else 0.0, hashes=[f"h{i}", "c"],
+                    phashes=[i, 2**63]) for i in range(3)]
     split = tmp_path / "split.json"
     split.write_text('{"test": []}')
     meta = write_ensemble(dirs, tmp_path / "ens", split_file=split)
@@ -86,6 +86,8 @@ def test_written_folder_predicts_the_mean_of_its_members(tmp_path):
     out = ens.predict([image])[0]
     np.testing.assert_allclose(out.prob, np.mean(probs, axis=0), atol=1e-6)
     assert ens.training_hashes == {"c", "h0", "h1", "h2"}
+    assert sorted(int(h) for h in ens.training_near.hashes) == [0, 1, 2, 2**63]  # the union, as 64-bit ints
+    assert ens.training_near.threshold == 8 and ens.training_near.source_crop is None
     onnx = load_predictor(tmp_path / "ens", task="busi-seg", dtype="float32", backend="onnxruntime",
                           onnx_dir=tmp_path / "onnx")
     np.testing.assert_allclose(onnx.predict([image])[0].prob, out.prob, atol=1e-4)
@@ -93,6 +95,10 @@ def test_written_folder_predicts_the_mean_of_its_members(tmp_path):
 
 def test_members_that_disagree_or_a_used_folder_are_refused(tmp_path):
     a, b = _member(tmp_path / "a", 0), _member(tmp_path / "b", 1, image_size=48)
+    # perceptual hashes are kept only when every member keeps them
+    c, d = _member(tmp_path / "c0", 0, hashes=["x"], phashes=[5]), _member(tmp_path / "d0", 1, hashes=["y"])
+    write_ensemble([c, d], tmp_path / "cd")
+    assert "perceptual" not in json.loads((tmp_path / "cd" / "training_hashes.json").read_text())
     with pytest.raises(ModelFolderError, match="preprocessing"):
         write_ensemble([a, b], tmp_path / "ens")
     with pytest.raises(ModelFolderError, match="at least 2"):

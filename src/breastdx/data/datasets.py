@@ -106,7 +106,8 @@ class SegmentationDataset(Dataset):
 
     @classmethod
     def from_busi(cls, cases: Sequence[Any], preprocessing: Preprocessing,
-                  transform: Callable | None = None, hashes: list[str] | None = None) -> "SegmentationDataset":
+                  transform: Callable | None = None, hashes: list[str] | None = None,
+                  phashes: list[int] | None = None) -> "SegmentationDataset":
         """Read BUSI cases (:class:`breastdx.data.busi.BusiCase`), resize and cache them.
 
         Args:
@@ -115,6 +116,7 @@ class SegmentationDataset(Dataset):
             transform: Augmentation, or None.
             hashes: When a list, the :func:`breastdx.data.checksum.image_hash` of each image as read (before
                 resizing: what ``predict`` reads) is appended to it, in case order.
+            phashes: When a list, the :func:`breastdx.data.duplicates.perceptual_hash` of each image as read.
 
         Raises:
             breastdx.data.images.ImageReadError: If a file cannot be read (the message names it).
@@ -130,6 +132,10 @@ class SegmentationDataset(Dataset):
             image, mask = load_case(case, mode=preprocessing.mode)
             if hashes is not None:
                 hashes.append(image_hash(image))
+            if phashes is not None:
+                from breastdx.data.duplicates import perceptual_hash
+
+                phashes.append(perceptual_hash(image))
             images[i] = preprocessing.resize_image(image)
             masks[i] = resize_mask(mask, s)
         log.info("cached %d BUSI images at %dx%d", len(cases), s, s)

@@ -48,6 +48,7 @@ References:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -60,6 +61,14 @@ docstring for the calibration on BUSI."""
 
 DEFAULT_MIN_CORRELATION: float = 0.7
 """Smallest Pearson correlation of 32 x 32 thumbnails for a hash match to count (a guard, see above)."""
+
+FLAG_HASH_THRESHOLD: int = 8
+"""Largest pHash Hamming distance at which ``predict`` calls an input a near-duplicate of a training image
+(:class:`NearDuplicateIndex`). Stricter than :data:`DEFAULT_HASH_THRESHOLD` because a model folder keeps no thumbnail
+for the correlation guard: at 10 bits, one image of the BrEaST sample (another hospital; ``case186``) fell within
+reach of a BUSI training image whose thumbnail it correlates with at 0.62 only. Every BreastMNIST image is within 4
+bits of its BUSI source's central square (780 of 780), and BUSI's copies of one frame within 8
+(``benchmarks/zoo_near_duplicates.py`` prints the counts)."""
 
 SAME_IMAGE_CORRELATION: float = 0.99
 """Smallest :func:`aligned_correlation` at which two files hold the same image (re-cropped or rescaled)."""
@@ -116,6 +125,57 @@ def thumbnail(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
     t = t - t.mean()
     norm = np.linalg.norm(t)
     return (t / norm if norm > 0 else t).astype(np.float32)
+
+
+def model_view_hash(image: np.ndarray, source_crop: str | None = None) -> int:
+    """:func:`perceptual_hash` of the part of an image a model reads: the whole image, or its central square when
+    the model cuts one (``preprocessing.source_crop``: BreastMNIST's 28 x 28 images are the central squares of BUSI
+    images, so a full BUSI file and its BreastMNIST version hash within 4 bits of each other; all 780 measured).
+
+    Raises:
+        ValueError: If the image is not 2-D gray or RGB ``uint8``, or ``source_crop`` is unknown.
+    """
+    if source_crop is not None:
+        from breastdx.data.transforms import central_square
+
+        if source_crop != "central_square":
+            raise ValueError(f"source_crop must be None or 'central_square', got {source_crop!r}.")
+        image = central_square(np.asarray(image))
+    return perceptual_hash(image)
+
+
+@dataclass(frozen=True)
+class NearDuplicateIndex:
+    """The perceptual hashes of a model's training images, to tell whether an input is a near-duplicate of one:
+    the same frame re-saved, re-cropped, rescaled or with calipers drawn, or another frame of the same lesion
+    (a Hamming distance of at most ``threshold`` bits, :data:`FLAG_HASH_THRESHOLD`; see the module docstring for
+    the calibration on BUSI).
+
+    Attributes:
+        hashes: uint64 ``(n,)`` :func:`model_view_hash` of each training image.
+        threshold: Largest Hamming distance, 0-64, of a near-duplicate.
+        source_crop: The crop the model applies before hashing (``"central_square"``) or None.
+    """
+
+    hashes: np.ndarray
+    threshold: int = FLAG_HASH_THRESHOLD
+    source_crop: str | None = None
+
+    def distance(self, image: np.ndarray) -> int:
+        """Smallest Hamming distance (0-64) between the image's :func:`model_view_hash` and a training image's; 64
+        when the index is empty.
+
+        Raises:
+            ValueError: As :func:`model_view_hash`.
+        """
+        if len(self.hashes) == 0:
+            return 64
+        x = np.asarray(self.hashes, dtype=np.uint64) ^ np.uint64(model_view_hash(image, self.source_crop))
+        return int(np.bitwise_count(x).min())
+
+    def is_near(self, image: np.ndarray) -> bool:
+        """Whether :meth:`distance` is at most :attr:`threshold`."""
+        return self.distance(image) <= self.threshold
 
 
 def hamming_distance(a: int, b: int) -> int:

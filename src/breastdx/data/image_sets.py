@@ -158,14 +158,16 @@ def patch_reader(dataset: str, about: str, official: Callable[..., Any] | None =
 
 def cache_images(part: ImageSet, prep: Any, class_names: Sequence[str], *, normalise: Callable | None = None,
                  masks: bool = False, transform: Any = None, source_size: int | None = None,
-                 source_crop: str | None = None, hashes: list[str] | None = None):
+                 source_crop: str | None = None, hashes: list[str] | None = None,
+                 phashes: list[int] | None = None):
     """Read every image of ``part`` once, (normalise,) resize and cache it at network size (through ``source_crop``
     and ``source_size``, see :func:`breastdx.data.classification.resize_for_network`; masks are cropped alike).
 
     Returns:
         A :class:`breastdx.data.classification.ClassificationDataset` (uint8 ``(N, S, S[, 3])``, masks bool
         ``(N, S, S)`` when asked). With ``hashes`` (a list), the :func:`breastdx.data.checksum.image_hash` of each
-        image as read is appended to it.
+        image as read is appended to it; with ``phashes``, its :func:`breastdx.data.duplicates.model_view_hash`
+        (through ``source_crop``).
 
     Raises:
         breastdx.data.images.ImageReadError: If a file cannot be decoded (the message names it).
@@ -181,6 +183,10 @@ def cache_images(part: ImageSet, prep: Any, class_names: Sequence[str], *, norma
         image, mask = part.read(i)
         if hashes is not None:  # of the image as read, before normalisation (what predict reads)
             hashes.append(image_hash(image))
+        if phashes is not None:
+            from breastdx.data.duplicates import model_view_hash
+
+            phashes.append(model_view_hash(image, source_crop))
         if normalise is not None:
             image = normalise(image)
         try:

@@ -165,9 +165,10 @@ class ImagePredictor(Predictor):
         self.device = self.runner.device
         self.dtype, self.dtype_reason = self.runner.dtype, self.runner.dtype_reason
         self.backend = self.runner.backend
-        from breastdx.models.saved import read_training_hashes
+        from breastdx.models.saved import read_near_duplicate_index, read_training_hashes
 
         self.training_hashes = read_training_hashes(model_dir)  # empty for a folder without them
+        self.training_near = read_near_duplicate_index(model_dir)  # None for a folder without perceptual hashes
 
     @property
     def network(self) -> nn.Module:
@@ -253,6 +254,30 @@ PREDICTOR_MODULES = {
 }
 """The module that registers the predictor of each kind, imported when a folder of that kind is loaded (so a
 tabular model loads without PyTorch)."""
+
+
+def seen_in_training(predictor: Any, image: np.ndarray) -> str | None:
+    """Whether an image is one a model was trained on, by its model folder's ``training_hashes.json``.
+
+    Args:
+        predictor: A loaded predictor (its ``training_hashes`` and ``training_near``).
+        image: The image as read (uint8 ``(H, W)`` or ``(H, W, 3)``, the predictor's mode).
+
+    Returns:
+        ``"yes"`` (the pixels of a training image), ``"near-duplicate"`` (perceptual hash within the folder's
+        threshold of a training image's: another frame of the lesion, a re-saved or re-cropped copy, the BUSI file of
+        a BreastMNIST training image; only for folders that keep those), ``"no"``, or None when the folder keeps no
+        training hashes.
+    """
+    from breastdx.data.checksum import image_hash
+
+    known = getattr(predictor, "training_hashes", frozenset())
+    if not known:
+        return None
+    if image_hash(image) in known:
+        return "yes"
+    near = getattr(predictor, "training_near", None)
+    return "near-duplicate" if near is not None and near.is_near(image) else "no"
 
 
 def predictor_class(meta: ModelMeta) -> type[Predictor]:

@@ -42,9 +42,12 @@ def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path,
     """Predict every image of ``inputs``, make each row with ``make_row(path, record, output, stem, submit)``
     (``submit`` queues a picture to write; ``stem`` is the file's stem, made unique), write ``predictions.csv``.
     When the model folder keeps its training images' hashes (``training_hashes.json``), a last column
-    ``seen_in_training`` (yes/no) flags an input with the pixels of a training image, and a warning counts them."""
-    from breastdx.data.checksum import image_hash
+    ``seen_in_training`` flags an input with the pixels of a training image (``yes``), a near-duplicate of one
+    (``near-duplicate``: perceptual hash within the folder's threshold, where the folder keeps those: another frame of
+    the lesion, a re-saved or re-cropped copy, a BUSI file whose BreastMNIST version was trained on) or neither
+    (``no``), and a warning counts them."""
     from breastdx.data.images import list_images
+    from breastdx.inference.base import seen_in_training
 
     known = getattr(predictor, "training_hashes", frozenset())
     start = time.perf_counter()
@@ -67,7 +70,7 @@ def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path,
             stem = name if used[name] == 1 else f"{name}_{used[name]}"
             rows.append(make_row(path, rec, out, stem, submit))
             if known:
-                rows[-1]["seen_in_training"] = "yes" if image_hash(rec.array) in known else "no"
+                rows[-1]["seen_in_training"] = seen_in_training(predictor, rec.array)
         for job in jobs:
             job.result()
     if known:
@@ -76,6 +79,11 @@ def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path,
         if seen:
             log.warning("%d of %d input image(s) are images this model was trained on (column seen_in_training): "
                         "its output on them is not that of a new case.", seen, len(rows))
+        close = sum(r["seen_in_training"] == "near-duplicate" for r in rows)
+        if close:
+            log.warning("%d of %d input image(s) are near-duplicates of images this model was trained on (another "
+                        "frame of the lesion, or a re-saved or re-cropped copy; column seen_in_training): its output "
+                        "on them is not that of a new case.", close, len(rows))
     with open(Path(run_dir) / "predictions.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()

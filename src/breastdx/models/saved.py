@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from breastdx import RESEARCH_USE_ONLY
 from breastdx.runs import package_versions, utc_now_iso, write_json
 
@@ -29,11 +31,30 @@ model was trained on (its figures on such an image are not those of a new case).
 no name of a training image is kept."""
 
 
-def write_training_hashes(model_dir: Path, hashes: list[str]) -> Path:
-    """Write :data:`TRAINING_HASHES_FILE` into ``model_dir`` (sorted, unique)."""
-    return write_json({"hash": "first 32 hex digits of SHA-256 over the decoded uint8 image's dtype, shape and bytes "
-                               "(breastdx.data.checksum.image_hash), as read before any resizing",
-                       "n_images": len(hashes), "hashes": sorted(set(hashes))}, Path(model_dir) / TRAINING_HASHES_FILE)
+def write_training_hashes(model_dir: Path, hashes: list[str], phashes: list[int] | None = None,
+                          source_crop: str | None = None) -> Path:
+    """Write :data:`TRAINING_HASHES_FILE` into ``model_dir`` (sorted, unique).
+
+    Args:
+        model_dir: The model folder.
+        hashes: :func:`breastdx.data.checksum.image_hash` of each training image.
+        phashes: Optionally, :func:`breastdx.data.duplicates.model_view_hash` of each training image (64-bit ints),
+            kept under ``perceptual`` with the near-duplicate threshold, so that ``predict`` flags near-duplicates of
+            a training image too (ultrasound, where near-duplicates were calibrated on BUSI).
+        source_crop: The crop those were taken through (``preprocessing.source_crop``), or None.
+    """
+    from breastdx.data.duplicates import FLAG_HASH_THRESHOLD
+
+    record: dict[str, Any] = {"hash": "first 32 hex digits of SHA-256 over the decoded uint8 image's dtype, shape and "
+                                      "bytes (breastdx.data.checksum.image_hash), as read before any resizing",
+                              "n_images": len(hashes), "hashes": sorted(set(hashes))}
+    if phashes is not None:
+        record["perceptual"] = {
+            "hash": "64-bit DCT perceptual hash (imagehash.phash) of the part of each training image the model reads "
+                    "(breastdx.data.duplicates.model_view_hash), 16 hex digits",
+            "threshold": FLAG_HASH_THRESHOLD, "source_crop": source_crop,
+            "hashes": sorted({f"{int(h):016x}" for h in phashes})}
+    return write_json(record, Path(model_dir) / TRAINING_HASHES_FILE)
 
 
 def read_training_hashes(model_dir: Path | None) -> frozenset[str]:
@@ -42,13 +63,48 @@ def read_training_hashes(model_dir: Path | None) -> frozenset[str]:
     Raises:
         ModelFolderError: If the file exists but is not the JSON this module writes; the message names it.
     """
-    if model_dir is None or not (Path(model_dir) / TRAINING_HASHES_FILE).is_file():
+    record = _training_record(model_dir)
+    if record is None:
         return frozenset()
+    try:
+        return frozenset(str(h) for h in record["hashes"])
+    except (KeyError, TypeError) as e:
+        raise ModelFolderError(f"{Path(model_dir or '') / TRAINING_HASHES_FILE}: not a training-hashes file "
+                               f"({type(e).__name__}: {e}).") from None
+
+
+def read_near_duplicate_index(model_dir: Path | None) -> Any:
+    """The :class:`breastdx.data.duplicates.NearDuplicateIndex` of a model folder's training images, or None when
+    its :data:`TRAINING_HASHES_FILE` keeps no perceptual hashes (or there is no folder).
+
+    Raises:
+        ModelFolderError: If the file exists but its ``perceptual`` record is not what this module writes.
+    """
+    record = _training_record(model_dir)
+    if record is None or "perceptual" not in record:
+        return None
+    from breastdx.data.duplicates import NearDuplicateIndex
+
+    p = record["perceptual"]
+    try:
+        hashes = np.array([int(h, 16) for h in p["hashes"]], dtype=np.uint64)
+        return NearDuplicateIndex(hashes, int(p["threshold"]), p.get("source_crop"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFolderError(f"{Path(model_dir or '') / TRAINING_HASHES_FILE}: not a perceptual-hash record "
+                               f"({type(e).__name__}: {e}).") from None
+
+
+def _training_record(model_dir: Path | None) -> dict[str, Any] | None:
+    if model_dir is None or not (Path(model_dir) / TRAINING_HASHES_FILE).is_file():
+        return None
     path = Path(model_dir) / TRAINING_HASHES_FILE
     try:
-        return frozenset(str(h) for h in json.loads(path.read_text())["hashes"])
-    except (ValueError, KeyError, TypeError) as e:
+        record = json.loads(path.read_text())
+    except ValueError as e:
         raise ModelFolderError(f"{path}: not a training-hashes file ({type(e).__name__}: {e}).") from None
+    if not isinstance(record, dict):
+        raise ModelFolderError(f"{path}: not a training-hashes file (a JSON object was expected).")
+    return record
 
 
 def save_weights(network: Any, path: Path) -> Path:

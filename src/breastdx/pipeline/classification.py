@@ -143,6 +143,8 @@ class ClassificationSpec:
         source_size: Resize every image to this side first (BreastMNIST's 28), or None.
         source_crop: ``"central_square"``: cut every image's central square before that (as MedMNIST did), or None.
         train_masks: Keep training masks (multi-task networks learn them): a bool, or ``config -> bool``.
+        near_duplicates: Keep each training image's perceptual hash too, so that ``predict`` flags near-duplicates
+            of a training image (ultrasound: the pHash threshold was calibrated on BUSI's frames), not only copies.
         summary: Metrics of the command-line table.
         card_limitations: Model-card limitations (the "research use only" line included).
         benchmark: Published figures and targets, or None.
@@ -173,6 +175,7 @@ class ClassificationSpec:
     source_size: int | None = None
     source_crop: str | None = None
     train_masks: bool | Callable[[Any], bool] = False
+    near_duplicates: bool = False
     summary: tuple[str, ...] = SUMMARY
     card_limitations: tuple[str, ...] = ("Trained and tested on one public dataset; no external validation.",
                                          "Research use only; not for diagnosis.")
@@ -295,11 +298,13 @@ class ImageClassificationTask(Task):
         aug = spec.augmentation(config) if config.augment and spec.augmentation else None
         log.info("reading %s: %s", self.name, ", ".join(f"{len(p)} {s}" for s, p in parts.items()))
         train_hashes: list[str] = []  # kept in each model folder, so that predict flags a training image
+        train_phashes: list[int] | None = [] if spec.near_duplicates else None  # and a near-duplicate of one
         masks = spec.train_masks(config) if callable(spec.train_masks) else spec.train_masks
         cached = {s: cache_images(p, prep, data.class_names, normalise=norm.apply if norm else None,
                                   masks=masks and s == "train", transform=aug if s == "train" else None,
                                   source_size=spec.source_size, source_crop=spec.source_crop,
-                                  hashes=train_hashes if s == "train" else None)
+                                  hashes=train_hashes if s == "train" else None,
+                                  phashes=train_phashes if s == "train" else None)
                   for s, p in parts.items()}
         read_seconds = time.perf_counter() - start
         optim = ClassifierOptim(lr=config.lr, weight_decay=config.weight_decay, warmup_fraction=config.warmup_fraction,
@@ -319,7 +324,7 @@ class ImageClassificationTask(Task):
                 return RunResult(run_dir)
             models[name] = run_dir / "archs" / name / "model"
             metas[name] = self._write_model(models[name], runs[name], config, prep, data, norm, run_dir / SPLIT_FILE)
-            write_training_hashes(models[name], train_hashes)
+            write_training_hashes(models[name], train_hashes, train_phashes, spec.source_crop)
             if spec.localisation is not None and getattr(config, "localisation", True):
                 localisation[name] = self._localise(models[name], parts["test"], config)
         best = max(runs, key=lambda a: (runs[a].val_score, -list(runs).index(a)))

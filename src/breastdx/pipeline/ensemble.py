@@ -174,7 +174,7 @@ def write_ensemble(member_dirs: Sequence[str | Path], out_dir: str | Path, *, sp
     Writes ``model.safetensors`` (the members' weights under ``members.<i>.``), ``meta.json``
     (:func:`ensemble_meta`), ``MODEL_CARD.md``, ``split.json`` when ``split_file`` is given (classifiers: else the
     members' common split file), and ``training_hashes.json`` with the union of the members' (so that ``predict``
-    flags an image any member trained on).
+    flags an image any member trained on; their perceptual hashes too when every member keeps them alike).
 
     Args:
         member_dirs: Two or more segmentation model folders, or two or more classifier model folders.
@@ -197,7 +197,8 @@ def write_ensemble(member_dirs: Sequence[str | Path], out_dir: str | Path, *, sp
     import torch
     from safetensors.torch import load_file, save_file
 
-    from breastdx.models.saved import read_meta, read_training_hashes, write_meta, write_training_hashes
+    from breastdx.models.saved import (read_meta, read_near_duplicate_index, read_training_hashes, write_meta,
+                                       write_training_hashes)
 
     if weights_dtype not in ("float32", "float16"):
         raise ValueError(f"weights_dtype must be 'float32' or 'float16', got {weights_dtype!r}.")
@@ -227,8 +228,11 @@ def write_ensemble(member_dirs: Sequence[str | Path], out_dir: str | Path, *, sp
     hashes = set()
     for d in dirs:
         hashes |= read_training_hashes(d)
+    indexes = [read_near_duplicate_index(d) for d in dirs]
+    near = (all(i is not None for i in indexes) and len({(i.threshold, i.source_crop) for i in indexes}) == 1)
     if hashes:
-        write_training_hashes(out, sorted(hashes))
+        write_training_hashes(out, sorted(hashes), sorted({int(h) for i in indexes for h in i.hashes}) if near else None,
+                              indexes[0].source_crop if near else None)
     full = write_meta(out, meta)
     write_ensemble_card(out, title, notes)
     return full

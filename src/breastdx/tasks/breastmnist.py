@@ -110,7 +110,7 @@ BREASTMNIST = register(ClassificationSpec(
     name="breastmnist",
     title="BreastMNIST (MedMNIST v2) ultrasound benchmark, 28 x 28",
     config_cls=BreastMNISTConfig, read=read, positive="malignant", mode="gray", source_size=28,
-    source_crop="central_square",
+    source_crop="central_square", near_duplicates=True,
     augmentation=ultrasound_augmentation, train_masks=lambda config: config.lesion_masks, check=check,
     data_options=("data_file",),
     benchmark=Benchmark(targets={"auroc": 0.93, "accuracy": 0.88},

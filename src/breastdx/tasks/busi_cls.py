@@ -183,6 +183,7 @@ BUSI_CLS = register(ClassificationSpec(
     name="busi-cls",
     title="BUSI ultrasound classification (normal / benign / malignant) with Grad-CAM",
     config_cls=BusiClsConfig, read=read, positive="malignant", mode="gray", augmentation=ultrasound_augmentation,
+    near_duplicates=True,
     train_masks=True, localisation=localisation, initialiser=initialiser, check=check, predict_gradcam=True,
     summary=("accuracy", "balanced_accuracy", "macro_auroc", "auroc", "sensitivity", "specificity", "ppv", "npv",
              "f1", "brier", "ece", "sensitivity_normal", "sensitivity_benign", "sensitivity_malignant",

@@ -228,7 +228,9 @@ class BusiSegTask(Task):
         log.info("caching %d training and %d validation images", len(train_cases), len(val_cases))
         aug = ultrasound_augmentation(config) if config.augment else None
         train_hashes: list[str] = []  # kept in the model folder, so that predict flags a training image
-        train_ds = SegmentationDataset.from_busi(train_cases, prep, transform=aug, hashes=train_hashes)
+        train_phashes: list[int] = []  # and a near-duplicate of one (another frame, a re-saved or re-cropped copy)
+        train_ds = SegmentationDataset.from_busi(train_cases, prep, transform=aug, hashes=train_hashes,
+                                                 phashes=train_phashes)
         val_ds = SegmentationDataset.from_busi(val_cases, prep)
         settings = FitSettings.from_config(config, monitor="val_dice")
         train_loader, val_loader = make_loaders(train_ds, val_ds, settings)
@@ -249,7 +251,7 @@ class BusiSegTask(Task):
         model_dir = run_dir / "model"
         model_dir.mkdir()
         meta = self._write_model(model_dir, network, config, resolved_args, prep, checksum, split, training)
-        write_training_hashes(model_dir, train_hashes)
+        write_training_hashes(model_dir, train_hashes, train_phashes)
 
         # Postprocessing chosen on the validation images at their original size.
         from breastdx.inference.predictor import SegmentationPredictor
