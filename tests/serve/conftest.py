@@ -64,6 +64,15 @@ def _seg_model(root: Path) -> Path:
     return d
 
 
+def training_scan() -> np.ndarray:
+    """The one 'training image' the tiny busi-cls model keeps the hashes of: smooth blobs on a gradient, uint8
+    ``(80, 100)``."""
+    yy, xx = np.mgrid[:80, :100]
+    a = 50.0 + 0.8 * yy + 90 * np.exp(-((yy - 30) ** 2 + (xx - 60) ** 2) / 300.0) - 40 * np.exp(
+        -((yy - 55) ** 2 + (xx - 25) ** 2) / 150.0)
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
 def _cls_model(root: Path) -> Path:
     import torch
 
@@ -84,7 +93,18 @@ def _cls_model(root: Path) -> Path:
                                                                              "lac": {"0.9": 0.7}}},
                              "metrics": {"auroc": {"value": 0.8, "ci95": [0.7, 0.9]}}})
     (d / "MODEL_CARD.md").write_text("# Model card: busi-cls test model\n\n- Research use only.\n")
+    from breastdx.data.checksum import image_hash
+    from breastdx.data.duplicates import model_view_hash
+    from breastdx.models.saved import write_training_hashes
+
+    write_training_hashes(d, [image_hash(training_scan())], [model_view_hash(training_scan())])
     return d
+
+
+@pytest.fixture(scope="session")
+def training_image() -> np.ndarray:
+    """The tiny busi-cls model's one training image (:func:`training_scan`)."""
+    return training_scan()
 
 
 @pytest.fixture(scope="session")

@@ -136,6 +136,17 @@ def test_page_and_static_files(client):
 # ------------------------------------------------------------------------------------------------ images
 
 
+def test_the_answer_says_when_a_model_was_trained_on_the_image(client, synthetic_png, training_image):
+    """The tiny busi-cls keeps the hashes of one training image: the same pixels are ``yes``, the image re-saved as a
+    JPEG (other pixels) ``near-duplicate``, another image ``no``; the segmenter keeps none, the classifier decides."""
+    jpeg = io.BytesIO()
+    Image.fromarray(training_image).save(jpeg, format="JPEG", quality=80)
+    seen = {name: _upload(client, "ultrasound", data).json()["image"]["seen_in_training"]
+            for name, data in (("same", _png(training_image)), ("jpeg", jpeg.getvalue()), ("other", synthetic_png))}
+    assert seen == {"same": "yes", "jpeg": "near-duplicate", "other": "no"}
+    assert _upload(client, "busi-seg", _png(training_image)).json()["image"]["seen_in_training"] is None
+
+
 def test_ultrasound_answers_classification_gradcam_and_segmentation(client, synthetic_png):
     r = _upload(client, "ultrasound", synthetic_png)
     assert r.status_code == 200, r.text

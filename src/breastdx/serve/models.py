@@ -398,7 +398,9 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
         ``{"image", "segmentation", "classification", "timings_ms"}``: ``image`` holds the size, format,
         pixel spacing and the image itself as a PNG data URL (``image_png``, scaled to the display size);
         ``segmentation`` (mask, ``contour_overlay_png``, area) and ``classification`` (probabilities, label,
-        ``gradcam_overlay_png``) are None when no such model ran. The overlays are RGBA layers to stretch
+        ``gradcam_overlay_png``) are None when no such model ran. ``image.seen_in_training`` says whether a
+        served model was trained on the image (:func:`breastdx.inference.base.seen_in_training`: ``yes``,
+        ``near-duplicate``, ``no``; the strongest over the models; None when none keeps training hashes). The overlays are RGBA layers to stretch
         over ``image_png``: the mask and contour have its size; the smooth Grad-CAM layer has the same
         aspect ratio and at most :data:`GRADCAM_LAYER_MAX_SIDE` pixels per side.
 
@@ -430,9 +432,13 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
                   "image_png": png_data_url(disp)},
         "segmentation": None, "classification": None,
     }
+    from breastdx.inference.base import seen_in_training
+
+    seen: list[str] = []
     for model in models:
         t = time.perf_counter()
         arr = to_rgb(image) if model.image_mode == "rgb" else to_gray(image)
+        seen.append(seen_in_training(model.predictor, arr) or "")
         if model.kind == "segmentation":
             answer["segmentation"] = _segment(model, arr, record.spacing_mm, disp, composites, scale[0] * scale[1])
         elif model.kind == "classification":
@@ -444,6 +450,7 @@ def predict_image(models: Sequence[LoadedModel], data: bytes, filename: str, *, 
     if ood_note:  # the feature-space check runs with the classifier, after the checks of colour and size
         notes = [n for n in (answer["image"]["scope_note"], ood_note) if n]
         answer["image"].update(in_scope=False, scope_note="; ".join(notes))
+    answer["image"]["seen_in_training"] = next((v for v in ("yes", "near-duplicate", "no") if v in seen), None)
     answer["timings_ms"] = {k: round(v, 2) for k, v in timings.items()}
     answer["disagreement"] = disagreement(answer["segmentation"], answer["classification"])
     return answer

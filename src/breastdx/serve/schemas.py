@@ -197,6 +197,11 @@ class ImageInfo(_Base):
                                              "(colour for a grey-ultrasound model, grey for an H&E model, too small, "
                                              "or far from every training image in the classifier's feature space).")
     scope_note: str = Field("", description="Why the image is out of scope; empty when in scope.")
+    seen_in_training: str | None = Field(None, description="'yes' when a served model was trained on this image "
+                                         "(the same pixels), 'near-duplicate' when on a near-duplicate of it (another "
+                                         "frame of the lesion, a re-saved or re-cropped copy; ultrasound models), "
+                                         "'no', or null when no served model keeps its training images' hashes. "
+                                         "A result on a training image is not that of a new case.")
     display_width: int
     display_height: int
     image_png: str = Field(description="The image at the display size.")

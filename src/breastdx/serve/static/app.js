@@ -277,6 +277,12 @@ function showAnswer(index) {
   scope.hidden = a.image.in_scope !== false;
   scope.textContent = scope.hidden ? "" : "Out of scope: this image is " + a.image.scope_note +
     ". The result below is not to be trusted.";
+  const seen = a.image.seen_in_training;
+  $("training-warning").hidden = seen !== "yes" && seen !== "near-duplicate";
+  $("training-warning").textContent = seen === "yes" ? "The model was trained on this image: the result below " +
+    "is not that of a new case." : seen === "near-duplicate" ? "The model was trained on a near-duplicate of this " +
+    "image (another frame of the lesion, or a re-saved or re-cropped copy): the result below is not that of a new " +
+    "case." : "";
   $("disagreement").hidden = !a.disagreement;
   $("disagreement").textContent = a.disagreement || "";
   dl.replaceChildren();
