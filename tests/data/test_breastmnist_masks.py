@@ -94,13 +94,39 @@ class _Data:
 def test_a_test_image_leaks_through_its_near_duplicate_group(tmp_path):
     cases = _busi(tmp_path)
     thumb = {n: np.round(thumbnail(c[0])).astype(np.uint8) for n, c in cases.items()}
-    data = _Data({"train": _Part([thumb["benign (1)"]], [0]), "val": _Part([thumb["normal (1)"]], [0]),
+    data = _Data({"train": _Part([thumb["benign (1)"]], [0]), "val": _Part([thumb["malignant (1)"]], [1]),
                   "test": _Part([thumb["malignant (2)"], thumb["benign (2)"], thumb["normal (1)"]], [1, 0, 0])})
-    # malignant (2) shares a group with a training image; benign (2) with nobody seen; normal (1) is itself in val
-    leak, counts = leaking_test_images(data, tmp_path, [["benign (1)", "malignant (2)"], ["benign (2)", "x"]])
-    assert leak.tolist() == [True, False, True]
+    # malignant (2) shares a group with a training image; benign (2) is the validation image filed under another
+    # label (one picture, two BUSI cases, matched by label); normal (1) with nobody seen
+    leak, counts = leaking_test_images(data, tmp_path, [["benign (1)", "malignant (2)"], ["benign (2)", "malignant (1)"]])
+    assert leak.tolist() == [True, True, False]
     assert counts == {"test": 3, "leaking": 2, "leaking_malignant": 1, "clean": 1, "clean_malignant": 0,
-                      "same_source_in_training": 1}
+                      "same_source_in_training": 0}
+    # one BUSI image cannot be the source of two images (MedMNIST made one of each)
+    twice = _Data({"train": _Part([thumb["normal (1)"]], [0]), "val": _Part([thumb["normal (1)"]], [0]),
+                   "test": _Part([thumb["benign (1)"]], [0])})
+    with pytest.raises(DataError, match=r"val_0: its BUSI source is already the source of another image"):
+        leaking_test_images(twice, tmp_path, [])
+
+
+def test_the_matching_is_one_source_per_image_not_the_best_each():
+    """Two BUSI frames that differ a little (as ``benign (152)`` and ``benign (18)``): the image made from the second
+    correlates a hair better with the first, whose own image correlates perfectly; each gets its own source."""
+    from breastdx.data.breastmnist_masks import match_busi
+
+    class Case:
+        def __init__(self, name):
+            self.name, self.label = name, "benign"
+
+    rng = np.random.default_rng(3)
+    a = rng.random((28, 28)) * 200 + 20
+    e = rng.normal(0, 1.0, (28, 28))
+    thumbs = np.stack([a, a + e, rng.random((28, 28)) * 255])
+    images = np.stack([a, a + 0.45 * e])  # the second is nearer to a than to a + e, though made from a + e
+    r_best = [int(np.argmax([np.corrcoef(im.ravel(), t.ravel())[0, 1] for t in thumbs])) for im in images]
+    assert r_best == [0, 0]  # matching each image to its best source would use "A" twice
+    matches = match_busi(images, np.array([0, 0]), thumbs, [Case("A"), Case("A2"), Case("B")])
+    assert [m.case for m in matches] == ["A", "A2"] and min(m.r for m in matches) > 0.999
 
 
 def test_real_breastmnist_test_images_with_a_frame_of_their_lesion_in_training(data_root):
@@ -114,3 +140,18 @@ def test_real_breastmnist_test_images_with_a_frame_of_their_lesion_in_training(d
     assert counts == {"test": 156, "leaking": 64, "leaking_malignant": 10, "clean": 92, "clean_malignant": 32,
                       "same_source_in_training": 0}
     assert leak.shape == (156,) and np.flatnonzero(leak)[:8].tolist() == [2, 7, 8, 10, 12, 13, 18, 20]
+
+
+def test_every_real_breastmnist_image_has_a_busi_source_of_its_own(data_root):
+    """780 images, 780 BUSI images: the assignment uses each once; the near-identical frames go their own way
+    (golden), and the one BUSI picture filed under two labels follows the BreastMNIST label."""
+    from breastdx.data.breastmnist import load_breastmnist
+    from breastdx.data.breastmnist_masks import _busi_index, match_splits
+
+    cases, thumbs, _ = _busi_index(data_root, masks=False)
+    matches = match_splits(load_breastmnist(data_root), thumbs, cases)
+    names = [m.case for ms in matches.values() for m in ms]
+    assert len(names) == len(set(names)) == 780 and min(m.r for ms in matches.values() for m in ms) > 0.9991
+    assert [matches["train"][i].case for i in (60, 107, 115, 488)] == [
+        "benign (152)", "benign (18)", "malignant (145)", "benign (299)"]
+    assert matches["val"][76].case == "benign (233)" and matches["test"][76].case == "benign (433)"

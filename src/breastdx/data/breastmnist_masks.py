@@ -3,15 +3,20 @@
 MedMNIST v2 made BreastMNIST from BUSI (Yang et al. 2023): each BUSI image cropped to its central square and
 resized to 28 x 28. Resizing the central square of every BUSI image with PIL's bilinear filter (anti-aliased)
 reproduces every one of the 780 BreastMNIST images: Pearson r of 0.9992 or more with its source, median 0.99999999,
-while the second-best BUSI image scores about 0.09 lower (checked on ``../shared/data``; the direct resize without the
-crop reaches a median r of 0.95 only); 567 of the 780 are byte-identical. So BUSI's lesion masks, cropped the same
+while the second-best BUSI image scores a median 0.09 lower (checked on ``../shared/data``; the direct resize without
+the crop reaches a median r of 0.95 only); 567 of the 780 are byte-identical. For 242 images another BUSI frame
+comes within 0.01 of r (BUSI's near-duplicates), and twice the best source of one image is the exact source of
+another (``benign (152)`` and ``benign (18)``, ``benign (233)`` and ``benign (299)``): MedMNIST made one image of each
+BUSI image, so the matching is an assignment, each BUSI image the source of one image (:func:`match_busi`; all
+splits together in :func:`match_splits`). So BUSI's lesion masks, cropped the same
 way, are masks of the BreastMNIST images, and a multi-task network can learn them beside the class (``breastdx
 train breastmnist --lesion-masks true``, which reads the masks of the training images only). :func:`leaking_test_images`
 matches all three splits, to find the test images that have a frame of their lesion in training. A breastmnist model
 reads any image the same way (``preprocessing.source_crop``, :func:`breastdx.data.classification.resize_for_network`).
 
 Ties: ``benign (433)`` and ``malignant (145)`` are one image in BUSI (see :mod:`breastdx.data.busi`), so two
-BreastMNIST images match both equally; each takes the BUSI case whose class agrees with its own label.
+BreastMNIST images (training image 115, labelled malignant, and test image 76, normal or benign: one picture under
+two labels) match both equally; each takes the BUSI case whose class agrees with its own label.
 
 References:
     Yang, J. et al. (2023). MedMNIST v2. Scientific Data 10:41. doi:10.1038/s41597-022-01721-8
@@ -35,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 MIN_R = 0.99
 """Smallest Pearson r between a BreastMNIST image and the thumbnail of the BUSI image it is matched to."""
+
+TIE_BONUS = 1e-5
+"""Added to r where the BUSI class agrees with the BreastMNIST label: breaks the tie of BUSI's one image filed under
+two classes, and nothing else (other pairs differ by more)."""
 
 
 def thumbnail(image: np.ndarray, size: int = 28) -> np.ndarray:
@@ -74,7 +83,8 @@ def _standardise(x: np.ndarray) -> np.ndarray:
 
 def match_busi(images: np.ndarray, malignant: np.ndarray, thumbnails: np.ndarray, cases: Sequence[object],
                ids: Sequence[str] | None = None) -> list[BusiMatch]:
-    """Match each BreastMNIST image to the BUSI case whose :func:`thumbnail` it is.
+    """Match each BreastMNIST image to the BUSI case whose :func:`thumbnail` it is, one case per image (the
+    assignment with the largest sum of Pearson r, ``scipy.optimize.linear_sum_assignment``).
 
     Args:
         images: uint8 ``(N, 28, 28)`` BreastMNIST images.
@@ -88,23 +98,56 @@ def match_busi(images: np.ndarray, malignant: np.ndarray, thumbnails: np.ndarray
         One :class:`BusiMatch` per image.
 
     Raises:
-        DataError: If an image has no BUSI thumbnail with r >= :data:`MIN_R` (all such images are named).
+        DataError: If an image has no BUSI thumbnail with r >= :data:`MIN_R`, or none left for it (all such images
+            are named).
     """
+    from scipy.optimize import linear_sum_assignment
+
     r = _standardise(images) @ _standardise(thumbnails).T
     ids = list(ids) if ids is not None else [f"image {i}" for i in range(len(images))]
-    out, problems = [], []
-    for i in range(len(images)):
-        best = float(r[i].max())
-        if best < MIN_R:
-            problems.append(f"{ids[i]}: no BUSI image matches it (best Pearson r {best:.3f}, expected >= {MIN_R})")
-            continue
-        tied = np.flatnonzero(r[i] >= best - 1e-6)
-        agree = [j for j in tied if (cases[j].label == "malignant") == bool(malignant[i])]
-        j = int(agree[0] if agree else tied[0])
-        out.append(BusiMatch(cases[j].name, cases[j].label, float(r[i, j])))
+    problems = [f"{ids[i]}: no BUSI image matches it (best Pearson r {r[i].max():.3f}, expected >= {MIN_R})"
+                for i in range(len(images)) if r[i].max() < MIN_R]
     if problems:
         raise DataError("BreastMNIST images without their BUSI source (is the data root's busi/ the public "
                         "release?):\n" + "\n".join(problems), problems=problems)
+    agree = np.array([[(c.label == "malignant") == bool(m) for c in cases] for m in malignant])  # type: ignore[attr-defined]
+    score = np.where(r >= MIN_R, r + TIE_BONUS * agree, -1.0)
+    rows, cols = linear_sum_assignment(score, maximize=True)  # one BUSI image per BreastMNIST image
+    out: list[BusiMatch] = [None] * len(images)  # type: ignore[list-item]
+    for i, j in zip(rows, cols):
+        if r[i, j] < MIN_R:  # more images than sources that fit them: each BUSI image was used once
+            problems.append(f"{ids[i]}: its BUSI source is already the source of another image (best Pearson r "
+                            f"{r[i].max():.5f})")
+        out[i] = BusiMatch(cases[j].name, cases[j].label, float(r[i, j]))  # type: ignore[attr-defined]
+    if problems:
+        raise DataError("BreastMNIST images without a BUSI source of their own:\n" + "\n".join(problems),
+                        problems=problems)
+    return out
+
+
+def match_splits(data: object, thumbnails: np.ndarray, cases: Sequence[object],
+                 splits: Sequence[str] = ("train", "val", "test")) -> dict[str, list[BusiMatch]]:
+    """:func:`match_busi` of the images of several splits of a BreastMNIST file together, so that no two images
+    of any of them share a BUSI source.
+
+    Args:
+        data: A :class:`breastdx.data.breastmnist.BreastMNIST` (``split(name)`` gives ``images``, ``labels``, ``n``).
+        thumbnails, cases: As :func:`match_busi`.
+        splits: The splits to match.
+
+    Returns:
+        ``{split: [BusiMatch per image]}``.
+
+    Raises:
+        DataError: As :func:`match_busi`.
+    """
+    parts = [data.split(s) for s in splits]  # type: ignore[attr-defined]
+    matches = match_busi(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
+                         thumbnails, cases, [f"{s}_{i}" for s, p in zip(splits, parts) for i in range(p.n)])
+    out, start = {}, 0
+    for s, p in zip(splits, parts):
+        out[s] = matches[start:start + p.n]
+        start += p.n
     return out
 
 
@@ -173,11 +216,7 @@ def leaking_test_images(data: object, data_root: str | Path, groups: Sequence[Se
         DataError: If an image has no BUSI source.
     """
     cases, thumbs, _ = _busi_index(data_root, masks=False)
-    sources = {}
-    for s in ("train", "val", "test"):
-        part = data.split(s)  # type: ignore[attr-defined]
-        matches = match_busi(part.images, part.labels, thumbs, cases, [f"{s}_{i}" for i in range(part.n)])
-        sources[s] = [m.case for m in matches]
+    sources = {s: [m.case for m in ms] for s, ms in match_splits(data, thumbs, cases).items()}
     group = {n: i for i, g in enumerate(groups) for n in g}
     seen = set(sources["train"]) | set(sources["val"])
     seen_groups = {group[n] for n in seen if n in group}
