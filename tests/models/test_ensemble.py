@@ -78,6 +78,8 @@ def test_written_folder_predicts_the_mean_of_its_members(tmp_path):
     hashes = json.loads((tmp_path / "ens" / "training_hashes.json").read_text())["hashes"]
     assert hashes == ["c", "h0", "h1", "h2"]
     assert "validation Dice" in (tmp_path / "ens" / "MODEL_CARD.md").read_text()
+    assert "by hash and by perceptual hash (`predict` flags copies and near-duplicates within 8 bits)" in " ".join(
+        (tmp_path / "ens" / "MODEL_CARD.md").read_text().split())
 
     image = np.random.default_rng(0).integers(0, 256, (40, 56), dtype=np.uint8)
     probs = [load_predictor(d, task="busi-seg", dtype="float32", backend="torch").predict([image])[0].prob

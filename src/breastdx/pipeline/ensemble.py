@@ -250,14 +250,16 @@ def write_ensemble_card(model_dir: str | Path, title: str, notes: str = "") -> N
     Raises:
         ModelFolderError: If the folder's ``meta.json`` is not an ensemble's.
     """
-    from breastdx.models.saved import TRAINING_HASHES_FILE, read_meta
+    from breastdx.models.saved import TRAINING_HASHES_FILE, read_meta, read_near_duplicate_index
 
     out = Path(model_dir)
     full = read_meta(out)
     if full.get("architecture") not in ("seg_ensemble", "cls_ensemble"):
         raise ModelFolderError(f"{out}: not an ensemble model folder (architecture {full.get('architecture')!r}).")
-    hashes_line = (f"\n- `{TRAINING_HASHES_FILE}`: the union of the members' training images, by hash."
-                   if (out / TRAINING_HASHES_FILE).is_file() else "")
+    near = read_near_duplicate_index(out)
+    hashes_line = (f"\n- `{TRAINING_HASHES_FILE}`: the union of the members' training images, by hash"
+                   + (f" and by perceptual hash (`predict` flags copies and near-duplicates within {near.threshold} "
+                      f"bits)." if near is not None else ".") if (out / TRAINING_HASHES_FILE).is_file() else "")
     card = _classifier_card if full["architecture"] == "cls_ensemble" else _segmentation_card
     card(out, full, title, notes, hashes_line)
 
