@@ -171,7 +171,7 @@ class NearDuplicateIndex:
         if len(self.hashes) == 0:
             return 64
         x = np.asarray(self.hashes, dtype=np.uint64) ^ np.uint64(model_view_hash(image, self.source_crop))
-        return int(np.bitwise_count(x).min())
+        return int(np.unpackbits(x.view(np.uint8).reshape(len(x), 8), axis=1).sum(axis=1).min())  # numpy 1.x too
 
     def is_near(self, image: np.ndarray) -> bool:
         """Whether :meth:`distance` is at most :attr:`threshold`."""
