@@ -90,16 +90,33 @@ def folds(seg_cv: Path, out: Path, root: Path) -> None:
               f"({int((stored[split['test']] == 0).sum())} malignant)")
 
 
+def _figures(y: np.ndarray, arms: dict[str, np.ndarray], baseline: str) -> dict[str, dict]:
+    """Per arm (P(malignant) per image): AUROC and accuracy (P >= 0.5) with 95% intervals over resampled images,
+    and, but for ``baseline``, the paired AUROC difference against it (``minus_shipped``)."""
+    from breastmnist_seed_ensemble import _ci
+
+    from breastdx.evaluation.metrics import auroc
+    from breastdx.evaluation.paired import paired_auroc_test
+
+    rows = {}
+    for name, p in arms.items():
+        two = np.stack([1 - p, p], 1)
+        a = _ci(lambda yy, pp: float(auroc(yy, pp[:, 1])), y, two)
+        acc = _ci(lambda yy, pp: float(np.mean((pp[:, 1] >= 0.5) == yy)), y, two)
+        rows[name] = {"auroc": a["value"], "auroc_ci95": a["ci95"], "accuracy": acc["value"],
+                      "accuracy_ci95": acc["ci95"]}
+        if name != baseline:
+            t = paired_auroc_test(y, p, arms[baseline], n_boot=2000, seed=0)
+            rows[name]["minus_shipped"] = {k: t[k] for k in ("difference", "ci95", "p_value")}
+    return rows
+
+
 def cross_validated(small_cv: Path, large_cv: Path, root: Path) -> dict:
     """Pooled out-of-fold P(malignant) of the 28 x 28 recipe (``small_cv/f<k>/s0``) and of the BUSI-resolution
     recipe (``large_cv/f<k>/model`` on the BUSI files of the same held-out cases), and of their mean: AUROC and
     accuracy with intervals, and the paired differences."""
-    from breastmnist_seed_ensemble import _ci
-
     from breastdx.data.busi import find_busi_root, scan_busi
     from breastdx.data.images import read_image
-    from breastdx.evaluation.metrics import auroc
-    from breastdx.evaluation.paired import paired_auroc_test
     from breastdx.inference.classifier import ClassificationPredictor
 
     files = {c.name: c.image for c in scan_busi(find_busi_root(root))}
@@ -116,30 +133,17 @@ def cross_validated(small_cv: Path, large_cv: Path, root: Path) -> dict:
     y = np.concatenate(ys)
     arms = {"28 x 28 recipe (seed 0)": np.concatenate(p28), "busi-cls recipe at 128 (BUSI files)": np.concatenate(pbusi)}
     arms["mean of the two"] = (arms["28 x 28 recipe (seed 0)"] + arms["busi-cls recipe at 128 (BUSI files)"]) / 2
-    rows = {}
-    for name, p in arms.items():
-        two = np.stack([1 - p, p], 1)
-        a = _ci(lambda yy, pp: float(auroc(yy, pp[:, 1])), y, two)
-        acc = _ci(lambda yy, pp: float(np.mean((pp[:, 1] >= 0.5) == yy)), y, two)
-        rows[name] = {"auroc": a["value"], "auroc_ci95": a["ci95"], "accuracy": acc["value"],
-                      "accuracy_ci95": acc["ci95"]}
-        if name != "28 x 28 recipe (seed 0)":
-            t = paired_auroc_test(y, p, arms["28 x 28 recipe (seed 0)"], n_boot=2000, seed=0)
-            rows[name]["minus_shipped"] = {k: t[k] for k in ("difference", "ci95", "p_value")}
-    return {"out_of_fold": {"n": int(y.size), "malignant": int(y.sum()), "models": rows}}
+    return {"out_of_fold": {"n": int(y.size), "malignant": int(y.sum()),
+                            "models": _figures(y, arms, "28 x 28 recipe (seed 0)")}}
 
 
 def score(model_dir: Path, root: Path) -> dict:
     """P(malignant) of the shipped 28 x 28 ensemble, of ``model_dir`` on the BUSI files, and of their mean, on the
     official validation and test images; AUROC and accuracy with intervals, paired AUROC differences."""
-    from breastmnist_seed_ensemble import _ci
-
     from breastdx.data.breastmnist import load_breastmnist
     from breastdx.data.breastmnist_masks import _busi_index, match_splits
     from breastdx.data.busi import find_busi_root, scan_busi
     from breastdx.data.images import read_image
-    from breastdx.evaluation.metrics import auroc
-    from breastdx.evaluation.paired import paired_auroc_test
     from breastdx.inference.classifier import ClassificationPredictor
     from breastdx.zoo import resolve_model
 
@@ -161,16 +165,7 @@ def score(model_dir: Path, root: Path) -> dict:
         pbusi = p3[:, malignant]
         arms = {"breastmnist (28 x 28, shipped)": p28, "busi-cls recipe at 128 (BUSI files)": pbusi,
                 "mean of the two": (p28 + pbusi) / 2}
-        rows = {}
-        for name, p in arms.items():
-            two = np.stack([1 - p, p], 1)
-            a = _ci(lambda yy, pp: float(auroc(yy, pp[:, 1])), y, two)
-            acc = _ci(lambda yy, pp: float(np.mean((pp[:, 1] >= 0.5) == yy)), y, two)
-            rows[name] = {"auroc": a["value"], "auroc_ci95": a["ci95"], "accuracy": acc["value"],
-                          "accuracy_ci95": acc["ci95"]}
-            if name != "breastmnist (28 x 28, shipped)":
-                t = paired_auroc_test(y, p, p28, n_boot=2000, seed=0)
-                rows[name]["minus_shipped"] = {k: t[k] for k in ("difference", "ci95", "p_value") if k in t}
+        rows = _figures(y, arms, "breastmnist (28 x 28, shipped)")
         if s == "test":  # the three-class model's own argmax, for the record
             rows["busi-cls recipe at 128 (BUSI files)"]["accuracy_3class_argmax_malignant"] = float(
                 np.mean((p3.argmax(1) == malignant) == y))
