@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, WeightedRandomSampler
 
-from breastdx.data.transforms import Preprocessing, central_square, resize_mask, resize_uint8
+from breastdx.data.transforms import Preprocessing, cut_source, resize_mask, resize_uint8
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +211,7 @@ def resize_for_network(image: np.ndarray, preprocessing: Preprocessing, source_s
         ValueError: If the image is not uint8 of the layout ``preprocessing.mode`` asks for, or ``source_crop`` is
             not None or ``"central_square"``.
     """
-    if source_crop is not None:
-        if source_crop != "central_square":
-            raise ValueError(f"source_crop must be None or 'central_square', got {source_crop!r}.")
-        image = central_square(image)
+    image = cut_source(image, source_crop)
     if source_size:
         image = resize_uint8(image, int(source_size), channels=preprocessing.channels)
     return preprocessing.resize_image(image)

@@ -135,13 +135,9 @@ def model_view_hash(image: np.ndarray, source_crop: str | None = None) -> int:
     Raises:
         ValueError: If the image is not 2-D gray or RGB ``uint8``, or ``source_crop`` is unknown.
     """
-    if source_crop is not None:
-        from breastdx.data.transforms import central_square
+    from breastdx.data.transforms import cut_source
 
-        if source_crop != "central_square":
-            raise ValueError(f"source_crop must be None or 'central_square', got {source_crop!r}.")
-        image = central_square(np.asarray(image))
-    return perceptual_hash(image)
+    return perceptual_hash(cut_source(image, source_crop))
 
 
 @dataclass(frozen=True)
@@ -171,11 +167,17 @@ class NearDuplicateIndex:
         if len(self.hashes) == 0:
             return 64
         x = np.asarray(self.hashes, dtype=np.uint64) ^ np.uint64(model_view_hash(image, self.source_crop))
-        return int(np.unpackbits(x.view(np.uint8).reshape(len(x), 8), axis=1).sum(axis=1).min())  # numpy 1.x too
+        return int(_bits_set(x).min())
 
     def is_near(self, image: np.ndarray) -> bool:
         """Whether :meth:`distance` is at most :attr:`threshold`."""
         return self.distance(image) <= self.threshold
+
+
+def _bits_set(x: np.ndarray) -> np.ndarray:
+    """Number of set bits of each element of a uint64 array, int64 of the same shape (NumPy 1.x has no
+    ``bitwise_count``)."""
+    return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(axis=-1, dtype=np.int64)
 
 
 def hamming_distance(a: int, b: int) -> int:
@@ -198,8 +200,7 @@ def hamming_matrix(hashes: Sequence[int]) -> np.ndarray:
     step = 512  # rows per block, to keep memory at n * 512 * 8 bytes
     for start in range(0, n, step):
         x = h[start:start + step, None] ^ h[None, :]
-        bits = np.unpackbits(x.view(np.uint8).reshape(x.shape[0], n, 8), axis=-1)
-        out[start:start + step] = bits.sum(axis=-1)
+        out[start:start + step] = _bits_set(x)
     return out
 
 

@@ -115,6 +115,20 @@ def central_square(a: np.ndarray) -> np.ndarray:
     return a[top:top + side, left:left + side]
 
 
+def cut_source(image: np.ndarray, source_crop: str | None) -> np.ndarray:
+    """The part of an image a model reads: the image itself, or its :func:`central_square` when the model cuts one
+    (``preprocessing.source_crop``, as MedMNIST made BreastMNIST from BUSI).
+
+    Raises:
+        ValueError: If ``source_crop`` is not None or ``"central_square"``.
+    """
+    if source_crop is None:
+        return image
+    if source_crop != "central_square":
+        raise ValueError(f"source_crop must be None or 'central_square', got {source_crop!r}.")
+    return central_square(np.asarray(image))
+
+
 def resize_uint8(image: np.ndarray, size: int, channels: int = 1) -> np.ndarray:
     """Resize a uint8 image to ``size × size`` with anti-aliased bilinear interpolation (Pillow).
 
