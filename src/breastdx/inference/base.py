@@ -165,10 +165,10 @@ class ImagePredictor(Predictor):
         self.device = self.runner.device
         self.dtype, self.dtype_reason = self.runner.dtype, self.runner.dtype_reason
         self.backend = self.runner.backend
-        from breastdx.models.saved import read_near_duplicate_index, read_training_hashes
+        from breastdx.models.saved import read_training_index
 
-        self.training_hashes = read_training_hashes(model_dir)  # empty for a folder without them
-        self.training_near = read_near_duplicate_index(model_dir)  # None for a folder without perceptual hashes
+        # empty / None for a folder without them (older models; H&E models keep no perceptual hashes)
+        self.training_hashes, self.training_near = read_training_index(model_dir)
 
     @property
     def network(self) -> nn.Module:

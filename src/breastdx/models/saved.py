@@ -63,14 +63,7 @@ def read_training_hashes(model_dir: Path | None) -> frozenset[str]:
     Raises:
         ModelFolderError: If the file exists but is not the JSON this module writes; the message names it.
     """
-    record = _training_record(model_dir)
-    if record is None:
-        return frozenset()
-    try:
-        return frozenset(str(h) for h in record["hashes"])
-    except (KeyError, TypeError) as e:
-        raise ModelFolderError(f"{Path(model_dir or '') / TRAINING_HASHES_FILE}: not a training-hashes file "
-                               f"({type(e).__name__}: {e}).") from None
+    return read_training_index(model_dir)[0]
 
 
 def read_near_duplicate_index(model_dir: Path | None) -> Any:
@@ -80,18 +73,34 @@ def read_near_duplicate_index(model_dir: Path | None) -> Any:
     Raises:
         ModelFolderError: If the file exists but its ``perceptual`` record is not what this module writes.
     """
+    return read_training_index(model_dir)[1]
+
+
+def read_training_index(model_dir: Path | None) -> tuple[frozenset[str], Any]:
+    """Both of :func:`read_training_hashes` and :func:`read_near_duplicate_index`, from one reading of the file.
+
+    Raises:
+        ModelFolderError: As those two.
+    """
     record = _training_record(model_dir)
-    if record is None or "perceptual" not in record:
-        return None
+    if record is None:
+        return frozenset(), None
+    path = Path(model_dir or "") / TRAINING_HASHES_FILE
+    try:
+        hashes = frozenset(str(h) for h in record["hashes"])
+    except (KeyError, TypeError) as e:
+        raise ModelFolderError(f"{path}: not a training-hashes file ({type(e).__name__}: {e}).") from None
+    if "perceptual" not in record:
+        return hashes, None
     from breastdx.data.duplicates import NearDuplicateIndex
 
     p = record["perceptual"]
     try:
-        hashes = np.array([int(h, 16) for h in p["hashes"]], dtype=np.uint64)
-        return NearDuplicateIndex(hashes, int(p["threshold"]), p.get("source_crop"))
+        index = NearDuplicateIndex(np.array([int(h, 16) for h in p["hashes"]], dtype=np.uint64), int(p["threshold"]),
+                                   p.get("source_crop"))
     except (KeyError, TypeError, ValueError) as e:
-        raise ModelFolderError(f"{Path(model_dir or '') / TRAINING_HASHES_FILE}: not a perceptual-hash record "
-                               f"({type(e).__name__}: {e}).") from None
+        raise ModelFolderError(f"{path}: not a perceptual-hash record ({type(e).__name__}: {e}).") from None
+    return hashes, index
 
 
 def _training_record(model_dir: Path | None) -> dict[str, Any] | None:

@@ -197,8 +197,7 @@ def write_ensemble(member_dirs: Sequence[str | Path], out_dir: str | Path, *, sp
     import torch
     from safetensors.torch import load_file, save_file
 
-    from breastdx.models.saved import (read_meta, read_near_duplicate_index, read_training_hashes, write_meta,
-                                       write_training_hashes)
+    from breastdx.models.saved import read_meta, read_training_index, write_meta, write_training_hashes
 
     if weights_dtype not in ("float32", "float16"):
         raise ValueError(f"weights_dtype must be 'float32' or 'float16', got {weights_dtype!r}.")
@@ -225,10 +224,9 @@ def write_ensemble(member_dirs: Sequence[str | Path], out_dir: str | Path, *, sp
     if split_file is not None:
         shutil.copyfile(split_file, out / "split.json")
         meta["split_file"] = "split.json"
-    hashes = set()
-    for d in dirs:
-        hashes |= read_training_hashes(d)
-    indexes = [read_near_duplicate_index(d) for d in dirs]
+    read = [read_training_index(d) for d in dirs]
+    hashes = set().union(*(h for h, _ in read))
+    indexes = [i for _, i in read]
     near = (all(i is not None for i in indexes) and len({(i.threshold, i.source_crop) for i in indexes}) == 1)
     if hashes:
         write_training_hashes(out, sorted(hashes), sorted({int(h) for i in indexes for h in i.hashes}) if near else None,
