@@ -110,7 +110,8 @@ def match_busi(images: np.ndarray, malignant: np.ndarray, thumbnails: np.ndarray
     if problems:
         raise DataError("BreastMNIST images without their BUSI source (is the data root's busi/ the public "
                         "release?):\n" + "\n".join(problems), problems=problems)
-    agree = np.array([[(c.label == "malignant") == bool(m) for c in cases] for m in malignant])  # type: ignore[attr-defined]
+    case_malignant = np.array([c.label == "malignant" for c in cases])  # type: ignore[attr-defined]
+    agree = case_malignant[None, :] == (np.asarray(malignant) != 0)[:, None]
     score = np.where(r >= MIN_R, r + TIE_BONUS * agree, -1.0)
     rows, cols = linear_sum_assignment(score, maximize=True)  # one BUSI image per BreastMNIST image
     out: list[BusiMatch] = [None] * len(images)  # type: ignore[list-item]
