@@ -64,6 +64,8 @@ class BusiSegConfig(LightningOptions):
         ema_decay: Per-step decay of the moving average of the weights used for validation and the saved
             model (0: no averaging, the raw weights of the best epoch).
         weight_decay: AdamW weight decay.
+        focal_gamma: 0: Dice + cross-entropy loss; > 0: Dice + the softmax focal loss of this gamma in place of the
+            cross-entropy (Lin et al. 2017, doi:10.1109/ICCV.2017.324), as monuseg trains.
         precise_bn_batches: Recent training batches over which the batch-norm statistics of the validated (and
             saved) weights are recomputed before each validation (0: not recomputed); no effect on networks
             without batch norm, such as the U-Net (:mod:`breastdx.training.segmentation`).
@@ -94,6 +96,7 @@ class BusiSegConfig(LightningOptions):
     lr: float = option(1e-3, gt=0)
     ema_decay: float = option(0.995, ge=0, lt=1)
     weight_decay: float = option(1e-4, ge=0)
+    focal_gamma: float = option(0.0, ge=0)
     precise_bn_batches: int = option(32, ge=0)
     warmup_fraction: float = option(0.03, ge=0, lt=1)
     patience: int = option(30, ge=0)
@@ -240,13 +243,15 @@ class BusiSegTask(Task):
         module = SegmentationModule(network, OptimConfig(lr=config.lr, weight_decay=config.weight_decay,
                                                          warmup_fraction=config.warmup_fraction,
                                                          ema_decay=config.ema_decay,
+                                                         focal_gamma=config.focal_gamma,
                                                          precise_bn_batches=config.precise_bn_batches))
         result = fit(module, network, train_loader, val_loader, run_dir, settings, mode="max")
         if not result.is_global_zero:  # under DDP, one process writes the model and the report
             return RunResult(run_dir)
         train_seconds, best_epoch = result.train_seconds, result.best_epoch
         training = {**result.info, "best_val_dice_network_size": result.best_score, "lr": config.lr,
-                    "weight_decay": config.weight_decay, "ema_decay": config.ema_decay, "augment": config.augment,
+                    "weight_decay": config.weight_decay, "ema_decay": config.ema_decay,
+                    "focal_gamma": config.focal_gamma, "augment": config.augment,
                     "scanner_augment": config.scanner_augment, "include_normal": config.include_normal}
         model_dir = run_dir / "model"
         model_dir.mkdir()
