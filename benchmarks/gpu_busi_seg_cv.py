@@ -22,10 +22,24 @@ focal loss in place of the cross-entropy (``--focal-gamma 2``, the change that g
 out-of-fold Dice (both rescored here, over the same lesion images) is higher by more than 0.01. Only then is its
 refit on the shipped grouped split (trained in the same run) scored on the test split, once, and shipped.
 
+The machine (this workplace's ``device`` tool: one H200, 16 cores, its own PyTorch, Lightning, scikit-learn, no
+MONAI) receives the working tree, at most 64 MiB. The tracked files alone are about 62 MiB, nearly all of it the
+zoo's weights, which training does not need: remove them from the working tree for the call and restore them after
+(``git checkout``). The wheels it lacks travel in ``.whl/`` (ignored), the stand-in in ``.device/`` (ignored):
+about 48 MB in all. ``benchmarks/gpu_busi_seg_cv_device.sh`` is the machine's half; it first runs a one-epoch smoke
+training and stops with its log if that fails.
+
 Usage::
 
-    python benchmarks/gpu_busi_seg_cv.py prepare .device/busi-cv      # stand-in + fold split files (about 60 s)
-    # on the GPU machine: .device/busi-cv/run.sh (written by prepare) trains the folds side by side
+    python benchmarks/gpu_busi_seg_cv.py prepare .device/busi-cv      # stand-in + fold split files (about 15 s)
+    python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+        -d .whl monai==1.6.1 ImageHash==4.3.2 PyWavelets==1.9.0 pydicom==3.0.2 pydantic==2.14.4 \
+        pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typer==0.29.2 click==8.5.1 \
+        rich==15.0.0 shellingham==1.5.4 lightning==2.6.6 lightning-utilities==0.15.3 torchmetrics==1.9.0 \
+        typing_extensions==4.16.0                                        # (PyWavelets: manylinux_2_28 too)
+    git ls-files 'src/breastdx/zoo/*.safetensors' 'docs/*.png' | xargs rm -f
+    # device run, carry .device and .whl:  BUDGET=420 bash benchmarks/gpu_busi_seg_cv_device.sh
+    git checkout -- src/breastdx/zoo docs
     python benchmarks/gpu_busi_seg_cv.py unpack FILES_AT runs/gpu-busi-cv   # its tars; float16 back to float32
     python benchmarks/gpu_busi_seg_cv.py rescore runs/gpu-busi-cv/dicece    # f<k>/model, on the real data
 """

@@ -118,3 +118,14 @@ def test_predict_help_lists_the_task_options():
     result = runner.invoke(app, ["predict", "pcam", "--help"])
     assert result.exit_code == 0
     assert "Options of predict pcam" in result.output and "--batch-size" in result.output and "--gradcam" in result.output
+
+
+def test_python_dash_m_breastdx_is_the_command():
+    """``python -m breastdx`` runs the same app as the ``breastdx`` script (for a Python without the script)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "breastdx", "train", "busi-seg", "--help"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    assert "Usage: breastdx train" in done.stdout and "--focal-gamma" in done.stdout

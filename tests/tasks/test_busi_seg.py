@@ -114,6 +114,21 @@ def test_evaluate_a_trained_model(tiny_run, data_root, tmp_path):
     assert with_tta["tta"] == "hflip" and with_tta["metrics"]["dice"]["value"] != metrics["metrics"]["dice"]["value"]
 
 
+def test_focal_gamma_changes_the_loss_and_nothing_else(tiny_run, data_root, split_file, tmp_path):
+    """``--focal-gamma 2``: the same seed, data and steps as the tiny run, so only the loss can change the weights."""
+    from safetensors.numpy import load_file
+
+    out = tmp_path / "focal"
+    result = runner.invoke(app, ["train", "busi-seg", "--data-dir", str(data_root), "--out", str(out),
+                                 "--split-file", str(split_file), *TINY, "--focal-gamma", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["training"]["focal_gamma"] == 2.0
+    assert json.loads((tiny_run / "metrics.json").read_text())["training"]["focal_gamma"] == 0.0
+    focal, dice_ce = load_file(out / "model" / "model.safetensors"), load_file(tiny_run / "model" / "model.safetensors")
+    assert focal.keys() == dice_ce.keys()
+    assert any(not np.array_equal(focal[k], dice_ce[k]) for k in focal)
+
+
 @pytest.mark.parametrize("arch", ["deeplabv3plus", pytest.param("fcn", marks=pytest.mark.slow)])
 def test_other_architectures_train_and_predict(arch, data_root, split_file, tmp_path):
     """``--arch deeplabv3plus`` / ``fcn`` go through the same pipeline, and their model folder predicts."""
