@@ -136,7 +136,7 @@ def test_a_worker_keeps_each_folds_log_apart(tmp_path):
     """A worker process that trains two folds one after the other writes each fold's log to its own file."""
     import logging
 
-    from breastdx.pipeline.nuclei_crossval import train_fold
+    from breastdx.pipeline.fold_runner import train_fold
 
     class _Task:
         def train(self, config, data_root, fold_dir):

@@ -80,3 +80,12 @@ def test_cli_cross_validation_on_real_busi(tmp_path):
                                       "--out", str(tmp_path / "ev"), "--n-bootstrap", "20"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n"] == len(base["test"])
+    # the folds trained side by side, each in its own process: the same runs, the same out-of-fold scores
+    side = tmp_path / "cv-workers"
+    result = CliRunner().invoke(app, ["train", "busi-seg", "--data-dir", str(root), "--out", str(side), "--cv-folds",
+                                      "2", "--epochs", "1", "--max-train-batches", "2", "--image-size", "32",
+                                      "--max-cases", "9", "--batch-size", "4", "--n-bootstrap", "50",
+                                      "--progress-bar", "false", "--threads", "1", "--cv-workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert (side / "oof_per_image.csv").read_text() == (out / "oof_per_image.csv").read_text()
+    assert all("cached" in (side / "folds" / f"f{f}" / "fold.log").read_text() for f in (0, 1))

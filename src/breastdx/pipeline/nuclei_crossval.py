@@ -119,22 +119,11 @@ def cross_validate_monuseg(task: Any, config: Any, data_root: Path, run_dir: Pat
         fold_dir = run_dir / "folds" / f"f{f}"
         fold_dir.mkdir(parents=True)
         jobs.append((dataclasses.replace(config, cv_folds=0, cv_workers=1, holdout_tiles=",".join(held)), fold_dir))
-    workers = min(int(getattr(config, "cv_workers", 1)), k)
-    if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    from breastdx.pipeline.fold_runner import run_folds
 
-        log.info("leave-tiles-out folds: %d at once, each in its own process with %s thread(s); their logs in "
-                 "folds/f*/fold.log", workers, config.threads or "PyTorch's default")
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(train_fold, task, dataclasses.replace(c, progress_bar=False), data_root, d)
-                       for c, d in jobs]
-            results = [fu.result() for fu in futures]
-    else:
-        results = []
-        for f, (fold_config, fold_dir) in enumerate(jobs):
-            log.info("leave-tiles-out fold %d of %d: holding out %s", f + 1, k, fold_config.holdout_tiles)
-            results.append(task.train(fold_config, data_root, fold_dir))
+    results = run_folds(task, jobs, data_root, int(getattr(config, "cv_workers", 1)),
+                        [f"leave-tiles-out fold {f + 1} of {k}: holding out {c.holdout_tiles}"
+                         for f, (c, _) in enumerate(jobs)])
     for f, (held, result) in enumerate(zip(folds, results)):
         m = result.metrics
         rows += [{"tile": t["tile"], "fold": f, **{s: float(t[s]) for s in SCORES}} for t in m["per_tile"]]
@@ -161,28 +150,6 @@ def cross_validate_monuseg(task: Any, config: Any, data_root: Path, run_dir: Pat
     return RunResult(run_dir, metrics, f"monuseg: {metrics['split']}", table,
                      [f"Run folder: {run_dir} (folds/f0..f{k - 1} hold each fold's full run); the test tiles were "
                       f"not read."])
-
-
-def train_fold(task: Any, config: Any, data_root: Path, fold_dir: Path) -> Any:
-    """One fold in a worker process (``--cv-workers``): its ``--threads``, its log in ``fold_dir/fold.log``, then
-    ``task.train`` (the same run, seed and result as in the parent process)."""
-    import os
-
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    if int(config.threads or 0) > 0:
-        import torch
-
-        torch.set_num_threads(int(config.threads))
-    handler = logging.FileHandler(Path(fold_dir) / "fold.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        return task.train(config, data_root, fold_dir)
-    finally:  # a worker may train another fold next: its log goes to that fold's file only
-        root.removeHandler(handler)
-        handler.close()
 
 
 def read_recipe_choice(files: str) -> dict[str, Any] | None:

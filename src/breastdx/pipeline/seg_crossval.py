@@ -131,15 +131,20 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
     write_json({"k": k, "seed": config.split_seed, "base_split": "base_split.json",
                 "base_test_cases_excluded": len(base.test),
                 "folds": [{"test": s.test, "val": s.val} for s in splits]}, run_dir / "folds.json")
-    rows, per_fold = [], []
+    from breastdx.pipeline.fold_runner import run_folds
+
+    jobs = []
     for f, split in enumerate(splits):
         fold_dir = run_dir / "folds" / f"f{f}"
         fold_dir.mkdir(parents=True, exist_ok=True)
         split.to_json(fold_dir / "fold_split.json")
-        log.info("cross-validation fold %d of %d: %d train, %d val, %d test cases", f + 1, k, len(split.train),
-                 len(split.val), len(split.test))
-        result = task.train(dataclasses.replace(config, cv_folds=0, split_file=str(fold_dir / "fold_split.json")),
-                            data_root, fold_dir)
+        jobs.append((dataclasses.replace(config, cv_folds=0, cv_workers=1,
+                                         split_file=str(fold_dir / "fold_split.json")), fold_dir))
+    results = run_folds(task, jobs, data_root, config.cv_workers,
+                        [f"cross-validation fold {f + 1} of {k}: {len(s.train)} train, {len(s.val)} val, "
+                         f"{len(s.test)} test cases" for f, s in enumerate(splits)])
+    rows, per_fold = [], []
+    for f, ((_, fold_dir), result) in enumerate(zip(jobs, results)):
         fold_rows = [{**r, "fold": f} for r in _read_per_image(fold_dir / "test_per_image.csv")]
         rows += fold_rows
         m = result.metrics

@@ -77,6 +77,9 @@ class BusiSegConfig(LightningOptions):
         augment: Augment training images (flips, small affine, gamma, gain, noise, blur).
         cv_folds: ``K >= 2``: grouped, stratified ``K``-fold cross-validation of this recipe on the split's train +
             val cases, its test cases left out (:mod:`breastdx.pipeline.seg_crossval`); 0: one training run.
+        cv_workers: Folds of ``--cv-folds`` trained at once, each in its own process with ``--threads`` threads
+            (:mod:`breastdx.pipeline.fold_runner`; 1: one after the other, in this process); the runs and scores
+            are the same either way.
         scanner_augment: Add the augmentations aimed at other scanners: crops hiding text and calipers, smooth
             depth / lateral gain field, lower resolution, Rician speckle noise
             (:class:`breastdx.data.transforms.AugmentationConfig`, ``scanner``).
@@ -106,6 +109,7 @@ class BusiSegConfig(LightningOptions):
     augment: bool = True
     scanner_augment: bool = False
     cv_folds: int = option(0, ge=0)
+    cv_workers: int = option(1, ge=1)
     include_normal: bool = True
     tta: str = option("none", choices=("none", "hflip"))
     inference_dtype: str = option("float32", choices=("float32", "bfloat16"))
