@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 
 
-def _evaluate(model: Path, split_file: Path, out: Path) -> dict[str, dict[str, str]]:
-    """Per-image rows of ``evaluate busi-seg`` on the test part of ``split_file``, by case."""
+def _evaluate(model: Path, split_file: Path, out: Path, *options: str) -> dict[str, dict[str, str]]:
+    """Per-image rows of ``evaluate busi-seg`` (float32, and ``options``) on the test part of ``split_file``."""
     cmd = [str(Path(sys.executable).with_name("breastdx")), "evaluate", "busi-seg", "--model", str(model),
-           "--split-file", str(split_file), "--dtype", "float32", "--n-bootstrap", "1", "--out", str(out)]
+           "--split-file", str(split_file), "--dtype", "float32", "--n-bootstrap", "1", "--out", str(out), *options]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     with open(out / "test_per_image.csv", newline="") as fh:
         return {r["case"]: r for r in csv.DictReader(fh)}
