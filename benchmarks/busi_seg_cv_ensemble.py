@@ -49,6 +49,15 @@ def _ci(values: np.ndarray, draws: np.ndarray) -> dict:
     return {"value": float(values.mean()), "ci95": [float(low), float(high)], "n": int(len(values))}
 
 
+def _draws(rows: list[dict], n_boot: int, seed: int) -> tuple[list[dict], list[dict], np.ndarray, np.ndarray]:
+    """The lesion and the normal rows, and ``n_boot`` bootstrap draws of each (indices, one row per resample)."""
+    rng = np.random.default_rng(seed)
+    lesion = [r for r in rows if r["label"] != "normal"]
+    normal = [r for r in rows if r["label"] == "normal"]
+    return (lesion, normal, rng.integers(0, len(lesion), (n_boot, len(lesion))),
+            rng.integers(0, len(normal), (n_boot, len(normal))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cv", type=Path)
@@ -92,11 +101,7 @@ def main() -> None:
                     "normal_fp_ensemble": float(np.mean([r["ensemble_fp"] for r in normal])),
                     "normal_fp_single": float(np.mean([r["single_fp"] for r in normal]))}
             print(json.dumps(line), flush=True)
-    rng = np.random.default_rng(args.seed)
-    lesion = [r for r in rows if r["label"] != "normal"]
-    normal = [r for r in rows if r["label"] == "normal"]
-    dl = rng.integers(0, len(lesion), (args.n_bootstrap, len(lesion)))
-    dn = rng.integers(0, len(normal), (args.n_bootstrap, len(normal)))
+    lesion, normal, dl, dn = _draws(rows, args.n_bootstrap, args.seed)
     ens, one = (np.array([r[a] for r in lesion]) for a in ("ensemble", "single"))
     efp, ofp = (np.array([r[a] for r in normal], dtype=float) for a in ("ensemble_fp", "single_fp"))
     pooled = {"outer_folds": folds, "dice_ensemble": _ci(ens, dl), "dice_single": _ci(one, dl),

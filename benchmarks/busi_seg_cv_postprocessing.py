@@ -45,6 +45,7 @@ def main() -> None:
     by_name = {c.name: c for c in scan_busi(find_busi_root(resolve_data_root()))}
     k = json.loads((args.cv / "folds.json").read_text())["k"]
     settings = [(t, keep, frac) for t in THRESHOLDS for keep, frac in POSTPROCESSING_GRID]
+    posts = {s: Postprocessing(threshold=s[0], keep_largest=s[1], min_area_fraction=s[2]) for s in settings}
     scores = {s: [] for s in settings}
     own, labels, nested = [], [], []
     for f in range(k):
@@ -60,8 +61,7 @@ def main() -> None:
                 labels.append(c.label)
                 own.append(case_scores(own_post.apply(o.prob)[0], target))
                 for s in settings:
-                    post = Postprocessing(threshold=s[0], keep_largest=s[1], min_area_fraction=s[2])
-                    scores[s].append(case_scores(post.apply(o.prob)[0], target))
+                    scores[s].append(case_scores(posts[s].apply(o.prob)[0], target))
         line = {"fold": f, "n": len(cases), "own": own_post.to_meta()}
         if args.nested:
             val = [by_name[n] for n in split["val"]]
@@ -70,8 +70,7 @@ def main() -> None:
                 loaded = [load_case(c) for c in val[start:start + 16]]
                 for (_, target), o in zip(loaded, predictor.predict([im for im, _ in loaded], keep_prob=True)):
                     for s in settings:
-                        post = Postprocessing(threshold=s[0], keep_largest=s[1], min_area_fraction=s[2])
-                        val_scores[s].append(case_scores(post.apply(o.prob)[0], target)["dice"])
+                        val_scores[s].append(case_scores(posts[s].apply(o.prob)[0], target)["dice"])
             best = max(settings, key=lambda s: np.mean(val_scores[s]))  # the first of equals, as training
             nested += scores[best][-len(cases):]
             line["nested_choice"] = list(best)

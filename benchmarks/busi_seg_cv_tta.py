@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from busi_seg_cv_ensemble import _ci, _evaluate  # noqa: E402
+from busi_seg_cv_ensemble import _ci, _draws, _evaluate  # noqa: E402
 
 
 def main() -> None:
@@ -47,11 +47,7 @@ def main() -> None:
             lesion = [r for r in rows if r["fold"] == f and r["label"] != "normal"]
             print(json.dumps({"fold": f, "n_lesion": len(lesion), "dice_none": float(np.mean([r["none"] for r in lesion])),
                               "dice_hflip": float(np.mean([r["hflip"] for r in lesion]))}), flush=True)
-    rng = np.random.default_rng(args.seed)
-    lesion = [r for r in rows if r["label"] != "normal"]
-    normal = [r for r in rows if r["label"] == "normal"]
-    dl = rng.integers(0, len(lesion), (args.n_bootstrap, len(lesion)))
-    dn = rng.integers(0, len(normal), (args.n_bootstrap, len(normal)))
+    lesion, normal, dl, dn = _draws(rows, args.n_bootstrap, args.seed)
     none, flip = (np.array([r[a] for r in lesion]) for a in ("none", "hflip"))
     nfp, ffp = (np.array([r[a] for r in normal], dtype=float) for a in ("none_fp", "hflip_fp"))
     pooled = {"dice_none": _ci(none, dl), "dice_hflip": _ci(flip, dl), "dice_hflip_minus_none": _ci(flip - none, dl),

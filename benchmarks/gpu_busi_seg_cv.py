@@ -52,7 +52,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +141,7 @@ def rescore(returned: Path, n_boot: int, seed: int) -> None:
     from breastdx.data.busi import find_busi_root, scan_busi
     from breastdx.evaluation.segmentation import summarize_segmentation
     from breastdx.evaluation.tables import ci_text
-    from breastdx.inference.predictor import SegmentationPredictor
+    from breastdx.inference.predictor import Postprocessing, SegmentationPredictor
     from breastdx.tasks.busi_seg import BusiSegConfig, BusiSegTask
 
     data_root = _data_root()
@@ -151,34 +150,28 @@ def rescore(returned: Path, n_boot: int, seed: int) -> None:
     task = BusiSegTask()
     config = BusiSegConfig(n_bootstrap=n_boot, seed=seed)
     rows, per_fold = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for f, split in enumerate(splits):
-            model = returned / f"f{f}" / "model"
-            if not (model / "meta.json").is_file():
-                print(f"fold {f}: no model at {model}", file=sys.stderr)
-                continue
-            local = Path(tmp) / f"f{f}"
-            shutil.copytree(model, local)
-            val = [by_name[n] for n in split.val]
-            test = [by_name[n] for n in split.test]
-            predictor = SegmentationPredictor.from_dir(local, task=task.name, dtype="float32")
-            choice, _ = task._choose_postprocessing(predictor, val, config)
-            meta = json.loads((local / "meta.json").read_text())
-            device_choice = meta.get("postprocessing")
-            meta["postprocessing"] = choice["postprocessing"]
-            (local / "meta.json").write_text(json.dumps(meta, indent=2))
-            predictor = SegmentationPredictor.from_dir(local, task=task.name, dtype="float32")
-            ev = task._evaluate_cases(predictor, test, n_boot, seed)
-            rows += [{**s, "fold": f} for s in ev["scores"]]
-            training = meta.get("training", {})
-            per_fold.append({"fold": f, "n_val": len(val), "n_test": len(test),
-                             "val_dice": choice["metrics"]["dice"]["value"],
-                             "test_dice": ev["metrics"]["dice"]["value"],
-                             "test_normal_fp_share": ev["metrics"].get("normal_fp_share", {}).get("value"),
-                             "postprocessing": choice["postprocessing"], "device_postprocessing": device_choice,
-                             "best_epoch": training.get("best_epoch"), "epochs_run": training.get("epochs_run"),
-                             "train_minutes": round(training.get("train_seconds", 0) / 60, 2)})
-            print(json.dumps(per_fold[-1]), flush=True)
+    for f, split in enumerate(splits):
+        model = returned / f"f{f}" / "model"
+        if not (model / "meta.json").is_file():
+            print(f"fold {f}: no model at {model}", file=sys.stderr)
+            continue
+        val = [by_name[n] for n in split.val]
+        test = [by_name[n] for n in split.test]
+        predictor = SegmentationPredictor.from_dir(model, task=task.name, dtype="float32")
+        choice, _ = task._choose_postprocessing(predictor, val, config)
+        predictor.postprocessing = Postprocessing.from_meta(choice["postprocessing"])  # what predict reads
+        ev = task._evaluate_cases(predictor, test, n_boot, seed)
+        rows += [{**s, "fold": f} for s in ev["scores"]]
+        training = predictor.meta.get("training", {})
+        per_fold.append({"fold": f, "n_val": len(val), "n_test": len(test),
+                         "val_dice": choice["metrics"]["dice"]["value"],
+                         "test_dice": ev["metrics"]["dice"]["value"],
+                         "test_normal_fp_share": ev["metrics"].get("normal_fp_share", {}).get("value"),
+                         "postprocessing": choice["postprocessing"],
+                         "device_postprocessing": predictor.meta.get("postprocessing"),
+                         "best_epoch": training.get("best_epoch"), "epochs_run": training.get("epochs_run"),
+                         "train_minutes": round(training.get("train_seconds", 0) / 60, 2)})
+        print(json.dumps(per_fold[-1]), flush=True)
     if not rows:
         raise SystemExit(f"{returned}: no fold models")
     pooled = summarize_segmentation(rows, [r["label"] for r in rows], n_boot=n_boot, seed=seed)
