@@ -167,6 +167,14 @@ def test_patient_grouped_cross_validation_tests_every_patient_once(tmp_path):
     assert metrics["metrics"]["auroc"]["n_patients"] == 41
     for f in range(3):
         assert (out / "folds" / f"f{f}" / "model" / "meta.json").is_file()
+    # the folds trained side by side, each in its own process (the task rebuilt there by name): the same runs and
+    # out-of-fold probabilities, each fold's log in its own file
+    side = tmp_path / "cv-workers"
+    result = runner.invoke(app, [str(a) for a in ["train", "breakhis", "--data-dir", data, "--out", side, "--archs",
+                                                  "compact_cnn", "--cv-folds", "3", "--cv-workers", "2", *TINY]])
+    assert result.exit_code == 0, result.output
+    assert (side / "oof_predictions.csv").read_text() == (out / "oof_predictions.csv").read_text()
+    assert all("compact_cnn" in (side / "folds" / f"f{f}" / "fold.log").read_text() for f in range(3))
     result = runner.invoke(app, ["train", "pcam", "--data-dir", str(data), "--out", str(tmp_path / "p"), "--cv-folds",
                                  "3", *TINY])
     assert result.exit_code == 2 and "patient-grouped" in result.output

@@ -8,7 +8,8 @@ validation patients are drawn from the other folds (``--split-ratios``' share of
 and the rest train. A patient who alone holds a class (BreakHis's adenosis, phyllodes tumour, lobular carcinoma)
 is in training in every fold: that class is never tested. Each fold is a whole training run of the spec (split
 file, every architecture, model choice, temperature and threshold on its own validation split), so the pooled
-figures estimate the whole procedure.
+figures estimate the whole procedure. ``--cv-workers N`` trains ``N`` folds at once, each in its own process
+(:mod:`breastdx.pipeline.fold_runner`); the out-of-fold probabilities are those of one fold after the other.
 
 The run folder holds ``folds/f<k>/`` (full runs, with their models), ``folds.json`` (the fold of every patient),
 ``oof_predictions.csv`` (each test image's probabilities from the model of its fold) and ``metrics.json``:
@@ -111,9 +112,9 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
                 "folds": [{"test_patients": sorted(set(groups[f["test"]].tolist())),
                            "val_patients": sorted(set(groups[f["val"]].tolist()))} for f in folds]},
                run_dir / "folds.json")
-    prob = np.full((len(ids), len(names)), np.nan)
-    fold_of = np.full(len(ids), -1)
-    per_fold: list[dict[str, Any]] = []
+    from breastdx.pipeline.fold_runner import run_folds
+
+    jobs, describe = [], []
     for f, part in enumerate(folds):
         fold_dir = run_dir / "folds" / f"f{f}"
         fold_dir.mkdir(parents=True, exist_ok=True)
@@ -126,10 +127,14 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
                                    "patients": {s: sorted(set(groups[idx].tolist())) for s, idx in part.items()},
                                    "train_only": {"patients": kept}})
         split.to_json(fold_dir / "fold_split.json")
-        log.info("cross-validation fold %d of %d: %s", f + 1, k,
-                 ", ".join(f"{len(set(groups[idx].tolist()))} {s} patients" for s, idx in part.items()))
-        result = task.train(dataclasses.replace(base, split_file=str(fold_dir / "fold_split.json")), data_root,
-                            fold_dir)
+        jobs.append((dataclasses.replace(base, cv_workers=1, split_file=str(fold_dir / "fold_split.json")), fold_dir))
+        describe.append(f"cross-validation fold {f + 1} of {k}: " + ", ".join(
+            f"{len(set(groups[idx].tolist()))} {s} patients" for s, idx in part.items()))
+    results = run_folds(task, jobs, data_root, int(getattr(config, "cv_workers", 1)), describe)
+    prob = np.full((len(ids), len(names)), np.nan)
+    fold_of = np.full(len(ids), -1)
+    per_fold: list[dict[str, Any]] = []
+    for f, (part, (_, fold_dir), result) in enumerate(zip(folds, jobs, results)):
         predictor = ClassificationPredictor.from_dir(fold_dir / "model", task=task.name)
         test = part["test"]
         prob[test] = predictor.predict_proba([readers[i][0].read(readers[i][1])[0] for i in test])

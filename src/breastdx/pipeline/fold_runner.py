@@ -6,7 +6,10 @@ threads spin while their sibling is descheduled; ``--cv-workers N`` trains ``N``
 (spawned) process with ``--threads`` threads and its log in ``<fold_dir>/fold.log``. A fold's run, seed and scores
 do not depend on the process it runs in (tests check it for monuseg and busi-seg).
 
-Used by :mod:`breastdx.pipeline.nuclei_crossval` (monuseg) and :mod:`breastdx.pipeline.seg_crossval` (busi-seg).
+Used by :mod:`breastdx.pipeline.nuclei_crossval` (monuseg), :mod:`breastdx.pipeline.seg_crossval` (busi-seg) and
+:mod:`breastdx.pipeline.crossval` (the patient-grouped image classifiers: idc, breakhis). A worker process gets the
+task by its registered name (:func:`breastdx.tasks.get_task`), since a spec's readers are closures that do not
+pickle.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ def run_folds(task: Any, jobs: Sequence[tuple[Any, Path]], data_root: Path, work
     """Run ``task.train(config, data_root, fold_dir)`` for every job, in job order.
 
     Args:
-        task: The task (picklable: workers receive it).
+        task: The task; workers build their own instance of the task registered under ``task.name``.
         jobs: ``(config, fold_dir)`` per fold; each ``fold_dir`` exists.
         data_root: The data root.
         workers: Folds at once (1: one after the other, in this process, with this process's logging).
@@ -52,16 +55,20 @@ def run_folds(task: Any, jobs: Sequence[tuple[Any, Path]], data_root: Path, work
     log.info("cross-validation folds: %d at once, each in its own process with %s thread(s); their logs in "
              "folds/f*/fold.log", workers, threads or "PyTorch's default")
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(train_fold, task, dataclasses.replace(c, progress_bar=False), data_root, d)
+        futures = [pool.submit(train_fold, task.name, dataclasses.replace(c, progress_bar=False), data_root, d)
                    for c, d in jobs]
         return [fu.result() for fu in futures]
 
 
 def train_fold(task: Any, config: Any, data_root: Path, fold_dir: Path) -> Any:
-    """One fold in a worker process: its ``--threads``, its log in ``fold_dir/fold.log``, then ``task.train``
-    (the same run, seed and result as in the parent process)."""
+    """One fold in a worker process: its ``--threads``, its log in ``fold_dir/fold.log``, then ``task.train`` (the
+    same run, seed and result as in the parent process). ``task``: a task, or the name of a registered one."""
     import os
 
+    if isinstance(task, str):
+        from breastdx.tasks import get_task
+
+        task = get_task(task)
     os.environ.setdefault("MPLBACKEND", "Agg")
     if int(getattr(config, "threads", 0) or 0) > 0:
         import torch

@@ -35,6 +35,9 @@ class PatchConfig(ImageClassificationConfig):
         split_ratios: Fractions of train, val and test of a new patient-level split.
         cv_folds: Patient-grouped k-fold cross-validation with this many folds instead of one split (0: off); see
             :mod:`breastdx.pipeline.crossval`. Validation takes ``split_ratios``' share among train and val.
+        cv_workers: Folds of ``--cv-folds`` trained at once, each in its own process with ``--threads`` threads and
+            its log in ``folds/f<k>/fold.log`` (:mod:`breastdx.pipeline.fold_runner`); the runs and out-of-fold
+            predictions are those of one fold after the other.
     """
 
     target_sensitivity: float = option(0.0, ge=0, le=1)
@@ -46,6 +49,7 @@ class PatchConfig(ImageClassificationConfig):
     split_seed: int = 0
     split_ratios: tuple[float, ...] = option((0.7, 0.1, 0.2), ge=0, each=True)
     cv_folds: int = option(0, ge=0)
+    cv_workers: int = option(1, ge=1)
 
 
 PATCH_CHECK = _split_ratios_sum_to_one
