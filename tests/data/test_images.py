@@ -325,7 +325,7 @@ def test_mask_of_another_size_names_both_sizes(tmp_path, write_png):
 # -- listing and batches -----------------------------------------------------------------------------
 
 
-def test_list_images_recursive_sorted_without_masks(tmp_path):
+def test_list_images_recursive_sorted_without_masks(tmp_path, caplog):
     a = _gradient()
     for rel in ("b/2.png", "b/c/1.TIF", "a.jpeg", "a_mask.png", "b/c/1_mask_1.png", ".hidden/x.png",
                 "b/.y.png", "notes.txt"):
@@ -333,11 +333,22 @@ def test_list_images_recursive_sorted_without_masks(tmp_path):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"x")
     Image.fromarray(a).save(tmp_path / "single.png")
-    got = list_images([tmp_path / "in", tmp_path / "single.png", tmp_path / "in" / "a_mask.png"])
+    (tmp_path / "in" / "b" / "scan.bmp").write_bytes(b"BM")
+    with caplog.at_level("WARNING", logger="breastdx.data.images"):
+        got = list_images([tmp_path / "in", tmp_path / "single.png", tmp_path / "in" / "a_mask.png"])
     rel = [str(p.relative_to(tmp_path)) for p in got]
     assert rel == ["in/a.jpeg", "in/b/2.png", "in/b/c/1.TIF", "single.png"]
+    # the files a folder held that are not read are named (hidden ones are not: they are skipped on purpose)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith("2 file(s) in the input folders were not read")
+    assert f"{tmp_path / 'in' / 'b' / 'scan.bmp'}, {tmp_path / 'in' / 'notes.txt'}." in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="breastdx.data.images"):
+        list_images([tmp_path / "in" / "b" / "scan.bmp", tmp_path / "single.png"])
+    assert not caplog.records  # named directly: kept, and read_images reports it
     with_masks = list_images([tmp_path / "in"], exclude_masks=False)
     assert len(with_masks) == 5
+    assert tmp_path / "in" / "b" / "scan.bmp" in list_images([tmp_path / "in" / "b" / "scan.bmp"])
 
 
 def test_read_images_goes_on_past_bad_files(tmp_path, write_png):

@@ -256,8 +256,10 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
     :data:`IMAGE_SUFFIXES` (any case), and for DICOM files named without an extension or with a numeric one
     (``IM00001``, ``1.2.840.10008.5.1``: the usual PACS export names), recognised by their preamble ('DICM' at
     byte 128);
-    hidden files and folders (names starting with ``.``) are skipped. Files named in ``inputs`` are kept
-    whatever their suffix (and even when missing), so that :func:`read_images` reports them.
+    hidden files and folders (names starting with ``.``) are skipped. Other files found in folders are not read,
+    and a warning names them (the first three and a count), so that a folder of, say, ``.bmp`` images is not
+    passed over in silence. Files named in ``inputs`` are kept whatever their suffix (and even when missing), so
+    that :func:`read_images` reports them.
 
     Args:
         inputs: Files and folders.
@@ -270,6 +272,7 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
     from breastdx.data.npz_images import NpzInputError, expand_npz, is_npz_input
 
     found: set[Path] = set()
+    not_read: list[Path] = []
     for item in inputs:
         p = Path(item)
         if is_npz_input(item) and not p.is_dir():  # a MedMNIST .npz: one item per image (a bad file: one item)
@@ -285,8 +288,16 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
                     continue
                 if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or _is_unnamed_dicom(f)):
                     found.add(f)
+                elif f.is_file():
+                    not_read.append(f)
         else:
             found.add(p)
+    if not_read:
+        not_read.sort()
+        more = f" and {len(not_read) - 3} more" if len(not_read) > 3 else ""
+        logger.warning("%d file(s) in the input folders were not read, as their names do not end in an image "
+                       "suffix (%s) and they are not DICOM: %s%s. Name a file directly to have it checked.",
+                       len(not_read), ", ".join(IMAGE_SUFFIXES), ", ".join(str(f) for f in not_read[:3]), more)
     if exclude_masks:
         found = {f for f in found if not is_mask_name(f)}
     return sorted(found, key=_item_order)
