@@ -31,6 +31,9 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 TASK_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
 BACKEND_HELP = ("Forward-pass backend: auto (ONNX Runtime for a model folder in float32 on the CPU, where it measured "
                 "faster; PyTorch elsewhere), torch or onnxruntime. Grad-CAM always runs PyTorch.")
+MODEL_HELP = "Model folder or shipped model name; default: the task's shipped model."
+FRAME_HELP = ("Multi-frame DICOM (cine loop): 'first', a frame number (1-based) or 'all' (one row per frame); the "
+              "frame column says which was read.")
 DTYPE_HELP = ("Network precision: auto (bfloat16 only where the hardware computes it fast, a CPU with AMX or a GPU, "
               "and the model folder validates it; float32 elsewhere), float32 or bfloat16. One log line says what "
               "was chosen and why.")
@@ -200,8 +203,7 @@ def train(
 def evaluate(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task name."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model folder or shipped model name; default: the "
-                                        "task's shipped model."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/evaluate-<UTC ts>."),
     dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
@@ -215,8 +217,7 @@ def evaluate(
 def calibrate(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task name (image classifiers: busi-cls, pcam, ...; monuseg)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model folder or shipped model name; default: the "
-                                        "task's shipped model."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/calibrate-<UTC ts>."),
 ) -> None:
@@ -231,13 +232,11 @@ def predict(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task name."),
     inputs: list[Path] = typer.Argument(..., help="Input files or folders."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model folder or shipped model name; default: the "
-                                        "task's shipped model."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/predict-<UTC ts>."),
     dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
     backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
-    frame: str = typer.Option("first", "--frame", help="Multi-frame DICOM (cine loop): 'first', a frame number "
-                              "(1-based) or 'all' (one row per frame); the frame column says which was read."),
+    frame: str = typer.Option("first", "--frame", help=FRAME_HELP),
 ) -> None:
     """Predict new cases; write predictions.csv (and overlays for images)."""
     _run_model_verb("predict", ctx, task, model, None, out, inputs, dtype, backend, frame)
@@ -248,13 +247,11 @@ def explain(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task name (image classifiers: busi-cls, pcam, ...)."),
     inputs: list[Path] = typer.Argument(..., help="Input images or folders."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model folder or shipped model name; default: the "
-                                        "task's shipped model."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/explain-<UTC ts>."),
     dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
     backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
-    frame: str = typer.Option("first", "--frame", help="Multi-frame DICOM (cine loop): 'first', a frame number "
-                              "(1-based) or 'all' (one row per frame); the frame column says which was read."),
+    frame: str = typer.Option("first", "--frame", help=FRAME_HELP),
 ) -> None:
     """Explain predictions: Grad-CAM (and Grad-CAM++) heatmap overlays per predicted class, as PNG files."""
     _run_model_verb("explain", ctx, task, model, None, out, inputs, dtype, backend, frame)
