@@ -27,7 +27,7 @@ def machine_line(**extra: Any) -> dict[str, Any]:
 
 def images_under(folder: Path, limit: int) -> list[Path]:
     """Up to ``limit`` images below ``folder`` (BUSI ``*_mask`` files left out), spread evenly over the list."""
-    from breastdx.data.images import list_images
+    from breastdx.data.image_files import list_images
 
     paths = list_images([folder])
     if limit and len(paths) > limit:

@@ -53,7 +53,7 @@ def main() -> None:
 
     import torch
 
-    from breastdx.data.images import list_images
+    from breastdx.data.image_files import list_images
     from breastdx.inference.classifier import ClassificationPredictor
     from breastdx.inference.writers import write_predictions
     from breastdx.zoo import resolve_model

@@ -48,7 +48,8 @@ def own_test_images(name: str, predictor, model_dir: Path, root: Path) -> list[n
 def folder_images(spec: str, root: Path, mode: str, limit: int) -> list:
     """Up to ``limit`` images of a folder (or an ``.npz#split``), spread evenly: records (colour as stored) or
     arrays."""
-    from breastdx.data.images import list_images, read_image
+    from breastdx.data.images import read_image
+    from breastdx.data.image_files import list_images
     from breastdx.data.npz_images import expand_npz, read_npz_item
 
     if ".npz" in spec:

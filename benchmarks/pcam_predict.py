@@ -93,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.folder.is_dir():
         sys.exit(f"{args.folder}: no such folder; pass --folder or set BREASTDX_DATA.")
-    from breastdx.data.images import list_images
+    from breastdx.data.image_files import list_images
     from breastdx.zoo import resolve_model
 
     print(json.dumps(machine_line(threads_option=args.threads)))

@@ -303,7 +303,7 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
         options = {**parse_extra_args(list(ctx.args)), **input_options}
         frame = options.pop("frame", frame)
         if verb in ("predict", "explain") and check_frame_option(frame) != "first":
-            from breastdx.data.images import list_images
+            from breastdx.data.image_files import list_images
 
             inputs = expand_frames(list_images(inputs), frame)
         options["dtype"] = check_dtype(options.get("dtype", dtype))

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from breastdx.data.images import list_images, read_image, read_image_bytes
+from breastdx.data.images import read_image, read_image_bytes
+from breastdx.data.image_files import list_images
 
 
 def _region(delta_cm: tuple[float, float], box: tuple[int, int, int, int], units: tuple[int, int] = (3, 3)):

@@ -14,12 +14,12 @@ from PIL import Image
 from breastdx.data.images import (
     MAX_PIXELS,
     ImageReadError,
-    list_images,
     read_image,
     read_images,
     read_mask,
     rescale_to_uint8,
 )
+from breastdx.data.image_files import list_images
 
 
 H, W = 33, 35  # odd sizes on purpose
@@ -334,7 +334,7 @@ def test_list_images_recursive_sorted_without_masks(tmp_path, caplog):
         p.write_bytes(b"x")
     Image.fromarray(a).save(tmp_path / "single.png")
     (tmp_path / "in" / "b" / "scan.bmp").write_bytes(b"BM")
-    with caplog.at_level("WARNING", logger="breastdx.data.images"):
+    with caplog.at_level("WARNING", logger="breastdx.data.image_files"):
         got = list_images([tmp_path / "in", tmp_path / "single.png", tmp_path / "in" / "a_mask.png"])
     rel = [str(p.relative_to(tmp_path)) for p in got]
     assert rel == ["in/a.jpeg", "in/b/2.png", "in/b/c/1.TIF", "single.png"]
@@ -343,7 +343,7 @@ def test_list_images_recursive_sorted_without_masks(tmp_path, caplog):
     assert len(said) == 1 and said[0].startswith("2 file(s) in the input folders were not read")
     assert f"{tmp_path / 'in' / 'b' / 'scan.bmp'}, {tmp_path / 'in' / 'notes.txt'}." in said[0]
     caplog.clear()
-    with caplog.at_level("WARNING", logger="breastdx.data.images"):
+    with caplog.at_level("WARNING", logger="breastdx.data.image_files"):
         list_images([tmp_path / "in" / "b" / "scan.bmp", tmp_path / "single.png"])
     assert not caplog.records  # named directly: kept, and read_images reports it
     with_masks = list_images([tmp_path / "in"], exclude_masks=False)

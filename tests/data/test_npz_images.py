@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from breastdx.cli import app
-from breastdx.data.images import ImageReadError, list_images, read_image
+from breastdx.data.images import ImageReadError, read_image
+from breastdx.data.image_files import list_images
 from breastdx.data.npz_images import NpzInputError, expand_npz
 from breastdx.evaluation.metrics import auroc
 

@@ -30,7 +30,8 @@ import numpy as np
 
 from breastdx.data.checksum import sha256_file, sha256_listing
 from breastdx.data.errors import DataError
-from breastdx.data.images import read_image, read_mask, visible_entries
+from breastdx.data.images import read_image, read_mask
+from breastdx.data.image_files import visible_entries
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from breastdx.data.errors import DataError
-from breastdx.data.images import ImageReadError, list_images, read_image, visible_entries
+from breastdx.data.images import ImageReadError, read_image
+from breastdx.data.image_files import list_images, visible_entries
 
 LABELS_FILE = "labels.csv"
 """The table of a folder in the labels.csv layout."""

@@ -35,11 +35,10 @@ the whole image.
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -50,13 +49,8 @@ logger = logging.getLogger(__name__)
 MAX_PIXELS: int = 100_000_000
 """Largest image accepted, in pixels (width x height), checked from the header before decoding."""
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom")
-"""File name endings :func:`list_images` collects from folders (compared without case)."""
-
 MODES = ("gray", "rgb")
 """Output modes of :func:`read_image`."""
-
-_MASK_NAME = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
 
 _PIL_8BIT = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "La", "RGBa", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"}
 _PIL_WIDE = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
@@ -145,7 +139,7 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
     from breastdx.data.npz_images import NpzInputError, expand_npz, is_npz_input, npz_item, read_npz_item
 
     try:
-        if npz_item(path) is not None:  # one image of a MedMNIST .npz (see list_images)
+        if npz_item(path) is not None:  # one image of a MedMNIST .npz (see :func:`breastdx.data.image_files.list_images`)
             image, stored = read_npz_item(path, mode)
             return ImageRecord(image, Path(path), None, "NPZ", stored)
         if is_npz_input(path):  # a whole .npz: say what is wrong with it, or how to read it
@@ -242,101 +236,12 @@ def read_mask(path: str | Path, expected_shape: tuple[int, int] | None = None,
     return fg
 
 
-def is_mask_name(path: str | Path) -> bool:
-    """True when the file name (without suffix) ends in ``_mask`` or ``_mask_<k>`` (BUSI's convention)."""
-    return bool(_MASK_NAME.search(Path(path).stem))
-
-
-def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> list[Path]:
-    """Collect image files from files and folders.
-
-    A MedMNIST ``.npz`` file (``breastmnist.npz``, or ``breastmnist.npz#test`` for one split) gives one item per
-    image, ``<file>.npz#<split>_images[<index>]``, which :func:`read_image` reads
-    (:mod:`breastdx.data.npz_images`). Folders are searched recursively for names ending in one of
-    :data:`IMAGE_SUFFIXES` (any case), and for DICOM files named without an extension or with a numeric one
-    (``IM00001``, ``1.2.840.10008.5.1``: the usual PACS export names), recognised by their preamble ('DICM' at
-    byte 128);
-    hidden files and folders (names starting with ``.``) are skipped. Other files found in folders are not read,
-    and a warning names them (the first three and a count), so that a folder of, say, ``.bmp`` images is not
-    passed over in silence. Files named in ``inputs`` are kept whatever their suffix (and even when missing), so
-    that :func:`read_images` reports them.
-
-    Args:
-        inputs: Files and folders.
-        exclude_masks: Leave out ``*_mask.*`` and ``*_mask_<k>.*`` files (also when named directly, so
-            that a shell glob such as ``benign/*.png`` gives the images only).
-
-    Returns:
-        Unique paths, sorted (a cine loop's frame items, :mod:`breastdx.data.dicom_frames`, by frame number).
-    """
-    from breastdx.data.npz_images import NpzInputError, expand_npz, is_npz_input
-
-    found: set[Path] = set()
-    not_read: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if is_npz_input(item) and not p.is_dir():  # a MedMNIST .npz: one item per image (a bad file: one item)
-            try:
-                found.update(expand_npz(item))
-            except NpzInputError:
-                found.add(p)
-            continue
-        if p.is_dir():
-            for f in p.rglob("*"):
-                rel = f.relative_to(p).parts
-                if any(part.startswith(".") for part in rel):
-                    continue
-                if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or _is_unnamed_dicom(f)):
-                    found.add(f)
-                elif f.is_file():
-                    not_read.append(f)
-        else:
-            found.add(p)
-    if not_read:
-        not_read.sort()
-        more = f" and {len(not_read) - 3} more" if len(not_read) > 3 else ""
-        logger.warning("%d file(s) in the input folders were not read, as their names do not end in an image "
-                       "suffix (%s) and they are not DICOM: %s%s. Name a file directly to have it checked.",
-                       len(not_read), ", ".join(IMAGE_SUFFIXES), ", ".join(str(f) for f in not_read[:3]), more)
-    if exclude_masks:
-        found = {f for f in found if not is_mask_name(f)}
-    return sorted(found, key=_item_order)
-
-
-def _item_order(path: Path) -> tuple[Path, int]:
-    """Sort key of :func:`list_images`: by path, a cine loop's frame items (``<file>#frame=<k>``) by frame number."""
-    from breastdx.data.dicom_frames import frame_item
-
-    chosen = frame_item(path)
-    return (path, 0) if chosen is None else (chosen[0], chosen[1])
-
-
-def _is_unnamed_dicom(path: Path) -> bool:
-    """True for a DICOM file whose name has no extension, or a numeric one (a PACS export), by its preamble."""
-    if path.suffix and not path.suffix[1:].isdigit():
-        return False
-    try:
-        return sniff_format(path) == "DICOM"
-    except OSError:
-        return False
-
-
-def visible_entries(folder: str | Path) -> list[Path]:
-    """The files and folders in ``folder``, sorted, without hidden ones (names starting with ``.``).
-
-    Raises:
-        FileNotFoundError: If ``folder`` does not exist.
-        NotADirectoryError: If it is a file.
-    """
-    return sorted(p for p in Path(folder).iterdir() if not p.name.startswith("."))
-
-
 def read_images(paths: Iterable[str | Path], mode: str = "gray",
                 max_pixels: int = MAX_PIXELS) -> tuple[list[ImageRecord], list[tuple[Path, str]]]:
     """Read many images, going on past the ones that fail.
 
     Args:
-        paths: Image files (e.g. from :func:`list_images`).
+        paths: Image files (e.g. from :func:`breastdx.data.image_files.list_images`).
         mode: ``"gray"`` or ``"rgb"``.
         max_pixels: Largest accepted width x height.
 

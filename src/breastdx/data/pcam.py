@@ -43,7 +43,7 @@ import numpy as np
 
 from breastdx.data.checksum import sha256_file, sha256_listing
 from breastdx.data.errors import DataError
-from breastdx.data.images import visible_entries
+from breastdx.data.image_files import visible_entries
 from breastdx.data.patches import CLASS_NAMES, PATCH_DATASETS, FilePatchSource, PatchSource
 
 logger = logging.getLogger(__name__)

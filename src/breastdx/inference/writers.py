@@ -46,7 +46,7 @@ def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path,
     (``near-duplicate``: perceptual hash within the folder's threshold, where the folder keeps those: another frame of
     the lesion, a re-saved or re-cropped copy, a BUSI file whose BreastMNIST version was trained on) or neither
     (``no``), and a warning counts them."""
-    from breastdx.data.images import list_images
+    from breastdx.data.image_files import list_images
     from breastdx.inference.base import seen_in_training
 
     known = getattr(predictor, "training_hashes", frozenset())
@@ -108,7 +108,7 @@ def write_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Pat
 
     Args:
         predictor: A :class:`~breastdx.inference.classifier.ClassificationPredictor`.
-        inputs: Image files and folders (see :func:`breastdx.data.images.list_images`).
+        inputs: Image files and folders (see :func:`breastdx.data.image_files.list_images`).
         run_dir: Output folder (exists).
         gradcam: Write a Grad-CAM overlay of the reported label per image.
         workers: Reader and writer threads.
@@ -178,7 +178,7 @@ def write_segmentation_predictions(predictor: Any, inputs: Sequence[str | Path],
 
     Args:
         predictor: A :class:`~breastdx.inference.predictor.SegmentationPredictor`.
-        inputs: Image files and folders (see :func:`breastdx.data.images.list_images`).
+        inputs: Image files and folders (see :func:`breastdx.data.image_files.list_images`).
         run_dir: Output folder (exists).
         overlays: Also write ``overlays/<stem>_overlay.png``.
         workers: Reader and writer threads.

@@ -425,7 +425,8 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
     """
     from PIL import Image
 
-    from breastdx.data.images import list_images, read_mask
+    from breastdx.data.images import read_mask
+    from breastdx.data.image_files import list_images
     from breastdx.explain.gradcam import cam_mass_in_mask, pointing_game_hit
     from breastdx.data.transforms import central_square_box
     from breastdx.visualize import SEEN_SQUARE, heatmap_overlay, mark_box, mark_region, png_bytes, with_legend
