@@ -8,8 +8,8 @@ do not depend on the process it runs in (tests check it for monuseg and busi-seg
 
 Used by :mod:`breastdx.pipeline.nuclei_crossval` (monuseg), :mod:`breastdx.pipeline.seg_crossval` (busi-seg) and
 :mod:`breastdx.pipeline.crossval` (the patient-grouped image classifiers: idc, breakhis). A worker process gets the
-task by its registered name (:func:`breastdx.tasks.get_task`), since a spec's readers are closures that do not
-pickle.
+task by its registered name (``TASKS``; a spec's readers are closures that do not pickle): unpickling the fold's
+config, a dataclass of a task module, imports :mod:`breastdx.tasks` and so registers every task.
 """
 
 from __future__ import annotations
@@ -65,10 +65,11 @@ def train_fold(task: Any, config: Any, data_root: Path, fold_dir: Path) -> Any:
     same run, seed and result as in the parent process). ``task``: a task, or the name of a registered one."""
     import os
 
-    if isinstance(task, str):
-        from breastdx.tasks import get_task
+    if isinstance(task, str):  # unpickling the config imported its task module, hence every task's registration
+        from breastdx.pipeline.task import TASKS
 
-        task = get_task(task)
+        entry = TASKS.get(task)
+        task = entry() if isinstance(entry, type) else entry
     os.environ.setdefault("MPLBACKEND", "Agg")
     if int(getattr(config, "threads", 0) or 0) > 0:
         import torch
