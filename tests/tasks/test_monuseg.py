@@ -66,10 +66,15 @@ def test_predict_writes_masks_overlays_and_features(tiny_run, data_root, tmp_pat
     Image.open(tile).convert("RGB").crop((100, 200, 331, 397)).save(crop)  # odd size 231 x 197
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
+    folder = tmp_path / "folder"  # a folder is read as other tasks read one: its images, its other files named
+    folder.mkdir()
+    Image.open(crop).convert("L").save(folder / "grey.png")  # not H&E: segmented, and flagged out of scope
+    (folder / "notes.txt").write_text("not a tile")
     out = tmp_path / "pred"
-    result = runner.invoke(app, ["predict", "monuseg", str(crop), str(bad), "--model", str(tiny_run / "model"),
-                                 "--out", str(out)])
-    assert result.exit_code == 1 and "bad.png: not a readable image" in result.output  # listed, the rest done
+    result = runner.invoke(app, ["predict", "monuseg", str(crop), str(bad), str(folder), "--model",
+                                 str(tiny_run / "model"), "--out", str(out)])
+    assert result.exit_code == 1 and "bad.png: not an image" in result.output  # listed, the rest done
+    assert "notes.txt" in result.output and "1 tile(s) are not like the H&E tiles" in result.output
     assert (out / "masks" / "crop.png").is_file() and (out / "overlays" / "crop.png").is_file()
     labels = np.asarray(Image.open(out / "masks" / "crop.png"))
     assert labels.shape == (197, 231)
@@ -80,11 +85,16 @@ def test_predict_writes_masks_overlays_and_features(tiny_run, data_root, tmp_pat
         assert {"radius", "radius_um", "area_um2", "concave_points", "touches_edge"} <= set(nuclei[0])
     with open(out / "tile_features.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["unit"] for r in rows] == ["px", "um"] and rows[1]["microns_per_pixel"] == "0.25"
+    assert [(r["tile"], r["unit"]) for r in rows] == [("crop", "px"), ("crop", "um"), ("grey", "px"), ("grey", "um")]
+    assert rows[1]["microns_per_pixel"] == "0.25"
     assert list(rows[0])[4:] == list(TILE_COLUMNS)
     with open(out / "predictions.csv") as f:
-        pred = list(csv.DictReader(f))
-    assert len(pred) == 1 and pred[0]["width"] == "231" and pred[0]["seen_in_training"] == "no"
+        pred = {Path(r["source"]).name: r for r in csv.DictReader(f)}
+    assert sorted(pred) == ["crop.png", "grey.png"]
+    assert pred["crop.png"]["width"] == "231" and pred["crop.png"]["seen_in_training"] == "no"
+    assert (pred["crop.png"]["in_scope"], pred["crop.png"]["scope_note"]) == ("true", "")
+    assert pred["grey.png"]["in_scope"] == "false" and pred["grey.png"]["scope_note"].startswith("a grey image")
+    assert (out / "masks" / "grey.png").is_file()
     assert "aspirates" in result.output
 
 

@@ -29,9 +29,7 @@ References:
 
 from __future__ import annotations
 
-import csv
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +38,8 @@ import numpy as np
 
 from breastdx.config import (ConfigError, option, parse_json_object, parse_options, runtime_options, save_yaml, to_dict,
                              validate)
-from breastdx.evaluation.nuclei_report import (CYTOLOGY_NOTE, TARGETS, benchmark_notes, evaluate_tiles, save_png,
-                                               score_table, write_card, write_outputs)
+from breastdx.evaluation.nuclei_report import (CYTOLOGY_NOTE, TARGETS, benchmark_notes, evaluate_tiles, score_table,
+                                               write_card, write_outputs)
 from breastdx.pipeline.task import TASKS, RunResult, Task
 from breastdx.training.options import LightningOptions
 
@@ -517,20 +515,14 @@ class MonusegTask(Task):
 
     # ---------------------------------------------------------------- predict
     def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
-        """Segment and measure tiles: per tile ``masks/<tile>.png`` (16-bit instance labels; ``.tif`` beyond 65535
-        nuclei), ``overlays/<tile>.png``, ``nuclei/<tile>.csv``; one row per tile (and unit) of
-        ``tile_features.csv``, and ``predictions.csv`` (nuclei and seconds per tile)."""
+        """Segment and measure tiles (files and folders): per tile ``masks/<tile>.png``, ``overlays/<tile>.png``,
+        ``nuclei/<tile>.csv``; ``tile_features.csv`` and ``predictions.csv``
+        (:func:`breastdx.inference.nuclei_writer.write_nucleus_predictions`)."""
         import dataclasses
 
-        from breastdx.data.checksum import image_hash
-        from breastdx.data.errors import DataError
-        from breastdx.data.monuseg import read_rgb
         from breastdx.inference.nuclei import NucleusPredictor
+        from breastdx.inference.nuclei_writer import write_nucleus_predictions
         from breastdx.models.saved import read_training_hashes
-        from breastdx.morphometry.features import grey_levels
-        from breastdx.morphometry.summary import measure_nuclei, tile_rows, write_nuclei_csv, write_tile_csv
-        from breastdx.visualize.instances import instance_overlay
-        from breastdx.visualize.png import write_instance_labels
 
         o = parse_options(MonusegPredictOptions, options, f"predict {self.name}")
         predictor = NucleusPredictor.from_dir(model_dir, tta=o.tta or None, **runtime_options(options))
@@ -538,40 +530,8 @@ class MonusegTask(Task):
         predictor.windows = dataclasses.replace(w, roi_size=o.roi_size or w.roi_size,
                                                 overlap=o.overlap if o.overlap >= 0 else w.overlap)
         mpp = o.microns_per_pixel if o.microns_per_pixel >= 0 else float(predictor.meta.get("microns_per_pixel", 0))
-        for sub in ("masks", "nuclei", *(("overlays",) if o.overlays else ())):
-            (run_dir / sub).mkdir(parents=True, exist_ok=True)
-        training = read_training_hashes(model_dir)
-        rows, tiles, failures, seen = [], [], [], set()
-        for path in inputs:
-            start = time.perf_counter()
-            try:
-                image = read_rgb(path)
-            except DataError as e:  # a batch goes on past a bad file and lists it
-                failures.append((str(path), str(e)))
-                continue
-            seen_in_training = "yes" if image_hash(image) in training else "no"
-            labels, _ = predictor.predict(image)
-            nuclei = measure_nuclei(labels, grey_levels(image))
-            stem = Path(path).stem
-            if stem in seen:  # two inputs of the same name from different folders
-                stem = f"{stem}_{len(seen)}"
-            seen.add(stem)
-            mask_path = write_instance_labels(labels, run_dir / "masks" / stem)
-            write_nuclei_csv(nuclei, run_dir / "nuclei" / f"{stem}.csv", mpp or None)
-            if o.overlays:
-                save_png(instance_overlay(image, labels), run_dir / "overlays" / f"{stem}.png")
-            tiles.extend(tile_rows(stem, nuclei, mpp or None))
-            seconds = time.perf_counter() - start
-            rows.append({"source": str(path), "height": image.shape[0], "width": image.shape[1],
-                         "n_nuclei": len(nuclei), "n_in_summary": sum(n["in_summary"] for n in nuclei),
-                         "mask": str(mask_path.relative_to(run_dir)), "seen_in_training": seen_in_training,
-                         "seconds": round(seconds, 3)})
-        write_tile_csv(tiles, run_dir / "tile_features.csv")
-        with open(run_dir / "predictions.csv", "w", newline="") as f:
-            wr = csv.DictWriter(f, fieldnames=["source", "height", "width", "n_nuclei", "n_in_summary", "mask",
-                                               "seen_in_training", "seconds"])
-            wr.writeheader()
-            wr.writerows(rows)
+        rows, failures = write_nucleus_predictions(predictor, inputs, run_dir, microns_per_pixel=mpp or None,
+                                                   overlays=o.overlays, training_hashes=read_training_hashes(model_dir))
         table = [["tile", "size", "nuclei", "in summary", "s"]] + [
             [Path(r["source"]).name, f"{r['width']}x{r['height']}", r["n_nuclei"], r["n_in_summary"], r["seconds"]]
             for r in rows[:50]]
@@ -579,6 +539,13 @@ class MonusegTask(Task):
         notes = [f"{len(rows)} tile(s) in {sum(r['seconds'] for r in rows):.1f} s end to end; wrote predictions.csv, "
                  f"tile_features.csv (30 cytology columns, {unit}), masks/, nuclei/" + (", overlays/" if o.overlays
                                                                                     else ""), CYTOLOGY_NOTE]
+        out_of_scope = [r for r in rows if r["in_scope"] == "false"]
+        if out_of_scope:
+            log.warning("%d input tile(s) are out of this model's scope (in_scope, scope_note in predictions.csv)",
+                        len(out_of_scope))
+            notes.insert(0, f"{len(out_of_scope)} tile(s) are not like the H&E tiles this model was trained on, "
+                            f"e.g. {Path(out_of_scope[0]['source']).name}: {out_of_scope[0]['scope_note']} (in_scope "
+                            f"and scope_note in predictions.csv).")
         n_seen = sum(r["seen_in_training"] == "yes" for r in rows)
         if n_seen:
             log.warning("%d input tile(s) are training tiles of this model (seen_in_training in predictions.csv)",

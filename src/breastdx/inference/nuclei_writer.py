@@ -1,0 +1,103 @@
+"""Batch prediction of nuclei to files (``breastdx predict monuseg``): per tile the instance mask, an overlay and
+the per-nucleus CSV; for the batch ``tile_features.csv`` and ``predictions.csv``.
+
+Inputs are files and folders, collected by :func:`breastdx.data.image_files.list_images` and read by
+:func:`breastdx.data.images.read_image` in RGB, as every other image task reads them (format from the first bytes,
+DICOM, 16-bit rescaling, a clear message naming a bad file). A file that cannot be read is returned as a failure
+with its reason, and the batch goes on. Each tile is checked against what the model was trained on
+(:func:`breastdx.inference.scope.check_scope`: a grey image, a dark image with little colour such as ultrasound, or
+a tile under half the training patch size on its shorter side is flagged, ``in_scope`` false with the reason in
+``scope_note``), and still segmented. Imports neither PyTorch nor MONAI.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Sequence
+
+PREDICTION_FIELDS = ("source", "height", "width", "n_nuclei", "n_in_summary", "mask", "in_scope", "scope_note",
+                     "seen_in_training", "seconds")
+"""Columns of ``predictions.csv``, one row per tile read."""
+
+
+def scope_reference(predictor: Any) -> Any:
+    """What :func:`~breastdx.inference.scope.check_scope` compares a tile with: an H&E (``rgb``) model trained on
+    patches of ``training_config.patch_size`` px (128 for the shipped model)."""
+    size = int((predictor.meta.get("training_config") or {}).get("patch_size") or 0) or None
+    return SimpleNamespace(preprocessing=SimpleNamespace(mode="rgb", image_size=size))
+
+
+def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Path, *,
+                              microns_per_pixel: float | None, overlays: bool,
+                              training_hashes: frozenset[str] | set[str]) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Segment and measure every tile of ``inputs``; write its files under ``run_dir``.
+
+    Writes ``masks/<tile>.png`` (16-bit instance labels; ``.tif`` beyond 65535 nuclei), ``overlays/<tile>.png``
+    (with ``overlays``), ``nuclei/<tile>.csv``, ``tile_features.csv`` (the 30 cytology columns per tile, in px and,
+    with ``microns_per_pixel``, in µm) and ``predictions.csv`` (:data:`PREDICTION_FIELDS`). Two tiles of the same
+    name from different folders get distinct file names.
+
+    Args:
+        predictor: A :class:`~breastdx.inference.nuclei.NucleusPredictor`.
+        inputs: Tile files and folders.
+        run_dir: The output folder (exists).
+        microns_per_pixel: The tiles' resolution, or None when unknown (features in px only).
+        overlays: Write the outline overlays.
+        training_hashes: Pixel hashes of the model's training tiles (``seen_in_training`` is ``yes`` for those).
+
+    Returns:
+        ``(rows, failures)``: the rows of ``predictions.csv`` and ``(file, reason)`` of each input not read.
+    """
+    from breastdx.data.checksum import image_hash
+    from breastdx.data.images import ImageReadError, read_image
+    from breastdx.data.image_files import list_images
+    from breastdx.evaluation.nuclei_report import save_png
+    from breastdx.inference.csv_safety import safe_rows
+    from breastdx.inference.scope import check_scope
+    from breastdx.morphometry.features import grey_levels
+    from breastdx.morphometry.summary import measure_nuclei, tile_rows, write_nuclei_csv, write_tile_csv
+    from breastdx.visualize.instances import instance_overlay
+    from breastdx.visualize.png import write_instance_labels
+
+    for sub in ("masks", "nuclei", *(("overlays",) if overlays else ())):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    reference = scope_reference(predictor)
+    rows: list[dict] = []
+    tiles: list[dict] = []
+    failures: list[tuple[str, str]] = []
+    stems: set[str] = set()
+    for path in list_images(inputs):
+        start = time.perf_counter()
+        try:
+            record = read_image(path, mode="rgb")
+        except ImageReadError as e:  # a batch goes on past a bad file and lists it
+            failures.append((str(path), str(e)))
+            continue
+        image = record.array
+        scope = check_scope(record, reference)
+        labels, _ = predictor.predict(image)
+        nuclei = measure_nuclei(labels, grey_levels(image))
+        stem = Path(path).stem
+        if stem in stems:  # two inputs of the same name from different folders
+            stem = f"{stem}_{len(stems)}"
+        stems.add(stem)
+        mask_path = write_instance_labels(labels, run_dir / "masks" / stem)
+        write_nuclei_csv(nuclei, run_dir / "nuclei" / f"{stem}.csv", microns_per_pixel)
+        if overlays:
+            save_png(instance_overlay(image, labels), run_dir / "overlays" / f"{stem}.png")
+        tiles.extend(tile_rows(stem, nuclei, microns_per_pixel))
+        rows.append({"source": str(path), "height": image.shape[0], "width": image.shape[1],
+                     "n_nuclei": len(nuclei), "n_in_summary": sum(n["in_summary"] for n in nuclei),
+                     "mask": str(mask_path.relative_to(run_dir)), "in_scope": str(scope.in_scope).lower(),
+                     "scope_note": scope.note,
+                     "seen_in_training": "yes" if image_hash(image) in training_hashes else "no",
+                     "seconds": round(time.perf_counter() - start, 3)})
+    write_tile_csv(tiles, run_dir / "tile_features.csv")
+    with open(run_dir / "predictions.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(PREDICTION_FIELDS))
+        writer.writeheader()
+        writer.writerows(safe_rows(rows))  # a file name such as '=HYPERLINK(...)' is written as text
+    return rows, failures
