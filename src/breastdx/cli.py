@@ -421,7 +421,7 @@ def data_download(
 
 @data_app.command("summary")
 def data_summary(
-    name: str = typer.Argument(..., help="Dataset: busi, pcam, idc, breakhis."),
+    name: str = typer.Argument(..., help="Dataset: busi, breastmnist, pcam, idc, breakhis."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<name>/summary-<UTC ts>."),
     split: Optional[str] = typer.Option(None, "--split", help="Only this split of the dataset's own split."),

@@ -189,3 +189,26 @@ def test_many_image_sizes_are_reported_as_a_range(tmp_path):
     html = (tmp_path / "report.html").read_text()
     assert "14 distinct sizes: height 20-33 px (median 26.5), width 30-56 px (median 43)" in html
     assert html.count("x1</td>") == MAX_SIZES_LISTED
+
+
+def test_summary_of_real_breastmnist_by_name(tmp_path):
+    """``breastdx data summary breastmnist``: every official image, the counts per split, one split alone; a name
+    without a summary lists those that have one."""
+    env = os.environ.get("BREASTDX_DATA")
+    if not env or not (Path(env) / "breastmnist").is_dir():
+        pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
+    from breastdx.data.summary import summarize_dataset
+    from breastdx.registry import UnknownNameError
+
+    result = summarize_dataset("breastmnist", env, tmp_path / "all")
+    assert result["n_items"] == 780 and result["class_counts"] == {"normal_or_benign": 570, "malignant": 210}
+    assert result["sizes"] == {"28x28x1": 780}
+    assert result["splits"]["test"] == {"n": 156, "normal_or_benign": 114, "malignant": 42}
+    assert result["splits"]["train"]["n"] == 546 and result["splits"]["val"]["n"] == 78
+    assert (tmp_path / "all" / "report.html").is_file()
+    test = summarize_dataset("breastmnist", env, tmp_path / "test", split="test")
+    assert test["n_items"] == 156 and test["class_counts"]["malignant"] == 42
+    with pytest.raises(ValueError, match="split must be one of train, val, test"):
+        summarize_dataset("breastmnist", env, tmp_path / "x", split="valid")
+    with pytest.raises(UnknownNameError, match="Choices: breakhis, breastmnist, busi, idc, pcam"):
+        summarize_dataset("monuseg", env, tmp_path / "y")

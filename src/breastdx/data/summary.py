@@ -546,18 +546,36 @@ def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, spl
     """Summarise a dataset found below the data root by name (see :func:`summarize`).
 
     Args:
-        name: ``busi`` (ultrasound, gray; labels normal/benign/malignant) or a patch dataset
-            (``pcam``, ``idc``, ``breakhis``).
+        name: ``busi`` (ultrasound, gray; labels normal/benign/malignant), ``breastmnist`` (the official MedMNIST
+            file, 28 x 28 gray; normal_or_benign/malignant; ``splits`` in the result gives the counts per official
+            split) or a patch dataset (``pcam``, ``idc``, ``breakhis``).
         data_root: The data root.
         out_dir: Output folder.
-        split: For patch datasets with their own split (PCam: train, valid, test); None for all.
+        split: For datasets with their own split (PCam: train, valid, test; BreastMNIST: train, val, test); None
+            for all.
         max_items: Largest number of images analysed (a seeded sample above it).
         seed: Seed of the sample.
 
     Raises:
-        UnknownNameError: For another name.
+        UnknownNameError: For another name (the message lists the datasets that have a summary).
         DataError: If the data are missing or invalid.
+        ValueError: For a split the dataset does not have.
     """
+    from breastdx.data.patches import patch_dataset_names
+
+    if name not in ("busi", "breastmnist", *patch_dataset_names()):
+        from breastdx.registry import unknown_name
+
+        raise unknown_name("dataset for a summary", name, ["busi", "breastmnist", *patch_dataset_names()])
+    if name == "breastmnist":
+        from breastdx.data.breastmnist import CLASS_NAMES, SPLITS, load_breastmnist
+
+        bm = load_breastmnist(Path(data_root))
+        parts = [bm.split(split)] if split else [bm.split(s) for s in SPLITS]
+        items = [(im, int(y)) for part in parts for im, y in zip(part.images, part.labels)]
+        result = summarize(items, out_dir, max_items=max_items, seed=seed, class_names=CLASS_NAMES,
+                           name="breastmnist" + (f" ({split})" if split else ""))
+        return {**result, "splits": bm.summary()}
     if name == "busi":
         from breastdx.data.busi import BUSI_CLASSES, find_busi_root, load_case, scan_busi
 
