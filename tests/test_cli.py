@@ -129,3 +129,24 @@ def test_python_dash_m_breastdx_is_the_command():
                           text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
     assert "Usage: breastdx train" in done.stdout and "--focal-gamma" in done.stdout
+
+
+def test_models_lists_every_shipped_model_with_its_headline_figures():
+    """The headline of each kind: AUROC first for classifiers (macro AUROC too for more than two classes), Dice for
+    segmenters, AJI for nuclei; intervals where the model has them; a generator says it has no test figures."""
+    from breastdx.evaluation.tables import headline_metrics
+    from breastdx.zoo import shipped_meta
+
+    metas = shipped_meta()
+    assert headline_metrics(metas["busi-cls"]) == ["macro_auroc", "auroc", "accuracy", "sensitivity"]
+    assert headline_metrics(metas["idc"]) == ["auroc", "accuracy", "sensitivity", "specificity"]
+    assert headline_metrics(metas["busi-seg"]) == ["dice", "iou", "hd95", "normal_fp_share"]
+    assert headline_metrics(metas["monuseg"]) == ["dice", "aji", "pq"]
+    assert headline_metrics(metas["idc-gan"]) == []
+    result = runner.invoke(app, ["models"], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert all(name in text for name in metas)
+    assert "macro_auroc 0.908 [0.868, 0.941], auroc 0.914 [0.862, 0.956]" in text  # busi-cls, as its card says
+    assert "dice 0.772, aji 0.569, pq 0.535" in text  # two test tiles: no interval
+    assert "no test figures" in text

@@ -373,18 +373,19 @@ def list_tasks() -> None:
 @app.command("models")
 def list_models() -> None:
     """List the shipped models with their task and headline metrics."""
-    from breastdx.evaluation.tables import metric_label
+    from breastdx.evaluation.tables import ci_text, headline_metrics, metric_label
     from breastdx.zoo import shipped_meta
 
-    table = Table(title="Shipped models (research use only; @ argmax: the most probable class, @ op: the operating "
-                        "threshold chosen on validation)")
+    table = Table(title="Shipped models (research use only; figures on the split in brackets, with 95% intervals; "
+                        "auroc: the positive class (malignant, tumour) against the rest; @ argmax: the most probable class, @ op: the "
+                        "operating threshold chosen on validation)")
     for col in ("name", "task", "architecture", "metrics (split)"):
         table.add_column(col, overflow="fold")
     for name, meta in shipped_meta().items():
-        metrics = meta.get("metrics", {})
-        shown = ", ".join(f"{metric_label(k)} {v['value']:.3f}" for k, v in list(metrics.items())[:4]
-                          if v.get("value") is not None)
-        table.add_row(name, meta["task"], meta["architecture"], f"{shown} ({meta.get('metrics_split', '')})")
+        shown = ", ".join(f"{metric_label(k)} {ci_text(meta['metrics'][k])}" for k in headline_metrics(meta))
+        split = meta.get("metrics_split", "")
+        table.add_row(name, meta["task"], meta["architecture"],
+                      f"{shown} ({split})" if shown else "no test figures (see its model card)")
     console.print(table)
 
 

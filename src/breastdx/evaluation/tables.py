@@ -26,10 +26,36 @@ def metric_label(name: str) -> str:
     return f"{name} @ {point}" if point else name
 
 
+HEADLINE_METRICS = ("macro_auroc", "auroc", "accuracy", "sensitivity", "specificity", "dice", "aji", "pq", "iou",
+                    "hd95", "normal_fp_share")
+"""The figures ``breastdx models`` shows of a model, in this order, the first four its ``metrics`` hold."""
+
+
+def headline_metrics(meta: Mapping[str, Any], n: int = 4) -> list[str]:
+    """The names of a model's headline figures: the first ``n`` of :data:`HEADLINE_METRICS` in its ``metrics``
+    with a value; ``macro_auroc`` only for more than two classes (for two it equals ``auroc``).
+
+    Args:
+        meta: A model folder's ``meta.json`` (its ``metrics`` and ``class_names``).
+        n: At most this many.
+
+    Returns:
+        Metric names, possibly none (a generator has no test metrics).
+    """
+    metrics = meta.get("metrics") or {}
+    two = len(meta.get("class_names") or ()) <= 2
+    names = [k for k in HEADLINE_METRICS if (metrics.get(k) or {}).get("value") is not None
+             and not (k == "macro_auroc" and two)]
+    return names[:n]
+
+
 def ci_text(m: Mapping[str, Any] | None, digits: int = 3) -> str:
-    """``value [low, high]`` of a metric with a 95% interval, or ``n/a`` when it is missing or NaN."""
+    """``value [low, high]`` of a metric with a 95% interval, ``value`` alone when it has none (two MoNuSeg test
+    tiles), or ``n/a`` when it is missing or NaN."""
     if not m or m.get("value") is None or m["value"] != m["value"]:
         return "n/a"
+    if not m.get("ci95"):
+        return f"{m['value']:.{digits}f}"
     lo, hi = m["ci95"]
     return f"{m['value']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
