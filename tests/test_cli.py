@@ -52,6 +52,16 @@ def test_data_summary_on_real_breakhis(tmp_path: Path):
     assert json.loads((out / "summary.json").read_text())["n_items"] == 12
 
 
+@pytest.mark.skipif(not DATA, reason="BREASTDX_DATA is not set (point it at ../shared/data)")
+def test_data_summary_of_the_monuseg_tiles_prints_a_row_per_tile(tmp_path: Path):
+    result = runner.invoke(app, ["data", "summary", "monuseg", "--data-dir", DATA, "--out", str(tmp_path / "m")],
+                           terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "monuseg: 8 tiles" in result.output and result.output.count("FFPE (diagnostic slide)") == 6
+    assert "TCGA-AC-A2FO-01A-01-TS1" in result.output and "frozen (top slide)" in result.output
+    assert (tmp_path / "m" / "nuclei_areas_and_stain.png").is_file()
+
+
 def test_options_among_inputs_are_split_off(tmp_path: Path):
     from breastdx.cli import _split_inputs
 

@@ -422,7 +422,7 @@ def data_download(
 
 @data_app.command("summary")
 def data_summary(
-    name: str = typer.Argument(..., help="Dataset: busi, breastmnist, pcam, idc, breakhis."),
+    name: str = typer.Argument(..., help="Dataset: busi, breastmnist, pcam, idc, breakhis, monuseg."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<name>/summary-<UTC ts>."),
     split: Optional[str] = typer.Option(None, "--split", help="Only this split of the dataset's own split."),
@@ -430,7 +430,7 @@ def data_summary(
 ) -> None:
     """Class distribution, image size and quality, duplicates and sample grids, as a report with plots."""
     from breastdx.config import resolve_data_root
-    from breastdx.data.summary import summarize_dataset
+    from breastdx.data.summary_datasets import summarize_dataset, summary_table
     from breastdx.registry import UnknownNameError
     from breastdx.runs import RunFolderExistsError, make_run_dir
 
@@ -439,23 +439,15 @@ def data_summary(
         result = summarize_dataset(name, resolve_data_root(data_dir), run_dir, split=split, max_items=max_items)
     except (UnknownNameError, RunFolderExistsError, ValueError, OSError) as e:
         _fail(str(e))
-    table = Table(title=f"{name}: {result['n_items']} images ({result['n_analysed']} analysed)")
-    table.add_column("class")
-    table.add_column("images", justify="right")
-    for cls, count in result["class_counts"].items():
-        table.add_row(str(cls), str(count))
+    title, columns, rows, notes = summary_table(name, result, run_dir)
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
-    exact, near = result["exact_duplicates"], result["near_duplicates"]
-    console.print(f"exact duplicates: {exact.get('groups', 0)} groups; near duplicates: {near.get('groups', 0)} "
-                  f"groups; unreadable: {len(result.get('failures', []))}", highlight=False)
-    if result.get("patients"):
-        pp = result["patients"]
-        console.print(f"{pp['n_patients']} patients ({pp['patches_per_patient']['min']}-"
-                      f"{pp['patches_per_patient']['max']} images each); {pp['positive_class']} share per patient: mean "
-                      f"{pp['positive_share']['mean']:.3f}; blank background: {pp['blank']['n']} images"
-                      + (f"; size defects: {pp['size_defects']['n']}" if "size_defects" in pp else "")
-                      + f". Per patient: {run_dir / 'patients.html'}", highlight=False)
-    console.print(f"Report: {run_dir / 'report.html'}", highlight=False)
+    for line in notes:
+        console.print(line, highlight=False)
 
 
 @app.command()

@@ -197,7 +197,7 @@ def test_summary_of_real_breastmnist_by_name(tmp_path):
     env = os.environ.get("BREASTDX_DATA")
     if not env or not (Path(env) / "breastmnist").is_dir():
         pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
-    from breastdx.data.summary import summarize_dataset
+    from breastdx.data.summary_datasets import summarize_dataset
     from breastdx.registry import UnknownNameError
 
     result = summarize_dataset("breastmnist", env, tmp_path / "all")
@@ -210,5 +210,5 @@ def test_summary_of_real_breastmnist_by_name(tmp_path):
     assert test["n_items"] == 156 and test["class_counts"]["malignant"] == 42
     with pytest.raises(ValueError, match="split must be one of train, val, test"):
         summarize_dataset("breastmnist", env, tmp_path / "x", split="valid")
-    with pytest.raises(UnknownNameError, match="Choices: breakhis, breastmnist, busi, idc, pcam"):
-        summarize_dataset("monuseg", env, tmp_path / "y")
+    with pytest.raises(UnknownNameError, match="Choices: breakhis, breastmnist, busi, idc, monuseg, pcam"):
+        summarize_dataset("pannuke", env, tmp_path / "y")

@@ -27,7 +27,7 @@ def _idc(root: Path) -> None:
 
 
 def test_idc_patient_summary_counts(tmp_path):
-    from breastdx.data.summary import summarize_dataset
+    from breastdx.data.summary_datasets import summarize_dataset
 
     _idc(tmp_path / "data")
     result = summarize_dataset("idc", tmp_path / "data", tmp_path / "out")
