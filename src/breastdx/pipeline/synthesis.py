@@ -482,8 +482,8 @@ def write_generator_card(model_dir: str | Path, figures: dict[str, Any], command
               "- Small GAN, short CPU training: the patches are recognisably synthetic at full size; KID and precision "
               "/ recall here are in the idc classifier's feature space and are not comparable with published "
               "Inception-based figures.",
-              "- Whether its patches help the idc classifier was measured: see the README's idc section "
-              "(`docs/idc-synthetic/README.md`); the default training does not use them.",
+              "- Whether its patches help the idc classifier was measured: see `docs/experiments/histopathology.md` "
+              "and `docs/idc-synthetic/README.md`; the default training does not use them.",
               "- Not for creating data presented as real; research on augmentation only.", ""]
     path = model_dir / CARD_FILE
     path.write_text("\n".join(lines))

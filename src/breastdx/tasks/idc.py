@@ -26,7 +26,7 @@ class IdcConfig(PatchConfig):
     Attributes:
         image_size: Side of the network input.
         synthetic_idc: Generated IDC patches added to the training part (0: none, the default; measured, they did
-            not help: see the README's idc section). See :func:`breastdx.pipeline.synthesis.with_synthetic`.
+            not help: see ``docs/experiments/histopathology.md``). See :func:`breastdx.pipeline.synthesis.with_synthetic`.
         synthetic_model: The generator: a folder or a shipped generator's name (default ``idc-gan``).
         synthetic_seed: Seed of the generated patches.
     """
