@@ -15,7 +15,7 @@ import numpy as np
 
 def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, split: str | None = None,
                       max_items: int = 5000, seed: int = 0) -> dict[str, Any]:
-    """Summarise a dataset found below the data root by name (see :func:`summarize`).
+    """Summarise a dataset found below the data root by name (see :func:`breastdx.data.summary.summarize`).
 
     Args:
         name: ``busi`` (ultrasound, gray; labels normal/benign/malignant), ``breastmnist`` (the official MedMNIST
@@ -79,7 +79,8 @@ def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, spl
     return result
 
 
-def summary_table(name: str, result: dict[str, Any], run_dir: Path) -> tuple[str, list[str], list[list[str]], list[str]]:
+def summary_table(name: str, result: dict[str, Any],
+                  run_dir: Path) -> tuple[str, list[str], list[list[str]], list[str]]:
     """What ``breastdx data summary`` prints of a summary: a title, column names, rows of text, and lines after.
 
     Args:
