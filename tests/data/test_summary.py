@@ -129,6 +129,33 @@ def test_summary_samples_large_sets_but_counts_every_item(tmp_path):
     assert again["quality"] == result["quality"]
 
 
+def test_pairs_of_readers_are_read_only_when_analysed(tmp_path):
+    """``(reader, label)`` pairs (BUSI's cases): every item counted, only the sampled ones read, a failing reader
+    listed."""
+    from breastdx.data.errors import DataError
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (30, 12, 10), dtype=np.uint8)
+    read = []
+
+    def reader(i):
+        def call():
+            read.append(i)
+            if i == 3:
+                raise DataError("case 3: broken file")
+            return images[i]
+        return call
+
+    pairs = [(reader(i), "b" if i % 3 else "a") for i in range(30)]
+    result = summarize(pairs, tmp_path, max_items=30, seed=0, class_names=("a", "b"))
+    assert result["class_counts"] == {"a": 10, "b": 20} and result["n_analysed"] == 29
+    assert [f["reason"] for f in result["failures"]] == ["case 3: broken file"]
+    read.clear()
+    small = summarize(pairs, tmp_path / "small", max_items=8, seed=0, class_names=("a", "b"))
+    assert small["class_counts"] == {"a": 10, "b": 20} and small["n_analysed"] + len(small["failures"]) == 8
+    assert 8 <= len(set(read)) < 30  # the sample (and the grid's picks among it), not every item
+
+
 def test_unreadable_items_are_listed_not_fatal(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -212,3 +239,16 @@ def test_summary_of_real_breastmnist_by_name(tmp_path):
         summarize_dataset("breastmnist", env, tmp_path / "x", split="valid")
     with pytest.raises(UnknownNameError, match="Choices: breakhis, breastmnist, busi, idc, monuseg, pcam"):
         summarize_dataset("pannuke", env, tmp_path / "y")
+
+
+def test_busi_summary_counts_every_case_and_reads_the_sample(tmp_path):
+    """``--max-items`` samples the images analysed; the class counts are still those of all 780 BUSI cases."""
+    env = os.environ.get("BREASTDX_DATA")
+    if not env or not (Path(env) / "busi").is_dir():
+        pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
+    from breastdx.data.summary_datasets import summarize_dataset
+
+    result = summarize_dataset("busi", env, tmp_path, max_items=20)
+    assert result["n_items"] == 780 and result["n_analysed"] == 20
+    assert result["class_counts"] == {"normal": 133, "benign": 437, "malignant": 210}
+    assert sum(result["class_counts_analysed"].values()) == 20

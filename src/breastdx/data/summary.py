@@ -259,7 +259,8 @@ class _Items:
     def image(self, i: int) -> np.ndarray:
         if self.source is not None:
             return self.source.get(i)[0]
-        return np.asarray(self.pairs[i][0])  # type: ignore[index]
+        image = self.pairs[i][0]  # type: ignore[index]
+        return np.asarray(image() if callable(image) else image)  # a reader: only the analysed items are read
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -283,7 +284,8 @@ def summarize(data: PatchSource | Sequence[tuple[np.ndarray, Any]], out_dir: str
 
     Args:
         data: A :class:`~breastdx.data.patches.PatchSource`, or ``(image, label)`` pairs with ``uint8``
-            images ``(H, W)`` (gray) or ``(H, W, 3)`` and labels all ints or all strings.
+            images ``(H, W)`` (gray) or ``(H, W, 3)``, or functions that read one (called only for the
+            analysed items), and labels all ints or all strings.
         out_dir: Output folder (created; existing files of the same names are replaced).
         max_items: Largest number of images read; above it a seeded random sample of this size is
             analysed (the class distribution still counts every item).

@@ -7,10 +7,9 @@ have a summary of their own (:mod:`breastdx.data.summary_nuclei`).
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 
 def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, split: str | None = None,
@@ -58,13 +57,10 @@ def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, spl
                            name="breastmnist" + (f" ({split})" if split else ""))
         return {**result, "splits": bm.summary()}
     if name == "busi":
-        from breastdx.data.busi import BUSI_CLASSES, find_busi_root, load_case, scan_busi
+        from breastdx.data.busi import BUSI_CLASSES, find_busi_root, scan_busi
 
-        cases = scan_busi(find_busi_root(Path(data_root)))
-        rng = np.random.default_rng(seed)
-        if len(cases) > max_items:
-            cases = [cases[i] for i in sorted(rng.choice(len(cases), max_items, replace=False))]
-        items = [(load_case(c)[0], BUSI_CLASSES.index(c.label)) for c in cases]
+        cases = scan_busi(find_busi_root(Path(data_root)))  # every case counted, only the sample read
+        items = [(partial(_busi_image, c), BUSI_CLASSES.index(c.label)) for c in cases]
         return summarize(items, out_dir, max_items=max_items, seed=seed, class_names=BUSI_CLASSES, name="busi")
     from breastdx.data.patches import load_patch_dataset
     from breastdx.data.summary_patients import summarize_patients
@@ -106,3 +102,10 @@ def summary_table(name: str, result: dict[str, Any],
                      + f". Per patient: {run_dir / 'patients.html'}")
     return (f"{name}: {result['n_items']} images ({result['n_analysed']} analysed)", ["class", "images"],
             [[str(c), str(n)] for c, n in result["class_counts"].items()], [*notes, report])
+
+
+def _busi_image(case: Any) -> Any:
+    """A BUSI case's gray image, ``uint8`` ``(H, W)`` (:func:`breastdx.data.busi.load_case`)."""
+    from breastdx.data.busi import load_case
+
+    return load_case(case)[0]
