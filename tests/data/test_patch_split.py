@@ -111,6 +111,14 @@ def test_check_finds_crossing_patients_and_unknown_ids(tmp_path):
         check_patch_split(src, ghost)
     with pytest.raises(DataError, match=r"id 'nope' of train is not in the toy data"):
         apply_split(src, ghost)
+    # a split of another dataset says so, rather than that the data changed; one of this dataset, that they did
+    other = SplitFile(path=tmp_path / "busi.json", data_checksum="0" * 64, seed=0, ratios=split.ratios,
+                      train=split.train, val=split.val, test=split.test, dataset="busi")
+    with pytest.raises(DataError, match=r"busi.json: a split of dataset 'busi', not of toy\."):
+        check_patch_split(src, other)
+    with pytest.raises(DataError, match=r"made from data with checksum 0{64}, but the toy data now have"):
+        check_patch_split(src, SplitFile(path=None, data_checksum="0" * 64, seed=0, ratios=split.ratios,
+                                         train=split.train, val=split.val, test=split.test, dataset=src.name))
 
 
 def test_apply_split_gives_views():

@@ -122,11 +122,13 @@ def check_patch_split(source: PatchSource, split: SplitFile) -> None:
     """Check that ``split`` was made from ``source``'s data and keeps every patient in one split.
 
     Raises:
-        DataError: If the checksums differ (both given), an id of the split is not in the source, or a
-            patient has items in two splits; the message names the split file.
+        DataError: If the checksums differ (saying so when the split names another dataset), an id of the split
+            is not in the source, or a patient has items in two splits; the message names the split file.
     """
     where = split.path or "split"
     if split.data_checksum != source.checksum:
+        if split.dataset and split.dataset != source.name:
+            raise DataError(f"{where}: a split of dataset {split.dataset!r}, not of {source.name}.")
         raise DataError(f"{where}: made from data with checksum {split.data_checksum}, but the {source.name} "
                         f"data now have checksum {source.checksum}. The data changed since the split was made: "
                         f"make a new split (or restore the data).")
