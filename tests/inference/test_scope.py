@@ -78,6 +78,11 @@ def test_shipped_busi_cls_scope_on_real_images(data_root, tmp_path):
     assert rows["pcam"]["in_scope"] == "false"
     thumbs = [r for s, r in rows.items() if s.startswith("breastmnist")]
     assert thumbs and all(r["in_scope"] == "false" and "28 px" in r["scope_note"] for r in thumbs)
+    every = list(csv.DictReader(open(out / "predictions.csv")))  # 6 images and the 156 BreastMNIST test thumbnails
+    n_out = sum(r["in_scope"] == "false" for r in every)
+    assert (n_out, len(every)) == (3 + 156, 6 + 156)
+    assert f"{n_out} of {len(every)} input image(s) are unlike what this model was trained on" in " ".join(
+        result.output.split())
 
 
 def test_shipped_idc_flags_ultrasound_and_busi_cls_flags_hne_by_its_features(data_root, tmp_path):
@@ -133,3 +138,4 @@ def test_predict_busi_seg_says_when_an_image_is_out_of_scope(data_root, tmp_path
     rows = {Path(r["source"]).name: r for r in csv.DictReader(open(out / "predictions.csv"))}
     assert rows[he.name]["in_scope"] == "false" and "a colour image" in rows[he.name]["scope_note"]
     assert rows[busi.name]["in_scope"] == "true" and rows[busi.name]["scope_note"] == ""
+    assert "1 of 2 input image(s) are unlike what this model was trained on" in " ".join(result.output.split())

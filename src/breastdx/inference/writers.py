@@ -45,7 +45,8 @@ def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path,
     ``seen_in_training`` flags an input with the pixels of a training image (``yes``), a near-duplicate of one
     (``near-duplicate``: perceptual hash within the folder's threshold, where the folder keeps those: another frame of
     the lesion, a re-saved or re-cropped copy, a BUSI file whose BreastMNIST version was trained on) or neither
-    (``no``), and a warning counts them."""
+    (``no``), and a warning counts them, as another counts the inputs out of the model's scope (``in_scope``
+    false)."""
     from breastdx.data.image_files import list_images
     from breastdx.inference.base import seen_in_training
 
@@ -73,6 +74,12 @@ def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path,
                 rows[-1]["seen_in_training"] = seen_in_training(predictor, rec.array)
         for job in jobs:
             job.result()
+    out_of_scope = [r for r in rows if r.get("in_scope") == "false"]
+    if out_of_scope:
+        log.warning("%d of %d input image(s) are unlike what this model was trained on (in_scope, scope_note in "
+                    "predictions.csv), e.g. %s: %s. Their output is not that of a case the model can judge.",
+                    len(out_of_scope), len(rows), Path(str(out_of_scope[0]["source"])).name,
+                    out_of_scope[0]["scope_note"])
     if known:
         fields = [*fields, "seen_in_training"]
         seen = sum(r["seen_in_training"] == "yes" for r in rows)
