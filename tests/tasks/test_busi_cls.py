@@ -112,13 +112,19 @@ def test_explain_goes_on_past_a_bad_file(tiny_run, data_root, tmp_path):
     images = [busi / "malignant" / "malignant (1).png", busi / "normal" / "normal (1).png"]
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    he = tmp_path / "he.png"  # colour: explained, and flagged out of scope
+    Image.fromarray(np.stack([np.full((64, 64), v, np.uint8) for v in (200, 80, 160)], axis=-1)).save(he)
     out = tmp_path / "explain"
     out.mkdir()
-    result = get_task("busi-cls").explain(tiny_run / "model", [*images, bad], out, {"classes": "all"})
+    result = get_task("busi-cls").explain(tiny_run / "model", [*images, bad, he], out, {"classes": "all"})
     assert [f[0] for f in result.failures] == [str(bad)]
     with open(out / "explanations.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 * 2 * 3  # images x methods x classes
+    assert len(rows) == 3 * 2 * 3  # images x methods x classes
+    assert {r["in_scope"] for r in rows if r["source"] == str(he)} == {"false"}
+    assert all(r["scope_note"].startswith("a colour image") for r in rows if r["source"] == str(he))
+    rows = [r for r in rows if r["source"] != str(he)]
+    assert not any("colour" in r["scope_note"] for r in rows)  # (the tiny model's feature-space check may flag them)
     for row in rows:
         png = Image.open(out / row["overlay"])
         src = Image.open(row["source"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from breastdx.evaluation.tables import OPERATING_POINT_TEXT, calibration_rows, c
 from breastdx.inference.csv_safety import safe_row, safe_rows
 from breastdx.pipeline.task import EvaluateOptions as SplitEvaluateOptions
 from breastdx.pipeline.task import RunResult, evenly_spaced
+
+log = logging.getLogger(__name__)
 
 CAM_CHOICES = ("gradcam", "gradcampp")
 TTA_CHOICES = ("", "none", "hflip")
@@ -421,7 +424,9 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
 
     Writes ``explanations/<image>_<method>_<class>.png`` and ``explanations.csv`` (source, probabilities, label,
     method, explained class, overlay, and where a lesion mask ``<image>_mask.<ext>`` lies beside the image, the
-    map's mass inside the lesion and the pointing-game hit, with the lesion contour drawn in green).
+    map's mass inside the lesion and the pointing-game hit, with the lesion contour drawn in green; ``in_scope`` and
+    ``scope_note`` as in ``predict``, :func:`breastdx.inference.scope.check_scope`: an out-of-scope image is still
+    explained, its overlay's legend says so and a warning counts them).
     """
     from PIL import Image
 
@@ -429,6 +434,7 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
     from breastdx.data.image_files import list_images
     from breastdx.explain.gradcam import cam_mass_in_mask, pointing_game_hit
     from breastdx.data.transforms import central_square_box
+    from breastdx.inference.scope import check_scope
     from breastdx.visualize import SEEN_SQUARE, heatmap_overlay, mark_box, mark_region, png_bytes, with_legend
 
     opts = parse_options(ExplainOptions, options, f"explain {task.name}")
@@ -462,6 +468,7 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
             except ValueError as e:
                 failures.append((str(mask_file), f"mask not used: {e}"))
         mask = mask if mask is not None and mask.any() else None
+        scope = check_scope(rec, predictor, out)
         targets = [out.label_index] if opts.classes == "predicted" else list(range(len(classes)))
         for method in opts.method:
             for k in targets:
@@ -479,7 +486,8 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
                 overlay = with_legend(overlay, [
                     f"{method} of {classes[k]} (P = {float(out.prob[k]):.3f}); label {out.label}", path.name,
                     *([f"cyan square: the centre region ({region:.0%} of the side) that defines the label"]
-                      if region else []), *([f"cyan square: {SEEN_SQUARE}"] if predictor.source_crop else [])],
+                      if region else []), *([f"cyan square: {SEEN_SQUARE}"] if predictor.source_crop else []),
+                    *([] if scope.in_scope else ["OUT OF SCOPE: unlike this model's training images (scope_note)"])],
                     reference=mask is not None)
                 png = out_dir / f"{stem}_{method}_{classes[k].replace('/', '_')}.png"  # a subtype's '/': no folder
                 png.write_bytes(png_bytes(overlay))
@@ -487,13 +495,19 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
                        "label": out.label, "label_argmax": out.argmax_label,
                        "threshold": "" if predictor.threshold is None else round(float(predictor.threshold), 6),
                        "method": method, "explained_class": classes[k],
-                       "overlay": str(png.relative_to(run_dir)), "cam_mass_in_mask": "", "pointing_game_hit": ""}
+                       "overlay": str(png.relative_to(run_dir)), "cam_mass_in_mask": "", "pointing_game_hit": "",
+                       "in_scope": str(scope.in_scope).lower(), "scope_note": scope.note}
                 if mask is not None:
                     row["cam_mass_in_mask"] = round(cam_mass_in_mask(cams[0], mask), 4)
                     row["pointing_game_hit"] = int(pointing_game_hit(cams[0], mask))
                 rows.append(row)
     fields = ["source", *[f"p_{c}" for c in classes], "label", "label_argmax", "threshold", "method", "explained_class",
-              "overlay", "cam_mass_in_mask", "pointing_game_hit"]
+              "overlay", "cam_mass_in_mask", "pointing_game_hit", "in_scope", "scope_note"]
+    out_of_scope = sorted({r["source"] for r in rows if r["in_scope"] == "false"})
+    if out_of_scope:
+        log.warning("%d of %d %s(s) are unlike what this model was trained on (in_scope, scope_note in "
+                    "explanations.csv), e.g. %s: their maps explain a decision the model cannot make on them.",
+                    len(out_of_scope), len(records), task.spec.item, Path(out_of_scope[0]).name)
     with open(run_dir / "explanations.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
