@@ -377,8 +377,8 @@ def list_models() -> None:
     from breastdx.zoo import shipped_meta
 
     table = Table(title="Shipped models (research use only; figures on the split in brackets, with 95% intervals; "
-                        "auroc: the positive class (malignant, tumour) against the rest; @ argmax: the most probable class, @ op: the "
-                        "operating threshold chosen on validation)")
+                        "auroc: the positive class (malignant, tumour) against the rest; @ argmax: the most probable "
+                        "class, @ op: the operating threshold chosen on validation)")
     for col in ("name", "task", "architecture", "metrics (split)"):
         table.add_column(col, overflow="fold")
     for name, meta in shipped_meta().items():
@@ -428,7 +428,8 @@ def data_summary(
     split: Optional[str] = typer.Option(None, "--split", help="Only this split of the dataset's own split."),
     max_items: int = typer.Option(5000, "--max-items", help="Largest number of images analysed (seeded sample)."),
 ) -> None:
-    """Class distribution, image size and quality, duplicates and sample grids, as a report with plots."""
+    """Class distribution, image size and quality, duplicates and sample grids, as a report with plots (monuseg:
+    nuclei, their sizes and stain per tile)."""
     from breastdx.config import resolve_data_root
     from breastdx.data.summary_datasets import summarize_dataset, summary_table
     from breastdx.registry import UnknownNameError

@@ -36,7 +36,7 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
     hidden files and folders (names starting with ``.``) are skipped. Other files found in folders are not read,
     and a warning names them (the first three and a count), so that a folder of, say, ``.bmp`` images is not
     passed over in silence. Files named in ``inputs`` are kept whatever their suffix (and even when missing), so
-    that :func:`read_images` reports them.
+    that :func:`breastdx.data.images.read_images` reports them.
 
     Args:
         inputs: Files and folders.

@@ -541,8 +541,8 @@ class MonusegTask(Task):
                                                                                     else ""), CYTOLOGY_NOTE]
         out_of_scope = [r for r in rows if r["in_scope"] == "false"]
         if out_of_scope:
-            log.warning("%d input tile(s) are out of this model's scope (in_scope, scope_note in predictions.csv)",
-                        len(out_of_scope))
+            log.warning("%d of %d input tile(s) are unlike what this model was trained on (in_scope, scope_note in "
+                        "predictions.csv)", len(out_of_scope), len(rows))
             notes.insert(0, f"{len(out_of_scope)} tile(s) are not like the H&E tiles this model was trained on, "
                             f"e.g. {Path(out_of_scope[0]['source']).name}: {out_of_scope[0]['scope_note']} (in_scope "
                             f"and scope_note in predictions.csv).")
