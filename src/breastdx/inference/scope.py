@@ -29,8 +29,13 @@ H&E image of very pale stain; the model card says what was measured.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 MAX_CHROMA_GRAY = 0.05
 """A grey-image model flags a mean chroma over this (ultrasound here: at most 0.044)."""
@@ -92,3 +97,22 @@ def check_scope(record: Any, predictor: Any, output: Any = None) -> Scope:
     if getattr(output, "ood_note", ""):
         reasons.append(output.ood_note)
     return Scope(not reasons, "; ".join(reasons))
+
+
+def warn_out_of_scope(rows: Sequence[Mapping[str, Any]], item: str, csv_name: str) -> list[Mapping[str, Any]]:
+    """Log one warning that counts the rows whose ``in_scope`` is ``"false"`` and gives the first one's reason.
+
+    Args:
+        rows: One row per input (``source``, ``in_scope``, ``scope_note``), as written to ``csv_name``.
+        item: What an input is, for the message (``"input image"``, ``"input tile"``).
+        csv_name: The file whose ``in_scope`` and ``scope_note`` columns hold every reason.
+
+    Returns:
+        The flagged rows (none: nothing is logged).
+    """
+    flagged = [r for r in rows if r.get("in_scope") == "false"]
+    if flagged:
+        log.warning("%d of %d %s(s) are unlike what this model was trained on (in_scope, scope_note in %s), e.g. "
+                    "%s: %s. What the model says of them is not that of a case it can judge.", len(flagged),
+                    len(rows), item, csv_name, Path(str(flagged[0]["source"])).name, flagged[0]["scope_note"])
+    return flagged

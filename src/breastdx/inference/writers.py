@@ -18,7 +18,7 @@ from typing import Any
 
 from breastdx.inference.csv_safety import safe_rows
 from breastdx.inference.records import SEGMENTATION_FIELDS, classification_record, csv_row, segmentation_record
-from breastdx.inference.scope import check_scope
+from breastdx.inference.scope import check_scope, warn_out_of_scope
 from breastdx.visualize import SEEN_SQUARE, write_cam_png, write_mask_png, write_overlay_png
 
 log = logging.getLogger(__name__)
@@ -74,12 +74,7 @@ def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path,
                 rows[-1]["seen_in_training"] = seen_in_training(predictor, rec.array)
         for job in jobs:
             job.result()
-    out_of_scope = [r for r in rows if r.get("in_scope") == "false"]
-    if out_of_scope:
-        log.warning("%d of %d input image(s) are unlike what this model was trained on (in_scope, scope_note in "
-                    "predictions.csv), e.g. %s: %s. Their output is not that of a case the model can judge.",
-                    len(out_of_scope), len(rows), Path(str(out_of_scope[0]["source"])).name,
-                    out_of_scope[0]["scope_note"])
+    warn_out_of_scope(rows, "input image", "predictions.csv")
     if known:
         fields = [*fields, "seen_in_training"]
         seen = sum(r["seen_in_training"] == "yes" for r in rows)

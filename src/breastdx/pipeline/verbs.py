@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,6 @@ from breastdx.evaluation.tables import OPERATING_POINT_TEXT, calibration_rows, c
 from breastdx.inference.csv_safety import safe_row, safe_rows
 from breastdx.pipeline.task import EvaluateOptions as SplitEvaluateOptions
 from breastdx.pipeline.task import RunResult, evenly_spaced
-
-log = logging.getLogger(__name__)
 
 CAM_CHOICES = ("gradcam", "gradcampp")
 TTA_CHOICES = ("", "none", "hflip")
@@ -434,7 +431,7 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
     from breastdx.data.image_files import list_images
     from breastdx.explain.gradcam import cam_mass_in_mask, pointing_game_hit
     from breastdx.data.transforms import central_square_box
-    from breastdx.inference.scope import check_scope
+    from breastdx.inference.scope import check_scope, warn_out_of_scope
     from breastdx.visualize import SEEN_SQUARE, heatmap_overlay, mark_box, mark_region, png_bytes, with_legend
 
     opts = parse_options(ExplainOptions, options, f"explain {task.name}")
@@ -503,11 +500,7 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
                 rows.append(row)
     fields = ["source", *[f"p_{c}" for c in classes], "label", "label_argmax", "threshold", "method", "explained_class",
               "overlay", "cam_mass_in_mask", "pointing_game_hit", "in_scope", "scope_note"]
-    out_of_scope = sorted({r["source"] for r in rows if r["in_scope"] == "false"})
-    if out_of_scope:
-        log.warning("%d of %d %s(s) are unlike what this model was trained on (in_scope, scope_note in "
-                    "explanations.csv), e.g. %s: their maps explain a decision the model cannot make on them.",
-                    len(out_of_scope), len(records), task.spec.item, Path(out_of_scope[0]).name)
+    warn_out_of_scope(list({r["source"]: r for r in rows}.values()), task.spec.item, "explanations.csv")
     with open(run_dir / "explanations.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()

@@ -522,6 +522,7 @@ class MonusegTask(Task):
 
         from breastdx.inference.nuclei import NucleusPredictor
         from breastdx.inference.nuclei_writer import write_nucleus_predictions
+        from breastdx.inference.scope import warn_out_of_scope
         from breastdx.models.saved import read_training_hashes
 
         o = parse_options(MonusegPredictOptions, options, f"predict {self.name}")
@@ -539,10 +540,8 @@ class MonusegTask(Task):
         notes = [f"{len(rows)} tile(s) in {sum(r['seconds'] for r in rows):.1f} s end to end; wrote predictions.csv, "
                  f"tile_features.csv (30 cytology columns, {unit}), masks/, nuclei/" + (", overlays/" if o.overlays
                                                                                     else ""), CYTOLOGY_NOTE]
-        out_of_scope = [r for r in rows if r["in_scope"] == "false"]
+        out_of_scope = warn_out_of_scope(rows, "input tile", "predictions.csv")
         if out_of_scope:
-            log.warning("%d of %d input tile(s) are unlike what this model was trained on (in_scope, scope_note in "
-                        "predictions.csv)", len(out_of_scope), len(rows))
             notes.insert(0, f"{len(out_of_scope)} tile(s) are not like the H&E tiles this model was trained on, "
                             f"e.g. {Path(out_of_scope[0]['source']).name}: {out_of_scope[0]['scope_note']} (in_scope "
                             f"and scope_note in predictions.csv).")
