@@ -146,8 +146,9 @@ def summarize_nuclei_tiles(data_root: str | Path, out_dir: str | Path) -> dict[s
     rep.figure(figure, "Nucleus areas per tile, and the mean stain inside the nuclei of each tile")
     rep.table(["tile", "part", "site", "preparation", "instances from", "nuclei", "area µm² (median, IQR)",
                "diameter µm", "nucleus share", "background", "H OD nuclei / tile", "E OD nuclei / tile"],
-              [[t["name"], t["part"], t["site"], t["preparation"], t["instances_from"], t["n_nuclei"],
-                f"{t['area_um2'][1]:.1f} ({t['area_um2'][0]:.1f}-{t['area_um2'][2]:.1f})", t["diameter_um_median"],
+              [[t["name"], t["part"], t["site"], t["preparation"], t["instances_from"], str(t["n_nuclei"]),
+                f"{t['area_um2'][1]:.1f} ({t['area_um2'][0]:.1f}-{t['area_um2'][2]:.1f})",
+                f"{t['diameter_um_median']:.2f}",
                 f"{t['nucleus_share']:.3f}", f"{t['background_share']:.3f}",
                 f"{t['h_od']['nuclei']:.3f} / {t['h_od']['tile']:.3f}",
                 f"{t['e_od']['nuclei']:.3f} / {t['e_od']['tile']:.3f}"] for t in tiles])
