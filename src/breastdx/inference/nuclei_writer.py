@@ -7,7 +7,8 @@ DICOM, 16-bit rescaling, a clear message naming a bad file). A file that cannot 
 with its reason, and the batch goes on. Each tile is checked against what the model was trained on
 (:func:`breastdx.inference.scope.check_scope`: a grey image, a dark image with little colour such as ultrasound, or
 a tile under half the training patch size on its shorter side is flagged, ``in_scope`` false with the reason in
-``scope_note``), and still segmented. Imports neither PyTorch nor MONAI.
+``scope_note``; so is a tile whose nuclei are too small for 40x, :func:`magnification_note`), and still
+segmented. Imports neither PyTorch nor MONAI.
 """
 
 from __future__ import annotations
@@ -17,6 +18,17 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Sequence
+
+import numpy as np
+
+SMALLEST_MEDIAN_NUCLEUS_PX = 200.0
+"""A tile whose segmented nuclei have a median area under this many pixels is flagged out of scope: it is likely
+at a lower magnification than MoNuSeg's 40x (0.25 µm/px). Measured with the shipped model
+(``benchmarks/monuseg_magnification.py``): on the 8 breast tiles the median is 275-591 px as they are, 107-209 px
+halved in size (as at 20x), 487-1416 px doubled (as at 80x, which this check cannot tell from 40x)."""
+
+MIN_NUCLEI_FOR_MAGNIFICATION = 30
+"""Fewest nuclei for the magnification check (a tile of stroma or background says nothing of it)."""
 
 PREDICTION_FIELDS = ("source", "height", "width", "n_nuclei", "n_in_summary", "mask", "in_scope", "scope_note",
                      "seen_in_training", "seconds")
@@ -28,6 +40,25 @@ def scope_reference(predictor: Any) -> Any:
     patches of ``training_config.patch_size`` px (128 for the shipped model)."""
     size = int((predictor.meta.get("training_config") or {}).get("patch_size") or 0) or None
     return SimpleNamespace(preprocessing=SimpleNamespace(mode="rgb", image_size=size))
+
+
+def magnification_note(labels: np.ndarray) -> str:
+    """Why a tile looks like a lower magnification than 40x, or ``""``.
+
+    Args:
+        labels: The predicted nucleus instance labels, integer ``(H, W)``, 0 background.
+
+    Returns:
+        A note when at least :data:`MIN_NUCLEI_FOR_MAGNIFICATION` nuclei have a median area under
+        :data:`SMALLEST_MEDIAN_NUCLEUS_PX` pixels; else an empty string.
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel())[1:]
+    areas = counts[counts > 0]
+    if areas.size < MIN_NUCLEI_FOR_MAGNIFICATION or float(np.median(areas)) >= SMALLEST_MEDIAN_NUCLEUS_PX:
+        return ""
+    return (f"its nuclei are small for 40x (median {float(np.median(areas)):.0f} px, against 275-591 px on MoNuSeg's "
+            f"breast tiles): the tile may be at 20x or less, where this model misses nuclei and its µm figures are "
+            f"wrong; resample it to 0.25 µm per pixel (40x) first")
 
 
 def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Path, *,
@@ -56,7 +87,7 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
     from breastdx.data.image_files import list_images
     from breastdx.evaluation.nuclei_report import save_png
     from breastdx.inference.csv_safety import safe_rows
-    from breastdx.inference.scope import check_scope
+    from breastdx.inference.scope import Scope, check_scope
     from breastdx.morphometry.features import grey_levels
     from breastdx.morphometry.summary import measure_nuclei, tile_rows, write_nuclei_csv, write_tile_csv
     from breastdx.visualize.instances import instance_overlay
@@ -77,8 +108,11 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
             failures.append((str(path), str(e)))
             continue
         image = record.array
-        scope = check_scope(record, reference)
         labels, _ = predictor.predict(image)
+        scope = check_scope(record, reference)
+        small = magnification_note(labels)
+        if small:
+            scope = Scope(False, "; ".join(filter(None, (scope.note, small))))
         nuclei = measure_nuclei(labels, grey_levels(image))
         stem = Path(path).stem
         if stem in stems:  # two inputs of the same name from different folders
