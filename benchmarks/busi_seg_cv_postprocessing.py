@@ -37,10 +37,10 @@ def main() -> None:
     parser.add_argument("--nested", action="store_true")
     args = parser.parse_args()
     from breastdx.config import resolve_data_root
-    from breastdx.data.busi import find_busi_root, load_case, scan_busi
+    from breastdx.data.busi import find_busi_root, scan_busi
     from breastdx.evaluation.segmentation import case_scores
     from breastdx.inference.predictor import Postprocessing, SegmentationPredictor
-    from breastdx.tasks.busi_seg import POSTPROCESSING_GRID
+    from breastdx.tasks.busi_seg import POSTPROCESSING_GRID, BusiSegTask
 
     by_name = {c.name: c for c in scan_busi(find_busi_root(resolve_data_root()))}
     k = json.loads((args.cv / "folds.json").read_text())["k"]
@@ -54,23 +54,18 @@ def main() -> None:
         predictor = SegmentationPredictor.from_dir(fold / "model", task="busi-seg", dtype="float32")
         own_post = predictor.postprocessing
         cases = [by_name[n] for n in split["test"]]
-        for start in range(0, len(cases), 16):
-            loaded = [load_case(c) for c in cases[start:start + 16]]
-            outputs = predictor.predict([im for im, _ in loaded], keep_prob=True)
-            for c, (_, target), o in zip(cases[start:start + 16], loaded, outputs):
-                labels.append(c.label)
-                own.append(case_scores(own_post.apply(o.prob)[0], target))
-                for s in settings:
-                    scores[s].append(case_scores(posts[s].apply(o.prob)[0], target))
+        for c, o, target in zip(cases, *BusiSegTask._predict_cases(predictor, cases, keep_prob=True)):
+            labels.append(c.label)
+            own.append(case_scores(own_post.apply(o.prob)[0], target))
+            for s in settings:
+                scores[s].append(case_scores(posts[s].apply(o.prob)[0], target))
         line = {"fold": f, "n": len(cases), "own": own_post.to_meta()}
         if args.nested:
             val = [by_name[n] for n in split["val"]]
             val_scores = {s: [] for s in settings}
-            for start in range(0, len(val), 16):
-                loaded = [load_case(c) for c in val[start:start + 16]]
-                for (_, target), o in zip(loaded, predictor.predict([im for im, _ in loaded], keep_prob=True)):
-                    for s in settings:
-                        val_scores[s].append(case_scores(posts[s].apply(o.prob)[0], target)["dice"])
+            for o, target in zip(*BusiSegTask._predict_cases(predictor, val, keep_prob=True)):
+                for s in settings:
+                    val_scores[s].append(case_scores(posts[s].apply(o.prob)[0], target)["dice"])
             best = max(settings, key=lambda s: np.mean(val_scores[s]))  # the first of equals, as training
             nested += scores[best][-len(cases):]
             line["nested_choice"] = list(best)
