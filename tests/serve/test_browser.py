@@ -77,14 +77,17 @@ def _classes(url: str) -> list[str]:
     return next(m["class_names"] for m in models if m["task"] == "busi-cls")
 
 
-def _open(browser, url: str):
+def _open(browser, url: str, token: bool = True):
+    """A page of ``url`` once its models are listed (after entering the module's API token when ``token``), and
+    the list its script errors go to."""
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(url + "/")
     page.wait_for_selector("body[data-ready='true']", timeout=30_000)
-    _enter_token(page, _TOKEN["value"])
+    if token:
+        _enter_token(page, _TOKEN["value"])
     page.wait_for_selector("#status.ok", timeout=30_000)
     return page, errors
 
@@ -249,3 +252,52 @@ def test_page_colour_bar_is_the_overlays_colour_map():
 
     css = (STATIC_DIR / "style.css").read_text()
     assert f"linear-gradient(to right, {', '.join(HEAT_STOPS)})" in css
+
+
+@pytest.fixture(scope="module")
+def nuclei_server(tmp_path_factory):
+    """The shipped monuseg model alone (skipped when the zoo has none), without API tokens (loopback)."""
+    from breastdx.zoo import shipped_models
+
+    model = shipped_models().get("monuseg")
+    if model is None:
+        pytest.skip("the zoo ships no monuseg model")
+    db = tmp_path_factory.mktemp("browser-nuclei-db") / "p.sqlite"
+    app = create_app(ServeSettings(database_url=f"sqlite:///{db}", model_dirs=(model,), auth=False))
+    with running_server(app) as url:
+        yield url
+
+
+def test_nuclei_of_an_he_tile(browser, nuclei_server, tmp_path):
+    from PIL import Image
+
+    tiles = sorted((Path(os.environ.get("BREASTDX_DATA", "/nonexistent")) / "monuseg_breast" / "test" /
+                    "images").glob("*.tif"))
+    if not tiles:
+        pytest.skip("real data not available: set BREASTDX_DATA to a data root holding monuseg_breast/")
+    crop = tmp_path / "tile.png"
+    Image.open(tiles[0]).convert("RGB").crop((0, 0, 320, 320)).save(crop)
+    page, errors = _open(browser, nuclei_server, token=False)
+    assert page.eval_on_selector("#task-select", "s => s.value") == "monuseg"
+    assert "nuclei" in page.inner_text("#task-select")
+    page.set_input_files("#file-input", str(crop))
+    page.wait_for_selector("#pred-label:not(:empty)", timeout=60_000)
+    label = page.text_content("#pred-label")
+    assert label.endswith(" nuclei") and int(label.split()[0]) > 20
+    assert "no diagnosis" in page.inner_text("#pred-rule")
+    details = page.inner_text("#pred-details")
+    assert "radius (mean / worst)" in details and "µm" in details and "0.25 µm per pixel" in details
+    assert page.locator("#prob-bars .bar").count() == 0
+    assert page.is_visible("#nuclei-legend") and page.is_hidden("#contour-legend") and page.is_hidden("#heat-legend")
+    assert "Nucleus outlines" in page.inner_text("#contour-control")
+    sizes = page.evaluate("""() => ['layer-image', 'layer-contour'].map(id => {
+        const im = document.getElementById(id);
+        return [im.naturalWidth, im.naturalHeight, im.complete];
+    })""")
+    assert sizes[0] == sizes[1] == [320, 320, True], sizes
+    page.click("#contour-toggle")
+    assert not page.is_visible("#layer-contour")
+    page.screenshot(path=str(tmp_path / "nuclei.png"), full_page=True)
+    print(f"\nscreenshot: {tmp_path / 'nuclei.png'}")
+    assert errors == []
+    page.close()

@@ -49,7 +49,7 @@ def test_tiny_train_writes_the_run_folder(tiny_run):
     assert len(metrics["metrics"]["aji"]["per_tile"]) == 2
     meta = json.loads((tiny_run / "model/meta.json").read_text())
     assert meta["task"] == "monuseg" and meta["class_names"] == ["background", "interior", "boundary"]
-    assert meta["kind"] == "nucleus_instances"  # not a kind the service runs: listed as unavailable there
+    assert meta["kind"] == "nucleus_instances"  # served by NucleusPredictor (load_predictor, the service)
     assert json.loads((tiny_run / "model/training_hashes.json").read_text())["n_images"] == 6
     assert meta["inference"]["windows"]["roi_size"] == 128 and meta["microns_per_pixel"] == 0.25
     assert meta["training_config"]["precise_bn_batches"] == 2  # batch-norm statistics recomputed before validation

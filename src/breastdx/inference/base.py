@@ -35,7 +35,8 @@ INFERENCE_DTYPES = ("float32", "bfloat16")
 """Network precisions a model folder may list as validated (autocast to ``torch.<name>``)."""
 
 PREDICTORS: Registry[type["Predictor"]] = Registry("model kind")
-"""Predictor class per kind of model folder (``"segmentation"``, ``"classification"``, ``"tabular"``)."""
+"""Predictor class per kind of model folder (``"segmentation"``, ``"classification"``, ``"tabular"``,
+``"nucleus_instances"``)."""
 
 
 def as_meta(meta: ModelMeta | Mapping[str, Any]) -> ModelMeta:
@@ -251,6 +252,7 @@ PREDICTOR_MODULES = {
     "classification": "breastdx.inference.classifier",
     "segmentation": "breastdx.inference.predictor",
     "tabular": "breastdx.inference.tabular",
+    "nucleus_instances": "breastdx.inference.nuclei",
 }
 """The module that registers the predictor of each kind, imported when a folder of that kind is loaded (so a
 tabular model loads without PyTorch)."""
@@ -304,8 +306,8 @@ def load_predictor(model_dir: str | Path, *, task: str | None = None, **options:
 
     Returns:
         A :class:`~breastdx.inference.predictor.SegmentationPredictor`,
-        :class:`~breastdx.inference.classifier.ClassificationPredictor` or
-        :class:`~breastdx.inference.tabular.WDBCPredictor`.
+        :class:`~breastdx.inference.classifier.ClassificationPredictor`,
+        :class:`~breastdx.inference.tabular.WDBCPredictor` or :class:`~breastdx.inference.nuclei.NucleusPredictor`.
 
     Raises:
         ModelFolderError: If the folder is not a valid model folder.

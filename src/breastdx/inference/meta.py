@@ -5,7 +5,7 @@ error that names the file, the field, what was expected and what was found. Ever
 (metrics, training settings, versions, ...) stays available: a :class:`ModelMeta` is a read-only mapping
 over the whole file, so ``meta["architecture"]`` and ``meta.get("metrics", {})`` work as on the dict.
 
-A folder's *kind* (``"segmentation"``, ``"classification"``, ``"tabular"``) chooses its predictor class
+A folder's *kind* (``"segmentation"``, ``"classification"``, ``"tabular"``, ``"nucleus_instances"``) chooses its predictor class
 (:func:`breastdx.inference.base.load_predictor`). It is ``meta["kind"]`` when given; folders written before
 that key existed are classed by their contents (a skops weights file is tabular, a ``postprocessing``
 entry or a ``-seg`` task is segmentation, anything else classification).
@@ -21,8 +21,9 @@ from typing import Any
 from breastdx.models.saved import (META_FILE, META_SCHEMA_VERSION, ModelFolderError, check_model_folder,
                                    load_meta_json)
 
-MODEL_KINDS = ("classification", "segmentation", "tabular")
-"""Kinds of model folder, one predictor class each."""
+MODEL_KINDS = ("classification", "segmentation", "tabular", "nucleus_instances")
+"""Kinds of model folder, one predictor class each (``nucleus_instances``: the ``monuseg`` nucleus segmenter,
+:class:`breastdx.inference.nuclei.NucleusPredictor`)."""
 
 
 def infer_kind(data: Mapping[str, Any]) -> str:

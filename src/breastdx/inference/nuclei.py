@@ -34,12 +34,16 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+
+from breastdx.inference.base import PREDICTORS
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +222,9 @@ def sliding_window(x: np.ndarray, roi: int, overlap: float, batch: int, predict:
     return (out / count)[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
 
 
+@PREDICTORS.register("nucleus_instances")
 class NucleusPredictor:
-    """Predict nucleus instances with a saved network.
+    """Predict nucleus instances with a saved network (model folders of kind ``nucleus_instances``).
 
     Args:
         network: ``(B, 3, H, W) -> (B, 3, H, W)`` logits: a PyTorch network (run as it is), or a model folder's
@@ -236,7 +241,9 @@ class NucleusPredictor:
         ValueError: If ``tta`` is not one of :data:`TTA_TRANSFORMS`.
     """
 
-    def __init__(self, network: Any, meta: dict[str, Any], windows: Windows | None = None,
+    kind: ClassVar[str] = "nucleus_instances"
+
+    def __init__(self, network: Any, meta: Mapping[str, Any], windows: Windows | None = None,
                  postprocessing: InstancePostprocessing | None = None, normalizer: Any = None,
                  tta: str | None = None) -> None:
         self.tta = tta or meta.get("inference", {}).get("tta", "none")
@@ -249,10 +256,10 @@ class NucleusPredictor:
         self.meta = meta
         self.windows = windows or Windows(**meta.get("inference", {}).get("windows", {}))
         self.postprocessing = postprocessing or InstancePostprocessing(**meta.get("postprocessing", {}))
+        self.training_hashes: frozenset[str] = frozenset()  # from_dir: the folder's training_hashes.json
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path, *, dtype: str = "auto", backend: str = "auto",
-                 onnx_dir: Path | None = None, **kwargs: Any) -> "NucleusPredictor":
+    def from_dir(cls, model_dir: str | Path, **kwargs: Any) -> "NucleusPredictor":
         """Load a model folder (nothing is unpickled).
 
         Where the backend is ONNX Runtime in float32 on the CPU (``auto`` there, or asked for) and the folder's graph
@@ -262,27 +269,51 @@ class NucleusPredictor:
 
         Args:
             model_dir: A ``monuseg`` model folder.
-            dtype: ``auto``, ``float32`` or ``bfloat16`` (:func:`breastdx.runtime.choose_inference_dtype`).
-            backend: ``auto`` (ONNX Runtime in float32 on the CPU, its graph exported once per machine with
-                dynamic window sizes; PyTorch elsewhere), ``torch`` or ``onnxruntime``.
-            onnx_dir: Folder of cached ONNX graphs (default ``~/.cache/breastdx/onnx``).
-            **kwargs: The other arguments of the class.
+            **kwargs: ``dtype``, ``backend``, ``onnx_dir``, ``batch_size`` (see :meth:`from_checked_dir`) and the
+                other arguments of the class.
 
         Raises:
             ModelFolderError: If the folder is not a ``monuseg`` model.
             ValueError: For an unknown dtype or backend.
         """
-        from breastdx.data.stain import load_stain_normalizer
-        from breastdx.inference.runners import open_runner
         from breastdx.models.saved import read_meta
 
-        meta = read_meta(model_dir, task="monuseg")
+        return cls.from_checked_dir(Path(model_dir), read_meta(model_dir, task="monuseg"), **kwargs)
+
+    @classmethod
+    def from_checked_dir(cls, model_dir: Path, meta: Mapping[str, Any], *, dtype: str = "auto",
+                         backend: str = "auto", onnx_dir: Path | None = None, batch_size: int | None = None,
+                         **kwargs: Any) -> "NucleusPredictor":
+        """:meth:`from_dir` for a folder whose ``meta.json`` is read (the entry of
+        :func:`breastdx.inference.base.load_predictor`, which the service loads every model folder with).
+
+        Args:
+            model_dir: A ``monuseg`` model folder.
+            meta: Its ``meta.json`` (a dict or a :class:`~breastdx.inference.meta.ModelMeta`).
+            dtype: ``auto``, ``float32`` or ``bfloat16`` (:func:`breastdx.runtime.choose_inference_dtype`).
+            backend: ``auto`` (ONNX Runtime in float32 on the CPU, its graph exported once per machine with
+                dynamic window sizes; PyTorch elsewhere), ``torch`` or ``onnxruntime``.
+            onnx_dir: Folder of cached ONNX graphs (default ``~/.cache/breastdx/onnx``).
+            batch_size: Windows run together (default the model's ``inference.windows.batch``).
+            **kwargs: The other arguments of the class.
+
+        Raises:
+            ValueError: For an unknown dtype or backend.
+        """
+        from breastdx.data.stain import load_stain_normalizer
+        from breastdx.inference.runners import open_runner
+        from breastdx.models.saved import read_training_hashes
+
         kwargs.setdefault("normalizer", load_stain_normalizer(model_dir, meta))
-        roi = Windows(**meta.get("inference", {}).get("windows", {})).roi_size
+        windows = Windows(**meta.get("inference", {}).get("windows", {}))
+        if batch_size is not None:
+            kwargs.setdefault("windows", dataclasses.replace(windows, batch=int(batch_size)))
         # The graph is exported and checked on a window of the model's size; any size runs on it.
-        view = {**meta, "preprocessing": {**meta.get("preprocessing", {}), "image_size": roi}}
+        view = {**meta, "preprocessing": {**meta.get("preprocessing", {}), "image_size": windows.roi_size}}
         runner = open_runner(view, Path(model_dir), dtype=dtype, backend=backend, onnx_dir=onnx_dir, dynamic_size=True)
-        return cls(runner, meta, **kwargs)
+        predictor = cls(runner, meta, **kwargs)
+        predictor.training_hashes = read_training_hashes(model_dir)
+        return predictor
 
     @property
     def network(self) -> Any:

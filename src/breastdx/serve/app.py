@@ -6,8 +6,8 @@ Endpoints:
 * ``GET /v1/models``: the served models with their metadata, metrics and model cards.
 * ``POST /v1/predict/wdbc``: JSON ``{"features": {name: value}}``; P(malignant), label, SHAP reasons.
 * ``POST /v1/predict/{task}``: an image upload (``multipart/form-data``, field ``file``; PNG, JPEG, TIFF or
-  DICOM) for ``busi-seg``, ``busi-cls``, ``breastmnist``, ``pcam`` and ``ultrasound`` (segmentation and
-  classification of one image).
+  DICOM) for ``busi-seg``, ``busi-cls``, ``breastmnist``, ``pcam``, ``idc``, ``breakhis``, ``ultrasound``
+  (segmentation and classification of one image) and ``monuseg`` (nuclei of an H&E tile and their morphometry).
 * ``GET /v1/predictions`` (``limit``, ``offset``, ``task``) and ``GET /v1/predictions/{id}``: the record.
 * ``GET /``: the page (``static/index.html``); ``/static/...`` its script and style sheet.
 
@@ -43,7 +43,9 @@ from breastdx.serve import schemas
 from breastdx.serve.auth import BearerAuth, document_bearer_auth
 from breastdx.serve.db import DatabaseError, PredictionStore
 from breastdx.serve.inputs import ServeInputError, bytes_sha256, features_sha256, parse_wdbc_features
-from breastdx.serve.models import ULTRASOUND_TASK, LoadedModel, ModelRegistry, predict_features, predict_image
+from breastdx.serve.models import (NUCLEI_KIND, ULTRASOUND_TASK, LoadedModel, ModelRegistry, predict_features,
+                                   predict_image)
+from breastdx.serve.nuclei import predict_nuclei
 from breastdx.serve.settings import ServeSettings, auto_torch_threads
 
 log = logging.getLogger(__name__)
@@ -182,6 +184,8 @@ def _problems_of_validation(errors: list[dict[str, Any]]) -> list[str]:
 
 
 def _record_label(answer: dict[str, Any]) -> str | None:
+    if answer.get("nuclei"):
+        return f"{answer['nuclei']['n_nuclei']} nuclei"
     if answer.get("classification"):
         return answer["classification"]["label"]
     seg = answer.get("segmentation")
@@ -431,7 +435,8 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
 
         Tasks: see ``GET /healthz``. The answer holds class probabilities, the label at the operating point
         and the Grad-CAM maps (classifiers), the mask, contour and lesion area (segmentation; mm² when the
-        DICOM pixel spacing is known) and the time taken.
+        DICOM pixel spacing is known), for ``monuseg`` (an H&E tile at 40x) the nuclei's outlines, count and
+        30 morphometry columns, and the time taken.
         """
         models = _registry(request).get(task)
         if models[0].kind == "tabular":
@@ -475,9 +480,14 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
 
         def work() -> dict[str, Any]:
             _use_threads(request)
-            answer = predict_image(models, data, filename, max_pixels=settings.max_pixels,
-                                   display_max_side=settings.display_max_side, gradcam=settings.gradcam,
-                                   composites=composites, decoder=request.app.state.decoder, frame=frame)
+            if models[0].kind == NUCLEI_KIND:
+                answer = predict_nuclei(models[0], data, filename, max_pixels=settings.max_pixels,
+                                        display_max_side=settings.display_max_side, composites=composites,
+                                        decoder=request.app.state.decoder)
+            else:
+                answer = predict_image(models, data, filename, max_pixels=settings.max_pixels,
+                                       display_max_side=settings.display_max_side, gradcam=settings.gradcam,
+                                       composites=composites, decoder=request.app.state.decoder, frame=frame)
             # De-identification: nothing is read from a DICOM's header but its pixels and calibration, and its file
             # name (PACS exports may name files after the patient) is not recorded: the SHA-256 is its reference.
             recorded_name = None if sniff_bytes(data[:132]) == "DICOM" else filename

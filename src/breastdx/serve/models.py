@@ -13,6 +13,8 @@ Tasks and what they take:
 * every image classifier (``busi-cls``, ``breastmnist``, ``pcam``, ``idc``, ``breakhis``, ...): an image;
   answers class probabilities, the label at the operating point and the Grad-CAM map of that label.
 * ``ultrasound``: one image through ``busi-seg`` and ``busi-cls`` (whichever of them is served).
+* ``monuseg`` (nucleus instances): an H&E tile at 40x; answers the nuclei's outlines, their count and the 30
+  morphometry columns under the cytology names (:mod:`breastdx.serve.nuclei`).
 
 A model folder is loaded by the predictor of its kind (:func:`breastdx.inference.base.load_predictor`), so
 any folder a breastdx task writes is served; answers use the fields of :mod:`breastdx.inference.records`.
@@ -51,6 +53,18 @@ ULTRASOUND_TASK = "ultrasound"
 ULTRASOUND_PARTS = ("busi-seg", "busi-cls")
 """The tasks the ultrasound endpoint runs, in order."""
 
+NOT_SERVED_KINDS = {"generator": "a generator of synthetic H&E patches for research on augmentation ('breastdx "
+                                  "synthesize'), not a model that predicts: the service does not serve it"}
+"""Kinds of model folder the zoo ships that answer no prediction, and why (listed as left out, logged as info)."""
+
+
+class NotServedError(Exception):
+    """A model folder of a kind the service does not serve (:data:`NOT_SERVED_KINDS`)."""
+
+
+NUCLEI_KIND = "nucleus_instances"
+"""The kind of the ``monuseg`` model folder (:class:`breastdx.inference.nuclei.NucleusPredictor`)."""
+
 DECODE_MAX_SIDE = 2048
 """Longest side an upload is decoded to, in pixels (a larger image is decoded reduced, by an integer factor): the
 networks take 256 px or less and answers show at most the display size, so a 6000 x 6000 PNG costs the memory
@@ -85,8 +99,9 @@ class LoadedModel:
         card: ``MODEL_CARD.md`` (empty when missing).
         predictor: The predictor of the folder's kind (:func:`breastdx.inference.base.load_predictor`):
             :class:`~breastdx.inference.tabular.WDBCPredictor`,
-            :class:`~breastdx.inference.predictor.SegmentationPredictor` or
-            :class:`~breastdx.inference.classifier.ClassificationPredictor`.
+            :class:`~breastdx.inference.predictor.SegmentationPredictor`,
+            :class:`~breastdx.inference.classifier.ClassificationPredictor` or
+            :class:`~breastdx.inference.nuclei.NucleusPredictor`.
         lock: Held while the model runs.
     """
 
@@ -109,7 +124,7 @@ class LoadedModel:
 
     @property
     def kind(self) -> str:
-        """``"tabular"``, ``"segmentation"`` or ``"classification"`` (the folder's kind)."""
+        """``"tabular"``, ``"segmentation"``, ``"classification"`` or ``"nucleus_instances"`` (the folder's kind)."""
         return self.meta.kind
 
     @property
@@ -119,7 +134,9 @@ class LoadedModel:
 
     @property
     def image_mode(self) -> str:
-        """``"gray"`` or ``"rgb"``: how an image model reads its input."""
+        """``"gray"`` or ``"rgb"``: how an image model reads its input (H&E tiles of the nucleus model: ``rgb``)."""
+        if self.kind == NUCLEI_KIND:
+            return "rgb"
         return str(self.meta.get("preprocessing", {}).get("mode", "gray")) if self.kind != "tabular" else "gray"
 
     def describe(self) -> dict[str, Any]:
@@ -142,6 +159,12 @@ class LoadedModel:
             info["input"] = {"type": "features", "features": list(FEATURE_NAMES),
                              "units": dict(meta.get("feature_units", FEATURE_UNITS)),
                              "example": {n: float(v) for n, v in zip(FEATURE_NAMES, example)}}
+        elif self.kind == NUCLEI_KIND:
+            from breastdx.serve.nuclei import NUCLEI_MAX_PIXELS
+
+            info["input"] = {"type": "image", "formats": list(IMAGE_FORMATS), "mode": "rgb",
+                             "network_size": self.predictor.windows.roi_size, "max_pixels": NUCLEI_MAX_PIXELS,
+                             "microns_per_pixel": meta.get("microns_per_pixel")}
         else:
             prep = meta.get("preprocessing", {})
             info["input"] = {"type": "image", "formats": list(IMAGE_FORMATS), "mode": self.image_mode,
@@ -174,12 +197,16 @@ def load_model(model_dir: str | Path, name: str | None = None, dtype: str = "aut
         The :class:`LoadedModel`.
 
     Raises:
+        NotServedError: If the folder holds a kind of model that predicts nothing (:data:`NOT_SERVED_KINDS`).
         ModelFolderError: If the folder is not a valid model folder of a kind this service runs.
     """
     from breastdx.inference.base import load_predictor
-    from breastdx.models.saved import CARD_FILE, ModelFolderError
+    from breastdx.models.saved import CARD_FILE, ModelFolderError, load_meta_json
 
     model_dir = Path(model_dir)
+    _, raw = load_meta_json(model_dir)
+    if isinstance(raw, dict) and raw.get("kind") in NOT_SERVED_KINDS:
+        raise NotServedError(NOT_SERVED_KINDS[raw["kind"]])
     predictor = load_predictor(model_dir, batch_size=1, dtype=dtype, backend=backend)
     version = weights_version(model_dir, predictor.meta)
     if lesion_aware and predictor.meta.kind == "classification":
@@ -210,7 +237,9 @@ def warm_up(model: LoadedModel, gradcam: bool = True) -> None:
             return
         shape = (64, 64) if model.image_mode == "gray" else (64, 64, 3)
         blank = np.zeros(shape, dtype=np.uint8)
-        if model.kind == "segmentation":
+        if model.kind == NUCLEI_KIND:
+            model.predictor.predict(np.zeros((64, 64, 3), dtype=np.uint8))
+        elif model.kind == "segmentation":
             model.predictor.predict([blank], keep_prob=False)
         else:
             model.predictor.predict([blank], gradcam=gradcam)
@@ -264,6 +293,10 @@ class ModelRegistry:
                                            f"({models[model.task].name}); only one model per task is served")
                 if warmup:
                     warm_up(model, gradcam)
+            except NotServedError as e:
+                log.info("model %s left out: %s", label, e)
+                unavailable.append((label, str(e)))
+                continue
             except ModelFolderError as e:
                 log.warning("model %s left out: %s", label, e)
                 unavailable.append((label, str(e)))

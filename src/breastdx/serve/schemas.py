@@ -62,7 +62,7 @@ class ModelInfo(_Base):
 
     name: str
     task: str
-    kind: str = Field(description="'tabular', 'segmentation' or 'classification'.")
+    kind: str = Field(description="'tabular', 'segmentation', 'classification' or 'nucleus_instances' (monuseg).")
     version: str
     architecture: str | None = None
     title: str | None = None
@@ -179,6 +179,27 @@ class SegmentationResult(_Base):
                                                                 "?composites=true).")
 
 
+class NucleiResult(_Base):
+    """Nuclei of an H&E tile (``monuseg``) and their morphometry (Street, Wolberg & Mangasarian 1993)."""
+
+    model: ModelRef
+    n_nuclei: int = Field(description="Nucleus instances found.")
+    n_in_summary: int = Field(description="Those the features summarise: at least 30 px, not touching the tile's "
+                                          "edge.")
+    microns_per_pixel: float | None = Field(description="The resolution the model assumes (0.25: 40x), or null.")
+    median_area_px: float | None = Field(description="Median area of the summarised nuclei, pixels; null when none.")
+    median_area_um2: float | None = Field(description="The same in µm² at microns_per_pixel.")
+    features_px: dict[str, float | None] = Field(description="The 30 cytology columns (radius_mean ... "
+                                                             "fractal_dimension_worst), lengths in pixels; null "
+                                                             "where no nucleus gives a value.")
+    features_um: dict[str, float | None] | None = Field(description="The same with lengths in µm (areas µm²).")
+    outline_overlay_png: str = Field(description="The nuclei's outlines as an RGBA layer to lay over image_png "
+                                                 "(yellow, transparent elsewhere).")
+    outline_composite_png: str | None = Field(None, description="The outlines drawn on the image (only with "
+                                                                "?composites=true).")
+    cytology_note: str = Field(description="Why these tissue features carry no diagnosis.")
+
+
 class ImageInfo(_Base):
     """The uploaded image as decoded."""
 
@@ -220,6 +241,7 @@ class PredictionResponse(_Base):
     image: ImageInfo | None = None
     classification: ClassificationResult | None = None
     segmentation: SegmentationResult | None = None
+    nuclei: NucleiResult | None = None
     disagreement: str | None = Field(None, description="When both models ran (ultrasound): what the classifier and "
                                                        "the segmenter contradict each other on (normal with a lesion "
                                                        "outlined, or a lesion class with none found), else null.")

@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 
 TASK_NAME = "monuseg"
 MODEL_KIND = "nucleus_instances"
-"""``meta.json`` kind: read by :class:`breastdx.inference.nuclei.NucleusPredictor` only (the service, which runs
-segmentation, classification and tabular models, lists such a folder as unavailable rather than misreading it)."""
+"""``meta.json`` kind: read by :class:`breastdx.inference.nuclei.NucleusPredictor`, which
+:func:`breastdx.inference.base.load_predictor` (and so the service) picks for such a folder."""
 POSTPROCESSING_GRID = tuple((s, f, m) for s in (0.5, 0.6, 0.7, 0.8) for f in (0.4, 0.5, 0.6) for m in (8, 20, 40))
 """``(seed_threshold, foreground_threshold, min_seed)`` candidates compared by AJI on the held-out rows."""
 DISTANCE_GRID = tuple((s, f, m, {"markers": "distance"}) for s in (0.3, 0.4, 0.5, 0.6, 0.7) for f in (0.4, 0.5, 0.6)

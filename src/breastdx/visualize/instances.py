@@ -32,3 +32,15 @@ def instance_overlay(image: np.ndarray, labels: np.ndarray, reference: np.ndarra
             raise ValueError(f"Label mask of shape {np.shape(lab)} for an image of shape {rgb.shape[:2]}.")
         rgb[instance_outlines(lab)] = colour
     return rgb
+
+
+def instance_outlines_rgba(labels: np.ndarray) -> np.ndarray:
+    """The outline of every instance as an RGBA layer to lay over the image: :data:`PREDICTION_COLOUR` (yellow),
+    opaque on the outlines, transparent elsewhere.
+
+    Shape:
+        ``(H, W)`` integer labels (0 background) -> ``(H, W, 4)`` uint8.
+    """
+    rgba = np.zeros(np.shape(labels) + (4,), dtype=np.uint8)
+    rgba[instance_outlines(labels)] = (*PREDICTION_COLOUR, 255)
+    return rgba

@@ -16,7 +16,15 @@ const TASK_TITLES = {
   "busi-cls": "Ultrasound classification with Grad-CAM (busi-cls)",
   "breastmnist": "BreastMNIST classification (breastmnist)",
   "pcam": "Histopathology patch classification (pcam)",
+  "idc": "Histopathology IDC patch classification (idc)",
+  "breakhis": "Histopathology BreakHis subtypes (breakhis)",
+  "monuseg": "H&E tile at 40x: nuclei and their morphometry (monuseg)",
 };
+
+// The ten nucleus features of Street, Wolberg & Mangasarian (1993), and the unit of each in features_um.
+const NUCLEUS_FEATURES = [["radius", "µm"], ["texture", "grey levels"], ["perimeter", "µm"], ["area", "µm²"],
+  ["smoothness", "µm"], ["compactness", ""], ["concavity", "µm"], ["concave_points", ""], ["symmetry", ""],
+  ["fractal_dimension", ""]];
 
 const $ = (id) => document.getElementById(id);
 
@@ -242,6 +250,38 @@ function areaText(seg) {
   return mm ? `${mm} (${seg.lesion_area_px} px)` : `${seg.lesion_area_px} px`;
 }
 
+function nucleiText(nuc) {
+  if (!nuc) return "";
+  const med = nuc.median_area_um2 !== null && nuc.median_area_um2 !== undefined ? `median ${nuc.median_area_um2.toFixed(1)} µm²` :
+    (nuc.median_area_px !== null && nuc.median_area_px !== undefined ? `median ${nuc.median_area_px.toFixed(0)} px` : "");
+  return med ? `${nuc.n_nuclei} nuclei, ${med}` : `${nuc.n_nuclei} nuclei`;
+}
+
+function showNuclei(dl, nuc) {
+  // Morphometry of the nuclei the model found: the per-tile columns under the cytology names, not a diagnosis.
+  const label = $("pred-label");
+  label.textContent = `${nuc.n_nuclei} nuclei`;
+  label.dataset.label = "nuclei";
+  $("pred-rule").textContent = nuc.cytology_note;
+  $("prob-bars").replaceChildren();
+  $("pred-uncertain").hidden = true;
+  const um = nuc.features_um;
+  const f = um || nuc.features_px;
+  addDetail(dl, "Nuclei", `${nuc.n_nuclei} found; ${nuc.n_in_summary} measured (at least 30 px, not on the tile's edge)`);
+  if (nuc.median_area_px !== null) {
+    addDetail(dl, "Median nucleus area", (nuc.median_area_um2 !== null ? `${nuc.median_area_um2.toFixed(1)} µm² (` : "") +
+      `${nuc.median_area_px.toFixed(0)} px` + (nuc.median_area_um2 !== null ? ")" : ""));
+  }
+  addDetail(dl, "Resolution", um ? `${nuc.microns_per_pixel} µm per pixel assumed (40x, as the model was trained)` : "unknown: lengths in pixels");
+  for (const [name, unit] of NUCLEUS_FEATURES) {
+    const mean = f[name + "_mean"];
+    const worst = f[name + "_worst"];
+    const u = um ? unit : (unit.startsWith("µm") ? unit.replace("µm", "px") : unit);
+    addDetail(dl, `${name.replace("_", " ")} (mean / worst)`, `${fmtNum(mean)} / ${fmtNum(worst)}${u ? " " + u : ""}`);
+  }
+  addDetail(dl, "Nucleus model", `${nuc.model.name} (version ${nuc.model.version})`);
+}
+
 function showAnswer(index) {
   const item = state.batch[index];
   state.selected = index;
@@ -255,16 +295,21 @@ function showAnswer(index) {
   $("layer-image").src = a.image.image_png;
   const cls = a.classification;
   const seg = a.segmentation;
+  const nuc = a.nuclei;
   const heat = $("layer-heatmap");
   const cont = $("layer-contour");
+  const outline = seg ? seg.contour_overlay_png : (nuc ? nuc.outline_overlay_png : null);
   if (cls && cls.gradcam_overlay_png) { heat.src = cls.gradcam_overlay_png; heat.hidden = false; } else { heat.removeAttribute("src"); heat.hidden = true; }
-  if (seg) { cont.src = seg.contour_overlay_png; cont.hidden = !$("contour-toggle").checked; } else { cont.removeAttribute("src"); cont.hidden = true; }
+  if (outline) { cont.src = outline; cont.hidden = !$("contour-toggle").checked; } else { cont.removeAttribute("src"); cont.hidden = true; }
+  cont.alt = nuc ? "Outlines of the nuclei found" : "Predicted lesion contour";
+  $("contour-toggle-text").textContent = nuc ? " Nucleus outlines" : " Lesion contour";
   $("heatmap-control").hidden = !(cls && cls.gradcam_overlay_png);
   $("heat-legend").hidden = $("heatmap-control").hidden;
   $("heat-class").textContent = $("heat-legend").hidden ? "" :
     `Grad-CAM: where the model looked for "${displayName(cls.label)}" (P = ${fmtProb(cls.probabilities[cls.label])})`;
   $("contour-legend").hidden = !seg;
-  $("contour-control").hidden = !seg;
+  $("nuclei-legend").hidden = !nuc;
+  $("contour-control").hidden = !outline;
   applyOpacity();
   $("image-caption").textContent = `${a.image.width} × ${a.image.height} px, ${a.image.format}` +
     (a.image.spacing_mm ? `, pixel spacing ${a.image.spacing_mm.map((s) => s.toFixed(3)).join(" × ")} mm` : ", pixel spacing unknown") +
@@ -286,7 +331,9 @@ function showAnswer(index) {
   $("disagreement").hidden = !a.disagreement;
   $("disagreement").textContent = a.disagreement || "";
   dl.replaceChildren();
-  if (cls) {
+  if (nuc) {
+    showNuclei(dl, nuc);
+  } else if (cls) {
     label.textContent = displayName(cls.label);
     label.dataset.label = cls.label;
     $("pred-rule").textContent = ruleText(cls);
@@ -357,8 +404,9 @@ function renderBatchRow(index) {
     const a = item.answer;
     const cls = a.classification;
     const probs = cls ? cls.class_names.map((n) => `${n} ${fmtProb(cls.probabilities[n])}`).join(", ") : "";
-    const label = cls ? displayName(cls.label) : (a.segmentation && a.segmentation.lesion_found ? "lesion found" : "no lesion found");
-    row.append(el("td", { text: label }), el("td", { text: probs }), el("td", { text: areaText(a.segmentation) }),
+    const label = a.nuclei ? `${a.nuclei.n_nuclei} nuclei` : cls ? displayName(cls.label) :
+      (a.segmentation && a.segmentation.lesion_found ? "lesion found" : "no lesion found");
+    row.append(el("td", { text: label }), el("td", { text: probs }), el("td", { text: a.nuclei ? nucleiText(a.nuclei) : areaText(a.segmentation) }),
       el("td", { text: a.elapsed_ms.toFixed(0) + " ms" }));
   }
 }
@@ -379,6 +427,7 @@ async function handleFiles(files) {
   state.selected = -1;
   $("batch-table").tBodies[0].replaceChildren();
   $("batch").hidden = files.length < 2;
+  $("area-header").textContent = task === "monuseg" ? "Nuclei" : "Lesion area";
   $("csv-download").disabled = true;
   $("image-result").hidden = true;
   state.batch.forEach((_, k) => renderBatchRow(k));
@@ -416,16 +465,19 @@ function batchCSV() {
     if (cls) for (const n of cls.class_names) if (!classNames.includes(n)) classNames.push(n);
   }
   const header = ["file", "task", "label", "threshold", ...classNames.map((n) => "p_" + n), "lesion_found",
-    "lesion_area_px", "lesion_area_mm2", "model", "model_version", "prediction_id", "input_sha256", "elapsed_ms", "error"];
+    "lesion_area_px", "lesion_area_mm2", "n_nuclei", "median_nucleus_area_um2", "model", "model_version", "prediction_id", "input_sha256", "elapsed_ms", "error"];
   const lines = [header.join(",")];
   for (const item of state.batch) {
     const a = item.answer;
     const cls = a && a.classification;
     const seg = a && a.segmentation;
+    const nuc = a && a.nuclei;
     const row = [
-      item.file.name, a ? a.task : currentTask(), cls ? cls.label : (seg ? (seg.lesion_found ? "lesion" : "no lesion") : ""),
+      item.file.name, a ? a.task : currentTask(),
+      nuc ? `${nuc.n_nuclei} nuclei` : cls ? cls.label : (seg ? (seg.lesion_found ? "lesion" : "no lesion") : ""),
       cls ? cls.threshold : "", ...classNames.map((n) => (cls && n in cls.probabilities ? cls.probabilities[n] : "")),
       seg ? seg.lesion_found : "", seg ? seg.lesion_area_px : "", seg && seg.lesion_area_mm2 !== null ? seg.lesion_area_mm2 : "",
+      nuc ? nuc.n_nuclei : "", nuc && nuc.median_area_um2 !== null ? nuc.median_area_um2 : "",
       a ? a.models.map((m) => m.name).join("+") : "", a ? a.models.map((m) => m.version).join("+") : "",
       a ? a.prediction_id : "", a ? a.input_sha256 : "", a ? a.elapsed_ms : "", item.error || "",
     ];
@@ -585,7 +637,8 @@ async function start() {
   $("heatmap-opacity").addEventListener("input", applyOpacity);
   $("contour-toggle").addEventListener("change", () => {
     const item = state.batch[state.selected];
-    $("layer-contour").hidden = !($("contour-toggle").checked && item && item.answer && item.answer.segmentation);
+    $("layer-contour").hidden = !($("contour-toggle").checked && item && item.answer &&
+      (item.answer.segmentation || item.answer.nuclei));
   });
   $("csv-download").addEventListener("click", downloadCSV);
   $("wdbc-form").addEventListener("submit", submitWDBC);
