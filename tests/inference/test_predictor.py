@@ -261,7 +261,8 @@ def test_write_segmentation_predictions(tmp_path):
         csv_rows = list(csv.DictReader(f))
     assert list(csv_rows[0]) == ["source", "mask", "overlay", "height", "width", *SEGMENTATION_FIELDS, "spacing_mm",
                                  "spacing_note", "frame", "in_scope", "scope_note"]
-    assert all(r["in_scope"] == "true" and r["scope_note"] == "" for r in csv_rows)  # grey images of the right size
+    # grey images of the right size, but uniform random noise: flagged by the structure check alone
+    assert all(r["in_scope"] == "false" and r["scope_note"].startswith("without spatial structure") for r in csv_rows)
     assert sorted(r["mask"] for r in csv_rows) == ["masks/img0_2_mask.png", "masks/img0_mask.png", "masks/img1_mask.png"]
     for r, row in zip(csv_rows, rows):
         mask = np.asarray(Image.open(run / r["mask"])) > 0

@@ -43,6 +43,25 @@ def test_colourfulness_golden_values_and_the_checks(tmp_path):
     assert check_scope(small, MNIST).in_scope  # BreastMNIST's own model was trained on 28 x 28 images
 
 
+def test_structure_check_flags_noise_for_a_grey_model_only(tmp_path):
+    from breastdx.inference.scope import neighbour_correlation
+
+    checker = (np.indices((40, 60)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    assert neighbour_correlation(checker) == pytest.approx(-1.0)
+    ramp = np.tile(np.arange(60, dtype=np.uint8) * 4, (40, 1))
+    assert neighbour_correlation(ramp) == pytest.approx(1.0)
+    assert neighbour_correlation(np.full((40, 60), 7, np.uint8)) is None  # no variation: not measured
+    assert neighbour_correlation(np.zeros((40, 1), np.uint8)) is None
+    noise = np.random.default_rng(0).integers(0, 256, (300, 400), dtype=np.uint8)
+    assert abs(neighbour_correlation(noise)) < 0.02
+    scope = check_scope(read_image(_png(tmp_path / "noise.png", noise)), GRAY_256)
+    assert not scope.in_scope and scope.note.startswith("without spatial structure (neighbouring pixels correlate r = ")
+    assert check_scope(read_image(_png(tmp_path / "ramp.png", ramp[:, :40].repeat(8, 0).repeat(8, 1))), GRAY_256).in_scope
+    # an H&E model is not checked for structure (IDC patches go down to r = 0.03)
+    rgb_noise = np.random.default_rng(1).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    assert "spatial structure" not in check_scope(read_image(_png(tmp_path / "c.png", rgb_noise), mode="rgb"), RGB_96).note
+
+
 @pytest.fixture(scope="module")
 def data_root() -> Path:
     root = os.environ.get("BREASTDX_DATA")
