@@ -101,8 +101,9 @@ def test_class_subfolders_with_some_classes_only(tmp_path):
 
 
 def test_unknown_labels_are_refused_with_their_names(table_folder, tmp_path):
+    _png(table_folder / "img" / "extra.png", 9)
     with open(table_folder / "labels.csv", "a", newline="") as f:
-        f.write("x,img/case0.png,,carcinoma,5\n")
+        f.write("x,img/extra.png,,carcinoma,5\n")
     result = _evaluate("busi-cls", table_folder, tmp_path / "eval")
     assert result.exit_code != 0
     assert "'carcinoma'" in result.output and "row 10" in result.output and "labels.csv" in result.output
@@ -137,6 +138,15 @@ def test_folder_errors_name_the_file(tmp_path):
     table.write_text("image,label\na.png,\n")
     with pytest.raises(DataError, match="row 2: empty label"):
         read_external(table)
+    # one case in two rows would be scored twice: refused, naming both rows (also through another spelling of the path)
+    table.write_text("image,label\na.png,benign\nb.png,benign\n./a.png,malignant\n")
+    with pytest.raises(DataError) as e:
+        read_external(table)
+    assert e.value.problems == ["row 4: image './a.png' is that of row 2; each case is one row"]
+    table.write_text("id,image,label\nc1,a.png,benign\nc1,b.png,benign\n")
+    with pytest.raises(DataError) as e:
+        read_external(table)
+    assert e.value.problems == ["row 3: id 'c1' is that of row 2; each case is one row"]
 
 
 def test_the_real_breast_lesions_usg_sample(tmp_path):

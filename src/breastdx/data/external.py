@@ -104,8 +104,8 @@ def read_external(path: str | Path) -> ExternalSet:
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        DataError: If the table lacks a column or has empty cells (every such row named), or the folder has
-            neither a ``labels.csv`` nor a class sub-folder with images.
+        DataError: If the table lacks a column, has empty cells or names an image or id twice (every such row
+            named), or the folder has neither a ``labels.csv`` nor a class sub-folder with images.
     """
     path = Path(path)
     if not path.exists():
@@ -131,6 +131,7 @@ def _read_table(table: Path) -> ExternalSet:
     ids, labels, images, masks, where, problems = [], [], [], [], [], []
     mask_sets: list[tuple[Path, ...]] = []
     sizes: list[float | None] = []
+    first_row: dict[object, int] = {}  # an image (or id) -> the row that named it first
     for n, row in enumerate(rows, start=2):  # row 1 is the header
         empty = [c for c in ("image", "label") if not row.get(c)]
         if empty:
@@ -141,6 +142,12 @@ def _read_table(table: Path) -> ExternalSet:
             problems.append(f"row {n}: pixel_size_mm {row['pixel_size_mm']!r} is not a positive number")
             continue
         image = root / row["image"]
+        repeated = [f"{what} {value!r} is that of row {first_row[key]}" for what, value, key in (
+            ("image", row["image"], image.resolve()), ("id", row.get("id"), ("id", row.get("id"))))
+            if value and first_row.setdefault(key, n) != n]
+        if repeated:  # one case scored twice would count twice in every figure
+            problems.append(f"row {n}: {' and '.join(repeated)}; each case is one row")
+            continue
         files = tuple(root / m.strip() for m in row.get("mask", "").split(MASK_SEPARATOR) if m.strip())
         ids.append(row.get("id") or row["image"])
         labels.append(row["label"])
@@ -150,8 +157,8 @@ def _read_table(table: Path) -> ExternalSet:
         sizes.append(size)
         where.append(f"row {n}")
     if problems:
-        raise DataError(f"{table}: {len(problems)} row(s) cannot be used; every row needs an image and a label.",
-                        problems)
+        raise DataError(f"{table}: {len(problems)} row(s) cannot be used; every row needs an image and a label, "
+                        f"and names an image (and id) of its own.", problems)
     if not ids:
         raise DataError(f"{table}: no rows; expected one row per image with the columns 'image' and 'label'.")
     return ExternalSet(table, LABELS_FILE, tuple(ids), tuple(labels), tuple(images), tuple(masks), tuple(where),
