@@ -34,7 +34,7 @@ def test_fields_are_typed_and_unknown_keys_kept():
     ({"positive_class": "c"}, "field 'positive_class' must be one of \\['a', 'b'\\] \\(or a group of them.*Got 'c' instead."),
     ({"threshold": 1.5}, "field 'threshold' must be a number in \\[0, 1\\] or null. Got 1.5 instead."),
     ({"threshold": True}, "field 'threshold'"),
-    ({"kind": "video"}, "field 'kind' must be one of classification, segmentation, tabular. Got 'video'"),
+    ({"kind": "video"}, "field 'kind' must be one of classification, segmentation, tabular, nucleus_instances. Got 'video'"),
 ])
 def test_invalid_fields_name_the_file_the_field_and_the_value(change, message):
     with pytest.raises(ModelFolderError, match=f"^x/meta.json: .*{message}"):

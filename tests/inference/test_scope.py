@@ -57,6 +57,8 @@ def test_structure_check_flags_noise_for_a_grey_model_only(tmp_path):
     scope = check_scope(read_image(_png(tmp_path / "noise.png", noise)), GRAY_256)
     assert not scope.in_scope and scope.note.startswith("without spatial structure (neighbouring pixels correlate r = ")
     assert check_scope(read_image(_png(tmp_path / "ramp.png", ramp[:, :40].repeat(8, 0).repeat(8, 1))), GRAY_256).in_scope
+    white = read_image(_png(tmp_path / "white.png", np.full((200, 200, 3), 255, np.uint8)), mode="rgb")
+    assert check_scope(white, RGB_96).note.startswith("blank (every pixel has the value 255)")
     # an H&E model is not checked for structure (IDC patches go down to r = 0.03)
     rgb_noise = np.random.default_rng(1).integers(0, 256, (200, 200, 3), dtype=np.uint8)
     assert "spatial structure" not in check_scope(read_image(_png(tmp_path / "c.png", rgb_noise), mode="rgb"), RGB_96).note
@@ -150,11 +152,18 @@ def test_predict_busi_seg_says_when_an_image_is_out_of_scope(data_root, tmp_path
 
     he = next((data_root / "breakhis_224" / "DC").rglob("*.jpg"))
     busi = data_root / "busi" / "benign" / "benign (23).png"
+    black = _png(tmp_path / "black.png", np.zeros((300, 400), np.uint8))  # the segmenter outlined a lesion on it
     out = tmp_path / "seg"
-    result = CliRunner().invoke(app, ["predict", "busi-seg", str(he), str(busi), "--out", str(out), "--overlays",
-                                      "false"])
+    result = CliRunner().invoke(app, ["predict", "busi-seg", str(he), str(busi), str(black), "--out", str(out),
+                                      "--overlays", "false"])
     assert result.exit_code == 0, result.output
     rows = {Path(r["source"]).name: r for r in csv.DictReader(open(out / "predictions.csv"))}
     assert rows[he.name]["in_scope"] == "false" and "a colour image" in rows[he.name]["scope_note"]
     assert rows[busi.name]["in_scope"] == "true" and rows[busi.name]["scope_note"] == ""
-    assert "1 of 2 input image(s) are unlike what this model was trained on" in " ".join(result.output.split())
+    assert rows["black.png"]["scope_note"] == "blank (every pixel has the value 0): there is nothing to read in it"
+    text = " ".join(result.output.split())
+    assert "2 of 3 input image(s) are unlike what this model was trained on" in text
+    # the console table marks them too, in its last column
+    lines = {line.split("│")[1].strip(): line.split("│")[-2].strip() for line in result.output.splitlines()
+             if line.startswith("│")}
+    assert lines == {he.name: "NO", busi.name: "yes", "black.png": "NO"}

@@ -18,6 +18,8 @@ A classifier answers every image with probabilities, also one it has never seen 
   BUSI 0.965-0.999 (780 images), BrEaST 0.987 or more (56), BUS-UCLM 0.980 or more (15), BreastMNIST's 28 x 28
   thumbnails 0.882 or more (780); uniform random noise about 0 (busi-cls answered such an image "benign" in scope,
   its features near enough to BUSI's). H&E patches are not checked: IDC's 50 x 50 patches go down to 0.03;
+* **blank** (every model): an image whose pixels all have one value (busi-seg outlined a "lesion" of 26,787 px
+  on an all-black image);
 * **size**: an image whose shorter side is under half the size the model was trained at (``source_size``, else
   ``image_size``) is flagged as too small to carry what the model looks at (a 28 x 28 thumbnail for a 256 x 256
   ultrasound model; not for BreastMNIST's own 28 x 28 model).
@@ -40,6 +42,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +84,6 @@ def neighbour_correlation(image: Any) -> float | None:
     Returns:
         The correlation in [-1, 1]; None for an image under 2 pixels wide or without variation.
     """
-    import numpy as np
-
     a = np.asarray(image)
     if a.ndim == 3:
         a = a.mean(axis=-1)
@@ -118,6 +120,8 @@ def check_scope(record: Any, predictor: Any, output: Any = None) -> Scope:
         reasons.append(f"a colour image (mean chroma {chroma:.2f}; the grey ultrasound this model was trained on has "
                        f"at most {MAX_CHROMA_GRAY}): an H&E slide or a photograph is not an ultrasound image")
     array = getattr(record, "array", None)
+    if array is not None and np.size(array) and np.min(array) == np.max(array):
+        reasons.append(f"blank (every pixel has the value {np.min(array)}): there is nothing to read in it")
     r = neighbour_correlation(array) if mode == "gray" and array is not None else None
     if r is not None and r < MIN_NEIGHBOUR_CORRELATION:
         reasons.append(f"without spatial structure (neighbouring pixels correlate r = {r:.2f}; ultrasound images have "
@@ -137,6 +141,12 @@ def check_scope(record: Any, predictor: Any, output: Any = None) -> Scope:
     if getattr(output, "ood_note", ""):
         reasons.append(output.ood_note)
     return Scope(not reasons, "; ".join(reasons))
+
+
+def scope_cell(row: Mapping[str, Any]) -> str:
+    """The console tables' ``in scope`` column of one ``predictions.csv`` row: ``yes``, or ``NO`` when its
+    ``in_scope`` is ``"false"`` (the reason is the row's ``scope_note``)."""
+    return "NO" if row.get("in_scope") == "false" else "yes"
 
 
 def warn_out_of_scope(rows: Sequence[Mapping[str, Any]], item: str, csv_name: str) -> list[Mapping[str, Any]]:

@@ -492,6 +492,7 @@ class BusiSegTask(Task):
         Options: :class:`PredictOptions`, and the command's ``--dtype`` and ``--backend``.
         """
         from breastdx.inference.predictor import SegmentationPredictor
+        from breastdx.inference.scope import scope_cell
         from breastdx.inference.writers import write_segmentation_predictions
 
         o = parse_options(PredictOptions, options, f"predict {self.name}")
@@ -501,10 +502,10 @@ class BusiSegTask(Task):
         rows, failures, seconds = write_segmentation_predictions(predictor, inputs, run_dir, overlays=o.overlays,
                                                                  workers=o.workers)
         out_csv = run_dir / "predictions.csv"
-        table = [["image", "lesion", "area (px)", "area (mm²)", "longest (mm)", "max P(lesion)"]] + [
+        table = [["image", "lesion", "area (px)", "area (mm²)", "longest (mm)", "max P(lesion)", "in scope"]] + [
             [Path(r["source"]).name, "yes" if r["lesion_found"] else "no", r["lesion_area_px"],
-             r["lesion_area_mm2"] or "n/a", r["lesion_max_diameter_mm"] or "n/a", f"{r['max_prob']:.3f}"]
-            for r in rows[:50]]
+             r["lesion_area_mm2"] or "n/a", r["lesion_max_diameter_mm"] or "n/a", f"{r['max_prob']:.3f}",
+             scope_cell(r)] for r in rows[:50]]
         notes = [f"{len(rows)} image(s) segmented in {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.1f} images/s, "
                  f"model {predictor.meta['architecture']}); wrote {out_csv}, masks/"
                  + (", overlays/" if o.overlays else "")]
