@@ -351,6 +351,13 @@ def test_list_images_recursive_sorted_without_masks(tmp_path, caplog):
     assert tmp_path / "in" / "b" / "scan.bmp" in list_images([tmp_path / "in" / "b" / "scan.bmp"])
 
 
+def test_output_stems_never_repeat():
+    from breastdx.data.image_files import OutputStems
+
+    names = OutputStems()
+    assert [names.claim(s) for s in ("x", "x_2", "x", "x", "y", "x_3")] == ["x", "x_2", "x_3", "x_4", "y", "x_3_2"]
+
+
 def test_read_images_goes_on_past_bad_files(tmp_path, write_png):
     good = write_png(tmp_path / "good.png", _gradient())
     (tmp_path / "bad.png").write_text("nope")

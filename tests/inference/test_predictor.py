@@ -274,6 +274,14 @@ def test_write_segmentation_predictions(tmp_path):
     run2.mkdir()
     rows, _, _ = write_segmentation_predictions(p, [folder / "img1.png"], run2, overlays=False)
     assert rows[0]["overlay"] == "" and not (run2 / "overlays").exists()
+    # an input named like the renamed one: each gets files of its own (img0_2 was written twice before)
+    Image.fromarray(_images()[1]).save(folder / "img0_2.png")
+    run3 = tmp_path / "run3"
+    run3.mkdir()
+    rows, _, _ = write_segmentation_predictions(p, [folder / "img0.png", folder / "img0_2.png",
+                                                    folder / "sub" / "img0.png"], run3, overlays=False)
+    assert sorted(r["mask"] for r in rows) == ["masks/img0_2_mask.png", "masks/img0_3_mask.png", "masks/img0_mask.png"]
+    assert len(list((run3 / "masks").iterdir())) == 3
 
 
 def test_restore_size_is_pytorchs_bilinear_without_pytorch():

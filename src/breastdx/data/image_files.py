@@ -106,3 +106,28 @@ def visible_entries(folder: str | Path) -> list[Path]:
         NotADirectoryError: If it is a file.
     """
     return sorted(p for p in Path(folder).iterdir() if not p.name.startswith("."))
+
+
+class OutputStems:
+    """Distinct stems for the output files of a batch's inputs, so that none overwrites another's.
+
+    The first input of a stem keeps it; a later one gets ``<stem>_2``, ``<stem>_3``, ... skipping any stem already
+    given, so that ``a/x.png``, ``x_2.png``, ``b/x.png`` become ``x``, ``x_2``, ``x_3``.
+
+    Example:
+        >>> names = OutputStems()
+        >>> [names.claim(s) for s in ("x", "x_2", "x")]
+        ['x', 'x_2', 'x_3']
+    """
+
+    def __init__(self) -> None:
+        self._given: set[str] = set()
+
+    def claim(self, stem: str) -> str:
+        """A stem not given before: ``stem`` itself, else ``<stem>_<k>`` with the smallest free ``k >= 2``."""
+        name, k = stem, 1
+        while name in self._given:
+            k += 1
+            name = f"{stem}_{k}"
+        self._given.add(name)
+        return name

@@ -84,7 +84,7 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
     """
     from breastdx.data.checksum import image_hash
     from breastdx.data.images import ImageReadError, read_image
-    from breastdx.data.image_files import list_images
+    from breastdx.data.image_files import OutputStems, list_images
     from breastdx.evaluation.nuclei_report import save_png
     from breastdx.inference.csv_safety import safe_rows
     from breastdx.inference.scope import Scope, check_scope
@@ -99,7 +99,7 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
     rows: list[dict] = []
     tiles: list[dict] = []
     failures: list[tuple[str, str]] = []
-    stems: set[str] = set()
+    stems = OutputStems()
     for path in list_images(inputs):
         start = time.perf_counter()
         try:
@@ -114,10 +114,7 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
         if small:
             scope = Scope(False, "; ".join(filter(None, (scope.note, small))))
         nuclei = measure_nuclei(labels, grey_levels(image))
-        stem = Path(path).stem
-        if stem in stems:  # two inputs of the same name from different folders
-            stem = f"{stem}_{len(stems)}"
-        stems.add(stem)
+        stem = stems.claim(Path(path).stem)  # two inputs of the same name from different folders
         mask_path = write_instance_labels(labels, run_dir / "masks" / stem)
         write_nuclei_csv(nuclei, run_dir / "nuclei" / f"{stem}.csv", microns_per_pixel)
         if overlays:

@@ -47,14 +47,14 @@ def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path,
     the lesion, a re-saved or re-cropped copy, a BUSI file whose BreastMNIST version was trained on) or neither
     (``no``), and a warning counts them, as another counts the inputs out of the model's scope (``in_scope``
     false)."""
-    from breastdx.data.image_files import list_images
+    from breastdx.data.image_files import OutputStems, list_images
     from breastdx.inference.base import seen_in_training
 
     known = getattr(predictor, "training_hashes", frozenset())
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     failures: Failures = []
-    used: dict[str, int] = {}
+    stems = OutputStems()  # two inputs of one name (from two folders) never share output files
     with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
         jobs: list[Future] = []
 
@@ -66,10 +66,7 @@ def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path,
             if err is not None:
                 failures.append((str(path), err))
                 continue
-            name = item_stem(path)
-            used[name] = used.get(name, 0) + 1
-            stem = name if used[name] == 1 else f"{name}_{used[name]}"
-            rows.append(make_row(path, rec, out, stem, submit))
+            rows.append(make_row(path, rec, out, stems.claim(item_stem(path)), submit))
             if known:
                 rows[-1]["seen_in_training"] = seen_in_training(predictor, rec.array)
         for job in jobs:

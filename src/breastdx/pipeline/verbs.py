@@ -387,6 +387,7 @@ def _write_cases(path: Path, data: Any, idx: np.ndarray, labels: np.ndarray, ev:
 
 def predict(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
     """See :meth:`breastdx.pipeline.classification.ImageClassificationTask.predict`."""
+    from breastdx.inference.scope import scope_cell
     from breastdx.inference.writers import write_predictions
 
     opts = parse_options(PredictOptions, options, f"predict {task.name}")
@@ -397,8 +398,9 @@ def predict(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
         _use_lesion_model(predictor, Path(model_dir), options, opts)
     rows, failures, seconds = write_predictions(predictor, inputs, run_dir, gradcam=gradcam, workers=opts.workers)
     classes = predictor.class_names
-    table = [[task.spec.item, *[f"P({c})" for c in classes], "label"]] + [
-        [Path(r["source"]).name, *[f"{r[f'p_{c}']:.3f}" for c in classes], r["label"]] for r in rows[:50]]
+    table = [[task.spec.item, *[f"P({c})" for c in classes], "label", "in scope"]] + [
+        [Path(r["source"]).name, *[f"{r[f'p_{c}']:.3f}" for c in classes], r["label"], scope_cell(r)]
+        for r in rows[:50]]
     threshold = "none" if predictor.threshold is None else f"{predictor.threshold:.3f}"
     notes = [f"{len(rows)} {task.spec.item}(s) in {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.1f}/s, model "
              f"{predictor.meta['architecture']}, Grad-CAM {'on' if gradcam else 'off'}); label: "
@@ -428,7 +430,7 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
     from PIL import Image
 
     from breastdx.data.images import read_mask
-    from breastdx.data.image_files import list_images
+    from breastdx.data.image_files import OutputStems, list_images
     from breastdx.explain.gradcam import cam_mass_in_mask, pointing_game_hit
     from breastdx.data.transforms import central_square_box
     from breastdx.inference.scope import check_scope, warn_out_of_scope
@@ -453,10 +455,9 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
         else:
             records.append((path, rec, out))
     classes = predictor.class_names
-    used: dict[str, int] = {}
+    stems = OutputStems()  # two inputs of one name (from two folders) never share output files
     for path, rec, out in records:
-        used[path.stem] = used.get(path.stem, 0) + 1
-        stem = path.stem if used[path.stem] == 1 else f"{path.stem}_{used[path.stem]}"
+        stem = stems.claim(path.stem)
         mask = None
         mask_file = path.with_name(f"{path.stem}_mask{path.suffix}")
         if mask_file.is_file():

@@ -522,7 +522,7 @@ class MonusegTask(Task):
 
         from breastdx.inference.nuclei import NucleusPredictor
         from breastdx.inference.nuclei_writer import write_nucleus_predictions
-        from breastdx.inference.scope import warn_out_of_scope
+        from breastdx.inference.scope import scope_cell, warn_out_of_scope
         from breastdx.models.saved import read_training_hashes
 
         o = parse_options(MonusegPredictOptions, options, f"predict {self.name}")
@@ -533,9 +533,9 @@ class MonusegTask(Task):
         mpp = o.microns_per_pixel if o.microns_per_pixel >= 0 else float(predictor.meta.get("microns_per_pixel", 0))
         rows, failures = write_nucleus_predictions(predictor, inputs, run_dir, microns_per_pixel=mpp or None,
                                                    overlays=o.overlays, training_hashes=read_training_hashes(model_dir))
-        table = [["tile", "size", "nuclei", "in summary", "s"]] + [
-            [Path(r["source"]).name, f"{r['width']}x{r['height']}", r["n_nuclei"], r["n_in_summary"], r["seconds"]]
-            for r in rows[:50]]
+        table = [["tile", "size", "nuclei", "in summary", "s", "in scope"]] + [
+            [Path(r["source"]).name, f"{r['width']}x{r['height']}", r["n_nuclei"], r["n_in_summary"], r["seconds"],
+             scope_cell(r)] for r in rows[:50]]
         unit = f"µm at {mpp} µm/px and px" if mpp else "px (resolution unknown)"
         notes = [f"{len(rows)} tile(s) in {sum(r['seconds'] for r in rows):.1f} s end to end; wrote predictions.csv, "
                  f"tile_features.csv (30 cytology columns, {unit}), masks/, nuclei/" + (", overlays/" if o.overlays
