@@ -222,8 +222,9 @@ def calibrate(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/calibrate-<UTC ts>."),
 ) -> None:
     """Fit a classifier's conformal prediction sets on its validation split and write them into its model folder
-    (training does this for new models). Options: --split-file, --batch-size. monuseg: choose the test-time
-    augmentation and watershed on the held-out rows (--tta choose|none|flip|d8)."""
+    (training does this for new models); a shipped model (no --model, or its name) is copied to OUT/model first and
+    left as it is. Options: --split-file, --batch-size. monuseg: choose the test-time augmentation and watershed on
+    the held-out rows (--tta choose|none|flip|d8)."""
     _run_model_verb("calibrate", ctx, task, model, data_dir, out, [])
 
 
@@ -289,7 +290,7 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
     from breastdx.registry import UnknownNameError
     from breastdx.runs import RunFolderExistsError, make_run_dir
     from breastdx.tasks import explainable_tasks, get_task
-    from breastdx.zoo import resolve_model
+    from breastdx.zoo import names_shipped_model, resolve_model
 
     try:
         t = get_task(task)
@@ -311,6 +312,12 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
         model_dir = resolve_model(model, task)
         _set_threads(options.get("threads", 0))
         run_dir = make_run_dir(task, out, kind=verb)
+        if verb == "calibrate" and names_shipped_model(model):  # never rewrite the installed package's model
+            import shutil
+
+            model_dir = Path(shutil.copytree(model_dir, run_dir / "model"))
+            logging.getLogger(__name__).info("calibrating a copy of the shipped model %s in %s; the shipped "
+                                             "model stays as it is", model or task, model_dir)
         if verb == "evaluate":
             result = t.evaluate(model_dir, resolve_data_root(data_dir), run_dir, options)
         elif verb == "calibrate":

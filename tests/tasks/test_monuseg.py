@@ -194,6 +194,26 @@ def test_shipped_model_scores_on_a_test_tile(data_root):
     assert "not applied" in card and "frozen" in card
 
 
+def test_calibrate_leaves_a_shipped_model_as_it_is(tiny_run, data_root, tmp_path, monkeypatch):
+    """Without --model (or with a shipped model's name), calibrate works on a copy in OUT/model: the folder inside the
+    installed package is never rewritten."""
+    import shutil
+
+    import breastdx.zoo
+
+    shipped = tmp_path / "zoo" / "monuseg"
+    shutil.copytree(tiny_run / "model", shipped)
+    before = {p.name: p.read_bytes() for p in shipped.iterdir()}
+    monkeypatch.setattr(breastdx.zoo, "shipped_models", lambda: {"monuseg": shipped})
+    out = tmp_path / "cal"
+    result = runner.invoke(app, ["calibrate", "monuseg", "--data-dir", str(data_root), "--out", str(out),
+                                 "--tta", "none"])
+    assert result.exit_code == 0, result.output
+    assert {p.name: p.read_bytes() for p in shipped.iterdir()} == before
+    assert json.loads((out / "model" / "meta.json").read_text())["inference"]["tta"] == "none"
+    assert "Rewrote" in result.output and "cal" in result.output
+
+
 def test_calibrate_chooses_tta_and_rewrites_meta_and_card(tiny_run, data_root, tmp_path):
     import shutil
 

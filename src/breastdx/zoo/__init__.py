@@ -35,6 +35,12 @@ def shipped_meta() -> dict[str, dict[str, Any]]:
     return {name: json.loads((path / "meta.json").read_text()) for name, path in shipped_models().items()}
 
 
+def names_shipped_model(name_or_dir: str | Path | None) -> bool:
+    """Whether ``--model`` means a shipped model (None, or a shipped model's name that is not a folder path): the
+    folder inside the installed package, which commands that write into a model folder must leave as it is."""
+    return name_or_dir is None or (not Path(name_or_dir).is_dir() and str(name_or_dir) in shipped_models())
+
+
 def resolve_model(name_or_dir: str | Path | None, task: str) -> Path:
     """The model folder for ``--model``: a folder path, a shipped model's name, or (None) the task's shipped model.
 
