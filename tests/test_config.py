@@ -70,7 +70,7 @@ def test_declared_constraints_are_checked_in_one_place():
     class Opts:
         epochs: int = option(60, ge=1)
         tta: str = option("none", choices=("none", "hflip"))
-        backend: str = option("", choices=("", "torch"))
+        mode: str = option("", choices=("", "fast"))
         ratios: tuple[float, ...] = option((0.7, 0.3), ge=0, each=True)
 
     validate(Opts(), "toy")
@@ -78,8 +78,8 @@ def test_declared_constraints_are_checked_in_one_place():
         validate(Opts(epochs=0), "toy")
     with pytest.raises(ConfigError, match=r"The 'tta' option of predict toy must be one of none, hflip\. Got 'vflip'"):
         parse_options(Opts, {"tta": "vflip"}, "predict toy")
-    with pytest.raises(ConfigError, match=r"'backend' option of toy must be one of torch \(or empty, the default\)\. "):
-        parse_options(Opts, {"backend": "onnx"}, "toy")
+    with pytest.raises(ConfigError, match=r"'mode' option of toy must be one of fast \(or empty, the default\)\. Got 'slow'"):
+        parse_options(Opts, {"mode": "slow"}, "toy")
     with pytest.raises(ConfigError, match=r"'ratios' option of toy must be each item a number >= 0\. Got '0.5,-1.0'"):
         parse_options(Opts, {"ratios": "0.5,-1"}, "toy")
     with pytest.raises(ConfigError, match=r"Unknown option --epoch for toy\. Did you mean --epochs\?"):
