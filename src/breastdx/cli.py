@@ -429,14 +429,16 @@ def data_download(
 
 @data_app.command("summary")
 def data_summary(
-    name: str = typer.Argument(..., help="Dataset: busi, breastmnist, pcam, idc, breakhis, monuseg."),
+    name: str = typer.Argument(..., help="Dataset: busi, breastmnist, pcam, idc, breakhis, monuseg, wdbc."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<name>/summary-<UTC ts>."),
     split: Optional[str] = typer.Option(None, "--split", help="Only this split of the dataset's own split."),
     max_items: int = typer.Option(5000, "--max-items", help="Largest number of images analysed (seeded sample)."),
+    data_file: Optional[Path] = typer.Option(None, "--data-file", help="wdbc: a wdbc.data or CSV in place of "
+                                                                        "scikit-learn's copy."),
 ) -> None:
     """Class distribution, image size and quality, duplicates and sample grids, as a report with plots (monuseg:
-    nuclei, their sizes and stain per tile)."""
+    nuclei, their sizes and stain per tile; wdbc: each feature by class)."""
     from breastdx.config import resolve_data_root
     from breastdx.data.summary_datasets import summarize_dataset, summary_table
     from breastdx.registry import UnknownNameError
@@ -444,7 +446,8 @@ def data_summary(
 
     try:
         run_dir = make_run_dir(name, out, kind="summary")
-        result = summarize_dataset(name, resolve_data_root(data_dir), run_dir, split=split, max_items=max_items)
+        result = summarize_dataset(name, resolve_data_root(data_dir), run_dir, split=split, max_items=max_items,
+                                   data_file=data_file)
     except (UnknownNameError, RunFolderExistsError, ValueError, OSError) as e:
         _fail(str(e))
     title, columns, rows, notes = summary_table(name, result, run_dir)

@@ -2,7 +2,8 @@
 
 The image-set summary (class balance, quality, duplicates, sample grids) is :func:`breastdx.data.summary.summarize`;
 data with patient ids add :func:`breastdx.data.summary_patients.summarize_patients`; the nucleus tiles of MoNuSeg
-have a summary of their own (:mod:`breastdx.data.summary_nuclei`).
+have a summary of their own (:mod:`breastdx.data.summary_nuclei`), as does the WDBC cytology table
+(:mod:`breastdx.data.summary_tabular`).
 """
 
 from __future__ import annotations
@@ -13,20 +14,22 @@ from typing import Any
 
 
 def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, split: str | None = None,
-                      max_items: int = 5000, seed: int = 0) -> dict[str, Any]:
+                      max_items: int = 5000, seed: int = 0, data_file: str | Path | None = None) -> dict[str, Any]:
     """Summarise a dataset found below the data root by name (see :func:`breastdx.data.summary.summarize`).
 
     Args:
         name: ``busi`` (ultrasound, gray; labels normal/benign/malignant), ``breastmnist`` (the official MedMNIST
             file, 28 x 28 gray; normal_or_benign/malignant; ``splits`` in the result gives the counts per official
             split), a patch dataset (``pcam``, ``idc``, ``breakhis``) or ``monuseg`` (nucleus tiles: a record per
-            tile, :func:`breastdx.data.summary_nuclei.summarize_nuclei_tiles`, instead of the image-set summary).
+            tile, :func:`breastdx.data.summary_nuclei.summarize_nuclei_tiles`, instead of the image-set summary) or
+            ``wdbc`` (the cytology table, :func:`breastdx.data.summary_tabular.summarize_wdbc`).
         data_root: The data root.
         out_dir: Output folder.
         split: For datasets with their own split (PCam: train, valid, test; BreastMNIST: train, val, test); None
             for all.
         max_items: Largest number of images analysed (a seeded sample above it).
         seed: Seed of the sample.
+        data_file: ``wdbc`` only: a ``wdbc.data`` or CSV in place of scikit-learn's copy.
 
     Raises:
         UnknownNameError: For another name (the message lists the datasets that have a summary).
@@ -36,11 +39,19 @@ def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, spl
     from breastdx.data.patches import patch_dataset_names
     from breastdx.data.summary import summarize
 
-    names = ["busi", "breastmnist", "monuseg", *patch_dataset_names()]
+    names = ["busi", "breastmnist", "monuseg", "wdbc", *patch_dataset_names()]
     if name not in names:
         from breastdx.registry import unknown_name
 
         raise unknown_name("dataset for a summary", name, names)
+    if data_file is not None and name != "wdbc":
+        raise ValueError(f"--data-file is for wdbc; {name} is read below the data root (--data-dir).")
+    if name == "wdbc":
+        from breastdx.data.summary_tabular import summarize_wdbc
+
+        if split:
+            raise ValueError("wdbc has no --split for a summary: every case is summarised.")
+        return summarize_wdbc(out_dir, data_file)
     if name == "monuseg":
         from breastdx.data.summary_nuclei import summarize_nuclei_tiles
 
@@ -85,6 +96,14 @@ def summary_table(name: str, result: dict[str, Any],
         run_dir: The summary's folder.
     """
     report = f"Report: {run_dir / 'report.html'}"
+    if result.get("dataset") == "wdbc":  # the cytology table: one row per feature, the most separating first
+        notes = [", ".join(f"{n} {c}" for c, n in result["class_counts"].items()) + f"; exact duplicate cases: "
+                 f"{len(result['duplicates'])}; feature pairs with |r| >= 0.95: {len(result['correlated_pairs'])}",
+                 report]
+        return (f"{name}: {result['n_items']} cases ({result['source']}), the 10 features that separate the classes "
+                f"most", ["feature", "benign mean", "malignant mean", "Cohen's d", "AUROC alone"],
+                [[f["feature"], f"{f['mean_benign']:.4g}", f"{f['mean_malignant']:.4g}", f"{f['cohens_d']:.2f}",
+                  f"{f['auroc']:.3f}"] for f in result["features"][:10]], notes)
     if "tiles" in result:  # nucleus tiles (monuseg): one row per tile
         return (f"{name}: {result['n_tiles']} tiles",
                 ["tile", "part", "site", "preparation", "nuclei", "median area (µm²)", "nucleus share"],
