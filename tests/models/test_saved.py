@@ -10,3 +10,12 @@ def test_model_card_names_the_positive_class_of_meta(tmp_path):
     write_model_card(tmp_path, meta, title="t", summary="s", data="d", evaluation="e", limitations=["l"])
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert "positive class: idc" in card and "positive class: non_idc" not in card
+
+
+def test_metrics_table_says_when_there_is_no_interval():
+    from breastdx.models.saved import metrics_table
+
+    table = metrics_table({"dice": {"value": 0.7723, "ci95": None}, "auroc": {"value": 0.9, "ci95": [0.85, 0.95]},
+                           "auroc_adenosis": {"value": float("nan"), "ci95": [float("nan"), float("nan")]}})
+    assert table.splitlines()[2:] == ["| dice | 0.772 | none |", "| auroc | 0.900 | 0.850 – 0.950 |",
+                                      "| auroc_adenosis | n/a | none |"]

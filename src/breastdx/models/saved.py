@@ -258,11 +258,13 @@ def _fmt(value: Any) -> str:
 
 
 def metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
-    """A Markdown table of ``{name: {"value", "ci95"}}``."""
+    """A Markdown table of ``{name: {"value", "ci95"}}``; the interval reads ``none`` where there is none (too few
+    cases or tiles to resample, or a class absent)."""
     lines = ["| metric | value | 95% CI |", "|---|---|---|"]
     for name, m in metrics.items():
         low, high = (m.get("ci95") or [None, None])
-        lines.append(f"| {name} | {_fmt(m.get('value'))} | {_fmt(low)} – {_fmt(high)} |")
+        interval = "none" if _fmt(low) == _fmt(high) == "n/a" else f"{_fmt(low)} – {_fmt(high)}"
+        lines.append(f"| {name} | {_fmt(m.get('value'))} | {interval} |")
     return "\n".join(lines)
 
 
