@@ -48,3 +48,15 @@ def test_a_task_s_default_model_is_its_own_folder_whatever_sorts_first(tmp_path,
     assert list(zoo.shipped_models()) == ["busi-seg", "aaa", "busi-seg-ensemble"]
     assert zoo.resolve_model(None, "busi-seg") == tmp_path / "busi-seg"
     assert zoo.resolve_model("busi-seg-ensemble", "busi-seg") == tmp_path / "busi-seg-ensemble"
+
+
+def test_a_run_folder_stands_for_its_model(tmp_path):
+    """``--model RUN`` (the folder ``breastdx train --out RUN`` wrote) means ``RUN/model``; a model folder is itself."""
+    import breastdx.zoo as zoo
+
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    (tmp_path / "run" / "model" / "meta.json").write_text("{}")
+    assert zoo.resolve_model(tmp_path / "run", "busi-seg") == tmp_path / "run" / "model"
+    assert zoo.resolve_model(tmp_path / "run" / "model", "busi-seg") == tmp_path / "run" / "model"
+    (tmp_path / "other").mkdir()  # neither: left as given, for the model reader to refuse with its message
+    assert zoo.resolve_model(tmp_path / "other", "busi-seg") == tmp_path / "other"

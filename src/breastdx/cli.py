@@ -31,7 +31,8 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 TASK_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
 BACKEND_HELP = ("Forward-pass backend: auto (ONNX Runtime for a model folder in float32 on the CPU, where it measured "
                 "faster; PyTorch elsewhere), torch or onnxruntime. Grad-CAM always runs PyTorch.")
-MODEL_HELP = "Model folder or shipped model name; default: the task's shipped model."
+MODEL_HELP = ("Model folder (or a training run's folder: its model/), or shipped model name; default: the task's "
+              "shipped model.")
 FRAME_HELP = ("Multi-frame DICOM (cine loop): 'first', a frame number (1-based) or 'all' (one row per frame); the "
               "frame column says which was read.")
 DTYPE_HELP = ("Network precision: auto (bfloat16 only where the hardware computes it fast, a CPU with AMX or a GPU, "

@@ -238,7 +238,7 @@ def warm_up(model: LoadedModel, gradcam: bool = True) -> None:
         shape = (64, 64) if model.image_mode == "gray" else (64, 64, 3)
         blank = np.zeros(shape, dtype=np.uint8)
         if model.kind == NUCLEI_KIND:
-            model.predictor.predict(np.zeros((64, 64, 3), dtype=np.uint8))
+            model.predictor.predict(blank)
         elif model.kind == "segmentation":
             model.predictor.predict([blank], keep_prob=False)
         else:
@@ -266,7 +266,8 @@ class ModelRegistry:
         When two folders hold models of the same task, the first one (in name order for the zoo) is served.
 
         Args:
-            model_dirs: Model folders, or None for :func:`breastdx.zoo.shipped_models`.
+            model_dirs: Model folders (a training run's folder stands for its ``model/``), or None for
+                :func:`breastdx.zoo.shipped_models`.
             warmup: Run each model once (:func:`warm_up`); a model that fails is left out.
             gradcam: Warm classifiers up with Grad-CAM.
             dtype: Network precision of every model (see :func:`breastdx.runtime.choose_inference_dtype`).
@@ -280,7 +281,9 @@ class ModelRegistry:
 
             candidates = [(name, path) for name, path in shipped_models().items()]
         else:
-            candidates = [(None, Path(p)) for p in model_dirs]
+            from breastdx.zoo import model_folder
+
+            candidates = [(None, model_folder(p)) for p in model_dirs]  # a run folder stands for its model/
         models: dict[str, LoadedModel] = {}
         unavailable: list[tuple[str, str]] = []
         for name, path in candidates:

@@ -35,6 +35,13 @@ def shipped_meta() -> dict[str, dict[str, Any]]:
     return {name: json.loads((path / "meta.json").read_text()) for name, path in shipped_models().items()}
 
 
+def model_folder(path: str | Path) -> Path:
+    """``path``, or ``path/model`` when ``path`` is a training run's folder (``breastdx train --out RUN`` writes
+    the model to ``RUN/model``): a folder without ``meta.json`` whose ``model/`` has one."""
+    path = Path(path)
+    return path / "model" if not (path / "meta.json").exists() and (path / "model" / "meta.json").is_file() else path
+
+
 def names_shipped_model(name_or_dir: str | Path | None) -> bool:
     """Whether ``--model`` means a shipped model (None, or a shipped model's name that is not a folder path): the
     folder inside the installed package, which commands that write into a model folder must leave as it is."""
@@ -42,7 +49,8 @@ def names_shipped_model(name_or_dir: str | Path | None) -> bool:
 
 
 def resolve_model(name_or_dir: str | Path | None, task: str) -> Path:
-    """The model folder for ``--model``: a folder path, a shipped model's name, or (None) the task's shipped model.
+    """The model folder for ``--model``: a folder path (a training run's folder stands for its ``model/``), a shipped
+    model's name, or (None) the task's shipped model.
 
     Raises:
         FileNotFoundError: If the name is neither a folder nor a shipped model; the message lists the shipped ones.
@@ -56,7 +64,7 @@ def resolve_model(name_or_dir: str | Path | None, task: str) -> Path:
         return matching[0]
     path = Path(name_or_dir)
     if path.is_dir():
-        return path
+        return model_folder(path)
     if str(name_or_dir) in models:
         return models[str(name_or_dir)]
     raise FileNotFoundError(f"--model {name_or_dir}: neither a folder nor a shipped model. "
