@@ -604,6 +604,7 @@ def test_broken_model_folder_is_left_out(model_dirs, tmp_path):
     assert list(reg.models) == ["wdbc"]
     reasons = dict(reg.unavailable)
     assert "weights file" in reasons[str(broken)] and "already served" in reasons[str(model_dirs["wdbc"])]
+    assert reg.by_design == {str(model_dirs["wdbc"])}  # left out on purpose; the broken folder failed
 
 
 def test_app_serves_whatever_the_zoo_holds():
@@ -613,6 +614,9 @@ def test_app_serves_whatever_the_zoo_holds():
         body = c.get("/v1/models").json()
     found = {m["name"] for m in body["models"]} | {u["name"] for u in body["unavailable"]}
     assert found == set(shipped_models())
+    # every shipped model is served but those left out on purpose: the generator and the second breastmnist model
+    assert {u["name"] for u in body["unavailable"] if u["by_design"]} == {"idc-gan", "breastmnist-single"}
+    assert [u for u in body["unavailable"] if not u["by_design"]] == []
     assert set(body["tasks"]) >= {m["task"] for m in body["models"]}
 
 

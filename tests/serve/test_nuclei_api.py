@@ -133,3 +133,4 @@ def test_the_generator_is_left_out_saying_why():
     assert not registry.models
     (name, reason), = registry.unavailable
     assert "synthesize" in reason and "not a model that predicts" in reason
+    assert registry.by_design == {name}

@@ -378,7 +378,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         """The served models with their metadata, metrics and model cards, and the ones left out."""
         reg = _registry(request)
         return {"models": [finite(m.describe()) for m in reg.models.values()], "tasks": reg.tasks(),
-                "unavailable": [{"name": n, "reason": r} for n, r in reg.unavailable],
+                "unavailable": [{"name": n, "reason": r, "by_design": n in reg.by_design} for n, r in reg.unavailable],
                 "research_use_only": RESEARCH_USE_ONLY}
 
     @app.post("/v1/predict/wdbc", response_model=schemas.PredictionResponse, tags=["predict"],

@@ -59,7 +59,8 @@ NOT_SERVED_KINDS = {"generator": "a generator of synthetic H&E patches for resea
 
 
 class NotServedError(Exception):
-    """A model folder of a kind the service does not serve (:data:`NOT_SERVED_KINDS`)."""
+    """A model folder left out on purpose: of a kind the service does not serve (:data:`NOT_SERVED_KINDS`), or a
+    second model of a task already served."""
 
 
 NUCLEI_KIND = "nucleus_instances"
@@ -251,11 +252,15 @@ class ModelRegistry:
     Args:
         models: Task to loaded model.
         unavailable: ``(model name or folder, reason)`` for every model left out.
+        by_design: The names among them left out on purpose (a generator, a second model of a served task), not
+            because they failed.
     """
 
-    def __init__(self, models: dict[str, LoadedModel], unavailable: list[tuple[str, str]] | None = None) -> None:
+    def __init__(self, models: dict[str, LoadedModel], unavailable: list[tuple[str, str]] | None = None,
+                 by_design: set[str] | None = None) -> None:
         self.models = dict(models)
         self.unavailable = list(unavailable or [])
+        self.by_design = set(by_design or ())
 
     @classmethod
     def load(cls, model_dirs: Iterable[str | Path] | None = None, *, warmup: bool = True,
@@ -286,19 +291,21 @@ class ModelRegistry:
             candidates = [(None, model_folder(p)) for p in model_dirs]  # a run folder stands for its model/
         models: dict[str, LoadedModel] = {}
         unavailable: list[tuple[str, str]] = []
+        by_design: set[str] = set()
         for name, path in candidates:
             label = name or str(path)
             start = time.perf_counter()
             try:
                 model = load_model(path, name, dtype, backend, lesion_aware)
                 if model.task in models:
-                    raise ModelFolderError(f"a model for task {model.task!r} is already served "
-                                           f"({models[model.task].name}); only one model per task is served")
+                    raise NotServedError(f"a model for task {model.task!r} is already served "
+                                         f"({models[model.task].name}); only one model per task is served")
                 if warmup:
                     warm_up(model, gradcam)
             except NotServedError as e:
                 log.info("model %s left out: %s", label, e)
                 unavailable.append((label, str(e)))
+                by_design.add(label)
                 continue
             except ModelFolderError as e:
                 log.warning("model %s left out: %s", label, e)
@@ -311,7 +318,7 @@ class ModelRegistry:
             models[model.task] = model
             log.info("serving %s (task %s, version %s), ready in %.1f s", model.name, model.task, model.version,
                      time.perf_counter() - start)
-        return cls(models, unavailable)
+        return cls(models, unavailable, by_design)
 
     def tasks(self) -> list[str]:
         """The tasks answered: every loaded model's task, and ``ultrasound`` when a part of it is loaded."""

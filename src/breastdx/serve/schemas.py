@@ -85,6 +85,8 @@ class UnavailableModel(_Base):
 
     name: str
     reason: str
+    by_design: bool = Field(False, description="True when left out on purpose (a generator; a second model of a "
+                                               "task already served); false when it failed to load or run.")
 
 
 class ModelsResponse(_Base):

@@ -670,7 +670,9 @@ async function loadModels() {
     state.researchNotice = data.research_use_only;
     // The bold lead already says "Research use only"; show the rest of the statement beside it.
     $("notice-text").textContent = data.research_use_only.replace(/^Research use only\.\s*/i, "");
-    const left = data.unavailable.length ? ` Not loaded: ${data.unavailable.map((u) => u.name).join(", ")}.` : "";
+    // Models left out on purpose (a generator, a second model of a task) are listed by GET /v1/models, not here.
+    const failed = data.unavailable.filter((u) => !u.by_design);
+    const left = failed.length ? ` Not loaded (failed): ${failed.map((u) => u.name).join(", ")}.` : "";
     $("status").textContent = `Serving: ${data.tasks.join(", ") || "no task"}.` + left;
     $("status").classList.add("ok");
   } catch (err) {
