@@ -118,6 +118,9 @@ def test_grey_and_oversized_uploads(client):
     body = client.post("/v1/predict/monuseg", files={"file": ("grey.png", _png(grey), "image/png")}).json()
     assert body["image"]["in_scope"] is False and "grey" in body["image"]["scope_note"]
 
+    r = client.post("/v1/predict/monuseg", params={"frame": 2}, files={"file": ("grey.png", _png(grey), "image/png")})
+    assert r.status_code == 422 and "frame" in r.json()["error"]["message"]  # a PNG has no second frame
+
     r = client.post("/v1/predict/monuseg",
                     files={"file": ("big.png", _png(np.zeros((2100, 2100, 3), np.uint8)), "image/png")})
     assert r.status_code == 413

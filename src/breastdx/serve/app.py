@@ -483,7 +483,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
             if models[0].kind == NUCLEI_KIND:
                 answer = predict_nuclei(models[0], data, filename, max_pixels=settings.max_pixels,
                                         display_max_side=settings.display_max_side, composites=composites,
-                                        decoder=request.app.state.decoder)
+                                        decoder=request.app.state.decoder, frame=frame)
             else:
                 answer = predict_image(models, data, filename, max_pixels=settings.max_pixels,
                                        display_max_side=settings.display_max_side, gradcam=settings.gradcam,

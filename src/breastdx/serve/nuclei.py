@@ -32,7 +32,7 @@ service); ``breastdx predict monuseg`` takes larger ones."""
 
 
 def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, display_max_side: int,
-                   composites: bool = False, decoder: Any = None) -> dict[str, Any]:
+                   composites: bool = False, decoder: Any = None, frame: int | None = None) -> dict[str, Any]:
     """Decode one uploaded H&E tile, segment its nuclei and measure them.
 
     Args:
@@ -44,6 +44,7 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
         display_max_side: Largest side of the images in the answer.
         composites: Also answer the outlines drawn on the image (``outline_composite_png``).
         decoder: The :class:`breastdx.data.decode_worker.DecoderPool`, or None to decode in this process.
+        frame: The frame of a multi-frame DICOM to read (1-based), or None for the first; refused for another image.
 
     Returns:
         ``{"image", "nuclei", "segmentation": None, "classification": None, "timings_ms", "disagreement": None}``:
@@ -74,7 +75,7 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
     t0 = time.perf_counter()
     limit = min(max_pixels, NUCLEI_MAX_PIXELS)
     try:
-        record = read_upload(data, filename, "rgb", limit, decoder)
+        record = read_upload(data, filename, "rgb", limit, decoder, frame=frame)
     except ServeInputError as e:
         if e.code == "image_too_large":
             raise ServeInputError(413, e.code, f"{e} The service segments nuclei in tiles of at most "
