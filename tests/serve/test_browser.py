@@ -299,5 +299,17 @@ def test_nuclei_of_an_he_tile(browser, nuclei_server, tmp_path):
     assert not page.is_visible("#layer-contour")
     page.screenshot(path=str(tmp_path / "nuclei.png"), full_page=True)
     print(f"\nscreenshot: {tmp_path / 'nuclei.png'}")
+    # two tiles: the table and its CSV carry the count, the median area and the 30 columns in µm
+    other = tmp_path / "tile2.png"
+    Image.open(tiles[0]).convert("RGB").crop((320, 320, 576, 576)).save(other)
+    page.set_input_files("#file-input", [str(crop), str(other)])
+    page.wait_for_selector("#csv-download:enabled", timeout=90_000)
+    assert page.inner_text("#area-header") == "Nuclei"
+    with page.expect_download() as info:
+        page.click("#csv-download")
+    records = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text())))[:2]
+    assert [r["file"] for r in records] == ["tile.png", "tile2.png"]
+    assert all(r["feature_unit"] == "um" and float(r["radius_mean"]) > 0 and int(r["n_nuclei"]) > 0 for r in records)
+    assert records[0]["label"] == label and len([k for k in records[0] if k.endswith(("_mean", "_se", "_worst"))]) == 30
     assert errors == []
     page.close()

@@ -464,8 +464,15 @@ function batchCSV() {
     const cls = item.answer && item.answer.classification;
     if (cls) for (const n of cls.class_names) if (!classNames.includes(n)) classNames.push(n);
   }
+  // Tiles of monuseg: the 30 cytology columns, in µm where the resolution is known (else px; feature_unit says).
+  const nucleusColumns = [];
+  for (const item of state.batch) {
+    const nuc = item.answer && item.answer.nuclei;
+    if (nuc) for (const n of Object.keys(nuc.features_um || nuc.features_px)) if (!nucleusColumns.includes(n)) nucleusColumns.push(n);
+  }
   const header = ["file", "task", "label", "threshold", ...classNames.map((n) => "p_" + n), "lesion_found",
-    "lesion_area_px", "lesion_area_mm2", "n_nuclei", "median_nucleus_area_um2", "model", "model_version", "prediction_id", "input_sha256", "elapsed_ms", "error"];
+    "lesion_area_px", "lesion_area_mm2", "n_nuclei", "median_nucleus_area_um2",
+    ...(nucleusColumns.length ? ["feature_unit", ...nucleusColumns] : []), "model", "model_version", "prediction_id", "input_sha256", "elapsed_ms", "error"];
   const lines = [header.join(",")];
   for (const item of state.batch) {
     const a = item.answer;
@@ -478,6 +485,8 @@ function batchCSV() {
       cls ? cls.threshold : "", ...classNames.map((n) => (cls && n in cls.probabilities ? cls.probabilities[n] : "")),
       seg ? seg.lesion_found : "", seg ? seg.lesion_area_px : "", seg && seg.lesion_area_mm2 !== null ? seg.lesion_area_mm2 : "",
       nuc ? nuc.n_nuclei : "", nuc && nuc.median_area_um2 !== null ? nuc.median_area_um2 : "",
+      ...(nucleusColumns.length ? [nuc ? (nuc.features_um ? "um" : "px") : "",
+        ...nucleusColumns.map((n) => (nuc ? (nuc.features_um || nuc.features_px)[n] : ""))] : []),
       a ? a.models.map((m) => m.name).join("+") : "", a ? a.models.map((m) => m.version).join("+") : "",
       a ? a.prediction_id : "", a ? a.input_sha256 : "", a ? a.elapsed_ms : "", item.error || "",
     ];
