@@ -78,7 +78,7 @@ def test_declared_constraints_are_checked_in_one_place():
         validate(Opts(epochs=0), "toy")
     with pytest.raises(ConfigError, match=r"The 'tta' option of predict toy must be one of none, hflip\. Got 'vflip'"):
         parse_options(Opts, {"tta": "vflip"}, "predict toy")
-    with pytest.raises(ConfigError, match=r"'mode' option of toy must be one of fast \(or empty, the default\)\. Got 'slow'"):
+    with pytest.raises(ConfigError, match=r"'mode' option of toy must be one of fast, or empty for the default\. Got 'slow'"):
         parse_options(Opts, {"mode": "slow"}, "toy")
     with pytest.raises(ConfigError, match=r"'ratios' option of toy must be each item a number >= 0\. Got '0.5,-1.0'"):
         parse_options(Opts, {"ratios": "0.5,-1"}, "toy")

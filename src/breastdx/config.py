@@ -157,7 +157,7 @@ class Constraint:
         """``"an integer >= 1"``-style words for the help and the error message."""
         if self.choices is not None:  # an empty choice is the default that defers (to the model folder's setting)
             named = ", ".join(str(c) for c in self.choices if c != "")
-            return "one of " + named + (" (or empty, the default)" if "" in self.choices else "")
+            return "one of " + named + (", or empty for the default" if "" in self.choices else "")
         parts = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
                  if v is not None]
         if self.multiple_of:
