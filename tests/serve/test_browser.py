@@ -313,3 +313,12 @@ def test_nuclei_of_an_he_tile(browser, nuclei_server, tmp_path):
     assert records[0]["label"] == label and len([k for k in records[0] if k.endswith(("_mean", "_se", "_worst"))]) == 30
     assert errors == []
     page.close()
+    # on a phone the features list wraps inside the page
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    phone.goto(nuclei_server + "/")
+    phone.wait_for_selector("#status.ok", timeout=30_000)
+    phone.set_input_files("#file-input", str(crop))
+    phone.wait_for_selector("#pred-label:not(:empty)", timeout=60_000)
+    phone.wait_for_timeout(300)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    phone.close()
