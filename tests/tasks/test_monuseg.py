@@ -248,6 +248,9 @@ def test_calibrate_chooses_tta_and_rewrites_meta_and_card(tiny_run, data_root, t
         assert result.exit_code == 0, result.output
         masks[tta] = np.asarray(Image.open(tmp_path / f"p_{tta}" / "masks" / "crop.png"))
     assert masks["none"].shape == masks["d8"].shape == (80, 96)
+    bad = runner.invoke(app, ["predict", "monuseg", str(crop), "--model", str(model), "--out", str(tmp_path / "p_bad"),
+                              "--microns-per-pixel", "-2"])  # -1 (the model's), 0 (pixels only) or a resolution
+    assert bad.exit_code != 0 and "must be a number >= -1" in bad.output
 
 
 def test_the_defaults_train_the_shipped_model():

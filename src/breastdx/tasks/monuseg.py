@@ -184,7 +184,8 @@ class MonusegPredictOptions:
     """Options of ``breastdx predict monuseg``.
 
     Attributes:
-        microns_per_pixel: Resolution of the tiles, µm per pixel (0: unknown, pixels only; default: the model's).
+        microns_per_pixel: Resolution of the tiles, µm per pixel (0: unknown, pixels only; -1, the default: the
+            model's).
         roi_size: Sliding-window side, pixels (0: the model's).
         overlap: Sliding-window overlap (negative: the model's).
         overlays: Write an overlay PNG of the outlines per tile.
@@ -193,7 +194,7 @@ class MonusegPredictOptions:
         threads: Torch threads (set by the command line; 0: PyTorch's default).
     """
 
-    microns_per_pixel: float = option(-1.0)
+    microns_per_pixel: float = option(-1.0, ge=-1)
     roi_size: int = option(0, ge=0, multiple_of=16)
     overlap: float = option(-1.0, lt=1)
     overlays: bool = True
