@@ -297,6 +297,12 @@ def test_nuclei_of_an_he_tile(browser, nuclei_server, tmp_path):
     assert sizes[0] == sizes[1] == [320, 320, True], sizes
     page.click("#contour-toggle")
     assert not page.is_visible("#layer-contour")
+    with page.expect_download() as info:  # the tile's nuclei, one row each, as predict monuseg writes them
+        page.click("#nuclei-csv")
+    assert info.value.suggested_filename == "tile_nuclei.csv"
+    nuclei_rows = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text())))[:-1]  # less the notice
+    assert len(nuclei_rows) == int(label.split()[0]) and nuclei_rows[0]["in_summary"] in ("0", "1")
+    assert float(nuclei_rows[0]["radius_um"]) == pytest.approx(0.25 * float(nuclei_rows[0]["radius"]), rel=1e-6)
     page.screenshot(path=str(tmp_path / "nuclei.png"), full_page=True)
     print(f"\nscreenshot: {tmp_path / 'nuclei.png'}")
     # two tiles: the table and its CSV carry the count, the median area and the 30 columns in µm

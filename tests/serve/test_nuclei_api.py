@@ -4,6 +4,7 @@ test client, against the same model run directly (as ``breastdx predict monuseg`
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -110,6 +111,18 @@ def test_tile_answer_matches_the_model_run_directly(client, monuseg_dir, tile):
 
     record = client.get(f"/v1/predictions/{body['prediction_id']}").json()
     assert record["label"] == f"{len(nuclei)} nuclei" and record["task"] == "monuseg"
+    assert nuc["per_nucleus"] is None  # asked for only
+
+    # ?per_nucleus=true: the rows of predict monuseg's nuclei/<tile>.csv, which the record does not keep
+    body = client.post("/v1/predict/monuseg", params={"per_nucleus": "true"},
+                       files={"file": ("crop.png", _png(tile), "image/png")}).json()
+    rows = body["nuclei"]["per_nucleus"]
+    assert len(rows) == len(nuclei) and [r["label"] for r in rows] == [n["label"] for n in nuclei]
+    first = next(r for r in rows if r["in_summary"])
+    assert isinstance(first["in_summary"], bool) and first["radius_um"] == pytest.approx(0.25 * first["radius"])
+    assert first["area_um2"] == pytest.approx(0.0625 * first["area"])
+    record = client.get(f"/v1/predictions/{body['prediction_id']}").json()
+    assert "per_nucleus" not in json.dumps(record) and record["result"]["nuclei"]["n_nuclei"] == len(nuclei)
 
 
 def test_grey_and_oversized_uploads(client):

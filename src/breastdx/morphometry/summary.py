@@ -100,16 +100,30 @@ def _cell(v: Any) -> Any:
     return v
 
 
+def nucleus_columns(microns_per_pixel: float | None = None) -> list[str]:
+    """The columns of :func:`nucleus_rows`: :data:`NUCLEUS_COLUMNS`, then with a resolution ``radius_um`` ...
+    ``area_um2``."""
+    um = [f"{k}_um2" if LENGTH_POWER[k] == 2 else f"{k}_um" for k in LENGTH_POWER] if microns_per_pixel else []
+    return [*NUCLEUS_COLUMNS, *um]
+
+
+def nucleus_rows(nuclei: list[dict[str, Any]], microns_per_pixel: float | None = None) -> list[dict[str, Any]]:
+    """One row per nucleus (:func:`nucleus_columns`): lengths in pixels, then (with a resolution) the four lengths
+    and the area again in µm / µm²; NaN where a feature is undefined."""
+    columns = nucleus_columns(microns_per_pixel)
+    um = in_microns(nuclei, microns_per_pixel) if microns_per_pixel else [{}] * len(nuclei)
+    return [dict(zip(columns, [*(n[k] for k in NUCLEUS_COLUMNS), *(u[k] for k in LENGTH_POWER if u)]))
+            for n, u in zip(nuclei, um)]
+
+
 def write_nuclei_csv(nuclei: list[dict[str, Any]], path: Path, microns_per_pixel: float | None = None) -> Path:
-    """One row per nucleus: :data:`NUCLEUS_COLUMNS` with lengths in pixels, then (with a resolution) the four
-    lengths and the area again in µm / µm² (columns ``radius_um`` ... ``area_um2``)."""
-    um = in_microns(nuclei, microns_per_pixel) if microns_per_pixel else None
-    extra = [f"{k}_um2" if LENGTH_POWER[k] == 2 else f"{k}_um" for k in LENGTH_POWER] if um else []
+    """Write :func:`nucleus_rows` as a CSV (booleans as 0/1, NaN as an empty cell)."""
+    columns = nucleus_columns(microns_per_pixel)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow([*NUCLEUS_COLUMNS, *extra])
-        for i, n in enumerate(nuclei):
-            w.writerow([_cell(n[k]) for k in NUCLEUS_COLUMNS] + ([_cell(um[i][k]) for k in LENGTH_POWER] if um else []))
+        w.writerow(columns)
+        for row in nucleus_rows(nuclei, microns_per_pixel):
+            w.writerow([_cell(row[k]) for k in columns])
     return path
 
 

@@ -105,10 +105,15 @@ def finite(value: Any) -> Any:
     return value
 
 
+NOT_RECORDED = ("per_nucleus",)
+"""Entries of an answer the record does not keep, besides the images: bulk tables the client asked for."""
+
+
 def without_images(value: Any) -> Any:
-    """``value`` without the ``*_png`` entries (data URLs), recursively: what the record keeps."""
+    """``value`` without the ``*_png`` entries (data URLs) and :data:`NOT_RECORDED`, recursively: what the record
+    keeps."""
     if isinstance(value, dict):
-        return {k: without_images(v) for k, v in value.items() if not k.endswith("_png")}
+        return {k: without_images(v) for k, v in value.items() if not k.endswith("_png") and k not in NOT_RECORDED}
     if isinstance(value, list):
         return [without_images(v) for v in value]
     return value
@@ -430,6 +435,9 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         frame: int | None = Query(None, ge=1, le=INT64_MAX, description="For a multi-frame DICOM (an ultrasound "
                                   "cine loop): the frame to read, 1-based; default the first. image.frame says "
                                   "which was read."),
+        per_nucleus: bool = Query(False, description="monuseg: also answer nuclei.per_nucleus, one row per nucleus "
+                                                     "(the columns of predict monuseg's nuclei/<tile>.csv); not "
+                                                     "kept in the record."),
     ) -> dict[str, Any]:
         """One image (field ``file``) for an imaging task; ``ultrasound`` runs busi-seg and busi-cls on it.
 
@@ -483,7 +491,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
             if models[0].kind == NUCLEI_KIND:
                 answer = predict_nuclei(models[0], data, filename, max_pixels=settings.max_pixels,
                                         display_max_side=settings.display_max_side, composites=composites,
-                                        decoder=request.app.state.decoder, frame=frame)
+                                        decoder=request.app.state.decoder, frame=frame, per_nucleus=per_nucleus)
             else:
                 answer = predict_image(models, data, filename, max_pixels=settings.max_pixels,
                                        display_max_side=settings.display_max_side, gradcam=settings.gradcam,

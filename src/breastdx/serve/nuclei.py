@@ -32,7 +32,8 @@ service); ``breastdx predict monuseg`` takes larger ones."""
 
 
 def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, display_max_side: int,
-                   composites: bool = False, decoder: Any = None, frame: int | None = None) -> dict[str, Any]:
+                   composites: bool = False, decoder: Any = None, frame: int | None = None,
+                   per_nucleus: bool = False) -> dict[str, Any]:
     """Decode one uploaded H&E tile, segment its nuclei and measure them.
 
     Args:
@@ -45,6 +46,8 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
         composites: Also answer the outlines drawn on the image (``outline_composite_png``).
         decoder: The :class:`breastdx.data.decode_worker.DecoderPool`, or None to decode in this process.
         frame: The frame of a multi-frame DICOM to read (1-based), or None for the first; refused for another image.
+        per_nucleus: Also answer ``per_nucleus``: one row per nucleus, the columns of ``predict monuseg``'s
+            ``nuclei/<tile>.csv`` (:func:`breastdx.morphometry.summary.nucleus_rows`; centroids in pixels).
 
     Returns:
         ``{"image", "nuclei", "segmentation": None, "classification": None, "timings_ms", "disagreement": None}``:
@@ -55,8 +58,8 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
         summarise), ``microns_per_pixel``, ``median_area_px`` and ``median_area_um2`` (over the summarised nuclei,
         None when there are none), ``features_px`` and ``features_um`` (the 30 columns; ``features_um`` None when
         the model states no resolution; a column is None when no nucleus gives it), ``outline_overlay_png`` (RGBA,
-        yellow outlines at the display size), ``outline_composite_png`` (with ``composites``) and
-        ``cytology_note``.
+        yellow outlines at the display size), ``outline_composite_png`` (with ``composites``), ``per_nucleus``
+        (with ``per_nucleus``, else None) and ``cytology_note``.
 
     Raises:
         ServeInputError: 413 ``image_too_large`` for a tile over the pixel limits; the errors of
@@ -67,7 +70,7 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
     from breastdx.inference.nuclei_writer import magnification_note, scope_reference
     from breastdx.inference.scope import check_scope
     from breastdx.morphometry.features import grey_levels
-    from breastdx.morphometry.summary import in_microns, measure_nuclei, tile_summary
+    from breastdx.morphometry.summary import in_microns, measure_nuclei, nucleus_rows, tile_summary
     from breastdx.visualize import display_size, png_data_url, resize_image
     from breastdx.visualize.instances import instance_outlines_rgba, instance_overlay
 
@@ -121,6 +124,7 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
             "features_um": tile_summary(in_microns(nuclei, mpp)) if mpp else None,
             "outline_overlay_png": png_data_url(instance_outlines_rgba(shown)),
             "outline_composite_png": png_data_url(instance_overlay(disp, shown)) if composites else None,
+            "per_nucleus": nucleus_rows(nuclei, mpp) if per_nucleus else None,
             "cytology_note": CYTOLOGY_NOTE,
         },
         "timings_ms": {k: round(v, 2) for k, v in timings.items()},

@@ -199,6 +199,9 @@ class NucleiResult(_Base):
                                                  "(yellow, transparent elsewhere).")
     outline_composite_png: str | None = Field(None, description="The outlines drawn on the image (only with "
                                                                 "?composites=true).")
+    per_nucleus: list[dict[str, float | int | bool | None]] | None = Field(
+        None, description="With ?per_nucleus=true: one row per nucleus (label, centroid in pixels, touches_edge, "
+                          "in_summary, the ten features in pixels, and radius_um ... area_um2); not recorded.")
     cytology_note: str = Field(description="Why these tissue features carry no diagnosis.")
 
 

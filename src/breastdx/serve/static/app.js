@@ -331,6 +331,7 @@ function showAnswer(index) {
   $("disagreement").hidden = !a.disagreement;
   $("disagreement").textContent = a.disagreement || "";
   dl.replaceChildren();
+  $("nuclei-csv").hidden = !(nuc && nuc.per_nucleus);
   if (nuc) {
     showNuclei(dl, nuc);
   } else if (cls) {
@@ -414,7 +415,8 @@ function renderBatchRow(index) {
 async function predictFile(file, task) {
   const form = new FormData();
   form.append("file", file, file.name);
-  return fetchJSON("/v1/predict/" + encodeURIComponent(task), { method: "POST", body: form });
+  const query = task === "monuseg" ? "?per_nucleus=true" : "";  // the nuclei table, for its CSV download
+  return fetchJSON("/v1/predict/" + encodeURIComponent(task) + query, { method: "POST", body: form });
 }
 
 async function handleFiles(files) {
@@ -496,14 +498,28 @@ function batchCSV() {
   return lines.join("\r\n") + "\r\n";
 }
 
-function downloadCSV() {
-  const blob = new Blob([batchCSV()], { type: "text/csv" });
+function saveCSV(text, name) {
+  const blob = new Blob([text], { type: "text/csv" });
   const url = URL.createObjectURL(blob);
-  const a = el("a", { href: url, download: "breastdx-predictions.csv" });
+  const a = el("a", { href: url, download: name });
   document.body.append(a);
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+function downloadCSV() { saveCSV(batchCSV(), "breastdx-predictions.csv"); }
+
+function downloadNuclei() {
+  // The shown tile's nuclei, one row per nucleus: the columns of `breastdx predict monuseg`'s nuclei/<tile>.csv.
+  const item = state.batch[state.selected];
+  const rows = item && item.answer && item.answer.nuclei && item.answer.nuclei.per_nucleus;
+  if (!rows) return;
+  const columns = rows.length ? Object.keys(rows[0]) : [];
+  const cell = (v) => csvField(typeof v === "boolean" ? Number(v) : v);
+  const lines = [columns.join(","), ...rows.map((r) => columns.map((c) => cell(r[c])).join(",")),
+    csvField("# " + state.researchNotice)];
+  saveCSV(lines.join("\r\n") + "\r\n", item.file.name.replace(/\.[^.]*$/, "") + "_nuclei.csv");
 }
 
 // ----------------------------------------------------------------------------------------- WDBC
@@ -650,6 +666,7 @@ async function start() {
       (item.answer.segmentation || item.answer.nuclei));
   });
   $("csv-download").addEventListener("click", downloadCSV);
+  $("nuclei-csv").addEventListener("click", downloadNuclei);
   $("wdbc-form").addEventListener("submit", submitWDBC);
   $("wdbc-example").addEventListener("click", fillExample);
   $("wdbc-clear").addEventListener("click", clearWDBC);
