@@ -45,8 +45,7 @@ def test_a_halved_real_tile_is_flagged_the_tile_as_it_is_not(tmp_path):
     tile.resize((500, 500), Image.BICUBIC).save(tmp_path / "halved.png")  # the whole tile as at 20x
     predictor = NucleusPredictor.from_dir(resolve_model(None, "monuseg"), tta="none")
     rows, failures = write_nucleus_predictions(predictor, [tmp_path / "as_is.png", tmp_path / "halved.png"],
-                                               tmp_path, microns_per_pixel=0.25, overlays=False,
-                                               training_hashes=frozenset())
+                                               tmp_path, microns_per_pixel=0.25, overlays=False)
     assert failures == []
     by_name = {Path(r["source"]).name: r for r in rows}
     assert (by_name["as_is.png"]["in_scope"], by_name["as_is.png"]["scope_note"]) == ("true", "")

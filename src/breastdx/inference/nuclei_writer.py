@@ -61,15 +61,26 @@ def magnification_note(labels: np.ndarray) -> str:
             f"wrong; resample it to 0.25 µm per pixel (40x) first")
 
 
+def tile_scope(record: Any, predictor: Any, labels: np.ndarray) -> Any:
+    """The :class:`~breastdx.inference.scope.Scope` of one tile: :func:`~breastdx.inference.scope.check_scope`
+    against :func:`scope_reference`, and :func:`magnification_note` of its predicted ``labels``."""
+    from breastdx.inference.scope import Scope, check_scope
+
+    scope = check_scope(record, scope_reference(predictor))
+    small = magnification_note(labels)
+    return Scope(False, "; ".join(filter(None, (scope.note, small)))) if small else scope
+
+
 def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Path, *,
-                              microns_per_pixel: float | None, overlays: bool,
-                              training_hashes: frozenset[str] | set[str]) -> tuple[list[dict], list[tuple[str, str]]]:
+                              microns_per_pixel: float | None,
+                              overlays: bool) -> tuple[list[dict], list[tuple[str, str]]]:
     """Segment and measure every tile of ``inputs``; write its files under ``run_dir``.
 
     Writes ``masks/<tile>.png`` (16-bit instance labels; ``.tif`` beyond 65535 nuclei), ``overlays/<tile>.png``
     (with ``overlays``), ``nuclei/<tile>.csv``, ``tile_features.csv`` (the 30 cytology columns per tile, in px and,
     with ``microns_per_pixel``, in µm) and ``predictions.csv`` (:data:`PREDICTION_FIELDS`). Two tiles of the same
-    name from different folders get distinct file names.
+    name from different folders get distinct file names; ``seen_in_training`` is ``yes`` for a tile among the model
+    folder's training hashes (the predictor's ``training_hashes``).
 
     Args:
         predictor: A :class:`~breastdx.inference.nuclei.NucleusPredictor`.
@@ -77,17 +88,15 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
         run_dir: The output folder (exists).
         microns_per_pixel: The tiles' resolution, or None when unknown (features in px only).
         overlays: Write the outline overlays.
-        training_hashes: Pixel hashes of the model's training tiles (``seen_in_training`` is ``yes`` for those).
 
     Returns:
         ``(rows, failures)``: the rows of ``predictions.csv`` and ``(file, reason)`` of each input not read.
     """
-    from breastdx.data.checksum import image_hash
     from breastdx.data.images import ImageReadError, read_image
     from breastdx.data.image_files import OutputStems, list_images
     from breastdx.evaluation.nuclei_report import save_png
+    from breastdx.inference.base import seen_in_training
     from breastdx.inference.csv_safety import safe_rows
-    from breastdx.inference.scope import Scope, check_scope
     from breastdx.morphometry.features import grey_levels
     from breastdx.morphometry.summary import measure_nuclei, tile_rows, write_nuclei_csv, write_tile_csv
     from breastdx.visualize.instances import instance_overlay
@@ -95,7 +104,6 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
 
     for sub in ("masks", "nuclei", *(("overlays",) if overlays else ())):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    reference = scope_reference(predictor)
     rows: list[dict] = []
     tiles: list[dict] = []
     failures: list[tuple[str, str]] = []
@@ -109,10 +117,7 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
             continue
         image = record.array
         labels, _ = predictor.predict(image)
-        scope = check_scope(record, reference)
-        small = magnification_note(labels)
-        if small:
-            scope = Scope(False, "; ".join(filter(None, (scope.note, small))))
+        scope = tile_scope(record, predictor, labels)
         nuclei = measure_nuclei(labels, grey_levels(image))
         stem = stems.claim(Path(path).stem)  # two inputs of the same name from different folders
         mask_path = write_instance_labels(labels, run_dir / "masks" / stem)
@@ -124,7 +129,7 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
                      "n_nuclei": len(nuclei), "n_in_summary": sum(n["in_summary"] for n in nuclei),
                      "mask": str(mask_path.relative_to(run_dir)), "in_scope": str(scope.in_scope).lower(),
                      "scope_note": scope.note,
-                     "seen_in_training": "yes" if image_hash(image) in training_hashes else "no",
+                     "seen_in_training": seen_in_training(predictor, image) or "no",
                      "seconds": round(time.perf_counter() - start, 3)})
     write_tile_csv(tiles, run_dir / "tile_features.csv")
     with open(run_dir / "predictions.csv", "w", newline="") as f:

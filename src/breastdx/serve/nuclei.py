@@ -67,8 +67,7 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
     """
     from breastdx.evaluation.nuclei_report import CYTOLOGY_NOTE
     from breastdx.inference.base import seen_in_training
-    from breastdx.inference.nuclei_writer import magnification_note, scope_reference
-    from breastdx.inference.scope import check_scope
+    from breastdx.inference.nuclei_writer import tile_scope
     from breastdx.morphometry.features import grey_levels
     from breastdx.morphometry.summary import in_microns, measure_nuclei, nucleus_rows, tile_summary
     from breastdx.visualize import display_size, png_data_url, resize_image
@@ -93,8 +92,7 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
         labels, _ = predictor.predict(image)
     nuclei = measure_nuclei(labels, grey_levels(image))
     timings["nuclei"] = (time.perf_counter() - t) * 1000
-    scope = check_scope(record, scope_reference(predictor))
-    notes = [n for n in (scope.note, magnification_note(labels)) if n]
+    scope = tile_scope(record, predictor, labels)
     mpp = float(predictor.meta.get("microns_per_pixel") or 0) or None
     summarised = [n for n in nuclei if n["in_summary"]]
     median_px = float(np.median([n["area"] for n in summarised])) if summarised else None
@@ -108,7 +106,7 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
         "image": {"filename": filename, "width": int(image.shape[1]), "height": int(image.shape[0]),
                   "format": record.source_format, "mode": record.source_mode, "spacing_mm": None,
                   "spacing_note": "", "frame": None if record.frame is None else list(record.frame),
-                  "in_scope": not notes, "scope_note": "; ".join(notes),
+                  "in_scope": scope.in_scope, "scope_note": scope.note,
                   "seen_in_training": seen_in_training(predictor, image),
                   "display_width": int(disp.shape[1]), "display_height": int(disp.shape[0]),
                   "image_png": png_data_url(disp)},

@@ -524,7 +524,6 @@ class MonusegTask(Task):
         from breastdx.inference.nuclei import NucleusPredictor
         from breastdx.inference.nuclei_writer import write_nucleus_predictions
         from breastdx.inference.scope import scope_cell, warn_out_of_scope
-        from breastdx.models.saved import read_training_hashes
 
         o = parse_options(MonusegPredictOptions, options, f"predict {self.name}")
         predictor = NucleusPredictor.from_dir(model_dir, tta=o.tta or None, **runtime_options(options))
@@ -533,7 +532,7 @@ class MonusegTask(Task):
                                                 overlap=o.overlap if o.overlap >= 0 else w.overlap)
         mpp = o.microns_per_pixel if o.microns_per_pixel >= 0 else float(predictor.meta.get("microns_per_pixel", 0))
         rows, failures = write_nucleus_predictions(predictor, inputs, run_dir, microns_per_pixel=mpp or None,
-                                                   overlays=o.overlays, training_hashes=read_training_hashes(model_dir))
+                                                   overlays=o.overlays)
         table = [["tile", "size", "nuclei", "in summary", "s", "in scope"]] + [
             [Path(r["source"]).name, f"{r['width']}x{r['height']}", r["n_nuclei"], r["n_in_summary"], r["seconds"],
              scope_cell(r)] for r in rows[:50]]
