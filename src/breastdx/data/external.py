@@ -142,9 +142,12 @@ def _read_table(table: Path) -> ExternalSet:
             problems.append(f"row {n}: pixel_size_mm {row['pixel_size_mm']!r} is not a positive number")
             continue
         image = root / row["image"]
-        repeated = [f"{what} {value!r} is that of row {first_row[key]}" for what, value, key in (
-            ("image", row["image"], image.resolve()), ("id", row.get("id"), ("id", row.get("id"))))
-            if value and first_row.setdefault(key, n) != n]
+        repeated = []
+        case_id = row.get("id")
+        for what, value, key in (("image", row["image"], image.resolve()), ("id", case_id, ("id", case_id))):
+            first = first_row.setdefault(key, n) if value else n
+            if first != n:
+                repeated.append(f"{what} {value!r} is that of row {first}")
         if repeated:  # one case scored twice would count twice in every figure
             problems.append(f"row {n}: {' and '.join(repeated)}; each case is one row")
             continue
