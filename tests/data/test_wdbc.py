@@ -65,6 +65,26 @@ def test_csv_without_diagnosis_reads_for_prediction(sk, tmp_path):
         load_wdbc(path)
 
 
+@pytest.mark.parametrize("sep, decimal", [(";", ","), (";", "."), ("\t", ","), ("\t", ".")])
+def test_spreadsheet_exports_with_semicolons_or_tabs_and_decimal_commas(sk, tmp_path, sep, decimal):
+    header = ["id", "diagnosis", *FEATURE_NAMES]
+    rows = [sep.join([f"case {i},{i}", "M" if sk.y[i] else "B",
+                      *[repr(float(v)).replace(".", decimal) for v in sk.X[i]]]) for i in range(20)]
+    path = tmp_path / "export.csv"
+    path.write_text(sep.join(header) + "\n" + "\n".join(rows) + "\n")
+    t = read_wdbc_file(path)
+    np.testing.assert_array_equal(t.X, sk.X[:20])
+    np.testing.assert_array_equal(t.y, sk.y[:20])
+    assert t.ids[3] == "case 3,3"  # only the feature values read the comma as a decimal mark
+    uci = tmp_path / "wdbc.data"
+    uci.write_text("\n".join(r.replace("case ", "") for r in rows[:2]) + "\n")
+    np.testing.assert_array_equal(read_wdbc_file(uci).X, sk.X[:2])
+    uci.write_text(sep.join(["842302", "M", "1", "2"]) + "\n")
+    names = {";": "semicolons", "\t": "tabs"}[sep]
+    with pytest.raises(DataError, match=f"line 1: expected 32 fields separated by {names}"):
+        read_wdbc_file(uci)
+
+
 def _header_csv(tmp_path, header, rows):
     path = tmp_path / "bad.csv"
     path.write_text("\n".join([",".join(header), *[",".join(r) for r in rows]]) + "\n")
@@ -116,7 +136,7 @@ def test_every_problem_listed_not_only_the_first(sk, tmp_path):
 def test_uci_file_wrong_field_count(tmp_path):
     path = tmp_path / "wdbc.data"
     path.write_text("842302,M,1,2,3\n")
-    with pytest.raises(DataError, match="line 1: expected 32 comma-separated fields"):
+    with pytest.raises(DataError, match="line 1: expected 32 fields separated by commas"):
         read_wdbc_file(path)
 
 

@@ -58,7 +58,9 @@ def test_run_folder_contract(run: Path):
 
 def test_same_seed_same_metrics(run: Path, tmp_path: Path):
     again = tmp_path / "again"
-    assert _train(again).exit_code == 0
+    result = _train(again)
+    assert result.exit_code == 0
+    assert "WDBC, 1 x 3-fold nested CV" in result.output  # the folds run, not the default 10 x 10
     assert (again / "metrics.json").read_text() == (run / "metrics.json").read_text()
 
 

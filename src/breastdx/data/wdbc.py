@@ -179,6 +179,9 @@ def load_wdbc(path: str | Path | None = None) -> WDBCTable:
 def read_wdbc_file(path: str | Path, require_labels: bool = False, skip_bad_rows: bool = False) -> WDBCTable:
     """Read and validate ``wdbc.data`` (no header) or a CSV with named columns.
 
+    Fields are separated by commas, or by semicolons or tabs (a spreadsheet's export, where a comma in a
+    number is then its decimal mark: ``17,99`` reads as 17.99), as the first line shows.
+
     Every feature value must be a number in its physical range (:func:`check_feature_value`).
 
     Args:
@@ -199,36 +202,56 @@ def read_wdbc_file(path: str | Path, require_labels: bool = False, skip_bad_rows
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     text = path.read_text(encoding="utf-8-sig", errors="replace")
-    rows = list(csv.reader(text.splitlines()))
+    delimiter = _delimiter(text)
+    rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
     rows = [r for r in rows if any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"{path}: the file is empty; expected WDBC cases (30 features per row).")
     first = [c.strip() for c in rows[0]]
     has_header = any(c in COLUMN_ALIASES or c in ID_COLUMNS or c in LABEL_COLUMNS for c in first)
     if has_header:
-        table = _from_named_rows(path, first, rows[1:], skip_bad_rows)
+        table = _from_named_rows(path, first, rows[1:], skip_bad_rows, delimiter)
     else:
-        table = _from_uci_rows(path, rows, skip_bad_rows)
+        table = _from_uci_rows(path, rows, skip_bad_rows, delimiter)
     if require_labels and table.y is None:
         raise DataError(f"{path}: no diagnosis column; expected one named {', '.join(LABEL_COLUMNS)}.")
     return table
 
 
-def _from_uci_rows(path: Path, rows: list[list[str]], skip_bad_rows: bool) -> WDBCTable:
+_DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
+
+
+def _delimiter(text: str) -> str:
+    """The field separator of the first non-empty line: ``,``, ``;`` or tab.
+
+    ``;`` or tab where either splits it into 30 fields or more (spreadsheets in locales that write the decimal
+    mark as a comma export CSV separated by semicolons, so such a line may hold more commas than semicolons);
+    else the one that splits it into the most fields, ``,`` on a tie.
+    """
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    fields = {d: len(next(csv.reader([first], delimiter=d), [])) for d in (",", ";", "\t")}
+    for d in (";", "\t"):
+        if fields[d] >= len(FEATURE_NAMES):
+            return d
+    return max(fields, key=lambda d: fields[d])  # the first of equals: ","
+
+
+def _from_uci_rows(path: Path, rows: list[list[str]], skip_bad_rows: bool, delimiter: str) -> WDBCTable:
     problems = []
     for i, r in enumerate(rows):
         if len(r) != 32:
-            problems.append(f"line {i + 1}: expected 32 comma-separated fields (ID, diagnosis, 30 features), "
-                            f"found {len(r)}")
+            problems.append(f"line {i + 1}: expected 32 fields separated by {_DELIMITER_NAMES[delimiter]} (ID, "
+                            f"diagnosis, 30 features), found {len(r)}")
     if problems:
         raise DataError(f"{path}: not a valid wdbc.data file (and it has no header naming columns).", problems)
     ids = [r[0].strip() for r in rows]
     labels = [r[1].strip() for r in rows]
     values = [r[2:] for r in rows]
-    return _build(path, ids, labels, values, line_offset=1, skip_bad_rows=skip_bad_rows)
+    return _build(path, ids, labels, values, line_offset=1, skip_bad_rows=skip_bad_rows, delimiter=delimiter)
 
 
-def _from_named_rows(path: Path, header: list[str], rows: list[list[str]], skip_bad_rows: bool) -> WDBCTable:
+def _from_named_rows(path: Path, header: list[str], rows: list[list[str]], skip_bad_rows: bool,
+                     delimiter: str) -> WDBCTable:
     problems = []
     id_col = next((i for i, c in enumerate(header) if c in ID_COLUMNS), None)
     label_col = next((i for i, c in enumerate(header) if c in LABEL_COLUMNS), None)
@@ -257,14 +280,14 @@ def _from_named_rows(path: Path, header: list[str], rows: list[list[str]], skip_
     ids = [r[id_col].strip() for r in rows] if id_col is not None else [str(i + 1) for i in range(len(rows))]
     labels = [r[label_col].strip() for r in rows] if label_col is not None else None
     values = [[r[feature_cols[f]] for f in FEATURE_NAMES] for r in rows]
-    return _build(path, ids, labels, values, line_offset=2, skip_bad_rows=skip_bad_rows)
+    return _build(path, ids, labels, values, line_offset=2, skip_bad_rows=skip_bad_rows, delimiter=delimiter)
 
 
 _LABELS = {"M": 1, "B": 0, "1": 1, "0": 0, "malignant": 1, "benign": 0}
 
 
 def _build(path: Path, ids: list[str], labels: list[str] | None, values: list[list[str]],
-           line_offset: int, skip_bad_rows: bool) -> WDBCTable:
+           line_offset: int, skip_bad_rows: bool, delimiter: str = ",") -> WDBCTable:
     problems: list[str] = []
     rejected: list[tuple[str, str]] = []
     n = len(values)
@@ -274,7 +297,8 @@ def _build(path: Path, ids: list[str], labels: list[str] | None, values: list[li
         where = f"line {i + line_offset} (ID {ids[i]})"
         row_problems = []
         for j, (name, cell) in enumerate(zip(FEATURE_NAMES, row)):
-            X[i, j], problem = check_feature_value(name, cell)
+            # Where ; or tab separates the fields, a comma is the decimal mark (17,99 for 17.99).
+            X[i, j], problem = check_feature_value(name, cell if delimiter == "," else cell.replace(",", "."))
             if problem is not None:
                 row_problems.append(f"column {name!r}: {problem}")
         if row_problems and skip_bad_rows:

@@ -205,7 +205,8 @@ class WDBCTask(Task):
                                     f"part"),
             f"Run folder: {run_dir}",
         ]
-        return RunResult(run_dir, metrics, "WDBC, repeated 10-fold CV: value [95% CI]", [header, *rows], notes)
+        title = f"WDBC, {config.repeats} x {config.folds}-fold nested CV: value [95% CI]"
+        return RunResult(run_dir, metrics, title, [header, *rows], notes)
 
     def _write_oof(self, run_dir: Path, table: Any, results: dict[str, Any]) -> None:
         """``oof_predictions.csv``: every out-of-fold probability (model, repeat, case), so metrics can be re-derived."""
