@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from breastdx import RESEARCH_USE_ONLY
+from breastdx.data.wdbc import load_wdbc
 from breastdx.serve import ServeSettings, create_app, running_server
 from breastdx.serve.db import PredictionStore
 
@@ -202,6 +203,20 @@ def test_wdbc_form(browser, server, tmp_path):
     assert "expected a number, got 'abc'" in page.inner_text("#wdbc-error")
     assert "invalid" in page.get_attribute("[data-feature='mean radius']", "class")
     page.screenshot(path=str(tmp_path / "wdbc.png"), full_page=True)
+    # A spreadsheet row pasted into one field (tabs, decimal commas, ID and diagnosis first) fills all 30.
+    case = load_wdbc()
+    row = "\t".join(["842302", "M", *[repr(float(v)).replace(".", ",") for v in case.X[0]]])
+    page.click("#wdbc-clear")
+    page.eval_on_selector("[data-feature='worst area']", """(input, text) => {
+        const data = new DataTransfer(); data.setData("text/plain", text);
+        input.dispatchEvent(new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true}));
+    }""", row)
+    assert page.input_value("#wdbc-case") == "842302"
+    assert page.input_value("[data-feature='mean radius']") == "17,99"
+    assert page.input_value("[data-feature='worst fractal dimension']") == "0,1189"
+    page.click("#wdbc-submit")
+    page.wait_for_selector("#wdbc-result:not([hidden])", timeout=30_000)
+    assert page.text_content("#wdbc-label") == "malignant"  # WDBC case 842302 (malignant), sent as numbers
     page.click("#tab-record")
     page.locator("#record-table tbody td").nth(1).wait_for()
     assert "wdbc" in page.inner_text("#record-table")

@@ -560,6 +560,34 @@ function fillExample() {
   $("wdbc-case").value = "example";
 }
 
+// A number as typed: "17.99", or "17,99" where the comma is the decimal mark (as the CLI reads ;-separated files).
+function typedNumber(text) {
+  const t = /^[+-]?\d+,\d+$/.test(text) ? text.replace(",", ".") : text;
+  const num = Number(t);
+  return Number.isFinite(num) && t !== "" ? num : text;
+}
+
+// A row pasted from a spreadsheet or a CSV into any feature field fills all 30 (WDBC order, the order of the form
+// and of wdbc.data), after an optional ID and diagnosis; anything else is pasted as typed.
+function pasteRow(event) {
+  if (!event.target.dataset.feature) return;
+  const text = (event.clipboardData || window.clipboardData).getData("text").trim();
+  if (text.includes("\n")) {
+    event.preventDefault();
+    showError("wdbc-error", "Paste one case (one row of 30 values) at a time.");
+    return;
+  }
+  const sep = text.includes("\t") ? "\t" : text.includes(";") ? ";" : ",";
+  const cells = text.split(sep).map((c) => c.trim());
+  if (cells.length !== 30 && cells.length !== 32) return;
+  event.preventDefault();
+  showError("wdbc-error", "");
+  const values = cells.slice(cells.length - 30);
+  const inputs = document.querySelectorAll("#wdbc-fields input");
+  inputs.forEach((input, i) => { input.value = values[i]; input.classList.remove("invalid"); });
+  if (cells.length === 32) $("wdbc-case").value = cells[0];
+}
+
 function clearWDBC() {
   for (const input of document.querySelectorAll("#wdbc-fields input")) { input.value = ""; input.classList.remove("invalid"); }
   $("wdbc-case").value = "";
@@ -575,8 +603,7 @@ async function submitWDBC(event) {
     const text = input.value.trim();
     input.classList.remove("invalid");
     if (text === "") continue;  // the service lists every missing feature
-    const num = Number(text);
-    features[input.dataset.feature] = Number.isFinite(num) && text !== "" ? num : text;
+    features[input.dataset.feature] = typedNumber(text);
   }
   const body = { features };
   const caseId = $("wdbc-case").value.trim();
@@ -670,6 +697,7 @@ async function start() {
   $("wdbc-form").addEventListener("submit", submitWDBC);
   $("wdbc-example").addEventListener("click", fillExample);
   $("wdbc-clear").addEventListener("click", clearWDBC);
+  $("wdbc-fields").addEventListener("paste", pasteRow);
   $("record-refresh").addEventListener("click", loadRecord);
   $("token-form").addEventListener("submit", submitToken);
   try {
