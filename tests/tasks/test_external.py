@@ -70,7 +70,9 @@ def test_labels_csv_folder_is_scored_and_the_bad_file_reported(table_folder, tmp
     assert [r["id"] for r in rows] == [f"c{i}" for i in range(7)]
     assert rows[0]["image"] == "img/case0.png"
     assert set(rows[0]) == {"id", "image", "label", "p_normal", "p_benign", "p_malignant", "label_predicted",
-                            "label_argmax"}
+                            "label_argmax", "seen_in_training"}
+    assert {r["seen_in_training"] for r in rows} == {"no"}
+    assert metrics["training_overlap"] == {"n": 7, "seen_in_training": 0, "near_duplicates": 0, "note": None}
     for r in rows:
         p = [float(r[f"p_{c}"]) for c in CLASSES]
         assert sum(p) == pytest.approx(1.0, abs=1e-4)
@@ -164,3 +166,33 @@ def test_the_real_breast_lesions_usg_sample(tmp_path):
     assert len(_cases(out)) == 56
     lesions = metrics["lesions_only"]  # benign vs malignant: the 4 normal images left out
     assert lesions["n"] == 52 and math.isfinite(lesions["auroc"]["value"])
+    assert metrics["training_overlap"]["seen_in_training"] == 0 and metrics["training_overlap"]["near_duplicates"] == 0
+
+
+def test_training_images_in_an_external_folder_are_flagged(tmp_path):
+    """Two of busi-cls's own training images (first two of its split's train part) in a folder: the figures on them
+    are optimistic, and the log, metrics.json, report.html and cases.csv say which."""
+    import shutil
+
+    env = os.environ.get("BREASTDX_DATA")
+    busi = Path(env or "") / "busi"
+    if not env or not busi.is_dir():
+        pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
+    train = json.loads((shipped_models()["busi-cls"] / "split.json").read_text())["train"]
+    folder = tmp_path / "site"
+    for name in train[:2]:
+        (folder / name.split(" (")[0]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(busi / name.split(" (")[0] / f"{name}.png", folder / name.split(" (")[0] / f"{name}.png")
+    _png(folder / "malignant" / "new.png", 3, size=(120, 160))
+    out = tmp_path / "eval"
+    result = _evaluate("busi-cls", folder, out)
+    assert result.exit_code == 0, result.output
+    note = ("Of the 3 images scored, 2 are training images of this model: figures on them are optimistic, as on "
+            "training data. An external folder should hold cases from elsewhere (see cases.csv, column "
+            "seen_in_training).")
+    assert json.loads((out / "metrics.json").read_text())["training_overlap"] == {
+        "n": 3, "seen_in_training": 2, "near_duplicates": 0, "note": note}
+    assert "WARNING: Of the 3 images scored, 2 are training images" in (out / "report.html").read_text()
+    assert "2 are training images of this model" in " ".join(result.output.split())
+    assert {r["image"]: r["seen_in_training"] for r in _cases(out)} == {
+        f"{n.split(' (')[0]}/{n}.png": "yes" for n in train[:2]} | {"malignant/new.png": "no"}

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from breastdx.evaluation.tables import ci_text
+
+log = logging.getLogger(__name__)
 
 CASES_FILE = "cases.csv"
 """The per-case table."""
@@ -82,6 +85,7 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
     from breastdx.config import ConfigError, save_yaml
     from breastdx.data.errors import DataError
     from breastdx.data.external import read_external
+    from breastdx.inference.base import EXTERNAL_ADVICE, overlap_summary, seen_in_training
     from breastdx.evaluation.segmentation import case_scores, summarize_segmentation
     from breastdx.pipeline.task import RunResult
     from breastdx.runs import write_json, write_versions
@@ -96,11 +100,15 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
     kept, scores, failures = [], [], []
     batch: list[tuple[int, Any, Any]] = []
 
+    hashed = bool(getattr(predictor, "training_hashes", None))
+
     def flush() -> None:
         outputs = predictor.predict([im for _, im, _ in batch], keep_prob=False)
-        for (i, _, target), out in zip(batch, outputs):
+        for (i, image, target), out in zip(batch, outputs):
             s = case_scores(out.mask, target, data.spacing(i))
             s.update({"max_prob": out.max_prob, "n_components": out.n_components, "width_px": target.shape[1]})
+            if hashed:
+                s["seen_in_training"] = seen_in_training(predictor, image)
             kept.append(i)
             scores.append(s)
         batch.clear()
@@ -132,6 +140,12 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
                             "n_normal": labels.count(NORMAL_LABEL), "mask_rule": "any channel > 127",
                             "left_out": [{"image": p, "reason": r} for p, r in failures]}}
     notes = [f"Data: {text}"]
+    if hashed:
+        overlap = overlap_summary([s["seen_in_training"] for s in scores], EXTERNAL_ADVICE)
+        metrics["training_overlap"] = overlap
+        if overlap["note"]:
+            log.warning(overlap["note"])
+            notes.append(f"WARNING: {overlap['note']}")
     widths = [s["width_px"] * data.spacing(i)[1] for i, s in zip(kept, scores) if data.spacing(i) is not None]
     if widths:
         field = float(np.median(widths))
@@ -140,7 +154,7 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
             notes.append(f"Warning: the median image is {field:.1f} mm wide by its pixel_size_mm, implausible for "
                          f"breast ultrasound (about 40 mm): is the column in another unit (cm per pixel: x 10)?")
     write_json(metrics, run_dir / "metrics.json")
-    _write_cases(run_dir / CASES_FILE, data, kept, scores)
+    _write_cases(run_dir / CASES_FILE, data, kept, scores, hashed)
     _write_report(run_dir, predictor, metrics, scores, labels, lesion_labels, opts.n_bootstrap)
     rows = [[k, ci_text(summary[k])] for k in (*SUMMARY, *(f"dice_{lab}" for lab in lesion_labels)) if k in summary]
     notes += [f"Per-case table: {run_dir / CASES_FILE}", f"Run folder: {run_dir}"]
@@ -148,11 +162,12 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
                      [["metric", "value [95% CI]"], *rows], notes, failures)
 
 
-def _write_cases(path: Path, data: Any, kept: list[int], scores: list[dict[str, Any]]) -> None:
-    """One row per scored case; the image is named relative to the folder, never copied."""
+def _write_cases(path: Path, data: Any, kept: list[int], scores: list[dict[str, Any]], hashed: bool) -> None:
+    """One row per scored case; the image is named relative to the folder, never copied. ``hashed``: the model
+    keeps training hashes, and a last column says whether the image is one of its training images."""
     root = data.source.parent if data.source.is_file() else data.source
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(CASE_FIELDS))
+        writer = csv.DictWriter(f, fieldnames=[*CASE_FIELDS, *(["seen_in_training"] if hashed else [])])
         writer.writeheader()
         for i, s in zip(kept, scores):
             image = data.images[i]
@@ -161,7 +176,8 @@ def _write_cases(path: Path, data: Any, kept: list[int], scores: list[dict[str, 
                 "label": data.labels[i], "dice": round(s["dice"], 6), "iou": round(s["iou"], 6),
                 "hd95_px": round(s["hd95"], 4), "hd95_mm": "" if s["hd95_mm"] is None else round(s["hd95_mm"], 4),
                 "pred_area_px": s["pred_area_px"], "true_area_px": s["target_area_px"], "missed": s["missed"],
-                "false_positive": s["false_positive"], "max_prob": round(float(s["max_prob"]), 6)})
+                "false_positive": s["false_positive"], "max_prob": round(float(s["max_prob"]), 6),
+                **({"seen_in_training": s["seen_in_training"]} if hashed else {})})
 
 
 def _write_report(run_dir: Path, predictor: Any, metrics: dict[str, Any], scores: list[dict[str, Any]],
@@ -180,6 +196,9 @@ def _write_report(run_dir: Path, predictor: Any, metrics: dict[str, Any], scores
                   f"resamples). Dice, IoU and HD95 over the images with a lesion; 'normal_fp_share': the share of "
                   f"'{NORMAL_LABEL}' images given any lesion pixel. HD95 = image diagonal when exactly one mask is "
                   f"empty. No image of a case is shown or written.")
+    note = metrics.get("training_overlap", {}).get("note")
+    if note:
+        rep.paragraph(f"WARNING: {note}")
     field = metrics["external"].get("median_image_width_mm")
     if field is not None and field < MIN_FIELD_MM:
         rep.paragraph(f"Warning: by the folder's pixel_size_mm the median image is {field:.1f} mm wide, implausible "

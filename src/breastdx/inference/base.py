@@ -282,6 +282,59 @@ def seen_in_training(predictor: Any, image: np.ndarray) -> str | None:
     return "near-duplicate" if near is not None and near.is_near(image) else "no"
 
 
+OWN_SPLIT_ADVICE = "The split the model was trained with holds them (see its model card)."
+TRAIN_PART_ADVICE = "They are the training part of the model's own split (--split train)."
+SPLIT_FILE_ADVICE = "Score cases it has not seen: the test part of its own split file."
+EXTERNAL_ADVICE = "An external folder should hold cases from elsewhere (see cases.csv, column seen_in_training)."
+"""The last sentence of :func:`training_overlap`'s note: the model's own split, another split file, a folder."""
+
+
+def split_advice(model_dir: Path, split_path: Path, part: str) -> str:
+    """The advice of :func:`training_overlap` for a part of a split file: the model's own (its folder's
+    ``split.json``, or a file with the same bytes) or another."""
+    own = Path(model_dir) / "split.json"
+    if not (own.is_file() and own.read_bytes() == Path(split_path).read_bytes()):
+        return SPLIT_FILE_ADVICE
+    return TRAIN_PART_ADVICE if part == "train" else OWN_SPLIT_ADVICE
+
+
+def training_overlap(predictor: Any, images: Sequence[np.ndarray], advice: str = "") -> dict[str, Any] | None:
+    """How many of the images scored by an evaluation a model was trained on (:func:`seen_in_training`).
+
+    A split file other than the model's own, or an external folder, can hold training images, and a dataset's
+    official split can hold near-duplicates across its parts (BreastMNIST): figures on them are optimistic, as
+    resubstitution is.
+
+    Args:
+        predictor: A loaded predictor (its ``training_hashes`` and ``training_near``).
+        images: The images as read, in the predictor's mode.
+        advice: A sentence the note ends with, saying what to score instead (or why the images are there).
+
+    Returns:
+        None when the model folder keeps no training hashes; else ``{"n", "seen_in_training",
+        "near_duplicates", "note", "per_image"}``: counts, a sentence for the log and the report (None when both
+        are 0), and per image ``"yes"``, ``"near-duplicate"`` or ``"no"``.
+    """
+    if not getattr(predictor, "training_hashes", frozenset()):
+        return None
+    return overlap_summary([seen_in_training(predictor, im) or "no" for im in images], advice)
+
+
+def overlap_summary(seen: list[str], advice: str = "") -> dict[str, Any]:
+    """:func:`training_overlap` from the images' :func:`seen_in_training` answers (``yes``, ``near-duplicate``,
+    ``no``), for a caller that checks them one batch at a time."""
+    exact, near = seen.count("yes"), seen.count("near-duplicate")
+    note = None
+    if exact or near:
+        parts = [f"{exact} {'is a training image' if exact == 1 else 'are training images'} of this model"] \
+            if exact else []
+        parts += [f"{near} {'is a near-duplicate' if near == 1 else 'are near-duplicates'} of one (another frame, "
+                  f"a re-saved or re-cropped copy)"] if near else []
+        note = (f"Of the {len(seen)} images scored, {' and '.join(parts)}: figures on them are optimistic, as on "
+                f"training data. {advice}").strip()
+    return {"n": len(seen), "seen_in_training": exact, "near_duplicates": near, "note": note, "per_image": seen}
+
+
 def predictor_class(meta: ModelMeta) -> type[Predictor]:
     """The predictor class of a model folder's kind (:data:`PREDICTORS`).
 

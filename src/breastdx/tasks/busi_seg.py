@@ -352,9 +352,11 @@ class BusiSegTask(Task):
 
     # ------------------------------------------------------------ evaluation
     @staticmethod
-    def _predict_cases(predictor: Any, cases: Sequence[Any], keep_prob: bool):
-        """Predict BUSI cases at their original size; return outputs and reference masks."""
+    def _predict_cases(predictor: Any, cases: Sequence[Any], keep_prob: bool, seen: list[str] | None = None):
+        """Predict BUSI cases at their original size; return outputs and reference masks. ``seen``, when given,
+        gets each image's :func:`breastdx.inference.base.seen_in_training`."""
         from breastdx.data.busi import load_case
+        from breastdx.inference.base import seen_in_training
 
         outputs, targets = [], []
         bs = predictor.batch_size
@@ -362,6 +364,8 @@ class BusiSegTask(Task):
             loaded = [load_case(c, mode=predictor.preprocessing.mode) for c in cases[start:start + bs]]
             outputs.extend(predictor.predict([im for im, _ in loaded], keep_prob=keep_prob))
             targets.extend(m for _, m in loaded)
+            if seen is not None:
+                seen.extend(seen_in_training(predictor, im) or "no" for im, _ in loaded)
         return outputs, targets
 
     def _choose_postprocessing(self, predictor: Any, val_cases: Sequence[Any], config: BusiSegConfig):
@@ -388,10 +392,11 @@ class BusiSegTask(Task):
                 best = {"score": overall, "postprocessing": post.to_meta(), "metrics": summary}
         return best or {"score": float("nan"), "postprocessing": Postprocessing().to_meta(), "metrics": {}}, rows
 
-    def _evaluate_cases(self, predictor: Any, cases: Sequence[Any], n_boot: int, seed: int) -> dict[str, Any]:
+    def _evaluate_cases(self, predictor: Any, cases: Sequence[Any], n_boot: int, seed: int,
+                        seen: list[str] | None = None) -> dict[str, Any]:
         from breastdx.evaluation.segmentation import case_scores, summarize_segmentation
 
-        outputs, targets = self._predict_cases(predictor, cases, keep_prob=False)
+        outputs, targets = self._predict_cases(predictor, cases, keep_prob=False, seen=seen)
         scores = [case_scores(o.mask, t) for o, t in zip(outputs, targets)]
         for s, c, o in zip(scores, cases, outputs):
             s.update({"case": c.name, "label": c.label, "max_prob": o.max_prob, "n_components": o.n_components,
@@ -446,6 +451,7 @@ class BusiSegTask(Task):
     def evaluate(self, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
         from breastdx.data.busi import find_busi_root, scan_busi
         from breastdx.data.splits import busi_split
+        from breastdx.inference.base import overlap_summary, split_advice
         from breastdx.inference.predictor import SegmentationPredictor
         from breastdx.runs import write_json, write_versions
 
@@ -470,11 +476,19 @@ class BusiSegTask(Task):
                    "seed": seed, "n_bootstrap": n_boot, "data_root": str(data_root),
                    "data_checksum": split.data_checksum}, run_dir / "config.yaml")
         write_versions(run_dir)
-        evaluation = self._evaluate_cases(predictor, cases, n_boot, seed)
+        seen: list[str] | None = [] if getattr(predictor, "training_hashes", None) else None
+        evaluation = self._evaluate_cases(predictor, cases, n_boot, seed, seen)
         split_text = f"{which} split of {split_path.name} (n = {len(cases)}: {self._class_text(cases)})"
         metrics = {"task": self.name, "split": split_text, "n": len(cases), "model": str(model_dir),
                    "threshold": predictor.postprocessing.threshold, "tta": predictor.tta,
                    "postprocessing": predictor.postprocessing.to_meta(), **presence, "metrics": evaluation["metrics"]}
+        notes = [f"Split: {split_text}"]
+        if seen is not None:
+            overlap = overlap_summary(seen, split_advice(model_dir, split_path, which))
+            metrics["training_overlap"] = overlap
+            if overlap["note"]:
+                log.warning(overlap["note"])
+                notes.append(f"WARNING: {overlap['note']}")
         write_json(metrics, run_dir / "metrics.json")
         from breastdx.evaluation.segmentation import write_per_image_csv
 
@@ -483,7 +497,7 @@ class BusiSegTask(Task):
                             title="breastdx — BUSI lesion segmentation (evaluation)")
         rows = [[k, ci_text(evaluation["metrics"][k])] for k in REPORT_METRICS if k in evaluation["metrics"]]
         return RunResult(run_dir, metrics, f"BUSI segmentation, {which} split (n = {len(cases)}): value [95% CI]",
-                         [["metric", "value [95% CI]"], *rows], [f"Split: {split_text}", f"Run folder: {run_dir}"])
+                         [["metric", "value [95% CI]"], *rows], [*notes, f"Run folder: {run_dir}"])
 
     # ---------------------------------------------------------------- predict
     def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
