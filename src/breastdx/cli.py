@@ -348,7 +348,7 @@ def synthesize(
     out: Path = typer.Option(..., "--out", help="Output folder (created; refused when not empty)."),
     seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same patches."),
     model: Optional[str] = typer.Option(None, "--model", help="A generator folder or shipped name; default idc-gan."),
-    threads: int = typer.Option(0, "--threads", help="Torch CPU threads (0: PyTorch's default)."),
+    threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads (0: PyTorch's default)."),
 ) -> None:
     """Write N generated 50 x 50 H&E patches of one class as PNG files (research on augmentation only)."""
     from breastdx.models.saved import ModelFolderError
@@ -482,8 +482,8 @@ def serve(
                                 "loads the models."),
     model: Optional[list[Path]] = typer.Option(None, "--model", help="A model folder to serve (repeatable); "
                                                "default every shipped model."),
-    lesion_aware: bool = typer.Option(False, "--lesion-aware", help="Serve busi-cls fused with its lesion-crop "
-                                      "model, as 'predict busi-cls --lesion-aware true'."),
+    lesion_aware: bool = typer.Option(False, "--lesion-aware", help="A switch, without a value: serve busi-cls "
+                                      "fused with its lesion-crop model, as 'predict busi-cls --lesion-aware true'."),
 ) -> None:
     """Serve the web page and the REST API (OpenAPI at /docs) with the shipped models.
 

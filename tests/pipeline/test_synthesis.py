@@ -42,6 +42,9 @@ def test_same_seed_same_files_other_seed_other_files(tiny_generator, tmp_path):
         synthesize("idc", 1, 2, tmp_path / "d", model=tiny_generator)
     with pytest.raises(ValueError, match="generator for idc"):
         synthesize("pcam", 1, 1, tmp_path / "e", model=tiny_generator)
+    with pytest.raises(ValueError, match="--n must be from 1 to 100,000"):  # not a memory error after a while
+        synthesize("idc", 100_001, 1, tmp_path / "f", model=tiny_generator)
+    assert not (tmp_path / "f").exists()
 
 
 def test_cli_writes_64_distinct_idc_patches_with_the_shipped_model(tmp_path):
@@ -62,6 +65,9 @@ def test_cli_writes_64_distinct_idc_patches_with_the_shipped_model(tmp_path):
         assert nearest_patch_distance(np.stack(arrays), train, candidates=16)["distance"].min() >= 8
     again = runner.invoke(app, ["synthesize", "idc", "--n", "64", "--label", "1", "--out", str(out)])
     assert again.exit_code == 2 and "not empty" in again.output
+    negative = runner.invoke(app, ["synthesize", "idc", "--n", "1", "--label", "1", "--threads", "-1", "--out",
+                                   str(tmp_path / "neg")])
+    assert negative.exit_code == 2 and "--threads" in negative.output
 
 
 def test_the_idc_reader_adds_synthetic_tumour_patches_to_training_only(tiny_generator, tmp_path):

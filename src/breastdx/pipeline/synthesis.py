@@ -201,6 +201,11 @@ SYNTHESIS_TASKS = ("idc",)
 """Tasks ``breastdx synthesize`` has a generator for."""
 
 
+MAX_PATCHES = 100_000
+"""Most patches of one ``synthesize`` call: its files are numbered with five digits (and they are generated in
+memory, 7.5 KB each, before they are written)."""
+
+
 def synthesize(task: str, n: int, label: int, out_dir: str | Path, seed: int = 0,
                model: str | Path | None = None) -> dict[str, Any]:
     """Write ``n`` generated patches of class ``label`` as PNG files (``breastdx synthesize``).
@@ -211,7 +216,7 @@ def synthesize(task: str, n: int, label: int, out_dir: str | Path, seed: int = 0
 
     Args:
         task: ``"idc"`` (the only task with a generator).
-        n: Number of patches, >= 1.
+        n: Number of patches, 1 to :data:`MAX_PATCHES`.
         label: Class index: 0 (normal, no IDC) or 1 (IDC).
         out_dir: Output folder; created, and refused when it exists and is not empty.
         seed: Seed of the latent vectors.
@@ -221,7 +226,7 @@ def synthesize(task: str, n: int, label: int, out_dir: str | Path, seed: int = 0
         ``{"files": [Path, ...], "model": folder, "label": class name, "seed", "n", "seconds"}``.
 
     Raises:
-        ValueError: For an unknown task, ``n < 1`` or a label that is not a class index.
+        ValueError: For an unknown task, ``n`` outside ``[1, MAX_PATCHES]`` or a label that is not a class index.
         FileNotFoundError: If the model is neither a folder nor a shipped model.
         ModelFolderError: If the folder is not a generator.
         RunFolderError: If the output folder exists and is not empty, or cannot be written.
@@ -234,8 +239,9 @@ def synthesize(task: str, n: int, label: int, out_dir: str | Path, seed: int = 0
 
     if task not in SYNTHESIS_TASKS:
         raise ValueError(f"breastdx synthesize has a generator for {', '.join(SYNTHESIS_TASKS)}; got task {task!r}.")
-    if int(n) < 1:
-        raise ValueError(f"Option --n must be at least 1. Got {n} instead.")
+    if not 1 <= int(n) <= MAX_PATCHES:
+        raise ValueError(f"Option --n must be from 1 to {MAX_PATCHES:,} (file names have five digits; run again with "
+                         f"another --seed for more). Got {n} instead.")
     folder = resolve_generator(model)
     generator, meta = load_generator(folder)
     names = list(meta.get("class_names", CLASS_NAMES))
