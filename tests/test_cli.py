@@ -160,3 +160,16 @@ def test_models_lists_every_shipped_model_with_its_headline_figures():
     assert "macro_auroc 0.908 [0.868, 0.941], auroc 0.914 [0.862, 0.956]" in text  # busi-cls, as its card says
     assert "dice 0.772, aji 0.569, pq 0.535" in text  # two test tiles: no interval
     assert "no test figures" in text
+
+
+def test_verbs_a_task_lacks_name_the_tasks_that_have_them(tmp_path: Path):
+    result = runner.invoke(app, ["calibrate", "wdbc", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert ("Task 'wdbc' has nothing for this command to calibrate; it calibrates breakhis, breastmnist, busi-cls, "
+            "idc, monuseg, pcam.") in said
+    result = runner.invoke(app, ["explain", "busi-seg", str(tmp_path / "x.png"), "--out", str(tmp_path / "e")])
+    assert result.exit_code == 2
+    assert ("it explains breakhis, breastmnist, busi-cls, idc, pcam, wdbc (Grad-CAM on images, SHAP on WDBC "
+            "features)") in " ".join(result.output.split())
+    assert not (tmp_path / "c").exists() and not (tmp_path / "e").exists()

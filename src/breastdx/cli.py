@@ -290,17 +290,17 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
     from breastdx.models.saved import ModelFolderError
     from breastdx.registry import UnknownNameError
     from breastdx.runs import RunFolderExistsError, make_run_dir
-    from breastdx.tasks import explainable_tasks, get_task
+    from breastdx.tasks import calibratable_tasks, explainable_tasks, get_task, is_calibratable
     from breastdx.zoo import names_shipped_model, resolve_model
 
     try:
         t = get_task(task)
-        if verb == "calibrate" and not (hasattr(t, "calibrate") or hasattr(getattr(t, "spec", None), "data_options")):
-            raise ConfigError(f"Task {task!r} has no prediction sets to calibrate (image classifiers have: "
-                              f"{', '.join(explainable_tasks())}).")
+        if verb == "calibrate" and not is_calibratable(t):
+            raise ConfigError(f"Task {task!r} has nothing for this command to calibrate; it calibrates "
+                              f"{', '.join(calibratable_tasks())}.")
         if verb == "explain" and not hasattr(t, "explain"):
-            raise ConfigError(f"Task {task!r} has no explanations from this command (image classifiers have "
-                              f"Grad-CAM: {', '.join(explainable_tasks())}).")
+            raise ConfigError(f"Task {task!r} has no explanations from this command; it explains "
+                              f"{', '.join(explainable_tasks())} (Grad-CAM on images, SHAP on WDBC features).")
         inputs, input_options = _split_inputs(inputs)
         options = {**parse_extra_args(list(ctx.args)), **input_options}
         frame = options.pop("frame", frame)

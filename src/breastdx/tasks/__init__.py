@@ -22,6 +22,17 @@ def get_task(name: str) -> Task:
     return entry() if isinstance(entry, type) else entry
 
 
+def calibratable_tasks() -> list[str]:
+    """Names of the tasks ``breastdx calibrate`` works on: the image classifiers (conformal prediction sets) and
+    the tasks whose class has a ``calibrate`` verb (monuseg: test-time augmentation and watershed)."""
+    return [name for name in TASKS.names() if is_calibratable(TASKS.get(name))]
+
+
+def is_calibratable(task: object) -> bool:
+    """Whether ``breastdx calibrate`` works on ``task`` (see :func:`calibratable_tasks`)."""
+    return hasattr(task, "calibrate") or hasattr(getattr(task, "spec", None), "data_options")
+
+
 def explainable_tasks() -> list[str]:
     """Names of the tasks whose class has an ``explain(model_dir, inputs, run_dir, options)`` verb."""
     return [name for name in TASKS.names() if hasattr(TASKS.get(name), "explain")]
