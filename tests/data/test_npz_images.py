@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,10 @@ def test_an_npz_gives_one_item_per_image_of_every_split_or_of_one(tmp_path):
         read_image(f"{path}#test_images[000003]")
     with pytest.raises(NpzInputError, match="no split 'val'; it has train, test"):
         expand_npz(f"{path}#val")
+    for fragment in ("test_labels", "test_images[-1]", ""):  # "no such file" before: the path was taken whole
+        with pytest.raises(NpzInputError, match=rf"after '#' expected a split \(train, val, test\) or one image, "
+                                                rf"as tiny.npz#test_images\[000017\]; got '{re.escape(fragment)}'"):
+            expand_npz(f"{path}#{fragment}")
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     assert list_images([tmp_path / "other.npz"]) == [tmp_path / "other.npz"]  # kept whole, reported when read
     with pytest.raises(ImageReadError, match="MedMNIST"):

@@ -24,11 +24,12 @@ class NpzInputError(ValueError):
 
 
 _ITEM = re.compile(r"^(?P<file>.+\.npz)#(?P<key>[A-Za-z0-9_]+)\[(?P<index>\d+)\]$")
-_INPUT = re.compile(r"^(?P<file>.+\.npz)(#(?P<split>[A-Za-z]+))?$", re.IGNORECASE)
+_INPUT = re.compile(r"^(?P<file>.+\.npz)(#(?P<split>.*))?$", re.IGNORECASE)
 
 
 def is_npz_input(item: str | Path) -> bool:
-    """True for ``<file>.npz`` or ``<file>.npz#<split>`` (an input to expand), not for one item of it."""
+    """True for ``<file>.npz`` or ``<file>.npz#<anything>`` (an input to expand, whose fragment :func:`expand_npz`
+    checks), not for one item of it."""
     return bool(_INPUT.match(str(item))) and not _ITEM.match(str(item))
 
 
@@ -68,6 +69,9 @@ def expand_npz(item: str | Path) -> list[Path]:
     if m is None:
         raise NpzInputError(f"{item}: expected <file>.npz or <file>.npz#<split>.")
     file, split = Path(m["file"]), m["split"]
+    if split is not None and not re.fullmatch(r"[A-Za-z]+", split):
+        raise NpzInputError(f"{item}: after '#' expected a split ({', '.join(SPLITS)}) or one image, as "
+                            f"{file.name}#test_images[000017]; got {split!r}.")
     arrays = _load(file)
     have = [k[: -len("_images")] for k in arrays]
     keys = [f"{s}_images" for s in (SPLITS if split is None else (split,)) if f"{s}_images" in arrays]
