@@ -66,3 +66,22 @@ def test_train_says_so_without_a_traceback(tmp_path: Path):
     result = runner.invoke(app, ["train", "wdbc", "--out", str(afile)])
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "out.txt is a file, not a folder" in text, text
+
+
+def test_a_command_that_fails_before_writing_leaves_no_empty_folder(tmp_path: Path):
+    """``evaluate`` with no data: the run folder it made, and the parents it made for it, are gone at exit; a folder
+    given empty stays, and so does one the failing command wrote to."""
+    import subprocess
+    import sys
+
+    def run(out: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "breastdx", "evaluate", "busi-seg", "--data-dir",
+                               str(tmp_path / "no-data"), "--out", str(out)], capture_output=True, text=True,
+                              timeout=120)
+
+    made = run(tmp_path / "runs" / "busi-seg" / "x")
+    assert made.returncode == 2 and "BUSI not found" in made.stdout + made.stderr
+    assert not (tmp_path / "runs").exists()
+    given = tmp_path / "given"
+    given.mkdir()
+    assert run(given).returncode == 2 and given.is_dir()

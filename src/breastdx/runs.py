@@ -7,6 +7,7 @@ PNG plots, the split used and ``model/``. An existing non-empty folder is never 
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import importlib.metadata
 import json
@@ -115,6 +116,7 @@ def make_run_dir(task: str, out: str | os.PathLike[str] | None, kind: str = "tra
         raise RunFolderExistsError(
             f"Output folder {path} exists and is not empty; choose another --out (runs are never overwritten)."
         )
+    created = [p for p in (path, *path.parents) if not p.exists()]  # the folder, then the parents made for it
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".breastdx-write-test"
@@ -123,7 +125,19 @@ def make_run_dir(task: str, out: str | os.PathLike[str] | None, kind: str = "tra
     except OSError as e:
         raise RunFolderError(f"Output folder {path} cannot be created or written to ({e.strerror or e}); choose "
                              f"another --out, in a folder you may write to.") from None
+    if created:  # a command that fails before writing anything (data not found) leaves no empty folder behind
+        atexit.register(_remove_if_empty, created)
     return path
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """At exit: remove the folders this process created for a run (the run folder first, then the parents made
+    for it, as ``runs/<task>``) that are still empty; a folder given empty, or one written to, is kept."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # only an empty folder: rmdir refuses the others
+        except OSError:
+            return
 
 
 def write_json(data: Any, path: Path) -> None:
