@@ -41,3 +41,28 @@ def bf16_cpu(monkeypatch):
         monkeypatch.setattr("breastdx.runtime.bf16_native_cpu", lambda: kind != "none")
         monkeypatch.setattr("breastdx.runtime.cpu_flags", lambda: frozenset(flags[kind]))
     return set_cpu
+
+
+@pytest.fixture(scope="session")
+def he_dicom():
+    """A writer of an RGB whole-slide-microscopy DICOM tile: ``he_dicom(path, rgb, spacing_mm, shared)`` puts the
+    pixel spacing in the file's PixelSpacing, or (``shared``) in its Shared Functional Groups' Pixel Measures, as
+    whole-slide images keep it; returns the path. pydicom's ``set_pixel_data`` writes the Image Pixel module."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import VLWholeSlideMicroscopyImageStorage, generate_uid
+
+    def write(path, rgb, spacing_mm, shared=False):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = VLWholeSlideMicroscopyImageStorage, generate_uid(), "SM"
+        ds.set_pixel_data(rgb, photometric_interpretation="RGB", bits_stored=8)
+        measures = Dataset() if shared else ds
+        measures.PixelSpacing = list(spacing_mm)
+        if shared:
+            ds.SharedFunctionalGroupsSequence = Sequence([Dataset()])
+            ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence = Sequence([measures])
+        ds.save_as(path, enforce_file_format=True)
+        return path
+
+    return write

@@ -125,6 +125,21 @@ def test_tile_answer_matches_the_model_run_directly(client, monuseg_dir, tile):
     assert "per_nucleus" not in json.dumps(record) and record["result"]["nuclei"]["n_nuclei"] == len(nuclei)
 
 
+def test_a_dicom_tiles_pixel_spacing_is_its_resolution(client, tile, he_dicom, tmp_path):
+    path = he_dicom(tmp_path / "tile.dcm", tile[:160, :160].copy(), (0.0005, 0.0005), shared=True)
+    body = client.post("/v1/predict/monuseg", files={"file": ("tile.dcm", path.read_bytes(), "application/dicom")})
+    assert body.status_code == 200, body.text
+    answer = body.json()
+    nuclei = answer["nuclei"]
+    assert (nuclei["microns_per_pixel"], nuclei["resolution_source"]) == (0.5, "file")
+    assert answer["image"]["spacing_mm"] == [0.0005, 0.0005]
+    if nuclei["median_area_px"] is not None:
+        assert nuclei["median_area_um2"] == pytest.approx(nuclei["median_area_px"] * 0.25)
+    assert answer["image"]["in_scope"] is False and "resample the tile" in answer["image"]["scope_note"]
+    png = client.post("/v1/predict/monuseg", files={"file": ("t.png", _png(tile[:160, :160].copy()), "image/png")})
+    assert (png.json()["nuclei"]["microns_per_pixel"], png.json()["nuclei"]["resolution_source"]) == (0.25, "model")
+
+
 def test_grey_and_oversized_uploads(client):
     y, x = np.mgrid[0:300, 0:300]
     grey = ((x * 5 + y * 3) % 256).astype(np.uint8)

@@ -99,6 +99,58 @@ def test_predict_writes_masks_overlays_and_features(tiny_run, data_root, tmp_pat
     assert "aspirates" in result.output
 
 
+def test_predict_reads_a_dicom_tiles_resolution(tiny_run, data_root, tmp_path, he_dicom):
+    """A DICOM tile's pixel spacing (its own, or its Shared Functional Groups', as whole-slide images keep it) is
+    the resolution its nuclei are measured at; one far from the model's 0.25 µm is flagged; --microns-per-pixel
+    overrides it; a PNG gets the model's."""
+    tile = next((data_root / "monuseg_breast" / "test" / "images").glob("*.tif"))
+    rgb = np.asarray(Image.open(tile).convert("RGB"))[:256, :256].copy()
+    he_dicom(tmp_path / "at20x.dcm", rgb, (0.0005, 0.0005), shared=True)
+    he_dicom(tmp_path / "at40x.dcm", rgb, (0.00025, 0.00025))
+    Image.fromarray(rgb).save(tmp_path / "plain.png")
+    inputs = [str(tmp_path / n) for n in ("at20x.dcm", "at40x.dcm", "plain.png")]
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "monuseg", *inputs, "--model", str(tiny_run / "model"), "--out", str(out),
+                                 "--overlays", "false", "--tta", "none"])
+    assert result.exit_code == 0, result.output
+    with open(out / "predictions.csv") as f:
+        pred = {Path(r["source"]).stem: r for r in csv.DictReader(f)}
+    assert {k: (r["microns_per_pixel"], r["resolution_source"]) for k, r in pred.items()} == {
+        "at20x": ("0.5", "file"), "at40x": ("0.25", "file"), "plain": ("0.25", "model")}
+    assert pred["at20x"]["in_scope"] == "false" and "resample the tile to 0.25 µm" in pred["at20x"]["scope_note"]
+    assert "its file gives" not in pred["at40x"]["scope_note"] + pred["plain"]["scope_note"]  # (the tiny model's nuclei
+    # may be flagged as too small: it is barely trained)
+    for stem, mpp in (("at20x", 0.5), ("at40x", 0.25)):
+        with open(out / "nuclei" / f"{stem}.csv") as f:
+            nuclei = list(csv.DictReader(f))
+        assert nuclei and all(float(n["area_um2"]) == pytest.approx(float(n["area"]) * mpp ** 2, rel=1e-4)
+                              for n in nuclei)
+    given = tmp_path / "given"
+    result = runner.invoke(app, ["predict", "monuseg", inputs[0], "--model", str(tiny_run / "model"), "--out",
+                                 str(given), "--overlays", "false", "--tta", "none", "--microns-per-pixel", "0.3"])
+    assert result.exit_code == 0, result.output
+    with open(given / "predictions.csv") as f:
+        row = next(csv.DictReader(f))
+    assert (row["microns_per_pixel"], row["resolution_source"]) == ("0.3", "option")
+
+
+def test_tile_resolution_rules():
+    from types import SimpleNamespace
+
+    from breastdx.inference.nuclei_writer import tile_resolution
+
+    def at(spacing):
+        return SimpleNamespace(spacing_mm=spacing)
+
+    assert tile_resolution(at(None), 0.25) == (0.25, "model")
+    assert tile_resolution(at(None), None) == (None, "unknown")
+    assert tile_resolution(at((0.0005, 0.0005)), 0.25, from_file=False) == (0.25, "option")
+    assert tile_resolution(at((0.0005, 0.0006)), 0.25) == (0.25, "model; the file's pixels are not square (0.5 x "
+                                                                 "0.6 µm)")
+    assert tile_resolution(at((0.1, 0.1)), 0.25) == (0.25, "model; the file's pixel spacing (100 µm) is not a "
+                                                          "microscope's")  # an ultrasound image's calibration
+
+
 def test_predict_flags_a_training_tile(tiny_run, data_root, tmp_path):
     train = sorted((data_root / "monuseg_breast" / "train" / "images").glob("*.tif"))[0]
     crop = tmp_path / "train_crop.png"

@@ -106,7 +106,9 @@ def dicom_spacing(ds: Any, label: str = "DICOM") -> tuple[tuple[float, float] | 
     the image area; when none contains the centre, all that qualify are taken. When those agree (within 0.1%),
     their spacing is the answer, in mm (cm x 10); when they disagree, there is no spacing, and the note says
     which spacings disagree, because a lesion could lie in either region. Without a region that qualifies,
-    PixelSpacing (0028,0030) is used. ImagerPixelSpacing is never used: it is measured at the detector.
+    PixelSpacing (0028,0030) is used: the file's own, else that of its Shared Functional Groups' Pixel Measures
+    (multi-frame files: whole-slide microscopy, enhanced images). ImagerPixelSpacing is never used: it is measured
+    at the detector.
 
     Args:
         ds: A pydicom dataset.
@@ -122,13 +124,23 @@ def dicom_spacing(ds: Any, label: str = "DICOM") -> tuple[tuple[float, float] | 
     chosen, note = _region_spacing(ds)
     if chosen is not None or note:
         return chosen, note
-    if "PixelSpacing" in ds:
-        try:
-            row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
-            return (row_mm, col_mm), ""
-        except (TypeError, ValueError):
-            logger.warning("%s: ignoring malformed PixelSpacing %r", label, ds.PixelSpacing)
+    for holder in (ds, _pixel_measures(ds)):  # a multi-frame (enhanced, whole-slide) file keeps it per frame group
+        if holder is not None and "PixelSpacing" in holder:
+            try:
+                row_mm, col_mm = (float(v) for v in holder.PixelSpacing)
+                return (row_mm, col_mm), ""
+            except (TypeError, ValueError):
+                logger.warning("%s: ignoring malformed PixelSpacing %r", label, holder.PixelSpacing)
     return None, ""
+
+
+def _pixel_measures(ds: Any) -> Any:
+    """The Pixel Measures item (0028,9110) of a multi-frame file's Shared Functional Groups (5200,9229), as whole-
+    slide microscopy (PS3.3 C.8.12.4) and enhanced images write PixelSpacing; None without one."""
+    try:
+        return ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
 
 
 def _region_spacing(ds: Any) -> tuple[tuple[float, float] | None, str]:

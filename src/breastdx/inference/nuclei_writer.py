@@ -30,8 +30,8 @@ halved in size (as at 20x), 487-1416 px doubled (as at 80x, which this check can
 MIN_NUCLEI_FOR_MAGNIFICATION = 30
 """Fewest nuclei for the magnification check (a tile of stroma or background says nothing of it)."""
 
-PREDICTION_FIELDS = ("source", "height", "width", "n_nuclei", "n_in_summary", "mask", "in_scope", "scope_note",
-                     "seen_in_training", "seconds")
+PREDICTION_FIELDS = ("source", "height", "width", "n_nuclei", "n_in_summary", "mask", "microns_per_pixel",
+                     "resolution_source", "in_scope", "scope_note", "seen_in_training", "seconds")
 """Columns of ``predictions.csv``, one row per tile read."""
 
 
@@ -63,16 +63,63 @@ def magnification_note(labels: np.ndarray) -> str:
 
 def tile_scope(record: Any, predictor: Any, labels: np.ndarray) -> Any:
     """The :class:`~breastdx.inference.scope.Scope` of one tile: :func:`~breastdx.inference.scope.check_scope`
-    against :func:`scope_reference`, and :func:`magnification_note` of its predicted ``labels``."""
+    against :func:`scope_reference`, :func:`magnification_note` of its predicted ``labels``, and
+    :func:`resolution_note` of its file's pixel spacing."""
     from breastdx.inference.scope import Scope, check_scope
 
     scope = check_scope(record, scope_reference(predictor))
-    small = magnification_note(labels)
-    return Scope(False, "; ".join(filter(None, (scope.note, small)))) if small else scope
+    extra = [n for n in (magnification_note(labels), resolution_note(record, predictor)) if n]
+    return Scope(False, "; ".join(filter(None, (scope.note, *extra)))) if extra else scope
+
+
+def resolution_note(record: Any, predictor: Any) -> str:
+    """Why a tile's file says it is at another resolution than the model's, or ``""``: a DICOM pixel spacing
+    (:func:`tile_resolution`) more than 25% away from the model's ``microns_per_pixel`` (0.25, 40x)."""
+    trained = float(predictor.meta.get("microns_per_pixel") or 0)
+    mpp, source = tile_resolution(record, trained or None)
+    if not trained or source != "file" or abs(mpp / trained - 1) <= 0.25:
+        return ""
+    return (f"its file gives {mpp:g} µm per pixel, and this model was trained at {trained:g}: resample the tile to "
+            f"{trained:g} µm per pixel first")
+
+
+MAX_FILE_MICRONS_PER_PIXEL = 10.0
+"""Largest µm per pixel taken from a file's pixel spacing: a microscopy tile at 1.25x or more; a larger value is
+not a microscope's (an ultrasound image's spacing is about 100 µm per pixel) and is not used."""
+
+
+def tile_resolution(record: Any, default: float | None, from_file: bool = True) -> tuple[float | None, str]:
+    """The resolution a tile's nuclei are measured at, µm per pixel, and where it comes from.
+
+    Args:
+        record: The tile as read (:class:`~breastdx.data.images.ImageRecord`): ``spacing_mm`` is a DICOM file's
+            pixel spacing (PixelSpacing, of the file or of its Shared Functional Groups, as whole-slide
+            microscopy writes it); other formats give none (MoNuSeg's TIFFs carry 72-dpi placeholders).
+        default: The resolution otherwise: ``--microns-per-pixel``, or the model's (0.25, MoNuSeg at 40x); None
+            for unknown (pixels only).
+        from_file: Use the file's spacing when it has one (``predict monuseg`` without ``--microns-per-pixel``,
+            and the service); False when the user gave the resolution.
+
+    Returns:
+        ``(µm per pixel or None, source)``: the file's square pixel spacing within (0,
+        :data:`MAX_FILE_MICRONS_PER_PIXEL`] µm, source ``"file"``; else ``default`` with source ``"option"``,
+        ``"model"`` or ``"unknown"``, and a note after ``"; "`` when the file's spacing was not used (pixels not
+        square, or not a microscope's).
+    """
+    fallback = ("option" if not from_file else "model") if default else "unknown"
+    spacing = getattr(record, "spacing_mm", None)
+    if not from_file or spacing is None:
+        return default, fallback
+    row, col = (1000.0 * float(v) for v in spacing)
+    if abs(row - col) > 0.01 * max(row, col):
+        return default, f"{fallback}; the file's pixels are not square ({row:g} x {col:g} µm)"
+    if not 0 < row <= MAX_FILE_MICRONS_PER_PIXEL:
+        return default, f"{fallback}; the file's pixel spacing ({row:g} µm) is not a microscope's"
+    return row, "file"
 
 
 def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_dir: Path, *,
-                              microns_per_pixel: float | None,
+                              microns_per_pixel: float | None, resolution_from_file: bool = True,
                               overlays: bool) -> tuple[list[dict], list[tuple[str, str]]]:
     """Segment and measure every tile of ``inputs``; write its files under ``run_dir``.
 
@@ -87,6 +134,8 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
         inputs: Tile files and folders.
         run_dir: The output folder (exists).
         microns_per_pixel: The tiles' resolution, or None when unknown (features in px only).
+        resolution_from_file: A tile whose file gives its pixel spacing (DICOM) is measured at that instead
+            (:func:`tile_resolution`; ``predictions.csv`` says which, per tile).
         overlays: Write the outline overlays.
 
     Returns:
@@ -121,13 +170,15 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
         nuclei = measure_nuclei(labels, grey_levels(image))
         stem = stems.claim(Path(path).stem)  # two inputs of the same name from different folders
         mask_path = write_instance_labels(labels, run_dir / "masks" / stem)
-        write_nuclei_csv(nuclei, run_dir / "nuclei" / f"{stem}.csv", microns_per_pixel)
+        mpp, source = tile_resolution(record, microns_per_pixel, resolution_from_file)
+        write_nuclei_csv(nuclei, run_dir / "nuclei" / f"{stem}.csv", mpp)
         if overlays:
             save_png(instance_overlay(image, labels), run_dir / "overlays" / f"{stem}.png")
-        tiles.extend(tile_rows(stem, nuclei, microns_per_pixel))
+        tiles.extend(tile_rows(stem, nuclei, mpp))
         rows.append({"source": str(path), "height": image.shape[0], "width": image.shape[1],
                      "n_nuclei": len(nuclei), "n_in_summary": sum(n["in_summary"] for n in nuclei),
-                     "mask": str(mask_path.relative_to(run_dir)), "in_scope": str(scope.in_scope).lower(),
+                     "mask": str(mask_path.relative_to(run_dir)), "microns_per_pixel": mpp or "",
+                     "resolution_source": source, "in_scope": str(scope.in_scope).lower(),
                      "scope_note": scope.note,
                      "seen_in_training": seen_in_training(predictor, image) or "no",
                      "seconds": round(time.perf_counter() - start, 3)})

@@ -5,7 +5,8 @@ over :data:`NUCLEI_MAX_PIXELS` is refused with a pointer to ``breastdx predict m
 windows), segmented by the model folder's :class:`~breastdx.inference.nuclei.NucleusPredictor`, and measured with the
 ten features of Street, Wolberg & Mangasarian (1993) per nucleus (:mod:`breastdx.morphometry`). The answer holds the
 count, the 30 per-tile columns under the cytology names (``radius_mean`` ... ``fractal_dimension_worst``) in pixels
-and, at the model's resolution (0.25 µm per pixel, MoNuSeg at 40x), in µm, the outlines as an RGBA layer, the scope
+and, at the tile's resolution (a DICOM file's pixel spacing, else the model's: 0.25 µm per pixel, MoNuSeg at
+40x), in µm, the outlines as an RGBA layer, the scope
 checks of ``predict monuseg`` (colour, size, nuclei too small for 40x) and why these features carry no diagnosis
 (:data:`~breastdx.evaluation.nuclei_report.CYTOLOGY_NOTE`).
 
@@ -55,7 +56,8 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
         under half the training patch size, or nuclei too small for 40x:
         :func:`breastdx.inference.nuclei_writer.magnification_note`); ``nuclei`` holds ``n_nuclei`` (instances
         found), ``n_in_summary`` (those of at least 30 px that do not touch the tile's edge, which the features
-        summarise), ``microns_per_pixel``, ``median_area_px`` and ``median_area_um2`` (over the summarised nuclei,
+        summarise), ``microns_per_pixel`` and ``resolution_source`` (a DICOM tile's pixel spacing, else the
+        model's: :func:`breastdx.inference.nuclei_writer.tile_resolution`), ``median_area_px`` and ``median_area_um2`` (over the summarised nuclei,
         None when there are none), ``features_px`` and ``features_um`` (the 30 columns; ``features_um`` None when
         the model states no resolution; a column is None when no nucleus gives it), ``outline_overlay_png`` (RGBA,
         yellow outlines at the display size), ``outline_composite_png`` (with ``composites``), ``per_nucleus``
@@ -67,7 +69,7 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
     """
     from breastdx.evaluation.nuclei_report import CYTOLOGY_NOTE
     from breastdx.inference.base import seen_in_training
-    from breastdx.inference.nuclei_writer import tile_scope
+    from breastdx.inference.nuclei_writer import tile_resolution, tile_scope
     from breastdx.morphometry.features import grey_levels
     from breastdx.morphometry.summary import in_microns, measure_nuclei, nucleus_rows, tile_summary
     from breastdx.visualize import display_size, png_data_url, resize_image
@@ -93,7 +95,7 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
     nuclei = measure_nuclei(labels, grey_levels(image))
     timings["nuclei"] = (time.perf_counter() - t) * 1000
     scope = tile_scope(record, predictor, labels)
-    mpp = float(predictor.meta.get("microns_per_pixel") or 0) or None
+    mpp, resolution_source = tile_resolution(record, float(predictor.meta.get("microns_per_pixel") or 0) or None)
     summarised = [n for n in nuclei if n["in_summary"]]
     median_px = float(np.median([n["area"] for n in summarised])) if summarised else None
 
@@ -104,8 +106,9 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
     shown = labels[np.ix_(rows, cols)]
     answer: dict[str, Any] = {
         "image": {"filename": filename, "width": int(image.shape[1]), "height": int(image.shape[0]),
-                  "format": record.source_format, "mode": record.source_mode, "spacing_mm": None,
-                  "spacing_note": "", "frame": None if record.frame is None else list(record.frame),
+                  "format": record.source_format, "mode": record.source_mode,
+                  "spacing_mm": None if record.spacing_mm is None else list(record.spacing_mm),
+                  "spacing_note": record.spacing_note, "frame": None if record.frame is None else list(record.frame),
                   "in_scope": scope.in_scope, "scope_note": scope.note,
                   "seen_in_training": seen_in_training(predictor, image),
                   "display_width": int(disp.shape[1]), "display_height": int(disp.shape[0]),
@@ -116,6 +119,7 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
             "n_nuclei": len(nuclei),
             "n_in_summary": len(summarised),
             "microns_per_pixel": mpp,
+            "resolution_source": resolution_source,
             "median_area_px": median_px,
             "median_area_um2": None if median_px is None or mpp is None else median_px * mpp * mpp,
             "features_px": tile_summary(nuclei),

@@ -188,7 +188,10 @@ class NucleiResult(_Base):
     n_nuclei: int = Field(description="Nucleus instances found.")
     n_in_summary: int = Field(description="Those the features summarise: at least 30 px, not touching the tile's "
                                           "edge.")
-    microns_per_pixel: float | None = Field(description="The resolution the model assumes (0.25: 40x), or null.")
+    microns_per_pixel: float | None = Field(description="The resolution the nuclei are measured at: a DICOM tile's "
+                                                        "pixel spacing, else the model's (0.25: 40x); or null.")
+    resolution_source: str = Field(description="Where microns_per_pixel comes from: 'file', 'model' or 'unknown' "
+                                               "(then a note after '; ' when the file's spacing was not used).")
     median_area_px: float | None = Field(description="Median area of the summarised nuclei, pixels; null when none.")
     median_area_um2: float | None = Field(description="The same in µm² at microns_per_pixel.")
     features_px: dict[str, float | None] = Field(description="The 30 cytology columns (radius_mean ... "

@@ -184,8 +184,8 @@ class MonusegPredictOptions:
     """Options of ``breastdx predict monuseg``.
 
     Attributes:
-        microns_per_pixel: Resolution of the tiles, µm per pixel (0: unknown, pixels only; -1, the default: the
-            model's).
+        microns_per_pixel: Resolution of the tiles, µm per pixel (0: unknown, pixels only; -1, the default: a
+            DICOM tile's pixel spacing, else the model's).
         roi_size: Sliding-window side, pixels (0: the model's).
         overlap: Sliding-window overlap (negative: the model's).
         overlays: Write an overlay PNG of the outlines per tile.
@@ -532,11 +532,13 @@ class MonusegTask(Task):
                                                 overlap=o.overlap if o.overlap >= 0 else w.overlap)
         mpp = o.microns_per_pixel if o.microns_per_pixel >= 0 else float(predictor.meta.get("microns_per_pixel", 0))
         rows, failures = write_nucleus_predictions(predictor, inputs, run_dir, microns_per_pixel=mpp or None,
-                                                   overlays=o.overlays)
+                                                   resolution_from_file=o.microns_per_pixel < 0, overlays=o.overlays)
         table = [["tile", "size", "nuclei", "in summary", "s", "in scope"]] + [
             [Path(r["source"]).name, f"{r['width']}x{r['height']}", r["n_nuclei"], r["n_in_summary"], r["seconds"],
              scope_cell(r)] for r in rows[:50]]
-        unit = f"µm at {mpp} µm/px and px" if mpp else "px (resolution unknown)"
+        used = {r["microns_per_pixel"] for r in rows}
+        unit = (f"µm at {mpp} µm/px and px" if used <= {mpp} and mpp else "px (resolution unknown)" if used <= {""}
+                else "µm at each tile's resolution, predictions.csv's microns_per_pixel, and px")
         notes = [f"{len(rows)} tile(s) in {sum(r['seconds'] for r in rows):.1f} s end to end; wrote predictions.csv, "
                  f"tile_features.csv (30 cytology columns, {unit}), masks/, nuclei/" + (", overlays/" if o.overlays
                                                                                     else ""), CYTOLOGY_NOTE]

@@ -272,7 +272,9 @@ function showNuclei(dl, nuc) {
     addDetail(dl, "Median nucleus area", (nuc.median_area_um2 !== null ? `${nuc.median_area_um2.toFixed(1)} µm² (` : "") +
       `${nuc.median_area_px.toFixed(0)} px` + (nuc.median_area_um2 !== null ? ")" : ""));
   }
-  addDetail(dl, "Resolution", um ? `${nuc.microns_per_pixel} µm per pixel assumed (40x, as the model was trained)` : "unknown: lengths in pixels");
+  const fromFile = (nuc.resolution_source || "").startsWith("file");
+  addDetail(dl, "Resolution", um ? `${nuc.microns_per_pixel} µm per pixel ` + (fromFile ? "(the file's pixel spacing)"
+    : "assumed (40x, as the model was trained)") : "unknown: lengths in pixels");
   for (const [name, unit] of NUCLEUS_FEATURES) {
     const mean = f[name + "_mean"];
     const worst = f[name + "_worst"];
