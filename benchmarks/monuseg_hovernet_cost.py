@@ -80,7 +80,8 @@ def main() -> None:
         print(json.dumps({"network": name, "patch": size, "batch": args.batch,
                           "parameters": sum(p.numel() for p in net.parameters()),
                           "seconds_per_step_median": round(median, 3), "min": round(min(times), 3),
-                          "max": round(max(times), 3), "hours_for_5000_steps": round(median * STEPS_SHIPPED / 3600, 2)}),
+                          "max": round(max(times), 3),
+                          "hours_for_5000_steps": round(median * STEPS_SHIPPED / 3600, 2)}),
               flush=True)
     print(json.dumps({"hovernet_over_unet": round(results["hovernet fast"] / results["unet (shipped)"], 1)}))
 
