@@ -50,16 +50,16 @@ def folder_images(spec: str, root: Path, mode: str, limit: int) -> list:
     arrays."""
     from breastdx.data.images import read_image
     from breastdx.data.image_files import list_images
-    from breastdx.data.npz_images import expand_npz, read_npz_item
+    from breastdx.data.array_images import expand_array_file, read_array_item
 
     if ".npz" in spec:
-        paths = expand_npz(root / spec)
+        paths = expand_array_file(root / spec)
     else:
         paths = list_images([root / spec])
     if limit and len(paths) > limit:
         paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
     if ".npz" in spec:
-        return [read_npz_item(p, mode)[0] for p in paths]
+        return [read_array_item(p, mode)[0] for p in paths]
     return [read_image(p, mode=mode) for p in paths]
 
 

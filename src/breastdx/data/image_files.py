@@ -28,8 +28,8 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
     """Collect image files from files and folders.
 
     A MedMNIST ``.npz`` file (``breastmnist.npz``, or ``breastmnist.npz#test`` for one split) gives one item per
-    image, ``<file>.npz#<split>_images[<index>]``, which :func:`breastdx.data.images.read_image` reads
-    (:mod:`breastdx.data.npz_images`). Folders are searched recursively for names ending in one of
+    image, ``<file>.npz#<split>_images[<index>]``, and a PatchCamelyon ``.h5`` file one per patch,
+    ``<file>.h5#x[<index>]``; :func:`breastdx.data.images.read_image` reads them (:mod:`breastdx.data.array_images`). Folders are searched recursively for names ending in one of
     :data:`IMAGE_SUFFIXES` (any case), and for DICOM files named without an extension or with a numeric one
     (``IM00001``, ``1.2.840.10008.5.1``: the usual PACS export names), recognised by their preamble ('DICM' at
     byte 128);
@@ -46,16 +46,16 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
     Returns:
         Unique paths, sorted (a cine loop's frame items, :mod:`breastdx.data.dicom_frames`, by frame number).
     """
-    from breastdx.data.npz_images import NpzInputError, expand_npz, is_npz_input
+    from breastdx.data.array_images import ArrayInputError, expand_array_file, is_array_input
 
     found: set[Path] = set()
     not_read: list[Path] = []
     for item in inputs:
         p = Path(item)
-        if is_npz_input(item) and not p.is_dir():  # a MedMNIST .npz: one item per image (a bad file: one item)
+        if is_array_input(item) and not p.is_dir():  # a .npz or .h5: one item per image (a bad file: one item)
             try:
-                found.update(expand_npz(item))
-            except NpzInputError:
+                found.update(expand_array_file(item))
+            except ArrayInputError:
                 found.add(p)
             continue
         if p.is_dir():

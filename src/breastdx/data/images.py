@@ -69,7 +69,8 @@ class ImageRecord:
             when the DICOM file has neither, or when its ultrasound regions disagree (``spacing_note`` says so).
             ImagerPixelSpacing is not used: it is measured at the detector, not in the patient
             (:func:`breastdx.data.dicom_pixels.dicom_spacing`).
-        source_format: ``"PNG"``, ``"JPEG"``, ``"TIFF"`` or ``"DICOM"``.
+        source_format: ``"PNG"``, ``"JPEG"``, ``"TIFF"`` or ``"DICOM"``; ``"NPZ"`` or ``"HDF5"`` for an image of an
+            array file (:mod:`breastdx.data.array_images`).
         source_mode: The stored pixel layout: a Pillow mode (``"L"``, ``"RGB"``, ``"RGBA"``, ``"I;16"``,
             ``"1"``, ``"P"``, ...) or a DICOM PhotometricInterpretation (``"MONOCHROME2"``, ``"RGB"``, ...).
         full_shape: ``(H, W)`` of the image as stored when it was decoded reduced (``max_side`` of
@@ -136,17 +137,18 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
     from breastdx.data.dicom_frames import frame_item
-    from breastdx.data.npz_images import NpzInputError, expand_npz, is_npz_input, npz_item, read_npz_item
+    from breastdx.data.array_images import (ArrayInputError, array_item, expand_array_file, is_array_input,
+                                            read_array_item, source_format)
 
     try:
-        if npz_item(path) is not None:  # one image of a MedMNIST .npz (see :func:`breastdx.data.image_files.list_images`)
-            image, stored = read_npz_item(path, mode)
-            return ImageRecord(image, Path(path), None, "NPZ", stored)
-        if is_npz_input(path):  # a whole .npz: say what is wrong with it, or how to read it
-            n = len(expand_npz(path))
-            raise ImageReadError(f"{path}: a MedMNIST .npz of {n} images, not one image; list_images (and predict) "
+        if array_item(path) is not None:  # one image of an array file (see :func:`breastdx.data.image_files.list_images`)
+            image, stored = read_array_item(path, mode)
+            return ImageRecord(image, Path(path), None, source_format(path), stored)
+        if is_array_input(path):  # a whole .npz or .h5: say what is wrong with it, or how to read it
+            n = len(expand_array_file(path))
+            raise ImageReadError(f"{path}: an array file of {n} images, not one image; list_images (and predict) "
                                  f"read each of them.")
-    except NpzInputError as e:
+    except ArrayInputError as e:
         raise ImageReadError(str(e)) from None
     item, frame = Path(path), None
     chosen = frame_item(path)

@@ -270,7 +270,9 @@ class PcamH5Source(PatchSource):
         if self._x is None or self._pid != pid:
             import h5py
 
-            self._file = h5py.File(self.x_path, "r")
+            from breastdx.data.array_images import HDF5_CHUNK_CACHE
+
+            self._file = h5py.File(self.x_path, "r", rdcc_nbytes=HDF5_CHUNK_CACHE)  # a file compressed in chunks
             self._x = self._file["x"]
             self._pid = pid
         return self._x

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from breastdx.cli import app
 from breastdx.data.images import ImageReadError, read_image
 from breastdx.data.image_files import list_images
-from breastdx.data.npz_images import NpzInputError, expand_npz
+from breastdx.data.array_images import ArrayInputError, expand_array_file
 from breastdx.evaluation.metrics import auroc
 
 
@@ -39,12 +39,12 @@ def test_an_npz_gives_one_item_per_image_of_every_split_or_of_one(tmp_path):
     assert read_image(items[2], mode="rgb").array.shape == (28, 28, 3)
     with pytest.raises(ImageReadError, match="past the 3 images"):
         read_image(f"{path}#test_images[000003]")
-    with pytest.raises(NpzInputError, match="no split 'val'; it has train, test"):
-        expand_npz(f"{path}#val")
+    with pytest.raises(ArrayInputError, match="no split 'val'; it has train, test"):
+        expand_array_file(f"{path}#val")
     for fragment in ("test_labels", "test_images[-1]", ""):  # "no such file" before: the path was taken whole
-        with pytest.raises(NpzInputError, match=rf"after '#' expected a split \(train, val, test\) or one image, "
+        with pytest.raises(ArrayInputError, match=rf"after '#' expected a split \(train, val, test\) or one image, "
                                                 rf"as tiny.npz#test_images\[000017\]; got '{re.escape(fragment)}'"):
-            expand_npz(f"{path}#{fragment}")
+            expand_array_file(f"{path}#{fragment}")
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     assert list_images([tmp_path / "other.npz"]) == [tmp_path / "other.npz"]  # kept whole, reported when read
     with pytest.raises(ImageReadError, match="MedMNIST"):
@@ -71,3 +71,56 @@ def test_predict_the_real_breastmnist_test_split_from_its_npz(tmp_path):
     p = np.array([float(r["p_malignant"]) for r in rows])
     # the shipped model's test AUROC, recomputed from predictions of the npz's own images
     assert float(auroc(y == 0, p)) == pytest.approx(meta["metrics"]["auroc"]["value"], abs=2e-3)
+
+
+def _pcam_h5(path: Path, patches: np.ndarray) -> Path:
+    import h5py
+
+    with h5py.File(path, "w") as f:  # PatchCamelyon's layout: one dataset 'x', uint8 (N, 96, 96, 3), gzip chunks
+        f.create_dataset("x", data=patches, chunks=(1, 96, 96, 3), compression="gzip")
+    return path
+
+
+def test_a_pcam_h5_gives_one_item_per_patch(tmp_path):
+    import h5py
+
+    patches = np.random.default_rng(1).integers(0, 256, (3, 96, 96, 3), dtype=np.uint8)
+    x = _pcam_h5(tmp_path / "camelyonpatch_level_2_split_test_x.h5", patches)
+    items = list_images([x])
+    assert [str(p) for p in items] == [f"{x}#x[{i:06d}]" for i in range(3)]
+    assert list_images([f"{x}#x"]) == items
+    rec = read_image(items[2], mode="rgb")
+    np.testing.assert_array_equal(rec.array, patches[2])
+    assert rec.source_format == "HDF5" and rec.source_mode == "RGB"
+    with pytest.raises(ImageReadError, match="past the 3 images of x"):
+        read_image(f"{x}#x[000003]")
+    with pytest.raises(ArrayInputError, match="no image dataset 'y'; it has x"):
+        expand_array_file(f"{x}#y")
+    with pytest.raises(ArrayInputError, match=r"after '#' expected a dataset, as x or one image"):
+        expand_array_file(f"{x}#x[-1]")
+    y = tmp_path / "camelyonpatch_level_2_split_test_y.h5"
+    with h5py.File(y, "w") as f:
+        f.create_dataset("y", data=np.zeros((3, 1, 1, 1), np.uint8))
+    with pytest.raises(ImageReadError, match="the '_y.h5' file holds labels"):
+        read_image(y)
+
+
+def test_predict_pcam_reads_an_h5_as_it_reads_the_patch_files(tmp_path):
+    """The same real PCam test patches, as JPEG files and as an HDF5 file of their pixels: the same predictions."""
+    env = os.environ.get("BREASTDX_DATA")
+    folder = Path(env or "") / "pcam_subset" / "test" / "1"
+    if not env or not folder.is_dir():
+        pytest.skip("real data not available: set BREASTDX_DATA to ../shared/data")
+    from PIL import Image
+
+    files = sorted(folder.glob("*.jpg"))[:6]
+    x = _pcam_h5(tmp_path / "patches_x.h5", np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]))
+    runner = CliRunner()
+    for name, inputs in (("files", [str(f) for f in files]), ("h5", [str(x)])):
+        result = runner.invoke(app, ["predict", "pcam", *inputs, "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    probabilities = {}
+    for name in ("files", "h5"):
+        with open(tmp_path / name / "predictions.csv", newline="") as f:
+            probabilities[name] = [float(r["p_tumour"]) for r in csv.DictReader(f)]
+    assert len(probabilities["h5"]) == 6 and probabilities["h5"] == probabilities["files"]
