@@ -173,3 +173,18 @@ def test_verbs_a_task_lacks_name_the_tasks_that_have_them(tmp_path: Path):
     assert ("it explains breakhis, breastmnist, busi-cls, idc, pcam, wdbc (Grad-CAM on images, SHAP on WDBC "
             "features)") in " ".join(result.output.split())
     assert not (tmp_path / "c").exists() and not (tmp_path / "e").exists()
+
+
+def test_models_name_shows_its_model_card(tmp_path: Path):
+    from breastdx.zoo import shipped_models
+
+    result = runner.invoke(app, ["models", "monuseg"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Research use only" in text and f"Model folder: {shipped_models()['monuseg']}" in text
+    assert "AJI" in text  # the card's evaluation, rendered from its Markdown
+    unknown = runner.invoke(app, ["models", "nope"])
+    assert unknown.exit_code == 2 and "nope: neither a model folder nor a shipped model" in unknown.output
+    (tmp_path / "meta.json").write_text("{}")
+    no_card = runner.invoke(app, ["models", str(tmp_path)])
+    assert no_card.exit_code == 2 and "no MODEL_CARD.md" in " ".join(no_card.output.split())

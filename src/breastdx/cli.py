@@ -379,21 +379,24 @@ def list_tasks() -> None:
 
 
 @app.command("models")
-def list_models() -> None:
-    """List the shipped models with their task and headline metrics."""
-    from breastdx.evaluation.tables import ci_text, headline_metrics, metric_label
-    from breastdx.zoo import shipped_meta
+def list_models(name: Optional[str] = typer.Argument(None, help="A shipped model's name or a model folder: show its "
+                                                               "model card.")) -> None:
+    """List the shipped models with their task and headline metrics; with NAME, show that model's card."""
+    from breastdx.zoo import MODELS_TABLE_COLUMNS, MODELS_TABLE_TITLE, model_card, models_table_rows
 
-    table = Table(title="Shipped models (research use only; figures on the split in brackets, with 95% intervals; "
-                        "auroc: the positive class (malignant, tumour) against the rest; @ argmax: the most probable "
-                        "class, @ op: the operating threshold chosen on validation)")
-    for col in ("name", "task", "architecture", "metrics (split)"):
+    if name is not None:
+        try:
+            folder, card = model_card(name)
+        except FileNotFoundError as e:
+            _fail(str(e))
+        from rich.markdown import Markdown  # markdown-it: only for a card
+
+        return console.print(Markdown(card), f"Model folder: {folder}", sep="\n", highlight=False)
+    table = Table(title=MODELS_TABLE_TITLE)
+    for col in MODELS_TABLE_COLUMNS:
         table.add_column(col, overflow="fold")
-    for name, meta in shipped_meta().items():
-        shown = ", ".join(f"{metric_label(k)} {ci_text(meta['metrics'][k])}" for k in headline_metrics(meta))
-        split = meta.get("metrics_split", "")
-        table.add_row(name, meta["task"], meta["architecture"],
-                      f"{shown} ({split})" if shown else "no test figures (see its model card)")
+    for row in models_table_rows():
+        table.add_row(*row)
     console.print(table)
 
 

@@ -69,3 +69,44 @@ def resolve_model(name_or_dir: str | Path | None, task: str) -> Path:
         return models[str(name_or_dir)]
     raise FileNotFoundError(f"--model {name_or_dir}: neither a folder nor a shipped model. "
                             f"Shipped models: {', '.join(models) or '(none)'}.")
+
+
+MODELS_TABLE_TITLE = ("Shipped models (research use only; figures on the split in brackets, with 95% intervals; auroc: "
+                      "the positive class (malignant, tumour) against the rest; @ argmax: the most probable class, "
+                      "@ op: the operating threshold chosen on validation)")
+MODELS_TABLE_COLUMNS = ("name", "task", "architecture", "metrics (split)")
+
+
+def models_table_rows() -> list[list[str]]:
+    """``breastdx models``: per shipped model its name, task, architecture and headline figures with their split
+    (:func:`breastdx.evaluation.tables.headline_metrics`), rows of :data:`MODELS_TABLE_COLUMNS`."""
+    from breastdx.evaluation.tables import ci_text, headline_metrics, metric_label
+
+    rows = []
+    for name, meta in shipped_meta().items():
+        shown = ", ".join(f"{metric_label(k)} {ci_text(meta['metrics'][k])}" for k in headline_metrics(meta))
+        split = meta.get("metrics_split", "")
+        rows.append([name, meta["task"], meta["architecture"],
+                     f"{shown} ({split})" if shown else "no test figures (see its model card)"])
+    return rows
+
+
+def model_card(name_or_dir: str | Path) -> tuple[Path, str]:
+    """``breastdx models NAME``: a model folder (a shipped model's name, a model folder or a training run's folder)
+    and the Markdown of its ``MODEL_CARD.md``.
+
+    Raises:
+        FileNotFoundError: If the name is neither a folder nor a shipped model (the shipped ones listed), or the
+            folder has no model card.
+    """
+    from breastdx.models.saved import CARD_FILE
+
+    models = shipped_models()
+    if not Path(name_or_dir).is_dir() and str(name_or_dir) not in models:
+        raise FileNotFoundError(f"{name_or_dir}: neither a model folder nor a shipped model. Shipped models: "
+                                f"{', '.join(models) or '(none)'}.")
+    folder = resolve_model(name_or_dir, task="")
+    card = folder / CARD_FILE
+    if not card.is_file():
+        raise FileNotFoundError(f"{folder}: no {CARD_FILE}; a model folder written by breastdx train has one.")
+    return folder, card.read_text(encoding="utf-8")
