@@ -62,7 +62,9 @@ def test_predict_the_real_breastmnist_test_split_from_its_npz(tmp_path):
     with open(tmp_path / "p" / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 156 and rows[0]["source"].endswith("#test_images[000000]")
-    assert len(list((tmp_path / "p" / "gradcam").glob("*.png"))) == 156  # one overlay per image, none overwritten
+    overlays = sorted(p.name for p in (tmp_path / "p" / "gradcam").glob("*.png"))
+    assert len(overlays) == 156  # one overlay per image, none overwritten, each named by its index
+    assert overlays[17].startswith("breastmnist_test_images_000017")
     with np.load(npz) as z:
         y = z["test_labels"].ravel()  # MedMNIST: 0 = malignant, 1 = normal or benign
     from breastdx.zoo import shipped_models
@@ -124,3 +126,7 @@ def test_predict_pcam_reads_an_h5_as_it_reads_the_patch_files(tmp_path):
         with open(tmp_path / name / "predictions.csv", newline="") as f:
             probabilities[name] = [float(r["p_tumour"]) for r in csv.DictReader(f)]
     assert len(probabilities["h5"]) == 6 and probabilities["h5"] == probabilities["files"]
+    explained = runner.invoke(app, ["explain", "pcam", f"{x}#x", "--out", str(tmp_path / "explain")])
+    assert explained.exit_code == 0, explained.output
+    names = sorted(p.name for p in (tmp_path / "explain" / "explanations").glob("*gradcam_*.png"))
+    assert [n.split("_gradcam_")[0] for n in names] == [f"patches_x_x_{i:06d}" for i in range(6)]

@@ -108,6 +108,19 @@ def visible_entries(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if not p.name.startswith("."))
 
 
+def item_stem(path: str | Path) -> str:
+    """The stem of an input's output files: the file's stem; ``<stem>_frame<k>`` for a cine loop's frame item
+    (:mod:`breastdx.data.dicom_frames`); ``<stem>_<key>_<index>`` for an image of an array file
+    (``breastmnist_test_images_000017``; :mod:`breastdx.data.array_images`)."""
+    from breastdx.data.array_images import array_item
+    from breastdx.data.dicom_frames import frame_item
+
+    chosen, item = frame_item(path), array_item(path)
+    if item is not None:
+        return f"{item[0].stem}_{item[1]}_{item[2]:06d}"
+    return Path(path).stem if chosen is None else f"{chosen[0].stem}_frame{chosen[1]}"
+
+
 class OutputStems:
     """Distinct stems for the output files of a batch's inputs, so that none overwrites another's.
 

@@ -142,7 +142,7 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
         ``(rows, failures)``: the rows of ``predictions.csv`` and ``(file, reason)`` of each input not read.
     """
     from breastdx.data.images import ImageReadError, read_image
-    from breastdx.data.image_files import OutputStems, list_images
+    from breastdx.data.image_files import OutputStems, item_stem, list_images
     from breastdx.evaluation.nuclei_report import save_png
     from breastdx.inference.base import seen_in_training
     from breastdx.inference.csv_safety import safe_rows
@@ -168,7 +168,7 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
         labels, _ = predictor.predict(image)
         scope = tile_scope(record, predictor, labels)
         nuclei = measure_nuclei(labels, grey_levels(image))
-        stem = stems.claim(Path(path).stem)  # two inputs of the same name from different folders
+        stem = stems.claim(item_stem(path))  # two inputs of the same name from different folders
         mask_path = write_instance_labels(labels, run_dir / "masks" / stem)
         mpp, source = tile_resolution(record, microns_per_pixel, resolution_from_file)
         write_nuclei_csv(nuclei, run_dir / "nuclei" / f"{stem}.csv", mpp)

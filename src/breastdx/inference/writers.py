@@ -28,15 +28,6 @@ Failures = list[tuple[str, str]]
 RowMaker = Callable[[Path, Any, Any, str, Callable[..., Future]], dict[str, Any]]
 
 
-def item_stem(path: Path) -> str:
-    """The stem of an input's output files: the file's stem, with ``_frame<k>`` for a cine loop's frame item
-    (:mod:`breastdx.data.dicom_frames`)."""
-    from breastdx.data.dicom_frames import frame_item
-
-    chosen = frame_item(path)
-    return path.stem if chosen is None else f"{chosen[0].stem}_frame{chosen[1]}"
-
-
 def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path, fields: list[str],
                     make_row: RowMaker, workers: int, **options: Any) -> tuple[list[dict[str, Any]], Failures, float]:
     """Predict every image of ``inputs``, make each row with ``make_row(path, record, output, stem, submit)``
@@ -47,7 +38,7 @@ def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path,
     the lesion, a re-saved or re-cropped copy, a BUSI file whose BreastMNIST version was trained on) or neither
     (``no``), and a warning counts them, as another counts the inputs out of the model's scope (``in_scope``
     false)."""
-    from breastdx.data.image_files import OutputStems, list_images
+    from breastdx.data.image_files import OutputStems, item_stem, list_images
     from breastdx.inference.base import seen_in_training
 
     known = getattr(predictor, "training_hashes", frozenset())

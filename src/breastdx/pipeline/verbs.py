@@ -462,7 +462,7 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
     from PIL import Image
 
     from breastdx.data.images import read_mask
-    from breastdx.data.image_files import OutputStems, list_images
+    from breastdx.data.image_files import OutputStems, item_stem, list_images
     from breastdx.explain.gradcam import cam_mass_in_mask, pointing_game_hit
     from breastdx.data.transforms import central_square_box
     from breastdx.inference.scope import check_scope, warn_out_of_scope
@@ -489,7 +489,7 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
     classes = predictor.class_names
     stems = OutputStems()  # two inputs of one name (from two folders) never share output files
     for path, rec, out in records:
-        stem = stems.claim(path.stem)
+        stem = stems.claim(item_stem(path))
         mask = None
         mask_file = path.with_name(f"{path.stem}_mask{path.suffix}")
         if mask_file.is_file():
