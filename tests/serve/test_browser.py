@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from breastdx import RESEARCH_USE_ONLY
-from breastdx.data.wdbc import load_wdbc
+from breastdx.data.wdbc import FEATURE_NAMES, load_wdbc
 from breastdx.serve import ServeSettings, create_app, running_server
 from breastdx.serve.db import PredictionStore
 
@@ -186,6 +186,41 @@ def test_several_images_give_a_table_and_csv(browser, server, busi_image, tmp_pa
     page.screenshot(path=str(tmp_path / "batch.png"), full_page=True)
     print(f"\nscreenshot: {tmp_path / 'batch.png'}")
     assert errors == [] or all("422" in e or "415" in e for e in errors)  # the failed upload's answer is logged
+    page.close()
+
+
+def test_wdbc_csv_of_cases(browser, server, tmp_path):
+    """A CSV as a spreadsheet in a decimal-comma locale saves it (; separated, quoted header names, ID and diagnosis
+    columns), with one row out of range and one short row: every case is predicted or named with its problem, and
+    the results download as CSV."""
+    case = load_wdbc()
+    header = ";".join(["ID", "diagnosis", *[f'"{n}"' for n in FEATURE_NAMES]])
+    rows = [";".join([f"c{i}", "M" if case.y[i] else "B", *[repr(float(v)).replace(".", ",") for v in case.X[i]]])
+            for i in range(4)]
+    rows[2] = rows[2].replace(rows[2].split(";")[2], "-1", 1)  # mean radius -1: refused by the service, named
+    rows.append("c9;B;1,5")  # too short
+    csv_file = tmp_path / "cases.csv"
+    csv_file.write_text("\ufeff" + "\r\n".join([header, *rows]) + "\r\n", encoding="utf-8")
+    page, errors = _open(browser, server)
+    page.click("#tab-wdbc")
+    page.set_input_files("#wdbc-file", str(csv_file))
+    page.wait_for_selector("#wdbc-batch-csv:not([disabled])", timeout=60_000)
+    cells = [[td.inner_text() for td in tr.query_selector_all("td")]
+             for tr in page.query_selector_all("#wdbc-batch-table tbody tr")]
+    assert [c[:4] for c in cells] == [["2", "c0", "malignant", "malignant"], ["3", "c1", "malignant", "malignant"],
+                                      ["4", "c2", "malignant", "error"], ["5", "c3", "malignant", "malignant"],
+                                      ["6", "c9", "benign", "error"]]
+    assert "'mean radius'" in cells[2][5] and "3 fields, but the header has 32" in cells[4][5]
+    assert "3 case(s) predicted, 2 could not be" in page.inner_text("#wdbc-batch-status")
+    with page.expect_download() as download:
+        page.click("#wdbc-batch-csv")
+    saved = download.value.path().read_text()
+    table = list(csv.DictReader(io.StringIO(saved)))
+    assert [r["case_id"] for r in table[:5]] == ["c0", "c1", "c2", "c3", "c9"]
+    assert float(table[0]["p_malignant"]) > 0.5 and table[2]["error"] and table[-1]["line"].startswith("# Research")
+    assert errors == [] or all("422" in e for e in errors)  # the refused row's answer is logged
+    page.screenshot(path=str(tmp_path / "wdbc_csv.png"), full_page=True)
+    print(f"\nscreenshot: {tmp_path / 'wdbc_csv.png'}")
     page.close()
 
 

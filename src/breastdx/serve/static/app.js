@@ -8,6 +8,7 @@ const state = {
   researchNotice: "",
   batch: [],           // one entry per uploaded file: {file, status, answer, error}
   selected: -1,        // index in batch shown in the viewer
+  wdbcBatch: [],       // one entry per case of a WDBC CSV: {line, caseId, reference, features, answer, error}
 };
 
 const TASK_TITLES = {
@@ -240,6 +241,7 @@ function setupTasks() {
   const hasWDBC = state.tasks.includes("wdbc");
   $("wdbc-submit").disabled = !hasWDBC;
   $("wdbc-example").disabled = !hasWDBC;
+  $("wdbc-file").disabled = !hasWDBC;
   if (!hasWDBC) showError("wdbc-error", "No WDBC model is shipped in this installation.");
 }
 
@@ -524,139 +526,6 @@ function downloadNuclei() {
   saveCSV(lines.join("\r\n") + "\r\n", item.file.name.replace(/\.[^.]*$/, "") + "_nuclei.csv");
 }
 
-// ----------------------------------------------------------------------------------------- WDBC
-
-function wdbcModel() { return state.models.find((m) => m.task === "wdbc"); }
-
-function setupWDBC() {
-  const box = $("wdbc-fields");
-  box.replaceChildren();
-  const model = wdbcModel();
-  if (!model) return;
-  const groups = { mean: [], error: [], worst: [] };
-  for (const name of model.input.features) {
-    const g = name.startsWith("mean ") ? "mean" : name.startsWith("worst ") ? "worst" : "error";
-    groups[g].push(name);
-  }
-  const titles = { mean: "Mean", error: "Standard error", worst: "Worst (mean of the 3 largest)" };
-  for (const g of ["mean", "error", "worst"]) {
-    const fs = el("fieldset", {}, el("legend", { text: titles[g] }));
-    for (const name of groups[g]) {
-      const id = "f-" + name.replace(/\s+/g, "-");
-      const unit = model.input.units ? model.input.units[name] : "";
-      const input = el("input", { type: "text", inputmode: "decimal", id, "data-feature": name, autocomplete: "off" });
-      fs.append(el("label", { for: id, title: unit ? "unit: " + unit : "" }, name), input);
-    }
-    box.append(fs);
-  }
-}
-
-function fillExample() {
-  const model = wdbcModel();
-  if (!model) return;
-  for (const input of document.querySelectorAll("#wdbc-fields input")) {
-    const v = model.input.example[input.dataset.feature];
-    input.value = v === undefined ? "" : String(v);
-    input.classList.remove("invalid");
-  }
-  $("wdbc-case").value = "example";
-}
-
-// A number as typed: "17.99", or "17,99" where the comma is the decimal mark (as the CLI reads ;-separated files).
-function typedNumber(text) {
-  const t = /^[+-]?\d+,\d+$/.test(text) ? text.replace(",", ".") : text;
-  const num = Number(t);
-  return Number.isFinite(num) && t !== "" ? num : text;
-}
-
-// A row pasted from a spreadsheet or a CSV into any feature field fills all 30 (WDBC order, the order of the form
-// and of wdbc.data), after an optional ID and diagnosis; anything else is pasted as typed.
-function pasteRow(event) {
-  if (!event.target.dataset.feature) return;
-  const text = (event.clipboardData || window.clipboardData).getData("text").trim();
-  if (text.includes("\n")) {
-    event.preventDefault();
-    showError("wdbc-error", "Paste one case (one row of 30 values) at a time.");
-    return;
-  }
-  const sep = text.includes("\t") ? "\t" : text.includes(";") ? ";" : ",";
-  const cells = text.split(sep).map((c) => c.trim());
-  if (cells.length !== 30 && cells.length !== 32) return;
-  event.preventDefault();
-  showError("wdbc-error", "");
-  const values = cells.slice(cells.length - 30);
-  const inputs = document.querySelectorAll("#wdbc-fields input");
-  inputs.forEach((input, i) => { input.value = values[i]; input.classList.remove("invalid"); });
-  if (cells.length === 32) $("wdbc-case").value = cells[0];
-}
-
-function clearWDBC() {
-  for (const input of document.querySelectorAll("#wdbc-fields input")) { input.value = ""; input.classList.remove("invalid"); }
-  $("wdbc-case").value = "";
-  $("wdbc-result").hidden = true;
-  showError("wdbc-error", "");
-}
-
-async function submitWDBC(event) {
-  event.preventDefault();
-  showError("wdbc-error", "");
-  const features = {};
-  for (const input of document.querySelectorAll("#wdbc-fields input")) {
-    const text = input.value.trim();
-    input.classList.remove("invalid");
-    if (text === "") continue;  // the service lists every missing feature
-    features[input.dataset.feature] = typedNumber(text);
-  }
-  const body = { features };
-  const caseId = $("wdbc-case").value.trim();
-  if (caseId) body.case_id = caseId;
-  $("wdbc-submit").disabled = true;
-  try {
-    const a = await fetchJSON("/v1/predict/wdbc", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
-    showWDBC(a);
-  } catch (err) {
-    $("wdbc-result").hidden = true;
-    showError("wdbc-error", err.message);
-    for (const input of document.querySelectorAll("#wdbc-fields input")) {
-      const name = input.dataset.feature;
-      if (err.message.includes(`'${name}'`)) input.classList.add("invalid");
-    }
-  } finally {
-    $("wdbc-submit").disabled = false;
-  }
-}
-
-function showWDBC(a) {
-  const cls = a.classification;
-  $("wdbc-result").hidden = false;
-  $("wdbc-label").textContent = cls.label;
-  $("wdbc-label").dataset.label = cls.label;
-  $("wdbc-rule").textContent = ruleText(cls);
-  renderBars($("wdbc-bars"), cls);
-  const reasons = $("wdbc-reasons");
-  reasons.replaceChildren();
-  const top = cls.top_contributions || [];
-  const scale = Math.max(1e-9, ...top.map((c) => Math.abs(c.value)));
-  for (const c of top) {
-    const bar = el("div", { class: "bar-fill " + (c.value >= 0 ? "up" : "down") });
-    bar.style.width = (50 * Math.abs(c.value) / scale).toFixed(1) + "%";
-    bar.style.left = c.value >= 0 ? "50%" : (50 - 50 * Math.abs(c.value) / scale).toFixed(1) + "%";
-    reasons.append(el("div", { class: "bar" },
-      el("span", { class: "bar-name", text: `${c.feature} = ${c.input_value}` }),
-      el("div", { class: "bar-track centered" }, bar),
-      el("span", { class: "bar-value", text: (c.value >= 0 ? "+" : "") + c.value.toFixed(3) })));
-  }
-  const dl = $("wdbc-details");
-  dl.replaceChildren();
-  addDetail(dl, "Model", `${cls.model.name} (version ${cls.model.version})`);
-  addDetail(dl, "Time taken", `${a.elapsed_ms.toFixed(0)} ms (server)`);
-  addDetail(dl, "Input SHA-256", a.input_sha256);
-  addDetail(dl, "Prediction id", String(a.prediction_id));
-  renderCards(a.models.map((m) => m.name));
-}
-
 // ----------------------------------------------------------------------------------------- record
 
 async function loadRecord() {
@@ -696,10 +565,7 @@ async function start() {
   });
   $("csv-download").addEventListener("click", downloadCSV);
   $("nuclei-csv").addEventListener("click", downloadNuclei);
-  $("wdbc-form").addEventListener("submit", submitWDBC);
-  $("wdbc-example").addEventListener("click", fillExample);
-  $("wdbc-clear").addEventListener("click", clearWDBC);
-  $("wdbc-fields").addEventListener("paste", pasteRow);
+  wireWDBC();
   $("record-refresh").addEventListener("click", loadRecord);
   $("token-form").addEventListener("submit", submitToken);
   try {
