@@ -15,6 +15,7 @@ from breastdx.data.images import (
     MAX_PIXELS,
     ImageReadError,
     read_image,
+    read_image_bytes,
     read_images,
     read_mask,
     rescale_to_uint8,
@@ -229,6 +230,21 @@ def test_text_file_named_png(tmp_path):
     (tmp_path / "notes.png").write_text("this is not an image\n")
     with pytest.raises(ImageReadError, match=r"notes\.png: not an image"):
         read_image(tmp_path / "notes.png")
+
+
+@pytest.mark.parametrize("head, says", [
+    (b"\x89HDF\r\n\x1a\n" + bytes(8), "those of an HDF5 file: PatchCamelyon's (name ending in .h5) is read"),
+    (b"\x1f\x8b\x08\x00" + bytes(12), "those of a gzip archive (PatchCamelyon ships its files as .h5.gz)"),
+    (b"PK\x03\x04" + bytes(12), "those of a ZIP archive, or a NumPy .npz"),
+    (b"%PDF-1.7\n" + bytes(8), "those of a PDF document"),
+])
+def test_a_file_sent_in_place_of_an_image_is_named_for_what_it_is(tmp_path, head, says):
+    path = tmp_path / "upload.png"  # the name says PNG; the bytes say otherwise
+    path.write_bytes(head)
+    for read in (lambda: read_image(path), lambda: read_image_bytes(head, "upload.png")):
+        with pytest.raises(ImageReadError, match="not an image") as e:
+            read()
+        assert says in str(e.value)
 
 
 def test_truncated_png(tmp_path, write_png):

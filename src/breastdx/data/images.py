@@ -302,11 +302,27 @@ def _check_file(path: Path) -> str:
     if fmt is None:
         with open(path, "rb") as f:
             head = f.read(8)
-        raise ImageReadError(
-            f"{path}: not an image: its first bytes {head!r} are not those of a PNG, JPEG, TIFF or DICOM "
-            f"file (DICOM needs the 'DICM' marker at byte 128), whatever its name ends with."
-        )
+        raise ImageReadError(_not_an_image(str(path), head))
     return fmt
+
+
+KNOWN_NOT_IMAGES = (
+    (b"\x89HDF", "an HDF5 file: PatchCamelyon's (name ending in .h5) is read patch by patch by 'breastdx predict'"),
+    (b"\x1f\x8b", "a gzip archive (PatchCamelyon ships its files as .h5.gz): decompress it first (gunzip)"),
+    (b"PK\x03\x04", "a ZIP archive, or a NumPy .npz (MedMNIST's, name ending in .npz, is read image by image by "
+                    "'breastdx predict'): unpack a ZIP first"),
+    (b"\x93NUMPY", "a NumPy .npy array: save its images as PNG files, or as a MedMNIST-style .npz"),
+    (b"%PDF", "a PDF document: export its images as PNG or JPEG"),
+)
+"""Signatures of files often uploaded in place of an image, and what to do with them."""
+
+
+def _not_an_image(label: str, head: bytes) -> str:
+    """The message for bytes that are no image format breastdx reads, saying what they are where it can tell."""
+    known = next((what for magic, what in KNOWN_NOT_IMAGES if head.startswith(magic)), None)
+    return (f"{label}: not an image: its first bytes {head[:8]!r} are not those of a PNG, JPEG, TIFF or DICOM file "
+            f"(DICOM needs the 'DICM' marker at byte 128), whatever its name ends with"
+            + (f"; they are those of {known}." if known else "."))
 
 
 def _check_bytes(data: bytes, label: str) -> str:
@@ -314,10 +330,7 @@ def _check_bytes(data: bytes, label: str) -> str:
         raise ImageReadError(f"{label}: empty (0 bytes); expected a PNG, JPEG, TIFF or DICOM image.")
     fmt = sniff_bytes(data[:132])
     if fmt is None:
-        raise ImageReadError(
-            f"{label}: not an image: its first bytes {data[:8]!r} are not those of a PNG, JPEG, TIFF or DICOM "
-            f"file (DICOM needs the 'DICM' marker at byte 128), whatever its name ends with."
-        )
+        raise ImageReadError(_not_an_image(label, data[:8]))
     return fmt
 
 
