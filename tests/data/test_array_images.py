@@ -107,6 +107,22 @@ def test_a_pcam_h5_gives_one_item_per_patch(tmp_path):
         read_image(y)
 
 
+def test_array_files_in_a_folder_are_expanded_and_a_labels_file_named(tmp_path, caplog):
+    import h5py
+
+    folder = tmp_path / "pcam"
+    folder.mkdir()
+    patches = np.random.default_rng(2).integers(0, 256, (2, 96, 96, 3), dtype=np.uint8)
+    x = _pcam_h5(folder / "camelyonpatch_level_2_split_valid_x.h5", patches)
+    with h5py.File(folder / "camelyonpatch_level_2_split_valid_y.h5", "w") as f:
+        f.create_dataset("y", data=np.zeros((2, 1, 1, 1), np.uint8))
+    with caplog.at_level("WARNING"):
+        items = list_images([folder])
+    assert [str(p) for p in items] == [f"{x}#x[{i:06d}]" for i in range(2)]
+    said = [r.getMessage() for r in caplog.records if "were not read" in r.getMessage()]
+    assert len(said) == 1 and "camelyonpatch_level_2_split_valid_y.h5" in said[0]
+
+
 def test_predict_pcam_reads_an_h5_as_it_reads_the_patch_files(tmp_path):
     """The same real PCam test patches, as JPEG files and as an HDF5 file of their pixels: the same predictions."""
     env = os.environ.get("BREASTDX_DATA")

@@ -29,7 +29,9 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
 
     A MedMNIST ``.npz`` file (``breastmnist.npz``, or ``breastmnist.npz#test`` for one split) gives one item per
     image, ``<file>.npz#<split>_images[<index>]``, and a PatchCamelyon ``.h5`` file one per patch,
-    ``<file>.h5#x[<index>]``; :func:`breastdx.data.images.read_image` reads them (:mod:`breastdx.data.array_images`). Folders are searched recursively for names ending in one of
+    ``<file>.h5#x[<index>]``; :func:`breastdx.data.images.read_image` reads them (:mod:`breastdx.data.array_images`).
+    Such files found in a folder are expanded too (one that holds no images, such as PCam's ``_y.h5`` labels, is
+    named among the files not read). Folders are searched recursively for names ending in one of
     :data:`IMAGE_SUFFIXES` (any case), and for DICOM files named without an extension or with a numeric one
     (``IM00001``, ``1.2.840.10008.5.1``: the usual PACS export names), recognised by their preamble ('DICM' at
     byte 128);
@@ -65,6 +67,11 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
                     continue
                 if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or _is_unnamed_dicom(f)):
                     found.add(f)
+                elif f.is_file() and is_array_input(f):  # a .npz or .h5 of images: each of them
+                    try:
+                        found.update(expand_array_file(f))
+                    except ArrayInputError:  # a PCam labels file (_y.h5), an .npz of other arrays
+                        not_read.append(f)
                 elif f.is_file():
                     not_read.append(f)
         else:
@@ -73,7 +80,8 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
         not_read.sort()
         more = f" and {len(not_read) - 3} more" if len(not_read) > 3 else ""
         logger.warning("%d file(s) in the input folders were not read, as their names do not end in an image "
-                       "suffix (%s) and they are not DICOM: %s%s. Name a file directly to have it checked.",
+                       "suffix (%s), they are not DICOM, and they are no array file of images (.npz, .h5): %s%s. "
+                       "Name a file directly to have it checked.",
                        len(not_read), ", ".join(IMAGE_SUFFIXES), ", ".join(str(f) for f in not_read[:3]), more)
     if exclude_masks:
         found = {f for f in found if not is_mask_name(f)}
