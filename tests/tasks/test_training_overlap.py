@@ -102,3 +102,20 @@ def test_busi_seg_with_another_split_file(tmp_path):
     overlap = json.loads((tmp_path / "swap/metrics.json").read_text())["training_overlap"]
     assert (overlap["n"], overlap["seen_in_training"]) == (3, 3) and overlap["note"].endswith(SPLIT_FILE_ADVICE)
     assert "WARNING: Of the 3 images scored, 3 are training images" in (tmp_path / "swap/report.html").read_text()
+
+
+def test_calibrate_on_training_images_is_said(tmp_path):
+    """Temperature, threshold and conformal sets fitted on training images cover too little: calibrate says so."""
+    from breastdx.pipeline.calibrate import CALIBRATE_ADVICE
+
+    root = _data_root("idc")
+    split = json.loads((shipped_models()["idc"] / "split.json").read_text())
+    split["val"], split["train"] = split["train"][:30], split["val"]
+    path = tmp_path / "val_of_training.json"
+    path.write_text(json.dumps(split))
+    result = runner.invoke(app, ["calibrate", "idc", "--data-dir", str(root), "--split-file", str(path), "--out",
+                                 str(tmp_path / "cal")])
+    assert result.exit_code == 0, result.output
+    overlap = json.loads((tmp_path / "cal" / "training_overlap.json").read_text())
+    assert (overlap["n"], overlap["seen_in_training"]) == (30, 30) and overlap["note"].endswith(CALIBRATE_ADVICE)
+    assert "30 are training images of this model" in " ".join(result.output.split())

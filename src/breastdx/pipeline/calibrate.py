@@ -14,8 +14,11 @@ from typing import Any
 import numpy as np
 
 from breastdx.config import option, parse_options
+from breastdx.inference.base import SPLIT_FILE_ADVICE, split_advice
 from breastdx.pipeline.task import RunResult
-from breastdx.pipeline.verbs import _predictor, _split_data
+from breastdx.pipeline.verbs import _overlap_notes, _predictor, _split_data, _warn_training_overlap
+
+CALIBRATE_ADVICE = "Fit on cases it has not seen: the val part of its own split file."
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,12 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
     meta_path = Path(model_dir) / "meta.json"
     meta = json.loads(meta_path.read_text())
     rows: list[list[Any]] = []
-    notes = []
+    advice = split_advice(model_dir, split_path, "val")  # fitted on training images, the sets cover too little
+    overlap = _warn_training_overlap(predictor, val_images, CALIBRATE_ADVICE if advice == SPLIT_FILE_ADVICE
+                                     else advice)
+    notes = _overlap_notes(overlap)
+    if overlap:
+        write_json(overlap["training_overlap"], run_dir / "training_overlap.json")
     val_logits = predictor.predict_logits(val_images) if {"temperature", "conformal"} & set(opts.fit) else None
     if "temperature" in opts.fit:
         from breastdx.evaluation.classification import fit_calibration
