@@ -141,7 +141,7 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
                                             read_array_item, source_format)
 
     try:
-        if array_item(path) is not None:  # one image of an array file (see :func:`breastdx.data.image_files.list_images`)
+        if array_item(path) is not None:  # one image of an array file (:func:`breastdx.data.image_files.list_images`)
             image, stored = read_array_item(path, mode)
             return ImageRecord(image, Path(path), None, source_format(path), stored)
         if is_array_input(path):  # a whole .npz or .h5: say what is wrong with it, or how to read it

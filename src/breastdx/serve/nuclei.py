@@ -5,9 +5,9 @@ over :data:`NUCLEI_MAX_PIXELS` is refused with a pointer to ``breastdx predict m
 windows), segmented by the model folder's :class:`~breastdx.inference.nuclei.NucleusPredictor`, and measured with the
 ten features of Street, Wolberg & Mangasarian (1993) per nucleus (:mod:`breastdx.morphometry`). The answer holds the
 count, the 30 per-tile columns under the cytology names (``radius_mean`` ... ``fractal_dimension_worst``) in pixels
-and, at the tile's resolution (a DICOM file's pixel spacing, else the model's: 0.25 µm per pixel, MoNuSeg at
-40x), in µm, the outlines as an RGBA layer, the scope
-checks of ``predict monuseg`` (colour, size, nuclei too small for 40x) and why these features carry no diagnosis
+and, at the tile's resolution (a DICOM file's pixel spacing, else the model's: 0.25 µm per pixel, MoNuSeg at 40x),
+in µm, the outlines as an RGBA layer, the scope checks of ``predict monuseg`` (colour, size, nuclei too small for
+40x, a file's resolution far from the model's) and why these features carry no diagnosis
 (:data:`~breastdx.evaluation.nuclei_report.CYTOLOGY_NOTE`).
 
 References:
@@ -57,8 +57,8 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
         :func:`breastdx.inference.nuclei_writer.magnification_note`); ``nuclei`` holds ``n_nuclei`` (instances
         found), ``n_in_summary`` (those of at least 30 px that do not touch the tile's edge, which the features
         summarise), ``microns_per_pixel`` and ``resolution_source`` (a DICOM tile's pixel spacing, else the
-        model's: :func:`breastdx.inference.nuclei_writer.tile_resolution`), ``median_area_px`` and ``median_area_um2`` (over the summarised nuclei,
-        None when there are none), ``features_px`` and ``features_um`` (the 30 columns; ``features_um`` None when
+        model's: :func:`breastdx.inference.nuclei_writer.tile_resolution`), ``median_area_px`` and
+        ``median_area_um2`` (over the summarised nuclei, None when there are none), ``features_px`` and ``features_um`` (the 30 columns; ``features_um`` None when
         the model states no resolution; a column is None when no nucleus gives it), ``outline_overlay_png`` (RGBA,
         yellow outlines at the display size), ``outline_composite_png`` (with ``composites``), ``per_nucleus``
         (with ``per_nucleus``, else None) and ``cytology_note``.
