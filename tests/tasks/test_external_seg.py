@@ -159,3 +159,6 @@ def test_the_real_bus_uclm_sample(tmp_path):
     assert len(rows) == 15
     assert all(int(r["true_area_px"]) > 0 for r in rows if r["label"] != "normal")  # green and red masks read
     assert all(r["true_area_px"] == "0" for r in rows if r["label"] == "normal")
+    # another site: none of its images is a training image of the shipped busi-seg
+    assert metrics["training_overlap"] == {"n": 15, "seen_in_training": 0, "near_duplicates": 0, "note": None}
+    assert {r["seen_in_training"] for r in rows} == {"no"}

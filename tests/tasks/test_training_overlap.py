@@ -101,6 +101,7 @@ def test_busi_seg_with_another_split_file(tmp_path):
     assert result.exit_code == 0, result.output
     overlap = json.loads((tmp_path / "swap/metrics.json").read_text())["training_overlap"]
     assert (overlap["n"], overlap["seen_in_training"]) == (3, 3) and overlap["note"].endswith(SPLIT_FILE_ADVICE)
+    assert set(overlap) == {"n", "seen_in_training", "near_duplicates", "note"}  # per image: not in metrics.json
     assert "WARNING: Of the 3 images scored, 3 are training images" in (tmp_path / "swap/report.html").read_text()
 
 

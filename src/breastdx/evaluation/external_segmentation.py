@@ -142,7 +142,7 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
     notes = [f"Data: {text}"]
     if hashed:
         overlap = overlap_summary([s["seen_in_training"] for s in scores], EXTERNAL_ADVICE)
-        metrics["training_overlap"] = overlap
+        metrics["training_overlap"] = {k: v for k, v in overlap.items() if k != "per_image"}  # per image: cases.csv
         if overlap["note"]:
             log.warning(overlap["note"])
             notes.append(f"WARNING: {overlap['note']}")

@@ -485,7 +485,7 @@ class BusiSegTask(Task):
         notes = [f"Split: {split_text}"]
         if seen is not None:
             overlap = overlap_summary(seen, split_advice(model_dir, split_path, which))
-            metrics["training_overlap"] = overlap
+            metrics["training_overlap"] = {k: v for k, v in overlap.items() if k != "per_image"}
             if overlap["note"]:
                 log.warning(overlap["note"])
                 notes.append(f"WARNING: {overlap['note']}")
