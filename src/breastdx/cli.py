@@ -392,9 +392,7 @@ def list_models(name: Optional[str] = typer.Argument(None, help="A shipped model
         from rich.markdown import Markdown  # markdown-it: only for a card
 
         return console.print(Markdown(card), f"Model folder: {folder}", sep="\n", highlight=False)
-    table = Table(title=MODELS_TABLE_TITLE)
-    for col in MODELS_TABLE_COLUMNS:
-        table.add_column(col, overflow="fold")
+    table = Table(*MODELS_TABLE_COLUMNS, title=MODELS_TABLE_TITLE)
     for row in models_table_rows():
         table.add_row(*row)
     console.print(table)
@@ -590,9 +588,12 @@ def token_revoke(
     database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_HELP),
 ) -> None:
     """Revoke an API token: every worker refuses it from its next request on."""
-    with _token_store(database_url) as store:
-        info = store.revoke_token(name)
-    console.print(f"API token {info.name!r} revoked at {info.revoked_at:%Y-%m-%d %H:%M:%S} UTC.", highlight=False)
+    from datetime import datetime, timedelta, timezone
+
+    with _token_store(database_url) as store:  # (a database may keep whole seconds)
+        asked, info = datetime.now(timezone.utc) - timedelta(seconds=1), store.revoke_token(name)
+    console.print(f"API token {info.name!r} {'was revoked already' if info.revoked_at < asked else 'revoked'} at "
+                  f"{info.revoked_at:%Y-%m-%d %H:%M:%S} UTC.", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

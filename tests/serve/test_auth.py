@@ -124,8 +124,13 @@ def test_token_cli_create_list_revoke_and_serve_refusal(tmp_path):
     r = runner.invoke(app, ["token", "list", "--database-url", url])
     assert r.exit_code == 0 and "ward-7" in r.output and token not in r.output
     r = runner.invoke(app, ["token", "revoke", "ward-7", "--database-url", url])
-    assert r.exit_code == 0 and "revoked" in r.output
+    assert r.exit_code == 0 and "API token 'ward-7' revoked at" in r.output
     assert store.token_owner(token) is None
+    import time
+
+    time.sleep(1.1)
+    r = runner.invoke(app, ["token", "revoke", "ward-7", "--database-url", url])  # again: says it was, and when
+    assert r.exit_code == 0 and "API token 'ward-7' was revoked already at" in r.output
     r = runner.invoke(app, ["token", "revoke", "nobody", "--database-url", url])
     assert r.exit_code == 2 and "No token is named 'nobody'" in r.output
     r = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--no-auth", "--database-url", url])
