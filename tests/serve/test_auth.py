@@ -4,6 +4,7 @@ the record, --no-auth only on loopback, the token CLI, and a DICOM full of ident
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -126,8 +127,6 @@ def test_token_cli_create_list_revoke_and_serve_refusal(tmp_path):
     r = runner.invoke(app, ["token", "revoke", "ward-7", "--database-url", url])
     assert r.exit_code == 0 and "API token 'ward-7' revoked at" in r.output
     assert store.token_owner(token) is None
-    import time
-
     time.sleep(1.1)
     r = runner.invoke(app, ["token", "revoke", "ward-7", "--database-url", url])  # again: says it was, and when
     assert r.exit_code == 0 and "API token 'ward-7' was revoked already at" in r.output
