@@ -218,6 +218,14 @@ def test_wdbc_csv_of_cases(browser, server, tmp_path):
     table = list(csv.DictReader(io.StringIO(saved)))
     assert [r["case_id"] for r in table[:5]] == ["c0", "c1", "c2", "c3", "c9"]
     assert float(table[0]["p_malignant"]) > 0.5 and table[2]["error"] and table[-1]["line"].startswith("# Research")
+    uci = tmp_path / "wdbc.data"  # UCI's own layout: no header, ID and diagnosis first, commas
+    uci.write_text("\n".join(",".join([str(842302 + i), "M" if case.y[i] else "B", *map(repr, map(float, case.X[i]))])
+                             for i in (0, 19)) + "\n")
+    page.set_input_files("#wdbc-file", str(uci))
+    page.wait_for_selector("#wdbc-batch-status:has-text('wdbc.data: 2 case(s) predicted')", timeout=60_000)
+    cells = [[td.inner_text() for td in tr.query_selector_all("td")]
+             for tr in page.query_selector_all("#wdbc-batch-table tbody tr")]
+    assert [c[:4] for c in cells] == [["1", "842302", "malignant", "malignant"], ["2", "842321", "benign", "benign"]]
     assert errors == [] or all("422" in e for e in errors)  # the refused row's answer is logged
     page.screenshot(path=str(tmp_path / "wdbc_csv.png"), full_page=True)
     print(f"\nscreenshot: {tmp_path / 'wdbc_csv.png'}")
