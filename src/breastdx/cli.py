@@ -6,16 +6,19 @@ import logging
 import os
 import sys
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from typer.core import TyperCommand
 from rich.table import Table
 
 from breastdx import RESEARCH_USE_ONLY, __version__
+from breastdx.cli_output import VERBOSE as _VERBOSE
+from breastdx.cli_output import console, err_console
+from breastdx.cli_output import fail as _fail
+from breastdx.cli_output import unexpected as _unexpected
+from breastdx.cli_tokens import DATABASE_HELP, token_app
 
 app = typer.Typer(
     name="breastdx",
@@ -24,10 +27,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# Wide enough for a comparison table in a log file; a terminal keeps its own width.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
 TASK_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
 BACKEND_HELP = ("Forward-pass backend: auto (ONNX Runtime for a model folder in float32 on the CPU, where it measured "
                 "faster; PyTorch elsewhere), torch or onnxruntime. Grad-CAM always runs PyTorch.")
@@ -38,28 +37,6 @@ FRAME_HELP = ("Multi-frame DICOM (cine loop): 'first', a frame number (1-based) 
 DTYPE_HELP = ("Network precision: auto (bfloat16 only where the hardware computes it fast, a CPU with AMX or a GPU, "
               "and the model folder validates it; float32 elsewhere), float32 or bfloat16. One log line says what "
               "was chosen and why.")
-DATABASE_HELP = ("SQLAlchemy URL of the prediction record and the API tokens, e.g. "
-                 "postgresql+psycopg://user@host/db; default a SQLite file in ~/.local/share/breastdx.")
-
-
-_VERBOSE = {"on": False}  # set by the --verbose option of the command line (this module's own state)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    if _VERBOSE["on"] and sys.exc_info()[0] is not None:
-        err_console.print_exception(show_locals=False)
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _unexpected(error: BaseException) -> None:
-    """An error no check anticipated (a bug, or a library failing): say so; --verbose shows the traceback."""
-    if _VERBOSE["on"]:
-        err_console.print_exception(show_locals=False)
-    hint = "" if _VERBOSE["on"] else " Run again with --verbose (breastdx -v ...) to see the traceback."
-    err_console.print(f"[bold red]unexpected error[/] ({type(error).__name__}): {error}. This is likely a bug in "
-                      f"breastdx or a library it uses; please report it.{hint}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def _show(result: Any) -> None:
@@ -527,73 +504,7 @@ def serve(
         store.close()
 
 
-token_app = typer.Typer(help="API tokens of the service: create, list, revoke (stored as SHA-256 hashes in the "
-                             "prediction database).", no_args_is_help=True)
 app.add_typer(token_app, name="token")
-
-
-@contextmanager
-def _token_store(database_url: Optional[str]) -> Iterator[Any]:
-    """The prediction database for a token command: closed at the end; its errors (and a bad or unknown
-    name) end the command with the message."""
-    from breastdx.serve.db import DatabaseError, PredictionStore
-    from breastdx.serve.settings import default_database_url
-
-    try:
-        store = PredictionStore(database_url or default_database_url())
-    except DatabaseError as e:
-        _fail(str(e))
-    try:
-        yield store
-    except KeyError as e:
-        _fail(str(e.args[0]))
-    except (ValueError, DatabaseError) as e:
-        _fail(str(e))
-    finally:
-        store.close()
-
-
-@token_app.command("create")
-def token_create(
-    name: str = typer.Argument(..., help="Who or what the token is for; recorded with each prediction it asks."),
-    database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_HELP),
-) -> None:
-    """Make a new API token and print it once, as the last line (only its hash is kept)."""
-    from breastdx.serve.db import redact_url
-
-    with _token_store(database_url) as store:
-        token = store.create_token(name)
-    console.print(f"API token {name!r} created in {redact_url(store.url)}. It is shown once, now; keep it secret "
-                  f"and send it as 'Authorization: Bearer TOKEN'.", highlight=False, soft_wrap=True)
-    print(token)
-
-
-@token_app.command("list")
-def token_list(database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_HELP)) -> None:
-    """List the API tokens: name, created, revoked (never the tokens)."""
-    with _token_store(database_url) as store:
-        tokens = store.list_tokens()
-    table = Table(title=f"API tokens ({len(tokens)})")
-    for column in ("name", "created (UTC)", "revoked (UTC)"):
-        table.add_column(column)
-    for t in tokens:
-        table.add_row(t.name, f"{t.created_at:%Y-%m-%d %H:%M:%S}",
-                      f"{t.revoked_at:%Y-%m-%d %H:%M:%S}" if t.revoked_at else "")
-    console.print(table)
-
-
-@token_app.command("revoke")
-def token_revoke(
-    name: str = typer.Argument(..., help="The token's name (token list shows them)."),
-    database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_HELP),
-) -> None:
-    """Revoke an API token: every worker refuses it from its next request on."""
-    from datetime import datetime, timedelta, timezone
-
-    with _token_store(database_url) as store:  # (a database may keep whole seconds)
-        asked, info = datetime.now(timezone.utc) - timedelta(seconds=1), store.revoke_token(name)
-    console.print(f"API token {info.name!r} {'was revoked already' if info.revoked_at < asked else 'revoked'} at "
-                  f"{info.revoked_at:%Y-%m-%d %H:%M:%S} UTC.", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover
