@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from breastdx.evaluation.tables import ci_text
-
-log = logging.getLogger(__name__)
 
 CASES_FILE = "cases.csv"
 """The per-case table."""
@@ -85,7 +82,8 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
     from breastdx.config import ConfigError, save_yaml
     from breastdx.data.errors import DataError
     from breastdx.data.external import read_external
-    from breastdx.inference.base import EXTERNAL_ADVICE, overlap_summary, seen_in_training
+    from breastdx.inference.base import (EXTERNAL_ADVICE, logged_overlap, overlap_notes, overlap_summary,
+                                         seen_in_training)
     from breastdx.evaluation.segmentation import case_scores, summarize_segmentation
     from breastdx.pipeline.task import RunResult
     from breastdx.runs import write_json, write_versions
@@ -140,12 +138,10 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
                             "n_normal": labels.count(NORMAL_LABEL), "mask_rule": "any channel > 127",
                             "left_out": [{"image": p, "reason": r} for p, r in failures]}}
     notes = [f"Data: {text}"]
-    if hashed:
-        overlap = overlap_summary([s["seen_in_training"] for s in scores], EXTERNAL_ADVICE)
-        metrics["training_overlap"] = {k: v for k, v in overlap.items() if k != "per_image"}  # per image: cases.csv
-        if overlap["note"]:
-            log.warning(overlap["note"])
-            notes.append(f"WARNING: {overlap['note']}")
+    if hashed:  # per image: cases.csv
+        metrics["training_overlap"] = logged_overlap(overlap_summary([s["seen_in_training"] for s in scores],
+                                                                     EXTERNAL_ADVICE))
+        notes += overlap_notes(metrics)
     widths = [s["width_px"] * data.spacing(i)[1] for i, s in zip(kept, scores) if data.spacing(i) is not None]
     if widths:
         field = float(np.median(widths))
@@ -185,6 +181,7 @@ def _write_report(run_dir: Path, predictor: Any, metrics: dict[str, Any], scores
     """``report.html``: the metrics and the distributions of Dice and HD95; no image of a case."""
     from breastdx.evaluation.report import HtmlReport
     from breastdx.evaluation.segmentation_plots import plot_score_distribution
+    from breastdx.inference.base import overlap_notes
 
     groups = {"all lesions": [s for s, lab in zip(scores, labels) if lab != NORMAL_LABEL],
               **{k: [s for s, lab in zip(scores, labels) if lab == k] for k in lesion_labels}}
@@ -196,9 +193,8 @@ def _write_report(run_dir: Path, predictor: Any, metrics: dict[str, Any], scores
                   f"resamples). Dice, IoU and HD95 over the images with a lesion; 'normal_fp_share': the share of "
                   f"'{NORMAL_LABEL}' images given any lesion pixel. HD95 = image diagonal when exactly one mask is "
                   f"empty. No image of a case is shown or written.")
-    note = metrics.get("training_overlap", {}).get("note")
-    if note:
-        rep.paragraph(f"WARNING: {note}")
+    for note in overlap_notes(metrics):
+        rep.paragraph(note)
     field = metrics["external"].get("median_image_width_mm")
     if field is not None and field < MIN_FIELD_MM:
         rep.paragraph(f"Warning: by the folder's pixel_size_mm the median image is {field:.1f} mm wide, implausible "

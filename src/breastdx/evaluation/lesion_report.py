@@ -35,6 +35,7 @@ def write_lesion_report(run_dir: Path, predictor: Any, evaluation: dict[str, Any
     """
     from breastdx.evaluation.report import HtmlReport
     from breastdx.evaluation.segmentation_plots import plot_score_distribution, plot_training_curves
+    from breastdx.inference.base import overlap_notes
     from breastdx.training.trainer import read_training_log
 
     scores, labels = evaluation["scores"], evaluation["labels"]
@@ -54,9 +55,8 @@ def write_lesion_report(run_dir: Path, predictor: Any, evaluation: dict[str, Any
                   f"Scores at the original image size; intervals are 95% percentile bootstrap over images "
                   f"({n_bootstrap} resamples). Empty-mask conventions: Dice/IoU 1 when both masks are "
                   f"empty, 0 when one is; HD95 = image diagonal when exactly one is empty.")
-    note = metrics.get("training_overlap", {}).get("note")
-    if note:
-        rep.paragraph(f"WARNING: {note}")
+    for note in overlap_notes(metrics):
+        rep.paragraph(note)
     rep.heading("Test metrics")
     rep.metrics_table({k: m[k] for k in REPORT_METRICS if k in m})
     rep.paragraph(f"Benchmark: test Dice {m['dice']['value']:.3f} over benign + malignant images (target >= "

@@ -13,6 +13,7 @@ Weights are safetensors files (:func:`save_weights`, :func:`load_weights`); noth
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +24,8 @@ import numpy as np
 from breastdx.inference.meta import ModelMeta
 from breastdx.models.saved import META_FILE, WEIGHTS_FILE, ModelFolderError, load_weights, save_weights  # noqa: F401
 from breastdx.registry import Registry
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # torch is imported by the image predictors only: a tabular model loads without it
     import torch
@@ -333,6 +336,21 @@ def overlap_summary(seen: list[str], advice: str = "") -> dict[str, Any]:
         note = (f"Of the {len(seen)} images scored, {' and '.join(parts)}: figures on them are optimistic, as on "
                 f"training data. {advice}").strip()
     return {"n": len(seen), "seen_in_training": exact, "near_duplicates": near, "note": note, "per_image": seen}
+
+
+def logged_overlap(overlap: Mapping[str, Any]) -> dict[str, Any]:
+    """An :func:`overlap_summary` as ``metrics.json`` keeps it (``per_image`` left to the per-case table), its note
+    logged as a warning."""
+    if overlap["note"]:
+        log.warning(overlap["note"])
+    return {k: v for k, v in overlap.items() if k != "per_image"}
+
+
+def overlap_notes(holder: Mapping[str, Any]) -> list[str]:
+    """``["WARNING: <note>"]`` for the ``training_overlap`` record of ``holder`` (``metrics.json``'s content, or the
+    fields to add to it) when it has a note, else ``[]``: the line for the console and the report."""
+    note = (holder.get("training_overlap") or {}).get("note")
+    return [f"WARNING: {note}"] if note else []
 
 
 def predictor_class(meta: ModelMeta) -> type[Predictor]:

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from breastdx.config import option, parse_options
-from breastdx.inference.base import SPLIT_FILE_ADVICE, split_advice
+from breastdx.inference.base import SPLIT_FILE_ADVICE, overlap_notes, split_advice
 from breastdx.pipeline.task import RunResult
-from breastdx.pipeline.verbs import _overlap_notes, _predictor, _split_data, _warn_training_overlap
+from breastdx.pipeline.verbs import _predictor, _split_data, check_training_overlap
 
 CALIBRATE_ADVICE = "Fit on cases it has not seen: the val part of its own split file."
 
@@ -78,9 +78,9 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
     meta = json.loads(meta_path.read_text())
     rows: list[list[Any]] = []
     advice = split_advice(model_dir, split_path, "val")  # fitted on training images, the sets cover too little
-    overlap = _warn_training_overlap(predictor, val_images, CALIBRATE_ADVICE if advice == SPLIT_FILE_ADVICE
-                                     else advice)
-    notes = _overlap_notes(overlap)
+    overlap, _ = check_training_overlap(predictor, val_images, CALIBRATE_ADVICE if advice == SPLIT_FILE_ADVICE
+                                        else advice)
+    notes = overlap_notes(overlap)
     if overlap:
         write_json(overlap["training_overlap"], run_dir / "training_overlap.json")
     val_logits = predictor.predict_logits(val_images) if {"temperature", "conformal"} & set(opts.fit) else None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +20,10 @@ import numpy as np
 from breastdx.config import ConfigError, option, parse_options, runtime_options, save_yaml, with_overrides
 from breastdx.data.image_sets import SPLIT_FILE
 from breastdx.evaluation.tables import OPERATING_POINT_TEXT, calibration_rows, ci_text, metric_label, summary_rows
-from breastdx.inference.base import EXTERNAL_ADVICE, split_advice, training_overlap
+from breastdx.inference.base import EXTERNAL_ADVICE, logged_overlap, overlap_notes, split_advice, training_overlap
 from breastdx.inference.csv_safety import safe_row, safe_rows
 from breastdx.pipeline.task import EvaluateOptions as SplitEvaluateOptions
 from breastdx.pipeline.task import RunResult, evenly_spaced
-
-log = logging.getLogger(__name__)
 
 CAM_CHOICES = ("gradcam", "gradcampp")
 TTA_CHOICES = ("", "none", "hflip")
@@ -205,8 +202,8 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
               run_dir / "config.yaml")
     write_versions(run_dir)
     loaded = [part.read(i) for i in range(len(part))]
-    overlap = _warn_training_overlap(predictor, [im for im, _ in loaded],
-                                     split_advice(model_dir, split_path, opts.split))
+    overlap, _ = check_training_overlap(predictor, [im for im, _ in loaded],
+                                        split_advice(model_dir, split_path, opts.split))
     logits = predictor.predict_logits([im for im, _ in loaded])
     localisation = None
     if spec.localisation is not None and opts.localisation:
@@ -215,28 +212,21 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
             localisation = {k: v for k, v in loc.items() if k not in ("cams", "indices")}
     text = data.describe(opts.split)
     metrics, rows, _ = score(task, predictor, model_dir, run_dir, part.labels, logits, opts, text, opts.split,
-                             {"data_checksum": data.checksum,
-                              **{k: v for k, v in overlap.items() if k != "per_image"}}, localisation)
-    notes = [f"Split: {text}", *_overlap_notes(overlap), f"Run folder: {run_dir}"]
+                             {"data_checksum": data.checksum, **overlap}, localisation)
+    notes = [f"Split: {text}", *overlap_notes(overlap), f"Run folder: {run_dir}"]
     return RunResult(run_dir, metrics, f"{task.title}, {opts.split} split (n = {len(part)}): value [95% CI]",
                      [["metric", "value [95% CI]"], *rows], notes)
 
 
-def _warn_training_overlap(predictor: Any, images: list[np.ndarray], advice: str) -> dict[str, Any]:
-    """``{"training_overlap": ...}`` for ``metrics.json`` (:func:`breastdx.inference.base.training_overlap`),
-    logged as a warning when the scored images hold training images; ``{}`` for a folder without hashes."""
+def check_training_overlap(predictor: Any, images: list[np.ndarray],
+                           advice: str) -> tuple[dict[str, Any], list[str] | None]:
+    """``({"training_overlap": record}, per image)`` for ``metrics.json`` and the per-case table
+    (:func:`breastdx.inference.base.training_overlap`, its note logged as a warning); ``({}, None)`` for a model
+    folder without training hashes."""
     overlap = training_overlap(predictor, images, advice)
     if overlap is None:
-        return {}
-    if overlap["note"]:
-        log.warning(overlap["note"])
-    per_image = overlap.pop("per_image")
-    return {"training_overlap": overlap, "per_image": per_image}
-
-
-def _overlap_notes(extra: dict[str, Any]) -> list[str]:
-    note = extra.get("training_overlap", {}).get("note")
-    return [f"WARNING: {note}"] if note else []
+        return {}, None
+    return {"training_overlap": logged_overlap(overlap)}, overlap["per_image"]
 
 
 def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.ndarray, logits: np.ndarray,
@@ -287,7 +277,7 @@ def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.
     rep.paragraph(f"Model {model_dir} ({arch}); {text}; temperature {predictor.temperature:.3f}, operating threshold "
                   f"{float(predictor.threshold):.3f} on P({positive}); TTA {predictor.tta}. "
                   + OPERATING_POINT_TEXT.format(positive=positive))
-    for note in _overlap_notes(extra):
+    for note in overlap_notes(extra):
         rep.paragraph(note)
     rep.metrics_table(ev["metrics"], metric_label)
     rep.heading("Calibration before and after temperature scaling")
@@ -369,7 +359,7 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
     idx = np.asarray(kept, dtype=np.int64)
     from breastdx.inference.lesion_crop import LesionCropper
 
-    overlap = _warn_training_overlap(predictor, images, EXTERNAL_ADVICE)  # the images as read, as hashed in training
+    overlap, seen = check_training_overlap(predictor, images, EXTERNAL_ADVICE)  # the images as read, as hashed
     cropper = LesionCropper.for_classifier(predictor.meta)
     if cropper is not None:  # a model trained on lesion crops sees the same crops here
         images = cropper.crops(images)
@@ -379,9 +369,9 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
     extra = {"external": {"source": str(data.source), "layout": data.layout, "label_counts": data.counts(),
                           "label_map": dict(parse_label_map(opts.label_map)),
                           "unreadable": [{"image": p, "reason": r} for p, r in failures]},
-             **{k: v for k, v in overlap.items() if k != "per_image"}}
+             **overlap}
     lesion = np.asarray([data.labels[i] != NORMAL_LABEL for i in idx])
-    notes = [f"Data: {text}", *_overlap_notes(overlap)]
+    notes = [f"Data: {text}", *overlap_notes(overlap)]
     if lesion.any() and not lesion.all():  # the benign-vs-malignant figure of the literature: lesions only
         sub = classification_metrics(labels[idx][lesion], predictor.proba_from_logits(logits)[lesion], classes,
                                      predictor.positive, float(predictor.threshold), n_boot=opts.n_bootstrap,
@@ -391,7 +381,7 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
         notes.append(f"Lesions only ('{NORMAL_LABEL}' images left out, n = {int(lesion.sum())}): AUROC "
                      f"{predictor.positive} vs rest {ci_text(sub['auroc'])}")
     metrics, rows, ev = score(task, predictor, model_dir, run_dir, labels[idx], logits, opts, text, "external", extra)
-    _write_cases(run_dir / CASES_FILE, data, idx, labels[idx], ev, classes, overlap.get("per_image"))
+    _write_cases(run_dir / CASES_FILE, data, idx, labels[idx], ev, classes, seen)
     notes += [f"Per-case table: {run_dir / CASES_FILE}", f"Run folder: {run_dir}"]
     return RunResult(run_dir, metrics, f"{task.title}, external folder (n = {len(kept)}): value [95% CI]",
                      [["metric", "value [95% CI]"], *rows], notes, failures)

@@ -451,7 +451,7 @@ class BusiSegTask(Task):
     def evaluate(self, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
         from breastdx.data.busi import find_busi_root, scan_busi
         from breastdx.data.splits import busi_split
-        from breastdx.inference.base import overlap_summary, split_advice
+        from breastdx.inference.base import logged_overlap, overlap_notes, overlap_summary, split_advice
         from breastdx.inference.predictor import SegmentationPredictor
         from breastdx.runs import write_json, write_versions
 
@@ -482,13 +482,9 @@ class BusiSegTask(Task):
         metrics = {"task": self.name, "split": split_text, "n": len(cases), "model": str(model_dir),
                    "threshold": predictor.postprocessing.threshold, "tta": predictor.tta,
                    "postprocessing": predictor.postprocessing.to_meta(), **presence, "metrics": evaluation["metrics"]}
-        notes = [f"Split: {split_text}"]
         if seen is not None:
-            overlap = overlap_summary(seen, split_advice(model_dir, split_path, which))
-            metrics["training_overlap"] = {k: v for k, v in overlap.items() if k != "per_image"}
-            if overlap["note"]:
-                log.warning(overlap["note"])
-                notes.append(f"WARNING: {overlap['note']}")
+            metrics["training_overlap"] = logged_overlap(overlap_summary(seen, split_advice(model_dir, split_path,
+                                                                                             which)))
         write_json(metrics, run_dir / "metrics.json")
         from breastdx.evaluation.segmentation import write_per_image_csv
 
@@ -497,7 +493,8 @@ class BusiSegTask(Task):
                             title="breastdx — BUSI lesion segmentation (evaluation)")
         rows = [[k, ci_text(evaluation["metrics"][k])] for k in REPORT_METRICS if k in evaluation["metrics"]]
         return RunResult(run_dir, metrics, f"BUSI segmentation, {which} split (n = {len(cases)}): value [95% CI]",
-                         [["metric", "value [95% CI]"], *rows], [*notes, f"Run folder: {run_dir}"])
+                         [["metric", "value [95% CI]"], *rows],
+                         [f"Split: {split_text}", *overlap_notes(metrics), f"Run folder: {run_dir}"])
 
     # ---------------------------------------------------------------- predict
     def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
