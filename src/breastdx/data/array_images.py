@@ -156,7 +156,7 @@ def read_array_item(path: str | Path, mode: str = "gray") -> tuple[np.ndarray, s
     if key not in arrays:
         raise ArrayInputError(f"{path}: {file} has no array {key!r}; it has {', '.join(arrays)}.")
     a = arrays[key]
-    if a.dtype != np.uint8 or a.ndim not in (3, 4) or (a.ndim == 4 and a.shape[-1] != 3):
+    if not _holds_images(a.dtype, a.shape):  # an .npz's arrays are chosen by name only
         raise ArrayInputError(f"{path}: {key} is {a.dtype} {a.shape}; expected uint8 (N, H, W) or (N, H, W, 3).")
     if index >= len(a):
         raise ArrayInputError(f"{path}: index {index} is past the {len(a)} images of {key}.")

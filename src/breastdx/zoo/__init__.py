@@ -102,10 +102,10 @@ def model_card(name_or_dir: str | Path) -> tuple[Path, str]:
     from breastdx.models.saved import CARD_FILE
 
     models = shipped_models()
-    if not Path(name_or_dir).is_dir() and str(name_or_dir) not in models:
+    folder = model_folder(name_or_dir) if Path(name_or_dir).is_dir() else models.get(str(name_or_dir))
+    if folder is None:
         raise FileNotFoundError(f"{name_or_dir}: neither a model folder nor a shipped model. Shipped models: "
                                 f"{', '.join(models) or '(none)'}.")
-    folder = resolve_model(name_or_dir, task="")
     card = folder / CARD_FILE
     if not card.is_file():
         raise FileNotFoundError(f"{folder}: no {CARD_FILE}; a model folder written by breastdx train has one.")
