@@ -191,6 +191,13 @@ function casesFromCSV(text) {
   });
 }
 
+// "worst area +0.120; ..." for the first `n` SHAP contributions of an answer (all by default), as predict wdbc writes
+// top_features; "" without an answer.
+function contributionsText(cls, n) {
+  const top = cls ? (cls.top_contributions || []).slice(0, n) : [];
+  return top.map((t) => `${t.feature} ${t.value >= 0 ? "+" : ""}${t.value.toFixed(3)}`).join("; ");
+}
+
 async function predictCSV() {
   const file = $("wdbc-file").files[0];
   $("wdbc-file").value = "";
@@ -220,7 +227,7 @@ async function predictCSV() {
       } catch (err) { error = err.message.replace(/\n/g, " "); }
     }
     const cls = answer && answer.classification;
-    const reasons = cls ? (cls.top_contributions || []).slice(0, 3).map((t) => `${t.feature} ${t.value >= 0 ? "+" : ""}${t.value.toFixed(3)}`).join("; ") : "";
+    const reasons = contributionsText(cls, 3);
     state.wdbcBatch.push({ ...c, answer, error });
     tbody.append(el("tr", {},
       el("td", { text: c.line }), el("td", { text: c.caseId }), el("td", { text: c.reference }),
@@ -238,7 +245,7 @@ function wdbcBatchCSV() {
     "model_version", "prediction_id", "error"].join(",")];
   for (const b of state.wdbcBatch) {
     const a = b.answer, cls = a && a.classification;
-    const top = cls ? (cls.top_contributions || []).map((t) => `${t.feature} ${t.value >= 0 ? "+" : ""}${t.value.toFixed(3)}`).join("; ") : "";
+    const top = contributionsText(cls);
     lines.push([b.line, b.caseId, b.reference, cls ? cls.label : "", cls ? cls.probabilities.malignant : "",
       cls ? cls.threshold : "", top, a ? a.models.map((m) => m.version).join("+") : "", a ? a.prediction_id : "",
       b.error || ""].map(csvField).join(","));
