@@ -85,3 +85,33 @@ def test_a_command_that_fails_before_writing_leaves_no_empty_folder(tmp_path: Pa
     given = tmp_path / "given"
     given.mkdir()
     assert run(given).returncode == 2 and given.is_dir()
+
+
+@pytest.mark.parametrize("stop, said", [("data", "row 3 of cases.csv: expected 30 numbers"),
+                                        ("interrupt", "interrupted before the end")])
+def test_a_training_that_stops_leaves_its_reason_and_its_folder_is_not_reused(tmp_path: Path, monkeypatch, stop,
+                                                                              said):
+    """A run that fails after writing its config keeps the folder with ``error.txt`` (so it is not taken for a
+    finished run), and a second ``--out`` to it is refused with that reason."""
+    from breastdx.data.errors import DataError
+    from breastdx.runs import FAILED_RUN_FILE
+    from breastdx.tasks import get_task
+
+    def failing_train(self, config, data_root, run_dir):
+        (run_dir / "config.yaml").write_text("seed: 0\n")
+        if stop == "data":
+            raise DataError("row 3 of cases.csv: expected 30 numbers")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(get_task("wdbc")), "train", failing_train)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "wdbc", "--out", str(out)])
+    assert result.exit_code != 0
+    assert (out / "config.yaml").is_file()
+    assert (out / FAILED_RUN_FILE).read_text().startswith(said)
+    if stop == "data":
+        assert "keeps what the run wrote and this error in error.txt" in " ".join(result.output.split())
+    again = runner.invoke(app, ["train", "wdbc", "--out", str(out)])
+    text = " ".join(again.output.split())
+    assert again.exit_code == 2 and f"holds a run that failed (error.txt: {said}" in text, text
+    assert (out / FAILED_RUN_FILE).read_text().startswith(said)  # not overwritten by the refused second run

@@ -171,10 +171,23 @@ def train(
     try:
         result = t.train(config, resolve_data_root(data_dir), run_dir)
     except (DataError, FileNotFoundError, UnknownNameError, ConfigError) as e:
-        _fail(str(e))
+        _fail(_failed_run(run_dir, str(e)))
     except Exception as e:  # noqa: BLE001 - said plainly, with the traceback under --verbose
+        _failed_run(run_dir, f"unexpected error ({type(e).__name__}): {e}")
         _unexpected(e)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl+C: Lightning shuts down and exits with status 1
+        _failed_run(run_dir, "interrupted before the end (Ctrl+C or a signal)")
+        raise
     _show(result)
+
+
+def _failed_run(run_dir: Path, message: str) -> str:
+    """Record a training failure in its run folder (``error.txt``) and return the message, with the folder named."""
+    from breastdx.runs import record_failure
+
+    written = record_failure(run_dir, message)
+    return f"{message}\n(The run folder {run_dir} keeps what the run wrote and this error in {written.name}.)" \
+        if written else message
 
 
 @app.command(context_settings=TASK_OPTIONS, cls=_command_for("evaluate"))

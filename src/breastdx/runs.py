@@ -112,6 +112,12 @@ def make_run_dir(task: str, out: str | os.PathLike[str] | None, kind: str = "tra
         path = Path(out)
     if path.exists() and not path.is_dir():
         raise RunFolderError(f"Output folder {path} is a file, not a folder; choose another --out.")
+    if (path / FAILED_RUN_FILE).is_file():
+        first = (path / FAILED_RUN_FILE).read_text(encoding="utf-8", errors="replace").splitlines()[:1]
+        raise RunFolderExistsError(
+            f"Output folder {path} holds a run that failed ({FAILED_RUN_FILE}: {first[0] if first else '?'}); "
+            f"remove it or choose another --out (runs are never overwritten)."
+        )
     if path.exists() and any(path.iterdir()):
         raise RunFolderExistsError(
             f"Output folder {path} exists and is not empty; choose another --out (runs are never overwritten)."
@@ -127,6 +133,32 @@ def make_run_dir(task: str, out: str | os.PathLike[str] | None, kind: str = "tra
                              f"another --out, in a folder you may write to.") from None
     if created:  # a command that fails before writing anything (data not found) leaves no empty folder behind
         atexit.register(_remove_if_empty, created)
+    return path
+
+
+FAILED_RUN_FILE = "error.txt"
+"""Written into a run folder by :func:`record_failure` when its run stops on an error or an interrupt."""
+
+
+def record_failure(run_dir: Path, reason: str) -> Path | None:
+    """Keep a failed run's folder honest: write ``error.txt`` (the UTC time and ``reason``) beside the config, split
+    and versions the run wrote before it stopped, so that the folder is not mistaken for a finished run and a second
+    ``--out`` to it is refused with the reason (:func:`make_run_dir`). Only global rank 0 writes.
+
+    Args:
+        run_dir: The run folder; nothing is written when it does not exist or is empty (it is removed at exit).
+        reason: What stopped the run, one line or more.
+
+    Returns:
+        The file written, or None.
+    """
+    if not is_rank_zero() or not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return None
+    path = run_dir / FAILED_RUN_FILE
+    try:
+        path.write_text(f"{reason.strip()}\nstopped at {utc_now_iso()}\n", encoding="utf-8")
+    except OSError:
+        return None
     return path
 
 

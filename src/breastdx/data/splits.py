@@ -408,8 +408,9 @@ def _check_reuse(sf: SplitFile, path: Path, root: Path, cases: list[BusiCase], c
         raise DataError(
             f"{path}: the split was made from data with checksum {sf.data_checksum}, but the BUSI data in "
             f"{root} now have checksum {checksum}: the data changed (files added, removed or altered). "
-            f"Restore the data the split was made from, or make a new split (a new run folder, or delete "
-            f"this file)."
+            f"Restore the data the split was made from; to train on these data, make a new split (train "
+            f"without --split-file); to score a model on images it was not split from, use evaluate --external "
+            f"DIR, which reads no split."
         )
     names = {c.name for c in cases}
     listed = set(sf.train) | set(sf.val) | set(sf.test) | set(sf.excluded_names())

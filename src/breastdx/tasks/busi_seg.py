@@ -32,6 +32,7 @@ from breastdx.config import (ConfigError, option, parse_json_object, parse_optio
                              validate)
 from breastdx.data.image_sets import SPLIT_FILE
 from breastdx.evaluation.lesion_report import REPORT_METRICS, TARGET_DICE, write_lesion_report
+from breastdx.evaluation.segmentation import SCORE_TERMS
 from breastdx.evaluation.tables import ci_text
 from breastdx.pipeline.task import TASKS, EvaluateOptions, RunResult, Task, evenly_spaced
 from breastdx.training.options import LightningOptions
@@ -298,6 +299,7 @@ class BusiSegTask(Task):
             f"{config.arch} trained {training['epochs_run']} epoch(s) in {train_seconds / 60:.1f} min "
             f"(best epoch {best_epoch}); postprocessing chosen on validation: {meta['postprocessing']}.",
             f"Benchmark: test Dice {dice:.3f} over benign + malignant images (target >= {TARGET_DICE}).",
+            SCORE_TERMS,
             f"Run folder: {run_dir}",
         ]
         return RunResult(run_dir, metrics, f"BUSI segmentation, test split (n = {len(test_cases)}): value [95% CI]",
@@ -428,11 +430,8 @@ class BusiSegTask(Task):
                   f"excluded (contradictory labels on the same image). Train {len(split.train)}, val "
                   f"{len(split.val)}, test {len(split.test)} cases.\n"
                   f"- Preprocessing: {meta['preprocessing']['description']}."),
-            evaluation=(f"Test images ({self._class_text(test_cases)}) at their original size; per-image Dice, "
-                        f"IoU, HD95 (pixels) averaged over benign + malignant images and per class, with 95% "
-                        f"percentile-bootstrap CIs over images. `missed_share`: lesion images with an empty "
-                        f"prediction (their HD95 counts as the image diagonal). `normal_fp_share`: normal images "
-                        f"with any predicted lesion pixel."
+            evaluation=(f"Test images ({self._class_text(test_cases)}), per class as well, with 95% "
+                        f"percentile-bootstrap CIs over images. {SCORE_TERMS}"
                         + (f" Validation images (used to pick the epoch and the postprocessing): Dice "
                            f"{ci_text(meta['validation_metrics']['dice'])}."
                            if meta.get("validation_metrics", {}).get("dice") else "")),
@@ -494,7 +493,7 @@ class BusiSegTask(Task):
         rows = [[k, ci_text(evaluation["metrics"][k])] for k in REPORT_METRICS if k in evaluation["metrics"]]
         return RunResult(run_dir, metrics, f"BUSI segmentation, {which} split (n = {len(cases)}): value [95% CI]",
                          [["metric", "value [95% CI]"], *rows],
-                         [f"Split: {split_text}", *overlap_notes(metrics), f"Run folder: {run_dir}"])
+                         [f"Split: {split_text}", SCORE_TERMS, *overlap_notes(metrics), f"Run folder: {run_dir}"])
 
     # ---------------------------------------------------------------- predict
     def predict(self, model_dir: Path, inputs: list[Path], run_dir: Path, options: dict[str, str]) -> RunResult:
