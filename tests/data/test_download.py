@@ -215,8 +215,16 @@ def test_single_file_with_md5(tmp_path):
 
 def test_missing_source_and_bad_scheme(tmp_path, release):
     spec, _, _ = release
-    with pytest.raises(DownloadError, match="download failed"):
+    with pytest.raises(DownloadError, match="download failed") as missing:
         download(spec, tmp_path / "data", url=(tmp_path / "nothing.zip").as_uri())
+    assert "offline" not in str(missing.value)  # a local file that is not there is no network problem
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: the connection is refused, as offline
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DownloadError, match=r"could not be reached: the machine may be offline\. .*--url file:///"):
+        download(spec, tmp_path / "data", url=f"http://127.0.0.1:{port}/busi.zip")
     with pytest.raises(DownloadError, match="unsupported URL scheme 'ftp'"):
         download(spec, tmp_path / "data", url="ftp://example.invalid/x.zip")
     assert _leftovers(tmp_path / "data") == []

@@ -64,7 +64,11 @@ def fetch_url(url: str, target: Path, progress: Callable[[int, int | None], None
                 if progress is not None:
                     progress(done, total)
     except (urllib.error.URLError, OSError, ValueError) as err:
-        raise DownloadError(f"{url}: download failed ({type(err).__name__}: {err}).") from None
+        offline = isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError) \
+            and scheme != "file"
+        hint = (" The server could not be reached: the machine may be offline. Copy the file onto it another way "
+                "and give its address with --url file:///path (the checksums still apply).") if offline else ""
+        raise DownloadError(f"{url}: download failed ({type(err).__name__}: {err}).{hint}") from None
     if total is not None and done != total:
         raise DownloadError(f"{url}: download cut short: got {done} of {total} bytes.")
     return sha.hexdigest(), md5.hexdigest()
