@@ -475,6 +475,9 @@ def serve(
                                                "default every shipped model."),
     lesion_aware: bool = typer.Option(False, "--lesion-aware", help="A switch, without a value: serve busi-cls "
                                       "fused with its lesion-crop model, as 'predict busi-cls --lesion-aware true'."),
+    record_names: bool = typer.Option(False, "--record-names", help="A switch: keep the file name of an upload "
+                                      "(never a DICOM's) or a WDBC case id in the record; by default none is kept, "
+                                      "as names may identify a patient, and the input's SHA-256 is its reference."),
 ) -> None:
     """Serve the web page and the REST API (OpenAPI at /docs) with the shipped models.
 
@@ -490,7 +493,7 @@ def serve(
         settings = ServeSettings(host=host, port=port, database_url=database_url,
                                  max_upload_bytes=int(max_upload_mb * 1024 * 1024), dtype=dtype, backend=backend,
                                  auth=not no_auth, workers=workers, lesion_aware=lesion_aware,
-                                 model_dirs=tuple(model) if model else None)
+                                 record_names=record_names, model_dirs=tuple(model) if model else None)
         store = PredictionStore(settings.resolved_database_url)  # creates or upgrades the schema once, here
         valid = sum(t.revoked_at is None for t in store.list_tokens())
     except (ValueError, DatabaseError) as e:

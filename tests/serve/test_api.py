@@ -550,7 +550,8 @@ def test_predictions_are_recorded_and_listed(client, synthetic_png):
     assert listing["total"] == before + 2 and listing["research_use_only"] == RESEARCH_USE_ONLY
     newest, second = listing["items"]
     assert newest["id"] == b["prediction_id"] and second["id"] == a["prediction_id"]
-    assert newest["task"] == "wdbc" and newest["input_name"] == "rec-1"
+    assert newest["task"] == "wdbc" and newest["input_name"] is None  # names are kept only with --record-names
+    assert a["image"]["filename"] is None and "rec.png" not in json.dumps(second)
     assert newest["label"] == b["classification"]["label"]
     assert second["model_name"] == "busi-seg+busi-cls" and second["input_sha256"] == a["input_sha256"]
     assert second["model_version"] == "+".join(m["version"] for m in a["models"])
@@ -561,8 +562,21 @@ def test_predictions_are_recorded_and_listed(client, synthetic_png):
     only = client.get("/v1/predictions", params={"task": "wdbc"}).json()
     assert all(e["task"] == "wdbc" for e in only["items"])
     one = client.get(f"/v1/predictions/{a['prediction_id']}")
-    assert one.status_code == 200 and one.json()["input_name"] == "rec.png"
+    assert one.status_code == 200 and one.json()["input_name"] is None
     assert one.json()["research_use_only"] == RESEARCH_USE_ONLY
+
+
+def test_names_are_recorded_only_when_asked(registry, synthetic_png, tmp_path):
+    """--record-names keeps an upload's file name and a WDBC case id in the record and the answer; never a DICOM's
+    file name (PACS exports name files after the patient)."""
+    settings = ServeSettings(auth=False, database_url="sqlite://", display_max_side=256, record_names=True)
+    with TestClient(create_app(settings, registry=registry)) as c:
+        a = _upload(c, "busi-cls", synthetic_png, name="rec.png").json()
+        b = c.post("/v1/predict/wdbc", json={"features": _features(), "case_id": "rec-1"}).json()
+        d = _upload(c, "busi-cls", _dicom_bytes(tmp_path, _gradient(40, 52).astype(np.uint16) * 16), name="DOE^JANE.dcm", content_type="application/dicom").json()
+        assert a["image"]["filename"] == "rec.png" and d["image"]["filename"] is None
+        names = {e["id"]: e["input_name"] for e in c.get("/v1/predictions").json()["items"]}
+        assert names == {a["prediction_id"]: "rec.png", b["prediction_id"]: "rec-1", d["prediction_id"]: None}
 
 
 def test_prediction_list_bad_parameters(client):

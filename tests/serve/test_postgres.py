@@ -114,7 +114,7 @@ def test_tokens_and_the_listing_through_the_api(pg_server, registry, synthetic_p
     token = store.create_token("pg-user")
     with pytest.raises(ValueError, match="exists already"):
         store.create_token("pg-user")
-    with TestClient(create_app(ServeSettings(database_url=url, display_max_side=128), registry=registry)) as c:
+    with TestClient(create_app(ServeSettings(database_url=url, display_max_side=128, record_names=True), registry=registry)) as c:
         assert c.get("/v1/predictions").status_code == 401
         auth = {"Authorization": f"Bearer {token}"}
         for i in range(3):

@@ -353,7 +353,9 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         elapsed = (time.perf_counter() - start) * 1000
         answer = finite(answer)
         refs = [m.ref for m in models]
-        if input_name is None and isinstance(answer.get("image"), dict):  # a DICOM upload's name is not kept
+        if not settings.record_names:  # names may identify a patient: kept only with --record-names
+            input_name = None
+        if input_name is None and isinstance(answer.get("image"), dict):  # nor answered, where it is not kept
             answer["image"] = {**answer["image"], "filename": None}
         stored = without_images(answer)
         entry = _store(request).add(

@@ -11,7 +11,7 @@ task            varchar(32), index     ``wdbc``, ``busi-seg``, ``busi-cls``, ``u
 model_name      varchar(200)           the model(s) used; ``+`` joins several (the ultrasound endpoint)
 model_version   varchar(200)           their versions, in the same order, joined by ``+``
 input_sha256    char(64), index        SHA-256 of the uploaded file's bytes, or of the WDBC features
-input_name      varchar(255), null     the uploaded file's name or the WDBC case id, as the client sent it
+input_name      varchar(255), null     the uploaded file's name or the WDBC case id; null unless --record-names
 label           varchar(64), null      the label at the operating point (classification), else null
 elapsed_ms      float                  time taken by the server, from the received input to the answer
 result          JSON                   the answer without its images (probabilities, threshold, area, ...)

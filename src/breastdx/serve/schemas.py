@@ -108,7 +108,8 @@ class WDBCRequest(_Base):
 
     features: dict[str, Any] = Field(description="The 30 features by name: scikit-learn's ('mean radius') or "
                                                  "UCI/Kaggle's ('radius_mean'); each a finite number >= 0.")
-    case_id: str | None = Field(None, max_length=255, description="Your identifier of the case (recorded).")
+    case_id: str | None = Field(None, max_length=255, description="Your identifier of the case; recorded only when "
+                                                                  "the service runs with --record-names.")
     n_reasons: int | None = Field(None, ge=0, le=30, description="SHAP contributions to report; default 5.")
 
 

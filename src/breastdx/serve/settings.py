@@ -74,6 +74,9 @@ class ServeSettings:
         auth: Every ``/v1/...`` request needs an API token (:mod:`breastdx.serve.auth`); False (``--no-auth``)
             is accepted only when ``host`` is a loopback address.
         workers: Worker processes (``uvicorn --workers``) sharing the database; each loads the models.
+        record_names: Keep the file name of an upload (not of a DICOM) or the case id of a WDBC request in the
+            record and the answer (``--record-names``). Off by default: a clinic's file names and case ids may
+            identify a patient, and the SHA-256 of the input is the reference.
 
     Raises:
         ValueError: If a number is out of range (the message names the setting, the range and the value), or
@@ -97,6 +100,7 @@ class ServeSettings:
     max_list_limit: int = 500
     auth: bool = True
     workers: int = 1
+    record_names: bool = False
 
     def __post_init__(self) -> None:
         checks = [
