@@ -50,7 +50,9 @@ def test_run_folder_contract(run: Path):
     meta = json.loads((run / "model/meta.json").read_text())
     assert meta["feature_names"] == list(FEATURE_NAMES) and meta["class_names"] == ["benign", "malignant"]
     assert meta["data_checksum"] == load_wdbc().checksum and meta["seed"] == 0
-    assert "Research use only" in (run / "model/MODEL_CARD.md").read_text()
+    card = (run / "model/MODEL_CARD.md").read_text()
+    assert "Research use only" in card and "Single centre (University of Wisconsin Hospitals, 1990s)" in card
+    assert "50 in shap_background.npy" in card and "the training rows the model keeps" not in card  # logreg
     assert "Research use only" in (run / "report.html").read_text()
     split = json.loads((run / "split.json").read_text())
     assert len(split["fold_of_case"][0]) == 569
@@ -260,3 +262,23 @@ def test_case_ids_that_spreadsheets_run_are_written_as_text(tmp_path: Path):
     assert result.exit_code == 0, result.output
     written = [r["id"] for r in csv.DictReader(open(out / "predictions.csv", newline=""))]
     assert written == ["'" + i for i in ids[:4]] + ["842302"]
+
+
+def test_model_card_of_another_data_file_does_not_call_it_wdbc(tmp_path: Path):
+    """A CSV in WDBC's layout with other values is described as the user's file, not as the Wisconsin data; a k-NN
+    model's card says that its file keeps the training rows."""
+    table = load_wdbc()
+    path = tmp_path / "cohort.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "diagnosis", *FEATURE_NAMES])
+        for i, (x, y) in enumerate(zip(table.X, table.y)):
+            w.writerow([f"c{i}", "M" if y else "B", *(x * 1.01)])
+    result = runner.invoke(app, ["train", "wdbc", "--out", str(tmp_path / "run"), "--data-file", str(path), *QUICK[:4],
+                                 "--models", "knn", *QUICK[6:]])
+    assert result.exit_code == 0, result.output
+    card = " ".join((tmp_path / "run/model/MODEL_CARD.md").read_text().split())
+    assert "569 fine-needle aspirates (212 malignant), 30 features from the file cohort.csv" in card
+    assert "not those data" in card and "University of Wisconsin Hospitals" not in card
+    assert "Validated only by cross-validation on its own training file" in card
+    assert "the training rows the model keeps in model.skops" in card

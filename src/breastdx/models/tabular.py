@@ -47,6 +47,8 @@ class TabularModelSpec:
             (the SVM without its monotone Platt sigmoid): tuning by AUROC on it picks the same candidate at a
             fraction of the cost. None to tune ``pipeline`` itself.
         surrogate_prefix: ``(prefix in grid, prefix for the surrogate)``, e.g. ``("clf__estimator__", "clf__")``.
+        keeps_training_rows: The fitted model stores training cases' feature rows (k-NN all of them, an SVM its
+            support vectors), which its model card says.
 
     Raises:
         ValueError: If ``search`` is unknown.
@@ -59,6 +61,7 @@ class TabularModelSpec:
     search: str = "cv"
     rank_surrogate: Pipeline | None = None
     surrogate_prefix: tuple[str, str] = ("", "")
+    keeps_training_rows: bool = False
 
     def __post_init__(self) -> None:
         if self.search not in SEARCH_METHODS:
@@ -112,7 +115,7 @@ def svm_rbf(seed: int, search: str = "fast") -> TabularModelSpec:
                                                          ensemble=False)),
                             {"clf__estimator__C": [0.3, 1.0, 3.0, 10.0], "clf__estimator__gamma": ["scale", 0.01]},
                             rank_surrogate=_pipe(SVC(kernel="rbf", random_state=seed)),
-                            surrogate_prefix=("clf__estimator__", "clf__"))
+                            surrogate_prefix=("clf__estimator__", "clf__"), keeps_training_rows=True)
 
 
 @TABULAR_MODELS.register("random_forest")
@@ -159,4 +162,5 @@ def k_nearest_neighbours(seed: int, search: str = "fast") -> TabularModelSpec:
     """k-nearest neighbours on standardised features; k and weighting tuned (same in both budgets)."""
     _check_budget(search)
     return TabularModelSpec("knn", "k-NN", _pipe(KNeighborsClassifier()),
-                            {"clf__n_neighbors": [5, 9, 15, 25], "clf__weights": ["uniform", "distance"]})
+                            {"clf__n_neighbors": [5, 9, 15, 25], "clf__weights": ["uniform", "distance"]},
+                            keeps_training_rows=True)

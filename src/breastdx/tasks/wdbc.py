@@ -281,13 +281,18 @@ class WDBCTask(Task):
             "data_checksum": table.checksum,
             "n_train": table.n,
         })
+        is_wdbc = table.source == "sklearn" or table.checksum == load_wdbc().checksum
+        cases = f"{table.n} fine-needle aspirates ({int(table.y.sum())} malignant), 30 features"
         write_model_card(
             model_dir, meta, title=f"WDBC {spec.title}",
             summary=f"scikit-learn pipeline (standardisation + {spec.title}), hyperparameters {params}, "
                     f"tuned by {config.inner_folds}-fold CV on all data.",
-            data=f"- Wisconsin Diagnostic Breast Cancer (Street, Wolberg & Mangasarian 1993; doi:10.24432/C5DW2B), "
-                 f"{table.n} fine-needle aspirates ({int(table.y.sum())} malignant), 30 features, source "
-                 f"{table.source}. Single centre (University of Wisconsin Hospitals, 1990s).",
+            data=(f"- Wisconsin Diagnostic Breast Cancer (Street, Wolberg & Mangasarian 1993; doi:10.24432/C5DW2B), "
+                  f"{cases}, source {Path(table.source).name}. Single centre (University of Wisconsin Hospitals, "
+                  f"1990s)." if is_wdbc else
+                  f"- {cases} from the file {Path(table.source).name}, in the feature layout of the Wisconsin Diagnostic Breast Cancer data (Street, Wolberg & "
+                  f"Mangasarian 1993; doi:10.24432/C5DW2B) but not those data: their origin is the file "
+                  f"owner's to state."),
             evaluation=f"Nested repeated stratified {config.folds}-fold cross-validation ({config.repeats} repeats): "
                        f"out-of-fold predictions at threshold 0.5, 95% percentile-bootstrap CIs over cases. "
                        f"The model was chosen as the best of {len(config.models)} by AUROC, so these figures are "
@@ -295,7 +300,12 @@ class WDBCTask(Task):
             limitations=[
                 "Features must be measured as in the original study (interactive nucleus outlining, Xcyt); other "
                 "image-analysis software gives values on other scales.",
-                "Small single-centre data set from the 1990s; no external validation.",
+                "Small single-centre data set from the 1990s; no external validation." if is_wdbc else
+                "Validated only by cross-validation on its own training file; no external validation.",
+                f"The folder holds feature rows of training cases: {len(background)} in {BACKGROUND_FILE} (SHAP's "
+                f"background)" + (", and the training rows the model keeps in " + SKOPS_FILE
+                                  if spec.keeps_training_rows else "")
+                + "; share it only as the training data may be shared.",
                 f"The operating threshold targets sensitivity {config.target_sensitivity}; expect more false "
                 f"positives than at 0.5.",
                 "Research use only; not for diagnosis.",
