@@ -140,3 +140,16 @@ def test_real_busi_original_sample(busi_sample, data_root):
     _, m4 = load_case(by_name["benign (4)"])
     parts = [read_mask(m) for m in by_name["benign (4)"].masks]
     assert m4.sum() > max(p.sum() for p in parts) and m4.sum() <= sum(p.sum() for p in parts)
+
+
+def test_model_card_names_the_release_only_for_the_release():
+    """780 cases are the BUSI release, described with its hospital and year; any other count is a part of it or a
+    user's own images in its layout, and the card does not lend them BUSI's origin."""
+    from breastdx.data.busi import data_card_line
+
+    release = data_card_line(780, "; with masks")
+    assert release.startswith("- BUSI, Breast Ultrasound Images (Al-Dhabyani et al. 2020")
+    assert "780 images of 600 women, Baheya Hospital, Cairo, 2018; with masks (CC BY 4.0)." in release
+    other = data_card_line(75)
+    assert other.startswith("- 75 images in BUSI's folder layout, not the 780 of the BUSI release")
+    assert "Baheya" not in other and "600 women" not in other and "data owner's to state" in other

@@ -44,6 +44,32 @@ BUSI_FOLDER = "busi"
 RELEASE_FOLDER = "Dataset_BUSI_with_GT"
 """Name of the class folders' parent in the public release."""
 
+RELEASE_IMAGES = 780
+"""Images (cases) of the public release: 133 normal, 437 benign, 210 malignant."""
+
+CITATION = "Al-Dhabyani et al. 2020, Data in Brief 28:104863, doi:10.1016/j.dib.2019.104863"
+"""The dataset's article."""
+
+
+def data_card_line(n_images: int, contents: str = "") -> str:
+    """The first line of a model card's Data section for images read in BUSI's layout.
+
+    Args:
+        n_images: Cases found (train + val + test + excluded of the split).
+        contents: Said of the release after its origin, e.g. ``"; normal / benign / malignant with expert
+            lesion masks"``.
+
+    Returns:
+        A Markdown list item: the release described when there are :data:`RELEASE_IMAGES` cases, else the
+        count, with the statement that these are not the release (a part of it, or a user's own data in its
+        layout), whose origin the card cannot state.
+    """
+    if n_images == RELEASE_IMAGES:
+        return (f"- BUSI, Breast Ultrasound Images ({CITATION}): 780 images of 600 women, Baheya Hospital, Cairo, "
+                f"2018{contents} (CC BY 4.0).")
+    return (f"- {n_images} images in BUSI's folder layout, not the {RELEASE_IMAGES} of the BUSI release ({CITATION}): "
+            f"a part of it or other data, whose origin is the data owner's to state.")
+
 _NAME = re.compile(r"^(?P<label>[a-z]+) \((?P<n>\d+)\)(?P<mask>_mask(?:_(?P<k>\d+))?)?\.png$")
 
 

@@ -102,6 +102,10 @@ class SplitFile:
         """Case name to split name, for every case in a split."""
         return {n: s for s in SPLIT_NAMES for n in getattr(self, s)}
 
+    def n_cases(self) -> int:
+        """Cases the split was made from: train + val + test + excluded."""
+        return len(self.train) + len(self.val) + len(self.test) + len(self.excluded)
+
     def excluded_names(self) -> list[str]:
         """Names of the excluded cases."""
         return [e["name"] for e in self.excluded]

@@ -78,7 +78,7 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
     Raises:
         DataError: If BUSI is missing, or a reused split does not fit the data.
     """
-    from breastdx.data.busi import BUSI_CLASSES, find_busi_root, load_case, scan_busi
+    from breastdx.data.busi import BUSI_CLASSES, data_card_line, find_busi_root, load_case, scan_busi
     from breastdx.data.splits import busi_split
 
     root = find_busi_root(data_root)
@@ -96,8 +96,7 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
 
     parts = {s: part(s) for s in ("train", "val", "test")}
     record: dict[str, Any] = {"data_folder": str(root)}
-    about = (f"- BUSI, Breast Ultrasound Images (Al-Dhabyani et al. 2020, Data in Brief 28:104863, "
-             f"doi:10.1016/j.dib.2019.104863): 780 images of 600 women, Baheya Hospital, Cairo, 2018 (CC BY 4.0).\n"
+    about = (data_card_line(split.n_cases()) + "\n"
              f"- Split: the grouped split of busi-seg (seed {split.seed}, ratios {list(split.ratios)}): near-duplicate "
              f"frames never cross train / val / test; {len(split.excluded)} cases excluded (contradictory labels).")
     if config.lesion_crop:

@@ -408,6 +408,7 @@ class BusiSegTask(Task):
                 "metrics": summarize_segmentation(scores, labels, n_boot=n_boot, seed=seed)}
 
     def _write_card(self, model_dir: Path, meta: dict[str, Any], split: Any, test_cases: Sequence[Any]) -> None:
+        from breastdx.data.busi import data_card_line
         from breastdx.models.saved import write_model_card
 
         tr = meta["training"]
@@ -422,9 +423,7 @@ class BusiSegTask(Task):
                      f"{tr['precision']}). Output: lesion mask at the original image size (threshold "
                      f"{meta['threshold']}, keep_largest={post['keep_largest']}, "
                      f"min_area_fraction={post['min_area_fraction']}, chosen on validation)."),
-            data=(f"- BUSI, Breast Ultrasound Images (Al-Dhabyani et al. 2020, Data in Brief 28:104863, "
-                  f"doi:10.1016/j.dib.2019.104863): 780 images of 600 women, Baheya Hospital, Cairo, 2018; "
-                  f"normal / benign / malignant with expert lesion masks (CC BY 4.0).\n"
+            data=(data_card_line(split.n_cases(), "; normal / benign / malignant with expert lesion masks") + "\n"
                   f"- Split: `{SPLIT_FILE}` (seed {split.seed}, ratios {list(split.ratios)}): near-duplicate "
                   f"frames grouped so that no group crosses train / val / test; {len(split.excluded)} cases "
                   f"excluded (contradictory labels on the same image). Train {len(split.train)}, val "
