@@ -24,6 +24,7 @@ from breastdx.data.patches import ArrayPatchSource, load_patch_dataset, patch_da
 from breastdx.data import pcam
 from breastdx.data.pcam import (
     PCAM_FILES,
+    PCAM_SPLITS,
     PcamH5Source,
     download_pcam,
     h5_paths,
@@ -319,3 +320,17 @@ def test_h5_reader_peak_memory_under_1_gb_for_50000_patches(tmp_path):
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert figures["n"] == 50000
     assert figures["peak_rss_mib"] < 1024
+
+
+def test_model_card_says_which_form_of_pcam_was_read(pcam_subset, tmp_path):
+    """A model trained on the HDF5 release is not described as trained on the JPEG subset, nor the reverse."""
+    from breastdx.data.patches import ConcatPatchSource
+    from breastdx.tasks.pcam import _about
+
+    for s in PCAM_SPLITS:
+        write_pcam_h5(tmp_path / "pcam", s, read_pcam_folder(pcam_subset, s).subset(range(0, 40, 4)), batch=8)
+    h5 = _about(load_pcam(tmp_path, None))
+    assert "Read from the HDF5 files of the release (train: 10 patches, valid: 10 patches, test: 10 patches)" in h5
+    assert "JPEG" not in h5
+    jpeg = _about(ConcatPatchSource([read_pcam_folder(pcam_subset, s) for s in PCAM_SPLITS], name="pcam"))
+    assert "The JPEG subset holds the first 2,000 patches per class of train" in jpeg and "HDF5 files of" not in jpeg

@@ -110,7 +110,7 @@ def from_patch_source(source: Any) -> ImageSet:
                     None if groups is None else tuple(str(g) for g in groups))
 
 
-def patch_reader(dataset: str, about: str, official: Callable[..., Any] | None = None,
+def patch_reader(dataset: str, about: str | Callable[[Any], str], official: Callable[..., Any] | None = None,
                  split_options: dict[str, Callable[[Any], Any]] | None = None,
                  **load_options: Callable[[Any], Any]) -> Callable[[Any, Path, Path | None, Path], SplitData]:
     """A spec's ``read`` for a patch dataset of :data:`breastdx.data.patches.PATCH_DATASETS`.
@@ -122,7 +122,8 @@ def patch_reader(dataset: str, about: str, official: Callable[..., Any] | None =
 
     Args:
         dataset: The dataset name.
-        about: Markdown lines on the data for the model card and report.
+        about: Markdown lines on the data for the model card and report, or ``source -> lines`` where they depend
+            on the files read (PCam's JPEG subset or its HDF5 release).
         official: ``(source, **split options) -> SplitFile`` of an official split, or None.
         split_options: Keyword of ``official`` to ``config -> value`` (e.g. PCam's ``valid_to_train``), or None.
         **load_options: Reader option name to ``config -> value`` (e.g. BreakHis's magnification).
@@ -150,7 +151,8 @@ def patch_reader(dataset: str, about: str, official: Callable[..., Any] | None =
         counts = (split.summary or {}).get("counts", {})
         lines = "; ".join(f"{s}: " + ", ".join(f"{v} {c}" for c, v in cs.items()) for s, cs in counts.items())
         return SplitData({s: from_patch_source(v) for s, v in views.items()}, tuple(source.class_names),
-                         source.checksum, kind, about + (f"\n- Split: {lines}." if lines else ""),
+                         source.checksum, kind,
+                         (about(source) if callable(about) else about) + (f"\n- Split: {lines}." if lines else ""),
                          {"dataset": dataset, **{k: f(config) for k, f in load_options.items()}}, split)
 
     return read

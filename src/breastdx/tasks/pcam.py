@@ -135,17 +135,28 @@ def official_split(source: Any, valid_to_train: float = 0.0):
                      test=[ids[i] for i in parts["test"]], dataset="pcam", summary=summary)
 
 
+def _about(source: Any) -> str:
+    """The model card's lines on the data: PatchCamelyon, and which of its forms was read."""
+    from breastdx.data.pcam import PcamH5Source
+
+    parts = getattr(source, "sources", [source])  # the three splits, concatenated
+    h5 = [s for s in parts if isinstance(s, PcamH5Source)]
+    form = (f"- Read from the HDF5 files of the release ({', '.join(f'{s.split}: {len(s):,} patches' for s in h5)}), "
+            f"pixels as published." if len(h5) == len(parts) else
+            "- The JPEG subset holds the first 2,000 patches per class of train, the last 3,000 of valid and the "
+            "first 3,000 of test; JPEG re-encoding makes pixels differ slightly from the HDF5 release.")
+    return ("- PatchCamelyon (Veeling et al. 2018, doi:10.1007/978-3-030-00934-2_24; CC0), from Camelyon16 lymph-node "
+            "sections (metastases of breast cancer, not breast tissue). Label 1 = tumour in the centre 32 x 32 pixels "
+            "of the 96 x 96 patch.\n" + form)
+
+
 PCAM = register(ClassificationSpec(
     name="pcam",
     title="PCam histopathology patches: tumour vs normal",
     config_cls=PCamConfig,
     read=patch_reader(
-        "pcam", official=official_split, split_options={"valid_to_train": lambda c: c.valid_to_train}, about=(
-            "- PatchCamelyon (Veeling et al. 2018, doi:10.1007/978-3-030-00934-2_24; CC0), from Camelyon16 lymph-node "
-            "sections (metastases of breast cancer, not breast tissue). Label 1 = tumour in the centre 32 x 32 pixels "
-            "of the 96 x 96 patch.\n- The JPEG subset holds the first 2,000 patches per class of train, the last "
-            "3,000 of valid and the first 3,000 of test; JPEG re-encoding makes pixels differ slightly from the HDF5 "
-            "release.")),
+        "pcam", official=official_split, split_options={"valid_to_train": lambda c: c.valid_to_train},
+        about=lambda source: _about(source)),
     positive="tumour", item="patch", augmentation=hed_augmentation, normalisation=macenko_normalisation,
     check=_check, label_region=32 / 96, explain_zoom=3,
     benchmark=Benchmark(
@@ -153,10 +164,11 @@ PCAM = register(ClassificationSpec(
         published={"P4M-DenseNet (Veeling et al. 2018)": {"auroc": 0.963, "accuracy": 0.898},
                    "DenseNet baseline (Veeling et al. 2018)": {"auroc": 0.947, "accuracy": 0.876}},
         note="Published figures: trained on all 262,144 training patches, tested on the full test split (32,768 "
-             "patches); these are on the subset's first 3,000 test patches, so the comparison is indicative."),
+             "patches); these are on the test patches counted in the split (the JPEG subset: its first 3,000), so "
+             "the comparison is indicative."),
     card_limitations=(
-        "Trained on the subset's 4,000 training patches (1.5% of PCam's training split), plus with --valid-to-train "
-        "part of its 3,000 validation patches (the split counts above say how many); lymph-node tissue from two "
+        "Trained on the training patches the split counts above give (the JPEG subset: 4,000, 1.5% of PCam's "
+        "training split), plus with --valid-to-train part of the validation patches; lymph-node tissue from two "
         "Dutch centres (Camelyon16); no external validation.",
         "With --valid-to-train, the validation patches kept (best epoch, temperature, threshold) are a block of "
         "PCam row indices that cannot be verified to come from other slides than the moved ones (no slide ids in "
