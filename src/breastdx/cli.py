@@ -176,7 +176,8 @@ def train(
         _failed_run(run_dir, f"unexpected error ({type(e).__name__}): {e}")
         _unexpected(e)
     except (KeyboardInterrupt, SystemExit):  # Ctrl+C: Lightning shuts down and exits with status 1
-        _failed_run(run_dir, "interrupted before the end (Ctrl+C or a signal)")
+        err_console.print(_failed_run(run_dir, "Interrupted before the end (Ctrl+C or a signal)."), highlight=False,
+                          soft_wrap=True)
         raise
     _show(result)
 
