@@ -114,7 +114,7 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
     from breastdx.config import ConfigError, save_yaml, to_dict
     from breastdx.data.busi import find_busi_root, scan_busi
     from breastdx.data.splits import busi_split
-    from breastdx.evaluation.segmentation import summarize_segmentation
+    from breastdx.evaluation.segmentation import SCORE_TERMS, summarize_segmentation
     from breastdx.pipeline.task import RunResult
     from breastdx.runs import write_json, write_versions
 
@@ -183,6 +183,6 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
     table = [["metric", "pooled out-of-fold [95% CI]"]] + [[key, ci_text(v)] for key, v in pooled.items()]
     table += [[f"{key} per fold", f"{s['mean']:.3f} (sd {s['sd']:.3f})"] for key, s in summary.items()]
     return RunResult(run_dir, metrics, f"busi-seg: {metrics['split']}", table,
-                     [f"Run folder: {run_dir} (folds/f0..f{k - 1} hold each fold's full run); the base split's "
+                     [SCORE_TERMS, f"Run folder: {run_dir} (folds/f0..f{k - 1} hold each fold's full run); the base split's "
                       f"test cases were not read. The fold ensemble (the mean of the {k} fold models' probabilities) "
                       f"is the model folder {run_dir / 'ensemble'}."])
