@@ -114,3 +114,72 @@ def test_a_training_that_stops_leaves_its_reason_and_its_folder_is_not_reused(tm
     text = " ".join(again.output.split())
     assert again.exit_code == 2 and f"holds a run that failed (error.txt: {said}" in text, text
     assert (out / FAILED_RUN_FILE).read_text().startswith(said)  # not overwritten by the refused second run
+
+
+def _stopped_run(folder: Path, task: str = "busi-seg", **options) -> Path:
+    import yaml
+
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"task": task, **options, "data_root": str(folder / "data")}))
+    (folder / "error.txt").write_text("Interrupted before the end (Ctrl+C or a signal).\nstopped at 2026-12-05\n")
+    return folder
+
+
+def test_resume_trains_on_with_the_stopped_runs_options(tmp_path: Path, monkeypatch):
+    """--resume reads the run's config.yaml (only --threads, --progress-bar, --num-workers may change), trains into
+    the same folder with RESUME_ENV set, and moves error.txt into resumed.txt."""
+    from breastdx.pipeline.task import RunResult
+    from breastdx.tasks import get_task
+    from breastdx.training.trainer import RESUME_ENV
+
+    seen = {}
+
+    def train(self, config, data_root, run_dir):
+        seen.update(config=config, data_root=data_root, run_dir=run_dir, env=os.environ.get(RESUME_ENV))
+        assert not (run_dir / "error.txt").exists()
+        return RunResult(run_dir)
+
+    monkeypatch.setattr(type(get_task("busi-seg")), "train", train)
+    from breastdx.runs import RUN_DIR_ENV
+
+    for name in (RESUME_ENV, RUN_DIR_ENV):  # set by the command: restored (unset) when the test ends
+        monkeypatch.setenv(name, "")
+    run = _stopped_run(tmp_path / "run", image_size=32, epochs=7, threads=2)
+    result = runner.invoke(app, ["train", "busi-seg", "--resume", str(run), "--threads", "1", "--progress-bar", "false"])
+    assert result.exit_code == 0, result.output
+    assert seen["run_dir"] == run and seen["env"] == "1" and seen["data_root"] == tmp_path / "run" / "data"
+    assert (seen["config"].image_size, seen["config"].epochs, seen["config"].threads) == (32, 7, 1)
+    log = (run / "resumed.txt").read_text()
+    assert log.startswith("Interrupted before the end") and "resumed at " in log
+
+
+@pytest.mark.parametrize("setup, args, said", [
+    ("none", [], "not a breastdx run folder (no config.yaml)"),
+    ("finished", [], "not a stopped run (no error.txt): a finished run has nothing to resume"),
+    ("other-task", [], "a run of task 'monuseg', not 'busi-seg'"),
+    ("stopped", ["--epochs", "9"], "give no --out, --seed or task option with it but --num-workers, --progress-bar, "
+                                   "--threads"),
+    ("stopped", ["--seed", "3"], "give no --out, --seed or task option"),
+    ("cv", [], "busi-seg cross-validation runs cannot be resumed"),
+])
+def test_resume_refuses_what_it_cannot_continue(tmp_path: Path, setup, args, said):
+    run = tmp_path / "run"
+    if setup == "finished":
+        _stopped_run(run).joinpath("error.txt").unlink()
+    elif setup == "other-task":
+        _stopped_run(run, task="monuseg")
+    elif setup == "stopped":
+        _stopped_run(run)
+    elif setup == "cv":
+        _stopped_run(run, cv_folds=5)
+    result = runner.invoke(app, ["train", "busi-seg", "--resume", str(run), *args])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and said in text, text
+    if setup == "stopped":
+        assert (run / "error.txt").is_file() and not (run / "resumed.txt").exists()  # left as it was
+
+
+def test_wdbc_runs_are_not_resumed(tmp_path: Path):
+    run = _stopped_run(tmp_path / "run", task="wdbc")
+    result = runner.invoke(app, ["train", "wdbc", "--resume", str(run)])
+    assert result.exit_code == 2 and "wdbc runs cannot be resumed" in " ".join(result.output.split())

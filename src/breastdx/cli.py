@@ -144,6 +144,9 @@ def train(
                                             "per-user cache folder."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder; default runs/<task>/<UTC timestamp>."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a training run that stopped (its "
+                                          "folder holds error.txt) after its last finished epoch, with the options "
+                                          "of its config.yaml; no --out, --seed or task option with it."),
 ) -> None:
     """Train and evaluate a task; write a run folder. Task options go after, as --name value."""
     from breastdx.config import ConfigError, parse_extra_args, resolve_data_root, with_overrides
@@ -154,11 +157,14 @@ def train(
 
     try:
         t = get_task(task)
-        config = with_overrides(t.config_cls(), {**parse_extra_args(list(ctx.args)), "seed": seed})
-        if is_rank_zero():
+        if resume is not None:  # the stopped run's folder and options
+            config, run_dir, data_dir = _resumed(t, resume, ctx.args, out, seed, data_dir)
+        else:
+            config = with_overrides(t.config_cls(), {**parse_extra_args(list(ctx.args)), "seed": seed})
+        if resume is None and is_rank_zero():
             run_dir = make_run_dir(task, out)
             os.environ[RUN_DIR_ENV] = str(run_dir)  # the other ranks' processes inherit it: one run folder
-        else:  # a process of another rank of a distributed run: rank 0's folder, written by rank 0 only
+        elif resume is None:  # a process of another rank of a distributed run: rank 0's folder, written by rank 0
             shared = os.environ.get(RUN_DIR_ENV) or (str(out) if out else "")
             if not shared:
                 raise ConfigError("Training on several nodes needs --out: the same run folder on every node.")
@@ -171,24 +177,59 @@ def train(
     try:
         result = t.train(config, resolve_data_root(data_dir), run_dir)
     except (DataError, FileNotFoundError, UnknownNameError, ConfigError) as e:
-        _fail(_failed_run(run_dir, str(e)))
+        _fail(_failed_run(task, run_dir, str(e)))
     except Exception as e:  # noqa: BLE001 - said plainly, with the traceback under --verbose
-        _failed_run(run_dir, f"unexpected error ({type(e).__name__}): {e}")
+        _failed_run(task, run_dir, f"unexpected error ({type(e).__name__}): {e}")
         _unexpected(e)
     except (KeyboardInterrupt, SystemExit):  # Ctrl+C: Lightning shuts down and exits with status 1
-        err_console.print(_failed_run(run_dir, "Interrupted before the end (Ctrl+C or a signal)."), highlight=False,
-                          soft_wrap=True)
+        err_console.print(_failed_run(task, run_dir, "Interrupted before the end (Ctrl+C or a signal)."),
+                          highlight=False, soft_wrap=True)
         raise
     _show(result)
 
 
-def _failed_run(run_dir: Path, message: str) -> str:
+RESUME_OPTIONS = {"threads", "progress-bar", "num-workers"}
+"""Task options ``train --resume`` accepts: they change how fast the run goes, not what it computes."""
+
+
+def _resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: int,
+             data_dir: Optional[Path]) -> tuple[Any, Path, Optional[Path]]:
+    """``train --resume RUN``: the stopped run's config and data root, the folder marked as resumed and
+    :data:`breastdx.training.trainer.RESUME_ENV` set for :func:`breastdx.training.trainer.fit`."""
+    from breastdx.config import ConfigError, load_config
+    from breastdx.runs import RUN_DIR_ENV, mark_resumed, stopped_run_config
+    from breastdx.training.trainer import RESUME_ENV
+
+    from breastdx.config import parse_extra_args, with_overrides
+
+    how = parse_extra_args(list(args))  # how the machine runs it may change; what it computes may not
+    if {k.replace("_", "-") for k in how} - RESUME_OPTIONS or out is not None or seed != 0:
+        raise ConfigError(f"--resume trains on with the stopped run's own options (its config.yaml): give no --out, "
+                          f"--seed or task option with it but {', '.join('--' + o for o in sorted(RESUME_OPTIONS))}.")
+    recorded = stopped_run_config(run_dir, t.name)
+    config = with_overrides(load_config(t.config_cls, run_dir / "config.yaml"), how)
+    if not hasattr(config, "epochs") or getattr(config, "cv_folds", 0):
+        raise ConfigError(f"{t.name} {'cross-validation ' if getattr(config, 'cv_folds', 0) else ''}runs cannot be "
+                          f"resumed (only one training in epochs can); start it again with another --out.")
+    mark_resumed(run_dir)
+    os.environ[RESUME_ENV] = "1"
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    return config, run_dir, data_dir or (Path(recorded["data_root"]) if recorded.get("data_root") else None)
+
+
+def _failed_run(task: str, run_dir: Path, message: str) -> str:
     """Record a training failure in its run folder (``error.txt``) and return the message, with the folder named."""
     from breastdx.runs import record_failure
 
+    from breastdx.training.trainer import LAST_CHECKPOINT
+
     written = record_failure(run_dir, message)
-    return f"{message}\n(The run folder {run_dir} keeps what the run wrote and this error in {written.name}.)" \
-        if written else message
+    if not written:
+        return message
+    resumable = next(run_dir.rglob(LAST_CHECKPOINT), None) is not None
+    return (f"{message}\n(The run folder {run_dir} keeps what the run wrote and this error in {written.name}"
+            + (f"; 'breastdx train {task} --resume {run_dir}' goes on after its last finished epoch.)" if resumable
+               else ".)"))
 
 
 @app.command(context_settings=TASK_OPTIONS, cls=_command_for("evaluate"))

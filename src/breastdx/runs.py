@@ -162,6 +162,49 @@ def record_failure(run_dir: Path, reason: str) -> Path | None:
     return path
 
 
+RESUME_LOG = "resumed.txt"
+"""Each resumption of a stopped run: why it had stopped (its ``error.txt``) and when it was resumed."""
+
+
+def stopped_run_config(run_dir: Path, task: str) -> dict[str, Any]:
+    """Check that ``run_dir`` holds a stopped training run of ``task`` and return its ``config.yaml``.
+
+    Args:
+        run_dir: The run folder given to ``breastdx train TASK --resume``.
+        task: The task named on the command line.
+
+    Returns:
+        The content of the run's ``config.yaml`` (its options, ``data_root``, ...).
+
+    Raises:
+        RunFolderError: If the folder is missing, holds no ``config.yaml``, is a run of another task, or holds no
+            ``error.txt`` (a finished run has nothing to resume; a running one must be left alone).
+    """
+    import yaml
+
+    config = Path(run_dir) / "config.yaml"
+    if not Path(run_dir).is_dir() or not config.is_file():
+        raise RunFolderError(f"{run_dir}: not a breastdx run folder (no config.yaml); --resume takes the folder of "
+                             f"a training run that stopped.")
+    data = yaml.safe_load(config.read_text()) or {}
+    if data.get("task") != task:
+        raise RunFolderError(f"{run_dir}: a run of task {data.get('task')!r}, not {task!r}.")
+    if not (Path(run_dir) / FAILED_RUN_FILE).is_file():
+        raise RunFolderError(f"{run_dir}: not a stopped run (no {FAILED_RUN_FILE}): a finished run has nothing to "
+                             f"resume, and a run still going must be left alone.")
+    return data
+
+
+def mark_resumed(run_dir: Path) -> None:
+    """Move a stopped run's ``error.txt`` into ``resumed.txt`` (appended, with the UTC time of resuming), so that
+    the folder says it was resumed and why it had stopped."""
+    failed = Path(run_dir) / FAILED_RUN_FILE
+    reason = failed.read_text(encoding="utf-8", errors="replace").strip()
+    with open(Path(run_dir) / RESUME_LOG, "a", encoding="utf-8") as f:
+        f.write(f"{reason}\nresumed at {utc_now_iso()}\n\n")
+    failed.unlink()
+
+
 def _remove_if_empty(folders: list[Path]) -> None:
     """At exit: remove the folders this process created for a run (the run folder first, then the parents made
     for it, as ``runs/<task>``) that are still empty; a folder given empty, or one written to, is kept."""

@@ -201,3 +201,55 @@ def test_focal_loss_reduces_to_dice_ce_and_weighs_easy_pixels_less():
     assert near_zero.item() == pytest.approx(dice_ce.item(), rel=1e-5)  # the focal term is CE at gamma 0
     focal = SegmentationModule(net, OptimConfig(focal_gamma=2.0)).loss_fn(logits, target)
     assert focal.item() < dice_ce.item() - 0.1  # every pixel's CE shrinks by (1 - p_true) ** 2
+
+
+def test_a_stopped_fit_resumes_after_its_last_epoch(tmp_path, monkeypatch):
+    """fit() keeps the whole state after each epoch (checkpoints/last.ckpt, read back with weights_only=True); with
+    RESUME_ENV set it goes on from there: the epochs before are not trained again, the training log covers every
+    epoch, and the checkpoints are gone at the end."""
+    from lightning.pytorch.callbacks import Callback
+    from monai.data import DataLoader
+
+    from breastdx.training import trainer as trainer_mod
+    from breastdx.training.trainer import LAST_CHECKPOINT, RESUME_ENV, fit, resume_epoch
+
+    class StopAfter(Callback):  # Ctrl+C after the validation of epoch 2 (0-based), as a user would press it
+        def on_validation_end(self, trainer, pl_module):
+            if trainer.current_epoch == 2:
+                raise KeyboardInterrupt
+
+    trained_epochs = []
+
+    class Count(Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            trained_epochs.append(trainer.current_epoch)
+
+    made = trainer_mod.make_trainer
+    monkeypatch.setattr(trainer_mod, "make_trainer",
+                        lambda *a, **k: made(*a, **{**k, "callbacks": [StopAfter(), Count()]}))
+
+    def run():
+        seed_everything(0)
+        net, _ = build_network("unet", 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
+        module = SegmentationModule(net, OptimConfig(lr=1e-2))
+        loaders = (DataLoader(_synthetic(12, 1), batch_size=4, shuffle=True, num_workers=0,
+                              generator=torch.Generator().manual_seed(0)), DataLoader(_synthetic(6, 2), batch_size=6))
+        return fit(module, net, *loaders, tmp_path, FitSettings(epochs=5, progress_bar=False, monitor="val_dice",
+                                                                accelerator="cpu", devices="1"))
+
+    with pytest.raises(SystemExit):  # Lightning's graceful shutdown on KeyboardInterrupt
+        run()
+    last = tmp_path / CHECKPOINT_DIR / LAST_CHECKPOINT
+    assert last.is_file() and trained_epochs == [0, 1, 2]
+    stopped_at = resume_epoch(last)
+    assert stopped_at == 1  # Lightning runs checkpoint callbacks last: epoch 2 stopped before its save
+    torch.load(last, map_location="cpu", weights_only=True)  # plain data and tensors only
+
+    trained_epochs.clear()
+    monkeypatch.setattr(trainer_mod, "make_trainer", lambda *a, **k: made(*a, **{**k, "callbacks": [Count()]}))
+    monkeypatch.setenv(RESUME_ENV, "1")
+    result = run()
+    assert result.info["resumed_after_epoch"] == stopped_at
+    assert trained_epochs == [2, 3, 4]  # epochs 0 and 1 are not trained again
+    assert read_training_log(tmp_path)["epoch"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert not (tmp_path / CHECKPOINT_DIR).exists() and result.best_epoch is not None

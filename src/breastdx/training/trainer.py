@@ -8,7 +8,10 @@ and nodes (``devices="4", strategy="ddp"``). One line per epoch also goes to the
 
 Lightning checkpoints are an intermediate: :func:`best_state_dict` reads the best one with
 ``torch.load(weights_only=True)`` (no unpickling of arbitrary objects) and :func:`remove_checkpoints`
-deletes them once the weights are exported as ``model.safetensors``.
+deletes them once the weights are exported as ``model.safetensors``. Until then ``checkpoints/last.ckpt`` holds the
+whole training state after the last finished epoch (weights, their moving average, optimiser, schedule, early
+stopping and best-epoch bookkeeping), so a run that stops can be resumed (``breastdx train TASK --resume RUN``,
+:data:`RESUME_ENV`): Lightning reads it back with ``weights_only=True`` too.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "training_log"
+LAST_CHECKPOINT = "last.ckpt"
+"""The whole training state after the last finished epoch, in ``CHECKPOINT_DIR``."""
+RESUME_ENV = "BREASTDX_RESUME"
+"""Set (to ``1``) by ``breastdx train --resume``: :func:`fit` continues from the run folder's last checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +162,10 @@ def make_trainer(run_dir: Path, settings: FitSettings, mode: str = "max", log_ev
     checkpoint = ModelCheckpoint(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename="best", monitor=settings.monitor,
                                  mode=mode, save_top_k=1, save_last=False, save_weights_only=True,
                                  auto_insert_metric_name=False, enable_version_counter=False)
-    cbs: list[Any] = [checkpoint, _epoch_logger(), *(callbacks or [])]
+    # For --resume: the latest epoch's whole state (no monitor and top 1: each epoch replaces the file).
+    last = ModelCheckpoint(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename=Path(LAST_CHECKPOINT).stem, monitor=None,
+                           save_top_k=1, save_last=False, save_weights_only=False, enable_version_counter=False)
+    cbs: list[Any] = [checkpoint, last, _epoch_logger(), *(callbacks or [])]
     if settings.patience > 0:
         cbs.append(EarlyStopping(monitor=settings.monitor, mode=mode, patience=settings.patience,
                                  check_finite=True))
@@ -224,9 +234,14 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer, checkpoint = make_trainer(run_dir, settings, mode, log_every_n_steps=max(1, min(10, len(train_loader))))
+    resume = resume_checkpoint(run_dir)
+    resumed_after = resume_epoch(resume) if resume is not None else None
+    earlier_log = _read_log_rows(run_dir) if resume is not None else []  # Lightning's CSV logger starts afresh
     start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume, weights_only=True)
     seconds = time.perf_counter() - start
+    if earlier_log and trainer.is_global_zero:
+        _prepend_log_rows(run_dir, earlier_log)
     if not trainer.is_global_zero:
         return FitResult(network, None, float("nan"), int(trainer.current_epoch), seconds, False, {})
     network.load_state_dict(best_state_dict(checkpoint, prefix=getattr(module, "state_prefix", "network.")))
@@ -244,9 +259,35 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
             "precision": str(trainer.precision), "n_train": len(train_loader.dataset), "n_val": len(val_loader.dataset),
             "torch_threads": torch.get_num_threads(), "accelerator": type(trainer.accelerator).__name__,
             "devices": trainer.num_devices}
+    if resume is not None:
+        info["resumed_after_epoch"] = resumed_after
     log.info("trained %d epoch(s) in %.1f min; best epoch %s (%s %.4f)", info["epochs_run"], seconds / 60,
              best_epoch, settings.monitor, best_score)
     return FitResult(network, best_epoch, best_score, info["epochs_run"], seconds, True, info)
+
+
+def resume_epoch(path: Path) -> int | None:
+    """The last finished epoch (0-based) a ``last.ckpt`` holds, or None when it cannot be read."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    except (OSError, KeyError, RuntimeError, ValueError):
+        return None
+
+
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint :func:`fit` resumes from: ``run_dir/checkpoints/last.ckpt`` when ``breastdx train --resume``
+    set :data:`RESUME_ENV` and the file is there, else None (a fresh start; said in the log when resuming was
+    asked, as for an architecture of a comparison that had not started)."""
+    import os
+
+    if not os.environ.get(RESUME_ENV):
+        return None
+    path = Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if not path.is_file():
+        log.info("%s: no checkpoint to resume from; this training starts from the first epoch", run_dir)
+        return None
+    log.info("resuming %s after epoch %s (%s)", run_dir, resume_epoch(path), path)
+    return path
 
 
 def best_state_dict(checkpoint_callback: Any, prefix: str = "network.") -> dict[str, torch.Tensor]:
@@ -272,6 +313,32 @@ def best_state_dict(checkpoint_callback: Any, prefix: str = "network.") -> dict[
 def remove_checkpoints(run_dir: Path) -> None:
     """Delete ``run_dir/checkpoints`` (Lightning files are never kept once weights are exported)."""
     shutil.rmtree(Path(run_dir) / CHECKPOINT_DIR, ignore_errors=True)
+
+
+def _read_log_rows(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of ``training_log/metrics.csv`` as written so far (none when there is no file)."""
+    import csv
+
+    path = Path(run_dir) / LOG_DIR / "metrics.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _prepend_log_rows(run_dir: Path, earlier: list[dict[str, str]]) -> None:
+    """After a resumed fit: put the stopped run's log rows of the epochs before the resumed ones back in front of
+    the new rows, so that ``metrics.csv`` and the training curves cover the whole run."""
+    import csv
+
+    later = _read_log_rows(run_dir)
+    first = min((int(float(r["epoch"])) for r in later if r.get("epoch")), default=None)
+    kept = [r for r in earlier if r.get("epoch") and (first is None or int(float(r["epoch"])) < first)]
+    fields = list(dict.fromkeys([*(k for r in kept for k in r), *(k for r in later for k in r)]))
+    with open(Path(run_dir) / LOG_DIR / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows([*kept, *later])
 
 
 def read_training_log(run_dir: Path) -> dict[str, list[float]]:
