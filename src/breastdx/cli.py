@@ -18,6 +18,9 @@ from breastdx.cli_output import VERBOSE as _VERBOSE
 from breastdx.cli_output import console, err_console
 from breastdx.cli_output import fail as _fail
 from breastdx.cli_output import unexpected as _unexpected
+from breastdx.cli_runs import failed_run as _failed_run
+from breastdx.cli_runs import new_run_dir as _new_run_dir
+from breastdx.cli_runs import resumed as _resumed
 from breastdx.cli_tokens import DATABASE_HELP, token_app
 
 app = typer.Typer(
@@ -152,24 +155,16 @@ def train(
     from breastdx.config import ConfigError, parse_extra_args, resolve_data_root, with_overrides
     from breastdx.data.errors import DataError
     from breastdx.registry import UnknownNameError
-    from breastdx.runs import RUN_DIR_ENV, RunFolderError, is_rank_zero, make_run_dir
+    from breastdx.runs import RunFolderError
     from breastdx.tasks import get_task
 
     try:
         t = get_task(task)
-        if resume is not None:  # the stopped run's folder and options
+        if resume is not None:  # the stopped run's own folder and options
             config, run_dir, data_dir = _resumed(t, resume, ctx.args, out, seed, data_dir)
         else:
             config = with_overrides(t.config_cls(), {**parse_extra_args(list(ctx.args)), "seed": seed})
-        if resume is None and is_rank_zero():
-            run_dir = make_run_dir(task, out)
-            os.environ[RUN_DIR_ENV] = str(run_dir)  # the other ranks' processes inherit it: one run folder
-        elif resume is None:  # a process of another rank of a distributed run: rank 0's folder, written by rank 0
-            shared = os.environ.get(RUN_DIR_ENV) or (str(out) if out else "")
-            if not shared:
-                raise ConfigError("Training on several nodes needs --out: the same run folder on every node.")
-            run_dir = Path(shared)
-            run_dir.mkdir(parents=True, exist_ok=True)
+            run_dir = _new_run_dir(task, out)
     except (UnknownNameError, ConfigError, RunFolderError) as e:  # RunFolderError: --out exists, is a file, read-only
         _fail(str(e))
     console.print(f"[bold]breastdx {__version__}[/] — {t.title}. {RESEARCH_USE_ONLY}", highlight=False)
@@ -186,50 +181,6 @@ def train(
                           highlight=False, soft_wrap=True)
         raise
     _show(result)
-
-
-RESUME_OPTIONS = {"threads", "progress-bar", "num-workers"}
-"""Task options ``train --resume`` accepts: they change how fast the run goes, not what it computes."""
-
-
-def _resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: int,
-             data_dir: Optional[Path]) -> tuple[Any, Path, Optional[Path]]:
-    """``train --resume RUN``: the stopped run's config and data root, the folder marked as resumed and
-    :data:`breastdx.training.trainer.RESUME_ENV` set for :func:`breastdx.training.trainer.fit`."""
-    from breastdx.config import ConfigError, load_config
-    from breastdx.runs import RUN_DIR_ENV, mark_resumed, stopped_run_config
-    from breastdx.training.trainer import RESUME_ENV
-
-    from breastdx.config import parse_extra_args, with_overrides
-
-    how = parse_extra_args(list(args))  # how the machine runs it may change; what it computes may not
-    if {k.replace("_", "-") for k in how} - RESUME_OPTIONS or out is not None or seed != 0:
-        raise ConfigError(f"--resume trains on with the stopped run's own options (its config.yaml): give no --out, "
-                          f"--seed or task option with it but {', '.join('--' + o for o in sorted(RESUME_OPTIONS))}.")
-    recorded = stopped_run_config(run_dir, t.name)
-    config = with_overrides(load_config(t.config_cls, run_dir / "config.yaml"), how)
-    if not hasattr(config, "epochs") or getattr(config, "cv_folds", 0):
-        raise ConfigError(f"{t.name} {'cross-validation ' if getattr(config, 'cv_folds', 0) else ''}runs cannot be "
-                          f"resumed (only one training in epochs can); start it again with another --out.")
-    mark_resumed(run_dir)
-    os.environ[RESUME_ENV] = "1"
-    os.environ[RUN_DIR_ENV] = str(run_dir)
-    return config, run_dir, data_dir or (Path(recorded["data_root"]) if recorded.get("data_root") else None)
-
-
-def _failed_run(task: str, run_dir: Path, message: str) -> str:
-    """Record a training failure in its run folder (``error.txt``) and return the message, with the folder named."""
-    from breastdx.runs import record_failure
-
-    from breastdx.training.trainer import LAST_CHECKPOINT
-
-    written = record_failure(run_dir, message)
-    if not written:
-        return message
-    resumable = next(run_dir.rglob(LAST_CHECKPOINT), None) is not None
-    return (f"{message}\n(The run folder {run_dir} keeps what the run wrote and this error in {written.name}"
-            + (f"; 'breastdx train {task} --resume {run_dir}' goes on after its last finished epoch.)" if resumable
-               else ".)"))
 
 
 @app.command(context_settings=TASK_OPTIONS, cls=_command_for("evaluate"))

@@ -1,0 +1,76 @@
+"""The run folder of ``breastdx train``: a new one, a stopped one resumed (``--resume``), a failure recorded in it.
+
+Beside :mod:`breastdx.cli`, which calls these from its ``train`` command; the folders themselves are made and checked
+by :mod:`breastdx.runs`, and the resumption from the last checkpoint happens in :func:`breastdx.training.trainer.fit`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+
+def new_run_dir(task: str, out: Optional[Path]) -> Path:
+    """The folder of a new training run: made by global rank 0; the processes of the other ranks of a distributed
+    run use rank 0's (:data:`breastdx.runs.RUN_DIR_ENV`, inherited, or ``--out`` on other nodes) and write nothing."""
+    from breastdx.config import ConfigError
+    from breastdx.runs import RUN_DIR_ENV, is_rank_zero, make_run_dir
+
+    if is_rank_zero():
+        run_dir = make_run_dir(task, out)
+        os.environ[RUN_DIR_ENV] = str(run_dir)  # the other ranks' processes inherit it: one run folder
+        return run_dir
+    shared = os.environ.get(RUN_DIR_ENV) or (str(out) if out else "")
+    if not shared:
+        raise ConfigError("Training on several nodes needs --out: the same run folder on every node.")
+    run_dir = Path(shared)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+RESUME_OPTIONS = {"threads", "progress-bar", "num-workers"}
+"""Task options ``train --resume`` accepts: they change how fast the run goes, not what it computes."""
+
+
+def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: int,
+             data_dir: Optional[Path]) -> tuple[Any, Path, Optional[Path]]:
+    """``train --resume RUN``: the stopped run's config and data root, the folder marked as resumed and
+    :data:`breastdx.training.trainer.RESUME_ENV` set for :func:`breastdx.training.trainer.fit`."""
+    import yaml
+
+    from breastdx.config import ConfigError, load_config, parse_extra_args, with_overrides
+    from breastdx.runs import RUN_DIR_ENV, is_rank_zero, mark_resumed, stopped_run_config
+    from breastdx.training.trainer import RESUME_ENV
+
+    how = parse_extra_args(list(args))  # how the machine runs it may change; what it computes may not
+    if {k.replace("_", "-") for k in how} - RESUME_OPTIONS or out is not None or seed != 0:
+        raise ConfigError(f"--resume trains on with the stopped run's own options (its config.yaml): give no --out, "
+                          f"--seed or task option with it but {', '.join('--' + o for o in sorted(RESUME_OPTIONS))}.")
+    if not is_rank_zero():  # another rank of a distributed run: rank 0 has checked and marked the folder
+        recorded = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    else:
+        recorded = stopped_run_config(run_dir, t.name)
+    config = with_overrides(load_config(t.config_cls, run_dir / "config.yaml"), how)
+    if not hasattr(config, "epochs") or getattr(config, "cv_folds", 0):
+        raise ConfigError(f"{t.name} {'cross-validation ' if getattr(config, 'cv_folds', 0) else ''}runs cannot be "
+                          f"resumed (only one training in epochs can); start it again with another --out.")
+    if is_rank_zero():
+        mark_resumed(run_dir)
+    os.environ[RESUME_ENV] = "1"
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    return config, run_dir, data_dir or (Path(recorded["data_root"]) if recorded.get("data_root") else None)
+
+
+def failed_run(task: str, run_dir: Path, message: str) -> str:
+    """Record a training failure in its run folder (``error.txt``) and return the message, with the folder named."""
+    from breastdx.runs import record_failure
+    from breastdx.training.trainer import LAST_CHECKPOINT
+
+    written = record_failure(run_dir, message)
+    if not written:
+        return message
+    resumable = next(run_dir.rglob(LAST_CHECKPOINT), None) is not None
+    return (f"{message}\n(The run folder {run_dir} keeps what the run wrote and this error in {written.name}"
+            + (f"; 'breastdx train {task} --resume {run_dir}' goes on after its last finished epoch.)" if resumable
+               else ".)"))
