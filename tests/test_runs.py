@@ -183,3 +183,12 @@ def test_wdbc_runs_are_not_resumed(tmp_path: Path):
     run = _stopped_run(tmp_path / "run", task="wdbc")
     result = runner.invoke(app, ["train", "wdbc", "--resume", str(run)])
     assert result.exit_code == 2 and "wdbc runs cannot be resumed" in " ".join(result.output.split())
+
+
+def test_a_stopped_run_given_as_a_model_says_so(tmp_path: Path):
+    from breastdx.models.saved import ModelFolderError, load_meta_json
+
+    run = _stopped_run(tmp_path / "run")
+    with pytest.raises(ModelFolderError, match=r"a training run that stopped before writing its model \(Interrupted "
+                                               r"before the end .*'breastdx train busi-seg --resume .*run' finishes it"):
+        load_meta_json(run)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from breastdx import RESEARCH_USE_ONLY
-from breastdx.runs import package_versions, utc_now_iso, write_json
+from breastdx.runs import FAILED_RUN_FILE, package_versions, utc_now_iso, write_json
 
 META_SCHEMA_VERSION = 1
 META_FILE = "meta.json"
@@ -211,6 +211,15 @@ def load_meta_json(model_dir: str | Path) -> tuple[Path, Any]:
     """
     path = Path(model_dir) / META_FILE
     if not path.is_file():
+        stopped = Path(model_dir) / FAILED_RUN_FILE
+        if stopped.is_file():  # a training run's folder whose run stopped before writing its model
+            import yaml
+
+            reason = (stopped.read_text(encoding="utf-8", errors="replace").splitlines() or ["?"])[0]
+            config = Path(model_dir) / "config.yaml"
+            task = (yaml.safe_load(config.read_text()) or {}).get("task") if config.is_file() else None
+            raise ModelFolderError(f"{model_dir}: a training run that stopped before writing its model ({reason}); "
+                                   f"'breastdx train {task or 'TASK'} --resume {model_dir}' finishes it.")
         raise ModelFolderError(f"{model_dir}: not a model folder (no {META_FILE}).")
     try:
         return path, json.loads(path.read_text(encoding="utf-8"))
