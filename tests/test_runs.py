@@ -1,7 +1,9 @@
 """Run folders: an --out that is a file, lies below a file or cannot be written is refused with a clear error,
 never a traceback."""
 
+import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -155,7 +157,9 @@ def test_resume_trains_on_with_the_stopped_runs_options(tmp_path: Path, monkeypa
 
 @pytest.mark.parametrize("setup, args, said", [
     ("none", [], "not a breastdx run folder (no config.yaml)"),
-    ("finished", [], "not a stopped run (no error.txt): a finished run has nothing to resume"),
+    ("finished", [], "not a stopped run (no error.txt and no running.json): a finished run has nothing to resume"),
+    ("running", [], "its training is still running (process"),
+    ("elsewhere", [], "its training ran on host 'another-host' (process 12345); resume it there"),
     ("other-task", [], "a run of task 'monuseg', not 'busi-seg'"),
     ("stopped", ["--epochs", "9"], "give no --out, --seed or task option with it but --num-workers, --progress-bar, "
                                    "--threads"),
@@ -166,6 +170,11 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path: Path, setup, args, sai
     run = tmp_path / "run"
     if setup == "finished":
         _stopped_run(run).joinpath("error.txt").unlink()
+    elif setup in ("running", "elsewhere"):
+        _stopped_run(run).joinpath("error.txt").unlink()
+        owner = {"host": socket.gethostname(), "pid": os.getpid()} if setup == "running" else \
+            {"host": "another-host", "pid": 12345}
+        (run / "running.json").write_text(json.dumps(owner))
     elif setup == "other-task":
         _stopped_run(run, task="monuseg")
     elif setup == "stopped":
@@ -192,3 +201,35 @@ def test_a_stopped_run_given_as_a_model_says_so(tmp_path: Path):
     with pytest.raises(ModelFolderError, match=r"a training run that stopped before writing its model \(Interrupted "
                                                r"before the end .*'breastdx train busi-seg --resume .*run' finishes it"):
         load_meta_json(run)
+
+
+def test_a_run_whose_process_vanished_is_resumed_and_says_so(tmp_path: Path, monkeypatch):
+    """A run killed without a word (SIGKILL, out of memory) leaves running.json naming a process that is gone:
+    --resume takes it as stopped and records why; a successful training leaves no running.json."""
+    import subprocess
+    import sys
+
+    from breastdx.pipeline.task import RunResult
+    from breastdx.runs import RUN_DIR_ENV
+    from breastdx.tasks import get_task
+    from breastdx.training.trainer import RESUME_ENV
+
+    for name in (RESUME_ENV, RUN_DIR_ENV):
+        monkeypatch.setenv(name, "")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    run = _stopped_run(tmp_path / "run")
+    (run / "error.txt").unlink()
+    (run / "running.json").write_text(json.dumps({"host": socket.gethostname(), "pid": gone.pid,
+                                                  "started": "2026-12-05T00:00:00+00:00"}))
+    seen = []
+    monkeypatch.setattr(type(get_task("busi-seg")), "train",
+                        lambda self, config, data_root, run_dir: seen.append(
+                            json.loads((run_dir / "running.json").read_text())["pid"]) or RunResult(run_dir))
+    result = runner.invoke(app, ["train", "busi-seg", "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert seen == [os.getpid()]  # the resumed training's own process, while it runs
+    log = (run / "resumed.txt").read_text()
+    assert log.startswith(f"Stopped without a word (process {gone.pid}, started 2026-12-05T00:00:00+00:00, is gone")
+    assert "stopped at an unknown time (found stopped at" in log
+    assert not (run / "running.json").exists() and not (run / "error.txt").exists()

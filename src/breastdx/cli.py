@@ -155,7 +155,7 @@ def train(
     from breastdx.config import ConfigError, parse_extra_args, resolve_data_root, with_overrides
     from breastdx.data.errors import DataError
     from breastdx.registry import UnknownNameError
-    from breastdx.runs import RunFolderError
+    from breastdx.runs import RunFolderError, clear_running
     from breastdx.tasks import get_task
 
     try:
@@ -180,6 +180,7 @@ def train(
         err_console.print(_failed_run(task, run_dir, "Interrupted before the end (Ctrl+C or a signal)."),
                           highlight=False, soft_wrap=True)
         raise
+    clear_running(run_dir)
     _show(result)
 
 

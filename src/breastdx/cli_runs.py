@@ -15,10 +15,11 @@ def new_run_dir(task: str, out: Optional[Path]) -> Path:
     """The folder of a new training run: made by global rank 0; the processes of the other ranks of a distributed
     run use rank 0's (:data:`breastdx.runs.RUN_DIR_ENV`, inherited, or ``--out`` on other nodes) and write nothing."""
     from breastdx.config import ConfigError
-    from breastdx.runs import RUN_DIR_ENV, is_rank_zero, make_run_dir
+    from breastdx.runs import RUN_DIR_ENV, is_rank_zero, make_run_dir, mark_running
 
     if is_rank_zero():
         run_dir = make_run_dir(task, out)
+        mark_running(run_dir)
         os.environ[RUN_DIR_ENV] = str(run_dir)  # the other ranks' processes inherit it: one run folder
         return run_dir
     shared = os.environ.get(RUN_DIR_ENV) or (str(out) if out else "")
@@ -40,7 +41,7 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: i
     import yaml
 
     from breastdx.config import ConfigError, load_config, parse_extra_args, with_overrides
-    from breastdx.runs import RUN_DIR_ENV, is_rank_zero, mark_resumed, stopped_run_config
+    from breastdx.runs import RUN_DIR_ENV, is_rank_zero, mark_resumed, mark_running, stopped_run_config
     from breastdx.training.trainer import RESUME_ENV
 
     how = parse_extra_args(list(args))  # how the machine runs it may change; what it computes may not
@@ -57,6 +58,7 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: i
                           f"resumed (only one training in epochs can); start it again with another --out.")
     if is_rank_zero():
         mark_resumed(run_dir)
+        mark_running(run_dir)
     os.environ[RESUME_ENV] = "1"
     os.environ[RUN_DIR_ENV] = str(run_dir)
     return config, run_dir, data_dir or (Path(recorded["data_root"]) if recorded.get("data_root") else None)
@@ -64,9 +66,10 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: i
 
 def failed_run(task: str, run_dir: Path, message: str) -> str:
     """Record a training failure in its run folder (``error.txt``) and return the message, with the folder named."""
-    from breastdx.runs import record_failure
+    from breastdx.runs import clear_running, record_failure
     from breastdx.training.trainer import LAST_CHECKPOINT
 
+    clear_running(run_dir)  # first: a run that wrote nothing else leaves an empty folder, removed at exit
     written = record_failure(run_dir, message)
     if not written:
         return message

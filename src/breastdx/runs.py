@@ -140,7 +140,7 @@ FAILED_RUN_FILE = "error.txt"
 """Written into a run folder by :func:`record_failure` when its run stops on an error or an interrupt."""
 
 
-def record_failure(run_dir: Path, reason: str) -> Path | None:
+def record_failure(run_dir: Path, reason: str, stopped: str | None = None) -> Path | None:
     """Keep a failed run's folder honest: write ``error.txt`` (the UTC time and ``reason``) beside the config, split
     and versions the run wrote before it stopped, so that the folder is not mistaken for a finished run and a second
     ``--out`` to it is refused with the reason (:func:`make_run_dir`). Only global rank 0 writes.
@@ -148,6 +148,7 @@ def record_failure(run_dir: Path, reason: str) -> Path | None:
     Args:
         run_dir: The run folder; nothing is written when it does not exist or is empty (it is removed at exit).
         reason: What stopped the run, one line or more.
+        stopped: When it stopped, as text; default now (UTC).
 
     Returns:
         The file written, or None.
@@ -156,10 +157,59 @@ def record_failure(run_dir: Path, reason: str) -> Path | None:
         return None
     path = run_dir / FAILED_RUN_FILE
     try:
-        path.write_text(f"{reason.strip()}\nstopped at {utc_now_iso()}\n", encoding="utf-8")
+        path.write_text(f"{reason.strip()}\nstopped at {stopped or utc_now_iso()}\n", encoding="utf-8")
     except OSError:
         return None
     return path
+
+
+RUNNING_FILE = "running.json"
+"""In a training run's folder while its process runs: ``{"host", "pid", "started"}`` (:func:`mark_running`). Left
+behind by a process that was killed without a word (SIGKILL, out of memory, the machine stopped), it tells
+``--resume`` that the run stopped: its process is gone from this host."""
+
+
+def mark_running(run_dir: Path) -> None:
+    """Write :data:`RUNNING_FILE` for this process (global rank 0 only)."""
+    import socket
+
+    if is_rank_zero():
+        write_json({"host": socket.gethostname(), "pid": os.getpid(), "started": utc_now_iso()},
+                   Path(run_dir) / RUNNING_FILE)
+
+
+def clear_running(run_dir: Path) -> None:
+    """Remove :data:`RUNNING_FILE` (the run finished, or its failure is recorded in ``error.txt``)."""
+    if is_rank_zero():
+        (Path(run_dir) / RUNNING_FILE).unlink(missing_ok=True)
+
+
+def _gone_without_a_word(run_dir: Path) -> str | None:
+    """Why a run without ``error.txt`` counts as stopped: its :data:`RUNNING_FILE` names a process of this host
+    that no longer exists; None when there is no such file (a finished run).
+
+    Raises:
+        RunFolderError: If the process still runs, or ran on another host (which this one cannot check).
+    """
+    import socket
+
+    path = Path(run_dir) / RUNNING_FILE
+    if not path.is_file():
+        return None
+    owner = json.loads(path.read_text())
+    host, pid = owner.get("host"), int(owner.get("pid", 0))
+    if host != socket.gethostname():
+        raise RunFolderError(f"{run_dir}: its training ran on host {host!r} (process {pid}); resume it there, or, "
+                             f"if that process is gone, delete {path} and resume it here.")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return (f"Stopped without a word (process {pid}, started {owner.get('started')}, is gone: killed, out of "
+                f"memory, or the machine stopped).")
+    except PermissionError:
+        pass  # a process of another user holds this number: it exists
+    raise RunFolderError(f"{run_dir}: its training is still running (process {pid} on this host); leave it, or stop "
+                         f"it first.")
 
 
 RESUME_LOG = "resumed.txt"
@@ -178,7 +228,9 @@ def stopped_run_config(run_dir: Path, task: str) -> dict[str, Any]:
 
     Raises:
         RunFolderError: If the folder is missing, holds no ``config.yaml``, is a run of another task, or holds no
-            ``error.txt`` (a finished run has nothing to resume; a running one must be left alone).
+            ``error.txt`` (a finished run has nothing to resume) and no :data:`RUNNING_FILE` of a process gone from
+            this host (one still running, or of another host, is refused too). A run whose process vanished gets
+            its ``error.txt`` written here, saying so.
     """
     import yaml
 
@@ -190,8 +242,11 @@ def stopped_run_config(run_dir: Path, task: str) -> dict[str, Any]:
     if data.get("task") != task:
         raise RunFolderError(f"{run_dir}: a run of task {data.get('task')!r}, not {task!r}.")
     if not (Path(run_dir) / FAILED_RUN_FILE).is_file():
-        raise RunFolderError(f"{run_dir}: not a stopped run (no {FAILED_RUN_FILE}): a finished run has nothing to "
-                             f"resume, and a run still going must be left alone.")
+        gone = _gone_without_a_word(run_dir)
+        if gone is None:
+            raise RunFolderError(f"{run_dir}: not a stopped run (no {FAILED_RUN_FILE} and no {RUNNING_FILE}): a "
+                                 f"finished run has nothing to resume.")
+        record_failure(Path(run_dir), gone, stopped=f"an unknown time (found stopped at {utc_now_iso()})")
     return data
 
 
@@ -203,6 +258,7 @@ def mark_resumed(run_dir: Path) -> None:
     with open(Path(run_dir) / RESUME_LOG, "a", encoding="utf-8") as f:
         f.write(f"{reason}\nresumed at {utc_now_iso()}\n\n")
     failed.unlink()
+    clear_running(run_dir)
 
 
 def _remove_if_empty(folders: list[Path]) -> None:

@@ -38,6 +38,7 @@ def test_run_folder_contract(run: Path):
                  "reliability.png", "confusion.png", "shap_summary.png", "model/model.skops", "model/meta.json",
                  "model/MODEL_CARD.md"):
         assert (run / name).is_file(), name
+    assert not (run / "running.json").exists() and not (run / "error.txt").exists()  # a finished run
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["task"] == "wdbc" and metrics["n"] == 569
     for name in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auroc", "brier",
