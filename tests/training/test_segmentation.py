@@ -203,10 +203,11 @@ def test_focal_loss_reduces_to_dice_ce_and_weighs_easy_pixels_less():
     assert focal.item() < dice_ce.item() - 0.1  # every pixel's CE shrinks by (1 - p_true) ** 2
 
 
-def test_a_stopped_fit_resumes_after_its_last_epoch(tmp_path, monkeypatch):
-    """fit() keeps the whole state after each epoch (checkpoints/last.ckpt, read back with weights_only=True); with
-    RESUME_ENV set it goes on from there: the epochs before are not trained again, the training log covers every
-    epoch, and the checkpoints are gone at the end."""
+def test_a_stopped_fit_resumes_after_its_last_epoch_as_if_never_stopped(tmp_path, monkeypatch):
+    """fit() keeps the whole state after each epoch (checkpoints/last.ckpt, read back with weights_only=True), random
+    streams included; with RESUME_ENV set it goes on from there: the epochs before are not trained again, the
+    training log covers every epoch, the checkpoints are gone at the end, and the weights are those of the same
+    run never stopped (same data order and augmentations after resuming)."""
     from lightning.pytorch.callbacks import Callback
     from monai.data import DataLoader
 
@@ -225,31 +226,41 @@ def test_a_stopped_fit_resumes_after_its_last_epoch(tmp_path, monkeypatch):
             trained_epochs.append(trainer.current_epoch)
 
     made = trainer_mod.make_trainer
-    monkeypatch.setattr(trainer_mod, "make_trainer",
-                        lambda *a, **k: made(*a, **{**k, "callbacks": [StopAfter(), Count()]}))
 
-    def run():
+    def with_callbacks(*extra):
+        monkeypatch.setattr(trainer_mod, "make_trainer",
+                            lambda *a, **k: made(*a, **{**k, "callbacks": [*k["callbacks"], *extra]}))
+
+    def run(folder):
         seed_everything(0)
         net, _ = build_network("unet", 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
-        module = SegmentationModule(net, OptimConfig(lr=1e-2))
-        loaders = (DataLoader(_synthetic(12, 1), batch_size=4, shuffle=True, num_workers=0,
+        module = SegmentationModule(net, OptimConfig(lr=1e-2, ema_decay=0.9))
+        train = _synthetic(12, 1)
+        train.transform = ultrasound_augmentation(SIZE, seed=0)
+        loaders = (DataLoader(train, batch_size=4, shuffle=True, num_workers=0,
                               generator=torch.Generator().manual_seed(0)), DataLoader(_synthetic(6, 2), batch_size=6))
-        return fit(module, net, *loaders, tmp_path, FitSettings(epochs=5, progress_bar=False, monitor="val_dice",
-                                                                accelerator="cpu", devices="1"))
+        return fit(module, net, *loaders, folder, FitSettings(epochs=5, progress_bar=False, monitor="val_dice",
+                                                              accelerator="cpu", devices="1"))
 
+    with_callbacks()
+    never_stopped = run(tmp_path / "a")
+
+    with_callbacks(StopAfter(), Count())
     with pytest.raises(SystemExit):  # Lightning's graceful shutdown on KeyboardInterrupt
-        run()
-    last = tmp_path / CHECKPOINT_DIR / LAST_CHECKPOINT
+        run(tmp_path / "b")
+    last = tmp_path / "b" / CHECKPOINT_DIR / LAST_CHECKPOINT
     assert last.is_file() and trained_epochs == [0, 1, 2]
-    stopped_at = resume_epoch(last)
-    assert stopped_at == 1  # Lightning runs checkpoint callbacks last: epoch 2 stopped before its save
+    assert resume_epoch(last) == 1  # Lightning runs checkpoint callbacks last: epoch 2 stopped before its save
     torch.load(last, map_location="cpu", weights_only=True)  # plain data and tensors only
 
     trained_epochs.clear()
-    monkeypatch.setattr(trainer_mod, "make_trainer", lambda *a, **k: made(*a, **{**k, "callbacks": [Count()]}))
+    with_callbacks(Count())
     monkeypatch.setenv(RESUME_ENV, "1")
-    result = run()
-    assert result.info["resumed_after_epoch"] == stopped_at
+    resumed = run(tmp_path / "b")
+    assert resumed.info["resumed_after_epoch"] == 1
     assert trained_epochs == [2, 3, 4]  # epochs 0 and 1 are not trained again
-    assert read_training_log(tmp_path)["epoch"] == [0.0, 1.0, 2.0, 3.0, 4.0]
-    assert not (tmp_path / CHECKPOINT_DIR).exists() and result.best_epoch is not None
+    assert read_training_log(tmp_path / "b")["epoch"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert not (tmp_path / "b" / CHECKPOINT_DIR).exists()
+    assert (resumed.best_epoch, resumed.best_score) == (never_stopped.best_epoch, never_stopped.best_score)
+    for k, v in never_stopped.network.state_dict().items():
+        torch.testing.assert_close(resumed.network.state_dict()[k], v, rtol=0, atol=0)

@@ -233,7 +233,10 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer, checkpoint = make_trainer(run_dir, settings, mode, log_every_n_steps=max(1, min(10, len(train_loader))))
+    from breastdx.training.random_state import random_state_callback
+
+    trainer, checkpoint = make_trainer(run_dir, settings, mode, log_every_n_steps=max(1, min(10, len(train_loader))),
+                                       callbacks=[random_state_callback(train_loader)])  # kept for --resume
     resume = resume_checkpoint(run_dir)
     resumed_after = resume_epoch(resume) if resume is not None else None
     earlier_log = _read_log_rows(run_dir) if resume is not None else []  # Lightning's CSV logger starts afresh
