@@ -157,6 +157,15 @@ class NucleusPatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.n
 
+    def resume_state(self) -> dict[str, int]:
+        """What decides the next draws: the patches drawn so far (with the seed, which the config holds); kept in
+        a training's last checkpoint (:mod:`breastdx.training.random_state`)."""
+        return {"calls": self._calls}
+
+    def restore_resume_state(self, state: dict[str, int]) -> None:
+        """Go on from :meth:`resume_state` (a resumed training)."""
+        self._calls = int(state["calls"])
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         from breastdx.data.stain import HEDJitter
 

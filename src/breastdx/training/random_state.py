@@ -32,17 +32,20 @@ _MAX_DEPTH = 8
 def random_streams(root: Any) -> Iterator[tuple[str, Any]]:
     """``(path, stream)`` of every random stream reachable from ``root`` (a data loader) through the attributes,
     lists and tuples of objects of :data:`_OWN_MODULES`: ``torch.Generator``, ``numpy.random.RandomState`` and
-    ``numpy.random.Generator``. Paths are attribute names (``dataset.transform.transforms[2].R``), the same from run
+    ``numpy.random.Generator``, and objects with ``resume_state()`` / ``restore_resume_state(state)`` (a JSON-able
+    state, such as :class:`breastdx.data.nucleus_patches.NucleusPatches`'s count of patches drawn). Paths are attribute names (``dataset.transform.transforms[2].R``), the same from run
     to run of the same code; a stream reachable twice is given once, under its first path."""
     seen: set[int] = set()
 
     def walk(obj: Any, path: str, depth: int) -> Iterator[tuple[str, Any]]:
         if id(obj) in seen or depth > _MAX_DEPTH:
             return
-        if isinstance(obj, (torch.Generator, np.random.RandomState, np.random.Generator)):
+        if isinstance(obj, (torch.Generator, np.random.RandomState, np.random.Generator)) or hasattr(
+                obj, "resume_state"):  # a stream, or an object whose draws follow a counter of its own
             seen.add(id(obj))
             yield path, obj
-            return
+            if not hasattr(obj, "resume_state"):
+                return
         if isinstance(obj, (list, tuple)):
             seen.add(id(obj))
             for i, item in enumerate(obj):
@@ -69,13 +72,17 @@ def _legacy_state(text: str) -> tuple:
 
 
 def _numpy_text(stream: Any) -> str:
+    if hasattr(stream, "resume_state"):
+        return json.dumps(["Own", stream.resume_state()])
     if isinstance(stream, np.random.RandomState):
         return _legacy_text(stream.get_state())
     return json.dumps(["Generator", stream.bit_generator.state])
 
 
 def _set_numpy(stream: Any, text: str) -> None:
-    if isinstance(stream, np.random.RandomState):
+    if hasattr(stream, "resume_state"):
+        stream.restore_resume_state(json.loads(text)[1])
+    elif isinstance(stream, np.random.RandomState):
         stream.set_state(_legacy_state(text))
     else:
         stream.bit_generator.state = json.loads(text)[1]
