@@ -164,7 +164,6 @@ def test_resume_trains_on_with_the_stopped_runs_options(tmp_path: Path, monkeypa
     ("stopped", ["--epochs", "9"], "give no --out, --seed or task option with it but --num-workers, --progress-bar, "
                                    "--threads"),
     ("stopped", ["--seed", "3"], "give no --out, --seed or task option"),
-    ("cv", [], "busi-seg cross-validation runs cannot be resumed"),
 ])
 def test_resume_refuses_what_it_cannot_continue(tmp_path: Path, setup, args, said):
     run = tmp_path / "run"
@@ -179,8 +178,6 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path: Path, setup, args, sai
         _stopped_run(run, task="monuseg")
     elif setup == "stopped":
         _stopped_run(run)
-    elif setup == "cv":
-        _stopped_run(run, cv_folds=5)
     result = runner.invoke(app, ["train", "busi-seg", "--resume", str(run), *args])
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and said in text, text
@@ -233,3 +230,38 @@ def test_a_run_whose_process_vanished_is_resumed_and_says_so(tmp_path: Path, mon
     assert log.startswith(f"Stopped without a word (process {gone.pid}, started 2026-12-05T00:00:00+00:00, is gone")
     assert "stopped at an unknown time (found stopped at" in log
     assert not (run / "running.json").exists() and not (run / "error.txt").exists()
+
+
+def test_a_resumed_cross_validation_keeps_the_folds_that_had_finished(tmp_path: Path, monkeypatch):
+    """run_folds under --resume: a fold whose run had finished (metrics.json and model/meta.json) is read back, not
+    trained again; a fold that had begun or not started is trained (and resumes from its own last checkpoint)."""
+    from breastdx.pipeline.fold_runner import run_folds
+    from breastdx.pipeline.task import RunResult
+    from breastdx.runs import RESUME_ENV
+
+    folds = [tmp_path / f"f{i}" for i in range(3)]
+    for f in folds:
+        f.mkdir()
+    (folds[0] / "model").mkdir()
+    (folds[0] / "model" / "meta.json").write_text("{}")
+    (folds[0] / "metrics.json").write_text(json.dumps({"metrics": {"dice": {"value": 0.5}}}))
+    (folds[1] / "metrics.json").write_text("{}")  # begun: no model written
+
+    class Task:
+        name = "busi-seg"
+        trained: list = []
+
+        def train(self, config, data_root, fold_dir):
+            self.trained.append(fold_dir.name)
+            return RunResult(fold_dir, {"metrics": {"dice": {"value": 0.7}}})
+
+    jobs = [(None, f) for f in folds]
+    monkeypatch.setenv(RESUME_ENV, "1")
+    results = run_folds(Task(), jobs, tmp_path, workers=1)
+    assert Task.trained == ["f1", "f2"]
+    assert [r.metrics["metrics"]["dice"]["value"] for r in results] == [0.5, 0.7, 0.7]
+    assert [r.run_dir for r in results] == folds
+    monkeypatch.setenv(RESUME_ENV, "")
+    Task.trained.clear()
+    run_folds(Task(), jobs, tmp_path, workers=1)  # not resumed: every fold is trained
+    assert Task.trained == ["f0", "f1", "f2"]

@@ -37,12 +37,12 @@ RESUME_OPTIONS = {"threads", "progress-bar", "num-workers"}
 def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: int,
              data_dir: Optional[Path]) -> tuple[Any, Path, Optional[Path]]:
     """``train --resume RUN``: the stopped run's config and data root, the folder marked as resumed and
-    :data:`breastdx.training.trainer.RESUME_ENV` set for :func:`breastdx.training.trainer.fit`."""
+    :data:`breastdx.runs.RESUME_ENV` set for :func:`breastdx.training.trainer.fit`."""
     import yaml
 
     from breastdx.config import ConfigError, load_config, parse_extra_args, with_overrides
     from breastdx.runs import RUN_DIR_ENV, is_rank_zero, mark_resumed, mark_running, stopped_run_config
-    from breastdx.training.trainer import RESUME_ENV
+    from breastdx.runs import RESUME_ENV
 
     how = parse_extra_args(list(args))  # how the machine runs it may change; what it computes may not
     if {k.replace("_", "-") for k in how} - RESUME_OPTIONS or out is not None or seed != 0:
@@ -53,9 +53,9 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: i
     else:
         recorded = stopped_run_config(run_dir, t.name)
     config = with_overrides(load_config(t.config_cls, run_dir / "config.yaml"), how)
-    if not hasattr(config, "epochs") or getattr(config, "cv_folds", 0):
-        raise ConfigError(f"{t.name} {'cross-validation ' if getattr(config, 'cv_folds', 0) else ''}runs cannot be "
-                          f"resumed (only one training in epochs can); start it again with another --out.")
+    if not hasattr(config, "epochs"):
+        raise ConfigError(f"{t.name} runs cannot be resumed (only trainings in epochs can); start it again with "
+                          f"another --out.")
     if is_rank_zero():
         mark_resumed(run_dir)
         mark_running(run_dir)

@@ -11,6 +11,7 @@ import atexit
 import datetime as _dt
 import importlib.metadata
 import json
+import logging
 import os
 import platform
 import random
@@ -210,6 +211,29 @@ def _gone_without_a_word(run_dir: Path) -> str | None:
         pass  # a process of another user holds this number: it exists
     raise RunFolderError(f"{run_dir}: its training is still running (process {pid} on this host); leave it, or stop "
                          f"it first.")
+
+
+RESUME_ENV = "BREASTDX_RESUME"
+"""Set (to ``1``) by ``breastdx train --resume``: a training continues from its folder's last checkpoint
+(:func:`breastdx.training.trainer.fit`), and what a stopped run left half-written is written again."""
+
+
+def new_model_dir(run_dir: Path) -> Path:
+    """Create ``run_dir/model`` for a training's model folder. In a resumed run (:data:`RESUME_ENV`), a model folder
+    the stopped run had begun to write (it stopped while testing or exporting) is removed first, and the log says
+    so; otherwise an existing one is an error.
+
+    Raises:
+        FileExistsError: If the folder exists and the run is not resumed.
+    """
+    import shutil
+
+    path = Path(run_dir) / "model"
+    if path.exists() and os.environ.get(RESUME_ENV):
+        logging.getLogger(__name__).info("%s: left half-written by the stopped run; written again", path)
+        shutil.rmtree(path)
+    path.mkdir()
+    return path
 
 
 RESUME_LOG = "resumed.txt"

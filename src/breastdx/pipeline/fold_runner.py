@@ -40,6 +40,13 @@ def run_folds(task: Any, jobs: Sequence[tuple[Any, Path]], data_root: Path, work
     Raises:
         Whatever a fold's ``task.train`` raises (a worker's error is raised here, after the other folds end).
     """
+    done = _finished_folds(jobs)
+    if done:  # a resumed cross-validation: the folds that had finished are kept, the others (re)trained
+        todo = [i for i in range(len(jobs)) if i not in done]
+        fresh = run_folds(task, [jobs[i] for i in todo], data_root, workers,
+                          [describe[i] for i in todo] if describe is not None else None) if todo else []
+        results = {**done, **dict(zip(todo, fresh))}
+        return [results[i] for i in range(len(jobs))]
     workers = max(1, min(int(workers), len(jobs)))
     if workers == 1:
         results = []
@@ -58,6 +65,26 @@ def run_folds(task: Any, jobs: Sequence[tuple[Any, Path]], data_root: Path, work
         futures = [pool.submit(train_fold, task.name, dataclasses.replace(c, progress_bar=False), data_root, d)
                    for c, d in jobs]
         return [fu.result() for fu in futures]
+
+
+def _finished_folds(jobs: Sequence[tuple[Any, Path]]) -> dict[int, Any]:
+    """In a resumed cross-validation (``breastdx train --resume``, :data:`breastdx.runs.RESUME_ENV`):
+    the folds whose run had finished before the stop (their ``metrics.json`` and ``model/meta.json`` written), as
+    :class:`breastdx.pipeline.task.RunResult` read back from their folders; none otherwise."""
+    import json
+    import os
+
+    from breastdx.pipeline.task import RunResult
+    from breastdx.runs import RESUME_ENV
+
+    if not os.environ.get(RESUME_ENV):
+        return {}
+    done = {}
+    for i, (_, fold_dir) in enumerate(jobs):
+        if (Path(fold_dir) / "metrics.json").is_file() and (Path(fold_dir) / "model" / "meta.json").is_file():
+            log.info("fold %d had finished before the stop: its run in %s is kept", i + 1, fold_dir)
+            done[i] = RunResult(Path(fold_dir), json.loads((Path(fold_dir) / "metrics.json").read_text()))
+    return done
 
 
 def train_fold(task: Any, config: Any, data_root: Path, fold_dir: Path) -> Any:

@@ -117,7 +117,7 @@ def cross_validate_monuseg(task: Any, config: Any, data_root: Path, run_dir: Pat
     jobs = []
     for f, held in enumerate(folds):
         fold_dir = run_dir / "folds" / f"f{f}"
-        fold_dir.mkdir(parents=True)
+        fold_dir.mkdir(parents=True, exist_ok=True)  # there already when a stopped run is resumed
         jobs.append((dataclasses.replace(config, cv_folds=0, cv_workers=1, holdout_tiles=",".join(held)), fold_dir))
     from breastdx.pipeline.fold_runner import run_folds
 

@@ -185,7 +185,7 @@ class BusiSegTask(Task):
         from breastdx.data.transforms import Preprocessing
         from breastdx.models.networks import NETWORKS, SEGMENTATION_NETWORKS, build_network
         from breastdx.models.saved import write_training_hashes
-        from breastdx.runs import seed_everything, write_json, write_versions
+        from breastdx.runs import new_model_dir, seed_everything, write_json, write_versions
         from breastdx.runtime import bf16_native, cpu_model
         from breastdx.training.segmentation import OptimConfig, SegmentationModule
         from breastdx.training.trainer import FitSettings, fit, make_loaders
@@ -258,8 +258,7 @@ class BusiSegTask(Task):
                     "weight_decay": config.weight_decay, "ema_decay": config.ema_decay,
                     "focal_gamma": config.focal_gamma, "augment": config.augment,
                     "scanner_augment": config.scanner_augment, "include_normal": config.include_normal}
-        model_dir = run_dir / "model"
-        model_dir.mkdir()
+        model_dir = new_model_dir(run_dir)
         meta = self._write_model(model_dir, network, config, resolved_args, prep, checksum, split, training)
         write_training_hashes(model_dir, train_hashes, train_phashes)
 

@@ -280,7 +280,7 @@ class MonusegTask(Task):
         from breastdx.inference.nuclei import NucleusPredictor, Windows
         from breastdx.models.networks import build_network
         from breastdx.pipeline.nuclei_crossval import cross_validate_monuseg, read_recipe_choice
-        from breastdx.runs import seed_everything, write_json, write_versions
+        from breastdx.runs import new_model_dir, seed_everything, write_json, write_versions
         from breastdx.training.nuclei import NucleusModule, choose_inference
         from breastdx.training.segmentation import OptimConfig
         from breastdx.training.trainer import FitSettings, fit, make_loaders
@@ -349,8 +349,7 @@ class MonusegTask(Task):
                     "augment": config.augment, "hed_sigma": config.hed_sigma, "hed_bias": config.hed_bias,
                     "blur_sigma": config.blur_sigma, "scale": config.scale, "focal_gamma": config.focal_gamma,
                     "distance_weight": config.distance_weight, "pale_nuclei": config.pale_nuclei}
-        model_dir = run_dir / "model"
-        model_dir.mkdir()
+        model_dir = new_model_dir(run_dir)
         meta = self._write_model(model_dir, network, resolved, config, checksum, split, training)
         meta = _rewrite_meta(model_dir, {**meta, "stain_normalisation": stain})
         from breastdx.data.checksum import image_hash

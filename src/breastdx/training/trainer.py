@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from breastdx.runs import RESUME_ENV
 from breastdx.training.options import LightningOptions
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,6 @@ CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "training_log"
 LAST_CHECKPOINT = "last.ckpt"
 """The whole training state after the last finished epoch, in ``CHECKPOINT_DIR``."""
-RESUME_ENV = "BREASTDX_RESUME"
-"""Set (to ``1``) by ``breastdx train --resume``: :func:`fit` continues from the run folder's last checkpoint."""
 
 
 @dataclass(frozen=True)
