@@ -265,3 +265,31 @@ def test_a_resumed_cross_validation_keeps_the_folds_that_had_finished(tmp_path: 
     Task.trained.clear()
     run_folds(Task(), jobs, tmp_path, workers=1)  # not resumed: every fold is trained
     assert Task.trained == ["f0", "f1", "f2"]
+
+
+def test_a_predict_that_stops_says_so_in_its_folder(tmp_path: Path, monkeypatch):
+    """predict / evaluate / explain / calibrate: a failure or Ctrl+C after the folder was written to leaves
+    error.txt, so that half the outputs are not taken for all of them; a failure before writing leaves nothing."""
+    from breastdx.tasks import get_task
+
+    image = tmp_path / "case.png"
+    from PIL import Image
+
+    Image.new("L", (32, 32)).save(image)
+
+    def predict(self, model_dir, inputs, run_dir, options):
+        (run_dir / "masks").mkdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(get_task("busi-seg")), "predict", predict)
+    result = runner.invoke(app, ["predict", "busi-seg", str(image), "--out", str(tmp_path / "p")])
+    assert result.exit_code != 0
+    assert (tmp_path / "p" / "error.txt").read_text().startswith("Interrupted before the end (Ctrl+C).")
+
+    def predict_nothing(self, model_dir, inputs, run_dir, options):
+        raise ValueError("case.png: not an ultrasound image")
+
+    monkeypatch.setattr(type(get_task("busi-seg")), "predict", predict_nothing)
+    result = runner.invoke(app, ["predict", "busi-seg", str(image), "--out", str(tmp_path / "q")])
+    assert result.exit_code == 2 and "not an ultrasound image" in result.output
+    assert not (tmp_path / "q" / "error.txt").exists()  # an empty folder: nothing to mark (removed at exit)

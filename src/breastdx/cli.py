@@ -277,6 +277,7 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
     from breastdx.tasks import calibratable_tasks, explainable_tasks, get_task, is_calibratable
     from breastdx.zoo import names_shipped_model, resolve_model
 
+    run_dir = None  # made once the inputs and the model are checked; a failure after that is recorded in it
     try:
         t = get_task(task)
         if verb == "calibrate" and not is_calibratable(t):
@@ -316,9 +317,16 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
             result = t.predict(model_dir, list(inputs), run_dir, options)
     except (UnknownNameError, RunFolderExistsError, ModelFolderError, FileNotFoundError, ValueError) as e:
         # ValueError covers DataError and ConfigError (bad input, bad option values)
-        _fail(str(e))
+        _fail(_failed_run(task, run_dir, str(e)) if run_dir else str(e))
     except Exception as e:  # noqa: BLE001 - said plainly, with the traceback under --verbose
+        if run_dir:
+            _failed_run(task, run_dir, f"unexpected error ({type(e).__name__}): {e}")
         _unexpected(e)
+    except KeyboardInterrupt:  # a long batch stopped: its folder says it is incomplete
+        if run_dir:
+            err_console.print(_failed_run(task, run_dir, "Interrupted before the end (Ctrl+C)."), highlight=False,
+                              soft_wrap=True)
+        raise
     _show(result)
     if result.failures:
         raise typer.Exit(1)
