@@ -41,8 +41,8 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: i
     import yaml
 
     from breastdx.config import ConfigError, load_config, parse_extra_args, with_overrides
-    from breastdx.runs import RUN_DIR_ENV, is_rank_zero, mark_resumed, mark_running, stopped_run_config
-    from breastdx.runs import RESUME_ENV
+    from breastdx.runs import (RESUME_ENV, RUN_DIR_ENV, is_rank_zero, mark_resumed, mark_running,
+                               stopped_run_config)
 
     how = parse_extra_args(list(args))  # how the machine runs it may change; what it computes may not
     if {k.replace("_", "-") for k in how} - RESUME_OPTIONS or out is not None or seed != 0:
@@ -65,7 +65,8 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: i
 
 
 def failed_run(task: str, run_dir: Path, message: str) -> str:
-    """Record a training failure in its run folder (``error.txt``) and return the message, with the folder named."""
+    """Record a command's failure in its run folder (``error.txt``; a training's ``running.json`` removed) and return
+    the message, with the folder named and, for a training that can go on, how to resume it."""
     from breastdx.runs import clear_running, record_failure
     from breastdx.training.trainer import LAST_CHECKPOINT
 
