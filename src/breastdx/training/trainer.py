@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,7 +241,11 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
     resumed_after = resume_epoch(resume) if resume is not None else None
     earlier_log = _read_log_rows(run_dir) if resume is not None else []  # Lightning's CSV logger starts afresh
     start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=resume, weights_only=True)
+    with warnings.catch_warnings():
+        if resume is not None:  # the folders are this run's own: the log's earlier rows are put back below
+            warnings.filterwarnings("ignore", message=r".*(Experiment logs|Checkpoint) directory .* exists and is "
+                                                      r"not empty.*")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=resume, weights_only=True)
     seconds = time.perf_counter() - start
     if earlier_log and trainer.is_global_zero:
         _prepend_log_rows(run_dir, earlier_log)
