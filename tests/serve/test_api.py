@@ -100,6 +100,7 @@ def test_healthz_lists_tasks_and_carries_the_notice(client):
     body = r.json()
     assert body["status"] == "ok" and body["research_use_only"] == RESEARCH_USE_ONLY
     assert body["tasks"] == ["busi-cls", "busi-seg", "wdbc", "ultrasound"]
+    assert body["record_names"] is False  # the page then says a case id is not recorded
     assert r.headers["x-research-use-only"] == RESEARCH_USE_ONLY
 
 

@@ -255,6 +255,7 @@ def test_wdbc_form(browser, server, tmp_path):
         input.dispatchEvent(new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true}));
     }""", row)
     assert page.input_value("#wdbc-case") == "842302"
+    assert page.get_attribute("#wdbc-case", "placeholder") == "optional; shown here only, not recorded"
     assert page.input_value("[data-feature='mean radius']") == "17,99"
     assert page.input_value("[data-feature='worst fractal dimension']") == "0,1189"
     page.click("#wdbc-submit")

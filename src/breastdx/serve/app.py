@@ -378,7 +378,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         reg = _registry(request)
         return {"status": "ok" if reg.models else "degraded", "version": __version__, "tasks": reg.tasks(),
                 "models": [m.ref for m in reg.models.values()], "auth": settings.auth,
-                "research_use_only": RESEARCH_USE_ONLY}
+                "record_names": settings.record_names, "research_use_only": RESEARCH_USE_ONLY}
 
     @app.get("/v1/models", response_model=schemas.ModelsResponse, tags=["models"])
     async def list_models(request: Request) -> dict[str, Any]:

@@ -52,6 +52,8 @@ class Health(_Base):
     tasks: list[str] = Field(description="Tasks answered by POST /v1/predict/{task}.")
     models: list[ModelRef]
     auth: bool = Field(description="Whether /v1/... needs 'Authorization: Bearer TOKEN'.")
+    record_names: bool = Field(False, description="Whether the record keeps uploads' file names and WDBC case ids "
+                                                  "(serve --record-names); by default it keeps neither.")
     research_use_only: str = RESEARCH_USE_ONLY
 
 

@@ -570,6 +570,7 @@ async function start() {
   $("token-form").addEventListener("submit", submitToken);
   try {
     const health = await (await fetch("/healthz")).json();
+    $("wdbc-case").placeholder = health.record_names ? "optional; kept in the record" : "optional; shown here only, not recorded";
     if (health.auth && !apiToken()) {
       askToken("This service needs an API token. Enter the token your administrator gave you; it is kept for "
                + "this browser tab only.");
