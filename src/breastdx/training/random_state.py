@@ -6,7 +6,8 @@ loader draws (its ``torch.Generator``), the augmentation's random streams (MONAI
 ``numpy.random.RandomState`` each, breastdx's stain and pose jitter a ``numpy.random.Generator``) and the global
 generators of torch, NumPy and Python. With them, the epochs after resuming see the images in the order and with the
 augmentations of an uninterrupted run of the same seed (on the same machine and thread count, training gives the
-same weights; a test checks it).
+same weights; a test checks it). Data-loader worker processes (``--num-workers N``) keep the augmentation streams in
+themselves, out of reach: a run resumed with them draws other augmentations from there on (:func:`fit` says so).
 
 Everything is stored as tensors and strings, so that the checkpoint still loads with
 ``torch.load(weights_only=True)``: a NumPy state is written as JSON text.

@@ -239,6 +239,10 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
                                        callbacks=[random_state_callback(train_loader)])  # kept for --resume
     resume = resume_checkpoint(run_dir)
     resumed_after = resume_epoch(resume) if resume is not None else None
+    if resume is not None and getattr(train_loader, "num_workers", 0) > 0:
+        log.warning("resuming with %d data-loader worker processes: their augmentation streams lived in the stopped "
+                    "run's workers, so the epochs from here draw other augmentations than the run never stopped "
+                    "(with --num-workers 0 it would be the same run)", train_loader.num_workers)
     earlier_log = _read_log_rows(run_dir) if resume is not None else []  # Lightning's CSV logger starts afresh
     start = time.perf_counter()
     with warnings.catch_warnings():
