@@ -293,3 +293,17 @@ def test_a_predict_that_stops_says_so_in_its_folder(tmp_path: Path, monkeypatch)
     result = runner.invoke(app, ["predict", "busi-seg", str(image), "--out", str(tmp_path / "q")])
     assert result.exit_code == 2 and "not an ultrasound image" in result.output
     assert not (tmp_path / "q" / "error.txt").exists()  # an empty folder: nothing to mark (removed at exit)
+
+
+def test_a_model_folder_left_half_written_is_replaced_only_on_resume(tmp_path: Path, monkeypatch):
+    from breastdx.runs import RESUME_ENV, new_model_dir
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "meta.json").write_text("{}")
+    monkeypatch.setenv(RESUME_ENV, "")
+    with pytest.raises(FileExistsError, match="a model folder is there already"):
+        new_model_dir(tmp_path)
+    monkeypatch.setenv(RESUME_ENV, "1")
+    path = new_model_dir(tmp_path, make=False)  # removed; the caller copies another model folder there
+    assert path == tmp_path / "model" and not path.exists()
+    assert new_model_dir(tmp_path).is_dir() and list(path.iterdir()) == []

@@ -218,10 +218,11 @@ RESUME_ENV = "BREASTDX_RESUME"
 (:func:`breastdx.training.trainer.fit`), and what a stopped run left half-written is written again."""
 
 
-def new_model_dir(run_dir: Path) -> Path:
-    """Create ``run_dir/model`` for a training's model folder. In a resumed run (:data:`RESUME_ENV`), a model folder
-    the stopped run had begun to write (it stopped while testing or exporting) is removed first, and the log says
-    so; otherwise an existing one is an error.
+def new_model_dir(run_dir: Path, make: bool = True) -> Path:
+    """``run_dir/model``, the path of a training's model folder, created (``make``) or left for the caller to
+    create (a copy of another model folder). In a resumed run (:data:`RESUME_ENV`), a model folder the stopped run
+    had begun to write (it stopped while testing or exporting) is removed first, and the log says so; otherwise an
+    existing one is an error.
 
     Raises:
         FileExistsError: If the folder exists and the run is not resumed.
@@ -232,7 +233,10 @@ def new_model_dir(run_dir: Path) -> Path:
     if path.exists() and os.environ.get(RESUME_ENV):
         logging.getLogger(__name__).info("%s: left half-written by the stopped run; written again", path)
         shutil.rmtree(path)
-    path.mkdir()
+    if path.exists():
+        raise FileExistsError(f"{path}: a model folder is there already; a run never overwrites one.")
+    if make:
+        path.mkdir()
     return path
 
 

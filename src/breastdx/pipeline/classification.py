@@ -269,7 +269,7 @@ class ImageClassificationTask(Task):
     # ------------------------------------------------------------------------------------------ train
     def train(self, config: Any, data_root: Path, run_dir: Path) -> RunResult:
         from breastdx.data.transforms import Preprocessing
-        from breastdx.runs import seed_everything, write_json, write_versions
+        from breastdx.runs import new_model_dir, seed_everything, write_json, write_versions
         from breastdx.models.saved import write_training_hashes
         from breastdx.training.classification import ClassifierOptim, FitSettings, run_architecture
 
@@ -328,7 +328,7 @@ class ImageClassificationTask(Task):
             if spec.localisation is not None and getattr(config, "localisation", True):
                 localisation[name] = self._localise(models[name], parts["test"], config)
         best = max(runs, key=lambda a: (runs[a].val_score, -list(runs).index(a)))
-        model_dir = run_dir / "model"
+        model_dir = new_model_dir(run_dir, make=False)
         shutil.copytree(models[best], model_dir)
         metrics = self._train_metrics(config, data, runs, best, cached["test"], localisation, model_dir,
                                       metas[best]["preprocessing"])
