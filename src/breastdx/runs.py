@@ -218,9 +218,9 @@ RESUME_ENV = "BREASTDX_RESUME"
 (:func:`breastdx.training.trainer.fit`), and what a stopped run left half-written is written again."""
 
 
-def new_model_dir(run_dir: Path, make: bool = True) -> Path:
-    """``run_dir/model``, the path of a training's model folder, created (``make``) or left for the caller to
-    create (a copy of another model folder). In a resumed run (:data:`RESUME_ENV`), a model folder the stopped run
+def new_model_dir(run_dir: Path, make: bool = True, name: str = "model") -> Path:
+    """``run_dir/<name>``, the path of a training's model folder (``model``, or a cross-validation's ``ensemble``),
+    created (``make``) or left for the caller to create (a copy of another model folder). In a resumed run (:data:`RESUME_ENV`), a model folder the stopped run
     had begun to write (it stopped while testing or exporting) is removed first, and the log says so; otherwise an
     existing one is an error.
 
@@ -229,7 +229,7 @@ def new_model_dir(run_dir: Path, make: bool = True) -> Path:
     """
     import shutil
 
-    path = Path(run_dir) / "model"
+    path = Path(run_dir) / name
     if path.exists() and os.environ.get(RESUME_ENV):
         logging.getLogger(__name__).info("%s: left half-written by the stopped run; written again", path)
         shutil.rmtree(path)

@@ -173,8 +173,10 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
         w.writerows(rows)
     from breastdx.evaluation.tables import ci_text
     from breastdx.pipeline.ensemble import write_ensemble
+    from breastdx.runs import new_model_dir
 
-    write_ensemble([run_dir / "folds" / f"f{f}" / "model" for f in range(k)], run_dir / "ensemble",
+    write_ensemble([run_dir / "folds" / f"f{f}" / "model" for f in range(k)],
+                   new_model_dir(run_dir, make=False, name="ensemble"),
                    split_file=run_dir / "base_split.json", title="BUSI lesion segmentation: fold ensemble",
                    notes=f"The {k} fold models of a grouped {k}-fold cross-validation (`{run_dir}`); pooled "
                          f"out-of-fold Dice of the recipe: {ci_text(pooled['dice'])}. The base split's test cases "
