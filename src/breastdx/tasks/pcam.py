@@ -156,7 +156,7 @@ PCAM = register(ClassificationSpec(
     config_cls=PCamConfig,
     read=patch_reader(
         "pcam", official=official_split, split_options={"valid_to_train": lambda c: c.valid_to_train},
-        about=lambda source: _about(source)),
+        about=_about),
     positive="tumour", item="patch", augmentation=hed_augmentation, normalisation=macenko_normalisation,
     check=_check, label_region=32 / 96, explain_zoom=3,
     benchmark=Benchmark(

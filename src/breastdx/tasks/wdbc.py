@@ -290,9 +290,9 @@ class WDBCTask(Task):
             data=(f"- Wisconsin Diagnostic Breast Cancer (Street, Wolberg & Mangasarian 1993; doi:10.24432/C5DW2B), "
                   f"{cases}, source {Path(table.source).name}. Single centre (University of Wisconsin Hospitals, "
                   f"1990s)." if is_wdbc else
-                  f"- {cases} from the file {Path(table.source).name}, in the feature layout of the Wisconsin Diagnostic Breast Cancer data (Street, Wolberg & "
-                  f"Mangasarian 1993; doi:10.24432/C5DW2B) but not those data: their origin is the file "
-                  f"owner's to state."),
+                  f"- {cases} from the file {Path(table.source).name}, in the feature layout of the Wisconsin "
+                  f"Diagnostic Breast Cancer data (Street, Wolberg & Mangasarian 1993; doi:10.24432/C5DW2B) but not "
+                  f"those data: their origin is the file owner's to state."),
             evaluation=f"Nested repeated stratified {config.folds}-fold cross-validation ({config.repeats} repeats): "
                        f"out-of-fold predictions at threshold 0.5, 95% percentile-bootstrap CIs over cases. "
                        f"The model was chosen as the best of {len(config.models)} by AUROC, so these figures are "
