@@ -147,9 +147,10 @@ def train(
                                             "per-user cache folder."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder; default runs/<task>/<UTC timestamp>."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a training run that stopped (its "
-                                          "folder holds error.txt) after its last finished epoch, with the options "
-                                          "of its config.yaml; no --out, --seed or task option with it."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a training run that stopped (Ctrl+C, an "
+                                          "error, killed) after its last finished epoch, in its folder and with the "
+                                          "options of its config.yaml (of the task options, only --threads, "
+                                          "--progress-bar and --num-workers may be given)."),
 ) -> None:
     """Train and evaluate a task; write a run folder. Task options go after, as --name value."""
     from breastdx.config import ConfigError, parse_extra_args, resolve_data_root, with_overrides
