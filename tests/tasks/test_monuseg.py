@@ -317,3 +317,18 @@ def test_the_defaults_train_the_shipped_model():
     run_only = {"threads", "recipe_choice", "progress_bar"}  # how the run was made, not what it learnt
     differ = {k: (defaults[k], v) for k, v in shipped.items() if k in defaults and k not in run_only and defaults[k] != v}
     assert not differ, f"defaults (left) differ from the shipped recipe (right): {differ}"
+
+
+def test_model_card_names_monuseg_only_for_its_breast_tiles(tmp_path):
+    import json
+
+    from breastdx.data.monuseg import BREAST_TILES
+    from breastdx.evaluation.nuclei_report import _data_line
+
+    (tmp_path / "split.json").write_text(json.dumps({p: list(reversed(t)) for p, t in BREAST_TILES.items()}))
+    assert _data_line(tmp_path).startswith("- MoNuSeg 2018 (Kumar et al. 2017") and "6 training and 2 test" in \
+        _data_line(tmp_path)
+    (tmp_path / "split.json").write_text(json.dumps({"train": ["mine-1", "mine-2"], "test": ["mine-3"]}))
+    other = _data_line(tmp_path)
+    assert other.startswith("- 2 training and 1 test tiles in MoNuSeg's folder layout, not the MoNuSeg 2018 breast")
+    assert "TCGA" not in other and "data owner's to state" in other

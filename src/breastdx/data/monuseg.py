@@ -42,6 +42,11 @@ FOLDER = "monuseg_breast"
 MICRONS_PER_PIXEL = 0.25
 """Nominal resolution of MoNuSeg's 40x tiles, µm per pixel (the breast tiles' XML files state 0.2456-0.2485)."""
 
+BREAST_TILES = {"train": ("TCGA-A7-A13E-01Z-00-DX1", "TCGA-A7-A13F-01Z-00-DX1", "TCGA-AR-A1AK-01Z-00-DX1",
+                          "TCGA-AR-A1AS-01Z-00-DX1", "TCGA-E2-A14V-01Z-00-DX1", "TCGA-E2-A1B5-01Z-00-DX1"),
+                "test": ("TCGA-AC-A2FO-01A-01-TS1", "TCGA-AO-A0J2-01A-01-BSA")}
+"""The breast tiles of MoNuSeg 2018, by part: a model card names the dataset only for these."""
+
 
 @dataclass(frozen=True)
 class MonusegCase:

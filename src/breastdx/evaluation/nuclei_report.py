@@ -157,6 +157,24 @@ def loss_text(focal_gamma: float, distance_weight: float = 0.0) -> str:
     return text
 
 
+def _data_line(model_dir: Path) -> str:
+    """The card's first line on the data: MoNuSeg's breast tiles when the split (``split.json`` of the model folder)
+    names exactly them, else the counts of the tiles read, which the card does not give MoNuSeg's origin."""
+    import json
+
+    from breastdx.data.monuseg import BREAST_TILES
+
+    split = json.loads((Path(model_dir) / "split.json").read_text())
+    tiles = {part: tuple(sorted(split.get(part, []))) for part in BREAST_TILES}
+    if tiles == {part: tuple(sorted(names)) for part, names in BREAST_TILES.items()}:
+        return ("- MoNuSeg 2018 (Kumar et al. 2017, doi:10.1109/TMI.2017.2677499; 2020, "
+                "doi:10.1109/TMI.2019.2947628), breast tiles only: 6 training and 2 test tiles of 1000x1000 px, "
+                "H&E, 40x, TCGA, one patient each; CC BY-NC-SA 4.0 (non-commercial).")
+    return (f"- {len(tiles['train'])} training and {len(tiles['test'])} test tiles in MoNuSeg's folder layout, not "
+            f"the MoNuSeg 2018 breast tiles (Kumar et al. 2017, doi:10.1109/TMI.2017.2677499): a part of them or other "
+            f"data, whose origin is the data owner's to state.")
+
+
 def write_card(model_dir: Path, meta: dict[str, Any], evaluation: dict[str, Any],
                grid: list[list[Any]]) -> None:
     """``MODEL_CARD.md`` of a ``monuseg`` model folder from its ``meta.json`` and its test-tile scores."""
@@ -174,9 +192,7 @@ def write_card(model_dir: Path, meta: dict[str, Any], evaluation: dict[str, Any]
                  f"{tr['best_epoch']}). Instances: marker watershed {meta['postprocessing']} (chosen by AJI on "
                  f"held-out rows). Tiles of any size in {meta['inference']['windows']['roi_size']} px windows "
                  f"with Gaussian blending; test-time augmentation: {tta_text(meta)}. {recipe_text(meta)}"),
-        data=("- MoNuSeg 2018 (Kumar et al. 2017, doi:10.1109/TMI.2017.2677499; 2020, "
-              "doi:10.1109/TMI.2019.2947628), breast tiles only: 6 training and 2 test tiles of 1000x1000 px, "
-              "H&E, 40x, TCGA, one patient each; CC BY-NC-SA 4.0 (non-commercial).\n"
+        data=(_data_line(model_dir) + "\n"
               f"- Split: `split.json`: {meta['training_config']['val_rows']} bottom rows of every training tile "
               "held out (epoch and watershed choice); test tiles never seen.\n"
               "- Instance masks from the XML polygons; two training tiles without XML are split from their binary "
