@@ -254,3 +254,17 @@ def test_two_process_ddp_training_through_the_cli(npz, tmp_path):
                  "model/model.safetensors", "model/meta.json", "model/MODEL_CARD.md"):
         assert (out / name).is_file(), name
     assert json.loads((out / "metrics.json").read_text())["models"]["unet_multitask"]["training"]["devices"] == 2
+
+
+def test_model_card_says_what_file_was_read():
+    from types import SimpleNamespace
+
+    from breastdx.tasks.breastmnist import _file_text
+
+    def data(official, sizes):
+        return SimpleNamespace(official=official, **{s: SimpleNamespace(n=n) for s, n in zip(("train", "val", "test"),
+                                                                                               sizes)})
+
+    assert _file_text(data(True, (546, 78, 156))).startswith("the official file")
+    assert "as a re-saved copy is; its pixels were not compared" in _file_text(data(False, (546, 78, 156)))
+    assert "nor of its split sizes" in _file_text(data(False, (40, 10, 10)))

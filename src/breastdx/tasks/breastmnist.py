@@ -55,6 +55,21 @@ class BreastMNISTConfig(ImageClassificationConfig):
     seg_weight: float = option(1.0, ge=0)
 
 
+def _file_text(data: Any) -> str:
+    """What the model card can say of the file read: the official one (its published MD5), a file of another MD5
+    with the official split sizes (a re-saved copy, as ``../shared/data`` holds; its pixels are not checked against
+    the official ones), or other data in BreastMNIST's format."""
+    from breastdx.data.breastmnist import OFFICIAL_SIZES
+
+    if data.official:
+        return "the official file (the MD5 MedMNIST publishes)"
+    if all(getattr(data, s).n == n for s, n in OFFICIAL_SIZES.items()):
+        return ("not the official file but of its split sizes (546 / 78 / 156), as a re-saved copy is; its pixels "
+                "were not compared with the official ones")
+    return ("not the official file, nor of its split sizes: other images in BreastMNIST's format, whose origin is "
+            "the data owner's to state")
+
+
 def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitData:
     """The official split stored in the ``.npz`` file (``reuse`` is not needed: the file holds the split)."""
     from breastdx.data.breastmnist import CLASS_NAMES, load_breastmnist, read_breastmnist
@@ -84,7 +99,7 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
              f"made from BUSI (Al-Dhabyani et al. 2020, doi:10.1016/j.dib.2019.104863), CC BY 4.0: train "
              f"{data.train.n}, val {data.val.n}, test {data.test.n} images of 28x28.\n"
              f"- MedMNIST labels 0 = malignant, 1 = normal or benign; breastdx uses 1 = malignant.\n"
-             f"- File MD5 {data.md5} ({'the official file' if data.official else 'a re-saved copy with the same arrays'}).")
+             f"- File MD5 {data.md5}: {_file_text(data)}.")
     parts = {s: part(s) for s in ("train", "val", "test")}
     if config.lesion_masks:
         about += (f"\n- Training images with BUSI's lesion mask as a second target (each image matched to its BUSI "
