@@ -52,7 +52,10 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: i
         recorded = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     else:
         recorded = stopped_run_config(run_dir, t.name)
-    config = with_overrides(load_config(t.config_cls, run_dir / "config.yaml"), how)
+    try:
+        config = with_overrides(load_config(t.config_cls, run_dir / "config.yaml"), how)
+    except ConfigError as e:
+        raise ConfigError(f"{run_dir / 'config.yaml'}: {e}") from None
     if not hasattr(config, "epochs"):
         raise ConfigError(f"{t.name} runs cannot be resumed (only trainings in epochs can); start it again with "
                           f"another --out.")

@@ -116,6 +116,13 @@ def test_breakhis_subtypes_train_predict_and_evaluate_on_the_real_copy(tmp_path)
     meta = json.loads((out / "model" / "meta.json").read_text())
     assert meta["positive_class"] == "malignant" and len(meta["class_names"]) == 8
     assert "sum over its 4 subtypes" in meta["label_rule"]
+    from breastdx.config import load_config
+    from breastdx.tasks import get_task
+
+    # config.yaml is the run's config, read back as it was (what --resume does): the reader's own options, such as
+    # magnification None for "every magnification", are kept apart and do not shadow the config's 0
+    config = load_config(get_task("breakhis").config_cls, out / "config.yaml")
+    assert config.magnification == 0 and config.archs == ("compact_cnn",)
     hashes = json.loads((out / "model" / "training_hashes.json").read_text())  # predict flags a training image
     assert hashes["n_images"] == len(json.loads((out / "split.json").read_text())["train"])
     image = next((data / "breakhis_224" / "MC").rglob("*.jpg"))

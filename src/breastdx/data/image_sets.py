@@ -153,7 +153,10 @@ def patch_reader(dataset: str, about: str | Callable[[Any], str], official: Call
         return SplitData({s: from_patch_source(v) for s, v in views.items()}, tuple(source.class_names),
                          source.checksum, kind,
                          (about(source) if callable(about) else about) + (f"\n- Split: {lines}." if lines else ""),
-                         {"dataset": dataset, **{k: f(config) for k, f in load_options.items()}}, split)
+                         # the reader's own options apart: under their own names they would shadow the config's
+                         # in config.yaml (BreakHis's magnification 0 is the reader's None)
+                         {"dataset": dataset, **({"reader_options": {k: f(config) for k, f in load_options.items()}}
+                                                 if load_options else {})}, split)
 
     return read
 
