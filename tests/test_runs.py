@@ -307,3 +307,18 @@ def test_a_model_folder_left_half_written_is_replaced_only_on_resume(tmp_path: P
     path = new_model_dir(tmp_path, make=False)  # removed; the caller copies another model folder there
     assert path == tmp_path / "model" and not path.exists()
     assert new_model_dir(tmp_path).is_dir() and list(path.iterdir()) == []
+
+
+def test_config_record_refuses_a_key_that_shadows_an_option():
+    """config.yaml is read back as the run's options (train --resume): what was read beside them may not reuse an
+    option's name (BreakHis's reader said magnification None where the option was 0; BreastMNIST's mask matches sat
+    under lesion_masks, the option's name)."""
+    from breastdx.config import run_config_record
+    from breastdx.tasks import get_task
+
+    config = get_task("breakhis").config_cls()
+    record = run_config_record("breakhis", config, Path("/data"), reader_options={"magnification": None},
+                               data_checksum="abc")
+    assert record["magnification"] == 0 and record["reader_options"] == {"magnification": None}
+    with pytest.raises(ValueError, match="magnification would shadow the option"):
+        run_config_record("breakhis", config, Path("/data"), magnification=None)

@@ -377,6 +377,21 @@ def to_dict(config: Any) -> dict[str, Any]:
     return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
+def run_config_record(task: str, config: Any, data_root: Path, **extra: Any) -> dict[str, Any]:
+    """What a training run's ``config.yaml`` holds: the task, every option of ``config`` as resolved, the data root,
+    then ``extra`` (what was read: a dataset's checksum, its reader's options). ``load_config`` reads the options
+    back (``train --resume``), so ``extra`` may not reuse an option's name.
+
+    Raises:
+        ValueError: If a key of ``extra`` is an option of ``config`` (it would shadow the option's value).
+    """
+    options = to_dict(config)
+    clash = sorted(set(extra) & set(options))
+    if clash:
+        raise ValueError(f"config.yaml: {', '.join(clash)} would shadow the option(s) of the same name.")
+    return {"task": task, **options, "data_root": str(data_root), **extra}
+
+
 def save_yaml(data: dict[str, Any], path: Path) -> None:
     """Write ``data`` as YAML (block style, keys in insertion order); only global rank 0 of a distributed run
     writes."""

@@ -140,7 +140,9 @@ def test_lesion_masks_of_the_real_training_images(data_root, tmp_path):
     assert result.exit_code == 0, result.output
     import yaml
 
-    record = yaml.safe_load((out / "config.yaml").read_text())["lesion_masks"]
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    assert written["lesion_masks"] is True  # the option itself, as --resume reads it back
+    record = written["lesion_mask_matches"]
     assert record["images"] == 546 and record["with_lesion"] == 452 and record["smallest_r"] > 0.999
     with open(out / "archs" / "unet_multitask" / "training_log" / "metrics.csv") as f:
         seg = [r["train_seg_loss"] for r in csv.DictReader(f) if r["train_seg_loss"]]

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from breastdx.config import ConfigError, option, save_yaml, to_dict, validate
+from breastdx.config import ConfigError, option, run_config_record, save_yaml, to_dict, validate
 from breastdx.data.image_sets import SPLIT_FILE, ImageSet, Normalisation, SplitData, cache_images
 from breastdx.evaluation.classification import positive_columns
 from breastdx.evaluation.tables import ci_text, label_rule, plain_evaluation, threshold_rule
@@ -286,8 +286,8 @@ class ImageClassificationTask(Task):
         start = time.perf_counter()
         reuse = getattr(config, "split_file", "")
         data = spec.read(config, data_root, Path(reuse) if reuse else None, run_dir / SPLIT_FILE)
-        save_yaml({"task": self.name, **to_dict(config), "data_root": str(data_root), **data.record,
-                   "data_checksum": data.checksum}, run_dir / "config.yaml")
+        save_yaml(run_config_record(self.name, config, data_root, **data.record,
+                                    data_checksum=data.checksum), run_dir / "config.yaml")
         write_versions(run_dir)
         parts = {s: p.subset(evenly_spaced(len(p), config.max_cases)) if config.max_cases else p
                  for s, p in data.parts.items()}

@@ -81,7 +81,7 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
         ConfigError: If the data have no patient ids, or the spec reads an official split (PCam).
         DataError: As the spec's reader.
     """
-    from breastdx.config import ConfigError, save_yaml, to_dict
+    from breastdx.config import ConfigError, run_config_record, save_yaml
     from breastdx.data.splits import SplitFile
     from breastdx.evaluation.ci import patient_bootstrap
     from breastdx.evaluation.classification import classification_metrics, positive_columns, positive_probability
@@ -102,8 +102,8 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
     groups = np.array([g for p in parts for g in p.groups])
     readers = [(p, j) for p in parts for j in range(len(p))]
     names = list(data.class_names)
-    save_yaml({"task": task.name, **to_dict(config), "data_root": str(data_root), **data.record,
-               "data_checksum": data.checksum}, run_dir / "config.yaml")
+    save_yaml(run_config_record(task.name, config, data_root, **data.record,
+                                data_checksum=data.checksum), run_dir / "config.yaml")
     write_versions(run_dir)
     ratios = config.split_ratios
     pos = positive_columns(names, spec.positive)

@@ -82,14 +82,14 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
                 "official_file": data.official, "summary": data.summary(),
                 "label_encoding": "breastdx: 1 = malignant, 0 = normal or benign (MedMNIST stores 0 = malignant)"}, out)
 
-    record: dict[str, Any] = {"data_file": str(data.path), "data_md5": data.md5, "data_official": data.official}
+    record: dict[str, Any] = {"data_file_read": str(data.path), "data_md5": data.md5, "data_official": data.official}
 
     def part(name: str) -> ImageSet:
         s = data.split(name)
         ids = tuple(f"{name}_{i}" for i in range(s.n))
         if name == "train" and config.lesion_masks:
             masks, matches = busi_lesion_masks(s.images, s.labels, data_root, ids)
-            record["lesion_masks"] = {"source": "busi", "images": len(matches),
+            record["lesion_mask_matches"] = {"source": "busi", "images": len(matches),
                                       "with_lesion": int(sum(m.any() for m in masks)),
                                       "smallest_r": round(min(m.r for m in matches), 6)}
             return ImageSet(ids, s.labels.astype("int64"), lambda i: (s.images[i], masks[i]))
@@ -103,8 +103,8 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
     parts = {s: part(s) for s in ("train", "val", "test")}
     if config.lesion_masks:
         about += (f"\n- Training images with BUSI's lesion mask as a second target (each image matched to its BUSI "
-                  f"source, Pearson r >= {record['lesion_masks']['smallest_r']:.4f}; "
-                  f"{record['lesion_masks']['with_lesion']} of {data.train.n} with a lesion).")
+                  f"source, Pearson r >= {record['lesion_mask_matches']['smallest_r']:.4f}; "
+                  f"{record['lesion_mask_matches']['with_lesion']} of {data.train.n} with a lesion).")
     return SplitData(parts, tuple(CLASS_NAMES), data.sha256, "official MedMNIST v2 split", about, record)
 
 

@@ -102,7 +102,6 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
     if config.lesion_crop:
         cropper = _segmenter(config.lesion_crop, config.crop_margin, split)
         parts = {s: _lesion_crops(p, cropper) for s, p in parts.items()}
-        record["lesion_crop"] = {"segmenter": config.lesion_crop, "margin": config.crop_margin}
         about += (f"\n- Inputs: the lesion region found by the busi-seg model {config.lesion_crop!r}, cropped square "
                   f"with a margin of {config.crop_margin:g} of its side (the whole image where it finds none).")
     return SplitData(parts, tuple(BUSI_CLASSES), split.data_checksum, "grouped by near-duplicates", about, record,
