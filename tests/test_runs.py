@@ -160,6 +160,9 @@ def test_resume_trains_on_with_the_stopped_runs_options(tmp_path: Path, monkeypa
     ("finished", [], "not a stopped run (no error.txt and no running.json): a finished run has nothing to resume"),
     ("running", [], "its training is still running (process"),
     ("elsewhere", [], "its training ran on host 'another-host' (process 12345); resume it there"),
+    ("cut-short", [], "running.json: not readable as the record of a training process (JSONDecodeError: Expecting "
+                      "value: line 1 column 1 (char 0)); expected JSON with 'host' and 'pid'. If that training is "
+                      "not running, delete the file"),
     ("other-task", [], "a run of task 'monuseg', not 'busi-seg'"),
     ("stopped", ["--epochs", "9"], "give no --out, --seed or task option with it but --num-workers, --progress-bar, "
                                    "--threads"),
@@ -174,6 +177,9 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path: Path, setup, args, sai
         owner = {"host": socket.gethostname(), "pid": os.getpid()} if setup == "running" else \
             {"host": "another-host", "pid": 12345}
         (run / "running.json").write_text(json.dumps(owner))
+    elif setup == "cut-short":  # killed while writing it
+        _stopped_run(run).joinpath("error.txt").unlink()
+        (run / "running.json").write_text("")
     elif setup == "other-task":
         _stopped_run(run, task="monuseg")
     elif setup == "stopped":

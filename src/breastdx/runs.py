@@ -197,8 +197,13 @@ def _gone_without_a_word(run_dir: Path) -> str | None:
     path = Path(run_dir) / RUNNING_FILE
     if not path.is_file():
         return None
-    owner = json.loads(path.read_text())
-    host, pid = owner.get("host"), int(owner.get("pid", 0))
+    try:
+        owner = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        host, pid = owner["host"], int(owner["pid"])
+    except (ValueError, TypeError, KeyError) as e:  # cut short by a kill while it was written, or edited
+        raise RunFolderError(f"{path}: not readable as the record of a training process ({type(e).__name__}: {e}); "
+                             f"expected JSON with 'host' and 'pid'. If that training is not running, delete the file "
+                             f"and resume again.") from None
     if host != socket.gethostname():
         raise RunFolderError(f"{run_dir}: its training ran on host {host!r} (process {pid}); resume it there, or, "
                              f"if that process is gone, delete {path} and resume it here.")
