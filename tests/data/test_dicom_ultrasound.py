@@ -89,6 +89,21 @@ def test_pixel_spacing_without_a_usable_region(tmp_path):
     assert read_image(_us_dicom(tmp_path / "none.dcm", _disc())).spacing_mm is None
 
 
+@pytest.mark.parametrize("spacing", [("0", "0"), ("-0.1", "-0.1"), ("1e30", "1e30"), ("nan", "nan"), ("0.1", "inf"),
+                                     ("1e-30", "1e-30")])
+def test_a_placeholder_pixel_spacing_gives_no_mm_figures_and_says_why(tmp_path, spacing):
+    # 0, negative, absurd or not finite: every area would be 0 or astronomic (and NaN is no JSON number)
+    path = _us_dicom(tmp_path / "ps.dcm", _disc(), pixel_spacing=spacing)
+    for rec in (read_image(path), read_image_bytes(path.read_bytes(), "ps.dcm")):
+        assert rec.spacing_mm is None
+        assert rec.spacing_note.startswith("no mm figures: the file's PixelSpacing gives a pixel spacing of ")
+        assert rec.spacing_note.endswith("not a calibration (expected 1e-05 to 10 mm per pixel)")
+    regions = [_region((1e30, 1e30), (0, 0, 80, 60))]  # a region's delta in cm: 1e31 mm
+    rec = read_image(_us_dicom(tmp_path / "r.dcm", _disc(), regions))
+    assert rec.spacing_mm is None and "the file's the ultrasound regions' PhysicalDeltaX/Y gives" not in rec.spacing_note
+    assert rec.spacing_note.startswith("no mm figures: the file's ultrasound regions (PhysicalDeltaX/Y) give")
+
+
 def test_cine_loop_gives_its_first_frame(tmp_path):
     frames = np.stack([_disc(), np.full((61, 81), 7, np.uint8), np.full((61, 81), 9, np.uint8)])
     path = _us_dicom(tmp_path / "cine.dcm", frames, [_region((0.008, 0.008), (0, 0, 80, 60))])

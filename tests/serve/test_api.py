@@ -245,6 +245,38 @@ def test_dicom_pixel_spacing_gives_area_in_mm2(client, tmp_path):
     assert seg["lesion_max_diameter_px"] > 0 and seg["lesion_max_diameter_mm"] > 0
 
 
+def test_a_placeholder_pixel_spacing_is_answered_without_mm_and_recorded_once(client, tmp_path):
+    """PixelSpacing NaN (once a 500 whose prediction was recorded all the same) or 0 (areas of 0 mm²): answered, with
+    no mm figure and the reason; each answer's record is the one the client is given."""
+    arr = (_gradient(40, 52).astype(np.uint16) * 16)
+    before = client.get("/v1/predictions").json()["total"]
+    ids = []
+    for spacing in (("nan", "nan"), ("0", "0")):
+        r = _upload(client, "busi-seg", _dicom_bytes(tmp_path, arr, spacing=spacing), content_type="application/dicom")
+        assert r.status_code == 200, r.text
+        a = r.json()
+        assert a["image"]["spacing_mm"] is None and "not a calibration" in a["image"]["spacing_note"]
+        assert a["segmentation"]["lesion_area_mm2"] is None
+        ids.append(a["prediction_id"])
+    listing = client.get("/v1/predictions").json()
+    assert listing["total"] == before + 2 and [e["id"] for e in listing["items"][:2]] == ids[::-1]
+
+
+def test_an_answer_that_cannot_be_sent_is_not_recorded(client, synthetic_png, monkeypatch):
+    import breastdx.serve.app as app_module
+
+    before = client.get("/v1/predictions").json()["total"]
+    real = app_module.finite
+    monkeypatch.setattr(app_module, "finite", lambda v: {**real(v), "image": {"width": "not a number"}}
+                        if isinstance(v, dict) and "image" in v else real(v))
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="image.width"):  # the service answers it with a 500 internal_error
+        _upload(client, "busi-seg", synthetic_png)
+    monkeypatch.setattr(app_module, "finite", real)
+    assert client.get("/v1/predictions").json()["total"] == before
+
+
 def test_ultrasound_regions_that_disagree_give_no_mm_and_say_why(client, tmp_path):
     """A two-frame cine loop whose two ultrasound regions over the image centre disagree: the first frame is read,
     the answer gives no mm figure, and says why and which frame."""
@@ -295,7 +327,7 @@ def test_uploads_are_decoded_in_memory_never_written_to_disk(client, tmp_path, s
     r = _upload(client, "ultrasound", dicom, name="case.dcm", content_type="application/dicom")
     assert r.status_code == 200 and r.json()["image"]["format"] == "DICOM"
     bad = _upload(client, "ultrasound", synthetic_png[:60], name="cut.png")
-    assert bad.status_code == 422 and "cut.png" in bad.text
+    assert bad.status_code == 422 and "upload: truncated" in bad.text and "cut.png" not in bad.text
     # an upload over Starlette's 1 MiB spooling threshold stays in memory too
     import starlette.formparsers as formparsers
 
@@ -333,13 +365,14 @@ def test_format_comes_from_bytes_not_name(client, synthetic_png):
 def test_text_file_named_png_is_not_an_image(client):
     err = _assert_error(_upload(client, "ultrasound", b"hello, this is not an image\n" * 20, name="scan.png"),
                         415, "not_an_image")
-    assert "scan.png" in err["message"] and "whatever its name" in err["message"]
+    assert err["message"].startswith("upload: not an image") and "whatever its name" in err["message"]
 
 
 def test_truncated_png_is_unreadable(client):
     data = _png(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
     err = _assert_error(_upload(client, "busi-seg", data[: len(data) // 2], name="cut.png"), 422, "unreadable_image")
-    assert "cut.png" in err["message"] and "breastdx-upload" not in err["message"]
+    assert err["message"].startswith("upload: ") and "cut.png" not in err["message"]  # names may identify a patient
+    assert "breastdx-upload" not in err["message"]
 
 
 def test_image_over_the_pixel_limit(client):
@@ -356,8 +389,8 @@ def test_upload_over_the_size_limit(client):
 
 def test_upload_just_over_the_limit_within_the_framing_margin(client):
     data = b"\x89PNG\r\n\x1a\n" + bytes(MAX_UPLOAD)  # over by 8 bytes: passes Content-Length, caught after parsing
-    err = _assert_error(_upload(client, "busi-seg", data, name="big.png"), 413, "upload_too_large")
-    assert "big.png" in err["message"]
+    err = _assert_error(_upload(client, "busi-seg", data, name="DOE_JANE.png"), 413, "upload_too_large")
+    assert err["message"].startswith("upload: the file is over the limit") and "DOE" not in err["message"]
 
 
 def test_streamed_body_over_the_limit(client):
@@ -388,6 +421,9 @@ def test_missing_file_field_and_wrong_content_type(client):
                         422, "missing_file")
     assert "'image'" in err["message"]
     _assert_error(client.post("/v1/predict/ultrasound", json={"features": {}}), 415, "wrong_content_type")
+    err = _assert_error(client.post("/v1/predict/ultrasound", files={"file": (None, b"123")}), 422, "missing_file")
+    assert err["message"] == ("The field 'file' arrived as a text value, not a file: send the image as a file part "
+                              "with a file name (curl: -F file=@image.png).")
 
 
 def test_malformed_multipart(client):
@@ -576,6 +612,11 @@ def test_names_are_recorded_only_when_asked(registry, synthetic_png, tmp_path):
         b = c.post("/v1/predict/wdbc", json={"features": _features(), "case_id": "rec-1"}).json()
         d = _upload(c, "busi-cls", _dicom_bytes(tmp_path, _gradient(40, 52).astype(np.uint16) * 16), name="DOE^JANE.dcm", content_type="application/dicom").json()
         assert a["image"]["filename"] == "rec.png" and d["image"]["filename"] is None
+        cut = _assert_error(_upload(c, "busi-cls", synthetic_png[:40], name="cut.png"), 422, "unreadable_image")
+        dicom = _dicom_bytes(tmp_path, _gradient(40, 52).astype(np.uint16) * 16)
+        frame = _assert_error(c.post("/v1/predict/busi-cls", params={"frame": 2},
+                                     files={"file": ("DOE^JANE.dcm", dicom, "application/dicom")}), 422, "unreadable_image")
+        assert cut["message"].startswith("cut.png: ") and frame["message"].startswith("upload: ")
         names = {e["id"]: e["input_name"] for e in c.get("/v1/predictions").json()["items"]}
         assert names == {a["prediction_id"]: "rec.png", b["prediction_id"]: "rec-1", d["prediction_id"]: None}
 

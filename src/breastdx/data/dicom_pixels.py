@@ -123,15 +123,31 @@ def dicom_spacing(ds: Any, label: str = "DICOM") -> tuple[tuple[float, float] | 
     """
     chosen, note = _region_spacing(ds)
     if chosen is not None or note:
-        return chosen, note
+        return _plausible(chosen, "ultrasound regions (PhysicalDeltaX/Y) give") if chosen else (None, note)
     for holder in (ds, _pixel_measures(ds)):  # a multi-frame (enhanced, whole-slide) file keeps it per frame group
         if holder is not None and "PixelSpacing" in holder:
             try:
                 row_mm, col_mm = (float(v) for v in holder.PixelSpacing)
-                return (row_mm, col_mm), ""
             except (TypeError, ValueError):
                 logger.warning("%s: ignoring malformed PixelSpacing %r", label, holder.PixelSpacing)
+                continue
+            return _plausible((row_mm, col_mm), "PixelSpacing gives")
     return None, ""
+
+
+SPACING_RANGE_MM = (1e-5, 10.0)
+"""Pixel spacings (mm) taken as a calibration: from 10 nm (far below a microscope's 0.25 µm at 40x) to 10 mm (far
+above an ultrasound's 0.1 mm). A spacing outside, zero, negative or not finite is a placeholder or a fault, and
+would turn every mm figure into 0 or an absurd number."""
+
+
+def _plausible(spacing: tuple[float, float], source: str) -> tuple[tuple[float, float] | None, str]:
+    """``(spacing, "")`` when both values lie in :data:`SPACING_RANGE_MM`, else ``(None, reason)``."""
+    low, high = SPACING_RANGE_MM
+    if all(math.isfinite(v) and low <= v <= high for v in spacing):
+        return spacing, ""
+    return None, (f"no mm figures: the file's {source} a pixel spacing of {spacing[0]:.4g} x {spacing[1]:.4g} "
+                  f"mm (row x column), not a calibration (expected {low:g} to {high:g} mm per pixel)")
 
 
 def _pixel_measures(ds: Any) -> Any:

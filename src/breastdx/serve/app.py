@@ -24,6 +24,7 @@ import math
 import threading
 import time
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -357,14 +358,15 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
             input_name = None
         if input_name is None and isinstance(answer.get("image"), dict):  # nor answered, where it is not kept
             answer["image"] = {**answer["image"], "filename": None}
-        stored = without_images(answer)
+        response = {"prediction_id": 0, "created_at": datetime.now(timezone.utc), "task": task, "models": refs,
+                    "input_sha256": sha, "elapsed_ms": round(elapsed, 2), **answer, "notes": notes,
+                    "research_use_only": RESEARCH_USE_ONLY}
+        schemas.PredictionResponse.model_validate(response)  # an answer that cannot be sent is not recorded either
         entry = _store(request).add(
             task=task, model_name="+".join(r["name"] for r in refs), model_version="+".join(r["version"] for r in refs),
             input_sha256=sha, input_name=input_name, label=_record_label(answer), elapsed_ms=elapsed,
-            result=stored, token_name=getattr(request.state, "token_name", None))
-        return {"prediction_id": entry.id, "created_at": entry.created_at, "task": task, "models": refs,
-                "input_sha256": sha, "elapsed_ms": round(elapsed, 2), **answer, "notes": notes,
-                "research_use_only": RESEARCH_USE_ONLY}
+            result=without_images(answer), token_name=getattr(request.state, "token_name", None))
+        return {**response, "prediction_id": entry.id, "created_at": entry.created_at}
 
     # ------------------------------------------------------------------------------------------ routes
     @app.get("/", include_in_schema=False)
@@ -468,16 +470,22 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
                                   f"({type(e).__name__}: {e}).") from None
         try:
             upload = form.get("file")
+            if isinstance(upload, str):  # a part without a filename arrives as text
+                raise ServeInputError(422, "missing_file", "The field 'file' arrived as a text value, not a file: "
+                                      "send the image as a file part with a file name (curl: -F file=@image.png).")
             if not isinstance(upload, UploadFile):
                 fields = ", ".join(repr(k) for k in form.keys()) or "none"
                 raise ServeInputError(422, "missing_file", f"No file in the upload: put the image in a multipart "
                                       f"field named 'file' (fields received: {fields}).")
-            filename = upload.filename or "upload"
             data = await upload.read(settings.max_upload_bytes + 1)
+            # Names may identify a patient (a PACS export names files after them): messages and the answer say
+            # "upload" unless the service keeps names (--record-names), and never give a DICOM's.
+            named = settings.record_names and upload.filename and sniff_bytes(data[:132]) != "DICOM"
+            filename = upload.filename if named else "upload"
         finally:
             await form.close()
         if len(data) > settings.max_upload_bytes:
-            raise ServeInputError(413, "upload_too_large", f"{filename}: the upload is over the limit of "
+            raise ServeInputError(413, "upload_too_large", f"{filename}: the file is over the limit of "
                                   f"{settings.max_upload_bytes:,} bytes ({settings.max_upload_bytes / 2**20:.1f} MiB); "
                                   f"send a smaller file.")
         notes = []
@@ -498,10 +506,10 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
                 answer = predict_image(models, data, filename, max_pixels=settings.max_pixels,
                                        display_max_side=settings.display_max_side, gradcam=settings.gradcam,
                                        composites=composites, decoder=request.app.state.decoder, frame=frame)
-            # De-identification: nothing is read from a DICOM's header but its pixels and calibration, and its file
-            # name (PACS exports may name files after the patient) is not recorded: the SHA-256 is its reference.
-            recorded_name = None if sniff_bytes(data[:132]) == "DICOM" else filename
-            return _finish(request, task, models, bytes_sha256(data), recorded_name, answer, start, notes)
+            # De-identification: nothing is read from a DICOM's header but its pixels and calibration, and no file
+            # name is recorded but with --record-names (never a DICOM's): the SHA-256 is the reference.
+            return _finish(request, task, models, bytes_sha256(data), filename if named else None, answer, start,
+                           notes)
 
         return await run_in_threadpool(work)
 
