@@ -441,3 +441,28 @@ def test_reduced_dicom_keeps_the_area_of_a_pixel(tmp_path):
     small = read_image_bytes(path.read_bytes(), "big.dcm", max_side=100)
     assert small.full_shape == (300, 200) and small.shape == (100, 67)
     assert small.spacing_mm == pytest.approx((0.3, 0.2 * 200 / 67))
+
+
+@pytest.mark.parametrize("orientation, stored", [
+    (1, lambda a: a),
+    (3, lambda a: np.rot90(a, 2)),               # rotated 180
+    (6, lambda a: np.rot90(a, 1)),               # viewers rotate it 90 clockwise
+    (8, lambda a: np.rot90(a, -1)),              # viewers rotate it 90 anticlockwise
+    (2, lambda a: a[:, ::-1]),                   # mirrored
+])
+def test_exif_orientation_gives_the_image_as_viewers_show_it(tmp_path, orientation, stored):
+    """A phone photo or a rotated export stores its pixels turned and an EXIF Orientation tag: read upright (a
+    BUSI malignant image read sideways was called normal)."""
+    upright = np.add.outer(np.arange(20) * 10, np.arange(30)).astype(np.uint8)  # 20 x 30, every pixel distinct
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    png = tmp_path / f"o{orientation}.png"
+    Image.fromarray(np.ascontiguousarray(stored(upright))).save(png, exif=exif)
+    for rec in (read_image(png), read_image_bytes(png.read_bytes(), "o.png")):
+        np.testing.assert_array_equal(rec.array, upright)
+    jpg = tmp_path / f"o{orientation}.jpg"
+    big = np.kron(upright, np.ones((20, 20), np.uint8))  # 400 x 600, decoded reduced through JPEG draft mode
+    Image.fromarray(np.ascontiguousarray(stored(big))).save(jpg, exif=exif, quality=95)
+    rec = read_image_bytes(jpg.read_bytes(), "o.jpg", max_side=150)
+    assert rec.array.shape == (100, 150) and rec.full_shape == (400, 600)
+    assert np.abs(rec.array.astype(int) - np.kron(upright, np.ones((5, 5), np.uint8))).mean() < 3

@@ -398,7 +398,10 @@ def _decode_pillow(src: Path | bytes, label: str, fmt: str, max_pixels: int, max
                                  f"the file could not be decoded completely.") from None
         mode = im.mode
         try:
-            dec = _from_pil(_reduce_pil(im, max_side), label, fmt, mode)
+            upright = _exif_upright(im, label)
+            if upright is not im:  # stored rotated or mirrored: the image as every viewer shows it
+                height, width = (width, height) if upright.size != im.size else (height, width)
+            dec = _from_pil(_reduce_pil(upright, max_side), label, fmt, mode)
             return dec if dec.values.shape[:2] == (height, width) else _reduced_meta(dec, (height, width),
                                                                                         dec.values.shape[:2])
         except ImageReadError:
@@ -406,6 +409,23 @@ def _decode_pillow(src: Path | bytes, label: str, fmt: str, max_pixels: int, max
         except Exception as err:
             raise ImageReadError(f"{label}: cannot convert {fmt} pixels of mode {mode!r} "
                                  f"({type(err).__name__}: {err}).") from None
+
+
+def _exif_upright(im: Any, label: str) -> Any:
+    """``im`` turned upright by its EXIF Orientation tag (0x0112, values 2-8: mirrored and/or rotated, as phones and
+    some exporters store JPEGs), as viewers show it; ``im`` itself when the tag is absent or 1. Without this, a
+    photo of a screen or a rotated export would reach the model sideways."""
+    from PIL import ImageOps
+
+    try:
+        orientation = im.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001 - a malformed EXIF block: the pixels as stored
+        return im
+    if orientation in (None, 1):
+        return im
+    upright = ImageOps.exif_transpose(im)
+    logger.debug("%s: turned upright by its EXIF orientation %s", label, orientation)
+    return upright if upright is not None else im
 
 
 def _reduce_pil(im: Any, max_side: int | None) -> Any:
