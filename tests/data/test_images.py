@@ -466,3 +466,20 @@ def test_exif_orientation_gives_the_image_as_viewers_show_it(tmp_path, orientati
     rec = read_image_bytes(jpg.read_bytes(), "o.jpg", max_side=150)
     assert rec.array.shape == (100, 150) and rec.full_shape == (400, 600)
     assert np.abs(rec.array.astype(int) - np.kron(upright, np.ones((5, 5), np.uint8))).mean() < 3
+
+
+def test_header_only_png_and_a_huge_png_are_named_in_plain_words():
+    """Pillow's 'cannot identify image file <_io.BytesIO object at 0x...>' and its own pixel limit (179 million,
+    not the caller's) no longer reach the message."""
+    import zlib as _z
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", _z.crc32(kind + body) & 0xFFFFFFFF)
+
+    head_only = b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ImageReadError) as info:
+        read_image_bytes(head_only + b"\x00" * 8, "u.png")
+    assert "_io." not in str(info.value) and str(info.value).startswith("u.png: ")
+    huge = head_only + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)) + chunk(b"IEND", b"")
+    with pytest.raises(ImageReadError, match=r"^h.png: image is 10,000,000,000 pixels, over the limit of 40,000,000 "):
+        read_image_bytes(huge, "h.png", max_pixels=40_000_000)

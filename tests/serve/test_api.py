@@ -574,6 +574,12 @@ def test_wdbc_bad_bodies(client):
                   "invalid_request")
     _assert_error(client.post("/v1/predict/wdbc", files={"file": ("a.csv", b"1,2", "text/csv")}), 415,
                   "wrong_content_type")
+    # a feature given twice: json.loads kept the last value without a word
+    body = json.dumps({"features": _features()})[:-2] + ', "mean radius": 5.0}}'
+    err = _assert_error(client.post("/v1/predict/wdbc", content=body, headers={"Content-Type": "application/json"}),
+                        422, "invalid_json")
+    assert err["message"] == ("The body gives 'mean radius' more than once; a value may be given once (which one was "
+                              "meant?).")
 
 
 # ------------------------------------------------------------------------------------------------ record
@@ -598,6 +604,9 @@ def test_predictions_are_recorded_and_listed(client, synthetic_png):
     assert offset["items"][0]["id"] == a["prediction_id"]
     only = client.get("/v1/predictions", params={"task": "wdbc"}).json()
     assert all(e["task"] == "wdbc" for e in only["items"])
+    assert client.get("/v1/predictions", params={"task": ""}).json()["total"] == listing["total"]  # no filter
+    err = _assert_error(client.get("/v1/predictions", params={"task": "busi_cls"}), 422, "unknown_task")
+    assert err["message"].startswith("Unknown task 'busi_cls'. Did you mean 'busi-cls'? Choices: breakhis, ")
     one = client.get(f"/v1/predictions/{a['prediction_id']}")
     assert one.status_code == 200 and one.json()["input_name"] is None
     assert one.json()["research_use_only"] == RESEARCH_USE_ONLY

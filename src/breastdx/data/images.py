@@ -35,6 +35,7 @@ the whole image.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -377,10 +378,15 @@ def _decode_pillow(src: Path | bytes, label: str, fmt: str, max_pixels: int, max
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(_open(src))
-    except Image.DecompressionBombError as err:
+    except Image.DecompressionBombError as err:  # over twice Pillow's own limit, which it checks first
+        size = re.search(r"Image size \((\d+) pixels\)", str(err))
+        if size:
+            raise ImageReadError(f"{label}: image is {int(size[1]):,} pixels, over the limit of {max_pixels:,} (a "
+                                 f"guard against decompression bombs); refusing to decode it.") from None
         raise ImageReadError(f"{label}: refused by Pillow's decompression-bomb guard: {err}") from None
     except Exception as err:  # Pillow raises UnidentifiedImageError, SyntaxError, OSError, ValueError...
-        raise ImageReadError(f"{label}: cannot read the {fmt} header ({type(err).__name__}: {err}); "
+        said = re.sub(r" ?<_io\.\w+ object at 0x[0-9a-fA-F]+>", "", str(err))  # the in-memory file, not a name
+        raise ImageReadError(f"{label}: cannot read the {fmt} header ({type(err).__name__}: {said}); "
                              f"the file is corrupt or not a valid {fmt} image.") from None
     with im:
         width, height = im.size

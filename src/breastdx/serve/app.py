@@ -106,6 +106,20 @@ def finite(value: Any) -> Any:
     return value
 
 
+class RepeatedKeyError(ValueError):
+    """A JSON object names a key twice (``json.loads`` would keep the last value without a word)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` of ``json.loads`` that refuses a repeated key, naming it."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise RepeatedKeyError(repr(key))
+        out[key] = value
+    return out
+
+
 NOT_RECORDED = ("per_nucleus",)
 """Entries of an answer the record does not keep, besides the images: bulk tables the client asked for."""
 
@@ -402,7 +416,10 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
                                   f"{content_type or 'none'!r}).")
         body = await request.body()
         try:
-            payload = json.loads(body)
+            payload = json.loads(body, object_pairs_hook=_unique_keys)
+        except RepeatedKeyError as e:
+            raise ServeInputError(422, "invalid_json", f"The body gives {e} more than once; a value may be given "
+                                  f"once (which one was meant?).") from None
         except (ValueError, UnicodeDecodeError) as e:
             raise ServeInputError(422, "invalid_json", f"The body is not valid JSON ({e}); expected "
                                   f"{{\"features\": {{name: value, ...}}}}.") from None
@@ -464,7 +481,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
             raise
         except StarletteHTTPException as e:
             raise ServeInputError(400, "malformed_upload",
-                                  f"The multipart body could not be parsed: {e.detail}.") from None
+                                  f"The multipart body could not be parsed: {str(e.detail).rstrip('.')}.") from None
         except Exception as e:  # noqa: BLE001 - a broken body from the client
             raise ServeInputError(400, "malformed_upload", f"The multipart body could not be parsed "
                                   f"({type(e).__name__}: {e}).") from None
@@ -521,6 +538,13 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         task: str | None = Query(None, max_length=32, description="Only this task."),
     ) -> dict[str, Any]:
         """The recorded predictions, newest first (without images)."""
+        from breastdx.registry import unknown_name
+        from breastdx.tasks import TASKS
+
+        task = task or None  # '?task=' (a form's "all"): no filter
+        known = sorted(set(TASKS.names()) | {ULTRASOUND_TASK})
+        if task is not None and task not in known:  # a typo would list nothing, as if nothing had been recorded
+            raise ServeInputError(422, "unknown_task", str(unknown_name("task", task, known)))
         total, entries = await run_in_threadpool(_store(request).list, limit, offset, task)
         return {"total": total, "limit": limit, "offset": offset, "items": [finite(e.to_dict()) for e in entries],
                 "research_use_only": RESEARCH_USE_ONLY}
