@@ -535,6 +535,7 @@ def test_wdbc_missing_features(client):
 
 @pytest.mark.parametrize("value, expected", [
     ("abc", "expected a number, got 'abc'"),
+    ("1_7", "expected a number, got '1_7'"),  # Python's float() reads it as 17
     (None, "expected a number, got None"),
     (True, "expected a number, got True"),
     ([1.0], "expected a number, got [1.0]"),

@@ -92,6 +92,8 @@ def check_feature_value(name: str, raw: object) -> tuple[float, str | None]:
         shown = f"{shown[:20]}...{shown[-8:]} ({len(shown) - 2} characters)"
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
         return math.nan, f"expected a number, got {shown}"
+    if isinstance(raw, str) and "_" in raw:  # Python reads '1_7' as 17: a typo, not a number of a table
+        return math.nan, f"expected a number, got {shown}"
     try:
         v = float(raw.strip() if isinstance(raw, str) else raw)
     except ValueError:
