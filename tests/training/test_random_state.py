@@ -37,6 +37,31 @@ def test_augmented_segmentation_batches_come_back():
     _round_trip(loader)
 
 
+def test_scanner_augmentation_streams_nine_levels_down_come_back():
+    """--scanner-augment's scale-crop keeps its streams at dataset.transform.transforms[0].transforms[0]
+    .transforms[0].R, nine levels down: a walk cut at eight left them out and a resumed run drew other crops."""
+    from breastdx.data.transforms import AugmentationConfig
+
+    rng = np.random.default_rng(0)
+    images = (rng.random((8, 32, 32)) * 255).astype(np.uint8)
+    data = SegmentationDataset(images, images > 128, Preprocessing(image_size=32), labels=["benign"] * 8)
+    data.transform = ultrasound_augmentation(32, AugmentationConfig(scanner=True, crop_prob=1.0), seed=0)
+    loader = DataLoader(data, batch_size=4, shuffle=True, num_workers=0, generator=torch.Generator().manual_seed(0))
+    deepest = max(p.count(".") + p.count("[") for p, _ in random_streams(loader))
+    assert deepest >= 9
+    _round_trip(loader)
+
+
+def test_streams_in_dicts_are_found():
+    class Holder:  # an object of breastdx's modules holding its streams in a dict
+        __module__ = "breastdx.test"
+
+        def __init__(self):
+            self.by_name = {"a": np.random.RandomState(1), "b": [np.random.default_rng(2)]}
+
+    assert [p for p, _ in random_streams(Holder())] == ["by_name['a']", "by_name['b'][0]"]
+
+
 def test_nucleus_patches_go_on_from_their_count():
     rng = np.random.default_rng(1)
     tile = (rng.random((64, 64, 3)) * 255).astype(np.uint8)

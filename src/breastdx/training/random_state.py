@@ -27,19 +27,25 @@ log = logging.getLogger(__name__)
 
 _OWN_MODULES = ("breastdx", "monai", "torch.utils.data")
 """Objects of these modules are searched for random streams (others, such as the cached arrays, are not)."""
-_MAX_DEPTH = 8
+_MAX_DEPTH = 64
+"""Deeper than any data pipeline here (MONAI's scale-crop keeps its stream nine levels down under --scanner-augment);
+cycles are stopped by the objects already seen, and a walk cut here is logged, since its streams would not resume."""
 
 
 def random_streams(root: Any) -> Iterator[tuple[str, Any]]:
     """``(path, stream)`` of every random stream reachable from ``root`` (a data loader) through the attributes,
-    lists and tuples of objects of :data:`_OWN_MODULES`: ``torch.Generator``, ``numpy.random.RandomState`` and
+    lists, tuples and dicts of objects of :data:`_OWN_MODULES`: ``torch.Generator``, ``numpy.random.RandomState`` and
     ``numpy.random.Generator``, and objects with ``resume_state()`` / ``restore_resume_state(state)`` (a JSON-able
     state, such as :class:`breastdx.data.nucleus_patches.NucleusPatches`'s count of patches drawn). Paths are attribute names (``dataset.transform.transforms[2].R``), the same from run
     to run of the same code; a stream reachable twice is given once, under its first path."""
     seen: set[int] = set()
 
     def walk(obj: Any, path: str, depth: int) -> Iterator[tuple[str, Any]]:
-        if id(obj) in seen or depth > _MAX_DEPTH:
+        if id(obj) in seen:
+            return
+        if depth > _MAX_DEPTH:
+            log.warning("random streams under %s are not searched (over %d levels deep): a resumed run may draw "
+                        "other augmentations", path, _MAX_DEPTH)
             return
         if isinstance(obj, (torch.Generator, np.random.RandomState, np.random.Generator)) or hasattr(
                 obj, "resume_state"):  # a stream, or an object whose draws follow a counter of its own
@@ -51,6 +57,12 @@ def random_streams(root: Any) -> Iterator[tuple[str, Any]]:
             seen.add(id(obj))
             for i, item in enumerate(obj):
                 yield from walk(item, f"{path}[{i}]", depth + 1)
+            return
+        if isinstance(obj, dict):
+            seen.add(id(obj))
+            for key, item in obj.items():
+                if isinstance(key, (str, int)):  # a path that is the same from run to run
+                    yield from walk(item, f"{path}[{key!r}]", depth + 1)
             return
         if not (type(obj).__module__ or "").startswith(_OWN_MODULES) or not hasattr(obj, "__dict__"):
             return
@@ -94,8 +106,11 @@ def capture(loader: Any) -> dict[str, Any]:
     generators, as tensors and JSON text."""
     streams = {path: (s.get_state() if isinstance(s, torch.Generator) else _numpy_text(s))
                for path, s in random_streams(loader)}
-    return {"streams": streams, "torch": torch.get_rng_state(), "numpy": _legacy_text(np.random.get_state()),
-            "python": json.dumps(random.getstate())}
+    state = {"streams": streams, "torch": torch.get_rng_state(), "numpy": _legacy_text(np.random.get_state()),
+             "python": json.dumps(random.getstate())}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on a GPU draws from the GPU's own
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def restore(loader: Any, state: dict[str, Any]) -> None:
@@ -113,6 +128,13 @@ def restore(loader: Any, state: dict[str, Any]) -> None:
             else:
                 _set_numpy(stream, saved[path])
     torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        if torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda"]):
+            torch.cuda.set_rng_state_all(state["cuda"])
+        else:
+            log.warning("the checkpoint holds the random state of %d GPU(s), this run has %d: the GPU draws "
+                        "(dropout) after resuming differ from the stopped run's", len(state["cuda"]),
+                        torch.cuda.device_count() if torch.cuda.is_available() else 0)
     np.random.set_state(_legacy_state(state["numpy"]))
     version, internal, gauss = json.loads(state["python"])
     random.setstate((version, tuple(internal), gauss))
