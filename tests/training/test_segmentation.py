@@ -214,9 +214,12 @@ def test_a_stopped_fit_resumes_after_its_last_epoch_as_if_never_stopped(tmp_path
     from breastdx.training import trainer as trainer_mod
     from breastdx.training.trainer import LAST_CHECKPOINT, RESUME_ENV, fit, resume_epoch
 
-    class StopAfter(Callback):  # Ctrl+C after the validation of epoch 2 (0-based), as a user would press it
+    class StopAfter(Callback):  # Ctrl+C after the validation of an epoch (0-based), as a user would press it
+        def __init__(self, epoch: int):
+            self.epoch = epoch
+
         def on_validation_end(self, trainer, pl_module):
-            if trainer.current_epoch == 2:
+            if trainer.current_epoch == self.epoch:
                 raise KeyboardInterrupt
 
     trained_epochs = []
@@ -245,7 +248,7 @@ def test_a_stopped_fit_resumes_after_its_last_epoch_as_if_never_stopped(tmp_path
     with_callbacks()
     never_stopped = run(tmp_path / "a")
 
-    with_callbacks(StopAfter(), Count())
+    with_callbacks(StopAfter(2), Count())
     with pytest.raises(SystemExit):  # Lightning's graceful shutdown on KeyboardInterrupt
         run(tmp_path / "b")
     last = tmp_path / "b" / CHECKPOINT_DIR / LAST_CHECKPOINT
@@ -254,11 +257,18 @@ def test_a_stopped_fit_resumes_after_its_last_epoch_as_if_never_stopped(tmp_path
     torch.load(last, map_location="cpu", weights_only=True)  # plain data and tensors only
 
     trained_epochs.clear()
-    with_callbacks(Count())
     monkeypatch.setenv(RESUME_ENV, "1")
+    with_callbacks(StopAfter(3), Count())  # stopped a second time: the log keeps the first part's epochs
+    with pytest.raises(SystemExit):
+        run(tmp_path / "b")
+    assert trained_epochs == [2, 3] and resume_epoch(last) == 2
+    assert read_training_log(tmp_path / "b")["epoch"][:3] == [0.0, 1.0, 2.0]
+
+    trained_epochs.clear()
+    with_callbacks(Count())
     resumed = run(tmp_path / "b")
-    assert resumed.info["resumed_after_epoch"] == 1
-    assert trained_epochs == [2, 3, 4]  # epochs 0 and 1 are not trained again
+    assert resumed.info["resumed_after_epoch"] == 2
+    assert trained_epochs == [3, 4]  # epochs 0 to 2 are not trained again
     assert read_training_log(tmp_path / "b")["epoch"] == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert not (tmp_path / "b" / CHECKPOINT_DIR).exists()
     assert (resumed.best_epoch, resumed.best_score) == (never_stopped.best_epoch, never_stopped.best_score)

@@ -245,14 +245,16 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
                     "(with --num-workers 0 it would be the same run)", train_loader.num_workers)
     earlier_log = _read_log_rows(run_dir) if resume is not None else []  # Lightning's CSV logger starts afresh
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        if resume is not None:  # the folders are this run's own: the log's earlier rows are put back below
-            warnings.filterwarnings("ignore", message=r".*(Experiment logs|Checkpoint) directory .* exists and is "
-                                                      r"not empty.*")
-        trainer.fit(module, train_loader, val_loader, ckpt_path=resume, weights_only=True)
+    try:
+        with warnings.catch_warnings():
+            if resume is not None:  # the folders are this run's own: the log's earlier rows are put back below
+                warnings.filterwarnings("ignore", message=r".*(Experiment logs|Checkpoint) directory .* exists and "
+                                                          r"is not empty.*")
+            trainer.fit(module, train_loader, val_loader, ckpt_path=resume, weights_only=True)
+    finally:  # also when this part stops in its turn: the next resume must find the earlier epochs' rows
+        if earlier_log and trainer.is_global_zero:
+            _prepend_log_rows(run_dir, earlier_log)
     seconds = time.perf_counter() - start
-    if earlier_log and trainer.is_global_zero:
-        _prepend_log_rows(run_dir, earlier_log)
     if not trainer.is_global_zero:
         return FitResult(network, None, float("nan"), int(trainer.current_epoch), seconds, False, {})
     network.load_state_dict(best_state_dict(checkpoint, prefix=getattr(module, "state_prefix", "network.")))
