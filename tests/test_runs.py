@@ -239,8 +239,10 @@ def test_a_run_whose_process_vanished_is_resumed_and_says_so(tmp_path: Path, mon
 
 
 def test_a_resumed_cross_validation_keeps_the_folds_that_had_finished(tmp_path: Path, monkeypatch):
-    """run_folds under --resume: a fold whose run had finished (metrics.json and model/meta.json) is read back, not
-    trained again; a fold that had begun or not started is trained (and resumes from its own last checkpoint)."""
+    """run_folds under --resume: a fold whose run had finished (fold_finished.json, written when its training
+    returned) is read back, not trained again; a fold that had begun, or stopped while writing its last files
+    (metrics.json and model/meta.json written, its report not), or had not started is trained (and resumes from
+    its own last checkpoint); every fold that finishes is marked."""
     from breastdx.pipeline.fold_runner import run_folds
     from breastdx.pipeline.task import RunResult
     from breastdx.runs import RESUME_ENV
@@ -251,7 +253,10 @@ def test_a_resumed_cross_validation_keeps_the_folds_that_had_finished(tmp_path: 
     (folds[0] / "model").mkdir()
     (folds[0] / "model" / "meta.json").write_text("{}")
     (folds[0] / "metrics.json").write_text(json.dumps({"metrics": {"dice": {"value": 0.5}}}))
-    (folds[1] / "metrics.json").write_text("{}")  # begun: no model written
+    (folds[0] / "fold_finished.json").write_text("{}")
+    (folds[1] / "model").mkdir()  # stopped while writing its per-image table, model card and report
+    (folds[1] / "model" / "meta.json").write_text("{}")
+    (folds[1] / "metrics.json").write_text("{}")
 
     class Task:
         name = "busi-seg"
@@ -267,6 +272,7 @@ def test_a_resumed_cross_validation_keeps_the_folds_that_had_finished(tmp_path: 
     assert Task.trained == ["f1", "f2"]
     assert [r.metrics["metrics"]["dice"]["value"] for r in results] == [0.5, 0.7, 0.7]
     assert [r.run_dir for r in results] == folds
+    assert all((f / "fold_finished.json").is_file() for f in folds)
     monkeypatch.setenv(RESUME_ENV, "")
     Task.trained.clear()
     run_folds(Task(), jobs, tmp_path, workers=1)  # not resumed: every fold is trained

@@ -54,6 +54,7 @@ def run_folds(task: Any, jobs: Sequence[tuple[Any, Path]], data_root: Path, work
             if describe is not None:
                 log.info("%s", describe[i])
             results.append(task.train(config, data_root, fold_dir))
+            mark_fold_finished(fold_dir)
         return results
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -67,10 +68,23 @@ def run_folds(task: Any, jobs: Sequence[tuple[Any, Path]], data_root: Path, work
         return [fu.result() for fu in futures]
 
 
+FOLD_FINISHED = "fold_finished.json"
+"""Written into a fold's folder once its ``task.train`` has returned: every file of the fold's run is written (a
+fold that stopped while writing its report or model card has ``metrics.json`` and ``model/meta.json`` already)."""
+
+
+def mark_fold_finished(fold_dir: Path) -> None:
+    """Write :data:`FOLD_FINISHED` into ``fold_dir``."""
+    from breastdx.runs import utc_now_iso, write_json
+
+    write_json({"finished": utc_now_iso()}, Path(fold_dir) / FOLD_FINISHED)
+
+
 def _finished_folds(jobs: Sequence[tuple[Any, Path]]) -> dict[int, Any]:
     """In a resumed cross-validation (``breastdx train --resume``, :data:`breastdx.runs.RESUME_ENV`):
-    the folds whose run had finished before the stop (their ``metrics.json`` and ``model/meta.json`` written), as
-    :class:`breastdx.pipeline.task.RunResult` read back from their folders; none otherwise."""
+    the folds whose run had finished before the stop (:data:`FOLD_FINISHED` written after their training returned),
+    as :class:`breastdx.pipeline.task.RunResult` read back from their folders; none otherwise. A fold stopped
+    after its metrics but before the rest of its files is trained again."""
     import json
     import os
 
@@ -81,7 +95,7 @@ def _finished_folds(jobs: Sequence[tuple[Any, Path]]) -> dict[int, Any]:
         return {}
     done = {}
     for i, (_, fold_dir) in enumerate(jobs):
-        if (Path(fold_dir) / "metrics.json").is_file() and (Path(fold_dir) / "model" / "meta.json").is_file():
+        if (Path(fold_dir) / FOLD_FINISHED).is_file() and (Path(fold_dir) / "metrics.json").is_file():
             log.info("fold %d had finished before the stop: its run in %s is kept", i + 1, fold_dir)
             done[i] = RunResult(Path(fold_dir), json.loads((Path(fold_dir) / "metrics.json").read_text()))
     return done
@@ -108,7 +122,9 @@ def train_fold(task: Any, config: Any, data_root: Path, fold_dir: Path) -> Any:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     try:
-        return task.train(config, data_root, fold_dir)
+        result = task.train(config, data_root, fold_dir)
+        mark_fold_finished(fold_dir)
+        return result
     finally:  # a worker may train another fold next: its log goes to that fold's file only
         root.removeHandler(handler)
         handler.close()
