@@ -299,6 +299,7 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
     if not path.is_file():
         log.info("%s: no checkpoint to resume from; this training starts from the first epoch", run_dir)
         return None
+    _relocate(path)
     log.info("resuming %s after epoch %s (%s)", run_dir, resume_epoch(path), path)
     return path
 
@@ -326,6 +327,38 @@ def best_state_dict(checkpoint_callback: Any, prefix: str = "network.") -> dict[
 def remove_checkpoints(run_dir: Path) -> None:
     """Delete ``run_dir/checkpoints`` (Lightning files are never kept once weights are exported)."""
     shutil.rmtree(Path(run_dir) / CHECKPOINT_DIR, ignore_errors=True)
+
+
+def _relocate(path: Path) -> None:
+    """Make a ``last.ckpt`` of a run folder that was moved or copied since it stopped (to resume it on another
+    machine, say) name its checkpoints where they are now. Lightning's ``ModelCheckpoint`` otherwise drops its best
+    score and its best checkpoints when the folder differs, with a warning, and the resumed run picks its best epoch
+    among the epochs after the stop only."""
+    import os
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    here = os.path.realpath(path.parent)
+    moved_from = set()
+    for state in (ckpt.get("callbacks") or {}).values():
+        old = state.get("dirpath") if isinstance(state, dict) else None
+        if not isinstance(old, str) or old == here:
+            continue
+        moved_from.add(old)
+
+        def move(p: Any, old: str = old) -> Any:
+            return here + p[len(old):] if isinstance(p, str) and (p == old or p.startswith(old + os.sep)) else p
+
+        for key in ("dirpath", "best_model_path", "kth_best_model_path", "last_model_path"):
+            if key in state:
+                state[key] = move(state[key])
+        if isinstance(state.get("best_k_models"), dict):
+            state["best_k_models"] = {move(k): v for k, v in state["best_k_models"].items()}
+    if moved_from:
+        log.info("the run folder was moved since it stopped (its checkpoints were in %s): their paths are updated",
+                 ", ".join(sorted(moved_from)))
+        part = path.with_name(path.name + ".part")
+        torch.save(ckpt, part)
+        os.replace(part, path)
 
 
 def _read_log_rows(run_dir: Path) -> list[dict[str, str]]:
