@@ -4,6 +4,9 @@ never a traceback."""
 import json
 import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from typer.testing import CliRunner
 
 from breastdx.cli import app
 from breastdx.data.wdbc import FEATURE_NAMES, load_wdbc
-from breastdx.runs import RunFolderError, RunFolderExistsError, make_run_dir
+from breastdx.runs import RunFolderError, RunFolderExistsError, make_run_dir, utc_now_iso
 
 runner = CliRunner()
 
@@ -168,14 +171,19 @@ def test_resume_trains_on_with_the_stopped_runs_options(tmp_path: Path, monkeypa
                                    "--threads"),
     ("stopped", ["--seed", "3"], "give no --out, --seed or task option"),
 ])
-def test_resume_refuses_what_it_cannot_continue(tmp_path: Path, setup, args, said):
+def test_resume_refuses_what_it_cannot_continue(tmp_path: Path, request, setup, args, said):
     run = tmp_path / "run"
     if setup == "finished":
         _stopped_run(run).joinpath("error.txt").unlink()
     elif setup in ("running", "elsewhere"):
         _stopped_run(run).joinpath("error.txt").unlink()
-        owner = {"host": socket.gethostname(), "pid": os.getpid()} if setup == "running" else \
-            {"host": "another-host", "pid": 12345}
+        if setup == "running":  # a live process that started before its record was written, as a training does
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+            request.addfinalizer(child.kill)
+            time.sleep(0.2)
+            owner = {"host": socket.gethostname(), "pid": child.pid, "started": utc_now_iso()}
+        else:
+            owner = {"host": "another-host", "pid": 12345}
         (run / "running.json").write_text(json.dumps(owner))
     elif setup == "cut-short":  # killed while writing it
         _stopped_run(run).joinpath("error.txt").unlink()
@@ -189,6 +197,21 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path: Path, setup, args, sai
     assert result.exit_code == 2 and said in text, text
     if setup == "stopped":
         assert (run / "error.txt").is_file() and not (run / "resumed.txt").exists()  # left as it was
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times are read from Linux's /proc")
+def test_a_process_number_reused_since_the_run_stopped_does_not_hold_it(tmp_path: Path, request):
+    """The number in running.json now names another process (a container restarted, its training PID 1 again; or
+    this very process): the run is taken as stopped, not as still running."""
+    from breastdx.runs import _gone_without_a_word
+
+    run = _stopped_run(tmp_path / "run")
+    run.joinpath("error.txt").unlink()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    request.addfinalizer(child.kill)
+    for pid, started in ((child.pid, "2026-01-01T00:00:00+00:00"), (os.getpid(), utc_now_iso())):
+        (run / "running.json").write_text(json.dumps({"host": socket.gethostname(), "pid": pid, "started": started}))
+        assert _gone_without_a_word(run).startswith(f"Stopped without a word (process {pid}, started {started}")
 
 
 def test_wdbc_runs_are_not_resumed(tmp_path: Path):

@@ -56,6 +56,13 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: i
         config = with_overrides(load_config(t.config_cls, run_dir / "config.yaml"), how)
     except ConfigError as e:
         raise ConfigError(f"{run_dir / 'config.yaml'}: {e}") from None
+    if int(recorded.get("num_workers", 0) or 0) > 0 and int(getattr(config, "num_workers", 0) or 0) == 0:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "the stopped run loaded its data with %s worker processes, whose augmentation streams were lost with "
+            "them: the resumed epochs draw other augmentations than the run never stopped",
+            recorded["num_workers"])
     if not hasattr(config, "epochs"):
         raise ConfigError(f"{t.name} runs cannot be resumed (only trainings in epochs can); start it again with "
                           f"another --out.")

@@ -207,15 +207,34 @@ def _gone_without_a_word(run_dir: Path) -> str | None:
     if host != socket.gethostname():
         raise RunFolderError(f"{run_dir}: its training ran on host {host!r} (process {pid}); resume it there, or, "
                              f"if that process is gone, delete {path} and resume it here.")
+    gone = (f"Stopped without a word (process {pid}, started {owner.get('started')}, is gone: killed, out of "
+            f"memory, or the machine stopped).")
+    if pid == os.getpid() or _started_after(pid, owner.get("started")):  # its number now names another process
+        return gone                                                       # (a container restarted, say)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return (f"Stopped without a word (process {pid}, started {owner.get('started')}, is gone: killed, out of "
-                f"memory, or the machine stopped).")
+        return gone
     except PermissionError:
         pass  # a process of another user holds this number: it exists
     raise RunFolderError(f"{run_dir}: its training is still running (process {pid} on this host); leave it, or stop "
-                         f"it first.")
+                         f"it first. If that process is not the training (its number was reused), delete {path} and "
+                         f"resume again.")
+
+
+def _started_after(pid: int, started: Any) -> bool:
+    """Whether process ``pid`` of this host started after ``started`` (the ISO time a training wrote into its
+    :data:`RUNNING_FILE`, after its process had started), so that it is another process given the same number;
+    False where Linux's ``/proc`` cannot tell."""
+    try:
+        since_boot = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22, in ticks
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        began = boot + since_boot / os.sysconf("SC_CLK_TCK")
+        recorded = _dt.datetime.fromisoformat(str(started).replace("Z", "+00:00")).timestamp()
+    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
+        return False
+    return began > recorded + 2.0  # /proc's start time is whole seconds since boot, btime whole seconds
 
 
 RESUME_ENV = "BREASTDX_RESUME"
