@@ -355,7 +355,7 @@ def test_idc_from_the_kaggle_npy_files(tmp_path):
     assert json.loads((out / "model" / "meta.json").read_text())["preprocessing"]["image_size"] == 48
 
 
-def test_idc_from_patient_folders_is_split_by_patient(tmp_path):
+def test_idc_from_patient_folders_is_split_by_patient(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     root = tmp_path / "data" / "idc" / "IDC_regular_ps50_idx5"
     for p in range(12):
@@ -392,6 +392,22 @@ def test_idc_from_patient_folders_is_split_by_patient(tmp_path):
     result = _invoke(["train", "idc", "--data-dir", tmp_path / "data", "--out", tmp_path / "changed",
                       "--split-file", out / "split.json", *TINY])
     assert result.exit_code == 2 and "checksum" in result.output
+    # a stopped run resumed on data that changed meanwhile: refused, not trained on a split made anew
+    import shutil
+
+    from breastdx.runs import RESUME_ENV, RUN_DIR_ENV
+
+    for name in (RESUME_ENV, RUN_DIR_ENV):  # set by the command: restored when the test ends
+        monkeypatch.setenv(name, "")
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    for name in ("config.yaml", "split.json", "versions.json"):
+        shutil.copy(out / name, stopped / name)
+    (stopped / "error.txt").write_text("Interrupted before the end (Ctrl+C or a signal).\n")
+    result = _invoke(["train", "idc", "--resume", stopped])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "stopped/split.json: made from data with checksum" in said, said
+    assert json.loads((stopped / "split.json").read_text())["test"] == split["test"]  # kept as it was
 
 
 # -------------------------------------------------------------------------------------- BreakHis (synthetic)

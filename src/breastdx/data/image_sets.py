@@ -130,11 +130,16 @@ def patch_reader(dataset: str, about: str | Callable[[Any], str], official: Call
     """
 
     def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitData:
+        import os
+
         from breastdx.data.patch_split import apply_split, check_patch_split, patch_split
+        from breastdx.runs import RESUME_ENV
         from breastdx.data.splits import SplitFile
         from breastdx.data.patches import load_patch_dataset
 
         source = load_patch_dataset(dataset, data_root, **{k: f(config) for k, f in load_options.items()})
+        if reuse is None and os.environ.get(RESUME_ENV) and Path(out).is_file():
+            reuse = Path(out)  # a resumed run goes on with the split it was trained on, if the data still fit it
         if reuse is not None:  # kept as it is, with its own seed and ratios, once checked against the data
             split = SplitFile.from_json(reuse)
             check_patch_split(source, split)
