@@ -19,6 +19,7 @@ from breastdx.cli_output import console, err_console
 from breastdx.cli_output import fail as _fail
 from breastdx.cli_output import unexpected as _unexpected
 from breastdx.cli_runs import failed_run as _failed_run
+from breastdx.cli_runs import finished_run as _finished_run
 from breastdx.cli_runs import new_run_dir as _new_run_dir
 from breastdx.cli_runs import resumed as _resumed
 from breastdx.cli_tokens import DATABASE_HELP, token_app
@@ -182,6 +183,7 @@ def train(
                           highlight=False, soft_wrap=True)
         raise
     clear_running(run_dir)
+    _finished_run(run_dir)
     _show(result)
 
 

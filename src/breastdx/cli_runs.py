@@ -74,17 +74,26 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: i
     return config, run_dir, data_dir or (Path(recorded["data_root"]) if recorded.get("data_root") else None)
 
 
+def finished_run(run_dir: Path) -> None:
+    """A training run that ended well: the results its fits kept for a resume are removed (global rank 0)."""
+    from breastdx.runs import is_rank_zero
+    from breastdx.training.trainer import remove_fit_states
+
+    if is_rank_zero():
+        remove_fit_states(run_dir)
+
+
 def failed_run(task: str, run_dir: Path, message: str) -> str:
     """Record a command's failure in its run folder (``error.txt``; a training's ``running.json`` removed) and return
     the message, with the folder named and, for a training that can go on, how to resume it."""
     from breastdx.runs import clear_running, record_failure
-    from breastdx.training.trainer import LAST_CHECKPOINT
+    from breastdx.training.trainer import CHECKPOINT_DIR
 
     clear_running(run_dir)  # first: a run that wrote nothing else leaves an empty folder, removed at exit
     written = record_failure(run_dir, message)
     if not written:
         return message
-    resumable = next(run_dir.rglob(LAST_CHECKPOINT), None) is not None
+    resumable = any(d.is_dir() and any(d.iterdir()) for d in run_dir.rglob(CHECKPOINT_DIR))  # last.ckpt or a fit
     return (f"{message}\n(The run folder {run_dir} keeps what the run wrote and this error in {written.name}"
             + (f"; 'breastdx train {task} --resume {run_dir}' goes on after its last finished epoch.)" if resumable
                else ".)"))

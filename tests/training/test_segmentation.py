@@ -281,3 +281,45 @@ def test_a_stopped_fit_resumes_after_its_last_epoch_as_if_never_stopped(tmp_path
     assert (resumed.best_epoch, resumed.best_score) == (never_stopped.best_epoch, never_stopped.best_score)
     for k, v in never_stopped.network.state_dict().items():
         torch.testing.assert_close(resumed.network.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_a_finished_fit_is_not_trained_again_when_its_run_resumes(tmp_path, monkeypatch):
+    """Inside a 'breastdx train' run (RUN_DIR_ENV), a finished fit keeps its best weights and figures in
+    checkpoints/ (no Lightning file) until the run ends; a resumed run (stopped later: testing, the next
+    architecture or fold) reads them back instead of training again; remove_fit_states clears them. A fit outside a
+    run leaves nothing behind."""
+    from monai.data import DataLoader
+
+    from breastdx.runs import RUN_DIR_ENV
+    from breastdx.training.trainer import FITTED, RESUME_ENV, fit, remove_fit_states
+
+    def run(folder):
+        seed_everything(0)
+        net, _ = build_network("unet", 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
+        loaders = (DataLoader(_synthetic(8, 1), batch_size=4, shuffle=True, num_workers=0,
+                              generator=torch.Generator().manual_seed(0)), DataLoader(_synthetic(4, 2), batch_size=4))
+        return net, fit(SegmentationModule(net, OptimConfig(lr=1e-2)), net, *loaders, folder,
+                        FitSettings(epochs=2, progress_bar=False, monitor="val_dice", accelerator="cpu", devices="1"))
+
+    monkeypatch.setenv(RESUME_ENV, "")
+    monkeypatch.setenv(RUN_DIR_ENV, "")
+    run(tmp_path / "alone")
+    assert not (tmp_path / "alone" / CHECKPOINT_DIR).exists()
+
+    monkeypatch.setenv(RUN_DIR_ENV, str(tmp_path / "run"))
+    _, first = run(tmp_path / "run" / "archs" / "unet")
+    kept = tmp_path / "run" / "archs" / "unet" / CHECKPOINT_DIR
+    assert sorted(p.name for p in kept.iterdir()) == [f"{FITTED}.json", f"{FITTED}.safetensors"]
+
+    monkeypatch.setenv(RESUME_ENV, "1")
+    import breastdx.training.trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "make_trainer", lambda *a, **k: pytest.fail("trained again"))
+    net, again = run(tmp_path / "run" / "archs" / "unet")
+    assert (again.best_epoch, again.best_score, again.epochs_run, again.info) == (
+        first.best_epoch, first.best_score, first.epochs_run, first.info)
+    assert not net.training
+    for k, v in first.network.state_dict().items():
+        torch.testing.assert_close(net.state_dict()[k], v, rtol=0, atol=0)
+    remove_fit_states(tmp_path / "run")
+    assert not kept.exists()

@@ -11,7 +11,10 @@ Lightning checkpoints are an intermediate: :func:`best_state_dict` reads the bes
 deletes them once the weights are exported as ``model.safetensors``. Until then ``checkpoints/last.ckpt`` holds the
 whole training state after the last finished epoch (weights, their moving average, optimiser, schedule, early
 stopping and best-epoch bookkeeping), so a run that stops can be resumed (``breastdx train TASK --resume RUN``,
-:data:`RESUME_ENV`): Lightning reads it back with ``weights_only=True`` too.
+:data:`RESUME_ENV`): Lightning reads it back with ``weights_only=True`` too. Once a fit of a ``breastdx train`` run
+has finished, ``checkpoints/`` keeps only its result (:data:`FITTED`: the best weights as safetensors and the fit's
+figures) until the run ends, so that a run stopped after it (testing, exporting, the next architecture of a
+comparison or fold of a cross-validation) does not train that network again when resumed.
 """
 
 from __future__ import annotations
@@ -235,6 +238,9 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
     run_dir.mkdir(parents=True, exist_ok=True)
     from breastdx.training.random_state import random_state_callback
 
+    done = _fitted(run_dir, network)
+    if done is not None:  # a resumed run whose network had finished training before the stop
+        return done
     trainer, checkpoint = make_trainer(run_dir, settings, mode, log_every_n_steps=max(1, min(10, len(train_loader))),
                                        callbacks=[random_state_callback(train_loader)])  # kept for --resume
     resume = resume_checkpoint(run_dir)
@@ -276,7 +282,9 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
         info["resumed_after_epoch"] = resumed_after
     log.info("trained %d epoch(s) in %.1f min; best epoch %s (%s %.4f)", info["epochs_run"], seconds / 60,
              best_epoch, settings.monitor, best_score)
-    return FitResult(network, best_epoch, best_score, info["epochs_run"], seconds, True, info)
+    result = FitResult(network, best_epoch, best_score, info["epochs_run"], seconds, True, info)
+    _keep_fitted(run_dir, result)
+    return result
 
 
 def resume_epoch(path: Path) -> int | None:
@@ -322,6 +330,69 @@ def best_state_dict(checkpoint_callback: Any, prefix: str = "network.") -> dict[
                                 f"{getattr(checkpoint_callback, 'monitor', 'metric')}.")
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+FITTED = "fitted"
+"""``checkpoints/fitted.safetensors`` and ``checkpoints/fitted.json``: a finished fit's best weights and figures,
+kept while its ``breastdx train`` run goes on (:func:`fit`), removed when it ends (:func:`remove_fit_states`)."""
+
+
+def _keeps_fit_state(run_dir: Path) -> bool:
+    """Whether ``run_dir`` is (in) the folder of a ``breastdx train`` run (:data:`breastdx.runs.RUN_DIR_ENV`), whose
+    command removes the kept fit results when the run ends; a fit called on its own leaves nothing behind."""
+    import os
+
+    from breastdx.runs import RUN_DIR_ENV
+
+    top = os.environ.get(RUN_DIR_ENV)
+    if not top:
+        return False
+    here, top_path = Path(run_dir).resolve(), Path(top).resolve()
+    return here == top_path or top_path in here.parents
+
+
+def _keep_fitted(run_dir: Path, result: FitResult) -> None:
+    """Write :data:`FITTED` for a finished fit (global rank 0, inside a ``breastdx train`` run only)."""
+    import json
+
+    from breastdx.models.saved import save_weights
+    from breastdx.runs import is_rank_zero
+
+    if not is_rank_zero() or not _keeps_fit_state(run_dir):
+        return
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    save_weights(result.network, folder / f"{FITTED}.safetensors")
+    figures = {"best_epoch": result.best_epoch, "best_score": result.best_score, "epochs_run": result.epochs_run,
+               "train_seconds": result.train_seconds, "info": result.info}
+    (folder / f"{FITTED}.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")  # written last
+
+
+def _fitted(run_dir: Path, network: torch.nn.Module) -> FitResult | None:
+    """In a resumed run (:data:`RESUME_ENV`), the result of a fit that had finished before the stop, its weights
+    loaded into ``network`` (in eval mode); None otherwise (the fit is run, or resumed from ``last.ckpt``)."""
+    import json
+    import os
+
+    from breastdx.models.saved import load_weights
+
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not os.environ.get(RESUME_ENV) or not (folder / f"{FITTED}.json").is_file():
+        return None
+    figures = json.loads((folder / f"{FITTED}.json").read_text())
+    load_weights(network, folder / f"{FITTED}.safetensors")
+    network.eval()
+    log.info("%s: its training had finished before the stop (best epoch %s of %s): its weights are read back, not "
+             "trained again", run_dir, figures["best_epoch"], figures["epochs_run"])
+    return FitResult(network, figures["best_epoch"], float(figures["best_score"]), int(figures["epochs_run"]),
+                     float(figures["train_seconds"]), True, figures["info"])
+
+
+def remove_fit_states(run_dir: Path) -> None:
+    """Delete every ``checkpoints`` folder under ``run_dir`` (its fits' kept results): the run has ended."""
+    for folder in sorted(Path(run_dir).rglob(CHECKPOINT_DIR), reverse=True):
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_checkpoints(run_dir: Path) -> None:
