@@ -159,6 +159,9 @@ def test_models_lists_every_shipped_model_with_its_headline_figures():
     assert all(name in text for name in metas)
     assert "macro_auroc 0.908 [0.868, 0.941], auroc 0.914 [0.862, 0.956]" in text  # busi-cls, as its card says
     assert "dice 0.772, aji 0.569, pq 0.535" in text  # two test tiles: no interval
+    # wdbc's 'metrics' are at 0.5; its sensitivity and specificity @ op are those of its operating threshold
+    op = metas["wdbc"]["operating_point_metrics"]
+    assert f"sensitivity @ op {op['sensitivity']['value']:.3f}" in text and "sensitivity @ op 0.978" in text
     assert "no test figures" in text
 
 

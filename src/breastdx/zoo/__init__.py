@@ -73,18 +73,22 @@ def resolve_model(name_or_dir: str | Path | None, task: str) -> Path:
 
 MODELS_TABLE_TITLE = ("Shipped models (research use only; figures on the split in brackets, with 95% intervals; auroc: "
                       "the positive class (malignant, tumour) against the rest; @ argmax: the most probable class, "
-                      "@ op: the operating threshold chosen on validation)")
+                      "@ op: the operating threshold chosen on validation, or by inner cross-validation (wdbc))")
 MODELS_TABLE_COLUMNS = ("name", "task", "architecture", "metrics (split)")
 
 
 def models_table_rows() -> list[list[str]]:
     """``breastdx models``: per shipped model its name, task, architecture and headline figures with their split
     (:func:`breastdx.evaluation.tables.headline_metrics`), rows of :data:`MODELS_TABLE_COLUMNS`."""
-    from breastdx.evaluation.tables import ci_text, headline_metrics, metric_label
+    from breastdx.evaluation.tables import OPERATING_POINTS, ci_text, headline_metrics, metric_label
 
     rows = []
     for name, meta in shipped_meta().items():
-        shown = ", ".join(f"{metric_label(k)} {ci_text(meta['metrics'][k])}" for k in headline_metrics(meta))
+        # a model whose 'metrics' are at 0.5 keeps its operating threshold's apart (wdbc's cross-validation)
+        at_op = meta.get("operating_point_metrics") or {}
+        figures = {k: at_op[k] if OPERATING_POINTS.get(k) == "op" and k in at_op else v
+                   for k, v in (meta.get("metrics") or {}).items()}
+        shown = ", ".join(f"{metric_label(k)} {ci_text(figures[k])}" for k in headline_metrics(meta))
         split = meta.get("metrics_split", "")
         rows.append([name, meta["task"], meta["architecture"],
                      f"{shown} ({split})" if shown else "no test figures (see its model card)"])
