@@ -51,3 +51,27 @@ def test_background_and_stain_figures():
     h_white, _ = stain_means(white)
     h_purple, _ = stain_means(np.zeros((4, 4, 3), np.uint8) + np.array([90, 40, 140], np.uint8))
     assert h_purple > h_white  # haematoxylin-like colour has the larger H optical density
+
+
+def test_an_unreadable_image_is_listed_and_the_summary_goes_on(tmp_path):
+    """One bad file among the patches stopped the whole summary (and left report.html without its patients part)."""
+    from breastdx.data.summary_datasets import summarize_dataset, summary_table
+
+    _idc(tmp_path / "data")
+    bad = tmp_path / "data" / "idc" / "IDC_regular_ps50_idx5" / "10251" / "0" / "10251_idx5_x100_y0_class0.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)  # cut short after its signature
+    result = summarize_dataset("idc", tmp_path / "data", tmp_path / "out")
+    pp = result["patients"]
+    assert [u["id"] for u in pp["unreadable"]] == ["10251/0/10251_idx5_x100_y0_class0.png"]
+    assert pp["n_patients"] == 3 and {r["patient"]: r["n"] for r in pp["rows"]}["10251"] == 3  # still counted
+    assert np.isfinite({r["patient"]: r for r in pp["rows"]}["10251"]["mean_h_od"])  # over its 2 readable images
+    assert "Unreadable images: 1" in (tmp_path / "out" / "patients.html").read_text()
+    _, _, _, notes = summary_table("idc", result, tmp_path / "out")
+    assert "1 of all images" in notes[0]
+
+
+def test_busi_has_no_split_to_summarise(tmp_path):
+    from breastdx.data.summary_datasets import summarize_dataset
+
+    with pytest.raises(ValueError, match="busi has no --split for a summary"):
+        summarize_dataset("busi", tmp_path, tmp_path / "out", split="test")

@@ -70,6 +70,10 @@ def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, spl
     if name == "busi":
         from breastdx.data.busi import BUSI_CLASSES, find_busi_root, scan_busi
 
+        if split:
+            raise ValueError("busi has no --split for a summary (the release has no official split; a training's "
+                             "grouped split is in its run folder's split.json): every image is summarised.")
+
         cases = scan_busi(find_busi_root(Path(data_root)))  # every case counted, only the sample read
         items = [(partial(_busi_image, c), BUSI_CLASSES.index(c.label)) for c in cases]
         return summarize(items, out_dir, max_items=max_items, seed=seed, class_names=BUSI_CLASSES, name="busi")
@@ -111,7 +115,9 @@ def summary_table(name: str, result: dict[str, Any],
                   f"{t['nucleus_share']:.3f}"] for t in result["tiles"]], [report])
     exact, near = result["exact_duplicates"], result["near_duplicates"]
     notes = [f"exact duplicates: {exact.get('groups', 0)} groups; near duplicates: {near.get('groups', 0)} groups; "
-             f"unreadable: {len(result.get('failures', []))}"]
+             f"unreadable: {len(result.get('failures', []))}"
+             + (f" in the sample, {len(result['patients']['unreadable'])} of all images"
+                if (result.get("patients") or {}).get("unreadable") else "")]
     if result.get("patients"):
         pp = result["patients"]
         notes.append(f"{pp['n_patients']} patients ({pp['patches_per_patient']['min']}-"

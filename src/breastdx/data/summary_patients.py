@@ -65,8 +65,11 @@ def _stored_sizes(source: Any) -> list[tuple[int, int]] | None:
 
     sizes = []
     for p in paths:
-        with Image.open(Path(root) / p if root is not None else p) as im:
-            sizes.append((im.height, im.width))
+        try:
+            with Image.open(Path(root) / p if root is not None else p) as im:
+                sizes.append((im.height, im.width))
+        except Exception:  # noqa: BLE001 - unreadable: listed by the stain pass, not a size defect
+            sizes.append(None)
     return sizes
 
 
@@ -97,21 +100,29 @@ def summarize_patients(source: Any, out_dir: str | Path, expected_size: tuple[in
     groups = np.asarray(groups).astype(str)
     labels = np.asarray(source.labels)
     names = list(source.class_names)
-    blank, rgb, hed = np.zeros(len(source)), np.zeros((len(source), 3)), np.zeros((len(source), 2))
+    blank, rgb, hed = np.full(len(source), np.nan), np.full((len(source), 3), np.nan), np.full((len(source), 2), np.nan)
+    unreadable = []
     for i in range(len(source)):
-        image, _ = source.get(i)
+        try:
+            image, _ = source.get(i)
+        except (OSError, ValueError) as err:  # ImageReadError and DataError are ValueErrors: listed, not fatal
+            logger.warning("summary: %s cannot be read: %s", source.ids[i], err)
+            unreadable.append({"id": str(source.ids[i]), "reason": str(err)})
+            continue
         blank[i] = background_share(image)
         rgb[i] = image.reshape(-1, 3).mean(axis=0)
         hed[i] = stain_means(image)
+    read = ~np.isnan(blank)  # a patient's stain and background figures are over the images that could be read
     patients = sorted(set(groups.tolist()), key=lambda v: (len(v), v))
     rows = []
     for p in patients:
         m = groups == p
+        r = m & read if (m & read).any() else m  # a patient none of whose images could be read: NaN figures
         rows.append({"patient": p, "n": int(m.sum()), **{c: int((labels[m] == k).sum()) for k, c in enumerate(names)},
                      "positive_share": float((labels[m] == positive).mean()),
                      "blank": int((blank[m] >= BLANK_SHARE).sum()),
-                     "mean_rgb": [round(float(v), 1) for v in rgb[m].mean(axis=0)],
-                     "mean_h_od": round(float(hed[m, 0].mean()), 4), "mean_e_od": round(float(hed[m, 1].mean()), 4)})
+                     "mean_rgb": [round(float(v), 1) for v in rgb[r].mean(axis=0)],
+                     "mean_h_od": round(float(hed[r, 0].mean()), 4), "mean_e_od": round(float(hed[r, 1].mean()), 4)})
     share = np.array([r["positive_share"] for r in rows])
     n = np.array([r["n"] for r in rows])
     result: dict[str, Any] = {
@@ -129,10 +140,11 @@ def summarize_patients(source: Any, out_dir: str | Path, expected_size: tuple[in
                                        "e_od_cv": float(np.std([r["mean_e_od"] for r in rows])
                                                         / max(abs(np.mean([r["mean_e_od"] for r in rows])), 1e-9))},
         "rows": rows,
+        "unreadable": unreadable,
     }
     sizes = _stored_sizes(source)
     if sizes is not None and expected_size is not None:
-        bad = [(source.ids[i], s) for i, s in enumerate(sizes) if s != tuple(expected_size)]
+        bad = [(source.ids[i], s) for i, s in enumerate(sizes) if s is not None and s != tuple(expected_size)]
         result["size_defects"] = {"expected": list(expected_size), "n": len(bad), "reader": reader_note,
                                   "examples": [{"id": i, "stored": list(s)} for i, s in bad[:20]]}
 
@@ -157,6 +169,10 @@ def summarize_patients(source: Any, out_dir: str | Path, expected_size: tuple[in
                   f"Stain spread over patients (coefficient of variation of the patient means): haematoxylin "
                   f"{result['stain_spread_over_patients']['h_od_cv']:.2f}, eosin "
                   f"{result['stain_spread_over_patients']['e_od_cv']:.2f}.")
+    if unreadable:
+        rep.paragraph(f"Unreadable images: {len(unreadable)} (not in the stain and background figures): "
+                      + "; ".join(f"{u['id']}: {u['reason']}" for u in unreadable[:20])
+                      + (f"; and {len(unreadable) - 20} more (patients.json)" if len(unreadable) > 20 else "") + ".")
     if "size_defects" in result:
         d = result["size_defects"]
         rep.paragraph(f"Patch-size defects: {d['n']} patches are not {d['expected'][0]} x {d['expected'][1]} as "
