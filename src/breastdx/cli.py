@@ -403,7 +403,8 @@ def data_download(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root; else $BREASTDX_DATA, else the "
                                             "per-user cache folder."),
     url: Optional[str] = typer.Option(None, "--url", help="Another address of the same files (a mirror, file://)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing dataset folder."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing dataset folder (pcam: download and "
+                               "verify again the files already there)."),
 ) -> None:
     """Download a public dataset into the data root and verify its checksums."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
@@ -416,12 +417,18 @@ def data_download(
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=err_console, transient=True) as bar:
         job = bar.add_task(f"{name}", total=None)
+        kept: list[str] = []
         try:
-            folder = download_named(name, root, url=url, force=force,
+            folder = download_named(name, root, url=url, force=force, kept=kept,
                                     progress=lambda done, total: bar.update(job, completed=done, total=total))
         except (UnknownNameError, ValueError, OSError) as e:
             _fail(str(e))
-    console.print(f"{name}: verified and installed in {folder}", highlight=False)
+    if kept:  # pcam, file by file: those already there were not downloaded, so not MD5-checked
+        console.print(f"{name}: installed in {folder}; {len(kept)} file(s) already there were kept without an MD5 "
+                      f"check (only their layout was checked; --force downloads and verifies them): "
+                      f"{', '.join(kept)}", highlight=False)
+    else:
+        console.print(f"{name}: verified and installed in {folder}", highlight=False)
 
 
 @data_app.command("summary")

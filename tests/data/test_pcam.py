@@ -288,8 +288,19 @@ def test_download_pcam_from_file_urls(tmp_path, monkeypatch):
     src = load_pcam(tmp_path / "root", "valid")
     assert isinstance(src, PcamH5Source) and len(src) == 5
     np.testing.assert_array_equal(src.get(3)[0], _patches(5, seed=1)[3])
-    # files in place are kept: a second call needs no mirror
-    download_pcam(tmp_path / "root", base_url=(tmp_path / "gone").as_uri())
+    # files in place are kept: a second call needs no mirror, and the command says they were not MD5-checked
+    kept: list = []
+    download_pcam(tmp_path / "root", base_url=(tmp_path / "gone").as_uri(), kept=kept)
+    assert sorted(kept) == sorted(PCAM_FILES)
+    from typer.testing import CliRunner
+
+    from breastdx.cli import app
+
+    result = CliRunner().invoke(app, ["data", "download", "pcam", "--data-dir", str(tmp_path / "root"), "--url",
+                                      (tmp_path / "gone").as_uri()], terminal_width=400)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0 and "verified" not in said.replace("verifies", ""), said
+    assert f"9 file(s) already there were kept without an MD5 check (only their layout was checked" in said
 
 
 def test_download_pcam_refuses_a_wrong_md5(tmp_path, monkeypatch):

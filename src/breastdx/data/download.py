@@ -341,11 +341,12 @@ def downloadable_names() -> list[str]:
 
 
 def download_named(name: str, data_root: str | Path, url: str | None = None, force: bool = False,
-                   progress: Callable[[int, int | None], None] | None = None) -> Path:
+                   progress: Callable[[int, int | None], None] | None = None, kept: list[str] | None = None) -> Path:
     """Download any dataset of :func:`downloadable_names` into the data root.
 
     ``pcam`` is several files (see :func:`breastdx.data.pcam.download_pcam`, where ``url`` is the base
-    address); the others are single archives of :data:`DATASETS`.
+    address, and ``kept`` gets the files already in place, kept unverified); the others are single archives of
+    :data:`DATASETS`.
 
     Raises:
         UnknownNameError: If the name is unknown (the message lists the choices).
@@ -354,7 +355,7 @@ def download_named(name: str, data_root: str | Path, url: str | None = None, for
     if name == "pcam":
         from breastdx.data.pcam import download_pcam
 
-        return download_pcam(data_root, base_url=url, force=force, progress=progress)
+        return download_pcam(data_root, base_url=url, force=force, progress=progress, kept=kept)
     if name not in DATASETS:
         from breastdx.registry import unknown_name
 

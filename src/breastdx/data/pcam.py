@@ -441,7 +441,8 @@ def load_pcam(data_root: str | Path, split: str | None = "train") -> PatchSource
 
 
 def download_pcam(data_root: str | Path, base_url: str | None = None, splits: Sequence[str] = PCAM_SPLITS,
-                  force: bool = False, progress: Callable[[int, int | None], None] | None = None) -> Path:
+                  force: bool = False, progress: Callable[[int, int | None], None] | None = None,
+                  kept: list[str] | None = None) -> Path:
     """Download the official PCam files into ``<data_root>/pcam``, check their MD5 and decompress them.
 
     Each file of :data:`PCAM_FILES` for the requested splits is streamed to a temporary file in the
@@ -458,6 +459,8 @@ def download_pcam(data_root: str | Path, base_url: str | None = None, splits: Se
         splits: Which splits to fetch (with their ``*_meta.csv``).
         force: Download files that are already in place again.
         progress: Called as ``progress(bytes_done, bytes_total_or_None)`` while downloading each file.
+        kept: A list that gets the names of the files already in place and kept: not MD5-checked (the published
+            MD5 values are of the ``.gz`` downloads), only their layout.
 
     Returns:
         The ``pcam`` folder.
@@ -478,7 +481,9 @@ def download_pcam(data_root: str | Path, base_url: str | None = None, splits: Se
     for name in wanted:
         target = dest / name
         if target.exists() and not force:
-            logger.info("%s: already present; kept", target)
+            logger.info("%s: already present; kept (not MD5-checked: the published MD5 is of the download)", target)
+            if kept is not None:
+                kept.append(name)
             continue
         url, md5 = PCAM_FILES[name]
         if base_url is not None:
