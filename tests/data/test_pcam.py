@@ -300,7 +300,7 @@ def test_download_pcam_from_file_urls(tmp_path, monkeypatch):
                                       (tmp_path / "gone").as_uri()], terminal_width=400)
     said = " ".join(result.output.split())
     assert result.exit_code == 0 and "verified" not in said.replace("verifies", ""), said
-    assert f"9 file(s) already there were kept without an MD5 check (only their layout was checked" in said
+    assert "9 file(s) already there were kept without an MD5 check (only their layout was checked" in said
 
 
 def test_download_pcam_refuses_a_wrong_md5(tmp_path, monkeypatch):
