@@ -432,6 +432,8 @@ def test_breakhis_from_files_named_by_the_convention(tmp_path):
     assert metrics["positive_class"] == "malignant" and "split by patient" in metrics["split"]
     meta = json.loads((out / "model" / "meta.json").read_text())
     assert meta["class_names"] == ["benign", "malignant"]
+    card = " ".join((out / "model" / "MODEL_CARD.md").read_text().split())  # what was read, not the release
+    assert "Read for this model: 24 images of 12 patients at 40x." in card and "cut to 224 x 224" not in card
     img = next(root.glob("malignant/40X/*.png"))
     result = _invoke(["predict", "breakhis", img, "--model", out / "model", "--out", tmp_path / "pred"])
     assert result.exit_code == 0, result.output

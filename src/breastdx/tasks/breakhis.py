@@ -16,6 +16,7 @@ References:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from breastdx.config import option
 from breastdx.data.image_sets import hed_augmentation, macenko_normalisation, patch_reader
@@ -39,15 +40,31 @@ class BreakHisConfig(PatchConfig):
     labels: str = option("subtype", choices=("subtype", "binary"))
 
 
+def breakhis_about(source) -> str:
+    """The model card's data line for the BreakHis images a run read: the release's description, with what was
+    read (images, patients, magnifications, and whether they are the derived 224 x 224 copy of
+    ``../shared/data/breakhis_224`` or files of the release, 700 x 460)."""
+    import numpy as np
+
+    mags = sorted({int(m) for m in np.asarray(source.metadata.get("magnification", []))})
+    derived = any(Path(str(i)).name.startswith("SOBderived_") for i in source.ids)
+    patients = len(set(map(str, source.groups))) if source.groups is not None else None
+    what = (f"{len(source)} images" + (f" of {patients} patients" if patients else "")
+            + (f" at {', '.join(f'{m}x' for m in mags)}" if mags else "")
+            + (", a derived copy cut to 224 x 224 (see its PROVENANCE.md), not the release's 700 x 460 files"
+               if derived else ""))
+    return ("- BreakHis (Spanhol et al. 2016, doi:10.1109/TBME.2015.2496264): the release holds 7,909 700 x 460 H&E "
+            "images of 82 patients at 40-400x, in 8 subtypes (benign adenosis, fibroadenoma, phyllodes tumour, "
+            f"tubular adenoma; malignant ductal, lobular, mucinous, papillary carcinoma). Read for this model: {what}. "
+            "With subtype labels, P(malignant) is the sum over the malignant subtypes.")
+
+
 BREAKHIS = register(ClassificationSpec(
     name="breakhis",
     title="BreakHis histopathology images: 8 subtypes, malignant vs benign",
     config_cls=BreakHisConfig,
-    read=patch_reader("breakhis", magnification=lambda c: c.magnification or None, labels=lambda c: c.labels, about=(
-        "- BreakHis (Spanhol et al. 2016, doi:10.1109/TBME.2015.2496264): 700 x 460 H&E images of 82 patients at "
-        "40-400x, in 8 subtypes (benign adenosis, fibroadenoma, phyllodes tumour, tubular adenoma; malignant ductal, "
-        "lobular, mucinous, papillary carcinoma). With subtype labels, P(malignant) is the sum over the malignant "
-        "subtypes.")),
+    read=patch_reader("breakhis", magnification=lambda c: c.magnification or None, labels=lambda c: c.labels,
+                      about=lambda source: breakhis_about(source)),
     positive="malignant", item="image", augmentation=hed_augmentation, normalisation=macenko_normalisation,
     check=PATCH_CHECK, data_options=("magnification", "labels"), summary=(*SUMMARY, "subtype_balanced_accuracy"),
     card_limitations=("Images of regions chosen by pathologists: no whole-slide inference or aggregation.",
