@@ -265,8 +265,9 @@ def read_breastmnist(path: str | Path) -> BreastMNIST:
     md5 = md5_file(path)
     official = md5 == official_md5()
     if not official:
-        logger.info("%s: MD5 %s differs from the official file's %s (a re-saved copy); arrays checked, read as is",
-                    path, md5, official_md5())
+        logger.info("%s: MD5 %s differs from the official file's %s: not the official file (a re-saved copy, a "
+                    "conversion or other data; its pixels and labels cannot be compared here); its layout is checked "
+                    "and its arrays read as they are", path, md5, official_md5())
     return BreastMNIST(path=path, sha256=sha256_file(path), md5=md5, official=official, **splits)
 
 
