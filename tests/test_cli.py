@@ -191,3 +191,9 @@ def test_models_name_shows_its_model_card(tmp_path: Path):
     (tmp_path / "meta.json").write_text("{}")
     no_card = runner.invoke(app, ["models", str(tmp_path)])
     assert no_card.exit_code == 2 and "no MODEL_CARD.md" in " ".join(no_card.output.split())
+    typo = runner.invoke(app, ["models", "busi-cl"], terminal_width=300)
+    assert typo.exit_code == 2 and "Did you mean 'busi-cls'?" in " ".join(typo.output.split())
+    (tmp_path / "MODEL_CARD.md").write_bytes(b"\xff\xfe# card")  # UTF-16, say: no traceback
+    other = runner.invoke(app, ["models", str(tmp_path)], terminal_width=300)
+    said = " ".join(other.output.split())
+    assert other.exit_code == 2 and "MODEL_CARD.md: not UTF-8 text (byte 0: invalid start byte)" in said, said

@@ -382,7 +382,7 @@ def list_models(name: Optional[str] = typer.Argument(None, help="A shipped model
     if name is not None:
         try:
             folder, card = model_card(name)
-        except FileNotFoundError as e:
+        except (OSError, ValueError) as e:  # FileNotFoundError; a card that is not UTF-8; unreadable
             _fail(str(e))
         from rich.markdown import Markdown  # markdown-it: only for a card
 

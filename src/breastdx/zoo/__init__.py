@@ -100,17 +100,26 @@ def model_card(name_or_dir: str | Path) -> tuple[Path, str]:
     and the Markdown of its ``MODEL_CARD.md``.
 
     Raises:
-        FileNotFoundError: If the name is neither a folder nor a shipped model (the shipped ones listed), or the
-            folder has no model card.
+        FileNotFoundError: If the name is neither a folder nor a shipped model (the shipped ones listed, and the
+            closest), or the folder has no model card.
+        ValueError: If the card is not UTF-8 text.
     """
     from breastdx.models.saved import CARD_FILE
 
     models = shipped_models()
     folder = model_folder(name_or_dir) if Path(name_or_dir).is_dir() else models.get(str(name_or_dir))
     if folder is None:
-        raise FileNotFoundError(f"{name_or_dir}: neither a model folder nor a shipped model. Shipped models: "
-                                f"{', '.join(models) or '(none)'}.")
+        import difflib
+
+        close = difflib.get_close_matches(str(name_or_dir), list(models), n=1)
+        raise FileNotFoundError(f"{name_or_dir}: neither a model folder nor a shipped model."
+                                + (f" Did you mean {close[0]!r}?" if close else "")
+                                + f" Shipped models: {', '.join(models) or '(none)'}.")
     card = folder / CARD_FILE
     if not card.is_file():
         raise FileNotFoundError(f"{folder}: no {CARD_FILE}; a model folder written by breastdx train has one.")
-    return folder, card.read_text(encoding="utf-8")
+    try:
+        return folder, card.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{card}: not UTF-8 text (byte {e.start}: {e.reason}); a model card is Markdown in "
+                         f"UTF-8, as breastdx train writes it.") from None
