@@ -4,6 +4,7 @@ database (:class:`breastdx.serve.db.PredictionStore`)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
@@ -19,14 +20,27 @@ token_app = typer.Typer(help="API tokens of the service: create, list, revoke (s
 
 
 @contextmanager
-def _token_store(database_url: Optional[str]) -> Iterator[Any]:
+def _token_store(database_url: Optional[str], existing: bool = False) -> Iterator[Any]:
     """The prediction database for a token command: closed at the end; its errors (and a bad or unknown
-    name) end the command with the message."""
+    name) end the command with the message. With ``existing`` (list, revoke), a SQLite file that does not exist is
+    refused rather than created: a mistyped path would otherwise list no token, as if there were none."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     from breastdx.serve.db import DatabaseError, PredictionStore
     from breastdx.serve.settings import default_database_url
 
+    url = database_url or default_database_url()
     try:
-        store = PredictionStore(database_url or default_database_url())
+        parsed = make_url(url)
+        database = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    except ArgumentError:
+        database = None  # PredictionStore names the problem
+    if existing and database not in (None, "", ":memory:") and not Path(database).expanduser().is_file():
+        fail(f"No prediction database at {Path(database).expanduser()} ({url}): check the path; 'breastdx token "
+             f"create' or 'breastdx serve' makes one.")
+    try:
+        store = PredictionStore(url)
     except DatabaseError as e:
         fail(str(e))
     try:
@@ -57,7 +71,7 @@ def token_create(
 @token_app.command("list")
 def token_list(database_url: Optional[str] = typer.Option(None, "--database-url", help=DATABASE_HELP)) -> None:
     """List the API tokens: name, created, revoked (never the tokens)."""
-    with _token_store(database_url) as store:
+    with _token_store(database_url, existing=True) as store:
         tokens = store.list_tokens()
     table = Table(title=f"API tokens ({len(tokens)})")
     for column in ("name", "created (UTC)", "revoked (UTC)"):
@@ -76,7 +90,7 @@ def token_revoke(
     """Revoke an API token: every worker refuses it from its next request on."""
     from datetime import datetime, timedelta, timezone
 
-    with _token_store(database_url) as store:  # (a database may keep whole seconds)
+    with _token_store(database_url, existing=True) as store:  # (a database may keep whole seconds)
         asked, info = datetime.now(timezone.utc) - timedelta(seconds=1), store.revoke_token(name)
     console.print(f"API token {info.name!r} {'was revoked already' if info.revoked_at < asked else 'revoked'} at "
                   f"{info.revoked_at:%Y-%m-%d %H:%M:%S} UTC.", highlight=False)

@@ -132,6 +132,13 @@ def test_token_cli_create_list_revoke_and_serve_refusal(tmp_path):
     assert r.exit_code == 0 and "API token 'ward-7' was revoked already at" in r.output
     r = runner.invoke(app, ["token", "revoke", "nobody", "--database-url", url])
     assert r.exit_code == 2 and "No token is named 'nobody'" in r.output
+    r = runner.invoke(app, ["token", "create", "ward-7", "--database-url", url], terminal_width=300)
+    assert r.exit_code == 2 and "exists already (revoked: a name is never given to another token" in r.output
+    typo = f"sqlite:///{tmp_path / 'nodir' / 'cli.sqlite'}"  # list or revoke never create a database
+    for args in (["list"], ["revoke", "ward-7"]):
+        r = runner.invoke(app, ["token", *args, "--database-url", typo], terminal_width=300)
+        assert r.exit_code == 2 and "No prediction database at " in r.output, r.output
+    assert not (tmp_path / "nodir").exists()
     r = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--no-auth", "--database-url", url])
     assert r.exit_code == 2 and "only on a loopback address" in r.output
     store.close()

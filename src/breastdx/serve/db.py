@@ -370,9 +370,12 @@ class PredictionStore:
         token = secrets.token_urlsafe(32)
 
         def work(session: Session) -> None:
-            if session.scalar(select(TokenRow).where(TokenRow.name == name)) is not None:
-                raise ValueError(f"A token named {name!r} exists already (token list shows it); revoke it and "
-                                 f"choose another name.")
+            existing = session.scalar(select(TokenRow).where(TokenRow.name == name))
+            if existing is not None:  # names stay with their token, revoked or not: records refer to them
+                raise ValueError(f"A token named {name!r} exists already"
+                                 + (" (revoked: a name is never given to another token, since the records name it)"
+                                    if existing.revoked_at is not None else " (token list shows it)")
+                                 + "; choose another name.")
             session.add(TokenRow(name=name, token_sha256=token_sha256(token), created_at=datetime.now(timezone.utc)))
 
         self._tokens(f"create token {name!r}", work)
