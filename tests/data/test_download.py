@@ -237,3 +237,16 @@ def test_verify_files_direct(tmp_path):
     assert verify_files(tmp_path, ok) == []
     (tmp_path / "top" / ".DS_Store").write_bytes(b"")
     assert verify_files(tmp_path, ok) == []
+
+
+def test_a_data_root_that_cannot_be_written_and_a_member_in_a_files_place(tmp_path, release):
+    """Raw OS errors named temporary folders ('.busi.download-xyz/unpacked/...') that no longer exist."""
+    spec, archive, files = release
+    blocked = tmp_path / "a-file"
+    blocked.write_text("in the way")
+    with pytest.raises(DownloadError, match=rf"^Cannot write into the data root {blocked} \(.*\); choose a folder"):
+        download(spec, blocked, url=archive.as_uri())
+    collide = _zip(tmp_path / "collide.zip", {"top/benign": b"a file", "top/benign/a.png": b"x"})
+    with pytest.raises(DownloadError, match=r"member 'top/benign/a.png' cannot be unpacked \(.*\): the archive "
+                                            r"holds a file and a folder of the same name\?"):
+        safe_extract(collide, tmp_path / "out", "collide.zip")

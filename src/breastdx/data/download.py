@@ -138,8 +138,12 @@ def download(spec: RemoteDataset, data_root: str | Path, url: str | None = None,
     url = url or spec.url
     _refuse_existing(dest, force)
     manifest = load_manifest(spec.manifest) if spec.manifest else None
-    data_root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{spec.folder}.download-", dir=data_root))
+    try:
+        data_root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{spec.folder}.download-", dir=data_root))
+    except OSError as e:  # read-only, a file in the way: said of the data root, not of a temporary name
+        raise DownloadError(f"Cannot write into the data root {data_root} ({e.strerror or e}); choose a folder "
+                            f"you can write to (--data-dir).") from None
     try:
         name = spec.filename or Path(urllib.parse.urlparse(url).path).name or f"{spec.name}.download"
         fetched = work / "download" / name
@@ -229,15 +233,21 @@ def safe_extract(archive: Path, dest: Path, source: str | None = None) -> list[P
             target = (dest / info.filename.replace("\\", "/")).resolve()
             if target != base and base not in target.parents:  # belt and braces after the checks above
                 raise DownloadError(f"{where}: member {info.filename!r} would be written outside {dest}.")
+            try:
+                (target if info.is_dir() else target.parent).mkdir(parents=True, exist_ok=True)
+            except OSError as err:  # a member that is a file where another needs a folder
+                raise DownloadError(f"{where}: member {info.filename!r} cannot be unpacked ({err.strerror or err}): "
+                                    f"the archive holds a file and a folder of the same name?") from None
             if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with zf.open(info) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out, CHUNK)
-            except (zipfile.BadZipFile, OSError, EOFError) as err:
+            except (zipfile.BadZipFile, EOFError) as err:
                 raise DownloadError(f"{where}: member {info.filename!r} is corrupt ({err}).") from None
+            except OSError as err:  # zipfile's CRC error is a BadZipFile; this is the disk or the name
+                raise DownloadError(f"{where}: member {info.filename!r} cannot be written ({err.strerror or err})."
+                                    ) from None
             written.append(target)
     return written
 
