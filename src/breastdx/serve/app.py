@@ -18,7 +18,6 @@ Models load once, when the app starts (lifespan); inference runs in a thread poo
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -43,7 +42,8 @@ from breastdx.data.images import sniff_bytes
 from breastdx.serve import schemas
 from breastdx.serve.auth import BearerAuth, document_bearer_auth
 from breastdx.serve.db import DatabaseError, PredictionStore
-from breastdx.serve.inputs import ServeInputError, bytes_sha256, features_sha256, parse_wdbc_features
+from breastdx.serve.inputs import (ServeInputError, bytes_sha256, features_sha256, parse_json_body,
+                                   parse_wdbc_features)
 from breastdx.serve.models import (NUCLEI_KIND, ULTRASOUND_TASK, LoadedModel, ModelRegistry, predict_features,
                                    predict_image)
 from breastdx.serve.nuclei import predict_nuclei
@@ -104,20 +104,6 @@ def finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite(v) for v in value]
     return value
-
-
-class RepeatedKeyError(ValueError):
-    """A JSON object names a key twice (``json.loads`` would keep the last value without a word)."""
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``object_pairs_hook`` of ``json.loads`` that refuses a repeated key, naming it."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise RepeatedKeyError(repr(key))
-        out[key] = value
-    return out
 
 
 NOT_RECORDED = ("per_nucleus",)
@@ -415,17 +401,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
                                   f"application/json with {{\"features\": {{name: value, ...}}}} (got content type "
                                   f"{content_type or 'none'!r}).")
         body = await request.body()
-        try:
-            payload = json.loads(body, object_pairs_hook=_unique_keys)
-        except RepeatedKeyError as e:
-            raise ServeInputError(422, "invalid_json", f"The body gives {e} more than once; a value may be given "
-                                  f"once (which one was meant?).") from None
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ServeInputError(422, "invalid_json", f"The body is not valid JSON ({e}); expected "
-                                  f"{{\"features\": {{name: value, ...}}}}.") from None
-        except RecursionError:
-            raise ServeInputError(422, "invalid_json", "The body nests arrays or objects too deeply to be read; "
-                                  "expected {\"features\": {name: value, ...}}.") from None
+        payload = parse_json_body(body)
         try:
             req = schemas.WDBCRequest.model_validate(payload)
         except RecursionError:

@@ -81,6 +81,42 @@ def read_upload(data: bytes, filename: str, mode: str, max_pixels: int, decoder:
                               message) from None
 
 
+class RepeatedKeyError(ValueError):
+    """A JSON object names a key twice (``json.loads`` would keep the last value without a word)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` of ``json.loads`` that refuses a repeated key, naming it."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise RepeatedKeyError(repr(key))
+        out[key] = value
+    return out
+
+
+def parse_json_body(body: bytes) -> Any:
+    """The JSON value of a request body (``POST /v1/predict/wdbc``).
+
+    Raises:
+        ServeInputError: 422 ``invalid_json`` for a body that is not JSON, nests too deeply, or names a key twice
+            in one object (which value was meant cannot be told).
+    """
+    import json
+
+    try:
+        return json.loads(body, object_pairs_hook=_unique_keys)
+    except RepeatedKeyError as e:
+        raise ServeInputError(422, "invalid_json", f"The body gives {e} more than once; a value may be given once "
+                              f"(which one was meant?).") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ServeInputError(422, "invalid_json", f"The body is not valid JSON ({e}); expected "
+                              f"{{\"features\": {{name: value, ...}}}}.") from None
+    except RecursionError:
+        raise ServeInputError(422, "invalid_json", "The body nests arrays or objects too deeply to be read; "
+                              "expected {\"features\": {name: value, ...}}.") from None
+
+
 def parse_wdbc_features(features: Any) -> np.ndarray:
     """The 30 WDBC features of a JSON object, checked by the rules of the CSV reader.
 
