@@ -55,6 +55,25 @@ def test_named_csv_any_column_order(sk, tmp_path, names):
     np.testing.assert_array_equal(t.y, sk.y[:20])
 
 
+def test_scikit_learns_own_frame_keeps_its_labels(sk, tmp_path):
+    """load_breast_cancer(as_frame=True).frame written to CSV: its 'target' is 0 = malignant. Read as 1 = malignant,
+    every label was reversed (evaluate scored accuracy 0.017 without a word)."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame.sample(60, random_state=3)
+    path = tmp_path / "sk.csv"
+    frame.to_csv(path, index=False)
+    t = read_wdbc_file(path)
+    np.testing.assert_array_equal(t.y, 1 - frame["target"].to_numpy())
+    assert int(t.y.sum()) == int((frame["target"] == 0).sum())  # malignant cases are 1 here
+    frame.rename(columns={"target": "label"}).assign(label=1 - frame["target"]).to_csv(path, index=False)
+    np.testing.assert_array_equal(read_wdbc_file(path).y, t.y)  # 'label' keeps 1 = malignant
+    frame.assign(target="2").to_csv(path, index=False)
+    with pytest.raises(DataError) as info:
+        read_wdbc_file(path)
+    assert "expected M or B (or 0 = malignant, 1 = benign, scikit-learn's 'target'), got '2'" in str(info.value.problems)
+
+
 def test_csv_without_diagnosis_reads_for_prediction(sk, tmp_path):
     path = tmp_path / "new.csv"
     path.write_text(",".join(f'"{n}"' for n in FEATURE_NAMES) + "\n"

@@ -282,14 +282,21 @@ def _from_named_rows(path: Path, header: list[str], rows: list[list[str]], skip_
     ids = [r[id_col].strip() for r in rows] if id_col is not None else [str(i + 1) for i in range(len(rows))]
     labels = [r[label_col].strip() for r in rows] if label_col is not None else None
     values = [[r[feature_cols[f]] for f in FEATURE_NAMES] for r in rows]
-    return _build(path, ids, labels, values, line_offset=2, skip_bad_rows=skip_bad_rows, delimiter=delimiter)
+    coding = SKLEARN_TARGET if label_col is not None and header[label_col] == "target" else _LABELS
+    return _build(path, ids, labels, values, line_offset=2, skip_bad_rows=skip_bad_rows, delimiter=delimiter,
+                  label_coding=coding)
 
 
 _LABELS = {"M": 1, "B": 0, "1": 1, "0": 0, "malignant": 1, "benign": 0}
+SKLEARN_TARGET = {"M": 1, "B": 0, "0": 1, "1": 0, "malignant": 1, "benign": 0}
+"""A column named ``target`` is scikit-learn's (``load_breast_cancer(as_frame=True).frame``): 0 = malignant,
+1 = benign, the reverse of ``diagnosis``/``label`` (1 = malignant). Read the other way, every label of a table
+exported from scikit-learn was reversed."""
 
 
 def _build(path: Path, ids: list[str], labels: list[str] | None, values: list[list[str]],
-           line_offset: int, skip_bad_rows: bool, delimiter: str = ",") -> WDBCTable:
+           line_offset: int, skip_bad_rows: bool, delimiter: str = ",",
+           label_coding: dict[str, int] = _LABELS) -> WDBCTable:
     problems: list[str] = []
     rejected: list[tuple[str, str]] = []
     n = len(values)
@@ -312,11 +319,13 @@ def _build(path: Path, ids: list[str], labels: list[str] | None, values: list[li
     if labels is not None:
         y = np.zeros(n, dtype=np.int64)
         for i, lab in enumerate(labels):
-            if lab not in _LABELS:
+            if lab not in label_coding:
+                numbers = ("0 = malignant, 1 = benign, scikit-learn's 'target'" if label_coding is SKLEARN_TARGET
+                           else "1 = malignant, 0 = benign")
                 problems.append(f"line {i + line_offset} (ID {ids[i]}), column 'diagnosis': expected M or B "
-                                f"(or 1 = malignant, 0 = benign), got {lab!r}")
+                                f"(or {numbers}), got {lab!r}")
             else:
-                y[i] = _LABELS[lab]
+                y[i] = label_coding[lab]
     seen: dict[str, int] = {}
     for i, case_id in enumerate(ids):
         if case_id == "":

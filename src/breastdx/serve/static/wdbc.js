@@ -145,6 +145,8 @@ const MAX_CSV_CASES = 1000;
 const ID_COLUMNS = ["id", "case_id"];
 const LABEL_COLUMNS = ["diagnosis", "label", "target"];
 const REFERENCE = { M: "malignant", B: "benign", 1: "malignant", 0: "benign", malignant: "malignant", benign: "benign" };
+// scikit-learn's 'target' (load_breast_cancer(as_frame=True).frame) codes 0 = malignant, 1 = benign, as the CLI reads it
+const SKLEARN_TARGET = { ...REFERENCE, 0: "malignant", 1: "benign" };
 
 function splitCSV(text, sep) {  // RFC 4180: quoted fields may hold the separator, quotes ("") and line breaks
   const rows = [];
@@ -182,12 +184,13 @@ function casesFromCSV(text) {
   const names = header ? rows[0] : ["id", "diagnosis", ...wdbcModel().input.features];
   const idCol = names.findIndex((n) => ID_COLUMNS.includes(n.toLowerCase()));
   const labelCol = names.findIndex((n) => LABEL_COLUMNS.includes(n.toLowerCase()));
+  const coding = labelCol >= 0 && names[labelCol].toLowerCase() === "target" ? SKLEARN_TARGET : REFERENCE;
   return rows.slice(header ? 1 : 0).map((r, k) => {
     const features = {};
     names.forEach((n, j) => { if (j !== idCol && j !== labelCol && n !== "") features[n] = r[j] === undefined ? "" : value(r[j]); });
     const problem = r.length === names.length ? "" : `${r.length} fields, but ${header ? "the header has" : "wdbc.data rows have"} ${names.length}`;
     return { line: k + (header ? 2 : 1), caseId: idCol >= 0 ? r[idCol] : "", features, problem,
-             reference: labelCol >= 0 ? (REFERENCE[r[labelCol]] || r[labelCol]) : "" };
+             reference: labelCol >= 0 ? (coding[r[labelCol]] || r[labelCol]) : "" };
   });
 }
 
