@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from breastdx.cli import app
 from breastdx.data.errors import DataError
-from breastdx.data.external import label_indices, read_external
+from breastdx.data.external import label_indices, parse_label_map, read_external
 from breastdx.zoo import shipped_models
 
 runner = CliRunner()
@@ -121,6 +121,9 @@ def test_a_declared_label_map_and_its_errors(table_folder, tmp_path):
     assert y.tolist() == [0, 0, 1, 0, 0, 1, 0, 0]
     with pytest.raises(DataError, match="'benign_ish'"):
         label_indices(data, classes, {"normal": "benign_ish"})
+    with pytest.raises(DataError, match="The label map sends 'benign' to 'normal_or_benign' and to 'malignant'"):
+        parse_label_map(["normal=normal_or_benign", "Benign=normal_or_benign", "benign=malignant"])
+    assert parse_label_map(["Benign=malignant", "benign=malignant"]) == {"benign": "malignant"}  # the same, twice
     out = tmp_path / "bm"
     result = _evaluate("breastmnist", table_folder, out, "--label-map",
                        "normal=normal_or_benign,benign=normal_or_benign")

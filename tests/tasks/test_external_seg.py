@@ -162,3 +162,41 @@ def test_the_real_bus_uclm_sample(tmp_path):
     # another site: none of its images is a training image of the shipped busi-seg
     assert metrics["training_overlap"] == {"n": 15, "seen_in_training": 0, "near_duplicates": 0, "note": None}
     assert {r["seen_in_training"] for r in rows} == {"no"}
+
+
+def test_lesion_labels_with_an_empty_mask_or_in_capitals(tmp_path):
+    """A lesion label whose mask is empty scored Dice 1 against an empty prediction (BUS-UCLM's black masks labelled
+    benign); 'Normal' in capitals counted as a lesion class. Both are read as meant now."""
+    root = tmp_path / "site"
+    for name in ("a", "b", "c"):
+        _grey(root / f"{name}.png", ord(name))
+    _rgb_mask(root / "a_mask.png", [(slice(10, 30), slice(20, 44), (255, 0, 0))])
+    _rgb_mask(root / "b_mask.png", [])  # all black
+    (root / "labels.csv").write_text("image,label,mask\na.png,Malignant,a_mask.png\nb.png,Benign,b_mask.png\n"
+                                     "c.png,Normal,\n")
+    out = tmp_path / "eval"
+    result = _evaluate(root, out)
+    assert result.exit_code == 1, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    (left,) = metrics["external"]["left_out"]
+    assert left["image"].endswith("b.png") and "the mask of a 'benign' image (row 3) is empty" in left["reason"]
+    assert metrics["n"] == 2 and metrics["external"]["n_normal"] == 1 and metrics["external"]["n_lesion"] == 1
+    assert "dice_malignant" in metrics["metrics"] and "dice_Malignant" not in metrics["metrics"]
+
+
+def test_class_folders_pair_masks_of_another_extension_and_refuse_one_file_twice(tmp_path):
+    root = tmp_path / "cf"
+    (root / "Malignant").mkdir(parents=True)
+    Image.fromarray(np.full((H, W), 90, np.uint8)).save(root / "Malignant" / "c1.jpg")
+    _rgb_mask(root / "Malignant" / "c1_mask.png", [(slice(0, 4), slice(0, 4), (255, 255, 255))])
+    _grey(root / "stray.png", 3)  # beside the class folders: no label, not scored (a warning says so)
+    data = read_external(root)
+    assert data.labels == ("malignant",) and [f.name for f in data.mask_files(0)] == ["c1_mask.png"]
+    (root / "benign").mkdir()
+    (root / "benign" / "c1.jpg").symlink_to(root / "Malignant" / "c1.jpg")
+    from breastdx.data.errors import DataError
+
+    with pytest.raises(DataError, match="1 image\\(s\\) appear more than once") as info:
+        read_external(root)
+    assert info.value.problems == ["benign/c1.jpg is Malignant/c1.jpg again"] or \
+        info.value.problems == ["Malignant/c1.jpg is benign/c1.jpg again"]

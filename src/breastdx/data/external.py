@@ -20,6 +20,7 @@ and row (or folder) where it occurs.
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ import numpy as np
 from breastdx.data.errors import DataError
 from breastdx.data.images import ImageReadError, read_image
 from breastdx.data.image_files import list_images, visible_entries
+
+logger = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.csv"
 """The table of a folder in the labels.csv layout."""
@@ -47,7 +50,8 @@ class ExternalSet:
         source: The ``labels.csv`` read, or the folder of class sub-folders.
         layout: ``"labels.csv"`` or ``"class folders"``.
         ids: Case id per image (the ``id`` column, else the image path relative to the folder).
-        labels: Class name per image, as written in the folder (before any mapping).
+        labels: Class name per image, as written in the folder in lower case (``Malignant`` is ``malignant``;
+            before any mapping).
         images: Image file per case.
         masks: Lesion mask file per case (the first one when there are several), or None.
         where: Where each case is declared in ``source`` (``row 3``, ``folder benign/``), for error messages.
@@ -153,7 +157,7 @@ def _read_table(table: Path) -> ExternalSet:
             continue
         files = tuple(root / m.strip() for m in row.get("mask", "").split(MASK_SEPARATOR) if m.strip())
         ids.append(row.get("id") or row["image"])
-        labels.append(row["label"])
+        labels.append(row["label"].lower())
         images.append(image)
         masks.append(files[0] if files else None)
         mask_sets.append(files)
@@ -181,25 +185,41 @@ def _pixel_size(text: str) -> float | None:
 def _read_class_folders(folder: Path) -> ExternalSet:
     ids, labels, images, masks, where = [], [], [], [], []
     mask_sets: list[tuple[Path, ...]] = []
+    first: dict[Path, str] = {}  # a file (links resolved) -> where it was met first
+    repeated = []
     for sub in visible_entries(folder):
         if not sub.is_dir():
             continue
-        found: dict[tuple[Path, str, str], list[tuple[int, Path]]] = {}  # (folder, stem, suffix) -> (k, mask)
+        found: dict[tuple[Path, str], list[tuple[int, str, Path]]] = {}  # (folder, stem) -> (k, suffix, mask)
         for f in list_images([sub], exclude_masks=False):
             m = _MASK_FILE.match(f.stem)
             if m:
-                found.setdefault((f.parent, m["stem"], f.suffix), []).append((int(m["k"] or 0), f))
+                found.setdefault((f.parent, m["stem"]), []).append((int(m["k"] or 0), f.suffix, f))
         for image in list_images([sub]):
-            files = tuple(p for _, p in sorted(found.get((image.parent, image.stem, image.suffix), [])))
-            ids.append(str(image.relative_to(folder)))
-            labels.append(sub.name)
+            candidates = found.get((image.parent, image.stem), [])
+            same = [c for c in candidates if c[1] == image.suffix]  # c1.png's masks; else c1.jpg's PNG masks
+            files = tuple(p for _, _, p in sorted(same or candidates))
+            key, place = image.resolve(), str(image.relative_to(folder))
+            if key in first:  # one file scored twice (a copy by link, or under two labels) counts twice
+                repeated.append(f"{place} is {first[key]} again")
+                continue
+            first[key] = place
+            ids.append(place)
+            labels.append(sub.name.lower())
             images.append(image)
             masks.append(files[0] if files else None)
             mask_sets.append(files)
             where.append(f"folder {sub.name}/")
+    if repeated:
+        raise DataError(f"{folder}: {len(repeated)} image(s) appear more than once (links to one file); each case "
+                        f"is one image, under one label.", repeated)
     if not ids:
         raise DataError(f"{folder}: neither a {LABELS_FILE} nor class sub-folders with images (expected "
                         f"{folder}/{LABELS_FILE}, or {folder}/<class>/*.png as in BUSI).")
+    stray = [p.name for p in list_images([folder]) if p.parent == folder]
+    if stray:
+        logger.warning("%s: %d image(s) beside the class folders are not in one, so have no label and are not "
+                       "scored: %s", folder, len(stray), ", ".join(stray[:5]) + (", ..." if len(stray) > 5 else ""))
     return ExternalSet(folder, "class folders", tuple(ids), tuple(labels), tuple(images), tuple(masks), tuple(where),
                        tuple(mask_sets))
 
@@ -256,6 +276,10 @@ def label_indices(data: ExternalSet, class_names: Sequence[str],
     if wrong_targets:
         raise DataError(f"The label map names {', '.join(repr(c) for c in wrong_targets)}, not a class of the model "
                         f"({', '.join(class_names)}).")
+    unused = sorted(set(label_map) - set(data.labels))
+    if unused:
+        logger.warning("the label map's %s match no image of %s (its labels: %s)", ", ".join(map(repr, unused)),
+                       data.source, ", ".join(dict.fromkeys(data.labels)))
     mapped = [label_map.get(label, label) for label in data.labels]
     unknown: dict[str, list[str]] = {}
     for label, was, place in zip(mapped, data.labels, data.where):
@@ -283,5 +307,8 @@ def parse_label_map(entries: Sequence[str]) -> dict[str, str]:
         raise DataError(f"The label map must be 'label=class' entries, comma-separated. Got {', '.join(map(repr, bad))}.")
     for e in entries:
         label, cls = (s.strip() for s in e.split("="))
+        label = label.lower()  # as the folder's labels are read
+        if label in out and out[label] != cls:
+            raise DataError(f"The label map sends {label!r} to {out[label]!r} and to {cls!r}; give each label once.")
         out[label] = cls
     return out

@@ -43,7 +43,7 @@ def load_external_case(data: Any, i: int, mode: str) -> tuple[Any, Any]:
 
     Raises:
         ImageReadError: If the image or a mask cannot be read, or a mask's size differs from the image's.
-        DataError: If a lesion label has no mask, or a ``normal`` image has a non-empty one.
+        DataError: If a lesion label has no mask or an empty one, or a ``normal`` image has a non-empty one.
     """
     from breastdx.data.errors import DataError
     from breastdx.data.external import read_lesion_mask
@@ -56,6 +56,9 @@ def load_external_case(data: Any, i: int, mode: str) -> tuple[Any, Any]:
         raise DataError(f"{data.images[i]}: labelled {label!r} ({data.where[i]}) but has no mask; only "
                         f"'{NORMAL_LABEL}' images may have none.")
     mask = read_lesion_mask(files, image.shape[:2])
+    if label != NORMAL_LABEL and not mask.any():  # Dice would be 1 against an empty prediction
+        raise DataError(f"{files[0]}: the mask of a {label!r} image ({data.where[i]}) is empty; a lesion label needs "
+                        f"its lesion outlined (an image without one is labelled '{NORMAL_LABEL}').")
     if label == NORMAL_LABEL and mask.any():
         raise DataError(f"{files[0]}: the mask of a '{NORMAL_LABEL}' image ({data.where[i]}) has "
                         f"{int(mask.sum())} lesion pixel(s); a normal image has no mask or an empty one.")
