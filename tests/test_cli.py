@@ -197,3 +197,14 @@ def test_models_name_shows_its_model_card(tmp_path: Path):
     other = runner.invoke(app, ["models", str(tmp_path)], terminal_width=300)
     said = " ".join(other.output.split())
     assert other.exit_code == 2 and "MODEL_CARD.md: not UTF-8 text (byte 0: invalid start byte)" in said, said
+
+
+def test_a_shipped_models_folder_path_counts_as_the_shipped_model(tmp_path: Path):
+    """calibrate copies a shipped model before writing into it; given the folder's path (as 'breastdx models NAME'
+    prints it) rather than its name, it wrote into the installed package."""
+    from breastdx.zoo import names_shipped_model, shipped_models
+
+    folder = shipped_models()["breastmnist"]
+    assert names_shipped_model(None) and names_shipped_model("breastmnist")
+    assert names_shipped_model(str(folder)) and names_shipped_model(folder / ".." / folder.name)
+    assert not names_shipped_model(tmp_path) and not names_shipped_model("no-such-model")

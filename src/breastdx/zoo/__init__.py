@@ -43,9 +43,15 @@ def model_folder(path: str | Path) -> Path:
 
 
 def names_shipped_model(name_or_dir: str | Path | None) -> bool:
-    """Whether ``--model`` means a shipped model (None, or a shipped model's name that is not a folder path): the
-    folder inside the installed package, which commands that write into a model folder must leave as it is."""
-    return name_or_dir is None or (not Path(name_or_dir).is_dir() and str(name_or_dir) in shipped_models())
+    """Whether ``--model`` means a shipped model (None, a shipped model's name that is not a folder path, or the
+    path of a shipped model's folder, as ``breastdx models NAME`` prints it): the folder inside the installed
+    package, which commands that write into a model folder must leave as it is."""
+    if name_or_dir is None:
+        return True
+    if not Path(name_or_dir).is_dir():
+        return str(name_or_dir) in shipped_models()
+    here = Path(name_or_dir).resolve()
+    return any(here == p.resolve() for p in shipped_models().values())
 
 
 def resolve_model(name_or_dir: str | Path | None, task: str) -> Path:
