@@ -168,6 +168,25 @@ def test_evaluate_flags_resubstitution(run: Path, tmp_path: Path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"].startswith("resubstitution")
     assert metrics["n"] == 569 and metrics["metrics"]["auroc"]["value"] > 0.99
+    assert metrics["training_overlap"] == {"n_seen": 569, "n": 569,
+                                           "checked_against": "all 569 training cases, scikit-learn's copy"}
+    # the same cases shuffled, or 40 of them beside 2 new ones, are not 'external' data
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.sample(frac=1.0, random_state=0).to_csv(tmp_path / "shuffled.csv", index=False)
+    result = runner.invoke(app, ["evaluate", "wdbc", "--model", str(run / "model"), "--data-file",
+                                 str(tmp_path / "shuffled.csv"), "--out", str(tmp_path / "e2")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "e2" / "metrics.json").read_text())["split"].startswith("resubstitution")
+    part = frame.iloc[:42].copy()
+    part.iloc[40:, :30] *= 1.01  # two cases the model has not seen
+    part.to_csv(tmp_path / "part.csv", index=False)
+    result = runner.invoke(app, ["evaluate", "wdbc", "--model", str(run / "model"), "--data-file",
+                                 str(tmp_path / "part.csv"), "--out", str(tmp_path / "e3")])
+    assert result.exit_code == 0, result.output
+    split = json.loads((tmp_path / "e3" / "metrics.json").read_text())["split"]
+    assert split.startswith("external: ") and "but 40 of the 42 cases are cases the model was fit on" in split
 
 
 def test_model_schema_is_verified(run: Path, tmp_path: Path):

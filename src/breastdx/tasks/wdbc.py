@@ -33,6 +33,28 @@ TARGET_ACCURACY = 0.975  # Street et al. 1993, MSM-T under 10-fold CV
 TARGET_AUROC = 0.995
 
 
+def training_overlap(X: np.ndarray, meta: dict, model_dir: Path) -> dict:
+    """How many rows of ``X`` ``(n, 30)`` are cases the model was fit on: every training case when it was fit on
+    scikit-learn's copy (its ``data_checksum``), else the training rows its folder keeps (SHAP's background, 50), so
+    that a match is certain and no match proves nothing. Values are compared to a relative 1e-7 (a CSV rounds).
+
+    Returns:
+        ``{"n_seen", "n", "checked_against"}``; ``checked_against`` says against which rows.
+    """
+    from breastdx.inference.tabular import BACKGROUND_FILE
+
+    reference = load_wdbc()
+    if meta.get("data_checksum") == reference.checksum:
+        train, against = reference.X, f"all {reference.n} training cases, scikit-learn's copy"
+    elif (Path(model_dir) / BACKGROUND_FILE).is_file():
+        train = np.load(Path(model_dir) / BACKGROUND_FILE, allow_pickle=False)
+        against = f"the {len(train)} training cases kept in {BACKGROUND_FILE} only"
+    else:
+        train, against = np.zeros((0, X.shape[1])), "no training rows are known"
+    seen = [bool(len(train)) and bool(np.isclose(train, row, rtol=1e-7, atol=0).all(axis=1).any()) for row in X]
+    return {"n_seen": int(sum(seen)), "n": int(len(X)), "checked_against": against}
+
+
 @dataclass(frozen=True)
 class WDBCConfig:
     """Options of ``breastdx train wdbc`` (each is also a command-line option, ``--name value``).
@@ -385,9 +407,17 @@ class WDBCTask(Task):
         write_versions(run_dir)
         prob = predictor.predict_proba(table.X)
         resub = table.checksum == predictor.meta.get("data_checksum")
+        overlap = training_overlap(table.X, predictor.meta, model_dir)
+        if not resub and overlap["n_seen"] == table.n:
+            resub = True  # the training cases in another order, another file: still resubstitution
         split = ("resubstitution: these are the data the model was fit on, so the figures are optimistic; "
                  "see the cross-validated metrics in the model's meta.json" if resub else f"external: {table.source}")
+        if overlap["n_seen"] and not resub:
+            split += (f"; but {overlap['n_seen']} of the {table.n} cases are cases the model was fit on "
+                      f"({overlap['checked_against']}): the figures are optimistic")
+            logging.getLogger(__name__).warning("%s", split)
         metrics = {"task": self.name, "split": split, "n": table.n, "model": str(model_dir), "threshold": 0.5,
+                   "training_overlap": overlap,
                    "metrics": bootstrap_ci(table.y, prob, seed=seed),
                    "operating_point": {"threshold": predictor.threshold,
                                        "metrics": bootstrap_ci(table.y, prob, prob >= predictor.threshold,
