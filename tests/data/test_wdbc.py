@@ -207,3 +207,17 @@ def test_example_case_is_the_first_wdbc_case(sk):
 
     assert list(EXAMPLE_CASE) == list(FEATURE_NAMES) and sk.ids[0] == "1" and sk.y[0] == 1
     np.testing.assert_array_equal(list(EXAMPLE_CASE.values()), sk.X[0])
+
+
+def test_line_numbers_count_blank_lines_and_a_duplicate_id_hides_no_other_problem(sk, tmp_path):
+    header = ",".join(["id", "diagnosis", *(f'"{n}"' for n in FEATURE_NAMES)])
+    row = lambda case_id, first="17.99": ",".join([case_id, "M", first, *(repr(float(v)) for v in sk.X[0, 1:])])  # noqa: E731
+    path = tmp_path / "cases.csv"
+    path.write_text("\n".join([header, "", "", row("1000"), row("1001", "abc"), row("1002", "-1"),
+                               row("1000")]) + "\n")
+    with pytest.raises(DataError) as info:
+        read_wdbc_file(path, skip_bad_rows=True)
+    said = "\n".join(info.value.problems)
+    assert "line 7: duplicate ID '1000' (first on line 4)" in said
+    assert "line 5 (ID 1001): column 'mean radius': expected a number, got 'abc'" in said
+    assert "line 6 (ID 1002): column 'mean radius': expected a value >= 0" in said

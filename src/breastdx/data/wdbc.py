@@ -205,16 +205,18 @@ def read_wdbc_file(path: str | Path, require_labels: bool = False, skip_bad_rows
         raise FileNotFoundError(f"{path}: no such file")
     text = path.read_text(encoding="utf-8-sig", errors="replace")
     delimiter = _delimiter(text)
-    rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
-    rows = [r for r in rows if any(c.strip() for c in r)]
+    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    numbered = [(reader.line_num, r) for r in reader]  # each row's line in the file, blank lines counted
+    numbered = [(n, r) for n, r in numbered if any(c.strip() for c in r)]
+    lines, rows = [n for n, _ in numbered], [r for _, r in numbered]
     if not rows:
         raise DataError(f"{path}: the file is empty; expected WDBC cases (30 features per row).")
     first = [c.strip() for c in rows[0]]
     has_header = any(c in COLUMN_ALIASES or c in ID_COLUMNS or c in LABEL_COLUMNS for c in first)
     if has_header:
-        table = _from_named_rows(path, first, rows[1:], skip_bad_rows, delimiter)
+        table = _from_named_rows(path, first, rows[1:], lines[1:], skip_bad_rows, delimiter)
     else:
-        table = _from_uci_rows(path, rows, skip_bad_rows, delimiter)
+        table = _from_uci_rows(path, rows, lines, skip_bad_rows, delimiter)
     if require_labels and table.y is None:
         raise DataError(f"{path}: no diagnosis column; expected one named {', '.join(LABEL_COLUMNS)}.")
     return table
@@ -238,21 +240,22 @@ def _delimiter(text: str) -> str:
     return max(fields, key=lambda d: fields[d])  # the first of equals: ","
 
 
-def _from_uci_rows(path: Path, rows: list[list[str]], skip_bad_rows: bool, delimiter: str) -> WDBCTable:
+def _from_uci_rows(path: Path, rows: list[list[str]], lines: list[int], skip_bad_rows: bool,
+                   delimiter: str) -> WDBCTable:
     problems = []
     for i, r in enumerate(rows):
         if len(r) != 32:
-            problems.append(f"line {i + 1}: expected 32 fields separated by {_DELIMITER_NAMES[delimiter]} (ID, "
+            problems.append(f"line {lines[i]}: expected 32 fields separated by {_DELIMITER_NAMES[delimiter]} (ID, "
                             f"diagnosis, 30 features), found {len(r)}")
     if problems:
         raise DataError(f"{path}: not a valid wdbc.data file (and it has no header naming columns).", problems)
     ids = [r[0].strip() for r in rows]
     labels = [r[1].strip() for r in rows]
     values = [r[2:] for r in rows]
-    return _build(path, ids, labels, values, line_offset=1, skip_bad_rows=skip_bad_rows, delimiter=delimiter)
+    return _build(path, ids, labels, values, lines, skip_bad_rows=skip_bad_rows, delimiter=delimiter)
 
 
-def _from_named_rows(path: Path, header: list[str], rows: list[list[str]], skip_bad_rows: bool,
+def _from_named_rows(path: Path, header: list[str], rows: list[list[str]], lines: list[int], skip_bad_rows: bool,
                      delimiter: str) -> WDBCTable:
     problems = []
     id_col = next((i for i, c in enumerate(header) if c in ID_COLUMNS), None)
@@ -276,14 +279,14 @@ def _from_named_rows(path: Path, header: list[str], rows: list[list[str]], skip_
         raise DataError(f"{path}: the columns do not match the 30 WDBC features.", problems)
     for i, r in enumerate(rows):
         if len(r) != len(header):
-            problems.append(f"line {i + 2}: {len(r)} fields, but the header has {len(header)}")
+            problems.append(f"line {lines[i]}: {len(r)} fields, but the header has {len(header)}")
     if problems:
         raise DataError(f"{path}: rows do not match the header.", problems)
     ids = [r[id_col].strip() for r in rows] if id_col is not None else [str(i + 1) for i in range(len(rows))]
     labels = [r[label_col].strip() for r in rows] if label_col is not None else None
     values = [[r[feature_cols[f]] for f in FEATURE_NAMES] for r in rows]
     coding = SKLEARN_TARGET if label_col is not None and header[label_col] == "target" else _LABELS
-    return _build(path, ids, labels, values, line_offset=2, skip_bad_rows=skip_bad_rows, delimiter=delimiter,
+    return _build(path, ids, labels, values, lines, skip_bad_rows=skip_bad_rows, delimiter=delimiter,
                   label_coding=coding)
 
 
@@ -295,7 +298,7 @@ exported from scikit-learn was reversed."""
 
 
 def _build(path: Path, ids: list[str], labels: list[str] | None, values: list[list[str]],
-           line_offset: int, skip_bad_rows: bool, delimiter: str = ",",
+           lines: list[int], skip_bad_rows: bool, delimiter: str = ",",
            label_coding: dict[str, int] = _LABELS) -> WDBCTable:
     problems: list[str] = []
     rejected: list[tuple[str, str]] = []
@@ -303,7 +306,7 @@ def _build(path: Path, ids: list[str], labels: list[str] | None, values: list[li
     X = np.full((n, len(FEATURE_NAMES)), np.nan)
     keep = np.ones(n, dtype=bool)
     for i, row in enumerate(values):
-        where = f"line {i + line_offset} (ID {ids[i]})"
+        where = f"line {lines[i]} (ID {ids[i]})"
         row_problems = []
         for j, (name, cell) in enumerate(zip(FEATURE_NAMES, row)):
             # Where ; or tab separates the fields, a comma is the decimal mark (17,99 for 17.99).
@@ -322,23 +325,22 @@ def _build(path: Path, ids: list[str], labels: list[str] | None, values: list[li
             if lab not in label_coding:
                 numbers = ("0 = malignant, 1 = benign, scikit-learn's 'target'" if label_coding is SKLEARN_TARGET
                            else "1 = malignant, 0 = benign")
-                problems.append(f"line {i + line_offset} (ID {ids[i]}), column 'diagnosis': expected M or B "
+                problems.append(f"line {lines[i]} (ID {ids[i]}), column 'diagnosis': expected M or B "
                                 f"(or {numbers}), got {lab!r}")
             else:
                 y[i] = label_coding[lab]
     seen: dict[str, int] = {}
     for i, case_id in enumerate(ids):
         if case_id == "":
-            problems.append(f"line {i + line_offset}: empty ID")
+            problems.append(f"line {lines[i]}: empty ID")
         elif case_id in seen:
-            problems.append(f"line {i + line_offset}: duplicate ID {case_id!r} (first on line "
-                            f"{seen[case_id] + line_offset})")
+            problems.append(f"line {lines[i]}: duplicate ID {case_id!r} (first on line {lines[seen[case_id]]})")
         else:
             seen[case_id] = i
     if n == 0:
         problems.append("no data rows")
-    if problems:
-        raise DataError(f"{path}: invalid WDBC data.", problems)
+    if problems:  # with the rows that would have been skipped: every problem of the file at once
+        raise DataError(f"{path}: invalid WDBC data.", problems + [f"{where}: {why}" for where, why in rejected])
     X, kept_ids = X[keep], np.array(ids)[keep]
     y = None if y is None else y[keep]
     checksum = sha256_arrays(X, y) if y is not None else sha256_arrays(X)
