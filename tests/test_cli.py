@@ -208,3 +208,19 @@ def test_a_shipped_models_folder_path_counts_as_the_shipped_model(tmp_path: Path
     assert names_shipped_model(None) and names_shipped_model("breastmnist")
     assert names_shipped_model(str(folder)) and names_shipped_model(folder / ".." / folder.name)
     assert not names_shipped_model(tmp_path) and not names_shipped_model("no-such-model")
+
+
+def test_predict_on_folders_without_an_image_fails_and_writes_nothing(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("not an image")
+    result = runner.invoke(app, ["predict", "busi-seg", str(tmp_path / "empty"), str(tmp_path / "notes"), "--out",
+                                 str(tmp_path / "out")], terminal_width=300)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "no image found (PNG, JPEG, TIFF, DICOM" in said and "nothing to predict" in said
+    assert not (tmp_path / "out").exists()
+    from breastdx.data.errors import DataError
+    from breastdx.data.wdbc import read_wdbc_file
+
+    with pytest.raises(DataError, match="a folder; WDBC cases are read from CSV or wdbc.data files"):
+        read_wdbc_file(tmp_path / "notes")

@@ -290,6 +290,12 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
             raise ConfigError(f"Task {task!r} has no explanations from this command; it explains "
                               f"{', '.join(explainable_tasks())} (Grad-CAM on images, SHAP on WDBC features).")
         inputs, input_options = _split_inputs(inputs)
+        if verb in ("predict", "explain") and task != "wdbc" and inputs and all(p.is_dir() for p in inputs):
+            from breastdx.data.image_files import list_images
+
+            if not list_images(inputs):  # a mistyped or wrong folder: not a batch of nothing that succeeded
+                raise ConfigError(f"{', '.join(map(str, inputs))}: no image found (PNG, JPEG, TIFF, DICOM, a "
+                                  f"MedMNIST .npz or a PCam .h5); nothing to {verb}.")
         options = {**parse_extra_args(list(ctx.args)), **input_options}
         frame = options.pop("frame", frame)
         if verb in ("predict", "explain") and check_frame_option(frame) != "first":

@@ -201,6 +201,9 @@ def read_wdbc_file(path: str | Path, require_labels: bool = False, skip_bad_rows
         DataError: Listing every problem by line and column.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: a folder; WDBC cases are read from CSV or wdbc.data files: name them (e.g. "
+                        f"{path}/*.csv).")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     text = path.read_text(encoding="utf-8-sig", errors="replace")
