@@ -199,3 +199,13 @@ def test_training_images_in_an_external_folder_are_flagged(tmp_path):
     assert "2 are training images of this model" in " ".join(result.output.split())
     assert {r["image"]: r["seen_in_training"] for r in _cases(out)} == {
         f"{n.split(' (')[0]}/{n}.png": "yes" for n in train[:2]} | {"malignant/new.png": "no"}
+
+
+@pytest.mark.parametrize("extra, said", [
+    (["--split", "train"], "--split chooses cases of a split"),
+    (["--split-file", "x.json", "--max-cases", "5"], "--split-file and --max-cases choose cases of a split"),
+])
+def test_options_that_choose_a_split_are_refused_with_external(table_folder, tmp_path, extra, said):
+    """--split train was taken without a word and written into config.yaml, though the whole folder was scored."""
+    result = _evaluate("busi-cls", table_folder, tmp_path / "eval", *extra)
+    assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output

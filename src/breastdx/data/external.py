@@ -24,6 +24,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -312,3 +313,22 @@ def parse_label_map(entries: Sequence[str]) -> dict[str, str]:
             raise DataError(f"The label map sends {label!r} to {out[label]!r} and to {cls!r}; give each label once.")
         out[label] = cls
     return out
+
+
+def check_external_options(opts: Any) -> None:
+    """Refuse, with ``--external``, the options that choose cases of a split (``--split-file``, ``--max-cases``, a
+    ``--split`` other than its default): the whole folder is scored, and they would be recorded as if they applied.
+
+    Raises:
+        ConfigError: Naming the options given.
+    """
+    import dataclasses
+
+    from breastdx.config import ConfigError
+
+    defaults = {f.name: f.default for f in dataclasses.fields(opts)}
+    given = [f"--{name.replace('_', '-')}" for name in ("split_file", "max_cases", "split")
+             if name in defaults and getattr(opts, name) not in (defaults[name], None, "", 0)]
+    if given:
+        raise ConfigError(f"--external scores the whole folder {opts.external}; {' and '.join(given)} "
+                          f"{'chooses' if len(given) == 1 else 'choose'} cases of a split and cannot be given with it.")

@@ -82,18 +82,16 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
         ConfigError: If ``--split-file`` is given too.
         DataError: If the folder cannot be read, or no case can be scored (every reason listed).
     """
-    from breastdx.config import ConfigError, save_yaml
+    from breastdx.config import save_yaml
     from breastdx.data.errors import DataError
-    from breastdx.data.external import read_external
+    from breastdx.data.external import check_external_options, read_external
     from breastdx.inference.base import (EXTERNAL_ADVICE, logged_overlap, overlap_notes, overlap_summary,
                                          seen_in_training)
     from breastdx.evaluation.segmentation import case_scores, summarize_segmentation
     from breastdx.pipeline.task import RunResult
     from breastdx.runs import write_json, write_versions
 
-    if opts.split_file:
-        raise ConfigError(f"--external scores the whole folder {opts.external}; --split-file chooses a split and "
-                          f"cannot be given with it.")
+    check_external_options(opts)
     data = read_external(opts.external)
     save_yaml({"task": task.name, "model": str(model_dir), **dataclasses.asdict(opts), "tta": predictor.tta,
                "external_source": str(data.source), "external_layout": data.layout}, run_dir / "config.yaml")

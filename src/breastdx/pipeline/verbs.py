@@ -332,14 +332,12 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
         ConfigError: If ``--split-file`` or ``--max-cases`` is given too (they choose a split, not a folder).
     """
     from breastdx.data.errors import DataError
-    from breastdx.data.external import label_indices, parse_label_map, read_external
+    from breastdx.data.external import check_external_options, label_indices, parse_label_map, read_external
     from breastdx.data.images import ImageReadError, read_image
     from breastdx.evaluation.classification import classification_metrics
     from breastdx.runs import write_versions
 
-    if opts.split_file or opts.max_cases:
-        raise ConfigError(f"--external scores the whole folder {opts.external}; --split-file and --max-cases choose "
-                          f"cases of a split and cannot be given with it.")
+    check_external_options(opts)
     data = read_external(opts.external)
     classes = list(predictor.class_names)
     labels = label_indices(data, classes, parse_label_map(opts.label_map))
