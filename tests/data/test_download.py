@@ -227,6 +227,11 @@ def test_missing_source_and_bad_scheme(tmp_path, release):
         download(spec, tmp_path / "data", url=f"http://127.0.0.1:{port}/busi.zip")
     with pytest.raises(DownloadError, match="unsupported URL scheme 'ftp'"):
         download(spec, tmp_path / "data", url="ftp://example.invalid/x.zip")
+    local = tmp_path / "busi.zip"
+    local.write_bytes(b"PK")
+    with pytest.raises(DownloadError, match=f"unsupported URL scheme ''.*A local file is given as a URL: "
+                                            f"{local.resolve().as_uri()}"):
+        download(spec, tmp_path / "data", url=str(local))
     assert _leftovers(tmp_path / "data") == []
 
 

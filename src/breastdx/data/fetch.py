@@ -48,7 +48,10 @@ def fetch_url(url: str, target: Path, progress: Callable[[int, int | None], None
     """
     scheme = urllib.parse.urlparse(url).scheme
     if scheme not in ALLOWED_SCHEMES:
-        raise DownloadError(f"{url}: unsupported URL scheme {scheme!r}; expected one of {', '.join(ALLOWED_SCHEMES)}.")
+        hint = (f" A local file is given as a URL: {Path(url).resolve().as_uri()}" if not scheme and Path(url).exists()
+                else "")
+        raise DownloadError(f"{url}: unsupported URL scheme {scheme!r}; expected one of {', '.join(ALLOWED_SCHEMES)}."
+                            + hint)
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     done = 0
     try:
