@@ -31,7 +31,7 @@ import numpy as np
 
 from breastdx.data.errors import DataError
 from breastdx.data.images import ImageReadError, read_image
-from breastdx.data.image_files import list_images, visible_entries
+from breastdx.data.image_files import is_mask_name, list_images, visible_entries
 
 logger = logging.getLogger(__name__)
 
@@ -192,11 +192,12 @@ def _read_class_folders(folder: Path) -> ExternalSet:
         if not sub.is_dir():
             continue
         found: dict[tuple[Path, str], list[tuple[int, str, Path]]] = {}  # (folder, stem) -> (k, suffix, mask)
-        for f in list_images([sub], exclude_masks=False):
+        listed = list_images([sub], exclude_masks=False)  # once: it warns of the files it does not read
+        for f in listed:
             m = _MASK_FILE.match(f.stem)
             if m:
                 found.setdefault((f.parent, m["stem"]), []).append((int(m["k"] or 0), f.suffix, f))
-        for image in list_images([sub]):
+        for image in [f for f in listed if not is_mask_name(f)]:
             candidates = found.get((image.parent, image.stem), [])
             same = [c for c in candidates if c[1] == image.suffix]  # c1.png's masks; else c1.jpg's PNG masks
             files = tuple(p for _, _, p in sorted(same or candidates))
