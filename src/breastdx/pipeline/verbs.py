@@ -370,7 +370,8 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
              **overlap}
     lesion = np.asarray([data.labels[i] != NORMAL_LABEL for i in idx])
     notes = [f"Data: {text}", *overlap_notes(overlap)]
-    if lesion.any() and not lesion.all():  # the benign-vs-malignant figure of the literature: lesions only
+    # the benign-vs-malignant figure of the literature: lesions only, where they hold two classes (not idc's tumour)
+    if lesion.any() and not lesion.all() and len(set(labels[idx][lesion].tolist())) > 1:
         sub = classification_metrics(labels[idx][lesion], predictor.proba_from_logits(logits)[lesion], classes,
                                      predictor.positive, float(predictor.threshold), n_boot=opts.n_bootstrap,
                                      seed=opts.seed)
