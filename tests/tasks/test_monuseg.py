@@ -132,6 +132,14 @@ def test_predict_reads_a_dicom_tiles_resolution(tiny_run, data_root, tmp_path, h
     with open(given / "predictions.csv") as f:
         row = next(csv.DictReader(f))
     assert (row["microns_per_pixel"], row["resolution_source"]) == ("0.3", "option")
+    # a resolution given far from the model's is flagged as a file's is (the PNG at 0.5 was in scope)
+    result = runner.invoke(app, ["predict", "monuseg", inputs[2], "--model", str(tiny_run / "model"), "--out",
+                                 str(tmp_path / "at05"), "--overlays", "false", "--tta", "none",
+                                 "--microns-per-pixel", "0.5"])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "at05" / "predictions.csv") as f:
+        row = next(csv.DictReader(f))
+    assert row["in_scope"] == "false" and "--microns-per-pixel gives 0.5 µm per pixel" in row["scope_note"]
 
 
 def test_tile_resolution_rules():
@@ -303,6 +311,10 @@ def test_calibrate_chooses_tta_and_rewrites_meta_and_card(tiny_run, data_root, t
     bad = runner.invoke(app, ["predict", "monuseg", str(crop), "--model", str(model), "--out", str(tmp_path / "p_bad"),
                               "--microns-per-pixel", "-2"])  # -1 (the model's), 0 (pixels only) or a resolution
     assert bad.exit_code != 0 and "must be a number >= -1" in bad.output
+    for value, said in (("-0.5", "expects a resolution in µm per pixel"), ("inf", "<= 10"), ("1e9", "<= 10")):
+        bad = runner.invoke(app, ["predict", "monuseg", str(crop), "--model", str(model), "--out",
+                                  str(tmp_path / "p_bad"), f"--microns-per-pixel={value}"], terminal_width=300)
+        assert bad.exit_code == 2 and said in " ".join(bad.output.split()), bad.output
 
 
 def test_the_defaults_train_the_shipped_model():

@@ -61,25 +61,30 @@ def magnification_note(labels: np.ndarray) -> str:
             f"wrong; resample it to 0.25 µm per pixel (40x) first")
 
 
-def tile_scope(record: Any, predictor: Any, labels: np.ndarray) -> Any:
+def tile_scope(record: Any, predictor: Any, labels: np.ndarray,
+               resolution: tuple[float | None, str] | None = None) -> Any:
     """The :class:`~breastdx.inference.scope.Scope` of one tile: :func:`~breastdx.inference.scope.check_scope`
     against :func:`scope_reference`, :func:`magnification_note` of its predicted ``labels``, and
-    :func:`resolution_note` of its file's pixel spacing."""
+    :func:`resolution_note` of the resolution it is measured at (``resolution``, from :func:`tile_resolution`;
+    default its file's pixel spacing, else the model's)."""
     from breastdx.inference.scope import Scope, check_scope
 
+    if resolution is None:
+        resolution = tile_resolution(record, float(predictor.meta.get("microns_per_pixel") or 0) or None)
     scope = check_scope(record, scope_reference(predictor))
-    extra = [n for n in (magnification_note(labels), resolution_note(record, predictor)) if n]
+    extra = [n for n in (magnification_note(labels), resolution_note(*resolution, predictor)) if n]
     return Scope(False, "; ".join(filter(None, (scope.note, *extra)))) if extra else scope
 
 
-def resolution_note(record: Any, predictor: Any) -> str:
-    """Why a tile's file says it is at another resolution than the model's, or ``""``: a DICOM pixel spacing
-    (:func:`tile_resolution`) more than 25% away from the model's ``microns_per_pixel`` (0.25, 40x)."""
+def resolution_note(mpp: float | None, source: str, predictor: Any) -> str:
+    """Why a tile is at another resolution than the model's, or ``""``: the resolution its file (a DICOM pixel
+    spacing) or ``--microns-per-pixel`` gives (:func:`tile_resolution`'s ``mpp`` and ``source``) more than 25% away
+    from the model's ``microns_per_pixel`` (0.25, 40x)."""
     trained = float(predictor.meta.get("microns_per_pixel") or 0)
-    mpp, source = tile_resolution(record, trained or None)
-    if not trained or source != "file" or abs(mpp / trained - 1) <= 0.25:
+    if not trained or not mpp or source not in ("file", "option") or abs(mpp / trained - 1) <= 0.25:
         return ""
-    return (f"its file gives {mpp:g} µm per pixel, and this model was trained at {trained:g}: resample the tile to "
+    given = "its file gives" if source == "file" else "--microns-per-pixel gives"
+    return (f"{given} {mpp:g} µm per pixel, and this model was trained at {trained:g}: resample the tile to "
             f"{trained:g} µm per pixel first")
 
 
@@ -166,11 +171,11 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
             continue
         image = record.array
         labels, _ = predictor.predict(image)
-        scope = tile_scope(record, predictor, labels)
+        mpp, source = tile_resolution(record, microns_per_pixel, resolution_from_file)
+        scope = tile_scope(record, predictor, labels, (mpp, source.split(";")[0]))
         nuclei = measure_nuclei(labels, grey_levels(image))
         stem = stems.claim(item_stem(path))  # two inputs of the same name from different folders
         mask_path = write_instance_labels(labels, run_dir / "masks" / stem)
-        mpp, source = tile_resolution(record, microns_per_pixel, resolution_from_file)
         write_nuclei_csv(nuclei, run_dir / "nuclei" / f"{stem}.csv", mpp)
         if overlays:
             save_png(instance_overlay(image, labels), run_dir / "overlays" / f"{stem}.png")

@@ -184,8 +184,9 @@ class MonusegPredictOptions:
     """Options of ``breastdx predict monuseg``.
 
     Attributes:
-        microns_per_pixel: Resolution of the tiles, µm per pixel (0: unknown, pixels only; -1, the default: a
-            DICOM tile's pixel spacing, else the model's).
+        microns_per_pixel: Resolution of the tiles, µm per pixel, at most 10 (0: unknown, pixels only; -1, the
+            default: a DICOM tile's pixel spacing, else the model's). One more than 25% from the model's is flagged
+            out of scope, as a file's is.
         roi_size: Sliding-window side, pixels (0: the model's).
         overlap: Sliding-window overlap (negative: the model's).
         overlays: Write an overlay PNG of the outlines per tile.
@@ -194,7 +195,7 @@ class MonusegPredictOptions:
         threads: Torch threads (set by the command line; 0: PyTorch's default).
     """
 
-    microns_per_pixel: float = option(-1.0, ge=-1)
+    microns_per_pixel: float = option(-1.0, ge=-1, le=10)  # 10 µm: MAX_FILE_MICRONS_PER_PIXEL, not a microscope's
     roi_size: int = option(0, ge=0, multiple_of=16)
     overlap: float = option(-1.0, lt=1)
     overlays: bool = True
@@ -525,6 +526,10 @@ class MonusegTask(Task):
         from breastdx.inference.scope import scope_cell, warn_out_of_scope
 
         o = parse_options(MonusegPredictOptions, options, f"predict {self.name}")
+        if -1 < o.microns_per_pixel < 0:  # -1 is the default's mark; another negative value is no resolution
+            raise ConfigError(f"Option --microns-per-pixel of predict {self.name} expects a resolution in µm per "
+                              f"pixel (0.25 at 40x), 0 for pixels only or -1 for the file's or the model's; got "
+                              f"{o.microns_per_pixel:g}.")
         predictor = NucleusPredictor.from_dir(model_dir, tta=o.tta or None, **runtime_options(options))
         w = predictor.windows
         predictor.windows = dataclasses.replace(w, roi_size=o.roi_size or w.roi_size,
