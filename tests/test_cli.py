@@ -224,3 +224,11 @@ def test_predict_on_folders_without_an_image_fails_and_writes_nothing(tmp_path: 
 
     with pytest.raises(DataError, match="a folder; WDBC cases are read from CSV or wdbc.data files"):
         read_wdbc_file(tmp_path / "notes")
+
+
+def test_calibrate_help_lists_the_tasks_own_options():
+    """calibrate TASK --help listed no task options (monuseg's --tta), and described classifiers' only."""
+    text = " ".join(runner.invoke(app, ["calibrate", "monuseg", "--help"], terminal_width=300).output.split())
+    assert "Options of calibrate monuseg" in text and "--tta" in text and "watershed" in text
+    text = " ".join(runner.invoke(app, ["calibrate", "busi-cls", "--help"], terminal_width=300).output.split())
+    assert "Options of calibrate busi-cls" in text and "--fit" in text

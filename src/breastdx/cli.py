@@ -201,7 +201,7 @@ def evaluate(
     _run_model_verb("evaluate", ctx, task, model, data_dir, out, [], dtype, backend)
 
 
-@app.command(context_settings=TASK_OPTIONS)
+@app.command(context_settings=TASK_OPTIONS, cls=_command_for("calibrate"))
 def calibrate(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task name (image classifiers: busi-cls, pcam, ...; monuseg)."),
@@ -209,10 +209,10 @@ def calibrate(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/calibrate-<UTC ts>."),
 ) -> None:
-    """Fit a classifier's conformal prediction sets on its validation split and write them into its model folder
-    (training does this for new models); a shipped model (no --model, or its name) is copied to OUT/model first and
-    left as it is. Options: --split-file, --batch-size. monuseg: choose the test-time augmentation and watershed on
-    the held-out rows (--tta choose|none|flip|d8)."""
+    """Calibrate a saved model on its validation data and write the result into its model folder (training does
+    this for new models): an image classifier's conformal prediction sets; monuseg's test-time augmentation and
+    watershed, chosen on the held-out rows. A shipped model (no --model, its name or its folder) is copied to
+    OUT/model first and left as it is. The task's options: breastdx calibrate TASK --help."""
     _run_model_verb("calibrate", ctx, task, model, data_dir, out, [])
 
 

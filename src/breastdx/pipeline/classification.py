@@ -531,9 +531,11 @@ class ImageClassificationTask(Task):
     def options_cls(self, verb: str) -> type | None:
         """The declared options of ``verb`` (see :mod:`breastdx.pipeline.verbs`)."""
         from breastdx.pipeline import verbs as image_verbs
+        from breastdx.pipeline.calibrate import CalibrateOptions
 
         return {"train": self.config_cls, "evaluate": image_verbs.EvaluateOptions,
-                "predict": image_verbs.PredictOptions, "explain": image_verbs.ExplainOptions}.get(verb)
+                "predict": image_verbs.PredictOptions, "explain": image_verbs.ExplainOptions,
+                "calibrate": CalibrateOptions}.get(verb)
 
     def evaluate(self, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
         """Metrics of a saved model on a part of its split (default the test split); see
