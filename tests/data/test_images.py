@@ -97,15 +97,20 @@ def test_rgb_to_gray_uses_itu_601_luma_golden_values(tmp_path, write_png):
     np.testing.assert_array_equal(read_image(tmp_path / "c.png", mode="rgb").array, a)
 
 
-def test_rgba_is_composited_on_black(tmp_path, write_png):
+def test_rgba_is_composited_on_the_modalitys_background(tmp_path, write_png):
+    """Colour (H&E) on white, the glass, where whole-slide readers answer transparent outside the scan (on black,
+    a tissue tile's transparent half was segmented as three huge nuclei); gray (ultrasound) on black."""
     a = np.zeros((3, 5, 4), dtype=np.uint8)
     a[..., 3] = 255
     a[1, 2] = (200, 100, 50, 128)
     a[2, 4] = (250, 250, 250, 0)
-    rec = read_image(write_png(tmp_path / "a.png", a), mode="rgb")
+    path = write_png(tmp_path / "a.png", a)
+    rec = read_image(path, mode="rgb")
     assert rec.source_mode == "RGBA" and rec.array.shape == (3, 5, 3)
-    assert rec.array[1, 2].tolist() == [100, 50, 25]  # round(v * 128 / 255)
-    assert rec.array[2, 4].tolist() == [0, 0, 0]
+    assert rec.array[1, 2].tolist() == [227, 177, 152]  # round(v * 128 / 255 + 255 * 127 / 255)
+    assert rec.array[2, 4].tolist() == [255, 255, 255]
+    gray = read_image(path, mode="gray").array
+    assert gray[2, 4] == 0 and gray[1, 2] == round(0.299 * 100 + 0.587 * 50 + 0.114 * 25)  # round(v * 128 / 255)
 
 
 def test_palette_and_one_bit_images(tmp_path, write_png):

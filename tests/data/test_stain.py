@@ -157,3 +157,16 @@ def test_macenko_reference_round_trips_through_json(tmp_path):
                                                                  "max_concentrations": [1, 1]}})
     with pytest.raises(ModelFolderError, match="stain_target.png"):  # neither numbers nor an image
         load_stain_normalizer(tmp_path, {"stain_normalisation": {"method": "macenko"}})
+
+
+def test_macenko_leaves_black_pixels_out_of_the_stain_estimate_and_as_they_are():
+    """A black area (a scanner's padding, a painted-out region) is no stain: its optical density set the stains of
+    the whole tile, and the tissue beside it came out wrong (monuseg then found no nucleus in it)."""
+    target = _he_image(seed=1)
+    source = _he_image(h=np.array([0.50, 0.80, 0.33]), e=np.array([0.20, 0.95, 0.25]), seed=2, shape=(40, 40))
+    m = MacenkoNormalizer().fit(target)
+    alone = m(source)
+    padded = np.concatenate([np.zeros((40, 40, 3), np.uint8), source], axis=0)  # top half black
+    out = m(padded)
+    np.testing.assert_array_equal(out[:40], 0)
+    assert np.abs(out[40:].astype(int) - alone).mean() < 2.0  # the tissue normalised as without the black half

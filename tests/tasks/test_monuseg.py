@@ -344,3 +344,14 @@ def test_model_card_names_monuseg_only_for_its_breast_tiles(tmp_path):
     other = _data_line(tmp_path)
     assert other.startswith("- 2 training and 1 test tiles in MoNuSeg's folder layout, not the MoNuSeg 2018 breast")
     assert "TCGA" not in other and "data owner's to state" in other
+
+
+def test_a_tile_half_black_is_flagged():
+    from breastdx.inference.nuclei_writer import black_note
+
+    tile = np.full((100, 100, 3), 200, np.uint8)
+    assert black_note(tile) == ""
+    tile[:10] = 0  # 10%: a border, kept
+    assert black_note(tile) == ""
+    tile[:50] = 5
+    assert black_note(tile).startswith("50% of the tile is black (outside the scanned area, or painted out)")

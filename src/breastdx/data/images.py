@@ -15,7 +15,9 @@ Every image comes back as ``uint8``, either gray ``(H, W)`` or RGB ``(H, W, 3)``
   of the min-max rule (DICOM PS3.3 C.11.2.1.2, LINEAR or SIGMOID). MONOCHROME1 is inverted, so that
   high values are always bright.
 * **Transparency** (``RGBA``, ``LA``, ``PA``, palettes with a transparent entry) is removed by compositing
-  on black: ``round(colour * alpha / 255)``.
+  on the background of the modality: on black for gray images (ultrasound), ``round(colour * alpha / 255)``, and
+  on white for colour images (H&E: the glass; whole-slide readers such as OpenSlide answer transparent pixels
+  outside the scanned area), ``round(colour * alpha / 255 + 255 * (1 - alpha / 255))``.
 * **Gray from colour** uses ITU-R 601-2 luma, exactly as Pillow's ``convert("L")``
   (``L = 0.299 R + 0.587 G + 0.114 B``), so an RGB file whose three channels are equal gives the same
   array as the same image stored as gray. **RGB from gray** repeats the gray channel three times.
@@ -527,10 +529,10 @@ def _brightness(array: np.ndarray) -> float:
 
 def _to_uint8(dec: _Decoded, mode: str, path: Path) -> np.ndarray:
     v = dec.values
-    if dec.alpha:  # composite on black
+    if dec.alpha:  # composite on black (gray: ultrasound) or white (colour: H&E on glass)
         colour = v[..., :-1].astype(np.float64)
         a = v[..., -1:].astype(np.float64) / 255.0
-        v = np.round(colour * a).astype(np.uint8)
+        v = np.round(colour * a + (255.0 * (1.0 - a) if mode == "rgb" else 0.0)).astype(np.uint8)
         if v.shape[-1] == 1:
             v = v[..., 0]
     elif dec.wide:

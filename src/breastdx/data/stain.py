@@ -186,6 +186,11 @@ class HEDJitter:
         return f"HEDJitter(sigma={self.sigma}, bias={self.bias}, prob={self.prob}, channel_axis={self.channel_axis})"
 
 
+BLACK_LEVEL = 10
+"""Pixels at or below this in every channel are black, not stained tissue (a scanner's padding, a slide's edge, a
+painted-out area): :class:`MacenkoNormalizer` leaves them out of the stain estimate and keeps them as they are."""
+
+
 class MacenkoNormalizer:
     """Macenko stain normalisation to a target image (``torchstain``'s NumPy implementation underneath).
 
@@ -289,12 +294,19 @@ class MacenkoNormalizer:
         if not self.fitted:
             raise RuntimeError("MacenkoNormalizer: call fit(target) before normalising.")
         a = self._check(image, "image")
-        if self.tissue_pixels(a) < self.min_tissue:
+        black = np.all(a <= BLACK_LEVEL, axis=-1)  # no stain absorbs all light: padding or a painted-out area
+        work = a
+        if black.any():  # as background for the stain estimate (its huge optical density would set the stains)
+            work = a.copy()
+            work[black] = 255
+        if self.tissue_pixels(work) < self.min_tissue:
             logger.debug("Macenko: too few stained pixels to estimate stains; image returned unchanged")
             return a.copy()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            out, _, _ = self._impl.normalize(a, Io=self.io, alpha=self.alpha, beta=self.beta, stains=False)
-        return np.asarray(out, dtype=np.uint8)
+            out, _, _ = self._impl.normalize(work, Io=self.io, alpha=self.alpha, beta=self.beta, stains=False)
+        out = np.asarray(out, dtype=np.uint8)
+        out[black] = a[black]
+        return out
 
 
 def load_stain_normalizer(model_dir: str | Path, meta: dict[str, Any]) -> "MacenkoNormalizer | None":

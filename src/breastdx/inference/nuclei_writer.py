@@ -72,8 +72,26 @@ def tile_scope(record: Any, predictor: Any, labels: np.ndarray,
     if resolution is None:
         resolution = tile_resolution(record, float(predictor.meta.get("microns_per_pixel") or 0) or None)
     scope = check_scope(record, scope_reference(predictor))
-    extra = [n for n in (magnification_note(labels), resolution_note(*resolution, predictor)) if n]
+    extra = [n for n in (magnification_note(labels), resolution_note(*resolution, predictor),
+                         black_note(record.array)) if n]
     return Scope(False, "; ".join(filter(None, (scope.note, *extra)))) if extra else scope
+
+
+MAX_BLACK_SHARE = 0.1
+"""Share of black pixels (:data:`breastdx.data.stain.BLACK_LEVEL`) above which a tile is flagged: tissue is never
+black, so such a tile holds padding or a painted-out area, where any nucleus found is not tissue."""
+
+
+def black_note(image: np.ndarray) -> str:
+    """Why a tile's black area puts it out of scope, or ``""``."""
+    from breastdx.data.stain import BLACK_LEVEL
+
+    a = np.asarray(image)
+    share = float(np.all(a <= BLACK_LEVEL, axis=-1).mean()) if a.ndim == 3 else float((a <= BLACK_LEVEL).mean())
+    if share <= MAX_BLACK_SHARE:
+        return ""
+    return (f"{share:.0%} of the tile is black (outside the scanned area, or painted out): nuclei found there are "
+            f"not tissue; crop the tile to its tissue")
 
 
 def resolution_note(mpp: float | None, source: str, predictor: Any) -> str:
