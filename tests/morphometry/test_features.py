@@ -29,6 +29,13 @@ def star(k: int, inner: float, outer: float, size: int = 121) -> np.ndarray:
     return m
 
 
+@pytest.mark.parametrize("r", [2, 3, 4, 5, 8])
+def test_small_discs_are_not_less_compact_than_a_disc(r):
+    """The smoothed outline of a small disc runs inside its pixels: with the pixel count for its area, a 30 px
+    nucleus scored compactness -0.13, which no closed shape can have."""
+    assert 0 <= nucleus_features(disc(r))["compactness"] < 0.05
+
+
 @pytest.mark.parametrize("r", [10, 20, 30])
 def test_disc(r):
     f = nucleus_features(disc(r))
