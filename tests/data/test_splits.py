@@ -238,3 +238,14 @@ def test_busi_split_full(data_root, tmp_path):
         assert len({where[x] for x in group if x in where}) <= 1
     assert busi_split(data_root, None, seed=0).to_dict()["train"] == sf.train  # deterministic
     assert busi_split(data_root, path).train == sf.train  # reused, checksum verified
+
+
+def test_a_split_file_to_reuse_that_does_not_exist_is_refused_not_written(tmp_path):
+    """--split-file of busi-seg/busi-cls is a file to reuse: a mistyped path got a new split written to it, in
+    silence (even /nonexistent.json at the root)."""
+    from breastdx.data.splits import busi_split
+
+    typo = tmp_path / "typo" / "split.json"
+    with pytest.raises(FileNotFoundError, match=r"typo/split.json: no such split file"):
+        busi_split(tmp_path / "no-data-needed", typo, reuse_only=True)
+    assert not typo.exists() and not typo.parent.exists()

@@ -358,8 +358,10 @@ def grouped_stratified_folds(labels: Sequence[str], groups: Sequence[int], k: in
 
 
 def busi_split(data_root: str | Path, split_file: str | Path | None = None, seed: int = 0,
-               ratios: Sequence[float] = (0.7, 0.1, 0.2), threshold: int | None = None) -> SplitFile:
-    """The BUSI split: reused from ``split_file`` when it exists, else made (and written there when given).
+               ratios: Sequence[float] = (0.7, 0.1, 0.2), threshold: int | None = None,
+               reuse_only: bool = False) -> SplitFile:
+    """The BUSI split: reused from ``split_file`` when it exists, else made (and written there when given, unless
+    ``reuse_only``: a user's ``--split-file``, where a mistyped path would otherwise get a new split written to it).
 
     Making a split reads and hashes the 780 images (a few seconds), groups near-duplicates, excludes
     contradictory copies and splits grouped and stratified (see the module docstring).
@@ -372,12 +374,14 @@ def busi_split(data_root: str | Path, split_file: str | Path | None = None, seed
         ratios: Fractions of train, val and test of a new split.
         threshold: pHash Hamming threshold; None for
             :data:`~breastdx.data.duplicates.DEFAULT_HASH_THRESHOLD`.
+        reuse_only: Refuse a ``split_file`` that does not exist instead of making one there.
 
     Returns:
         The :class:`SplitFile`. A reused file keeps its own seed, ratios and threshold (a warning is
         logged when they differ from the arguments).
 
     Raises:
+        FileNotFoundError: With ``reuse_only``, if ``split_file`` does not exist.
         DataError: If BUSI is not found or is invalid, or the split file was made from other data (its
             checksum differs from the data's) or names cases the data do not have.
         ImageReadError: If an image cannot be read while making a split.
@@ -385,6 +389,8 @@ def busi_split(data_root: str | Path, split_file: str | Path | None = None, seed
     from breastdx.data.busi import busi_checksum, find_busi_root, scan_busi
     from breastdx.data.duplicates import DEFAULT_HASH_THRESHOLD
 
+    if reuse_only and split_file is not None and not Path(split_file).is_file():
+        raise FileNotFoundError(f"{split_file}: no such split file")
     root = find_busi_root(data_root)
     cases = scan_busi(root)
     checksum = busi_checksum(cases)

@@ -122,7 +122,8 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
     if k < 2:
         raise ConfigError(f"--cv-folds must be 2 or more (0: no cross-validation); got {k}.")
     run_dir.mkdir(parents=True, exist_ok=True)
-    base = busi_split(data_root, Path(config.split_file) if config.split_file else None, seed=config.split_seed)
+    base = busi_split(data_root, Path(config.split_file) if config.split_file else None, seed=config.split_seed,
+                      reuse_only=True)
     base.to_json(run_dir / "base_split.json")
     save_yaml({"task": task.name, **to_dict(config), "data_root": str(data_root)}, run_dir / "config.yaml")
     write_versions(run_dir)

@@ -84,7 +84,7 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
     root = find_busi_root(data_root)
     by_name = {c.name: c for c in scan_busi(root)}
     if reuse is not None:
-        split = busi_split(data_root, reuse)
+        split = busi_split(data_root, reuse, reuse_only=True)
         split.to_json(out)
     else:
         split = busi_split(data_root, out, seed=config.split_seed)

@@ -220,7 +220,7 @@ class BusiSegTask(Task):
         write_versions(run_dir)
         split_path = run_dir / SPLIT_FILE
         if config.split_file:
-            split = busi_split(data_root, Path(config.split_file), seed=config.split_seed)
+            split = busi_split(data_root, Path(config.split_file), seed=config.split_seed, reuse_only=True)
             split.to_json(split_path)
         else:
             split = busi_split(data_root, split_path, seed=config.split_seed)
