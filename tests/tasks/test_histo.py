@@ -166,6 +166,11 @@ def test_unknown_option_and_bad_value_are_refused(tmp_path):
     assert result.exit_code == 2 and "macenko" in result.output
     result = _invoke(["train", "pcam", "--out", tmp_path / "z", "--archs", "compact_cnm"])
     assert result.exit_code == 2 and "compact_cnn" in result.output
+    # PCam trains on its official split: a split seed or ratios were recorded in config.yaml as if they applied
+    result = _invoke(["train", "pcam", "--data-dir", _pcam_root(), "--out", tmp_path / "s", "--split-seed", "7",
+                      "--split-ratios", "0.5,0.25,0.25", *TINY])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "pcam is trained on its official split: --split-seed and --split-ratios" in said
 
 
 # ------------------------------------------------------------------------------------ pcam --valid-to-train

@@ -110,6 +110,25 @@ def from_patch_source(source: Any) -> ImageSet:
                     None if groups is None else tuple(str(g) for g in groups))
 
 
+def _refuse_split_options(config: Any, dataset: str) -> None:
+    """A dataset read with its official split (PCam) ignores ``--split-seed`` and ``--split-ratios``: refuse them
+    when given (they were recorded in config.yaml as if they had made the split).
+
+    Raises:
+        ConfigError: Naming the options given.
+    """
+    import dataclasses
+
+    from breastdx.config import ConfigError
+
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    given = [f"--{n.replace('_', '-')}" for n in ("split_seed", "split_ratios")
+             if n in defaults and tuple(np.atleast_1d(getattr(config, n))) != tuple(np.atleast_1d(defaults[n]))]
+    if given:
+        raise ConfigError(f"{dataset} is trained on its official split: {' and '.join(given)} would not apply. Give "
+                          f"another split with --split-file.")
+
+
 def patch_reader(dataset: str, about: str | Callable[[Any], str], official: Callable[..., Any] | None = None,
                  split_options: dict[str, Callable[[Any], Any]] | None = None,
                  **load_options: Callable[[Any], Any]) -> Callable[[Any, Path, Path | None, Path], SplitData]:
@@ -144,6 +163,7 @@ def patch_reader(dataset: str, about: str | Callable[[Any], str], official: Call
             split = SplitFile.from_json(reuse)
             check_patch_split(source, split)
         elif official is not None:
+            _refuse_split_options(config, dataset)
             split = official(source, **{k: f(config) for k, f in (split_options or {}).items()})
         else:
             split = patch_split(source, None, seed=config.split_seed, ratios=config.split_ratios)
