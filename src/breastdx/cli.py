@@ -147,7 +147,7 @@ def train(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root; else $BREASTDX_DATA, else the "
                                             "per-user cache folder."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder; default runs/<task>/<UTC timestamp>."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed of every random choice (0 to 2^32 - 1)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a training run that stopped (Ctrl+C, an "
                                           "error, killed) after its last finished epoch, in its folder and with the "
                                           "options of its config.yaml (of the task options, only --threads, "

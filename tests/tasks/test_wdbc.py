@@ -302,3 +302,18 @@ def test_model_card_of_another_data_file_does_not_call_it_wdbc(tmp_path: Path):
     assert "not those data" in card and "University of Wisconsin Hospitals" not in card
     assert "Validated only by cross-validation on its own training file" in card
     assert "the training rows the model keeps in model.skops" in card
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--folds", "1"], "The 'folds' option of wdbc must be an integer >= 2. Got 1 instead."),
+    (["--target-sensitivity", "2"], "The 'target-sensitivity' option of wdbc must be a number >= 0 and <= 1."),
+    (["--n-bootstrap", "-1"], "The 'n-bootstrap' option of wdbc must be an integer >= 1."),
+    (["--models", ""], "The 'models' option of wdbc names no model"),
+    (["--seed", "-1"], "Invalid value for '--seed'"),
+])
+def test_bad_training_options_are_refused_before_any_work(tmp_path: Path, args, said):
+    """They failed after the cross-validation as an 'unexpected error ... likely a bug', leaving a failed run."""
+    result = runner.invoke(app, ["train", "wdbc", *args, "--out", str(tmp_path / "run")], terminal_width=300)
+    assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
+    run = tmp_path / "run"
+    assert not run.exists() or not any(run.iterdir())  # nothing written (an empty folder is removed at exit)

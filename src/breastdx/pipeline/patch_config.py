@@ -46,7 +46,7 @@ class PatchConfig(ImageClassificationConfig):
     stain_normalisation: str = option("none", choices=("none", "macenko"))
     stain_target: str = ""
     split_file: str = ""
-    split_seed: int = 0
+    split_seed: int = option(0, ge=0, le=2**32 - 1)  # NumPy seeds are 32-bit
     split_ratios: tuple[float, ...] = option((0.7, 0.1, 0.2), ge=0, each=True)
     cv_folds: int = option(0, ge=0)
     cv_workers: int = option(1, ge=1)

@@ -63,7 +63,7 @@ class BusiClsConfig(ImageClassificationConfig):
     precision: str = option("32", choices=("auto", "32", "bf16-mixed"))
     seg_weight: float = option(1.0, ge=0)
     split_file: str = ""
-    split_seed: int = 0
+    split_seed: int = option(0, ge=0, le=2**32 - 1)  # NumPy seeds are 32-bit
     init_busi_seg: str = ""
     busi_seg_encoder_only: bool = True
     localisation: bool = True

@@ -105,7 +105,7 @@ class BusiSegConfig(LightningOptions):
     warmup_fraction: float = option(0.03, ge=0, lt=1)
     patience: int = option(30, ge=0)
     split_file: str = ""
-    split_seed: int = 0
+    split_seed: int = option(0, ge=0, le=2**32 - 1)  # NumPy seeds are 32-bit
     max_cases: int = option(0, ge=0)
     augment: bool = True
     scanner_augment: bool = False

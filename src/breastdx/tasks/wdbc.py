@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from breastdx.config import ConfigError, check_options, save_yaml, to_dict
+from breastdx.config import ConfigError, check_options, option, save_yaml, to_dict, validate
 from breastdx.data.errors import DataError
 from breastdx.data.wdbc import CLASS_NAMES, FEATURE_NAMES, FEATURE_UNITS, load_wdbc, read_wdbc_file
 from breastdx.evaluation.tables import OPERATING_POINTS, ci_text, metric_label
@@ -75,17 +75,17 @@ class WDBCConfig:
         shap_cases: Cases in the global SHAP summary (a seeded sample).
     """
 
-    seed: int = 0
+    seed: int = option(0, ge=0, le=2**32 - 1)
     data_file: str = ""
     models: tuple[str, ...] = ("logreg", "svm", "random_forest", "gradient_boosting", "knn")
-    folds: int = 10
-    repeats: int = 10
-    inner_folds: int = 3
-    target_sensitivity: float = 0.98
-    n_bootstrap: int = 2000
-    search: str = "fast"
-    n_jobs: int = 0
-    shap_cases: int = 150
+    folds: int = option(10, ge=2)
+    repeats: int = option(10, ge=1)
+    inner_folds: int = option(3, ge=2)
+    target_sensitivity: float = option(0.98, ge=0, le=1)
+    n_bootstrap: int = option(2000, ge=1)
+    search: str = option("fast", choices=("fast", "full"))
+    n_jobs: int = option(0, ge=0)
+    shap_cases: int = option(150, ge=1)
 
 
 SUMMARY_METRICS = ("accuracy", "auroc", "sensitivity", "specificity", "ppv", "npv", "brier", "ece")
@@ -161,6 +161,10 @@ class WDBCTask(Task):
         from breastdx.runtime import usable_cores
         from breastdx.training.tabular import cross_validate_models
 
+        validate(config, self.name)  # before any work: each option's declared range
+        if not config.models:
+            raise ConfigError(f"The 'models' option of {self.name} names no model; choose from "
+                              f"{', '.join(self.config_cls.models)}.")
         seed_everything(config.seed)
         try:  # before any work: an unknown model name or search budget
             specs = [TABULAR_MODELS.get(name)(config.seed, config.search) for name in config.models]
