@@ -249,3 +249,13 @@ def test_a_split_file_to_reuse_that_does_not_exist_is_refused_not_written(tmp_pa
     with pytest.raises(FileNotFoundError, match=r"typo/split.json: no such split file"):
         busi_split(tmp_path / "no-data-needed", typo, reuse_only=True)
     assert not typo.exists() and not typo.parent.exists()
+
+
+def test_more_folds_than_groups_is_a_data_error_naming_the_option():
+    """It escaped as a ValueError, which 'train' reported as an unexpected error, 'likely a bug'."""
+    from breastdx.data.errors import DataError
+    from breastdx.data.splits import grouped_stratified_folds
+
+    with pytest.raises(DataError, match=r"needs 2 <= k <= the number of groups, patients or lesions \(3\); got "
+                                        r"k = 5 \(--cv-folds\)"):
+        grouped_stratified_folds(["a", "b", "a", "b"], [1, 2, 3, 3], 5, seed=0)

@@ -323,15 +323,17 @@ def grouped_stratified_folds(labels: Sequence[str], groups: Sequence[int], k: in
         ``k`` sorted lists of item indices.
 
     Raises:
-        ValueError: If the lengths differ, ``k < 2``, or there are fewer groups than folds.
+        ValueError: If the lengths differ.
+        DataError: If ``k < 2``, or there are fewer groups than folds.
     """
     if len(labels) != len(groups):
         raise ValueError(f"labels and groups must have the same length; got {len(labels)} and {len(groups)}.")
     members: dict[Any, list[int]] = {}
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)
-    if k < 2 or len(members) < k:
-        raise ValueError(f"k-fold cross-validation needs 2 <= k <= the number of groups ({len(members)}); got k = {k}.")
+    if k < 2 or len(members) < k:  # DataError: the data (patients or lesion groups) set the bound, said plainly
+        raise DataError(f"k-fold cross-validation needs 2 <= k <= the number of groups, patients or lesions "
+                        f"({len(members)}); got k = {k} (--cv-folds).")
     strata: dict[str, list[Any]] = {}
     for g, idx in members.items():
         counts: dict[str, int] = {}
