@@ -170,6 +170,8 @@ def test_resume_trains_on_with_the_stopped_runs_options(tmp_path: Path, monkeypa
     ("stopped", ["--epochs", "9"], "give no --out, --seed or task option with it but --num-workers, --progress-bar, "
                                    "--threads"),
     ("stopped", ["--seed", "3"], "give no --out, --seed or task option"),
+    ("stopped", ["--seed", "0"], "give no --out, --seed or task option"),  # was taken for the default, and ignored
+    ("stopped", ["--threads", "abc"], "The 'threads' option must be an integer. Got 'abc' instead."),
 ])
 def test_resume_refuses_what_it_cannot_continue(tmp_path: Path, request, setup, args, said):
     run = tmp_path / "run"
@@ -195,6 +197,7 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path: Path, request, setup, 
     result = runner.invoke(app, ["train", "busi-seg", "--resume", str(run), *args])
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and said in text, text
+    assert "config.yaml:" not in text  # the command line's own values are not blamed on the file
     if setup == "stopped":
         assert (run / "error.txt").is_file() and not (run / "resumed.txt").exists()  # left as it was
 

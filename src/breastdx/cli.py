@@ -147,7 +147,8 @@ def train(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root; else $BREASTDX_DATA, else the "
                                             "per-user cache folder."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder; default runs/<task>/<UTC timestamp>."),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed of every random choice (0 to 2^32 - 1)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**32 - 1, show_default="0",
+                                       help="Seed of every random choice (0 to 2^32 - 1)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a training run that stopped (Ctrl+C, an "
                                           "error, killed) after its last finished epoch, in its folder and with the "
                                           "options of its config.yaml (of the task options, only --threads, "
@@ -165,7 +166,7 @@ def train(
         if resume is not None:  # the stopped run's own folder and options
             config, run_dir, data_dir = _resumed(t, resume, ctx.args, out, seed, data_dir)
         else:
-            config = with_overrides(t.config_cls(), {**parse_extra_args(list(ctx.args)), "seed": seed})
+            config = with_overrides(t.config_cls(), {**parse_extra_args(list(ctx.args)), "seed": seed or 0})
             run_dir = _new_run_dir(task, out)
     except (UnknownNameError, ConfigError, RunFolderError) as e:  # RunFolderError: --out exists, is a file, read-only
         _fail(str(e))

@@ -34,7 +34,7 @@ RESUME_OPTIONS = {"threads", "progress-bar", "num-workers"}
 """Task options ``train --resume`` accepts: they change how fast the run goes, not what it computes."""
 
 
-def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: int,
+def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: Optional[int],
              data_dir: Optional[Path]) -> tuple[Any, Path, Optional[Path]]:
     """``train --resume RUN``: the stopped run's config and data root, the folder marked as resumed and
     :data:`breastdx.runs.RESUME_ENV` set for :func:`breastdx.training.trainer.fit`."""
@@ -45,7 +45,7 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: i
                                stopped_run_config)
 
     how = parse_extra_args(list(args))  # how the machine runs it may change; what it computes may not
-    if {k.replace("_", "-") for k in how} - RESUME_OPTIONS or out is not None or seed != 0:
+    if {k.replace("_", "-") for k in how} - RESUME_OPTIONS or out is not None or seed is not None:
         raise ConfigError(f"--resume trains on with the stopped run's own options (its config.yaml): give no --out, "
                           f"--seed or task option with it but {', '.join('--' + o for o in sorted(RESUME_OPTIONS))}.")
     if not is_rank_zero():  # another rank of a distributed run: rank 0 has checked and marked the folder
@@ -53,9 +53,10 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: i
     else:
         recorded = stopped_run_config(run_dir, t.name)
     try:
-        config = with_overrides(load_config(t.config_cls, run_dir / "config.yaml"), how)
+        recorded_config = load_config(t.config_cls, run_dir / "config.yaml")
     except ConfigError as e:
         raise ConfigError(f"{run_dir / 'config.yaml'}: {e}") from None
+    config = with_overrides(recorded_config, how)  # a bad --threads is the command line's, not the file's
     if int(recorded.get("num_workers", 0) or 0) > 0 and int(getattr(config, "num_workers", 0) or 0) == 0:
         import logging
 
