@@ -323,3 +323,27 @@ def test_a_finished_fit_is_not_trained_again_when_its_run_resumes(tmp_path, monk
         torch.testing.assert_close(net.state_dict()[k], v, rtol=0, atol=0)
     remove_fit_states(tmp_path / "run")
     assert not kept.exists()
+
+
+def test_each_epochs_log_line_shows_its_own_training_loss(tmp_path, caplog):
+    """The line was written at the validation's end, before the epoch's training losses were aggregated: it showed
+    the epoch before's (and none at epoch 0)."""
+    import csv
+    import logging
+    import re
+
+    from monai.data import DataLoader
+
+    from breastdx.training.trainer import LOG_DIR, fit
+
+    seed_everything(0)
+    net, _ = build_network("unet", 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
+    loaders = (DataLoader(_synthetic(8, 1), batch_size=4, shuffle=True, num_workers=0,
+                          generator=torch.Generator().manual_seed(0)), DataLoader(_synthetic(4, 2), batch_size=4))
+    with caplog.at_level(logging.INFO, logger="breastdx.training.trainer"):
+        fit(SegmentationModule(net, OptimConfig(lr=1e-2)), net, *loaders, tmp_path,
+            FitSettings(epochs=3, progress_bar=False, monitor="val_dice", accelerator="cpu", devices="1"))
+    said = {int(m[1]): float(m[2]) for m in re.finditer(r"epoch (\d+) \(\d+ s\):.*?train_loss (\S+),", caplog.text)}
+    with open(tmp_path / LOG_DIR / "metrics.csv") as f:
+        logged = {int(r["epoch"]): float(r["train_loss"]) for r in csv.DictReader(f) if r.get("train_loss")}
+    assert sorted(said) == [0, 1, 2] and all(said[e] == pytest.approx(logged[e], abs=1e-4) for e in said)

@@ -117,7 +117,9 @@ def parse_devices(value: str | int) -> int | str | list[int]:
 
 
 def _epoch_logger():
-    """A callback that logs one line per validation epoch (elapsed time and logged metrics)."""
+    """A callback that logs one line per epoch (elapsed time and logged metrics): at the training epoch's end, when
+    its own training losses are aggregated and its validation has run (at the validation's end, the training
+    figures shown were those of the epoch before)."""
     import time
 
     from lightning.pytorch.callbacks import Callback
@@ -126,7 +128,7 @@ def _epoch_logger():
         def on_fit_start(self, trainer, pl_module) -> None:  # noqa: D102
             self.start = time.perf_counter()
 
-        def on_validation_end(self, trainer, pl_module) -> None:  # noqa: D102 - after the module's epoch end
+        def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: D102
             if trainer.sanity_checking or not trainer.is_global_zero:
                 return
             values = ", ".join(f"{k} {float(v):.4f}" for k, v in sorted(trainer.callback_metrics.items()))
