@@ -140,7 +140,8 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
         prob[test] = predictor.predict_proba([readers[i][0].read(readers[i][1])[0] for i in test])
         fold_of[test] = f
         m = result.metrics["metrics"]
-        per_fold.append({"fold": f, "model": result.metrics["model"], "n_test": len(test),
+        # the fold's own figures are over the images its run tested (fewer with --max-cases), not the whole fold
+        per_fold.append({"fold": f, "model": result.metrics["model"], "n_test": int(result.metrics.get("n", len(test))),
                          "test_patients": len(set(groups[test].tolist())),
                          **{key: m[key]["value"] for key in CV_METRICS if key in m}})
     tested = fold_of >= 0
