@@ -347,3 +347,16 @@ def test_each_epochs_log_line_shows_its_own_training_loss(tmp_path, caplog):
     with open(tmp_path / LOG_DIR / "metrics.csv") as f:
         logged = {int(r["epoch"]): float(r["train_loss"]) for r in csv.DictReader(f) if r.get("train_loss")}
     assert sorted(said) == [0, 1, 2] and all(said[e] == pytest.approx(logged[e], abs=1e-4) for e in said)
+
+
+@pytest.mark.parametrize("settings, said", [
+    ({"accelerator": "bogus"}, "invalid accelerator name"),
+    ({"accelerator": "gpu"} if not torch.cuda.is_available() else {"devices": "0"}, "Lightning cannot train so"),
+    ({"strategy": "bogus"}, "invalid strategy name"),
+])
+def test_lightning_settings_it_cannot_use_are_named(tmp_path, settings, said):
+    """They were 'unexpected error ... likely a bug in breastdx'."""
+    from breastdx.config import ConfigError
+
+    with pytest.raises(ConfigError, match=said):
+        make_trainer(tmp_path, FitSettings(epochs=1, progress_bar=False, **settings))

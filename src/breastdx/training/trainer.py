@@ -176,15 +176,24 @@ def make_trainer(run_dir: Path, settings: FitSettings, mode: str = "max", log_ev
                                  check_finite=True))
     if settings.progress_bar:
         cbs.append(RichProgressBar())
-    trainer = pl.Trainer(
-        accelerator=settings.accelerator, devices=parse_devices(settings.devices), strategy=settings.strategy,
-        num_nodes=settings.num_nodes, precision=precision, max_epochs=settings.epochs,
-        logger=CSVLogger(save_dir=str(run_dir), name=LOG_DIR, version=""), callbacks=cbs,
-        deterministic="warn" if settings.deterministic else None,
-        enable_progress_bar=settings.progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
-        limit_train_batches=settings.max_train_batches or None, log_every_n_steps=log_every_n_steps,
-        default_root_dir=str(run_dir),
-    )
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        trainer = pl.Trainer(
+            accelerator=settings.accelerator, devices=parse_devices(settings.devices), strategy=settings.strategy,
+            num_nodes=settings.num_nodes, precision=precision, max_epochs=settings.epochs,
+            logger=CSVLogger(save_dir=str(run_dir), name=LOG_DIR, version=""), callbacks=cbs,
+            deterministic="warn" if settings.deterministic else None,
+            enable_progress_bar=settings.progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
+            limit_train_batches=settings.max_train_batches or None, log_every_n_steps=log_every_n_steps,
+            default_root_dir=str(run_dir),
+        )
+    except (MisconfigurationException, ValueError, RuntimeError, ImportError) as e:  # no GPU, a bad name, ...
+        from breastdx.config import ConfigError
+
+        raise ConfigError(f"--accelerator {settings.accelerator} --devices {settings.devices} --strategy "
+                          f"{settings.strategy} --num-nodes {settings.num_nodes}: Lightning cannot train so on this "
+                          f"machine ({type(e).__name__}: {e}).") from None
     return trainer, checkpoint
 
 
