@@ -156,6 +156,10 @@ def test_bad_options_are_reported(data_root, tmp_path):
     assert result.exit_code == 2 and "classification network" in result.output
     result = runner.invoke(app, ["train", "busi-seg", "--out", str(tmp_path / "z"), "--arch-args", "{channels"])
     assert result.exit_code == 2 and "JSON object" in result.output
+    for task in ("busi-seg", "monuseg"):  # a value of the wrong kind was an 'unexpected error ... likely a bug'
+        result = runner.invoke(app, ["train", task, "--out", str(tmp_path / task), "--arch-args",
+                                     '{"channels": [8]}'], terminal_width=300)
+        assert result.exit_code == 2 and "Option --arch-args: the length of `channels`" in result.output, result.output
 
 
 def _shipped() -> Path:

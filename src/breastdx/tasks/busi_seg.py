@@ -203,7 +203,7 @@ class BusiSegTask(Task):
         arch_args = parse_json_object(config.arch_args, "arch-args")
         try:
             build_network(config.arch, 1, len(CLASS_NAMES), **arch_args)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:  # an unknown argument, or a value of the wrong kind (MONAI's checks)
             raise ConfigError(f"Option --arch-args: {e}") from None
 
         if config.inference_dtype == "bfloat16" and not bf16_native("cpu"):

@@ -291,6 +291,10 @@ class MonusegTask(Task):
         if config.cv_folds:
             return cross_validate_monuseg(self, config, data_root, run_dir)
         arch_args = {**UNET_ARGS, **parse_json_object(config.arch_args, "arch-args")}
+        try:  # before any work: an unknown argument, or a value of the wrong kind (MONAI's checks)
+            build_network("unet", 3, len(CLASS_NAMES) + 1, **arch_args)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"Option --arch-args: {e}") from None
         seed_everything(config.seed)
         root = find_monuseg_root(data_root)
         cases = scan_monuseg(root)
