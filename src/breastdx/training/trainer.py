@@ -137,6 +137,26 @@ def _epoch_logger():
     return EpochLogger()
 
 
+def _training_clock():
+    """A callback that keeps the training time in each checkpoint (``{"seconds"}``, up to that epoch), so that a
+    resumed run's ``train_seconds`` counts the epochs of the parts before the stop (``before``)."""
+    import time
+
+    from lightning.pytorch.callbacks import Callback
+
+    class TrainingClock(Callback):
+        def __init__(self) -> None:
+            self.before, self.start = 0.0, time.perf_counter()
+
+        def state_dict(self) -> dict[str, float]:  # noqa: D102
+            return {"seconds": self.before + time.perf_counter() - self.start}
+
+        def load_state_dict(self, state_dict: dict[str, float]) -> None:  # noqa: D102
+            self.before = float(state_dict.get("seconds", 0.0))
+
+    return TrainingClock()
+
+
 def make_trainer(run_dir: Path, settings: FitSettings, mode: str = "max", log_every_n_steps: int = 10,
                  callbacks: list[Any] | None = None):
     """A Lightning ``Trainer`` writing into ``run_dir``.
@@ -253,7 +273,7 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
     if done is not None:  # a resumed run whose network had finished training before the stop
         return done
     trainer, checkpoint = make_trainer(run_dir, settings, mode, log_every_n_steps=max(1, min(10, len(train_loader))),
-                                       callbacks=[random_state_callback(train_loader)])  # kept for --resume
+                                       callbacks=[random_state_callback(train_loader), clock := _training_clock()])
     resume = resume_checkpoint(run_dir)
     resumed_after = resume_epoch(resume) if resume is not None else None
     if resume is not None and getattr(train_loader, "num_workers", 0) > 0:
@@ -271,7 +291,7 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
     finally:  # also when this part stops in its turn: the next resume must find the earlier epochs' rows
         if earlier_log and trainer.is_global_zero:
             _prepend_log_rows(run_dir, earlier_log)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start + clock.before  # a resumed run counts its earlier parts' epochs too
     if not trainer.is_global_zero:
         return FitResult(network, None, float("nan"), int(trainer.current_epoch), seconds, False, {})
     network.load_state_dict(best_state_dict(checkpoint, prefix=getattr(module, "state_prefix", "network.")))
