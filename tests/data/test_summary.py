@@ -252,3 +252,5 @@ def test_busi_summary_counts_every_case_and_reads_the_sample(tmp_path):
     assert result["n_items"] == 780 and result["n_analysed"] == 20
     assert result["class_counts"] == {"normal": 133, "benign": 437, "malignant": 210}
     assert sum(result["class_counts_analysed"].values()) == 20
+    blurred = result["lowest_blur"]  # items are named by their case, not by their index among the 780
+    assert blurred and all(b["id"].split(" (")[0] in ("normal", "benign", "malignant") for b in blurred), blurred

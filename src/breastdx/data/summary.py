@@ -279,7 +279,8 @@ def _stats(values: np.ndarray) -> dict[str, float]:
 
 def summarize(data: PatchSource | Sequence[tuple[np.ndarray, Any]], out_dir: str | Path, max_items: int = 5000,
               seed: int = 0, near_threshold: int = NEAR_DUPLICATE_THRESHOLD, samples_per_class: int = 8,
-              class_names: Sequence[str] | None = None, name: str | None = None) -> dict[str, Any]:
+              class_names: Sequence[str] | None = None, name: str | None = None,
+              ids: Sequence[str] | None = None) -> dict[str, Any]:
     """Summarise a labelled image set and write ``summary.json``, ``report.html`` and PNG figures.
 
     Args:
@@ -294,6 +295,7 @@ def summarize(data: PatchSource | Sequence[tuple[np.ndarray, Any]], out_dir: str
         samples_per_class: Columns of the sample grid.
         class_names: Class names in label order (default: the source's, or the sorted string labels).
         name: Dataset name shown in the report (default: the source's).
+        ids: For pairs, a name per item (BUSI's case names) for the listings and messages; default the index.
 
     Returns:
         The content of ``summary.json``: ``dataset``, ``n_items``, ``n_analysed``, ``class_counts``,
@@ -313,6 +315,10 @@ def summarize(data: PatchSource | Sequence[tuple[np.ndarray, Any]], out_dir: str
     if not 0 <= int(near_threshold) <= 64:
         raise ValueError(f"near_threshold must be a Hamming distance in 0-64; got {near_threshold}.")
     items = _Items(data, class_names, name)
+    if ids is not None and items.source is None:
+        if len(ids) != len(items):
+            raise ValueError(f"summarize(): {len(ids)} ids for {len(items)} items.")
+        items.ids = [str(i) for i in ids]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n = len(items)

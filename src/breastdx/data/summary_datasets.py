@@ -76,7 +76,8 @@ def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, spl
 
         cases = scan_busi(find_busi_root(Path(data_root)))  # every case counted, only the sample read
         items = [(partial(_busi_image, c), BUSI_CLASSES.index(c.label)) for c in cases]
-        return summarize(items, out_dir, max_items=max_items, seed=seed, class_names=BUSI_CLASSES, name="busi")
+        return summarize(items, out_dir, max_items=max_items, seed=seed, class_names=BUSI_CLASSES, name="busi",
+                         ids=[c.name for c in cases])
     from breastdx.data.patches import load_patch_dataset
     from breastdx.data.summary_patients import summarize_patients
 
