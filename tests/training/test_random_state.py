@@ -78,3 +78,10 @@ def test_nucleus_patches_go_on_from_their_count():
     torch.save(state, buffer)
     buffer.seek(0)
     torch.load(buffer, weights_only=True)
+
+
+def test_the_model_card_says_a_training_was_resumed():
+    from breastdx.training.trainer import resumed_note
+
+    assert resumed_note({"resumed_after_epoch": 14}) == ", resumed after epoch 14"
+    assert resumed_note({"epochs_run": 30}) == ""

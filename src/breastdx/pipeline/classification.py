@@ -465,6 +465,7 @@ class ImageClassificationTask(Task):
         from breastdx.inference.classifier import save_classifier
         from breastdx.models.networks import gradcam_layer
         from breastdx.models.saved import write_model_card
+        from breastdx.training.trainer import resumed_note
 
         spec = self.spec
         classes = list(data.class_names)
@@ -513,7 +514,8 @@ class ImageClassificationTask(Task):
             model_dir, meta, title=self.title,
             summary=(f"{r.arch} ({r.n_parameters:,} parameters), input {prep.image_size}x{prep.image_size} "
                      f"{spec.mode}, {len(classes)} classes, {config.imbalance} against class imbalance, AdamW, "
-                     f"{init}, {r.fit.epochs_run} epochs ({r.fit.train_seconds / 60:.1f} min on "
+                     f"{init}, {r.fit.epochs_run} epochs{resumed_note(r.fit.info)} "
+                     f"({r.fit.train_seconds / 60:.1f} min on "
                      f"{r.fit.info.get('torch_threads')} CPU thread(s), best epoch {r.fit.best_epoch} by "
                      f"{config.monitor} on validation); augmentation {'on' if config.augment else 'off'}. Temperature "
                      f"{r.calibration['temperature']:.3f} and threshold {r.calibration['threshold']:.3f} on "

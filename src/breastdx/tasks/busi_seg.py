@@ -409,6 +409,7 @@ class BusiSegTask(Task):
     def _write_card(self, model_dir: Path, meta: dict[str, Any], split: Any, test_cases: Sequence[Any]) -> None:
         from breastdx.data.busi import data_card_line
         from breastdx.models.saved import write_model_card
+        from breastdx.training.trainer import resumed_note
 
         tr = meta["training"]
         args = ", ".join(f"{k}={v}" for k, v in meta["architecture_args"].items())
@@ -417,7 +418,8 @@ class BusiSegTask(Task):
             model_dir, meta, title="BUSI ultrasound lesion segmentation",
             summary=(f"MONAI {meta['architecture']} ({args}; {meta['n_parameters']:,} parameters), input "
                      f"{meta['preprocessing']['image_size']}x{meta['preprocessing']['image_size']} gray, 2 classes "
-                     f"(background, lesion), Dice + cross-entropy loss, AdamW, {tr['epochs_run']} epochs "
+                     f"(background, lesion), Dice + cross-entropy loss, AdamW, {tr['epochs_run']} epochs"
+                     f"{resumed_note(tr)} "
                      f"({tr['train_seconds'] / 60:.0f} min, best epoch {tr['best_epoch']}, precision "
                      f"{tr['precision']}). Output: lesion mask at the original image size (threshold "
                      f"{meta['threshold']}, keep_largest={post['keep_largest']}, "

@@ -318,6 +318,13 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
     return result
 
 
+def resumed_note(info: dict[str, Any]) -> str:
+    """``", resumed after epoch K"`` for the model card of a training that stopped and was resumed (its fit's
+    ``resumed_after_epoch``, 0-based), else ``""``."""
+    after = info.get("resumed_after_epoch")
+    return f", resumed after epoch {after}" if after is not None else ""
+
+
 def resume_epoch(path: Path) -> int | None:
     """The last finished epoch (0-based) a ``last.ckpt`` holds, or None when it cannot be read."""
     try:
