@@ -232,3 +232,12 @@ def test_calibrate_help_lists_the_tasks_own_options():
     assert "Options of calibrate monuseg" in text and "--tta" in text and "watershed" in text
     text = " ".join(runner.invoke(app, ["calibrate", "busi-cls", "--help"], terminal_width=300).output.split())
     assert "Options of calibrate busi-cls" in text and "--fit" in text
+
+
+def test_n_bootstrap_zero_is_refused_before_any_work(tmp_path: Path):
+    """--n-bootstrap was declared '>= 0' but 0 failed after the whole evaluation (the intervals need >= 1)."""
+    for verb in (["evaluate", "breastmnist"], ["train", "busi-seg"], ["train", "idc"]):
+        result = runner.invoke(app, [*verb, "--n-bootstrap", "0", "--out", str(tmp_path / verb[1])],
+                               terminal_width=300)
+        assert result.exit_code == 2 and "'n-bootstrap' option" in result.output and ">= 1" in result.output, \
+            result.output

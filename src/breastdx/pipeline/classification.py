@@ -107,7 +107,7 @@ class ImageClassificationConfig(LightningOptions):
     gradcam_examples: int = option(4, ge=0)
     precision: str = option("auto", choices=("auto", "32", "bf16-mixed"))
     max_cases: int = option(0, ge=0)
-    n_bootstrap: int = option(2000, ge=0)
+    n_bootstrap: int = option(2000, ge=1)
 
 
 @dataclass(frozen=True)

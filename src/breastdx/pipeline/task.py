@@ -60,7 +60,7 @@ class EvaluateOptions:
     split: str = option("test", choices=("train", "val", "test"))
     split_file: str = ""
     seed: int = 0
-    n_bootstrap: int = option(2000, ge=0)
+    n_bootstrap: int = option(2000, ge=1)
     batch_size: int = option(16, ge=1)
 
 

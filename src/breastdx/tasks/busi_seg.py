@@ -114,7 +114,7 @@ class BusiSegConfig(LightningOptions):
     include_normal: bool = True
     tta: str = option("none", choices=("none", "hflip"))
     inference_dtype: str = option("float32", choices=("float32", "bfloat16"))
-    n_bootstrap: int = option(2000, ge=0)
+    n_bootstrap: int = option(2000, ge=1)
 
 
 @dataclass(frozen=True)
