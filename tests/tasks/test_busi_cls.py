@@ -130,7 +130,11 @@ def test_explain_goes_on_past_a_bad_file(tiny_run, data_root, tmp_path):
         src = Image.open(row["source"])
         assert png.size[0] == max(src.size[0], 240) and png.size[1] > src.size[1] and png.mode == "RGB"  # + legend
     mal = [r for r in rows if "malignant (1)" in r["source"]]
-    assert all(r["cam_mass_in_mask"] != "" for r in mal)  # its mask lies beside it
+    # its mask lies beside it: a share of the map inside it, except for a map of zeros (said in empty_map; the
+    # share was NaN, where the README promises 0 to 1)
+    assert any(r["empty_map"] == "false" for r in mal)
+    assert all((r["cam_mass_in_mask"] != "") == (r["empty_map"] == "false") for r in mal)
+    assert all(0 <= float(r["cam_mass_in_mask"]) <= 1 for r in mal if r["cam_mass_in_mask"])
     assert all(r["cam_mass_in_mask"] == "" for r in rows if "normal (1)" in r["source"])
 
 

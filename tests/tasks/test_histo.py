@@ -310,6 +310,15 @@ def test_explain_with_the_shipped_model_writes_overlays(tmp_path):
     with open(out / "explanations.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and {r["method"] for r in rows} == {"gradcam"}
+    assert {r["empty_map"] for r in rows} <= {"true", "false"} and {r["frame"] for r in rows} == {""}
+    # every class's map: a map of zeros is said (the overlay alone showed a colour bar over an empty map)
+    result = _invoke(["explain", "pcam", *patches, "--out", tmp_path / "all", "--method=gradcam", "--classes=all"])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "all" / "explanations.csv", newline="") as f:
+        every = list(csv.DictReader(f))
+    explained = {(r["source"], r["explained_class"]): r["empty_map"] for r in every}
+    assert set(explained.values()) <= {"true", "false"} and len(explained) == 4
+    assert all(explained[(r["source"], r["label"])] == "false" for r in every)  # the predicted class has a map
     for r in rows:  # the same label fields as predictions.csv
         assert r["label"] == ("tumour" if float(r["p_tumour"]) >= float(r["threshold"]) else "normal")
         assert r["label_argmax"] == ("tumour" if float(r["p_tumour"]) > 0.5 else "normal")

@@ -455,6 +455,7 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
     from breastdx.explain.gradcam import cam_mass_in_mask, pointing_game_hit
     from breastdx.data.transforms import central_square_box
     from breastdx.inference.scope import check_scope, warn_out_of_scope
+    from breastdx.inference.writers import frame_cell
     from breastdx.visualize import SEEN_SQUARE, heatmap_overlay, mark_box, mark_region, png_bytes, with_legend
 
     opts = parse_options(ExplainOptions, options, f"explain {task.name}")
@@ -515,13 +516,15 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
                        "threshold": "" if predictor.threshold is None else round(float(predictor.threshold), 6),
                        "method": method, "explained_class": classes[k],
                        "overlay": str(png.relative_to(run_dir)), "cam_mass_in_mask": "", "pointing_game_hit": "",
-                       "in_scope": str(scope.in_scope).lower(), "scope_note": scope.note}
-                if mask is not None:
+                       # a map of zeros (common for a class the model does not see) is said, not drawn as evidence
+                       "empty_map": str(not np.any(cams[0] > 0)).lower(),
+                       "in_scope": str(scope.in_scope).lower(), "scope_note": scope.note, "frame": frame_cell(rec)}
+                if mask is not None and row["empty_map"] == "false":  # an empty map has no mass to place
                     row["cam_mass_in_mask"] = round(cam_mass_in_mask(cams[0], mask), 4)
                     row["pointing_game_hit"] = int(pointing_game_hit(cams[0], mask))
                 rows.append(row)
     fields = ["source", *[f"p_{c}" for c in classes], "label", "label_argmax", "threshold", "method", "explained_class",
-              "overlay", "cam_mass_in_mask", "pointing_game_hit", "in_scope", "scope_note"]
+              "overlay", "cam_mass_in_mask", "pointing_game_hit", "empty_map", "in_scope", "scope_note", "frame"]
     warn_out_of_scope(list({r["source"]: r for r in rows}.values()), task.spec.item, "explanations.csv")
     with open(run_dir / "explanations.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
