@@ -291,6 +291,9 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
             raise ConfigError(f"Task {task!r} has no explanations from this command; it explains "
                               f"{', '.join(explainable_tasks())} (Grad-CAM on images, SHAP on WDBC features).")
         inputs, input_options = _split_inputs(inputs)
+        if task == "wdbc" and (dtype != "auto" or backend != "auto" or frame != "first"):
+            raise ConfigError("wdbc's models are scikit-learn's, on a table of features: --dtype, --backend and "
+                              "--frame are for the image tasks.")
         if verb in ("predict", "explain") and task != "wdbc" and inputs and all(p.is_dir() for p in inputs):
             from breastdx.data.image_files import list_images
 

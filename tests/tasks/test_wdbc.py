@@ -317,3 +317,11 @@ def test_bad_training_options_are_refused_before_any_work(tmp_path: Path, args, 
     assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
     run = tmp_path / "run"
     assert not run.exists() or not any(run.iterdir())  # nothing written (an empty folder is removed at exit)
+
+
+def test_predict_and_explain_help_list_reasons_and_image_options_are_refused(tmp_path: Path):
+    text = " ".join(runner.invoke(app, ["explain", "wdbc", "--help"], terminal_width=300).output.split())
+    assert "Options of explain wdbc" in text and "--reasons" in text
+    result = runner.invoke(app, ["predict", "wdbc", str(tmp_path / "x.csv"), "--dtype", "bfloat16"],
+                           terminal_width=300)  # taken without a word: a scikit-learn model has no dtype
+    assert result.exit_code == 2 and "--dtype, --backend and --frame are for the image tasks" in result.output

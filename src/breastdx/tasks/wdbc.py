@@ -142,6 +142,17 @@ POINTS_TEXT = ("@ argmax: P(malignant) >= 0.5 (the most probable class); @ op: t
                "AUROC, Brier and ECE use the probabilities.")
 
 
+@dataclass(frozen=True)
+class WDBCPredictOptions:
+    """Options of ``breastdx predict|explain wdbc`` (declared for ``--help``; :meth:`WDBCTask._shap_rows` reads them).
+
+    Attributes:
+        reasons: SHAP contributions given per case, the largest first (explain: at least 1).
+    """
+
+    reasons: int = option(3, ge=0)
+
+
 @TASKS.register("wdbc")
 class WDBCTask(Task):
     """Malignant vs benign from WDBC cell-nucleus features (cytology)."""
@@ -149,6 +160,9 @@ class WDBCTask(Task):
     name = "wdbc"
     title = "WDBC cytology (fine-needle aspirate features)"
     config_cls = WDBCConfig
+
+    def options_cls(self, verb: str) -> type | None:  # noqa: D102
+        return {"train": WDBCConfig, "predict": WDBCPredictOptions, "explain": WDBCPredictOptions}.get(verb)
 
     # ------------------------------------------------------------------ train
     def train(self, config: WDBCConfig, data_root: Path, run_dir: Path) -> RunResult:
