@@ -274,8 +274,7 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
         return done
     trainer, checkpoint = make_trainer(run_dir, settings, mode, log_every_n_steps=max(1, min(10, len(train_loader))),
                                        callbacks=[random_state_callback(train_loader), clock := _training_clock()])
-    resume = resume_checkpoint(run_dir)
-    resumed_after = resume_epoch(resume) if resume is not None else None
+    resume, resumed_after = resume_checkpoint(run_dir) or (None, None)
     if resume is not None and getattr(train_loader, "num_workers", 0) > 0:
         log.warning("resuming with %d data-loader worker processes: their augmentation streams lived in the stopped "
                     "run's workers, so the epochs from here draw other augmentations than the run never stopped "
@@ -333,10 +332,11 @@ def resume_epoch(path: Path) -> int | None:
         return None
 
 
-def resume_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint :func:`fit` resumes from: ``run_dir/checkpoints/last.ckpt`` when ``breastdx train --resume``
-    set :data:`RESUME_ENV` and the file is there, else None (a fresh start; said in the log when resuming was
-    asked, as for an architecture of a comparison that had not started)."""
+def resume_checkpoint(run_dir: Path) -> tuple[Path, int | None] | None:
+    """The checkpoint :func:`fit` resumes from and the last epoch it finished: ``run_dir/checkpoints/last.ckpt`` when
+    ``breastdx train --resume`` set :data:`RESUME_ENV` and the file is there, else None (a fresh start; said in the
+    log when resuming was asked, as for an architecture of a comparison that had not started). The file is read
+    once here (its epoch, and its paths if the folder moved: :func:`_relocate`); Lightning reads it again to resume."""
     import os
 
     if not os.environ.get(RESUME_ENV):
@@ -345,9 +345,15 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
     if not path.is_file():
         log.info("%s: no checkpoint to resume from; this training starts from the first epoch", run_dir)
         return None
-    _relocate(path)
-    log.info("resuming %s after epoch %s (%s)", run_dir, resume_epoch(path), path)
-    return path
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as e:  # Lightning's own reading of it will say what is wrong
+        log.warning("%s cannot be read (%s: %s)", path, type(e).__name__, e)
+        return path, None
+    _relocate(path, ckpt)
+    epoch = int(ckpt["epoch"]) if "epoch" in ckpt else None
+    log.info("resuming %s after epoch %s (%s)", run_dir, epoch, path)
+    return path, epoch
 
 
 def best_state_dict(checkpoint_callback: Any, prefix: str = "network.") -> dict[str, torch.Tensor]:
@@ -438,14 +444,13 @@ def remove_checkpoints(run_dir: Path) -> None:
     shutil.rmtree(Path(run_dir) / CHECKPOINT_DIR, ignore_errors=True)
 
 
-def _relocate(path: Path) -> None:
-    """Make a ``last.ckpt`` of a run folder that was moved or copied since it stopped (to resume it on another
-    machine, say) name its checkpoints where they are now. Lightning's ``ModelCheckpoint`` otherwise drops its best
-    score and its best checkpoints when the folder differs, with a warning, and the resumed run picks its best epoch
-    among the epochs after the stop only."""
+def _relocate(path: Path, ckpt: dict[str, Any]) -> None:
+    """Make ``ckpt``, the ``last.ckpt`` at ``path`` of a run folder that was moved or copied since it stopped (to
+    resume it on another machine, say), name its checkpoints where they are now, and write it back. Lightning's
+    ``ModelCheckpoint`` otherwise drops its best score and its best checkpoints when the folder differs, with a
+    warning, and the resumed run picks its best epoch among the epochs after the stop only."""
     import os
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     here = os.path.realpath(path.parent)
     moved_from = set()
     for state in (ckpt.get("callbacks") or {}).values():
