@@ -362,6 +362,13 @@ def check_options(options: dict[str, str], allowed: set[str], command: str) -> N
             raise ConfigError(f"Unknown option --{raw} for {command}.{hint} Options: {choices}.")
 
 
+def given_options(config: Any, names: tuple[str, ...]) -> list[str]:
+    """``--name`` of each field of ``names`` (those ``config`` has) whose value is not its declared default: the
+    options a command line gave, for refusing those that would not apply."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    return [f"--{n.replace('_', '-')}" for n in names if n in defaults and getattr(config, n) != defaults[n]]
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A dataclass as plain YAML/JSON-safe data (tuples become lists, paths strings)."""
 

@@ -323,13 +323,9 @@ def check_external_options(opts: Any) -> None:
     Raises:
         ConfigError: Naming the options given.
     """
-    import dataclasses
+    from breastdx.config import ConfigError, given_options
 
-    from breastdx.config import ConfigError
-
-    defaults = {f.name: f.default for f in dataclasses.fields(opts)}
-    given = [f"--{name.replace('_', '-')}" for name in ("split_file", "max_cases", "split")
-             if name in defaults and getattr(opts, name) not in (defaults[name], None, "", 0)]
+    given = given_options(opts, ("split_file", "max_cases", "split"))
     if given:
         raise ConfigError(f"--external scores the whole folder {opts.external}; {' and '.join(given)} "
                           f"{'chooses' if len(given) == 1 else 'choose'} cases of a split and cannot be given with it.")

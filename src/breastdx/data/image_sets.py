@@ -117,13 +117,9 @@ def _refuse_split_options(config: Any, dataset: str) -> None:
     Raises:
         ConfigError: Naming the options given.
     """
-    import dataclasses
+    from breastdx.config import ConfigError, given_options
 
-    from breastdx.config import ConfigError
-
-    defaults = {f.name: f.default for f in dataclasses.fields(config)}
-    given = [f"--{n.replace('_', '-')}" for n in ("split_seed", "split_ratios")
-             if n in defaults and tuple(np.atleast_1d(getattr(config, n))) != tuple(np.atleast_1d(defaults[n]))]
+    given = given_options(config, ("split_seed", "split_ratios"))
     if given:
         raise ConfigError(f"{dataset} is trained on its official split: {' and '.join(given)} would not apply. Give "
                           f"another split with --split-file.")
