@@ -31,7 +31,7 @@ import numpy as np
 
 from breastdx.data.errors import DataError
 from breastdx.data.images import ImageReadError, read_image
-from breastdx.data.image_files import is_mask_name, list_images, visible_entries
+from breastdx.data.image_files import IMAGE_SUFFIXES, is_mask_name, list_images, visible_entries
 
 logger = logging.getLogger(__name__)
 
@@ -187,9 +187,11 @@ def _read_class_folders(folder: Path) -> ExternalSet:
     ids, labels, images, masks, where = [], [], [], [], []
     mask_sets: list[tuple[Path, ...]] = []
     first: dict[Path, str] = {}  # a file (links resolved) -> where it was met first
-    repeated = []
+    repeated, stray = [], []
     for sub in visible_entries(folder):
         if not sub.is_dir():
+            if sub.suffix.lower() in IMAGE_SUFFIXES and not is_mask_name(sub):
+                stray.append(sub.name)  # beside the class folders: no label
             continue
         found: dict[tuple[Path, str], list[tuple[int, str, Path]]] = {}  # (folder, stem) -> (k, suffix, mask)
         listed = list_images([sub], exclude_masks=False)  # once: it warns of the files it does not read
@@ -218,7 +220,6 @@ def _read_class_folders(folder: Path) -> ExternalSet:
     if not ids:
         raise DataError(f"{folder}: neither a {LABELS_FILE} nor class sub-folders with images (expected "
                         f"{folder}/{LABELS_FILE}, or {folder}/<class>/*.png as in BUSI).")
-    stray = [p.name for p in list_images([folder]) if p.parent == folder]
     if stray:
         logger.warning("%s: %d image(s) beside the class folders are not in one, so have no label and are not "
                        "scored: %s", folder, len(stray), ", ".join(stray[:5]) + (", ..." if len(stray) > 5 else ""))
