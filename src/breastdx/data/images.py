@@ -431,9 +431,8 @@ def _exif_upright(im: Any, label: str) -> Any:
         return im
     if orientation in (None, 1):
         return im
-    upright = ImageOps.exif_transpose(im)
     logger.debug("%s: turned upright by its EXIF orientation %s", label, orientation)
-    return upright if upright is not None else im
+    return ImageOps.exif_transpose(im)  # a transposed copy (None only with in_place=True)
 
 
 def _reduce_pil(im: Any, max_side: int | None) -> Any:

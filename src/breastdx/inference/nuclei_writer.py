@@ -65,8 +65,8 @@ def tile_scope(record: Any, predictor: Any, labels: np.ndarray,
                resolution: tuple[float | None, str] | None = None) -> Any:
     """The :class:`~breastdx.inference.scope.Scope` of one tile: :func:`~breastdx.inference.scope.check_scope`
     against :func:`scope_reference`, :func:`magnification_note` of its predicted ``labels``, and
-    :func:`resolution_note` of the resolution it is measured at (``resolution``, from :func:`tile_resolution`;
-    default its file's pixel spacing, else the model's)."""
+    :func:`resolution_note` of the resolution it is measured at (``resolution``, what :func:`tile_resolution`
+    gives; default its file's pixel spacing, else the model's)."""
     from breastdx.inference.scope import Scope, check_scope
 
     if resolution is None:
@@ -96,9 +96,10 @@ def black_note(image: np.ndarray) -> str:
 
 def resolution_note(mpp: float | None, source: str, predictor: Any) -> str:
     """Why a tile is at another resolution than the model's, or ``""``: the resolution its file (a DICOM pixel
-    spacing) or ``--microns-per-pixel`` gives (:func:`tile_resolution`'s ``mpp`` and ``source``) more than 25% away
-    from the model's ``microns_per_pixel`` (0.25, 40x)."""
+    spacing) or ``--microns-per-pixel`` gives (:func:`tile_resolution`'s ``mpp`` and ``source``, whose note after
+    ``"; "`` is not needed here) more than 25% away from the model's ``microns_per_pixel`` (0.25, 40x)."""
     trained = float(predictor.meta.get("microns_per_pixel") or 0)
+    source = source.split(";")[0]
     if not trained or not mpp or source not in ("file", "option") or abs(mpp / trained - 1) <= 0.25:
         return ""
     given = "its file gives" if source == "file" else "--microns-per-pixel gives"
@@ -190,7 +191,7 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
         image = record.array
         labels, _ = predictor.predict(image)
         mpp, source = tile_resolution(record, microns_per_pixel, resolution_from_file)
-        scope = tile_scope(record, predictor, labels, (mpp, source.split(";")[0]))
+        scope = tile_scope(record, predictor, labels, (mpp, source))
         nuclei = measure_nuclei(labels, grey_levels(image))
         stem = stems.claim(item_stem(path))  # two inputs of the same name from different folders
         mask_path = write_instance_labels(labels, run_dir / "masks" / stem)

@@ -129,15 +129,9 @@ def outline(mask: np.ndarray, options: MorphometryOptions = MorphometryOptions()
 
 
 def _polygon_area(c: np.ndarray) -> float:
+    """Area enclosed by the closed polygon ``c`` ``(n, 2)`` (shoelace formula), pixels²."""
     y, x = c[:, 0], c[:, 1]
     return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
-
-
-def _enclosed_area(points: np.ndarray) -> float:
-    """Area enclosed by the closed polygon ``points`` ``(n, 2)`` (shoelace formula), pixels²; at least a tiny
-    positive number, so that a degenerate outline gives a large compactness rather than a division by zero."""
-    y, x = np.asarray(points, dtype=np.float64).T
-    return max(0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))), 1e-9)
 
 
 def _closed_length(points: np.ndarray) -> float:
@@ -262,7 +256,7 @@ def nucleus_features(mask: np.ndarray, grey: np.ndarray | None = None,
         "perimeter": perimeter,
         "area": area,
         "smoothness": float(smooth.mean()),
-        "compactness": perimeter ** 2 / (4 * math.pi * _enclosed_area(raw)) - 1.0,
+        "compactness": perimeter ** 2 / (4 * math.pi * max(_polygon_area(raw), 1e-9)) - 1.0,  # 1e-9: degenerate
         "concavity": float(depth.mean()),
         "concave_points": float(sum(d >= options.min_depth for d in pockets)),
         "symmetry": _symmetry(pts, centre),

@@ -95,7 +95,7 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
     nuclei = measure_nuclei(labels, grey_levels(image))
     timings["nuclei"] = (time.perf_counter() - t) * 1000
     mpp, resolution_source = tile_resolution(record, float(predictor.meta.get("microns_per_pixel") or 0) or None)
-    scope = tile_scope(record, predictor, labels, (mpp, resolution_source.split(";")[0]))
+    scope = tile_scope(record, predictor, labels, (mpp, resolution_source))
     summarised = [n for n in nuclei if n["in_summary"]]
     median_px = float(np.median([n["area"] for n in summarised])) if summarised else None
 
