@@ -64,7 +64,7 @@ BREAKHIS = register(ClassificationSpec(
     title="BreakHis histopathology images: 8 subtypes, malignant vs benign",
     config_cls=BreakHisConfig,
     read=patch_reader("breakhis", magnification=lambda c: c.magnification or None, labels=lambda c: c.labels,
-                      about=lambda source: breakhis_about(source)),
+                      about=breakhis_about),
     positive="malignant", item="image", augmentation=hed_augmentation, normalisation=macenko_normalisation,
     check=PATCH_CHECK, data_options=("magnification", "labels"), summary=(*SUMMARY, "subtype_balanced_accuracy"),
     card_limitations=("Images of regions chosen by pathologists: no whole-slide inference or aggregation.",

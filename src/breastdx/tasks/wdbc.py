@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from breastdx.config import ConfigError, check_options, option, save_yaml, to_dict, validate
+from breastdx.config import ConfigError, check_options, option, parse_options, save_yaml, to_dict, validate
 from breastdx.data.errors import DataError
 from breastdx.data.wdbc import CLASS_NAMES, FEATURE_NAMES, FEATURE_UNITS, load_wdbc, read_wdbc_file
 from breastdx.evaluation.tables import OPERATING_POINTS, ci_text, metric_label
@@ -473,14 +473,10 @@ class WDBCTask(Task):
         contributions per case."""
         from breastdx.inference.tabular import WDBCPredictor
 
-        check_options(options, {"reasons"}, command)
-        try:
-            n_reasons = int(options.get("reasons", 3))
-        except ValueError:
-            n_reasons = -1
+        n_reasons = parse_options(WDBCPredictOptions, options, command).reasons  # declared: an integer >= 0
         if n_reasons < least:
-            raise ConfigError(f"The 'reasons' option of {command} must be an integer >= {least}. Got "
-                              f"{options.get('reasons')!r} instead.")
+            raise ConfigError(f"The 'reasons' option of {command} must be an integer >= {least}. Got {n_reasons} "
+                              f"instead.")
         predictor = WDBCPredictor.from_dir(model_dir)
         rows: list[dict[str, Any]] = []
         failures: list[tuple[str, str]] = []
