@@ -4,7 +4,6 @@ database (:class:`breastdx.serve.db.PredictionStore`)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
@@ -24,23 +23,11 @@ def _token_store(database_url: Optional[str], existing: bool = False) -> Iterato
     """The prediction database for a token command: closed at the end; its errors (and a bad or unknown
     name) end the command with the message. With ``existing`` (list, revoke), a SQLite file that does not exist is
     refused rather than created: a mistyped path would otherwise list no token, as if there were none."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     from breastdx.serve.db import DatabaseError, PredictionStore
     from breastdx.serve.settings import default_database_url
 
-    url = database_url or default_database_url()
     try:
-        parsed = make_url(url)
-        database = parsed.database if parsed.get_backend_name() == "sqlite" else None
-    except ArgumentError:
-        database = None  # PredictionStore names the problem
-    if existing and database not in (None, "", ":memory:") and not Path(database).expanduser().is_file():
-        fail(f"No prediction database at {Path(database).expanduser()} ({url}): check the path; 'breastdx token "
-             f"create' or 'breastdx serve' makes one.")
-    try:
-        store = PredictionStore(url)
+        store = PredictionStore(database_url or default_database_url(), create=not existing)
     except DatabaseError as e:
         fail(str(e))
     try:

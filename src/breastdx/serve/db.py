@@ -202,15 +202,17 @@ class PredictionStore:
     Args:
         url: SQLAlchemy database URL. ``sqlite://`` (or ``sqlite:///:memory:``) keeps the record in memory;
             ``sqlite:///path/file.sqlite`` creates the folder when missing.
+        create: Create a SQLite file that does not exist; False to refuse it (``token list``/``revoke``: a
+            mistyped path would otherwise give an empty database, as if there were no token).
 
     Raises:
-        DatabaseError: If the URL is malformed, its driver is not installed, or the database cannot be
-            reached or its table created.
+        DatabaseError: If the URL is malformed, its driver is not installed, the database cannot be reached or
+            its table created, or (``create`` False) its SQLite file does not exist.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
         self.url = url
-        self.engine = self._create_engine(url)
+        self.engine = self._create_engine(url, create)
         # An in-memory SQLite database is one connection shared by every thread: use it one at a time.
         self._lock: Any = threading.Lock() if isinstance(self.engine.pool, StaticPool) else nullcontext()
         try:
@@ -223,7 +225,7 @@ class PredictionStore:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @staticmethod
-    def _create_engine(url: str) -> Engine:
+    def _create_engine(url: str, create: bool = True) -> Engine:
         try:
             parsed = make_url(url)
         except ArgumentError as e:
@@ -236,6 +238,9 @@ class PredictionStore:
             if not database or database == ":memory:":
                 kwargs["poolclass"] = StaticPool  # one shared in-memory database for every thread
             else:
+                if not create and not Path(database).expanduser().is_file():
+                    raise DatabaseError(f"No prediction database at {Path(database).expanduser()} ({url}): check "
+                                        f"the path; 'breastdx token create' or 'breastdx serve' makes one.")
                 folder = Path(database).expanduser().parent
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
