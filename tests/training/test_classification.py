@@ -124,3 +124,35 @@ def test_an_image_size_the_network_cannot_take_is_refused():
     check_architectures(("densenet121",), {}, 1, 2, image_size=32)
     with pytest.raises(ValueError, match="at least 29"):
         check_architectures(("densenet121",), {}, 1, 2, image_size=16)
+
+
+def test_mixup_mixes_images_and_both_losses():
+    """Mixup (``mixup_alpha``): the step sees ``lam x + (1 - lam) x[perm]`` and its class and mask losses are
+    ``lam L(y) + (1 - lam) L(y[perm])``, computed here by hand from the same draws of the seeded generator."""
+    ds = _dataset()
+    batch = {k: torch.stack([ds[i][k] for i in range(6)]) for k in ("image", "label", "mask")}
+    torch.manual_seed(0)
+    net = MultiTaskUNet(1, 3, channels=(8, 16, 32), strides=(2, 2))
+    module = ClassificationModule(net, 3, optim=ClassifierOptim(seg_weight=0.5, mixup_alpha=0.4))
+    torch.manual_seed(7)
+    loss = module.training_step(batch, 0)
+    torch.manual_seed(7)
+    lam = float(torch.distributions.Beta(0.4, 0.4).sample())
+    perm = torch.randperm(6)
+    assert 0 < lam < 1 and not torch.equal(perm, torch.arange(6))
+    x = lam * batch["image"] + (1 - lam) * batch["image"][perm]
+    logits, seg = net.forward_multitask(x)
+    ce = torch.nn.functional.cross_entropy
+    y, m = batch["label"], batch["mask"]
+    expected = (lam * ce(logits, y) + (1 - lam) * ce(logits, y[perm])
+                + 0.5 * (lam * module.seg_loss(seg, m) + (1 - lam) * module.seg_loss(seg, m[perm])))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    off = ClassificationModule(net, 3, optim=ClassifierOptim(seg_weight=0.5))
+    torch.manual_seed(7)  # the same dropout draws
+    logits, seg = net.forward_multitask(batch["image"])
+    plain = ce(logits, y) + 0.5 * module.seg_loss(seg, m)
+    torch.manual_seed(7)
+    assert off.training_step(batch, 0).item() == pytest.approx(plain.item(), rel=1e-5)
+    assert abs(plain.item() - loss.item()) > 1e-3
+    with pytest.raises(ValueError, match="mixup_alpha"):
+        ClassificationModule(net, 3, optim=ClassifierOptim(mixup_alpha=-1.0))

@@ -62,6 +62,8 @@ class ImageClassificationConfig(LightningOptions):
         warmup_fraction: Fraction of steps spent warming up.
         label_smoothing: Label smoothing of the cross-entropy.
         ema_decay: Decay per step of a moving average of the weights that validation and the model use (0: off).
+        mixup_alpha: Mixup of training images and their labels (and lesion masks), weight ~ Beta(alpha, alpha)
+            (Zhang et al. 2018, arXiv:1710.09412; 0: off).
         patience: Epochs without a better validation score before stopping (0: never).
         imbalance: ``weighted_loss`` (inverse class frequency), ``sampler`` (balanced draws) or ``none``.
         augment: Augment training images (the spec's augmentation).
@@ -93,6 +95,7 @@ class ImageClassificationConfig(LightningOptions):
     warmup_fraction: float = option(0.05, ge=0, lt=1)
     label_smoothing: float = option(0.0, ge=0, lt=1)
     ema_decay: float = option(0.0, ge=0, lt=1)
+    mixup_alpha: float = option(0.0, ge=0, le=10)
     patience: int = option(0, ge=0)
     imbalance: str = option("weighted_loss", choices=("weighted_loss", "sampler", "none"))
     augment: bool = True
@@ -309,7 +312,7 @@ class ImageClassificationTask(Task):
         read_seconds = time.perf_counter() - start
         optim = ClassifierOptim(lr=config.lr, weight_decay=config.weight_decay, warmup_fraction=config.warmup_fraction,
                                 label_smoothing=config.label_smoothing, seg_weight=getattr(config, "seg_weight", 0.0),
-                                ema_decay=config.ema_decay)
+                                ema_decay=config.ema_decay, mixup_alpha=config.mixup_alpha)
         settings = FitSettings.from_config(config)
         runs: dict[str, Any] = {}
         models: dict[str, Path] = {}

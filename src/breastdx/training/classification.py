@@ -43,11 +43,16 @@ class ClassifierOptim(Optim):
         ema_decay: Decay per step of the weights' exponential moving average (0 turns it off); when on,
             validation, the best epoch and the exported weights are the average's (Polyak & Juditsky 1992,
             doi:10.1137/0330046).
+        mixup_alpha: Mixup (Zhang et al. 2018, mixup: beyond empirical risk minimization, ICLR,
+            arXiv:1710.09412): each training batch is mixed with a shuffled copy of itself, ``lam x + (1 - lam)
+            x[perm]`` with ``lam ~ Beta(alpha, alpha)`` once per batch, and the loss is ``lam L(y) + (1 - lam)
+            L(y[perm])``, the lesion-mask loss of a multi-task network included (0 turns it off).
     """
 
     label_smoothing: float = 0.0
     seg_weight: float = 1.0
     ema_decay: float = 0.0
+    mixup_alpha: float = 0.0
 
 
 class ClassificationModule(pl.LightningModule):
@@ -83,6 +88,8 @@ class ClassificationModule(pl.LightningModule):
         self._val_logits: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
         self.ema = moving_average(network, self.optim.ema_decay)
+        if not 0 <= self.optim.mixup_alpha < float("inf"):
+            raise ValueError(f"mixup_alpha must be 0 (off) or positive, got {self.optim.mixup_alpha}.")
 
     @property
     def state_prefix(self) -> str:
@@ -96,17 +103,35 @@ class ClassificationModule(pl.LightningModule):
         return nn.functional.cross_entropy(logits.float(), labels, weight=self.class_weights,
                                            label_smoothing=self.optim.label_smoothing)
 
+    def _mixup(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+        """The batch mixed with a shuffled copy of itself, the shuffle and ``lam`` (no mixing when off).
+
+        Drawn from the global torch generator, which the seed sets and a resumed run restores.
+        """
+        alpha = self.optim.mixup_alpha
+        if alpha <= 0 or x.shape[0] < 2:
+            return x, None, 1.0
+        lam = float(torch.distributions.Beta(alpha, alpha).sample())
+        perm = torch.randperm(x.shape[0]).to(x.device)
+        return lam * x + (1.0 - lam) * x[perm], perm, lam
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:  # noqa: D102
         x, y = batch["image"], batch["label"]
+        x, perm, lam = self._mixup(x)
+
+        def mixed(loss_fn, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            loss = loss_fn(out, target)
+            return loss if perm is None else lam * loss + (1.0 - lam) * loss_fn(out, target[perm])
+
         if self.multitask and "mask" in batch:
             logits, seg = self.network.forward_multitask(x)
-            cls_loss = self._class_loss(logits, y)
-            seg_loss = self.seg_loss(seg.float(), batch["mask"])
+            cls_loss = mixed(self._class_loss, logits, y)
+            seg_loss = mixed(self.seg_loss, seg.float(), batch["mask"])
             loss = cls_loss + self.optim.seg_weight * seg_loss
             self.log("train_seg_loss", seg_loss, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         else:
             logits = self(x)
-            cls_loss = loss = self._class_loss(logits, y)
+            cls_loss = loss = mixed(self._class_loss, logits, y)
         self.log("train_class_loss", cls_loss, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return loss
@@ -190,7 +215,7 @@ def fit_classifier(network: nn.Module, train_ds: Any, val_ds: Any, run_dir: Path
     result = fit(module, network, train_loader, val_loader, run_dir, settings, MONITORS[settings.monitor])
     result.info.update({"lr": optim.lr, "weight_decay": optim.weight_decay, "label_smoothing": optim.label_smoothing,
                         "seg_weight": optim.seg_weight if module.multitask and train_ds.masks is not None else 0.0,
-                        "ema_decay": optim.ema_decay,
+                        "ema_decay": optim.ema_decay, "mixup_alpha": optim.mixup_alpha,
                         "imbalance": settings.imbalance,
                         "class_weights": None if weights is None else [round(float(w), 4) for w in weights]})
     return result
