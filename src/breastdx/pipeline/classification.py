@@ -520,7 +520,8 @@ class ImageClassificationTask(Task):
                      f"{init}, {r.fit.epochs_run} epochs{resumed_note(r.fit.info)} "
                      f"({r.fit.train_seconds / 60:.1f} min on "
                      f"{r.fit.info.get('torch_threads')} CPU thread(s), best epoch {r.fit.best_epoch} by "
-                     f"{config.monitor} on validation); augmentation {'on' if config.augment else 'off'}. Temperature "
+                     f"{config.monitor} on validation); augmentation {'on' if config.augment else 'off'}"
+                     f"{f', mixup alpha {config.mixup_alpha:g}' if config.mixup_alpha else ''}. Temperature "
                      f"{r.calibration['temperature']:.3f} and threshold {r.calibration['threshold']:.3f} on "
                      f"P({spec.positive}), both fitted on validation. Grad-CAM layer `{meta['gradcam']['layer']}`."),
             data=data.about + f"\n- Preprocessing: {preprocessing['description']}.",
