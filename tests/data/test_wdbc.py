@@ -221,3 +221,31 @@ def test_line_numbers_count_blank_lines_and_a_duplicate_id_hides_no_other_proble
     assert "line 7: duplicate ID '1000' (first on line 4)" in said
     assert "line 5 (ID 1001): column 'mean radius': expected a number, got 'abc'" in said
     assert "line 6 (ID 1002): column 'mean radius': expected a value >= 0" in said
+
+
+@pytest.mark.parametrize("head, kind", [
+    (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "a PNG image"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF", "a JPEG image"),
+    (b"PK\x03\x04\x14\x00", r"a ZIP archive \(an .xlsx workbook is one: export it as CSV\)"),
+    (bytes(128) + b"DICM" + b"\x02\x00", "a DICOM file"),
+    (b"id,diagnosis\x00\x01\x02", "a binary file"),
+])
+def test_a_file_that_is_not_text_gets_one_error(tmp_path, head, kind):
+    """An image given as WDBC cases: one error naming the file and what it is, not one per 'line' of its bytes."""
+    path = tmp_path / "scan.png"
+    path.write_bytes(head + b"\n,,\n" * 50)
+    with pytest.raises(DataError, match=rf"scan.png: {kind}, not text") as err:
+        read_wdbc_file(path)
+    assert not err.value.problems
+
+
+def test_utf16_spreadsheet_export_is_read(sk, tmp_path):
+    """A spreadsheet's "Unicode text" export (UTF-16 with its byte-order mark, tab-separated) reads as the UTF-8 CSV."""
+    rows = [_good_row(sk, 0, "842302"), _good_row(sk, 1, "842517")]
+    utf8 = _header_csv(tmp_path, HEADER, rows)
+    utf16 = tmp_path / "export.txt"
+    utf16.write_text("\n".join("\t".join(r) for r in [HEADER, *rows]) + "\n", encoding="utf-16")
+    a, b = read_wdbc_file(utf8), read_wdbc_file(utf16)
+    assert list(b.ids) == list(a.ids) == ["842302", "842517"]
+    np.testing.assert_array_equal(b.X, a.X)
+    np.testing.assert_array_equal(b.y, a.y)

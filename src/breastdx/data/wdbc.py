@@ -22,6 +22,7 @@ References:
 
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 from dataclasses import dataclass
@@ -206,7 +207,7 @@ def read_wdbc_file(path: str | Path, require_labels: bool = False, skip_bad_rows
                         f"{path}/*.csv).")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    text = _text(path, path.read_bytes())
     delimiter = _delimiter(text)
     reader = csv.reader(text.splitlines(), delimiter=delimiter)
     numbered = [(reader.line_num, r) for r in reader]  # each row's line in the file, blank lines counted
@@ -226,6 +227,32 @@ def read_wdbc_file(path: str | Path, require_labels: bool = False, skip_bad_rows
 
 
 _DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
+
+_SIGNATURES = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"II*\x00": "a TIFF image",
+               b"MM\x00*": "a TIFF image", b"PK\x03\x04": "a ZIP archive "
+               "(an .xlsx workbook is one: export it as CSV)", b"%PDF": "a PDF document"}
+
+
+def _text(path: Path, raw: bytes) -> str:
+    """The file's text: UTF-16 where it starts with a UTF-16 byte-order mark (a spreadsheet's "Unicode text"
+    export), else UTF-8 (a byte-order mark dropped, undecodable bytes replaced); one clear error for a file that is
+    not text (an image, a workbook), instead of an error per 'line'.
+
+    Raises:
+        DataError: If ``raw`` starts with a known binary signature, is a DICOM file, or holds NUL bytes in its
+            first 8 KiB.
+    """
+    kind = next((name for magic, name in _SIGNATURES.items() if raw.startswith(magic)), None)
+    if kind is None and raw[128:132] == b"DICM":
+        kind = "a DICOM file"
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and kind is None:
+        return raw.decode("utf-16", errors="replace")
+    if kind is None and b"\x00" in raw[:8192]:
+        kind = "a binary file"
+    if kind is not None:
+        raise DataError(f"{path}: {kind}, not text; WDBC cases are read from CSV or wdbc.data text files (30 "
+                        f"features per row).")
+    return raw.decode("utf-8-sig", errors="replace")
 
 
 def _delimiter(text: str) -> str:
