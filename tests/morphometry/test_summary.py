@@ -71,10 +71,10 @@ def test_csv_files(tmp_path):
     write_nuclei_csv(nuclei, tmp_path / "px.csv")
     assert "radius_um" not in (tmp_path / "px.csv").read_text().splitlines()[0]
     table = tile_rows("t", nuclei, 0.25) + tile_rows("u", nuclei[:1])
-    assert [(r["tile"], r["unit"], r["n_nuclei"]) for r in table] == [("t", "px", 4), ("t", "um", 4), ("u", "px", 1)]
+    assert [(r["tile"], r["unit"], r["n_in_summary"]) for r in table] == [("t", "px", 4), ("t", "um", 4), ("u", "px", 1)]
     write_tile_csv(table, tmp_path / "t.csv")
     with open(tmp_path / "t.csv") as f:
         back = list(csv.DictReader(f))
-    assert list(back[0])[:4] == ["tile", "unit", "n_nuclei", "microns_per_pixel"] and len(back[0]) == 34
+    assert list(back[0])[:4] == ["tile", "unit", "n_in_summary", "microns_per_pixel"] and len(back[0]) == 34
     assert float(back[1]["radius_mean"]) == pytest.approx(float(back[0]["radius_mean"]) / 4, rel=1e-4)
     assert back[2]["radius_se"] == ""  # one nucleus: no standard error

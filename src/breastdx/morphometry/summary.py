@@ -129,12 +129,13 @@ def write_nuclei_csv(nuclei: list[dict[str, Any]], path: Path, microns_per_pixel
 
 def tile_rows(name: str, nuclei: list[dict[str, Any]], microns_per_pixel: float | None = None
               ) -> list[dict[str, Any]]:
-    """Rows of the per-tile table: ``tile``, ``unit`` (``px``; ``um`` with a resolution), ``n_nuclei`` (in the
-    summary), ``microns_per_pixel``, then the 30 :data:`TILE_COLUMNS`."""
+    """Rows of the per-tile table: ``tile``, ``unit`` (``px``; ``um`` with a resolution), ``n_in_summary`` (the
+    nuclei summarised, as in ``predictions.csv``, whose ``n_nuclei`` counts every nucleus found),
+    ``microns_per_pixel``, then the 30 :data:`TILE_COLUMNS`."""
     n = sum(bool(x["in_summary"]) for x in nuclei)
-    rows = [{"tile": name, "unit": "px", "n_nuclei": n, "microns_per_pixel": "", **tile_summary(nuclei)}]
+    rows = [{"tile": name, "unit": "px", "n_in_summary": n, "microns_per_pixel": "", **tile_summary(nuclei)}]
     if microns_per_pixel:
-        rows.append({"tile": name, "unit": "um", "n_nuclei": n, "microns_per_pixel": microns_per_pixel,
+        rows.append({"tile": name, "unit": "um", "n_in_summary": n, "microns_per_pixel": microns_per_pixel,
                      **tile_summary(in_microns(nuclei, microns_per_pixel))})
     return rows
 
@@ -142,7 +143,7 @@ def tile_rows(name: str, nuclei: list[dict[str, Any]], microns_per_pixel: float 
 def write_tile_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     """Write :func:`tile_rows` of several tiles as one CSV."""
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["tile", "unit", "n_nuclei", "microns_per_pixel", *TILE_COLUMNS])
+        w = csv.DictWriter(f, fieldnames=["tile", "unit", "n_in_summary", "microns_per_pixel", *TILE_COLUMNS])
         w.writeheader()
         for r in rows:
             w.writerow({k: _cell(v) for k, v in r.items()})
