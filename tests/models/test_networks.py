@@ -26,7 +26,8 @@ def test_registry_is_complete_whichever_module_imports_it_first():
     code = "from breastdx.models.networks import NETWORKS; print(' '.join(sorted(NETWORKS.names())))"
     names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     others = {"compact_cnn", "unet_multitask", "vit", "swin", "seg_ensemble", "cls_ensemble"}
-    assert {*others, *SEGMENTATION_NETWORKS, *CLASSIFICATION_NETWORKS} == set(names)
+    # at least these (a contributor's new network adds to them without editing this test)
+    assert {*others, *SEGMENTATION_NETWORKS, *CLASSIFICATION_NETWORKS} <= set(names)
 
 
 @pytest.mark.parametrize("name", SEGMENTATION_NETWORKS)
@@ -93,8 +94,9 @@ def test_every_entry_is_one_frozen_record_of_its_name():
         with pytest.raises(dataclasses.FrozenInstanceError):
             entry.kind = "classification"
     # the trainable segmentation networks, and the ensemble of trained ones (models/ensemble.py)
-    assert {n for n in NETWORKS.names() if NETWORKS.get(n).kind == "segmentation"} == {*SEGMENTATION_NETWORKS,
-                                                                                       "seg_ensemble"}
+    segmentation = {n for n in NETWORKS.names() if NETWORKS.get(n).kind == "segmentation"}
+    assert {*SEGMENTATION_NETWORKS, "seg_ensemble"} <= segmentation
+    assert [n for n in NETWORKS.names() if not NETWORKS.get(n).trainable] == ["cls_ensemble", "seg_ensemble"]
 
 
 @pytest.mark.parametrize("name, kwargs", [("resnet18", {}), ("densenet121", {}), ("efficientnet_b0", {}),
@@ -143,3 +145,13 @@ def test_size_multiple_follows_the_strides():
     check_input_size("unet", 12, 20, channels=[8, 16, 32], strides=[2, 2])
     with pytest.raises(ValueError, match="at least 32 x 32 pixels"):
         check_input_size("unet_multitask", 16, 16)
+
+
+def test_a_network_argument_may_share_a_name_with_the_helpers_parameters():
+    """``fcn`` takes ``width`` (its channels): the helpers take the name and sizes positionally, so ``width=8``
+    reaches the network (``--arch-args '{"fcn": {"width": 8}}'`` once failed with "got multiple values for
+    argument 'width'")."""
+    check_input_size("fcn", 64, 64, width=8)
+    assert network_args("fcn", width=8)["width"] == 8
+    net, args = build_network("fcn", 1, 2, width=8)
+    assert args["width"] == 8 and gradcam_layer("fcn", width=8) is None

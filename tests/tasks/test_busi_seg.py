@@ -154,6 +154,8 @@ def test_bad_options_are_reported(data_root, tmp_path):
     assert result.exit_code == 2 and "Did you mean 'unet'" in result.output
     result = runner.invoke(app, ["train", "busi-seg", "--out", str(tmp_path / "y"), "--arch", "resnet18"])
     assert result.exit_code == 2 and "classification network" in result.output
+    result = runner.invoke(app, ["train", "busi-seg", "--out", str(tmp_path / "e"), "--arch", "seg_ensemble"])
+    assert result.exit_code == 2 and "ensemble of trained models" in " ".join(result.output.split())
     result = runner.invoke(app, ["train", "busi-seg", "--out", str(tmp_path / "z"), "--arch-args", "{channels"])
     assert result.exit_code == 2 and "JSON object" in result.output
     for task in ("busi-seg", "monuseg"):  # a value of the wrong kind was an 'unexpected error ... likely a bug'
@@ -246,3 +248,33 @@ def test_presence_gate_with_the_shipped_classifier(data_root, tmp_path):
     result = runner.invoke(app, ["predict", "busi-seg", str(images[0]), "--presence-model", "idc", "--out",
                                  str(tmp_path / "bad2")])
     assert result.exit_code == 2 and "The presence model takes rgb images, the segmenter gray ones" in result.output
+
+
+def test_a_segmentation_network_registered_elsewhere_trains(data_root, split_file, tmp_path):
+    """CONTRIBUTING.md's network recipe for a segmentation network: registered in one place (here, the test), it
+    trains as ``--arch`` with its own ``--arch-args`` (an argument named ``width`` once clashed with the size
+    check's own), and its model folder predicts."""
+    from torch import nn
+
+    from breastdx.models.network_registry import register_network
+    from breastdx.models.networks import NETWORKS
+
+    @register_network("toy_seg", kind="segmentation")
+    def toy_seg(in_channels: int, out_channels: int, *, width: int = 4) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, out_channels, 1))
+
+    try:
+        out = tmp_path / "run"
+        result = runner.invoke(app, ["train", "busi-seg", "--data-dir", str(data_root), "--out", str(out),
+                                     "--split-file", str(split_file), "--arch", "toy_seg", "--arch-args",
+                                     '{"width": 6}', *TINY, "--max-cases", "8"])
+        assert result.exit_code == 0, result.output
+        meta = json.loads((out / "model" / "meta.json").read_text())
+        assert meta["architecture"] == "toy_seg" and meta["architecture_args"] == {"width": 6}
+        assert "- toy_seg (width=6;" in (out / "model" / "MODEL_CARD.md").read_text()
+        image = data_root / "busi" / "benign" / "benign (1).png"
+        result = runner.invoke(app, ["predict", "busi-seg", str(image), "--model", str(out / "model"),
+                                     "--out", str(tmp_path / "pred"), "--overlays", "false"])
+        assert result.exit_code == 0, result.output
+    finally:
+        NETWORKS._entries.pop("toy_seg", None)

@@ -180,6 +180,12 @@ def test_a_toy_network_registered_in_the_test_trains_the_toy_spec(toy_task, toy_
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "model" / "meta.json").read_text())
     assert meta["architecture"] == name and meta["architecture_args"] == {"width": 4}
+    # its own argument through --arch-args, as the guide shows (a 'width' once clashed with the size check's)
+    out = tmp_path / "wide"
+    result = runner.invoke(app, ["train", TOY, "--archs", name, "--arch-args", json.dumps({name: {"width": 6}}),
+                                 *FAST, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "model" / "meta.json").read_text())["architecture_args"] == {"width": 6}
     assert meta["gradcam"]["layer"] == "features.0"
 
 

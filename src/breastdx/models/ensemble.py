@@ -93,7 +93,8 @@ class MeanProbabilityEnsemble(nn.Module):
         return torch.log(prob.clamp_min(PROB_FLOOR))
 
 
-@register_network("seg_ensemble", kind="segmentation", min_size=_min_size, size_multiple=_size_multiple)
+@register_network("seg_ensemble", kind="segmentation", min_size=_min_size, size_multiple=_size_multiple,
+                  trainable=False)
 def seg_ensemble(in_channels: int, out_channels: int, *,
                  members: Sequence[Mapping[str, Any]] = ()) -> nn.Module:
     """Mean-probability ensemble of registered segmentation networks (:class:`MeanProbabilityEnsemble`).
@@ -122,7 +123,7 @@ def _cls_gradcam_layers(args: Mapping[str, Any]) -> str:
 
 
 @register_network("cls_ensemble", kind="classification", gradcam_layer=_cls_gradcam_layers, min_size=_min_size,
-                  size_multiple=_size_multiple)
+                  size_multiple=_size_multiple, trainable=False)
 def cls_ensemble(in_channels: int, out_channels: int, *, members: Sequence[Mapping[str, Any]] = (),
                  temperatures: Sequence[float] | None = None) -> nn.Module:
     """Mean-probability ensemble of registered classifiers (:class:`MeanProbabilityEnsemble`), ``(B, C_in, S, S) ->

@@ -46,6 +46,8 @@ class NetworkEntry:
             arguments); measured with the default arguments where a constant.
         size_multiple: Height and width must be multiples of this (1: any size), or a function of the
             arguments that returns it.
+        trainable: False for a network built from trained models (the ensembles of :mod:`breastdx.models.ensemble`),
+            which ``--arch``/``--archs`` refuse.
     """
 
     name: str
@@ -54,6 +56,7 @@ class NetworkEntry:
     gradcam_layer: str | ArgsRule | None = None
     min_size: Union[int, ArgsRule] = 1
     size_multiple: Union[int, ArgsRule] = 1
+    trainable: bool = True
 
     def resolve(self, fact: str, args: Mapping[str, Any]) -> Any:
         """The value of fact ``fact`` ("gradcam_layer", "min_size", "size_multiple") for resolved ``args``."""
@@ -67,7 +70,8 @@ NETWORKS: Registry[NetworkEntry] = Registry("network")
 
 def register_network(name: str, *, kind: NetworkKind, gradcam_layer: str | ArgsRule | None = None,
                      min_size: Union[int, ArgsRule] = 1,
-                     size_multiple: Union[int, ArgsRule] = 1) -> Callable[[NetworkFactory], NetworkFactory]:
+                     size_multiple: Union[int, ArgsRule] = 1,
+                     trainable: bool = True) -> Callable[[NetworkFactory], NetworkFactory]:
     """Decorator that registers a factory as :class:`NetworkEntry` ``name`` and returns the factory unchanged.
 
     Args:
@@ -76,6 +80,7 @@ def register_network(name: str, *, kind: NetworkKind, gradcam_layer: str | ArgsR
         gradcam_layer: Grad-CAM target layer (or a function of the arguments); None for none.
         min_size: Smallest height and width in pixels (or a function of the arguments).
         size_multiple: Height and width must be multiples of this (or a function of the arguments).
+        trainable: False for a network built from trained models (an ensemble).
 
     Raises:
         ValueError: If ``name`` is already registered, or ``kind`` is neither kind.
@@ -84,7 +89,8 @@ def register_network(name: str, *, kind: NetworkKind, gradcam_layer: str | ArgsR
         raise ValueError(f"Network {name!r}: kind must be 'segmentation' or 'classification', got {kind!r}.")
 
     def decorator(factory: NetworkFactory) -> NetworkFactory:
-        NETWORKS.register(name)(NetworkEntry(name, factory, kind, gradcam_layer, min_size, size_multiple))
+        NETWORKS.register(name)(NetworkEntry(name, factory, kind, gradcam_layer, min_size, size_multiple,
+                                              trainable))
         return factory
 
     return decorator

@@ -250,7 +250,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def network_args(name: str, **kwargs: Any) -> dict[str, Any]:
+def network_args(name: str, /, **kwargs: Any) -> dict[str, Any]:
     """The keyword arguments of network ``name`` with defaults filled in, as JSON-serialisable data.
 
     Args:
@@ -302,7 +302,8 @@ def with_image_size(name: str, image_size: int | None, args: Mapping[str, Any]) 
     return out
 
 
-def build_network(name: str, in_channels: int, out_channels: int, **kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
+def build_network(name: str, /, in_channels: int, out_channels: int,
+                  **kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
     """Create network ``name`` and return it with its resolved arguments.
 
     ``build_network(name, in_channels, out_channels, **args)`` with the returned ``args`` builds the same
@@ -336,7 +337,7 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def gradcam_layer(name: str, **kwargs: Any) -> str | None:
+def gradcam_layer(name: str, /, **kwargs: Any) -> str | None:
     """The Grad-CAM target layer of network ``name`` built with ``kwargs``, from its registry entry.
 
     Args:
@@ -355,7 +356,7 @@ def gradcam_layer(name: str, **kwargs: Any) -> str | None:
     return NETWORKS.get(name).resolve("gradcam_layer", network_args(name, **kwargs))
 
 
-def check_input_size(name: str, height: int, width: int, **kwargs: Any) -> None:
+def check_input_size(name: str, height: int, width: int, /, **kwargs: Any) -> None:
     """Check that network ``name`` (built with ``kwargs``) runs on images of ``height`` x ``width`` pixels.
 
     Args:

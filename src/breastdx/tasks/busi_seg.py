@@ -54,8 +54,8 @@ class BusiSegConfig(LightningOptions):
 
     Attributes:
         seed: Seed of weights, data order, augmentation and bootstrap.
-        arch: Segmentation network (``unet``, ``attention_unet``, ``segresnet``, ``basic_unetplusplus``,
-            ``deeplabv3plus``, ``fcn``).
+        arch: A segmentation network of the registry (``breastdx.models.networks``: ``unet``, ``attention_unet``,
+            ``segresnet``, ``basic_unetplusplus``, ``deeplabv3plus``, ``fcn``, and any registered there).
         arch_args: Network arguments that differ from the defaults, as a JSON object
             (e.g. ``{"channels": [16, 32, 64, 128, 256], "num_res_units": 1}``); empty for the defaults.
         image_size: Side of the square network input in pixels (images are resized, aspect not kept).
@@ -183,7 +183,7 @@ class BusiSegTask(Task):
         from breastdx.data.splits import busi_split
         from breastdx.data.image_sets import ultrasound_augmentation
         from breastdx.data.transforms import Preprocessing
-        from breastdx.models.networks import NETWORKS, SEGMENTATION_NETWORKS, build_network
+        from breastdx.models.networks import NETWORKS, build_network
         from breastdx.models.saved import write_training_hashes
         from breastdx.runs import new_model_dir, seed_everything, write_json, write_versions
         from breastdx.runtime import bf16_native, cpu_model
@@ -196,10 +196,13 @@ class BusiSegTask(Task):
             from breastdx.pipeline.seg_crossval import cross_validate_busi_seg
 
             return cross_validate_busi_seg(self, config, data_root, run_dir)
-        if config.arch not in SEGMENTATION_NETWORKS:
-            NETWORKS.get(config.arch)  # an unknown name: "did you mean ...?"
-            raise ConfigError(f"The 'arch' option of busi-seg must be one of {', '.join(SEGMENTATION_NETWORKS)}. "
-                              f"Got {config.arch!r} (a classification network) instead.")
+        entry = NETWORKS.get(config.arch)  # an unknown name: "did you mean ...?"
+        if entry.kind != "segmentation" or not entry.trainable:
+            trainable = [n for n in NETWORKS.names()
+                         if NETWORKS.get(n).kind == "segmentation" and NETWORKS.get(n).trainable]
+            what = "a classification network" if entry.kind != "segmentation" else "an ensemble of trained models"
+            raise ConfigError(f"The 'arch' option of busi-seg must be a segmentation network to train: "
+                              f"{', '.join(trainable)}. Got {config.arch!r} ({what}) instead.")
         arch_args = parse_json_object(config.arch_args, "arch-args")
         try:
             build_network(config.arch, 1, len(CLASS_NAMES), **arch_args)
@@ -416,7 +419,7 @@ class BusiSegTask(Task):
         post = meta["postprocessing"]
         write_model_card(
             model_dir, meta, title="BUSI ultrasound lesion segmentation",
-            summary=(f"MONAI {meta['architecture']} ({args}; {meta['n_parameters']:,} parameters), input "
+            summary=(f"{meta['architecture']} ({args}; {meta['n_parameters']:,} parameters), input "
                      f"{meta['preprocessing']['image_size']}x{meta['preprocessing']['image_size']} gray, 2 classes "
                      f"(background, lesion), Dice + cross-entropy loss, AdamW, {tr['epochs_run']} epochs"
                      f"{resumed_note(tr)} "

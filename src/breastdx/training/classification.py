@@ -412,9 +412,11 @@ def check_architectures(archs: tuple[str, ...] | list[str], arch_args: dict[str,
     if not archs:
         raise ValueError("Option --archs needs at least one architecture.")
     for arch in archs:
-        if NETWORKS.get(arch).kind == "segmentation":
-            raise ValueError(f"Option --archs: {arch!r} is a segmentation network; choose classification networks "
-                             f"such as resnet18, densenet121, efficientnet_b0, resnet50, unet_multitask.")
+        entry = NETWORKS.get(arch)
+        if entry.kind == "segmentation" or not entry.trainable:
+            what = "a segmentation network" if entry.kind == "segmentation" else "an ensemble of trained models"
+            raise ValueError(f"Option --archs: {arch!r} is {what}; choose classification networks to train, such "
+                             f"as resnet18, densenet121, efficientnet_b0, resnet50, unet_multitask.")
         try:
             args = with_image_size(arch, image_size, arch_args.get(arch, {}))  # vit / swin are built for the size
             network_args(arch, **args)
