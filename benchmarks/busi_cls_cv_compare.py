@@ -7,11 +7,14 @@ split's test cases are never read; a crop model crops them with its own segmente
 pooled, and for each recipe this prints, with 95% bootstrap intervals over images: NLL, accuracy and balanced
 accuracy (argmax), macro AUROC, the sensitivity of each class, and the benign-vs-malignant AUROC over the lesion
 images; then each recipe minus the first, paired over the same images (NLL, balanced accuracy, macro AUROC, and
-benign vs malignant).
+benign vs malignant). With ``--external``, each recipe's fold models also predict labelled folders from other
+sites (default: the data root's BrEaST and BUS-UCLM samples): the benign-vs-malignant AUROC over their lesions of
+each fold model (mean and sd) and of the fold ensemble (the mean probability), with the ensemble's paired
+difference against the first recipe. They show whether a change travels; they choose nothing (issue 13).
 
 Usage::
 
-    python benchmarks/busi_cls_cv_compare.py BASELINE_DIR OTHER_DIR [...] [--out FILE.json]
+    python benchmarks/busi_cls_cv_compare.py BASELINE_DIR OTHER_DIR [...] [--external [DIR ...]] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from busi_cls_cv_lesion import _fold_images, _nll_ci, _paired_nll
-from busi_lesion_aware import _lesion_auroc, _paired
+from busi_lesion_aware import _external, _lesion_auroc, _paired
 
 
 def _out_of_fold(arm: Path, folds: list[str], data_root: Path) -> tuple[np.ndarray, np.ndarray, list[str], list]:
@@ -59,13 +62,50 @@ def _paired_statistic(fn, a: np.ndarray, b: np.ndarray, labels: np.ndarray, n_bo
     return {"value": float(fn(labels, a) - fn(labels, b)), "ci95": [float(low), float(high)], "n_boot": len(diffs)}
 
 
+def _external_figures(arms: list[Path], folds: list[str], folders: list[Path], classes: list[str],
+                      n_boot: int) -> dict:
+    """Per external folder and recipe: each fold model's benign-vs-malignant AUROC (mean, sd) and the fold
+    ensemble's, with the ensemble's paired difference against the first recipe."""
+    from sklearn.metrics import roc_auc_score
+
+    from breastdx.inference.classifier import ClassificationPredictor
+    from breastdx.inference.lesion_crop import LesionCropper
+
+    out = {}
+    for folder in folders:
+        images, labels, lesion = _external(folder, classes)
+        recipes, ensembles = {}, {}
+        for arm in arms:
+            probs = []
+            for fold in folds:
+                model = ClassificationPredictor.from_dir(arm / fold / "model", task="busi-cls")
+                cropper = LesionCropper.for_classifier(model.meta)
+                probs.append(model.predict_proba(cropper.crops(images) if cropper is not None else images))
+            m = classes.index("malignant")
+            each = [float(roc_auc_score(labels[lesion] == m, p[lesion, m])) for p in probs]
+            ensembles[arm.name] = np.mean(probs, axis=0)
+            recipes[arm.name] = {"fold_models": each, "fold_models_mean": float(np.mean(each)),
+                                 "fold_models_sd": float(np.std(each, ddof=1)),
+                                 "fold_ensemble": _lesion_auroc(labels, ensembles[arm.name], lesion, classes, n_boot)}
+            if arm != arms[0]:
+                recipes[arm.name]["ensemble_paired_vs_" + arms[0].name] = _paired(
+                    labels, ensembles[arm.name], ensembles[arms[0].name], lesion, classes, n_boot)
+        out[folder.name] = {"n_lesions": int(lesion.sum()), "recipes": recipes}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("arms", nargs="+", type=Path)
     parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("BREASTDX_DATA", "../shared/data")))
     parser.add_argument("--n-bootstrap", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--external", nargs="*", type=Path, default=None,
+                        help="also score labelled folders from elsewhere (no folder named: the data root's "
+                             "breast_lesions_usg_sample and bus_uclm_sample)")
     args = parser.parse_args()
+    if args.external == []:
+        args.external = [args.data_root / "breast_lesions_usg_sample", args.data_root / "bus_uclm_sample"]
 
     from breastdx.evaluation.classification import classification_metrics, multiclass_metrics
 
@@ -103,10 +143,11 @@ def main() -> None:
                                       "macro_auroc": _paired_statistic(macro, p, q, y, n),
                                       "auroc_benign_vs_malignant": _paired(y, p, q, lesion, classes, n)}
         rows[name] = r
+    externals = _external_figures(args.arms, folds, args.external or [], classes, n)
     from _machine import machine_line
 
     result = {"folds": folds, "n_out_of_fold": int(y.size), "n_lesions": int(lesion.sum()), "recipes": rows,
-              **machine_line()}
+              "external": externals, **machine_line()}
     print(json.dumps(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
@@ -125,6 +166,12 @@ def main() -> None:
     for name, r in rows.items():
         for k, d in r.get("paired_vs_" + base, {}).items():
             print(f"{name} - {base}, {k}: {ci(d)}")
+    for folder, e in externals.items():
+        print(f"\n{folder} ({e['n_lesions']} lesions), benign-vs-malignant AUROC:")
+        for name, r in e["recipes"].items():
+            paired = r.get("ensemble_paired_vs_" + base)
+            print(f"- {name}: fold models {r['fold_models_mean']:.3f} (sd {r['fold_models_sd']:.3f}); fold ensemble "
+                  f"{ci(r['fold_ensemble'])}" + (f"; minus {base} {ci(paired)}" if paired else ""))
 
 
 if __name__ == "__main__":
