@@ -54,6 +54,15 @@ def test_run_folder_contract(run: Path):
     card = (run / "model/MODEL_CARD.md").read_text()
     assert "Research use only" in card and "Single centre (University of Wisconsin Hospitals, 1990s)" in card
     assert "50 in shap_background.npy" in card and "the training rows the model keeps" not in card  # logreg
+    # the figures at the operating point, which predict uses, beside those at 0.5 (they were only in metrics.json)
+    op = metrics["operating_point"]
+    assert (f"mean {op['threshold_mean']:.3f}; this model's, fitted the same way on all cases, is "
+            f"{meta['threshold']:.3f}") in card
+    at_op = card.split("At the operating point instead of 0.5")[1]
+    for name in ("sensitivity", "specificity", "ppv"):
+        m = op["metrics"][name]
+        assert f"| {name} | {m['value']:.3f} | {m['ci95'][0]:.3f} – {m['ci95'][1]:.3f} |" in at_op
+    assert "| auroc |" not in at_op.split("## Limitations")[0]  # AUROC does not move with the threshold
     assert "Research use only" in (run / "report.html").read_text()
     split = json.loads((run / "split.json").read_text())
     assert len(split["fold_of_case"][0]) == 569
@@ -325,3 +334,19 @@ def test_predict_and_explain_help_list_reasons_and_image_options_are_refused(tmp
     result = runner.invoke(app, ["predict", "wdbc", str(tmp_path / "x.csv"), "--dtype", "bfloat16"],
                            terminal_width=300)  # taken without a word: a scikit-learn model has no dtype
     assert result.exit_code == 2 and "--dtype, --backend and --frame are for the image tasks" in result.output
+
+
+def test_the_shipped_card_gives_the_figures_at_its_operating_point():
+    """The shipped SVM's card states what predict's threshold gives (more false positives than at 0.5), from the
+    same meta.json figures that `breastdx models wdbc` shows."""
+    from breastdx.zoo import shipped_models
+
+    folder = shipped_models()["wdbc"]
+    meta = json.loads((folder / "meta.json").read_text())
+    card = (folder / "MODEL_CARD.md").read_text()
+    at_op = card.split("At the operating point instead of 0.5")[1].split("## Limitations")[0]
+    assert f"is {meta['threshold']:.3f}, which `predict` uses" in at_op
+    for name in ("sensitivity", "specificity", "ppv", "npv"):
+        m = meta["operating_point_metrics"][name]
+        assert f"| {name} | {m['value']:.3f} | {m['ci95'][0]:.3f} – {m['ci95'][1]:.3f} |" in at_op
+    assert meta["operating_point_metrics"]["specificity"]["value"] < meta["metrics"]["specificity"]["value"]

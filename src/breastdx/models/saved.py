@@ -277,9 +277,24 @@ def metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+OPERATING_POINT_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1")
+"""The figures that move with the threshold, shown again at the operating point where ``meta.json`` holds them
+(``operating_point_metrics``: the same evaluation at the operating threshold instead of 0.5)."""
+
+
+def _operating_point_section(meta: dict[str, Any], note: str) -> list[str]:
+    """``note`` and the threshold-dependent figures at the operating point (wdbc), else nothing."""
+    at_op = meta.get("operating_point_metrics") or {}
+    rows = {k: at_op[k] for k in OPERATING_POINT_METRICS if k in at_op}
+    return [note, "", metrics_table(rows), ""] if rows and note else []
+
+
 def write_model_card(model_dir: Path, meta: dict[str, Any], *, title: str, summary: str, data: str,
-                     evaluation: str, limitations: list[str]) -> None:
+                     evaluation: str, limitations: list[str], operating_point: str = "") -> None:
     """Write ``MODEL_CARD.md``: model details, intended use, data, evaluation, limitations.
+
+    ``operating_point``: where ``meta`` holds ``operating_point_metrics`` (an evaluation whose ``metrics`` are at
+    0.5), the sentence that introduces those figures at the operating point; they follow it as a second table.
 
     References:
         Mitchell, M. et al. (2019). Model cards for model reporting. FAT* '19. doi:10.1145/3287560.3287596
@@ -311,6 +326,7 @@ def write_model_card(model_dir: Path, meta: dict[str, Any], *, title: str, summa
         "",
         metrics_table(metrics) if metrics else "(no metrics)",
         "",
+        *_operating_point_section(meta, operating_point),
         "## Limitations",
         *[f"- {item}" for item in limitations],
         "",

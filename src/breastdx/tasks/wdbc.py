@@ -117,6 +117,15 @@ def _summary(title: str, y: np.ndarray, cv: Any, config: WDBCConfig) -> dict[str
     }
 
 
+def _operating_point_note(op: dict[str, Any], threshold: float) -> str:
+    """The model card's sentence before the figures at the operating point (``_summary``'s ``operating_point``)."""
+    low, high = op["threshold_range"]
+    return (f"At the operating point instead of 0.5 (in each outer fold, the highest threshold whose sensitivity "
+            f"reaches {op['target_sensitivity']} on its inner folds: {low:.3f} to {high:.3f}, mean "
+            f"{op['threshold_mean']:.3f}; this model's, fitted the same way on all cases, is {threshold:.3f}, which "
+            f"`predict` uses), the same evaluation gives:")
+
+
 @contextmanager
 def _fold_progress(total: int) -> Iterator[Callable[[str], None]]:
     """A Rich progress bar over outer folds (all models), with the time left, on stderr."""
@@ -337,6 +346,7 @@ class WDBCTask(Task):
                        f"out-of-fold predictions at threshold 0.5, 95% percentile-bootstrap CIs over cases. "
                        f"The model was chosen as the best of {len(config.models)} by AUROC, so these figures are "
                        f"slightly optimistic.",
+            operating_point=_operating_point_note(summary["operating_point"], threshold),
             limitations=[
                 "Features must be measured as in the original study (interactive nucleus outlining, Xcyt); other "
                 "image-analysis software gives values on other scales.",
