@@ -74,6 +74,9 @@ def test_tiny_train_writes_the_run_folder(tiny_run, split_file):
     assert meta["class_names"] == ["normal", "benign", "malignant"] and meta["positive_class"] == "malignant"
     assert meta["preprocessing"]["image_size"] == 32 and meta["temperature"] > 0 and 0 <= meta["threshold"] <= 1
     assert meta["gradcam"]["layer"] and meta["data_checksum"] and meta["seed"] == 0
+    card = " ".join((tiny_run / "model" / "MODEL_CARD.md").read_text().split())
+    # a smoke model's card says that it saw 24 images per split, not the split sizes its data line gives
+    assert "A smoke run (--max-cases 24): trained on 24 and validated on 24 of these images, not all." in card
     html = (tiny_run / "report.html").read_text()
     assert "mass in lesion" in html and "pointing game" in html.lower() and "gradcam_benign_0.png" in html
     split = json.loads(split_file.read_text())

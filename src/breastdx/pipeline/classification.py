@@ -524,7 +524,9 @@ class ImageClassificationTask(Task):
                      f"{f', mixup alpha {config.mixup_alpha:g}' if config.mixup_alpha else ''}. Temperature "
                      f"{r.calibration['temperature']:.3f} and threshold {r.calibration['threshold']:.3f} on "
                      f"P({spec.positive}), both fitted on validation. Grad-CAM layer `{meta['gradcam']['layer']}`."),
-            data=data.about + f"\n- Preprocessing: {preprocessing['description']}.",
+            data=data.about + f"\n- Preprocessing: {preprocessing['description']}." + (
+                f"\n- A smoke run (--max-cases {config.max_cases}): trained on {r.fit.info.get('n_train')} and validated "
+                f"on {r.fit.info.get('n_val')} of these images, not all." if config.max_cases else ""),
             evaluation=(f"{test_text}; 95% bootstrap intervals over {spec.items} ({config.n_bootstrap} resamples). "
                         f"AUROC ({spec.positive}) {ci_text(m['auroc'])}, accuracy {ci_text(m['accuracy'])}, balanced "
                         f"accuracy {ci_text(m['balanced_accuracy'])}. Accuracy and balanced accuracy are at argmax "
