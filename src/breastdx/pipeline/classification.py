@@ -295,7 +295,7 @@ class ImageClassificationTask(Task):
         parts = {s: p.subset(evenly_spaced(len(p), config.max_cases)) if config.max_cases else p
                  for s, p in data.parts.items()}
         data = dataclasses.replace(data, parts=parts)
-        self._check_classes(data)
+        self._check_classes(data, run_dir / SPLIT_FILE)
         norm = spec.normalisation(config, parts["train"]) if spec.normalisation else None
         prep = Preprocessing(image_size=config.image_size, mode=spec.mode)
         aug = spec.augmentation(config) if config.augment and spec.augmentation else None
@@ -344,7 +344,7 @@ class ImageClassificationTask(Task):
         train_report(self, run_dir, config, data, runs, best, metrics, localisation)
         return self._train_result(run_dir, runs, best, metrics, localisation, config)
 
-    def _check_classes(self, data: SplitData) -> None:
+    def _check_classes(self, data: SplitData, split_path: Path) -> None:
         """Every split needs positive and other items, and training every class; with classes in groups
         (subtypes) a subtype may be missing from validation or test: it is logged, and the class figures cover the
         subtypes present."""
@@ -367,8 +367,9 @@ class ImageClassificationTask(Task):
                 log.warning("%s split has no %s %s: class figures there cover the other classes", s,
                             ", ".join(missing), self.spec.item)
         if problems:
-            raise DataError(f"{SPLIT_FILE}: every split needs {self.spec.items} of every class to train, calibrate "
-                            f"and evaluate; change the split options, or give more data.", problems)
+            raise DataError(f"{split_path}: every split needs {self.spec.items} of every class to train, calibrate "
+                            f"and evaluate; give another split (--split-file, or --split-seed / --split-ratios where "
+                            f"{self.name} has them), or more data.", problems)
 
     def _localise(self, model_dir: Path, test: ImageSet, config: Any) -> dict[str, Any]:
         from breastdx.inference.classifier import ClassificationPredictor
