@@ -33,7 +33,7 @@ from _tables import print_tile_table
 from breastdx.data.monuseg import find_monuseg_root, load_case, scan_monuseg
 from breastdx.evaluation.instances import aji, instance_scores
 from breastdx.inference.nuclei import InstancePostprocessing, NucleusPredictor
-from breastdx.tasks.monuseg import POSTPROCESSING_GRID, validation_start
+from breastdx.tasks.monuseg import postprocessing_grid, validation_start
 from breastdx.training.nuclei import choose_from_probabilities
 
 
@@ -63,7 +63,8 @@ def main() -> None:
         train = [load_case(cases[n]) for n in split["train"]]
         rows_probs = [predictor.probabilities(t[0][stop:]) for t in train]
         choices = {}
-        for name, grid in (("shipped grid", POSTPROCESSING_GRID), ("wider grid", wide)):
+        # the training's own candidates (with the distance grid for a model with a distance output), and more
+        for name, grid in (("shipped grid", postprocessing_grid(predictor.meta)), ("wider grid", wide)):
             record, _ = choose_from_probabilities(predictor.postprocessing, rows_probs, [t[1][stop:] for t in train],
                                                   grid)
             choices[name] = InstancePostprocessing(**record)

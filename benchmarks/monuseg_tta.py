@@ -46,7 +46,7 @@ def main() -> None:
     from breastdx.evaluation.instances import instance_scores
     from breastdx.inference.nuclei import InstancePostprocessing, NucleusPredictor
     from breastdx.evaluation.nuclei_report import SCORES
-    from breastdx.tasks.monuseg import POSTPROCESSING_GRID, validation_start
+    from breastdx.tasks.monuseg import postprocessing_grid, validation_start
     from breastdx.training.nuclei import choose_postprocessing
     from breastdx.zoo import resolve_model
 
@@ -64,7 +64,8 @@ def main() -> None:
     rows = []
     for mode in args.modes.split(","):
         predictor = NucleusPredictor.from_dir(model_dir, tta=mode)
-        choice, grid = choose_postprocessing(predictor, images, instances, stop, POSTPROCESSING_GRID)
+        choice, grid = choose_postprocessing(predictor, images, instances, stop,
+                                             postprocessing_grid(predictor.meta))
         post = InstancePostprocessing(**choice)
         held = [instance_scores(post.apply(predictor.probabilities(im[stop:])), lab[stop:])
                 for im, lab in zip(images, instances)]

@@ -61,7 +61,8 @@ def run_once(folder: Path, out: Path, args: argparse.Namespace) -> dict:
     text = (run.proc.stdout + run.proc.stderr).replace("\n", " ")
     rows = read_rows(out / "predictions.csv")
     n = len(rows)
-    reported = re.search(r"in ([\d.]+) s \(([\d.]+) patches/s", run.proc.stdout.replace("\n", " "))
+    # the verb's own line: "3000 patch(s) in 12.3 s (243.9/s, model ...)"
+    reported = re.search(r"in ([\d.]+) s \(([\d.]+)/s", run.proc.stdout.replace("\n", " "))
     return {
         "patches": n,
         "exit_code": run.proc.returncode,

@@ -10,17 +10,23 @@ It prints JSON lines (the machine first). Takes about 10 s.
 
 Usage::
 
-    BREASTDX_DATA=../shared/data python benchmarks/scope_structure.py
+    python benchmarks/scope_structure.py [--data-root ../shared/data]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+from pathlib import Path
 
 from _machine import machine_line
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="the data root (default: --data-dir's rule: $BREASTDX_DATA, else the cache folder)")
+    args = parser.parse_args()
     import numpy as np
 
     from breastdx.config import resolve_data_root
@@ -28,7 +34,7 @@ def main() -> None:
     from breastdx.inference.scope import MIN_NEIGHBOUR_CORRELATION, neighbour_correlation
 
     print(json.dumps(machine_line()), flush=True)
-    root = resolve_data_root(None)
+    root = resolve_data_root(args.data_root)
     sets = {
         "busi": [p for p in sorted((root / "busi").glob("*/*.png")) if "_mask" not in p.name],
         "breast_lesions_usg_sample": sorted((root / "breast_lesions_usg_sample" / "images").iterdir()),

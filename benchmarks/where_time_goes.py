@@ -6,9 +6,9 @@ Prints JSON lines:
 * the machine (CPU model, AVX2 / AVX-512 / AMX, torch's capability, threads);
 * the float32 matmul peak measured here (2048 x 2048, torch, all threads): the physical limit the networks
   are compared with;
-* per shipped network (busi-seg, busi-cls, breastmnist, pcam): GFLOP per image (torch's FLOP counter, one
-  multiply-add = 2 FLOP), images/s and GFLOP/s at batch 8 in eager PyTorch float32 and in ONNX Runtime float32,
-  and GFLOP/s as a share of the matmul peak; where the CPU computes bfloat16 natively (AMX or AVX512-BF16), also
+* per shipped image network (busi-seg, busi-cls, breastmnist, breastmnist-single, pcam, idc, breakhis, ...):
+  GFLOP per image (torch's FLOP counter, one multiply-add = 2 FLOP), images/s and GFLOP/s at batch 8 in eager
+  PyTorch float32 and in ONNX Runtime float32, and GFLOP/s as a share of the matmul peak; where the CPU computes bfloat16 natively (AMX or AVX512-BF16), also
   eager PyTorch under bfloat16 autocast, the column that tells whether ``--dtype auto`` should pick it here;
 * the stages of busi-seg prediction on ``--images`` BUSI images, in ms per image, one thread, one after
   another: read (decode), resize, network, restore size, postprocessing, mask PNG, overlay PNG.
