@@ -27,10 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-CHILD = r"""
-import json, resource, sys, time
-import numpy as np
-from breastdx.data.pcam import read_pcam_h5
+PEAK = r"""
+import resource
 
 def peak_mib():
     try:  # Linux: this process's own high-water mark (ru_maxrss keeps the parent's across fork and exec)
@@ -38,6 +36,13 @@ def peak_mib():
             return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024.0
     except (OSError, StopIteration):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux, bytes on macOS
+"""
+"""The readers' peak memory in MiB (the code both child processes start with)."""
+
+CHILD = PEAK + r"""
+import json, sys, time
+import numpy as np
+from breastdx.data.pcam import read_pcam_h5
 
 source = read_pcam_h5(sys.argv[1], "train")
 before = peak_mib()
@@ -56,16 +61,9 @@ print(json.dumps({"n": len(source), "peak_rss_mib_after_open": round(before, 1),
                   "seconds_batches_of_256": round(t2 - t1, 2), "checksum_of_reads": total}))
 """
 
-NAIVE_CHILD = r"""
-import glob, json, resource, sys, time
+NAIVE_CHILD = PEAK + r"""
+import glob, json, sys, time
 import h5py
-
-def peak_mib():
-    try:  # Linux: this process's own high-water mark (ru_maxrss keeps the parent's across fork and exec)
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024.0
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux, bytes on macOS
 t0 = time.perf_counter()
 with h5py.File(glob.glob(sys.argv[1] + "/*_x.h5")[0], "r") as f:
     x = f["x"][:]
