@@ -4,6 +4,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -63,6 +64,12 @@ def test_cli_cross_validation_on_real_busi(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["kind"] == "cross_validation" and metrics["k"] == 2 and len(metrics["per_fold"]) == 2
     assert metrics["n"] == 18 and 0 <= metrics["metrics"]["dice"]["value"] <= 1
+    by_group = metrics["metrics_by_group"]
+    assert by_group["dice"]["value"] == pytest.approx(metrics["metrics"]["dice"]["value"])
+    assert by_group["dice"]["n_images"] == metrics["metrics"]["dice"]["n"] >= by_group["dice"]["n_groups"]
+    assert "near-duplicate groups" in metrics["metrics_note"] and "image diagonal" in metrics["metrics_note"]
+    card = " ".join((out / "folds" / "f0" / "model" / "MODEL_CARD.md").read_text().split())
+    assert "held out (the test split of the base split: kept out of cross-validation)" in card
     folds = json.loads((out / "folds.json").read_text())
     base = json.loads((out / "base_split.json").read_text())
     assert not set(base["test"]) & {n for f in folds["folds"] for n in f["test"] + f["val"]}
@@ -89,3 +96,27 @@ def test_cli_cross_validation_on_real_busi(tmp_path):
     assert result.exit_code == 0, result.output
     assert (side / "oof_per_image.csv").read_text() == (out / "oof_per_image.csv").read_text()
     assert all("cached" in (side / "folds" / f"f{f}" / "fold.log").read_text() for f in (0, 1))
+
+
+def test_group_intervals_resample_near_duplicate_groups():
+    """A lesion filed as three frames counts once per resample: the interval over groups is wider than over images,
+    and with no group it is the image bootstrap of the same values."""
+    from breastdx.evaluation.ci import patient_bootstrap
+    from breastdx.pipeline.seg_crossval import group_intervals
+
+    rng = np.random.default_rng(0)
+    dice = np.repeat(rng.uniform(0.2, 1.0, 20), 3)  # 20 lesions, 3 identical frames each
+    rows = [{"case": f"benign ({i})", "label": "benign", "dice": d, "iou": d / (2 - d), "hd95": 10.0,
+             "missed": False, "false_positive": False} for i, d in enumerate(dice)]
+    rows += [{"case": f"normal ({i})", "label": "normal", "dice": np.nan, "iou": np.nan, "hd95": np.nan,
+              "missed": False, "false_positive": i % 2 == 0} for i in range(6)]
+    groups = [[f"benign ({3 * k + j})" for j in range(3)] for k in range(20)]
+    grouped, plain = group_intervals(rows, groups, n_boot=500), group_intervals(rows, [], n_boot=500)
+    assert grouped["dice"]["value"] == plain["dice"]["value"] == pytest.approx(dice.mean())
+    assert (grouped["dice"]["n_images"], grouped["dice"]["n_groups"], plain["dice"]["n_groups"]) == (60, 20, 60)
+    width = {k: r["dice"]["ci95"][1] - r["dice"]["ci95"][0] for k, r in (("g", grouped), ("p", plain))}
+    assert width["g"] > 1.4 * width["p"]  # about sqrt(3) wider
+    expected = patient_bootstrap(lambda idx: float(dice[idx].mean()), np.arange(60).astype(str), n_boot=500)
+    assert plain["dice"]["ci95"] == expected["ci95"]
+    assert grouped["normal_fp_share"]["value"] == 0.5 and grouped["normal_fp_share"]["n_groups"] == 6
+    assert grouped["missed_share"]["value"] == 0.0

@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 SPLIT_NAMES = ("train", "val", "test")
 """Split names, in the order of ``ratios``."""
 
+CONTRADICTORY = "the label is contradictory"
+"""The end of an excluded case's reason when the same image is filed under another label."""
+
 SCHEMA_VERSION = 1
 """Version of the split-file layout written by :meth:`SplitFile.to_json`."""
 
@@ -109,6 +112,19 @@ class SplitFile:
     def excluded_names(self) -> list[str]:
         """Names of the excluded cases."""
         return [e["name"] for e in self.excluded]
+
+    def excluded_text(self) -> str:
+        """The excluded cases counted by reason, for cards and reports: ``"18 cases excluded (contradictory labels
+        on the same image)"``, and, in a cross-validation fold, ``"; 152 held out (the test split of the base
+        split: kept out of cross-validation)"``."""
+        contradictory = sum(CONTRADICTORY in str(e.get("reason", "")) for e in self.excluded)
+        others: dict[str, int] = {}
+        for e in self.excluded:
+            reason = str(e.get("reason", "no reason given"))
+            if CONTRADICTORY not in reason:
+                others[reason] = others.get(reason, 0) + 1
+        return "; ".join([f"{contradictory} cases excluded (contradictory labels on the same image)"]
+                         + [f"{n} held out ({reason})" for reason, n in others.items()])
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON content (see :meth:`to_json`)."""
@@ -521,7 +537,7 @@ def make_busi_split(cases: list[BusiCase], data_checksum: str, seed: int = 0,
         excluded.append({
             "name": cases[i].name,
             "label": cases[i].label,
-            "reason": f"the same image is filed under another label: {others}; the label is contradictory",
+            "reason": f"the same image is filed under another label: {others}; {CONTRADICTORY}",
             "group": [cases[k].name for k in members[group_ids[i]]],
         })
     keep = [i for i in range(len(cases)) if i not in contradicted]

@@ -16,7 +16,8 @@ them and they stay the final, once-read test.
 The run folder holds ``folds/f<k>/`` (full runs: model, ``test_per_image.csv``, report), ``folds.json`` (the fold of
 every case), ``oof_per_image.csv`` (each image's scores from the model of its fold) and ``metrics.json``: the pooled
 out-of-fold figures of :func:`breastdx.evaluation.segmentation.summarize_segmentation` (Dice, IoU, HD95 over benign
-+ malignant images, missed lesions, normal images with a false lesion; 95% bootstrap intervals over images), and
++ malignant images, missed lesions, normal images with a false lesion; 95% bootstrap intervals over images, and in
+``metrics_by_group`` over near-duplicate groups, :func:`group_intervals`: the ones to report), and
 per fold its validation and test Dice, with their mean and standard deviation; and ``ensemble/``, the model folder of
 the fold ensemble (the mean of the fold models' probabilities, :func:`breastdx.pipeline.ensemble.write_ensemble`),
 which ``predict`` and ``evaluate`` load like any model folder. Whether the fold ensemble or one model trained on
@@ -38,6 +39,48 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 BASE_TEST_REASON = "the test split of the base split: kept out of cross-validation"
+
+
+GROUP_METRICS = ("dice", "iou", "hd95", "missed_share", "normal_fp_share")
+"""The pooled figures that also get an interval over near-duplicate groups."""
+
+
+def group_intervals(rows: list[dict[str, Any]], groups: list[list[str]], *, n_boot: int = 2000,
+                    seed: int = 0) -> dict[str, dict[str, Any]]:
+    """:data:`GROUP_METRICS` of out-of-fold rows with 95% intervals from resampling near-duplicate groups.
+
+    The frames of one lesion (a group of the split file) are scored together, so resampling images treats them as
+    independent and narrows the interval; a cluster bootstrap resamples the groups, each image outside a group being
+    a group of its own (Field & Welsh 2007, :func:`breastdx.evaluation.ci.patient_bootstrap`).
+
+    Args:
+        rows: Per image ``case``, ``label`` and the scores of :func:`breastdx.evaluation.segmentation.case_scores`.
+        groups: Near-duplicate groups of case names (:attr:`breastdx.data.splits.SplitFile.groups`).
+        n_boot: Resamples of the groups.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``{name: {"value", "ci95", "n_images", "n_groups"}}``; Dice, IoU, HD95 and ``missed_share`` over the lesion
+        images, ``normal_fp_share`` over the normal ones (left out when there are none).
+    """
+    from breastdx.evaluation.ci import patient_bootstrap
+
+    group_of = {name: k for k, members in enumerate(groups) for name in members}
+    out: dict[str, dict[str, Any]] = {}
+    for name in GROUP_METRICS:
+        normal = name == "normal_fp_share"
+        chosen = [r for r in rows if (r["label"] == "normal") == normal]
+        values = np.asarray([float(r["false_positive" if normal else "missed" if name == "missed_share" else name])
+                             for r in chosen])
+        keep = np.isfinite(values)
+        if not keep.any():
+            continue
+        values = values[keep]
+        ids = np.asarray([str(group_of.get(r["case"], r["case"])) for r, k in zip(chosen, keep) if k])
+        r = patient_bootstrap(lambda idx: float(values[idx].mean()), ids, n_boot=n_boot, seed=seed)
+        out[name] = {"value": r["value"], "ci95": r["ci95"], "n_images": int(values.size),
+                     "n_groups": r["n_patients"]}
+    return out
 
 
 def busi_fold_splits(split: Any, labels_by_name: dict[str, str], k: int, seed: int) -> list[Any]:
@@ -155,16 +198,19 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
                          "test_normal_fp_share": m["metrics"].get("normal_fp_share", {}).get("value"),
                          "postprocessing": m.get("postprocessing")})
     pooled = summarize_segmentation(rows, [r["label"] for r in rows], n_boot=config.n_bootstrap, seed=config.seed)
+    by_group = group_intervals(rows, base.groups, n_boot=config.n_bootstrap, seed=config.seed)
     summary = {key: {"mean": float(np.mean([p[key] for p in per_fold])),
                      "sd": float(np.std([p[key] for p in per_fold], ddof=1))}
                for key in ("val_dice", "test_dice") if all(isinstance(p[key], float) for p in per_fold)}
     metrics = {"task": task.name, "kind": "cross_validation", "k": k, "n": len(rows),
                "split": f"{k}-fold grouped stratified cross-validation of the {len(rows)} train + val cases of the "
                         f"base split (its {len(base.test)} test cases excluded); out-of-fold images",
-               "metrics": pooled, "per_fold": per_fold, "per_fold_summary": summary,
+               "metrics": pooled, "metrics_by_group": by_group, "per_fold": per_fold, "per_fold_summary": summary,
                "metrics_note": f"pooled out-of-fold scores, each image scored by the model of its fold after the "
                                f"postprocessing that fold chose on its own validation part; 95% percentile intervals "
-                               f"from {config.n_bootstrap} bootstrap resamples of the images",
+                               f"from {config.n_bootstrap} bootstrap resamples of the images ('metrics'), and of the "
+                               f"near-duplicate groups, each with all its images ('metrics_by_group': the intervals "
+                               f"to report, since the frames of one lesion are not independent). {SCORE_TERMS}",
                "data_checksum": base.data_checksum}
     write_json(metrics, run_dir / "metrics.json")
     fields = ["case", "label", "fold", "dice", "iou", "hd95", "missed", "false_positive"]
@@ -183,7 +229,8 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
                          f"out-of-fold Dice of the recipe: {ci_text(pooled['dice'])}. The base split's test cases "
                          f"(`split.json`'s test part) were read by no member.")
 
-    table = [["metric", "pooled out-of-fold [95% CI]"]] + [[key, ci_text(v)] for key, v in pooled.items()]
+    table = [["metric", "pooled out-of-fold [95% CI over images]", "[95% CI over near-duplicate groups]"]]
+    table += [[key, ci_text(v), ci_text(by_group[key]) if key in by_group else ""] for key, v in pooled.items()]
     table += [[f"{key} per fold", f"{s['mean']:.3f} (sd {s['sd']:.3f})"] for key, s in summary.items()]
     return RunResult(run_dir, metrics, f"busi-seg: {metrics['split']}", table,
                      [SCORE_TERMS, f"Run folder: {run_dir} (folds/f0..f{k - 1} hold each fold's full run); the base split's "

@@ -98,7 +98,7 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
     record: dict[str, Any] = {"data_folder": str(root)}
     about = (data_card_line(split.n_cases()) + "\n"
              f"- Split: the grouped split of busi-seg (seed {split.seed}, ratios {list(split.ratios)}): near-duplicate "
-             f"frames never cross train / val / test; {len(split.excluded)} cases excluded (contradictory labels).")
+             f"frames never cross train / val / test; {split.excluded_text()}.")
     if config.lesion_crop:
         cropper = _segmenter(config.lesion_crop, config.crop_margin, split)
         parts = {s: _lesion_crops(p, cropper) for s, p in parts.items()}

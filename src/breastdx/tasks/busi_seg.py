@@ -429,8 +429,8 @@ class BusiSegTask(Task):
                      f"min_area_fraction={post['min_area_fraction']}, chosen on validation)."),
             data=(data_card_line(split.n_cases(), "; normal / benign / malignant with expert lesion masks") + "\n"
                   f"- Split: `{SPLIT_FILE}` (seed {split.seed}, ratios {list(split.ratios)}): near-duplicate "
-                  f"frames grouped so that no group crosses train / val / test; {len(split.excluded)} cases "
-                  f"excluded (contradictory labels on the same image). Train {len(split.train)}, val "
+                  f"frames grouped so that no group crosses train / val / test; {split.excluded_text()}. "
+                  f"Train {len(split.train)}, val "
                   f"{len(split.val)}, test {len(split.test)} cases.\n"
                   f"- Preprocessing: {meta['preprocessing']['description']}."),
             evaluation=(f"Test images ({self._class_text(test_cases)}), per class as well, with 95% "
