@@ -95,7 +95,10 @@ def test_cli_cross_validation_on_real_busi(tmp_path):
                                       "--progress-bar", "false", "--threads", "1", "--cv-workers", "2"])
     assert result.exit_code == 0, result.output
     assert (side / "oof_per_image.csv").read_text() == (out / "oof_per_image.csv").read_text()
-    assert all("cached" in (side / "folds" / f"f{f}" / "fold.log").read_text() for f in (0, 1))
+    logs = [(side / "folds" / f"f{f}" / "fold.log").read_text() for f in (0, 1)]
+    assert all("cached" in log for log in logs)
+    # each fold's own split file is used without a warning that the (default) split options do not apply
+    assert not any("do not apply" in log for log in logs)
 
 
 def test_group_intervals_resample_near_duplicate_groups():

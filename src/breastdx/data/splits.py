@@ -396,7 +396,7 @@ def busi_split(data_root: str | Path, split_file: str | Path | None = None, seed
 
     Returns:
         The :class:`SplitFile`. A reused file keeps its own seed, ratios and threshold (a warning is
-        logged when they differ from the arguments).
+        logged when they differ from the arguments, unless ``reuse_only``: the user named that file).
 
     Raises:
         FileNotFoundError: With ``reuse_only``, if ``split_file`` does not exist.
@@ -418,7 +418,7 @@ def busi_split(data_root: str | Path, split_file: str | Path | None = None, seed
         _check_reuse(sf, Path(split_file), root, cases, checksum)
         asked = (int(seed), tuple(float(x) for x in ratios), threshold)
         stored = (sf.seed, tuple(sf.ratios), sf.hash_threshold)
-        if asked != stored:
+        if asked != stored and not reuse_only:  # a file the user gave (--split-file) is used as it is, silently
             logger.warning("%s: reusing the stored split (seed %s, ratios %s, threshold %s); the requested "
                            "seed %s, ratios %s, threshold %s do not apply to an existing split file",
                            split_file, *stored, *asked)

@@ -123,12 +123,13 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
                           ratios=tuple(len(v) / len(ids) for v in part.values()),  # type: ignore[arg-type]
                           **{s: [ids[i] for i in idx] for s, idx in part.items()}, dataset=data.split.dataset,
                           summary={"n_items": len(ids), "class_names": names, "grouped_by": "patient",
-                                   "kind": f"fold {f + 1} of {k}, patient-grouped cross-validation", "counts": counts,
+                                   "kind": f"fold f{f} ({f + 1} of {k}), patient-grouped cross-validation",
+                                   "counts": counts,
                                    "patients": {s: sorted(set(groups[idx].tolist())) for s, idx in part.items()},
                                    "train_only": {"patients": kept}})
         split.to_json(fold_dir / "fold_split.json")
         jobs.append((dataclasses.replace(base, cv_workers=1, split_file=str(fold_dir / "fold_split.json")), fold_dir))
-        describe.append(f"cross-validation fold {f + 1} of {k}: " + ", ".join(
+        describe.append(f"cross-validation fold f{f} ({f + 1} of {k}): " + ", ".join(
             f"{len(set(groups[idx].tolist()))} {s} patients" for s, idx in part.items()))
     results = run_folds(task, jobs, data_root, int(getattr(config, "cv_workers", 1)), describe)
     prob = np.full((len(ids), len(names)), np.nan)

@@ -128,7 +128,7 @@ def busi_fold_splits(split: Any, labels_by_name: dict[str, str], k: int, seed: i
                              **parts, groups=split.groups, conflicts=split.conflicts,
                              excluded=list(split.excluded) + base_test, dataset=split.dataset,
                              hash_threshold=split.hash_threshold,
-                             summary={"kind": f"fold {f + 1} of {k}, grouped stratified cross-validation of the "
+                             summary={"kind": f"fold f{f} ({f + 1} of {k}), grouped stratified cross-validation of the "
                                               f"base split's train + val cases", "per_class": counts,
                                       "base_test_cases_excluded": len(split.test)}))
     return out
@@ -185,7 +185,7 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
         jobs.append((dataclasses.replace(config, cv_folds=0, cv_workers=1,
                                          split_file=str(fold_dir / "fold_split.json")), fold_dir))
     results = run_folds(task, jobs, data_root, config.cv_workers,
-                        [f"cross-validation fold {f + 1} of {k}: {len(s.train)} train, {len(s.val)} val, "
+                        [f"cross-validation fold f{f} ({f + 1} of {k}): {len(s.train)} train, {len(s.val)} val, "
                          f"{len(s.test)} test cases" for f, s in enumerate(splits)])
     rows, per_fold = [], []
     for f, ((_, fold_dir), result) in enumerate(zip(jobs, results)):
