@@ -7,7 +7,8 @@ split's test cases are never read; a crop model crops them with its own segmente
 pooled, and for each recipe this prints, with 95% bootstrap intervals over images: NLL, accuracy and balanced
 accuracy (argmax), macro AUROC, the sensitivity of each class, and the benign-vs-malignant AUROC over the lesion
 images; then each recipe minus the first, paired over the same images (NLL, balanced accuracy, macro AUROC, and
-benign vs malignant). With ``--external``, each recipe's fold models also predict labelled folders from other
+benign vs malignant), over images and over near-duplicate groups (the frames of one lesion resampled together, the
+intervals to quote). With ``--external``, each recipe's fold models also predict labelled folders from other
 sites (default: the data root's BrEaST and BUS-UCLM samples): the benign-vs-malignant AUROC over their lesions of
 each fold model (mean and sd) and of the fold ensemble (the mean probability), with the ensemble's paired
 difference against the first recipe. They show whether a change travels; they choose nothing (issue 13).
@@ -60,6 +61,31 @@ def _paired_statistic(fn, a: np.ndarray, b: np.ndarray, labels: np.ndarray, n_bo
         diffs.append(fn(labels[idx], a[idx]) - fn(labels[idx], b[idx]))
     low, high = np.percentile(diffs, [2.5, 97.5])
     return {"value": float(fn(labels, a) - fn(labels, b)), "ci95": [float(low), float(high)], "n_boot": len(diffs)}
+
+
+def _group_ids(arm: Path, folds: list[str], ids: list) -> np.ndarray:
+    """The near-duplicate group of each out-of-fold case (its own name where it is in none), from the folds' split
+    files: the frames of one lesion are resampled together."""
+    group_of = {}
+    for fold in folds:
+        for members in json.loads((arm / fold / "model" / "split.json").read_text()).get("groups", []):
+            for name in members:
+                group_of.setdefault(name, "|".join(sorted(members)))
+    return np.asarray([group_of.get(str(i), str(i)) for i in ids])
+
+
+def _paired_by_group(fn, a: np.ndarray, b: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_boot: int) -> dict:
+    """``fn(labels, a) - fn(labels, b)`` with a 95% interval from resampling near-duplicate groups (paired)."""
+    from breastdx.evaluation.ci import patient_bootstrap
+
+    def diff(idx: np.ndarray) -> float:
+        try:
+            return fn(labels[idx], a[idx]) - fn(labels[idx], b[idx])
+        except ValueError:  # a resample without some class
+            return float("nan")
+
+    r = patient_bootstrap(diff, groups, n_boot=n_boot, seed=0)
+    return {"value": r["value"], "ci95": r["ci95"], "n_groups": r["n_patients"]}
 
 
 def _external_figures(arms: list[Path], folds: list[str], folders: list[Path], classes: list[str],
@@ -130,6 +156,18 @@ def main() -> None:
     def macro(labels: np.ndarray, p: np.ndarray) -> float:
         return float(multiclass_metrics(labels, p, classes)["macro_auroc"])
 
+    groups = _group_ids(args.arms[0], folds, ids)
+
+    def nll(labels: np.ndarray, p: np.ndarray) -> float:
+        return float(-np.mean(np.log(np.clip(p[np.arange(labels.size), labels], 1e-12, 1.0))))
+
+    def benign_vs_malignant(labels: np.ndarray, p: np.ndarray) -> float:
+        from sklearn.metrics import roc_auc_score
+
+        les = labels != classes.index("normal")
+        m = classes.index("malignant")
+        return float(roc_auc_score(labels[les] == m, p[les, m]))
+
     rows = {}
     for name, (_, p, _, _) in pooled.items():
         m = classification_metrics(y, p, classes, "malignant", None, n_boot=n, seed=0)
@@ -142,6 +180,10 @@ def main() -> None:
                                       "balanced_accuracy": _paired_statistic(balanced, p, q, y, n),
                                       "macro_auroc": _paired_statistic(macro, p, q, y, n),
                                       "auroc_benign_vs_malignant": _paired(y, p, q, lesion, classes, n)}
+            # the same over near-duplicate groups (frames of one lesion together): the intervals to quote
+            r["paired_by_group_vs_" + base] = {k: _paired_by_group(fn, p, q, y, groups, n) for k, fn in
+                                               (("nll", nll), ("macro_auroc", macro),
+                                                ("auroc_benign_vs_malignant", benign_vs_malignant))}
         rows[name] = r
     externals = _external_figures(args.arms, folds, args.external or [], classes, n)
     from _machine import machine_line
@@ -166,6 +208,8 @@ def main() -> None:
     for name, r in rows.items():
         for k, d in r.get("paired_vs_" + base, {}).items():
             print(f"{name} - {base}, {k}: {ci(d)}")
+        for k, d in r.get("paired_by_group_vs_" + base, {}).items():
+            print(f"{name} - {base}, {k}, over {d['n_groups']} near-duplicate groups: {ci(d)}")
     for folder, e in externals.items():
         print(f"\n{folder} ({e['n_lesions']} lesions), benign-vs-malignant AUROC:")
         for name, r in e["recipes"].items():
