@@ -19,6 +19,7 @@ script makes the folder that ships (``src/breastdx/zoo/breastmnist`` when the va
 Usage::
 
     python benchmarks/breastmnist_ship_ensemble.py runs/bm-seeds/s{0,1,2,3,4}/model --out DIR [--work DIR]
+        [--cv FILE.json] [--recipe "Members trained with ...; the recipe chosen by ..."]
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def main() -> None:
     parser.add_argument("--baseline", default="breastmnist", help="model to compare with (default: the shipped one)")
     parser.add_argument("--cv", type=Path, help="compare.json of benchmarks/breastmnist_cv_seeds.py, for the card")
     parser.add_argument("--work", type=Path, help="folder for the calibrate and evaluate runs (default: temporary)")
+    parser.add_argument("--recipe", default="", help="the card's sentence on the members' training command and how "
+                                                     "that recipe was chosen")
     args = parser.parse_args()
     from breastdx.evaluation.tables import ci_text
     from breastdx.pipeline.ensemble import write_ensemble, write_ensemble_card
@@ -96,9 +99,10 @@ def main() -> None:
     print(f"validation (n = {runs['val']['n']}): AUROC {ci_text(v['auroc'])}, accuracy {ci_text(v['accuracy'])}")
     print(f"test (n = {test['n']}): AUROC {ci_text(m['auroc'])}, accuracy {ci_text(m['accuracy'])}, sensitivity "
           f"{ci_text(m['sensitivity'])}, specificity {ci_text(m['specificity'])}")
-    notes = (f"Official MedMNIST v2 test split (n = {test['n']}); 95% bootstrap intervals over images. Test AUROC "
+    notes = ((args.recipe.rstrip() + " " if args.recipe else "")
+             + f"Official MedMNIST v2 test split (n = {test['n']}); 95% bootstrap intervals over images. Test AUROC "
              f"{ci_text(m['auroc'])}, accuracy (argmax) {ci_text(m['accuracy'])}; validation (n = "
-             f"{runs['val']['n']}) AUROC {ci_text(v['auroc'])}, higher than each member's. {against} "
+             f"{runs['val']['n']}) AUROC {ci_text(v['auroc'])}. {against} "
              f"Sensitivity, specificity, PPV, NPV and F1 are at the operating threshold "
              f"{meta['threshold']:.3f} on P(malignant), chosen on validation ({meta['threshold_rule']}); the "
              f"temperature {meta['temperature']:.3f} scales the ensemble's logits, fitted on validation after "
