@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from busi_cls_cv_lesion import _fold_images, _nll_ci, _paired_nll
-from busi_lesion_aware import _external, _lesion_auroc, _paired
+from busi_lesion_aware import _external, _lesion_auroc, _nll, _paired
 
 
 def _out_of_fold(arm: Path, folds: list[str], data_root: Path) -> tuple[np.ndarray, np.ndarray, list[str], list]:
@@ -63,6 +63,14 @@ def _paired_statistic(fn, a: np.ndarray, b: np.ndarray, labels: np.ndarray, n_bo
     return {"value": float(fn(labels, a) - fn(labels, b)), "ci95": [float(low), float(high)], "n_boot": len(diffs)}
 
 
+def _benign_vs_malignant(labels: np.ndarray, prob: np.ndarray, classes: list[str]) -> float:
+    """AUROC of P(malignant) between the benign and malignant images (normal images left out), no interval."""
+    from sklearn.metrics import roc_auc_score
+
+    lesion, m = labels != classes.index("normal"), classes.index("malignant")
+    return float(roc_auc_score(labels[lesion] == m, prob[lesion, m]))
+
+
 def _group_ids(arm: Path, folds: list[str], ids: list) -> np.ndarray:
     """The near-duplicate group of each out-of-fold case (its own name where it is in none), from the folds' split
     files: the frames of one lesion are resampled together."""
@@ -92,8 +100,6 @@ def _external_figures(arms: list[Path], folds: list[str], folders: list[Path], c
                       n_boot: int) -> dict:
     """Per external folder and recipe: each fold model's benign-vs-malignant AUROC (mean, sd) and the fold
     ensemble's, with the ensemble's paired difference against the first recipe."""
-    from sklearn.metrics import roc_auc_score
-
     from breastdx.inference.classifier import ClassificationPredictor
     from breastdx.inference.lesion_crop import LesionCropper
 
@@ -107,8 +113,7 @@ def _external_figures(arms: list[Path], folds: list[str], folders: list[Path], c
                 model = ClassificationPredictor.from_dir(arm / fold / "model", task="busi-cls")
                 cropper = LesionCropper.for_classifier(model.meta)
                 probs.append(model.predict_proba(cropper.crops(images) if cropper is not None else images))
-            m = classes.index("malignant")
-            each = [float(roc_auc_score(labels[lesion] == m, p[lesion, m])) for p in probs]
+            each = [_benign_vs_malignant(labels, p, classes) for p in probs]
             ensembles[arm.name] = np.mean(probs, axis=0)
             recipes[arm.name] = {"fold_models": each, "fold_models_mean": float(np.mean(each)),
                                  "fold_models_sd": float(np.std(each, ddof=1)),
@@ -158,15 +163,8 @@ def main() -> None:
 
     groups = _group_ids(args.arms[0], folds, ids)
 
-    def nll(labels: np.ndarray, p: np.ndarray) -> float:
-        return float(-np.mean(np.log(np.clip(p[np.arange(labels.size), labels], 1e-12, 1.0))))
-
     def benign_vs_malignant(labels: np.ndarray, p: np.ndarray) -> float:
-        from sklearn.metrics import roc_auc_score
-
-        les = labels != classes.index("normal")
-        m = classes.index("malignant")
-        return float(roc_auc_score(labels[les] == m, p[les, m]))
+        return _benign_vs_malignant(labels, p, classes)
 
     rows = {}
     for name, (_, p, _, _) in pooled.items():
@@ -182,7 +180,7 @@ def main() -> None:
                                       "auroc_benign_vs_malignant": _paired(y, p, q, lesion, classes, n)}
             # the same over near-duplicate groups (frames of one lesion together): the intervals to quote
             r["paired_by_group_vs_" + base] = {k: _paired_by_group(fn, p, q, y, groups, n) for k, fn in
-                                               (("nll", nll), ("macro_auroc", macro),
+                                               (("nll", _nll), ("macro_auroc", macro),
                                                 ("auroc_benign_vs_malignant", benign_vs_malignant))}
         rows[name] = r
     externals = _external_figures(args.arms, folds, args.external or [], classes, n)

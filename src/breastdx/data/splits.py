@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,14 +118,10 @@ class SplitFile:
         """The excluded cases counted by reason, for cards and reports: ``"18 cases excluded (contradictory labels
         on the same image)"``, and, in a cross-validation fold, ``"; 152 held out (the test split of the base
         split: kept out of cross-validation)"``."""
-        contradictory = sum(CONTRADICTORY in str(e.get("reason", "")) for e in self.excluded)
-        others: dict[str, int] = {}
-        for e in self.excluded:
-            reason = str(e.get("reason", "no reason given"))
-            if CONTRADICTORY not in reason:
-                others[reason] = others.get(reason, 0) + 1
-        return "; ".join([f"{contradictory} cases excluded (contradictory labels on the same image)"]
-                         + [f"{n} held out ({reason})" for reason, n in others.items()])
+        reasons = Counter(CONTRADICTORY if CONTRADICTORY in r else r
+                          for r in (str(e.get("reason", "no reason given")) for e in self.excluded))
+        return "; ".join([f"{reasons.pop(CONTRADICTORY, 0)} cases excluded (contradictory labels on the same image)"]
+                         + [f"{n} held out ({reason})" for reason, n in reasons.items()])
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON content (see :meth:`to_json`)."""

@@ -277,15 +277,15 @@ def metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-OPERATING_POINT_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1")
-"""The figures that move with the threshold, shown again at the operating point where ``meta.json`` holds them
-(``operating_point_metrics``: the same evaluation at the operating threshold instead of 0.5)."""
-
-
 def _operating_point_section(meta: dict[str, Any], note: str) -> list[str]:
-    """``note`` and the threshold-dependent figures at the operating point (wdbc), else nothing."""
+    """``note`` and the figures that move with the threshold (those with an operating point in
+    :data:`breastdx.evaluation.tables.OPERATING_POINTS`) at the operating point, where ``meta.json`` holds them
+    (``operating_point_metrics``, wdbc: the same evaluation at the operating threshold instead of 0.5), else
+    nothing."""
+    from breastdx.evaluation.tables import OPERATING_POINTS
+
     at_op = meta.get("operating_point_metrics") or {}
-    rows = {k: at_op[k] for k in OPERATING_POINT_METRICS if k in at_op}
+    rows = {k: at_op[k] for k, point in OPERATING_POINTS.items() if point is not None and k in at_op}
     return [note, "", metrics_table(rows), ""] if rows and note else []
 
 
