@@ -208,3 +208,29 @@ def test_dicom_identifiers_reach_neither_the_record_nor_the_answer(secured):
     assert b"MRN-73519046" not in stored and b"DOE_JANET" not in stored  # nor the file name
     assert store.list()[1][0].input_name is None and store.list()[1][0].token_name == "dr-who"
     assert _new_files_holding(b"MRN-73519046", start) == []  # no upload written to disk
+
+
+def test_a_token_that_cannot_be_checked_is_answered_503_with_the_notice(secured, monkeypatch):
+    from breastdx.serve.db import DatabaseError
+
+    client, store, token, _ = secured
+
+    def down(_token):
+        raise DatabaseError("Cannot check a token in sqlite://: OperationalError: database is locked")
+
+    monkeypatch.setattr(store, "token_owner", down)
+    r = client.get("/v1/models", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 503, r.text  # as an endpoint answers a database failure, not 500 "unexpected"
+    assert r.json()["error"]["code"] == "database_unavailable" and "database is locked" in r.json()["error"]["message"]
+    assert r.headers["x-research-use-only"] == RESEARCH_USE_ONLY
+
+
+def test_an_unexpected_error_carries_the_notice_header(registry, monkeypatch):
+    store = PredictionStore("sqlite://")
+    monkeypatch.setattr(store, "list", lambda *a: 1 / 0)
+    app = create_app(ServeSettings(auth=False, database_url="sqlite://"), registry=registry, store=store)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/v1/predictions")
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert r.headers["x-research-use-only"] == RESEARCH_USE_ONLY
+    store.close()

@@ -332,7 +332,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a bug
         log.exception("unexpected error")
         return error_response(500, "internal_error", f"An unexpected error occurred ({type(exc).__name__}); "
-                              f"it has been logged.")
+                              f"it has been logged.", headers={NOTICE_HEADER: RESEARCH_USE_ONLY})
 
     # ------------------------------------------------------------------------------------------ helpers
     def _registry(request: Request) -> ModelRegistry:

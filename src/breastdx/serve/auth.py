@@ -4,7 +4,7 @@ Tokens are made with ``breastdx token create NAME`` and stored only as SHA-256 h
 prediction record (:class:`breastdx.serve.db.PredictionStore`), so every worker process sees a revocation at
 its next request. ``/healthz``, the page and its static files stay open. A refused request gets 401 in the
 service's error format (``{"error": {"code": "unauthorized", ...}}``) with ``WWW-Authenticate: Bearer``,
-before its body is read.
+before its body is read; when the database cannot be read to check the token, 503 ``database_unavailable``.
 
 ``--no-auth`` (``ServeSettings.auth = False``) is accepted only on a loopback address
 (:func:`is_loopback`).
@@ -18,6 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+
+from breastdx.serve.db import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,8 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 class BearerAuth:
     """ASGI middleware: refuses ``/v1/...`` requests without a valid token (401) and puts the token's name in
-    ``request.state.token_name`` for the record.
+    ``request.state.token_name`` for the record. A token that cannot be checked because the database cannot be
+    read is answered 503 ``database_unavailable``, as the endpoints answer a database failure.
 
     Args:
         app: The wrapped ASGI app.
@@ -73,7 +76,13 @@ class BearerAuth:
                        "administrator makes one with 'breastdx token create NAME'.")
         else:
             store = scope["app"].state.store
-            name = await run_in_threadpool(store.token_owner, token) if len(token) <= 256 else None
+            try:
+                name = await run_in_threadpool(store.token_owner, token) if len(token) <= 256 else None
+            except DatabaseError as e:
+                log.error("%s", e)
+                await self.error(503, "database_unavailable", f"{e} The request was not answered: its API token "
+                                 f"could not be checked.")(scope, receive, send)
+                return
             if name is not None:
                 scope.setdefault("state", {})["token_name"] = name
                 await self.app(scope, receive, send)
