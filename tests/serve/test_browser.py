@@ -107,7 +107,10 @@ def test_page_asks_for_the_token_and_says_when_it_is_refused(browser, server):
     _enter_token(page, "wrong-token")
     page.locator("#token-message").filter(has_text="refused").wait_for(timeout=30_000)  # no eval under the CSP
     assert page.is_visible("#token-form") and page.evaluate("sessionStorage.getItem('breastdx-token')") is None
-    _enter_token(page, _TOKEN["value"])
+    _enter_token(page, "\u201cwrong-token\u201d")  # typographic quotes: a header cannot carry them
+    page.locator("#token-message").filter(has_text="not an API token").wait_for(timeout=30_000)
+    assert page.is_visible("#token-form") and page.evaluate("sessionStorage.getItem('breastdx-token')") is None
+    _enter_token(page, _TOKEN["value"] + "\u200b")  # a zero-width space pasted with it is left out
     page.wait_for_selector("#status.ok", timeout=30_000)
     assert page.is_hidden("#token-form")
     page.reload()  # kept for the browser session: not asked again

@@ -68,8 +68,15 @@ function askToken(message) {
 
 function submitToken(event) {
   event.preventDefault();
-  const token = $("token-input").value.trim();
+  // Spaces and invisible characters (a zero-width space from a chat or a document) come with a pasted token; a
+  // character a header cannot carry would make every request fail in the browser, whatever the token.
+  const token = $("token-input").value.replace(/[\s\p{Cf}]/gu, "");
   if (!token) { $("token-message").textContent = "Paste the API token your administrator gave you."; return; }
+  if (/[^\x21-\x7e]/.test(token)) {
+    $("token-message").textContent = "This is not an API token: it holds a character other than letters, digits " +
+      "and punctuation (quotation marks copied with it?). Paste the token alone.";
+    return;
+  }
   sessionStorage.setItem(TOKEN_KEY, token);
   $("token-input").value = "";
   $("token-form").hidden = true;
