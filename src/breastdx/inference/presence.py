@@ -1,9 +1,8 @@
 """A lesion-presence decision for a segmenter: no lesion where a classifier calls the image normal.
 
 The BUSI segmenter outlines a "lesion" on many normal images (42% of the normal test images for the shipped
-busi-seg), and its own outputs (largest probability, area) do not separate those from real lesions. A
-classifier trained on whole images with a ``normal`` class does: where its temperature-scaled P(normal) reaches
-``threshold``, the segmenter's mask is emptied. The threshold is chosen on the validation split (both shipped
+busi-seg). A classifier trained on whole images with a ``normal`` class tells them apart: where its
+temperature-scaled P(normal) reaches ``threshold``, the segmenter's mask is emptied. The threshold is chosen on the validation split (both shipped
 models share BUSI's grouped split, so the classifier never trained on the segmenter's validation or test
 images); ``breastdx evaluate busi-seg --presence-model busi-cls --split val`` (and ``--split test``, ``--external
 DIR``) measures it.
@@ -12,6 +11,8 @@ Measured on BUSI's grouped test split with the shipped busi-seg and busi-cls (th
 false lesions on normal images drop from 42% to 11.5%, and lesion Dice from 0.717 to 0.669, since some lesion
 images are called normal and lose their mask. On the BrEaST sample from another hospital the classifier calls 42%
 of the lesions normal (Dice 0.664 to 0.468), so the gate is an option, never the default.
+Cross-validated over 105 normal BUSI images (``benchmarks/busi_seg_cv_presence.py``), the 0.3 threshold leaves
+false lesions on 19% [10%, 30%] of them.
 """
 
 from __future__ import annotations
