@@ -17,3 +17,13 @@ def test_safe_cell(value, written):
 def test_rows_keep_their_columns():
     assert safe_row({"id": "=1", "p": -0.25}) == {"id": "'=1", "p": -0.25}
     assert safe_rows([{"a": "-x"}, {"a": "x"}]) == [{"a": "'-x"}, {"a": "x"}]
+
+
+def test_a_file_name_that_is_not_utf8_is_written_with_its_bytes_escaped():
+    """Latin-1 bytes in a file name reach Python as lone surrogates, which a UTF-8 file cannot hold: the whole CSV
+    failed to be written after the batch had run."""
+    name = b"scan_\xe9\xff.dcm".decode("utf-8", "surrogateescape")
+    assert safe_cell(name) == "scan_\\xe9\\xff.dcm"
+    assert safe_cell("=" + name) == "'=scan_\\xe9\\xff.dcm"
+    assert safe_cell("\ud800x") == "\\ud800x"  # a surrogate no file name holds: escaped all the same
+    assert safe_cell("échographie 超声.png") == "échographie 超声.png"  # valid UTF-8 is left alone

@@ -206,6 +206,32 @@ def test_file_names_that_spreadsheets_run_are_written_as_text(tmp_path, monkeypa
     assert sources == sorted(["'" + n for n in names[:4]] + ["plain.png"])
 
 
+def test_a_file_name_that_is_not_utf8_does_not_stop_predictions_csv(tmp_path):
+    """A file name with Latin-1 bytes (an old archive or disc) made writing predictions.csv fail after the batch."""
+    import csv
+    import os
+
+    from breastdx.inference.writers import write_segmentation_predictions
+
+    d, _ = _model_dir(tmp_path)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(_images()[0]).save(folder / "plain.png")
+    try:
+        Image.fromarray(_images()[1]).save(os.fsdecode(os.fsencode(folder) + b"/scan_\xe9.png"))
+    except (OSError, UnicodeError):
+        pytest.skip("this file system does not take file names that are not UTF-8")
+    run = tmp_path / "run"
+    run.mkdir()
+    rows, failures, _ = write_segmentation_predictions(SegmentationPredictor.from_dir(d), [folder], run,
+                                                       overlays=False)
+    assert failures == [] and len(rows) == 2
+    with open(run / "predictions.csv", newline="", encoding="utf-8") as f:
+        written = {Path(r["source"]).name: r for r in csv.DictReader(f)}
+    assert sorted(written) == ["plain.png", "scan_\\xe9.png"]
+    assert (run / written["scan_\\xe9.png"]["mask"].replace("\\xe9", "\udce9")).is_file()
+
+
 def test_postprocessing():
     prob = np.zeros((20, 20), np.float32)
     prob[2:8, 2:8] = 0.9  # 36 px

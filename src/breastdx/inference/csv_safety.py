@@ -5,6 +5,10 @@ a spreadsheet that opens the file would run it. As OWASP advises, a text cell th
 ``-``, ``@``, a tab or a carriage return is written with a leading apostrophe, which spreadsheets show as text
 and do not display. Numbers are left alone (a negative SHAP value stays a number).
 
+A file name that is not valid UTF-8 (Latin-1 bytes from an old archive or disc) reaches Python with its bad bytes
+as lone surrogates, which no UTF-8 file can hold; such a cell is written with those bytes as ``\\xe9`` escapes
+(as ``ls -b`` shows the name), so that one odd name does not stop the whole CSV from being written.
+
 References:
     OWASP, CSV Injection. https://owasp.org/www-community/attacks/CSV_Injection
 """
@@ -19,10 +23,18 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def safe_cell(value: Any) -> Any:
-    """``value`` with ``'`` before it when it is text that begins with one of :data:`FORMULA_PREFIXES`."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
+    """``value`` with ``'`` before it when it is text that begins with one of :data:`FORMULA_PREFIXES`, and with
+    undecodable bytes of a file name (lone surrogates) written as ``\\x..`` escapes."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            value = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate no file name holds
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
 
 
 def safe_row(row: Mapping[str, Any]) -> dict[str, Any]:
