@@ -53,3 +53,23 @@ def test_a_halved_real_tile_is_flagged_the_tile_as_it_is_not(tmp_path):
     assert by_name["halved.png"]["scope_note"].startswith("its nuclei are small for 40x")
     written = {Path(r["source"]).name: r for r in csv.DictReader(open(tmp_path / "predictions.csv"))}
     assert written["halved.png"]["in_scope"] == "false"
+
+
+def test_tile_features_csv_writes_a_formula_like_tile_name_as_text(tmp_path):
+    """tile_features.csv's ``tile`` column took the file name as it was, while predictions.csv's ``source`` got the
+    apostrophe that keeps a spreadsheet from running it (CSV injection)."""
+    from breastdx.inference.nuclei import NucleusPredictor
+    from breastdx.inference.nuclei_writer import write_nucleus_predictions
+    from breastdx.zoo import resolve_model
+
+    rng = np.random.default_rng(0)
+    tile = np.clip(rng.normal((200, 120, 180), 25, size=(128, 128, 3)), 0, 255).astype(np.uint8)  # pink, H&E-like
+    Image.fromarray(tile).save(tmp_path / "=HYPERLINK(1).png")
+    predictor = NucleusPredictor.from_dir(resolve_model(None, "monuseg"), tta="none")
+    rows, failures = write_nucleus_predictions(predictor, [tmp_path / "=HYPERLINK(1).png"], tmp_path / "run",
+                                               microns_per_pixel=0.25, overlays=False)
+    assert failures == [] and len(rows) == 1
+    with open(tmp_path / "run" / "tile_features.csv", newline="") as f:
+        assert [r["tile"] for r in csv.DictReader(f)] == ["'=HYPERLINK(1)"] * 2  # in px and in µm
+    with open(tmp_path / "run" / "predictions.csv", newline="") as f:
+        assert [Path(r["source"]).name for r in csv.DictReader(f)] == ["=HYPERLINK(1).png"]  # its folder comes first

@@ -169,7 +169,7 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
     from breastdx.data.image_files import OutputStems, item_stem, list_images
     from breastdx.evaluation.nuclei_report import save_png
     from breastdx.inference.base import seen_in_training
-    from breastdx.inference.csv_safety import safe_rows
+    from breastdx.inference.csv_safety import safe_cell, safe_rows
     from breastdx.morphometry.features import grey_levels
     from breastdx.morphometry.summary import measure_nuclei, tile_rows, write_nuclei_csv, write_tile_csv
     from breastdx.visualize.instances import instance_overlay
@@ -198,7 +198,7 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
         write_nuclei_csv(nuclei, run_dir / "nuclei" / f"{stem}.csv", mpp)
         if overlays:
             save_png(instance_overlay(image, labels), run_dir / "overlays" / f"{stem}.png")
-        tiles.extend(tile_rows(stem, nuclei, mpp))
+        tiles.extend(tile_rows(safe_cell(stem), nuclei, mpp))  # the tile name, as predictions.csv writes it
         rows.append({"source": str(path), "height": image.shape[0], "width": image.shape[1],
                      "n_nuclei": len(nuclei), "n_in_summary": sum(n["in_summary"] for n in nuclei),
                      "mask": str(mask_path.relative_to(run_dir)), "microns_per_pixel": mpp or "",
