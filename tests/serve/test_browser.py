@@ -261,6 +261,15 @@ def test_wdbc_form(browser, server, tmp_path):
     assert page.get_attribute("#wdbc-case", "placeholder") == "optional; shown here only, not recorded"
     assert page.input_value("[data-feature='mean radius']") == "17,99"
     assert page.input_value("[data-feature='worst fractal dimension']") == "0,1189"
+    # A line of Kaggle's data.csv ends with a comma (its empty 33rd column): it fills the form too.
+    kaggle = ",".join(["842302", "M", *[repr(float(v)) for v in case.X[0]]]) + ","
+    page.click("#wdbc-clear")
+    page.eval_on_selector("[data-feature='mean texture']", """(input, text) => {
+        const data = new DataTransfer(); data.setData("text/plain", text);
+        input.dispatchEvent(new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true}));
+    }""", kaggle)
+    assert page.input_value("#wdbc-case") == "842302" and page.input_value("[data-feature='mean radius']") == "17.99"
+    assert page.input_value("[data-feature='worst fractal dimension']") == "0.1189"
     page.click("#wdbc-submit")
     page.wait_for_selector("#wdbc-result:not([hidden])", timeout=30_000)
     assert page.text_content("#wdbc-label") == "malignant"  # WDBC case 842302 (malignant), sent as numbers

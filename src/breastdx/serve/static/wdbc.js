@@ -59,6 +59,7 @@ function pasteRow(event) {
   }
   const sep = text.includes("\t") ? "\t" : text.includes(";") ? ";" : ",";
   const cells = text.split(sep).map((c) => c.trim());
+  if (cells.length > 30 && cells[cells.length - 1] === "") cells.pop();  // a line's trailing comma (Kaggle's data.csv)
   if (cells.length !== 30 && cells.length !== 32) return;
   event.preventDefault();
   showError("wdbc-error", "");
