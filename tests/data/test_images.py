@@ -372,6 +372,23 @@ def test_list_images_recursive_sorted_without_masks(tmp_path, caplog):
     assert tmp_path / "in" / "b" / "scan.bmp" in list_images([tmp_path / "in" / "b" / "scan.bmp"])
 
 
+def test_list_images_reads_a_file_named_twice_once(tmp_path, monkeypatch, caplog):
+    """A file named by two paths (relative and absolute, through '..', through a link, or also in its folder given)
+    was predicted twice, as two rows with outputs ``x`` and ``x_2``."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(_gradient()).save(folder / name)
+    (tmp_path / "link").symlink_to(folder, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("INFO", logger="breastdx.data.image_files"):
+        got = list_images(["in/a.png", folder / "a.png", "in/../in/a.png", "in", "link", "link/b.png"])
+    assert len(got) == 2 and sorted(p.resolve().name for p in got) == ["a.png", "b.png"]
+    assert any("read once" in r.getMessage() for r in caplog.records)
+    frames = list_images([f"{folder}/a.png#frame=2", "in/a.png#frame=2", "in/a.png#frame=3"])
+    assert sorted(str(p)[-8:] for p in frames) == ["#frame=2", "#frame=3"]  # one file's frames stay apart
+
+
 def test_output_stems_never_repeat():
     from breastdx.data.image_files import OutputStems
 

@@ -46,7 +46,8 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
             that a shell glob such as ``benign/*.png`` gives the images only).
 
     Returns:
-        Unique paths, sorted (a cine loop's frame items, :mod:`breastdx.data.dicom_frames`, by frame number).
+        Unique paths, sorted (a cine loop's frame items, :mod:`breastdx.data.dicom_frames`, by frame number); a
+        file named twice (by another path, through a link, or in a folder also given) is listed once.
     """
     from breastdx.data.array_images import ArrayInputError, expand_array_file, is_array_input
 
@@ -85,7 +86,27 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
                        len(not_read), ", ".join(IMAGE_SUFFIXES), ", ".join(str(f) for f in not_read[:3]), more)
     if exclude_masks:
         found = {f for f in found if not is_mask_name(f)}
-    return sorted(found, key=_item_order)
+    unique: dict[str, Path] = {}  # one file named twice (another spelling, a link, its folder too): read once
+    for f in sorted(found, key=_item_order):
+        unique.setdefault(_same_file_key(f), f)
+    if len(unique) < len(found):
+        logger.info("%d input(s) name a file already given by another path (a link, '..', or its folder given "
+                    "too); each file is read once.", len(found) - len(unique))
+    return list(unique.values())
+
+
+def _same_file_key(path: Path) -> str:
+    """The file an input names, links and ``..`` resolved, with its ``#frame=<k>`` or ``#<key>[<index>]`` kept."""
+    from breastdx.data.array_images import array_item
+    from breastdx.data.dicom_frames import frame_item
+
+    text, fragment = str(path), ""
+    if frame_item(path) is not None or array_item(path) is not None:
+        text, fragment = text[:text.rindex("#")], text[text.rindex("#"):]
+    try:
+        return str(Path(text).resolve()) + fragment
+    except (OSError, RuntimeError):  # a link loop: the path as written
+        return str(Path(text).absolute()) + fragment
 
 
 def _item_order(path: Path) -> tuple[Path, int]:
