@@ -204,6 +204,10 @@ def test_frame_items_choose_a_cine_loop_frame(tmp_path):
         read_image(f"{single}#frame=1")
     with pytest.raises(ImageReadError, match="frames are read from multi-frame DICOM files; this is PNG"):
         read_image(f"{png}#frame=2")
+    with pytest.raises(ImageReadError, match="frames are numbered from 1"):  # was 'no such file'
+        read_image(f"{cine}#frame=0")
+    with pytest.raises(ImageReadError, match="no such file"):
+        read_image(f"{tmp_path / 'missing.dcm'}#frame=0")
     items = list_images(expand_frames(list_images([tmp_path]), "all"))
     assert [p.name for p in items] == ["a.png", *[f"cine.dcm#frame={k}" for k in range(1, 12)], "single.dcm"]
     assert [p.name for p in expand_frames([cine, single], "7")] == ["cine.dcm#frame=7", "single.dcm"]

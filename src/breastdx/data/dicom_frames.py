@@ -30,6 +30,12 @@ def frame_item(path: str | Path) -> tuple[Path, int] | None:
     return Path(m["file"]), int(m["frame"])
 
 
+def frame_zero(path: str | Path) -> bool:
+    """True for an item ``<file>#frame=0`` of a file that exists (frames are numbered from 1): not a missing file."""
+    m = _ITEM.match(str(path))
+    return m is not None and int(m["frame"]) == 0 and not Path(path).exists() and Path(m["file"]).is_file()
+
+
 def frame_name(path: str | Path, frame: int) -> Path:
     """The item that names frame ``frame`` (1-based) of ``path``."""
     return Path(f"{path}#frame={int(frame)}")

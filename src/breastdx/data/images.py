@@ -139,7 +139,7 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
-    from breastdx.data.dicom_frames import frame_item
+    from breastdx.data.dicom_frames import frame_item, frame_zero
     from breastdx.data.array_images import (ArrayInputError, array_item, expand_array_file, is_array_input,
                                             read_array_item, source_format)
 
@@ -154,6 +154,8 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
     except ArrayInputError as e:
         raise ImageReadError(str(e)) from None
     item, frame = Path(path), None
+    if frame_zero(path):
+        raise ImageReadError(f"{path}: frames are numbered from 1 (#frame=1 is the first), not from 0.")
     chosen = frame_item(path)
     if chosen is not None:
         path, frame = chosen
