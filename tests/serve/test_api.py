@@ -124,6 +124,8 @@ def test_openapi_schema_lists_the_endpoints(client):
     assert "multipart/form-data" in schema["paths"]["/v1/predict/{task}"]["post"]["requestBody"]["content"]
     wdbc = schema["paths"]["/v1/predict/wdbc"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert wdbc["required"] == ["features"] and "case_id" in wdbc["properties"]
+    filename = schema["components"]["schemas"]["ImageInfo"]["properties"]["filename"]["description"]
+    assert "--record-names" in filename  # null without it, for every upload (the client fixture's default)
 
 
 def test_page_and_static_files(client):

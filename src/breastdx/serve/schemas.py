@@ -214,7 +214,8 @@ class NucleiResult(_Base):
 class ImageInfo(_Base):
     """The uploaded image as decoded."""
 
-    filename: str | None = Field(description="The client's file name; null for a DICOM upload (de-identified).")
+    filename: str | None = Field(description="The client's file name when the service keeps names "
+                                             "(--record-names), never a DICOM's; else null (de-identified).")
     width: int
     height: int
     format: str = Field(description="From the file's bytes: PNG, JPEG, TIFF or DICOM.")
