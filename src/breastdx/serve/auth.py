@@ -79,9 +79,10 @@ class BearerAuth:
             try:
                 name = await run_in_threadpool(store.token_owner, token) if len(token) <= 256 else None
             except DatabaseError as e:
-                log.error("%s", e)
-                await self.error(503, "database_unavailable", f"{e} The request was not answered: its API token "
-                                 f"could not be checked.")(scope, receive, send)
+                log.error("%s", e)  # the cause names the database: logged, not told to a client not yet known
+                await self.error(503, "database_unavailable", "The API token could not be checked: the service "
+                                 "cannot read its database (the cause is logged). Try again later, or tell the "
+                                 "administrator.")(scope, receive, send)
                 return
             if name is not None:
                 scope.setdefault("state", {})["token_name"] = name
