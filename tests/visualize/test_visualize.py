@@ -199,3 +199,17 @@ def test_instance_labels_round_trip_as_png_and_beyond_65535_as_tiff(tmp_path):
     large[0, 0] = 70000  # over 16 bits: a PNG would wrap it to 4464
     path = write_instance_labels(large, tmp_path / "large")
     assert path.name == "large.tif" and np.array_equal(tifffile.imread(path), large)
+
+
+
+def test_instance_labels_of_dotted_tile_names_do_not_overwrite_each_other(tmp_path):
+    """predict monuseg wrote the masks of slide.01.jpg and slide.02.jpg both to masks/slide.png (the suffix took the
+    place of '.01'), the second over the first, while predictions.csv named that one file for both."""
+    from breastdx.visualize.png import write_instance_labels
+
+    first, second = np.ones((4, 4), np.int64), np.full((4, 4), 2, np.int64)
+    paths = [write_instance_labels(first, tmp_path / "slide.01"), write_instance_labels(second, tmp_path / "slide.02")]
+    assert [p.name for p in paths] == ["slide.01.png", "slide.02.png"]
+    assert [int(np.asarray(Image.open(p)).max()) for p in paths] == [1, 2]
+    first[0, 0] = 70000
+    assert write_instance_labels(first, tmp_path / "slide.03").name == "slide.03.tif"

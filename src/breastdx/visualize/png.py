@@ -119,14 +119,16 @@ def write_mask_png(mask: np.ndarray, path: Path) -> Path:
 
 def write_instance_labels(labels: np.ndarray, stem: Path) -> Path:
     """Write instance labels (int ``(H, W)``, 0 background, 1..N the instances) losslessly: ``stem.png`` as a 16-bit
-    grey PNG, or ``stem.tif`` as a zlib-compressed 32-bit TIFF beyond 65535 instances. Returns the path written."""
+    grey PNG, or ``stem.tif`` as a zlib-compressed 32-bit TIFF beyond 65535 instances. Returns the path written.
+    The suffix is added to ``stem``'s name, never put in place of a dot in it (``slide.01`` is ``slide.01.png``)."""
+    stem = Path(stem)
     if labels.max(initial=0) <= 65535:
-        path = stem.with_suffix(".png")
+        path = stem.with_name(f"{stem.name}.png")
         Image.fromarray(labels.astype(np.uint16)).save(path, compress_level=1)
         return path
     import tifffile
 
-    path = stem.with_suffix(".tif")
+    path = stem.with_name(f"{stem.name}.tif")
     tifffile.imwrite(path, labels.astype(np.uint32), compression="zlib")
     return path
 
