@@ -394,6 +394,8 @@ def test_output_stems_never_repeat():
 
     names = OutputStems()
     assert [names.claim(s) for s in ("x", "x_2", "x", "x", "y", "x_3")] == ["x", "x_2", "x_3", "x_4", "y", "x_3_2"]
+    # a/Scan.png and b/scan.png: one output file name on a case-insensitive file system (macOS, Windows)
+    assert [names.claim(s) for s in ("Scan", "scan", "SCAN_2")] == ["Scan", "scan_2", "SCAN_2_2"]
 
 
 def test_read_images_goes_on_past_bad_files(tmp_path, write_png):

@@ -154,7 +154,8 @@ class OutputStems:
     """Distinct stems for the output files of a batch's inputs, so that none overwrites another's.
 
     The first input of a stem keeps it; a later one gets ``<stem>_2``, ``<stem>_3``, ... skipping any stem already
-    given, so that ``a/x.png``, ``x_2.png``, ``b/x.png`` become ``x``, ``x_2``, ``x_3``.
+    given, so that ``a/x.png``, ``x_2.png``, ``b/x.png`` become ``x``, ``x_2``, ``x_3``. Stems that differ in case
+    only (``a/Scan.png``, ``b/scan.png``) are the same file name on macOS and Windows, so they count as one.
 
     Example:
         >>> names = OutputStems()
@@ -168,8 +169,8 @@ class OutputStems:
     def claim(self, stem: str) -> str:
         """A stem not given before: ``stem`` itself, else ``<stem>_<k>`` with the smallest free ``k >= 2``."""
         name, k = stem, 1
-        while name in self._given:
+        while name.casefold() in self._given:
             k += 1
             name = f"{stem}_{k}"
-        self._given.add(name)
+        self._given.add(name.casefold())
         return name
