@@ -398,6 +398,20 @@ def test_output_stems_never_repeat():
     assert [names.claim(s) for s in ("Scan", "scan", "SCAN_2")] == ["Scan", "scan_2", "SCAN_2_2"]
 
 
+
+def test_output_stems_of_long_file_names_leave_room_for_the_suffixes(tmp_path):
+    """An input named with 83 CJK characters (253 bytes) stopped the whole batch: its output file
+    <stem>_gradcam_benign.png was over the 255 bytes a file name may have."""
+    from breastdx.data.image_files import MAX_STEM_BYTES, OutputStems
+
+    names = OutputStems()
+    long_a, long_b = "超" * 83, "超" * 82 + "b"
+    a, b = names.claim(long_a), names.claim(long_b)
+    assert len(a.encode()) <= MAX_STEM_BYTES and long_a.startswith(a) and b == a + "_2"  # cut alike: kept apart
+    (tmp_path / f"{b}_gradcampp_malignant_papillary_carcinoma.png").write_bytes(b"")  # a name the system takes
+    assert names.claim("short") == "short"
+
+
 def test_read_images_goes_on_past_bad_files(tmp_path, write_png):
     good = write_png(tmp_path / "good.png", _gradient())
     (tmp_path / "bad.png").write_text("nope")

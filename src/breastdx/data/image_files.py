@@ -150,12 +150,19 @@ def item_stem(path: str | Path) -> str:
     return Path(path).stem if chosen is None else f"{chosen[0].stem}_frame{chosen[1]}"
 
 
+MAX_STEM_BYTES = 150
+"""Longest output stem, in UTF-8 bytes: file names hold at most 255 bytes, and the longest suffix added to a stem
+(``_gradcampp_malignant_papillary_carcinoma.png``, ``_<k>`` for a repeated stem) needs under 60."""
+
+
 class OutputStems:
     """Distinct stems for the output files of a batch's inputs, so that none overwrites another's.
 
     The first input of a stem keeps it; a later one gets ``<stem>_2``, ``<stem>_3``, ... skipping any stem already
     given, so that ``a/x.png``, ``x_2.png``, ``b/x.png`` become ``x``, ``x_2``, ``x_3``. Stems that differ in case
-    only (``a/Scan.png``, ``b/scan.png``) are the same file name on macOS and Windows, so they count as one.
+    only (``a/Scan.png``, ``b/scan.png``) are the same file name on macOS and Windows, so they count as one. A stem
+    over :data:`MAX_STEM_BYTES` (UTF-8) is cut to that length, so that with the suffixes an output file's name stays
+    within the 255 bytes file systems allow (an input's own name may be that long).
 
     Example:
         >>> names = OutputStems()
@@ -167,7 +174,10 @@ class OutputStems:
         self._given: set[str] = set()
 
     def claim(self, stem: str) -> str:
-        """A stem not given before: ``stem`` itself, else ``<stem>_<k>`` with the smallest free ``k >= 2``."""
+        """A stem not given before: ``stem`` itself (cut to :data:`MAX_STEM_BYTES`), else ``<stem>_<k>`` with the
+        smallest free ``k >= 2``."""
+        while len(stem.encode("utf-8", "surrogateescape")) > MAX_STEM_BYTES:
+            stem = stem[:-1]
         name, k = stem, 1
         while name.casefold() in self._given:
             k += 1
