@@ -240,3 +240,28 @@ def test_predict_every_frame_of_a_cine_loop(tmp_path):
     assert result.exit_code == 0, result.output
     (row,) = list(csv.DictReader(open(out2 / "predictions.csv")))
     assert row["frame"] == "2 of 3" and row["source"].endswith("IM00001#frame=2")
+
+
+def test_a_dicom_cd_export_reads_its_images_and_not_its_dicomdir(tmp_path, caplog):
+    """A DICOM CD's folder (DICOMDIR and PT*/ST*/SE*/IM* files) listed its DICOMDIR index as an input that 'could not be
+    used' (no Rows/Columns), so every such batch ended with a failure and exit status 1."""
+    import pydicom
+    from pydicom.fileset import FileSet
+
+    from breastdx.data.images import read_images
+
+    fs = FileSet()
+    for k in range(2):
+        ds = pydicom.dcmread(_us_dicom(tmp_path / f"scan{k}.dcm", _disc(radius=10 + 5 * k)))
+        ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = "anon", pydicom.uid.generate_uid(), "1.2.3"
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "20240101", "1200", "1", 1, k + 1
+        fs.add(ds)
+    fs.write(tmp_path / "cd")
+    assert (tmp_path / "cd" / "DICOMDIR").is_file()
+    with caplog.at_level("INFO", logger="breastdx.data.image_files"):
+        items = list_images([tmp_path / "cd"])
+    assert len(items) == 2 and all(p.name.startswith("IM") for p in items)
+    assert any("DICOMDIR" in r.getMessage() for r in caplog.records)
+    records, failures = read_images(items)
+    assert len(records) == 2 and failures == []
+    assert list_images([tmp_path / "cd" / "DICOMDIR"]) == [tmp_path / "cd" / "DICOMDIR"]  # named: tried, reported

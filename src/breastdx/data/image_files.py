@@ -16,6 +16,9 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom")
 """File name endings :func:`list_images` collects from folders (compared without case)."""
 
+DICOMDIR = "DICOMDIR"
+"""The name of a DICOM CD's or USB stick's index file (PS3.10 8.6): DICOM without an image, left out of folders."""
+
 _MASK_NAME = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
 
 
@@ -35,7 +38,8 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
     :data:`IMAGE_SUFFIXES` (any case), and for DICOM files named without an extension or with a numeric one
     (``IM00001``, ``1.2.840.10008.5.1``: the usual PACS export names), recognised by their preamble ('DICM' at
     byte 128);
-    hidden files and folders (names starting with ``.``) are skipped. Other files found in folders are not read,
+    hidden files and folders (names starting with ``.``) are skipped, as is a ``DICOMDIR`` (the index of a DICOM CD,
+    which holds no image; the log says so). Other files found in folders are not read,
     and a warning names them (the first three and a count), so that a folder of, say, ``.bmp`` images is not
     passed over in silence. Files named in ``inputs`` are kept whatever their suffix (and even when missing), so
     that :func:`breastdx.data.images.read_images` reports them.
@@ -53,6 +57,7 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
 
     found: set[Path] = set()
     not_read: list[Path] = []
+    indexes: list[Path] = []
     for item in inputs:
         p = Path(item)
         if is_array_input(item) and not p.is_dir():  # a .npz or .h5: one item per image (a bad file: one item)
@@ -65,6 +70,9 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
             for f in p.rglob("*"):
                 rel = f.relative_to(p).parts
                 if any(part.startswith(".") for part in rel):
+                    continue
+                if f.name.upper() == DICOMDIR and f.is_file():  # a DICOM CD's index: its images are in the folder
+                    indexes.append(f)
                     continue
                 if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or _is_unnamed_dicom(f)):
                     found.add(f)
@@ -84,6 +92,9 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
                        "suffix (%s), they are not DICOM, and they are no array file of images (.npz, .h5): %s%s. "
                        "Name a file directly to have it checked.",
                        len(not_read), ", ".join(IMAGE_SUFFIXES), ", ".join(str(f) for f in not_read[:3]), more)
+    if indexes:
+        logger.info("%s: a DICOM media index (DICOMDIR), which holds no image, is not read; the images it lists are "
+                    "read from its folder.", ", ".join(str(f) for f in sorted(indexes)))
     if exclude_masks:
         found = {f for f in found if not is_mask_name(f)}
     unique: dict[str, Path] = {}  # one file named twice (another spelling, a link, its folder too): read once
