@@ -443,19 +443,26 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
     """See :meth:`breastdx.pipeline.classification.ImageClassificationTask.explain`.
 
     Writes ``explanations/<image>_<method>_<class>.png`` and ``explanations.csv`` (source, probabilities, label,
-    method, explained class, overlay, and where a lesion mask ``<image>_mask.<ext>`` lies beside the image, the
-    map's mass inside the lesion and the pointing-game hit, with the lesion contour drawn in green; ``in_scope`` and
-    ``scope_note`` as in ``predict``, :func:`breastdx.inference.scope.check_scope`: an out-of-scope image is still
-    explained, its overlay's legend says so and a warning counts them).
+    method, explained class, overlay, and where a lesion mask lies beside the image, the map's mass inside the lesion
+    and the pointing-game hit, with the lesion contour drawn in green; ``in_scope`` and ``scope_note`` as in
+    ``predict``, :func:`breastdx.inference.scope.check_scope`: an out-of-scope image is still explained, its overlay's
+    legend says so and a warning counts them).
+
+    The masks of ``<stem>.<ext>`` are BUSI's names with any image suffix (:mod:`breastdx.pipeline.explain_masks`):
+    ``<stem>_mask.<e>`` and ``<stem>_mask_<k>.<e>`` in its folder, ``<e>`` any of
+    :data:`breastdx.data.image_files.IMAGE_SUFFIXES` (``scan.jpg`` finds ``scan_mask.png``; the image's own suffix
+    first where a name has several); the lesion is their union. A mask that cannot be used (unreadable, another size)
+    is listed among the failures and the image is explained without it; an image whose name is too long to add
+    ``_mask`` to has no mask, it does not stop the batch.
     """
     from PIL import Image
 
-    from breastdx.data.images import read_mask
     from breastdx.data.image_files import OutputStems, item_stem, list_images
     from breastdx.explain.gradcam import cam_mass_in_mask, pointing_game_hit
     from breastdx.data.transforms import central_square_box
     from breastdx.inference.scope import check_scope, warn_out_of_scope
     from breastdx.inference.writers import frame_cell
+    from breastdx.pipeline.explain_masks import LesionMasks
     from breastdx.visualize import SEEN_SQUARE, heatmap_overlay, mark_box, mark_region, png_bytes, with_legend
 
     opts = parse_options(ExplainOptions, options, f"explain {task.name}")
@@ -478,16 +485,11 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
             records.append((path, rec, out))
     classes = predictor.class_names
     stems = OutputStems()  # two inputs of one name (from two folders) never share output files
+    masks = LesionMasks()
     for path, rec, out in records:
         stem = stems.claim(item_stem(path))
-        mask = None
-        mask_file = path.with_name(f"{path.stem}_mask{path.suffix}")
-        if mask_file.is_file():
-            try:
-                mask = read_mask(mask_file, expected_shape=rec.shape)
-            except ValueError as e:
-                failures.append((str(mask_file), f"mask not used: {e}"))
-        mask = mask if mask is not None and mask.any() else None
+        mask, problems = masks.read(path, rec.shape)
+        failures += problems
         scope = check_scope(rec, predictor, out)
         targets = [out.label_index] if opts.classes == "predicted" else list(range(len(classes)))
         for method in opts.method:
