@@ -241,3 +241,24 @@ def test_n_bootstrap_zero_is_refused_before_any_work(tmp_path: Path):
                                terminal_width=300)
         assert result.exit_code == 2 and "'n-bootstrap' option" in result.output and ">= 1" in result.output, \
             result.output
+
+
+def test_predict_and_explain_say_once_which_files_of_a_folder_are_not_read(tmp_path: Path):
+    """The command listed the input folders twice (for the 'no image found' check, or --frame, and again in the
+    task), so the warning on the files not read and the note on a skipped DICOMDIR were each printed twice."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "cd"
+    folder.mkdir()
+    Image.fromarray(np.arange(64 * 64, dtype=np.uint32).reshape(64, 64).astype(np.uint8)).save(folder / "scan.png")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")
+    for verb, extra in (("predict", []), ("explain", []), ("predict", ["--frame", "all"])):
+        out = tmp_path / f"{verb}{len(extra)}"
+        result = runner.invoke(app, [verb, "breastmnist", str(folder), *extra, "--out", str(out)], terminal_width=300)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 0, said
+        assert said.count("file(s) in the input folders were not read") == 1, said
+        assert said.count("notes.txt") == 1 and said.count("a DICOM media index (DICOMDIR)") == 1, said
+        assert (out / ("explanations.csv" if verb == "explain" else "predictions.csv")).is_file()

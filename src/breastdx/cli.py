@@ -294,18 +294,20 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
         if task == "wdbc" and (dtype != "auto" or backend != "auto" or frame != "first"):
             raise ConfigError("wdbc's models are scikit-learn's, on a table of features: --dtype, --backend and "
                               "--frame are for the image tasks.")
-        if verb in ("predict", "explain") and task != "wdbc" and inputs and all(p.is_dir() for p in inputs):
+        if verb in ("predict", "explain") and task != "wdbc":  # listed once here: its warnings are said once
             from breastdx.data.image_files import list_images
 
-            if not list_images(inputs):  # a mistyped or wrong folder: not a batch of nothing that succeeded
-                raise ConfigError(f"{', '.join(map(str, inputs))}: no image found (PNG, JPEG, TIFF, DICOM, a "
+            named, inputs = inputs, list_images(inputs)  # the task lists these files again, silently
+            if named and all(p.is_dir() for p in named) and not inputs:
+                # a mistyped or wrong folder: not a batch of nothing that succeeded
+                raise ConfigError(f"{', '.join(map(str, named))}: no image found (PNG, JPEG, TIFF, DICOM, a "
                                   f"MedMNIST .npz or a PCam .h5); nothing to {verb}.")
         options = {**parse_extra_args(list(ctx.args)), **input_options}
         frame = options.pop("frame", frame)
         if verb in ("predict", "explain") and check_frame_option(frame) != "first":
             from breastdx.data.image_files import list_images
 
-            inputs = expand_frames(list_images(inputs), frame)
+            inputs = expand_frames(list_images(inputs) if task == "wdbc" else inputs, frame)  # others: listed above
         options["dtype"] = check_dtype(options.get("dtype", dtype))
         options["backend"] = check_backend(options.get("backend", backend))
         model_dir = resolve_model(model, task)
