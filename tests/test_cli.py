@@ -262,3 +262,22 @@ def test_predict_and_explain_say_once_which_files_of_a_folder_are_not_read(tmp_p
         assert said.count("file(s) in the input folders were not read") == 1, said
         assert said.count("notes.txt") == 1 and said.count("a DICOM media index (DICOMDIR)") == 1, said
         assert (out / ("explanations.csv" if verb == "explain" else "predictions.csv")).is_file()
+
+
+def test_a_mask_file_named_on_the_command_line_is_left_out_and_said(tmp_path: Path):
+    """``*_mask.*`` files are left out even when named (so that ``benign/*.png`` gives the images only); that was
+    silent, and naming only masks gave a run of nothing without a word."""
+    import numpy as np
+    from PIL import Image
+
+    image = np.arange(64 * 64, dtype=np.uint32).reshape(64, 64).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "scan.png")
+    for name in ("scan_mask.png", "scan_mask_1.png", "b_mask.png", "c_mask.png"):
+        Image.fromarray(image > 100).save(tmp_path / name)
+    named = sorted(str(p) for p in tmp_path.glob("*.png"))
+    result = runner.invoke(app, ["predict", "breastmnist", *named, "--out", str(tmp_path / "out")], terminal_width=300)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, said
+    assert "4 file(s) named are lesion masks by their names (*_mask.*, *_mask_<k>.*) and are left out" in said, said
+    assert f"{tmp_path / 'b_mask.png'}, {tmp_path / 'c_mask.png'}, {tmp_path / 'scan_mask.png'} and 1 more" in said
+    assert (tmp_path / "out" / "predictions.csv").read_text().count("scan") == 1  # scan.png only

@@ -295,9 +295,14 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
             raise ConfigError("wdbc's models are scikit-learn's, on a table of features: --dtype, --backend and "
                               "--frame are for the image tasks.")
         if verb in ("predict", "explain") and task != "wdbc":  # listed once here: its warnings are said once
-            from breastdx.data.image_files import list_images
+            from breastdx.data.image_files import is_mask_name, list_images
 
             named, inputs = inputs, list_images(inputs)  # the task lists these files again, silently
+            masks = sorted(str(p) for p in named if is_mask_name(p) and not p.is_dir())
+            if masks:  # left out by list_images (a glob such as benign/*.png names them): said, not dropped in silence
+                logging.getLogger(__name__).info(
+                    "%d file(s) named are lesion masks by their names (*_mask.*, *_mask_<k>.*) and are left out: %s%s",
+                    len(masks), ", ".join(masks[:3]), f" and {len(masks) - 3} more" if len(masks) > 3 else "")
             if named and all(p.is_dir() for p in named) and not inputs:
                 # a mistyped or wrong folder: not a batch of nothing that succeeded
                 raise ConfigError(f"{', '.join(map(str, named))}: no image found (PNG, JPEG, TIFF, DICOM, a "

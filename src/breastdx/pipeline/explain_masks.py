@@ -5,7 +5,7 @@ are the files ``<stem>_mask.<e>`` and ``<stem>_mask_<k>.<e>`` in the same folder
 :func:`breastdx.data.image_files.list_images` collects (:data:`breastdx.data.image_files.IMAGE_SUFFIXES`; ``_mask``
 and the suffix in any case), so ``scan.jpg`` finds ``scan_mask.png``. Where one mask name is there with several
 suffixes, the image's own suffix is taken, else the first of ``IMAGE_SUFFIXES``. The lesion is the union of the masks
-(``benign (4)_mask.png`` and ``benign (4)_mask_1.png``: two lesions). An image of an array file or a frame of a cine
+(``benign (100)_mask.png`` and ``benign (100)_mask_1.png``: two lesions). An image of an array file or a frame of a cine
 loop (``<file>.npz#test_images[17]``, ``<file>#frame=3``) has no mask. Each folder is listed once; the file names
 are the ones it holds, so an image whose name is too long to add ``_mask`` to simply has none.
 """
