@@ -39,7 +39,7 @@ def monuseg_root() -> Path:
 
 @pytest.fixture(scope="session")
 def busi_sample(data_root) -> Path:
-    """``busi_original_sample/``: 16 files exactly as the public BUSI release ships them."""
+    """``busi_original_sample/``: 17 files (6 images, 11 masks) exactly as the public BUSI release ships them."""
     p = data_root / "busi_original_sample"
     if not p.is_dir():
         pytest.skip(f"real data not available: {p} does not exist")

@@ -426,7 +426,12 @@ def test_read_images_goes_on_past_bad_files(tmp_path, write_png):
 
 def test_busi_original_sample_reads_every_file(busi_sample, data_root):
     files = sorted(busi_sample.glob("*/*.png"))
-    assert len(files) == 17  # 7 images + 10 masks (the data README says 16)
+    masks = [f for f in files if "_mask" in f.stem]
+    images = {f.stem for f in files} - {f.stem for f in masks}
+    # 6 images and their 11 masks (17 files), as the data README says: benign (195) has 3 masks, benign (4),
+    # benign (54) and malignant (53) 2 each, benign (13) and normal (1) one each
+    assert len(files) == 17 and len(images) == 6 and len(masks) == 11
+    assert {m.stem.split("_mask")[0] for m in masks} == images  # every mask has its image, every image a mask
     modes = set()
     for f in files:
         if "_mask" in f.stem:
