@@ -360,3 +360,13 @@ def test_config_record_refuses_a_key_that_shadows_an_option():
     assert record["magnification"] == 0 and record["reader_options"] == {"magnification": None}
     with pytest.raises(ValueError, match="magnification would shadow the option"):
         run_config_record("breakhis", config, Path("/data"), magnification=None)
+
+
+def test_versions_name_every_package_that_shapes_a_runs_figures():
+    """A training run scores its test split on ONNX Runtime (the exported graph), groups BUSI's near-duplicates by
+    imagehash, normalises H&E stain with torchstain and reads PCam with h5py: versions.json names them all."""
+    from breastdx.runs import package_versions
+
+    versions = package_versions()
+    for name in ("onnxruntime", "onnx", "imagehash", "torchstain", "h5py", "torch", "monai"):
+        assert versions[name] not in ("", "not installed"), name

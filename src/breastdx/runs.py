@@ -26,6 +26,7 @@ from breastdx import __version__
 TRACKED_PACKAGES = (
     "breastdx", "numpy", "scipy", "pandas", "scikit-learn", "skops", "shap", "matplotlib", "torch",
     "monai", "lightning", "safetensors", "scikit-image", "pillow", "pydicom",
+    "onnxruntime", "onnx", "imagehash", "torchstain", "h5py",  # test inference, BUSI's split, Macenko, PCam
 )
 
 
