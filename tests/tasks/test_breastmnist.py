@@ -64,6 +64,15 @@ def test_tiny_train_on_a_synthetic_file(tiny_run):
     assert "MedMNIST v2" in (tiny_run / "report.html").read_text()
 
 
+def test_model_card_table_names_each_figures_operating_point(tiny_run):
+    """The card's table held `sensitivity` (at the threshold) beside `sensitivity_malignant` (at argmax), two
+    sensitivities of one class, without saying which was which; its rows now name the point, as report.html does."""
+    card = (tiny_run / "model" / "MODEL_CARD.md").read_text()
+    for row in ("| sensitivity @ op |", "| npv @ op |", "| sensitivity_malignant @ argmax |",
+                "| accuracy @ argmax |", "| auroc |"):
+        assert row in card, row
+
+
 def test_evaluate_and_predict_a_trained_model(tiny_run, npz, tmp_path):
     out = tmp_path / "eval"
     result = runner.invoke(app, ["evaluate", "breastmnist", "--model", str(tiny_run / "model"), "--out", str(out),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -266,14 +266,15 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) and value == value else "n/a"
 
 
-def metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
+def metrics_table(metrics: dict[str, dict[str, Any]], label: Callable[[str], str] | None = None) -> str:
     """A Markdown table of ``{name: {"value", "ci95"}}``; the interval reads ``none`` where there is none (too few
-    cases or tiles to resample, or a class absent)."""
+    cases or tiles to resample, or a class absent). ``label(name)`` names a row (a classifier's metric with its
+    operating point, :func:`breastdx.evaluation.tables.metric_label`), else the name is shown as it is."""
     lines = ["| metric | value | 95% CI |", "|---|---|---|"]
     for name, m in metrics.items():
         low, high = (m.get("ci95") or [None, None])
         interval = "none" if _fmt(low) == _fmt(high) == "n/a" else f"{_fmt(low)} – {_fmt(high)}"
-        lines.append(f"| {name} | {_fmt(m.get('value'))} | {interval} |")
+        lines.append(f"| {label(name) if label else name} | {_fmt(m.get('value'))} | {interval} |")
     return "\n".join(lines)
 
 
@@ -290,11 +291,13 @@ def _operating_point_section(meta: dict[str, Any], note: str) -> list[str]:
 
 
 def write_model_card(model_dir: Path, meta: dict[str, Any], *, title: str, summary: str, data: str,
-                     evaluation: str, limitations: list[str], operating_point: str = "") -> None:
+                     evaluation: str, limitations: list[str], operating_point: str = "",
+                     label: Callable[[str], str] | None = None) -> None:
     """Write ``MODEL_CARD.md``: model details, intended use, data, evaluation, limitations.
 
     ``operating_point``: where ``meta`` holds ``operating_point_metrics`` (an evaluation whose ``metrics`` are at
     0.5), the sentence that introduces those figures at the operating point; they follow it as a second table.
+    ``label``: names the rows of the metrics table (as :func:`metrics_table`).
 
     References:
         Mitchell, M. et al. (2019). Model cards for model reporting. FAT* '19. doi:10.1145/3287560.3287596
@@ -324,7 +327,7 @@ def write_model_card(model_dir: Path, meta: dict[str, Any], *, title: str, summa
         "## Evaluation",
         evaluation,
         "",
-        metrics_table(metrics) if metrics else "(no metrics)",
+        metrics_table(metrics, label) if metrics else "(no metrics)",
         "",
         *_operating_point_section(meta, operating_point),
         "## Limitations",

@@ -466,6 +466,7 @@ class ImageClassificationTask(Task):
 
     def _write_model(self, model_dir: Path, r: Any, config: Any, prep: Any, data: SplitData,
                      norm: Normalisation | None, split_path: Path) -> dict[str, Any]:
+        from breastdx.evaluation.tables import metric_label
         from breastdx.inference.classifier import save_classifier
         from breastdx.models.networks import gradcam_layer
         from breastdx.models.saved import write_model_card
@@ -533,7 +534,7 @@ class ImageClassificationTask(Task):
                         f"accuracy {ci_text(m['balanced_accuracy'])}. Accuracy and balanced accuracy are at argmax "
                         f"(the most probable class); sensitivity, specificity, PPV, NPV and F1 at the operating "
                         f"threshold chosen on validation."),
-            limitations=list(spec.card_limitations))
+            limitations=list(spec.card_limitations), label=metric_label)
         return meta
 
     # --------------------------------------------------------------------------------- model verbs
