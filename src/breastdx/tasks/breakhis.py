@@ -20,7 +20,7 @@ from pathlib import Path
 
 from breastdx.config import option
 from breastdx.data.image_sets import hed_augmentation, macenko_normalisation, patch_reader
-from breastdx.pipeline.classification import SUMMARY, ClassificationSpec, register
+from breastdx.pipeline.classification import SUMMARY, Benchmark, ClassificationSpec, register
 from breastdx.pipeline.patch_config import PATCH_CHECK, PatchConfig
 
 
@@ -67,6 +67,8 @@ BREAKHIS = register(ClassificationSpec(
                       about=breakhis_about),
     positive="malignant", item="image", augmentation=hed_augmentation, normalisation=macenko_normalisation,
     check=PATCH_CHECK, data_options=("magnification", "labels"), summary=(*SUMMARY, "subtype_balanced_accuracy"),
+    benchmark=Benchmark(targets={"auroc": 0.90}, published={},
+                        note="The target: malignant vs benign AUROC on patients never seen in training."),
     card_limitations=("Images of regions chosen by pathologists: no whole-slide inference or aggregation.",
                       "Subtypes held by one patient (adenosis, phyllodes tumour and lobular carcinoma in the 200x "
                       "derived copy) are learnt but never tested on an unseen patient; the subtype figures cover "
