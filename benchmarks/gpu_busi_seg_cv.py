@@ -72,7 +72,7 @@ def _folds(data_root: Path) -> tuple[list, dict[str, str]]:
     from breastdx.data.splits import busi_split
     from breastdx.pipeline.seg_crossval import busi_fold_splits
 
-    base = busi_split(data_root, BASE_SPLIT)  # checks the split against the real data's checksum
+    base = busi_split(data_root, BASE_SPLIT, reuse_only=True)  # checks the split against the real data's checksum
     labels = {c.name: c.label for c in scan_busi(find_busi_root(data_root))}
     return busi_fold_splits(base, labels, K, base.seed), labels
 
@@ -102,7 +102,7 @@ def prepare(out: Path) -> None:
     splits, _ = _folds(data_root)
     (out / "folds").mkdir(parents=True, exist_ok=True)
     # The shipped grouped split itself, for the refit of a recipe that cross-validation chooses.
-    base = busi_split(data_root, BASE_SPLIT)
+    base = busi_split(data_root, BASE_SPLIT, reuse_only=True)
     dataclasses.replace(base, data_checksum=checksum).to_json(out / "folds" / "base.json")
     for f, split in enumerate(splits):
         dataclasses.replace(split, data_checksum=checksum).to_json(out / "folds" / f"f{f}.json")

@@ -136,3 +136,26 @@ def test_apply_split_gives_views():
     both = ConcatPatchSource([parts["val"], parts["test"]])
     assert len(both) == len(split.val) + len(split.test)
     np.testing.assert_array_equal(both.get(len(split.val))[0], src.get(k)[0])
+
+
+def test_idc_absolute_reproduces_the_shipped_split_and_the_default_spreads_large_patients(data_root):
+    """The shipped idc model's split (seed 0) was made by the rule then, which put the patients with the most
+    patches into training (its test patients had 2-28, training up to 69); ``method="absolute"`` makes it again,
+    and the default gives val and test patients of every size."""
+    from pathlib import Path
+
+    from breastdx.data.patches import load_patch_dataset
+
+    source = load_patch_dataset("idc", data_root)
+    shipped = json.loads((Path(__file__).resolve().parents[2] / "src/breastdx/zoo/idc/split.json").read_text())
+    old = make_patch_split(source, seed=0, method="absolute")
+    assert [old.split(s) for s in ("train", "val", "test")] == [shipped[s] for s in ("train", "val", "test")]
+    new = make_patch_split(source, seed=0)
+    assert new.method == "proportional"
+
+    def largest(split, part):
+        owner = dict(zip(source.ids, source.groups))
+        return max(np.unique([owner[i] for i in split.split(part)], return_counts=True)[1])
+
+    assert (largest(old, "train"), largest(old, "val"), largest(old, "test")) == (69, 20, 28)
+    assert (largest(new, "train"), largest(new, "val"), largest(new, "test")) == (69, 63, 63)

@@ -13,6 +13,7 @@ from PIL import Image
 from breastdx.data.errors import DataError
 from breastdx.data.splits import (
     DEFAULT_SPLIT_NAME,
+    SPLIT_METHODS,
     SplitFile,
     busi_split,
     default_split_path,
@@ -65,6 +66,39 @@ def test_grouped_split_golden_small_case():
     assert [len(parts[s]) for s in ("train", "val", "test")] == [8, 0, 2]
 
 
+def _sized_groups() -> tuple[list[str], list[int]]:
+    """BUSI's shape: one group of 7, 6 of 4, 20 of 3, 120 pairs and 430 single images, two classes in turn."""
+    labels, groups = [], []
+    for g, size in enumerate([7] + [4] * 6 + [3] * 20 + [2] * 120 + [1] * 430):
+        labels += ["ab"[g % 2]] * size
+        groups += [g] * size
+    return labels, groups
+
+
+def _multi_groups_per_split(parts: dict[str, list[int]], groups: list[int]) -> dict[str, int]:
+    g = np.asarray(groups)
+    return {s: int((np.unique(g[idx], return_counts=True)[1] > 1).sum()) for s, idx in parts.items()}
+
+
+def test_absolute_method_puts_every_group_in_training_proportional_spreads_them():
+    """Largest first into the split furthest below its target *in items* (the rule before 2026-12-06) fills
+    training with every group of two or more while training has room, so val and test held single images only
+    (BUSI's shipped split: 0 of 149 groups there). Relative to the target, the groups spread in proportion."""
+    labels, groups = _sized_groups()
+    absolute = grouped_stratified_split(labels, groups, (0.7, 0.1, 0.2), seed=0, method="absolute")
+    proportional = grouped_stratified_split(labels, groups, (0.7, 0.1, 0.2), seed=0)
+    assert _multi_groups_per_split(absolute, groups) == {"train": 147, "val": 0, "test": 0}
+    spread = _multi_groups_per_split(proportional, groups)
+    assert spread == {"train": 103, "val": 15, "test": 29}
+    assert spread["val"] / 147 == pytest.approx(0.1, abs=0.02) and spread["test"] / 147 == pytest.approx(0.2, abs=0.02)
+    for parts in (absolute, proportional):
+        _check_no_group_crosses(parts, groups)
+        sizes = [len(parts[s]) / len(labels) for s in ("train", "val", "test")]
+        assert sizes == pytest.approx([0.7, 0.1, 0.2], abs=0.005)
+    with pytest.raises(ValueError, match="split method must be one of proportional, absolute; got 'sized'"):
+        grouped_stratified_split(labels, groups, method="sized")
+
+
 def test_mixed_group_is_stratified_by_most_severe_label():
     labels = ["benign"] * 10 + ["malignant"] + ["benign"]
     groups = list(range(10)) + [10, 10]  # the last group mixes benign and malignant
@@ -107,6 +141,25 @@ def test_split_file_round_trip(tmp_path):
     assert back.assignment()["benign (3)"] == "val" and back.excluded_names() == ["benign (9)"]
     assert default_split_path(tmp_path, 3) == tmp_path / "busi_split_seed3.json"
     assert DEFAULT_SPLIT_NAME.format(seed=0) == "busi_split_seed0.json"
+
+
+def test_split_file_keeps_its_method_and_an_older_file_reads_as_absolute(tmp_path):
+    sf = _split_file()
+    assert sf.method == "proportional" and SPLIT_METHODS == ("proportional", "absolute")
+    path = tmp_path / "split.json"
+    for method in ("absolute", None):  # None: a split made otherwise (PCam's official one)
+        sf.method = method
+        sf.to_json(path)
+        assert SplitFile.from_json(path).method == method
+    data = json.loads(path.read_text())
+    del data["method"]  # every split file written before 2026-12-06
+    path.write_text(json.dumps(data))
+    assert SplitFile.from_json(path).method == "absolute"
+    data["method"] = "largest"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="not a valid split file") as err:
+        SplitFile.from_json(path)
+    assert "method: expected one of proportional, absolute, got 'largest'" in str(err.value.problems)
 
 
 def test_split_file_is_never_renamed_over_a_device_or_folder(tmp_path):
@@ -238,6 +291,20 @@ def test_busi_split_full(data_root, tmp_path):
         assert len({where[x] for x in group if x in where}) <= 1
     assert busi_split(data_root, None, seed=0).to_dict()["train"] == sf.train  # deterministic
     assert busi_split(data_root, path).train == sf.train  # reused, checksum verified
+
+
+def test_busi_split_absolute_reproduces_the_shipped_split_and_the_default_spreads_groups(data_root):
+    """The shipped busi-seg / busi-cls split (seed 0) was made by the rule then, which left val and test without a
+    near-duplicate group; ``method="absolute"`` makes it again case for case. The default puts groups there too."""
+    shipped = json.loads((Path(__file__).resolve().parents[2] / "src/breastdx/zoo/busi-seg/split.json").read_text())
+    assert "method" not in shipped  # read as "absolute"
+    old = busi_split(data_root, None, seed=0, method="absolute")
+    assert [getattr(old, s) for s in ("train", "val", "test")] == [shipped[s] for s in ("train", "val", "test")]
+    assert old.summary["images_in_groups_per_split"] == {"train": 317, "val": 0, "test": 0}
+    new = busi_split(data_root, None, seed=0)
+    assert new.method == "proportional" and new.to_dict()["method"] == "proportional"
+    assert new.summary["images_in_groups_per_split"] == {"train": 217, "val": 36, "test": 64}
+    assert new.summary["cases"] == {"train": 531, "val": 78, "test": 153, "excluded": 18}
 
 
 def test_a_split_file_to_reuse_that_does_not_exist_is_refused_not_written(tmp_path):

@@ -278,3 +278,30 @@ def test_a_segmentation_network_registered_elsewhere_trains(data_root, split_fil
         assert result.exit_code == 0, result.output
     finally:
         NETWORKS._entries.pop("toy_seg", None)
+
+
+def test_evaluation_gives_intervals_over_lesions_when_two_frames_of_one_are_scored(monkeypatch):
+    """A split whose test images hold two frames of one lesion (the default split method since 2026-12-06) gets
+    ``metrics_by_group``: resampling images treats the frames as independent and narrows the interval."""
+    from types import SimpleNamespace
+
+    from breastdx.tasks import get_task
+
+    task = get_task("busi-seg")
+    target = np.zeros((8, 8), bool)
+    target[2:5, 2:5] = True
+    names = ["a", "a2", "b", "c", "d", "e", "f", "g"]  # a and a2: two frames of one lesion, both missed
+    outputs = [SimpleNamespace(mask=np.zeros_like(target) if n.startswith("a") else target, max_prob=0.9,
+                               n_components=1, p_normal=None) for n in names]
+    monkeypatch.setattr(type(task), "_predict_cases", staticmethod(lambda *a, **k: (outputs, [target] * len(names))))
+    cases = [SimpleNamespace(name=n, label="benign") for n in names]
+    ev = task._evaluate_cases(None, cases, 500, 0, groups=[["a", "a2"], ["b", "elsewhere"]])
+    by_image, by_group = ev["metrics"]["dice"], ev["metrics_by_group"]["dice"]
+    assert by_image["value"] == by_group["value"] == pytest.approx(6 / 8)
+    assert by_group["n_groups"] == 7 and by_group["n_images"] == 8
+    assert by_group["ci95"][0] < by_image["ci95"][0]  # the pair resampled together: a wider interval
+    record = task._group_record(ev)
+    assert record["metrics_by_group"] is ev["metrics_by_group"] and "7 units" in record["metrics_by_group_note"]
+    # no two frames of one lesion among the scored images: image intervals only
+    ev = task._evaluate_cases(None, cases, 500, 0, groups=[["a", "elsewhere"]])
+    assert "metrics_by_group" not in ev and task._group_record(ev) == {}

@@ -171,6 +171,11 @@ def test_unknown_option_and_bad_value_are_refused(tmp_path):
                       "--split-ratios", "0.5,0.25,0.25", *TINY])
     said = " ".join(result.output.split())
     assert result.exit_code == 2 and "pcam is trained on its official split: --split-seed and --split-ratios" in said
+    result = _invoke(["train", "pcam", "--data-dir", _pcam_root(), "--out", tmp_path / "m", "--split-seed", "7",
+                      "--split-ratios", "0.5,0.25,0.25", "--split-method", "absolute", *TINY])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and ("pcam is trained on its official split: --split-seed, --split-ratios and "
+                                      "--split-method would not apply") in said
 
 
 # ------------------------------------------------------------------------------------ pcam --valid-to-train

@@ -287,7 +287,8 @@ def load_idc(data_root: str | Path, split: str | None = None, pad: bool = True) 
     return read_idc_npy(where / NPY_FILES[0], where / NPY_FILES[1])
 
 
-def patient_split(source: PatchSource, ratios: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0):
+def patient_split(source: PatchSource, ratios: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0,
+                  method: str = "proportional"):
     """Split IDC patches by patient: grouped, stratified by class, seeded (see
     :func:`breastdx.data.patch_split.make_patch_split`).
 
@@ -299,4 +300,4 @@ def patient_split(source: PatchSource, ratios: Sequence[float] = (0.7, 0.1, 0.2)
     """
     from breastdx.data.patch_split import make_patch_split
 
-    return make_patch_split(source, ratios=ratios, seed=seed)
+    return make_patch_split(source, ratios=ratios, seed=seed, method=method)

@@ -111,17 +111,18 @@ def from_patch_source(source: Any) -> ImageSet:
 
 
 def _refuse_split_options(config: Any, dataset: str) -> None:
-    """A dataset read with its official split (PCam) ignores ``--split-seed`` and ``--split-ratios``: refuse them
-    when given (they were recorded in config.yaml as if they had made the split).
+    """A dataset read with its official split (PCam) ignores ``--split-seed``, ``--split-ratios`` and
+    ``--split-method``: refuse them when given (they were recorded in config.yaml as if they had made the split).
 
     Raises:
         ConfigError: Naming the options given.
     """
     from breastdx.config import ConfigError, given_options
 
-    given = given_options(config, ("split_seed", "split_ratios"))
+    given = given_options(config, ("split_seed", "split_ratios", "split_method"))
     if given:
-        raise ConfigError(f"{dataset} is trained on its official split: {' and '.join(given)} would not apply. Give "
+        named = " and ".join([", ".join(given[:-1]), given[-1]] if len(given) > 1 else given)
+        raise ConfigError(f"{dataset} is trained on its official split: {named} would not apply. Give "
                           f"another split with --split-file.")
 
 
@@ -132,7 +133,7 @@ def patch_reader(dataset: str, about: str | Callable[[Any], str], official: Call
 
     The split is reused from the given file (checked against the data), else the dataset's official split when
     ``official(source, **split options)`` gives one (PCam), else made by patient (``--split-seed``,
-    ``--split-ratios``; stratified by class only when the data have no patient ids, with a warning). It is written
+    ``--split-ratios``, ``--split-method``; stratified by class only when the data have no patient ids, with a warning). It is written
     to the run's ``split.json``. A split summary's ``"description"``, when given, is the split policy in words.
 
     Args:
@@ -162,7 +163,8 @@ def patch_reader(dataset: str, about: str | Callable[[Any], str], official: Call
             _refuse_split_options(config, dataset)
             split = official(source, **{k: f(config) for k, f in (split_options or {}).items()})
         else:
-            split = patch_split(source, None, seed=config.split_seed, ratios=config.split_ratios)
+            split = patch_split(source, None, seed=config.split_seed, ratios=config.split_ratios,
+                                method=config.split_method)
         split.to_json(out)
         grouped = (split.summary or {}).get("grouped_by")
         official_kind = "official" in str((split.summary or {}).get("kind", ""))

@@ -23,7 +23,7 @@ import numpy as np
 
 from breastdx.data.errors import DataError
 from breastdx.data.patches import PatchSource
-from breastdx.data.splits import SPLIT_NAMES, SplitFile, grouped_stratified_split
+from breastdx.data.splits import DEFAULT_SPLIT_METHOD, SPLIT_NAMES, SplitFile, grouped_stratified_split
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +31,13 @@ LEAK_WARNING = ("This dataset has no patient ids: the split is stratified by cla
                 "patient can fall in both training and test, and test figures are optimistic.")
 
 
-def make_patch_split(source: PatchSource, ratios: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0) -> SplitFile:
+def make_patch_split(source: PatchSource, ratios: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0,
+                     method: str = DEFAULT_SPLIT_METHOD) -> SplitFile:
     """Split a patch source into train, val and test by patient, stratified by class.
 
     Each patient's group is stratified by its most common label (ties: the lower label); groups are
-    placed largest first into the split furthest below its target (see
-    :func:`~breastdx.data.splits.grouped_stratified_split`). Without groups every patch is its own group.
+    placed largest first into the split furthest below its target, relative to it by default (see
+    :func:`~breastdx.data.splits.grouped_stratified_split` and ``method``). Without groups every patch is its own group.
     A class that one patient alone holds (BreakHis subtypes A, PT, LC) cannot be tested on an unseen patient:
     that patient is kept in training and the summary's ``train_only`` says so.
 
@@ -44,13 +45,14 @@ def make_patch_split(source: PatchSource, ratios: Sequence[float] = (0.7, 0.1, 0
         source: The patches.
         ratios: Fractions of train, val and test, >= 0, summing to 1.
         seed: Random seed; the same data and seed give the same split.
+        method: How the patients are placed (:data:`~breastdx.data.splits.SPLIT_METHODS`).
 
     Returns:
         An unsaved :class:`~breastdx.data.splits.SplitFile` (``dataset`` = the source's name,
         ``data_checksum`` = its checksum, case names = item ids).
 
     Raises:
-        ValueError: If the ratios are not three fractions summing to 1.
+        ValueError: If the ratios are not three fractions summing to 1, or the method is unknown.
     """
     n = len(source)
     groups = source.groups
@@ -60,7 +62,7 @@ def make_patch_split(source: PatchSource, ratios: Sequence[float] = (0.7, 0.1, 0
     else:
         _, gid = np.unique(groups, return_inverse=True)
     labels = [f"{int(v):06d}" for v in source.labels]  # strings that sort like the ints
-    parts = grouped_stratified_split(labels, gid.tolist(), ratios=ratios, seed=seed)
+    parts = grouped_stratified_split(labels, gid.tolist(), ratios=ratios, seed=seed, method=method)
     train_only = train_only_groups(source, gid) if groups is not None else {}
     if train_only:  # a class of one patient: learnt, never tested (it could not be tested on an unseen patient)
         moved = {i for s in ("val", "test") for i in parts[s] if int(gid[i]) in set(train_only.values())}
@@ -77,6 +79,7 @@ def make_patch_split(source: PatchSource, ratios: Sequence[float] = (0.7, 0.1, 0
         test=[ids[i] for i in parts["test"]],
         dataset=source.name,
         summary=_summary(source, parts),
+        method=method,
     )
     if train_only:
         names = source.class_names
@@ -151,7 +154,7 @@ def check_patch_split(source: PatchSource, split: SplitFile) -> None:
 
 
 def patch_split(source: PatchSource, split_file: str | Path | None = None, seed: int = 0,
-                ratios: Sequence[float] = (0.7, 0.1, 0.2)) -> SplitFile:
+                ratios: Sequence[float] = (0.7, 0.1, 0.2), method: str = DEFAULT_SPLIT_METHOD) -> SplitFile:
     """The split of ``source``: reused from ``split_file`` when it exists, else made (and written there).
 
     Args:
@@ -159,9 +162,10 @@ def patch_split(source: PatchSource, split_file: str | Path | None = None, seed:
         split_file: A split file to reuse or write; None to return a new split unsaved.
         seed: Random seed of a new split.
         ratios: Fractions of train, val and test of a new split.
+        method: How a new split places the patients (:data:`~breastdx.data.splits.SPLIT_METHODS`).
 
     Returns:
-        The :class:`~breastdx.data.splits.SplitFile`. A reused file keeps its own seed and ratios.
+        The :class:`~breastdx.data.splits.SplitFile`. A reused file keeps its own seed, ratios and method.
 
     Raises:
         DataError: If a reused file is invalid or does not fit the data (see :func:`check_patch_split`).
@@ -169,11 +173,11 @@ def patch_split(source: PatchSource, split_file: str | Path | None = None, seed:
     if split_file is not None and Path(split_file).exists():
         split = SplitFile.from_json(split_file)
         check_patch_split(source, split)
-        if split.seed != seed or tuple(split.ratios) != tuple(float(r) for r in ratios):
-            logger.warning("%s: reused with its own seed %d and ratios %s (asked: seed %d, ratios %s)",
-                           split_file, split.seed, split.ratios, seed, tuple(ratios))
+        if (split.seed, tuple(split.ratios), split.method) != (seed, tuple(float(r) for r in ratios), method):
+            logger.warning("%s: reused with its own seed %d, ratios %s and method %s (asked: seed %d, ratios %s, "
+                           "method %s)", split_file, split.seed, split.ratios, split.method, seed, tuple(ratios), method)
         return split
-    split = make_patch_split(source, ratios=ratios, seed=seed)
+    split = make_patch_split(source, ratios=ratios, seed=seed, method=method)
     if split_file is not None:
         split.to_json(split_file)
     return split

@@ -52,6 +52,18 @@ SCHEMA_VERSION = 1
 DEFAULT_SPLIT_NAME = "busi_split_seed{seed}.json"
 """File name of a BUSI split in a cache folder (``.format(seed=...)``)."""
 
+SPLIT_METHODS = ("proportional", "absolute")
+"""How :func:`grouped_stratified_split` places the groups, largest first: ``proportional`` (the default) gives each
+to the split furthest below its target *relative to that target*, so that groups of every size spread over train,
+val and test in proportion; ``absolute`` gives each to the split furthest below its target in items, which puts
+every group larger than one into training while training has room (for BUSI with 70/10/20: all 149
+near-duplicate groups, so that val and test hold single images only; for IDC the test patients have 2-28
+patches, the training ones up to 69), leaving the smaller groups to val and test. ``absolute`` was the only rule before 2026-12-06: it reproduces the splits made then (the shipped models'
+``split.json`` files), and split files without a ``method`` field were made by it."""
+
+DEFAULT_SPLIT_METHOD = "proportional"
+LEGACY_SPLIT_METHOD = "absolute"
+
 BUSI_SEVERITY = ("malignant", "benign", "normal")
 """BUSI labels from most to least severe: a group of mixed labels is stratified by the first present."""
 
@@ -76,6 +88,8 @@ class SplitFile:
         dataset: Name of the dataset.
         hash_threshold: pHash Hamming threshold used to group near-duplicates.
         summary: Counts per split and class, for people reading the file.
+        method: How groups were placed (:data:`SPLIT_METHODS`); ``absolute`` for a file that names none; None for
+            a split made otherwise (PCam's official one).
     """
 
     path: Path | None
@@ -91,6 +105,7 @@ class SplitFile:
     dataset: str = "busi"
     hash_threshold: int | None = None
     summary: dict = field(default_factory=dict)
+    method: str | None = DEFAULT_SPLIT_METHOD
 
     def split(self, name: str) -> list[str]:
         """Case names of split ``name`` (``"train"``, ``"val"`` or ``"test"``).
@@ -133,6 +148,7 @@ class SplitFile:
             "data_checksum": self.data_checksum,
             "seed": int(self.seed),
             "ratios": [float(r) for r in self.ratios],
+            "method": self.method,
             "hash_threshold": self.hash_threshold,
             "breastdx_version": __version__,
             "summary": self.summary,
@@ -194,6 +210,8 @@ class SplitFile:
         ratios = data.get("ratios")
         if not (isinstance(ratios, list) and len(ratios) == 3 and all(isinstance(r, (int, float)) for r in ratios)):
             problems.append(f"ratios: expected three numbers, got {ratios!r}")
+        if data.get("method", LEGACY_SPLIT_METHOD) not in (*SPLIT_METHODS, None):
+            problems.append(f"method: expected one of {', '.join(SPLIT_METHODS)}, got {data.get('method')!r}")
         for key in SPLIT_NAMES:
             v = data.get(key)
             if not (isinstance(v, list) and all(isinstance(n, str) for n in v)):
@@ -229,6 +247,7 @@ class SplitFile:
             dataset=str(data.get("dataset", "busi")),
             hash_threshold=data.get("hash_threshold"),
             summary=dict(data.get("summary", {})),
+            method=data.get("method", LEGACY_SPLIT_METHOD),
         )
 
 
@@ -246,14 +265,18 @@ def _check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
 
 def grouped_stratified_split(labels: Sequence[str], groups: Sequence[int],
                              ratios: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0,
-                             severity: Sequence[str] | None = None) -> dict[str, list[int]]:
+                             severity: Sequence[str] | None = None,
+                             method: str = DEFAULT_SPLIT_METHOD) -> dict[str, list[int]]:
     """Split items into train, val and test so that no group crosses splits and classes keep their proportions.
 
     Each group gets one stratum: its most severe label when ``severity`` is given (the first label of
     ``severity`` present in the group), else its most common label (ties: alphabetical). Within each
     stratum the groups are shuffled with ``seed``, ordered by size (largest first, so that big groups are
     placed while there is room) and each is given to the split furthest below its target
-    (``ratio * stratum size`` items; ties go to the earlier split).
+    (``ratio * stratum size`` items), relative to that target (``method="proportional"``: groups of every size
+    spread over the splits in proportion) or in items (``"absolute"``: the rule before 2026-12-06, which puts
+    the larger groups into training; see :data:`SPLIT_METHODS`); ties go to the earlier split, and a split of
+    ratio 0 gets nothing.
 
     Args:
         labels: A label per item.
@@ -261,14 +284,18 @@ def grouped_stratified_split(labels: Sequence[str], groups: Sequence[int],
         ratios: Fractions of train, val and test, >= 0, summing to 1.
         seed: Random seed; the same inputs and seed give the same split.
         severity: Labels from most to least severe, or None.
+        method: ``"proportional"`` or ``"absolute"`` (:data:`SPLIT_METHODS`).
 
     Returns:
         ``{"train": [...], "val": [...], "test": [...]}``: sorted item indices.
 
     Raises:
-        ValueError: If the lengths differ or the ratios are not three fractions summing to 1.
+        ValueError: If the lengths differ, the ratios are not three fractions summing to 1, or the method is
+            unknown.
     """
     r = _check_ratios(ratios)
+    if method not in SPLIT_METHODS:
+        raise ValueError(f"split method must be one of {', '.join(SPLIT_METHODS)}; got {method!r}.")
     if len(labels) != len(groups):
         raise ValueError(f"labels and groups must have the same length; got {len(labels)} and {len(groups)}.")
     members: dict[int, list[int]] = {}
@@ -296,7 +323,10 @@ def grouped_stratified_split(labels: Sequence[str], groups: Sequence[int],
         target = [ratio * total for ratio in r]
         filled = [0, 0, 0]
         for g in gids:
-            k = max(range(3), key=lambda s: (target[s] - filled[s], -s))
+            if method == "absolute":
+                k = max(range(3), key=lambda s: (target[s] - filled[s], -s))
+            else:
+                k = max((s for s in range(3) if target[s] > 0), key=lambda s: (1 - filled[s] / target[s], -s))
             filled[k] += len(members[g])
             out[SPLIT_NAMES[k]].extend(members[g])
     return {s: sorted(v) for s, v in out.items()}
@@ -374,7 +404,7 @@ def grouped_stratified_folds(labels: Sequence[str], groups: Sequence[int], k: in
 
 def busi_split(data_root: str | Path, split_file: str | Path | None = None, seed: int = 0,
                ratios: Sequence[float] = (0.7, 0.1, 0.2), threshold: int | None = None,
-               reuse_only: bool = False) -> SplitFile:
+               reuse_only: bool = False, method: str = DEFAULT_SPLIT_METHOD) -> SplitFile:
     """The BUSI split: reused from ``split_file`` when it exists, else made (and written there when given, unless
     ``reuse_only``: a user's ``--split-file``, where a mistyped path would otherwise get a new split written to it).
 
@@ -390,6 +420,7 @@ def busi_split(data_root: str | Path, split_file: str | Path | None = None, seed
         threshold: pHash Hamming threshold; None for
             :data:`~breastdx.data.duplicates.DEFAULT_HASH_THRESHOLD`.
         reuse_only: Refuse a ``split_file`` that does not exist instead of making one there.
+        method: How a new split places the near-duplicate groups (:data:`SPLIT_METHODS`).
 
     Returns:
         The :class:`SplitFile`. A reused file keeps its own seed, ratios and threshold (a warning is
@@ -413,14 +444,14 @@ def busi_split(data_root: str | Path, split_file: str | Path | None = None, seed
     if split_file is not None and Path(split_file).exists():
         sf = SplitFile.from_json(split_file)
         _check_reuse(sf, Path(split_file), root, cases, checksum)
-        asked = (int(seed), tuple(float(x) for x in ratios), threshold)
-        stored = (sf.seed, tuple(sf.ratios), sf.hash_threshold)
+        asked = (int(seed), tuple(float(x) for x in ratios), threshold, method)
+        stored = (sf.seed, tuple(sf.ratios), sf.hash_threshold, sf.method)
         if asked != stored and not reuse_only:  # a file the user gave (--split-file) is used as it is, silently
-            logger.warning("%s: reusing the stored split (seed %s, ratios %s, threshold %s); the requested "
-                           "seed %s, ratios %s, threshold %s do not apply to an existing split file",
-                           split_file, *stored, *asked)
+            logger.warning("%s: reusing the stored split (seed %s, ratios %s, threshold %s, method %s); the "
+                           "requested seed %s, ratios %s, threshold %s, method %s do not apply to an existing split "
+                           "file", split_file, *stored, *asked)
         return sf
-    sf = make_busi_split(cases, checksum, seed=seed, ratios=ratios, threshold=threshold)
+    sf = make_busi_split(cases, checksum, seed=seed, ratios=ratios, threshold=threshold, method=method)
     if split_file is not None:
         sf.to_json(split_file)
     return sf
@@ -456,7 +487,8 @@ def _hash_case(case: BusiCase) -> tuple[int, np.ndarray, str]:
 
 
 def make_busi_split(cases: list[BusiCase], data_checksum: str, seed: int = 0,
-                    ratios: Sequence[float] = (0.7, 0.1, 0.2), threshold: int | None = None) -> SplitFile:
+                    ratios: Sequence[float] = (0.7, 0.1, 0.2), threshold: int | None = None,
+                    method: str = DEFAULT_SPLIT_METHOD) -> SplitFile:
     """Make a BUSI split from scanned cases (the work behind :func:`busi_split`, without files).
 
     Args:
@@ -465,12 +497,13 @@ def make_busi_split(cases: list[BusiCase], data_checksum: str, seed: int = 0,
         seed: Random seed.
         ratios: Fractions of train, val and test.
         threshold: pHash Hamming threshold (None: the default).
+        method: How the near-duplicate groups are placed (:data:`SPLIT_METHODS`).
 
     Returns:
         An unsaved :class:`SplitFile`.
 
     Raises:
-        ValueError: If the ratios are invalid.
+        ValueError: If the ratios or the method are invalid.
         ImageReadError: If an image cannot be read.
     """
     import time
@@ -539,12 +572,12 @@ def make_busi_split(cases: list[BusiCase], data_checksum: str, seed: int = 0,
         })
     keep = [i for i in range(len(cases)) if i not in contradicted]
     parts = grouped_stratified_split([cases[i].label for i in keep], [group_ids[i] for i in keep],
-                                     r, seed, severity=BUSI_SEVERITY)
+                                     r, seed, severity=BUSI_SEVERITY, method=method)
     split_names = {s: [cases[keep[k]].name for k in parts[s]] for s in SPLIT_NAMES}
     summary = _summary(cases, split_names, groups_out, conflicts, excluded, threshold)
     logger.info("BUSI split (seed %d): %s", seed, summary["cases"])
     return SplitFile(None, data_checksum, int(seed), r, split_names["train"], split_names["val"],
-                     split_names["test"], groups_out, conflicts, excluded, "busi", threshold, summary)
+                     split_names["test"], groups_out, conflicts, excluded, "busi", threshold, summary, method)
 
 
 def _summary(cases: list[BusiCase], split_names: dict[str, list[str]], groups: list, conflicts: list, excluded: list,
@@ -558,6 +591,8 @@ def _summary(cases: list[BusiCase], split_names: dict[str, list[str]], groups: l
         "per_class": counts,
         "near_duplicate_groups": len(groups),
         "images_in_groups": sum(len(g) for g in groups),
+        "images_in_groups_per_split": {s: len({n for g in groups for n in g} & set(split_names[s]))
+                                       for s in SPLIT_NAMES},
         "conflicts": len(conflicts),
         "hash_threshold": threshold,
     }

@@ -38,7 +38,8 @@ CV_METRICS = ("auroc", "accuracy", "balanced_accuracy", "subtype_balanced_accura
 
 
 def fold_splits(labels: np.ndarray, groups: np.ndarray, k: int, seed: int, val_share: float,
-                positive: tuple[int, ...]) -> tuple[list[dict[str, list[int]]], list[str]]:
+                positive: tuple[int, ...], method: str = "proportional"
+                ) -> tuple[list[dict[str, list[int]]], list[str]]:
     """The train/val/test item indices of each fold, and the patients kept in training throughout.
 
     The folds are stratified by class (subtype); each fold's validation patients are drawn from the other folds
@@ -51,6 +52,7 @@ def fold_splits(labels: np.ndarray, groups: np.ndarray, k: int, seed: int, val_s
         seed: Seed of the folds and of each fold's validation draw.
         val_share: Share of validation among the non-test items, in (0, 1).
         positive: The class indices of the positive class.
+        method: How each fold's validation draw places the patients (:data:`breastdx.data.splits.SPLIT_METHODS`).
 
     Raises:
         ValueError: If there are fewer eligible patients than folds.
@@ -68,7 +70,7 @@ def fold_splits(labels: np.ndarray, groups: np.ndarray, k: int, seed: int, val_s
         test = eligible[folds[f]]
         rest = np.setdiff1d(eligible, test)
         inner = grouped_stratified_split([str(int(labels[i] in positive)) for i in rest], gid[rest].tolist(),
-                                         ratios=(1 - val_share, val_share, 0.0), seed=seed + f)
+                                         ratios=(1 - val_share, val_share, 0.0), seed=seed + f, method=method)
         out.append({"train": sorted(rest[inner["train"]].tolist() + np.flatnonzero(always).tolist()),
                     "val": sorted(rest[inner["val"]].tolist()), "test": sorted(test.tolist())})
     return out, kept
@@ -107,7 +109,8 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
     write_versions(run_dir)
     ratios = config.split_ratios
     pos = positive_columns(names, spec.positive)
-    folds, kept = fold_splits(labels, groups, k, config.split_seed, ratios[1] / (ratios[0] + ratios[1]), pos)
+    folds, kept = fold_splits(labels, groups, k, config.split_seed, ratios[1] / (ratios[0] + ratios[1]), pos,
+                              config.split_method)
     write_json({"k": k, "seed": config.split_seed, "train_only_patients": kept,
                 "folds": [{"test_patients": sorted(set(groups[f["test"]].tolist())),
                            "val_patients": sorted(set(groups[f["val"]].tolist()))} for f in folds]},
@@ -122,6 +125,7 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
         split = SplitFile(path=None, data_checksum=data.checksum, seed=int(config.split_seed),
                           ratios=tuple(len(v) / len(ids) for v in part.values()),  # type: ignore[arg-type]
                           **{s: [ids[i] for i in idx] for s, idx in part.items()}, dataset=data.split.dataset,
+                          method=config.split_method,
                           summary={"n_items": len(ids), "class_names": names, "grouped_by": "patient",
                                    "kind": f"fold f{f} ({f + 1} of {k}), patient-grouped cross-validation",
                                    "counts": counts,

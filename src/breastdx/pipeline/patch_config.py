@@ -33,6 +33,9 @@ class PatchConfig(ImageClassificationConfig):
         split_file: A split file to reuse (PCam: empty for the official split).
         split_seed: Seed of a new patient-level split.
         split_ratios: Fractions of train, val and test of a new patient-level split.
+        split_method: How a new split places the patients: ``proportional`` (each split gets patients of every size
+            in proportion) or ``absolute`` (the rule before 2026-12-06, which puts the patients with the most patches
+            into training; it reproduces the splits made then); see :data:`breastdx.data.splits.SPLIT_METHODS`.
         cv_folds: Patient-grouped k-fold cross-validation with this many folds instead of one split (0: off); see
             :mod:`breastdx.pipeline.crossval`. Validation takes ``split_ratios``' share among train and val.
         cv_workers: Folds of ``--cv-folds`` trained at once, each in its own process with ``--threads`` threads and
@@ -48,6 +51,7 @@ class PatchConfig(ImageClassificationConfig):
     split_file: str = ""
     split_seed: int = option(0, ge=0, le=2**32 - 1)  # NumPy seeds are 32-bit
     split_ratios: tuple[float, ...] = option((0.7, 0.1, 0.2), ge=0, each=True)
+    split_method: str = option("proportional", choices=("proportional", "absolute"))  # data.splits.SPLIT_METHODS
     cv_folds: int = option(0, ge=0)
     cv_workers: int = option(1, ge=1)
 

@@ -83,7 +83,8 @@ def group_intervals(rows: list[dict[str, Any]], groups: list[list[str]], *, n_bo
     return out
 
 
-def busi_fold_splits(split: Any, labels_by_name: dict[str, str], k: int, seed: int) -> list[Any]:
+def busi_fold_splits(split: Any, labels_by_name: dict[str, str], k: int, seed: int,
+                     method: str = "proportional") -> list[Any]:
     """``k`` split files over the train + val cases of a BUSI split.
 
     Args:
@@ -91,6 +92,8 @@ def busi_fold_splits(split: Any, labels_by_name: dict[str, str], k: int, seed: i
         labels_by_name: The class of every case (:attr:`breastdx.data.busi.BusiCase.label` by name).
         k: Folds, >= 2.
         seed: Seed of the folds and of each fold's validation draw.
+        method: How each fold's validation draw places the near-duplicate groups
+            (:data:`breastdx.data.splits.SPLIT_METHODS`; the folds themselves spread them evenly either way).
 
     Returns:
         ``k`` :class:`~breastdx.data.splits.SplitFile`: fold ``f``'s ``test`` is fold ``f``; its ``val`` is drawn
@@ -119,7 +122,7 @@ def busi_fold_splits(split: Any, labels_by_name: dict[str, str], k: int, seed: i
         test = set(folds[f])
         rest = [i for i in range(len(names)) if i not in test]
         inner = grouped_stratified_split([labels[i] for i in rest], [gid[i] for i in rest],
-                                         ratios=(1 - val_share, val_share, 0.0), seed=seed + f)
+                                         ratios=(1 - val_share, val_share, 0.0), seed=seed + f, method=method)
         parts = {"train": [names[rest[j]] for j in inner["train"]], "val": [names[rest[j]] for j in inner["val"]],
                  "test": [names[i] for i in sorted(test)]}
         counts = {s: {c: sum(label[n] == c for n in v) for c in sorted(set(labels))} for s, v in parts.items()}
@@ -127,7 +130,7 @@ def busi_fold_splits(split: Any, labels_by_name: dict[str, str], k: int, seed: i
                              ratios=tuple(len(v) / len(names) for v in parts.values()),  # type: ignore[arg-type]
                              **parts, groups=split.groups, conflicts=split.conflicts,
                              excluded=list(split.excluded) + base_test, dataset=split.dataset,
-                             hash_threshold=split.hash_threshold,
+                             hash_threshold=split.hash_threshold, method=method,
                              summary={"kind": f"fold f{f} ({f + 1} of {k}), grouped stratified cross-validation of the "
                                               f"base split's train + val cases", "per_class": counts,
                                       "base_test_cases_excluded": len(split.test)}))
@@ -166,12 +169,12 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
         raise ConfigError(f"--cv-folds must be 2 or more (0: no cross-validation); got {k}.")
     run_dir.mkdir(parents=True, exist_ok=True)
     base = busi_split(data_root, Path(config.split_file) if config.split_file else None, seed=config.split_seed,
-                      reuse_only=True)
+                      reuse_only=True, method=config.split_method)
     base.to_json(run_dir / "base_split.json")
     save_yaml({"task": task.name, **to_dict(config), "data_root": str(data_root)}, run_dir / "config.yaml")
     write_versions(run_dir)
     labels = {c.name: c.label for c in scan_busi(find_busi_root(data_root))}
-    splits = busi_fold_splits(base, labels, k, config.split_seed)
+    splits = busi_fold_splits(base, labels, k, config.split_seed, config.split_method)
     write_json({"k": k, "seed": config.split_seed, "base_split": "base_split.json",
                 "base_test_cases_excluded": len(base.test),
                 "folds": [{"test": s.test, "val": s.val} for s in splits]}, run_dir / "folds.json")

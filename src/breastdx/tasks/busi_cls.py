@@ -42,6 +42,10 @@ class BusiClsConfig(ImageClassificationConfig):
         seg_weight: Weight of the lesion-mask loss of the multi-task U-Net (0: class loss only).
         split_file: A split file to reuse (busi-seg's ``split.json``); empty to make the grouped split.
         split_seed: Seed of a new split.
+        split_method: How a new split places BUSI's near-duplicate groups (the frames of one lesion):
+            ``proportional`` (val and test get groups in proportion) or ``absolute`` (the rule before 2026-12-06,
+            which puts every group into training and leaves val and test single images; it reproduces the splits
+            made then, the shipped models' included); as busi-seg's option.
         init_busi_seg: Initialise the multi-task U-Net from a busi-seg model: ``shipped`` or a model folder
             (empty: no). Its training split must not hold this run's validation or test cases.
         busi_seg_encoder_only: Load only the busi-seg encoder (else the decoder too).
@@ -64,6 +68,7 @@ class BusiClsConfig(ImageClassificationConfig):
     seg_weight: float = option(1.0, ge=0)
     split_file: str = ""
     split_seed: int = option(0, ge=0, le=2**32 - 1)  # NumPy seeds are 32-bit
+    split_method: str = option("proportional", choices=("proportional", "absolute"))  # data.splits.SPLIT_METHODS
     init_busi_seg: str = ""
     busi_seg_encoder_only: bool = True
     localisation: bool = True
@@ -87,7 +92,7 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
         split = busi_split(data_root, reuse, reuse_only=True)
         split.to_json(out)
     else:
-        split = busi_split(data_root, out, seed=config.split_seed)
+        split = busi_split(data_root, out, seed=config.split_seed, method=config.split_method)
 
     def part(name: str) -> ImageSet:
         cases = [by_name[n] for n in split.split(name)]

@@ -74,6 +74,10 @@ class BusiSegConfig(LightningOptions):
         patience: Epochs without a better validation Dice before stopping (0: never stop early).
         split_file: A split file to reuse; empty to make the grouped split (written to the run folder).
         split_seed: Seed of a new split (kept apart from ``seed`` so that tasks share one split).
+        split_method: How a new split places BUSI's near-duplicate groups (the frames of one lesion):
+            ``proportional`` (val and test get groups in proportion) or ``absolute`` (the rule before 2026-12-06,
+            which puts every group into training and leaves val and test single images; it reproduces the splits
+            made then, the shipped models' included); also the rule of each cross-validation fold's validation draw.
         max_cases: Cases per split, evenly spaced (0 for all): for smoke tests.
         augment: Augment training images (flips, small affine, gamma, gain, noise, blur).
         cv_folds: ``K >= 2``: grouped, stratified ``K``-fold cross-validation of this recipe on the split's train +
@@ -106,6 +110,7 @@ class BusiSegConfig(LightningOptions):
     patience: int = option(30, ge=0)
     split_file: str = ""
     split_seed: int = option(0, ge=0, le=2**32 - 1)  # NumPy seeds are 32-bit
+    split_method: str = option("proportional", choices=("proportional", "absolute"))  # data.splits.SPLIT_METHODS
     max_cases: int = option(0, ge=0)
     augment: bool = True
     scanner_augment: bool = False
@@ -226,7 +231,7 @@ class BusiSegTask(Task):
             split = busi_split(data_root, Path(config.split_file), seed=config.split_seed, reuse_only=True)
             split.to_json(split_path)
         else:
-            split = busi_split(data_root, split_path, seed=config.split_seed)
+            split = busi_split(data_root, split_path, seed=config.split_seed, method=config.split_method)
         by_name = {c.name: c for c in cases}
         names = {s: [split.split(s)[i] for i in evenly_spaced(len(split.split(s)), config.max_cases)]
                  for s in ("train", "val", "test")}
@@ -276,13 +281,13 @@ class BusiSegTask(Task):
         meta = self._rewrite_meta(model_dir, meta)
 
         predictor = SegmentationPredictor.from_dir(model_dir, task=self.name, dtype=config.inference_dtype)
-        evaluation = self._evaluate_cases(predictor, test_cases, config.n_bootstrap, config.seed)
+        evaluation = self._evaluate_cases(predictor, test_cases, config.n_bootstrap, config.seed, groups=split.groups)
         split_text = (f"test split of {SPLIT_FILE} (grouped by near-duplicates; n = {len(test_cases)}: "
                       f"{self._class_text(test_cases)})")
         metrics = {"task": self.name, "split": split_text, "n": len(test_cases), "model": "model/",
                    "threshold": meta["threshold"], "postprocessing": meta["postprocessing"],
-                   "metrics": evaluation["metrics"], "validation_metrics": choice["metrics"],
-                   "training": training,
+                   "metrics": evaluation["metrics"], **self._group_record(evaluation),
+                   "validation_metrics": choice["metrics"], "training": training,
                    "benchmark": {"dice_target": TARGET_DICE, "dice": evaluation["metrics"]["dice"]["value"]}}
         write_json(metrics, run_dir / "metrics.json")
         from breastdx.evaluation.segmentation import write_per_image_csv
@@ -291,7 +296,7 @@ class BusiSegTask(Task):
         meta["metrics"] = evaluation["metrics"]
         meta["metrics_split"] = split_text
         meta = self._rewrite_meta(model_dir, meta)
-        self._write_card(model_dir, meta, split, test_cases)
+        self._write_card(model_dir, meta, split, test_cases, metrics.get("metrics_by_group"))
 
         write_lesion_report(run_dir, predictor, evaluation, metrics, training, val_table, config.n_bootstrap,
                             title="breastdx — BUSI lesion segmentation (training run)")
@@ -344,6 +349,7 @@ class BusiSegTask(Task):
             "data_checksum": checksum,
             "split_file": SPLIT_FILE,
             "split_seed": split.seed,
+            "split_method": split.method,
             "training": training,
             "training_config": to_dict(config),
         })
@@ -397,8 +403,12 @@ class BusiSegTask(Task):
         return best or {"score": float("nan"), "postprocessing": Postprocessing().to_meta(), "metrics": {}}, rows
 
     def _evaluate_cases(self, predictor: Any, cases: Sequence[Any], n_boot: int, seed: int,
-                        seen: list[str] | None = None) -> dict[str, Any]:
+                        seen: list[str] | None = None, groups: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
+        """Scores and summary of ``cases``; with ``metrics_by_group`` (intervals from resampling the near-duplicate
+        ``groups``, :func:`breastdx.pipeline.seg_crossval.group_intervals`) when two images of one group are among
+        them: resampling images would treat the frames of one lesion as independent."""
         from breastdx.evaluation.segmentation import case_scores, summarize_segmentation
+        from breastdx.pipeline.seg_crossval import group_intervals
 
         outputs, targets = self._predict_cases(predictor, cases, keep_prob=False, seen=seen)
         scores = [case_scores(o.mask, t) for o, t in zip(outputs, targets)]
@@ -406,10 +416,27 @@ class BusiSegTask(Task):
             s.update({"case": c.name, "label": c.label, "max_prob": o.max_prob, "n_components": o.n_components,
                       **({} if o.p_normal is None else {"p_normal": o.p_normal})})
         labels = [c.label for c in cases]
-        return {"scores": scores, "cases": list(cases), "labels": labels,
-                "metrics": summarize_segmentation(scores, labels, n_boot=n_boot, seed=seed)}
+        out = {"scores": scores, "cases": list(cases), "labels": labels,
+               "metrics": summarize_segmentation(scores, labels, n_boot=n_boot, seed=seed)}
+        names = {c.name for c in cases}
+        if any(len(names.intersection(g)) > 1 for g in groups):
+            out["metrics_by_group"] = group_intervals(scores, [list(g) for g in groups], n_boot=n_boot, seed=seed)
+        return out
 
-    def _write_card(self, model_dir: Path, meta: dict[str, Any], split: Any, test_cases: Sequence[Any]) -> None:
+    @staticmethod
+    def _group_record(evaluation: dict[str, Any]) -> dict[str, Any]:
+        """``metrics_by_group`` and its note for metrics.json, when the evaluated images hold near-duplicate groups."""
+        if "metrics_by_group" not in evaluation:
+            return {}
+        n = next(iter(evaluation["metrics_by_group"].values()))["n_groups"]
+        return {"metrics_by_group": evaluation["metrics_by_group"],
+                "metrics_by_group_note": f"95% intervals from resampling lesions, the frames of a near-duplicate "
+                                         f"group together ({n} units among the lesion images): the intervals to "
+                                         f"quote, since 'metrics' resamples images as if the frames of one lesion "
+                                         f"were independent"}
+
+    def _write_card(self, model_dir: Path, meta: dict[str, Any], split: Any, test_cases: Sequence[Any],
+                    by_group: dict[str, Any] | None = None) -> None:
         from breastdx.data.busi import data_card_line
         from breastdx.models.saved import write_model_card
         from breastdx.training.trainer import resumed_note
@@ -428,13 +455,18 @@ class BusiSegTask(Task):
                      f"{meta['threshold']}, keep_largest={post['keep_largest']}, "
                      f"min_area_fraction={post['min_area_fraction']}, chosen on validation)."),
             data=(data_card_line(split.n_cases(), "; normal / benign / malignant with expert lesion masks") + "\n"
-                  f"- Split: `{SPLIT_FILE}` (seed {split.seed}, ratios {list(split.ratios)}): near-duplicate "
+                  f"- Split: `{SPLIT_FILE}` (seed {split.seed}, ratios {list(split.ratios)}, method "
+                  f"{split.method}): near-duplicate "
                   f"frames grouped so that no group crosses train / val / test; {split.excluded_text()}. "
                   f"Train {len(split.train)}, val "
                   f"{len(split.val)}, test {len(split.test)} cases.\n"
                   f"- Preprocessing: {meta['preprocessing']['description']}."),
             evaluation=(f"Test images ({self._class_text(test_cases)}), per class as well, with 95% "
                         f"percentile-bootstrap CIs over images. {SCORE_TERMS}"
+                        + (f" The test images hold several frames of some lesions: resampling lesions instead "
+                           f"(the frames of one together; {by_group['dice']['n_groups']} units), Dice "
+                           f"{ci_text(by_group['dice'])}, the interval to quote." if by_group and "dice" in by_group
+                           else "")
                         + (f" Validation images (used to pick the epoch and the postprocessing): Dice "
                            f"{ci_text(meta['validation_metrics']['dice'])}."
                            if meta.get("validation_metrics", {}).get("dice") else "")),
@@ -470,7 +502,7 @@ class BusiSegTask(Task):
         if not split_path.is_file():
             raise FileNotFoundError(f"{split_path}: no split file; pass --split-file (the split.json of the "
                                     f"training run).")
-        split = busi_split(data_root, split_path)
+        split = busi_split(data_root, split_path, reuse_only=True)
         split.to_json(run_dir / SPLIT_FILE)
         by_name = {c.name: c for c in scan_busi(find_busi_root(data_root))}
         cases = [by_name[n] for n in split.split(which)]
@@ -479,11 +511,12 @@ class BusiSegTask(Task):
                    "data_checksum": split.data_checksum}, run_dir / "config.yaml")
         write_versions(run_dir)
         seen: list[str] | None = [] if getattr(predictor, "training_hashes", None) else None
-        evaluation = self._evaluate_cases(predictor, cases, n_boot, seed, seen)
+        evaluation = self._evaluate_cases(predictor, cases, n_boot, seed, seen, groups=split.groups)
         split_text = f"{which} split of {split_path.name} (n = {len(cases)}: {self._class_text(cases)})"
         metrics = {"task": self.name, "split": split_text, "n": len(cases), "model": str(model_dir),
                    "threshold": predictor.postprocessing.threshold, "tta": predictor.tta,
-                   "postprocessing": predictor.postprocessing.to_meta(), **presence, "metrics": evaluation["metrics"]}
+                   "postprocessing": predictor.postprocessing.to_meta(), **presence, "metrics": evaluation["metrics"],
+                   **self._group_record(evaluation)}
         if seen is not None:
             metrics["training_overlap"] = logged_overlap(overlap_summary(seen, split_advice(model_dir, split_path,
                                                                                              which)))

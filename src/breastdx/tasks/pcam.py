@@ -132,7 +132,7 @@ def official_split(source: Any, valid_to_train: float = 0.0):
     return SplitFile(path=None, data_checksum=source.checksum, seed=0,
                      ratios=tuple(len(v) / n for v in chosen.values()),  # type: ignore[arg-type]
                      train=[ids[i] for i in train], val=[ids[i] for i in val],
-                     test=[ids[i] for i in parts["test"]], dataset="pcam", summary=summary)
+                     test=[ids[i] for i in parts["test"]], dataset="pcam", summary=summary, method=None)
 
 
 def _about(source: Any) -> str:
