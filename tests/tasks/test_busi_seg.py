@@ -66,6 +66,10 @@ def test_tiny_train_writes_the_run_folder(tiny_run):
     assert "versions" in meta and meta["seed"] == 0 and meta["metrics"]["dice"] == metrics["metrics"]["dice"]
     html = (tiny_run / "report.html").read_text()
     assert "case_benign_worst.png" in html and "dice_distribution.png" in html
+    card = (tiny_run / "model" / "MODEL_CARD.md").read_text()
+    assert ("A smoke run (--max-cases 24): at most 24 evenly spaced cases of each split were trained on, validated "
+            "on and tested (24 test cases), not all.") in card
+    assert f"seed 0, ratios [0.7, 0.1, 0.2], method {meta['split_method']}" in card
 
 
 def test_the_model_keeps_its_training_images_hashes_and_predict_flags_them(tiny_run, data_root, tmp_path):

@@ -460,7 +460,10 @@ class BusiSegTask(Task):
                   f"frames grouped so that no group crosses train / val / test; {split.excluded_text()}. "
                   f"Train {len(split.train)}, val "
                   f"{len(split.val)}, test {len(split.test)} cases.\n"
-                  f"- Preprocessing: {meta['preprocessing']['description']}."),
+                  f"- Preprocessing: {meta['preprocessing']['description']}."
+                  + (f"\n- A smoke run (--max-cases {smoke}): at most {smoke} evenly spaced cases of each split were "
+                     f"trained on, validated on and tested ({len(test_cases)} test cases), not all."
+                     if (smoke := meta.get("training_config", {}).get("max_cases")) else "")),
             evaluation=(f"Test images ({self._class_text(test_cases)}), per class as well, with 95% "
                         f"percentile-bootstrap CIs over images. {SCORE_TERMS}"
                         + (f" The test images hold several frames of some lesions: resampling lesions instead "
