@@ -159,3 +159,17 @@ def test_idc_absolute_reproduces_the_shipped_split_and_the_default_spreads_large
 
     assert (largest(old, "train"), largest(old, "val"), largest(old, "test")) == (69, 20, 28)
     assert (largest(new, "train"), largest(new, "val"), largest(new, "test")) == (69, 63, 63)
+
+
+def test_breakhis_absolute_reproduces_the_shipped_split(data_root):
+    """The shipped breakhis model's patient split (seed 0, 8 subtypes of the derived copy) is made again, patch for
+    patch, by the rule of its day."""
+    from pathlib import Path
+
+    from breastdx.data.patches import load_patch_dataset
+
+    source = load_patch_dataset("breakhis", data_root, labels="subtype")
+    shipped = json.loads((Path(__file__).resolve().parents[2] / "src/breastdx/zoo/breakhis/split.json").read_text())
+    old = make_patch_split(source, seed=0, method="absolute")
+    assert [old.split(s) for s in ("train", "val", "test")] == [shipped[s] for s in ("train", "val", "test")]
+    assert old.summary["train_only"] == shipped["summary"]["train_only"]
