@@ -80,6 +80,7 @@ def test_tiny_train_writes_the_run_folder(tiny_run, split_file):
     card = " ".join((tiny_run / "model" / "MODEL_CARD.md").read_text().split())
     # a smoke model's card says that it saw 24 images per split, not the split sizes its data line gives
     assert "A smoke run (--max-cases 24): trained on 24 and validated on 24 of these images, not all." in card
+    assert "the grouped split of busi-seg (seed 0, ratios [0.7, 0.1, 0.2], method absolute)" in card  # the shipped one
     html = (tiny_run / "report.html").read_text()
     assert "mass in lesion" in html and "pointing game" in html.lower() and "gradcam_benign_0.png" in html
     split = json.loads(split_file.read_text())

@@ -102,8 +102,8 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
     parts = {s: part(s) for s in ("train", "val", "test")}
     record: dict[str, Any] = {"data_folder": str(root)}
     about = (data_card_line(split.n_cases()) + "\n"
-             f"- Split: the grouped split of busi-seg (seed {split.seed}, ratios {list(split.ratios)}): near-duplicate "
-             f"frames never cross train / val / test; {split.excluded_text()}.")
+             f"- Split: the grouped split of busi-seg (seed {split.seed}, ratios {list(split.ratios)}, method "
+             f"{split.method}): near-duplicate frames never cross train / val / test; {split.excluded_text()}.")
     if config.lesion_crop:
         cropper = _segmenter(config.lesion_crop, config.crop_margin, split)
         parts = {s: _lesion_crops(p, cropper) for s, p in parts.items()}
