@@ -144,6 +144,7 @@ def test_breakhis_subtypes_train_predict_and_evaluate_on_the_real_copy(tmp_path)
     card = (out / "model" / "MODEL_CARD.md").read_text()
     assert "## Prediction sets (conformal)" in card and f"calibrated on {len(split['val'])} validation cases" in card
     assert "## Out-of-scope inputs" in card and f"Over {ood['threshold']:.4f}" in card
+    assert f"- Split by patient (seed 0, method {split['method']}): train:" in card and split["method"] == "proportional"
     result = runner.invoke(app, ["evaluate", "breakhis", "--model", str(out / "model"), "--data-dir", str(data),
                                  "--out", str(tmp_path / "eval"), "--n-bootstrap", "50"])
     assert result.exit_code == 0, result.output

@@ -173,9 +173,11 @@ def patch_reader(dataset: str, about: str | Callable[[Any], str], official: Call
         views = apply_split(source, split)
         counts = (split.summary or {}).get("counts", {})
         lines = "; ".join(f"{s}: " + ", ".join(f"{v} {c}" for c, v in cs.items()) for s, cs in counts.items())
+        how = f" by {grouped} (seed {split.seed}, method {split.method})" if grouped and split.method else ""
+        split_line = f"\n- Split{how}: {lines}." if lines else ""
         return SplitData({s: from_patch_source(v) for s, v in views.items()}, tuple(source.class_names),
                          source.checksum, kind,
-                         (about(source) if callable(about) else about) + (f"\n- Split: {lines}." if lines else ""),
+                         (about(source) if callable(about) else about) + split_line,
                          # the reader's own options apart: under their own names they would shadow the config's
                          # in config.yaml (BreakHis's magnification 0 is the reader's None)
                          {"dataset": dataset, **({"reader_options": {k: f(config) for k, f in load_options.items()}}
