@@ -12,6 +12,7 @@ import datetime as _dt
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import platform
 import random
@@ -324,21 +325,47 @@ def _remove_if_empty(folders: list[Path]) -> None:
             return
 
 
+def json_ready(data: Any) -> Any:
+    """``data`` with every non-finite float (NaN, infinity; Python or NumPy, in arrays too) replaced by None,
+    NumPy scalars and arrays turned into Python numbers and lists, and tuples into lists; other values as they are.
+
+    JSON has no NaN or infinity (Python's ``json`` writes the tokens ``NaN`` and ``Infinity``, which ``jq``,
+    JavaScript's ``JSON.parse`` and most other readers reject), so breastdx writes them as ``null``: a figure that
+    could not be computed (the sensitivity of a class never tested, say). A reader that computes with such a value
+    turns it back into NaN with :func:`number`.
+    """
+    if isinstance(data, (np.generic, np.ndarray)):
+        data = data.tolist() if isinstance(data, np.ndarray) else data.item()
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: json_ready(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_ready(v) for v in data]
+    return data
+
+
+def number(value: Any) -> float:
+    """``value`` as a float, None (a non-finite figure that :func:`json_ready` wrote as ``null``) as NaN."""
+    return float("nan") if value is None else float(value)
+
+
 def write_json(data: Any, path: Path) -> None:
-    """Write ``data`` as indented JSON (NumPy scalars converted); only global rank 0 of a distributed run writes."""
+    """Write ``data`` as indented JSON; only global rank 0 of a distributed run writes.
+
+    NumPy scalars and arrays are written as numbers and lists, paths as text, and NaN or infinite floats as
+    ``null`` (:func:`json_ready`), so that the file is standard JSON for any reader; read such a figure back as a
+    number with :func:`number`.
+    """
     if not is_rank_zero():
         return
 
     def default(o: Any) -> Any:
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
         if isinstance(o, Path):
             return str(o)
         raise TypeError(f"Object of type {type(o).__name__} is not JSON serialisable")
 
-    path.write_text(json.dumps(data, indent=2, default=default) + "\n")
+    path.write_text(json.dumps(json_ready(data), indent=2, default=default, allow_nan=False) + "\n")
 
 
 def write_versions(run_dir: Path) -> dict[str, str]:

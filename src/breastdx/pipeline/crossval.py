@@ -12,7 +12,9 @@ figures estimate the whole procedure. ``--cv-workers N`` trains ``N`` folds at o
 (:mod:`breastdx.pipeline.fold_runner`); the out-of-fold probabilities are those of one fold after the other.
 
 The run folder holds ``folds/f<k>/`` (full runs, with their models), ``folds.json`` (the fold of every patient),
-``oof_predictions.csv`` (each test image's probabilities from the model of its fold) and ``metrics.json``:
+``oof_predictions.csv`` (each test image's probabilities from the model of its fold), ``report.html``
+(:mod:`breastdx.pipeline.cv_report`: the pooled figures, the folds and a link to each fold's report) and
+``metrics.json``:
 the pooled out-of-fold figures (``auroc`` of the positive class, ``accuracy``, ``balanced_accuracy`` and, for
 subtypes, ``subtype_balanced_accuracy``), with 95% intervals from a bootstrap over patients, and the per-fold
 figures with their mean and standard deviation. No model is shipped from a cross-validation: train once on a
@@ -89,7 +91,7 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
     from breastdx.evaluation.classification import classification_metrics, positive_columns, positive_probability
     from breastdx.evaluation.metrics import auroc
     from breastdx.inference.classifier import ClassificationPredictor
-    from breastdx.runs import write_json, write_versions
+    from breastdx.runs import number, write_json, write_versions
 
     spec, k = task.spec, int(config.cv_folds)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +150,7 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
         # the fold's own figures are over the images its run tested (fewer with --max-cases), not the whole fold
         per_fold.append({"fold": f, "model": result.metrics["model"], "n_test": int(result.metrics.get("n", len(test))),
                          "test_patients": len(set(groups[test].tolist())),
-                         **{key: m[key]["value"] for key in CV_METRICS if key in m}})
+                         **{key: number(m[key]["value"]) for key in CV_METRICS if key in m}})  # null: NaN
     tested = fold_of >= 0
     y, p, g = labels[tested], prob[tested], groups[tested]
     yb = np.isin(y, pos)
@@ -200,7 +202,9 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
             w.writerow([ids[i], int(fold_of[i]), names[labels[i]], *[f"{v:.6f}" for v in row],
                         f"{positive_probability(row, pos):.6f}"])
     from breastdx.evaluation.tables import ci_text
+    from breastdx.pipeline.cv_report import write_classification_cv_report
 
+    write_classification_cv_report(run_dir, task.title, metrics, [r.metrics for r in results], spec.items)
     table = [["metric", "pooled out-of-fold [95% CI over patients]", "per fold mean (sd)"]]
     for key, v in pooled.items():
         s = summary.get(key)

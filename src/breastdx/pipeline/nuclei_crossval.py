@@ -96,7 +96,7 @@ def cross_validate_monuseg(task: Any, config: Any, data_root: Path, run_dir: Pat
     from breastdx.config import ConfigError, save_yaml, to_dict
     from breastdx.data.monuseg import find_monuseg_root, monuseg_checksum, scan_monuseg
     from breastdx.pipeline.task import RunResult
-    from breastdx.runs import write_json, write_versions
+    from breastdx.runs import number, write_json, write_versions
 
     if config.holdout_tiles or config.max_tiles:
         raise ConfigError("--cv-folds chooses the held-out tiles itself and uses every training tile: drop "
@@ -126,7 +126,7 @@ def cross_validate_monuseg(task: Any, config: Any, data_root: Path, run_dir: Pat
                          for f, (c, _) in enumerate(jobs)])
     for f, (held, result) in enumerate(zip(folds, results)):
         m = result.metrics
-        rows += [{"tile": t["tile"], "fold": f, **{s: float(t[s]) for s in SCORES}} for t in m["per_tile"]]
+        rows += [{"tile": t["tile"], "fold": f, **{s: number(t[s]) for s in SCORES}} for t in m["per_tile"]]
         per_fold.append({"fold": f, "held_out_tiles": held, "best_val_dice": m["training"].get("best_val_dice"),
                          "best_epoch": m["training"].get("best_epoch"), "postprocessing": m["postprocessing"],
                          "tta": m["tta"], "held_out_aji_per_tta": m["held_out_aji_per_tta"]})

@@ -14,7 +14,9 @@ the base split: kept out of cross-validation"), with the base split's own exclus
 them and they stay the final, once-read test.
 
 The run folder holds ``folds/f<k>/`` (full runs: model, ``test_per_image.csv``, report), ``folds.json`` (the fold of
-every case), ``oof_per_image.csv`` (each image's scores from the model of its fold) and ``metrics.json``: the pooled
+every case), ``oof_per_image.csv`` (each image's scores from the model of its fold), ``report.html``
+(:mod:`breastdx.pipeline.cv_report`: the pooled figures, the folds and a link to each fold's report) and
+``metrics.json``: the pooled
 out-of-fold figures of :func:`breastdx.evaluation.segmentation.summarize_segmentation` (Dice, IoU, HD95 over benign
 + malignant images, missed lesions, normal images with a false lesion; 95% bootstrap intervals over images, and in
 ``metrics_by_group`` over near-duplicate groups, :func:`group_intervals`: the ones to report), and
@@ -162,7 +164,7 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
     from breastdx.data.splits import busi_split
     from breastdx.evaluation.segmentation import SCORE_TERMS, summarize_segmentation
     from breastdx.pipeline.task import RunResult
-    from breastdx.runs import write_json, write_versions
+    from breastdx.runs import number, write_json, write_versions
 
     k = int(config.cv_folds)
     if k < 2:
@@ -196,8 +198,9 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
         rows += fold_rows
         m = result.metrics
         per_fold.append({"fold": f, "n_test": len(fold_rows),
-                         "val_dice": m.get("validation_metrics", {}).get("dice", {}).get("value"),
-                         "test_dice": m["metrics"]["dice"]["value"],
+                         "val_dice": number(m["validation_metrics"]["dice"]["value"])  # a resumed fold's
+                         if "dice" in m.get("validation_metrics", {}) else None,  # metrics.json has null for NaN
+                         "test_dice": number(m["metrics"]["dice"]["value"]),
                          "test_normal_fp_share": m["metrics"].get("normal_fp_share", {}).get("value"),
                          "postprocessing": m.get("postprocessing")})
     pooled = summarize_segmentation(rows, [r["label"] for r in rows], n_boot=config.n_bootstrap, seed=config.seed)
@@ -232,6 +235,9 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
                          f"out-of-fold Dice of the recipe: {ci_text(pooled['dice'])}. The base split's test cases "
                          f"(`split.json`'s test part) were read by no member.")
 
+    from breastdx.pipeline.cv_report import write_seg_cv_report
+
+    write_seg_cv_report(run_dir, task.title, metrics, len(base.test), len(base.excluded))
     table = [["metric", "pooled out-of-fold [95% CI over images]", "[95% CI over near-duplicate groups]"]]
     table += [[key, ci_text(v), ci_text(by_group[key]) if key in by_group else ""] for key, v in pooled.items()]
     table += [[f"{key} per fold", f"{s['mean']:.3f} (sd {s['sd']:.3f})"] for key, s in summary.items()]

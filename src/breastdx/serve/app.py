@@ -19,7 +19,6 @@ Models load once, when the app starts (lifespan); inference runs in a thread poo
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from contextlib import asynccontextmanager, contextmanager
@@ -39,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from breastdx import RESEARCH_USE_ONLY, __version__
 from breastdx.data.decode_worker import DecoderPool
 from breastdx.data.images import sniff_bytes
+from breastdx.runs import json_ready as finite  # an answer's NaN and infinity as null (JSON has none)
 from breastdx.serve import schemas
 from breastdx.serve.auth import BearerAuth, document_bearer_auth
 from breastdx.serve.db import DatabaseError, PredictionStore
@@ -93,17 +93,6 @@ def error_response(status: int, code: str, message: str, problems: list[str] | N
     body = {"error": {"code": code, "message": message, "problems": list(problems or [])},
             "research_use_only": RESEARCH_USE_ONLY}
     return JSONResponse(body, status_code=status, headers=headers)
-
-
-def finite(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by None (JSON has no NaN), recursively."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 NOT_RECORDED = ("per_nucleus",)

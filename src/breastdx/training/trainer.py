@@ -400,7 +400,7 @@ def _keep_fitted(run_dir: Path, result: FitResult) -> None:
     import json
 
     from breastdx.models.saved import save_weights
-    from breastdx.runs import is_rank_zero
+    from breastdx.runs import is_rank_zero, json_ready
 
     if not is_rank_zero() or not _keeps_fit_state(run_dir):
         return
@@ -409,7 +409,8 @@ def _keep_fitted(run_dir: Path, result: FitResult) -> None:
     save_weights(result.network, folder / f"{FITTED}.safetensors")
     figures = {"best_epoch": result.best_epoch, "best_score": result.best_score, "epochs_run": result.epochs_run,
                "train_seconds": result.train_seconds, "info": result.info}
-    (folder / f"{FITTED}.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")  # written last
+    text = json.dumps(json_ready(figures), indent=2, default=str, allow_nan=False)  # NaN (no validation score): null
+    (folder / f"{FITTED}.json").write_text(text + "\n")  # written last
 
 
 def _fitted(run_dir: Path, network: torch.nn.Module) -> FitResult | None:
@@ -419,6 +420,7 @@ def _fitted(run_dir: Path, network: torch.nn.Module) -> FitResult | None:
     import os
 
     from breastdx.models.saved import load_weights
+    from breastdx.runs import number
 
     folder = Path(run_dir) / CHECKPOINT_DIR
     if not os.environ.get(RESUME_ENV) or not (folder / f"{FITTED}.json").is_file():
@@ -428,8 +430,11 @@ def _fitted(run_dir: Path, network: torch.nn.Module) -> FitResult | None:
     network.eval()
     log.info("%s: its training had finished before the stop (best epoch %s of %s): its weights are read back, not "
              "trained again", run_dir, figures["best_epoch"], figures["epochs_run"])
-    return FitResult(network, figures["best_epoch"], float(figures["best_score"]), int(figures["epochs_run"]),
-                     float(figures["train_seconds"]), True, figures["info"])
+    info = figures["info"]
+    if "best_monitor_value" in info:  # written as null when NaN, as best_score
+        info["best_monitor_value"] = number(info["best_monitor_value"])
+    return FitResult(network, figures["best_epoch"], number(figures["best_score"]), int(figures["epochs_run"]),
+                     float(figures["train_seconds"]), True, info)
 
 
 def remove_fit_states(run_dir: Path) -> None:
