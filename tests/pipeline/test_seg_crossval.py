@@ -1,5 +1,6 @@
 """busi-seg cross-validation: grouped folds of the train + val cases, the base test split left out."""
 
+import html
 import json
 import os
 from pathlib import Path
@@ -79,6 +80,7 @@ def test_cli_cross_validation_on_real_busi(tmp_path):
         assert set(base["test"]) <= {e["name"] for e in split["excluded"]}
     lines = (out / "oof_per_image.csv").read_text().splitlines()
     assert lines[0].startswith("case,label,fold") and len(lines) == 19
+    _assert_cv_report(out, metrics)
     # the fold ensemble is a model folder that evaluate reads on the base split's test cases, which no member saw
     ens = json.loads((out / "ensemble" / "meta.json").read_text())
     assert ens["architecture"] == "seg_ensemble" and len(ens["architecture_args"]["members"]) == 2
@@ -99,6 +101,33 @@ def test_cli_cross_validation_on_real_busi(tmp_path):
     assert all("cached" in log for log in logs)
     # each fold's own split file is used without a warning that the (default) split options do not apply
     assert not any("do not apply" in log for log in logs)
+    # a cross-validation stopped after its folds had finished, resumed: the folds are read back, the run ends with
+    # its metrics and its report
+    for name in ("report.html", "metrics.json"):
+        (out / name).unlink()
+    (out / "error.txt").write_text("stopped while writing the pooled figures\n")
+    result = CliRunner().invoke(app, ["train", "busi-seg", "--resume", str(out)])
+    assert result.exit_code == 0, result.output
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["metrics"]["dice"] == metrics["metrics"]["dice"]
+    _assert_cv_report(out, resumed)
+
+
+def _assert_cv_report(out, metrics):
+    """The run's own report.html: the research-use notice, the pooled Dice over images and over near-duplicate
+    groups as metrics.json gives them, what was held out, and a link to every fold's report."""
+    from breastdx import RESEARCH_USE_ONLY
+    from breastdx.evaluation.tables import ci_text
+
+    page = html.unescape((out / "report.html").read_text())
+    assert RESEARCH_USE_ONLY in page and "cv_folds" in page  # config.yaml's options
+    assert ci_text(metrics["metrics"]["dice"]) in page
+    assert f"Dice {ci_text(metrics['metrics_by_group']['dice'])} over benign + malignant images" in page
+    n_test = len(json.loads((out / "base_split.json").read_text())["test"])
+    assert f"Held out: the base split's {n_test} test cases, read by no fold" in page
+    for f in range(metrics["k"]):
+        assert f'<a href="folds/f{f}/report.html">' in page and (out / "folds" / f"f{f}" / "report.html").is_file()
+    assert page.count('<a href="folds/f') == metrics["k"]
 
 
 def test_group_intervals_resample_near_duplicate_groups():

@@ -2,6 +2,7 @@
 patient-grouped k-fold cross-validation, and the breakhis task end to end on the real derived copy."""
 
 import csv
+import html
 import json
 import os
 import re
@@ -175,6 +176,17 @@ def test_patient_grouped_cross_validation_tests_every_patient_once(tmp_path):
     assert metrics["metrics"]["auroc"]["n_patients"] == 41
     for f in range(3):
         assert (out / "folds" / f"f{f}" / "model" / "meta.json").is_file()
+    # the run's own report: the pooled figures over patients as metrics.json gives them, a link to each fold's report
+    from breastdx import RESEARCH_USE_ONLY
+    from breastdx.evaluation.tables import ci_text
+
+    page = html.unescape((out / "report.html").read_text())
+    assert RESEARCH_USE_ONLY in page and "Intervals over patients (41 patients)" in page
+    for key in ("auroc", "subtype_balanced_accuracy"):
+        assert f"<td>{key}</td><td>{ci_text(metrics['metrics'][key])}</td>" in page
+    assert f"alone hold a class ({', '.join(folds['train_only_patients'])})" in page  # held out of testing
+    for f in range(3):
+        assert f'<a href="folds/f{f}/report.html">' in page and (out / "folds" / f"f{f}" / "report.html").is_file()
     # the folds trained side by side, each in its own process (the task rebuilt there by name): the same runs and
     # out-of-fold probabilities, each fold's log in its own file
     side = tmp_path / "cv-workers"

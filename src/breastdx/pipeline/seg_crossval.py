@@ -237,7 +237,7 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
 
     from breastdx.pipeline.cv_report import write_seg_cv_report
 
-    write_seg_cv_report(run_dir, task.title, metrics, len(base.test), len(base.excluded))
+    write_seg_cv_report(run_dir, task.title, metrics, [r.metrics for r in results], base)
     table = [["metric", "pooled out-of-fold [95% CI over images]", "[95% CI over near-duplicate groups]"]]
     table += [[key, ci_text(v), ci_text(by_group[key]) if key in by_group else ""] for key, v in pooled.items()]
     table += [[f"{key} per fold", f"{s['mean']:.3f} (sd {s['sd']:.3f})"] for key, s in summary.items()]
