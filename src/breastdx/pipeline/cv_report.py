@@ -155,9 +155,10 @@ def write_classification_cv_report(run_dir: Path, title: str, metrics: Mapping[s
             f"validation patients). Scored: {metrics['split']}.",
             f"Base split: all the data's patients, cut into {k} folds stratified by each patient's most common class; "
             f"each fold's validation patients are drawn from the other folds (folds.json lists each fold's test and "
-            f"validation patients), and each patient is tested once. Held out of testing: {len(kept)} patient(s) who "
-            f"alone hold a class ({', '.join(map(str, kept)) or 'none'}), in training in every fold; classes never "
-            f"tested: {', '.join(metrics.get('classes_not_tested') or []) or 'none'}."]
+            f"validation patients), and each patient is tested once. Held out of testing: "
+            + (f"{len(kept)} patient(s) who alone hold a class ({', '.join(map(str, kept))}), in training in every "
+               f"fold; classes never tested: {', '.join(metrics.get('classes_not_tested') or []) or 'none'}."
+               if kept else "none (no class is held by one patient alone).")]
     n_patients = next((v.get("n_patients") for v in pooled.values() if isinstance(v, dict) and v.get("n_patients")),
                       None)
     rows = [[html.escape(key), ci_text(v), _summary_row(summary, key)] for key, v in pooled.items()]
@@ -166,9 +167,9 @@ def write_classification_cv_report(run_dir: Path, title: str, metrics: Mapping[s
                  f"positive class: {metrics.get('positive_class')}. {metrics['metrics_note']}",
                  ["metric", "pooled out-of-fold [95% CI over patients]", "per fold mean (sd)"], rows)]
     if image_level:
-        sections.append(("Intervals over images (narrower: the images of one patient are not independent)",
-                         "The same pooled out-of-fold probabilities, bootstrapped over images (metrics.json's "
-                         "'image_level').", ["metric", "pooled out-of-fold [95% CI over images]"],
+        sections.append((f"Intervals over {items} (narrower: the {items} of one patient are not independent)",
+                         f"The same pooled out-of-fold probabilities, bootstrapped over {items} (metrics.json's "
+                         f"'image_level').", ["metric", f"pooled out-of-fold [95% CI over {items}]"],
                          [[html.escape(key), ci_text(v)] for key, v in image_level.items()]))
     figures = [key for key in ("auroc", "balanced_accuracy", "subtype_balanced_accuracy", "sensitivity", "specificity")
                if any(key in p for p in metrics["per_fold"])]
