@@ -59,6 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     from breastdx.evaluation.tables import ci_text
     from breastdx.pipeline.ensemble import write_ensemble, write_ensemble_card
+    from breastdx.runs import write_json
 
     data = Path(os.environ.get("BREASTDX_DATA", "../shared/data"))
     work = args.work or Path(tempfile.mkdtemp(prefix="bm-ensemble-"))
@@ -80,7 +81,7 @@ def main() -> None:
     meta = json.loads(meta_path.read_text())
     test = runs["test"]
     meta.update(metrics=test["metrics"], metrics_split=test["split"], calibration=test["calibration"])
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(meta, meta_path)  # NaN as null
 
     against = _compare(out, args.baseline, data)
     if args.cv:

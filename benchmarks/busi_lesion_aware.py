@@ -116,6 +116,7 @@ def main() -> None:
     from breastdx.evaluation.classification import choose_threshold, classification_metrics
     from breastdx.inference.classifier import ClassificationPredictor
     from breastdx.inference.lesion_crop import LesionCropper, choose_fusion_weight, fuse
+    from breastdx.runs import write_json
     from breastdx.zoo import resolve_model
 
     whole = ClassificationPredictor.from_dir(resolve_model(args.whole, "busi-cls"), task="busi-cls")
@@ -177,7 +178,7 @@ def main() -> None:
             meta["fusion"] = {"whole_model": args.whole, "whole_weight": w, "threshold": threshold,
                               "target_sensitivity": args.target_sensitivity, "weight_chosen_by": args.write_fusion,
                               "threshold_chosen_on": "the validation split of split.json"}
-            meta_path.write_text(json.dumps(meta, indent=1) + "\n")
+            write_json(meta, meta_path)  # NaN as null
         paired = {}
         for s in ("test", *[e.name for e in args.external]):
             labels = sets[s][1]

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from breastdx.runs import number
+
 
 def _oof(run: Path) -> dict[str, dict[str, str]]:
     with open(run / "oof_per_image.csv", newline="") as f:
@@ -45,13 +47,13 @@ def main() -> None:
     lesion = sorted(c for c, r in first.items() if r["label"] != "normal")
     rng = np.random.default_rng(args.seed)
     draws = rng.integers(0, len(lesion), (args.n_bootstrap, len(lesion)))
-    first_fold = [p["test_dice"] for p in json.loads((args.runs[0] / "metrics.json").read_text())["per_fold"]]
+    first_fold = [number(p["test_dice"]) for p in json.loads((args.runs[0] / "metrics.json").read_text())["per_fold"]]
     rows = []
     for run in args.runs:
         m = json.loads((run / "metrics.json").read_text())
         oof = _oof(run)
         diff = np.array([float(oof[c]["dice"]) - float(first[c]["dice"]) for c in lesion])
-        per_fold = [p["test_dice"] for p in m["per_fold"]]
+        per_fold = [number(p["test_dice"]) for p in m["per_fold"]]  # null: NaN
         row = {"run": str(run), "oof_dice": m["metrics"]["dice"], "oof_normal_fp_share": m["metrics"].get(
             "normal_fp_share"), "per_fold_test_dice": per_fold,
             "dice_minus_first": {"value": float(diff.mean()),

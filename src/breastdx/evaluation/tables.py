@@ -51,12 +51,13 @@ def headline_metrics(meta: Mapping[str, Any], n: int = 4) -> list[str]:
 
 def ci_text(m: Mapping[str, Any] | None, digits: int = 3) -> str:
     """``value [low, high]`` of a metric with a 95% interval, ``value`` alone when it has none (two MoNuSeg test
-    tiles), or ``n/a`` when it is missing or NaN."""
+    tiles, or bounds that could not be computed: NaN, null in a JSON file), or ``n/a`` when it is missing or NaN
+    (null)."""
     if not m or m.get("value") is None or m["value"] != m["value"]:
         return "n/a"
-    if not m.get("ci95"):
+    lo, hi = m.get("ci95") or (None, None)
+    if lo is None or hi is None or lo != lo or hi != hi:
         return f"{m['value']:.{digits}f}"
-    lo, hi = m["ci95"]
     return f"{m['value']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 

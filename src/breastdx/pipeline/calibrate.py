@@ -130,7 +130,7 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
         rows.append(["ood", f"k = {record['k']}", f"threshold {record['threshold']:.4f}",
                      f"bank of {record['n_bank']} training images"])
         notes.append(f"ood: {Path(model_dir) / record['bank_file']}.")
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(meta, meta_path)
     write_versions(run_dir)
     return RunResult(run_dir, {k: meta[k] for k in opts.fit},
                      f"{task.title}: {' and '.join(opts.fit)} fitted ({len(part)} validation cases)", rows,

@@ -431,11 +431,12 @@ def write_generator_card(model_dir: str | Path, figures: dict[str, Any], command
 
     from breastdx import RESEARCH_USE_ONLY
     from breastdx.models.saved import CARD_FILE, META_FILE
+    from breastdx.runs import write_json
 
     model_dir = Path(model_dir)
     meta = json.loads((model_dir / META_FILE).read_text())
     meta["quality"] = {k: figures[k] for k in ("target", "quality") if k in figures}
-    (model_dir / META_FILE).write_text(json.dumps(meta, indent=2))
+    write_json(meta, model_dir / META_FILE)
     tr = meta.get("training", {})
     st = tr.get("settings", {})
     q = figures["quality"]
