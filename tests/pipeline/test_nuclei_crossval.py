@@ -2,6 +2,7 @@
 tiles through the command line (skipped without BREASTDX_DATA)."""
 
 import csv
+import html
 import json
 import os
 from pathlib import Path
@@ -121,6 +122,7 @@ def test_two_fold_cross_validation_scores_every_training_tile_once(data_root, tm
         assert float(r["aji"]) == pytest.approx(tile["aji"])
         assert r["tile"] not in json.loads((out / "folds" / f"f{fold}" / "split.json").read_text())["train"]
     assert metrics["metrics"]["aji"]["value"] == pytest.approx(sum(float(r["aji"]) for r in rows) / 6)
+    _assert_cv_report(out, metrics)
     # the folds trained side by side, each in its own process: the same runs, the same scores
     side = tmp_path / "cv-workers"
     result = runner.invoke(app, ["train", "monuseg", "--data-dir", str(data_root), "--out", str(side), *TINY,
@@ -130,6 +132,57 @@ def test_two_fold_cross_validation_scores_every_training_tile_once(data_root, tm
         assert list(csv.DictReader(fh)) == rows
     assert all((side / "folds" / f"f{f}" / "fold.log").is_file() for f in (0, 1))
     assert "trained" in (side / "folds" / "f0" / "fold.log").read_text()
+    # a cross-validation stopped after its folds had finished, resumed: the folds are read back, the run ends with
+    # its metrics and its report
+    for name in ("report.html", "metrics.json"):
+        (out / name).unlink()
+    (out / "error.txt").write_text("stopped while writing the out-of-fold figures\n")
+    result = runner.invoke(app, ["train", "monuseg", "--resume", str(out)])
+    assert result.exit_code == 0, result.output
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["metrics"]["aji"] == metrics["metrics"]["aji"]
+    _assert_cv_report(out, resumed)
+
+
+def _assert_cv_report(out, metrics):
+    """The run's own report.html: the research-use notice, the options, the mean AJI as metrics.json gives it, the
+    held-out sites and a link to every fold's report."""
+    from breastdx import RESEARCH_USE_ONLY
+
+    page = html.unescape((out / "report.html").read_text())
+    assert RESEARCH_USE_ONLY in page and "cv_folds" in page  # config.yaml's options
+    aji = metrics["metrics"]["aji"]
+    assert f"<td>aji</td><td>{aji['value']:.3f}</td>" in page  # the mean over the held-out tiles
+    assert f"<td>{TILES[0]}</td><td>A7</td>" in page and f"<td>{aji['per_tile'][0]:.3f}</td>" in page
+    assert "6 tiles from 3 sites give no interval worth printing" in page
+    folds = json.loads((out / "folds.json").read_text())["folds"]
+    for f in range(metrics["k"]):
+        assert f'<a href="folds/f{f}/report.html">' in page and (out / "folds" / f"f{f}" / "report.html").is_file()
+        fold_aji = json.loads((out / "folds" / f"f{f}" / "metrics.json").read_text())["metrics"]["aji"]["value"]
+        assert f"<td>{', '.join(folds[f])}</td><td>" in page and f"<td>{fold_aji:.3f}</td>" in page
+    assert page.count('<a href="folds/f') == metrics["k"]
+
+
+def test_cross_validation_report_without_a_fold_report(tmp_path):
+    """A fold folder without its report.html gets no link; the page says so, and shows the means of metrics.json."""
+    from breastdx.pipeline.cv_report import write_nuclei_cv_report
+
+    per_tile = {"dice": [0.8, 0.7, 0.75, 0.72], "aji": [0.6, 0.5, 0.55, 0.5875], "pq": [0.5, 0.4, 0.45, 0.5],
+                "sq": [0.7] * 4, "dq": [0.6] * 4}
+    metrics = {"task": "monuseg", "k": 2, "n": 4, "split": "leave-tiles-out", "tiles": TILES[:4],
+               "metrics": {s: {"value": sum(v) / 4, "ci95": None, "per_tile": v} for s, v in per_tile.items()},
+               "per_fold": [{"fold": f, "held_out_tiles": TILES[2 * f:2 * f + 2], "best_val_dice": 0.8, "best_epoch": 3,
+                             "postprocessing": {"seed_threshold": 0.8}, "tta": "d8",
+                             "held_out_aji_per_tta": [["none", 0.61], ["d8", 0.63]]} for f in range(2)]}
+    fold_metrics = [{"metrics": {"aji": {"value": 0.55 + f / 10}}} for f in range(2)]
+    (tmp_path / "folds" / "f0").mkdir(parents=True)
+    (tmp_path / "folds" / "f0" / "report.html").write_text("fold 0")
+    page = html.unescape(write_nuclei_cv_report(tmp_path, "MoNuSeg", metrics, fold_metrics,
+                                         tissue_source_site).read_text())
+    assert "<td>aji</td><td>0.559</td><td>0.500 – 0.600</td>" in page
+    assert '<a href="folds/f0/report.html">' in page and 'href="folds/f1' not in page
+    assert "<td>d8</td><td>none 0.610, d8 0.630</td><td>none</td></tr>" in page
+    assert "fold 0 site(s) A7; fold 1 site(s) AR" in page and "seed_threshold 0.8" in page
 
 
 def test_a_worker_keeps_each_folds_log_apart(tmp_path):

@@ -1,26 +1,30 @@
-"""``report.html`` of a cross-validation run (``breastdx train busi-seg|idc|breakhis --cv-folds K``).
+"""``report.html`` of a cross-validation run (``breastdx train busi-seg|idc|breakhis|monuseg --cv-folds K``).
 
 Each fold of a cross-validation is a whole run with its own ``report.html``; the run folder's page holds the figure
 the project quotes: the pooled out-of-fold figures with their 95% intervals, what was cross-validated (task, ``K``,
 the options of ``config.yaml``, the base split and what was held out), a table of the folds (their size, figures,
 validation figure and the threshold or postprocessing each chose on its own validation part) and a link to each
-fold's report. Written by :mod:`breastdx.pipeline.seg_crossval` (:func:`write_seg_cv_report`) and
-:mod:`breastdx.pipeline.crossval` (:func:`write_classification_cv_report`) after ``metrics.json``, so a run resumed
-with ``--resume`` ends with it as well.
+fold's report. Written by :mod:`breastdx.pipeline.seg_crossval` (:func:`write_seg_cv_report`),
+:mod:`breastdx.pipeline.crossval` (:func:`write_classification_cv_report`) and
+:mod:`breastdx.pipeline.nuclei_crossval` (:func:`write_nuclei_cv_report`: means over the held-out tiles, no interval)
+after ``metrics.json``, so a run resumed with ``--resume`` ends with it as well.
 """
 
 from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from breastdx.evaluation.tables import ci_text
 
 
-def fold_link(f: int) -> str:
-    """The link (relative to the run folder) to fold ``f``'s ``report.html``, as table markup."""
+def fold_link(run_dir: Path, f: int) -> str:
+    """The link (relative to the run folder) to fold ``f``'s ``report.html``, as table markup; ``none`` when the
+    fold's folder holds no report."""
     href = f"folds/f{f}/report.html"
+    if not (run_dir / href).is_file():
+        return "none"
     return f'<a href="{html.escape(href)}">{html.escape(href)}</a>'
 
 
@@ -41,7 +45,7 @@ def _number(value: Any) -> str:
 
 def write_cv_report(run_dir: Path, title: str, what: Sequence[str], pooled: Sequence[tuple[str, str, list[str],
                     list[list[str]]]], fold_header: Sequence[str], fold_rows: Sequence[Sequence[str]],
-                    notes: Sequence[str] = ()) -> Path:
+                    notes: Sequence[str] = (), pooled_heading: str = "Pooled out-of-fold figures") -> Path:
     """Write ``run_dir/report.html`` of a cross-validation.
 
     Args:
@@ -52,6 +56,7 @@ def write_cv_report(run_dir: Path, title: str, what: Sequence[str], pooled: Sequ
         fold_header: Header of the per-fold table (without the link column, which is added).
         fold_rows: Per fold (in fold order) its cells, escaped text.
         notes: Further paragraphs, at the end.
+        pooled_heading: Heading of the ``pooled`` sections.
 
     Returns:
         The path of the report.
@@ -69,13 +74,13 @@ def write_cv_report(run_dir: Path, title: str, what: Sequence[str], pooled: Sequ
     if record:
         rep.heading("Options of the recipe (config.yaml)", level=3)
         rep.table(["option", "value"], [[html.escape(str(k)), _text(v)] for k, v in record.items()])
-    rep.heading("Pooled out-of-fold figures")
+    rep.heading(pooled_heading)
     for heading, paragraph, header, rows in pooled:
         rep.heading(heading, level=3)
         rep.paragraph(paragraph)
         rep.table(header, rows)
     rep.heading("Per fold")
-    rep.table([*fold_header, "fold report"], [[*row, fold_link(f)] for f, row in enumerate(fold_rows)])
+    rep.table([*fold_header, "fold report"], [[*row, fold_link(run_dir, f)] for f, row in enumerate(fold_rows)])
     for note in notes:
         rep.paragraph(note)
     return rep.write(run_dir / "report.html")
@@ -188,3 +193,62 @@ def write_classification_cv_report(run_dir: Path, title: str, metrics: Mapping[s
     return write_cv_report(run_dir, f"{title}: {k}-fold cross-validation", what, sections,
                            ["fold", "test patients", f"n test {items}", "model chosen", *figures,
                             "validation val_score", "validation AUROC", "threshold on P(positive)"], fold_rows, notes)
+
+
+def write_nuclei_cv_report(run_dir: Path, title: str, metrics: Mapping[str, Any],
+                           fold_metrics: Sequence[Mapping[str, Any]], tissue_source_site: Callable[[str], str],
+                           scores_shown: Sequence[str] = ("dice", "aji", "pq", "sq", "dq")) -> Path:
+    """``report.html`` of a leave-site-out monuseg cross-validation
+    (:func:`breastdx.pipeline.nuclei_crossval.cross_validate_monuseg`).
+
+    Args:
+        run_dir: The run folder.
+        title: The task's title.
+        metrics: The run's ``metrics.json`` content (means over the held-out tiles, each tile's scores).
+        fold_metrics: Each fold's own ``metrics.json`` content (its held-out tiles' figures).
+        tissue_source_site: A tile's site (:func:`breastdx.pipeline.nuclei_crossval.tissue_source_site`).
+        scores_shown: The scores of ``metrics["metrics"]`` shown per tile.
+    """
+    k, tiles, scores = metrics["k"], metrics["tiles"], metrics["metrics"]
+    fold_of = {t: p["fold"] for p in metrics["per_fold"] for t in p["held_out_tiles"]}
+    sites = sorted({tissue_source_site(t) for t in tiles})
+
+    def held_sites(p: Mapping[str, Any]) -> str:
+        return ", ".join(sorted({tissue_source_site(t) for t in p["held_out_tiles"]}))
+
+    what = [f"Task {metrics['task']}, K = {k}: leave-site-out cross-validation of the recipe below. The {len(tiles)} "
+            f"training tiles come from {len(sites)} TCGA tissue source sites ({', '.join(sites)}); a site's tiles "
+            f"stay in one fold, so each fold holds out whole sites: "
+            + "; ".join(f"fold {p['fold']} site(s) {held_sites(p)}" for p in metrics["per_fold"])
+            + ". Each fold is a whole training run on the other tiles (their bottom rows choose the epoch, the "
+              "test-time augmentation and the watershed), scored on its held-out tiles, whole; every training tile "
+              "is scored once, by the model that saw neither it nor its site (folds.json lists the folds).",
+            f"Scored: {metrics['split']}. Stain normalisation: {metrics.get('stain_normalisation')}."]
+    mean_rows = [[html.escape(s), _number(scores[s]["value"]),
+                  f"{_number(min(scores[s]['per_tile']))} – {_number(max(scores[s]['per_tile']))}"] for s in scores_shown]
+    tile_rows = [[html.escape(t), html.escape(tissue_source_site(t)), str(fold_of.get(t, "")),
+                  *[_number(scores[s]["per_tile"][i]) for s in scores_shown]] for i, t in enumerate(tiles)]
+    tile_rows.append(["mean", "", "", *[_number(scores[s]["value"]) for s in scores_shown]])
+    sections = [(f"Means over the {len(tiles)} held-out tiles",
+                 f"{len(tiles)} tiles from {len(sites)} sites give no interval worth printing (metrics.json's ci95 "
+                 f"is null): the means and each tile's scores are what there is; compare two recipes tile by tile "
+                 f"(benchmarks/monuseg_cv_compare.py). PQ counts a match at IoU > 0.5; SQ and DQ are its factors.",
+                 ["metric", "mean over tiles", "lowest – highest tile"], mean_rows),
+                ("Per held-out tile", "Each tile's scores from the model of the fold that held it out "
+                 "(oof_per_tile.csv).", ["tile", "site", "fold", *scores_shown], tile_rows)]
+    fold_rows = []
+    for p, fm in zip(metrics["per_fold"], fold_metrics):
+        m = fm.get("metrics") or {}
+        per_tta = ", ".join(f"{r[0]} {_number(r[1])}" for r in p.get("held_out_aji_per_tta") or [])
+        fold_rows.append([str(p["fold"]), html.escape(held_sites(p)), _text(p["held_out_tiles"]),
+                          *[_number((m.get(s) or {}).get("value")) for s in ("dice", "aji", "pq")],
+                          _text(p.get("best_epoch")), _number(p.get("best_val_dice")), _text(p.get("postprocessing")),
+                          _text(p.get("tta")), html.escape(per_tta)])
+    notes = [f"Files: metrics.json, oof_per_tile.csv, folds.json, config.yaml, folds/f0..f{k - 1} (each fold's full "
+             f"run: model, per_tile.csv, report). The test tiles were not read: they stay the final, once-read test "
+             f"of the recipe chosen here; no model ships from a cross-validation."]
+    return write_cv_report(run_dir, f"{title}: {k}-fold leave-site-out cross-validation", what, sections,
+                           ["fold", "held-out site(s)", "held-out tiles", "Dice", "AJI", "PQ", "best epoch",
+                            "held-out-row Dice", "watershed chosen on held-out rows", "test-time augmentation chosen",
+                            "held-out-row AJI per augmentation"], fold_rows, notes,
+                           pooled_heading="Out-of-fold figures")

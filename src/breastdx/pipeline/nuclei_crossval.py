@@ -16,7 +16,9 @@ model that never saw it.
 The run folder holds ``folds/f<k>/`` (full runs: model, ``per_tile.csv``, report), ``folds.json`` (the tiles of
 every fold), ``oof_per_tile.csv`` (each training tile's Dice, AJI, PQ, SQ and DQ from the model of its fold) and
 ``metrics.json``: the means over the tiles, with each tile's score (no interval: 6 tiles give none worth printing),
-and per fold the held-out-row choices.
+and per fold the held-out-row choices; ``report.html`` shows them (:mod:`breastdx.pipeline.cv_report`: what was
+cross-validated, the means and each tile's scores, the folds with a link to each fold's report), after
+``metrics.json``, so a run resumed with ``--resume`` ends with it as well.
 
 References:
     Varoquaux, G. et al. (2017). Assessing and tuning brain decoders: cross-validation, caveats, and guidelines.
@@ -145,11 +147,14 @@ def cross_validate_monuseg(task: Any, config: Any, data_root: Path, run_dir: Pat
         w = csv.DictWriter(fh, fieldnames=["tile", "fold", *SCORES])
         w.writeheader()
         w.writerows(rows)
+    from breastdx.pipeline.cv_report import write_nuclei_cv_report
+
+    write_nuclei_cv_report(run_dir, task.title, metrics, [r.metrics for r in results], tissue_source_site, SCORES)
     table = [["tile", "fold", *SCORES]] + [[r["tile"], str(r["fold"]), *(f"{r[s]:.3f}" for s in SCORES)] for r in rows]
     table.append(["mean", "", *(f"{summary[s]['value']:.3f}" for s in SCORES)])
     return RunResult(run_dir, metrics, f"monuseg: {metrics['split']}", table,
-                     [f"Run folder: {run_dir} (folds/f0..f{k - 1} hold each fold's full run); the test tiles were "
-                      f"not read."])
+                     [f"Run folder: {run_dir} (report.html; folds/f0..f{k - 1} hold each fold's full run); the test "
+                      f"tiles were not read."])
 
 
 def read_recipe_choice(files: str) -> dict[str, Any] | None:
