@@ -81,11 +81,61 @@ def test_tiny_train_writes_the_run_folder(tiny_run, split_file):
     # a smoke model's card says that it saw 24 images per split, not the split sizes its data line gives
     assert "A smoke run (--max-cases 24): trained on 24 and validated on 24 of these images, not all." in card
     assert "the grouped split of busi-seg (seed 0, ratios [0.7, 0.1, 0.2], method absolute)" in card  # the shipped one
+    # the shipped split's test images are single frames of their lesions: intervals over images, as before
+    assert not {"metrics_over_lesions", "per_patient", "metrics_over_patients"} & set(metrics)
+    assert all("over cases" in c["method"] for c in metrics["comparison"])
     html = (tiny_run / "report.html").read_text()
     assert "mass in lesion" in html and "pointing game" in html.lower() and "gradcam_benign_0.png" in html
     split = json.loads(split_file.read_text())
     mine = json.loads((tiny_run / "split.json").read_text())
     assert [mine[k] for k in ("train", "val", "test")] == [split[k] for k in ("train", "val", "test")]
+
+
+def test_intervals_over_lesions_where_test_frames_repeat(data_root, tmp_path):
+    """A proportional split (the default) puts several frames of some lesions into val and test: train and evaluate
+    resample lesions (the frames of one together) for the intervals and the paired test, and write no per-patient
+    shares."""
+    from collections import Counter
+
+    from breastdx.data.splits import busi_split
+    from breastdx.evaluation.tables import ci_text
+    from breastdx.pipeline.task import evenly_spaced
+
+    split = busi_split(data_root, tmp_path / "split.json", seed=0)
+    lesion = {n: k for k, g in enumerate(split.groups) for n in g}
+
+    def lesions(part: str, n: int) -> Counter:  # of the n evenly spaced images (--max-cases n; 0: all)
+        names = split.split(part)
+        return Counter(lesion.get(names[i], names[i]) for i in evenly_spaced(len(names), n))
+
+    test, val = lesions("test", 48), lesions("val", 0)
+    assert max(test.values()) > 1 and max(val.values()) > 1  # frames of one lesion among the scored images
+    out = tmp_path / "run"
+    tiny = [a if a != "24" else "48" for a in TINY]  # --max-cases 48
+    result = runner.invoke(app, ["train", "busi-cls", "--data-dir", str(data_root), "--out", str(out),
+                                 "--split-file", str(tmp_path / "split.json"), *tiny, "--localisation", "false",
+                                 "--gradcam-examples", "0"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    over = metrics["metrics_over_lesions"]
+    assert metrics["n"] == 48 and {over[k]["n_lesions"] for k in ("auroc", "sensitivity", "f1")} == {len(test)}
+    assert f"{len(test)} lesions of the 48 test images" in over["note"]
+    assert not {"per_patient", "metrics_over_patients"} & set(metrics) and not (out / "per_patient.png").exists()
+    (c,) = metrics["comparison"]
+    assert c["n_lesions"] == len(test) and c["method"].startswith("paired bootstrap over lesions")
+    html = (out / "report.html").read_text()
+    assert "95% CI over lesions" in html and "Per patient" not in html
+    card = " ".join((out / "model" / "MODEL_CARD.md").read_text().split())  # the best model's: quotes the same
+    assert f"resampling lesions instead (the frames of one together; {len(test)} units), AUROC (malignant) " \
+           f"{ci_text(over['auroc'])}, the interval to quote" in card
+
+    ev = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "busi-cls", "--model", str(out / "model"), "--data-dir", str(data_root),
+                                 "--out", str(ev), "--split", "val", "--n-bootstrap", "50"])
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads((ev / "metrics.json").read_text())
+    assert evaluated["metrics_over_lesions"]["auroc"]["n_lesions"] == len(val) and evaluated["n"] == sum(val.values())
+    assert "per_patient" not in evaluated and "95% CI over lesions" in (ev / "report.html").read_text()
 
 
 @pytest.mark.slow

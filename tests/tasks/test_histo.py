@@ -400,6 +400,7 @@ def test_idc_from_patient_folders_is_split_by_patient(tmp_path, monkeypatch):
     over = metrics["metrics_over_patients"]  # intervals from resampling the test patients
     assert over["auroc"]["n_patients"] == per_patient["n_patients"]
     assert over["auroc"]["value"] == pytest.approx(metrics["metrics"]["auroc"]["value"])
+    assert "test patients with all their patches" in over["note"] and "metrics_over_lesions" not in metrics
     assert "per_patient.png" in (out / "report.html").read_text()
     # the split file is reused, and refused when the data no longer match it
     again = tmp_path / "again"

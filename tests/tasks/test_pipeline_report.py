@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from breastdx.data.image_sets import ImageSet
-from breastdx.pipeline.report import exact_duplicate_groups, patient_intervals, per_patient, region_mask
+from breastdx.pipeline.report import (exact_duplicate_groups, patient_intervals, per_patient, region_mask,
+                                      unit_card_text, unit_metrics)
 
 
 def _set(labels, groups):
@@ -39,6 +40,31 @@ def test_intervals_over_patients_resample_whole_patients():
     lo, hi = out["sensitivity"]["ci95"]
     assert 0 <= lo <= hi <= 1 and hi - lo > 0  # patients, not images, vary between resamples
     assert patient_intervals(_set([1, 0], None), prob[:2], 0.5, (1,), 10, 0) is None
+
+
+def test_lesion_units_give_intervals_over_lesions_only_where_frames_repeat():
+    """busi-cls's groups are lesions: intervals over them (no per-patient shares) where two frames share one, and
+    nothing where every test image is its own lesion; patients keep their per-patient figures."""
+    from types import SimpleNamespace
+
+    lesion = SimpleNamespace(group_unit="lesion", positive="malignant", items="images")
+    patient = SimpleNamespace(group_unit="patient", positive="malignant", items="images")
+    prob = np.array([[0.2, 0.8], [0.7, 0.3], [0.4, 0.6], [0.9, 0.1], [0.3, 0.7], [0.5, 0.5]])
+    test = _set([1, 0, 0, 1, 1, 0], ["3", "3", "3", "benign (9)", "7", "7"])
+    out = unit_metrics(lesion, test, prob, 0.55, (1,), n_boot=200, seed=0)
+    assert set(out) == {"metrics_over_lesions"}
+    over = out["metrics_over_lesions"]
+    assert over["auroc"]["n_lesions"] == 3 and "n_patients" not in over["auroc"]
+    clustered = patient_intervals(test, prob, 0.55, (1,), 200, 0)["auroc"]  # the same cluster bootstrap
+    assert over["auroc"]["ci95"] == clustered["ci95"] and over["auroc"]["n_resamples"] == clustered["n_resamples"]
+    assert over["auroc"]["value"] == pytest.approx(6 / 9)
+    assert "3 lesions of the 6 test images (2 imaged more than once)" in over["note"]
+    assert "AUROC (malignant) 0.667 [" in unit_card_text(lesion, test, prob, 0.55, (1,), 200, 0)
+    single = _set([1, 0, 1], ["a", "b", "c"])
+    assert unit_metrics(lesion, single, prob[:3], 0.55, (1,), 50, 0) == {}
+    assert unit_card_text(lesion, single, prob[:3], 0.55, (1,), 50, 0) == ""
+    assert set(unit_metrics(patient, single, prob[:3], 0.55, (1,), 50, 0)) == {"per_patient", "metrics_over_patients"}
+    assert unit_card_text(patient, test, prob, 0.55, (1,), 50, 0) == ""  # idc / breakhis cards unchanged
 
 
 def test_duplicates_and_label_region():

@@ -141,7 +141,7 @@ def _cluster_differences(y: np.ndarray, a: np.ndarray, b: np.ndarray, groups: np
 
 def paired_auroc_test(y_true: Any, score_a: Any, score_b: Any, *, n_boot: int = 2000, seed: int = 0,
                       alpha: float = 0.05, names: tuple[str, str] = ("a", "b"),
-                      return_resamples: bool = False, groups: Any = None) -> dict[str, Any]:
+                      return_resamples: bool = False, groups: Any = None, unit: str = "patient") -> dict[str, Any]:
     """Paired, class-stratified bootstrap test of ``AUROC(score_a) - AUROC(score_b)`` on the same cases.
 
     With ``groups`` (a patient id per case), patients are resampled instead of cases, each with all its cases
@@ -159,6 +159,8 @@ def paired_auroc_test(y_true: Any, score_a: Any, score_b: Any, *, n_boot: int = 
         return_resamples: Add the ``B`` bootstrap differences under ``"resamples"`` (float64 ``(B,)``; for
             :func:`plot_auroc_difference`, not for JSON).
         groups: Patient (cluster) id per case, shape ``(n,)``, or None to resample cases.
+        unit: What ``groups`` names ("patient", or "lesion" for the near-duplicate frames of one lesion): the
+            result's count ``n_<unit>s`` and its method say it.
 
     Returns:
         ``{"model_a", "model_b", "n", "n_positive", "auroc_a", "auroc_b", "difference" (A - B),
@@ -199,10 +201,10 @@ def paired_auroc_test(y_true: Any, score_a: Any, score_b: Any, *, n_boot: int = 
     p = min(1.0, 2.0 * min(below + 1, above + 1) / (n_boot + 1))
     out = {
         "model_a": names[0], "model_b": names[1], "n": int(y.size), "n_positive": int(y.sum()),
-        "n_patients": None if groups is None else int(np.unique(np.asarray(groups)).size),
+        f"n_{unit}s": None if groups is None else int(np.unique(np.asarray(groups)).size),
         "auroc_a": value_a, "auroc_b": value_b, "difference": float(diff), "ci95": [low, high],
         "p_value": float(p), "n_boot": n_boot, "seed": int(seed),
-        "method": (("paired bootstrap over patients (each with all its cases)" if groups is not None else
+        "method": ((f"paired bootstrap over {unit}s (each with all its cases)" if groups is not None else
                     "paired bootstrap over cases, stratified by class") + "; percentile interval shifted by the "
                    "bootstrap bias; two-sided p-value inverting the percentile interval, 2 * min(#{d* <= 0} + 1, "
                    "#{d* >= 0} + 1) / (B + 1)"),

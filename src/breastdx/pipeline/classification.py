@@ -164,6 +164,9 @@ class ClassificationSpec:
         explain_zoom: Default enlargement of ``explain`` overlays (small patches are hard to see).
         pad_to: ``(H, W)`` the reader pads smaller images to, with white on the bottom and right (IDC's edge
             patches); the model folder records it so that prediction pads the same way. None: no padding.
+        group_unit: What ``ImageSet.groups`` names: ``"patient"`` (per-patient shares, intervals over patients) or
+            ``"lesion"`` (busi-cls: intervals over lesions where two test frames share one; see
+            :func:`breastdx.pipeline.report.unit_metrics`).
     """
 
     name: str
@@ -191,6 +194,7 @@ class ClassificationSpec:
     predict_gradcam: bool = False
     explain_zoom: int = 1
     pad_to: tuple[int, int] | None = None
+    group_unit: str = "patient"
 
     @property
     def items(self) -> str:
@@ -381,8 +385,8 @@ class ImageClassificationTask(Task):
     def _train_metrics(self, config: Any, data: SplitData, runs: dict[str, Any], best: str, test_ds: Any,
                        localisation: dict[str, Any], model_dir: Path, preprocessing: dict[str, Any]) -> dict[str, Any]:
         from breastdx.evaluation.conformal import conformal_evaluation
-        from breastdx.pipeline.report import (deduplicated_test, gradcam_examples, paired_tests, patient_intervals,
-                                              per_patient)
+        from breastdx.pipeline.report import (deduplicated_test, gradcam_examples, paired_tests, resampled_units,
+                                              unit_metrics)
 
         spec = self.spec
         r = runs[best]
@@ -391,7 +395,7 @@ class ImageClassificationTask(Task):
                      for a, per in localisation.items()}
         pos = positive_columns(data.class_names, spec.positive)
         comparisons = paired_tests(runs, best, test_ds.labels, pos, config,
-                                   data.parts["test"].groups)
+                                   resampled_units(spec, data.parts["test"]), spec.group_unit)
         cams = gradcam_examples(self, model_dir, data.parts["test"], data.class_names, config)
         metrics: dict[str, Any] = {
             "task": self.name, "split": data.describe("test"), "n": len(test_ds), "model": best,
@@ -415,14 +419,8 @@ class ImageClassificationTask(Task):
             "preprocessing": preprocessing,
             "_comparisons": comparisons, "_cams": cams,
         }
-        patients = per_patient(data.parts["test"], r.test["prob"], r.calibration["threshold"], pos)
-        if patients is not None:
-            metrics["per_patient"] = patients
-            metrics["metrics_over_patients"] = {
-                **patient_intervals(data.parts["test"], r.test["prob"], r.calibration["threshold"], pos,
-                                    config.n_bootstrap, config.seed),
-                "note": f"{spec.positive} vs rest at the operating threshold; 95% intervals from resampling the "
-                        f"{patients['n_patients']} test patients with all their {spec.items}"}
+        metrics.update(unit_metrics(spec, data.parts["test"], r.test["prob"], r.calibration["threshold"], pos,
+                                    config.n_bootstrap, config.seed))
         if r.calibration.get("conformal"):
             metrics["conformal"] = conformal_evaluation(test_ds.labels, r.test["prob"], r.calibration["conformal"],
                                                         data.class_names, n_boot=config.n_bootstrap, seed=config.seed)
@@ -452,6 +450,9 @@ class ImageClassificationTask(Task):
         table.append(["training (min)", *[f"{x.fit.train_seconds / 60:.1f}" for x in runs.values()]])
         notes = [f"Best on validation: {best}; test AUROC ({self.spec.positive}) {ci_text(m['auroc'])}, accuracy @ "
                  f"argmax {ci_text(m['accuracy'])}."]
+        if (over := metrics.get(f"metrics_over_{self.spec.group_unit}s")) and self.spec.group_unit != "patient":
+            notes.append(f"Over the {over['auroc'][f'n_{self.spec.group_unit}s']} test {self.spec.group_unit}s (frames "
+                         f"of one together, the interval to quote): AUROC {ci_text(over['auroc'])}.")
         for c in metrics["comparison"]:
             notes.append(f"Paired bootstrap, AUROC({c['model_a']}) - AUROC({c['model_b']}) = {c['difference']:+.4f} "
                          f"[{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}], p = {c['p_value']:.3g} (DeLong p = "
@@ -470,6 +471,7 @@ class ImageClassificationTask(Task):
         from breastdx.inference.classifier import save_classifier
         from breastdx.models.networks import gradcam_layer
         from breastdx.models.saved import write_model_card
+        from breastdx.pipeline.report import unit_card_text
         from breastdx.training.trainer import resumed_note
 
         spec = self.spec
@@ -515,6 +517,8 @@ class ImageClassificationTask(Task):
             save_bank(r.ood_bank, model_dir / OOD_FILE)
         m = r.test["metrics"]
         init = f"initial weights ({r.init.get('source', 'given')})" if r.init else "random initial weights"
+        lesions = (spec, data.parts["test"], r.test["prob"], r.calibration["threshold"],
+                   positive_columns(classes, spec.positive), config.n_bootstrap, config.seed)
         write_model_card(
             model_dir, meta, title=self.title,
             summary=(f"{r.arch} ({r.n_parameters:,} parameters), input {prep.image_size}x{prep.image_size} "
@@ -531,7 +535,8 @@ class ImageClassificationTask(Task):
                 f"on {r.fit.info.get('n_val')} of these images, not all." if config.max_cases else ""),
             evaluation=(f"{test_text}; 95% bootstrap intervals over {spec.items} ({config.n_bootstrap} resamples). "
                         f"AUROC ({spec.positive}) {ci_text(m['auroc'])}, accuracy {ci_text(m['accuracy'])}, balanced "
-                        f"accuracy {ci_text(m['balanced_accuracy'])}. Accuracy and balanced accuracy are at argmax "
+                        f"accuracy {ci_text(m['balanced_accuracy'])}.{unit_card_text(*lesions)} Accuracy and "
+                        f"balanced accuracy are at argmax "
                         f"(the most probable class); sensitivity, specificity, PPV, NPV and F1 at the operating "
                         f"threshold chosen on validation."),
             limitations=list(spec.card_limitations), label=metric_label)

@@ -16,6 +16,7 @@ References:
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -43,10 +44,11 @@ def exact_duplicate_groups(images: np.ndarray) -> list[list[int]]:
 
 
 def paired_tests(runs: dict[str, Any], best: str, y: np.ndarray, positive: Sequence[int], config: Any,
-                 groups: Any = None) -> list[dict[str, Any]]:
+                 groups: Any = None, unit: str = "patient") -> list[dict[str, Any]]:
     """Paired bootstrap AUROC tests (positive vs rest; ``positive`` the class indices of the positive class, see
     :func:`breastdx.evaluation.classification.positive_columns`) of the best model against each other one, on the
-    test set; over the test patients (cluster bootstrap) when ``groups`` gives a patient id per item."""
+    test set; over the test units (cluster bootstrap over ``unit``: patients, or busi-cls's lesions) when ``groups``
+    gives a unit id per item (:func:`resampled_units`)."""
     from breastdx.evaluation.classification import positive_probability
     from breastdx.evaluation.paired import paired_auroc_test
 
@@ -56,7 +58,7 @@ def paired_tests(runs: dict[str, Any], best: str, y: np.ndarray, positive: Seque
     return [paired_auroc_test(yb, positive_probability(runs[best].test["prob"], positive),
                               positive_probability(runs[other].test["prob"], positive),
                               n_boot=config.n_bootstrap, seed=config.seed, names=(best, other), return_resamples=True,
-                              groups=groups)
+                              groups=groups, unit=unit)
             for other in runs if other != best]
 
 
@@ -114,6 +116,65 @@ def patient_intervals(test: Any, prob: np.ndarray, threshold: float, positive: S
              "sensitivity": lambda idx: rate(idx, True), "specificity": lambda idx: rate(idx, False), "f1": f1,
              "balanced_accuracy": lambda idx: 0.5 * (rate(idx, True) + rate(idx, False))}
     return {k: patient_bootstrap(f, groups, n_boot, seed) for k, f in stats.items()}
+
+
+def resampled_units(spec: Any, test: Any) -> tuple[str, ...] | None:
+    """The unit id per item of ``test`` that intervals and paired tests resample, or None to resample items.
+
+    ``ImageSet.groups`` names a ``spec.group_unit`` per item: a patient (idc, breakhis: always used) or a lesion
+    (busi-cls: the frames of one near-duplicate group, used only when two of them are among ``test``; a split made
+    by ``--split-method absolute`` leaves val and test single frames, and nothing changes there).
+    """
+    if test.groups is None:
+        return None
+    if spec.group_unit == "patient" or len(set(test.groups)) < len(test.groups):
+        return tuple(test.groups)
+    return None
+
+
+def unit_metrics(spec: Any, test: Any, prob: np.ndarray, threshold: float, positive: Sequence[int], n_boot: int,
+                 seed: int, which: str = "test") -> dict[str, Any]:
+    """The ``metrics.json`` entries over the units of :func:`resampled_units` (none without them).
+
+    Patients: ``per_patient`` (each test patient's predicted against true share) and ``metrics_over_patients``.
+    Other units (busi-cls's lesions): ``metrics_over_<unit>s`` only, each figure's ``n_<unit>s`` counting them;
+    a share of positive frames per lesion says nothing, so there is no per-unit table. ``which`` names the split
+    in the notes of units other than patients.
+    """
+    groups = resampled_units(spec, test)
+    if groups is None:
+        return {}
+    over = patient_intervals(test, prob, threshold, positive, n_boot, seed)
+    unit, what = spec.group_unit, f"{spec.positive} vs rest at the operating threshold; 95% intervals from resampling"
+    if unit == "patient":
+        patients = per_patient(test, prob, threshold, positive)
+        return {"per_patient": patients, "metrics_over_patients": {
+            **over, "note": f"{what} the {patients['n_patients']} test patients with all their {spec.items}"}}
+    sizes = Counter(groups).values()
+    over = {k: {(f"n_{unit}s" if f == "n_patients" else f): x for f, x in v.items()} for k, v in over.items()}
+    return {f"metrics_over_{unit}s": {**over, "note": (
+        f"{what} the {len(sizes)} {unit}s of the {len(groups)} {which} {spec.items} ({sum(k > 1 for k in sizes)} "
+        f"imaged more than once), the near-duplicate frames of one {unit} together: the intervals to quote, as "
+        f"frames of one {unit} are not independent")}}
+
+
+def unit_card_text(spec: Any, test: Any, prob: np.ndarray, threshold: float, positive: Sequence[int], n_boot: int,
+                   seed: int) -> str:
+    """The model card's sentence quoting the AUROC interval over lesions (units other than patients, as busi-seg's
+    card quotes its Dice over lesions), or "" where :func:`unit_metrics` has none."""
+    unit = spec.group_unit
+    if unit == "patient" or resampled_units(spec, test) is None:
+        return ""
+    over = unit_metrics(spec, test, prob, threshold, positive, n_boot, seed)[f"metrics_over_{unit}s"]
+    return (f" The test {spec.items} hold several frames of some {unit}s: resampling {unit}s instead (the frames of "
+            f"one together; {over['auroc'][f'n_{unit}s']} units), AUROC ({spec.positive}) {ci_text(over['auroc'])}, "
+            f"the interval to quote.")
+
+
+def unit_table(rep: Any, over: dict[str, Any], unit: str, whose: str = "The best model's") -> None:
+    """``whose`` figures with their intervals over units (patients, lesions), in ``rep``."""
+    rep.paragraph(f"{whose} figures with 95% intervals over {unit}s ({over['note']}):")
+    rep.table(["metric", f"value [95% CI over {unit}s]"], [[k, ci_text(v)] for k, v in over.items() if isinstance(v, dict)])
 
 
 def per_patient(test: Any, prob: np.ndarray, threshold: float, positive: Sequence[int]) -> dict[str, Any] | None:
@@ -367,13 +428,14 @@ def train_report(task: Any, run_dir: Path, config: Any, data: Any, runs: dict[st
                       f"{pp['pearson_r']:.2f}. Point size: the patient's number of {spec.items}.")
         rep.figure(plot_per_patient(pp, positive, run_dir / "per_patient.png"), "Per-patient shares (diagonal: equal)")
         if metrics.get("metrics_over_patients"):
-            mp = metrics["metrics_over_patients"]
-            rep.paragraph(f"The best model's figures with 95% intervals over patients ({mp['note']}):")
-            rep.table(["metric", "value [95% CI over patients]"],
-                      [[k, ci_text(v)] for k, v in mp.items() if isinstance(v, dict)])
+            unit_table(rep, metrics["metrics_over_patients"], "patient")
         rep.table(["patient", spec.items, "true share", "predicted share", f"mean P({positive})"],
                   [[r["patient"], r["n"], f"{r['true_share']:.2f}", f"{r['predicted_share']:.2f}",
                     f"{r['mean_p_positive']:.2f}"] for r in pp["rows"]])
+    unit = spec.group_unit
+    if unit != "patient" and metrics.get(f"metrics_over_{unit}s"):
+        rep.heading(f"Intervals over {unit}s (test split)")
+        unit_table(rep, metrics[f"metrics_over_{unit}s"], unit)
     if "mass_in_label_region" in cams:
         mr = cams["mass_in_label_region"]
         rep.paragraph(f"Share of the {positive}-class Grad-CAM map inside the labelled region: {ci_text(mr)} (a "

@@ -212,7 +212,7 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
             localisation = {k: v for k, v in loc.items() if k not in ("cams", "indices")}
     text = data.describe(opts.split)
     metrics, rows, _ = score(task, predictor, model_dir, run_dir, part.labels, logits, opts, text, opts.split,
-                             {"data_checksum": data.checksum, **overlap}, localisation)
+                             {"data_checksum": data.checksum, **overlap}, localisation, part)
     notes = [f"Split: {text}", *overlap_notes(overlap), f"Run folder: {run_dir}"]
     return RunResult(run_dir, metrics, f"{task.title}, {opts.split} split (n = {len(part)}): value [95% CI]",
                      [["metric", "value [95% CI]"], *rows], notes)
@@ -231,7 +231,8 @@ def check_training_overlap(predictor: Any, images: list[np.ndarray],
 
 def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.ndarray, logits: np.ndarray,
           opts: EvaluateOptions, text: str, split: str, extra: dict[str, Any],
-          localisation: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[list[str]], dict[str, Any]]:
+          localisation: dict[str, Any] | None = None,
+          part: Any = None) -> tuple[dict[str, Any], list[list[str]], dict[str, Any]]:
     """Metrics with 95% CIs of logits against labels; writes ``metrics.json``, ``report.html`` and its figures.
 
     Args:
@@ -246,6 +247,9 @@ def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.
         split: A short name of the data for the figure captions (``test``, ``external``).
         extra: More ``metrics.json`` fields.
         localisation: Grad-CAM localisation figures of the model's method, or None.
+        part: The scored :class:`~breastdx.data.image_sets.ImageSet` of a split, or None: where its groups are
+            lesions (busi-cls) and two of its frames share one, ``metrics_over_lesions`` is added
+            (:func:`breastdx.pipeline.report.unit_metrics`; patient-grouped data get no per-patient figures here).
 
     Returns:
         ``(metrics.json content, summary table rows, the evaluation of evaluate_logits)``.
@@ -265,6 +269,14 @@ def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.
         "calibration": ev["calibration"],
         "confusion_matrix": {"class_names": classes, "argmax": ev["confusion_matrix"],
                              "operating_point": ev["confusion_matrix_operating_point"]}, **extra}
+    unit = task.spec.group_unit
+    if part is not None and unit != "patient":
+        from breastdx.evaluation.classification import positive_columns
+        from breastdx.pipeline.report import unit_metrics
+
+        metrics.update(unit_metrics(task.spec, part, ev["prob"], float(predictor.threshold),
+                                    positive_columns(classes, positive), opts.n_bootstrap, opts.seed, split))
+    over = metrics.get(f"metrics_over_{unit}s")
     if localisation is not None:
         metrics["localisation"] = {predictor.gradcam_method: localisation}
     if predictor.conformal:
@@ -283,6 +295,12 @@ def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.
     rep.heading("Calibration before and after temperature scaling")
     rep.table(["metric", "before (T = 1)", "after"], calibration_rows(ev["calibration"]))
     rows = summary_rows(ev["metrics"], task.spec.summary)
+    if over:
+        from breastdx.pipeline.report import unit_table
+
+        rep.heading(f"Intervals over {unit}s")
+        unit_table(rep, over, unit, "The model's")
+        rows.append([f"AUROC ({positive}) over {unit}s", ci_text(over["auroc"])])
     if predictor.conformal:
         c = metrics["conformal"]
         report_conformal(rep, c, split)

@@ -78,7 +78,8 @@ class BusiClsConfig(ImageClassificationConfig):
 
 
 def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitData:
-    """BUSI's grouped split (near-duplicate frames never cross it): reused from ``reuse``, else made.
+    """BUSI's grouped split (near-duplicate frames never cross it): reused from ``reuse``, else made. Each image's
+    group is its lesion: the index of its near-duplicate group in the split file, or its own name when it has none.
 
     Raises:
         DataError: If BUSI is missing, or a reused split does not fit the data.
@@ -94,10 +95,12 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
     else:
         split = busi_split(data_root, out, seed=config.split_seed, method=config.split_method)
 
+    lesion = {n: str(k) for k, members in enumerate(split.groups) for n in members}
+
     def part(name: str) -> ImageSet:
         cases = [by_name[n] for n in split.split(name)]
         return ImageSet(tuple(c.name for c in cases), np.array([c.label_index for c in cases], dtype=np.int64),
-                        lambda i: load_case(cases[i], mode="gray"))
+                        lambda i: load_case(cases[i], mode="gray"), tuple(lesion.get(c.name, c.name) for c in cases))
 
     parts = {s: part(s) for s in ("train", "val", "test")}
     record: dict[str, Any] = {"data_folder": str(root)}
@@ -186,7 +189,7 @@ BUSI_CLS = register(ClassificationSpec(
     name="busi-cls",
     title="BUSI ultrasound classification (normal / benign / malignant) with Grad-CAM",
     config_cls=BusiClsConfig, read=read, positive="malignant", mode="gray", augmentation=ultrasound_augmentation,
-    near_duplicates=True,
+    near_duplicates=True, group_unit="lesion",
     train_masks=True, localisation=localisation, initialiser=initialiser, check=check, predict_gradcam=True,
     summary=("accuracy", "balanced_accuracy", "macro_auroc", "auroc", "sensitivity", "specificity", "ppv", "npv",
              "f1", "brier", "ece", "sensitivity_normal", "sensitivity_benign", "sensitivity_malignant",
