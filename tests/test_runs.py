@@ -372,11 +372,16 @@ def test_versions_name_every_package_that_shapes_a_runs_figures():
         assert versions[name] not in ("", "not installed"), name
 
 
-@pytest.mark.parametrize("recorded, method", [({}, "absolute"), ({"split_method": "proportional"}, "proportional")])
-def test_a_run_from_before_the_split_method_resumes_with_the_rule_it_began_with(tmp_path: Path, monkeypatch,
+@pytest.mark.parametrize("task, recorded, method", [
+    ("busi-seg", {"cv_folds": 3}, "absolute"), ("idc", {"cv_folds": 3}, "absolute"),
+    ("busi-seg", {"cv_folds": 3, "split_method": "proportional"}, "proportional"),
+    ("pcam", {}, "proportional"),  # not a cross-validation: its split.json is reused (PCam: the official split)
+    ("monuseg", {"cv_folds": 3}, None),  # folds by site, no split method
+])
+def test_a_run_from_before_the_split_method_resumes_with_the_rule_it_began_with(tmp_path: Path, monkeypatch, task,
                                                                                  recorded, method):
     """A config.yaml without split_method was written when ``absolute`` was the only rule: a resumed
-    cross-validation remakes its folds (and a busi-seg one its base split) with that rule, not the new default."""
+    cross-validation redraws its folds (and a busi-seg one its base split) with that rule, not the new default."""
     from breastdx.pipeline.task import RunResult
     from breastdx.runs import RUN_DIR_ENV
     from breastdx.tasks import get_task
@@ -385,9 +390,9 @@ def test_a_run_from_before_the_split_method_resumes_with_the_rule_it_began_with(
     for name in (RESUME_ENV, RUN_DIR_ENV):
         monkeypatch.setenv(name, "")
     seen = {}
-    monkeypatch.setattr(type(get_task("busi-seg")), "train",
+    monkeypatch.setattr(type(get_task(task)), "train",
                         lambda self, config, data_root, run_dir: seen.update(config=config) or RunResult(run_dir))
-    run = _stopped_run(tmp_path / "run", cv_folds=3, **recorded)
-    result = runner.invoke(app, ["train", "busi-seg", "--resume", str(run)])
+    run = _stopped_run(tmp_path / "run", task=task, **recorded)
+    result = runner.invoke(app, ["train", task, "--resume", str(run)])
     assert result.exit_code == 0, result.output
-    assert seen["config"].split_method == method
+    assert getattr(seen["config"], "split_method", None) == method

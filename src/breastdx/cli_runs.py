@@ -57,8 +57,9 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: O
     except ConfigError as e:
         raise ConfigError(f"{run_dir / 'config.yaml'}: {e}") from None
     config = with_overrides(recorded_config, how)  # a bad --threads is the command line's, not the file's
-    if hasattr(config, "split_method") and "split_method" not in recorded:  # begun before the option existed:
-        import dataclasses  # its splits and folds were made by the rule of then, and are remade by it
+    if hasattr(config, "split_method") and int(getattr(config, "cv_folds", 0) or 0) > 0 \
+            and "split_method" not in recorded:  # a cross-validation begun before the option: its folds were
+        import dataclasses  # drawn by the rule of then, and are redrawn on resuming
 
         from breastdx.data.splits import LEGACY_SPLIT_METHOD
 
