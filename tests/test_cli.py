@@ -281,3 +281,18 @@ def test_a_mask_file_named_on_the_command_line_is_left_out_and_said(tmp_path: Pa
     assert "4 file(s) named are lesion masks by their names (*_mask.*, *_mask_<k>.*) and are left out" in said, said
     assert f"{tmp_path / 'b_mask.png'}, {tmp_path / 'c_mask.png'}, {tmp_path / 'scan_mask.png'} and 1 more" in said
     assert (tmp_path / "out" / "predictions.csv").read_text().count("scan") == 1  # scan.png only
+
+
+def test_naming_only_mask_files_is_refused_not_a_run_of_nothing(tmp_path: Path):
+    """Every file named a lesion mask: nothing is left to predict, so the command stops (exit 2, no run folder)
+    instead of writing an empty predictions.csv with exit status 0."""
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "scan_mask.png")
+    for verb in ("predict", "explain"):
+        result = runner.invoke(app, [verb, "breastmnist", str(tmp_path / "scan_mask.png"), "--out",
+                                     str(tmp_path / verb)], terminal_width=300)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and "no image found" in said and "lesion masks" in said, said
+        assert f"nothing to {verb}" in said and not (tmp_path / verb).exists()

@@ -303,10 +303,10 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
                 logging.getLogger(__name__).info(
                     "%d file(s) named are lesion masks by their names (*_mask.*, *_mask_<k>.*) and are left out: %s%s",
                     len(masks), ", ".join(masks[:3]), f" and {len(masks) - 3} more" if len(masks) > 3 else "")
-            if named and all(p.is_dir() for p in named) and not inputs:
-                # a mistyped or wrong folder: not a batch of nothing that succeeded
+            if named and not inputs:  # a mistyped or wrong folder, or masks only: not a batch of nothing that succeeded
                 raise ConfigError(f"{', '.join(map(str, named))}: no image found (PNG, JPEG, TIFF, DICOM, a "
-                                  f"MedMNIST .npz or a PCam .h5); nothing to {verb}.")
+                                  f"MedMNIST .npz or a PCam .h5{'; the files named are lesion masks' if masks else ''}"
+                                  f"); nothing to {verb}.")
         options = {**parse_extra_args(list(ctx.args)), **input_options}
         frame = options.pop("frame", frame)
         if verb in ("predict", "explain") and check_frame_option(frame) != "first":
