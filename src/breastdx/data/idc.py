@@ -42,6 +42,7 @@ from breastdx.data.checksum import sha256_file, sha256_listing
 from breastdx.data.errors import DataError
 from breastdx.data.image_files import visible_entries
 from breastdx.data.patches import CLASS_NAMES, PATCH_DATASETS, ArrayPatchSource, FilePatchSource, PatchSource
+from breastdx.data.splits import DEFAULT_SPLIT_METHOD
 
 logger = logging.getLogger(__name__)
 
@@ -288,15 +289,25 @@ def load_idc(data_root: str | Path, split: str | None = None, pad: bool = True) 
 
 
 def patient_split(source: PatchSource, ratios: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0,
-                  method: str = "proportional"):
+                  method: str = DEFAULT_SPLIT_METHOD):
     """Split IDC patches by patient: grouped, stratified by class, seeded (see
     :func:`breastdx.data.patch_split.make_patch_split`).
 
     A source without patient ids (the Kaggle ``X.npy``) is split stratified only; a warning is logged
     and written into the split, since patches of one patient then fall on both sides.
 
+    Args:
+        source: The IDC patches (:func:`load_idc`).
+        ratios: Fractions of train, val and test, >= 0, summing to 1.
+        seed: Random seed; the same data and seed give the same split.
+        method: How the patients are placed (:data:`breastdx.data.splits.SPLIT_METHODS`; ``absolute`` remakes the
+            splits made before 2026-12-06).
+
     Returns:
         A :class:`breastdx.data.splits.SplitFile` (unsaved).
+
+    Raises:
+        ValueError: If the ratios are not three fractions summing to 1, or the method is unknown.
     """
     from breastdx.data.patch_split import make_patch_split
 

@@ -32,7 +32,9 @@ class ImageSet:
         ids: Case ids (file names or patch ids), in order.
         labels: int64 ``(n,)`` class indices.
         read: ``i -> (uint8 (H, W) or (H, W, 3) image, bool (H, W) lesion mask or None)``; errors name the file.
-        groups: Patient (or slide) id per item, or None when the data have none.
+        groups: Patient (or slide) id per item, or, for busi-cls, lesion id (the near-duplicate group of the split
+            file, or the image's own name); None when the data have none. What they name:
+            :attr:`breastdx.pipeline.classification.ClassificationSpec.group_unit`.
     """
 
     ids: tuple[str, ...]

@@ -61,8 +61,8 @@ near-duplicate groups, so that val and test hold single images only; for IDC the
 patches, the training ones up to 69), leaving the smaller groups to val and test. ``absolute`` was the only rule before 2026-12-06: it reproduces the splits made then (the shipped models'
 ``split.json`` files), and split files without a ``method`` field were made by it."""
 
-DEFAULT_SPLIT_METHOD = "proportional"
-LEGACY_SPLIT_METHOD = "absolute"
+DEFAULT_SPLIT_METHOD = "proportional"  # of a new split
+LEGACY_SPLIT_METHOD = "absolute"  # of a split file naming none, and a cross-validation resumed from before the option
 
 BUSI_SEVERITY = ("malignant", "benign", "normal")
 """BUSI labels from most to least severe: a group of mixed labels is stratified by the first present."""

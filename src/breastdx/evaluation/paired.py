@@ -163,8 +163,9 @@ def paired_auroc_test(y_true: Any, score_a: Any, score_b: Any, *, n_boot: int = 
             result's count ``n_<unit>s`` and its method say it.
 
     Returns:
-        ``{"model_a", "model_b", "n", "n_positive", "auroc_a", "auroc_b", "difference" (A - B),
-        "ci95": [low, high], "p_value" (two-sided), "n_boot", "seed", "method", "delong": {...}}``:
+        ``{"model_a", "model_b", "n", "n_positive", "n_<unit>s" (None without ``groups``), "auroc_a", "auroc_b",
+        "difference" (A - B), "ci95": [low, high], "p_value" (two-sided), "n_boot", "seed", "method",
+        "delong": {...}}``:
         ``delong`` is :func:`delong_test` on the same data. All values are plain Python numbers (JSON-ready)
         unless ``return_resamples`` is set.
 

@@ -59,7 +59,7 @@ def write_cv_report(run_dir: Path, title: str, what: Sequence[str], pooled: Sequ
         pooled_heading: Heading of the ``pooled`` sections.
 
     Returns:
-        The path of the report.
+        The path of the report (``run_dir/report.html``).
     """
     import yaml
 
@@ -101,6 +101,13 @@ def write_seg_cv_report(run_dir: Path, title: str, metrics: Mapping[str, Any], f
         metrics: The run's ``metrics.json`` content.
         fold_metrics: Each fold's own ``metrics.json`` content (its test figures).
         base: The base :class:`breastdx.data.splits.SplitFile` (its test cases held out of every fold).
+
+    Returns:
+        The path of the report (``run_dir/report.html``).
+
+    Raises:
+        KeyError: If ``metrics`` lacks ``k``, ``task``, ``split``, ``metrics``, ``metrics_note``, ``per_fold`` or
+            ``per_fold_summary`` (the fields :func:`~breastdx.pipeline.seg_crossval.cross_validate_busi_seg` writes).
     """
     k = metrics["k"]
     pooled, by_group, summary = metrics["metrics"], metrics.get("metrics_by_group") or {}, metrics["per_fold_summary"]
@@ -151,6 +158,13 @@ def write_classification_cv_report(run_dir: Path, title: str, metrics: Mapping[s
         metrics: The run's ``metrics.json`` content.
         fold_metrics: Each fold's own ``metrics.json`` content (its chosen model, threshold, validation figures).
         items: What an item is, plural ("images", "patches").
+
+    Returns:
+        The path of the report (``run_dir/report.html``).
+
+    Raises:
+        KeyError: If ``metrics`` lacks ``k``, ``task``, ``split``, ``metrics``, ``metrics_note``, ``per_fold`` or
+            ``per_fold_summary`` (the fields :func:`~breastdx.pipeline.crossval.cross_validate` writes).
     """
     k = metrics["k"]
     pooled, summary = metrics["metrics"], metrics["per_fold_summary"]
@@ -208,6 +222,13 @@ def write_nuclei_cv_report(run_dir: Path, title: str, metrics: Mapping[str, Any]
         fold_metrics: Each fold's own ``metrics.json`` content (its held-out tiles' figures).
         tissue_source_site: A tile's site (:func:`breastdx.pipeline.nuclei_crossval.tissue_source_site`).
         scores_shown: The scores of ``metrics["metrics"]`` shown per tile.
+
+    Returns:
+        The path of the report (``run_dir/report.html``).
+
+    Raises:
+        KeyError: If ``metrics`` lacks ``k``, ``tiles``, ``metrics`` (with ``value`` and ``per_tile`` of each of
+            ``scores_shown``), ``per_fold`` or ``split``.
     """
     k, tiles, scores = metrics["k"], metrics["tiles"], metrics["metrics"]
     fold_of = {t: p["fold"] for p in metrics["per_fold"] for t in p["held_out_tiles"]}

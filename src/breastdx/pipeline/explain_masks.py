@@ -45,8 +45,9 @@ class LesionMasks:
                 for _, by_ext in sorted(found.items())]
 
     def read(self, image: str | Path, shape: tuple[int, int]) -> tuple[np.ndarray | None, list[tuple[str, str]]]:
-        """The union of ``image``'s masks (None when it has none, or they are empty), and ``(file, reason)`` for
-        each mask that could not be used (unreadable, or not of the image's ``shape``); the others still count."""
+        """The union of ``image``'s masks, bool ``(H, W)`` = ``shape`` (None when it has none, or they are empty),
+        and ``(file, reason)`` for each mask that could not be used (unreadable, or not of the image's ``shape``);
+        the others still count. Nothing is raised for a mask file."""
         from breastdx.data.images import read_mask
 
         mask, problems = None, []
