@@ -336,3 +336,19 @@ def test_lesion_aware_needs_the_crop_model_beside_the_model(tiny_run, data_root,
     result = runner.invoke(app, ["predict", "busi-cls", str(image), "--model", str(tiny_run / "model"),
                                  "--lesion-aware", "true", "--out", str(tmp_path / "p")])
     assert result.exit_code != 0 and "no lesion-crop model" in result.output and "lesion_crop" in result.output
+
+
+def test_a_resumed_run_reads_its_own_split_without_a_method_warning(data_root, split_file, tmp_path, caplog):
+    """On --resume the run folder's split.json exists: it is the run's own, reused as it was made (here the shipped
+    split, made by the absolute rule, under today's proportional default), without a 'do not apply' warning."""
+    import logging
+    import shutil
+
+    from breastdx.tasks.busi_cls import BusiClsConfig, read
+
+    out = tmp_path / "split.json"
+    shutil.copyfile(split_file, out)
+    with caplog.at_level(logging.WARNING, logger="breastdx"):
+        data = read(BusiClsConfig(), data_root, None, out)
+    assert data.split.method == "absolute" and data.split.test == json.loads(split_file.read_text())["test"]
+    assert "do not apply" not in caplog.text

@@ -93,7 +93,8 @@ def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitDa
         split = busi_split(data_root, reuse, reuse_only=True)
         split.to_json(out)
     else:
-        split = busi_split(data_root, out, seed=config.split_seed, method=config.split_method)
+        split = busi_split(data_root, out, seed=config.split_seed, method=config.split_method,
+                           reuse_only=out.is_file())  # a resumed run's own split, as it was made
 
     lesion = {n: str(k) for k, members in enumerate(split.groups) for n in members}
 

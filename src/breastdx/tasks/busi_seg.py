@@ -231,7 +231,8 @@ class BusiSegTask(Task):
             split = busi_split(data_root, Path(config.split_file), seed=config.split_seed, reuse_only=True)
             split.to_json(split_path)
         else:
-            split = busi_split(data_root, split_path, seed=config.split_seed, method=config.split_method)
+            split = busi_split(data_root, split_path, seed=config.split_seed, method=config.split_method,
+                               reuse_only=split_path.is_file())  # a resumed run's own split, as it was made
         by_name = {c.name: c for c in cases}
         names = {s: [split.split(s)[i] for i in evenly_spaced(len(split.split(s)), config.max_cases)]
                  for s in ("train", "val", "test")}
