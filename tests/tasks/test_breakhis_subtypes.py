@@ -152,6 +152,12 @@ def test_breakhis_subtypes_train_predict_and_evaluate_on_the_real_copy(tmp_path)
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert evaluated["metrics"]["auroc"]["value"] == pytest.approx(metrics["metrics"]["auroc"]["value"], abs=1e-6)
     assert evaluated["conformal"]["conformal_coverage"] == metrics["conformal"]["conformal_coverage"]
+    # evaluate gives the intervals over patients that the training run gives (same value, its own resamples)
+    over, trained = evaluated["metrics_over_patients"], metrics["metrics_over_patients"]
+    assert over["auroc"]["n_patients"] == trained["auroc"]["n_patients"] == evaluated["per_patient"]["n_patients"]
+    assert over["auroc"]["value"] == pytest.approx(trained["auroc"]["value"], abs=1e-6)
+    assert f"the {over['auroc']['n_patients']} test patients" in over["note"]
+    assert "95% CI over patients" in (tmp_path / "eval" / "report.html").read_text()
 
 
 def test_patient_grouped_cross_validation_tests_every_patient_once(tmp_path):

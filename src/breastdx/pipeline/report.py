@@ -139,7 +139,7 @@ def unit_metrics(spec: Any, test: Any, prob: np.ndarray, threshold: float, posit
     Patients: ``per_patient`` (each test patient's predicted against true share) and ``metrics_over_patients``.
     Other units (busi-cls's lesions): ``metrics_over_<unit>s`` only, each figure's ``n_<unit>s`` counting them;
     a share of positive frames per lesion says nothing, so there is no per-unit table. ``which`` names the split
-    in the notes of units other than patients.
+    in the notes.
     """
     groups = resampled_units(spec, test)
     if groups is None:
@@ -149,7 +149,7 @@ def unit_metrics(spec: Any, test: Any, prob: np.ndarray, threshold: float, posit
     if unit == "patient":
         patients = per_patient(test, prob, threshold, positive)
         return {"per_patient": patients, "metrics_over_patients": {
-            **over, "note": f"{what} the {patients['n_patients']} test patients with all their {spec.items}"}}
+            **over, "note": f"{what} the {patients['n_patients']} {which} patients with all their {spec.items}"}}
     sizes = Counter(groups).values()
     over = {k: {(f"n_{unit}s" if f == "n_patients" else f): x for f, x in v.items()} for k, v in over.items()}
     return {f"metrics_over_{unit}s": {**over, "note": (

@@ -247,9 +247,10 @@ def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.
         split: A short name of the data for the figure captions (``test``, ``external``).
         extra: More ``metrics.json`` fields.
         localisation: Grad-CAM localisation figures of the model's method, or None.
-        part: The scored :class:`~breastdx.data.image_sets.ImageSet` of a split, or None: where its groups are
-            lesions (busi-cls) and two of its frames share one, ``metrics_over_lesions`` is added
-            (:func:`breastdx.pipeline.report.unit_metrics`; patient-grouped data get no per-patient figures here).
+        part: The scored :class:`~breastdx.data.image_sets.ImageSet` of a split, or None: with patient ids (idc,
+            breakhis) ``per_patient`` and ``metrics_over_patients`` are added, and where its groups are lesions
+            (busi-cls) and two of its frames share one, ``metrics_over_lesions``
+            (:func:`breastdx.pipeline.report.unit_metrics`).
 
     Returns:
         ``(metrics.json content, summary table rows, the evaluation of evaluate_logits)``.
@@ -270,7 +271,7 @@ def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.
         "confusion_matrix": {"class_names": classes, "argmax": ev["confusion_matrix"],
                              "operating_point": ev["confusion_matrix_operating_point"]}, **extra}
     unit = task.spec.group_unit
-    if part is not None and unit != "patient":
+    if part is not None:  # intervals over patients (idc, breakhis) or over lesions (busi-cls) where there are some
         from breastdx.evaluation.classification import positive_columns
         from breastdx.pipeline.report import unit_metrics
 
