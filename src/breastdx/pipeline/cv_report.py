@@ -16,6 +16,7 @@ import html
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from breastdx.evaluation.report import fmt
 from breastdx.evaluation.tables import ci_text
 
 
@@ -37,10 +38,6 @@ def _text(value: Any) -> str:
     if isinstance(value, float):
         return "n/a" if value != value else f"{value:.4g}"
     return html.escape("" if value is None else str(value))
-
-
-def _number(value: Any) -> str:
-    return "n/a" if value is None or not isinstance(value, (int, float)) or value != value else f"{value:.3f}"
 
 
 def write_cv_report(run_dir: Path, title: str, what: Sequence[str], pooled: Sequence[tuple[str, str, list[str],
@@ -115,7 +112,7 @@ def write_seg_cv_report(run_dir: Path, title: str, metrics: Mapping[str, Any], f
             f"fold a whole training run (epochs, early stopping and postprocessing chosen on its own validation "
             f"part). Scored: {metrics['split']}.",
             f"Base split: base_split.json ({len(base.train)} train, {len(base.val)} val, {len(base.test)} test "
-            f"cases; split method {getattr(base, 'method', None) or 'absolute'}). Its {len(base.train) + len(base.val)} "
+            f"cases; split method {base.method}). Its {len(base.train) + len(base.val)} "
             f"train + val cases are cut into the {k} folds, near-duplicate groups within one fold, classes in "
             f"proportion; each fold's validation part is drawn from the other folds (folds.json lists each fold's "
             f"test and validation cases). Held out: the base split's {len(base.test)} test cases, read by no fold "
@@ -133,9 +130,9 @@ def write_seg_cv_report(run_dir: Path, title: str, metrics: Mapping[str, Any], f
     fold_rows = []
     for p, fm in zip(metrics["per_fold"], fold_metrics):
         m = fm.get("metrics") or {}
-        fold_rows.append([str(p["fold"]), str(p["n_test"]), _number(p.get("test_dice")),
-                          *[_number((m.get(key) or {}).get("value")) for key in ("iou", "hd95", "missed_share")],
-                          _number(p.get("test_normal_fp_share")), _number(p.get("val_dice")),
+        fold_rows.append([str(p["fold"]), str(p["n_test"]), fmt(p.get("test_dice")),
+                          *[fmt((m.get(key) or {}).get("value")) for key in ("iou", "hd95", "missed_share")],
+                          fmt(p.get("test_normal_fp_share")), fmt(p.get("val_dice")),
                           _text(p.get("postprocessing"))])
     notes = [f"Per fold: test Dice {_summary_row(summary, 'test_dice')}, validation Dice "
              f"{_summary_row(summary, 'val_dice')} (mean and sd over the folds).",
@@ -198,8 +195,8 @@ def write_classification_cv_report(run_dir: Path, title: str, metrics: Mapping[s
         val = (fm.get("models") or {}).get(model, {}).get("val_score")
         val_auroc = ((fm.get("validation_metrics") or {}).get("auroc") or {}).get("value")
         fold_rows.append([str(p["fold"]), str(p.get("test_patients", "")), str(p["n_test"]), _text(model),
-                          *[_number(p.get(key)) for key in figures], _number(val), _number(val_auroc),
-                          _number(fm.get("threshold"))])
+                          *[fmt(p.get(key)) for key in figures], fmt(val), fmt(val_auroc),
+                          fmt(fm.get("threshold"))])
     notes = [f"The per-fold figures are those of each fold's own run (sensitivity and specificity at the threshold "
              f"it chose on validation). Files: metrics.json, oof_predictions.csv (each tested item's "
              f"probabilities from the model of its fold), folds.json, folds/f0..f{k - 1} (each fold's full run); no "
@@ -245,11 +242,11 @@ def write_nuclei_cv_report(run_dir: Path, title: str, metrics: Mapping[str, Any]
               "test-time augmentation and the watershed), scored on its held-out tiles, whole; every training tile "
               "is scored once, by the model that saw neither it nor its site (folds.json lists the folds).",
             f"Scored: {metrics['split']}. Stain normalisation: {metrics.get('stain_normalisation')}."]
-    mean_rows = [[html.escape(s), _number(scores[s]["value"]),
-                  f"{_number(min(scores[s]['per_tile']))} – {_number(max(scores[s]['per_tile']))}"] for s in scores_shown]
+    mean_rows = [[html.escape(s), fmt(scores[s]["value"]),
+                  f"{fmt(min(scores[s]['per_tile']))} – {fmt(max(scores[s]['per_tile']))}"] for s in scores_shown]
     tile_rows = [[html.escape(t), html.escape(tissue_source_site(t)), str(fold_of.get(t, "")),
-                  *[_number(scores[s]["per_tile"][i]) for s in scores_shown]] for i, t in enumerate(tiles)]
-    tile_rows.append(["mean", "", "", *[_number(scores[s]["value"]) for s in scores_shown]])
+                  *[fmt(scores[s]["per_tile"][i]) for s in scores_shown]] for i, t in enumerate(tiles)]
+    tile_rows.append(["mean", "", "", *[fmt(scores[s]["value"]) for s in scores_shown]])
     sections = [(f"Means over the {len(tiles)} held-out tiles",
                  f"{len(tiles)} tiles from {len(sites)} sites give no interval worth printing (metrics.json's ci95 "
                  f"is null): the means and each tile's scores are what there is; compare two recipes tile by tile "
@@ -260,10 +257,10 @@ def write_nuclei_cv_report(run_dir: Path, title: str, metrics: Mapping[str, Any]
     fold_rows = []
     for p, fm in zip(metrics["per_fold"], fold_metrics):
         m = fm.get("metrics") or {}
-        per_tta = ", ".join(f"{r[0]} {_number(r[1])}" for r in p.get("held_out_aji_per_tta") or [])
+        per_tta = ", ".join(f"{r[0]} {fmt(r[1])}" for r in p.get("held_out_aji_per_tta") or [])
         fold_rows.append([str(p["fold"]), html.escape(held_sites(p)), _text(p["held_out_tiles"]),
-                          *[_number((m.get(s) or {}).get("value")) for s in ("dice", "aji", "pq")],
-                          _text(p.get("best_epoch")), _number(p.get("best_val_dice")), _text(p.get("postprocessing")),
+                          *[fmt((m.get(s) or {}).get("value")) for s in ("dice", "aji", "pq")],
+                          _text(p.get("best_epoch")), fmt(p.get("best_val_dice")), _text(p.get("postprocessing")),
                           _text(p.get("tta")), html.escape(per_tta)])
     notes = [f"Files: metrics.json, oof_per_tile.csv, folds.json, config.yaml, folds/f0..f{k - 1} (each fold's full "
              f"run: model, per_tile.csv, report). The test tiles were not read: they stay the final, once-read test "
