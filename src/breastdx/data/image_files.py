@@ -22,9 +22,19 @@ DICOMDIR = "DICOMDIR"
 _MASK_NAME = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
 
 
+def mask_of(path: str | Path) -> tuple[str, int | None] | None:
+    """The image stem and mask number of a lesion mask's file name, by BUSI's convention: ``x_mask.png`` gives
+    ``("x", None)``, ``x_mask_2.png`` ``("x", 2)`` (``_mask`` in any case); None for a name that is not a mask's."""
+    stem = Path(path).stem
+    m = _MASK_NAME.search(stem)
+    if m is None:
+        return None
+    return stem[:m.start()], None if m.group(1) is None else int(m.group(1)[1:])
+
+
 def is_mask_name(path: str | Path) -> bool:
     """True when the file name (without suffix) ends in ``_mask`` or ``_mask_<k>`` (BUSI's convention)."""
-    return bool(_MASK_NAME.search(Path(path).stem))
+    return mask_of(path) is not None
 
 
 def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> list[Path]:

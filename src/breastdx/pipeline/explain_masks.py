@@ -13,14 +13,11 @@ are the ones it holds, so an image whose name is too long to add ``_mask`` to si
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
-from breastdx.data.image_files import IMAGE_SUFFIXES
-
-_MASK_FILE = re.compile(r"^(?P<stem>.+)_mask(?:_(?P<k>\d+))?(?P<ext>\.[^.]*)$", re.IGNORECASE | re.DOTALL)
+from breastdx.data.image_files import IMAGE_SUFFIXES, mask_of
 
 
 class LesionMasks:
@@ -70,9 +67,9 @@ def _index(folder: Path) -> dict[str, dict[int, dict[str, Path]]]:
     except OSError:  # a folder that cannot be listed: no masks
         return index
     for name in names:
-        m = _MASK_FILE.match(name)
-        if m is None or m["ext"].lower() not in IMAGE_SUFFIXES:
+        ext, found = Path(name).suffix.lower(), mask_of(name)
+        if found is None or not found[0] or ext not in IMAGE_SUFFIXES:
             continue
-        k = -1 if m["k"] is None else int(m["k"])
-        index.setdefault(m["stem"], {}).setdefault(k, {}).setdefault(m["ext"].lower(), folder / name)
+        stem, k = found
+        index.setdefault(stem, {}).setdefault(-1 if k is None else k, {}).setdefault(ext, folder / name)
     return index
