@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from breastdx.data.splits import DEFAULT_SPLIT_METHOD
 from breastdx.pipeline.task import RunResult
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ CV_METRICS = ("auroc", "accuracy", "balanced_accuracy", "subtype_balanced_accura
 
 
 def fold_splits(labels: np.ndarray, groups: np.ndarray, k: int, seed: int, val_share: float,
-                positive: tuple[int, ...], method: str = "proportional"
+                positive: tuple[int, ...], method: str = DEFAULT_SPLIT_METHOD
                 ) -> tuple[list[dict[str, list[int]]], list[str]]:
     """The train/val/test item indices of each fold, and the patients kept in training throughout.
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from breastdx.config import ConfigError, option
+from breastdx.data.splits import DEFAULT_SPLIT_METHOD, SPLIT_METHODS
 from breastdx.pipeline.classification import ImageClassificationConfig
 
 
@@ -51,7 +52,7 @@ class PatchConfig(ImageClassificationConfig):
     split_file: str = ""
     split_seed: int = option(0, ge=0, le=2**32 - 1)  # NumPy seeds are 32-bit
     split_ratios: tuple[float, ...] = option((0.7, 0.1, 0.2), ge=0, each=True)
-    split_method: str = option("proportional", choices=("proportional", "absolute"))  # data.splits.SPLIT_METHODS
+    split_method: str = option(DEFAULT_SPLIT_METHOD, choices=SPLIT_METHODS)
     cv_folds: int = option(0, ge=0)
     cv_workers: int = option(1, ge=1)
 

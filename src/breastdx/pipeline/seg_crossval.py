@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from breastdx.data.splits import DEFAULT_SPLIT_METHOD
+
 log = logging.getLogger(__name__)
 
 BASE_TEST_REASON = "the test split of the base split: kept out of cross-validation"
@@ -86,7 +88,7 @@ def group_intervals(rows: list[dict[str, Any]], groups: list[list[str]], *, n_bo
 
 
 def busi_fold_splits(split: Any, labels_by_name: dict[str, str], k: int, seed: int,
-                     method: str = "proportional") -> list[Any]:
+                     method: str = DEFAULT_SPLIT_METHOD) -> list[Any]:
     """``k`` split files over the train + val cases of a BUSI split.
 
     Args:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from breastdx.config import ConfigError, option
+from breastdx.data.splits import DEFAULT_SPLIT_METHOD, SPLIT_METHODS
 from breastdx.data.image_sets import ImageSet, SplitData, ultrasound_augmentation
 from breastdx.pipeline.classification import (Benchmark, ClassificationSpec, ImageClassificationConfig,
                                                  register)
@@ -68,7 +69,7 @@ class BusiClsConfig(ImageClassificationConfig):
     seg_weight: float = option(1.0, ge=0)
     split_file: str = ""
     split_seed: int = option(0, ge=0, le=2**32 - 1)  # NumPy seeds are 32-bit
-    split_method: str = option("proportional", choices=("proportional", "absolute"))  # data.splits.SPLIT_METHODS
+    split_method: str = option(DEFAULT_SPLIT_METHOD, choices=SPLIT_METHODS)
     init_busi_seg: str = ""
     busi_seg_encoder_only: bool = True
     localisation: bool = True

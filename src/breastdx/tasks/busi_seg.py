@@ -30,6 +30,7 @@ import numpy as np
 
 from breastdx.config import (ConfigError, option, parse_json_object, parse_options, runtime_options, save_yaml, to_dict,
                              validate)
+from breastdx.data.splits import DEFAULT_SPLIT_METHOD, SPLIT_METHODS
 from breastdx.data.image_sets import SPLIT_FILE
 from breastdx.evaluation.lesion_report import REPORT_METRICS, TARGET_DICE, write_lesion_report
 from breastdx.evaluation.segmentation import SCORE_TERMS
@@ -110,7 +111,7 @@ class BusiSegConfig(LightningOptions):
     patience: int = option(30, ge=0)
     split_file: str = ""
     split_seed: int = option(0, ge=0, le=2**32 - 1)  # NumPy seeds are 32-bit
-    split_method: str = option("proportional", choices=("proportional", "absolute"))  # data.splits.SPLIT_METHODS
+    split_method: str = option(DEFAULT_SPLIT_METHOD, choices=SPLIT_METHODS)
     max_cases: int = option(0, ge=0)
     augment: bool = True
     scanner_augment: bool = False
