@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from breastdx import RESEARCH_USE_ONLY
 from breastdx.data.wdbc import EXAMPLE_CASE
@@ -110,9 +111,27 @@ class WDBCRequest(_Base):
 
     features: dict[str, Any] = Field(description="The 30 features by name: scikit-learn's ('mean radius') or "
                                                  "UCI/Kaggle's ('radius_mean'); each a finite number >= 0.")
-    case_id: str | None = Field(None, max_length=255, description="Your identifier of the case; recorded only when "
-                                                                  "the service runs with --record-names.")
+    case_id: str | None = Field(None, max_length=255, description="Your identifier of the case: a string, or a whole "
+                                "number (taken as its digits, 17 as '17'); recorded only when the service runs with "
+                                "--record-names.",
+                                json_schema_extra={"anyOf": [{"type": "string", "maxLength": 255},
+                                                             {"type": "integer"}, {"type": "null"}]})
     n_reasons: int | None = Field(None, ge=0, le=30, description="SHAP contributions to report; default 5.")
+
+    @field_validator("case_id", mode="before")
+    @classmethod
+    def _case_id_as_text(cls, value: Any) -> Any:
+        """A whole number (a spreadsheet's ids often are numbers) as its digits; a string or None as it is.
+
+        Raises:
+            PydanticCustomError: For anything else (a fraction, true or false, an array, an object): an id taken
+                from those would not be the one the client holds.
+        """
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        raise PydanticCustomError("case_id_type", "Input should be a string or a whole number")
 
 
 class Contribution(_Base):
