@@ -81,8 +81,10 @@ def evaluate_tiles(predictor: Any, tiles: list[tuple[np.ndarray, np.ndarray]], n
 def write_outputs(run_dir: Path, predictor: Any, evaluation: dict[str, Any], metrics: dict[str, Any],
                   grid: list[list[Any]] | None, title: str) -> None:
     """``per_tile.csv``, ``morphometry.csv`` (30 columns, predicted and reference nuclei, µm), overlays and
-    ``report.html``."""
+    ``report.html``. A tile name that a spreadsheet would run as a formula (``=...``, ``+``, ``-``, ``@``) is written
+    to the CSVs with a leading apostrophe (:func:`breastdx.inference.csv_safety.safe_cell`)."""
     from breastdx.evaluation.report import HtmlReport
+    from breastdx.inference.csv_safety import safe_cell
     from breastdx.morphometry.summary import TILE_COLUMNS
     from breastdx.visualize.instances import instance_overlay
 
@@ -90,14 +92,14 @@ def write_outputs(run_dir: Path, predictor: Any, evaluation: dict[str, Any], met
         w = csv.writer(f)
         w.writerow(["tile", *SCORES, "tp", "fp", "fn", "n_pred", "n_ref", "seconds"])
         for t in evaluation["tiles"]:
-            w.writerow([t["tile"], *(f"{t[k]:.4f}" for k in SCORES),
+            w.writerow([safe_cell(t["tile"]), *(f"{t[k]:.4f}" for k in SCORES),
                         *(t[k] for k in ("tp", "fp", "fn", "n_pred", "n_ref", "seconds"))])
     with open(run_dir / "morphometry.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["tile", "nuclei", *TILE_COLUMNS])
         for t in evaluation["tiles"]:
             for which, row in t["morphometry_um"].items():
-                w.writerow([t["tile"], which, *(f"{row[k]:.5g}" for k in TILE_COLUMNS)])
+                w.writerow([safe_cell(t["tile"]), which, *(f"{row[k]:.5g}" for k in TILE_COLUMNS)])
     rep = HtmlReport(title)
     rep.paragraph(f"Model: MONAI U-Net ({predictor.meta.get('n_parameters', 0):,} parameters), three classes "
                   f"(background, interior, boundary), marker watershed {predictor.postprocessing.to_meta()}; "
