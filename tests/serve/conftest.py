@@ -215,3 +215,50 @@ def cli_server(tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 raise AssertionError("breastdx serve did not stop within 15 s of SIGTERM")
+
+
+@pytest.fixture()
+def asgi_call():
+    """A factory: ``call(app, method, path, headers=(), chunks=()) -> (status, headers, body, bytes_read)`` sends
+    one request straight to a started app's ASGI interface, the body in ``chunks``. Unlike the test client, which
+    reads a request's whole body before the app asks for it and drops a HEAD answer's body, it shows what the app
+    sends, body included, and how many request body bytes the app read."""
+    import asyncio
+
+    def call(app, method: str, path: str, headers: dict[str, str] | None = None,
+             chunks: list[bytes] | tuple[bytes, ...] = ()) -> tuple[int, dict[str, str], bytes, int]:
+        messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+                    for i, c in enumerate(chunks)] or [{"type": "http.request", "body": b"", "more_body": False}]
+        sent: list[dict] = []
+        pulled = 0
+
+        async def run() -> None:
+            finished = asyncio.Event()
+
+            async def receive() -> dict:
+                nonlocal pulled
+                if pulled < len(messages):
+                    pulled += 1
+                    return messages[pulled - 1]
+                await finished.wait()
+                return {"type": "http.disconnect"}
+
+            async def send(message: dict) -> None:
+                sent.append(message)
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    finished.set()
+
+            scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+                     "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+                     "query_string": b"", "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+                     "headers": [(b"host", b"testserver")] + [(k.lower().encode(), v.encode())
+                                                              for k, v in (headers or {}).items()]}
+            await app(scope, receive, send)
+
+        asyncio.run(run())
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        read = sum(len(m["body"]) for m in messages[:pulled])
+        return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}, body, read
+
+    return call

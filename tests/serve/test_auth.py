@@ -235,3 +235,35 @@ def test_an_unexpected_error_carries_the_notice_header(registry, monkeypatch):
     assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
     assert r.headers["x-research-use-only"] == RESEARCH_USE_ONLY
     store.close()
+
+
+OVER_THE_LIMIT = 30 * 2**20  # over the default upload limit (20 MiB) plus the multipart framing
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer not-a-token"], ids=["no token", "unknown token"])
+def test_an_upload_over_the_limit_without_a_valid_token_is_refused_401_unread(secured, asgi_call, authorization):
+    """Access control comes before the size limit: a client without a valid token learns nothing of the limit,
+    and its body is not read, however large it says it is."""
+    client, store, _, _ = secured
+    headers = {"content-type": "multipart/form-data; boundary=b", "content-length": str(OVER_THE_LIMIT)}
+    if authorization:
+        headers["authorization"] = authorization
+    status, answer, body, read = asgi_call(client.app, "POST", "/v1/predict/busi-cls", headers, [bytes(65536)] * 4)
+    assert status == 401 and read == 0, (status, body, read)
+    assert answer["www-authenticate"].startswith("Bearer") and answer["x-research-use-only"] == RESEARCH_USE_ONLY
+    assert b'"code":"unauthorized"' in body and b"limit" not in body
+    # and with no declared length, a body streamed past the limit is not read either
+    del headers["content-length"]
+    status, _, _, read = asgi_call(client.app, "POST", "/v1/predict/busi-cls", headers, [bytes(2**20)] * 30)
+    assert status == 401 and read == 0
+    assert store.list()[0] == 0
+
+
+def test_an_upload_over_the_limit_with_a_valid_token_is_refused_413_unread(secured, asgi_call):
+    client, _, token, _ = secured
+    headers = {"content-type": "multipart/form-data; boundary=b", "content-length": str(OVER_THE_LIMIT),
+               "authorization": f"Bearer {token}"}
+    status, answer, body, read = asgi_call(client.app, "POST", "/v1/predict/busi-cls", headers, [bytes(65536)] * 4)
+    assert status == 413 and read == 0, (status, body)
+    assert b'"code":"upload_too_large"' in body and f"{OVER_THE_LIMIT:,} bytes".encode() in body
+    assert answer["x-research-use-only"] == RESEARCH_USE_ONLY

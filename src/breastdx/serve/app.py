@@ -44,6 +44,8 @@ from breastdx.serve.auth import BearerAuth, document_bearer_auth
 from breastdx.serve.db import DatabaseError, PredictionStore
 from breastdx.serve.inputs import (ServeInputError, bytes_sha256, features_sha256, parse_json_body,
                                    parse_wdbc_features)
+from breastdx.serve.middleware import (NOTICE_HEADER, PAGE_CSP, BodyLimit, BodyTooLargeError, Notice,
+                                       error_response)
 from breastdx.serve.models import (NUCLEI_KIND, ULTRASOUND_TASK, LoadedModel, ModelRegistry, predict_features,
                                    predict_image)
 from breastdx.serve.nuclei import predict_nuclei
@@ -60,40 +62,11 @@ decoder loop holds one of them until its time limit, while the other goes on ser
 MULTIPART_OVERHEAD = 64 * 1024
 """Bytes allowed above the upload limit for the multipart framing (boundaries, part headers, other fields)."""
 
-NOTICE_HEADER = "X-Research-Use-Only"
-
 INT64_MAX = 2**63 - 1
 """Largest id, offset or limit accepted: what a 64-bit signed integer column (SQLite, PostgreSQL) holds."""
 
-PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
-"""Content-Security-Policy of every answer (JSON, the page, its files), but the API documentation pages."""
-
-DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-            "frame-ancestors 'none'")
-"""Content-Security-Policy of ``/docs`` and ``/redoc``: Swagger UI and ReDoc are served from the package
-(``fastapi-offline``, under :data:`DOCS_STATIC`), since hospital networks are often offline; FastAPI's pages start
-them with an inline script. Nothing is loaded from another host."""
-
 DOCS_STATIC = "/static-offline-docs"
 """Where Swagger UI's and ReDoc's files are served (from the ``fastapi_offline`` package)."""
-
-DOCS_PATHS = ("/docs", "/redoc")
-
-
-class BodyTooLargeError(Exception):
-    """A request body grew over the limit while it was being received (no or a false Content-Length)."""
-
-
-def error_response(status: int, code: str, message: str, problems: list[str] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    """The JSON answer of a failed request: ``{"error": {"code", "message", "problems"}, "research_use_only"}``,
-    with ``headers`` (a 405's ``Allow``, a 401's ``WWW-Authenticate``)."""
-    body = {"error": {"code": code, "message": message, "problems": list(problems or [])},
-            "research_use_only": RESEARCH_USE_ONLY}
-    return JSONResponse(body, status_code=status, headers=headers)
-
 
 NOT_RECORDED = ("per_nucleus",)
 """Entries of an answer the record does not keep, besides the images: bulk tables the client asked for."""
@@ -107,65 +80,6 @@ def without_images(value: Any) -> Any:
     if isinstance(value, list):
         return [without_images(v) for v in value]
     return value
-
-
-class _LimitAndNotice:
-    """ASGI middleware: refuses request bodies over ``max_body`` bytes (413) and adds to every answer the
-    research-use header, a Content-Security-Policy (:data:`PAGE_CSP`, :data:`DOCS_CSP` on the documentation pages)
-    unless the answer has one, and ``X-Content-Type-Options: nosniff``.
-
-    A declared ``Content-Length`` over the limit is answered at once, before the body is read; a body that
-    grows over the limit while it is received raises :class:`BodyTooLargeError` in the endpoint reading it.
-    """
-
-    def __init__(self, app: Any, max_body: int) -> None:
-        self.app = app
-        self.max_body = int(max_body)
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        csp = DOCS_CSP if scope.get("path", "").startswith(DOCS_PATHS) else PAGE_CSP
-
-        async def send_with_notice(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {bytes(k).lower() for k, _ in headers}
-                headers.append((NOTICE_HEADER.lower().encode(), RESEARCH_USE_ONLY.encode("latin-1")))
-                if b"content-security-policy" not in names:
-                    headers.append((b"content-security-policy", csp.encode()))
-                if b"x-content-type-options" not in names:
-                    headers.append((b"x-content-type-options", b"nosniff"))
-                message["headers"] = headers
-            await send(message)
-
-        length = dict(scope.get("headers", [])).get(b"content-length")
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                declared = -1
-            if declared > self.max_body:
-                response = error_response(413, "upload_too_large", f"The request body is {declared:,} bytes, over "
-                                          f"the limit of {self.max_body:,} bytes (upload limit plus multipart "
-                                          f"framing); send a smaller file.")
-                await response(scope, receive, send_with_notice)
-                return
-        received = 0
-
-        async def limited_receive() -> dict[str, Any]:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise BodyTooLargeError(f"The request body is over the limit of {self.max_body:,} bytes; "
-                                            f"send a smaller file.")
-            return message
-
-        await self.app(scope, limited_receive, send_with_notice)
 
 
 def _problems_of_validation(errors: list[dict[str, Any]]) -> list[str]:
@@ -276,8 +190,10 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.add_middleware(BearerAuth, error=error_response, enabled=settings.auth)  # inside the notice: a 401 carries the notice too
-    app.add_middleware(_LimitAndNotice, max_body=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    # The last added is the outermost: the notice, access control, then the body limit (see serve.middleware).
+    app.add_middleware(BodyLimit, max_body=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(BearerAuth, error=error_response, enabled=settings.auth)
+    app.add_middleware(Notice)
     document_bearer_auth(app)
     # Starlette spools a multipart file part to a temporary file on disk past 1 MiB: keep every accepted upload in
     # memory instead (the middleware above already bounds the body), so that no medical image touches the disk.

@@ -58,7 +58,7 @@ class BearerAuth:
         app: The wrapped ASGI app.
         enabled: False serves every request without a token (``token_name`` None).
         error: ``(status, code, message) -> Response`` in the service's error format
-            (:func:`breastdx.serve.app.error_response`).
+            (:func:`breastdx.serve.middleware.error_response`).
     """
 
     def __init__(self, app: Any, error: Callable[..., Any], enabled: bool = True) -> None:

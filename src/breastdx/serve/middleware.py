@@ -1,0 +1,118 @@
+"""ASGI middleware of the service and the error answer they share.
+
+From the outside in (:func:`breastdx.serve.app.create_app` adds them in this order):
+
+* :class:`Notice`: the research-use header and the security headers on every answer, a refusal included;
+* :class:`breastdx.serve.auth.BearerAuth`: access control, from the request's headers alone;
+* :class:`BodyLimit`: the request body limit (413).
+
+So a client without a valid token is answered 401 before anything else, whatever size its body says it has, and no
+byte of that body is read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+from breastdx import RESEARCH_USE_ONLY
+
+NOTICE_HEADER = "X-Research-Use-Only"
+
+PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+"""Content-Security-Policy of every answer (JSON, the page, its files), but the API documentation pages."""
+
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+            "frame-ancestors 'none'")
+"""Content-Security-Policy of ``/docs`` and ``/redoc``: Swagger UI and ReDoc are served from the package
+(``fastapi-offline``, under :data:`breastdx.serve.app.DOCS_STATIC`), since hospital networks are often offline;
+FastAPI's pages start them with an inline script. Nothing is loaded from another host."""
+
+DOCS_PATHS = ("/docs", "/redoc")
+
+
+class BodyTooLargeError(Exception):
+    """A request body grew over the limit while it was being received (no or a false Content-Length)."""
+
+
+def error_response(status: int, code: str, message: str, problems: list[str] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON answer of a failed request: ``{"error": {"code", "message", "problems"}, "research_use_only"}``,
+    with ``headers`` (a 405's ``Allow``, a 401's ``WWW-Authenticate``)."""
+    body = {"error": {"code": code, "message": message, "problems": list(problems or [])},
+            "research_use_only": RESEARCH_USE_ONLY}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class Notice:
+    """ASGI middleware: adds to every answer the research-use header, a Content-Security-Policy
+    (:data:`PAGE_CSP`, :data:`DOCS_CSP` on the documentation pages) unless the answer has one, and
+    ``X-Content-Type-Options: nosniff``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = DOCS_CSP if scope.get("path", "").startswith(DOCS_PATHS) else PAGE_CSP
+
+        async def send_with_notice(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {bytes(k).lower() for k, _ in headers}
+                headers.append((NOTICE_HEADER.lower().encode(), RESEARCH_USE_ONLY.encode("latin-1")))
+                if b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", csp.encode()))
+                if b"x-content-type-options" not in names:
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_notice)
+
+
+class BodyLimit:
+    """ASGI middleware: refuses request bodies over ``max_body`` bytes (413 ``upload_too_large``).
+
+    A declared ``Content-Length`` over the limit is answered at once, before the body is read; a body that grows
+    over the limit while it is received raises :class:`BodyTooLargeError` in the endpoint reading it.
+    """
+
+    def __init__(self, app: Any, max_body: int) -> None:
+        self.app = app
+        self.max_body = int(max_body)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                declared = -1
+            if declared > self.max_body:
+                response = error_response(413, "upload_too_large", f"The request body is {declared:,} bytes, over "
+                                          f"the limit of {self.max_body:,} bytes (upload limit plus multipart "
+                                          f"framing); send a smaller file.")
+                await response(scope, receive, send)
+                return
+        received = 0
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLargeError(f"The request body is over the limit of {self.max_body:,} bytes; "
+                                            f"send a smaller file.")
+            return message
+
+        await self.app(scope, limited_receive, send)
