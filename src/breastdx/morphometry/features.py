@@ -175,14 +175,29 @@ def _chord_depths(points: np.ndarray) -> tuple[np.ndarray, list[float]]:
     return depth, pockets
 
 
+def _most_opposite(ang: np.ndarray) -> np.ndarray:
+    """For each angle (radians, from :func:`numpy.arctan2`), the index of the angle nearest to it turned by π: the
+    outline point most nearly opposite through the centre. O(n log n) (a search in the sorted angles), not the
+    n x n table of all pairs, which a 2000 px wide object (n ≈ 6000 outline points) made 1.2 GB."""
+    n = len(ang)
+    order = np.argsort(ang, kind="stable")
+    target = np.angle(np.exp(1j * (ang - np.pi)))  # in (-π, π]
+    pos = np.searchsorted(ang[order], target)
+    cand = np.stack([order[(pos - 1) % n], order[pos % n]])  # the neighbours of the target on the circle
+    gap = np.abs(np.angle(np.exp(1j * (target[None, :] - ang[cand]))))
+    # The nearer one; on a tie the lower index, as an argmin over all points would give.
+    pick = (gap[1] < gap[0]) | ((gap[1] == gap[0]) & (cand[1] < cand[0]))
+    return np.where(pick, cand[1], cand[0])
+
+
 def _symmetry(points: np.ndarray, centre: np.ndarray) -> float:
-    """Street's symmetry about the longest chord through ``centre`` (see the module docstring)."""
+    """Street's symmetry about the longest chord through ``centre`` (see the module docstring); time and memory
+    grow with the number of outline points (and the axis length), not with their square."""
     rel = points - centre
     r = np.hypot(rel[:, 0], rel[:, 1])
     ang = np.arctan2(rel[:, 0], rel[:, 1])
     # For each point, the point most nearly opposite through the centre: chord length r_i + r_j.
-    opposite = np.abs(np.angle(np.exp(1j * (ang[:, None] - ang[None, :] - np.pi))))
-    j = opposite.argmin(axis=1)
+    j = _most_opposite(ang)
     i = int(np.argmax(r + r[j]))
     axis = rel[i] - rel[j[i]]
     theta = math.atan2(axis[0], axis[1])
@@ -191,19 +206,23 @@ def _symmetry(points: np.ndarray, centre: np.ndarray) -> float:
     u = rel[:, 1] * cos + rel[:, 0] * sin
     v = -rel[:, 1] * sin + rel[:, 0] * cos
     u0, v0, u1, v1 = u, v, np.roll(u, -1), np.roll(v, -1)
-    xs = np.arange(math.ceil(u.min()), math.floor(u.max()) + 1, dtype=np.float64)
-    if len(xs) == 0:
-        return 0.0
+    # Every crossing of an outline edge with a perpendicular at a whole step x along the axis (lo <= x < hi).
     lo, hi = np.minimum(u0, u1), np.maximum(u0, u1)
-    crosses = (xs[:, None] >= lo[None, :]) & (xs[:, None] < hi[None, :])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = (xs[:, None] - u0[None, :]) / (u1 - u0)[None, :]
-    y = np.where(crosses, v0[None, :] + frac * (v1 - v0)[None, :], np.nan)
-    ok = crosses.any(axis=1)
-    if not ok.any():
+    first = np.ceil(lo).astype(np.int64)
+    count = np.maximum(np.ceil(hi).astype(np.int64) - first, 0)
+    if not count.any():
         return 0.0
-    up = np.clip(np.nanmax(y[ok], axis=1), 0, None)
-    down = np.clip(-np.nanmin(y[ok], axis=1), 0, None)
+    edge = np.repeat(np.arange(len(u)), count)
+    x = (first[edge] + np.arange(len(edge)) - np.repeat(np.cumsum(count) - count, count)).astype(np.float64)
+    y = v0[edge] + (x - u0[edge]) / (u1 - u0)[edge] * (v1 - v0)[edge]
+    x0 = int(x.min())
+    idx = x.astype(np.int64) - x0
+    top, bottom = np.full(idx.max() + 1, -np.inf), np.full(idx.max() + 1, np.inf)
+    np.maximum.at(top, idx, y)
+    np.minimum.at(bottom, idx, y)
+    ok = np.isfinite(top)
+    up = np.clip(top[ok], 0, None)
+    down = np.clip(-bottom[ok], 0, None)
     total = float((up + down).sum())
     return float(np.abs(up - down).sum() / total) if total > 0 else 0.0
 
