@@ -1,5 +1,6 @@
 """Ultrasound DICOM as scanners export it: calibration in the Sequence of Ultrasound Regions, cine loops (several
-frames) and PACS file names without an extension."""
+frames), PACS file names without an extension, and the patient data in their headers, which no error, warning or
+log record of a read quotes."""
 
 from pathlib import Path
 
@@ -21,9 +22,13 @@ def _region(delta_cm: tuple[float, float], box: tuple[int, int, int, int], units
     return r
 
 
-def _us_dicom(path: Path, frames: np.ndarray, regions=(), pixel_spacing=None) -> Path:
-    """An 8-bit MONOCHROME2 ultrasound DICOM of ``frames`` ``(H, W)`` or ``(F, H, W)``."""
+def _us_dicom(path: Path, frames: np.ndarray, regions=(), pixel_spacing=None, **elements) -> Path:
+    """An 8-bit MONOCHROME2 ultrasound DICOM of ``frames`` ``(H, W)`` or ``(F, H, W)``, with ``elements`` (keyword:
+    value; a value in bytes is written as it is: a malformed value, which pydicom would refuse to write)."""
+    from pydicom.datadict import dictionary_VR
+    from pydicom.dataelem import RawDataElement
     from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.tag import Tag
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, UltrasoundMultiFrameImageStorage, generate_uid
 
@@ -45,6 +50,12 @@ def _us_dicom(path: Path, frames: np.ndarray, regions=(), pixel_spacing=None) ->
         ds.SequenceOfUltrasoundRegions = Sequence(list(regions))
     if pixel_spacing is not None:
         ds.PixelSpacing = list(pixel_spacing)
+    for keyword, value in elements.items():
+        if isinstance(value, bytes):
+            tag = Tag(keyword)
+            ds[tag] = RawDataElement(tag, dictionary_VR(tag), len(value), value, 0, False, True)
+        else:
+            setattr(ds, keyword, value)
     ds.PixelData = frames.astype(np.uint8).tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path
@@ -265,3 +276,157 @@ def test_a_dicom_cd_export_reads_its_images_and_not_its_dicomdir(tmp_path, caplo
     records, failures = read_images(items)
     assert len(records) == 2 and failures == []
     assert list_images([tmp_path / "cd" / "DICOMDIR"]) == [tmp_path / "cd" / "DICOMDIR"]  # named: tried, reported
+
+
+# -- patient data: no message quotes a header value ------------------------------------------------------------------
+
+PATIENT = {"PatientName": "Doeling^Janelle", "PatientID": "MRN4711", "PatientBirthDate": "19800101",
+           "AccessionNumber": "ACC0042", "InstitutionName": "St Elsewhere Hospital"}
+IDENTIFIERS = ("Doeling", "Janelle", "MRN4711", "19800101", "ACC0042", "Elsewhere")
+
+MALFORMED = {  # a patient value in an element breastdx or pydicom reads, malformed
+    "birth date not a DA (never read)": {"PatientBirthDate": "Janelle1980"},
+    "NumberOfFrames": {"NumberOfFrames": b"MRN4711 "},
+    "PhotometricInterpretation": {"PhotometricInterpretation": "DOELING JANELLE"},
+    "SpecificCharacterSet": {"SpecificCharacterSet": b"Doeling "},
+    "PixelSpacing": {"PixelSpacing": b"Doeling\\1980"},
+    "RescaleSlope": {"RescaleSlope": b"Janelle "},
+    "WindowCenter": {"WindowCenter": b"MRN4711 ", "WindowWidth": b"19800101"},
+}
+
+
+def _patient_dicom(path: Path, **elements) -> Path:
+    """``_disc()`` as an ultrasound DICOM carrying :data:`PATIENT`, and ``elements``."""
+    import warnings
+
+    with warnings.catch_warnings():  # pydicom warns when it writes a malformed value: written all the same
+        warnings.simplefilter("ignore")
+        return _us_dicom(path, _disc(), **{**PATIENT, **elements})
+
+
+def _said(read, caplog) -> list[str]:
+    """What reading says: the error's message, every warning and every log record (any logger, DEBUG up)."""
+    import logging
+    import warnings
+
+    caplog.clear()
+    caplog.set_level(logging.DEBUG)
+    said = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # in front of every other filter: nothing is hidden by a filter of the test
+        try:
+            read()
+        except Exception as err:  # noqa: BLE001 - whatever it is, its message is what a client sees
+            said.append(f"{type(err).__name__}: {err}")
+    return said + [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
+
+
+def _quoted(said: list[str]) -> list[str]:
+    return [text for text in said if any(v.lower() in text.lower() for v in IDENTIFIERS)]
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_no_header_value_in_errors_warnings_or_logs(tmp_path, caplog, case):
+    """pydicom's words quote values ("Invalid value for VR IS: 'MRN4711'", "Unknown (0028,0004) 'Photometric
+    Interpretation' value '...'", "Unknown encoding '...'"); the ImageReadError (which the service answers and the CLI
+    prints), the warnings and the log records of a read say none of them."""
+    import pydicom
+
+    path = _patient_dicom(tmp_path / "IM00001", **MALFORMED[case])
+    for read in (lambda: read_image(path), lambda: read_image_bytes(path.read_bytes(), "upload.dcm")):
+        said = _said(read, caplog)
+        assert _quoted(said) == [], said
+    with pydicom.config.strict_reading():  # a library user's choice: pydicom raises where it would warn
+        said = _said(lambda: read_image(path), caplog)
+    assert _quoted(said) == [], said
+
+
+def test_what_is_withheld_is_counted_and_errors_still_say_what_failed(tmp_path, caplog):
+    import pydicom
+
+    from breastdx.data.images import ImageReadError
+
+    path = _patient_dicom(tmp_path / "IM00001", **MALFORMED["NumberOfFrames"])
+    with pytest.warns(UserWarning, match="MRN4711"):  # the file is as malformed as meant: pydicom quotes it
+        pydicom.dcmread(path).get("NumberOfFrames")
+    caplog.set_level("INFO", logger="breastdx.data.dicom_pixels")
+    with pytest.raises(ImageReadError) as e:
+        read_image(path)
+    assert str(e.value) == (f"{path}: cannot decode the DICOM pixel data (ValueError; transfer syntax "
+                            f"1.2.840.10008.1.2.1, Explicit VR Little Endian); the file may be truncated, or its pixel "
+                            f"data may not match its header (Rows, Columns, bits, frames).")
+    assert e.value.__context__ is None and e.value.__cause__ is None  # no pydicom exception hangs on it
+    assert any(r.getMessage() == f"{path}: 2 warning(s) of pydicom withheld (malformed header values or character "
+               f"sets; their text could quote patient data)" for r in caplog.records)
+    path = _patient_dicom(tmp_path / "IM00002", **MALFORMED["SpecificCharacterSet"])
+    with pydicom.config.strict_reading(), pytest.raises(ImageReadError) as e:  # pydicom raised "LookupError: unknown
+        read_image(path)  # encoding: Doeling" at the header
+    assert str(e.value) == f"{path}: cannot read the DICOM header (LookupError); the file is truncated or corrupt."
+    data = _patient_dicom(tmp_path / "IM00003").read_bytes()
+    with pytest.raises(ImageReadError, match=r"^cut\.dcm: cannot decode the DICOM pixel data \(ValueError;"):
+        read_image_bytes(data[:-30], "cut.dcm")
+
+
+def test_a_valid_file_with_patient_data_decodes_as_before_and_says_nothing(tmp_path, caplog):
+    path = _patient_dicom(tmp_path / "IM00001", PixelSpacing=[0.1, 0.2])
+    said = []
+    for read in (lambda: read_image(path), lambda: read_image_bytes(path.read_bytes(), "upload.dcm")):
+        said += _said(read, caplog)
+        rec = read()
+        np.testing.assert_array_equal(rec.array, _disc())  # 8-bit MONOCHROME2: the values as stored
+        assert (rec.spacing_mm, rec.source_mode, rec.frame) == ((0.1, 0.2), "MONOCHROME2", None)
+    assert said == []
+
+
+def test_withholding_is_for_the_reading_thread_only(caplog):
+    """Another thread's warnings and pydicom log records, said while a file is read, come out as before."""
+    import logging
+    import threading
+    import warnings
+
+    from pydicom.misc import warn_and_log
+
+    from breastdx.data.dicom_pixels import withhold_pydicom
+
+    inside, done, counted = threading.Event(), threading.Event(), []
+
+    def reader():
+        with withhold_pydicom("reader.dcm"):
+            inside.set()
+            done.wait(10)
+            warn_and_log("withheld")
+
+    caplog.set_level(logging.INFO)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        thread = threading.Thread(target=reader)
+        thread.start()
+        assert inside.wait(10)
+        warn_and_log("said outside the read")
+        done.set()
+        thread.join(10)
+        counted.append(len(caught))
+    assert [str(w.message) for w in caught] == ["said outside the read"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert "said outside the read" in messages and "withheld" not in messages
+    assert "reader.dcm: 1 warning(s) of pydicom withheld" in " ".join(messages)
+
+
+def test_decoder_workers_say_no_header_value(tmp_path, capfd):
+    """The service decodes uploads in worker processes, whose stderr (where pydicom's warnings and log records would
+    go, with the values) is the service's log."""
+    from breastdx.data.decode_worker import DecoderPool
+    from breastdx.data.images import ImageReadError
+
+    said = []
+    with DecoderPool(workers=1, timeout_s=20) as pool:
+        for case in ("NumberOfFrames", "SpecificCharacterSet", "PixelSpacing"):
+            data = _patient_dicom(tmp_path / f"{case}.dcm", **MALFORMED[case]).read_bytes()
+            capfd.readouterr()
+            try:
+                pool.read_image_bytes(data, "upload.dcm")
+            except ImageReadError as err:
+                said.append(str(err))
+            said.extend(capfd.readouterr())
+    assert _quoted(said) == [], said
+    assert any(s.startswith("upload.dcm: cannot decode the DICOM pixel data (ValueError;") for s in said)

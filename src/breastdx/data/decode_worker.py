@@ -83,7 +83,8 @@ class DecoderPool:
         Raises:
             ValueError: If ``mode`` is not ``"gray"`` or ``"rgb"``.
             ImageReadError: As :func:`~breastdx.data.images.read_image`, and when decoding the file overran the
-                time or memory limit or crashed its worker (the message names the file as undecodable).
+                time or memory limit or crashed its worker (the message names the file as undecodable). No message
+                quotes the file's content: a decoder's unforeseen exception is named by its type alone.
         """
         return self._call({"path": str(path), "name": str(path), "mode": mode, "max_pixels": max_pixels}, b"")
 
@@ -350,7 +351,8 @@ def _serve(memory_bytes: int) -> None:  # pragma: no cover - runs in the child (
             answer, payload = {"error": f"{header['name']}: undecodable: decoding it needs more memory than the "
                                         f"limit of {memory_bytes / 2**30:.1f} GiB.", "kind": "ImageReadError"}, b""
         except Exception as e:  # noqa: BLE001 - a decoder failing in an unforeseen way: the file is undecodable
-            answer, payload = {"error": f"{header['name']}: undecodable ({type(e).__name__}: {e}).",
+            # the type, not the text: a decoder's words may quote the file's content (a DICOM header's values)
+            answer, payload = {"error": f"{header['name']}: undecodable ({type(e).__name__}).",
                                "kind": "ImageReadError"}, b""
         answer["recycle"] = resource_peak_bytes() > RECYCLE_BYTES
         _send(stdout, answer, payload)

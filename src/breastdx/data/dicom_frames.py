@@ -43,15 +43,19 @@ def frame_name(path: str | Path, frame: int) -> Path:
 
 def count_frames(path: str | Path) -> int:
     """NumberOfFrames of a DICOM file, read from its header alone; 1 for a single frame, another format or a file
-    that cannot be read (the reader reports that file)."""
+    that cannot be read (the reader reports that file). pydicom's warnings and log records, which quote header
+    values, are withheld (:func:`breastdx.data.dicom_pixels.withhold_pydicom`); nothing is raised."""
     try:
         with open(path, "rb") as f:
             if f.read(132)[128:132] != b"DICM":  # the DICOM preamble (PS3.10 7.1), as images.sniff_format reads it
                 return 1
         import pydicom
 
-        header = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["NumberOfFrames"])
-        return max(int(header.get("NumberOfFrames", 1) or 1), 1)
+        from breastdx.data.dicom_pixels import withhold_pydicom
+
+        with withhold_pydicom():
+            header = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["NumberOfFrames"])
+            return max(int(header.get("NumberOfFrames", 1) or 1), 1)
     except Exception:  # noqa: BLE001 - unreadable here: read_image says why, for this file
         return 1
 

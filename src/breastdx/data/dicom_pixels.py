@@ -1,12 +1,20 @@
 """DICOM pixel data for :mod:`breastdx.data.images`: the header checked before the pixels are decoded, the
 modality LUT, windows (DICOM PS3.3 C.11.2.1.2), photometric interpretations, the frame read from a multi-frame
 file (cine loop) and the pixel spacing (an ultrasound region's calibration, else PixelSpacing).
+
+Patient data stays in the file: no error, warning or log record of this module quotes a header value, and pydicom's
+own warnings and log records, which do, are withheld while breastdx reads (:func:`withhold_pydicom`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +37,41 @@ def decode_dicom(src: Path | bytes, label: str, max_pixels: int, frame: int | No
     the first), decoded alone, and says so in ``frame`` (``(frame, number of frames)``). The spacing is that of
     :func:`dicom_spacing`.
 
+    The file is read inside :func:`withhold_pydicom`: pydicom's warnings and log records, which quote header values,
+    are withheld. No message of this function carries a value of the file's header either (an identifier could be
+    in any element of a malformed file): an error names ``label``, the stage that failed, the exception's type and
+    at most the transfer syntax UID or a PhotometricInterpretation that is a well-formed DICOM code, never the text
+    of pydicom's exception.
+
     Raises:
-        ImageReadError: If the header or the pixel data cannot be read, the image is over ``max_pixels``,
-            or has a PhotometricInterpretation breastdx does not convert, or ``frame`` is past its last frame.
+        ImageReadError: If the header or the pixel data cannot be read, or a header value the conversion needs
+            (rescale, window, palette, spacing) is malformed, the image is over ``max_pixels``, or has a
+            PhotometricInterpretation breastdx does not convert, or ``frame`` is past its last frame.
     """
+    import pydicom.pixels  # noqa: F401 - its modules' loggers exist before withhold_pydicom looks for them
+
+    with withhold_pydicom(label):
+        try:
+            return _decode_dicom(src, label, max_pixels, frame)
+        except (ImageReadError, MemoryError):
+            raise
+        except Exception as err:  # a header value that apply_modality_lut, apply_color_lut... cannot use
+            failed = type(err).__name__
+    # raised outside the except clause, so that no exception quoting a value hangs on it as its __context__
+    raise ImageReadError(f"{label}: cannot convert the decoded DICOM pixels ({failed}); a header value they need "
+                         f"(rescale, window, palette or spacing) is malformed.")
+
+
+def _decode_dicom(src: Path | bytes, label: str, max_pixels: int, frame: int | None) -> _Decoded:
     import pydicom
 
+    failed = None
     try:
         header = pydicom.dcmread(_open(src), stop_before_pixels=True)
     except Exception as err:  # InvalidDicomError, OSError, EOFError, ValueError... on broken files
-        raise ImageReadError(f"{label}: cannot read the DICOM header ({type(err).__name__}: {err}).") from None
+        failed = type(err).__name__
+    if failed is not None:
+        raise ImageReadError(f"{label}: cannot read the DICOM header ({failed}); the file is truncated or corrupt.")
     rows, cols = header.get("Rows"), header.get("Columns")
     if rows is None or cols is None:
         raise ImageReadError(f"{label}: DICOM file without Rows/Columns; it holds no image.")
@@ -51,7 +84,7 @@ def decode_dicom(src: Path | bytes, label: str, max_pixels: int, frame: int | No
     if not 0 <= index < frames:
         raise ImageReadError(f"{label}: frame {frame} asked, but the file holds {frames} frame(s) (1 to {frames}).")
     photometric = str(header.get("PhotometricInterpretation", "MONOCHROME2"))
-    syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", "unknown")
+    syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None)
     try:
         ds = pydicom.dcmread(_open(src))
         if "PixelData" not in ds:
@@ -62,10 +95,10 @@ def decode_dicom(src: Path | bytes, label: str, max_pixels: int, frame: int | No
     except ImageReadError:
         raise
     except Exception as err:
-        raise ImageReadError(
-            f"{label}: cannot decode the DICOM pixel data (transfer syntax {syntax}; {type(err).__name__}: "
-            f"{err}); the file may be truncated, or compressed with a codec that is not installed."
-        ) from None
+        failed = type(err).__name__
+    if failed is not None:
+        raise ImageReadError(f"{label}: cannot decode the DICOM pixel data ({failed}; {_syntax_said(syntax)}); "
+                             f"{_why_undecodable(syntax)}.")
     spacing, note = dicom_spacing(ds, label)
     extra = {"spacing_mm": spacing, "spacing_note": note, "frame": (index + 1, frames) if frames > 1 else None}
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
@@ -92,8 +125,125 @@ def decode_dicom(src: Path | bytes, label: str, max_pixels: int, frame: int | No
         if arr.dtype != np.uint8:
             return _Decoded(arr.astype(np.float64), "DICOM", photometric, wide=True, alpha=False, **extra)
         return _Decoded(arr, "DICOM", photometric, wide=False, alpha=False, **extra)
-    raise ImageReadError(f"{label}: unsupported DICOM PhotometricInterpretation {photometric!r} with pixel "
+    said = repr(photometric) if _CODE_STRING.fullmatch(photometric) else "(a value that is no DICOM code string)"
+    raise ImageReadError(f"{label}: unsupported DICOM PhotometricInterpretation {said} with pixel "
                          f"data of shape {arr.shape}; expected MONOCHROME1/2, RGB, YBR or PALETTE COLOR.")
+
+
+_CODE_STRING = re.compile(r"[A-Z0-9 _]{1,16}")
+"""A well-formed CS value (PS3.5 6.2): upper-case letters, digits, space and underscore, at most 16."""
+
+_UID = re.compile(r"[0-9]{1,64}(\.[0-9]{1,64})*")
+"""A well-formed UI value's characters (PS3.5 9.1): digits and dots."""
+
+
+def _syntax_said(syntax: Any) -> str:
+    """The transfer syntax for a message: its UID and pydicom's name for it, or that it is malformed or absent."""
+    if syntax is None:
+        return "no transfer syntax"
+    text = str(syntax)
+    if len(text) > 64 or not _UID.fullmatch(text):
+        return "a malformed transfer syntax UID"
+    from pydicom.uid import UID
+
+    name = UID(text).name
+    return f"transfer syntax {text}" + (f", {name}" if name != text else "")
+
+
+def _why_undecodable(syntax: Any) -> str:
+    """Why pixel data of ``syntax`` may not decode, in pydicom's words about its own plugins (never the file's)."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        decoder = get_decoder(str(syntax))
+    except Exception:  # noqa: BLE001 - NotImplementedError for a syntax pydicom has no decoder for; a malformed UID
+        return "pydicom has no decoder for this transfer syntax"
+    if not decoder.is_available:
+        return f"no plugin that decodes it is installed ({'; '.join(decoder.missing_dependencies)})"
+    return "the file may be truncated, or its pixel data may not match its header (Rows, Columns, bits, frames)"
+
+
+class _Withheld(threading.local):
+    """What this thread's :func:`withhold_pydicom` scope is withholding: its depth and the warnings and log records
+    withheld so far."""
+
+    depth = 0
+    warnings = 0
+    records = 0
+
+
+_WITHHELD = _Withheld()
+_INSTALLING = threading.Lock()
+
+
+class _InScope(logging.Filter):
+    """True for what a thread says inside :func:`withhold_pydicom`, false elsewhere. It serves as the message
+    pattern of a ``warnings`` filter (the warnings machinery calls its :meth:`match` with the message) and as a
+    ``logging`` filter (which keeps a record when :meth:`filter` is true)."""
+
+    def match(self, text: str) -> bool:
+        if _WITHHELD.depth:
+            _WITHHELD.warnings += 1
+            return True
+        return False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _WITHHELD.depth:
+            _WITHHELD.records += 1
+            return False
+        return True
+
+
+_IN_SCOPE = _InScope()
+_IGNORE_IN_SCOPE = ("ignore", _IN_SCOPE, Warning, None, 0)
+"""The ``warnings.filters`` entry: ignore every warning said in a thread inside :func:`withhold_pydicom`."""
+
+
+def _install() -> None:
+    """Put :data:`_IGNORE_IN_SCOPE` first in ``warnings.filters`` (a ``catch_warnings`` block, pytest's included,
+    may have put another list in place, or other filters in front of it, since the last read) and :data:`_IN_SCOPE`
+    on every pydicom logger (``pydicom`` and the ``pydicom.*`` of its modules, whose records a filter of the parent
+    would not see)."""
+    filters = warnings.filters
+    if not filters or filters[0] is not _IGNORE_IN_SCOPE:
+        with _INSTALLING:
+            while _IGNORE_IN_SCOPE in filters:
+                filters.remove(_IGNORE_IN_SCOPE)
+            filters.insert(0, _IGNORE_IN_SCOPE)
+            getattr(warnings, "_filters_mutated", lambda: None)()  # what warnings.filterwarnings calls after a change
+    for name, log in list(logging.Logger.manager.loggerDict.items()):
+        if (name == "pydicom" or name.startswith("pydicom.")) and isinstance(log, logging.Logger):
+            log.addFilter(_IN_SCOPE)  # once: addFilter does not add a filter twice
+
+
+@contextmanager
+def withhold_pydicom(label: str | None = None) -> Iterator[None]:
+    """Withhold, in this thread and while the block runs, every warning and every record of the pydicom loggers:
+    they quote header values ("Invalid value for VR DA: '19800101'", "Unknown encoding '...'"; pydicom's reading
+    validation warns by default), and an identifier can stand in any element of a malformed file. With ``label``,
+    their number is then logged (``breastdx.data.dicom_pixels``, INFO), without their text.
+
+    Thread-safe, and other threads are untouched: ``warnings.catch_warnings`` and ``pydicom.config`` (its
+    ``reading_validation_mode``) are process-wide, so that a block in one thread would change what another thread
+    (a library user's own pydicom reads included) sees, and could restore over another block; neither is used. Instead
+    one ``warnings.filters`` entry and a filter on each pydicom logger, both true only for a thread inside this block,
+    are put in place at each entry (:func:`_install`) and stay: outside a block they let every warning and record
+    through, as before. A filter that another thread's ``catch_warnings`` block puts in front of the entry while it
+    runs (pytest's ``simplefilter("always")``, say) is seen first until this thread's next read puts it back in front.
+    """
+    _install()
+    here = _WITHHELD
+    if here.depth == 0:
+        here.warnings = here.records = 0
+    here.depth += 1
+    try:
+        yield
+    finally:
+        here.depth -= 1
+        withheld = max(here.warnings, here.records)  # pydicom's warn_and_log says each thing twice: a warning, a log
+        if here.depth == 0 and withheld and label is not None:
+            logger.info("%s: %d warning(s) of pydicom withheld (malformed header values or character sets; their "
+                        "text could quote patient data)", label, withheld)
 
 
 def dicom_spacing(ds: Any, label: str = "DICOM") -> tuple[tuple[float, float] | None, str]:
@@ -129,7 +279,9 @@ def dicom_spacing(ds: Any, label: str = "DICOM") -> tuple[tuple[float, float] | 
             try:
                 row_mm, col_mm = (float(v) for v in holder.PixelSpacing)
             except (TypeError, ValueError):
-                logger.warning("%s: ignoring malformed PixelSpacing %r", label, holder.PixelSpacing)
+                # not the value: a malformed element can hold anything, an identifier included (and reading it
+                # again, to log it, raised again, out of this except clause)
+                logger.warning("%s: ignoring a malformed PixelSpacing (not two numbers)", label)
                 continue
             return _plausible((row_mm, col_mm), "PixelSpacing gives")
     return None, ""

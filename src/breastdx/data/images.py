@@ -135,7 +135,9 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
         ImageReadError: If the file is missing or empty, is not a PNG, JPEG, TIFF or DICOM image, is
             truncated or corrupt, is larger than ``max_pixels``, has several pages (TIFF), or stores pixels in
             a layout breastdx does not convert, or a frame item names a frame the file does not hold. The message
-            names the file.
+            names the file and quotes no value of a DICOM header (patient data stays private: the REST service
+            answers it to the client); pydicom's warnings and log records, which do, are withheld while a DICOM file
+            is read (:func:`breastdx.data.dicom_pixels.withhold_pydicom`).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
