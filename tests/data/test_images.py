@@ -142,6 +142,25 @@ def test_format_comes_from_magic_bytes_not_the_name(tmp_path):
     assert read_image(tmp_path / "scan.png").source_format == "DICOM"
 
 
+
+@pytest.mark.parametrize("head, says", [
+    (b"Doe,John,19800101,MRN4711\n", "its first bytes are text"),
+    (b"\xef\xbb\xbfname,id\nDoe", "its first bytes are text"),  # a CSV saved with a byte-order mark
+    (b"\x00\x01\xfeDoe^John", "hexadecimal 00 01 fe 44"),
+    (b"\x89HDF\r\n\x1a\nDoe", "an HDF5 file"),
+])
+def test_not_an_image_names_the_kind_of_bytes_but_never_quotes_them(tmp_path, head, says):
+    """A text file sent as an image may begin with a patient's name: the message says text, never the bytes."""
+    f = tmp_path / "scan.png"
+    f.write_bytes(head + b"\x00" * 200)
+    for read in (lambda: read_image(f), lambda: read_image_bytes(f.read_bytes(), "scan.png")):
+        with pytest.raises(ImageReadError) as err:
+            read()
+        message = str(err.value)
+        assert "scan.png: not an image: " in message
+        assert says in message and "whatever its name ends with" in message
+        assert "Doe" not in message and "MRN" not in message and "John" not in message
+
 # -- wide data ---------------------------------------------------------------------------------------
 
 

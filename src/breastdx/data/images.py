@@ -309,7 +309,7 @@ def _check_file(path: Path) -> str:
     if fmt is None:
         with open(path, "rb") as f:
             head = f.read(8)
-        raise ImageReadError(_not_an_image(str(path), head))
+        raise ImageReadError(not_an_image(str(path), head))
     return fmt
 
 
@@ -324,12 +324,24 @@ KNOWN_NOT_IMAGES = (
 """Signatures of files often uploaded in place of an image, and what to do with them."""
 
 
-def _not_an_image(label: str, head: bytes) -> str:
-    """The message for bytes that are no image format breastdx reads, saying what they are where it can tell."""
+def not_an_image(label: str, head: bytes) -> str:
+    """The message for bytes that are no image format breastdx reads, saying what they are where it can tell.
+
+    The bytes themselves are not quoted: a text file sent as an image may begin with a patient's name or number.
+    Text is called text; other bytes are shown as the hexadecimal of their first four (a format's magic number).
+
+    Args:
+        label: The file's name, as messages name it.
+        head: The file's first bytes (8 or more are enough).
+    """
     known = next((what for magic, what in KNOWN_NOT_IMAGES if head.startswith(magic)), None)
-    return (f"{label}: not an image: its first bytes {head[:8]!r} are not those of a PNG, JPEG, TIFF or DICOM file "
-            f"(DICOM needs the 'DICM' marker at byte 128), whatever its name ends with"
-            + (f"; they are those of {known}." if known else "."))
+    sample = head[:8]
+    if sample and all(32 <= b < 127 or b in b"\t\r\n" for b in sample.lstrip(b"\xef\xbb\xbf")):
+        first = "its first bytes are text (a CSV, JSON or other text file?)"
+    else:
+        first = f"its first bytes (hexadecimal {sample[:4].hex(' ')}) are not those of a PNG, JPEG, TIFF or DICOM file"
+    return (f"{label}: not an image: {first}; breastdx reads PNG, JPEG, TIFF and DICOM (DICOM needs the 'DICM' marker "
+            f"at byte 128), whatever its name ends with" + (f"; they are those of {known}." if known else "."))
 
 
 def _check_bytes(data: bytes, label: str) -> str:
@@ -337,7 +349,7 @@ def _check_bytes(data: bytes, label: str) -> str:
         raise ImageReadError(f"{label}: empty (0 bytes); expected a PNG, JPEG, TIFF or DICOM image.")
     fmt = sniff_bytes(data[:132])
     if fmt is None:
-        raise ImageReadError(_not_an_image(label, data[:8]))
+        raise ImageReadError(not_an_image(label, data[:8]))
     return fmt
 
 
