@@ -1,4 +1,4 @@
-"""What ordinary clients send and expect: a WDBC case id sent as a JSON number."""
+"""What ordinary clients send and expect: a WDBC case id sent as a JSON number, HEAD probes of the open pages."""
 
 from __future__ import annotations
 
@@ -68,3 +68,38 @@ def test_the_schema_says_a_case_id_may_be_a_number(client):
     body = schema["paths"]["/v1/predict/wdbc"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     types = {t.get("type") for t in body["properties"]["case_id"]["anyOf"]}
     assert types == {"string", "integer", "null"}
+
+
+# ------------------------------------------------------------------------------------------------ HEAD probes
+
+
+@pytest.mark.parametrize("path", ["/", "/healthz", "/static/app.js", "/openapi.json", "/docs", "/redoc"])
+def test_head_answers_as_get_without_a_body(client, asgi_call, path):
+    """Uptime probes and web servers send HEAD: the GET answer's status and headers, and no body (checked at the
+    app's ASGI interface: the test client drops a HEAD answer's body itself)."""
+    get = client.get(path)
+    status, headers, body, _ = asgi_call(client.app, "HEAD", path)
+    assert get.status_code == 200 and status == 200, (path, body)
+    assert body == b""
+    assert headers["content-type"] == get.headers["content-type"]
+    assert headers["content-length"] == str(len(get.content))
+    assert headers["x-research-use-only"] == RESEARCH_USE_ONLY
+    assert headers["content-security-policy"] == get.headers["content-security-policy"]
+
+
+def test_head_of_a_v1_address_answers_as_its_get(client, asgi_call):
+    status, headers, body, _ = asgi_call(client.app, "HEAD", "/v1/models")
+    assert status == 200 and body == b"" and int(headers["content-length"]) == len(client.get("/v1/models").content)
+    status, headers, body, _ = asgi_call(client.app, "HEAD", "/v1/predictions/999999")
+    assert status == 404 and body == b"" and headers["content-type"] == "application/json"
+
+
+def test_head_is_not_an_operation_of_the_published_schema(client):
+    schema = client.get("/openapi.json").json()
+    assert all("head" not in ops for ops in schema["paths"].values())
+    assert set(schema["paths"]["/healthz"]) == {"get"}
+
+
+def test_head_of_a_post_only_address_is_still_refused(client):
+    r = client.head("/v1/predict/wdbc")
+    assert r.status_code == 405 and "POST" in r.headers["allow"]

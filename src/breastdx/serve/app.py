@@ -11,6 +11,8 @@ Endpoints:
 * ``GET /v1/predictions`` (``limit``, ``offset``, ``task``) and ``GET /v1/predictions/{id}``: the record.
 * ``GET /``: the page (``static/index.html``); ``/static/...`` its script and style sheet.
 
+``HEAD`` is answered wherever ``GET`` is (uptime probes): the same status and headers, no body.
+
 Every JSON answer carries ``research_use_only``; every response carries the header
 ``X-Research-Use-Only``. Bad requests get a 4xx answer ``{"error": {"code", "message", "problems"}}``.
 Models load once, when the app starts (lifespan); inference runs in a thread pool.
@@ -44,7 +46,7 @@ from breastdx.serve.auth import BearerAuth, document_bearer_auth
 from breastdx.serve.db import DatabaseError, PredictionStore
 from breastdx.serve.inputs import (ServeInputError, bytes_sha256, features_sha256, parse_json_body,
                                    parse_wdbc_features)
-from breastdx.serve.middleware import (NOTICE_HEADER, PAGE_CSP, BodyLimit, BodyTooLargeError, Notice,
+from breastdx.serve.middleware import (NOTICE_HEADER, PAGE_CSP, BodyLimit, BodyTooLargeError, Notice, answer_head,
                                        error_response)
 from breastdx.serve.models import (NUCLEI_KIND, ULTRASOUND_TASK, LoadedModel, ModelRegistry, predict_features,
                                    predict_image)
@@ -440,6 +442,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         return {**finite(entry.to_dict()), "research_use_only": RESEARCH_USE_ONLY}
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    answer_head(app)
     return app
 
 

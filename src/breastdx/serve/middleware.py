@@ -47,10 +47,24 @@ def error_response(status: int, code: str, message: str, problems: list[str] | N
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def answer_head(app: Any) -> None:
+    """Answer ``HEAD`` wherever ``GET`` is answered (the page, ``/healthz``, the documentation, ``/v1/...``), as
+    uptime probes and web servers expect: the same endpoint, left out of the OpenAPI schema; :class:`Notice` drops
+    the body. Call it once every route is in place; a ``HEAD`` on an address without ``GET`` stays 405."""
+    from fastapi.routing import APIRoute
+
+    for route in list(app.router.routes):
+        if isinstance(route, APIRoute) and "GET" in route.methods and "HEAD" not in route.methods:
+            app.router.add_api_route(route.path, route.endpoint, methods=["HEAD"], include_in_schema=False,
+                                     response_model=route.response_model, response_class=route.response_class,
+                                     name=f"{route.name}_head")
+
+
 class Notice:
     """ASGI middleware: adds to every answer the research-use header, a Content-Security-Policy
     (:data:`PAGE_CSP`, :data:`DOCS_CSP` on the documentation pages) unless the answer has one, and
-    ``X-Content-Type-Options: nosniff``."""
+    ``X-Content-Type-Options: nosniff``; sends no body in the answer to a ``HEAD`` (its headers, ``Content-Length``
+    included, are those of the ``GET``)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -60,6 +74,7 @@ class Notice:
             await self.app(scope, receive, send)
             return
         csp = DOCS_CSP if scope.get("path", "").startswith(DOCS_PATHS) else PAGE_CSP
+        head = scope.get("method", "").upper() == "HEAD"
 
         async def send_with_notice(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -71,6 +86,8 @@ class Notice:
                 if b"x-content-type-options" not in names:
                     headers.append((b"x-content-type-options", b"nosniff"))
                 message["headers"] = headers
+            elif message["type"] == "http.response.body" and head:
+                message = {**message, "body": b""}
             await send(message)
 
         await self.app(scope, receive, send_with_notice)
