@@ -126,3 +126,22 @@ def test_symmetry_of_a_large_object_needs_little_memory():
         tracemalloc.stop()
     assert value < 1e-3
     assert peak < 50 * 2 ** 20  # bytes; the pair table alone was 6300² x 16 B = 635 MB
+
+
+def test_a_hole_inside_a_nucleus_counts_in_its_area_centroid_and_texture():
+    """The outline is the outer contour (holes ignored), so radius, perimeter and compactness describe the filled
+    nucleus; but area, centroid and texture took only the mask's pixels: a ring of radii 12-20 px (a vesicular
+    nucleus whose pale centre fell under the foreground threshold) had area 820 px against the 1257 px its outline
+    encloses (Street: the pixels inside the boundary)."""
+    from breastdx.morphometry.features import nucleus_features
+
+    yy, xx = np.mgrid[:61, :61]
+    disc = np.hypot(yy - 30, xx - 24) <= 20
+    centre = np.hypot(yy - 35, xx - 24) < 12  # off-centre, so that it moves the centroid
+    ring = disc & ~centre
+    grey = np.where(centre, 200.0, 100.0)  # the pale centre
+    f, g = nucleus_features(ring, grey), nucleus_features(disc, grey)
+    assert int(ring.sum()) == 820 and f["area"] == g["area"] == int(disc.sum()) == 1257  # pi 20² = 1256.6
+    assert f["texture"] == pytest.approx(g["texture"]) and f["texture"] > 40  # 100 and 200: std 45.7
+    for k in ("radius", "perimeter", "compactness", "centroid_row", "centroid_col"):
+        assert f[k] == pytest.approx(g[k], abs=1e-9)

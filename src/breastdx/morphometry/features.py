@@ -9,20 +9,21 @@ Outline. Street fitted a smooth closed curve (a "snake") to each nucleus. Here t
 (:func:`skimage.measure.find_contours`) of the nucleus mask smoothed with a Gaussian of ``sigma`` = 1 px
 (**Choice**: the iso-line of the raw binary mask is a staircase whose length exceeds 2πr by 5.5% on digital
 discs of radius 15-30 px; smoothed, the error is below 0.6%, and sharp tips are rounded: on stars with tips of
-36-54° the length is 2-4% short). Objects that smoothing erases (a few pixels, or 1 px thin) use the raw iso-line. Holes inside a nucleus are ignored (outer contour
-only). The outline is resampled to points 1 px apart along its length (**Choice**: Street's snake-point spacing
+36-54° the length is 2-4% short). Objects that smoothing erases (a few pixels, or 1 px thin) use the raw iso-line.
+Holes inside a nucleus (a pale centre under the foreground threshold) are filled: the outline is the outer contour,
+and area, centroid and texture are over the pixels inside it, as Street's are over the interior of the snake. The
+outline is resampled to points 1 px apart along its length (**Choice**: Street's snake-point spacing
 is not published); these are the "points on the perimeter" of radius, smoothness, concavity and fractal dimension.
 
-The features, with ``c`` the centroid of the nucleus pixels (:func:`skimage.measure.regionprops`) and ``r_i`` the
+The features, with ``c`` the centroid of the nucleus pixels (holes filled) and ``r_i`` the
 distance from ``c`` to outline point ``i``:
 
 * **radius**: mean of ``r_i`` (Street: "average length of the radial line segments from the centre of mass to each
   of the snake points"). Length.
-* **texture**: standard deviation of the grey levels of the nucleus pixels (``regionprops.intensity_std``,
-  population std); grey levels as given (0-255 for :func:`grey_levels`). Street: "variance of the grey-scale
+* **texture**: standard deviation of the grey levels of the nucleus pixels, holes filled (population std); grey levels as given (0-255 for :func:`grey_levels`). Street: "variance of the grey-scale
   intensities in the component pixels"; ``wdbc.names``: "standard deviation of gray-scale values".
 * **perimeter**: length of the closed outline. Length.
-* **area**: number of nucleus pixels (Street counts the interior pixels and half the boundary pixels; the pixel
+* **area**: number of nucleus pixels, holes filled (Street counts the interior pixels and half the boundary pixels; the pixel
   count is the same up to half a boundary ring). Length².
 * **smoothness**: mean over outline points of ``|r_i - (r_{i-1} + r_{i+1}) / 2|`` (Street: "the difference between
   the length of a radial line and the mean length of the two radial lines surrounding it"; **Choice**: the mean,
@@ -243,7 +244,8 @@ def nucleus_features(mask: np.ndarray, grey: np.ndarray | None = None,
     """The ten features of one nucleus, lengths in pixels.
 
     Args:
-        mask: The nucleus, bool ``(H, W)`` (a crop with the nucleus inside it; one connected object).
+        mask: The nucleus, bool ``(H, W)`` (a crop with the nucleus inside it; one connected object); holes in it
+            are filled.
         grey: Grey levels of the same crop, ``(H, W)``; None leaves ``texture`` NaN.
         options: Outline smoothing, spacing and the concave-portion depth.
 
@@ -257,9 +259,12 @@ def nucleus_features(mask: np.ndarray, grey: np.ndarray | None = None,
     mask = np.asarray(mask, dtype=bool)
     if grey is not None and np.shape(grey) != mask.shape:
         raise ValueError(f"nucleus_features(): grey image of shape {np.shape(grey)} for a mask of shape {mask.shape}.")
-    rows, cols = np.nonzero(mask)
-    if len(rows) == 0:
+    if not mask.any():
         raise ValueError("nucleus_features(): the mask has no nucleus pixels.")
+    from scipy import ndimage as ndi
+
+    mask = ndi.binary_fill_holes(mask)  # the pixels inside the outer outline (Street: inside the snake)
+    rows, cols = np.nonzero(mask)
     centre = np.array([rows.mean(), cols.mean()])
     raw = outline(mask, options)
     perimeter = _closed_length(raw)
