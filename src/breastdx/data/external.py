@@ -4,7 +4,9 @@ Two layouts are read:
 
 * a ``labels.csv`` (the file itself, or a folder holding one) with columns ``image`` and ``label``, optional
   ``mask`` (one file, or several separated by ``;``), ``id`` and ``pixel_size_mm`` (mm per pixel, square pixels);
-  paths are relative to the file's folder, and other columns are ignored;
+  paths are relative to the file's folder, and other columns are ignored. The file is UTF-8 (a byte-order mark
+  allowed), its column names in any case, its cells separated by commas, or by semicolons or tabs as spreadsheets
+  export them in some locales (then ``0,1`` is a decimal); errors name the file's line;
 * class sub-folders in BUSI's layout, ``DIR/<class>/*.png``, where ``<stem>_mask.<ext>`` and ``<stem>_mask_<k>.<ext>``
   files are lesion masks of ``<stem>.<ext>``, not images.
 
@@ -41,6 +43,9 @@ MASK_THRESHOLD = 127
 """A mask pixel is lesion when any of its colour channels (8-bit, after :func:`read_image`'s rules) is above this."""
 MASK_SEPARATOR = ";"
 """Separates several mask files of one image in the ``mask`` column."""
+TABLE_DELIMITERS = (",", ";", "\t")
+"""Cell separators of a ``labels.csv``, the first under which the header names ``image`` and ``label`` being used."""
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 
 @dataclass(frozen=True)
@@ -109,8 +114,9 @@ def read_external(path: str | Path) -> ExternalSet:
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        DataError: If the table lacks a column, has empty cells or names an image or id twice (every such row
-            named), or the folder has neither a ``labels.csv`` nor a class sub-folder with images.
+        DataError: If the table is not UTF-8, lacks a column or names one twice, has rows with too many cells or
+            empty ones, or names an image or id twice (every such row named), or the folder has neither a
+            ``labels.csv`` nor a class sub-folder with images.
     """
     path = Path(path)
     if not path.exists():
@@ -123,21 +129,62 @@ def read_external(path: str | Path) -> ExternalSet:
     return _read_class_folders(path)
 
 
+def _table_rows(table: Path) -> list[tuple[int, dict[str, str]]]:
+    """The rows of ``table`` as ``(row number, {column: cell})``, the header being row 1: column names stripped and
+    in lower case (``Image`` is ``image``), cells stripped, a missing cell empty.
+
+    Raises:
+        DataError: If the file is not UTF-8 (the line named), lacks the ``image`` or ``label`` column, names a
+            column twice, or has rows with more cells than the header has columns (every such row named).
+    """
+    raw = table.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # a spreadsheet's "CSV UTF-8" starts with a byte-order mark
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"{table}: not UTF-8 text (line {line}, byte {e.start}: {e.reason}); save the table as "
+                        f"'CSV UTF-8' (file names and labels are read as UTF-8).") from None
+    lines = text.splitlines(keepends=True)
+    delimiter = next((d for d in TABLE_DELIMITERS if {"image", "label"} <= _names(lines[:1], d)), ",")
+    reader = csv.reader(lines, delimiter=delimiter)
+    header = [c.strip().lower() for c in next(reader, [])]
+    missing = [c for c in ("image", "label") if c not in header]
+    if missing:
+        raise DataError(f"{table}: no column {' or '.join(repr(c) for c in missing)}; expected the columns "
+                        f"'image' and 'label' (optional 'mask', 'id'), separated by commas. Found: "
+                        f"{', '.join(header) or 'none'}.")
+    twice = sorted({c for c in header if c and header.count(c) > 1})
+    if twice:
+        raise DataError(f"{table}: the column(s) {', '.join(map(repr, twice))} appear more than once (names are "
+                        f"read in lower case); give each column once.")
+    rows, long_rows = [], []
+    for cells in reader:
+        n = reader.line_num  # the row's last line: the row number where no cell spans lines
+        if not any(c.strip() for c in cells):
+            continue  # a blank line
+        if len(cells) > len(header):
+            long_rows.append(f"row {n}: {len(cells)} cells but the header has {len(header)} columns (a "
+                             f"{_DELIMITER_NAMES[delimiter]} inside a cell needs the cell in double quotes)")
+            continue
+        rows.append((n, {c: v.strip() for c, v in zip(header, cells + [""] * (len(header) - len(cells)))}))
+    if long_rows:
+        raise DataError(f"{table}: {len(long_rows)} row(s) have more cells than the header has columns.", long_rows)
+    return rows
+
+
+def _names(header: list[str], delimiter: str) -> set[str]:
+    """The column names of a header line split at ``delimiter`` (stripped, lower case)."""
+    return {c.strip().lower() for c in next(csv.reader(header, delimiter=delimiter), [])}
+
+
 def _read_table(table: Path) -> ExternalSet:
     root = table.parent
-    with open(table, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        missing = [c for c in ("image", "label") if c not in columns]
-        if missing:
-            raise DataError(f"{table}: no column {' or '.join(repr(c) for c in missing)}; expected the columns "
-                            f"'image' and 'label' (optional 'mask', 'id'). Found: {', '.join(columns) or 'none'}.")
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    rows = _table_rows(table)
     ids, labels, images, masks, where, problems = [], [], [], [], [], []
     mask_sets: list[tuple[Path, ...]] = []
     sizes: list[float | None] = []
     first_row: dict[object, int] = {}  # an image (or id) -> the row that named it first
-    for n, row in enumerate(rows, start=2):  # row 1 is the header
+    for n, row in rows:
         empty = [c for c in ("image", "label") if not row.get(c)]
         if empty:
             problems.append(f"row {n}: empty {' and '.join(empty)}")
@@ -174,11 +221,12 @@ def _read_table(table: Path) -> ExternalSet:
 
 
 def _pixel_size(text: str) -> float | None:
-    """The ``pixel_size_mm`` cell: None when empty, NaN when not a number."""
+    """The ``pixel_size_mm`` cell: None when empty, NaN when not a number; a decimal comma (``0,1``, as a
+    spreadsheet writes it in many locales) is a decimal point."""
     if not text:
         return None
     try:
-        return float(text)
+        return float(text.replace(",", ".") if text.count(",") == 1 and "." not in text else text)
     except ValueError:
         return float("nan")
 

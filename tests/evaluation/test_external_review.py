@@ -1,0 +1,73 @@
+"""Bad external folders a user would plausibly give ``evaluate --external``: each gets an error naming the file and
+the row, or is scored as meant (:mod:`breastdx.data.external`, :mod:`breastdx.evaluation.external_segmentation`)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from breastdx.data.errors import DataError
+from breastdx.data.external import read_external
+
+
+def _png(path: Path, value: int = 0, size: tuple[int, int] = (12, 10)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full(size, value, dtype=np.uint8)).save(path)
+
+
+def _table(root: Path, text: bytes) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "labels.csv").write_bytes(text)
+    return root
+
+
+def test_a_row_with_more_cells_than_the_header_is_named(tmp_path):
+    # an unquoted comma in a free-text column: the row has a cell more than the header
+    root = _table(tmp_path / "site", b"id,image,label,diagnosis\n"
+                                     b"c0,a.png,benign,fibroadenoma\n"
+                                     b"c1,b.png,malignant,IDC, grade 2\n"
+                                     b"c2,c.png,normal,\n")
+    with pytest.raises(DataError) as e:
+        read_external(root)
+    text = str(e.value)
+    assert str(root / "labels.csv") in text
+    assert "row 3" in text and "5 cells" in text and "has 4 columns" in text
+    assert "row 2" not in text and "row 4" not in text
+
+
+def test_a_table_not_in_utf8_is_named_with_its_row(tmp_path):
+    root = _table(tmp_path / "site", "id,image,label,diagnosis\nc0,a.png,benign,x\nc1,b.png,benign,fibroadénome\n"
+                  .encode("latin-1"))
+    with pytest.raises(DataError) as e:
+        read_external(root)
+    assert str(root / "labels.csv") in str(e.value)
+    assert "UTF-8" in str(e.value) and "line 3" in str(e.value)
+
+
+def test_a_semicolon_table_with_capitalised_column_names_is_read(tmp_path):
+    # a spreadsheet in a decimal-comma locale: ';' between cells, headers as typed by a person
+    root = _table(tmp_path / "site", b"ID;Image;Mask;Label;pixel_size_mm\n"
+                                     b"c0;img/a.png;m/a.png;Benign;0,1\n"
+                                     b"c1;img/b.png;;Normal\n")
+    data = read_external(root)
+    assert data.ids == ("c0", "c1")
+    assert data.labels == ("benign", "normal")
+    assert data.images == (root / "img" / "a.png", root / "img" / "b.png")
+    assert data.mask_files(0) == (root / "m" / "a.png",) and data.mask_files(1) == ()
+    assert data.where == ("row 2", "row 3")
+    assert data.pixel_size_mm == (0.1, None) and data.spacing(0) == (0.1, 0.1)
+
+
+def test_a_column_named_twice_is_refused(tmp_path):
+    root = _table(tmp_path / "site", b"image,label,Label\na.png,benign,malignant\n")
+    with pytest.raises(DataError, match=r"labels\.csv: the column\(s\) 'label' appear more than once"):
+        read_external(root)
+
+
+def test_row_numbers_count_the_lines_of_the_file(tmp_path):
+    # a blank line is skipped, and the rows after it are named by their line in the file
+    root = _table(tmp_path / "site", b"image,label\na.png,benign\n\nb.png,\n")
+    with pytest.raises(DataError) as e:
+        read_external(root)
+    assert "row 4: empty label" in str(e.value)
