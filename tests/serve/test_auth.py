@@ -267,3 +267,46 @@ def test_an_upload_over_the_limit_with_a_valid_token_is_refused_413_unread(secur
     assert status == 413 and read == 0, (status, body)
     assert b'"code":"upload_too_large"' in body and f"{OVER_THE_LIMIT:,} bytes".encode() in body
     assert answer["x-research-use-only"] == RESEARCH_USE_ONLY
+
+
+def test_a_database_failure_is_answered_503_without_naming_the_database(secured, synthetic_png, caplog):
+    """The answer says the database is unavailable and what was not done; which database (its URL names the host,
+    the user, a file's path) and the driver's message are logged for the administrator, never told to a client."""
+    client, store, token, db = secured
+    auth = {"Authorization": f"Bearer {token}"}
+    with store.engine.begin() as connection:  # the record's table is gone: every write and read of it fails
+        connection.exec_driver_sql("DROP TABLE predictions")
+    with caplog.at_level("ERROR", logger="breastdx.serve.app"):
+        wrote = client.post("/v1/predict/busi-cls", files={"file": ("a.png", synthetic_png, "image/png")},
+                            headers=auth)
+        read = client.get("/v1/predictions", headers=auth)
+    for r in (wrote, read):
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "database_unavailable" and r.json()["error"]["problems"] == []
+        assert "the service cannot use its database" in r.json()["error"]["message"]
+        for leak in ("sqlite", str(db), db.name, "no such table", "OperationalError"):
+            assert leak not in r.text, leak
+    assert wrote.json()["error"]["message"].startswith("The prediction could not be recorded: ")
+    assert "must be recorded" in wrote.json()["error"]["message"]
+    assert read.json()["error"]["message"].startswith("The record could not be read: ")
+    logged = [rec.getMessage() for rec in caplog.records]
+    assert any(f"Cannot record the prediction in sqlite:///{db}" in m and "no such table" in m for m in logged)
+
+
+def test_a_database_url_with_user_and_host_is_not_told_to_the_client(secured, monkeypatch, caplog):
+    from breastdx.serve.db import DatabaseError, redact_url
+
+    client, store, token, _ = secured
+    url = redact_url("postgresql+psycopg://ward3:s3cret@db.example.org:5432/breastdx")
+    cause = 'connection to server at "db.example.org" (10.1.2.3), port 5432 failed: FATAL: role "ward3" is locked'
+
+    def down(*_args):
+        raise DatabaseError(f"Cannot read the predictions from {url}: OperationalError: {cause}")
+
+    monkeypatch.setattr(store, "list", down)
+    with caplog.at_level("ERROR", logger="breastdx.serve.app"):
+        r = client.get("/v1/predictions", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "database_unavailable"
+    for leak in ("postgresql", "ward3", "db.example.org", "10.1.2.3", "5432", "***", "s3cret"):
+        assert leak not in r.text, leak
+    assert any("db.example.org" in rec.getMessage() and "s3cret" not in rec.getMessage() for rec in caplog.records)

@@ -43,7 +43,7 @@ from breastdx.data.images import sniff_bytes
 from breastdx.runs import json_ready as finite  # an answer's NaN and infinity as null (JSON has none)
 from breastdx.serve import schemas
 from breastdx.serve.auth import BearerAuth, document_bearer_auth
-from breastdx.serve.db import DatabaseError, PredictionStore
+from breastdx.serve.db import DatabaseError, PredictionStore, unavailable_message
 from breastdx.serve.inputs import (ServeInputError, bytes_sha256, features_sha256, parse_json_body,
                                    parse_wdbc_features)
 from breastdx.serve.middleware import (NOTICE_HEADER, PAGE_CSP, BodyLimit, BodyTooLargeError, Notice, answer_head,
@@ -230,10 +230,14 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
                               headers=getattr(exc, "headers", None))
 
     @app.exception_handler(DatabaseError)
-    async def _database(_request: Request, exc: DatabaseError) -> JSONResponse:
-        log.error("%s", exc)
-        return error_response(503, "database_unavailable", f"{exc} The prediction was not answered, because "
-                              f"every answered prediction must be recorded.")
+    async def _database(request: Request, exc: DatabaseError) -> JSONResponse:
+        log.error("%s", exc)  # the database (password hidden) and the cause: for the administrator, not the client
+        if request.method == "POST":
+            message = unavailable_message("The prediction could not be recorded", "It was not answered, because "
+                                          "every answered prediction must be recorded. ")
+        else:
+            message = unavailable_message("The record could not be read")
+        return error_response(503, "database_unavailable", message)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a bug

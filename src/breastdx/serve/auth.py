@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from breastdx.serve.db import DatabaseError
+from breastdx.serve.db import DatabaseError, unavailable_message
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,8 @@ class BearerAuth:
                 name = await run_in_threadpool(store.token_owner, token) if len(token) <= 256 else None
             except DatabaseError as e:
                 log.error("%s", e)  # the cause names the database: logged, not told to a client not yet known
-                await self.error(503, "database_unavailable", "The API token could not be checked: the service "
-                                 "cannot read its database (the cause is logged). Try again later, or tell the "
-                                 "administrator.")(scope, receive, send)
+                await self.error(503, "database_unavailable", unavailable_message(
+                    "The API token could not be checked"))(scope, receive, send)
                 return
             if name is not None:
                 scope.setdefault("state", {})["token_name"] = name

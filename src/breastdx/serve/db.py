@@ -48,7 +48,19 @@ log = logging.getLogger(__name__)
 
 
 class DatabaseError(RuntimeError):
-    """The prediction record cannot be opened, written or read; the message names the database and the cause."""
+    """The prediction record cannot be opened, written or read; the message names the database and the cause.
+
+    The message is for the administrator (the log, the command line): a client is told only
+    :func:`unavailable_message`.
+    """
+
+
+def unavailable_message(failed: str, consequence: str = "") -> str:
+    """What a client is told when the database fails: what was not done (``failed``, then ``consequence``), never
+    which database or why, since its URL names the host and the user and the driver's message may too; those are
+    logged for the administrator."""
+    return (f"{failed}: the service cannot use its database (the cause is logged). {consequence}"
+            f"Try again later, or tell the administrator.")
 
 
 ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
