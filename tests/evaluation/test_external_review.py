@@ -71,3 +71,36 @@ def test_row_numbers_count_the_lines_of_the_file(tmp_path):
     with pytest.raises(DataError) as e:
         read_external(root)
     assert "row 4: empty label" in str(e.value)
+
+
+def _site_with_masks(root: Path, mask_value: int) -> Path:
+    """Two 12 x 10 images labelled benign and normal; the benign one's mask has a 4 x 5 box of ``mask_value``."""
+    _png(root / "a.png", 80)
+    _png(root / "b.png", 90)
+    mask = np.zeros((12, 10), dtype=np.uint8)
+    mask[2:6, 3:8] = mask_value
+    Image.fromarray(mask).save(root / "a_mask.png")
+    (root / "labels.csv").write_text("image,mask,label\na.png,a_mask.png,benign\nb.png,,normal\n")
+    return root
+
+
+def test_a_lesion_mask_of_zeros_and_ones_is_named_as_such_not_as_empty(tmp_path):
+    from breastdx.evaluation.external_segmentation import load_external_case
+
+    data = read_external(_site_with_masks(tmp_path / "site", 1))
+    with pytest.raises(DataError) as e:
+        load_external_case(data, 0, "gray")
+    text = str(e.value)
+    assert str(tmp_path / "site" / "a_mask.png") in text and "row 2" in text
+    assert "highest value is 1" in text and "> 127" in text and "is empty" not in text
+    image, mask = load_external_case(data, 1, "gray")  # the normal image, no mask: scored
+    assert image.shape[:2] == (12, 10) and not mask.any()
+
+
+def test_a_lesion_mask_of_255_is_read_with_its_area(tmp_path):
+    from breastdx.evaluation.external_segmentation import load_external_case
+
+    data = read_external(_site_with_masks(tmp_path / "site", 255))
+    _, mask = load_external_case(data, 0, "gray")
+    assert mask.sum() == 20 and mask[2:6, 3:8].all()
+

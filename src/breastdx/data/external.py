@@ -305,6 +305,12 @@ def read_lesion_mask(paths: Sequence[str | Path], shape: tuple[int, int]) -> np.
     return mask
 
 
+def mask_peak(paths: Sequence[str | Path]) -> int:
+    """The highest 8-bit channel value in the mask files (as :func:`read_lesion_mask` reads them): a mask with
+    values but none over :data:`MASK_THRESHOLD` is a 0/1 (or faint) label map, not an empty outline."""
+    return max((int(read_image(p, mode="rgb").array.max()) for p in paths), default=0)
+
+
 def label_indices(data: ExternalSet, class_names: Sequence[str],
                   label_map: Mapping[str, str] | None = None) -> np.ndarray:
     """Class index of every case, after the declared ``label_map``; nothing else is mapped.

@@ -10,8 +10,9 @@ false lesion. No image, mask or overlay is written: only ``metrics.json``, ``rep
 ``cases.csv`` and ``config.yaml``.
 
 A case that cannot be scored is listed in the result's failures (the command's exit status is then 1) and left out:
-an unreadable image or mask, a mask whose size differs from its image's, a lesion label without a mask, or a
-``normal`` image whose mask is not empty.
+an unreadable image or mask, a mask whose size differs from its image's, a lesion label without a mask or with an
+empty one (a mask of 0s and 1s is named as such: a lesion pixel is > 127), or a ``normal`` image whose mask is not
+empty.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def load_external_case(data: Any, i: int, mode: str) -> tuple[Any, Any]:
         DataError: If a lesion label has no mask or an empty one, or a ``normal`` image has a non-empty one.
     """
     from breastdx.data.errors import DataError
-    from breastdx.data.external import read_lesion_mask
+    from breastdx.data.external import MASK_THRESHOLD, mask_peak, read_lesion_mask
     from breastdx.data.images import read_image
 
     image = read_image(data.images[i], mode=mode).array
@@ -57,6 +58,11 @@ def load_external_case(data: Any, i: int, mode: str) -> tuple[Any, Any]:
                         f"'{NORMAL_LABEL}' images may have none.")
     mask = read_lesion_mask(files, image.shape[:2])
     if label != NORMAL_LABEL and not mask.any():  # Dice would be 1 against an empty prediction
+        peak = mask_peak(files)
+        if peak:  # a 0/1 label map, saved as 8-bit: not an empty outline
+            raise DataError(f"{files[0]}: the mask of a {label!r} image ({data.where[i]}) has no lesion pixel: its "
+                            f"highest value is {peak}, and a lesion pixel is > {MASK_THRESHOLD} in some channel (a "
+                            f"0/1 mask? save the lesion as 255).")
         raise DataError(f"{files[0]}: the mask of a {label!r} image ({data.where[i]}) is empty; a lesion label needs "
                         f"its lesion outlined (an image without one is labelled '{NORMAL_LABEL}').")
     if label == NORMAL_LABEL and mask.any():
