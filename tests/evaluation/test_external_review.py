@@ -104,3 +104,28 @@ def test_a_lesion_mask_of_255_is_read_with_its_area(tmp_path):
     _, mask = load_external_case(data, 0, "gray")
     assert mask.sum() == 20 and mask[2:6, 3:8].all()
 
+
+def test_when_no_case_can_be_scored_each_file_is_named_once(tmp_path):
+    from types import SimpleNamespace
+
+    from breastdx.evaluation.external_segmentation import evaluate_external_segmentation
+    from breastdx.tasks.busi_seg import SegEvaluateOptions
+
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "a.png").write_bytes(b"not an image")
+    _png(root / "b.png", 90)
+    _png(root / "b_mask.png", 1)  # a 0/1 mask, all ones: no lesion pixel
+    (root / "labels.csv").write_text("image,mask,label\na.png,,normal\nb.png,b_mask.png,malignant\n")
+    opts = SegEvaluateOptions(external=str(root), n_bootstrap=10)
+    predictor = SimpleNamespace(tta="none", preprocessing=SimpleNamespace(mode="gray"), batch_size=4)
+    task = SimpleNamespace(name="busi-seg")
+    run_dir = tmp_path / "out"
+    run_dir.mkdir()
+    with pytest.raises(DataError) as e:
+        evaluate_external_segmentation(task, predictor, tmp_path, run_dir, opts)
+    lines = str(e.value).splitlines()
+    assert lines[0] == f"{root / 'labels.csv'}: none of the 2 cases could be scored."
+    assert lines[1].startswith(f"  - {root / 'a.png'}: not an image") and lines[1].count("a.png") == 1
+    assert lines[2].startswith(f"  - {root / 'b.png'}: {root / 'b_mask.png'}: the mask of a 'malignant' image")
+    assert lines[2].count("b.png") == 1

@@ -305,6 +305,11 @@ def read_lesion_mask(paths: Sequence[str | Path], shape: tuple[int, int]) -> np.
     return mask
 
 
+def failure_lines(failures: Sequence[tuple[str, str]]) -> list[str]:
+    """``"<file>: <reason>"`` per case left out, the file named once where its reason begins with it already."""
+    return [reason if reason.startswith(f"{item}: ") else f"{item}: {reason}" for item, reason in failures]
+
+
 def mask_peak(paths: Sequence[str | Path]) -> int:
     """The highest 8-bit channel value in the mask files (as :func:`read_lesion_mask` reads them): a mask with
     values but none over :data:`MASK_THRESHOLD` is a 0/1 (or faint) label map, not an empty outline."""

@@ -90,7 +90,7 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
     """
     from breastdx.config import save_yaml
     from breastdx.data.errors import DataError
-    from breastdx.data.external import check_external_options, read_external
+    from breastdx.data.external import check_external_options, failure_lines, read_external
     from breastdx.inference.base import (EXTERNAL_ADVICE, logged_overlap, overlap_notes, overlap_summary,
                                          seen_in_training)
     from breastdx.evaluation.segmentation import case_scores, summarize_segmentation
@@ -131,7 +131,7 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
         flush()
     if not kept:
         raise DataError(f"{data.source}: none of the {len(data)} cases could be scored.",
-                        [f"{p}: {r}" for p, r in failures])
+                        failure_lines(failures))
     labels = [data.labels[i] for i in kept]
     lesion_labels = tuple(dict.fromkeys(lab for lab in labels if lab != NORMAL_LABEL))
     summary = summarize_segmentation(scores, labels, lesion_classes=lesion_labels, normal_class=NORMAL_LABEL,
