@@ -1,6 +1,9 @@
-"""What ordinary clients send and expect: a WDBC case id sent as a JSON number, HEAD probes of the open pages."""
+"""What ordinary clients send and expect: a WDBC case id sent as a JSON number, HEAD probes of the open pages,
+and a file chooser on the page that offers DICOM files named without an extension (PACS exports)."""
 
 from __future__ import annotations
+
+from html.parser import HTMLParser
 
 import pytest
 from fastapi.testclient import TestClient
@@ -103,3 +106,34 @@ def test_head_is_not_an_operation_of_the_published_schema(client):
 def test_head_of_a_post_only_address_is_still_refused(client):
     r = client.head("/v1/predict/wdbc")
     assert r.status_code == 405 and "POST" in r.headers["allow"]
+
+
+# ------------------------------------------------------------------------------------------------ the page
+
+
+class _Inputs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: dict[str, dict[str, str | None]] = {}
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "input" and attrs.get("id"):
+            self.inputs[attrs["id"]] = attrs
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_the_image_chooser_offers_files_without_an_extension(client):
+    """A PACS export names its DICOM files IM00001, with no extension: a chooser filtered by ``accept`` hides them,
+    although the service finds the format from the bytes (test_api uploads such a file). The chooser offers every
+    file, and the hint says so."""
+    page = _Inputs()
+    page.feed(client.get("/").text)
+    chooser = page.inputs["file-input"]
+    assert chooser["type"] == "file" and "multiple" in chooser
+    assert "accept" not in chooser  # no filter: every file is offered, whatever its name
+    text = " ".join(" ".join(page.text).split())
+    assert "(PNG, JPEG, TIFF, DICOM; a file name without an extension, as a PACS export's, is fine)" in text
