@@ -75,3 +75,16 @@ def test_busi_has_no_split_to_summarise(tmp_path):
 
     with pytest.raises(ValueError, match="busi has no --split for a summary"):
         summarize_dataset("busi", tmp_path, tmp_path / "out", split="test")
+
+
+@pytest.mark.parametrize("name", ["idc", "breakhis"])
+def test_patient_datasets_refuse_split_in_the_command_lines_words(tmp_path, name):
+    """idc and breakhis have no official split: ``--split`` is refused before anything is read, saying so in the
+    command line's words, not with a Python function to call (the data folder here does not even exist)."""
+    from breastdx.data.summary_datasets import summarize_dataset
+
+    with pytest.raises(ValueError) as e:
+        summarize_dataset(name, tmp_path / "nowhere", tmp_path / "out", split="test")
+    assert str(e.value).startswith(f"{name} has no --split for a summary")
+    assert "split.json" in str(e.value) and "breastdx.data" not in str(e.value)
+    assert not (tmp_path / "out").exists()

@@ -71,9 +71,7 @@ def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, spl
         from breastdx.data.busi import BUSI_CLASSES, find_busi_root, scan_busi
 
         if split:
-            raise ValueError("busi has no --split for a summary (the release has no official split; a training's "
-                             "grouped split is in its run folder's split.json): every image is summarised.")
-
+            raise _no_official_split(name)
         cases = scan_busi(find_busi_root(Path(data_root)))  # every case counted, only the sample read
         items = [(partial(_busi_image, c), BUSI_CLASSES.index(c.label)) for c in cases]
         return summarize(items, out_dir, max_items=max_items, seed=seed, class_names=BUSI_CLASSES, name="busi",
@@ -81,6 +79,8 @@ def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, spl
     from breastdx.data.patches import load_patch_dataset
     from breastdx.data.summary_patients import summarize_patients
 
+    if split and name != "pcam":  # idc, breakhis: a training splits them by patient, into its split.json
+        raise _no_official_split(name)
     source = load_patch_dataset(name, data_root, split)
     result = summarize(source, out_dir, max_items=max_items, seed=seed)
     if source.groups is not None:  # per patient: every patch is read (the class counts are not a sample either)
@@ -128,6 +128,12 @@ def summary_table(name: str, result: dict[str, Any],
                      + f". Per patient: {run_dir / 'patients.html'}")
     return (f"{name}: {result['n_items']} images ({result['n_analysed']} analysed)", ["class", "images"],
             [[str(c), str(n)] for c, n in result["class_counts"].items()], [*notes, report])
+
+
+def _no_official_split(name: str) -> ValueError:
+    """The refusal of ``--split`` for a dataset whose release has no split (busi, idc, breakhis)."""
+    return ValueError(f"{name} has no --split for a summary (the release has no official split; a training's "
+                      f"grouped split is in its run folder's split.json): every image is summarised.")
 
 
 def _busi_image(case: Any) -> Any:
