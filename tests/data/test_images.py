@@ -391,6 +391,27 @@ def test_list_images_recursive_sorted_without_masks(tmp_path, caplog):
     assert tmp_path / "in" / "b" / "scan.bmp" in list_images([tmp_path / "in" / "b" / "scan.bmp"])
 
 
+
+def test_list_images_leaves_out_breastdx_output_folders_and_names_broken_links(tmp_path, caplog):
+    """A run written inside its input folder (predict scans/ --out scans/run1) is not read again as inputs, and a
+    link to nothing is named, not passed over."""
+    for rel in ("1.png", "sub/2.png", "run1/predictions.csv", "run1/gradcam/1_gradcam_benign.png",
+                "sub/ev/metrics.json", "sub/ev/overlays/2.png"):
+        p = tmp_path / "in" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    (tmp_path / "in" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with caplog.at_level("WARNING", logger="breastdx.data.image_files"):
+        got = list_images([tmp_path / "in"])
+    assert [str(p.relative_to(tmp_path)) for p in got] == ["in/1.png", "in/sub/2.png"]
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2
+    assert said[0].startswith("2 folder(s) inside the input folders hold breastdx's own output")
+    assert f"{tmp_path / 'in' / 'run1'}, {tmp_path / 'in' / 'sub' / 'ev'}. Name such a folder" in said[0]
+    assert said[1] == f"1 link(s) in the input folders point to no file and are not read: {tmp_path / 'in' / 'gone.png'}."
+    # named directly, an output folder is read (and its own predictions.csv is no reason to skip it)
+    assert [p.name for p in list_images([tmp_path / "in" / "run1"])] == ["1_gradcam_benign.png"]
+
 def test_list_images_reads_a_file_named_twice_once(tmp_path, monkeypatch, caplog):
     """A file named by two paths (relative and absolute, through '..', through a link, or also in its folder given)
     was predicted twice, as two rows with outputs ``x`` and ``x_2``."""

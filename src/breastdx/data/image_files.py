@@ -19,6 +19,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom")
 DICOMDIR = "DICOMDIR"
 """The name of a DICOM CD's or USB stick's index file (PS3.10 8.6): DICOM without an image, left out of folders."""
 
+RUN_OUTPUT_FILES = ("predictions.csv", "explanations.csv", "metrics.json", "versions.json")
+"""Files that mark a folder as one breastdx wrote (a predict, explain, evaluate or training run): found inside an
+input folder, such a folder's images (overlays, masks, Grad-CAM maps) are not inputs, and :func:`list_images`
+leaves it out, saying so."""
+
 _MASK_NAME = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
 
 
@@ -49,7 +54,9 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
     (``IM00001``, ``1.2.840.10008.5.1``: the usual PACS export names), recognised by their preamble ('DICM' at
     byte 128);
     hidden files and folders (names starting with ``.``) are skipped, as is a ``DICOMDIR`` (the index of a DICOM CD,
-    which holds no image; the log says so). Other files found in folders are not read,
+    which holds no image; the log says so), and a sub-folder that breastdx wrote (it holds one of
+    :data:`RUN_OUTPUT_FILES`: an earlier run's overlays are not new images; a warning names it). A link to no file
+    found in a folder is named in a warning too. Other files found in folders are not read,
     and a warning names them (the first three and a count), so that a folder of, say, ``.bmp`` images is not
     passed over in silence. Files named in ``inputs`` are kept whatever their suffix (and even when missing), so
     that :func:`breastdx.data.images.read_images` reports them.
@@ -68,6 +75,8 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
     found: set[Path] = set()
     not_read: list[Path] = []
     indexes: list[Path] = []
+    outputs: set[Path] = set()  # breastdx's own output folders met inside input folders
+    broken: list[Path] = []
     for item in inputs:
         p = Path(item)
         if is_array_input(item) and not p.is_dir():  # a .npz or .h5: one item per image (a bad file: one item)
@@ -77,9 +86,14 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
                 found.add(p)
             continue
         if p.is_dir():
-            for f in p.rglob("*"):
-                rel = f.relative_to(p).parts
-                if any(part.startswith(".") for part in rel):
+            entries = [f for f in p.rglob("*") if not any(part.startswith(".") for part in f.relative_to(p).parts)]
+            runs = {f.parent for f in entries if f.name in RUN_OUTPUT_FILES and f.parent != p and f.is_file()}
+            outputs.update(runs)
+            for f in entries:
+                if runs and any(parent in runs for parent in f.parents):
+                    continue
+                if f.is_symlink() and not f.exists():  # a link to nothing: not silently passed over
+                    broken.append(f)
                     continue
                 if f.name.upper() == DICOMDIR and f.is_file():  # a DICOM CD's index: its images are in the folder
                     indexes.append(f)
@@ -102,6 +116,16 @@ def list_images(inputs: Sequence[str | Path], exclude_masks: bool = True) -> lis
                        "suffix (%s), they are not DICOM, and they are no array file of images (.npz, .h5): %s%s. "
                        "Name a file directly to have it checked.",
                        len(not_read), ", ".join(IMAGE_SUFFIXES), ", ".join(str(f) for f in not_read[:3]), more)
+    if outputs:
+        names = sorted(str(d) for d in outputs)
+        logger.warning("%d folder(s) inside the input folders hold breastdx's own output (%s: an earlier predict, "
+                       "explain, evaluate or training run), and their images are not read as inputs: %s%s. Name "
+                       "such a folder directly to read it.", len(names), ", ".join(RUN_OUTPUT_FILES),
+                       ", ".join(names[:3]), f" and {len(names) - 3} more" if len(names) > 3 else "")
+    if broken:
+        broken.sort()
+        logger.warning("%d link(s) in the input folders point to no file and are not read: %s%s.", len(broken),
+                       ", ".join(str(f) for f in broken[:3]), f" and {len(broken) - 3} more" if len(broken) > 3 else "")
     if indexes:
         logger.info("%s: a DICOM media index (DICOMDIR), which holds no image, is not read; the images it lists are "
                     "read from its folder.", ", ".join(str(f) for f in sorted(indexes)))
