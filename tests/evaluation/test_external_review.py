@@ -129,3 +129,18 @@ def test_when_no_case_can_be_scored_each_file_is_named_once(tmp_path):
     assert lines[1].startswith(f"  - {root / 'a.png'}: not an image") and lines[1].count("a.png") == 1
     assert lines[2].startswith(f"  - {root / 'b.png'}: {root / 'b_mask.png'}: the mask of a 'malignant' image")
     assert lines[2].count("b.png") == 1
+
+
+def test_an_unrelated_sub_folder_is_named_with_how_to_leave_it_out(tmp_path):
+    from breastdx.data.external import label_indices
+
+    root = tmp_path / "site"
+    for folder in ("benign", "Malignant", "thumbnails"):
+        _png(root / folder / "x.png", 50)
+    data = read_external(root)
+    with pytest.raises(DataError) as e:
+        label_indices(data, ("normal", "benign", "malignant"))
+    text = str(e.value)
+    assert "'thumbnails': 1 image(s) (folder thumbnails/)" in text and "'benign'" not in text.split("\n")[0]
+    assert f"move the folder(s) thumbnails/ out of {root}" in text and "labels.csv" in text
+    assert label_indices(data, ("normal", "benign", "malignant", "thumbnails")).tolist() == [2, 1, 3]  # Malignant/ first

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.csv"
 """The table of a folder in the labels.csv layout."""
+CLASS_FOLDERS = "class folders"
+"""The layout of a folder of class sub-folders (:attr:`ExternalSet.layout`)."""
 MASK_THRESHOLD = 127
 """A mask pixel is lesion when any of its colour channels (8-bit, after :func:`read_image`'s rules) is above this."""
 MASK_SEPARATOR = ";"
@@ -271,7 +273,7 @@ def _read_class_folders(folder: Path) -> ExternalSet:
     if stray:
         logger.warning("%s: %d image(s) beside the class folders are not in one, so have no label and are not "
                        "scored: %s", folder, len(stray), ", ".join(stray[:5]) + (", ..." if len(stray) > 5 else ""))
-    return ExternalSet(folder, "class folders", tuple(ids), tuple(labels), tuple(images), tuple(masks), tuple(where),
+    return ExternalSet(folder, CLASS_FOLDERS, tuple(ids), tuple(labels), tuple(images), tuple(masks), tuple(where),
                        tuple(mask_sets))
 
 
@@ -351,9 +353,14 @@ def label_indices(data: ExternalSet, class_names: Sequence[str],
         problems = [f"{label!r}: {len(places)} image(s) ({', '.join(dict.fromkeys(places[:3]))}"
                     f"{', ...' if len(set(places)) > 3 else ''})"
                     for label, places in unknown.items()]
+        folders = ""  # class folders: a folder that holds no class (thumbnails/) is left out by moving it
+        if data.layout == CLASS_FOLDERS:
+            folders = " ".join(dict.fromkeys(p.removeprefix("folder ") for v in unknown.values() for p in v))
+            folders = (f"; or, for a folder that is not a class, move the folder(s) {folders} out of {data.source} "
+                       f"(or list the cases to score in a {LABELS_FILE})")
         raise DataError(f"{data.source}: label(s) {', '.join(repr(k) for k in unknown)} are not classes of the model "
                         f"({', '.join(class_names)}); nothing is mapped unless declared (--label-map "
-                        f"'label=class,...').", problems)
+                        f"'label=class,...'){folders}.", problems)
     return np.asarray([index[label] for label in mapped], dtype=np.int64)
 
 
