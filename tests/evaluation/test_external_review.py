@@ -144,3 +144,14 @@ def test_an_unrelated_sub_folder_is_named_with_how_to_leave_it_out(tmp_path):
     assert "'thumbnails': 1 image(s) (folder thumbnails/)" in text and "'benign'" not in text.split("\n")[0]
     assert f"move the folder(s) thumbnails/ out of {root}" in text and "labels.csv" in text
     assert label_indices(data, ("normal", "benign", "malignant", "thumbnails")).tolist() == [2, 1, 3]  # Malignant/ first
+
+
+def test_a_row_is_named_by_the_line_it_begins_on(tmp_path):
+    # Windows line ends, a byte-order mark, and a quoted note over two lines
+    root = _table(tmp_path / "site", b'\xef\xbb\xbfimage,label,note\r\na.png,Benign,"two\r\nlines"\r\nb.png,,x\r\n')
+    with pytest.raises(DataError) as e:
+        read_external(root)
+    assert "row 4: empty label" in str(e.value)
+    (root / "labels.csv").write_bytes(b'image,label,note\na.png,Benign,"two\nlines"\nb.png,malignant,x\n')
+    data = read_external(root)
+    assert data.where == ("row 2", "row 4") and data.labels == ("benign", "malignant")

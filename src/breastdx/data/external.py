@@ -160,8 +160,9 @@ def _table_rows(table: Path) -> list[tuple[int, dict[str, str]]]:
         raise DataError(f"{table}: the column(s) {', '.join(map(repr, twice))} appear more than once (names are "
                         f"read in lower case); give each column once.")
     rows, long_rows = [], []
+    start = reader.line_num + 1
     for cells in reader:
-        n = reader.line_num  # the row's last line: the row number where no cell spans lines
+        n, start = start, reader.line_num + 1  # the line the row begins on (a quoted cell may span lines)
         if not any(c.strip() for c in cells):
             continue  # a blank line
         if len(cells) > len(header):
