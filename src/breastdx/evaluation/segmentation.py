@@ -37,12 +37,12 @@ from scipy import ndimage
 from breastdx.evaluation.ci import mean_ci
 
 SEGMENTATION_METRICS = ("dice", "iou", "hd95")
+"""Per-image scores, in report order."""
 
 SCORE_TERMS = ("Dice, IoU and HD95 (pixels, at the original image size) are means over the images with a lesion; "
                "missed_share: lesion images given an empty mask (their HD95 counts as the image diagonal); "
                "normal_fp_share: normal images given any lesion pixel.")
 """What the names of a lesion-segmentation summary mean, as the command line and the model card say it."""
-"""Per-image scores, in report order."""
 
 
 def _check_pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
