@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from breastdx.data.errors import DataError
-from breastdx.data.monuseg import (find_monuseg_root, load_case, monuseg_checksum, polygons_to_instances,
-                                   read_polygons, relabel, scan_monuseg, split_mask)
+from breastdx.data.monuseg import (case_microns_per_pixel, find_monuseg_root, load_case, monuseg_checksum,
+                                   polygons_to_instances, read_polygons, relabel, scan_monuseg, split_mask)
 
 XML = """<Annotations MicronsPerPixel="0.250000"><Annotation Id="1"><Regions>
 <Region Id="1"><Vertices><Vertex X="1" Y="1"/><Vertex X="5" Y="1"/><Vertex X="5" Y="4"/><Vertex X="1" Y="4"/>
@@ -61,6 +61,11 @@ def test_real_tiles(monuseg_root):
     _, labels = load_case(no_xml)
     assert labels.max() > 250  # split from the binary mask
     assert len(monuseg_checksum(cases)) == 64
+    # the resolution each XML states (µm per pixel), the given one for a tile with a mask instead
+    mpp = {k: case_microns_per_pixel(c, 0.25) for k, c in with_xml.items()}
+    assert mpp == {"TCGA-A7-A13E": 0.2456, "TCGA-AR-A1AK": 0.2468, "TCGA-AR-A1AS": 0.2468, "TCGA-E2-A1B5": 0.2468,
+                   "TCGA-AC-A2FO": 0.248, "TCGA-AO-A0J2": 0.2485}
+    assert case_microns_per_pixel(no_xml, 0.25) == 0.25
 
 
 def test_missing_folder(tmp_path):

@@ -228,6 +228,8 @@ def test_evaluate(tiny_run, data_root, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 2 and 0 <= metrics["metrics"]["dice"]["value"] <= 1
+    # µm at the resolution each tile's XML states, not the model's nominal 0.25
+    assert [t["microns_per_pixel"] for t in metrics["per_tile"]] == [0.248, 0.2485]
     assert (out / "report.html").is_file() and (out / "morphometry.csv").is_file()
 
 

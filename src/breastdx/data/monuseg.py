@@ -133,6 +133,19 @@ def read_polygons(path: Path) -> tuple[list[np.ndarray], float | None]:
     return polygons, (float(mpp) if mpp else None)
 
 
+def case_microns_per_pixel(case: MonusegCase, default: float) -> float:
+    """The resolution a case's annotation states (Aperio XML ``MicronsPerPixel``: 0.2456-0.2485 µm per pixel for
+    MoNuSeg's breast tiles), or ``default`` when it states none or the case has a mask instead of XML.
+
+    Raises:
+        DataError: If the XML cannot be read (:func:`read_polygons`).
+    """
+    if case.annotation is None:
+        return default
+    mpp = read_polygons(case.annotation)[1]
+    return mpp if mpp and mpp > 0 else default
+
+
 def polygons_to_instances(polygons: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     """Fill each polygon with its own label 1..K (later polygons over earlier ones), int32 ``(H, W)``."""
     from skimage.draw import polygon

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -44,14 +44,15 @@ def benchmark_notes(evaluation: dict[str, Any]) -> list[str]:
 
 
 def evaluate_tiles(predictor: Any, tiles: list[tuple[np.ndarray, np.ndarray]], names: list[str],
-                   microns_per_pixel: float) -> dict[str, Any]:
+                   microns_per_pixel: float | Sequence[float]) -> dict[str, Any]:
     """Scores and morphometry (predicted and reference nuclei) of each tile, and the means over tiles.
 
     Args:
         predictor: A :class:`breastdx.inference.nuclei.NucleusPredictor`.
         tiles: ``(image, reference)`` pairs: RGB uint8 ``(H, W, 3)`` and instance labels int ``(H, W)``.
         names: A name per tile.
-        microns_per_pixel: Resolution for the features in µm.
+        microns_per_pixel: Resolution for the features in µm: one for all tiles, or one per tile (each tile's
+            annotation's, which MoNuSeg's XML states); recorded per tile as ``microns_per_pixel``.
 
     Returns:
         ``summary`` (per score: mean ``value``, ``per_tile``; ``ci95`` None, as two tiles give no interval),
@@ -62,15 +63,17 @@ def evaluate_tiles(predictor: Any, tiles: list[tuple[np.ndarray, np.ndarray]], n
     from breastdx.morphometry.summary import in_microns, measure_nuclei, tile_summary
 
     out = []
-    for name, (image, ref) in zip(names, tiles):
+    if isinstance(microns_per_pixel, (int, float)):
+        microns_per_pixel = [float(microns_per_pixel)] * len(tiles)
+    for name, (image, ref), mpp in zip(names, tiles, microns_per_pixel, strict=True):
         start = time.perf_counter()
         labels, _ = predictor.predict(image)
         seconds = time.perf_counter() - start
         grey = grey_levels(image)
-        feats = {k: tile_summary(in_microns(measure_nuclei(lab, grey), microns_per_pixel))
+        feats = {k: tile_summary(in_microns(measure_nuclei(lab, grey), mpp))
                  for k, lab in (("predicted", labels), ("reference", ref))}
         out.append({"tile": name, **instance_scores(labels, ref), "seconds": round(seconds, 2),
-                    "morphometry_um": feats, "labels": labels, "image": (image, ref)})
+                    "microns_per_pixel": mpp, "morphometry_um": feats, "labels": labels, "image": (image, ref)})
     summary = {k: {"value": float(np.mean([t[k] for t in out])), "ci95": None,
                    "per_tile": [float(t[k]) for t in out]} for k in SCORES}
     return {"summary": summary, "tiles": [{k: v for k, v in t.items() if k not in ("labels", "image")}

@@ -122,7 +122,9 @@ class MonusegConfig(LightningOptions):
         max_tiles: Training tiles used (0: all), for smoke tests.
         roi_size: Sliding-window side at inference, pixels (a multiple of 16).
         overlap: Sliding-window overlap at inference.
-        microns_per_pixel: Resolution of the tiles (MoNuSeg 40x: 0.25).
+        microns_per_pixel: Resolution of the tiles (MoNuSeg 40x: 0.25), the model's; the test tiles' morphometry
+            is measured at the resolution each annotation states (0.2456-0.2485 on the breast tiles), at this one
+            where it states none.
         tta: Test-time augmentation of the saved model: ``none``, ``flip`` (4 symmetries), ``d8`` (all 8), or
             ``choose``: the one of best held-out AJI, a costlier one only when it gains more than
             :data:`TTA_MARGIN` over the best cheaper one (chosen together with the watershed thresholds;
@@ -275,7 +277,8 @@ class MonusegTask(Task):
 
     # ------------------------------------------------------------------ train
     def train(self, config: MonusegConfig, data_root: Path, run_dir: Path) -> RunResult:
-        from breastdx.data.monuseg import find_monuseg_root, load_case, monuseg_checksum, scan_monuseg
+        from breastdx.data.monuseg import (case_microns_per_pixel, find_monuseg_root, load_case, monuseg_checksum,
+                                           scan_monuseg)
         from breastdx.data.nucleus_patches import CLASS_NAMES, NucleusCrops, NucleusPatches, PatchAugment
         from breastdx.data.nucleus_patches import nucleus_distance, nucleus_targets
         from breastdx.inference.nuclei import NucleusPredictor, Windows
@@ -370,7 +373,7 @@ class MonusegTask(Task):
         predictor = NucleusPredictor(network, meta, windows=windows, normalizer=normalizer)
         evaluation = evaluate_tiles(predictor, [tuple(_crop(a, config.crop) for a in load_case(c))
                                                       for c in test_cases], [c.name for c in test_cases],
-                                          config.microns_per_pixel)
+                                          [case_microns_per_pixel(c, config.microns_per_pixel) for c in test_cases])
         meta.update({"metrics": evaluation["summary"], "metrics_split": split_text,
                      "validation": {"postprocessing_grid": grid, "tta": tta_rows},
                      **({"recipe_choice": recipe_choice} if recipe_choice else {})})
@@ -431,7 +434,8 @@ class MonusegTask(Task):
     def evaluate(self, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
         """Score a model folder on the test (or training) tiles: ``metrics.json``, ``per_tile.csv``,
         ``morphometry.csv``, overlays and ``report.html``."""
-        from breastdx.data.monuseg import find_monuseg_root, load_case, monuseg_checksum, scan_monuseg
+        from breastdx.data.monuseg import (case_microns_per_pixel, find_monuseg_root, load_case, monuseg_checksum,
+                                           scan_monuseg)
         from breastdx.inference.nuclei import NucleusPredictor
         from breastdx.runs import write_json, write_versions
 
@@ -443,7 +447,8 @@ class MonusegTask(Task):
                    "data_checksum": checksum}, run_dir / "config.yaml")
         write_versions(run_dir)
         mpp = float(predictor.meta.get("microns_per_pixel") or 0.25)
-        evaluation = evaluate_tiles(predictor, [load_case(c) for c in cases], [c.name for c in cases], mpp)
+        evaluation = evaluate_tiles(predictor, [load_case(c) for c in cases], [c.name for c in cases],
+                                    [case_microns_per_pixel(c, mpp) for c in cases])
         split_text = f"the {len(cases)} MoNuSeg 2018 breast {o.split} tiles ({', '.join(c.name for c in cases)})"
         metrics = {"task": self.name, "split": split_text, "n": len(cases), "model": str(model_dir),
                    "matching": "PQ: IoU > 0.5; AJI: each reference nucleus with its predicted nucleus of largest IoU",
@@ -469,7 +474,8 @@ class MonusegTask(Task):
         """
         import json
 
-        from breastdx.data.monuseg import find_monuseg_root, load_case, monuseg_checksum, scan_monuseg
+        from breastdx.data.monuseg import (case_microns_per_pixel, find_monuseg_root, load_case, monuseg_checksum,
+                                           scan_monuseg)
         from breastdx.inference.nuclei import NucleusPredictor
         from breastdx.runs import write_json, write_versions
         from breastdx.training.nuclei import choose_inference
@@ -499,7 +505,8 @@ class MonusegTask(Task):
         predictor = NucleusPredictor(predictor.runner or predictor.network, meta, normalizer=predictor.normalizer)
         mpp = float(meta.get("microns_per_pixel") or 0.25)
         evaluation = evaluate_tiles(predictor, [tuple(_crop(a, crop) for a in load_case(c)) for c in test_cases],
-                                    [c.name for c in test_cases], mpp)
+                                    [c.name for c in test_cases],
+                                    [case_microns_per_pixel(c, mpp) for c in test_cases])
         meta["metrics"] = evaluation["summary"]
         meta = _rewrite_meta(model_dir, meta)
         write_card(model_dir, meta, evaluation, grid)
