@@ -155,3 +155,16 @@ def test_a_row_is_named_by_the_line_it_begins_on(tmp_path):
     (root / "labels.csv").write_bytes(b'image,label,note\na.png,Benign,"two\nlines"\nb.png,malignant,x\n')
     data = read_external(root)
     assert data.where == ("row 2", "row 4") and data.labels == ("benign", "malignant")
+
+
+def test_a_run_folder_written_inside_a_folder_of_class_folders_is_not_a_class(tmp_path, caplog):
+    # 'evaluate --external site --out site/run1' first: run1/ holds metrics.json and its plots
+    root = tmp_path / "site"
+    _png(root / "benign" / "a.png", 50)
+    _png(root / "malignant" / "b.png", 60)
+    _png(root / "run1" / "roc.png", 70)
+    (root / "run1" / "metrics.json").write_text("{}")
+    with caplog.at_level("WARNING", logger="breastdx"):
+        data = read_external(root)
+    assert data.labels == ("benign", "malignant") and data.ids == ("benign/a.png", "malignant/b.png")
+    assert "run1" in caplog.text and "metrics.json" in caplog.text

@@ -8,7 +8,8 @@ Two layouts are read:
   allowed), its column names in any case, its cells separated by commas, or by semicolons or tabs as spreadsheets
   export them in some locales (then ``0,1`` is a decimal); errors name the file's line;
 * class sub-folders in BUSI's layout, ``DIR/<class>/*.png``, where ``<stem>_mask.<ext>`` and ``<stem>_mask_<k>.<ext>``
-  files are lesion masks of ``<stem>.<ext>``, not images.
+  files are lesion masks of ``<stem>.<ext>``, not images; a sub-folder breastdx wrote (an earlier run's ``--out``,
+  holding one of :data:`~breastdx.data.image_files.RUN_OUTPUT_FILES`) is no class, and a warning names it.
 
 A case's lesion is the union of its mask files (as :func:`breastdx.data.busi.load_case` does for BUSI), read by
 :func:`read_lesion_mask`: masks may be 1-bit, grey or colour-coded (BUS-UCLM: green benign, red malignant), and a
@@ -33,7 +34,8 @@ import numpy as np
 
 from breastdx.data.errors import DataError
 from breastdx.data.images import ImageReadError, read_image
-from breastdx.data.image_files import IMAGE_SUFFIXES, is_mask_name, list_images, visible_entries
+from breastdx.data.image_files import (IMAGE_SUFFIXES, RUN_OUTPUT_FILES, is_mask_name, list_images,
+                                       visible_entries)
 
 logger = logging.getLogger(__name__)
 
@@ -238,11 +240,14 @@ def _read_class_folders(folder: Path) -> ExternalSet:
     ids, labels, images, masks, where = [], [], [], [], []
     mask_sets: list[tuple[Path, ...]] = []
     first: dict[Path, str] = {}  # a file (links resolved) -> where it was met first
-    repeated, stray = [], []
+    repeated, stray, runs = [], [], []
     for sub in visible_entries(folder):
         if not sub.is_dir():
             if sub.suffix.lower() in IMAGE_SUFFIXES and not is_mask_name(sub):
                 stray.append(sub.name)  # beside the class folders: no label
+            continue
+        if any((sub / name).is_file() for name in RUN_OUTPUT_FILES):  # an earlier run's --out: its plots are no class
+            runs.append(sub.name + "/")
             continue
         found: dict[tuple[Path, str], list[tuple[int, str, Path]]] = {}  # (folder, stem) -> (k, suffix, mask)
         listed = list_images([sub], exclude_masks=False)  # once: it warns of the files it does not read
@@ -265,6 +270,9 @@ def _read_class_folders(folder: Path) -> ExternalSet:
             masks.append(files[0] if files else None)
             mask_sets.append(files)
             where.append(f"folder {sub.name}/")
+    if runs:
+        logger.warning("%s: %d sub-folder(s) hold breastdx's own output (%s: an earlier run's --out), not a class, and "
+                       "are not scored: %s", folder, len(runs), ", ".join(RUN_OUTPUT_FILES), ", ".join(runs))
     if repeated:
         raise DataError(f"{folder}: {len(repeated)} image(s) appear more than once (links to one file); each case "
                         f"is one image, under one label.", repeated)
