@@ -368,6 +368,7 @@ def test_text_file_named_png_is_not_an_image(client):
     err = _assert_error(_upload(client, "ultrasound", b"hello, this is not an image\n" * 20, name="scan.png"),
                         415, "not_an_image")
     assert err["message"].startswith("upload: not an image") and "whatever its name" in err["message"]
+    assert "first bytes are text" in err["message"] and "hello" not in err["message"]  # never quoted: a name?
 
 
 def test_truncated_png_is_unreadable(client):
@@ -706,6 +707,9 @@ def test_cli_serve_refuses_bad_options(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["serve", "--database-url", "::not a url::"])
     assert result.exit_code == 2 and "is not valid" in result.output
+    result = runner.invoke(app, ["serve", "--database-url", "postgresql://ann:s3cret@db host:x/preds"])
+    assert result.exit_code == 2 and "is not valid (scheme 'postgresql'" in result.output
+    assert "s3cret" not in result.output  # an unparsable URL's password is not printed
     result = runner.invoke(app, ["serve", "--max-upload-mb", "0", "--database-url", f"sqlite:///{tmp_path / 'p.db'}"])
     assert result.exit_code == 2 and "max_upload_bytes must be >= 1" in result.output
 

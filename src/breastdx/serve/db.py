@@ -204,7 +204,7 @@ def redact_url(url: str) -> str:
     """The database URL with its password hidden, for messages and logs."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "(unparsable database URL)"
 
 
@@ -240,9 +240,12 @@ class PredictionStore:
     def _create_engine(url: str, create: bool = True) -> Engine:
         try:
             parsed = make_url(url)
-        except ArgumentError as e:
-            raise DatabaseError(f"Database URL {url!r} is not valid ({e}); expected e.g. sqlite:///predictions.sqlite "
-                                f"or postgresql+psycopg://user@host/db.") from None
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+            # the URL may hold a password, and the service's console and log are no place for it
+            scheme = url.split("://", 1)[0] if "://" in url else None
+            raise DatabaseError(f"Database URL is not valid ({f'scheme {scheme!r}' if scheme else 'no ://'}; the URL is "
+                                f"not repeated here, as it may hold a password); expected e.g. "
+                                f"sqlite:///predictions.sqlite or postgresql+psycopg://user@host/db.") from None
         kwargs: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False}

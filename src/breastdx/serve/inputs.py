@@ -60,15 +60,13 @@ def read_upload(data: bytes, filename: str, mode: str, max_pixels: int, decoder:
             a multi-page TIFF, unsupported pixel layout, or undecodable within the decoder's time and memory
             limits).
     """
-    from breastdx.data.images import ImageReadError, read_image_bytes, sniff_bytes
+    from breastdx.data.images import ImageReadError, not_an_image, read_image_bytes, sniff_bytes
 
     if not data:
         raise ServeInputError(422, "empty_upload", f"{filename}: the upload is empty (0 bytes); expected a PNG, "
                               f"JPEG, TIFF or DICOM image.")
     if sniff_bytes(data[:132]) is None:
-        raise ServeInputError(415, "not_an_image", f"{filename}: not an image: its first bytes {data[:8]!r} are "
-                              f"not those of a PNG, JPEG, TIFF or DICOM file (DICOM needs the 'DICM' marker at "
-                              f"byte 128), whatever its name ends with.")
+        raise ServeInputError(415, "not_an_image", not_an_image(filename, data[:8]))
     try:
         if decoder is not None:
             return decoder.read_image_bytes(data, filename, mode=mode, max_pixels=max_pixels, max_side=max_side,
