@@ -210,6 +210,16 @@ def test_a_shipped_models_folder_path_counts_as_the_shipped_model(tmp_path: Path
     assert not names_shipped_model(tmp_path) and not names_shipped_model("no-such-model")
 
 
+
+def test_a_failed_calibrate_leaves_no_copy_of_the_shipped_model(tmp_path: Path):
+    """calibrate copies a shipped model before its options are checked; a refused option left OUT/model, an
+    uncalibrated copy that looked like the run's result."""
+    result = runner.invoke(app, ["calibrate", "breastmnist", "--fit", "bogus", "--out", str(tmp_path / "c")],
+                           terminal_width=300)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "must be each item one of temperature, conformal, ood. Got 'bogus'" in said
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # empty: removed at exit
+
 def test_predict_on_folders_without_an_image_fails_and_writes_nothing(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes").mkdir()

@@ -269,6 +269,15 @@ def _split_inputs(inputs: list[Path]) -> tuple[list[Path], dict[str, str]]:
     return paths, options
 
 
+def _drop_copy(copy: list[Path]) -> None:
+    """Remove calibrate's copy of a shipped model after a failed run: left there, it would look like a calibrated
+    model (``OUT/model``) although nothing was fitted."""
+    import shutil
+
+    for folder in copy:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[str], data_dir: Optional[Path],
                     out: Optional[Path], inputs: list[Path], dtype: str = "auto", backend: str = "auto",
                     frame: str = "first") -> None:
@@ -282,6 +291,7 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
     from breastdx.zoo import names_shipped_model, resolve_model
 
     run_dir = None  # made once the inputs and the model are checked; a failure after that is recorded in it
+    copy: list[Path] = []  # calibrate's copy of a shipped model: removed when the run fails, as it is no result
     try:
         t = get_task(task)
         if verb == "calibrate" and not is_calibratable(t):
@@ -322,6 +332,7 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
             import shutil
 
             model_dir = Path(shutil.copytree(model_dir, run_dir / "model"))
+            copy.append(model_dir)
             logging.getLogger(__name__).info("calibrating a copy of the shipped model %s in %s; the shipped "
                                              "model stays as it is", model or task, model_dir)
         if verb == "evaluate":
@@ -337,12 +348,15 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
             result = t.predict(model_dir, list(inputs), run_dir, options)
     except (UnknownNameError, RunFolderExistsError, ModelFolderError, FileNotFoundError, ValueError) as e:
         # ValueError covers DataError and ConfigError (bad input, bad option values)
+        _drop_copy(copy)
         _fail(_failed_run(task, run_dir, str(e)) if run_dir else str(e))
     except Exception as e:  # noqa: BLE001 - said plainly, with the traceback under --verbose
+        _drop_copy(copy)
         if run_dir:
             _failed_run(task, run_dir, f"unexpected error ({type(e).__name__}): {e}")
         _unexpected(e)
     except KeyboardInterrupt:  # a long batch stopped: its folder says it is incomplete
+        _drop_copy(copy)
         if run_dir:
             err_console.print(_failed_run(task, run_dir, "Interrupted before the end (Ctrl+C)."), highlight=False,
                               soft_wrap=True)
