@@ -154,6 +154,18 @@ def test_folder_errors_name_the_file(tmp_path):
     assert e.value.problems == ["row 3: id 'c1' is that of row 2; each case is one row"]
 
 
+
+def test_when_no_image_can_be_read_each_is_named_once(tmp_path):
+    for name in ("a.png", "b.png"):
+        (tmp_path / "site" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "site" / name).write_bytes(b"\x00\x01" * 100)
+    (tmp_path / "site" / "labels.csv").write_text("image,label\na.png,benign\nb.png,malignant\n")
+    result = _evaluate("breastmnist", tmp_path / "site", tmp_path / "out", "--label-map", "benign=normal_or_benign")
+    said = " ".join(result.output.split())
+    assert result.exit_code != 0 and "none of the 2 images could be read" in said, said
+    a = str(tmp_path / "site" / "a.png")
+    assert f"{a}: not an image" in said and f"{a}: {a}" not in said
+
 def test_the_real_breast_lesions_usg_sample(tmp_path):
     env = os.environ.get("BREASTDX_DATA")
     folder = Path(env or "") / "breast_lesions_usg_sample"

@@ -351,7 +351,8 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
         ConfigError: If ``--split-file`` or ``--max-cases`` is given too (they choose a split, not a folder).
     """
     from breastdx.data.errors import DataError
-    from breastdx.data.external import check_external_options, label_indices, parse_label_map, read_external
+    from breastdx.data.external import (check_external_options, failure_lines, label_indices, parse_label_map,
+                                        read_external)
     from breastdx.data.images import ImageReadError, read_image
     from breastdx.evaluation.classification import classification_metrics
     from breastdx.runs import write_versions
@@ -371,8 +372,7 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
         except (ImageReadError, OSError, ValueError) as e:
             failures.append((str(path), str(e)))
     if not kept:
-        raise DataError(f"{data.source}: none of the {len(data)} images could be read.",
-                        [f"{p}: {r}" for p, r in failures])
+        raise DataError(f"{data.source}: none of the {len(data)} images could be read.", failure_lines(failures))
     idx = np.asarray(kept, dtype=np.int64)
     from breastdx.inference.lesion_crop import LesionCropper
 
