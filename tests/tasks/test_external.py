@@ -129,7 +129,11 @@ def test_a_declared_label_map_and_its_errors(table_folder, tmp_path):
                        "normal=normal_or_benign,benign=normal_or_benign")
     assert result.exit_code == 1, result.output  # the broken file
     assert json.loads((out / "metrics.json").read_text())["n"] == 7
-    assert {r["label"] for r in _cases(out)} == {"normal_or_benign", "malignant"}
+    rows = _cases(out)
+    assert {r["label"] for r in rows} == {"normal_or_benign", "malignant"}
+    # the folder's own label is kept beside the class it was mapped to
+    assert {(r["label_given"], r["label"]) for r in rows} == {("normal", "normal_or_benign"),
+                                                              ("benign", "normal_or_benign"), ("malignant", "malignant")}
 
 
 def test_folder_errors_name_the_file(tmp_path):

@@ -399,18 +399,20 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
         notes.append(f"Lesions only ('{NORMAL_LABEL}' images left out, n = {int(lesion.sum())}): AUROC "
                      f"{predictor.positive} vs rest {ci_text(sub['auroc'])}")
     metrics, rows, ev = score(task, predictor, model_dir, run_dir, labels[idx], logits, opts, text, "external", extra)
-    _write_cases(run_dir / CASES_FILE, data, idx, labels[idx], ev, classes, seen)
+    _write_cases(run_dir / CASES_FILE, data, idx, labels[idx], ev, classes, seen, given=bool(opts.label_map))
     notes += [f"Per-case table: {run_dir / CASES_FILE}", f"Run folder: {run_dir}"]
     return RunResult(run_dir, metrics, f"{task.title}, external folder (n = {len(kept)}): value [95% CI]",
                      [["metric", "value [95% CI]"], *rows], notes, failures)
 
 
 def _write_cases(path: Path, data: Any, idx: np.ndarray, labels: np.ndarray, ev: dict[str, Any],
-                 classes: list[str], seen: list[str] | None = None) -> None:
+                 classes: list[str], seen: list[str] | None = None, given: bool = False) -> None:
     """One row per scored image; the image is named relative to the folder, never copied. ``seen``: per image,
-    :func:`breastdx.inference.base.seen_in_training` (column ``seen_in_training``), or None."""
+    :func:`breastdx.inference.base.seen_in_training` (column ``seen_in_training``), or None. ``given``: a
+    ``--label-map`` was applied, so ``label`` is the model's class and ``label_given`` the folder's own label."""
     root = data.source.parent if data.source.is_file() else data.source
-    fields = ["id", "image", "label", *[f"p_{c}" for c in classes], "label_predicted", "label_argmax"]
+    fields = ["id", "image", *(["label_given"] if given else []), "label", *[f"p_{c}" for c in classes],
+              "label_predicted", "label_argmax"]
     fields += ["seen_in_training"] if seen is not None else []
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -418,7 +420,9 @@ def _write_cases(path: Path, data: Any, idx: np.ndarray, labels: np.ndarray, ev:
         for row, i in enumerate(idx):
             image = data.images[i]
             name = image.relative_to(root) if image.is_relative_to(root) else image
-            writer.writerow(safe_row({"id": data.ids[i], "image": str(name), "label": classes[int(labels[row])],
+            writer.writerow(safe_row({"id": data.ids[i], "image": str(name),
+                                      **({"label_given": data.labels[i]} if given else {}),
+                                      "label": classes[int(labels[row])],
                              **{f"p_{c}": round(float(p), 6) for c, p in zip(classes, ev["prob"][row])},
                              "label_predicted": classes[int(ev["pred_operating_point"][row])],
                              "label_argmax": classes[int(ev["pred"][row])],
