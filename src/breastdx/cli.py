@@ -468,8 +468,9 @@ def data_summary(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data root."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<name>/summary-<UTC ts>."),
     split: Optional[str] = typer.Option(None, "--split", help="Only this split of the dataset's own split."),
-    max_items: int = typer.Option(5000, "--max-items", min=1, help="Largest number of images analysed (seeded "
-                                  "sample)."),
+    max_items: Optional[int] = typer.Option(None, "--max-items", min=1, help="Largest number of images analysed "
+                                            "(seeded sample; default 5000); not for wdbc and monuseg, summarised "
+                                            "whole."),
     data_file: Optional[Path] = typer.Option(None, "--data-file", help="wdbc: a wdbc.data or CSV in place of "
                                                                         "scikit-learn's copy."),
 ) -> None:

@@ -188,6 +188,13 @@ def test_summary_argument_errors(tmp_path):
         summarize([(np.zeros((2, 2), np.uint8), "x")], tmp_path, class_names=("a",))
     with pytest.raises(ValueError, match="max_items"):
         summarize([(np.zeros((2, 2), np.uint8), 0)], tmp_path, max_items=0)
+    from breastdx.data.summary_datasets import summarize_dataset
+
+    # summarised whole: a --max-items given for them was ignored in silence
+    for name, what in (("wdbc", "every case"), ("monuseg", "every tile")):
+        with pytest.raises(ValueError, match=rf"--max-items is for the image datasets; {name} is summarised whole "
+                                             rf"\({what}\)"):
+            summarize_dataset(name, tmp_path, tmp_path / name, max_items=10)
 
 
 def test_summary_on_real_pcam_sample(tmp_path):

@@ -13,8 +13,13 @@ from pathlib import Path
 from typing import Any
 
 
+DEFAULT_MAX_ITEMS = 5000
+"""Images a summary analyses at most unless told (a seeded sample above it); every item is counted."""
+
+
 def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, split: str | None = None,
-                      max_items: int = 5000, seed: int = 0, data_file: str | Path | None = None) -> dict[str, Any]:
+                      max_items: int | None = None, seed: int = 0,
+                      data_file: str | Path | None = None) -> dict[str, Any]:
     """Summarise a dataset found below the data root by name (see :func:`breastdx.data.summary.summarize`).
 
     Args:
@@ -27,7 +32,8 @@ def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, spl
         out_dir: Output folder.
         split: For datasets with their own split (PCam: train, valid, test; BreastMNIST: train, val, test); None
             for all.
-        max_items: Largest number of images analysed (a seeded sample above it).
+        max_items: Largest number of images analysed (a seeded sample above it; None: 5,000). Refused for
+            ``wdbc`` and ``monuseg``, which are summarised whole (569 cases; 8 tiles).
         seed: Seed of the sample.
         data_file: ``wdbc`` only: a ``wdbc.data`` or CSV in place of scikit-learn's copy.
 
@@ -46,6 +52,10 @@ def summarize_dataset(name: str, data_root: str | Path, out_dir: str | Path, spl
         raise unknown_name("dataset for a summary", name, names)
     if data_file is not None and name != "wdbc":
         raise ValueError(f"--data-file is for wdbc; {name} is read below the data root (--data-dir).")
+    if max_items is not None and name in ("wdbc", "monuseg"):
+        raise ValueError(f"--max-items is for the image datasets; {name} is summarised whole (every "
+                         f"{'case' if name == 'wdbc' else 'tile'}).")
+    max_items = DEFAULT_MAX_ITEMS if max_items is None else max_items
     if name == "wdbc":
         from breastdx.data.summary_tabular import summarize_wdbc
 
