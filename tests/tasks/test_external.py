@@ -81,6 +81,21 @@ def test_labels_csv_folder_is_scored_and_the_bad_file_reported(table_folder, tmp
                                                for p in out.rglob("*.png"))  # figures only, no patient image
 
 
+
+def test_copies_under_other_names_are_named(table_folder, tmp_path):
+    import shutil
+
+    shutil.copyfile(table_folder / "img" / "case3.png", table_folder / "img" / "copy_of_3.png")
+    shutil.copyfile(table_folder / "img" / "case3.png", table_folder / "img" / "again_3.png")
+    with open(table_folder / "labels.csv", "a") as f:
+        f.write("c3b,img/copy_of_3.png,,normal,\nc3c,img/again_3.png,,normal,\n")
+    out = tmp_path / "eval"
+    result = _evaluate("busi-cls", table_folder, out)
+    said = " ".join(result.output.split())
+    assert "2 image(s) are pixel-for-pixel copies of another case of this folder (c3 = c3b = c3c)" in said
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 9 and metrics["external"]["identical_images"] == [["c3", "c3b", "c3c"]]
+
 def test_class_subfolders_with_some_classes_only(tmp_path):
     """BUSI's layout: masks beside the images are not images; a set without normal images is scored."""
     root = tmp_path / "busi_like"

@@ -131,6 +131,22 @@ def test_labels_csv_folder_is_scored_and_bad_cases_reported(site, tmp_path):
     assert not list(out.rglob("case_*.png")) and not (out / "overlays").exists()  # no patient image written
 
 
+
+def test_a_copy_of_an_image_under_another_name_is_said(site, tmp_path):
+    """A copy (not a link) is scored as one more case; the run names it, so the intervals are not read as those
+    of independent cases."""
+    import shutil
+
+    shutil.copyfile(site / "images" / "c1.png", site / "images" / "again.png")
+    with open(site / "labels.csv", "a") as f:
+        f.write("c1-again,images/again.png,masks/c1.png,malignant,0.1\n")
+    out = tmp_path / "eval"
+    result = _evaluate(site, out)
+    said = " ".join(result.output.split())
+    assert "1 image(s) are pixel-for-pixel copies of another case of this folder (c1 = c1-again)" in said
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 7 and metrics["external"]["identical_images"] == [["c1", "c1-again"]]
+
 def test_a_normal_image_with_a_lesion_mask_is_left_out(tmp_path):
     root = tmp_path / "site"
     _grey(root / "a.png", 0)

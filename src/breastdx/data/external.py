@@ -321,6 +321,37 @@ def failure_lines(failures: Sequence[tuple[str, str]]) -> list[str]:
     return [reason if reason.startswith(f"{item}: ") else f"{item}: {reason}" for item, reason in failures]
 
 
+def identical_images(ids: Sequence[str], hashes: Sequence[str]) -> list[list[str]]:
+    """The cases of a folder whose images hold the same pixels under other names (a copy, not a link: links are
+    refused by :func:`read_external`).
+
+    Args:
+        ids: The case ids.
+        hashes: Per case, :func:`breastdx.data.checksum.image_hash` of its decoded image, as scored.
+
+    Returns:
+        Groups of two or more ids, each in folder order, the groups in the order of their first case; empty when
+        every image is unique.
+    """
+    groups: dict[str, list[str]] = {}
+    for case, digest in zip(ids, hashes, strict=True):
+        groups.setdefault(digest, []).append(case)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def identical_note(groups: Sequence[Sequence[str]]) -> str | None:
+    """What a report says of :func:`identical_images`' groups (None when there are none); also logged as a
+    warning, for each copy is scored as one more case and narrows the intervals as if it were independent."""
+    if not groups:
+        return None
+    shown = "; ".join(" = ".join(g) for g in groups[:5]) + ("; ..." if len(groups) > 5 else "")
+    note = (f"Warning: {sum(len(g) - 1 for g in groups)} image(s) are pixel-for-pixel copies of another case of "
+            f"this folder ({shown}); each copy is scored as a case of its own, and the intervals count it as "
+            f"independent. Remove the copies for an honest figure.")
+    logger.warning("%s", note)
+    return note
+
+
 def mask_peak(paths: Sequence[str | Path]) -> int:
     """The highest 8-bit channel value in the mask files (as :func:`read_lesion_mask` reads them): a mask with
     values but none over :data:`MASK_THRESHOLD` is a 0/1 (or faint) label map, not an empty outline."""

@@ -90,7 +90,9 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
     """
     from breastdx.config import save_yaml
     from breastdx.data.errors import DataError
-    from breastdx.data.external import check_external_options, failure_lines, read_external
+    from breastdx.data.checksum import image_hash
+    from breastdx.data.external import (check_external_options, failure_lines, identical_images, identical_note,
+                                        read_external)
     from breastdx.inference.base import (EXTERNAL_ADVICE, logged_overlap, overlap_notes, overlap_summary,
                                          seen_in_training)
     from breastdx.evaluation.segmentation import case_scores, summarize_segmentation
@@ -104,6 +106,7 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
     write_versions(run_dir)
     kept, scores, failures = [], [], []
     batch: list[tuple[int, Any, Any]] = []
+    hashes: dict[int, str] = {}  # of each image read: copies under two names are said
 
     hashed = bool(getattr(predictor, "training_hashes", None))
 
@@ -125,6 +128,7 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
             failures.append((str(data.images[i]), str(e)))
             continue
         batch.append((i, image, mask))
+        hashes[i] = image_hash(image)
         if len(batch) >= predictor.batch_size:
             flush()
     if batch:
@@ -143,8 +147,10 @@ def evaluate_external_segmentation(task: Any, predictor: Any, model_dir: Path, r
                "external": {"source": str(data.source), "layout": data.layout, "label_counts": data.counts(),
                             "n_lesion": sum(lab != NORMAL_LABEL for lab in labels),
                             "n_normal": labels.count(NORMAL_LABEL), "mask_rule": "any channel > 127",
-                            "left_out": [{"image": p, "reason": r} for p, r in failures]}}
-    notes = [f"Data: {text}"]
+                            "left_out": [{"image": p, "reason": r} for p, r in failures],
+                            "identical_images": identical_images([data.ids[i] for i in kept],
+                                                                 [hashes[i] for i in kept])}}
+    notes = [f"Data: {text}", *filter(None, [identical_note(metrics["external"]["identical_images"])])]
     if hashed:  # per image: cases.csv
         metrics["training_overlap"] = logged_overlap(overlap_summary([s["seen_in_training"] for s in scores],
                                                                      EXTERNAL_ADVICE))

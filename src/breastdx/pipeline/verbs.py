@@ -351,8 +351,9 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
         ConfigError: If ``--split-file`` or ``--max-cases`` is given too (they choose a split, not a folder).
     """
     from breastdx.data.errors import DataError
-    from breastdx.data.external import (check_external_options, failure_lines, label_indices, parse_label_map,
-                                        read_external)
+    from breastdx.data.checksum import image_hash
+    from breastdx.data.external import (check_external_options, failure_lines, identical_images, identical_note,
+                                        label_indices, parse_label_map, read_external)
     from breastdx.data.images import ImageReadError, read_image
     from breastdx.evaluation.classification import classification_metrics
     from breastdx.runs import write_versions
@@ -374,6 +375,7 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
     if not kept:
         raise DataError(f"{data.source}: none of the {len(data)} images could be read.", failure_lines(failures))
     idx = np.asarray(kept, dtype=np.int64)
+    copies = identical_images([data.ids[i] for i in kept], [image_hash(im) for im in images])
     from breastdx.inference.lesion_crop import LesionCropper
 
     overlap, seen = check_training_overlap(predictor, images, EXTERNAL_ADVICE)  # the images as read, as hashed
@@ -385,10 +387,11 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
                                                  f"n = {len(kept)} scored")
     extra = {"external": {"source": str(data.source), "layout": data.layout, "label_counts": data.counts(),
                           "label_map": dict(parse_label_map(opts.label_map)),
-                          "unreadable": [{"image": p, "reason": r} for p, r in failures]},
+                          "unreadable": [{"image": p, "reason": r} for p, r in failures],
+                          "identical_images": copies},
              **overlap}
     lesion = np.asarray([data.labels[i] != NORMAL_LABEL for i in idx])
-    notes = [f"Data: {text}", *overlap_notes(overlap)]
+    notes = [f"Data: {text}", *overlap_notes(overlap), *filter(None, [identical_note(copies)])]
     # the benign-vs-malignant figure of the literature: lesions only, where they hold two classes (not idc's tumour)
     if lesion.any() and not lesion.all() and len(set(labels[idx][lesion].tolist())) > 1:
         sub = classification_metrics(labels[idx][lesion], predictor.proba_from_logits(logits)[lesion], classes,
