@@ -101,3 +101,17 @@ def test_a_long_running_process_runs_bfloat16_wherever_it_is_native(native):
         assert runtime.choose_inference_dtype("auto", ("float32", "bfloat16"), "cpu")[0] == "float32"
     finally:
         runtime.declare_long_running(before)
+
+
+def test_fp16_mixed_on_a_cpu_is_resolved_as_bf16(native, caplog):
+    """Lightning turns ``16-mixed`` on a CPU into ``bf16-mixed`` (no float16 AMP there): on a CPU without native
+    bfloat16 that would crawl, so it trains in float32 with a warning, as bf16-mixed does; on a GPU it is kept."""
+    native(False)
+    with caplog.at_level(logging.WARNING, logger="breastdx.runtime"):
+        precision, reason = runtime.choose_training_precision("16-mixed", "cpu")
+    assert precision == "32" and reason.startswith("--precision 16-mixed asked for") and "instead" in reason
+    assert any("no native bfloat16" in r.getMessage() for r in caplog.records)
+    native(True)
+    precision, reason = runtime.choose_training_precision("16-mixed", "cpu")
+    assert precision == "bf16-mixed" and "bfloat16 is native on cpu" in reason
+    assert runtime.choose_training_precision("16-mixed", "cuda")[0] == "16-mixed"

@@ -245,7 +245,8 @@ def choose_training_precision(requested: str, accelerator: str = "auto") -> tupl
 
     ``auto`` gives ``bf16-mixed`` where bfloat16 is native (AMX / AVX512-BF16 CPUs, GPUs with bfloat16) and
     ``32`` elsewhere. ``bf16-mixed`` asked for on a CPU that would emulate it falls back to ``32`` with a
-    warning: emulated it crawls (about 40 times slower), which nobody wants silently.
+    warning: emulated it crawls (about 40 times slower), which nobody wants silently. ``16-mixed`` on a CPU, which
+    Lightning silently turns into ``bf16-mixed`` (a CPU has no float16 AMP), is resolved as ``bf16-mixed``.
 
     Args:
         requested: One of :data:`PRECISIONS`.
@@ -258,14 +259,17 @@ def choose_training_precision(requested: str, accelerator: str = "auto") -> tupl
         raise ValueError(f"The 'precision' option must be one of {', '.join(PRECISIONS)}. "
                          f"Got {requested!r} instead.")
     device = _training_device(accelerator)
-    if requested not in ("auto", "bf16-mixed"):
+    cpu_fp16 = requested == "16-mixed" and device == "cpu"  # Lightning has no float16 AMP on a CPU: it would train
+    if requested not in ("auto", "bf16-mixed") and not cpu_fp16:  # in bf16-mixed instead, emulated or not
         return requested, f"{requested} asked for"
+    asked = ("--precision 16-mixed asked for, which a CPU has not (Lightning would train in bf16-mixed instead)"
+             if cpu_fp16 else "--precision bf16-mixed asked for")
     if bf16_native(device):
-        return "bf16-mixed", f"bfloat16 is native on {device}"
+        return "bf16-mixed", (f"{asked}; " if cpu_fp16 else "") + f"bfloat16 is native on {device}"
     where = f"{cpu_model()} ({vector_extensions()})" if device == "cpu" else device
     if requested == "auto":
         return "32", f"auto: {where} has no native bfloat16"
-    reason = (f"--precision bf16-mixed asked for, but {where} has no native bfloat16 (AMX or AVX512-BF16): "
+    reason = (f"{asked}, but {where} has no native bfloat16 (AMX or AVX512-BF16): "
               f"emulated, training would run many times slower; training in float32 (precision 32) instead")
     log.warning(reason)
     return "32", reason

@@ -17,7 +17,8 @@ class LightningOptions:
         precision: ``"auto"``, ``"32"`` or ``"bf16-mixed"`` (Lightning's names, resolved by
             :func:`breastdx.runtime.choose_training_precision`: ``auto`` is bf16-mixed only where bfloat16 is
             native, AMX / AVX512-BF16 CPUs and recent GPUs; bf16-mixed on a CPU that would emulate it falls back
-            to 32 with a warning).
+            to 32 with a warning); ``16-mixed``, where the choices list it (GPUs without bfloat16), counts as bf16-mixed
+            on a CPU.
         accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``).
         devices: ``auto``, a count (``2``) or device indices (``0,1``).
         strategy: Lightning strategy (``auto``, ``ddp``, ...).
