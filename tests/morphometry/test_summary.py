@@ -47,6 +47,20 @@ def test_measure_and_summarise():
     assert um["symmetry_mean"] == s["symmetry_mean"]
 
 
+
+def test_a_region_larger_than_any_nucleus_is_kept_out_of_the_worst_columns():
+    """A purple blob of 80 px radius (20,100 px; 1,257 µm² at 40x) is no nucleus: its row stays, out of the summary,
+    else it alone would set radius_worst and area_worst."""
+    labels = np.zeros((300, 300), np.int32)
+    yy, xx = np.mgrid[:300, :300]
+    labels[(yy - 150) ** 2 + (xx - 150) ** 2 <= 80 ** 2] = 1
+    for i, (cy, cx) in enumerate([(20, 20), (20, 60), (20, 100)], 2):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= 10 ** 2] = i
+    nuclei = measure_nuclei(labels)
+    assert nuclei[0]["area"] > 16000 and [n["in_summary"] for n in nuclei] == [False, True, True, True]
+    assert tile_summary(nuclei)["radius_worst"] == pytest.approx(10, rel=0.03)
+    assert measure_nuclei(labels, max_area=10 ** 6)[0]["in_summary"]  # a caller may set the bound
+
 def test_empty_and_wrong_inputs():
     assert measure_nuclei(np.zeros((5, 7), np.int32)) == []
     s = tile_summary([])

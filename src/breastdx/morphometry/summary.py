@@ -30,12 +30,17 @@ TILE_COLUMNS: tuple[str, ...] = tuple(f"{f}_{s}" for s in STATISTICS for f in NU
 """The 30 per-tile columns in the cytology order: the ten means, the ten standard errors, the ten worst."""
 MIN_AREA = 30
 """Smallest object, pixels, counted in a tile's columns (at 0.25 µm/px, 1.9 µm²: debris, not a nucleus)."""
+MAX_AREA = 16000
+"""Largest object, pixels, counted in a tile's columns (at 0.25 µm/px, 1,000 µm², a disc 36 µm across: over four
+times the largest of the 2,189 reference nuclei of MoNuSeg's breast tiles, 3,638 px). A larger region is a stain
+blob, a fold or a merged cluster, which would otherwise set the 'worst' columns (the mean of the three largest)."""
 NUCLEUS_COLUMNS: tuple[str, ...] = ("label", "centroid_row", "centroid_col", "touches_edge", "in_summary",
                                     *NUCLEUS_FEATURES)
 """Columns of the per-nucleus rows (lengths in the unit of the row)."""
 
 
 def measure_nuclei(labels: np.ndarray, grey: np.ndarray | None = None, *, min_area: int = MIN_AREA,
+                   max_area: int = MAX_AREA,
                    options: MorphometryOptions = MorphometryOptions()) -> list[dict[str, Any]]:
     """The ten features of every nucleus of an instance mask, lengths in pixels.
 
@@ -43,6 +48,8 @@ def measure_nuclei(labels: np.ndarray, grey: np.ndarray | None = None, *, min_ar
         labels: Instance labels, int ``(H, W)``: 0 background, one positive id per nucleus.
         grey: Grey levels ``(H, W)`` (0-255, :func:`breastdx.morphometry.features.grey_levels`), or None.
         min_area: Smallest nucleus, pixels, kept in the tile's columns (``in_summary``).
+        max_area: Largest nucleus, pixels, kept in the tile's columns; larger regions keep their row, with
+            ``in_summary`` false.
         options: How outlines are drawn.
 
     Returns:
@@ -69,7 +76,7 @@ def measure_nuclei(labels: np.ndarray, grey: np.ndarray | None = None, *, min_ar
         edge = r0 == 0 or c0 == 0 or r1 == h or c1 == w
         rows.append({"label": int(region.label), "centroid_row": f.pop("centroid_row") + r0,
                      "centroid_col": f.pop("centroid_col") + c0, "touches_edge": bool(edge),
-                     "in_summary": bool(not edge and f["area"] >= min_area), **f})
+                     "in_summary": bool(not edge and min_area <= f["area"] <= max_area), **f})
     return rows
 
 

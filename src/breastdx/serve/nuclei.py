@@ -55,7 +55,7 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
         ``image`` as for :func:`breastdx.serve.models.predict_image` (``in_scope`` false for a grey image, a tile
         under half the training patch size, or nuclei too small for 40x:
         :func:`breastdx.inference.nuclei_writer.magnification_note`); ``nuclei`` holds ``n_nuclei`` (instances
-        found), ``n_in_summary`` (those of at least 30 px that do not touch the tile's edge, which the features
+        found), ``n_in_summary`` (those of 30 to 16,000 px that do not touch the tile's edge, which the features
         summarise), ``microns_per_pixel`` and ``resolution_source`` (a DICOM tile's pixel spacing, else the
         model's: :func:`breastdx.inference.nuclei_writer.tile_resolution`), ``median_area_px`` and
         ``median_area_um2`` (over the summarised nuclei, None when there are none), ``features_px`` and ``features_um`` (the 30 columns; ``features_um`` None when
