@@ -43,7 +43,10 @@ distance from ``c`` to outline point ``i``:
 * **concave points**: number of concave portions of the outline (``wdbc.names``): runs of outline points between two
   consecutive hull vertices whose deepest point lies at least ``min_depth`` (default 1 px) inside the chord.
   **Choice**: the 1 px tolerance keeps the half-pixel pockets of digitisation from counting. Street counts "the
-  number of boundary points lying on concave regions"; the count of portions (``wdbc.names``) is used here.
+  number of boundary points lying on concave regions"; the count of portions (``wdbc.names``) is used here. It is
+  not on WDBC's scale: the published values (means 0-0.20, median 0.034; worst up to 0.29) cannot be counts, and
+  look normalised (by the number of boundary points, perhaps), which neither source states; so the tile columns'
+  ``concave_points_*`` are counts, and not comparable with the cytology table's.
 * **symmetry**: the major axis is the longest chord through ``c``; at 1 px steps along it, the lengths ``a_j`` and
   ``b_j`` of the perpendicular lines from the axis to the outline on either side give
   ``sum |a_j - b_j| / sum (a_j + b_j)`` (Street: "the relative difference in length between pairs of line segments
