@@ -55,6 +55,21 @@ def test_evaluate_tables_write_a_formula_like_tile_name_as_text(tmp_path: Path):
     assert float(rows[0]["area_mean"]) > 0  # the numbers stay numbers
 
 
+
+def test_evaluate_morphometry_writes_no_nucleus_as_empty_cells(tmp_path: Path):
+    """A tile with one nucleus has no standard error (NaN): written as an empty cell, as predict's CSVs do, not
+    'nan'."""
+    from breastdx.evaluation.nuclei_report import evaluate_tiles, write_outputs
+
+    image, labels = _two_nuclei()
+    labels[labels == 2] = 0
+    predictor = _FixedPredictor(labels)
+    evaluation = evaluate_tiles(predictor, [(image, labels)], ["one"], 0.25)
+    write_outputs(tmp_path, predictor, evaluation, {"split": "test", "matching": "IoU > 0.5"}, None, "review")
+    with open(tmp_path / "morphometry.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["radius_se"] for r in rows] == ["", ""] and float(rows[0]["radius_mean"]) > 0
+
 def _symmetry_all_pairs(points: np.ndarray, centre: np.ndarray) -> float:
     """The symmetry as first written: an n x n table of all point pairs and a table of every step by every edge
     (quadratic memory), kept here as the reference the O(n log n) version must equal."""

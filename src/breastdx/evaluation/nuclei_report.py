@@ -102,7 +102,8 @@ def write_outputs(run_dir: Path, predictor: Any, evaluation: dict[str, Any], met
         w.writerow(["tile", "nuclei", *TILE_COLUMNS])
         for t in evaluation["tiles"]:
             for which, row in t["morphometry_um"].items():
-                w.writerow([safe_cell(t["tile"]), which, *(f"{row[k]:.5g}" for k in TILE_COLUMNS)])
+                w.writerow([safe_cell(t["tile"]), which,  # NaN (no nucleus summarised) as an empty cell
+                            *("" if row[k] != row[k] else f"{row[k]:.5g}" for k in TILE_COLUMNS)])
     rep = HtmlReport(title)
     rep.paragraph(f"Model: MONAI U-Net ({predictor.meta.get('n_parameters', 0):,} parameters), three classes "
                   f"(background, interior, boundary), marker watershed {predictor.postprocessing.to_meta()}; "
