@@ -172,6 +172,9 @@ def test_resume_trains_on_with_the_stopped_runs_options(tmp_path: Path, monkeypa
     ("stopped", ["--seed", "3"], "give no --out, --seed or task option"),
     ("stopped", ["--seed", "0"], "give no --out, --seed or task option"),  # was taken for the default, and ignored
     ("stopped", ["--threads", "abc"], "The 'threads' option must be an integer. Got 'abc' instead."),
+    ("stopped", ["--threads", "-1"], "The 'threads' option of busi-seg must be an integer >= 0. Got -1 instead."),
+    ("stopped", ["--num-workers", "-2"], "The 'num-workers' option of busi-seg must be an integer >= 0. Got -2"),
+    ("stopped", ["--lr", "0.1", "--threads", "1", "--out", "x"], "--threads (given: --lr, --out)."),
 ])
 def test_resume_refuses_what_it_cannot_continue(tmp_path: Path, request, setup, args, said):
     run = tmp_path / "run"

@@ -40,14 +40,17 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: O
     :data:`breastdx.runs.RESUME_ENV` set for :func:`breastdx.training.trainer.fit`."""
     import yaml
 
-    from breastdx.config import ConfigError, load_config, parse_extra_args, with_overrides
+    from breastdx.config import ConfigError, load_config, parse_extra_args, validate, with_overrides
     from breastdx.runs import (RESUME_ENV, RUN_DIR_ENV, is_rank_zero, mark_resumed, mark_running,
                                stopped_run_config)
 
     how = parse_extra_args(list(args))  # how the machine runs it may change; what it computes may not
-    if {k.replace("_", "-") for k in how} - RESUME_OPTIONS or out is not None or seed is not None:
+    refused = sorted({k.replace("_", "-") for k in how} - RESUME_OPTIONS) + ["out"] * (out is not None) \
+        + ["seed"] * (seed is not None)
+    if refused:
         raise ConfigError(f"--resume trains on with the stopped run's own options (its config.yaml): give no --out, "
-                          f"--seed or task option with it but {', '.join('--' + o for o in sorted(RESUME_OPTIONS))}.")
+                          f"--seed or task option with it but {', '.join('--' + o for o in sorted(RESUME_OPTIONS))} "
+                          f"(given: {', '.join('--' + o for o in refused)}).")
     if not is_rank_zero():  # another rank of a distributed run: rank 0 has checked and marked the folder
         recorded = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     else:
@@ -57,6 +60,7 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: O
     except ConfigError as e:
         raise ConfigError(f"{run_dir / 'config.yaml'}: {e}") from None
     config = with_overrides(recorded_config, how)  # a bad --threads is the command line's, not the file's
+    validate(config, t.name)  # before the folder is marked resumed: a refused --threads -1 leaves it as it was
     if hasattr(config, "split_method") and int(getattr(config, "cv_folds", 0) or 0) > 0 \
             and "split_method" not in recorded:  # a cross-validation begun before the option: its folds were
         import dataclasses  # drawn by the rule of then, and are redrawn on resuming
