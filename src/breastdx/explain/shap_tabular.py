@@ -11,8 +11,9 @@ References:
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -31,21 +32,48 @@ class TabularExplainer:
         import shap
 
         self.feature_names = list(feature_names)
+        self.seed = seed
         masker = shap.maskers.Independent(np.asarray(background, dtype=float), max_samples=len(background))
-        self._explainer = shap.Explainer(lambda X: model.predict_proba(X)[:, 1], masker, algorithm="permutation",
-                                         feature_names=self.feature_names, seed=seed)
+        with _numpy_global_rng_kept():  # shap's permutation explainer seeds NumPy's global generator
+            self._explainer = shap.Explainer(lambda X: model.predict_proba(X)[:, 1], masker,
+                                             algorithm="permutation", feature_names=self.feature_names, seed=seed)
 
     def explain(self, X: np.ndarray) -> Any:
         """SHAP values of the probability of malignancy.
+
+        Each case is explained on its own, with the permutations of ``seed``: a case gets the same values alone
+        (the REST service), at any place in a batch and beside any other cases (``predict wdbc``). shap draws the
+        permutations of one call from one generator, so case ``i`` of a batch had the ``i``-th permutation and
+        its explanation changed with the rows before it. NumPy's global generator, which shap seeds, is left as
+        it was.
 
         Args:
             X: Cases, shape ``(n, d)``.
 
         Returns:
-            A ``shap.Explanation`` with ``values`` of shape ``(n, d)`` and ``base_values`` of shape ``(n,)``.
+            A ``shap.Explanation`` with ``values`` of shape ``(n, d)``, ``base_values`` of shape ``(n,)`` and
+            ``data`` ``X``.
         """
+        import shap
+
         X = np.asarray(X, dtype=float)
-        return self._explainer(X, max_evals=2 * X.shape[1] + 1, silent=True)
+        values, base_values = np.zeros(X.shape), np.zeros(X.shape[0])
+        with _numpy_global_rng_kept():
+            for i in range(X.shape[0]):
+                np.random.seed(self.seed)  # the generator shap's permutation explainer shuffles with
+                row = self._explainer(X[i:i + 1], max_evals=2 * X.shape[1] + 1, silent=True)
+                values[i], base_values[i] = row.values[0], np.ravel(row.base_values)[0]
+        return shap.Explanation(values=values, base_values=base_values, data=X, feature_names=self.feature_names)
+
+
+@contextmanager
+def _numpy_global_rng_kept() -> Iterator[None]:
+    """Restore NumPy's global random state on leaving (shap's permutation explainer seeds and draws from it)."""
+    state = np.random.get_state()
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 def top_contributions(values: np.ndarray, feature_names: Sequence[str], k: int = 3) -> list[list[tuple[str, float]]]:
