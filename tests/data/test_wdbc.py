@@ -249,3 +249,21 @@ def test_utf16_spreadsheet_export_is_read(sk, tmp_path):
     assert list(b.ids) == list(a.ids) == ["842302", "842517"]
     np.testing.assert_array_equal(b.X, a.X)
     np.testing.assert_array_equal(b.y, a.y)
+
+
+def test_kaggle_data_csv_with_its_trailing_comma_is_read(sk, tmp_path):
+    """Kaggle's copy of WDBC (``data.csv``) ends every line, the header too, in a comma: an unnamed, empty 33rd
+    column. It was refused as an extra column; it holds nothing, so the file reads as scikit-learn's copy. An
+    unnamed column that holds a value is still an extra column."""
+    path = tmp_path / "data.csv"
+    lines = [",".join(f'"{c}"' for c in HEADER) + ",", *(",".join(_good_row(sk, i)) + "," for i in range(sk.n))]
+    path.write_text("\n".join(lines) + "\n")
+    t = read_wdbc_file(path)
+    np.testing.assert_array_equal(t.X, sk.X)
+    assert t.y.tolist() == sk.y.tolist() and t.checksum == sk.checksum and t.ids.tolist() == sk.ids.tolist()
+    lines[2] = lines[2] + "7"  # a value under the unnamed column
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="columns do not match") as err:
+        read_wdbc_file(path)
+    assert err.value.problems == ["column 33 '': not a WDBC feature (extra column); expected the 30 features named "
+                                  "as 'mean radius' or 'radius_mean', plus optional id and diagnosis"]

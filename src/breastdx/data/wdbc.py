@@ -7,7 +7,8 @@ Three sources give the same table:
 * the UCI file ``wdbc.data``: no header, 32 columns ``ID, diagnosis (M/B), 30 features``;
 * a CSV with a header naming the 30 features, either scikit-learn's names (``mean radius``) or the
   UCI/Kaggle names (``radius_mean``), with optional ``id`` and ``diagnosis`` (M/B, or 1/0 with 1 =
-  malignant) columns.
+  malignant) columns; a column with neither a name nor a value, as after the comma that ends every line of
+  Kaggle's ``data.csv``, holds nothing and is left out.
 
 Every reader validates the whole table and raises one :class:`~breastdx.data.errors.DataError` listing
 every problem by file, line and column: missing or extra columns, non-numeric values, NaN, negative
@@ -292,7 +293,7 @@ def _from_named_rows(path: Path, header: list[str], rows: list[list[str]], lines
     label_col = next((i for i, c in enumerate(header) if c in LABEL_COLUMNS), None)
     feature_cols: dict[str, int] = {}
     for i, c in enumerate(header):
-        if i in (id_col, label_col):
+        if i in (id_col, label_col) or _empty_column(header, rows, i):
             continue
         canonical = COLUMN_ALIASES.get(c)
         if canonical is None:
@@ -318,6 +319,13 @@ def _from_named_rows(path: Path, header: list[str], rows: list[list[str]], lines
     coding = SKLEARN_TARGET if label_col is not None and header[label_col] == "target" else _LABELS
     return _build(path, ids, labels, values, lines, skip_bad_rows=skip_bad_rows, delimiter=delimiter,
                   label_coding=coding)
+
+
+def _empty_column(header: list[str], rows: list[list[str]], i: int) -> bool:
+    """Whether column ``i`` has no name and no value in any row: the column after a trailing separator, as in
+    Kaggle's copy of WDBC (``data.csv``, whose lines end in a comma). It holds nothing, so leaving it out drops
+    nothing; an unnamed column holding a value is an extra column."""
+    return not header[i] and all(i >= len(r) or not r[i].strip() for r in rows)
 
 
 _LABELS = {"M": 1, "B": 0, "1": 1, "0": 0, "malignant": 1, "benign": 0}
