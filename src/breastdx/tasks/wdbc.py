@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from breastdx.config import ConfigError, check_options, option, parse_options, save_yaml, to_dict, validate
+from breastdx.config import ConfigError, option, parse_options, save_yaml, to_dict, validate
 from breastdx.data.errors import DataError
 from breastdx.data.wdbc import CLASS_NAMES, FEATURE_NAMES, FEATURE_UNITS, load_wdbc, read_wdbc_file
 from breastdx.evaluation.tables import OPERATING_POINTS, ci_text, metric_label
@@ -162,6 +162,20 @@ class WDBCPredictOptions:
     reasons: int = option(3, ge=0)
 
 
+@dataclass(frozen=True)
+class WDBCEvaluateOptions:
+    """Options of ``breastdx evaluate wdbc`` (declared for ``--help`` and checked before any work).
+
+    Attributes:
+        data_file: Labelled cases to evaluate on, ``wdbc.data`` or a named CSV with a diagnosis column; empty for
+            scikit-learn's copy (the training data of the shipped model: resubstitution).
+        seed: Seed of the bootstrap confidence intervals.
+    """
+
+    data_file: str = ""
+    seed: int = option(0, ge=0, le=2**32 - 1)
+
+
 @TASKS.register("wdbc")
 class WDBCTask(Task):
     """Malignant vs benign from WDBC cell-nucleus features (cytology)."""
@@ -171,7 +185,8 @@ class WDBCTask(Task):
     config_cls = WDBCConfig
 
     def options_cls(self, verb: str) -> type | None:  # noqa: D102
-        return {"train": WDBCConfig, "predict": WDBCPredictOptions, "explain": WDBCPredictOptions}.get(verb)
+        return {"train": WDBCConfig, "evaluate": WDBCEvaluateOptions, "predict": WDBCPredictOptions,
+                "explain": WDBCPredictOptions}.get(verb)
 
     # ------------------------------------------------------------------ train
     def train(self, config: WDBCConfig, data_root: Path, run_dir: Path) -> RunResult:
@@ -425,9 +440,8 @@ class WDBCTask(Task):
         from breastdx.inference.tabular import WDBCPredictor
         from breastdx.runs import write_json, write_versions
 
-        check_options(options, {"data-file", "seed"}, "evaluate wdbc")
-        data_file = options.get("data-file") or options.get("data_file") or None
-        seed = int(options.get("seed", 0))
+        parsed = parse_options(WDBCEvaluateOptions, options, "evaluate wdbc")  # an unknown option, a bad seed
+        data_file, seed = parsed.data_file or None, parsed.seed
         predictor = WDBCPredictor.from_dir(model_dir)
         table = load_wdbc(data_file)
         save_yaml({"task": self.name, "model": str(model_dir), "data_source": table.source,
