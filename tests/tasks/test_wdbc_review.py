@@ -1,7 +1,9 @@
 """The WDBC task's options and model folder, found in review: each test failed before its fix."""
 
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -22,3 +24,27 @@ def test_evaluate_options_are_declared_and_checked(tmp_path: Path, args, said):
     assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
     text = " ".join(runner.invoke(app, ["evaluate", "wdbc", "--help"], terminal_width=300).output.split())
     assert "Options of evaluate wdbc" in text and "--data-file" in text and "Seed of the bootstrap" in text
+
+
+@pytest.mark.parametrize("damage, said", [
+    (lambda p: p.unlink(), r"shap_background.npy: missing; the model folder is incomplete"),
+    (lambda p: p.write_bytes(b"not an array"), r"shap_background.npy: not a readable NumPy array"),
+    (lambda p: np.save(p, np.zeros((4, 29))), r"expected the features of one or more cases, finite numbers of "
+                                              r"shape \(m, 30\), got float64 of shape \(4, 29\)"),
+    (lambda p: np.save(p, np.full((4, 30), np.nan)), r"got float64 of shape \(4, 30\)"),
+])
+def test_a_missing_or_damaged_shap_background_is_named(tmp_path: Path, damage, said):
+    """A model folder copied without ``shap_background.npy`` failed with a bare "[Errno 2] No such file or
+    directory"; a background of 29 columns or of NaN was loaded, to fail or explain nothing at the first case."""
+    from breastdx.inference.tabular import BACKGROUND_FILE, WDBCPredictor
+    from breastdx.models.saved import ModelFolderError
+    from breastdx.zoo import shipped_models
+
+    folder = tmp_path / "model"
+    shutil.copytree(shipped_models()["wdbc"], folder)
+    damage(folder / BACKGROUND_FILE)
+    with pytest.raises(ModelFolderError, match=said):
+        WDBCPredictor.from_dir(folder)
+    result = runner.invoke(app, ["predict", "wdbc", str(tmp_path / "cases.csv"), "--model", str(folder), "--out",
+                                 str(tmp_path / "run")], terminal_width=300)
+    assert result.exit_code != 0 and "shap_background.npy" in result.output and "Traceback" not in result.output

@@ -44,6 +44,30 @@ def load_skops(path: Path) -> Any:
                                f"folder is damaged: copy it again, or train the model again.") from None
 
 
+def load_background(model_dir: Path) -> np.ndarray:
+    """The SHAP reference cases of a model folder, :data:`BACKGROUND_FILE`: float, shape ``(m, 30)``, ``m >= 1``.
+
+    Raises:
+        ModelFolderError: If the file is missing, not a NumPy array file, or not ``(m, 30)`` finite numbers; the
+            message names the file.
+    """
+    path = Path(model_dir) / BACKGROUND_FILE
+    redo = "copy the whole model folder again, or train the model again."
+    if not path.is_file():
+        raise ModelFolderError(f"{path}: missing; the model folder is incomplete (this file holds the training "
+                               f"cases that SHAP explanations are relative to): {redo}")
+    try:
+        background = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:  # not an .npy file, truncated, or an object array
+        raise ModelFolderError(f"{path}: not a readable NumPy array ({type(e).__name__}: {e}): {redo}") from None
+    if (background.ndim != 2 or background.shape[0] < 1 or background.shape[1] != len(FEATURE_NAMES)
+            or not np.issubdtype(background.dtype, np.number) or not np.isfinite(background).all()):
+        raise ModelFolderError(f"{path}: expected the features of one or more cases, finite numbers of shape "
+                               f"(m, {len(FEATURE_NAMES)}), got {background.dtype} of shape {background.shape}: "
+                               f"{redo}")
+    return np.asarray(background, dtype=float)
+
+
 @PREDICTORS.register("tabular")
 @dataclass
 class WDBCPredictor(Predictor):
@@ -85,8 +109,8 @@ class WDBCPredictor(Predictor):
         """Load the skops pipeline and the SHAP background of a checked folder (``options`` are ignored).
 
         Raises:
-            ModelFolderError: If the feature schema differs from the 30 WDBC features in order, or the skops
-                file holds an untrusted type.
+            ModelFolderError: If the feature schema differs from the 30 WDBC features in order, the skops
+                file holds an untrusted type, or the SHAP background is missing or damaged.
         """
         if meta["feature_names"] != list(FEATURE_NAMES):
             raise ModelFolderError(f"{model_dir}: feature names and order in meta.json differ from the 30 WDBC "
@@ -95,8 +119,7 @@ class WDBCPredictor(Predictor):
         n_in = getattr(model, "n_features_in_", len(FEATURE_NAMES))
         if n_in != len(FEATURE_NAMES):
             raise ModelFolderError(f"{model_dir}: the model expects {n_in} features, not {len(FEATURE_NAMES)}.")
-        background = np.load(model_dir / BACKGROUND_FILE, allow_pickle=False)
-        return cls(model, meta, float(meta["threshold"]), background)
+        return cls(model, meta, float(meta["threshold"]), load_background(model_dir))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """P(malignant), float64 in [0, 1], shape ``(n,)``, for features of shape ``(n, 30)``."""
