@@ -213,3 +213,34 @@ def test_instance_labels_of_dotted_tile_names_do_not_overwrite_each_other(tmp_pa
     assert [int(np.asarray(Image.open(p)).max()) for p in paths] == [1, 2]
     first[0, 0] = 70000
     assert write_instance_labels(first, tmp_path / "slide.03").name == "slide.03.tif"
+
+
+def test_wrap_text_cuts_at_spaces_and_inside_a_word_only_when_it_must():
+    from breastdx.visualize.heatmap import wrap_text
+
+    assert wrap_text("aa bb cc", len, 5) == ["aa bb", "cc"]
+    assert wrap_text("aa bb cc", len, 8) == ["aa bb cc"]
+    assert wrap_text("x abcdefghij y", len, 4) == ["x", "abcd", "efgh", "ij y"]
+    assert wrap_text("", len, 4) == [""]
+
+
+def test_legend_wraps_a_long_line_instead_of_cutting_it_off():
+    # the PCam / BreastMNIST overlays (96 px x 3, 28 px) are narrower than their legend lines: the end of
+    # "...; label normal_or_benign" and of the out-of-scope warning fell off the right edge
+    from PIL import Image, ImageDraw, ImageFont
+
+    from breastdx.visualize import with_legend
+
+    lines = ["gradcampp of normal_or_benign (P = 0.909); label normal_or_benign",
+             "OUT OF SCOPE: unlike this model's training images (scope_note)", "bmnist_1_y1.png"]
+    out = with_legend(np.zeros((28, 28, 3), np.uint8), lines)
+    text = out[28 + 20:]
+    assert out.shape[1] == 240 and not (text[:, -4:] < 128).any()  # nothing drawn up to the right edge
+    # every line drawn whole: as much ink as the lines drawn on a strip wide enough for them
+    wide = Image.new("L", (1000, 13 * 4), 255)
+    draw = ImageDraw.Draw(wide)
+    for i, line in enumerate([*lines, "Research use only - not for diagnosis."]):
+        draw.text((4, i * 13), line, fill=0, font=ImageFont.load_default())
+    ink = int((np.asarray(wide) < 128).sum())
+    assert abs(int((text.min(axis=2) < 128).sum()) - ink) <= 0.03 * ink
+    assert text.shape[0] >= 13 * 6  # 4 lines, two of them wrapped

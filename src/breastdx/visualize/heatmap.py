@@ -3,6 +3,8 @@ into an image, or as a transparent layer; :func:`with_legend` adds a colour bar 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from breastdx.visualize.colors import REFERENCE_COLOR, check_image, heat_lut, to_rgb
@@ -85,7 +87,8 @@ def with_legend(overlay: np.ndarray, lines: list[str], reference: bool = False) 
 
     Args:
         overlay: uint8 ``(H, W, 3)``, a :func:`heatmap_overlay`.
-        lines: Caption lines, e.g. the class the map explains, its probability and the file name.
+        lines: Caption lines, e.g. the class the map explains, its probability and the file name; a line wider
+            than the strip is wrapped (:func:`wrap_text`), never cut off.
         reference: Also say that the green contour is the reference mask, not the model's output.
 
     Returns:
@@ -97,9 +100,11 @@ def with_legend(overlay: np.ndarray, lines: list[str], reference: bool = False) 
     out = check_image(overlay)
     h, w = out.shape[:2]
     font = ImageFont.load_default()
-    texts = [*lines, *(["green contour: the reference mask, not model output"] if reference else []),
-             "Research use only - not for diagnosis."]
     width, line_h = max(w, 240), 13
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength
+    texts = [part for text in [*lines, *(["green contour: the reference mask, not model output"] if reference else []),
+                               "Research use only - not for diagnosis."]
+             for part in wrap_text(text, lambda t: measure(t, font=font), width - 8)]
     strip = Image.new("RGB", (width, 20 + line_h * (len(texts) + 1)), "white")
     draw = ImageDraw.Draw(strip)
     bar_w = min(width - 80, 200)
@@ -113,6 +118,38 @@ def with_legend(overlay: np.ndarray, lines: list[str], reference: bool = False) 
     canvas[:h, :w] = to_rgb(out) if out.ndim == 2 else out
     canvas[h:] = np.asarray(strip)
     return canvas
+
+
+def wrap_text(text: str, length: Callable[[str], float], max_width: float) -> list[str]:
+    """``text`` cut into lines no wider than ``max_width`` by ``length`` (a text's drawn width): at spaces, and
+    inside a word (a long file name) only where the word alone is wider. Nothing is dropped: the lines joined
+    (a space where a line was cut at one) give ``text`` back.
+
+    Args:
+        text: One caption line.
+        length: Drawn width of a string, in pixels.
+        max_width: Widest line allowed, in pixels.
+
+    Returns:
+        At least one line (``[""]`` for an empty text).
+    """
+    out: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if length(candidate) <= max_width or not candidate:
+            line = candidate
+            continue
+        if line:
+            out.append(line)
+        line = word
+        while len(line) > 1 and length(line) > max_width:  # a word wider than a line: cut it where it must
+            k = 1
+            while length(line[:k + 1]) <= max_width:
+                k += 1
+            out.append(line[:k])
+            line = line[k:]
+    return [*out, line]
 
 
 REGION_COLOR = (0, 230, 255)
