@@ -48,3 +48,21 @@ def test_a_missing_or_damaged_shap_background_is_named(tmp_path: Path, damage, s
     result = runner.invoke(app, ["predict", "wdbc", str(tmp_path / "cases.csv"), "--model", str(folder), "--out",
                                  str(tmp_path / "run")], terminal_width=300)
     assert result.exit_code != 0 and "shap_background.npy" in result.output and "Traceback" not in result.output
+
+
+def test_a_numpy_function_in_the_skops_file_is_refused(tmp_path: Path):
+    """Every name under sklearn., numpy. or scipy. was trusted, so a model file whose pipeline calls numpy.savetxt
+    (or any other function there) on each case loaded; only the types breastdx's own pipelines hold are trusted."""
+    import skops.io as sio
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from breastdx.inference.tabular import load_skops
+    from breastdx.models.saved import ModelFolderError
+    from breastdx.zoo import shipped_models
+
+    shipped = load_skops(shipped_models()["wdbc"] / "model.skops")  # the shipped SVM: Platt-scaled, still loads
+    path = tmp_path / "model.skops"
+    sio.dump(Pipeline([("f", FunctionTransformer(func=np.savetxt)), ("clf", shipped)]), path)
+    with pytest.raises(ModelFolderError, match=r"model.skops: refuses to load types .*: numpy.savetxt"):
+        load_skops(path)

@@ -15,16 +15,25 @@ from breastdx.models.saved import ModelFolderError
 
 SKOPS_FILE = "model.skops"
 BACKGROUND_FILE = "shap_background.npy"
-TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+TRUSTED_TYPES = frozenset({
+    "sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration",  # svm (Platt scaling)
+    "sklearn.tree._tree.Tree",  # random_forest
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",  # gradient_boosting
+})
+"""The types beyond skops's own trusted defaults that the pipelines of :mod:`breastdx.models.tabular` hold once fitted
+(logistic regression and k-NN need none). Not every name under ``sklearn.``, ``numpy.`` or ``scipy.``: a skops file
+may name any function there (``numpy.savetxt`` as a ``FunctionTransformer``'s ``func``), and the pipeline calls it
+on every case it predicts."""
 
 
 def load_skops(path: Path) -> Any:
     """Load a scikit-learn model from a skops file without pickle.
 
-    Only types from scikit-learn, NumPy and SciPy are trusted; any other type in the file is refused.
+    Only skops's default trusted types and :data:`TRUSTED_TYPES` are loaded; any other type or function named in the
+    file is refused.
 
     Raises:
-        ModelFolderError: If the file holds a type outside those packages, or is not a readable skops file
+        ModelFolderError: If the file names a type or function outside those, or is not a readable skops file
             (corrupt, truncated, written by an incompatible skops); the message names the file.
     """
     import skops.io as sio
@@ -34,9 +43,10 @@ def load_skops(path: Path) -> Any:
     except Exception as e:  # noqa: BLE001 - zipfile.BadZipFile, KeyError, json errors... of a damaged file
         raise ModelFolderError(f"{path}: not a readable skops file ({type(e).__name__}: {e}); the model folder is "
                                f"damaged: copy it again, or train the model again.") from None
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULE_PREFIXES)]
+    refused = [t for t in untrusted if t not in TRUSTED_TYPES]
     if refused:
-        raise ModelFolderError(f"{path}: refuses to load types outside scikit-learn/NumPy/SciPy: {', '.join(refused)}.")
+        raise ModelFolderError(f"{path}: refuses to load types that no model of breastdx train wdbc holds: "
+                               f"{', '.join(refused)}.")
     try:
         return sio.load(path, trusted=untrusted)
     except Exception as e:  # noqa: BLE001 - a file whose listed types load but whose content is damaged
