@@ -267,3 +267,16 @@ def test_kaggle_data_csv_with_its_trailing_comma_is_read(sk, tmp_path):
         read_wdbc_file(path)
     assert err.value.problems == ["column 33 '': not a WDBC feature (extra column); expected the 30 features named "
                                   "as 'mean radius' or 'radius_mean', plus optional id and diagnosis"]
+
+
+def test_bytes_that_are_not_utf8_are_refused_not_replaced(sk, tmp_path):
+    """A spreadsheet's Windows (cp1252) export: 'Müller-1' was read as 'M\\ufffdller-1', altered in predictions.csv,
+    and 'Möller-1' became its duplicate. The file is refused, naming the line and the bytes."""
+    rows = [_good_row(sk, 0, "842302"), _good_row(sk, 1, "Müller-1"), _good_row(sk, 2, "Möller-1")]
+    path = tmp_path / "export.csv"
+    path.write_bytes(("\n".join(",".join(r) for r in [HEADER, *rows]) + "\n").encode("cp1252"))
+    with pytest.raises(DataError, match=r"export.csv: line 3: the bytes b'\\xfc' are not UTF-8 text") as err:
+        read_wdbc_file(path, skip_bad_rows=True)
+    assert "save the file as UTF-8" in str(err.value)
+    path.write_bytes(("\n".join(",".join(r) for r in [HEADER, *rows]) + "\n").encode("utf-8"))
+    assert read_wdbc_file(path).ids.tolist() == ["842302", "Müller-1", "Möller-1"]

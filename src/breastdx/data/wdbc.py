@@ -236,24 +236,40 @@ _SIGNATURES = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"II*
 
 def _text(path: Path, raw: bytes) -> str:
     """The file's text: UTF-16 where it starts with a UTF-16 byte-order mark (a spreadsheet's "Unicode text"
-    export), else UTF-8 (a byte-order mark dropped, undecodable bytes replaced); one clear error for a file that is
-    not text (an image, a workbook), instead of an error per 'line'.
+    export), else UTF-8 (a byte-order mark dropped); one clear error for a file that is not text (an image, a
+    workbook), instead of an error per 'line'.
+
+    Bytes that are not text in that encoding are refused, not replaced: a spreadsheet's Windows export writes
+    ``Müller-1`` as ``M\xfcller-1``, which replaced read ``M\ufffdller-1``, altering the case ID in
+    ``predictions.csv`` (and making ``Möller-1`` its duplicate).
 
     Raises:
         DataError: If ``raw`` starts with a known binary signature, is a DICOM file, or holds NUL bytes in its
-            first 8 KiB.
+            first 8 KiB; or if it is not valid UTF-8 (UTF-16) text, naming the first line and bytes that are not.
     """
     kind = next((name for magic, name in _SIGNATURES.items() if raw.startswith(magic)), None)
     if kind is None and raw[128:132] == b"DICM":
         kind = "a DICOM file"
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and kind is None:
-        return raw.decode("utf-16", errors="replace")
+        return _decode(path, raw, "utf-16")
     if kind is None and b"\x00" in raw[:8192]:
         kind = "a binary file"
     if kind is not None:
         raise DataError(f"{path}: {kind}, not text; WDBC cases are read from CSV or wdbc.data text files (30 "
                         f"features per row).")
-    return raw.decode("utf-8-sig", errors="replace")
+    return _decode(path, raw, "utf-8-sig")
+
+
+def _decode(path: Path, raw: bytes, encoding: str) -> str:
+    """``raw`` as text in ``encoding``, or a DataError naming the first line and bytes that are not."""
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].decode(encoding, errors="replace").count("\n") + 1
+        name = "UTF-16" if encoding == "utf-16" else "UTF-8"
+        raise DataError(f"{path}: line {line}: the bytes {raw[e.start:e.end]!r} are not {name} text (a spreadsheet's "
+                        f"export in a Windows encoding?); save the file as UTF-8 text (\"CSV UTF-8\") and try again. "
+                        f"Nothing is guessed, so that a case ID such as 'Müller-1' is never altered.") from None
 
 
 def _delimiter(text: str) -> str:
