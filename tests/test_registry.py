@@ -60,3 +60,31 @@ def test_a_run_folder_stands_for_its_model(tmp_path):
     assert zoo.resolve_model(tmp_path / "run" / "model", "busi-seg") == tmp_path / "run" / "model"
     (tmp_path / "other").mkdir()  # neither: left as given, for the model reader to refuse with its message
     assert zoo.resolve_model(tmp_path / "other", "busi-seg") == tmp_path / "other"
+
+
+def test_every_shipped_card_table_gives_its_meta_json_figures():
+    """Each ``| metric | value | 95% CI |`` row of a shipped model card is ``meta.json``'s figure to 3 decimals: the
+    first table its ``metrics``, a second one (wdbc) its ``operating_point_metrics``."""
+    import json
+    import re
+
+    from breastdx.zoo import ZOO_DIR
+
+    row = re.compile(r"^\| ([\w/]+) \| (-?[\d.]+) \| (-?[\d.]+) – (-?[\d.]+) \|$")
+    checked = 0
+    for card in sorted(ZOO_DIR.glob("**/MODEL_CARD.md")):
+        meta = json.loads((card.parent / "meta.json").read_text())
+        tables = re.split(r"^\| metric \| value \| 95% CI \|$", card.read_text(), flags=re.M)[1:]
+        for table, key in zip(tables, ("metrics", "operating_point_metrics")):
+            for line in table.splitlines()[2:]:
+                if not line.startswith("|"):
+                    break
+                m = row.match(line)
+                if not m:  # a figure without an interval ('n/a | none': a class absent from the test split)
+                    continue
+                name, value, low, high = m.groups()
+                fig = meta[key][name]
+                shown = [f"{v:.3f}" for v in (fig["value"], *fig["ci95"])]
+                assert shown == [value, low, high], f"{card.parent.name}: {name}"
+                checked += 1
+    assert checked >= 195, checked  # 10 tables of 9 cards (lesion_crop too; monuseg's has no intervals)
