@@ -521,5 +521,16 @@ def test_shipped_idc_model_pads_an_edge_patch_as_the_training_reader_did():
     padded[:21] = edge
     p_edge, p_padded = predictor.predict_proba([edge, padded])
     np.testing.assert_allclose(p_edge, p_padded, atol=1e-6)
+    env = os.environ.get("BREASTDX_DATA")
+    real = Path(env or "") / "idc" / "IDC_regular_ps50_idx5" / "12826" / "0" / "12826_idx5_x1951_y2951_class0.png"
+    if env and real.is_file():  # a real edge patch, 13 x 50: its Grad-CAM map is the padded square's, cropped to
+        from breastdx.data.images import read_image  # the patch (it was stretched over it with the padding's part)
+
+        edge = read_image(real, mode="rgb").array
+        padded = np.full((50, 50, 3), 255, np.uint8)
+        padded[:13] = edge
+        _, _, (cam_edge, cam_padded) = predictor.explain([edge, padded], class_idx=0)
+        assert cam_edge.shape == (13, 50) and cam_padded.shape == (50, 50) and cam_padded.max() == 1.0
+        np.testing.assert_allclose(cam_edge, cam_padded[:13], atol=1e-5)
     stretched = ClassificationPredictor.from_dir(shipped_models()["pcam"], task="pcam", backend="torch")
     assert stretched.pad_to is None  # other models resize any size, as before

@@ -200,14 +200,18 @@ class ClassificationPredictor(ImagePredictor):
         """
         from breastdx.data.classification import resize_for_network
 
-        if self.pad_to is not None and image.ndim == 3 and image.shape[0] <= self.pad_to[0] \
-                and image.shape[1] <= self.pad_to[1] and image.shape[:2] != tuple(self.pad_to):
+        if image.ndim == 3 and self._padded(image.shape):
             padded = np.full((*self.pad_to, image.shape[2]), 255, dtype=np.uint8)
             padded[:image.shape[0], :image.shape[1]] = image
             image = padded
         if self.normalizer is not None:
             image = self.normalizer(image)
         return resize_for_network(image, self.preprocessing, self.source_size, self.source_crop)
+
+    def _padded(self, shape: Sequence[int]) -> bool:
+        """Whether an image of ``shape`` is padded to ``pad_to`` before resizing (smaller on a side, not equal)."""
+        return (self.pad_to is not None and shape[0] <= self.pad_to[0] and shape[1] <= self.pad_to[1]
+                and tuple(shape[:2]) != tuple(self.pad_to))
 
     def _to_input(self, resized: Sequence[np.ndarray]) -> torch.Tensor:
         return self.preprocessing.to_tensor(np.stack(resized)).to(self.device)
@@ -319,10 +323,13 @@ class ClassificationPredictor(ImagePredictor):
 
     def _place(self, cam: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
         """A map upsampled to the image ``shape``; with ``source_crop`` to the central square the network saw, the
-        rest of the image 0."""
+        rest of the image 0; for an image padded to ``pad_to`` (IDC's edge patches), upsampled to the padded square
+        and cropped to the image, as the network saw it (not stretched over the image with the padding's part)."""
         from breastdx.data.transforms import central_square_box
         from breastdx.explain.gradcam import upsample_map
 
+        if self._padded(shape):
+            return np.ascontiguousarray(upsample_map(cam, tuple(self.pad_to))[:shape[0], :shape[1]])
         if self.source_crop is None:
             return upsample_map(cam, shape)
         top, left, side = central_square_box(shape)
