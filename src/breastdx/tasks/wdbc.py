@@ -358,7 +358,7 @@ class WDBCTask(Task):
                   f"Diagnostic Breast Cancer data (Street, Wolberg & Mangasarian 1993; doi:10.24432/C5DW2B) but not "
                   f"those data: their origin is the file owner's to state."),
             evaluation=f"Nested repeated stratified {config.folds}-fold cross-validation ({config.repeats} repeats): "
-                       f"out-of-fold predictions at threshold 0.5, 95% percentile-bootstrap CIs over cases. "
+                       f"out-of-fold predictions at threshold 0.5, 95% percentile-bootstrap CIs over cases, shifted by the bootstrap bias (evaluation.metrics.bias_corrected_interval). "
                        f"The model was chosen as the best of {len(config.models)} by AUROC, so these figures are "
                        f"slightly optimistic.",
             operating_point=_operating_point_note(summary["operating_point"], threshold),
@@ -402,7 +402,7 @@ class WDBCTask(Task):
                       f"with {config.repeats} repeats (seed {config.seed}); hyperparameters tuned on "
                       f"{config.inner_folds} inner folds of each training part. Values are means over repeats "
                       f"of out-of-fold metrics; intervals are 95% percentile bootstrap over cases "
-                      f"({config.n_bootstrap} resamples). Positive class: malignant.")
+                      f"({config.n_bootstrap} resamples), shifted by the bootstrap bias. Positive class: malignant.")
         rep.heading("Model comparison (threshold 0.5)")
         names = list(config.models)
         rep.table(["model", *SUMMARY_METRICS, "balanced_accuracy", "f1"],
