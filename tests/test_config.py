@@ -33,6 +33,15 @@ def test_bad_value_names_option_and_type():
         with_overrides(Cfg(), {"flag": "maybe"})
 
 
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e999", float("inf")])
+def test_a_number_option_must_be_finite(value):
+    """``--lr inf`` was accepted (inf > 0) and the run failed in calibration with "logits hold NaN or infinite
+    values", reported as a bug; NaN slipped past options without bounds."""
+    with pytest.raises(ConfigError, match=rf"^The 'lr' option must be a finite number\. Got {value!r} instead\.$"):
+        with_overrides(Cfg(), {"lr": value})
+    assert with_overrides(Cfg(), {"lr": "-1e-3"}).lr == -1e-3  # finite: the bounds are validate()'s
+
+
 def test_one_strict_boolean_parser():
     from breastdx.config import parse_bool
 

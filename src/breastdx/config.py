@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from pathlib import Path
@@ -125,9 +126,13 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         try:
             if tp is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
-            return tp(value)
+            out = tp(value)
         except (TypeError, ValueError):
             raise ConfigError(f"The {name!r} option must be {_TYPE_WORDS[tp]}. Got {value!r} instead.") from None
+        # "inf" and "nan" parse as floats, but no option means them (an infinite --lr failed deep in training)
+        if tp is float and not math.isfinite(out):
+            raise ConfigError(f"The {name!r} option must be a finite number. Got {value!r} instead.")
+        return out
     return value
 
 
