@@ -161,6 +161,10 @@ class ClassificationModule(pl.LightningModule):
             labels = self.all_gather(labels).reshape(-1)
         z = logits.cpu().numpy().astype(float)
         y = labels.cpu().numpy().astype(np.int64)
+        if not np.isfinite(z).all():  # the weights went NaN (too large a learning rate): every later epoch would too
+            from breastdx.training.trainer import training_diverged
+
+            raise training_diverged(f"at epoch {self.current_epoch}, the network's outputs on the validation images")
         names = [str(k) for k in range(self.n_classes)]
         m = multiclass_metrics(y, _softmax_np(z), names)
         auc, bal = float(m["macro_auroc"]), float(m["balanced_accuracy"])

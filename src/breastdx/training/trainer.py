@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from breastdx.config import ConfigError
 from breastdx.runs import RESUME_ENV
 from breastdx.training.options import LightningOptions
 
@@ -110,8 +111,6 @@ def parse_devices(value: str | int) -> int | str | list[int]:
             return [int(v) for v in text.split(",") if v.strip()]
         return int(text)
     except ValueError:
-        from breastdx.config import ConfigError
-
         raise ConfigError(f"The 'devices' option must be 'auto', a number such as '2', or device indices such as "
                           f"'0,1'. Got {value!r} instead.") from None
 
@@ -209,8 +208,6 @@ def make_trainer(run_dir: Path, settings: FitSettings, mode: str = "max", log_ev
             default_root_dir=str(run_dir),
         )
     except (MisconfigurationException, ValueError, RuntimeError, ImportError) as e:  # no GPU, a bad name, ...
-        from breastdx.config import ConfigError
-
         raise ConfigError(f"--accelerator {settings.accelerator} --devices {settings.devices} --strategy "
                           f"{settings.strategy} --num-nodes {settings.num_nodes}: Lightning cannot train so on this "
                           f"machine ({type(e).__name__}: {e}).") from None
@@ -262,6 +259,8 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
     Raises:
         ValueError: For Lightning settings it refuses or a bad ``mode``.
         FileNotFoundError: If no validation epoch wrote a checkpoint.
+        TrainingDivergedError: If the module finds the network's outputs, or this the best epoch's weights, not
+            finite (the fit's checkpoints are removed).
     """
     import time
 
@@ -287,13 +286,22 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
                 warnings.filterwarnings("ignore", message=r".*(Experiment logs|Checkpoint) directory .* exists and "
                                                           r"is not empty.*")
             trainer.fit(module, train_loader, val_loader, ckpt_path=resume, weights_only=True)
+    except TrainingDivergedError:  # said by the module at a validation (NaN weights stay NaN): resuming would
+        remove_checkpoints(run_dir)  # diverge again
+        raise
     finally:  # also when this part stops in its turn: the next resume must find the earlier epochs' rows
         if earlier_log and trainer.is_global_zero:
             _prepend_log_rows(run_dir, earlier_log)
     seconds = time.perf_counter() - start + clock.before  # a resumed run counts its earlier parts' epochs too
     if not trainer.is_global_zero:
         return FitResult(network, None, float("nan"), int(trainer.current_epoch), seconds, False, {})
-    network.load_state_dict(best_state_dict(checkpoint, prefix=getattr(module, "state_prefix", "network.")))
+    best_state = best_state_dict(checkpoint, prefix=getattr(module, "state_prefix", "network."))
+    try:
+        _check_finite(best_state)
+    except TrainingDivergedError:
+        remove_checkpoints(run_dir)  # the same weights: nothing to resume from
+        raise
+    network.load_state_dict(best_state)
     best_epoch = None
     try:
         best_epoch = int(torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["epoch"])
@@ -315,6 +323,29 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
     result = FitResult(network, best_epoch, best_score, info["epochs_run"], seconds, True, info)
     _keep_fitted(run_dir, result)
     return result
+
+
+class TrainingDivergedError(ConfigError):
+    """The training diverged (too large a learning rate): the network's weights or outputs are NaN or infinite."""
+
+
+def training_diverged(what: str) -> TrainingDivergedError:
+    """The error saying that ``what`` ("the weights of its best epoch", ...) hold NaN or infinite values, and what
+    to change; the command line prints it as a user's error, not as a bug."""
+    return TrainingDivergedError(f"The training diverged: {what} hold NaN or infinite values. Train again with a "
+                                 f"smaller --lr (or a longer --warmup-fraction).")
+
+
+def _check_finite(state: dict[str, torch.Tensor]) -> None:
+    """Refuse the best epoch's weights when they are not finite: no later step (calibration, export) can use them.
+
+    Raises:
+        TrainingDivergedError: Naming how many tensors are not finite.
+    """
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise training_diverged(f"the weights of its best epoch ({len(bad)} of {len(state)} tensors, such as "
+                                f"{bad[0]})")
 
 
 def resumed_note(info: dict[str, Any]) -> str:

@@ -1,0 +1,67 @@
+"""Review of ``breastdx train`` for the image tasks: what a user's mistake leads to, on tiny synthetic data."""
+
+import numpy as np
+import pytest
+
+from breastdx.data.classification import ClassificationDataset
+from breastdx.data.transforms import Preprocessing
+from breastdx.training.classification import ClassifierOptim, FitSettings, fit_classifier
+
+
+def _dataset(n=16, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    images = rng.integers(0, 255, (n, size, size)).astype(np.uint8)
+    return ClassificationDataset(images, labels, Preprocessing(image_size=size), ("benign", "malignant"))
+
+
+def test_a_diverged_training_is_said_so_not_reported_as_a_bug(tmp_path):
+    """``--lr 1e30``: the first step makes every weight NaN; the run stopped later, in calibration, with "logits hold
+    NaN or infinite values" taken for a bug. The fit now names the divergence and what to change (a ConfigError,
+    which the command line prints plainly), and removes the useless checkpoints."""
+    from breastdx.config import ConfigError
+    from breastdx.models.networks import build_network
+    from breastdx.training.trainer import TrainingDivergedError
+
+    net, _ = build_network("compact_cnn", 1, 2, widths=[4, 8])
+    settings = FitSettings(epochs=1, batch_size=8, progress_bar=False, seed=0)
+    with pytest.raises(TrainingDivergedError, match=r"^The training diverged: at epoch 0, the network's outputs on "
+                                                    r"the validation images hold NaN or infinite values\. Train again "
+                                                    r"with a smaller --lr \(or a longer --warmup-fraction\)\.$"):
+        fit_classifier(net, _dataset(), _dataset(n=8, seed=1), tmp_path / "arch", settings, ClassifierOptim(lr=1e30))
+    assert issubclass(TrainingDivergedError, ConfigError)
+    assert not (tmp_path / "arch" / "checkpoints").exists()
+
+
+def test_a_finite_training_is_not_refused(tmp_path):
+    from breastdx.models.networks import build_network
+
+    net, _ = build_network("compact_cnn", 1, 2, widths=[4, 8])
+    settings = FitSettings(epochs=1, batch_size=8, progress_bar=False, seed=0)
+    result = fit_classifier(net, _dataset(), _dataset(n=8, seed=1), tmp_path / "arch", settings, ClassifierOptim())
+    assert result.is_global_zero and result.epochs_run == 1
+
+
+def test_a_segmentation_that_diverged_writes_no_model(tmp_path):
+    """busi-seg ``--lr 1e30``: Dice of NaN outputs is a finite 0, so the run finished and shipped a model of NaN
+    weights (test Dice 0.000). fit() now refuses the best epoch's weights, naming them, and removes the checkpoints."""
+    import torch
+
+    from breastdx.data.datasets import SegmentationDataset
+    from breastdx.models.networks import build_network
+    from breastdx.training.segmentation import OptimConfig, SegmentationModule
+    from breastdx.training.trainer import FitSettings, TrainingDivergedError, fit, make_loaders
+
+    rng = np.random.default_rng(0)
+    images = (rng.random((8, 16, 16)) * 255).astype(np.uint8)
+    masks = np.zeros((8, 16, 16), bool)
+    masks[:, 4:10, 4:10] = True
+    ds = SegmentationDataset(images, masks, Preprocessing(image_size=16), labels=["benign"] * 8)
+    torch.manual_seed(0)
+    net, _ = build_network("unet", 1, 2, channels=[4, 8], strides=[2], num_res_units=0)
+    settings = FitSettings(epochs=1, batch_size=4, progress_bar=False, seed=0, monitor="val_dice")
+    train, val = make_loaders(ds, ds, settings)
+    with pytest.raises(TrainingDivergedError, match=r"^The training diverged: the weights of its best epoch \(\d+ of "
+                                                    r"\d+ tensors, such as model\.\S+\) hold NaN or infinite values"):
+        fit(SegmentationModule(net, OptimConfig(lr=1e30)), net, train, val, tmp_path / "run", settings)
+    assert not (tmp_path / "run" / "checkpoints").exists()
