@@ -47,3 +47,25 @@ def test_the_same_seed_gives_the_same_values_and_the_global_generator_is_left_al
     assert np.random.random() == expected_draw  # shap seeds NumPy's global generator; it is restored
     again, _ = _explainer(seed=5)
     np.testing.assert_array_equal(again.explain(X).values, first)
+
+
+def test_more_feature_orders_come_closer_to_the_exact_values():
+    """With interactions the values depend on the orders sampled: 10 orders (the default) are nearer to 200 than
+    one order, which the reasons used before; fewer than one is refused."""
+    import pytest
+
+    rng = np.random.default_rng(7)
+    background, X = rng.normal(size=(20, 5)), rng.normal(size=(6, 5)) * 2
+    names = [f"f{j}" for j in range(5)]
+
+    def values(permutations: int, seed: int) -> np.ndarray:
+        return TabularExplainer(_Interacting(), background, names, seed=seed,
+                                permutations=permutations).explain(X).values
+
+    exact = values(200, 99)
+    one = np.mean([np.abs(values(1, s) - exact).sum() for s in range(3)])
+    ten = np.mean([np.abs(values(10, s) - exact).sum() for s in range(3)])
+    assert TabularExplainer(_Interacting(), background, names).permutations == 10
+    assert ten < 0.6 * one, (ten, one)
+    with pytest.raises(ValueError, match="permutations must be 1 or more, got 0"):
+        TabularExplainer(_Interacting(), background, names, permutations=0)

@@ -18,6 +18,15 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 
+PERMUTATIONS = 10
+"""Feature orders sampled per case (each run forwards and backwards, ``2 d + 1`` model calls an order). Measured
+with the shipped wdbc model on 20 WDBC cases against 100 orders (``benchmarks/wdbc_shap_permutations.py``; AMD
+EPYC, 2 cores): one order (the setting before) gave the reference's largest reason in 52% of cases, its three
+largest in 18%, with a relative L1 error of 0.39 in the values, 0.015 s a case; ten orders 73%, 37% and 0.13, 0.15 s
+a case; twenty 82%, 48% and 0.10, 0.29 s. WDBC's features are strongly correlated (radius, perimeter and area), so
+their contributions are close and their order stays the least certain part of an explanation."""
+
+
 class TabularExplainer:
     """Permutation SHAP for a fitted classifier with ``predict_proba``.
 
@@ -26,13 +35,21 @@ class TabularExplainer:
         background: Reference cases, shape ``(m, d)``; 50 to 100 rows is plenty.
         feature_names: ``d`` names.
         seed: Seed of the permutations.
+        permutations: Feature orders sampled per case (:data:`PERMUTATIONS`); more is closer to the exact values.
+
+    Raises:
+        ValueError: If ``permutations`` is under 1.
     """
 
-    def __init__(self, model: Any, background: np.ndarray, feature_names: Sequence[str], seed: int = 0) -> None:
+    def __init__(self, model: Any, background: np.ndarray, feature_names: Sequence[str], seed: int = 0,
+                 permutations: int = PERMUTATIONS) -> None:
         import shap
 
+        if permutations < 1:
+            raise ValueError(f"permutations must be 1 or more, got {permutations}.")
         self.feature_names = list(feature_names)
         self.seed = seed
+        self.permutations = int(permutations)
         masker = shap.maskers.Independent(np.asarray(background, dtype=float), max_samples=len(background))
         with _numpy_global_rng_kept():  # shap's permutation explainer seeds NumPy's global generator
             self._explainer = shap.Explainer(lambda X: model.predict_proba(X)[:, 1], masker,
@@ -61,7 +78,7 @@ class TabularExplainer:
         with _numpy_global_rng_kept():
             for i in range(X.shape[0]):
                 np.random.seed(self.seed)  # the generator shap's permutation explainer shuffles with
-                row = self._explainer(X[i:i + 1], max_evals=2 * X.shape[1] + 1, silent=True)
+                row = self._explainer(X[i:i + 1], max_evals=self.permutations * (2 * X.shape[1] + 1), silent=True)
                 values[i], base_values[i] = row.values[0], np.ravel(row.base_values)[0]
         return shap.Explanation(values=values, base_values=base_values, data=X, feature_names=self.feature_names)
 
