@@ -120,3 +120,18 @@ def test_classifiers_of_other_splits_or_kinds_are_refused(tmp_path):
         write_ensemble([a, c], tmp_path / "ens")
     with pytest.raises(ValueError, match="weights_dtype"):
         write_ensemble([a, a], tmp_path / "ens", weights_dtype="int8")
+
+
+def test_the_ensemble_card_names_the_data_source_its_members_cards_name(tmp_path):
+    """The shipped breastmnist ensemble's card named its data 'BreastMNIST' only, with no paper, DOI, licence or split
+    sizes, though every member's card gives them."""
+    dirs, _ = zip(*[_member(tmp_path / f"m{i}", i, 1.0) for i in range(2)])
+    (dirs[0] / "MODEL_CARD.md").write_text(
+        "# Model card\n\n## Data\n- BreastMNIST (Yang et al. 2023, doi:10.1038/s41597-022-01721-8): train 546.\n"
+        "- Preprocessing: resize.\n- Data checksum (SHA-256): `abc`\n\n## Evaluation\n- not data\n")
+    meta = write_ensemble(dirs, tmp_path / "ens")
+    assert meta["data_about"] == ["- BreastMNIST (Yang et al. 2023, doi:10.1038/s41597-022-01721-8): train 546."]
+    card = (tmp_path / "ens" / "MODEL_CARD.md").read_text()
+    data = card.split("## Data\n")[1].split("\n## ")[0]
+    assert data.startswith("- BreastMNIST (Yang et al. 2023, doi:10.1038/s41597-022-01721-8): train 546.\n")
+    assert "not data" not in data and data.count("- Preprocessing") == 1  # the ensemble's own, once

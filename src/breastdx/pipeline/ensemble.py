@@ -231,6 +231,9 @@ def write_ensemble(member_dirs: Sequence[str | Path], out_dir: str | Path, *, sp
     if hashes:
         write_training_hashes(out, sorted(hashes), sorted({int(h) for i in indexes for h in i.hashes}) if near else None,
                               indexes[0].source_crop if near else None)
+    about = _data_lines(dirs[0])  # the source of the data (paper, DOI, licence, split sizes), as members state it
+    if about:
+        meta["data_about"] = about
     full = write_meta(out, meta)
     write_ensemble_card(out, title, notes)
     return full
@@ -260,6 +263,26 @@ def write_ensemble_card(model_dir: str | Path, title: str, notes: str = "") -> N
                       f"bits)." if near is not None else ".") if (out / TRAINING_HASHES_FILE).is_file() else "")
     card = _classifier_card if full["architecture"] == "cls_ensemble" else _segmentation_card
     card(out, full, title, notes, hashes_line)
+
+
+_OWN_DATA_LINES = ("- Preprocessing", "- Data checksum", "- `training_hashes.json`")
+"""Lines of a member card's Data section that are the member's own (the ensemble writes its own)."""
+
+
+def _data_lines(member_dir: Path) -> list[str]:
+    """The Data section of a member's ``MODEL_CARD.md``, as its bullet lines (where the data come from: paper, DOI,
+    licence, split sizes), without :data:`_OWN_DATA_LINES`; empty without a card or a Data section."""
+    card = member_dir / "MODEL_CARD.md"
+    if not card.is_file():
+        return []
+    lines, inside = [], False
+    for line in card.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            inside = line.strip() == "## Data"
+            continue
+        if inside and line.startswith("- ") and not line.startswith(_OWN_DATA_LINES):
+            lines.append(line)
+    return lines
 
 
 def _common_split(dirs: Sequence[Path], metas: Sequence[dict[str, Any]]) -> Path | None:
@@ -316,7 +339,8 @@ def _card(out: Path, full: dict[str, Any], title: str, kind: str, how: str, data
         summary=(f"Mean-probability ensemble of {n} {kind} ({full['n_parameters']:,} parameters in all), input "
                  f"{pre.get('image_size')}x{pre.get('image_size')}; each image runs through every member, so "
                  f"inference costs {n} times one member's. {how}"),
-        data=(f"- {full.get('data', 'see the members')}; {data}.{hashes_line}\n- Preprocessing: "
+        data=("".join(f"{line}\n" for line in full.get("data_about", []))
+              + f"- {full.get('data', 'see the members')}; {data}.{hashes_line}\n- Preprocessing: "
               f"{pre.get('description', pre)}."),
         evaluation=evaluation,
         limitations=["As those of its members (see their model cards).",
