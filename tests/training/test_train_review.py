@@ -65,3 +65,26 @@ def test_a_segmentation_that_diverged_writes_no_model(tmp_path):
                                                     r"\d+ tensors, such as model\.\S+\) hold NaN or infinite values"):
         fit(SegmentationModule(net, OptimConfig(lr=1e30)), net, train, val, tmp_path / "run", settings)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("options, said", [
+    ({"image_size": 16}, "Option --image-size: Network 'unet' needs images of at least 32 x 32 pixels, each side a "
+                         "multiple of 16; got 16 x 16."),
+    ({"image_size": 32, "arch_args": '{"channels": [4, 8, 16, 32, 64, 128], "strides": [2, 2, 2, 2, 2]}'},
+     "Option --image-size: Network 'unet' needs images of at least 64 x 64 pixels, each side a multiple of 32"),
+    ({"image_size": 16, "cv_folds": 2}, "Option --image-size: Network 'unet' needs images of at least 32 x 32"),
+])
+def test_busi_seg_refuses_an_image_size_its_network_cannot_take_before_any_work(tmp_path, options, said):
+    """``train busi-seg --image-size 16`` (the option's own rule: >= 16, a multiple of 16) left the default U-Net a
+    1 x 1 bottleneck and failed in the first training step as an "unexpected error"; a cross-validation did not
+    check the network at all before its folds began."""
+    import dataclasses
+
+    from breastdx.config import ConfigError
+    from breastdx.tasks import get_task
+
+    task = get_task("busi-seg")
+    config = dataclasses.replace(task.config_cls(), **options)
+    with pytest.raises(ConfigError, match="^" + said.replace("(", r"\(").replace(")", r"\)")):
+        task.train(config, tmp_path / "no-data", tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -189,7 +189,7 @@ class BusiSegTask(Task):
         from breastdx.data.splits import busi_split
         from breastdx.data.image_sets import ultrasound_augmentation
         from breastdx.data.transforms import Preprocessing
-        from breastdx.models.networks import NETWORKS, build_network
+        from breastdx.models.networks import NETWORKS, build_network, check_input_size
         from breastdx.models.saved import write_training_hashes
         from breastdx.runs import new_model_dir, seed_everything, write_json, write_versions
         from breastdx.runtime import bf16_native, cpu_model
@@ -198,10 +198,6 @@ class BusiSegTask(Task):
 
         # Check every option before any work.
         validate(config, self.name)
-        if config.cv_folds:
-            from breastdx.pipeline.seg_crossval import cross_validate_busi_seg
-
-            return cross_validate_busi_seg(self, config, data_root, run_dir)
         entry = NETWORKS.get(config.arch)  # an unknown name: "did you mean ...?"
         if entry.kind != "segmentation" or not entry.trainable:
             trainable = [n for n in NETWORKS.names()
@@ -214,6 +210,14 @@ class BusiSegTask(Task):
             build_network(config.arch, 1, len(CLASS_NAMES), **arch_args)
         except (TypeError, ValueError) as e:  # an unknown argument, or a value of the wrong kind (MONAI's checks)
             raise ConfigError(f"Option --arch-args: {e}") from None
+        try:  # a U-Net's bottleneck of 1 x 1 pixel failed in training as an "unexpected error"
+            check_input_size(config.arch, config.image_size, config.image_size, **arch_args)
+        except ValueError as e:
+            raise ConfigError(f"Option --image-size: {e}") from None
+        if config.cv_folds:  # each fold trains by this method: the options are checked before any work
+            from breastdx.pipeline.seg_crossval import cross_validate_busi_seg
+
+            return cross_validate_busi_seg(self, config, data_root, run_dir)
 
         if config.inference_dtype == "bfloat16" and not bf16_native("cpu"):
             # Validating in emulated bfloat16 would crawl; the model folder then validates float32 only.
