@@ -113,6 +113,24 @@ def test_mean_ci():
         mean_ci(np.zeros((2, 2)))
 
 
+def test_a_share_of_none_or_all_gets_the_wilson_interval():
+    """0 of 10 lesions missed was reported 0.000 [0.000, 0.000] (every bootstrap resample the same): certainty that
+    10 cases cannot give. Golden values of the Wilson score interval (z = 1.95996)."""
+    from breastdx.evaluation.ci import proportion_ci, wilson_interval
+
+    out = proportion_ci([0.0] * 10)
+    assert out["value"] == 0.0 and out["n"] == 10 and set(out) == {"value", "ci95", "n"}
+    assert out["ci95"] == pytest.approx([0.0, 0.27753], abs=1e-5)
+    assert proportion_ci([1, 1, 1, 1, float("nan")])["ci95"] == pytest.approx([0.51010, 1.0], abs=1e-5)
+    assert wilson_interval(3, 4) == pytest.approx((0.30064, 0.95441), abs=1e-5)
+    assert proportion_ci([0, 1, 1], seed=2) == mean_ci([0, 1, 1], seed=2)  # otherwise the bootstrap, as before
+    assert mean_ci([0.0] * 10)["ci95"] == [0.0, 0.0]  # a mean of Dice values of 0 is no share: left as it is
+    with pytest.raises(ValueError, match="0 <= successes <= n"):
+        wilson_interval(5, 4)
+    with pytest.raises(ValueError, match="indicators of 0 or 1"):
+        proportion_ci([0.5, 1.0])
+
+
 def test_summarize_segmentation_per_class_and_normal_fp():
     scores = [
         {"dice": 0.8, "iou": 0.7, "hd95": 2.0, "missed": False, "false_positive": False},

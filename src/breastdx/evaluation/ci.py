@@ -12,7 +12,8 @@ def mean_ci(values: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int 
             alpha: float = 0.05) -> dict[str, float | list[float]]:
     """Mean of per-case values with a percentile-bootstrap confidence interval.
 
-    For values in {0, 1} this is a proportion with its interval. NaN values are dropped first.
+    For values in {0, 1} this is a proportion with its interval (:func:`proportion_ci` when none or all may be
+    positive). NaN values are dropped first.
 
     Args:
         values: One value per case, shape ``(n,)``.
@@ -43,6 +44,47 @@ def mean_ci(values: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int 
     boot = v[idx].mean(axis=1)
     low, high = np.percentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return {"value": float(v.mean()), "ci95": [float(low), float(high)], "n": int(v.size)}
+
+
+def proportion_ci(indicators: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int = 0,
+                  alpha: float = 0.05) -> dict[str, float | list[float]]:
+    """A share of cases (``indicators`` in {0, 1}; NaN dropped) with its interval: :func:`mean_ci`'s bootstrap, but
+    the Wilson score interval when none or all of the cases count (0 of 10 lesions missed), where every bootstrap
+    resample is the same and the percentile interval collapses to the point, claiming a certainty that 10 cases
+    cannot give (Wilson 1927, doi:10.1080/01621459.1927.10502953; Brown, Cai & DasGupta 2001,
+    doi:10.1214/ss/1009213286).
+
+    Returns:
+        ``{"value", "ci95", "n"}`` as :func:`mean_ci`.
+
+    Raises:
+        ValueError: As :func:`mean_ci`, or if a value is neither 0 nor 1.
+    """
+    out = mean_ci(indicators, n_boot, seed, alpha)
+    v = np.asarray(indicators, dtype=float)
+    v = v[np.isfinite(v)]
+    if not np.isin(v, (0.0, 1.0)).all():
+        raise ValueError("proportion_ci expects indicators of 0 or 1 per case.")
+    if v.size and (v.sum() == 0 or v.sum() == v.size):
+        out["ci95"] = list(wilson_interval(int(v.sum()), int(v.size), alpha))
+    return out
+
+
+def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``successes / n`` (``n`` >= 1), within [0, 1].
+
+    Raises:
+        ValueError: If ``n`` < 1 or ``successes`` is outside [0, n].
+    """
+    from scipy.stats import norm
+
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval needs 0 <= successes <= n and n >= 1, got {successes} of {n}.")
+    z = float(norm.ppf(1 - alpha / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
 def patient_bootstrap(statistic: Callable[[np.ndarray], float], groups: np.ndarray, n_boot: int = 2000,

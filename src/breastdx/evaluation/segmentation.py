@@ -34,14 +34,15 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage
 
-from breastdx.evaluation.ci import mean_ci
+from breastdx.evaluation.ci import mean_ci, proportion_ci
 
 SEGMENTATION_METRICS = ("dice", "iou", "hd95")
 """Per-image scores, in report order."""
 
 SCORE_TERMS = ("Dice, IoU and HD95 (pixels, at the original image size) are means over the images with a lesion; "
                "missed_share: lesion images given an empty mask (their HD95 counts as the image diagonal); "
-               "normal_fp_share: normal images given any lesion pixel.")
+               "normal_fp_share: normal images given any lesion pixel (the two shares' intervals: the bootstrap's, or the "
+               "Wilson score interval when none or all of the images count).")
 """What the names of a lesion-segmentation summary mean, as the command line and the model card say it."""
 
 
@@ -230,7 +231,7 @@ def summarize_segmentation(scores: Sequence[dict[str, Any]], labels: Sequence[st
         out[name] = mean_ci([s[name] for s in lesion], n_boot, seed)
     if lesion and all(s.get("hd95_mm") is not None for s in lesion):
         out["hd95_mm"] = mean_ci([s["hd95_mm"] for s in lesion], n_boot, seed)
-    out["missed_share"] = mean_ci([float(s["missed"]) for s in lesion], n_boot, seed)
+    out["missed_share"] = proportion_ci([float(s["missed"]) for s in lesion], n_boot, seed)
     for cls in lesion_classes:
         group = [s for s, lab in zip(scores, labels) if lab == cls]
         if not group:
@@ -239,7 +240,7 @@ def summarize_segmentation(scores: Sequence[dict[str, Any]], labels: Sequence[st
             out[f"{name}_{cls}"] = mean_ci([s[name] for s in group], n_boot, seed)
     normal = [s for s, lab in zip(scores, labels) if lab == normal_class]
     if normal:
-        out["normal_fp_share"] = mean_ci([float(s["false_positive"]) for s in normal], n_boot, seed)
+        out["normal_fp_share"] = proportion_ci([float(s["false_positive"]) for s in normal], n_boot, seed)
     return out
 
 
