@@ -125,3 +125,19 @@ def test_bad_logits():
         fit_temperature(np.array([0, 3]), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="temperature must be positive"):
         softmax(np.zeros((1, 2)), 0)
+
+
+def test_a_share_of_none_or_all_gets_the_wilson_interval_not_a_point():
+    """A BreakHis card read 'sensitivity_benign/fibroadenoma 0.000 (0.000 - 0.000)': with 0 of the class's cases
+    found, every bootstrap resample gives 0. Such shares get the Wilson score interval over their own cases."""
+    classes = ["normal", "benign", "malignant"]
+    y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
+    prob = np.full((10, 3), 0.1)
+    prob[np.arange(10), [0, 0, 0, 0, 0, 0, 2, 2, 2, 2]] = 0.8  # benign never found; every malignant found
+    m = classification_metrics(y, prob, classes, "malignant", n_boot=200)
+    assert m["sensitivity_benign"]["value"] == 0.0
+    assert m["sensitivity_benign"]["ci95"] == pytest.approx([0.0, 0.56150], abs=1e-5)  # 0 of 3
+    assert m["sensitivity"]["value"] == 1.0
+    assert m["sensitivity"]["ci95"] == pytest.approx([0.51010, 1.0], abs=1e-5)  # 4 of 4 malignant
+    assert m["specificity"]["ci95"] == pytest.approx([0.60967, 1.0], abs=1e-5)  # 6 of 6 others
+    assert m["accuracy"]["ci95"][0] < m["accuracy"]["value"] < m["accuracy"]["ci95"][1]  # the bootstrap's, as before

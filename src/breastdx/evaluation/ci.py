@@ -84,7 +84,8 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+    low = 0.0 if successes == 0 else max(0.0, float(centre - half))  # exact bounds at the edges, no rounding
+    return low, 1.0 if successes == n else min(1.0, float(centre + half))
 
 
 def patient_bootstrap(statistic: Callable[[np.ndarray], float], groups: np.ndarray, n_boot: int = 2000,

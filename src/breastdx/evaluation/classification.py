@@ -226,7 +226,9 @@ def choose_threshold(y_true: np.ndarray, prob: np.ndarray, target_sensitivity: f
 def classification_metrics(labels: np.ndarray, prob: np.ndarray, class_names: Sequence[str],
                            positive: str = "malignant", threshold: float | None = None, *, n_boot: int = 2000,
                            seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Every metric of the module docstring, each with a bias-corrected 95% bootstrap interval.
+    """Every metric of the module docstring, each with a bias-corrected 95% bootstrap interval (a sensitivity,
+    specificity, PPV, NPV or accuracy of 0 or 1 whose resamples are all alike: the Wilson score interval over its
+    cases instead, :func:`_wilson_where_collapsed`).
 
     Args:
         labels: Class indices ``(n,)``.
@@ -269,7 +271,30 @@ def classification_metrics(labels: np.ndarray, prob: np.ndarray, class_names: Se
         return out
 
     index = np.arange(y.size, dtype=float)
-    return bootstrap_ci(y, index, op_bin, metric_fn=metric_fn, n_boot=n_boot, seed=seed)
+    out = bootstrap_ci(y, index, op_bin, metric_fn=metric_fn, n_boot=n_boot, seed=seed)
+    return _wilson_where_collapsed(out, y, op_bin, np.isin(y, pos).astype(np.int64), class_names)
+
+
+def _wilson_where_collapsed(out: dict[str, dict[str, Any]], y: np.ndarray, op_bin: np.ndarray, y_bin: np.ndarray,
+                            class_names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """A share of 0 or 1 whose bootstrap interval collapsed to the point (every resample the same: 0 of 3
+    fibroadenomas found read 0.000 [0.000, 0.000]) gets the Wilson score interval over its denominator
+    (:func:`breastdx.evaluation.ci.wilson_interval`): sensitivity over the positives, specificity over the negatives,
+    PPV and NPV over the cases called positive and negative, accuracy over all, per class over its cases."""
+    from breastdx.evaluation.ci import wilson_interval
+
+    denominators = {"sensitivity": int(y_bin.sum()), "specificity": int((1 - y_bin).sum()),
+                    "ppv": int(op_bin.sum()), "npv": int((1 - op_bin).sum()), "accuracy": int(y.size)}
+    denominators.update({k: int(y.size) for k in out if k.startswith("accuracy_") and k.endswith("_vs_rest")})
+    for i, c in enumerate(class_names):
+        denominators[f"sensitivity_{c}"] = int((y == i).sum())
+        denominators[f"specificity_{c}"] = int((y != i).sum())
+    for name, n in denominators.items():
+        m = out.get(name)
+        if m is None or n < 1 or m["value"] not in (0.0, 1.0) or m["ci95"][0] != m["ci95"][1]:
+            continue
+        m["ci95"] = list(wilson_interval(int(round(m["value"] * n)), n))
+    return out
 
 
 def evaluate_logits(labels: np.ndarray, logits: np.ndarray, class_names: Sequence[str], *,
