@@ -186,6 +186,12 @@ def test_split_file_errors_name_the_file(tmp_path):
     assert any("seed" in p for p in info.value.problems)
     with pytest.raises(FileNotFoundError):
         SplitFile.from_json(tmp_path / "missing.json")
+    # BreastMNIST's split file given where a BUSI/IDC split is expected: named as what it is
+    from breastdx.zoo import shipped_models
+
+    with pytest.raises(DataError, match=r"split\.json: not a valid split file\. It is a split of 'breastmnist', "
+                                        r"in another layout\."):
+        SplitFile.from_json(shipped_models()["breastmnist"] / "split.json")
 
 
 # -- BUSI split on synthetic data: both conflict policies ----------------------------------------------

@@ -231,8 +231,10 @@ class SplitFile:
                     problems.append(f"excluded: expected objects with a 'name', got {e!r}")
                 elif e["name"] in seen:
                     problems.append(f"case {e['name']!r} is excluded but also in {seen[e['name']]}")
-        if problems:
-            raise DataError(f"{path}: not a valid split file.", problems)
+        if problems:  # another kind of split (BreastMNIST's official one) names its dataset: said first
+            other = data.get("dataset") if not isinstance(data.get("train"), list) else None
+            said = f" It is a split of {other!r}, in another layout." if isinstance(other, str) else ""
+            raise DataError(f"{path}: not a valid split file.{said}", problems)
         return cls(
             path=path,
             data_checksum=data["data_checksum"],
