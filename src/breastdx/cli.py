@@ -175,7 +175,9 @@ def train(
     try:
         result = t.train(config, resolve_data_root(data_dir), run_dir)
     except (DataError, FileNotFoundError, UnknownNameError, ConfigError) as e:
-        _fail(_failed_run(task, run_dir, str(e)))
+        from breastdx.training.trainer import TrainingDivergedError
+
+        _fail(_failed_run(task, run_dir, str(e), resumable=not isinstance(e, TrainingDivergedError)))
     except Exception as e:  # noqa: BLE001 - said plainly, with the traceback under --verbose
         _failed_run(task, run_dir, f"unexpected error ({type(e).__name__}): {e}")
         _unexpected(e)

@@ -95,9 +95,10 @@ def finished_run(run_dir: Path) -> None:
         remove_fit_states(run_dir)
 
 
-def failed_run(task: str, run_dir: Path, message: str) -> str:
+def failed_run(task: str, run_dir: Path, message: str, resumable: bool = True) -> str:
     """Record a command's failure in its run folder (``error.txt``; a training's ``running.json`` removed) and return
-    the message, with the folder named and, for a training that can go on, how to resume it."""
+    the message, with the folder named and, for a training that can go on, how to resume it (``resumable`` False:
+    a failure that resuming would meet again, such as a diverged training)."""
     from breastdx.runs import clear_running, record_failure
     from breastdx.training.trainer import CHECKPOINT_DIR
 
@@ -105,7 +106,8 @@ def failed_run(task: str, run_dir: Path, message: str) -> str:
     written = record_failure(run_dir, message)
     if not written:
         return message
-    resumable = any(d.is_dir() and any(d.iterdir()) for d in run_dir.rglob(CHECKPOINT_DIR))  # last.ckpt or a fit
+    resumable = resumable and any(d.is_dir() and any(d.iterdir())  # last.ckpt or a finished fit
+                                  for d in run_dir.rglob(CHECKPOINT_DIR))
     return (f"{message}\n(The run folder {run_dir} keeps what the run wrote and this error in {written.name}"
             + (f"; 'breastdx train {task} --resume {run_dir}' goes on after its last finished epoch.)" if resumable
                else ".)"))

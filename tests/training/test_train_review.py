@@ -88,3 +88,17 @@ def test_busi_seg_refuses_an_image_size_its_network_cannot_take_before_any_work(
     with pytest.raises(ConfigError, match="^" + said.replace("(", r"\(").replace(")", r"\)")):
         task.train(config, tmp_path / "no-data", tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_diverged_training_is_not_offered_a_resume(tmp_path):
+    """After one architecture finished and another diverged, the failure message offered '--resume', which would
+    diverge again; a failure that resuming meets again is recorded without that offer."""
+    from breastdx.cli_runs import failed_run
+    from breastdx.training.trainer import CHECKPOINT_DIR
+
+    run = tmp_path / "run"
+    (run / "resnet18" / CHECKPOINT_DIR).mkdir(parents=True)
+    (run / "resnet18" / CHECKPOINT_DIR / "last.ckpt").write_bytes(b"x")
+    assert "--resume" in failed_run("busi-cls", run, "stopped")
+    said = failed_run("busi-cls", run, "The training diverged: ...", resumable=False)
+    assert "--resume" not in said and said.startswith("The training diverged: ...\n(The run folder")
