@@ -55,10 +55,6 @@ def test_parse_extra_args_forms():
     assert parse_extra_args(["--epochs", "3", "--arch=unet", "--tta"]) == {"epochs": "3", "arch": "unet", "tta": "true"}
     with pytest.raises(ConfigError, match="Unexpected argument 'stray'"):
         parse_extra_args(["stray"])
-    # an option given twice with two values was the last one, in silence; the same value twice is harmless
-    with pytest.raises(ConfigError, match=r"Option --max_cases is given twice, as '5' and '1'; give it once"):
-        parse_extra_args(["--max-cases", "5", "--epochs", "2", "--max_cases", "1"])
-    assert parse_extra_args(["--epochs=2", "--epochs", "2"]) == {"epochs": "2"}
 
 
 def test_yaml_round_trip(tmp_path: Path):

@@ -264,20 +264,15 @@ def parse_extra_args(args: list[str]) -> dict[str, str]:
     A flag followed by another flag, or last, is taken as ``true``.
 
     Raises:
-        ConfigError: For a bare value that follows no option, or an option given twice with two values
-            (``--epochs 5 --epochs 1``: which one was meant is not the program's to guess).
+        ConfigError: For a bare value that follows no option.
     """
     out: dict[str, str] = {}
-    seen: dict[str, str] = {}  # the option's name with - and _ alike -> as written first
     i = 0
     while i < len(args):
         if not args[i].startswith("--"):
             raise ConfigError(f"Unexpected argument {args[i]!r}: task options are written --name value.")
         key, value, i = take_option(args, i)
-        first = seen.setdefault(key.replace("_", "-"), key)
-        if first in out and out[first] != value:
-            raise ConfigError(f"Option --{key} is given twice, as {out[first]!r} and {value!r}; give it once.")
-        out[first] = value
+        out[key] = value
     return out
 
 
