@@ -306,3 +306,17 @@ def test_naming_only_mask_files_is_refused_not_a_run_of_nothing(tmp_path: Path):
         said = " ".join(result.output.split())
         assert result.exit_code == 2 and "no image found" in said and "lesion masks" in said, said
         assert f"nothing to {verb}" in said and not (tmp_path / verb).exists()
+
+
+def test_train_on_a_gpu_this_machine_lacks_is_refused_before_any_work(tmp_path: Path):
+    """--accelerator gpu without a CUDA device was refused by Lightning only once its trainer was built: BUSI hashed
+    (about 8 s), config.yaml and split.json written, the folder left with error.txt."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    result = runner.invoke(app, ["train", "busi-seg", "--accelerator", "gpu", "--out", str(tmp_path / "run")],
+                           terminal_width=300)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "--accelerator gpu: this machine has no CUDA GPU" in said
+    assert not (tmp_path / "run").exists()

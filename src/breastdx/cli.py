@@ -167,8 +167,12 @@ def train(
             config, run_dir, data_dir = _resumed(t, resume, ctx.args, out, seed, data_dir)
         else:
             config = with_overrides(t.config_cls(), {**parse_extra_args(list(ctx.args)), "seed": seed or 0})
+            if hasattr(config, "accelerator"):  # no GPU: said before a folder is made or data read
+                from breastdx.runtime import check_accelerator
+
+                check_accelerator(config.accelerator)
             run_dir = _new_run_dir(task, out)
-    except (UnknownNameError, ConfigError, RunFolderError) as e:  # RunFolderError: --out exists, is a file, read-only
+    except (UnknownNameError, ConfigError, RunFolderError, ValueError) as e:  # RunFolderError: --out exists, ...
         _fail(str(e))
     console.print(f"[bold]breastdx {__version__}[/] — {t.title}. {RESEARCH_USE_ONLY}", highlight=False)
     _set_threads(getattr(config, "threads", 0))
