@@ -102,3 +102,27 @@ def test_a_diverged_training_is_not_offered_a_resume(tmp_path):
     assert "--resume" in failed_run("busi-cls", run, "stopped")
     said = failed_run("busi-cls", run, "The training diverged: ...", resumable=False)
     assert "--resume" not in said and said.startswith("The training diverged: ...\n(The run folder")
+
+
+def test_busi_seg_writes_its_config_only_once_the_split_is_checked(tmp_path):
+    """A resume given another data folder rewrote config.yaml with it before the split check refused it, so the next
+    resume read the wrong folder; the config is now written after the check (shown on a split of other data)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from breastdx.cli import app
+    from breastdx.zoo import shipped_models
+
+    data_root = Path(os.environ.get("BREASTDX_DATA", ""))
+    if not (data_root / "busi").is_dir():
+        pytest.skip("real data not available: set BREASTDX_DATA to the data root (e.g. ../shared/data)")
+    split = json.loads((shipped_models()["busi-seg"] / "split.json").read_text())
+    split["data_checksum"] = "0" * 64
+    (tmp_path / "other.json").write_text(json.dumps(split))
+    result = CliRunner().invoke(app, ["train", "busi-seg", "--data-dir", str(data_root), "--out", str(tmp_path / "run"),
+                                      "--split-file", str(tmp_path / "other.json"), "--epochs", "1"])
+    assert result.exit_code == 2 and "the data changed" in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "run" / "config.yaml").exists()  # nothing written: the empty folder goes at exit

@@ -228,9 +228,6 @@ class BusiSegTask(Task):
         root = find_busi_root(data_root)
         cases = scan_busi(root)
         checksum = busi_checksum(cases)
-        save_yaml({"task": self.name, **to_dict(config), "data_root": str(data_root), "data_folder": str(root),
-                   "data_checksum": checksum}, run_dir / "config.yaml")
-        write_versions(run_dir)
         split_path = run_dir / SPLIT_FILE
         if config.split_file:
             split = busi_split(data_root, Path(config.split_file), seed=config.split_seed, reuse_only=True)
@@ -238,6 +235,10 @@ class BusiSegTask(Task):
         else:
             split = busi_split(data_root, split_path, seed=config.split_seed, method=config.split_method,
                                reuse_only=split_path.is_file())  # a resumed run's own split, as it was made
+        # after the split is checked: a resume given other data keeps the config.yaml it needs to go on
+        save_yaml({"task": self.name, **to_dict(config), "data_root": str(data_root), "data_folder": str(root),
+                   "data_checksum": checksum}, run_dir / "config.yaml")
+        write_versions(run_dir)
         by_name = {c.name: c for c in cases}
         names = {s: [split.split(s)[i] for i in evenly_spaced(len(split.split(s)), config.max_cases)]
                  for s in ("train", "val", "test")}
