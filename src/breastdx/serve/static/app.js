@@ -8,6 +8,7 @@ const state = {
   researchNotice: "",
   batch: [],           // one entry per uploaded file: {file, status, answer, error}
   selected: -1,        // index in batch shown in the viewer
+  upload: 0,           // number of the latest upload: a batch replaced by a newer upload stops where it is
   wdbcBatch: [],       // one entry per case of a WDBC CSV: {line, caseId, reference, features, answer, error}
 };
 
@@ -436,6 +437,7 @@ async function handleFiles(files) {
   showError("image-error", "");
   const task = currentTask();
   if (!task) { showError("image-error", "No image model is served."); return; }
+  const run = ++state.upload;
   state.batch = files.map((file) => ({ file, status: "pending", answer: null, error: null }));
   state.selected = -1;
   $("batch-table").tBodies[0].replaceChildren();
@@ -448,10 +450,13 @@ async function handleFiles(files) {
   for (const [k, item] of state.batch.entries()) {
     $("batch-progress").textContent = `(${done} of ${files.length} done)`;
     try {
-      item.answer = await predictFile(item.file, task);
+      const answer = await predictFile(item.file, task);
+      if (run !== state.upload) return;  // replaced by a newer upload: its files are not sent, its rows not shown
+      item.answer = answer;
       item.status = "done";
       if (state.selected < 0) showAnswer(k);
     } catch (err) {
+      if (run !== state.upload) return;
       item.status = "error";
       item.error = err.message;
       if (files.length === 1) showError("image-error", item.file.name + ": " + err.message);

@@ -1,0 +1,80 @@
+"""The web page as a clinician uses it, in a real browser (launched as in test_browser.py): a new upload replacing
+one still running, and what the page says before the API token is entered. The tiny test models serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from breastdx.serve import ServeSettings, create_app, running_server
+
+from .conftest import png_bytes, training_scan
+from .test_browser import browser  # noqa: F401  (the module's chromium)
+
+
+def _serve(model_dirs, registry, tmp_path_factory, auth: bool):
+    db = tmp_path_factory.mktemp("review-db") / "p.sqlite"
+    app = create_app(ServeSettings(database_url=f"sqlite:///{db}", model_dirs=tuple(model_dirs.values()), auth=auth),
+                     registry=registry)
+    return running_server(app)
+
+
+@pytest.fixture(scope="module")
+def open_server(model_dirs, registry, tmp_path_factory):
+    """The tiny models, without API tokens."""
+    with _serve(model_dirs, registry, tmp_path_factory, auth=False) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def token_server(model_dirs, registry, tmp_path_factory):
+    """The tiny models, behind API tokens (none is entered in these tests)."""
+    with _serve(model_dirs, registry, tmp_path_factory, auth=True) as url:
+        yield url
+
+
+def _open(browser, url: str, ready: str = "#status.ok"):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/")
+    page.wait_for_selector(ready, timeout=30_000)
+    return page, errors
+
+
+def _scan(path: Path) -> str:
+    """A small grey 'scan' (not the tiny model's training image) saved as PNG at ``path``."""
+    path.write_bytes(png_bytes(255 - training_scan()))
+    return str(path)
+
+
+def test_a_new_upload_stops_the_batch_it_replaces(browser, open_server, tmp_path):  # noqa: F811
+    """Three images are sent, and while the first is predicted the clinician picks another image: the page shows
+    that image's result alone, and the replaced batch sends no more files nor writes rows into the new table."""
+    page, errors = _open(browser, open_server)
+    sent, held = [], []
+
+    def hold_first(route):
+        sent.append(route.request.url)
+        if len(sent) == 1:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/v1/predict/**", hold_first)
+    page.set_input_files("#file-input", [_scan(tmp_path / f"batch{i}.png") for i in range(3)])
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the first file of the batch was not sent"
+    page.set_input_files("#file-input", _scan(tmp_path / "single.png"))
+    page.wait_for_selector("#pred-label:not(:empty)", timeout=60_000)
+    held[0].continue_()  # the replaced batch's first answer comes back late
+    page.wait_for_timeout(2000)
+    assert len(sent) == 2, sent  # the first batch's other two files are not sent
+    assert page.inner_text("#result-file") == "single.png" and page.is_hidden("#batch")
+    assert page.locator("#batch-table tbody tr").count() == 1 and page.is_hidden("#image-error")
+    assert errors == []
+    page.close()
