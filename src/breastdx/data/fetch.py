@@ -8,6 +8,7 @@ The lowest layer of the downloaders: :mod:`breastdx.data.download` (registered a
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import urllib.error
 import urllib.parse
@@ -44,7 +45,8 @@ def fetch_url(url: str, target: Path, progress: Callable[[int, int | None], None
         ``(sha256, md5)`` as hex strings.
 
     Raises:
-        DownloadError: For another scheme, or when the transfer fails or is cut short.
+        DownloadError: For another scheme, or when the transfer fails or is cut short (fewer bytes than its
+            ``Content-Length``, or a chunked transfer that ends early); the message names the URL.
     """
     scheme = urllib.parse.urlparse(url).scheme
     if scheme not in ALLOWED_SCHEMES:
@@ -66,7 +68,10 @@ def fetch_url(url: str, target: Path, progress: Callable[[int, int | None], None
                 done += len(chunk)
                 if progress is not None:
                     progress(done, total)
-    except (urllib.error.URLError, OSError, ValueError) as err:
+    except http.client.IncompleteRead as err:  # a chunked (or unsized) transfer that ended early
+        raise DownloadError(f"{url}: download cut short: the connection ended after {done + len(err.partial)} bytes, "
+                            f"in the middle of the file; nothing was installed. Download again.") from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
         offline = isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError) \
             and scheme != "file"
         hint = (" The server could not be reached: the machine may be offline. Copy the file onto it another way "
