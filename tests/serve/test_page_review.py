@@ -78,3 +78,21 @@ def test_a_new_upload_stops_the_batch_it_replaces(browser, open_server, tmp_path
     assert page.locator("#batch-table tbody tr").count() == 1 and page.is_hidden("#image-error")
     assert errors == []
     page.close()
+
+
+def test_before_the_token_is_entered_the_page_asks_for_it(browser, token_server, tmp_path):  # noqa: F811
+    """An image, or a CSV of WDBC cases, given before the API token is entered: the page says to enter the token,
+    not that no model is served, nor a script error."""
+    page, errors = _open(browser, token_server, ready="body[data-ready='true']")
+    assert page.is_visible("#token-form")
+    page.set_input_files("#file-input", _scan(tmp_path / "scan.png"))
+    page.wait_for_selector("#image-error:not([hidden])", timeout=30_000)
+    assert "Enter the API token above first" in page.inner_text("#image-error")
+    page.click("#tab-wdbc")
+    cases = tmp_path / "wdbc.data"
+    cases.write_text("1,M," + ",".join(["1.0"] * 30) + "\n")
+    page.set_input_files("#wdbc-file", str(cases))
+    page.wait_for_selector("#wdbc-error:not([hidden])", timeout=30_000)
+    assert "Enter the API token above first" in page.inner_text("#wdbc-error")
+    assert page.is_hidden("#wdbc-batch") and errors == []
+    page.close()

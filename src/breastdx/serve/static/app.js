@@ -107,6 +107,13 @@ async function fetchJSON(url, options) {
   return body;
 }
 
+// Why no model of a kind can be used: the API token is not entered yet (the models are listed once the service
+// accepts it), or none is served.
+function noModelText(kind) {
+  return $("token-form").hidden ? `No ${kind} model is served.`
+    : "Enter the API token above first: the models are listed once the service accepts it.";
+}
+
 function showError(id, message) {
   const box = $(id);
   box.textContent = message || "";
@@ -436,7 +443,7 @@ async function handleFiles(files) {
   if (!files.length) return;
   showError("image-error", "");
   const task = currentTask();
-  if (!task) { showError("image-error", "No image model is served."); return; }
+  if (!task) { showError("image-error", noModelText("image")); return; }
   const run = ++state.upload;
   state.batch = files.map((file) => ({ file, status: "pending", answer: null, error: null }));
   state.selected = -1;

@@ -1,7 +1,7 @@
 // breastdx web page, cytology panel: the 30 WDBC features of one case (typed, pasted as a spreadsheet row, or an
 // example), or a CSV of cases predicted one request each; results, SHAP reasons and a CSV download. Loaded before
-// app.js, whose helpers ($, el, state, fetchJSON, showError, ruleText, renderBars, addDetail, renderCards,
-// csvField, saveCSV) it uses when the page runs.
+// app.js, whose helpers ($, el, state, fetchJSON, showError, noModelText, ruleText, renderBars, addDetail,
+// renderCards, csvField, saveCSV) it uses when the page runs.
 "use strict";
 
 function wdbcModel() { return state.models.find((m) => m.task === "wdbc"); }
@@ -206,6 +206,7 @@ async function predictCSV() {
   const file = $("wdbc-file").files[0];
   $("wdbc-file").value = "";
   if (!file) return;
+  if (!wdbcModel()) { showError("wdbc-error", noModelText("WDBC")); return; }
   let cases;
   try {
     cases = casesFromCSV(await file.text());
