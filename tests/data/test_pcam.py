@@ -345,3 +345,14 @@ def test_model_card_says_which_form_of_pcam_was_read(pcam_subset, tmp_path):
     assert "JPEG" not in h5
     jpeg = _about(ConcatPatchSource([read_pcam_folder(pcam_subset, s) for s in PCAM_SPLITS], name="pcam"))
     assert "The JPEG subset holds the first 2,000 patches per class of train" in jpeg and "HDF5 files of" not in jpeg
+
+
+def test_a_truncated_h5_is_refused_naming_the_file(tmp_path):
+    """h5py's own error ('Unable to synchronously open file (truncated file: ...)') named no file."""
+    n = 40
+    _write_h5(tmp_path, "test", _patches(n), np.zeros((n, 1, 1, 1), np.uint8))
+    xp, _ = h5_paths(tmp_path, "test")
+    os.truncate(xp, xp.stat().st_size - 96 * 96 * 3 * 10)  # the last 10 patches missing: an interrupted copy
+    with pytest.raises(DataError, match=rf"^{xp}: not a readable HDF5 file \(.*truncated.*\); expected the official "
+                                        rf"PCam file\. It is shorter than its header says"):
+        load_pcam(tmp_path, "test")

@@ -221,8 +221,8 @@ class PcamH5Source(PatchSource):
         split: The split name, used in ids (``"<split>/<row>"``).
 
     Raises:
-        DataError: If a file is missing, still gzipped or not HDF5, lacks its dataset, has the wrong
-            dtype or shape, if ``x`` and ``y`` differ in length, or a label is not 0 or 1. The message
+        DataError: If a file is missing, still gzipped, not HDF5 or unreadable (truncated), lacks its dataset,
+            has the wrong dtype or shape, if ``x`` and ``y`` differ in length, or a label is not 0 or 1. The message
             names the file.
     """
 
@@ -230,18 +230,16 @@ class PcamH5Source(PatchSource):
     class_names = CLASS_NAMES
 
     def __init__(self, x_path: str | Path, y_path: str | Path, split: str = "train") -> None:
-        import h5py
-
         self.x_path, self.y_path, self.split = Path(x_path), Path(y_path), split
         _sniff(self.x_path)
         _sniff(self.y_path)
-        with h5py.File(self.x_path, "r") as f:
+        with _open_h5(self.x_path) as f:
             x = _dataset(f, "x", self.x_path)
             if x.dtype != np.uint8 or x.ndim != 4 or tuple(x.shape[1:]) != PATCH_SHAPE:
                 raise DataError(f"{self.x_path}: dataset 'x' is {x.dtype} of shape {x.shape}; expected uint8 of "
                                 f"shape (N, 96, 96, 3).")
             n = int(x.shape[0])
-        with h5py.File(self.y_path, "r") as f:
+        with _open_h5(self.y_path) as f:
             y = _dataset(f, "y", self.y_path)
             if y.shape[:1] != (n,) or int(np.prod(y.shape[1:], dtype=np.int64)) != 1:
                 raise DataError(f"{self.y_path}: dataset 'y' has shape {y.shape}; expected ({n}, 1, 1, 1), one "
@@ -268,11 +266,9 @@ class PcamH5Source(PatchSource):
     def _dataset(self) -> Any:
         pid = os.getpid()
         if self._x is None or self._pid != pid:
-            import h5py
-
             from breastdx.data.array_images import HDF5_CHUNK_CACHE
 
-            self._file = h5py.File(self.x_path, "r", rdcc_nbytes=HDF5_CHUNK_CACHE)  # a file compressed in chunks
+            self._file = _open_h5(self.x_path, rdcc_nbytes=HDF5_CHUNK_CACHE)  # a file compressed in chunks
             self._x = self._file["x"]
             self._pid = pid
         return self._x
@@ -330,6 +326,18 @@ class PcamH5Source(PatchSource):
             self._checksum = sha256_listing([(self.x_path.name, sha256_file(self.x_path)),
                                              (self.y_path.name, sha256_file(self.y_path))])
         return self._checksum
+
+
+def _open_h5(path: Path, **kwargs: Any) -> Any:
+    """``h5py.File(path, "r")``; a file that HDF5 cannot open (truncated, damaged) raises DataError naming it."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r", **kwargs)
+    except OSError as err:
+        hint = (" It is shorter than its header says: an interrupted copy or download? Delete it and run "
+                "`breastdx data download pcam` again (the files in place are kept).") if "truncated" in str(err) else ""
+        raise DataError(f"{path}: not a readable HDF5 file ({err}); expected the official PCam file.{hint}") from None
 
 
 def _dataset(f: Any, key: str, path: Path) -> Any:
