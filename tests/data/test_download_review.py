@@ -45,3 +45,24 @@ def test_a_transfer_cut_short_is_refused_and_leaves_nothing(tmp_path, response, 
         download(DATASETS.get("breastmnist"), tmp_path / "data", url=url)
     assert str(info.value).startswith(url)
     assert _entries(tmp_path / "data") == []
+
+
+def test_pcam_into_a_data_root_it_cannot_write_says_so(tmp_path, monkeypatch):
+    """download_pcam let the raw OSError through: '[Errno 17] File exists: .../pcam', no word of the data root."""
+    import tempfile
+
+    from breastdx.data.pcam import download_pcam
+
+    (tmp_path / "pcam").write_text("a file where the pcam folder goes")
+    with pytest.raises(DownloadError, match=rf"^Cannot write into the data root {tmp_path} \(File exists: "
+                                            rf"{tmp_path / 'pcam'}\); choose a folder you can write to"):
+        download_pcam(tmp_path, base_url=(tmp_path / "mirror").as_uri(), splits=("test",))
+
+    def read_only(*args, **kwargs):  # as on a read-only folder (these tests may run as root, who writes anyway)
+        raise PermissionError(13, "Permission denied", kwargs.get("dir"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    root = tmp_path / "other"
+    with pytest.raises(DownloadError, match=rf"^Cannot write into the data root {root} \(Permission denied: "
+                                            rf"{root / 'pcam'}\)"):
+        download_pcam(root, base_url=(tmp_path / "mirror").as_uri(), splits=("test",))

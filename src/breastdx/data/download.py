@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping
 
 from breastdx.data.checksum import sha256_file
-from breastdx.data.fetch import CHUNK, DownloadError, check_digest, fetch_url
+from breastdx.data.fetch import CHUNK, DownloadError, check_digest, fetch_url, writing_into
 from breastdx.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -138,12 +138,9 @@ def download(spec: RemoteDataset, data_root: str | Path, url: str | None = None,
     url = url or spec.url
     _refuse_existing(dest, force)
     manifest = load_manifest(spec.manifest) if spec.manifest else None
-    try:
+    with writing_into(data_root):
         data_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{spec.folder}.download-", dir=data_root))
-    except OSError as e:  # read-only, a file in the way: said of the data root, not of a temporary name
-        raise DownloadError(f"Cannot write into the data root {data_root} ({e.strerror or e}); choose a folder "
-                            f"you can write to (--data-dir).") from None
     try:
         name = spec.filename or Path(urllib.parse.urlparse(url).path).name or f"{spec.name}.download"
         fetched = work / "download" / name

@@ -13,8 +13,9 @@ import logging
 import urllib.error
 import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from breastdx.data.errors import DataError
 
@@ -97,3 +98,20 @@ def check_digest(url: str, kind: str, expected: str | None, actual: str) -> None
     if expected is not None and expected.lower() != actual.lower():
         raise DownloadError(f"{url}: {kind} checksum mismatch: expected {expected.lower()}, got {actual}. "
                             f"The file is damaged or is not the published version; nothing was installed.")
+
+
+@contextmanager
+def writing_into(data_root: str | Path) -> Iterator[None]:
+    """Make folders and temporary files in the data root inside this block: an OS error there (a read-only folder, a
+    file where a folder is needed) is raised as a DownloadError said of the data root and the path refused, not as a
+    raw error about a temporary name.
+
+    Raises:
+        DownloadError: For any OSError raised in the block.
+    """
+    try:
+        yield
+    except OSError as e:
+        where = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else (e.strerror or str(e))
+        raise DownloadError(f"Cannot write into the data root {data_root} ({where}); choose a folder you can write "
+                            f"to (--data-dir).") from None

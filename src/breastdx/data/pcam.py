@@ -475,16 +475,17 @@ def download_pcam(data_root: str | Path, base_url: str | None = None, splits: Se
 
     Raises:
         ValueError: If a split is not a PCam split.
-        DownloadError: If a transfer fails, an MD5 differs (expected and actual are given; nothing is
-            installed), or a file is not valid gzip.
+        DownloadError: If the data root cannot be written, a transfer fails, an MD5 differs (expected and actual
+            are given; nothing is installed), or a file is not valid gzip.
         DataError: If a decompressed pair does not have the official layout.
     """
-    from breastdx.data.fetch import DownloadError, check_digest, fetch_url
+    from breastdx.data.fetch import DownloadError, check_digest, fetch_url, writing_into
 
     for s in splits:
         _check_split(s)
     dest = Path(data_root) / H5_FOLDER
-    dest.mkdir(parents=True, exist_ok=True)
+    with writing_into(data_root):
+        dest.mkdir(parents=True, exist_ok=True)
     wanted = [name for name in PCAM_FILES if any(f"_split_{s}_" in name for s in splits)]
     for name in wanted:
         target = dest / name
@@ -496,7 +497,8 @@ def download_pcam(data_root: str | Path, base_url: str | None = None, splits: Se
         url, md5 = PCAM_FILES[name]
         if base_url is not None:
             url = f"{base_url.rstrip('/')}/{url.rsplit('/', 1)[1]}"
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".download", dir=dest)
+        with writing_into(data_root):
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".download", dir=dest)
         os.close(fd)
         tmp = Path(tmp_name)
         part = dest / f"{name}.part"
