@@ -96,3 +96,21 @@ def test_before_the_token_is_entered_the_page_asks_for_it(browser, token_server,
     assert "Enter the API token above first" in page.inner_text("#wdbc-error")
     assert page.is_hidden("#wdbc-batch") and errors == []
     page.close()
+
+
+def test_probabilities_and_the_threshold_are_shown_as_percentages(browser, open_server):  # noqa: F811
+    """The tiny WDBC model gives the example case P(malignant) ~ 1: shown as "> 99.9%" and "< 0.1%", not as a
+    certainty (100.0%, 0.0%); the threshold is on the bars' scale (30.0%, not 0.300)."""
+    page, errors = _open(browser, open_server)
+    page.click("#tab-wdbc")
+    page.click("#wdbc-example")
+    page.click("#wdbc-submit")
+    page.wait_for_selector("#wdbc-result:not([hidden])", timeout=30_000)
+    values = {page.get_attribute(f"#wdbc-bars .bar:nth-child({k}) ", "data-class"):
+              page.inner_text(f"#wdbc-bars .bar:nth-child({k}) .bar-value") for k in (1, 2)}
+    assert values == {"benign": "< 0.1%", "malignant": "> 99.9%"}, values
+    rule = page.inner_text("#wdbc-rule")
+    assert "P(malignant) ≥ 30.0%" in rule and "0.300" not in rule, rule
+    assert page.get_attribute("#wdbc-bars .bar-threshold", "title") == "operating threshold 30.0%"
+    assert errors == []
+    page.close()

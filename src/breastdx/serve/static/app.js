@@ -41,7 +41,12 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function fmtProb(p) { return (p === null || p === undefined) ? "n/a" : (100 * p).toFixed(1) + "%"; }
+// A probability in percent, one decimal; one that would round to 0.0% or 100.0% is "< 0.1%" or "> 99.9%": a
+// model's output is never a certainty.
+function fmtProb(p) {
+  if (p === null || p === undefined) return "n/a";
+  return p < 0.0005 ? "< 0.1%" : p >= 0.9995 ? "> 99.9%" : (100 * p).toFixed(1) + "%";
+}
 function fmtNum(x, digits = 3) { return (x === null || x === undefined) ? "n/a" : Number(x).toFixed(digits); }
 
 function errorText(body, fallback) {
@@ -212,7 +217,7 @@ function renderBars(container, cls) {
     bar.style.width = Math.max(0, Math.min(100, 100 * p)).toFixed(1) + "%";
     const track = el("div", { class: "bar-track" }, bar);
     if (name === cls.positive_class && cls.threshold !== null && cls.threshold !== undefined) {
-      const tick = el("div", { class: "bar-threshold", title: "operating threshold " + fmtNum(cls.threshold) });
+      const tick = el("div", { class: "bar-threshold", title: "operating threshold " + fmtProb(cls.threshold) });
       tick.style.left = (100 * cls.threshold).toFixed(1) + "%";
       track.append(tick);
     }
@@ -230,7 +235,7 @@ function displayName(name) {
 function ruleText(cls) {
   if (cls.threshold === null || cls.threshold === undefined) return "Label: the most probable class.";
   return `Label at the model's operating point: ${cls.positive_class} when P(${cls.positive_class}) ≥ ` +
-    `${fmtNum(cls.threshold)}, else the most probable other class.`;
+    `${fmtProb(cls.threshold)} (the black tick on its bar), else the most probable other class.`;
 }
 
 function addDetail(dl, term, value) {
