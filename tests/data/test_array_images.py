@@ -146,3 +146,29 @@ def test_predict_pcam_reads_an_h5_as_it_reads_the_patch_files(tmp_path):
     assert explained.exit_code == 0, explained.output
     names = sorted(p.name for p in (tmp_path / "explain" / "explanations").glob("*gradcam_*.png"))
     assert [n.split("_gradcam_")[0] for n in names] == [f"patches_x_x_{i:06d}" for i in range(6)]
+
+
+def test_a_gzipped_or_truncated_h5_input_says_which_and_what_to_do(tmp_path):
+    """Both were 'not a readable HDF5 file (Unable to synchronously open file (file signature not found))' and no
+    more: nothing said that the file was PatchCamelyon's .h5.gz download under an .h5 name, or cut short."""
+    import gzip
+
+    import h5py
+
+    patches = np.random.default_rng(3).integers(0, 256, (20, 96, 96, 3), dtype=np.uint8)
+    plain = _pcam_h5(tmp_path / "plain_x.h5", patches)
+    gz = tmp_path / "camelyonpatch_level_2_split_test_x.h5"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    with pytest.raises(ArrayInputError, match=rf"^{gz}: not a readable HDF5 file \(.*\)\. It is gzip-compressed "
+                                              rf"\(PatchCamelyon publishes its files as \.h5\.gz\): decompress it first"):
+        expand_array_file(gz)
+    cut = tmp_path / "cut_x.h5"
+    cut.write_bytes(plain.read_bytes()[: plain.stat().st_size // 2])
+    with pytest.raises(ArrayInputError, match=rf"^{cut}: not a readable HDF5 file \(.*truncated.*\)\. It is shorter "
+                                              rf"than its header says"):
+        expand_array_file(cut)
+    y = tmp_path / "labels_y.h5"
+    with h5py.File(y, "w") as f:
+        f.create_dataset("y", data=np.zeros((3, 1, 1, 1), np.uint8))
+    with pytest.raises(ArrayInputError, match=r"no image dataset \(uint8, N x H x W or N x H x W x 3\)"):
+        expand_array_file(y)  # said '[x 3]', which the command line's rich markup printed as ''

@@ -28,6 +28,9 @@ SUFFIXES = ("npz", "h5", "hdf5")
 """The array files read: MedMNIST's ``.npz``, PatchCamelyon's HDF5."""
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+"""The first two bytes of a gzip file (RFC 1952)."""
+
 HDF5_CHUNK_CACHE = 64 * 1024 * 1024
 """Bytes of decompressed HDF5 chunks kept per open file (h5py's default is 1 MiB): patches read one after the other
 from a file compressed in chunks of many patches decompress each chunk once, not once per patch."""
@@ -74,7 +77,12 @@ def _hdf5_datasets(file: str, stamp: float) -> dict[str, Any]:
     try:
         handle = h5py.File(file, "r", rdcc_nbytes=HDF5_CHUNK_CACHE)
     except OSError as e:
-        raise ArrayInputError(f"{file}: not a readable HDF5 file ({e}).") from None
+        with open(file, "rb") as f:
+            gzipped = f.read(2) == GZIP_MAGIC
+        hint = (" It is gzip-compressed (PatchCamelyon publishes its files as .h5.gz): decompress it first (gunzip)."
+                if gzipped else " It is shorter than its header says: an interrupted copy or download?"
+                if "truncated" in str(e) else "")
+        raise ArrayInputError(f"{file}: not a readable HDF5 file ({e}).{hint}") from None
     return {k: v for k, v in handle.items() if isinstance(v, h5py.Dataset) and _holds_images(v.dtype, v.shape)}
 
 
@@ -91,9 +99,9 @@ def _load(file: Path) -> dict[str, Any]:
     if _is_hdf5(file):
         arrays = _hdf5_datasets(str(file), file.stat().st_mtime)
         if not arrays:
-            raise ArrayInputError(f"{file}: no image dataset (uint8, N x H x W [x 3]); expected a PatchCamelyon "
-                                  f"'_x.h5' file, whose dataset 'x' holds the patches (the '_y.h5' file holds "
-                                  f"labels).")
+            raise ArrayInputError(f"{file}: no image dataset (uint8, N x H x W or N x H x W x 3); expected a "
+                                  f"PatchCamelyon '_x.h5' file, whose dataset 'x' holds the patches (the '_y.h5' file "
+                                  f"holds labels).")
         return arrays
     arrays = _npz_arrays(str(file), file.stat().st_mtime)
     if not arrays:

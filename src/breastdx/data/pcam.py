@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from breastdx.data.array_images import GZIP_MAGIC
 from breastdx.data.checksum import sha256_file, sha256_listing
 from breastdx.data.errors import DataError
 from breastdx.data.image_files import visible_entries
@@ -98,7 +99,6 @@ are those of the files as named on the record, as measured by users and adopted 
 values of ``valid`` and ``test``.
 """
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
@@ -200,7 +200,7 @@ def _sniff(path: Path) -> None:
                         f"(download with download_pcam / `breastdx data download pcam`).")
     with open(path, "rb") as f:
         head = f.read(8)
-    if head.startswith(_GZIP_MAGIC):
+    if head.startswith(GZIP_MAGIC):
         raise DataError(f"{path}: still gzip-compressed (the official downloads are .h5.gz); decompress it "
                         f"first (gunzip), or use download_pcam, which does.")
     if head != _HDF5_MAGIC:
