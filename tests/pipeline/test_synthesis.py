@@ -47,6 +47,17 @@ def test_same_seed_same_files_other_seed_other_files(tiny_generator, tmp_path):
     assert not (tmp_path / "f").exists()
 
 
+@pytest.mark.parametrize("seed", [2**64, -1])
+def test_a_seed_outside_64_bits_is_refused_before_the_output_folder_is_made(tiny_generator, tmp_path, seed):
+    """2**64 failed with torch's 'Overflow when unpacking long long' after --out was made; -1 gave the patches of
+    seed 2**64 - 2 (torch maps a negative seed onto a positive one)."""
+    with pytest.raises(ValueError, match=rf"--seed must be from 0 to {2**64 - 1} \(a 64-bit seed\)\. Got {seed}"):
+        synthesize("idc", 1, 1, tmp_path / "out", seed=seed, model=tiny_generator)
+    assert not (tmp_path / "out").exists()
+    synthesize("idc", 1, 1, tmp_path / "max", seed=2**64 - 1, model=tiny_generator)
+    assert len(list((tmp_path / "max").glob("*.png"))) == 1
+
+
 def test_cli_writes_64_distinct_idc_patches_with_the_shipped_model(tmp_path):
     out = tmp_path / "syn"
     result = runner.invoke(app, ["synthesize", "idc", "--n", "64", "--label", "1", "--out", str(out)])

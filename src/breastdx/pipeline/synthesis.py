@@ -201,6 +201,10 @@ SYNTHESIS_TASKS = ("idc",)
 """Tasks ``breastdx synthesize`` has a generator for."""
 
 
+MAX_SEED = 2**64 - 1
+"""Largest ``--seed``: torch's generator takes a 64-bit seed (and maps a negative one onto a positive one, so that two
+seeds would give the same patches: seeds are 0 to this)."""
+
 MAX_PATCHES = 100_000
 """Most patches of one ``synthesize`` call: its files are numbered with five digits (and they are generated in
 memory, 7.5 KB each, before they are written)."""
@@ -219,14 +223,15 @@ def synthesize(task: str, n: int, label: int, out_dir: str | Path, seed: int = 0
         n: Number of patches, 1 to :data:`MAX_PATCHES`.
         label: Class index: 0 (normal, no IDC) or 1 (IDC).
         out_dir: Output folder; created, and refused when it exists and is not empty.
-        seed: Seed of the latent vectors.
+        seed: Seed of the latent vectors, 0 to :data:`MAX_SEED`.
         model: A generator folder or a shipped generator's name; None: ``idc-gan``.
 
     Returns:
         ``{"files": [Path, ...], "model": folder, "label": class name, "seed", "n", "seconds"}``.
 
     Raises:
-        ValueError: For an unknown task, ``n`` outside ``[1, MAX_PATCHES]`` or a label that is not a class index.
+        ValueError: For an unknown task, ``n`` outside ``[1, MAX_PATCHES]``, ``seed`` outside ``[0, MAX_SEED]`` or a
+            label that is not a class index.
         FileNotFoundError: If the model is neither a folder nor a shipped model.
         ModelFolderError: If the folder is not a generator.
         RunFolderError: If the output folder exists and is not empty, or cannot be written.
@@ -242,6 +247,8 @@ def synthesize(task: str, n: int, label: int, out_dir: str | Path, seed: int = 0
     if not 1 <= int(n) <= MAX_PATCHES:
         raise ValueError(f"Option --n must be from 1 to {MAX_PATCHES:,} (file names have five digits; run again with "
                          f"another --seed for more). Got {n} instead.")
+    if not 0 <= int(seed) <= MAX_SEED:  # else torch's "Overflow when unpacking long long", once --out was made
+        raise ValueError(f"Option --seed must be from 0 to {MAX_SEED} (a 64-bit seed). Got {seed} instead.")
     folder = resolve_generator(model)
     generator, meta = load_generator(folder)
     names = list(meta.get("class_names", CLASS_NAMES))
