@@ -356,3 +356,17 @@ def test_a_truncated_h5_is_refused_naming_the_file(tmp_path):
     with pytest.raises(DataError, match=rf"^{xp}: not a readable HDF5 file \(.*truncated.*\); expected the official "
                                         rf"PCam file\. It is shorter than its header says"):
         load_pcam(tmp_path, "test")
+
+
+def test_only_the_gzipped_downloads_in_place_are_named(tmp_path):
+    """With the .h5.gz files as published (not decompressed) the message said 'PCam not found' and no more."""
+    _write_h5(tmp_path / "plain", "valid", _patches(3), np.zeros((3, 1, 1, 1), np.uint8))
+    (tmp_path / "root" / "pcam").mkdir(parents=True)
+    for p in h5_paths(tmp_path / "plain", "valid"):
+        (tmp_path / "root" / "pcam" / f"{p.name}.gz").write_bytes(gzip.compress(p.read_bytes()))
+    xp, yp = h5_paths(tmp_path / "root" / "pcam", "valid")
+    with pytest.raises(DataError, match=rf"^PCam valid: found {xp}\.gz, {yp}\.gz, still gzip-compressed; decompress "
+                                        rf"\(gunzip\) them in place"):
+        load_pcam(tmp_path / "root", "valid")
+    with pytest.raises(DataError, match=r"^PCam not found below"):
+        load_pcam(tmp_path / "root", "test")

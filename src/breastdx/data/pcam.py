@@ -419,7 +419,7 @@ def load_pcam(data_root: str | Path, split: str | None = "train") -> PatchSource
     Raises:
         ValueError: If ``split`` is not a PCam split.
         DataError: If neither format is found (the message says where it looked and how to get the
-            data), or the data are invalid.
+            data, or names the ``.h5.gz`` files found still compressed), or the data are invalid.
     """
     if split is None:
         from breastdx.data.patches import ConcatPatchSource
@@ -436,6 +436,11 @@ def load_pcam(data_root: str | Path, split: str | None = "train") -> PatchSource
         if (folder / split).is_dir():
             logger.info("PCam %s: folder layout in %s", split, folder)
             return read_pcam_folder(folder, split)
+    gzipped = [p for folder in (root / H5_FOLDER, root) for p in h5_paths(folder, split)
+               if p.with_name(p.name + ".gz").is_file()]
+    if gzipped:  # the official files as published, not yet decompressed
+        raise DataError(f"PCam {split}: found {', '.join(str(p) + '.gz' for p in gzipped)}, still gzip-compressed; "
+                        f"decompress (gunzip) them in place, or use `breastdx data download pcam`, which does.")
     raise DataError(
         f"PCam not found below {root}: expected {root / H5_FOLDER / H5_NAME.format(split=split, kind='x')} "
         f"(and _y.h5), or the folder layout {root / SUBSET_FOLDER}/{split}/{{0,1}}/*.jpg. Download the "
