@@ -49,26 +49,37 @@ def _scan(path: Path) -> str:
     return str(path)
 
 
+def _hold_first_prediction(page, path: str) -> tuple[list[str], list]:
+    """Route ``path`` so that its first request is held (in the second list) and the others go on; the first list
+    gets every request's URL."""
+    sent, held = [], []
+
+    def route(r):
+        sent.append(r.request.url)
+        if len(sent) == 1:
+            held.append(r)
+        else:
+            r.continue_()
+
+    page.route(path, route)
+    return sent, held
+
+
+def _wait_held(page, held: list) -> None:
+    for _ in range(200):
+        if held:
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("the first request was not sent")
+
+
 def test_a_new_upload_stops_the_batch_it_replaces(browser, open_server, tmp_path):  # noqa: F811
     """Three images are sent, and while the first is predicted the clinician picks another image: the page shows
     that image's result alone, and the replaced batch sends no more files nor writes rows into the new table."""
     page, errors = _open(browser, open_server)
-    sent, held = [], []
-
-    def hold_first(route):
-        sent.append(route.request.url)
-        if len(sent) == 1:
-            held.append(route)
-        else:
-            route.continue_()
-
-    page.route("**/v1/predict/**", hold_first)
+    sent, held = _hold_first_prediction(page, "**/v1/predict/**")
     page.set_input_files("#file-input", [_scan(tmp_path / f"batch{i}.png") for i in range(3)])
-    for _ in range(100):
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert held, "the first file of the batch was not sent"
+    _wait_held(page, held)
     page.set_input_files("#file-input", _scan(tmp_path / "single.png"))
     page.wait_for_selector("#pred-label:not(:empty)", timeout=60_000)
     held[0].continue_()  # the replaced batch's first answer comes back late
@@ -77,6 +88,32 @@ def test_a_new_upload_stops_the_batch_it_replaces(browser, open_server, tmp_path
     assert page.inner_text("#result-file") == "single.png" and page.is_hidden("#batch")
     assert page.locator("#batch-table tbody tr").count() == 1 and page.is_hidden("#image-error")
     assert errors == []
+    page.close()
+
+
+def test_a_new_wdbc_csv_stops_the_one_it_replaces(browser, open_server, tmp_path):  # noqa: F811
+    """A CSV of three WDBC cases, replaced by a CSV of one while its first case is predicted: the table and its
+    download hold the new file's case alone, and the replaced file sends no more cases."""
+    from breastdx.data.wdbc import load_wdbc
+
+    case = load_wdbc()
+    files = []
+    for name, ids in (("first.data", (1, 2, 3)), ("second.data", (9,))):
+        files.append(tmp_path / name)
+        files[-1].write_text("".join(",".join([str(i), "B", *map(repr, map(float, case.X[i]))]) + "\n" for i in ids))
+    page, errors = _open(browser, open_server)
+    page.click("#tab-wdbc")
+    sent, held = _hold_first_prediction(page, "**/v1/predict/wdbc")
+    page.set_input_files("#wdbc-file", str(files[0]))
+    _wait_held(page, held)
+    page.set_input_files("#wdbc-file", str(files[1]))
+    page.wait_for_selector("#wdbc-batch-status:has-text('second.data: 1 case(s) predicted')", timeout=30_000)
+    held[0].continue_()
+    page.wait_for_timeout(2000)
+    assert len(sent) == 2, sent
+    rows = [tr.inner_text().split("\t")[:2] for tr in page.query_selector_all("#wdbc-batch-table tbody tr")]
+    assert rows == [["1", "9"]], rows
+    assert "second.data: 1 case(s) predicted" in page.inner_text("#wdbc-batch-status") and errors == []
     page.close()
 
 

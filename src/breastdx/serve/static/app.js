@@ -10,6 +10,7 @@ const state = {
   selected: -1,        // index in batch shown in the viewer
   upload: 0,           // number of the latest upload: a batch replaced by a newer upload stops where it is
   wdbcBatch: [],       // one entry per case of a WDBC CSV: {line, caseId, reference, features, answer, error}
+  wdbcUpload: 0,       // number of the latest WDBC CSV: a file replaced by a newer one stops where it is
 };
 
 const TASK_TITLES = {

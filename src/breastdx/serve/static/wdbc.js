@@ -207,13 +207,15 @@ async function predictCSV() {
   $("wdbc-file").value = "";
   if (!file) return;
   if (!wdbcModel()) { showError("wdbc-error", noModelText("WDBC")); return; }
+  const run = ++state.wdbcUpload;
   let cases;
   try {
     cases = casesFromCSV(await file.text());
   } catch (err) {
-    showError("wdbc-error", `${file.name}: ${err.message}`);
+    if (run === state.wdbcUpload) showError("wdbc-error", `${file.name}: ${err.message}`);
     return;
   }
+  if (run !== state.wdbcUpload) return;
   showError("wdbc-error", cases.length > MAX_CSV_CASES ? `${file.name}: ${cases.length} cases; the page predicts ` +
     `at most ${MAX_CSV_CASES} at a time (breastdx predict wdbc takes any number).` : "");
   state.wdbcBatch = [];
@@ -230,6 +232,7 @@ async function predictCSV() {
         answer = await fetchJSON("/v1/predict/wdbc", {
           method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
       } catch (err) { error = err.message.replace(/\n/g, " "); }
+      if (run !== state.wdbcUpload) return;  // replaced by a newer file: its cases are not sent, its rows not shown
     }
     const cls = answer && answer.classification;
     const reasons = contributionsText(cls, 3);
