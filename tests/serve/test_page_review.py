@@ -151,3 +151,16 @@ def test_probabilities_and_the_threshold_are_shown_as_percentages(browser, open_
     assert page.get_attribute("#wdbc-bars .bar-threshold", "title") == "operating threshold 30.0%"
     assert errors == []
     page.close()
+
+
+def test_segmentation_alone_does_not_say_no_classifier_is_served(browser, open_server, tmp_path):  # noqa: F811
+    """busi-seg chosen where busi-cls is served too: the result says this model gives no class, not that no
+    classifier is served."""
+    page, errors = _open(browser, open_server)
+    page.select_option("#task-select", "busi-seg")
+    page.set_input_files("#file-input", _scan(tmp_path / "scan.png"))
+    page.wait_for_selector("#image-result:not([hidden])", timeout=60_000)
+    rule = page.inner_text("#pred-rule")
+    assert "this model gives no class" in rule and "no classifier is served" not in rule, rule
+    assert page.locator("#prob-bars .bar").count() == 0 and page.is_hidden("#heat-legend") and errors == []
+    page.close()

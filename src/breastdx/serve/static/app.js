@@ -383,7 +383,8 @@ function showAnswer(index) {
     $("pred-uncertain").hidden = true;
     label.textContent = seg && seg.lesion_found ? "lesion found" : "no lesion found";
     label.dataset.label = label.textContent;
-    $("pred-rule").textContent = "Segmentation only: no classifier is served.";
+    $("pred-rule").textContent = "Segmentation only: " + (state.tasks.includes("busi-cls") ? "this model gives no " +
+      "class (the combined ultrasound model adds the classifier's)." : "no classifier is served.");
     $("prob-bars").replaceChildren();
   }
   if (seg) {
