@@ -142,6 +142,17 @@ def test_predict_pcam_reads_an_h5_as_it_reads_the_patch_files(tmp_path):
         with open(tmp_path / name / "predictions.csv", newline="") as f:
             probabilities[name] = [float(r["p_tumour"]) for r in csv.DictReader(f)]
     assert len(probabilities["h5"]) == 6 and probabilities["h5"] == probabilities["files"]
+    scope = {}
+    for name in ("files", "h5"):  # the scope check sees the same colours: an .h5 skipped it
+        with open(tmp_path / name / "predictions.csv", newline="") as f:
+            scope[name] = [r["in_scope"] for r in csv.DictReader(f)]
+    assert scope["h5"] == scope["files"] and "true" in scope["h5"]
+    grey = _pcam_h5(tmp_path / "grey_x.h5", np.repeat(np.stack([np.asarray(Image.open(f).convert("L"))
+                                                                for f in files[:2]])[..., None], 3, axis=-1))
+    result = runner.invoke(app, ["predict", "pcam", str(grey), "--out", str(tmp_path / "grey")])
+    with open(tmp_path / "grey" / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["in_scope"] for r in rows] == ["false"] * 2 and "grey" in rows[0]["scope_note"]
     explained = runner.invoke(app, ["explain", "pcam", f"{x}#x", "--out", str(tmp_path / "explain")])
     assert explained.exit_code == 0, explained.output
     names = sorted(p.name for p in (tmp_path / "explain" / "explanations").glob("*gradcam_*.png"))

@@ -148,7 +148,10 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
     try:
         if array_item(path) is not None:  # one image of an array file (:func:`breastdx.data.image_files.list_images`)
             image, stored = read_array_item(path, mode)
-            return ImageRecord(image, Path(path), None, source_format(path), stored)
+            # colour and brightness measured as for a file, so that a grey .h5 given to an H&E model is out of scope
+            chroma = _chroma(image) if image.ndim == 3 else (0.0 if stored == "L" else None)
+            return ImageRecord(image, Path(path), None, source_format(path), stored, colourfulness=chroma,
+                               brightness=_brightness(image))
         if is_array_input(path):  # a whole .npz or .h5: say what is wrong with it, or how to read it
             n = len(expand_array_file(path))
             raise ImageReadError(f"{path}: an array file of {n} images, not one image; list_images (and predict) "
@@ -530,6 +533,11 @@ def _colourfulness(dec: _Decoded) -> float:
     v = dec.values
     if v.ndim != 3 or v.shape[-1] < 3 or dec.wide:
         return 0.0
+    return _chroma(v)
+
+
+def _chroma(v: np.ndarray) -> float:
+    """Mean of ``max(R, G, B) - min(R, G, B)`` of 8-bit colours ``(H, W, >=3)`` over 255."""
     step = max(1, int(np.sqrt(v.shape[0] * v.shape[1] / 40_000)))  # a grid of about 40,000 pixels is enough
     r, g, b = (v[::step, ::step, c] for c in range(3))
     chroma = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)  # uint8: max >= min
