@@ -320,3 +320,16 @@ def test_train_on_a_gpu_this_machine_lacks_is_refused_before_any_work(tmp_path: 
     said = " ".join(result.output.split())
     assert result.exit_code == 2 and "--accelerator gpu: this machine has no CUDA GPU" in said
     assert not (tmp_path / "run").exists()
+
+
+def test_names_and_reasons_in_square_brackets_are_printed_as_they_are(tmp_path: Path):
+    """The console read '[x 3]' in a file name or reason as Rich markup and dropped it ('bad.png' for 'bad[x 3].png')."""
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 80), dtype=np.uint8)).save(tmp_path / "scan[1].png")
+    (tmp_path / "bad[x 3].png").write_text("not an image")
+    result = runner.invoke(app, ["predict", "busi-seg", str(tmp_path), "--out", str(tmp_path / "out")],
+                           terminal_width=300)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "scan[1].png" in said and "bad[x 3].png: not an image" in said

@@ -12,6 +12,7 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperCommand
 from rich.table import Table
+from rich.text import Text
 
 from breastdx import RESEARCH_USE_ONLY, __version__
 from breastdx.cli_output import VERBOSE as _VERBOSE
@@ -48,16 +49,16 @@ def _show(result: Any) -> None:
         table = Table(title=result.table_title, show_lines=False)
         for col in result.table[0]:
             table.add_column(str(col), overflow="fold")
-        for row in result.table[1:]:
-            table.add_row(*[str(c) for c in row])
+        for row in result.table[1:]:  # as text: a name such as 'scan[1].png' is no markup
+            table.add_row(*[Text(str(c)) for c in row])
         console.print(table)
     for line in result.notes:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
     if result.failures:
         err_console.print(f"[bold red]{len(result.failures)} input(s) could not be used:[/]")
         for item, reason in result.failures:
             reason = reason[len(f"{item}: "):] if reason.startswith(f"{item}: ") else reason  # name it once
-            err_console.print(f"  - {item}: {reason}", highlight=False, soft_wrap=True)
+            err_console.print(f"  - {item}: {reason}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 # Wide enough for a comparison table in a log file; a terminal keeps its own width.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -28,7 +29,7 @@ def fail(message: str, code: int = 2) -> None:
     """
     if VERBOSE["on"] and sys.exc_info()[0] is not None:
         err_console.print_exception(show_locals=False)
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -41,6 +42,6 @@ def unexpected(error: BaseException) -> None:
     if VERBOSE["on"]:
         err_console.print_exception(show_locals=False)
     hint = "" if VERBOSE["on"] else " Run again with --verbose (breastdx -v ...) to see the traceback."
-    err_console.print(f"[bold red]unexpected error[/] ({type(error).__name__}): {error}. This is likely a bug in "
-                      f"breastdx or a library it uses; please report it.{hint}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]unexpected error[/] ({type(error).__name__}): {escape(str(error))}. This is likely "
+                      f"a bug in breastdx or a library it uses; please report it.{hint}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
