@@ -499,10 +499,10 @@ def data_summary(
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*[Text(str(c)) for c in row])  # a folder name in brackets is no markup
     console.print(table)
     for line in notes:
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False)
 
 
 @app.command()
