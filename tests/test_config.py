@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from breastdx.config import (ConfigError, load_config, parse_extra_args, resolve_data_root, save_yaml, to_dict,
-                             with_overrides)
+                             validate, with_overrides)
 
 
 @dataclass(frozen=True)
@@ -94,3 +94,15 @@ def test_declared_constraints_are_checked_in_one_place():
     with pytest.raises(ConfigError, match=r"Unknown option --epoch for toy\. Did you mean --epochs\?"):
         parse_options(Opts, {"epoch": "3"}, "toy")
     assert parse_options(Opts, {"epochs": "3", "dtype": "float32"}, "toy") == Opts(epochs=3)
+
+
+def test_idc_synthetic_seed_is_in_the_generators_range():
+    """--synthetic-seed -1 was taken (torch wraps it to another seed), one past 2^64 - 1 failed late, in the
+    generator."""
+    from breastdx.tasks import get_task
+
+    config_cls = get_task("idc").config_cls
+    for value in ("-1", str(2**64)):
+        with pytest.raises(ConfigError, match="The 'synthetic_seed' option|The 'synthetic-seed' option"):
+            validate(with_overrides(config_cls(), {"synthetic_seed": value}), "idc")
+    validate(with_overrides(config_cls(), {"synthetic_seed": str(2**64 - 1)}), "idc")

@@ -15,7 +15,7 @@ from breastdx.config import option
 from breastdx.data.image_sets import hed_augmentation, macenko_normalisation, patch_reader
 from breastdx.pipeline.classification import Benchmark, ClassificationSpec, register
 from breastdx.pipeline.patch_config import PATCH_CHECK, PatchConfig
-from breastdx.pipeline.synthesis import with_synthetic
+from breastdx.pipeline.synthesis import MAX_SEED, with_synthetic
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,13 @@ class IdcConfig(PatchConfig):
         synthetic_idc: Generated IDC patches added to the training part (0: none, the default; measured, they did
             not help: see ``docs/experiments/histopathology.md``). See :func:`breastdx.pipeline.synthesis.with_synthetic`.
         synthetic_model: The generator: a folder or a shipped generator's name (default ``idc-gan``).
-        synthetic_seed: Seed of the generated patches.
+        synthetic_seed: Seed of the generated patches, 0 to 2^64 - 1.
     """
 
     image_size: int = option(48, ge=16, multiple_of=16)
     synthetic_idc: int = option(0, ge=0)
     synthetic_model: str = ""
-    synthetic_seed: int = 0
+    synthetic_seed: int = option(0, ge=0, le=MAX_SEED)  # the generator's seed range
 
 
 IDC = register(ClassificationSpec(
