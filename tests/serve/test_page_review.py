@@ -1,5 +1,6 @@
 """The web page as a clinician uses it, in a real browser (launched as in test_browser.py): a new upload replacing
-one still running, and what the page says before the API token is entered. The tiny test models serve."""
+one still running, what the page says before the API token is entered, how probabilities, the threshold and
+missing measurements read. The tiny test models serve (the shipped monuseg model for the nuclei)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from breastdx.serve import ServeSettings, create_app, running_server
 
 from .conftest import png_bytes, training_scan
-from .test_browser import browser  # noqa: F401  (the module's chromium)
+from .test_browser import browser, nuclei_server  # noqa: F401  (the module's chromium, the shipped monuseg model)
 
 
 def _serve(model_dirs, registry, tmp_path_factory, auth: bool):
@@ -163,4 +164,20 @@ def test_segmentation_alone_does_not_say_no_classifier_is_served(browser, open_s
     rule = page.inner_text("#pred-rule")
     assert "this model gives no class" in rule and "no classifier is served" not in rule, rule
     assert page.locator("#prob-bars .bar").count() == 0 and page.is_hidden("#heat-legend") and errors == []
+    page.close()
+
+
+def test_a_tile_without_nuclei_shows_no_unit_after_n_a(browser, nuclei_server, tmp_path):  # noqa: F811
+    """A blank tile: no nucleus is measured, and each feature reads 'n/a (no nucleus measured)', not 'n/a / n/a µm'."""
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (256, 256), (235, 225, 235)).save(blank)
+    page, errors = _open(browser, nuclei_server)
+    page.set_input_files("#file-input", str(blank))
+    page.wait_for_selector("#image-result:not([hidden])", timeout=60_000)
+    assert page.inner_text("#pred-label") == "0 nuclei"
+    details = page.inner_text("#pred-details")
+    assert "n/a (no nucleus measured)" in details and "n/a µm" not in details, details
+    assert errors == []
     page.close()

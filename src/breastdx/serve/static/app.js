@@ -302,7 +302,9 @@ function showNuclei(dl, nuc) {
     const mean = f[name + "_mean"];
     const worst = f[name + "_worst"];
     const u = um ? unit : (unit.startsWith("µm") ? unit.replace("µm", "px") : unit);
-    addDetail(dl, `${name.replace("_", " ")} (mean / worst)`, `${fmtNum(mean)} / ${fmtNum(worst)}${u ? " " + u : ""}`);
+    const measured = mean !== null && mean !== undefined;  // none where no nucleus is measured
+    addDetail(dl, `${name.replace("_", " ")} (mean / worst)`,
+      measured ? `${fmtNum(mean)} / ${fmtNum(worst)}${u ? " " + u : ""}` : "n/a (no nucleus measured)");
   }
   addDetail(dl, "Nucleus model", `${nuc.model.name} (version ${nuc.model.version})`);
 }
