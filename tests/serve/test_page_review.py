@@ -35,6 +35,20 @@ def token_server(model_dirs, registry, tmp_path_factory):
         yield url
 
 
+@pytest.fixture(scope="module")
+def breastmnist_server(tmp_path_factory):
+    """The shipped breastmnist model alone (its class normal_or_benign; skipped when the zoo has none), no tokens."""
+    from breastdx.zoo import shipped_models
+
+    model = shipped_models().get("breastmnist")
+    if model is None:
+        pytest.skip("the zoo ships no breastmnist model")
+    db = tmp_path_factory.mktemp("review-breastmnist-db") / "p.sqlite"
+    app = create_app(ServeSettings(database_url=f"sqlite:///{db}", model_dirs=(model,), auth=False))
+    with running_server(app) as url:
+        yield url
+
+
 def _open(browser, url: str, ready: str = "#status.ok"):  # noqa: F811
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     errors: list[str] = []
@@ -179,5 +193,17 @@ def test_a_tile_without_nuclei_shows_no_unit_after_n_a(browser, nuclei_server, t
     assert page.inner_text("#pred-label") == "0 nuclei"
     details = page.inner_text("#pred-details")
     assert "n/a (no nucleus measured)" in details and "n/a µm" not in details, details
+    assert errors == []
+    page.close()
+
+
+def test_the_batch_table_names_classes_as_the_result_does(browser, breastmnist_server, tmp_path):  # noqa: F811
+    """Two images to breastmnist: the table's probabilities name 'normal or benign' as the label and bars do, not
+    the API's 'normal_or_benign'."""
+    page, errors = _open(browser, breastmnist_server)
+    page.set_input_files("#file-input", [_scan(tmp_path / "a.png"), _scan(tmp_path / "b.png")])
+    page.wait_for_selector("#csv-download:enabled", timeout=60_000)
+    probabilities = page.inner_text("#batch-table tbody tr:first-child td:nth-child(3)")
+    assert probabilities.startswith("normal or benign ") and "_" not in probabilities, probabilities
     assert errors == []
     page.close()

@@ -432,7 +432,7 @@ function renderBatchRow(index) {
   } else {
     const a = item.answer;
     const cls = a.classification;
-    const probs = cls ? cls.class_names.map((n) => `${n} ${fmtProb(cls.probabilities[n])}`).join(", ") : "";
+    const probs = cls ? cls.class_names.map((n) => `${displayName(n)} ${fmtProb(cls.probabilities[n])}`).join(", ") : "";
     const label = a.nuclei ? `${a.nuclei.n_nuclei} nuclei` : cls ? displayName(cls.label) :
       (a.segmentation && a.segmentation.lesion_found ? "lesion found" : "no lesion found");
     row.append(el("td", { text: label }), el("td", { text: probs }), el("td", { text: a.nuclei ? nucleiText(a.nuclei) : areaText(a.segmentation) }),
