@@ -325,17 +325,22 @@ def test_page_colour_bar_is_the_overlays_colour_map():
     assert f"linear-gradient(to right, {', '.join(HEAT_STOPS)})" in css
 
 
-@pytest.fixture(scope="module")
-def nuclei_server(tmp_path_factory):
-    """The shipped monuseg model alone (skipped when the zoo has none), without API tokens (loopback)."""
+def shipped_server(task: str, tmp_path_factory):
+    """The service of the zoo's ``task`` model alone (the test is skipped when the zoo has none), without API
+    tokens (loopback): a context manager giving its base URL."""
     from breastdx.zoo import shipped_models
 
-    model = shipped_models().get("monuseg")
+    model = shipped_models().get(task)
     if model is None:
-        pytest.skip("the zoo ships no monuseg model")
-    db = tmp_path_factory.mktemp("browser-nuclei-db") / "p.sqlite"
-    app = create_app(ServeSettings(database_url=f"sqlite:///{db}", model_dirs=(model,), auth=False))
-    with running_server(app) as url:
+        pytest.skip(f"the zoo ships no {task} model")
+    db = tmp_path_factory.mktemp(f"browser-{task}-db") / "p.sqlite"
+    return running_server(create_app(ServeSettings(database_url=f"sqlite:///{db}", model_dirs=(model,), auth=False)))
+
+
+@pytest.fixture(scope="module")
+def nuclei_server(tmp_path_factory):
+    """The shipped monuseg model alone (see :func:`shipped_server`)."""
+    with shipped_server("monuseg", tmp_path_factory) as url:
         yield url
 
 

@@ -11,7 +11,7 @@ import pytest
 from breastdx.serve import ServeSettings, create_app, running_server
 
 from .conftest import png_bytes, training_scan
-from .test_browser import browser, nuclei_server  # noqa: F401  (the module's chromium, the shipped monuseg model)
+from .test_browser import browser, nuclei_server, shipped_server  # noqa: F401  (chromium, the shipped models)
 
 
 def _serve(model_dirs, registry, tmp_path_factory, auth: bool):
@@ -37,15 +37,8 @@ def token_server(model_dirs, registry, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def breastmnist_server(tmp_path_factory):
-    """The shipped breastmnist model alone (its class normal_or_benign; skipped when the zoo has none), no tokens."""
-    from breastdx.zoo import shipped_models
-
-    model = shipped_models().get("breastmnist")
-    if model is None:
-        pytest.skip("the zoo ships no breastmnist model")
-    db = tmp_path_factory.mktemp("review-breastmnist-db") / "p.sqlite"
-    app = create_app(ServeSettings(database_url=f"sqlite:///{db}", model_dirs=(model,), auth=False))
-    with running_server(app) as url:
+    """The shipped breastmnist model alone (its class normal_or_benign), without API tokens."""
+    with shipped_server("breastmnist", tmp_path_factory) as url:
         yield url
 
 
