@@ -200,3 +200,17 @@ def test_the_batch_table_names_classes_as_the_result_does(browser, breastmnist_s
     assert probabilities.startswith("normal or benign ") and "_" not in probabilities, probabilities
     assert errors == []
     page.close()
+
+
+def test_a_proxys_503_reads_as_unavailable_and_a_new_result_is_announced(browser, open_server, tmp_path):  # noqa: F811
+    """A 503 without a JSON body (a proxy's, a restart) read only 'The service answered 503.'; and a screen reader
+    heard no new result, since #pred-label was no live region."""
+    page, errors = _open(browser, open_server)
+    assert page.get_attribute("#pred-label", "aria-live") == "polite"
+    page.route("**/v1/predict/**", lambda r: r.fulfill(status=503, body="Service Unavailable",
+                                                      content_type="text/plain"))
+    page.set_input_files("#file-input", _scan(tmp_path / "scan.png"))
+    page.wait_for_selector("#image-error:not([hidden])", timeout=60_000)
+    assert "The service is unavailable just now (503); try again in a moment." in page.inner_text("#image-error")
+    assert errors == []
+    page.close()

@@ -109,7 +109,12 @@ async function fetchJSON(url, options) {
     askToken(why);
     throw new Error(why);
   }
-  if (!response.ok) throw new Error(errorText(body, "The service answered " + response.status + "."));
+  if (!response.ok) {
+    const fallback = response.status === 502 || response.status === 503 || response.status === 504
+      ? "The service is unavailable just now (" + response.status + "); try again in a moment."
+      : "The service answered " + response.status + ".";
+    throw new Error(errorText(body, fallback));
+  }
   return body;
 }
 
