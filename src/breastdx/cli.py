@@ -276,13 +276,13 @@ def _split_inputs(inputs: list[Path]) -> tuple[list[Path], dict[str, str]]:
     return paths, options
 
 
-def _drop_copy(copy: list[Path]) -> None:
+def _drop_copy(copy: Path | None) -> None:
     """Remove calibrate's copy of a shipped model after a failed run: left there, it would look like a calibrated
     model (``OUT/model``) although nothing was fitted."""
     import shutil
 
-    for folder in copy:
-        shutil.rmtree(folder, ignore_errors=True)
+    if copy is not None:
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[str], data_dir: Optional[Path],
@@ -298,7 +298,7 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
     from breastdx.zoo import names_shipped_model, resolve_model
 
     run_dir = None  # made once the inputs and the model are checked; a failure after that is recorded in it
-    copy: list[Path] = []  # calibrate's copy of a shipped model: removed when the run fails, as it is no result
+    copy: Path | None = None  # calibrate's copy of a shipped model: removed when the run fails, as it is no result
     try:
         t = get_task(task)
         if verb == "calibrate" and not is_calibratable(t):
@@ -339,7 +339,7 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
             import shutil
 
             model_dir = Path(shutil.copytree(model_dir, run_dir / "model"))
-            copy.append(model_dir)
+            copy = model_dir
             logging.getLogger(__name__).info("calibrating a copy of the shipped model %s in %s; the shipped "
                                              "model stays as it is", model or task, model_dir)
         if verb == "evaluate":
