@@ -31,7 +31,9 @@ class Preprocessing:
         image_size: Side ``S`` of the square network input, in pixels.
         mode: ``"gray"`` (one channel) or ``"rgb"`` (three channels).
         resize: Interpolation of the image when resizing (``"bilinear"``, anti-aliased when shrinking).
-        intensity: ``"divide_255"``: uint8 values ``v`` become ``v / 255`` in [0, 1].
+        intensity: ``"divide_255"``: uint8 values ``v`` become ``v / 255`` in [0, 1]. ``"equalize_hist"`` or
+            ``"clahe"``: the resized image's histogram is equalised first (:func:`equalize_intensity`), then divided
+            by 255, so that a scanner's gain, gamma and dynamic range matter less.
     """
 
     image_size: int = 256
@@ -46,8 +48,9 @@ class Preprocessing:
             raise ValueError(f"Preprocessing.mode must be 'gray' or 'rgb', got {self.mode!r}.")
         if self.resize != "bilinear":
             raise ValueError(f"Preprocessing.resize must be 'bilinear', got {self.resize!r}.")
-        if self.intensity != "divide_255":
-            raise ValueError(f"Preprocessing.intensity must be 'divide_255', got {self.intensity!r}.")
+        if self.intensity not in INTENSITIES:
+            raise ValueError(f"Preprocessing.intensity must be one of {', '.join(map(repr, INTENSITIES))}, "
+                             f"got {self.intensity!r}.")
 
     @property
     def channels(self) -> int:
@@ -56,8 +59,10 @@ class Preprocessing:
 
     def to_meta(self) -> dict[str, Any]:
         """The fields as a dictionary for ``meta.json``, with a human-readable description."""
+        equalised = {"divide_255": "", "equalize_hist": "histogram equalised, then ",
+                     "clahe": "contrast-limited adaptive histogram equalisation (CLAHE), then "}[self.intensity]
         return {**asdict(self), "description": f"resize to {self.image_size}x{self.image_size} (bilinear, aspect "
-                                               f"ratio not kept); intensity uint8 / 255 -> [0, 1]; "
+                                               f"ratio not kept); intensity {equalised}uint8 / 255 -> [0, 1]; "
                                                f"{self.channels} channel(s)"}
 
     @classmethod
@@ -70,7 +75,7 @@ class Preprocessing:
         return cls(**{k: data[k] for k in ("image_size", "mode", "resize", "intensity") if k in data})
 
     def resize_image(self, image: np.ndarray) -> np.ndarray:
-        """Resize a uint8 image to the network size.
+        """Resize a uint8 image to the network size (and equalise its histogram where :attr:`intensity` says so).
 
         Args:
             image: uint8 array ``(H, W)`` (gray) or ``(H, W, 3)`` (RGB), matching :attr:`mode`.
@@ -81,7 +86,7 @@ class Preprocessing:
         Raises:
             ValueError: If the array is not uint8 or its shape does not fit :attr:`mode`.
         """
-        return resize_uint8(image, self.image_size, channels=self.channels)
+        return equalize_intensity(resize_uint8(image, self.image_size, channels=self.channels), self.intensity)
 
     def to_array(self, resized: np.ndarray) -> np.ndarray:
         """Network input from resized uint8 images, without PyTorch.
@@ -99,6 +104,43 @@ class Preprocessing:
         import torch
 
         return torch.from_numpy(self.to_array(resized))
+
+
+INTENSITIES = ("divide_255", "equalize_hist", "clahe")
+"""The values of :attr:`Preprocessing.intensity`."""
+
+
+def equalize_intensity(image: np.ndarray, intensity: str) -> np.ndarray:
+    """Equalise the histogram of a uint8 image, as :attr:`Preprocessing.intensity` names (scikit-image).
+
+    ``"equalize_hist"``: global histogram equalisation (each value becomes its cumulative share of the pixels, so
+    any strictly increasing change of the intensities, a gain, gamma or compression curve, gives the same image up to
+    quantisation). ``"clahe"``: contrast-limited adaptive histogram equalisation (Zuiderveld 1994, Graphics Gems IV,
+    doi:10.1016/B978-0-12-336156-1.50061-6; tiles of 1/8 of each side, clip limit 0.01), after a min-max stretch.
+    A colour image is equalised on its value (``"clahe"``) or all its channels pooled (``"equalize_hist"``).
+    A constant image is returned unchanged; ``"divide_255"`` returns the image itself.
+
+    Args:
+        image: uint8 ``(H, W)`` or ``(H, W, 3)``.
+        intensity: One of :data:`INTENSITIES`.
+
+    Returns:
+        uint8 array of the same shape.
+
+    Raises:
+        ValueError: If ``intensity`` is not one of :data:`INTENSITIES`.
+    """
+    if intensity not in INTENSITIES:
+        raise ValueError(f"intensity must be one of {', '.join(map(repr, INTENSITIES))}, got {intensity!r}.")
+    if intensity == "divide_255" or image.min() == image.max():
+        return image
+    from skimage import exposure
+
+    if intensity == "equalize_hist":  # the channels of a colour image pooled, as documented
+        out = exposure.equalize_hist(image.reshape(-1), nbins=256).reshape(image.shape)
+    else:
+        out = exposure.equalize_adapthist(image, clip_limit=0.01, nbins=256)
+    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
 
 def central_square_box(shape: tuple[int, ...]) -> tuple[int, int, int]:

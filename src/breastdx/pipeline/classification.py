@@ -301,7 +301,8 @@ class ImageClassificationTask(Task):
         data = dataclasses.replace(data, parts=parts)
         self._check_classes(data, run_dir / SPLIT_FILE)
         norm = spec.normalisation(config, parts["train"]) if spec.normalisation else None
-        prep = Preprocessing(image_size=config.image_size, mode=spec.mode)
+        prep = Preprocessing(image_size=config.image_size, mode=spec.mode,
+                             intensity=getattr(config, "intensity", "divide_255"))
         aug = spec.augmentation(config) if config.augment and spec.augmentation else None
         log.info("reading %s: %s", self.name, ", ".join(f"{len(p)} {s}" for s, p in parts.items()))
         train_hashes: list[str] = []  # kept in each model folder, so that predict flags a training image

@@ -28,6 +28,7 @@ import numpy as np
 from breastdx.config import ConfigError, option
 from breastdx.data.splits import DEFAULT_SPLIT_METHOD, SPLIT_METHODS
 from breastdx.data.image_sets import ImageSet, SplitData, ultrasound_augmentation
+from breastdx.data.transforms import INTENSITIES
 from breastdx.pipeline.classification import (Benchmark, ClassificationSpec, ImageClassificationConfig,
                                                  register)
 
@@ -58,6 +59,8 @@ class BusiClsConfig(ImageClassificationConfig):
             the whole image where it finds none), instead of the whole image; empty: the whole image. Its
             training split must hold none of this run's validation or test cases.
         crop_margin: Margin on every side of the lesion box, as a fraction of its larger side.
+        intensity: ``divide_255`` (the default), ``equalize_hist`` or ``clahe``: equalise each resized image's
+            histogram before the network, in training and prediction alike (as ``busi-seg``'s option).
     """
 
     archs: tuple[str, ...] = ("unet_multitask", "resnet18")
@@ -76,6 +79,7 @@ class BusiClsConfig(ImageClassificationConfig):
     scanner_augment: bool = False
     lesion_crop: str = ""
     crop_margin: float = option(0.3, ge=0, le=2)
+    intensity: str = option("divide_255", choices=INTENSITIES)
 
 
 def read(config: Any, data_root: Path, reuse: Path | None, out: Path) -> SplitData:

@@ -31,6 +31,7 @@ import numpy as np
 from breastdx.config import (ConfigError, option, parse_json_object, parse_options, runtime_options, save_yaml, to_dict,
                              validate)
 from breastdx.data.splits import DEFAULT_SPLIT_METHOD, SPLIT_METHODS
+from breastdx.data.transforms import INTENSITIES
 from breastdx.data.image_sets import SPLIT_FILE
 from breastdx.evaluation.lesion_report import REPORT_METRICS, TARGET_DICE, write_lesion_report
 from breastdx.evaluation.segmentation import SCORE_TERMS
@@ -90,6 +91,9 @@ class BusiSegConfig(LightningOptions):
             depth / lateral gain field, lower resolution, Rician speckle noise
             (:class:`breastdx.data.transforms.AugmentationConfig`, ``scanner``).
         include_normal: Train on normal (lesion-free) images too.
+        intensity: ``divide_255`` (the default), ``equalize_hist`` or ``clahe``: equalise each resized image's
+            histogram before the network, in training and prediction alike
+            (:func:`breastdx.data.transforms.equalize_intensity`).
         tta: Test-time augmentation of the saved model: ``none`` or ``hflip``.
         inference_dtype: ``float32`` or ``bfloat16``: the dtype validation and test run in, recorded in the
             model folder as validated. Prediction uses bfloat16 only where it is validated and native.
@@ -118,6 +122,7 @@ class BusiSegConfig(LightningOptions):
     cv_folds: int = option(0, ge=0)
     cv_workers: int = option(1, ge=1)
     include_normal: bool = True
+    intensity: str = option("divide_255", choices=INTENSITIES)
     tta: str = option("none", choices=("none", "hflip"))
     inference_dtype: str = option("float32", choices=("float32", "bfloat16"))
     n_bootstrap: int = option(2000, ge=1)
@@ -247,7 +252,7 @@ class BusiSegTask(Task):
         val_cases = [by_name[n] for n in names["val"]]
         test_cases = [by_name[n] for n in names["test"]]
 
-        prep = Preprocessing(image_size=config.image_size, mode="gray")
+        prep = Preprocessing(image_size=config.image_size, mode="gray", intensity=config.intensity)
         log.info("caching %d training and %d validation images", len(train_cases), len(val_cases))
         aug = ultrasound_augmentation(config) if config.augment else None
         train_hashes: list[str] = []  # kept in the model folder, so that predict flags a training image
