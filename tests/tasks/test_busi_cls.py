@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -213,6 +214,35 @@ def test_bad_options_are_reported(data_root, tmp_path):
     result = runner.invoke(app, ["train", "busi-cls", "--out", str(tmp_path / "d"), "--archs", "resnet18",
                                  "--init-busi-seg", "shipped"])
     assert result.exit_code == 2 and "multi-task U-Net only" in result.output
+    result = runner.invoke(app, ["train", "busi-cls", "--out", str(tmp_path / "f"), "--freeze-encoder", "true"])
+    assert result.exit_code == 2 and "keeps a busi-seg encoder fixed; give the busi-seg model with --init-busi-seg" \
+        in result.output
+
+
+def test_freeze_encoder_keeps_the_busi_seg_encoder_as_loaded(data_root, tmp_path):
+    """--freeze-encoder with the whole busi-seg loaded: after training every encoder tensor is busi-seg's, while the
+    decoder (trained by the lesion-mask loss) has moved."""
+    from safetensors.torch import load_file
+
+    from breastdx.models.networks import build_network
+
+    seg = shipped_models()["busi-seg"]
+    out = tmp_path / "frozen"
+    result = runner.invoke(app, ["train", "busi-cls", "--archs", "unet_multitask", "--image-size", "32", "--epochs", "2",
+                                 "--max-cases", "6", "--init-busi-seg", "shipped", "--busi-seg-encoder-only", "false",
+                                 "--freeze-encoder", "true", "--split-file", str(seg / "split.json"),
+                                 "--localisation", "false", "--gradcam-examples", "0", "--threads", "1",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "model" / "meta.json").read_text())
+    network, _ = build_network("unet_multitask", 1, 3, **meta["architecture_args"])
+    trained, loaded = load_file(out / "model" / "model.safetensors"), load_file(seg / "model.safetensors")
+    encoder = set(network.encoder_parameter_names()) & set(trained)
+    decoder = {k for k in trained if k.startswith("unet.") and k not in encoder}
+    assert len(encoder) == 40 and decoder
+    for k in encoder:
+        assert torch.equal(trained[k].float(), loaded[k.removeprefix("unet.")].float()), k
+    assert any(not torch.equal(trained[k].float(), loaded[k.removeprefix("unet.")].float()) for k in decoder)
 
 
 def _shipped() -> Path:

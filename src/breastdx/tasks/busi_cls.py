@@ -19,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from breastdx.data.image_sets import ImageSet, SplitData, ultrasound_augmentatio
 from breastdx.data.transforms import INTENSITIES
 from breastdx.pipeline.classification import (Benchmark, ClassificationSpec, ImageClassificationConfig,
                                                  register)
+
+log = logging.getLogger(__name__)
 
 LESION_CLASSES = ("benign", "malignant")
 
@@ -51,6 +54,9 @@ class BusiClsConfig(ImageClassificationConfig):
         init_busi_seg: Initialise the multi-task U-Net from a busi-seg model: ``shipped`` or a model folder
             (empty: no). Its training split must not hold this run's validation or test cases.
         busi_seg_encoder_only: Load only the busi-seg encoder (else the decoder too).
+        freeze_encoder: Keep the encoder loaded from ``init_busi_seg`` fixed and train the rest (the class head: a
+            linear probe of the segmenter's features, which travel better than fine-tuned ones in Kumar et al. 2022,
+            arXiv:2202.10054); needs ``init_busi_seg``.
         localisation: Check the Grad-CAM maps against the test lesion masks.
         scanner_augment: Add the augmentations aimed at other scanners (as ``busi-seg``'s option: crops hiding
             text and calipers, smooth gain field, lower resolution, Rician speckle noise).
@@ -75,6 +81,7 @@ class BusiClsConfig(ImageClassificationConfig):
     split_method: str = option(DEFAULT_SPLIT_METHOD, choices=SPLIT_METHODS)
     init_busi_seg: str = ""
     busi_seg_encoder_only: bool = True
+    freeze_encoder: bool = False
     localisation: bool = True
     scanner_augment: bool = False
     lesion_crop: str = ""
@@ -178,17 +185,27 @@ def initialiser(config: Any, arch: str, data: SplitData):
     def init(network: Any):
         from breastdx.models.init_weights import init_from_busi_seg
 
-        return init_from_busi_seg(network, config.init_busi_seg, encoder_only=config.busi_seg_encoder_only,
-                                  target_split=data.split)
+        report = init_from_busi_seg(network, config.init_busi_seg, encoder_only=config.busi_seg_encoder_only,
+                                    target_split=data.split)
+        if config.freeze_encoder:  # the optimiser skips parameters without a gradient
+            encoder = set(network.encoder_parameter_names())
+            frozen = [p.requires_grad_(False) for n, p in network.named_parameters() if n in encoder]
+            log.info("--freeze-encoder: %d encoder tensors (%d parameters) kept as loaded", len(frozen),
+                     sum(p.numel() for p in frozen))
+        return report
 
     return init
 
 
 def check(config: Any) -> None:
-    """``--init-busi-seg`` needs the multi-task U-Net among ``--archs``."""
+    """``--init-busi-seg`` needs the multi-task U-Net among ``--archs``, and ``--freeze-encoder`` needs
+    ``--init-busi-seg``."""
     if config.init_busi_seg and "unet_multitask" not in config.archs:
         raise ConfigError("The 'init-busi-seg' option of busi-cls initialises the multi-task U-Net only; add "
                           "unet_multitask to --archs.")
+    if config.freeze_encoder and not config.init_busi_seg:
+        raise ConfigError("The 'freeze-encoder' option of busi-cls keeps a busi-seg encoder fixed; give the "
+                          "busi-seg model with --init-busi-seg (e.g. --init-busi-seg shipped).")
 
 
 BUSI_CLS = register(ClassificationSpec(
