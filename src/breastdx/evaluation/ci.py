@@ -60,14 +60,16 @@ def proportion_ci(indicators: Sequence[float] | np.ndarray, n_boot: int = 2000, 
     Raises:
         ValueError: As :func:`mean_ci`, or if a value is neither 0 nor 1.
     """
-    out = mean_ci(indicators, n_boot, seed, alpha)
     v = np.asarray(indicators, dtype=float)
+    if v.ndim != 1 or n_boot < 1:  # refused by mean_ci, with its message
+        return mean_ci(v, n_boot, seed, alpha)
     v = v[np.isfinite(v)]
     if not np.isin(v, (0.0, 1.0)).all():
         raise ValueError("proportion_ci expects indicators of 0 or 1 per case.")
-    if v.size and (v.sum() == 0 or v.sum() == v.size):
-        out["ci95"] = list(wilson_interval(int(v.sum()), int(v.size), alpha))
-    return out
+    k = int(v.sum())
+    if v.size and k in (0, v.size):  # every resample alike: no bootstrap to run
+        return {"value": k / v.size, "ci95": list(wilson_interval(k, int(v.size), alpha)), "n": int(v.size)}
+    return mean_ci(v, n_boot, seed, alpha)
 
 
 def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
