@@ -173,7 +173,7 @@ def train(
 
                 check_accelerator(config.accelerator)
             run_dir = _new_run_dir(task, out)
-    except (UnknownNameError, ConfigError, RunFolderError, ValueError) as e:  # RunFolderError: --out exists, ...
+    except (UnknownNameError, ConfigError, RunFolderError) as e:  # RunFolderError: --out exists, is a file, read-only
         _fail(str(e))
     console.print(f"[bold]breastdx {__version__}[/] — {t.title}. {RESEARCH_USE_ONLY}", highlight=False)
     _set_threads(getattr(config, "threads", 0))

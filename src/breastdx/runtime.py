@@ -289,21 +289,24 @@ def _training_device(accelerator: str) -> str:
     return "cpu"
 
 
-def check_accelerator(accelerator: str) -> str:
-    """``accelerator`` (``--accelerator`` of a training) if this machine has it: checked before a run folder is made
-    or data read, where Lightning would refuse it only once its trainer is built (BUSI hashed, the folder written).
+def check_accelerator(accelerator: str) -> None:
+    """Refuse ``accelerator`` (``--accelerator`` of a training) if this machine lacks it: checked before a run folder
+    is made or data read, where Lightning would refuse it only once its trainer is built (BUSI hashed, the folder
+    written).
 
     Raises:
-        ValueError: For ``gpu``/``cuda`` without a CUDA device, or ``mps`` without Apple's, naming what there is.
+        breastdx.config.ConfigError: For ``gpu``/``cuda`` without a CUDA device, or ``mps`` without Apple's, naming
+            what there is.
     """
     name = str(accelerator).lower()
     if name in ("gpu", "cuda", "mps"):
         import torch
 
+        from breastdx.config import ConfigError
+
         if name == "mps" and not torch.backends.mps.is_available():
-            raise ValueError(f"--accelerator {accelerator}: this machine has no Apple GPU (MPS); use --accelerator "
-                             f"cpu or auto.")
+            raise ConfigError(f"--accelerator {accelerator}: this machine has no Apple GPU (MPS); use --accelerator "
+                              f"cpu or auto.")
         if name != "mps" and not torch.cuda.is_available():
-            raise ValueError(f"--accelerator {accelerator}: this machine has no CUDA GPU (torch {torch.__version__}, "
-                             f"CUDA build {torch.version.cuda or 'none'}); use --accelerator cpu or auto.")
-    return accelerator
+            raise ConfigError(f"--accelerator {accelerator}: this machine has no CUDA GPU (torch {torch.__version__}, "
+                              f"CUDA build {torch.version.cuda or 'none'}); use --accelerator cpu or auto.")
