@@ -93,3 +93,20 @@ def test_record_and_evaluation_fields():
     assert ev["method"] == "lac" and ev["level"] == 0.8 and ev["n"] == 30
     assert sum(ev["set_size_counts"].values()) == 30 and set(ev["per_class"]) == {"a", "b", "c"}
     assert ev["per_class"]["a"]["n"] == 10 and ev["conformal_coverage"]["ci95"][0] <= ev["conformal_coverage"]["value"]
+
+
+def test_coverage_interval_is_the_wilson_interval_of_ci():
+    """The coverage interval is breastdx.evaluation.ci.wilson_interval: 27 of 30 covered gives the Wilson 95% interval
+    [0.743789, 0.965400] (by hand: centre (0.9 + z^2/60) / (1 + z^2/30), z = 1.959964); all covered reaches 1.0
+    exactly; no case gives no interval."""
+    record = {"method": "lac", "level": 0.9, "quantiles": {"lac": {"0.9": 0.35}}, "n_calibration": 30}
+    prob = np.tile([[0.7, 0.2, 0.1]], (30, 1))  # set {class 0} for every case
+    y = np.array([0] * 27 + [1] * 3)
+    ev = conformal_evaluation(y, prob, record, ["a", "b", "c"], n_boot=10)
+    assert ev["conformal_coverage"]["value"] == pytest.approx(0.9)
+    assert ev["conformal_coverage"]["ci95"] == pytest.approx([0.7437892, 0.9654001], abs=1e-7)
+    all_covered = conformal_evaluation(np.zeros(10, int), prob[:10], record, ["a", "b", "c"], n_boot=10)
+    assert all_covered["conformal_coverage"]["ci95"][1] == 1.0
+    assert all_covered["conformal_coverage"]["ci95"][0] == pytest.approx(0.7224672, abs=1e-7)
+    none = conformal_evaluation(np.zeros(0, int), prob[:0], record, ["a", "b", "c"], n_boot=10)
+    assert none["conformal_coverage"] == {"value": None, "ci95": None}

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from breastdx.evaluation.ci import mean_ci
+from breastdx.evaluation.ci import mean_ci, wilson_interval
 
 DEFAULT_LEVEL = 0.9
 """Coverage level of the stored default set."""
@@ -175,15 +175,6 @@ def set_names(sets: np.ndarray, class_names: Sequence[str]) -> list[list[str]]:
     return [[c for c, keep in zip(class_names, row) if keep] for row in np.asarray(sets, dtype=bool)]
 
 
-def _wilson(k: int, n: int, z: float = 1.959964) -> list[float] | None:
-    if n == 0:
-        return None
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
-
-
 def conformal_evaluation(labels: np.ndarray, prob: np.ndarray, conformal: dict[str, Any], class_names: Sequence[str],
                          level: float | None = None, method: str | None = None, n_boot: int = 1000,
                          seed: int = 0) -> dict[str, Any]:
@@ -220,7 +211,7 @@ def conformal_evaluation(labels: np.ndarray, prob: np.ndarray, conformal: dict[s
         "method": m, "level": lv, "qhat": None if math.isinf(q) else q,
         "n_calibration": conformal.get("n_calibration"), "n": int(len(y)),
         "conformal_coverage": {"value": float(covered.mean()) if len(y) else None,
-                               "ci95": _wilson(int(covered.sum()), len(y))},
+                               "ci95": list(wilson_interval(int(covered.sum()), len(y))) if len(y) else None},
         "mean_set_size": {"value": size_ci["value"], "ci95": size_ci["ci95"]} if size_ci
                          else {"value": None, "ci95": None},
         "set_size_counts": {str(s): int((sizes == s).sum()) for s in range(1, sets.shape[1] + 1)},
