@@ -80,12 +80,12 @@ def _gray_pil(image: np.ndarray):
     from PIL import Image
 
     a = np.asarray(image)
-    if a.ndim == 3 and a.shape[-1] == 3:
-        a = np.asarray(Image.fromarray(np.ascontiguousarray(a.astype(np.uint8))).convert("L"))
-    if a.ndim != 2:
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] != 3):
         raise ValueError(f"expected an image of shape (H, W) or (H, W, 3); got shape {a.shape}.")
-    if a.dtype != np.uint8:
+    if a.dtype != np.uint8:  # before the colour conversion, which would cast (0-1 floats all to 0)
         raise ValueError(f"expected a uint8 image (as read_image returns); got dtype {a.dtype}.")
+    if a.ndim == 3:
+        a = np.asarray(Image.fromarray(np.ascontiguousarray(a)).convert("L"))
     return Image.fromarray(np.ascontiguousarray(a))
 
 
