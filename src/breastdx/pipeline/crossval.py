@@ -63,8 +63,9 @@ def fold_splits(labels: np.ndarray, groups: np.ndarray, k: int, seed: int, val_s
     from breastdx.data.splits import grouped_stratified_folds, grouped_stratified_split, single_group_classes
 
     text = [f"{int(v):06d}" for v in labels]
-    kept = sorted({str(g) for g in single_group_classes(text, groups.tolist()).values()})
-    always = np.isin(groups, kept)
+    sole = set(single_group_classes(text, groups.tolist()).values())
+    kept = sorted({str(g) for g in sole})
+    always = np.array([g in sole for g in groups.tolist()], dtype=bool)  # ids as given (ints do not match their text)
     eligible = np.flatnonzero(~always)
     _, gid = np.unique(groups, return_inverse=True)
     folds = grouped_stratified_folds([text[i] for i in eligible], gid[eligible].tolist(), k, seed)
