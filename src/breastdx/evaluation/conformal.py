@@ -102,7 +102,9 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
 
 
 def prediction_sets(prob: np.ndarray, qhat: float, method: str = "aps") -> np.ndarray:
-    """Boolean ``(n, K)``: the prediction set of each case (see the module docstring); never empty.
+    """Boolean ``(n, K)``: the prediction set of each case (see the module docstring); never empty. A class is in
+    the set when its conformity score (:func:`conformity_scores`) is at most ``qhat`` (the most probable class when
+    none is), so classes of equal probability are in or out together.
 
     Raises:
         ValueError: If the method is unknown.
@@ -111,12 +113,10 @@ def prediction_sets(prob: np.ndarray, qhat: float, method: str = "aps") -> np.nd
     if method == "lac":
         out = p >= 1.0 - qhat - 1e-12
     elif method == "aps":
-        order = np.argsort(-p, axis=1, kind="stable")
-        sorted_p = np.take_along_axis(p, order, axis=1)
-        mass_before = np.cumsum(sorted_p, axis=1) - sorted_p
-        keep = mass_before + tiebreak(p)[:, None] * sorted_p <= qhat + 1e-12
-        out = np.zeros_like(keep)
-        np.put_along_axis(out, order, keep, axis=1)
+        # the mass of the classes strictly more probable than each class, as conformity_scores counts it (a class
+        # tied with another is scored as if first of the two, so both must be in or out together)
+        above = np.where(p[:, None, :] > p[:, :, None], p[:, None, :], 0.0).sum(axis=2)
+        out = above + tiebreak(p)[:, None] * p <= qhat + 1e-12
     else:
         raise ValueError(f"Unknown conformal method {method!r}; expected one of {', '.join(METHODS)}.")
     empty = ~out.any(axis=1)

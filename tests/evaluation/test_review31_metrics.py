@@ -1,0 +1,23 @@
+"""Review of the metric code: defects found and their regression tests (golden values by hand or from scikit-learn)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from breastdx.evaluation.conformal import conformity_scores, prediction_sets
+
+
+@pytest.mark.parametrize("label", [0, 1, 2])
+def test_aps_set_at_a_cases_own_score_holds_its_class_when_probabilities_tie(label):
+    """Coverage rests on 'the true class is in the set whenever its score <= qhat'. With two classes of equal
+    probability (0.4, 0.4) the score counts only the mass strictly above the class, so the set must too: both tied
+    classes are in or out together, whatever their order."""
+    prob = np.array([[0.4, 0.4, 0.2], [0.3, 0.3, 0.4], [0.2, 0.4, 0.4], [0.5, 0.25, 0.25]])
+    y = np.full(len(prob), label)
+    scores = conformity_scores(prob, y, "aps")
+    for i in range(len(prob)):
+        sets = prediction_sets(prob[i:i + 1], float(scores[i]), "aps")[0]
+        assert sets[label], (prob[i], label, scores[i], sets)
+        ties = prob[i] == prob[i, label]
+        assert sets[ties].all()
