@@ -17,3 +17,19 @@ def test_colour_image_of_another_dtype_is_refused_not_cast(dtype) -> None:
         perceptual_hash(rgb)
     with pytest.raises(ValueError, match="uint8"):
         thumbnail(rgb)
+
+
+def test_split_file_written_by_rank_zero_only_and_other_ranks_go_on(tmp_path, monkeypatch) -> None:
+    """In a distributed run's other ranks write_json writes nothing, and to_json then renamed a temporary file that
+    did not exist: FileNotFoundError on every rank but 0 (busi-seg --split-file under DDP)."""
+    from breastdx.data.splits import SplitFile
+
+    sf = SplitFile(None, "abc", 0, (0.7, 0.1, 0.2), ["a"], ["b"], ["c"])
+    monkeypatch.setenv("RANK", "1")
+    sf.to_json(tmp_path / "s.json")
+    assert sf.path == tmp_path / "s.json"
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("RANK", "0")
+    sf.to_json(tmp_path / "s.json")
+    assert SplitFile.from_json(tmp_path / "s.json").train == ["a"]
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]

@@ -163,22 +163,22 @@ class SplitFile:
     def to_json(self, path: str | Path) -> None:
         """Write the split as indented JSON (parent folders are created) and set :attr:`path`.
 
-        The file is written to a temporary name and renamed, so a reader never sees half a file.
+        The file is written to a temporary name and renamed (by global rank 0 only), so a reader never sees half a file.
 
         Raises:
             ValueError: If ``path`` exists and is not a regular file (a device such as ``/dev/null``, a folder): the
                 rename would replace it.
         """
-        from breastdx.runs import write_json
+        from breastdx.runs import is_rank_zero, write_json
 
         path = Path(path)
         if path.exists() and not path.is_file():
             raise ValueError(f"{path}: not a regular file; a split file is written by renaming a new file over the "
                              f"old one, which would replace it. Give a file path.")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        write_json(self.to_dict(), tmp)
-        os.replace(tmp, path)
+        if is_rank_zero():  # the other ranks of a distributed run write nothing (write_json): nothing to rename
+            write_json(self.to_dict(), tmp := path.with_name(f".{path.name}.tmp-{os.getpid()}"))
+            os.replace(tmp, path)
         self.path = path
 
     @classmethod
