@@ -21,3 +21,17 @@ def test_aps_set_at_a_cases_own_score_holds_its_class_when_probabilities_tie(lab
         assert sets[label], (prob[i], label, scores[i], sets)
         ties = prob[i] == prob[i, label]
         assert sets[ties].all()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_binary_metrics_refuse_a_non_finite_probability(bad):
+    """A NaN probability used to be called benign (NaN >= 0.5 is False), so 2 of 2 malignant found with one case
+    undefined read accuracy 1.0; the metrics now refuse it, as bootstrap_ci does through them."""
+    from breastdx.evaluation.metrics import binary_metrics, bootstrap_ci
+
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, bad, 0.8, 0.9])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        binary_metrics(y, p)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        bootstrap_ci(y, p, n_boot=10)

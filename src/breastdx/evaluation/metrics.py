@@ -98,7 +98,7 @@ def binary_metrics(
         ``pred``; AUROC, Brier score and ECE use ``prob``.
 
     Raises:
-        ValueError: If shapes differ or labels are not in {0, 1}.
+        ValueError: If shapes differ, labels are not in {0, 1} or a probability is NaN or infinite.
     """
     y = np.asarray(y_true)
     p = np.asarray(prob, dtype=float)
@@ -106,6 +106,8 @@ def binary_metrics(
         raise ValueError(f"y_true and prob must have the same shape, got {y.shape} and {p.shape}.")
     if not np.isin(y, (0, 1)).all():
         raise ValueError("y_true must hold labels 0 (benign) and 1 (malignant) only.")
+    if not np.isfinite(p).all():  # NaN >= threshold is False: an undefined case would count as a benign call
+        raise ValueError("prob holds NaN or infinite values; every case needs a probability of malignancy.")
     yhat = (p >= threshold) if pred is None else np.asarray(pred).astype(bool)
     if yhat.shape != y.shape:
         raise ValueError(f"pred must have the shape of y_true {y.shape}, got {yhat.shape}.")
@@ -214,6 +216,9 @@ def bootstrap_ci(
 
     Returns:
         ``{name: {"value": float, "ci95": [low, high]}}``; NaN values are written as None by JSON writers.
+
+    Raises:
+        ValueError: As :func:`binary_metrics` with the default ``metric_fn`` (a NaN or infinite probability too).
 
     References:
         Efron, B. & Tibshirani, R. (1993). An Introduction to the Bootstrap. Chapman & Hall.
