@@ -25,3 +25,15 @@ def test_a_class_of_one_patient_stays_in_training_whatever_the_id_type(as_text: 
         assert sorted(f["train"] + f["val"] + f["test"]) == list(range(len(labels)))
     tested = sorted(i for f in folds for i in f["test"])
     assert tested == sorted(set(range(len(labels))) - set(sole))
+
+
+def test_mean_probability_ensemble_documents_temperatures_as_an_argument() -> None:
+    """The class docstring listed ``temperatures`` under a first "Raises:" heading, so it read as an error raised."""
+    import inspect
+
+    from breastdx.models.ensemble import MeanProbabilityEnsemble
+
+    doc = inspect.getdoc(MeanProbabilityEnsemble)
+    assert doc.count("Raises:") == 1
+    args = doc.split("Args:")[1].split("Raises:")[0]
+    assert "temperatures:" in args and "members:" in args

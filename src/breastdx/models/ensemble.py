@@ -64,13 +64,12 @@ class MeanProbabilityEnsemble(nn.Module):
     """The mean of the members' softmax probabilities, returned as its logarithm.
 
     Shape:
-        ``(B, C_in, H, W) -> (B, C_out, H, W)``, float32: ``log(mean_k softmax(member_k(x)))``, floored at
-        ``log(1e-7)``; its softmax over the channels is the mean probability.
+        ``(B, C_in, H, W) -> (B, C_out, H, W)`` (segmenters) or ``(B, K)`` (classifiers), float32:
+        ``log(mean_k softmax(member_k(x) / T_k))``, floored at ``log(1e-7)``; its softmax over dimension 1 is the mean
+        probability.
 
     Args:
-        members: The trained member networks, each ``(B, C_in, H, W) -> (B, C_out, H, W)`` logits.
-
-    Raises:
+        members: The trained member networks, each returning logits ``(B, C_out, H, W)`` or ``(B, K)``.
         temperatures: One positive float per member; its logits are divided by it before the softmax (None: 1).
 
     Raises:
