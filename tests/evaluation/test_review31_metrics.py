@@ -35,3 +35,19 @@ def test_binary_metrics_refuse_a_non_finite_probability(bad):
         binary_metrics(y, p)
     with pytest.raises(ValueError, match="NaN or infinite"):
         bootstrap_ci(y, p, n_boot=10)
+
+
+def test_instance_scores_keep_zero_as_background_beside_negative_labels():
+    """Labels are 'any values' with 0 the background: a nucleus labelled -1 used to push 0 to the second id, so the
+    background became a predicted nucleus (AJI 4 / 16 here instead of 1)."""
+    from breastdx.evaluation.instances import aji, contingency, panoptic_quality
+
+    target = np.zeros((4, 4), np.int32)
+    target[:2, :2] = 5
+    pred = np.where(target == 5, -1, 0)
+    table, area_g, area_p = contingency(pred, target)
+    assert table.tolist() == [[12, 0], [0, 4]] and area_g.tolist() == [4] and area_p.tolist() == [4]
+    assert aji(pred, target) == 1.0
+    assert panoptic_quality(pred, target)["pq"] == 1.0
+    both = np.array([[-2, 0, 3], [0, 0, 3]])  # -2, 3: two nuclei, numbered 1 and 2 in label order
+    assert contingency(both, both)[0].tolist() == [[3, 0, 0], [0, 1, 0], [0, 0, 2]]

@@ -27,8 +27,9 @@ def _renumber(labels: np.ndarray) -> tuple[np.ndarray, int]:
     """Flat labels renumbered 0 (background) and 1..K, and K + 1."""
     ids, inverse = np.unique(labels, return_inverse=True)
     inverse = inverse.ravel()
-    if len(ids) and ids[0] == 0:
-        return inverse, len(ids)
+    zero = int(np.searchsorted(ids, 0))  # 0 is not the first id when a nucleus has a negative label
+    if zero < len(ids) and ids[zero] == 0:
+        return np.where(inverse == zero, 0, inverse + (inverse < zero)), len(ids)
     return inverse + 1, len(ids) + 1
 
 
