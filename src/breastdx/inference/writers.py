@@ -74,7 +74,7 @@ def _predict_to_csv(predictor: Any, inputs: Sequence[str | Path], run_dir: Path,
             log.warning("%d of %d input image(s) are near-duplicates of images this model was trained on (another "
                         "frame of the lesion, or a re-saved or re-cropped copy; column seen_in_training): its output "
                         "on them is not that of a new case.", close, len(rows))
-    with open(Path(run_dir) / "predictions.csv", "w", newline="") as f:
+    with open(Path(run_dir) / "predictions.csv", "w", newline="", encoding="utf-8") as f:  # not the locale's
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(safe_rows(rows))  # a file name such as '=HYPERLINK(...)' is written as text

@@ -1,0 +1,45 @@
+"""Review 31 of the prediction path: predictions.csv on a non-UTF-8 locale."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from breastdx.inference.predictor import SegmentationPredictor
+
+from .test_predictor import _model_dir
+
+
+def _predict(tmp_path: Path, names: list[str], monkeypatch) -> Path:
+    from breastdx.inference.writers import write_segmentation_predictions
+
+    d, _ = _model_dir(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (40, 48), dtype=np.uint8)).save(tmp_path / name)
+    run = tmp_path / "run"
+    run.mkdir()
+    _, failures, _ = write_segmentation_predictions(SegmentationPredictor.from_dir(d, backend="torch"), names, run,
+                                                    overlays=False, workers=1)
+    assert failures == []
+    return run / "predictions.csv"
+
+
+def test_predictions_csv_is_utf8_whatever_the_locale_encoding(tmp_path, monkeypatch):
+    """predictions.csv was opened in the locale's encoding (cp1252 on Windows): a file name in another script made
+    writing it fail after the whole batch had run (and a Latin-1 locale would write a file that is not UTF-8)."""
+    import builtins
+
+    from breastdx.inference import writers
+
+    def locale_open(file, mode="r", *args, **kwargs):  # open() on a cp1252 locale
+        if "b" not in mode and len(args) < 2:
+            kwargs.setdefault("encoding", "cp1252")
+        return builtins.open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(writers, "open", locale_open, raising=False)
+    out = _predict(tmp_path, ["超声.png", "café.png"], monkeypatch)
+    with open(out, newline="", encoding="utf-8") as f:
+        assert sorted(r["source"] for r in csv.DictReader(f)) == sorted(["超声.png", "café.png"])
