@@ -51,3 +51,17 @@ def test_instance_scores_keep_zero_as_background_beside_negative_labels():
     assert panoptic_quality(pred, target)["pq"] == 1.0
     both = np.array([[-2, 0, 3], [0, 0, 3]])  # -2, 3: two nuclei, numbered 1 and 2 in label order
     assert contingency(both, both)[0].tolist() == [[3, 0, 0], [0, 1, 0], [0, 0, 2]]
+
+
+def test_delong_zero_variance_with_a_difference_is_not_z_zero():
+    """A perfect model A against a constant B: AUROC 1 vs 0.5 with every placement alike, so se = 0. z was 0.0 (which
+    means no difference) beside p = 0; it is now +inf, and z = 0, p = 1 stays for identical rankings."""
+    from breastdx.evaluation.paired import delong_test
+
+    y = np.array([0, 0, 0, 1, 1])
+    a = np.array([0.1, 0.2, 0.3, 0.8, 0.9])
+    r = delong_test(y, a, np.full(5, 0.5))
+    assert r["difference"] == 0.5 and r["se"] == 0.0 and r["p_value"] == 0.0 and r["z"] == np.inf
+    assert delong_test(y, np.full(5, 0.5), a)["z"] == -np.inf
+    same = delong_test(y, a, a * 2)
+    assert same["z"] == 0.0 and same["p_value"] == 1.0

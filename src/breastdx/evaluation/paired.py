@@ -86,8 +86,9 @@ def delong_test(y_true: Any, score_a: Any, score_b: Any) -> dict[str, float]:
 
     Returns:
         ``{"auroc_a", "auroc_b", "difference" (A - B), "se", "z", "p_value" (two-sided), "ci95": [low, high]
-        (normal approximation)}``. When the difference has zero variance (identical rankings) ``se`` is 0,
-        ``z`` is 0 and ``p_value`` is 1.
+        (normal approximation)}``. When the difference has zero variance ``se`` is 0: with no difference (identical
+        rankings) ``z`` is 0 and ``p_value`` 1, else (every placement alike, as a perfect model against a constant
+        one) ``z`` is +-inf (null in JSON) and ``p_value`` 0.
 
     Raises:
         ValueError: For shapes that differ, labels other than 0/1, a missing class or non-finite scores.
@@ -108,8 +109,8 @@ def delong_test(y_true: Any, score_a: Any, score_b: Any) -> dict[str, float]:
     diff = float(aucs[0] - aucs[1])
     var = float(cov[0, 0] + cov[1, 1] - 2.0 * cov[0, 1])
     se = float(np.sqrt(max(var, 0.0)))
-    if se <= 1e-12:
-        z, p = 0.0, 1.0 if abs(diff) <= 1e-12 else 0.0
+    if se <= 1e-12:  # no spread: no difference (p = 1), or a difference every resample would show (p = 0)
+        z, p = (0.0, 1.0) if abs(diff) <= 1e-12 else (float(np.copysign(np.inf, diff)), 0.0)
     else:
         z = diff / se
         p = float(2.0 * norm.sf(abs(z)))
