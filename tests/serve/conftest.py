@@ -262,3 +262,86 @@ def asgi_call():
         return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}, body, read
 
     return call
+
+
+@pytest.fixture(scope="module")
+def client(registry, tmp_path_factory):
+    """The service on the tiny models: no access control, uploads up to 1,000,000 bytes and 1,000,000 pixels,
+    composites at most 256 px a side, its own SQLite record per test module (a module may define its own)."""
+    from fastapi.testclient import TestClient
+
+    from breastdx.serve import ServeSettings, create_app
+
+    db = tmp_path_factory.mktemp("db") / "predictions.sqlite"
+    settings = ServeSettings(auth=False, database_url=f"sqlite:///{db}", max_upload_bytes=1_000_000,
+                             max_pixels=1_000_000, display_max_side=256)
+    with TestClient(create_app(settings, registry=registry)) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def api_error():
+    """``check(response, status, code=None) -> dict``: asserts an error answer (its status, the body's two keys, the
+    research-use notice, a message and, when given, its code) and returns its ``error`` object."""
+    from breastdx import RESEARCH_USE_ONLY
+
+    def check(r, status: int, code: str | None = None) -> dict:
+        assert r.status_code == status, r.text
+        body = r.json()
+        assert set(body) == {"error", "research_use_only"}
+        assert body["research_use_only"] == RESEARCH_USE_ONLY
+        assert body["error"]["message"]
+        if code is not None:
+            assert body["error"]["code"] == code, body
+        return body["error"]
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def upload():
+    """``upload(client, task, data, name="case.png", content_type="image/png")``: POST one file to
+    ``/v1/predict/<task>``."""
+    def post(client, task: str, data: bytes, name: str = "case.png", content_type: str = "image/png"):
+        return client.post(f"/v1/predict/{task}", files={"file": (name, data, content_type)})
+
+    return post
+
+
+@pytest.fixture(scope="session")
+def wdbc_features():
+    """``wdbc_features() -> dict``: the first WDBC case's 30 features by name (a malignant case), a new dict at
+    each call."""
+    from breastdx.data.wdbc import FEATURE_NAMES, load_wdbc
+
+    row = load_wdbc().X[0]
+    return lambda: {name: float(v) for name, v in zip(FEATURE_NAMES, row)}
+
+
+@pytest.fixture(scope="session")
+def dicom_file():
+    """``dicom_file(arr, spacing=(0.1, 0.2)) -> bytes``: a secondary-capture DICOM of a 2-D array (12 bits stored in
+    16, MONOCHROME2) with the given PixelSpacing (mm: rows, columns), written in memory."""
+    def make(arr: np.ndarray, spacing=(0.1, 0.2)) -> bytes:
+        from pydicom.dataset import Dataset, FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = SecondaryCaptureImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.Rows, ds.Columns = arr.shape
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.PixelSpacing = list(spacing)
+        ds.PixelData = arr.astype(np.uint16).tobytes()
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        return buf.getvalue()
+
+    return make

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,14 +12,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from breastdx import RESEARCH_USE_ONLY
-from breastdx.data.wdbc import FEATURE_NAMES, load_wdbc
+from breastdx.data.wdbc import FEATURE_NAMES
 from breastdx.inference.records import SEGMENTATION_FIELDS
 from breastdx.serve import ServeSettings, create_app
-from breastdx.serve.db import DatabaseError
 from breastdx.serve.models import ModelRegistry
 
-MAX_UPLOAD = 1_000_000
-MAX_PIXELS = 1_000_000
+MAX_UPLOAD = 1_000_000  # the client fixture's limits (conftest.py)
 
 
 def _png(array: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -37,58 +34,6 @@ def _gradient(h: int, w: int) -> np.ndarray:
 def _decode_data_url(url: str) -> np.ndarray:
     assert url.startswith("data:image/png;base64,")
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
-
-
-def _dicom_bytes(tmp_path: Path, arr: np.ndarray, spacing=(0.1, 0.2)) -> bytes:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = arr.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelSpacing = list(spacing)
-    ds.PixelData = arr.astype(np.uint16).tobytes()
-    path = tmp_path / "case.dcm"
-    ds.save_as(path, enforce_file_format=True)
-    return path.read_bytes()
-
-
-def _features() -> dict[str, float]:
-    X = load_wdbc().X
-    return {name: float(v) for name, v in zip(FEATURE_NAMES, X[0])}
-
-
-def _assert_error(r, status: int, code: str | None = None) -> dict:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error", "research_use_only"}
-    assert body["research_use_only"] == RESEARCH_USE_ONLY
-    assert body["error"]["message"]
-    if code is not None:
-        assert body["error"]["code"] == code, body
-    return body["error"]
-
-
-@pytest.fixture(scope="module")
-def client(registry, tmp_path_factory):
-    db = tmp_path_factory.mktemp("db") / "predictions.sqlite"
-    settings = ServeSettings(auth=False, database_url=f"sqlite:///{db}", max_upload_bytes=MAX_UPLOAD, max_pixels=MAX_PIXELS,
-                             display_max_side=256)
-    with TestClient(create_app(settings, registry=registry)) as c:
-        yield c
-
-
-def _upload(client, task: str, data: bytes, name: str = "case.png", content_type: str = "image/png"):
-    return client.post(f"/v1/predict/{task}", files={"file": (name, data, content_type)})
 
 
 # ------------------------------------------------------------------------------------------------ service
@@ -139,19 +84,19 @@ def test_page_and_static_files(client):
 # ------------------------------------------------------------------------------------------------ images
 
 
-def test_the_answer_says_when_a_model_was_trained_on_the_image(client, synthetic_png, training_image):
+def test_the_answer_says_when_a_model_was_trained_on_the_image(client, synthetic_png, training_image, upload):
     """The tiny busi-cls keeps the hashes of one training image: the same pixels are ``yes``, the image re-saved as a
     JPEG (other pixels) ``near-duplicate``, another image ``no``; the segmenter keeps none, the classifier decides."""
     jpeg = io.BytesIO()
     Image.fromarray(training_image).save(jpeg, format="JPEG", quality=80)
-    seen = {name: _upload(client, "ultrasound", data).json()["image"]["seen_in_training"]
+    seen = {name: upload(client, "ultrasound", data).json()["image"]["seen_in_training"]
             for name, data in (("same", _png(training_image)), ("jpeg", jpeg.getvalue()), ("other", synthetic_png))}
     assert seen == {"same": "yes", "jpeg": "near-duplicate", "other": "no"}
-    assert _upload(client, "busi-seg", _png(training_image)).json()["image"]["seen_in_training"] is None
+    assert upload(client, "busi-seg", _png(training_image)).json()["image"]["seen_in_training"] is None
 
 
-def test_ultrasound_answers_classification_gradcam_and_segmentation(client, synthetic_png):
-    r = _upload(client, "ultrasound", synthetic_png)
+def test_ultrasound_answers_classification_gradcam_and_segmentation(client, synthetic_png, upload):
+    r = upload(client, "ultrasound", synthetic_png)
     assert r.status_code == 200, r.text
     a = r.json()
     assert a["task"] == "ultrasound" and [m["name"] for m in a["models"]] == ["busi-seg", "busi-cls"]
@@ -164,7 +109,7 @@ def test_ultrasound_answers_classification_gradcam_and_segmentation(client, synt
     pink[...] = (230, 130, 180)
     buf = io.BytesIO()
     Image.fromarray(pink).save(buf, format="PNG")
-    flagged = _upload(client, "busi-cls", buf.getvalue()).json()["image"]  # an H&E-like colour image
+    flagged = upload(client, "busi-cls", buf.getvalue()).json()["image"]  # an H&E-like colour image
     assert flagged["in_scope"] is False and flagged["scope_note"].startswith("a colour image")
     cls = a["classification"]
     assert cls["class_names"] == ["normal", "benign", "malignant"] and cls["threshold"] == 0.3
@@ -196,8 +141,8 @@ def test_ultrasound_answers_classification_gradcam_and_segmentation(client, synt
     assert a["input_sha256"] == __import__("hashlib").sha256(synthetic_png).hexdigest()
 
 
-def test_real_busi_image(client, ultrasound_png, busi_image):
-    r = _upload(client, "ultrasound", ultrasound_png, name=busi_image.name)
+def test_real_busi_image(client, ultrasound_png, busi_image, upload):
+    r = upload(client, "ultrasound", ultrasound_png, name=busi_image.name)
     assert r.status_code == 200, r.text
     a = r.json()
     h, w = np.asarray(Image.open(busi_image)).shape[:2]
@@ -218,15 +163,15 @@ def test_composites_on_request(client, synthetic_png):
     assert composite.shape == (45, 61, 3) and (composite[contour] == [255, 48, 48]).all()
 
 
-def test_single_tasks_answer_their_part_only(client, synthetic_png):
-    seg = _upload(client, "busi-seg", synthetic_png).json()
+def test_single_tasks_answer_their_part_only(client, synthetic_png, upload):
+    seg = upload(client, "busi-seg", synthetic_png).json()
     assert seg["classification"] is None and seg["segmentation"] is not None
-    cls = _upload(client, "busi-cls", synthetic_png).json()
+    cls = upload(client, "busi-cls", synthetic_png).json()
     assert cls["segmentation"] is None and cls["classification"]["gradcam_overlay_png"].startswith("data:image/png")
 
 
-def test_large_image_is_scaled_for_display_but_measured_at_full_size(client):
-    r = _upload(client, "busi-seg", _png(_gradient(300, 700)))
+def test_large_image_is_scaled_for_display_but_measured_at_full_size(client, upload):
+    r = upload(client, "busi-seg", _png(_gradient(300, 700)))
     a = r.json()
     assert (a["image"]["display_height"], a["image"]["display_width"]) == (110, 256)
     seg = a["segmentation"]
@@ -234,9 +179,9 @@ def test_large_image_is_scaled_for_display_but_measured_at_full_size(client):
     assert seg["lesion_fraction"] == pytest.approx(seg["lesion_area_px"] / (300 * 700), abs=1e-6)
 
 
-def test_dicom_pixel_spacing_gives_area_in_mm2(client, tmp_path):
+def test_dicom_pixel_spacing_gives_area_in_mm2(client, upload, dicom_file):
     arr = (_gradient(40, 52).astype(np.uint16) * 16)
-    r = _upload(client, "ultrasound", _dicom_bytes(tmp_path, arr, spacing=(0.1, 0.2)), name="case.dcm",
+    r = upload(client, "ultrasound", dicom_file(arr, spacing=(0.1, 0.2)), name="case.dcm",
                 content_type="application/dicom")
     assert r.status_code == 200, r.text
     a = r.json()
@@ -247,14 +192,14 @@ def test_dicom_pixel_spacing_gives_area_in_mm2(client, tmp_path):
     assert seg["lesion_max_diameter_px"] > 0 and seg["lesion_max_diameter_mm"] > 0
 
 
-def test_a_placeholder_pixel_spacing_is_answered_without_mm_and_recorded_once(client, tmp_path):
+def test_a_placeholder_pixel_spacing_is_answered_without_mm_and_recorded_once(client, upload, dicom_file):
     """PixelSpacing NaN (once a 500 whose prediction was recorded all the same) or 0 (areas of 0 mm²): answered, with
     no mm figure and the reason; each answer's record is the one the client is given."""
     arr = (_gradient(40, 52).astype(np.uint16) * 16)
     before = client.get("/v1/predictions").json()["total"]
     ids = []
     for spacing in (("nan", "nan"), ("0", "0")):
-        r = _upload(client, "busi-seg", _dicom_bytes(tmp_path, arr, spacing=spacing), content_type="application/dicom")
+        r = upload(client, "busi-seg", dicom_file(arr, spacing=spacing), content_type="application/dicom")
         assert r.status_code == 200, r.text
         a = r.json()
         assert a["image"]["spacing_mm"] is None and "not a calibration" in a["image"]["spacing_note"]
@@ -264,7 +209,7 @@ def test_a_placeholder_pixel_spacing_is_answered_without_mm_and_recorded_once(cl
     assert listing["total"] == before + 2 and [e["id"] for e in listing["items"][:2]] == ids[::-1]
 
 
-def test_an_answer_that_cannot_be_sent_is_not_recorded(client, synthetic_png, monkeypatch):
+def test_an_answer_that_cannot_be_sent_is_not_recorded(client, synthetic_png, monkeypatch, upload):
     import breastdx.serve.app as app_module
 
     before = client.get("/v1/predictions").json()["total"]
@@ -274,12 +219,12 @@ def test_an_answer_that_cannot_be_sent_is_not_recorded(client, synthetic_png, mo
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="image.width"):  # the service answers it with a 500 internal_error
-        _upload(client, "busi-seg", synthetic_png)
+        upload(client, "busi-seg", synthetic_png)
     monkeypatch.setattr(app_module, "finite", real)
     assert client.get("/v1/predictions").json()["total"] == before
 
 
-def test_ultrasound_regions_that_disagree_give_no_mm_and_say_why(client, tmp_path):
+def test_ultrasound_regions_that_disagree_give_no_mm_and_say_why(client, upload, dicom_file):
     """A two-frame cine loop whose two ultrasound regions over the image centre disagree: the first frame is read,
     the answer gives no mm figure, and says why and which frame."""
     import pydicom
@@ -287,7 +232,7 @@ def test_ultrasound_regions_that_disagree_give_no_mm_and_say_why(client, tmp_pat
     from pydicom.sequence import Sequence
 
     arr = _gradient(40, 52).astype(np.uint16) * 16
-    ds = pydicom.dcmread(io.BytesIO(_dicom_bytes(tmp_path, np.stack([arr, arr[::-1]]).reshape(80, 52))))
+    ds = pydicom.dcmread(io.BytesIO(dicom_file(np.stack([arr, arr[::-1]]).reshape(80, 52))))
     ds.Rows, ds.NumberOfFrames = 40, 2
     regions = []
     for delta_cm in (0.008, 0.01):
@@ -299,7 +244,7 @@ def test_ultrasound_regions_that_disagree_give_no_mm_and_say_why(client, tmp_pat
     ds.SequenceOfUltrasoundRegions = Sequence(regions)
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
-    r = _upload(client, "ultrasound", buf.getvalue(), name="IM00001", content_type="application/dicom")
+    r = upload(client, "ultrasound", buf.getvalue(), name="IM00001", content_type="application/dicom")
     assert r.status_code == 200, r.text
     a = r.json()
     assert a["image"]["spacing_mm"] is None and a["image"]["frame"] == [1, 2] and (a["image"]["height"], a["image"]["width"]) == (40, 52)
@@ -314,21 +259,21 @@ def test_ultrasound_regions_that_disagree_give_no_mm_and_say_why(client, tmp_pat
     assert past.status_code == 422 and "frame 3 asked, but the file holds 2 frame(s)" in past.text
 
 
-def test_uploads_are_decoded_in_memory_never_written_to_disk(client, tmp_path, synthetic_png, monkeypatch):
+def test_uploads_are_decoded_in_memory_never_written_to_disk(client, tmp_path, synthetic_png, monkeypatch, upload, dicom_file):
     """No upload reaches a file: temporary files are refused while PNG, DICOM and a bad upload are answered."""
     import tempfile
 
-    dicom = _dicom_bytes(tmp_path, _gradient(40, 52).astype(np.uint16) * 16)
+    dicom = dicom_file(_gradient(40, 52).astype(np.uint16) * 16)
 
     def no_disk(*args, **kwargs):
         raise AssertionError("an upload was about to be written to a temporary file")
 
     for name in ("mkstemp", "NamedTemporaryFile", "TemporaryFile", "SpooledTemporaryFile"):
         monkeypatch.setattr(tempfile, name, no_disk)
-    assert _upload(client, "ultrasound", synthetic_png).status_code == 200
-    r = _upload(client, "ultrasound", dicom, name="case.dcm", content_type="application/dicom")
+    assert upload(client, "ultrasound", synthetic_png).status_code == 200
+    r = upload(client, "ultrasound", dicom, name="case.dcm", content_type="application/dicom")
     assert r.status_code == 200 and r.json()["image"]["format"] == "DICOM"
-    bad = _upload(client, "ultrasound", synthetic_png[:60], name="cut.png")
+    bad = upload(client, "ultrasound", synthetic_png[:60], name="cut.png")
     assert bad.status_code == 422 and "upload: truncated" in bad.text and "cut.png" not in bad.text
     # an upload over Starlette's 1 MiB spooling threshold stays in memory too
     import starlette.formparsers as formparsers
@@ -346,57 +291,57 @@ def test_uploads_are_decoded_in_memory_never_written_to_disk(client, tmp_path, s
     assert len(big) > 1024 * 1024
     settings = ServeSettings(auth=False, database_url=f"sqlite:///{tmp_path / 'big.sqlite'}", display_max_side=256)
     with TestClient(create_app(settings, registry=client.app.state.registry)) as big_client:
-        assert _upload(big_client, "busi-seg", big).status_code == 200
+        assert upload(big_client, "busi-seg", big).status_code == 200
     assert spooled and not any(f._rolled for f in spooled)
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
-def test_jpeg_and_tiff(client, fmt):
-    r = _upload(client, "busi-cls", _png(_gradient(33, 34), fmt), name="x.bin", content_type="application/octet-stream")
+def test_jpeg_and_tiff(client, fmt, upload):
+    r = upload(client, "busi-cls", _png(_gradient(33, 34), fmt), name="x.bin", content_type="application/octet-stream")
     assert r.status_code == 200, r.text
     assert r.json()["image"]["format"] == fmt
 
 
-def test_format_comes_from_bytes_not_name(client, synthetic_png):
-    assert _upload(client, "busi-cls", synthetic_png, name="notes.txt", content_type="text/plain").status_code == 200
+def test_format_comes_from_bytes_not_name(client, synthetic_png, upload):
+    assert upload(client, "busi-cls", synthetic_png, name="notes.txt", content_type="text/plain").status_code == 200
 
 
 # ------------------------------------------------------------------------------------------------ bad uploads
 
 
-def test_text_file_named_png_is_not_an_image(client):
-    err = _assert_error(_upload(client, "ultrasound", b"hello, this is not an image\n" * 20, name="scan.png"),
+def test_text_file_named_png_is_not_an_image(client, api_error, upload):
+    err = api_error(upload(client, "ultrasound", b"hello, this is not an image\n" * 20, name="scan.png"),
                         415, "not_an_image")
     assert err["message"].startswith("upload: not an image") and "whatever its name" in err["message"]
     assert "first bytes are text" in err["message"] and "hello" not in err["message"]  # never quoted: a name?
 
 
-def test_truncated_png_is_unreadable(client):
+def test_truncated_png_is_unreadable(client, api_error, upload):
     data = _png(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
-    err = _assert_error(_upload(client, "busi-seg", data[: len(data) // 2], name="cut.png"), 422, "unreadable_image")
+    err = api_error(upload(client, "busi-seg", data[: len(data) // 2], name="cut.png"), 422, "unreadable_image")
     assert err["message"].startswith("upload: ") and "cut.png" not in err["message"]  # names may identify a patient
     assert "breastdx-upload" not in err["message"]
 
 
-def test_image_over_the_pixel_limit(client):
-    err = _assert_error(_upload(client, "busi-seg", _png(np.zeros((1001, 1000), np.uint8)), name="big.png"),
+def test_image_over_the_pixel_limit(client, api_error, upload):
+    err = api_error(upload(client, "busi-seg", _png(np.zeros((1001, 1000), np.uint8)), name="big.png"),
                         413, "image_too_large")
     assert "1,001,000" in err["message"] and "1,000,000" in err["message"]
 
 
-def test_upload_over_the_size_limit(client):
+def test_upload_over_the_size_limit(client, api_error, upload):
     data = b"\x89PNG\r\n\x1a\n" + bytes(MAX_UPLOAD + 100_000)
-    err = _assert_error(_upload(client, "busi-seg", data), 413, "upload_too_large")
+    err = api_error(upload(client, "busi-seg", data), 413, "upload_too_large")
     assert "limit" in err["message"]
 
 
-def test_upload_just_over_the_limit_within_the_framing_margin(client):
+def test_upload_just_over_the_limit_within_the_framing_margin(client, api_error, upload):
     data = b"\x89PNG\r\n\x1a\n" + bytes(MAX_UPLOAD)  # over by 8 bytes: passes Content-Length, caught after parsing
-    err = _assert_error(_upload(client, "busi-seg", data, name="DOE_JANE.png"), 413, "upload_too_large")
+    err = api_error(upload(client, "busi-seg", data, name="DOE_JANE.png"), 413, "upload_too_large")
     assert err["message"].startswith("upload: the file is over the limit") and "DOE" not in err["message"]
 
 
-def test_streamed_body_over_the_limit(client):
+def test_streamed_body_over_the_limit(client, api_error):
     boundary = "b0undary"
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.png\"\r\n"
             f"Content-Type: image/png\r\n\r\n").encode()
@@ -409,57 +354,57 @@ def test_streamed_body_over_the_limit(client):
 
     r = client.post("/v1/predict/busi-seg", content=chunks(),
                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    err = _assert_error(r, 413, "upload_too_large")
+    err = api_error(r, 413, "upload_too_large")
     assert "while" not in err["message"] and "over the limit of 1,065,536 bytes" in err["message"]
 
 
-def test_empty_upload(client):
-    _assert_error(_upload(client, "busi-seg", b""), 422, "empty_upload")
+def test_empty_upload(client, api_error, upload):
+    api_error(upload(client, "busi-seg", b""), 422, "empty_upload")
 
 
-def test_missing_file_field_and_wrong_content_type(client):
-    err = _assert_error(client.post("/v1/predict/ultrasound", data={"image": "x"}), 415, "wrong_content_type")
+def test_missing_file_field_and_wrong_content_type(client, api_error):
+    err = api_error(client.post("/v1/predict/ultrasound", data={"image": "x"}), 415, "wrong_content_type")
     assert "'file'" in err["message"]
-    err = _assert_error(client.post("/v1/predict/ultrasound", files={"image": ("a.png", b"123", "image/png")}),
+    err = api_error(client.post("/v1/predict/ultrasound", files={"image": ("a.png", b"123", "image/png")}),
                         422, "missing_file")
     assert "'image'" in err["message"]
-    _assert_error(client.post("/v1/predict/ultrasound", json={"features": {}}), 415, "wrong_content_type")
-    err = _assert_error(client.post("/v1/predict/ultrasound", files={"file": (None, b"123")}), 422, "missing_file")
+    api_error(client.post("/v1/predict/ultrasound", json={"features": {}}), 415, "wrong_content_type")
+    err = api_error(client.post("/v1/predict/ultrasound", files={"file": (None, b"123")}), 422, "missing_file")
     assert err["message"] == ("The field 'file' arrived as a text value, not a file: send the image as a file part "
                               "with a file name (curl: -F file=@image.png).")
 
 
-def test_malformed_multipart(client):
+def test_malformed_multipart(client, api_error):
     r = client.post("/v1/predict/busi-seg", content=b"--x\r\nnonsense", headers={"Content-Type": "multipart/form-data"})
-    assert "boundary" in _assert_error(r, 400, "malformed_upload")["message"]
+    assert "boundary" in api_error(r, 400, "malformed_upload")["message"]
     r = client.post("/v1/predict/busi-seg", content=b"--x\r\nnonsense",
                     headers={"Content-Type": "multipart/form-data; boundary=x"})
-    _assert_error(r, 422, "missing_file")
+    api_error(r, 422, "missing_file")
 
 
 # ------------------------------------------------------------------------------------------------ tasks
 
 
-def test_unknown_task_suggests_and_lists_served_tasks(client, synthetic_png):
-    err = _assert_error(_upload(client, "busi-sge", synthetic_png), 404, "unknown_task")
+def test_unknown_task_suggests_and_lists_served_tasks(client, synthetic_png, api_error, upload):
+    err = api_error(upload(client, "busi-sge", synthetic_png), 404, "unknown_task")
     assert "Did you mean 'busi-seg'?" in err["message"] and "ultrasound" in err["message"]
 
 
-def test_absent_models_answer_404_naming_the_shipped_tasks(registry, synthetic_png):
+def test_absent_models_answer_404_naming_the_shipped_tasks(registry, synthetic_png, api_error, upload, wdbc_features):
     only_wdbc = ModelRegistry({"wdbc": registry.models["wdbc"]})
     with TestClient(create_app(ServeSettings(auth=False, database_url="sqlite://"), registry=only_wdbc)) as c:
         for task in ("busi-seg", "busi-cls", "ultrasound", "pcam", "idc", "breakhis"):
-            err = _assert_error(_upload(c, task, synthetic_png), 404, "model_not_available")
+            err = api_error(upload(c, task, synthetic_png), 404, "model_not_available")
             assert "Served tasks: wdbc." in err["message"]
         assert c.get("/healthz").json()["tasks"] == ["wdbc"]
     no_models = ModelRegistry({})
     with TestClient(create_app(ServeSettings(auth=False, database_url="sqlite://"), registry=no_models)) as c:
         assert c.get("/healthz").json()["status"] == "degraded"
-        err = _assert_error(c.post("/v1/predict/wdbc", json={"features": _features()}), 404, "model_not_available")
+        err = api_error(c.post("/v1/predict/wdbc", json={"features": wdbc_features()}), 404, "model_not_available")
         assert "(none)" in err["message"]
 
 
-def test_every_image_classifier_folder_is_served(tmp_path, synthetic_png):
+def test_every_image_classifier_folder_is_served(tmp_path, synthetic_png, upload):
     """A classifier of any task (here an RGB idc model) is served through the predictor registry."""
     import torch
 
@@ -478,7 +423,7 @@ def test_every_image_classifier_folder_is_served(tmp_path, synthetic_png):
     reg = ModelRegistry.load([folder])
     assert not reg.unavailable and reg.tasks() == ["idc"] and reg.models["idc"].kind == "classification"
     with TestClient(create_app(ServeSettings(auth=False, database_url="sqlite://"), registry=reg)) as c:
-        r = _upload(c, "idc", synthetic_png)
+        r = upload(c, "idc", synthetic_png)
         assert r.status_code == 200, r.text
         cls = r.json()["classification"]
         assert cls["class_names"] == ["non_idc", "idc"] and cls["threshold"] == 0.4
@@ -487,178 +432,12 @@ def test_every_image_classifier_folder_is_served(tmp_path, synthetic_png):
         assert [m["task"] for m in c.get("/v1/models").json()["models"]] == ["idc"]
 
 
-def test_ultrasound_with_segmentation_only_notes_the_missing_classifier(registry, synthetic_png):
+def test_ultrasound_with_segmentation_only_notes_the_missing_classifier(registry, synthetic_png, upload):
     seg_only = ModelRegistry({"busi-seg": registry.models["busi-seg"]})
     with TestClient(create_app(ServeSettings(auth=False, database_url="sqlite://"), registry=seg_only)) as c:
-        a = _upload(c, "ultrasound", synthetic_png).json()
+        a = upload(c, "ultrasound", synthetic_png).json()
     assert a["classification"] is None and a["segmentation"] is not None
     assert a["notes"] == ["No busi-cls model is served, so this answer has no classification."]
-
-
-# ------------------------------------------------------------------------------------------------ WDBC
-
-
-def test_wdbc_prediction_with_reasons(client):
-    r = client.post("/v1/predict/wdbc", json={"features": _features(), "case_id": "842302"})
-    assert r.status_code == 200, r.text
-    a = r.json()
-    cls = a["classification"]
-    p = cls["probabilities"]["malignant"]
-    assert cls["probabilities"]["benign"] == pytest.approx(1 - p, abs=1e-6)
-    assert cls["label"] == ("malignant" if p >= 0.3 else "benign") and cls["threshold"] == 0.3
-    assert len(cls["top_contributions"]) == 5
-    top = cls["top_contributions"][0]
-    assert top["feature"] in FEATURE_NAMES and top["input_value"] == _features()[top["feature"]]
-    assert a["image"] is None and a["segmentation"] is None and len(a["input_sha256"]) == 64
-
-
-def test_wdbc_accepts_uci_names_and_numeric_strings(client):
-    canonical = client.post("/v1/predict/wdbc", json={"features": _features(), "n_reasons": 0}).json()
-    uci = {}
-    for name, v in _features().items():
-        if name.startswith("mean "):
-            key = name[5:].replace(" ", "_") + "_mean"
-        elif name.endswith(" error"):
-            key = name[:-6].replace(" ", "_") + "_se"
-        else:
-            key = name[6:].replace(" ", "_") + "_worst"
-        uci[key] = str(v)
-    other = client.post("/v1/predict/wdbc", json={"features": uci, "n_reasons": 0}).json()
-    assert other["classification"]["probabilities"] == canonical["classification"]["probabilities"]
-    assert other["input_sha256"] == canonical["input_sha256"]
-    assert other["classification"]["top_contributions"] == []
-
-
-def test_wdbc_missing_features(client):
-    features = _features()
-    del features["mean radius"], features["worst symmetry"]
-    err = _assert_error(client.post("/v1/predict/wdbc", json={"features": features}), 422, "invalid_features")
-    assert any("'mean radius'" in p and "'worst symmetry'" in p for p in err["problems"])
-
-
-@pytest.mark.parametrize("value, expected", [
-    ("abc", "expected a number, got 'abc'"),
-    ("1_7", "expected a number, got '1_7'"),  # Python's float() reads it as 17
-    (None, "expected a number, got None"),
-    (True, "expected a number, got True"),
-    ([1.0], "expected a number, got [1.0]"),
-    (-1.5, "expected a value >= 0"),
-    ("inf", "expected a finite number"),
-])
-def test_wdbc_bad_values(client, value, expected):
-    features = _features()
-    features["mean texture"] = value
-    err = _assert_error(client.post("/v1/predict/wdbc", json={"features": features}), 422, "invalid_features")
-    assert any(p.startswith("'mean texture'") and expected in p for p in err["problems"]), err["problems"]
-
-
-def test_wdbc_nan_in_raw_json(client):
-    body = json.dumps({"features": _features()}).replace("17.99", "NaN")
-    err = _assert_error(client.post("/v1/predict/wdbc", content=body, headers={"Content-Type": "application/json"}),
-                        422, "invalid_features")
-    assert any("finite" in p for p in err["problems"])
-
-
-def test_wdbc_unknown_and_repeated_names(client):
-    features = _features()
-    features["radius_mean"] = 1.0
-    features["mean radiuss"] = 1.0
-    err = _assert_error(client.post("/v1/predict/wdbc", json={"features": features}), 422, "invalid_features")
-    assert any("'radius_mean'" in p and "already given" in p for p in err["problems"])
-    assert any("'mean radiuss'" in p and "not a WDBC feature" in p for p in err["problems"])
-
-
-def test_wdbc_bad_bodies(client):
-    _assert_error(client.post("/v1/predict/wdbc", content=b"{not json", headers={"Content-Type": "application/json"}),
-                  422, "invalid_json")
-    err = _assert_error(client.post("/v1/predict/wdbc", json={"features": [1, 2, 3]}), 422, "invalid_request")
-    assert any(p.startswith("features") for p in err["problems"])
-    _assert_error(client.post("/v1/predict/wdbc", json={"feature": _features()}), 422, "invalid_request")
-    _assert_error(client.post("/v1/predict/wdbc", json={"features": _features(), "n_reasons": 99}), 422,
-                  "invalid_request")
-    _assert_error(client.post("/v1/predict/wdbc", files={"file": ("a.csv", b"1,2", "text/csv")}), 415,
-                  "wrong_content_type")
-    # a feature given twice: json.loads kept the last value without a word
-    body = json.dumps({"features": _features()})[:-2] + ', "mean radius": 5.0}}'
-    err = _assert_error(client.post("/v1/predict/wdbc", content=body, headers={"Content-Type": "application/json"}),
-                        422, "invalid_json")
-    assert err["message"] == ("The body gives 'mean radius' more than once; a value may be given once (which one was "
-                              "meant?).")
-
-
-# ------------------------------------------------------------------------------------------------ record
-
-
-def test_predictions_are_recorded_and_listed(client, synthetic_png):
-    before = client.get("/v1/predictions").json()["total"]
-    a = _upload(client, "ultrasound", synthetic_png, name="rec.png").json()
-    b = client.post("/v1/predict/wdbc", json={"features": _features(), "case_id": "rec-1"}).json()
-    listing = client.get("/v1/predictions", params={"limit": 2}).json()
-    assert listing["total"] == before + 2 and listing["research_use_only"] == RESEARCH_USE_ONLY
-    newest, second = listing["items"]
-    assert newest["id"] == b["prediction_id"] and second["id"] == a["prediction_id"]
-    assert newest["task"] == "wdbc" and newest["input_name"] is None  # names are kept only with --record-names
-    assert a["image"]["filename"] is None and "rec.png" not in json.dumps(second)
-    assert newest["label"] == b["classification"]["label"]
-    assert second["model_name"] == "busi-seg+busi-cls" and second["input_sha256"] == a["input_sha256"]
-    assert second["model_version"] == "+".join(m["version"] for m in a["models"])
-    assert "_png" not in json.dumps(second["result"])
-    assert second["result"]["classification"]["probabilities"] == a["classification"]["probabilities"]
-    offset = client.get("/v1/predictions", params={"limit": 1, "offset": 1}).json()
-    assert offset["items"][0]["id"] == a["prediction_id"]
-    only = client.get("/v1/predictions", params={"task": "wdbc"}).json()
-    assert all(e["task"] == "wdbc" for e in only["items"])
-    assert client.get("/v1/predictions", params={"task": ""}).json()["total"] == listing["total"]  # no filter
-    err = _assert_error(client.get("/v1/predictions", params={"task": "busi_cls"}), 422, "unknown_task")
-    assert err["message"].startswith("Unknown task 'busi_cls'. Did you mean 'busi-cls'? Choices: breakhis, ")
-    one = client.get(f"/v1/predictions/{a['prediction_id']}")
-    assert one.status_code == 200 and one.json()["input_name"] is None
-    assert one.json()["research_use_only"] == RESEARCH_USE_ONLY
-
-
-def test_names_are_recorded_only_when_asked(registry, synthetic_png, tmp_path):
-    """--record-names keeps an upload's file name and a WDBC case id in the record and the answer; never a DICOM's
-    file name (PACS exports name files after the patient)."""
-    settings = ServeSettings(auth=False, database_url="sqlite://", display_max_side=256, record_names=True)
-    with TestClient(create_app(settings, registry=registry)) as c:
-        a = _upload(c, "busi-cls", synthetic_png, name="rec.png").json()
-        b = c.post("/v1/predict/wdbc", json={"features": _features(), "case_id": "rec-1"}).json()
-        d = _upload(c, "busi-cls", _dicom_bytes(tmp_path, _gradient(40, 52).astype(np.uint16) * 16), name="DOE^JANE.dcm", content_type="application/dicom").json()
-        assert a["image"]["filename"] == "rec.png" and d["image"]["filename"] is None
-        cut = _assert_error(_upload(c, "busi-cls", synthetic_png[:40], name="cut.png"), 422, "unreadable_image")
-        dicom = _dicom_bytes(tmp_path, _gradient(40, 52).astype(np.uint16) * 16)
-        frame = _assert_error(c.post("/v1/predict/busi-cls", params={"frame": 2},
-                                     files={"file": ("DOE^JANE.dcm", dicom, "application/dicom")}), 422, "unreadable_image")
-        assert cut["message"].startswith("cut.png: ") and frame["message"].startswith("upload: ")
-        names = {e["id"]: e["input_name"] for e in c.get("/v1/predictions").json()["items"]}
-        assert names == {a["prediction_id"]: "rec.png", b["prediction_id"]: "rec-1", d["prediction_id"]: None}
-
-
-def test_prediction_list_bad_parameters(client):
-    err = _assert_error(client.get("/v1/predictions", params={"limit": 0}), 422, "invalid_request")
-    assert any(p.startswith("query.limit") for p in err["problems"])
-    _assert_error(client.get("/v1/predictions", params={"limit": 10_000}), 422, "invalid_request")
-    _assert_error(client.get("/v1/predictions", params={"offset": "x"}), 422, "invalid_request")
-    _assert_error(client.get("/v1/predictions/999999"), 404, "not_found")
-    _assert_error(client.get("/v1/predictions/abc"), 422, "invalid_request")
-
-
-def test_unknown_address_and_method(client):
-    _assert_error(client.get("/v2/nothing"), 404, "not_found")
-    _assert_error(client.get("/v1/predict/wdbc"), 405, "method_not_allowed")
-
-
-def test_database_failure_answers_503_not_500(registry, synthetic_png):
-    class BrokenStore:
-        def add(self, **_):
-            raise DatabaseError("Cannot record the prediction in sqlite://: OperationalError: disk full")
-
-        def close(self):
-            pass
-
-    with TestClient(create_app(ServeSettings(auth=False), registry=registry, store=BrokenStore())) as c:
-        err = _assert_error(_upload(c, "busi-seg", synthetic_png), 503, "database_unavailable")
-    assert "must be recorded" in err["message"] and "disk full" not in err["message"]  # the cause is logged only
 
 
 # ------------------------------------------------------------------------------------------------ start-up
@@ -747,16 +526,16 @@ def test_cli_serve_answers_on_loopback(tmp_path):
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (2, 3), (1, 3000), (17, 5, 4), (33, 34, 3)])
-def test_odd_images_are_answered(client, shape):
+def test_odd_images_are_answered(client, shape, upload):
     rng = np.random.default_rng(3)
-    r = _upload(client, "ultrasound", _png(rng.integers(0, 256, shape, dtype=np.uint8)))
+    r = upload(client, "ultrasound", _png(rng.integers(0, 256, shape, dtype=np.uint8)))
     assert r.status_code == 200, r.text
     a = r.json()
     assert (a["image"]["height"], a["image"]["width"]) == shape[:2]
     assert 1 <= a["image"]["display_width"] <= 256 and a["segmentation"]["lesion_area_px"] <= shape[0] * shape[1]
 
 
-def test_sixteen_bit_png(client):
-    r = _upload(client, "busi-seg", _png((_gradient(40, 41).astype(np.uint16) * 200)))
+def test_sixteen_bit_png(client, upload):
+    r = upload(client, "busi-seg", _png((_gradient(40, 41).astype(np.uint16) * 200)))
     assert r.status_code == 200, r.text
     assert r.json()["image"]["mode"].startswith("I;16")
