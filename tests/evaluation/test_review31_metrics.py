@@ -65,3 +65,11 @@ def test_delong_zero_variance_with_a_difference_is_not_z_zero():
     assert delong_test(y, np.full(5, 0.5), a)["z"] == -np.inf
     same = delong_test(y, a, a * 2)
     assert same["z"] == 0.0 and same["p_value"] == 1.0
+
+
+def test_mean_and_proportion_ci_drop_infinite_values_as_their_docstrings_say():
+    from breastdx.evaluation.ci import mean_ci, proportion_ci
+
+    assert mean_ci([1.0, 2.0, np.inf, np.nan], n_boot=10)["value"] == 1.5
+    assert mean_ci([1.0, 2.0, -np.inf], n_boot=10)["n"] == 2
+    assert proportion_ci([1.0, 0.0, np.inf], n_boot=10)["n"] == 2

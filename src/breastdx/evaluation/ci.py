@@ -13,7 +13,7 @@ def mean_ci(values: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int 
     """Mean of per-case values with a percentile-bootstrap confidence interval.
 
     For values in {0, 1} this is a proportion with its interval (:func:`proportion_ci` when none or all may be
-    positive). NaN values are dropped first.
+    positive). NaN and infinite values are dropped first.
 
     Args:
         values: One value per case, shape ``(n,)``.
@@ -48,10 +48,10 @@ def mean_ci(values: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int 
 
 def proportion_ci(indicators: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int = 0,
                   alpha: float = 0.05) -> dict[str, float | list[float]]:
-    """A share of cases (``indicators`` in {0, 1}; NaN dropped) with its interval: :func:`mean_ci`'s bootstrap, but
-    the Wilson score interval when none or all of the cases count (0 of 10 lesions missed), where every bootstrap
-    resample is the same and the percentile interval collapses to the point, claiming a certainty that 10 cases
-    cannot give (Wilson 1927, doi:10.1080/01621459.1927.10502953; Brown, Cai & DasGupta 2001,
+    """A share of cases (``indicators`` in {0, 1}; NaN and infinite values dropped) with its interval: :func:`mean_ci`'s
+    bootstrap, but the Wilson score interval when none or all of the cases count (0 of 10 lesions missed), where every
+    bootstrap resample is the same and the percentile interval collapses to the point, claiming a certainty that 10
+    cases cannot give (Wilson 1927, doi:10.1080/01621459.1927.10502953; Brown, Cai & DasGupta 2001,
     doi:10.1214/ss/1009213286).
 
     Returns:
@@ -101,8 +101,8 @@ def patient_bootstrap(statistic: Callable[[np.ndarray], float], groups: np.ndarr
         seed: Seed of the resampling.
 
     Returns:
-        ``{"value", "ci95": [low, high], "n_patients", "n_resamples"}`` (resamples with a NaN statistic are left out
-        and counted out of ``n_resamples``).
+        ``{"value", "ci95": [low, high], "n_patients", "n_resamples"}`` (resamples with a NaN or infinite statistic
+        are left out and counted out of ``n_resamples``).
 
     References:
         Field, C. A. & Welsh, A. H. (2007). Bootstrapping clustered data. J R Stat Soc B 69(3):369-390,
