@@ -1,4 +1,4 @@
-"""Review 31 of the prediction path: predictions.csv on a non-UTF-8 locale."""
+"""Review 31 of the prediction path: predictions.csv in a semicolon spreadsheet and on a non-UTF-8 locale."""
 
 import csv
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from breastdx.inference.csv_safety import FORMULA_PREFIXES, safe_cell
 from breastdx.inference.predictor import SegmentationPredictor
 
 from .test_predictor import _model_dir
@@ -25,6 +26,18 @@ def _predict(tmp_path: Path, names: list[str], monkeypatch) -> Path:
                                                     overlays=False, workers=1)
     assert failures == []
     return run / "predictions.csv"
+
+
+def test_a_semicolon_in_a_file_name_starts_no_formula_cell_in_a_semicolon_spreadsheet(tmp_path, monkeypatch):
+    """Spreadsheets in locales whose list separator is ';' split a CSV line at ';' (OWASP: a separator in the input
+    starts a new cell). A file name 'x;=1+2.png' written unquoted became the cell '=1+2.png,masks/...', a formula."""
+    text = _predict(tmp_path, ["x;=1+2.png", "y; -3.png"], monkeypatch).read_text(encoding="utf-8")
+    for line in text.splitlines():
+        for cell in line.split(";"):  # whatever the quotes: a cell opens at each ';'
+            assert not cell.lstrip(' "').startswith(FORMULA_PREFIXES), (cell, text)
+    with open(tmp_path / "run" / "predictions.csv", newline="", encoding="utf-8") as f:
+        assert sorted(r["source"] for r in csv.DictReader(f)) == ["x;'=1+2.png", "y;' -3.png"]
+    assert safe_cell("a;b") == "a;b" and safe_cell("=a;@b") == "'=a;'@b" and safe_cell(-1.5) == -1.5
 
 
 def test_predictions_csv_is_utf8_whatever_the_locale_encoding(tmp_path, monkeypatch):
