@@ -73,3 +73,23 @@ def test_mean_and_proportion_ci_drop_infinite_values_as_their_docstrings_say():
     assert mean_ci([1.0, 2.0, np.inf, np.nan], n_boot=10)["value"] == 1.5
     assert mean_ci([1.0, 2.0, -np.inf], n_boot=10)["n"] == 2
     assert proportion_ci([1.0, 0.0, np.inf], n_boot=10)["n"] == 2
+
+
+def test_calibrate_table_starts_with_a_header_row(tmp_path):
+    """RunResult.table is a header row, then data rows: calibrate's first row was its first record, so --fit
+    temperature printed the temperature as the table's header and no row under it."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    data = Path(os.environ.get("BREASTDX_DATA", "/nonexistent"))
+    if not (data / "breastmnist" / "breastmnist.npz").is_file():
+        pytest.skip("needs BREASTDX_DATA with breastmnist/breastmnist.npz")
+    from breastdx.pipeline.calibrate import calibrate
+    from breastdx.tasks import get_task
+    from breastdx.zoo import resolve_model
+
+    model = Path(shutil.copytree(resolve_model(None, "breastmnist"), tmp_path / "model"))
+    (tmp_path / "run").mkdir()
+    result = calibrate(get_task("breastmnist"), model, data, tmp_path / "run", {"fit": "temperature"})
+    assert result.table[0][0] == "fitted" and [row[0] for row in result.table[1:]] == ["temperature"]
