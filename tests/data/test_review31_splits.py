@@ -33,3 +33,22 @@ def test_split_file_written_by_rank_zero_only_and_other_ranks_go_on(tmp_path, mo
     sf.to_json(tmp_path / "s.json")
     assert SplitFile.from_json(tmp_path / "s.json").train == ["a"]
     assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
+
+
+@pytest.mark.parametrize("groups", [["benign (1)", "benign (2)"], [[1, 2]], [{"members": ["benign (1)"]}]])
+def test_split_file_with_malformed_groups_is_refused(tmp_path, groups) -> None:
+    """A split file whose near-duplicate groups were not lists of case names was read silently: a flat list of names
+    became groups of single characters (so cross-validation folds no longer kept the frames of a lesion together)."""
+    import json
+
+    from breastdx.data.errors import DataError
+    from breastdx.data.splits import SplitFile
+
+    path = tmp_path / "s.json"
+    SplitFile(None, "abc", 0, (0.7, 0.1, 0.2), ["benign (1)"], ["benign (2)"], ["benign (3)"]).to_json(path)
+    data = json.loads(path.read_text())
+    data["groups"] = groups
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="s.json") as err:
+        SplitFile.from_json(path)
+    assert "groups: expected a list of lists of case names" in str(err.value)

@@ -217,8 +217,9 @@ class SplitFile:
             if not (isinstance(v, list) and all(isinstance(n, str) for n in v)):
                 problems.append(f"{key}: expected a list of case names")
         for key in ("groups", "conflicts", "excluded"):
-            if not isinstance(data.get(key, []), list):
-                problems.append(f"{key}: expected a list")
+            if not isinstance(v := data.get(key, []), list) or (key == "groups" and not all(  # of lists of names
+                    isinstance(g, list) and all(isinstance(n, str) for n in g) for g in v)):
+                problems.append(f"{key}: expected a list" + (" of lists of case names" if key == "groups" else ""))
         if not problems:
             seen: dict[str, str] = {}
             for key in SPLIT_NAMES:
@@ -593,8 +594,7 @@ def _summary(cases: list[BusiCase], split_names: dict[str, list[str]], groups: l
         "per_class": counts,
         "near_duplicate_groups": len(groups),
         "images_in_groups": sum(len(g) for g in groups),
-        "images_in_groups_per_split": {s: len({n for g in groups for n in g} & set(split_names[s]))
-                                       for s in SPLIT_NAMES},
+        "images_in_groups_per_split": {s: len({n for g in groups for n in g} & set(split_names[s])) for s in SPLIT_NAMES},
         "conflicts": len(conflicts),
         "hash_threshold": threshold,
     }
