@@ -1,6 +1,7 @@
 """Review 31 of the prediction path: predictions.csv in a semicolon spreadsheet and on a non-UTF-8 locale."""
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +57,30 @@ def test_predictions_csv_is_utf8_whatever_the_locale_encoding(tmp_path, monkeypa
     out = _predict(tmp_path, ["超声.png", "café.png"], monkeypatch)
     with open(out, newline="", encoding="utf-8") as f:
         assert sorted(r["source"] for r in csv.DictReader(f)) == sorted(["超声.png", "café.png"])
+
+
+def test_the_cached_onnx_graph_is_keyed_by_the_code_that_builds_the_network(tmp_path, monkeypatch):
+    """The cache key hashed the weights and the network's description only: after an upgrade of torch, MONAI or
+    ONNX Runtime, or a change of breastdx's network code, the graph exported by the old code was still run (and no
+    longer checked against PyTorch), so the two backends could disagree in silence."""
+    import importlib.metadata
+
+    from breastdx.inference import onnx_graphs
+
+    d, _ = _model_dir(tmp_path)
+    meta = json.loads((d / "meta.json").read_text())
+    cache = tmp_path / "cache"
+    first = onnx_graphs.graph_path(cache, d, meta)
+    assert onnx_graphs.graph_path(cache, d, meta) == first  # stable while nothing changes
+    real = importlib.metadata.version
+    for package in ("torch", "monai", "onnxruntime"):
+        with monkeypatch.context() as m:
+            m.setattr(importlib.metadata, "version", lambda name, p=package: "0.0.0" if name == p else real(name))
+            assert onnx_graphs.graph_path(cache, d, meta) != first, package
+    code = tmp_path / "models"
+    code.mkdir()
+    (code / "networks.py").write_text("x = 1\n")
+    monkeypatch.setattr(onnx_graphs, "NETWORK_CODE", code)
+    before = onnx_graphs.graph_path(cache, d, meta)
+    (code / "networks.py").write_text("x = 2\n")
+    assert onnx_graphs.graph_path(cache, d, meta) != before

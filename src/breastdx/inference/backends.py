@@ -11,7 +11,7 @@
 The ONNX graph is exported from the model folder's safetensors weights once per machine, checked against
 PyTorch on a seeded input (largest logit difference below :data:`ONNX_TOLERANCE`, else PyTorch is used and
 the log says why), and cached under ``$XDG_CACHE_HOME/breastdx/onnx`` (default ``~/.cache``) by the SHA-256
-of the weights and the network description (:mod:`breastdx.inference.onnx_graphs`, which reads a cached graph
+of the weights, the network description and the code that builds and exports it (:mod:`breastdx.inference.onnx_graphs`, which reads a cached graph
 without PyTorch). ONNX files are protocol buffers: nothing is unpickled.
 Grad-CAM needs gradients, so :attr:`NetworkRunner.network` (the PyTorch network) is built on first use.
 """

@@ -1,8 +1,8 @@
 """The cached ONNX graphs of model folders, read without PyTorch.
 
 :class:`breastdx.inference.backends.NetworkRunner` exports a model folder's network to ONNX once per machine and
-caches the graph under ``$XDG_CACHE_HOME/breastdx/onnx`` (default ``~/.cache``), named by the SHA-256 of the weights
-and the network description. This module holds what needs no PyTorch: where a graph is cached
+caches the graph under ``$XDG_CACHE_HOME/breastdx/onnx`` (default ``~/.cache``), named by the SHA-256 of the weights,
+the network description and the code behind it (:func:`code_key`). This module holds what needs no PyTorch: where a graph is cached
 (:func:`graph_path`) and an ONNX Runtime session on it (:func:`open_session`), so that a command whose graph is
 already cached can run the network without importing PyTorch (about 1.3 s of start-up on 2 cores):
 :func:`breastdx.inference.runners.open_runner` gives such a runner where it can (``predict monuseg`` and ``predict
@@ -20,6 +20,12 @@ from typing import Any, Mapping
 
 ONNX_OPSET = 17
 """The ONNX operator set of exported graphs (part of the cache key)."""
+
+NETWORK_CODE = Path(__file__).resolve().parents[1] / "models"
+"""The folder of breastdx's network code (:mod:`breastdx.models`): its ``.py`` files are part of the cache key."""
+
+CODE_PACKAGES = ("torch", "monai", "onnxruntime")
+"""Packages whose versions are part of the cache key: the networks' layers, the exporter, the runtime checked."""
 
 
 def onnx_cache_dir() -> Path:
@@ -49,7 +55,8 @@ def graph_path(cache: Path, model_dir: Path, meta: Mapping[str, Any], dynamic_si
 
     Returns:
         ``cache / "<task>-<32 hex digits>.onnx"``: the digits hash the weights file's SHA-256, the architecture and its
-        arguments, input channels, classes, extra outputs, image size, opset and ``dynamic_size``.
+        arguments, input channels, classes, extra outputs, image size, opset and ``dynamic_size``, and the code that
+        builds and exports the network (:func:`code_key`), so that a graph exported by older code is not run.
     """
     from breastdx.data.checksum import sha256_file
 
@@ -61,8 +68,27 @@ def graph_path(cache: Path, model_dir: Path, meta: Mapping[str, Any], dynamic_si
         described["extra_outputs"] = list(meta["extra_outputs"])
     if dynamic_size:
         described["dynamic_size"] = True
+    described["code"] = code_key()
     h.update(json.dumps(described, sort_keys=True).encode())
     return Path(cache) / f"{meta.get('task', 'model')}-{h.hexdigest()[:32]}.onnx"
+
+
+def code_key() -> dict[str, Any]:
+    """What the cache key holds of the code behind a graph: the versions of :data:`CODE_PACKAGES` (None where one
+    is not installed) and the SHA-256 of breastdx's network code (:data:`NETWORK_CODE`), read without importing
+    either."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions: dict[str, str | None] = {}
+    for name in CODE_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    h = hashlib.sha256()
+    for path in sorted(Path(NETWORK_CODE).glob("*.py")):
+        h.update(f"{path.name}\0".encode() + path.read_bytes())
+    return {"versions": versions, "networks": h.hexdigest()}
 
 
 def default_threads() -> int:
