@@ -52,3 +52,21 @@ def test_split_file_with_malformed_groups_is_refused(tmp_path, groups) -> None:
     with pytest.raises(DataError, match="s.json") as err:
         SplitFile.from_json(path)
     assert "groups: expected a list of lists of case names" in str(err.value)
+
+
+@pytest.mark.parametrize("box", [(110, 10, 88, 200), (10, 130, 180, 105), (105, 125, 95, 115), (5, 7, 190, 230)])
+def test_a_crop_from_beyond_the_middle_is_the_same_image(box) -> None:
+    """Phase correlation gives the offset modulo the padded size, so a crop taken from beyond the middle of the
+    image came back with a negative offset, the overlap was empty and the same pixels scored 0.0 instead of 1.0."""
+    from scipy.ndimage import gaussian_filter
+
+    from breastdx.data.duplicates import SAME_IMAGE_CORRELATION, aligned_correlation
+
+    rng = np.random.default_rng(0)
+    a = (128 + 40 * gaussian_filter(rng.normal(0, 1, (200, 240)), 2)).clip(0, 255).astype(np.uint8)
+    y, x, h, w = box
+    b = a[y:y + h, x:x + w]
+    assert aligned_correlation(a, b) >= SAME_IMAGE_CORRELATION
+    assert aligned_correlation(b, a) >= SAME_IMAGE_CORRELATION
+    other = (128 + 40 * gaussian_filter(rng.normal(0, 1, (200, 240)), 2)).clip(0, 255).astype(np.uint8)
+    assert aligned_correlation(other, b) < 0.5

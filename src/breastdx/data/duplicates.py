@@ -312,13 +312,21 @@ def _shift_correlation(a: np.ndarray, b: np.ndarray, min_overlap: float) -> floa
     if a.std() == 0 or b.std() == 0:
         return 0.0
     shift, _, _ = phase_cross_correlation(pa, pb)
-    dy, dx = int(round(shift[0])), int(round(shift[1]))
+    # the shift is found modulo the padded size: a crop from beyond the middle of a comes back as dy - h (dx - w)
+    ys = {int(round(shift[0])) % h, int(round(shift[0])) % h - h}
+    xs = {int(round(shift[1])) % w, int(round(shift[1])) % w - w}
+    found = [c for c in (_overlap_correlation(a, b, dy, dx, min_overlap) for dy in ys for dx in xs) if c is not None]
+    return max(found, default=0.0)
+
+
+def _overlap_correlation(a: np.ndarray, b: np.ndarray, dy: int, dx: int, min_overlap: float) -> float | None:
+    """Pearson correlation of ``a`` and ``b`` moved by ``(dy, dx)`` on their overlap; None when it is too small."""
     # b moved by (dy, dx) lies on a: a[y, x] ~ b[y - dy, x - dx]
     y0, x0 = max(0, dy), max(0, dx)
     y1, x1 = min(a.shape[0], b.shape[0] + dy), min(a.shape[1], b.shape[1] + dx)
     area = max(0, y1 - y0) * max(0, x1 - x0)
-    if area < min_overlap * min(a.size, b.size):
-        return 0.0
+    if area < min_overlap * min(a.size, b.size) or area == 0:
+        return None
     oa = a[y0:y1, x0:x1]
     ob = b[y0 - dy:y1 - dy, x0 - dx:x1 - dx]
     oa = oa - oa.mean()
