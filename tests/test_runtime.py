@@ -115,3 +115,16 @@ def test_fp16_mixed_on_a_cpu_is_resolved_as_bf16(native, caplog):
     precision, reason = runtime.choose_training_precision("16-mixed", "cpu")
     assert precision == "bf16-mixed" and "bfloat16 is native on cpu" in reason
     assert runtime.choose_training_precision("16-mixed", "cuda")[0] == "16-mixed"
+
+
+def test_without_cpu_flags_native_bf16_asks_for_avx512_bf16_or_amx_not_plain_avx512(monkeypatch):
+    """Off Linux (no /proc/cpuinfo): an AVX-512 CPU that emulates bfloat16 is not native, though oneDNN's own check
+    (AVX512-BW/VL/DQ) says yes; AVX512-BF16 is native, and only AMX makes ``--dtype auto`` choose bfloat16."""
+    import torch
+
+    monkeypatch.setattr(runtime, "_cpuinfo", lambda: ("", frozenset()))
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    for bf16, amx, native, auto in ((False, False, False, False), (True, False, True, False), (True, True, True, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert (runtime.bf16_native_cpu(), runtime.bf16_auto_cpu()) == (native, auto)

@@ -76,17 +76,24 @@ def vector_extensions() -> str:
 def bf16_native_cpu() -> bool:
     """True where this CPU computes bfloat16 in hardware (AMX-BF16 or AVX512-BF16).
 
-    On Linux the answer comes from the CPU flags; elsewhere from oneDNN's own check
-    (``torch.ops.mkldnn._is_mkldnn_bf16_supported``).
+    On Linux the answer comes from the CPU flags; elsewhere from PyTorch's cpuinfo checks of the same two
+    extensions (``torch.cpu._is_avx512_bf16_supported``, ``torch.cpu._is_amx_tile_supported``). Not from oneDNN's
+    ``torch.ops.mkldnn._is_mkldnn_bf16_supported``: it asks only for AVX512-BW/VL/DQ, so it answers True on an
+    AVX-512 CPU that emulates bfloat16.
     """
     flags = cpu_flags()
     if flags:
         return any(f in flags for f in NATIVE_BF16_FLAGS)
+    return _torch_cpu_has("avx512_bf16") or _torch_cpu_has("amx_tile")
+
+
+def _torch_cpu_has(extension: str) -> bool:
+    """``torch.cpu._is_<extension>_supported()``; False where this build lacks the check (assume emulation)."""
     try:
         import torch
 
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # noqa: BLE001 - an old or exotic build: assume emulation
+        return bool(getattr(torch.cpu, f"_is_{extension}_supported")())
+    except Exception:  # noqa: BLE001 - an old or exotic build
         return False
 
 
@@ -108,7 +115,7 @@ def declare_long_running(value: bool = True) -> bool:
 
 def bf16_auto_cpu() -> bool:
     """True where ``--dtype auto`` runs inference in bfloat16 on this CPU: bfloat16 is native *and* the CPU has
-    AMX tiles (``amx_bf16``; where the flags cannot be read, native is enough).
+    AMX tiles (``amx_bf16``; where the flags cannot be read, PyTorch's own check of AMX tiles).
 
     AVX512-BF16 alone is not enough. Measured on such a CPU (2 cores of an AMD EPYC with AVX-512 and AVX512-BF16,
     no AMX; ``benchmarks/where_time_goes.py`` and ``benchmarks/busi_seg_predict.py``): PyTorch in bfloat16 runs the
@@ -119,7 +126,7 @@ def bf16_auto_cpu() -> bool:
     start-up is nothing beside the run.
     """
     flags = cpu_flags()
-    return bf16_native_cpu() and ("amx_bf16" in flags or not flags)
+    return bf16_native_cpu() and ("amx_bf16" in flags if flags else _torch_cpu_has("amx_tile"))
 
 
 def bf16_native(device: Any = "cpu") -> bool:
