@@ -104,3 +104,33 @@ def test_no_source_file_over_600_lines():
     long = {str(p.relative_to(SRC)): n for p in (SRC / "breastdx").rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def _text_io_without_encoding(tree: ast.AST) -> list[int]:
+    """Lines of ``open(...)`` in a text mode, ``.read_text()`` and ``.write_text()`` calls that name no encoding
+    (they would use the locale's, cp1252 on many Windows machines, and fail on a file name in another script)."""
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or any(k.arg == "encoding" for k in node.keywords):
+            continue
+        f = node.func
+        if isinstance(f, ast.Attribute) and f.attr in ("read_text", "write_text"):
+            lines.append(node.lineno)
+        elif isinstance(f, ast.Name) and f.id == "open":
+            mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"),
+                                                                  None)
+            if not (isinstance(mode, ast.Constant) and "b" in str(mode.value)):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_text_files_are_read_and_written_as_utf8():
+    found = {str(p.relative_to(SRC)): lines for p in sorted((SRC / "breastdx").rglob("*.py"))
+             if (lines := _text_io_without_encoding(ast.parse(p.read_text(encoding="utf-8"))))}
+    assert found == {}
+
+
+def test_the_encoding_check_finds_what_it_looks_for():
+    tree = ast.parse("open(p)\nopen(p, 'w', newline='')\nopen(p, 'rb')\nopen(p, mode='wb')\np.read_text()\n"
+                     "p.write_text(s, encoding='utf-8')\nopen(p, encoding='utf-8')\n")
+    assert _text_io_without_encoding(tree) == [1, 2, 5]

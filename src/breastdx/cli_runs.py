@@ -52,7 +52,7 @@ def resumed(t: Any, run_dir: Path, args: list[str], out: Optional[Path], seed: O
                           f"--seed or task option with it but {', '.join('--' + o for o in sorted(RESUME_OPTIONS))} "
                           f"(given: {', '.join('--' + o for o in refused)}).")
     if not is_rank_zero():  # another rank of a distributed run: rank 0 has checked and marked the folder
-        recorded = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        recorded = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
     else:
         recorded = stopped_run_config(run_dir, t.name)
     try:

@@ -411,7 +411,7 @@ def save_yaml(data: dict[str, Any], path: Path) -> None:
 
     if not is_rank_zero():
         return
-    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), encoding="utf-8")
 
 
 def load_config(cls: type[C], path: Path) -> C:
@@ -422,6 +422,6 @@ def load_config(cls: type[C], path: Path) -> C:
     Raises:
         ConfigError: For a value of the wrong type.
     """
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     names = {f.name for f in dataclasses.fields(cls)}
     return with_overrides(cls(), {k: v for k, v in data.items() if k in names})  # type: ignore[call-arg]

@@ -229,8 +229,9 @@ def _started_after(pid: int, started: Any) -> bool:
     :data:`RUNNING_FILE`, after its process had started), so that it is another process given the same number;
     False where Linux's ``/proc`` cannot tell."""
     try:
-        since_boot = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22, in ticks
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+        since_boot = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, in ticks
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text(encoding="utf-8").splitlines()
                     if line.startswith("btime "))
         began = boot + since_boot / os.sysconf("SC_CLK_TCK")
         recorded = _dt.datetime.fromisoformat(str(started).replace("Z", "+00:00")).timestamp()
@@ -292,7 +293,7 @@ def stopped_run_config(run_dir: Path, task: str) -> dict[str, Any]:
     if not Path(run_dir).is_dir() or not config.is_file():
         raise RunFolderError(f"{run_dir}: not a breastdx run folder (no config.yaml); --resume takes the folder of "
                              f"a training run that stopped.")
-    data = yaml.safe_load(config.read_text()) or {}
+    data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     if data.get("task") != task:
         raise RunFolderError(f"{run_dir}: a run of task {data.get('task')!r}, not {task!r}.")
     if not (Path(run_dir) / FAILED_RUN_FILE).is_file():
@@ -365,7 +366,7 @@ def write_json(data: Any, path: Path) -> None:
             return str(o)
         raise TypeError(f"Object of type {type(o).__name__} is not JSON serialisable")
 
-    path.write_text(json.dumps(json_ready(data), indent=2, default=default, allow_nan=False) + "\n")
+    path.write_text(json.dumps(json_ready(data), indent=2, default=default, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def write_versions(run_dir: Path) -> dict[str, str]:

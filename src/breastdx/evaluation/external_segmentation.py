@@ -175,7 +175,7 @@ def _write_cases(path: Path, data: Any, kept: list[int], scores: list[dict[str, 
     """One row per scored case; the image is named relative to the folder, never copied. ``hashed``: the model
     keeps training hashes, and a last column says whether the image is one of its training images."""
     root = data.source.parent if data.source.is_file() else data.source
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=[*CASE_FIELDS, *(["seen_in_training"] if hashed else [])])
         writer.writeheader()
         for i, s in zip(kept, scores):

@@ -91,13 +91,13 @@ def write_outputs(run_dir: Path, predictor: Any, evaluation: dict[str, Any], met
     from breastdx.morphometry.summary import TILE_COLUMNS
     from breastdx.visualize.instances import instance_overlay
 
-    with open(run_dir / "per_tile.csv", "w", newline="") as f:
+    with open(run_dir / "per_tile.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["tile", *SCORES, "tp", "fp", "fn", "n_pred", "n_ref", "seconds"])
         for t in evaluation["tiles"]:
             w.writerow([safe_cell(t["tile"]), *(f"{t[k]:.4f}" for k in SCORES),
                         *(t[k] for k in ("tp", "fp", "fn", "n_pred", "n_ref", "seconds"))])
-    with open(run_dir / "morphometry.csv", "w", newline="") as f:
+    with open(run_dir / "morphometry.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["tile", "nuclei", *TILE_COLUMNS])
         for t in evaluation["tiles"]:
@@ -170,7 +170,7 @@ def _data_line(model_dir: Path) -> str:
 
     from breastdx.data.monuseg import BREAST_TILES
 
-    split = json.loads((Path(model_dir) / "split.json").read_text())
+    split = json.loads((Path(model_dir) / "split.json").read_text(encoding="utf-8"))
     tiles = {part: tuple(sorted(split.get(part, []))) for part in BREAST_TILES}
     if tiles == {part: tuple(sorted(names)) for part, names in BREAST_TILES.items()}:
         return ("- MoNuSeg 2018 (Kumar et al. 2017, doi:10.1109/TMI.2017.2677499; 2020, "

@@ -75,5 +75,6 @@ class HtmlReport:
         """Write the page to ``path``."""
         body = "\n".join(self.parts)
         path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
-                        f"<style>{_CSS}</style></head><body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n")
+                        f"<style>{_CSS}</style></head><body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n",
+                        encoding="utf-8")
         return path

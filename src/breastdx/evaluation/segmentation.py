@@ -255,7 +255,7 @@ def write_per_image_csv(scores: Sequence[dict[str, Any]], path: Any) -> None:
     import csv
 
     fields = list(PER_IMAGE_FIELDS) + (["p_normal"] if any("p_normal" in s for s in scores) else [])
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         for s in scores:

@@ -207,7 +207,7 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
                      "seen_in_training": seen_in_training(predictor, image) or "no",
                      "seconds": round(time.perf_counter() - start, 3)})
     write_tile_csv(tiles, run_dir / "tile_features.csv")
-    with open(run_dir / "predictions.csv", "w", newline="") as f:
+    with open(run_dir / "predictions.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(PREDICTION_FIELDS))
         writer.writeheader()
         writer.writerows(safe_rows(rows))  # a file name such as '=HYPERLINK(...)' is written as text

@@ -108,7 +108,7 @@ def _training_record(model_dir: Path | None) -> dict[str, Any] | None:
         return None
     path = Path(model_dir) / TRAINING_HASHES_FILE
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:
         raise ModelFolderError(f"{path}: not a training-hashes file ({type(e).__name__}: {e}).") from None
     if not isinstance(record, dict):
@@ -217,7 +217,7 @@ def load_meta_json(model_dir: str | Path) -> tuple[Path, Any]:
 
             reason = (stopped.read_text(encoding="utf-8", errors="replace").splitlines() or ["?"])[0]
             config = Path(model_dir) / "config.yaml"
-            task = (yaml.safe_load(config.read_text()) or {}).get("task") if config.is_file() else None
+            task = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("task") if config.is_file() else None
             raise ModelFolderError(f"{model_dir}: a training run that stopped before writing its model ({reason}); "
                                    f"'breastdx train {task or 'TASK'} --resume {model_dir}' finishes it.")
         raise ModelFolderError(f"{model_dir}: not a model folder (no {META_FILE}).")
@@ -335,7 +335,7 @@ def write_model_card(model_dir: Path, meta: dict[str, Any], *, title: str, summa
         "",
         *_record_sections(meta),
     ]
-    (model_dir / CARD_FILE).write_text("\n".join(lines))
+    (model_dir / CARD_FILE).write_text("\n".join(lines), encoding="utf-8")
 
 
 def _record_sections(meta: dict[str, Any]) -> list[str]:

@@ -126,7 +126,7 @@ def nucleus_rows(nuclei: list[dict[str, Any]], microns_per_pixel: float | None =
 def write_nuclei_csv(nuclei: list[dict[str, Any]], path: Path, microns_per_pixel: float | None = None) -> Path:
     """Write :func:`nucleus_rows` as a CSV (booleans as 0/1, NaN as an empty cell)."""
     columns = nucleus_columns(microns_per_pixel)
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(columns)
         for row in nucleus_rows(nuclei, microns_per_pixel):
@@ -149,7 +149,7 @@ def tile_rows(name: str, nuclei: list[dict[str, Any]], microns_per_pixel: float 
 
 def write_tile_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     """Write :func:`tile_rows` of several tiles as one CSV."""
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=["tile", "unit", "n_in_summary", "microns_per_pixel", *TILE_COLUMNS])
         w.writeheader()
         for r in rows:

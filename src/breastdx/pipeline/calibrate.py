@@ -75,7 +75,7 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
     part = data.parts["val"]
     val_images = [part.read(i)[0] for i in range(len(part))]
     meta_path = Path(model_dir) / "meta.json"
-    meta = json.loads(meta_path.read_text())
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
     rows: list[list[Any]] = [["fitted", "values"]]  # the table's header (RunResult.table), then one row per record
     advice = split_advice(model_dir, split_path, "val")  # fitted on training images, the sets cover too little
     overlap, _ = check_training_overlap(predictor, val_images, CALIBRATE_ADVICE if advice == SPLIT_FILE_ADVICE

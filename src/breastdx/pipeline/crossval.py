@@ -196,7 +196,7 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
         "data_checksum": data.checksum,
     }
     write_json(metrics, run_dir / "metrics.json")
-    with open(run_dir / "oof_predictions.csv", "w", newline="") as fh:
+    with open(run_dir / "oof_predictions.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["id", "fold", "label", *[f"p_{c}" for c in names], f"p_{spec.positive}"])
         for i in np.flatnonzero(tested):

@@ -67,7 +67,7 @@ def write_cv_report(run_dir: Path, title: str, what: Sequence[str], pooled: Sequ
     for p in what:
         rep.paragraph(p)
     config_path = run_dir / "config.yaml"
-    record = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
+    record = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     if record:
         rep.heading("Options of the recipe (config.yaml)", level=3)
         rep.table(["option", "value"], [[html.escape(str(k)), _text(v)] for k, v in record.items()])

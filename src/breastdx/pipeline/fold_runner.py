@@ -97,7 +97,8 @@ def _finished_folds(jobs: Sequence[tuple[Any, Path]]) -> dict[int, Any]:
     for i, (_, fold_dir) in enumerate(jobs):
         if (Path(fold_dir) / FOLD_FINISHED).is_file() and (Path(fold_dir) / "metrics.json").is_file():
             log.info("fold f%d had finished before the stop: its run in %s is kept", i, fold_dir)
-            done[i] = RunResult(Path(fold_dir), json.loads((Path(fold_dir) / "metrics.json").read_text()))
+            metrics = (Path(fold_dir) / "metrics.json").read_text(encoding="utf-8")
+            done[i] = RunResult(Path(fold_dir), json.loads(metrics))
     return done
 
 

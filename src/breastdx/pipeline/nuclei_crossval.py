@@ -143,7 +143,7 @@ def cross_validate_monuseg(task: Any, config: Any, data_root: Path, run_dir: Pat
                "metrics_note": "means over tiles; no interval (6 tiles, 6 patients)",
                "stain_normalisation": config.stain_normalisation}
     write_json(metrics, run_dir / "metrics.json")
-    with open(run_dir / "oof_per_tile.csv", "w", newline="") as fh:
+    with open(run_dir / "oof_per_tile.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=["tile", "fold", *SCORES])
         w.writeheader()
         w.writerows(rows)
@@ -171,7 +171,7 @@ def read_recipe_choice(files: str) -> dict[str, Any] | None:
     records = []
     for name in [f.strip() for f in files.split(",") if f.strip()]:
         try:
-            r = json.loads(Path(name).read_text())
+            r = json.loads(Path(name).read_text(encoding="utf-8"))
             text = (f"{Path(r['b']).name} against {Path(r['a']).name}: mean out-of-fold AJI {r['aji']['mean_b']:.3f} "
                     f"against {r['aji']['mean_a']:.3f} (higher on {r['aji']['b_wins']} tiles), Dice "
                     f"{r['dice']['mean_b']:.3f} against {r['dice']['mean_a']:.3f}; rule: {r['rule']}; chosen: "

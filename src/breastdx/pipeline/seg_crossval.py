@@ -145,7 +145,7 @@ def _read_per_image(path: Path) -> list[dict[str, Any]]:
     def num(v: str) -> float:
         return float(v) if v not in ("", "None") else math.nan
 
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     return [{**r, "dice": num(r["dice"]), "iou": num(r["iou"]), "hd95": num(r["hd95"]),
              "missed": r["missed"] == "True", "false_positive": r["false_positive"] == "True"} for r in rows]
@@ -222,7 +222,7 @@ def cross_validate_busi_seg(task: Any, config: Any, data_root: Path, run_dir: Pa
                "data_checksum": base.data_checksum}
     write_json(metrics, run_dir / "metrics.json")
     fields = ["case", "label", "fold", "dice", "iou", "hd95", "missed", "false_positive"]
-    with open(run_dir / "oof_per_image.csv", "w", newline="") as fh:
+    with open(run_dir / "oof_per_image.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)

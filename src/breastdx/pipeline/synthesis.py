@@ -441,7 +441,7 @@ def write_generator_card(model_dir: str | Path, figures: dict[str, Any], command
     from breastdx.runs import write_json
 
     model_dir = Path(model_dir)
-    meta = json.loads((model_dir / META_FILE).read_text())
+    meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
     meta["quality"] = {k: figures[k] for k in ("target", "quality") if k in figures}
     write_json(meta, model_dir / META_FILE)
     tr = meta.get("training", {})
@@ -500,5 +500,5 @@ def write_generator_card(model_dir: str | Path, figures: dict[str, Any], command
               "and `docs/idc-synthetic/README.md`; the default training does not use them.",
               "- Not for creating data presented as real; research on augmentation only.", ""]
     path = model_dir / CARD_FILE
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines), encoding="utf-8")
     return path

@@ -417,7 +417,7 @@ def _write_cases(path: Path, data: Any, idx: np.ndarray, labels: np.ndarray, ev:
     fields = ["id", "image", *(["label_given"] if given else []), "label", *[f"p_{c}" for c in classes],
               "label_predicted", "label_argmax"]
     fields += ["seen_in_training"] if seen is not None else []
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row, i in enumerate(idx):
@@ -554,7 +554,7 @@ def explain(task: Any, model_dir: Path, inputs: list[Path], run_dir: Path, optio
     fields = ["source", *[f"p_{c}" for c in classes], "label", "label_argmax", "threshold", "method", "explained_class",
               "overlay", "cam_mass_in_mask", "pointing_game_hit", "empty_map", "in_scope", "scope_note", "frame"]
     warn_out_of_scope(list({r["source"]: r for r in rows}.values()), task.spec.item, "explanations.csv")
-    with open(run_dir / "explanations.csv", "w", newline="") as f:
+    with open(run_dir / "explanations.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(safe_rows(rows))

@@ -483,7 +483,7 @@ class MonusegTask(Task):
         o = parse_options(MonusegCalibrateOptions, options, f"calibrate {self.name}")
         predictor = NucleusPredictor.from_dir(model_dir, **runtime_options(options))
         meta = predictor.meta
-        split = json.loads((Path(model_dir) / meta.get("split_file", "split.json")).read_text())
+        split = json.loads((Path(model_dir) / meta.get("split_file", "split.json")).read_text(encoding="utf-8"))
         cases = {c.name: c for c in scan_monuseg(find_monuseg_root(data_root))}
         missing = [n for n in split["train"] + split["test"] if n not in cases]
         if missing:

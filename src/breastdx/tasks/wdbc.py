@@ -274,7 +274,7 @@ class WDBCTask(Task):
 
     def _write_oof(self, run_dir: Path, table: Any, results: dict[str, Any]) -> None:
         """``oof_predictions.csv``: every out-of-fold probability (model, repeat, case), so metrics can be re-derived."""
-        with open(run_dir / "oof_predictions.csv", "w", newline="") as f:
+        with open(run_dir / "oof_predictions.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["model", "repeat", "id", "diagnosis", "p_malignant", "label_at_operating_point"])
             for name, cv in results.items():
@@ -522,7 +522,7 @@ class WDBCTask(Task):
         fields: list[str] = []
         for row in rows:
             fields.extend(k for k in row if k not in fields)
-        with open(path, "w", newline="") as f:
+        with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=fields or ["source"])
             writer.writeheader()
             writer.writerows(safe_rows(rows))  # a case id such as '=HYPERLINK(...)' is written as text

@@ -441,7 +441,7 @@ def _keep_fitted(run_dir: Path, result: FitResult) -> None:
     figures = {"best_epoch": result.best_epoch, "best_score": result.best_score, "epochs_run": result.epochs_run,
                "train_seconds": result.train_seconds, "info": result.info}
     text = json.dumps(json_ready(figures), indent=2, default=str, allow_nan=False)  # NaN (no validation score): null
-    (folder / f"{FITTED}.json").write_text(text + "\n")  # written last
+    (folder / f"{FITTED}.json").write_text(text + "\n", encoding="utf-8")  # written last
 
 
 def _fitted(run_dir: Path, network: torch.nn.Module) -> FitResult | None:
@@ -456,7 +456,7 @@ def _fitted(run_dir: Path, network: torch.nn.Module) -> FitResult | None:
     folder = Path(run_dir) / CHECKPOINT_DIR
     if not os.environ.get(RESUME_ENV) or not (folder / f"{FITTED}.json").is_file():
         return None
-    figures = json.loads((folder / f"{FITTED}.json").read_text())
+    figures = json.loads((folder / f"{FITTED}.json").read_text(encoding="utf-8"))
     load_weights(network, folder / f"{FITTED}.safetensors")
     network.eval()
     log.info("%s: its training had finished before the stop (best epoch %s of %s): its weights are read back, not "
@@ -518,7 +518,7 @@ def _read_log_rows(run_dir: Path) -> list[dict[str, str]]:
     path = Path(run_dir) / LOG_DIR / "metrics.csv"
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
@@ -531,7 +531,7 @@ def _prepend_log_rows(run_dir: Path, earlier: list[dict[str, str]]) -> None:
     first = min((int(float(r["epoch"])) for r in later if r.get("epoch")), default=None)
     kept = [r for r in earlier if r.get("epoch") and (first is None or int(float(r["epoch"])) < first)]
     fields = list(dict.fromkeys([*(k for r in kept for k in r), *(k for r in later for k in r)]))
-    with open(Path(run_dir) / LOG_DIR / "metrics.csv", "w", newline="") as f:
+    with open(Path(run_dir) / LOG_DIR / "metrics.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows([*kept, *later])
@@ -549,7 +549,7 @@ def read_training_log(run_dir: Path) -> dict[str, list[float]]:
     if not path.is_file():
         return {}
     by_epoch: dict[int, dict[str, float]] = {}
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             if not row.get("epoch"):
                 continue

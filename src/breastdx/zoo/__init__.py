@@ -23,7 +23,7 @@ def shipped_models() -> dict[str, Path]:
 
     def named_after_its_task(name: str) -> bool:
         try:
-            return json.loads((found[name] / "meta.json").read_text()).get("task") == name
+            return json.loads((found[name] / "meta.json").read_text(encoding="utf-8")).get("task") == name
         except (OSError, ValueError):
             return False
 
@@ -32,7 +32,8 @@ def shipped_models() -> dict[str, Path]:
 
 def shipped_meta() -> dict[str, dict[str, Any]]:
     """Name to ``meta.json`` content of every shipped model."""
-    return {name: json.loads((path / "meta.json").read_text()) for name, path in shipped_models().items()}
+    return {name: json.loads((path / "meta.json").read_text(encoding="utf-8"))
+            for name, path in shipped_models().items()}
 
 
 def model_folder(path: str | Path) -> Path:
@@ -63,7 +64,8 @@ def resolve_model(name_or_dir: str | Path | None, task: str) -> Path:
     """
     models = shipped_models()
     if name_or_dir is None:
-        matching = [p for n, p in models.items() if json.loads((p / "meta.json").read_text())["task"] == task]
+        matching = [p for n, p in models.items()
+                    if json.loads((p / "meta.json").read_text(encoding="utf-8"))["task"] == task]
         if not matching:
             raise FileNotFoundError(f"No shipped model for task {task!r}; train one (breastdx train {task}) "
                                     f"and pass --model RUN_DIR/model.")
