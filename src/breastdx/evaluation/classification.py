@@ -20,8 +20,10 @@ The positive class may be a group of subtypes (classes named ``"malignant/<subty
 balanced accuracy averages the recall of the classes present in the evaluated cases only.
 
 References:
-    Hand, D. J. & Till, R. J. (2001). A simple generalisation of the area under the ROC curve for multiple
-    class classification problems. Machine Learning 45:171-186. doi:10.1023/A:1010920819831
+    Fawcett, T. (2006). An introduction to ROC analysis. Pattern Recognition Letters 27:861-874.
+    doi:10.1016/j.patrec.2005.10.010 (one-vs-rest, "class reference" ROC curves; their unweighted mean is
+    ``macro_auroc``, as scikit-learn's ``roc_auc_score(multi_class="ovr", average="macro")``; not the one-vs-one
+    mean of Hand & Till 2001, doi:10.1023/A:1010920819831)
     Efron, B. & Tibshirani, R. (1993). An Introduction to the Bootstrap. Chapman & Hall.
 """
 

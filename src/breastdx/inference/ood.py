@@ -185,5 +185,11 @@ class OodScorer:
         if distance <= self.threshold:
             return ""
         return (f"unlike the training images in the model's feature space (distance {distance:.3f} to the "
-                f"{self.k}th nearest training image; {self.record.get('quantile', THRESHOLD_QUANTILE):.0%} of "
+                f"{_ordinal(self.k)} nearest training image; {self.record.get('quantile', THRESHOLD_QUANTILE):.0%} of "
                 f"validation images are within {self.threshold:.3f})")
+
+
+def _ordinal(k: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th`` ... ``11th``, ``12th``, ``13th``, ``21st``."""
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
