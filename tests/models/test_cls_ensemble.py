@@ -120,6 +120,12 @@ def test_classifiers_of_other_splits_or_kinds_are_refused(tmp_path):
         write_ensemble([a, c], tmp_path / "ens")
     with pytest.raises(ValueError, match="weights_dtype"):
         write_ensemble([a, a], tmp_path / "ens", weights_dtype="int8")
+    d, _ = _member(tmp_path / "d", 3, 1.0)
+    (d / "split.json").unlink()
+    for members in ([a, d], [d, d]):  # said before as "differs", or a bare FileNotFoundError when all lacked it
+        with pytest.raises(ModelFolderError, match=r"names the split file split.json, which is not in the folder"):
+            write_ensemble(members, tmp_path / "ens")
+    assert not (tmp_path / "ens").exists()
 
 
 def test_the_ensemble_card_names_the_data_source_its_members_cards_name(tmp_path):

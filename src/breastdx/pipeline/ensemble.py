@@ -290,7 +290,11 @@ def _common_split(dirs: Sequence[Path], metas: Sequence[dict[str, Any]]) -> Path
     files = [d / m["split_file"] if m.get("split_file") else None for d, m in zip(dirs, metas)]
     if all(f is None for f in files):
         return None
-    texts = [f.read_bytes() if f is not None and f.is_file() else None for f in files]
+    for d, f in zip(dirs, files):
+        if f is not None and not f.is_file():
+            raise ModelFolderError(f"{d}: its meta.json names the split file {f.name}, which is not in the folder; "
+                                   f"copy it back from the member's run folder.")
+    texts = [f.read_bytes() if f is not None else None for f in files]
     for d, t in zip(dirs, texts):
         if t != texts[0]:
             raise ModelFolderError(f"{d}: its split file differs from {dirs[0]}'s; the members of a classifier "
