@@ -338,7 +338,10 @@ def ultrasound_augmentation(image_size: int, config: AugmentationConfig | None =
                                       RandSimulateLowResolutiond)
 
         crop = Compose([RandScaleCropd(keys=[img, msk], roi_scale=0.8, max_roi_scale=1.0, random_size=True),
-                        Resized(keys=[img, msk], spatial_size=(image_size, image_size), mode=("bilinear", "nearest"))])
+                        # nearest-exact for the mask: torch's "nearest" samples floor(i * in / out), half an output
+                        # pixel away from the image's bilinear (i + 0.5) * in / out - 0.5
+                        Resized(keys=[img, msk], spatial_size=(image_size, image_size),
+                                mode=("bilinear", "nearest-exact"))])
         scanner_spatial = [OneOf([crop, Identityd(keys=[img, msk])], weights=[c.crop_prob, 1 - c.crop_prob])]
         scanner_intensity = [
             RandBiasFieldd(keys=[img], prob=c.gain_field_prob, coeff_range=(-c.gain_field_coeff, c.gain_field_coeff)),
