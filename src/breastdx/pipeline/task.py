@@ -52,14 +52,14 @@ class EvaluateOptions:
     Attributes:
         split: Which part of the split file: ``train``, ``val`` or ``test``.
         split_file: The split file (default: the model folder's ``split.json``).
-        seed: Seed of the bootstrap.
+        seed: Seed of the bootstrap, 0 to 2^32 - 1.
         n_bootstrap: Bootstrap resamples.
         batch_size: Images per network call.
     """
 
     split: str = option("test", choices=("train", "val", "test"))
     split_file: str = ""
-    seed: int = 0
+    seed: int = option(0, ge=0, le=2**32 - 1)  # NumPy's bootstrap seeds: a negative one failed after the work
     n_bootstrap: int = option(2000, ge=1)
     batch_size: int = option(16, ge=1)
 
