@@ -146,3 +146,27 @@ def test_init_from_a_busi_seg_folder(tmp_path):
     resnet, _ = build_network("resnet18", 1, 3)
     with pytest.raises(InitWeightsError, match="fits only the multi-task U-Net"):
         init_from_busi_seg(resnet, folder)
+
+
+@pytest.mark.parametrize("args, named", [({"num_res_units": 1}, "num_res_units"), ({"norm": "batch"}, "norm"),
+                                         ({"channels": (16, 32, 64, 128, 512)}, "channels")])
+def test_a_busi_seg_unet_built_otherwise_is_refused_not_half_loaded(tmp_path, args, named):
+    """A busi-seg U-Net with other arguments than the multi-task U-Net's loaded the tensors whose names and shapes
+    happened to agree (the batch-norm U-Net's convolutions without their statistics, a deeper bottom's shallower
+    levels) with no error and, in two of these cases, no warning; its docstring promised an InitWeightsError."""
+    from breastdx.inference.predictor import save_weights
+
+    folder = tmp_path / "busi-seg-model"
+    folder.mkdir()
+    seg, resolved = build_network("unet", 1, 2, **args)
+    save_weights(seg, folder / "model.safetensors")
+    (folder / "meta.json").write_text(json.dumps({
+        "schema_version": 1, "task": "busi-seg", "architecture": "unet", "architecture_args": resolved,
+        "class_names": ["background", "lesion"], "weights_file": "model.safetensors"}), encoding="utf-8")
+    net = MultiTaskUNet(1, 3)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(InitWeightsError, match=f"arguments differ .*{named}"):
+        init_from_busi_seg(net, folder)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # nothing half loaded
+    same = MultiTaskUNet(1, 3, **{k: v for k, v in resolved.items() if k != "dropout"})
+    assert init_from_busi_seg(same, folder).matched  # built with the folder's arguments, it loads

@@ -344,6 +344,27 @@ def busi_seg_model_dir(model_dir: str | Path | None = None) -> Path:
     return models["busi-seg"]
 
 
+def _check_unet_args(network: Any, saved: dict[str, Any], folder: Path) -> None:
+    """Refuse a busi-seg U-Net built with other ``channels``, ``strides``, ``num_res_units`` or ``norm`` than the
+    multi-task U-Net's (``network.unet``, MONAI ``UNet``): the tensors whose names and shapes happen to agree would
+    load, the rest stay random (say, batch-norm convolutions without their statistics).
+
+    Raises:
+        InitWeightsError: Naming each differing argument with both values.
+    """
+    def plain(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value.lower() if isinstance(value, str) else value
+
+    differ = [f"{name} {saved[name]} (the network's: {plain(getattr(network.unet, name))})"
+              for name in ("channels", "strides", "num_res_units", "norm")
+              if name in saved and plain(saved[name]) != plain(getattr(network.unet, name))]
+    if differ:
+        raise InitWeightsError(f"{folder}: its U-Net's arguments differ from the multi-task U-Net's: "
+                               f"{'; '.join(differ)}. Build unet_multitask with the same ones (--arch-args).")
+
+
 def init_from_busi_seg(network: nn.Module, model_dir: str | Path | None = None, encoder_only: bool = True,
                        target_split: Any = None) -> InitReport:
     """Load a busi-seg U-Net's weights into a :class:`breastdx.models.multitask.MultiTaskUNet`.
@@ -374,6 +395,7 @@ def init_from_busi_seg(network: nn.Module, model_dir: str | Path | None = None, 
     if meta.get("architecture") != "unet":
         raise InitWeightsError(f"{folder}: a busi-seg {meta.get('architecture')!r} model; only 'unet' shares the "
                                f"multi-task U-Net's encoder.")
+    _check_unet_args(network, meta.get("architecture_args") or {}, folder)
     if target_split is not None:
         from breastdx.data.splits import SplitFile
 
