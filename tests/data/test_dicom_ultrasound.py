@@ -115,6 +115,20 @@ def test_a_placeholder_pixel_spacing_gives_no_mm_figures_and_says_why(tmp_path, 
     assert rec.spacing_note.startswith("no mm figures: the file's ultrasound regions (PhysicalDeltaX/Y) give")
 
 
+def test_8_bit_with_an_identity_rescale_keeps_its_values(tmp_path):
+    """RescaleSlope 1 and RescaleIntercept 0 (the identity modality LUT, written by many exporters) made 8-bit pixels
+    'wide', so they were stretched from their own minimum and maximum to 0-255 instead of kept as stored."""
+    stored = (np.arange(61 * 81).reshape(61, 81) % 200 + 20).astype(np.uint8)  # 20-219: a stretch would show
+    path = _us_dicom(tmp_path / "identity.dcm", stored, RescaleSlope=1, RescaleIntercept=0)
+    np.testing.assert_array_equal(read_image(path).array, stored)
+    np.testing.assert_array_equal(read_image_bytes(path.read_bytes(), "identity.dcm").array, stored)
+    inverted = _us_dicom(tmp_path / "mono1.dcm", stored, RescaleSlope=1, RescaleIntercept=0,
+                         PhotometricInterpretation="MONOCHROME1")
+    np.testing.assert_array_equal(read_image(inverted).array, 255 - stored)
+    doubled = read_image(_us_dicom(tmp_path / "slope2.dcm", stored, RescaleSlope=2, RescaleIntercept=0)).array
+    assert (doubled.min(), doubled.max()) == (0, 255)  # a modality LUT that changes the values: rescaled as before
+
+
 def test_cine_loop_gives_its_first_frame(tmp_path):
     frames = np.stack([_disc(), np.full((61, 81), 7, np.uint8), np.full((61, 81), 9, np.uint8)])
     path = _us_dicom(tmp_path / "cine.dcm", frames, [_region((0.008, 0.008), (0, 0, 80, 60))])

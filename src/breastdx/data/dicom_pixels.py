@@ -108,7 +108,9 @@ def _decode_dicom(src: Path | bytes, label: str, max_pixels: int, frame: int | N
 
         values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
         window = _dicom_window(ds)
-        eight_bit = arr.dtype == np.uint8 and window is None and "RescaleSlope" not in ds
+        # 8-bit values kept as stored where the modality LUT leaves them as they are (none, or RescaleSlope 1 and
+        # RescaleIntercept 0 as many exporters write); a LUT that changes them makes them wide (rescaled or windowed)
+        eight_bit = arr.dtype == np.uint8 and window is None and np.array_equal(values, arr)
         if eight_bit:
             values = arr.astype(np.uint8)
         return _Decoded(values, "DICOM", photometric, wide=not eight_bit, alpha=False, window=window,
