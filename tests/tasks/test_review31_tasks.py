@@ -32,3 +32,30 @@ def test_evaluate_refuses_a_negative_seed_with_status_2(tmp_path: Path):
     result = runner.invoke(app, ["evaluate", "idc", "--out", str(tmp_path / "ev"), "--seed", "-1"])
     assert result.exit_code == 2, result.output
     assert "'seed' option of evaluate idc" in result.output and "Traceback" not in result.output
+
+
+def test_evaluate_and_calibrate_help_list_the_data_options_they_accept():
+    """``evaluate breakhis --labels binary`` (and busi-cls's --lesion-crop, breastmnist's --data-file) is accepted
+    and read, but ``evaluate breakhis --help`` listed only the verb's own options: every option a verb takes is in
+    its help, each described, its default the model's own."""
+    from breastdx.config import describe_options
+    from breastdx.tasks import TASKS, get_task
+
+    checked = 0
+    for name in TASKS.names():
+        task = get_task(name)
+        data_options = getattr(getattr(task, "spec", None), "data_options", ())
+        for verb in ("evaluate", "calibrate"):
+            if not data_options:
+                continue
+            rows = {opt: (default, text) for opt, default, text in describe_options(task.options_cls(verb))}
+            for field in data_options:
+                opt = "--" + field.replace("_", "-")
+                assert opt in rows, f"{verb} {name}: {opt} missing from --help"
+                default, text = rows[opt]
+                assert default == "(the model's)" and "trained with" in text and len(text) > 40, (verb, name, opt, rows[opt])
+                checked += 1
+            assert "--split-file" in rows and "--batch-size" in rows  # the verb's own options stay
+    assert checked >= 10
+    result = runner.invoke(app, ["evaluate", "breakhis", "--help"], terminal_width=300)
+    assert result.exit_code == 0 and "--magnification" in result.output and "--labels" in result.output

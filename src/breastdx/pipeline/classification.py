@@ -549,9 +549,13 @@ class ImageClassificationTask(Task):
         from breastdx.pipeline import verbs as image_verbs
         from breastdx.pipeline.calibrate import CalibrateOptions
 
-        return {"train": self.config_cls, "evaluate": image_verbs.EvaluateOptions,
-                "predict": image_verbs.PredictOptions, "explain": image_verbs.ExplainOptions,
-                "calibrate": CalibrateOptions}.get(verb)
+        from breastdx.pipeline.task import with_data_options
+
+        reads = {"evaluate": image_verbs.EvaluateOptions, "calibrate": CalibrateOptions}  # + the data options
+        if verb in reads:
+            return with_data_options(reads[verb], self.config_cls, self.spec.data_options)
+        return {"train": self.config_cls, "predict": image_verbs.PredictOptions,
+                "explain": image_verbs.ExplainOptions}.get(verb)
 
     def evaluate(self, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
         """Metrics of a saved model on a part of its split (default the test split); see

@@ -13,6 +13,7 @@ Task modules import heavy libraries (torch, MONAI) inside functions, so that lis
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,22 @@ class Task(ABC):
     def options_cls(self, verb: str) -> type | None:
         """The dataclass declaring ``verb``'s options (``train``: the config), for ``--help``; None if undeclared."""
         return self.config_cls if verb == "train" else None
+
+
+def with_data_options(options_cls: type, config_cls: type, names: tuple[str, ...]) -> type:
+    """``options_cls`` with the data options ``names`` of the training config ``config_cls`` added, for the ``--help``
+    of a verb that accepts them (an image classifier's ``evaluate`` and ``calibrate``: they read the data as the model
+    was trained, unless told otherwise). Each keeps its description and rule from ``config_cls``; its default reads
+    ``(the model's)``. For help only: the verb parses its options with ``options_cls``."""
+    if not names:
+        return options_cls
+    from breastdx.config import describe_options
+
+    text = {opt[2:].replace("-", "_"): meaning for opt, _, meaning in describe_options(config_cls)}
+    doc = "Attributes:\n" + "".join(f"        {n}: {text[n]} Not given: the value the model was trained with.\n"
+                                    for n in names)
+    return dataclasses.make_dataclass(options_cls.__name__, [(n, str, field(default="(the model's)")) for n in names],
+                                      bases=(options_cls,), frozen=True, namespace={"__doc__": doc})
 
 
 TASKS: Registry[Task | type[Task]] = Registry("task")
