@@ -506,9 +506,17 @@ def _relocate(path: Path, ckpt: dict[str, Any]) -> None:
     if moved_from:
         log.info("the run folder was moved since it stopped (its checkpoints were in %s): their paths are updated",
                  ", ".join(sorted(moved_from)))
-        part = path.with_name(path.name + ".part")
-        torch.save(ckpt, part)
-        os.replace(part, path)
+        import tempfile
+
+        # each process of a distributed run may do this at once: each writes a file of its own, renamed whole
+        fd, part = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+        os.close(fd)
+        try:
+            os.chmod(part, path.stat().st_mode & 0o777)  # mkstemp's file is the owner's only
+            torch.save(ckpt, part)
+            os.replace(part, path)
+        finally:
+            Path(part).unlink(missing_ok=True)
 
 
 def _read_log_rows(run_dir: Path) -> list[dict[str, str]]:
