@@ -8,9 +8,10 @@ Layout read here, the public release's (``Dataset_BUSI_with_GT/``) and the data 
                                          mask is the union of all of them
 
 Normal images have an all-empty mask. Counts of the release: normal 133, benign 437, malignant 210 images;
-18 images have more than one mask. Known defects (see :mod:`breastdx.data.duplicates` and
-:func:`breastdx.data.splits.busi_split`): ``benign (433)`` and ``malignant (145)`` are the same image, and
-many images are near-duplicates (frames of one lesion), some across classes.
+17 images have more than one mask (18 extra mask files: ``benign (195)`` has three). Known defects (see
+:mod:`breastdx.data.duplicates` and :func:`breastdx.data.splits.busi_split`): ``benign (433)`` and
+``malignant (145)`` are the same image, and many images are near-duplicates (frames of one lesion), some across
+classes.
 
 References:
     Al-Dhabyani, W., Gomaa, M., Khaled, H. & Fahmy, A. (2020). Dataset of breast ultrasound images.
