@@ -19,3 +19,17 @@ def test_metrics_table_says_when_there_is_no_interval():
                            "auroc_adenosis": {"value": float("nan"), "ci95": [float("nan"), float("nan")]}})
     assert table.splitlines()[2:] == ["| dice | 0.772 | none |", "| auroc | 0.900 | 0.850 – 0.950 |",
                                       "| auroc_adenosis | n/a | none |"]
+
+
+def test_model_card_counts_the_nearest_training_images_in_words_that_read(tmp_path):
+    """A small bank's k of 1, 2 or 3 read "the 1th nearest of ... training images" in the card's out-of-scope
+    section (the predictions' note was fixed, the card was not)."""
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    for k, said in [(1, "1st"), (2, "2nd"), (3, "3rd"), (12, "12th")]:
+        meta = write_meta(tmp_path, {"task": "idc", "architecture": "compact_cnn", "weights_file": "model.safetensors",
+                                     "class_names": ["idc", "non_idc"],
+                                     "ood": {"k": k, "n_bank": 40, "bank_file": "ood_bank.safetensors",
+                                             "threshold": 0.1, "quantile": 0.95, "n_calibration": 10}})
+        write_model_card(tmp_path, meta, title="t", summary="s", data="d", evaluation="e", limitations=["l"])
+        card = (tmp_path / "MODEL_CARD.md").read_text(encoding="utf-8")
+        assert f"to the {said} nearest of 40 training images" in card

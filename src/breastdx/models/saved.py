@@ -352,9 +352,11 @@ def _record_sections(meta: dict[str, Any]) -> list[str]:
                   f"class means the case needs a specialist.", ""]
     ood = meta.get("ood")
     if ood:
+        from breastdx.inference.ood import _ordinal
+
         lines += ["## Out-of-scope inputs",
                   f"Each input is checked for colour and size, and scored in this model's feature space: the cosine "
-                  f"distance of its L2-normalised penultimate features to the {ood['k']}th nearest of "
+                  f"distance of its L2-normalised penultimate features to the {_ordinal(int(ood['k']))} nearest of "
                   f"{ood['n_bank']} training images (deep nearest neighbours, Sun et al. 2022, arXiv:2204.06507; "
                   f"`{ood['bank_file']}`). Over {ood['threshold']:.4f}, the {ood['quantile']:.0%} quantile of the "
                   f"{ood['n_calibration']} validation images' distances, the input is flagged (`in_scope` false) "
