@@ -147,8 +147,9 @@ def read_array_item(path: str | Path, mode: str = "gray") -> tuple[np.ndarray, s
 
     Args:
         path: ``<file>#<key>[<index>]`` (from :func:`expand_array_file`).
-        mode: ``"gray"`` (colour arrays become luminance 0.299 R + 0.587 G + 0.114 B) or ``"rgb"`` (grey arrays
-            are repeated over three channels).
+        mode: ``"gray"`` (colour arrays become luminance 0.299 R + 0.587 G + 0.114 B, by Pillow's ``convert("L")``
+            as :func:`breastdx.data.images.read_image` converts a colour file) or ``"rgb"`` (grey arrays are
+            repeated over three channels).
 
     Returns:
         ``(image, stored mode)``: uint8 ``(H, W)`` or ``(H, W, 3)``, and ``"L"`` or ``"RGB"``.
@@ -171,8 +172,10 @@ def read_array_item(path: str | Path, mode: str = "gray") -> tuple[np.ndarray, s
     image = np.asarray(a[index])
     if mode == "rgb" and image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=-1)
-    elif mode == "gray" and image.ndim == 3:
-        image = np.round(image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])).clip(0, 255).astype(np.uint8)
+    elif mode == "gray" and image.ndim == 3:  # as images.read_image makes gray of a colour file: Pillow's fixed point
+        from PIL import Image
+
+        image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).convert("L"), dtype=np.uint8)
     return np.ascontiguousarray(image), "L" if a.ndim == 3 else "RGB"
 
 
