@@ -31,6 +31,18 @@ def test_polygons_to_instances(tmp_path):
         read_polygons(tmp_path / "b.xml")
 
 
+def test_malformed_vertices_and_resolution_name_the_file(tmp_path):
+    """A vertex without a numeric X or Y, or a MicronsPerPixel that is no number, raised a bare TypeError or
+    ValueError that named neither the file nor the region."""
+    bad_vertex = XML.replace('<Vertex X="5" Y="4"/>', '<Vertex X="5"/>', 1)
+    bad_mpp = XML.replace('MicronsPerPixel="0.250000"', 'MicronsPerPixel="n/a"')
+    for name, text, said in (("v.xml", bad_vertex, "Region 1: a Vertex without numeric X and Y"),
+                             ("m.xml", bad_mpp, "MicronsPerPixel 'n/a' is not a number")):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(DataError, match=f"{name}: {said}"):
+            read_polygons(tmp_path / name)
+
+
 def test_split_mask_separates_touching_nuclei():
     yy, xx = np.mgrid[:41, :67]
     mask = (np.hypot(yy - 20, xx - 20) <= 11) | (np.hypot(yy - 20, xx - 40) <= 11) | (np.hypot(yy - 5, xx - 60) <= 3)

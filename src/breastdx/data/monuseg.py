@@ -117,7 +117,8 @@ def read_polygons(path: Path) -> tuple[list[np.ndarray], float | None]:
     """The nucleus polygons of an Aperio XML file, float ``(K, 2)`` as (x, y) each, and its µm per pixel.
 
     Raises:
-        DataError: If the file is not XML of that form.
+        DataError: If the file is not XML, a vertex lacks a numeric X or Y, or MicronsPerPixel is no number (the
+            file and region named).
     """
     try:
         tree = ET.parse(path)
@@ -125,12 +126,21 @@ def read_polygons(path: Path) -> tuple[list[np.ndarray], float | None]:
         raise DataError(f"{path}: not a readable XML annotation ({e}).") from None
     root = tree.getroot()
     mpp = root.get("MicronsPerPixel")
+    try:
+        microns = float(mpp) if mpp else None
+    except ValueError:
+        raise DataError(f"{path}: MicronsPerPixel {mpp!r} is not a number; expected µm per pixel, e.g. "
+                        f"0.25.") from None
     polygons = []
     for region in root.iter("Region"):
-        pts = [(float(v.get("X")), float(v.get("Y"))) for v in region.iter("Vertex")]
+        try:
+            pts = [(float(v.get("X")), float(v.get("Y"))) for v in region.iter("Vertex")]
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: Region {region.get('Id', '?')}: a Vertex without numeric X and Y; expected "
+                            f'<Vertex X="<column>" Y="<row>"/>.') from None
         if len(pts) >= 3:
             polygons.append(np.array(pts))
-    return polygons, (float(mpp) if mpp else None)
+    return polygons, microns
 
 
 def case_microns_per_pixel(case: MonusegCase, default: float) -> float:
