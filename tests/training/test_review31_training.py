@@ -3,6 +3,7 @@
 import copy
 import os
 
+import pytest
 import torch
 
 from breastdx.training import trainer as trainer_mod
@@ -36,3 +37,38 @@ def test_two_processes_relocating_one_checkpoint_do_not_trip_over_each_other(tmp
     here = os.path.realpath(folder)
     assert record["dirpath"] == here and record["best_model_path"] == here + "/best.ckpt"
     assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt"]  # no temporary file left behind
+
+
+def test_validation_under_ddp_scores_each_image_once(monkeypatch):
+    """Under DDP Lightning splits the validation images with a DistributedSampler, which repeats the first ones so
+    that every process gets as many: 10 images on 4 processes were scored as 12, two of them twice, so the metric
+    that picks the best epoch was not that of the validation split. The gathered logits are now put back in the
+    dataset's order and the repeats dropped."""
+    from types import SimpleNamespace
+
+    from torch.utils.data import DistributedSampler
+
+    from breastdx.evaluation.calibration import nll
+    from breastdx.training.classification import ClassificationModule
+
+    n, world, k = 10, 4, 3
+    torch.manual_seed(0)
+    logits, labels = torch.randn(n, k), torch.arange(n) % k
+    dataset = list(range(n))
+    samplers = [DistributedSampler(dataset, num_replicas=world, rank=r, shuffle=False) for r in range(world)]
+    per_rank = [list(s) for s in samplers]  # rank r: images r, r + 4, ... with 0 and 1 again at the end
+    assert sum(map(len, per_rank)) == 12
+
+    module = ClassificationModule(torch.nn.Linear(2, k), k)
+    module._trainer = SimpleNamespace(world_size=world, val_dataloaders=SimpleNamespace(sampler=samplers[0]))
+    module._val_logits, module._val_labels = [logits[per_rank[0]]], [labels[per_rank[0]]]
+
+    def all_gather(t):  # what every process gets: (world, m, ...) stacked by rank
+        source = logits if t.is_floating_point() else labels
+        return torch.stack([source[idx] for idx in per_rank])
+
+    logged = {}
+    monkeypatch.setattr(module, "all_gather", all_gather)
+    monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.__setitem__(name, float(value)))
+    module.on_validation_epoch_end()
+    assert logged["val_nll"] == pytest.approx(nll(labels.numpy(), logits.double().numpy()))
