@@ -27,9 +27,10 @@ PC      malignant    papillary carcinoma
 :func:`parse_breakhis_name` turns a name into a :class:`BreakHisName` and refuses a name off the
 convention with a message naming the file and the part that is wrong. :func:`read_breakhis_folder`
 reads a folder tree (the release's ``BreaKHis_v1/histology_slides/breast/...`` or any other) and checks
-each name against the ``benign``/``malignant`` and ``<mag>X`` folders it lies in. The patient is
-``<year>-<id>`` (``14-22549AB``) whatever the subtype, so images of one patient filed under two
-subtypes stay in one group; :func:`breastdx.data.patch_split.make_patch_split` splits by it.
+each name against the ``benign``/``malignant`` and ``<mag>X`` folders it lies in. The patient is the leading
+number of the slide id (``22549`` for ``22549AB``; :attr:`BreakHisName.patient_id`) whatever the subtype, so
+images of one patient filed under two subtypes or two slides (``29960AB`` fibroadenoma, ``29960CD`` adenosis)
+stay in one group; :func:`breastdx.data.patch_split.make_patch_split` splits by it.
 
 Only 12 sample images are available in this project's data (``breakhis_samples/``, all 8 subtypes,
 one patient at all 4 magnifications): a format fixture, not a training set.
@@ -245,8 +246,8 @@ def read_breakhis_folder(root: str | Path, magnification: int | None = None, lab
 
     Returns:
         A :class:`~breastdx.data.patches.FilePatchSource` named ``"breakhis"``: ids are paths relative to
-        ``root``, labels as ``labels`` asks, groups the patient ids (``"14-22549AB"``), metadata
-        ``"subtype"`` (code), ``"magnification"`` (int) and ``"number"`` (int). Images are returned at
+        ``root``, labels as ``labels`` asks, groups the patient ids (``"22549"``: :attr:`BreakHisName.patient_id`),
+        metadata ``"subtype"`` (code), ``"magnification"`` (int) and ``"number"`` (int). Images are returned at
         their stored size (700 x 460 in the release).
 
     Raises:
