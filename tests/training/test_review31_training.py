@@ -72,3 +72,79 @@ def test_validation_under_ddp_scores_each_image_once(monkeypatch):
     monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.__setitem__(name, float(value)))
     module.on_validation_epoch_end()
     assert logged["val_nll"] == pytest.approx(nll(labels.numpy(), logits.double().numpy()))
+
+
+def _as_rank_zero_of(module, world, sampler, monkeypatch, rows_of_rank):
+    """Run ``module``'s validation epoch end as rank 0 of ``world`` processes whose validation steps saw the images
+    ``rows_of_rank(r)`` gives, collecting what it logs."""
+    from types import SimpleNamespace
+
+    module._trainer = SimpleNamespace(world_size=world, val_dataloaders=SimpleNamespace(sampler=sampler))
+
+    def all_gather(t):  # every process's tensor of the same kind, stacked by rank
+        return torch.stack([rows_of_rank(r) for r in range(world)])
+
+    logged = {}
+    monkeypatch.setattr(module, "all_gather", all_gather)
+    monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.__setitem__(name, float(value)))
+    module.on_validation_epoch_end()
+    return logged
+
+
+def test_segmentation_validation_under_ddp_scores_each_image_once(monkeypatch):
+    """The module docstring said val_dice and val_normal_fp do not depend on the device count; under DDP the
+    DistributedSampler's repeated images were summed in too (7 images on 3 GPUs counted as 9). Per-image rows are
+    now gathered, put back in order and each image counted once (nuclei's pixel Dice too)."""
+    from types import SimpleNamespace
+
+    from torch.utils.data import DistributedSampler
+
+    from breastdx.evaluation.segmentation import dice_per_case
+    from breastdx.training.nuclei import NucleusModule
+    from breastdx.training.segmentation import SegmentationModule
+
+    n, world = 7, 3
+    torch.manual_seed(0)
+    logits = torch.randn(n, 2, 8, 8)
+    masks = (torch.rand(n, 1, 8, 8) > 0.6).float()
+    masks[[1, 4]] = 0.0  # lesion-free images
+    has = masks.flatten(1).any(1)
+    dataset = list(range(n))
+    samplers = [DistributedSampler(dataset, num_replicas=world, rank=r, shuffle=False) for r in range(world)]
+    per_rank = [list(s) for s in samplers]
+    assert sum(map(len, per_rank)) == 9
+
+    def validate(module, r):  # rank r's validation steps, one batch
+        module.on_validation_epoch_start()
+        module.eval_network = lambda: (lambda x: logits[per_rank[r]])
+        batch = {"image": torch.zeros(len(per_rank[r]), 1, 8, 8), "mask": masks[per_rank[r]].long(),
+                 "has_lesion": has[per_rank[r]], "distance": torch.zeros(len(per_rank[r]), 1, 8, 8)}
+        module.log = lambda *a, **k: None
+        module.validation_step(batch, 0)
+        del module.log
+        return module
+
+    class Gathered(Exception):
+        pass
+
+    def rows(module_class):  # what each rank's module hands to all_gather at its epoch end
+        handed = []
+        for r in range(world):
+            module = validate(module_class(torch.nn.Conv2d(1, 2, 1)), r)
+            module._trainer = SimpleNamespace(world_size=world, val_dataloaders=SimpleNamespace(sampler=samplers[r]))
+            module.all_gather = lambda t: (handed.append(t), (_ for _ in ()).throw(Gathered()))[1]
+            with pytest.raises(Gathered):
+                module.on_validation_epoch_end()
+        return lambda r: handed[r]
+
+    pred = logits.argmax(1) == 1
+    dice = dice_per_case(pred, masks[:, 0] > 0.5)
+    module = validate(SegmentationModule(torch.nn.Conv2d(1, 2, 1)), 0)
+    logged = _as_rank_zero_of(module, world, samplers[0], monkeypatch, rows(SegmentationModule))
+    assert logged["val_dice"] == pytest.approx(float(dice[has].mean()))
+    assert logged["val_normal_fp"] == pytest.approx(float(pred.flatten(1).any(1)[~has].float().mean()))
+
+    fg, ref = logits[:, :2].argmax(1) > 0, masks[:, 0] > 0
+    nuclei = validate(NucleusModule(torch.nn.Conv2d(1, 2, 1)), 0)
+    logged = _as_rank_zero_of(nuclei, world, samplers[0], monkeypatch, rows(NucleusModule))
+    assert logged["val_dice"] == pytest.approx(float(2 * (fg & ref).sum() / (fg.sum() + ref.sum())))

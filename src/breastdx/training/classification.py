@@ -157,6 +157,8 @@ class ClassificationModule(pl.LightningModule):
         logits = torch.cat(self._val_logits)
         labels = torch.cat(self._val_labels)
         if self.trainer.world_size > 1:  # every process sees all validation images, each once
+            from breastdx.training.trainer import gathered_in_order
+
             sampler = getattr(self.trainer.val_dataloaders, "sampler", None)
             logits = gathered_in_order(self.all_gather(logits), sampler)
             labels = gathered_in_order(self.all_gather(labels), sampler)
@@ -178,21 +180,6 @@ class ClassificationModule(pl.LightningModule):
 
     def configure_optimizers(self):  # noqa: D102
         return adamw_warmup_cosine(self.network.parameters(), self.optim, self.trainer.estimated_stepping_batches)
-
-
-def gathered_in_order(gathered: torch.Tensor, sampler: Any) -> torch.Tensor:
-    """The validation rows of all processes, ``(world, m, ...)`` from ``all_gather``, as ``(n, ...)``: each image once.
-
-    Lightning splits an unshuffled validation loader among ``world`` processes with a ``DistributedSampler``:
-    process ``r`` gets images ``r, r + world, ...``, and the first images again at the end so that every process
-    gets ``m``. Those rows are put back in the dataset's order and the ``world * m - n`` repeats dropped. With
-    another sampler the rows are returned as gathered, ``(world * m, ...)``.
-    """
-    from torch.utils.data import DistributedSampler
-
-    if isinstance(sampler, DistributedSampler) and not sampler.shuffle:
-        return gathered.transpose(0, 1).reshape(-1, *gathered.shape[2:])[:len(sampler.dataset)]
-    return gathered.reshape(-1, *gathered.shape[2:])
 
 
 def _softmax_np(z: np.ndarray) -> np.ndarray:

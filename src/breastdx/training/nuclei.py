@@ -52,14 +52,13 @@ class NucleusModule(SegmentationModule):
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=batch["image"].shape[0], sync_dist=True)
         pred = logits[:, :3].argmax(1) > 0
         target = batch["mask"][:, 0] > 0
-        inter = (pred & target).sum()
-        self._val_sums += torch.stack([2 * inter, pred.sum() + target.sum(), inter.new_zeros(()),
-                                       inter.new_zeros(())]).double()
+        inter = (pred & target).flatten(1).sum(1)
+        size = pred.flatten(1).sum(1) + target.flatten(1).sum(1)
+        self._val_rows.append(torch.stack([2 * inter, size, torch.zeros_like(inter), torch.zeros_like(inter)],
+                                          1).double())
 
     def on_validation_epoch_end(self) -> None:  # noqa: D102
-        sums = self._val_sums
-        if self.trainer.world_size > 1:
-            sums = self.all_gather(sums).reshape(-1, 4).sum(0)
+        sums = self._validation_sums()
         dice = (sums[0] / sums[1]).item() if sums[1] > 0 else float("nan")
         self.log("val_dice", dice, prog_bar=True, sync_dist=True)
 

@@ -113,7 +113,7 @@ class SegmentationModule(pl.LightningModule):
         else:
             self.loss_fn = DiceCELoss(include_background=False, to_onehot_y=True, softmax=True, batch=True,
                                       lambda_dice=self.optim.lambda_dice, lambda_ce=self.optim.lambda_ce)
-        self._val_sums = torch.zeros(4, dtype=torch.float64)
+        self._val_rows: list[torch.Tensor] = []
         self._has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
                            for m in network.modules())
         self._bn_batches: deque[torch.Tensor] = deque(maxlen=max(0, int(self.optim.precise_bn_batches)))
@@ -149,7 +149,7 @@ class SegmentationModule(pl.LightningModule):
             self.ema.update_parameters(self.network)
 
     def on_validation_epoch_start(self) -> None:  # noqa: D102
-        self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        self._val_rows = []
         if self._bn_batches:
             from torch.optim.swa_utils import update_bn
 
@@ -165,12 +165,21 @@ class SegmentationModule(pl.LightningModule):
         has = batch["has_lesion"].bool()
         dice = dice_per_case(pred, target)
         fp = pred.flatten(1).any(1)
-        self._val_sums += torch.stack([dice[has].sum(), has.sum(), fp[~has].sum(), (~has).sum()]).double()
+        self._val_rows.append(torch.stack([torch.where(has, dice, 0.0), has, fp & ~has, ~has], 1).double())
+
+    def _validation_sums(self) -> torch.Tensor:
+        """The validation steps' per-image rows (4 numbers each), summed over every validation image once: under
+        DDP gathered from all processes, without the images Lightning's sampler repeats. Float64 ``(4,)``."""
+        rows = torch.cat(self._val_rows) if self._val_rows else torch.zeros(0, 4, dtype=torch.float64,
+                                                                             device=self.device)
+        if self.trainer.world_size > 1:
+            from breastdx.training.trainer import gathered_in_order
+
+            rows = gathered_in_order(self.all_gather(rows), getattr(self.trainer.val_dataloaders, "sampler", None))
+        return rows.sum(0)
 
     def on_validation_epoch_end(self) -> None:  # noqa: D102
-        sums = self._val_sums
-        if self.trainer.world_size > 1:
-            sums = self.all_gather(sums).reshape(-1, 4).sum(0)
+        sums = self._validation_sums()
         dice = (sums[0] / sums[1]).item() if sums[1] > 0 else float("nan")
         fp = (sums[2] / sums[3]).item() if sums[3] > 0 else float("nan")
         self.log("val_dice", dice, prog_bar=True, sync_dist=True)  # identical on every process

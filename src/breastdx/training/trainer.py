@@ -325,6 +325,21 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
     return result
 
 
+def gathered_in_order(gathered: torch.Tensor, sampler: Any) -> torch.Tensor:
+    """The validation rows of all processes, ``(world, m, ...)`` from ``all_gather``, as ``(n, ...)``: each image once.
+
+    Lightning splits an unshuffled validation loader among ``world`` processes with a ``DistributedSampler``:
+    process ``r`` gets images ``r, r + world, ...``, and the first images again at the end so that every process
+    gets ``m``. Those rows are put back in the dataset's order and the ``world * m - n`` repeats dropped. With
+    another sampler the rows are returned as gathered, ``(world * m, ...)``.
+    """
+    from torch.utils.data import DistributedSampler
+
+    if isinstance(sampler, DistributedSampler) and not sampler.shuffle:
+        return gathered.transpose(0, 1).reshape(-1, *gathered.shape[2:])[:len(sampler.dataset)]
+    return gathered.reshape(-1, *gathered.shape[2:])
+
+
 class TrainingDivergedError(ConfigError):
     """The training diverged (too large a learning rate): the network's weights or outputs are NaN or infinite."""
 
