@@ -59,3 +59,29 @@ def test_evaluate_and_calibrate_help_list_the_data_options_they_accept():
     assert checked >= 10
     result = runner.invoke(app, ["evaluate", "breakhis", "--help"], terminal_width=300)
     assert result.exit_code == 0 and "--magnification" in result.output and "--labels" in result.output
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.skipif(not DATA, reason="BREASTDX_DATA is not set (point it at ../shared/data)")
+def test_busi_seg_evaluate_config_records_every_resolved_option(tmp_path: Path, monkeypatch):
+    """``evaluate busi-seg --tta hflip`` scored with the mirrored mean, but its run folder's ``config.yaml`` held only
+    split, seed and n_bootstrap: the resolved options (tta as used, batch size, presence gate) are there now."""
+    import yaml
+
+    from breastdx.tasks.busi_seg import BusiSegTask
+    from breastdx.zoo import resolve_model
+
+    def stop(*args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(BusiSegTask, "_evaluate_cases", stop)  # config.yaml is written before the scoring
+    with pytest.raises(_Stop):
+        BusiSegTask().evaluate(resolve_model(None, "busi-seg"), Path(DATA), tmp_path,
+                               {"split": "val", "tta": "hflip", "batch-size": "4", "seed": "7"})
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))
+    assert config["tta"] == "hflip" and config["batch_size"] == 4 and config["seed"] == 7
+    assert config["split"] == "val" and config["presence_model"] == "" and "presence_threshold" in config
+    assert config["split_file"].endswith("split.json")  # the file read, not the option's empty default

@@ -521,8 +521,8 @@ class BusiSegTask(Task):
         split.to_json(run_dir / SPLIT_FILE)
         by_name = {c.name: c for c in scan_busi(find_busi_root(data_root))}
         cases = [by_name[n] for n in split.split(which)]
-        save_yaml({"task": self.name, "model": str(model_dir), "split_file": str(split_path), "split": which,
-                   "seed": seed, "n_bootstrap": n_boot, "data_root": str(data_root),
+        save_yaml({"task": self.name, "model": str(model_dir), **to_dict(o), "split_file": str(split_path),
+                   "tta": predictor.tta, "data_root": str(data_root),  # every option as resolved: tta as used
                    "data_checksum": split.data_checksum}, run_dir / "config.yaml")
         write_versions(run_dir)
         seen: list[str] | None = [] if getattr(predictor, "training_hashes", None) else None
