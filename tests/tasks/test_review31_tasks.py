@@ -53,7 +53,7 @@ def test_evaluate_and_calibrate_help_list_the_data_options_they_accept():
                 opt = "--" + field.replace("_", "-")
                 assert opt in rows, f"{verb} {name}: {opt} missing from --help"
                 default, text = rows[opt]
-                assert default == "(the model's)" and "trained with" in text and len(text) > 40, (verb, name, opt, rows[opt])
+                assert default == "(the model's)" and "trained with" in text and len(text) > 40, (verb, name, opt)
                 checked += 1
             assert "--split-file" in rows and "--batch-size" in rows  # the verb's own options stay
     assert checked >= 10
@@ -77,7 +77,7 @@ def test_busi_seg_evaluate_config_records_every_resolved_option(tmp_path: Path, 
     def stop(*args, **kwargs):
         raise _Stop
 
-    monkeypatch.setattr(BusiSegTask, "_evaluate_cases", stop)  # config.yaml is written before the scoring
+    monkeypatch.setattr(BusiSegTask, "_evaluate_cases", stop)  # config.yaml is written before scoring
     with pytest.raises(_Stop):
         BusiSegTask().evaluate(resolve_model(None, "busi-seg"), Path(DATA), tmp_path,
                                {"split": "val", "tta": "hflip", "batch-size": "4", "seed": "7"})
@@ -85,3 +85,25 @@ def test_busi_seg_evaluate_config_records_every_resolved_option(tmp_path: Path, 
     assert config["tta"] == "hflip" and config["batch_size"] == 4 and config["seed"] == 7
     assert config["split"] == "val" and config["presence_model"] == "" and "presence_threshold" in config
     assert config["split_file"].endswith("split.json")  # the file read, not the option's empty default
+
+
+@pytest.mark.skipif(not DATA, reason="BREASTDX_DATA is not set (point it at ../shared/data)")
+@pytest.mark.parametrize("external", [False, True])
+def test_image_evaluate_config_records_the_conformal_level_used(tmp_path: Path, monkeypatch, external):
+    """``evaluate busi-cls`` scored the model folder's 0.9 prediction sets but its ``config.yaml`` said
+    ``conformal_level: 0.0`` (the option's 'the model's' mark); it records the level used, as it does the TTA."""
+    import yaml
+
+    import breastdx.runs
+    from breastdx.tasks import get_task
+    from breastdx.zoo import resolve_model
+
+    def stop(*args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(breastdx.runs, "write_versions", stop)  # right after config.yaml
+    options = {"external": str(Path(DATA) / "bus_uclm_sample")} if external else {"split": "val"}
+    with pytest.raises(_Stop):
+        get_task("busi-cls").evaluate(resolve_model(None, "busi-cls"), Path(DATA), tmp_path, options)
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))
+    assert config["conformal_level"] == 0.9 and config["tta"] == "hflip"

@@ -198,7 +198,8 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
         part = part.subset(evenly_spaced(len(part), opts.max_cases))
         data = dataclasses.replace(data, parts={**data.parts, opts.split: part})
     save_yaml({"task": task.name, "model": str(model_dir), "split_file": str(split_path), **dataclasses.asdict(opts),
-               "tta": predictor.tta, "data_root": str(data_root), **data.record, "data_checksum": data.checksum},
+               "tta": predictor.tta, "conformal_level": predictor.conformal_level, "data_root": str(data_root),
+               **data.record, "data_checksum": data.checksum},
               run_dir / "config.yaml")
     write_versions(run_dir)
     loaded = [part.read(i) for i in range(len(part))]
@@ -363,7 +364,8 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
     classes = list(predictor.class_names)
     labels = label_indices(data, classes, parse_label_map(opts.label_map))
     save_yaml({"task": task.name, "model": str(model_dir), **dataclasses.asdict(opts), "tta": predictor.tta,
-               "external_source": str(data.source), "external_layout": data.layout}, run_dir / "config.yaml")
+               "conformal_level": predictor.conformal_level, "external_source": str(data.source),
+               "external_layout": data.layout}, run_dir / "config.yaml")
     write_versions(run_dir)
     images, kept, failures = [], [], []
     for i, path in enumerate(data.images):
