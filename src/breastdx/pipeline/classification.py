@@ -328,13 +328,15 @@ class ImageClassificationTask(Task):
                                           cached["test"], run_dir / "archs" / name, settings, optim, tta=config.tta,
                                           target_sensitivity=config.target_sensitivity, positive=spec.positive,
                                           n_boot=config.n_bootstrap, init=self._initialiser(config, arch, data, given))
-            if not runs[name].fit.is_global_zero:  # another rank of a distributed run: rank 0 writes
-                return RunResult(run_dir)
+            if not runs[name].fit.is_global_zero:  # another rank of a distributed run: it trains every
+                continue  # architecture beside rank 0 (which would wait for it at the next one) and writes nothing
             models[name] = run_dir / "archs" / name / "model"
             metas[name] = self._write_model(models[name], runs[name], config, prep, data, norm, run_dir / SPLIT_FILE)
             write_training_hashes(models[name], train_hashes, train_phashes, spec.source_crop)
             if spec.localisation is not None and getattr(config, "localisation", True):
                 localisation[name] = self._localise(models[name], parts["test"], config)
+        if not models:  # not rank 0: rank 0 writes
+            return RunResult(run_dir)
         best = max(runs, key=lambda a: (runs[a].val_score, -list(runs).index(a)))
         model_dir = new_model_dir(run_dir, make=False)
         shutil.copytree(models[best], model_dir)
