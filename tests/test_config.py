@@ -106,3 +106,13 @@ def test_idc_synthetic_seed_is_in_the_generators_range():
         with pytest.raises(ConfigError, match="The 'synthetic_seed' option|The 'synthetic-seed' option"):
             validate(with_overrides(config_cls(), {"synthetic_seed": value}), "idc")
     validate(with_overrides(config_cls(), {"synthetic_seed": str(2**64 - 1)}), "idc")
+
+
+def test_bounds_are_written_in_full_in_help_and_errors():
+    """--split-seed's help read '<= 4.29497e+09': a bound a user cannot type back."""
+    from breastdx.config import Constraint
+
+    assert Constraint(ge=0, le=2**32 - 1).describe() == ">= 0 and <= 4294967295"
+    assert Constraint(ge=0, lt=2**64).describe() == ">= 0 and < 18446744073709551616"
+    assert Constraint(gt=0.0, le=1e-3).describe() == "> 0 and <= 0.001"
+    assert Constraint(ge=0.5, multiple_of=16).describe() == ">= 0.5 and a multiple of 16"

@@ -163,7 +163,7 @@ class Constraint:
         if self.choices is not None:  # an empty choice is the default that defers (to the model folder's setting)
             named = ", ".join(str(c) for c in self.choices if c != "")
             return "one of " + named + (", or empty for the default" if "" in self.choices else "")
-        parts = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+        parts = [f"{op} {_number(v)}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
                  if v is not None]
         if self.multiple_of:
             parts.append(f"a multiple of {self.multiple_of}")
@@ -176,6 +176,11 @@ class Constraint:
         ok = ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
               and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
         return ok and (not self.multiple_of or value % self.multiple_of == 0)
+
+
+def _number(v: float) -> str:
+    """A bound as written: whole numbers in full (``4294967295``, not ``4.29497e+09``), others as ``:g``."""
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
 
 def option(default: Any, **constraint: Any) -> Any:
