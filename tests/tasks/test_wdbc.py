@@ -270,8 +270,8 @@ def test_predict_goes_on_past_a_row_out_of_range_and_names_it(tmp_path: Path):
     assert result.exit_code == 1, result.output
     assert "2 input(s) could not be used" in result.output
     text = " ".join(result.output.split())
-    assert f"{cases} line 3 (ID b): column 'mean area': expected a value <= 250100" in text
-    assert f"{cases} line 4 (ID c): column 'mean radius': expected a finite number, got '999" in text
+    assert f"{cases} line 3: column 'mean area': expected a value <= 250100" in text
+    assert f"{cases} line 4: column 'mean radius': expected a finite number, got '999" in text
     written = list(csv.DictReader(open(out / "predictions.csv")))
     assert [r["id"] for r in written] == ["a"]
 

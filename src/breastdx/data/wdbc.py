@@ -360,7 +360,7 @@ def _build(path: Path, ids: list[str], labels: list[str] | None, values: list[li
     X = np.full((n, len(FEATURE_NAMES)), np.nan)
     keep = np.ones(n, dtype=bool)
     for i, row in enumerate(values):
-        where = f"line {lines[i]} (ID {ids[i]})"
+        where = f"line {lines[i]}"  # not its ID, which may identify a patient: the line finds the row
         row_problems = []
         for j, (name, cell) in enumerate(zip(FEATURE_NAMES, row)):
             # Where ; or tab separates the fields, a comma is the decimal mark (17,99 for 17.99).
@@ -379,7 +379,7 @@ def _build(path: Path, ids: list[str], labels: list[str] | None, values: list[li
             if lab not in label_coding:
                 numbers = ("0 = malignant, 1 = benign, scikit-learn's 'target'" if label_coding is SKLEARN_TARGET
                            else "1 = malignant, 0 = benign")
-                problems.append(f"line {lines[i]} (ID {ids[i]}), column 'diagnosis': expected M or B "
+                problems.append(f"line {lines[i]}, column 'diagnosis': expected M or B "
                                 f"(or {numbers}), got {lab!r}")
             else:
                 y[i] = label_coding[lab]
@@ -388,7 +388,7 @@ def _build(path: Path, ids: list[str], labels: list[str] | None, values: list[li
         if case_id == "":
             problems.append(f"line {lines[i]}: empty ID")
         elif case_id in seen:
-            problems.append(f"line {lines[i]}: duplicate ID {case_id!r} (first on line {lines[seen[case_id]]})")
+            problems.append(f"line {lines[i]}: duplicate ID (the ID of line {lines[seen[case_id]]})")
         else:
             seen[case_id] = i
     if n == 0:
