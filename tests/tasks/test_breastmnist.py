@@ -105,6 +105,11 @@ def test_an_ensemble_of_trained_models_is_calibrated_then_scored(tiny_run, npz, 
     meta = json.loads((ens / "meta.json").read_text())
     assert 0 <= meta["threshold"] <= 1 and meta["temperature"] > 0 and "sensitivity >= 0.9" in meta["threshold_rule"]
     assert meta["conformal"]["n_calibration"] == 20 and (ens / meta["ood"]["bank_file"]).is_file()
+    import yaml
+
+    config = yaml.safe_load((tmp_path / "cal" / "config.yaml").read_text())  # the run folder says what was fitted
+    assert config["fit"] == ["temperature", "conformal", "ood"] and config["model"] == str(ens)
+    assert Path(config["split_file"]).is_file() and config["target_sensitivity"] == -1
     out = tmp_path / "eval"
     result = runner.invoke(app, ["evaluate", "breastmnist", "--model", str(ens), "--out", str(out), "--data-file",
                                  str(npz), "--n-bootstrap", "50", "--tta", "none"])

@@ -56,8 +56,8 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
     * ``ood`` (:func:`breastdx.inference.ood.fit_ood`): the bank of the training images' penultimate features
       (``ood_features.safetensors``) and the distance threshold on the validation split.
 
-    The split is the folder's ``split.json``. The run folder holds ``conformal.json`` / ``ood.json`` (the records)
-    and the resolved options.
+    The split is the folder's ``split.json``. The run folder holds ``conformal.json`` / ``ood.json`` (the records),
+    ``config.yaml`` (the resolved options, the split file and the data read) and ``versions.json``.
 
     Raises:
         ConfigError: For an unknown option or data that do not match the model.
@@ -65,6 +65,7 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
     """
     import json
 
+    from breastdx.config import save_yaml, to_dict
     from breastdx.runs import write_json, write_versions
 
     data_names = {n.replace("_", "-") for n in task.spec.data_options}
@@ -73,6 +74,8 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
     predictor = _predictor(task, model_dir, options, opts.batch_size, "")
     data, split_path = _split_data(task, predictor, model_dir, data_root, run_dir, options, opts.split_file)
     part = data.parts["val"]
+    save_yaml({"task": task.name, "model": str(model_dir), **to_dict(opts), "split_file": str(split_path),
+               "data_root": str(data_root), **data.record, "data_checksum": data.checksum}, run_dir / "config.yaml")
     val_images = [part.read(i)[0] for i in range(len(part))]
     meta_path = Path(model_dir) / "meta.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
