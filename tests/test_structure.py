@@ -134,3 +134,38 @@ def test_the_encoding_check_finds_what_it_looks_for():
     tree = ast.parse("open(p)\nopen(p, 'w', newline='')\nopen(p, 'rb')\nopen(p, mode='wb')\np.read_text()\n"
                      "p.write_text(s, encoding='utf-8')\nopen(p, encoding='utf-8')\n")
     assert _text_io_without_encoding(tree) == [1, 2, 5]
+
+
+def test_every_name_a_benchmark_imports_exists():
+    """benchmarks/ import from breastdx and from each other, often inside functions that only a long run reaches:
+    a renamed function would break them unseen. Every ``from X import name`` there must resolve."""
+    import importlib
+
+    bench = SRC.parent / "benchmarks"
+    local = {p.stem for p in bench.glob("*.py")}
+
+    def top_level_names(module: str) -> set[str]:
+        names: set[str] = set()
+        for n in ast.parse((bench / f"{module}.py").read_text(encoding="utf-8")).body:
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef)):
+                names.add(n.name)
+            elif isinstance(n, ast.Assign):
+                names |= {t.id for t in n.targets if isinstance(t, ast.Name)}
+            elif isinstance(n, (ast.Import, ast.ImportFrom)):
+                names |= {(a.asname or a.name).split(".")[0] for a in n.names}
+        return names
+
+    missing = []
+    for p in sorted(bench.glob("*.py")):
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom) or not node.module or node.level:
+                continue
+            if node.module.split(".")[0] == "breastdx":
+                module = importlib.import_module(node.module)
+                missing += [f"{p.name}:{node.lineno} {node.module}.{a.name}" for a in node.names
+                            if not hasattr(module, a.name)
+                            and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+            elif node.module in local:
+                names = top_level_names(node.module)
+                missing += [f"{p.name}:{node.lineno} {node.module}.{a.name}" for a in node.names if a.name not in names]
+    assert missing == []
