@@ -140,6 +140,7 @@ def test_every_name_a_benchmark_imports_exists():
     """benchmarks/ import from breastdx and from each other, often inside functions that only a long run reaches:
     a renamed function would break them unseen. Every ``from X import name`` there must resolve."""
     import importlib
+    import importlib.util
 
     bench = SRC.parent / "benchmarks"
     local = {p.stem for p in bench.glob("*.py")}
