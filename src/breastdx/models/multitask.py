@@ -125,6 +125,12 @@ class MultiTaskUNet(nn.Module):
         prefixes.append(name + ".")
         return [k for k in self.state_dict() if any(k.startswith(p) for p in prefixes)]
 
+    def decoder_parameter_names(self) -> list[str]:
+        """Names of the decoder's parameters (the up-sampling blocks; none without a decoder): all but the encoder's
+        and the class head's."""
+        encoder = set(self.encoder_parameter_names())
+        return [k for k, _ in self.named_parameters() if k not in encoder and not k.startswith("head.")]
+
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Encoder outputs from the top level down to the bottom block.
 

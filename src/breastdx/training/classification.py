@@ -14,6 +14,7 @@ with optional left-right flip averaging (test-time augmentation).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,11 @@ class ClassificationModule(pl.LightningModule):
                              persistent=False)
         self.multitask = (callable(getattr(network, "forward_multitask", None)) and getattr(network, "has_decoder", True)
                           and self.optim.seg_weight > 0)
+        if not self.multitask and callable(getattr(network, "decoder_parameter_names", None)):
+            # without the mask loss the decoder learns nothing; frozen, DDP does not wait for its gradients
+            params = dict(network.named_parameters())
+            for name in network.decoder_parameter_names():
+                params[name].requires_grad_(False)
         if self.multitask:
             from monai.losses import DiceCELoss
 
@@ -218,6 +224,8 @@ def fit_classifier(network: nn.Module, train_ds: Any, val_ds: Any, run_dir: Path
     if settings.imbalance == "sampler":
         sampler = balanced_sampler(train_ds.labels, k, generator=torch.Generator().manual_seed(settings.seed))
     train_loader, val_loader = make_loaders(train_ds, val_ds, settings, sampler)
+    if train_ds.masks is None and optim.seg_weight:
+        optim = dataclasses.replace(optim, seg_weight=0.0)  # no lesion masks to learn: the class loss alone
     module = ClassificationModule(network, k, weights, optim)
     result = fit(module, network, train_loader, val_loader, run_dir, settings, MONITORS[settings.monitor])
     result.info.update({"lr": optim.lr, "weight_decay": optim.weight_decay, "label_smoothing": optim.label_smoothing,
