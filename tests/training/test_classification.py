@@ -104,6 +104,8 @@ def test_option_parsing():
         check_architectures(("unet",), {}, 1, 3)
     with pytest.raises(ValueError, match="has no argument"):
         check_architectures(("resnet18",), {"resnet18": {"depth": 3}}, 1, 3)
+    with pytest.raises(ValueError, match=r"Option --arch-args: MultiTaskUNet: strides must have one entry fewer"):
+        check_architectures(("unet_multitask",), {"unet_multitask": {"channels": [4, 8, 16]}}, 1, 3)  # a bad value
 
 
 def test_a_network_without_a_gradcam_layer_is_refused_before_training(monkeypatch):

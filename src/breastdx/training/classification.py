@@ -419,8 +419,9 @@ def check_architectures(archs: tuple[str, ...] | list[str], arch_args: dict[str,
 
     Raises:
         UnknownNameError: For an unknown name ("did you mean ...?").
-        ValueError: For a segmentation network, an empty list, an argument the network does not take, a network
-            without a Grad-CAM layer, or an image size it cannot take.
+        ValueError: For a segmentation network, an empty list, an argument the network does not take or a value it
+            refuses (the network is built once, to see), a network without a Grad-CAM layer, or an image size it
+            cannot take.
     """
     from breastdx.models.networks import NETWORKS, check_input_size, gradcam_layer, network_args, with_image_size
 
@@ -434,7 +435,7 @@ def check_architectures(archs: tuple[str, ...] | list[str], arch_args: dict[str,
                              f"as resnet18, densenet121, efficientnet_b0, resnet50, unet_multitask.")
         try:
             args = with_image_size(arch, image_size, arch_args.get(arch, {}))  # vit / swin are built for the size
-            network_args(arch, **args)
+            entry.factory(int(in_channels), int(n_classes), **network_args(arch, **args))  # the values too
         except (TypeError, ValueError) as e:
             raise ValueError(f"Option --arch-args: {e}") from None
         if not gradcam_layer(arch, **args):
