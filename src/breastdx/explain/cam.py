@@ -97,6 +97,29 @@ class _PerImageHooks(ModelWithHooks):
         return self._last
 
 
+class _GradCAMpp(GradCAMpp):
+    """MONAI's ``GradCAMpp`` with the weights of Eq. 19 of Chattopadhay et al. (2018).
+
+    MONAI's denominator of ``alpha`` is ``2 g_ij^2 + sum_ab (A_ab g_ab^3)``, the same for every position; the paper's
+    is ``2 g_ij^2 + (sum_ab A_ab) g_ij^3`` (their code and pytorch-grad-cam compute it so). With ``Y = exp(S)``:
+    ``alpha_ij = g_ij^2 / (2 g_ij^2 + (sum_ab A_ab) g_ij^3)``, ``w_k = sum_ij alpha_ij relu(exp(S) g_ij)``, map
+    ``relu(sum_k w_k A_k)``. Positions with ``g_ij <= 0`` add nothing to ``w_k`` (their ``relu`` is 0), so ``alpha``
+    is only taken where ``g_ij > 0`` (no 0/0 nor a vanishing denominator there). Computed in float32.
+    """
+
+    def compute_map(self, x, class_idx=None, retain_graph=False, layer_idx=-1, **kwargs):  # noqa: D102 - as MONAI
+        _, acti, grad = self.nn_module(x, class_idx=class_idx, retain_graph=retain_graph, **kwargs)
+        acti, grad = acti[layer_idx].float(), grad[layer_idx].float()
+        dims = tuple(range(2, grad.ndim))
+        g2 = grad.pow(2)
+        denom = 2.0 * g2 + acti.sum(dims, keepdim=True) * grad.pow(3)
+        positive = grad > 0
+        alpha = torch.where(positive, g2 / torch.where(positive, denom, torch.ones_like(denom)), torch.zeros_like(g2))
+        score = self.nn_module.score.float().exp().view(-1, *[1] * (grad.ndim - 1))
+        weights = (alpha * torch.relu(score * grad)).sum(dims, keepdim=True)
+        return torch.relu((weights * acti).sum(1, keepdim=True))
+
+
 class CamExplainer:
     """Class activation maps of a classifier by Grad-CAM or Grad-CAM++ (MONAI).
 
@@ -126,7 +149,7 @@ class CamExplainer:
         self.layer = layer or target_layer(network, architecture)
         self.layers = tuple(self.layer.split(","))
         self.hooks = _PerImageHooks(network, self.layers, leaf_at_layer=fast_backward)
-        cls = GradCAM if method == "gradcam" else GradCAMpp
+        cls = GradCAM if method == "gradcam" else _GradCAMpp
         self.cam = cls(nn_module=self.hooks, target_layers=list(self.layers))
         if fast_backward:
             for p in network.parameters():

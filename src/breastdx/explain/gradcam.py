@@ -3,12 +3,14 @@
 Maps are drawn by :mod:`breastdx.visualize` (:func:`~breastdx.visualize.heatmap_overlay`).
 
 :class:`CamExplainer` wraps MONAI's ``GradCAM`` / ``GradCAMpp`` with the target layer of each architecture
-(the network registry's entry names it, :func:`breastdx.models.networks.gradcam_layer`). Two things differ from calling
-MONAI directly, both needed for batches:
+(the network registry's entry names it, :func:`breastdx.models.networks.gradcam_layer`). Three things differ from calling
+MONAI directly, the first two needed for batches:
 
 * the class score is taken per image (``logits[i, class_i]``); MONAI's ``ModelWithHooks.class_score``
   indexes ``logits[:, class_idx]``, which mixes the images' classes when a batch holds several;
-* the score is kept with shape ``(B, 1, 1, 1)``, so Grad-CAM++'s ``exp(score) * grad`` broadcasts per image.
+* the score is kept with shape ``(B, 1, 1, 1)``, so Grad-CAM++'s ``exp(score) * grad`` broadcasts per image;
+* Grad-CAM++'s ``alpha`` is Eq. 19 of the paper, ``g_ij^2 / (2 g_ij^2 + (sum_ab A_ab) g_ij^3)``: MONAI's
+  ``GradCAMpp`` puts ``sum_ab A_ab g_ab^3`` in the denominator (:class:`breastdx.explain.cam._GradCAMpp`).
 
 Maps are upsampled once, from the feature map straight to the original image size (bilinear), and
 scaled per image to [0, 1] by their maximum (an all-zero map stays zero).
