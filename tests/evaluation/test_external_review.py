@@ -168,3 +168,20 @@ def test_a_run_folder_written_inside_a_folder_of_class_folders_is_not_a_class(tm
         data = read_external(root)
     assert data.labels == ("benign", "malignant") and data.ids == ("benign/a.png", "malignant/b.png")
     assert "run1" in caplog.text and "metrics.json" in caplog.text
+
+
+def test_the_report_escapes_the_names_and_reasons_of_the_cases_left_out(tmp_path):
+    """The "Cases left out" table put a file name (from the user's folder) and its reason into the page as markup."""
+    from types import SimpleNamespace
+
+    from breastdx.evaluation.external_segmentation import _write_report
+
+    predictor = SimpleNamespace(meta={"architecture": "unet"},
+                                preprocessing=SimpleNamespace(image_size=64, mode="gray"))
+    bad = "<img src=x onerror=alert(1)>.png"
+    metrics = {"model": "m", "split": "folder <b>x</b>", "metrics": {},
+               "external": {"left_out": [{"image": bad, "reason": "not an image: <script>alert(2)</script>"}]}}
+    _write_report(tmp_path, predictor, metrics, [], [], (), 10)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<img src=x" not in page and "<script>" not in page and "<b>x</b>" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;.png" in page and "&lt;script&gt;alert(2)&lt;/script&gt;" in page

@@ -46,7 +46,8 @@ class HtmlReport:
         self.parts.append(f"<p>{html.escape(text)}</p>")
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]], highlight_row: int | None = None) -> None:
-        """A table; cells that are numbers are formatted with 3 decimals."""
+        """A table; cells that are numbers are formatted with 3 decimals, string cells are inserted as they are
+        (markup: escape text from data, such as a file name, with ``html.escape`` first)."""
         out = ["<table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"]
         for i, row in enumerate(rows):
             cls = ' class="best"' if i == highlight_row else ""
