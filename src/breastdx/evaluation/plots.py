@@ -42,12 +42,16 @@ def plot_roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path
     """ROC curves of several models on one plot.
 
     Args:
-        curves: Label (shown with its AUROC if given in the label) to ``(y_true (n,), prob (n,))``.
+        curves: Label (shown with its AUROC if given in the label) to ``(y_true (n,), prob (n,))``; ``y_true`` 1 for
+            the positive class. A curve whose labels hold one class only is named in the legend, not drawn.
         path: PNG file to write.
         title: Plot title.
     """
     fig, ax = plt.subplots(figsize=(5, 5))
     for label, (y, p) in curves.items():
+        if np.unique(np.asarray(y)).size < 2:  # one class: no false- or no true-positive rate, no curve
+            ax.plot([], [], lw=1.5, label=f"{label}: one class only, no ROC")
+            continue
         fpr, tpr, _ = roc_curve(y, p)
         ax.plot(fpr, tpr, lw=1.5, label=label)
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")

@@ -1,0 +1,21 @@
+"""Review 31b: report figures and pages on edge cases (a test set of one class, file names in a page)."""
+
+import warnings
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def test_a_roc_of_a_single_class_set_is_not_drawn_and_warns_nothing(tmp_path):
+    """roc_curve of labels of one class has no false- (or true-) positive rate: sklearn warned and the plot drew
+    NaN; the curve is now named as missing in the legend, the others are drawn, the figure is closed."""
+    from breastdx.evaluation.plots import plot_roc_curves
+
+    before = plt.get_fignums()
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_roc_curves({"all malignant": (np.ones(6, int), rng.random(6)),
+                         "both": (np.array([0, 1, 0, 1, 1, 0]), rng.random(6))}, tmp_path / "roc.png")
+    assert (tmp_path / "roc.png").stat().st_size > 0
+    assert plt.get_fignums() == before
