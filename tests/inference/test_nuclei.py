@@ -61,6 +61,26 @@ def test_seed_split_separates_nuclei_whose_interiors_join():
     assert InstancePostprocessing(seed_split=5).apply(prob).max() == 1  # deeper than the 3 px dynamic: one
 
 
+def test_seed_split_never_takes_the_marker_of_a_seed_away():
+    """Splitting markers at necks (h-maxima) removed every seed whose depth was under ``seed_split``: a small
+    nucleus touching a larger one was merged into it, and an isolated one was dropped with ``unseeded="drop"``; a
+    seed that has no deep enough maximum is now one marker, as without splitting."""
+    yy, xx = np.mgrid[:41, :81]
+    big, big_seed = np.hypot(yy - 20, xx - 25) <= 12, np.hypot(yy - 20, xx - 25) <= 8
+    small, small_seed = np.hypot(yy - 20, xx - 44) <= 6, (abs(yy - 20) <= 2) & (abs(xx - 45) <= 2)  # depth 3 px
+    fg, seeds = big | small, big_seed | small_seed
+    prob = np.stack([1.0 - fg, 0.9 * seeds, fg * (1 - 0.9 * seeds)]).astype(np.float32)
+    assert InstancePostprocessing().apply(prob).max() == 2
+    for h in (3, 4):
+        labels = InstancePostprocessing(seed_split=h).apply(prob)
+        assert labels.max() == 2 and labels[20, 25] != labels[20, 45] > 0 and ((labels > 0) == fg).all()
+    alone, alone_seed = np.hypot(yy - 20, xx - 65) <= 6, (abs(yy - 20) <= 2) & (abs(xx - 65) <= 2)
+    fg, seeds = big | alone, big_seed | alone_seed
+    prob = np.stack([1.0 - fg, 0.9 * seeds, fg * (1 - 0.9 * seeds)]).astype(np.float32)
+    labels = InstancePostprocessing(seed_split=4, unseeded="drop").apply(prob)
+    assert labels.max() == 2 and labels[20, 65] > 0
+
+
 def test_markers_from_the_distance_output_split_what_the_interior_joins():
     yy, xx = np.mgrid[:41, :61]
     d1, d2 = np.hypot(yy - 20, xx - 22), np.hypot(yy - 20, xx - 38)

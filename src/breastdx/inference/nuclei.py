@@ -63,7 +63,7 @@ class InstancePostprocessing:
         seed_split: Depth, pixels, by which a maximum of the markers' distance transform must rise above the
             saddle that joins it to a higher one to become a marker of its own (the h-maxima transform, Soille
             2003; 0: markers are not split): two touching nuclei whose interiors join through a neck get a marker
-            each.
+            each; a seed with no maximum that deep stays one marker.
         markers: What the markers and the watershed's surface come from: ``interior`` (``P(interior)``, channel 1)
             or ``distance`` (the network's distance output, channel 3, in [0, 1]: a model trained with
             ``--distance-weight``); ``seed_threshold`` then applies to that channel.
@@ -117,7 +117,12 @@ class InstancePostprocessing:
             from skimage.morphology import local_maxima, reconstruction
 
             depth = ndi.distance_transform_edt(seeds)
-            seeds = local_maxima(reconstruction(depth - self.seed_split, depth, method="dilation")) & seeds
+            tops = local_maxima(reconstruction(depth - self.seed_split, depth, method="dilation")) & seeds
+            # A seed shallower than seed_split has no maximum left: it stays one marker (splitting, not removal).
+            regions, _ = ndi.label(seeds)
+            split = np.zeros(regions.max() + 1, bool)
+            split[regions[tops]] = True
+            seeds = tops | (seeds & ~split[regions])
         markers, n = ndi.label(seeds)
         labels = watershed(-interior, markers, mask=fg)
         if self.unseeded == "keep":
