@@ -93,11 +93,21 @@ class MorphometryOptions:
         sigma: Gaussian smoothing of the mask before the iso-line, pixels (0: the raw staircase).
         spacing: Distance between resampled outline points, pixels.
         min_depth: Depth from which a pocket inside a hull chord is a concave portion, pixels.
+
+    Raises:
+        ValueError: If ``sigma`` is negative, or ``spacing`` or ``min_depth`` is not positive (or any is not finite).
     """
 
     sigma: float = 1.0
     spacing: float = 1.0
     min_depth: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name, value, zero_ok in (("sigma", self.sigma, True), ("spacing", self.spacing, False),
+                                     ("min_depth", self.min_depth, False)):
+            if not (math.isfinite(value) and (value > 0 or (zero_ok and value == 0))):
+                raise ValueError(f"MorphometryOptions: {name} must be a finite number of pixels "
+                                 f"{'>= 0' if zero_ok else '> 0'}, got {value}")
 
 
 def grey_levels(rgb: np.ndarray) -> np.ndarray:
