@@ -19,3 +19,21 @@ def test_a_roc_of_a_single_class_set_is_not_drawn_and_warns_nothing(tmp_path):
                          "both": (np.array([0, 1, 0, 1, 1, 0]), rng.random(6))}, tmp_path / "roc.png")
     assert (tmp_path / "roc.png").stat().st_size > 0
     assert plt.get_fignums() == before
+
+
+def test_a_figure_s_file_name_is_a_url_that_points_at_that_file(tmp_path):
+    """The name went into ``src`` HTML-escaped only: '#' started a fragment, '?' a query and '%' an escape, so
+    ``case #3.png`` pointed at ``case `` (no image); ``"`` or ``<`` must not end the attribute either."""
+    from pathlib import Path
+    from urllib.parse import unquote
+
+    from breastdx.evaluation.report import HtmlReport
+
+    rep = HtmlReport("t")
+    name = 'case #3 ?a=1 50%"<b>.png'
+    rep.figure(Path(name), "caption <i>")
+    page = rep.write(tmp_path / "r.html").read_text(encoding="utf-8")
+    src = page.split('<img src="', 1)[1].split('"', 1)[0]
+    assert unquote(src) == name and not any(c in src for c in '#?"<> ')
+    figure = page[page.index("<figure>"):]
+    assert "caption &lt;i&gt;" in figure and "<b>" not in figure and "<i>" not in figure

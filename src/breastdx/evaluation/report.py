@@ -64,8 +64,11 @@ class HtmlReport:
         self.table(["metric", "value", "95% CI"], rows)
 
     def figure(self, png: Path, caption: str) -> None:
-        """A PNG figure, referenced by its file name (it must sit beside the report)."""
-        self.parts.append(f'<figure><img src="{html.escape(png.name)}" alt="{html.escape(caption)}">'
+        """A PNG figure, referenced by its file name (it must sit beside the report), URL-quoted: a '#', '?' or '%'
+        in the name is part of the name, not a fragment, query or escape."""
+        from urllib.parse import quote
+
+        self.parts.append(f'<figure><img src="{html.escape(quote(png.name))}" alt="{html.escape(caption)}">'
                           f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
     def raw(self, markup: str) -> None:
