@@ -46,8 +46,8 @@ from breastdx.serve.auth import BearerAuth, document_bearer_auth
 from breastdx.serve.db import DatabaseError, PredictionStore, unavailable_message
 from breastdx.serve.inputs import (ServeInputError, bytes_sha256, features_sha256, parse_json_body,
                                    parse_wdbc_features)
-from breastdx.serve.middleware import (NOTICE_HEADER, PAGE_CSP, BodyLimit, BodyTooLargeError, Notice, answer_head,
-                                       error_response)
+from breastdx.serve.middleware import (NOTICE_HEADER, PAGE_CSP, BodyLimit, BodyTimeoutError, BodyTooLargeError,
+                                       Notice, answer_head, error_response)
 from breastdx.serve.models import (NUCLEI_KIND, ULTRASOUND_TASK, LoadedModel, ModelRegistry, predict_features,
                                    predict_image)
 from breastdx.serve.nuclei import predict_nuclei
@@ -63,6 +63,10 @@ decoder loop holds one of them until its time limit, while the other goes on ser
 
 MULTIPART_OVERHEAD = 64 * 1024
 """Bytes allowed above the upload limit for the multipart framing (boundaries, part headers, other fields)."""
+
+BODY_IDLE_TIMEOUT_S = 60.0
+"""Seconds a request body may pause between two chunks before the request is answered 408 and its connection let
+go (nginx's ``client_body_timeout``): a client that stalls mid-upload must not hold the server's memory for ever."""
 
 INT64_MAX = 2**63 - 1
 """Largest id, offset or limit accepted: what a 64-bit signed integer column (SQLite, PostgreSQL) holds."""
@@ -113,6 +117,7 @@ _IMAGE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
                             "description": "The image: PNG, JPEG, TIFF or DICOM (found from its bytes)."}}}}}}}
 _ERRORS = {code: {"model": schemas.ErrorResponse, "description": text} for code, text in {
     400: "Malformed request body.", 404: "Unknown task, or its model is not shipped.",
+    408: "The request body stopped arriving (no chunk for BODY_IDLE_TIMEOUT_S seconds).",
     413: "Upload over the size limit, or image over the pixel limit.",
     415: "Not an image (whatever its name says), or the wrong content type for the task.",
     422: "Corrupt or truncated image; missing, unknown or non-numeric features; invalid parameters.",
@@ -193,7 +198,8 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
     )
     app.state.settings = settings
     # The last added is the outermost: the notice, access control, then the body limit (see serve.middleware).
-    app.add_middleware(BodyLimit, max_body=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(BodyLimit, max_body=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+                       idle_timeout_s=BODY_IDLE_TIMEOUT_S)
     app.add_middleware(BearerAuth, error=error_response, enabled=settings.auth)
     app.add_middleware(Notice)
     document_bearer_auth(app)
@@ -212,6 +218,10 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
     @app.exception_handler(BodyTooLargeError)
     async def _too_large(_request: Request, exc: BodyTooLargeError) -> JSONResponse:
         return error_response(413, "upload_too_large", str(exc))
+
+    @app.exception_handler(BodyTimeoutError)
+    async def _stalled(_request: Request, exc: BodyTimeoutError) -> JSONResponse:
+        return error_response(408, "request_timeout", str(exc), headers={"Connection": "close"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -364,7 +374,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
                                   f"{content_type or 'none'!r}).")
         try:
             form = await request.form(max_files=1, max_fields=16)
-        except BodyTooLargeError:
+        except (BodyTooLargeError, BodyTimeoutError):
             raise
         except StarletteHTTPException as e:
             raise ServeInputError(400, "malformed_upload",

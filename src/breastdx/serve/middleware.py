@@ -4,7 +4,7 @@ From the outside in (:func:`breastdx.serve.app.create_app` adds them in this ord
 
 * :class:`Notice`: the research-use header and the security headers on every answer, a refusal included;
 * :class:`breastdx.serve.auth.BearerAuth`: access control, from the request's headers alone;
-* :class:`BodyLimit`: the request body limit (413).
+* :class:`BodyLimit`: the request body limit (413) and the wait for its next chunk (408).
 
 So a client without a valid token is answered 401 before anything else, whatever size its body says it has, and no
 byte of that body is read.
@@ -36,6 +36,10 @@ DOCS_PATHS = ("/docs", "/redoc")
 
 class BodyTooLargeError(Exception):
     """A request body grew over the limit while it was being received (no or a false Content-Length)."""
+
+
+class BodyTimeoutError(Exception):
+    """A client stopped sending its request body: no chunk of it came within the idle time limit."""
 
 
 def error_response(status: int, code: str, message: str, problems: list[str] | None = None,
@@ -94,15 +98,20 @@ class Notice:
 
 
 class BodyLimit:
-    """ASGI middleware: refuses request bodies over ``max_body`` bytes (413 ``upload_too_large``).
+    """ASGI middleware: refuses request bodies over ``max_body`` bytes (413 ``upload_too_large``), and clients
+    that stop sending theirs (408).
 
     A declared ``Content-Length`` over the limit is answered at once, before the body is read; a body that grows
-    over the limit while it is received raises :class:`BodyTooLargeError` in the endpoint reading it.
+    over the limit while it is received raises :class:`BodyTooLargeError` in the endpoint reading it. A body whose
+    next chunk does not come within ``idle_timeout_s`` seconds raises :class:`BodyTimeoutError` there: a client
+    that sends its headers and then stalls would otherwise hold its connection and the part of the upload
+    received, in memory, for ever (the server has no time limit of its own on a request body).
     """
 
-    def __init__(self, app: Any, max_body: int) -> None:
+    def __init__(self, app: Any, max_body: int, idle_timeout_s: float | None = None) -> None:
         self.app = app
         self.max_body = int(max_body)
+        self.idle_timeout_s = idle_timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -121,10 +130,23 @@ class BodyLimit:
                 await response(scope, receive, send)
                 return
         received = 0
+        complete = False
 
         async def limited_receive() -> dict[str, Any]:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete or self.idle_timeout_s is None:  # once the body is in, receive waits for a disconnect
+                message = await receive()
+            else:
+                import anyio
+
+                try:
+                    with anyio.fail_after(self.idle_timeout_s):
+                        message = await receive()
+                except TimeoutError:
+                    raise BodyTimeoutError(f"The request body stopped arriving: nothing came for "
+                                           f"{self.idle_timeout_s:g} s after {received:,} bytes; send it "
+                                           f"again.") from None
+            complete = complete or message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:

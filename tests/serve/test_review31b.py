@@ -1,0 +1,47 @@
+"""Review 31b of the service: slow clients, the size of error answers, and what the WDBC body accepts."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+
+def _stalled_upload(url: str, body_sent: bytes, declared: int, wait_s: float) -> bytes:
+    """Send the headers of a multipart upload declaring ``declared`` bytes, then ``body_sent`` and nothing more;
+    return what the server answers within ``wait_s`` seconds (b"" when nothing)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait_s) as sock:
+        sock.sendall(b"POST /v1/predict/busi-seg HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                     b"boundary=b\r\nContent-Length: " + str(declared).encode() + b"\r\n\r\n" + body_sent)
+        answer = b""
+        deadline = time.monotonic() + wait_s
+        try:
+            while time.monotonic() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        except socket.timeout:
+            pass
+        return answer
+
+
+def test_a_client_that_stops_sending_its_body_is_answered_408_and_let_go(registry, tmp_path, monkeypatch):
+    from breastdx.serve import ServeSettings, create_app
+    from breastdx.serve import app as app_module
+    from breastdx.serve.app import running_server
+
+    monkeypatch.setattr(app_module, "BODY_IDLE_TIMEOUT_S", 1.0)
+    settings = ServeSettings(auth=False, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", max_upload_bytes=100_000)
+    with running_server(create_app(settings, registry=registry)) as url:
+        start = time.monotonic()
+        answer = _stalled_upload(url, b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+                                      b"\r\n\x89PNG", declared=50_000, wait_s=10)
+        took = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert took < 8
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert body["error"]["code"] == "request_timeout"
+    assert "research_use_only" in body
+
