@@ -45,3 +45,35 @@ def test_a_client_that_stops_sending_its_body_is_answered_408_and_let_go(registr
     assert body["error"]["code"] == "request_timeout"
     assert "research_use_only" in body
 
+
+
+def _post_wdbc(client, body: dict):
+    return client.post("/v1/predict/wdbc", content=json.dumps(body), headers={"content-type": "application/json"})
+
+
+def test_unknown_feature_names_give_a_short_answer_however_many_or_long(client, api_error, wdbc_features):
+    many = {**wdbc_features(), **{f"extra_{i}": 1 for i in range(5000)}}
+    r = _post_wdbc(client, {"features": many})
+    error = api_error(r, 422, "invalid_features")
+    assert len(r.content) < 20_000, len(r.content)
+    assert any("4,970 more" in p for p in error["problems"]), error["problems"][-3:]
+    assert "'extra_0': not a WDBC feature" in error["problems"][0]
+
+    long_name = {**wdbc_features(), "x" * 200_000: 1}
+    r = _post_wdbc(client, {"features": long_name})
+    error = api_error(r, 422, "invalid_features")
+    assert len(r.content) < 5_000, len(r.content)
+    assert "(200000 characters)" in error["problems"][0]
+
+
+def test_a_repeated_or_invalid_long_value_is_not_echoed_in_full(client, api_error, wdbc_features):
+    key = "y" * 100_000
+    body = '{"features": {"%s": 1, "%s": 2}}' % (key, key)
+    r = client.post("/v1/predict/wdbc", content=body, headers={"content-type": "application/json"})
+    api_error(r, 422, "invalid_json")
+    assert len(r.content) < 5_000, len(r.content)
+
+    r = _post_wdbc(client, {"features": wdbc_features(), "case_id": "z" * 300_000})
+    error = api_error(r, 422, "invalid_request")
+    assert len(r.content) < 5_000, len(r.content)
+    assert "case_id" in error["problems"][0] and "255" in error["problems"][0]

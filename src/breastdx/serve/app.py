@@ -45,7 +45,7 @@ from breastdx.serve import schemas
 from breastdx.serve.auth import BearerAuth, document_bearer_auth
 from breastdx.serve.db import DatabaseError, PredictionStore, unavailable_message
 from breastdx.serve.inputs import (ServeInputError, bytes_sha256, features_sha256, parse_json_body,
-                                   parse_wdbc_features)
+                                   parse_wdbc_features, quote_input)
 from breastdx.serve.middleware import (NOTICE_HEADER, PAGE_CSP, BodyLimit, BodyTimeoutError, BodyTooLargeError,
                                        Notice, answer_head, error_response)
 from breastdx.serve.models import (NUCLEI_KIND, ULTRASOUND_TASK, LoadedModel, ModelRegistry, predict_features,
@@ -93,7 +93,7 @@ def _problems_of_validation(errors: list[dict[str, Any]]) -> list[str]:
     for e in errors:
         where = ".".join(str(p) for p in e.get("loc", ()))
         got = e.get("input")
-        shown = "" if got is None or isinstance(got, (dict, list)) else f" (got {got!r})"
+        shown = "" if got is None or isinstance(got, (dict, list)) else f" (got {quote_input(got)})"
         out.append(f"{where}: {e.get('msg', 'invalid')}{shown}")
     return out
 

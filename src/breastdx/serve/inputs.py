@@ -15,6 +15,19 @@ import numpy as np
 IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "DICOM")
 """Image formats an upload may have (recognised from its bytes)."""
 
+MAX_LISTED_NAMES = 30
+"""Names that are not WDBC features listed one by one in a refusal; any more are counted, so that a body of many
+names is not answered with a longer list of them."""
+
+
+def quote_input(value: Any) -> str:
+    """``repr(value)`` of a client's value for a message, its ends only past 40 characters: an error answer does not
+    echo a long text back in full."""
+    text = repr(value)
+    if len(text) <= 40:
+        return text
+    return f"{text[:20]}...{text[-8:]} ({len(value) if isinstance(value, str) else len(text)} characters)"
+
 
 class ServeInputError(ValueError):
     """A request the service cannot answer; carries the HTTP status and a short machine-readable code.
@@ -88,7 +101,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise RepeatedKeyError(repr(key))
+            raise RepeatedKeyError(quote_input(key))
         out[key] = value
     return out
 
@@ -141,11 +154,14 @@ def parse_wdbc_features(features: Any) -> np.ndarray:
     problems: list[str] = []
     values: dict[str, float] = {}
     seen: dict[str, str] = {}
+    unknown = 0
     for key, raw in features.items():
         canonical = COLUMN_ALIASES.get(str(key).strip())
         if canonical is None:
-            problems.append(f"{key!r}: not a WDBC feature; expected names such as {FEATURE_NAMES[0]!r} or "
-                            f"'radius_mean'")
+            unknown += 1
+            if unknown <= MAX_LISTED_NAMES:
+                problems.append(f"{quote_input(key)}: not a WDBC feature; expected names such as "
+                                f"{FEATURE_NAMES[0]!r} or 'radius_mean'")
             continue
         if canonical in seen:
             problems.append(f"{key!r}: feature {canonical!r} is already given as {seen[canonical]!r}")
@@ -157,9 +173,12 @@ def parse_wdbc_features(features: Any) -> np.ndarray:
     missing = [f for f in FEATURE_NAMES if f not in seen]
     if missing:
         problems.append(f"missing feature(s): {', '.join(repr(m) for m in missing)}")
+    count = len(problems) + max(0, unknown - MAX_LISTED_NAMES)
+    if unknown > MAX_LISTED_NAMES:
+        problems.append(f"... and {unknown - MAX_LISTED_NAMES:,} more name(s) that are not WDBC features")
     if problems:
-        raise ServeInputError(422, "invalid_features", f"Invalid WDBC features ({len(problems)} problem(s)); "
-                              f"expected the 30 features, each a number in its physical range.", problems)
+        raise ServeInputError(422, "invalid_features", f"Invalid WDBC features ({count:,} problem(s)); expected the "
+                              f"30 features, each a number in its physical range.", problems)
     return np.array([[values[f] for f in FEATURE_NAMES]], dtype=np.float64)
 
 
