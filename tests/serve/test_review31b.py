@@ -77,3 +77,12 @@ def test_a_repeated_or_invalid_long_value_is_not_echoed_in_full(client, api_erro
     error = api_error(r, 422, "invalid_request")
     assert len(r.content) < 5_000, len(r.content)
     assert "case_id" in error["problems"][0] and "255" in error["problems"][0]
+
+
+def test_n_reasons_true_or_false_is_refused_not_read_as_one_or_zero(client, api_error, wdbc_features):
+    for flag in (True, False):
+        r = _post_wdbc(client, {"features": wdbc_features(), "n_reasons": flag})
+        error = api_error(r, 422, "invalid_request")
+        assert any(p.startswith("n_reasons:") and "whole number" in p for p in error["problems"]), error
+    r = _post_wdbc(client, {"features": wdbc_features(), "n_reasons": 2})
+    assert r.status_code == 200 and len(r.json()["classification"]["top_contributions"]) == 2

@@ -133,6 +133,19 @@ class WDBCRequest(_Base):
             return str(value)
         raise PydanticCustomError("case_id_type", "Input should be a string or a whole number")
 
+    @field_validator("n_reasons", mode="before")
+    @classmethod
+    def _n_reasons_not_a_flag(cls, value: Any) -> Any:
+        """Refuse true and false, which pydantic would read as 1 and 0 reasons.
+
+        Raises:
+            PydanticCustomError: For a boolean.
+        """
+        if isinstance(value, bool):
+            raise PydanticCustomError("n_reasons_type", "Input should be a whole number from 0 to 30, not true or "
+                                                        "false")
+        return value
+
 
 class Contribution(_Base):
     """One SHAP contribution to P(malignant)."""
