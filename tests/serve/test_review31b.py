@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import time
@@ -86,3 +87,21 @@ def test_n_reasons_true_or_false_is_refused_not_read_as_one_or_zero(client, api_
         assert any(p.startswith("n_reasons:") and "whole number" in p for p in error["problems"]), error
     r = _post_wdbc(client, {"features": wdbc_features(), "n_reasons": 2})
     assert r.status_code == 200 and len(r.json()["classification"]["top_contributions"]) == 2
+
+
+def test_a_long_file_name_is_the_same_in_the_answer_and_the_record(registry, tmp_path, upload):
+    import numpy as np
+    from fastapi.testclient import TestClient
+
+    from breastdx.serve import ServeSettings, create_app
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (40, 50), dtype=np.uint8)).save(buf, format="PNG")
+    name = "case-" + "n" * 300 + ".png"
+    settings = ServeSettings(auth=False, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", record_names=True)
+    with TestClient(create_app(settings, registry=registry)) as c:
+        answer = upload(c, "busi-seg", buf.getvalue(), name=name).json()
+        record = c.get(f"/v1/predictions/{answer['prediction_id']}").json()
+    assert answer["image"]["filename"] == record["input_name"] == record["result"]["image"]["filename"]
+    assert name.startswith(record["input_name"])

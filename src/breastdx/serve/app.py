@@ -43,7 +43,7 @@ from breastdx.data.images import sniff_bytes
 from breastdx.runs import json_ready as finite  # an answer's NaN and infinity as null (JSON has none)
 from breastdx.serve import schemas
 from breastdx.serve.auth import BearerAuth, document_bearer_auth
-from breastdx.serve.db import DatabaseError, PredictionStore, unavailable_message
+from breastdx.serve.db import INPUT_NAME_LENGTH, DatabaseError, PredictionStore, unavailable_message
 from breastdx.serve.inputs import (ServeInputError, bytes_sha256, features_sha256, parse_json_body,
                                    parse_wdbc_features, quote_input)
 from breastdx.serve.middleware import (NOTICE_HEADER, PAGE_CSP, BodyLimit, BodyTimeoutError, BodyTooLargeError,
@@ -395,7 +395,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
             # Names may identify a patient (a PACS export names files after them): messages and the answer say
             # "upload" unless the service keeps names (--record-names), and never give a DICOM's.
             named = settings.record_names and upload.filename and sniff_bytes(data[:132]) != "DICOM"
-            filename = upload.filename if named else "upload"
+            filename = upload.filename[:INPUT_NAME_LENGTH] if named else "upload"  # as the record keeps it
         finally:
             await form.close()
         if len(data) > settings.max_upload_bytes:

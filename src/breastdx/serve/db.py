@@ -63,6 +63,9 @@ def unavailable_message(failed: str, consequence: str = "") -> str:
             f"Try again later, or tell the administrator.")
 
 
+INPUT_NAME_LENGTH = 255
+"""Longest ``input_name`` kept (a file name or case id); a longer one is cut, in the answer as in the record."""
+
 ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
 """Row ids: 64-bit (PostgreSQL BIGINT); SQLite's INTEGER PRIMARY KEY is 64-bit already (and must be INTEGER)."""
 
@@ -82,7 +85,7 @@ class PredictionRow(Base):
     model_name: Mapped[str] = mapped_column(String(200))
     model_version: Mapped[str] = mapped_column(String(200))
     input_sha256: Mapped[str] = mapped_column(String(64), index=True)
-    input_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    input_name: Mapped[str | None] = mapped_column(String(INPUT_NAME_LENGTH), nullable=True)
     label: Mapped[str | None] = mapped_column(String(64), nullable=True)
     elapsed_ms: Mapped[float] = mapped_column(Float)
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -304,8 +307,9 @@ class PredictionStore:
             raise ValueError(f"input_sha256 must be 64 lower-case hexadecimal digits, got {input_sha256!r}.")
         row = PredictionRow(created_at=created_at or datetime.now(timezone.utc), task=_clip(task, 32),
                             model_name=_clip(model_name, 200), model_version=_clip(model_version, 200),
-                            input_sha256=input_sha256, input_name=_clip(input_name, 255), label=_clip(label, 64),
-                            elapsed_ms=float(elapsed_ms), result=result, token_name=_clip(token_name, 64))
+                            input_sha256=input_sha256, input_name=_clip(input_name, INPUT_NAME_LENGTH),
+                            label=_clip(label, 64), elapsed_ms=float(elapsed_ms), result=result,
+                            token_name=_clip(token_name, 64))
         try:
             with self._lock, self._sessions.begin() as session:
                 session.add(row)
