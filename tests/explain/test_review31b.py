@@ -37,3 +37,18 @@ def test_a_figure_s_file_name_is_a_url_that_points_at_that_file(tmp_path):
     assert unquote(src) == name and not any(c in src for c in '#?"<> ')
     figure = page[page.index("<figure>"):]
     assert "caption &lt;i&gt;" in figure and "<b>" not in figure and "<i>" not in figure
+
+
+def test_table_cells_are_escaped_unless_marked_as_markup(tmp_path):
+    """Table cells were inserted as markup, so each caller had to escape data text itself: a tile or file name
+    from the data put into a table unescaped (the nuclei report's tile names) could inject markup."""
+    from breastdx.evaluation.report import HtmlReport, Markup
+
+    rep = HtmlReport("t")
+    rep.table(["name <h>", "value"], [['tile<script>alert(1)</script> & "x"', 0.12345],
+                                      [Markup('<a href="f.html">f</a>'), "Youden's J"]])
+    page = rep.write(tmp_path / "r.html").read_text(encoding="utf-8")
+    table = page[page.index("<table>"):page.index("</table>")]
+    assert "<script>" not in table and "tile&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;x&quot;" in table
+    assert '<a href="f.html">f</a>' in table and "Youden&#x27;s J" in table and "0.123" in table
+    assert "<th>name &lt;h&gt;</th>" in table

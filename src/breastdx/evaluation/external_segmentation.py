@@ -192,7 +192,6 @@ def _write_cases(path: Path, data: Any, kept: list[int], scores: list[dict[str, 
 def _write_report(run_dir: Path, predictor: Any, metrics: dict[str, Any], scores: list[dict[str, Any]],
                   labels: list[str], lesion_labels: tuple[str, ...], n_bootstrap: int) -> None:
     """``report.html``: the metrics and the distributions of Dice and HD95; no image of a case."""
-    import html
 
     from breastdx.evaluation.report import HtmlReport
     from breastdx.evaluation.segmentation_plots import plot_score_distribution
@@ -228,5 +227,5 @@ def _write_report(run_dir: Path, predictor: Any, metrics: dict[str, Any], scores
     left_out = metrics["external"]["left_out"]
     if left_out:
         rep.heading("Cases left out")
-        rep.table(["file", "reason"], [[html.escape(str(d["image"])), html.escape(str(d["reason"]))] for d in left_out])
+        rep.table(["file", "reason"], [[str(d["image"]), str(d["reason"])] for d in left_out])
     rep.write(run_dir / "report.html")

@@ -28,6 +28,11 @@ def fmt(value: Any, digits: int = 3) -> str:
     return "n/a" if v != v else f"{v:.{digits}f}"
 
 
+class Markup(str):
+    """Text that is already HTML (a link, say): :meth:`HtmlReport.table` inserts it as it is, and escapes every
+    other string."""
+
+
 class HtmlReport:
     """Build a report section by section, then :meth:`write` it.
 
@@ -46,12 +51,12 @@ class HtmlReport:
         self.parts.append(f"<p>{html.escape(text)}</p>")
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]], highlight_row: int | None = None) -> None:
-        """A table; cells that are numbers are formatted with 3 decimals, string cells are inserted as they are
-        (markup: escape text from data, such as a file name, with ``html.escape`` first)."""
+        """A table; cells that are numbers are formatted with 3 decimals, strings are escaped (a file name from the
+        data cannot inject markup) unless they are :class:`Markup`."""
         out = ["<table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"]
         for i, row in enumerate(rows):
             cls = ' class="best"' if i == highlight_row else ""
-            cells = "".join(f"<td>{c if isinstance(c, str) else fmt(c)}</td>" for c in row)
+            cells = "".join(f"<td>{_cell(c)}</td>" for c in row)
             out.append(f"<tr{cls}>{cells}</tr>")
         out.append("</table>")
         self.parts.append("".join(out))
@@ -59,7 +64,7 @@ class HtmlReport:
     def metrics_table(self, metrics: dict[str, dict[str, Any]], label: Any = None) -> None:
         """A table of ``{name: {"value", "ci95"}}``; ``label(name)`` names a row (e.g. with its operating point,
         :func:`breastdx.evaluation.tables.metric_label`), else the name is shown as it is."""
-        rows = [[html.escape(label(k) if label else k), fmt(m["value"]), f"{fmt(m['ci95'][0])} – {fmt(m['ci95'][1])}"]
+        rows = [[label(k) if label else k, fmt(m["value"]), f"{fmt(m['ci95'][0])} – {fmt(m['ci95'][1])}"]
                 for k, m in metrics.items()]
         self.table(["metric", "value", "95% CI"], rows)
 
@@ -82,3 +87,10 @@ class HtmlReport:
                         f"<style>{_CSS}</style></head><body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n",
                         encoding="utf-8")
         return path
+
+
+def _cell(value: Any) -> str:
+    """A table cell's HTML: :class:`Markup` as it is, other strings escaped, numbers with 3 decimals."""
+    if isinstance(value, Markup):
+        return str(value)
+    return html.escape(value) if isinstance(value, str) else fmt(value)

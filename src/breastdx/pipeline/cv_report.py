@@ -16,7 +16,7 @@ import html
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from breastdx.evaluation.report import fmt
+from breastdx.evaluation.report import Markup, fmt
 from breastdx.evaluation.tables import ci_text
 
 
@@ -26,18 +26,19 @@ def fold_link(run_dir: Path, f: int) -> str:
     href = f"folds/f{f}/report.html"
     if not (run_dir / href).is_file():
         return "none"
-    return f'<a href="{html.escape(href)}">{html.escape(href)}</a>'
+    return Markup(f'<a href="{html.escape(href)}">{html.escape(href)}</a>')
 
 
 def _text(value: Any) -> str:
-    """A value of ``config.yaml`` or of a fold as escaped table text (lists comma-joined, floats to 4 digits)."""
+    """A value of ``config.yaml`` or of a fold as table text (lists comma-joined, floats to 4 digits; the table
+    escapes it)."""
     if isinstance(value, (list, tuple)):
-        return html.escape(", ".join(str(v) for v in value))
+        return ", ".join(str(v) for v in value)
     if isinstance(value, dict):
-        return html.escape(", ".join(f"{k} {v}" for k, v in value.items()))
+        return ", ".join(f"{k} {v}" for k, v in value.items())
     if isinstance(value, float):
         return "n/a" if value != value else f"{value:.4g}"
-    return html.escape("" if value is None else str(value))
+    return "" if value is None else str(value)
 
 
 def write_cv_report(run_dir: Path, title: str, what: Sequence[str], pooled: Sequence[tuple[str, str, list[str],
@@ -70,7 +71,7 @@ def write_cv_report(run_dir: Path, title: str, what: Sequence[str], pooled: Sequ
     record = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     if record:
         rep.heading("Options of the recipe (config.yaml)", level=3)
-        rep.table(["option", "value"], [[html.escape(str(k)), _text(v)] for k, v in record.items()])
+        rep.table(["option", "value"], [[str(k), _text(v)] for k, v in record.items()])
     rep.heading(pooled_heading)
     for heading, paragraph, header, rows in pooled:
         rep.heading(heading, level=3)
@@ -118,7 +119,7 @@ def write_seg_cv_report(run_dir: Path, title: str, metrics: Mapping[str, Any], f
             f"test and validation cases). Held out: the base split's {len(base.test)} test cases, read by no fold "
             f"(every fold's split file lists them as excluded), and the {len(base.excluded)} cases the base split "
             f"excludes."]
-    rows = [[html.escape(key), ci_text(v), ci_text(by_group[key]) if key in by_group else ""]
+    rows = [[key, ci_text(v), ci_text(by_group[key]) if key in by_group else ""]
             for key, v in pooled.items()]
     quoted = ci_text(by_group.get("dice"))
     sections = [("Dice, IoU, HD95, missed lesions, false lesions on normal images",
@@ -177,7 +178,7 @@ def write_classification_cv_report(run_dir: Path, title: str, metrics: Mapping[s
                if kept else "none (no class is held by one patient alone).")]
     n_patients = next((v.get("n_patients") for v in pooled.values() if isinstance(v, dict) and v.get("n_patients")),
                       None)
-    rows = [[html.escape(key), ci_text(v), _summary_row(summary, key)] for key, v in pooled.items()]
+    rows = [[key, ci_text(v), _summary_row(summary, key)] for key, v in pooled.items()]
     image_level = metrics.get("image_level") or {}
     sections = [(f"Intervals over patients{f' ({n_patients} patients)' if n_patients else ''}: the figures to quote",
                  f"positive class: {metrics.get('positive_class')}. {metrics['metrics_note']}",
@@ -186,7 +187,7 @@ def write_classification_cv_report(run_dir: Path, title: str, metrics: Mapping[s
         sections.append((f"Intervals over {items} (narrower: the {items} of one patient are not independent)",
                          f"The same pooled out-of-fold probabilities, bootstrapped over {items} (metrics.json's "
                          f"'image_level').", ["metric", f"pooled out-of-fold [95% CI over {items}]"],
-                         [[html.escape(key), ci_text(v)] for key, v in image_level.items()]))
+                         [[key, ci_text(v)] for key, v in image_level.items()]))
     figures = [key for key in ("auroc", "balanced_accuracy", "subtype_balanced_accuracy", "sensitivity", "specificity")
                if any(key in p for p in metrics["per_fold"])]
     fold_rows = []
@@ -242,9 +243,9 @@ def write_nuclei_cv_report(run_dir: Path, title: str, metrics: Mapping[str, Any]
               "test-time augmentation and the watershed), scored on its held-out tiles, whole; every training tile "
               "is scored once, by the model that saw neither it nor its site (folds.json lists the folds).",
             f"Scored: {metrics['split']}. Stain normalisation: {metrics.get('stain_normalisation')}."]
-    mean_rows = [[html.escape(s), fmt(scores[s]["value"]),
+    mean_rows = [[s, fmt(scores[s]["value"]),
                   f"{fmt(min(scores[s]['per_tile']))} – {fmt(max(scores[s]['per_tile']))}"] for s in scores_shown]
-    tile_rows = [[html.escape(t), html.escape(tissue_source_site(t)), str(fold_of.get(t, "")),
+    tile_rows = [[t, tissue_source_site(t), str(fold_of.get(t, "")),
                   *[fmt(scores[s]["per_tile"][i]) for s in scores_shown]] for i, t in enumerate(tiles)]
     tile_rows.append(["mean", "", "", *[fmt(scores[s]["value"]) for s in scores_shown]])
     sections = [(f"Means over the {len(tiles)} held-out tiles",
@@ -258,10 +259,10 @@ def write_nuclei_cv_report(run_dir: Path, title: str, metrics: Mapping[str, Any]
     for p, fm in zip(metrics["per_fold"], fold_metrics):
         m = fm.get("metrics") or {}
         per_tta = ", ".join(f"{r[0]} {fmt(r[1])}" for r in p.get("held_out_aji_per_tta") or [])
-        fold_rows.append([str(p["fold"]), html.escape(held_sites(p)), _text(p["held_out_tiles"]),
+        fold_rows.append([str(p["fold"]), held_sites(p), _text(p["held_out_tiles"]),
                           *[fmt((m.get(s) or {}).get("value")) for s in ("dice", "aji", "pq")],
                           _text(p.get("best_epoch")), fmt(p.get("best_val_dice")), _text(p.get("postprocessing")),
-                          _text(p.get("tta")), html.escape(per_tta)])
+                          _text(p.get("tta")), per_tta])
     notes = [f"Files: metrics.json, oof_per_tile.csv, folds.json, config.yaml, folds/f0..f{k - 1} (each fold's full "
              f"run: model, per_tile.csv, report). The test tiles were not read: they stay the final, once-read test "
              f"of the recipe chosen here; no model ships from a cross-validation."]
