@@ -50,6 +50,10 @@ def test_instance_filters_drop_unseeded_and_faint_regions():
         InstancePostprocessing(unseeded="maybe")
     with pytest.raises(ValueError, match="min_mean_foreground"):
         InstancePostprocessing(min_mean_foreground=1.5)
+    for bad in ({"foreground_threshold": -0.1}, {"seed_threshold": float("nan")}, {"seed_threshold": 1.2},
+                {"min_seed": -1}, {"min_size": -5}, {"seed_split": float("nan")}):  # e.g. a hand-edited meta.json
+        with pytest.raises(ValueError, match=f"postprocessing: {next(iter(bad))} must be"):
+            InstancePostprocessing(**bad)
 
 def test_seed_split_separates_nuclei_whose_interiors_join():
     yy, xx = np.mgrid[:41, :61]

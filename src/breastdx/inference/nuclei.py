@@ -69,8 +69,10 @@ class InstancePostprocessing:
             ``--distance-weight``); ``seed_threshold`` then applies to that channel.
 
     Raises:
-        ValueError: If ``unseeded`` is neither ``keep`` nor ``drop``, ``min_mean_foreground`` is outside [0, 1],
-            ``seed_split`` is negative or ``markers`` is neither ``interior`` nor ``distance``.
+        ValueError: If ``unseeded`` is neither ``keep`` nor ``drop``, a threshold or ``min_mean_foreground`` is
+            outside [0, 1] (or NaN), ``min_seed``, ``min_size`` or ``seed_split`` is negative, or ``markers`` is
+            neither ``interior`` nor ``distance`` (a hand-edited ``meta.json``: a foreground threshold of -0.1 made
+            the whole tile one nucleus).
     """
 
     seed_threshold: float = 0.5
@@ -85,9 +87,13 @@ class InstancePostprocessing:
     def __post_init__(self) -> None:
         if self.unseeded not in ("keep", "drop"):
             raise ValueError(f"postprocessing: unseeded must be 'keep' or 'drop', got {self.unseeded!r}")
-        if not 0.0 <= self.min_mean_foreground <= 1.0:
-            raise ValueError(f"postprocessing: min_mean_foreground must be in [0, 1], got {self.min_mean_foreground}")
-        if self.seed_split < 0:
+        for name in ("seed_threshold", "foreground_threshold", "min_mean_foreground"):  # NaN fails too
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"postprocessing: {name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("min_seed", "min_size"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"postprocessing: {name} must be >= 0 pixels, got {getattr(self, name)}")
+        if not self.seed_split >= 0:
             raise ValueError(f"postprocessing: seed_split must be >= 0 pixels, got {self.seed_split}")
         if self.markers not in ("interior", "distance"):
             raise ValueError(f"postprocessing: markers must be 'interior' or 'distance', got {self.markers!r}")

@@ -74,7 +74,7 @@ class PresenceGate:
         """The outputs with the mask emptied (area, components, diameters 0) where ``p_normal >= threshold``;
         the probability map and ``max_prob`` are the segmenter's own."""
         out = []
-        for o, p in zip(outputs, p_normal):
+        for o, p in zip(outputs, p_normal, strict=True):  # one P(normal) per output, none dropped
             if p >= self.threshold and o.area_px:
                 o = dataclasses.replace(o, mask=np.zeros_like(o.mask), area_px=0, n_components=0,
                                         area_mm2=None if o.area_mm2 is None else 0.0, max_diameter_px=0.0,
