@@ -52,3 +52,10 @@ def test_nearest_patch_distance_finds_turned_copies_only_with_symmetries():
     assert dihedral_views(refs).shape == (8, 9, 7, 7, 3)
     with pytest.raises(ValueError, match="uint8"):
         nearest_patch_distance(q.astype(np.float32), refs)
+
+
+def test_turning_non_square_patches_is_refused_clearly():
+    q = np.zeros((2, 4, 6, 3), np.uint8)
+    with pytest.raises(ValueError, match="needs square patches; got 4 x 6"):  # was np.stack's shape error
+        nearest_patch_distance(q, q)
+    assert nearest_patch_distance(q, q, symmetries=False)["distance"].tolist() == [0.0, 0.0]

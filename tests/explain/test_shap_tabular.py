@@ -69,3 +69,21 @@ def test_more_feature_orders_come_closer_to_the_exact_values():
     assert ten < 0.6 * one, (ten, one)
     with pytest.raises(ValueError, match="permutations must be 1 or more, got 0"):
         TabularExplainer(_Interacting(), background, names, permutations=0)
+
+
+def test_the_summary_plot_closes_its_figure_when_shap_fails(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    import pytest
+    import shap
+
+    from breastdx.explain.shap_tabular import save_summary_plot
+
+    def broken(*args, **kwargs):
+        plt.figure()  # as the beeswarm does, then fails
+        raise RuntimeError("beeswarm failed")
+
+    monkeypatch.setattr(shap.plots, "beeswarm", broken)
+    before = len(plt.get_fignums())
+    with pytest.raises(RuntimeError, match="beeswarm failed"):
+        save_summary_plot(object(), tmp_path / "s.png")
+    assert len(plt.get_fignums()) == before

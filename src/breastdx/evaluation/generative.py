@@ -161,7 +161,8 @@ def nearest_patch_distance(queries: Any, references: Any, symmetries: bool = Tru
         query's view (0 = as is)}``.
 
     Raises:
-        ValueError: If the arrays are not uint8 with equal trailing shapes, or a set is empty.
+        ValueError: If the arrays are not uint8 with equal trailing shapes, a set is empty, or the patches are not
+            square with ``symmetries``.
     """
     q = np.asarray(queries)
     r = np.asarray(references)
@@ -170,6 +171,9 @@ def nearest_patch_distance(queries: Any, references: Any, symmetries: bool = Tru
                          f"{q.shape} and {r.dtype} {r.shape}.")
     if q.shape[0] == 0 or r.shape[0] == 0:
         raise ValueError(f"queries and references must not be empty; got {q.shape[0]} and {r.shape[0]}.")
+    if symmetries and q.shape[1] != q.shape[2]:
+        raise ValueError(f"symmetries=True turns each patch by quarter turns, which needs square patches; got "
+                         f"{q.shape[1]} x {q.shape[2]} (pass symmetries=False).")
     views = dihedral_views(q) if symmetries else q[None]
     n_views = views.shape[0]
     d = int(np.prod(q.shape[1:]))

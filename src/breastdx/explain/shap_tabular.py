@@ -113,11 +113,15 @@ def save_summary_plot(explanation: Any, path: Path, max_display: int = 15) -> Pa
     import matplotlib.pyplot as plt
     import shap
 
+    before = set(plt.get_fignums())
     plt.figure()
-    shap.plots.beeswarm(explanation, max_display=max_display, show=False)
-    fig = plt.gcf()
-    fig.set_size_inches(8, 6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        shap.plots.beeswarm(explanation, max_display=max_display, show=False)
+        fig = plt.gcf()
+        fig.set_size_inches(8, 6)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:  # the figures made here are closed even when SHAP or the writing fails
+        for number in set(plt.get_fignums()) - before:
+            plt.close(number)
     return path
