@@ -105,3 +105,36 @@ def test_a_long_file_name_is_the_same_in_the_answer_and_the_record(registry, tmp
         record = c.get(f"/v1/predictions/{answer['prediction_id']}").json()
     assert answer["image"]["filename"] == record["input_name"] == record["result"]["image"]["filename"]
     assert name.startswith(record["input_name"])
+
+
+def test_a_client_gone_before_its_wdbc_body_arrived_is_no_unexpected_error(client, caplog):
+    """A client that closed the connection in the middle of a WDBC body was logged as an 'unexpected error' with a
+    traceback; it is a client gone, said in one line, and nothing is predicted."""
+    import asyncio
+    import logging
+
+    sent: list[dict] = []
+    messages = [{"type": "http.request", "body": b'{"features": {"radius_me', "more_body": True},
+                {"type": "http.disconnect"}]
+
+    async def run() -> None:
+        async def receive() -> dict:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/predict/wdbc", "raw_path": b"/v1/predict/wdbc", "root_path": "",
+                 "query_string": b"", "client": ("127.0.0.1", 50001), "server": ("testserver", 80),
+                 "headers": [(b"host", b"testserver"), (b"content-type", b"application/json")]}
+        await client.app(scope, receive, send)
+
+    before = client.get("/v1/predictions").json()["total"]
+    with caplog.at_level(logging.INFO):
+        asyncio.run(run())
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 400
+    assert "unexpected" not in caplog.text.lower() and "Traceback" not in caplog.text
+    assert "a client went away" in caplog.text
+    assert client.get("/v1/predictions").json()["total"] == before

@@ -223,6 +223,14 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
     async def _stalled(_request: Request, exc: BodyTimeoutError) -> JSONResponse:
         return error_response(408, "request_timeout", str(exc), headers={"Connection": "close"})
 
+    from starlette.requests import ClientDisconnect
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        log.info("a client went away before its request body had arrived; nothing was predicted")
+        return error_response(400, "client_disconnected", "The connection closed before the request body had "
+                              "arrived.", headers={"Connection": "close"})  # nobody reads it: no traceback logged
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = _problems_of_validation(list(exc.errors()))
