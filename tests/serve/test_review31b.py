@@ -53,28 +53,28 @@ def _post_wdbc(client, body: dict):
 
 
 def test_unknown_feature_names_give_a_short_answer_however_many_or_long(client, api_error, wdbc_features):
-    many = {**wdbc_features(), **{f"extra_{i}": 1 for i in range(5000)}}
+    many = {**wdbc_features(), **{f"extra_{i}": 1 for i in range(3000)}}  # 50 KB, under the 64 KiB limit
     r = _post_wdbc(client, {"features": many})
     error = api_error(r, 422, "invalid_features")
     assert len(r.content) < 20_000, len(r.content)
-    assert any("4,970 more" in p for p in error["problems"]), error["problems"][-3:]
+    assert any("2,970 more" in p for p in error["problems"]), error["problems"][-3:]
     assert "'extra_0': not a WDBC feature" in error["problems"][0]
 
-    long_name = {**wdbc_features(), "x" * 200_000: 1}
+    long_name = {**wdbc_features(), "x" * 60_000: 1}
     r = _post_wdbc(client, {"features": long_name})
     error = api_error(r, 422, "invalid_features")
     assert len(r.content) < 5_000, len(r.content)
-    assert "(200000 characters)" in error["problems"][0]
+    assert "(60000 characters)" in error["problems"][0]
 
 
 def test_a_repeated_or_invalid_long_value_is_not_echoed_in_full(client, api_error, wdbc_features):
-    key = "y" * 100_000
+    key = "y" * 30_000
     body = '{"features": {"%s": 1, "%s": 2}}' % (key, key)
     r = client.post("/v1/predict/wdbc", content=body, headers={"content-type": "application/json"})
     api_error(r, 422, "invalid_json")
     assert len(r.content) < 5_000, len(r.content)
 
-    r = _post_wdbc(client, {"features": wdbc_features(), "case_id": "z" * 300_000})
+    r = _post_wdbc(client, {"features": wdbc_features(), "case_id": "z" * 60_000})
     error = api_error(r, 422, "invalid_request")
     assert len(r.content) < 5_000, len(r.content)
     assert "case_id" in error["problems"][0] and "255" in error["problems"][0]
@@ -138,3 +138,20 @@ def test_a_client_gone_before_its_wdbc_body_arrived_is_no_unexpected_error(clien
     assert "unexpected" not in caplog.text.lower() and "Traceback" not in caplog.text
     assert "a client went away" in caplog.text
     assert client.get("/v1/predictions").json()["total"] == before
+
+
+def test_a_wdbc_body_over_64_kib_is_refused_unread(client, api_error, wdbc_features):
+    """A WDBC body may be as large as an image upload (20 MiB) and was parsed whole; a case is under 4 KB."""
+    import json
+
+    big = json.dumps({"features": wdbc_features(), "case_id": "c", "pad": "p" * 70_000})
+    error = api_error(client.post("/v1/predict/wdbc", content=big, headers={"content-type": "application/json"}),
+                      413, "upload_too_large")
+    assert "65,536 bytes" in error["message"]
+
+    def chunks():  # no Content-Length: refused once read
+        yield big[:40_000].encode()
+        yield big[40_000:].encode()
+
+    api_error(client.post("/v1/predict/wdbc", content=chunks(), headers={"content-type": "application/json"}),
+              413, "upload_too_large")

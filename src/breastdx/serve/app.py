@@ -64,6 +64,10 @@ decoder loop holds one of them until its time limit, while the other goes on ser
 MULTIPART_OVERHEAD = 64 * 1024
 """Bytes allowed above the upload limit for the multipart framing (boundaries, part headers, other fields)."""
 
+WDBC_MAX_BODY_BYTES = 64 * 1024
+"""The largest WDBC request body: a case (30 named values, an id, n_reasons) is under 4 KB, so a body sized like an
+image upload is refused unread rather than parsed."""
+
 BODY_IDLE_TIMEOUT_S = 60.0
 """Seconds a request body may pause between two chunks before the request is answered 408 and its connection let
 go (nginx's ``client_body_timeout``): a client that stalls mid-upload must not hold the server's memory for ever."""
@@ -329,7 +333,14 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
             raise ServeInputError(415, "wrong_content_type", f"Task 'wdbc' takes JSON: send Content-Type "
                                   f"application/json with {{\"features\": {{name: value, ...}}}} (got content type "
                                   f"{content_type or 'none'!r}).")
+        too_large = ServeInputError(413, "upload_too_large", f"A WDBC request body may hold at most "
+                                    f"{WDBC_MAX_BODY_BYTES:,} bytes (one case is under 4 KB).")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > WDBC_MAX_BODY_BYTES:
+            raise too_large  # refused before it is read
         body = await request.body()
+        if len(body) > WDBC_MAX_BODY_BYTES:  # a chunked body, without Content-Length
+            raise too_large
         payload = parse_json_body(body)
         try:
             req = schemas.WDBCRequest.model_validate(payload)
