@@ -65,6 +65,11 @@ def test_bad_member_lists_are_refused(members, match):
         build_network("seg_ensemble", 1, 2, members=members)
 
 
+def test_the_size_rules_of_an_ensemble_without_members_say_so():
+    with pytest.raises(ValueError, match="at least one member"):  # was max() of an empty sequence
+        check_input_size("seg_ensemble", 16, 16, members=[])
+
+
 def test_written_folder_predicts_the_mean_of_its_members(tmp_path):
     dirs = [_member(tmp_path / f"m{i}", i, keep_largest=i > 0, min_area=0.01 if i else 0.0, hashes=[f"h{i}", "c"],
                     phashes=[i, 2**63]) for i in range(3)]

@@ -31,6 +31,8 @@ PROB_FLOOR = 1e-7
 
 def _members(args: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     members = args.get("members") or []
+    if not members:  # min_size and the rest would fail with max() of an empty sequence
+        raise ValueError("An ensemble needs at least one member: 'members' is empty or missing.")
     out = []
     for i, m in enumerate(members):
         if not isinstance(m, Mapping) or "architecture" not in m:
