@@ -106,6 +106,9 @@ def test_train_help_lists_the_task_options_where_they_are_declared():
     assert "Inner-search budget" in result.output  # the description from WDBCConfig's docstring
     bare = runner.invoke(app, ["train", "--help"])
     assert bare.exit_code == 0 and "breastdx train TASK --help" in bare.output
+    for args in (["--out", "runs/x", "wdbc"], ["--seed", "3", "--out=runs/x", "wdbc"]):  # the task after an option
+        given = runner.invoke(app, ["train", *args, "--help"])  # its value was taken for the task: no table
+        assert given.exit_code == 0 and "Options of train wdbc" in given.output and "--repeats" in given.output
 
 
 def test_every_declared_option_of_every_task_is_described():

@@ -109,8 +109,24 @@ class _TaskCommand(TyperCommand):
     verb = "train"
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # noqa: D102
-        ctx.meta["breastdx_task"] = next((a for a in args if not a.startswith("-")), None)
+        ctx.meta["breastdx_task"] = self._task_name(ctx, args)
         return super().parse_args(ctx, args)
+
+    def _task_name(self, ctx: Any, args: list[str]) -> str | None:
+        """The first word that is not an option nor the value of one of the verb's own options (``train --out DIR
+        TASK``: DIR is no task)."""
+        takes_value = {name for p in self.get_params(ctx)  # options (not the task argument) that take a value
+                       if p.opts[0].startswith("-") and not getattr(p, "is_flag", False)
+                       for name in (*p.opts, *p.secondary_opts)}
+        words = iter(args)
+        for word in words:
+            if word == "--":
+                return next(words, None)
+            if not word.startswith("-"):
+                return word
+            if word in takes_value:  # --out DIR (not --out=DIR)
+                next(words, None)
+        return None
 
     def format_help(self, ctx: Any, formatter: Any) -> None:  # noqa: D102
         super().format_help(ctx, formatter)
