@@ -124,6 +124,7 @@ def test_predictions_are_recorded_and_listed(client, synthetic_png, api_error, u
     assert second["model_version"] == "+".join(m["version"] for m in a["models"])
     assert "_png" not in json.dumps(second["result"])
     assert second["result"]["classification"]["probabilities"] == a["classification"]["probabilities"]
+    assert second["result"]["notes"] == a["notes"] and second["elapsed_ms"] == a["elapsed_ms"]  # as answered
     offset = client.get("/v1/predictions", params={"limit": 1, "offset": 1}).json()
     assert offset["items"][0]["id"] == a["prediction_id"]
     only = client.get("/v1/predictions", params={"task": "wdbc"}).json()

@@ -284,7 +284,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
 
     def _finish(request: Request, task: str, models: list[LoadedModel], sha: str, input_name: str | None,
                 answer: dict[str, Any], start: float, notes: list[str]) -> dict[str, Any]:
-        elapsed = (time.perf_counter() - start) * 1000
+        elapsed = round((time.perf_counter() - start) * 1000, 2)  # answered and recorded alike
         answer = finite(answer)
         refs = [m.ref for m in models]
         if not settings.record_names:  # names may identify a patient: kept only with --record-names
@@ -292,13 +292,14 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
         if input_name is None and isinstance(answer.get("image"), dict):  # nor answered, where it is not kept
             answer["image"] = {**answer["image"], "filename": None}
         response = {"prediction_id": 0, "created_at": datetime.now(timezone.utc), "task": task, "models": refs,
-                    "input_sha256": sha, "elapsed_ms": round(elapsed, 2), **answer, "notes": notes,
+                    "input_sha256": sha, "elapsed_ms": elapsed, **answer, "notes": notes,
                     "research_use_only": RESEARCH_USE_ONLY}
         schemas.PredictionResponse.model_validate(response)  # an answer that cannot be sent is not recorded either
         entry = _store(request).add(
             task=task, model_name="+".join(r["name"] for r in refs), model_version="+".join(r["version"] for r in refs),
             input_sha256=sha, input_name=input_name, label=_record_label(answer), elapsed_ms=elapsed,
-            result=without_images(answer), token_name=getattr(request.state, "token_name", None))
+            result={**without_images(answer), "notes": notes},  # what the answer said, out-of-scope notes too
+            token_name=getattr(request.state, "token_name", None))
         return {**response, "prediction_id": entry.id, "created_at": entry.created_at}
 
     # ------------------------------------------------------------------------------------------ routes

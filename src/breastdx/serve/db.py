@@ -14,7 +14,7 @@ input_sha256    char(64), index        SHA-256 of the uploaded file's bytes, or 
 input_name      varchar(255), null     the uploaded file's name or the WDBC case id; null unless --record-names
 label           varchar(64), null      the label at the operating point (classification), else null
 elapsed_ms      float                  time taken by the server, from the received input to the answer
-result          JSON                   the answer without its images (probabilities, threshold, area, ...)
+result          JSON                   the answer without its images (probabilities, threshold, area, notes, ...)
 token_name      varchar(64), null      the API token that asked (its name); null with ``--no-auth``
 =============== ====================== ===============================================================
 
