@@ -214,3 +214,19 @@ def test_a_proxys_503_reads_as_unavailable_and_a_new_result_is_announced(browser
     assert "The service is unavailable just now (503); try again in a moment." in page.inner_text("#image-error")
     assert errors == []
     page.close()
+
+
+def test_the_tabs_follow_the_keyboard(browser, open_server):  # noqa: F811
+    """The tab list is one tab stop; arrow keys move between its tabs (wrapping), Home and End to the ends, and the
+    tab moved to is shown (WAI-ARIA Authoring Practices, tabs pattern); only Tab and Enter worked."""
+    page, errors = _open(browser, open_server)
+    assert [page.get_attribute(f"#tab-{t}", "tabindex") for t in ("image", "wdbc", "record")] == ["0", "-1", "-1"]
+    page.focus("#tab-image")
+    for key, shown in (("ArrowRight", "wdbc"), ("ArrowRight", "record"), ("ArrowRight", "image"),
+                       ("ArrowLeft", "record"), ("Home", "image"), ("End", "record")):
+        page.keyboard.press(key)
+        assert page.evaluate("document.activeElement.id") == f"tab-{shown}", key
+        assert page.get_attribute(f"#tab-{shown}", "aria-selected") == "true"
+        assert page.is_visible(f"#panel-{shown}") and page.get_attribute(f"#tab-{shown}", "tabindex") == "0"
+    assert errors == []
+    page.close()

@@ -133,12 +133,26 @@ function showError(id, message) {
 
 // ----------------------------------------------------------------------------------------- tabs
 
+const TABS = ["image", "wdbc", "record"];
+
 function selectTab(name) {
-  for (const t of ["image", "wdbc", "record"]) {
+  for (const t of TABS) {
     $("tab-" + t).setAttribute("aria-selected", String(t === name));
+    $("tab-" + t).tabIndex = t === name ? 0 : -1;  // one tab stop for the tab list (WAI-ARIA tabs pattern)
     $("panel-" + t).hidden = t !== name;
   }
   if (name === "record") loadRecord();
+}
+
+// Arrow keys move between the tabs (wrapping), Home and End go to the first and last; the tab moved to is shown.
+function tabKey(e, name) {
+  const i = TABS.indexOf(name);
+  const to = {ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: TABS.length - 1}[e.key];
+  if (to === undefined) return;
+  e.preventDefault();
+  const next = TABS[(to + TABS.length) % TABS.length];
+  selectTab(next);
+  $("tab-" + next).focus();
 }
 
 // ----------------------------------------------------------------------------------------- markdown
@@ -582,7 +596,10 @@ async function loadRecord() {
 // ----------------------------------------------------------------------------------------- start
 
 async function start() {
-  for (const t of ["image", "wdbc", "record"]) $("tab-" + t).addEventListener("click", () => selectTab(t));
+  for (const t of TABS) {
+    $("tab-" + t).addEventListener("click", () => selectTab(t));
+    $("tab-" + t).addEventListener("keydown", (e) => tabKey(e, t));
+  }
   const drop = $("dropzone");
   const input = $("file-input");
   input.addEventListener("change", () => { handleFiles(input.files); input.value = ""; });
