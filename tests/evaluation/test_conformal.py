@@ -110,3 +110,10 @@ def test_coverage_interval_is_the_wilson_interval_of_ci():
     assert all_covered["conformal_coverage"]["ci95"][0] == pytest.approx(0.7224672, abs=1e-7)
     none = conformal_evaluation(np.zeros(0, int), prob[:0], record, ["a", "b", "c"], n_boot=10)
     assert none["conformal_coverage"] == {"value": None, "ci95": None}
+
+
+def test_scores_of_non_finite_probabilities_are_refused():
+    """A NaN probability gave a NaN score, which sorts last and could be stored as the quantile."""
+    prob = np.array([[0.2, 0.8], [np.nan, 0.5], [0.6, 0.4]])
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(rows \[1\]"):
+        conformity_scores(prob, np.array([1, 0, 0]))

@@ -68,12 +68,17 @@ def conformity_scores(prob: np.ndarray, labels: np.ndarray, method: str = "aps")
         float64 ``(n,)`` in [0, 1].
 
     Raises:
-        ValueError: If the shapes disagree, a label is out of range or the method is unknown.
+        ValueError: If the shapes disagree, a probability is NaN or infinite, a label is out of range or the method
+            is unknown.
     """
     p = np.asarray(prob, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
     if p.ndim != 2 or y.shape != (p.shape[0],):
         raise ValueError(f"prob must be (n, K) and labels (n,), got {p.shape} and {y.shape}.")
+    if not np.isfinite(p).all():  # a NaN score sorts last and could become the stored quantile
+        rows = np.flatnonzero(~np.isfinite(p).all(axis=1))[:5].tolist()
+        raise ValueError(f"prob holds NaN or infinite values (rows {rows}...); every case needs finite class "
+                         f"probabilities.")
     if y.size and (y.min() < 0 or y.max() >= p.shape[1]):
         raise ValueError(f"labels must lie in [0, {p.shape[1]}), got {y.min()}..{y.max()}.")
     true_p = p[np.arange(len(y)), y]
