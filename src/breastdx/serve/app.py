@@ -203,7 +203,8 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
     app.state.settings = settings
     # The last added is the outermost: the notice, access control, then the body limit (see serve.middleware).
     app.add_middleware(BodyLimit, max_body=settings.max_upload_bytes + MULTIPART_OVERHEAD,
-                       idle_timeout_s=BODY_IDLE_TIMEOUT_S)
+                       idle_timeout_s=BODY_IDLE_TIMEOUT_S,
+                       path_limits={"/v1/predict/wdbc": (WDBC_MAX_BODY_BYTES, "one WDBC case is under 4 KB")})
     app.add_middleware(BearerAuth, error=error_response, enabled=settings.auth)
     app.add_middleware(Notice)
     document_bearer_auth(app)
@@ -334,14 +335,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
             raise ServeInputError(415, "wrong_content_type", f"Task 'wdbc' takes JSON: send Content-Type "
                                   f"application/json with {{\"features\": {{name: value, ...}}}} (got content type "
                                   f"{content_type or 'none'!r}).")
-        too_large = ServeInputError(413, "upload_too_large", f"A WDBC request body may hold at most "
-                                    f"{WDBC_MAX_BODY_BYTES:,} bytes (one case is under 4 KB).")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > WDBC_MAX_BODY_BYTES:
-            raise too_large  # refused before it is read
-        body = await request.body()
-        if len(body) > WDBC_MAX_BODY_BYTES:  # a chunked body, without Content-Length
-            raise too_large
+        body = await request.body()  # at most WDBC_MAX_BODY_BYTES (BodyLimit's limit for this path)
         payload = parse_json_body(body)
         try:
             req = schemas.WDBCRequest.model_validate(payload)

@@ -101,32 +101,35 @@ class BodyLimit:
     """ASGI middleware: refuses request bodies over ``max_body`` bytes (413 ``upload_too_large``), and clients
     that stop sending theirs (408).
 
-    A declared ``Content-Length`` over the limit is answered at once, before the body is read; a body that grows
-    over the limit while it is received raises :class:`BodyTooLargeError` in the endpoint reading it. A body whose
+    ``path_limits`` gives some paths a smaller limit of their own, with the reason said in the refusal. A declared
+    ``Content-Length`` over the limit is answered at once, before the body is read; a body that grows over the limit
+    while it is received raises :class:`BodyTooLargeError` in the endpoint reading it. A body whose
     next chunk does not come within ``idle_timeout_s`` seconds raises :class:`BodyTimeoutError` there: a client
     that sends its headers and then stalls would otherwise hold its connection and the part of the upload
     received, in memory, for ever (the server has no time limit of its own on a request body).
     """
 
-    def __init__(self, app: Any, max_body: int, idle_timeout_s: float | None = None) -> None:
+    def __init__(self, app: Any, max_body: int, idle_timeout_s: float | None = None,
+                 path_limits: dict[str, tuple[int, str]] | None = None) -> None:
         self.app = app
         self.max_body = int(max_body)
         self.idle_timeout_s = idle_timeout_s
+        self.path_limits = dict(path_limits or {})  # path -> (bytes, why): a smaller limit on some endpoints
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, why = self.path_limits.get(scope.get("path", ""), (self.max_body, "upload limit plus multipart framing"))
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None:
             try:
                 declared = int(length)
             except ValueError:
                 declared = -1
-            if declared > self.max_body:
+            if declared > limit:
                 response = error_response(413, "upload_too_large", f"The request body is {declared:,} bytes, over "
-                                          f"the limit of {self.max_body:,} bytes (upload limit plus multipart "
-                                          f"framing); send a smaller file.")
+                                          f"the limit of {limit:,} bytes ({why}); send a smaller file.")
                 await response(scope, receive, send)
                 return
         received = 0
@@ -149,9 +152,9 @@ class BodyLimit:
             complete = complete or message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise BodyTooLargeError(f"The request body is over the limit of {self.max_body:,} bytes; "
-                                            f"send a smaller file.")
+                if received > limit:
+                    raise BodyTooLargeError(f"The request body is over the limit of {limit:,} bytes ({why}); send "
+                                            f"a smaller file.")
             return message
 
         await self.app(scope, limited_receive, send)
