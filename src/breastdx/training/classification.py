@@ -27,6 +27,7 @@ from torch import nn
 
 from breastdx.training.optim import Optim, adamw_warmup_cosine, moving_average
 from breastdx.training.trainer import FitResult, FitSettings  # noqa: F401  (the one fit's settings, re-used here)
+from breastdx.training.trainer import gather_validation
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +163,7 @@ class ClassificationModule(pl.LightningModule):
             return
         logits = torch.cat(self._val_logits)
         labels = torch.cat(self._val_labels)
-        if self.trainer.world_size > 1:  # every process sees all validation images, each once
-            from breastdx.training.trainer import gathered_in_order
-
-            sampler = getattr(self.trainer.val_dataloaders, "sampler", None)
-            logits = gathered_in_order(self.all_gather(logits), sampler)
-            labels = gathered_in_order(self.all_gather(labels), sampler)
+        logits, labels = gather_validation(self, logits), gather_validation(self, labels)  # all images, each once
         z = logits.cpu().numpy().astype(float)
         y = labels.cpu().numpy().astype(np.int64)
         if not np.isfinite(z).all():  # the weights went NaN (too large a learning rate): every later epoch would too

@@ -170,13 +170,11 @@ class SegmentationModule(pl.LightningModule):
     def _validation_sums(self) -> torch.Tensor:
         """The validation steps' per-image rows (4 numbers each), summed over every validation image once: under
         DDP gathered from all processes, without the images Lightning's sampler repeats. Float64 ``(4,)``."""
+        from breastdx.training.trainer import gather_validation
+
         rows = torch.cat(self._val_rows) if self._val_rows else torch.zeros(0, 4, dtype=torch.float64,
                                                                              device=self.device)
-        if self.trainer.world_size > 1:
-            from breastdx.training.trainer import gathered_in_order
-
-            rows = gathered_in_order(self.all_gather(rows), getattr(self.trainer.val_dataloaders, "sampler", None))
-        return rows.sum(0)
+        return gather_validation(self, rows).sum(0)
 
     def on_validation_epoch_end(self) -> None:  # noqa: D102
         sums = self._validation_sums()

@@ -325,6 +325,14 @@ def fit(module: Any, network: torch.nn.Module, train_loader: Any, val_loader: An
     return result
 
 
+def gather_validation(module: Any, rows: torch.Tensor) -> torch.Tensor:
+    """A Lightning module's validation rows ``(m, ...)`` of every process, each image once and in the dataset's
+    order (:func:`gathered_in_order`); on one process the rows as they are."""
+    if module.trainer.world_size <= 1:
+        return rows
+    return gathered_in_order(module.all_gather(rows), getattr(module.trainer.val_dataloaders, "sampler", None))
+
+
 def gathered_in_order(gathered: torch.Tensor, sampler: Any) -> torch.Tensor:
     """The validation rows of all processes, ``(world, m, ...)`` from ``all_gather``, as ``(n, ...)``: each image once.
 
