@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from breastdx.data.errors import DataError
-from breastdx.data.images import ImageReadError
+from breastdx.data.images import ImageReadError, read_mask_rgb
 from breastdx.data.image_files import (IMAGE_SUFFIXES, RUN_OUTPUT_FILES, is_mask_name, list_images,
                                        visible_entries)
 
@@ -292,10 +292,10 @@ _MASK_FILE = re.compile(r"^(?P<stem>.+)_mask(?:_(?P<k>\d+))?$", re.IGNORECASE)
 def read_lesion_mask(paths: Sequence[str | Path], shape: tuple[int, int]) -> np.ndarray:
     """The lesion of an image: the union of its mask files, a pixel being lesion when any channel is > 127.
 
-    Each file is read as :func:`breastdx.data.images.read_image` reads 8-bit RGB (1-bit becomes {0, 255}, palettes are
-    looked up, 16-bit is rescaled, grey is repeated), but with transparency composited on black, and a mask drawn as
-    transparency alone (colour 0 everywhere) read from its alpha (:func:`_mask_rgb`), so 1-bit, grey and
-    colour-coded masks (a red or green lesion on black) all work, and JPEG noise below 128 is not lesion.
+    Each file is read by :func:`breastdx.data.images.read_mask_rgb` as 8-bit RGB (1-bit becomes {0, 255}, palettes
+    are looked up, 16-bit is rescaled, grey is repeated, transparency is composited on black, a mask drawn as
+    transparency alone is read from its alpha), so 1-bit, grey and colour-coded masks (a red or green lesion on
+    black) all work, and JPEG noise below 128 is not lesion.
 
     Args:
         paths: The mask files; none gives an empty mask (an image without a lesion).
@@ -309,37 +309,12 @@ def read_lesion_mask(paths: Sequence[str | Path], shape: tuple[int, int]) -> np.
     """
     mask = np.zeros(tuple(shape), dtype=bool)
     for path in paths:
-        rgb = _mask_rgb(path)
+        rgb = read_mask_rgb(path)
         if rgb.shape[:2] != tuple(shape):
             raise ImageReadError(f"{path}: mask is {rgb.shape[0]}x{rgb.shape[1]} (HxW) but its image is "
                                  f"{shape[0]}x{shape[1]}; a mask must have the size of its image.")
         mask |= (rgb > MASK_THRESHOLD).any(axis=-1)
     return mask
-
-
-def _mask_rgb(path: str | Path) -> np.ndarray:
-    """A mask file's 8-bit colour, uint8 ``(H, W, 3)``, by :func:`read_image`'s rules except transparency: composited
-    on black (``read_image`` puts colour images on white, the glass of a slide, which made every transparent pixel
-    of a mask lesion), and a mask drawn as transparency alone (every colour value 0) read from its alpha, as
-    :func:`breastdx.data.images.read_mask` reads it.
-
-    Raises:
-        ImageReadError: If the file cannot be read (named).
-    """
-    from dataclasses import replace
-
-    from breastdx.data.images import MAX_PIXELS, _decode, _to_uint8
-
-    path = Path(path)
-    dec = _decode(path, str(path), MAX_PIXELS)
-    if dec.alpha:
-        colour = dec.values[..., :-1].astype(np.float64)
-        alpha = dec.values[..., -1:].astype(np.float64) / 255.0
-        if not colour.any():  # drawn as transparency: the opaque pixels are the lesion
-            colour = np.full_like(colour, 255.0)
-        values = np.round(colour * alpha).astype(np.uint8)
-        dec = replace(dec, values=values[..., 0] if values.shape[-1] == 1 else values, alpha=False)
-    return _to_uint8(dec, "rgb", path)
 
 
 def failure_lines(failures: Sequence[tuple[str, str]]) -> list[str]:
@@ -381,7 +356,7 @@ def identical_note(groups: Sequence[Sequence[str]]) -> str | None:
 def mask_peak(paths: Sequence[str | Path]) -> int:
     """The highest 8-bit channel value in the mask files (as :func:`read_lesion_mask` reads them): a mask with
     values but none over :data:`MASK_THRESHOLD` is a 0/1 (or faint) label map, not an empty outline."""
-    return max((int(_mask_rgb(p).max()) for p in paths), default=0)
+    return max((int(read_mask_rgb(p).max()) for p in paths), default=0)
 
 
 def label_indices(data: ExternalSet, class_names: Sequence[str],

@@ -248,6 +248,25 @@ def read_mask(path: str | Path, expected_shape: tuple[int, int] | None = None,
     return fg
 
 
+def read_mask_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A mask file's 8-bit colour, uint8 ``(H, W, 3)``, read as :func:`read_image` reads RGB except transparency:
+    composited on black (a mask's background; ``read_image`` puts colour on white, the glass of a slide), and a mask
+    drawn as transparency alone (every colour value 0) read from its alpha, as :func:`read_mask` reads it.
+
+    Raises:
+        ImageReadError: For the reasons :func:`read_image` gives.
+    """
+    from dataclasses import replace
+
+    path = Path(path)
+    dec = _decode(path, str(path), max_pixels)
+    if dec.alpha and not dec.values[..., :-1].any():  # drawn as transparency: the opaque pixels are the lesion
+        values = dec.values.copy()
+        values[..., :-1] = 255
+        dec = replace(dec, values=values)
+    return _to_uint8(dec, "rgb", path, on_black=True)
+
+
 def read_images(paths: Iterable[str | Path], mode: str = "gray",
                 max_pixels: int = MAX_PIXELS) -> tuple[list[ImageRecord], list[tuple[Path, str]]]:
     """Read many images, going on past the ones that fail.
@@ -550,12 +569,13 @@ def _brightness(array: np.ndarray) -> float:
     return round(float(array[::step, ::step].mean()) / 255.0, 4)
 
 
-def _to_uint8(dec: _Decoded, mode: str, path: Path) -> np.ndarray:
+def _to_uint8(dec: _Decoded, mode: str, path: Path, on_black: bool | None = None) -> np.ndarray:
     v = dec.values
-    if dec.alpha:  # composite on black (gray: ultrasound) or white (colour: H&E on glass)
+    if dec.alpha:  # composite on black (gray: ultrasound; masks) or white (colour: H&E on glass)
         colour = v[..., :-1].astype(np.float64)
         a = v[..., -1:].astype(np.float64) / 255.0
-        v = np.round(colour * a + (255.0 * (1.0 - a) if mode == "rgb" else 0.0)).astype(np.uint8)
+        white = mode == "rgb" if on_black is None else not on_black
+        v = np.round(colour * a + (255.0 * (1.0 - a) if white else 0.0)).astype(np.uint8)
         if v.shape[-1] == 1:
             v = v[..., 0]
     elif dec.wide:
