@@ -66,3 +66,43 @@ def he_dicom():
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def grey_dicom():
+    """``write(path, arr, photometric="MONOCHROME2", spacing=(0.1, 0.2), window=None, bits_stored=12)``: a
+    secondary-capture DICOM of a 2-D array (16 bits allocated), with PixelSpacing (mm: rows, columns; None: none)
+    and a VOI window ``(centre, width)`` if given; written to ``path`` (returned), or, with ``path`` None, in memory
+    (its bytes returned)."""
+    import io
+
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    def write(path, arr, photometric="MONOCHROME2", spacing=(0.1, 0.2), window=None, bits_stored=12):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = SecondaryCaptureImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.Rows, ds.Columns = arr.shape
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = photometric
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits_stored, bits_stored - 1, 0
+        if spacing is not None:
+            ds.PixelSpacing = list(spacing)
+        if window is not None:
+            ds.WindowCenter, ds.WindowWidth = window
+        ds.PixelData = np.asarray(arr).astype(np.uint16).tobytes()
+        if path is not None:
+            ds.save_as(path, enforce_file_format=True)
+            return path
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        return buf.getvalue()
+
+    return write

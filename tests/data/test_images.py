@@ -31,35 +31,6 @@ def _gradient(h: int = H, w: int = W) -> np.ndarray:
     return ((x * 7 + y * 3) % 256).astype(np.uint8)
 
 
-def _dicom(path: Path, arr: np.ndarray, photometric: str = "MONOCHROME2", spacing=(0.1, 0.2),
-           window: tuple[float, float] | None = None, bits_stored: int = 12) -> Path:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = arr.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = 16
-    ds.BitsStored = bits_stored
-    ds.HighBit = bits_stored - 1
-    ds.PixelRepresentation = 0
-    if spacing is not None:
-        ds.PixelSpacing = list(spacing)
-    if window is not None:
-        ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = arr.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def _png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG whose IHDR claims ``width`` x ``height`` but which holds no pixel data."""
 
@@ -134,11 +105,11 @@ def test_jpeg(tmp_path):
     assert np.abs(rec.array.astype(int) - a).max() <= 8  # lossy
 
 
-def test_format_comes_from_magic_bytes_not_the_name(tmp_path):
+def test_format_comes_from_magic_bytes_not_the_name(tmp_path, grey_dicom):
     a = _gradient()
     Image.fromarray(a).save(tmp_path / "really_a_png.jpg", format="PNG")
     assert read_image(tmp_path / "really_a_png.jpg").source_format == "PNG"
-    _dicom(tmp_path / "scan.png", np.arange(35).reshape(5, 7) * 10)
+    grey_dicom(tmp_path / "scan.png", np.arange(35).reshape(5, 7) * 10)
     assert read_image(tmp_path / "scan.png").source_format == "DICOM"
 
 
@@ -197,9 +168,9 @@ def test_multipage_tiff_is_refused(tmp_path):
 # -- DICOM -------------------------------------------------------------------------------------------
 
 
-def test_dicom_monochrome2_uint16_keeps_spacing_and_rescales(tmp_path):
+def test_dicom_monochrome2_uint16_keeps_spacing_and_rescales(tmp_path, grey_dicom):
     a = (np.arange(35, dtype=np.uint16).reshape(5, 7) * 100)  # 0 ... 3400
-    rec = read_image(_dicom(tmp_path / "x.dcm", a, spacing=(0.1, 0.25)))
+    rec = read_image(grey_dicom(tmp_path / "x.dcm", a, spacing=(0.1, 0.25)))
     assert (rec.source_format, rec.source_mode) == ("DICOM", "MONOCHROME2")
     assert rec.spacing_mm == (0.1, 0.25)
     assert rec.array.shape == (5, 7) and rec.array.dtype == np.uint8
@@ -207,24 +178,24 @@ def test_dicom_monochrome2_uint16_keeps_spacing_and_rescales(tmp_path):
     assert rec.array[4, 6] == 255
 
 
-def test_dicom_window_is_used_when_present(tmp_path):
+def test_dicom_window_is_used_when_present(tmp_path, grey_dicom):
     a = np.array([[1500, 1750, 2000, 2250, 2600, 0, 4095]], dtype=np.uint16)
-    rec = read_image(_dicom(tmp_path / "w.dcm", a, window=(2000, 1000)))
+    rec = read_image(grey_dicom(tmp_path / "w.dcm", a, window=(2000, 1000)))
     # LINEAR window (PS3.3 C.11.2.1.2.1): ((v - (c - 0.5)) / (w - 1) + 0.5) * 255, clipped
     assert rec.array[0].tolist() == [0, 64, 128, 191, 255, 0, 255]
 
 
-def test_dicom_monochrome1_is_inverted_and_spacing_optional(tmp_path):
+def test_dicom_monochrome1_is_inverted_and_spacing_optional(tmp_path, grey_dicom):
     a = np.array([[0, 1000, 2000]], dtype=np.uint16)
-    rec = read_image(_dicom(tmp_path / "m1.dcm", a, photometric="MONOCHROME1", spacing=None))
+    rec = read_image(grey_dicom(tmp_path / "m1.dcm", a, photometric="MONOCHROME1", spacing=None))
     assert rec.array[0].tolist() == [255, 127, 0] and rec.spacing_mm is None  # 255 - round(127.5)
     assert read_image(tmp_path / "m1.dcm", mode="rgb").array.shape == (1, 3, 3)
 
 
-def test_truncated_dicom_and_dicom_without_pixels(tmp_path):
+def test_truncated_dicom_and_dicom_without_pixels(tmp_path, grey_dicom):
     import pydicom
 
-    good = _dicom(tmp_path / "g.dcm", np.arange(35).reshape(5, 7) * 100)
+    good = grey_dicom(tmp_path / "g.dcm", np.arange(35).reshape(5, 7) * 100)
     data = good.read_bytes()
     (tmp_path / "t.dcm").write_bytes(data[: len(data) - 30])
     with pytest.raises(ImageReadError, match=r"t\.dcm: cannot decode the DICOM pixel data"):
@@ -304,8 +275,8 @@ def test_pixel_limit_from_header_before_decoding(tmp_path, write_png):
         read_mask(path, max_pixels=10)
 
 
-def test_dicom_pixel_limit(tmp_path):
-    path = _dicom(tmp_path / "big.dcm", np.zeros((5, 7)))
+def test_dicom_pixel_limit(tmp_path, grey_dicom):
+    path = grey_dicom(tmp_path / "big.dcm", np.zeros((5, 7)))
     with pytest.raises(ImageReadError, match=r"big\.dcm: image is 7x5 = 35 pixels, over the limit of 34"):
         read_image(path, max_pixels=34)
 
@@ -515,12 +486,12 @@ def test_reduced_decoding_is_the_box_average_with_the_stored_size(mode, fmt, pil
     assert tiny.full_shape is None and np.array_equal(tiny.array, full.array)
 
 
-def test_reduced_dicom_keeps_the_area_of_a_pixel(tmp_path):
+def test_reduced_dicom_keeps_the_area_of_a_pixel(tmp_path, grey_dicom):
     """A reduced DICOM's spacing is that of its reduced pixels, so that areas in mm² are unchanged."""
     from breastdx.data.images import read_image_bytes
 
     arr = (np.arange(300 * 200).reshape(300, 200) % 4000).astype(np.uint16)
-    path = _dicom(tmp_path / "big.dcm", arr, spacing=(0.1, 0.2))
+    path = grey_dicom(tmp_path / "big.dcm", arr, spacing=(0.1, 0.2))
     small = read_image_bytes(path.read_bytes(), "big.dcm", max_side=100)
     assert small.full_shape == (300, 200) and small.shape == (100, 67)
     assert small.spacing_mm == pytest.approx((0.3, 0.2 * 200 / 67))

@@ -319,29 +319,7 @@ def wdbc_features():
 
 
 @pytest.fixture(scope="session")
-def dicom_file():
+def dicom_file(grey_dicom):
     """``dicom_file(arr, spacing=(0.1, 0.2)) -> bytes``: a secondary-capture DICOM of a 2-D array (12 bits stored in
-    16, MONOCHROME2) with the given PixelSpacing (mm: rows, columns), written in memory."""
-    def make(arr: np.ndarray, spacing=(0.1, 0.2)) -> bytes:
-        from pydicom.dataset import Dataset, FileMetaDataset
-        from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = SecondaryCaptureImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.Rows, ds.Columns = arr.shape
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.PixelSpacing = list(spacing)
-        ds.PixelData = arr.astype(np.uint16).tobytes()
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        return buf.getvalue()
-
-    return make
+    16, MONOCHROME2) with the given PixelSpacing (mm: rows, columns), written in memory (tests/conftest.py)."""
+    return lambda arr, spacing=(0.1, 0.2): grey_dicom(None, arr, spacing=spacing)
