@@ -16,7 +16,7 @@ import numpy as np
 from breastdx.config import option, parse_options
 from breastdx.inference.base import SPLIT_FILE_ADVICE, overlap_notes, split_advice
 from breastdx.pipeline.task import RunResult
-from breastdx.pipeline.verbs import _predictor, _split_data, check_training_overlap
+from breastdx.pipeline.verbs import _predictor, _save_split_config, _split_data, check_training_overlap
 
 CALIBRATE_ADVICE = "Fit on cases it has not seen: the val part of its own split file."
 
@@ -65,7 +65,6 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
     """
     import json
 
-    from breastdx.config import save_yaml, to_dict
     from breastdx.runs import write_json, write_versions
 
     data_names = {n.replace("_", "-") for n in task.spec.data_options}
@@ -74,8 +73,7 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
     predictor = _predictor(task, model_dir, options, opts.batch_size, "")
     data, split_path = _split_data(task, predictor, model_dir, data_root, run_dir, options, opts.split_file)
     part = data.parts["val"]
-    save_yaml({"task": task.name, "model": str(model_dir), **to_dict(opts), "split_file": str(split_path),
-               "data_root": str(data_root), **data.record, "data_checksum": data.checksum}, run_dir / "config.yaml")
+    _save_split_config(run_dir, task, model_dir, opts, split_path, data_root, data)
     val_images = [part.read(i)[0] for i in range(len(part))]
     meta_path = Path(model_dir) / "meta.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))

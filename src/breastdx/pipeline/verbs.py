@@ -177,6 +177,16 @@ def _split_data(task: Any, predictor: Any, model_dir: Path, data_root: Path, run
     return data, split_path
 
 
+def _save_split_config(run_dir: Path, task: Any, model_dir: Path, opts: Any, split_path: Path, data_root: Path,
+                       data: Any, **resolved: Any) -> None:
+    """``config.yaml`` of a verb that read the model's split (:func:`_split_data`): the options, the values
+    resolved from the model folder (``resolved``), the split file read and the data read."""
+    from breastdx.config import to_dict
+
+    save_yaml({"task": task.name, "model": str(model_dir), **to_dict(opts), **resolved, "split_file": str(split_path),
+               "data_root": str(data_root), **data.record, "data_checksum": data.checksum}, run_dir / "config.yaml")
+
+
 def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options: dict[str, str]) -> RunResult:
     """See :meth:`breastdx.pipeline.classification.ImageClassificationTask.evaluate`; with ``--external``,
     :func:`evaluate_external`."""
@@ -197,10 +207,8 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
     if opts.max_cases:
         part = part.subset(evenly_spaced(len(part), opts.max_cases))
         data = dataclasses.replace(data, parts={**data.parts, opts.split: part})
-    save_yaml({"task": task.name, "model": str(model_dir), "split_file": str(split_path), **dataclasses.asdict(opts),
-               "tta": predictor.tta, "conformal_level": predictor.conformal_level, "data_root": str(data_root),
-               **data.record, "data_checksum": data.checksum},
-              run_dir / "config.yaml")
+    _save_split_config(run_dir, task, model_dir, opts, split_path, data_root, data, tta=predictor.tta,
+                       conformal_level=predictor.conformal_level)
     write_versions(run_dir)
     loaded = [part.read(i) for i in range(len(part))]
     overlap, _ = check_training_overlap(predictor, [im for im, _ in loaded],
