@@ -37,7 +37,7 @@ def _monai(net: nn.Module, method: str, layer: str, x: torch.Tensor, k: int) -> 
     return cls(nn_module=copy.deepcopy(net), target_layers=layer).compute_map(x, class_idx=k, layer_idx=-1)[0, 0]
 
 
-@pytest.mark.parametrize("method", ["gradcam"])  # Grad-CAM++: MONAI's alpha is not Eq. 19 (test_gradcampp_weights_follow_equation_19_per_image)
+@pytest.mark.parametrize("method", ["gradcam"])  # Grad-CAM++: see test_gradcampp_weights_follow_equation_19_per_image
 @pytest.mark.parametrize("fast", [False, True])
 def test_each_image_gets_monai_s_map_of_its_own_class(tiny, method, fast):
     torch.manual_seed(1)
