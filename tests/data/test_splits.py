@@ -332,3 +332,33 @@ def test_more_folds_than_groups_is_a_data_error_naming_the_option():
     with pytest.raises(DataError, match=r"needs 2 <= k <= the number of groups, patients or lesions \(3\); got "
                                         r"k = 5 \(--cv-folds\)"):
         grouped_stratified_folds(["a", "b", "a", "b"], [1, 2, 3, 3], 5, seed=0)
+
+
+def _golden_input() -> tuple[list[str], list[int]]:
+    rng = np.random.default_rng(5)
+    return [str(x) for x in rng.choice(["a", "b", "c"], size=97)], [int(x) for x in rng.integers(0, 40, size=97)]
+
+
+def test_integer_group_ids_keep_their_split():
+    """Golden values recorded before text ids were accepted: integer ids (the shipped splits') split as before."""
+    labels, groups = _golden_input()
+    parts = grouped_stratified_split(labels, groups, (0.6, 0.2, 0.2), seed=11, method="absolute")
+    assert parts["val"] == [7, 12, 18, 26, 38, 40, 44, 46, 48, 52, 57, 59, 60, 65, 72, 73, 81, 87, 96]
+    assert parts["test"] == [0, 3, 9, 11, 13, 21, 24, 28, 34, 39, 42, 43, 55, 56, 77, 80, 90, 92, 94]
+    parts = grouped_stratified_split(labels, np.asarray(groups), (0.6, 0.2, 0.2), seed=11)  # NumPy ids alike
+    assert parts["val"] == [4, 8, 10, 25, 27, 29, 30, 32, 36, 51, 61, 63, 68, 69, 71, 74, 78, 82, 83, 84, 88]
+    assert parts["test"] == [1, 12, 16, 17, 19, 22, 31, 38, 40, 44, 46, 48, 59, 65, 70, 72, 76, 81, 85, 91]
+
+
+def test_text_group_ids_are_grouped_as_given():
+    """Patient ids as text (``"P-07"``) are split like the integers they stand for, when they sort alike; they used to
+    fail on a bare ``int()``. Ids are never converted: ``"7"`` and ``"07"`` are two patients."""
+    labels, groups = _golden_input()
+    text = [f"P-{g:02d}" for g in groups]
+    for method in SPLIT_METHODS:
+        parts = grouped_stratified_split(labels, text, (0.6, 0.2, 0.2), seed=11, method=method)
+        assert parts == grouped_stratified_split(labels, groups, (0.6, 0.2, 0.2), seed=11, method=method)
+        _check_no_group_crosses(parts, text)
+    assert grouped_stratified_split(labels, np.asarray(text), (0.6, 0.2, 0.2), seed=11, method=method) == parts
+    parts = grouped_stratified_split(["a"] * 4, ["7", "07", "7", "07"], (0.5, 0.5, 0.0), seed=0)
+    assert sorted(map(sorted, parts.values())) == [[], [0, 2], [1, 3]]
