@@ -121,6 +121,21 @@ def test_check_finds_crossing_patients_and_unknown_ids(tmp_path):
                                          train=split.train, val=split.val, test=split.test, dataset=src.name))
 
 
+def test_check_finds_items_in_no_split(tmp_path):
+    """A split file that leaves items out (edited by hand, or cut short) would drop them silently from every split."""
+    src = _source()
+    split = make_patch_split(src, seed=0)
+    dropped = split.test[-2:]
+    short = SplitFile(path=tmp_path / "short.json", data_checksum=split.data_checksum, seed=0, ratios=split.ratios,
+                      train=split.train, val=split.val, test=split.test[:-2], dataset=src.name)
+    with pytest.raises(DataError, match=rf"(?s)short.json: does not fit the toy data.*2 of the {len(src)} toy items "
+                                        rf"are in no split and not excluded \(first: '{dropped[0]}'\)"):
+        check_patch_split(src, short)
+    short.excluded = [{"name": n, "reason": "held out"} for n in dropped]  # excluded with a reason: covered
+    check_patch_split(src, short)
+    check_patch_split(src, split)
+
+
 def test_apply_split_gives_views():
     src = _source()
     split = make_patch_split(src, seed=0)

@@ -122,11 +122,12 @@ def _summary(source: PatchSource, parts: dict[str, list[int]]) -> dict:
 
 
 def check_patch_split(source: PatchSource, split: SplitFile) -> None:
-    """Check that ``split`` was made from ``source``'s data and keeps every patient in one split.
+    """Check that ``split`` was made from ``source``'s data, covers every item and keeps every patient in one split.
 
     Raises:
         DataError: If the checksums differ (saying so when the split names another dataset), an id of the split
-            is not in the source, or a patient has items in two splits; the message names the split file.
+            is not in the source, an item of the source is in no split and not excluded (it would be dropped
+            silently), or a patient has items in two splits; the message names the split file.
     """
     where = split.path or "split"
     if split.data_checksum != source.checksum:
@@ -140,6 +141,11 @@ def check_patch_split(source: PatchSource, split: SplitFile) -> None:
     missing = [item for s in SPLIT_NAMES for item in split.split(s) if item not in position]
     if missing:
         problems.append(f"{len(missing)} ids are not in the {source.name} data (first: {missing[0]!r})")
+    listed = {item for s in SPLIT_NAMES for item in split.split(s)} | set(split.excluded_names())
+    unlisted = [item for item in source.ids if item not in listed]
+    if unlisted:
+        problems.append(f"{len(unlisted)} of the {len(position)} {source.name} items are in no split and not "
+                        f"excluded (first: {unlisted[0]!r}); expected every item in train, val or test")
     groups = source.groups
     if groups is not None and not missing:
         where_patient: dict[str, str] = {}
