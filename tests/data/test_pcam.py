@@ -25,6 +25,7 @@ from breastdx.data import pcam
 from breastdx.data.pcam import (
     PCAM_FILES,
     PCAM_SPLITS,
+    TRUNCATED_HDF5_HINT,
     PcamH5Source,
     download_pcam,
     h5_paths,
@@ -354,8 +355,12 @@ def test_a_truncated_h5_is_refused_naming_the_file(tmp_path):
     xp, _ = h5_paths(tmp_path, "test")
     os.truncate(xp, xp.stat().st_size - 96 * 96 * 3 * 10)  # the last 10 patches missing: an interrupted copy
     with pytest.raises(DataError, match=rf"^{xp}: not a readable HDF5 file \(.*truncated.*\); expected the official "
-                                        rf"PCam file\. It is shorter than its header says"):
+                                        rf"PCam file\. It is shorter than its header says") as err:
         load_pcam(tmp_path, "test")
+    # one advice, said once: the way out for any copy, and for the official files the download (which keeps
+    # the files in place, so the short one must go first)
+    assert str(err.value).endswith(f"PCam file. {TRUNCATED_HDF5_HINT}") and str(err.value).count("shorter than") == 1
+    assert "delete it and run `breastdx data download pcam`" in TRUNCATED_HDF5_HINT
 
 
 def test_only_the_gzipped_downloads_in_place_are_named(tmp_path):

@@ -101,6 +101,11 @@ values of ``valid`` and ``test``.
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
+TRUNCATED_HDF5_HINT = ("It is shorter than its header says: an interrupted copy or download? Copy it again; for the "
+                       "official PCam files, delete it and run `breastdx data download pcam` (the files already in "
+                       "place are kept, unchecked).")
+"""The one advice for an HDF5 file that HDF5 reports truncated (appended to the error naming the file)."""
+
 
 def h5_paths(folder: str | Path, split: str) -> tuple[Path, Path]:
     """The ``(x, y)`` HDF5 files of ``split`` in ``folder``.
@@ -335,8 +340,7 @@ def _open_h5(path: Path, **kwargs: Any) -> Any:
     try:
         return h5py.File(path, "r", **kwargs)
     except OSError as err:
-        hint = (" It is shorter than its header says: an interrupted copy or download? Delete it and run "
-                "`breastdx data download pcam` again (the files in place are kept).") if "truncated" in str(err) else ""
+        hint = f" {TRUNCATED_HDF5_HINT}" if "truncated" in str(err) else ""
         raise DataError(f"{path}: not a readable HDF5 file ({err}); expected the official PCam file.{hint}") from None
 
 
