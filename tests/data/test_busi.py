@@ -64,6 +64,17 @@ def test_scan_lists_every_problem(tmp_path, write_png, make_synthetic_busi):
     assert len(info.value.problems) == 4
 
 
+def test_scan_refuses_two_images_of_one_case_number(tmp_path, write_png, make_synthetic_busi):
+    """``benign (01).png`` beside ``benign (1).png`` is case ``benign (1)`` twice: one image replaced the other
+    silently, with both masks merged onto the survivor."""
+    root = make_synthetic_busi(tmp_path, {"benign": [1, 2]})
+    write_png(root / "benign" / "benign (01).png", np.full((21, 27), 7, np.uint8))
+    with pytest.raises(DataError) as info:
+        scan_busi(root)
+    assert info.value.problems == [f"{root / 'benign' / 'benign (1).png'}: a second image of case 'benign (1)' "
+                                   f"(the first is benign (01).png); expected one image per case number"]
+
+
 def test_scan_missing_class_folder(tmp_path, make_synthetic_busi):
     make_synthetic_busi(tmp_path, {"benign": [1]})
     shutil.rmtree(tmp_path / "normal")

@@ -148,8 +148,8 @@ def scan_busi(root: str | Path) -> list[BusiCase]:
         The cases sorted by ``(label, n)``.
 
     Raises:
-        DataError: Listing every problem: missing class folders, unexpected file names, images without
-            masks, masks without images.
+        DataError: Listing every problem: missing class folders, unexpected file names, two images of one case
+            number (``benign (1).png`` and ``benign (01).png``), images without masks, masks without images.
     """
     root = Path(root)
     problems: list[str] = []
@@ -172,6 +172,9 @@ def scan_busi(root: str | Path) -> list[BusiCase]:
             name = f"{label} ({int(m['n'])})"
             if m["mask"]:
                 masks.setdefault(name, []).append((int(m["k"] or 0), f))
+            elif name in images:  # "benign (01).png" beside "benign (1).png": one case, two images
+                problems.append(f"{f}: a second image of case {name!r} (the first is {images[name][2].name}); "
+                                f"expected one image per case number")
             else:
                 images[name] = (label, int(m["n"]), f)
     for name in sorted(set(images) - set(masks)):
