@@ -31,7 +31,8 @@ CM_UNITS = 3
 
 def decode_dicom(src: Path | bytes, label: str, max_pixels: int, frame: int | None = None) -> _Decoded:
     """Decode a DICOM file (``src`` a path) or upload (``src`` its bytes) by the rules of
-    :mod:`breastdx.data.images`: the modality LUT, the first window when given, MONOCHROME1 inverted.
+    :mod:`breastdx.data.images`: greyscale by :func:`grey_display` (the modality LUT, the first VOI LUT or else the
+    first window), MONOCHROME1 inverted.
 
     A multi-frame file (an ultrasound cine loop, NumberOfFrames > 1) gives its frame ``frame`` (1-based; default
     the first), decoded alone, and says so in ``frame`` (``(frame, number of frames)``). The spacing is that of
@@ -104,16 +105,8 @@ def _decode_dicom(src: Path | bytes, label: str, max_pixels: int, frame: int | N
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         if arr.ndim != 2:
             raise ImageReadError(f"{label}: {photometric} pixel data of shape {arr.shape}; expected (rows, columns).")
-        from pydicom.pixels import apply_modality_lut
-
-        values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
-        window = _dicom_window(ds)
-        # 8-bit values kept as stored where the modality LUT leaves them as they are (none, or RescaleSlope 1 and
-        # RescaleIntercept 0 as many exporters write); a LUT that changes them makes them wide (rescaled or windowed)
-        eight_bit = arr.dtype == np.uint8 and window is None and np.array_equal(values, arr)
-        if eight_bit:
-            values = arr.astype(np.uint8)
-        return _Decoded(values, "DICOM", photometric, wide=not eight_bit, alpha=False, window=window,
+        values, window = grey_display(arr, ds, label)
+        return _Decoded(values, "DICOM", photometric, wide=window is not None, alpha=False, window=window,
                         invert=photometric == "MONOCHROME1", **extra)
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
@@ -341,21 +334,79 @@ def _region_spacing(ds: Any) -> tuple[tuple[float, float] | None, str]:
                   f"disagree on the pixel spacing (row x column: {listed})")
 
 
-def _dicom_window(ds) -> tuple[float, float, str] | None:
-    if "WindowCenter" not in ds or "WindowWidth" not in ds:
-        return None
+def grey_display(arr: np.ndarray, ds: Any, label: str = "DICOM") -> tuple[np.ndarray, tuple[float, float, str] | None]:
+    """A MONOCHROME1/2 image's values and the window that maps them to 8 bits, by DICOM's greyscale pipeline.
 
-    def first(v) -> float:
+    1. The modality LUT (RescaleSlope/Intercept or Modality LUT Sequence; PS3.3 C.11.1), by pydicom.
+    2. The VOI transform (PS3.3 C.11.2), by pydicom, whose rule is followed: the first item of the VOI LUT Sequence
+       (0028,3010) when there is one (``apply_voi``), else the first WindowCenter/WindowWidth (``apply_windowing``:
+       LINEAR, LINEAR_EXACT or SIGMOID by VOILUTFunction), else none. The LUT's inputs are the modality values
+       rounded and clipped to its entries (C.11.2.1.1: below the first entry the first, past the last the last).
+       A LUT or window pydicom cannot apply (malformed, or an entry depth other than 8 or 10-16 bits) is passed over
+       with a warning naming the file, for the window or the stretch.
+    3. One normalisation for all: the VOI output range (a LUT's 0 to 2^bits - 1, bits its LUTDescriptor's third
+       value; a window's output range as pydicom gives it) is returned as a LINEAR_EXACT window (C.11.2.1.3.2) that
+       :mod:`breastdx.data.images` maps to 0-255. Without a VOI the range is the image's own min and max (a constant
+       image gives 0), and 8-bit stored values that the modality LUT leaves as they are are kept (window None).
+    4. Non-finite values (float pixel data) are shown as the bottom of the range.
+
+    Args:
+        arr: Stored pixel values, shape ``(rows, columns)``, as pydicom decodes them (sign-extended).
+        ds: The pydicom dataset.
+        label: The file's name for log messages (no header value is logged).
+
+    Returns:
+        ``(values, window)``: float64 ``(rows, columns)`` values and ``(centre, width, "LINEAR_EXACT")``, or
+        ``uint8`` values (before any MONOCHROME1 inversion) and None.
+
+    References:
+        DICOM PS3.3 C.11.1 (Modality LUT), C.11.2 (VOI LUT).
+    """
+    from pydicom.pixels import apply_modality_lut
+
+    values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+    voi = _voi(values, ds, label)
+    if voi is None and arr.dtype == np.uint8 and np.array_equal(values, arr):
+        return arr.astype(np.uint8), None
+    if voi is None:
+        kept = values[np.isfinite(values)]
+        lo, hi = (float(kept.min()), float(kept.max())) if kept.size else (0.0, 0.0)
+        out, hi = values, (hi if hi > lo else lo + 1.0)  # a constant image: all at the bottom
+    else:
+        out, lo, hi = voi
+    unseen = ~np.isfinite(out)
+    if unseen.any():  # in place: no second float copy of a large image
+        out[unseen] = lo
+    return out, ((lo + hi) / 2.0, hi - lo, "LINEAR_EXACT")
+
+
+def _voi(values: np.ndarray, ds: Any, label: str) -> tuple[np.ndarray, float, float] | None:
+    """The VOI transform of :func:`grey_display` applied to the modality values by pydicom: ``(output, bottom,
+    top)``, the output's range being ``bottom`` (shown darkest) to ``top``; None without a VOI that applies."""
+    from pydicom.pixels import apply_voi, apply_windowing
+
+    if ds.get("VOILUTSequence"):
         try:
-            return float(v[0])
-        except TypeError:
-            return float(v)
-
-    try:
-        center, width = first(ds.WindowCenter), first(ds.WindowWidth)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if width <= 0:
-        return None
-    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-    return center, width, function
+            entries, first, bits = (int(v) for v in ds.VOILUTSequence[0].LUTDescriptor)
+            entries = entries or 2**16  # PS3.3 C.11.2.1.1: 0 means 65536 entries
+            # rounded and clipped here: pydicom 3.0 puts input - first in an array of the LUT's own dtype, where an
+            # input past a LUT of 8-bit entries would wrap around (first + 256 -> entry 0) instead of clipping
+            index = np.clip(np.rint(values), first, first + entries - 1).astype(np.int64)
+            return np.asarray(apply_voi(index, ds, 0), dtype=np.float64), 0.0, float(2**bits - 1)
+        except Exception as err:  # noqa: BLE001 - malformed, or a depth pydicom refuses: passed over, said
+            logger.warning("%s: its VOI LUT Sequence (0028,3010) cannot be applied (%s; expected a LUTDescriptor of "
+                           "3 values, 8 or 10-16 bits per entry and as many LUTData values as entries); the window "
+                           "or the min-max stretch is used instead", label, type(err).__name__)
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        try:
+            with np.errstate(over="ignore"):  # SIGMOID's exp far from the centre: 0 or inf, as wanted
+                out = apply_windowing(values, ds, 0)
+                bottom, top = apply_windowing(np.array([-np.inf, np.inf]), ds, 0)  # the output range pydicom uses
+            if not (math.isfinite(bottom) and math.isfinite(top) and bottom != top):
+                raise ValueError("no output range")
+            return np.asarray(out, dtype=np.float64), float(bottom), float(top)
+        except Exception as err:  # noqa: BLE001 - a malformed window: passed over, said
+            logger.warning("%s: its window (WindowCenter/WindowWidth, 0028,1050/1051) cannot be applied (%s; expected "
+                           "numbers, a width >= 1 (LINEAR) or > 0, and VOILUTFunction LINEAR, LINEAR_EXACT or "
+                           "SIGMOID); the min-max stretch is used instead", label, type(err).__name__)
+    return None

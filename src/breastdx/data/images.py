@@ -10,10 +10,11 @@ Every image comes back as ``uint8``, either gray ``(H, W)`` or RGB ``(H, W, 3)``
   are converted to RGB by Pillow.
 * **Wider data** (Pillow modes ``I;16``, ``I;16B``, ``I``, ``F``; 16-bit DICOM) are rescaled linearly from
   the image's own minimum and maximum to [0, 255] and rounded: ``round(255 * (v - min) / (max - min))``
-  (a constant image becomes all 0). DICOM first applies the modality LUT (RescaleSlope/Intercept); when
-  the file has a window (WindowCenter/WindowWidth, the first one if several) that window is used instead
-  of the min-max rule (DICOM PS3.3 C.11.2.1.2, LINEAR or SIGMOID). MONOCHROME1 is inverted, so that
-  high values are always bright.
+  (a constant image becomes all 0). DICOM (:func:`breastdx.data.dicom_pixels.grey_display`) first applies the
+  modality LUT (RescaleSlope/Intercept), then, by pydicom's rule, the first VOI LUT (0028,3010) or else the first
+  window (WindowCenter/WindowWidth; LINEAR, LINEAR_EXACT or SIGMOID), whose output range, not the image's min and
+  max, is mapped to [0, 255] (DICOM PS3.3 C.11.2). MONOCHROME1 is inverted, so that high values are always
+  bright.
 * **Transparency** (``RGBA``, ``LA``, ``PA``, palettes with a transparent entry) is removed by compositing
   on the background of the modality: on black for gray images (ultrasound), ``round(colour * alpha / 255)``, and
   on white for colour images (H&E: the glass; whole-slide readers such as OpenSlide answer transparent pixels
@@ -536,15 +537,11 @@ def rescale_to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 def _apply_window(values: np.ndarray, window: tuple[float, float, str]) -> np.ndarray:
-    c, w, function = window
-    if function == "SIGMOID":
-        y = 255.0 / (1.0 + np.exp(-4.0 * (values - c) / w))
-    elif function == "LINEAR_EXACT":
-        y = (values - (c - w / 2.0)) / w * 255.0
-    else:  # LINEAR (PS3.3 C.11.2.1.2.1)
-        if w < 1:
-            w = 1.0
-        y = ((values - (c - 0.5)) / max(w - 1.0, 1e-12) + 0.5) * 255.0
+    """``values`` through a LINEAR_EXACT window ``(centre, width, _)`` (PS3.3 C.11.2.1.3.2), ``centre - width / 2``
+    to 0 and ``centre + width / 2`` to 255, rounded and clipped: the one normalisation of a DICOM VOI LUT's,
+    window's or stretch's output range (:func:`breastdx.data.dicom_pixels.grey_display`)."""
+    c, w, _ = window
+    y = (values - (c - w / 2.0)) / w * 255.0
     return np.clip(np.round(y), 0, 255).astype(np.uint8)
 
 
