@@ -1,5 +1,5 @@
-"""DICOM greyscale display: the VOI LUT Sequence (PS3.3 C.11.2.1.1) and windows (C.11.2.1.2), on small
-synthetic files built with pydicom."""
+"""DICOM greyscale display: the VOI LUT Sequence (PS3.3 C.11.2.1.1), windows (C.11.2.1.2) and pixel padding
+(PixelPaddingValue / PixelPaddingRangeLimit, PS3.3 C.7.5.1.1.2), on small synthetic files built with pydicom."""
 
 from __future__ import annotations
 
@@ -94,3 +94,48 @@ def test_a_malformed_voi_lut_falls_back_to_the_window(tmp_path, write, caplog):
     rec = read_image(write(tmp_path / "bad.dcm", a, voi_luts=[((2, 0, 9), (0, 511))], window=(2000, 1001)))
     assert rec.array.tolist() == [[0, 0, 64, 128, 255, 255]]
     assert "VOI LUT" in caplog.text and "bad.dcm" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------------ padding
+
+
+def test_signed_padding_does_not_set_the_minimum_of_the_stretch(tmp_path, write):
+    a = np.array([[-2000, -2000, 0], [100, 200, -2000]])
+    rec = read_image(write(tmp_path / "pad.dcm", a, signed=True, bits_stored=16, padding=-2000))
+    # min-max over {0, 100, 200}; padding is black
+    assert rec.array.tolist() == [[0, 0, 0], [128, 255, 0]]
+
+
+def test_a_padding_range_is_padding_from_either_end(tmp_path, write):
+    # PixelPaddingValue -1000 and PixelPaddingRangeLimit -3000: every stored value in [-3000, -1000] is padding
+    a = np.array([[-3000, -1500, -1000, -999], [-499, 1, 1, 1]])
+    rec = read_image(write(tmp_path / "range.dcm", a, signed=True, bits_stored=16, padding=-1000,
+                            padding_limit=-3000))
+    # min-max over -999..1: -499 -> 127.5 -> 128
+    assert rec.array.tolist() == [[0, 0, 0, 0], [128, 255, 255, 255]]
+
+
+def test_padding_is_black_under_monochrome1_and_under_a_window(tmp_path, write):
+    # MONOCHROME1: high stored values are dark; padding 4095 (the darkest, C.7.5.1.1.2) stays black, and the stretch
+    # runs over 0..200 only
+    a = np.array([[4095, 0, 100, 200]])
+    rec = read_image(write(tmp_path / "m1.dcm", a, photometric="MONOCHROME1", padding=4095))
+    assert rec.array.tolist() == [[0, 255, 127, 0]]
+    # a window: padding (stored 0, -5 after the rescale) inside the window (LINEAR, centre 0, width 11: -5 -> 13,
+    # 0 -> 140) is black all the same
+    a = np.array([[0, 0, 5, 10]])
+    rec = read_image(write(tmp_path / "w.dcm", a, padding=0, window=(0, 11), rescale=(1, -5)))
+    assert rec.array.tolist() == [[0, 0, 140, 255]]
+
+
+def test_padding_is_matched_on_stored_values_before_the_modality_lut(tmp_path, write):
+    a = np.array([[0, 10, 20, 30]])
+    rec = read_image(write(tmp_path / "r.dcm", a, padding=0, rescale=(2, -1024)))
+    assert rec.array.tolist() == [[0, 0, 128, 255]]
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_an_image_of_padding_only_is_black(tmp_path, write, photometric):
+    a = np.full((2, 3), 7)
+    rec = read_image(write(tmp_path / "all.dcm", a, photometric=photometric, padding=7))
+    assert rec.array.tolist() == [[0] * 3] * 2

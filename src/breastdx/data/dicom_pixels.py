@@ -32,7 +32,7 @@ CM_UNITS = 3
 def decode_dicom(src: Path | bytes, label: str, max_pixels: int, frame: int | None = None) -> _Decoded:
     """Decode a DICOM file (``src`` a path) or upload (``src`` its bytes) by the rules of
     :mod:`breastdx.data.images`: greyscale by :func:`grey_display` (the modality LUT, the first VOI LUT or else the
-    first window), MONOCHROME1 inverted.
+    first window, padding shown black), MONOCHROME1 inverted.
 
     A multi-frame file (an ultrasound cine loop, NumberOfFrames > 1) gives its frame ``frame`` (1-based; default
     the first), decoded alone, and says so in ``frame`` (``(frame, number of frames)``). The spacing is that of
@@ -348,7 +348,11 @@ def grey_display(arr: np.ndarray, ds: Any, label: str = "DICOM") -> tuple[np.nda
        value; a window's output range as pydicom gives it) is returned as a LINEAR_EXACT window (C.11.2.1.3.2) that
        :mod:`breastdx.data.images` maps to 0-255. Without a VOI the range is the image's own min and max (a constant
        image gives 0), and 8-bit stored values that the modality LUT leaves as they are are kept (window None).
-    4. Non-finite values (float pixel data) are shown as the bottom of the range.
+    4. Padding (PixelPaddingValue (0028,0120), and every stored value from it to PixelPaddingRangeLimit (0028,0121)
+       inclusive; PS3.3 C.7.5.1.1.2) is matched on the stored values, takes no part in the min and max, and is shown
+       black, the darkest displayed value: the bottom of the range for MONOCHROME2, its top for MONOCHROME1 (which
+       :mod:`~breastdx.data.images` inverts), 0 after the inversion in both. Non-finite values (float pixel data)
+       are shown as the bottom of the range.
 
     Args:
         arr: Stored pixel values, shape ``(rows, columns)``, as pydicom decodes them (sign-extended).
@@ -360,16 +364,22 @@ def grey_display(arr: np.ndarray, ds: Any, label: str = "DICOM") -> tuple[np.nda
         ``uint8`` values (before any MONOCHROME1 inversion) and None.
 
     References:
-        DICOM PS3.3 C.11.1 (Modality LUT), C.11.2 (VOI LUT).
+        DICOM PS3.3 C.7.5.1.1.2 (Pixel Padding), C.11.1 (Modality LUT), C.11.2 (VOI LUT).
     """
     from pydicom.pixels import apply_modality_lut
 
+    monochrome1 = str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
     values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+    padding = _padding(arr, ds, label)
     voi = _voi(values, ds, label)
     if voi is None and arr.dtype == np.uint8 and np.array_equal(values, arr):
-        return arr.astype(np.uint8), None
+        eight = arr.astype(np.uint8)  # a copy: the stored values, padding made black
+        if padding is not None:
+            eight[padding] = 255 if monochrome1 else 0
+        return eight, None
     if voi is None:
-        kept = values[np.isfinite(values)]
+        kept = values if padding is None else values[~padding]
+        kept = kept[np.isfinite(kept)]
         lo, hi = (float(kept.min()), float(kept.max())) if kept.size else (0.0, 0.0)
         out, hi = values, (hi if hi > lo else lo + 1.0)  # a constant image: all at the bottom
     else:
@@ -377,6 +387,8 @@ def grey_display(arr: np.ndarray, ds: Any, label: str = "DICOM") -> tuple[np.nda
     unseen = ~np.isfinite(out)
     if unseen.any():  # in place: no second float copy of a large image
         out[unseen] = lo
+    if padding is not None:
+        out[padding] = hi if monochrome1 else lo
     return out, ((lo + hi) / 2.0, hi - lo, "LINEAR_EXACT")
 
 
@@ -410,3 +422,31 @@ def _voi(values: np.ndarray, ds: Any, label: str) -> tuple[np.ndarray, float, fl
                            "numbers, a width >= 1 (LINEAR) or > 0, and VOILUTFunction LINEAR, LINEAR_EXACT or "
                            "SIGMOID); the min-max stretch is used instead", label, type(err).__name__)
     return None
+
+
+def _padding(arr: np.ndarray, ds: Any, label: str) -> np.ndarray | None:
+    """Where the stored values are padding (PS3.3 C.7.5.1.1.2): equal to PixelPaddingValue, or from it to
+    PixelPaddingRangeLimit inclusive (either end may be the lower); None when the file declares none or no pixel is
+    padding. A value written as unsigned (VR US) for signed pixels is read as its two's complement."""
+    if "PixelPaddingValue" not in ds:
+        return None
+    try:
+        ends = [_stored(ds.PixelPaddingValue, ds)]
+        if "PixelPaddingRangeLimit" in ds:
+            ends.append(_stored(ds.PixelPaddingRangeLimit, ds))
+    except (TypeError, ValueError, AttributeError):
+        logger.warning("%s: ignoring a malformed PixelPaddingValue/PixelPaddingRangeLimit (expected one integer "
+                       "each); padding, if any, takes part in the stretch", label)
+        return None
+    mask = (arr >= min(ends)) & (arr <= max(ends))
+    return mask if mask.any() else None
+
+
+def _stored(value: Any, ds: Any) -> int:
+    """A padding value as a stored pixel value: signed pixels (PixelRepresentation 1) read a US value of
+    BitsAllocated bits as two's complement."""
+    v = int(value)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    if int(ds.get("PixelRepresentation", 0)) == 1 and 2 ** (bits - 1) <= v < 2**bits:
+        v -= 2**bits
+    return v

@@ -13,8 +13,9 @@ Every image comes back as ``uint8``, either gray ``(H, W)`` or RGB ``(H, W, 3)``
   (a constant image becomes all 0). DICOM (:func:`breastdx.data.dicom_pixels.grey_display`) first applies the
   modality LUT (RescaleSlope/Intercept), then, by pydicom's rule, the first VOI LUT (0028,3010) or else the first
   window (WindowCenter/WindowWidth; LINEAR, LINEAR_EXACT or SIGMOID), whose output range, not the image's min and
-  max, is mapped to [0, 255] (DICOM PS3.3 C.11.2). MONOCHROME1 is inverted, so that high values are always
-  bright.
+  max, is mapped to [0, 255] (DICOM PS3.3 C.11.2). Padding pixels (PixelPaddingValue, PixelPaddingRangeLimit;
+  PS3.3 C.7.5.1.1.2) take no part in the min and max and are black. MONOCHROME1 is inverted, so that high values
+  are always bright.
 * **Transparency** (``RGBA``, ``LA``, ``PA``, palettes with a transparent entry) is removed by compositing
   on the background of the modality: on black for gray images (ultrasound), ``round(colour * alpha / 255)``, and
   on white for colour images (H&E: the glass; whole-slide readers such as OpenSlide answer transparent pixels
