@@ -121,3 +121,47 @@ def test_a_word_as_threshold_names_the_file_and_the_key(tmp_path, name):
     with pytest.raises(ModelFolderError, match=rf"{folder / 'meta.json'}: field 'threshold' must be a number in "
                                                rf"\[0, 1\] or null. Got 'high' instead."):
         load_predictor(folder, batch_size=1, backend="torch")
+
+
+@pytest.fixture
+def edited_model(tmp_path):
+    """``edited_model(name, **fields)``: a copy of the shipped model ``name`` whose meta.json has ``fields`` set (a
+    value of ``...`` removes the field); skips when the model is not shipped."""
+    import shutil
+
+    def edit(name, **fields):
+        if not (ZOO / name / "meta.json").is_file():
+            pytest.skip(f"no shipped {name} model")
+        folder = shutil.copytree(ZOO / name, tmp_path / name)
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        meta.update(fields)
+        meta = {k: v for k, v in meta.items() if v is not ...}
+        (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        return folder
+    return edit
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"temperature": 0}, r"field 'temperature' must be a number > 0 .* Got 0 instead"),
+    ({"temperature": -1.5}, r"field 'temperature' must be a number > 0 .* Got -1.5 instead"),
+    ({"temperature": "1.2"}, r"field 'temperature' must be a number > 0 .* Got '1.2' instead"),
+    ({"preprocessing": None}, r"field 'preprocessing' must be a JSON object.* Got None instead"),
+    ({"preprocessing": {"image_size": 96, "mode": "bgr"}}, r"field 'preprocessing': .*mode must be 'gray' or 'rgb'"),
+    ({"preprocessing": {"image_size": "96", "mode": "rgb"}}, r"field 'preprocessing': image_size must be an integer"),
+    ({"inference": None}, r"field 'inference' must be a JSON object.* Got None instead"),
+    ({"inference": {"validated_dtypes": "bfloat16"}}, r"field 'inference': validated_dtypes must be a list"),
+    ({"gradcam": None}, r"field 'gradcam' must be a JSON object"),
+    ({"ood": {"threshold": 0.05, "bank_file": "ood_features.safetensors"}}, r"field 'ood': .*'k'"),
+])
+def test_an_odd_classifier_field_names_the_file_and_the_field(edited_model, change, message):
+    """An odd value in a classifier's meta.json is a ModelFolderError naming the file and the field, not a TypeError or
+    AttributeError at load time, nor (temperature 0 or below) probabilities divided by zero or turned round."""
+    folder = edited_model("pcam", **change)
+    with pytest.raises(ModelFolderError, match=rf"^{folder / 'meta.json'}: {message}"):
+        load_predictor(folder, batch_size=1, backend="torch")
+
+
+@pytest.mark.parametrize("value", [None, ...])
+def test_a_null_or_absent_temperature_is_no_temperature_scaling(edited_model, value):
+    folder = edited_model("pcam", temperature=value)
+    assert load_predictor(folder, batch_size=1, backend="torch").temperature == 1.0

@@ -107,6 +107,25 @@ class Predictor:
         return list(self.meta.class_names)
 
 
+def checked_preprocessing(meta: ModelMeta) -> Any:
+    """The :class:`breastdx.data.transforms.Preprocessing` of an image model's ``meta.json``.
+
+    Raises:
+        ModelFolderError: If ``preprocessing`` is not a JSON object, ``image_size`` is not an integer, or a value is
+            not supported; the message names the file and the field.
+    """
+    from breastdx.data.transforms import Preprocessing
+
+    data = meta.section("preprocessing")
+    try:
+        size = data.get("image_size", Preprocessing.image_size)
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise ValueError(f"image_size must be an integer number of pixels, got {size!r}.")
+        return Preprocessing.from_meta(dict(data))
+    except (TypeError, ValueError) as e:
+        raise ModelFolderError(f"{meta.source}: field 'preprocessing': {e}") from None
+
+
 class ImagePredictor(Predictor):
     """What the image predictors share: preprocessing, test-time augmentation, the network runner and the
     read-ahead :meth:`predict_files`.
@@ -126,7 +145,9 @@ class ImagePredictor(Predictor):
         onnx_dir: Folder of cached ONNX graphs (default ``~/.cache/breastdx/onnx``).
 
     Raises:
-        ModelFolderError: If ``meta`` lacks the preprocessing or names an unknown dtype or TTA mode.
+        ModelFolderError: If ``meta`` lacks the preprocessing, a field that must be a JSON object
+            (``preprocessing``, ``inference``) is not one, or it names an unsupported preprocessing, an unknown dtype
+            or TTA mode; the message names the file and the field.
         ValueError: If ``batch_size`` < 1, ``dtype`` is not ``auto``, ``float32`` or ``bfloat16``, or ``backend``
             is unknown.
     """
@@ -139,17 +160,20 @@ class ImagePredictor(Predictor):
     def __init__(self, network: nn.Module | None, meta: ModelMeta | Mapping[str, Any], *, batch_size: int = 16,
                  device: str | torch.device = "cpu", dtype: str | None = "auto", tta: str | None = None,
                  model_dir: Path | None = None, backend: str = "auto", onnx_dir: Path | None = None) -> None:
-        from breastdx.data.transforms import Preprocessing
         from breastdx.runtime import validated_dtypes
 
         self.meta = as_meta(meta)
         self.meta.require(("preprocessing",), f"a {self.kind} model")
-        self.preprocessing = Preprocessing.from_meta(self.meta["preprocessing"])
+        self.preprocessing = checked_preprocessing(self.meta)
+        inference = self.meta.section("inference")
+        if not isinstance(inference.get("validated_dtypes", []), list):
+            raise ModelFolderError(f"{self.meta.source}: field 'inference': validated_dtypes must be a list of dtype "
+                                   f"names. Got {inference['validated_dtypes']!r} instead.")
         unknown = [d for d in validated_dtypes(self.meta) if d not in INFERENCE_DTYPES]
         if unknown:
             raise ModelFolderError(f"{self.meta.source}: unknown inference dtype {unknown[0]!r}; expected one of "
                                    f"{', '.join(INFERENCE_DTYPES)}.")
-        self.tta = tta or self.meta.get("inference", {}).get("tta", "none")
+        self.tta = tta or inference.get("tta", "none")
         if self.tta not in TTA_MODES:
             raise ModelFolderError(f"Unknown test-time augmentation {self.tta!r}; expected one of "
                                    f"{', '.join(TTA_MODES)}.")

@@ -115,7 +115,8 @@ class ClassificationPredictor(ImagePredictor):
 
     Raises:
         ModelFolderError: If ``meta`` lacks the preprocessing, names an unknown TTA mode, or its positive
-            class is not one of its classes, or its out-of-distribution bank cannot be read.
+            class is not one of its classes, its ``gradcam`` or ``ood`` field is not a JSON object, or its
+            out-of-distribution record or bank cannot be read.
         ValueError: If an option is invalid, or ``conformal_level`` is not a level the model folder stores.
     """
 
@@ -132,9 +133,9 @@ class ClassificationPredictor(ImagePredictor):
         from breastdx.evaluation.classification import positive_columns
 
         self.positive_columns = positive_columns(self.meta.class_names, self.positive)
-        self.temperature = float(self.meta.get("temperature", 1.0))
+        self.temperature = float(self.meta.get("temperature") or 1.0)  # checked > 0 by ModelMeta; null: none fitted
         self.threshold = self.meta.threshold
-        gc = self.meta.get("gradcam", {})
+        gc = self.meta.section("gradcam")
         self.gradcam_method = gradcam_method or gc.get("method", "gradcam")
         self.gradcam_layer = gc.get("layer")
         self.normalizer = normalizer
@@ -156,9 +157,9 @@ class ClassificationPredictor(ImagePredictor):
             from breastdx.inference.ood import OodScorer
 
             try:
-                self.ood = OodScorer.from_dir(Path(model_dir), self.meta["ood"])
+                self.ood = OodScorer.from_dir(Path(model_dir), dict(self.meta.section("ood")))
             except ValueError as e:
-                raise ModelFolderError(str(e)) from None
+                raise ModelFolderError(f"{self.meta.source}: field 'ood': {e}") from None
 
     def use_fusion(self, fusion: Any) -> None:
         """Fuse this whole-image model's probabilities with a lesion-crop model's in :meth:`predict` and

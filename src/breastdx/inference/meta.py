@@ -117,6 +117,11 @@ class ModelMeta(Mapping[str, Any]):
                 raise ModelFolderError(f"{src}: field 'threshold' must be a number in [0, 1] or null. "
                                        f"Got {threshold!r} instead.")
             threshold = float(threshold)
+        temperature = data.get("temperature")  # read by the classifiers; checked here, as the threshold is
+        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                        or not 0 < temperature < float("inf")):
+            raise ModelFolderError(f"{src}: field 'temperature' must be a number > 0 (probabilities are "
+                                   f"softmax(logits / temperature)) or null. Got {temperature!r} instead.")
         kind = infer_kind(data)
         if kind not in MODEL_KINDS:
             raise ModelFolderError(f"{src}: field 'kind' must be one of {', '.join(MODEL_KINDS)}. Got {kind!r} instead.")
@@ -153,6 +158,19 @@ class ModelMeta(Mapping[str, Any]):
         missing = [k for k in keys if k not in self.data]
         if missing:
             raise ModelFolderError(f"{self.source}: missing field(s) {', '.join(repr(k) for k in missing)} of {what}.")
+
+    def section(self, key: str) -> Mapping[str, Any]:
+        """The field ``key`` where it must be a JSON object (``preprocessing``, ``inference``, ``gradcam``, ``ood``,
+        ...): its value, or ``{}`` when the file has no such field.
+
+        Raises:
+            ModelFolderError: If the value is not a JSON object (null, a list, a number, text); the message names the
+                file, the field and the value found.
+        """
+        value = self.data.get(key, {})
+        if not isinstance(value, Mapping):
+            raise ModelFolderError(f"{self.source}: field {key!r} must be a JSON object. Got {value!r} instead.")
+        return value
 
     # ----------------------------------------------------------------------------------------- mapping
     def __getitem__(self, key: str) -> Any:

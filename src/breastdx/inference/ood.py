@@ -154,12 +154,16 @@ class OodScorer:
         bank: The normalised bank, float ``(n, F)``.
 
     Raises:
-        ValueError: If ``k`` exceeds the bank.
+        ValueError: If the record lacks ``k`` or ``threshold``, or ``k`` exceeds the bank.
     """
 
     def __init__(self, record: dict[str, Any], bank: np.ndarray) -> None:
         self.record, self.bank = record, bank
-        self.k, self.threshold = int(record["k"]), float(record["threshold"])
+        try:
+            self.k, self.threshold = int(record["k"]), float(record["threshold"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"the out-of-distribution record needs 'k' (an integer) and 'threshold' (a number); "
+                             f"{type(e).__name__}: {e}.") from None
         if not 1 <= self.k <= len(bank):
             raise ValueError(f"the out-of-distribution record's k ({self.k}) does not fit its bank of {len(bank)}.")
 
