@@ -40,6 +40,34 @@ def test_patches_are_reproducible_and_augmented():
     assert PatchAugment().hed_sigma > 0
 
 
+def _epochs(workers: int, n_epochs: int = 3) -> list[torch.Tensor]:
+    rng = np.random.default_rng(0)
+    ds = NucleusPatches([rng.integers(0, 256, (45, 47, 3), dtype=np.uint8)], [np.zeros((45, 47), np.uint8)],
+                        size=16, n=8, augment=None, seed=0)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, shuffle=False, num_workers=workers,
+                                         persistent_workers=workers > 0)
+    return [torch.cat([b["image"] for b in loader]) for _ in range(n_epochs)]
+
+
+def test_every_epoch_draws_fresh_patches_with_loader_workers_too():
+    """Each worker counts only its own draws: with 2 workers, epochs 0 and 1 drew the same patches (and with
+    ``W`` workers, ``W`` epochs in a row). In one process item ``i`` of epoch ``e`` keeps its draw."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (45, 47, 3), dtype=np.uint8)
+    single = _epochs(0)
+    key = np.random.default_rng([0, 1, 3])  # seed 0, epoch 1, item 3: the draw of one process, unchanged
+    k, r, c = int(key.integers(1)), int(key.integers(0, 45 - 16 + 1)), int(key.integers(0, 47 - 16 + 1))
+    rot, flip = int(key.integers(4)), bool(key.integers(2))
+    patch = np.rot90(image[r:r + 16, c:c + 16], rot)
+    torch.testing.assert_close(single[1][3], torch.from_numpy(np.ascontiguousarray(
+        patch[:, ::-1] if flip else patch).transpose(2, 0, 1)).float() / 255)
+    workers = _epochs(2)
+    for epochs in (single, workers):
+        assert not any(torch.equal(epochs[a], epochs[b]) for a, b in ((0, 1), (1, 2), (0, 2)))
+    for a, b in zip(workers, _epochs(2)):  # the same from run to run with the same number of workers
+        assert torch.equal(a, b)
+
+
 def test_crops():
     images = [np.full((20, 30, 3), 255, np.uint8)]
     targets = [np.ones((20, 30), np.uint8)]

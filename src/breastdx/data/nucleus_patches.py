@@ -126,7 +126,8 @@ class NucleusPatches(torch.utils.data.Dataset):
         n: Items per epoch.
         rows: ``(first, stop)`` rows of each tile patches may come from (the rest is held out), or None for all.
         augment: The augmentation, or None.
-        seed: Seed of positions and augmentation (item ``i`` of epoch ``e`` is reproducible).
+        seed: Seed of positions and augmentation (item ``i`` of epoch ``e`` is reproducible; with data-loader
+            workers, each epoch is a fresh draw, the same from run to run with the same number of workers).
         distances: Distance maps (:func:`nucleus_distance`), float32 ``(H, W)`` each, cut, turned and resized with
             the class maps; or None.
 
@@ -166,12 +167,22 @@ class NucleusPatches(torch.utils.data.Dataset):
         """Go on from :meth:`resume_state` (a resumed training)."""
         self._calls = int(state["calls"])
 
+    def _draw_key(self, i: int) -> list[int]:
+        """The seed of item ``i``'s draw: ``[seed, epoch, i]`` in the main process, where the count of draws gives
+        the epoch. A data-loader worker counts only its own share of the draws (a copy of the dataset each), so
+        that count gave the same epoch, hence the same patches, for ``num_workers`` epochs in a row; a worker's
+        draw is keyed by the worker and its own count instead: fresh every time, and the same from run to run
+        with the same number of workers (batches go to the workers in turn)."""
+        worker = torch.utils.data.get_worker_info()
+        if worker is None:
+            return [self.seed, self._calls // self.n, i]
+        return [self.seed, 1 << 20, worker.num_workers, worker.id, self._calls]
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         from breastdx.data.stain import HEDJitter
 
-        epoch = self._calls // self.n  # a fresh draw each epoch, reproducible from the seed
+        rng = np.random.default_rng(self._draw_key(i))
         self._calls += 1
-        rng = np.random.default_rng([self.seed, epoch, i])
         k = int(rng.integers(len(self.images)))
         im, tg = self.images[k], self.targets[k]
         first, stop = self.rows or (0, im.shape[0])
