@@ -165,3 +165,25 @@ def test_an_odd_classifier_field_names_the_file_and_the_field(edited_model, chan
 def test_a_null_or_absent_temperature_is_no_temperature_scaling(edited_model, value):
     folder = edited_model("pcam", temperature=value)
     assert load_predictor(folder, batch_size=1, backend="torch").temperature == 1.0
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"threshold": 0.3}, r"field 'threshold' \(0.3\) and postprocessing.threshold \(0.5\) differ"),
+    ({"postprocessing": None}, r"field 'postprocessing' must be a JSON object"),
+    ({"postprocessing": {"min_area_fraction": 2}}, r"field 'postprocessing': .*min_area_fraction must be in \[0, 1\)"),
+    ({"threshold": 1.0, "postprocessing": {}}, r"field 'postprocessing': .*threshold must be in \(0, 1\), got 1.0"),
+])
+def test_an_odd_segmenter_field_names_the_file_and_the_field(edited_model, change, message):
+    """busi-seg's mask threshold is meta.json's 'threshold', which the model card, the service's model list and
+    'evaluate' report: a postprocessing.threshold that says otherwise is refused, not silently applied instead."""
+    folder = edited_model("busi-seg", **change)
+    with pytest.raises(ModelFolderError, match=rf"^{folder / 'meta.json'}: {message}"):
+        load_predictor(folder, batch_size=1, backend="torch")
+
+
+@pytest.mark.parametrize("change, expected", [({"threshold": None}, 0.5),
+                                              ({"threshold": 0.4, "postprocessing": {"keep_largest": True}}, 0.4),
+                                              ({"threshold": ..., "postprocessing": {}}, 0.5)])
+def test_the_segmenter_threshold_comes_from_either_field_when_one_is_given(edited_model, change, expected):
+    p = load_predictor(edited_model("busi-seg", **change), batch_size=1, backend="torch")
+    assert p.postprocessing.threshold == expected

@@ -86,6 +86,28 @@ class Postprocessing:
         return lut[labels], int(keep.sum())
 
 
+def checked_postprocessing(meta: Any) -> Postprocessing:
+    """The :class:`Postprocessing` of a segmentation model's ``meta.json``: ``postprocessing``, thresholded at
+    ``threshold`` (what the model card and the service report), else at ``postprocessing.threshold``, else 0.5.
+
+    Raises:
+        ModelFolderError: If ``postprocessing`` is not a JSON object, its threshold differs from ``threshold`` (one
+            of them would be ignored), or a value is out of range; the message names the file and the field.
+    """
+    from breastdx.models.saved import ModelFolderError
+
+    post = dict(meta.section("postprocessing"))
+    given = [t for t in (meta.threshold, post.get("threshold")) if t is not None]
+    if len(given) == 2 and given[0] != given[1]:
+        raise ModelFolderError(f"{meta.source}: field 'threshold' ({given[0]}) and postprocessing.threshold "
+                               f"({given[1]}) differ; a mask has one threshold: make them equal.")
+    post["threshold"] = given[0] if given else 0.5
+    try:
+        return Postprocessing.from_meta(post)
+    except (TypeError, ValueError) as e:
+        raise ModelFolderError(f"{meta.source}: field 'postprocessing': {e}") from None
+
+
 @dataclass
 class SegmentationOutput:
     """The prediction for one image.
@@ -127,12 +149,14 @@ class SegmentationPredictor(ImagePredictor):
             see :class:`~breastdx.inference.base.ImagePredictor`.
 
     Attributes:
-        postprocessing: Threshold (``meta["threshold"]``) and cleaning (``meta["postprocessing"]``).
+        postprocessing: Threshold (``meta["threshold"]``) and cleaning (``meta["postprocessing"]``), see
+            :func:`checked_postprocessing`.
         presence: A :class:`~breastdx.inference.presence.PresenceGate` that empties the mask of an image its
             classifier calls normal, or None (default: the segmenter alone).
 
     Raises:
-        ModelFolderError: If ``meta`` lacks the preprocessing or names an unknown dtype or TTA mode.
+        ModelFolderError: If ``meta`` lacks the preprocessing, names an unknown dtype or TTA mode, or its
+            postprocessing is invalid (:func:`checked_postprocessing`).
         ValueError: If an option is invalid.
     """
 
@@ -141,8 +165,7 @@ class SegmentationPredictor(ImagePredictor):
 
     def __init__(self, network: Any, meta: Any, **options: Any) -> None:
         super().__init__(network, meta, **options)
-        self.postprocessing = Postprocessing.from_meta({"threshold": self.meta.get("threshold", 0.5),
-                                                        **self.meta.get("postprocessing", {})})
+        self.postprocessing = checked_postprocessing(self.meta)
         self.presence: Any = None
 
     def _gated(self, outputs: list[SegmentationOutput], images: Sequence[np.ndarray]) -> list[SegmentationOutput]:
