@@ -139,3 +139,38 @@ def test_an_image_of_padding_only_is_black(tmp_path, write, photometric):
     a = np.full((2, 3), 7)
     rec = read_image(write(tmp_path / "all.dcm", a, photometric=photometric, padding=7))
     assert rec.array.tolist() == [[0] * 3] * 2
+
+
+def test_a_us_padding_value_of_signed_pixels_is_read_as_twos_complement(tmp_path, write):
+    # -2000 written as US 63536 (an exporter's VR for a signed image): the same padding
+    import pydicom
+
+    path = write(tmp_path / "us.dcm", np.array([[-2000, 0, 100, 200]]), signed=True, bits_stored=16)
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x00280120, "US", 63536)
+    ds.save_as(path, enforce_file_format=True)
+    assert read_image(path).array.tolist() == [[0, 0, 128, 255]]
+
+
+# ------------------------------------------------------------------------------------------------ bit depth
+
+
+@pytest.mark.parametrize(("bits", "stored", "shown"), [(1, [0, 1, 1, 0], [0, 255, 255, 0]),
+                                                       (6, [0, 21, 42, 63], [0, 85, 170, 255])])
+def test_stored_values_of_under_8_bits_span_their_range(tmp_path, bits, stored, shown):
+    # a 1-bit image (a drawn mask, a scanned form) read as 0 and 1 would be black; 8 bits kept as stored
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.pixels.utils import pack_bits
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, 4, 1, "MONOCHROME2"
+    ds.BitsAllocated = 1 if bits == 1 else 8
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits - 1, 0
+    a = np.array([stored], dtype=np.uint8)
+    ds.PixelData = pack_bits(a) if bits == 1 else a.tobytes()
+    ds.save_as(tmp_path / "b.dcm", enforce_file_format=True)
+    assert read_image(tmp_path / "b.dcm").array.tolist() == [shown]

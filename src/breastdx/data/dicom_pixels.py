@@ -347,7 +347,8 @@ def grey_display(arr: np.ndarray, ds: Any, label: str = "DICOM") -> tuple[np.nda
     3. One normalisation for all: the VOI output range (a LUT's 0 to 2^bits - 1, bits its LUTDescriptor's third
        value; a window's output range as pydicom gives it) is returned as a LINEAR_EXACT window (C.11.2.1.3.2) that
        :mod:`breastdx.data.images` maps to 0-255. Without a VOI the range is the image's own min and max (a constant
-       image gives 0), and 8-bit stored values that the modality LUT leaves as they are are kept (window None).
+       image gives 0); 8-bit stored values that the modality LUT leaves as they are are kept (window None), and
+       stored values of 1 to 7 bits (BitsStored) so left span their range, 0 to 2^BitsStored - 1 (1-bit: 0, 255).
     4. Padding (PixelPaddingValue (0028,0120), and every stored value from it to PixelPaddingRangeLimit (0028,0121)
        inclusive; PS3.3 C.7.5.1.1.2) is matched on the stored values, takes no part in the min and max, and is shown
        black, the darkest displayed value: the bottom of the range for MONOCHROME2, its top for MONOCHROME1 (which
@@ -373,10 +374,14 @@ def grey_display(arr: np.ndarray, ds: Any, label: str = "DICOM") -> tuple[np.nda
     padding = _padding(arr, ds, label)
     voi = _voi(values, ds, label)
     if voi is None and arr.dtype == np.uint8 and np.array_equal(values, arr):
-        eight = arr.astype(np.uint8)  # a copy: the stored values, padding made black
-        if padding is not None:
-            eight[padding] = 255 if monochrome1 else 0
-        return eight, None
+        bits = int(ds.get("BitsStored", 8) or 8)
+        if bits < 8:  # 1 to 7 bits stored: their range, not 0-255, is the display's (a 1-bit image: 0 and 255)
+            voi = values, 0.0, float(2**bits - 1)
+        else:
+            eight = arr.astype(np.uint8)  # a copy: the stored values, padding made black
+            if padding is not None:
+                eight[padding] = 255 if monochrome1 else 0
+            return eight, None
     if voi is None:
         kept = values if padding is None else values[~padding]
         kept = kept[np.isfinite(kept)]
