@@ -155,8 +155,13 @@ class LesionFusion:
         return fuse(p_whole, self.crop_model.predict_proba(self.cropper.crops(images)), self.whole_weight)
 
     @classmethod
-    def from_model(cls, crop_model: Any) -> "LesionFusion":
+    def from_model(cls, crop_model: Any, **options: Any) -> "LesionFusion":
         """The fusion recorded in a crop model's ``meta.json`` (``fusion``), with the segmenter of its training.
+
+        Args:
+            crop_model: The lesion-crop classifier.
+            **options: Options of the segmenter's predictor (``batch_size``, ``dtype``, ``backend``): those the
+                classifiers were loaded with, so that all three networks run as asked.
 
         Raises:
             ValueError: If the model was not trained on lesion crops or has no ``fusion`` record.
@@ -165,7 +170,7 @@ class LesionFusion:
         if crop_setting(crop_model.meta) is None or not record:
             raise ValueError("This model has no lesion-aware fusion: it must be trained with --lesion-crop and carry "
                              "a 'fusion' record in meta.json.")
-        cropper = LesionCropper.for_classifier(crop_model.meta)
+        cropper = LesionCropper.for_classifier(crop_model.meta, **options)
         return cls(crop_model, cropper, float(record["whole_weight"]), record.get("threshold"))
 
     @classmethod
@@ -176,7 +181,8 @@ class LesionFusion:
         Args:
             whole: The whole-image predictor (its task is the crop model's).
             model_dir: The whole-image model's folder.
-            **options: Options of the crop model's predictor (``batch_size``, ``dtype``, ``backend``).
+            **options: Options of the crop model's and its segmenter's predictors (``batch_size``, ``dtype``,
+                ``backend``).
 
         Raises:
             ValueError: If the crop model cannot be fused (see :meth:`from_model`); the message names its folder.
@@ -187,6 +193,6 @@ class LesionFusion:
         if not (folder / "meta.json").is_file():
             return None
         try:
-            return cls.from_model(load_predictor(folder, task=whole.meta.get("task"), **options))
+            return cls.from_model(load_predictor(folder, task=whole.meta.get("task"), **options), **options)
         except ValueError as e:
             raise ValueError(f"{folder}: {e}") from None
