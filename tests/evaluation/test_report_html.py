@@ -52,3 +52,19 @@ def test_table_cells_are_escaped_unless_marked_as_markup(tmp_path):
     assert "<script>" not in table and "tile&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;x&quot;" in table
     assert '<a href="f.html">f</a>' in table and "Youden&#x27;s J" in table and "0.123" in table
     assert "<th>name &lt;h&gt;</th>" in table
+
+
+def test_names_with_dollar_signs_are_drawn_as_written(tmp_path):
+    """Class, group and model names come from the data (a labels.csv, folder names): a pair of '$' made Matplotlib
+    read the text between as mathtext, so 'cost $5 to $6' was drawn in italics without its dollars and '$$' or
+    '$\\frac{$' stopped the figure with a ValueError. Every text of a report figure is now drawn literally."""
+    from breastdx.evaluation.plots import plot_confusion, plot_reliability, plot_roc_curves
+    from breastdx.evaluation.segmentation_plots import plot_score_distribution
+
+    y, p = np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.2, 0.3])
+    for i, name in enumerate(["$$", "$\\frac{$", "cost $5 to $6"]):
+        plot_confusion(np.eye(2), [name, "b"], tmp_path / f"c{i}.png", title=name)
+        plot_roc_curves({name: (y, p)}, tmp_path / f"r{i}.png", title=name)
+        plot_reliability({name: (y, p)}, tmp_path / f"l{i}.png", title=name)
+        plot_score_distribution({name: [0.1, 0.5]}, tmp_path / f"d{i}.png", "Dice", name)
+        assert all((tmp_path / f"{k}{i}.png").stat().st_size > 0 for k in "crld")

@@ -19,11 +19,18 @@ DPI = 110
 def save_figure(fig: Any, path: Path, title: str | None = None) -> Path:
     """Lay out a Matplotlib figure (under ``title`` when given), write it to ``path`` as PNG at :data:`DPI`, close it.
 
+    Every text of the figure is drawn as written: names from the data ("cost $5 to $6", "$$") are not read as
+    Matplotlib mathtext, which would draw them without their dollar signs or fail with a ValueError.
+
     Returns:
         ``path``.
     """
+    from matplotlib.text import Text
+
     if title is not None:
         fig.suptitle(title)
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
