@@ -134,10 +134,3 @@ def test_a_folder_with_an_unreadable_bank_is_refused(ood_model, tmp_path):
     del meta["ood"]
     (broken / "meta.json").write_text(json.dumps(meta))
     assert ClassificationPredictor.from_dir(broken).ood is None  # no record: no score, as before
-
-
-def test_the_note_names_the_neighbour_in_english_ordinals():
-    from breastdx.inference.ood import _ordinal
-
-    assert [_ordinal(k) for k in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 40, 101, 111)] == [
-        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "40th", "101st", "111th"]

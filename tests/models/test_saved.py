@@ -33,3 +33,15 @@ def test_model_card_counts_the_nearest_training_images_in_words_that_read(tmp_pa
         write_model_card(tmp_path, meta, title="t", summary="s", data="d", evaluation="e", limitations=["l"])
         card = (tmp_path / "MODEL_CARD.md").read_text(encoding="utf-8")
         assert f"to the {said} nearest of 40 training images" in card
+
+
+def test_ordinal_names_the_neighbour_in_english_for_the_card_and_the_scope_note():
+    import numpy as np
+
+    from breastdx.inference.ood import OodScorer
+    from breastdx.models.saved import ordinal
+
+    assert [ordinal(k) for k in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 40, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "40th", "101st", "111th"]
+    scorer = OodScorer({"k": 2, "threshold": 0.1}, np.eye(3, dtype=np.float32))
+    assert "to the 2nd nearest training image" in scorer.note(0.5) and scorer.note(0.05) == ""

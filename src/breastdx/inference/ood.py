@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from breastdx.models.saved import ordinal
+
 OOD_FILE = "ood_features.safetensors"
 """The bank of normalised training features in a model folder (tensor ``features``, float16 ``(n, F)``)."""
 
@@ -189,11 +191,5 @@ class OodScorer:
         if distance <= self.threshold:
             return ""
         return (f"unlike the training images in the model's feature space (distance {distance:.3f} to the "
-                f"{_ordinal(self.k)} nearest training image; {self.record.get('quantile', THRESHOLD_QUANTILE):.0%} of "
+                f"{ordinal(self.k)} nearest training image; {self.record.get('quantile', THRESHOLD_QUANTILE):.0%} of "
                 f"validation images are within {self.threshold:.3f})")
-
-
-def _ordinal(k: int) -> str:
-    """``1st``, ``2nd``, ``3rd``, ``4th`` ... ``11th``, ``12th``, ``13th``, ``21st``."""
-    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
-    return f"{k}{suffix}"

@@ -262,6 +262,13 @@ def check_model_folder(model_dir: str | Path, model_task: str, weights_file: str
         raise ModelFolderError(f"{model_dir}: weights file {weights_file!r} named in {META_FILE} is missing.")
 
 
+def ordinal(k: int) -> str:
+    """``k`` as an English ordinal: ``1st``, ``2nd``, ``3rd``, ``4th`` ... ``11th``, ``12th``, ``13th``, ``21st``
+    (the out-of-scope check's neighbour rank, in the model card and in each flagged input's note)."""
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) and value == value else "n/a"
 
@@ -352,11 +359,9 @@ def _record_sections(meta: dict[str, Any]) -> list[str]:
                   f"class means the case needs a specialist.", ""]
     ood = meta.get("ood")
     if ood:
-        from breastdx.inference.ood import _ordinal
-
         lines += ["## Out-of-scope inputs",
                   f"Each input is checked for colour and size, and scored in this model's feature space: the cosine "
-                  f"distance of its L2-normalised penultimate features to the {_ordinal(int(ood['k']))} nearest of "
+                  f"distance of its L2-normalised penultimate features to the {ordinal(int(ood['k']))} nearest of "
                   f"{ood['n_bank']} training images (deep nearest neighbours, Sun et al. 2022, arXiv:2204.06507; "
                   f"`{ood['bank_file']}`). Over {ood['threshold']:.4f}, the {ood['quantile']:.0%} quantile of the "
                   f"{ood['n_calibration']} validation images' distances, the input is flagged (`in_scope` false) "
