@@ -16,7 +16,8 @@ Every image comes back as ``uint8``, either gray ``(H, W)`` or RGB ``(H, W, 3)``
   max, is mapped to [0, 255] (DICOM PS3.3 C.11.2). Padding pixels (PixelPaddingValue, PixelPaddingRangeLimit;
   PS3.3 C.7.5.1.1.2) take no part in the min and max and are black. MONOCHROME1 is inverted, so that high values
   are always bright.
-* **Transparency** (``RGBA``, ``LA``, ``PA``, palettes with a transparent entry) is removed by compositing
+* **Transparency** (``RGBA``, ``LA``, ``PA``, palettes with a transparent entry, gray or RGB with a transparent
+  colour, PNG's tRNS) is removed by compositing
   on the background of the modality: on black for gray images (ultrasound), ``round(colour * alpha / 255)``, and
   on white for colour images (H&E: the glass; whole-slide readers such as OpenSlide answer transparent pixels
   outside the scanned area), ``round(colour * alpha / 255 + 255 * (1 - alpha / 255))``.
@@ -428,8 +429,10 @@ def _decode_pillow(src: Path | bytes, label: str, fmt: str, max_pixels: int, max
         raise ImageReadError(f"{label}: refused by Pillow's decompression-bomb guard: {err}") from None
     except Exception as err:  # Pillow raises UnidentifiedImageError, SyntaxError, OSError, ValueError...
         said = re.sub(r" ?<_io\.\w+ object at 0x[0-9a-fA-F]+>", "", str(err))  # the in-memory file, not a name
-        raise ImageReadError(f"{label}: cannot read the {fmt} header ({type(err).__name__}: {said}); "
-                             f"the file is corrupt or not a valid {fmt} image.") from None
+        raise ImageReadError(f"{label}: cannot read the {fmt} header ({type(err).__name__}: {said}); the file is "
+                             f"corrupt, or stores pixels in a layout Pillow does not read (such as float or "
+                             f"several-sample colour); expected 1-bit, 8-bit gray or colour, palette, or 16/32-bit "
+                             f"integer or 32-bit float gray.") from None
     with im:
         width, height = im.size
         _check_size(label, width, height, max_pixels)
@@ -498,12 +501,10 @@ def _from_pil(im, label: str, fmt: str, mode: str) -> _Decoded:
         )
     if mode == "1":
         return _Decoded(np.asarray(im, dtype=np.uint8) * np.uint8(255), fmt, mode, wide=False, alpha=False)
-    if mode == "L":
+    if mode in ("L", "RGB") and "transparency" not in im.info:  # with it: a colour key (PNG tRNS), made alpha
         return _Decoded(np.asarray(im, dtype=np.uint8), fmt, mode, wide=False, alpha=False)
-    if mode == "RGB":
-        return _Decoded(np.asarray(im, dtype=np.uint8), fmt, mode, wide=False, alpha=False)
-    if mode in ("LA", "La", "PA") or (mode == "P" and "transparency" in im.info):
-        target = "LA" if mode in ("LA", "La") else "RGBA"
+    if mode in ("LA", "La", "PA") or (mode in ("P", "L", "RGB") and "transparency" in im.info):
+        target = "LA" if mode in ("LA", "La", "L") else "RGBA"
         return _Decoded(np.asarray(im.convert(target), dtype=np.uint8), fmt, mode, wide=False, alpha=True)
     if mode in ("RGBA", "RGBa"):
         return _Decoded(np.asarray(im.convert("RGBA"), dtype=np.uint8), fmt, mode, wide=False, alpha=True)
