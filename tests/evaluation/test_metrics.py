@@ -122,3 +122,22 @@ def test_bootstrap_by_multiplicities_equals_bootstrap_by_copies():
     for k in a:
         assert a[k]["value"] == pytest.approx(b[k]["value"], abs=1e-12)
         np.testing.assert_allclose(a[k]["ci95"], b[k]["ci95"], atol=1e-9, err_msg=k)
+
+
+def test_bootstrap_ci_says_how_many_resamples_it_left_out(caplog):
+    """A resample without a malignant case has no sensitivity (nor AUROC, nor PPV here): it is left out of those
+    intervals, which was silent; the count is now logged per metric. 2 malignant of 10 cases: the count is that of
+    the resamples (same seed, same draws) holding neither of the two."""
+    import logging
+
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    p = np.where(y == 1, 0.9, 0.1)  # predicted malignant exactly when malignant: PPV undefined with no positive
+    idx = np.random.default_rng(5).integers(0, y.size, size=(200, y.size))
+    no_positive = int(np.count_nonzero(y[idx].sum(axis=1) == 0))
+    one_class = int(np.count_nonzero(y[idx].sum(axis=1) % y.size == 0))
+    assert 0 < no_positive <= one_class < 200
+    with caplog.at_level(logging.INFO, logger="breastdx.evaluation.metrics"):
+        bootstrap_ci(y, p, n_boot=200, seed=5)
+    assert f"sensitivity {no_positive}," in caplog.text and f"ppv {no_positive}," in caplog.text
+    assert f"auroc {one_class}" in caplog.text and "of 200 resamples" in caplog.text
+    assert "specificity" not in caplog.text and "brier" not in caplog.text  # defined on every resample

@@ -8,9 +8,12 @@ one class only) is NaN, never a made-up number.
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 BINARY_METRICS = (
     "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auroc", "brier", "ece",
@@ -215,7 +218,11 @@ def bootstrap_ci(
         alpha: 1 - confidence level.
 
     Returns:
-        ``{name: {"value": float, "ci95": [low, high]}}``; NaN values are written as None by JSON writers.
+        ``{name: {"value": float, "ci95": [low, high]}}``; NaN values are written as None by JSON writers. A
+        resample on which a metric is undefined (NaN: no malignant case for the sensitivity, one class for the
+        AUROC, no predicted positive for the PPV) is left out of that metric's interval, and how many were left
+        out, per metric, is logged (INFO, logger ``breastdx.evaluation.metrics``); the interval is NaN when every
+        resample is undefined.
 
     Raises:
         ValueError: As :func:`binary_metrics` with the default ``metric_fn`` (a NaN or infinite probability too).
@@ -246,6 +253,12 @@ def bootstrap_ci(
         for r in range(p.shape[0]):
             for k, v in fn(yb, p[r][idx], d[r][idx]).items():
                 boot[k] = boot.get(k, 0.0) + np.asarray(v, dtype=float) / p.shape[0]
+    left_out = {k: int(np.count_nonzero(~np.isfinite(v))) for k, v in boot.items()}
+    left_out = {k: c for k, c in left_out.items() if 0 < c < n_boot}
+    if left_out:
+        log.info("bootstrap over %d cases: resamples on which a metric is undefined (a class, or a predicted class, "
+                 "missing) are left out of its interval: %s of %d resamples", n,
+                 ", ".join(f"{k} {c}" for k, c in left_out.items()), n_boot)
     out: dict[str, dict[str, float | list[float]]] = {}
     for k, values in point.items():
         value = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
