@@ -141,3 +141,14 @@ def test_bootstrap_ci_says_how_many_resamples_it_left_out(caplog):
     assert f"sensitivity {no_positive}," in caplog.text and f"ppv {no_positive}," in caplog.text
     assert f"auroc {one_class}" in caplog.text and "of 200 resamples" in caplog.text
     assert "specificity" not in caplog.text and "brier" not in caplog.text  # defined on every resample
+
+
+def test_ece_bins_are_closed_on_the_left_as_documented():
+    """p = 0.2 lies on the edge of the bins [0, 0.2) and [0.2, 0.4) (5 bins): closed on the left it is alone in the
+    second bin, |0 - 0.2| + |1 - 0.1| over 2 cases; Guo et al.'s right-closed bins would put both cases in the first
+    one, |1 - 0.3| / 2 = 0.35. The README's WDBC figures rest on the left-closed bins."""
+    y, p = np.array([0, 1]), np.array([0.2, 0.1])
+    assert expected_calibration_error(y, p, n_bins=5) == pytest.approx(0.55)
+    from breastdx.evaluation.metrics import binary_metrics_weighted
+
+    assert binary_metrics_weighted(np.ones((1, 2)), y, p, n_bins=5)["ece"][0] == pytest.approx(0.55)

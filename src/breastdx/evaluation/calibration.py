@@ -11,7 +11,8 @@ Definitions used in reports (``K`` classes, ``n`` cases, ``p_ik`` probabilities,
 * Brier score (multiclass): ``(1/n) sum_i sum_k (p_ik - [y_i = k])^2``, in [0, 2] (for two classes this is
   twice the binary Brier score of the positive class).
 * ECE (top label): 15 equal-width bins of the confidence ``max_k p_ik``;
-  ``sum_b (n_b / n) |accuracy(b) - confidence(b)|``.
+  ``sum_b (n_b / n) |accuracy(b) - confidence(b)|``. The bins are closed on the left (Guo et al. close them on the
+  right), as :func:`breastdx.evaluation.metrics.expected_calibration_error` says.
 
 References:
     Guo, C., Pleiss, G., Sun, Y. & Weinberger, K. Q. (2017). On calibration of modern neural networks.

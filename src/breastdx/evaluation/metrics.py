@@ -59,7 +59,12 @@ def auroc(y_true: np.ndarray, prob: np.ndarray) -> np.ndarray:
 def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, n_bins: int = ECE_BINS) -> np.ndarray:
     """Expected calibration error of the positive-class probability, equal-width bins.
 
-    ``ECE = sum_b (n_b / n) * |mean(y in b) - mean(p in b)|`` over ``n_bins`` bins of [0, 1].
+    ``ECE = sum_b (n_b / n) * |mean(y in b) - mean(p in b)|`` over ``n_bins`` bins of [0, 1]. Bin ``b`` is
+    ``[b/M, (b+1)/M)``, the last one ``[(M-1)/M, 1]``: closed on the left, whereas Guo et al. close them on the
+    right, ``((b-1)/M, b/M]``. The two differ only for a probability exactly on an inner edge, such as the vote
+    fractions 0.2, 0.4, ... of a random forest or k-NN with 15 bins; breastdx keeps the left-closed bins because
+    its published WDBC figures were computed with them (closing them on the right moves the random forest's and
+    k-NN's ECE by +0.0002 and +0.0005).
 
     Args:
         y_true: Labels in {0, 1}, shape ``(n,)`` or ``(B, n)``.
