@@ -93,3 +93,19 @@ def test_calibrate_table_starts_with_a_header_row(tmp_path):
     (tmp_path / "run").mkdir()
     result = calibrate(get_task("breastmnist"), model, data, tmp_path / "run", {"fit": "temperature"})
     assert result.table[0][0] == "fitted" and [row[0] for row in result.table[1:]] == ["temperature"]
+
+
+def test_instance_scores_count_a_negative_label_as_a_nucleus_in_dice_and_counts_too():
+    """contingency, AJI and PQ take every non-zero label as a nucleus, but the foreground Dice and n_pred used '> 0':
+    a nucleus labelled -1 was background for Dice (2 / 9 here instead of 10 / 13) and missing from n_pred, so
+    n_pred (1) disagreed with tp + fp (2)."""
+    from breastdx.evaluation.instances import instance_scores
+
+    target = np.zeros((4, 4), np.int32)
+    target[:2, :2] = 5
+    target[2:, 2:] = 7
+    pred = np.where(target == 5, -1, 0)
+    pred[3, 3] = 2
+    s = instance_scores(pred, target)
+    assert s["dice"] == pytest.approx(2 * 5 / (5 + 8))
+    assert s["n_pred"] == s["tp"] + s["fp"] == 2 and s["n_ref"] == s["tp"] + s["fn"] == 2

@@ -96,10 +96,15 @@ def panoptic_quality(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
 
 
 def instance_scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """Dice of the foregrounds, AJI, PQ (with SQ, DQ, TP, FP, FN) and the instance counts of one tile."""
+    """Dice of the foregrounds, AJI, PQ (with SQ, DQ, TP, FP, FN) and the instance counts of one tile.
+
+    As in :func:`contingency`, 0 is the background and every other label value a nucleus (a negative one too), so
+    ``n_pred = tp + fp`` and ``n_ref = tp + fn``.
+    """
     from breastdx.evaluation.segmentation import dice_iou
 
-    dice, _ = dice_iou(np.asarray(pred) > 0, np.asarray(target) > 0)
+    pred, target = np.asarray(pred), np.asarray(target)
+    dice, _ = dice_iou(pred != 0, target != 0)
     pq = panoptic_quality(pred, target)
     return {"dice": float(dice), "aji": aji(pred, target), **pq,
-            "n_pred": int(len(np.unique(pred[pred > 0]))), "n_ref": int(len(np.unique(target[target > 0])))}
+            "n_pred": int(len(np.unique(pred[pred != 0]))), "n_ref": int(len(np.unique(target[target != 0])))}
