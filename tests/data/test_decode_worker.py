@@ -141,3 +141,28 @@ time.sleep(600)
         time.sleep(0.2)
     os.kill(worker, signal.SIGKILL)
     pytest.fail("the decoder worker outlived its parent")
+
+
+def test_an_answer_announcing_more_pixels_than_an_image_holds_is_not_read(monkeypatch):
+    """A worker that a malformed file took over could announce and send terabytes: the parent refuses the answer
+    from its length alone and stops the worker, instead of reading it into memory."""
+    import subprocess
+    import sys
+
+    fake = ("import struct, sys, time; sys.stdin.buffer.read(1); "
+            "sys.stdout.buffer.write(struct.pack('!IQ', 2, 2 ** 40) + b'{}'); sys.stdout.flush(); time.sleep(60)")
+    pool = DecoderPool(workers=1, timeout_s=30)
+
+    def start(self):
+        proc = subprocess.Popen([sys.executable, "-c", fake], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._all.add(proc)
+        return proc
+
+    monkeypatch.setattr(DecoderPool, "_start", start)
+    began = time.monotonic()
+    with pool, pytest.raises(ImageReadError) as err:
+        pool.read_image_bytes(_png(np.zeros((3, 4), dtype=np.uint8)), "huge.png", max_pixels=1000)
+    assert time.monotonic() - began < 10
+    assert str(err.value).startswith("huge.png: undecodable: its decoder answered")
+    assert "1,099,511,627,776 bytes of pixels, over the 1,048,576 and 3,000 expected at most" in str(err.value)
+    assert not pool._all  # the worker was stopped

@@ -43,7 +43,14 @@ RECYCLE_BYTES = 512 * 2**20
 """A worker whose peak resident memory passed this many bytes answers, then exits and is replaced: the memory a
 large image took is given back to the system (an allocator keeps freed memory for the process)."""
 
+ANSWER_HEAD_BYTES = 1 << 20
+"""Largest JSON header of a worker's answer that the parent reads, in bytes (a dozen fields need under 2 KiB)."""
+
 _HEAD = struct.Struct("!IQ")  # header length, payload length
+
+
+class _Oversized(Exception):
+    """An answer announcing more bytes than the parent reads: ``(header bytes, payload bytes)``."""
 
 
 class DecoderPool:
@@ -150,10 +157,17 @@ class DecoderPool:
             if proc is None or proc.poll() is not None:
                 proc = self._start()
             start = time.monotonic()
+            most = 3 * header["max_pixels"]  # uint8 RGB of the largest image accepted
             try:
                 _send(proc.stdin, header, data)
-                answer, payload = _receive(proc.stdout, start + self.timeout_s)
+                answer, payload = _receive(proc.stdout, start + self.timeout_s, most)
                 healthy = not answer.get("recycle")  # a worker that grew large is replaced: its memory given back
+            except _Oversized as big:  # a worker a malformed file took over: not read, or it takes the memory
+                raise ImageReadError(
+                    f"{name}: undecodable: its decoder answered a header of {big.args[0]:,} bytes and "
+                    f"{big.args[1]:,} bytes of pixels, over the {ANSWER_HEAD_BYTES:,} and {most:,} expected at most "
+                    f"(an image of at most {header['max_pixels']:,} pixels, 8-bit RGB); the worker was stopped."
+                ) from None
             except TimeoutError:
                 raise ImageReadError(
                     f"{name}: undecodable: decoding did not finish within {self.timeout_s:g} s, so it was stopped "
@@ -241,8 +255,13 @@ def _read_exactly(stream: BinaryIO, n: int, deadline: float | None) -> bytes:
     return b"".join(chunks)
 
 
-def _receive(stream: BinaryIO, deadline: float | None = None) -> tuple[dict[str, Any], bytes]:
+def _receive(stream: BinaryIO, deadline: float | None = None,
+             max_payload: int | None = None) -> tuple[dict[str, Any], bytes]:
+    """One message: its JSON header and payload. With ``max_payload``, a header over :data:`ANSWER_HEAD_BYTES` or a
+    payload over ``max_payload`` bytes raises :class:`_Oversized` before either is read."""
     head_len, payload_len = _HEAD.unpack(_read_exactly(stream, _HEAD.size, deadline))
+    if max_payload is not None and (head_len > ANSWER_HEAD_BYTES or payload_len > max_payload):
+        raise _Oversized(head_len, payload_len)
     header = json.loads(_read_exactly(stream, head_len, deadline))
     return header, _read_exactly(stream, payload_len, deadline)
 
