@@ -183,3 +183,18 @@ def test_a_gzipped_or_truncated_h5_input_says_which_and_what_to_do(tmp_path):
         f.create_dataset("y", data=np.zeros((3, 1, 1, 1), np.uint8))
     with pytest.raises(ArrayInputError, match=r"no image dataset \(uint8, N x H x W or N x H x W x 3\)"):
         expand_array_file(y)  # said '[x 3]', which the command line's rich markup printed as ''
+
+
+def test_an_array_image_over_max_pixels_is_refused_from_its_shape(tmp_path):
+    """An array item is held to ``max_pixels`` as a file is: from the array's shape, before the patch is read (a
+    small .h5 of fill-value chunks can hold gigabytes of pixels)."""
+    import h5py
+
+    path = tmp_path / "big_x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", shape=(2, 300, 200), dtype=np.uint8, chunks=(1, 100, 100), compression="gzip")
+    item = f"{path}#x[000001]"
+    with pytest.raises(ImageReadError) as err:
+        read_image(item, max_pixels=59_999)
+    assert str(err.value) == f"{item}: image is 200x300 = 60,000 pixels, over the limit of 59,999; refusing to read it."
+    assert read_image(item, max_pixels=60_000).array.shape == (300, 200)

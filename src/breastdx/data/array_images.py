@@ -142,7 +142,7 @@ def expand_array_file(item: str | Path) -> list[Path]:
     return [Path(f"{file}#{k}[{i:06d}]") for k in keys for i in range(len(arrays[k]))]
 
 
-def read_array_item(path: str | Path, mode: str = "gray") -> tuple[np.ndarray, str]:
+def read_array_item(path: str | Path, mode: str = "gray", max_pixels: int | None = None) -> tuple[np.ndarray, str]:
     """One image of an array file (:func:`breastdx.data.images.read_image` wraps it in an ``ImageRecord``).
 
     Args:
@@ -150,12 +150,16 @@ def read_array_item(path: str | Path, mode: str = "gray") -> tuple[np.ndarray, s
         mode: ``"gray"`` (colour arrays become luminance 0.299 R + 0.587 G + 0.114 B, by Pillow's ``convert("L")``
             as :func:`breastdx.data.images.read_image` converts a colour file) or ``"rgb"`` (grey arrays are
             repeated over three channels).
+        max_pixels: Largest accepted height x width, checked from the array's shape before the image is read (an
+            HDF5 patch is read alone), as :func:`breastdx.data.images.read_image` checks a file's header; None: no
+            limit.
 
     Returns:
         ``(image, stored mode)``: uint8 ``(H, W)`` or ``(H, W, 3)``, and ``"L"`` or ``"RGB"``.
 
     Raises:
-        ArrayInputError: If the file, key or index does not exist, or the array is not uint8 ``(N, H, W[, 3])``.
+        ArrayInputError: If the file, key or index does not exist, the array is not uint8 ``(N, H, W[, 3])``, or
+            its images are over ``max_pixels``.
     """
     parsed = array_item(path)
     if parsed is None:
@@ -167,6 +171,9 @@ def read_array_item(path: str | Path, mode: str = "gray") -> tuple[np.ndarray, s
     a = arrays[key]
     if not _holds_images(a.dtype, a.shape):  # an .npz's arrays are chosen by name only
         raise ArrayInputError(f"{path}: {key} is {a.dtype} {a.shape}; expected uint8 (N, H, W) or (N, H, W, 3).")
+    if max_pixels is not None and int(a.shape[1]) * int(a.shape[2]) > max_pixels:
+        raise ArrayInputError(f"{path}: image is {a.shape[2]}x{a.shape[1]} = {int(a.shape[1]) * int(a.shape[2]):,} "
+                              f"pixels, over the limit of {max_pixels:,}; refusing to read it.")
     if index >= len(a):
         raise ArrayInputError(f"{path}: index {index} is past the {len(a)} images of {key}.")
     image = np.asarray(a[index])

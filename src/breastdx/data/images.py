@@ -150,7 +150,7 @@ def read_image(path: str | Path, mode: str = "gray", max_pixels: int = MAX_PIXEL
 
     try:
         if array_item(path) is not None:  # one image of an array file (:func:`breastdx.data.image_files.list_images`)
-            image, stored = read_array_item(path, mode)
+            image, stored = read_array_item(path, mode, max_pixels)
             # colour and brightness measured as for a file, so that a grey .h5 given to an H&E model is out of scope
             chroma = _chroma(image) if image.ndim == 3 else (0.0 if stored == "L" else None)
             return ImageRecord(image, Path(path), None, source_format(path), stored, colourfulness=chroma,
