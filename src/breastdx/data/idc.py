@@ -19,8 +19,9 @@ at 40x and downsampled 16:1 (an apparent 2.5x). Two public formats are read:
 :func:`patient_split` splits IDC by patient (grouped and stratified, seeded), never putting one
 patient in two splits.
 
-No copy of IDC is available in this project's data: both readers are tested on small files written in
-exactly these formats.
+The project's data root holds a real, partial copy in the ``IDC_regular`` layout (``idc/``: 5,537 patches of all
+279 patients, see its PROVENANCE.md); the tests read slices of it, and test the ``X.npy`` reader on small files
+written in that format.
 
 References:
     Janowczyk, A. & Madabhushi, A. (2016). Deep learning for digital pathology image analysis: a
