@@ -187,3 +187,21 @@ def test_an_odd_segmenter_field_names_the_file_and_the_field(edited_model, chang
 def test_the_segmenter_threshold_comes_from_either_field_when_one_is_given(edited_model, change, expected):
     p = load_predictor(edited_model("busi-seg", **change), batch_size=1, backend="torch")
     assert p.postprocessing.threshold == expected
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"postprocessing": None}, r"field 'postprocessing' must be a JSON object"),
+    ({"postprocessing": {"min_size": 20, "foo": 1}}, r"field 'postprocessing': .*unexpected keyword argument 'foo'"),
+    ({"postprocessing": {"unseeded": "x"}}, r"field 'postprocessing': .*unseeded must be 'keep' or 'drop'"),
+    ({"inference": None}, r"field 'inference' must be a JSON object"),
+    ({"inference": {"windows": {"roi": 544}}}, r"field 'inference': .*unexpected keyword argument 'roi'"),
+    ({"inference": {"windows": {"roi_size": "544"}}}, r"field 'inference': .*roi_size must be an integer"),
+    ({"inference": {"windows": {"overlap": 1.5}}}, r"field 'inference': .*overlap must be in \[0, 1\)"),
+    ({"inference": {"tta": "x"}}, r"field 'inference': test-time augmentation 'x'"),
+])
+def test_an_odd_nucleus_model_field_names_the_file_and_the_field(edited_model, change, message):
+    """monuseg's windows, test-time augmentation and watershed settings: a clear error at load time, not a TypeError
+    or AttributeError (nor a window size in text that fails on the first tile)."""
+    folder = edited_model("monuseg", **change)
+    with pytest.raises(ModelFolderError, match=rf"^{folder / 'meta.json'}: {message}"):
+        load_predictor(folder, backend="torch")

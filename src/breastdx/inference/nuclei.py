@@ -153,13 +153,26 @@ class Windows:
 
     Attributes:
         roi_size: Side of a window, pixels (a multiple of the network's stride product).
-        overlap: Fraction of a window shared with its neighbour.
+        overlap: Fraction of a window shared with its neighbour, in [0, 1).
         batch: Windows per network call.
+
+    Raises:
+        ValueError: If ``roi_size`` or ``batch`` is not an integer >= 1, or ``overlap`` is not in [0, 1).
     """
 
     roi_size: int = 544
     overlap: float = 0.125
     batch: int = 1
+
+    def __post_init__(self) -> None:
+        from numbers import Integral, Real
+
+        for name in ("roi_size", "batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+                raise ValueError(f"windows: {name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.overlap, bool) or not isinstance(self.overlap, Real) or not 0 <= self.overlap < 1:
+            raise ValueError(f"windows: overlap must be in [0, 1), got {self.overlap!r}")
 
 
 TTA_TRANSFORMS = {"none": (0,), "flip": (0, 2, 4, 6), "d8": tuple(range(8))}
@@ -309,16 +322,30 @@ class NucleusPredictor:
             **kwargs: The other arguments of the class.
 
         Raises:
+            ModelFolderError: If ``meta.json``'s ``inference`` (windows, test-time augmentation) or
+                ``postprocessing`` is not what this class reads; the message names the file and the field.
             ValueError: For an unknown dtype or backend.
         """
         from breastdx.data.stain import load_stain_normalizer
+        from breastdx.inference.meta import ModelMeta
         from breastdx.inference.runners import open_runner
-        from breastdx.models.saved import read_training_hashes
+        from breastdx.models.saved import META_FILE, ModelFolderError, read_training_hashes
 
+        # checked here; the predictor keeps ``meta`` as given (a dict from from_dir, which calibrate edits)
+        checked = meta if isinstance(meta, ModelMeta) else ModelMeta.from_dict(meta, Path(model_dir) / META_FILE)
+        inference, post, field = checked.section("inference"), checked.section("postprocessing"), "inference"
+        try:
+            windows = Windows(**inference.get("windows", {}))
+            if kwargs.get("tta") is None and inference.get("tta", "none") not in TTA_TRANSFORMS:
+                raise ValueError(f"test-time augmentation {inference['tta']!r}: expected one of "
+                                 f"{', '.join(TTA_TRANSFORMS)}")
+            field = "postprocessing"
+            kwargs.setdefault("postprocessing", InstancePostprocessing(**post))
+        except (TypeError, ValueError) as e:
+            raise ModelFolderError(f"{checked.source}: field {field!r}: {e}") from None
         kwargs.setdefault("normalizer", load_stain_normalizer(model_dir, meta))
-        windows = Windows(**meta.get("inference", {}).get("windows", {}))
-        if batch_size is not None:
-            kwargs.setdefault("windows", dataclasses.replace(windows, batch=int(batch_size)))
+        kwargs.setdefault("windows", windows if batch_size is None else
+                          dataclasses.replace(windows, batch=int(batch_size)))
         # The graph is exported and checked on a window of the model's size; any size runs on it.
         view = {**meta, "preprocessing": {**meta.get("preprocessing", {}), "image_size": windows.roi_size}}
         runner = open_runner(view, Path(model_dir), dtype=dtype, backend=backend, onnx_dir=onnx_dir, dynamic_size=True)
