@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from breastdx.cli import app
 from breastdx.data.images import ImageReadError, read_image
 from breastdx.data.image_files import list_images
-from breastdx.data.array_images import ArrayInputError, expand_array_file
+from breastdx.data.array_images import TRUNCATED_HDF5_HINT, ArrayInputError, expand_array_file
 from breastdx.evaluation.metrics import auroc
 
 
@@ -176,8 +176,9 @@ def test_a_gzipped_or_truncated_h5_input_says_which_and_what_to_do(tmp_path):
     cut = tmp_path / "cut_x.h5"
     cut.write_bytes(plain.read_bytes()[: plain.stat().st_size // 2])
     with pytest.raises(ArrayInputError, match=rf"^{cut}: not a readable HDF5 file \(.*truncated.*\)\. It is shorter "
-                                              rf"than its header says"):
+                                              rf"than its header says") as err:
         expand_array_file(cut)
+    assert str(err.value).endswith(f" {TRUNCATED_HDF5_HINT}")  # the one advice, as pcam's reader gives it
     y = tmp_path / "labels_y.h5"
     with h5py.File(y, "w") as f:
         f.create_dataset("y", data=np.zeros((3, 1, 1, 1), np.uint8))

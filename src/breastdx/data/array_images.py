@@ -31,6 +31,12 @@ SUFFIXES = ("npz", "h5", "hdf5")
 GZIP_MAGIC = b"\x1f\x8b"
 """The first two bytes of a gzip file (RFC 1952)."""
 
+TRUNCATED_HDF5_HINT = ("It is shorter than its header says: an interrupted copy or download? Copy it again; for the "
+                       "official PCam files, delete it and run `breastdx data download pcam` (the files already in "
+                       "place are kept, unchecked).")
+"""The one advice for an HDF5 file that HDF5 reports truncated (appended to the error naming the file, by this
+module's reader and by :mod:`breastdx.data.pcam`'s)."""
+
 HDF5_CHUNK_CACHE = 64 * 1024 * 1024
 """Bytes of decompressed HDF5 chunks kept per open file (h5py's default is 1 MiB): patches read one after the other
 from a file compressed in chunks of many patches decompress each chunk once, not once per patch."""
@@ -80,8 +86,7 @@ def _hdf5_datasets(file: str, stamp: float) -> dict[str, Any]:
         with open(file, "rb") as f:
             gzipped = f.read(2) == GZIP_MAGIC
         hint = (" It is gzip-compressed (PatchCamelyon publishes its files as .h5.gz): decompress it first (gunzip)."
-                if gzipped else " It is shorter than its header says: an interrupted copy or download?"
-                if "truncated" in str(e) else "")
+                if gzipped else f" {TRUNCATED_HDF5_HINT}" if "truncated" in str(e) else "")
         raise ArrayInputError(f"{file}: not a readable HDF5 file ({e}).{hint}") from None
     return {k: v for k, v in handle.items() if isinstance(v, h5py.Dataset) and _holds_images(v.dtype, v.shape)}
 

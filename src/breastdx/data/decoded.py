@@ -22,7 +22,9 @@ class _Decoded:
     """A decoded file before conversion to the output mode.
 
     ``values`` is ``(H, W)`` or ``(H, W, C)`` with C in {2, 3, 4} (gray+alpha, RGB, RGBA); ``wide`` tells
-    that the values are not 8-bit and must be rescaled (``window`` then gives the DICOM window, if any).
+    that the values are not 8-bit and must be rescaled; ``window`` then gives the display range to map to 0-255 as
+    ``(centre, width, "LINEAR_EXACT")``: the output range of a DICOM file's VOI LUT or window, or its values' own
+    minimum and maximum (:func:`breastdx.data.dicom_pixels.grey_display`).
     """
 
     values: np.ndarray

@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from breastdx.data.array_images import GZIP_MAGIC
+from breastdx.data.array_images import GZIP_MAGIC, TRUNCATED_HDF5_HINT
 from breastdx.data.checksum import sha256_file, sha256_listing
 from breastdx.data.errors import DataError
 from breastdx.data.image_files import visible_entries
@@ -100,11 +100,6 @@ values of ``valid`` and ``test``.
 """
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-
-TRUNCATED_HDF5_HINT = ("It is shorter than its header says: an interrupted copy or download? Copy it again; for the "
-                       "official PCam files, delete it and run `breastdx data download pcam` (the files already in "
-                       "place are kept, unchecked).")
-"""The one advice for an HDF5 file that HDF5 reports truncated (appended to the error naming the file)."""
 
 
 def h5_paths(folder: str | Path, split: str) -> tuple[Path, Path]:
