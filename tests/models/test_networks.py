@@ -155,3 +155,18 @@ def test_a_network_argument_may_share_a_name_with_the_helpers_parameters():
     assert network_args("fcn", width=8)["width"] == 8
     net, args = build_network("fcn", 1, 2, width=8)
     assert args["width"] == 8 and gradcam_layer("fcn", width=8) is None
+
+
+@pytest.mark.parametrize("name, kwargs, said", [
+    ("unet", {"strides": [2, 2, 2, 2, 2]}, "strides needs one entry fewer than channels"),  # MONAI: a warning
+    ("attention_unet", {"strides": [2, 2, 2, 2, 2]}, "strides needs one entry fewer"),  # MONAI: ignored
+    ("attention_unet", {"strides": [2, 2]}, "strides needs one entry fewer"),  # MONAI: IndexError
+    ("segresnet", {"blocks_up": [1, 1]}, "blocks_up needs one entry fewer than blocks_down"),  # MONAI: at forward
+])
+def test_level_counts_that_do_not_fit_are_refused_when_built(name, kwargs, said):
+    """A U-Net with an extra stride was built on its first strides only, while its size facts multiplied them all
+    (size multiple 32 for a network of multiple 16); a SegResNet with too few up blocks was built and failed with a
+    channel mismatch at its first call."""
+    with pytest.raises(ValueError, match=said):
+        build_network(name, 1, 2, **kwargs)
+    build_network("segresnet", 1, 2, blocks_down=[1, 2, 2, 4, 4], blocks_up=[1, 1, 1, 1])  # a fifth level fits

@@ -63,6 +63,15 @@ def _ints(values: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
+def _check_lengths(name: str, longer: str, values: Sequence[int], shorter: str, others: Sequence[int]) -> None:
+    """Refuse ``others`` unless it has one entry fewer than ``values``: MONAI's ``UNet`` and ``AttentionUnet`` ignore
+    extra strides (the size facts, computed from all of them, would then be wrong) and fail on too few, and
+    ``SegResNet`` builds with any ``blocks_up`` and fails only when called."""
+    if len(others) != len(values) - 1:
+        raise ValueError(f"Network {name!r}: {shorter} needs one entry fewer than {longer} ({len(values) - 1} for "
+                         f"{longer}={list(values)}); got {shorter}={list(others)}.")
+
+
 # ----------------------------------------------------------------------------------------- segmentation
 @register_network("unet", kind="segmentation", min_size=_twice_stride_product, size_multiple=_stride_product)
 def unet(in_channels: int, out_channels: int, *, channels: Sequence[int] = (16, 32, 64, 128, 256),
@@ -83,6 +92,9 @@ def unet(in_channels: int, out_channels: int, *, channels: Sequence[int] = (16, 
         norm: Normalisation layer ("instance", "batch").
         dropout: Dropout probability.
 
+    Raises:
+        ValueError: If ``strides`` does not have one entry fewer than ``channels``.
+
     References:
         Ronneberger, Fischer & Brox (2015). U-Net. MICCAI, doi:10.1007/978-3-319-24574-4_28.
         Kerfoot et al. (2019). Left-ventricle quantification using residual U-Net. STACOM,
@@ -90,6 +102,7 @@ def unet(in_channels: int, out_channels: int, *, channels: Sequence[int] = (16, 
     """
     from monai.networks.nets import UNet
 
+    _check_lengths("unet", "channels", channels, "strides", strides)
     return UNet(spatial_dims=2, in_channels=in_channels, out_channels=out_channels, channels=_ints(channels),
                 strides=_ints(strides), num_res_units=int(num_res_units), norm=norm, dropout=float(dropout))
 
@@ -109,11 +122,15 @@ def attention_unet(in_channels: int, out_channels: int, *, channels: Sequence[in
         strides: Down-sampling strides (one fewer than ``channels``).
         dropout: Dropout probability.
 
+    Raises:
+        ValueError: If ``strides`` does not have one entry fewer than ``channels``.
+
     References:
         Oktay et al. (2018). Attention U-Net: learning where to look for the pancreas. MIDL, arXiv:1804.03999.
     """
     from monai.networks.nets import AttentionUnet
 
+    _check_lengths("attention_unet", "channels", channels, "strides", strides)
     return AttentionUnet(spatial_dims=2, in_channels=in_channels, out_channels=out_channels,
                          channels=_ints(channels), strides=_ints(strides), dropout=float(dropout))
 
@@ -136,12 +153,16 @@ def segresnet(in_channels: int, out_channels: int, *, init_filters: int = 16,
         blocks_up: Residual blocks per decoder level (one fewer than ``blocks_down``).
         dropout: Dropout probability after the first convolution (0 for none).
 
+    Raises:
+        ValueError: If ``blocks_up`` does not have one entry fewer than ``blocks_down``.
+
     References:
         Myronenko, A. (2019). 3D MRI brain tumor segmentation using autoencoder regularization. BrainLes,
         doi:10.1007/978-3-030-11726-9_28.
     """
     from monai.networks.nets import SegResNet
 
+    _check_lengths("segresnet", "blocks_down", blocks_down, "blocks_up", blocks_up)
     return SegResNet(spatial_dims=2, init_filters=int(init_filters), in_channels=in_channels,
                      out_channels=out_channels, dropout_prob=float(dropout) or None,
                      blocks_down=_ints(blocks_down), blocks_up=_ints(blocks_up))
