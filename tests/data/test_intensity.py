@@ -81,6 +81,14 @@ def test_preprocessing_equalises_after_resizing_and_round_trips_through_meta():
     assert "equalis" not in Preprocessing().to_meta()["description"]
 
 
+@pytest.mark.parametrize("size", ["256", 256.0, 255.5, True, None])
+def test_an_image_size_that_is_no_whole_number_is_refused(size):
+    """A meta.json ``image_size`` of "256" loaded (int() of it) and 255.5 became 255 silently."""
+    with pytest.raises(ValueError, match=r"image_size must be a whole number of pixels, got"):
+        Preprocessing.from_meta({"image_size": size, "mode": "gray"})
+    assert Preprocessing.from_meta({"image_size": np.int64(64)}).image_size == 64
+
+
 def test_a_saved_model_equalises_at_prediction(tmp_path):
     """The model folder's meta carries the setting: a gain change of the image does not change the lesion map."""
     torch.manual_seed(0)

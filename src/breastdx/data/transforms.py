@@ -13,6 +13,7 @@ gamma and gain changes, speckle-like Gaussian noise and slight blur.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,9 @@ class Preprocessing:
     intensity: str = "divide_255"
 
     def __post_init__(self) -> None:
-        if int(self.image_size) < 16:
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, numbers.Integral):
+            raise ValueError(f"Preprocessing.image_size must be a whole number of pixels, got {self.image_size!r}.")
+        if self.image_size < 16:
             raise ValueError(f"Preprocessing.image_size must be at least 16 pixels, got {self.image_size}.")
         if self.mode not in ("gray", "rgb"):
             raise ValueError(f"Preprocessing.mode must be 'gray' or 'rgb', got {self.mode!r}.")
