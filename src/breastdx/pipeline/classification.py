@@ -293,6 +293,9 @@ class ImageClassificationTask(Task):
         start = time.perf_counter()
         reuse = getattr(config, "split_file", "")
         data = spec.read(config, data_root, Path(reuse) if reuse else None, run_dir / SPLIT_FILE)
+        if config.init:  # a model folder trained on this run's validation or test cases would carry them in
+            from breastdx.pipeline.leak_checks import check_source_split
+            check_source_split(config.init, data.split, "--init")
         save_yaml(run_config_record(self.name, config, data_root, **data.record,
                                     data_checksum=data.checksum), run_dir / "config.yaml")
         write_versions(run_dir)

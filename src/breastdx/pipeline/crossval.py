@@ -84,7 +84,8 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
     """``--cv-folds K``: ``K`` training runs of ``task`` on patient-grouped folds, and their pooled figures.
 
     Raises:
-        ConfigError: If the data have no patient ids, or the spec reads an official split (PCam).
+        ConfigError: If the data have no patient ids, the spec reads an official split (PCam), or synthetic patches
+            are asked for (``--synthetic-idc``).
         DataError: As the spec's reader.
     """
     from breastdx.config import ConfigError, run_config_record, save_yaml
@@ -96,6 +97,10 @@ def cross_validate(task: Any, config: Any, data_root: Path, run_dir: Path) -> Ru
     from breastdx.runs import number, write_json, write_versions
 
     spec, k = task.spec, int(config.cv_folds)
+    if getattr(config, "synthetic_idc", 0):  # read with the data, they would be cut into a fold as one patient
+        raise ConfigError(f"--cv-folds with --synthetic-idc {config.synthetic_idc}: cross-validation tests every "
+                          f"patient once, so a generator trained on any of them leaks it into the folds that test it, "
+                          f"and the generated patches would be tested as a patient of their own; drop one of them.")
     run_dir.mkdir(parents=True, exist_ok=True)
     base = dataclasses.replace(config, cv_folds=0, split_file="")
     data = spec.read(base, data_root, None, run_dir / "split_reference.json")

@@ -136,8 +136,11 @@ def with_synthetic(read: Any) -> Any:
     The patches come from the generator folder ``--synthetic-model`` (a folder, or a shipped generator's name, default
     ``idc-gan``) with seed ``--synthetic-seed``, labelled ``tumour``, with ids ``synthetic/<model>/<seed>/<i>`` and
     the patient id ``synthetic`` (one group: they belong to no real patient). Validation and test are untouched, and
-    ``split.json`` stays the split of the real patches. With ``N = 0`` (the default) ``read`` is returned unchanged in
-    effect.
+    ``split.json`` stays the split of the real patches. A generator trained on patients of this split's validation or
+    test part is refused (its patches would carry them into training: the shipped ``idc-gan`` trained on the shipped
+    idc split's training part, so another ``--split-seed`` leaks); one without a readable split file is used with a
+    warning (:func:`breastdx.pipeline.leak_checks.check_source_split`). With ``N = 0`` (the default) ``read`` is
+    returned unchanged in effect.
 
     Args:
         read: ``(config, data_root, reuse, out) -> SplitData``.
@@ -146,7 +149,7 @@ def with_synthetic(read: Any) -> Any:
         The wrapped reader, same signature.
 
     Raises:
-        ConfigError: If the generator folder cannot be used (named).
+        ConfigError: If the generator folder cannot be used (named), or trained on a validation or test patient.
     """
     import dataclasses
 
@@ -160,12 +163,15 @@ def with_synthetic(read: Any) -> Any:
             return data
         from breastdx.models.gan import generate, load_generator
         from breastdx.models.saved import ModelFolderError
+        from breastdx.pipeline.leak_checks import check_source_split
 
         name = getattr(config, "synthetic_model", "") or SHIPPED_GENERATOR
         try:
-            generator, meta = load_generator(resolve_generator(name))
+            folder = resolve_generator(name)
+            generator, meta = load_generator(folder)
         except (ModelFolderError, FileNotFoundError) as e:
             raise ConfigError(f"Option --synthetic-model: {e}") from None
+        check_source_split(folder, data.split, "--synthetic-model", train_only=True)
         seed = int(getattr(config, "synthetic_seed", 0))
         positive = list(data.class_names).index("tumour")
         images = generate(generator, n, positive, seed=seed)
