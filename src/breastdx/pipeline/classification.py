@@ -567,7 +567,7 @@ class ImageClassificationTask(Task):
         :class:`breastdx.pipeline.verbs.EvaluateOptions`.
 
         Raises:
-            ConfigError: For an unknown option or value.
+            ConfigError: For an unknown option or value, or a model without an operating threshold (calibrate it).
             DataError: If the data changed since the split was made, or are missing.
             FileNotFoundError: If there is no split file.
         """

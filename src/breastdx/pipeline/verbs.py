@@ -197,6 +197,10 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
     given = {k: v for k, v in options.items() if k.replace("_", "-") not in data_names}
     opts = parse_options(EvaluateOptions, given, f"evaluate {task.name}")
     predictor = _predictor(task, model_dir, options, opts.batch_size, opts.tta, conformal_level=opts.conformal_level)
+    if predictor.threshold is None:  # the figures at the operating point need one (they failed with a TypeError)
+        raise ConfigError(f"{model_dir}: no operating threshold in its meta.json (a classifier ensemble before "
+                          f"calibration); fit it on the validation split first: breastdx calibrate {task.name} "
+                          f"--model {model_dir} --fit temperature,conformal,ood")
     if opts.external:
         return evaluate_external(task, predictor, model_dir, run_dir, opts)
     if opts.label_map:
