@@ -170,3 +170,16 @@ def test_a_busi_seg_unet_built_otherwise_is_refused_not_half_loaded(tmp_path, ar
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # nothing half loaded
     same = MultiTaskUNet(1, 3, **{k: v for k, v in resolved.items() if k != "dropout"})
     assert init_from_busi_seg(same, folder).matched  # built with the folder's arguments, it loads
+
+
+def test_an_expected_sha256_in_capitals_is_the_same_checksum(tmp_path):
+    """A checksum written in capitals (PowerShell's Get-FileHash) never matched: every download was refused."""
+    import hashlib
+
+    src, _ = build_network("resnet18", 1, 3)
+    f = _save(src.state_dict(), tmp_path / "published.safetensors")
+    sha = hashlib.sha256(f.read_bytes()).hexdigest()
+    path = fetch_weights(f.as_uri(), sha256=sha.upper(), cache_dir=tmp_path / "cache")
+    assert path == tmp_path / "cache" / f"{sha}.safetensors" and path.is_file()
+    with pytest.raises(InitWeightsError, match="64 hexadecimal digits"):
+        fetch_weights(f.as_uri(), sha256="not-a-checksum", cache_dir=tmp_path / "cache")

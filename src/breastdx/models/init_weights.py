@@ -240,16 +240,20 @@ def fetch_weights(url: str, sha256: str | None = None, cache_dir: str | Path | N
 
     Args:
         url: ``https://``, ``http://`` or ``file://`` address.
-        sha256: Expected SHA-256 of the file, or None.
+        sha256: Expected SHA-256 of the file (64 hexadecimal digits, either case), or None.
         cache_dir: Cache folder; default :func:`weights_cache_dir`.
 
     Raises:
-        InitWeightsError: For another URL scheme, a failed download (the machine may be offline), or a
-            checksum mismatch (expected and actual given).
+        InitWeightsError: For another URL scheme, an expected SHA-256 that is not 64 hexadecimal digits, a failed
+            download (the machine may be offline), or a checksum mismatch (expected and actual given).
     """
     scheme = urllib.parse.urlparse(url).scheme
     if scheme not in ALLOWED_SCHEMES:
         raise InitWeightsError(f"{url}: unsupported address; expected one of {', '.join(s + '://' for s in ALLOWED_SCHEMES)}.")
+    if sha256 is not None:  # hex digits in either case (PowerShell's Get-FileHash writes capitals)
+        if len(sha256.strip()) != 64 or any(c not in "0123456789abcdef" for c in sha256.strip().lower()):
+            raise InitWeightsError(f"{url}: the expected SHA-256 must be 64 hexadecimal digits, got {sha256!r}.")
+        sha256 = sha256.strip().lower()
     cache = Path(cache_dir) if cache_dir is not None else weights_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     name = sha256 or hashlib.sha256(url.encode()).hexdigest()
