@@ -172,6 +172,39 @@ def test_a_busi_seg_unet_built_otherwise_is_refused_not_half_loaded(tmp_path, ar
     assert init_from_busi_seg(same, folder).matched  # built with the folder's arguments, it loads
 
 
+def test_weights_of_another_architecture_that_fit_two_ways_are_refused(tmp_path):
+    """A resnet18 file given to efficientnet_b0 (one --init for every --archs) fitted one tensor through three key
+    mappings (bn1. -> _bn0., bn1. -> _bn1., fc. -> _fc.); the first in sort order was loaded: ResNet's first batch
+    norm as EfficientNet's stem one, by chance of the names."""
+    src, _ = build_network("resnet18", 1, 3)
+    dst, _ = build_network("efficientnet_b0", 1, 3)
+    before = {k: v.clone() for k, v in dst.state_dict().items()}
+    with pytest.raises(InitWeightsError, match="3 different key mappings fit 1 tensor.*ambiguous"):
+        init_from_file(dst, _save(src.state_dict(), tmp_path / "resnet18.safetensors"))
+    assert all(torch.equal(v, before[k]) for k, v in dst.state_dict().items())
+    same, _ = build_network("resnet18", 1, 3)  # one mapping written two ways ('' -> '', 'network.' -> '') is no tie
+    report = load_state_dict_into(same, {f"network.{k}": v for k, v in src.state_dict().items()})
+    assert len(report.matched) == len(src.state_dict())
+
+
+def test_a_partial_load_names_what_it_left_out(tmp_path, caplog):
+    """Weights saved without their buffers (named_parameters) loaded every convolution and left the batch-norm
+    statistics at 0 and 1: more than half of the tensors fitted, so nothing was said."""
+    src, _ = build_network("resnet18", 1, 3)
+    dst, _ = build_network("resnet18", 1, 3)
+    params = {k: v.detach() for k, v in src.named_parameters()}
+    with caplog.at_level("WARNING", logger="breastdx.models.init_weights"):
+        report = init_from_file(dst, _save(params, tmp_path / "params.safetensors"))
+    assert len(report.matched) == len(params) > len(dst.state_dict()) / 2
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(said) == 1 and "bn1.running_mean" in said[0]
+    assert f"{len(dst.state_dict()) - len(params)} of the {len(dst.state_dict())} network tensors" in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="breastdx.models.init_weights"):
+        init_from_file(dst, _save(src.state_dict(), tmp_path / "all.safetensors"))
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def test_an_expected_sha256_in_capitals_is_the_same_checksum(tmp_path):
     """A checksum written in capitals (PowerShell's Get-FileHash) never matched: every download was refused."""
     import hashlib

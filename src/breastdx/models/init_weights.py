@@ -141,7 +141,8 @@ def load_state_dict_into(network: nn.Module, state: dict[str, torch.Tensor], sou
     """Copy the tensors of ``state`` that fit ``network`` into it, finding the key prefixes automatically.
 
     Every ``(strip, add)`` pair of prefixes (a file prefix removed, a network prefix added) is tried; the
-    pair that matches the most tensors by name and shape is used. Tensors of another shape are skipped.
+    pair that matches the most tensors by name and shape is used. Tensors of another shape are skipped. Every
+    network tensor to load (``include``, ``exclude``) that is not loaded is named in a warning.
 
     Args:
         network: The network, changed in place.
@@ -155,7 +156,9 @@ def load_state_dict_into(network: nn.Module, state: dict[str, torch.Tensor], sou
         The :class:`InitReport`.
 
     Raises:
-        InitWeightsError: If no tensor of ``state`` fits the network.
+        InitWeightsError: If no tensor of ``state`` fits the network, or several mappings that put different file
+            tensors into the network fit the most tensors (weights of another architecture, where one prefix
+            renamed into another, ``bn1.`` into ``_bn0.`` say, fits a tensor or two by chance).
     """
     net_state = network.state_dict()
 
@@ -165,16 +168,24 @@ def load_state_dict_into(network: nn.Module, state: dict[str, torch.Tensor], sou
         return include is None or any(key.startswith(p) for p in include)
 
     best: tuple[int, tuple[str, str], dict[str, tuple[str, torch.Tensor]]] | None = None
+    rivals: dict[frozenset, tuple[str, str]] = {}  # the different assignments that fit as many tensors as the best
     for strip, add in _candidates(state, net_state):
         mapped = _map_keys(state, strip, add)
-        n = sum(1 for k, (_, v) in mapped.items()
-                if k in net_state and allowed(k) and tuple(v.shape) == tuple(net_state[k].shape))
-        if best is None or n > best[0]:
-            best = (n, (strip, add), mapped)
+        fits = frozenset((k, orig) for k, (orig, v) in mapped.items()
+                         if k in net_state and allowed(k) and tuple(v.shape) == tuple(net_state[k].shape))
+        if best is None or len(fits) > best[0]:
+            best, rivals = (len(fits), (strip, add), mapped), {}
+        if len(fits) == best[0]:
+            rivals.setdefault(fits, (strip, add))
     if best is None or best[0] == 0:
         sample = ", ".join(list(state)[:3]) or "(empty)"
         raise InitWeightsError(f"{source}: no tensor fits the network (file keys such as {sample}; network keys "
                                f"such as {', '.join(list(net_state)[:3])}).")
+    if len(rivals) > 1:  # which one was taken would follow the sort order of the prefixes, not the weights
+        tied = "; ".join(f"'{s}' -> '{a}'" for s, a in list(rivals.values())[:4])
+        raise InitWeightsError(f"{source}: {len(rivals)} different key mappings fit {best[0]} tensor(s) each "
+                               f"({tied}), so which file tensor belongs to which layer is ambiguous; these weights "
+                               f"were probably made for another architecture.")
     _, mapping, mapped = best
     report = InitReport(source=source, mapping=mapping)
     new_state = {}
@@ -192,9 +203,12 @@ def load_state_dict_into(network: nn.Module, state: dict[str, torch.Tensor], sou
     report.missing = [k for k in net_state if k not in new_state]
     network.load_state_dict(new_state, strict=False)
     log.info("initialised weights: %s", report.summary())
-    if len(report.matched) < len(net_state) / 2:
-        log.warning("%s: only %d of the network's %d tensors were loaded; were these weights made for another "
-                    "architecture?", source, len(report.matched), len(net_state))
+    wanted = [k for k in net_state if allowed(k)]
+    left = [k for k in wanted if k not in new_state]
+    if left:  # said whatever their number: batch-norm statistics left out of a file count as much as a layer
+        log.warning("%s: %d of the %d network tensors to load were not loaded and keep their initial values (%s%s)%s",
+                    source, len(left), len(wanted), ", ".join(left[:5]), ", ..." if len(left) > 5 else "",
+                    "; were these weights made for another architecture?" if len(left) > len(wanted) / 2 else "")
     return report
 
 
