@@ -360,3 +360,46 @@ def test_lightning_settings_it_cannot_use_are_named(tmp_path, settings, said):
 
     with pytest.raises(ConfigError, match=said):
         make_trainer(tmp_path, FitSettings(epochs=1, progress_bar=False, **settings))
+
+
+def test_precise_bn_after_a_resume_recomputes_the_statistics_of_the_run_never_stopped(tmp_path, monkeypatch):
+    """The kept batches live in memory only (last.ckpt would grow by hundreds of MB with them). They spanned epochs
+    when an epoch had fewer batches than precise_bn_batches, so a resumed run, which starts with none, recomputed the
+    statistics from fewer batches than the run never stopped: other validation scores, other exported statistics.
+    They are now the current epoch's only, which a resumed epoch has as well."""
+    from lightning.pytorch.callbacks import Callback
+    from monai.data import DataLoader
+
+    from breastdx.training import trainer as trainer_mod
+    from breastdx.training.trainer import RESUME_ENV, fit
+
+    class StopAfter(Callback):
+        def on_validation_end(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                raise KeyboardInterrupt
+
+    made = trainer_mod.make_trainer
+
+    def run(folder, *extra):
+        monkeypatch.setattr(trainer_mod, "make_trainer",
+                            lambda *a, **k: made(*a, **{**k, "callbacks": [*k["callbacks"], *extra]}))
+        seed_everything(0)
+        net, _ = build_network("fcn", 1, 2, width=4, head_channels=8)
+        module = SegmentationModule(net, OptimConfig(lr=1e-2, ema_decay=0.9, precise_bn_batches=8))
+        train = _synthetic(12, 1)
+        train.transform = ultrasound_augmentation(SIZE, seed=0)
+        loaders = (DataLoader(train, batch_size=4, shuffle=True, num_workers=0,  # 3 batches an epoch, fewer than 8
+                              generator=torch.Generator().manual_seed(0)), DataLoader(_synthetic(6, 2), batch_size=6))
+        fit(module, net, *loaders, folder, FitSettings(epochs=3, progress_bar=False, monitor="val_dice",
+                                                       accelerator="cpu", devices="1"))
+        return module
+
+    never_stopped = run(tmp_path / "a")
+    assert len(never_stopped._bn_batches) == 3
+    with pytest.raises(SystemExit):
+        run(tmp_path / "b", StopAfter())
+    monkeypatch.setenv(RESUME_ENV, "1")
+    resumed = run(tmp_path / "b")
+    assert read_training_log(tmp_path / "b")["val_dice"] == read_training_log(tmp_path / "a")["val_dice"]
+    for k, v in never_stopped.ema.module.state_dict().items():
+        torch.testing.assert_close(resumed.ema.module.state_dict()[k], v, rtol=0, atol=0)
