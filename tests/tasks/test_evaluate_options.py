@@ -107,3 +107,27 @@ def test_image_evaluate_config_records_the_conformal_level_used(tmp_path: Path, 
         get_task("busi-cls").evaluate(resolve_model(None, "busi-cls"), Path(DATA), tmp_path, options)
     config = yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))
     assert config["conformal_level"] == 0.9 and config["tta"] == "hflip"
+
+
+@pytest.mark.skipif(not DATA, reason="BREASTDX_DATA is not set (point it at ../shared/data)")
+def test_external_evaluation_of_a_lesion_crop_model_runs_its_segmenter_as_asked(tmp_path: Path, monkeypatch):
+    """``evaluate busi-cls --model <a --lesion-crop model> --external DIR --backend torch`` loaded the busi-seg model
+    that finds the crops with the default backend and dtype, whatever was asked."""
+    from breastdx.inference.lesion_crop import LesionCropper
+    from breastdx.tasks import get_task
+    from breastdx.zoo import resolve_model
+
+    crop_model = resolve_model(None, "busi-cls") / "lesion_crop"
+    if not (crop_model / "meta.json").is_file():
+        pytest.skip("no shipped busi-cls lesion-crop model")
+    asked = {}
+
+    def spy(cls, model, margin=0.0, **options):
+        asked.update(options)
+        raise _Stop
+
+    monkeypatch.setattr(LesionCropper, "from_model", classmethod(spy))
+    with pytest.raises(_Stop):
+        get_task("busi-cls").evaluate(crop_model, Path(DATA), tmp_path, {
+            "external": str(Path(DATA) / "bus_uclm_sample"), "backend": "torch", "dtype": "float32"})
+    assert asked == {"backend": "torch", "dtype": "float32"}

@@ -202,7 +202,7 @@ def evaluate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, options
                           f"calibration); fit it on the validation split first: breastdx calibrate {task.name} "
                           f"--model {model_dir} --fit temperature,conformal,ood")
     if opts.external:
-        return evaluate_external(task, predictor, model_dir, run_dir, opts)
+        return evaluate_external(task, predictor, model_dir, run_dir, opts, runtime_options(options))
     if opts.label_map:
         raise ConfigError(f"The 'label-map' option of evaluate {task.name} maps the labels of --external; "
                           f"pass --external too.")
@@ -334,7 +334,7 @@ def score(task: Any, predictor: Any, model_dir: Path, run_dir: Path, labels: np.
 
 
 def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
-                      opts: EvaluateOptions) -> RunResult:
+                      opts: EvaluateOptions, runtime: dict[str, str] | None = None) -> RunResult:
     """``breastdx evaluate TASK --external DIR``: an image classifier scored on a labelled folder from elsewhere.
 
     The folder is read by :func:`breastdx.data.external.read_external` (a ``labels.csv`` or class sub-folders), its
@@ -354,6 +354,8 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
         model_dir: The model folder.
         run_dir: The output folder.
         opts: :class:`breastdx.pipeline.verbs.EvaluateOptions` with ``external`` set.
+        runtime: ``--dtype`` and ``--backend`` (:func:`breastdx.config.runtime_options`), for the segmenter of a
+            lesion-crop model as for the model itself.
 
     Returns:
         The result, with the unreadable images as failures.
@@ -393,7 +395,7 @@ def evaluate_external(task: Any, predictor: Any, model_dir: Path, run_dir: Path,
     from breastdx.inference.lesion_crop import LesionCropper
 
     overlap, seen = check_training_overlap(predictor, images, EXTERNAL_ADVICE)  # the images as read, as hashed
-    cropper = LesionCropper.for_classifier(predictor.meta)
+    cropper = LesionCropper.for_classifier(predictor.meta, **(runtime or {}))
     if cropper is not None:  # a model trained on lesion crops sees the same crops here
         images = cropper.crops(images)
     logits = predictor.predict_logits(images)
