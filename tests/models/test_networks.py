@@ -162,11 +162,18 @@ def test_a_network_argument_may_share_a_name_with_the_helpers_parameters():
     ("attention_unet", {"strides": [2, 2, 2, 2, 2]}, "strides needs one entry fewer"),  # MONAI: ignored
     ("attention_unet", {"strides": [2, 2]}, "strides needs one entry fewer"),  # MONAI: IndexError
     ("segresnet", {"blocks_up": [1, 1]}, "blocks_up needs one entry fewer than blocks_down"),  # MONAI: at forward
+    ("attention_unet", {"channels": [16], "strides": []}, "channels needs at least 2 entries"),  # MONAI: IndexError
+    ("unet", {"strides": [0, 2, 2, 2]}, "strides must be integers >= 1"),  # MONAI: built, failed when called
+    ("unet_multitask", {"strides": [0, 2, 2, 2]}, "must be positive integers"),  # the same
+    ("segresnet", {"init_filters": 0}, "init_filters must be a positive integer"),  # the same
+    ("swin", {"image_size": 32, "window_size": 0}, "window_size must be at least 1"),  # ZeroDivisionError when called
+    ("densenet121", {"dropout": -0.5}, r"dropout must be in \[0, 1\)"),  # MONAI: no dropout, no word
 ])
-def test_level_counts_that_do_not_fit_are_refused_when_built(name, kwargs, said):
+def test_network_arguments_that_cannot_work_are_refused_when_built(name, kwargs, said):
     """A U-Net with an extra stride was built on its first strides only, while its size facts multiplied them all
-    (size multiple 32 for a network of multiple 16); a SegResNet with too few up blocks was built and failed with a
-    channel mismatch at its first call."""
+    (size multiple 32 for a network of multiple 16); a SegResNet with too few up blocks, a stride of 0 or a Swin
+    window of 0 were built and failed at their first call; a negative DenseNet dropout was taken as none."""
     with pytest.raises(ValueError, match=said):
         build_network(name, 1, 2, **kwargs)
     build_network("segresnet", 1, 2, blocks_down=[1, 2, 2, 4, 4], blocks_up=[1, 1, 1, 1])  # a fifth level fits
+    build_network("segresnet", 1, 2, blocks_down=[0, 1], blocks_up=[0])  # a level may have no residual block

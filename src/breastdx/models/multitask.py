@@ -59,8 +59,8 @@ class MultiTaskUNet(nn.Module):
             without masks such as BreastMNIST; busi-seg encoder weights still load.
 
     Raises:
-        ValueError: If ``head_levels`` is not in ``[1, len(channels)]`` or ``strides`` does not have one
-            entry fewer than ``channels``.
+        ValueError: If ``head_levels`` is not in ``[1, len(channels)]``, ``strides`` does not have one
+            entry fewer than ``channels``, or an entry of either is below 1 (a stride of 0 failed when called).
     """
 
     def __init__(self, in_channels: int, n_classes: int, channels: Sequence[int] = (16, 32, 64, 128, 256),
@@ -72,6 +72,9 @@ class MultiTaskUNet(nn.Module):
 
         channels = tuple(int(c) for c in channels)
         strides = tuple(int(s) for s in strides)
+        if min((*channels, *strides), default=0) < 1:
+            raise ValueError(f"MultiTaskUNet: channels and strides must be positive integers, got channels="
+                             f"{list(channels)} and strides={list(strides)}.")
         if len(strides) != len(channels) - 1:
             raise ValueError(f"MultiTaskUNet: strides must have one entry fewer than channels, got "
                              f"{len(strides)} strides for {len(channels)} channels.")

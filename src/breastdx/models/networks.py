@@ -63,10 +63,17 @@ def _ints(values: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
-def _check_lengths(name: str, longer: str, values: Sequence[int], shorter: str, others: Sequence[int]) -> None:
+def _check_lengths(name: str, longer: str, values: Sequence[int], shorter: str, others: Sequence[int],
+                   minimum: int = 1, levels: int = 2) -> None:
     """Refuse ``others`` unless it has one entry fewer than ``values``: MONAI's ``UNet`` and ``AttentionUnet`` ignore
     extra strides (the size facts, computed from all of them, would then be wrong) and fail on too few, and
-    ``SegResNet`` builds with any ``blocks_up`` and fails only when called."""
+    ``SegResNet`` builds with any ``blocks_up`` and fails only when called. Every entry must be at least ``minimum``
+    (a stride of 0 built a U-Net that failed when called; a SegResNet level may have 0 residual blocks)."""
+    for what, seq in ((longer, values), (shorter, others)):
+        if any(int(v) < minimum for v in seq):
+            raise ValueError(f"Network {name!r}: {what} must be integers >= {minimum}; got {what}={list(seq)}.")
+    if len(values) < levels:
+        raise ValueError(f"Network {name!r}: {longer} needs at least {levels} entries (levels); got {list(values)}.")
     if len(others) != len(values) - 1:
         raise ValueError(f"Network {name!r}: {shorter} needs one entry fewer than {longer} ({len(values) - 1} for "
                          f"{longer}={list(values)}); got {shorter}={list(others)}.")
@@ -93,7 +100,7 @@ def unet(in_channels: int, out_channels: int, *, channels: Sequence[int] = (16, 
         dropout: Dropout probability.
 
     Raises:
-        ValueError: If ``strides`` does not have one entry fewer than ``channels``.
+        ValueError: If ``channels`` has fewer than two entries, ``strides`` not one fewer, or an entry is below 1.
 
     References:
         Ronneberger, Fischer & Brox (2015). U-Net. MICCAI, doi:10.1007/978-3-319-24574-4_28.
@@ -123,7 +130,7 @@ def attention_unet(in_channels: int, out_channels: int, *, channels: Sequence[in
         dropout: Dropout probability.
 
     Raises:
-        ValueError: If ``strides`` does not have one entry fewer than ``channels``.
+        ValueError: If ``channels`` has fewer than two entries, ``strides`` not one fewer, or an entry is below 1.
 
     References:
         Oktay et al. (2018). Attention U-Net: learning where to look for the pancreas. MIDL, arXiv:1804.03999.
@@ -154,7 +161,8 @@ def segresnet(in_channels: int, out_channels: int, *, init_filters: int = 16,
         dropout: Dropout probability after the first convolution (0 for none).
 
     Raises:
-        ValueError: If ``blocks_up`` does not have one entry fewer than ``blocks_down``.
+        ValueError: If ``blocks_up`` does not have one entry fewer than ``blocks_down``, a block count is negative,
+            or ``init_filters`` is below 1.
 
     References:
         Myronenko, A. (2019). 3D MRI brain tumor segmentation using autoencoder regularization. BrainLes,
@@ -162,7 +170,9 @@ def segresnet(in_channels: int, out_channels: int, *, init_filters: int = 16,
     """
     from monai.networks.nets import SegResNet
 
-    _check_lengths("segresnet", "blocks_down", blocks_down, "blocks_up", blocks_up)
+    _check_lengths("segresnet", "blocks_down", blocks_down, "blocks_up", blocks_up, minimum=0, levels=1)
+    if int(init_filters) < 1:
+        raise ValueError(f"Network 'segresnet': init_filters must be a positive integer; got {init_filters}.")
     return SegResNet(spatial_dims=2, init_filters=int(init_filters), in_channels=in_channels,
                      out_channels=out_channels, dropout_prob=float(dropout) or None,
                      blocks_down=_ints(blocks_down), blocks_up=_ints(blocks_up))
@@ -213,11 +223,16 @@ def densenet121(in_channels: int, out_channels: int, *, dropout: float = 0.0) ->
     Shape:
         ``(B, in_channels, H, W) -> (B, out_channels)`` logits.
 
+    Raises:
+        ValueError: If ``dropout`` is not in [0, 1) (MONAI skips a dropout <= 0 without a word).
+
     References:
         Huang et al. (2017). Densely connected convolutional networks. CVPR, doi:10.1109/CVPR.2017.243.
     """
     from monai.networks.nets import DenseNet121
 
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"Network 'densenet121': dropout must be in [0, 1); got {dropout}.")
     return DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=out_channels, pretrained=False,
                        dropout_prob=float(dropout))
 

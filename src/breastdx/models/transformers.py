@@ -140,8 +140,8 @@ class SwinClassifier(nn.Module):
         drop_path: Stochastic depth rate, reached linearly at the last block.
 
     Raises:
-        ValueError: If ``image_size`` is not a positive multiple of ``8 * patch_size`` or ``depths`` /
-            ``num_heads`` do not have four entries.
+        ValueError: If ``image_size`` is not a positive multiple of ``8 * patch_size``, ``window_size`` is below 1
+            (it failed with a division by zero when called), or ``depths`` / ``num_heads`` do not have four entries.
 
     Attributes:
         backbone: The MONAI ``SwinTransformer`` (``layers4.0.downsample`` is None).
@@ -162,6 +162,8 @@ class SwinClassifier(nn.Module):
         if patch_size < 1 or image_size < multiple or image_size % multiple:
             raise ValueError(f"swin: image_size must be a positive multiple of 8 * patch_size = {multiple}, got "
                              f"{image_size}.")
+        if int(window_size) < 1:
+            raise ValueError(f"swin: window_size must be at least 1, got {window_size}.")
         if len(depths) != SWIN_STAGES or len(num_heads) != SWIN_STAGES:
             raise ValueError(f"swin: depths and num_heads need {SWIN_STAGES} entries each, got {list(depths)} and "
                              f"{list(num_heads)}.")
