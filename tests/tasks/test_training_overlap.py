@@ -49,13 +49,14 @@ def _evaluate(task: str, out: Path, *extra: str):
 def _swapped_split(task: str, path: Path, n: int) -> Path:
     """The shipped model's split file with ``n`` of its training cases as the test part, so that no patient or
     near-duplicate group straddles two parts: IDC's first ``n`` (its test cases become the train part, the other
-    training cases are left out), BUSI's first ``n`` outside any group (every BUSI case must be in a part)."""
+    training cases are excluded), BUSI's first ``n`` outside any group (every BUSI case must be in a part)."""
     split = json.loads((shipped_models()[task] / "split.json").read_text())
     if split["dataset"] == "busi":
         grouped = {c for g in split["groups"] for c in g}
         moved = [c for c in split["train"] if c not in grouped][:n]
         split["test"], split["train"] = moved, [c for c in split["train"] if c not in moved] + split["test"]
-    else:
+    else:  # every item must be in a part or excluded (check_patch_split): the other training cases are excluded
+        split["excluded"] += [{"name": c, "reason": "left out by this test"} for c in split["train"][n:]]
         split["test"], split["train"] = split["train"][:n], split["test"]
     path.write_text(json.dumps(split))
     return path
@@ -111,6 +112,7 @@ def test_calibrate_on_training_images_is_said(tmp_path):
 
     root = _data_root("idc")
     split = json.loads((shipped_models()["idc"] / "split.json").read_text())
+    split["excluded"] += [{"name": c, "reason": "left out by this test"} for c in split["train"][30:]]
     split["val"], split["train"] = split["train"][:30], split["val"]
     path = tmp_path / "val_of_training.json"
     path.write_text(json.dumps(split))
