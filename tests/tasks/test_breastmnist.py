@@ -105,6 +105,11 @@ def test_an_ensemble_of_trained_models_is_calibrated_then_scored(tiny_run, npz, 
     meta = json.loads((ens / "meta.json").read_text())
     assert 0 <= meta["threshold"] <= 1 and meta["temperature"] > 0 and "sensitivity >= 0.9" in meta["threshold_rule"]
     assert meta["conformal"]["n_calibration"] == 20 and (ens / meta["ood"]["bank_file"]).is_file()
+    assert meta["calibrated"]["fitted"] == ["temperature", "conformal", "ood"]
+    assert meta["calibrated"]["threshold_before"] is None and "val split" in meta["calibrated"]["split"]
+    card = (ens / "MODEL_CARD.md").read_text(encoding="utf-8")  # the card says the threshold fitted, not "none"
+    assert f"- Decision threshold: {meta['threshold']}" in card.splitlines()
+    assert "## Calibrated after training" in card and "(before: n/a)" in card
     import yaml
 
     config = yaml.safe_load((tmp_path / "cal" / "config.yaml").read_text())  # the run folder says what was fitted

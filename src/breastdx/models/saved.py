@@ -345,6 +345,58 @@ def write_model_card(model_dir: Path, meta: dict[str, Any], *, title: str, summa
     (model_dir / CARD_FILE).write_text("\n".join(lines), encoding="utf-8")
 
 
+CALIBRATION_SECTION = "## Calibrated after training"
+"""The model card's section that ``breastdx calibrate`` writes (:func:`note_calibration`)."""
+
+
+def note_calibration(model_dir: Path, meta: dict[str, Any], record: dict[str, Any]) -> bool:
+    """Bring ``MODEL_CARD.md`` in line with a ``meta.json`` that ``breastdx calibrate`` changed: its "Decision
+    threshold" line gets ``meta["threshold"]``, and its :data:`CALIBRATION_SECTION` (replaced if there is one, else
+    added at the end) says what was fitted, when and on which split, and, when the threshold moved, that the
+    evaluation figures above it were measured at the threshold before.
+
+    Args:
+        model_dir: The model folder.
+        meta: Its ``meta.json`` content after calibration.
+        record: ``{"fitted": [names], "when": ISO time, "split": text, "threshold_before": float | None,
+            "temperature_before": float | None}``.
+
+    Returns:
+        False when the folder has no card (nothing written), else True.
+    """
+    path = Path(model_dir) / CARD_FILE
+    if not path.is_file():
+        return False
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if CALIBRATION_SECTION in lines:  # a calibration before: its section goes, up to the next section
+        start = lines.index(CALIBRATION_SECTION)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines = lines[:start] + lines[end:]
+    lines = [f"- Decision threshold: {meta.get('threshold')}" if line.startswith("- Decision threshold:") else line
+             for line in lines]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    before, now = record.get("threshold_before"), meta.get("threshold")
+    section = ["", CALIBRATION_SECTION,
+               f"- {record['when']}: `breastdx calibrate --fit {','.join(record['fitted'])}` on {record['split']}."]
+    if "temperature" in record["fitted"]:
+        t_before = record.get("temperature_before")
+        section.append(f"- Temperature {_fmt(meta.get('temperature'))} (before: {_fmt(t_before)}); decision threshold "
+                       f"{_fmt(now)} (before: {_fmt(before)}); {meta.get('threshold_rule', '')}".rstrip("; "))
+        if meta.get("metrics") and before != now:
+            section.append("- The evaluation figures above were measured before this calibration: sensitivity, "
+                           "specificity, PPV, NPV and F1 at the threshold before. `breastdx evaluate` measures them at "
+                           "the new one.")
+    if "conformal" in record["fitted"] and isinstance(meta.get("conformal"), dict):
+        section.append(f"- Prediction sets: {meta['conformal'].get('method')} at level "
+                       f"{meta['conformal'].get('level')}, fitted after the temperature.")
+    if "ood" in record["fitted"] and isinstance(meta.get("ood"), dict):
+        section.append(f"- Out-of-distribution record: distance to the {ordinal(int(meta['ood']['k']))} nearest of "
+                       f"{meta['ood'].get('n_bank')} training images, threshold {_fmt(meta['ood'].get('threshold'))}.")
+    path.write_text("\n".join(lines + section) + "\n", encoding="utf-8")
+    return True
+
+
 def _record_sections(meta: dict[str, Any]) -> list[str]:
     """The card's sections on a classifier's prediction sets and out-of-scope check, from ``meta.json``'s
     ``conformal`` and ``ood`` records (none for a model without them)."""

@@ -56,6 +56,10 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
     * ``ood`` (:func:`breastdx.inference.ood.fit_ood`): the bank of the training images' penultimate features
       (``ood_features.safetensors``) and the distance threshold on the validation split.
 
+    ``meta.json`` records the calibration (``calibrated``: what was fitted, when, on which split, the threshold and
+    temperature before) and ``MODEL_CARD.md`` says it (:func:`breastdx.models.saved.note_calibration`: the new
+    threshold, and that the card's test figures were measured at the one before when it moved).
+
     The split is the folder's ``split.json``. The run folder holds ``conformal.json`` / ``ood.json`` (the records),
     ``config.yaml`` (the resolved options, the split file and the data read) and ``versions.json``.
 
@@ -77,6 +81,7 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
     val_images = [part.read(i)[0] for i in range(len(part))]
     meta_path = Path(model_dir) / "meta.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    before = {"threshold_before": meta.get("threshold"), "temperature_before": meta.get("temperature")}
     rows: list[list[Any]] = [["fitted", "values"]]  # the table's header (RunResult.table), then one row per record
     advice = split_advice(model_dir, split_path, "val")  # fitted on training images, the sets cover too little
     overlap, _ = check_training_overlap(predictor, val_images, CALIBRATE_ADVICE if advice == SPLIT_FILE_ADVICE
@@ -131,7 +136,14 @@ def calibrate(task: Any, model_dir: Path, data_root: Path, run_dir: Path, option
         rows.append(["ood", f"k = {record['k']}", f"threshold {record['threshold']:.4f}",
                      f"bank of {record['n_bank']} training images"])
         notes.append(f"ood: {Path(model_dir) / record['bank_file']}.")
+    from breastdx.models.saved import note_calibration
+    from breastdx.runs import utc_now_iso
+
+    meta["calibrated"] = {"fitted": list(opts.fit), "when": utc_now_iso(),
+                          "split": f"the {data.describe('val')}", **before}
     write_json(meta, meta_path)
+    if note_calibration(Path(model_dir), meta, meta["calibrated"]):
+        notes.append(f"Model card: {Path(model_dir) / 'MODEL_CARD.md'} (threshold and its section on calibration).")
     write_versions(run_dir)
     return RunResult(run_dir, {k: meta[k] for k in opts.fit},
                      f"{task.title}: {' and '.join(opts.fit)} fitted ({len(part)} validation cases)", rows,
