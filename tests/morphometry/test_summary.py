@@ -92,3 +92,21 @@ def test_csv_files(tmp_path):
     assert list(back[0])[:4] == ["tile", "unit", "n_in_summary", "microns_per_pixel"] and len(back[0]) == 34
     assert float(back[1]["radius_mean"]) == pytest.approx(float(back[0]["radius_mean"]) / 4, rel=1e-4)
     assert back[2]["radius_se"] == ""  # one nucleus: no standard error
+
+
+def test_the_size_limits_are_areas_in_square_microns_at_the_tile_resolution():
+    """The 30 and 16,000 px limits were pixel counts chosen at 0.25 µm/px: at 20x (0.5 µm/px) a 4,000 µm² fold
+    (16,000 px there) was summarised as a nucleus. They are now the same µm² at any resolution."""
+    from breastdx.morphometry.summary import area_limits
+
+    assert area_limits() == (30.0, 16000.0) and area_limits(0.25) == (30.0, 16000.0)
+    assert area_limits(0.5) == pytest.approx((7.5, 4000.0)) and area_limits(0.125) == pytest.approx((120, 64000))
+    labels = np.zeros((160, 160), np.int32)
+    yy, xx = np.mgrid[:160, :160]
+    labels[(yy - 80) ** 2 + (xx - 80) ** 2 <= 45 ** 2] = 1  # 6,361 px: 398 µm² at 0.25, 1,590 µm² at 0.5 µm/px
+    labels[(yy - 10) ** 2 + (xx - 10) ** 2 <= 2 ** 2] = 2  # 13 px: debris at 0.25 (0.8 µm²), a small nucleus at 0.5 (3.3)
+    summarised = {mpp: [n["in_summary"] for n in measure_nuclei(labels, microns_per_pixel=mpp)]
+                  for mpp in (None, 0.25, 0.5)}
+    assert summarised == {None: [True, False], 0.25: [True, False], 0.5: [False, True]}
+    with pytest.raises(ValueError, match="microns_per_pixel must be a positive number"):
+        measure_nuclei(labels, microns_per_pixel=0.0)

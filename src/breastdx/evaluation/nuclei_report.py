@@ -70,7 +70,7 @@ def evaluate_tiles(predictor: Any, tiles: list[tuple[np.ndarray, np.ndarray]], n
         labels, _ = predictor.predict(image)
         seconds = time.perf_counter() - start
         grey = grey_levels(image)
-        feats = {k: tile_summary(in_microns(measure_nuclei(lab, grey), mpp))
+        feats = {k: tile_summary(in_microns(measure_nuclei(lab, grey, microns_per_pixel=mpp), mpp))
                  for k, lab in (("predicted", labels), ("reference", ref))}
         out.append({"tile": name, **instance_scores(labels, ref), "seconds": round(seconds, 2),
                     "microns_per_pixel": mpp, "morphometry_um": feats, "labels": labels, "image": (image, ref)})

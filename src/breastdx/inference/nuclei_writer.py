@@ -192,7 +192,7 @@ def write_nucleus_predictions(predictor: Any, inputs: Sequence[str | Path], run_
         labels, _ = predictor.predict(image)
         mpp, source = tile_resolution(record, microns_per_pixel, resolution_from_file)
         scope = tile_scope(record, predictor, labels, (mpp, source))
-        nuclei = measure_nuclei(labels, grey_levels(image))
+        nuclei = measure_nuclei(labels, grey_levels(image), microns_per_pixel=mpp)  # the size limits in µm²
         stem = stems.claim(item_stem(path))  # two inputs of the same name from different folders
         mask_path = write_instance_labels(labels, run_dir / "masks" / stem)
         write_nuclei_csv(nuclei, run_dir / "nuclei" / f"{stem}.csv", mpp)

@@ -34,29 +34,51 @@ MAX_AREA = 16000
 """Largest object, pixels, counted in a tile's columns (at 0.25 µm/px, 1,000 µm², a disc 36 µm across: over four
 times the largest of the 2,189 reference nuclei of MoNuSeg's breast tiles, 3,638 px). A larger region is a stain
 blob, a fold or a merged cluster, which would otherwise set the 'worst' columns (the mean of the three largest)."""
+LIMITS_MICRONS_PER_PIXEL = 0.25
+"""The resolution :data:`MIN_AREA` and :data:`MAX_AREA` are given at (MoNuSeg's 40x); at another resolution the
+limits are the same areas in µm² (:func:`area_limits`)."""
 NUCLEUS_COLUMNS: tuple[str, ...] = ("label", "centroid_row", "centroid_col", "touches_edge", "in_summary",
                                     *NUCLEUS_FEATURES)
 """Columns of the per-nucleus rows (lengths in the unit of the row)."""
 
 
-def measure_nuclei(labels: np.ndarray, grey: np.ndarray | None = None, *, min_area: int = MIN_AREA,
-                   max_area: int = MAX_AREA,
+def area_limits(microns_per_pixel: float | None = None) -> tuple[float, float]:
+    """``(min_area, max_area)`` in pixels: :data:`MIN_AREA` and :data:`MAX_AREA` at
+    :data:`LIMITS_MICRONS_PER_PIXEL`, and the same areas in µm² at another resolution (at 0.5 µm/px: 7.5 and 4,000
+    pixels). None: the tile's resolution is unknown, the pixel limits as they are.
+
+    Raises:
+        ValueError: If ``microns_per_pixel`` is not a positive number.
+    """
+    if microns_per_pixel is None:
+        return float(MIN_AREA), float(MAX_AREA)
+    if not (isinstance(microns_per_pixel, (int, float)) and 0 < microns_per_pixel < float("inf")):
+        raise ValueError(f"area_limits(): microns_per_pixel must be a positive number, got {microns_per_pixel!r}.")
+    scale = (LIMITS_MICRONS_PER_PIXEL / float(microns_per_pixel)) ** 2
+    return MIN_AREA * scale, MAX_AREA * scale
+
+
+def measure_nuclei(labels: np.ndarray, grey: np.ndarray | None = None, *, min_area: float | None = None,
+                   max_area: float | None = None, microns_per_pixel: float | None = None,
                    options: MorphometryOptions = MorphometryOptions()) -> list[dict[str, Any]]:
     """The ten features of every nucleus of an instance mask, lengths in pixels.
 
     Args:
         labels: Instance labels, int ``(H, W)``: 0 background, one positive id per nucleus.
         grey: Grey levels ``(H, W)`` (0-255, :func:`breastdx.morphometry.features.grey_levels`), or None.
-        min_area: Smallest nucleus, pixels, kept in the tile's columns (``in_summary``).
+        min_area: Smallest nucleus, pixels, kept in the tile's columns (``in_summary``); None: from
+            :func:`area_limits` at ``microns_per_pixel``.
         max_area: Largest nucleus, pixels, kept in the tile's columns; larger regions keep their row, with
-            ``in_summary`` false.
+            ``in_summary`` false. None: from :func:`area_limits`.
+        microns_per_pixel: The tile's resolution, for the default limits (None: unknown, the pixel limits at
+            0.25 µm/px).
         options: How outlines are drawn.
 
     Returns:
         One dict per nucleus (ascending label) with :data:`NUCLEUS_COLUMNS`; centroids in tile pixels.
 
     Raises:
-        ValueError: If ``labels`` is not 2-D or ``grey`` has another shape.
+        ValueError: If ``labels`` is not 2-D, ``grey`` has another shape or ``microns_per_pixel`` is not positive.
     """
     from skimage.measure import regionprops
 
@@ -66,6 +88,8 @@ def measure_nuclei(labels: np.ndarray, grey: np.ndarray | None = None, *, min_ar
     if grey is not None and np.shape(grey) != labels.shape:
         raise ValueError(f"measure_nuclei(): grey image of shape {np.shape(grey)} for labels of shape "
                          f"{labels.shape}.")
+    low, high = area_limits(microns_per_pixel)
+    min_area, max_area = low if min_area is None else min_area, high if max_area is None else max_area
     h, w = labels.shape
     rows = []
     for region in regionprops(labels.astype(np.int64, copy=False)):

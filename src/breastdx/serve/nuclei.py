@@ -55,8 +55,8 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
         ``image`` as for :func:`breastdx.serve.models.predict_image` (``in_scope`` false for a grey image, a tile
         under half the training patch size, or nuclei too small for 40x:
         :func:`breastdx.inference.nuclei_writer.magnification_note`); ``nuclei`` holds ``n_nuclei`` (instances
-        found), ``n_in_summary`` (those of 30 to 16,000 px that do not touch the tile's edge, which the features
-        summarise), ``microns_per_pixel`` and ``resolution_source`` (a DICOM tile's pixel spacing, else the
+        found), ``n_in_summary`` (those of 1.9 to 1,000 µm², 30 to 16,000 px at 0.25 µm per pixel, that do not touch
+        the tile's edge, which the features summarise), ``microns_per_pixel`` and ``resolution_source`` (a DICOM tile's pixel spacing, else the
         model's: :func:`breastdx.inference.nuclei_writer.tile_resolution`), ``median_area_px`` and
         ``median_area_um2`` (over the summarised nuclei, None when there are none), ``features_px`` and ``features_um`` (the 30 columns; ``features_um`` None when
         the model states no resolution; a column is None when no nucleus gives it), ``outline_overlay_png`` (RGBA,
@@ -92,9 +92,9 @@ def predict_nuclei(model: Any, data: bytes, filename: str, *, max_pixels: int, d
     predictor = model.predictor
     with model.lock:
         labels, _ = predictor.predict(image)
-    nuclei = measure_nuclei(labels, grey_levels(image))
-    timings["nuclei"] = (time.perf_counter() - t) * 1000
     mpp, resolution_source = tile_resolution(record, float(predictor.meta.get("microns_per_pixel") or 0) or None)
+    nuclei = measure_nuclei(labels, grey_levels(image), microns_per_pixel=mpp)  # the size limits in µm²
+    timings["nuclei"] = (time.perf_counter() - t) * 1000
     scope = tile_scope(record, predictor, labels, (mpp, resolution_source))
     summarised = [n for n in nuclei if n["in_summary"]]
     median_px = float(np.median([n["area"] for n in summarised])) if summarised else None

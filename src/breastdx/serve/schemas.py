@@ -221,8 +221,8 @@ class NucleiResult(_Base):
 
     model: ModelRef
     n_nuclei: int = Field(description="Nucleus instances found.")
-    n_in_summary: int = Field(description="Those the features summarise: 30 to 16,000 px, not touching the "
-                                          "tile's edge.")
+    n_in_summary: int = Field(description="Those the features summarise: 1.9 to 1,000 µm² (30 to "
+                                          "16,000 px at 0.25 µm per pixel), not touching the tile's edge.")
     microns_per_pixel: float | None = Field(description="The resolution the nuclei are measured at: a DICOM tile's "
                                                         "pixel spacing, else the model's (0.25: 40x); or null.")
     resolution_source: str = Field(description="Where microns_per_pixel comes from: 'file', 'model' or 'unknown' "
