@@ -239,6 +239,20 @@ def test_predict_on_folders_without_an_image_fails_and_writes_nothing(tmp_path: 
         read_wdbc_file(tmp_path / "notes")
 
 
+def test_an_empty_input_name_is_refused_not_read_as_the_current_folder(tmp_path: Path, monkeypatch):
+    """``breastdx predict pcam "$UNSET"``: Path("") is ".", so an empty shell variable predicted every image of the
+    working folder."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (96, 96), (200, 120, 160)).save(tmp_path / "here.png")
+    for verb in ("predict", "explain"):
+        result = runner.invoke(app, [verb, "pcam", "", "--out", str(tmp_path / verb)], terminal_width=300)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and "An input is an empty name (an empty shell variable?)" in said, said
+        assert not (tmp_path / verb).exists()
+
+
 def test_calibrate_help_lists_the_tasks_own_options():
     """calibrate TASK --help listed no task options (monuseg's --tta), and described classifiers' only."""
     text = " ".join(runner.invoke(app, ["calibrate", "monuseg", "--help"], terminal_width=300).output.split())

@@ -244,7 +244,7 @@ def calibrate(
 def predict(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task name."),
-    inputs: list[Path] = typer.Argument(..., help="Input files or folders."),
+    inputs: list[str] = typer.Argument(..., help="Input files or folders."),
     model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/predict-<UTC ts>."),
     dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
@@ -259,7 +259,7 @@ def predict(
 def explain(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task name (image classifiers: busi-cls, pcam, ...)."),
-    inputs: list[Path] = typer.Argument(..., help="Input images or folders."),
+    inputs: list[str] = typer.Argument(..., help="Input images or folders."),
     model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder; default runs/<task>/explain-<UTC ts>."),
     dtype: str = typer.Option("auto", "--dtype", help=DTYPE_HELP),
@@ -270,17 +270,21 @@ def explain(
     _run_model_verb("explain", ctx, task, model, None, out, inputs, dtype, backend, frame)
 
 
-def _split_inputs(inputs: list[Path]) -> tuple[list[Path], dict[str, str]]:
+def _split_inputs(inputs: list[str]) -> tuple[list[Path], dict[str, str]]:
     """Separate task options from input paths: the variadic INPUT argument also collects ``--name value``.
 
     A word starting with ``--`` that is not an existing file is an option; it takes ``=value`` or the
-    next word as its value (``true`` when the next word is another option or there is none).
+    next word as its value (``true`` when the next word is another option or there is none). An empty word is
+    refused (``Path("")`` is the current folder: an empty shell variable would predict all it holds).
     """
-    from breastdx.config import take_option
+    from breastdx.config import ConfigError, take_option
 
     paths: list[Path] = []
     options: dict[str, str] = {}
     words = [str(p) for p in inputs]
+    if any(not w.strip() for w in words):
+        raise ConfigError("An input is an empty name (an empty shell variable?); name files or folders ('.' for the "
+                          "current folder).")
     i = 0
     while i < len(words):
         if words[i].startswith("--") and not Path(words[i]).exists():
@@ -302,7 +306,7 @@ def _drop_copy(copy: Path | None) -> None:
 
 
 def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[str], data_dir: Optional[Path],
-                    out: Optional[Path], inputs: list[Path], dtype: str = "auto", backend: str = "auto",
+                    out: Optional[Path], inputs: list[str], dtype: str = "auto", backend: str = "auto",
                     frame: str = "first") -> None:
     from breastdx.config import ConfigError, parse_extra_args, resolve_data_root
     from breastdx.data.dicom_frames import check_frame_option, expand_frames
@@ -333,7 +337,7 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
             named, inputs = inputs, list_images(inputs)  # the task lists these files again, silently
             masks = sorted(str(p) for p in named if is_mask_name(p) and not p.is_dir())
             if masks:  # left out by list_images (a glob such as benign/*.png names them): said, not dropped in silence
-                logging.getLogger(__name__).info(
+                logging.getLogger("breastdx.cli").info(
                     "%d file(s) named are lesion masks by their names (*_mask.*, *_mask_<k>.*) and are left out: %s%s",
                     len(masks), ", ".join(masks[:3]), f" and {len(masks) - 3} more" if len(masks) > 3 else "")
             if named and not inputs:  # a mistyped or wrong folder, or masks only: not a batch of nothing that succeeded
@@ -356,7 +360,7 @@ def _run_model_verb(verb: str, ctx: typer.Context, task: str, model: Optional[st
 
             model_dir = Path(shutil.copytree(model_dir, run_dir / "model"))
             copy = model_dir
-            logging.getLogger(__name__).info("calibrating a copy of the shipped model %s in %s; the shipped "
+            logging.getLogger("breastdx.cli").info("calibrating a copy of the shipped model %s in %s; the shipped "
                                              "model stays as it is", model or task, model_dir)
         if verb == "evaluate":
             result = t.evaluate(model_dir, resolve_data_root(data_dir), run_dir, options)
