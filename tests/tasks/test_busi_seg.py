@@ -245,6 +245,7 @@ def test_presence_gate_with_the_shipped_classifier(data_root, tmp_path):
     rows = {Path(r["source"]).stem: r for r in csv.DictReader(open(out / "predictions.csv"))}
     assert rows["normal (1)"]["lesion_found"] == "False" and int(rows["normal (1)"]["lesion_area_px"]) == 0
     assert float(rows["normal (1)"]["p_normal"]) >= 0.3
+    assert len(rows["normal (1)"]["p_normal"].split(".")[1]) == 6  # 6 decimals, as every probability (had 4)
     for name, area in (("benign (1)", 1315), ("malignant (1)", 83336)):
         assert float(rows[name]["p_normal"]) < 0.3 and abs(int(rows[name]["lesion_area_px"]) - area) <= 0.02 * area
     result = runner.invoke(app, ["predict", "busi-seg", str(images[0]), "--presence-model", "wdbc", "--out",

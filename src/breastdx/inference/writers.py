@@ -196,7 +196,7 @@ def write_segmentation_predictions(predictor: Any, inputs: Sequence[str | Path],
                 "spacing_mm": "" if spacing is None else f"{spacing[0]}x{spacing[1]}",
                 "spacing_note": rec.spacing_note, "frame": frame_cell(rec),
                 **dict(zip(("in_scope", "scope_note"), _scope_cells(rec, predictor))),
-                **({} if out.p_normal is None else {"p_normal": round(out.p_normal, 4)})}
+                **({} if out.p_normal is None else {"p_normal": round(out.p_normal, 6)})}
 
     gate = getattr(predictor, "presence", None)
     fields = ["source", "mask", "overlay", "height", "width", *SEGMENTATION_FIELDS, "spacing_mm", "spacing_note",
