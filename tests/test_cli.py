@@ -253,6 +253,19 @@ def test_an_empty_input_name_is_refused_not_read_as_the_current_folder(tmp_path:
         assert not (tmp_path / verb).exists()
 
 
+def test_help_shows_no_python_in_option_texts():
+    """predict busi-seg --help said "As in :class:`SegEvaluateOptions`" and predict busi-cls gave --gradcam the
+    default "None" (it is the task's default)."""
+    text = runner.invoke(app, ["predict", "busi-seg", "--help"], terminal_width=300).output
+    assert ":class:" not in text and "`presence_threshold`" in text
+    for task, verb in (("busi-cls", "train"), ("monuseg", "calibrate"), ("busi-seg", "train")):
+        shown = runner.invoke(app, [verb, task, "--help"], terminal_width=300).output
+        assert not any(role in shown for role in (":func:", ":mod:", ":class:", ":data:", "``")), (task, verb)
+    rows = [line for line in runner.invoke(app, ["predict", "busi-cls", "--help"], terminal_width=300).output.splitlines()
+            if "--gradcam " in line]
+    assert len(rows) == 1 and "None" not in rows[0] and "the task's default" in rows[0]
+
+
 def test_calibrate_help_lists_the_tasks_own_options():
     """calibrate TASK --help listed no task options (monuseg's --tta), and described classifiers' only."""
     text = " ".join(runner.invoke(app, ["calibrate", "monuseg", "--help"], terminal_width=300).output.split())

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -324,11 +325,20 @@ def _attribute_docs(doc: str | None) -> dict[str, str]:
     return docs
 
 
+_SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|obj):`~?([^`]+)`")
+
+
+def plain_text(doc: str) -> str:
+    """A docstring's text as a terminal shows it: Sphinx cross-references (``:func:`~a.b.f```) become the name in
+    backticks, and double backticks single ones."""
+    return _SPHINX_ROLE.sub(r"`\1`", doc).replace("``", "`")
+
+
 def describe_options(config_cls: type) -> list[tuple[str, str, str]]:
     """``(--name, default, description)`` for each field of a task's config dataclass, for ``--help``.
 
     Descriptions come from the ``Attributes:`` section of the class docstring (Google style), so each
-    option is described once, where it is declared.
+    option is described once, where it is declared; :func:`plain_text` strips their Sphinx markup.
     """
     docs: dict[str, str] = {}
     for cls in reversed(config_cls.__mro__):  # a subclass's description of a field wins over its base's
@@ -339,13 +349,15 @@ def describe_options(config_cls: type) -> list[tuple[str, str, str]]:
     for f in sorted(dataclasses.fields(config_cls), key=lambda f: f.name in last):
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
-        if isinstance(default, bool):
+        if default is None:  # deferred to the task or the model folder, as the description says ("empty: ...")
+            default = ""
+        elif isinstance(default, bool):
             default = str(default).lower()
         elif isinstance(default, (tuple, list)):
             default = ",".join(str(v) for v in default)
         c = f.metadata.get("constraint")
         rule = f" ({c.describe()})" if c is not None and c.describe() else ""
-        rows.append((f"--{f.name.replace('_', '-')}", str(default), docs.get(f.name, "") + rule))
+        rows.append((f"--{f.name.replace('_', '-')}", str(default), plain_text(docs.get(f.name, "")) + rule))
     return rows
 
 

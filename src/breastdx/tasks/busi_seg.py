@@ -160,8 +160,9 @@ class PredictOptions:
         threads: Threads of the network (0: PyTorch's default, every core); set by the command line.
         tta: Test-time augmentation (``none``, ``hflip``; empty: the model's).
         overlays: Write an overlay PNG per image into ``overlays/``.
-        presence_model: As in :class:`SegEvaluateOptions`; adds the column ``p_normal``.
-        presence_threshold: As in :class:`SegEvaluateOptions`.
+        presence_model: A classifier with a ``normal`` class (a shipped name such as ``busi-cls``, or a model
+            folder) whose P(normal) at or over ``presence_threshold`` empties the mask; adds the column ``p_normal``.
+        presence_threshold: That threshold, in (0, 1].
     """
 
     batch_size: int = option(16, ge=1)
