@@ -242,6 +242,16 @@ def test_pcam_valid_to_train_that_leaves_no_validation_patch_is_refused(pcam_sou
     assert result.exit_code == 2 and "split-file" in result.output
 
 
+def test_pcam_cross_validation_is_refused_before_the_data_are_read(tmp_path):
+    """``train pcam --cv-folds 3`` read the data (9 s, a split_reference.json) before cross_validate refused it:
+    PCam has no patient ids."""
+    result = _invoke(["train", "pcam", "--out", tmp_path / "cv", "--cv-folds", "3"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "The 'cv-folds' option is not for pcam" in said, said
+    assert not (tmp_path / "cv" / "split_reference.json").exists()
+    assert "Not for pcam" in " ".join(_invoke(["train", "pcam", "--help"]).output.split())
+
+
 def test_pcam_tiny_run_with_valid_to_train(tmp_path):
     out = tmp_path / "run"
     result = _invoke(["train", "pcam", "--data-dir", _pcam_root(), "--out", out, "--archs", "compact_cnn",

@@ -38,6 +38,9 @@ class PCamConfig(PatchConfig):
         valid_to_train: Fraction of PCam's valid split moved into training (0: the official split); the rest, the
             highest row indices of each class as one block, stays the validation split. Slide-disjointness of
             the two parts cannot be verified (no slide ids in the data): validation figures may be optimistic.
+        cv_folds: Not for pcam (0 only): cross-validation groups folds by patient, and PCam has an official split
+            and no patient or slide ids (idc and breakhis cross-validate).
+        cv_workers: Not for pcam (see ``cv_folds``).
     """
 
     valid_to_train: float = option(0.0, ge=0, lt=1)
@@ -45,6 +48,9 @@ class PCamConfig(PatchConfig):
 
 def _check(config: Any) -> None:
     PATCH_CHECK(config)
+    if config.cv_folds:  # refused before the run folder is made and the data are read
+        raise ConfigError("The 'cv-folds' option is not for pcam: cross-validation groups folds by patient, and PCam "
+                          "has an official split and no patient or slide ids. idc and breakhis cross-validate.")
     if config.valid_to_train and config.split_file:
         raise ConfigError("The 'valid-to-train' option of pcam makes a new split; it cannot be combined with "
                           f"'split-file' ({config.split_file!r}), which reuses one. Pass one of them.")
