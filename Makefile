@@ -1,6 +1,7 @@
 # breastdx: the two quick-start commands are `make run` and `make test`.
 # Both create (or reuse) the virtual environment in .venv, installing through constraints.txt,
-# which pins the CPU build of torch (an unpinned torch pulls several GB of CUDA packages).
+# which pins torch==2.13.0 (an unpinned torch pulls several GB of CUDA packages). pip takes the CPU build where the
+# index offers it; from PyPI alone add PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu (README, Quick start).
 
 PYTHON ?= python3
 VENV ?= .venv
