@@ -6,7 +6,8 @@ The shipped busi-seg was given ``tta: none`` because its 76 validation images di
 both ways, through ``breastdx evaluate busi-seg --dtype float32`` (``--tta none`` and ``--tta hflip``; the fold's
 own postprocessing). The base split's test cases are not read. Printed: one JSON line per fold, then the pooled
 Dice over lesion images and the share of normal images with a false lesion per arm, with 95% bootstrap intervals,
-and the paired Dice difference (hflip minus none). The flip costs a second forward pass per image.
+and the paired differences (hflip minus none), their intervals over images and over near-duplicate groups (the frames
+of one lesion resampled together: the intervals to quote). The flip costs a second forward pass per image.
 
 Usage::
 
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from busi_seg_cv_ensemble import _ci, _draws, _evaluate  # noqa: E402
+from busi_seg_cv_ensemble import _base_groups, _ci, _draws, _evaluate, _group_ci  # noqa: E402
 
 
 def main() -> None:
@@ -42,8 +43,9 @@ def main() -> None:
             none = _evaluate(fold / "model", split, Path(tmp) / f"none{f}", "--tta", "none")
             flip = _evaluate(fold / "model", split, Path(tmp) / f"flip{f}", "--tta", "hflip")
             for case, r in none.items():
-                rows.append({"fold": f, "label": r["label"], "none": float(r["dice"]), "hflip": float(flip[case]["dice"]),
-                             "none_fp": r["false_positive"] == "True", "hflip_fp": flip[case]["false_positive"] == "True"})
+                rows.append({"fold": f, "case": case, "label": r["label"], "none": float(r["dice"]),
+                             "hflip": float(flip[case]["dice"]), "none_fp": r["false_positive"] == "True",
+                             "hflip_fp": flip[case]["false_positive"] == "True"})
             lesion = [r for r in rows if r["fold"] == f and r["label"] != "normal"]
             print(json.dumps({"fold": f, "n_lesion": len(lesion), "dice_none": float(np.mean([r["none"] for r in lesion])),
                               "dice_hflip": float(np.mean([r["hflip"] for r in lesion]))}), flush=True)
@@ -54,6 +56,11 @@ def main() -> None:
               "normal_fp_none": _ci(nfp, dn), "normal_fp_hflip": _ci(ffp, dn),
               "folds_hflip_better": int(sum(np.mean([r["hflip"] - r["none"] for r in lesion if r["fold"] == f]) > 0
                                             for f in range(k)))}
+    groups = _base_groups(args.cv)
+    pooled["dice_hflip_minus_none_by_group"] = _group_ci(flip - none, [r["case"] for r in lesion], groups,
+                                                         args.n_bootstrap, args.seed)
+    pooled["normal_fp_hflip_minus_none_by_group"] = _group_ci(ffp - nfp, [r["case"] for r in normal], groups,
+                                                              args.n_bootstrap, args.seed)
     print(json.dumps(pooled))
 
 
