@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from busi_lesion_aware import _external, _lesion_auroc, _nll, _paired
+from busi_lesion_aware import _check_same_split, _external, _lesion_auroc, _nll, _paired
 
 
 def _fold_images(split_file: Path, data_root: Path) -> tuple[list[np.ndarray], np.ndarray, tuple[str, ...]]:
@@ -85,6 +85,8 @@ def main() -> None:
     ext_pc: dict[str, list[np.ndarray]] = {}
     classes: list[str] = []
     for k, fold in enumerate(folds):
+        # both arms' fold models must have held out the same cases: their predictions are paired by position
+        _check_same_split([args.crop_dir / fold / "model"], args.whole_dir / fold / "model" / "split.json")
         whole = ClassificationPredictor.from_dir(args.whole_dir / fold / "model", task="busi-cls")
         crop_model = ClassificationPredictor.from_dir(args.crop_dir / fold / "model", task="busi-cls")
         cropper = LesionCropper.for_classifier(crop_model.meta)

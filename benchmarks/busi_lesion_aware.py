@@ -40,6 +40,21 @@ def _busi_parts(split_file: Path, data_root: Path) -> dict:
                 for s in ("val", "test")}
 
 
+def _check_same_split(model_dirs: list[Path], split_file: Path) -> None:
+    """Stop unless each model folder's ``split.json`` has the validation and test cases of ``split_file``: the test
+    split is read as held out by every model, and the validation split chooses the weight and threshold."""
+    reference = json.loads(split_file.read_text())
+    for model_dir in model_dirs:
+        own = model_dir / "split.json"
+        if not own.is_file():
+            raise SystemExit(f"{model_dir}: no split.json, so its test cases cannot be checked against {split_file}.")
+        split = json.loads(own.read_text())
+        for part in ("val", "test"):
+            if sorted(split[part]) != sorted(reference[part]):
+                raise SystemExit(f"{model_dir} was trained on another split than {split_file} (its {part} cases "
+                                 f"differ): its {part} figures would not be held out.")
+
+
 def _external(folder: Path, classes: list[str]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     images, labels, lesion, _ = _external_with_masks(folder, classes)
     return images, labels, lesion
@@ -119,9 +134,11 @@ def main() -> None:
     from breastdx.runs import write_json
     from breastdx.zoo import resolve_model
 
-    whole = ClassificationPredictor.from_dir(resolve_model(args.whole, "busi-cls"), task="busi-cls")
+    whole_dir = Path(resolve_model(args.whole, "busi-cls"))
+    whole = ClassificationPredictor.from_dir(whole_dir, task="busi-cls")
     classes = list(whole.class_names)
     first = args.crop_runs[0] / "model"
+    _check_same_split([whole_dir, *(run / "model" for run in args.crop_runs)], first / "split.json")
     sets = _busi_parts(first / "split.json", args.data_root)
     reference = {}
     for f in args.external:
