@@ -12,8 +12,10 @@ Only the stand-in's checksum differs, so its fold split files carry it.
 What the GPU machine cannot do is the part at the original image size (the postprocessing chosen on validation,
 Dice at the original size). ``rescore`` does it here, on the real data, for each returned fold model: the
 postprocessing re-chosen on the fold's validation cases (the training's own rule,
-``BusiSegTask._choose_postprocessing``), then its test fold scored (``_evaluate_cases``), in float32. The pooled
-out-of-fold figures are those ``breastdx train busi-seg --cv-folds 5`` would write (up to the GPU's arithmetic).
+``BusiSegTask._choose_postprocessing``), then its test fold scored (``_evaluate_cases``), in float32, after checking
+that the fold model's own ``split.json`` holds the same cases (the folds are recomputed here). The pooled
+out-of-fold figures are those ``breastdx train busi-seg --cv-folds 5`` would write (up to the GPU's arithmetic),
+with intervals over images and over the near-duplicate groups (``metrics_by_group``: the ones to quote).
 The base split's 152 test cases are in no fold and are not read.
 
 Two recipes are cross-validated on the same folds: the shipped one (Dice + cross-entropy) and the same with the
@@ -142,6 +144,7 @@ def rescore(returned: Path, n_boot: int, seed: int) -> None:
     from breastdx.evaluation.segmentation import summarize_segmentation
     from breastdx.evaluation.tables import ci_text
     from breastdx.inference.predictor import Postprocessing, SegmentationPredictor
+    from breastdx.pipeline.seg_crossval import group_intervals
     from breastdx.tasks.busi_seg import BusiSegConfig, BusiSegTask
 
     data_root = _data_root()
@@ -155,6 +158,10 @@ def rescore(returned: Path, n_boot: int, seed: int) -> None:
         if not (model / "meta.json").is_file():
             print(f"fold {f}: no model at {model}", file=sys.stderr)
             continue
+        trained_on = json.loads((model / "split.json").read_text()) if (model / "split.json").is_file() else \
+            json.loads((returned / f"f{f}" / "split.json").read_text())
+        if any(sorted(trained_on[p]) != sorted(getattr(split, p)) for p in ("train", "val", "test")):
+            raise SystemExit(f"{model} was trained on other cases than fold {f} as computed here: not rescored.")
         val = [by_name[n] for n in split.val]
         test = [by_name[n] for n in split.test]
         predictor = SegmentationPredictor.from_dir(model, task=task.name, dtype="float32")
@@ -175,14 +182,16 @@ def rescore(returned: Path, n_boot: int, seed: int) -> None:
     if not rows:
         raise SystemExit(f"{returned}: no fold models")
     pooled = summarize_segmentation(rows, [r["label"] for r in rows], n_boot=n_boot, seed=seed)
+    by_group = group_intervals(rows, json.loads(BASE_SPLIT.read_text())["groups"], n_boot=n_boot, seed=seed)
     summary = {k: {"mean": float(np.mean([p[k] for p in per_fold])),
                    "sd": float(np.std([p[k] for p in per_fold], ddof=1)) if len(per_fold) > 1 else float("nan")}
                for k in ("val_dice", "test_dice")}
-    result = {"folds": [p["fold"] for p in per_fold], "n": len(rows), "pooled": pooled, "per_fold": per_fold,
-              "per_fold_summary": summary}
+    result = {"folds": [p["fold"] for p in per_fold], "n": len(rows), "pooled": pooled,
+              "pooled_by_group": by_group, "per_fold": per_fold, "per_fold_summary": summary}
     (returned / "rescore.json").write_text(json.dumps(result, indent=2))
     for key, v in pooled.items():
-        print(f"{key:>24}  {ci_text(v)}")
+        print(f"{key:>24}  {ci_text(v)}" + (f"; over {by_group[key]['n_groups']} near-duplicate groups "
+                                             f"{ci_text(by_group[key])}" if key in by_group else ""))
     for key, s in summary.items():
         print(f"{key + ' per fold':>24}  {s['mean']:.3f} (sd {s['sd']:.3f})")
 
