@@ -11,6 +11,7 @@ const state = {
   upload: 0,           // number of the latest upload: a batch replaced by a newer upload stops where it is
   wdbcBatch: [],       // one entry per case of a WDBC CSV: {line, caseId, reference, features, answer, error}
   wdbcUpload: 0,       // number of the latest WDBC CSV: a file replaced by a newer one stops where it is
+  progressTimer: 0,    // the timer counting the seconds of the answer awaited (startProgress)
 };
 
 const TASK_TITLES = {
@@ -459,6 +460,23 @@ function renderBatchRow(index) {
   }
 }
 
+// An answer may take a while (a large H&E tile: 20 s and more): say which file is being predicted, and for how long.
+function startProgress(name, k, n) {
+  clearInterval(state.progressTimer);
+  $("image-progress-text").textContent = `Predicting ${name}` + (n > 1 ? ` (${k} of ${n})` : "") + "…";
+  $("image-progress-time").textContent = "";
+  $("image-progress").hidden = false;
+  const t0 = Date.now();
+  state.progressTimer = setInterval(() => {
+    $("image-progress-time").textContent = `${Math.round((Date.now() - t0) / 1000)} s`;
+  }, 1000);
+}
+
+function stopProgress() {
+  clearInterval(state.progressTimer);
+  $("image-progress").hidden = true;
+}
+
 async function predictFile(file, task) {
   const form = new FormData();
   form.append("file", file, file.name);
@@ -484,6 +502,7 @@ async function handleFiles(files) {
   let done = 0;
   for (const [k, item] of state.batch.entries()) {
     $("batch-progress").textContent = `(${done} of ${files.length} done)`;
+    startProgress(item.file.name, k + 1, files.length);
     try {
       const answer = await predictFile(item.file, task);
       if (run !== state.upload) return;  // replaced by a newer upload: its files are not sent, its rows not shown
@@ -499,6 +518,7 @@ async function handleFiles(files) {
     done++;
     renderBatchRow(k);
   }
+  stopProgress();
   $("batch-progress").textContent = `(${done} of ${files.length} done)`;
   $("csv-download").disabled = false;
   if (state.selected >= 0) showAnswer(state.selected);
