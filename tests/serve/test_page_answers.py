@@ -5,6 +5,13 @@ that states how its threshold was chosen); the servers and helpers are test_page
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .conftest import png_bytes, training_scan
 from .test_browser import browser  # noqa: F401  (chromium)
 from .test_page_review import _open, _scan, open_server  # noqa: F401  (the servers)
 
@@ -27,4 +34,38 @@ def test_an_answer_still_coming_is_shown_as_such(browser, open_server, tmp_path)
     held[0].continue_()
     page.wait_for_selector("#pred-label:not(:empty)", timeout=60_000)
     assert page.is_hidden("#image-progress") and errors == []
+    page.close()
+
+
+def test_the_batch_table_and_its_csv_carry_each_images_warnings(browser, open_server, tmp_path):  # noqa: F811
+    """Three images in one batch: the tiny classifier's own training image, a colour photograph (out of scope for
+    a grey-ultrasound model) and a new scan. The table showed each label and probabilities alone, and its CSV had no
+    column for the warnings, which the page showed only for the image opened."""
+    from PIL import Image
+
+    seen = tmp_path / "seen.png"
+    seen.write_bytes(png_bytes(training_scan()))
+    colour = tmp_path / "photo.png"
+    rgb = np.zeros((80, 100, 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 2] = 200, 40
+    rgb[20:60, 30:70, 1] = 180
+    Image.fromarray(rgb).save(colour)
+    new = _scan(tmp_path / "new.png")
+    page, errors = _open(browser, open_server)
+    page.set_input_files("#file-input", [str(seen), str(colour), new])
+    page.wait_for_selector("#csv-download:enabled", timeout=90_000)
+    rows = [page.inner_text(f"#batch-table tbody tr:nth-child({k})") for k in (1, 2, 3)]
+    assert "trained on this image" in rows[0] and "out of scope" not in rows[0], rows[0]
+    assert "out of scope" in rows[1], rows[1]
+    with page.expect_download() as info:
+        page.click("#csv-download")
+    records = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text(encoding="utf-8"))))[:3]
+    assert [r["in_scope"] for r in records] == ["true", "false", "true"], records
+    assert records[1]["scope_note"].startswith("a colour image") and records[0]["scope_note"] == ""
+    assert [r["seen_in_training"] for r in records] == ["yes", "no", "no"]
+    sets = [r["prediction_set"] for r in records]
+    assert all(s for s in sets) and all(set(s.split("|")) <= {"normal", "benign", "malignant"} for s in sets), sets
+    for row, s in zip(rows, sets):  # a set of several classes reads as uncertain in the table as in the result
+        assert ("uncertain" in row) == ("|" in s), (row, s)
+    assert errors == []
     page.close()

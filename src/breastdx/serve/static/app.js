@@ -455,9 +455,25 @@ function renderBatchRow(index) {
     const probs = cls ? cls.class_names.map((n) => `${displayName(n)} ${fmtProb(cls.probabilities[n])}`).join(", ") : "";
     const label = a.nuclei ? `${a.nuclei.n_nuclei} nuclei` : cls ? displayName(cls.label) :
       (a.segmentation && a.segmentation.lesion_found ? "lesion found" : "no lesion found");
-    row.append(el("td", { text: label }), el("td", { text: probs }), el("td", { text: a.nuclei ? nucleiText(a.nuclei) : areaText(a.segmentation) }),
+    const warnings = answerWarnings(a);
+    const labelCell = el("td", { text: label });
+    if (warnings.length) labelCell.append(el("br"), el("span", { class: "row-warning", text: "⚠ " + warnings.join("; ") }));
+    row.append(labelCell, el("td", { text: probs }), el("td", { text: a.nuclei ? nucleiText(a.nuclei) : areaText(a.segmentation) }),
       el("td", { text: a.elapsed_ms.toFixed(0) + " ms" }));
   }
+}
+
+// What the result view warns of, in short, for the answer's batch row: a row must not read as a plain result.
+function answerWarnings(a) {
+  const out = [];
+  const img = a.image || {};
+  if (img.in_scope === false) out.push("out of scope");
+  if (img.seen_in_training === "yes") out.push("the model was trained on this image");
+  else if (img.seen_in_training === "near-duplicate") out.push("the model was trained on a near-duplicate of it");
+  const set = a.classification && a.classification.prediction_set;
+  if (set && set.length > 1) out.push(`uncertain between ${set.map(displayName).join(" and ")}`);
+  if (a.disagreement) out.push("the models disagree");
+  return out;
 }
 
 // An answer may take a while (a large H&E tile: 20 s and more): say which file is being predicted, and for how long.
@@ -545,7 +561,8 @@ function batchCSV() {
   }
   const header = ["file", "task", "label", "threshold", ...classNames.map((n) => "p_" + n), "lesion_found",
     "lesion_area_px", "lesion_area_mm2", "n_nuclei", "median_nucleus_area_um2",
-    ...(nucleusColumns.length ? ["feature_unit", ...nucleusColumns] : []), "model", "model_version", "prediction_id", "input_sha256", "elapsed_ms", "error"];
+    ...(nucleusColumns.length ? ["feature_unit", ...nucleusColumns] : []), "in_scope", "scope_note",
+    "seen_in_training", "prediction_set", "disagreement", "model", "model_version", "prediction_id", "input_sha256", "elapsed_ms", "error"];
   const lines = [header.join(",")];
   for (const item of state.batch) {
     const a = item.answer;
@@ -560,6 +577,9 @@ function batchCSV() {
       nuc ? nuc.n_nuclei : "", nuc && nuc.median_area_um2 !== null ? nuc.median_area_um2 : "",
       ...(nucleusColumns.length ? [nuc ? (nuc.features_um ? "um" : "px") : "",
         ...nucleusColumns.map((n) => (nuc ? (nuc.features_um || nuc.features_px)[n] : ""))] : []),
+      a && a.image ? a.image.in_scope : "", a && a.image ? a.image.scope_note : "",
+      a && a.image ? a.image.seen_in_training : "", cls && cls.prediction_set ? cls.prediction_set.join("|") : "",
+      a ? a.disagreement : "",
       a ? a.models.map((m) => m.name).join("+") : "", a ? a.models.map((m) => m.version).join("+") : "",
       a ? a.prediction_id : "", a ? a.input_sha256 : "", a ? a.elapsed_ms : "", item.error || "",
     ];
