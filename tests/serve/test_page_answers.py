@@ -13,7 +13,7 @@ import numpy as np
 
 from .conftest import png_bytes, training_scan
 from .test_browser import browser  # noqa: F401  (chromium)
-from .test_page_review import _open, _scan, open_server  # noqa: F401  (the servers)
+from .test_page_review import _open, _scan, breastmnist_server, open_server  # noqa: F401  (the servers)
 
 
 def test_an_answer_still_coming_is_shown_as_such(browser, open_server, tmp_path):  # noqa: F811
@@ -67,5 +67,36 @@ def test_the_batch_table_and_its_csv_carry_each_images_warnings(browser, open_se
     assert all(s for s in sets) and all(set(s.split("|")) <= {"normal", "benign", "malignant"} for s in sets), sets
     for row, s in zip(rows, sets):  # a set of several classes reads as uncertain in the table as in the result
         assert ("uncertain" in row) == ("|" in s), (row, s)
+    assert errors == []
+    page.close()
+
+
+def test_the_rule_says_the_probabilities_are_calibrated(browser, open_server, tmp_path):  # noqa: F811
+    """The tiny classifier was temperature-scaled (T = 1.5): the result said nothing of how its probabilities were
+    obtained. The tiny WDBC model states no calibration, and nothing is claimed for it."""
+    page, errors = _open(browser, open_server)
+    page.select_option("#task-select", "busi-cls")
+    page.set_input_files("#file-input", _scan(tmp_path / "scan.png"))
+    page.wait_for_selector("#pred-label:not(:empty)", timeout=60_000)
+    rule = page.inner_text("#pred-rule")
+    assert "calibrated by temperature scaling (T = 1.50)" in rule, rule
+    page.click("#tab-wdbc")
+    page.click("#wdbc-example")
+    page.click("#wdbc-submit")
+    page.wait_for_selector("#wdbc-result:not([hidden])", timeout=30_000)
+    assert "calibrated" not in page.inner_text("#wdbc-rule")
+    assert errors == []
+    page.close()
+
+
+def test_the_rule_says_how_the_threshold_was_chosen(browser, breastmnist_server, tmp_path):  # noqa: F811
+    """The shipped breastmnist model's threshold was chosen for a sensitivity of at least 0.9 on the validation
+    split (meta.json threshold_rule, listed by GET /v1/models): the result stated the threshold but not that."""
+    page, errors = _open(browser, breastmnist_server)
+    page.set_input_files("#file-input", _scan(tmp_path / "scan.png"))
+    page.wait_for_selector("#pred-label:not(:empty)", timeout=60_000)
+    rule = page.inner_text("#pred-rule")
+    assert "How the threshold was chosen: highest threshold with sensitivity >= 0.9 on the validation split" in rule, rule
+    assert "calibrated by temperature scaling (T = 0.85)" in rule, rule
     assert errors == []
     page.close()

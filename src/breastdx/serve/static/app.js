@@ -254,9 +254,26 @@ function displayName(name) {
 }
 
 function ruleText(cls) {
-  if (cls.threshold === null || cls.threshold === undefined) return "Label: the most probable class.";
+  if (cls.threshold === null || cls.threshold === undefined) return "Label: the most probable class." + calibrationText(cls);
   return `Label at the model's operating point: ${cls.positive_class} when P(${cls.positive_class}) ≥ ` +
-    `${fmtProb(cls.threshold)} (the black tick on its bar), else the most probable other class.`;
+    `${fmtProb(cls.threshold)} (the black tick on its bar), else the most probable other class.` +
+    thresholdRuleText(cls) + calibrationText(cls);
+}
+
+// How the served model's threshold was chosen (meta.json threshold_rule, listed by GET /v1/models), where the answer
+// uses that threshold: a lesion-aware fusion answers with a threshold of its own.
+function thresholdRuleText(cls) {
+  const info = state.models.find((m) => m.name === cls.model.name);
+  if (cls.lesion_aware || !info || !info.threshold_rule || info.threshold === null ||
+      Math.abs(info.threshold - cls.threshold) > 1e-6) return "";
+  return ` How the threshold was chosen: ${info.threshold_rule}.`;
+}
+
+// Image classifiers' probabilities are temperature-scaled on the validation split; said only where the answer gives
+// the temperature and the probabilities are the scaled model's own (not a lesion-aware fusion).
+function calibrationText(cls) {
+  if (cls.lesion_aware || cls.temperature === null || cls.temperature === undefined) return "";
+  return ` Probabilities calibrated by temperature scaling (T = ${fmtNum(cls.temperature, 2)}).`;
 }
 
 function addDetail(dl, term, value) {
