@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -36,16 +35,21 @@ class ChildRun:
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> ChildRun:
-    """Run ``python -m breastdx.cli ARGS...`` and measure it (``ru_maxrss`` in KiB on Linux: the largest
-    child so far, so one command per measurement)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "breastdx.cli", *args], capture_output=True, text=True,
-                          env=dict(os.environ) if env is None else env)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return ChildRun(proc, wall, cpu, after.ru_maxrss / 1024.0)
+    """Run ``python -m breastdx.cli ARGS...`` and measure it: CPU seconds and peak memory of this child alone
+    (``os.wait4``'s usage; ``ru_maxrss`` in KiB on Linux). ``RUSAGE_CHILDREN`` would give the largest of every
+    child so far, e.g. a naive-loop process run before it."""
+    cmd = [sys.executable, "-m", "breastdx.cli", *args]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        child = subprocess.Popen(cmd, stdout=out, stderr=err, text=True,
+                                 env=dict(os.environ) if env is None else env)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - t0
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        proc = subprocess.CompletedProcess(cmd, child.returncode, out.read(), err.read())
+    return ChildRun(proc, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0)
 
 
 def read_rows(path: Path) -> list[dict]:
