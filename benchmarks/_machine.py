@@ -49,49 +49,66 @@ def _load_network(model_dir: Path):
     return network.eval(), meta
 
 
-def naive_segmentation_loop(model_dir: Path, paths: Sequence[Path], out_dir: Path) -> dict[str, float]:
+def _timed_loop(one, paths: Sequence[Path], warmup: int) -> dict[str, float]:
+    """``one(path)`` over ``paths``, timed after ``warmup`` untimed calls on the first paths."""
+    import torch
+
+    with torch.no_grad():
+        for path in list(paths)[:warmup]:
+            one(path)
+        start = time.perf_counter()
+        for path in paths:
+            one(path)
+    seconds = time.perf_counter() - start
+    return {"images": len(paths), "seconds": round(seconds, 2), "images_per_s": round(len(paths) / seconds, 1),
+            "warmup_images_not_timed": int(warmup)}
+
+
+def naive_segmentation_loop(model_dir: Path, paths: Sequence[Path], out_dir: Path,
+                            warmup: int = 0) -> dict[str, float]:
     """The notebook loop for a segmentation model: per image, PIL read -> resize -> float32 network ->
-    softmax -> resize back -> threshold -> PIL write of the mask. Model loading is not timed."""
+    softmax -> resize back -> threshold -> PIL write of the mask. Model loading is not timed, nor the first
+    ``warmup`` images (0: the first call's one-off costs are counted, as a notebook pays them)."""
     import torch
     from PIL import Image
 
     network, meta = _load_network(model_dir)
     size = int(meta["preprocessing"]["image_size"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with torch.no_grad():
-        for path in paths:
-            image = Image.open(path).convert("L")
-            x = torch.from_numpy(np.asarray(image.resize((size, size), Image.BILINEAR), np.float32) / 255.0)
-            prob = torch.softmax(network(x[None, None]), dim=1)[0, -1].numpy()
-            back = Image.fromarray(prob).resize(image.size, Image.BILINEAR)
-            Image.fromarray((np.asarray(back) >= 0.5).astype(np.uint8) * 255).save(out_dir / f"{path.stem}.png")
-    seconds = time.perf_counter() - start
-    return {"images": len(paths), "seconds": round(seconds, 2), "images_per_s": round(len(paths) / seconds, 1)}
+
+    def one(path: Path) -> None:
+        image = Image.open(path).convert("L")
+        x = torch.from_numpy(np.asarray(image.resize((size, size), Image.BILINEAR), np.float32) / 255.0)
+        prob = torch.softmax(network(x[None, None]), dim=1)[0, -1].numpy()
+        back = Image.fromarray(prob).resize(image.size, Image.BILINEAR)
+        Image.fromarray((np.asarray(back) >= 0.5).astype(np.uint8) * 255).save(out_dir / f"{path.stem}.png")
+
+    return _timed_loop(one, paths, warmup)
 
 
-def naive_classification_loop(model_dir: Path, paths: Sequence[Path]) -> dict[str, float]:
+def naive_classification_loop(model_dir: Path, paths: Sequence[Path], warmup: int = 0) -> dict[str, float]:
     """The notebook loop for a classifier: per image, PIL read -> resize -> float32 network -> softmax (no
-    Grad-CAM, no files written). Model loading is not timed."""
+    Grad-CAM, no files written). Model loading is not timed, nor the first ``warmup`` images."""
     import torch
     from PIL import Image
 
     network, meta = _load_network(model_dir)
     size = int(meta["preprocessing"]["image_size"])
     mode = "RGB" if int(meta["in_channels"]) == 3 else "L"
-    start = time.perf_counter()
-    with torch.no_grad():
-        for path in paths:
-            a = np.asarray(Image.open(path).convert(mode).resize((size, size), Image.BILINEAR), np.float32) / 255.0
-            x = torch.from_numpy(a[None, None] if a.ndim == 2 else a.transpose(2, 0, 1)[None].copy())
-            torch.softmax(network(x), dim=1)
-    seconds = time.perf_counter() - start
-    return {"images": len(paths), "seconds": round(seconds, 2), "images_per_s": round(len(paths) / seconds, 1)}
+
+    def one(path: Path) -> None:
+        a = np.asarray(Image.open(path).convert(mode).resize((size, size), Image.BILINEAR), np.float32) / 255.0
+        x = torch.from_numpy(a[None, None] if a.ndim == 2 else a.transpose(2, 0, 1)[None].copy())
+        torch.softmax(network(x), dim=1)
+
+    return _timed_loop(one, paths, warmup)
 
 
-def run_naive_child(kind: str, model_dir: Path, paths: Sequence[Path], out_dir: Path) -> dict[str, Any]:
+def run_naive_child(kind: str, model_dir: Path, paths: Sequence[Path], out_dir: Path,
+                    warmup: int = 0) -> dict[str, Any]:
     """Run a naive loop in a fresh process (imports, model loading and the loop, as a notebook would) and
-    measure it end to end; ``kind`` is ``"segmentation"`` or ``"classification"``."""
+    measure it end to end; ``kind`` is ``"segmentation"`` or ``"classification"``; ``warmup`` images are run
+    untimed before the loop (they count in the end-to-end time)."""
     import json
     import subprocess
     import sys
@@ -100,8 +117,8 @@ def run_naive_child(kind: str, model_dir: Path, paths: Sequence[Path], out_dir: 
     listing = out_dir / "paths.txt"
     listing.write_text("\n".join(str(p) for p in paths))
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, kind, str(model_dir), str(listing), str(out_dir / "out")],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, __file__, kind, str(model_dir), str(listing), str(out_dir / "out"),
+                           str(int(warmup))], capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"naive loop failed: {proc.stderr.strip().splitlines()[-3:]}")
@@ -109,13 +126,14 @@ def run_naive_child(kind: str, model_dir: Path, paths: Sequence[Path], out_dir: 
     return {**loop, "wall_s": round(wall, 2), "images_per_s_end_to_end": round(len(paths) / wall, 1)}
 
 
-if __name__ == "__main__":  # python benchmarks/_machine.py KIND MODEL_DIR PATH_LIST OUT_DIR
+if __name__ == "__main__":  # python benchmarks/_machine.py KIND MODEL_DIR PATH_LIST OUT_DIR [WARMUP]
     import json
     import sys
 
     kind, model, listing, out = sys.argv[1:5]
+    warm = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     files = [Path(p) for p in Path(listing).read_text().splitlines() if p]
     if kind == "segmentation":
-        print(json.dumps(naive_segmentation_loop(Path(model), files, Path(out))))
+        print(json.dumps(naive_segmentation_loop(Path(model), files, Path(out), warm)))
     else:
-        print(json.dumps(naive_classification_loop(Path(model), files)))
+        print(json.dumps(naive_classification_loop(Path(model), files, warm)))

@@ -15,7 +15,7 @@ classification, or ``--cls-arch resnet18``). The run says which.
 
 In the same run, the service answers 20 requests one at a time, the naive notebook loops (segmentation, then
 classification without Grad-CAM; one image at a time, float32, eager PyTorch, PIL in) process the same image
-20 times in a fresh process, and the ratio of their time per image to the service's median latency of one
+20 times in a fresh process, after as many untimed images as the service had warm-up requests, and the ratio of their time per image to the service's median latency of one
 request at a time is printed (the service also computes Grad-CAM, encodes the answer's images and records it), with the machine line (CPU, AVX2 / AVX-512 /
 AMX, torch's capability, threads, the dtype and backend asked for).
 
@@ -231,7 +231,8 @@ def main() -> None:
 
     naive_ms = 0.0
     for task, kind in (("busi-seg", "segmentation"), ("busi-cls", "classification")):
-        loop = run_naive_child(kind, chosen[task][0], [image] * 20, tmp / f"naive-{task}")
+        # warmed up as the service was (its first calls' one-off costs are not in its p50 either)
+        loop = run_naive_child(kind, chosen[task][0], [image] * 20, tmp / f"naive-{task}", warmup=max(1, args.warmup))
         naive_ms += 1000 * loop["seconds"] / loop["images"]
     print(json.dumps(machine_line(dtype=args.dtype, backend=args.backend)))
     h, w = __import__("PIL.Image", fromlist=["Image"]).open(image).size[::-1]
