@@ -9,7 +9,8 @@ label, probabilities, overlay PNG at the original size, ``predictions.csv``) wit
 * the same with the model loading;
 * peak resident memory of this process (``ru_maxrss``, imports included);
 * the naive notebook loop on the same images with the same weights (one image at a time, float32, eager
-  PyTorch, PIL in, no Grad-CAM, no files) in a fresh process, and the ratio;
+  PyTorch, PIL in, no Grad-CAM, no files) in a fresh process, and the ratio (with ``--repeat`` above 1 the two
+  take turns going first: ``first``);
 * the machine: CPU model, AVX2 / AVX-512 / AMX, torch's capability, threads, the dtype and backend used.
 
 The issue's target: >= 15 images/s with Grad-CAM on 2 CPU cores.
@@ -67,18 +68,23 @@ def main() -> None:
         for r in range(args.repeat):
             out = tmp / f"run{r}"
             out.mkdir()
+
+            def naive_run(r: int = r) -> dict:
+                return run_naive_child("classification", Path(resolve_model(args.model, "busi-cls")), paths,
+                                       tmp / f"naive{r}")
+
+            naive = naive_run() if r % 2 else None  # alternate which goes first
             t0 = time.perf_counter()
             predictor = ClassificationPredictor.from_dir(resolve_model(args.model, "busi-cls"), task="busi-cls",
                                                          batch_size=args.batch_size)
             load_s = time.perf_counter() - t0
             rows, failures, seconds = write_predictions(predictor, paths, out, gradcam=not args.no_gradcam,
                                                         workers=args.workers)
-            naive = run_naive_child("classification", Path(resolve_model(args.model, "busi-cls")), paths,
-                                    tmp / f"naive{r}")
+            naive = naive or naive_run()
             if r == 0:
                 print(json.dumps(machine_line(dtype=predictor.dtype, backend=predictor.backend)))
             print(json.dumps({
-                "run": r, "folder": str(args.folder), "images": len(rows), "failures": len(failures),
+                "run": r, "first": "naive loop" if r % 2 else "command", "folder": str(args.folder), "images": len(rows), "failures": len(failures),
                 "model": predictor.meta["architecture"], "input_size": predictor.preprocessing.image_size,
                 "tta": predictor.tta, "gradcam": not args.no_gradcam, "threads": torch.get_num_threads(),
                 "batch_size": args.batch_size, "seconds": round(seconds, 2),

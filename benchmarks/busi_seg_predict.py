@@ -11,6 +11,9 @@ writing masks, overlays and ``predictions.csv`` into a temporary folder, and pri
   eager PyTorch, PIL in and out, masks written, no overlays), end to end and loop only, and the ratios;
 * the machine: CPU model, AVX2 / AVX-512 / AMX, torch's capability, threads, the dtype and backend used.
 
+With ``--repeat`` above 1 the command and the naive loop take turns going first (``first`` in each line), so that
+neither always runs on a machine the other has just warmed or loaded.
+
 The issue's targets: >= 25 images/s end to end and >= 1.25 times the naive loop, on 2 CPU cores.
 
 Usage::
@@ -84,10 +87,18 @@ def main() -> None:
         for i, p in enumerate(paths):  # links named uniquely, so that outputs do not collide
             os.symlink(p.resolve(), subset / f"{i:04d}_{p.name}")
         for r in range(args.repeat):
-            result = run_once(subset, tmp / f"run{r}", args)
-            naive = run_naive_child("segmentation", Path(resolve_model(args.model, "busi-seg")), paths,
-                                    tmp / f"naive{r}")
-            print(json.dumps({"run": r, "batch_size": args.batch_size, **result, "naive_loop": naive,
+            def naive_run(r: int = r) -> dict:
+                return run_naive_child("segmentation", Path(resolve_model(args.model, "busi-seg")), paths,
+                                       tmp / f"naive{r}")
+
+            if r % 2:  # alternate which goes first
+                naive = naive_run()
+                result = run_once(subset, tmp / f"run{r}", args)
+            else:
+                result = run_once(subset, tmp / f"run{r}", args)
+                naive = naive_run()
+            print(json.dumps({"run": r, "first": "naive loop" if r % 2 else "command", "batch_size": args.batch_size,
+                              **result, "naive_loop": naive,
                               "ratio_end_to_end": round(result["images_per_s_end_to_end"]
                                                         / naive["images_per_s_end_to_end"], 2),
                               "ratio_loop_only": round((result["images_per_s_reported"] or 0)

@@ -11,8 +11,8 @@ Adam step) of each on the shipped recipe's batch (8 random RGB patches) at the p
   so it needs larger patches than the U-Net to cover the same output), with its three branches (nucleus pixels,
   horizontal-vertical distances, no type branch) as ``monai.apps.pathology`` trains it.
 
-It prints the machine, parameters, median seconds per step over ``--steps`` timed steps (after 1 untimed), and
-what 5,000 steps would take. No data are read; no weights are downloaded (no ImageNet encoder).
+It prints the machine, parameters, median seconds per step over ``--steps`` timed steps (after 1 untimed; the two
+networks' steps alternate, so that a shared machine's noise falls on both alike), and what 5,000 steps would take. No data are read; no weights are downloaded (no ImageNet encoder).
 
 Usage::
 
@@ -62,19 +62,20 @@ def main() -> None:
     arms = [("unet (shipped)", unet(3, 3, **UNET_ARGS), 128, unet_step),
             ("hovernet fast", HoVerNet(mode="fast", in_channels=3, np_out_channels=2, out_classes=0), 256,
              hovernet_step)]
-    results = {}
+    state = []
     for name, net, size, step in arms:
         net.train()
-        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-        x = torch.rand(args.batch, 3, size, size)
-        times = []
-        for i in range(args.steps + 1):
+        state.append((torch.optim.Adam(net.parameters(), lr=1e-4), torch.rand(args.batch, 3, size, size), []))
+    for i in range(args.steps + 1):  # the arms' steps in turn
+        for (_, net, _, step), (opt, x, times) in zip(arms, state):
             start = time.perf_counter()
             opt.zero_grad()
             step(net, x).backward()
             opt.step()
             if i >= 1:
                 times.append(time.perf_counter() - start)
+    results = {}
+    for (name, net, size, _), (_, _, times) in zip(arms, state):
         median = statistics.median(times)
         results[name] = median
         print(json.dumps({"network": name, "patch": size, "batch": args.batch,

@@ -9,6 +9,9 @@ model (or ``--model``), writing ``predictions.csv`` into a temporary folder, and
 * the AUROC and accuracy of the predictions when the folder has PCam's ``<label>/`` sub-folders (a check
   that the figures come from real predictions).
 
+In the same run, the naive notebook loop (one patch at a time, float32, eager PyTorch, PIL in) predicts the same
+patches in a fresh process; with ``--repeat`` above 1 the command and the loop take turns going first (``first``).
+
 The issue's target: >= 300 patches/s on 2 CPU cores.
 
 Usage::
@@ -102,10 +105,19 @@ def main() -> None:
     with scratch_folder("pcam_predict_", args.keep) as tmp:
         for r in range(args.repeat):
             load = os.getloadavg()[0]
-            result = run_once(args.folder, tmp / f"run{r}", args)
-            naive = run_naive_child("classification", Path(resolve_model(args.model, "pcam")), paths,
-                                    tmp / f"naive{r}")
-            print(json.dumps({"run": r, "folder": str(args.folder), "threads": args.threads,
+
+            def naive_run(r: int = r) -> dict:
+                return run_naive_child("classification", Path(resolve_model(args.model, "pcam")), paths,
+                                       tmp / f"naive{r}")
+
+            if r % 2:  # alternate which goes first
+                naive = naive_run()
+                result = run_once(args.folder, tmp / f"run{r}", args)
+            else:
+                result = run_once(args.folder, tmp / f"run{r}", args)
+                naive = naive_run()
+            print(json.dumps({"run": r, "first": "naive loop" if r % 2 else "command", "folder": str(args.folder),
+                              "threads": args.threads,
                               "batch_size": args.batch_size, "gradcam": args.gradcam,
                               "load_average_1min_before": round(load, 2), **result, "naive_loop": naive,
                               "ratio_end_to_end": round(result["patches_per_s_end_to_end"]
