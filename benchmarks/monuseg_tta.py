@@ -11,7 +11,8 @@ square, probabilities averaged), this script:
    augmentations is made here**, by held-out AJI (Dice breaks a tie within 0.002);
 3. then scores the 2 test tiles with each setting (Dice, AJI, PQ), so the effect on the frozen-section test tiles is
    seen, but the test figures do not choose;
-4. times the network part of one 1000 x 1000 tile for each setting, in this process.
+4. times the network part of one 1000 x 1000 tile for each setting, in this process, after one untimed call
+   (the first call's one-off costs are not the setting's).
 
 It prints JSON lines (the machine first) and, with ``--out``, writes them to a file.
 
@@ -70,6 +71,7 @@ def main() -> None:
         held = [instance_scores(post.apply(predictor.probabilities(im[stop:])), lab[stop:])
                 for im, lab in zip(images, instances)]
         predictor = NucleusPredictor.from_dir(model_dir, tta=mode, postprocessing=post)
+        predictor.probabilities(test[0][0])  # warm-up, not timed
         start = time.perf_counter()
         predictor.probabilities(test[0][0])
         network_s = time.perf_counter() - start

@@ -11,7 +11,8 @@ Prints JSON lines:
   PyTorch float32 and in ONNX Runtime float32, and GFLOP/s as a share of the matmul peak; where the CPU computes bfloat16 natively (AMX or AVX512-BF16), also
   eager PyTorch under bfloat16 autocast, the column that tells whether ``--dtype auto`` should pick it here;
 * the stages of busi-seg prediction on ``--images`` BUSI images, in ms per image, one thread, one after
-  another: read (decode), resize, network, restore size, postprocessing, mask PNG, overlay PNG.
+  another: read (decode), resize, network (after one untimed batch), restore size, postprocessing, mask PNG,
+  overlay PNG.
 
 Usage::
 
@@ -110,6 +111,7 @@ def busi_seg_stages(folder: Path, n_images: int) -> None:
     records = [timed("read", read_image, p, "gray") for p in paths]
     resized = [timed("resize", predictor.prepare, r.array) for r in records]
     probs = []
+    predictor.predict_resized(predictor.preprocessing.to_array(np.stack(resized[:8])))  # warm-up, not timed
     for i in range(0, len(resized), 8):
         batch = predictor.preprocessing.to_array(np.stack(resized[i:i + 8]))
         probs.extend(timed("network (batch 8)", predictor.predict_resized, batch))
