@@ -9,6 +9,7 @@ budget. This script trains the diffusion side of that comparison and prints its 
   arXiv:2006.11239), trained on the idc training patients only (the shipped idc split), patches reflect-padded
   from 50 to 52 px (a multiple of 4) and cropped back when sampled;
 * sampling: DDIM with 50 steps (Song et al. 2021, arXiv:2010.02502), seeded;
+* the machine (CPU model, flags, torch's capability, threads), since the training budget is wall-clock minutes;
 * figures, per class, with as many synthetic patches as the test part holds real ones: KID and precision /
   recall (k = 3) against the held-out test patches in the shipped idc classifier's penultimate features (not
   Inception: not comparable with published figures), and the smallest mean absolute difference (0..255) to a
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import machine_line
 
 
 def main() -> None:
@@ -54,6 +56,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    print(json.dumps(machine_line(threads=args.threads)), flush=True)
     root = Path(os.environ.get("BREASTDX_DATA", "../shared/data"))
     parts = read_idc_patches(root)
     train, test = parts["train"], parts["test"]
@@ -128,7 +131,8 @@ def main() -> None:
     result = {"generator": "diffusion (DDPM training, DDIM sampling)", "train_minutes": round(train_s / 60, 1),
               "steps": steps, "batch_size": args.batch_size, "threads": args.threads,
               "n_parameters": sum(p.numel() for p in net.parameters()),
-              "final_loss": round(float(np.mean(losses[-100:])), 4), "per_class": {}}
+              "final_loss": round(float(np.mean(losses[-100:])), 4), "per_class": {},
+              **machine_line(threads=args.threads, sample_threads=args.sample_threads or args.threads)}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     for c, name in enumerate(("normal", "tumour")):  # the idc classes, as in figures.json
         real = test["images"][test["labels"] == c][:args.limit or None]
