@@ -181,3 +181,21 @@ def test_database_failure_answers_503_not_500(registry, synthetic_png, api_error
     with TestClient(create_app(ServeSettings(auth=False), registry=registry, store=BrokenStore())) as c:
         err = api_error(upload(c, "busi-seg", synthetic_png), 503, "database_unavailable")
     assert "must be recorded" in err["message"] and "disk full" not in err["message"]  # the cause is logged only
+
+
+def test_the_schema_gives_every_error_answer_the_error_body(client, api_error):
+    """The record endpoints answer a bad parameter 422 with {"error": ...} (ErrorResponse), as every endpoint does, but
+    the schema gave FastAPI's {"detail": [...]} (HTTPValidationError) for it, no 503 for a database that cannot be
+    read, and no body for 401: a client generated from the schema could not read these answers."""
+    schema = client.get("/openapi.json").json()
+    error_ref = "#/components/schemas/ErrorResponse"
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    body = response.get("content", {}).get("application/json", {}).get("schema", {})
+                    assert body.get("$ref") == error_ref, (method, path, status, response)
+    for path in ("/v1/predictions", "/v1/predictions/{prediction_id}"):
+        assert {"401", "422", "503"} <= set(schema["paths"][path]["get"]["responses"]), path
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    api_error(client.get("/v1/predictions", params={"limit": 0}), 422, "invalid_request")  # what the schema says

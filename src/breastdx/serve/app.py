@@ -126,6 +126,10 @@ _ERRORS = {code: {"model": schemas.ErrorResponse, "description": text} for code,
     415: "Not an image (whatever its name says), or the wrong content type for the task.",
     422: "Corrupt or truncated image; missing, unknown or non-numeric features; invalid parameters.",
     503: "The prediction could not be recorded."}.items()}
+_RECORD_ERRORS = {code: {"model": schemas.ErrorResponse, "description": text} for code, text in {
+    422: "Invalid parameters (limit, offset, task, id).", 503: "The record could not be read."}.items()}
+"""The error answers of the record endpoints, in the service's error body (FastAPI would document 422 as its own
+``{"detail": [...]}``, which the service never answers)."""
 
 
 def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry | None = None,
@@ -441,7 +445,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
 
         return await run_in_threadpool(work)
 
-    @app.get("/v1/predictions", response_model=schemas.PredictionList, tags=["record"])
+    @app.get("/v1/predictions", response_model=schemas.PredictionList, tags=["record"], responses=_RECORD_ERRORS)
     async def list_predictions(
         request: Request,
         limit: int = Query(50, ge=1, le=settings.max_list_limit, description="Most entries returned."),
@@ -461,7 +465,8 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
                 "research_use_only": RESEARCH_USE_ONLY}
 
     @app.get("/v1/predictions/{prediction_id}", response_model=schemas.PredictionEntryOut, tags=["record"],
-             responses={404: {"model": schemas.ErrorResponse}})
+             responses={404: {"model": schemas.ErrorResponse, "description": "No prediction with this id."},
+                        **_RECORD_ERRORS})
     async def get_prediction(request: Request, prediction_id: int = PathParam(..., le=INT64_MAX)) -> dict[str, Any]:
         """One recorded prediction."""
         entry = await run_in_threadpool(_store(request).get, prediction_id)

@@ -95,7 +95,8 @@ class BearerAuth:
 
 def document_bearer_auth(app: Any) -> None:
     """Declare the bearer scheme in the OpenAPI schema, on every ``/v1/...`` operation (``/docs`` then offers
-    an *Authorize* button)."""
+    an *Authorize* button), with its refusals: 401, and 503 when the token cannot be checked, each with the body
+    ``ErrorResponse`` (:mod:`breastdx.serve.schemas`, in the schema through the app's error answers)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -105,11 +106,15 @@ def document_bearer_auth(app: Any) -> None:
         schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
             "type": "http", "scheme": "bearer",
             "description": "An API token made with `breastdx token create NAME`."}
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}  # the app's
         for path, operations in schema.get("paths", {}).items():
             if path.startswith(PROTECTED_PREFIX):
                 for operation in operations.values():
                     operation["security"] = [{"bearer": []}]
-                    operation.setdefault("responses", {}).setdefault("401", {"description": "No valid API token."})
+                    responses = operation.setdefault("responses", {})
+                    responses.setdefault("401", {"description": "No valid API token.", "content": error})
+                    responses.setdefault("503", {"description": "The token (or the record) could not be checked: "
+                                                                "the database cannot be read.", "content": error})
         app.openapi_schema = schema
         return schema
 
