@@ -100,3 +100,21 @@ def test_the_rule_says_how_the_threshold_was_chosen(browser, breastmnist_server,
     assert "calibrated by temperature scaling (T = 0.85)" in rule, rule
     assert errors == []
     page.close()
+
+
+def test_the_record_tab_says_it_shows_the_newest_50_and_times_in_utc(browser, open_server, wdbc_features):  # noqa: F811
+    """With more than 50 predictions recorded the tab listed the newest 50 without a word of the others, and each
+    time read '2026-01-02 03:04:05+00:00' under 'Time (UTC)' (the offset was meant to be cut, as a 'Z' was)."""
+    import httpx
+
+    for _ in range(51):
+        assert httpx.post(open_server + "/v1/predict/wdbc", json={"features": wdbc_features()}).status_code == 200
+    total = httpx.get(open_server + "/v1/predictions?limit=1").json()["total"]
+    page, errors = _open(browser, open_server)
+    page.click("#tab-record")
+    page.wait_for_selector("#record-table tbody tr:nth-child(50)", timeout=30_000)
+    assert page.inner_text("#record-count").startswith(f"The newest 50 of {total} recorded predictions")
+    time = page.inner_text("#record-table tbody tr:first-child td:nth-child(2)")
+    assert len(time) == 19 and time[10] == " " and "+" not in time, time
+    assert errors == []
+    page.close()

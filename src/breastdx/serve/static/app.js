@@ -638,14 +638,19 @@ async function loadRecord() {
     const data = await fetchJSON("/v1/predictions?limit=50");
     tbody.replaceChildren();
     for (const e of data.items) {
+      // created_at is ISO 8601 with its offset (+00:00): shown as "2026-01-02 03:04:05" under "Time (UTC)"
+      const time = e.created_at.replace("T", " ").replace(/\.\d+/, "").replace(/(Z|[+-]00:00)$/, "");
       tbody.append(el("tr", {},
-        el("td", { text: e.id }), el("td", { text: e.created_at.replace("T", " ").replace(/\.\d+/, "").replace("Z", "") }),
+        el("td", { text: e.id }), el("td", { text: time }),
         el("td", { text: e.task }), el("td", { text: `${e.model_name} (${e.model_version})` }),
         el("td", { text: (e.input_name ? e.input_name + " · " : "") + e.input_sha256.slice(0, 12) + "…", title: e.input_sha256 }),
-        el("td", { text: e.label || "" }), el("td", { text: e.elapsed_ms.toFixed(0) })));
+        el("td", { text: e.label ? displayName(e.label) : "" }), el("td", { text: e.elapsed_ms.toFixed(0) })));
     }
     if (!data.items.length) tbody.append(el("tr", {}, el("td", { colspan: "7", class: "muted", text: "Nothing recorded yet." })));
+    $("record-count").textContent = data.total > data.items.length ? `The newest ${data.items.length} of ` +
+      `${data.total} recorded predictions (GET /v1/predictions?offset=... lists the others).` : "";
   } catch (err) {
+    $("record-count").textContent = "";
     tbody.replaceChildren(el("tr", {}, el("td", { colspan: "7", class: "error-text", text: err.message })));
   }
 }
