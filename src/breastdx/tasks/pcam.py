@@ -49,8 +49,8 @@ class PCamConfig(PatchConfig):
 def _check(config: Any) -> None:
     PATCH_CHECK(config)
     if config.cv_folds:  # refused before the run folder is made and the data are read
-        raise ConfigError("The 'cv-folds' option is not for pcam: cross-validation groups folds by patient, and PCam "
-                          "has an official split and no patient or slide ids. idc and breakhis cross-validate.")
+        raise ConfigError("The 'cv-folds' option is not for pcam: cross-validation is patient-grouped, and PCam has "
+                          "an official split and no patient or slide ids. idc and breakhis cross-validate.")
     if config.valid_to_train and config.split_file:
         raise ConfigError("The 'valid-to-train' option of pcam makes a new split; it cannot be combined with "
                           f"'split-file' ({config.split_file!r}), which reuses one. Pass one of them.")
