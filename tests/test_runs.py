@@ -399,3 +399,20 @@ def test_a_run_from_before_the_split_method_resumes_with_the_rule_it_began_with(
     result = runner.invoke(app, ["train", task, "--resume", str(run)])
     assert result.exit_code == 0, result.output
     assert getattr(seen["config"], "split_method", None) == method
+
+
+def test_two_runs_started_in_the_same_second_get_two_folders(tmp_path: Path, monkeypatch):
+    """The default folder is runs/<task>/<UTC second>: a second run of the same second took the first one's folder
+    while it was still empty (both wrote into it), and was refused once the first had written anything."""
+    import breastdx.runs as runs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runs, "utc_timestamp", lambda: "20240102-030405")
+    first = make_run_dir("wdbc", None)
+    second = make_run_dir("wdbc", None)
+    (first / "config.yaml").write_text("task: wdbc\n", encoding="utf-8")
+    third = make_run_dir("wdbc", None)
+    assert [p.name for p in (first, second, third)] == ["20240102-030405", "20240102-030405-2", "20240102-030405-3"]
+    assert all(p.is_dir() for p in (first, second, third))
+    runs._remove_if_empty([third, third.parent])  # the folder a command made but wrote nothing into goes at exit
+    assert not third.exists() and first.exists()

@@ -108,9 +108,10 @@ def make_run_dir(task: str, out: str | os.PathLike[str] | None, kind: str = "tra
         RunFolderError: If the path is a file (or below one), or the folder cannot be created or written to
             (read-only, no permission); the message names the path and the reason.
     """
+    made: list[Path] = []
     if out is None:
         stamp = utc_timestamp()
-        path = Path("runs") / task / (stamp if kind == "train" else f"{kind}-{stamp}")
+        path = _new_default_folder(Path("runs") / task / (stamp if kind == "train" else f"{kind}-{stamp}"), made)
     else:
         path = Path(out)
     if path.exists() and not path.is_dir():
@@ -125,7 +126,7 @@ def make_run_dir(task: str, out: str | os.PathLike[str] | None, kind: str = "tra
         raise RunFolderExistsError(
             f"Output folder {path} exists and is not empty; choose another --out (runs are never overwritten)."
         )
-    created = [p for p in (path, *path.parents) if not p.exists()]  # the folder, then the parents made for it
+    created = made or [p for p in (path, *path.parents) if not p.exists()]  # the folder, then the parents made for it
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".breastdx-write-test"
@@ -137,6 +138,25 @@ def make_run_dir(task: str, out: str | os.PathLike[str] | None, kind: str = "tra
     if created:  # a command that fails before writing anything (data not found) leaves no empty folder behind
         atexit.register(_remove_if_empty, created)
     return path
+
+
+def _new_default_folder(path: Path, made: list[Path]) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ... : the first of them this call creates itself (an atomic ``mkdir``),
+    so that two runs started in the same second never share a timestamped folder. The folders created (it, then
+    the parents made for it) are appended to ``made``."""
+    parents = [p for p in path.parents if not p.exists()]
+    for k in range(1, 1000):
+        candidate = path if k == 1 else path.with_name(f"{path.name}-{k}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        except OSError:  # read-only or not allowed: make_run_dir says so, naming the folder
+            return candidate
+        made.extend([candidate, *parents])
+        return candidate
+    raise RunFolderError(f"{path}: 999 run folders of this second exist already; choose an --out.")
 
 
 FAILED_RUN_FILE = "error.txt"
