@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -416,3 +417,27 @@ def test_two_runs_started_in_the_same_second_get_two_folders(tmp_path: Path, mon
     assert all(p.is_dir() for p in (first, second, third))
     runs._remove_if_empty([third, third.parent])  # the folder a command made but wrote nothing into goes at exit
     assert not third.exists() and first.exists()
+
+
+def test_json_is_written_whole_or_not_at_all(tmp_path: Path):
+    """write_json truncated the file in place: a reader holding it (the service reading metrics.json, a killed
+    writer) saw a half-written or an emptied file; the new content now replaces it in one rename."""
+    from breastdx.runs import write_json
+
+    path = tmp_path / "metrics.json"
+    write_json({"auroc": 0.5}, path)
+    with open(path, encoding="utf-8") as held:
+        write_json({"auroc": float("nan"), "n": np.int64(3)}, path)
+        assert json.loads(held.read()) == {"auroc": 0.5}  # the old file, whole
+    assert json.loads(path.read_text(encoding="utf-8")) == {"auroc": None, "n": 3}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # readable as any file written with open(), not 0600
+
+
+def test_json_keys_from_numpy_are_written():
+    """A count per label keyed by NumPy integers (np.unique, a Counter of an array) failed in json.dumps."""
+    from breastdx.runs import json_ready
+
+    assert json.dumps(json_ready({np.int64(1): 2, np.str_("a"): np.float32(0.5)})) == '{"1": 2, "a": 0.5}'

@@ -424,11 +424,11 @@ def run_config_record(task: str, config: Any, data_root: Path, **extra: Any) -> 
 def save_yaml(data: dict[str, Any], path: Path) -> None:
     """Write ``data`` as YAML (block style, keys in insertion order); only global rank 0 of a distributed run
     writes."""
-    from breastdx.runs import is_rank_zero
+    from breastdx.runs import is_rank_zero, write_text_atomic
 
     if not is_rank_zero():
         return
-    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), encoding="utf-8")
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
 
 
 def load_config(cls: type[C], path: Path) -> C:

@@ -359,8 +359,8 @@ def json_ready(data: Any) -> Any:
         data = data.tolist() if isinstance(data, np.ndarray) else data.item()
     if isinstance(data, float):
         return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {k: json_ready(v) for k, v in data.items()}
+    if isinstance(data, dict):  # NumPy keys (a Counter of labels) as Python ones: json refuses np.int64 keys
+        return {(k.item() if isinstance(k, np.generic) else k): json_ready(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
         return [json_ready(v) for v in data]
     return data
@@ -386,7 +386,33 @@ def write_json(data: Any, path: Path) -> None:
             return str(o)
         raise TypeError(f"Object of type {type(o).__name__} is not JSON serialisable")
 
-    path.write_text(json.dumps(json_ready(data), indent=2, default=default, allow_nan=False) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(json_ready(data), indent=2, default=default, allow_nan=False) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file of the same folder renamed over it: a reader sees
+    the old file or the new one whole, never a half-written one (a process killed while writing, a disk full)."""
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as an ordinary new file (mkstemp makes it 0600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # read once, at import: setting it later would race with the threads of the service
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def write_versions(run_dir: Path) -> dict[str, str]:
