@@ -441,3 +441,18 @@ def test_json_keys_from_numpy_are_written():
     from breastdx.runs import json_ready
 
     assert json.dumps(json_ready({np.int64(1): 2, np.str_("a"): np.float32(0.5)})) == '{"1": 2, "a": 0.5}'
+
+
+def test_versions_say_the_cpu_that_chose_the_precision(tmp_path: Path):
+    """--precision auto trains in bf16-mixed where the CPU computes bfloat16 natively and in float32 elsewhere, so the
+    figures depend on the CPU: versions.json named only packages."""
+    import torch
+
+    from breastdx.runs import write_versions
+    from breastdx.runtime import bf16_native_cpu, cpu_model
+
+    written = json.loads(json.dumps(write_versions(tmp_path)))
+    assert json.loads((tmp_path / "versions.json").read_text(encoding="utf-8")) == written
+    assert written["cpu"] == cpu_model() and written["bf16_native_cpu"] == bf16_native_cpu()
+    assert written["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert written["torch"] == torch.__version__.split("+")[0] or written["torch"] == torch.__version__

@@ -1,7 +1,7 @@
 """Run folders and reproducibility: seeding, package versions, and the files every run folder holds.
 
 A run folder (``runs/<task>/<UTC timestamp>`` by default) holds ``config.yaml`` (resolved),
-``versions.json`` (Python, platform and package versions), ``metrics.json``, ``report.html`` with its
+``versions.json`` (Python, platform, package versions and the CPU), ``metrics.json``, ``report.html`` with its
 PNG plots, the split used and ``model/``. An existing non-empty folder is never overwritten.
 """
 
@@ -415,8 +415,31 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def write_versions(run_dir: Path) -> dict[str, str]:
-    """Write ``versions.json`` into ``run_dir`` and return its content."""
-    versions = package_versions()
+def machine_versions() -> dict[str, Any]:
+    """What of the machine shapes a run's figures beside the packages: the CPU, its vector extensions, PyTorch's CPU
+    capability (the kernels it dispatches to), whether bfloat16 is native (``--precision auto`` trains in
+    bf16-mixed there), and the CUDA device where there is one."""
+    from breastdx.runtime import bf16_native_cpu, cpu_model, vector_extensions
+
+    out: dict[str, Any] = {"cpu": cpu_model(), "cpu_extensions": vector_extensions(), "bf16_native_cpu":
+                           bf16_native_cpu()}
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return out
+    try:
+        out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # noqa: BLE001 - an old or exotic build
+        out["torch_cpu_capability"] = "unknown"
+    out["cuda"] = torch.version.cuda or "none"
+    if torch.cuda.is_available():
+        out["cuda_device"] = torch.cuda.get_device_name(0)
+    return out
+
+
+def write_versions(run_dir: Path) -> dict[str, Any]:
+    """Write ``versions.json`` into ``run_dir`` (:func:`package_versions` and :func:`machine_versions`) and return
+    its content."""
+    versions = {**package_versions(), **machine_versions()}
     write_json(versions, run_dir / "versions.json")
     return versions
