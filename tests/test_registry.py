@@ -88,3 +88,15 @@ def test_every_shipped_card_table_gives_its_meta_json_figures():
                 assert shown == [value, low, high], f"{card.parent.name}: {name}"
                 checked += 1
     assert checked >= 195, checked  # 10 tables of 9 cards (lesion_crop too; monuseg's has no intervals)
+
+
+def test_a_mistyped_shipped_model_gets_did_you_mean():
+    """--model busi_seg (an underscore) said only "neither a folder nor a shipped model" and listed all; breastdx
+    models NAME suggested the closest, --model did not."""
+    from breastdx.zoo import resolve_model
+
+    with pytest.raises(FileNotFoundError, match=r"--model busi_seg: neither a folder nor a shipped model\. Did you mean "
+                                                r"'busi-seg'\? Shipped models: .*busi-seg"):
+        resolve_model("busi_seg", "busi-seg")
+    with pytest.raises(FileNotFoundError, match=r"shipped model\. Shipped models: "):  # nothing close: no guess
+        resolve_model("zzzzzzzz", "busi-seg")

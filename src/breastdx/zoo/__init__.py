@@ -75,8 +75,16 @@ def resolve_model(name_or_dir: str | Path | None, task: str) -> Path:
         return model_folder(path)
     if str(name_or_dir) in models:
         return models[str(name_or_dir)]
-    raise FileNotFoundError(f"--model {name_or_dir}: neither a folder nor a shipped model. "
-                            f"Shipped models: {', '.join(models) or '(none)'}.")
+    raise FileNotFoundError(f"--model {name_or_dir}: neither a folder nor a shipped model.{_did_you_mean(name_or_dir)}"
+                            f" Shipped models: {', '.join(models) or '(none)'}.")
+
+
+def _did_you_mean(name: str | Path) -> str:
+    """`` Did you mean 'busi-seg'?`` for the shipped model's name closest to ``name``, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), list(shipped_models()), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 MODELS_TABLE_TITLE = ("Shipped models (research use only; figures on the split in brackets, with 95% intervals; auroc: "
@@ -117,12 +125,8 @@ def model_card(name_or_dir: str | Path) -> tuple[Path, str]:
     models = shipped_models()
     folder = model_folder(name_or_dir) if Path(name_or_dir).is_dir() else models.get(str(name_or_dir))
     if folder is None:
-        import difflib
-
-        close = difflib.get_close_matches(str(name_or_dir), list(models), n=1)
         raise FileNotFoundError(f"{name_or_dir}: neither a model folder nor a shipped model."
-                                + (f" Did you mean {close[0]!r}?" if close else "")
-                                + f" Shipped models: {', '.join(models) or '(none)'}.")
+                                + _did_you_mean(name_or_dir) + f" Shipped models: {', '.join(models) or '(none)'}.")
     card = folder / CARD_FILE
     if not card.is_file():
         raise FileNotFoundError(f"{folder}: no {CARD_FILE}; a model folder written by breastdx train has one.")
