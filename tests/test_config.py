@@ -116,3 +116,14 @@ def test_bounds_are_written_in_full_in_help_and_errors():
     assert Constraint(ge=0, lt=2**64).describe() == ">= 0 and < 18446744073709551616"
     assert Constraint(gt=0.0, le=1e-3).describe() == "> 0 and <= 0.001"
     assert Constraint(ge=0.5, multiple_of=16).describe() == ">= 0.5 and a multiple of 16"
+
+
+def test_a_yes_or_no_is_not_a_number(tmp_path: Path):
+    """YAML reads `seed: yes` (or `on`, `true`) as True, and int(True) is 1: a config.yaml edited by hand, or a
+    boolean given to with_overrides, became seed 1 or lr 1.0 without a word."""
+    (tmp_path / "config.yaml").write_text("seed: yes\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^The 'seed' option must be an integer\. Got True instead\.$"):
+        load_config(Cfg, tmp_path / "config.yaml")
+    with pytest.raises(ConfigError, match=r"^The 'lr' option must be a number\. Got False instead\.$"):
+        with_overrides(Cfg(), {"lr": False})
+    assert with_overrides(Cfg(), {"seed": 7.0, "lr": 2}) == Cfg(seed=7, lr=2.0)  # numbers of the other kind: kept

@@ -127,6 +127,8 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         try:
             if tp is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
+            if tp in (int, float) and isinstance(value, bool):  # YAML's `epochs: yes` is True, and int(True) is 1
+                raise ValueError
             out = tp(value)
         except (TypeError, ValueError):
             raise ConfigError(f"The {name!r} option must be {_TYPE_WORDS[tp]}. Got {value!r} instead.") from None
