@@ -261,3 +261,15 @@ def test_busi_summary_counts_every_case_and_reads_the_sample(tmp_path):
     assert sum(result["class_counts_analysed"].values()) == 20
     blurred = result["lowest_blur"]  # items are named by their case, not by their index among the 780
     assert blurred and all(b["id"].split(" (")[0] in ("normal", "benign", "malignant") for b in blurred), blurred
+
+
+def test_gray_and_rgb_images_of_a_class_are_all_in_its_colour(tmp_path):
+    """A class whose first image was gray kept only its gray images in the colour figures, and an RGB class beside a
+    gray one was left out of 'all', without a word: a gray pixel v now counts as (v, v, v)."""
+    gray = np.full((5, 7), 100, np.uint8)
+    rgb = np.zeros((5, 7, 3), np.uint8) + np.array([10, 20, 30], np.uint8)
+    result = summarize([(gray, 0), (rgb, 0), (rgb, 1)], tmp_path, class_names=("normal", "tumour"))
+    assert result["colour"]["normal"]["mean"] == pytest.approx([55, 60, 65])
+    assert result["colour"]["normal"]["std"] == pytest.approx([45, 40, 35])
+    assert result["colour"]["tumour"]["mean"] == pytest.approx([10, 20, 30])
+    assert result["colour"]["all"]["mean"] == pytest.approx([40, 46.6666667, 53.3333333])

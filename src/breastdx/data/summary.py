@@ -333,7 +333,7 @@ def summarize(data: PatchSource | Sequence[tuple[np.ndarray, Any]], out_dir: str
     hashes: list[int] = []
     thumbs: list[np.ndarray] = []
     failures: list[dict[str, str]] = []
-    sums: dict[int, list[np.ndarray]] = {}
+    sums: dict[tuple[int, int], list[Any]] = {}  # (label, channels): per-channel sum, sum of squares, pixels
     for i in chosen:
         i = int(i)
         try:
@@ -351,11 +351,11 @@ def summarize(data: PatchSource | Sequence[tuple[np.ndarray, Any]], out_dir: str
         hashes.append(perceptual_hash(image))
         thumbs.append(thumbnail(image))
         pix = image.reshape(-1, fig["channels"]).astype(np.float64)
-        acc = sums.setdefault(int(items.labels[i]), [np.zeros(fig["channels"]), np.zeros(fig["channels"]), 0])
-        if acc[0].shape[0] == fig["channels"]:
-            acc[0] += pix.sum(0)
-            acc[1] += (pix * pix).sum(0)
-            acc[2] += pix.shape[0]
+        acc = sums.setdefault((int(items.labels[i]), fig["channels"]),
+                              [np.zeros(fig["channels"]), np.zeros(fig["channels"]), 0])
+        acc[0] += pix.sum(0)
+        acc[1] += (pix * pix).sum(0)
+        acc[2] += pix.shape[0]
 
     labels = [int(items.labels[i]) for i in kept]
     ids = [items.ids[i] for i in kept]
@@ -380,16 +380,18 @@ def summarize(data: PatchSource | Sequence[tuple[np.ndarray, Any]], out_dir: str
         result["quality"][f] = {"all": _stats(arr[f])}
         for k, c in enumerate(names):
             result["quality"][f][c] = _stats(arr[f][lab == k])
-    pooled = [np.zeros(0), np.zeros(0), 0]
+    # gray and RGB images together (a set of pairs may mix them): a gray pixel v counts as (v, v, v), so that none
+    # is left out of the colour figures (they kept only the images with the channels of a class's first image)
+    width = max((ch for _, ch in sums), default=1)
+    pooled = [np.zeros(width), np.zeros(width), 0]
     for k, c in enumerate(names):
-        if k in sums and sums[k][2]:
-            s, s2, m = sums[k]
+        parts = [(np.resize(s, width), np.resize(s2, width), m) for (lab_k, _), (s, s2, m) in sums.items()
+                 if lab_k == k and m]
+        if parts:
+            s, s2, m = (sum(p[j] for p in parts) for j in range(3))
             mean = s / m
             result["colour"][c] = {"mean": mean.tolist(), "std": np.sqrt(np.maximum(s2 / m - mean ** 2, 0)).tolist()}
-            if pooled[2] == 0:
-                pooled = [s.copy(), s2.copy(), m]
-            elif pooled[0].shape == s.shape:
-                pooled = [pooled[0] + s, pooled[1] + s2, pooled[2] + m]
+            pooled = [pooled[0] + s, pooled[1] + s2, pooled[2] + m]
     if pooled[2]:
         mean = pooled[0] / pooled[2]
         result["colour"]["all"] = {"mean": mean.tolist(),
