@@ -15,9 +15,16 @@ def test_nested_cv_is_reproducible_and_parallel_safe():
     np.testing.assert_array_equal(a.thresholds, b.thresholds)
     assert a.prob.shape == (2, 569) and np.isfinite(a.prob).all()
     assert len(a.best_params) == 6
-    # every case is predicted once per repeat, at the fold's own threshold
-    for r in range(2):
-        assert set(np.unique(a.pred_op[r])) <= {0, 1}
+    # every case is predicted once per repeat, at the fold's own threshold: the outer folds rebuilt with
+    # scikit-learn (3 folds x 2 repeats, seed 5), each fold's test cases are malignant when prob >= its threshold
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    splits = list(RepeatedStratifiedKFold(n_splits=3, n_repeats=2, random_state=5).split(t.X, t.y))
+    for k, (_, test) in enumerate(splits):
+        r = k // 3
+        np.testing.assert_array_equal(a.pred_op[r, test], (a.prob[r, test] >= a.thresholds[k]).astype(np.int64))
+    assert np.array_equal(np.sort(np.concatenate([s[1] for s in splits[:3]])), np.arange(569))
+    assert len(set(a.thresholds.tolist())) > 1 and 0 < a.pred_op.mean() < 1  # the folds' thresholds differ
 
 
 def test_every_registered_model_builds_a_pipeline_with_a_grid():
