@@ -57,8 +57,19 @@ def test_grouped_metrics_give_the_binary_auroc_and_the_subtype_balanced_accuracy
     binary = np.stack([prob[:, :2].sum(1), prob[:, 2:].sum(1)], axis=1)
     plain = classification_metrics((y >= 2).astype(np.int64), binary, ("benign", "malignant"), n_boot=5)
     assert "subtype_balanced_accuracy" not in plain and plain["auroc"]["value"] == m["auroc"]["value"]
-    cal = fit_calibration(y, np.log(prob), NAMES, "malignant", 0.0)
-    assert 0 < cal["threshold"] < 1
+    # target 0: Youden's J on the temperature-scaled P(malignant), the sum of the two malignant subtypes. The NLL's
+    # minimum found by scipy; there P(malignant) = .104 .209 .766 | .896 .209 .896 .791 .328 (benign | malignant):
+    # J is highest, 3/5 + 3/3 - 1, at case 6's .791 (at T = 1 it would be case 7's .4, 4/5 + 2/3 - 1)
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax, softmax
+
+    z = np.log(prob)
+    cal = fit_calibration(y, z, NAMES, "malignant", 0.0)
+    nll = minimize_scalar(lambda t: -log_softmax(z / t, axis=1)[np.arange(8), y].mean(), bounds=(0.05, 20),
+                          method="bounded")
+    assert cal["temperature"] == pytest.approx(nll.x, abs=1e-4) == pytest.approx(0.6975, abs=1e-3)
+    assert cal["threshold"] == pytest.approx(softmax(z / nll.x, axis=1)[6, 2:].sum(), abs=1e-4)
+    assert cal["threshold"] == pytest.approx(0.7915, abs=1e-3) and cal["target_sensitivity"] == 0.0
 
 
 def test_folds_keep_patients_whole_and_test_each_once():
