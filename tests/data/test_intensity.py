@@ -62,11 +62,25 @@ def test_divide_255_constant_images_and_unknown_names():
         Preprocessing(image_size=32, intensity="zscore")
 
 
-def test_colour_images_keep_their_shape():
+def test_colour_images_keep_their_shape_and_are_equalised_as_documented():
+    """equalize_hist pools the channels: three constant channels of 10, 20 and 200 are a third of the pixels each,
+    so they become 1/3, 2/3 and 3/3 of 255 (each channel alone is constant: per channel, nothing would change).
+    clahe equalises the value (HSV): R = g, G = g // 2, B = 0 keeps its hue, R is scikit-image's CLAHE of g, B stays 0
+    and G half of R (per-channel CLAHE would stretch G to the full range as well)."""
     rgb = np.stack([_levels(seed=s) for s in range(3)], axis=-1)
     for name in ("equalize_hist", "clahe"):
         out = equalize_intensity(rgb, name)
         assert out.shape == rgb.shape and out.dtype == np.uint8
+    rgb = np.empty((5, 7, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 10, 20, 200
+    out = equalize_intensity(rgb, "equalize_hist")
+    np.testing.assert_array_equal(out, np.broadcast_to(np.array([85, 170, 255], np.uint8), rgb.shape))
+    g = _levels()
+    out = equalize_intensity(np.stack([g, g // 2, np.zeros_like(g)], axis=-1), "clahe")
+    from skimage.exposure import equalize_adapthist
+
+    np.testing.assert_array_equal(out[..., 0], np.rint(equalize_adapthist(g, clip_limit=0.01, nbins=256) * 255))
+    assert not out[..., 2].any() and np.abs(out[..., 1] - out[..., 0] / 2).max() <= 0.5
 
 
 def test_preprocessing_equalises_after_resizing_and_round_trips_through_meta():
