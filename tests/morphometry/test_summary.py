@@ -64,7 +64,7 @@ def test_a_region_larger_than_any_nucleus_is_kept_out_of_the_worst_columns():
 def test_empty_and_wrong_inputs():
     assert measure_nuclei(np.zeros((5, 7), np.int32)) == []
     s = tile_summary([])
-    assert all(math.isnan(v) for v in s.values())
+    assert list(s) == list(TILE_COLUMNS) and all(math.isnan(v) for v in s.values())  # every column, none a number
     with pytest.raises(ValueError, match="2-D instance mask"):
         measure_nuclei(np.zeros((2, 3, 4), np.int32))
     with pytest.raises(ValueError, match=r"grey image of shape \(4, 4\)"):
