@@ -74,8 +74,15 @@ def test_multitask_network_map_is_finer():
 
 
 def test_upsample_map_scales_to_unit_range():
+    from skimage.transform import resize
+
     m = upsample_map(torch.tensor([[0.0, 2.0], [1.0, 4.0]]), (4, 6))
     assert m.shape == (4, 6) and m.max() == pytest.approx(1.0) and m.min() >= 0
+    # pixel centres (half-pixel rule, edges held): the corners are the inputs / 4; m[1, 1] sits at row 0.25, col 0
+    # of the input, 0.75 x 0 + 0.25 x 1 = 0.25, / 4 (align_corners=True would give 0.2)
+    assert [m[0, 0], m[0, -1], m[-1, 0], m[-1, -1], m[1, 1]] == pytest.approx([0, 0.5, 0.25, 1, 0.0625], abs=1e-6)
+    np.testing.assert_allclose(m, resize(np.array([[0.0, 2.0], [1.0, 4.0]]), (4, 6), order=1, mode="edge",
+                                         anti_aliasing=False) / 4, atol=1e-6)
     assert upsample_map(np.zeros((2, 2)), (3, 3)).max() == 0.0
 
 
