@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -332,7 +333,12 @@ def test_image_over_the_pixel_limit(client, api_error, upload):
 def test_upload_over_the_size_limit(client, api_error, upload):
     data = b"\x89PNG\r\n\x1a\n" + bytes(MAX_UPLOAD + 100_000)
     err = api_error(upload(client, "busi-seg", data), 413, "upload_too_large")
-    assert "limit" in err["message"]
+    # refused on its Content-Length: the whole body (the file's 1,100,008 bytes and the multipart framing) against
+    # the upload limit plus the 64 KiB framing margin, 1,000,000 + 65,536
+    said = re.fullmatch(r"The request body is ([\d,]+) bytes, over the limit of 1,065,536 bytes \(upload limit plus "
+                        r"multipart framing\); send a smaller file\.", err["message"])
+    assert said, err["message"]
+    assert len(data) < int(said.group(1).replace(",", "")) < len(data) + 1_000
 
 
 def test_upload_just_over_the_limit_within_the_framing_margin(client, api_error, upload):
