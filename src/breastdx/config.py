@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from breastdx.errors import ConfigError  # defined below every layer (breastdx.errors); imported from here
+
 DATA_ENV_VAR = "BREASTDX_DATA"
 
 C = TypeVar("C")
@@ -54,8 +56,6 @@ def resolve_data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
     return default_data_root()
 
 
-class ConfigError(ValueError):
-    """A configuration value or override that cannot be used."""
 
 
 def parse_json_object(text: str, name: str) -> dict[str, Any]:

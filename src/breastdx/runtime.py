@@ -302,14 +302,14 @@ def check_accelerator(accelerator: str) -> None:
     written).
 
     Raises:
-        breastdx.config.ConfigError: For ``gpu``/``cuda`` without a CUDA device, or ``mps`` without Apple's, naming
+        breastdx.errors.ConfigError: For ``gpu``/``cuda`` without a CUDA device, or ``mps`` without Apple's, naming
             what there is.
     """
     name = str(accelerator).lower()
     if name in ("gpu", "cuda", "mps"):
         import torch
 
-        from breastdx.config import ConfigError
+        from breastdx.errors import ConfigError
 
         if name == "mps" and not torch.backends.mps.is_available():
             raise ConfigError(f"--accelerator {accelerator}: this machine has no Apple GPU (MPS); use --accelerator "
