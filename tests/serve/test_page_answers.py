@@ -118,3 +118,17 @@ def test_the_record_tab_says_it_shows_the_newest_50_and_times_in_utc(browser, op
     assert len(time) == 19 and time[10] == " " and "+" not in time, time
     assert errors == []
     page.close()
+
+
+def test_an_answer_that_never_comes_is_said_after_the_timeout(browser, open_server, tmp_path):  # noqa: F811
+    """A service that hangs: the page counted "Predicting… N s" for ever. After its timeout (300 s; 2 s here) it says
+    there is no answer, and stops counting."""
+    page, errors = _open(browser, open_server)
+    page.evaluate("window.BREASTDX_ANSWER_TIMEOUT_S = 2")
+    page.route("**/v1/predict/**", lambda route: None)  # held: never answered
+    page.set_input_files("#file-input", _scan(tmp_path / "hung.png"))
+    page.wait_for_selector("#image-error:not(:empty)", timeout=20_000)
+    said = page.inner_text("#image-error")
+    assert said.startswith("hung.png: No answer after 2 s: the service may be overloaded or stopped"), said
+    assert page.is_hidden("#image-progress") and errors == []
+    page.close()

@@ -91,18 +91,37 @@ function submitToken(event) {
   loadModels();
 }
 
+// How long the page waits for an answer before saying there is none (a service that hangs would otherwise leave
+// "Predicting… N s" counting for ever; a large H&E tile takes about 20 s on 2 cores). Tests set
+// window.BREASTDX_ANSWER_TIMEOUT_S to a few seconds.
+const ANSWER_TIMEOUT_S = 300;
+
+function timedOut(err) {
+  return Boolean(err) && (err.name === "TimeoutError" || err.name === "AbortError");
+}
+
 async function fetchJSON(url, options) {
   let response;
   const opts = Object.assign({}, options || {});
   const token = apiToken();
   if (token) opts.headers = Object.assign({}, opts.headers || {}, { Authorization: "Bearer " + token });
+  const limit = Number(window.BREASTDX_ANSWER_TIMEOUT_S) || ANSWER_TIMEOUT_S;
+  if (!opts.signal && typeof AbortSignal !== "undefined" && AbortSignal.timeout) {
+    opts.signal = AbortSignal.timeout(limit * 1000);
+  }
+  const noAnswer = `No answer after ${limit} s: the service may be overloaded or stopped. Try again later, or ask ` +
+    "its administrator.";
   try {
     response = await fetch(url, opts);
   } catch (err) {
+    if (timedOut(err)) throw new Error(noAnswer);
     throw new Error("The service cannot be reached (" + err.message + ").");
   }
   let body = null;
-  try { body = await response.json(); } catch (_) { body = null; }
+  try { body = await response.json(); } catch (err) {
+    if (timedOut(err)) throw new Error(noAnswer);
+    body = null;
+  }
   if (response.status === 401) {
     sessionStorage.removeItem(TOKEN_KEY);
     const why = token ? "The service refused this API token (unknown or revoked). Enter a valid token."
