@@ -177,6 +177,7 @@ def test_dtype_follows_the_machine_and_the_model_folder(tmp_path, bf16_cpu, nati
     prob = p.predict_proba(images)
     _, _, cams = p.explain(images)
     assert set(seen) == {torch.bfloat16 if native else torch.float32}
+    assert len(cams) == len(images) > 0  # zip alone would pass on no map at all
     assert all(c.dtype == np.float32 and c.shape == im.shape for c, im in zip(cams, images))
     ref = ClassificationPredictor.from_dir(folder, dtype="float32").predict_proba(images)
     np.testing.assert_allclose(prob, ref, atol=0.05)
