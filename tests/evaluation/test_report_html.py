@@ -68,3 +68,13 @@ def test_names_with_dollar_signs_are_drawn_as_written(tmp_path):
         plot_reliability({name: (y, p)}, tmp_path / f"l{i}.png", title=name)
         plot_score_distribution({name: [0.1, 0.5]}, tmp_path / f"d{i}.png", "Dice", name)
         assert all((tmp_path / f"{k}{i}.png").stat().st_size > 0 for k in "crld")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from breastdx.evaluation.plots import save_figure
+
+    fig, ax = plt.subplots()
+    ax.set_xlabel("cost $5 to $6")
+    save_figure(fig, tmp_path / "t.png", title="$x$")
+    texts = [t for t in fig.findobj(Text) if "$" in t.get_text()]
+    assert len(texts) == 2 and not any(t.get_parse_math() for t in texts)  # drawn as written, dollars included
