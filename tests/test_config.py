@@ -21,6 +21,14 @@ def test_overrides_are_typed():
     assert cfg == Cfg(seed=7, lr=0.5, models=("x", "y", "z"), flag=True, name="n")
 
 
+@pytest.mark.parametrize("value", ["x,,y", "x,y,", ",x", "x, ,y"])
+def test_an_empty_item_of_a_list_option_is_refused(value):
+    """``--models x,,y`` was read as (x, y): the empty item, a typo, was dropped in silence."""
+    with pytest.raises(ConfigError, match=r"The 'models' option is a comma-separated list with an empty item"):
+        with_overrides(Cfg(), {"models": value})
+    assert with_overrides(Cfg(), {"models": ""}).models == ()  # an empty list stays possible
+
+
 def test_unknown_option_suggests_closest():
     with pytest.raises(ConfigError, match=r"Unknown option --model\. Did you mean --models\?"):
         with_overrides(Cfg(), {"model": "svm"})

@@ -117,7 +117,10 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     if origin in (tuple, list):
         item_tp = args[0] if args else str
         if isinstance(value, str):
-            items = [v.strip() for v in value.split(",") if v.strip()]
+            items = [v.strip() for v in value.split(",")] if value.strip() else []
+            if "" in items:  # "1,,2" was (1, 2): an item dropped in silence
+                raise ConfigError(f"The {name!r} option is a comma-separated list with an empty item (two commas in a "
+                                  f"row, or one at an end). Got {value!r} instead.")
         else:
             items = list(value)
         return tuple(_coerce(v, item_tp, name) for v in items)
