@@ -22,9 +22,9 @@ class _Decoded:
     """A decoded file before conversion to the output mode.
 
     ``values`` is ``(H, W)`` or ``(H, W, C)`` with C in {2, 3, 4} (gray+alpha, RGB, RGBA); ``wide`` tells
-    that the values are not 8-bit and must be rescaled; ``window`` then gives the display range to map to 0-255 as
-    ``(centre, width, "LINEAR_EXACT")``: the output range of a DICOM file's VOI LUT or window, or its values' own
-    minimum and maximum (:func:`breastdx.data.dicom_pixels.grey_display`).
+    that the values are not 8-bit and must be rescaled; ``window`` then gives the display range ``(low, high)``
+    mapped linearly to 0-255: the output range of a DICOM file's VOI LUT or window, or its values' own minimum and
+    maximum (:func:`breastdx.data.dicom_pixels.grey_display`).
     """
 
     values: np.ndarray
@@ -32,7 +32,7 @@ class _Decoded:
     mode: str
     wide: bool
     alpha: bool
-    window: tuple[float, float, str] | None = None
+    window: tuple[float, float] | None = None
     invert: bool = False
     spacing_mm: tuple[float, float] | None = None
     full_shape: tuple[int, int] | None = None

@@ -334,8 +334,8 @@ def _region_spacing(ds: Any) -> tuple[tuple[float, float] | None, str]:
                   f"disagree on the pixel spacing (row x column: {listed})")
 
 
-def grey_display(arr: np.ndarray, ds: Any, label: str = "DICOM") -> tuple[np.ndarray, tuple[float, float, str] | None]:
-    """A MONOCHROME1/2 image's values and the window that maps them to 8 bits, by DICOM's greyscale pipeline.
+def grey_display(arr: np.ndarray, ds: Any, label: str = "DICOM") -> tuple[np.ndarray, tuple[float, float] | None]:
+    """A MONOCHROME1/2 image's values and the display range that maps them to 8 bits, by DICOM's greyscale pipeline.
 
     1. The modality LUT (RescaleSlope/Intercept or Modality LUT Sequence; PS3.3 C.11.1), by pydicom.
     2. The VOI transform (PS3.3 C.11.2), by pydicom, whose rule is followed: the first item of the VOI LUT Sequence
@@ -345,8 +345,8 @@ def grey_display(arr: np.ndarray, ds: Any, label: str = "DICOM") -> tuple[np.nda
        A LUT or window pydicom cannot apply (malformed, or an entry depth other than 8 or 10-16 bits) is passed over
        with a warning naming the file, for the window or the stretch.
     3. One normalisation for all: the VOI output range (a LUT's 0 to 2^bits - 1, bits its LUTDescriptor's third
-       value; a window's output range as pydicom gives it) is returned as a LINEAR_EXACT window (C.11.2.1.3.2) that
-       :mod:`breastdx.data.images` maps to 0-255. Without a VOI the range is the image's own min and max (a constant
+       value; a window's output range as pydicom gives it) is returned as the range ``(low, high)`` that
+       :mod:`breastdx.data.images` maps linearly to 0-255 (as a LINEAR_EXACT window would, C.11.2.1.3.2). Without a VOI the range is the image's own min and max (a constant
        image gives 0); 8-bit stored values that the modality LUT leaves as they are are kept (window None), and
        stored values of 1 to 7 bits (BitsStored) so left span their range, 0 to 2^BitsStored - 1 (1-bit: 0, 255).
     4. Padding (PixelPaddingValue (0028,0120), and every stored value from it to PixelPaddingRangeLimit (0028,0121)
@@ -361,7 +361,7 @@ def grey_display(arr: np.ndarray, ds: Any, label: str = "DICOM") -> tuple[np.nda
         label: The file's name for log messages (no header value is logged).
 
     Returns:
-        ``(values, window)``: float64 ``(rows, columns)`` values and ``(centre, width, "LINEAR_EXACT")``, or
+        ``(values, window)``: float64 ``(rows, columns)`` values and their display range ``(low, high)``, or
         ``uint8`` values (before any MONOCHROME1 inversion) and None.
 
     References:
@@ -394,7 +394,7 @@ def grey_display(arr: np.ndarray, ds: Any, label: str = "DICOM") -> tuple[np.nda
         out[unseen] = lo
     if padding is not None:
         out[padding] = hi if monochrome1 else lo
-    return out, ((lo + hi) / 2.0, hi - lo, "LINEAR_EXACT")
+    return out, (lo, hi)
 
 
 def _voi(values: np.ndarray, ds: Any, label: str) -> tuple[np.ndarray, float, float] | None:

@@ -538,12 +538,12 @@ def rescale_to_uint8(values: np.ndarray) -> np.ndarray:
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-def _apply_window(values: np.ndarray, window: tuple[float, float, str]) -> np.ndarray:
-    """``values`` through a LINEAR_EXACT window ``(centre, width, _)`` (PS3.3 C.11.2.1.3.2), ``centre - width / 2``
-    to 0 and ``centre + width / 2`` to 255, rounded and clipped: the one normalisation of a DICOM VOI LUT's,
-    window's or stretch's output range (:func:`breastdx.data.dicom_pixels.grey_display`)."""
-    c, w, _ = window
-    y = (values - (c - w / 2.0)) / w * 255.0
+def _apply_window(values: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """``values`` through the display range ``(low, high)``, ``low`` to 0 and ``high`` to 255, rounded and clipped
+    (a LINEAR_EXACT window, PS3.3 C.11.2.1.3.2): the one normalisation of a DICOM VOI LUT's, window's or stretch's
+    output range (:func:`breastdx.data.dicom_pixels.grey_display`)."""
+    low, high = window
+    y = (values - low) / (high - low) * 255.0
     return np.clip(np.round(y), 0, 255).astype(np.uint8)
 
 
