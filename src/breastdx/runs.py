@@ -145,10 +145,13 @@ def _new_default_folder(path: Path, made: list[Path]) -> Path:
     so that two runs started in the same second never share a timestamped folder. The folders created (it, then
     the parents made for it) are appended to ``made``."""
     parents = [p for p in path.parents if not p.exists()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a file in the way, read-only or not allowed: make_run_dir says so, naming the folder
+        return path
     for k in range(1, 1000):
         candidate = path if k == 1 else path.with_name(f"{path.name}-{k}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             candidate.mkdir()
         except FileExistsError:
             continue
@@ -419,19 +422,14 @@ def machine_versions() -> dict[str, Any]:
     """What of the machine shapes a run's figures beside the packages: the CPU, its vector extensions, PyTorch's CPU
     capability (the kernels it dispatches to), whether bfloat16 is native (``--precision auto`` trains in
     bf16-mixed there), and the CUDA device where there is one."""
-    from breastdx.runtime import bf16_native_cpu, cpu_model, vector_extensions
+    import torch
 
-    out: dict[str, Any] = {"cpu": cpu_model(), "cpu_extensions": vector_extensions(), "bf16_native_cpu":
-                           bf16_native_cpu()}
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return out
-    try:
-        out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-    except Exception:  # noqa: BLE001 - an old or exotic build
-        out["torch_cpu_capability"] = "unknown"
-    out["cuda"] = torch.version.cuda or "none"
+    from breastdx.runtime import machine_summary
+
+    machine = machine_summary()
+    out: dict[str, Any] = {"cpu": machine["cpu"], "cpu_extensions": machine["extensions"],
+                           "bf16_native_cpu": machine["bf16_native"], "torch_cpu_capability": machine["torch_capability"],
+                           "cuda": torch.version.cuda or "none"}
     if torch.cuda.is_available():
         out["cuda_device"] = torch.cuda.get_device_name(0)
     return out
