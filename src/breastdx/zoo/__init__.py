@@ -75,15 +75,15 @@ def resolve_model(name_or_dir: str | Path | None, task: str) -> Path:
         return model_folder(path)
     if str(name_or_dir) in models:
         return models[str(name_or_dir)]
-    raise FileNotFoundError(f"--model {name_or_dir}: neither a folder nor a shipped model.{_did_you_mean(name_or_dir)}"
+    raise FileNotFoundError(f"--model {name_or_dir}: neither a folder nor a shipped model.{_did_you_mean(name_or_dir, models)}"
                             f" Shipped models: {', '.join(models) or '(none)'}.")
 
 
-def _did_you_mean(name: str | Path) -> str:
-    """`` Did you mean 'busi-seg'?`` for the shipped model's name closest to ``name``, or nothing."""
+def _did_you_mean(name: str | Path, models: dict[str, Path]) -> str:
+    """`` Did you mean 'busi-seg'?`` for the name of ``models`` (the shipped ones) closest to ``name``, or nothing."""
     import difflib
 
-    close = difflib.get_close_matches(str(name), list(shipped_models()), n=1)
+    close = difflib.get_close_matches(str(name), list(models), n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
@@ -126,7 +126,7 @@ def model_card(name_or_dir: str | Path) -> tuple[Path, str]:
     folder = model_folder(name_or_dir) if Path(name_or_dir).is_dir() else models.get(str(name_or_dir))
     if folder is None:
         raise FileNotFoundError(f"{name_or_dir}: neither a model folder nor a shipped model."
-                                + _did_you_mean(name_or_dir) + f" Shipped models: {', '.join(models) or '(none)'}.")
+                                + _did_you_mean(name_or_dir, models) + f" Shipped models: {', '.join(models) or '(none)'}.")
     card = folder / CARD_FILE
     if not card.is_file():
         raise FileNotFoundError(f"{folder}: no {CARD_FILE}; a model folder written by breastdx train has one.")
