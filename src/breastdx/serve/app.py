@@ -119,17 +119,24 @@ _IMAGE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
     "type": "object", "required": ["file"],
     "properties": {"file": {"type": "string", "format": "binary",
                             "description": "The image: PNG, JPEG, TIFF or DICOM (found from its bytes)."}}}}}}}
-_ERRORS = {code: {"model": schemas.ErrorResponse, "description": text} for code, text in {
+
+
+def _error_answers(texts: dict[int, str]) -> dict[int, dict[str, Any]]:
+    """OpenAPI ``responses`` of error answers, by status code, each with the service's error body (FastAPI would
+    document a 422 as its own ``{"detail": [...]}``, which the service never answers)."""
+    return {code: {"model": schemas.ErrorResponse, "description": text} for code, text in texts.items()}
+
+
+_ERRORS = _error_answers({
     400: "Malformed request body.", 404: "Unknown task, or its model is not shipped.",
     408: "The request body stopped arriving (no chunk for BODY_IDLE_TIMEOUT_S seconds).",
     413: "Upload over the size limit, or image over the pixel limit.",
     415: "Not an image (whatever its name says), or the wrong content type for the task.",
     422: "Corrupt or truncated image; missing, unknown or non-numeric features; invalid parameters.",
-    503: "The prediction could not be recorded."}.items()}
-_RECORD_ERRORS = {code: {"model": schemas.ErrorResponse, "description": text} for code, text in {
-    422: "Invalid parameters (limit, offset, task, id).", 503: "The record could not be read."}.items()}
-"""The error answers of the record endpoints, in the service's error body (FastAPI would document 422 as its own
-``{"detail": [...]}``, which the service never answers)."""
+    503: "The prediction could not be recorded."})
+_RECORD_ERRORS = _error_answers({422: "Invalid parameters (limit, offset, task, id).",
+                                 503: "The record could not be read."})
+"""The error answers of the record endpoints."""
 
 
 def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry | None = None,
@@ -465,8 +472,7 @@ def create_app(settings: ServeSettings | None = None, *, registry: ModelRegistry
                 "research_use_only": RESEARCH_USE_ONLY}
 
     @app.get("/v1/predictions/{prediction_id}", response_model=schemas.PredictionEntryOut, tags=["record"],
-             responses={404: {"model": schemas.ErrorResponse, "description": "No prediction with this id."},
-                        **_RECORD_ERRORS})
+             responses=_error_answers({404: "No prediction with this id."}) | _RECORD_ERRORS)
     async def get_prediction(request: Request, prediction_id: int = PathParam(..., le=INT64_MAX)) -> dict[str, Any]:
         """One recorded prediction."""
         entry = await run_in_threadpool(_store(request).get, prediction_id)
