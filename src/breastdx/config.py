@@ -56,8 +56,6 @@ def resolve_data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
     return default_data_root()
 
 
-
-
 def parse_json_object(text: str, name: str) -> dict[str, Any]:
     """An option holding a JSON object (empty text: ``{}``), e.g. ``--arch-args '{"num_res_units": 1}'``.
 
